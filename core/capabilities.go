@@ -1,0 +1,39 @@
+package core
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Capabilities describes what a backend guarantees. The conformance suite cross-checks each
+// declared capability against the backend's behaviour: declaring one the backend lacks fails.
+type Capabilities struct {
+	// Name is the backend's short name ("bbolt", "kafka", ...), used in reports.
+	Name string
+	// DenseIndex: indexes in a partition are consecutive, starting at 0 (0, 1, 2, ...).
+	DenseIndex bool
+	// Persistent: messages and saved indexes survive Close and reopening the same backend.
+	Persistent bool
+	// MaxMessageSize is the largest message, in bytes, Append accepts (> 0).
+	MaxMessageSize int
+	// MaxPartitions is the largest partition count CreateStream accepts (> 0).
+	MaxPartitions int
+	// NativeIndexStorage: the backend's IndexStorage keeps consumer indexes in the broker
+	// itself (for example Kafka committed offsets) rather than in a separate store.
+	NativeIndexStorage bool
+}
+
+// String renders the capabilities on one line, for logs and reports.
+func (c Capabilities) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: max_message_size=%d max_partitions=%d", c.Name, c.MaxMessageSize, c.MaxPartitions)
+	for _, f := range []struct {
+		name string
+		on   bool
+	}{{"dense_index", c.DenseIndex}, {"persistent", c.Persistent}, {"native_index_storage", c.NativeIndexStorage}} {
+		if f.on {
+			b.WriteString(" " + f.name)
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,97 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// Backend is an opened backend: its Storage and the IndexStorage that goes with it (the
+// same object for backends that implement both).
+type Backend struct {
+	Storage Storage
+	Index   IndexStorage
+}
+
+// Close closes the index storage and the storage (once if they are the same object).
+func (b *Backend) Close() error {
+	var errs []error
+	if b.Index != nil && any(b.Index) != any(b.Storage) {
+		errs = append(errs, b.Index.Close())
+	}
+	if b.Storage != nil {
+		errs = append(errs, b.Storage.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Opener opens a backend from a parsed URL whose scheme it registered.
+type Opener func(ctx context.Context, u *url.URL) (*Backend, error)
+
+var registry = struct {
+	sync.RWMutex
+	m map[string]Opener
+}{m: map[string]Opener{}}
+
+// Register makes a backend available to [Open] under a URL scheme. It is meant to be called
+// from a backend package's init; registering a scheme twice or a nil opener panics (as
+// database/sql.Register does).
+func Register(scheme string, open Opener) {
+	registry.Lock()
+	defer registry.Unlock()
+	if open == nil {
+		panic("sluice: Register opener is nil")
+	}
+	if _, dup := registry.m[scheme]; dup {
+		panic("sluice: Register called twice for scheme " + scheme)
+	}
+	registry.m[scheme] = open
+}
+
+// Schemes lists the registered URL schemes, sorted.
+func Schemes() []string {
+	registry.RLock()
+	defer registry.RUnlock()
+	s := make([]string, 0, len(registry.m))
+	for k := range registry.m {
+		s = append(s, k)
+	}
+	sort.Strings(s)
+	return s
+}
+
+// Open opens the backend named by rawURL, for example "bbolt:///var/lib/sluice",
+// "memory://", "kafka://127.0.0.1:9092". The backend's package must be imported (usually
+// blank-imported by the main package) so its scheme is registered.
+func Open(ctx context.Context, rawURL string) (*Backend, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: backend URL %q: %w", ErrInvalidOption, rawURL, err)
+	}
+	if u.Scheme == "" {
+		return nil, fmt.Errorf("%w: backend URL %q has no scheme; use one of %s", ErrInvalidOption, rawURL, schemeList())
+	}
+	registry.RLock()
+	open := registry.m[u.Scheme]
+	registry.RUnlock()
+	if open == nil {
+		return nil, fmt.Errorf("%w: unknown backend %q in %q; registered: %s", ErrInvalidOption, u.Scheme, rawURL, schemeList())
+	}
+	b, err := open(ctx, u)
+	if err != nil {
+		return nil, fmt.Errorf("open %s backend: %w", u.Scheme, err)
+	}
+	return b, nil
+}
+
+func schemeList() string {
+	s := Schemes()
+	if len(s) == 0 {
+		return "(none: blank-import a backend package)"
+	}
+	return strings.Join(s, ", ")
+}

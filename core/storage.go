@@ -1,0 +1,87 @@
+package core
+
+import "context"
+
+// Message is one message of a stream partition: its index and its bytes.
+type Message struct {
+	// Index is the message's position in its partition; see the package doc.
+	Index uint64
+	// Data is the message body. Slices returned by Fetch belong to the caller.
+	Data []byte
+}
+
+// Storage stores streams of messages. It mirrors the seed's Elixir behaviour
+// (init_stream, init_partition, save, fetch) with batch append.
+//
+// Implementations are safe for concurrent use by multiple goroutines. Every method honours
+// ctx: a cancelled or expired ctx makes it return ctx.Err() (possibly wrapped) promptly. After
+// Close every method returns an error matching [ErrClosed].
+type Storage interface {
+	// CreateStream makes sure stream exists with the given number of partitions (>= 1) and
+	// returns the number of partitions it has. It is idempotent: creating an existing stream
+	// is not an error and returns the existing partition count, which may differ from the
+	// count asked for. An invalid name or partition count returns [ErrInvalidArgument].
+	CreateStream(ctx context.Context, stream string, partitions int) (int, error)
+
+	// Append appends msgs, in order, to one partition of an existing stream and returns the
+	// index of each message (same length and order as msgs). It returns only when every
+	// message is durable. Append does not retain msgs after it returns.
+	//
+	// A stream that was never created returns [ErrStreamNotFound]; a partition outside
+	// [0, partitions) or an invalid name returns [ErrInvalidArgument]; a message longer than
+	// Capabilities().MaxMessageSize returns [ErrMessageTooLarge] and appends nothing. An empty
+	// msgs appends nothing and returns an empty slice. On error, no message of the batch may
+	// later be fetched under an index other than one reported by a successful Append; a
+	// backend that can partially succeed reports nothing and documents whether the message may
+	// still appear (at-least-once callers retry).
+	Append(ctx context.Context, stream string, partition int, msgs [][]byte) ([]uint64, error)
+
+	// Fetch returns the messages of one partition with index >= from, in index order, at
+	// most limit of them. It never skips a message that exists. It returns an empty slice and
+	// a nil error when from is past the last message (caught up) or the partition is empty;
+	// limit 0 returns an empty slice; a negative limit returns [ErrInvalidArgument]. A
+	// stream that was never created returns [ErrStreamNotFound]; a partition outside
+	// [0, partitions) returns [ErrInvalidArgument]. To page, fetch again from the last
+	// returned index + 1. A backend may return fewer than limit messages even when more
+	// exist (for example to bound a response's size); only an empty result means caught up.
+	Fetch(ctx context.Context, stream string, partition int, from uint64, limit int) ([]Message, error)
+
+	// Capabilities describes what this backend guarantees; it never does I/O.
+	Capabilities() Capabilities
+
+	// Close releases the backend's resources. It waits for in-flight appends to finish or
+	// fail, but never blocks forever. A second Close returns nil.
+	Close() error
+}
+
+// IndexStorage stores each consumer's saved index per (client_id, stream, partition). It
+// mirrors the seed's index storage behaviour (get_index, save_index).
+//
+// Implementations are safe for concurrent use; ctx and Close behave as for [Storage].
+type IndexStorage interface {
+	// GetIndex returns the saved index: the next index the consumer will read. A key that
+	// was never saved returns an error matching [ErrIndexNotFound] (the protocol's
+	// "undefined"/none), distinct from index 0.
+	GetIndex(ctx context.Context, clientID, stream string, partition int) (uint64, error)
+
+	// SaveIndex saves index for the key. Saving is monotonic: a value lower than the one
+	// saved is ignored (no error); saving the same value again is a no-op. It returns only
+	// after the value is durable for a persistent backend.
+	SaveIndex(ctx context.Context, clientID, stream string, partition int, index uint64) error
+
+	// Close releases resources; see [Storage].Close.
+	Close() error
+}
+
+// StreamDeleter is implemented by backends that can delete a stream and all its messages
+// (used to clean up after conformance runs). Deleting a missing stream returns
+// [ErrStreamNotFound].
+type StreamDeleter interface {
+	DeleteStream(ctx context.Context, stream string) error
+}
+
+// PartitionCounter is implemented by backends that can report how many partitions an
+// existing stream has without creating it. A missing stream returns [ErrStreamNotFound].
+type PartitionCounter interface {
+	Partitions(ctx context.Context, stream string) (int, error)
+}
