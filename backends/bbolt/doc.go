@@ -1,0 +1,89 @@
+// Package bbolt is Sluice's embedded, durable default backend: streams, their messages and
+// consumer indexes in one bbolt (go.etcd.io/bbolt) file. A [Store] implements
+// [core.Storage], [core.IndexStorage], [core.StreamDeleter] and [core.PartitionCounter].
+//
+// Writes from many goroutines are group-committed: a committer goroutine owned by the Store
+// covers every write waiting at that moment with one bbolt transaction, so one fsync confirms
+// many appends. Reads run concurrently in read-only transactions.
+//
+// # Configuration
+//
+// In a program, call [New] with a path and [Options] (nil means defaults), or [NewWithDB] to
+// keep the Store's buckets in a bbolt database the program opened itself. Through the
+// backend registry, blank-import this package and open a URL with [core.Open]:
+//
+//	bbolt:///var/lib/sluice              absolute path
+//	bbolt:data/sluice                    relative path
+//	bbolt:///var/lib/sluice/hub.db?max_message_size=1048576&nosync=false
+//
+// The path is a directory when it exists as one, or does not exist and its last element has
+// no extension: the database is then the file "sluice.db" inside it. Otherwise it is the
+// database file. Missing directories are created (mode 0700). Query parameters, each at most
+// once; an unknown one is an error:
+//
+//	max_message_size=N   largest message in bytes (default 4 MiB)
+//	max_partitions=N     largest partition count (default and maximum 1024)
+//	max_fetch_bytes=N    soft cap on the bytes one Fetch returns (default 16 MiB)
+//	max_commit_bytes=N   soft cap on the message bytes one group commit covers (default 32 MiB)
+//	nosync=BOOL          skip fsync: safe against process crashes only (default false)
+//	lock_timeout=DUR     wait this long for another process to release the file (default 5s)
+//	mode=OCTAL           permission of a new database file (default 600)
+//
+// A bbolt file can be open in only one process at a time; a second opener waits
+// lock_timeout and then fails with [core.ErrUnavailable].
+//
+// # Index semantics
+//
+// Indexes are dense: the messages of each partition have the indexes 0, 1, 2, ... in append
+// order. Each (stream, partition) is a bucket whose keys are the indexes as big-endian uint64
+// and whose values are the message bytes, so Fetch(from) is a cursor seek to from, never a
+// scan. The next index of a partition is the last key + 1, read once with a cursor and then
+// kept in memory by the committer, the only writer; an index is never reused, also across
+// close/reopen and crashes, because it is derived from what is committed. Deleting a stream
+// deletes its messages and its saved consumer indexes; a stream created again under the same
+// name starts again at 0.
+//
+// The layout of the file: bucket "meta" maps a stream name to its partition count (uint32,
+// big-endian); bucket "streams" holds a bucket per stream holding a bucket per partition
+// (named by the partition as big-endian uint32); bucket "index" maps
+// stream NUL partition(uint32) client_id to a saved index (uint64); bucket "sluice" holds the
+// format version. SaveIndex reads, compares and writes in one transaction, so a saved index
+// never decreases.
+//
+// # Durability
+//
+// Append, CreateStream, DeleteStream and SaveIndex return only after the transaction holding
+// the write has committed and, unless NoSync is set, been fsynced: a message whose index
+// Append reported is in the file after a crash of the process or of the machine. bbolt writes
+// data pages, fsyncs, then writes the meta page and fsyncs again, so a crash leaves either the
+// whole group commit or none of it.
+//
+// A caller whose ctx ends while its write waits for the committer gets ctx.Err(). If the
+// committer had not started on the write, nothing is written; if it had, the write may still
+// be committed (an Append then under the indexes it would have reported). At-least-once
+// callers retry, so a message may be stored twice; consumers deduplicate.
+//
+// # Errors
+//
+// Errors match the sentinels of package core with errors.Is: [core.ErrStreamNotFound],
+// [core.ErrIndexNotFound], [core.ErrInvalidArgument], [core.ErrMessageTooLarge],
+// [core.ErrClosed] (also for bbolt's "database not open"), [core.ErrInvalidOption] for bad
+// options and URLs, [core.ErrUnavailable] when the file is locked by another process.
+// Cancellation returns the context's error. bbolt's own error stays in the chain. In a group
+// commit, a write rejected by its own checks (a missing stream, say) fails alone; a failed
+// commit (a disk error) fails every write of the group, and none of them is stored.
+//
+// # Limitations
+//
+//   - One process at a time: bbolt takes an exclusive file lock. Use Kafka, Pulsar or
+//     Kinesis for a hub with several processes.
+//   - All writes go through one committer goroutine and one bbolt writer; throughput comes
+//     from batching, not parallelism. Fetch is not blocked by writes.
+//   - There is no retention: messages stay until their stream is deleted, and bbolt does not
+//     shrink its file (freed pages are reused).
+//   - A message must fit in memory twice (the caller's copy and the Store's); the largest
+//     allowed is 2 GiB - 2 bytes, bbolt's value limit.
+//   - If the operating system reports an fsync error, bbolt rolls the transaction back and
+//     every write of the group fails; whether the bytes reached the disk is then unknown,
+//     as for any fsync failure.
+package bbolt

@@ -1,0 +1,582 @@
+package bbolt
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/sluicehq/sluice/core"
+)
+
+// open opens a Store on path and closes it when the test ends.
+func open(t testing.TB, path string, opts *Options) *Store {
+	t.Helper()
+	s, err := New(context.Background(), path, opts)
+	if err != nil {
+		t.Fatalf("New(%q): %v", path, err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
+func mustCreate(t testing.TB, s *Store, stream string, partitions int) {
+	t.Helper()
+	n, err := s.CreateStream(context.Background(), stream, partitions)
+	if err != nil || n != partitions {
+		t.Fatalf("CreateStream(%q, %d) = %d, %v; want %d, nil", stream, partitions, n, err, partitions)
+	}
+}
+
+func mustAppend(t testing.TB, s *Store, stream string, p int, msgs ...[]byte) []uint64 {
+	t.Helper()
+	idx, err := s.Append(context.Background(), stream, p, msgs)
+	if err != nil {
+		t.Fatalf("Append(%q, %d): %v", stream, p, err)
+	}
+	return idx
+}
+
+func TestNewResolvesPath(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		path, want string
+	}{
+		{dir, filepath.Join(dir, DefaultFileName)},                                    // existing directory
+		{filepath.Join(dir, "a", "b"), filepath.Join(dir, "a", "b", DefaultFileName)}, // new directory
+		{filepath.Join(dir, "c", "hub.db"), filepath.Join(dir, "c", "hub.db")},        // new file
+	} {
+		s, err := New(context.Background(), tc.path, nil)
+		if err != nil {
+			t.Fatalf("New(%q): %v", tc.path, err)
+		}
+		if got := s.Path(); got != tc.want {
+			t.Errorf("New(%q).Path() = %q, want %q", tc.path, got, tc.want)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		// An existing file is used as is.
+		s, err = New(context.Background(), tc.want, nil)
+		if err != nil {
+			t.Fatalf("New(%q) of the existing file: %v", tc.want, err)
+		}
+		if got := s.Path(); got != tc.want {
+			t.Errorf("New(%q).Path() = %q, want the same file", tc.want, got)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	}
+}
+
+func TestNewInvalidOptions(t *testing.T) {
+	dir := t.TempDir()
+	for _, o := range []Options{
+		{MaxMessageSize: -1},
+		{MaxMessageSize: bolt.MaxValueSize + 1},
+		{MaxPartitions: core.MaxPartitions + 1},
+		{MaxPartitions: -1},
+		{MaxFetchBytes: -1},
+		{MaxCommitBytes: -1},
+		{LockTimeout: -time.Second},
+	} {
+		if s, err := New(context.Background(), dir, &o); !errors.Is(err, core.ErrInvalidOption) {
+			if s != nil {
+				_ = s.Close()
+			}
+			t.Errorf("New(%+v) error = %v, want ErrInvalidOption", o, err)
+		}
+	}
+	if _, err := New(context.Background(), "", nil); !errors.Is(err, core.ErrInvalidOption) {
+		t.Errorf("New(\"\") error = %v, want ErrInvalidOption", err)
+	}
+}
+
+func TestCapabilities(t *testing.T) {
+	s := open(t, t.TempDir(), &Options{MaxMessageSize: 100, MaxPartitions: 3})
+	c := s.Capabilities()
+	if c.Name != "bbolt" || !c.DenseIndex || !c.Persistent || c.MaxMessageSize != 100 || c.MaxPartitions != 3 {
+		t.Fatalf("Capabilities() = %v", c)
+	}
+	if _, err := s.CreateStream(context.Background(), "s", 4); !errors.Is(err, core.ErrInvalidArgument) {
+		t.Errorf("CreateStream with 4 > MaxPartitions partitions: %v, want ErrInvalidArgument", err)
+	}
+	mustCreate(t, s, "s", 3)
+	if _, err := s.Append(context.Background(), "s", 0, [][]byte{make([]byte, 101)}); !errors.Is(err, core.ErrMessageTooLarge) {
+		t.Errorf("Append of 101 bytes with MaxMessageSize 100: %v, want ErrMessageTooLarge", err)
+	}
+	if idx := mustAppend(t, s, "s", 0, make([]byte, 100)); idx[0] != 0 {
+		t.Errorf("Append of 100 bytes = %v, want [0]", idx)
+	}
+}
+
+func TestLockedFile(t *testing.T) {
+	dir := t.TempDir()
+	open(t, dir, nil)
+	s, err := New(context.Background(), dir, &Options{LockTimeout: 50 * time.Millisecond})
+	if !errors.Is(err, core.ErrUnavailable) {
+		if s != nil {
+			_ = s.Close()
+		}
+		t.Fatalf("second New on a locked file: %v, want ErrUnavailable", err)
+	}
+}
+
+func TestFormatVersionMismatch(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "x.db")
+	db, err := bolt.Open(file, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucket(bucketInfo)
+		if err != nil {
+			return err
+		}
+		return b.Put(keyFormat, []byte{0, 0, 0, 99})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := New(context.Background(), file, nil); !errors.Is(err, core.ErrInvalidOption) {
+		if s != nil {
+			_ = s.Close()
+		}
+		t.Fatalf("New on a file of format 99: %v, want ErrInvalidOption", err)
+	}
+}
+
+func TestReopenContinuesIndexes(t *testing.T) {
+	dir := t.TempDir()
+	s, err := New(context.Background(), dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustCreate(t, s, "s", 2)
+	mustAppend(t, s, "s", 1, []byte("a"), []byte("b"), []byte("c"))
+	if err := s.SaveIndex(context.Background(), "c1", "s", 1, 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = open(t, dir, nil)
+	if n, err := s.CreateStream(context.Background(), "s", 5); err != nil || n != 2 {
+		t.Fatalf("CreateStream of the existing stream = %d, %v; want 2, nil", n, err)
+	}
+	if idx := mustAppend(t, s, "s", 1, []byte("d")); idx[0] != 3 {
+		t.Fatalf("Append after reopen = %v, want [3]", idx)
+	}
+	if idx := mustAppend(t, s, "s", 0, []byte("x")); idx[0] != 0 {
+		t.Fatalf("Append to the empty partition after reopen = %v, want [0]", idx)
+	}
+	got, err := s.Fetch(context.Background(), "s", 1, 1, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []core.Message{{Index: 1, Data: []byte("b")}, {Index: 2, Data: []byte("c")}, {Index: 3, Data: []byte("d")}}
+	if !equalMessages(got, want) {
+		t.Fatalf("Fetch(from 1) = %v, want %v", got, want)
+	}
+	if i, err := s.GetIndex(context.Background(), "c1", "s", 1); err != nil || i != 2 {
+		t.Fatalf("GetIndex after reopen = %d, %v; want 2, nil", i, err)
+	}
+}
+
+func equalMessages(a, b []core.Message) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Index != b[i].Index || !bytes.Equal(a[i].Data, b[i].Data) {
+			return false
+		}
+	}
+	return true
+}
+
+func TestDeleteStream(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir(), nil)
+	mustCreate(t, s, "s", 2)
+	mustCreate(t, s, "s2", 1) // "s" is a prefix of "s2": its indexes must survive
+	mustAppend(t, s, "s", 0, []byte("a"), []byte("b"))
+	for _, k := range []struct {
+		stream string
+		p      int
+	}{{"s", 0}, {"s", 1}, {"s2", 0}} {
+		if err := s.SaveIndex(ctx, "c", k.stream, k.p, 7); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.DeleteStream(ctx, "s"); err != nil {
+		t.Fatalf("DeleteStream: %v", err)
+	}
+	if err := s.DeleteStream(ctx, "s"); !errors.Is(err, core.ErrStreamNotFound) {
+		t.Fatalf("second DeleteStream: %v, want ErrStreamNotFound", err)
+	}
+	if _, err := s.Partitions(ctx, "s"); !errors.Is(err, core.ErrStreamNotFound) {
+		t.Fatalf("Partitions of a deleted stream: %v, want ErrStreamNotFound", err)
+	}
+	if _, err := s.Append(ctx, "s", 0, [][]byte{[]byte("x")}); !errors.Is(err, core.ErrStreamNotFound) {
+		t.Fatalf("Append to a deleted stream: %v, want ErrStreamNotFound", err)
+	}
+	if _, err := s.GetIndex(ctx, "c", "s", 1); !errors.Is(err, core.ErrIndexNotFound) {
+		t.Fatalf("GetIndex of a deleted stream: %v, want ErrIndexNotFound", err)
+	}
+	if i, err := s.GetIndex(ctx, "c", "s2", 0); err != nil || i != 7 {
+		t.Fatalf("GetIndex of another stream = %d, %v; want 7, nil", i, err)
+	}
+	mustCreate(t, s, "s", 1)
+	if idx := mustAppend(t, s, "s", 0, []byte("new")); idx[0] != 0 {
+		t.Fatalf("Append to the recreated stream = %v, want [0]", idx)
+	}
+	if n, err := s.Partitions(ctx, "s"); err != nil || n != 1 {
+		t.Fatalf("Partitions of the recreated stream = %d, %v; want 1, nil", n, err)
+	}
+}
+
+func TestFetchMaxFetchBytes(t *testing.T) {
+	s := open(t, t.TempDir(), &Options{MaxFetchBytes: 25})
+	mustCreate(t, s, "s", 1)
+	for i := range 5 {
+		mustAppend(t, s, "s", 0, bytes.Repeat([]byte{byte('a' + i)}, 10))
+	}
+	got, err := s.Fetch(context.Background(), "s", 0, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[2].Index != 2 {
+		t.Fatalf("Fetch with MaxFetchBytes 25 over 10-byte messages returned %d message(s), want 3 (stop once >= 25 bytes)", len(got))
+	}
+	s2 := open(t, t.TempDir(), &Options{MaxFetchBytes: 1})
+	mustCreate(t, s2, "s", 1)
+	mustAppend(t, s2, "s", 0, []byte("large"), []byte("x"))
+	got, err = s2.Fetch(context.Background(), "s", 0, 0, 100)
+	if err != nil || len(got) != 1 || string(got[0].Data) != "large" {
+		t.Fatalf("Fetch with MaxFetchBytes 1 = %v, %v; want the first message alone", got, err)
+	}
+}
+
+// TestAppendCopiesMessages checks that Append neither retains nor shares the caller's
+// slices and that Fetch returns slices the caller owns.
+func TestAppendCopiesMessages(t *testing.T) {
+	s := open(t, t.TempDir(), nil)
+	mustCreate(t, s, "s", 1)
+	m := []byte("hello")
+	mustAppend(t, s, "s", 0, m, m)
+	copy(m, "XXXXX")
+	got, err := s.Fetch(context.Background(), "s", 0, 0, 10)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("Fetch = %v, %v", got, err)
+	}
+	got[0].Data = append(got[0].Data, '!') // must not overwrite the next message
+	if string(got[1].Data) != "hello" || string(got[0].Data) != "hello!" {
+		t.Fatalf("Fetch data = %q, %q; want \"hello!\", \"hello\"", got[0].Data, got[1].Data)
+	}
+}
+
+// TestConcurrentAppendDense appends from many goroutines, in batches, to several
+// partitions and checks that each partition holds exactly the messages appended, densely,
+// at the indexes Append reported.
+func TestConcurrentAppendDense(t *testing.T) {
+	const (
+		goroutines = 24
+		rounds     = 40
+		partitions = 3
+	)
+	s := open(t, t.TempDir(), nil)
+	mustCreate(t, s, "s", partitions)
+	var (
+		mu       sync.Mutex
+		reported = make([]map[uint64]string, partitions)
+		wg       sync.WaitGroup
+	)
+	for p := range reported {
+		reported[p] = map[uint64]string{}
+	}
+	for g := range goroutines {
+		wg.Go(func() {
+			for r := range rounds {
+				p := (g + r) % partitions
+				n := 1 + r%3
+				msgs := make([][]byte, n)
+				for i := range msgs {
+					msgs[i] = fmt.Appendf(nil, "g%d-r%d-m%d", g, r, i)
+				}
+				idx, err := s.Append(context.Background(), "s", p, msgs)
+				if err != nil {
+					t.Errorf("Append: %v", err)
+					return
+				}
+				mu.Lock()
+				for i, x := range idx {
+					if i > 0 && x != idx[i-1]+1 {
+						t.Errorf("Append of a batch reported %v, want consecutive indexes", idx)
+					}
+					if prev, dup := reported[p][x]; dup {
+						t.Errorf("index %d of partition %d reported twice (%q and %q)", x, p, prev, msgs[i])
+					}
+					reported[p][x] = string(msgs[i])
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	total := 0
+	for p := range partitions {
+		got, err := s.Fetch(context.Background(), "s", p, 0, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(reported[p]) {
+			t.Errorf("partition %d holds %d messages, %d were appended", p, len(got), len(reported[p]))
+		}
+		for i, m := range got {
+			if m.Index != uint64(i) {
+				t.Fatalf("partition %d: message %d has index %d; want dense indexes", p, i, m.Index)
+			}
+			if string(m.Data) != reported[p][m.Index] {
+				t.Errorf("partition %d index %d = %q, Append reported %q there", p, m.Index, m.Data, reported[p][m.Index])
+			}
+		}
+		total += len(got)
+	}
+	want := 0
+	for r := range rounds {
+		want += goroutines * (1 + r%3)
+	}
+	if total != want {
+		t.Errorf("%d messages stored, want %d", total, want)
+	}
+}
+
+// TestCloseWhileAppending closes the Store while appends are in flight: every Append either
+// succeeds, and its messages are in the file after reopening, or fails with ErrClosed.
+func TestCloseWhileAppending(t *testing.T) {
+	dir := t.TempDir()
+	s, err := New(context.Background(), dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustCreate(t, s, "s", 1)
+	var (
+		mu sync.Mutex
+		ok = map[uint64]string{}
+		wg sync.WaitGroup
+	)
+	started := make(chan struct{})
+	var once sync.Once
+	for g := range 16 {
+		wg.Go(func() {
+			for r := 0; ; r++ {
+				msg := fmt.Sprintf("g%d-r%d", g, r)
+				idx, err := s.Append(context.Background(), "s", 0, [][]byte{[]byte(msg)})
+				if errors.Is(err, core.ErrClosed) {
+					return
+				}
+				if err != nil {
+					t.Errorf("Append: %v", err)
+					return
+				}
+				mu.Lock()
+				ok[idx[0]] = msg
+				mu.Unlock()
+				once.Do(func() { close(started) })
+			}
+		})
+	}
+	<-started
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v, want nil", err)
+	}
+	wg.Wait()
+
+	s = open(t, dir, nil)
+	got, err := s.Fetch(context.Background(), "s", 0, 0, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(ok) {
+		t.Fatalf("after reopen the partition holds %d messages, %d appends succeeded", len(got), len(ok))
+	}
+	for _, m := range got {
+		if ok[m.Index] != string(m.Data) {
+			t.Fatalf("index %d = %q, Append reported %q", m.Index, m.Data, ok[m.Index])
+		}
+	}
+}
+
+func TestClosed(t *testing.T) {
+	ctx := context.Background()
+	s, err := New(ctx, t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustCreate(t, s, "s", 1)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checks := map[string]error{}
+	_, checks["CreateStream"] = s.CreateStream(ctx, "s", 1)
+	_, checks["Append"] = s.Append(ctx, "s", 0, [][]byte{[]byte("x")})
+	_, checks["Append(empty)"] = s.Append(ctx, "s", 0, nil)
+	_, checks["Fetch"] = s.Fetch(ctx, "s", 0, 0, 1)
+	_, checks["Partitions"] = s.Partitions(ctx, "s")
+	_, checks["GetIndex"] = s.GetIndex(ctx, "c", "s", 0)
+	checks["SaveIndex"] = s.SaveIndex(ctx, "c", "s", 0, 1)
+	checks["DeleteStream"] = s.DeleteStream(ctx, "s")
+	for name, err := range checks {
+		if !errors.Is(err, core.ErrClosed) {
+			t.Errorf("%s after Close: %v, want ErrClosed", name, err)
+		}
+	}
+}
+
+// TestCancelWhileWaiting cancels an Append whose write waits behind a write transaction the
+// test holds open. Append must return context.Canceled; its message may or may not be
+// committed (see the package doc), but the partition stays dense and the next Append gets
+// the next index.
+func TestCancelWhileWaiting(t *testing.T) {
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "x.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	s, err := NewWithDB(ctx, db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustCreate(t, s, "s", 1)
+
+	tx, err := db.Begin(true) // blocks the committer's next transaction
+	if err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	res := make(chan error, 1)
+	go func() {
+		_, err := s.Append(cctx, "s", 0, [][]byte{[]byte("maybe")})
+		res <- err
+	}()
+	cancel()
+	if err := <-res; !errors.Is(err, context.Canceled) {
+		t.Errorf("Append with a cancelled ctx: %v, want context.Canceled", err)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	idx := mustAppend(t, s, "s", 0, []byte("sure"))
+	got, err := s.Fetch(ctx, "s", 0, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uint64(len(got)) != idx[0]+1 || string(got[len(got)-1].Data) != "sure" {
+		t.Fatalf("after a cancelled Append, Append reported %v and the partition holds %v", idx, got)
+	}
+	if len(got) == 2 && string(got[0].Data) != "maybe" {
+		t.Fatalf("index 0 = %q, want the cancelled message or nothing", got[0].Data)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The Store did not close the db it was given.
+	if err := db.View(func(*bolt.Tx) error { return nil }); err != nil {
+		t.Fatalf("db after Store.Close: %v, want it still open", err)
+	}
+	// A pre-cancelled ctx writes nothing.
+	s, err = NewWithDB(ctx, db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Append(cctx, "s", 0, [][]byte{[]byte("never")}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Append with a cancelled ctx: %v, want context.Canceled", err)
+	}
+	if got2, _ := s.Fetch(ctx, "s", 0, 0, 10); len(got2) != len(got) {
+		t.Fatalf("Append with a cancelled ctx stored a message: %v", got2)
+	}
+}
+
+func TestURL(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	b, err := core.Open(ctx, "bbolt://"+filepath.ToSlash(dir)+"/sub?nosync=true&max_message_size=10&max_partitions=2&lock_timeout=2s&mode=640")
+	if err != nil {
+		t.Fatalf("core.Open: %v", err)
+	}
+	s, ok := b.Storage.(*Store)
+	if !ok || any(b.Index) != any(s) {
+		t.Fatalf("core.Open returned %T/%T, want one *Store for both", b.Storage, b.Index)
+	}
+	if c := s.Capabilities(); c.MaxMessageSize != 10 || c.MaxPartitions != 2 {
+		t.Errorf("Capabilities from the URL = %v", c)
+	}
+	if s.Path() != filepath.Join(dir, "sub", DefaultFileName) {
+		t.Errorf("Path() = %q", s.Path())
+	}
+	if fi, err := os.Stat(s.Path()); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Errorf("file mode = %v, %v; want 0640", fi.Mode(), err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{
+		"bbolt://",
+		"bbolt://host/path",
+		"bbolt:///x?nosync=maybe",
+		"bbolt:///x?max_message_size=0",
+		"bbolt:///x?max_partitions=99999",
+		"bbolt:///x?lock_timeout=-1s",
+		"bbolt:///x?mode=999",
+		"bbolt:///x?unknown=1",
+		"bbolt:///x?nosync=true&nosync=false",
+		"bbolt://user@/x",
+	} {
+		if b, err := core.Open(ctx, bad); !errors.Is(err, core.ErrInvalidOption) {
+			if b != nil {
+				_ = b.Close()
+			}
+			t.Errorf("core.Open(%q): %v, want ErrInvalidOption", bad, err)
+		}
+	}
+}
+
+func TestParseURLRelative(t *testing.T) {
+	u := mustParse(t, "bbolt:data/hub.db?max_fetch_bytes=5")
+	path, o, err := ParseURL(u)
+	if err != nil || path != "data/hub.db" || o.MaxFetchBytes != 5 {
+		t.Fatalf("ParseURL = %q, %+v, %v", path, o, err)
+	}
+}
+
+func mustParse(t *testing.T, raw string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}

@@ -1,0 +1,526 @@
+package kinesis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
+	"github.com/sluicehq/sluice/core"
+)
+
+// Options configure a Store. The zero value (or nil) is valid.
+type Options struct {
+	// Prefix is prepended to every Sluice stream name to form the Kinesis stream name
+	// (default "sluice-"). The result must be at most 128 characters.
+	Prefix string
+	// MaxRetries is how many times a throttled or failed call is retried before the error is
+	// returned (default 8). Backoff is exponential with full jitter, from RetryBase (default
+	// 50ms) up to RetryMax (default 2s).
+	MaxRetries int
+	RetryBase  time.Duration
+	RetryMax   time.Duration
+	// ActiveTimeout bounds how long CreateStream waits for a new stream to become ACTIVE
+	// (default 2 minutes).
+	ActiveTimeout time.Duration
+	// GetRecordsLimit is the Limit of each GetRecords call (default 1000, at most 10000).
+	GetRecordsLimit int32
+}
+
+func (o *Options) withDefaults() Options {
+	var r Options
+	if o != nil {
+		r = *o
+	}
+	if r.Prefix == "" {
+		r.Prefix = "sluice-"
+	}
+	if r.MaxRetries <= 0 {
+		r.MaxRetries = 8
+	}
+	if r.RetryBase <= 0 {
+		r.RetryBase = 50 * time.Millisecond
+	}
+	if r.RetryMax <= 0 {
+		r.RetryMax = 2 * time.Second
+	}
+	if r.ActiveTimeout <= 0 {
+		r.ActiveTimeout = 2 * time.Minute
+	}
+	if r.GetRecordsLimit <= 0 || r.GetRecordsLimit > 10000 {
+		r.GetRecordsLimit = 1000
+	}
+	return r
+}
+
+// Store is a core.Storage on Amazon Kinesis Data Streams. It is safe for concurrent use.
+// It assumes it is the only writer of its streams (see the package doc).
+type Store struct {
+	client *kinesis.Client
+	opts   Options
+
+	mu      sync.Mutex
+	closed  bool
+	streams map[string]*streamState
+}
+
+var (
+	_ core.Storage          = (*Store)(nil)
+	_ core.StreamDeleter    = (*Store)(nil)
+	_ core.PartitionCounter = (*Store)(nil)
+)
+
+// streamState caches what the Store knows of one stream.
+type streamState struct {
+	name   string // Kinesis stream name
+	shards []types.Shard
+	parts  []*partition
+}
+
+// partition is the per-shard bookkeeping: the next index to assign and a sparse map from
+// record first-index to sequence number, used to seek.
+type partition struct {
+	shardID string
+	hashKey string
+	key     string // partition key
+	seeks   seekMap
+
+	mu        sync.Mutex // serializes appends (single writer) and guards the fields below
+	recovered bool
+	next      uint64
+	lastSeq   string // sequence number of the last record written, for SequenceNumberForOrdering
+}
+
+// New returns a Store using client, which it does not close.
+func New(client *kinesis.Client, opts *Options) (*Store, error) {
+	if client == nil {
+		return nil, fmt.Errorf("kinesis: %w: nil client", core.ErrInvalidOption)
+	}
+	o := opts.withDefaults()
+	if err := core.ValidateStreamName("x"); err != nil {
+		return nil, err
+	}
+	if len(o.Prefix)+core.MaxStreamNameLen > 128 {
+		return nil, fmt.Errorf("kinesis: %w: prefix %q is too long: prefix plus a %d-character stream name must fit Kinesis's 128", core.ErrInvalidOption, o.Prefix, core.MaxStreamNameLen)
+	}
+	return &Store{client: client, opts: o, streams: map[string]*streamState{}}, nil
+}
+
+// Capabilities: indexes are not dense (a failed append burns its indexes), data is
+// persistent, messages up to 1 MiB less a small header.
+func (s *Store) Capabilities() core.Capabilities {
+	return core.Capabilities{
+		Name:           "kinesis",
+		Persistent:     true,
+		MaxMessageSize: maxMessageSize,
+		MaxPartitions:  core.MaxPartitions,
+	}
+}
+
+// Close marks the store closed; later calls return core.ErrClosed. It does not close the
+// client. Appends in flight finish or fail on their own context.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *Store) checkOpen(ctx context.Context) error {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return fmt.Errorf("kinesis: %w", core.ErrClosed)
+	}
+	return ctx.Err()
+}
+
+// CreateStream creates the Kinesis stream with one shard per partition and waits until it is
+// ACTIVE. An existing stream is not an error: its open-shard count is returned.
+func (s *Store) CreateStream(ctx context.Context, stream string, partitions int) (int, error) {
+	if err := s.checkOpen(ctx); err != nil {
+		return 0, err
+	}
+	if err := core.ValidateStreamName(stream); err != nil {
+		return 0, err
+	}
+	if err := core.ValidatePartitionCount(partitions, core.MaxPartitions); err != nil {
+		return 0, err
+	}
+	name := s.opts.Prefix + stream
+	err := s.retry(ctx, func() error {
+		_, err := s.client.CreateStream(ctx, &kinesis.CreateStreamInput{
+			StreamName:        aws.String(name),
+			ShardCount:        aws.Int32(int32(partitions)),
+			StreamModeDetails: &types.StreamModeDetails{StreamMode: types.StreamModeProvisioned},
+		})
+		return err
+	})
+	var inUse *types.ResourceInUseException
+	if err != nil && !errors.As(err, &inUse) {
+		return 0, mapErr("create", stream, err)
+	}
+	if err := s.waitActive(ctx, stream, name); err != nil {
+		return 0, err
+	}
+	st, err := s.state(ctx, stream)
+	if err != nil {
+		return 0, err
+	}
+	return len(st.parts), nil
+}
+
+func (s *Store) waitActive(ctx context.Context, stream, name string) error {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.ActiveTimeout)
+	defer cancel()
+	for {
+		out, err := s.client.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(name)})
+		if err != nil && !isThrottle(err) {
+			return mapErr("describe", stream, err)
+		}
+		if err == nil && out.StreamDescriptionSummary.StreamStatus == types.StreamStatusActive {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("kinesis: stream %q did not become ACTIVE: %w", name, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// state returns the cached stream state, loading the shard list on first use.
+func (s *Store) state(ctx context.Context, stream string) (*streamState, error) {
+	s.mu.Lock()
+	st := s.streams[stream]
+	s.mu.Unlock()
+	if st != nil {
+		return st, nil
+	}
+	name := s.opts.Prefix + stream
+	var shards []types.Shard
+	var token *string
+	for {
+		in := &kinesis.ListShardsInput{}
+		if token != nil {
+			in.NextToken = token
+		} else {
+			in.StreamName = aws.String(name)
+			in.ShardFilter = &types.ShardFilter{Type: types.ShardFilterTypeAtLatest}
+		}
+		var out *kinesis.ListShardsOutput
+		err := s.retry(ctx, func() (err error) { out, err = s.client.ListShards(ctx, in); return err })
+		if err != nil {
+			return nil, mapErr("list shards", stream, err)
+		}
+		shards = append(shards, out.Shards...)
+		if out.NextToken == nil {
+			break
+		}
+		token = out.NextToken
+	}
+	if len(shards) == 0 {
+		return nil, fmt.Errorf("kinesis: stream %q has no open shards: %w", name, core.ErrStreamNotFound)
+	}
+	sort.Slice(shards, func(i, j int) bool { return aws.ToString(shards[i].ShardId) < aws.ToString(shards[j].ShardId) })
+	st = &streamState{name: name, shards: shards}
+	for i, sh := range shards {
+		st.parts = append(st.parts, &partition{
+			shardID: aws.ToString(sh.ShardId),
+			hashKey: aws.ToString(sh.HashKeyRange.StartingHashKey),
+			key:     "p" + strconv.Itoa(i),
+		})
+	}
+	s.mu.Lock()
+	if cur := s.streams[stream]; cur != nil {
+		st = cur
+	} else {
+		s.streams[stream] = st
+	}
+	s.mu.Unlock()
+	return st, nil
+}
+
+func (s *Store) partition(ctx context.Context, stream string, p int) (*streamState, *partition, error) {
+	if err := core.ValidateStreamName(stream); err != nil {
+		return nil, nil, err
+	}
+	st, err := s.state(ctx, stream)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := core.ValidatePartition(stream, p, len(st.parts)); err != nil {
+		return nil, nil, err
+	}
+	return st, st.parts[p], nil
+}
+
+// Partitions returns the number of open shards of stream.
+func (s *Store) Partitions(ctx context.Context, stream string) (int, error) {
+	if err := s.checkOpen(ctx); err != nil {
+		return 0, err
+	}
+	if err := core.ValidateStreamName(stream); err != nil {
+		return 0, err
+	}
+	st, err := s.state(ctx, stream)
+	if err != nil {
+		return 0, err
+	}
+	return len(st.parts), nil
+}
+
+// DeleteStream deletes the Kinesis stream and forgets its cached state.
+func (s *Store) DeleteStream(ctx context.Context, stream string) error {
+	if err := s.checkOpen(ctx); err != nil {
+		return err
+	}
+	if err := core.ValidateStreamName(stream); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	delete(s.streams, stream)
+	s.mu.Unlock()
+	err := s.retry(ctx, func() error {
+		_, err := s.client.DeleteStream(ctx, &kinesis.DeleteStreamInput{StreamName: aws.String(s.opts.Prefix + stream), EnforceConsumerDeletion: aws.Bool(true)})
+		return err
+	})
+	if err != nil {
+		return mapErr("delete", stream, err)
+	}
+	return nil
+}
+
+// Append packs msgs into as few records as fit 1 MiB and writes them in order with PutRecord
+// and SequenceNumberForOrdering, so the shard holds them in index order. Throttling and
+// transient failures are retried with backoff; a batch that finally fails burns its indexes
+// (the next append continues after them), because a write whose reply was lost may still be
+// in the shard.
+func (s *Store) Append(ctx context.Context, stream string, p int, msgs [][]byte) ([]uint64, error) {
+	if err := s.checkOpen(ctx); err != nil {
+		return nil, err
+	}
+	if err := core.ValidateMessages(msgs, maxMessageSize); err != nil {
+		return nil, fmt.Errorf("kinesis: append %q: %w", stream, err)
+	}
+	_, part, err := s.partition(ctx, stream, p)
+	if err != nil {
+		return nil, err
+	}
+	if len(msgs) == 0 {
+		return []uint64{}, nil
+	}
+	part.mu.Lock()
+	defer part.mu.Unlock()
+	if err := s.recover(ctx, stream, part); err != nil {
+		return nil, err
+	}
+	first := part.next
+	// Burn the indexes up front: whatever happens below, they are never handed out again.
+	part.next += uint64(len(msgs))
+	records, firsts := packRecords(first, msgs)
+	name := s.opts.Prefix + stream
+	for i, rec := range records {
+		var out *kinesis.PutRecordOutput
+		err := s.retry(ctx, func() (err error) {
+			in := &kinesis.PutRecordInput{
+				StreamName:      aws.String(name),
+				Data:            rec,
+				PartitionKey:    aws.String(part.key),
+				ExplicitHashKey: aws.String(part.hashKey),
+			}
+			if part.lastSeq != "" {
+				in.SequenceNumberForOrdering = aws.String(part.lastSeq)
+			}
+			out, err = s.client.PutRecord(ctx, in)
+			return err
+		})
+		if err != nil {
+			return nil, mapErr("append", stream, err)
+		}
+		if got := aws.ToString(out.ShardId); got != part.shardID {
+			return nil, fmt.Errorf("kinesis: append %q partition %d: record landed on shard %s, not %s (was the stream resharded?)", stream, p, got, part.shardID)
+		}
+		part.lastSeq = aws.ToString(out.SequenceNumber)
+		part.seeks.add(firsts[i], part.lastSeq)
+	}
+	idx := make([]uint64, len(msgs))
+	for i := range idx {
+		idx[i] = first + uint64(i)
+	}
+	return idx, nil
+}
+
+// recover learns the next index of a partition on first use by reading the shard's newest
+// records. Called with part.mu held.
+func (s *Store) recover(ctx context.Context, stream string, part *partition) error {
+	if part.recovered {
+		return nil
+	}
+	name := s.opts.Prefix + stream
+	// Look back over growing windows; the first window that holds any record holds the last.
+	now := time.Now()
+	for _, back := range []time.Duration{time.Minute, time.Hour, 24 * time.Hour, 0} {
+		it, err := s.iterator(ctx, name, part.shardID, iterFrom{at: now.Add(-back), atSet: back != 0})
+		if err != nil {
+			return mapErr("recover", stream, err)
+		}
+		var last *kinesisRecord
+		err = s.readToEnd(ctx, it, func(recs []kinesisRecord) bool {
+			for i := range recs {
+				if _, err := recordFirstIndex(recs[i].Data); err == nil {
+					last = &recs[i]
+				}
+			}
+			return true
+		})
+		if err != nil {
+			return mapErr("recover", stream, err)
+		}
+		if last == nil {
+			continue
+		}
+		var lastIdx uint64
+		_ = unpackRecord(last.Data, func(idx uint64, _ []byte) bool { lastIdx = idx; return true })
+		part.next = lastIdx + 1
+		part.lastSeq = aws.ToString(last.SequenceNumber)
+		first, _ := recordFirstIndex(last.Data)
+		part.seeks.add(first, part.lastSeq)
+		break
+	}
+	part.recovered = true
+	return nil
+}
+
+// Fetch seeks to the record holding index from (a sparse in-memory map of record first
+// indexes to sequence numbers, else a binary search over arrival timestamps), then reads
+// forward with GetRecords. Records written twice by a retried append are skipped: only
+// messages with increasing indexes are returned.
+func (s *Store) Fetch(ctx context.Context, stream string, p int, from uint64, limit int) ([]core.Message, error) {
+	if err := s.checkOpen(ctx); err != nil {
+		return nil, err
+	}
+	if err := core.ValidateLimit(limit); err != nil {
+		return nil, err
+	}
+	st, part, err := s.partition(ctx, stream, p)
+	if err != nil {
+		return nil, err
+	}
+	if limit == 0 {
+		return []core.Message{}, nil
+	}
+	start, err := s.seek(ctx, st.name, part, from)
+	if err != nil {
+		return nil, mapErr("fetch", stream, err)
+	}
+	it, err := s.iterator(ctx, st.name, part.shardID, start)
+	if err != nil {
+		return nil, mapErr("fetch", stream, err)
+	}
+	out := []core.Message{}
+	next := from // the lowest index still wanted
+	err = s.readToEnd(ctx, it, func(recs []kinesisRecord) bool {
+		for _, r := range recs {
+			first, err := recordFirstIndex(r.Data)
+			if err != nil {
+				continue // not ours
+			}
+			part.seeks.add(first, aws.ToString(r.SequenceNumber))
+			_ = unpackRecord(r.Data, func(idx uint64, data []byte) bool {
+				if idx < next {
+					return true
+				}
+				out = append(out, core.Message{Index: idx, Data: slices.Clone(data)})
+				next = idx + 1
+				return len(out) < limit
+			})
+			if len(out) >= limit {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return nil, mapErr("fetch", stream, err)
+	}
+	return out, nil
+}
+
+// iterFrom says where an iterator starts: at a sequence number, at a time, or (neither) at
+// the trim horizon.
+type iterFrom struct {
+	seq   string
+	at    time.Time
+	atSet bool
+}
+
+func (s *Store) iterator(ctx context.Context, name, shard string, f iterFrom) (*string, error) {
+	in := &kinesis.GetShardIteratorInput{StreamName: aws.String(name), ShardId: aws.String(shard)}
+	switch {
+	case f.seq != "":
+		in.ShardIteratorType = types.ShardIteratorTypeAtSequenceNumber
+		in.StartingSequenceNumber = aws.String(f.seq)
+	case f.atSet:
+		in.ShardIteratorType = types.ShardIteratorTypeAtTimestamp
+		in.Timestamp = aws.Time(f.at)
+	default:
+		in.ShardIteratorType = types.ShardIteratorTypeTrimHorizon
+	}
+	var out *kinesis.GetShardIteratorOutput
+	err := s.retry(ctx, func() (err error) { out, err = s.client.GetShardIterator(ctx, in); return err })
+	if err != nil {
+		return nil, err
+	}
+	return out.ShardIterator, nil
+}
+
+// readToEnd calls fn with each page of records until fn returns false or the shard has no
+// more records now (an empty page that is not behind the tip).
+func (s *Store) readToEnd(ctx context.Context, it *string, fn func([]kinesisRecord) bool) error {
+	for it != nil {
+		var out *kinesis.GetRecordsOutput
+		err := s.retry(ctx, func() (err error) {
+			out, err = s.client.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: it, Limit: aws.Int32(s.opts.GetRecordsLimit)})
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if len(out.Records) > 0 && !fn(out.Records) {
+			return nil
+		}
+		if len(out.Records) == 0 && aws.ToInt64(out.MillisBehindLatest) == 0 {
+			return nil
+		}
+		it = out.NextShardIterator
+	}
+	return nil
+}
+
+// retry runs call until it succeeds, fails with a non-retryable error, ctx ends, or
+// MaxRetries is reached; it sleeps with exponential backoff and full jitter between tries.
+func (s *Store) retry(ctx context.Context, call func() error) error {
+	var err error
+	for attempt := 0; ; attempt++ {
+		if err = call(); err == nil || ctx.Err() != nil || !retryable(err) || attempt >= s.opts.MaxRetries {
+			return err
+		}
+		backoff := min(s.opts.RetryMax, s.opts.RetryBase<<min(attempt, 20))
+		select {
+		case <-ctx.Done():
+			return errors.Join(ctx.Err(), err)
+		case <-time.After(rand.N(backoff) + time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,307 @@
+package kinesis_test
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	awskinesis "github.com/aws/aws-sdk-go-v2/service/kinesis"
+
+	_ "github.com/sluicehq/sluice/backends/bbolt"
+	"github.com/sluicehq/sluice/backends/kinesis"
+	"github.com/sluicehq/sluice/conformance"
+	"github.com/sluicehq/sluice/conformance/brokers"
+	"github.com/sluicehq/sluice/core"
+)
+
+var (
+	endpoint string
+	region   string
+	startErr error
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	flag.Parse()
+	if !testing.Short() || brokers.Required() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		k, err := brokers.StartKinesis(ctx, os.Stderr)
+		cancel()
+		if err != nil {
+			startErr = err
+		} else {
+			defer k.Stop()
+			endpoint, region = k.Endpoint, k.Region
+		}
+	} else {
+		startErr = fmt.Errorf("-short: not starting kinesis-mock")
+	}
+	return m.Run()
+}
+
+// client returns an SDK client for the test endpoint, whose HTTP calls go through hc when set.
+func client(t testing.TB, hc aws.HTTPClient) *awskinesis.Client {
+	t.Helper()
+	if startErr != nil {
+		brokers.Unavailable(t, "kinesis-mock", startErr)
+	}
+	cfg := aws.Config{
+		Region:           region,
+		Credentials:      credentials.NewStaticCredentialsProvider("sluice", "sluice", ""),
+		RetryMaxAttempts: 1,
+	}
+	if hc != nil {
+		cfg.HTTPClient = hc
+	}
+	return awskinesis.NewFromConfig(cfg, func(o *awskinesis.Options) { o.BaseEndpoint = aws.String(endpoint) })
+}
+
+// harness opens a kinesis Store with a bbolt file for consumer indexes (composed, as in
+// production: Kinesis has no index store of its own).
+func harness(t *testing.T) conformance.Harness {
+	c := client(t, nil)
+	dir := t.TempDir()
+	return conformance.Harness{Open: func(ctx context.Context) (*core.Backend, error) {
+		s, err := kinesis.New(c, nil)
+		if err != nil {
+			return nil, err
+		}
+		idx, err := core.Open(ctx, "bbolt://"+dir)
+		if err != nil {
+			return nil, err
+		}
+		return &core.Backend{Storage: s, Index: idx.Index}, nil
+	}}
+}
+
+func TestConformance(t *testing.T) {
+	h := harness(t)
+	t.Run("Storage", func(t *testing.T) { conformance.RunStorage(t, h) })
+	t.Run("IndexStorage", func(t *testing.T) { conformance.RunIndexStorage(t, h) })
+}
+
+func TestOpenURL(t *testing.T) {
+	client(t, nil) // skips or fails when kinesis-mock is not running
+	ctx := context.Background()
+	b, err := core.Open(ctx, "kinesis://"+region+"?endpoint="+endpoint+"&prefix=url-&index=bbolt://"+t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	name := fmt.Sprintf("open-url-%d", time.Now().UnixNano())
+	if n, err := b.Storage.CreateStream(ctx, name, 2); err != nil || n != 2 {
+		t.Fatalf("CreateStream = %d, %v", n, err)
+	}
+	idx, err := b.Storage.Append(ctx, name, 1, [][]byte{[]byte("via url")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.Storage.Fetch(ctx, name, 1, idx[0], 10)
+	if err != nil || len(got) != 1 || string(got[0].Data) != "via url" {
+		t.Fatalf("Fetch = %v, %v", got, err)
+	}
+	if err := b.Index.SaveIndex(ctx, "c1", name, 1, idx[0]+1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := core.Open(ctx, "kinesis://"+region+"?endpoint="+endpoint+"&max_retries=x"); !errorsIs(err, core.ErrInvalidOption) {
+		t.Fatalf("bad max_retries: got %v, want ErrInvalidOption", err)
+	}
+}
+
+// faultyHTTP answers some calls with a throttling error without sending them, and lets some
+// calls reach the server but replaces the reply with a 500 (an "ambiguous" failure: the write
+// happened, the client does not know).
+type faultyHTTP struct {
+	next        aws.HTTPClient
+	throttleN   atomic.Int64 // throttle the next N calls of the target operation
+	ambiguousN  atomic.Int64 // send, then fail the next N calls of the target operation
+	target      string       // "PutRecord" or "GetRecords"
+	throttled   atomic.Int64
+	ambiguous   atomic.Int64
+	calls       atomic.Int64
+	lastAttempt atomic.Int64 // unix nanos of the last call, to observe backoff gaps
+	maxGap      atomic.Int64
+}
+
+func (f *faultyHTTP) Do(req *http.Request) (*http.Response, error) {
+	op := strings.TrimPrefix(req.Header.Get("X-Amz-Target"), "Kinesis_20131202.")
+	if op == f.target {
+		now := time.Now().UnixNano()
+		if prev := f.lastAttempt.Swap(now); prev != 0 && now-prev > f.maxGap.Load() {
+			f.maxGap.Store(now - prev)
+		}
+		f.calls.Add(1)
+		if f.throttleN.Add(-1) >= 0 {
+			f.throttled.Add(1)
+			return errorResponse(req, http.StatusBadRequest, "ProvisionedThroughputExceededException", "Rate exceeded for shard"), nil
+		}
+		if f.ambiguousN.Add(-1) >= 0 {
+			resp, err := f.next.Do(req)
+			if err != nil {
+				return nil, err
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			f.ambiguous.Add(1)
+			return errorResponse(req, http.StatusInternalServerError, "InternalFailure", "injected after the write"), nil
+		}
+	}
+	return f.next.Do(req)
+}
+
+func errorResponse(req *http.Request, code int, typ, msg string) *http.Response {
+	body := fmt.Sprintf(`{"__type":%q,"message":%q}`, typ, msg)
+	return &http.Response{
+		StatusCode: code, Status: http.StatusText(code), Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header:  http.Header{"Content-Type": {"application/x-amz-json-1.1"}, "X-Amzn-Errortype": {typ}},
+		Body:    io.NopCloser(strings.NewReader(body)),
+		Request: req, ContentLength: int64(len(body)),
+	}
+}
+
+// TestThrottlingRetriedWithoutLossOrDuplicates injects throttling and ambiguous failures into
+// PutRecord and GetRecords: every append still returns, indexes stay unique and increasing, and
+// a fetch returns every message exactly once with its reported index.
+func TestThrottlingRetriedWithoutLossOrDuplicates(t *testing.T) {
+	ctx := context.Background()
+	put := &faultyHTTP{next: http.DefaultClient, target: "PutRecord"}
+	get := &faultyHTTP{next: put, target: "GetRecords"}
+	s, err := kinesis.New(client(t, get), &kinesis.Options{RetryBase: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond, MaxRetries: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	name := fmt.Sprintf("throttle-%d", time.Now().UnixNano())
+	if _, err := s.CreateStream(ctx, name, 1); err != nil {
+		t.Fatal(err)
+	}
+	defer s.DeleteStream(ctx, name)
+
+	want := map[uint64]string{}
+	var last uint64
+	for i := range 40 {
+		if i%5 == 0 {
+			put.throttleN.Store(3)
+		}
+		if i%7 == 3 {
+			put.ambiguousN.Store(1) // the record is written, the reply says it failed: Append retries
+		}
+		msg := fmt.Sprintf("m-%03d", i)
+		idx, err := s.Append(ctx, name, 0, [][]byte{[]byte(msg)})
+		if err != nil {
+			t.Fatalf("Append %d: %v", i, err)
+		}
+		if len(want) > 0 && idx[0] <= last {
+			t.Fatalf("Append %d got index %d, not above the previous %d", i, idx[0], last)
+		}
+		last = idx[0]
+		want[idx[0]] = msg
+	}
+	if put.throttled.Load() == 0 || put.ambiguous.Load() == 0 {
+		t.Fatalf("no faults injected (throttled %d, ambiguous %d)", put.throttled.Load(), put.ambiguous.Load())
+	}
+	get.throttleN.Store(4)
+	var got []core.Message
+	for from := uint64(0); ; {
+		page, err := s.Fetch(ctx, name, 0, from, 7)
+		if err != nil {
+			t.Fatalf("Fetch(%d): %v", from, err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		got = append(got, page...)
+		from = page[len(page)-1].Index + 1
+	}
+	if get.throttled.Load() == 0 {
+		t.Fatalf("no GetRecords throttling injected")
+	}
+	if len(got) != len(want) {
+		t.Fatalf("fetched %d messages, appended %d (duplicates or losses)", len(got), len(want))
+	}
+	for i, m := range got {
+		if want[m.Index] != string(m.Data) {
+			t.Fatalf("message %d: index %d holds %q, Append reported %q", i, m.Index, m.Data, want[m.Index])
+		}
+		if i > 0 && m.Index <= got[i-1].Index {
+			t.Fatalf("indexes not increasing: %d after %d", m.Index, got[i-1].Index)
+		}
+	}
+	t.Logf("PutRecord: %d calls, %d throttled, %d ambiguous; GetRecords: %d throttled; largest gap between PutRecord attempts %s",
+		put.calls.Load(), put.throttled.Load(), put.ambiguous.Load(), get.throttled.Load(), time.Duration(put.maxGap.Load()))
+
+	// Throttling that persists is surfaced as ErrUnavailable, and burns no index twice.
+	put.throttleN.Store(1 << 30)
+	if _, err := s.Append(ctx, name, 0, [][]byte{[]byte("never")}); !errorsIs(err, core.ErrUnavailable) {
+		t.Fatalf("persistent throttling: got %v, want ErrUnavailable", err)
+	}
+	put.throttleN.Store(0)
+	idx, err := s.Append(ctx, name, 0, [][]byte{[]byte("after")})
+	if err != nil || idx[0] <= last+1 {
+		t.Fatalf("append after a failed one: index %v (%v), want above %d (the failed append's index is burned)", idx, err, last+1)
+	}
+}
+
+// TestSeekAfterRestart reopens a store (losing its in-memory seek map) and fetches from the
+// middle of a long partition: the timestamp search must find the right record.
+func TestSeekAfterRestart(t *testing.T) {
+	ctx := context.Background()
+	c := client(t, nil)
+	s1, _ := kinesis.New(c, nil)
+	name := fmt.Sprintf("seek-%d", time.Now().UnixNano())
+	if _, err := s1.CreateStream(ctx, name, 1); err != nil {
+		t.Fatal(err)
+	}
+	defer s1.DeleteStream(ctx, name)
+	var all []uint64
+	for i := range 30 {
+		idx, err := s1.Append(ctx, name, 0, [][]byte{[]byte(fmt.Sprintf("a-%d", i)), []byte(fmt.Sprintf("b-%d", i))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, idx...)
+		time.Sleep(3 * time.Millisecond) // spread arrival timestamps so the search has work to do
+	}
+	s1.Close()
+	s2, _ := kinesis.New(c, nil)
+	defer s2.Close()
+	for _, k := range []int{0, 1, 17, 33, 58, 59} {
+		got, err := s2.Fetch(ctx, name, 0, all[k], 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) == 0 || got[0].Index != all[k] {
+			t.Fatalf("Fetch(from=%d) after reopen = %v, want first index %d", all[k], got, all[k])
+		}
+		wantData := fmt.Sprintf("%c-%d", "ab"[k%2], k/2)
+		if !bytes.Equal(got[0].Data, []byte(wantData)) {
+			t.Fatalf("Fetch(from=%d) data %q, want %q", all[k], got[0].Data, wantData)
+		}
+	}
+	// A reopened store continues after the last index.
+	idx, err := s2.Append(ctx, name, 0, [][]byte{[]byte("next")})
+	if err != nil || idx[0] <= all[len(all)-1] {
+		t.Fatalf("append after reopen: %v, %v; want above %d", idx, err, all[len(all)-1])
+	}
+}
+
+func BenchmarkStorage(b *testing.B) {
+	c := client(b, nil)
+	conformance.BenchmarkStorage(b, conformance.Harness{Open: func(ctx context.Context) (*core.Backend, error) {
+		s, err := kinesis.New(c, nil)
+		return &core.Backend{Storage: s}, err
+	}})
+}

@@ -1,0 +1,121 @@
+package kinesis
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+)
+
+// maxSeekEntries bounds a partition's seek map. When it is full every other entry is dropped,
+// so the map stays spread over the whole range it has seen with gaps that at most double.
+const maxSeekEntries = 4096
+
+// seekMap is a sparse, sorted map from a record's first index to its sequence number.
+type seekMap struct {
+	mu      sync.Mutex
+	entries []seekEntry
+}
+
+type seekEntry struct {
+	first uint64
+	seq   string
+}
+
+func (m *seekMap) add(first uint64, seq string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	i := sort.Search(len(m.entries), func(i int) bool { return m.entries[i].first >= first })
+	if i < len(m.entries) && m.entries[i].first == first {
+		return
+	}
+	m.entries = append(m.entries, seekEntry{})
+	copy(m.entries[i+1:], m.entries[i:])
+	m.entries[i] = seekEntry{first, seq}
+	if len(m.entries) > maxSeekEntries {
+		kept := m.entries[:0]
+		for j, e := range m.entries {
+			if j%2 == 0 || j == len(m.entries)-1 {
+				kept = append(kept, e)
+			}
+		}
+		m.entries = kept
+	}
+}
+
+// floor returns the entry with the largest first index <= index.
+func (m *seekMap) floor(index uint64) (seekEntry, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	i := sort.Search(len(m.entries), func(i int) bool { return m.entries[i].first > index })
+	if i == 0 {
+		return seekEntry{}, false
+	}
+	return m.entries[i-1], true
+}
+
+// seek finds where to start reading for index from: the nearest known record at or below it,
+// else a binary search over arrival timestamps (records are written by one writer in index
+// order, so their first indexes grow with time), else the trim horizon.
+func (s *Store) seek(ctx context.Context, name string, part *partition, from uint64) (iterFrom, error) {
+	if e, ok := part.seeks.floor(from); ok {
+		return iterFrom{seq: e.seq}, nil
+	}
+	first, ok, err := s.probe(ctx, name, part, iterFrom{})
+	if err != nil || !ok || first.first >= from {
+		return iterFrom{}, err // empty shard, or from is at or before the oldest record
+	}
+	part.seeks.add(first.first, first.seq)
+	best := first
+	lo, hi := first.at, time.Now()
+	for range 48 {
+		if hi.Sub(lo) <= time.Millisecond {
+			break
+		}
+		mid := lo.Add(hi.Sub(lo) / 2)
+		r, ok, err := s.probe(ctx, name, part, iterFrom{at: mid, atSet: true})
+		if err != nil {
+			return iterFrom{}, err
+		}
+		if !ok || r.first > from {
+			hi = mid
+			continue
+		}
+		part.seeks.add(r.first, r.seq)
+		best, lo = r, mid
+	}
+	return iterFrom{seq: best.seq}, nil
+}
+
+type probed struct {
+	first uint64
+	seq   string
+	at    time.Time
+}
+
+// probe returns the first Sluice record at or after position f.
+func (s *Store) probe(ctx context.Context, name string, part *partition, f iterFrom) (probed, bool, error) {
+	it, err := s.iterator(ctx, name, part.shardID, f)
+	if err != nil {
+		return probed{}, false, err
+	}
+	var found probed
+	var ok bool
+	err = s.readToEnd(ctx, it, func(recs []kinesisRecord) bool {
+		for _, r := range recs {
+			if first, err := recordFirstIndex(r.Data); err == nil {
+				found, ok = probed{first: first, seq: aws.ToString(r.SequenceNumber), at: aws.ToTime(r.ApproximateArrivalTimestamp)}, true
+				return false
+			}
+		}
+		return true
+	})
+	return found, ok, err
+}
+
+
+// kinesisRecord is a record as GetRecords returns it.
+type kinesisRecord = types.Record

@@ -1,0 +1,78 @@
+package memory_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/sluicehq/sluice/backends/memory"
+	"github.com/sluicehq/sluice/conformance"
+	"github.com/sluicehq/sluice/core"
+)
+
+func harness() conformance.Harness {
+	return conformance.Harness{CreateMaxPartitions: true, Open: func(context.Context) (*core.Backend, error) {
+		s, err := memory.New(&memory.Options{MaxMessageSize: 64 << 10})
+		if err != nil {
+			return nil, err
+		}
+		return &core.Backend{Storage: s, Index: s}, nil
+	}}
+}
+
+func TestConformance(t *testing.T) {
+	t.Run("Storage", func(t *testing.T) { conformance.RunStorage(t, harness()) })
+	t.Run("IndexStorage", func(t *testing.T) { conformance.RunIndexStorage(t, harness()) })
+}
+
+// TestConformanceDefaults runs the suite through the registry with the default 1 MiB limit.
+func TestConformanceDefaults(t *testing.T) {
+	h := conformance.Harness{CreateMaxPartitions: true, Open: func(ctx context.Context) (*core.Backend, error) {
+		return core.Open(ctx, "memory://")
+	}}
+	conformance.RunStorage(t, h)
+}
+
+func BenchmarkStorage(b *testing.B) { conformance.BenchmarkStorage(b, harness()) }
+
+func TestOpenURL(t *testing.T) {
+	ctx := context.Background()
+	b, err := core.Open(ctx, "memory://?max_message_size=100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if got := b.Storage.Capabilities().MaxMessageSize; got != 100 {
+		t.Errorf("MaxMessageSize = %d, want 100", got)
+	}
+	if b.Index == nil {
+		t.Error("Backend.Index is nil")
+	}
+	for _, u := range []string{
+		"memory://?max_message_size=0",
+		"memory://?max_message_size=x",
+		"memory://?size=1",
+		"memory://host",
+		"memory:///some/path",
+	} {
+		if b, err := core.Open(ctx, u); !errors.Is(err, core.ErrInvalidOption) {
+			if b != nil {
+				b.Close()
+			}
+			t.Errorf("Open(%q) = %v, want an error matching ErrInvalidOption", u, err)
+		}
+	}
+}
+
+func TestNewInvalid(t *testing.T) {
+	if _, err := memory.New(&memory.Options{MaxMessageSize: -1}); !errors.Is(err, core.ErrInvalidOption) {
+		t.Errorf("New(MaxMessageSize: -1) = %v, want ErrInvalidOption", err)
+	}
+	s, err := memory.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Capabilities(); got.MaxMessageSize != memory.DefaultMaxMessageSize || got.MaxPartitions != core.MaxPartitions || !got.DenseIndex || got.Persistent {
+		t.Errorf("default capabilities = %v", got)
+	}
+}

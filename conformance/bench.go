@@ -1,0 +1,129 @@
+package conformance
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/sluicehq/sluice/core"
+)
+
+// BenchmarkStorage measures the backend h opens: Append of 64 B and 1 KiB messages in
+// batches of 1 and 64, concurrent single-message appenders, and Fetch with limit 100. It
+// reports bytes/s (through b.SetBytes) and msgs/s. Call it from the backend's own benchmark:
+//
+//	func BenchmarkStorage(b *testing.B) { conformance.BenchmarkStorage(b, harness) }
+func BenchmarkStorage(b *testing.B, h Harness) {
+	if h.Open == nil {
+		b.Fatal("conformance: Harness.Open is nil")
+	}
+	ctx := context.Background()
+	be, err := h.Open(ctx)
+	if err != nil {
+		b.Fatalf("Harness.Open: %v", err)
+	}
+	s := be.Storage
+	prefix := h.prefix() + randomHex(4) + "-bench-"
+	var streams []string
+	b.Cleanup(func() {
+		if d, ok := s.(core.StreamDeleter); ok {
+			for _, n := range streams {
+				_ = d.DeleteStream(ctx, n) // best effort
+			}
+		}
+		if err := be.Close(); err != nil {
+			b.Errorf("Close: %v", err)
+		}
+	})
+	create := func(b *testing.B, label string) string {
+		n := fmt.Sprintf("%s%s-%d", prefix, label, len(streams))
+		streams = append(streams, n)
+		if _, err := s.CreateStream(ctx, n, 1); err != nil {
+			b.Fatalf("CreateStream(%q): %v", n, err)
+		}
+		return n
+	}
+	maxSize := s.Capabilities().MaxMessageSize
+
+	for _, size := range []int{64, 1024} {
+		if size > maxSize {
+			continue
+		}
+		for _, batch := range []int{1, 64} {
+			b.Run(fmt.Sprintf("Append/size=%d/batch=%d", size, batch), func(b *testing.B) {
+				n := create(b, "append")
+				msgs := make([][]byte, batch)
+				for i := range msgs {
+					msgs[i] = make([]byte, size)
+				}
+				b.SetBytes(int64(size * batch))
+				ops := 0
+				for b.Loop() {
+					if _, err := s.Append(ctx, n, 0, msgs); err != nil {
+						b.Fatalf("Append: %v", err)
+					}
+					ops++
+				}
+				reportRate(b, ops*batch)
+			})
+		}
+		b.Run(fmt.Sprintf("AppendConcurrent/size=%d", size), func(b *testing.B) {
+			n := create(b, "appendpar")
+			b.SetBytes(int64(size))
+			b.SetParallelism(4) // 4 x GOMAXPROCS appenders: latency-bound brokers need many
+			b.RunParallel(func(pb *testing.PB) {
+				msg := [][]byte{make([]byte, size)}
+				for pb.Next() {
+					if _, err := s.Append(ctx, n, 0, msg); err != nil {
+						b.Errorf("Append: %v", err)
+						return
+					}
+				}
+			})
+			reportRate(b, b.N)
+		})
+	}
+
+	b.Run("Fetch/size=1024/limit=100", func(b *testing.B) {
+		const size, limit, total = 1024, 100, 1000
+		if size > maxSize {
+			b.Skipf("MaxMessageSize %d < %d", maxSize, size)
+		}
+		n := create(b, "fetch")
+		batch := make([][]byte, limit)
+		for i := range batch {
+			batch[i] = make([]byte, size)
+		}
+		for i := 0; i < total/limit; i++ {
+			if _, err := s.Append(ctx, n, 0, batch); err != nil {
+				b.Fatalf("Append: %v", err)
+			}
+		}
+		b.SetBytes(size * limit)
+		from := uint64(0)
+		msgs := 0
+		b.ResetTimer()
+		for b.Loop() {
+			ms, err := s.Fetch(ctx, n, 0, from, limit)
+			if err == nil && len(ms) == 0 {
+				ms, err = s.Fetch(ctx, n, 0, 0, limit) // wrap around to the start
+			}
+			if err != nil {
+				b.Fatalf("Fetch: %v", err)
+			}
+			if len(ms) == 0 {
+				b.Fatalf("Fetch(from=0) returned nothing after %d messages were appended", total)
+			}
+			msgs += len(ms)
+			from = ms[len(ms)-1].Index + 1
+		}
+		reportRate(b, msgs)
+	})
+}
+
+// reportRate reports msgs/s over the benchmark's elapsed time.
+func reportRate(b *testing.B, msgs int) {
+	if s := b.Elapsed().Seconds(); s > 0 {
+		b.ReportMetric(float64(msgs)/s, "msgs/s")
+	}
+}

@@ -1,0 +1,144 @@
+// Package conformancetest holds deliberately broken backends: wrappers around a working
+// [core.Backend] that each break one storage contract. They exist to prove that the
+// conformance suite (and any tool that runs it) catches the breakage and says so readably.
+// Never use them for anything else.
+package conformancetest
+
+import (
+	"context"
+	"sync"
+
+	"github.com/sluicehq/sluice/core"
+)
+
+// NonMonotonic wraps b so that indexes are not increasing: Append and Fetch report every
+// pair of indexes swapped (0 and 1, 2 and 3, ...). Messages and their order are untouched.
+// The conformance suite must fail it.
+func NonMonotonic(b *core.Backend) *core.Backend {
+	return wrap(b, &storage{
+		Storage: b.Storage,
+		out:     func(i uint64) uint64 { return i ^ 1 },
+		in:      func(from uint64) uint64 { return from },
+	})
+}
+
+// Sparse wraps b, whose indexes must be dense, so that its indexes are multiples of step
+// (>= 2): 0, step, 2*step, ... It is a correct backend with gaps between indexes — unless
+// declareDense is true, in which case it still declares [core.Capabilities].DenseIndex and
+// the conformance suite must fail exactly the dense-index check.
+func Sparse(b *core.Backend, step uint64, declareDense bool) *core.Backend {
+	if step < 2 {
+		panic("conformancetest: Sparse step must be at least 2")
+	}
+	return wrap(b, &storage{
+		Storage: b.Storage,
+		out:     func(i uint64) uint64 { return i * step },
+		in: func(from uint64) uint64 {
+			q := from / step
+			if from%step != 0 {
+				q++
+			}
+			return q
+		},
+		caps: func(c core.Capabilities) core.Capabilities {
+			c.Name += "-sparse"
+			c.DenseIndex = declareDense
+			return c
+		},
+	})
+}
+
+// wrap returns a backend with s as its Storage and b's IndexStorage, keeping
+// core.StreamDeleter and core.PartitionCounter when b's Storage implements both.
+func wrap(b *core.Backend, s *storage) *core.Backend {
+	nb := &core.Backend{Storage: s, Index: b.Index}
+	_, del := b.Storage.(core.StreamDeleter)
+	_, cnt := b.Storage.(core.PartitionCounter)
+	if del && cnt {
+		nb.Storage = &fullStorage{s}
+	}
+	return nb
+}
+
+// storage maps the indexes of the Storage it embeds: out maps an inner index to the one
+// reported, in maps a Fetch "from" to the inner one.
+type storage struct {
+	core.Storage
+	out, in func(uint64) uint64
+	caps    func(core.Capabilities) core.Capabilities
+}
+
+func (s *storage) Append(ctx context.Context, stream string, partition int, msgs [][]byte) ([]uint64, error) {
+	idx, err := s.Storage.Append(ctx, stream, partition, msgs)
+	for i := range idx {
+		idx[i] = s.out(idx[i])
+	}
+	return idx, err
+}
+
+func (s *storage) Fetch(ctx context.Context, stream string, partition int, from uint64, limit int) ([]core.Message, error) {
+	ms, err := s.Storage.Fetch(ctx, stream, partition, s.in(from), limit)
+	for i := range ms {
+		ms[i].Index = s.out(ms[i].Index)
+	}
+	return ms, err
+}
+
+func (s *storage) Capabilities() core.Capabilities {
+	c := s.Storage.Capabilities()
+	if s.caps != nil {
+		c = s.caps(c)
+	}
+	return c
+}
+
+// fullStorage adds the optional interfaces of the wrapped storage.
+type fullStorage struct{ *storage }
+
+func (s *fullStorage) DeleteStream(ctx context.Context, stream string) error {
+	return s.Storage.(core.StreamDeleter).DeleteStream(ctx, stream)
+}
+
+func (s *fullStorage) Partitions(ctx context.Context, stream string) (int, error) {
+	return s.Storage.(core.PartitionCounter).Partitions(ctx, stream)
+}
+
+// NonMonotonicIndex wraps b so that its IndexStorage is not monotonic: every SaveIndex
+// replaces the saved value, even with a lower one. Validation, not-found, cancellation and
+// Close still come from b's IndexStorage. The conformance suite must fail it.
+func NonMonotonicIndex(b *core.Backend) *core.Backend {
+	return &core.Backend{Storage: b.Storage, Index: &lastWriteWins{IndexStorage: b.Index, saved: map[indexKey]uint64{}}}
+}
+
+type indexKey struct {
+	client, stream string
+	partition      int
+}
+
+// lastWriteWins keeps the last saved index per key, asking the wrapped IndexStorage first
+// so that its errors still apply.
+type lastWriteWins struct {
+	core.IndexStorage
+
+	mu    sync.Mutex
+	saved map[indexKey]uint64
+}
+
+func (l *lastWriteWins) GetIndex(ctx context.Context, clientID, stream string, partition int) (uint64, error) {
+	if _, err := l.IndexStorage.GetIndex(ctx, clientID, stream, partition); err != nil {
+		return 0, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.saved[indexKey{clientID, stream, partition}], nil
+}
+
+func (l *lastWriteWins) SaveIndex(ctx context.Context, clientID, stream string, partition int, index uint64) error {
+	if err := l.IndexStorage.SaveIndex(ctx, clientID, stream, partition, index); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.saved[indexKey{clientID, stream, partition}] = index
+	return nil
+}

@@ -1,0 +1,89 @@
+// Package conformance is the one suite that certifies every Sluice backend: it checks a
+// [core.Storage] and its [core.IndexStorage] against the contracts written in package core,
+// against the real broker, and cross-checks each capability the backend declares.
+//
+// # Using it from a backend's tests
+//
+// Give the suite a [Harness] whose Open opens the backend on the same underlying data
+// every time (the same bbolt file, the same Kafka cluster), then call [RunStorage] and
+// [RunIndexStorage] from the backend's own test, and [BenchmarkStorage] from its benchmark:
+//
+//	func harness(t *testing.T) conformance.Harness {
+//		path := filepath.Join(t.TempDir(), "sluice.db")
+//		return conformance.Harness{Open: func(ctx context.Context) (*core.Backend, error) {
+//			return core.Open(ctx, "bbolt://"+path)
+//		}}
+//	}
+//
+//	func TestConformance(t *testing.T) {
+//		conformance.RunStorage(t, harness(t))
+//		conformance.RunIndexStorage(t, harness(t))
+//	}
+//
+// Always run it with -race. A backend for a real broker starts the broker with package
+// [github.com/sluicehq/sluice/conformance/brokers] first (which fails rather than skips
+// under CI=true).
+//
+// # What the suite checks
+//
+// Storage: exact round trips (binary, empty messages, all 256 byte values), order, indexes
+// strictly increasing, unique and reported per message, Fetch from the start, the middle and
+// past the end, limits and paging, never-created streams, invalid names, partitions, partition
+// counts and limits, MaxMessageSize and one byte over it, concurrent appenders (nothing lost,
+// no duplicate index, each appender's order kept), concurrent readers, isolation of streams
+// and partitions, idempotent CreateStream, cancelled contexts, Close, and the optional
+// [core.StreamDeleter] and [core.PartitionCounter].
+//
+// IndexStorage: the distinct not-found, round trips, monotonic saves (lower ignored, equal a
+// no-op), concurrent saves, keys isolated by client_id, stream and partition, invalid
+// arguments, cancelled contexts and Close.
+//
+// Subtests run one after another; each opens its own backend, uses fresh stream names
+// ("conf-<random>-...", so runs against a shared long-lived broker never collide), closes
+// what it opened and, when the backend implements [core.StreamDeleter], deletes its streams.
+// Each subtest's context expires after [Harness].Timeout.
+//
+// # Capabilities
+//
+// Every capability a backend declares in [core.Capabilities] is verified: DenseIndex
+// (indexes 0, 1, 2, ... in a new partition), Persistent (messages, saved indexes and index
+// growth survive Close and reopening through [Harness].Reopen or Open), MaxMessageSize (a
+// message of exactly that size round-trips; one byte more is rejected with
+// [core.ErrMessageTooLarge] and appends nothing) and MaxPartitions. Declaring a capability
+// the backend lacks fails; a capability not declared is skipped with the reason. The suite
+// never assumes dense indexes otherwise: it pages with the last returned index + 1 and
+// tolerates Fetch returning fewer messages than the limit; only an empty result means
+// caught up.
+//
+// # Eventually consistent reads
+//
+// By default an appended message must be visible to the next Fetch. A broker documented as
+// eventually consistent sets [Harness].MaxWait: the suite then polls Fetch for that long
+// before deciding a message is missing.
+//
+// # Running outside go test
+//
+// The subtests are written against the small interface [T], not *testing.T. [Run] (and
+// [RunSuites]) implements T itself, so a program such as `sluice conformance` runs the very
+// same checks against a deployed broker and shows one progress line per subtest through a
+// [Reporter]:
+//
+//	res := conformance.Run(ctx, conformance.Harness{Open: open}, conformance.ReportFunc(
+//		func(r conformance.TestResult) {
+//			if r.Leaf {
+//				fmt.Printf("%s %s (%v) %s%s\n", r.Outcome, r.Name, r.Duration, r.SkipReason, strings.Join(r.Failures, "; "))
+//			}
+//		}))
+//	if !res.OK() {
+//		os.Exit(1)
+//	}
+//
+// Package [github.com/sluicehq/sluice/conformance/conformancetest] holds deliberately broken
+// backends that the suite must fail, for testing such programs.
+//
+// # Benchmarks
+//
+// [BenchmarkStorage] measures Append (64 B and 1 KiB messages, batches of 1 and 64, and
+// concurrent appenders) and Fetch (limit 100), reporting bytes/s and msgs/s. Machines are
+// noisy: compare medians of several runs (-count=5), never one.
+package conformance

@@ -1,0 +1,260 @@
+package conformance
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/sluicehq/sluice/core"
+)
+
+// Defaults for the optional [Harness] fields.
+const (
+	DefaultStreamPrefix        = "conf-"
+	DefaultTimeout             = 2 * time.Minute
+	DefaultAppenders           = 16
+	DefaultMessagesPerAppender = 500
+)
+
+// Harness tells the suite how to open the backend under test.
+//
+// Every call of Open (and Reopen) must open a backend on the SAME underlying data: the same
+// bbolt file, the same Kafka cluster. The suite closes every backend it opens, runs its
+// subtests one after another and never has two backends from the harness open at once (a
+// bbolt file can be open only once at a time): a subtest's backend is closed before the next
+// subtest opens its own, and a persistence subtest closes its backend before reopening it.
+//
+// Each subtest uses fresh, random stream names ("conf-<random>-..."), so runs against a shared
+// long-lived broker never collide. When the backend's Storage implements
+// [core.StreamDeleter], the streams a subtest created are deleted when it ends.
+//
+// Only Open is required; the zero value of every other field means its default.
+type Harness struct {
+	// Open opens the backend under test. Required.
+	Open func(ctx context.Context) (*core.Backend, error)
+
+	// Reopen, if set, is used instead of Open when a persistence subtest reopens the
+	// backend after closing it (for example to open a bbolt file with other options).
+	Reopen func(ctx context.Context) (*core.Backend, error)
+
+	// MaxWait is how long the suite keeps polling Fetch for messages that a successful
+	// Append reported but that Fetch does not return yet. Zero (the default) demands
+	// read-your-writes: an appended message is visible to the next Fetch. Set it only for a
+	// broker whose reads are documented as eventually consistent, and say so in the
+	// backend's package doc.
+	MaxWait time.Duration
+
+	// Timeout bounds each subtest: its context expires after Timeout (default
+	// DefaultTimeout), so a hung broker fails the subtest instead of hanging the run.
+	Timeout time.Duration
+
+	// StreamPrefix starts every stream name the suite creates (default "conf-"). It must be
+	// a valid stream-name prefix and leave room for about 40 more characters.
+	StreamPrefix string
+
+	// Appenders and MessagesPerAppender size the concurrent-append subtest (defaults 16 and
+	// 500). Lower them only for a broker whose per-request latency makes the default
+	// impractical, and say so where the harness is defined.
+	Appenders           int
+	MessagesPerAppender int
+
+	// CreateMaxPartitions makes the MaxPartitions subtest create a stream with
+	// Capabilities().MaxPartitions partitions even when that is more than 64 (by default it
+	// is skipped then, as creating a thousand Kafka partitions is slow). Set it for cheap
+	// in-process backends.
+	CreateMaxPartitions bool
+}
+
+func (h Harness) timeout() time.Duration {
+	if h.Timeout > 0 {
+		return h.Timeout
+	}
+	return DefaultTimeout
+}
+
+func (h Harness) prefix() string {
+	if h.StreamPrefix != "" {
+		return h.StreamPrefix
+	}
+	return DefaultStreamPrefix
+}
+
+func (h Harness) appenders() (n, per int) {
+	n, per = h.Appenders, h.MessagesPerAppender
+	if n <= 0 {
+		n = DefaultAppenders
+	}
+	if per <= 0 {
+		per = DefaultMessagesPerAppender
+	}
+	return n, per
+}
+
+func (h Harness) reopen(ctx context.Context) (*core.Backend, error) {
+	if h.Reopen != nil {
+		return h.Reopen(ctx)
+	}
+	return h.Open(ctx)
+}
+
+// randomHex returns n random bytes, hex-encoded.
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go 1.24+).
+	return hex.EncodeToString(b)
+}
+
+// env is one subtest's view of the backend: the backend currently open, a context bounded by
+// the harness timeout, and the streams created so far (deleted at the end).
+type env struct {
+	t      T
+	h      Harness
+	ctx    context.Context
+	prefix string
+
+	mu      sync.Mutex
+	b       *core.Backend
+	closed  bool // b was closed by the subtest
+	streams []string
+	seq     int
+}
+
+// newEnv opens the backend for subtest t and registers the cleanup that deletes the
+// subtest's streams and closes the backend.
+func newEnv(t T, h Harness) *env {
+	t.Helper()
+	if h.Open == nil {
+		t.Fatalf("conformance: Harness.Open is nil")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), h.timeout())
+	e := &env{t: t, h: h, ctx: ctx, prefix: h.prefix() + randomHex(4) + "-"}
+	t.Cleanup(func() {
+		cancel()
+		e.cleanup()
+	})
+	b, err := h.Open(ctx)
+	if err != nil {
+		t.Fatalf("Harness.Open: %v", err)
+	}
+	if b == nil || b.Storage == nil {
+		if b != nil {
+			_ = b.Close()
+		}
+		t.Fatalf("Harness.Open returned a backend without Storage")
+	}
+	e.b = b
+	return e
+}
+
+// backend returns the backend currently open.
+func (e *env) backend() *core.Backend {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.b
+}
+
+func (e *env) storage() core.Storage { return e.backend().Storage }
+
+// index returns the backend's IndexStorage, skipping the subtest if there is none.
+func (e *env) index() core.IndexStorage {
+	e.t.Helper()
+	ix := e.backend().Index
+	if ix == nil {
+		e.t.Skipf("backend %q has no IndexStorage (core.Backend.Index is nil)", e.storage().Capabilities().Name)
+	}
+	return ix
+}
+
+func (e *env) caps() core.Capabilities { return e.storage().Capabilities() }
+
+// close closes the current backend (as a test step; its error is the test's business).
+func (e *env) close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil
+	}
+	e.closed = true
+	return e.b.Close()
+}
+
+// reopen closes the current backend if still open and opens it again with Harness.Reopen.
+func (e *env) reopen() {
+	e.t.Helper()
+	if err := e.close(); err != nil {
+		e.t.Fatalf("Close before reopening: %v", err)
+	}
+	b, err := e.h.reopen(e.ctx)
+	if err != nil {
+		e.t.Fatalf("reopen: %v", err)
+	}
+	if b == nil || b.Storage == nil {
+		e.t.Fatalf("reopen returned a backend without Storage")
+	}
+	e.mu.Lock()
+	e.b, e.closed = b, false
+	e.mu.Unlock()
+}
+
+// name returns a fresh stream name unique to this run and subtest, without creating it.
+func (e *env) name(label string) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.seq++
+	n := fmt.Sprintf("%s%s-%d", e.prefix, label, e.seq)
+	e.streams = append(e.streams, n)
+	return n
+}
+
+// create creates a fresh stream with the given partition count and returns its name.
+func (e *env) create(label string, partitions int) string {
+	e.t.Helper()
+	n := e.name(label)
+	got, err := e.storage().CreateStream(e.ctx, n, partitions)
+	if err != nil {
+		e.t.Fatalf("CreateStream(%q, %d): %v", n, partitions, err)
+	}
+	if got != partitions {
+		e.t.Fatalf("CreateStream(%q, %d) of a new stream returned %d partitions, want %d", n, partitions, got, partitions)
+	}
+	return n
+}
+
+// cleanup deletes the subtest's streams (when the backend can) and closes the backend.
+func (e *env) cleanup() {
+	e.mu.Lock()
+	b, closed, streams := e.b, e.closed, e.streams
+	e.closed = true
+	e.mu.Unlock()
+	if b == nil {
+		return
+	}
+	if _, ok := b.Storage.(core.StreamDeleter); ok && len(streams) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if closed {
+			nb, err := e.h.Open(ctx)
+			if err != nil {
+				e.t.Logf("cleanup: cannot reopen the backend to delete streams: %v", err)
+				return
+			}
+			b, closed = nb, false
+		}
+		if d, ok := b.Storage.(core.StreamDeleter); ok {
+			for _, s := range streams {
+				if err := d.DeleteStream(ctx, s); err != nil && !errors.Is(err, core.ErrStreamNotFound) {
+					e.t.Errorf("cleanup: DeleteStream(%q): %v", s, err)
+				}
+			}
+		}
+	}
+	if !closed {
+		if err := b.Close(); err != nil {
+			e.t.Errorf("cleanup: Close: %v", err)
+		}
+	}
+}

@@ -1,0 +1,235 @@
+package conformance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+
+	"github.com/sluicehq/sluice/core"
+)
+
+// IndexStorageTests runs the IndexStorage conformance subtests against the backend h opens,
+// as subtests of t. Streams are created through the backend's Storage first. A backend
+// without IndexStorage (core.Backend.Index nil) has every subtest skipped.
+func IndexStorageTests(t T, h Harness) {
+	t.Helper()
+	if h.Open == nil {
+		t.Fatalf("conformance: Harness.Open is nil")
+	}
+	for _, it := range indexTests {
+		t.Run(it.name, func(t T) { it.fn(t, h) })
+	}
+}
+
+var indexTests = []namedTest{
+	{"NotFound", testIndexNotFound},
+	{"RoundTrip", testIndexRoundTrip},
+	{"Monotonic", testIndexMonotonic},
+	{"ConcurrentSaves", testIndexConcurrentSaves},
+	{"KeysIsolated", testIndexKeysIsolated},
+	{"InvalidArgument", testIndexInvalidArgument},
+	{"Persistence", testIndexPersistence},
+	{"Cancelled", testIndexCancelled},
+	{"Closed", testIndexClosed},
+}
+
+// client returns a client id unique to this run.
+func (e *env) client(label string) string { return "conf-" + label + "-" + randomHex(4) }
+
+// getIndex calls GetIndex and fails the test on any error.
+func (e *env) getIndex(ix core.IndexStorage, client, stream string, p int) uint64 {
+	e.t.Helper()
+	got, err := ix.GetIndex(e.ctx, client, stream, p)
+	if err != nil {
+		e.t.Fatalf("GetIndex(%q, %q, %d): %v", client, stream, p, err)
+	}
+	return got
+}
+
+func (e *env) saveIndex(ix core.IndexStorage, client, stream string, p int, index uint64) {
+	e.t.Helper()
+	if err := ix.SaveIndex(e.ctx, client, stream, p, index); err != nil {
+		e.t.Fatalf("SaveIndex(%q, %q, %d, %d): %v", client, stream, p, index, err)
+	}
+}
+
+func (e *env) expectIndex(ix core.IndexStorage, what, client, stream string, p int, want uint64) {
+	e.t.Helper()
+	if got := e.getIndex(ix, client, stream, p); got != want {
+		e.t.Errorf("%s: GetIndex(%q, %q, %d) = %d, want %d", what, client, stream, p, got, want)
+	}
+}
+
+func testIndexNotFound(t T, h Harness) {
+	e := newEnv(t, h)
+	ix := e.index()
+	n := e.create("ixnf", 1)
+	_, err := ix.GetIndex(e.ctx, e.client("nobody"), n, 0)
+	expectErr(t, "GetIndex of a key never saved", err, core.ErrIndexNotFound)
+}
+
+func testIndexRoundTrip(t T, h Harness) {
+	e := newEnv(t, h)
+	ix := e.index()
+	n := e.create("ixrt", 1)
+	c := e.client("rt")
+	e.saveIndex(ix, c, n, 0, 0)
+	e.expectIndex(ix, "saved 0 (distinct from not found)", c, n, 0, 0)
+	e.saveIndex(ix, c, n, 0, 42)
+	e.expectIndex(ix, "saved 42", c, n, 0, 42)
+	big := uint64(1)<<63 + 12345
+	e.saveIndex(ix, c, n, 0, big)
+	e.expectIndex(ix, "saved a 64-bit index", c, n, 0, big)
+}
+
+func testIndexMonotonic(t T, h Harness) {
+	sub(t, h, "LowerIgnored", func(t T, e *env) {
+		ix := e.index()
+		n := e.create("ixlow", 1)
+		c := e.client("low")
+		e.saveIndex(ix, c, n, 0, 10)
+		e.saveIndex(ix, c, n, 0, 3)
+		e.expectIndex(ix, "saved 10 then 3", c, n, 0, 10)
+		e.saveIndex(ix, c, n, 0, 0)
+		e.expectIndex(ix, "saved 10, 3 then 0", c, n, 0, 10)
+	})
+	sub(t, h, "EqualIdempotent", func(t T, e *env) {
+		ix := e.index()
+		n := e.create("ixeq", 1)
+		c := e.client("eq")
+		for range 3 {
+			e.saveIndex(ix, c, n, 0, 7)
+		}
+		e.expectIndex(ix, "saved 7 three times", c, n, 0, 7)
+		e.saveIndex(ix, c, n, 0, 8)
+		e.expectIndex(ix, "saved 7 three times then 8", c, n, 0, 8)
+	})
+}
+
+func testIndexConcurrentSaves(t T, h Harness) {
+	e := newEnv(t, h)
+	ix := e.index()
+	n := e.create("ixconc", 1)
+	c := e.client("conc")
+	const savers, each = 16, 50
+	var wg sync.WaitGroup
+	for w := 0; w < savers; w++ {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(w), 1))
+			for i := 0; i < each; i++ {
+				v := uint64(r.IntN(savers * each))
+				if i == each-1 && w == savers-1 {
+					v = savers * each // the maximum, saved once, possibly not last
+				}
+				if err := ix.SaveIndex(e.ctx, c, n, 0, v); err != nil {
+					t.Errorf("saver %d: SaveIndex(%d): %v", w, v, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	e.expectIndex(ix, fmt.Sprintf("after %d concurrent savers", savers), c, n, 0, savers*each)
+}
+
+func testIndexKeysIsolated(t T, h Harness) {
+	e := newEnv(t, h)
+	ix := e.index()
+	parts := min(2, e.caps().MaxPartitions)
+	s1, s2 := e.create("ixiso-a", parts), e.create("ixiso-b", parts)
+	c1, c2 := e.client("a"), e.client("b")
+	e.saveIndex(ix, c1, s1, 0, 11)
+	e.saveIndex(ix, c2, s1, 0, 22)
+	e.saveIndex(ix, c1, s2, 0, 33)
+	e.expectIndex(ix, "client a, stream a", c1, s1, 0, 11)
+	e.expectIndex(ix, "client b, stream a", c2, s1, 0, 22)
+	e.expectIndex(ix, "client a, stream b", c1, s2, 0, 33)
+	_, err := ix.GetIndex(e.ctx, c2, s2, 0)
+	expectErr(t, "GetIndex of client b, stream b (never saved)", err, core.ErrIndexNotFound)
+	// A client id that extends another must not share its key.
+	_, err = ix.GetIndex(e.ctx, c1+"x", s1, 0)
+	expectErr(t, "GetIndex of a client id extending a saved one", err, core.ErrIndexNotFound)
+	if parts < 2 {
+		t.Logf("MaxPartitions is 1: partition isolation not checked")
+		return
+	}
+	e.saveIndex(ix, c1, s1, 1, 44)
+	e.expectIndex(ix, "client a, stream a, partition 1", c1, s1, 1, 44)
+	e.expectIndex(ix, "client a, stream a, partition 0 after saving partition 1", c1, s1, 0, 11)
+	_, err = ix.GetIndex(e.ctx, c2, s1, 1)
+	expectErr(t, "GetIndex of client b, stream a, partition 1 (never saved)", err, core.ErrIndexNotFound)
+}
+
+func testIndexInvalidArgument(t T, h Harness) {
+	e := newEnv(t, h)
+	ix := e.index()
+	n := e.create("ixbad", 1)
+	long := make([]byte, core.MaxClientIDLen+1)
+	for i := range long {
+		long[i] = 'c'
+	}
+	for _, c := range []string{"", "ctl\x00char", "new\nline", "bad\xffutf8", string(long)} {
+		_, err := ix.GetIndex(e.ctx, c, n, 0)
+		expectErr(t, fmt.Sprintf("GetIndex(client %.30q)", c), err, core.ErrInvalidArgument)
+		expectErr(t, fmt.Sprintf("SaveIndex(client %.30q)", c), ix.SaveIndex(e.ctx, c, n, 0, 1), core.ErrInvalidArgument)
+	}
+	for _, s := range invalidNames {
+		_, err := ix.GetIndex(e.ctx, "c", s, 0)
+		expectErr(t, fmt.Sprintf("GetIndex(stream %.30q)", s), err, core.ErrInvalidArgument)
+		expectErr(t, fmt.Sprintf("SaveIndex(stream %.30q)", s), ix.SaveIndex(e.ctx, "c", s, 0, 1), core.ErrInvalidArgument)
+	}
+	_, err := ix.GetIndex(e.ctx, "c", n, -1)
+	expectErr(t, "GetIndex(partition -1)", err, core.ErrInvalidArgument)
+	expectErr(t, "SaveIndex(partition -1)", ix.SaveIndex(e.ctx, "c", n, -1, 1), core.ErrInvalidArgument)
+}
+
+func testIndexPersistence(t T, h Harness) {
+	e := newEnv(t, h)
+	ix := e.index()
+	if c := e.caps(); !c.Persistent {
+		t.Skipf("backend %q does not declare Persistent: saved indexes are not expected to survive Close", c.Name)
+	}
+	n := e.create("ixpersist", 1)
+	c := e.client("persist")
+	e.saveIndex(ix, c, n, 0, 5)
+	e.saveIndex(ix, c, n, 0, 9)
+	e.reopen()
+	ix = e.index()
+	e.expectIndex(ix, "after reopening", c, n, 0, 9)
+	e.saveIndex(ix, c, n, 0, 4)
+	e.expectIndex(ix, "saving a lower index after reopening", c, n, 0, 9)
+	_, err := ix.GetIndex(e.ctx, e.client("other"), n, 0)
+	expectErr(t, "GetIndex of a key never saved, after reopening", err, core.ErrIndexNotFound)
+}
+
+func testIndexCancelled(t T, h Harness) {
+	e := newEnv(t, h)
+	ix := e.index()
+	n := e.create("ixcancel", 1)
+	ctx, cancel := context.WithCancel(e.ctx)
+	cancel()
+	if _, err := ix.GetIndex(ctx, "c", n, 0); !errors.Is(err, context.Canceled) {
+		t.Errorf("GetIndex with a cancelled context: got %v, want an error matching context.Canceled", err)
+	}
+	if err := ix.SaveIndex(ctx, "c", n, 0, 1); !errors.Is(err, context.Canceled) {
+		t.Errorf("SaveIndex with a cancelled context: got %v, want an error matching context.Canceled", err)
+	}
+}
+
+func testIndexClosed(t T, h Harness) {
+	e := newEnv(t, h)
+	ix := e.index()
+	n := e.create("ixclosed", 1)
+	e.saveIndex(ix, "c", n, 0, 1)
+	if err := e.close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	_, err := ix.GetIndex(e.ctx, "c", n, 0)
+	expectErr(t, "GetIndex after Close", err, core.ErrClosed)
+	expectErr(t, "SaveIndex after Close", ix.SaveIndex(e.ctx, "c", n, 0, 2), core.ErrClosed)
+	if err := ix.Close(); err != nil {
+		t.Errorf("second IndexStorage.Close: %v; want nil", err)
+	}
+}

@@ -1,0 +1,726 @@
+package conformance
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/sluicehq/sluice/core"
+)
+
+// maxTestedMessageSize caps the message the MaxMessageSize subtest allocates; a backend
+// declaring more is tested at this size, and one byte over its declared limit is not tried.
+const maxTestedMessageSize = 64 << 20
+
+// maxCreatedPartitions caps the partition count the MaxPartitions subtest creates.
+const maxCreatedPartitions = 64
+
+// StorageTests runs the Storage conformance subtests against the backend h opens, as
+// subtests of t. [RunStorage] is the `go test` entry point; [Run] the one for other programs.
+func StorageTests(t T, h Harness) {
+	t.Helper()
+	if h.Open == nil {
+		t.Fatalf("conformance: Harness.Open is nil")
+	}
+	for _, st := range storageTests {
+		t.Run(st.name, func(t T) { st.fn(t, h) })
+	}
+}
+
+type namedTest struct {
+	name string
+	fn   func(t T, h Harness)
+}
+
+var storageTests = []namedTest{
+	{"Capabilities", testCapabilities},
+	{"CreateStream", testCreateStream},
+	{"AppendFetch", testAppendFetch},
+	{"Order", testOrder},
+	{"Index", testIndex},
+	{"Fetch", testFetch},
+	{"Append", testAppend},
+	{"MaxMessageSize", testMaxMessageSize},
+	{"ConcurrentAppend", testConcurrentAppend},
+	{"ConcurrentReaders", testConcurrentReaders},
+	{"Isolation", testIsolation},
+	{"Persistence", testPersistence},
+	{"Cancelled", testCancelled},
+	{"Closed", testClosed},
+	{"StreamDeleter", testStreamDeleter},
+	{"PartitionCounter", testPartitionCounter},
+}
+
+// sub runs fn as a subtest with its own env (its own backend and streams).
+func sub(t T, h Harness, name string, fn func(t T, e *env)) {
+	t.Helper()
+	t.Run(name, func(t T) { fn(t, newEnv(t, h)) })
+}
+
+func testCapabilities(t T, h Harness) {
+	e := newEnv(t, h)
+	c := e.caps()
+	t.Logf("capabilities: %v", c)
+	if c.Name == "" {
+		t.Errorf("Capabilities().Name is empty; want the backend's short name")
+	}
+	if c.MaxMessageSize <= 0 {
+		t.Errorf("Capabilities().MaxMessageSize = %d; want > 0", c.MaxMessageSize)
+	}
+	if c.MaxPartitions <= 0 || c.MaxPartitions > core.MaxPartitions {
+		t.Errorf("Capabilities().MaxPartitions = %d; want 1..%d (core.MaxPartitions)", c.MaxPartitions, core.MaxPartitions)
+	}
+	if c.NativeIndexStorage && e.backend().Index == nil {
+		t.Errorf("Capabilities().NativeIndexStorage is declared but the backend has no IndexStorage")
+	}
+}
+
+func testCreateStream(t T, h Harness) {
+	sub(t, h, "New", func(t T, e *env) {
+		n := e.create("new", 1)
+		if got := e.fetch(n, 0, 0, 10); len(got) != 0 {
+			t.Errorf("Fetch of a new stream returned %d messages, want none", len(got))
+		}
+	})
+	sub(t, h, "Idempotent", func(t T, e *env) {
+		parts := min(2, e.caps().MaxPartitions)
+		n := e.create("idem", parts)
+		idx := e.append(n, 0, []byte("kept"))
+		ask := min(parts+1, e.caps().MaxPartitions)
+		got, err := e.storage().CreateStream(e.ctx, n, ask)
+		if err != nil {
+			t.Fatalf("CreateStream(%q, %d) of an existing stream: %v; want the existing partition count and no error", n, ask, err)
+		}
+		if got != parts {
+			t.Errorf("CreateStream(%q, %d) of an existing stream with %d partitions returned %d; want %d", n, ask, parts, got, parts)
+		}
+		e.expectMessages("after re-creating the stream", e.readAll(n, 0, 0, 10, 1), idx, [][]byte{[]byte("kept")})
+	})
+	sub(t, h, "InvalidName", func(t T, e *env) {
+		for _, name := range invalidNames {
+			_, err := e.storage().CreateStream(e.ctx, name, 1)
+			expectErr(t, fmt.Sprintf("CreateStream(%.30q, 1)", name), err, core.ErrInvalidArgument)
+		}
+	})
+	sub(t, h, "InvalidPartitionCount", func(t T, e *env) {
+		for _, n := range []int{0, -1, e.caps().MaxPartitions + 1} {
+			name := e.name("badcount")
+			_, err := e.storage().CreateStream(e.ctx, name, n)
+			expectErr(t, fmt.Sprintf("CreateStream(%q, %d)", name, n), err, core.ErrInvalidArgument)
+			_, err = e.storage().Fetch(e.ctx, name, 0, 0, 1)
+			expectErr(t, fmt.Sprintf("Fetch of %q after a rejected CreateStream", name), err, core.ErrStreamNotFound)
+		}
+	})
+	sub(t, h, "MaxPartitions", func(t T, e *env) {
+		maxParts := e.caps().MaxPartitions
+		if maxParts > maxCreatedPartitions && !h.CreateMaxPartitions {
+			t.Skipf("MaxPartitions %d is more than the %d partitions this suite creates unless Harness.CreateMaxPartitions is set; the rejection of %d is checked by InvalidPartitionCount", maxParts, maxCreatedPartitions, maxParts+1)
+		}
+		n := e.create("maxparts", maxParts)
+		last := maxParts - 1
+		idx := e.append(n, last, []byte("last partition"))
+		e.expectMessages("last partition", e.readAll(n, last, 0, 10, 1), idx, [][]byte{[]byte("last partition")})
+	})
+}
+
+func testAppendFetch(t T, h Harness) {
+	roundTrip := func(t T, e *env, label string, want [][]byte) {
+		n := e.create(label, 1)
+		idx := e.append(n, 0, want...)
+		e.expectMessages("round trip", e.readAll(n, 0, 0, len(want)+1, len(want)), idx, want)
+	}
+	sub(t, h, "AllByteValues", func(t T, e *env) {
+		all := make([]byte, 256)
+		for i := range all {
+			all[i] = byte(i)
+		}
+		rev := bytes.Clone(all)
+		for i := range rev {
+			rev[i] = 255 - byte(i)
+		}
+		roundTrip(t, e, "bytes", [][]byte{all, rev, {0}, {0xff}, []byte("\x00\x00\r\n\x00")})
+	})
+	sub(t, h, "EmptyMessage", func(t T, e *env) {
+		roundTrip(t, e, "empty", [][]byte{{}, []byte("x"), nil, {}})
+	})
+	sub(t, h, "SingleAppends", func(t T, e *env) {
+		n := e.create("single", 1)
+		want := msgs("single", 5)
+		var idx []uint64
+		for _, m := range want {
+			idx = append(idx, e.append(n, 0, m)...)
+		}
+		e.expectMessages("single appends", e.readAll(n, 0, 0, 10, len(want)), idx, want)
+	})
+	sub(t, h, "EmptyBatch", func(t T, e *env) {
+		n := e.create("emptybatch", 1)
+		for _, batch := range [][][]byte{nil, {}} {
+			idx, err := e.storage().Append(e.ctx, n, 0, batch)
+			if err != nil {
+				t.Fatalf("Append(%q, 0) of an empty batch: %v; want no error", n, err)
+			}
+			if len(idx) != 0 {
+				t.Errorf("Append of an empty batch reported %d indexes, want none", len(idx))
+			}
+		}
+		if got := e.fetch(n, 0, 0, 10); len(got) != 0 {
+			t.Errorf("Fetch after empty-batch appends returned %d messages, want none", len(got))
+		}
+	})
+	sub(t, h, "NotRetained", func(t T, e *env) {
+		n := e.create("retain", 1)
+		m := []byte("original")
+		idx := e.append(n, 0, m)
+		copy(m, "MUTATED!")
+		got := e.readAll(n, 0, 0, 10, 1)
+		e.expectMessages("after the caller changed its slice", got, idx, [][]byte{[]byte("original")})
+		copy(got[0].Data, "MUTATED!")
+		e.expectMessages("after the caller changed a fetched slice", e.readAll(n, 0, 0, 10, 1), idx, [][]byte{[]byte("original")})
+	})
+}
+
+func testOrder(t T, h Harness) {
+	e := newEnv(t, h)
+	n := e.create("order", 1)
+	want := msgs("order", 500)
+	idx := e.fill(n, 0, len(want), func(i int) []byte { return want[i] })
+	e.expectMessages("500 messages in 5 batches", e.readAll(n, 0, 0, 1000, len(want)), idx, want)
+}
+
+func testIndex(t T, h Harness) {
+	sub(t, h, "StrictlyIncreasing", func(t T, e *env) {
+		n := e.create("incr", 1)
+		var all []uint64
+		for i := 0; i < 5; i++ {
+			idx := e.append(n, 0, msgs(fmt.Sprint(i), i+1)...)
+			if len(all) > 0 && idx[0] <= all[len(all)-1] {
+				t.Fatalf("Append %d reported index %d after an earlier Append reported %d; indexes must be strictly increasing and unique", i, idx[0], all[len(all)-1])
+			}
+			all = append(all, idx...)
+		}
+		got := e.readAll(n, 0, 0, 100, len(all))
+		if len(got) != len(all) {
+			t.Fatalf("read %d messages, want %d%s", len(got), len(all), describeGap(got, all))
+		}
+		for i := range got {
+			if got[i].Index != all[i] {
+				t.Errorf("message %d: Fetch returned index %d, Append reported %d", i, got[i].Index, all[i])
+			}
+		}
+	})
+	sub(t, h, "FetchFromReportedIndex", func(t T, e *env) {
+		n := e.create("fromidx", 1)
+		want := msgs("m", 10)
+		idx := e.append(n, 0, want...)
+		e.readAll(n, 0, 0, 100, len(want)) // wait for visibility
+		for i := range idx {
+			got := e.fetch(n, 0, idx[i], 1)
+			if len(got) != 1 || got[0].Index != idx[i] || !bytes.Equal(got[0].Data, want[i]) {
+				t.Errorf("Fetch(from=%d, limit=1) = %v; want exactly message %d %q", idx[i], summary(got), i, want[i])
+			}
+		}
+	})
+	sub(t, h, "Dense", func(t T, e *env) {
+		if !e.caps().DenseIndex {
+			t.Skipf("backend %q does not declare DenseIndex: indexes may have gaps", e.caps().Name)
+		}
+		n := e.create("dense", 1)
+		var all []uint64
+		all = append(all, e.append(n, 0, msgs("a", 3)...)...)
+		all = append(all, e.append(n, 0, []byte("b"))...)
+		all = append(all, e.append(n, 0, msgs("c", 4)...)...)
+		for i, ix := range all {
+			if ix != uint64(i) {
+				t.Fatalf("DenseIndex is declared but message %d of a new partition got index %d (all: %v); want 0, 1, 2, ...", i, ix, all)
+			}
+		}
+		got := e.readAll(n, 0, 0, 100, len(all))
+		for i, m := range got {
+			if m.Index != uint64(i) {
+				t.Fatalf("DenseIndex is declared but Fetch returned index %d for message %d; want %d", m.Index, i, i)
+			}
+		}
+	})
+}
+
+// summary renders fetched messages for failure messages.
+func summary(ms []core.Message) string {
+	var b bytes.Buffer
+	b.WriteByte('[')
+	for i, m := range ms {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		if i == 8 {
+			fmt.Fprintf(&b, "... %d more", len(ms)-i)
+			break
+		}
+		fmt.Fprintf(&b, "%d:%q", m.Index, preview(m.Data))
+	}
+	b.WriteByte(']')
+	return b.String()
+}
+
+func testFetch(t T, h Harness) {
+	sub(t, h, "EmptyStream", func(t T, e *env) {
+		n := e.create("empty", 1)
+		for _, from := range []uint64{0, 1, 1 << 40} {
+			if got := e.fetch(n, 0, from, 10); len(got) != 0 {
+				t.Errorf("Fetch(from=%d) of an empty stream returned %v, want nothing", from, summary(got))
+			}
+		}
+	})
+	sub(t, h, "StreamNotFound", func(t T, e *env) {
+		n := e.name("never")
+		_, err := e.storage().Fetch(e.ctx, n, 0, 0, 10)
+		expectErr(t, fmt.Sprintf("Fetch of never-created stream %q", n), err, core.ErrStreamNotFound)
+	})
+	sub(t, h, "PastEnd", func(t T, e *env) {
+		n := e.create("pastend", 1)
+		idx := e.append(n, 0, msgs("m", 3)...)
+		e.readAll(n, 0, 0, 10, 3) // wait for visibility
+		last := idx[len(idx)-1]
+		for _, from := range []uint64{last + 1, last + 2, last + 1000, 1 << 62} {
+			if got := e.fetch(n, 0, from, 10); len(got) != 0 {
+				t.Errorf("Fetch(from=%d) past the last index %d returned %v, want nothing", from, last, summary(got))
+			}
+		}
+	})
+	sub(t, h, "FromMiddle", func(t T, e *env) {
+		n := e.create("middle", 1)
+		want := msgs("m", 20)
+		idx := e.append(n, 0, want...)
+		e.readAll(n, 0, 0, 100, 20)
+		for _, k := range []int{1, 7, 19} {
+			e.expectMessages(fmt.Sprintf("Fetch from index %d (message %d)", idx[k], k), e.readAll(n, 0, idx[k], 100, 20-k), idx[k:], want[k:])
+			// From between two indexes (sparse backends): the next message.
+			if idx[k]-idx[k-1] > 1 {
+				e.expectMessages(fmt.Sprintf("Fetch from index %d (between messages %d and %d)", idx[k-1]+1, k-1, k), e.readAll(n, 0, idx[k-1]+1, 100, 20-k), idx[k:], want[k:])
+			}
+		}
+	})
+	sub(t, h, "Limit", func(t T, e *env) {
+		n := e.create("limit", 1)
+		want := msgs("m", 10)
+		idx := e.append(n, 0, want...)
+		e.readAll(n, 0, 0, 100, 10)
+		if got := e.fetch(n, 0, 0, 0); len(got) != 0 {
+			t.Errorf("Fetch(limit=0) returned %v, want nothing", summary(got))
+		}
+		got := e.fetch(n, 0, 0, 1)
+		if len(got) != 1 || got[0].Index != idx[0] || !bytes.Equal(got[0].Data, want[0]) {
+			t.Errorf("Fetch(from=0, limit=1) = %v; want only the first message %d:%q", summary(got), idx[0], want[0])
+		}
+		got = e.fetch(n, 0, idx[9], 5)
+		if len(got) != 1 || got[0].Index != idx[9] {
+			t.Errorf("Fetch(from=%d, limit=5) of the last message = %v; want only it", idx[9], summary(got))
+		}
+		e.expectMessages("Fetch with a limit above the message count", e.readAll(n, 0, 0, 1000, 10), idx, want)
+	})
+	sub(t, h, "Paging", func(t T, e *env) {
+		n := e.create("paging", 1)
+		want := msgs("page", 500)
+		idx := e.fill(n, 0, len(want), func(i int) []byte { return want[i] })
+		for _, limit := range []int{1, 7, 100} {
+			if limit == 1 {
+				// 500 round trips: page through the first 50 only.
+				e.expectMessages("paging with limit 1", e.readAll(n, 0, idx[450], 1, 50), idx[450:], want[450:])
+				continue
+			}
+			e.expectMessages(fmt.Sprintf("paging with limit %d", limit), e.readAll(n, 0, 0, limit, 500), idx, want)
+		}
+	})
+	sub(t, h, "NegativeLimit", func(t T, e *env) {
+		n := e.create("neglimit", 1)
+		e.append(n, 0, []byte("m"))
+		_, err := e.storage().Fetch(e.ctx, n, 0, 0, -1)
+		expectErr(t, "Fetch(limit=-1)", err, core.ErrInvalidArgument)
+	})
+	sub(t, h, "InvalidPartition", func(t T, e *env) {
+		n := e.create("badpart", 1)
+		for _, p := range []int{-1, 1, 1000} {
+			_, err := e.storage().Fetch(e.ctx, n, p, 0, 10)
+			expectErr(t, fmt.Sprintf("Fetch(%q, partition %d) of a 1-partition stream", n, p), err, core.ErrInvalidArgument)
+		}
+	})
+	sub(t, h, "InvalidName", func(t T, e *env) {
+		for _, name := range invalidNames {
+			_, err := e.storage().Fetch(e.ctx, name, 0, 0, 1)
+			expectErr(t, fmt.Sprintf("Fetch(%.30q)", name), err, core.ErrInvalidArgument)
+		}
+	})
+}
+
+func testAppend(t T, h Harness) {
+	sub(t, h, "StreamNotFound", func(t T, e *env) {
+		n := e.name("never")
+		_, err := e.storage().Append(e.ctx, n, 0, [][]byte{[]byte("m")})
+		expectErr(t, fmt.Sprintf("Append to never-created stream %q", n), err, core.ErrStreamNotFound)
+		_, err = e.storage().Fetch(e.ctx, n, 0, 0, 1)
+		expectErr(t, fmt.Sprintf("Fetch of %q after a rejected Append", n), err, core.ErrStreamNotFound)
+	})
+	sub(t, h, "InvalidPartition", func(t T, e *env) {
+		n := e.create("badpart", 1)
+		for _, p := range []int{-1, 1, 1000} {
+			_, err := e.storage().Append(e.ctx, n, p, [][]byte{[]byte("m")})
+			expectErr(t, fmt.Sprintf("Append(%q, partition %d) to a 1-partition stream", n, p), err, core.ErrInvalidArgument)
+		}
+		if got := e.fetch(n, 0, 0, 10); len(got) != 0 {
+			t.Errorf("rejected Appends left messages in partition 0: %v", summary(got))
+		}
+	})
+	sub(t, h, "InvalidName", func(t T, e *env) {
+		for _, name := range invalidNames {
+			_, err := e.storage().Append(e.ctx, name, 0, [][]byte{[]byte("m")})
+			expectErr(t, fmt.Sprintf("Append(%.30q)", name), err, core.ErrInvalidArgument)
+		}
+	})
+}
+
+func testMaxMessageSize(t T, h Harness) {
+	sub(t, h, "Accepted", func(t T, e *env) {
+		size := e.caps().MaxMessageSize
+		if size > maxTestedMessageSize {
+			t.Logf("MaxMessageSize %d is above %d; testing a %d-byte message", size, maxTestedMessageSize, maxTestedMessageSize)
+			size = maxTestedMessageSize
+		}
+		n := e.create("maxsize", 1)
+		big := make([]byte, size)
+		for i := range big {
+			big[i] = byte(i*7 + i>>8)
+		}
+		idx := e.append(n, 0, big)
+		e.expectMessages(fmt.Sprintf("a %d-byte message (MaxMessageSize)", size), e.readAll(n, 0, 0, 1, 1), idx, [][]byte{big})
+	})
+	sub(t, h, "OneByteOver", func(t T, e *env) {
+		size := e.caps().MaxMessageSize
+		if size >= maxTestedMessageSize {
+			t.Skipf("MaxMessageSize %d is too large to allocate one byte more in a conformance run", size)
+		}
+		n := e.create("oversize", 1)
+		over := make([]byte, size+1)
+		_, err := e.storage().Append(e.ctx, n, 0, [][]byte{[]byte("small, first in batch"), over})
+		expectErr(t, fmt.Sprintf("Append of a batch holding a %d-byte message (MaxMessageSize %d)", size+1, size), err, core.ErrMessageTooLarge)
+		_, err = e.storage().Append(e.ctx, n, 0, [][]byte{over})
+		expectErr(t, fmt.Sprintf("Append of a %d-byte message (MaxMessageSize %d)", size+1, size), err, core.ErrMessageTooLarge)
+		if got := e.fetch(n, 0, 0, 10); len(got) != 0 {
+			t.Errorf("rejected oversized Appends left messages: %v; want nothing appended", summary(got))
+		}
+	})
+}
+
+func testConcurrentAppend(t T, h Harness) {
+	e := newEnv(t, h)
+	n := e.create("concurrent", 1)
+	appenders, per := h.appenders()
+	type sent struct {
+		w, seq int
+		index  uint64
+	}
+	results := make([][]sent, appenders)
+	var wg sync.WaitGroup
+	ctx, cancel := context.WithCancel(e.ctx)
+	defer cancel()
+	for w := 0; w < appenders; w++ {
+		wg.Go(func() {
+			for seq := 0; seq < per; seq++ {
+				idx, err := e.storage().Append(ctx, n, 0, [][]byte{fmt.Appendf(nil, "w%03d-%06d", w, seq)})
+				if err != nil {
+					if ctx.Err() == nil {
+						t.Errorf("appender %d, message %d: Append: %v", w, seq, err)
+						cancel()
+					}
+					return
+				}
+				if len(idx) != 1 {
+					t.Errorf("appender %d: Append of one message reported %d indexes", w, len(idx))
+					cancel()
+					return
+				}
+				results[w] = append(results[w], sent{w, seq, idx[0]})
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	byIndex := make(map[uint64]sent, appenders*per)
+	for _, rs := range results {
+		for i, s := range rs {
+			if prev, dup := byIndex[s.index]; dup {
+				t.Fatalf("index %d was reported for appender %d message %d and for appender %d message %d", s.index, prev.w, prev.seq, s.w, s.seq)
+			}
+			byIndex[s.index] = s
+			if i > 0 && s.index <= rs[i-1].index {
+				t.Errorf("appender %d: message %d got index %d after message %d got %d; one appender's messages must get increasing indexes", s.w, s.seq, s.index, s.seq-1, rs[i-1].index)
+			}
+		}
+	}
+	got := e.readAll(n, 0, 0, 1000, appenders*per)
+	if len(got) != appenders*per {
+		all := make([]uint64, 0, len(byIndex))
+		for i := range byIndex {
+			all = append(all, i)
+		}
+		sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+		t.Fatalf("read %d messages after %d appenders appended %d each, want %d%s", len(got), appenders, per, appenders*per, describeGap(got, all))
+	}
+	next := make([]int, appenders)
+	for _, m := range got {
+		s, ok := byIndex[m.Index]
+		if !ok {
+			t.Fatalf("Fetch returned index %d (%q), which no Append reported", m.Index, m.Data)
+		}
+		if want := fmt.Sprintf("w%03d-%06d", s.w, s.seq); string(m.Data) != want {
+			t.Fatalf("index %d holds %q, but Append reported it for %q", m.Index, m.Data, want)
+		}
+		if s.seq != next[s.w] {
+			t.Fatalf("appender %d: message %d is stored after message %d; one appender's order must be kept", s.w, s.seq, next[s.w]-1)
+		}
+		next[s.w]++
+	}
+}
+
+func testConcurrentReaders(t T, h Harness) {
+	e := newEnv(t, h)
+	n := e.create("readers", 1)
+	want := msgs("r", 500)
+	idx := e.fill(n, 0, len(want), func(i int) []byte { return want[i] })
+	e.readAll(n, 0, 0, 1000, len(want)) // wait for visibility
+	const readers = 8
+	var wg sync.WaitGroup
+	for r := 0; r < readers; r++ {
+		wg.Go(func() {
+			limit := 13 + r*17
+			var got []core.Message
+			for from := uint64(0); ; {
+				ms, err := e.storage().Fetch(e.ctx, n, 0, from, limit)
+				if err != nil {
+					t.Errorf("reader %d: Fetch(from=%d, limit=%d): %v", r, from, limit, err)
+					return
+				}
+				if len(ms) == 0 {
+					break
+				}
+				got = append(got, ms...)
+				from = ms[len(ms)-1].Index + 1
+			}
+			if len(got) != len(want) {
+				t.Errorf("reader %d (limit %d) read %d messages, want %d%s", r, limit, len(got), len(want), describeGap(got, idx))
+				return
+			}
+			for i := range got {
+				if got[i].Index != idx[i] || !bytes.Equal(got[i].Data, want[i]) {
+					t.Errorf("reader %d: message %d is %d:%q, want %d:%q", r, i, got[i].Index, got[i].Data, idx[i], want[i])
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func testIsolation(t T, h Harness) {
+	sub(t, h, "Streams", func(t T, e *env) {
+		a, b := e.create("iso-a", 1), e.create("iso-b", 1)
+		ia := e.append(a, 0, []byte("a0"), []byte("a1"))
+		ib := e.append(b, 0, []byte("b0"))
+		e.expectMessages("stream a", e.readAll(a, 0, 0, 10, 2), ia, [][]byte{[]byte("a0"), []byte("a1")})
+		e.expectMessages("stream b", e.readAll(b, 0, 0, 10, 1), ib, [][]byte{[]byte("b0")})
+		// A stream whose name extends another's must not see its messages.
+		c := a + "x"
+		e.track(c)
+		e.create2(c, 1)
+		if got := e.fetch(c, 0, 0, 10); len(got) != 0 {
+			t.Errorf("new stream %q sees %v, messages of %q", c, summary(got), a)
+		}
+	})
+	sub(t, h, "Partitions", func(t T, e *env) {
+		if e.caps().MaxPartitions < 3 {
+			t.Skipf("MaxPartitions is %d; partition isolation needs 3", e.caps().MaxPartitions)
+		}
+		n := e.create("parts", 3)
+		i0 := e.append(n, 0, []byte("p0-a"), []byte("p0-b"))
+		i2 := e.append(n, 2, []byte("p2-a"))
+		e.expectMessages("partition 0", e.readAll(n, 0, 0, 10, 2), i0, [][]byte{[]byte("p0-a"), []byte("p0-b")})
+		e.expectMessages("partition 2", e.readAll(n, 2, 0, 10, 1), i2, [][]byte{[]byte("p2-a")})
+		if got := e.fetch(n, 1, 0, 10); len(got) != 0 {
+			t.Errorf("partition 1, never appended to, returned %v", summary(got))
+		}
+	})
+}
+
+// track records name as a stream to delete when the subtest ends.
+func (e *env) track(name string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.streams = append(e.streams, name)
+}
+
+// create2 creates stream name (already recorded for cleanup) with the given partitions.
+func (e *env) create2(name string, partitions int) {
+	e.t.Helper()
+	got, err := e.storage().CreateStream(e.ctx, name, partitions)
+	if err != nil {
+		e.t.Fatalf("CreateStream(%q, %d): %v", name, partitions, err)
+	}
+	if got != partitions {
+		e.t.Fatalf("CreateStream(%q, %d) of a new stream returned %d partitions", name, partitions, got)
+	}
+}
+
+func testPersistence(t T, h Harness) {
+	e := newEnv(t, h)
+	c := e.caps()
+	if !c.Persistent {
+		t.Skipf("backend %q does not declare Persistent: data is not expected to survive Close", c.Name)
+	}
+	parts := min(2, c.MaxPartitions)
+	n := e.create("persist", parts)
+	want := msgs("before", 5)
+	idx := e.append(n, 0, want...)
+	e.readAll(n, 0, 0, 10, len(want))
+	ix := e.backend().Index
+	client := "conf-client-" + randomHex(4)
+	if ix != nil {
+		if err := ix.SaveIndex(e.ctx, client, n, 0, idx[2]); err != nil {
+			t.Fatalf("SaveIndex: %v", err)
+		}
+	}
+
+	e.reopen()
+	e.expectMessages("after reopening", e.readAll(n, 0, 0, 10, len(want)), idx, want)
+	got, err := e.storage().CreateStream(e.ctx, n, parts)
+	if err != nil || got != parts {
+		t.Errorf("CreateStream of the existing stream after reopening = %d, %v; want %d, nil", got, err, parts)
+	}
+	if ix := e.backend().Index; ix != nil {
+		got, err := ix.GetIndex(e.ctx, client, n, 0)
+		if err != nil || got != idx[2] {
+			t.Errorf("GetIndex after reopening = %d, %v; want %d, nil", got, err, idx[2])
+		}
+	}
+	more := e.append(n, 0, []byte("after"))
+	if more[0] <= idx[len(idx)-1] {
+		t.Fatalf("Append after reopening reported index %d, not above %d reported before; indexes must stay strictly increasing across reopen", more[0], idx[len(idx)-1])
+	}
+	e.expectMessages("after appending once reopened", e.readAll(n, 0, 0, 10, len(want)+1), append(idx, more...), append(want, []byte("after")))
+}
+
+func testCancelled(t T, h Harness) {
+	e := newEnv(t, h)
+	n := e.create("cancel", 1)
+	e.append(n, 0, []byte("m"))
+	ctx, cancel := context.WithCancel(e.ctx)
+	cancel()
+	check := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("%s with a cancelled context: got %v, want an error matching context.Canceled", what, err)
+		}
+	}
+	s := e.storage()
+	_, err := s.CreateStream(ctx, e.name("cancel-new"), 1)
+	check("CreateStream", err)
+	_, err = s.Append(ctx, n, 0, [][]byte{[]byte("x")})
+	check("Append", err)
+	_, err = s.Fetch(ctx, n, 0, 0, 10)
+	check("Fetch", err)
+	if d, ok := s.(core.StreamDeleter); ok {
+		check("DeleteStream", d.DeleteStream(ctx, n))
+	}
+	if pc, ok := s.(core.PartitionCounter); ok {
+		_, err = pc.Partitions(ctx, n)
+		check("Partitions", err)
+	}
+	if ix := e.backend().Index; ix != nil {
+		_, err = ix.GetIndex(ctx, "c", n, 0)
+		check("GetIndex", err)
+		check("SaveIndex", ix.SaveIndex(ctx, "c", n, 0, 1))
+	}
+}
+
+func testClosed(t T, h Harness) {
+	e := newEnv(t, h)
+	n := e.create("closed", 1)
+	e.append(n, 0, []byte("m"))
+	b := e.backend()
+	if err := e.close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	check := func(what string, err error) {
+		t.Helper()
+		expectErr(t, what+" after Close", err, core.ErrClosed)
+	}
+	s := b.Storage
+	_, err := s.CreateStream(e.ctx, e.name("closed-new"), 1)
+	check("CreateStream", err)
+	_, err = s.Append(e.ctx, n, 0, [][]byte{[]byte("x")})
+	check("Append", err)
+	_, err = s.Fetch(e.ctx, n, 0, 0, 10)
+	check("Fetch", err)
+	if d, ok := s.(core.StreamDeleter); ok {
+		check("DeleteStream", d.DeleteStream(e.ctx, n))
+	}
+	if pc, ok := s.(core.PartitionCounter); ok {
+		_, err = pc.Partitions(e.ctx, n)
+		check("Partitions", err)
+	}
+	if ix := b.Index; ix != nil {
+		_, err = ix.GetIndex(e.ctx, "c", n, 0)
+		check("GetIndex", err)
+		check("SaveIndex", ix.SaveIndex(e.ctx, "c", n, 0, 1))
+	}
+	_ = s.Capabilities() // must still work: it does no I/O
+	if err := b.Close(); err != nil {
+		t.Errorf("second Backend.Close: %v; want nil", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("Storage.Close after Close: %v; want nil", err)
+	}
+	if b.Index != nil {
+		if err := b.Index.Close(); err != nil {
+			t.Errorf("IndexStorage.Close after Close: %v; want nil", err)
+		}
+	}
+}
+
+func testStreamDeleter(t T, h Harness) {
+	e := newEnv(t, h)
+	d, ok := e.storage().(core.StreamDeleter)
+	if !ok {
+		t.Skipf("backend %q does not implement core.StreamDeleter", e.caps().Name)
+	}
+	n := e.create("delete", 1)
+	e.append(n, 0, []byte("m"))
+	if err := d.DeleteStream(e.ctx, n); err != nil {
+		t.Fatalf("DeleteStream(%q): %v", n, err)
+	}
+	_, err := e.storage().Fetch(e.ctx, n, 0, 0, 10)
+	expectErr(t, "Fetch of a deleted stream", err, core.ErrStreamNotFound)
+	expectErr(t, "DeleteStream of a deleted stream", d.DeleteStream(e.ctx, n), core.ErrStreamNotFound)
+	expectErr(t, "DeleteStream of a never-created stream", d.DeleteStream(e.ctx, e.name("never")), core.ErrStreamNotFound)
+	expectErr(t, "DeleteStream of an invalid name", d.DeleteStream(e.ctx, "bad name"), core.ErrInvalidArgument)
+}
+
+func testPartitionCounter(t T, h Harness) {
+	e := newEnv(t, h)
+	pc, ok := e.storage().(core.PartitionCounter)
+	if !ok {
+		t.Skipf("backend %q does not implement core.PartitionCounter", e.caps().Name)
+	}
+	parts := min(3, e.caps().MaxPartitions)
+	n := e.create("count", parts)
+	got, err := pc.Partitions(e.ctx, n)
+	if err != nil || got != parts {
+		t.Errorf("Partitions(%q) = %d, %v; want %d, nil", n, got, err, parts)
+	}
+	_, err = pc.Partitions(e.ctx, e.name("never"))
+	expectErr(t, "Partitions of a never-created stream", err, core.ErrStreamNotFound)
+	_, err = pc.Partitions(e.ctx, "bad name")
+	expectErr(t, "Partitions of an invalid name", err, core.ErrInvalidArgument)
+}
