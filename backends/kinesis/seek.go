@@ -116,6 +116,5 @@ func (s *Store) probe(ctx context.Context, name string, part *partition, f iterF
 	return found, ok, err
 }
 
-
 // kinesisRecord is a record as GetRecords returns it.
 type kinesisRecord = types.Record

@@ -24,10 +24,21 @@ func (a MavenArtifact) String() string { return a.Group + ":" + a.Artifact + ":"
 // and returns the jar paths. Progress and timing go to log (may be nil). excludes are
 // "group:artifact" pairs left out of the resolution.
 func MavenClasspath(ctx context.Context, name string, artifacts []MavenArtifact, excludes []string, log io.Writer) ([]string, error) {
+	return MavenClasspathBOM(ctx, name, nil, artifacts, excludes, log)
+}
+
+// MavenClasspathBOM is [MavenClasspath] with boms imported into the dependency management
+// (Maven's scope "import"), so that transitive dependencies get the versions a project was
+// built and released with rather than Maven's nearest-wins pick. Pulsar needs this: its
+// parent POM pins the versions its distribution ships.
+func MavenClasspathBOM(ctx context.Context, name string, boms, artifacts []MavenArtifact, excludes []string, log io.Writer) ([]string, error) {
 	if log == nil {
 		log = io.Discard
 	}
 	h := sha256.New()
+	for _, b := range boms {
+		fmt.Fprintln(h, "bom:"+b.String())
+	}
 	for _, a := range artifacts {
 		fmt.Fprintln(h, a.String())
 	}
@@ -44,7 +55,7 @@ func MavenClasspath(ctx context.Context, name string, artifacts []MavenArtifact,
 		if _, err := exec.LookPath("mvn"); err != nil {
 			return nil, fmt.Errorf("brokers: %s needs Maven (mvn) to download its jars: %w", name, err)
 		}
-		if err := os.WriteFile(filepath.Join(dir, "pom.xml"), []byte(pom(name, artifacts, excludes)), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, "pom.xml"), []byte(pom(name, boms, artifacts, excludes)), 0o644); err != nil {
 			return nil, fmt.Errorf("brokers: write pom: %w", err)
 		}
 		start := time.Now()
@@ -68,7 +79,7 @@ func MavenClasspath(ctx context.Context, name string, artifacts []MavenArtifact,
 	return jars, nil
 }
 
-func pom(name string, artifacts []MavenArtifact, excludes []string) string {
+func pom(name string, boms, artifacts []MavenArtifact, excludes []string) string {
 	var b strings.Builder
 	b.WriteString(`<?xml version="1.0" encoding="UTF-8"?>
 <project xmlns="http://maven.apache.org/POM/4.0.0">
@@ -77,8 +88,15 @@ func pom(name string, artifacts []MavenArtifact, excludes []string) string {
   <artifactId>` + name + `</artifactId>
   <version>1</version>
   <packaging>pom</packaging>
-  <dependencies>
 `)
+	if len(boms) > 0 {
+		b.WriteString("  <dependencyManagement><dependencies>\n")
+		for _, m := range boms {
+			fmt.Fprintf(&b, "    <dependency><groupId>%s</groupId><artifactId>%s</artifactId><version>%s</version><type>pom</type><scope>import</scope></dependency>\n", m.Group, m.Artifact, m.Version)
+		}
+		b.WriteString("  </dependencies></dependencyManagement>\n")
+	}
+	b.WriteString("  <dependencies>\n")
 	for _, a := range artifacts {
 		fmt.Fprintf(&b, "    <dependency><groupId>%s</groupId><artifactId>%s</artifactId><version>%s</version>\n", a.Group, a.Artifact, a.Version)
 		if len(excludes) > 0 {
