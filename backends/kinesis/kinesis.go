@@ -68,6 +68,12 @@ type Store struct {
 	client *kinesis.Client
 	opts   Options
 
+	// ctx bounds the writers' broker calls; cancelled by Close after a grace period.
+	ctx    context.Context
+	cancel context.CancelFunc
+	stop   chan struct{} // closed by Close: writers finish what they hold and exit
+	wg     sync.WaitGroup
+
 	mu      sync.Mutex
 	closed  bool
 	streams map[string]*streamState
@@ -94,7 +100,10 @@ type partition struct {
 	key     string // partition key
 	seeks   seekMap
 
-	mu        sync.Mutex // serializes appends (single writer) and guards the fields below
+	writer sync.Once // starts the writer goroutine on first Append
+	reqs   chan *appendReq
+
+	mu        sync.Mutex // guards the fields below (held by the writer while it writes)
 	recovered bool
 	next      uint64
 	lastSeq   string // sequence number of the last record written, for SequenceNumberForOrdering
@@ -112,7 +121,8 @@ func New(client *kinesis.Client, opts *Options) (*Store, error) {
 	if len(o.Prefix)+core.MaxStreamNameLen > 128 {
 		return nil, fmt.Errorf("kinesis: %w: prefix %q is too long: prefix plus a %d-character stream name must fit Kinesis's 128", core.ErrInvalidOption, o.Prefix, core.MaxStreamNameLen)
 	}
-	return &Store{client: client, opts: o, streams: map[string]*streamState{}}, nil
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Store{client: client, opts: o, streams: map[string]*streamState{}, ctx: ctx, cancel: cancel, stop: make(chan struct{})}, nil
 }
 
 // Capabilities: indexes are not dense (a failed append burns its indexes), data is
@@ -126,12 +136,30 @@ func (s *Store) Capabilities() core.Capabilities {
 	}
 }
 
-// Close marks the store closed; later calls return core.ErrClosed. It does not close the
-// client. Appends in flight finish or fail on their own context.
+// closeGrace is how long Close lets in-flight writes finish before cancelling them.
+const closeGrace = 10 * time.Second
+
+// Close stops the partition writers: appends being written finish (or, after 10 seconds, are
+// cancelled and fail), appends still queued fail with core.ErrClosed, and later calls return
+// core.ErrClosed. It does not close the client. A second Close returns nil.
 func (s *Store) Close() error {
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
 	s.closed = true
 	s.mu.Unlock()
+	close(s.stop)
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }() // ends when the writers do
+	select {
+	case <-done:
+	case <-time.After(closeGrace):
+		s.cancel()
+		<-done
+	}
+	s.cancel()
 	return nil
 }
 
@@ -302,10 +330,14 @@ func (s *Store) DeleteStream(ctx context.Context, stream string) error {
 }
 
 // Append packs msgs into as few records as fit 1 MiB and writes them in order with PutRecord
-// and SequenceNumberForOrdering, so the shard holds them in index order. Throttling and
-// transient failures are retried with backoff; a batch that finally fails burns its indexes
-// (the next append continues after them), because a write whose reply was lost may still be
-// in the shard.
+// and SequenceNumberForOrdering, so the shard holds them in index order. Appends to one
+// partition are group-committed: a writer goroutine per partition packs every append waiting
+// at that moment into the same records, so concurrent appenders share PutRecord calls (each
+// shard accepts 1000 records/s; a packed record carries up to 1 MiB). Throttling and transient
+// failures are retried with backoff; a batch that finally fails burns its indexes (the next
+// append continues after them), because a write whose reply was lost may still be in the
+// shard. An append whose ctx ends after it was queued returns ctx.Err(), but its messages may
+// still be written.
 func (s *Store) Append(ctx context.Context, stream string, p int, msgs [][]byte) ([]uint64, error) {
 	if err := s.checkOpen(ctx); err != nil {
 		return nil, err
@@ -320,10 +352,121 @@ func (s *Store) Append(ctx context.Context, stream string, p int, msgs [][]byte)
 	if len(msgs) == 0 {
 		return []uint64{}, nil
 	}
+	req := &appendReq{ctx: ctx, msgs: msgs, done: make(chan struct{})}
+	part.writer.Do(func() {
+		part.reqs = make(chan *appendReq, 256)
+		s.wg.Add(1)
+		go s.writeLoop(stream, p, part) // owned by s: stops when s.stop is closed
+	})
+	select {
+	case part.reqs <- req:
+	case <-s.stop:
+		return nil, fmt.Errorf("kinesis: append %q: %w", stream, core.ErrClosed)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case <-req.done:
+		return req.idx, req.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// appendReq is one Append waiting for its partition's writer.
+type appendReq struct {
+	ctx  context.Context
+	msgs [][]byte
+	idx  []uint64
+	err  error
+	done chan struct{}
+}
+
+// maxGroupBytes bounds how much one group commit packs (four full records).
+const maxGroupBytes = 4 * maxRecordSize
+
+// writeLoop is a partition's single writer. It takes every append waiting, writes them as one
+// group, and answers each.
+func (s *Store) writeLoop(stream string, p int, part *partition) {
+	defer s.wg.Done()
+	for {
+		var group []*appendReq
+		select {
+		case r := <-part.reqs:
+			group = append(group, r)
+		case <-s.stop:
+			for {
+				select {
+				case r := <-part.reqs:
+					r.err = fmt.Errorf("kinesis: append %q: %w", stream, core.ErrClosed)
+					close(r.done)
+				default:
+					return
+				}
+			}
+		}
+		size := groupSize(group[0])
+	more:
+		for size < maxGroupBytes {
+			select {
+			case r := <-part.reqs:
+				group = append(group, r)
+				size += groupSize(r)
+			default:
+				break more
+			}
+		}
+		s.writeGroup(stream, p, part, group)
+	}
+}
+
+func groupSize(r *appendReq) int {
+	n := 0
+	for _, m := range r.msgs {
+		n += len(m) + 4
+	}
+	return n
+}
+
+// writeGroup appends the messages of every live request in group, in order, and answers them.
+func (s *Store) writeGroup(stream string, p int, part *partition, group []*appendReq) {
+	live := group[:0]
+	var msgs [][]byte
+	for _, r := range group {
+		if err := r.ctx.Err(); err != nil {
+			r.err = err // never written
+			close(r.done)
+			continue
+		}
+		live = append(live, r)
+		msgs = append(msgs, r.msgs...)
+	}
+	if len(live) == 0 {
+		return
+	}
+	first, err := s.write(stream, p, part, msgs)
+	for _, r := range live {
+		if err != nil {
+			r.err = err
+		} else {
+			r.idx = make([]uint64, len(r.msgs))
+			for i := range r.idx {
+				r.idx[i] = first
+				first++
+			}
+		}
+		close(r.done)
+	}
+}
+
+// write appends msgs to the partition's shard and returns the index of the first. Only the
+// partition's writer goroutine calls it.
+func (s *Store) write(stream string, p int, part *partition, msgs [][]byte) (uint64, error) {
+	ctx := s.ctx
 	part.mu.Lock()
 	defer part.mu.Unlock()
 	if err := s.recover(ctx, stream, part); err != nil {
-		return nil, err
+		return 0, err
 	}
 	first := part.next
 	// Burn the indexes up front: whatever happens below, they are never handed out again.
@@ -346,19 +489,15 @@ func (s *Store) Append(ctx context.Context, stream string, p int, msgs [][]byte)
 			return err
 		})
 		if err != nil {
-			return nil, mapErr("append", stream, err)
+			return 0, mapErr("append", stream, err)
 		}
 		if got := aws.ToString(out.ShardId); got != part.shardID {
-			return nil, fmt.Errorf("kinesis: append %q partition %d: record landed on shard %s, not %s (was the stream resharded?)", stream, p, got, part.shardID)
+			return 0, fmt.Errorf("kinesis: append %q partition %d: record landed on shard %s, not %s (was the stream resharded?)", stream, p, got, part.shardID)
 		}
 		part.lastSeq = aws.ToString(out.SequenceNumber)
 		part.seeks.add(firsts[i], part.lastSeq)
 	}
-	idx := make([]uint64, len(msgs))
-	for i := range idx {
-		idx[i] = first + uint64(i)
-	}
-	return idx, nil
+	return first, nil
 }
 
 // recover learns the next index of a partition on first use by reading the shard's newest

@@ -1,0 +1,82 @@
+// Package kinesis is a Sluice storage backend on Amazon Kinesis Data Streams
+// (github.com/aws/aws-sdk-go-v2/service/kinesis). It registers the URL scheme "kinesis".
+//
+// # Configuration
+//
+//	kinesis://REGION?endpoint=URL&prefix=sluice-&index=INDEX_URL&max_retries=8
+//
+// or, keeping control of credentials and transport, [New] with a caller's *kinesis.Client
+// (never closed by the Store). Each Sluice stream is a Kinesis stream named prefix+stream
+// (default prefix "sluice-"), created in provisioned mode with one shard per partition.
+// For kinesis-mock or LocalStack set endpoint; without configured AWS credentials, placeholder
+// credentials are then used.
+//
+// # Partitions
+//
+// Partition p is the p-th open shard in shard-id order. Every record for partition p is
+// written with ExplicitHashKey = the starting hash key of that shard, so it always lands there.
+// Resharding a stream (split, merge, UpdateShardCount) is not supported: an append that lands
+// on another shard fails with an error that says so.
+//
+// # Index semantics
+//
+// Kinesis sequence numbers are decimal strings of up to 128 bits, not dense, and only ordered
+// within a shard, so Sluice does not expose them. Instead the Store assigns each message a
+// uint64 index and embeds it in the record: a record is
+//
+//	version u8 = 1 | first index u64 big endian | (uvarint length, bytes)...
+//
+// and its i-th message has index first+i. Concurrent appends to one partition are packed into
+// the same records by the partition's writer (group commit), and records are written one at a
+// time with PutRecord and SequenceNumberForOrdering, so the shard holds them in index order.
+// PutRecords is not used: it does not guarantee order between records, and a partial failure
+// would leave later records ahead of a retried earlier one. Packing makes this cheap: one
+// PutRecord carries up to 1 MiB, the whole per-second write budget of a shard.
+//
+// Indexes start at 0, increase strictly and are never reused, but they are not dense: an
+// append that finally fails burns its indexes, because its record may have been written even
+// though the reply was lost. A retried write can store a record twice; Fetch returns each
+// index once (it skips indexes it has passed).
+//
+// Fetch seeks instead of scanning from TRIM_HORIZON: a sparse in-memory map from a record's
+// first index to its sequence number (filled by appends and fetches, at most 4096 entries per
+// partition, thinned evenly when full) gives a GetShardIterator AT_SEQUENCE_NUMBER position. When
+// the map has nothing at or below the index asked for (after a restart), the Store binary
+// searches arrival timestamps with AT_TIMESTAMP iterators (about log2(age in ms) probes, once per
+// region of the stream) and remembers what it found.
+//
+// # Single writer
+//
+// The index counter lives in the Store: on first append to a partition it reads the newest
+// records (looking back one minute, one hour, one day, then from the trim horizon) to continue
+// after the last index. Two Stores (two hub processes) appending to the same partition would
+// hand out the same indexes: run one writer per stream partition, which is what a hub is.
+//
+// # Index storage
+//
+// Kinesis has no place for consumer indexes, so [Open] composes the Store with another
+// backend's IndexStorage named by the index query parameter (default "memory://", which forgets
+// saved indexes on restart; use for example index=bbolt:///var/lib/sluice/kinesis-index).
+//
+// # Throughput and quotas
+//
+// A real shard accepts 1 MiB/s or 1000 records/s of writes and serves 2 MiB/s or 5 GetRecords
+// calls/s of reads. With packing the record limit rarely binds: a hub partition's pushes are
+// batched into one Append, which becomes one record per MiB. Reads are bound by the 5 calls/s:
+// a consumer fetching small pages at a high rate will be throttled, so fetch with a large limit.
+// Throttling (ProvisionedThroughputExceeded, LimitExceeded) and server errors are retried with
+// exponential backoff and full jitter (Options.MaxRetries, RetryBase, RetryMax); when they
+// persist the error matches core.ErrUnavailable and says which quota applies.
+//
+// # Errors
+//
+// Errors are mapped in one place: ResourceNotFound is core.ErrStreamNotFound, InvalidArgument
+// and Validation are core.ErrInvalidArgument, persistent throttling and transport failures are
+// core.ErrUnavailable; the SDK error stays in the chain for errors.As.
+//
+// # Limitations
+//
+// Retention is Kinesis's (24 hours by default): messages past it disappear and Fetch continues
+// from the oldest one left. DeleteStream removes the Kinesis stream. Records not written by
+// Sluice are skipped.
+package kinesis
