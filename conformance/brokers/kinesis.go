@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/testcontainers/testcontainers-go"
 )
 
 // KinesisMockVersion is the kinesis-mock release (npm package kinesis-local) the launcher uses.
@@ -24,6 +26,7 @@ type Kinesis struct {
 	Region string
 
 	proc    *Process
+	ctr     *testcontainers.DockerContainer
 	env     []string
 	node    string
 	pkgDir  string
@@ -32,9 +35,10 @@ type Kinesis struct {
 }
 
 // StartKinesis returns a Kinesis endpoint for tests: KINESIS_ENDPOINT when set (with the
-// standard AWS environment for credentials and AWS_REGION), otherwise kinesis-mock (npm package
-// kinesis-local) installed into the cache on first use and started with node from its package
-// directory on free 127.0.0.1 ports. Progress goes to log (may be nil). Stop it with Stop.
+// standard AWS environment for credentials and AWS_REGION); else, where a Docker daemon
+// answers, the kinesis-mock container; otherwise kinesis-mock from npm (package kinesis-local)
+// installed into the cache on first use and started with node from its package directory on
+// free 127.0.0.1 ports. Progress goes to log (may be nil). Stop it with Stop.
 func StartKinesis(ctx context.Context, log io.Writer) (*Kinesis, error) {
 	if log == nil {
 		log = io.Discard
@@ -47,6 +51,13 @@ func StartKinesis(ctx context.Context, log io.Writer) (*Kinesis, error) {
 		return &Kinesis{Endpoint: ep, Region: region}, nil
 	}
 	start := time.Now()
+	if Mode() == "docker" || DockerAvailable() {
+		k, err := startKinesisDocker(ctx, log, region)
+		if err == nil {
+			fmt.Fprintf(log, "brokers: kinesis-mock container ready at %s in %s\n", k.Endpoint, time.Since(start).Round(time.Millisecond))
+		}
+		return k, err
+	}
 	pkgDir, err := installKinesisMock(ctx, log)
 	if err != nil {
 		return nil, err
@@ -107,12 +118,16 @@ func (k *Kinesis) start(ctx context.Context) error {
 	return nil
 }
 
-// Process returns the local kinesis-mock process, or nil for an external endpoint.
+// Process returns the local kinesis-mock process, or nil for an external endpoint or a
+// container.
 func (k *Kinesis) Process() *Process { return k.proc }
 
 // Restart kills kinesis-mock and starts it again on the same ports with the same data
 // directory. Data persisted before the kill (kinesis-mock writes every 500ms) is reloaded.
 func (k *Kinesis) Restart(ctx context.Context) error {
+	if k.ctr != nil {
+		return k.restartContainer(ctx)
+	}
 	if k.proc == nil {
 		return fmt.Errorf("brokers: cannot restart an external Kinesis endpoint")
 	}
@@ -122,9 +137,12 @@ func (k *Kinesis) Restart(ctx context.Context) error {
 	return k.start(ctx)
 }
 
-// Stop kills kinesis-mock and removes its data directory. It is a no-op for an external
-// endpoint.
+// Stop kills kinesis-mock and removes its data directory (or terminates its container). It is
+// a no-op for an external endpoint.
 func (k *Kinesis) Stop() error {
+	if k.ctr != nil {
+		return testcontainers.TerminateContainer(k.ctr)
+	}
 	if k.proc == nil {
 		return nil
 	}
