@@ -1,0 +1,29 @@
+// Package routing implements Ockam routing v1 inside one process: a [Node] holds workers at
+// local addresses and transports for remote address types, and moves
+// [wire.TransportMessage]s between them.
+//
+// # Routing rules
+//
+// A message is delivered to its first onward address. A local address (type 0) names a
+// worker of the node; any other type is handed to the transport registered for that type
+// (the TCP transport for type 1), which carries the message to another node. A worker that
+// forwards a message removes itself from the onward route and prepends itself to the return
+// route ([Forward]); a reply goes to the return route of the request and carries the
+// replier's address as its return route ([Reply]). Payloads are opaque to routing.
+//
+// # Mailboxes
+//
+// Each worker registered with [Node.Register] gets a bounded mailbox and one goroutine, owned
+// by the node, that calls HandleMessage for one message at a time, in arrival order. When a
+// mailbox is full, [Node.Send] waits until there is room, ctx is done or the worker or node
+// stops; it never drops a message silently. Because of that, two workers that send to each
+// other from their handlers with full mailboxes can wait on each other: handlers that reply to
+// remote peers should use a ctx with a deadline. A [Sender] registered with
+// [Node.RegisterSender] has no mailbox: the node calls its Send from the sender's goroutine.
+//
+// # Lifetime
+//
+// [Node.Close] closes every transport, stops every mailbox goroutine (messages still queued
+// are dropped, handlers in progress see their ctx cancelled) and waits for them. After Close,
+// Send and Register return errors matching [ErrClosed].
+package routing

@@ -1,0 +1,420 @@
+package routing
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+
+	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/wire"
+)
+
+var (
+	// ErrClosed: the node (or the worker's mailbox) was closed. It matches core.ErrClosed.
+	ErrClosed = fmt.Errorf("routing: closed: %w", core.ErrClosed)
+	// ErrNoRoute: a message cannot be delivered: its onward route is empty, no worker is
+	// registered at its first (local) address, or no transport handles its address type.
+	ErrNoRoute = errors.New("routing: no route")
+	// ErrAddressInUse: Register was called for an address that is already registered.
+	ErrAddressInUse = errors.New("routing: address already in use")
+)
+
+// DefaultMailboxSize is the capacity of a worker's mailbox when no option sets it.
+const DefaultMailboxSize = 1024
+
+// MaxAddressLen is the longest local address name Register accepts.
+const MaxAddressLen = 255
+
+// Worker handles the messages delivered to its local address.
+type Worker interface {
+	// HandleMessage handles one message. The node calls it from the worker's mailbox
+	// goroutine, one message at a time. ctx is cancelled when the worker is unregistered or
+	// the node closes. A returned error is logged; it does not stop the worker.
+	HandleMessage(ctx context.Context, msg *Message) error
+}
+
+// WorkerFunc adapts a function to the Worker interface.
+type WorkerFunc func(ctx context.Context, msg *Message) error
+
+// HandleMessage calls f(ctx, msg).
+func (f WorkerFunc) HandleMessage(ctx context.Context, msg *Message) error { return f(ctx, msg) }
+
+// Sender accepts messages synchronously, without a mailbox. Transports and transport
+// connections implement it. Send must not block longer than ctx allows.
+type Sender interface {
+	Send(ctx context.Context, msg wire.TransportMessage) error
+}
+
+// Transport carries messages whose first onward address has the type it was registered for.
+// The node closes its transports when it closes.
+type Transport interface {
+	Sender
+	Close() error
+}
+
+// Message is a TransportMessage as delivered to a worker, with the context to answer it.
+type Message struct {
+	wire.TransportMessage
+	// Address is the local address the message was delivered to, i.e. the value of
+	// OnwardRoute[0].
+	Address string
+
+	node *Node
+}
+
+// Node returns the node that delivered m.
+func (m *Message) Node() *Node { return m.node }
+
+// Self returns the local address m was delivered to.
+func (m *Message) Self() wire.Address { return wire.Local(m.Address) }
+
+// Reply sends payload back along m's return route, with the worker's address as the return
+// route (see [Reply]).
+func (m *Message) Reply(ctx context.Context, payload []byte) error {
+	return m.node.Send(ctx, Reply(m.TransportMessage, m.Self(), payload))
+}
+
+// Forward sends m on to the rest of its onward route, with the worker's address prepended to
+// the return route (see [Forward]).
+func (m *Message) Forward(ctx context.Context) error {
+	return m.node.Send(ctx, Forward(m.TransportMessage, m.Self()))
+}
+
+// Reply returns the reply to msg from the worker at self: onward = msg's return route,
+// return = [self]. msg is not modified and its slices are not shared with the result
+// except the addresses' values.
+func Reply(msg wire.TransportMessage, self wire.Address, payload []byte) wire.TransportMessage {
+	return wire.TransportMessage{
+		OnwardRoute: append(wire.Route(nil), msg.ReturnRoute...),
+		ReturnRoute: wire.Route{self},
+		Payload:     payload,
+	}
+}
+
+// Forward returns msg as forwarded by the worker at self: self (the first onward address) is
+// removed from the onward route and prepended to the return route. msg is not modified.
+func Forward(msg wire.TransportMessage, self wire.Address) wire.TransportMessage {
+	var onward wire.Route
+	if len(msg.OnwardRoute) > 1 {
+		onward = append(wire.Route(nil), msg.OnwardRoute[1:]...)
+	}
+	return wire.TransportMessage{
+		OnwardRoute: onward,
+		ReturnRoute: msg.ReturnRoute.Prepend(self),
+		Payload:     msg.Payload,
+	}
+}
+
+// NewAddress returns a random local address name of 32 hex characters, like Ockam's.
+func NewAddress() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return hex.EncodeToString(b[:])
+}
+
+// Option configures a Node.
+type Option func(*options) error
+
+type options struct {
+	logger      *slog.Logger
+	mailboxSize int
+}
+
+// WithLogger sets the logger for handler errors and dropped messages (default slog.Default()).
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error {
+		if l == nil {
+			return fmt.Errorf("%w: routing: nil logger", core.ErrInvalidOption)
+		}
+		o.logger = l
+		return nil
+	}
+}
+
+// WithMailboxSize sets the capacity of each worker's mailbox (default DefaultMailboxSize).
+func WithMailboxSize(n int) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return fmt.Errorf("%w: routing: mailbox size %d, want >= 1", core.ErrInvalidOption, n)
+		}
+		o.mailboxSize = n
+		return nil
+	}
+}
+
+// Node routes messages between its workers and transports. It is safe for concurrent use.
+type Node struct {
+	log         *slog.Logger
+	mailboxSize int
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // mailbox goroutines
+
+	mu         sync.RWMutex
+	closed     bool
+	local      map[string]*entry
+	transports map[uint8]Transport
+}
+
+// entry is one local address: a mailbox worker or a Sender.
+type entry struct {
+	sender Sender // set for RegisterSender entries
+
+	worker  Worker
+	mailbox chan wire.TransportMessage
+	stop    chan struct{} // closed to stop the mailbox goroutine
+	cancel  context.CancelFunc
+	once    sync.Once
+}
+
+func (e *entry) shutdown() {
+	e.once.Do(func() {
+		if e.stop != nil {
+			close(e.stop)
+			e.cancel()
+		}
+	})
+}
+
+// NewNode returns a running node. Invalid options return an error matching
+// core.ErrInvalidOption.
+func NewNode(opts ...Option) (*Node, error) {
+	o := options{logger: slog.Default(), mailboxSize: DefaultMailboxSize}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Node{
+		log:         o.logger,
+		mailboxSize: o.mailboxSize,
+		ctx:         ctx,
+		cancel:      cancel,
+		local:       make(map[string]*entry),
+		transports:  make(map[uint8]Transport),
+	}, nil
+}
+
+// Logger returns the node's logger.
+func (n *Node) Logger() *slog.Logger { return n.log }
+
+func validateAddress(address string) error {
+	if address == "" || len(address) > MaxAddressLen {
+		return fmt.Errorf("%w: routing: local address %q must be 1 to %d bytes", core.ErrInvalidArgument, address, MaxAddressLen)
+	}
+	return nil
+}
+
+func (n *Node) add(address string, e *entry) error {
+	if err := validateAddress(address); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return fmt.Errorf("routing: register %q: %w", address, ErrClosed)
+	}
+	if _, ok := n.local[address]; ok {
+		return fmt.Errorf("routing: register %q: %w", address, ErrAddressInUse)
+	}
+	n.local[address] = e
+	if e.worker != nil {
+		ctx, cancel := context.WithCancel(n.ctx)
+		e.cancel = cancel
+		n.wg.Add(1)
+		go n.run(ctx, address, e)
+	}
+	return nil
+}
+
+// Register registers w at the local address and starts its mailbox goroutine. An address
+// that is taken returns ErrAddressInUse; an empty or too long one core.ErrInvalidArgument.
+func (n *Node) Register(address string, w Worker) error {
+	if w == nil {
+		return fmt.Errorf("%w: routing: register %q: nil worker", core.ErrInvalidArgument, address)
+	}
+	return n.add(address, &entry{
+		worker:  w,
+		mailbox: make(chan wire.TransportMessage, n.mailboxSize),
+		stop:    make(chan struct{}),
+	})
+}
+
+// RegisterRandom registers w at a new random address (see NewAddress) and returns it.
+func (n *Node) RegisterRandom(w Worker) (string, error) {
+	for {
+		a := NewAddress()
+		err := n.Register(a, w)
+		if errors.Is(err, ErrAddressInUse) {
+			continue // 2^-128; keeps the contract anyway
+		}
+		return a, err
+	}
+}
+
+// RegisterSender registers s at the local address. Messages routed to it are passed to
+// s.Send synchronously, in the sending goroutine, with no mailbox.
+func (n *Node) RegisterSender(address string, s Sender) error {
+	if s == nil {
+		return fmt.Errorf("%w: routing: register %q: nil sender", core.ErrInvalidArgument, address)
+	}
+	return n.add(address, &entry{sender: s})
+}
+
+// RegisterTransport makes t carry the messages whose first onward address has type
+// addrType (e.g. wire.AddressTCP). The node closes t when it closes. Local addresses
+// (wire.AddressLocal) cannot have a transport.
+func (n *Node) RegisterTransport(addrType uint8, t Transport) error {
+	if addrType == wire.AddressLocal || t == nil {
+		return fmt.Errorf("%w: routing: register transport for address type %d", core.ErrInvalidArgument, addrType)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return fmt.Errorf("routing: register transport: %w", ErrClosed)
+	}
+	if _, ok := n.transports[addrType]; ok {
+		return fmt.Errorf("routing: register transport for address type %d: %w", addrType, ErrAddressInUse)
+	}
+	n.transports[addrType] = t
+	return nil
+}
+
+// Unregister removes the worker or sender at address. A worker's mailbox goroutine stops
+// after its current message (its ctx is cancelled); queued messages are dropped. Unregister
+// does not wait for it, so a worker may unregister itself from HandleMessage. An unknown
+// address returns an error matching ErrNoRoute.
+func (n *Node) Unregister(address string) error {
+	n.mu.Lock()
+	e, ok := n.local[address]
+	if ok {
+		delete(n.local, address)
+	}
+	n.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("routing: unregister %q: %w", address, ErrNoRoute)
+	}
+	e.shutdown()
+	return nil
+}
+
+// Send routes msg to the worker or sender at its first onward address when that is local,
+// or to the transport for its type otherwise. Send takes ownership of msg: the caller must
+// not modify its routes or payload afterwards.
+//
+// A full mailbox makes Send wait until there is room, ctx is done (ctx.Err() is returned),
+// or the worker or node stops (ErrClosed). Errors: ErrNoRoute when there is nowhere to
+// deliver msg; ErrClosed after Close; whatever a Sender or Transport returns.
+func (n *Node) Send(ctx context.Context, msg wire.TransportMessage) error {
+	if len(msg.OnwardRoute) == 0 {
+		return fmt.Errorf("routing: send: empty onward route: %w", ErrNoRoute)
+	}
+	first := msg.OnwardRoute[0]
+	n.mu.RLock()
+	if n.closed {
+		n.mu.RUnlock()
+		return fmt.Errorf("routing: send to %s: %w", first, ErrClosed)
+	}
+	if first.Type != wire.AddressLocal {
+		t, ok := n.transports[first.Type]
+		n.mu.RUnlock()
+		if !ok {
+			return fmt.Errorf("routing: send to %s: no transport for address type %d: %w", first, first.Type, ErrNoRoute)
+		}
+		return t.Send(ctx, msg)
+	}
+	e, ok := n.local[string(first.Value)]
+	n.mu.RUnlock()
+	if !ok {
+		return fmt.Errorf("routing: send to %s: no worker at this address: %w", first, ErrNoRoute)
+	}
+	if e.sender != nil {
+		return e.sender.Send(ctx, msg)
+	}
+	// Fast path first, so a cancelled ctx does not lose a race with free room.
+	select {
+	case e.mailbox <- msg:
+		return nil
+	default:
+	}
+	select {
+	case e.mailbox <- msg:
+		return nil
+	case <-e.stop:
+		return fmt.Errorf("routing: send to %s: worker stopped: %w", first, ErrClosed)
+	case <-ctx.Done():
+		return fmt.Errorf("routing: send to %s: mailbox full: %w", first, ctx.Err())
+	}
+}
+
+// run is the mailbox goroutine of the worker at address.
+func (n *Node) run(ctx context.Context, address string, e *entry) {
+	defer n.wg.Done()
+	for {
+		// Stop has priority over queued messages.
+		select {
+		case <-e.stop:
+			return
+		default:
+		}
+		select {
+		case <-e.stop:
+			return
+		case msg := <-e.mailbox:
+			n.handle(ctx, address, e.worker, msg)
+		}
+	}
+}
+
+func (n *Node) handle(ctx context.Context, address string, w Worker, tm wire.TransportMessage) {
+	defer func() {
+		if r := recover(); r != nil {
+			n.log.Error("routing: worker panicked", "address", address, "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
+	if err := w.HandleMessage(ctx, &Message{TransportMessage: tm, Address: address, node: n}); err != nil {
+		n.log.Warn("routing: worker failed to handle message", "address", address, "msg", tm.String(), "err", err)
+	}
+}
+
+// Close closes every transport, stops every worker and waits for their mailbox goroutines
+// to return. It must not be called from a HandleMessage (it would wait for itself).
+// Close is idempotent; it returns the first error of a transport's Close.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closed = true
+	transports := make([]Transport, 0, len(n.transports))
+	for _, t := range n.transports {
+		transports = append(transports, t)
+	}
+	n.mu.Unlock()
+
+	var errs []error
+	for _, t := range transports {
+		if err := t.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+
+	n.mu.Lock()
+	entries := n.local
+	n.local = make(map[string]*entry)
+	n.mu.Unlock()
+	n.cancel()
+	for _, e := range entries {
+		e.shutdown()
+	}
+	n.wg.Wait()
+	return errors.Join(errs...)
+}

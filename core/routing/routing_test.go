@@ -1,0 +1,405 @@
+package routing
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"regexp"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/wire"
+)
+
+func newNode(t *testing.T, opts ...Option) *Node {
+	t.Helper()
+	opts = append([]Option{WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))}, opts...)
+	n, err := NewNode(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+// inbox is a worker that records what it receives on a channel.
+type inbox chan *Message
+
+func (c inbox) HandleMessage(ctx context.Context, m *Message) error {
+	select {
+	case c <- m:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func receive(t *testing.T, c inbox) *Message {
+	t.Helper()
+	select {
+	case m := <-c:
+		return m
+	case <-time.After(10 * time.Second):
+		t.Fatal("no message received")
+		return nil
+	}
+}
+
+func TestDeliverAndReply(t *testing.T) {
+	n := newNode(t)
+	client, server := make(inbox, 1), make(inbox, 1)
+	if err := n.Register("client", client); err != nil {
+		t.Fatal(err)
+	}
+	// The server replies to everything it receives.
+	if err := n.Register("echo", WorkerFunc(func(ctx context.Context, m *Message) error {
+		server <- m
+		return m.Reply(ctx, append([]byte("re:"), m.Payload...))
+	})); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	err := n.Send(ctx, wire.TransportMessage{
+		OnwardRoute: wire.Route{wire.Local("echo")},
+		ReturnRoute: wire.Route{wire.Local("client")},
+		Payload:     []byte("hi"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := receive(t, server)
+	if got.Address != "echo" || string(got.Payload) != "hi" || !got.OnwardRoute.Equal(wire.Route{wire.Local("echo")}) {
+		t.Fatalf("server got %v at %q", got.TransportMessage, got.Address)
+	}
+	reply := receive(t, client)
+	if string(reply.Payload) != "re:hi" {
+		t.Fatalf("reply payload %q", reply.Payload)
+	}
+	if !reply.OnwardRoute.Equal(wire.Route{wire.Local("client")}) || !reply.ReturnRoute.Equal(wire.Route{wire.Local("echo")}) {
+		t.Fatalf("reply routes: %v", reply.TransportMessage)
+	}
+}
+
+// TestTwoHopForwarding sends client -> hop1 -> hop2 -> echo and back, checking the Ockam
+// rules at every step: each forwarder removes itself from onward and prepends itself to
+// return, and the reply retraces the return route.
+func TestTwoHopForwarding(t *testing.T) {
+	n := newNode(t)
+	client := make(inbox, 1)
+	seen := make(chan wire.TransportMessage, 8) // what each forwarder received
+	forwarder := WorkerFunc(func(ctx context.Context, m *Message) error {
+		seen <- m.TransportMessage
+		return m.Forward(ctx)
+	})
+	for _, a := range []string{"hop1", "hop2"} {
+		if err := n.Register(a, forwarder); err != nil {
+			t.Fatal(err)
+		}
+	}
+	echoed := make(chan wire.TransportMessage, 1)
+	if err := n.Register("echo", WorkerFunc(func(ctx context.Context, m *Message) error {
+		echoed <- m.TransportMessage
+		return m.Reply(ctx, m.Payload)
+	})); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Register("client", client); err != nil {
+		t.Fatal(err)
+	}
+	L := wire.Local
+	err := n.Send(context.Background(), wire.TransportMessage{
+		OnwardRoute: wire.Route{L("hop1"), L("hop2"), L("echo")},
+		ReturnRoute: wire.Route{L("client")},
+		Payload:     []byte("p"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := <-echoed
+	if !e.OnwardRoute.Equal(wire.Route{L("echo")}) || !e.ReturnRoute.Equal(wire.Route{L("hop2"), L("hop1"), L("client")}) {
+		t.Fatalf("echo received %v", e)
+	}
+	reply := receive(t, client)
+	if !reply.OnwardRoute.Equal(wire.Route{L("client")}) {
+		t.Fatalf("reply onward %v", reply.OnwardRoute)
+	}
+	// The reply went back through hop2 then hop1, each forwarding it.
+	if !reply.ReturnRoute.Equal(wire.Route{L("hop1"), L("hop2"), L("echo")}) {
+		t.Fatalf("reply return route %v", reply.ReturnRoute)
+	}
+	var hops []string
+	for len(seen) > 0 {
+		m := <-seen
+		hops = append(hops, m.OnwardRoute.String())
+	}
+	want := []string{"0#hop1 => 0#hop2 => 0#echo", "0#hop2 => 0#echo", "0#hop2 => 0#hop1 => 0#client", "0#hop1 => 0#client"}
+	if len(hops) != len(want) {
+		t.Fatalf("forwarders saw %q, want %q", hops, want)
+	}
+	for i := range want {
+		if hops[i] != want[i] {
+			t.Fatalf("forwarders saw %q, want %q", hops, want)
+		}
+	}
+}
+
+func TestForwardAndReplyDoNotModifyInput(t *testing.T) {
+	L := wire.Local
+	msg := wire.TransportMessage{
+		OnwardRoute: make(wire.Route, 2, 8),
+		ReturnRoute: make(wire.Route, 1, 8),
+	}
+	msg.OnwardRoute[0], msg.OnwardRoute[1], msg.ReturnRoute[0] = L("a"), L("b"), L("r")
+	f := Forward(msg, L("a"))
+	f.ReturnRoute[0] = L("X")
+	f.OnwardRoute[0] = L("Y")
+	r := Reply(msg, L("a"), nil)
+	r.OnwardRoute[0] = L("Z")
+	if msg.OnwardRoute.String() != "0#a => 0#b" || msg.ReturnRoute.String() != "0#r" {
+		t.Fatalf("input modified: %v", msg)
+	}
+	if g := Forward(wire.TransportMessage{OnwardRoute: wire.Route{L("a")}}, L("a")); len(g.OnwardRoute) != 0 || !g.ReturnRoute.Equal(wire.Route{L("a")}) {
+		t.Fatalf("forward of last hop: %v", g)
+	}
+}
+
+func TestSendErrors(t *testing.T) {
+	n := newNode(t)
+	ctx := context.Background()
+	if err := n.Send(ctx, wire.TransportMessage{}); !errors.Is(err, ErrNoRoute) {
+		t.Errorf("empty onward: %v", err)
+	}
+	if err := n.Send(ctx, wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("nobody")}}); !errors.Is(err, ErrNoRoute) {
+		t.Errorf("unknown address: %v", err)
+	}
+	if err := n.Send(ctx, wire.TransportMessage{OnwardRoute: wire.Route{wire.TCP("127.0.0.1:1")}}); !errors.Is(err, ErrNoRoute) {
+		t.Errorf("no transport: %v", err)
+	}
+	w := make(inbox, 1)
+	if err := n.Register("a", w); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Register("a", w); !errors.Is(err, ErrAddressInUse) {
+		t.Errorf("duplicate: %v", err)
+	}
+	if err := n.Register("", w); !errors.Is(err, core.ErrInvalidArgument) {
+		t.Errorf("empty address: %v", err)
+	}
+	if err := n.Unregister("zzz"); !errors.Is(err, ErrNoRoute) {
+		t.Errorf("unregister unknown: %v", err)
+	}
+	if err := n.Unregister("a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Send(ctx, wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("a")}}); !errors.Is(err, ErrNoRoute) {
+		t.Errorf("after unregister: %v", err)
+	}
+	if _, err := NewNode(WithMailboxSize(0)); !errors.Is(err, core.ErrInvalidOption) {
+		t.Errorf("mailbox size 0: %v", err)
+	}
+}
+
+// blocker is a worker whose handler waits until released, to fill its mailbox.
+type blocker struct {
+	started chan struct{}
+	release chan struct{}
+	got     chan []byte
+}
+
+func (b *blocker) HandleMessage(ctx context.Context, m *Message) error {
+	b.started <- struct{}{}
+	select {
+	case <-b.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	b.got <- m.Payload
+	return nil
+}
+
+func TestFullMailboxWaitsForRoomOrContext(t *testing.T) {
+	n := newNode(t, WithMailboxSize(1))
+	b := &blocker{started: make(chan struct{}, 10), release: make(chan struct{}), got: make(chan []byte, 10)}
+	if err := n.Register("slow", b); err != nil {
+		t.Fatal(err)
+	}
+	to := func(p string) wire.TransportMessage {
+		return wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("slow")}, Payload: []byte(p)}
+	}
+	ctx := context.Background()
+	if err := n.Send(ctx, to("1")); err != nil { // taken by the handler
+		t.Fatal(err)
+	}
+	<-b.started
+	if err := n.Send(ctx, to("2")); err != nil { // fills the mailbox
+		t.Fatal(err)
+	}
+	// The mailbox is full: a send with a cancelled context fails, and nothing is lost.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := n.Send(cctx, to("x")); !errors.Is(err, context.Canceled) {
+		t.Fatalf("send to full mailbox: %v, want context.Canceled", err)
+	}
+	// A blocked send completes once there is room.
+	done := make(chan error, 1)
+	go func() { done <- n.Send(ctx, to("3")) }()
+	close(b.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"1", "2", "3"} {
+		if got := string(<-b.got); got != want {
+			t.Fatalf("handled %q, want %q (in order)", got, want)
+		}
+	}
+}
+
+func TestCloseStopsWorkersAndCancelsHandlers(t *testing.T) {
+	n, err := NewNode(WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &blocker{started: make(chan struct{}, 1), release: make(chan struct{}), got: make(chan []byte, 1)}
+	if err := n.Register("w", b); err != nil {
+		t.Fatal(err)
+	}
+	tr := &fakeTransport{}
+	if err := n.RegisterTransport(wire.AddressTCP, tr); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Send(context.Background(), wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("w")}}); err != nil {
+		t.Fatal(err)
+	}
+	<-b.started
+	// Close returns although the handler never gets released: its ctx is cancelled.
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !tr.closed() {
+		t.Fatal("transport not closed")
+	}
+	if err := n.Send(context.Background(), wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("w")}}); !errors.Is(err, ErrClosed) || !errors.Is(err, core.ErrClosed) {
+		t.Fatalf("send after close: %v", err)
+	}
+	if err := n.Register("x", b); !errors.Is(err, ErrClosed) {
+		t.Fatalf("register after close: %v", err)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatalf("second close: %v", err)
+	}
+}
+
+type fakeTransport struct {
+	mu   sync.Mutex
+	sent []wire.TransportMessage
+	done bool
+}
+
+func (f *fakeTransport) Send(ctx context.Context, m wire.TransportMessage) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sent = append(f.sent, m)
+	return nil
+}
+
+func (f *fakeTransport) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.done = true
+	return nil
+}
+
+func (f *fakeTransport) closed() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.done
+}
+
+func TestTransportAndSender(t *testing.T) {
+	n := newNode(t)
+	tr := &fakeTransport{}
+	if err := n.RegisterTransport(wire.AddressTCP, tr); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.RegisterTransport(wire.AddressTCP, tr); !errors.Is(err, ErrAddressInUse) {
+		t.Fatalf("second transport: %v", err)
+	}
+	if err := n.RegisterTransport(wire.AddressLocal, tr); !errors.Is(err, core.ErrInvalidArgument) {
+		t.Fatalf("local transport: %v", err)
+	}
+	s := &fakeTransport{}
+	if err := n.RegisterSender("conn", s); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := n.Send(ctx, wire.TransportMessage{OnwardRoute: wire.Route{wire.TCP("h:1"), wire.Local("x")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Send(ctx, wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("conn")}}); err != nil {
+		t.Fatal(err)
+	}
+	// Senders are called synchronously: the messages are there already.
+	if len(tr.sent) != 1 || tr.sent[0].OnwardRoute.String() != "1#h:1 => 0#x" {
+		t.Fatalf("transport got %v", tr.sent)
+	}
+	if len(s.sent) != 1 {
+		t.Fatalf("sender got %v", s.sent)
+	}
+}
+
+func TestHandlerPanicIsContained(t *testing.T) {
+	n := newNode(t)
+	c := make(inbox, 1)
+	first := true
+	if err := n.Register("p", WorkerFunc(func(ctx context.Context, m *Message) error {
+		if first {
+			first = false
+			panic("boom")
+		}
+		return c.HandleMessage(ctx, m)
+	})); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := n.Send(context.Background(), wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("p")}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	receive(t, c) // the worker survived its panic
+}
+
+func TestNewAddressAndRegisterRandom(t *testing.T) {
+	n := newNode(t)
+	hex32 := regexp.MustCompile(`^[0-9a-f]{32}$`)
+	seen := map[string]bool{}
+	for range 100 {
+		a, err := n.RegisterRandom(make(inbox))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !hex32.MatchString(a) || seen[a] {
+			t.Fatalf("address %q (duplicate: %v)", a, seen[a])
+		}
+		seen[a] = true
+	}
+}
+
+func TestUnregisterFromOwnHandler(t *testing.T) {
+	n := newNode(t)
+	done := make(chan error, 1)
+	if err := n.Register("self", WorkerFunc(func(ctx context.Context, m *Message) error {
+		done <- m.Node().Unregister(m.Address)
+		return nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Send(context.Background(), wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("self")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

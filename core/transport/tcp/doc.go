@@ -1,0 +1,51 @@
+// Package tcp is the TCP transport of a [routing.Node]: Ockam routing v1 messages in
+// length-prefixed frames.
+//
+// # Framing
+//
+// Each frame is a u16 big-endian length followed by exactly that many bytes holding one
+// encoded [wire.TransportMessage]. A frame with length 0, a message that does not decode, a
+// version other than 1 or trailing bytes closes that connection (and only that one); the
+// reason is logged. A message that encodes to more than [wire.MaxFrame] bytes is refused at
+// send with an error matching [wire.ErrFrameTooLarge]; it is never truncated.
+//
+// # Routing
+//
+// The transport registers itself with the node for address type 1 (TCP, "host:port"). A
+// message whose first onward address is a TCP address is sent over a connection to that
+// host:port, dialled on first use and reused afterwards; the TCP address is removed from the
+// onward route before the frame is written. Every connection, dialled or accepted, is also
+// registered on the node at a random local address (32 hex characters): the receiving side
+// prepends that address to the return route of every message it reads, so replies travel
+// back through the same connection, and a message routed to that local address is written
+// to the connection (its address removed from the onward route) — Ockam's TCP router
+// behaviour.
+//
+// A message read from a connection whose first onward address is itself a TCP address is
+// dropped unless [WithRelay] allows relaying, so a peer cannot make the node dial arbitrary
+// hosts. Routes learned from replies start with a connection's local address; use
+// [Transport.StableRoute] to turn them into routes that survive reconnects.
+//
+// Each frame is read into a new buffer that is never reused, so the messages a connection
+// delivers own their bytes: workers may keep their routes and payloads (which alias that
+// buffer) as long as they like, e.g. to answer a long-poll later.
+//
+// # Queues, timeouts and limits
+//
+// Each connection has a bounded write queue drained by one writer goroutine, which writes
+// queued frames in batches. When the queue is full, Send waits for room, for ctx, or for the
+// connection to close; a peer that does not read is cut off by the write timeout. Reading is
+// done by one goroutine per connection that hands each message to the node; a worker with a
+// full mailbox therefore slows down reading from that connection (TCP back-pressure).
+//
+// An accepted connection must deliver its first frame within the handshake timeout. Any
+// connection on which no frame arrives for the idle timeout is closed. Connections beyond
+// the maximum (accepted and dialled together) are refused: accepted ones are closed at once,
+// dials fail with [ErrTooManyConnections].
+//
+// # Lifetime
+//
+// [Transport.Close] (also called by the node's Close) stops the listeners, lets every
+// connection flush what is already queued (bounded by the write timeout), closes the
+// connections and waits for all goroutines.
+package tcp

@@ -1,0 +1,684 @@
+package tcp
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/routing"
+	"github.com/sluicehq/sluice/core/wire"
+)
+
+// Defaults used when no option sets the value.
+const (
+	DefaultMaxConnections   = 1024
+	DefaultWriteQueueSize   = 256
+	DefaultIdleTimeout      = 5 * time.Minute
+	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultDialTimeout      = 10 * time.Second
+	DefaultWriteTimeout     = 30 * time.Second
+)
+
+var (
+	// ErrTooManyConnections: a dial would exceed the maximum number of connections. It
+	// matches core.ErrUnavailable.
+	ErrTooManyConnections = fmt.Errorf("tcp: too many connections: %w", core.ErrUnavailable)
+	// ErrConnectionClosed: the connection a message was routed to is closed. It matches
+	// core.ErrUnavailable; resending opens a new connection when routed by TCP address.
+	ErrConnectionClosed = fmt.Errorf("tcp: connection closed: %w", core.ErrUnavailable)
+	// errMalformedFrame marks frames that close their connection.
+	errMalformedFrame = fmt.Errorf("tcp: malformed frame: %w", wire.ErrMalformed)
+)
+
+// Option configures a Transport.
+type Option func(*options) error
+
+type options struct {
+	logger           *slog.Logger
+	maxConns         int
+	writeQueue       int
+	idleTimeout      time.Duration
+	handshakeTimeout time.Duration
+	dialTimeout      time.Duration
+	writeTimeout     time.Duration
+	relay            bool
+}
+
+func positive(name string, v int) error {
+	if v < 1 {
+		return fmt.Errorf("%w: tcp: %s %d, want >= 1", core.ErrInvalidOption, name, v)
+	}
+	return nil
+}
+
+func nonNegative(name string, d time.Duration) error {
+	if d < 0 {
+		return fmt.Errorf("%w: tcp: %s %v, want >= 0 (0 disables it)", core.ErrInvalidOption, name, d)
+	}
+	return nil
+}
+
+// WithLogger sets the logger (default: the node's logger).
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error {
+		if l == nil {
+			return fmt.Errorf("%w: tcp: nil logger", core.ErrInvalidOption)
+		}
+		o.logger = l
+		return nil
+	}
+}
+
+// WithMaxConnections limits the number of open connections, accepted and dialled together
+// (default DefaultMaxConnections).
+func WithMaxConnections(n int) Option {
+	return func(o *options) error { o.maxConns = n; return positive("max connections", n) }
+}
+
+// WithWriteQueueSize sets the number of frames each connection queues for its writer
+// (default DefaultWriteQueueSize).
+func WithWriteQueueSize(n int) Option {
+	return func(o *options) error { o.writeQueue = n; return positive("write queue size", n) }
+}
+
+// WithIdleTimeout closes a connection on which no frame arrives for d (default
+// DefaultIdleTimeout; 0 disables it).
+func WithIdleTimeout(d time.Duration) Option {
+	return func(o *options) error { o.idleTimeout = d; return nonNegative("idle timeout", d) }
+}
+
+// WithHandshakeTimeout closes an accepted connection whose first frame does not arrive
+// within d (default DefaultHandshakeTimeout; 0 disables it).
+func WithHandshakeTimeout(d time.Duration) Option {
+	return func(o *options) error { o.handshakeTimeout = d; return nonNegative("handshake timeout", d) }
+}
+
+// WithDialTimeout bounds each dial (default DefaultDialTimeout; 0 means only ctx bounds it).
+func WithDialTimeout(d time.Duration) Option {
+	return func(o *options) error { o.dialTimeout = d; return nonNegative("dial timeout", d) }
+}
+
+// WithWriteTimeout closes a connection when writing a batch of frames takes longer than d
+// (default DefaultWriteTimeout; 0 disables it).
+func WithWriteTimeout(d time.Duration) Option {
+	return func(o *options) error { o.writeTimeout = d; return nonNegative("write timeout", d) }
+}
+
+// WithRelay lets peers route messages through this node to TCP addresses: a message read
+// from a connection whose first onward address is a TCP address is sent on (dialling that
+// address). By default such messages are dropped and logged, so that a peer cannot make
+// this node open connections to arbitrary hosts.
+func WithRelay(allow bool) Option {
+	return func(o *options) error { o.relay = allow; return nil }
+}
+
+// Transport is a TCP transport attached to one node. It is safe for concurrent use.
+type Transport struct {
+	node *routing.Node
+	log  *slog.Logger
+	opts options
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // accept loops and connection goroutines
+
+	mu        sync.Mutex
+	closed    bool
+	listeners []net.Listener
+	conns     map[*conn]struct{}
+	dialed    map[string]*conn    // by "host:port" as written in the TCP address
+	pending   map[string]*dialing // dials in progress
+}
+
+type dialing struct {
+	done chan struct{}
+	c    *conn
+	err  error
+}
+
+var (
+	_ routing.Transport = (*Transport)(nil)
+	_ routing.Sender    = (*conn)(nil)
+)
+
+// New creates a TCP transport and registers it with node for wire.AddressTCP. The node
+// closes it when the node closes; it may also be closed earlier. Invalid options return an
+// error matching core.ErrInvalidOption.
+func New(node *routing.Node, opts ...Option) (*Transport, error) {
+	if node == nil {
+		return nil, fmt.Errorf("%w: tcp: nil node", core.ErrInvalidArgument)
+	}
+	o := options{
+		logger:           node.Logger(),
+		maxConns:         DefaultMaxConnections,
+		writeQueue:       DefaultWriteQueueSize,
+		idleTimeout:      DefaultIdleTimeout,
+		handshakeTimeout: DefaultHandshakeTimeout,
+		dialTimeout:      DefaultDialTimeout,
+		writeTimeout:     DefaultWriteTimeout,
+	}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t := &Transport{
+		node:    node,
+		log:     o.logger,
+		opts:    o,
+		ctx:     ctx,
+		cancel:  cancel,
+		conns:   make(map[*conn]struct{}),
+		dialed:  make(map[string]*conn),
+		pending: make(map[string]*dialing),
+	}
+	if err := node.RegisterTransport(wire.AddressTCP, t); err != nil {
+		cancel()
+		return nil, fmt.Errorf("tcp: %w", err)
+	}
+	return t, nil
+}
+
+// Listen starts accepting connections on addr (e.g. "127.0.0.1:4000", or port 0 for any
+// free port) and returns the address it listens on. It may be called more than once.
+func (t *Transport) Listen(addr string) (net.Addr, error) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(t.ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("tcp: listen %s: %w", addr, err)
+	}
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		ln.Close()
+		return nil, fmt.Errorf("tcp: listen %s: %w", addr, routing.ErrClosed)
+	}
+	t.listeners = append(t.listeners, ln)
+	t.wg.Add(1)
+	t.mu.Unlock()
+	go t.acceptLoop(ln)
+	return ln.Addr(), nil
+}
+
+func (t *Transport) acceptLoop(ln net.Listener) {
+	defer t.wg.Done()
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if t.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Temporary failure (e.g. out of file descriptors): back off like net/http.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			t.log.Warn("tcp: accept failed; retrying", "listener", ln.Addr().String(), "err", err, "retry_in", delay)
+			select {
+			case <-time.After(delay):
+			case <-t.ctx.Done():
+				return
+			}
+			continue
+		}
+		delay = 0
+		if _, err := t.start(nc, "", true); err != nil {
+			t.log.Warn("tcp: refused connection", "remote", nc.RemoteAddr().String(), "err", err)
+			nc.Close()
+		}
+	}
+}
+
+// Connect returns the local address of a connection to hostport, dialling it unless one is
+// already open. Messages routed to wire.TCP(hostport) use the same connection; messages
+// routed to the returned local address too.
+func (t *Transport) Connect(ctx context.Context, hostport string) (wire.Address, error) {
+	c, err := t.connFor(ctx, hostport)
+	if err != nil {
+		return wire.Address{}, err
+	}
+	return wire.Local(c.addr), nil
+}
+
+// Send writes msg, whose first onward address is a TCP address, to the connection for that
+// host:port (dialling it if needed), with the TCP address removed from the onward route.
+// The node calls it; programs normally call node.Send. A message too large for a frame
+// returns an error matching wire.ErrFrameTooLarge and is not sent.
+func (t *Transport) Send(ctx context.Context, msg wire.TransportMessage) error {
+	if len(msg.OnwardRoute) == 0 || msg.OnwardRoute[0].Type != wire.AddressTCP {
+		return fmt.Errorf("tcp: send: first onward address is not a TCP address: %w", routing.ErrNoRoute)
+	}
+	fwd := strip(msg)
+	// Check the size before dialling: a message that can never be sent should not open a
+	// connection.
+	if n := fwd.Size(); n > wire.MaxFrame {
+		return fmt.Errorf("tcp: send to %s: %w: transport message is %d bytes, the limit is %d", msg.OnwardRoute[0], wire.ErrFrameTooLarge, n, wire.MaxFrame)
+	}
+	hostport := string(msg.OnwardRoute[0].Value)
+	for attempt := 0; ; attempt++ {
+		c, err := t.connFor(ctx, hostport)
+		if err != nil {
+			return err
+		}
+		err = c.enqueue(ctx, fwd)
+		// A connection found in the map may be closing (idle timeout, peer gone); it is
+		// already out of the map then, so one more attempt dials a new one.
+		if errors.Is(err, ErrConnectionClosed) && attempt == 0 {
+			continue
+		}
+		return err
+	}
+}
+
+// Done returns a channel that is closed when the connection at local address a closes (at
+// once if no open connection of this transport has that address). Clients use it to notice
+// a lost connection without waiting for their requests to time out.
+func (t *Transport) Done(a wire.Address) <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if a.Type == wire.AddressLocal {
+		for c := range t.conns {
+			if c.addr == string(a.Value) {
+				return c.done
+			}
+		}
+	}
+	closed := make(chan struct{})
+	close(closed)
+	return closed
+}
+
+// StableRoute returns route with its first address replaced by the TCP address
+// ("host:port") when that first address is the local address of a connection this transport
+// dialled, and route itself otherwise. Routes learned from replies (e.g. the return route of
+// a stream's Init) start with such a connection address, which dies with the connection;
+// the stable form dials a new connection when needed, so it stays valid across reconnects.
+// When it replaces the address, the result is a new slice. Call it while the connection is
+// open, e.g. as soon as the Init arrives.
+func (t *Transport) StableRoute(route wire.Route) wire.Route {
+	if len(route) == 0 || route[0].Type != wire.AddressLocal {
+		return route
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for hostport, c := range t.dialed {
+		if c.addr == string(route[0].Value) {
+			return route[1:].Prepend(wire.TCP(hostport))
+		}
+	}
+	return route
+}
+
+// strip returns msg without its first onward address (the TCP or connection address).
+func strip(msg wire.TransportMessage) wire.TransportMessage {
+	msg.OnwardRoute = msg.OnwardRoute[1:]
+	return msg
+}
+
+func (t *Transport) connFor(ctx context.Context, hostport string) (*conn, error) {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return nil, fmt.Errorf("tcp: connect %s: %w", hostport, routing.ErrClosed)
+	}
+	if c := t.dialed[hostport]; c != nil {
+		t.mu.Unlock()
+		return c, nil
+	}
+	if d := t.pending[hostport]; d != nil {
+		t.mu.Unlock()
+		select {
+		case <-d.done:
+			return d.c, d.err
+		case <-ctx.Done():
+			return nil, fmt.Errorf("tcp: connect %s: %w", hostport, ctx.Err())
+		}
+	}
+	d := &dialing{done: make(chan struct{})}
+	t.pending[hostport] = d
+	t.mu.Unlock()
+
+	d.c, d.err = t.dial(ctx, hostport)
+
+	t.mu.Lock()
+	delete(t.pending, hostport)
+	if d.err == nil {
+		if t.closed {
+			d.err = fmt.Errorf("tcp: connect %s: %w", hostport, routing.ErrClosed)
+		} else {
+			t.dialed[hostport] = d.c
+		}
+	}
+	t.mu.Unlock()
+	if d.err != nil && d.c != nil {
+		d.c.shutdown(d.err)
+		d.c = nil
+	}
+	close(d.done)
+	return d.c, d.err
+}
+
+func (t *Transport) dial(ctx context.Context, hostport string) (*conn, error) {
+	if t.full() {
+		return nil, fmt.Errorf("tcp: connect %s: %w (limit %d)", hostport, ErrTooManyConnections, t.opts.maxConns)
+	}
+	if t.opts.dialTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t.opts.dialTimeout)
+		defer cancel()
+	}
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", hostport)
+	if err != nil {
+		return nil, fmt.Errorf("tcp: connect %s: %w: %w", hostport, core.ErrUnavailable, err)
+	}
+	c, err := t.start(nc, hostport, false)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("tcp: connect %s: %w", hostport, err)
+	}
+	return c, nil
+}
+
+func (t *Transport) full() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.conns) >= t.opts.maxConns
+}
+
+// start registers nc on the node and starts its goroutines. peer is the dialled host:port
+// ("" for accepted connections).
+func (t *Transport) start(nc net.Conn, peer string, accepted bool) (*conn, error) {
+	ctx, cancel := context.WithCancel(t.ctx)
+	c := &conn{
+		t:        t,
+		nc:       nc,
+		peer:     peer,
+		accepted: accepted,
+		queue:    make(chan []byte, t.opts.writeQueue),
+		done:     make(chan struct{}),
+		ctx:      ctx,
+		cancel:   cancel,
+	}
+	// Registration happens under t.mu so that Close either sees the connection (and shuts
+	// it down) or prevents it; lock order is always t.mu, then the node's lock.
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		cancel()
+		return nil, routing.ErrClosed
+	}
+	if len(t.conns) >= t.opts.maxConns {
+		cancel()
+		return nil, fmt.Errorf("%w (limit %d)", ErrTooManyConnections, t.opts.maxConns)
+	}
+	addr, err := t.register(c)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	c.addr = addr
+	t.conns[c] = struct{}{}
+	t.wg.Add(2)
+	t.log.Debug("tcp: connection open", "address", addr, "remote", nc.RemoteAddr().String(), "accepted", accepted)
+	go c.readLoop()
+	go c.writeLoop()
+	return c, nil
+}
+
+// register registers c on the node at a new random local address.
+func (t *Transport) register(c *conn) (string, error) {
+	for {
+		addr := routing.NewAddress()
+		err := t.node.RegisterSender(addr, c)
+		if errors.Is(err, routing.ErrAddressInUse) {
+			continue
+		}
+		return addr, err
+	}
+}
+
+// remove forgets c; called once by c.shutdown.
+func (t *Transport) remove(c *conn) {
+	t.mu.Lock()
+	delete(t.conns, c)
+	if c.peer != "" && t.dialed[c.peer] == c {
+		delete(t.dialed, c.peer)
+	}
+	t.mu.Unlock()
+	if c.addr != "" {
+		_ = t.node.Unregister(c.addr)
+	}
+}
+
+// Close stops the listeners, flushes and closes every connection and waits for all the
+// transport's goroutines. It is idempotent.
+func (t *Transport) Close() error {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		t.wg.Wait()
+		return nil
+	}
+	t.closed = true
+	lns := t.listeners
+	t.listeners = nil
+	conns := make([]*conn, 0, len(t.conns))
+	for c := range t.conns {
+		conns = append(conns, c)
+	}
+	t.mu.Unlock()
+
+	var errs []error
+	for _, ln := range lns {
+		if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	for _, c := range conns {
+		c.shutdown(nil)
+	}
+	t.cancel()
+	t.wg.Wait()
+	return errors.Join(errs...)
+}
+
+// conn is one TCP connection, registered on the node at addr.
+type conn struct {
+	t        *Transport
+	nc       net.Conn
+	addr     string // local address on the node
+	peer     string // dialled host:port, "" when accepted
+	accepted bool
+
+	queue  chan []byte   // encoded frames for the writer
+	done   chan struct{} // closed by shutdown
+	ctx    context.Context
+	cancel context.CancelFunc
+	once   sync.Once
+}
+
+// Send implements routing.Sender: the node calls it for messages whose first onward address
+// is c's local address.
+func (c *conn) Send(ctx context.Context, msg wire.TransportMessage) error {
+	return c.enqueue(ctx, strip(msg))
+}
+
+// enqueue encodes msg (already stripped of the hop address) into a frame and queues it.
+func (c *conn) enqueue(ctx context.Context, msg wire.TransportMessage) error {
+	frame, err := wire.AppendFrame(make([]byte, 0, wire.FrameHeaderLen+msg.Size()), msg)
+	if err != nil {
+		return fmt.Errorf("tcp: send via %s: %w", c.nc.RemoteAddr(), err)
+	}
+	select {
+	case <-c.done:
+		return fmt.Errorf("tcp: send via %s: %w", c.nc.RemoteAddr(), ErrConnectionClosed)
+	default:
+	}
+	select {
+	case c.queue <- frame:
+		return nil
+	case <-c.done:
+		return fmt.Errorf("tcp: send via %s: %w", c.nc.RemoteAddr(), ErrConnectionClosed)
+	case <-ctx.Done():
+		return fmt.Errorf("tcp: send via %s: write queue full: %w", c.nc.RemoteAddr(), ctx.Err())
+	}
+}
+
+// shutdown starts closing c: the writer flushes what is queued, then closes the socket,
+// which ends the reader. cause nil means a normal close.
+func (c *conn) shutdown(cause error) {
+	c.once.Do(func() {
+		if cause != nil {
+			c.t.log.Warn("tcp: closing connection", "address", c.addr, "remote", c.nc.RemoteAddr().String(), "err", cause)
+		} else {
+			c.t.log.Debug("tcp: closing connection", "address", c.addr, "remote", c.nc.RemoteAddr().String())
+		}
+		// Out of the maps first, so that nobody picks a connection that is closing.
+		c.t.remove(c)
+		close(c.done)
+		c.cancel()
+	})
+}
+
+func (c *conn) readLoop() {
+	defer c.t.wg.Done()
+	timeout := c.t.opts.idleTimeout
+	if c.accepted && c.t.opts.handshakeTimeout > 0 {
+		timeout = c.t.opts.handshakeTimeout
+	}
+	var hdr [wire.FrameHeaderLen]byte
+	self := wire.Local(c.addr)
+	for {
+		if timeout > 0 {
+			_ = c.nc.SetReadDeadline(time.Now().Add(timeout))
+		}
+		payload, err := readFrame(c.nc, hdr[:])
+		if err != nil {
+			c.readFailed(err)
+			return
+		}
+		timeout = c.t.opts.idleTimeout
+		msg, err := wire.DecodeTransportMessage(payload)
+		if err != nil {
+			c.shutdown(fmt.Errorf("%w: %w", errMalformedFrame, err))
+			return
+		}
+		msg.ReturnRoute = msg.ReturnRoute.Prepend(self)
+		if !c.t.opts.relay && len(msg.OnwardRoute) > 0 && msg.OnwardRoute[0].Type != wire.AddressLocal {
+			c.t.log.Warn("tcp: dropped incoming message routed to a remote address (relaying is off)", "address", c.addr, "remote", c.nc.RemoteAddr().String(), "msg", msg.String())
+			continue
+		}
+		if err := c.t.node.Send(c.ctx, msg); err != nil {
+			if c.ctx.Err() != nil {
+				return
+			}
+			c.t.log.Warn("tcp: dropped incoming message", "address", c.addr, "remote", c.nc.RemoteAddr().String(), "msg", msg.String(), "err", err)
+		}
+	}
+}
+
+func (c *conn) readFailed(err error) {
+	select {
+	case <-c.done: // we are closing: the error is the consequence
+		c.shutdown(nil)
+		return
+	default:
+	}
+	var ne net.Error
+	switch {
+	case errors.Is(err, io.EOF):
+		c.shutdown(nil)
+	case errors.As(err, &ne) && ne.Timeout():
+		c.shutdown(fmt.Errorf("tcp: no frame received within the timeout: %w", err))
+	default:
+		c.shutdown(err)
+	}
+}
+
+// readFrame reads one frame from r and returns its body in a new slice (decoded messages
+// alias it, so it is never reused). hdr is a 2-byte scratch buffer. A zero length returns an
+// error matching errMalformedFrame; a clean EOF before a frame returns io.EOF.
+func readFrame(r io.Reader, hdr []byte) ([]byte, error) {
+	if _, err := io.ReadFull(r, hdr[:wire.FrameHeaderLen]); err != nil {
+		return nil, err
+	}
+	n := binary.BigEndian.Uint16(hdr)
+	if n == 0 {
+		return nil, fmt.Errorf("%w: zero frame length", errMalformedFrame)
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, fmt.Errorf("tcp: truncated frame of %d bytes: %w", n, err)
+	}
+	return body, nil
+}
+
+// maxBatch is the most frames the writer hands to one vectored write.
+const maxBatch = 64
+
+func (c *conn) writeLoop() {
+	defer c.t.wg.Done()
+	defer c.nc.Close()
+	batch := make(net.Buffers, 0, maxBatch)
+	for {
+		select {
+		case f := <-c.queue:
+			batch = append(batch[:0], f)
+		case <-c.done:
+			c.flush(batch[:0])
+			return
+		}
+	collect:
+		for len(batch) < maxBatch {
+			select {
+			case f := <-c.queue:
+				batch = append(batch, f)
+			default:
+				break collect
+			}
+		}
+		if err := c.write(batch); err != nil {
+			c.shutdown(fmt.Errorf("tcp: write: %w", err))
+			return
+		}
+		clear(batch[:cap(batch)]) // let written frames be collected
+	}
+}
+
+func (c *conn) write(batch net.Buffers) error {
+	if d := c.t.opts.writeTimeout; d > 0 {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(d))
+	}
+	// net.Buffers.WriteTo consumes its receiver; write from a copy of the slice header.
+	bufs := batch
+	_, err := bufs.WriteTo(c.nc)
+	return err
+}
+
+// flush writes the frames still queued when the connection closes gracefully.
+func (c *conn) flush(batch net.Buffers) {
+	for len(batch) < cap(c.queue)+maxBatch {
+		select {
+		case f := <-c.queue:
+			batch = append(batch, f)
+			continue
+		default:
+		}
+		break
+	}
+	if len(batch) > 0 {
+		if err := c.write(batch); err != nil {
+			c.t.log.Debug("tcp: flush on close failed", "address", c.addr, "err", err)
+		}
+	}
+}

@@ -1,0 +1,198 @@
+package wire
+
+// Sluice extension payloads. They use their own protocol names (sluice_*), so a plain Ockam
+// client never meets them; their semantics are in docs/protocol.md.
+
+// PullWaitRequest is the request of ProtocolPullWait (long-poll pull):
+// {request_id: uint, index: uint, limit: uint, wait_ms: uint}. The hub replies with a
+// PullResponse under ProtocolPullWait as soon as at least one message with index >= Index
+// exists, or after WaitMS milliseconds with no messages.
+type PullWaitRequest struct {
+	RequestID uint64
+	Index     uint64
+	Limit     uint64
+	WaitMS    uint64
+}
+
+func (p PullWaitRequest) Size() int {
+	return UintSize(p.RequestID) + UintSize(p.Index) + UintSize(p.Limit) + UintSize(p.WaitMS)
+}
+func (p PullWaitRequest) Append(dst []byte) []byte {
+	dst = AppendUint(AppendUint(dst, p.RequestID), p.Index)
+	return AppendUint(AppendUint(dst, p.Limit), p.WaitMS)
+}
+
+// DecodePullWaitRequest decodes a PullWaitRequest.
+func DecodePullWaitRequest(b []byte) (PullWaitRequest, error) {
+	r := NewReader(b, "PullWaitRequest")
+	p := PullWaitRequest{RequestID: r.ReadUint(), Index: r.ReadUint(), Limit: r.ReadUint(), WaitMS: r.ReadUint()}
+	if err := r.Finish(); err != nil {
+		return PullWaitRequest{}, err
+	}
+	return p, nil
+}
+
+// PushBatchRequest is the request of ProtocolPushBatch: {request_id: uint, messages: []data}.
+// The hub appends all messages in one durable append, or none.
+type PushBatchRequest struct {
+	RequestID uint64
+	Messages  [][]byte
+}
+
+func (p PushBatchRequest) Size() int {
+	n := UintSize(p.RequestID) + UintSize(uint64(len(p.Messages)))
+	for _, m := range p.Messages {
+		n += DataSize(len(m))
+	}
+	return n
+}
+func (p PushBatchRequest) Append(dst []byte) []byte {
+	dst = AppendUint(AppendUint(dst, p.RequestID), uint64(len(p.Messages)))
+	for _, m := range p.Messages {
+		dst = AppendData(dst, m)
+	}
+	return dst
+}
+
+// DecodePushBatchRequest decodes a PushBatchRequest. Messages alias b.
+func DecodePushBatchRequest(b []byte) (PushBatchRequest, error) {
+	r := NewReader(b, "PushBatchRequest")
+	p := PushBatchRequest{RequestID: r.ReadUint()}
+	n := r.ReadArrayLen(1)
+	if r.err == nil && n > 0 {
+		p.Messages = make([][]byte, n)
+		for i := range p.Messages {
+			p.Messages[i] = r.ReadData()
+		}
+	}
+	if err := r.Finish(); err != nil {
+		return PushBatchRequest{}, err
+	}
+	return p, nil
+}
+
+// PushBatchConfirm is the reply of ProtocolPushBatch:
+// {request_id: uint, status: Status, indexes: []uint}. On StatusOK Indexes holds the index of
+// every message, in request order; on StatusError it is empty and nothing was appended.
+type PushBatchConfirm struct {
+	RequestID uint64
+	Status    Status
+	Indexes   []uint64
+}
+
+func (p PushBatchConfirm) Size() int {
+	n := UintSize(p.RequestID) + UintSize(uint64(p.Status)) + UintSize(uint64(len(p.Indexes)))
+	for _, i := range p.Indexes {
+		n += UintSize(i)
+	}
+	return n
+}
+func (p PushBatchConfirm) Append(dst []byte) []byte {
+	dst = AppendUint(AppendUint(dst, p.RequestID), uint64(p.Status))
+	dst = AppendUint(dst, uint64(len(p.Indexes)))
+	for _, i := range p.Indexes {
+		dst = AppendUint(dst, i)
+	}
+	return dst
+}
+
+// DecodePushBatchConfirm decodes a PushBatchConfirm.
+func DecodePushBatchConfirm(b []byte) (PushBatchConfirm, error) {
+	r := NewReader(b, "PushBatchConfirm")
+	p := PushBatchConfirm{RequestID: r.ReadUint(), Status: r.status()}
+	n := r.ReadArrayLen(1)
+	if r.err == nil && n > 0 {
+		p.Indexes = make([]uint64, n)
+		for i := range p.Indexes {
+			p.Indexes[i] = r.ReadUint()
+		}
+	}
+	if err := r.Finish(); err != nil {
+		return PushBatchConfirm{}, err
+	}
+	return p, nil
+}
+
+// IndexSaveRequest is the request of ProtocolIndexSave:
+// {request_id: uint, client_id: string, stream_name: string, partition: uint, index: uint}.
+// The save is monotonic: a lower index never replaces a higher one.
+type IndexSaveRequest struct {
+	RequestID  uint64
+	ClientID   string
+	StreamName string
+	Partition  uint64
+	Index      uint64
+}
+
+func (p IndexSaveRequest) Size() int {
+	return UintSize(p.RequestID) + DataSize(len(p.ClientID)) + DataSize(len(p.StreamName)) + UintSize(p.Partition) + UintSize(p.Index)
+}
+func (p IndexSaveRequest) Append(dst []byte) []byte {
+	dst = AppendString(AppendString(AppendUint(dst, p.RequestID), p.ClientID), p.StreamName)
+	return AppendUint(AppendUint(dst, p.Partition), p.Index)
+}
+
+// DecodeIndexSaveRequest decodes an IndexSaveRequest.
+func DecodeIndexSaveRequest(b []byte) (IndexSaveRequest, error) {
+	r := NewReader(b, "IndexSaveRequest")
+	p := IndexSaveRequest{RequestID: r.ReadUint(), ClientID: r.ReadString(), StreamName: r.ReadString(), Partition: r.ReadUint(), Index: r.ReadUint()}
+	if err := r.Finish(); err != nil {
+		return IndexSaveRequest{}, err
+	}
+	return p, nil
+}
+
+// IndexGetRequest is the request of ProtocolIndexGet:
+// {request_id: uint, client_id: string, stream_name: string, partition: uint}.
+type IndexGetRequest struct {
+	RequestID  uint64
+	ClientID   string
+	StreamName string
+	Partition  uint64
+}
+
+func (p IndexGetRequest) Size() int {
+	return UintSize(p.RequestID) + DataSize(len(p.ClientID)) + DataSize(len(p.StreamName)) + UintSize(p.Partition)
+}
+func (p IndexGetRequest) Append(dst []byte) []byte {
+	dst = AppendString(AppendString(AppendUint(dst, p.RequestID), p.ClientID), p.StreamName)
+	return AppendUint(dst, p.Partition)
+}
+
+// DecodeIndexGetRequest decodes an IndexGetRequest.
+func DecodeIndexGetRequest(b []byte) (IndexGetRequest, error) {
+	r := NewReader(b, "IndexGetRequest")
+	p := IndexGetRequest{RequestID: r.ReadUint(), ClientID: r.ReadString(), StreamName: r.ReadString(), Partition: r.ReadUint()}
+	if err := r.Finish(); err != nil {
+		return IndexGetRequest{}, err
+	}
+	return p, nil
+}
+
+// IndexReply is the reply of ProtocolIndexSave and ProtocolIndexGet (under the request's
+// protocol name): {request_id: uint, status: Status, index: optional<uint>}. Index is the
+// saved value after the (monotonic) save, or for a get the saved value, absent when none was
+// ever saved. On StatusError Index is absent.
+type IndexReply struct {
+	RequestID uint64
+	Status    Status
+	Index     Optional[uint64]
+}
+
+func (p IndexReply) Size() int {
+	return UintSize(p.RequestID) + UintSize(uint64(p.Status)) + optionalUintSize(p.Index)
+}
+func (p IndexReply) Append(dst []byte) []byte {
+	dst = AppendUint(AppendUint(dst, p.RequestID), uint64(p.Status))
+	return AppendOptionalUint(dst, p.Index)
+}
+
+// DecodeIndexReply decodes an IndexReply.
+func DecodeIndexReply(b []byte) (IndexReply, error) {
+	r := NewReader(b, "IndexReply")
+	p := IndexReply{RequestID: r.ReadUint(), Status: r.status(), Index: r.ReadOptionalUint()}
+	if err := r.Finish(); err != nil {
+		return IndexReply{}, err
+	}
+	return p, nil
+}
