@@ -1,0 +1,182 @@
+package securechannel
+
+import (
+	"fmt"
+	"math"
+	"sync"
+
+	"github.com/flynn/noise"
+)
+
+// DefaultRekeyAfter is the default number of messages a sender encrypts under one key
+// epoch before it rotates the key.
+const DefaultRekeyAfter = 1 << 20
+
+// MaxEpochSkip is how many key epochs ahead of its current one a receiver follows in one
+// step (when the messages of the epochs in between were lost or are still on their way).
+// A message further ahead is rejected with ErrDecrypt; this bounds the work a forged header
+// can cause.
+const MaxEpochSkip = 64
+
+// Channel is an established secure channel: it seals messages for the peer and opens the
+// peer's messages. Seal and Open may be called concurrently (each direction has its own lock).
+//
+// Each sealed message carries its epoch and nonce in the clear, so messages may arrive out of
+// order, be duplicated or be lost: Open accepts each (epoch, nonce) once, within the replay
+// window, and returns ErrReplay (ErrDuplicate) otherwise. A message that fails authentication
+// returns ErrDecrypt and changes nothing.
+type Channel struct {
+	peer       PublicKey
+	local      PublicKey
+	binding    []byte
+	initiator  bool
+	rekeyAfter uint64
+
+	sendMu sync.Mutex
+	send   sendState
+
+	recvMu sync.Mutex
+	cur    recvEpoch
+	prev   *recvEpoch // the epoch before cur, kept for stragglers; nil if none
+}
+
+type sendState struct {
+	epoch  uint32
+	nonce  uint64
+	key    [32]byte
+	cipher noise.Cipher
+}
+
+type recvEpoch struct {
+	epoch  uint32
+	key    [32]byte
+	cipher noise.Cipher
+	win    window
+}
+
+func newChannel(sendKey, recvKey [32]byte, peer, local PublicKey, binding []byte, initiator bool, rekeyAfter uint64) *Channel {
+	return &Channel{
+		peer:       peer,
+		local:      local,
+		binding:    binding,
+		initiator:  initiator,
+		rekeyAfter: rekeyAfter,
+		send:       sendState{key: sendKey, cipher: suite.Cipher(sendKey)},
+		cur:        recvEpoch{key: recvKey, cipher: suite.Cipher(recvKey)},
+	}
+}
+
+// rekey is Noise's REKEY(k): the first 32 bytes of ENCRYPT(k, 2^64-1, empty, zeros).
+// It is one-way, so a key does not reveal the keys of earlier epochs.
+func rekey(k [32]byte) [32]byte {
+	cs := noise.UnsafeNewCipherState(suite, k, 0)
+	cs.Rekey()
+	return cs.UnsafeKey()
+}
+
+// PeerIdentity returns the peer's static public key, authenticated by the handshake and
+// accepted by the trust policy.
+func (c *Channel) PeerIdentity() PublicKey { return c.peer }
+
+// LocalIdentity returns this side's static public key.
+func (c *Channel) LocalIdentity() PublicKey { return c.local }
+
+// Initiator reports whether this side started the handshake.
+func (c *Channel) Initiator() bool { return c.initiator }
+
+// ChannelBinding returns a value that is unique to this channel and equal on both sides
+// (the Noise handshake hash). The returned slice must not be modified.
+func (c *Channel) ChannelBinding() []byte { return c.binding }
+
+// Seal encrypts plaintext into a new data message (header + ciphertext + tag) for the peer.
+// The plaintext is not retained. It returns ErrMessageTooLarge if plaintext is longer than
+// MaxPlaintextSize, and ErrExhausted after the last key epoch. Seal rotates the key after
+// RekeyAfter messages.
+func (c *Channel) Seal(plaintext []byte) ([]byte, error) {
+	if len(plaintext) > MaxPlaintextSize {
+		return nil, fmt.Errorf("%w: plaintext is %d bytes, the limit is %d", ErrMessageTooLarge, len(plaintext), MaxPlaintextSize)
+	}
+	c.sendMu.Lock()
+	s := &c.send
+	if s.nonce >= c.rekeyAfter {
+		if s.epoch == math.MaxUint32 {
+			c.sendMu.Unlock()
+			return nil, ErrExhausted
+		}
+		s.epoch++
+		s.key = rekey(s.key)
+		s.cipher = suite.Cipher(s.key)
+		s.nonce = 0
+	}
+	h := Header{Epoch: s.epoch, Nonce: s.nonce}
+	s.nonce++
+	ciph := s.cipher
+	c.sendMu.Unlock()
+
+	out := make([]byte, 0, Overhead+len(plaintext))
+	out = appendHeader(out, h)
+	return ciph.Encrypt(out, h.Nonce, out[:HeaderSize], plaintext), nil
+}
+
+// Open authenticates and decrypts a data message from the peer and returns the plaintext
+// (a new slice). Errors, none of which change the channel:
+//   - ErrMalformed: not a data message;
+//   - ErrDuplicate (matching ErrReplay): this message was already opened;
+//   - ErrReplay: older than the replay window, or from a retired key epoch;
+//   - ErrDecrypt: authentication failed (tampered or forged), or the epoch is more than
+//     MaxEpochSkip ahead.
+func (c *Channel) Open(msg []byte) ([]byte, error) {
+	h, ct, err := ParseHeader(msg)
+	if err != nil {
+		return nil, err
+	}
+	ad := msg[:HeaderSize]
+	c.recvMu.Lock()
+	defer c.recvMu.Unlock()
+
+	var ep *recvEpoch
+	switch {
+	case h.Epoch == c.cur.epoch:
+		ep = &c.cur
+	case c.prev != nil && h.Epoch == c.prev.epoch:
+		ep = c.prev
+	case h.Epoch < c.cur.epoch:
+		return nil, fmt.Errorf("%w: epoch %d is retired (current %d)", ErrReplay, h.Epoch, c.cur.epoch)
+	}
+	if ep != nil {
+		if err := ep.win.check(h.Nonce); err != nil {
+			return nil, fmt.Errorf("%w: epoch %d nonce %d", err, h.Epoch, h.Nonce)
+		}
+		pt, err := ep.cipher.Decrypt(nil, h.Nonce, ad, ct)
+		if err != nil {
+			return nil, fmt.Errorf("%w: epoch %d nonce %d", ErrDecrypt, h.Epoch, h.Nonce)
+		}
+		ep.win.accept(h.Nonce)
+		return pt, nil
+	}
+
+	// A later epoch: derive its key, and switch to it only if the message authenticates.
+	skip := h.Epoch - c.cur.epoch
+	if skip > MaxEpochSkip {
+		return nil, fmt.Errorf("%w: epoch %d is more than %d ahead of %d", ErrDecrypt, h.Epoch, MaxEpochSkip, c.cur.epoch)
+	}
+	before, key := c.cur.key, rekey(c.cur.key)
+	for i := uint32(1); i < skip; i++ {
+		before, key = key, rekey(key)
+	}
+	ciph := suite.Cipher(key)
+	pt, err := ciph.Decrypt(nil, h.Nonce, ad, ct)
+	if err != nil {
+		return nil, fmt.Errorf("%w: epoch %d nonce %d", ErrDecrypt, h.Epoch, h.Nonce)
+	}
+	if skip == 1 {
+		old := c.cur
+		c.prev = &old
+	} else {
+		// The epoch before the new one was never seen: its messages are all still new.
+		c.prev = &recvEpoch{epoch: h.Epoch - 1, key: before, cipher: suite.Cipher(before)}
+	}
+	c.cur = recvEpoch{epoch: h.Epoch, key: key, cipher: ciph}
+	c.cur.win.accept(h.Nonce)
+	return pt, nil
+}

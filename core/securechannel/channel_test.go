@@ -1,0 +1,294 @@
+package securechannel
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+
+	"github.com/sluicehq/sluice/core"
+)
+
+func seal(t *testing.T, c *Channel, s string) []byte {
+	t.Helper()
+	m, err := c.Seal([]byte(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func open(t *testing.T, c *Channel, m []byte, want string) {
+	t.Helper()
+	pt, err := c.Open(m)
+	if err != nil {
+		t.Fatalf("Open(%q): %v", want, err)
+	}
+	if string(pt) != want {
+		t.Fatalf("Open = %q, want %q", pt, want)
+	}
+}
+
+func TestTamperedRejectedAndChannelContinues(t *testing.T) {
+	a, b := pair(t, 0)
+	m := seal(t, a, "original")
+	for i := range m {
+		bad := bytes.Clone(m)
+		bad[i] ^= 0x80
+		_, err := b.Open(bad)
+		if err == nil {
+			t.Fatalf("byte %d flipped: accepted", i)
+		}
+		if i >= HeaderSize && !errors.Is(err, ErrDecrypt) {
+			t.Fatalf("byte %d flipped: %v, want ErrDecrypt", i, err)
+		}
+	}
+	if _, err := b.Open(m[:len(m)-1]); !errors.Is(err, ErrDecrypt) {
+		t.Fatalf("truncated: %v", err)
+	}
+	// The untouched message (same nonce as all the forgeries) still opens: failures did not
+	// advance the window.
+	open(t, b, m, "original")
+	open(t, b, seal(t, a, "next"), "next")
+}
+
+func TestReplayAndDuplicate(t *testing.T) {
+	a, b := pair(t, 0)
+	first := seal(t, a, "m0")
+	open(t, b, first, "m0")
+	if _, err := b.Open(first); !errors.Is(err, ErrDuplicate) || !errors.Is(err, ErrReplay) {
+		t.Fatalf("duplicate: %v", err)
+	}
+	// Push the window past the first message: it is now too old.
+	var last []byte
+	for i := 1; i <= WindowSize+1; i++ {
+		last = seal(t, a, fmt.Sprint("m", i))
+		open(t, b, last, fmt.Sprint("m", i))
+	}
+	_, err := b.Open(first)
+	if !errors.Is(err, ErrReplay) || errors.Is(err, ErrDuplicate) {
+		t.Fatalf("too old: %v, want ErrReplay (not ErrDuplicate)", err)
+	}
+	if _, err := b.Open(last); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("duplicate of last: %v", err)
+	}
+}
+
+// TestAtLeastOnceDeliveredOnce delivers every message several times in a shuffled order and
+// checks that the application sees each exactly once.
+func TestAtLeastOnceDeliveredOnce(t *testing.T) {
+	a, b := pair(t, 0)
+	const n = 500
+	var wire [][]byte
+	for i := range n {
+		m := seal(t, a, fmt.Sprint(i))
+		for range 1 + i%3 {
+			wire = append(wire, m)
+		}
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	r.Shuffle(len(wire), func(i, j int) { wire[i], wire[j] = wire[j], wire[i] })
+	seen := map[string]int{}
+	dups := 0
+	for _, m := range wire {
+		pt, err := b.Open(m)
+		switch {
+		case errors.Is(err, ErrDuplicate):
+			dups++
+		case err != nil:
+			t.Fatal(err)
+		default:
+			seen[string(pt)]++
+		}
+	}
+	if len(seen) != n {
+		t.Fatalf("delivered %d distinct messages, want %d", len(seen), n)
+	}
+	for k, c := range seen {
+		if c != 1 {
+			t.Fatalf("message %s delivered %d times", k, c)
+		}
+	}
+	if dups != len(wire)-n {
+		t.Fatalf("dropped %d duplicates, want %d", dups, len(wire)-n)
+	}
+}
+
+func TestOutOfOrderWithinWindow(t *testing.T) {
+	a, b := pair(t, 0)
+	msgs := make([][]byte, WindowSize)
+	for i := range msgs {
+		msgs[i] = seal(t, a, fmt.Sprint(i))
+	}
+	// Newest first: every older one is still within the window.
+	for i := len(msgs) - 1; i >= 0; i-- {
+		open(t, b, msgs[i], fmt.Sprint(i))
+	}
+	// One beyond the window makes the oldest unacceptable.
+	far := seal(t, a, "far")
+	open(t, b, far, "far")
+	if _, err := b.Open(msgs[0]); !errors.Is(err, ErrReplay) {
+		t.Fatalf("message 0 after nonce %d: %v", WindowSize, err)
+	}
+	if _, err := b.Open(msgs[1]); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("re-open of accepted message 1: %v", err)
+	}
+}
+
+func TestGapThenLateArrival(t *testing.T) {
+	a, b := pair(t, 0)
+	m0, m1, m2 := seal(t, a, "0"), seal(t, a, "1"), seal(t, a, "2")
+	open(t, b, m2, "2")
+	open(t, b, m0, "0")
+	open(t, b, m1, "1")
+}
+
+func TestRekeyWithSmallThreshold(t *testing.T) {
+	const threshold = 3
+	a, b := pair(t, threshold)
+	for i := range 20 {
+		m := seal(t, a, fmt.Sprint(i))
+		h, _, err := ParseHeader(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := (Header{Epoch: uint32(i / threshold), Nonce: uint64(i % threshold)}); h != want {
+			t.Fatalf("message %d header %+v, want %+v", i, h, want)
+		}
+		open(t, b, m, fmt.Sprint(i))
+		// And the other direction keeps flowing too.
+		open(t, a, seal(t, b, fmt.Sprint("r", i)), fmt.Sprint("r", i))
+	}
+}
+
+func TestRekeyStragglersAndSkips(t *testing.T) {
+	a, b := pair(t, 2)
+	var ms [][]byte
+	for i := range 12 { // epochs 0..5, two messages each
+		ms = append(ms, seal(t, a, fmt.Sprint(i)))
+	}
+	open(t, b, ms[0], "0")
+	// Epoch 1 arrives; epoch 0 straggler (ms[1]) still opens.
+	open(t, b, ms[2], "2")
+	open(t, b, ms[1], "1")
+	// Jump from epoch 1 to epoch 4 (epochs 2 and 3 lost or late).
+	open(t, b, ms[8], "8")
+	// Epoch 3 was never seen: it is the retained previous epoch, still accepted.
+	open(t, b, ms[7], "7")
+	open(t, b, ms[6], "6")
+	// Epochs 0..2 are retired: their stragglers are dropped as replays.
+	for _, i := range []int{3, 4, 5} {
+		if _, err := b.Open(ms[i]); !errors.Is(err, ErrReplay) {
+			t.Fatalf("retired epoch message %d: %v", i, err)
+		}
+	}
+	open(t, b, ms[9], "9")
+	open(t, b, ms[10], "10")
+	if _, err := b.Open(ms[6]); !errors.Is(err, ErrReplay) {
+		t.Fatalf("epoch 3 after moving to 5: %v", err)
+	}
+	open(t, b, ms[11], "11")
+}
+
+func TestEpochTooFarAhead(t *testing.T) {
+	a, b := pair(t, 1)
+	var m []byte
+	for range MaxEpochSkip + 2 {
+		m = seal(t, a, "x")
+	}
+	if _, err := b.Open(m); !errors.Is(err, ErrDecrypt) {
+		t.Fatalf("epoch %d ahead: %v", MaxEpochSkip+1, err)
+	}
+	// A forged header for a later epoch does not move the receiver.
+	forged := bytes.Clone(seal(t, a, "y"))
+	forged[4] = 1 // epoch low byte, now a nearby epoch with the wrong key
+	if _, err := b.Open(forged); !errors.Is(err, ErrDecrypt) {
+		t.Fatalf("forged epoch: %v", err)
+	}
+}
+
+func TestSealTooLarge(t *testing.T) {
+	a, b := pair(t, 0)
+	_, err := a.Seal(make([]byte, MaxPlaintextSize+1))
+	if !errors.Is(err, ErrMessageTooLarge) || !errors.Is(err, core.ErrMessageTooLarge) {
+		t.Fatalf("too large: %v", err)
+	}
+	m, err := a.Seal(make([]byte, MaxPlaintextSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m) != MaxSealedSize {
+		t.Fatalf("max message is %d bytes, want %d", len(m), MaxSealedSize)
+	}
+	if _, err := b.Open(m); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Open(append(m, 0)); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("oversized: %v", err)
+	}
+}
+
+func TestOpenMalformed(t *testing.T) {
+	_, b := pair(t, 0)
+	for _, m := range [][]byte{nil, {4}, make([]byte, Overhead-1), append([]byte{1}, make([]byte, Overhead)...)} {
+		if _, err := b.Open(m); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("Open(%x): %v", m, err)
+		}
+	}
+}
+
+func TestChannelsAreIndependent(t *testing.T) {
+	a1, b1 := pair(t, 0)
+	a2, _ := pair(t, 0)
+	if _, err := b1.Open(seal(t, a2, "x")); !errors.Is(err, ErrDecrypt) {
+		t.Fatalf("message of another channel: %v", err)
+	}
+	open(t, b1, seal(t, a1, "y"), "y")
+}
+
+func TestConcurrentSealOpen(t *testing.T) {
+	a, b := pair(t, 0)
+	const workers, per = 4, 200 // fewer than WindowSize: any order is within the window
+	out := make(chan []byte, workers*per)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range per {
+				m, err := a.Seal([]byte(fmt.Sprint(w, "-", i)))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				out <- m
+			}
+		})
+	}
+	wg.Wait()
+	close(out)
+	var msgs [][]byte
+	for m := range out {
+		msgs = append(msgs, m)
+	}
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(msgs); i += workers {
+				pt, err := b.Open(msgs[i])
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				seen[string(pt)] = true
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if len(seen) != workers*per {
+		t.Fatalf("opened %d distinct, want %d", len(seen), workers*per)
+	}
+}

@@ -1,0 +1,87 @@
+// Package securechannel implements Sluice's end-to-end encrypted channels: a Noise XX
+// handshake (Noise_XX_25519_ChaChaPoly_BLAKE2s, github.com/flynn/noise) between two
+// identities, then authenticated encryption of every message with an explicit nonce, so that
+// channels work over routes that lose, duplicate and reorder messages (TCP, a hub, streams).
+//
+// The package has two layers. The transport-independent core is [Handshake] (a state
+// machine that writes and reads the three handshake messages) and [Channel] ([Channel.Seal],
+// [Channel.Open]). The routing layer runs initiator and responder as workers on a
+// routing.Node, so a channel works over any route.
+//
+// # Routing
+//
+// [Listen] registers a [Listener] at a local address of a routing.Node; [Dial] runs the
+// handshake over any route to it (direct, through TCP, via a hub, through streams) and
+// returns a [SecureChannel]. Each end has an application-facing local address
+// ([SecureChannel.Address]): a message routed to [channel address, rest...] is encrypted
+// together with its remaining onward route and its return route, and the other end delivers
+// it to rest... with its own channel address prepended to the return route, so replies travel
+// back through the channel. The responder's application finds the initiator's identity with
+// [Listener.Channel] on the first return address. Duplicates are dropped and counted
+// ([SecureChannel.Stats]); nothing crosses the route in the clear except the handshake's
+// ephemeral key and the data headers.
+//
+// # Cipher suite
+//
+// One suite, no negotiation: Curve25519 for Diffie-Hellman, ChaCha20-Poly1305 as AEAD and
+// BLAKE2s as hash. ChaCha20-Poly1305 and BLAKE2s are fast and constant time in pure software,
+// also on small devices without AES instructions (the same choice as WireGuard); Curve25519
+// gives 32-byte public keys that are easy to print, list and compare. A prologue
+// ("sluice/securechannel/1") binds the handshake to this protocol version.
+//
+// # Message format
+//
+// Every message starts with a type byte. Handshake messages are the type (1, 2 or 3) followed
+// by the Noise message with an empty payload (32, 96 and 64 bytes after the type byte). A data
+// message (type 4) is:
+//
+//	type u8 = 4 | epoch u32 big endian | nonce u64 big endian | ciphertext | 16-byte tag
+//
+// The 13-byte header is the AEAD associated data, so it is authenticated. The AEAD nonce is
+// the header's nonce and the key is the epoch's key.
+//
+// # Replay window
+//
+// The receiver keeps, per key epoch, a sliding bitmap of [WindowSize] (1024) nonces below the
+// highest nonce accepted. A message is accepted once: a repeat returns [ErrDuplicate], one
+// WindowSize or more behind the highest returns [ErrReplay] (both match ErrReplay), and in
+// either case the caller drops it silently. Within the window, any order is accepted. A
+// message that fails authentication returns [ErrDecrypt] and never touches the window.
+//
+// # Rekeying
+//
+// After [Config].RekeyAfter messages (default [DefaultRekeyAfter], 2^20) the sender moves to
+// the next epoch: key(e+1) = REKEY(key(e)) (Noise's rekey function) and the nonce restarts at
+// 0. The epoch travels in the header, so the receiver derives the new key itself when a message
+// of a later epoch authenticates (at most [MaxEpochSkip] epochs ahead). It keeps the previous
+// epoch's key and window for stragglers; messages of older epochs are dropped as replays.
+// After 2^32 epochs Seal returns [ErrExhausted]: perform a new handshake.
+//
+// # IK
+//
+// When the initiator already knows the responder's static key, [NewInitiatorIK] and [DialIK]
+// use Noise_IK_25519_ChaChaPoly_BLAKE2s (message types 5 and 6): the first message carries
+// optional early data and can be sent before the responder is online; the responder checks
+// the initiator's key when it reads it. Early data is not forward secret and can be replayed
+// once a listener has forgotten it: send only idempotent requests as early data.
+//
+// # Identities and trust
+//
+// An [Identity] is a static Curve25519 key pair persisted with [SaveIdentity] (mode 0600, no
+// overwrite unless asked) and [LoadIdentity]. Its [PublicKey] prints as 64 hex characters. A
+// [TrustPolicy] ([TrustKeys], or the explicit [TrustAnyInsecure]) is consulted during the
+// handshake: an untrusted peer never gets a channel.
+//
+// # Errors
+//
+// Match errors with errors.Is: [ErrReplay], [ErrDuplicate], [ErrDecrypt], [ErrMalformed],
+// [ErrMessageTooLarge] (also core.ErrMessageTooLarge), [ErrUntrusted], [ErrHandshakeState],
+// [ErrHandshakeFailed], [ErrExhausted], and the identity file errors.
+//
+// # Limitations
+//
+// See docs/security.md in the repository: routes, sizes and timing stay visible to the hub
+// and the broker; a compromised static key lets an attacker impersonate its owner (past
+// traffic stays protected by the ephemeral keys); there is no key revocation beyond removing
+// a key from the trust policy.
+package securechannel

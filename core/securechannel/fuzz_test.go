@@ -1,0 +1,214 @@
+package securechannel
+
+import (
+	"bytes"
+	"errors"
+	"math/rand/v2"
+	"testing"
+)
+
+// fixedIdentity returns a deterministic identity, so that fuzz seeds stay valid.
+func fixedIdentity(tb testing.TB, b byte) *Identity {
+	tb.Helper()
+	id, err := identityFromPrivate(bytes.Repeat([]byte{b}, KeySize))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return id
+}
+
+// fixedHandshakes returns an initiator and a responder whose ephemeral keys are deterministic.
+func fixedHandshakes(tb testing.TB) (*Handshake, *Handshake) {
+	tb.Helper()
+	ini, err := NewInitiator(Config{Identity: fixedIdentity(tb, 1), Trust: TrustAnyInsecure(), Random: rand.NewChaCha8([32]byte{1})})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	res, err := NewResponder(Config{Identity: fixedIdentity(tb, 2), Trust: TrustAnyInsecure(), Random: rand.NewChaCha8([32]byte{2})})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ini, res
+}
+
+// fixedIK returns a deterministic IK initiator towards fixedIdentity(2).
+func fixedIK(tb testing.TB) *Handshake {
+	tb.Helper()
+	h, err := NewInitiatorIK(Config{Identity: fixedIdentity(tb, 1), Trust: TrustAnyInsecure(), Random: rand.NewChaCha8([32]byte{3})}, fixedIdentity(tb, 2).PublicKey())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return h
+}
+
+// FuzzHandshakeRead feeds arbitrary bytes to every handshake step that reads network bytes:
+// XX (responder reading message 1, initiator reading message 2, responder reading message 3)
+// and IK (responder reading message 1, initiator reading message 2). Seeds are the genuine
+// messages of deterministic handshakes.
+func FuzzHandshakeRead(f *testing.F) {
+	ini, res := fixedHandshakes(f)
+	m1, _ := ini.WriteMessage()
+	_ = res.ReadMessage(m1)
+	m2, _ := res.WriteMessage()
+	_ = ini.ReadMessage(m2)
+	m3, _ := ini.WriteMessage()
+	for step, m := range [][]byte{m1, m2, m3} {
+		f.Add(uint8(step), m)
+	}
+	ik := fixedIK(f)
+	ik1, _ := ik.WriteMessageWithPayload([]byte("early data"))
+	_, res2 := fixedHandshakes(f)
+	_ = res2.ReadMessage(ik1)
+	ik2, _ := res2.WriteMessage()
+	f.Add(uint8(3), ik1)
+	f.Add(uint8(4), ik2)
+	f.Add(uint8(0), []byte{})
+	f.Add(uint8(1), []byte{2})
+	f.Add(uint8(2), []byte{3, 0, 0})
+	f.Fuzz(func(t *testing.T, step uint8, msg []byte) {
+		ini, res := fixedHandshakes(t)
+		var target *Handshake
+		switch step % 5 {
+		case 0:
+			target = res
+		case 1:
+			w, _ := ini.WriteMessage()
+			if err := res.ReadMessage(w); err != nil {
+				t.Fatal(err)
+			}
+			target = ini
+		case 2:
+			w, _ := ini.WriteMessage()
+			_ = res.ReadMessage(w)
+			w, _ = res.WriteMessage()
+			if err := ini.ReadMessage(w); err != nil {
+				t.Fatal(err)
+			}
+			_, _ = ini.WriteMessage()
+			target = res
+		case 3: // a responder reading IK message 1
+			target = res
+		case 4: // an IK initiator reading message 2
+			target = fixedIK(t)
+			if _, err := target.WriteMessageWithPayload([]byte("early data")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		before := target.Expects()
+		err := target.ReadMessage(msg)
+		if err == nil {
+			return
+		}
+		if errors.Is(err, ErrMalformed) || errors.Is(err, ErrHandshakeState) {
+			// Non-fatal errors leave the handshake waiting for the same message.
+			if target.Expects() != before || target.Err() != nil {
+				t.Fatalf("non-fatal %v changed the handshake", err)
+			}
+			return
+		}
+		if !errors.Is(err, ErrDecrypt) && !errors.Is(err, ErrUntrusted) {
+			t.Fatalf("unexpected error class: %v", err)
+		}
+		if target.Err() == nil || target.Complete() {
+			t.Fatalf("fatal %v did not end the handshake", err)
+		}
+	})
+}
+
+// FuzzParseHeader checks the message type and data header parsers (PeekType, ParseHeader):
+// they never panic, agree with each other, accept only well-sized messages, and the header
+// round-trips.
+func FuzzParseHeader(f *testing.F) {
+	f.Add(appendHeader(nil, Header{Epoch: 1, Nonce: 2}))
+	f.Add(append(appendHeader(nil, Header{Epoch: 0, Nonce: 0}), make([]byte, TagSize)...))
+	f.Add(append(appendHeader(nil, Header{Epoch: 1<<32 - 1, Nonce: 1<<64 - 1}), make([]byte, TagSize)...))
+	f.Add([]byte{1, 2, 3})
+	f.Add(make([]byte, handshake1Size))
+	f.Add(append([]byte{2}, make([]byte, handshake2Size-1)...))
+	f.Add(append([]byte{5}, make([]byte, ik1MinSize-1)...))
+	f.Add(append([]byte{6}, make([]byte, ik2Size-1)...))
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		typ, perr := PeekType(msg)
+		if perr != nil && !errors.Is(perr, ErrMalformed) {
+			t.Fatalf("PeekType error %v is not ErrMalformed", perr)
+		}
+		if perr == nil {
+			lo, hi := 0, 0
+			switch typ {
+			case TypeHandshake1:
+				lo, hi = handshake1Size, handshake1Size
+			case TypeHandshake2:
+				lo, hi = handshake2Size, handshake2Size
+			case TypeHandshake3:
+				lo, hi = handshake3Size, handshake3Size
+			case TypeIK1:
+				lo, hi = ik1MinSize, MaxSealedSize
+			case TypeIK2:
+				lo, hi = ik2Size, ik2Size
+			case TypeData:
+				lo, hi = Overhead, MaxSealedSize
+			}
+			if len(msg) < lo || len(msg) > hi || hi == 0 {
+				t.Fatalf("PeekType accepted %v of %d bytes", typ, len(msg))
+			}
+		}
+		h, ct, err := ParseHeader(msg)
+		if (err == nil) != (perr == nil && typ == TypeData) {
+			t.Fatalf("ParseHeader err %v disagrees with PeekType %v, %v", err, typ, perr)
+		}
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("error %v is not ErrMalformed", err)
+			}
+			return
+		}
+		if len(ct) < TagSize || len(msg) > MaxSealedSize {
+			t.Fatalf("accepted %d bytes", len(msg))
+		}
+		if !bytes.Equal(appendHeader(nil, h), msg[:HeaderSize]) {
+			t.Fatal("header does not round-trip")
+		}
+	})
+}
+
+// FuzzOpen feeds arbitrary bytes to Channel.Open: only genuine sealed messages may open, each
+// exactly once, and failures leave the channel working.
+func FuzzOpen(f *testing.F) {
+	keyA, keyB := [32]byte{1}, [32]byte{2}
+	sender := newChannel(keyA, keyB, PublicKey{}, PublicKey{}, nil, true, 2)
+	genuine := map[string]string{}
+	for _, pt := range []string{"", "a", "hello", "x", "epoch two", "three"} { // epochs 0, 0, 1, 1, 2, 2
+		m, err := sender.Seal([]byte(pt))
+		if err != nil {
+			f.Fatal(err)
+		}
+		genuine[string(m)] = pt
+		f.Add(m)
+	}
+	f.Add([]byte{4})
+	f.Add(make([]byte, Overhead))
+	probe, _ := sender.Seal([]byte("probe")) // epoch 3: reachable from any epoch the fuzzer moves to
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		recv := newChannel(keyB, keyA, PublicKey{}, PublicKey{}, nil, false, 2)
+		pt, err := recv.Open(msg)
+		if err != nil {
+			if _, ok := genuine[string(msg)]; ok {
+				t.Fatalf("genuine message refused: %v", err)
+			}
+			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrDecrypt) && !errors.Is(err, ErrReplay) {
+				t.Fatalf("unexpected error class: %v", err)
+			}
+		} else {
+			want, ok := genuine[string(msg)]
+			if !ok || string(pt) != want {
+				t.Fatalf("forged message opened: %x -> %q", msg, pt)
+			}
+			if _, err := recv.Open(msg); !errors.Is(err, ErrDuplicate) {
+				t.Fatalf("second open: %v", err)
+			}
+		}
+		if got, err := recv.Open(probe); err != nil || string(got) != "probe" {
+			t.Fatalf("channel broken after %x: %q, %v", msg, got, err)
+		}
+	})
+}

@@ -1,0 +1,223 @@
+package securechannel
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+
+	"github.com/sluicehq/sluice/core"
+)
+
+func mustIdentity(tb testing.TB) *Identity {
+	tb.Helper()
+	id, err := GenerateIdentity()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return id
+}
+
+// handshake runs a full XX handshake between fresh handshakes built from ci and cr and
+// returns the three messages and both handshakes (not failing on errors: it returns the first).
+func runHandshake(tb testing.TB, ci, cr Config) (ini, res *Handshake, err error) {
+	tb.Helper()
+	ini, err = NewInitiator(ci)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	res, err = NewResponder(cr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m1, err := ini.WriteMessage()
+	if err != nil {
+		return ini, res, err
+	}
+	if err := res.ReadMessage(m1); err != nil {
+		return ini, res, err
+	}
+	m2, err := res.WriteMessage()
+	if err != nil {
+		return ini, res, err
+	}
+	if err := ini.ReadMessage(m2); err != nil {
+		return ini, res, err
+	}
+	m3, err := ini.WriteMessage()
+	if err != nil {
+		return ini, res, err
+	}
+	return ini, res, res.ReadMessage(m3)
+}
+
+// pair returns an established initiator and responder channel.
+func pair(tb testing.TB, rekeyAfter uint64) (a, b *Channel) {
+	tb.Helper()
+	ia, ib := mustIdentity(tb), mustIdentity(tb)
+	ini, res, err := runHandshake(tb,
+		Config{Identity: ia, Trust: TrustKeys(ib.PublicKey()), RekeyAfter: rekeyAfter},
+		Config{Identity: ib, Trust: TrustKeys(ia.PublicKey()), RekeyAfter: rekeyAfter})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	a, err = ini.Channel()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	b, err = res.Channel()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return a, b
+}
+
+func TestHandshakeEstablishesChannel(t *testing.T) {
+	ia, ib := mustIdentity(t), mustIdentity(t)
+	ini, res, err := runHandshake(t,
+		Config{Identity: ia, Trust: TrustKeys(ib.PublicKey())},
+		Config{Identity: ib, Trust: TrustKeys(ia.PublicKey())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ini.Complete() || !res.Complete() {
+		t.Fatalf("complete: initiator %v responder %v", ini.Complete(), res.Complete())
+	}
+	a, _ := ini.Channel()
+	b, _ := res.Channel()
+	if a.PeerIdentity() != ib.PublicKey() || b.PeerIdentity() != ia.PublicKey() {
+		t.Fatal("peer identities do not match the static keys")
+	}
+	if !bytes.Equal(a.ChannelBinding(), b.ChannelBinding()) {
+		t.Fatal("channel bindings differ")
+	}
+	if k, ok := res.PeerIdentity(); !ok || k != ia.PublicKey() {
+		t.Fatalf("responder PeerIdentity = %v, %v", k, ok)
+	}
+	for _, dir := range []struct {
+		name     string
+		from, to *Channel
+	}{{"initiator to responder", a, b}, {"responder to initiator", b, a}} {
+		msg, err := dir.from.Seal([]byte("hello " + dir.name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pt, err := dir.to.Open(msg)
+		if err != nil {
+			t.Fatalf("%s: %v", dir.name, err)
+		}
+		if string(pt) != "hello "+dir.name {
+			t.Fatalf("%s: got %q", dir.name, pt)
+		}
+	}
+}
+
+func TestHandshakeUntrusted(t *testing.T) {
+	ia, ib, other := mustIdentity(t), mustIdentity(t), mustIdentity(t)
+	t.Run("initiator refuses responder", func(t *testing.T) {
+		ini, res, err := runHandshake(t,
+			Config{Identity: ia, Trust: TrustKeys(other.PublicKey())},
+			Config{Identity: ib, Trust: TrustKeys(ia.PublicKey())})
+		if !errors.Is(err, ErrUntrusted) {
+			t.Fatalf("err = %v, want ErrUntrusted", err)
+		}
+		// The initiator refused after message 2: it must not produce message 3.
+		if _, err := ini.WriteMessage(); !errors.Is(err, ErrHandshakeFailed) || !errors.Is(err, ErrUntrusted) {
+			t.Fatalf("WriteMessage after refusal: %v", err)
+		}
+		if _, err := ini.Channel(); err == nil {
+			t.Fatal("initiator has a channel")
+		}
+		if res.Complete() {
+			t.Fatal("responder completed")
+		}
+	})
+	t.Run("responder refuses initiator", func(t *testing.T) {
+		ini, res, err := runHandshake(t,
+			Config{Identity: ia, Trust: TrustKeys(ib.PublicKey())},
+			Config{Identity: ib, Trust: TrustKeys(other.PublicKey())})
+		if !errors.Is(err, ErrUntrusted) {
+			t.Fatalf("err = %v, want ErrUntrusted", err)
+		}
+		if _, err := res.Channel(); !errors.Is(err, ErrHandshakeFailed) {
+			t.Fatalf("responder Channel: %v", err)
+		}
+		if !ini.Complete() {
+			t.Fatal("initiator should consider itself complete after writing message 3")
+		}
+	})
+	t.Run("TrustAnyInsecure accepts anybody", func(t *testing.T) {
+		_, _, err := runHandshake(t,
+			Config{Identity: ia, Trust: TrustAnyInsecure()},
+			Config{Identity: ib, Trust: TrustAnyInsecure()})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestHandshakeConfigErrors(t *testing.T) {
+	if _, err := NewInitiator(Config{Trust: TrustAnyInsecure()}); !errors.Is(err, core.ErrInvalidOption) {
+		t.Fatalf("nil identity: %v", err)
+	}
+	if _, err := NewResponder(Config{Identity: mustIdentity(t)}); !errors.Is(err, core.ErrInvalidOption) {
+		t.Fatalf("nil trust: %v", err)
+	}
+}
+
+func TestHandshakeOutOfTurnAndDuplicates(t *testing.T) {
+	ia, ib := mustIdentity(t), mustIdentity(t)
+	ini, _ := NewInitiator(Config{Identity: ia, Trust: TrustAnyInsecure()})
+	res, _ := NewResponder(Config{Identity: ib, Trust: TrustAnyInsecure()})
+	if _, err := res.WriteMessage(); !errors.Is(err, ErrHandshakeState) {
+		t.Fatalf("responder writes first: %v", err)
+	}
+	m1, _ := ini.WriteMessage()
+	if err := ini.ReadMessage(m1); !errors.Is(err, ErrHandshakeState) {
+		t.Fatalf("initiator reads message 1: %v", err)
+	}
+	if err := res.ReadMessage(m1); err != nil {
+		t.Fatal(err)
+	}
+	// A duplicate message 1 is refused without breaking the handshake.
+	if err := res.ReadMessage(m1); !errors.Is(err, ErrHandshakeState) {
+		t.Fatalf("duplicate message 1: %v", err)
+	}
+	m2, err := res.WriteMessage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ini.ReadMessage(m2[:len(m2)-1]); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("short message 2: %v", err)
+	}
+	if err := ini.ReadMessage(m2); err != nil {
+		t.Fatal(err)
+	}
+	if err := ini.ReadMessage(m2); !errors.Is(err, ErrHandshakeState) {
+		t.Fatalf("duplicate message 2: %v", err)
+	}
+	m3, _ := ini.WriteMessage()
+	if err := res.ReadMessage(m3); err != nil {
+		t.Fatal(err)
+	}
+	if err := res.ReadMessage(m3); !errors.Is(err, ErrHandshakeState) {
+		t.Fatalf("duplicate message 3: %v", err)
+	}
+}
+
+func TestHandshakeTamperedMessage2(t *testing.T) {
+	ia, ib := mustIdentity(t), mustIdentity(t)
+	ini, _ := NewInitiator(Config{Identity: ia, Trust: TrustAnyInsecure()})
+	res, _ := NewResponder(Config{Identity: ib, Trust: TrustAnyInsecure()})
+	m1, _ := ini.WriteMessage()
+	if err := res.ReadMessage(m1); err != nil {
+		t.Fatal(err)
+	}
+	m2, _ := res.WriteMessage()
+	m2[40] ^= 1 // inside the encrypted static key
+	if err := ini.ReadMessage(m2); !errors.Is(err, ErrDecrypt) {
+		t.Fatalf("tampered message 2: %v", err)
+	}
+	if _, err := ini.WriteMessage(); !errors.Is(err, ErrHandshakeFailed) {
+		t.Fatalf("after failure: %v", err)
+	}
+}

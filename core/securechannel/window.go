@@ -1,0 +1,49 @@
+package securechannel
+
+// WindowSize is the number of nonces the replay window tracks per key epoch. A message whose
+// nonce is WindowSize or more below the highest nonce accepted in its epoch is rejected as
+// too old (ErrReplay), because it can no longer be told apart from a replay.
+const WindowSize = 1024
+
+// window is a sliding replay window (RFC 6479 style): a ring bitmap indexed by nonce modulo
+// WindowSize, covering the nonces (max-WindowSize, max].
+type window struct {
+	any  bool // a nonce was accepted
+	max  uint64
+	bits [WindowSize / 64]uint64
+}
+
+// check reports whether nonce n may be accepted, without changing the window: nil, or an
+// error matching ErrReplay (ErrDuplicate for an already accepted nonce).
+func (w *window) check(n uint64) error {
+	if !w.any || n > w.max {
+		return nil
+	}
+	if w.max-n >= WindowSize {
+		return ErrReplay
+	}
+	if w.bits[(n%WindowSize)/64]&(1<<(n%64)) != 0 {
+		return ErrDuplicate
+	}
+	return nil
+}
+
+// accept records nonce n; check(n) must have returned nil.
+func (w *window) accept(n uint64) {
+	switch {
+	case !w.any:
+		w.any = true
+		w.max = n
+		w.bits = [WindowSize / 64]uint64{}
+	case n > w.max:
+		if n-w.max >= WindowSize {
+			w.bits = [WindowSize / 64]uint64{}
+		} else {
+			for i := w.max + 1; i < n; i++ {
+				w.bits[(i%WindowSize)/64] &^= 1 << (i % 64)
+			}
+		}
+		w.max = n
+	}
+	w.bits[(n%WindowSize)/64] |= 1 << (n % 64)
+}

@@ -1,0 +1,62 @@
+package securechannel
+
+import (
+	"errors"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestWindowModel compares the bitmap window with a simple model (a set of accepted nonces
+// and the highest one) on random nonce sequences with small and large jumps.
+func TestWindowModel(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	for round := range 200 {
+		var w window
+		seen := map[uint64]bool{}
+		var highest uint64
+		any := false
+		base := uint64(0)
+		if round%2 == 1 {
+			base = 1<<64 - 1<<30 // near the top of the range (rounds grow by < 2^23)
+		}
+		for range 2000 {
+			var n uint64
+			switch r.IntN(10) {
+			case 0: // a big jump ahead
+				n = highest + uint64(r.IntN(3*WindowSize))
+			case 1: // an exact repeat
+				n = highest
+			default: // around the top of the window
+				back := uint64(r.IntN(WindowSize + 128))
+				n = highest + 64
+				if back <= n-base { // stay at or above base (no wrap-around)
+					n -= back
+				} else {
+					n = base
+				}
+			}
+			if !any {
+				n = base + uint64(r.IntN(100))
+			}
+			var want error
+			switch {
+			case any && n <= highest && highest-n >= WindowSize:
+				want = ErrReplay // too old, whether it was seen or not
+			case seen[n]:
+				want = ErrDuplicate
+			}
+			got := w.check(n)
+			if !errors.Is(got, want) || (want == nil) != (got == nil) || (want == ErrReplay && errors.Is(got, ErrDuplicate)) {
+				t.Fatalf("round %d: check(%d) with highest %d = %v, want %v", round, n, highest, got, want)
+			}
+			if got == nil {
+				w.accept(n)
+				seen[n] = true
+				if !any || n > highest {
+					highest = n
+				}
+				any = true
+			}
+		}
+	}
+}

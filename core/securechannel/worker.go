@@ -1,0 +1,618 @@
+package securechannel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/routing"
+	"github.com/sluicehq/sluice/core/wire"
+)
+
+// Defaults of the routing layer.
+const (
+	// DefaultHandshakeTimeout is how long a responder waits for handshake message 3 before
+	// it forgets the half-open channel.
+	DefaultHandshakeTimeout = 30 * time.Second
+	// DefaultMaxPendingHandshakes bounds the half-open channels of a Listener: message 1 is
+	// unauthenticated, so anybody can start handshakes.
+	DefaultMaxPendingHandshakes = 256
+	// maxEarly bounds the data messages a responder keeps when they overtake message 3.
+	maxEarly = 64
+	// maxRememberedIK bounds how many IK messages 1 a Listener remembers to refuse replays.
+	maxRememberedIK = 4096
+)
+
+// ListenOptions configures a Listener. Nil or zero fields mean the defaults.
+type ListenOptions struct {
+	// HandshakeTimeout: see DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
+	// MaxPendingHandshakes: see DefaultMaxPendingHandshakes.
+	MaxPendingHandshakes int
+	// OnChannel, if set, is called when a channel is established (from a goroutine of the
+	// node; messages of the channel may be delivered concurrently). It must not block for
+	// long. Listener.Channel finds the channel before its first message is delivered.
+	OnChannel func(*SecureChannel)
+}
+
+// Stats counts what a SecureChannel did. Duplicates are the at-least-once duplicates and
+// replays that were dropped; Rejected are messages that failed authentication or parsing.
+type Stats struct {
+	Sent, Delivered, Duplicates, Rejected uint64
+}
+
+// SecureChannel is one end of an established (or establishing) channel on a routing.Node.
+// It has two local addresses: the application-facing Address, and an internal one that the
+// peer sends ciphertext to.
+//
+// To send through the channel, route a message to [Address, rest of the route on the peer's
+// node...]: the channel encrypts the message (its remaining onward route, its return route
+// and its payload) and the peer's end delivers it to the rest of the route, with the peer
+// end's Address prepended to the return route, so replies come back through the channel.
+// Sending to Address is synchronous: the sender's node.Send returns ErrMessageTooLarge or a
+// routing error directly. Duplicated and replayed ciphertexts are dropped, so each message
+// is delivered once.
+type SecureChannel struct {
+	node      *routing.Node
+	log       *slog.Logger
+	initiator bool
+	encAddr   string // application-facing: plaintext in (a routing.Sender)
+	decAddr   string // network-facing: ciphertext in (a routing.Worker)
+
+	sent, delivered, duplicates, rejected atomic.Uint64
+
+	mu        sync.Mutex
+	hs        *Handshake
+	ch        *Channel // set when the handshake completed
+	peerRoute wire.Route
+	early     [][]byte      // data that arrived before the handshake completed
+	done      chan struct{} // closed by settleLocked
+	settled   bool          // the handshake completed (err == nil) or failed
+	err       error         // why the handshake failed
+	closed    bool
+	timer     *time.Timer          // responder handshake timeout
+	onOpen    func(*SecureChannel) // listener bookkeeping, before the channel carries data
+	notify    func(*SecureChannel) // ListenOptions.OnChannel
+	onClose   func(*SecureChannel)
+}
+
+// settleLocked ends the handshake phase, once: err == nil means established. c.mu is held.
+func (c *SecureChannel) settleLocked(err error) bool {
+	if c.settled {
+		return false
+	}
+	c.settled = true
+	c.err = err
+	close(c.done)
+	return true
+}
+
+// Address returns the application-facing local address of the channel.
+func (c *SecureChannel) Address() wire.Address { return wire.Local(c.encAddr) }
+
+// PeerIdentity returns the peer's authenticated static key. It is the zero key before the
+// handshake completed.
+func (c *SecureChannel) PeerIdentity() PublicKey {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ch == nil {
+		return PublicKey{}
+	}
+	return c.ch.PeerIdentity()
+}
+
+// Stats returns the channel's counters.
+func (c *SecureChannel) Stats() Stats {
+	return Stats{Sent: c.sent.Load(), Delivered: c.delivered.Load(), Duplicates: c.duplicates.Load(), Rejected: c.rejected.Load()}
+}
+
+// Close unregisters the channel's addresses. It is idempotent and does not notify the peer.
+func (c *SecureChannel) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	c.settleLocked(fmt.Errorf("securechannel: channel closed during the handshake: %w", core.ErrClosed))
+	onClose := c.onClose
+	c.mu.Unlock()
+	_ = c.node.Unregister(c.encAddr)
+	_ = c.node.Unregister(c.decAddr)
+	if onClose != nil {
+		onClose(c)
+	}
+	return nil
+}
+
+func newSecureChannel(node *routing.Node, hs *Handshake) (*SecureChannel, error) {
+	c := &SecureChannel{node: node, log: node.Logger(), initiator: hs.Initiator(), hs: hs, done: make(chan struct{})}
+	var err error
+	if c.decAddr, err = node.RegisterRandom(routing.WorkerFunc(c.handleNetwork)); err != nil {
+		return nil, fmt.Errorf("securechannel: register: %w", err)
+	}
+	c.encAddr = routing.NewAddress()
+	if err := node.RegisterSender(c.encAddr, encryptor{c}); err != nil {
+		_ = node.Unregister(c.decAddr)
+		return nil, fmt.Errorf("securechannel: register: %w", err)
+	}
+	return c, nil
+}
+
+// encryptor is the application-facing address: a synchronous routing.Sender.
+type encryptor struct{ c *SecureChannel }
+
+func (e encryptor) Send(ctx context.Context, msg wire.TransportMessage) error {
+	c := e.c
+	c.mu.Lock()
+	ch, route, closed := c.ch, c.peerRoute, c.closed
+	c.mu.Unlock()
+	if closed {
+		return fmt.Errorf("securechannel: send through %s: %w", c.encAddr, core.ErrClosed)
+	}
+	if ch == nil {
+		return fmt.Errorf("%w: send through %s before the handshake completed", ErrHandshakeState, c.encAddr)
+	}
+	inner := wire.TransportMessage{ReturnRoute: msg.ReturnRoute, Payload: msg.Payload}
+	if len(msg.OnwardRoute) > 1 {
+		inner.OnwardRoute = msg.OnwardRoute[1:]
+	}
+	sealed, err := ch.Seal(inner.Append(make([]byte, 0, inner.Size())))
+	if err != nil {
+		return fmt.Errorf("securechannel: send through %s: %w", c.encAddr, err)
+	}
+	c.sent.Add(1)
+	return c.node.Send(ctx, wire.TransportMessage{
+		OnwardRoute: route.Clone(),
+		ReturnRoute: wire.Route{wire.Local(c.decAddr)},
+		Payload:     sealed,
+	})
+}
+
+// handleNetwork handles what the peer sends: handshake messages and ciphertext.
+func (c *SecureChannel) handleNetwork(ctx context.Context, msg *routing.Message) error {
+	t, err := PeekType(msg.Payload)
+	if err != nil {
+		c.rejected.Add(1)
+		c.log.Debug("securechannel: dropped malformed message", "address", c.decAddr, "err", err)
+		return nil
+	}
+	switch t {
+	case TypeData:
+		c.mu.Lock()
+		ch := c.ch
+		if ch == nil {
+			if len(c.early) < maxEarly {
+				c.early = append(c.early, append([]byte(nil), msg.Payload...))
+			}
+			c.mu.Unlock()
+			return nil
+		}
+		c.mu.Unlock()
+		c.openAndDeliver(ctx, ch, msg.Payload)
+	case TypeHandshake2, TypeHandshake3, TypeIK2:
+		c.handleHandshake(ctx, msg)
+	default:
+		c.duplicates.Add(1) // message 1 retransmitted to the wrong address: nothing to do
+	}
+	return nil
+}
+
+func (c *SecureChannel) openAndDeliver(ctx context.Context, ch *Channel, payload []byte) {
+	pt, err := ch.Open(payload)
+	if errors.Is(err, ErrReplay) {
+		c.duplicates.Add(1)
+		return
+	}
+	if err != nil {
+		c.rejected.Add(1)
+		c.log.Warn("securechannel: dropped message", "address", c.decAddr, "err", err)
+		return
+	}
+	c.deliverInner(ctx, pt)
+}
+
+// handleHandshake handles XX message 2 (initiator) or 3 (responder), or IK message 2
+// (initiator).
+func (c *SecureChannel) handleHandshake(ctx context.Context, msg *routing.Message) {
+	c.mu.Lock()
+	if c.closed || c.settled || c.hs.Expects() != MessageType(msg.Payload[0]) {
+		c.mu.Unlock()
+		c.duplicates.Add(1) // a duplicate or stray handshake message
+		return
+	}
+	if err := c.hs.ReadMessage(msg.Payload); err != nil {
+		if c.hs.Err() == nil { // not fatal: ignore the message
+			c.mu.Unlock()
+			c.rejected.Add(1)
+			return
+		}
+		c.mu.Unlock()
+		c.fail(err)
+		return
+	}
+	if c.initiator {
+		c.peerRoute = msg.ReturnRoute.Clone()
+	}
+	var out []byte
+	if c.hs.WantsWrite() { // XX message 3
+		var err error
+		if out, err = c.hs.WriteMessage(); err != nil {
+			c.mu.Unlock()
+			c.fail(err)
+			return
+		}
+	}
+	route := c.peerRoute
+	c.mu.Unlock()
+
+	if out != nil {
+		if err := c.node.Send(ctx, wire.TransportMessage{OnwardRoute: route.Clone(), ReturnRoute: wire.Route{wire.Local(c.decAddr)}, Payload: out}); err != nil {
+			c.fail(fmt.Errorf("securechannel: send handshake message 3: %w", err))
+			return
+		}
+	}
+	c.establish(ctx)
+}
+
+// establish switches a channel whose handshake completed to data: it stops the handshake
+// timer, registers the channel with its listener, wakes Dial, opens data that arrived early,
+// and calls OnChannel.
+func (c *SecureChannel) establish(ctx context.Context) {
+	c.mu.Lock()
+	if c.settled || c.closed {
+		c.mu.Unlock()
+		return
+	}
+	ch, err := c.hs.Channel()
+	if err != nil {
+		c.mu.Unlock()
+		c.fail(err)
+		return
+	}
+	onOpen := c.onOpen
+	c.mu.Unlock()
+	if onOpen != nil {
+		onOpen(c) // Listener.Channel finds c before any message is delivered
+	}
+
+	c.mu.Lock()
+	if !c.settleLocked(nil) {
+		c.mu.Unlock()
+		return
+	}
+	c.ch = ch
+	c.hs = nil // drop the handshake state and its key material
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	early := c.early
+	c.early = nil
+	notify := c.notify
+	c.mu.Unlock()
+
+	for _, m := range early {
+		c.openAndDeliver(ctx, ch, m)
+	}
+	if notify != nil {
+		notify(c)
+	}
+}
+
+// deliverInner delivers a decrypted inner message (the plaintext of a data message or IK
+// early data) to its onward route, with the channel's application-facing address prepended
+// to its return route.
+func (c *SecureChannel) deliverInner(ctx context.Context, pt []byte) {
+	inner, err := wire.DecodeTransportMessage(pt)
+	if err != nil || len(inner.OnwardRoute) == 0 {
+		c.rejected.Add(1)
+		c.log.Warn("securechannel: dropped authenticated message without a valid inner route", "address", c.decAddr, "err", err)
+		return
+	}
+	c.delivered.Add(1)
+	err = c.node.Send(ctx, wire.TransportMessage{
+		OnwardRoute: inner.OnwardRoute,
+		ReturnRoute: inner.ReturnRoute.Prepend(wire.Local(c.encAddr)),
+		Payload:     inner.Payload,
+	})
+	if err != nil {
+		c.log.Warn("securechannel: deliver decrypted message", "address", c.decAddr, "to", inner.OnwardRoute.String(), "err", err)
+	}
+}
+
+// fail ends a handshake that cannot complete and closes the channel. It does nothing once
+// the handshake has settled (completed, failed or closed).
+func (c *SecureChannel) fail(err error) {
+	c.mu.Lock()
+	ok := c.settleLocked(err)
+	c.mu.Unlock()
+	if !ok {
+		return
+	}
+	c.log.Warn("securechannel: handshake failed", "address", c.decAddr, "err", err)
+	_ = c.Close()
+}
+
+// Dial starts a channel as initiator to the Listener at the end of route (for example
+// [1#hub:4000, 0#listener] or a route through streams) and waits until the handshake
+// completes, fails (ErrUntrusted, ErrDecrypt, a routing error) or ctx is done. Messages may
+// be lost on the way: give ctx a deadline and retry on failure. On success the channel is
+// registered on node until Close (or node.Close).
+//
+// The responder checks the initiator's key only when it reads the last handshake message,
+// which needs no answer: if the responder refuses the initiator, Dial still succeeds and
+// what is sent through the channel is dropped by the responder.
+func Dial(ctx context.Context, node *routing.Node, route wire.Route, cfg Config) (*SecureChannel, error) {
+	hs, err := NewInitiator(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return dial(ctx, node, route, hs, nil)
+}
+
+// DialIK is Dial with the IK pattern, for an initiator that already knows the responder's
+// static key (which cfg.Trust must accept). Its first handshake message can carry early, an
+// inner message (the route on the responder's node after the channel, the return route, the
+// payload) that the responder delivers when it reads that message: through a store-and-forward
+// route (streams) it can be sent before the responder was ever online. early may be nil.
+//
+// Early data is encrypted to the responder's static key only: it is not forward secret, and
+// a listener suppresses replays of the first message only while it remembers them (see
+// docs/security.md). Send idempotent requests as early data.
+func DialIK(ctx context.Context, node *routing.Node, route wire.Route, cfg Config, responder PublicKey, early *wire.TransportMessage) (*SecureChannel, error) {
+	hs, err := NewInitiatorIK(cfg, responder)
+	if err != nil {
+		return nil, err
+	}
+	var payload []byte
+	if early != nil {
+		if len(early.OnwardRoute) == 0 {
+			return nil, fmt.Errorf("%w: securechannel: early data needs an onward route", core.ErrInvalidArgument)
+		}
+		payload = early.Append(make([]byte, 0, early.Size()))
+	}
+	return dial(ctx, node, route, hs, payload)
+}
+
+func dial(ctx context.Context, node *routing.Node, route wire.Route, hs *Handshake, early []byte) (*SecureChannel, error) {
+	if node == nil || len(route) == 0 {
+		return nil, fmt.Errorf("%w: securechannel: dial needs a node and a non-empty route", core.ErrInvalidArgument)
+	}
+	m1, err := hs.WriteMessageWithPayload(early)
+	if err != nil {
+		return nil, err
+	}
+	c, err := newSecureChannel(node, hs)
+	if err != nil {
+		return nil, err
+	}
+	err = node.Send(ctx, wire.TransportMessage{OnwardRoute: route.Clone(), ReturnRoute: wire.Route{wire.Local(c.decAddr)}, Payload: m1})
+	if err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("securechannel: dial %s: %w", route, err)
+	}
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		_ = c.Close()
+		return nil, fmt.Errorf("securechannel: dial %s: handshake: %w", route, ctx.Err())
+	}
+	c.mu.Lock()
+	err = c.err
+	c.mu.Unlock()
+	if err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("securechannel: dial %s: %w", route, err)
+	}
+	return c, nil
+}
+
+// Listener is the responder side: a worker at a well-known local address that answers
+// handshake message 1 by creating a new SecureChannel at random addresses.
+type Listener struct {
+	node    *routing.Node
+	address string
+	cfg     Config
+	opts    ListenOptions
+
+	mu       sync.Mutex
+	closed   bool
+	hellos   map[string]*SecureChannel // every open channel, by its message 1 (initiator's ephemeral key)
+	pending  int                       // channels in hellos whose handshake is not complete
+	channels map[string]*SecureChannel // established, by application-facing address
+
+	seenIK    map[string]struct{} // IK messages 1 answered recently (replay suppression)
+	seenOrder []string            // seenIK keys, oldest first
+}
+
+// Listen registers a Listener at the local address on node. cfg is validated as for
+// NewResponder; opts may be nil.
+func Listen(node *routing.Node, address string, cfg Config, opts *ListenOptions) (*Listener, error) {
+	if node == nil {
+		return nil, fmt.Errorf("%w: securechannel: listen: nil node", core.ErrInvalidArgument)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	l := &Listener{node: node, address: address, cfg: cfg, hellos: map[string]*SecureChannel{}, seenIK: map[string]struct{}{}, channels: map[string]*SecureChannel{}}
+	if opts != nil {
+		l.opts = *opts
+	}
+	if l.opts.HandshakeTimeout <= 0 {
+		l.opts.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if l.opts.MaxPendingHandshakes <= 0 {
+		l.opts.MaxPendingHandshakes = DefaultMaxPendingHandshakes
+	}
+	if err := node.Register(address, routing.WorkerFunc(l.handle)); err != nil {
+		return nil, fmt.Errorf("securechannel: listen: %w", err)
+	}
+	return l, nil
+}
+
+// Address returns the listener's local address.
+func (l *Listener) Address() wire.Address { return wire.Local(l.address) }
+
+// Channel returns the established channel whose application-facing address is addr. A
+// worker that receives a message through a channel finds it as the first address of the
+// message's return route, and learns the peer's identity from it:
+//
+//	if sc, ok := l.Channel(msg.ReturnRoute[0]); ok { who := sc.PeerIdentity() }
+func (l *Listener) Channel(addr wire.Address) (*SecureChannel, bool) {
+	if addr.Type != wire.AddressLocal {
+		return nil, false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c, ok := l.channels[string(addr.Value)]
+	return c, ok
+}
+
+// Close unregisters the listener and closes every channel it created. It is idempotent.
+func (l *Listener) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	var all []*SecureChannel
+	for _, c := range l.hellos {
+		all = append(all, c)
+	}
+	l.mu.Unlock()
+	_ = l.node.Unregister(l.address)
+	for _, c := range all {
+		_ = c.Close()
+	}
+	return nil
+}
+
+func (l *Listener) handle(ctx context.Context, msg *routing.Message) error {
+	if t, err := PeekType(msg.Payload); err != nil || (t != TypeHandshake1 && t != TypeIK1) {
+		return nil // not for us; nothing to answer
+	}
+	key := string(msg.Payload)
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	if _, dup := l.hellos[key]; dup {
+		l.mu.Unlock()
+		return nil // an at-least-once duplicate of message 1: that channel exists already
+	}
+	if _, replay := l.seenIK[key]; replay {
+		l.mu.Unlock()
+		return nil // a replayed IK message 1 of a channel that is gone: never deliver its early data twice
+	}
+	if l.pending >= l.opts.MaxPendingHandshakes {
+		l.mu.Unlock()
+		return fmt.Errorf("securechannel: listener %s: %d handshakes pending, dropping a new one", l.address, l.pending)
+	}
+	l.mu.Unlock()
+
+	hs, err := NewResponder(l.cfg)
+	if err != nil {
+		return err
+	}
+	if err := hs.ReadMessage(msg.Payload); err != nil {
+		return fmt.Errorf("securechannel: listener %s: refused handshake: %w", l.address, err)
+	}
+	ik := MessageType(msg.Payload[0]) == TypeIK1
+	early := hs.EarlyData()
+	m2, err := hs.WriteMessage()
+	if err != nil {
+		return err
+	}
+	c, err := newSecureChannel(l.node, hs)
+	if err != nil {
+		return err
+	}
+	c.peerRoute = msg.ReturnRoute.Clone()
+	c.onOpen = func(c *SecureChannel) {
+		l.mu.Lock()
+		if l.hellos[key] == c {
+			l.pending--
+			l.channels[c.encAddr] = c
+		}
+		l.mu.Unlock()
+	}
+	c.notify = l.opts.OnChannel
+	c.onClose = func(c *SecureChannel) {
+		l.mu.Lock()
+		if l.hellos[key] == c {
+			delete(l.hellos, key)
+			if _, established := l.channels[c.encAddr]; established {
+				delete(l.channels, c.encAddr)
+			} else {
+				l.pending--
+			}
+		}
+		l.mu.Unlock()
+	}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return c.Close()
+	}
+	l.hellos[key] = c
+	l.pending++
+	if ik {
+		l.rememberIK(key)
+	}
+	l.mu.Unlock()
+	if !ik {
+		timeout := l.opts.HandshakeTimeout
+		c.mu.Lock()
+		c.timer = time.AfterFunc(timeout, func() {
+			c.mu.Lock()
+			open := c.ch != nil
+			c.mu.Unlock()
+			if !open {
+				c.fail(fmt.Errorf("securechannel: no handshake message 3 within %v", timeout))
+			}
+		})
+		c.mu.Unlock()
+	}
+	err = l.node.Send(ctx, wire.TransportMessage{OnwardRoute: c.peerRoute.Clone(), ReturnRoute: wire.Route{wire.Local(c.decAddr)}, Payload: m2})
+	if ik {
+		// IK completes with message 2: the channel is open, then the early data goes on.
+		c.establish(ctx)
+		if len(early) > 0 {
+			c.deliverInner(ctx, early)
+		}
+	}
+	return err
+}
+
+// rememberIK records an IK message 1 in a bounded FIFO set (l.mu held).
+func (l *Listener) rememberIK(key string) {
+	if len(l.seenOrder) >= maxRememberedIK {
+		delete(l.seenIK, l.seenOrder[0])
+		l.seenOrder = l.seenOrder[1:]
+	}
+	l.seenIK[key] = struct{}{}
+	l.seenOrder = append(l.seenOrder, key)
+}
+
+// MaxPayloadSize returns the largest application payload that fits through a SecureChannel
+// in one message when the route after the channel's address is onward and the return route
+// is ret: the encoded inner message must not exceed MaxPlaintextSize. It returns a negative
+// number when the routes alone are too long.
+func MaxPayloadSize(onward, ret wire.Route) int {
+	room := MaxPlaintextSize - (1 + onward.Size() + ret.Size()) // for the payload's length and bytes
+	n := room - wire.UintSize(uint64(max(room, 0)))
+	for n > 0 && wire.DataSize(n) > room {
+		n--
+	}
+	return n
+}

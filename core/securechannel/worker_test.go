@@ -1,0 +1,405 @@
+package securechannel
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/core/routing"
+	"github.com/sluicehq/sluice/core/wire"
+)
+
+// memType is the address type of the in-memory test transport: value = node name.
+const memType uint8 = 200
+
+// memNet connects in-memory routing nodes. Like the TCP transport, a hop removes its address
+// from the onward route and prepends the sender's address to the return route. A fault
+// function may rewrite each hop into zero or more messages (duplicate, tamper, reorder).
+type memNet struct {
+	mu    sync.Mutex
+	nodes map[string]*routing.Node
+	fault func(from string, m wire.TransportMessage) []wire.TransportMessage
+	seen  [][]byte // every payload that crossed a hop
+}
+
+type memTransport struct {
+	net  *memNet
+	self string
+}
+
+func (t *memTransport) Send(ctx context.Context, m wire.TransportMessage) error {
+	t.net.mu.Lock()
+	dst := t.net.nodes[string(m.OnwardRoute[0].Value)]
+	fault := t.net.fault
+	t.net.seen = append(t.net.seen, bytes.Clone(m.Payload))
+	t.net.mu.Unlock()
+	if dst == nil {
+		return fmt.Errorf("mem: no node %q: %w", m.OnwardRoute[0].Value, routing.ErrNoRoute)
+	}
+	out := wire.TransportMessage{
+		OnwardRoute: m.OnwardRoute[1:],
+		ReturnRoute: m.ReturnRoute.Prepend(wire.Address{Type: memType, Value: []byte(t.self)}),
+		Payload:     m.Payload,
+	}
+	msgs := []wire.TransportMessage{out}
+	if fault != nil {
+		msgs = fault(t.self, out)
+	}
+	for _, m := range msgs {
+		if err := dst.Send(ctx, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *memTransport) Close() error { return nil }
+
+func (n *memNet) node(t *testing.T, name string) *routing.Node {
+	t.Helper()
+	node, err := routing.NewNode(routing.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { node.Close() })
+	if err := node.RegisterTransport(memType, &memTransport{net: n, self: name}); err != nil {
+		t.Fatal(err)
+	}
+	n.mu.Lock()
+	if n.nodes == nil {
+		n.nodes = map[string]*routing.Node{}
+	}
+	n.nodes[name] = node
+	n.mu.Unlock()
+	return node
+}
+
+func mem(name string) wire.Address { return wire.Address{Type: memType, Value: []byte(name)} }
+
+// inbox is an application worker that records what it receives.
+type inbox chan *routing.Message
+
+func (in inbox) HandleMessage(_ context.Context, m *routing.Message) error {
+	in <- m
+	return nil
+}
+
+func (in inbox) next(t *testing.T) *routing.Message {
+	t.Helper()
+	select {
+	case m := <-in:
+		return m
+	case <-time.After(10 * time.Second):
+		t.Fatal("no message within 10s")
+		return nil
+	}
+}
+
+// echo replies "echo: <payload>" and records the initiator's identity as seen by l.
+func echo(l **Listener, peers chan<- PublicKey) routing.WorkerFunc {
+	return func(ctx context.Context, m *routing.Message) error {
+		if sc, ok := (*l).Channel(m.ReturnRoute[0]); ok {
+			peers <- sc.PeerIdentity()
+		} else {
+			peers <- PublicKey{}
+		}
+		return m.Reply(ctx, append([]byte("echo: "), m.Payload...))
+	}
+}
+
+type fixture struct {
+	net              *memNet
+	a, b             *routing.Node
+	ida, idb         *Identity
+	listener         *Listener
+	peers            chan PublicKey
+	app              inbox
+	established      chan *SecureChannel
+	cfgA, cfgB       Config
+	listenerRoute    wire.Route
+	responderChannel func() *SecureChannel
+}
+
+// newFixture builds nodes "a" and "b" (and "hub" when viaHub), a listener "sc" and an echo
+// worker on b, and an app inbox on a.
+func newFixture(t *testing.T, viaHub bool, rekeyAfter uint64) *fixture {
+	f := &fixture{net: &memNet{}, peers: make(chan PublicKey, 1000), app: make(inbox, 1000), established: make(chan *SecureChannel, 10)}
+	f.a, f.b = f.net.node(t, "a"), f.net.node(t, "b")
+	f.listenerRoute = wire.Route{mem("b"), wire.Local("sc")}
+	if viaHub {
+		f.net.node(t, "hub")
+		f.listenerRoute = wire.Route{mem("hub"), mem("b"), wire.Local("sc")}
+	}
+	f.ida, f.idb = mustIdentity(t), mustIdentity(t)
+	f.cfgA = Config{Identity: f.ida, Trust: TrustKeys(f.idb.PublicKey()), RekeyAfter: rekeyAfter}
+	f.cfgB = Config{Identity: f.idb, Trust: TrustKeys(f.ida.PublicKey()), RekeyAfter: rekeyAfter}
+	var err error
+	f.listener, err = Listen(f.b, "sc", f.cfgB, &ListenOptions{OnChannel: func(c *SecureChannel) { f.established <- c }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.listener.Close() })
+	if err := f.b.Register("echo", echo(&f.listener, f.peers)); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.a.Register("app", f.app); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func (f *fixture) dial(t *testing.T) *SecureChannel {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sc, err := Dial(ctx, f.a, f.listenerRoute, f.cfgA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sc.Close() })
+	return sc
+}
+
+func (f *fixture) send(t *testing.T, sc *SecureChannel, payload string) {
+	t.Helper()
+	err := f.a.Send(context.Background(), wire.TransportMessage{
+		OnwardRoute: wire.Route{sc.Address(), wire.Local("echo")},
+		ReturnRoute: wire.Route{wire.Local("app")},
+		Payload:     []byte(payload),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRoutingEcho(t *testing.T) {
+	for _, viaHub := range []bool{false, true} {
+		t.Run(fmt.Sprintf("viaHub=%v", viaHub), func(t *testing.T) {
+			f := newFixture(t, viaHub, 0)
+			sc := f.dial(t)
+			if sc.PeerIdentity() != f.idb.PublicKey() {
+				t.Fatal("initiator sees the wrong responder identity")
+			}
+			f.send(t, sc, "hello")
+			m := f.app.next(t)
+			if string(m.Payload) != "echo: hello" {
+				t.Fatalf("reply %q", m.Payload)
+			}
+			if !m.ReturnRoute[0].Equal(sc.Address()) || !m.ReturnRoute[1].Equal(wire.Local("echo")) {
+				t.Fatalf("reply return route %s, want the channel then echo", m.ReturnRoute)
+			}
+			if got := <-f.peers; got != f.ida.PublicKey() {
+				t.Fatalf("responder application sees identity %s, want %s", got, f.ida.PublicKey())
+			}
+			rc := <-f.established
+			if rc.PeerIdentity() != f.ida.PublicKey() {
+				t.Fatal("OnChannel channel has the wrong peer")
+			}
+			// Nothing crossed the network in the clear.
+			f.net.mu.Lock()
+			defer f.net.mu.Unlock()
+			for _, p := range f.net.seen {
+				if bytes.Contains(p, []byte("hello")) {
+					t.Fatalf("plaintext on the wire: %q", p)
+				}
+			}
+		})
+	}
+}
+
+// TestRoutingAtLeastOnce duplicates, reorders and tampers with data messages on the way:
+// the application receives each message exactly once.
+func TestRoutingAtLeastOnce(t *testing.T) {
+	f := newFixture(t, true, 3)
+	sc := f.dial(t)
+	var mu sync.Mutex
+	var held []wire.TransportMessage
+	f.net.mu.Lock()
+	f.net.fault = func(from string, m wire.TransportMessage) []wire.TransportMessage {
+		if len(m.Payload) == 0 || m.Payload[0] != byte(TypeData) || from == "hub" {
+			return []wire.TransportMessage{m}
+		}
+		tampered := m.Clone()
+		tampered.Payload[len(tampered.Payload)-1] ^= 1
+		mu.Lock()
+		defer mu.Unlock()
+		// Swap pairs: hold one, then deliver the next before it. Everything twice.
+		if len(held) == 0 {
+			held = append(held, m)
+			return []wire.TransportMessage{tampered}
+		}
+		h := held[0]
+		held = held[:0]
+		return []wire.TransportMessage{m, h, m.Clone(), h.Clone()}
+	}
+	f.net.mu.Unlock()
+
+	const n = 40 // even: the pair swapping releases every message
+	for i := range n {
+		f.send(t, sc, fmt.Sprint(i))
+	}
+	got := map[string]int{}
+	for range n {
+		m := f.app.next(t)
+		got[string(m.Payload)]++
+	}
+	for i := range n {
+		if c := got[fmt.Sprint("echo: ", i)]; c != 1 {
+			t.Fatalf("message %d delivered %d times", i, c)
+		}
+	}
+	select {
+	case m := <-f.app:
+		t.Fatalf("extra delivery %q", m.Payload)
+	default:
+	}
+	// Replies went through the same faults; duplicates were counted, not delivered.
+	if s := sc.Stats(); s.Delivered != n || s.Duplicates == 0 || s.Rejected == 0 {
+		t.Fatalf("initiator stats %+v", s)
+	}
+}
+
+func TestRoutingUntrusted(t *testing.T) {
+	t.Run("initiator refuses responder", func(t *testing.T) {
+		f := newFixture(t, false, 0)
+		f.cfgA.Trust = TrustKeys(mustIdentity(t).PublicKey())
+		_, err := Dial(context.Background(), f.a, f.listenerRoute, f.cfgA)
+		if !errors.Is(err, ErrUntrusted) {
+			t.Fatalf("Dial: %v, want ErrUntrusted", err)
+		}
+	})
+	t.Run("responder refuses initiator", func(t *testing.T) {
+		f := newFixture(t, false, 0)
+		f.listener.cfg.Trust = TrustKeys(mustIdentity(t).PublicKey())
+		sc := f.dial(t)
+		// The responder refuses when it reads message 3 and removes its half of the channel.
+		waitFor(t, func() bool {
+			f.listener.mu.Lock()
+			defer f.listener.mu.Unlock()
+			return len(f.listener.hellos) == 0
+		})
+		err := f.a.Send(context.Background(), wire.TransportMessage{
+			OnwardRoute: wire.Route{sc.Address(), wire.Local("echo")},
+			ReturnRoute: wire.Route{wire.Local("app")},
+			Payload:     []byte("x"),
+		})
+		if !errors.Is(err, routing.ErrNoRoute) {
+			t.Fatalf("send through refused channel: %v, want ErrNoRoute", err)
+		}
+		select {
+		case c := <-f.established:
+			t.Fatalf("responder established a channel with %s", c.PeerIdentity())
+		default:
+		}
+	})
+}
+
+func TestRoutingMessageTooLarge(t *testing.T) {
+	f := newFixture(t, false, 0)
+	sc := f.dial(t)
+	err := f.a.Send(context.Background(), wire.TransportMessage{
+		OnwardRoute: wire.Route{sc.Address(), wire.Local("echo")},
+		ReturnRoute: wire.Route{wire.Local("app")},
+		Payload:     make([]byte, MaxPlaintextSize),
+	})
+	if !errors.Is(err, ErrMessageTooLarge) {
+		t.Fatalf("send: %v, want ErrMessageTooLarge", err)
+	}
+	f.send(t, sc, "small")
+	if m := f.app.next(t); string(m.Payload) != "echo: small" {
+		t.Fatalf("reply %q", m.Payload)
+	}
+}
+
+func TestRoutingHandshakeTimeoutAndDuplicateHello(t *testing.T) {
+	f := newFixture(t, false, 0)
+	f.listener.opts.HandshakeTimeout = 20 * time.Millisecond
+	raw := make(inbox, 10)
+	if err := f.a.Register("raw", raw); err != nil {
+		t.Fatal(err)
+	}
+	hs, err := NewInitiator(f.cfgA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m1, _ := hs.WriteMessage()
+	for range 2 { // an at-least-once duplicate of message 1
+		if err := f.a.Send(context.Background(), wire.TransportMessage{OnwardRoute: f.listenerRoute, ReturnRoute: wire.Route{wire.Local("raw")}, Payload: m1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m2 := raw.next(t)
+	if err := hs.ReadMessage(m2.Payload); err != nil {
+		t.Fatal(err)
+	}
+	// Message 3 is never sent: the responder gives up and forgets the half-open channel.
+	waitFor(t, func() bool {
+		f.listener.mu.Lock()
+		defer f.listener.mu.Unlock()
+		return len(f.listener.hellos) == 0 && f.listener.pending == 0
+	})
+	select {
+	case m := <-raw:
+		t.Fatalf("a duplicate message 1 was answered: %x", m.Payload)
+	default:
+	}
+	// The listener still works (with a timeout a loaded machine cannot miss).
+	f.listener.opts.HandshakeTimeout = DefaultHandshakeTimeout
+	sc := f.dial(t)
+	f.send(t, sc, "after")
+	if m := f.app.next(t); string(m.Payload) != "echo: after" {
+		t.Fatalf("reply %q", m.Payload)
+	}
+}
+
+func TestRoutingListenerClose(t *testing.T) {
+	f := newFixture(t, false, 0)
+	sc := f.dial(t)
+	f.send(t, sc, "1")
+	f.app.next(t)
+	rc := <-f.established
+	if _, ok := f.listener.Channel(rc.Address()); !ok {
+		t.Fatal("listener does not know its channel")
+	}
+	if err := f.listener.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := f.listener.Channel(rc.Address()); ok {
+		t.Fatal("channel still listed after Close")
+	}
+	_, err := Dial(context.Background(), f.a, f.listenerRoute, f.cfgA)
+	if !errors.Is(err, routing.ErrNoRoute) {
+		t.Fatalf("dial closed listener: %v", err)
+	}
+}
+
+func TestDialContextDone(t *testing.T) {
+	f := newFixture(t, false, 0)
+	if err := f.b.Register("blackhole", routing.WorkerFunc(func(context.Context, *routing.Message) error { return nil })); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	_, err := Dial(ctx, f.a, wire.Route{mem("b"), wire.Local("blackhole")}, f.cfgA)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Dial: %v", err)
+	}
+}
+
+// waitFor polls cond until it holds (it waits for asynchronous work; it asserts no timing).
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached within 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
