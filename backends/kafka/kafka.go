@@ -1,0 +1,723 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluicehq/sluice/core"
+)
+
+// Defaults for [Options].
+const (
+	// DefaultPrefix starts every topic and consumer group name this package uses.
+	DefaultPrefix = "sluice."
+	// DefaultMaxMessageSize fits one message, with its record and batch headers, in
+	// Kafka's default max.message.bytes (1048588) and franz-go's default
+	// ProducerBatchMaxBytes (1000012).
+	DefaultMaxMessageSize = 999_000
+	// DefaultMaxPartitions is the most partitions CreateStream accepts by default.
+	DefaultMaxPartitions = core.MaxPartitions
+	// DefaultFetchMaxBytes bounds the bytes one Fetch asks the broker for. Kafka still
+	// returns a whole record batch larger than this, so it never blocks progress.
+	DefaultFetchMaxBytes = 1 << 20
+	// DefaultCloseTimeout is how long Close waits for in-flight calls before cancelling them.
+	DefaultCloseTimeout = 10 * time.Second
+)
+
+// Options configure a [Store]. The zero value (or nil) means the defaults.
+type Options struct {
+	// Prefix starts every topic name (Prefix + stream) and consumer group id
+	// (Prefix + client_id). Default [DefaultPrefix].
+	Prefix string
+	// ReplicationFactor of new topics; 0 means the broker's default.replication.factor.
+	ReplicationFactor int16
+	// TopicConfig is applied to new topics (for example "retention.ms": "-1").
+	TopicConfig map[string]string
+	// MaxMessageSize is the largest message Append accepts. Raise it only together with
+	// the topic's max.message.bytes and the client's ProducerBatchMaxBytes. Default
+	// [DefaultMaxMessageSize].
+	MaxMessageSize int
+	// MaxPartitions is the most partitions CreateStream accepts (at most
+	// core.MaxPartitions). Default [DefaultMaxPartitions].
+	MaxPartitions int
+	// FetchMaxBytes bounds the bytes one Fetch requests. Default [DefaultFetchMaxBytes].
+	FetchMaxBytes int32
+	// CloseTimeout bounds how long Close waits for in-flight calls before it cancels them.
+	// Default [DefaultCloseTimeout].
+	CloseTimeout time.Duration
+}
+
+func (o *Options) withDefaults() (Options, error) {
+	var r Options
+	if o != nil {
+		r = *o
+	}
+	if r.Prefix == "" {
+		r.Prefix = DefaultPrefix
+	}
+	if err := core.ValidateStreamName(r.Prefix + "x"); err != nil {
+		return r, fmt.Errorf("kafka: %w: prefix %q: %w", core.ErrInvalidOption, r.Prefix, err)
+	}
+	if len(r.Prefix)+core.MaxStreamNameLen > 249 {
+		return r, fmt.Errorf("kafka: %w: prefix %q is too long: Kafka topic names have at most 249 characters", core.ErrInvalidOption, r.Prefix)
+	}
+	switch {
+	case r.ReplicationFactor == 0:
+		r.ReplicationFactor = -1 // broker default (KIP-464)
+	case r.ReplicationFactor < 0:
+		return r, fmt.Errorf("kafka: %w: replication factor %d", core.ErrInvalidOption, r.ReplicationFactor)
+	}
+	if r.MaxMessageSize == 0 {
+		r.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if r.MaxMessageSize < 0 {
+		return r, fmt.Errorf("kafka: %w: max message size %d", core.ErrInvalidOption, r.MaxMessageSize)
+	}
+	if r.MaxPartitions == 0 {
+		r.MaxPartitions = DefaultMaxPartitions
+	}
+	if r.MaxPartitions < 0 || r.MaxPartitions > core.MaxPartitions {
+		return r, fmt.Errorf("kafka: %w: max partitions %d is outside [1, %d]", core.ErrInvalidOption, r.MaxPartitions, core.MaxPartitions)
+	}
+	if r.FetchMaxBytes == 0 {
+		r.FetchMaxBytes = DefaultFetchMaxBytes
+	}
+	if r.FetchMaxBytes < 0 {
+		return r, fmt.Errorf("kafka: %w: fetch max bytes %d", core.ErrInvalidOption, r.FetchMaxBytes)
+	}
+	if r.CloseTimeout <= 0 {
+		r.CloseTimeout = DefaultCloseTimeout
+	}
+	return r, nil
+}
+
+// Store keeps streams in Kafka topics and consumer indexes in Kafka committed offsets. It
+// implements [core.Storage], [core.IndexStorage], [core.StreamDeleter] and
+// [core.PartitionCounter], and is safe for concurrent use.
+type Store struct {
+	cl   *kgo.Client
+	adm  *kadm.Client
+	own  bool // cl was built by Dial: Close closes it
+	opts Options
+	dec  kgo.Decompressor
+
+	metaMu sync.RWMutex
+	meta   map[string]*topicMeta // by topic; positive entries only
+
+	keyLocks [64]chan struct{} // SaveIndex serialization, by key hash
+
+	mu      sync.RWMutex // guards closed; held for reading while registering a call
+	closed  bool
+	calls   sync.WaitGroup
+	life    context.Context // cancelled by Close after CloseTimeout
+	endLife context.CancelFunc
+}
+
+var (
+	_ core.Storage          = (*Store)(nil)
+	_ core.IndexStorage     = (*Store)(nil)
+	_ core.StreamDeleter    = (*Store)(nil)
+	_ core.PartitionCounter = (*Store)(nil)
+)
+
+// topicMeta is what Append and Fetch need to know about a topic.
+type topicMeta struct {
+	id      [16]byte
+	leaders []int32 // leader broker id per partition
+}
+
+// ClientOpts returns the franz-go options a client needs for a Store: acks from all
+// in-sync replicas (with idempotent production, the franz-go default), the manual
+// partitioner (every record names its partition), no linger, no compression (Sluice
+// payloads are encrypted and do not compress) and no automatic topic creation. [Dial] uses
+// them; pass them to kgo.NewClient when building a client for [New] yourself.
+func ClientOpts() []kgo.Opt {
+	return []kgo.Opt{
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerLinger(0),
+		kgo.ProducerBatchCompression(kgo.NoCompression()),
+	}
+}
+
+// Dial connects to the Kafka cluster at seeds ("host:port") and returns a Store that owns
+// its client: Close closes it. extra options are applied after [ClientOpts] (for example
+// kgo.SASL, kgo.DialTLSConfig, kgo.ClientID). Dial checks that a broker answers; an
+// unreachable cluster returns an error matching [core.ErrUnavailable].
+func Dial(ctx context.Context, seeds []string, opts *Options, extra ...kgo.Opt) (*Store, error) {
+	if len(seeds) == 0 {
+		return nil, fmt.Errorf("kafka: %w: no seed brokers", core.ErrInvalidOption)
+	}
+	kopts := append([]kgo.Opt{kgo.SeedBrokers(seeds...)}, ClientOpts()...)
+	cl, err := kgo.NewClient(append(kopts, extra...)...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: %w: %w", core.ErrInvalidOption, err)
+	}
+	s, err := newStore(cl, true, opts)
+	if err != nil {
+		cl.Close()
+		return nil, err
+	}
+	if err := s.ping(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// New returns a Store on the caller's client, which Close does not close. The client must
+// use the manual partitioner and acks from all in-sync replicas (see [ClientOpts]);
+// otherwise New returns an error matching [core.ErrInvalidOption]. New does no I/O.
+func New(ctx context.Context, cl *kgo.Client, opts *Options) (*Store, error) {
+	if cl == nil {
+		return nil, fmt.Errorf("kafka: %w: nil client", core.ErrInvalidOption)
+	}
+	if p := cl.OptValue(kgo.RecordPartitioner); fmt.Sprintf("%T", p) != fmt.Sprintf("%T", kgo.ManualPartitioner()) {
+		return nil, fmt.Errorf("kafka: %w: the client's partitioner is %T; build it with kgo.RecordPartitioner(kgo.ManualPartitioner()) (see ClientOpts)", core.ErrInvalidOption, p)
+	}
+	if a, _ := cl.OptValue(kgo.RequiredAcks).(kgo.Acks); a != kgo.AllISRAcks() {
+		return nil, fmt.Errorf("kafka: %w: the client does not require acks from all in-sync replicas; build it with kgo.RequiredAcks(kgo.AllISRAcks()) (see ClientOpts)", core.ErrInvalidOption)
+	}
+	return newStore(cl, false, opts)
+}
+
+func newStore(cl *kgo.Client, own bool, opts *Options) (*Store, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{
+		cl:   cl,
+		adm:  kadm.NewClient(cl),
+		own:  own,
+		opts: o,
+		dec:  kgo.DefaultDecompressor(),
+		meta: map[string]*topicMeta{},
+	}
+	for i := range s.keyLocks {
+		s.keyLocks[i] = make(chan struct{}, 1)
+	}
+	s.life, s.endLife = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// Client returns the franz-go client the Store uses.
+func (s *Store) Client() *kgo.Client { return s.cl }
+
+// Topic returns the Kafka topic that holds stream.
+func (s *Store) Topic(stream string) string { return s.opts.Prefix + stream }
+
+// Capabilities reports Kafka's guarantees: persistent, indexes are offsets (not dense:
+// transaction markers and compaction leave gaps), committed offsets as native index storage.
+func (s *Store) Capabilities() core.Capabilities {
+	return core.Capabilities{
+		Name:               "kafka",
+		DenseIndex:         false,
+		Persistent:         true,
+		MaxMessageSize:     s.opts.MaxMessageSize,
+		MaxPartitions:      s.opts.MaxPartitions,
+		NativeIndexStorage: true,
+	}
+}
+
+// begin registers a call: it fails with ErrClosed after Close and with ctx's error if ctx
+// is done. The returned context is also cancelled (cause ErrClosed) when Close gives up
+// waiting; end must be called when the call returns.
+func (s *Store) begin(ctx context.Context, op, stream string) (context.Context, func(), error) {
+	what := "kafka: " + op
+	if stream != "" {
+		what = fmt.Sprintf("kafka: %s %q", op, stream)
+	}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return nil, nil, fmt.Errorf("%s: %w", what, core.ErrClosed)
+	}
+	s.calls.Add(1)
+	s.mu.RUnlock()
+	if err := ctx.Err(); err != nil {
+		s.calls.Done()
+		return nil, nil, fmt.Errorf("%s: %w", what, err)
+	}
+	cctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(s.life, func() { cancel(core.ErrClosed) })
+	return cctx, func() {
+		stop()
+		cancel(nil)
+		s.calls.Done()
+	}, nil
+}
+
+// CreateStream creates topic Prefix+stream with the given partitions and the configured
+// replication factor, and waits until every partition has a leader. An existing topic is
+// not changed: its partition count is returned.
+func (s *Store) CreateStream(ctx context.Context, stream string, partitions int) (int, error) {
+	if err := core.ValidateStreamName(stream); err != nil {
+		return 0, fmt.Errorf("kafka: create stream: %w", err)
+	}
+	if err := core.ValidatePartitionCount(partitions, s.opts.MaxPartitions); err != nil {
+		return 0, fmt.Errorf("kafka: create stream %q: %w", stream, err)
+	}
+	ctx, end, err := s.begin(ctx, "create stream", stream)
+	if err != nil {
+		return 0, err
+	}
+	defer end()
+	topic := s.Topic(stream)
+	var cfg map[string]*string
+	if len(s.opts.TopicConfig) > 0 {
+		cfg = make(map[string]*string, len(s.opts.TopicConfig))
+		for k, v := range s.opts.TopicConfig {
+			cfg[k] = kadm.StringPtr(v)
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		_, err := s.adm.CreateTopic(ctx, int32(partitions), s.opts.ReplicationFactor, cfg, topic)
+		if err == nil || errors.Is(err, kerr.TopicAlreadyExists) {
+			// Wait until the broker we talk to has the topic with leaders.
+			tm, merr := s.waitTopic(ctx, topic)
+			if merr == nil {
+				return len(tm.leaders), nil
+			}
+			// An existing topic that is being deleted: create it again.
+			if errors.Is(err, kerr.TopicAlreadyExists) && errors.Is(merr, core.ErrStreamNotFound) && attempt < 20 {
+				if werr := sleep(ctx, 100*time.Millisecond); werr != nil {
+					return 0, s.mapErr(ctx, "create stream", stream, werr)
+				}
+				continue
+			}
+			return 0, s.mapErr(ctx, "create stream", stream, merr)
+		}
+		return 0, s.mapErr(ctx, "create stream", stream, err)
+	}
+}
+
+// Partitions returns the partition count of an existing stream.
+func (s *Store) Partitions(ctx context.Context, stream string) (int, error) {
+	if err := core.ValidateStreamName(stream); err != nil {
+		return 0, fmt.Errorf("kafka: partitions: %w", err)
+	}
+	ctx, end, err := s.begin(ctx, "partitions", stream)
+	if err != nil {
+		return 0, err
+	}
+	defer end()
+	tm, err := s.topicMeta(ctx, s.Topic(stream), true)
+	if err != nil {
+		return 0, s.mapErr(ctx, "partitions", stream, err)
+	}
+	return len(tm.leaders), nil
+}
+
+// DeleteStream deletes the stream's topic and all its messages, and waits until the
+// broker no longer serves it. Committed offsets of consumer groups on it are removed by
+// Kafka. A missing stream returns [core.ErrStreamNotFound].
+func (s *Store) DeleteStream(ctx context.Context, stream string) error {
+	if err := core.ValidateStreamName(stream); err != nil {
+		return fmt.Errorf("kafka: delete stream: %w", err)
+	}
+	ctx, end, err := s.begin(ctx, "delete stream", stream)
+	if err != nil {
+		return err
+	}
+	defer end()
+	topic := s.Topic(stream)
+	s.forget(topic)
+	if _, err := s.adm.DeleteTopic(ctx, topic); err != nil {
+		return s.mapErr(ctx, "delete stream", stream, err)
+	}
+	for {
+		_, err := s.topicMeta(ctx, topic, true)
+		if errors.Is(err, core.ErrStreamNotFound) {
+			s.forget(topic)
+			return nil
+		}
+		if werr := sleep(ctx, 50*time.Millisecond); werr != nil {
+			return s.mapErr(ctx, "delete stream", stream, werr)
+		}
+	}
+}
+
+// Append produces msgs to one partition with acks from all in-sync replicas and
+// idempotent production (franz-go batches the records, splitting batches larger than
+// ProducerBatchMaxBytes), and reports each message's offset as its index. It copies msgs
+// once, so the caller may reuse them as soon as Append returns.
+//
+// If Append fails, some messages of the batch may still have been written (Kafka has no
+// atomic multi-batch produce without transactions): they may appear in a later Fetch under
+// indexes Append did not report. At-least-once callers retry, producing duplicates that
+// end-to-end deduplication drops.
+func (s *Store) Append(ctx context.Context, stream string, partition int, msgs [][]byte) ([]uint64, error) {
+	if err := core.ValidateStreamName(stream); err != nil {
+		return nil, fmt.Errorf("kafka: append: %w", err)
+	}
+	if err := core.ValidateMessages(msgs, s.opts.MaxMessageSize); err != nil {
+		return nil, fmt.Errorf("kafka: append %q: %w", stream, err)
+	}
+	ctx, end, err := s.begin(ctx, "append", stream)
+	if err != nil {
+		return nil, err
+	}
+	defer end()
+	topic := s.Topic(stream)
+	tm, err := s.topicMeta(ctx, topic, false)
+	if err != nil {
+		return nil, s.mapErr(ctx, "append", stream, err)
+	}
+	if err := core.ValidatePartition(stream, partition, len(tm.leaders)); err != nil {
+		return nil, fmt.Errorf("kafka: append: %w", err)
+	}
+	if len(msgs) == 0 {
+		return []uint64{}, nil
+	}
+	// Copy the messages into one buffer: franz-go keeps a record until the broker answers,
+	// which can be after Append returned on a cancelled context.
+	total := 0
+	for _, m := range msgs {
+		total += len(m)
+	}
+	buf := make([]byte, 0, total)
+	recs := make([]*kgo.Record, len(msgs))
+	errs := make([]error, len(msgs))
+	var pending atomic.Int64
+	pending.Store(int64(len(msgs)))
+	done := make(chan struct{})
+	for i, m := range msgs {
+		start := len(buf)
+		buf = append(buf, m...)
+		recs[i] = &kgo.Record{Topic: topic, Partition: int32(partition), Value: buf[start:len(buf):len(buf)]}
+	}
+	for i, r := range recs {
+		s.cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
+			errs[i] = err
+			if pending.Add(-1) == 0 {
+				close(done)
+			}
+		})
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		// Idempotent production cannot fail records already sent; they may still be
+		// written. Return now, as the contract allows (see the method doc).
+		return nil, s.mapErr(ctx, "append", stream, ctx.Err())
+	}
+	if err := firstErr(errs); err != nil {
+		if errors.Is(err, kerr.UnknownTopicOrPartition) || errors.Is(err, kerr.UnknownTopicID) {
+			s.forget(topic)
+		}
+		return nil, s.mapErr(ctx, "append", stream, err)
+	}
+	idx := make([]uint64, len(recs))
+	for i, r := range recs {
+		idx[i] = uint64(r.Offset)
+	}
+	return idx, nil
+}
+
+// Fetch reads one partition from offset from with one direct Fetch request to the
+// partition's leader (read_committed, no wait), so it never scans from the start and
+// returns at once when caught up (from at or past the last stable offset). It skips
+// offsets that hold no message (transaction markers, aborted or compacted records) and
+// restarts at the log start offset when from was deleted by retention.
+func (s *Store) Fetch(ctx context.Context, stream string, partition int, from uint64, limit int) ([]core.Message, error) {
+	if err := core.ValidateStreamName(stream); err != nil {
+		return nil, fmt.Errorf("kafka: fetch: %w", err)
+	}
+	if err := core.ValidateLimit(limit); err != nil {
+		return nil, fmt.Errorf("kafka: fetch %q: %w", stream, err)
+	}
+	ctx, end, err := s.begin(ctx, "fetch", stream)
+	if err != nil {
+		return nil, err
+	}
+	defer end()
+	topic := s.Topic(stream)
+	tm, err := s.topicMeta(ctx, topic, false)
+	if err != nil {
+		return nil, s.mapErr(ctx, "fetch", stream, err)
+	}
+	if err := core.ValidatePartition(stream, partition, len(tm.leaders)); err != nil {
+		return nil, fmt.Errorf("kafka: fetch: %w", err)
+	}
+	out := make([]core.Message, 0, min(limit, 256))
+	if limit == 0 || from > math.MaxInt64 {
+		return out, nil
+	}
+	// Ask for about 1 KiB per message wanted (Kafka returns a larger first batch whole).
+	maxBytes := s.opts.FetchMaxBytes
+	if limit < int(maxBytes)/1024 {
+		maxBytes = min(maxBytes, int32(64<<10+limit*1024))
+	}
+	offset, retries := int64(from), 0
+	for {
+		rp, err := s.fetchOnce(ctx, topic, tm, int32(partition), offset, maxBytes)
+		if err == nil {
+			err = kerr.ErrorForCode(rp.ErrorCode)
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, kerr.OffsetOutOfRange):
+			if offset < rp.LogStartOffset {
+				offset = rp.LogStartOffset // deleted by retention: the first message that exists
+				continue
+			}
+			return out, nil // past the end
+		case retries < 5 && isStaleMeta(err):
+			retries++
+			if tm, err = s.topicMeta(ctx, topic, true); err != nil {
+				return nil, s.mapErr(ctx, "fetch", stream, err)
+			}
+			if werr := sleep(ctx, time.Duration(retries)*50*time.Millisecond); werr != nil {
+				return nil, s.mapErr(ctx, "fetch", stream, werr)
+			}
+			continue
+		default:
+			if isStaleMeta(err) {
+				s.forget(topic)
+			}
+			return nil, s.mapErr(ctx, "fetch", stream, err)
+		}
+		fp, next := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
+			Offset:         offset,
+			IsolationLevel: kgo.ReadCommitted(),
+			Topic:          topic,
+			Partition:      int32(partition),
+		}, rp, s.dec, nil)
+		if fp.Err != nil && len(fp.Records) == 0 {
+			return nil, s.mapErr(ctx, "fetch", stream, fp.Err)
+		}
+		for _, r := range fp.Records {
+			if r.Offset < offset {
+				continue
+			}
+			out = append(out, core.Message{Index: uint64(r.Offset), Data: r.Value})
+			if len(out) == limit {
+				break
+			}
+		}
+		if len(out) > 0 || next <= offset || next >= fp.LastStableOffset {
+			return out, nil
+		}
+		offset = next // only markers or aborted records so far: read on
+	}
+}
+
+// fetchOnce sends one Fetch request for (topic, partition) at offset to the leader.
+func (s *Store) fetchOnce(ctx context.Context, topic string, tm *topicMeta, partition int32, offset int64, maxBytes int32) (*kmsg.FetchResponseTopicPartition, error) {
+	req := kmsg.NewPtrFetchRequest()
+	req.MaxWaitMillis = 0
+	req.MinBytes = 1
+	req.MaxBytes = maxBytes
+	req.IsolationLevel = 1 // read_committed
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic = topic
+	rt.TopicID = tm.id
+	rpart := kmsg.NewFetchRequestTopicPartition()
+	rpart.Partition = partition
+	rpart.FetchOffset = offset
+	rpart.PartitionMaxBytes = maxBytes
+	rt.Partitions = append(rt.Partitions, rpart)
+	req.Topics = append(req.Topics, rt)
+
+	leader := tm.leaders[partition]
+	if leader < 0 {
+		return nil, kerr.LeaderNotAvailable
+	}
+	kresp, err := s.cl.Broker(int(leader)).Request(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	resp := kresp.(*kmsg.FetchResponse)
+	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+		return nil, err
+	}
+	for i := range resp.Topics {
+		t := &resp.Topics[i]
+		if t.Topic != topic && t.TopicID != tm.id {
+			continue
+		}
+		for j := range t.Partitions {
+			if t.Partitions[j].Partition == partition {
+				return &t.Partitions[j], nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("fetch response has no partition %d of %s", partition, topic)
+}
+
+// isStaleMeta reports whether err means our topic metadata is out of date.
+func isStaleMeta(err error) bool {
+	for _, e := range []error{kerr.NotLeaderForPartition, kerr.UnknownTopicID, kerr.UnknownTopicOrPartition,
+		kerr.FencedLeaderEpoch, kerr.UnknownLeaderEpoch, kerr.LeaderNotAvailable, kerr.InconsistentTopicID,
+		kerr.KafkaStorageError, kerr.ReplicaNotAvailable} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return isConnErr(err)
+}
+
+// topicMeta returns the topic's metadata, from the cache unless refresh is set. A topic
+// that does not exist returns an error matching core.ErrStreamNotFound.
+func (s *Store) topicMeta(ctx context.Context, topic string, refresh bool) (*topicMeta, error) {
+	if !refresh {
+		s.metaMu.RLock()
+		tm := s.meta[topic]
+		s.metaMu.RUnlock()
+		if tm != nil {
+			return tm, nil
+		}
+	}
+	req := kmsg.NewPtrMetadataRequest()
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, rt)
+	req.AllowAutoTopicCreation = false
+	resp, err := req.RequestWith(ctx, s.cl)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range resp.Topics {
+		if t.Topic == nil || *t.Topic != topic {
+			continue
+		}
+		if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
+			if errors.Is(err, kerr.UnknownTopicOrPartition) {
+				s.forget(topic)
+				return nil, fmt.Errorf("%w: %w", core.ErrStreamNotFound, err)
+			}
+			return nil, err
+		}
+		if len(t.Partitions) == 0 {
+			return nil, kerr.LeaderNotAvailable
+		}
+		tm := &topicMeta{id: t.TopicID, leaders: make([]int32, len(t.Partitions))}
+		for i := range tm.leaders {
+			tm.leaders[i] = -1
+		}
+		for _, p := range t.Partitions {
+			if p.Partition < 0 || int(p.Partition) >= len(tm.leaders) {
+				return nil, fmt.Errorf("metadata of %s lists partition %d of %d", topic, p.Partition, len(t.Partitions))
+			}
+			if kerr.ErrorForCode(p.ErrorCode) == nil {
+				tm.leaders[p.Partition] = p.Leader
+			}
+		}
+		s.metaMu.Lock()
+		s.meta[topic] = tm
+		s.metaMu.Unlock()
+		return tm, nil
+	}
+	return nil, fmt.Errorf("metadata response does not mention topic %s", topic)
+}
+
+// waitTopic polls fresh metadata until every partition of topic has a leader. A topic that
+// is still missing after about a second returns core.ErrStreamNotFound.
+func (s *Store) waitTopic(ctx context.Context, topic string) (*topicMeta, error) {
+	for attempt := 0; ; attempt++ {
+		tm, err := s.topicMeta(ctx, topic, true)
+		ready := err == nil
+		if ready {
+			for _, l := range tm.leaders {
+				if l < 0 {
+					ready = false
+				}
+			}
+		}
+		if ready {
+			return tm, nil
+		}
+		if err != nil && !(errors.Is(err, core.ErrStreamNotFound) && attempt < 50) &&
+			!errors.Is(err, kerr.LeaderNotAvailable) {
+			return nil, err
+		}
+		if err := sleep(ctx, 20*time.Millisecond); err != nil {
+			return nil, err
+		}
+	}
+}
+
+func (s *Store) forget(topic string) {
+	s.metaMu.Lock()
+	delete(s.meta, topic)
+	s.metaMu.Unlock()
+}
+
+// ping checks that the cluster answers a metadata request.
+func (s *Store) ping(ctx context.Context) error {
+	ctx, end, err := s.begin(ctx, "connect", "")
+	if err != nil {
+		return err
+	}
+	defer end()
+	if _, err := kmsg.NewPtrMetadataRequest().RequestWith(ctx, s.cl); err != nil {
+		return s.mapErr(ctx, "connect", "", err)
+	}
+	return nil
+}
+
+// Close marks the Store closed (new calls return core.ErrClosed), waits up to
+// Options.CloseTimeout for in-flight calls, then cancels them, and closes the client if
+// Dial created it. It never blocks for much more than twice CloseTimeout. A second Close
+// returns nil.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	idle := make(chan struct{})
+	go func() { // ends when the last in-flight call returns
+		s.calls.Wait()
+		close(idle)
+	}()
+	var err error
+	select {
+	case <-idle:
+	case <-time.After(s.opts.CloseTimeout):
+		s.endLife()
+		select {
+		case <-idle:
+		case <-time.After(s.opts.CloseTimeout):
+			err = fmt.Errorf("kafka: close: %w: calls still in flight after %s", core.ErrUnavailable, 2*s.opts.CloseTimeout)
+		}
+	}
+	s.endLife()
+	if s.own {
+		s.cl.Close()
+	}
+	return err
+}
+
+func firstErr(errs []error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

@@ -1,0 +1,361 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/client"
+)
+
+// Defaults of [Options].
+const (
+	DefaultTimeout = 10 * time.Second
+)
+
+// Options configure a [Store]. The zero value means defaults.
+type Options struct {
+	// Timeout bounds each request to the hub (default DefaultTimeout).
+	Timeout time.Duration
+	// DenseIndex and Persistent declare the capabilities of the hub's backend.
+	DenseIndex, Persistent bool
+	// MaxMessageSize is the largest message Append accepts (default and upper bound:
+	// client.MaxMessageSize). Set it to the hub's limit when its backend's is lower.
+	MaxMessageSize int
+	// MaxPartitions is the largest partition count CreateStream accepts (default
+	// core.MaxPartitions).
+	MaxPartitions int
+	// ClientOptions are passed to client.Dial.
+	ClientOptions []client.Option
+}
+
+// Store is a [core.Storage] and [core.IndexStorage] backed by a hub. It is safe for
+// concurrent use.
+type Store struct {
+	c    *client.Client
+	opts Options
+	caps core.Capabilities
+
+	mu     sync.Mutex
+	conn   *client.Conn
+	closed bool
+	parts  map[string]int // partition counts learned so far (they survive reconnects)
+}
+
+var (
+	_ core.Storage      = (*Store)(nil)
+	_ core.IndexStorage = (*Store)(nil)
+)
+
+func init() { core.Register("sluice", openURL) }
+
+// New returns a Store that talks to the hub at addr ("host:port"). It connects lazily; ctx
+// is not retained. nil opts means defaults; invalid options return an error matching
+// core.ErrInvalidOption.
+func New(ctx context.Context, addr string, opts *Options) (*Store, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	switch {
+	case o.Timeout < 0:
+		return nil, fmt.Errorf("remote: %w: negative timeout %v", core.ErrInvalidOption, o.Timeout)
+	case o.MaxMessageSize < 0 || o.MaxMessageSize > client.MaxMessageSize:
+		return nil, fmt.Errorf("remote: %w: max message size %d outside [0, %d]", core.ErrInvalidOption, o.MaxMessageSize, client.MaxMessageSize)
+	case o.MaxPartitions < 0 || o.MaxPartitions > core.MaxPartitions:
+		return nil, fmt.Errorf("remote: %w: max partitions %d outside [0, %d]", core.ErrInvalidOption, o.MaxPartitions, core.MaxPartitions)
+	}
+	if o.Timeout == 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.MaxMessageSize == 0 {
+		o.MaxMessageSize = client.MaxMessageSize
+	}
+	if o.MaxPartitions == 0 {
+		o.MaxPartitions = core.MaxPartitions
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	c, err := client.Dial(addr, o.ClientOptions...)
+	if err != nil {
+		return nil, fmt.Errorf("remote: %w", err)
+	}
+	return &Store{
+		c:    c,
+		opts: o,
+		caps: core.Capabilities{
+			Name:           "remote",
+			DenseIndex:     o.DenseIndex,
+			Persistent:     o.Persistent,
+			MaxMessageSize: o.MaxMessageSize,
+			MaxPartitions:  o.MaxPartitions,
+		},
+		parts: map[string]int{},
+	}, nil
+}
+
+// openURL opens "sluice://host:port?dense=true&persistent=true&timeout=5s".
+func openURL(ctx context.Context, u *url.URL) (*core.Backend, error) {
+	if u.Host == "" {
+		return nil, fmt.Errorf("remote: %w: URL %q has no host:port", core.ErrInvalidOption, u.Redacted())
+	}
+	var o Options
+	q := u.Query()
+	for k, vs := range q {
+		v := vs[len(vs)-1]
+		var err error
+		switch k {
+		case "dense":
+			o.DenseIndex, err = strconv.ParseBool(v)
+		case "persistent":
+			o.Persistent, err = strconv.ParseBool(v)
+		case "timeout":
+			o.Timeout, err = time.ParseDuration(v)
+		case "max_message_size":
+			o.MaxMessageSize, err = strconv.Atoi(v)
+		case "max_partitions":
+			o.MaxPartitions, err = strconv.Atoi(v)
+		default:
+			err = errors.New("unknown parameter")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("remote: %w: URL parameter %s=%q: %v", core.ErrInvalidOption, k, v, err)
+		}
+	}
+	s, err := New(ctx, u.Host, &o)
+	if err != nil {
+		return nil, err
+	}
+	return &core.Backend{Storage: s, Index: s}, nil
+}
+
+// Capabilities returns the capabilities given in Options.
+func (s *Store) Capabilities() core.Capabilities { return s.caps }
+
+// Close closes the connection to the hub. A second Close returns nil.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	conn := s.conn
+	s.conn = nil
+	s.mu.Unlock()
+	if conn != nil {
+		_ = conn.Close()
+	}
+	return s.c.Close()
+}
+
+// session returns a working Conn, opening a new one when needed.
+func (s *Store) session(ctx context.Context) (*client.Conn, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, fmt.Errorf("remote: %w", core.ErrClosed)
+	}
+	if s.conn != nil && s.conn.Err() == nil {
+		return s.conn, nil
+	}
+	if s.conn != nil {
+		_ = s.conn.Close()
+		s.conn = nil
+	}
+	conn, err := s.c.Open(ctx, s.opts.Timeout)
+	if err != nil {
+		return nil, fmt.Errorf("remote: %w: %w", core.ErrUnavailable, err)
+	}
+	s.conn = conn
+	return conn, nil
+}
+
+// begin checks ctx and closed-ness and returns a Conn.
+func (s *Store) begin(ctx context.Context) (*client.Conn, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return s.session(ctx)
+}
+
+// retry runs op on a working Conn; when op fails with a lost session (not a context error,
+// not a validation error) it runs op once more on a new Conn. Only idempotent operations
+// use it.
+func retry[T any](ctx context.Context, s *Store, op func(conn *client.Conn) (T, error)) (T, error) {
+	var zero T
+	for attempt := 0; ; attempt++ {
+		conn, err := s.begin(ctx)
+		if err != nil {
+			return zero, err
+		}
+		v, err := op(conn)
+		if err == nil || attempt > 0 || ctx.Err() != nil || conn.Err() == nil {
+			return v, err
+		}
+	}
+}
+
+// fail maps an error of a Conn call: context errors stay as they are, ErrClosed after Close,
+// everything else also matches core.ErrUnavailable.
+func (s *Store) fail(ctx context.Context, op string, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("remote: %s: %w", op, ctx.Err())
+	}
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return fmt.Errorf("remote: %s: %w", op, core.ErrClosed)
+	}
+	for _, sentinel := range []error{core.ErrInvalidArgument, core.ErrMessageTooLarge, core.ErrStreamNotFound, core.ErrIndexNotFound, core.ErrUnavailable} {
+		if errors.Is(err, sentinel) {
+			return fmt.Errorf("remote: %s: %w", op, err)
+		}
+	}
+	return fmt.Errorf("remote: %s: %w: %w", op, core.ErrUnavailable, err)
+}
+
+// CreateStream creates stream on the hub (stream_create_partitioned) and returns its
+// partition count.
+func (s *Store) CreateStream(ctx context.Context, stream string, partitions int) (int, error) {
+	if err := core.ValidateStreamName(stream); err != nil {
+		return 0, fmt.Errorf("remote: create stream: %w", err)
+	}
+	if err := core.ValidatePartitionCount(partitions, s.caps.MaxPartitions); err != nil {
+		return 0, fmt.Errorf("remote: create stream %q: %w", stream, err)
+	}
+	n, err := retry(ctx, s, func(conn *client.Conn) (int, error) { return conn.CreateStream(ctx, stream, partitions) })
+	if err != nil {
+		return 0, s.fail(ctx, "create stream "+strconv.Quote(stream), err)
+	}
+	s.mu.Lock()
+	s.parts[stream] = n
+	s.mu.Unlock()
+	return n, nil
+}
+
+// known makes sure conn knows the routes of stream (see the package doc's Limitations) and
+// checks partition against its count.
+func (s *Store) known(ctx context.Context, conn *client.Conn, stream string, partition int) error {
+	if err := core.ValidateStreamName(stream); err != nil {
+		return err
+	}
+	if _, ok := conn.Partitions(stream); !ok {
+		s.mu.Lock()
+		want, ok := s.parts[stream]
+		s.mu.Unlock()
+		if !ok {
+			want = 1
+		}
+		n, err := conn.CreateStream(ctx, stream, want)
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		s.parts[stream] = n
+		s.mu.Unlock()
+	}
+	n, _ := conn.Partitions(stream)
+	return core.ValidatePartition(stream, partition, n)
+}
+
+// Append appends msgs to a partition through the hub and returns their indexes.
+func (s *Store) Append(ctx context.Context, stream string, partition int, msgs [][]byte) ([]uint64, error) {
+	if err := core.ValidateStreamName(stream); err != nil {
+		return nil, fmt.Errorf("remote: append: %w", err)
+	}
+	if partition < 0 {
+		return nil, fmt.Errorf("remote: append to %q: %w", stream, core.ValidatePartition(stream, partition, 1))
+	}
+	if err := core.ValidateMessages(msgs, s.caps.MaxMessageSize); err != nil {
+		return nil, fmt.Errorf("remote: append to %q: %w", stream, err)
+	}
+	conn, err := s.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	op := fmt.Sprintf("append to %q partition %d", stream, partition)
+	if err := s.known(ctx, conn, stream, partition); err != nil {
+		return nil, s.fail(ctx, op, err)
+	}
+	if len(msgs) == 0 {
+		return []uint64{}, nil
+	}
+	idx, err := conn.Push(ctx, stream, partition, msgs)
+	if err != nil {
+		return nil, s.fail(ctx, op, err)
+	}
+	return idx, nil
+}
+
+// Fetch returns up to limit messages with index >= from through the hub (without waiting).
+func (s *Store) Fetch(ctx context.Context, stream string, partition int, from uint64, limit int) ([]core.Message, error) {
+	if err := core.ValidateStreamName(stream); err != nil {
+		return nil, fmt.Errorf("remote: fetch: %w", err)
+	}
+	if err := core.ValidateLimit(limit); err != nil {
+		return nil, fmt.Errorf("remote: fetch %q: %w", stream, err)
+	}
+	if partition < 0 {
+		return nil, fmt.Errorf("remote: fetch %q: %w", stream, core.ValidatePartition(stream, partition, 1))
+	}
+	msgs, err := retry(ctx, s, func(conn *client.Conn) ([]core.Message, error) {
+		if err := s.known(ctx, conn, stream, partition); err != nil {
+			return nil, err
+		}
+		if limit == 0 {
+			return []core.Message{}, nil
+		}
+		return conn.Pull(ctx, stream, partition, from, limit, 0)
+	})
+	if err != nil {
+		return nil, s.fail(ctx, fmt.Sprintf("fetch %q partition %d from %d", stream, partition, from), err)
+	}
+	return msgs, nil
+}
+
+func validateIndexKey(clientID, stream string, partition int) error {
+	if err := core.ValidateClientID(clientID); err != nil {
+		return err
+	}
+	if err := core.ValidateStreamName(stream); err != nil {
+		return err
+	}
+	if partition < 0 {
+		return core.ValidatePartition(stream, partition, 1)
+	}
+	return nil
+}
+
+// GetIndex returns the index saved on the hub, or an error matching core.ErrIndexNotFound.
+func (s *Store) GetIndex(ctx context.Context, clientID, stream string, partition int) (uint64, error) {
+	if err := validateIndexKey(clientID, stream, partition); err != nil {
+		return 0, fmt.Errorf("remote: get index: %w", err)
+	}
+	i, err := retry(ctx, s, func(conn *client.Conn) (uint64, error) { return conn.GetIndex(ctx, clientID, stream, partition) })
+	if err != nil {
+		return 0, s.fail(ctx, "get index", err)
+	}
+	return i, nil
+}
+
+// SaveIndex saves index on the hub; the hub keeps the highest value saved.
+func (s *Store) SaveIndex(ctx context.Context, clientID, stream string, partition int, index uint64) error {
+	if err := validateIndexKey(clientID, stream, partition); err != nil {
+		return fmt.Errorf("remote: save index: %w", err)
+	}
+	_, err := retry(ctx, s, func(conn *client.Conn) (uint64, error) {
+		return conn.SaveIndex(ctx, clientID, stream, partition, index)
+	})
+	if err != nil {
+		return s.fail(ctx, "save index", err)
+	}
+	return nil
+}

@@ -1,0 +1,499 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/routing"
+	"github.com/sluicehq/sluice/core/wire"
+)
+
+// Default service addresses of a hub.
+const (
+	DefaultStreamService = "stream"
+	DefaultIndexService  = "stream_index"
+)
+
+var discardLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+type clientConfig struct {
+	streamService string
+	indexService  string
+	logger        *slog.Logger
+	dialTimeout   time.Duration
+	idleTimeout   time.Duration
+}
+
+// Option configures a [Client]. Options are validated by [Dial] and [New]; an invalid one
+// returns an error matching [core.ErrInvalidOption].
+type Option func(*clientConfig) error
+
+// WithStreamService sets the hub's local address of the stream service (default "stream").
+func WithStreamService(addr string) Option {
+	return func(c *clientConfig) error {
+		if addr == "" {
+			return fmt.Errorf("%w: client: empty stream service address", core.ErrInvalidOption)
+		}
+		c.streamService = addr
+		return nil
+	}
+}
+
+// WithIndexService sets the hub's local address of the index service (default
+// "stream_index").
+func WithIndexService(addr string) Option {
+	return func(c *clientConfig) error {
+		if addr == "" {
+			return fmt.Errorf("%w: client: empty index service address", core.ErrInvalidOption)
+		}
+		c.indexService = addr
+		return nil
+	}
+}
+
+// WithLogger sets the logger of the client and of the node Dial creates (default: discard).
+func WithLogger(l *slog.Logger) Option {
+	return func(c *clientConfig) error {
+		if l == nil {
+			return fmt.Errorf("%w: client: nil logger", core.ErrInvalidOption)
+		}
+		c.logger = l
+		return nil
+	}
+}
+
+// WithDialTimeout bounds each attempt to connect to the hub (default 5s).
+func WithDialTimeout(d time.Duration) Option {
+	return func(c *clientConfig) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: client: dial timeout %v, want > 0", core.ErrInvalidOption, d)
+		}
+		c.dialTimeout = d
+		return nil
+	}
+}
+
+// DefaultIdleTimeout is the default for [WithIdleTimeout].
+const DefaultIdleTimeout = 60 * time.Second
+
+// WithIdleTimeout makes a client created by [Dial] close a TCP connection on which nothing
+// arrived for d (default DefaultIdleTimeout), so that a connection that silently stopped
+// working is replaced. Consumers keep their connection busy with long polls; an idle
+// publisher's connection is simply dialled again on the next message.
+func WithIdleTimeout(d time.Duration) Option {
+	return func(c *clientConfig) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: client: idle timeout %v, want > 0", core.ErrInvalidOption, d)
+		}
+		c.idleTimeout = d
+		return nil
+	}
+}
+
+// link is one way to reach the hub node: the route prefix to it and a channel closed when
+// that way breaks (nil when the transport cannot tell).
+type link struct {
+	route wire.Route
+	done  <-chan struct{}
+	close func()
+}
+
+// Client connects a local [routing.Node] to a hub. Publishers and consumers made from it
+// share its node; each of them opens its own sessions (a private local address for replies,
+// and with [Dial] its own TCP connection), so that a failure of one does not disturb the
+// others. A Client is safe for concurrent use.
+type Client struct {
+	node    *routing.Node
+	ownNode bool
+	cfg     clientConfig
+	dial    func(ctx context.Context) (link, error)
+
+	mu       sync.Mutex
+	closed   bool
+	children map[io.Closer]struct{} // publishers and consumers not closed yet
+}
+
+// track registers a publisher or consumer, closed by Client.Close if still open.
+func (c *Client) track(x io.Closer) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return fmt.Errorf("client: %w", core.ErrClosed)
+	}
+	if c.children == nil {
+		c.children = map[io.Closer]struct{}{}
+	}
+	c.children[x] = struct{}{}
+	return nil
+}
+
+func (c *Client) untrack(x io.Closer) {
+	c.mu.Lock()
+	delete(c.children, x)
+	c.mu.Unlock()
+}
+
+func buildConfig(opts []Option) (clientConfig, error) {
+	cfg := clientConfig{
+		streamService: DefaultStreamService,
+		indexService:  DefaultIndexService,
+		logger:        discardLogger,
+		dialTimeout:   5 * time.Second,
+		idleTimeout:   DefaultIdleTimeout,
+	}
+	for _, o := range opts {
+		if o == nil {
+			return cfg, fmt.Errorf("%w: client: nil option", core.ErrInvalidOption)
+		}
+		if err := o(&cfg); err != nil {
+			return cfg, err
+		}
+	}
+	return cfg, nil
+}
+
+// New returns a Client that reaches the hub through route on an existing node: for example
+// [wire.TCP("hub:4000")] when node has a TCP transport, a route through a forwarder, or an
+// empty route when the hub's services are registered on node itself. The node is not
+// closed by [Client.Close].
+//
+// Unlike [Dial], such a client cannot see a connection close: its sessions notice a lost
+// link when a send fails or a request times out.
+func New(node *routing.Node, route wire.Route, opts ...Option) (*Client, error) {
+	if node == nil {
+		return nil, fmt.Errorf("%w: client: nil node", core.ErrInvalidOption)
+	}
+	cfg, err := buildConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	route = route.Clone()
+	return &Client{
+		node: node,
+		cfg:  cfg,
+		dial: func(context.Context) (link, error) { return link{route: route, close: func() {}}, nil },
+	}, nil
+}
+
+// Node returns the client's node.
+func (c *Client) Node() *routing.Node { return c.node }
+
+// Close closes the publishers and consumers made from c that are still open (each as its
+// own Close does: a publisher waits up to its close timeout for confirms), then the node if
+// the client created it (see [Dial]). A second Close returns nil.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	children := make([]io.Closer, 0, len(c.children))
+	for x := range c.children {
+		children = append(children, x)
+	}
+	c.mu.Unlock()
+	var errs []error
+	for _, x := range children {
+		if err := x.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.ownNode {
+		errs = append(errs, c.node.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// maxRouteReserve is the room the client keeps for routes when it sizes a message: a
+// message that fits with routes this long fits any ordinary session's frame.
+const maxRouteReserve = 512
+
+// MaxMessageSize is the largest message a Publisher accepts: it fits, with the request's
+// envelope and routes of up to about 500 bytes, in one frame, and it fits a hub's pull
+// response the same way.
+const MaxMessageSize = wire.MaxFrame - maxRouteReserve
+
+// reply is one reply delivered to a waiting request.
+type reply struct {
+	protocol string
+	data     []byte
+	ret      wire.Route
+}
+
+// waitKey identifies a waiting request: replies of different protocols number their
+// requests independently.
+type waitKey struct {
+	class string
+	id    uint64
+}
+
+// session is one connection-lifetime conversation with the hub: a private local address for
+// replies (registered for the session's lifetime, so late replies of an older session never
+// reach a newer one) and a link to the hub.
+type session struct {
+	c       *Client
+	addr    string
+	self    wire.Route
+	link    link
+	handler func(s *session, protocol string, data []byte)
+
+	mu        sync.Mutex
+	waiters   map[waitKey]chan reply
+	creates   []chan reply // stream_create requests waiting for Init, in send order
+	partInits chan reply   // collects InitPartitioned replies of the one partitioned create in flight
+	doneCh    chan struct{}
+	doneErr   error
+	stop      chan struct{}
+	once      sync.Once
+}
+
+// openSession connects to the hub and registers a reply address. handler receives replies
+// no request waits for (push confirms); it runs on the session's worker goroutine.
+//
+// It works while Client.Close closes the publishers and consumers (so that they can flush
+// and save their positions) and fails with core.ErrClosed once the node is closed.
+func (c *Client) openSession(ctx context.Context, handler func(*session, string, []byte)) (*session, error) {
+	dctx, cancel := context.WithTimeout(ctx, c.cfg.dialTimeout)
+	l, err := c.dial(dctx)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("client: connect to the hub: %w", err)
+	}
+	s := &session{
+		c:       c,
+		link:    l,
+		handler: handler,
+		waiters: map[waitKey]chan reply{},
+		doneCh:  make(chan struct{}),
+		stop:    make(chan struct{}),
+	}
+	addr, err := c.node.RegisterRandom(routing.WorkerFunc(s.handle))
+	if err != nil {
+		l.close()
+		return nil, fmt.Errorf("client: register reply address: %w", err)
+	}
+	s.addr = addr
+	s.self = wire.Route{wire.Local(addr)}
+	if l.done != nil {
+		go func() { // owned by the session: ends when the link breaks or the session closes
+			select {
+			case <-l.done:
+				s.fail(fmt.Errorf("client: connection to the hub lost: %w", core.ErrUnavailable))
+			case <-s.stop:
+			}
+		}()
+	}
+	return s, nil
+}
+
+// done is closed when the session failed; err then says why.
+func (s *session) done() <-chan struct{} { return s.doneCh }
+
+func (s *session) err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.doneErr
+}
+
+// fail ends the session with err (the first error wins).
+func (s *session) fail(err error) {
+	s.mu.Lock()
+	if s.doneErr == nil {
+		s.doneErr = err
+		close(s.doneCh)
+	}
+	s.mu.Unlock()
+}
+
+// close unregisters the reply address and releases the link.
+func (s *session) close() {
+	s.once.Do(func() {
+		close(s.stop)
+		s.fail(fmt.Errorf("client: session closed: %w", core.ErrClosed))
+		_ = s.c.node.Unregister(s.addr)
+		s.link.close()
+	})
+}
+
+// route returns the route to a hub-local address over this session's link.
+func (s *session) route(service string) wire.Route {
+	r := make(wire.Route, 0, len(s.link.route)+1)
+	r = append(r, s.link.route...)
+	return append(r, wire.Local(service))
+}
+
+// send sends payload along onward with the session's reply address as return route.
+func (s *session) send(ctx context.Context, onward wire.Route, payload []byte) error {
+	select {
+	case <-s.doneCh:
+		return s.err()
+	default:
+	}
+	err := s.c.node.Send(ctx, wire.TransportMessage{OnwardRoute: onward, ReturnRoute: s.self, Payload: payload})
+	if err != nil {
+		if ctx.Err() == nil {
+			s.fail(fmt.Errorf("client: send: %w: %w", core.ErrUnavailable, err))
+		}
+		return err
+	}
+	return nil
+}
+
+// handle is the session's worker: it routes each reply to the request waiting for it, or
+// to the handler.
+func (s *session) handle(_ context.Context, m *routing.Message) error {
+	bp, err := wire.DecodeBasePayload(m.Payload)
+	if err != nil {
+		return fmt.Errorf("client: reply from %s: %w", m.ReturnRoute, err)
+	}
+	r := reply{protocol: bp.Protocol, data: bp.Data, ret: m.ReturnRoute}
+	switch bp.Protocol {
+	case wire.ProtocolCreate:
+		s.mu.Lock()
+		var ch chan reply
+		if len(s.creates) > 0 {
+			ch, s.creates = s.creates[0], s.creates[1:]
+		}
+		s.mu.Unlock()
+		if ch != nil {
+			ch <- r // buffered
+		}
+		return nil
+	case wire.ProtocolPush, wire.ProtocolPushBatch:
+		if s.handler == nil {
+			id, ok := replyRequestID(bp.Data)
+			if !ok {
+				return fmt.Errorf("client: %s reply without a request id", bp.Protocol)
+			}
+			s.deliver(waitKey{"push", id}, r)
+			return nil
+		}
+	case wire.ProtocolCreatePartitioned:
+		s.mu.Lock()
+		ch := s.partInits
+		s.mu.Unlock()
+		if ch != nil {
+			select {
+			case ch <- r:
+			default: // more partitions than the collector can hold: it reports an error
+			}
+		}
+		return nil
+	case wire.ProtocolPullWait, wire.ProtocolPull, wire.ProtocolIndexGet, wire.ProtocolIndexSave:
+		id, ok := replyRequestID(bp.Data)
+		if !ok {
+			return fmt.Errorf("client: %s reply without a request id", bp.Protocol)
+		}
+		s.deliver(waitKey{classOf(bp.Protocol), id}, r)
+		return nil
+	case wire.ProtocolError:
+		// An error reply names no request. Fail the session: every waiting request gets an
+		// error and the owner reconnects.
+		e, derr := wire.DecodeErrorPayload(bp.Data)
+		reason := "(undecodable error reply)"
+		if derr == nil {
+			reason = e.Reason
+		}
+		s.fail(fmt.Errorf("client: %w: %s", ErrRejected, reason))
+		if s.handler != nil {
+			s.handler(s, bp.Protocol, bp.Data)
+		}
+		return nil
+	}
+	if s.handler != nil {
+		s.handler(s, bp.Protocol, bp.Data)
+	}
+	return nil
+}
+
+func classOf(protocol string) string {
+	switch protocol {
+	case wire.ProtocolIndexGet, wire.ProtocolIndexSave:
+		return "index"
+	}
+	return "pull"
+}
+
+// replyRequestID reads the request id that starts every reply of a numbered protocol.
+func replyRequestID(b []byte) (uint64, bool) {
+	r := wire.NewReader(b, "reply")
+	id := r.ReadUint()
+	return id, r.Err() == nil
+}
+
+func (s *session) deliver(k waitKey, r reply) {
+	s.mu.Lock()
+	ch := s.waiters[k]
+	delete(s.waiters, k)
+	s.mu.Unlock()
+	if ch != nil {
+		ch <- r // buffered
+	}
+}
+
+// call sends payload to onward and waits for the reply keyed k, the request's timeout,
+// ctx, or the session's failure.
+func (s *session) call(ctx context.Context, onward wire.Route, k waitKey, payload []byte, timeout time.Duration) (reply, error) {
+	ch := make(chan reply, 1)
+	s.mu.Lock()
+	s.waiters[k] = ch
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.waiters, k)
+		s.mu.Unlock()
+	}()
+	return s.await(ctx, ch, func() error { return s.send(ctx, onward, payload) }, timeout)
+}
+
+func (s *session) await(ctx context.Context, ch chan reply, send func() error, timeout time.Duration) (reply, error) {
+	if err := send(); err != nil {
+		return reply{}, err
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case r := <-ch:
+		return r, nil
+	case <-t.C:
+		err := fmt.Errorf("%w after %v", ErrTimeout, timeout)
+		s.fail(err)
+		return reply{}, err
+	case <-s.doneCh:
+		return reply{}, s.err()
+	case <-ctx.Done():
+		return reply{}, ctx.Err()
+	}
+}
+
+// createStream sends stream_create for name and returns the route to the stream's worker
+// (the return route of the Init reply).
+func (s *session) createStream(ctx context.Context, name string, timeout time.Duration) (wire.Route, error) {
+	ch := make(chan reply, 1)
+	s.mu.Lock()
+	s.creates = append(s.creates, ch)
+	s.mu.Unlock()
+	payload := wire.EncodePayload(wire.ProtocolCreate, wire.CreateStreamRequest{StreamName: wire.Some(name)})
+	r, err := s.await(ctx, ch, func() error { return s.send(ctx, s.route(s.c.cfg.streamService), payload) }, timeout)
+	if err != nil {
+		return nil, fmt.Errorf("client: create stream %q: %w", name, err)
+	}
+	init, err := wire.DecodeInit(r.data)
+	if err != nil {
+		return nil, fmt.Errorf("client: create stream %q: %w", name, err)
+	}
+	if init.StreamName != name {
+		return nil, fmt.Errorf("client: create stream %q: hub answered for stream %q", name, init.StreamName)
+	}
+	if len(r.ret) == 0 {
+		return nil, fmt.Errorf("client: create stream %q: Init without a return route", name)
+	}
+	return r.ret.Clone(), nil
+}

@@ -1,0 +1,268 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/wire"
+)
+
+// DefaultCreateQuiet is the default for [Conn.CreateQuiet].
+const DefaultCreateQuiet = 100 * time.Millisecond
+
+// Conn is one session with the hub for plain request/response use: every method sends one
+// request and waits for its reply, without retries or reconnects. It suits tools and the
+// remote backend; applications want [Publisher] and [Consumer].
+//
+// A Conn fails for good when its connection is lost, a request times out, or the hub
+// answers with an "error" reply (which names no request, so every request waiting on the
+// Conn fails with it); [Conn.Done] is then closed and every method returns an error
+// matching [core.ErrUnavailable] or [ErrRejected]. Open a new Conn to go on.
+//
+// Methods are safe for concurrent use.
+type Conn struct {
+	s       *session
+	timeout time.Duration
+	reqID   atomic.Uint64
+
+	// CreateQuiet is how long CreateStream waits for one more partition's Init after the
+	// last one before it concludes that the stream has no more partitions (the stream
+	// protocol does not announce the count). Set it before use; default DefaultCreateQuiet.
+	CreateQuiet time.Duration
+
+	createMu sync.Mutex // one partitioned create at a time (their replies are not numbered)
+	mu       sync.Mutex
+	routes   map[partKey]wire.Route
+	parts    map[string]int
+}
+
+type partKey struct {
+	stream    string
+	partition int
+}
+
+// Open opens a Conn. timeout bounds each request (a long-poll Pull waits its wait on top).
+func (c *Client) Open(ctx context.Context, timeout time.Duration) (*Conn, error) {
+	if timeout <= 0 {
+		return nil, fmt.Errorf("%w: client: request timeout %v, want > 0", core.ErrInvalidOption, timeout)
+	}
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return nil, fmt.Errorf("client: open: %w", core.ErrClosed)
+	}
+	s, err := c.openSession(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &Conn{s: s, timeout: timeout, CreateQuiet: DefaultCreateQuiet, routes: map[partKey]wire.Route{}, parts: map[string]int{}}, nil
+}
+
+// Done is closed when the Conn failed or was closed.
+func (c *Conn) Done() <-chan struct{} { return c.s.done() }
+
+// Err returns why the Conn is done, or nil while it works.
+func (c *Conn) Err() error {
+	select {
+	case <-c.s.done():
+		return c.s.err()
+	default:
+		return nil
+	}
+}
+
+// Close releases the Conn's reply address. It does not close the Client.
+func (c *Conn) Close() error {
+	c.s.close()
+	return nil
+}
+
+func (c *Conn) nextID() uint64 { return c.reqID.Add(1) }
+
+// Partitions returns the partition count this Conn learned for stream from CreateStream,
+// and whether it knows one.
+func (c *Conn) Partitions(stream string) (int, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, ok := c.parts[stream]
+	return n, ok
+}
+
+// CreateStream makes sure stream exists (stream_create_partitioned) and returns its
+// partition count: the number of Init replies, which for an existing stream is its own
+// count. See CreateQuiet.
+func (c *Conn) CreateStream(ctx context.Context, stream string, partitions int) (int, error) {
+	if partitions < 1 {
+		return 0, fmt.Errorf("client: create stream %q: %w: %d partitions", stream, core.ErrInvalidArgument, partitions)
+	}
+	c.createMu.Lock()
+	defer c.createMu.Unlock()
+	ch := make(chan reply, core.MaxPartitions+1)
+	c.s.mu.Lock()
+	c.s.partInits = ch
+	c.s.mu.Unlock()
+	defer func() {
+		c.s.mu.Lock()
+		c.s.partInits = nil
+		c.s.mu.Unlock()
+	}()
+	payload := wire.EncodePayload(wire.ProtocolCreatePartitioned, wire.CreateStreamPartitionedRequest{StreamName: wire.Some(stream), Partitions: uint64(partitions)})
+	first, err := c.s.await(ctx, ch, func() error { return c.s.send(ctx, c.s.route(c.s.c.cfg.streamService), payload) }, c.timeout)
+	if err != nil {
+		return 0, fmt.Errorf("client: create stream %q: %w", stream, err)
+	}
+	routes := map[int]wire.Route{}
+	add := func(r reply) error {
+		in, err := wire.DecodeInitPartitioned(r.data)
+		if err != nil {
+			return err
+		}
+		if in.StreamName != stream || in.Partition >= core.MaxPartitions {
+			return fmt.Errorf("unexpected Init for stream %q partition %d", in.StreamName, in.Partition)
+		}
+		routes[int(in.Partition)] = r.ret.Clone()
+		return nil
+	}
+	if err := add(first); err != nil {
+		return 0, fmt.Errorf("client: create stream %q: %w", stream, err)
+	}
+	quiet := c.CreateQuiet
+	t := time.NewTimer(quiet)
+	defer t.Stop()
+collect:
+	for {
+		select {
+		case r := <-ch:
+			if err := add(r); err != nil {
+				return 0, fmt.Errorf("client: create stream %q: %w", stream, err)
+			}
+			t.Reset(quiet)
+		case <-t.C:
+			break collect
+		case <-c.s.done():
+			return 0, fmt.Errorf("client: create stream %q: %w", stream, c.s.err())
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+	n := len(routes)
+	for p := range n {
+		if routes[p] == nil {
+			return 0, fmt.Errorf("client: create stream %q: %w: Init replies for %d partitions but none for partition %d", stream, core.ErrUnavailable, n, p)
+		}
+	}
+	c.mu.Lock()
+	c.parts[stream] = n
+	for p, r := range routes {
+		c.routes[partKey{stream, p}] = r
+	}
+	c.mu.Unlock()
+	return n, nil
+}
+
+func (c *Conn) route(stream string, partition int) (wire.Route, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, ok := c.parts[stream]
+	if !ok {
+		return nil, fmt.Errorf("client: stream %q: %w: create it on this Conn first", stream, core.ErrStreamNotFound)
+	}
+	if err := core.ValidatePartition(stream, partition, n); err != nil {
+		return nil, err
+	}
+	return c.routes[partKey{stream, partition}], nil
+}
+
+// Push appends msgs to a partition of a stream created on this Conn, in as few
+// sluice_push_batch requests as fit a frame, and returns their indexes. When a request
+// fails after earlier ones succeeded, those earlier messages are stored although Push
+// reports an error (at-least-once callers retry).
+func (c *Conn) Push(ctx context.Context, stream string, partition int, msgs [][]byte) ([]uint64, error) {
+	route, err := c.route(stream, partition)
+	if err != nil {
+		return nil, err
+	}
+	budget := wire.FramePayloadBudget(route, c.s.self) - wire.DataSize(len(wire.ProtocolPushBatch)) - 3*wire.MaxUintLen
+	out := make([]uint64, 0, len(msgs))
+	for len(msgs) > 0 {
+		n, size := 0, 0
+		for n < len(msgs) {
+			sz := wire.DataSize(len(msgs[n]))
+			if n > 0 && size+sz > budget {
+				break
+			}
+			if sz > budget {
+				return out, fmt.Errorf("client: push to %q: %w: message is %d bytes, at most %d fit in a frame", stream, core.ErrMessageTooLarge, len(msgs[n]), budget)
+			}
+			size += sz
+			n++
+		}
+		id := c.nextID()
+		payload := wire.EncodePayload(wire.ProtocolPushBatch, wire.PushBatchRequest{RequestID: id, Messages: msgs[:n]})
+		r, err := c.s.call(ctx, route, waitKey{"push", id}, payload, c.timeout)
+		if err != nil {
+			return out, fmt.Errorf("client: push to %q partition %d: %w", stream, partition, err)
+		}
+		confirm, err := wire.DecodePushBatchConfirm(r.data)
+		if err != nil {
+			return out, fmt.Errorf("client: push to %q partition %d: %w", stream, partition, err)
+		}
+		if confirm.Status != wire.StatusOK {
+			return out, fmt.Errorf("client: push to %q partition %d: %w (status ERROR): %w", stream, partition, ErrRejected, core.ErrUnavailable)
+		}
+		if len(confirm.Indexes) != n {
+			return out, fmt.Errorf("client: push to %q partition %d: %d indexes confirmed for %d messages", stream, partition, len(confirm.Indexes), n)
+		}
+		out = append(out, confirm.Indexes...)
+		msgs = msgs[n:]
+	}
+	return out, nil
+}
+
+// Pull returns up to limit messages with index >= from of a partition of a stream created
+// on this Conn. With wait > 0 it long-polls (sluice_pull_wait): the hub answers as soon as
+// a message exists or wait passed. An empty result means "no message"; every failure is an
+// error. The hub may return fewer than limit messages to fit a frame.
+func (c *Conn) Pull(ctx context.Context, stream string, partition int, from uint64, limit int, wait time.Duration) ([]core.Message, error) {
+	route, err := c.route(stream, partition)
+	if err != nil {
+		return nil, err
+	}
+	if limit < 0 {
+		return nil, core.ValidateLimit(limit)
+	}
+	id := c.nextID()
+	req := wire.PullWaitRequest{RequestID: id, Index: from, Limit: uint64(limit), WaitMS: uint64(max(wait, 0) / time.Millisecond)}
+	r, err := c.s.call(ctx, route, waitKey{"pull", id}, wire.EncodePayload(wire.ProtocolPullWait, req), c.timeout+max(wait, 0))
+	if err != nil {
+		return nil, fmt.Errorf("client: pull %q partition %d from %d: %w", stream, partition, from, err)
+	}
+	resp, err := wire.DecodePullResponse(r.data)
+	if err != nil {
+		return nil, fmt.Errorf("client: pull %q partition %d from %d: %w", stream, partition, from, err)
+	}
+	out := make([]core.Message, len(resp.Messages))
+	for i, m := range resp.Messages {
+		if m.Index < from || i > 0 && m.Index <= out[i-1].Index {
+			return nil, fmt.Errorf("client: pull %q partition %d from %d: index %d out of order", stream, partition, from, m.Index)
+		}
+		out[i] = core.Message{Index: m.Index, Data: append([]byte(nil), m.Data...)}
+	}
+	return out, nil
+}
+
+// GetIndex returns the index saved on the hub for (clientID, stream, partition), or an
+// error matching core.ErrIndexNotFound.
+func (c *Conn) GetIndex(ctx context.Context, clientID, stream string, partition int) (uint64, error) {
+	return getIndex(ctx, c.s, c.nextID(), clientID, stream, partition, c.timeout)
+}
+
+// SaveIndex saves index on the hub (monotonically) and returns the value saved afterwards.
+func (c *Conn) SaveIndex(ctx context.Context, clientID, stream string, partition int, index uint64) (uint64, error) {
+	return saveIndex(ctx, c.s, c.nextID(), clientID, stream, partition, index, c.timeout)
+}

@@ -1,0 +1,613 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/wire"
+)
+
+// Consumer defaults.
+const (
+	DefaultPullLimit      = 256
+	DefaultPullWait       = 5 * time.Second
+	DefaultHandlerRetries = 3
+)
+
+// Handler handles one message. A nil error means the message is done: the consumer moves
+// past it and will save the next index. m.Data belongs to the handler.
+type Handler func(ctx context.Context, m core.Message) error
+
+// ErrorPolicy says what a [Consumer] does with a message whose handler still fails after
+// its retries.
+type ErrorPolicy int
+
+const (
+	// Stop makes Run save the index of that message (so it is the first handled again) and
+	// return the handler's error. It is the default.
+	Stop ErrorPolicy = iota
+	// Skip logs the error, counts the message as skipped and moves past it.
+	Skip
+)
+
+func (p ErrorPolicy) String() string {
+	switch p {
+	case Stop:
+		return "stop"
+	case Skip:
+		return "skip"
+	}
+	return fmt.Sprintf("ErrorPolicy(%d)", int(p))
+}
+
+// HandlerError is returned by [Consumer.Run] under the Stop policy: the handler failed on
+// the message at Index after all its attempts.
+type HandlerError struct {
+	Stream   string
+	Index    uint64
+	Attempts int
+	Err      error
+}
+
+func (e *HandlerError) Error() string {
+	return fmt.Sprintf("client: consumer of %q: handler failed on index %d after %d attempt(s): %v", e.Stream, e.Index, e.Attempts, e.Err)
+}
+
+func (e *HandlerError) Unwrap() error { return e.Err }
+
+type consumerConfig struct {
+	clientID       string
+	partition      int
+	index          core.IndexStorage
+	start          uint64
+	pullLimit      int
+	pullWait       time.Duration
+	requestTimeout time.Duration
+	backoff        Backoff
+	retries        int
+	handlerBackoff Backoff
+	policy         ErrorPolicy
+	logger         *slog.Logger
+}
+
+// ConsumerOption configures a [Consumer]. Options are validated by [NewConsumer]; an
+// invalid one returns an error matching [core.ErrInvalidOption].
+type ConsumerOption func(*consumerConfig) error
+
+// WithClientID sets the consumer's identity for its saved index. Without it the consumer
+// keeps its position only in memory and starts at the start index.
+func WithClientID(id string) ConsumerOption {
+	return func(c *consumerConfig) error {
+		if err := core.ValidateClientID(id); err != nil {
+			return fmt.Errorf("%w: client: %w", core.ErrInvalidOption, err)
+		}
+		c.clientID = id
+		return nil
+	}
+}
+
+// WithIndexStorage keeps the saved index in a local store instead of the hub's index
+// service. It needs WithClientID. The consumer does not close it.
+func WithIndexStorage(s core.IndexStorage) ConsumerOption {
+	return func(c *consumerConfig) error {
+		if s == nil {
+			return fmt.Errorf("%w: client: nil index storage", core.ErrInvalidOption)
+		}
+		c.index = s
+		return nil
+	}
+}
+
+// WithStartIndex sets where a consumer with no saved index starts (default 0: the oldest
+// message).
+func WithStartIndex(i uint64) ConsumerOption {
+	return func(c *consumerConfig) error { c.start = i; return nil }
+}
+
+// WithPullLimit sets the most messages one pull asks for (default DefaultPullLimit); the
+// hub may send fewer to fit a frame.
+func WithPullLimit(n int) ConsumerOption {
+	return func(c *consumerConfig) error {
+		if n < 1 {
+			return fmt.Errorf("%w: client: pull limit %d, want >= 1", core.ErrInvalidOption, n)
+		}
+		c.pullLimit = n
+		return nil
+	}
+}
+
+// WithPullWait sets how long the hub holds a pull that finds no message (long poll,
+// default DefaultPullWait; at most the hub's own maximum). With 0 the consumer polls,
+// pausing the backoff's Min between empty pulls.
+func WithPullWait(d time.Duration) ConsumerOption {
+	return func(c *consumerConfig) error {
+		if d < 0 {
+			return fmt.Errorf("%w: client: pull wait %v, want >= 0", core.ErrInvalidOption, d)
+		}
+		c.pullWait = d
+		return nil
+	}
+}
+
+// WithConsumerRequestTimeout sets how long the consumer waits for a reply beyond the pull
+// wait (default DefaultRequestTimeout). A timeout ends the session; the consumer
+// reconnects and resumes.
+func WithConsumerRequestTimeout(d time.Duration) ConsumerOption {
+	return func(c *consumerConfig) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: client: request timeout %v, want > 0", core.ErrInvalidOption, d)
+		}
+		c.requestTimeout = d
+		return nil
+	}
+}
+
+// WithConsumerBackoff sets the backoff between reconnect attempts (default DefaultBackoff).
+func WithConsumerBackoff(b Backoff) ConsumerOption {
+	return func(c *consumerConfig) error {
+		if err := b.validate(); err != nil {
+			return err
+		}
+		c.backoff = b
+		return nil
+	}
+}
+
+// WithHandlerRetries sets how many times a failed handler is retried on the same message,
+// waiting b between attempts, before the error policy applies (default
+// DefaultHandlerRetries with DefaultBackoff).
+func WithHandlerRetries(n int, b Backoff) ConsumerOption {
+	return func(c *consumerConfig) error {
+		if n < 0 {
+			return fmt.Errorf("%w: client: handler retries %d, want >= 0", core.ErrInvalidOption, n)
+		}
+		if err := b.validate(); err != nil {
+			return err
+		}
+		c.retries, c.handlerBackoff = n, b
+		return nil
+	}
+}
+
+// WithErrorPolicy sets what happens when the handler still fails after its retries
+// (default Stop).
+func WithErrorPolicy(p ErrorPolicy) ConsumerOption {
+	return func(c *consumerConfig) error {
+		if p != Stop && p != Skip {
+			return fmt.Errorf("%w: client: unknown error policy %d", core.ErrInvalidOption, int(p))
+		}
+		c.policy = p
+		return nil
+	}
+}
+
+// WithConsumerLogger sets the logger for reconnects and skipped messages (default:
+// discard).
+func WithConsumerLogger(l *slog.Logger) ConsumerOption {
+	return func(c *consumerConfig) error {
+		if l == nil {
+			return fmt.Errorf("%w: client: nil logger", core.ErrInvalidOption)
+		}
+		c.logger = l
+		return nil
+	}
+}
+
+// ConsumerStats are a consumer's counters since it was created.
+type ConsumerStats struct {
+	Received      uint64 // messages received in pull responses
+	Handled       uint64 // messages whose handler succeeded
+	HandlerErrors uint64 // failed handler calls (each attempt)
+	Skipped       uint64 // messages skipped under the Skip policy
+	Duplicates    uint64 // messages received again below the current position (ignored)
+	Saves         uint64 // acknowledged index saves
+	PullErrors    uint64 // pulls that failed (timeout, lost connection, error reply)
+	Reconnects    uint64 // sessions opened after the first one
+}
+
+// Consumer reads one stream partition through a hub, hands each message to a handler in
+// index order, and saves its position (the next index) only after the handler succeeded.
+// It resumes from the saved index after a restart and from its in-memory position after a
+// reconnect, so it never skips a message; a message may be handled again after a crash
+// between the handler and the save (at-least-once).
+type Consumer struct {
+	c       *Client
+	stream  string
+	handler Handler
+	cfg     consumerConfig
+	log     *slog.Logger
+
+	running   sync.Mutex // held by Run
+	closeOnce sync.Once
+	closed    chan struct{}
+
+	mu      sync.Mutex
+	next    uint64 // the next index to read
+	known   bool   // next is initialised (from the saved index or the start index)
+	unsaved bool   // next moved past the saved index
+	reqID   uint64
+
+	received, handled, handlerErrors, skipped, dups, saves, pullErrors, reconnects atomic.Uint64
+}
+
+// NewConsumer returns a consumer of stream that passes each message to h. Call Run to
+// start it.
+func NewConsumer(c *Client, stream string, h Handler, opts ...ConsumerOption) (*Consumer, error) {
+	if c == nil {
+		return nil, fmt.Errorf("%w: client: nil Client", core.ErrInvalidOption)
+	}
+	if h == nil {
+		return nil, fmt.Errorf("%w: client: nil handler", core.ErrInvalidOption)
+	}
+	if err := core.ValidateStreamName(stream); err != nil {
+		return nil, fmt.Errorf("client: consumer: %w", err)
+	}
+	cfg := consumerConfig{
+		pullLimit:      DefaultPullLimit,
+		pullWait:       DefaultPullWait,
+		requestTimeout: DefaultRequestTimeout,
+		backoff:        DefaultBackoff,
+		retries:        DefaultHandlerRetries,
+		handlerBackoff: DefaultBackoff,
+		logger:         discardLogger,
+	}
+	for _, o := range opts {
+		if o == nil {
+			return nil, fmt.Errorf("%w: client: nil consumer option", core.ErrInvalidOption)
+		}
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.index != nil && cfg.clientID == "" {
+		return nil, fmt.Errorf("%w: client: WithIndexStorage needs WithClientID", core.ErrInvalidOption)
+	}
+	cons := &Consumer{
+		c:       c,
+		stream:  stream,
+		handler: h,
+		cfg:     cfg,
+		log:     cfg.logger.With("stream", stream, "client_id", cfg.clientID),
+		closed:  make(chan struct{}),
+	}
+	if err := c.track(cons); err != nil {
+		return nil, err
+	}
+	return cons, nil
+}
+
+// Position returns the next index the consumer will read and whether it is known yet.
+func (c *Consumer) Position() (uint64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.next, c.known
+}
+
+// Stats returns the consumer's counters.
+func (c *Consumer) Stats() ConsumerStats {
+	return ConsumerStats{
+		Received:      c.received.Load(),
+		Handled:       c.handled.Load(),
+		HandlerErrors: c.handlerErrors.Load(),
+		Skipped:       c.skipped.Load(),
+		Duplicates:    c.dups.Load(),
+		Saves:         c.saves.Load(),
+		PullErrors:    c.pullErrors.Load(),
+		Reconnects:    c.reconnects.Load(),
+	}
+}
+
+// Close stops a running Run and waits for it to return; Run is not started afterwards. A
+// second Close returns nil. [Client.Close] closes the consumers still open.
+func (c *Consumer) Close() error {
+	c.closeOnce.Do(func() {
+		close(c.closed)
+		c.c.untrack(c)
+	})
+	c.running.Lock() // waits for Run
+	c.running.Unlock()
+	return nil
+}
+
+// Run pulls and handles messages until ctx ends (it returns ctx.Err()), Close is called (it
+// returns nil), or, under the Stop policy, a handler fails for good (it returns a
+// *[HandlerError]). Connection failures, timeouts and hub errors are retried with backoff;
+// they never end Run and a failed pull is never taken for "no messages". Run must not be
+// called twice at the same time.
+func (c *Consumer) Run(ctx context.Context) error {
+	if !c.running.TryLock() {
+		return fmt.Errorf("%w: client: consumer of %q is already running", core.ErrInvalidArgument, c.stream)
+	}
+	defer c.running.Unlock()
+	select {
+	case <-c.closed:
+		return nil
+	default:
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { // owned by Run: ends when Run returns (cancel) or Close is called
+		select {
+		case <-c.closed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	failures := 0
+	for first := true; ; first = false {
+		if !first {
+			c.reconnects.Add(1)
+		}
+		progressed, err := c.session(ctx)
+		if ctx.Err() != nil {
+			if err := c.finalSave(); err != nil {
+				// Harmless: the messages after the last saved index are handled again.
+				c.log.Warn("sluice consumer: saving the position at exit failed", "err", err)
+			}
+			select {
+			case <-c.closed:
+				return nil
+			default:
+				return ctx.Err()
+			}
+		}
+		var he *HandlerError
+		if errors.As(err, &he) {
+			return err
+		}
+		if progressed {
+			failures = 0
+		}
+		failures++
+		d := c.cfg.backoff.Delay(failures)
+		c.log.Warn("sluice consumer: session failed; reconnecting", "err", err, "retry_in", d)
+		if sleep(ctx, d) != nil {
+			continue // handled at the top of the next iteration
+		}
+	}
+}
+
+// finalSave tries once, briefly, to save a position that moved since the last save (Run is
+// ending). Failure is harmless: the messages are handled again next time.
+func (c *Consumer) finalSave() error {
+	c.mu.Lock()
+	unsaved, next := c.unsaved, c.next
+	c.mu.Unlock()
+	if !unsaved || c.cfg.clientID == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if c.cfg.index != nil {
+		if err := c.cfg.index.SaveIndex(ctx, c.cfg.clientID, c.stream, c.cfg.partition, next); err != nil {
+			return err
+		}
+		c.markSaved(next)
+		return nil
+	}
+	s, err := c.c.openSession(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	return c.save(ctx, s, next)
+}
+
+func (c *Consumer) markSaved(next uint64) {
+	c.saves.Add(1)
+	c.mu.Lock()
+	if c.next == next {
+		c.unsaved = false
+	}
+	c.mu.Unlock()
+}
+
+func (c *Consumer) nextID() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.reqID++
+	return c.reqID
+}
+
+// session runs one session; progressed reports whether any message was handled or pulled.
+func (c *Consumer) session(ctx context.Context) (progressed bool, err error) {
+	s, err := c.c.openSession(ctx, nil)
+	if err != nil {
+		return false, err
+	}
+	defer s.close()
+	route, err := s.createStream(ctx, c.stream, c.cfg.requestTimeout)
+	if err != nil {
+		return false, err
+	}
+	c.mu.Lock()
+	known, unsaved, next := c.known, c.unsaved, c.next
+	c.mu.Unlock()
+	if !known {
+		next, err = c.loadIndex(ctx, s)
+		if err != nil {
+			return false, err
+		}
+		c.mu.Lock()
+		c.next, c.known = next, true
+		c.mu.Unlock()
+	} else if unsaved {
+		if err := c.save(ctx, s, next); err != nil {
+			return false, err
+		}
+	}
+	for {
+		msgs, err := c.pull(ctx, s, route, next)
+		if err != nil {
+			c.pullErrors.Add(1)
+			return progressed, err
+		}
+		if len(msgs) == 0 {
+			if c.cfg.pullWait == 0 { // no long poll: do not spin on an idle stream
+				if err := sleep(ctx, c.cfg.backoff.Min); err != nil {
+					return progressed, err
+				}
+			}
+			continue
+		}
+		progressed = true
+		c.received.Add(uint64(len(msgs)))
+		for _, m := range msgs {
+			if m.Index < next {
+				c.dups.Add(1)
+				continue
+			}
+			if err := c.handle(ctx, m); err != nil {
+				// Stop: the failed message is the next one; save the progress before it.
+				if serr := c.save(ctx, s, next); serr != nil {
+					c.log.Warn("sluice consumer: save before stopping failed", "err", serr)
+				}
+				return progressed, err
+			}
+			next = m.Index + 1
+			c.mu.Lock()
+			c.next, c.unsaved = next, true
+			c.mu.Unlock()
+		}
+		if err := c.save(ctx, s, next); err != nil {
+			return progressed, err
+		}
+	}
+}
+
+// handle runs the handler on m with retries; under Skip a final failure returns nil.
+func (c *Consumer) handle(ctx context.Context, m core.Message) error {
+	attempts := 1 + c.cfg.retries
+	var err error
+	for a := 1; a <= attempts; a++ {
+		if a > 1 {
+			if serr := sleep(ctx, c.cfg.handlerBackoff.Delay(a-1)); serr != nil {
+				return serr
+			}
+		}
+		if err = c.handler(ctx, m); err == nil {
+			c.handled.Add(1)
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		c.handlerErrors.Add(1)
+	}
+	if c.cfg.policy == Skip {
+		c.skipped.Add(1)
+		c.log.Error("sluice consumer: handler failed; skipping the message", "index", m.Index, "attempts", attempts, "err", err)
+		return nil
+	}
+	return &HandlerError{Stream: c.stream, Index: m.Index, Attempts: attempts, Err: err}
+}
+
+// loadIndex returns the saved index, or the start index when none was saved.
+func (c *Consumer) loadIndex(ctx context.Context, s *session) (uint64, error) {
+	if c.cfg.clientID == "" {
+		return c.cfg.start, nil
+	}
+	if c.cfg.index != nil {
+		i, err := c.cfg.index.GetIndex(ctx, c.cfg.clientID, c.stream, c.cfg.partition)
+		if errors.Is(err, core.ErrIndexNotFound) {
+			return c.cfg.start, nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("client: consumer of %q: get index: %w", c.stream, err)
+		}
+		return i, nil
+	}
+	i, err := getIndex(ctx, s, c.nextID(), c.cfg.clientID, c.stream, c.cfg.partition, c.cfg.requestTimeout)
+	if errors.Is(err, core.ErrIndexNotFound) {
+		return c.cfg.start, nil
+	}
+	return i, err
+}
+
+// save saves next as the consumer's index and waits for the acknowledgement.
+func (c *Consumer) save(ctx context.Context, s *session, next uint64) error {
+	if c.cfg.clientID == "" {
+		c.mu.Lock()
+		c.unsaved = false
+		c.mu.Unlock()
+		return nil
+	}
+	if c.cfg.index != nil {
+		if err := c.cfg.index.SaveIndex(ctx, c.cfg.clientID, c.stream, c.cfg.partition, next); err != nil {
+			return fmt.Errorf("client: consumer of %q: save index %d: %w", c.stream, next, err)
+		}
+		c.markSaved(next)
+		return nil
+	}
+	if _, err := saveIndex(ctx, s, c.nextID(), c.cfg.clientID, c.stream, c.cfg.partition, next, c.cfg.requestTimeout); err != nil {
+		return err
+	}
+	c.markSaved(next)
+	return nil
+}
+
+// pull long-polls for messages from index next. An empty result means the wait passed
+// without a message; any failure is an error.
+func (c *Consumer) pull(ctx context.Context, s *session, route wire.Route, next uint64) ([]core.Message, error) {
+	id := c.nextID()
+	req := wire.PullWaitRequest{RequestID: id, Index: next, Limit: uint64(c.cfg.pullLimit), WaitMS: uint64(c.cfg.pullWait / time.Millisecond)}
+	r, err := s.call(ctx, route, waitKey{"pull", id}, wire.EncodePayload(wire.ProtocolPullWait, req), c.cfg.pullWait+c.cfg.requestTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("client: pull %q from index %d: %w", c.stream, next, err)
+	}
+	resp, err := wire.DecodePullResponse(r.data)
+	if err != nil {
+		return nil, fmt.Errorf("client: pull %q from index %d: %w", c.stream, next, err)
+	}
+	out := make([]core.Message, len(resp.Messages))
+	for i, m := range resp.Messages {
+		if i > 0 && m.Index <= out[i-1].Index {
+			return nil, fmt.Errorf("client: pull %q from index %d: indexes out of order (%d after %d)", c.stream, next, m.Index, out[i-1].Index)
+		}
+		out[i] = core.Message{Index: m.Index, Data: append([]byte(nil), m.Data...)}
+	}
+	return out, nil
+}
+
+// getIndex asks the hub's index service for the saved index.
+func getIndex(ctx context.Context, s *session, id uint64, clientID, stream string, partition int, timeout time.Duration) (uint64, error) {
+	req := wire.IndexGetRequest{RequestID: id, ClientID: clientID, StreamName: stream, Partition: uint64(partition)}
+	r, err := s.call(ctx, s.route(s.c.cfg.indexService), waitKey{"index", id}, wire.EncodePayload(wire.ProtocolIndexGet, req), timeout)
+	if err != nil {
+		return 0, fmt.Errorf("client: get index of %q for %q: %w", stream, clientID, err)
+	}
+	rep, err := wire.DecodeIndexReply(r.data)
+	if err != nil {
+		return 0, fmt.Errorf("client: get index of %q for %q: %w", stream, clientID, err)
+	}
+	if rep.Status != wire.StatusOK {
+		return 0, fmt.Errorf("client: get index of %q for %q: %w: %w", stream, clientID, ErrRejected, core.ErrUnavailable)
+	}
+	if !rep.Index.Valid {
+		return 0, fmt.Errorf("client: get index of %q for %q: %w", stream, clientID, core.ErrIndexNotFound)
+	}
+	return rep.Index.Value, nil
+}
+
+// saveIndex saves index on the hub and returns the value saved after the monotonic save.
+func saveIndex(ctx context.Context, s *session, id uint64, clientID, stream string, partition int, index uint64, timeout time.Duration) (uint64, error) {
+	req := wire.IndexSaveRequest{RequestID: id, ClientID: clientID, StreamName: stream, Partition: uint64(partition), Index: index}
+	r, err := s.call(ctx, s.route(s.c.cfg.indexService), waitKey{"index", id}, wire.EncodePayload(wire.ProtocolIndexSave, req), timeout)
+	if err != nil {
+		return 0, fmt.Errorf("client: save index %d of %q for %q: %w", index, stream, clientID, err)
+	}
+	rep, err := wire.DecodeIndexReply(r.data)
+	if err != nil {
+		return 0, fmt.Errorf("client: save index %d of %q for %q: %w", index, stream, clientID, err)
+	}
+	if rep.Status != wire.StatusOK || !rep.Index.Valid {
+		return 0, fmt.Errorf("client: save index %d of %q for %q: %w: %w", index, stream, clientID, ErrRejected, core.ErrUnavailable)
+	}
+	return rep.Index.Value, nil
+}

@@ -1,0 +1,49 @@
+// Package client is what a device embeds to talk to a Sluice hub: a [Publisher] that
+// appends messages to a stream with at-least-once delivery, a [Consumer] that reads a stream
+// and keeps its position, and a low-level [Conn] for plain request/response use.
+//
+// A [Client] connects a local routing node to a hub: [Dial] creates a node with a TCP
+// transport for a hub at "host:port"; [New] uses an existing node and any route to the hub.
+//
+// # Delivery
+//
+// A message is delivered when the hub confirms it (PushConfirm OK, sent only after the
+// backend append is durable). The publisher numbers requests uniquely, keeps up to a window
+// of messages in flight (Publish blocks while the window is full), gives each request its
+// own timeout, and after any failure — a lost connection, a timeout, an ERROR reply —
+// reconnects with exponential backoff and jitter, creates the stream again and resends
+// every unconfirmed message in its original order. With [WithOutbox], unconfirmed messages
+// are kept in a bbolt file and resent first after a device restart.
+//
+// So messages can be stored twice, never lost once confirmed, and the first occurrence of
+// each of a publisher's messages keeps the publish order (see [Publisher] for the one
+// exception, a hub that fails an append). [PublisherStats] counts resends
+// and possible duplicates; a receiver that needs exactly-once processing drops duplicates
+// (a secure channel does).
+//
+// The consumer reads from its saved index (the hub's index service, or a local
+// [core.IndexStorage]), long-polls for new messages, hands each to its [Handler] in index
+// order and saves the next index — acknowledged by the hub — only after the handler
+// succeeded. A failed pull is an error that ends the session and is retried; it is never
+// taken for "no messages". A handler error is retried with backoff, then the [ErrorPolicy]
+// stops the consumer or skips the message.
+//
+// # Configuration
+//
+// Clients, publishers and consumers take functional options, validated by their
+// constructors; an invalid value returns an error matching [core.ErrInvalidOption].
+//
+// # Errors
+//
+// Errors match the sentinels of package core with errors.Is: [core.ErrClosed] after Close,
+// [core.ErrMessageTooLarge] for a message that cannot fit a frame ([MaxMessageSize]),
+// [core.ErrInvalidArgument] for a bad stream name, [core.ErrUnavailable] when the hub
+// cannot be reached; [ErrTimeout] and [ErrRejected] say why a session failed.
+//
+// # Limitations
+//
+// A publisher and a consumer each talk to partition 0 of their stream (stream_create), as
+// Ockam's stream clients do. The publisher's window counts messages, not bytes. A TCP
+// connection that silently stops delivering bytes is replaced only after the client's idle
+// timeout ([WithIdleTimeout]); until then requests time out and are resent on it.
+package client

@@ -1,0 +1,195 @@
+package client_test
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/backends/bbolt"
+	"github.com/sluicehq/sluice/backends/memory"
+	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/client"
+	"github.com/sluicehq/sluice/core/transport/faultproxy"
+	"github.com/sluicehq/sluice/hub"
+)
+
+// testHub is an in-process hub on a real loopback TCP listener.
+type testHub struct {
+	*hub.Hub
+	Addr  string
+	Store core.Storage
+}
+
+// startHub starts a hub on a fresh memory backend, closed at the end of the test.
+func startHub(t testing.TB, opts ...hub.Option) *testHub {
+	t.Helper()
+	s, err := memory.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startHubOn(t, &core.Backend{Storage: s, Index: s}, opts...)
+}
+
+// startBboltHub starts a hub on a bbolt backend in a temporary directory.
+func startBboltHub(t testing.TB, opts ...hub.Option) *testHub {
+	t.Helper()
+	s, err := bbolt.New(context.Background(), filepath.Join(t.TempDir(), "hub.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startHubOn(t, &core.Backend{Storage: s, Index: s}, opts...)
+}
+
+func startHubOn(t testing.TB, b *core.Backend, opts ...hub.Option) *testHub {
+	t.Helper()
+	h, err := hub.New(b, append([]hub.Option{hub.WithMaxPullWait(time.Second)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := h.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := h.Close(); err != nil {
+			t.Errorf("hub Close: %v", err)
+		}
+		if err := b.Close(); err != nil {
+			t.Errorf("backend Close: %v", err)
+		}
+	})
+	return &testHub{Hub: h, Addr: a.String(), Store: b.Storage}
+}
+
+func newProxy(t testing.TB, target string, opts ...faultproxy.Option) *faultproxy.Proxy {
+	t.Helper()
+	p, err := faultproxy.New(target, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	return p
+}
+
+func dial(t testing.TB, addr string, opts ...client.Option) *client.Client {
+	t.Helper()
+	c, err := client.Dial(addr, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("client Close: %v", err)
+		}
+	})
+	return c
+}
+
+func newPublisher(t testing.TB, c *client.Client, stream string, opts ...client.PublisherOption) *client.Publisher {
+	t.Helper()
+	p, err := client.NewPublisher(context.Background(), c, stream, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	return p
+}
+
+// fastBackoff keeps reconnects quick in tests.
+var fastBackoff = client.Backoff{Min: 5 * time.Millisecond, Max: 100 * time.Millisecond, Factor: 2, Jitter: 0.5}
+
+// msg encodes (publisher, seq) into a payload of at least size bytes.
+func msg(pub, seq uint32, size int) []byte {
+	b := make([]byte, max(size, 8))
+	binary.BigEndian.PutUint32(b, pub)
+	binary.BigEndian.PutUint32(b[4:], seq)
+	return b
+}
+
+func parse(b []byte) (pub, seq uint32) {
+	return binary.BigEndian.Uint32(b), binary.BigEndian.Uint32(b[4:])
+}
+
+// orderChecker checks at-least-once, in-order delivery per publisher: the first occurrences
+// of each publisher's sequence numbers arrive as 0, 1, 2, ...; repeats are duplicates.
+type orderChecker struct {
+	mu   sync.Mutex
+	next map[uint32]uint32
+	dups int
+	errs []string
+}
+
+func newOrderChecker() *orderChecker { return &orderChecker{next: map[uint32]uint32{}} }
+
+func (o *orderChecker) add(b []byte) {
+	pub, seq := parse(b)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	switch n := o.next[pub]; {
+	case seq == n:
+		o.next[pub] = n + 1
+	case seq < n:
+		o.dups++
+	default:
+		if len(o.errs) < 10 {
+			o.errs = append(o.errs, fmt.Sprintf("publisher %d: got seq %d, expected %d (gap or reorder)", pub, seq, n))
+		}
+	}
+}
+
+// count returns how many distinct messages of pub arrived (in order).
+func (o *orderChecker) count(pub uint32) uint32 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.next[pub]
+}
+
+func (o *orderChecker) check(t testing.TB) {
+	t.Helper()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, e := range o.errs {
+		t.Error(e)
+	}
+}
+
+// runConsumer runs c in the background until the test ends (or stop is called) and returns
+// a function that stops it and returns Run's error.
+func runConsumer(t testing.TB, c *client.Consumer) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- c.Run(ctx) }()
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			err = <-errc
+		})
+		return err
+	}
+	t.Cleanup(func() { _ = stop() })
+	return stop
+}
+
+// waitFor polls cond until it holds or the test's deadline is near.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	if d, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
+		if dl, ok := d.Deadline(); ok && dl.Add(-5*time.Second).Before(deadline) {
+			deadline = dl.Add(-5 * time.Second)
+		}
+	}
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -1,0 +1,120 @@
+package client
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/sluicehq/sluice/core"
+)
+
+// The outbox file layout: bucket "meta" holds "stream" (the stream the outbox belongs to,
+// with its partition) and bucket "messages" maps an 8-byte big-endian sequence number to the
+// message bytes. Sequence numbers increase in publish order, so a cursor walks the messages
+// in their original order.
+var (
+	bucketMeta     = []byte("meta")
+	bucketMessages = []byte("messages")
+	keyStream      = []byte("stream")
+)
+
+// outbox keeps unconfirmed messages in a bbolt file so that they survive a device restart.
+type outbox struct {
+	db *bolt.DB
+}
+
+// outboxItem is one message read back from the outbox.
+type outboxItem struct {
+	seq  uint64
+	data []byte
+}
+
+// openOutbox opens (creating if needed) the outbox at path for stream and returns the
+// messages still in it, in publish order. An outbox written for another stream is refused
+// with core.ErrInvalidOption.
+func openOutbox(path, stream string) (*outbox, []outboxItem, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		return nil, nil, fmt.Errorf("client: open outbox %q: %w", path, err)
+	}
+	// Concurrent puts are coalesced into one transaction (one fsync); a lone Publish should
+	// not wait long for company.
+	db.MaxBatchDelay = time.Millisecond
+	var items []outboxItem
+	err = db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		if got := meta.Get(keyStream); got == nil {
+			if err := meta.Put(keyStream, []byte(stream)); err != nil {
+				return err
+			}
+		} else if string(got) != stream {
+			return fmt.Errorf("%w: client: outbox %q belongs to stream %q, not %q; use one outbox file per stream", core.ErrInvalidOption, path, got, stream)
+		}
+		msgs, err := tx.CreateBucketIfNotExists(bucketMessages)
+		if err != nil {
+			return err
+		}
+		return msgs.ForEach(func(k, v []byte) error {
+			if len(k) != 8 {
+				return fmt.Errorf("client: outbox %q: corrupt key %x", path, k)
+			}
+			items = append(items, outboxItem{seq: binary.BigEndian.Uint64(k), data: append([]byte(nil), v...)})
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, nil, errors.Join(err, db.Close())
+	}
+	return &outbox{db: db}, items, nil
+}
+
+func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(make([]byte, 0, 8), seq) }
+
+// put stores one message durably. Concurrent calls are coalesced into one transaction
+// (bolt's Batch), so many publishers share one fsync.
+func (o *outbox) put(seq uint64, data []byte) error {
+	err := o.db.Batch(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMessages).Put(seqKey(seq), data)
+	})
+	if err != nil {
+		return fmt.Errorf("client: outbox put: %w", err)
+	}
+	return nil
+}
+
+// remove deletes confirmed messages in one transaction.
+func (o *outbox) remove(seqs []uint64) error {
+	if len(seqs) == 0 {
+		return nil
+	}
+	err := o.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketMessages)
+		for _, s := range seqs {
+			if err := b.Delete(seqKey(s)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("client: outbox remove: %w", err)
+	}
+	return nil
+}
+
+// len returns the number of messages in the outbox.
+func (o *outbox) len() (n int, err error) {
+	err = o.db.View(func(tx *bolt.Tx) error {
+		n = tx.Bucket(bucketMessages).Stats().KeyN
+		return nil
+	})
+	return n, err
+}
+
+func (o *outbox) close() error { return o.db.Close() }

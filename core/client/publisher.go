@@ -1,0 +1,828 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/wire"
+)
+
+// Publisher defaults.
+const (
+	DefaultWindow         = 256
+	DefaultRequestTimeout = 10 * time.Second
+	DefaultCloseTimeout   = 10 * time.Second
+	DefaultMaxBatch       = 64
+)
+
+// ErrTimeout matches the error recorded when a request was not answered within its timeout.
+// The publisher and consumer retry after it; it reaches callers only through logs and
+// [Consumer.Run] when retries are exhausted.
+var ErrTimeout = errors.New("client: request timed out")
+
+// ErrGaveUp matches the error of an [Ack] whose message the hub refused as many times as
+// [WithMaxRejections] allows.
+var ErrGaveUp = errors.New("client: gave up on the message")
+
+// ErrRejected matches a request the hub answered with status ERROR or an "error" reply.
+var ErrRejected = errors.New("client: hub rejected the request")
+
+type publisherConfig struct {
+	window         int
+	requestTimeout time.Duration
+	closeTimeout   time.Duration
+	backoff        Backoff
+	maxBatch       int
+	outboxPath     string
+	logger         *slog.Logger
+	maxMessage     int
+	maxRejections  int
+}
+
+// PublisherOption configures a [Publisher]. Options are validated by [NewPublisher]; an
+// invalid one returns an error matching [core.ErrInvalidOption].
+type PublisherOption func(*publisherConfig) error
+
+// WithWindow sets how many messages may be published and not yet confirmed (default
+// DefaultWindow). When the window is full, Publish blocks until a confirm frees room.
+func WithWindow(n int) PublisherOption {
+	return func(c *publisherConfig) error {
+		if n < 1 {
+			return fmt.Errorf("%w: client: window %d, want >= 1", core.ErrInvalidOption, n)
+		}
+		c.window = n
+		return nil
+	}
+}
+
+// WithRequestTimeout sets how long the publisher waits for the confirm of one push request
+// (default DefaultRequestTimeout). Each request has its own timer. A timeout is treated as a
+// broken connection: the publisher reconnects and resends every unconfirmed message in order.
+func WithRequestTimeout(d time.Duration) PublisherOption {
+	return func(c *publisherConfig) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: client: request timeout %v, want > 0", core.ErrInvalidOption, d)
+		}
+		c.requestTimeout = d
+		return nil
+	}
+}
+
+// WithCloseTimeout bounds how long Close waits for unconfirmed messages (default
+// DefaultCloseTimeout).
+func WithCloseTimeout(d time.Duration) PublisherOption {
+	return func(c *publisherConfig) error {
+		if d < 0 {
+			return fmt.Errorf("%w: client: close timeout %v, want >= 0", core.ErrInvalidOption, d)
+		}
+		c.closeTimeout = d
+		return nil
+	}
+}
+
+// WithBackoff sets the backoff between reconnect attempts (default DefaultBackoff).
+func WithBackoff(b Backoff) PublisherOption {
+	return func(c *publisherConfig) error {
+		if err := b.validate(); err != nil {
+			return err
+		}
+		c.backoff = b
+		return nil
+	}
+}
+
+// WithMaxBatch sets how many queued messages one request may carry (default
+// DefaultMaxBatch); a request never exceeds a frame. With 1 the publisher sends plain Ockam
+// stream_push requests, which any Ockam stream service understands; with more it uses the
+// Sluice sluice_push_batch extension.
+func WithMaxBatch(n int) PublisherOption {
+	return func(c *publisherConfig) error {
+		if n < 1 {
+			return fmt.Errorf("%w: client: max batch %d, want >= 1", core.ErrInvalidOption, n)
+		}
+		c.maxBatch = n
+		return nil
+	}
+}
+
+// WithOutbox keeps every unconfirmed message in a bbolt file at path: Publish returns only
+// after the message is durable there, a confirmed message is removed, and a publisher opened
+// on the same file (after a crash or restart) sends the messages left in it first, in their
+// original order. One outbox file belongs to one stream; it cannot be shared by two
+// publishers at once.
+func WithOutbox(path string) PublisherOption {
+	return func(c *publisherConfig) error {
+		if path == "" {
+			return fmt.Errorf("%w: client: empty outbox path", core.ErrInvalidOption)
+		}
+		c.outboxPath = path
+		return nil
+	}
+}
+
+// WithMaxMessageSize lowers the largest message Publish accepts (default and upper bound
+// MaxMessageSize). Set it to the hub's limit when that is lower (a hub answers a message
+// above its limit with status ERROR, which the publisher would retry).
+func WithMaxMessageSize(n int) PublisherOption {
+	return func(c *publisherConfig) error {
+		if n < 1 || n > MaxMessageSize {
+			return fmt.Errorf("%w: client: max message size %d outside [1, %d]", core.ErrInvalidOption, n, MaxMessageSize)
+		}
+		c.maxMessage = n
+		return nil
+	}
+}
+
+// WithMaxRejections makes the publisher give up on a message that the hub refused (status
+// ERROR) n times: its Ack completes with an error matching [ErrGaveUp] and the message
+// leaves the outbox. After a refused batch the publisher sends its messages one by one, so
+// that only the message the hub refuses is counted. Lost connections and timeouts never
+// count. The default, 0, retries forever (at-least-once); a limit trades that for not
+// blocking behind a message the hub will never take.
+func WithMaxRejections(n int) PublisherOption {
+	return func(c *publisherConfig) error {
+		if n < 0 {
+			return fmt.Errorf("%w: client: max rejections %d, want >= 0", core.ErrInvalidOption, n)
+		}
+		c.maxRejections = n
+		return nil
+	}
+}
+
+// WithPublisherLogger sets the logger for reconnects and retries (default: discard).
+func WithPublisherLogger(l *slog.Logger) PublisherOption {
+	return func(c *publisherConfig) error {
+		if l == nil {
+			return fmt.Errorf("%w: client: nil logger", core.ErrInvalidOption)
+		}
+		c.logger = l
+		return nil
+	}
+}
+
+// PublisherStats are a publisher's counters since it was created.
+type PublisherStats struct {
+	// Published counts messages accepted by Publish (plus those recovered from the outbox).
+	Published uint64
+	// Sent counts message transmissions, resends included.
+	Sent uint64
+	// Confirmed counts messages confirmed by the hub.
+	Confirmed uint64
+	// Retried counts session failures (timeout, ERROR reply, lost connection) after which
+	// the publisher reconnected and resent.
+	Retried uint64
+	// Resent counts messages sent again after a session failure.
+	Resent uint64
+	// DuplicatesPossible counts resent messages whose earlier transmission had left this
+	// process: the hub may have stored them, so the stream may hold them twice.
+	DuplicatesPossible uint64
+	// Timeouts counts requests whose timer fired before their confirm arrived.
+	Timeouts uint64
+	// Reconnects counts sessions opened after the first one.
+	Reconnects uint64
+	// Recovered counts messages loaded from the outbox at start.
+	Recovered uint64
+	// GaveUp counts messages dropped after WithMaxRejections refusals.
+	GaveUp uint64
+	// InFlight is the number of messages published and not yet confirmed, now.
+	InFlight int
+}
+
+// entry is one message between Publish and its confirm.
+type entry struct {
+	seq     uint64
+	data    []byte
+	ack     *Ack
+	slot    bool   // holds a window slot
+	ready   bool   // durable in the outbox (always true without one)
+	sentGen uint64 // session generation of the last transmission; 0 = never sent
+	refused int    // ERROR replies to requests holding only this message
+	done    bool
+}
+
+// pushRequest is one push request in flight.
+type pushRequest struct {
+	id      uint64
+	gen     uint64
+	entries []*entry
+	timer   *time.Timer
+}
+
+// Publisher appends messages to one stream through a hub with at-least-once delivery.
+//
+// It numbers every request uniquely, keeps up to a window of messages in flight, times out
+// each request on its own timer, reconnects with exponential backoff and jitter, re-creates
+// the stream, and resends unconfirmed messages in their original order. A confirmed message
+// is durable in the hub's backend. Messages may be stored more than once (counted in
+// [PublisherStats].DuplicatesPossible); a receiver that must process each message once drops
+// duplicates (a secure channel does).
+//
+// Order: messages are sent, and appended, in the order Publish accepted them. After a
+// session failure every unconfirmed message is sent again from the oldest, so the first
+// occurrences of a publisher's messages in the stream keep their order. One exception: when
+// the hub refuses a request (status ERROR: its backend failed), requests already in flight
+// behind it may be appended before the refused messages are sent again.
+//
+// Methods are safe for concurrent use. Close stops it.
+type Publisher struct {
+	c         *Client
+	stream    string
+	cfg       publisherConfig
+	log       *slog.Logger
+	slots     chan struct{}
+	kick      chan struct{}
+	ctx       context.Context // ends at Close; owns the run loop and every request
+	cancel    context.CancelFunc
+	stopped   chan struct{}
+	closing   chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+	ob        *outbox
+
+	mu        sync.Mutex
+	queue     []*entry // unconfirmed entries in publish order (done ones popped from the front)
+	reqs      map[uint64]*pushRequest
+	gen       uint64 // current session generation
+	failedGen uint64 // generation that failed (== gen: the run loop must reconnect)
+	failErr   error
+	nextSeq   uint64
+	nextReqID uint64
+	closed    bool
+	progress  chan struct{} // closed and replaced when the queue front advances
+	removeq   []uint64      // confirmed outbox sequence numbers to delete
+	sess      *session      // current session; replies of others are ignored
+	isolate   int           // send this many next requests with one message each
+
+	sessionProgress atomic.Bool // a confirm arrived since the run loop last looked
+
+	published, sent, confirmed, retried, resent, dups, timeouts, reconnects, recovered, failedMsgs atomic.Uint64
+}
+
+// NewPublisher returns a publisher to stream (created on the hub if it does not exist) and
+// starts its background loop, which connects lazily and keeps reconnecting until Close. With
+// an outbox, the messages left in it are queued first. ctx bounds only the setup (opening
+// the outbox); it is not retained.
+func NewPublisher(ctx context.Context, c *Client, stream string, opts ...PublisherOption) (*Publisher, error) {
+	if c == nil {
+		return nil, fmt.Errorf("%w: client: nil Client", core.ErrInvalidOption)
+	}
+	if err := core.ValidateStreamName(stream); err != nil {
+		return nil, fmt.Errorf("client: publisher: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	cfg := publisherConfig{
+		window:         DefaultWindow,
+		requestTimeout: DefaultRequestTimeout,
+		closeTimeout:   DefaultCloseTimeout,
+		backoff:        DefaultBackoff,
+		maxBatch:       DefaultMaxBatch,
+		logger:         discardLogger,
+		maxMessage:     MaxMessageSize,
+	}
+	for _, o := range opts {
+		if o == nil {
+			return nil, fmt.Errorf("%w: client: nil publisher option", core.ErrInvalidOption)
+		}
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	p := &Publisher{
+		c:        c,
+		stream:   stream,
+		cfg:      cfg,
+		log:      cfg.logger.With("stream", stream),
+		slots:    make(chan struct{}, cfg.window),
+		kick:     make(chan struct{}, 1),
+		stopped:  make(chan struct{}),
+		closing:  make(chan struct{}),
+		reqs:     map[uint64]*pushRequest{},
+		nextSeq:  1,
+		progress: make(chan struct{}),
+	}
+	if cfg.outboxPath != "" {
+		ob, items, err := openOutbox(cfg.outboxPath, stream)
+		if err != nil {
+			return nil, err
+		}
+		p.ob = ob
+		for _, it := range items {
+			p.queue = append(p.queue, &entry{seq: it.seq, data: it.data, ack: newAck(), ready: true})
+			p.nextSeq = it.seq + 1
+		}
+		p.recovered.Store(uint64(len(items)))
+		p.published.Store(uint64(len(items)))
+	}
+	if err := c.track(p); err != nil {
+		if p.ob != nil {
+			_ = p.ob.close()
+		}
+		return nil, err
+	}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	go p.run()
+	return p, nil
+}
+
+// Stream returns the name of the stream the publisher appends to.
+func (p *Publisher) Stream() string { return p.stream }
+
+// Publish queues data for the stream and returns an [Ack] that completes when the hub
+// confirmed it. It blocks while the window is full, until there is room or ctx ends. data is
+// copied. With an outbox, Publish returns only after data is durable in it.
+//
+// A message larger than fits one frame returns an error matching [core.ErrMessageTooLarge];
+// after Close, Publish returns an error matching [core.ErrClosed].
+func (p *Publisher) Publish(ctx context.Context, data []byte) (*Ack, error) {
+	if len(data) > p.cfg.maxMessage {
+		return nil, fmt.Errorf("client: publish to %q: %w: message is %d bytes, the limit is %d", p.stream, core.ErrMessageTooLarge, len(data), p.cfg.maxMessage)
+	}
+	select {
+	case <-p.closing:
+		return nil, fmt.Errorf("client: publish to %q: %w", p.stream, core.ErrClosed)
+	default:
+	}
+	select {
+	case p.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-p.closing:
+		return nil, fmt.Errorf("client: publish to %q: %w", p.stream, core.ErrClosed)
+	}
+	e := &entry{data: append([]byte(nil), data...), ack: newAck(), slot: true, ready: p.ob == nil}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		<-p.slots
+		return nil, fmt.Errorf("client: publish to %q: %w", p.stream, core.ErrClosed)
+	}
+	e.seq = p.nextSeq
+	p.nextSeq++
+	p.queue = append(p.queue, e)
+	p.mu.Unlock()
+	p.published.Add(1)
+	if p.ob != nil {
+		// The entry holds its place in the queue (so the send order is the sequence order)
+		// but is not sent before it is durable in the outbox.
+		if err := p.ob.put(e.seq, e.data); err != nil {
+			p.mu.Lock()
+			e.done = true
+			p.advanceLocked()
+			p.mu.Unlock()
+			<-p.slots
+			e.ack.complete(0, err)
+			p.signal()
+			return nil, fmt.Errorf("client: publish to %q: %w", p.stream, err)
+		}
+		p.mu.Lock()
+		e.ready = true
+		p.mu.Unlock()
+	}
+	p.signal()
+	return e.ack, nil
+}
+
+// PublishSync publishes data and waits for its confirm; it returns the index the hub
+// assigned. If ctx ends first the message is still being delivered.
+func (p *Publisher) PublishSync(ctx context.Context, data []byte) (uint64, error) {
+	a, err := p.Publish(ctx, data)
+	if err != nil {
+		return 0, err
+	}
+	return a.Wait(ctx)
+}
+
+// Flush waits until every message published before the call is confirmed, or ctx ends.
+func (p *Publisher) Flush(ctx context.Context) error {
+	p.mu.Lock()
+	target := p.nextSeq
+	p.mu.Unlock()
+	for {
+		p.mu.Lock()
+		doneUpTo := len(p.queue) == 0 || p.queue[0].seq >= target
+		ch := p.progress
+		p.mu.Unlock()
+		if doneUpTo {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("client: flush %q: %d message(s) unconfirmed: %w", p.stream, p.inFlight(), ctx.Err())
+		case <-p.stopped:
+			return fmt.Errorf("client: flush %q: %w", p.stream, core.ErrClosed)
+		}
+	}
+}
+
+// Close stops accepting messages, waits up to the close timeout for the unconfirmed ones,
+// then stops the background loop and releases the outbox. Acks still pending complete with
+// an error matching [core.ErrClosed]; with an outbox those messages stay in it. Close returns
+// an error when messages were left unconfirmed. A second Close returns the first's result.
+// Close does not close the [Client]; [Client.Close] closes the publishers still open.
+func (p *Publisher) Close() error {
+	p.closeOnce.Do(func() {
+		close(p.closing)
+		ctx, cancel := context.WithTimeout(context.Background(), p.cfg.closeTimeout)
+		flushErr := p.Flush(ctx)
+		cancel()
+		p.mu.Lock()
+		p.closed = true
+		p.mu.Unlock()
+		p.cancel()
+		<-p.stopped
+		p.mu.Lock()
+		left := p.queue
+		p.queue = nil
+		for _, r := range p.reqs {
+			r.timer.Stop()
+		}
+		p.reqs = map[uint64]*pushRequest{}
+		removals := p.takeRemovalsLocked()
+		p.mu.Unlock()
+		var errs []error
+		if flushErr != nil {
+			errs = append(errs, flushErr)
+		}
+		n := 0
+		for _, e := range left {
+			if !e.done {
+				n++
+				e.ack.complete(0, fmt.Errorf("client: publisher to %q: %w before the message was confirmed", p.stream, core.ErrClosed))
+			}
+		}
+		if p.ob != nil {
+			if err := p.ob.remove(removals); err != nil {
+				errs = append(errs, err)
+			}
+			if err := p.ob.close(); err != nil {
+				errs = append(errs, fmt.Errorf("client: close outbox: %w", err))
+			}
+		}
+		if n > 0 && flushErr == nil {
+			errs = append(errs, fmt.Errorf("client: publisher to %q closed with %d unconfirmed message(s)", p.stream, n))
+		}
+		p.closeErr = errors.Join(errs...)
+		p.c.untrack(p)
+	})
+	return p.closeErr
+}
+
+// Stats returns the publisher's counters.
+func (p *Publisher) Stats() PublisherStats {
+	return PublisherStats{
+		Published:          p.published.Load(),
+		Sent:               p.sent.Load(),
+		Confirmed:          p.confirmed.Load(),
+		Retried:            p.retried.Load(),
+		Resent:             p.resent.Load(),
+		DuplicatesPossible: p.dups.Load(),
+		Timeouts:           p.timeouts.Load(),
+		Reconnects:         p.reconnects.Load(),
+		Recovered:          p.recovered.Load(),
+		GaveUp:             p.failedMsgs.Load(),
+		InFlight:           p.inFlight(),
+	}
+}
+
+func (p *Publisher) inFlight() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, e := range p.queue {
+		if !e.done {
+			n++
+		}
+	}
+	return n
+}
+
+// signal wakes the run loop without blocking.
+func (p *Publisher) signal() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// advanceLocked pops done entries from the front of the queue and wakes Flush waiters.
+func (p *Publisher) advanceLocked() {
+	i := 0
+	for i < len(p.queue) && p.queue[i].done {
+		p.queue[i] = nil
+		i++
+	}
+	if i == 0 {
+		return
+	}
+	p.queue = p.queue[i:]
+	if len(p.queue) == 0 {
+		p.queue = nil // let the old backing array go
+	}
+	close(p.progress)
+	p.progress = make(chan struct{})
+}
+
+func (p *Publisher) takeRemovalsLocked() []uint64 {
+	r := p.removeq
+	p.removeq = nil
+	return r
+}
+
+// run is the publisher's only background goroutine (owned by the Publisher, stopped by
+// Close through p.ctx): it opens sessions, sends queued messages in order and reconnects
+// after failures.
+func (p *Publisher) run() {
+	defer close(p.stopped)
+	failures := 0
+	for first := true; ; first = false {
+		if p.ctx.Err() != nil {
+			return
+		}
+		if !first {
+			p.reconnects.Add(1)
+		}
+		err := p.session()
+		if p.ctx.Err() != nil {
+			return
+		}
+		p.retried.Add(1)
+		failures++
+		if p.progressSince() {
+			failures = 1
+		}
+		d := p.cfg.backoff.Delay(failures)
+		p.log.Warn("sluice publisher: session failed; reconnecting", "err", err, "retry_in", d)
+		if sleep(p.ctx, d) != nil {
+			return
+		}
+	}
+}
+
+// progressSince reports (and resets) whether a confirm arrived since the last call.
+func (p *Publisher) progressSince() bool { return p.sessionProgress.Swap(false) }
+
+// session opens one session, (re)sends every unconfirmed message in order and keeps sending
+// new ones until the session fails or the publisher closes.
+func (p *Publisher) session() error {
+	s, err := p.c.openSession(p.ctx, p.onReply)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	route, err := s.createStream(p.ctx, p.stream, p.cfg.requestTimeout)
+	if err != nil {
+		return err
+	}
+	// The room for message bytes in one request on this session's routes.
+	budget := wire.FramePayloadBudget(route, s.self) - wire.DataSize(len(wire.ProtocolPushBatch)) - 3*wire.MaxUintLen
+	p.mu.Lock()
+	p.gen++
+	gen := p.gen
+	p.sess = s
+	for _, r := range p.reqs {
+		r.timer.Stop()
+	}
+	clear(p.reqs)
+	p.mu.Unlock()
+	for {
+		if err := p.removeConfirmed(); err != nil {
+			p.log.Error("sluice publisher: outbox", "err", err)
+		}
+		if err := p.sendQueued(s, route, gen, budget); err != nil {
+			return err
+		}
+		select {
+		case <-p.kick:
+		case <-s.done():
+			return s.err()
+		case <-p.ctx.Done():
+			return p.ctx.Err()
+		}
+		p.mu.Lock()
+		failed, ferr := p.failedGen == gen, p.failErr
+		p.mu.Unlock()
+		if failed {
+			return ferr
+		}
+	}
+}
+
+// removeConfirmed deletes confirmed messages from the outbox.
+func (p *Publisher) removeConfirmed() error {
+	if p.ob == nil {
+		return nil
+	}
+	p.mu.Lock()
+	r := p.takeRemovalsLocked()
+	p.mu.Unlock()
+	return p.ob.remove(r)
+}
+
+// sendQueued sends, in queue order, every ready entry not yet sent in generation gen,
+// grouped into requests of at most maxBatch messages whose bytes fit budget. It stops at
+// the first entry that is not ready (still being written to the outbox) so that the order
+// holds. A message that alone exceeds budget (only possible with unusually long routes)
+// fails with core.ErrMessageTooLarge.
+func (p *Publisher) sendQueued(s *session, route wire.Route, gen uint64, budget int) error {
+	for {
+		p.mu.Lock()
+		if p.failedGen == gen { // stop sending on a failed session: the next one resends
+			err := p.failErr
+			p.mu.Unlock()
+			return err
+		}
+		var batch []*entry
+		var tooLarge []*entry // or refused too often: they fail
+		size := 0
+		for _, e := range p.queue {
+			if e.done || e.sentGen == gen {
+				continue
+			}
+			if !e.ready {
+				break
+			}
+			sz := wire.DataSize(len(e.data))
+			if len(batch) == 0 && (sz > budget || p.cfg.maxRejections > 0 && e.refused >= p.cfg.maxRejections) {
+				e.done = true
+				tooLarge = append(tooLarge, e)
+				continue
+			}
+			limit := p.cfg.maxBatch
+			if p.isolate > 0 {
+				limit = 1 // after a refused batch: find the message the hub refuses
+			}
+			if len(batch) > 0 && (len(batch) >= limit || size+sz > budget) {
+				break
+			}
+			batch = append(batch, e)
+			size += sz
+		}
+		if len(tooLarge) > 0 {
+			p.advanceLocked()
+			for _, e := range tooLarge {
+				if p.ob != nil {
+					p.removeq = append(p.removeq, e.seq)
+				}
+				if wire.DataSize(len(e.data)) > budget {
+					e.ack.complete(0, fmt.Errorf("client: publish to %q: %w: message is %d bytes, at most %d fit in a frame on route %s", p.stream, core.ErrMessageTooLarge, len(e.data), budget, route))
+				} else {
+					p.failedMsgs.Add(1)
+					e.ack.complete(0, fmt.Errorf("client: publish to %q: %w: the hub refused it %d times", p.stream, ErrGaveUp, e.refused))
+				}
+				if e.slot {
+					<-p.slots
+				}
+			}
+		}
+		if len(batch) == 0 {
+			p.mu.Unlock()
+			return nil
+		}
+		p.nextReqID++
+		r := &pushRequest{id: p.nextReqID, gen: gen, entries: batch}
+		msgs := make([][]byte, len(batch))
+		var resent, dups uint64
+		for i, e := range batch {
+			msgs[i] = e.data
+			if e.sentGen != 0 {
+				resent++
+				dups++
+			}
+			e.sentGen = gen
+		}
+		if p.isolate > 0 {
+			p.isolate--
+		}
+		id := r.id
+		r.timer = time.AfterFunc(p.cfg.requestTimeout, func() { p.onTimeout(gen, id) })
+		p.reqs[id] = r
+		p.mu.Unlock()
+
+		p.sent.Add(uint64(len(batch)))
+		p.resent.Add(resent)
+		p.dups.Add(dups)
+		var payload []byte
+		var proto string
+		if p.cfg.maxBatch == 1 {
+			proto, payload = wire.ProtocolPush, wire.EncodePayload(wire.ProtocolPush, wire.PushRequest{RequestID: id, Data: msgs[0]})
+		} else {
+			proto, payload = wire.ProtocolPushBatch, wire.EncodePayload(wire.ProtocolPushBatch, wire.PushBatchRequest{RequestID: id, Messages: msgs})
+		}
+		if err := s.send(p.ctx, route, payload); err != nil {
+			return fmt.Errorf("client: send %s to %q: %w", proto, p.stream, err)
+		}
+	}
+}
+
+// onTimeout runs on the request's own timer.
+func (p *Publisher) onTimeout(gen, id uint64) {
+	p.mu.Lock()
+	r, ok := p.reqs[id]
+	if !ok || r.gen != gen {
+		p.mu.Unlock()
+		return
+	}
+	delete(p.reqs, id)
+	p.timeouts.Add(1)
+	p.failLocked(gen, fmt.Errorf("client: push request %d to %q: %w after %v", id, p.stream, ErrTimeout, p.cfg.requestTimeout))
+	p.mu.Unlock()
+}
+
+// failLocked marks session generation gen as failed; the run loop reconnects.
+func (p *Publisher) failLocked(gen uint64, err error) {
+	if gen == p.gen && p.failedGen != gen {
+		p.failedGen, p.failErr = gen, err
+		p.signal()
+	}
+}
+
+// onReply handles a reply that arrived at a session's address (on that session's worker).
+func (p *Publisher) onReply(s *session, protocol string, data []byte) {
+	var (
+		id      uint64
+		ok      bool
+		indexes []uint64
+		err     error
+	)
+	switch protocol {
+	case wire.ProtocolPush:
+		var c wire.PushConfirm
+		c, err = wire.DecodePushConfirm(data)
+		id, ok, indexes = c.RequestID, c.Status == wire.StatusOK, []uint64{c.Index}
+	case wire.ProtocolPushBatch:
+		var c wire.PushBatchConfirm
+		c, err = wire.DecodePushBatchConfirm(data)
+		id, ok, indexes = c.RequestID, c.Status == wire.StatusOK, c.Indexes
+	case wire.ProtocolError:
+		e, derr := wire.DecodeErrorPayload(data)
+		if derr == nil {
+			err = fmt.Errorf("client: %w: %s", ErrRejected, e.Reason)
+		} else {
+			err = derr
+		}
+	default:
+		err = fmt.Errorf("client: publisher to %q: unexpected reply protocol %q", p.stream, protocol)
+	}
+	p.mu.Lock()
+	if p.sess != s {
+		p.mu.Unlock()
+		return // a late reply of an old session: its requests were resent already
+	}
+	if err != nil {
+		p.failLocked(p.gen, err)
+		p.mu.Unlock()
+		return
+	}
+	r, found := p.reqs[id]
+	if !found {
+		p.mu.Unlock()
+		return // answered after its timeout; the session is being replaced
+	}
+	delete(p.reqs, id)
+	r.timer.Stop()
+	if !ok || len(indexes) != len(r.entries) {
+		if ok {
+			err = fmt.Errorf("client: push request %d to %q: %d indexes confirmed for %d messages", id, p.stream, len(indexes), len(r.entries))
+		} else {
+			err = fmt.Errorf("client: push request %d to %q: %w (status ERROR)", id, p.stream, ErrRejected)
+			if len(r.entries) == 1 {
+				r.entries[0].refused++
+			} else {
+				p.isolate = max(p.isolate, len(r.entries))
+			}
+		}
+		p.failLocked(r.gen, err)
+		p.mu.Unlock()
+		return
+	}
+	slots := 0
+	for i, e := range r.entries {
+		e.done = true
+		if e.slot {
+			slots++
+		}
+		if p.ob != nil {
+			p.removeq = append(p.removeq, e.seq)
+		}
+		e.ack.complete(indexes[i], nil)
+	}
+	p.advanceLocked()
+	p.mu.Unlock()
+	p.sessionProgress.Store(true)
+	p.confirmed.Add(uint64(len(r.entries)))
+	for range slots {
+		<-p.slots
+	}
+	if p.ob != nil {
+		p.signal()
+	}
+}

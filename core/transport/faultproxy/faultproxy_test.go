@@ -1,0 +1,274 @@
+package faultproxy_test
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/transport/faultproxy"
+)
+
+// echoServer accepts connections on loopback and echoes every byte back until closed.
+func echoServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				_, _ = io.Copy(c, c)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}
+
+func newProxy(t *testing.T, target string, opts ...faultproxy.Option) *faultproxy.Proxy {
+	t.Helper()
+	p, err := faultproxy.New(target, opts...)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := p.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return p
+}
+
+func dial(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// expectDead dials addr and checks the connection is refused or reset.
+func expectDead(t *testing.T, addr, what string) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return // reset during the handshake: refused as well
+	}
+	defer c.Close()
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatalf("read on %s succeeded", what)
+	}
+}
+
+func roundTrip(t *testing.T, c net.Conn, msg []byte) {
+	t.Helper()
+	if _, err := c.Write(msg); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	if !bytes.Equal(got, msg) {
+		t.Fatalf("echo = %q, want %q", got, msg)
+	}
+}
+
+func TestForwards(t *testing.T) {
+	p := newProxy(t, echoServer(t))
+	c := dial(t, p.Addr())
+	roundTrip(t, c, []byte("hello"))
+	big := bytes.Repeat([]byte("0123456789"), 20000)
+	roundTrip(t, c, big)
+	// The counter is bumped after the write, so the echo can overtake it: poll.
+	want := uint64(5 + len(big))
+	for deadline := time.Now().Add(10 * time.Second); (p.Stats().BytesUp < want || p.Stats().BytesDown < want) && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if st := p.Stats(); st.Accepted != 1 || st.BytesUp != want || st.BytesDown != want {
+		t.Fatalf("stats = %+v, want 1 accepted and %d bytes each way", st, want)
+	}
+}
+
+func TestResetAll(t *testing.T) {
+	p := newProxy(t, echoServer(t))
+	c := dial(t, p.Addr())
+	roundTrip(t, c, []byte("x"))
+	if n := p.ResetAll(); n != 1 {
+		t.Fatalf("ResetAll reset %d connections, want 1", n)
+	}
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("read after reset succeeded")
+	}
+	// The proxy still accepts new connections.
+	roundTrip(t, dial(t, p.Addr()), []byte("again"))
+}
+
+func TestResetEvery(t *testing.T) {
+	p := newProxy(t, echoServer(t), faultproxy.WithResetEvery(10*time.Millisecond))
+	// A reset may even hit the handshake; otherwise the read blocks until the periodic
+	// reset kills the connection (bounded by the test timeout).
+	if c, err := net.Dial("tcp", p.Addr()); err == nil {
+		defer c.Close()
+		_, err := io.Copy(io.Discard, c)
+		var ne net.Error
+		if err == nil || errors.As(err, &ne) && ne.Timeout() {
+			t.Fatalf("copy ended with %v, want a reset", err)
+		}
+	}
+	if p.Stats().Resets == 0 {
+		t.Fatal("Stats().Resets = 0 after a periodic reset")
+	}
+}
+
+func TestRefuse(t *testing.T) {
+	p := newProxy(t, echoServer(t))
+	p.SetRefuse(true)
+	expectDead(t, p.Addr(), "a refused connection")
+	p.SetRefuse(false)
+	roundTrip(t, dial(t, p.Addr()), []byte("back"))
+	if p.Stats().Refused != 1 {
+		t.Fatalf("Refused = %d, want 1", p.Stats().Refused)
+	}
+}
+
+func TestPauseResume(t *testing.T) {
+	p := newProxy(t, echoServer(t))
+	c := dial(t, p.Addr())
+	roundTrip(t, c, []byte("a"))
+	p.Pause()
+	if _, err := c.Write([]byte("held")); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if n, err := c.Read(make([]byte, 4)); err == nil {
+		t.Fatalf("read %d bytes while paused", n)
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	p.Resume()
+	got := make([]byte, 4)
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != "held" {
+		t.Fatalf("after Resume read %q, %v; want \"held\"", got, err)
+	}
+}
+
+func TestBlackhole(t *testing.T) {
+	p := newProxy(t, echoServer(t))
+	c := dial(t, p.Addr())
+	roundTrip(t, c, []byte("a"))
+	p.SetBlackhole(true)
+	if _, err := c.Write([]byte("lost")); err != nil {
+		t.Fatal(err)
+	}
+	for p.Stats().Discarded < 4 {
+		time.Sleep(time.Millisecond)
+	}
+	p.SetBlackhole(false)
+	roundTrip(t, c, []byte("after")) // "lost" never arrives, only "after"
+}
+
+func TestMaxConns(t *testing.T) {
+	p := newProxy(t, echoServer(t), faultproxy.WithMaxConns(1))
+	c1 := dial(t, p.Addr())
+	roundTrip(t, c1, []byte("1"))
+	expectDead(t, p.Addr(), "a connection beyond MaxConns")
+	roundTrip(t, c1, []byte("still"))
+}
+
+func TestDelayAndHalfClose(t *testing.T) {
+	p := newProxy(t, echoServer(t), faultproxy.WithDelay(time.Millisecond))
+	c := dial(t, p.Addr())
+	if _, err := c.Write([]byte("bye")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(c)
+	if err != nil || string(got) != "bye" {
+		t.Fatalf("ReadAll = %q, %v; want \"bye\", nil", got, err)
+	}
+}
+
+func TestCloseStopsEverything(t *testing.T) {
+	p, err := faultproxy.New(echoServer(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, p.Addr())
+	roundTrip(t, c, []byte("x"))
+	p.Pause()
+	if err := p.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("read after Close succeeded")
+	}
+	if c2, err := net.Dial("tcp", p.Addr()); err == nil {
+		c2.Close()
+		t.Fatal("dial after Close succeeded")
+	}
+}
+
+func TestInvalidOptions(t *testing.T) {
+	for name, opt := range map[string]faultproxy.Option{
+		"negative reset": faultproxy.WithResetEvery(-1),
+		"negative delay": faultproxy.WithDelay(-1),
+		"zero conns":     faultproxy.WithMaxConns(0),
+		"zero dial":      faultproxy.WithDialTimeout(0),
+		"empty listen":   faultproxy.WithListenAddr(""),
+		"nil":            nil,
+	} {
+		if _, err := faultproxy.New("127.0.0.1:1", opt); !errors.Is(err, core.ErrInvalidOption) {
+			t.Errorf("%s: New error = %v, want ErrInvalidOption", name, err)
+		}
+	}
+	if _, err := faultproxy.New(""); !errors.Is(err, core.ErrInvalidOption) {
+		t.Errorf("empty target: error = %v, want ErrInvalidOption", err)
+	}
+}
+
+func TestDialFailureResets(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	p := newProxy(t, dead)
+	expectDead(t, p.Addr(), "a proxy whose target is down")
+}

@@ -1,0 +1,8 @@
+package main
+
+// The backends the binary can open by URL (see "sluice hub -help"). Add a blank import here
+// to make another backend's scheme available.
+import (
+	_ "github.com/sluicehq/sluice/backends/bbolt"
+	_ "github.com/sluicehq/sluice/backends/memory"
+)

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+)
+
+// stdio is where a command reads and writes; tests substitute buffers.
+type stdio struct {
+	in       io.Reader
+	out, err io.Writer
+}
+
+// command is one sluice subcommand. To add one, add a file to this package whose init
+// calls register.
+type command struct {
+	// name is the word after "sluice".
+	name string
+	// summary is the one-line description shown by "sluice help".
+	summary string
+	// usage is the synopsis after "sluice NAME", e.g. "[flags] STREAM [MESSAGE...]".
+	usage string
+	// help is the long description with examples, shown by -help.
+	help string
+	// flags declares the command's flags on fs and returns the function that runs it with
+	// the remaining arguments, after fs was parsed.
+	flags func(fs *flag.FlagSet) func(ctx context.Context, io *stdio, args []string) error
+}
+
+var commands = map[string]*command{}
+
+// register adds c to the dispatcher table; a duplicate name panics.
+func register(c *command) {
+	if _, dup := commands[c.name]; dup {
+		panic("sluice: command registered twice: " + c.name)
+	}
+	commands[c.name] = c
+}
+
+// errUsage marks errors caused by a bad command line (exit status 2).
+var errUsage = errors.New("usage")
+
+func usageErr(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{errUsage}, args...)...)
+}
+
+// run dispatches args to a command and returns the process exit status: 0 on success, 1 on
+// failure, 2 on a bad command line.
+func run(ctx context.Context, args []string, sio *stdio) int {
+	if len(args) == 0 {
+		printCommands(sio.err)
+		return 2
+	}
+	name := args[0]
+	switch name {
+	case "help", "-h", "-help", "--help":
+		if len(args) > 1 {
+			if c := commands[args[1]]; c != nil {
+				fs := newFlagSet(c, sio.out)
+				c.flags(fs)
+				fs.Usage()
+				return 0
+			}
+		}
+		printCommands(sio.out)
+		return 0
+	}
+	c := commands[name]
+	if c == nil {
+		fmt.Fprintf(sio.err, "sluice: unknown command %q\n\n", name)
+		printCommands(sio.err)
+		return 2
+	}
+	fs := newFlagSet(c, sio.err)
+	runCmd := c.flags(fs)
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if err := runCmd(ctx, sio, fs.Args()); err != nil {
+		fmt.Fprintf(sio.err, "sluice %s: %v\n", name, err)
+		if errors.Is(err, errUsage) {
+			fmt.Fprintf(sio.err, "usage: sluice %s %s (see sluice %s -help)\n", name, c.usage, name)
+			return 2
+		}
+		return 1
+	}
+	return 0
+}
+
+func newFlagSet(c *command, w io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("sluice "+c.name, flag.ContinueOnError)
+	fs.SetOutput(w)
+	fs.Usage = func() {
+		fmt.Fprintf(w, "usage: sluice %s %s\n\n%s\n\n", c.name, c.usage, strings.TrimSpace(c.help))
+		if hasFlags(fs) {
+			fmt.Fprintln(w, "flags:")
+			fs.PrintDefaults()
+		}
+	}
+	return fs
+}
+
+func hasFlags(fs *flag.FlagSet) bool {
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	return n > 0
+}
+
+func printCommands(w io.Writer) {
+	fmt.Fprintln(w, "sluice: reliable, end-to-end encrypted messaging through streams.")
+	fmt.Fprintln(w, "\nusage: sluice COMMAND [flags] [args]\n\ncommands:")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	for _, n := range names {
+		fmt.Fprintf(tw, "  %s\t%s\n", n, commands[n].summary)
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "\nRun \"sluice COMMAND -help\" for a command's flags and examples.")
+}
+
+// envOr returns the environment variable key, or def when it is unset or empty.
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}

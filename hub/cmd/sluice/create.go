@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/wire"
+	"github.com/sluicehq/sluice/hub"
+)
+
+func init() {
+	register(&command{
+		name:    "create",
+		summary: "create a stream (or check that it exists)",
+		usage:   "[flags] [STREAM]",
+		help: `
+Create a stream on a hub and print its name and partition count. Creating a stream that
+exists is not an error: it reports the partitions it has. Without a name, the hub generates
+one ("generated_...").
+
+Examples:
+  sluice create orders
+  sluice create -partitions 4 telemetry
+  sluice create -hub 10.0.0.5:4000
+`,
+		flags: createFlags,
+	})
+}
+
+// hubFlag declares the -hub flag shared by the client commands.
+func hubFlag(fs *flag.FlagSet) *string {
+	return fs.String("hub", envOr("SLUICE_HUB", defaultListen), "hub address host:port (env SLUICE_HUB)")
+}
+
+func createFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
+	hubAddr := hubFlag(fs)
+	partitions := fs.Int("partitions", 1, "number of partitions")
+	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the hub")
+	return func(ctx context.Context, sio *stdio, args []string) error {
+		if len(args) > 1 {
+			return usageErr("at most one stream name, got %d arguments", len(args))
+		}
+		var name wire.Optional[string]
+		if len(args) == 1 {
+			if err := core.ValidateStreamName(args[0]); err != nil {
+				return usageErr("%v", err)
+			}
+			name = wire.Some(args[0])
+		}
+		if err := core.ValidatePartitionCount(*partitions, 0); err != nil {
+			return usageErr("-partitions: %v", err)
+		}
+		ctx, cancel := context.WithTimeout(ctx, *timeout)
+		defer cancel()
+		r, err := dialRPC(*hubAddr)
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		// The partitioned form also for one partition: the hub then answers with one Init
+		// per partition the stream really has.
+		protocol := wire.ProtocolCreatePartitioned
+		req := wire.CreateStreamPartitionedRequest{StreamName: name, Partitions: uint64(*partitions)}
+		if err := r.send(ctx, hub.StreamAddress, protocol, req); err != nil {
+			return fmt.Errorf("send to hub %s: %w", *hubAddr, err)
+		}
+		// One Init per partition of the stream as it exists, which may differ from the
+		// count asked for when it existed already: collect until a short quiet period
+		// follows the last Init.
+		var stream string
+		seen := map[uint64]bool{}
+		for {
+			rctx, rcancel := ctx, context.CancelFunc(func() {})
+			if len(seen) > 0 {
+				rctx, rcancel = context.WithTimeout(ctx, initQuiet)
+			}
+			rep, err := r.recv(rctx)
+			rcancel()
+			if err != nil {
+				if len(seen) > 0 && ctx.Err() == nil {
+					break // quiet: all Inits are in
+				}
+				return err
+			}
+			if rep.bp.Protocol != protocol {
+				return fmt.Errorf("unexpected %q reply from the hub", rep.bp.Protocol)
+			}
+			init, err := wire.DecodeInitPartitioned(rep.bp.Data)
+			if err != nil {
+				return err
+			}
+			stream, seen[init.Partition] = init.StreamName, true
+		}
+		fmt.Fprintf(sio.out, "stream %s: %d partition(s)\n", stream, len(seen))
+		return nil
+	}
+}
+
+// initQuiet is how long create waits for more InitPartitioned replies after the last one.
+const initQuiet = 300 * time.Millisecond

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"expvar"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/hub"
+)
+
+// Defaults of "sluice hub".
+const (
+	defaultListen  = "127.0.0.1:4000"
+	defaultBackend = "bbolt:sluice-data"
+)
+
+func init() {
+	register(&command{
+		name:    "hub",
+		summary: "run a hub: the stream and index services over TCP",
+		usage:   "[flags]",
+		help: `
+Run a Sluice hub. Devices create streams, push and pull messages through it with the Ockam
+stream protocol over TCP; the hub stores them in a backend chosen by URL. It prints
+"sluice hub listening on ADDRESS" once it accepts connections, and stops gracefully on
+SIGINT or SIGTERM: it confirms every push in flight, answers waiting pulls, then exits.
+
+Backends (the URL's scheme):
+  bbolt:DIR or bbolt:///abs/path   embedded, durable (default: bbolt:sluice-data)
+  memory://                        in memory, lost at exit (tests, demos)
+
+Environment: SLUICE_LISTEN and SLUICE_BACKEND set the defaults of -listen and -backend.
+
+Examples:
+  sluice hub
+  sluice hub -listen 127.0.0.1:5000 -backend bbolt:/var/lib/sluice
+  SLUICE_BACKEND=memory:// sluice hub -metrics-addr 127.0.0.1:9100
+`,
+		flags: hubFlags,
+	})
+}
+
+func hubFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
+	listen := fs.String("listen", envOr("SLUICE_LISTEN", defaultListen), "TCP address to accept connections on (env SLUICE_LISTEN)")
+	backendURL := fs.String("backend", envOr("SLUICE_BACKEND", defaultBackend), "backend URL (env SLUICE_BACKEND)")
+	maxMsg := fs.Int("max-message-size", 0, "largest message in bytes (0: the smaller of the backend's limit and what fits in a frame)")
+	maxConns := fs.Int("max-connections", hub.DefaultMaxConnections, "most concurrent TCP connections")
+	idle := fs.Duration("idle-timeout", hub.DefaultIdleTimeout, "close a connection that sends nothing for this long (0: never)")
+	maxWait := fs.Duration("max-pull-wait", hub.DefaultMaxPullWait, "longest a long-poll pull is held")
+	metricsAddr := fs.String("metrics-addr", "", "serve metrics as JSON at http://ADDR/debug/vars (empty: off)")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	grace := fs.Duration("shutdown-timeout", 30*time.Second, "how long a graceful stop may take before in-flight work is abandoned")
+	return func(ctx context.Context, sio *stdio, args []string) error {
+		if len(args) > 0 {
+			return usageErr("unexpected arguments %q", args)
+		}
+		var level slog.Level
+		if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+			return usageErr("-log-level %q: want debug, info, warn or error", *logLevel)
+		}
+		log := slog.New(slog.NewTextHandler(sio.err, &slog.HandlerOptions{Level: level}))
+		opts := []hub.Option{
+			hub.WithLogger(log),
+			hub.WithMaxConnections(*maxConns),
+			hub.WithIdleTimeout(*idle),
+			hub.WithMaxPullWait(*maxWait),
+		}
+		if *maxMsg != 0 {
+			opts = append(opts, hub.WithMaxMessageSize(*maxMsg))
+		}
+		return runHub(ctx, sio, log, *listen, *backendURL, *metricsAddr, *grace, opts)
+	}
+}
+
+// runHub opens the backend, serves until ctx ends, then shuts down gracefully.
+func runHub(ctx context.Context, sio *stdio, log *slog.Logger, listen, backendURL, metricsAddr string, grace time.Duration, opts []hub.Option) (err error) {
+	backend, err := core.Open(ctx, backendURL)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := backend.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close backend: %w", cerr))
+		}
+	}()
+	h, err := hub.New(backend, opts...)
+	if err != nil {
+		return err
+	}
+	// From here on, every return goes through a graceful shutdown.
+	stop := func() error {
+		sctx, cancel := context.WithTimeout(context.Background(), grace)
+		defer cancel()
+		return h.Shutdown(sctx)
+	}
+	addr, err := h.Listen(listen)
+	if err != nil {
+		return errors.Join(err, stop())
+	}
+	var metrics *http.Server
+	if metricsAddr != "" {
+		metrics, err = serveMetrics(h, metricsAddr, log)
+		if err != nil {
+			return errors.Join(err, stop())
+		}
+	}
+	fmt.Fprintf(sio.out, "sluice hub listening on %s (backend %s)\n", addr, backend.Storage.Capabilities().Name)
+	<-ctx.Done()
+	log.Info("stopping", "reason", context.Cause(ctx))
+	if metrics != nil {
+		_ = metrics.Close()
+	}
+	return stop()
+}
+
+// metricsHub is the hub whose metrics expvar publishes (expvar names are process-wide).
+var (
+	metricsHub  atomic.Pointer[hub.Hub]
+	publishOnce sync.Once
+)
+
+// serveMetrics serves expvar (with the hub's metrics under "sluice") on addr.
+func serveMetrics(h *hub.Hub, addr string, log *slog.Logger) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	metricsHub.Store(h)
+	publishOnce.Do(func() {
+		expvar.Publish("sluice", expvar.Func(func() any {
+			if h := metricsHub.Load(); h != nil {
+				return h.Metrics()
+			}
+			return nil
+		}))
+	})
+	mux := http.NewServeMux()
+	mux.Handle("/debug/vars", expvar.Handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { // owned by srv: ends when runHub closes it
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server failed", "err", err)
+		}
+	}()
+	log.Info("metrics at http://" + ln.Addr().String() + "/debug/vars")
+	return srv, nil
+}

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+
+	"github.com/sluicehq/sluice/core/securechannel"
+)
+
+func init() {
+	register(&command{
+		name:    "keygen",
+		summary: "create a device identity (a secure channel key pair) in a key file",
+		usage:   "-out FILE [-force]",
+		help: `
+Create a new identity for a device: a Noise static Curve25519 key pair, written to FILE with
+permissions 0600 (readable by its owner only). The public key id (64 hexadecimal characters)
+is printed on standard output: give it to the peers that should trust this device (their
+trust policy lists it). keygen refuses to overwrite an existing file, because the old
+identity would be lost for good; pass -force to replace it anyway.
+
+Examples:
+  sluice keygen -out device-a.key
+  sluice keygen -out device-a.key -force     # replace the identity (peers must re-trust it)
+`,
+		flags: keygenFlags,
+	})
+}
+
+func keygenFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
+	out := fs.String("out", "", "key file to create (required)")
+	force := fs.Bool("force", false, "overwrite an existing key file (its identity is lost)")
+	return func(_ context.Context, sio *stdio, args []string) error {
+		if len(args) > 0 {
+			return usageErr("unexpected argument %q", args[0])
+		}
+		if *out == "" {
+			return usageErr("-out FILE is required")
+		}
+		id, err := securechannel.GenerateIdentity()
+		if err != nil {
+			return err
+		}
+		if err := securechannel.SaveIdentity(*out, id, &securechannel.SaveOptions{Overwrite: *force}); err != nil {
+			if errors.Is(err, securechannel.ErrIdentityExists) {
+				return fmt.Errorf("%s exists; pass -force to replace it (its identity is lost)", *out)
+			}
+			return err
+		}
+		fmt.Fprintln(sio.out, id.PublicKey())
+		return nil
+	}
+}

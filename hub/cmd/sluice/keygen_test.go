@@ -1,0 +1,82 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/sluicehq/sluice/core/securechannel"
+)
+
+func runKeygen(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(context.Background(), append([]string{"keygen"}, args...), &stdio{in: strings.NewReader(""), out: &out, err: &errb})
+	return code, out.String(), errb.String()
+}
+
+func TestKeygen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "device.key")
+
+	code, out, errOut := runKeygen(t, "-out", path)
+	if code != 0 {
+		t.Fatalf("keygen exit %d, stderr %q", code, errOut)
+	}
+	printed, err := securechannel.ParsePublicKey(out)
+	if err != nil {
+		t.Fatalf("keygen printed %q: %v", out, err)
+	}
+	id, err := securechannel.LoadIdentity(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id.PublicKey() != printed {
+		t.Fatalf("printed key %s, file holds %s", printed, id.PublicKey())
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := st.Mode().Perm(); perm != 0o600 && runtime.GOOS != "windows" {
+		t.Fatalf("key file mode %#o, want 0600", perm)
+	}
+
+	t.Run("refuses to overwrite", func(t *testing.T) {
+		code, out, errOut := runKeygen(t, "-out", path)
+		if code != 1 || out != "" || !strings.Contains(errOut, "-force") {
+			t.Fatalf("exit %d, stdout %q, stderr %q; want 1, nothing, a hint about -force", code, out, errOut)
+		}
+		again, err := securechannel.LoadIdentity(path)
+		if err != nil || again.PublicKey() != printed {
+			t.Fatalf("identity changed after a refused keygen: %v", err)
+		}
+	})
+
+	t.Run("force replaces", func(t *testing.T) {
+		code, out, errOut := runKeygen(t, "-out", path, "-force")
+		if code != 0 {
+			t.Fatalf("exit %d, stderr %q", code, errOut)
+		}
+		k, err := securechannel.ParsePublicKey(out)
+		if err != nil || k == printed {
+			t.Fatalf("forced keygen printed %q (%v), want a new key", out, err)
+		}
+		id, err := securechannel.LoadIdentity(path)
+		if err != nil || id.PublicKey() != k {
+			t.Fatalf("file does not hold the printed key: %v", err)
+		}
+	})
+
+	t.Run("usage errors", func(t *testing.T) {
+		if code, _, _ := runKeygen(t); code != 2 {
+			t.Fatalf("no -out: exit %d, want 2", code)
+		}
+		if code, _, _ := runKeygen(t, "-out", path, "extra"); code != 2 {
+			t.Fatalf("extra argument: exit %d, want 2", code)
+		}
+	})
+}

@@ -1,0 +1,79 @@
+// Package hub is the Sluice hub: a server that speaks the Ockam stream protocol (and
+// Sluice's extensions) over Ockam routing and stores streams in a pluggable backend.
+//
+//	backend, err := core.Open(ctx, "bbolt:sluice-data")
+//	h, err := hub.New(backend, hub.WithLogger(logger))
+//	addr, err := h.Listen("127.0.0.1:4000")
+//	...
+//	err = h.Shutdown(ctx) // then backend.Close()
+//
+// # Services
+//
+// The hub registers two workers on its routing node:
+//
+//   - "stream" ([StreamAddress]): stream_create, stream_create_partitioned and its alias
+//     stream_create_partitions (the reply uses the name of the request). A request without a
+//     name creates "generated_<16 hex>". Creating an existing stream is not an error: Init is
+//     sent again. Init (one per partition for the partitioned forms) is sent with the
+//     partition worker's address as its return route, so a client that replies along it
+//     reaches that worker.
+//   - "stream_index" ([IndexAddress]): Ockam's stream_index and stream_index_partitioned
+//     (get answers {client_id, stream_name[, partition], index: optional}; save is not
+//     answered, as in Ockam, unless it fails) and Sluice's acknowledged sluice_index_save
+//     and sluice_index_get. Saves are monotonic (the backend's [core.IndexStorage] ignores a
+//     lower value); a get of a key never saved answers index none. Requests for the same
+//     (client_id, stream, partition) are handled in arrival order, so a save followed by a
+//     get sees the save; requests for different keys run concurrently.
+//
+// Each stream partition has one worker, registered when the stream is first created on the
+// hub, at the local address "stream.<name>.<partition>". It handles stream_push,
+// stream_pull and Sluice's sluice_push_batch and sluice_pull_wait.
+//
+// # Pushes
+//
+// The partition worker is the partition's single writer. Pushes are queued (bounded by
+// [WithQueueLen]; a full queue slows the connections that push, nothing is dropped) and one
+// writer goroutine appends whatever is queued in ONE backend Append (bounded by
+// [WithMaxBatch]), then confirms each request: a PushConfirm with status OK and the index is
+// sent only after the durable append. A failed append confirms every request of the batch
+// with status ERROR; a sluice_push_batch is appended whole or not at all. A message larger
+// than [Hub.MaxMessageSize] is confirmed with status ERROR and nothing of its request is
+// appended.
+//
+// # Pulls
+//
+// A pull is answered with at most limit messages (capped by [WithMaxPullLimit]) and never
+// more than fit in one frame together with the reply's routes: the hub pages through the
+// backend and stops before a message that would not fit, so a response is never truncated.
+// An empty list means caught up; a failed fetch is an `error` reply, never an empty list.
+//
+// sluice_pull_wait is a long poll: when the partition is caught up the request is parked on
+// the partition and answered when the next append lands (or with no messages when wait_ms,
+// capped by [WithMaxPullWait], expires). There is no polling loop: the writer wakes the
+// parked requests after each append.
+//
+// # Errors
+//
+// A request that cannot be served is answered, never dropped: unknown protocols, payloads
+// that do not decode, invalid names, and backend failures get an `error` reply whose reason
+// says what was wrong (pushes get a confirm with status ERROR instead, as the protocol has
+// one). A frame that is not a valid transport message closes that connection only.
+//
+// # Limits
+//
+// The largest message is the smaller of the backend's Capabilities().MaxMessageSize and
+// [MaxFrameMessageSize] (what fits in one pull response frame), or less with
+// [WithMaxMessageSize]. [WithMaxConnections] and [WithIdleTimeout] bound the TCP transport.
+//
+// # Metrics and logs
+//
+// [Hub.Metrics] returns counters (pushes, pulls, appends and batch sizes, index requests,
+// errors); [Metrics] renders as JSON, so it can be published with expvar. Logging uses
+// log/slog ([WithLogger]).
+//
+// # Limitations
+//
+// A partition worker exists once its stream was created on this hub process: after a hub
+// restart a client must send stream_create again (Sluice's client does on reconnect) before
+// pushing to or pulling from the route it had.
+package hub

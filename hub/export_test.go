@@ -1,0 +1,15 @@
+package hub
+
+// QueueLen returns how many push requests wait in the queue of (stream, partition).
+func QueueLen(h *Hub, stream string, partition int) int {
+	h.mu.Lock()
+	p := h.partitions[partitionAddr(stream, partition)]
+	h.mu.Unlock()
+	if p == nil {
+		return 0
+	}
+	return len(p.pushes)
+}
+
+// IsClosing reports whether h stopped accepting requests.
+func IsClosing(h *Hub) bool { return h.isClosing() }

@@ -1,0 +1,347 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/routing"
+	"github.com/sluicehq/sluice/core/transport/tcp"
+	"github.com/sluicehq/sluice/core/wire"
+)
+
+// Local addresses of the hub's services.
+const (
+	// StreamAddress is the local address of the stream service (stream_create*).
+	StreamAddress = "stream"
+	// IndexAddress is the local address of the index service (stream_index*, sluice_index_*).
+	IndexAddress = "stream_index"
+)
+
+// replyTimeout bounds how long one reply may wait for room in a connection's write queue,
+// so a client that stops reading cannot stall a partition writer for long.
+const replyTimeout = 5 * time.Second
+
+// Hub serves the Ockam stream protocol (and Sluice's extensions) on a routing node, storing
+// streams in a backend. Create it with [New], serve TCP with [Hub.Listen] or [Hub.Serve], and
+// stop it with [Hub.Shutdown] or [Hub.Close]. A Hub is safe for concurrent use.
+//
+// The hub does not own the backend: closing the hub does not close it.
+type Hub struct {
+	backend *core.Backend
+	node    *routing.Node
+	ownNode bool
+	cfg     config
+	log     *slog.Logger
+	m       counters
+
+	// ctx is cancelled by a hard stop (Close, or Shutdown whose ctx expired); every backend
+	// call made by the hub derives from it.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	fetchSem chan struct{} // bounds concurrent backend fetches for pulls
+	indexSem chan struct{} // bounds concurrent index service backend calls
+
+	imu         sync.Mutex
+	indexQueues map[indexKey][]func(context.Context) // pending index requests per busy key
+
+	mu           sync.Mutex
+	closing      bool // no new requests are accepted
+	pullsStopped bool // no new pull goroutines are started
+	partitions   map[string]*partition
+	tasks        sync.WaitGroup // pull and create goroutines
+	tcp          *tcp.Transport // created by the first Listen
+	shutdownOnce sync.Once
+}
+
+// New returns a hub serving the stream and index services for backend. Unless [WithNode]
+// is given it creates its own routing node. backend.Storage and backend.Index must be set.
+// Invalid options return an error matching [core.ErrInvalidOption].
+func New(backend *core.Backend, opts ...Option) (*Hub, error) {
+	if backend == nil || backend.Storage == nil || backend.Index == nil {
+		return nil, invalid("backend with Storage and Index is required")
+	}
+	cfg := defaultConfig()
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	caps := backend.Storage.Capabilities()
+	limit := min(caps.MaxMessageSize, MaxFrameMessageSize)
+	if limit <= 0 {
+		limit = MaxFrameMessageSize
+	}
+	if cfg.maxMessageSize == 0 || cfg.maxMessageSize > limit {
+		cfg.maxMessageSize = limit
+	}
+	h := &Hub{
+		backend:     backend,
+		cfg:         cfg,
+		log:         cfg.logger,
+		fetchSem:    make(chan struct{}, cfg.maxFetches),
+		indexSem:    make(chan struct{}, cfg.maxFetches),
+		indexQueues: make(map[indexKey][]func(context.Context)),
+		partitions:  make(map[string]*partition),
+	}
+	h.ctx, h.cancel = context.WithCancel(context.Background())
+	if cfg.node != nil {
+		h.node = cfg.node
+	} else {
+		n, err := routing.NewNode(routing.WithLogger(cfg.logger))
+		if err != nil {
+			h.cancel()
+			return nil, fmt.Errorf("hub: %w", err)
+		}
+		h.node, h.ownNode = n, true
+	}
+	if err := h.node.Register(StreamAddress, routing.WorkerFunc(h.handleStream)); err != nil {
+		h.abort()
+		return nil, fmt.Errorf("hub: register stream service: %w", err)
+	}
+	if err := h.node.Register(IndexAddress, routing.WorkerFunc(h.handleIndex)); err != nil {
+		h.abort()
+		return nil, fmt.Errorf("hub: register index service: %w", err)
+	}
+	h.log.Info("hub ready", "backend", caps.String(), "max_message_size", cfg.maxMessageSize)
+	return h, nil
+}
+
+// abort undoes a partly built hub.
+func (h *Hub) abort() {
+	h.cancel()
+	if h.ownNode {
+		_ = h.node.Close()
+		return
+	}
+	_ = h.node.Unregister(StreamAddress)
+	_ = h.node.Unregister(IndexAddress)
+}
+
+// Node returns the routing node the hub's workers are registered on.
+func (h *Hub) Node() *routing.Node { return h.node }
+
+// MaxMessageSize returns the largest message the hub accepts.
+func (h *Hub) MaxMessageSize() int { return h.cfg.maxMessageSize }
+
+// Metrics returns a snapshot of the hub's counters.
+func (h *Hub) Metrics() Metrics { return h.m.snapshot() }
+
+// Shutdown stops the hub gracefully: it stops accepting requests (a request that arrives
+// during the drain gets an `error` reply, or a push confirm with status ERROR), appends and
+// confirms every push already queued, answers parked long-poll pulls with what is there,
+// then closes the TCP transport (flushing the replies queued on each connection) and, if the
+// hub created it, the routing node. If ctx ends first, the remaining backend calls are
+// cancelled (their pushes are confirmed with status ERROR) and Shutdown returns an error
+// matching ctx's error after closing everything. Shutdown and Close may be called more than
+// once; later calls wait for the first to finish and return nil. Shutdown does not close
+// the backend.
+func (h *Hub) Shutdown(ctx context.Context) error {
+	var err error
+	h.shutdownOnce.Do(func() { err = h.shutdown(ctx) })
+	return err
+}
+
+// Close stops the hub at once: backend calls in flight are cancelled and their pushes are
+// confirmed with status ERROR, then everything is closed as by Shutdown.
+func (h *Hub) Close() error {
+	h.cancel()
+	return h.Shutdown(context.Background())
+}
+
+func (h *Hub) shutdown(ctx context.Context) error {
+	h.mu.Lock()
+	h.closing = true
+	parts := make([]*partition, 0, len(h.partitions))
+	for _, p := range h.partitions {
+		parts = append(parts, p)
+	}
+	transport := h.tcp
+	h.mu.Unlock()
+
+	var errs []error
+	// Connections that arrive while we drain get `error` replies (the TCP transport stops
+	// its listeners only when it closes, below).
+	for _, p := range parts {
+		p.closeQueue()
+	}
+	var ctxErr error
+	for _, p := range parts {
+		select {
+		case <-p.done:
+		case <-ctx.Done():
+			if ctxErr == nil {
+				ctxErr = ctx.Err()
+				h.cancel() // abort appends in flight; their pushes get status ERROR
+			}
+			<-p.done
+		}
+	}
+	h.mu.Lock()
+	h.pullsStopped = true
+	h.mu.Unlock()
+	for _, p := range parts {
+		p.releaseWaiters()
+	}
+	tasksDone := make(chan struct{})
+	go func() { h.tasks.Wait(); close(tasksDone) }()
+	select {
+	case <-tasksDone:
+	case <-ctx.Done():
+		if ctxErr == nil {
+			ctxErr = ctx.Err()
+		}
+		h.cancel()
+		<-tasksDone
+	}
+	h.cancel()
+
+	// Replies are queued on the connections; closing the transport flushes them.
+	if transport != nil {
+		if err := transport.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if h.ownNode {
+		if err := h.node.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	} else {
+		_ = h.node.Unregister(StreamAddress)
+		_ = h.node.Unregister(IndexAddress)
+		for _, p := range parts {
+			_ = h.node.Unregister(p.addr)
+		}
+	}
+	h.log.Info("hub stopped", "metrics", h.m.snapshot().String())
+	if ctxErr != nil {
+		errs = append([]error{fmt.Errorf("hub: shutdown: %w", ctxErr)}, errs...)
+	}
+	return errors.Join(errs...)
+}
+
+// Listen accepts TCP connections on addr (for example "127.0.0.1:4000", or port 0 for any
+// free port) and returns the address it listens on. The first call creates the hub's TCP
+// transport on its node, with the hub's connection limit and idle timeout; the transport is
+// closed by Shutdown. Listen may be called more than once. A hub built [WithNode] on a node
+// that already has a TCP transport should listen with that transport instead.
+func (h *Hub) Listen(addr string) (net.Addr, error) {
+	h.mu.Lock()
+	if h.closing {
+		h.mu.Unlock()
+		return nil, fmt.Errorf("hub: listen %s: %w", addr, core.ErrClosed)
+	}
+	if h.tcp == nil {
+		t, err := tcp.New(h.node,
+			tcp.WithLogger(h.log),
+			tcp.WithMaxConnections(h.cfg.maxConns),
+			tcp.WithIdleTimeout(h.cfg.idleTimeout))
+		if err != nil {
+			h.mu.Unlock()
+			return nil, fmt.Errorf("hub: listen %s: %w", addr, err)
+		}
+		h.tcp = t
+	}
+	t := h.tcp
+	h.mu.Unlock()
+	a, err := t.Listen(addr)
+	if err != nil {
+		return nil, fmt.Errorf("hub: %w", err)
+	}
+	h.log.Info("hub listening", "address", a.String())
+	return a, nil
+}
+
+// isClosing reports whether the hub stopped accepting requests.
+func (h *Hub) isClosing() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.closing
+}
+
+// partition returns the worker of (stream, id), registering it on first use.
+func (h *Hub) partition(stream string, id int) (*partition, error) {
+	addr := partitionAddr(stream, id)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if p := h.partitions[addr]; p != nil {
+		return p, nil
+	}
+	if h.closing {
+		return nil, errShuttingDown
+	}
+	p := newPartition(h, stream, id)
+	if err := h.node.Register(addr, p); err != nil {
+		return nil, fmt.Errorf("hub: register partition worker %q: %w", addr, err)
+	}
+	h.partitions[addr] = p
+	go p.run()
+	return p, nil
+}
+
+// goTask runs f on a goroutine owned by the hub (waited for by Shutdown). It reports false,
+// without running f, once the hub no longer starts tasks.
+func (h *Hub) goTask(f func(ctx context.Context)) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.pullsStopped {
+		return false
+	}
+	h.tasks.Add(1)
+	go func() {
+		defer h.tasks.Done()
+		f(h.ctx)
+	}()
+	return true
+}
+
+// goPull answers r on a new task goroutine; after shutdown it answers with no messages.
+func (h *Hub) goPull(p *partition, r pullReq) {
+	if !h.goTask(func(ctx context.Context) { p.pull(ctx, r) }) {
+		p.sendPull(r, nil)
+	}
+}
+
+// fetch calls the backend's Fetch, bounded by the fetch semaphore.
+func (h *Hub) fetch(ctx context.Context, stream string, id int, from uint64, limit int) ([]core.Message, error) {
+	select {
+	case h.fetchSem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-h.fetchSem }()
+	return h.backend.Storage.Fetch(ctx, stream, id, from, limit)
+}
+
+// reply sends a protocol message along route to, with from as its return route.
+func (h *Hub) reply(to, from wire.Route, protocol string, e wire.Encoder) {
+	if len(to) == 0 {
+		h.log.Debug("no return route: reply dropped", "protocol", protocol)
+		return
+	}
+	msg := wire.TransportMessage{
+		OnwardRoute: to,
+		ReturnRoute: from,
+		Payload:     wire.EncodePayload(protocol, e),
+	}
+	// Replies are not tied to the hub's ctx: confirmations of pushes appended during a
+	// shutdown must still go out.
+	ctx, cancel := context.WithTimeout(context.Background(), replyTimeout)
+	defer cancel()
+	if err := h.node.Send(ctx, msg); err != nil {
+		h.log.Debug("reply not delivered", "protocol", protocol, "to", to.String(), "err", err)
+	}
+}
+
+// replyError sends an `error` reply with reason.
+func (h *Hub) replyError(to, from wire.Route, reason string) {
+	h.m.errors.Add(1)
+	h.log.Warn("error reply", "to", to.String(), "reason", reason)
+	h.reply(to, from, wire.ProtocolError, wire.Error{Reason: reason})
+}

@@ -1,0 +1,75 @@
+package hub
+
+import (
+	"encoding/json"
+	"sync/atomic"
+)
+
+// Metrics are the hub's counters. All fields only grow; read them with [Hub.Metrics], which
+// returns a consistent-enough snapshot (each counter is read atomically, the set is not).
+type Metrics struct {
+	// Creates counts stream_create / stream_create_partitioned requests answered with Init.
+	Creates uint64 `json:"creates"`
+	// Pushes counts messages confirmed OK (a sluice_push_batch of n messages counts n).
+	Pushes uint64 `json:"pushes"`
+	// PushErrors counts messages confirmed with status ERROR.
+	PushErrors uint64 `json:"push_errors"`
+	// Pulls counts answered pull requests (stream_pull and sluice_pull_wait).
+	Pulls uint64 `json:"pulls"`
+	// PulledMessages counts messages sent in pull responses.
+	PulledMessages uint64 `json:"pulled_messages"`
+	// PullWaits counts sluice_pull_wait requests that were parked until an append or expiry.
+	PullWaits uint64 `json:"pull_waits"`
+	// Appends counts backend Append calls; AppendedMessages / Appends is the mean batch size.
+	Appends uint64 `json:"appends"`
+	// AppendedMessages counts messages durably appended.
+	AppendedMessages uint64 `json:"appended_messages"`
+	// MaxBatch is the largest number of messages written by one backend Append.
+	MaxBatch uint64 `json:"max_batch"`
+	// IndexGets and IndexSaves count index service requests.
+	IndexGets  uint64 `json:"index_gets"`
+	IndexSaves uint64 `json:"index_saves"`
+	// Errors counts `error` replies sent (unknown protocol, undecodable payload, backend
+	// failure, shutdown).
+	Errors uint64 `json:"errors"`
+}
+
+// String renders the metrics as JSON, so a *Metrics value can be published with expvar.
+func (m Metrics) String() string {
+	b, _ := json.Marshal(m)
+	return string(b)
+}
+
+// counters is the live, atomically updated form of Metrics.
+type counters struct {
+	creates, pushes, pushErrors, pulls, pulledMessages, pullWaits      atomic.Uint64
+	appends, appendedMessages, maxBatch, indexGets, indexSaves, errors atomic.Uint64
+}
+
+func (c *counters) batch(n int) {
+	c.appends.Add(1)
+	c.appendedMessages.Add(uint64(n))
+	for {
+		cur := c.maxBatch.Load()
+		if uint64(n) <= cur || c.maxBatch.CompareAndSwap(cur, uint64(n)) {
+			return
+		}
+	}
+}
+
+func (c *counters) snapshot() Metrics {
+	return Metrics{
+		Creates:          c.creates.Load(),
+		Pushes:           c.pushes.Load(),
+		PushErrors:       c.pushErrors.Load(),
+		Pulls:            c.pulls.Load(),
+		PulledMessages:   c.pulledMessages.Load(),
+		PullWaits:        c.pullWaits.Load(),
+		Appends:          c.appends.Load(),
+		AppendedMessages: c.appendedMessages.Load(),
+		MaxBatch:         c.maxBatch.Load(),
+		IndexGets:        c.indexGets.Load(),
+		IndexSaves:       c.indexSaves.Load(),
+		Errors:           c.errors.Load(),
+	}
+}

@@ -1,0 +1,206 @@
+package hub
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/routing"
+	"github.com/sluicehq/sluice/core/wire"
+)
+
+// Defaults of the options.
+const (
+	// DefaultMaxBatchMessages is the default for [WithMaxBatch]: the most messages one
+	// backend Append writes.
+	DefaultMaxBatchMessages = 1024
+	// DefaultMaxBatchBytes is the default for [WithMaxBatch]: the most bytes one backend
+	// Append writes (a single larger push batch is still written whole).
+	DefaultMaxBatchBytes = 4 << 20
+	// DefaultQueueLen is the default for [WithQueueLen]: pushes waiting per partition before
+	// the partition worker applies backpressure.
+	DefaultQueueLen = 4096
+	// DefaultMaxPullLimit is the default for [WithMaxPullLimit].
+	DefaultMaxPullLimit = 10000
+	// DefaultMaxPullWait is the default for [WithMaxPullWait].
+	DefaultMaxPullWait = 60 * time.Second
+	// DefaultMaxConnections is the default for [WithMaxConnections].
+	DefaultMaxConnections = 1024
+	// DefaultIdleTimeout is the default for [WithIdleTimeout].
+	DefaultIdleTimeout = 5 * time.Minute
+	// DefaultMaxConcurrentFetches is the default for [WithMaxConcurrentFetches].
+	DefaultMaxConcurrentFetches = 64
+
+	// routeReserve is the room a pull response leaves for its routes when the hub derives the
+	// largest message size from the frame size: a message that fits with routes this long
+	// can always be pulled back.
+	routeReserve = 512
+)
+
+// MaxFrameMessageSize is the largest message a hub accepts whatever the backend allows: a
+// message of this size fits, with its index and a route of up to about 500 bytes, in one
+// pull response frame.
+const MaxFrameMessageSize = wire.MaxFrame - routeReserve
+
+// Option configures a [Hub]. Options are validated by [New]; an invalid value makes New fail
+// with an error matching [core.ErrInvalidOption].
+type Option func(*config) error
+
+type config struct {
+	logger           *slog.Logger
+	maxMessageSize   int
+	maxBatchMessages int
+	maxBatchBytes    int
+	queueLen         int
+	maxPullLimit     int
+	maxPullWait      time.Duration
+	maxConns         int
+	idleTimeout      time.Duration
+	maxFetches       int
+	node             *routing.Node
+}
+
+func defaultConfig() config {
+	return config{
+		logger:           slog.New(slog.NewTextHandler(io.Discard, nil)),
+		maxBatchMessages: DefaultMaxBatchMessages,
+		maxBatchBytes:    DefaultMaxBatchBytes,
+		queueLen:         DefaultQueueLen,
+		maxPullLimit:     DefaultMaxPullLimit,
+		maxPullWait:      DefaultMaxPullWait,
+		maxConns:         DefaultMaxConnections,
+		idleTimeout:      DefaultIdleTimeout,
+		maxFetches:       DefaultMaxConcurrentFetches,
+	}
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("hub: %w: "+format, append([]any{core.ErrInvalidOption}, args...)...)
+}
+
+// WithLogger sets the structured logger (default: discard). The hub logs connections at
+// Debug, request failures at Warn and backend failures at Error.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) error {
+		if l == nil {
+			return invalid("nil logger")
+		}
+		c.logger = l
+		return nil
+	}
+}
+
+// WithMaxMessageSize caps the size of one message (default and maximum: the smaller of the
+// backend's Capabilities().MaxMessageSize and [MaxFrameMessageSize]). Pushes of larger
+// messages are confirmed with status ERROR.
+func WithMaxMessageSize(n int) Option {
+	return func(c *config) error {
+		if n <= 0 || n > MaxFrameMessageSize {
+			return invalid("max message size %d is outside [1, %d]", n, MaxFrameMessageSize)
+		}
+		c.maxMessageSize = n
+		return nil
+	}
+}
+
+// WithMaxBatch bounds one backend Append made from concurrent pushes to a partition: at most
+// messages messages and about bytes bytes (defaults [DefaultMaxBatchMessages],
+// [DefaultMaxBatchBytes]). A single sluice_push_batch request is never split.
+func WithMaxBatch(messages, bytes int) Option {
+	return func(c *config) error {
+		if messages < 1 || bytes < 1 {
+			return invalid("max batch %d messages / %d bytes: both must be >= 1", messages, bytes)
+		}
+		c.maxBatchMessages, c.maxBatchBytes = messages, bytes
+		return nil
+	}
+}
+
+// WithQueueLen sets how many push requests may wait per partition (default
+// [DefaultQueueLen]). When the queue is full the partition's mailbox waits, which slows the
+// connections that push to it (backpressure); nothing is dropped.
+func WithQueueLen(n int) Option {
+	return func(c *config) error {
+		if n < 1 {
+			return invalid("queue length %d must be >= 1", n)
+		}
+		c.queueLen = n
+		return nil
+	}
+}
+
+// WithMaxPullLimit caps the limit of one pull (default [DefaultMaxPullLimit]); a response
+// also never exceeds one frame.
+func WithMaxPullLimit(n int) Option {
+	return func(c *config) error {
+		if n < 1 {
+			return invalid("max pull limit %d must be >= 1", n)
+		}
+		c.maxPullLimit = n
+		return nil
+	}
+}
+
+// WithMaxPullWait caps the wait_ms of a sluice_pull_wait request (default
+// [DefaultMaxPullWait]).
+func WithMaxPullWait(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 0 {
+			return invalid("max pull wait %v is negative", d)
+		}
+		c.maxPullWait = d
+		return nil
+	}
+}
+
+// WithMaxConnections caps concurrent TCP connections accepted by [Hub.Serve] (default
+// [DefaultMaxConnections]).
+func WithMaxConnections(n int) Option {
+	return func(c *config) error {
+		if n < 1 {
+			return invalid("max connections %d must be >= 1", n)
+		}
+		c.maxConns = n
+		return nil
+	}
+}
+
+// WithIdleTimeout closes a TCP connection that received nothing for d (default
+// [DefaultIdleTimeout]; 0 disables). Clients that long-poll keep their connection busy.
+func WithIdleTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 0 {
+			return invalid("idle timeout %v is negative", d)
+		}
+		c.idleTimeout = d
+		return nil
+	}
+}
+
+// WithMaxConcurrentFetches caps the backend calls running at once for pulls (Fetch), and
+// separately for the index service (GetIndex, SaveIndex) (default
+// [DefaultMaxConcurrentFetches] each); more requests wait their turn.
+func WithMaxConcurrentFetches(n int) Option {
+	return func(c *config) error {
+		if n < 1 {
+			return invalid("max concurrent fetches %d must be >= 1", n)
+		}
+		c.maxFetches = n
+		return nil
+	}
+}
+
+// WithNode registers the hub's workers on an existing routing node instead of a node of its
+// own, for example to share it with secure channel listeners. The hub then never closes the
+// node; on shutdown it unregisters its workers.
+func WithNode(n *routing.Node) Option {
+	return func(c *config) error {
+		if n == nil {
+			return invalid("nil routing node")
+		}
+		c.node = n
+		return nil
+	}
+}

@@ -1,0 +1,283 @@
+package hub
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/routing"
+	"github.com/sluicehq/sluice/core/wire"
+)
+
+// decodePayload decodes msg's BasePayload, answering an `error` reply when it does not
+// decode.
+func (h *Hub) decodePayload(msg *routing.Message) (wire.BasePayload, bool) {
+	bp, err := wire.DecodeBasePayload(msg.Payload)
+	if err != nil {
+		h.replyError(msg.ReturnRoute, wire.Route{msg.Self()}, fmt.Sprintf("%s: undecodable payload: %v", msg.Address, err))
+		return wire.BasePayload{}, false
+	}
+	return bp, true
+}
+
+// undecodable answers a payload whose protocol data does not decode.
+func (h *Hub) undecodable(msg *routing.Message, protocol string, err error) {
+	h.replyError(msg.ReturnRoute, wire.Route{msg.Self()}, fmt.Sprintf("%s: undecodable %s request: %v", msg.Address, protocol, err))
+}
+
+func (h *Hub) unknownProtocol(msg *routing.Message, protocol string, want ...string) {
+	h.replyError(msg.ReturnRoute, wire.Route{msg.Self()}, fmt.Sprintf("%s: unknown protocol %q; this worker handles %s", msg.Address, protocol, strings.Join(want, ", ")))
+}
+
+func (h *Hub) shuttingDown(msg *routing.Message) {
+	h.replyError(msg.ReturnRoute, wire.Route{msg.Self()}, fmt.Sprintf("%s: %v", msg.Address, errShuttingDown))
+}
+
+// handleStream is the stream service at StreamAddress.
+func (h *Hub) handleStream(_ context.Context, msg *routing.Message) error {
+	bp, ok := h.decodePayload(msg)
+	if !ok {
+		return nil
+	}
+	var name wire.Optional[string]
+	partitions := uint64(1)
+	partitioned := false
+	switch bp.Protocol {
+	case wire.ProtocolCreate:
+		req, err := wire.DecodeCreateStreamRequest(bp.Data)
+		if err != nil {
+			h.undecodable(msg, bp.Protocol, err)
+			return nil
+		}
+		name = req.StreamName
+	case wire.ProtocolCreatePartitioned, wire.ProtocolCreatePartitions:
+		req, err := wire.DecodeCreateStreamPartitionedRequest(bp.Data)
+		if err != nil {
+			h.undecodable(msg, bp.Protocol, err)
+			return nil
+		}
+		name, partitions, partitioned = req.StreamName, req.Partitions, true
+	default:
+		h.unknownProtocol(msg, bp.Protocol, wire.ProtocolCreate, wire.ProtocolCreatePartitioned, wire.ProtocolCreatePartitions)
+		return nil
+	}
+	if h.isClosing() {
+		h.shuttingDown(msg)
+		return nil
+	}
+	stream := name.Value
+	if !name.Valid {
+		stream = generateName()
+	}
+	replyTo := msg.ReturnRoute.Clone()
+	self := wire.Route{msg.Self()}
+	protocol := bp.Protocol
+	// Creating a topic can be slow (Kafka, Kinesis): do it off the service's mailbox.
+	started := h.goTask(func(ctx context.Context) {
+		if err := h.create(ctx, protocol, stream, partitions, partitioned, replyTo); err != nil {
+			h.replyError(replyTo, self, fmt.Sprintf("%s %q: %v", protocol, stream, err))
+		}
+	})
+	if !started {
+		h.shuttingDown(msg)
+	}
+	return nil
+}
+
+// create creates (or finds) the stream, registers its partition workers and has each of
+// them send Init to the client.
+func (h *Hub) create(ctx context.Context, protocol, stream string, partitions uint64, partitioned bool, replyTo wire.Route) error {
+	if err := core.ValidateStreamName(stream); err != nil {
+		return err
+	}
+	maxParts := h.backend.Storage.Capabilities().MaxPartitions
+	if partitions > core.MaxPartitions {
+		return core.ValidatePartitionCount(core.MaxPartitions+1, maxParts)
+	}
+	if err := core.ValidatePartitionCount(int(partitions), maxParts); err != nil {
+		return err
+	}
+	n, err := h.backend.Storage.CreateStream(ctx, stream, int(partitions))
+	if err != nil {
+		h.log.Error("create stream failed", "stream", stream, "partitions", partitions, "err", err)
+		return fmt.Errorf("backend: %w", err)
+	}
+	if n < 1 {
+		return fmt.Errorf("%w: backend reports %d partitions for stream %q", core.ErrUnavailable, n, stream)
+	}
+	if !partitioned {
+		n = 1 // stream_create talks to partition 0 of a stream that may have more
+	}
+	h.m.creates.Add(1)
+	for id := range n {
+		p, err := h.partition(stream, id)
+		if err != nil {
+			return err
+		}
+		// Init comes from the partition worker: its return route is the route to it.
+		if partitioned {
+			h.reply(replyTo, p.self, protocol, wire.InitPartitioned{StreamName: stream, Partition: uint64(id)})
+		} else {
+			h.reply(replyTo, p.self, protocol, wire.Init{StreamName: stream})
+		}
+	}
+	h.log.Debug("stream ready", "stream", stream, "partitions", n)
+	return nil
+}
+
+// generateName returns a name for a stream created without one: "generated_" and 16 hex
+// characters.
+func generateName() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return "generated_" + hex.EncodeToString(b[:])
+}
+
+// HandleMessage makes the partition the routing worker of its local address: it handles
+// stream_push, stream_pull, sluice_push_batch and sluice_pull_wait.
+func (p *partition) HandleMessage(ctx context.Context, msg *routing.Message) error {
+	h := p.h
+	bp, ok := h.decodePayload(msg)
+	if !ok {
+		return nil
+	}
+	switch bp.Protocol {
+	case wire.ProtocolPush:
+		req, err := wire.DecodePushRequest(bp.Data)
+		if err != nil {
+			h.undecodable(msg, bp.Protocol, err)
+			return nil
+		}
+		p.push(ctx, &pushReq{requestID: req.RequestID, msgs: [][]byte{req.Data}, size: len(req.Data), replyTo: msg.ReturnRoute})
+	case wire.ProtocolPushBatch:
+		req, err := wire.DecodePushBatchRequest(bp.Data)
+		if err != nil {
+			h.undecodable(msg, bp.Protocol, err)
+			return nil
+		}
+		r := &pushReq{requestID: req.RequestID, msgs: req.Messages, batch: true, replyTo: msg.ReturnRoute}
+		for _, m := range req.Messages {
+			r.size += len(m)
+		}
+		if len(r.msgs) == 0 {
+			p.confirm(r, []uint64{}, nil)
+			return nil
+		}
+		p.push(ctx, r)
+	case wire.ProtocolPull:
+		req, err := wire.DecodePullRequest(bp.Data)
+		if err != nil {
+			h.undecodable(msg, bp.Protocol, err)
+			return nil
+		}
+		p.startPull(msg, pullReq{protocol: bp.Protocol, requestID: req.RequestID, index: req.Index, limit: h.pullLimit(req.Limit), replyTo: msg.ReturnRoute})
+	case wire.ProtocolPullWait:
+		req, err := wire.DecodePullWaitRequest(bp.Data)
+		if err != nil {
+			h.undecodable(msg, bp.Protocol, err)
+			return nil
+		}
+		wait := h.cfg.maxPullWait
+		if req.WaitMS < uint64(wait/time.Millisecond) {
+			wait = time.Duration(req.WaitMS) * time.Millisecond
+		}
+		p.startPull(msg, pullReq{protocol: bp.Protocol, requestID: req.RequestID, index: req.Index, limit: h.pullLimit(req.Limit), wait: true, deadline: time.Now().Add(wait), replyTo: msg.ReturnRoute})
+	default:
+		h.unknownProtocol(msg, bp.Protocol, wire.ProtocolPush, wire.ProtocolPull, wire.ProtocolPushBatch, wire.ProtocolPullWait)
+	}
+	return nil
+}
+
+// pullLimit clamps a requested pull limit to [0, WithMaxPullLimit].
+func (h *Hub) pullLimit(limit uint64) int {
+	if limit > uint64(h.cfg.maxPullLimit) {
+		return h.cfg.maxPullLimit
+	}
+	return int(limit)
+}
+
+// push validates r and queues it for the writer; requests that cannot be queued are
+// confirmed with status ERROR.
+func (p *partition) push(ctx context.Context, r *pushReq) {
+	h := p.h
+	if err := core.ValidateMessages(r.msgs, h.cfg.maxMessageSize); err != nil {
+		h.log.Warn("push refused", "stream", p.stream, "partition", p.id, "request_id", r.requestID, "err", err)
+		p.confirm(r, nil, err)
+		return
+	}
+	// The request's bytes alias the frame it came in; copy them once into one buffer owned
+	// by the request, as they outlive this handler.
+	buf := make([]byte, 0, r.size)
+	msgs := make([][]byte, len(r.msgs))
+	for i, m := range r.msgs {
+		start := len(buf)
+		buf = append(buf, m...)
+		msgs[i] = buf[start:len(buf):len(buf)]
+	}
+	r.msgs = msgs
+	r.replyTo = r.replyTo.Clone()
+	if err := p.enqueue(ctx, r); err != nil {
+		h.log.Warn("push refused", "stream", p.stream, "partition", p.id, "request_id", r.requestID, "err", err)
+		p.confirm(r, nil, err)
+	}
+}
+
+// startPull hands a pull to a task goroutine.
+func (p *partition) startPull(msg *routing.Message, r pullReq) {
+	h := p.h
+	if h.isClosing() {
+		h.shuttingDown(msg)
+		return
+	}
+	r.replyTo = r.replyTo.Clone()
+	h.goPull(p, r)
+}
+
+func partitionArg(p uint64) (int, error) {
+	if p >= core.MaxPartitions {
+		return 0, fmt.Errorf("%w: partition %d is outside [0, %d)", core.ErrInvalidArgument, p, core.MaxPartitions)
+	}
+	return int(p), nil
+}
+
+func validateIndexKey(clientID, stream string) error {
+	if err := core.ValidateClientID(clientID); err != nil {
+		return err
+	}
+	return core.ValidateStreamName(stream)
+}
+
+// getIndex returns the saved index, None when it was never saved.
+func (h *Hub) getIndex(ctx context.Context, clientID, stream string, partition int) (wire.Optional[uint64], error) {
+	h.m.indexGets.Add(1)
+	if err := validateIndexKey(clientID, stream); err != nil {
+		return wire.None[uint64](), err
+	}
+	idx, err := h.backend.Index.GetIndex(ctx, clientID, stream, partition)
+	if errors.Is(err, core.ErrIndexNotFound) {
+		return wire.None[uint64](), nil
+	}
+	if err != nil {
+		h.log.Error("get index failed", "client_id", clientID, "stream", stream, "partition", partition, "err", err)
+		return wire.None[uint64](), fmt.Errorf("backend: %w", err)
+	}
+	return wire.Some(idx), nil
+}
+
+// saveIndex saves index (monotonic: the backend ignores a lower value).
+func (h *Hub) saveIndex(ctx context.Context, clientID, stream string, partition int, index uint64) error {
+	h.m.indexSaves.Add(1)
+	if err := validateIndexKey(clientID, stream); err != nil {
+		return err
+	}
+	if err := h.backend.Index.SaveIndex(ctx, clientID, stream, partition, index); err != nil {
+		h.log.Error("save index failed", "client_id", clientID, "stream", stream, "partition", partition, "err", err)
+		return fmt.Errorf("backend: %w", err)
+	}
+	return nil
+}
