@@ -1,0 +1,116 @@
+package pulsar
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// admin is the part of Pulsar's admin REST API (v2) the backend uses, on plain net/http.
+type admin struct {
+	base   string // "http://host:port", no trailing slash
+	hc     *http.Client
+	tenant string
+	ns     string
+}
+
+// adminError is a non-2xx answer of the admin API.
+type adminError struct {
+	Method, Path string
+	Status       int
+	Reason       string
+}
+
+func (e *adminError) Error() string {
+	return fmt.Sprintf("admin %s %s: HTTP %d: %s", e.Method, e.Path, e.Status, e.Reason)
+}
+
+func (a *admin) topicPath(topic string) string {
+	return "/admin/v2/persistent/" + url.PathEscape(a.tenant) + "/" + url.PathEscape(a.ns) + "/" + url.PathEscape(topic)
+}
+
+// do sends one request and decodes a JSON answer into out (may be nil).
+func (a *admin) do(ctx context.Context, method, path string, body any, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, a.base+path, rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		reason := strings.TrimSpace(string(data))
+		var r struct {
+			Reason string `json:"reason"`
+		}
+		if json.Unmarshal(data, &r) == nil && r.Reason != "" {
+			reason = r.Reason
+		}
+		return &adminError{Method: method, Path: path, Status: resp.StatusCode, Reason: reason}
+	}
+	if out != nil && len(data) > 0 {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("admin %s %s: decode %q: %w", method, path, data, err)
+		}
+	}
+	return nil
+}
+
+// partitions returns the partition count of the partitioned topic, 0 when it does not
+// exist (or is not partitioned). It never creates the topic.
+func (a *admin) partitions(ctx context.Context, topic string) (int, error) {
+	var m struct {
+		Partitions int `json:"partitions"`
+	}
+	err := a.do(ctx, http.MethodGet, a.topicPath(topic)+"/partitions?checkAllowAutoCreation=false", nil, &m)
+	var aerr *adminError
+	if errors.As(err, &aerr) && aerr.Status == http.StatusNotFound && !strings.Contains(aerr.Reason, "amespace") {
+		return 0, nil // recent brokers answer 404 for a missing topic, older ones {"partitions":0}
+	}
+	return m.Partitions, err
+}
+
+// createPartitioned creates a partitioned topic with n partitions; an existing topic
+// returns an adminError with status 409.
+func (a *admin) createPartitioned(ctx context.Context, topic string, n int) error {
+	return a.do(ctx, http.MethodPut, a.topicPath(topic)+"/partitions?createLocalTopicOnly=false", n, nil)
+}
+
+// deletePartitioned deletes a partitioned topic and its data, closing producers and readers.
+func (a *admin) deletePartitioned(ctx context.Context, topic string) error {
+	return a.do(ctx, http.MethodDelete, a.topicPath(topic)+"/partitions?force=true&deleteSchema=false", nil, nil)
+}
+
+// setInfiniteRetention sets the topic-level retention policy to keep every message.
+func (a *admin) setInfiniteRetention(ctx context.Context, topic string) error {
+	return a.do(ctx, http.MethodPost, a.topicPath(topic)+"/retention", map[string]int{
+		"retentionTimeInMinutes": -1, "retentionSizeInMB": -1,
+	}, nil)
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }

@@ -1,0 +1,78 @@
+package pulsar
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/apache/pulsar-client-go/pulsar"
+	pulsarlog "github.com/apache/pulsar-client-go/pulsar/log"
+)
+
+// BenchmarkRaw measures pulsar-client-go alone on the same broker, as the baseline for the
+// Store and hub benchmarks: a producer with batching off (as the Store uses) keeping up to
+// 256 messages in flight, and a reader reading back what was produced. Compare msgs/s with
+// BenchmarkConformance and the hub benchmarks of the same run.
+func BenchmarkRaw(b *testing.B) {
+	p := broker(b)
+	cl, err := pulsar.NewClient(pulsar.ClientOptions{URL: p.URL, Logger: pulsarlog.DefaultNopLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	for _, size := range []int{256, 1024} {
+		id := make([]byte, 4)
+		_, _ = rand.Read(id)
+		topic := fmt.Sprintf("persistent://public/default/raw-bench-%d-%s", size, hex.EncodeToString(id))
+		payload := make([]byte, size)
+		var produced int
+		b.Run(fmt.Sprintf("Produce/size=%d/inflight=256", size), func(b *testing.B) {
+			prod, err := cl.CreateProducer(pulsar.ProducerOptions{Topic: topic, DisableBatching: true, MaxPendingMessages: 256})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer prod.Close()
+			ctx := context.Background()
+			errs := make(chan error, b.N)
+			b.SetBytes(int64(size))
+			b.ResetTimer()
+			start := time.Now()
+			for range b.N {
+				prod.SendAsync(ctx, &pulsar.ProducerMessage{Payload: payload}, func(_ pulsar.MessageID, _ *pulsar.ProducerMessage, err error) {
+					errs <- err
+				})
+			}
+			for range b.N {
+				if err := <-errs; err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+			produced += b.N
+		})
+		b.Run(fmt.Sprintf("Read/size=%d", size), func(b *testing.B) {
+			if produced < b.N {
+				b.Skipf("only %d messages produced", produced)
+			}
+			r, err := cl.CreateReader(pulsar.ReaderOptions{Topic: topic, StartMessageID: pulsar.EarliestMessageID(), ReceiverQueueSize: 1000})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer r.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			b.SetBytes(int64(size))
+			b.ResetTimer()
+			start := time.Now()
+			for range b.N {
+				if _, err := r.Next(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+		})
+	}
+}

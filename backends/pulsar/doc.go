@@ -1,0 +1,111 @@
+// Package pulsar is a Sluice backend on Apache Pulsar, with github.com/apache/pulsar-client-go
+// for messages and Pulsar's admin REST API (plain net/http) for topics. A [Store] is both the
+// core.Storage and the core.IndexStorage; it registers the URL scheme "pulsar".
+//
+// # Configuration
+//
+// Programs blank-import the package and open a URL with core.Open:
+//
+//	pulsar://127.0.0.1:6650?admin=http://127.0.0.1:8080&tenant=public&namespace=default&prefix=sluice-
+//
+// [Open] takes the same URL and builds a pulsar.Client that the Store owns. [New] takes a
+// caller's pulsar.Client (for authentication, TLS, logging: the caller keeps it and closes
+// it) and the admin URL. [Options] set the tenant and namespace (default public/default), a
+// topic prefix, the largest message (default [DefaultMaxMessageSize], Pulsar's 5 MiB less
+// 8 KiB of metadata headroom), the most partitions per stream (default
+// [DefaultMaxPartitions]) and whether CreateStream sets infinite topic-level retention.
+//
+// A stream "s" with n partitions is the partitioned topic
+// persistent://<tenant>/<namespace>/<prefix>s, created through the admin API with n
+// partitions; partition p is the topic ...<prefix>s-partition-<p>. Append uses one producer
+// per partition topic, cached, with batching off, and waits for the send receipt of every
+// message (the broker has written the entry to the bookies' journals: Pulsar's durable
+// acknowledgement). Fetch opens a reader positioned at the message id of its from index.
+//
+// # Index semantics
+//
+// Pulsar identifies a persisted message by a MessageID (ledger id, entry id, batch index,
+// partition). With batching off every message is its own entry (batch index -1), and the
+// backend maps it to
+//
+//	index = ledgerID << 28 | entryID        (EntryBits = 28, LedgerBits = 36)
+//
+// Bit budget: entry ids up to [MaxEntryID] (268,435,455 messages per ledger) and ledger ids
+// up to [MaxLedgerID] (68,719,476,735). A broker rolls a topic over to a new ledger after
+// managedLedgerMaxEntriesPerLedger entries (default 50,000), but not before
+// managedLedgerMinLedgerRolloverTimeMinutes (default 10) — so 268M entries is 447,000
+// messages per second for ten minutes on one partition. Ledger ids come from the cluster-wide
+// BookKeeper id generator; 2^36 ledgers are far beyond any cluster's lifetime. A receipt or a
+// read message outside the budget, or a message inside a batch (written by another
+// producer with batching on), is an error matching [ErrIndexOutOfRange]; nothing is ever
+// silently truncated.
+//
+// Monotonicity. Within one topic (one managed ledger) Pulsar appends to one ledger at a time;
+// a new ledger is opened only after the previous one is closed, and its id, drawn from the
+// cluster's monotonically increasing ledger id generator, is larger than every earlier
+// ledger's. Entry ids within a ledger are consecutive from 0 in append order. So append
+// order is the lexicographic order of (ledgerID, entryID) — the order Pulsar itself uses to
+// compare positions and message ids. For two messages a before b in one partition, either
+// ledger(a) < ledger(b), and then index(a) < ledger(a)+1 << 28 <= index(b) because
+// entry(a) < 2^28; or ledger(a) = ledger(b) and entry(a) < entry(b), and the high bits are
+// equal while the low bits increase. The map is therefore strictly increasing and injective
+// on every id within the budget, across broker restarts (a restart opens a new, larger
+// ledger) and across producers. Indexes are not dense: a new ledger starts at entry 0 of a
+// larger ledger id (Capabilities().DenseIndex is false).
+//
+// Seeking. Fetch(from) decodes from into (ledger, entry) and creates a reader (or reuses one
+// that a previous Fetch left positioned exactly at from) with
+// StartMessageID = that id and StartMessageIDInclusive, so the broker positions its cursor
+// there (the id need not exist: the broker moves to the next valid position, skipping to the
+// next ledger when the entry is past the end of its ledger) and never scans the partition
+// from the start. The reader then asks for the last persisted message id (one round trip);
+// if that is below from the partition is caught up and Fetch returns an empty slice at once,
+// otherwise it reads until limit messages or that last message. A message with an index
+// below from (the broker may deliver the entry before an inclusive start) is never returned.
+//
+// # Index storage
+//
+// Saved consumer indexes live in Pulsar too (Capabilities().NativeIndexStorage): SaveIndex
+// appends a small record (client_id, stream, partition, index; see encodeIndexRecord) to the
+// one-partition topic <prefix>sluice=index of the namespace ('=' cannot occur in a stream
+// name) and returns after its send receipt. GetIndex and SaveIndex first read the records
+// appended since the Store's last read (a seek to its own position, as Fetch does) and keep
+// the maximum per key. Because every reader takes the maximum of all records, a lower value
+// never replaces a higher one, also with several hubs saving concurrently; SaveIndex of a
+// value not above the known maximum appends nothing. The topic grows by one small record per
+// effective save; it needs the same retention as streams and must not be compacted (compaction
+// would keep the latest record per key, not the largest).
+//
+// # Errors
+//
+// One function maps every error of pulsar-client-go, of the admin API and of the network to
+// a core sentinel, keeping the original error in the chain (errors.As finds *pulsar.Error):
+// a missing topic (admin 404, TopicNotFound) is core.ErrStreamNotFound; MessageTooBig is
+// core.ErrMessageTooLarge; bad names and conflicting topics are core.ErrInvalidArgument;
+// authentication, authorization and configuration errors are core.ErrInvalidOption; calls
+// after or during Close are core.ErrClosed; cancelled calls return the context's error;
+// everything else (timeouts, lookups, connections, broker persistence errors, 5xx) is
+// core.ErrUnavailable. ErrIndexOutOfRange is described above.
+//
+// # Limitations
+//
+//   - Retention: Pulsar deletes closed ledgers that no durable subscription holds unless the
+//     namespace (or topic) has retention. Streams are read with non-durable readers, so the
+//     namespace needs infinite retention (pulsar-admin namespaces set-retention <ns> --size -1
+//     --time -1), or set Options.InfiniteRetention (URL retention=infinite) to have
+//     CreateStream set it per topic (needs topic-level policies). Likewise disable the
+//     deletion of inactive topics (brokerDeleteInactiveTopicsEnabled=false or a namespace
+//     inactive-topic policy). The test launcher configures both.
+//   - Writers: streams must be written through this backend (batching off). Topic compaction,
+//     offloading with deletion, and message TTL on these topics break the contract.
+//   - A failed or cancelled Append may leave some of its messages in the stream (each under
+//     its own index, unreported); a producer that reconnects after a broker failure resends
+//     unacknowledged messages, so a message can be stored twice (at-least-once; the hub's
+//     secure channel drops duplicates).
+//   - A Fetch from an index no idle reader is positioned at creates a reader (lookup and
+//     subscribe round trips); the Store keeps up to 64 readers positioned where the last
+//     Fetch stopped, so sequential pulls pay only the last-message-id round trip. An idle
+//     reader holds up to 100 prefetched messages in memory.
+//   - Empty messages carry the property sluice-empty=1: pulsar-client-go drops a
+//     non-batched message that has neither payload nor properties when reading it.
+package pulsar

@@ -1,0 +1,71 @@
+package pulsar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/apache/pulsar-client-go/pulsar"
+
+	"github.com/sluicehq/sluice/core"
+)
+
+// mapErr is the one place where errors of pulsar-client-go, the admin API and the network
+// become core sentinels. It returns "pulsar: <op> <stream>: <sentinel>: <err>", keeping err
+// in the chain for errors.As. Errors that already match a core sentinel, and context
+// errors, only get the prefix. A store that is closed turns client "closed" errors into
+// core.ErrClosed.
+func (s *Store) mapErr(op, stream string, err error) error {
+	if err == nil {
+		return nil
+	}
+	prefix := fmt.Sprintf("pulsar: %s %q", op, stream)
+	if stream == "" {
+		prefix = "pulsar: " + op
+	}
+	for _, sentinel := range []error{core.ErrStreamNotFound, core.ErrIndexNotFound, core.ErrInvalidArgument,
+		core.ErrMessageTooLarge, core.ErrClosed, core.ErrInvalidOption, core.ErrUnavailable} {
+		if errors.Is(err, sentinel) {
+			return fmt.Errorf("%s: %w", prefix, err)
+		}
+	}
+	if s.isClosed() {
+		return fmt.Errorf("%s: %w: %w", prefix, core.ErrClosed, err)
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%s: %w", prefix, err)
+	}
+	if errors.Is(err, ErrIndexOutOfRange) {
+		return fmt.Errorf("%s: %w", prefix, err)
+	}
+	var sentinel error = core.ErrUnavailable
+	var perr *pulsar.Error
+	var aerr *adminError
+	var nerr net.Error
+	switch {
+	case errors.As(err, &perr):
+		switch perr.Result() {
+		case pulsar.TopicNotFound:
+			sentinel = core.ErrStreamNotFound
+		case pulsar.MessageTooBig:
+			sentinel = core.ErrMessageTooLarge
+		case pulsar.InvalidTopicName, pulsar.InvalidMessage:
+			sentinel = core.ErrInvalidArgument
+		case pulsar.InvalidConfiguration, pulsar.InvalidURL, pulsar.AuthenticationError, pulsar.AuthorizationError:
+			sentinel = core.ErrInvalidOption
+		}
+	case errors.As(err, &aerr):
+		switch aerr.Status {
+		case 404:
+			sentinel = core.ErrStreamNotFound
+		case 400, 409, 412:
+			sentinel = core.ErrInvalidArgument
+		case 401, 403:
+			sentinel = core.ErrInvalidOption
+		}
+	case errors.As(err, &nerr):
+		sentinel = core.ErrUnavailable
+	}
+	return fmt.Errorf("%s: %w: %w", prefix, sentinel, err)
+}

@@ -1,0 +1,212 @@
+package pulsar
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+
+	"github.com/sluicehq/sluice/core"
+)
+
+// indexTopic is the base name of the topic that holds saved consumer indexes. '=' cannot
+// appear in a stream name, so it never collides with a stream's topic.
+const indexTopic = "sluice=index"
+
+// indexState is the in-memory view of the index topic: the highest index saved per key,
+// from every record read so far.
+type indexState struct {
+	mu     sync.Mutex // serializes GetIndex and SaveIndex
+	ready  bool       // the index topic exists
+	next   uint64     // index (in the index topic) of the next record to read
+	saved  map[string]uint64
+	closed bool
+}
+
+func indexKey(clientID, stream string, partition int) string {
+	return clientID + "\x00" + stream + "\x00" + strconv.Itoa(partition)
+}
+
+// GetIndex returns the highest index saved for the key by any Store on the same namespace:
+// it first reads the index records appended since its last call.
+func (s *Store) GetIndex(ctx context.Context, clientID, stream string, partition int) (uint64, error) {
+	if err := validateIndexKey(clientID, stream, partition); err != nil {
+		return 0, s.mapErr("get index", stream, err)
+	}
+	ctx, done, err := s.enter(ctx)
+	if err != nil {
+		return 0, s.mapErr("get index", stream, err)
+	}
+	defer done()
+	s.index.mu.Lock()
+	defer s.index.mu.Unlock()
+	if err := s.catchUpIndex(ctx); err != nil {
+		return 0, s.mapErr("get index", stream, err)
+	}
+	i, ok := s.index.saved[indexKey(clientID, stream, partition)]
+	if !ok {
+		return 0, s.mapErr("get index", stream, fmt.Errorf("%w: client %q, partition %d", core.ErrIndexNotFound, clientID, partition))
+	}
+	return i, nil
+}
+
+// SaveIndex appends a record (client_id, stream, partition, index) to the index topic and
+// returns once the broker acknowledged it, unless the highest index known for the key is
+// already >= index (then it does nothing). Readers take the maximum over all records, so a
+// lower value never replaces a higher one, also when several Stores save concurrently.
+func (s *Store) SaveIndex(ctx context.Context, clientID, stream string, partition int, index uint64) error {
+	if err := validateIndexKey(clientID, stream, partition); err != nil {
+		return s.mapErr("save index", stream, err)
+	}
+	ctx, done, err := s.enter(ctx)
+	if err != nil {
+		return s.mapErr("save index", stream, err)
+	}
+	defer done()
+	s.index.mu.Lock()
+	defer s.index.mu.Unlock()
+	if err := s.catchUpIndex(ctx); err != nil {
+		return s.mapErr("save index", stream, err)
+	}
+	key := indexKey(clientID, stream, partition)
+	if cur, ok := s.index.saved[key]; ok && cur >= index {
+		return nil
+	}
+	rec := encodeIndexRecord(indexRecord{ClientID: clientID, Stream: stream, Partition: partition, Index: index})
+	if _, err := s.appendTopic(ctx, indexTopic, 0, [][]byte{rec}); err != nil {
+		return s.mapErr("save index", stream, err)
+	}
+	s.index.saved[key] = index
+	return nil
+}
+
+func validateIndexKey(clientID, stream string, partition int) error {
+	if err := core.ValidateClientID(clientID); err != nil {
+		return err
+	}
+	if err := core.ValidateStreamName(stream); err != nil {
+		return err
+	}
+	if partition < 0 || partition >= core.MaxPartitions {
+		return fmt.Errorf("%w: partition %d is outside [0, %d)", core.ErrInvalidArgument, partition, core.MaxPartitions)
+	}
+	return nil
+}
+
+// catchUpIndex creates the index topic on first use and reads the records appended since the
+// last call. The caller holds s.index.mu.
+func (s *Store) catchUpIndex(ctx context.Context) error {
+	if !s.index.ready {
+		if _, err := s.createTopic(ctx, indexTopic, 1); err != nil {
+			return fmt.Errorf("create index topic: %w", err)
+		}
+		s.index.ready = true
+		s.index.saved = map[string]uint64{}
+	}
+	for {
+		msgs, err := s.fetchTopic(ctx, indexTopic, 0, s.index.next, 1000)
+		if err != nil {
+			return fmt.Errorf("read index topic: %w", err)
+		}
+		if len(msgs) == 0 {
+			return nil
+		}
+		for _, m := range msgs {
+			r, err := decodeIndexRecord(m.Data)
+			if err != nil {
+				// A record this version cannot read is skipped, never guessed at.
+				continue
+			}
+			k := indexKey(r.ClientID, r.Stream, r.Partition)
+			if cur, ok := s.index.saved[k]; !ok || r.Index > cur {
+				s.index.saved[k] = r.Index
+			}
+		}
+		s.index.next = msgs[len(msgs)-1].Index + 1
+	}
+}
+
+// indexRecord is one saved index, the payload of one message of the index topic.
+type indexRecord struct {
+	ClientID  string
+	Stream    string
+	Partition int
+	Index     uint64
+}
+
+// indexRecordVersion is the first byte of every record.
+const indexRecordVersion = 1
+
+var errBadIndexRecord = errors.New("pulsar: malformed index record")
+
+// encodeIndexRecord encodes r as: version byte 1, uvarint length + client id, uvarint
+// length + stream name, uvarint partition, uvarint index.
+func encodeIndexRecord(r indexRecord) []byte {
+	b := make([]byte, 0, 1+3*binary.MaxVarintLen64+len(r.ClientID)+len(r.Stream)+binary.MaxVarintLen64)
+	b = append(b, indexRecordVersion)
+	b = binary.AppendUvarint(b, uint64(len(r.ClientID)))
+	b = append(b, r.ClientID...)
+	b = binary.AppendUvarint(b, uint64(len(r.Stream)))
+	b = append(b, r.Stream...)
+	b = binary.AppendUvarint(b, uint64(r.Partition))
+	b = binary.AppendUvarint(b, r.Index)
+	return b
+}
+
+// decodeIndexRecord decodes a record written by encodeIndexRecord. It rejects a wrong
+// version, truncated or trailing bytes, non-minimal varints, lengths beyond the name limits
+// and an invalid key, so every record it accepts has exactly one encoding.
+func decodeIndexRecord(b []byte) (indexRecord, error) {
+	var r indexRecord
+	if len(b) == 0 || b[0] != indexRecordVersion {
+		return r, fmt.Errorf("%w: unknown version", errBadIndexRecord)
+	}
+	b = b[1:]
+	str := func(max int) (string, bool) {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || k != uvarintLen(n) || n > uint64(max) || n > uint64(len(b)-k) {
+			return "", false
+		}
+		s := string(b[k : k+int(n)])
+		b = b[k+int(n):]
+		return s, true
+	}
+	num := func() (uint64, bool) {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || k != uvarintLen(n) {
+			return 0, false
+		}
+		b = b[k:]
+		return n, true
+	}
+	var ok bool
+	if r.ClientID, ok = str(core.MaxClientIDLen); !ok {
+		return r, fmt.Errorf("%w: client id", errBadIndexRecord)
+	}
+	if r.Stream, ok = str(core.MaxStreamNameLen); !ok {
+		return r, fmt.Errorf("%w: stream", errBadIndexRecord)
+	}
+	p, ok := num()
+	if !ok || p >= core.MaxPartitions {
+		return r, fmt.Errorf("%w: partition", errBadIndexRecord)
+	}
+	r.Partition = int(p)
+	if r.Index, ok = num(); !ok {
+		return r, fmt.Errorf("%w: index", errBadIndexRecord)
+	}
+	if len(b) != 0 {
+		return r, fmt.Errorf("%w: %d trailing bytes", errBadIndexRecord, len(b))
+	}
+	if err := validateIndexKey(r.ClientID, r.Stream, r.Partition); err != nil {
+		return r, fmt.Errorf("%w: %w", errBadIndexRecord, err)
+	}
+	return r, nil
+}
+
+// uvarintLen is the length of the minimal uvarint encoding of n.
+func uvarintLen(n uint64) int {
+	var buf [binary.MaxVarintLen64]byte
+	return binary.PutUvarint(buf[:], n)
+}

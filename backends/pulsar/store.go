@@ -1,0 +1,677 @@
+package pulsar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/apache/pulsar-client-go/pulsar"
+
+	"github.com/sluicehq/sluice/core"
+)
+
+// Defaults of [Options].
+const (
+	DefaultTenant    = "public"
+	DefaultNamespace = "default"
+	// DefaultMaxMessageSize is Pulsar's default maxMessageSize (5 MiB) less 8 KiB left for
+	// the message metadata and frame.
+	DefaultMaxMessageSize = 5<<20 - 8<<10
+	// DefaultMaxPartitions bounds the partitions of one stream.
+	DefaultMaxPartitions = 256
+	// DefaultOperationTimeout bounds client operations (lookups, producer and reader
+	// creation) and sends of a client built by [Open].
+	DefaultOperationTimeout = 30 * time.Second
+)
+
+// Options configure a [Store]. The zero value (or nil) means the defaults.
+type Options struct {
+	// Tenant and Namespace hold the stream topics (default "public" and "default").
+	Tenant, Namespace string
+	// TopicPrefix starts every topic name: stream "s" is the partitioned topic
+	// persistent://<tenant>/<namespace>/<prefix>s. Default "".
+	TopicPrefix string
+	// MaxMessageSize is the largest message Append accepts (default DefaultMaxMessageSize).
+	// Set it below the broker's maxMessageSize less about 8 KiB.
+	MaxMessageSize int
+	// MaxPartitions is the most partitions CreateStream accepts (default
+	// DefaultMaxPartitions, at most core.MaxPartitions).
+	MaxPartitions int
+	// InfiniteRetention makes CreateStream set a topic-level retention policy that keeps
+	// every message (needs topic-level policies on the broker). Without it the namespace
+	// must keep messages that no subscription holds; see the package doc, "Limitations".
+	InfiniteRetention bool
+	// HTTPClient talks to the admin REST API (default: a client with a 30s timeout).
+	HTTPClient *http.Client
+}
+
+// Store is a core.Storage and core.IndexStorage on Apache Pulsar. It is safe for concurrent
+// use. Create it with [New] or [Open].
+type Store struct {
+	client    pulsar.Client
+	ownClient bool
+	admin     *admin
+	opts      Options
+
+	closeCtx context.Context // cancelled by Close; in-flight operations derive from it
+	cancel   context.CancelFunc
+
+	mu        sync.Mutex
+	closed    bool
+	ops       sync.WaitGroup // in-flight public calls and producer creations; Add under mu
+	streams   map[string]int // partition counts seen
+	producers map[string]*producerSlot
+	idle      []*idleReader // least recently used first
+
+	index indexState
+}
+
+var (
+	_ core.Storage          = (*Store)(nil)
+	_ core.IndexStorage     = (*Store)(nil)
+	_ core.StreamDeleter    = (*Store)(nil)
+	_ core.PartitionCounter = (*Store)(nil)
+)
+
+// producerSlot is a producer being created (ready open) or created.
+type producerSlot struct {
+	ready chan struct{}
+	p     pulsar.Producer
+	err   error
+}
+
+// New returns a Store that uses client for messages and the admin REST API at adminURL
+// ("http://host:8080") for topic management. The caller keeps ownership of client: Close
+// does not close it. opts may be nil. New does no I/O.
+func New(ctx context.Context, client pulsar.Client, adminURL string, opts *Options) (*Store, error) {
+	if client == nil {
+		return nil, fmt.Errorf("pulsar: %w: nil client", core.ErrInvalidOption)
+	}
+	return newStore(client, false, adminURL, opts)
+}
+
+func newStore(client pulsar.Client, own bool, adminURL string, opts *Options) (*Store, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.Tenant == "" {
+		o.Tenant = DefaultTenant
+	}
+	if o.Namespace == "" {
+		o.Namespace = DefaultNamespace
+	}
+	if o.MaxMessageSize == 0 {
+		o.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if o.MaxPartitions == 0 {
+		o.MaxPartitions = DefaultMaxPartitions
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	switch {
+	case o.MaxMessageSize < 0:
+		return nil, fmt.Errorf("pulsar: %w: MaxMessageSize %d is negative", core.ErrInvalidOption, o.MaxMessageSize)
+	case o.MaxPartitions < 0 || o.MaxPartitions > core.MaxPartitions:
+		return nil, fmt.Errorf("pulsar: %w: MaxPartitions %d is outside [1, %d]", core.ErrInvalidOption, o.MaxPartitions, core.MaxPartitions)
+	case strings.ContainsAny(o.Tenant+o.Namespace+o.TopicPrefix, "/ "):
+		return nil, fmt.Errorf("pulsar: %w: tenant %q, namespace %q and topic prefix %q must not contain '/' or spaces",
+			core.ErrInvalidOption, o.Tenant, o.Namespace, o.TopicPrefix)
+	}
+	if !strings.HasPrefix(adminURL, "http://") && !strings.HasPrefix(adminURL, "https://") {
+		return nil, fmt.Errorf("pulsar: %w: admin URL %q must start with http:// or https://", core.ErrInvalidOption, adminURL)
+	}
+	s := &Store{
+		client:    client,
+		ownClient: own,
+		admin:     &admin{base: strings.TrimRight(adminURL, "/"), hc: o.HTTPClient, tenant: o.Tenant, ns: o.Namespace},
+		opts:      o,
+		streams:   map[string]int{},
+		producers: map[string]*producerSlot{},
+	}
+	s.closeCtx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// Capabilities: sparse indexes (ledger and entry ids, see the package doc), persistent,
+// consumer indexes kept in Pulsar.
+func (s *Store) Capabilities() core.Capabilities {
+	return core.Capabilities{
+		Name:               "pulsar",
+		DenseIndex:         false,
+		Persistent:         true,
+		MaxMessageSize:     s.opts.MaxMessageSize,
+		MaxPartitions:      s.opts.MaxPartitions,
+		NativeIndexStorage: true,
+	}
+}
+
+// enter registers an in-flight call and returns a context that also ends when the store is
+// closed. The caller must call the returned done.
+func (s *Store) enter(ctx context.Context) (context.Context, func(), error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, nil, core.ErrClosed
+	}
+	s.ops.Add(1)
+	s.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		s.ops.Done()
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(s.closeCtx, cancel)
+	return ctx, func() { stop(); cancel(); s.ops.Done() }, nil
+}
+
+func (s *Store) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// topic returns the partitioned topic name of a base name (a stream or the index topic),
+// without the persistent://tenant/namespace/ part.
+func (s *Store) topic(base string) string { return s.opts.TopicPrefix + base }
+
+// partitionTopic returns the full name of one partition's topic.
+func (s *Store) partitionTopic(base string, partition int) string {
+	return "persistent://" + s.opts.Tenant + "/" + s.opts.Namespace + "/" + s.topic(base) + "-partition-" + itoa(partition)
+}
+
+// CreateStream creates the stream as a partitioned topic with partitions partitions through
+// the admin API, or returns the partition count of the existing one. A non-partitioned topic
+// of the same name (for example auto-created by a producer) is reported as
+// core.ErrInvalidArgument.
+func (s *Store) CreateStream(ctx context.Context, stream string, partitions int) (int, error) {
+	if err := core.ValidateStreamName(stream); err != nil {
+		return 0, s.mapErr("create stream", stream, err)
+	}
+	if err := core.ValidatePartitionCount(partitions, s.opts.MaxPartitions); err != nil {
+		return 0, s.mapErr("create stream", stream, err)
+	}
+	ctx, done, err := s.enter(ctx)
+	if err != nil {
+		return 0, s.mapErr("create stream", stream, err)
+	}
+	defer done()
+	n, err := s.createTopic(ctx, stream, partitions)
+	return n, s.mapErr("create stream", stream, err)
+}
+
+func (s *Store) createTopic(ctx context.Context, base string, partitions int) (int, error) {
+	if n, err := s.admin.partitions(ctx, s.topic(base)); err != nil || n > 0 {
+		if n > 0 {
+			s.rememberStream(base, n)
+		}
+		return n, err
+	}
+	err := s.admin.createPartitioned(ctx, s.topic(base), partitions)
+	var aerr *adminError
+	if errors.As(err, &aerr) && aerr.Status == http.StatusConflict {
+		// Created concurrently, or a non-partitioned topic of that name exists.
+		n, gerr := s.admin.partitions(ctx, s.topic(base))
+		if gerr != nil {
+			return 0, gerr
+		}
+		if n == 0 {
+			return 0, fmt.Errorf("%w: a non-partitioned topic %q exists; delete it or pick another stream name: %w",
+				core.ErrInvalidArgument, s.topic(base), err)
+		}
+		s.rememberStream(base, n)
+		return n, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if s.opts.InfiniteRetention {
+		if err := s.admin.setInfiniteRetention(ctx, s.topic(base)); err != nil {
+			return 0, fmt.Errorf("set infinite retention: %w", err)
+		}
+	}
+	s.rememberStream(base, partitions)
+	return partitions, nil
+}
+
+func (s *Store) rememberStream(base string, n int) {
+	s.mu.Lock()
+	s.streams[base] = n
+	s.mu.Unlock()
+}
+
+// partitions returns the partition count of a stream, asking the admin API when it is
+// not known yet; a missing stream returns core.ErrStreamNotFound.
+func (s *Store) partitions(ctx context.Context, stream string) (int, error) {
+	s.mu.Lock()
+	n, ok := s.streams[stream]
+	s.mu.Unlock()
+	if ok {
+		return n, nil
+	}
+	n, err := s.admin.partitions(ctx, s.topic(stream))
+	if err != nil {
+		return 0, err
+	}
+	if n == 0 {
+		return 0, fmt.Errorf("%w: no partitioned topic %s/%s/%s", core.ErrStreamNotFound, s.opts.Tenant, s.opts.Namespace, s.topic(stream))
+	}
+	s.rememberStream(stream, n)
+	return n, nil
+}
+
+// Partitions returns the partition count of an existing stream.
+func (s *Store) Partitions(ctx context.Context, stream string) (int, error) {
+	if err := core.ValidateStreamName(stream); err != nil {
+		return 0, s.mapErr("partitions", stream, err)
+	}
+	ctx, done, err := s.enter(ctx)
+	if err != nil {
+		return 0, s.mapErr("partitions", stream, err)
+	}
+	defer done()
+	n, err := s.partitions(ctx, stream)
+	return n, s.mapErr("partitions", stream, err)
+}
+
+// DeleteStream deletes the stream's partitioned topic and all its messages (forcibly:
+// producers and readers of other clients are disconnected).
+func (s *Store) DeleteStream(ctx context.Context, stream string) error {
+	if err := core.ValidateStreamName(stream); err != nil {
+		return s.mapErr("delete stream", stream, err)
+	}
+	ctx, done, err := s.enter(ctx)
+	if err != nil {
+		return s.mapErr("delete stream", stream, err)
+	}
+	defer done()
+	n, err := s.partitions(ctx, stream)
+	if err != nil {
+		return s.mapErr("delete stream", stream, err)
+	}
+	s.mu.Lock()
+	delete(s.streams, stream)
+	var slots []*producerSlot
+	for p := range n {
+		t := s.partitionTopic(stream, p)
+		if sl, ok := s.producers[t]; ok {
+			slots = append(slots, sl)
+			delete(s.producers, t)
+		}
+	}
+	s.mu.Unlock()
+	for _, sl := range slots {
+		closeSlot(sl)
+	}
+	prefix := s.partitionTopic(stream, 0)
+	prefix = prefix[:len(prefix)-1]
+	s.dropReaders(func(topic string) bool { return strings.HasPrefix(topic, prefix) })
+	return s.mapErr("delete stream", stream, s.admin.deletePartitioned(ctx, s.topic(stream)))
+}
+
+// producer returns the cached producer of a partition topic, creating it on first use.
+func (s *Store) producer(ctx context.Context, topic string) (pulsar.Producer, error) {
+	s.mu.Lock()
+	sl, ok := s.producers[topic]
+	if !ok {
+		sl = &producerSlot{ready: make(chan struct{})}
+		s.producers[topic] = sl
+		s.ops.Add(1) // s.closed is false: the caller is inside enter
+		go func() {  // owned by the store: bounded by the client's operation timeout, waited for by Close
+			defer s.ops.Done()
+			sl.p, sl.err = s.client.CreateProducer(pulsar.ProducerOptions{
+				Topic:              topic,
+				DisableBatching:    true, // one message per entry: the index is the entry's position
+				MaxPendingMessages: 1000,
+				SendTimeout:        DefaultOperationTimeout,
+			})
+			if sl.err != nil {
+				s.dropProducer(topic, sl)
+			}
+			close(sl.ready)
+		}()
+	}
+	s.mu.Unlock()
+	select {
+	case <-sl.ready:
+		return sl.p, sl.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// dropProducer forgets sl if it is still the producer of topic, so the next Append creates a
+// new one (after the broker closed or fenced it, or its creation failed).
+func (s *Store) dropProducer(topic string, sl *producerSlot) {
+	s.mu.Lock()
+	if s.producers[topic] == sl {
+		delete(s.producers, topic)
+	}
+	s.mu.Unlock()
+}
+
+func closeSlot(sl *producerSlot) {
+	<-sl.ready
+	if sl.p != nil {
+		sl.p.Close()
+	}
+}
+
+// emptyMessageProperties mark an empty message; see appendTopic.
+var emptyMessageProperties = map[string]string{"sluice-empty": "1"}
+
+// Append sends msgs, in order, with one producer per partition topic (batching off) and
+// returns once the broker has acknowledged every one of them (the send receipt: the entry
+// is written to the bookies' journals). On error nothing is reported; messages whose receipt
+// arrived before the error stay in the stream (at-least-once callers retry).
+func (s *Store) Append(ctx context.Context, stream string, partition int, msgs [][]byte) ([]uint64, error) {
+	if err := core.ValidateStreamName(stream); err != nil {
+		return nil, s.mapErr("append", stream, err)
+	}
+	ctx, done, err := s.enter(ctx)
+	if err != nil {
+		return nil, s.mapErr("append", stream, err)
+	}
+	defer done()
+	n, err := s.partitions(ctx, stream)
+	if err != nil {
+		return nil, s.mapErr("append", stream, err)
+	}
+	if err := core.ValidatePartition(stream, partition, n); err != nil {
+		return nil, s.mapErr("append", stream, err)
+	}
+	if err := core.ValidateMessages(msgs, s.opts.MaxMessageSize); err != nil {
+		return nil, s.mapErr("append", stream, err)
+	}
+	idx, err := s.appendTopic(ctx, stream, partition, msgs)
+	return idx, s.mapErr("append", stream, err)
+}
+
+func (s *Store) appendTopic(ctx context.Context, base string, partition int, msgs [][]byte) ([]uint64, error) {
+	if len(msgs) == 0 {
+		return []uint64{}, nil
+	}
+	topic := s.partitionTopic(base, partition)
+	p, err := s.producer(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	type receipt struct {
+		id  pulsar.MessageID
+		err error
+	}
+	// Buffered for every message: callbacks never block, even after Append returned.
+	receipts := make([]receipt, len(msgs))
+	left := make(chan int, len(msgs))
+	for i, m := range msgs {
+		pm := &pulsar.ProducerMessage{Payload: m}
+		if len(m) == 0 {
+			// pulsar-client-go drops a non-batched message with no payload and no properties
+			// as corrupt when it reads it; a property makes it deliver an empty payload.
+			pm.Properties = emptyMessageProperties
+		}
+		p.SendAsync(ctx, pm, func(id pulsar.MessageID, _ *pulsar.ProducerMessage, err error) {
+			receipts[i] = receipt{id, err}
+			left <- i
+		})
+	}
+	for range msgs {
+		select {
+		case <-left:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	out := make([]uint64, len(msgs))
+	for i, r := range receipts {
+		if r.err != nil {
+			var perr *pulsar.Error
+			if errors.As(r.err, &perr) && (perr.Result() == pulsar.ProducerClosed || perr.Result() == pulsar.ProducerFenced ||
+				perr.Result() == pulsar.TopicNotFound || perr.Result() == pulsar.TopicTerminated) {
+				s.mu.Lock()
+				sl := s.producers[topic]
+				s.mu.Unlock()
+				if sl != nil && sl.p == p {
+					s.dropProducer(topic, sl)
+					closeSlot(sl) // already closed or fenced by the broker: returns at once
+				}
+			}
+			return nil, fmt.Errorf("message %d of %d: %w", i, len(msgs), r.err)
+		}
+		if out[i], err = toIndex(r.id); err != nil {
+			return nil, fmt.Errorf("message %d of %d: %w", i, len(msgs), err)
+		}
+	}
+	return out, nil
+}
+
+// Fetch returns up to limit messages of the partition with index >= from. It positions a
+// reader at the message id the index maps to (inclusive), so it seeks instead of scanning,
+// and it stops at the last message the broker reports as persisted when the Fetch began, so
+// a caught-up Fetch returns an empty slice after one round trip. A reader left positioned
+// at the next index by a Fetch is kept (up to 64) and reused by the Fetch from that index.
+func (s *Store) Fetch(ctx context.Context, stream string, partition int, from uint64, limit int) ([]core.Message, error) {
+	if err := core.ValidateStreamName(stream); err != nil {
+		return nil, s.mapErr("fetch", stream, err)
+	}
+	if err := core.ValidateLimit(limit); err != nil {
+		return nil, s.mapErr("fetch", stream, err)
+	}
+	ctx, done, err := s.enter(ctx)
+	if err != nil {
+		return nil, s.mapErr("fetch", stream, err)
+	}
+	defer done()
+	n, err := s.partitions(ctx, stream)
+	if err != nil {
+		return nil, s.mapErr("fetch", stream, err)
+	}
+	if err := core.ValidatePartition(stream, partition, n); err != nil {
+		return nil, s.mapErr("fetch", stream, err)
+	}
+	msgs, err := s.fetchTopic(ctx, stream, partition, from, limit)
+	return msgs, s.mapErr("fetch", stream, err)
+}
+
+func (s *Store) fetchTopic(ctx context.Context, base string, partition int, from uint64, limit int) ([]core.Message, error) {
+	out := []core.Message{}
+	if limit == 0 {
+		return out, nil
+	}
+	topic := s.partitionTopic(base, partition)
+	c := s.takeReader(topic, from)
+	if c == nil {
+		r, err := s.reader(ctx, pulsar.ReaderOptions{
+			Topic:                   topic,
+			StartMessageID:          fromIndex(from, partition),
+			StartMessageIDInclusive: true,
+			ReceiverQueueSize:       readerQueueSize,
+		})
+		if err != nil {
+			return nil, err
+		}
+		c = &idleReader{topic: topic, r: r, next: from}
+	}
+	keep := false
+	defer func() {
+		if keep {
+			s.putReader(c)
+		} else {
+			c.r.Close()
+		}
+	}()
+	last, err := c.r.GetLastMessageID()
+	if err != nil {
+		return nil, fmt.Errorf("last message id: %w", err)
+	}
+	end, ok, err := endIndex(last)
+	if err != nil {
+		return nil, err
+	}
+	if !ok || end <= from {
+		keep = true // still positioned at from
+		return out, nil
+	}
+	for len(out) < limit {
+		m, err := c.r.Next(ctx)
+		if err != nil {
+			return nil, err
+		}
+		i, err := toIndex(m.ID())
+		if err != nil {
+			return nil, err
+		}
+		if i < from { // a new reader may start one entry early; never return it
+			continue
+		}
+		out = append(out, core.Message{Index: i, Data: m.Payload()})
+		if i+1 >= end {
+			break
+		}
+	}
+	c.next = out[len(out)-1].Index + 1
+	keep = true
+	return out, nil
+}
+
+// Reader cache bounds: sequential pulls reuse the reader the previous Fetch left positioned
+// at their from index, instead of creating one per call.
+const (
+	maxIdleReaders  = 64
+	readerQueueSize = 100
+)
+
+// idleReader is a reader that has returned every message below next and none from next on.
+type idleReader struct {
+	topic string
+	r     pulsar.Reader
+	next  uint64
+}
+
+// takeReader removes and returns an idle reader of topic positioned at from, or nil.
+func (s *Store) takeReader(topic string, from uint64) *idleReader {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, c := range s.idle {
+		if c.topic == topic && c.next == from {
+			s.idle = append(s.idle[:i], s.idle[i+1:]...)
+			return c
+		}
+	}
+	return nil
+}
+
+// putReader keeps c for a later Fetch, closing the least recently used reader beyond
+// maxIdleReaders (or c itself when the store is closed).
+func (s *Store) putReader(c *idleReader) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		c.r.Close()
+		return
+	}
+	s.idle = append(s.idle, c)
+	var evict *idleReader
+	if len(s.idle) > maxIdleReaders {
+		evict = s.idle[0]
+		s.idle = s.idle[1:]
+	}
+	s.mu.Unlock()
+	if evict != nil {
+		evict.r.Close()
+	}
+}
+
+// dropReaders closes the idle readers whose topic satisfies match (all when match is nil).
+func (s *Store) dropReaders(match func(topic string) bool) {
+	s.mu.Lock()
+	var drop []*idleReader
+	kept := s.idle[:0]
+	for _, c := range s.idle {
+		if match == nil || match(c.topic) {
+			drop = append(drop, c)
+		} else {
+			kept = append(kept, c)
+		}
+	}
+	s.idle = kept
+	s.mu.Unlock()
+	for _, c := range drop {
+		c.r.Close()
+	}
+}
+
+// reader creates a reader, giving up when ctx ends (a reader created after that is closed).
+func (s *Store) reader(ctx context.Context, o pulsar.ReaderOptions) (pulsar.Reader, error) {
+	type result struct {
+		r   pulsar.Reader
+		err error
+	}
+	ch := make(chan result, 1)
+	var handoff sync.Mutex
+	abandoned := false
+	s.mu.Lock()
+	s.ops.Add(1) // the caller is inside enter: the store is open
+	s.mu.Unlock()
+	go func() { // owned by the store: bounded by the client's operation timeout, waited for by Close
+		defer s.ops.Done()
+		r, err := s.client.CreateReader(o)
+		handoff.Lock()
+		defer handoff.Unlock()
+		if abandoned {
+			if r != nil {
+				r.Close()
+			}
+			return
+		}
+		ch <- result{r, err}
+	}()
+	select {
+	case res := <-ch:
+		return res.r, res.err
+	case <-ctx.Done():
+		handoff.Lock()
+		abandoned = true
+		handoff.Unlock()
+		select {
+		case res := <-ch: // sent before we gave up
+			if res.r != nil {
+				res.r.Close()
+			}
+		default:
+		}
+		return nil, ctx.Err()
+	}
+}
+
+// Close cancels in-flight calls, waits for them, closes the producers and, if the store
+// built it (Open), the client. It never waits longer than the client's operation timeout.
+// A second Close returns nil.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	s.cancel()
+	s.ops.Wait()
+	s.mu.Lock()
+	slots := s.producers
+	s.producers = map[string]*producerSlot{}
+	s.mu.Unlock()
+	for _, sl := range slots {
+		closeSlot(sl)
+	}
+	s.dropReaders(nil)
+	if s.ownClient {
+		s.client.Close()
+	}
+	return nil
+}

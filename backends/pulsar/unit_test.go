@@ -1,0 +1,194 @@
+package pulsar
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/url"
+	"testing"
+
+	"github.com/apache/pulsar-client-go/pulsar"
+
+	"github.com/sluicehq/sluice/core"
+)
+
+func TestIndexMapping(t *testing.T) {
+	ids := [][2]int64{{0, 0}, {0, 1}, {0, MaxEntryID}, {1, 0}, {1, 5}, {7, 49999}, {8, 0}, {MaxLedgerID, 0}, {MaxLedgerID, MaxEntryID}}
+	var prev uint64
+	for i, le := range ids {
+		idx, err := toIndex(pulsar.NewMessageID(le[0], le[1], -1, 3))
+		if err != nil {
+			t.Fatalf("toIndex(%d:%d): %v", le[0], le[1], err)
+		}
+		if i > 0 && idx <= prev {
+			t.Errorf("toIndex(%d:%d) = %d, not above the previous id's %d", le[0], le[1], idx, prev)
+		}
+		prev = idx
+		back := fromIndex(idx, 3)
+		if back.LedgerID() != le[0] || back.EntryID() != le[1] || back.PartitionIdx() != 3 || back.BatchIdx() != -1 {
+			t.Errorf("fromIndex(toIndex(%d:%d)) = %v", le[0], le[1], back)
+		}
+	}
+	if idx, _ := toIndex(pulsar.NewMessageID(MaxLedgerID, MaxEntryID, -1, 0)); idx != math.MaxUint64 {
+		t.Errorf("largest id maps to %d, want MaxUint64", idx)
+	}
+}
+
+func TestIndexMappingRejects(t *testing.T) {
+	for _, id := range []pulsar.MessageID{
+		pulsar.NewMessageID(MaxLedgerID+1, 0, -1, 0),
+		pulsar.NewMessageID(0, MaxEntryID+1, -1, 0),
+		pulsar.NewMessageID(-1, 0, -1, 0),
+		pulsar.NewMessageID(3, -1, -1, 0),
+		pulsar.NewMessageID(3, 4, 1, 0), // second message of a batch
+	} {
+		if _, err := toIndex(id); !errors.Is(err, ErrIndexOutOfRange) {
+			t.Errorf("toIndex(%v) error = %v, want ErrIndexOutOfRange", id, err)
+		}
+	}
+}
+
+func TestEndIndex(t *testing.T) {
+	if _, ok, err := endIndex(pulsar.NewMessageID(5, -1, -1, 0)); ok || err != nil {
+		t.Errorf("endIndex(5:-1) = ok %v, err %v; want empty", ok, err)
+	}
+	if _, ok, err := endIndex(pulsar.NewMessageID(-1, -1, -1, 0)); ok || err != nil {
+		t.Errorf("endIndex(-1:-1) = ok %v, err %v; want empty", ok, err)
+	}
+	end, ok, err := endIndex(pulsar.NewMessageID(5, 9, -1, 0))
+	if !ok || err != nil || end != 5<<EntryBits|10 {
+		t.Errorf("endIndex(5:9) = %d, %v, %v; want %d", end, ok, err, uint64(5<<EntryBits|10))
+	}
+}
+
+func TestIndexRecordRoundTrip(t *testing.T) {
+	for _, r := range []indexRecord{
+		{ClientID: "c", Stream: "s", Partition: 0, Index: 0},
+		{ClientID: "device-ö-1", Stream: "a.b_c-d", Partition: core.MaxPartitions - 1, Index: math.MaxUint64},
+	} {
+		got, err := decodeIndexRecord(encodeIndexRecord(r))
+		if err != nil || got != r {
+			t.Errorf("decode(encode(%+v)) = %+v, %v", r, got, err)
+		}
+	}
+}
+
+func TestIndexRecordRejects(t *testing.T) {
+	good := encodeIndexRecord(indexRecord{ClientID: "c", Stream: "s", Partition: 1, Index: 9})
+	cases := map[string][]byte{
+		"empty":       nil,
+		"version":     append([]byte{2}, good[1:]...),
+		"truncated":   good[:len(good)-1],
+		"trailing":    append(bytes.Clone(good), 0),
+		"bad stream":  encodeIndexRecord(indexRecord{ClientID: "c", Stream: "a/b", Index: 1}),
+		"no client":   encodeIndexRecord(indexRecord{ClientID: "", Stream: "s", Index: 1}),
+		"partition":   encodeIndexRecord(indexRecord{ClientID: "c", Stream: "s", Partition: core.MaxPartitions, Index: 1}),
+		"long length": {1, 0xff, 0xff, 0xff, 0xff, 0x0f, 'c'},
+	}
+	for name, b := range cases {
+		if _, err := decodeIndexRecord(b); !errors.Is(err, errBadIndexRecord) {
+			t.Errorf("%s: decode error = %v, want errBadIndexRecord", name, err)
+		}
+	}
+}
+
+func FuzzDecodeIndexRecord(f *testing.F) {
+	f.Add(encodeIndexRecord(indexRecord{ClientID: "c", Stream: "s", Partition: 1, Index: 9}))
+	f.Add(encodeIndexRecord(indexRecord{ClientID: "device-ö-1", Stream: "a.b_c-d", Partition: 1023, Index: math.MaxUint64}))
+	f.Add([]byte{})
+	f.Add([]byte{1, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := decodeIndexRecord(b)
+		if err != nil {
+			return
+		}
+		if again := encodeIndexRecord(r); !bytes.Equal(again, b) {
+			t.Fatalf("decode(%x) = %+v re-encodes to %x", b, r, again)
+		}
+	})
+}
+
+func TestOpenRejectsBadURLs(t *testing.T) {
+	for _, u := range []string{
+		"kafka://h:1",
+		"pulsar://",
+		"pulsar://h:6650?colour=blue",
+		"pulsar://h:6650?max_message_size=-1",
+		"pulsar://h:6650?retention=forever",
+		"pulsar://h:6650?admin=ftp://h",
+		"pulsar://h:6650/extra",
+		"pulsar://h:6650?namespace=a/b",
+	} {
+		s, err := Open(context.Background(), u)
+		if !errors.Is(err, core.ErrInvalidOption) {
+			t.Errorf("Open(%q) error = %v, want ErrInvalidOption", u, err)
+		}
+		if s != nil {
+			s.Close()
+		}
+	}
+}
+
+func TestOpenOptions(t *testing.T) {
+	s, err := Open(context.Background(), "pulsar://127.0.0.1:1?admin=http://127.0.0.1:2&tenant=t&namespace=n&prefix=p-&max_message_size=1000&max_partitions=8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c := s.Capabilities()
+	if c.MaxMessageSize != 1000 || c.MaxPartitions != 8 || c.DenseIndex || !c.Persistent || !c.NativeIndexStorage {
+		t.Errorf("Capabilities() = %v", c)
+	}
+	if got, want := s.partitionTopic("s", 2), "persistent://t/n/p-s-partition-2"; got != want {
+		t.Errorf("partitionTopic = %q, want %q", got, want)
+	}
+	if s.admin.base != "http://127.0.0.1:2" {
+		t.Errorf("admin base = %q", s.admin.base)
+	}
+}
+
+func TestNewNilClient(t *testing.T) {
+	if _, err := New(context.Background(), nil, "http://h:8080", nil); !errors.Is(err, core.ErrInvalidOption) {
+		t.Errorf("New(nil client) error = %v, want ErrInvalidOption", err)
+	}
+}
+
+func TestMapErr(t *testing.T) {
+	s, err := Open(context.Background(), "pulsar://127.0.0.1:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	cases := []struct {
+		err  error
+		want error
+	}{
+		{pulsar.ErrTopicNotfound, core.ErrStreamNotFound},
+		{pulsar.ErrMessageTooLarge, core.ErrMessageTooLarge},
+		{pulsar.ErrSendTimeout, core.ErrUnavailable},
+		{fmt.Errorf("wrapped: %w", pulsar.ErrSendQueueIsFull), core.ErrUnavailable},
+		{&adminError{Status: 404}, core.ErrStreamNotFound},
+		{&adminError{Status: 409}, core.ErrInvalidArgument},
+		{&adminError{Status: 403}, core.ErrInvalidOption},
+		{&adminError{Status: 503}, core.ErrUnavailable},
+		{&url.Error{Op: "Get", URL: "http://x", Err: errors.New("connection refused")}, core.ErrUnavailable},
+		{context.Canceled, context.Canceled},
+		{fmt.Errorf("%w: x", core.ErrInvalidArgument), core.ErrInvalidArgument},
+	}
+	for _, c := range cases {
+		got := s.mapErr("append", "s", c.err)
+		if !errors.Is(got, c.want) || !errors.Is(got, c.err) {
+			t.Errorf("mapErr(%v) = %v; want it to match %v and keep the original", c.err, got, c.want)
+		}
+	}
+	var perr *pulsar.Error
+	if !errors.As(s.mapErr("append", "s", pulsar.ErrTopicNotfound), &perr) {
+		t.Errorf("mapErr lost the *pulsar.Error")
+	}
+	s.Close()
+	if got := s.mapErr("append", "s", pulsar.ErrProducerClosed); !errors.Is(got, core.ErrClosed) {
+		t.Errorf("after Close, mapErr(ErrProducerClosed) = %v, want ErrClosed", got)
+	}
+}

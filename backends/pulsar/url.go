@@ -1,0 +1,93 @@
+package pulsar
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/apache/pulsar-client-go/pulsar"
+	pulsarlog "github.com/apache/pulsar-client-go/pulsar/log"
+
+	"github.com/sluicehq/sluice/core"
+)
+
+func init() {
+	core.Register("pulsar", func(ctx context.Context, u *url.URL) (*core.Backend, error) {
+		s, err := Open(ctx, u.String())
+		if err != nil {
+			return nil, err
+		}
+		return &core.Backend{Storage: s, Index: s}, nil
+	})
+}
+
+// Open builds a Store, and the pulsar.Client it owns (Close closes it), from a URL:
+//
+//	pulsar://host:6650?admin=http://host:8080&tenant=public&namespace=default&prefix=sluice-
+//
+// Query parameters, all optional: admin (the admin REST API; default the service host on
+// port 8080), tenant, namespace, prefix (Options.TopicPrefix), max_message_size,
+// max_partitions, retention=infinite (Options.InfiniteRetention). Unknown parameters are
+// rejected with core.ErrInvalidOption.
+func Open(ctx context.Context, rawURL string) (*Store, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("pulsar: %w: URL %q: %w", core.ErrInvalidOption, rawURL, err)
+	}
+	if u.Scheme != "pulsar" || u.Host == "" {
+		return nil, fmt.Errorf("pulsar: %w: URL %q: want pulsar://host:port[?admin=http://host:port&...]", core.ErrInvalidOption, rawURL)
+	}
+	var o Options
+	admin := "http://" + u.Hostname() + ":8080"
+	for k, vs := range u.Query() {
+		v := vs[len(vs)-1]
+		switch k {
+		case "admin":
+			admin = v
+		case "tenant":
+			o.Tenant = v
+		case "namespace":
+			o.Namespace = v
+		case "prefix":
+			o.TopicPrefix = v
+		case "max_message_size", "max_partitions":
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 {
+				return nil, fmt.Errorf("pulsar: %w: URL %q: %s=%q is not a positive integer", core.ErrInvalidOption, rawURL, k, v)
+			}
+			if k == "max_message_size" {
+				o.MaxMessageSize = n
+			} else {
+				o.MaxPartitions = n
+			}
+		case "retention":
+			if v != "infinite" {
+				return nil, fmt.Errorf("pulsar: %w: URL %q: retention=%q; the only value is \"infinite\"", core.ErrInvalidOption, rawURL, v)
+			}
+			o.InfiniteRetention = true
+		default:
+			return nil, fmt.Errorf("pulsar: %w: URL %q: unknown parameter %q (known: admin, tenant, namespace, prefix, max_message_size, max_partitions, retention)",
+				core.ErrInvalidOption, rawURL, k)
+		}
+	}
+	service := "pulsar://" + u.Host
+	if u.Path != "" && u.Path != "/" {
+		return nil, fmt.Errorf("pulsar: %w: URL %q: unexpected path %q", core.ErrInvalidOption, rawURL, strings.TrimPrefix(u.Path, "/"))
+	}
+	cl, err := pulsar.NewClient(pulsar.ClientOptions{
+		URL:              service,
+		OperationTimeout: DefaultOperationTimeout,
+		Logger:           pulsarlog.DefaultNopLogger(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pulsar: %w: client for %q: %w", core.ErrInvalidOption, service, err)
+	}
+	s, err := newStore(cl, true, admin, &o)
+	if err != nil {
+		cl.Close()
+		return nil, err
+	}
+	return s, nil
+}
