@@ -99,6 +99,7 @@ type partition struct {
 	hashKey string
 	key     string // partition key
 	seeks   seekMap
+	iters   iterCache
 
 	writer sync.Once // starts the writer goroutine on first Append
 	reqs   chan *appendReq
@@ -559,41 +560,73 @@ func (s *Store) Fetch(ctx context.Context, stream string, p int, from uint64, li
 	if limit == 0 {
 		return []core.Message{}, nil
 	}
-	start, err := s.seek(ctx, st.name, part, from)
-	if err != nil {
-		return nil, mapErr("fetch", stream, err)
-	}
-	it, err := s.iterator(ctx, st.name, part.shardID, start)
-	if err != nil {
-		return nil, mapErr("fetch", stream, err)
+	it, cached := part.iters.take(from)
+	if !cached {
+		if it, err = s.seekIterator(ctx, st.name, part, from); err != nil {
+			return nil, mapErr("fetch", stream, err)
+		}
 	}
 	out := []core.Message{}
 	next := from // the lowest index still wanted
-	err = s.readToEnd(ctx, it, func(recs []kinesisRecord) bool {
-		for _, r := range recs {
+	for it != nil && len(out) < limit {
+		var page *kinesis.GetRecordsOutput
+		err := s.retry(ctx, func() (err error) {
+			page, err = s.client.GetRecords(ctx, &kinesis.GetRecordsInput{
+				ShardIterator: it,
+				// Every record holds at least one message: never read more records than needed.
+				Limit: aws.Int32(min(s.opts.GetRecordsLimit, int32(min(limit-len(out), 10000)))),
+			})
+			return err
+		})
+		var expired *types.ExpiredIteratorException
+		if cached && len(out) == 0 && errors.As(err, &expired) {
+			cached = false // a remembered iterator outlived Kinesis's five minutes: seek instead
+			if it, err = s.seekIterator(ctx, st.name, part, from); err != nil {
+				return nil, mapErr("fetch", stream, err)
+			}
+			continue
+		}
+		if err != nil {
+			return nil, mapErr("fetch", stream, err)
+		}
+		partial := false // a message at or past next was left in this page for lack of room
+		for _, r := range page.Records {
 			first, err := recordFirstIndex(r.Data)
 			if err != nil {
 				continue // not ours
 			}
 			part.seeks.add(first, aws.ToString(r.SequenceNumber))
 			_ = unpackRecord(r.Data, func(idx uint64, data []byte) bool {
-				if idx < next {
-					return true
+				switch {
+				case idx < next: // a record stored twice by a retried write
+				case len(out) < limit:
+					out = append(out, core.Message{Index: idx, Data: slices.Clone(data)})
+					next = idx + 1
+				default:
+					partial = true
 				}
-				out = append(out, core.Message{Index: idx, Data: slices.Clone(data)})
-				next = idx + 1
-				return len(out) < limit
+				return true
 			})
-			if len(out) >= limit {
-				return false
-			}
 		}
-		return true
-	})
-	if err != nil {
-		return nil, mapErr("fetch", stream, err)
+		caughtUp := len(page.Records) == 0 && aws.ToInt64(page.MillisBehindLatest) == 0
+		it = page.NextShardIterator
+		if caughtUp || len(out) >= limit {
+			if !partial && it != nil {
+				part.iters.put(next, it) // the next Fetch from next continues without a seek
+			}
+			break
+		}
 	}
 	return out, nil
+}
+
+// seekIterator returns a shard iterator at or before the record holding index from.
+func (s *Store) seekIterator(ctx context.Context, name string, part *partition, from uint64) (*string, error) {
+	start, err := s.seek(ctx, name, part, from)
+	if err != nil {
+		return nil, err
+	}
+	return s.iterator(ctx, name, part.shardID, start)
 }
 
 // iterFrom says where an iterator starts: at a sequence number, at a time, or (neither) at

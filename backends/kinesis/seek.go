@@ -118,3 +118,57 @@ func (s *Store) probe(ctx context.Context, name string, part *partition, f iterF
 
 // kinesisRecord is a record as GetRecords returns it.
 type kinesisRecord = types.Record
+
+// iterTTL is how long a remembered shard iterator is used; Kinesis expires them after five
+// minutes.
+const iterTTL = 4 * time.Minute
+
+// maxCachedIters bounds the remembered iterators per partition (one per consumer position).
+const maxCachedIters = 16
+
+// iterCache remembers, for a partition, the shard iterator that continues exactly at a given
+// next index, so a consumer reading sequentially needs one GetRecords call per Fetch instead
+// of a GetShardIterator and a GetRecords.
+type iterCache struct {
+	mu sync.Mutex
+	m  map[uint64]cachedIter
+}
+
+type cachedIter struct {
+	it    *string
+	since time.Time
+}
+
+// take removes and returns the iterator remembered for next, if it is fresh.
+func (c *iterCache) take(next uint64) (*string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[next]
+	if !ok {
+		return nil, false
+	}
+	delete(c.m, next)
+	if time.Since(e.since) > iterTTL {
+		return nil, false
+	}
+	return e.it, true
+}
+
+func (c *iterCache) put(next uint64, it *string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[uint64]cachedIter{}
+	}
+	if len(c.m) >= maxCachedIters {
+		var oldest uint64
+		var at time.Time
+		for k, e := range c.m {
+			if at.IsZero() || e.since.Before(at) {
+				oldest, at = k, e.since
+			}
+		}
+		delete(c.m, oldest)
+	}
+	c.m[next] = cachedIter{it: it, since: time.Now()}
+}

@@ -45,6 +45,10 @@ type sendState struct {
 	nonce  uint64
 	key    [32]byte
 	cipher noise.Cipher
+	// limited is set once the channel's state was exported (MarshalBinary) or restored: Seal
+	// then uses only positions below limit, the first one a saved state may restart from.
+	limited bool
+	limit   position
 }
 
 type recvEpoch struct {
@@ -90,8 +94,9 @@ func (c *Channel) ChannelBinding() []byte { return c.binding }
 
 // Seal encrypts plaintext into a new data message (header + ciphertext + tag) for the peer.
 // The plaintext is not retained. It returns ErrMessageTooLarge if plaintext is longer than
-// MaxPlaintextSize, and ErrExhausted after the last key epoch. Seal rotates the key after
-// RekeyAfter messages.
+// MaxPlaintextSize, ErrExhausted after the last key epoch, and ErrReservationExhausted when
+// the send nonces reserved by the last exported state are used up (see MarshalBinary). Seal
+// rotates the key after RekeyAfter messages.
 func (c *Channel) Seal(plaintext []byte) ([]byte, error) {
 	if len(plaintext) > MaxPlaintextSize {
 		return nil, fmt.Errorf("%w: plaintext is %d bytes, the limit is %d", ErrMessageTooLarge, len(plaintext), MaxPlaintextSize)
@@ -107,6 +112,10 @@ func (c *Channel) Seal(plaintext []byte) ([]byte, error) {
 		s.key = rekey(s.key)
 		s.cipher = suite.Cipher(s.key)
 		s.nonce = 0
+	}
+	if s.limited && !(position{s.epoch, s.nonce}).less(s.limit) {
+		c.sendMu.Unlock()
+		return nil, fmt.Errorf("%w: epoch %d nonce %d", ErrReservationExhausted, s.epoch, s.nonce)
 	}
 	h := Header{Epoch: s.epoch, Nonce: s.nonce}
 	s.nonce++

@@ -65,6 +65,40 @@
 // the initiator's key when it reads it. Early data is not forward secret and can be replayed
 // once a listener has forgotten it: send only idempotent requests as early data.
 //
+// # Sessions: channels that survive a restart
+//
+// A channel's state can be saved and restored in another process, so that a device that
+// stops (its process exits) keeps its channels: messages the peer sealed meanwhile stay
+// readable, and no new handshake is needed. [SecureChannel.SaveSession] writes the state to
+// a file (mode 0600, atomically), sealed with ChaCha20-Poly1305 under a key derived with
+// HKDF-BLAKE2s from the device identity's static private key and a random salt
+// ([SealSession]); [RestoreSession] (initiator, or any channel) and
+// [Listener.RestoreSession] (a listener's responder channel) read it back and register the
+// channel on a new routing.Node at the same two local addresses, so the route the peer
+// stored to this channel keeps working. [SecureChannel.PeerRoute] is the channel's route to
+// the peer: set up its first hop (a bistream sender, a TCP connection) before sending. The
+// byte-level forms are [SecureChannel.MarshalBinary] / [Restore] and, for the transport-free
+// core, [Channel.MarshalBinary] / [UnmarshalChannel].
+//
+// The state holds both directions' keys and epochs, the receive replay windows, both
+// identities, the channel binding, the addresses and the route to the peer. An XX responder
+// that sent message 2 and waits for message 3 can be saved too: its state holds handshake
+// message 1 and its ephemeral private key, from which the handshake is replayed exactly.
+// Restoring checks that the state belongs to the configured identity and that the trust
+// policy still accepts the peer.
+//
+// Nonces are never reused across a crash: a save records the send position [ReserveNonces]
+// (1024) messages ahead, and the live channel uses only the reserved nonces until the next
+// save. A channel saved to a file saves itself again when they run out; one restored from a
+// file saves itself before its first message. Without a file, Seal returns
+// [ErrReservationExhausted] until the state is saved again. A restore after a crash
+// therefore skips at most ReserveNonces nonces.
+//
+// Replay windows are as fresh as the last save: messages opened after it are accepted once
+// more by a channel restored from it. Save when the device stops (after its subscriptions
+// stopped), and before acknowledging what was processed for exactly-once across crashes.
+// One process at a time may use a session file.
+//
 // # Identities and trust
 //
 // An [Identity] is a static Curve25519 key pair persisted with [SaveIdentity] (mode 0600, no
@@ -76,12 +110,15 @@
 //
 // Match errors with errors.Is: [ErrReplay], [ErrDuplicate], [ErrDecrypt], [ErrMalformed],
 // [ErrMessageTooLarge] (also core.ErrMessageTooLarge), [ErrUntrusted], [ErrHandshakeState],
-// [ErrHandshakeFailed], [ErrExhausted], and the identity file errors.
+// [ErrHandshakeFailed], [ErrExhausted], [ErrReservationExhausted], [ErrSessionCorrupt], and
+// the identity file errors.
 //
 // # Limitations
 //
 // See docs/security.md in the repository: routes, sizes and timing stay visible to the hub
 // and the broker; a compromised static key lets an attacker impersonate its owner (past
 // traffic stays protected by the ephemeral keys); there is no key revocation beyond removing
-// a key from the trust policy.
+// a key from the trust policy (restoring a session checks the policy again); whoever holds a
+// session file and the identity file can read and forge the channel's current and later
+// messages.
 package securechannel

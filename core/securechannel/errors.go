@@ -39,6 +39,15 @@ var (
 	// ErrExhausted: the channel used its last key epoch; perform a new handshake. With the
 	// default rekey threshold this needs 2^52 messages.
 	ErrExhausted = errors.New("securechannel: channel keys exhausted, perform a new handshake")
+	// ErrReservationExhausted: Seal refused to use a send nonce that a saved session state
+	// may restart from (a crash would then reuse it). Save the session again
+	// (Channel.MarshalBinary, SecureChannel.SaveSession) to reserve the next nonces; a
+	// SecureChannel saved to a file does so by itself.
+	ErrReservationExhausted = errors.New("securechannel: reserved send nonces used up, save the session state again")
+	// ErrSessionCorrupt: a session state or session file cannot be decoded, fails
+	// authentication (damaged, or sealed with another identity), or does not match the
+	// identity or node it is restored with. Nothing was registered.
+	ErrSessionCorrupt = errors.New("securechannel: session state corrupt")
 	// ErrIdentityNotFound: the identity file does not exist. It matches fs.ErrNotExist too.
 	ErrIdentityNotFound = errors.New("securechannel: identity file not found")
 	// ErrIdentityCorrupt: the identity file cannot be parsed or its keys do not match.

@@ -91,3 +91,45 @@ func ExampleDial() {
 	// from alice: true
 	// reply: ping
 }
+
+// A channel that survives a restart: save its state (sealed under the identity), drop it,
+// restore it. The restored channel reserves new send nonces before it seals, and still
+// rejects what it had opened.
+func ExampleUnmarshalChannel() {
+	alice, _ := securechannel.GenerateIdentity()
+	bob, _ := securechannel.GenerateIdentity()
+	ini, _ := securechannel.NewInitiator(securechannel.Config{Identity: alice, Trust: securechannel.TrustKeys(bob.PublicKey())})
+	res, _ := securechannel.NewResponder(securechannel.Config{Identity: bob, Trust: securechannel.TrustKeys(alice.PublicKey())})
+	m1, _ := ini.WriteMessage()
+	_ = res.ReadMessage(m1)
+	m2, _ := res.WriteMessage()
+	_ = ini.ReadMessage(m2)
+	m3, _ := ini.WriteMessage()
+	_ = res.ReadMessage(m3)
+	a, _ := ini.Channel()
+	b, _ := res.Channel()
+
+	old, _ := a.Seal([]byte("before the restart"))
+	_, _ = b.Open(old)
+	state, _ := b.MarshalBinary()
+	file, _ := securechannel.SealSession(bob, state) // what SecureChannel.SaveSession writes
+
+	// Bob's process restarts.
+	state, err := securechannel.OpenSession(bob, file)
+	if err != nil {
+		log.Fatal(err)
+	}
+	b2, _ := securechannel.UnmarshalChannel(state)
+	_, err = b2.Open(old)
+	fmt.Println(err)
+	_, err = b2.Seal([]byte("reply"))
+	fmt.Println(err)
+	_, _ = b2.MarshalBinary() // store it, then seal
+	reply, _ := b2.Seal([]byte("reply"))
+	pt, _ := a.Open(reply)
+	fmt.Printf("%q\n", pt)
+	// Output:
+	// securechannel: duplicate message: epoch 0 nonce 0
+	// securechannel: reserved send nonces used up, save the session state again: epoch 0 nonce 1024
+	// "reply"
+}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/sluicehq/sluice/core/wire"
 )
 
 // fixedIdentity returns a deterministic identity, so that fuzz seeds stay valid.
@@ -209,6 +211,80 @@ func FuzzOpen(f *testing.F) {
 		}
 		if got, err := recv.Open(probe); err != nil || string(got) != "probe" {
 			t.Fatalf("channel broken after %x: %q, %v", msg, got, err)
+		}
+	})
+}
+
+// FuzzUnmarshalChannel feeds arbitrary bytes to the channel state decoder (a session file
+// after decryption): it must never panic, and a state it accepts must work (save, restore
+// again, seal).
+func FuzzUnmarshalChannel(f *testing.F) {
+	for _, rekeyAfter := range []uint64{0, 2} {
+		a, b := pair(f, rekeyAfter)
+		for i := range 5 {
+			m, _ := a.Seal([]byte{byte(i)})
+			_, _ = b.Open(m)
+		}
+		sa, _ := a.MarshalBinary()
+		sb, _ := b.MarshalBinary()
+		f.Add(sa)
+		f.Add(sb)
+	}
+	f.Add([]byte{channelStateVersion})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := UnmarshalChannel(b)
+		if err != nil {
+			if !errors.Is(err, ErrSessionCorrupt) {
+				t.Fatalf("error does not match ErrSessionCorrupt: %v", err)
+			}
+			return
+		}
+		state, err := c.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := UnmarshalChannel(state); err != nil {
+			t.Fatalf("re-encoded state refused: %v", err)
+		}
+		if _, err := c.Seal([]byte("x")); err != nil && !errors.Is(err, ErrExhausted) {
+			t.Fatalf("restored and saved channel cannot seal: %v", err)
+		}
+	})
+}
+
+// FuzzDecodeSession feeds arbitrary bytes to the SecureChannel state decoder (what Restore
+// reads): it must never panic, and errors match ErrSessionCorrupt.
+func FuzzDecodeSession(f *testing.F) {
+	a, _ := pair(f, 0)
+	open := &SecureChannel{encAddr: "enc", decAddr: "dec", peerRoute: wire.Route{wire.Local("bistream/inbox-b/inbox-a"), wire.Local("peer")}, ch: a, done: make(chan struct{})}
+	s1, _, _, err := open.snapshot()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(s1)
+	ini, res := fixedHandshakes(f)
+	m1, _ := ini.WriteMessage()
+	_ = res.ReadMessage(m1)
+	_, _ = res.WriteMessage()
+	half := &SecureChannel{encAddr: "enc", decAddr: "dec", peerRoute: wire.Route{wire.Local("peer")}, hs: res, hello: m1, done: make(chan struct{})}
+	s2, _, _, err := half.snapshot()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(s2)
+	cfg := Config{Identity: fixedIdentity(f, 2), Trust: TrustAnyInsecure()}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := decodeSession(b)
+		if err != nil {
+			if !errors.Is(err, ErrSessionCorrupt) {
+				t.Fatalf("error does not match ErrSessionCorrupt: %v", err)
+			}
+			return
+		}
+		if s.kind == kindAwaiting3 {
+			if _, err := restoreResponder(cfg, s.hello, s.ephemeral); err != nil && !errors.Is(err, ErrSessionCorrupt) {
+				t.Fatalf("restore responder: %v", err)
+			}
 		}
 	})
 }

@@ -1,6 +1,7 @@
 package securechannel
 
 import (
+	"bytes"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -73,6 +74,7 @@ type Handshake struct {
 	step      int                   // index in pattern of the next message
 	peerKnown bool                  // the peer's static key passed the trust policy
 	early     []byte                // IK early data received by the responder
+	hello     []byte                // message 1, kept by the responder (session state)
 	failed    error
 	channel   *Channel
 }
@@ -247,6 +249,7 @@ func (h *Handshake) ReadMessage(msg []byte) error {
 		if err := h.start(pattern, nil); err != nil {
 			return h.fail(err)
 		}
+		h.hello = append([]byte(nil), msg...)
 	}
 	if want := h.Expects(); t != want {
 		return fmt.Errorf("%w: got %v, expecting %v", ErrHandshakeState, t, want)
@@ -308,4 +311,37 @@ func (h *Handshake) Channel() (*Channel, error) {
 		return nil, fmt.Errorf("%w: handshake not complete", ErrHandshakeState)
 	}
 	return h.channel, nil
+}
+
+// awaitingMessage3 returns what restores an XX responder that wrote message 2 and waits for
+// message 3 (see restoreResponder): message 1 and the responder's ephemeral private key.
+func (h *Handshake) awaitingMessage3() (hello, ephemeral []byte, ok bool) {
+	if h.initiator || h.failed != nil || h.channel != nil || h.pattern == nil || h.pattern[0] != TypeHandshake1 || h.step != 2 {
+		return nil, nil, false
+	}
+	return h.hello, append([]byte(nil), h.hs.LocalEphemeral().Private...), true
+}
+
+// restoreResponder rebuilds an XX responder that wrote message 2 and waits for message 3:
+// the Noise handshake is deterministic given message 1 and the responder's ephemeral key, so
+// replaying both restores the exact state (and the same message 2).
+func restoreResponder(cfg Config, hello, ephemeral []byte) (*Handshake, error) {
+	if len(ephemeral) != KeySize {
+		return nil, fmt.Errorf("%w: ephemeral key of %d bytes", ErrSessionCorrupt, len(ephemeral))
+	}
+	if t, err := PeekType(hello); err != nil || t != TypeHandshake1 {
+		return nil, fmt.Errorf("%w: saved handshake message 1 is not one", ErrSessionCorrupt)
+	}
+	cfg.Random = bytes.NewReader(ephemeral)
+	h, err := NewResponder(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.ReadMessage(hello); err != nil {
+		return nil, fmt.Errorf("%w: saved handshake message 1: %w", ErrSessionCorrupt, err)
+	}
+	if _, err := h.WriteMessage(); err != nil {
+		return nil, fmt.Errorf("%w: replay handshake message 2: %w", ErrSessionCorrupt, err)
+	}
+	return h, nil
 }

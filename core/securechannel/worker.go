@@ -60,7 +60,9 @@ type Stats struct {
 type SecureChannel struct {
 	node      *routing.Node
 	log       *slog.Logger
+	id        *Identity // seals the session file
 	initiator bool
+	hello     []byte // responder: the peer's handshake message 1 (the listener's key)
 	encAddr   string // application-facing: plaintext in (a routing.Sender)
 	decAddr   string // network-facing: ciphertext in (a routing.Worker)
 
@@ -79,6 +81,9 @@ type SecureChannel struct {
 	onOpen    func(*SecureChannel) // listener bookkeeping, before the channel carries data
 	notify    func(*SecureChannel) // ListenOptions.OnChannel
 	onClose   func(*SecureChannel)
+
+	saveMu      sync.Mutex // serialises saves: a file never holds an older reservation than committed
+	sessionPath string     // set by SaveSession and RestoreSession; guarded by saveMu
 }
 
 // settleLocked ends the handshake phase, once: err == nil means established. c.mu is held.
@@ -104,6 +109,30 @@ func (c *SecureChannel) PeerIdentity() PublicKey {
 		return PublicKey{}
 	}
 	return c.ch.PeerIdentity()
+}
+
+// PeerRoute returns the route on which the channel sends to the peer's end (a copy). After a
+// restart, whatever transport the route's first address belongs to must be set up again
+// before the restored channel sends (for example the stream sender of a bistream.Transport).
+func (c *SecureChannel) PeerRoute() wire.Route {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.peerRoute.Clone()
+}
+
+// Wait waits until the handshake completed (nil), failed or the channel was closed (the
+// reason), or ctx is done (ctx.Err()). A channel from Dial or OnChannel is complete already;
+// a responder restored while it waited for the last handshake message completes when that
+// message arrives.
+func (c *SecureChannel) Wait(ctx context.Context) error {
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
 }
 
 // Stats returns the channel's counters.
@@ -134,7 +163,7 @@ func (c *SecureChannel) Close() error {
 }
 
 func newSecureChannel(node *routing.Node, hs *Handshake) (*SecureChannel, error) {
-	c := &SecureChannel{node: node, log: node.Logger(), initiator: hs.Initiator(), hs: hs, done: make(chan struct{})}
+	c := &SecureChannel{node: node, log: node.Logger(), id: hs.cfg.Identity, initiator: hs.Initiator(), hs: hs, done: make(chan struct{})}
 	var err error
 	if c.decAddr, err = node.RegisterRandom(routing.WorkerFunc(c.handleNetwork)); err != nil {
 		return nil, fmt.Errorf("securechannel: register: %w", err)
@@ -145,6 +174,18 @@ func newSecureChannel(node *routing.Node, hs *Handshake) (*SecureChannel, error)
 		return nil, fmt.Errorf("securechannel: register: %w", err)
 	}
 	return c, nil
+}
+
+// register registers a restored channel at its saved addresses.
+func (c *SecureChannel) register() error {
+	if err := c.node.Register(c.decAddr, routing.WorkerFunc(c.handleNetwork)); err != nil {
+		return fmt.Errorf("securechannel: restore at %s: %w", c.decAddr, err)
+	}
+	if err := c.node.RegisterSender(c.encAddr, encryptor{c}); err != nil {
+		_ = c.node.Unregister(c.decAddr)
+		return fmt.Errorf("securechannel: restore at %s: %w", c.encAddr, err)
+	}
+	return nil
 }
 
 // encryptor is the application-facing address: a synchronous routing.Sender.
@@ -165,7 +206,13 @@ func (e encryptor) Send(ctx context.Context, msg wire.TransportMessage) error {
 	if len(msg.OnwardRoute) > 1 {
 		inner.OnwardRoute = msg.OnwardRoute[1:]
 	}
-	sealed, err := ch.Seal(inner.Append(make([]byte, 0, inner.Size())))
+	pt := inner.Append(make([]byte, 0, inner.Size()))
+	sealed, err := ch.Seal(pt)
+	if errors.Is(err, ErrReservationExhausted) {
+		if sealed, err = c.resaveAndSeal(ch, pt); err != nil {
+			err = fmt.Errorf("%w (save the session with SaveSession to reserve more nonces)", err)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("securechannel: send through %s: %w", c.encAddr, err)
 	}
@@ -476,6 +523,19 @@ func (l *Listener) Channel(addr wire.Address) (*SecureChannel, bool) {
 	return c, ok
 }
 
+// Channels returns the listener's channels: the established ones and those waiting for the
+// initiator's last handshake message (which, too, can be saved with SaveSession to survive
+// a restart of the process).
+func (l *Listener) Channels() []*SecureChannel {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	all := make([]*SecureChannel, 0, len(l.hellos))
+	for _, c := range l.hellos {
+		all = append(all, c)
+	}
+	return all
+}
+
 // Close unregisters the listener and closes every channel it created. It is idempotent.
 func (l *Listener) Close() error {
 	l.mu.Lock()
@@ -538,6 +598,29 @@ func (l *Listener) handle(ctx context.Context, msg *routing.Message) error {
 		return err
 	}
 	c.peerRoute = msg.ReturnRoute.Clone()
+	c.hello = []byte(key)
+	if err := l.track(c, key, false); err != nil {
+		_ = c.Close()
+		if errors.Is(err, core.ErrClosed) {
+			return nil // the listener closed meanwhile
+		}
+		return err
+	}
+	err = l.node.Send(ctx, wire.TransportMessage{OnwardRoute: c.peerRoute.Clone(), ReturnRoute: wire.Route{wire.Local(c.decAddr)}, Payload: m2})
+	if ik {
+		// IK completes with message 2: the channel is open, then the early data goes on.
+		c.establish(ctx)
+		if len(early) > 0 {
+			c.deliverInner(ctx, early)
+		}
+	}
+	return err
+}
+
+// track makes c, the responder channel of handshake message 1 key, one of the listener's
+// channels: established already (restored), or pending, with its handshake timeout for XX.
+// It fails after Close, or if the listener has a channel for key.
+func (l *Listener) track(c *SecureChannel, key string, established bool) error {
 	c.onOpen = func(c *SecureChannel) {
 		l.mu.Lock()
 		if l.hellos[key] == c {
@@ -559,18 +642,27 @@ func (l *Listener) handle(ctx context.Context, msg *routing.Message) error {
 		}
 		l.mu.Unlock()
 	}
+	ik := MessageType(key[0]) == TypeIK1
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
-		return c.Close()
+		return fmt.Errorf("securechannel: listener %s: %w", l.address, core.ErrClosed)
+	}
+	if _, dup := l.hellos[key]; dup {
+		l.mu.Unlock()
+		return fmt.Errorf("%w: securechannel: listener %s has the channel of this handshake already", core.ErrInvalidArgument, l.address)
 	}
 	l.hellos[key] = c
-	l.pending++
+	if established {
+		l.channels[c.encAddr] = c
+	} else {
+		l.pending++
+	}
 	if ik {
 		l.rememberIK(key)
 	}
 	l.mu.Unlock()
-	if !ik {
+	if !established && !ik {
 		timeout := l.opts.HandshakeTimeout
 		c.mu.Lock()
 		c.timer = time.AfterFunc(timeout, func() {
@@ -583,15 +675,7 @@ func (l *Listener) handle(ctx context.Context, msg *routing.Message) error {
 		})
 		c.mu.Unlock()
 	}
-	err = l.node.Send(ctx, wire.TransportMessage{OnwardRoute: c.peerRoute.Clone(), ReturnRoute: wire.Route{wire.Local(c.decAddr)}, Payload: m2})
-	if ik {
-		// IK completes with message 2: the channel is open, then the early data goes on.
-		c.establish(ctx)
-		if len(early) > 0 {
-			c.deliverInner(ctx, early)
-		}
-	}
-	return err
+	return nil
 }
 
 // rememberIK records an IK message 1 in a bounded FIFO set (l.mu held).

@@ -1,0 +1,219 @@
+package kinesis_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awskinesis "github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
+	"github.com/sluicehq/sluice/backends/kinesis"
+	"github.com/sluicehq/sluice/core"
+	sluiceclient "github.com/sluicehq/sluice/core/client"
+	"github.com/sluicehq/sluice/hub/hubtest"
+)
+
+// benchChunk is how many messages each path moves before the other takes its turn, so both
+// see the same machine load.
+const benchChunk = 500
+
+// rawBatch is how many records the raw producer puts per PutRecords call: a typical
+// batching producer (the hub's publisher keeps a window of 256 pushes in flight).
+const rawBatch = 100
+
+// BenchmarkHubVsRaw compares the hub path (core/client publisher and pulls over loopback TCP
+// through a hub on the kinesis backend) with the raw SDK (PutRecords of rawBatch one-message
+// records; GetRecords) on the same kinesis-mock in the same run, and reports both rates and
+// the ratio hub/raw.
+func BenchmarkHubVsRaw(b *testing.B) {
+	c := client(b, nil)
+	ctx := context.Background()
+	s, err := kinesis.New(c, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	idx, err := core.Open(ctx, "bbolt://"+b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, addr := hubtest.Start(b, &core.Backend{Storage: s, Index: idx.Index})
+	cl, err := sluiceclient.Dial(addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cl.Close() })
+
+	for _, size := range []int{256, 1024} {
+		msg := make([]byte, size)
+		b.Run(fmt.Sprintf("push/size=%d", size), func(b *testing.B) {
+			hubStream, raw := benchStreams(b, s, c, "push")
+			pub, err := sluiceclient.NewPublisher(ctx, cl, hubStream)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer pub.Close()
+			b.SetBytes(int64(size))
+			var tHub, tRaw time.Duration
+			b.ResetTimer()
+			for done := 0; done < b.N; {
+				n := min(benchChunk, b.N-done)
+				start := time.Now()
+				for range n {
+					if _, err := pub.Publish(ctx, msg); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := pub.Flush(ctx); err != nil {
+					b.Fatal(err)
+				}
+				tHub += time.Since(start)
+				start = time.Now()
+				raw.put(b, n, msg)
+				tRaw += time.Since(start)
+				done += n
+			}
+			report(b, tHub, tRaw)
+		})
+		b.Run(fmt.Sprintf("pull/size=%d", size), func(b *testing.B) {
+			hubStream, raw := benchStreams(b, s, c, "pull")
+			conn, err := cl.Open(ctx, 30*time.Second)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.Close()
+			if _, err := conn.CreateStream(ctx, hubStream, 1); err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(size))
+			var tHub, tRaw time.Duration
+			var from uint64
+			b.ResetTimer()
+			for done := 0; done < b.N; {
+				n := min(benchChunk, b.N-done)
+				b.StopTimer()
+				batch := make([][]byte, n)
+				for i := range batch {
+					batch[i] = msg
+				}
+				if _, err := s.Append(ctx, hubStream, 0, batch); err != nil {
+					b.Fatal(err)
+				}
+				raw.put(b, n, msg)
+				b.StartTimer()
+				start := time.Now()
+				for got := 0; got < n; {
+					page, err := conn.Pull(ctx, hubStream, 0, from, 256, 0)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if len(page) == 0 {
+						b.Fatalf("hub pull from %d: empty after %d of %d", from, got, n)
+					}
+					got += len(page)
+					from = page[len(page)-1].Index + 1
+				}
+				tHub += time.Since(start)
+				start = time.Now()
+				raw.get(b, n)
+				tRaw += time.Since(start)
+				done += n
+			}
+			report(b, tHub, tRaw)
+		})
+	}
+}
+
+func report(b *testing.B, tHub, tRaw time.Duration) {
+	b.StopTimer()
+	hub := float64(b.N) / tHub.Seconds()
+	raw := float64(b.N) / tRaw.Seconds()
+	b.ReportMetric(hub, "hub-msg/s")
+	b.ReportMetric(raw, "raw-msg/s")
+	b.ReportMetric(hub/raw, "hub/raw")
+}
+
+// rawStream drives one Kinesis stream with the SDK alone.
+type rawStream struct {
+	c       *awskinesis.Client
+	name    string
+	shard   string
+	hashKey string
+	iter    *string
+}
+
+// benchStreams creates a one-partition Sluice stream for the hub path and a one-shard Kinesis
+// stream for the raw path.
+func benchStreams(b *testing.B, s *kinesis.Store, c *awskinesis.Client, label string) (string, *rawStream) {
+	ctx := context.Background()
+	suffix := strconv.FormatInt(time.Now().UnixNano(), 36)
+	hubStream := "bench-" + label + "-" + suffix
+	if _, err := s.CreateStream(ctx, hubStream, 1); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.DeleteStream(context.Background(), hubStream) })
+	r := &rawStream{c: c, name: "raw-" + label + "-" + suffix}
+	if _, err := c.CreateStream(ctx, &awskinesis.CreateStreamInput{StreamName: aws.String(r.name), ShardCount: aws.Int32(1)}); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		c.DeleteStream(context.Background(), &awskinesis.DeleteStreamInput{StreamName: aws.String(r.name)})
+	})
+	for {
+		out, err := c.ListShards(ctx, &awskinesis.ListShardsInput{StreamName: aws.String(r.name)})
+		if err == nil && len(out.Shards) == 1 {
+			r.shard, r.hashKey = aws.ToString(out.Shards[0].ShardId), aws.ToString(out.Shards[0].HashKeyRange.StartingHashKey)
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return hubStream, r
+}
+
+// put writes n one-message records with PutRecords, rawBatch per call, failing on any
+// failed record (none are expected on kinesis-mock).
+func (r *rawStream) put(b *testing.B, n int, msg []byte) {
+	ctx := context.Background()
+	for n > 0 {
+		k := min(rawBatch, n)
+		entries := make([]types.PutRecordsRequestEntry, k)
+		for i := range entries {
+			entries[i] = types.PutRecordsRequestEntry{Data: msg, PartitionKey: aws.String("p0"), ExplicitHashKey: aws.String(r.hashKey)}
+		}
+		out, err := r.c.PutRecords(ctx, &awskinesis.PutRecordsInput{StreamName: aws.String(r.name), Records: entries})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if aws.ToInt32(out.FailedRecordCount) > 0 {
+			b.Fatalf("PutRecords: %d records failed", aws.ToInt32(out.FailedRecordCount))
+		}
+		n -= k
+	}
+}
+
+// get reads n records with GetRecords, continuing from where the last call stopped.
+func (r *rawStream) get(b *testing.B, n int) {
+	ctx := context.Background()
+	if r.iter == nil {
+		out, err := r.c.GetShardIterator(ctx, &awskinesis.GetShardIteratorInput{StreamName: aws.String(r.name), ShardId: aws.String(r.shard), ShardIteratorType: types.ShardIteratorTypeTrimHorizon})
+		if err != nil {
+			b.Fatal(err)
+		}
+		r.iter = out.ShardIterator
+	}
+	for got := 0; got < n; {
+		out, err := r.c.GetRecords(ctx, &awskinesis.GetRecordsInput{ShardIterator: r.iter, Limit: aws.Int32(int32(min(1000, n-got)))})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(out.Records) == 0 && aws.ToInt64(out.MillisBehindLatest) == 0 {
+			b.Fatalf("raw GetRecords: caught up after %d of %d", got, n)
+		}
+		got += len(out.Records)
+		r.iter = out.NextShardIterator
+	}
+}

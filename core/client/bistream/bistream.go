@@ -1,0 +1,524 @@
+package bistream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/client"
+	"github.com/sluicehq/sluice/core/routing"
+	"github.com/sluicehq/sluice/core/wire"
+)
+
+// AddressPrefix starts the local address of every stream sender (see [SenderAddress]).
+const AddressPrefix = "bistream/"
+
+// SenderAddress returns the local address at which a [Transport] publishes to stream to,
+// with returnStream as the stream for replies: "bistream/<to>/<returnStream>". The address is
+// the same for every Transport, so routes that contain it (for example a secure channel's
+// route to its peer) stay valid when a Transport on the same node is closed and a new one is
+// created. '/' never occurs in a stream name, so the address is unambiguous.
+func SenderAddress(to, returnStream string) string {
+	return AddressPrefix + to + "/" + returnStream
+}
+
+// ParseSenderAddress returns the destination and return streams of a local address made by
+// [SenderAddress], and false if addr is not one.
+func ParseSenderAddress(addr string) (to, returnStream string, ok bool) {
+	rest, ok := strings.CutPrefix(addr, AddressPrefix)
+	if !ok {
+		return "", "", false
+	}
+	to, returnStream, ok = strings.Cut(rest, "/")
+	if !ok || core.ValidateStreamName(to) != nil || (returnStream != "" && core.ValidateStreamName(returnStream) != nil) {
+		return "", "", false
+	}
+	return to, returnStream, true
+}
+
+type config struct {
+	pubOpts   []client.PublisherOption
+	consOpts  []client.ConsumerOption
+	outboxDir string
+	log       *slog.Logger
+}
+
+// Option configures a [Transport]. Options are validated by [New]; an invalid one returns an
+// error matching [core.ErrInvalidOption].
+type Option func(*config) error
+
+// WithPublisherOptions adds options for every publisher the transport creates (one per
+// destination stream).
+func WithPublisherOptions(opts ...client.PublisherOption) Option {
+	return func(c *config) error {
+		c.pubOpts = append(c.pubOpts, opts...)
+		return nil
+	}
+}
+
+// WithConsumerOptions adds options for the consumer of every subscription. The client id is
+// always the subscription id given to [Transport.Subscribe].
+func WithConsumerOptions(opts ...client.ConsumerOption) Option {
+	return func(c *config) error {
+		c.consOpts = append(c.consOpts, opts...)
+		return nil
+	}
+}
+
+// WithOutboxDir gives every publisher an on-device outbox (see client.WithOutbox) in dir,
+// one file per destination stream ("<stream>.outbox"), so messages not yet confirmed by the
+// hub survive a restart of the device: [New] reopens every outbox in dir and resends what
+// it holds. The directory must exist; one Transport at a time may use it.
+func WithOutboxDir(dir string) Option {
+	return func(c *config) error {
+		if dir == "" {
+			return fmt.Errorf("%w: bistream: empty outbox directory", core.ErrInvalidOption)
+		}
+		c.outboxDir = dir
+		return nil
+	}
+}
+
+// WithLogger sets the logger for dropped messages and failed subscriptions (default:
+// discard).
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) error {
+		if l == nil {
+			return fmt.Errorf("%w: bistream: nil logger", core.ErrInvalidOption)
+		}
+		c.log = l
+		return nil
+	}
+}
+
+// Stats counts what a Transport did since it was created.
+type Stats struct {
+	// Sent counts envelopes accepted by a publisher (not yet necessarily confirmed).
+	Sent uint64
+	// Delivered counts inner messages handed to the node.
+	Delivered uint64
+	// Malformed counts stream messages dropped because they are not a valid Envelope.
+	Malformed uint64
+	// Undeliverable counts inner messages dropped because the node has no worker at their
+	// first onward address.
+	Undeliverable uint64
+}
+
+// Transport is the bi-directional stream transport of one node: it publishes messages
+// routed to stream sender addresses and delivers the messages of subscribed streams to the
+// node's workers. It is safe for concurrent use.
+type Transport struct {
+	node *routing.Node
+	c    *client.Client
+	cfg  config
+
+	mu      sync.Mutex
+	closed  bool
+	senders map[string]struct{}          // registered sender addresses
+	pubs    map[string]*client.Publisher // by destination stream
+	subs    map[*Subscription]struct{}
+
+	sent, delivered, malformed, undeliverable atomic.Uint64
+}
+
+// New returns a Transport that registers its stream senders on node and reaches the hub
+// through c. node may be c.Node() or another node of the same process (a device can keep its
+// workers on a node that outlives its connection to the hub). Neither is closed by
+// [Transport.Close].
+func New(node *routing.Node, c *client.Client, opts ...Option) (*Transport, error) {
+	if node == nil || c == nil {
+		return nil, fmt.Errorf("%w: bistream: New needs a node and a client", core.ErrInvalidOption)
+	}
+	cfg := config{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for _, o := range opts {
+		if o == nil {
+			return nil, fmt.Errorf("%w: bistream: nil option", core.ErrInvalidOption)
+		}
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	t := &Transport{
+		node:    node,
+		c:       c,
+		cfg:     cfg,
+		senders: map[string]struct{}{},
+		pubs:    map[string]*client.Publisher{},
+		subs:    map[*Subscription]struct{}{},
+	}
+	if err := t.reopenOutboxes(); err != nil {
+		return nil, errors.Join(err, t.Close())
+	}
+	return t, nil
+}
+
+// outboxSuffix ends the name of every outbox file in the outbox directory.
+const outboxSuffix = ".outbox"
+
+// reopenOutboxes starts a publisher for every outbox left in the outbox directory, so the
+// messages in it are sent without waiting for the next message to that stream.
+func (t *Transport) reopenOutboxes() error {
+	if t.cfg.outboxDir == "" {
+		return nil
+	}
+	entries, err := os.ReadDir(t.cfg.outboxDir)
+	if err != nil {
+		return fmt.Errorf("bistream: outbox directory: %w", err)
+	}
+	for _, e := range entries {
+		stream, ok := strings.CutSuffix(e.Name(), outboxSuffix)
+		if !ok || !e.Type().IsRegular() || core.ValidateStreamName(stream) != nil {
+			continue
+		}
+		if _, err := t.publisher(stream); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Route returns the route prefix that sends through stream to, with returnStream as the
+// stream for replies (usually a stream this node subscribes to; empty for none). Append the
+// address of the worker on the receiving node:
+//
+//	r, err := t.Route("inbox-b", "inbox-a")
+//	err = node.Send(ctx, wire.TransportMessage{OnwardRoute: append(r, wire.Local("echo")), ...})
+//
+// A message routed to [sender, rest...] is published to stream to as an [Envelope] whose
+// inner message has rest... as its onward route and the message's return route as its
+// return route; the receiving node's subscription delivers it with a return route that leads
+// back through returnStream. Sending returns once the publisher accepted the envelope (it
+// waits while the publisher's window is full); the publisher retries until the hub confirms
+// it. An envelope too large for one stream message returns an error matching
+// [core.ErrMessageTooLarge].
+func (t *Transport) Route(to, returnStream string) (wire.Route, error) {
+	addr, err := t.ensureSender(to, returnStream)
+	if err != nil {
+		return nil, err
+	}
+	return wire.Route{wire.Local(addr)}, nil
+}
+
+// RegisterRoute registers the stream sender at the first address of route, when that is a
+// local [SenderAddress], and does nothing otherwise. Use it after a restart for routes that
+// were saved with the state of the previous process (a restored secure channel's
+// PeerRoute), so that sending through them works before any message arrived from the peer:
+// until then a new Transport has only the senders of [Transport.Route] and of the
+// subscriptions' deliveries.
+func (t *Transport) RegisterRoute(route wire.Route) error {
+	if len(route) == 0 || route[0].Type != wire.AddressLocal {
+		return nil
+	}
+	to, ret, ok := ParseSenderAddress(string(route[0].Value))
+	if !ok {
+		return nil
+	}
+	_, err := t.ensureSender(to, ret)
+	return err
+}
+
+// ensureSender registers the sender for (to, returnStream) on the node, once.
+func (t *Transport) ensureSender(to, returnStream string) (string, error) {
+	if err := core.ValidateStreamName(to); err != nil {
+		return "", fmt.Errorf("bistream: destination stream: %w", err)
+	}
+	if returnStream != "" {
+		if err := core.ValidateStreamName(returnStream); err != nil {
+			return "", fmt.Errorf("bistream: return stream: %w", err)
+		}
+	}
+	addr := SenderAddress(to, returnStream)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return "", fmt.Errorf("bistream: %w", core.ErrClosed)
+	}
+	if _, ok := t.senders[addr]; ok {
+		return addr, nil
+	}
+	if err := t.node.RegisterSender(addr, &sender{t: t, to: to, ret: returnStream, addr: addr}); err != nil {
+		return "", fmt.Errorf("bistream: register sender %s: %w", addr, err)
+	}
+	t.senders[addr] = struct{}{}
+	return addr, nil
+}
+
+// publisher returns the publisher to stream to, creating it on first use.
+func (t *Transport) publisher(to string) (*client.Publisher, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil, fmt.Errorf("bistream: publish to %q: %w", to, core.ErrClosed)
+	}
+	if p, ok := t.pubs[to]; ok {
+		return p, nil
+	}
+	opts := t.cfg.pubOpts
+	if t.cfg.outboxDir != "" {
+		opts = append(opts[:len(opts):len(opts)], client.WithOutbox(filepath.Join(t.cfg.outboxDir, to+outboxSuffix)))
+	}
+	p, err := client.NewPublisher(context.Background(), t.c, to, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("bistream: %w", err)
+	}
+	t.pubs[to] = p
+	return p, nil
+}
+
+// sender is the routing.Sender registered at a SenderAddress (see Transport.Route).
+type sender struct {
+	t       *Transport
+	to, ret string
+	addr    string
+}
+
+// Send publishes msg as an Envelope (see Transport.Route).
+func (s *sender) Send(ctx context.Context, msg wire.TransportMessage) error {
+	env := Envelope{ReturnStream: s.ret, Message: wire.TransportMessage{ReturnRoute: msg.ReturnRoute, Payload: msg.Payload}}
+	if len(msg.OnwardRoute) > 1 {
+		env.Message.OnwardRoute = msg.OnwardRoute[1:]
+	}
+	if err := env.Validate(); err != nil {
+		return err
+	}
+	p, err := s.t.publisher(s.to)
+	if err != nil {
+		return err
+	}
+	if _, err := p.Publish(ctx, env.Append(make([]byte, 0, env.Size()))); err != nil {
+		return fmt.Errorf("bistream: send through %s: %w", s.addr, err)
+	}
+	s.t.sent.Add(1)
+	return nil
+}
+
+// Flush waits until every message published so far is confirmed by the hub (durable in its
+// backend), or ctx ends.
+func (t *Transport) Flush(ctx context.Context) error {
+	t.mu.Lock()
+	pubs := make([]*client.Publisher, 0, len(t.pubs))
+	for _, p := range t.pubs {
+		pubs = append(pubs, p)
+	}
+	t.mu.Unlock()
+	for _, p := range pubs {
+		if err := p.Flush(ctx); err != nil {
+			return fmt.Errorf("bistream: %w", err)
+		}
+	}
+	return nil
+}
+
+// PublisherStats returns the counters of the publisher to stream to, and false if the
+// transport never published there.
+func (t *Transport) PublisherStats(to string) (client.PublisherStats, bool) {
+	t.mu.Lock()
+	p, ok := t.pubs[to]
+	t.mu.Unlock()
+	if !ok {
+		return client.PublisherStats{}, false
+	}
+	return p.Stats(), true
+}
+
+// Stats returns the transport's counters.
+func (t *Transport) Stats() Stats {
+	return Stats{Sent: t.sent.Load(), Delivered: t.delivered.Load(), Malformed: t.malformed.Load(), Undeliverable: t.undeliverable.Load()}
+}
+
+// Close stops every subscription (each saves its position), then closes every publisher,
+// which waits up to its close timeout for the hub to confirm what was published, and
+// unregisters the stream senders from the node. It does not close the node or the client.
+// Close is idempotent; it returns the errors of the publishers' Close (messages left
+// unconfirmed stay in the outbox when there is one).
+func (t *Transport) Close() error {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return nil
+	}
+	t.closed = true
+	subs := make([]*Subscription, 0, len(t.subs))
+	for s := range t.subs {
+		subs = append(subs, s)
+	}
+	t.mu.Unlock()
+
+	for _, s := range subs {
+		_ = s.Close()
+	}
+	// The senders are unregistered first so nothing is published after the publishers close.
+	t.mu.Lock()
+	senders := t.senders
+	t.senders = map[string]struct{}{}
+	pubs := t.pubs
+	t.pubs = map[string]*client.Publisher{}
+	t.mu.Unlock()
+	for addr := range senders {
+		_ = t.node.Unregister(addr)
+	}
+	var errs []error
+	for _, p := range pubs {
+		if err := p.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("bistream: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// SubscriptionStats are a subscription's counters.
+type SubscriptionStats struct {
+	// Delivered counts inner messages handed to the node.
+	Delivered uint64
+	// Malformed counts stream messages that are not a valid Envelope (dropped).
+	Malformed uint64
+	// Undeliverable counts inner messages for an address with no worker (dropped).
+	Undeliverable uint64
+	// Consumer holds the counters of the underlying consumer (pulls, saves, reconnects).
+	Consumer client.ConsumerStats
+}
+
+// Subscription consumes one stream and delivers the inner message of each [Envelope] to
+// the transport's node. Create it with [Transport.Subscribe]; stop it with Close.
+type Subscription struct {
+	t      *Transport
+	stream string
+	cons   *client.Consumer
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error // set before done is closed
+
+	delivered, malformed, undeliverable atomic.Uint64
+}
+
+// Subscribe starts consuming stream (created on the hub if needed) with subscriptionID as
+// the consumer's client_id: it resumes from the index saved for that id (the hub's index
+// service, unless the consumer options say otherwise) and saves its position after each
+// batch it delivered.
+//
+// Each stream message is decoded as an [Envelope]; its inner message is sent on the node to
+// its onward route, with the address of the stream sender for (ReturnStream, stream)
+// prepended to its return route, so that a reply published through that address reaches the
+// original sender's subscription. Stream messages that are not valid envelopes, and inner
+// messages for addresses that have no worker, are logged, counted and skipped: register the
+// workers before subscribing.
+//
+// Delivery is at-least-once up to the node: the position moves past a message once its
+// inner message is in the worker's mailbox. Messages may be delivered twice (a duplicate in
+// the stream, or a crash before the position was saved); a secure channel drops such
+// duplicates. A message still in a mailbox when the node is closed is lost, so close
+// subscriptions (or the Transport) before the node.
+func (t *Transport) Subscribe(stream, subscriptionID string) (*Subscription, error) {
+	if err := core.ValidateStreamName(stream); err != nil {
+		return nil, fmt.Errorf("bistream: subscribe: %w", err)
+	}
+	s := &Subscription{t: t, stream: stream, done: make(chan struct{})}
+	opts := append(t.cfg.consOpts[:len(t.cfg.consOpts):len(t.cfg.consOpts)], client.WithClientID(subscriptionID))
+	cons, err := client.NewConsumer(t.c, stream, s.handle, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("bistream: subscribe to %q: %w", stream, err)
+	}
+	s.cons = cons
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		cancel()
+		return nil, fmt.Errorf("bistream: subscribe to %q: %w", stream, core.ErrClosed)
+	}
+	t.subs[s] = struct{}{}
+	t.mu.Unlock()
+	go func() { // owned by the Subscription: Close stops it and waits
+		defer close(s.done)
+		err := cons.Run(ctx)
+		if err != nil && !errors.Is(err, context.Canceled) {
+			s.err = err
+			t.cfg.log.Error("bistream: subscription stopped", "stream", stream, "subscription", subscriptionID, "err", err)
+		}
+	}()
+	return s, nil
+}
+
+// handle delivers one stream message.
+func (s *Subscription) handle(ctx context.Context, m core.Message) error {
+	env, err := DecodeEnvelope(m.Data)
+	if err != nil {
+		s.malformed.Add(1)
+		s.t.malformed.Add(1)
+		s.t.cfg.log.Warn("bistream: dropped a stream message that is not an envelope", "stream", s.stream, "index", m.Index, "err", err)
+		return nil
+	}
+	ret := env.Message.ReturnRoute
+	if env.ReturnStream != "" {
+		addr, err := s.t.ensureSender(env.ReturnStream, s.stream)
+		if err != nil {
+			return err
+		}
+		ret = ret.Prepend(wire.Local(addr))
+	}
+	err = s.t.node.Send(ctx, wire.TransportMessage{OnwardRoute: env.Message.OnwardRoute, ReturnRoute: ret, Payload: env.Message.Payload})
+	if errors.Is(err, routing.ErrNoRoute) {
+		s.undeliverable.Add(1)
+		s.t.undeliverable.Add(1)
+		s.t.cfg.log.Warn("bistream: dropped a message for an unknown address", "stream", s.stream, "index", m.Index, "err", err)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("bistream: deliver %s index %d: %w", s.stream, m.Index, err)
+	}
+	s.delivered.Add(1)
+	s.t.delivered.Add(1)
+	return nil
+}
+
+// Stream returns the subscribed stream.
+func (s *Subscription) Stream() string { return s.stream }
+
+// Position returns the next index the subscription will read, and whether it is known yet
+// (after the saved index was loaded).
+func (s *Subscription) Position() (uint64, bool) { return s.cons.Position() }
+
+// Stats returns the subscription's counters.
+func (s *Subscription) Stats() SubscriptionStats {
+	return SubscriptionStats{
+		Delivered:     s.delivered.Load(),
+		Malformed:     s.malformed.Load(),
+		Undeliverable: s.undeliverable.Load(),
+		Consumer:      s.cons.Stats(),
+	}
+}
+
+// Done is closed when the subscription stopped: after Close, or when its consumer gave up
+// (see Err).
+func (s *Subscription) Done() <-chan struct{} { return s.done }
+
+// Err returns why a subscription stopped on its own (a delivery that kept failing), or nil.
+func (s *Subscription) Err() error {
+	select {
+	case <-s.done:
+		return s.err
+	default:
+		return nil
+	}
+}
+
+// Close stops the subscription and waits until its consumer saved its position. It is
+// idempotent.
+func (s *Subscription) Close() error {
+	_ = s.cons.Close()
+	s.cancel()
+	<-s.done
+	s.t.mu.Lock()
+	delete(s.t.subs, s)
+	s.t.mu.Unlock()
+	return nil
+}

@@ -1,0 +1,80 @@
+// Package bistream is the bi-directional stream transport: it carries routing messages
+// between the nodes of two devices through streams hosted on a hub, so that the devices
+// never need to be online at the same time. Each device consumes its own stream (its inbox)
+// and publishes to the other's; every stream message carries the inner routing message
+// together with the stream where replies go.
+//
+// Because the transport preserves Ockam routing (forwarders, return routes, replies), any
+// protocol that works over a route works through streams unchanged. In particular a secure
+// channel handshake and the encrypted messages after it travel entirely through the hub:
+//
+//	// Device A: subscribe to its inbox, then dial B's listener through B's inbox.
+//	ta, _ := bistream.New(nodeA, clientA)
+//	ta.Subscribe("inbox-a", "device-a")
+//	r, _ := ta.Route("inbox-b", "inbox-a")
+//	ch, _ := securechannel.Dial(ctx, nodeA, append(r, wire.Local("listener")), cfgA)
+//
+//	// Device B (whenever it comes online): a listener, then its subscription.
+//	securechannel.Listen(nodeB, "listener", cfgB, nil)
+//	tb, _ := bistream.New(nodeB, clientB)
+//	tb.Subscribe("inbox-b", "device-b")
+//
+// The hub stores only what the devices publish: with a secure channel, the handshake
+// messages and ciphertext.
+//
+// # Addresses
+//
+// A [Transport] registers one routing.Sender per (destination stream, return stream) pair at
+// the local address [SenderAddress] "bistream/<to>/<return>". The address does not depend on
+// the Transport, so a route that contains it (a secure channel's route to its peer, say)
+// stays valid when the Transport is closed and a new one is created on the same node, for
+// example after the device was offline, or on a new node after the device's process
+// restarted: a secure channel restored from its session file (securechannel.RestoreSession)
+// keeps its route to the peer, whose first address is such a sender. [ParseSenderAddress]
+// reads the streams back from an address; [Transport.RegisterRoute] registers the sender at
+// the start of a saved route, so the restored channel can send before anything arrived.
+//
+//	// Device B after a restart: its node, listener and channel come back from files.
+//	l, _ := securechannel.Listen(nodeB, "listener", cfgB, nil)
+//	ch, _ := l.RestoreSession(sessionFile)
+//	tb, _ := bistream.New(nodeB, clientB)
+//	tb.RegisterRoute(ch.PeerRoute())
+//	tb.Subscribe("inbox-b", "device-b") // resumes from the index saved on the hub
+//
+// # Envelope encoding
+//
+// A stream message is one [Envelope], encoded with BARE (the same primitives as the routing
+// protocol: uint = LEB128, data/string = uint length + bytes, optional = u8 flag + value):
+//
+//	type Envelope struct {
+//	  version:       u8                 # EnvelopeVersion = 1
+//	  return_stream: optional<string>   # where replies go; a valid stream name when present
+//	  message:       data               # an Ockam routing v1 TransportMessage
+//	}
+//
+// The inner TransportMessage's onward route is the route on the receiving node (after the
+// stream hop) and must not be empty; its return route is the route back on the sending node.
+// On delivery the receiver prepends the local address of its sender for (return_stream, the
+// stream it read) to the return route. [DecodeEnvelope] is strict (known version, valid
+// stream name, valid inner message, no trailing bytes); a stream message that does not decode
+// is counted and skipped, never delivered.
+//
+// # Delivery
+//
+// Publishing uses a client.Publisher per destination stream (request ids, window, retries,
+// reconnects, optional outbox: [WithOutboxDir]); consuming uses a client.Consumer per
+// subscription with the subscription id as client_id, so a device resumes from its saved
+// index after being offline. Delivery is at-least-once: a message may reach the node twice
+// (a publisher resent it, or the device stopped before saving its position). Secure channels
+// drop such duplicates with their replay window, which makes processing exactly-once.
+//
+// # Limitations
+//
+// One Transport at a time may run on a node (the sender addresses are fixed). To stop a
+// device without losing or repeating anything, close the Transport (the subscriptions save
+// their positions), then save its secure channels' sessions, then close the node. A stream
+// should have one consumer device (its subscription id is its identity for the
+// saved index); several devices publishing into it is fine. The position is saved once the
+// inner message is in the worker's mailbox, not once the worker handled it: close the
+// subscriptions before the node so that nothing queued is lost.
+package bistream

@@ -1,0 +1,201 @@
+package bistream_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/core/client/bistream"
+	"github.com/sluicehq/sluice/core/routing"
+	"github.com/sluicehq/sluice/core/securechannel"
+	"github.com/sluicehq/sluice/core/wire"
+)
+
+// TestParseSenderAddress checks that SenderAddress round-trips and that other addresses
+// are refused.
+func TestParseSenderAddress(t *testing.T) {
+	for _, c := range [][2]string{{"inbox-b", "inbox-a"}, {"inbox-b", ""}} {
+		to, ret, ok := bistream.ParseSenderAddress(bistream.SenderAddress(c[0], c[1]))
+		if !ok || to != c[0] || ret != c[1] {
+			t.Fatalf("ParseSenderAddress(SenderAddress(%q, %q)) = %q, %q, %v", c[0], c[1], to, ret, ok)
+		}
+	}
+	for _, bad := range []string{"", "listener", "bistream/", "bistream//x", "bistream/a"} {
+		if _, _, ok := bistream.ParseSenderAddress(bad); ok {
+			t.Fatalf("ParseSenderAddress(%q) accepted", bad)
+		}
+	}
+}
+
+// TestDeviceProcessRestart runs a secure channel through streams in which device B is
+// restarted twice like a process: its node, transport and channel are closed and dropped;
+// what survives is its identity, its session file and the index saved on the hub. The
+// first restart happens while B's end waits for handshake message 3; after the second, B
+// sends first, before it received anything (RegisterRoute). Every message arrives once, in
+// order, and an old ciphertext replayed into B's inbox after the restart is dropped.
+func TestDeviceProcessRestart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	th := startHub(t)
+	idA, idB := mustIdentity(t), mustIdentity(t)
+	cfgB := securechannel.Config{Identity: idB, Trust: securechannel.TrustKeys(idA.PublicKey())}
+	session := filepath.Join(t.TempDir(), "b.session")
+	a := newDevice(t, "a")
+	var gotA, gotB inbox
+	if err := a.node.Register("app", routing.WorkerFunc(func(_ context.Context, m *routing.Message) error {
+		gotA.add(string(m.Payload))
+		return nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+
+	// bootB starts a new "process" of B: a node with B's application, a listener, the
+	// channel restored from the session file if there is one, and the link to the hub.
+	bootB := func() (*device, *securechannel.Listener, *securechannel.SecureChannel) {
+		t.Helper()
+		b := newDevice(t, "b")
+		if err := b.node.Register("app", routing.WorkerFunc(func(ctx context.Context, m *routing.Message) error {
+			gotB.add(string(m.Payload))
+			return m.Reply(ctx, []byte("ack "+string(m.Payload)))
+		})); err != nil {
+			t.Fatal(err)
+		}
+		l, err := securechannel.Listen(b.node, "listener", cfgB, &securechannel.ListenOptions{HandshakeTimeout: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sc *securechannel.SecureChannel
+		if _, err := os.Stat(session); err == nil {
+			if sc, err = l.RestoreSession(session); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b.online(th.addr)
+		if sc != nil {
+			if err := b.tr.RegisterRoute(sc.PeerRoute()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return b, l, sc
+	}
+	// stopB ends B's process: the link (the subscription saves its index), then its channel
+	// state (saved after everything it received was handled), then the node.
+	stopB := func(b *device, l *securechannel.Listener) {
+		t.Helper()
+		b.offline()
+		chs := l.Channels()
+		if len(chs) != 1 {
+			t.Fatalf("B's listener has %d channels, want 1", len(chs))
+		}
+		if err := chs[0].SaveSession(session); err != nil {
+			t.Fatal(err)
+		}
+		_ = l.Close()
+		_ = b.node.Close()
+	}
+
+	// A starts the handshake; B (first boot) answers and stops, waiting for message 3.
+	a.online(th.addr)
+	route, err := a.tr.Route("inbox-b", a.inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type dialResult struct {
+		ch  *securechannel.SecureChannel
+		err error
+	}
+	dialed := make(chan dialResult, 1)
+	go func() {
+		ch, err := securechannel.Dial(ctx, a.node, append(route, wire.Local("listener")),
+			securechannel.Config{Identity: idA, Trust: securechannel.TrustKeys(idB.PublicKey())})
+		dialed <- dialResult{ch, err}
+	}()
+	b, l, restored := bootB()
+	if restored != nil {
+		t.Fatal("B restored a channel at its first boot")
+	}
+	waitFor(t, "handshake message 2 published", func() bool {
+		st, ok := b.tr.PublisherStats(a.inbox)
+		return ok && st.Confirmed >= 1
+	})
+	stopB(b, l)
+
+	// A completes the handshake and sends while B's process is gone.
+	r := <-dialed
+	if r.err != nil {
+		t.Fatalf("dial through streams: %v", r.err)
+	}
+	chA := r.ch
+	send := func(i int) {
+		t.Helper()
+		err := a.node.Send(ctx, wire.TransportMessage{
+			OnwardRoute: wire.Route{chA.Address(), wire.Local("app")},
+			ReturnRoute: wire.Route{wire.Local("app")},
+			Payload:     fmt.Appendf(nil, "%s #%d", marker, i),
+		})
+		if err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+	}
+	for i := 1; i <= 3; i++ {
+		send(i)
+	}
+	if err := a.tr.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	old, err := th.store.Fetch(ctx, "inbox-b", 0, 0, 100) // ciphertexts of the first channel phase
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// B's second process restores the half-open channel and finishes the handshake.
+	b, l, chB := bootB()
+	if chB == nil {
+		t.Fatal("B did not restore its channel")
+	}
+	if err := chB.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if chB.PeerIdentity() != idA.PublicKey() {
+		t.Fatal("B's restored channel is not with A")
+	}
+	waitFor(t, "B to receive 3 messages", func() bool { return len(gotB.get()) == 3 })
+	waitFor(t, "A to receive 3 acks", func() bool { return len(gotA.get()) == 3 })
+	stopB(b, l)
+
+	// B's third process sends first, then receives; an old ciphertext replayed is dropped.
+	b, l, chB = bootB()
+	defer func() { _ = l.Close(); b.offline() }()
+	if err := b.node.Send(ctx, wire.TransportMessage{
+		OnwardRoute: wire.Route{chB.Address(), wire.Local("app")},
+		ReturnRoute: wire.Route{wire.Local("app")},
+		Payload:     []byte("hello from B's third process"),
+	}); err != nil {
+		t.Fatalf("B sends first after the restart: %v", err)
+	}
+	waitFor(t, "A to receive B's message", func() bool { return len(gotA.get()) == 4 })
+	for _, m := range old {
+		if _, err := th.store.Append(ctx, "inbox-b", 0, [][]byte{m.Data}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(4)
+	waitFor(t, "B to receive message 4", func() bool { return len(gotB.get()) == 4 })
+	for i, m := range gotB.get() {
+		if want := fmt.Sprintf("%s #%d", marker, i+1); m != want {
+			t.Fatalf("B received %q as message %d, want %q (all: %q)", m, i+1, want, gotB.get())
+		}
+	}
+	if got := gotA.get(); got[3] != "hello from B's third process" {
+		t.Fatalf("A received %q", got)
+	}
+	if st := chB.Stats(); st.Duplicates < 3 {
+		t.Fatalf("B's restored channel dropped %d replayed messages, want >= 3 (%+v)", st.Duplicates, st)
+	}
+	if st := b.sub.Stats(); st.Undeliverable != 0 {
+		t.Fatalf("%d messages undeliverable after the restart", st.Undeliverable)
+	}
+}

@@ -1,0 +1,273 @@
+package securechannel
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+)
+
+// ReserveNonces is how many send nonces a saved channel state reserves: the state records
+// the sender's position ReserveNonces messages ahead of the live channel, and the live
+// channel refuses to go past that position until the state is saved again. A process that
+// crashes after a save and restarts from it therefore never reuses a nonce; it skips at most
+// ReserveNonces of them (no more than the replay window, so a receiver that gets messages in
+// order loses none). With a RekeyAfter below 64 the reservation is 16 epochs instead, so
+// that a restored sender stays well within MaxEpochSkip of its peer.
+const ReserveNonces = 1024
+
+// reservation returns how many send nonces a saved state reserves (see ReserveNonces).
+func reservation(rekeyAfter uint64) uint64 {
+	const epochs = MaxEpochSkip / 4
+	if rekeyAfter >= ReserveNonces/epochs {
+		return ReserveNonces
+	}
+	return rekeyAfter * epochs
+}
+
+// channelStateVersion is the first byte of an encoded Channel state.
+const channelStateVersion = 1
+
+// Flags of an encoded Channel state.
+const (
+	stateInitiator = 1 << 0
+	statePrev      = 1 << 1
+	stateFlags     = stateInitiator | statePrev
+)
+
+// maxBindingSize bounds the channel binding in a saved state (BLAKE2s gives 32 bytes).
+const maxBindingSize = 64
+
+// windowStateSize is the size of an encoded receive epoch: epoch u32, key, any u8, max u64,
+// bitmap.
+const windowStateSize = 4 + 32 + 1 + 8 + WindowSize/8
+
+// position is a sender's place in the channel: (epoch, nonce), ordered lexicographically.
+type position struct {
+	epoch uint32
+	nonce uint64
+}
+
+func (p position) less(q position) bool {
+	return p.epoch < q.epoch || (p.epoch == q.epoch && p.nonce < q.nonce)
+}
+
+// advance returns the send position n messages after (epoch, nonce) and its key, following
+// the rekey rule of Seal (nonces 0..rekeyAfter-1 in each epoch). The result is normalised
+// (nonce < rekeyAfter) unless the last epoch is used up, where it is (MaxUint32, rekeyAfter).
+func advance(epoch uint32, nonce uint64, key [32]byte, n, rekeyAfter uint64) (position, [32]byte) {
+	for n > 0 || nonce >= rekeyAfter {
+		if nonce >= rekeyAfter {
+			if epoch == math.MaxUint32 {
+				return position{epoch, rekeyAfter}, key
+			}
+			epoch, nonce, key = epoch+1, 0, rekey(key)
+			continue
+		}
+		step := min(n, rekeyAfter-nonce)
+		nonce += step
+		n -= step
+	}
+	return position{epoch, nonce}, key
+}
+
+// snapshot encodes the channel's state with the send position reservation(RekeyAfter)
+// messages ahead, and returns that position: the caller raises the send limit to it
+// (commitReservation) once the state is stored durably.
+func (c *Channel) snapshot() ([]byte, position) {
+	b := make([]byte, 0, 2+2*KeySize+1+len(c.binding)+8+4+8+32+2*windowStateSize)
+	b = append(b, channelStateVersion, 0)
+	if c.initiator {
+		b[1] |= stateInitiator
+	}
+	b = append(b, c.local[:]...)
+	b = append(b, c.peer[:]...)
+	b = append(b, byte(len(c.binding)))
+	b = append(b, c.binding...)
+	b = binary.BigEndian.AppendUint64(b, c.rekeyAfter)
+
+	c.sendMu.Lock()
+	pos, key := advance(c.send.epoch, c.send.nonce, c.send.key, reservation(c.rekeyAfter), c.rekeyAfter)
+	c.sendMu.Unlock()
+	b = binary.BigEndian.AppendUint32(b, pos.epoch)
+	b = binary.BigEndian.AppendUint64(b, pos.nonce)
+	b = append(b, key[:]...)
+
+	c.recvMu.Lock()
+	b = appendRecvEpoch(b, &c.cur)
+	if c.prev != nil {
+		b[1] |= statePrev
+		b = appendRecvEpoch(b, c.prev)
+	}
+	c.recvMu.Unlock()
+	return b, pos
+}
+
+// commitReservation lets Seal use the positions below limit. The limit never moves back.
+func (c *Channel) commitReservation(limit position) {
+	c.sendMu.Lock()
+	if !c.send.limited || c.send.limit.less(limit) {
+		c.send.limited, c.send.limit = true, limit
+	}
+	c.sendMu.Unlock()
+}
+
+func appendRecvEpoch(b []byte, e *recvEpoch) []byte {
+	b = binary.BigEndian.AppendUint32(b, e.epoch)
+	b = append(b, e.key[:]...)
+	if e.win.any {
+		b = append(b, 1)
+	} else {
+		b = append(b, 0)
+	}
+	b = binary.BigEndian.AppendUint64(b, e.win.max)
+	for _, w := range e.win.bits {
+		b = binary.BigEndian.AppendUint64(b, w)
+	}
+	return b
+}
+
+// MarshalBinary returns the channel's state, to restore it with [UnmarshalChannel] after a
+// restart of the process: both directions' keys and epochs, the receive replay windows, both
+// identities and the channel binding. The state contains the channel's keys: store it as
+// secretly as the identity (see [SealSession]).
+//
+// It reserves ReserveNonces send nonces (fewer with a small RekeyAfter): the state continues after them, and from now on
+// Seal uses only the reserved nonces (then returns ErrReservationExhausted) until
+// MarshalBinary is called again. The reservation takes effect at once: store the result
+// durably before sealing more, or a crash could make a restored channel reuse nonces that
+// were sent. [SecureChannel.SaveSession] extends the reservation only after its file is
+// written.
+//
+// Messages opened after the state was taken are not in its replay windows: a channel
+// restored from an older state accepts them once more. Save after processing, and before
+// acknowledging what was processed, for exactly-once processing across restarts.
+func (c *Channel) MarshalBinary() ([]byte, error) {
+	b, limit := c.snapshot()
+	c.commitReservation(limit)
+	return b, nil
+}
+
+// UnmarshalChannel restores a channel from a state returned by [Channel.MarshalBinary].
+// The restored channel opens what the saved one would have opened (messages already opened
+// before the save are rejected as ErrReplay), and seals from the saved, reserved, position:
+// above every nonce the saved channel could have used. It seals nothing before its own
+// state is saved again (Seal returns ErrReservationExhausted), so that restoring the same
+// state twice cannot reuse a nonce either. A state that does not decode returns an error
+// matching ErrSessionCorrupt.
+func UnmarshalChannel(b []byte) (*Channel, error) {
+	c, err := decodeChannel(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: channel state: %s", ErrSessionCorrupt, err)
+	}
+	return c, nil
+}
+
+// stateReader reads fixed-size fields and remembers the first problem.
+type stateReader struct {
+	b   []byte
+	err string
+}
+
+func (r *stateReader) next(n int) []byte {
+	if r.err != "" {
+		return make([]byte, n)
+	}
+	if len(r.b) < n {
+		r.err = fmt.Sprintf("truncated: %d byte(s) left, %d wanted", len(r.b), n)
+		return make([]byte, n)
+	}
+	v := r.b[:n:n]
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *stateReader) u8() byte      { return r.next(1)[0] }
+func (r *stateReader) u32() uint32   { return binary.BigEndian.Uint32(r.next(4)) }
+func (r *stateReader) u64() uint64   { return binary.BigEndian.Uint64(r.next(8)) }
+func (r *stateReader) key() [32]byte { return [32]byte(r.next(32)) }
+
+func (r *stateReader) fail(format string, args ...any) {
+	if r.err == "" {
+		r.err = fmt.Sprintf(format, args...)
+	}
+}
+
+func (r *stateReader) recvEpoch() recvEpoch {
+	e := recvEpoch{epoch: r.u32(), key: r.key()}
+	switch r.u8() {
+	case 0:
+	case 1:
+		e.win.any = true
+	default:
+		r.fail("window flag is not 0 or 1")
+	}
+	e.win.max = r.u64()
+	for i := range e.win.bits {
+		e.win.bits[i] = r.u64()
+	}
+	w := &e.win
+	switch {
+	case !w.any && (w.max != 0 || w.bits != [WindowSize / 64]uint64{}):
+		r.fail("empty window with a highest nonce or bits")
+	case w.any && w.max == math.MaxUint64:
+		r.fail("window holds the reserved nonce")
+	case w.any && w.bits[(w.max%WindowSize)/64]&(1<<(w.max%64)) == 0:
+		r.fail("window does not hold its highest nonce")
+	case w.any && w.max < WindowSize-1 && w.bits != [WindowSize / 64]uint64{}:
+		// Nonces above max, or below 0, cannot have been accepted.
+		for n := w.max + 1; n < WindowSize; n++ {
+			if w.bits[(n%WindowSize)/64]&(1<<(n%64)) != 0 {
+				r.fail("window holds nonce %d, above its highest %d", n, w.max)
+				break
+			}
+		}
+	}
+	e.cipher = suite.Cipher(e.key)
+	return e
+}
+
+func decodeChannel(b []byte) (*Channel, error) {
+	r := &stateReader{b: b}
+	if v := r.u8(); r.err == "" && v != channelStateVersion {
+		return nil, fmt.Errorf("version %d, want %d", v, channelStateVersion)
+	}
+	flags := r.u8()
+	if flags&^stateFlags != 0 {
+		r.fail("unknown flags %#x", flags)
+	}
+	c := &Channel{initiator: flags&stateInitiator != 0}
+	c.local = PublicKey(r.next(KeySize))
+	c.peer = PublicKey(r.next(KeySize))
+	n := int(r.u8())
+	if n == 0 || n > maxBindingSize {
+		r.fail("channel binding of %d bytes", n)
+	}
+	c.binding = append([]byte(nil), r.next(n)...)
+	c.rekeyAfter = r.u64()
+	if c.rekeyAfter == 0 {
+		r.fail("rekey threshold 0")
+	}
+	c.send.epoch = r.u32()
+	c.send.nonce = r.u64()
+	c.send.key = r.key()
+	if r.err == "" && c.send.nonce >= c.rekeyAfter && !(c.send.epoch == math.MaxUint32 && c.send.nonce == c.rekeyAfter) {
+		r.fail("send nonce %d is not below the rekey threshold %d", c.send.nonce, c.rekeyAfter)
+	}
+	c.cur = r.recvEpoch()
+	if flags&statePrev != 0 {
+		p := r.recvEpoch()
+		if r.err == "" && (c.cur.epoch == 0 || p.epoch != c.cur.epoch-1) {
+			r.fail("previous receive epoch %d does not precede %d", p.epoch, c.cur.epoch)
+		}
+		c.prev = &p
+	}
+	if r.err == "" && len(r.b) != 0 {
+		r.fail("%d trailing byte(s)", len(r.b))
+	}
+	if r.err != "" {
+		return nil, fmt.Errorf("%s", r.err)
+	}
+	c.send.cipher = suite.Cipher(c.send.key)
+	c.send.limited, c.send.limit = true, position{c.send.epoch, c.send.nonce}
+	return c, nil
+}

@@ -1,0 +1,415 @@
+package securechannel
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/core/routing"
+	"github.com/sluicehq/sluice/core/wire"
+)
+
+// restoreChannel round-trips c through MarshalBinary and UnmarshalChannel and saves the
+// restored channel's state once, as a restarted process does before sending.
+func restoreChannel(t *testing.T, state []byte) *Channel {
+	t.Helper()
+	c, err := UnmarshalChannel(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Seal([]byte("x")); !errors.Is(err, ErrReservationExhausted) {
+		t.Fatalf("restored channel sealed before its state was saved again: %v", err)
+	}
+	if _, err := c.MarshalBinary(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func mustMarshal(t *testing.T, c *Channel) []byte {
+	t.Helper()
+	b, err := c.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestChannelStateRestore(t *testing.T) {
+	for _, rekeyAfter := range []uint64{0, 3} {
+		t.Run(fmt.Sprint("rekeyAfter=", rekeyAfter), func(t *testing.T) {
+			a, b := pair(t, rekeyAfter)
+			var opened [][]byte
+			for i := range 7 {
+				m := seal(t, a, fmt.Sprint("a", i))
+				open(t, b, m, fmt.Sprint("a", i))
+				opened = append(opened, m)
+				open(t, a, seal(t, b, fmt.Sprint("b", i)), fmt.Sprint("b", i))
+			}
+			inFlight := seal(t, a, "in flight") // sealed before the save, opened after the restore
+			sa, sb := mustMarshal(t, a), mustMarshal(t, b)
+
+			// Drop everything; restore both ends from their states.
+			a2, b2 := restoreChannel(t, sa), restoreChannel(t, sb)
+			if a2.PeerIdentity() != a.PeerIdentity() || a2.LocalIdentity() != a.LocalIdentity() || !a2.Initiator() || b2.Initiator() {
+				t.Fatal("identities or roles not restored")
+			}
+			if !bytes.Equal(a2.ChannelBinding(), b.ChannelBinding()) {
+				t.Fatal("channel binding not restored")
+			}
+			open(t, b2, inFlight, "in flight")
+			for i := range 5 {
+				open(t, b2, seal(t, a2, fmt.Sprint("a'", i)), fmt.Sprint("a'", i))
+				open(t, a2, seal(t, b2, fmt.Sprint("b'", i)), fmt.Sprint("b'", i))
+			}
+			// Messages opened before the save are still replays.
+			for i, m := range append(opened, inFlight) {
+				if _, err := b2.Open(m); !errors.Is(err, ErrReplay) {
+					t.Fatalf("old message %d after restore: %v, want ErrReplay", i, err)
+				}
+			}
+		})
+	}
+}
+
+// TestNonceReservationAfterCrash saves a channel, sends without saving again, "crashes", and
+// restores the old state: the restored sender's positions are above every one used, and the
+// peer (which opened the messages sent before the crash) opens what it sends.
+func TestNonceReservationAfterCrash(t *testing.T) {
+	for _, rekeyAfter := range []uint64{0, 1, 3, 100} {
+		t.Run(fmt.Sprint("rekeyAfter=", rekeyAfter), func(t *testing.T) {
+			a, b := pair(t, rekeyAfter)
+			open(t, b, seal(t, a, "before"), "before")
+			saved := mustMarshal(t, a)
+			var last Header
+			sent := 0
+			for {
+				m, err := a.Seal([]byte("after the save"))
+				if errors.Is(err, ErrReservationExhausted) {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				last, _, _ = ParseHeader(m)
+				open(t, b, m, "after the save")
+				sent++
+			}
+			if want := reservation(a.rekeyAfter); uint64(sent) != want {
+				t.Fatalf("sealed %d messages on one reservation, want %d", sent, want)
+			}
+			// Crash: no final save. The restored sender starts above everything used.
+			a2 := restoreChannel(t, saved)
+			m := seal(t, a2, "after the restart")
+			h, _, _ := ParseHeader(m)
+			if !(position{last.Epoch, last.Nonce}).less(position{h.Epoch, h.Nonce}) {
+				t.Fatalf("restored sender used epoch %d nonce %d, not above the last used %d/%d", h.Epoch, h.Nonce, last.Epoch, last.Nonce)
+			}
+			open(t, b, m, "after the restart")
+			// Restoring the same state twice cannot reuse a nonce either: the second copy
+			// starts where the first copy's save reserved.
+			a3 := restoreChannel(t, mustMarshal(t, a2))
+			h3, _, _ := ParseHeader(seal(t, a3, "third"))
+			if !(position{h.Epoch, h.Nonce}).less(position{h3.Epoch, h3.Nonce}) {
+				t.Fatal("a second restore reused a position")
+			}
+		})
+	}
+}
+
+func TestUnmarshalChannelRejectsCorrupt(t *testing.T) {
+	a, _ := pair(t, 0)
+	good := mustMarshal(t, a)
+	cases := map[string][]byte{
+		"empty":     nil,
+		"truncated": good[:len(good)-1],
+		"trailing":  append(bytes.Clone(good), 0),
+		"version":   append([]byte{9}, good[1:]...),
+		"flags":     append([]byte{good[0], 0x80}, good[2:]...),
+	}
+	for name, b := range cases {
+		if _, err := UnmarshalChannel(b); !errors.Is(err, ErrSessionCorrupt) {
+			t.Errorf("%s: %v, want ErrSessionCorrupt", name, err)
+		}
+	}
+}
+
+func TestSealSession(t *testing.T) {
+	id, other := mustIdentity(t), mustIdentity(t)
+	state := []byte("channel keys")
+	s1, err := SealSession(id, state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, _ := SealSession(id, state)
+	if bytes.Equal(s1, s2) || bytes.Contains(s1, state) {
+		t.Fatal("sealed sessions are not randomised, or hold the state in the clear")
+	}
+	got, err := OpenSession(id, s1)
+	if err != nil || !bytes.Equal(got, state) {
+		t.Fatalf("OpenSession = %q, %v", got, err)
+	}
+	if _, err := OpenSession(other, s1); !errors.Is(err, ErrSessionCorrupt) {
+		t.Fatalf("opened with another identity: %v", err)
+	}
+	for i := range s1 {
+		bad := bytes.Clone(s1)
+		bad[i] ^= 1
+		if _, err := OpenSession(id, bad); !errors.Is(err, ErrSessionCorrupt) {
+			t.Fatalf("byte %d flipped: %v", i, err)
+		}
+	}
+}
+
+// TestSessionRestoreOnNewNode saves both ends of a routing channel to files, drops the
+// nodes, restores the channels on new nodes at the same addresses and checks that messages
+// continue both ways, that old ciphertexts replayed after the restore are dropped, and that
+// the session files are 0600 and hold no key in the clear.
+func TestSessionRestoreOnNewNode(t *testing.T) {
+	f := newFixture(t, false, 0)
+	sc := f.dial(t)
+	f.send(t, sc, "before")
+	if m := f.app.next(t); string(m.Payload) != "echo: before" {
+		t.Fatalf("reply %q", m.Payload)
+	}
+	<-f.peers
+	rc := <-f.established
+	dir := t.TempDir()
+	pathA, pathB := filepath.Join(dir, "a.session"), filepath.Join(dir, "b.session")
+	if err := sc.SaveSession(pathA); err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.SaveSession(pathB); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{pathA, pathB} {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o600 {
+			t.Fatalf("%s has mode %v, want 0600", p, st.Mode().Perm())
+		}
+		raw, _ := os.ReadFile(p)
+		if bytes.Contains(raw, sc.Address().Value) || bytes.Contains(raw, f.ida.public[:]) {
+			t.Fatalf("%s holds the channel's state in the clear", p)
+		}
+	}
+	addrA, addrB := sc.Address(), rc.Address()
+	f.net.mu.Lock()
+	old := append([][]byte(nil), f.net.seen...) // every ciphertext sent so far
+	f.net.mu.Unlock()
+
+	// Both processes stop: every node and channel is dropped.
+	f.listener.Close()
+	f.a.Close()
+	f.b.Close()
+
+	// New nodes, same names; B's listener and echo worker as at boot, then the channels.
+	na, nb := f.net.node(t, "a"), f.net.node(t, "b")
+	app := make(inbox, 100)
+	if err := na.Register("app", app); err != nil {
+		t.Fatal(err)
+	}
+	l2, err := Listen(nb, "sc", f.cfgB, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	if err := nb.Register("echo", echo(&l2, f.peers)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := RestoreSession(na, f.cfgB, pathA); !errors.Is(err, ErrSessionCorrupt) {
+		t.Fatalf("restored A's session with B's identity: %v", err)
+	}
+	sa, err := RestoreSession(na, f.cfgA, pathA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sa.Close()
+	sb, err := l2.RestoreSession(pathB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sa.Address().Equal(addrA) || !sb.Address().Equal(addrB) {
+		t.Fatal("restored channels are not at their saved addresses")
+	}
+	if got, ok := l2.Channel(addrB); !ok || got != sb {
+		t.Fatal("the listener does not know its restored channel")
+	}
+	if sa.PeerIdentity() != f.idb.PublicKey() || sb.PeerIdentity() != f.ida.PublicKey() {
+		t.Fatal("restored channels lost the peer identities")
+	}
+	if _, err := Restore(na, f.cfgA, mustState(t, sa)); err == nil {
+		t.Fatal("restored a channel twice on one node")
+	}
+
+	// Messages continue both ways: A -> B's echo -> back through B's channel to A.
+	for i := range 3 {
+		send(t, na, sa, fmt.Sprint("after ", i))
+		if m := app.next(t); string(m.Payload) != fmt.Sprint("echo: after ", i) {
+			t.Fatalf("reply %q", m.Payload)
+		}
+		if got := <-f.peers; got != f.ida.PublicKey() {
+			t.Fatalf("B's application sees %s", got)
+		}
+	}
+	// Replay every ciphertext of before the restart at both channels: all dropped.
+	before := sb.Stats().Duplicates + sa.Stats().Duplicates
+	for _, p := range old {
+		if typ, _ := PeekType(p); typ != TypeData {
+			continue
+		}
+		for _, dec := range []string{sb.decAddr, sa.decAddr} {
+			node := map[string]*routing.Node{sb.decAddr: nb, sa.decAddr: na}[dec]
+			_ = node.Send(context.Background(), wire.TransportMessage{OnwardRoute: wire.Route{wire.Local(dec)}, Payload: p})
+		}
+	}
+	waitFor(t, func() bool { return sb.Stats().Duplicates+sa.Stats().Duplicates >= before+2 })
+	select {
+	case m := <-app:
+		t.Fatalf("a replayed message reached A's application: %q", m.Payload)
+	case p := <-f.peers:
+		t.Fatalf("a replayed message reached B's application (from %s)", p)
+	case <-time.After(50 * time.Millisecond):
+	}
+}
+
+func mustState(t *testing.T, c *SecureChannel) []byte {
+	t.Helper()
+	b, err := c.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func send(t *testing.T, node *routing.Node, sc *SecureChannel, payload string) {
+	t.Helper()
+	err := node.Send(context.Background(), wire.TransportMessage{
+		OnwardRoute: wire.Route{sc.Address(), wire.Local("echo")},
+		ReturnRoute: wire.Route{wire.Local("app")},
+		Payload:     []byte(payload),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSessionRestoreResponderAwaitingMessage3 saves a responder that answered handshake
+// message 2 and stops; the initiator sends message 3 and data while the responder is gone;
+// the restored responder completes the handshake and delivers the data.
+func TestSessionRestoreResponderAwaitingMessage3(t *testing.T) {
+	f := newFixture(t, false, 0)
+	// Hold back what A sends to B after message 1 (message 3 and data): B is "offline".
+	var mu sync.Mutex
+	var held []wire.TransportMessage
+	hold := true
+	f.net.mu.Lock()
+	f.net.fault = func(from string, m wire.TransportMessage) []wire.TransportMessage {
+		mu.Lock()
+		defer mu.Unlock()
+		if typ, _ := PeekType(m.Payload); from == "a" && hold && typ != TypeHandshake1 {
+			held = append(held, m)
+			return nil
+		}
+		return []wire.TransportMessage{m}
+	}
+	f.net.mu.Unlock()
+	var rc *SecureChannel
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dialed := make(chan *SecureChannel, 1)
+	go func() {
+		sc, err := Dial(ctx, f.a, f.listenerRoute, f.cfgA)
+		if err != nil {
+			t.Error(err)
+		}
+		dialed <- sc
+	}()
+	waitFor(t, func() bool {
+		f.listener.mu.Lock()
+		defer f.listener.mu.Unlock()
+		for _, c := range f.listener.hellos {
+			rc = c
+		}
+		return rc != nil
+	})
+	dir := t.TempDir()
+	path := filepath.Join(dir, "b.session")
+	waitFor(t, func() bool { return rc.SaveSession(path) == nil }) // once message 2 is written
+	sc := <-dialed
+	if sc == nil {
+		t.FailNow()
+	}
+	defer sc.Close()
+	f.send(t, sc, "while B is offline")
+
+	f.listener.Close()
+	f.b.Close()
+	nb := f.net.node(t, "b")
+	l2, err := Listen(nb, "sc", f.cfgB, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	if err := nb.Register("echo", echo(&l2, f.peers)); err != nil {
+		t.Fatal(err)
+	}
+	sb, err := l2.RestoreSession(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sb.PeerIdentity() != (PublicKey{}) {
+		t.Fatal("a responder waiting for message 3 knows its peer")
+	}
+	mu.Lock()
+	hold = false
+	msgs := held
+	mu.Unlock()
+	if len(msgs) < 2 {
+		t.Fatalf("held %d messages, want message 3 and data", len(msgs))
+	}
+	for _, m := range msgs {
+		if err := nb.Send(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sb.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if m := f.app.next(t); string(m.Payload) != "echo: while B is offline" {
+		t.Fatalf("reply %q", m.Payload)
+	}
+	if got := <-f.peers; got != f.ida.PublicKey() || sb.PeerIdentity() != f.ida.PublicKey() {
+		t.Fatalf("restored responder sees %s", got)
+	}
+}
+
+func TestRestoreErrors(t *testing.T) {
+	f := newFixture(t, false, 0)
+	sc := f.dial(t)
+	state := mustState(t, sc)
+	node := (&memNet{}).node(t, "x")
+	untrusting := f.cfgA
+	untrusting.Trust = TrustKeys()
+	if _, err := Restore(node, untrusting, state); !errors.Is(err, ErrUntrusted) {
+		t.Fatalf("restore with a policy that no longer trusts the peer: %v", err)
+	}
+	if _, err := f.listener.Restore(state); err == nil {
+		t.Fatal("a listener restored an initiator's channel")
+	}
+	if _, err := RestoreSession(node, f.cfgA, filepath.Join(t.TempDir(), "missing")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("missing file: %v", err)
+	}
+	if _, err := Restore(node, f.cfgA, state[:len(state)-1]); !errors.Is(err, ErrSessionCorrupt) {
+		t.Fatalf("truncated state: %v", err)
+	}
+}
