@@ -4,5 +4,9 @@ package main
 // to make another backend's scheme available.
 import (
 	_ "github.com/sluicehq/sluice/backends/bbolt"
+	_ "github.com/sluicehq/sluice/backends/kafka"
+	_ "github.com/sluicehq/sluice/backends/kinesis"
 	_ "github.com/sluicehq/sluice/backends/memory"
+	_ "github.com/sluicehq/sluice/backends/pulsar"
+	_ "github.com/sluicehq/sluice/backends/remote"
 )

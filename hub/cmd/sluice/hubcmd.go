@@ -37,6 +37,13 @@ SIGINT or SIGTERM: it confirms every push in flight, answers waiting pulls, then
 Backends (the URL's scheme):
   bbolt:DIR or bbolt:///abs/path   embedded, durable (default: bbolt:sluice-data)
   memory://                        in memory, lost at exit (tests, demos)
+  kafka://HOST:9092[,HOST2:9092]   Apache Kafka (topic per stream, consumer-group offsets)
+  pulsar://HOST:6650?admin=http://HOST:8080
+                                   Apache Pulsar (partitioned topic per stream)
+  kinesis://REGION?endpoint=URL&index=bbolt:DIR
+                                   AWS Kinesis (stream per stream; consumer indexes in index=)
+  sluice://HOST:PORT               another hub (a hub as a backend)
+Each backend's options are in its package documentation (go doc ./backends/NAME).
 
 Environment: SLUICE_LISTEN and SLUICE_BACKEND set the defaults of -listen and -backend.
 
