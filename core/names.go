@@ -97,3 +97,19 @@ func ValidateMessages(msgs [][]byte, max int) error {
 	}
 	return nil
 }
+
+// ValidateIndexKey reports whether (clientID, stream, partition) is a valid IndexStorage key:
+// a valid client id, a valid stream name and a partition in [0, MaxPartitions). Index
+// storages check keys with it whether or not the stream exists.
+func ValidateIndexKey(clientID, stream string, partition int) error {
+	if err := ValidateClientID(clientID); err != nil {
+		return err
+	}
+	if err := ValidateStreamName(stream); err != nil {
+		return err
+	}
+	if partition < 0 || partition >= MaxPartitions {
+		return fmt.Errorf("%w: partition %d of stream %q is outside [0, %d)", ErrInvalidArgument, partition, stream, MaxPartitions)
+	}
+	return nil
+}

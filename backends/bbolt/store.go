@@ -673,14 +673,8 @@ func decodePartitions(v []byte) int {
 // no NUL byte, so keys are unambiguous and all keys of one stream share the prefix
 // stream \x00.
 func indexKey(what, clientID, stream string, partition int) ([]byte, error) {
-	if err := core.ValidateClientID(clientID); err != nil {
+	if err := core.ValidateIndexKey(clientID, stream, partition); err != nil {
 		return nil, fmt.Errorf("bbolt: %s: %w", what, err)
-	}
-	if err := core.ValidateStreamName(stream); err != nil {
-		return nil, fmt.Errorf("bbolt: %s: %w", what, err)
-	}
-	if partition < 0 || partition >= core.MaxPartitions {
-		return nil, fmt.Errorf("bbolt: %s %q: %w: partition %d is outside [0, %d)", what, stream, core.ErrInvalidArgument, partition, core.MaxPartitions)
 	}
 	key := make([]byte, 0, len(stream)+5+len(clientID))
 	key = append(key, stream...)

@@ -172,14 +172,5 @@ func (s *Store) lockKey(ctx context.Context, clientID, stream string, partition 
 }
 
 func validateKey(clientID, stream string, partition int) error {
-	if err := core.ValidateClientID(clientID); err != nil {
-		return err
-	}
-	if err := core.ValidateStreamName(stream); err != nil {
-		return err
-	}
-	if partition < 0 || partition >= core.MaxPartitions {
-		return fmt.Errorf("%w: partition %d is outside [0, %d)", core.ErrInvalidArgument, partition, core.MaxPartitions)
-	}
-	return nil
+	return core.ValidateIndexKey(clientID, stream, partition)
 }

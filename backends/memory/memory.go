@@ -282,14 +282,8 @@ func (s *Store) Partitions(ctx context.Context, stream string) (int, error) {
 
 // validateKey validates an index key.
 func validateKey(op, client, stream string, partition int) error {
-	if err := core.ValidateClientID(client); err != nil {
+	if err := core.ValidateIndexKey(client, stream, partition); err != nil {
 		return fmt.Errorf("memory: %s: %w", op, err)
-	}
-	if err := core.ValidateStreamName(stream); err != nil {
-		return fmt.Errorf("memory: %s: %w", op, err)
-	}
-	if partition < 0 {
-		return fmt.Errorf("memory: %s %q: %w: negative partition %d", op, stream, core.ErrInvalidArgument, partition)
 	}
 	return nil
 }

@@ -83,16 +83,7 @@ func (s *Store) SaveIndex(ctx context.Context, clientID, stream string, partitio
 }
 
 func validateIndexKey(clientID, stream string, partition int) error {
-	if err := core.ValidateClientID(clientID); err != nil {
-		return err
-	}
-	if err := core.ValidateStreamName(stream); err != nil {
-		return err
-	}
-	if partition < 0 || partition >= core.MaxPartitions {
-		return fmt.Errorf("%w: partition %d is outside [0, %d)", core.ErrInvalidArgument, partition, core.MaxPartitions)
-	}
-	return nil
+	return core.ValidateIndexKey(clientID, stream, partition)
 }
 
 // catchUpIndex creates the index topic on first use and reads the records appended since the

@@ -322,16 +322,7 @@ func (s *Store) Fetch(ctx context.Context, stream string, partition int, from ui
 }
 
 func validateIndexKey(clientID, stream string, partition int) error {
-	if err := core.ValidateClientID(clientID); err != nil {
-		return err
-	}
-	if err := core.ValidateStreamName(stream); err != nil {
-		return err
-	}
-	if partition < 0 {
-		return core.ValidatePartition(stream, partition, 1)
-	}
-	return nil
+	return core.ValidateIndexKey(clientID, stream, partition)
 }
 
 // GetIndex returns the index saved on the hub, or an error matching core.ErrIndexNotFound.
