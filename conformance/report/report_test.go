@@ -1,0 +1,221 @@
+package report
+
+import (
+	"bytes"
+	"encoding/json"
+	"encoding/xml"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/conformance"
+)
+
+// sampleRuns are two backends: "good" passes or skips everything, "bad" fails one leaf, has
+// a parent failing on its own (with a pipe, a newline and a control byte in the message)
+// and did not run one test.
+func sampleRuns() []Run {
+	good := conformance.Result{Tests: []conformance.TestResult{
+		{Name: "Storage/Order/OneBatch", Outcome: conformance.Pass, Leaf: true, Duration: 12 * time.Millisecond},
+		{Name: "Storage/Persistence", Outcome: conformance.Skip, SkipReason: "backend does not declare Persistent", Leaf: true},
+		{Name: "Storage/Index/Unique", Outcome: conformance.Pass, Leaf: true, Logs: []string{"capabilities: x"}},
+		{Name: "Storage/Index", Outcome: conformance.Pass},
+		{Name: "Storage", Outcome: conformance.Pass},
+	}, Passed: 2, Skipped: 1, Duration: time.Second}
+	bad := conformance.Result{Tests: []conformance.TestResult{
+		{Name: "Storage/Order/OneBatch", Outcome: conformance.Fail, Leaf: true,
+			Failures: []string{"Append reported indexes [1 0 3 2]; want strictly increasing", "second message"}},
+		{Name: "Storage/Persistence", Outcome: conformance.Pass, Leaf: true},
+		{Name: "Storage/Extra", Outcome: conformance.Fail, Failures: []string{"setup | broke\nwith \x01 control"}},
+		{Name: "Storage", Outcome: conformance.Fail},
+	}, Passed: 1, Failed: 2, Duration: 2 * time.Second}
+	return []Run{
+		{Backend: "good", URL: "memory://", Capabilities: "memory: max_message_size=1", Result: good},
+		{Backend: "bad", URL: "broken://", Result: bad},
+	}
+}
+
+func TestBuild(t *testing.T) {
+	m := Build(sampleRuns())
+	var names []string
+	for _, r := range m.Rows {
+		names = append(names, r.Test)
+	}
+	want := []string{"Storage/Order/OneBatch", "Storage/Persistence", "Storage/Index/Unique", "Storage/Extra"}
+	if strings.Join(names, ",") != strings.Join(want, ",") {
+		t.Fatalf("rows = %q, want %q", names, want)
+	}
+	if m.OK() {
+		t.Error("OK() = true with a failing backend")
+	}
+	for _, tc := range []struct {
+		row, col int
+		status   Status
+		msg      string
+	}{
+		{0, 0, StatusPass, ""},
+		{0, 1, StatusFail, "Append reported indexes [1 0 3 2]; want strictly increasing\nsecond message"},
+		{1, 0, StatusSkip, "backend does not declare Persistent"},
+		{2, 1, StatusNotRun, ""},
+		{3, 0, StatusNotRun, ""},
+		{3, 1, StatusFail, "setup | broke\nwith \x01 control"},
+	} {
+		c := m.Rows[tc.row].Cells[tc.col]
+		if c.Status != tc.status || c.Message != tc.msg {
+			t.Errorf("cell %q/%s = %q %q, want %q %q", m.Rows[tc.row].Test, m.Backends[tc.col].Name, c.Status, c.Message, tc.status, tc.msg)
+		}
+	}
+	if !m.Backends[0].OK() || m.Backends[1].OK() {
+		t.Errorf("backend OK = %v, %v; want true, false", m.Backends[0].OK(), m.Backends[1].OK())
+	}
+}
+
+func TestBuildDuplicateNames(t *testing.T) {
+	m := Build([]Run{{Backend: "bbolt"}, {Backend: "bbolt"}, {}})
+	got := []string{m.Backends[0].Name, m.Backends[1].Name, m.Backends[2].Name}
+	if got[0] != "bbolt" || got[1] != "bbolt#2" || got[2] != "backend" {
+		t.Errorf("names = %q", got)
+	}
+}
+
+func TestMarkdown(t *testing.T) {
+	var b bytes.Buffer
+	if err := Build(sampleRuns()).WriteMarkdown(&b); err != nil {
+		t.Fatal(err)
+	}
+	md := b.String()
+	for _, want := range []string{
+		"# Sluice conformance report: FAIL",
+		"| good | `memory://` | 2 | 1 | 0 | 1s |",
+		"| Test | good | bad |",
+		"| `Storage/Order/OneBatch` | ✅ pass | ❌ **fail**: Append reported indexes [1 0 3 2]; want strictly increasing … |",
+		"⏭️ skip: backend does not declare Persistent",
+		`❌ **fail**: setup \| broke …`,
+		"· not run",
+		"### bad: Storage/Order/OneBatch",
+		"- memory: max_message_size=1",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("Markdown lacks %q:\n%s", want, md)
+		}
+	}
+	// Every matrix line has one cell per backend plus the test name.
+	for _, line := range strings.Split(md, "\n") {
+		if strings.HasPrefix(line, "| `Storage/") {
+			if n := strings.Count(strings.ReplaceAll(line, `\|`, ""), "|"); n != 4 {
+				t.Errorf("matrix line has %d separators, want 4: %s", n, line)
+			}
+		}
+	}
+}
+
+func TestJSON(t *testing.T) {
+	var b bytes.Buffer
+	if err := Build(sampleRuns()).WriteJSON(&b); err != nil {
+		t.Fatal(err)
+	}
+	var got jsonReport
+	if err := json.Unmarshal(b.Bytes(), &got); err != nil {
+		t.Fatalf("JSON report does not parse: %v\n%s", err, b.String())
+	}
+	if got.OK || len(got.Backends) != 2 || len(got.Tests) != 4 {
+		t.Fatalf("ok=%v backends=%d tests=%d, want false, 2, 4", got.OK, len(got.Backends), len(got.Tests))
+	}
+	if b := got.Backends[1]; b.Name != "bad" || b.OK || b.Failed != 2 || b.Seconds != 2 {
+		t.Errorf("backend 1 = %+v", b)
+	}
+	r := got.Tests[0].Results[1]
+	if r.Backend != "bad" || r.Outcome != StatusFail || !strings.HasPrefix(r.Message, "Append reported indexes") {
+		t.Errorf("Storage/Order/OneBatch on bad = %+v", r)
+	}
+	if r := got.Tests[2].Results[0]; len(r.Logs) != 1 || r.Logs[0] != "capabilities: x" {
+		t.Errorf("logs = %q", r.Logs)
+	}
+}
+
+// The JUnit shape a CI system reads, parsed independently of the writer's own types.
+type parsedSuites struct {
+	XMLName  xml.Name `xml:"testsuites"`
+	Tests    int      `xml:"tests,attr"`
+	Failures int      `xml:"failures,attr"`
+	Skipped  int      `xml:"skipped,attr"`
+	Suites   []struct {
+		Name       string `xml:"name,attr"`
+		Tests      int    `xml:"tests,attr"`
+		Failures   int    `xml:"failures,attr"`
+		Skipped    int    `xml:"skipped,attr"`
+		Properties []struct {
+			Name  string `xml:"name,attr"`
+			Value string `xml:"value,attr"`
+		} `xml:"properties>property"`
+		Cases []struct {
+			Name      string `xml:"name,attr"`
+			Classname string `xml:"classname,attr"`
+			Time      string `xml:"time,attr"`
+			Failure   *struct {
+				Message string `xml:"message,attr"`
+				Text    string `xml:",chardata"`
+			} `xml:"failure"`
+			Skipped *struct {
+				Message string `xml:"message,attr"`
+			} `xml:"skipped"`
+		} `xml:"testcase"`
+	} `xml:"testsuite"`
+}
+
+func TestJUnit(t *testing.T) {
+	var b bytes.Buffer
+	if err := Build(sampleRuns()).WriteJUnit(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(b.String(), "<?xml") {
+		t.Errorf("no XML declaration: %.40q", b.String())
+	}
+	var got parsedSuites
+	if err := xml.Unmarshal(b.Bytes(), &got); err != nil {
+		t.Fatalf("JUnit report does not parse: %v\n%s", err, b.String())
+	}
+	if got.Tests != 8 || got.Failures != 2 || got.Skipped != 3 || len(got.Suites) != 2 {
+		t.Fatalf("testsuites tests=%d failures=%d skipped=%d suites=%d; want 8, 2, 3, 2\n%s", got.Tests, got.Failures, got.Skipped, len(got.Suites), b.String())
+	}
+	good, bad := got.Suites[0], got.Suites[1]
+	if good.Name != "good" || good.Failures != 0 || good.Skipped != 2 || len(good.Properties) != 2 || good.Properties[0].Value != "memory://" {
+		t.Errorf("suite good = %+v", good)
+	}
+	c := good.Cases[0]
+	if c.Name != "Order/OneBatch" || c.Classname != "conformance.good.Storage" || c.Time != "0.012" || c.Failure != nil || c.Skipped != nil {
+		t.Errorf("good case 0 = %+v", c)
+	}
+	if c := good.Cases[1]; c.Skipped == nil || c.Skipped.Message != "backend does not declare Persistent" {
+		t.Errorf("good case 1 = %+v", c)
+	}
+	if c := bad.Cases[0]; c.Failure == nil || c.Failure.Message != "Append reported indexes [1 0 3 2]; want strictly increasing …" ||
+		!strings.Contains(c.Failure.Text, "second message") {
+		t.Errorf("bad case 0 = %+v", c)
+	}
+	// The control byte is not valid XML 1.0: it must be replaced, not break the file.
+	if c := bad.Cases[3]; c.Failure == nil || !strings.Contains(c.Failure.Text, "setup | broke\nwith \uFFFD control") {
+		t.Errorf("bad case 3 = %+v", c)
+	}
+}
+
+func TestWriteFiles(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "out")
+	paths, err := WriteFiles(dir, sampleRuns())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(paths) != 3 {
+		t.Fatalf("paths = %q", paths)
+	}
+	for _, name := range []string{MarkdownFile, JSONFile, JUnitFile} {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+		} else if fi.Size() == 0 {
+			t.Errorf("%s is empty", name)
+		}
+	}
+}

@@ -1,0 +1,705 @@
+// Package bench measures what a hub costs on top of its broker: the same workloads run
+// through an in-process hub over real TCP (driven by package core/client, as devices use it)
+// and directly on the backend's core.Storage, on the same broker in the same run, so every
+// result carries a hub/raw ratio.
+//
+// # Workloads
+//
+//   - push: throughput of confirmed appends at each message size, with Config.Window
+//     messages in flight in batches of Config.Batch (hub: a client.Publisher with that window
+//     and batch size; raw: Window/Batch goroutines each calling Storage.Append with Batch
+//     messages).
+//   - pull: throughput of reading back, from index 0, the stream the hub push wrote, Limit
+//     messages per request (hub: client.Conn.Pull; raw: Storage.Fetch).
+//   - push-latency: time from a message's scheduled send to its durable confirm, at a fixed
+//     rate (Config.Rate) of Config.LatencySize messages (hub: Publisher.Publish and the Ack;
+//     raw: one Storage.Append per message). Latencies are measured from the schedule, not from
+//     the actual send, so a stall is not hidden (no coordinated omission).
+//   - e2e-latency: publish-to-consume latency at the same rate (hub: a Publisher and a
+//     long-polling client.Consumer; raw: Storage.Append and a reader calling Storage.Fetch,
+//     sleeping Config.PollInterval when caught up, since Storage has no long poll). The
+//     clock starts once the reader has received a warm-up message, so connecting and
+//     positioning the reader is not measured.
+//
+// A [Target] may also give a Native client: the broker's own client (package
+// hub/bench/native wraps bbolt and franz-go) on the same broker. The raw workloads then also
+// run on it, as the path "native", and reports add the hub/native ratio.
+//
+// Every workload runs Config.Runs times; the paths alternate within each run so that drift
+// of a noisy machine hits all of them. Reports show the median of the runs and their spread
+// (min–max); the ratio is hub median / raw median (for latencies, of the p50).
+//
+// # Output
+//
+// [Report.WriteMarkdown], [Report.WriteJSON] and [Report.Charts] (one SVG bar chart per
+// workload: backends × message sizes, hub and raw side by side); [Report.WriteFiles] writes them all.
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/client"
+	"github.com/sluicehq/sluice/hub"
+)
+
+// Workload names.
+const (
+	Push        = "push"
+	Pull        = "pull"
+	PushLatency = "push-latency"
+	E2ELatency  = "e2e-latency"
+)
+
+// Workloads lists every workload, in the order they run.
+var Workloads = []string{Push, Pull, PushLatency, E2ELatency}
+
+// Paths a workload is measured on: through the hub, on the backend's core.Storage, and (for
+// targets with a Native client) on the broker's own client.
+const (
+	PathHub    = "hub"
+	PathRaw    = "raw"
+	PathNative = "native"
+)
+
+// Defaults of [Config].
+var (
+	DefaultSizes              = []int{64, 1024, 16384}
+	DefaultRuns               = 5
+	DefaultDuration           = 3 * time.Second
+	DefaultRate               = 200
+	DefaultLatencySize        = 1024
+	DefaultWindow             = 256
+	DefaultBatch              = 64
+	DefaultLimit              = 256
+	DefaultPollInterval       = time.Millisecond
+	DefaultMeasurementTimeout = 2 * time.Minute
+)
+
+// Config says what to measure. The zero value of every field means its default.
+type Config struct {
+	// Sizes are the message sizes of the throughput workloads, in bytes.
+	Sizes []int
+	// Runs is how many times each measurement is repeated.
+	Runs int
+	// Duration is how long each measurement sends (and at most how long a pull reads).
+	Duration time.Duration
+	// Workloads selects workloads by name (default: all of Workloads). pull reads what the
+	// hub push wrote; without push it first fills a stream through the raw path.
+	Workloads []string
+	// Rate is the fixed send rate of the latency workloads, in messages per second.
+	Rate int
+	// LatencySize is the message size of the latency workloads.
+	LatencySize int
+	// Window is how many messages the throughput workloads keep in flight.
+	Window int
+	// Batch is how many messages go in one request or Append.
+	Batch int
+	// Limit is the most messages one pull or Fetch asks for.
+	Limit int
+	// PollInterval is how long the raw e2e reader sleeps when it is caught up.
+	PollInterval time.Duration
+	// Timeout bounds each measurement beyond its Duration (default 2 minutes).
+	Timeout time.Duration
+	// Progress, if not nil, receives progress: see [Progress].
+	Progress Progress
+	// Log, if not nil, receives one line per finished measurement.
+	Log io.Writer
+}
+
+func (c Config) withDefaults() Config {
+	if len(c.Sizes) == 0 {
+		c.Sizes = DefaultSizes
+	}
+	if c.Runs <= 0 {
+		c.Runs = DefaultRuns
+	}
+	if c.Duration <= 0 {
+		c.Duration = DefaultDuration
+	}
+	if len(c.Workloads) == 0 {
+		c.Workloads = Workloads
+	}
+	if c.Rate <= 0 {
+		c.Rate = DefaultRate
+	}
+	if c.LatencySize <= 0 {
+		c.LatencySize = DefaultLatencySize
+	}
+	if c.Window <= 0 {
+		c.Window = DefaultWindow
+	}
+	if c.Batch <= 0 {
+		c.Batch = DefaultBatch
+	}
+	if c.Batch > c.Window {
+		c.Batch = c.Window
+	}
+	if c.Limit <= 0 {
+		c.Limit = DefaultLimit
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = DefaultPollInterval
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = DefaultMeasurementTimeout
+	}
+	if c.Progress == nil {
+		c.Progress = nopProgress{}
+	}
+	if c.Log == nil {
+		c.Log = io.Discard
+	}
+	return c
+}
+
+// validate reports a configuration error matching core.ErrInvalidOption.
+func (c Config) validate() error {
+	for _, s := range append(append([]int(nil), c.Sizes...), c.LatencySize) {
+		if s < 8 {
+			return fmt.Errorf("bench: %w: message size %d is below 8 bytes (latency messages carry a timestamp)", core.ErrInvalidOption, s)
+		}
+		if s > hub.MaxFrameMessageSize {
+			return fmt.Errorf("bench: %w: message size %d is above what a hub accepts (%d)", core.ErrInvalidOption, s, hub.MaxFrameMessageSize)
+		}
+	}
+	for _, w := range c.Workloads {
+		if !slices.Contains(Workloads, w) {
+			return fmt.Errorf("bench: %w: unknown workload %q; use %v", core.ErrInvalidOption, w, Workloads)
+		}
+	}
+	return nil
+}
+
+// Target is a backend to measure.
+type Target struct {
+	// Name labels the backend in reports; default the backend's Capabilities().Name.
+	Name string
+	// Description says what it is in the report (for example "kinesis-mock 0.6.2, local").
+	Description string
+	// Open opens the backend. The benchmark closes it.
+	Open func(ctx context.Context) (*core.Backend, error)
+	// Native, if set, opens the broker's own client (bbolt, franz-go, ...) on the same
+	// broker, wrapped as a core.Storage of which the benchmark uses only CreateStream, Append
+	// (one partition), Fetch and Close; its streams are deleted afterwards if it implements
+	// core.StreamDeleter. The raw workloads then also run on it as the path "native", with
+	// the same batching, so that reports show what the Sluice backend itself costs.
+	Native func(ctx context.Context) (core.Storage, error)
+	// NativeName describes the native client in reports, like "bbolt (one Update per Append)".
+	NativeName string
+}
+
+// URLTarget is the target that opens rawURL with core.Open.
+func URLTarget(rawURL string) Target {
+	return Target{Open: func(ctx context.Context) (*core.Backend, error) { return core.Open(ctx, rawURL) }}
+}
+
+// Sample is the outcome of one run of one measurement.
+type Sample struct {
+	// Messages is how many messages were confirmed (push), read (pull) or measured (latency).
+	Messages int `json:"messages"`
+	// Seconds is the measured time.
+	Seconds float64 `json:"seconds"`
+	// MsgsPerSec and MBPerSec are the throughput (MB = 10^6 bytes).
+	MsgsPerSec float64 `json:"msgs_per_sec"`
+	MBPerSec   float64 `json:"mb_per_sec"`
+	// P50, P99 and P999 are latency percentiles in milliseconds (latency workloads).
+	P50  float64 `json:"p50_ms,omitempty"`
+	P99  float64 `json:"p99_ms,omitempty"`
+	P999 float64 `json:"p999_ms,omitempty"`
+	// Error says why the run failed; the other fields are then zero.
+	Error string `json:"error,omitempty"`
+}
+
+// Stat is the median and the spread of one metric over the runs.
+type Stat struct {
+	Median float64 `json:"median"`
+	Min    float64 `json:"min"`
+	Max    float64 `json:"max"`
+}
+
+func statOf(samples []Sample, f func(Sample) float64) Stat {
+	var xs []float64
+	for _, s := range samples {
+		if s.Error == "" {
+			xs = append(xs, f(s))
+		}
+	}
+	lo, hi := MinMax(xs)
+	return Stat{Median: Median(xs), Min: lo, Max: hi}
+}
+
+// Summary is one path's measurement over all runs.
+type Summary struct {
+	Runs []Sample `json:"runs"`
+	// Errors counts failed runs.
+	Errors     int  `json:"errors"`
+	MsgsPerSec Stat `json:"msgs_per_sec"`
+	MBPerSec   Stat `json:"mb_per_sec"`
+	P50        Stat `json:"p50_ms"`
+	P99        Stat `json:"p99_ms"`
+	P999       Stat `json:"p999_ms"`
+}
+
+func summarize(runs []Sample) *Summary {
+	s := &Summary{Runs: runs}
+	for _, r := range runs {
+		if r.Error != "" {
+			s.Errors++
+		}
+	}
+	s.MsgsPerSec = statOf(runs, func(r Sample) float64 { return r.MsgsPerSec })
+	s.MBPerSec = statOf(runs, func(r Sample) float64 { return r.MBPerSec })
+	s.P50 = statOf(runs, func(r Sample) float64 { return r.P50 })
+	s.P99 = statOf(runs, func(r Sample) float64 { return r.P99 })
+	s.P999 = statOf(runs, func(r Sample) float64 { return r.P999 })
+	return s
+}
+
+// FirstError returns the first failed run's error, or "".
+func (s *Summary) FirstError() string {
+	for _, r := range s.Runs {
+		if r.Error != "" {
+			return r.Error
+		}
+	}
+	return ""
+}
+
+// Row is one workload at one message size on one backend, through the hub and raw.
+type Row struct {
+	Backend  string   `json:"backend"`
+	Workload string   `json:"workload"`
+	Size     int      `json:"size"`
+	Hub      *Summary `json:"hub"`
+	Raw      *Summary `json:"raw"`
+	// Native is the native client's measurement, if the target has one.
+	Native *Summary `json:"native,omitempty"`
+	// Ratio is hub/raw of the medians: of msgs/s for throughput (below 1: the hub is slower),
+	// of p50 for latencies (above 1: the hub is slower). NaN (null in JSON) when unknown.
+	Ratio float64 `json:"-"`
+	// NativeRatio is hub/native, like Ratio; NaN without a native measurement.
+	NativeRatio float64 `json:"-"`
+}
+
+// IsLatency reports whether w is a latency workload.
+func IsLatency(w string) bool { return w == PushLatency || w == E2ELatency }
+
+// BackendInfo describes a measured backend.
+type BackendInfo struct {
+	Name         string `json:"name"`
+	Description  string `json:"description,omitempty"`
+	Capabilities string `json:"capabilities"`
+	// Native describes the native client measured as the path "native", if any.
+	Native string `json:"native,omitempty"`
+	// Error says why the backend could not be measured at all.
+	Error string `json:"error,omitempty"`
+}
+
+// Report is the result of [Run].
+type Report struct {
+	Config   ReportConfig  `json:"config"`
+	Machine  Machine       `json:"machine"`
+	Backends []BackendInfo `json:"backends"`
+	Rows     []Row         `json:"rows"`
+	// Command is the command line that produced the report, if the caller sets it.
+	Command string `json:"command,omitempty"`
+}
+
+// ReportConfig is the configuration a report was made with.
+type ReportConfig struct {
+	Sizes        []int    `json:"sizes"`
+	Runs         int      `json:"runs"`
+	Duration     string   `json:"duration"`
+	Workloads    []string `json:"workloads"`
+	Rate         int      `json:"rate"`
+	LatencySize  int      `json:"latency_size"`
+	Window       int      `json:"window"`
+	Batch        int      `json:"batch"`
+	Limit        int      `json:"limit"`
+	PollInterval string   `json:"poll_interval"`
+}
+
+// Run measures every target with cfg and returns the report. A target that cannot be
+// opened, or a measurement that fails, is recorded in the report, not returned as an error;
+// Run returns an error only for an invalid configuration (matching core.ErrInvalidOption) or
+// when ctx ends (with the partial report).
+func Run(ctx context.Context, cfg Config, targets ...Target) (*Report, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	rep := &Report{
+		Machine: DescribeMachine(),
+		Config: ReportConfig{
+			Sizes: cfg.Sizes, Runs: cfg.Runs, Duration: cfg.Duration.String(), Workloads: cfg.Workloads,
+			Rate: cfg.Rate, LatencySize: cfg.LatencySize, Window: cfg.Window, Batch: cfg.Batch,
+			Limit: cfg.Limit, PollInterval: cfg.PollInterval.String(),
+		},
+	}
+	plan := cfg.plan()
+	total := 0
+	for _, t := range targets {
+		total += cfg.Runs * len(plan) * pathCount(t)
+	}
+	cfg.Progress.Start(total)
+	defer cfg.Progress.Finish()
+	names := map[string]int{}
+	for _, t := range targets {
+		if err := ctx.Err(); err != nil {
+			return rep, err
+		}
+		info, rows := measureTarget(ctx, cfg, plan, t, names)
+		rep.Backends = append(rep.Backends, info)
+		rep.Rows = append(rep.Rows, rows...)
+	}
+	return rep, ctx.Err()
+}
+
+// step is one (workload, size) of a run.
+type step struct {
+	workload string
+	size     int
+}
+
+// plan lists the steps of one run, in order.
+func (c Config) plan() []step {
+	var p []step
+	for _, w := range Workloads {
+		if !slices.Contains(c.Workloads, w) {
+			continue
+		}
+		if IsLatency(w) {
+			p = append(p, step{w, c.LatencySize})
+			continue
+		}
+		for _, s := range c.Sizes {
+			p = append(p, step{w, s})
+		}
+	}
+	return p
+}
+
+// measureTarget opens t, starts a hub on it and runs every step cfg.Runs times.
+func measureTarget(ctx context.Context, cfg Config, plan []step, t Target, names map[string]int) (BackendInfo, []Row) {
+	info := BackendInfo{Name: t.Name, Description: t.Description}
+	fail := func(err error) (BackendInfo, []Row) {
+		if info.Name == "" {
+			info.Name = "backend"
+		}
+		info.Error = err.Error()
+		cfg.Progress.Add(cfg.Runs*len(plan)*pathCount(t), info.Name+": "+info.Error)
+		fmt.Fprintf(cfg.Log, "%s: cannot measure: %v\n", info.Name, err)
+		return info, nil
+	}
+	if t.Open == nil {
+		return fail(fmt.Errorf("bench: %w: target has no Open function", core.ErrInvalidOption))
+	}
+	b, err := t.Open(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	defer b.Close()
+	caps := b.Storage.Capabilities()
+	if info.Name == "" {
+		info.Name = caps.Name
+	}
+	names[info.Name]++
+	if n := names[info.Name]; n > 1 {
+		info.Name = fmt.Sprintf("%s#%d", info.Name, n)
+	}
+	info.Capabilities = caps.String()
+
+	paths := []string{PathHub, PathRaw}
+	var nativeStore core.Storage
+	if t.Native != nil {
+		nativeStore, err = t.Native(ctx)
+		if err != nil {
+			return fail(fmt.Errorf("native client: %w", err))
+		}
+		defer nativeStore.Close() // after e.close, which deletes its streams
+		info.Native = t.NativeName
+		if info.Native == "" {
+			info.Native = "native client"
+		}
+		paths = append(paths, PathNative)
+	}
+	e, err := newEnv(ctx, b)
+	if err != nil {
+		return fail(err)
+	}
+	defer e.close()
+	e.native = nativeStore
+
+	samples := map[step]map[string][]Sample{}
+	for run := 1; run <= cfg.Runs; run++ {
+		pushed := map[string]string{} // path/size -> stream the push of that path wrote in this run
+		for _, st := range plan {
+			for _, path := range paths {
+				if ctx.Err() != nil {
+					break
+				}
+				desc := fmt.Sprintf("%s %s %s %s run %d/%d", info.Name, st.workload, FormatSize(st.size), path, run, cfg.Runs)
+				cfg.Progress.Describe(desc)
+				s := e.measure(ctx, cfg, st, path, pushed)
+				if samples[st] == nil {
+					samples[st] = map[string][]Sample{}
+				}
+				samples[st][path] = append(samples[st][path], s)
+				fmt.Fprintf(cfg.Log, "%s: %s\n", desc, s)
+				cfg.Progress.Add(1, desc)
+			}
+		}
+		e.deleteStreams()
+	}
+	var rows []Row
+	for _, st := range plan {
+		r := Row{Backend: info.Name, Workload: st.workload, Size: st.size,
+			Hub: summarize(samples[st][PathHub]), Raw: summarize(samples[st][PathRaw]), NativeRatio: math.NaN()}
+		key := func(s *Summary) float64 { return s.MsgsPerSec.Median }
+		if IsLatency(st.workload) {
+			key = func(s *Summary) float64 { return s.P50.Median }
+		}
+		r.Ratio = Ratio(key(r.Hub), key(r.Raw))
+		if e.native != nil {
+			r.Native = summarize(samples[st][PathNative])
+			r.NativeRatio = Ratio(key(r.Hub), key(r.Native))
+		}
+		rows = append(rows, r)
+	}
+	return info, rows
+}
+
+// pathCount is how many paths a target is measured on.
+func pathCount(t Target) int {
+	if t.Native != nil {
+		return 3
+	}
+	return 2
+}
+
+// String renders a sample for the log.
+func (s Sample) String() string {
+	switch {
+	case s.Error != "":
+		return "error: " + s.Error
+	case s.P50 > 0:
+		return fmt.Sprintf("%d msgs, p50 %s p99 %s p99.9 %s", s.Messages, FormatMillis(s.P50), FormatMillis(s.P99), FormatMillis(s.P999))
+	}
+	return fmt.Sprintf("%d msgs in %.2fs: %s msgs/s, %.2f MB/s", s.Messages, s.Seconds, FormatCount(s.MsgsPerSec), s.MBPerSec)
+}
+
+// env is one backend under measurement: the backend, a hub on it and a client of the hub.
+type env struct {
+	b       *core.Backend
+	native  core.Storage // nil without a native client
+	h       *hub.Hub
+	cl      *client.Client
+	prefix  string
+	seq     int
+	streams []created
+}
+
+// created is a stream made by the benchmark, to delete at the end of a run.
+type created struct {
+	st   core.Storage
+	name string
+}
+
+var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func newEnv(ctx context.Context, b *core.Backend) (*env, error) {
+	h, err := hub.New(b, hub.WithLogger(discard))
+	if err != nil {
+		return nil, fmt.Errorf("bench: start hub: %w", err)
+	}
+	addr, err := h.Listen("127.0.0.1:0")
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("bench: hub listen: %w", err), h.Close())
+	}
+	cl, err := client.Dial(addr.String())
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("bench: dial hub: %w", err), h.Close())
+	}
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	return &env{b: b, h: h, cl: cl, prefix: "bench-" + hex.EncodeToString(rnd[:]) + "-"}, nil
+}
+
+// close stops the client and the hub (not the backend) after deleting the streams.
+func (e *env) close() {
+	e.deleteStreams()
+	_ = e.cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := e.h.Shutdown(ctx); err != nil {
+		_ = e.h.Close()
+	}
+}
+
+// stream returns a new unique stream name on the backend, remembered for deletion.
+func (e *env) stream(label string) string { return e.streamOn(e.b.Storage, label) }
+
+// streamOn returns a new unique stream name on st, remembered for deletion.
+func (e *env) streamOn(st core.Storage, label string) string {
+	e.seq++
+	n := fmt.Sprintf("%s%s-%d", e.prefix, label, e.seq)
+	e.streams = append(e.streams, created{st, n})
+	return n
+}
+
+// deleteStreams deletes the streams made so far where the storage can.
+func (e *env) deleteStreams() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, c := range e.streams {
+		if d, ok := c.st.(core.StreamDeleter); ok {
+			_ = d.DeleteStream(ctx, c.name) // best effort: a missing stream is fine
+		}
+	}
+	e.streams = nil
+}
+
+// measure runs one step on one path. pushed maps path/size to the stream that path's push
+// wrote in this run: pull reads it (hub and raw read what the hub push wrote; native reads
+// what the native push wrote, as it may not see the backend's streams).
+func (e *env) measure(ctx context.Context, cfg Config, st step, path string, pushed map[string]string) Sample {
+	ctx, cancel := context.WithTimeout(ctx, cfg.Duration+cfg.Timeout)
+	defer cancel()
+	storage := e.b.Storage
+	source := PathHub
+	if path == PathNative {
+		storage, source = e.native, PathNative
+	}
+	key := fmt.Sprintf("%s/%d", source, st.size)
+	var (
+		s      Sample
+		stream string
+		err    error
+	)
+	switch st.workload {
+	case Push:
+		if path == PathHub {
+			s, stream, err = e.pushHub(ctx, cfg, st.size)
+		} else {
+			s, stream, err = e.pushRaw(ctx, cfg, storage, st.size)
+		}
+		if err == nil && path == source {
+			pushed[key] = stream
+		}
+	case Pull:
+		stream, ok := pushed[key]
+		if !ok {
+			stream, err = e.fill(ctx, cfg, storage, st.size)
+			if err != nil {
+				break
+			}
+			pushed[key] = stream
+		}
+		if path == PathHub {
+			s, err = e.pullHub(ctx, cfg, stream, st.size)
+		} else {
+			s, err = pullRaw(ctx, cfg, storage, stream, st.size)
+		}
+	case PushLatency:
+		if path == PathHub {
+			s, err = e.pushLatencyHub(ctx, cfg, st.size)
+		} else {
+			s, err = e.pushLatencyRaw(ctx, cfg, storage, st.size)
+		}
+	case E2ELatency:
+		if path == PathHub {
+			s, err = e.e2eHub(ctx, cfg, st.size)
+		} else {
+			s, err = e.e2eRaw(ctx, cfg, storage, st.size)
+		}
+	}
+	if err != nil {
+		return Sample{Error: err.Error()}
+	}
+	return s
+}
+
+// throughput fills in the rates of s from its message count, size and duration.
+func throughput(n, size int, d time.Duration) Sample {
+	s := Sample{Messages: n, Seconds: d.Seconds()}
+	if d > 0 {
+		s.MsgsPerSec = float64(n) / d.Seconds()
+		s.MBPerSec = s.MsgsPerSec * float64(size) / 1e6
+	}
+	return s
+}
+
+// latencySample fills in the percentiles of s from l.
+func latencySample(l *Latencies, d time.Duration) Sample {
+	ms := func(p float64) float64 { return float64(l.Percentile(p)) / float64(time.Millisecond) }
+	s := Sample{Messages: int(l.Count()), Seconds: d.Seconds(), P50: ms(50), P99: ms(99), P999: ms(99.9)}
+	if d > 0 {
+		s.MsgsPerSec = float64(l.Count()) / d.Seconds()
+	}
+	return s
+}
+
+// FormatSize renders a byte count as "64 B", "1 KiB", "16 KiB".
+func FormatSize(n int) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// FormatCount renders a rate with three significant digits and a k/M suffix.
+func FormatCount(x float64) string {
+	switch {
+	case math.IsNaN(x):
+		return "–"
+	case x >= 1e6:
+		return trim(x/1e6) + "M"
+	case x >= 1e3:
+		return trim(x/1e3) + "k"
+	}
+	return trim(x)
+}
+
+// FormatMillis renders milliseconds with a unit: "0.42 ms", "12.3 ms", "1.20 s".
+func FormatMillis(ms float64) string {
+	switch {
+	case math.IsNaN(ms):
+		return "–"
+	case ms >= 1000:
+		return trim(ms/1000) + " s"
+	}
+	return trim(ms) + " ms"
+}
+
+// trim renders x with (at most) three significant digits, without trailing zeros.
+func trim(x float64) string {
+	var s string
+	switch {
+	case x >= 100:
+		return fmt.Sprintf("%.0f", x)
+	case x >= 10:
+		s = fmt.Sprintf("%.1f", x)
+	case x >= 0.1:
+		s = fmt.Sprintf("%.2f", x)
+	default:
+		s = fmt.Sprintf("%.3f", x)
+	}
+	if strings.Contains(s, ".") {
+		s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+	}
+	return s
+}

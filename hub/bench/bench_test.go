@@ -1,0 +1,195 @@
+package bench_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	_ "github.com/sluicehq/sluice/backends/memory"
+	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/hub/bench"
+	"github.com/sluicehq/sluice/hub/bench/native"
+)
+
+// countingProgress checks the Progress calls.
+type countingProgress struct {
+	total, added, describes int
+	finished                bool
+}
+
+func (p *countingProgress) Start(total int)     { p.total = total }
+func (p *countingProgress) Describe(string)     { p.describes++ }
+func (p *countingProgress) Add(n int, _ string) { p.added += n }
+func (p *countingProgress) Finish()             { p.finished = true }
+
+func TestRunMemory(t *testing.T) {
+	prog := &countingProgress{}
+	var log bytes.Buffer
+	cfg := bench.Config{
+		Sizes:    []int{64, 1024},
+		Runs:     2,
+		Duration: 50 * time.Millisecond,
+		Rate:     400,
+		Progress: prog,
+		Log:      &log,
+	}
+	rep, err := bench.Run(t.Context(), cfg, bench.URLTarget("memory://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// push and pull at 2 sizes, 2 latency workloads: 6 steps x 2 runs x 2 paths.
+	if prog.total != 24 || prog.added != 24 || !prog.finished {
+		t.Errorf("progress total %d added %d finished %v; want 24, 24, true", prog.total, prog.added, prog.finished)
+	}
+	if len(rep.Backends) != 1 || rep.Backends[0].Name != "memory" || rep.Backends[0].Error != "" {
+		t.Fatalf("backends = %+v", rep.Backends)
+	}
+	if len(rep.Rows) != 6 {
+		t.Fatalf("%d rows, want 6", len(rep.Rows))
+	}
+	for _, r := range rep.Rows {
+		for path, s := range map[string]*bench.Summary{"hub": r.Hub, "raw": r.Raw} {
+			if s.Errors > 0 {
+				t.Errorf("%s %d %s: %s", r.Workload, r.Size, path, s.FirstError())
+				continue
+			}
+			if len(s.Runs) != 2 {
+				t.Errorf("%s %d %s: %d runs, want 2", r.Workload, r.Size, path, len(s.Runs))
+			}
+			if bench.IsLatency(r.Workload) {
+				if !(s.P50.Median > 0 && s.P50.Median <= s.P99.Median && s.P99.Median <= s.P999.Median) {
+					t.Errorf("%s %s percentiles p50 %v p99 %v p99.9 %v", r.Workload, path, s.P50, s.P99, s.P999)
+				}
+				if s.P50.Min > s.P50.Median || s.P50.Median > s.P50.Max {
+					t.Errorf("%s %s p50 spread %+v", r.Workload, path, s.P50)
+				}
+				for _, run := range s.Runs {
+					if run.Messages != 20 { // 400/s for 50ms
+						t.Errorf("%s %s measured %d messages, want 20", r.Workload, path, run.Messages)
+					}
+				}
+			} else if s.MsgsPerSec.Median <= 0 || s.MBPerSec.Median <= 0 {
+				t.Errorf("%s %d %s throughput %+v", r.Workload, r.Size, path, s.MsgsPerSec)
+			}
+		}
+		if !(r.Ratio > 0) {
+			t.Errorf("%s %d ratio %v", r.Workload, r.Size, r.Ratio)
+		}
+	}
+	if !strings.Contains(log.String(), "memory push 64 B hub run 1/2:") {
+		t.Errorf("log lacks a measurement line:\n%s", log.String())
+	}
+
+	dir := t.TempDir()
+	paths, err := rep.WriteFiles(bench.Files{
+		Markdown: filepath.Join(dir, "bench.md"), JSON: filepath.Join(dir, "bench.json"),
+		ChartDir: filepath.Join(dir, "charts"), Heading: "Benchmarks",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(paths) != 6 { // 4 charts, Markdown, JSON
+		t.Errorf("wrote %q", paths)
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "bench.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"# Benchmarks", "## Push throughput", "## Pull throughput", "## Push-confirm latency",
+		"## Publish-to-consume latency", "![Push throughput](charts/bench-push.svg)",
+		"| memory | 64 B |", "| memory | 1 KiB |", "×",
+	} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("Markdown lacks %q:\n%s", want, md)
+		}
+	}
+	var decoded struct {
+		Rows []struct {
+			Workload string
+			Ratio    *float64
+			Hub      struct {
+				MsgsPerSec struct{ Median *float64 } `json:"msgs_per_sec"`
+			}
+		}
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "bench.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &decoded); err != nil {
+		t.Fatal(err)
+	}
+	if len(decoded.Rows) != 6 || decoded.Rows[0].Ratio == nil || decoded.Rows[0].Hub.MsgsPerSec.Median == nil {
+		t.Errorf("JSON rows: %s", data)
+	}
+}
+
+func TestRunUnopenableTarget(t *testing.T) {
+	rep, err := bench.Run(t.Context(), bench.Config{Runs: 1, Duration: time.Millisecond, Workloads: []string{bench.Push}},
+		bench.URLTarget("nosuch://x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Backends) != 1 || !strings.Contains(rep.Backends[0].Error, "unknown backend") || len(rep.Rows) != 0 {
+		t.Errorf("report = %+v", rep)
+	}
+	// The report still renders, saying why.
+	var b bytes.Buffer
+	if err := rep.WriteMarkdown(&b, nil); err != nil || !strings.Contains(b.String(), "not measured") {
+		t.Errorf("Markdown (%v):\n%s", err, b.String())
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	for _, cfg := range []bench.Config{
+		{Sizes: []int{4}},
+		{Sizes: []int{1 << 20}},
+		{Workloads: []string{"fly"}},
+	} {
+		if _, err := bench.Run(context.Background(), cfg, bench.URLTarget("memory://")); !errors.Is(err, core.ErrInvalidOption) {
+			t.Errorf("Run(%+v) = %v, want ErrInvalidOption", cfg, err)
+		}
+	}
+}
+
+func TestRunNative(t *testing.T) {
+	dir := t.TempDir()
+	target := bench.URLTarget("memory://")
+	target.NativeName = "bbolt used directly"
+	target.Native = func(context.Context) (core.Storage, error) {
+		return native.OpenBolt(filepath.Join(dir, "native.db"))
+	}
+	cfg := bench.Config{Sizes: []int{64}, Runs: 1, Duration: 30 * time.Millisecond, Rate: 500,
+		Workloads: []string{bench.Push, bench.Pull, bench.E2ELatency}}
+	rep, err := bench.Run(t.Context(), cfg, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Rows) != 3 || rep.Backends[0].Native != "bbolt used directly" {
+		t.Fatalf("report = %+v", rep)
+	}
+	for _, r := range rep.Rows {
+		if r.Native == nil || r.Native.Errors > 0 || len(r.Native.Runs) != 1 || !(r.NativeRatio > 0) {
+			t.Errorf("%s: native %+v ratio %v", r.Workload, r.Native, r.NativeRatio)
+		}
+	}
+	var b bytes.Buffer
+	if err := rep.WriteMarkdown(&b, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Native msgs/s", "Hub/native", "Native p99.9", "native path: bbolt used directly"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("Markdown lacks %q:\n%s", want, b.String())
+		}
+	}
+	if c := rep.Charts()[bench.Push]; len(c.Series) != 3 || len(c.Values[0]) != 3 {
+		t.Errorf("push chart series %q values %v", c.Series, c.Values)
+	}
+}

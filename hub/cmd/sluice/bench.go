@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sluicehq/sluice/hub/bench"
+)
+
+func init() {
+	register(&command{
+		name:    "bench",
+		summary: "measure backends through a hub and directly, side by side",
+		usage:   "-backend URL [-backend URL ...] [flags]",
+		help: `
+Measure what a hub costs on each backend: every workload runs through an in-process hub
+(listening on 127.0.0.1, driven over TCP by the client library, as devices use it) and
+directly on the backend's Storage, on the same broker in the same run, so every result has
+a hub/raw ratio.
+
+Workloads: push (confirmed append throughput at each -sizes), pull (read-back throughput),
+push-latency (schedule-to-confirm at a fixed -rate) and e2e-latency (publish-to-consume at
+-rate). Each runs -runs times; reports show medians and the min-max spread.
+
+A progress bar is drawn on stderr when it is a terminal (not with -quiet). The results are
+printed as Markdown and written to the -out directory: bench.md, bench.json and one SVG
+chart per workload (bench-push.svg, ...). The benchmark creates uniquely named streams and
+deletes them afterwards where the backend can delete streams.
+
+Examples:
+  sluice bench -backend bbolt:bench-data
+  sluice bench -backend memory:// -backend bbolt:bench-data -sizes 64,1024 -runs 3 -duration 1s
+  sluice bench -backend bbolt:bench-data -workloads push-latency,e2e-latency -rate 500
+`,
+		flags: benchFlags,
+	})
+}
+
+// intList is a comma-separated list of positive integers.
+type intList []int
+
+func (l *intList) String() string {
+	s := make([]string, len(*l))
+	for i, n := range *l {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ",")
+}
+
+func (l *intList) Set(v string) error {
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return fmt.Errorf("%q is not a positive integer", f)
+		}
+		out = append(out, n)
+	}
+	*l = out
+	return nil
+}
+
+func benchFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
+	var (
+		backends urlList
+		sizes    = intList(bench.DefaultSizes)
+	)
+	fs.Var(&backends, "backend", "backend URL to measure (repeatable), e.g. bbolt:data-dir, memory://")
+	fs.Var(&sizes, "sizes", "message sizes in bytes for the throughput workloads, comma-separated")
+	runs := fs.Int("runs", bench.DefaultRuns, "repetitions of each measurement (medians are reported)")
+	duration := fs.Duration("duration", bench.DefaultDuration, "how long each measurement sends")
+	out := fs.String("out", defaultReportDir, "directory for bench.md, bench.json and the SVG charts")
+	workloads := fs.String("workloads", strings.Join(bench.Workloads, ","), "workloads to run, comma-separated")
+	rate := fs.Int("rate", bench.DefaultRate, "messages per second of the latency workloads")
+	latencySize := fs.Int("latency-size", bench.DefaultLatencySize, "message size of the latency workloads")
+	window := fs.Int("window", bench.DefaultWindow, "messages in flight in the throughput workloads")
+	batch := fs.Int("batch", bench.DefaultBatch, "messages per request or Append")
+	quiet := fs.Bool("quiet", false, "no progress on stderr")
+	return func(ctx context.Context, sio *stdio, args []string) error {
+		if len(args) > 0 {
+			return usageErr("unexpected arguments %q (give each URL with -backend)", args)
+		}
+		if len(backends) == 0 {
+			return usageErr("no -backend URL given")
+		}
+		if *runs <= 0 || *duration <= 0 || *rate <= 0 || *latencySize <= 0 || *window <= 0 || *batch <= 0 {
+			return usageErr("-runs, -duration, -rate, -latency-size, -window and -batch must be positive")
+		}
+		cfg := bench.Config{
+			Sizes: sizes, Runs: *runs, Duration: *duration, Workloads: strings.Split(*workloads, ","),
+			Rate: *rate, LatencySize: *latencySize, Window: *window, Batch: *batch,
+		}
+		f, _ := sio.err.(*os.File)
+		switch {
+		case *quiet:
+		case bench.IsTerminal(f):
+			cfg.Progress = bench.NewProgressBar(f)
+		default:
+			cfg.Log = sio.err // not a terminal: one line per measurement instead of a bar
+		}
+		targets := make([]bench.Target, len(backends))
+		for i, u := range backends {
+			targets[i] = bench.URLTarget(u)
+			targets[i].Description = displayURL(u)
+		}
+		command := []string{"sluice", "bench"}
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name == "backend" {
+				for _, u := range backends {
+					command = append(command, "-backend", displayURL(u))
+				}
+				return
+			}
+			command = append(command, "-"+f.Name+"="+f.Value.String())
+		})
+		return runBench(ctx, sio, cfg, targets, *out, strings.Join(command, " "))
+	}
+}
+
+// runBench runs the benchmark, prints the Markdown report and writes the files into out.
+func runBench(ctx context.Context, sio *stdio, cfg bench.Config, targets []bench.Target, out, command string) error {
+	start := time.Now()
+	rep, err := bench.Run(ctx, cfg, targets...)
+	if rep == nil {
+		return usageErr("%v", err) // only an invalid configuration returns no report
+	}
+	rep.Command = command
+	paths, werr := rep.WriteFiles(bench.Files{
+		Markdown: filepath.Join(out, "bench.md"),
+		JSON:     filepath.Join(out, "bench.json"),
+		ChartDir: out,
+		Heading:  "Sluice benchmark",
+	})
+	if perr := rep.WriteMarkdown(sio.out, nil); perr != nil && werr == nil {
+		werr = perr
+	}
+	fmt.Fprintf(sio.out, "report (%v): %s\n", time.Since(start).Round(time.Second), strings.Join(paths, ", "))
+	if werr != nil {
+		return werr
+	}
+	if err != nil {
+		return fmt.Errorf("interrupted: %w", err)
+	}
+	var failed []string
+	for _, b := range rep.Backends {
+		if b.Error != "" {
+			failed = append(failed, b.Name+": "+b.Error)
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("could not measure %s", strings.Join(failed, "; "))
+	}
+	return nil
+}

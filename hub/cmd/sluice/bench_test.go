@@ -1,0 +1,82 @@
+package main
+
+import (
+	"encoding/json"
+	"encoding/xml"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestBenchMemory(t *testing.T) {
+	dir := t.TempDir()
+	code, out := runCLI(t, "bench", "-backend", "memory://", "-sizes", "64,1024", "-runs", "1",
+		"-duration", "30ms", "-rate", "300", "-out", dir)
+	if code != 0 {
+		t.Fatalf("exit status %d, want 0; output:\n%s", code, out)
+	}
+	for _, want := range []string{
+		"memory push 64 B hub run 1/1:", // a progress line (the output is not a terminal)
+		"## Push throughput", "| memory | 1 KiB |", "## Publish-to-consume latency",
+		"sluice bench -backend memory:// -duration=30ms",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	var rep struct {
+		Rows []struct {
+			Workload string
+			Size     int
+			Ratio    *float64
+		}
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "bench.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Rows) != 6 {
+		t.Fatalf("%d rows in bench.json, want 6 (2 sizes x push, pull + 2 latency workloads)", len(rep.Rows))
+	}
+	for _, r := range rep.Rows {
+		if r.Ratio == nil || *r.Ratio <= 0 {
+			t.Errorf("%s %d: ratio %v", r.Workload, r.Size, r.Ratio)
+		}
+	}
+	for _, name := range []string{"bench.md", "bench-push.svg", "bench-pull.svg", "bench-push-latency.svg", "bench-e2e-latency.svg"} {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if strings.HasSuffix(name, ".svg") {
+			var root struct{ XMLName xml.Name }
+			if err := xml.Unmarshal(data, &root); err != nil || root.XMLName.Local != "svg" {
+				t.Errorf("%s is not an SVG document: %v", name, err)
+			}
+		}
+	}
+}
+
+func TestBenchUsage(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"bench"}, 2, "no -backend URL"},
+		{[]string{"bench", "-backend", "memory://", "-sizes", "64,x"}, 2, "not a positive integer"},
+		{[]string{"bench", "-backend", "memory://", "-runs", "0"}, 2, "must be positive"},
+		{[]string{"bench", "-backend", "memory://", "-workloads", "fly", "-out", t.TempDir()}, 2, "unknown workload"},
+		{[]string{"bench", "-backend", "nosuch://", "-runs", "1", "-duration", "1ms", "-out", t.TempDir()}, 1, "unknown backend"},
+	} {
+		code, out := runCLI(t, tc.args...)
+		if code != tc.code || !strings.Contains(out, tc.want) {
+			t.Errorf("sluice %q: exit %d, output %q; want exit %d and %q", tc.args, code, out, tc.code, tc.want)
+		}
+	}
+}

@@ -1,0 +1,355 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sluicehq/sluice/conformance"
+	"github.com/sluicehq/sluice/conformance/report"
+	"github.com/sluicehq/sluice/core"
+)
+
+// defaultReportDir is where "sluice conformance" and "sluice bench" write their reports.
+const defaultReportDir = "sluice-report"
+
+func init() {
+	register(&command{
+		name:    "conformance",
+		summary: "certify backends: run the conformance suite against broker URLs",
+		usage:   "-backend URL [-backend URL ...] [flags]",
+		help: `
+Run Sluice's conformance suite, the same one every backend's own tests run, against each
+backend URL: every Storage and IndexStorage contract, against the real broker, and every
+capability the backend declares. Each subtest uses fresh, uniquely named streams, deleted
+afterwards when the backend can delete streams, so a shared broker can be tested safely.
+
+One line is printed per subtest (outcome, backend, name, duration, and the failure or skip
+reason), then a report is written to the -out directory: a behaviour matrix (rows are
+subtests, columns are backends) as conformance.md, conformance.json and
+conformance.junit.xml. The exit status is 1 when any subtest failed.
+
+-run selects subtests like "go test -run": a slash-separated list of regular expressions,
+each matching one level of the name ("Storage/AppendFetch/AllByteValues").
+
+Examples:
+  sluice conformance -backend bbolt:conf-data
+  sluice conformance -backend memory:// -backend bbolt:conf-data -out report
+  sluice conformance -backend bbolt:conf-data -run 'Storage/(Order|Index)'
+`,
+		flags: conformanceFlags,
+	})
+}
+
+// urlList is a flag that may be given several times.
+type urlList []string
+
+func (l *urlList) String() string { return strings.Join(*l, ",") }
+
+func (l *urlList) Set(s string) error {
+	if s == "" {
+		return errors.New("empty backend URL")
+	}
+	*l = append(*l, s)
+	return nil
+}
+
+// conformanceConfig is the parsed command line of "sluice conformance".
+type conformanceConfig struct {
+	backends []string
+	out      string
+	run      string
+	timeout  time.Duration
+	maxWait  time.Duration
+	maxParts bool
+}
+
+func conformanceFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
+	var c conformanceConfig
+	fs.Var((*urlList)(&c.backends), "backend", "backend URL to test (repeatable), e.g. bbolt:data-dir, memory://")
+	fs.StringVar(&c.out, "out", defaultReportDir, "directory for conformance.md, conformance.json and conformance.junit.xml")
+	fs.StringVar(&c.run, "run", "", "run only subtests matching this slash-separated list of regular expressions")
+	fs.DurationVar(&c.timeout, "subtest-timeout", conformance.DefaultTimeout, "fail a subtest that takes longer than this")
+	fs.DurationVar(&c.maxWait, "max-wait", 0, "how long to wait for appended messages to become visible (only for eventually consistent brokers)")
+	fs.BoolVar(&c.maxParts, "create-max-partitions", false, "also create a stream with the backend's MaxPartitions partitions when that is more than 64 (slow on brokers)")
+	return func(ctx context.Context, sio *stdio, args []string) error {
+		if len(args) > 0 {
+			return usageErr("unexpected arguments %q (give each URL with -backend)", args)
+		}
+		if len(c.backends) == 0 {
+			return usageErr("no -backend URL given")
+		}
+		return runConformance(ctx, sio.out, c)
+	}
+}
+
+// runConformance runs the suite against every backend of c, printing progress to w, and
+// writes the reports. It returns an error when a subtest failed or a report could not be
+// written.
+func runConformance(ctx context.Context, w io.Writer, c conformanceConfig) error {
+	filter, err := compileRunFilter(c.run)
+	if err != nil {
+		return usageErr("-run: %v", err)
+	}
+	var runs []report.Run
+	names := map[string]int{}
+	for _, raw := range c.backends {
+		if ctx.Err() != nil {
+			break
+		}
+		runs = append(runs, certify(ctx, w, raw, filter, c, names))
+	}
+	m := report.Build(runs)
+	paths, err := report.WriteFiles(c.out, runs)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	for _, b := range m.Backends {
+		status := "ok  "
+		if !b.OK() {
+			status = "FAIL"
+		}
+		line := fmt.Sprintf("%s %s: %d passed, %d skipped, %d failed in %v", status, b.Name, b.Passed, b.Skipped, b.Failed, b.Duration.Round(time.Millisecond))
+		if b.Error != "" {
+			line += " (" + b.Error + ")"
+		}
+		fmt.Fprintln(w, line)
+	}
+	fmt.Fprintf(w, "report: %s\n", strings.Join(paths, ", "))
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("interrupted: %w", context.Cause(ctx))
+	}
+	var failed []string
+	for _, b := range m.Backends {
+		if !b.OK() {
+			failed = append(failed, b.Name)
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("conformance failed on %s; see %s", strings.Join(failed, ", "), paths[0])
+	}
+	return nil
+}
+
+// certify runs the suite against one backend URL. The backend is named after its
+// capabilities (or URL scheme), with "#2", "#3"... when names already holds the name.
+func certify(ctx context.Context, w io.Writer, raw string, filter *runFilter, c conformanceConfig, names map[string]int) (run report.Run) {
+	run = report.Run{Backend: "backend", URL: displayURL(raw)}
+	if u, err := url.Parse(raw); err == nil {
+		run.Backend = u.Scheme
+	}
+	open := func(ctx context.Context) (*core.Backend, error) { return core.Open(ctx, raw) }
+	// Open once up front: a backend that cannot be opened is reported once, not per subtest.
+	b, err := open(ctx)
+	if err != nil {
+		run.Backend = uniqueName(names, run.Backend)
+		run.Error = err.Error()
+		fmt.Fprintf(w, "FAIL %s: %v\n", run.Backend, err)
+		return run
+	}
+	caps := b.Storage.Capabilities()
+	if caps.Name != "" {
+		run.Backend = caps.Name
+	}
+	run.Backend = uniqueName(names, run.Backend)
+	run.Capabilities = caps.String()
+	if err := b.Close(); err != nil {
+		run.Error = "close: " + err.Error()
+		fmt.Fprintf(w, "FAIL %s: close after opening: %v\n", run.Backend, err)
+		return run
+	}
+	fmt.Fprintf(w, "=== %s (%s)\n", run.Backend, run.URL)
+	h := conformance.Harness{Open: open, Timeout: c.timeout, MaxWait: c.maxWait, CreateMaxPartitions: c.maxParts}
+	name := run.Backend
+	rep := conformance.ReportFunc(func(tr conformance.TestResult) {
+		if report.IsRow(tr) && filter.keep(tr) {
+			printResult(w, name, tr)
+		}
+	})
+	res := conformance.RunSuites(ctx, h, rep, filter.suites(conformance.Suites())...)
+	run.Result = filter.prune(res)
+	return run
+}
+
+// displayURL returns raw with its password, if any, redacted.
+func displayURL(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		if _, hasPassword := u.User.Password(); hasPassword {
+			return u.Redacted()
+		}
+	}
+	return raw
+}
+
+// uniqueName returns name, or name#N when it was used N-1 times before (as report.Build
+// would name it).
+func uniqueName(used map[string]int, name string) string {
+	used[name]++
+	if n := used[name]; n > 1 {
+		return fmt.Sprintf("%s#%d", name, n)
+	}
+	return name
+}
+
+// printResult prints the progress line of one finished test.
+func printResult(w io.Writer, backend string, tr conformance.TestResult) {
+	fmt.Fprintf(w, "%-4s %s %s (%v)", tr.Outcome, backend, tr.Name, tr.Duration.Round(time.Millisecond))
+	switch tr.Outcome {
+	case conformance.Skip:
+		if tr.SkipReason != "" {
+			fmt.Fprintf(w, ": %s", tr.SkipReason)
+		}
+		fmt.Fprintln(w)
+	case conformance.Fail:
+		fmt.Fprintln(w)
+		for _, f := range tr.Failures {
+			fmt.Fprintf(w, "    %s\n", strings.ReplaceAll(f, "\n", "\n    "))
+		}
+	default:
+		fmt.Fprintln(w)
+	}
+}
+
+// runFilter selects tests like "go test -run": one regular expression per level of the
+// slash-separated test name. A nil *runFilter selects everything.
+type runFilter struct {
+	pats []*regexp.Regexp
+
+	mu sync.Mutex
+	// pruned holds the tests some of whose subtests were filtered out.
+	pruned map[string]bool
+}
+
+func compileRunFilter(pattern string) (*runFilter, error) {
+	if pattern == "" {
+		return nil, nil
+	}
+	f := &runFilter{pruned: map[string]bool{}}
+	for _, p := range splitPattern(pattern) {
+		re, err := regexp.Compile(p)
+		if err != nil {
+			return nil, err
+		}
+		f.pats = append(f.pats, re)
+	}
+	return f, nil
+}
+
+// splitPattern splits a -run pattern at the slashes outside brackets and parentheses, as
+// "go test" does.
+func splitPattern(s string) []string {
+	var parts []string
+	depth, start := 0, 0
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			i++
+		case '[', '(':
+			depth++
+		case ']', ')':
+			depth--
+		case '/':
+			if depth == 0 {
+				parts = append(parts, s[start:i])
+				start = i + 1
+			}
+		}
+	}
+	return append(parts, s[start:])
+}
+
+// match reports whether every level of name that the filter has a pattern for matches it.
+func (f *runFilter) match(name string) bool {
+	if f == nil {
+		return true
+	}
+	for i, el := range strings.Split(name, "/") {
+		if i >= len(f.pats) {
+			break
+		}
+		if !f.pats[i].MatchString(el) {
+			return false
+		}
+	}
+	return true
+}
+
+// suites returns the suites whose name matches the first level, each running its subtests
+// through a filtering T.
+func (f *runFilter) suites(all []conformance.Suite) []conformance.Suite {
+	if f == nil {
+		return all
+	}
+	var out []conformance.Suite
+	for _, s := range all {
+		if !f.match(s.Name) {
+			continue
+		}
+		run := s.Run
+		out = append(out, conformance.Suite{Name: s.Name, Run: func(t conformance.T, h conformance.Harness) {
+			run(filterT{t, f}, h)
+		}})
+	}
+	return out
+}
+
+// keep reports whether a finished test belongs in the output: a test whose every subtest
+// was filtered out is left out unless it failed.
+func (f *runFilter) keep(tr conformance.TestResult) bool {
+	if f == nil || !tr.Leaf || tr.Outcome == conformance.Fail {
+		return true
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return !f.pruned[tr.Name]
+}
+
+// prune drops the tests keep rejects and counts the rest again.
+func (f *runFilter) prune(res conformance.Result) conformance.Result {
+	if f == nil {
+		return res
+	}
+	out := conformance.Result{Duration: res.Duration}
+	for _, tr := range res.Tests {
+		if !f.keep(tr) {
+			continue
+		}
+		out.Tests = append(out.Tests, tr)
+		if !report.IsRow(tr) {
+			continue
+		}
+		switch tr.Outcome {
+		case conformance.Pass:
+			out.Passed++
+		case conformance.Fail:
+			out.Failed++
+		case conformance.Skip:
+			out.Skipped++
+		}
+	}
+	return out
+}
+
+// filterT runs only the subtests a runFilter selects.
+type filterT struct {
+	conformance.T
+	f *runFilter
+}
+
+func (t filterT) Run(name string, fn func(conformance.T)) bool {
+	if !t.f.match(t.T.Name() + "/" + name) {
+		t.f.mu.Lock()
+		t.f.pruned[t.T.Name()] = true
+		t.f.mu.Unlock()
+		return true
+	}
+	return t.T.Run(name, func(sub conformance.T) { fn(filterT{sub, t.f}) })
+}

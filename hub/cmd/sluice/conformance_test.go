@@ -1,0 +1,189 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sluicehq/sluice/conformance/conformancetest"
+	"github.com/sluicehq/sluice/core"
+)
+
+// brokenScheme opens a memory backend whose indexes are not increasing, to prove that
+// "sluice conformance" fails such a backend and says why.
+const brokenScheme = "test-nonmonotonic"
+
+func init() {
+	core.Register(brokenScheme, func(ctx context.Context, _ *url.URL) (*core.Backend, error) {
+		b, err := core.Open(ctx, "memory://")
+		if err != nil {
+			return nil, err
+		}
+		return conformancetest.NonMonotonic(b), nil
+	})
+}
+
+// runCLI runs "sluice args..." in-process and returns its exit status and output.
+func runCLI(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	var out bytes.Buffer
+	code := run(t.Context(), args, &stdio{in: strings.NewReader(""), out: &out, err: &out})
+	return code, out.String()
+}
+
+func TestConformanceBrokenBackendFails(t *testing.T) {
+	dir := t.TempDir()
+	code, out := runCLI(t, "conformance", "-backend", "memory://", "-backend", brokenScheme+"://",
+		"-run", "Storage/(Order|Index)", "-out", dir)
+	if code != 1 {
+		t.Fatalf("exit status %d, want 1; output:\n%s", code, out)
+	}
+	// The progress line names the failing subtest and the failure says what was wrong.
+	for _, want := range []string{
+		"=== memory (memory://)",
+		"PASS memory Storage/Order (",
+		"FAIL memory#2 Storage/Index/StrictlyIncreasing (",
+		"indexes must be strictly increasing",
+		"conformance failed on memory#2",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "Storage/Fetch") || strings.Contains(out, "IndexStorage/") {
+		t.Errorf("-run let other subtests through:\n%s", out)
+	}
+
+	var rep struct {
+		OK       bool
+		Backends []struct {
+			Name   string
+			OK     bool
+			Passed int
+			Failed int
+		}
+		Tests []struct {
+			Name    string
+			Results []struct {
+				Backend, Outcome, Message string
+			}
+		}
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "conformance.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.OK || len(rep.Backends) != 2 {
+		t.Fatalf("report ok=%v with %d backends; want false, 2", rep.OK, len(rep.Backends))
+	}
+	if b := rep.Backends[0]; !b.OK || b.Failed != 0 || b.Passed == 0 {
+		t.Errorf("memory: %+v, want passing", b)
+	}
+	if b := rep.Backends[1]; b.OK || b.Failed == 0 {
+		t.Errorf("broken memory: %+v, want failures", b)
+	}
+	failures := 0
+	for _, tc := range rep.Tests {
+		if len(tc.Results) != 2 {
+			t.Fatalf("%s has %d results, want 2", tc.Name, len(tc.Results))
+		}
+		if r := tc.Results[1]; r.Outcome == "fail" {
+			failures++
+			if !strings.Contains(r.Message, "index") {
+				t.Errorf("%s failure message %q does not mention indexes", tc.Name, r.Message)
+			}
+		}
+		if r := tc.Results[0]; r.Outcome == "fail" {
+			t.Errorf("%s fails on the working backend: %s", tc.Name, r.Message)
+		}
+	}
+	if failures == 0 {
+		t.Error("no failing row for the broken backend")
+	}
+
+	md, err := os.ReadFile(filepath.Join(dir, "conformance.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(md), "❌ **fail**") || !strings.Contains(string(md), "| Test | memory | memory#2 |") {
+		t.Errorf("Markdown matrix lacks the failure or the columns:\n%s", md)
+	}
+	junit, err := os.ReadFile(filepath.Join(dir, "conformance.junit.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var suites struct {
+		Failures int `xml:"failures,attr"`
+		Suites   []struct {
+			Name string `xml:"name,attr"`
+		} `xml:"testsuite"`
+	}
+	if err := xml.Unmarshal(junit, &suites); err != nil {
+		t.Fatalf("JUnit report does not parse: %v", err)
+	}
+	if suites.Failures != failures || len(suites.Suites) != 2 {
+		t.Errorf("JUnit: %d failures in %d suites; want %d in 2", suites.Failures, len(suites.Suites), failures)
+	}
+}
+
+func TestConformanceBbolt(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "report")
+	code, text := runCLI(t, "conformance", "-backend", "bbolt://"+filepath.Join(dir, "data"), "-out", out,
+		"-run", "^Storage$/(Persistence|CreateStream)/MaxPartitions", "-create-max-partitions")
+	if code != 0 {
+		t.Fatalf("exit status %d, want 0; output:\n%s", code, text)
+	}
+	// Persistence has no subtests: it matches at its level and runs, as with "go test -run".
+	for _, want := range []string{"PASS bbolt Storage/Persistence", "PASS bbolt Storage/CreateStream/MaxPartitions (",
+		"ok   bbolt: 2 passed, 0 skipped, 0 failed"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("no progress line %q:\n%s", want, text)
+		}
+	}
+	for _, name := range []string{"conformance.md", "conformance.json", "conformance.junit.xml"} {
+		if fi, err := os.Stat(filepath.Join(out, name)); err != nil || fi.Size() == 0 {
+			t.Errorf("%s: missing or empty (%v)", name, err)
+		}
+	}
+}
+
+func TestSplitPattern(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"Storage", "Storage"},
+		{"Storage/Order/One", "Storage|Order|One"},
+		{"Storage/(A|B/C)", "Storage|(A|B/C)"},
+		{`A/[/]x/\/y`, `A|[/]x|\/y`},
+	} {
+		if got := strings.Join(splitPattern(tc.in), "|"); got != tc.want {
+			t.Errorf("splitPattern(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestConformanceUsage(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"conformance"}, 2, "no -backend URL"},
+		{[]string{"conformance", "-backend", "memory://", "extra"}, 2, "unexpected arguments"},
+		{[]string{"conformance", "-backend", "memory://", "-run", "(", "-out", t.TempDir()}, 2, "-run"},
+		{[]string{"conformance", "-backend", "nosuch://", "-out", t.TempDir()}, 1, "unknown backend"},
+	} {
+		code, out := runCLI(t, tc.args...)
+		if code != tc.code || !strings.Contains(out, tc.want) {
+			t.Errorf("sluice %q: exit %d, output %q; want exit %d and %q", tc.args, code, out, tc.code, tc.want)
+		}
+	}
+}
