@@ -40,5 +40,10 @@ fuzz:
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 5 $(PKGS)
 
+## bench-report: run `sluice bench` on every backend available here (brokers started by the
+## launchers) and regenerate docs/benchmarks.md and its charts (takes about half an hour)
+bench-report:
+	$(GO) run ./hub/bench/cmd/benchreport -out docs
+
 clean:
 	rm -rf sluice-data

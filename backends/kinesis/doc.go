@@ -3,7 +3,7 @@
 //
 // # Configuration
 //
-//	kinesis://REGION?endpoint=URL&prefix=sluice-&index=INDEX_URL&max_retries=8
+//	kinesis://REGION?index=INDEX_URL&endpoint=URL&prefix=sluice-&max_retries=8
 //
 // or, keeping control of credentials and transport, [New] with a caller's *kinesis.Client
 // (never closed by the Store). Each Sluice stream is a Kinesis stream named prefix+stream
@@ -55,8 +55,8 @@
 // # Index storage
 //
 // Kinesis has no place for consumer indexes, so [Open] composes the Store with another
-// backend's IndexStorage named by the index query parameter (default "memory://", which forgets
-// saved indexes on restart; use for example index=bbolt:///var/lib/sluice/kinesis-index).
+// backend's IndexStorage named by the required index query parameter (for example
+// index=bbolt:///var/lib/sluice/kinesis-index; index=memory:// forgets saved indexes on restart).
 //
 // # Throughput and quotas
 //

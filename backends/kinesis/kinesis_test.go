@@ -116,8 +116,11 @@ func TestOpenURL(t *testing.T) {
 	if err := b.Index.SaveIndex(ctx, "c1", name, 1, idx[0]+1); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := core.Open(ctx, "kinesis://"+region+"?endpoint="+endpoint+"&max_retries=x"); !errorsIs(err, core.ErrInvalidOption) {
+	if _, err := core.Open(ctx, "kinesis://"+region+"?endpoint="+endpoint+"&index=bbolt://"+t.TempDir()+"&max_retries=x"); !errorsIs(err, core.ErrInvalidOption) {
 		t.Fatalf("bad max_retries: got %v, want ErrInvalidOption", err)
+	}
+	if _, err := core.Open(ctx, "kinesis://"+region+"?endpoint="+endpoint); !errorsIs(err, core.ErrInvalidOption) {
+		t.Fatalf("no index=: got %v, want ErrInvalidOption", err)
 	}
 }
 

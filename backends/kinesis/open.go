@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 
 	"github.com/sluicehq/sluice/core"
@@ -22,10 +23,11 @@ func init() { core.Register("kinesis", Open) }
 //
 // REGION is the AWS region (default AWS_REGION, then us-east-1). endpoint overrides the
 // service endpoint (kinesis-mock, LocalStack). Credentials come from the standard AWS chain;
-// with an endpoint and no credentials configured, placeholder credentials are used (emulators
-// check that requests are signed, not by whom). index is the backend URL that stores consumer
-// indexes, since Kinesis has no store of its own (default "memory://": saved indexes are lost on
-// restart — use for example index=bbolt:///var/lib/sluice/kinesis-index in production).
+// with an endpoint, the EC2 metadata service is not asked, and without configured credentials
+// placeholder ones are used (emulators check that requests are signed, not by whom). index is
+// required: the backend URL that stores consumer indexes, since Kinesis has no store of its own
+// (for example index=bbolt:///var/lib/sluice/kinesis-index; index=memory:// forgets them on
+// restart). The index backend's package must be imported, as for any URL.
 func Open(ctx context.Context, u *url.URL) (*core.Backend, error) {
 	q := u.Query()
 	region := u.Host
@@ -35,6 +37,15 @@ func Open(ctx context.Context, u *url.URL) (*core.Backend, error) {
 	}
 	// Store.retry is the one retry loop (it sees throttling per call); the SDK's would multiply it.
 	lo = append(lo, config.WithRetryMaxAttempts(1))
+	endpoint := q.Get("endpoint")
+	if endpoint != "" {
+		// An emulator or a private endpoint: never fall back to the EC2 metadata service.
+		lo = append(lo, config.WithEC2IMDSClientEnableState(imds.ClientDisabled))
+	}
+	indexURL := q.Get("index")
+	if indexURL == "" {
+		return nil, fmt.Errorf("kinesis: %w: %q has no index= parameter: Kinesis cannot store consumer indexes, so name a backend for them, e.g. index=bbolt:///var/lib/sluice/kinesis-index (or index=memory:// for tests)", core.ErrInvalidOption, u.Redacted())
+	}
 	cfg, err := config.LoadDefaultConfig(ctx, lo...)
 	if err != nil {
 		return nil, fmt.Errorf("kinesis: %w: load AWS config: %w", core.ErrInvalidOption, err)
@@ -42,7 +53,6 @@ func Open(ctx context.Context, u *url.URL) (*core.Backend, error) {
 	if cfg.Region == "" {
 		cfg.Region = "us-east-1"
 	}
-	endpoint := q.Get("endpoint")
 	if endpoint != "" {
 		if _, err := cfg.Credentials.Retrieve(ctx); err != nil {
 			cfg.Credentials = credentials.NewStaticCredentialsProvider("sluice", "sluice", "")
@@ -64,10 +74,6 @@ func Open(ctx context.Context, u *url.URL) (*core.Backend, error) {
 	store, err := New(client, opts)
 	if err != nil {
 		return nil, err
-	}
-	indexURL := q.Get("index")
-	if indexURL == "" {
-		indexURL = "memory://"
 	}
 	idx, err := core.Open(ctx, indexURL)
 	if err != nil {

@@ -31,7 +31,8 @@ import (
 	_ "github.com/sluicehq/sluice/backends/bbolt"
 	_ "github.com/sluicehq/sluice/backends/kafka"
 	_ "github.com/sluicehq/sluice/backends/kinesis"
-	_ "github.com/sluicehq/sluice/backends/memory" // the kinesis backend's default index store
+	_ "github.com/sluicehq/sluice/backends/memory" // the kinesis backend's index store here
+	_ "github.com/sluicehq/sluice/backends/pulsar"
 	"github.com/sluicehq/sluice/conformance/brokers"
 	"github.com/sluicehq/sluice/core"
 	"github.com/sluicehq/sluice/hub/bench"
@@ -49,6 +50,7 @@ var allBrokers = []broker{
 	{"bbolt", startBbolt},
 	{"kinesis", startKinesis},
 	{"kafka", startKafka},
+	{"pulsar", startPulsar},
 }
 
 func startBbolt(context.Context, io.Writer) (bench.Target, string, func(), error) {
@@ -80,7 +82,7 @@ func startKinesis(ctx context.Context, log io.Writer) (bench.Target, string, fun
 	if os.Getenv("KINESIS_ENDPOINT") != "" {
 		desc = "external Kinesis endpoint (KINESIS_ENDPOINT)"
 	}
-	u := "kinesis://" + k.Region + "?endpoint=" + url.QueryEscape(k.Endpoint)
+	u := "kinesis://" + k.Region + "?endpoint=" + url.QueryEscape(k.Endpoint) + "&index=memory://"
 	return bench.Target{Description: desc}, u, func() { _ = k.Stop() }, nil
 }
 
@@ -98,6 +100,15 @@ func startKafka(ctx context.Context, log io.Writer) (bench.Target, string, func(
 		},
 	}
 	return t, "kafka://" + k.Addr(), func() { _ = k.Stop() }, nil
+}
+
+func startPulsar(ctx context.Context, log io.Writer) (bench.Target, string, func(), error) {
+	p, err := brokers.StartPulsar(ctx, log)
+	if err != nil {
+		return bench.Target{}, "", nil, err
+	}
+	desc := "Apache Pulsar " + brokers.PulsarVersion + " standalone (" + p.Kind + "), batching off, send receipts"
+	return bench.Target{Description: desc}, p.URL + "?admin=" + url.QueryEscape(p.AdminURL), func() { _ = p.Stop() }, nil
 }
 
 func main() {
