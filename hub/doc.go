@@ -25,9 +25,15 @@
 //     (client_id, stream, partition) are handled in arrival order, so a save followed by a
 //     get sees the save; requests for different keys run concurrently.
 //
-// Each stream partition has one worker, registered when the stream is first created on the
-// hub, at the local address "stream.<name>.<partition>". It handles stream_push,
-// stream_pull and Sluice's sluice_push_batch and sluice_pull_wait.
+// The stream service also answers Sluice's sluice_stream_info (does a stream exist, and
+// with how many partitions) without creating anything, from the backend when it implements
+// [core.PartitionCounter] and otherwise from the streams created through this hub.
+//
+// Each stream partition has one worker, at the local address "stream.<name>.<partition>".
+// It is registered when the stream is created on the hub, or on the first message for that
+// address when the backend has that partition (the hub is the routing node's fallback, see
+// routing.Node.SetFallback), so routes learned from an Init survive a hub restart. It
+// handles stream_push, stream_pull and Sluice's sluice_push_batch and sluice_pull_wait.
 //
 // # Pushes
 //
@@ -45,7 +51,8 @@
 // A pull is answered with at most limit messages (capped by [WithMaxPullLimit]) and never
 // more than fit in one frame together with the reply's routes: the hub pages through the
 // backend and stops before a message that would not fit, so a response is never truncated.
-// An empty list means caught up; a failed fetch is an `error` reply, never an empty list.
+// An empty list means caught up; a failed fetch is an `error` reply (a sluice_error naming
+// the request for sluice_pull_wait), never an empty list.
 //
 // sluice_pull_wait is a long poll: when the partition is caught up the request is parked on
 // the partition and answered when the next append lands (or with no messages when wait_ms,
@@ -57,7 +64,11 @@
 // A request that cannot be served is answered, never dropped: unknown protocols, payloads
 // that do not decode, invalid names, and backend failures get an `error` reply whose reason
 // says what was wrong (pushes get a confirm with status ERROR instead, as the protocol has
-// one). A frame that is not a valid transport message closes that connection only.
+// one). Requests of Sluice extensions are answered per request: in their own reply (status
+// ERROR) or, when it cannot say it, with a sluice_error carrying the request's id, so that a
+// client pipelining requests fails only that one; an `error` goes only to a sluice_* request
+// whose request id cannot be read. A frame that is not a valid transport message closes
+// that connection only.
 //
 // # Limits
 //
@@ -73,7 +84,9 @@
 //
 // # Limitations
 //
-// A partition worker exists once its stream was created on this hub process: after a hub
-// restart a client must send stream_create again (Sluice's client does on reconnect) before
-// pushing to or pulling from the route it had.
+// With a backend that does not implement [core.PartitionCounter], a partition worker exists
+// only once its stream was created on this hub process: after a restart a client must send
+// stream_create again (Sluice's client does on reconnect) before using the route it had.
+// Creating a worker on first use costs one partition-count lookup in the backend, made on
+// the reading goroutine of the connection the message came in on.
 package hub

@@ -22,6 +22,8 @@ func FuzzWorkers(f *testing.F) {
 		{0, wire.EncodePayload(wire.ProtocolCreate, wire.CreateStreamRequest{})},
 		{0, wire.EncodePayload(wire.ProtocolCreatePartitioned, wire.CreateStreamPartitionedRequest{StreamName: wire.Some("s"), Partitions: 3})},
 		{0, wire.EncodePayload(wire.ProtocolCreatePartitions, wire.CreateStreamPartitionedRequest{Partitions: 1 << 40})},
+		{0, wire.EncodePayload(wire.ProtocolStreamInfo, wire.StreamInfoRequest{RequestID: 1, StreamName: "s"})},
+		{0, wire.EncodePayload(wire.ProtocolStreamInfo, wire.StreamInfoRequest{RequestID: 2, StreamName: "no/such"})},
 		{1, wire.EncodePayload(wire.ProtocolIndex, wire.IndexRequest{Op: wire.IndexSave, ClientID: "c", StreamName: "s", Index: 4})},
 		{1, wire.EncodePayload(wire.ProtocolIndex, wire.IndexRequest{Op: wire.IndexGet, ClientID: "c", StreamName: "s"})},
 		{1, wire.EncodePayload(wire.ProtocolIndexPartitioned, wire.IndexRequestPartitioned{Op: wire.IndexGet, ClientID: "c", StreamName: "s", Partition: 1 << 50})},

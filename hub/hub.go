@@ -55,6 +55,7 @@ type Hub struct {
 	closing      bool // no new requests are accepted
 	pullsStopped bool // no new pull goroutines are started
 	partitions   map[string]*partition
+	streams      map[string]int // partition counts of the streams created through this hub
 	tasks        sync.WaitGroup // pull and create goroutines
 	tcp          *tcp.Transport // created by the first Listen
 	shutdownOnce sync.Once
@@ -89,6 +90,7 @@ func New(backend *core.Backend, opts ...Option) (*Hub, error) {
 		indexSem:    make(chan struct{}, cfg.maxFetches),
 		indexQueues: make(map[indexKey][]func(context.Context)),
 		partitions:  make(map[string]*partition),
+		streams:     make(map[string]int),
 	}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	if cfg.node != nil {
@@ -109,6 +111,9 @@ func New(backend *core.Backend, opts ...Option) (*Hub, error) {
 		h.abort()
 		return nil, fmt.Errorf("hub: register index service: %w", err)
 	}
+	// Clients keep routes to partition workers across hub restarts: create the worker on
+	// first use when the backend has that partition.
+	h.node.SetFallback(h.fallback)
 	h.log.Info("hub ready", "backend", caps.String(), "max_message_size", cfg.maxMessageSize)
 	return h, nil
 }
@@ -133,8 +138,9 @@ func (h *Hub) MaxMessageSize() int { return h.cfg.maxMessageSize }
 // Metrics returns a snapshot of the hub's counters.
 func (h *Hub) Metrics() Metrics { return h.m.snapshot() }
 
-// Shutdown stops the hub gracefully: it stops accepting requests (a request that arrives
-// during the drain gets an `error` reply, or a push confirm with status ERROR), appends and
+// Shutdown stops the hub gracefully: it stops accepting connections (open ones stay) and
+// requests (a request that arrives during the drain gets an `error` or `sluice_error`
+// reply, or a push confirm with status ERROR), appends and
 // confirms every push already queued, answers parked long-poll pulls with what is there,
 // then closes the TCP transport (flushing the replies queued on each connection) and, if the
 // hub created it, the routing node. If ctx ends first, the remaining backend calls are
@@ -166,8 +172,13 @@ func (h *Hub) shutdown(ctx context.Context) error {
 	h.mu.Unlock()
 
 	var errs []error
-	// Connections that arrive while we drain get `error` replies (the TCP transport stops
-	// its listeners only when it closes, below).
+	// No new connections; open ones stay so that their requests in flight are answered
+	// (requests that arrive while we drain are refused).
+	if transport != nil {
+		if err := transport.StopListening(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, p := range parts {
 		p.closeQueue()
 	}
@@ -213,6 +224,7 @@ func (h *Hub) shutdown(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	} else {
+		h.node.SetFallback(nil)
 		_ = h.node.Unregister(StreamAddress)
 		_ = h.node.Unregister(IndexAddress)
 		for _, p := range parts {
@@ -285,6 +297,34 @@ func (h *Hub) partition(stream string, id int) (*partition, error) {
 	return p, nil
 }
 
+// fallback is the node's fallback (see routing.Node.SetFallback): it registers the worker of
+// a partition address "stream.<name>.<partition>" that this hub process has not registered
+// yet (for example after a restart) when the backend has that partition, so that a client
+// may go on using the route it learned from an Init without creating the stream again.
+func (h *Hub) fallback(ctx context.Context, addr string) routing.Worker {
+	stream, id, ok := parsePartitionAddr(addr)
+	if !ok || h.isClosing() {
+		return nil
+	}
+	// The lookup runs in the sender's goroutine (a connection's reader): bound it.
+	ctx, cancel := context.WithTimeout(ctx, replyTimeout)
+	defer cancel()
+	stop := context.AfterFunc(h.ctx, cancel)
+	defer stop()
+	n, err := h.partitionCount(ctx, stream)
+	if err != nil || id >= n {
+		h.log.Debug("no partition worker for address", "address", addr, "partitions", n, "err", err)
+		return nil
+	}
+	p, err := h.partition(stream, id)
+	if err != nil {
+		h.log.Debug("no partition worker for address", "address", addr, "err", err)
+		return nil
+	}
+	h.log.Debug("partition worker registered on first use", "stream", stream, "partition", id)
+	return p // already registered by h.partition; the node uses that registration
+}
+
 // goTask runs f on a goroutine owned by the hub (waited for by Shutdown). It reports false,
 // without running f, once the hub no longer starts tasks.
 func (h *Hub) goTask(f func(ctx context.Context)) bool {
@@ -344,4 +384,11 @@ func (h *Hub) replyError(to, from wire.Route, reason string) {
 	h.m.errors.Add(1)
 	h.log.Warn("error reply", "to", to.String(), "reason", reason)
 	h.reply(to, from, wire.ProtocolError, wire.Error{Reason: reason})
+}
+
+// replyRequestError sends a sluice_error naming the failed request (id under protocol).
+func (h *Hub) replyRequestError(to, from wire.Route, protocol string, id uint64, reason string) {
+	h.m.errors.Add(1)
+	h.log.Warn("request error reply", "to", to.String(), "protocol", protocol, "request_id", id, "reason", reason)
+	h.reply(to, from, wire.ProtocolRequestError, wire.RequestError{RequestID: id, Protocol: protocol, Reason: reason})
 }

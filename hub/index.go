@@ -38,7 +38,7 @@ func (h *Hub) handleIndex(_ context.Context, msg *routing.Message) error {
 	case wire.ProtocolIndex:
 		req, err := wire.DecodeIndexRequest(bp.Data)
 		if err != nil {
-			h.undecodable(msg, protocol, err)
+			h.undecodable(msg, bp, err)
 			return nil
 		}
 		key = indexKey{req.ClientID, req.StreamName, 0}
@@ -59,7 +59,7 @@ func (h *Hub) handleIndex(_ context.Context, msg *routing.Message) error {
 	case wire.ProtocolIndexPartitioned:
 		req, err := wire.DecodeIndexRequestPartitioned(bp.Data)
 		if err != nil {
-			h.undecodable(msg, protocol, err)
+			h.undecodable(msg, bp, err)
 			return nil
 		}
 		key = indexKey{req.ClientID, req.StreamName, req.Partition}
@@ -85,7 +85,7 @@ func (h *Hub) handleIndex(_ context.Context, msg *routing.Message) error {
 	case wire.ProtocolIndexSave:
 		req, err := wire.DecodeIndexSaveRequest(bp.Data)
 		if err != nil {
-			h.undecodable(msg, protocol, err)
+			h.undecodable(msg, bp, err)
 			return nil
 		}
 		key = indexKey{req.ClientID, req.StreamName, req.Partition}
@@ -109,7 +109,7 @@ func (h *Hub) handleIndex(_ context.Context, msg *routing.Message) error {
 	case wire.ProtocolIndexGet:
 		req, err := wire.DecodeIndexGetRequest(bp.Data)
 		if err != nil {
-			h.undecodable(msg, protocol, err)
+			h.undecodable(msg, bp, err)
 			return nil
 		}
 		key = indexKey{req.ClientID, req.StreamName, req.Partition}
@@ -131,7 +131,7 @@ func (h *Hub) handleIndex(_ context.Context, msg *routing.Message) error {
 		return nil
 	}
 	if h.isClosing() {
-		h.shuttingDown(msg)
+		h.shuttingDown(msg, bp)
 		return nil
 	}
 	h.runIndex(key, run)

@@ -29,8 +29,10 @@ type Metrics struct {
 	// IndexGets and IndexSaves count index service requests.
 	IndexGets  uint64 `json:"index_gets"`
 	IndexSaves uint64 `json:"index_saves"`
-	// Errors counts `error` replies sent (unknown protocol, undecodable payload, backend
-	// failure, shutdown).
+	// StreamInfos counts sluice_stream_info requests answered.
+	StreamInfos uint64 `json:"stream_infos"`
+	// Errors counts `error` and `sluice_error` replies sent (unknown protocol, undecodable
+	// payload, backend failure, shutdown).
 	Errors uint64 `json:"errors"`
 }
 
@@ -44,6 +46,7 @@ func (m Metrics) String() string {
 type counters struct {
 	creates, pushes, pushErrors, pulls, pulledMessages, pullWaits      atomic.Uint64
 	appends, appendedMessages, maxBatch, indexGets, indexSaves, errors atomic.Uint64
+	streamInfos                                                        atomic.Uint64
 }
 
 func (c *counters) batch(n int) {
@@ -70,6 +73,7 @@ func (c *counters) snapshot() Metrics {
 		MaxBatch:         c.maxBatch.Load(),
 		IndexGets:        c.indexGets.Load(),
 		IndexSaves:       c.indexSaves.Load(),
+		StreamInfos:      c.streamInfos.Load(),
 		Errors:           c.errors.Load(),
 	}
 }

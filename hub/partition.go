@@ -248,7 +248,12 @@ func (p *partition) pull(ctx context.Context, r pullReq) {
 		msgs, err := p.fetchFrame(ctx, r)
 		if err != nil {
 			h.log.Warn("fetch failed", "stream", p.stream, "partition", p.id, "index", r.index, "err", err)
-			h.replyError(r.replyTo, p.self, fmt.Sprintf("%s: fetch stream %q partition %d from index %d: %v", r.protocol, p.stream, p.id, r.index, err))
+			reason := fmt.Sprintf("%s: fetch stream %q partition %d from index %d: %v", r.protocol, p.stream, p.id, r.index, err)
+			if wire.IsExtension(r.protocol) {
+				h.replyRequestError(r.replyTo, p.self, r.protocol, r.requestID, reason)
+			} else {
+				h.replyError(r.replyTo, p.self, reason)
+			}
 			return
 		}
 		if len(msgs) > 0 || !r.wait || !time.Now().Before(r.deadline) {

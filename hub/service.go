@@ -26,16 +26,29 @@ func (h *Hub) decodePayload(msg *routing.Message) (wire.BasePayload, bool) {
 }
 
 // undecodable answers a payload whose protocol data does not decode.
-func (h *Hub) undecodable(msg *routing.Message, protocol string, err error) {
-	h.replyError(msg.ReturnRoute, wire.Route{msg.Self()}, fmt.Sprintf("%s: undecodable %s request: %v", msg.Address, protocol, err))
+func (h *Hub) undecodable(msg *routing.Message, bp wire.BasePayload, err error) {
+	h.failRequest(msg.ReturnRoute, wire.Route{msg.Self()}, bp, fmt.Sprintf("%s: undecodable %s request: %v", msg.Address, bp.Protocol, err))
+}
+
+// failRequest answers a request that cannot be served with reason: a Sluice extension
+// request whose request id can be read gets a sluice_error naming it (so that the client
+// fails that request only), anything else an `error` reply.
+func (h *Hub) failRequest(to, from wire.Route, bp wire.BasePayload, reason string) {
+	if wire.IsExtension(bp.Protocol) {
+		if id, ok := wire.RequestIDOf(bp.Data); ok {
+			h.replyRequestError(to, from, bp.Protocol, id, reason)
+			return
+		}
+	}
+	h.replyError(to, from, reason)
 }
 
 func (h *Hub) unknownProtocol(msg *routing.Message, protocol string, want ...string) {
 	h.replyError(msg.ReturnRoute, wire.Route{msg.Self()}, fmt.Sprintf("%s: unknown protocol %q; this worker handles %s", msg.Address, protocol, strings.Join(want, ", ")))
 }
 
-func (h *Hub) shuttingDown(msg *routing.Message) {
-	h.replyError(msg.ReturnRoute, wire.Route{msg.Self()}, fmt.Sprintf("%s: %v", msg.Address, errShuttingDown))
+func (h *Hub) shuttingDown(msg *routing.Message, bp wire.BasePayload) {
+	h.failRequest(msg.ReturnRoute, wire.Route{msg.Self()}, bp, fmt.Sprintf("%s: %v", msg.Address, errShuttingDown))
 }
 
 // handleStream is the stream service at StreamAddress.
@@ -51,23 +64,26 @@ func (h *Hub) handleStream(_ context.Context, msg *routing.Message) error {
 	case wire.ProtocolCreate:
 		req, err := wire.DecodeCreateStreamRequest(bp.Data)
 		if err != nil {
-			h.undecodable(msg, bp.Protocol, err)
+			h.undecodable(msg, bp, err)
 			return nil
 		}
 		name = req.StreamName
 	case wire.ProtocolCreatePartitioned, wire.ProtocolCreatePartitions:
 		req, err := wire.DecodeCreateStreamPartitionedRequest(bp.Data)
 		if err != nil {
-			h.undecodable(msg, bp.Protocol, err)
+			h.undecodable(msg, bp, err)
 			return nil
 		}
 		name, partitions, partitioned = req.StreamName, req.Partitions, true
+	case wire.ProtocolStreamInfo:
+		h.handleStreamInfo(msg, bp)
+		return nil
 	default:
-		h.unknownProtocol(msg, bp.Protocol, wire.ProtocolCreate, wire.ProtocolCreatePartitioned, wire.ProtocolCreatePartitions)
+		h.unknownProtocol(msg, bp.Protocol, wire.ProtocolCreate, wire.ProtocolCreatePartitioned, wire.ProtocolCreatePartitions, wire.ProtocolStreamInfo)
 		return nil
 	}
 	if h.isClosing() {
-		h.shuttingDown(msg)
+		h.shuttingDown(msg, bp)
 		return nil
 	}
 	stream := name.Value
@@ -84,7 +100,7 @@ func (h *Hub) handleStream(_ context.Context, msg *routing.Message) error {
 		}
 	})
 	if !started {
-		h.shuttingDown(msg)
+		h.shuttingDown(msg, bp)
 	}
 	return nil
 }
@@ -110,6 +126,9 @@ func (h *Hub) create(ctx context.Context, protocol, stream string, partitions ui
 	if n < 1 {
 		return fmt.Errorf("%w: backend reports %d partitions for stream %q", core.ErrUnavailable, n, stream)
 	}
+	h.mu.Lock()
+	h.streams[stream] = n
+	h.mu.Unlock()
 	if !partitioned {
 		n = 1 // stream_create talks to partition 0 of a stream that may have more
 	}
@@ -128,6 +147,62 @@ func (h *Hub) create(ctx context.Context, protocol, stream string, partitions ui
 	}
 	h.log.Debug("stream ready", "stream", stream, "partitions", n)
 	return nil
+}
+
+// handleStreamInfo answers sluice_stream_info on a task goroutine (the backend call may be
+// slow).
+func (h *Hub) handleStreamInfo(msg *routing.Message, bp wire.BasePayload) {
+	req, err := wire.DecodeStreamInfoRequest(bp.Data)
+	if err != nil {
+		h.undecodable(msg, bp, err)
+		return
+	}
+	if h.isClosing() {
+		h.shuttingDown(msg, bp)
+		return
+	}
+	replyTo, self := msg.ReturnRoute.Clone(), wire.Route{msg.Self()}
+	started := h.goTask(func(ctx context.Context) {
+		h.m.streamInfos.Add(1)
+		rep := wire.StreamInfoReply{RequestID: req.RequestID, Status: wire.StatusOK}
+		n, err := h.partitionCount(ctx, req.StreamName)
+		switch {
+		case errors.Is(err, core.ErrStreamNotFound): // OK, partitions absent
+		case err != nil:
+			h.log.Warn("stream info failed", "stream", req.StreamName, "err", err)
+			rep.Status, rep.Reason = wire.StatusError, fmt.Sprintf("%s %q: %v", bp.Protocol, req.StreamName, err)
+		default:
+			rep.Partitions = wire.Some(uint64(n))
+		}
+		h.reply(replyTo, self, wire.ProtocolStreamInfo, rep)
+	})
+	if !started {
+		h.shuttingDown(msg, bp)
+	}
+}
+
+// partitionCount returns how many partitions stream has, or an error matching
+// core.ErrStreamNotFound when it does not exist. It asks the backend when it implements
+// core.PartitionCounter; otherwise it knows only the streams this hub process created (or
+// found) with stream_create*, and fails with core.ErrUnavailable for the others.
+func (h *Hub) partitionCount(ctx context.Context, stream string) (int, error) {
+	if err := core.ValidateStreamName(stream); err != nil {
+		return 0, err
+	}
+	if pc, ok := h.backend.Storage.(core.PartitionCounter); ok {
+		n, err := pc.Partitions(ctx, stream)
+		if err != nil && !errors.Is(err, core.ErrStreamNotFound) {
+			return 0, fmt.Errorf("backend: %w", err)
+		}
+		return n, err
+	}
+	h.mu.Lock()
+	n, ok := h.streams[stream]
+	h.mu.Unlock()
+	if !ok {
+		return 0, fmt.Errorf("%w: backend %s cannot report partition counts and this hub has not created stream %q since it started", core.ErrUnavailable, h.backend.Storage.Capabilities().Name, stream)
+	}
+	return n, nil
 }
 
 // generateName returns a name for a stream created without one: "generated_" and 16 hex
@@ -150,14 +225,14 @@ func (p *partition) HandleMessage(ctx context.Context, msg *routing.Message) err
 	case wire.ProtocolPush:
 		req, err := wire.DecodePushRequest(bp.Data)
 		if err != nil {
-			h.undecodable(msg, bp.Protocol, err)
+			h.undecodable(msg, bp, err)
 			return nil
 		}
 		p.push(ctx, &pushReq{requestID: req.RequestID, msgs: [][]byte{req.Data}, size: len(req.Data), replyTo: msg.ReturnRoute})
 	case wire.ProtocolPushBatch:
 		req, err := wire.DecodePushBatchRequest(bp.Data)
 		if err != nil {
-			h.undecodable(msg, bp.Protocol, err)
+			h.undecodable(msg, bp, err)
 			return nil
 		}
 		r := &pushReq{requestID: req.RequestID, msgs: req.Messages, batch: true, replyTo: msg.ReturnRoute}
@@ -172,21 +247,21 @@ func (p *partition) HandleMessage(ctx context.Context, msg *routing.Message) err
 	case wire.ProtocolPull:
 		req, err := wire.DecodePullRequest(bp.Data)
 		if err != nil {
-			h.undecodable(msg, bp.Protocol, err)
+			h.undecodable(msg, bp, err)
 			return nil
 		}
-		p.startPull(msg, pullReq{protocol: bp.Protocol, requestID: req.RequestID, index: req.Index, limit: h.pullLimit(req.Limit), replyTo: msg.ReturnRoute})
+		p.startPull(msg, bp, pullReq{protocol: bp.Protocol, requestID: req.RequestID, index: req.Index, limit: h.pullLimit(req.Limit), replyTo: msg.ReturnRoute})
 	case wire.ProtocolPullWait:
 		req, err := wire.DecodePullWaitRequest(bp.Data)
 		if err != nil {
-			h.undecodable(msg, bp.Protocol, err)
+			h.undecodable(msg, bp, err)
 			return nil
 		}
 		wait := h.cfg.maxPullWait
 		if req.WaitMS < uint64(wait/time.Millisecond) {
 			wait = time.Duration(req.WaitMS) * time.Millisecond
 		}
-		p.startPull(msg, pullReq{protocol: bp.Protocol, requestID: req.RequestID, index: req.Index, limit: h.pullLimit(req.Limit), wait: true, deadline: time.Now().Add(wait), replyTo: msg.ReturnRoute})
+		p.startPull(msg, bp, pullReq{protocol: bp.Protocol, requestID: req.RequestID, index: req.Index, limit: h.pullLimit(req.Limit), wait: true, deadline: time.Now().Add(wait), replyTo: msg.ReturnRoute})
 	default:
 		h.unknownProtocol(msg, bp.Protocol, wire.ProtocolPush, wire.ProtocolPull, wire.ProtocolPushBatch, wire.ProtocolPullWait)
 	}
@@ -228,10 +303,10 @@ func (p *partition) push(ctx context.Context, r *pushReq) {
 }
 
 // startPull hands a pull to a task goroutine.
-func (p *partition) startPull(msg *routing.Message, r pullReq) {
+func (p *partition) startPull(msg *routing.Message, bp wire.BasePayload, r pullReq) {
 	h := p.h
 	if h.isClosing() {
-		h.shuttingDown(msg)
+		h.shuttingDown(msg, bp)
 		return
 	}
 	r.replyTo = r.replyTo.Clone()

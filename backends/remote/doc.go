@@ -18,18 +18,18 @@
 // # Errors
 //
 // Arguments are validated locally ([core.ErrInvalidArgument], [core.ErrMessageTooLarge]).
+// Append and Fetch of a stream that does not exist return [core.ErrStreamNotFound].
 // A lost connection, a timeout or a hub ERROR reply returns an error matching
 // [core.ErrUnavailable]; the next call reconnects.
 //
 // # Limitations
 //
-// The stream protocol cannot ask whether a stream exists or how many partitions it has
-// without creating it. The Store learns both from stream_create_partitioned: CreateStream
-// counts the Init replies (waiting [client.DefaultCreateQuiet] after the last one), and
-// Append, Fetch or a partition check on a stream this Store has not seen yet first creates
-// it with one partition, which for an existing stream only reports its partition count. So
-// Append and Fetch of a never-created stream create it instead of returning
-// [core.ErrStreamNotFound]. An Append batch that does not fit one frame is sent as several
-// requests: if a later one fails, the earlier messages are stored although Append reports
-// an error.
+// The Store learns whether a stream exists and how many partitions it has from the hub's
+// sluice_stream_info, and the routes to its partitions from stream_create_partitioned
+// (which for an existing stream creates nothing). A hub answers sluice_stream_info exactly
+// when its backend implements [core.PartitionCounter] (every backend of this module does);
+// otherwise only for streams created through that hub process, and Append and Fetch of
+// other streams fail with [core.ErrUnavailable]. An Append batch that does not fit one
+// frame is sent as several requests: if a later one fails, the earlier messages are stored
+// although Append reports an error.
 package remote

@@ -44,7 +44,6 @@ type Store struct {
 	mu     sync.Mutex
 	conn   *client.Conn
 	closed bool
-	parts  map[string]int // partition counts learned so far (they survive reconnects)
 }
 
 var (
@@ -96,7 +95,6 @@ func New(ctx context.Context, addr string, opts *Options) (*Store, error) {
 			MaxMessageSize: o.MaxMessageSize,
 			MaxPartitions:  o.MaxPartitions,
 		},
-		parts: map[string]int{},
 	}, nil
 }
 
@@ -235,32 +233,32 @@ func (s *Store) CreateStream(ctx context.Context, stream string, partitions int)
 	if err != nil {
 		return 0, s.fail(ctx, "create stream "+strconv.Quote(stream), err)
 	}
-	s.mu.Lock()
-	s.parts[stream] = n
-	s.mu.Unlock()
 	return n, nil
 }
 
-// known makes sure conn knows the routes of stream (see the package doc's Limitations) and
-// checks partition against its count.
+// known makes sure conn knows the routes of stream and checks partition against its count.
+// A stream that does not exist returns an error matching core.ErrStreamNotFound.
 func (s *Store) known(ctx context.Context, conn *client.Conn, stream string, partition int) error {
 	if err := core.ValidateStreamName(stream); err != nil {
 		return err
 	}
 	if _, ok := conn.Partitions(stream); !ok {
-		s.mu.Lock()
-		want, ok := s.parts[stream]
-		s.mu.Unlock()
-		if !ok {
-			want = 1
+		// Learn the routes of an existing stream with stream_create_partitioned, which for
+		// an existing stream creates nothing; ask first whether it exists.
+		want, exists, err := conn.StreamInfo(ctx, stream)
+		if err != nil {
+			return err
+		}
+		if !exists {
+			return fmt.Errorf("%w: stream %q", core.ErrStreamNotFound, stream)
 		}
 		n, err := conn.CreateStream(ctx, stream, want)
 		if err != nil {
 			return err
 		}
-		s.mu.Lock()
-		s.parts[stream] = n
-		s.mu.Unlock()
+		if n != want {
+			return fmt.Errorf("%w: stream %q has %d partitions, then %d", core.ErrUnavailable, stream, want, n)
+		}
 	}
 	n, _ := conn.Partitions(stream)
 	return core.ValidatePartition(stream, partition, n)

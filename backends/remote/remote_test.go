@@ -59,17 +59,6 @@ func harness(addr string) conformance.Harness {
 	}
 }
 
-// knownFailures are the conformance subtests the stream protocol cannot pass through a hub
-// today: it has no way to ask whether a stream exists without creating it, so Fetch and
-// Append of a never-created stream create it instead of returning core.ErrStreamNotFound
-// (see the package doc). The test fails if one of them starts passing, so that this list is
-// kept honest when the hub gains such a request.
-var knownFailures = map[string]string{
-	"Storage/CreateStream/InvalidPartitionCount": "Fetch after a rejected CreateStream creates the stream",
-	"Storage/Fetch/StreamNotFound":               "Fetch of a never-created stream creates it",
-	"Storage/Append/StreamNotFound":              "Append to a never-created stream creates it",
-}
-
 // TestConformance runs the conformance suite through an in-process hub over loopback TCP,
 // with the hub on the memory backend and on bbolt.
 func TestConformance(t *testing.T) {
@@ -88,19 +77,14 @@ func runConformance(t *testing.T, addr string) {
 		if !r.Leaf {
 			return
 		}
-		_, known := knownFailures[r.Name]
-		switch {
-		case r.Outcome == conformance.Fail && !known:
+		switch r.Outcome {
+		case conformance.Fail:
 			t.Errorf("%s failed: %v", r.Name, r.Failures)
-		case r.Outcome == conformance.Fail:
-			t.Logf("%s failed as known (%s)", r.Name, knownFailures[r.Name])
-		case known:
-			t.Errorf("%s = %v; it is listed as a known failure: update knownFailures", r.Name, r.Outcome)
-		case r.Outcome == conformance.Skip:
+		case conformance.Skip:
 			t.Logf("%s skipped: %s", r.Name, r.SkipReason)
 		}
 	}))
-	t.Logf("conformance through the hub: %v (%d known failures)", res, len(knownFailures))
+	t.Logf("conformance through the hub: %v", res)
 	if res.Passed < 40 {
 		t.Errorf("only %d conformance tests passed", res.Passed)
 	}

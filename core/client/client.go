@@ -96,12 +96,13 @@ func WithIdleTimeout(d time.Duration) Option {
 	}
 }
 
-// link is one way to reach the hub node: the route prefix to it and a channel closed when
-// that way breaks (nil when the transport cannot tell).
+// link is one way to reach the hub node: the route prefix to it, a channel closed when that
+// way breaks (nil when the transport cannot tell), and a way to break it.
 type link struct {
 	route wire.Route
 	done  <-chan struct{}
 	close func()
+	drop  func() // closes the underlying connection after a timeout (nil: nothing to close)
 }
 
 // Client connects a local [routing.Node] to a hub. Publishers and consumers made from it
@@ -322,6 +323,14 @@ func (s *session) close() {
 	})
 }
 
+// dropLink closes the session's connection after a request timed out on it, so that the
+// next session dials a new one instead of reusing a connection that stopped answering.
+func (s *session) dropLink() {
+	if s.link.drop != nil {
+		s.link.drop()
+	}
+}
+
 // route returns the route to a hub-local address over this session's link.
 func (s *session) route(service string) wire.Route {
 	r := make(wire.Route, 0, len(s.link.route)+1)
@@ -386,16 +395,29 @@ func (s *session) handle(_ context.Context, m *routing.Message) error {
 			}
 		}
 		return nil
-	case wire.ProtocolPullWait, wire.ProtocolPull, wire.ProtocolIndexGet, wire.ProtocolIndexSave:
+	case wire.ProtocolPullWait, wire.ProtocolPull, wire.ProtocolIndexGet, wire.ProtocolIndexSave, wire.ProtocolStreamInfo:
 		id, ok := replyRequestID(bp.Data)
 		if !ok {
 			return fmt.Errorf("client: %s reply without a request id", bp.Protocol)
 		}
 		s.deliver(waitKey{classOf(bp.Protocol), id}, r)
 		return nil
+	case wire.ProtocolRequestError:
+		// A sluice_error names the request it answers: only that request fails.
+		e, err := wire.DecodeRequestError(bp.Data)
+		if err != nil {
+			return fmt.Errorf("client: reply from %s: %w", m.ReturnRoute, err)
+		}
+		class := classOf(e.Protocol)
+		if class == "push" && s.handler != nil {
+			break // the publisher matches its own push requests
+		}
+		s.deliver(waitKey{class, e.RequestID}, r)
+		return nil
 	case wire.ProtocolError:
-		// An error reply names no request. Fail the session: every waiting request gets an
-		// error and the owner reconnects.
+		// An error reply names no request (the hub sends one only for Ockam protocols and
+		// payloads it cannot read). Fail the session: every waiting request gets an error
+		// and the owner reconnects.
 		e, derr := wire.DecodeErrorPayload(bp.Data)
 		reason := "(undecodable error reply)"
 		if derr == nil {
@@ -413,12 +435,26 @@ func (s *session) handle(_ context.Context, m *routing.Message) error {
 	return nil
 }
 
+// classOf returns the waitKey class of the requests and replies of protocol.
 func classOf(protocol string) string {
 	switch protocol {
 	case wire.ProtocolIndexGet, wire.ProtocolIndexSave:
 		return "index"
+	case wire.ProtocolStreamInfo:
+		return "info"
+	case wire.ProtocolPush, wire.ProtocolPushBatch:
+		return "push"
 	}
 	return "pull"
+}
+
+// requestError returns the error of a sluice_error reply, which fails one request.
+func requestError(r reply) error {
+	e, err := wire.DecodeRequestError(r.data)
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("%w: %s: %w", ErrRejected, e.Reason, core.ErrUnavailable)
 }
 
 // replyRequestID reads the request id that starts every reply of a numbered protocol.
@@ -450,7 +486,11 @@ func (s *session) call(ctx context.Context, onward wire.Route, k waitKey, payloa
 		delete(s.waiters, k)
 		s.mu.Unlock()
 	}()
-	return s.await(ctx, ch, func() error { return s.send(ctx, onward, payload) }, timeout)
+	r, err := s.await(ctx, ch, func() error { return s.send(ctx, onward, payload) }, timeout)
+	if err == nil && r.protocol == wire.ProtocolRequestError {
+		return reply{}, requestError(r)
+	}
+	return r, err
 }
 
 func (s *session) await(ctx context.Context, ch chan reply, send func() error, timeout time.Duration) (reply, error) {
@@ -465,6 +505,7 @@ func (s *session) await(ctx context.Context, ch chan reply, send func() error, t
 	case <-t.C:
 		err := fmt.Errorf("%w after %v", ErrTimeout, timeout)
 		s.fail(err)
+		s.dropLink()
 		return reply{}, err
 	case <-s.doneCh:
 		return reply{}, s.err()

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -11,7 +12,8 @@ import (
 	"github.com/sluicehq/sluice/core/wire"
 )
 
-// DefaultCreateQuiet is the default for [Conn.CreateQuiet].
+// DefaultCreateQuiet is the default for [Conn.CreateQuiet]. Hubs that answer
+// sluice_stream_info (every Sluice hub) make the wait unnecessary.
 const DefaultCreateQuiet = 100 * time.Millisecond
 
 // Conn is one session with the hub for plain request/response use: every method sends one
@@ -19,9 +21,11 @@ const DefaultCreateQuiet = 100 * time.Millisecond
 // remote backend; applications want [Publisher] and [Consumer].
 //
 // A Conn fails for good when its connection is lost, a request times out, or the hub
-// answers with an "error" reply (which names no request, so every request waiting on the
-// Conn fails with it); [Conn.Done] is then closed and every method returns an error
-// matching [core.ErrUnavailable] or [ErrRejected]. Open a new Conn to go on.
+// answers with an Ockam "error" reply (which names no request, so every request waiting on
+// the Conn fails with it); [Conn.Done] is then closed and every method returns an error
+// matching [core.ErrUnavailable] or [ErrRejected]. Open a new Conn to go on. A request the
+// hub refuses by number (status ERROR, or a sluice_error reply) fails alone, with an error
+// matching [ErrRejected] and [core.ErrUnavailable]; the Conn goes on working.
 //
 // Methods are safe for concurrent use.
 type Conn struct {
@@ -30,8 +34,9 @@ type Conn struct {
 	reqID   atomic.Uint64
 
 	// CreateQuiet is how long CreateStream waits for one more partition's Init after the
-	// last one before it concludes that the stream has no more partitions (the stream
-	// protocol does not announce the count). Set it before use; default DefaultCreateQuiet.
+	// last one before it concludes that the stream has no more partitions, when the hub
+	// cannot report the count with sluice_stream_info. Set it before use; default
+	// DefaultCreateQuiet.
 	CreateQuiet time.Duration
 
 	createMu sync.Mutex // one partitioned create at a time (their replies are not numbered)
@@ -94,8 +99,10 @@ func (c *Conn) Partitions(stream string) (int, bool) {
 }
 
 // CreateStream makes sure stream exists (stream_create_partitioned) and returns its
-// partition count: the number of Init replies, which for an existing stream is its own
-// count. See CreateQuiet.
+// partition count, which for an existing stream is its own count. After the first Init it
+// asks the hub for the count (sluice_stream_info) and waits for exactly that many Init
+// replies; only when the hub cannot tell does it count the Inits that arrive (see
+// CreateQuiet).
 func (c *Conn) CreateStream(ctx context.Context, stream string, partitions int) (int, error) {
 	if partitions < 1 {
 		return 0, fmt.Errorf("client: create stream %q: %w: %d partitions", stream, core.ErrInvalidArgument, partitions)
@@ -131,18 +138,37 @@ func (c *Conn) CreateStream(ctx context.Context, stream string, partitions int) 
 	if err := add(first); err != nil {
 		return 0, fmt.Errorf("client: create stream %q: %w", stream, err)
 	}
+	// The first Init comes after the backend created the stream, so the hub now knows its
+	// partition count.
+	want, exists, infoErr := c.StreamInfo(ctx, stream)
+	switch {
+	case infoErr != nil && !errors.Is(infoErr, ErrRejected):
+		return 0, fmt.Errorf("client: create stream %q: %w", stream, infoErr)
+	case infoErr == nil && !exists:
+		return 0, fmt.Errorf("client: create stream %q: %w: the hub sent Init but reports no such stream", stream, core.ErrUnavailable)
+	case infoErr == nil && want > core.MaxPartitions:
+		return 0, fmt.Errorf("client: create stream %q: the hub reports %d partitions", stream, want)
+	}
 	quiet := c.CreateQuiet
 	t := time.NewTimer(quiet)
+	if infoErr == nil {
+		t.Reset(c.timeout) // the remaining Inits are on their way: wait for them
+	}
 	defer t.Stop()
 collect:
-	for {
+	for infoErr != nil || len(routes) < want {
 		select {
 		case r := <-ch:
 			if err := add(r); err != nil {
 				return 0, fmt.Errorf("client: create stream %q: %w", stream, err)
 			}
-			t.Reset(quiet)
+			if infoErr != nil {
+				t.Reset(quiet)
+			}
 		case <-t.C:
+			if infoErr == nil {
+				return 0, fmt.Errorf("client: create stream %q: %w after %v: %d of %d Init replies arrived", stream, ErrTimeout, c.timeout, len(routes), want)
+			}
 			break collect
 		case <-c.s.done():
 			return 0, fmt.Errorf("client: create stream %q: %w", stream, c.s.err())
@@ -163,6 +189,32 @@ collect:
 	}
 	c.mu.Unlock()
 	return n, nil
+}
+
+// StreamInfo asks the hub whether stream exists and how many partitions it has, without
+// creating it (sluice_stream_info). exists false with a nil error means the stream does not
+// exist. A hub that cannot tell returns an error matching [ErrRejected].
+func (c *Conn) StreamInfo(ctx context.Context, stream string) (partitions int, exists bool, err error) {
+	id := c.nextID()
+	payload := wire.EncodePayload(wire.ProtocolStreamInfo, wire.StreamInfoRequest{RequestID: id, StreamName: stream})
+	r, err := c.s.call(ctx, c.s.route(c.s.c.cfg.streamService), waitKey{"info", id}, payload, c.timeout)
+	if err != nil {
+		return 0, false, fmt.Errorf("client: stream info %q: %w", stream, err)
+	}
+	rep, err := wire.DecodeStreamInfoReply(r.data)
+	if err != nil {
+		return 0, false, fmt.Errorf("client: stream info %q: %w", stream, err)
+	}
+	if rep.Status != wire.StatusOK {
+		return 0, false, fmt.Errorf("client: stream info %q: %w: %s: %w", stream, ErrRejected, rep.Reason, core.ErrUnavailable)
+	}
+	if !rep.Partitions.Valid {
+		return 0, false, nil
+	}
+	if rep.Partitions.Value > core.MaxPartitions {
+		return 0, false, fmt.Errorf("client: stream info %q: the hub reports %d partitions", stream, rep.Partitions.Value)
+	}
+	return int(rep.Partitions.Value), true, nil
 }
 
 func (c *Conn) route(stream string, partition int) (wire.Route, error) {

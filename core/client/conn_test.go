@@ -1,11 +1,17 @@
 package client_test
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/backends/memory"
 	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/client"
 )
 
 func TestConn(t *testing.T) {
@@ -72,5 +78,114 @@ func TestConn(t *testing.T) {
 	conn.Close()
 	if _, err := conn.GetIndex(ctx, "me", "parts", 2); !errors.Is(err, core.ErrClosed) {
 		t.Fatalf("GetIndex after Close = %v, want ErrClosed", err)
+	}
+}
+
+// failPartition fails every Fetch of one partition while fail is set.
+type failPartition struct {
+	core.Storage
+	partition int
+	fail      atomic.Bool
+}
+
+func (f *failPartition) Fetch(ctx context.Context, s string, p int, from uint64, limit int) ([]core.Message, error) {
+	if p == f.partition && f.fail.Load() {
+		return nil, fmt.Errorf("%w: test: injected fetch failure", core.ErrUnavailable)
+	}
+	return f.Storage.Fetch(ctx, s, p, from, limit)
+}
+
+func (f *failPartition) Partitions(ctx context.Context, s string) (int, error) {
+	return f.Storage.(core.PartitionCounter).Partitions(ctx, s)
+}
+
+// TestConnRequestFailsAlone checks that a request the hub refuses by number fails alone: the
+// Conn, and a request waiting on it, go on.
+func TestConnRequestFailsAlone(t *testing.T) {
+	s, err := memory.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &failPartition{Storage: s, partition: 1}
+	h := startHubOn(t, &core.Backend{Storage: f, Index: s})
+	c := dial(t, h.Addr)
+	ctx := t.Context()
+	conn, err := c.Open(ctx, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+
+	if _, exists, err := conn.StreamInfo(ctx, "alone"); err != nil || exists {
+		t.Fatalf("StreamInfo of a missing stream = %v, %v; want not found", exists, err)
+	}
+	if n, err := conn.CreateStream(ctx, "alone", 2); err != nil || n != 2 {
+		t.Fatalf("CreateStream(2) = %d, %v", n, err)
+	}
+	if n, exists, err := conn.StreamInfo(ctx, "alone"); err != nil || !exists || n != 2 {
+		t.Fatalf("StreamInfo = %d, %v, %v; want 2 partitions", n, exists, err)
+	}
+	// An invalid name: status ERROR with a reason, for that request only.
+	if _, _, err := conn.StreamInfo(ctx, "bad name/x"); !errors.Is(err, client.ErrRejected) || !strings.Contains(err.Error(), "bad name/x") {
+		t.Fatalf("StreamInfo of an invalid name = %v, want ErrRejected naming it", err)
+	}
+
+	// A long poll waits on partition 0 while a pull of partition 1 fails.
+	done := make(chan error, 1)
+	go func() {
+		m, err := conn.Pull(ctx, "alone", 0, 0, 10, 10*time.Second)
+		if err == nil && (len(m) != 1 || string(m[0].Data) != "late") {
+			err = fmt.Errorf("got %v, want [late]", m)
+		}
+		done <- err
+	}()
+	f.fail.Store(true)
+	_, err = conn.Pull(ctx, "alone", 1, 0, 10, time.Second)
+	if !errors.Is(err, client.ErrRejected) || !errors.Is(err, core.ErrUnavailable) || !strings.Contains(err.Error(), "injected fetch failure") {
+		t.Fatalf("Pull of the failing partition = %v, want ErrRejected and ErrUnavailable with the reason", err)
+	}
+	if conn.Err() != nil {
+		t.Fatalf("Conn failed with the request: %v", conn.Err())
+	}
+	if _, err := conn.Push(ctx, "alone", 0, [][]byte{[]byte("late")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("long poll waiting while another request failed: %v", err)
+	}
+}
+
+// TestTimeoutDropsConnection checks that a request timeout closes the TCP connection it was
+// sent on, so that the next session dials a new one instead of reusing a connection that
+// stopped answering (here: one that lost bytes, and with them its framing).
+func TestTimeoutDropsConnection(t *testing.T) {
+	h := startHub(t)
+	px := newProxy(t, h.Addr)
+	c := dial(t, px.Addr(), client.WithIdleTimeout(time.Hour)) // only the timeout closes it
+	ctx := t.Context()
+	conn, err := c.Open(ctx, 200*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.SaveIndex(ctx, "me", "s", 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	px.SetBlackhole(true)
+	if _, err := conn.GetIndex(ctx, "me", "s", 0); !errors.Is(err, client.ErrTimeout) {
+		t.Fatalf("GetIndex through a black hole = %v, want ErrTimeout", err)
+	}
+	px.SetBlackhole(false)
+	waitFor(t, "the timed-out connection to close", func() bool { return px.Stats().Active == 0 })
+	conn2, err := c.Open(ctx, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn2.Close()
+	if v, err := conn2.GetIndex(ctx, "me", "s", 0); err != nil || v != 1 {
+		t.Fatalf("GetIndex on a new session = %d, %v; want 1", v, err)
+	}
+	if st := px.Stats(); st.Accepted != 2 {
+		t.Fatalf("proxy accepted %d connections, want 2 (a new one after the timeout)", st.Accepted)
 	}
 }

@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/sluicehq/sluice/core"
 	"github.com/sluicehq/sluice/core/routing"
@@ -11,16 +10,14 @@ import (
 	"github.com/sluicehq/sluice/core/wire"
 )
 
-// probeInterval is how often a session checks that its TCP connection is still open.
-const probeInterval = 50 * time.Millisecond
-
 // Dial returns a Client with its own routing node and TCP transport that reaches the hub at
 // addr ("host:port"). Nothing is connected yet: publishers and consumers connect on first
 // use and reconnect after failures. Close closes the node and its connections.
 //
-// Each session (see [Publisher] and [Consumer]) notices within a few tens of milliseconds
-// when the TCP connection it uses closes, and then reconnects, instead of waiting for its
-// requests to time out.
+// Each session (see [Publisher] and [Consumer]) notices at once when the TCP connection it
+// uses closes, and then reconnects, instead of waiting for its requests to time out. A
+// request that times out closes the connection it was sent on, so that the reconnect dials
+// a new one instead of reusing a connection that stopped answering.
 func Dial(addr string, opts ...Option) (*Client, error) {
 	if addr == "" {
 		return nil, fmt.Errorf("%w: client: empty hub address", core.ErrInvalidOption)
@@ -39,48 +36,21 @@ func Dial(addr string, opts ...Option) (*Client, error) {
 		return nil, fmt.Errorf("client: %w", err)
 	}
 	c := &Client{node: node, ownNode: true, cfg: cfg}
-	c.dial = func(ctx context.Context) (link, error) { return tcpLink(ctx, tr, addr, cfg.dialTimeout) }
+	c.dial = func(ctx context.Context) (link, error) { return tcpLink(ctx, tr, addr) }
 	return c, nil
 }
 
-// tcpLink connects (or reuses the transport's connection) to addr and watches it: done is
-// closed when the transport no longer has that connection. The watcher goroutine is owned
-// by the link and stops when the link is closed.
-func tcpLink(ctx context.Context, tr *tcp.Transport, addr string, dialTimeout time.Duration) (link, error) {
+// tcpLink connects (or reuses the transport's connection) to addr: done is the
+// connection's Done channel, and drop closes that connection.
+func tcpLink(ctx context.Context, tr *tcp.Transport, addr string) (link, error) {
 	a, err := tr.Connect(ctx, addr)
 	if err != nil {
 		return link{}, err
 	}
-	done := make(chan struct{})
-	lctx, stop := context.WithCancel(context.Background())
-	exited := make(chan struct{})
-	go func() {
-		defer close(exited)
-		t := time.NewTicker(probeInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-lctx.Done():
-				return
-			case <-t.C:
-			}
-			// Connect returns the open connection's address without I/O; once that
-			// connection is gone it dials a new one (which the next session will use).
-			pctx, cancel := context.WithTimeout(lctx, dialTimeout)
-			cur, err := tr.Connect(pctx, addr)
-			cancel()
-			if lctx.Err() != nil {
-				return
-			}
-			if err != nil || !cur.Equal(a) {
-				close(done)
-				return
-			}
-		}
-	}()
-	closeFn := func() {
-		stop()
-		<-exited
-	}
-	return link{route: wire.Route{a}, done: done, close: closeFn}, nil
+	return link{
+		route: wire.Route{a},
+		done:  tr.Done(a), // already closed if the connection closed since Connect
+		close: func() {},
+		drop:  func() { _ = tr.Disconnect(a) }, // an error: it closed already
+	}, nil
 }

@@ -18,6 +18,9 @@ func FuzzSessionHandle(f *testing.F) {
 		wire.EncodePayload(wire.ProtocolCreate, wire.Init{StreamName: "s"}),
 		wire.EncodePayload(wire.ProtocolCreatePartitioned, wire.InitPartitioned{StreamName: "s", Partition: 2}),
 		wire.EncodePayload(wire.ProtocolError, wire.Error{Reason: "no"}),
+		wire.EncodePayload(wire.ProtocolRequestError, wire.RequestError{RequestID: 1, Protocol: wire.ProtocolPullWait, Reason: "no"}),
+		wire.EncodePayload(wire.ProtocolRequestError, wire.RequestError{RequestID: 1, Protocol: wire.ProtocolPushBatch, Reason: "no"}),
+		wire.EncodePayload(wire.ProtocolStreamInfo, wire.StreamInfoReply{RequestID: 1, Partitions: wire.Some[uint64](2)}),
 		{}, {0xff}, {0x05, 's', 't', 'r', 'e', 'a'},
 	} {
 		f.Add(seed)

@@ -734,7 +734,14 @@ func (p *Publisher) onTimeout(gen, id uint64) {
 	delete(p.reqs, id)
 	p.timeouts.Add(1)
 	p.failLocked(gen, fmt.Errorf("client: push request %d to %q: %w after %v", id, p.stream, ErrTimeout, p.cfg.requestTimeout))
+	var sess *session
+	if gen == p.gen {
+		sess = p.sess
+	}
 	p.mu.Unlock()
+	if sess != nil {
+		sess.dropLink()
+	}
 }
 
 // failLocked marks session generation gen as failed; the run loop reconnects.
@@ -751,6 +758,7 @@ func (p *Publisher) onReply(s *session, protocol string, data []byte) {
 		id      uint64
 		ok      bool
 		indexes []uint64
+		reason  string // of a sluice_error
 		err     error
 	)
 	switch protocol {
@@ -762,6 +770,11 @@ func (p *Publisher) onReply(s *session, protocol string, data []byte) {
 		var c wire.PushBatchConfirm
 		c, err = wire.DecodePushBatchConfirm(data)
 		id, ok, indexes = c.RequestID, c.Status == wire.StatusOK, c.Indexes
+	case wire.ProtocolRequestError:
+		// One push request failed without a confirm (e.g. the hub is shutting down).
+		var e wire.RequestError
+		e, err = wire.DecodeRequestError(data)
+		id, reason = e.RequestID, e.Reason
 	case wire.ProtocolError:
 		e, derr := wire.DecodeErrorPayload(data)
 		if derr == nil {
@@ -794,6 +807,9 @@ func (p *Publisher) onReply(s *session, protocol string, data []byte) {
 			err = fmt.Errorf("client: push request %d to %q: %d indexes confirmed for %d messages", id, p.stream, len(indexes), len(r.entries))
 		} else {
 			err = fmt.Errorf("client: push request %d to %q: %w (status ERROR)", id, p.stream, ErrRejected)
+			if reason != "" {
+				err = fmt.Errorf("client: push request %d to %q: %w: %s", id, p.stream, ErrRejected, reason)
+			}
 			if len(r.entries) == 1 {
 				r.entries[0].refused++
 			} else {

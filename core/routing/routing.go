@@ -160,6 +160,21 @@ type Node struct {
 	closed     bool
 	local      map[string]*entry
 	transports map[uint8]Transport
+	fallback   func(ctx context.Context, address string) Worker
+}
+
+// SetFallback sets f to be consulted when Send finds no worker or sender at a local
+// address. f returns a worker to register at that address (Send then delivers the message
+// to it), or nil to fail Send with ErrNoRoute. If a worker was registered at the address
+// meanwhile (by f itself or by another goroutine), that one is used and f's result is
+// dropped. f runs in the sending goroutine without the node's lock held, possibly
+// concurrently for the same address; it must honour ctx and may call Register. nil
+// removes the fallback. Servers use it to create workers on demand, for example after a
+// restart, for addresses that clients learned earlier.
+func (n *Node) SetFallback(f func(ctx context.Context, address string) Worker) {
+	n.mu.Lock()
+	n.fallback = f
+	n.mu.Unlock()
 }
 
 // entry is one local address: a mailbox worker or a Sender.
@@ -331,7 +346,11 @@ func (n *Node) Send(ctx context.Context, msg wire.TransportMessage) error {
 		return t.Send(ctx, msg)
 	}
 	e, ok := n.local[string(first.Value)]
+	fallback := n.fallback
 	n.mu.RUnlock()
+	if !ok && fallback != nil {
+		e, ok = n.fallbackEntry(ctx, string(first.Value), fallback)
+	}
 	if !ok {
 		return fmt.Errorf("routing: send to %s: no worker at this address: %w", first, ErrNoRoute)
 	}
@@ -352,6 +371,23 @@ func (n *Node) Send(ctx context.Context, msg wire.TransportMessage) error {
 	case <-ctx.Done():
 		return fmt.Errorf("routing: send to %s: mailbox full: %w", first, ctx.Err())
 	}
+}
+
+// fallbackEntry asks the fallback for a worker at address and returns the entry registered
+// there afterwards.
+func (n *Node) fallbackEntry(ctx context.Context, address string, fallback func(context.Context, string) Worker) (*entry, bool) {
+	if validateAddress(address) != nil {
+		return nil, false
+	}
+	if w := fallback(ctx, address); w != nil {
+		if err := n.Register(address, w); err != nil && !errors.Is(err, ErrAddressInUse) {
+			return nil, false
+		}
+	}
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	e, ok := n.local[address]
+	return e, ok
 }
 
 // run is the mailbox goroutine of the worker at address.

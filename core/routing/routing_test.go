@@ -403,3 +403,62 @@ func TestUnregisterFromOwnHandler(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestFallback(t *testing.T) {
+	n := newNode(t)
+	ctx := context.Background()
+	msg := func(addr string) wire.TransportMessage {
+		return wire.TransportMessage{OnwardRoute: wire.Route{wire.Local(addr)}, Payload: []byte(addr)}
+	}
+	if err := n.Send(ctx, msg("dyn.1")); !errors.Is(err, ErrNoRoute) {
+		t.Fatalf("Send without fallback = %v, want ErrNoRoute", err)
+	}
+	in := make(inbox, 10)
+	var mu sync.Mutex
+	var asked []string
+	n.SetFallback(func(ctx context.Context, addr string) Worker {
+		mu.Lock()
+		asked = append(asked, addr)
+		mu.Unlock()
+		if addr == "dyn.1" {
+			return in
+		}
+		return nil
+	})
+	if err := n.Send(ctx, msg("dyn.1")); err != nil {
+		t.Fatal(err)
+	}
+	if m := receive(t, in); string(m.Payload) != "dyn.1" || m.Address != "dyn.1" {
+		t.Fatalf("delivered %q at %q", m.Payload, m.Address)
+	}
+	// The worker is registered now: the fallback is not asked again.
+	if err := n.Send(ctx, msg("dyn.1")); err != nil {
+		t.Fatal(err)
+	}
+	receive(t, in)
+	if err := n.Send(ctx, msg("other")); !errors.Is(err, ErrNoRoute) {
+		t.Fatalf("Send to an address the fallback refuses = %v, want ErrNoRoute", err)
+	}
+	mu.Lock()
+	got := append([]string(nil), asked...)
+	mu.Unlock()
+	if len(got) != 2 || got[0] != "dyn.1" || got[1] != "other" {
+		t.Fatalf("fallback asked for %q, want [dyn.1 other]", got)
+	}
+	// A fallback that registers the worker itself: its registration is used.
+	in2 := make(inbox, 10)
+	n.SetFallback(func(ctx context.Context, addr string) Worker {
+		if err := n.Register(addr, in2); err != nil {
+			t.Errorf("register from fallback: %v", err)
+		}
+		return in // dropped: the address is taken
+	})
+	if err := n.Send(ctx, msg("self")); err != nil {
+		t.Fatal(err)
+	}
+	receive(t, in2)
+	n.SetFallback(nil)
+	if err := n.Send(ctx, msg("gone")); !errors.Is(err, ErrNoRoute) {
+		t.Fatalf("Send after SetFallback(nil) = %v, want ErrNoRoute", err)
+	}
+}

@@ -130,3 +130,16 @@ func FuzzIndexGetRequest(f *testing.F) {
 func FuzzIndexReply(f *testing.F) {
 	fuzzDecoder(f, DecodeIndexReply, IndexReply{2, StatusOK, Some[uint64](10)}, IndexReply{2, StatusError, None[uint64]()})
 }
+
+func FuzzStreamInfoRequest(f *testing.F) {
+	fuzzDecoder(f, DecodeStreamInfoRequest, StreamInfoRequest{3, "s"})
+}
+
+func FuzzStreamInfoReply(f *testing.F) {
+	fuzzDecoder(f, DecodeStreamInfoReply, StreamInfoReply{3, StatusOK, Some[uint64](4), ""},
+		StreamInfoReply{3, StatusOK, None[uint64](), ""}, StreamInfoReply{3, StatusError, None[uint64](), "backend down"})
+}
+
+func FuzzRequestError(f *testing.F) {
+	fuzzDecoder(f, DecodeRequestError, RequestError{5, ProtocolPullWait, "fetch failed"})
+}

@@ -33,6 +33,12 @@ const (
 	ProtocolIndexSave = "sluice_index_save"
 	// ProtocolIndexGet is the Sluice index get: IndexGetRequest -> IndexReply.
 	ProtocolIndexGet = "sluice_index_get"
+	// ProtocolStreamInfo asks whether a stream exists and how many partitions it has,
+	// without creating it: StreamInfoRequest -> StreamInfoReply.
+	ProtocolStreamInfo = "sluice_stream_info"
+	// ProtocolRequestError carries a RequestError: the failure of one numbered Sluice
+	// extension request that its own reply cannot express.
+	ProtocolRequestError = "sluice_error"
 )
 
 // Encoder is implemented by every payload type of this package.
@@ -94,7 +100,8 @@ func EncodePayload[E Encoder](protocol string, e E) []byte {
 var knownProtocols = []string{
 	ProtocolPush, ProtocolPull, ProtocolPullWait, ProtocolPushBatch, ProtocolIndexSave,
 	ProtocolIndexGet, ProtocolCreate, ProtocolCreatePartitioned, ProtocolCreatePartitions,
-	ProtocolIndex, ProtocolIndexPartitioned, ProtocolError, ProtocolBinary,
+	ProtocolIndex, ProtocolIndexPartitioned, ProtocolError, ProtocolBinary, ProtocolStreamInfo,
+	ProtocolRequestError,
 }
 
 // protocol reads a protocol name, interning the known ones.

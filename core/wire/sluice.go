@@ -1,5 +1,7 @@
 package wire
 
+import "strings"
+
 // Sluice extension payloads. They use their own protocol names (sluice_*), so a plain Ockam
 // client never meets them; their semantics are in docs/protocol.md.
 
@@ -195,4 +197,99 @@ func DecodeIndexReply(b []byte) (IndexReply, error) {
 		return IndexReply{}, err
 	}
 	return p, nil
+}
+
+// StreamInfoRequest is the request of ProtocolStreamInfo: {request_id: uint, stream_name:
+// string}. It asks whether a stream exists and how many partitions it has, without creating
+// it.
+type StreamInfoRequest struct {
+	RequestID  uint64
+	StreamName string
+}
+
+func (p StreamInfoRequest) Size() int {
+	return UintSize(p.RequestID) + DataSize(len(p.StreamName))
+}
+func (p StreamInfoRequest) Append(dst []byte) []byte {
+	return AppendString(AppendUint(dst, p.RequestID), p.StreamName)
+}
+
+// DecodeStreamInfoRequest decodes a StreamInfoRequest.
+func DecodeStreamInfoRequest(b []byte) (StreamInfoRequest, error) {
+	r := NewReader(b, "StreamInfoRequest")
+	p := StreamInfoRequest{RequestID: r.ReadUint(), StreamName: r.ReadString()}
+	if err := r.Finish(); err != nil {
+		return StreamInfoRequest{}, err
+	}
+	return p, nil
+}
+
+// StreamInfoReply is the reply of ProtocolStreamInfo: {request_id: uint, status: Status,
+// partitions: optional<uint>, reason: string}. With StatusOK, Partitions is the stream's
+// partition count, absent when the stream does not exist, and Reason is empty; with
+// StatusError the hub could not tell (Reason says why) and Partitions is absent.
+type StreamInfoReply struct {
+	RequestID  uint64
+	Status     Status
+	Partitions Optional[uint64]
+	Reason     string
+}
+
+func (p StreamInfoReply) Size() int {
+	return UintSize(p.RequestID) + UintSize(uint64(p.Status)) + optionalUintSize(p.Partitions) + DataSize(len(p.Reason))
+}
+func (p StreamInfoReply) Append(dst []byte) []byte {
+	dst = AppendUint(AppendUint(dst, p.RequestID), uint64(p.Status))
+	return AppendString(AppendOptionalUint(dst, p.Partitions), p.Reason)
+}
+
+// DecodeStreamInfoReply decodes a StreamInfoReply.
+func DecodeStreamInfoReply(b []byte) (StreamInfoReply, error) {
+	r := NewReader(b, "StreamInfoReply")
+	p := StreamInfoReply{RequestID: r.ReadUint(), Status: r.status(), Partitions: r.ReadOptionalUint(), Reason: r.ReadString()}
+	if err := r.Finish(); err != nil {
+		return StreamInfoReply{}, err
+	}
+	return p, nil
+}
+
+// RequestError is the message of ProtocolRequestError: {request_id: uint, protocol: string,
+// reason: string}. The hub sends it instead of an Error when it cannot answer one request of
+// a Sluice extension (Protocol, numbered RequestID) with that extension's own reply, for
+// example because the request does not decode or the hub is shutting down. Unlike Error it
+// names the request, so a client fails that request only.
+type RequestError struct {
+	RequestID uint64
+	Protocol  string
+	Reason    string
+}
+
+func (p RequestError) Size() int {
+	return UintSize(p.RequestID) + DataSize(len(p.Protocol)) + DataSize(len(p.Reason))
+}
+func (p RequestError) Append(dst []byte) []byte {
+	return AppendString(AppendString(AppendUint(dst, p.RequestID), p.Protocol), p.Reason)
+}
+
+// DecodeRequestError decodes a RequestError.
+func DecodeRequestError(b []byte) (RequestError, error) {
+	r := NewReader(b, "RequestError")
+	p := RequestError{RequestID: r.ReadUint(), Protocol: r.ReadString(), Reason: r.ReadString()}
+	if err := r.Finish(); err != nil {
+		return RequestError{}, err
+	}
+	return p, nil
+}
+
+// IsExtension reports whether protocol is a Sluice extension (its name starts with
+// "sluice_"): failures of its requests are answered in its own reply or with a
+// RequestError, never with an Error.
+func IsExtension(protocol string) bool { return strings.HasPrefix(protocol, "sluice_") }
+
+// RequestIDOf reads the request id that starts every Sluice extension request and reply.
+// ok is false when data does not start with a valid uint.
+func RequestIDOf(data []byte) (id uint64, ok bool) {
+	r := NewReader(data, "request id")
+	id = r.ReadUint()
+	return id, r.Err() == nil
 }

@@ -170,6 +170,40 @@ func (c *Conn) ExpectError() string {
 	return e.Reason
 }
 
+// ExpectRequestError reads the next message, fails the test unless it is a sluice_error
+// answering request id of protocol, and returns its reason.
+func (c *Conn) ExpectRequestError(protocol string, id uint64) string {
+	c.t.Helper()
+	r := c.Expect(wire.ProtocolRequestError)
+	e, err := wire.DecodeRequestError(r.Data)
+	if err != nil {
+		c.t.Fatalf("decode sluice_error reply: %v", err)
+	}
+	if e.Protocol != protocol || e.RequestID != id {
+		c.t.Fatalf("sluice_error for %s request %d, want %s request %d (reason %q)", e.Protocol, e.RequestID, protocol, id, e.Reason)
+	}
+	if e.Reason == "" {
+		c.t.Fatalf("sluice_error reply has an empty reason")
+	}
+	return e.Reason
+}
+
+// StreamInfo sends sluice_stream_info for stream to the stream service and returns the
+// reply.
+func (c *Conn) StreamInfo(requestID uint64, stream string) wire.StreamInfoReply {
+	c.t.Helper()
+	c.Send(wire.Route{wire.Local(hub.StreamAddress)}, wire.ProtocolStreamInfo, wire.StreamInfoRequest{RequestID: requestID, StreamName: stream})
+	r := c.Expect(wire.ProtocolStreamInfo)
+	rep, err := wire.DecodeStreamInfoReply(r.Data)
+	if err != nil {
+		c.t.Fatalf("decode sluice_stream_info reply: %v", err)
+	}
+	if rep.RequestID != requestID {
+		c.t.Fatalf("sluice_stream_info reply for request %d, want %d", rep.RequestID, requestID)
+	}
+	return rep
+}
+
 // ExpectClosed fails the test unless the hub closes the connection (EOF or reset) within
 // the reply timeout, skipping any message that arrives first.
 func (c *Conn) ExpectClosed() {

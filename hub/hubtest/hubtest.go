@@ -41,6 +41,7 @@ func Run(t *testing.T, openBackend func(t *testing.T) *core.Backend) {
 		{"Create", testCreate},
 		{"PushPull", testPushPull},
 		{"Partitioned", testPartitioned},
+		{"StreamInfo", testStreamInfo},
 		{"Index", testIndex},
 		{"IndexPartitioned", testIndexPartitioned},
 		{"SluiceIndex", testSluiceIndex},
@@ -171,6 +172,27 @@ func pullAll(t *testing.T, c *Conn, s Stream, from uint64, n int) []wire.StreamM
 		from = pr.Messages[len(pr.Messages)-1].Index + 1
 	}
 	return out
+}
+
+func testStreamInfo(t *testing.T, b *core.Backend) {
+	_, addr := Start(t, b)
+	c := Dial(t, addr)
+	n := name("info")
+	// Asking does not create.
+	if rep := c.StreamInfo(1, n); rep.Status != wire.StatusOK || rep.Partitions.Valid {
+		t.Fatalf("stream info of a missing stream = %+v, want OK without partitions", rep)
+	}
+	if rep := c.StreamInfo(2, n); rep.Partitions.Valid {
+		t.Fatalf("stream info created the stream: %+v", rep)
+	}
+	c.CreatePartitioned(wire.ProtocolCreatePartitioned, n, 3)
+	if rep := c.StreamInfo(3, n); rep.Status != wire.StatusOK || rep.Partitions != wire.Some[uint64](3) || rep.Reason != "" {
+		t.Fatalf("stream info of a 3-partition stream = %+v", rep)
+	}
+	rep := c.StreamInfo(4, "bad name/x")
+	if rep.Status != wire.StatusError || rep.Partitions.Valid || !strings.Contains(rep.Reason, "bad name/x") {
+		t.Fatalf("stream info of an invalid name = %+v, want ERROR naming it", rep)
+	}
 }
 
 func testPartitioned(t *testing.T, b *core.Backend) {
@@ -568,12 +590,28 @@ func testUndecodable(t *testing.T, b *core.Backend) {
 	// A BasePayload whose data is not a PushRequest (trailing bytes).
 	c.SendPayload(s.Route, wire.EncodePayload(wire.ProtocolPush, wire.Binary{Data: []byte{1, 2, 3}}))
 	c.ExpectError()
-	for _, p := range []string{wire.ProtocolPull, wire.ProtocolPullWait, wire.ProtocolPushBatch} {
-		c.SendPayload(s.Route, wire.EncodePayload(p, wire.Binary{Data: []byte{0x80}}))
+	c.SendPayload(s.Route, wire.EncodePayload(wire.ProtocolPull, wire.Binary{Data: []byte{0x80}}))
+	if reason := c.ExpectError(); !strings.Contains(reason, wire.ProtocolPull) {
+		t.Errorf("reason %q does not name %s", reason, wire.ProtocolPull)
+	}
+	// A Sluice extension request whose request id reads is answered by a sluice_error
+	// naming it; one whose request id does not read by an `error`.
+	for _, p := range []string{wire.ProtocolPullWait, wire.ProtocolPushBatch} {
+		c.SendPayload(s.Route, wire.EncodePayload(p, wire.Binary{Data: []byte{0x80}})) // id 1, then a truncated uint
+		if reason := c.ExpectRequestError(p, 1); !strings.Contains(reason, p) {
+			t.Errorf("reason %q does not name %s", reason, p)
+		}
+		c.SendPayload(s.Route, wire.Encode(wire.BasePayload{Protocol: p})) // no request id
 		if reason := c.ExpectError(); !strings.Contains(reason, p) {
 			t.Errorf("reason %q does not name %s", reason, p)
 		}
 	}
+	for _, p := range []string{wire.ProtocolIndexGet, wire.ProtocolIndexSave} {
+		c.SendPayload(indexService, wire.EncodePayload(p, wire.Binary{Data: []byte{0x80}}))
+		c.ExpectRequestError(p, 1)
+	}
+	c.SendPayload(wire.Route{wire.Local(hub.StreamAddress)}, wire.EncodePayload(wire.ProtocolStreamInfo, wire.Binary{Data: []byte{0x80}}))
+	c.ExpectRequestError(wire.ProtocolStreamInfo, 1)
 	c.SendPayload(wire.Route{wire.Local(hub.StreamAddress)}, wire.EncodePayload(wire.ProtocolCreate, wire.Binary{Data: []byte{7, 7}}))
 	c.ExpectError()
 	c.SendPayload(indexService, wire.EncodePayload(wire.ProtocolIndex, wire.Binary{Data: []byte{9}}))
@@ -660,8 +698,11 @@ func testBackendFailure(t *testing.T, b *core.Backend) {
 	if reason := c.ExpectError(); !strings.Contains(reason, "injected failure") {
 		t.Errorf("pull error reason %q does not carry the backend's error", reason)
 	}
+	// The same for a long poll, answered by a sluice_error that names the request.
 	c.Send(s.Route, wire.ProtocolPullWait, wire.PullWaitRequest{RequestID: 4, Index: pc.Index, Limit: 10, WaitMS: 10_000})
-	c.ExpectError()
+	if reason := c.ExpectRequestError(wire.ProtocolPullWait, 4); !strings.Contains(reason, "injected failure") {
+		t.Errorf("sluice_pull_wait error reason %q does not carry the backend's error", reason)
+	}
 	c.Send(indexService, wire.ProtocolIndex, wire.IndexRequest{Op: wire.IndexGet, ClientID: "r", StreamName: s.Name})
 	c.ExpectError()
 	c.Send(indexService, wire.ProtocolIndex, wire.IndexRequest{Op: wire.IndexSave, ClientID: "r", StreamName: s.Name, Index: 1})
@@ -673,6 +714,14 @@ func testBackendFailure(t *testing.T, b *core.Backend) {
 	}
 	c.Send(wire.Route{wire.Local(hub.StreamAddress)}, wire.ProtocolCreate, wire.CreateStreamRequest{StreamName: wire.Some(name("fail2"))})
 	c.ExpectError()
+	// The wrapper hides the backend's PartitionCounter: the hub answers from the streams it
+	// created, and cannot tell about others.
+	if rep := c.StreamInfo(8, s.Name); rep.Status != wire.StatusOK || rep.Partitions != wire.Some[uint64](1) {
+		t.Fatalf("stream info of a stream created through the hub = %+v, want 1 partition", rep)
+	}
+	if rep := c.StreamInfo(9, name("other")); rep.Status != wire.StatusError || rep.Reason == "" {
+		t.Fatalf("stream info of a stream the hub cannot know = %+v, want ERROR with a reason", rep)
+	}
 
 	// Recovery: the same connection and stream work again, and nothing of the failed push
 	// was stored.

@@ -26,14 +26,17 @@
 // hosts. Routes learned from replies start with a connection's local address; use
 // [Transport.StableRoute] to turn them into routes that survive reconnects.
 //
-// Each frame is read into a new buffer that is never reused, so the messages a connection
-// delivers own their bytes: workers may keep their routes and payloads (which alias that
-// buffer) as long as they like, e.g. to answer a long-poll later.
+// Reads go through a buffer, so a frame's header and body, and the small frames behind it,
+// arrive in one read system call. Each frame's body is copied into a new buffer that is
+// never reused, so the messages a connection delivers own their bytes: workers may keep
+// their routes and payloads (which alias that buffer) as long as they like, e.g. to answer
+// a long-poll later.
 //
 // # Queues, timeouts and limits
 //
-// Each connection has a bounded write queue drained by one writer goroutine, which writes
-// queued frames in batches. When the queue is full, Send waits for room, for ctx, or for the
+// Each connection has a bounded write queue drained by one writer goroutine, which takes
+// everything queued, writes it through a buffer and flushes when the queue is empty, so
+// frames queued together leave in as few system calls as fit the buffer. When the queue is full, Send waits for room, for ctx, or for the
 // connection to close; a peer that does not read is cut off by the write timeout. Reading is
 // done by one goroutine per connection that hands each message to the node; a worker with a
 // full mailbox therefore slows down reading from that connection (TCP back-pressure).
@@ -45,6 +48,9 @@
 //
 // # Lifetime
 //
+// [Transport.StopListening] stops accepting and leaves open connections alone (servers call
+// it when a graceful shutdown starts); [Transport.Disconnect] closes one connection, e.g.
+// one that stopped answering, so that the next send dials a new one.
 // [Transport.Close] (also called by the node's Close) stops the listeners, lets every
 // connection flush what is already queued (bounded by the write timeout), closes the
 // connections and waits for all goroutines.

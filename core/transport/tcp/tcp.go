@@ -1,6 +1,7 @@
 package tcp
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -105,8 +106,8 @@ func WithDialTimeout(d time.Duration) Option {
 	return func(o *options) error { o.dialTimeout = d; return nonNegative("dial timeout", d) }
 }
 
-// WithWriteTimeout closes a connection when writing a batch of frames takes longer than d
-// (default DefaultWriteTimeout; 0 disables it).
+// WithWriteTimeout closes a connection when one write of queued frames to the socket takes
+// longer than d (default DefaultWriteTimeout; 0 disables it).
 func WithWriteTimeout(d time.Duration) Option {
 	return func(o *options) error { o.writeTimeout = d; return nonNegative("write timeout", d) }
 }
@@ -457,6 +458,47 @@ func (t *Transport) remove(c *conn) {
 	}
 }
 
+// StopListening closes the listeners, so that no new connection is accepted, and leaves
+// open connections and dialling alone; a later Listen may listen again. Servers call it at
+// the start of a graceful shutdown. It returns the first error of a listener's Close.
+func (t *Transport) StopListening() error {
+	t.mu.Lock()
+	lns := t.listeners
+	t.listeners = nil
+	t.mu.Unlock()
+	var errs []error
+	for _, ln := range lns {
+		if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Disconnect closes the connection at local address a (as returned by Connect), after
+// writing the frames already queued on it, so that the next Connect or Send to its
+// host:port dials a new connection. Clients use it to drop a connection that stopped
+// answering. An address that names no open connection of this transport returns an error
+// matching routing.ErrNoRoute.
+func (t *Transport) Disconnect(a wire.Address) error {
+	t.mu.Lock()
+	var found *conn
+	if a.Type == wire.AddressLocal {
+		for c := range t.conns {
+			if c.addr == string(a.Value) {
+				found = c
+				break
+			}
+		}
+	}
+	t.mu.Unlock()
+	if found == nil {
+		return fmt.Errorf("tcp: disconnect %s: no open connection at this address: %w", a, routing.ErrNoRoute)
+	}
+	found.shutdown(nil)
+	return nil
+}
+
 // Close stops the listeners, flushes and closes every connection and waits for all the
 // transport's goroutines. It is idempotent.
 func (t *Transport) Close() error {
@@ -555,11 +597,14 @@ func (c *conn) readLoop() {
 	}
 	var hdr [wire.FrameHeaderLen]byte
 	self := wire.Local(c.addr)
+	// Buffered: a frame's header and body, and the small frames behind it, come in with
+	// one read system call instead of two per frame.
+	br := bufio.NewReaderSize(c.nc, readBufferSize)
 	for {
 		if timeout > 0 {
 			_ = c.nc.SetReadDeadline(time.Now().Add(timeout))
 		}
-		payload, err := readFrame(c.nc, hdr[:])
+		payload, err := readFrame(br, hdr[:])
 		if err != nil {
 			c.readFailed(err)
 			return
@@ -623,62 +668,71 @@ func readFrame(r io.Reader, hdr []byte) ([]byte, error) {
 	return body, nil
 }
 
-// maxBatch is the most frames the writer hands to one vectored write.
-const maxBatch = 64
+// Buffer sizes of a connection's reader and writer. A frame longer than the writer's
+// buffer is written straight through.
+const (
+	readBufferSize  = 16 << 10
+	writeBufferSize = 32 << 10
+)
 
+// writeLoop writes the queued frames: it takes whatever is queued (waiting for the first
+// frame only), writes it through a buffer, and flushes once the queue is empty, so that
+// frames queued together leave in as few system calls as fit the buffer.
 func (c *conn) writeLoop() {
 	defer c.t.wg.Done()
 	defer c.nc.Close()
-	batch := make(net.Buffers, 0, maxBatch)
+	bw := bufio.NewWriterSize(deadlineWriter{c}, writeBufferSize)
 	for {
 		select {
 		case f := <-c.queue:
-			batch = append(batch[:0], f)
+			_, _ = bw.Write(f) // an error is sticky: Flush reports it
 		case <-c.done:
-			c.flush(batch[:0])
+			c.flush(bw)
 			return
 		}
 	collect:
-		for len(batch) < maxBatch {
+		for {
 			select {
 			case f := <-c.queue:
-				batch = append(batch, f)
+				_, _ = bw.Write(f)
 			default:
 				break collect
 			}
 		}
-		if err := c.write(batch); err != nil {
+		if err := bw.Flush(); err != nil {
 			c.shutdown(fmt.Errorf("tcp: write: %w", err))
 			return
 		}
-		clear(batch[:cap(batch)]) // let written frames be collected
 	}
 }
 
-func (c *conn) write(batch net.Buffers) error {
+// deadlineWriter writes to the connection; every write gets the write timeout.
+type deadlineWriter struct{ c *conn }
+
+func (w deadlineWriter) Write(b []byte) (int, error) {
+	w.c.armWrite()
+	return w.c.nc.Write(b)
+}
+
+// armWrite sets the write deadline for the next write.
+func (c *conn) armWrite() {
 	if d := c.t.opts.writeTimeout; d > 0 {
 		_ = c.nc.SetWriteDeadline(time.Now().Add(d))
 	}
-	// net.Buffers.WriteTo consumes its receiver; write from a copy of the slice header.
-	bufs := batch
-	_, err := bufs.WriteTo(c.nc)
-	return err
 }
 
 // flush writes the frames still queued when the connection closes gracefully.
-func (c *conn) flush(batch net.Buffers) {
-	for len(batch) < cap(c.queue)+maxBatch {
+func (c *conn) flush(bw *bufio.Writer) {
+	for n := 0; n < cap(c.queue); n++ {
 		select {
 		case f := <-c.queue:
-			batch = append(batch, f)
+			_, _ = bw.Write(f)
 			continue
 		default:
 		}
 		break
 	}
-	if len(batch) > 0 {
-		if err := c.write(batch); err != nil {
-			c.t.log.Debug("tcp: flush on close failed", "address", c.addr, "err", err)
-		}
+	if err := bw.Flush(); err != nil {
+		c.t.log.Debug("tcp: flush on close failed", "address", c.addr, "err", err)
 	}
 }

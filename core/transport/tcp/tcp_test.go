@@ -471,3 +471,53 @@ func TestDone(t *testing.T) {
 		t.Fatal("Done of an unknown address is not closed")
 	}
 }
+
+func TestStopListeningKeepsConnections(t *testing.T) {
+	server, client := newSide(t), newSide(t)
+	addr := server.listen(t)
+	ctx := context.Background()
+	echo := func() error {
+		return client.node.Send(ctx, wire.TransportMessage{
+			OnwardRoute: wire.Route{wire.TCP(addr), wire.Local("echo")},
+			ReturnRoute: wire.Route{wire.Local("inbox")},
+			Payload:     []byte("ping"),
+		})
+	}
+	must(t, echo())
+	client.receive(t)
+	must(t, server.tr.StopListening())
+	// The open connection still works both ways.
+	must(t, echo())
+	if m := client.receive(t); string(m.Payload) != "ping" {
+		t.Fatalf("echo after StopListening: %q", m.Payload)
+	}
+	// A new connection is refused.
+	if nc, err := net.DialTimeout("tcp", addr, guard); err == nil {
+		nc.Close()
+		t.Fatalf("dial %s after StopListening succeeded", addr)
+	}
+	must(t, server.tr.StopListening()) // idempotent
+}
+
+func TestDisconnect(t *testing.T) {
+	server, client := newSide(t), newSide(t)
+	addr := server.listen(t)
+	ctx := context.Background()
+	a, err := client.tr.Connect(ctx, addr)
+	must(t, err)
+	done := client.tr.Done(a)
+	must(t, client.tr.Disconnect(a))
+	select {
+	case <-done:
+	case <-time.After(guard):
+		t.Fatal("Done not closed after Disconnect")
+	}
+	b, err := client.tr.Connect(ctx, addr)
+	must(t, err)
+	if b.Equal(a) {
+		t.Fatalf("Connect after Disconnect reused %v", a)
+	}
+	if err := client.tr.Disconnect(a); !errors.Is(err, routing.ErrNoRoute) {
+		t.Fatalf("Disconnect of a closed connection = %v, want ErrNoRoute", err)
+	}
+}
