@@ -101,12 +101,43 @@ func (c *Channel) Seal(plaintext []byte) ([]byte, error) {
 	if len(plaintext) > MaxPlaintextSize {
 		return nil, fmt.Errorf("%w: plaintext is %d bytes, the limit is %d", ErrMessageTooLarge, len(plaintext), MaxPlaintextSize)
 	}
+	h, ciph, err := c.nextSend()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, Overhead+len(plaintext))
+	out = appendHeader(out, h)
+	return ciph.Encrypt(out, h.Nonce, out[:HeaderSize], plaintext), nil
+}
+
+// sealInPlace is Seal without a copy: buf holds HeaderSize bytes of room for the header
+// followed by the plaintext, and should have TagSize bytes of spare capacity. It writes the
+// header, encrypts the plaintext in place and returns the data message, which shares buf's
+// array when the capacity sufficed. On error buf is unchanged.
+func (c *Channel) sealInPlace(buf []byte) ([]byte, error) {
+	if len(buf) < HeaderSize {
+		return nil, fmt.Errorf("%w: no room for the header", ErrMalformed)
+	}
+	if n := len(buf) - HeaderSize; n > MaxPlaintextSize {
+		return nil, fmt.Errorf("%w: plaintext is %d bytes, the limit is %d", ErrMessageTooLarge, n, MaxPlaintextSize)
+	}
+	h, ciph, err := c.nextSend()
+	if err != nil {
+		return nil, err
+	}
+	appendHeader(buf[:0], h)
+	return ciph.Encrypt(buf[:HeaderSize], h.Nonce, buf[:HeaderSize], buf[HeaderSize:]), nil
+}
+
+// nextSend reserves the next send position, rotating the key when the epoch is used up,
+// and returns it with the epoch's cipher.
+func (c *Channel) nextSend() (Header, noise.Cipher, error) {
 	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
 	s := &c.send
 	if s.nonce >= c.rekeyAfter {
 		if s.epoch == math.MaxUint32 {
-			c.sendMu.Unlock()
-			return nil, ErrExhausted
+			return Header{}, nil, ErrExhausted
 		}
 		s.epoch++
 		s.key = rekey(s.key)
@@ -114,17 +145,11 @@ func (c *Channel) Seal(plaintext []byte) ([]byte, error) {
 		s.nonce = 0
 	}
 	if s.limited && !(position{s.epoch, s.nonce}).less(s.limit) {
-		c.sendMu.Unlock()
-		return nil, fmt.Errorf("%w: epoch %d nonce %d", ErrReservationExhausted, s.epoch, s.nonce)
+		return Header{}, nil, fmt.Errorf("%w: epoch %d nonce %d", ErrReservationExhausted, s.epoch, s.nonce)
 	}
 	h := Header{Epoch: s.epoch, Nonce: s.nonce}
 	s.nonce++
-	ciph := s.cipher
-	c.sendMu.Unlock()
-
-	out := make([]byte, 0, Overhead+len(plaintext))
-	out = appendHeader(out, h)
-	return ciph.Encrypt(out, h.Nonce, out[:HeaderSize], plaintext), nil
+	return h, s.cipher, nil
 }
 
 // Open authenticates and decrypts a data message from the peer and returns the plaintext
@@ -134,12 +159,23 @@ func (c *Channel) Seal(plaintext []byte) ([]byte, error) {
 //   - ErrReplay: older than the replay window, or from a retired key epoch;
 //   - ErrDecrypt: authentication failed (tampered or forged), or the epoch is more than
 //     MaxEpochSkip ahead.
-func (c *Channel) Open(msg []byte) ([]byte, error) {
+func (c *Channel) Open(msg []byte) ([]byte, error) { return c.open(msg, false) }
+
+// openInPlace is Open that decrypts into msg's own ciphertext bytes instead of a new slice:
+// the plaintext returned shares msg's array. Use it only when the caller owns msg and
+// drops it on any error (a failed authentication may overwrite its ciphertext).
+func (c *Channel) openInPlace(msg []byte) ([]byte, error) { return c.open(msg, true) }
+
+func (c *Channel) open(msg []byte, inPlace bool) ([]byte, error) {
 	h, ct, err := ParseHeader(msg)
 	if err != nil {
 		return nil, err
 	}
 	ad := msg[:HeaderSize]
+	var dst []byte // nil: Decrypt allocates the plaintext
+	if inPlace {
+		dst = ct[:0]
+	}
 	c.recvMu.Lock()
 	defer c.recvMu.Unlock()
 
@@ -156,7 +192,7 @@ func (c *Channel) Open(msg []byte) ([]byte, error) {
 		if err := ep.win.check(h.Nonce); err != nil {
 			return nil, fmt.Errorf("%w: epoch %d nonce %d", err, h.Epoch, h.Nonce)
 		}
-		pt, err := ep.cipher.Decrypt(nil, h.Nonce, ad, ct)
+		pt, err := ep.cipher.Decrypt(dst, h.Nonce, ad, ct)
 		if err != nil {
 			return nil, fmt.Errorf("%w: epoch %d nonce %d", ErrDecrypt, h.Epoch, h.Nonce)
 		}
@@ -174,7 +210,7 @@ func (c *Channel) Open(msg []byte) ([]byte, error) {
 		before, key = key, rekey(key)
 	}
 	ciph := suite.Cipher(key)
-	pt, err := ciph.Decrypt(nil, h.Nonce, ad, ct)
+	pt, err := ciph.Decrypt(dst, h.Nonce, ad, ct)
 	if err != nil {
 		return nil, fmt.Errorf("%w: epoch %d nonce %d", ErrDecrypt, h.Epoch, h.Nonce)
 	}

@@ -292,3 +292,71 @@ func TestConcurrentSealOpen(t *testing.T) {
 		t.Fatalf("opened %d distinct, want %d", len(seen), workers*per)
 	}
 }
+
+// TestSealInPlace checks that sealing in place produces what Seal produces for the same
+// position: the peer opens both, interleaved, and the in-place buffer is not copied.
+func TestSealInPlace(t *testing.T) {
+	a, b := pair(t, 3) // rekeys on the way
+	for i := range 8 {
+		pt := fmt.Appendf(nil, "message %d", i)
+		var m []byte
+		if i%2 == 0 {
+			buf := append(make([]byte, HeaderSize, Overhead+len(pt)), pt...)
+			var err error
+			if m, err = a.sealInPlace(buf); err != nil {
+				t.Fatal(err)
+			}
+			if &m[0] != &buf[0] {
+				t.Fatalf("message %d: sealInPlace copied a buffer with room for the tag", i)
+			}
+		} else {
+			m = seal(t, a, string(pt))
+		}
+		got, err := b.Open(m)
+		if err != nil {
+			t.Fatalf("open message %d: %v", i, err)
+		}
+		if !bytes.Equal(got, pt) {
+			t.Fatalf("message %d opened as %q, want %q", i, got, pt)
+		}
+	}
+	if _, err := a.sealInPlace(make([]byte, HeaderSize-1)); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("sealInPlace without room for the header: %v, want ErrMalformed", err)
+	}
+	big := make([]byte, HeaderSize+MaxPlaintextSize+1)
+	if _, err := a.sealInPlace(big); !errors.Is(err, ErrMessageTooLarge) {
+		t.Fatalf("sealInPlace of %d bytes: %v, want ErrMessageTooLarge", len(big)-HeaderSize, err)
+	}
+}
+
+// TestOpenInPlace checks that opening in place returns the plaintext in the message's own
+// bytes, and keeps Open's checks: a duplicate is refused before anything is decrypted, a
+// tampered message fails and changes nothing in the channel.
+func TestOpenInPlace(t *testing.T) {
+	a, b := pair(t, 0)
+	m := seal(t, a, "in place")
+	keep := bytes.Clone(m)
+	pt, err := b.openInPlace(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(pt) != "in place" || &pt[0] != &m[HeaderSize] {
+		t.Fatalf("openInPlace returned %q, not in the message's bytes", pt)
+	}
+	orig := bytes.Clone(keep)
+	if _, err := b.openInPlace(keep); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("second open: %v, want ErrDuplicate", err)
+	}
+	if !bytes.Equal(keep, orig) {
+		t.Fatal("the duplicate was decrypted in place")
+	}
+	next := seal(t, a, "next")
+	bad := bytes.Clone(next)
+	bad[len(bad)-1] ^= 1
+	if _, err := b.openInPlace(bad); !errors.Is(err, ErrDecrypt) {
+		t.Fatalf("tampered: %v, want ErrDecrypt", err)
+	}
+	if got, err := b.openInPlace(next); err != nil || string(got) != "next" {
+		t.Fatalf("open after a tampered copy: %q, %v", got, err)
+	}
+}

@@ -19,7 +19,9 @@
 // back through the channel. The responder's application finds the initiator's identity with
 // [Listener.Channel] on the first return address. Duplicates are dropped and counted
 // ([SecureChannel.Stats]); nothing crosses the route in the clear except the handshake's
-// ephemeral key and the data headers.
+// ephemeral key and the data headers. Each end sends data messages to the route it learned
+// in the handshake (the initiator: the return route of message 2; the responder: that of
+// message 1), so data messages carry no return route of their own.
 //
 // # Cipher suite
 //

@@ -2,6 +2,8 @@ package securechannel
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -164,9 +166,16 @@ func (c *SecureChannel) Close() error {
 
 func newSecureChannel(node *routing.Node, hs *Handshake) (*SecureChannel, error) {
 	c := &SecureChannel{node: node, log: node.Logger(), id: hs.cfg.Identity, initiator: hs.Initiator(), hs: hs, done: make(chan struct{})}
-	var err error
-	if c.decAddr, err = node.RegisterRandom(routing.WorkerFunc(c.handleNetwork)); err != nil {
-		return nil, fmt.Errorf("securechannel: register: %w", err)
+	for {
+		c.decAddr = newNetworkAddress()
+		err := node.Register(c.decAddr, routing.WorkerFunc(c.handleNetwork))
+		if errors.Is(err, routing.ErrAddressInUse) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("securechannel: register: %w", err)
+		}
+		break
 	}
 	c.encAddr = routing.NewAddress()
 	if err := node.RegisterSender(c.encAddr, encryptor{c}); err != nil {
@@ -174,6 +183,16 @@ func newSecureChannel(node *routing.Node, hs *Handshake) (*SecureChannel, error)
 		return nil, fmt.Errorf("securechannel: register: %w", err)
 	}
 	return c, nil
+}
+
+// newNetworkAddress returns a random local address for a channel's network-facing worker.
+// The address travels in the clear in every data message (it is the last hop of the peer's
+// route), so it is 64 random bits (16 hex digits) rather than routing.NewAddress's 128: it
+// only has to be unique on its node, and registering it retries on a collision.
+func newNetworkAddress() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return hex.EncodeToString(b[:])
 }
 
 // register registers a restored channel at its saved addresses.
@@ -206,10 +225,12 @@ func (e encryptor) Send(ctx context.Context, msg wire.TransportMessage) error {
 	if len(msg.OnwardRoute) > 1 {
 		inner.OnwardRoute = msg.OnwardRoute[1:]
 	}
-	pt := inner.Append(make([]byte, 0, inner.Size()))
-	sealed, err := ch.Seal(pt)
+	// Encode the inner message after room for the header and encrypt it in place: one
+	// buffer per message, which the route takes over.
+	buf := inner.Append(make([]byte, HeaderSize, Overhead+inner.Size()))
+	sealed, err := ch.sealInPlace(buf)
 	if errors.Is(err, ErrReservationExhausted) {
-		if sealed, err = c.resaveAndSeal(ch, pt); err != nil {
+		if sealed, err = c.resaveAndSeal(ch, buf[HeaderSize:]); err != nil {
 			err = fmt.Errorf("%w (save the session with SaveSession to reserve more nonces)", err)
 		}
 	}
@@ -217,11 +238,9 @@ func (e encryptor) Send(ctx context.Context, msg wire.TransportMessage) error {
 		return fmt.Errorf("securechannel: send through %s: %w", c.encAddr, err)
 	}
 	c.sent.Add(1)
-	return c.node.Send(ctx, wire.TransportMessage{
-		OnwardRoute: route.Clone(),
-		ReturnRoute: wire.Route{wire.Local(c.decAddr)},
-		Payload:     sealed,
-	})
+	// No return route: the peer's end sends to the route it learned in the handshake and
+	// ignores the return route of data messages, so it would only make every message longer.
+	return c.node.Send(ctx, wire.TransportMessage{OnwardRoute: route.Clone(), Payload: sealed})
 }
 
 // handleNetwork handles what the peer sends: handshake messages and ciphertext.
@@ -254,7 +273,9 @@ func (c *SecureChannel) handleNetwork(ctx context.Context, msg *routing.Message)
 }
 
 func (c *SecureChannel) openAndDeliver(ctx context.Context, ch *Channel, payload []byte) {
-	pt, err := ch.Open(payload)
+	// The routing node handed payload over to this worker (routing.Node.Send takes
+	// ownership), and a message that fails is dropped: decrypt it where it is.
+	pt, err := ch.openInPlace(payload)
 	if errors.Is(err, ErrReplay) {
 		c.duplicates.Add(1)
 		return

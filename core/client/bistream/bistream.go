@@ -396,6 +396,8 @@ type Subscription struct {
 	done   chan struct{}
 	err    error // set before done is closed
 
+	replyAddrs map[string]string // by return stream; used only by handle (one goroutine)
+
 	delivered, malformed, undeliverable atomic.Uint64
 }
 
@@ -459,7 +461,7 @@ func (s *Subscription) handle(ctx context.Context, m core.Message) error {
 	}
 	ret := env.Message.ReturnRoute
 	if env.ReturnStream != "" {
-		addr, err := s.t.ensureSender(env.ReturnStream, s.stream)
+		addr, err := s.replySender(env.ReturnStream)
 		if err != nil {
 			return err
 		}
@@ -479,6 +481,28 @@ func (s *Subscription) handle(ctx context.Context, m core.Message) error {
 	s.t.delivered.Add(1)
 	return nil
 }
+
+// replySender returns the address of the sender for replies to returnStream, registering
+// it on first use. The consumer calls handle from one goroutine, so the cache needs no lock;
+// it saves the name checks and the locked lookup of ensureSender on every message. The
+// senders stay registered until the transport closes, which stops the subscription first.
+func (s *Subscription) replySender(returnStream string) (string, error) {
+	if addr, ok := s.replyAddrs[returnStream]; ok {
+		return addr, nil
+	}
+	addr, err := s.t.ensureSender(returnStream, s.stream)
+	if err != nil {
+		return "", err
+	}
+	if s.replyAddrs == nil || len(s.replyAddrs) >= maxReplyAddrs {
+		s.replyAddrs = make(map[string]string)
+	}
+	s.replyAddrs[returnStream] = addr
+	return addr, nil
+}
+
+// maxReplyAddrs bounds a subscription's cache of reply senders (see replySender).
+const maxReplyAddrs = 64
 
 // Stream returns the subscribed stream.
 func (s *Subscription) Stream() string { return s.stream }
