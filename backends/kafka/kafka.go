@@ -116,6 +116,8 @@ type Store struct {
 
 	keyLocks [64]chan struct{} // SaveIndex serialization, by key hash
 
+	ahead readAhead // messages fetched past a Fetch's limit, for the next Fetch
+
 	mu      sync.RWMutex // guards closed; held for reading while registering a call
 	closed  bool
 	calls   sync.WaitGroup
@@ -340,6 +342,9 @@ func (s *Store) DeleteStream(ctx context.Context, stream string) error {
 		_, err := s.topicMeta(ctx, topic, true)
 		if errors.Is(err, core.ErrStreamNotFound) {
 			s.forget(topic)
+			// The producer keeps the topic's ID: drop it, so that an Append to a stream
+			// created again under this name does not fail with UNKNOWN_TOPIC_ID.
+			s.cl.PurgeTopicsFromProducing(topic)
 			return nil
 		}
 		if werr := sleep(ctx, 50*time.Millisecond); werr != nil {
@@ -430,6 +435,13 @@ func (s *Store) Append(ctx context.Context, stream string, partition int, msgs [
 // returns at once when caught up (from at or past the last stable offset). It skips
 // offsets that hold no message (transaction markers, aborted or compacted records) and
 // restarts at the log start offset when from was deleted by retention.
+//
+// Kafka answers with whole record batches up to a byte budget, often more messages than
+// limit: the Store keeps those (up to 16 MiB over all partitions, for 2 seconds, following
+// up to 4 reader positions per partition) and serves the next Fetch from the offset after
+// the last one returned out of them; such a sequential Fetch that needs the broker asks it
+// for Options.FetchMaxBytes. So a reader that pages through a partition pays one broker
+// round trip per fetch budget, not per page. Each kept message is returned once.
 func (s *Store) Fetch(ctx context.Context, stream string, partition int, from uint64, limit int) ([]core.Message, error) {
 	if err := core.ValidateStreamName(stream); err != nil {
 		return nil, fmt.Errorf("kafka: fetch: %w", err)
@@ -454,12 +466,31 @@ func (s *Store) Fetch(ctx context.Context, stream string, partition int, from ui
 	if limit == 0 || from > math.MaxInt64 {
 		return out, nil
 	}
-	// Ask for about 1 KiB per message wanted (Kafka returns a larger first batch whole).
-	maxBytes := s.opts.FetchMaxBytes
-	if limit < int(maxBytes)/1024 {
-		maxBytes = min(maxBytes, int32(64<<10+limit*1024))
+	// Messages an earlier fetch read past its limit come first (see readAhead).
+	key := partKey{topic, int32(partition)}
+	ahead, sequential := s.ahead.take(key, tm.id, int64(from), limit)
+	out = append(out, ahead...)
+	if len(out) == limit {
+		return out, nil
 	}
 	offset, retries := int64(from), 0
+	if len(out) > 0 {
+		offset = int64(out[len(out)-1].Index) + 1
+	}
+	// The broker's answer is the rest of the result; on failure, return what we have.
+	cached := len(out)
+	fail := func(err error) ([]core.Message, error) {
+		if cached > 0 {
+			return out[:cached], nil
+		}
+		return nil, s.mapErr(ctx, "fetch", stream, err)
+	}
+	// Ask for about 1 KiB per message wanted (Kafka returns a larger first batch whole),
+	// or for the full budget when paging through the partition.
+	maxBytes := s.opts.FetchMaxBytes
+	if want := limit - len(out); !sequential && want < int(maxBytes)/1024 {
+		maxBytes = min(maxBytes, int32(64<<10+want*1024))
+	}
 	for {
 		rp, err := s.fetchOnce(ctx, topic, tm, int32(partition), offset, maxBytes)
 		if err == nil {
@@ -473,7 +504,7 @@ func (s *Store) Fetch(ctx context.Context, stream string, partition int, from ui
 				continue
 			}
 			return out, nil // past the end
-		case retries < 5 && isStaleMeta(err):
+		case cached == 0 && retries < 5 && isStaleMeta(err):
 			retries++
 			if tm, err = s.topicMeta(ctx, topic, true); err != nil {
 				return nil, s.mapErr(ctx, "fetch", stream, err)
@@ -486,7 +517,7 @@ func (s *Store) Fetch(ctx context.Context, stream string, partition int, from ui
 			if isStaleMeta(err) {
 				s.forget(topic)
 			}
-			return nil, s.mapErr(ctx, "fetch", stream, err)
+			return fail(err)
 		}
 		fp, next := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
 			Offset:         offset,
@@ -495,18 +526,24 @@ func (s *Store) Fetch(ctx context.Context, stream string, partition int, from ui
 			Partition:      int32(partition),
 		}, rp, s.dec, nil)
 		if fp.Err != nil && len(fp.Records) == 0 {
-			return nil, s.mapErr(ctx, "fetch", stream, fp.Err)
+			return fail(fp.Err)
 		}
-		for _, r := range fp.Records {
+		var rest []*kgo.Record // read past limit
+		for i, r := range fp.Records {
 			if r.Offset < offset {
 				continue
 			}
-			out = append(out, core.Message{Index: uint64(r.Offset), Data: r.Value})
+			out = append(out, core.Message{Index: uint64(r.Offset), Data: r.Value[:len(r.Value):len(r.Value)]})
 			if len(out) == limit {
+				rest = fp.Records[i+1:]
 				break
 			}
 		}
-		if len(out) > 0 || next <= offset || next >= fp.LastStableOffset {
+		if len(out) > cached {
+			s.ahead.put(key, tm.id, int64(from), int64(out[len(out)-1].Index)+1, rest, len(rp.RecordBatches))
+			return out, nil
+		}
+		if next <= offset || next >= fp.LastStableOffset {
 			return out, nil
 		}
 		offset = next // only markers or aborted records so far: read on
@@ -652,6 +689,7 @@ func (s *Store) forget(topic string) {
 	s.metaMu.Lock()
 	delete(s.meta, topic)
 	s.metaMu.Unlock()
+	s.ahead.forget(topic)
 }
 
 // ping checks that the cluster answers a metadata request.
