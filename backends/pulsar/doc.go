@@ -54,14 +54,25 @@
 // larger ledger id (Capabilities().DenseIndex is false).
 //
 // Seeking. Fetch(from) decodes from into (ledger, entry) and creates a reader (or reuses one
-// that a previous Fetch left positioned exactly at from) with
+// that a previous Fetch left positioned at from, see below) with
 // StartMessageID = that id and StartMessageIDInclusive, so the broker positions its cursor
 // there (the id need not exist: the broker moves to the next valid position, skipping to the
 // next ledger when the entry is past the end of its ledger) and never scans the partition
 // from the start. The reader then asks for the last persisted message id (one round trip);
 // if that is below from the partition is caught up and Fetch returns an empty slice at once,
-// otherwise it reads until limit messages or that last message. A message with an index
-// below from (the broker may deliver the entry before an inclusive start) is never returned.
+// otherwise it reads until limit messages or that last message. The reader remembers that
+// last message and asks again only when a Fetch would otherwise return nothing, so a
+// sequential reader pays the round trip once per catching up, not once per Fetch (a Fetch
+// may therefore return fewer than limit messages while more exist). A message with an
+// index below from (the broker may deliver the entry before an inclusive start) is never
+// returned.
+//
+// Reader cache. A Fetch leaves its reader idle, positioned after the last message it
+// returned, with a copy of the messages it returned (up to 1 MiB). The next Fetch from that
+// position, or from any index within those messages (a caller that used only the first
+// messages of a page, as the hub does when a page does not fit its reply frame), takes the
+// idle reader instead of creating one: kept messages are served again as copies, then the
+// reader continues.
 //
 // # Index storage
 //
@@ -102,10 +113,11 @@
 //     its own index, unreported); a producer that reconnects after a broker failure resends
 //     unacknowledged messages, so a message can be stored twice (at-least-once; the hub's
 //     secure channel drops duplicates).
-//   - A Fetch from an index no idle reader is positioned at creates a reader (lookup and
-//     subscribe round trips); the Store keeps up to 64 readers positioned where the last
-//     Fetch stopped, so sequential pulls pay only the last-message-id round trip. An idle
-//     reader holds up to 100 prefetched messages in memory.
+//   - A Fetch from an index no idle reader covers creates a reader (lookup and subscribe
+//     round trips); the Store keeps up to 64 idle readers (see "Reader cache"), so
+//     sequential pulls pay at most the last-message-id round trip. An idle reader holds in
+//     memory up to 1000 prefetched messages (pulsar-client-go's default receiver queue) and
+//     up to 1 MiB of copies of the messages it last returned.
 //   - Empty messages carry the property sluice-empty=1: pulsar-client-go drops a
 //     non-batched message that has neither payload nor properties when reading it.
 package pulsar

@@ -1,10 +1,13 @@
 package pulsar
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -452,9 +455,12 @@ func (s *Store) appendTopic(ctx context.Context, base string, partition int, msg
 
 // Fetch returns up to limit messages of the partition with index >= from. It positions a
 // reader at the message id the index maps to (inclusive), so it seeks instead of scanning,
-// and it stops at the last message the broker reports as persisted when the Fetch began, so
-// a caught-up Fetch returns an empty slice after one round trip. A reader left positioned
-// at the next index by a Fetch is kept (up to 64) and reused by the Fetch from that index.
+// and it stops at the last message the broker reported as persisted, so a caught-up Fetch
+// returns an empty slice after one round trip (and a Fetch that reached that message
+// returns what it has without asking again). A reader left positioned by a Fetch is kept
+// (up to 64) with a copy of the messages that Fetch returned, and serves the Fetch that
+// continues from its position or re-reads part of what it returned (a caller that used only
+// the first messages of a page), without creating a reader.
 func (s *Store) Fetch(ctx context.Context, stream string, partition int, from uint64, limit int) ([]core.Message, error) {
 	if err := core.ValidateStreamName(stream); err != nil {
 		return nil, s.mapErr("fetch", stream, err)
@@ -505,19 +511,31 @@ func (s *Store) fetchTopic(ctx context.Context, base string, partition int, from
 			c.r.Close()
 		}
 	}()
-	last, err := c.r.GetLastMessageID()
-	if err != nil {
-		return nil, fmt.Errorf("last message id: %w", err)
-	}
-	end, ok, err := endIndex(last)
-	if err != nil {
-		return nil, err
-	}
-	if !ok || end <= from {
-		keep = true // still positioned at from
+	out = c.replay(out, from, limit)
+	if len(out) == limit {
+		keep = true // position and replay unchanged
 		return out, nil
 	}
 	for len(out) < limit {
+		if c.next >= c.end {
+			if len(out) > 0 {
+				break // what is known to exist; the next Fetch asks the broker
+			}
+			// Nothing known to be persisted from next on: ask the broker (one round trip).
+			last, err := c.r.GetLastMessageID()
+			if err != nil {
+				return nil, fmt.Errorf("last message id: %w", err)
+			}
+			end, ok, err := endIndex(last)
+			if err != nil {
+				return nil, err
+			}
+			if !ok || end <= c.next {
+				break // caught up
+			}
+			c.end = end
+		}
+		// The message at end-1 exists and was not returned yet: Next does not block.
 		m, err := c.r.Next(ctx)
 		if err != nil {
 			return nil, err
@@ -526,15 +544,13 @@ func (s *Store) fetchTopic(ctx context.Context, base string, partition int, from
 		if err != nil {
 			return nil, err
 		}
-		if i < from { // a new reader may start one entry early; never return it
+		if i < c.next { // a new reader may start one entry early; never return it
 			continue
 		}
 		out = append(out, core.Message{Index: i, Data: m.Payload()})
-		if i+1 >= end {
-			break
-		}
+		c.next = i + 1
 	}
-	c.next = out[len(out)-1].Index + 1
+	c.remember(out)
 	keep = true
 	return out, nil
 }
@@ -542,8 +558,14 @@ func (s *Store) fetchTopic(ctx context.Context, base string, partition int, from
 // Reader cache bounds: sequential pulls reuse the reader the previous Fetch left positioned
 // at their from index, instead of creating one per call.
 const (
-	maxIdleReaders  = 64
-	readerQueueSize = 100
+	maxIdleReaders = 64
+	// readerQueueSize is how many messages a reader prefetches: pulsar-client-go's default.
+	// With fewer, a Fetch of a page waits for the broker's dispatch of the next flow permits
+	// (100 made the hub's pulls several times slower).
+	readerQueueSize = 1000
+	// maxReplayBytes bounds the copy of its last returned messages an idle reader keeps
+	// (the hub sends at most a 64 KiB frame of a page it fetched).
+	maxReplayBytes = 1 << 20
 )
 
 // idleReader is a reader that has returned every message below next and none from next on.
@@ -551,14 +573,54 @@ type idleReader struct {
 	topic string
 	r     pulsar.Reader
 	next  uint64
+	// end is one past the last persisted message the broker reported (0: not asked yet).
+	end uint64
+	// last holds copies of every message with index in [last[0].Index, next): the end of
+	// what the reader returned, for a Fetch that re-reads it.
+	last []core.Message
 }
 
-// takeReader removes and returns an idle reader of topic positioned at from, or nil.
+// covers reports whether c can serve a Fetch from index from: from is its position, or
+// within the messages it keeps.
+func (c *idleReader) covers(from uint64) bool {
+	return from == c.next || (len(c.last) > 0 && c.last[0].Index <= from && from < c.next)
+}
+
+// replay appends to out copies of up to limit kept messages with index >= from.
+func (c *idleReader) replay(out []core.Message, from uint64, limit int) []core.Message {
+	k, _ := slices.BinarySearchFunc(c.last, from, func(m core.Message, from uint64) int { return cmp.Compare(m.Index, from) })
+	for _, m := range c.last[k:min(len(c.last), k+limit)] {
+		out = append(out, core.Message{Index: m.Index, Data: bytes.Clone(m.Data)})
+	}
+	return out
+}
+
+// remember keeps copies of the end of msgs, the messages a Fetch returned (ending at
+// c.next), up to maxReplayBytes. It keeps what it had when msgs is empty.
+func (c *idleReader) remember(msgs []core.Message) {
+	if len(msgs) == 0 {
+		return
+	}
+	k, size := len(msgs), 0
+	for k > 0 && size+len(msgs[k-1].Data) <= maxReplayBytes {
+		k--
+		size += len(msgs[k].Data)
+	}
+	buf := make([]byte, 0, size)
+	last := make([]core.Message, 0, len(msgs)-k)
+	for _, m := range msgs[k:] {
+		buf = append(buf, m.Data...)
+		last = append(last, core.Message{Index: m.Index, Data: buf[len(buf)-len(m.Data) : len(buf) : len(buf)]})
+	}
+	c.last = last
+}
+
+// takeReader removes and returns an idle reader of topic that covers from, or nil.
 func (s *Store) takeReader(topic string, from uint64) *idleReader {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i, c := range s.idle {
-		if c.topic == topic && c.next == from {
+		if c.topic == topic && c.covers(from) {
 			s.idle = append(s.idle[:i], s.idle[i+1:]...)
 			return c
 		}

@@ -1,0 +1,189 @@
+package pulsar
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/apache/pulsar-client-go/pulsar"
+
+	"github.com/sluicehq/sluice/core"
+)
+
+// idleReaderOf returns the reader of the one idle reader of the store, failing if there is
+// not exactly one.
+func idleReaderOf(t *testing.T, s *Store) pulsar.Reader {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.idle) != 1 {
+		t.Fatalf("%d idle readers, want 1", len(s.idle))
+	}
+	return s.idle[0].r
+}
+
+func readerCacheStream(t *testing.T, s *Store, ctx context.Context, n int) (string, []uint64) {
+	t.Helper()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	stream := "readers-" + hex.EncodeToString(b)
+	if _, err := s.CreateStream(ctx, stream, 1); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.DeleteStream(context.Background(), stream) })
+	msgs := make([][]byte, n)
+	for i := range msgs {
+		msgs[i] = fmt.Appendf(nil, "m%02d", i)
+	}
+	idx, err := s.Append(ctx, stream, 0, msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stream, idx
+}
+
+func checkFetched(t *testing.T, got []core.Message, idx []uint64, first, n int) {
+	t.Helper()
+	if len(got) != n {
+		t.Fatalf("fetched %d messages, want %d (from message %d)", len(got), n, first)
+	}
+	for k, m := range got {
+		if want := fmt.Sprintf("m%02d", first+k); m.Index != idx[first+k] || string(m.Data) != want {
+			t.Fatalf("message %d = (%d, %q), want (%d, %q)", k, m.Index, m.Data, idx[first+k], want)
+		}
+	}
+}
+
+// TestFetchReusesReader checks the reader cache: a Fetch that continues where the last one
+// stopped, or re-reads part of what it returned (the hub sends only what fits a frame),
+// takes the idle reader instead of creating one, and gets its own copies of the messages.
+func TestFetchReusesReader(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s, err := openStore(t, ctx, "prefix=readers-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	stream, idx := readerCacheStream(t, s, ctx, 20)
+
+	got, err := s.Fetch(ctx, stream, 0, idx[0], 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFetched(t, got, idx, 0, 10)
+	r := idleReaderOf(t, s)
+	// The caller owns what Fetch returned: scribbling on it changes no later Fetch.
+	for _, m := range got {
+		copy(m.Data, "XXX")
+	}
+
+	// Re-read from inside the last page (messages 6..9 are replayed), then continue.
+	got, err = s.Fetch(ctx, stream, 0, idx[6], 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFetched(t, got, idx, 6, 8)
+	if idleReaderOf(t, s) != r {
+		t.Fatal("a Fetch from inside the last page created a reader")
+	}
+	// A replay that ends inside the kept messages leaves the position where it was.
+	got, err = s.Fetch(ctx, stream, 0, idx[7], 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFetched(t, got, idx, 7, 3)
+	// Continue from the position (message 14) to the end; caught up afterwards.
+	got, err = s.Fetch(ctx, stream, 0, idx[14], 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFetched(t, got, idx, 14, 6)
+	if idleReaderOf(t, s) != r {
+		t.Fatal("a sequential Fetch created a reader")
+	}
+	if got, err := s.Fetch(ctx, stream, 0, idx[19]+1, 100); err != nil || len(got) != 0 {
+		t.Fatalf("Fetch past the end: %d messages, %v; want none", len(got), err)
+	}
+
+	// Messages appended after the reader learned the end are found: Fetch asks the broker
+	// again when it reaches the end it knew.
+	more, err := s.Append(ctx, stream, 0, [][]byte{[]byte("m20"), []byte("m21")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx = append(idx, more...)
+	got, err = s.Fetch(ctx, stream, 0, idx[19]+1, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFetched(t, got, idx, 20, 2)
+	if idleReaderOf(t, s) != r {
+		t.Fatal("a sequential Fetch after an append created a reader")
+	}
+
+	// A Fetch from before the kept messages needs a new reader, and reads correctly.
+	got, err = s.Fetch(ctx, stream, 0, idx[1], 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFetched(t, got, idx, 1, 3)
+	s.mu.Lock()
+	n := len(s.idle)
+	s.mu.Unlock()
+	if n != 2 {
+		t.Fatalf("%d idle readers after a Fetch from an earlier index, want 2", n)
+	}
+}
+
+// TestFetchKnownEndAcrossAppends checks that a reader that learned where the partition
+// ended finds the messages appended since: a Fetch returns what it knows to exist, and the
+// next one asks the broker again.
+func TestFetchKnownEndAcrossAppends(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s, err := openStore(t, ctx, "prefix=readers-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	stream, idx := readerCacheStream(t, s, ctx, 5)
+	// The reader learns that the partition ends after message 4.
+	got, err := s.Fetch(ctx, stream, 0, idx[0], 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFetched(t, got, idx, 0, 2)
+	msgs := make([][]byte, 5)
+	for i := range msgs {
+		msgs[i] = fmt.Appendf(nil, "m%02d", 5+i)
+	}
+	more, err := s.Append(ctx, stream, 0, msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx = append(idx, more...)
+	got, err = s.Fetch(ctx, stream, 0, idx[2], 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) == 0 {
+		t.Fatal("Fetch from message 2 returned nothing")
+	}
+	// However the pages fall, paging from here returns messages 2..9 and then nothing.
+	all := got
+	for {
+		got, err = s.Fetch(ctx, stream, 0, all[len(all)-1].Index+1, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) == 0 {
+			break
+		}
+		all = append(all, got...)
+	}
+	checkFetched(t, all, idx, 2, 8)
+}
