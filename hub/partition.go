@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluicehq/sluice/core"
@@ -79,6 +80,10 @@ type partition struct {
 	last    uint64 // highest index appended by this hub process (valid when seq > 0)
 	waiters map[*waiter]struct{}
 	stopped bool // no more waiters may park
+
+	// meanSize is the mean size in bytes of the messages of the last pull answered (0 before
+	// the first), so a pull's first backend page is sized to what fits in a frame.
+	meanSize atomic.Int64
 }
 
 // waiter is a parked sluice_pull_wait request.
@@ -307,6 +312,14 @@ func (p *partition) fetchFrame(ctx context.Context, r pullReq) ([]wire.StreamMes
 	used := 0
 	from := r.index
 	page := min(r.limit, 64)
+	if mean := int(p.meanSize.Load()); mean > 0 {
+		page = min(r.limit, room/mean+1, 4096)
+	}
+	defer func() {
+		if len(out) > 0 {
+			p.meanSize.Store(int64(max(used/len(out), 1)))
+		}
+	}()
 	for len(out) < r.limit && page > 0 {
 		msgs, err := h.fetch(ctx, p.stream, p.id, from, page)
 		if err != nil {
