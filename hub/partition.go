@@ -84,6 +84,39 @@ type partition struct {
 	// meanSize is the mean size in bytes of the messages of the last pull answered (0 before
 	// the first), so a pull's first backend page is sized to what fits in a frame.
 	meanSize atomic.Int64
+
+	// left holds messages a pull fetched from the backend but could not send (its frame was
+	// full or its limit reached); the pull that continues from leftFrom is served from them
+	// first, so no message is read from the backend twice by a reader paging forward.
+	leftMu   sync.Mutex
+	left     []core.Message
+	leftFrom uint64
+	leftAt   time.Time
+}
+
+// leftTTL bounds how long fetched-but-unsent messages are kept for the next pull.
+const leftTTL = 5 * time.Second
+
+// takeLeft returns (and forgets) the messages kept for a pull from index from.
+func (p *partition) takeLeft(from uint64) []core.Message {
+	p.leftMu.Lock()
+	defer p.leftMu.Unlock()
+	if len(p.left) == 0 || p.leftFrom != from || time.Since(p.leftAt) > leftTTL {
+		return nil
+	}
+	m := p.left
+	p.left = nil
+	return m
+}
+
+// keepLeft keeps msgs, fetched but not sent, for the pull that continues from index from.
+func (p *partition) keepLeft(from uint64, msgs []core.Message) {
+	if len(msgs) == 0 {
+		return
+	}
+	p.leftMu.Lock()
+	p.left, p.leftFrom, p.leftAt = msgs, from, time.Now()
+	p.leftMu.Unlock()
 }
 
 // waiter is a parked sluice_pull_wait request.
@@ -312,40 +345,49 @@ func (p *partition) fetchFrame(ctx context.Context, r pullReq) ([]wire.StreamMes
 	used := 0
 	from := r.index
 	page := min(r.limit, 64)
+	// With a known mean size, ask for what fits and no more: a backend that reads ahead
+	// (Kafka, Pulsar, Kinesis) continues cheaply from exactly where the reply ends.
 	if mean := int(p.meanSize.Load()); mean > 0 {
-		page = min(r.limit, room/mean+1, 4096)
+		page = min(r.limit, max(room/mean, 1), 4096)
 	}
 	defer func() {
 		if len(out) > 0 {
 			p.meanSize.Store(int64(max(used/len(out), 1)))
 		}
 	}()
+	left := p.takeLeft(from)
 	for len(out) < r.limit && page > 0 {
-		msgs, err := h.fetch(ctx, p.stream, p.id, from, page)
-		if err != nil {
-			return nil, err
+		msgs, fromLeft := left, left != nil
+		left = nil
+		if !fromLeft {
+			var err error
+			if msgs, err = h.fetch(ctx, p.stream, p.id, from, page); err != nil {
+				return nil, err
+			}
 		}
-		for _, m := range msgs {
+		for i, m := range msgs {
 			sm := wire.StreamMessage{Index: m.Index, Data: m.Data}
 			if used+sm.Size() > room {
 				if len(out) == 0 {
 					return nil, fmt.Errorf("%w: message %d is %d bytes and does not fit in one frame with this route", core.ErrMessageTooLarge, m.Index, len(m.Data))
 				}
+				p.keepLeft(from, msgs[i:])
 				return out, nil
 			}
 			used += sm.Size()
 			out = append(out, sm)
 			from = m.Index + 1
 			if len(out) == r.limit {
+				p.keepLeft(from, msgs[i+1:])
 				return out, nil
 			}
 		}
-		if len(msgs) < page {
+		if !fromLeft && len(msgs) < page {
 			return out, nil // caught up (or the backend pages shorter): send what we have
 		}
 		// Size the next page from the mean message size so far.
 		mean := max(used/len(out), 1)
-		page = min(r.limit-len(out), (room-used)/mean+1, 4096)
+		page = min(r.limit-len(out), max((room-used)/mean, 1), 4096)
 	}
 	return out, nil
 }

@@ -560,14 +560,28 @@ func (s *Store) Fetch(ctx context.Context, stream string, p int, from uint64, li
 	if limit == 0 {
 		return []core.Message{}, nil
 	}
-	it, cached := part.iters.take(from)
+	it, ahead, cached := part.iters.take(from)
 	if !cached {
 		if it, err = s.seekIterator(ctx, st.name, part, from); err != nil {
 			return nil, mapErr("fetch", stream, err)
 		}
 	}
 	out := []core.Message{}
-	next := from // the lowest index still wanted
+	want := from            // the lowest index not yet seen, in out or in rest
+	var rest []core.Message // messages read past limit, kept for the Fetch that continues
+	restBytes := 0
+	keep := func(m core.Message) {
+		if len(out) < limit {
+			out = append(out, m)
+		} else {
+			rest = append(rest, m)
+			restBytes += len(m.Data)
+		}
+		want = m.Index + 1
+	}
+	for _, m := range ahead {
+		keep(m)
+	}
 	for it != nil && len(out) < limit {
 		var page *kinesis.GetRecordsOutput
 		err := s.retry(ctx, func() (err error) {
@@ -579,9 +593,9 @@ func (s *Store) Fetch(ctx context.Context, stream string, p int, from uint64, li
 			return err
 		})
 		var expired *types.ExpiredIteratorException
-		if cached && len(out) == 0 && errors.As(err, &expired) {
+		if cached && errors.As(err, &expired) {
 			cached = false // a remembered iterator outlived Kinesis's five minutes: seek instead
-			if it, err = s.seekIterator(ctx, st.name, part, from); err != nil {
+			if it, err = s.seekIterator(ctx, st.name, part, want); err != nil {
 				return nil, mapErr("fetch", stream, err)
 			}
 			continue
@@ -589,7 +603,6 @@ func (s *Store) Fetch(ctx context.Context, stream string, p int, from uint64, li
 		if err != nil {
 			return nil, mapErr("fetch", stream, err)
 		}
-		partial := false // a message at or past next was left in this page for lack of room
 		for _, r := range page.Records {
 			first, err := recordFirstIndex(r.Data)
 			if err != nil {
@@ -597,25 +610,23 @@ func (s *Store) Fetch(ctx context.Context, stream string, p int, from uint64, li
 			}
 			part.seeks.add(first, aws.ToString(r.SequenceNumber))
 			_ = unpackRecord(r.Data, func(idx uint64, data []byte) bool {
-				switch {
-				case idx < next: // a record stored twice by a retried write
-				case len(out) < limit:
-					out = append(out, core.Message{Index: idx, Data: slices.Clone(data)})
-					next = idx + 1
-				default:
-					partial = true
+				if idx >= want { // lower: a record stored twice by a retried write
+					keep(core.Message{Index: idx, Data: slices.Clone(data)})
 				}
 				return true
 			})
 		}
-		caughtUp := len(page.Records) == 0 && aws.ToInt64(page.MillisBehindLatest) == 0
 		it = page.NextShardIterator
-		if caughtUp || len(out) >= limit {
-			if !partial && it != nil {
-				part.iters.put(next, it) // the next Fetch from next continues without a seek
-			}
-			break
+		if len(page.Records) == 0 && aws.ToInt64(page.MillisBehindLatest) == 0 {
+			break // caught up
 		}
+	}
+	if it != nil && restBytes <= maxAheadBytes {
+		next := from
+		if len(out) > 0 {
+			next = out[len(out)-1].Index + 1
+		}
+		part.iters.put(next, it, rest) // the Fetch from next continues without a seek
 	}
 	return out, nil
 }

@@ -8,6 +8,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
+	"github.com/sluicehq/sluice/core"
 )
 
 // maxSeekEntries bounds a partition's seek map. When it is full every other entry is dropped,
@@ -124,11 +126,17 @@ type kinesisRecord = types.Record
 const iterTTL = 4 * time.Minute
 
 // maxCachedIters bounds the remembered iterators per partition (one per consumer position).
-const maxCachedIters = 16
+const maxCachedIters = 8
 
-// iterCache remembers, for a partition, the shard iterator that continues exactly at a given
-// next index, so a consumer reading sequentially needs one GetRecords call per Fetch instead
-// of a GetShardIterator and a GetRecords.
+// maxAheadBytes bounds the messages kept with a remembered iterator: those a Fetch read past
+// its limit (a packed record is read whole).
+const maxAheadBytes = 4 << 20
+
+// iterCache remembers, for a partition, where a Fetch stopped: the messages it read past its
+// limit and the shard iterator after them, keyed by the next index. A consumer reading
+// sequentially then needs at most one GetRecords call per Fetch instead of a GetShardIterator
+// and a GetRecords, and a packed record is read once however many Fetches it takes to hand
+// out. Each remembered message is handed out once.
 type iterCache struct {
 	mu sync.Mutex
 	m  map[uint64]cachedIter
@@ -136,25 +144,27 @@ type iterCache struct {
 
 type cachedIter struct {
 	it    *string
+	ahead []core.Message // from index next on, before the iterator's position
 	since time.Time
 }
 
-// take removes and returns the iterator remembered for next, if it is fresh.
-func (c *iterCache) take(next uint64) (*string, bool) {
+// take removes and returns what is remembered for next: the messages read ahead and the
+// iterator after them, if it is fresh.
+func (c *iterCache) take(next uint64) (*string, []core.Message, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.m[next]
 	if !ok {
-		return nil, false
+		return nil, nil, false
 	}
 	delete(c.m, next)
 	if time.Since(e.since) > iterTTL {
-		return nil, false
+		return nil, nil, false
 	}
-	return e.it, true
+	return e.it, e.ahead, true
 }
 
-func (c *iterCache) put(next uint64, it *string) {
+func (c *iterCache) put(next uint64, it *string, ahead []core.Message) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil {
@@ -170,5 +180,5 @@ func (c *iterCache) put(next uint64, it *string) {
 		}
 		delete(c.m, oldest)
 	}
-	c.m[next] = cachedIter{it: it, since: time.Now()}
+	c.m[next] = cachedIter{it: it, ahead: ahead, since: time.Now()}
 }
