@@ -61,6 +61,9 @@ func StartKafka(ctx context.Context, logw io.Writer) (*Kafka, error) {
 		logw = io.Discard
 	}
 	start := time.Now()
+	if err := shortErr("kafka"); err != nil {
+		return nil, err
+	}
 	if env := os.Getenv("KAFKA_BROKERS"); env != "" {
 		k := &Kafka{Brokers: splitAddrs(env), Kind: "external", logw: logw}
 		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)

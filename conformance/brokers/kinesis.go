@@ -47,6 +47,9 @@ func StartKinesis(ctx context.Context, log io.Writer) (*Kinesis, error) {
 	if region == "" {
 		region = "us-east-1"
 	}
+	if err := shortErr("kinesis-mock"); err != nil {
+		return nil, err
+	}
 	if ep := os.Getenv("KINESIS_ENDPOINT"); ep != "" {
 		return &Kinesis{Endpoint: ep, Region: region}, nil
 	}

@@ -8,9 +8,6 @@ import (
 )
 
 func TestKinesisMockStartsAndRestarts(t *testing.T) {
-	if testing.Short() && !Required() {
-		t.Skip("-short: not starting kinesis-mock")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	k, err := StartKinesis(ctx, os.Stderr)

@@ -67,6 +67,9 @@ func StartPulsar(ctx context.Context, logw io.Writer) (*Pulsar, error) {
 	if logw == nil {
 		logw = io.Discard
 	}
+	if err := shortErr("pulsar"); err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	if env := os.Getenv("PULSAR_URL"); env != "" {
 		admin := os.Getenv("PULSAR_ADMIN_URL")

@@ -1,6 +1,19 @@
 package brokers
 
-import "testing"
+import (
+	"flag"
+	"fmt"
+	"testing"
+)
+
+// shortErr is returned by the Start functions in `go test -short` when brokers are not
+// required: -short is for fast local iteration and never downloads or starts a broker.
+func shortErr(broker string) error {
+	if testing.Testing() && flag.Parsed() && testing.Short() && !Required() {
+		return fmt.Errorf("-short: not starting %s", broker)
+	}
+	return nil
+}
 
 // Unavailable reports that a broker could not be started: under [Required] it fails the
 // test (with err, which carries the log tail); otherwise it skips the test with the reason.
