@@ -18,7 +18,8 @@
 //
 // Under CI=true (or SLUICE_REQUIRE_BROKERS=1) a broker that cannot start FAILS the test with
 // the launcher's log tail: a skipped backend is never a pass. Elsewhere the test is skipped
-// with the reason, so `go test ./...` on a laptop without Java still runs everything else.
+// with the reason, so `go test ./...` on a laptop without Java still runs everything else,
+// and `go test -short` does not start brokers at all.
 //
 // Local processes bind 127.0.0.1 on free ports, run in their own process group, and are
 // killed with the whole group when the test ends, when the test binary is interrupted
