@@ -216,6 +216,11 @@ type ConsumerStats struct {
 // It resumes from the saved index after a restart and from its in-memory position after a
 // reconnect, so it never skips a message; a message may be handled again after a crash
 // between the handler and the save (at-least-once).
+//
+// Requests are pipelined: the pull of the next page is sent when a page arrives, before its
+// messages are handled, and the save after a page travels with that pull instead of before
+// it. At most one pull and one save are in flight; a save that fails ends the session like
+// a failed pull.
 type Consumer struct {
 	c       *Client
 	stream  string
@@ -416,6 +421,12 @@ func (c *Consumer) nextID() uint64 {
 }
 
 // session runs one session; progressed reports whether any message was handled or pulled.
+//
+// It pipelines its requests: when a page of messages arrives, the pull of the next page is
+// sent before the handler sees the first message, and the save of the position after a
+// page is sent without waiting for its acknowledgement, which is awaited together with the
+// next pull (at most one pull and one save in flight). A save that fails ends the session
+// like a failed pull; the position is saved again by the next session.
 func (c *Consumer) session(ctx context.Context) (progressed bool, err error) {
 	s, err := c.c.openSession(ctx, nil)
 	if err != nil {
@@ -442,11 +453,24 @@ func (c *Consumer) session(ctx context.Context) (progressed bool, err error) {
 			return false, err
 		}
 	}
+	p := &pipeline{c: c, s: s, route: route}
+	defer p.release()
 	for {
-		msgs, err := c.pull(ctx, s, route, next)
+		if p.pull == nil {
+			if err := p.startPull(ctx, next); err != nil {
+				c.pullErrors.Add(1)
+				return progressed, err
+			}
+		}
+		from, msgs, pullFailed, err := p.awaitPull(ctx)
 		if err != nil {
-			c.pullErrors.Add(1)
+			if pullFailed {
+				c.pullErrors.Add(1)
+			}
 			return progressed, err
+		}
+		if from > next { // cannot happen: a pull never starts past the position
+			continue
 		}
 		if len(msgs) == 0 {
 			if c.cfg.pullWait == 0 { // no long poll: do not spin on an idle stream
@@ -458,15 +482,23 @@ func (c *Consumer) session(ctx context.Context) (progressed bool, err error) {
 		}
 		progressed = true
 		c.received.Add(uint64(len(msgs)))
+		// Prefetch: the next page travels while the handler works through this one. A
+		// failed send ends the session after this page.
+		prefetchErr := p.startPull(ctx, max(msgs[len(msgs)-1].Index+1, next))
 		for _, m := range msgs {
 			if m.Index < next {
 				c.dups.Add(1)
 				continue
 			}
 			if err := c.handle(ctx, m); err != nil {
-				// Stop: the failed message is the next one; save the progress before it.
-				if serr := c.save(ctx, s, next); serr != nil {
-					c.log.Warn("sluice consumer: save before stopping failed", "err", serr)
+				p.cancelPull()
+				if ctx.Err() == nil {
+					// Stop: the failed message is the next one; save the progress before it.
+					if serr := p.awaitSave(ctx); serr != nil {
+						c.log.Warn("sluice consumer: save before stopping failed", "err", serr)
+					} else if serr := c.save(ctx, s, next); serr != nil {
+						c.log.Warn("sluice consumer: save before stopping failed", "err", serr)
+					}
 				}
 				return progressed, err
 			}
@@ -475,9 +507,248 @@ func (c *Consumer) session(ctx context.Context) (progressed bool, err error) {
 			c.next, c.unsaved = next, true
 			c.mu.Unlock()
 		}
-		if err := c.save(ctx, s, next); err != nil {
+		if prefetchErr != nil {
+			c.pullErrors.Add(1)
+			return progressed, prefetchErr
+		}
+		if err := p.awaitSave(ctx); err != nil { // at most one save in flight
 			return progressed, err
 		}
+		if err := p.startSave(ctx, next); err != nil {
+			return progressed, err
+		}
+	}
+}
+
+// pipeline holds a session's requests in flight: at most one pull and one index save.
+type pipeline struct {
+	c     *Consumer
+	s     *session
+	route wire.Route
+
+	pull     *inflight
+	pullFrom uint64
+	save     *inflight
+	saveAt   uint64
+}
+
+// startPull sends a pull from index from.
+func (p *pipeline) startPull(ctx context.Context, from uint64) error {
+	c := p.c
+	id := c.nextID()
+	req := wire.PullWaitRequest{RequestID: id, Index: from, Limit: uint64(c.cfg.pullLimit), WaitMS: uint64(c.cfg.pullWait / time.Millisecond)}
+	r, err := startRequest(ctx, p.s, p.route, waitKey{"pull", id}, wire.EncodePayload(wire.ProtocolPullWait, req), c.cfg.pullWait+c.cfg.requestTimeout)
+	if err != nil {
+		return fmt.Errorf("client: pull %q from index %d: %w", c.stream, from, err)
+	}
+	p.pull, p.pullFrom = r, from
+	return nil
+}
+
+func (p *pipeline) cancelPull() {
+	if p.pull != nil {
+		p.pull.release()
+		p.pull = nil
+	}
+}
+
+// awaitPull waits for the pull in flight and returns where it started and its messages,
+// taking the acknowledgement of the save in flight meanwhile. pullFailed reports whether
+// err is the pull's (else the save's or the session's).
+func (p *pipeline) awaitPull(ctx context.Context) (from uint64, msgs []core.Message, pullFailed bool, err error) {
+	c := p.c
+	for {
+		r, ok, err := p.pull.poll()
+		if !ok && err == nil {
+			var saveReply <-chan reply
+			var saveTimer <-chan time.Time
+			if p.save != nil {
+				saveReply, saveTimer = p.save.ch, p.save.timer.C
+			}
+			select {
+			case r = <-p.pull.ch:
+				ok = true
+			case <-p.pull.timer.C:
+				r, ok, err = p.pull.expired()
+			case sr := <-saveReply:
+				if err := p.saveDone(sr); err != nil {
+					return 0, nil, false, err
+				}
+				continue
+			case <-saveTimer:
+				sr, _, serr := p.save.expired()
+				if serr != nil {
+					return 0, nil, false, fmt.Errorf("client: save index %d of %q for %q: %w", p.saveAt, c.stream, c.cfg.clientID, serr)
+				}
+				if err := p.saveDone(sr); err != nil {
+					return 0, nil, false, err
+				}
+				continue
+			case <-p.s.doneCh:
+				r, ok = p.pull.take()
+				if !ok {
+					err = p.s.err()
+				}
+			case <-ctx.Done():
+				return 0, nil, false, ctx.Err()
+			}
+		}
+		from = p.pullFrom
+		p.cancelPull()
+		if err == nil {
+			msgs, err = c.decodePull(r, from)
+		}
+		if err != nil {
+			return from, nil, true, fmt.Errorf("client: pull %q from index %d: %w", c.stream, from, err)
+		}
+		return from, msgs, false, nil
+	}
+}
+
+// startSave saves next as the consumer's index. On the hub's index service it only sends
+// the request: awaitSave or awaitPull takes the acknowledgement.
+func (p *pipeline) startSave(ctx context.Context, next uint64) error {
+	c := p.c
+	if c.cfg.clientID == "" || c.cfg.index != nil {
+		return c.save(ctx, p.s, next)
+	}
+	id := c.nextID()
+	r, err := startRequest(ctx, p.s, p.s.route(p.s.c.cfg.indexService), waitKey{"index", id}, saveIndexPayload(id, c.cfg.clientID, c.stream, c.cfg.partition, next), c.cfg.requestTimeout)
+	if err != nil {
+		return fmt.Errorf("client: save index %d of %q for %q: %w", next, c.stream, c.cfg.clientID, err)
+	}
+	p.save, p.saveAt = r, next
+	return nil
+}
+
+// awaitSave waits for the acknowledgement of the save in flight, if any.
+func (p *pipeline) awaitSave(ctx context.Context) error {
+	if p.save == nil {
+		return nil
+	}
+	r, err := p.save.wait(ctx)
+	if err != nil {
+		at := p.saveAt
+		p.save.release()
+		p.save = nil
+		return fmt.Errorf("client: save index %d of %q for %q: %w", at, p.c.stream, p.c.cfg.clientID, err)
+	}
+	return p.saveDone(r)
+}
+
+// saveDone takes the reply to the save in flight.
+func (p *pipeline) saveDone(r reply) error {
+	c, at := p.c, p.saveAt
+	p.save.release()
+	p.save = nil
+	if _, err := saveIndexResult(r, at, c.cfg.clientID, c.stream); err != nil {
+		return err
+	}
+	c.markSaved(at)
+	return nil
+}
+
+// release forgets the requests in flight (the session is ending).
+func (p *pipeline) release() {
+	p.cancelPull()
+	if p.save != nil {
+		p.save.release()
+		p.save = nil
+	}
+}
+
+// inflight is a request sent on a session whose reply is taken later, so that the
+// consumer can work while it travels. Its timeout runs from the send; a reply that arrived
+// in time is taken even when the consumer looks only after the timeout.
+type inflight struct {
+	s       *session
+	k       waitKey
+	ch      chan reply
+	timer   *time.Timer
+	timeout time.Duration
+}
+
+// startRequest sends payload to onward and returns the request in flight, whose reply is
+// keyed k.
+func startRequest(ctx context.Context, s *session, onward wire.Route, k waitKey, payload []byte, timeout time.Duration) (*inflight, error) {
+	r := &inflight{s: s, k: k, ch: make(chan reply, 1), timeout: timeout}
+	s.mu.Lock()
+	s.waiters[k] = r.ch
+	s.mu.Unlock()
+	if err := s.send(ctx, onward, payload); err != nil {
+		r.forget()
+		return nil, err
+	}
+	r.timer = time.NewTimer(timeout)
+	return r, nil
+}
+
+func (r *inflight) forget() {
+	r.s.mu.Lock()
+	delete(r.s.waiters, r.k)
+	r.s.mu.Unlock()
+}
+
+// release stops the request's timer and forgets it; a late reply is dropped.
+func (r *inflight) release() {
+	r.timer.Stop()
+	r.forget()
+}
+
+// take returns the reply if it arrived.
+func (r *inflight) take() (reply, bool) {
+	select {
+	case rep := <-r.ch:
+		return rep, true
+	default:
+		return reply{}, false
+	}
+}
+
+// poll returns the reply if it arrived, or the timeout error if the timeout passed first;
+// ok false with a nil error means the request is still in flight.
+func (r *inflight) poll() (rep reply, ok bool, err error) {
+	if rep, ok := r.take(); ok {
+		return rep, true, nil
+	}
+	select {
+	case <-r.timer.C:
+		return r.expired()
+	default:
+		return reply{}, false, nil
+	}
+}
+
+// expired is called when the timer fired: the reply if it arrived after all, else a
+// timeout that fails the session.
+func (r *inflight) expired() (reply, bool, error) {
+	if rep, ok := r.take(); ok {
+		return rep, true, nil
+	}
+	err := fmt.Errorf("%w after %v", ErrTimeout, r.timeout)
+	r.s.fail(err)
+	r.s.dropLink()
+	return reply{}, false, err
+}
+
+// wait waits for the reply, the timeout, ctx, or the session's failure.
+func (r *inflight) wait(ctx context.Context) (reply, error) {
+	if rep, ok, err := r.poll(); ok || err != nil {
+		return rep, err
+	}
+	select {
+	case rep := <-r.ch:
+		return rep, nil
+	case <-r.timer.C:
+		rep, _, err := r.expired()
+		return rep, err
+	case <-r.s.doneCh:
+		if rep, ok := r.take(); ok {
+			return rep, nil
+		}
+		return reply{}, r.s.err()
+	case <-ctx.Done():
+		return reply{}, ctx.Err()
 	}
 }
 
@@ -552,23 +823,20 @@ func (c *Consumer) save(ctx context.Context, s *session, next uint64) error {
 	return nil
 }
 
-// pull long-polls for messages from index next. An empty result means the wait passed
-// without a message; any failure is an error.
-func (c *Consumer) pull(ctx context.Context, s *session, route wire.Route, next uint64) ([]core.Message, error) {
-	id := c.nextID()
-	req := wire.PullWaitRequest{RequestID: id, Index: next, Limit: uint64(c.cfg.pullLimit), WaitMS: uint64(c.cfg.pullWait / time.Millisecond)}
-	r, err := s.call(ctx, route, waitKey{"pull", id}, wire.EncodePayload(wire.ProtocolPullWait, req), c.cfg.pullWait+c.cfg.requestTimeout)
-	if err != nil {
-		return nil, fmt.Errorf("client: pull %q from index %d: %w", c.stream, next, err)
+// decodePull returns the messages of a reply to a pull from index from. An empty result
+// means the wait passed without a message.
+func (c *Consumer) decodePull(r reply, from uint64) ([]core.Message, error) {
+	if r.protocol == wire.ProtocolRequestError {
+		return nil, requestError(r)
 	}
 	resp, err := wire.DecodePullResponse(r.data)
 	if err != nil {
-		return nil, fmt.Errorf("client: pull %q from index %d: %w", c.stream, next, err)
+		return nil, err
 	}
 	out := make([]core.Message, len(resp.Messages))
 	for i, m := range resp.Messages {
 		if i > 0 && m.Index <= out[i-1].Index {
-			return nil, fmt.Errorf("client: pull %q from index %d: indexes out of order (%d after %d)", c.stream, next, m.Index, out[i-1].Index)
+			return nil, fmt.Errorf("indexes out of order (%d after %d)", m.Index, out[i-1].Index)
 		}
 		out[i] = core.Message{Index: m.Index, Data: append([]byte(nil), m.Data...)}
 	}
@@ -597,10 +865,22 @@ func getIndex(ctx context.Context, s *session, id uint64, clientID, stream strin
 
 // saveIndex saves index on the hub and returns the value saved after the monotonic save.
 func saveIndex(ctx context.Context, s *session, id uint64, clientID, stream string, partition int, index uint64, timeout time.Duration) (uint64, error) {
-	req := wire.IndexSaveRequest{RequestID: id, ClientID: clientID, StreamName: stream, Partition: uint64(partition), Index: index}
-	r, err := s.call(ctx, s.route(s.c.cfg.indexService), waitKey{"index", id}, wire.EncodePayload(wire.ProtocolIndexSave, req), timeout)
+	r, err := s.call(ctx, s.route(s.c.cfg.indexService), waitKey{"index", id}, saveIndexPayload(id, clientID, stream, partition, index), timeout)
 	if err != nil {
 		return 0, fmt.Errorf("client: save index %d of %q for %q: %w", index, stream, clientID, err)
+	}
+	return saveIndexResult(r, index, clientID, stream)
+}
+
+func saveIndexPayload(id uint64, clientID, stream string, partition int, index uint64) []byte {
+	req := wire.IndexSaveRequest{RequestID: id, ClientID: clientID, StreamName: stream, Partition: uint64(partition), Index: index}
+	return wire.EncodePayload(wire.ProtocolIndexSave, req)
+}
+
+// saveIndexResult returns the index saved according to the reply to a save of index.
+func saveIndexResult(r reply, index uint64, clientID, stream string) (uint64, error) {
+	if r.protocol == wire.ProtocolRequestError {
+		return 0, fmt.Errorf("client: save index %d of %q for %q: %w", index, stream, clientID, requestError(r))
 	}
 	rep, err := wire.DecodeIndexReply(r.data)
 	if err != nil {

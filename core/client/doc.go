@@ -26,7 +26,9 @@
 // order and saves the next index — acknowledged by the hub — only after the handler
 // succeeded. A failed pull is an error that ends the session and is retried; it is never
 // taken for "no messages". A handler error is retried with backoff, then the [ErrorPolicy]
-// stops the consumer or skips the message.
+// stops the consumer or skips the message. Pulls and saves are pipelined: while the handler
+// works through a page, the pull for the next page and the save of the handled position are
+// already in flight (at most one of each per session).
 //
 // # Configuration
 //
