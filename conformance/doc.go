@@ -32,7 +32,8 @@
 // counts and limits, MaxMessageSize and one byte over it, concurrent appenders (nothing lost,
 // no duplicate index, each appender's order kept), concurrent readers, isolation of streams
 // and partitions, idempotent CreateStream, cancelled contexts, Close, and the optional
-// [core.StreamDeleter] and [core.PartitionCounter].
+// [core.StreamDeleter], [core.PartitionCounter] and [core.AsyncAppender] (AppendAsync started
+// in sequence: done order, index order, fetch order, no retention of the caller's slices).
 //
 // IndexStorage: the distinct not-found, round trips, monotonic saves (lower ignored, equal a
 // no-op), concurrent saves, keys isolated by client_id, stream and partition, invalid

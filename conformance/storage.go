@@ -52,6 +52,7 @@ var storageTests = []namedTest{
 	{"Closed", testClosed},
 	{"StreamDeleter", testStreamDeleter},
 	{"PartitionCounter", testPartitionCounter},
+	{"AppendAsync", testAppendAsync},
 }
 
 // sub runs fn as a subtest with its own env (its own backend and streams).

@@ -41,7 +41,9 @@
 // [WithQueueLen]; a full queue slows the connections that push, nothing is dropped) and one
 // writer goroutine appends whatever is queued in ONE backend Append (bounded by
 // [WithMaxBatch]), then confirms each request: a PushConfirm with status OK and the index is
-// sent only after the durable append. A failed append confirms every request of the batch
+// sent only after the durable append. With a backend that implements [core.AsyncAppender]
+// (Kafka, Pulsar) the writer keeps up to [WithMaxAppendsInFlight] such appends in flight,
+// batching what arrives meanwhile, and confirms them in the order they were started. A failed append confirms every request of the batch
 // with status ERROR; a sluice_push_batch is appended whole or not at all. A message larger
 // than [Hub.MaxMessageSize] is confirmed with status ERROR and nothing of its request is
 // appended.

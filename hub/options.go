@@ -32,6 +32,8 @@ const (
 	DefaultIdleTimeout = 5 * time.Minute
 	// DefaultMaxConcurrentFetches is the default for [WithMaxConcurrentFetches].
 	DefaultMaxConcurrentFetches = 64
+	// DefaultMaxAppendsInFlight is the default for [WithMaxAppendsInFlight].
+	DefaultMaxAppendsInFlight = 4
 
 	// routeReserve is the room a pull response leaves for its routes when the hub derives the
 	// largest message size from the frame size: a message that fits with routes this long
@@ -59,6 +61,7 @@ type config struct {
 	maxConns         int
 	idleTimeout      time.Duration
 	maxFetches       int
+	maxInFlight      int
 	node             *routing.Node
 }
 
@@ -73,6 +76,7 @@ func defaultConfig() config {
 		maxConns:         DefaultMaxConnections,
 		idleTimeout:      DefaultIdleTimeout,
 		maxFetches:       DefaultMaxConcurrentFetches,
+		maxInFlight:      DefaultMaxAppendsInFlight,
 	}
 }
 
@@ -188,6 +192,24 @@ func WithMaxConcurrentFetches(n int) Option {
 			return invalid("max concurrent fetches %d must be >= 1", n)
 		}
 		c.maxFetches = n
+		return nil
+	}
+}
+
+// WithMaxAppendsInFlight sets how many backend appends each partition keeps in flight at
+// once when the backend implements [core.AsyncAppender] (default
+// [DefaultMaxAppendsInFlight]). While appends are in flight the partition keeps batching
+// the pushes that arrive and starts the next append as soon as one of the n slots is free,
+// so consecutive appends overlap their round trips to the broker; pushes are still
+// confirmed in the order their appends were started, and each message's index is greater
+// than those of every message pushed before it to the partition. 1 appends one batch at a
+// time, as for backends without [core.AsyncAppender] (which ignore this option).
+func WithMaxAppendsInFlight(n int) Option {
+	return func(c *config) error {
+		if n < 1 || n > 1024 {
+			return invalid("max appends in flight %d is outside [1, 1024]", n)
+		}
+		c.maxInFlight = n
 		return nil
 	}
 }

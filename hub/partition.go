@@ -58,7 +58,9 @@ type pushReq struct {
 
 // partition is the single writer of one (stream, partition): the worker that receives the
 // partition's pushes and pulls. Pushes are queued and appended by one goroutine (run) that
-// collects whatever is queued into one backend Append; pulls run on their own goroutines and
+// collects whatever is queued into one backend append, keeping up to
+// [WithMaxAppendsInFlight] appends in flight when the backend implements
+// [core.AsyncAppender] (one at a time otherwise); pulls run on their own goroutines and
 // long-poll pulls park on the partition until an append lands or their wait expires.
 type partition struct {
 	h      *Hub
@@ -176,61 +178,156 @@ func (p *partition) closeQueue() {
 	p.qmu.Unlock()
 }
 
-// run is the writer loop. It owns every backend Append of the partition.
+// run is the writer loop. It owns every backend append of the partition. With a backend
+// that implements [core.AsyncAppender] and more than one append allowed in flight it
+// pipelines (see runPipelined); otherwise it runs one Append at a time.
 func (p *partition) run() {
 	defer close(p.done)
-	cfg := &p.h.cfg
+	if aa, ok := p.h.backend.Storage.(core.AsyncAppender); ok && p.h.cfg.maxInFlight > 1 {
+		p.runPipelined(aa)
+		return
+	}
 	var batch []*pushReq
 	for first := range p.pushes {
-		batch = append(batch[:0], first)
-		n, size := len(first.msgs), first.size
-	collect:
-		for n < cfg.maxBatchMessages && size < cfg.maxBatchBytes {
-			select {
-			case r, ok := <-p.pushes:
-				if !ok {
-					break collect
-				}
-				batch = append(batch, r)
-				n += len(r.msgs)
-				size += r.size
-			default:
-				break collect
-			}
-		}
+		var n int
+		batch, n = p.collect(batch[:0], first)
 		p.appendBatch(batch, n)
 		clear(batch)
 	}
+}
+
+// collect appends first and every push queued behind it, up to the batch bounds, to dst
+// and returns it with the number of messages it holds. It never waits.
+func (p *partition) collect(dst []*pushReq, first *pushReq) ([]*pushReq, int) {
+	cfg := &p.h.cfg
+	dst = append(dst, first)
+	n, size := len(first.msgs), first.size
+	for n < cfg.maxBatchMessages && size < cfg.maxBatchBytes {
+		select {
+		case r, ok := <-p.pushes:
+			if !ok {
+				return dst, n
+			}
+			dst = append(dst, r)
+			n += len(r.msgs)
+			size += r.size
+		default:
+			return dst, n
+		}
+	}
+	return dst, n
+}
+
+// flight is a batch whose AppendAsync has started and whose outcome is not yet handled.
+type flight struct {
+	batch []*pushReq
+	n     int
+	res   chan appendResult // buffered (1): done never blocks
+}
+
+type appendResult struct {
+	indexes []uint64
+	err     error
+}
+
+// runPipelined is the writer loop for a backend that keeps start order: it starts the
+// AppendAsync of a new batch whenever fewer than cfg.maxInFlight are in flight, and
+// handles the outcomes strictly in start order (a batch's pushes are confirmed, and pulls
+// woken, only after every batch started before it was handled), whatever order the
+// backend calls done in. When the queue is closed it appends what was queued and returns
+// once every append in flight was handled. A hard stop (h.ctx cancelled) confirms the
+// appends still in flight with status ERROR at once, without waiting for the backend.
+func (p *partition) runPipelined(aa core.AsyncAppender) {
+	h := p.h
+	var inflight []*flight // in start order
+	pushes := p.pushes
+	for pushes != nil || len(inflight) > 0 {
+		var in <-chan *pushReq
+		if len(inflight) < h.cfg.maxInFlight {
+			in = pushes
+		}
+		var head <-chan appendResult
+		var stop <-chan struct{}
+		if len(inflight) > 0 {
+			head, stop = inflight[0].res, h.ctx.Done()
+		}
+		select {
+		case first, ok := <-in:
+			if !ok {
+				pushes = nil
+				continue
+			}
+			batch, n := p.collect(nil, first)
+			f := &flight{batch: batch, n: n, res: make(chan appendResult, 1)}
+			aa.AppendAsync(h.ctx, p.stream, p.id, joinMsgs(batch, n), func(indexes []uint64, err error) {
+				f.res <- appendResult{indexes, err}
+			})
+			inflight = append(inflight, f)
+		case r := <-head:
+			f := inflight[0]
+			inflight[0] = nil
+			inflight = inflight[1:]
+			p.finish(f.batch, f.n, r.indexes, r.err)
+		case <-stop:
+			// Take the outcomes already known; abandon the others (the backend may still
+			// store them: at-least-once callers retry, as for an Append cut short).
+			for _, f := range inflight {
+				var r appendResult
+				select {
+				case r = <-f.res:
+				default:
+					r.err = fmt.Errorf("%w: append abandoned by hub close: %w", core.ErrUnavailable, context.Cause(h.ctx))
+				}
+				p.finish(f.batch, f.n, r.indexes, r.err)
+			}
+			clear(inflight)
+			inflight = inflight[:0]
+		}
+	}
+}
+
+// joinMsgs returns the n messages of every request of batch, in order.
+func joinMsgs(batch []*pushReq, n int) [][]byte {
+	msgs := make([][]byte, 0, n)
+	for _, r := range batch {
+		msgs = append(msgs, r.msgs...)
+	}
+	return msgs
 }
 
 // appendBatch writes the messages of every request of batch in one backend Append and
 // confirms each request.
 func (p *partition) appendBatch(batch []*pushReq, n int) {
 	h := p.h
-	msgs := make([][]byte, 0, n)
-	for _, r := range batch {
-		msgs = append(msgs, r.msgs...)
-	}
 	// Appends are not tied to a client's context: a push that was queued is written (and
 	// confirmed) even while the hub shuts down; only a hard Close cancels them.
-	indexes, err := h.backend.Storage.Append(h.ctx, p.stream, p.id, msgs)
-	if err == nil && len(indexes) != len(msgs) {
-		err = fmt.Errorf("%w: backend returned %d indexes for %d messages", core.ErrUnavailable, len(indexes), len(msgs))
+	indexes, err := h.backend.Storage.Append(h.ctx, p.stream, p.id, joinMsgs(batch, n))
+	p.finish(batch, n, indexes, err)
+}
+
+// finish handles the outcome of the append of batch (n messages): it confirms each
+// request, counts the append and wakes the partition's parked pulls.
+func (p *partition) finish(batch []*pushReq, n int, indexes []uint64, err error) {
+	h := p.h
+	if err == nil && len(indexes) != n {
+		err = fmt.Errorf("%w: backend returned %d indexes for %d messages", core.ErrUnavailable, len(indexes), n)
 	}
 	if err != nil {
-		h.log.Error("append failed", "stream", p.stream, "partition", p.id, "messages", len(msgs), "err", err)
+		h.log.Error("append failed", "stream", p.stream, "partition", p.id, "messages", n, "err", err)
 		for _, r := range batch {
 			p.confirm(r, nil, err)
 		}
 		return
 	}
-	h.m.batch(len(msgs))
+	h.m.batch(n)
 	off := 0
 	for _, r := range batch {
 		p.confirm(r, indexes[off:off+len(r.msgs)], nil)
 		off += len(r.msgs)
 	}
-	p.wake(slices.Max(indexes))
+	if n > 0 {
+		p.wake(slices.Max(indexes))
+	}
 }
 
 // confirm replies to one push request. err != nil confirms with status ERROR.

@@ -130,6 +130,7 @@ var (
 	_ core.IndexStorage     = (*Store)(nil)
 	_ core.StreamDeleter    = (*Store)(nil)
 	_ core.PartitionCounter = (*Store)(nil)
+	_ core.AsyncAppender    = (*Store)(nil)
 )
 
 // topicMeta is what Append and Fetch need to know about a topic.
@@ -356,37 +357,83 @@ func (s *Store) DeleteStream(ctx context.Context, stream string) error {
 // Append produces msgs to one partition with acks from all in-sync replicas and
 // idempotent production (franz-go batches the records, splitting batches larger than
 // ProducerBatchMaxBytes), and reports each message's offset as its index. It copies msgs
-// once, so the caller may reuse them as soon as Append returns.
+// once, so the caller may reuse them as soon as Append returns. It is [Store.AppendAsync]
+// followed by a wait for its outcome.
 //
 // If Append fails, some messages of the batch may still have been written (Kafka has no
 // atomic multi-batch produce without transactions): they may appear in a later Fetch under
 // indexes Append did not report. At-least-once callers retry, producing duplicates that
 // end-to-end deduplication drops.
 func (s *Store) Append(ctx context.Context, stream string, partition int, msgs [][]byte) ([]uint64, error) {
+	type result struct {
+		idx []uint64
+		err error
+	}
+	ch := make(chan result, 1) // done never blocks, even after Append returned
+	s.AppendAsync(ctx, stream, partition, msgs, func(idx []uint64, err error) { ch <- result{idx, err} })
+	select {
+	case r := <-ch:
+		return r.idx, r.err
+	case <-ctx.Done():
+		// Idempotent production cannot fail records already sent; they may still be
+		// written. Return now, as the contract allows (see the method doc).
+		select {
+		case r := <-ch:
+			return r.idx, r.err
+		default:
+		}
+		return nil, s.mapErr(ctx, "append", stream, ctx.Err())
+	case <-s.life.Done():
+		select {
+		case r := <-ch:
+			return r.idx, r.err
+		default:
+		}
+		return nil, fmt.Errorf("kafka: append %q: %w", stream, core.ErrClosed)
+	}
+}
+
+// AppendAsync implements [core.AsyncAppender]: it validates the call, copies msgs into
+// records and hands them to the client's producer before it returns, and calls done when
+// the broker acknowledged (or the client failed) every record, with the records' offsets
+// as indexes. franz-go produces the records of one partition in order and delivers their
+// outcomes serially and in order, so the done of successful calls run in start order;
+// done runs on the client's promise goroutine and must not block. Errors and partial
+// failures are those of [Store.Append].
+func (s *Store) AppendAsync(ctx context.Context, stream string, partition int, msgs [][]byte, done func([]uint64, error)) {
 	if err := core.ValidateStreamName(stream); err != nil {
-		return nil, fmt.Errorf("kafka: append: %w", err)
+		done(nil, fmt.Errorf("kafka: append: %w", err))
+		return
 	}
 	if err := core.ValidateMessages(msgs, s.opts.MaxMessageSize); err != nil {
-		return nil, fmt.Errorf("kafka: append %q: %w", stream, err)
+		done(nil, fmt.Errorf("kafka: append %q: %w", stream, err))
+		return
 	}
 	ctx, end, err := s.begin(ctx, "append", stream)
 	if err != nil {
-		return nil, err
+		done(nil, err)
+		return
 	}
-	defer end()
 	topic := s.Topic(stream)
 	tm, err := s.topicMeta(ctx, topic, false)
 	if err != nil {
-		return nil, s.mapErr(ctx, "append", stream, err)
+		err = s.mapErr(ctx, "append", stream, err)
+		end()
+		done(nil, err)
+		return
 	}
 	if err := core.ValidatePartition(stream, partition, len(tm.leaders)); err != nil {
-		return nil, fmt.Errorf("kafka: append: %w", err)
+		end()
+		done(nil, fmt.Errorf("kafka: append: %w", err))
+		return
 	}
 	if len(msgs) == 0 {
-		return []uint64{}, nil
+		end()
+		done([]uint64{}, nil)
+		return
 	}
 	// Copy the messages into one buffer: franz-go keeps a record until the broker answers,
-	// which can be after Append returned on a cancelled context.
+	// which can be after the caller stopped waiting on a cancelled context.
 	total := 0
 	for _, m := range msgs {
 		total += len(m)
@@ -394,40 +441,39 @@ func (s *Store) Append(ctx context.Context, stream string, partition int, msgs [
 	buf := make([]byte, 0, total)
 	recs := make([]*kgo.Record, len(msgs))
 	errs := make([]error, len(msgs))
-	var pending atomic.Int64
-	pending.Store(int64(len(msgs)))
-	done := make(chan struct{})
 	for i, m := range msgs {
 		start := len(buf)
 		buf = append(buf, m...)
 		recs[i] = &kgo.Record{Topic: topic, Partition: int32(partition), Value: buf[start:len(buf):len(buf)]}
 	}
+	finish := func() {
+		// Map the error before end cancels ctx, so a success is never reported as cancelled.
+		if err := firstErr(errs); err != nil {
+			if errors.Is(err, kerr.UnknownTopicOrPartition) || errors.Is(err, kerr.UnknownTopicID) {
+				s.forget(topic)
+			}
+			err = s.mapErr(ctx, "append", stream, err)
+			end()
+			done(nil, err)
+			return
+		}
+		end()
+		idx := make([]uint64, len(recs))
+		for i, r := range recs {
+			idx[i] = uint64(r.Offset)
+		}
+		done(idx, nil)
+	}
+	var pending atomic.Int64
+	pending.Store(int64(len(recs)))
 	for i, r := range recs {
 		s.cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
 			errs[i] = err
 			if pending.Add(-1) == 0 {
-				close(done)
+				finish()
 			}
 		})
 	}
-	select {
-	case <-done:
-	case <-ctx.Done():
-		// Idempotent production cannot fail records already sent; they may still be
-		// written. Return now, as the contract allows (see the method doc).
-		return nil, s.mapErr(ctx, "append", stream, ctx.Err())
-	}
-	if err := firstErr(errs); err != nil {
-		if errors.Is(err, kerr.UnknownTopicOrPartition) || errors.Is(err, kerr.UnknownTopicID) {
-			s.forget(topic)
-		}
-		return nil, s.mapErr(ctx, "append", stream, err)
-	}
-	idx := make([]uint64, len(recs))
-	for i, r := range recs {
-		idx[i] = uint64(r.Offset)
-	}
-	return idx, nil
 }
 
 // Fetch reads one partition from offset from with one direct Fetch request to the

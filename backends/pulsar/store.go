@@ -78,6 +78,7 @@ var (
 	_ core.IndexStorage     = (*Store)(nil)
 	_ core.StreamDeleter    = (*Store)(nil)
 	_ core.PartitionCounter = (*Store)(nil)
+	_ core.AsyncAppender    = (*Store)(nil)
 )
 
 // producerSlot is a producer being created (ready open) or created.
@@ -371,66 +372,127 @@ var emptyMessageProperties = map[string]string{"sluice-empty": "1"}
 // Append sends msgs, in order, with one producer per partition topic (batching off) and
 // returns once the broker has acknowledged every one of them (the send receipt: the entry
 // is written to the bookies' journals). On error nothing is reported; messages whose receipt
-// arrived before the error stay in the stream (at-least-once callers retry).
+// arrived before the error stay in the stream (at-least-once callers retry). It is
+// [Store.AppendAsync] followed by a wait for its outcome.
 func (s *Store) Append(ctx context.Context, stream string, partition int, msgs [][]byte) ([]uint64, error) {
-	if err := core.ValidateStreamName(stream); err != nil {
-		return nil, s.mapErr("append", stream, err)
+	type result struct {
+		idx []uint64
+		err error
 	}
-	ctx, done, err := s.enter(ctx)
-	if err != nil {
-		return nil, s.mapErr("append", stream, err)
-	}
-	defer done()
-	n, err := s.partitions(ctx, stream)
-	if err != nil {
-		return nil, s.mapErr("append", stream, err)
-	}
-	if err := core.ValidatePartition(stream, partition, n); err != nil {
-		return nil, s.mapErr("append", stream, err)
-	}
-	if err := core.ValidateMessages(msgs, s.opts.MaxMessageSize); err != nil {
-		return nil, s.mapErr("append", stream, err)
-	}
-	idx, err := s.appendTopic(ctx, stream, partition, msgs)
-	return idx, s.mapErr("append", stream, err)
+	ch := make(chan result, 1)
+	s.AppendAsync(ctx, stream, partition, msgs, func(idx []uint64, err error) { ch <- result{idx, err} })
+	r := <-ch // AppendAsync reports ctx's end without waiting for receipts
+	return r.idx, r.err
 }
 
+// AppendAsync implements [core.AsyncAppender]: it validates the call, copies msgs and
+// hands them to the partition's producer (SendAsync, one entry per message) before it
+// returns, and calls done once the broker acknowledged every message, with the entries'
+// positions as indexes. The producer sends and acknowledges the messages of one partition
+// in order and delivers the receipts serially, so the done of successful calls run in
+// start order; done runs on the producer's goroutine and must not block. When ctx ends
+// first, done reports ctx's error at once (the messages may still be written). Errors and
+// partial failures are those of [Store.Append].
+func (s *Store) AppendAsync(ctx context.Context, stream string, partition int, msgs [][]byte, done func([]uint64, error)) {
+	fail := func(err error) { done(nil, s.mapErr("append", stream, err)) }
+	if err := core.ValidateStreamName(stream); err != nil {
+		fail(err)
+		return
+	}
+	ctx, exit, err := s.enter(ctx)
+	if err != nil {
+		fail(err)
+		return
+	}
+	n, err := s.partitions(ctx, stream)
+	if err == nil {
+		err = core.ValidatePartition(stream, partition, n)
+	}
+	if err == nil {
+		err = core.ValidateMessages(msgs, s.opts.MaxMessageSize)
+	}
+	if err != nil {
+		exit()
+		fail(err)
+		return
+	}
+	s.appendTopicAsync(ctx, stream, partition, msgs, func(idx []uint64, err error) {
+		exit()
+		done(idx, s.mapErr("append", stream, err))
+	})
+}
+
+// appendTopic appends msgs to one partition of base and waits for the outcome; see
+// appendTopicAsync.
 func (s *Store) appendTopic(ctx context.Context, base string, partition int, msgs [][]byte) ([]uint64, error) {
+	type result struct {
+		idx []uint64
+		err error
+	}
+	ch := make(chan result, 1)
+	s.appendTopicAsync(ctx, base, partition, msgs, func(idx []uint64, err error) { ch <- result{idx, err} })
+	r := <-ch
+	return r.idx, r.err
+}
+
+// appendTopicAsync sends msgs to one partition of base and calls done exactly once: when
+// every receipt arrived, or with ctx's error as soon as ctx ends. It waits for the
+// partition's producer, so it returns only when the messages are queued in it (or failed).
+func (s *Store) appendTopicAsync(ctx context.Context, base string, partition int, msgs [][]byte, done func([]uint64, error)) {
 	if len(msgs) == 0 {
-		return []uint64{}, nil
+		done([]uint64{}, nil)
+		return
 	}
 	topic := s.partitionTopic(base, partition)
 	p, err := s.producer(ctx, topic)
 	if err != nil {
-		return nil, err
+		done(nil, err)
+		return
 	}
-	type receipt struct {
-		id  pulsar.MessageID
-		err error
+	// once guards done: the receipts and ctx's end race to report.
+	var once sync.Once
+	// The producer keeps a payload until its receipt, which can come after done reported
+	// ctx's end: send copies, in one buffer.
+	total := 0
+	for _, m := range msgs {
+		total += len(m)
 	}
-	// Buffered for every message: callbacks never block, even after Append returned.
+	buf := make([]byte, 0, total)
 	receipts := make([]receipt, len(msgs))
-	left := make(chan int, len(msgs))
+	left := len(msgs)
+	var mu sync.Mutex // guards left: receipts failed inside SendAsync run on this goroutine
+	stop := context.AfterFunc(ctx, func() { once.Do(func() { done(nil, ctx.Err()) }) })
+	finish := func() {
+		stop()
+		once.Do(func() { done(s.receiptIndexes(topic, p, receipts)) })
+	}
 	for i, m := range msgs {
-		pm := &pulsar.ProducerMessage{Payload: m}
+		start := len(buf)
+		buf = append(buf, m...)
+		pm := &pulsar.ProducerMessage{Payload: buf[start:len(buf):len(buf)]}
 		if len(m) == 0 {
 			// pulsar-client-go drops a non-batched message with no payload and no properties
 			// as corrupt when it reads it; a property makes it deliver an empty payload.
 			pm.Properties = emptyMessageProperties
 		}
 		p.SendAsync(ctx, pm, func(id pulsar.MessageID, _ *pulsar.ProducerMessage, err error) {
+			mu.Lock()
 			receipts[i] = receipt{id, err}
-			left <- i
+			left--
+			last := left == 0
+			mu.Unlock()
+			if last {
+				finish()
+			}
 		})
 	}
-	for range msgs {
-		select {
-		case <-left:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-	out := make([]uint64, len(msgs))
+}
+
+// receiptIndexes returns the indexes of receipts, or the first error among them. A
+// producer closed or fenced by the broker, or whose topic is gone, is forgotten, so the next
+// append creates a fresh one. It runs before done of an append still inside enter.
+func (s *Store) receiptIndexes(topic string, p pulsar.Producer, receipts []receipt) ([]uint64, error) {
+	out := make([]uint64, len(receipts))
 	for i, r := range receipts {
 		if r.err != nil {
 			var perr *pulsar.Error
@@ -441,16 +503,27 @@ func (s *Store) appendTopic(ctx context.Context, base string, partition int, msg
 				s.mu.Unlock()
 				if sl != nil && sl.p == p {
 					s.dropProducer(topic, sl)
-					closeSlot(sl) // already closed or fenced by the broker: returns at once
+					// Already closed or fenced by the broker. Not on this goroutine, which
+					// may be the producer's own: owned by the store (the append is inside
+					// enter, so Close waits for it).
+					s.ops.Add(1)
+					go func() { defer s.ops.Done(); closeSlot(sl) }()
 				}
 			}
-			return nil, fmt.Errorf("message %d of %d: %w", i, len(msgs), r.err)
+			return nil, fmt.Errorf("message %d of %d: %w", i, len(receipts), r.err)
 		}
+		var err error
 		if out[i], err = toIndex(r.id); err != nil {
-			return nil, fmt.Errorf("message %d of %d: %w", i, len(msgs), err)
+			return nil, fmt.Errorf("message %d of %d: %w", i, len(receipts), err)
 		}
 	}
 	return out, nil
+}
+
+// receipt is the outcome of one SendAsync.
+type receipt struct {
+	id  pulsar.MessageID
+	err error
 }
 
 // Fetch returns up to limit messages of the partition with index >= from. It positions a
