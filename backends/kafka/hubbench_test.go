@@ -73,7 +73,7 @@ func BenchmarkHubVsRaw(b *testing.B) {
 		viaHub := newHubBenchPublisher(b, cl, push, msg)
 		raw := &rawBenchProducer{cl: producer, topic: store.Topic(push), msg: msg}
 		b.Run(fmt.Sprintf("Push/size=%d", size), func(b *testing.B) {
-			alternate(b, size, viaHub.push, raw.push)
+			hubtest.Alternate(b, size, hubBenchChunk, viaHub.push, raw.push)
 		})
 
 		pull := benchStream(b, store, fmt.Sprintf("pull-%d", size))
@@ -82,30 +82,9 @@ func BenchmarkHubVsRaw(b *testing.B) {
 		hubReader := newHubBenchReader(b, addr, pull)
 		rawReader := newRawBenchReader(b, k.Brokers, store.Topic(pull))
 		b.Run(fmt.Sprintf("Pull/size=%d", size), func(b *testing.B) {
-			alternate(b, size, hubReader.read, rawReader.read)
+			hubtest.Alternate(b, size, hubBenchChunk, hubReader.read, rawReader.read)
 		})
 	}
-}
-
-// alternate runs b.N messages through each path in alternating chunks and reports each
-// path's msgs/s and the ratio hub/raw. Each func handles n messages and returns the time
-// it took.
-func alternate(b *testing.B, size int, viaHub, raw func(b *testing.B, n int) time.Duration) {
-	b.SetBytes(int64(size))
-	var tHub, tRaw time.Duration
-	b.ResetTimer()
-	for done := 0; done < b.N; {
-		n := min(hubBenchChunk, b.N-done)
-		tRaw += raw(b, n)
-		tHub += viaHub(b, n)
-		done += n
-	}
-	b.StopTimer()
-	rHub := float64(b.N) / tHub.Seconds()
-	rRaw := float64(b.N) / tRaw.Seconds()
-	b.ReportMetric(rHub, "hub-msgs/s")
-	b.ReportMetric(rRaw, "raw-msgs/s")
-	b.ReportMetric(rHub/rRaw, "hub/raw")
 }
 
 // benchStream creates a one-partition stream with a unique name, deleted when b ends.
@@ -141,22 +120,7 @@ func newHubBenchPublisher(b *testing.B, cl *client.Client, stream string, msg []
 
 // push publishes n messages, waits until all are confirmed and returns the time.
 func (h *hubBenchPublisher) push(b *testing.B, n int) time.Duration {
-	ctx := context.Background()
-	before := h.p.Stats().Confirmed
-	start := time.Now()
-	for range n {
-		if _, err := h.p.Publish(ctx, h.msg); err != nil {
-			b.Fatalf("Publish: %v", err)
-		}
-	}
-	if err := h.p.Flush(ctx); err != nil {
-		b.Fatalf("Flush: %v", err)
-	}
-	elapsed := time.Since(start)
-	if st := h.p.Stats(); st.Confirmed-before != uint64(n) || st.Retried != 0 {
-		b.Fatalf("%d of %d messages confirmed, %d retries", st.Confirmed-before, n, st.Retried)
-	}
-	return elapsed
+	return hubtest.PublishN(b, h.p, h.msg, n)
 }
 
 type rawBenchProducer struct {

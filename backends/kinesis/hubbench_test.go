@@ -57,27 +57,9 @@ func BenchmarkHubVsRaw(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer pub.Close()
-			b.SetBytes(int64(size))
-			var tHub, tRaw time.Duration
-			b.ResetTimer()
-			for done := 0; done < b.N; {
-				n := min(benchChunk, b.N-done)
-				start := time.Now()
-				for range n {
-					if _, err := pub.Publish(ctx, msg); err != nil {
-						b.Fatal(err)
-					}
-				}
-				if err := pub.Flush(ctx); err != nil {
-					b.Fatal(err)
-				}
-				tHub += time.Since(start)
-				start = time.Now()
-				raw.put(b, n, msg)
-				tRaw += time.Since(start)
-				done += n
-			}
-			report(b, tHub, tRaw)
+			hubtest.Alternate(b, size, benchChunk,
+				func(b *testing.B, n int) time.Duration { return hubtest.PublishN(b, pub, msg, n) },
+				func(b *testing.B, n int) time.Duration { return hubtest.Timed(func() { raw.put(b, n, msg) }) })
 		})
 		b.Run(fmt.Sprintf("pull/size=%d", size), func(b *testing.B) {
 			hubStream, raw := benchStreams(b, s, c, "pull")
@@ -89,52 +71,25 @@ func BenchmarkHubVsRaw(b *testing.B) {
 			if _, err := conn.CreateStream(ctx, hubStream, 1); err != nil {
 				b.Fatal(err)
 			}
-			b.SetBytes(int64(size))
-			var tHub, tRaw time.Duration
+			batch := make([][]byte, benchChunk)
+			for i := range batch {
+				batch[i] = msg
+			}
 			var from uint64
-			b.ResetTimer()
-			for done := 0; done < b.N; {
-				n := min(benchChunk, b.N-done)
-				b.StopTimer()
-				batch := make([][]byte, n)
-				for i := range batch {
-					batch[i] = msg
-				}
-				if _, err := s.Append(ctx, hubStream, 0, batch); err != nil {
-					b.Fatal(err)
-				}
-				raw.put(b, n, msg)
-				b.StartTimer()
-				start := time.Now()
-				for got := 0; got < n; {
-					page, err := conn.Pull(ctx, hubStream, 0, from, 256, 0)
-					if err != nil {
+			// Each path reads the chunk just written (untimed) to its stream.
+			hubtest.Alternate(b, size, benchChunk,
+				func(b *testing.B, n int) time.Duration {
+					if _, err := s.Append(ctx, hubStream, 0, batch[:n]); err != nil {
 						b.Fatal(err)
 					}
-					if len(page) == 0 {
-						b.Fatalf("hub pull from %d: empty after %d of %d", from, got, n)
-					}
-					got += len(page)
-					from = page[len(page)-1].Index + 1
-				}
-				tHub += time.Since(start)
-				start = time.Now()
-				raw.get(b, n)
-				tRaw += time.Since(start)
-				done += n
-			}
-			report(b, tHub, tRaw)
+					return hubtest.PullN(b, conn, hubStream, &from, n)
+				},
+				func(b *testing.B, n int) time.Duration {
+					raw.put(b, n, msg)
+					return hubtest.Timed(func() { raw.get(b, n) })
+				})
 		})
 	}
-}
-
-func report(b *testing.B, tHub, tRaw time.Duration) {
-	b.StopTimer()
-	hub := float64(b.N) / tHub.Seconds()
-	raw := float64(b.N) / tRaw.Seconds()
-	b.ReportMetric(hub, "hub-msg/s")
-	b.ReportMetric(raw, "raw-msg/s")
-	b.ReportMetric(hub/raw, "hub/raw")
 }
 
 // rawStream drives one Kinesis stream with the SDK alone.

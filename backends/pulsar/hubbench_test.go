@@ -67,30 +67,11 @@ func BenchmarkHubVsRaw(b *testing.B) {
 			defer pub.Close()
 			prod := rawProducer(b, raw, rawTopic)
 			defer prod.Close()
-			b.SetBytes(int64(size))
-			var tHub, tRaw time.Duration
 			m0 := h.Metrics()
-			b.ResetTimer()
-			for done := 0; done < b.N; {
-				n := min(hubBenchChunk, b.N-done)
-				start := time.Now()
-				for range n {
-					if _, err := pub.Publish(ctx, msg); err != nil {
-						b.Fatal(err)
-					}
-				}
-				if err := pub.Flush(ctx); err != nil {
-					b.Fatal(err)
-				}
-				tHub += time.Since(start)
-				start = time.Now()
-				rawSend(b, prod, n, msg)
-				tRaw += time.Since(start)
-				done += n
-			}
-			reportHubVsRaw(b, tHub, tRaw)
-			// The hub writes a partition with one backend Append at a time: the messages per
-			// Append say how much of the window each one carried.
+			hubtest.Alternate(b, size, hubBenchChunk,
+				func(b *testing.B, n int) time.Duration { return hubtest.PublishN(b, pub, msg, n) },
+				func(b *testing.B, n int) time.Duration { return hubtest.Timed(func() { rawSend(b, prod, n, msg) }) })
+			// The messages per backend Append say how much of the window each one carried.
 			m := h.Metrics()
 			if appends := m.Appends - m0.Appends; appends > 0 {
 				b.ReportMetric(float64(m.AppendedMessages-m0.AppendedMessages)/float64(appends), "msgs/append")
@@ -117,48 +98,21 @@ func BenchmarkHubVsRaw(b *testing.B) {
 			for i := range batch {
 				batch[i] = msg
 			}
-			b.SetBytes(int64(size))
-			var tHub, tRaw time.Duration
 			var from uint64
-			b.ResetTimer()
-			for done := 0; done < b.N; {
-				n := min(hubBenchChunk, b.N-done)
-				b.StopTimer()
-				if _, err := s.Append(ctx, hubStream, 0, batch[:n]); err != nil {
-					b.Fatal(err)
-				}
-				rawSend(b, prod, n, msg)
-				b.StartTimer()
-				start := time.Now()
-				for got := 0; got < n; {
-					page, err := conn.Pull(ctx, hubStream, 0, from, 256, 0)
-					if err != nil {
+			// Each path reads the chunk just written (untimed) to its topic.
+			hubtest.Alternate(b, size, hubBenchChunk,
+				func(b *testing.B, n int) time.Duration {
+					if _, err := s.Append(ctx, hubStream, 0, batch[:n]); err != nil {
 						b.Fatal(err)
 					}
-					if len(page) == 0 {
-						b.Fatalf("hub pull from %d: empty after %d of %d", from, got, n)
-					}
-					got += len(page)
-					from = page[len(page)-1].Index + 1
-				}
-				tHub += time.Since(start)
-				start = time.Now()
-				rawRead(b, r, n)
-				tRaw += time.Since(start)
-				done += n
-			}
-			reportHubVsRaw(b, tHub, tRaw)
+					return hubtest.PullN(b, conn, hubStream, &from, n)
+				},
+				func(b *testing.B, n int) time.Duration {
+					rawSend(b, prod, n, msg)
+					return hubtest.Timed(func() { rawRead(b, r, n) })
+				})
 		})
 	}
-}
-
-func reportHubVsRaw(b *testing.B, tHub, tRaw time.Duration) {
-	b.StopTimer()
-	hub := float64(b.N) / tHub.Seconds()
-	raw := float64(b.N) / tRaw.Seconds()
-	b.ReportMetric(hub, "hub-msg/s")
-	b.ReportMetric(raw, "raw-msg/s")
-	b.ReportMetric(hub/raw, "hub/raw")
 }
 
 // benchTopics creates a one-partition stream for the hub path and names a topic for the
