@@ -20,6 +20,12 @@
 //     sleeping Config.PollInterval when caught up, since Storage has no long poll). The
 //     clock starts once the reader has received a warm-up message, so connecting and
 //     positioning the reader is not measured.
+//   - e2e-encrypted (not run by default; see ExtraWorkloads): what end-to-end encryption
+//     costs, both paths through the hub: delivered messages per second from device A to
+//     device B at each message size, sent for Config.Duration by one goroutine, on the
+//     paths "plain" (a client.Publisher and a client.Consumer) and "encrypted" (a Noise XX
+//     secure channel over the bi-directional stream transport of package
+//     core/client/bistream; the handshake is not measured). Its ratio is encrypted/plain.
 //
 // A [Target] may also give a Native client: the broker's own client (package
 // hub/bench/native wraps bbolt and franz-go) on the same broker. The raw workloads then also
@@ -27,7 +33,8 @@
 //
 // Every workload runs Config.Runs times; the paths alternate within each run so that drift
 // of a noisy machine hits all of them. Reports show the median of the runs and their spread
-// (min–max); the ratio is hub median / raw median (for latencies, of the p50).
+// (min–max); the ratio is hub median / raw median (for latencies, of the p50; for
+// e2e-encrypted, encrypted median / plain median).
 //
 // # Output
 //
@@ -61,8 +68,15 @@ const (
 	E2ELatency  = "e2e-latency"
 )
 
-// Workloads lists every workload, in the order they run.
+// Workloads lists the default workloads, in the order they run.
 var Workloads = []string{Push, Pull, PushLatency, E2ELatency}
+
+// ExtraWorkloads lists the workloads that run only when Config.Workloads names them, after
+// the default ones.
+var ExtraWorkloads = []string{E2EEncrypted}
+
+// allWorkloads lists every workload, in the order they run.
+func allWorkloads() []string { return slices.Concat(Workloads, ExtraWorkloads) }
 
 // Paths a workload is measured on: through the hub, on the backend's core.Storage, and (for
 // targets with a Native client) on the broker's own client.
@@ -94,7 +108,8 @@ type Config struct {
 	Runs int
 	// Duration is how long each measurement sends (and at most how long a pull reads).
 	Duration time.Duration
-	// Workloads selects workloads by name (default: all of Workloads). pull reads what the
+	// Workloads selects workloads by name, from Workloads and ExtraWorkloads (default: all
+	// of Workloads). pull reads what the
 	// hub push wrote; without push it first fills a stream through the raw path.
 	Workloads []string
 	// Rate is the fixed send rate of the latency workloads, in messages per second.
@@ -174,8 +189,8 @@ func (c Config) validate() error {
 		}
 	}
 	for _, w := range c.Workloads {
-		if !slices.Contains(Workloads, w) {
-			return fmt.Errorf("bench: %w: unknown workload %q; use %v", core.ErrInvalidOption, w, Workloads)
+		if !slices.Contains(allWorkloads(), w) {
+			return fmt.Errorf("bench: %w: unknown workload %q; use %v", core.ErrInvalidOption, w, allWorkloads())
 		}
 	}
 	return nil
@@ -281,12 +296,17 @@ type Row struct {
 	Backend  string   `json:"backend"`
 	Workload string   `json:"workload"`
 	Size     int      `json:"size"`
-	Hub      *Summary `json:"hub"`
-	Raw      *Summary `json:"raw"`
+	Hub      *Summary `json:"hub,omitempty"`
+	Raw      *Summary `json:"raw,omitempty"`
+	// Plain and Encrypted are the paths of the e2e-encrypted workload (which has no Hub,
+	// Raw or Native): both through the hub, without and with a secure channel.
+	Plain     *Summary `json:"plain,omitempty"`
+	Encrypted *Summary `json:"encrypted,omitempty"`
 	// Native is the native client's measurement, if the target has one.
 	Native *Summary `json:"native,omitempty"`
 	// Ratio is hub/raw of the medians: of msgs/s for throughput (below 1: the hub is slower),
-	// of p50 for latencies (above 1: the hub is slower). NaN (null in JSON) when unknown.
+	// of p50 for latencies (above 1: the hub is slower); for e2e-encrypted it is
+	// encrypted/plain of msgs/s. NaN (null in JSON) when unknown.
 	Ratio float64 `json:"-"`
 	// NativeRatio is hub/native, like Ratio; NaN without a native measurement.
 	NativeRatio float64 `json:"-"`
@@ -350,7 +370,7 @@ func Run(ctx context.Context, cfg Config, targets ...Target) (*Report, error) {
 	plan := cfg.plan()
 	total := 0
 	for _, t := range targets {
-		total += cfg.Runs * len(plan) * pathCount(t)
+		total += cfg.Runs * stepCount(plan, t)
 	}
 	cfg.Progress.Start(total)
 	defer cfg.Progress.Finish()
@@ -375,7 +395,7 @@ type step struct {
 // plan lists the steps of one run, in order.
 func (c Config) plan() []step {
 	var p []step
-	for _, w := range Workloads {
+	for _, w := range allWorkloads() {
 		if !slices.Contains(c.Workloads, w) {
 			continue
 		}
@@ -398,7 +418,7 @@ func measureTarget(ctx context.Context, cfg Config, plan []step, t Target, names
 			info.Name = "backend"
 		}
 		info.Error = err.Error()
-		cfg.Progress.Add(cfg.Runs*len(plan)*pathCount(t), info.Name+": "+info.Error)
+		cfg.Progress.Add(cfg.Runs*stepCount(plan, t), info.Name+": "+info.Error)
 		fmt.Fprintf(cfg.Log, "%s: cannot measure: %v\n", info.Name, err)
 		return info, nil
 	}
@@ -420,7 +440,6 @@ func measureTarget(ctx context.Context, cfg Config, plan []step, t Target, names
 	}
 	info.Capabilities = caps.String()
 
-	paths := []string{PathHub, PathRaw}
 	var nativeStore core.Storage
 	if t.Native != nil {
 		nativeStore, err = t.Native(ctx)
@@ -432,7 +451,6 @@ func measureTarget(ctx context.Context, cfg Config, plan []step, t Target, names
 		if info.Native == "" {
 			info.Native = "native client"
 		}
-		paths = append(paths, PathNative)
 	}
 	e, err := newEnv(ctx, b)
 	if err != nil {
@@ -445,7 +463,7 @@ func measureTarget(ctx context.Context, cfg Config, plan []step, t Target, names
 	for run := 1; run <= cfg.Runs; run++ {
 		pushed := map[string]string{} // path/size -> stream the push of that path wrote in this run
 		for _, st := range plan {
-			for _, path := range paths {
+			for _, path := range workloadPaths(st.workload, nativeStore != nil) {
 				if ctx.Err() != nil {
 					break
 				}
@@ -464,9 +482,16 @@ func measureTarget(ctx context.Context, cfg Config, plan []step, t Target, names
 	}
 	var rows []Row
 	for _, st := range plan {
+		key := func(s *Summary) float64 { return s.MsgsPerSec.Median }
+		if st.workload == E2EEncrypted {
+			r := Row{Backend: info.Name, Workload: st.workload, Size: st.size,
+				Plain: summarize(samples[st][PathPlain]), Encrypted: summarize(samples[st][PathEncrypted]), NativeRatio: math.NaN()}
+			r.Ratio = Ratio(key(r.Encrypted), key(r.Plain))
+			rows = append(rows, r)
+			continue
+		}
 		r := Row{Backend: info.Name, Workload: st.workload, Size: st.size,
 			Hub: summarize(samples[st][PathHub]), Raw: summarize(samples[st][PathRaw]), NativeRatio: math.NaN()}
-		key := func(s *Summary) float64 { return s.MsgsPerSec.Median }
 		if IsLatency(st.workload) {
 			key = func(s *Summary) float64 { return s.P50.Median }
 		}
@@ -480,12 +505,13 @@ func measureTarget(ctx context.Context, cfg Config, plan []step, t Target, names
 	return info, rows
 }
 
-// pathCount is how many paths a target is measured on.
-func pathCount(t Target) int {
-	if t.Native != nil {
-		return 3
+// stepCount is how many measurements one run of plan makes on t.
+func stepCount(plan []step, t Target) int {
+	n := 0
+	for _, st := range plan {
+		n += len(workloadPaths(st.workload, t.Native != nil))
 	}
-	return 2
+	return n
 }
 
 // String renders a sample for the log.
@@ -504,6 +530,7 @@ type env struct {
 	b       *core.Backend
 	native  core.Storage // nil without a native client
 	h       *hub.Hub
+	addr    string // the hub's listening address
 	cl      *client.Client
 	prefix  string
 	seq     int
@@ -533,7 +560,7 @@ func newEnv(ctx context.Context, b *core.Backend) (*env, error) {
 	}
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
-	return &env{b: b, h: h, cl: cl, prefix: "bench-" + hex.EncodeToString(rnd[:]) + "-"}, nil
+	return &env{b: b, h: h, addr: addr.String(), cl: cl, prefix: "bench-" + hex.EncodeToString(rnd[:]) + "-"}, nil
 }
 
 // close stops the client and the hub (not the backend) after deleting the streams.
@@ -622,6 +649,12 @@ func (e *env) measure(ctx context.Context, cfg Config, st step, path string, pus
 			s, err = e.e2eHub(ctx, cfg, st.size)
 		} else {
 			s, err = e.e2eRaw(ctx, cfg, storage, st.size)
+		}
+	case E2EEncrypted:
+		if path == PathEncrypted {
+			s, err = e.encryptedThroughput(ctx, cfg, st.size)
+		} else {
+			s, err = e.plainThroughput(ctx, cfg, st.size)
 		}
 	}
 	if err != nil {

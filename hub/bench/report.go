@@ -25,6 +25,8 @@ func workloadTitle(w string) string {
 		return "Push-confirm latency"
 	case E2ELatency:
 		return "Publish-to-consume latency"
+	case E2EEncrypted:
+		return "End-to-end encryption throughput"
 	}
 	return w
 }
@@ -49,6 +51,14 @@ func (r *Report) workloadDoc(w string) string {
 			"reader. Hub: a `Publisher` and a long-polling `client.Consumer`; raw: `Storage.Append` and a reader polling "+
 			"`Storage.Fetch` every %s when caught up (Storage has no long poll). The clock starts once the reader "+
 			"has received a warm-up message.", c.Rate, FormatSize(c.LatencySize), c.Duration, c.PollInterval)
+	case E2EEncrypted:
+		return fmt.Sprintf("Messages per second delivered from device A to device B, both through the hub, sent by one "+
+			"goroutine of A for %s; the time runs from the first send until B has every message. Plain: a `client.Publisher` "+
+			"(default window) to a stream that B's long-polling `client.Consumer` reads. Encrypted: a Noise XX secure "+
+			"channel (`core/securechannel`, handshake not measured) whose route goes through the bi-directional stream "+
+			"transport (`core/client/bistream`), so the hub stores one ciphertext envelope per message in B's inbox and "+
+			"B's application worker receives the decrypted message. Ratio = encrypted ÷ plain (below 1: encryption costs "+
+			"throughput).", c.Duration)
 	}
 	return ""
 }
@@ -56,7 +66,7 @@ func (r *Report) workloadDoc(w string) string {
 // workloads returns the workloads present in the rows, in order.
 func (r *Report) workloads() []string {
 	var ws []string
-	for _, w := range Workloads {
+	for _, w := range allWorkloads() {
 		for _, row := range r.Rows {
 			if row.Workload == w {
 				ws = append(ws, w)
@@ -82,7 +92,8 @@ func (r *Report) WriteMarkdown(w io.Writer, charts map[string]string) error {
 		"Throughput ratio = hub msgs/s ÷ raw msgs/s (below 1: the hub costs throughput); "+
 		"latency ratio = hub p50 ÷ raw p50 (above 1: the hub adds latency). "+
 		"Where a backend has a native path, the raw workloads also run on the broker's own client, "+
-		"and hub/native compares the hub with that. MB = 10⁶ bytes.\n\n", c.Runs, c.Duration)
+		"and hub/native compares the hub with that. End-to-end encryption runs both of its paths through the hub; "+
+		"its ratio is encrypted ÷ plain. MB = 10⁶ bytes.\n\n", c.Runs, c.Duration)
 	if len(r.Backends) > 0 {
 		fmt.Fprintln(b, "| Backend | Description | Capabilities |")
 		fmt.Fprintln(b, "|---|---|---|")
@@ -111,9 +122,10 @@ func (r *Report) WriteMarkdown(w io.Writer, charts map[string]string) error {
 				native = native || row.Native != nil
 			}
 		}
-		paths := []string{PathHub, PathRaw}
-		if native {
-			paths = append(paths, PathNative)
+		paths := workloadPaths(wl, native)
+		ratioTitle := "Hub/raw"
+		if wl == E2EEncrypted {
+			ratioTitle = "Encrypted/plain"
 		}
 		var notes []string
 		header := []string{"Backend", "Size"}
@@ -132,7 +144,7 @@ func (r *Report) WriteMarkdown(w io.Writer, charts map[string]string) error {
 			for _, p := range paths {
 				header = append(header, pathTitle(p)+" MB/s")
 			}
-			header = append(header, "Hub/raw")
+			header = append(header, ratioTitle)
 			if native {
 				header = append(header, "Hub/native")
 			}
@@ -185,6 +197,10 @@ func (r Row) path(p string) *Summary {
 		return r.Raw
 	case PathNative:
 		return r.Native
+	case PathPlain:
+		return r.Plain
+	case PathEncrypted:
+		return r.Encrypted
 	}
 	return nil
 }
@@ -197,6 +213,10 @@ func pathTitle(p string) string {
 		return "Raw"
 	case PathNative:
 		return "Native"
+	case PathPlain:
+		return "Plain"
+	case PathEncrypted:
+		return "Encrypted"
 	}
 	return p
 }
@@ -298,11 +318,15 @@ func (r *Report) Charts() map[string]BarChart {
 		if native {
 			c.Series = append(c.Series, "native client")
 		}
+		paths := workloadPaths(wl, native)
+		if wl == E2EEncrypted {
+			c.Series = []string{"plain through the hub", "encrypted through the hub"}
+		}
 		var row Row
 		add := func(label string, f func(*Summary) Stat) {
 			c.Groups = append(c.Groups, label)
 			var v, lo, hi []float64
-			for _, p := range []string{PathHub, PathRaw, PathNative}[:len(c.Series)] {
+			for _, p := range paths {
 				st := Stat{math.NaN(), math.NaN(), math.NaN()}
 				if s := row.path(p); s != nil {
 					st = f(s)

@@ -26,7 +26,9 @@ a hub/raw ratio.
 
 Workloads: push (confirmed append throughput at each -sizes), pull (read-back throughput),
 push-latency (schedule-to-confirm at a fixed -rate) and e2e-latency (publish-to-consume at
--rate). Each runs -runs times; reports show medians and the min-max spread.
+-rate); e2e-encrypted (device-to-device throughput at each -sizes through the hub, plain and
+through a Noise secure channel, ratio encrypted/plain) runs only when -workloads names it.
+Each runs -runs times; reports show medians and the min-max spread.
 
 A progress bar is drawn on stderr when it is a terminal (not with -quiet). The results are
 printed as Markdown and written to the -out directory: bench.md, bench.json and one SVG
@@ -76,7 +78,7 @@ func benchFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error 
 	runs := fs.Int("runs", bench.DefaultRuns, "repetitions of each measurement (medians are reported)")
 	duration := fs.Duration("duration", bench.DefaultDuration, "how long each measurement sends")
 	out := fs.String("out", defaultReportDir, "directory for bench.md, bench.json and the SVG charts")
-	workloads := fs.String("workloads", strings.Join(bench.Workloads, ","), "workloads to run, comma-separated")
+	workloads := fs.String("workloads", strings.Join(bench.Workloads, ","), "workloads to run, comma-separated (also: "+strings.Join(bench.ExtraWorkloads, ",")+")")
 	rate := fs.Int("rate", bench.DefaultRate, "messages per second of the latency workloads")
 	latencySize := fs.Int("latency-size", bench.DefaultLatencySize, "message size of the latency workloads")
 	window := fs.Int("window", bench.DefaultWindow, "messages in flight in the throughput workloads")

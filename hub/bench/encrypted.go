@@ -1,0 +1,252 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/client"
+	"github.com/sluicehq/sluice/core/client/bistream"
+	"github.com/sluicehq/sluice/core/routing"
+	"github.com/sluicehq/sluice/core/securechannel"
+	"github.com/sluicehq/sluice/core/wire"
+)
+
+// E2EEncrypted is the workload that measures what end-to-end encryption costs: delivered
+// messages per second from device A to device B through the hub, plain and through a Noise
+// secure channel over the bi-directional stream transport.
+const E2EEncrypted = "e2e-encrypted"
+
+// Paths of the [E2EEncrypted] workload, both through the hub.
+const (
+	PathPlain     = "plain"
+	PathEncrypted = "encrypted"
+)
+
+// workloadPaths returns the paths a workload is measured on, for a target with or without a
+// native client.
+func workloadPaths(w string, native bool) []string {
+	if w == E2EEncrypted {
+		return []string{PathPlain, PathEncrypted}
+	}
+	if native {
+		return []string{PathHub, PathRaw, PathNative}
+	}
+	return []string{PathHub, PathRaw}
+}
+
+// device is one side of the E2EEncrypted workload: a client of the hub (with its node) and a
+// bi-directional stream transport on that node.
+type device struct {
+	cl *client.Client
+	tr *bistream.Transport
+}
+
+// newDevice dials the hub; with transport it also starts a bistream transport on its node.
+func (e *env) newDevice(transport bool) (*device, error) {
+	cl, err := client.Dial(e.addr, client.WithDialTimeout(requestTimeout))
+	if err != nil {
+		return nil, fmt.Errorf("dial hub: %w", err)
+	}
+	d := &device{cl: cl}
+	if transport {
+		d.tr, err = bistream.New(cl.Node(), cl, bistream.WithLogger(discard))
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("bistream transport: %w", err), cl.Close())
+		}
+	}
+	return d, nil
+}
+
+// close stops the transport (its subscriptions and publishers), then the client and node.
+func (d *device) close() {
+	if d.tr != nil {
+		_ = d.tr.Close()
+	}
+	_ = d.cl.Close()
+}
+
+// tally counts delivered messages and lets a caller wait for a count.
+type tally struct {
+	mu   sync.Mutex
+	n    int
+	bad  error         // the first message of the wrong size
+	grew chan struct{} // closed and replaced on every add
+}
+
+func newTally() *tally { return &tally{grew: make(chan struct{})} }
+
+// add counts one delivered message of size n, where want was sent.
+func (t *tally) add(n, want int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if n != want && t.bad == nil {
+		t.bad = fmt.Errorf("B received a %d-byte message, want %d", n, want)
+	}
+	t.n++
+	close(t.grew)
+	t.grew = make(chan struct{})
+}
+
+// wait returns once n messages were delivered, or an error when ctx ends first or a message
+// of the wrong size arrived.
+func (t *tally) wait(ctx context.Context, n int) error {
+	for {
+		t.mu.Lock()
+		got, bad, grew := t.n, t.bad, t.grew
+		t.mu.Unlock()
+		if bad != nil {
+			return bad
+		}
+		if got >= n {
+			return nil
+		}
+		select {
+		case <-grew:
+		case <-ctx.Done():
+			return fmt.Errorf("B received %d of %d messages: %w", got, n, ctx.Err())
+		}
+	}
+}
+
+// sendFor calls send with msg from one goroutine for cfg.Duration, after one warm-up message
+// that must arrive before the clock starts, and returns the delivered throughput: messages
+// over the time from the first timed send until B has them all.
+func sendFor(ctx context.Context, cfg Config, size int, t *tally, send func(msg []byte) error) (Sample, error) {
+	if err := send(make([]byte, size)); err != nil {
+		return Sample{}, fmt.Errorf("warm-up send: %w", err)
+	}
+	if err := t.wait(ctx, 1); err != nil {
+		return Sample{}, fmt.Errorf("warm-up: %w", err)
+	}
+	msg := payload(size)
+	start := time.Now()
+	deadline := start.Add(cfg.Duration)
+	n := 1
+	for time.Now().Before(deadline) {
+		if err := send(msg); err != nil {
+			return Sample{}, fmt.Errorf("send: %w", err)
+		}
+		n++
+	}
+	if err := t.wait(ctx, n); err != nil {
+		return Sample{}, err
+	}
+	return throughput(n-1, size, time.Since(start)), nil
+}
+
+// plainThroughput is the baseline of E2EEncrypted: A's client.Publisher pushes messages of
+// size to a stream that B's long-polling client.Consumer reads, for cfg.Duration.
+func (e *env) plainThroughput(ctx context.Context, cfg Config, size int) (Sample, error) {
+	a, err := e.newDevice(false)
+	if err != nil {
+		return Sample{}, err
+	}
+	defer a.close()
+	b, err := e.newDevice(false)
+	if err != nil {
+		return Sample{}, err
+	}
+	defer b.close()
+	stream := e.stream(fmt.Sprintf("plain-%d", size))
+	pub, err := client.NewPublisher(ctx, a.cl, stream, client.WithRequestTimeout(requestTimeout))
+	if err != nil {
+		return Sample{}, fmt.Errorf("publisher: %w", err)
+	}
+	defer pub.Close()
+	got := newTally()
+	cons, err := client.NewConsumer(b.cl, stream, func(_ context.Context, m core.Message) error {
+		got.add(len(m.Data), size)
+		return nil
+	}, client.WithClientID(stream), client.WithConsumerRequestTimeout(requestTimeout))
+	if err != nil {
+		return Sample{}, fmt.Errorf("consumer: %w", err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	var consErr firstErr
+	consDone := make(chan struct{})
+	go func() { // owned by plainThroughput: stop and cons.Close end it
+		defer close(consDone)
+		if err := cons.Run(runCtx); err != nil && runCtx.Err() == nil {
+			consErr.set(fmt.Errorf("consumer: %w", err))
+			stop() // ends the wait for the messages
+		}
+	}()
+	defer func() {
+		_ = cons.Close()
+		stop()
+		<-consDone
+	}()
+	s, err := sendFor(runCtx, cfg, size, got, func(msg []byte) error {
+		_, err := pub.Publish(runCtx, msg)
+		return err
+	})
+	if cerr := consErr.get(); cerr != nil {
+		return Sample{}, cerr
+	}
+	return s, err
+}
+
+// encryptedThroughput sends messages of size from A to B for cfg.Duration through an
+// established Noise XX secure channel whose route goes through the bi-directional stream
+// transport, so the hub stores ciphertext envelopes in B's inbox; a message counts when B's
+// application worker, behind its end of the channel, has it. The handshake is not measured.
+func (e *env) encryptedThroughput(ctx context.Context, cfg Config, size int) (Sample, error) {
+	a, err := e.newDevice(true)
+	if err != nil {
+		return Sample{}, err
+	}
+	defer a.close()
+	b, err := e.newDevice(true)
+	if err != nil {
+		return Sample{}, err
+	}
+	defer b.close()
+	idA, err := securechannel.GenerateIdentity()
+	if err != nil {
+		return Sample{}, fmt.Errorf("identity: %w", err)
+	}
+	idB, err := securechannel.GenerateIdentity()
+	if err != nil {
+		return Sample{}, fmt.Errorf("identity: %w", err)
+	}
+	l, err := securechannel.Listen(b.cl.Node(), "listener",
+		securechannel.Config{Identity: idB, Trust: securechannel.TrustKeys(idA.PublicKey())}, nil)
+	if err != nil {
+		return Sample{}, fmt.Errorf("listen: %w", err)
+	}
+	defer l.Close()
+	got := newTally()
+	if err := b.cl.Node().Register("app", routing.WorkerFunc(func(_ context.Context, m *routing.Message) error {
+		got.add(len(m.Payload), size)
+		return nil
+	})); err != nil {
+		return Sample{}, fmt.Errorf("register worker: %w", err)
+	}
+	inboxA := e.stream(fmt.Sprintf("inbox-a-%d", size))
+	inboxB := e.stream(fmt.Sprintf("inbox-b-%d", size))
+	if _, err := b.tr.Subscribe(inboxB, inboxB); err != nil {
+		return Sample{}, fmt.Errorf("subscribe: %w", err)
+	}
+	if _, err := a.tr.Subscribe(inboxA, inboxA); err != nil {
+		return Sample{}, fmt.Errorf("subscribe: %w", err)
+	}
+	route, err := a.tr.Route(inboxB, inboxA)
+	if err != nil {
+		return Sample{}, fmt.Errorf("route: %w", err)
+	}
+	ch, err := securechannel.Dial(ctx, a.cl.Node(), append(route, wire.Local("listener")),
+		securechannel.Config{Identity: idA, Trust: securechannel.TrustKeys(idB.PublicKey())})
+	if err != nil {
+		return Sample{}, fmt.Errorf("secure channel: %w", err)
+	}
+	defer ch.Close()
+	onward := wire.Route{ch.Address(), wire.Local("app")}
+	node := a.cl.Node()
+	return sendFor(ctx, cfg, size, got, func(msg []byte) error {
+		return node.Send(ctx, wire.TransportMessage{OnwardRoute: onward, Payload: msg})
+	})
+}
