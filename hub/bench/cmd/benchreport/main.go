@@ -138,7 +138,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	duration := fs.Duration("duration", bench.DefaultDuration, "how long each measurement sends")
 	sizesFlag := fs.String("sizes", "64,1024,16384", "message sizes of the throughput workloads, comma-separated")
 	rate := fs.Int("rate", bench.DefaultRate, "messages per second of the latency workloads")
-	workloads := fs.String("workloads", strings.Join(bench.Workloads, ","), "workloads to run, comma-separated")
+	// The report covers every workload, the end-to-end encrypted one included.
+	all := append(append([]string(nil), bench.Workloads...), bench.ExtraWorkloads...)
+	workloads := fs.String("workloads", strings.Join(all, ","), "workloads to run, comma-separated")
 	quiet := fs.Bool("quiet", false, "no progress on stderr")
 	if err := fs.Parse(args); err != nil {
 		return err
