@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -47,7 +46,7 @@ type Kafka struct {
 	logPath string
 
 	// kind "docker"
-	ctr *kafkaContainer
+	ctr *brokerContainer
 }
 
 // StartKafka starts a single-node Kafka for tests and returns once it serves metadata.
@@ -134,15 +133,8 @@ func (k *Kafka) Stop() error {
 	defer k.mu.Unlock()
 	switch k.Kind {
 	case "process":
-		if k.proc == nil {
-			return nil
-		}
-		err := k.proc.Stop(15 * time.Second)
-		fmt.Fprintf(k.logw, "kafka: stopped; data directory used %.1f MiB\n", float64(DirSize(k.dataDir))/(1<<20))
+		err := stopLocal("kafka", k.proc, k.dataDir, k.logw, "")
 		k.proc = nil
-		if rerr := os.RemoveAll(k.dataDir); rerr != nil {
-			err = errors.Join(err, rerr)
-		}
 		return err
 	case "docker":
 		if k.ctr == nil {

@@ -14,15 +14,6 @@ import (
 	"github.com/testcontainers/testcontainers-go/wait"
 )
 
-// kafkaContainer is the apache/kafka image run with testcontainers-go.
-//
-// The client listener uses the same port number inside the container and on the host
-// (127.0.0.1), so the advertised address is known before the container starts and stays
-// the same across Restart (docker stop + start keeps the port binding and the data).
-type kafkaContainer struct {
-	c *testcontainers.DockerContainer
-}
-
 func startKafkaDocker(ctx context.Context, logw io.Writer) (*Kafka, error) {
 	port, err := FreePort()
 	if err != nil {
@@ -65,7 +56,7 @@ func startKafkaDocker(ctx context.Context, logw io.Writer) (*Kafka, error) {
 		}
 		return nil, fmt.Errorf("kafka: start container %s: %w", image, err)
 	}
-	k := &Kafka{Brokers: []string{"127.0.0.1:" + p}, Kind: "docker", logw: logw, ctr: &kafkaContainer{c: c}}
+	k := &Kafka{Brokers: []string{"127.0.0.1:" + p}, Kind: "docker", logw: logw, ctr: &brokerContainer{name: "kafka", c: c}}
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	if err := waitKafka(wctx, k.Brokers, nil); err != nil {
@@ -73,23 +64,4 @@ func startKafkaDocker(ctx context.Context, logw io.Writer) (*Kafka, error) {
 		return nil, fmt.Errorf("kafka: container %s not ready: %w", image, err)
 	}
 	return k, nil
-}
-
-// restart kills the container (stop with no grace period) and starts it again.
-func (kc *kafkaContainer) restart(ctx context.Context) error {
-	var zero time.Duration
-	if err := kc.c.Stop(ctx, &zero); err != nil {
-		return fmt.Errorf("kafka: stop container: %w", err)
-	}
-	if err := kc.c.Start(ctx); err != nil {
-		return fmt.Errorf("kafka: start container: %w", err)
-	}
-	return nil
-}
-
-func (kc *kafkaContainer) terminate() error {
-	if err := testcontainers.TerminateContainer(kc.c); err != nil {
-		return fmt.Errorf("kafka: %w", err)
-	}
-	return nil
 }

@@ -11,8 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
-
-	"github.com/testcontainers/testcontainers-go"
 )
 
 // KinesisMockVersion is the kinesis-mock release (npm package kinesis-local) the launcher uses.
@@ -26,7 +24,7 @@ type Kinesis struct {
 	Region string
 
 	proc    *Process
-	ctr     *testcontainers.DockerContainer
+	ctr     *brokerContainer
 	env     []string
 	node    string
 	pkgDir  string
@@ -129,7 +127,7 @@ func (k *Kinesis) Process() *Process { return k.proc }
 // directory. Data persisted before the kill (kinesis-mock writes every 500ms) is reloaded.
 func (k *Kinesis) Restart(ctx context.Context) error {
 	if k.ctr != nil {
-		return k.restartContainer(ctx)
+		return k.ctr.restart(ctx)
 	}
 	if k.proc == nil {
 		return fmt.Errorf("brokers: cannot restart an external Kinesis endpoint")
@@ -144,7 +142,7 @@ func (k *Kinesis) Restart(ctx context.Context) error {
 // a no-op for an external endpoint.
 func (k *Kinesis) Stop() error {
 	if k.ctr != nil {
-		return testcontainers.TerminateContainer(k.ctr)
+		return k.ctr.terminate()
 	}
 	if k.proc == nil {
 		return nil

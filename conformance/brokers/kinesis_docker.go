@@ -50,7 +50,7 @@ func startKinesisDocker(ctx context.Context, log io.Writer, region string) (*Kin
 		}
 		return nil, fmt.Errorf("brokers: start container %s: %w", KinesisMockImage, err)
 	}
-	k := &Kinesis{Endpoint: "http://127.0.0.1:" + p, Region: region, ctr: c}
+	k := &Kinesis{Endpoint: "http://127.0.0.1:" + p, Region: region, ctr: &brokerContainer{name: "kinesis-mock", c: c}}
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	for {
@@ -62,15 +62,4 @@ func startKinesisDocker(ctx context.Context, log io.Writer, region string) (*Kin
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-func (k *Kinesis) restartContainer(ctx context.Context) error {
-	var zero time.Duration
-	if err := k.ctr.Stop(ctx, &zero); err != nil {
-		return fmt.Errorf("brokers: stop kinesis-mock container: %w", err)
-	}
-	if err := k.ctr.Start(ctx); err != nil {
-		return fmt.Errorf("brokers: start kinesis-mock container: %w", err)
-	}
-	return nil
 }

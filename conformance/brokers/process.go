@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -262,3 +263,18 @@ func KillAll() {
 
 // ErrNoJava is returned when no java binary can be found.
 var ErrNoJava = errors.New("brokers: no java found; install a JDK 17+ or set JAVA_HOME")
+
+// stopLocal stops a launcher's broker process (SIGTERM, then SIGKILL after 15 s), reports the
+// disk its data directory used (with note, e.g. its memory) and removes that directory. A nil
+// proc is a no-op.
+func stopLocal(name string, proc *Process, dataDir string, log io.Writer, note string) error {
+	if proc == nil {
+		return nil
+	}
+	err := proc.Stop(15 * time.Second)
+	fmt.Fprintf(log, "%s: stopped%s; data directory used %.1f MiB\n", name, note, float64(DirSize(dataDir))/(1<<20))
+	if rerr := os.RemoveAll(dataDir); rerr != nil {
+		err = errors.Join(err, rerr)
+	}
+	return err
+}

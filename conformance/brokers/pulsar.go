@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -52,7 +51,7 @@ type Pulsar struct {
 	logPath string
 
 	// kind "docker"
-	ctr *pulsarContainer
+	ctr *brokerContainer
 }
 
 // StartPulsar starts a Pulsar standalone for tests and returns once a message produced with
@@ -170,13 +169,8 @@ func (p *Pulsar) Stop() error {
 		if p.proc == nil {
 			return nil
 		}
-		note := p.rssNote()
-		err := p.proc.Stop(15 * time.Second)
-		fmt.Fprintf(p.logw, "pulsar: stopped%s; data directory used %.1f MiB\n", note, float64(DirSize(p.dataDir))/(1<<20))
+		err := stopLocal("pulsar", p.proc, p.dataDir, p.logw, p.rssNote())
 		p.proc = nil
-		if rerr := os.RemoveAll(p.dataDir); rerr != nil {
-			err = errors.Join(err, rerr)
-		}
 		return err
 	case "docker":
 		if p.ctr == nil {

@@ -14,17 +14,6 @@ import (
 	"github.com/testcontainers/testcontainers-go/wait"
 )
 
-// pulsarContainer is the apachepulsar/pulsar image running `pulsar standalone` with
-// testcontainers-go.
-//
-// The broker and web service ports have the same numbers inside the container and on the
-// host (127.0.0.1), so the address the broker advertises in topic lookups is the one the
-// host dials, and it stays the same across Restart (docker stop + start keeps the port
-// bindings and the data).
-type pulsarContainer struct {
-	c *testcontainers.DockerContainer
-}
-
 func startPulsarDocker(ctx context.Context, logw io.Writer) (*Pulsar, error) {
 	ports, err := FreePorts(2)
 	if err != nil {
@@ -63,29 +52,10 @@ func startPulsarDocker(ctx context.Context, logw io.Writer) (*Pulsar, error) {
 		return nil, fmt.Errorf("pulsar: start container %s: %w", image, err)
 	}
 	p := &Pulsar{URL: "pulsar://127.0.0.1:" + bp, AdminURL: "http://127.0.0.1:" + wp, Kind: "docker", logw: logw,
-		ctr: &pulsarContainer{c: c}}
+		ctr: &brokerContainer{name: "pulsar", c: c}}
 	if err := waitPulsar(ctx, p.URL, nil); err != nil {
 		_ = testcontainers.TerminateContainer(c)
 		return nil, fmt.Errorf("pulsar: container %s not ready: %w", image, err)
 	}
 	return p, nil
-}
-
-// restart kills the container (stop with no grace period) and starts it again.
-func (pc *pulsarContainer) restart(ctx context.Context) error {
-	var zero time.Duration
-	if err := pc.c.Stop(ctx, &zero); err != nil {
-		return fmt.Errorf("pulsar: stop container: %w", err)
-	}
-	if err := pc.c.Start(ctx); err != nil {
-		return fmt.Errorf("pulsar: start container: %w", err)
-	}
-	return nil
-}
-
-func (pc *pulsarContainer) terminate() error {
-	if err := testcontainers.TerminateContainer(pc.c); err != nil {
-		return fmt.Errorf("pulsar: %w", err)
-	}
-	return nil
 }
