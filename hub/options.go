@@ -24,6 +24,8 @@ const (
 	DefaultQueueLen = 4096
 	// DefaultMaxPullLimit is the default for [WithMaxPullLimit].
 	DefaultMaxPullLimit = 10000
+	// DefaultMaxPullBytes is the default for [WithMaxPullBytes].
+	DefaultMaxPullBytes = 4 << 20
 	// DefaultMaxPullWait is the default for [WithMaxPullWait].
 	DefaultMaxPullWait = 60 * time.Second
 	// DefaultMaxConnections is the default for [WithMaxConnections].
@@ -57,6 +59,7 @@ type config struct {
 	maxBatchBytes    int
 	queueLen         int
 	maxPullLimit     int
+	maxPullBytes     int
 	maxPullWait      time.Duration
 	maxConns         int
 	idleTimeout      time.Duration
@@ -72,6 +75,7 @@ func defaultConfig() config {
 		maxBatchBytes:    DefaultMaxBatchBytes,
 		queueLen:         DefaultQueueLen,
 		maxPullLimit:     DefaultMaxPullLimit,
+		maxPullBytes:     DefaultMaxPullBytes,
 		maxPullWait:      DefaultMaxPullWait,
 		maxConns:         DefaultMaxConnections,
 		idleTimeout:      DefaultIdleTimeout,
@@ -135,14 +139,28 @@ func WithQueueLen(n int) Option {
 	}
 }
 
-// WithMaxPullLimit caps the limit of one pull (default [DefaultMaxPullLimit]); a response
-// also never exceeds one frame.
+// WithMaxPullLimit caps the limit of one pull (default [DefaultMaxPullLimit]). A
+// stream_pull or sluice_pull_wait response also never exceeds one frame; a sluice_pull_batch
+// response spans as many frames as its limit and [WithMaxPullBytes] allow.
 func WithMaxPullLimit(n int) Option {
 	return func(c *config) error {
 		if n < 1 {
 			return invalid("max pull limit %d must be >= 1", n)
 		}
 		c.maxPullLimit = n
+		return nil
+	}
+}
+
+// WithMaxPullBytes caps the max_bytes of a sluice_pull_batch request (default
+// [DefaultMaxPullBytes]): the hub stops a batch after the frame in which the message data
+// sent reaches it, so a batch holds at most this plus one frame.
+func WithMaxPullBytes(n int) Option {
+	return func(c *config) error {
+		if n < 1 {
+			return invalid("max pull bytes %d must be >= 1", n)
+		}
+		c.maxPullBytes = n
 		return nil
 	}
 }

@@ -127,7 +127,7 @@ type waiter struct {
 	timer *time.Timer
 }
 
-// pullReq is a stream_pull or sluice_pull_wait request.
+// pullReq is a stream_pull, sluice_pull_wait or sluice_pull_batch request.
 type pullReq struct {
 	protocol  string
 	requestID uint64
@@ -136,6 +136,8 @@ type pullReq struct {
 	wait      bool
 	deadline  time.Time
 	replyTo   wire.Route
+	batch     bool // sluice_pull_batch: reply in as many frames as limit and maxBytes allow
+	maxBytes  int  // sluice_pull_batch: stop after the frame whose data reaches this
 }
 
 func newPartition(h *Hub, stream string, id int) *partition {
@@ -380,7 +382,7 @@ func (p *partition) pull(ctx context.Context, r pullReq) {
 		seq := p.seq
 		p.wmu.Unlock()
 
-		msgs, err := p.fetchFrame(ctx, r)
+		msgs, full, err := p.fetchFrame(ctx, r)
 		if err != nil {
 			h.log.Warn("fetch failed", "stream", p.stream, "partition", p.id, "index", r.index, "err", err)
 			reason := fmt.Sprintf("%s: fetch stream %q partition %d from index %d: %v", r.protocol, p.stream, p.id, r.index, err)
@@ -389,6 +391,10 @@ func (p *partition) pull(ctx context.Context, r pullReq) {
 			} else {
 				h.replyError(r.replyTo, p.self, reason)
 			}
+			return
+		}
+		if len(msgs) > 0 && r.batch {
+			p.sendBatch(ctx, r, msgs, full)
 			return
 		}
 		if len(msgs) > 0 || !r.wait || !time.Now().Before(r.deadline) {
@@ -431,14 +437,16 @@ func (p *partition) pull(ctx context.Context, r pullReq) {
 
 // fetchFrame fetches the messages of r, at most r.limit, and no more than fit in one reply
 // frame. It pages through the backend so that a large limit with large messages never
-// reads much more than a frame. A first message too large for any frame is an error.
-func (p *partition) fetchFrame(ctx context.Context, r pullReq) ([]wire.StreamMessage, error) {
+// reads much more than a frame. A first message too large for any frame is an error. full
+// reports that the frame ended because the next message did not fit, so more may follow;
+// otherwise it ended at the limit or at the end of the partition.
+func (p *partition) fetchFrame(ctx context.Context, r pullReq) (out []wire.StreamMessage, full bool, err error) {
 	h := p.h
 	// room is a slightly conservative bound for the sum of StreamMessage sizes: the payload
-	// budget minus the protocol name and the largest request id / count prefixes.
+	// budget minus the protocol name, the largest request id / count prefixes and a batch
+	// part's flag.
 	budget := wire.FramePayloadBudget(r.replyTo, p.self)
-	room := budget - wire.DataSize(len(r.protocol)) - wire.UintSize(uint64(budget)) - wire.UintSize(r.requestID) - wire.UintSize(uint64(r.limit))
-	var out []wire.StreamMessage
+	room := budget - wire.DataSize(len(r.protocol)) - wire.UintSize(uint64(budget)) - wire.UintSize(r.requestID) - wire.UintSize(uint64(r.limit)) - wire.PullBatchPartOverhead
 	used := 0
 	from := r.index
 	page := min(r.limit, 64)
@@ -457,36 +465,62 @@ func (p *partition) fetchFrame(ctx context.Context, r pullReq) ([]wire.StreamMes
 		msgs, fromLeft := left, left != nil
 		left = nil
 		if !fromLeft {
-			var err error
 			if msgs, err = h.fetch(ctx, p.stream, p.id, from, page); err != nil {
-				return nil, err
+				return nil, false, err
 			}
 		}
 		for i, m := range msgs {
 			sm := wire.StreamMessage{Index: m.Index, Data: m.Data}
 			if used+sm.Size() > room {
 				if len(out) == 0 {
-					return nil, fmt.Errorf("%w: message %d is %d bytes and does not fit in one frame with this route", core.ErrMessageTooLarge, m.Index, len(m.Data))
+					return nil, false, fmt.Errorf("%w: message %d is %d bytes and does not fit in one frame with this route", core.ErrMessageTooLarge, m.Index, len(m.Data))
 				}
 				p.keepLeft(from, msgs[i:])
-				return out, nil
+				return out, true, nil
 			}
 			used += sm.Size()
 			out = append(out, sm)
 			from = m.Index + 1
 			if len(out) == r.limit {
 				p.keepLeft(from, msgs[i+1:])
-				return out, nil
+				return out, false, nil
 			}
 		}
 		if !fromLeft && len(msgs) < page {
-			return out, nil // caught up (or the backend pages shorter): send what we have
+			return out, false, nil // caught up (or the backend pages shorter): send what we have
 		}
 		// Size the next page from the mean message size so far.
 		mean := max(used/len(out), 1)
 		page = min(r.limit-len(out), max((room-used)/mean, 1), 4096)
 	}
-	return out, nil
+	return out, false, nil
+}
+
+// sendBatch answers a sluice_pull_batch whose first frame, msgs, is fetched: it sends frame
+// after frame without waiting for the client, until the limit, max_bytes, or the end of the
+// partition, and marks the last part. A fetch that fails after the first frame ends the
+// batch with an empty last part: the client has what was sent, and its next pull, which
+// starts there, meets the failure and reports it.
+func (p *partition) sendBatch(ctx context.Context, r pullReq, msgs []wire.StreamMessage, full bool) {
+	sent, bytes := 0, 0
+	for {
+		sent += len(msgs)
+		for _, m := range msgs {
+			bytes += len(m.Data)
+		}
+		more := full && sent < r.limit && bytes < r.maxBytes && ctx.Err() == nil
+		p.sendPart(r, msgs, more)
+		if !more {
+			return
+		}
+		next := r
+		next.index, next.limit = msgs[len(msgs)-1].Index+1, r.limit-sent
+		var err error
+		if msgs, full, err = p.fetchFrame(ctx, next); err != nil {
+			p.h.log.Warn("fetch failed; pull batch ends early", "stream", p.stream, "partition", p.id, "index", next.index, "err", err)
+			msgs, full = nil, false
+		}
+	}
 }
 
 // expire answers a waiter whose wait ended without an append, if it is still parked.
@@ -514,8 +548,13 @@ func (p *partition) releaseWaiters() {
 	}
 }
 
-// sendPull replies with msgs, which fetchFrame sized to fit in one frame.
+// sendPull replies to r with msgs, which fetchFrame sized to fit in one frame: a
+// PullResponse, or the one and last part of a sluice_pull_batch.
 func (p *partition) sendPull(r pullReq, msgs []wire.StreamMessage) {
+	if r.batch {
+		p.sendPart(r, msgs, false)
+		return
+	}
 	h := p.h
 	if n := wire.FitPullResponse(r.replyTo, p.self, r.protocol, r.requestID, msgs); n < len(msgs) {
 		msgs = msgs[:n] // defensive: fetchFrame's bound is conservative
@@ -523,6 +562,21 @@ func (p *partition) sendPull(r pullReq, msgs []wire.StreamMessage) {
 	h.m.pulls.Add(1)
 	h.m.pulledMessages.Add(uint64(len(msgs)))
 	h.reply(r.replyTo, p.self, r.protocol, wire.PullResponse{RequestID: r.requestID, Messages: msgs})
+}
+
+// sendPart sends one part of a sluice_pull_batch reply; more is false on the last.
+func (p *partition) sendPart(r pullReq, msgs []wire.StreamMessage, more bool) {
+	h := p.h
+	if n := wire.FitPullBatchPart(r.replyTo, p.self, r.requestID, msgs); n < len(msgs) {
+		// Defensive (fetchFrame's bound is conservative): the cut messages are sent again
+		// by the next pull, as this part becomes the last.
+		msgs, more = msgs[:n], false
+	}
+	if !more {
+		h.m.pulls.Add(1)
+	}
+	h.m.pulledMessages.Add(uint64(len(msgs)))
+	h.reply(r.replyTo, p.self, r.protocol, wire.PullBatchPart{RequestID: r.requestID, More: more, Messages: msgs})
 }
 
 var errShuttingDown = errors.New("hub: shutting down")

@@ -257,15 +257,30 @@ func (p *partition) HandleMessage(ctx context.Context, msg *routing.Message) err
 			h.undecodable(msg, bp, err)
 			return nil
 		}
-		wait := h.cfg.maxPullWait
-		if req.WaitMS < uint64(wait/time.Millisecond) {
-			wait = time.Duration(req.WaitMS) * time.Millisecond
+		p.startPull(msg, bp, pullReq{protocol: bp.Protocol, requestID: req.RequestID, index: req.Index, limit: h.pullLimit(req.Limit), wait: true, deadline: time.Now().Add(h.pullWait(req.WaitMS)), replyTo: msg.ReturnRoute})
+	case wire.ProtocolPullBatch:
+		req, err := wire.DecodePullBatchRequest(bp.Data)
+		if err != nil {
+			h.undecodable(msg, bp, err)
+			return nil
 		}
-		p.startPull(msg, bp, pullReq{protocol: bp.Protocol, requestID: req.RequestID, index: req.Index, limit: h.pullLimit(req.Limit), wait: true, deadline: time.Now().Add(wait), replyTo: msg.ReturnRoute})
+		maxBytes := h.cfg.maxPullBytes
+		if req.MaxBytes < uint64(maxBytes) {
+			maxBytes = max(int(req.MaxBytes), 1)
+		}
+		p.startPull(msg, bp, pullReq{protocol: bp.Protocol, requestID: req.RequestID, index: req.Index, limit: h.pullLimit(req.Limit), wait: true, deadline: time.Now().Add(h.pullWait(req.WaitMS)), replyTo: msg.ReturnRoute, batch: true, maxBytes: maxBytes})
 	default:
-		h.unknownProtocol(msg, bp.Protocol, wire.ProtocolPush, wire.ProtocolPull, wire.ProtocolPushBatch, wire.ProtocolPullWait)
+		h.unknownProtocol(msg, bp.Protocol, wire.ProtocolPush, wire.ProtocolPull, wire.ProtocolPushBatch, wire.ProtocolPullWait, wire.ProtocolPullBatch)
 	}
 	return nil
+}
+
+// pullWait returns a request's wait_ms as a duration, capped by WithMaxPullWait.
+func (h *Hub) pullWait(ms uint64) time.Duration {
+	if ms < uint64(h.cfg.maxPullWait/time.Millisecond) {
+		return time.Duration(ms) * time.Millisecond
+	}
+	return h.cfg.maxPullWait
 }
 
 // pullLimit clamps a requested pull limit to [0, WithMaxPullLimit].

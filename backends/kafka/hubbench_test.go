@@ -13,7 +13,6 @@ import (
 	"github.com/sluicehq/sluice/backends/kafka"
 	"github.com/sluicehq/sluice/core"
 	"github.com/sluicehq/sluice/core/client"
-	"github.com/sluicehq/sluice/core/wire"
 	"github.com/sluicehq/sluice/hub/hubtest"
 )
 
@@ -37,9 +36,9 @@ const (
 //     franz-go Produce of the same messages to the same topic with the Store's client
 //     settings (acks=all, idempotent, linger 0, no compression) and the same window of
 //     unacknowledged records.
-//   - Pull: a stream_pull loop on one hub connection (one request in flight, limit
-//     client.DefaultPullLimit, as a Consumer pulls) over a topic of hubBenchCorpus
-//     messages; against a franz-go direct partition consumer reading the same topic. The
+//   - Pull: a pull loop on one hub connection (client.Conn.Pull: one sluice_pull_batch in
+//     flight, limit client.DefaultPullLimit and client.DefaultPullMaxBytes, as a Consumer
+//     pulls) over a topic of hubBenchCorpus messages; against a franz-go direct partition consumer reading the same topic. The
 //     raw consumer is paused between its chunks and repositioned with SetOffsets at the
 //     start of each, which drops what it fetched ahead, so neither path starts a chunk with
 //     data already in hand and the raw consumer does not load the broker during the hub's
@@ -79,7 +78,7 @@ func BenchmarkHubVsRaw(b *testing.B) {
 		pull := benchStream(b, store, fmt.Sprintf("pull-%d", size))
 		raw.topic = store.Topic(pull)
 		raw.push(b, hubBenchCorpus)
-		hubReader := newHubBenchReader(b, addr, pull)
+		hubReader := newHubBenchReader(b, cl, pull)
 		rawReader := newRawBenchReader(b, k.Brokers, store.Topic(pull))
 		b.Run(fmt.Sprintf("Pull/size=%d", size), func(b *testing.B) {
 			hubtest.Alternate(b, size, hubBenchChunk, hubReader.read, rawReader.read)
@@ -163,38 +162,29 @@ func (r *rawBenchProducer) push(b *testing.B, n int) time.Duration {
 
 // hubBenchReader pulls a stream of hubBenchCorpus messages, starting at 0, round and round.
 type hubBenchReader struct {
-	c     *hubtest.Conn
-	s     hubtest.Stream
-	next  uint64
-	reqID uint64
+	conn   *client.Conn
+	stream string
+	next   uint64
 }
 
-func newHubBenchReader(b *testing.B, addr, stream string) *hubBenchReader {
-	c := hubtest.Dial(b, addr)
-	return &hubBenchReader{c: c, s: c.Create(stream)}
+func newHubBenchReader(b *testing.B, cl *client.Client, stream string) *hubBenchReader {
+	ctx := context.Background()
+	conn, err := cl.Open(ctx, time.Minute)
+	if err != nil {
+		b.Fatalf("client Open: %v", err)
+	}
+	b.Cleanup(func() { conn.Close() })
+	if _, err := conn.CreateStream(ctx, stream, 1); err != nil {
+		b.Fatalf("CreateStream(%q): %v", stream, err)
+	}
+	return &hubBenchReader{conn: conn, stream: stream}
 }
 
 // read pulls n messages (fewer if the corpus ends first: it starts over at 0 next time)
 // and returns the time.
 func (h *hubBenchReader) read(b *testing.B, n int) time.Duration {
 	n = min(n, hubBenchCorpus-int(h.next))
-	start := time.Now()
-	for got := 0; got < n; {
-		h.reqID++
-		h.c.Send(h.s.Route, wire.ProtocolPull, wire.PullRequest{RequestID: h.reqID, Index: h.next, Limit: uint64(min(client.DefaultPullLimit, n-got))})
-		pr := h.c.ExpectPull(wire.ProtocolPull)
-		if len(pr.Messages) == 0 {
-			b.Fatalf("hub pull from %d: no messages", h.next)
-		}
-		for _, m := range pr.Messages {
-			if m.Index != h.next {
-				b.Fatalf("hub pull: index %d, want %d", m.Index, h.next)
-			}
-			h.next++
-		}
-		got += len(pr.Messages)
-	}
-	elapsed := time.Since(start)
+	elapsed := hubtest.PullN(b, h.conn, h.stream, &h.next, n)
 	if h.next == hubBenchCorpus {
 		h.next = 0
 	}

@@ -514,14 +514,31 @@ func (s *Store) Fetch(ctx context.Context, stream string, partition int, from ui
 	}
 	// Messages an earlier fetch read past its limit come first (see readAhead).
 	key := partKey{topic, int32(partition)}
-	ahead, sequential := s.ahead.take(key, tm.id, int64(from), limit)
-	out = append(out, ahead...)
-	if len(out) == limit {
-		return out, nil
-	}
+	// A prefetch in flight (see Store.prefetch) brings the messages that follow: wait for it
+	// rather than ask the broker for them a second time.
 	offset, retries := int64(from), 0
-	if len(out) > 0 {
-		offset = int64(out[len(out)-1].Index) + 1
+	ahead, sequential, pending := s.ahead.take(key, tm.id, offset, limit)
+	for {
+		out = append(out, ahead...)
+		if len(out) > 0 {
+			offset = int64(out[len(out)-1].Index) + 1
+		}
+		if len(out) == limit || pending == nil {
+			break
+		}
+		select {
+		case <-pending:
+		case <-ctx.Done():
+			if len(out) > 0 {
+				return out, nil
+			}
+			return nil, s.mapErr(ctx, "fetch", stream, context.Cause(ctx))
+		}
+		ahead, _, pending = s.ahead.take(key, tm.id, offset, limit-len(out))
+	}
+	if len(out) == limit {
+		s.prefetch(key, tm, partition, offset)
+		return out, nil
 	}
 	// The broker's answer is the rest of the result; on failure, return what we have.
 	cached := len(out)
@@ -586,7 +603,7 @@ func (s *Store) Fetch(ctx context.Context, stream string, partition int, from ui
 			}
 		}
 		if len(out) > cached {
-			s.ahead.put(key, tm.id, int64(from), int64(out[len(out)-1].Index)+1, rest, len(rp.RecordBatches))
+			s.ahead.put(key, tm.id, int64(from), int64(out[len(out)-1].Index)+1, rest, len(rp.RecordBatches), next >= fp.LastStableOffset)
 			return out, nil
 		}
 		if next <= offset || next >= fp.LastStableOffset {
@@ -594,6 +611,46 @@ func (s *Store) Fetch(ctx context.Context, stream string, partition int, from ui
 		}
 		offset = next // only markers or aborted records so far: read on
 	}
+}
+
+// prefetch starts, on a goroutine owned by the Store (Close waits for it), a broker fetch
+// that extends the read-ahead entry of a reader paging through a partition whose next offset
+// is next, when that entry is running low (see readAhead.startPrefetch). So the next Fetch
+// of that reader finds its messages in memory, as a Kafka consumer finds the fetch it keeps
+// buffered, instead of waiting for the broker.
+func (s *Store) prefetch(key partKey, tm *topicMeta, partition int, next int64) {
+	e, from, ok := s.ahead.startPrefetch(key, tm.id, next)
+	if !ok {
+		return
+	}
+	ctx, end, err := s.begin(context.Background(), "prefetch", "")
+	if err != nil {
+		s.ahead.endPrefetch(key, e, from, from, nil, 0, false, false)
+		return
+	}
+	go func() {
+		defer end()
+		rp, err := s.fetchOnce(ctx, key.topic, tm, int32(partition), from, s.opts.FetchMaxBytes)
+		if err == nil {
+			err = kerr.ErrorForCode(rp.ErrorCode)
+		}
+		if err != nil { // the reader's next Fetch asks the broker itself and reports it
+			s.ahead.endPrefetch(key, e, from, from, nil, 0, false, false)
+			return
+		}
+		fp, next := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
+			Offset:         from,
+			IsolationLevel: kgo.ReadCommitted(),
+			Topic:          key.topic,
+			Partition:      int32(partition),
+		}, rp, s.dec, nil)
+		recs := fp.Records
+		for len(recs) > 0 && recs[0].Offset < from {
+			recs = recs[1:]
+		}
+		ok := fp.Err == nil || len(recs) > 0
+		s.ahead.endPrefetch(key, e, from, next, recs, len(rp.RecordBatches), next >= fp.LastStableOffset, ok)
+	}()
 }
 
 // fetchOnce sends one Fetch request for (topic, partition) at offset to the leader.

@@ -32,32 +32,32 @@ func TestReadAhead(t *testing.T) {
 
 	// A fetch from 0 returned offsets 0-3 to the caller; 5, 6 and 8 were read ahead (4 and 7
 	// hold no message).
-	ra.put(k, id, 0, 4, records(5, 6, 8), 100)
-	if got, seq := ra.take(k, id, 2, 10); got != nil || seq {
+	ra.put(k, id, 0, 4, records(5, 6, 8), 100, false)
+	if got, seq, _ := ra.take(k, id, 2, 10); got != nil || seq {
 		t.Fatalf("take(2) = %v, %v; want nothing: offset 2 is before the entry", got, seq)
 	}
-	if got, seq := ra.take(k, id, 10, 10); got != nil || seq {
+	if got, seq, _ := ra.take(k, id, 10, 10); got != nil || seq {
 		t.Fatalf("take(10) = %v, %v; want nothing: offset 10 is past the entry", got, seq)
 	}
 	// 9 is the end of the entry: a sequential miss, which leaves the entry to its reader.
-	if got, seq := ra.take(k, id, 9, 10); got != nil || !seq || len(ra.parts[k][0].msgs) != 3 {
+	if got, seq, _ := ra.take(k, id, 9, 10); got != nil || !seq || len(ra.parts[k][0].msgs) != 3 {
 		t.Fatalf("take(9) = %v, %v; want nothing, sequential, the entry untouched", got, seq)
 	}
-	if got, seq := ra.take(k, [16]byte{2}, 4, 10); got != nil || seq {
+	if got, seq, _ := ra.take(k, [16]byte{2}, 4, 10); got != nil || seq {
 		t.Fatalf("take of another topic id = %v, %v; want nothing", got, seq)
 	}
 	if ra.entries != 0 || ra.bytes != 0 {
 		t.Fatalf("after a take with another topic id: %d entries, %d bytes; want the entry dropped", ra.entries, ra.bytes)
 	}
 
-	ra.put(k, id, 0, 4, records(5, 6, 8), 100)
-	got, seq := ra.take(k, id, 4, 1)
+	ra.put(k, id, 0, 4, records(5, 6, 8), 100, false)
+	got, seq, _ := ra.take(k, id, 4, 1)
 	if len(got) != 1 || got[0].Index != 5 || string(got[0].Data) != "v5" || !seq {
 		t.Fatalf("take(4, limit 1) = %v, %v; want [5 v5], sequential", got, seq)
 	}
 	// The caller owns the slice: growing it leaves the next message alone.
 	_ = append(got[0].Data, "XX"...)
-	got, _ = ra.take(k, id, 6, 10)
+	got, _, _ = ra.take(k, id, 6, 10)
 	if len(got) != 2 || string(got[0].Data) != "v6" || got[1].Index != 8 || string(got[1].Data) != "v8" {
 		t.Fatalf("take(6) = %v; want [6 v6] [8 v8]", got)
 	}
@@ -65,10 +65,10 @@ func TestReadAhead(t *testing.T) {
 		t.Fatalf("%d bytes kept after every message was taken; want 0", ra.bytes)
 	}
 	// Everything was taken: 9 is where the reader goes on, a sequential miss.
-	if got, seq := ra.take(k, id, 9, 10); got != nil || !seq {
+	if got, seq, _ := ra.take(k, id, 9, 10); got != nil || !seq {
 		t.Fatalf("take(9) after the entry was used up = %v, %v; want nothing, sequential", got, seq)
 	}
-	if got, _ := ra.take(k, id, 6, 10); got != nil {
+	if got, _, _ := ra.take(k, id, 6, 10); got != nil {
 		t.Fatalf("take(6) again = %v; want nothing: each message is handed out once", got)
 	}
 
@@ -76,22 +76,22 @@ func TestReadAhead(t *testing.T) {
 	ra.forget("t")
 	for r := range readAheadReaders + 1 {
 		base := int64(100 * r)
-		ra.put(k, id, base, base+1, records(base+1, base+2), 10)
+		ra.put(k, id, base, base+1, records(base+1, base+2), 10, false)
 	}
 	if n := len(ra.parts[k]); n != readAheadReaders {
 		t.Fatalf("%d entries for one partition; want %d", n, readAheadReaders)
 	}
-	if got, _ := ra.take(k, id, 1, 10); got != nil {
+	if got, _, _ := ra.take(k, id, 1, 10); got != nil {
 		t.Fatalf("take(1) = %v; want nothing: the oldest reader's entry was evicted", got)
 	}
 	for r := 1; r <= readAheadReaders; r++ {
 		base := int64(100 * r)
-		if got, _ := ra.take(k, id, base+1, 10); len(got) != 2 || got[0].Index != uint64(base+1) {
+		if got, _, _ := ra.take(k, id, base+1, 10); len(got) != 2 || got[0].Index != uint64(base+1) {
 			t.Fatalf("reader %d: take(%d) = %v", r, base+1, got)
 		}
 	}
 	// A reader's next fetch replaces its own entry.
-	ra.put(k, id, 403, 410, records(410), 10)
+	ra.put(k, id, 403, 410, records(410), 10, false)
 	if n := len(ra.parts[k]); n != readAheadReaders {
 		t.Fatalf("%d entries after a reader fetched again; want %d", n, readAheadReaders)
 	}
@@ -101,11 +101,87 @@ func TestReadAhead(t *testing.T) {
 	if ra.entries != 0 || ra.bytes != 0 || len(ra.parts) != 0 {
 		t.Fatalf("after forget: %d entries, %d bytes", ra.entries, ra.bytes)
 	}
-	ra.put(k, id, 0, 1, records(1, 2), readAheadBytes+1)
-	if got, seq := ra.take(k, id, 1, 10); got != nil || !seq {
+	ra.put(k, id, 0, 1, records(1, 2), readAheadBytes+1, false)
+	if got, seq, _ := ra.take(k, id, 1, 10); got != nil || !seq {
 		t.Fatalf("take(1) after an oversized put = %v, %v; want nothing, sequential", got, seq)
 	}
 	if ra.bytes != 0 {
 		t.Fatalf("%d bytes kept; want 0", ra.bytes)
+	}
+}
+
+func TestReadAheadPrefetch(t *testing.T) {
+	k := partKey{"t", 0}
+	id := [16]byte{1}
+	var ra readAhead
+
+	// A fetch returned 0-1 to its caller and read 2-5 ahead.
+	ra.put(k, id, 0, 2, records(2, 3, 4, 5), 100, false)
+	if got, _, _ := ra.take(k, id, 2, 2); len(got) != 2 {
+		t.Fatalf("take(2, limit 2) = %v", got)
+	}
+	if _, _, ok := ra.startPrefetch(k, id, 7); ok {
+		t.Fatal("prefetch started for a position no entry covers")
+	}
+	e, from, ok := ra.startPrefetch(k, id, 4)
+	if !ok || from != 6 {
+		t.Fatalf("startPrefetch(4) = %v, %d; want a prefetch from 6, the end of the entry", ok, from)
+	}
+	if _, _, again := ra.startPrefetch(k, id, 4); again {
+		t.Fatal("a second prefetch started while one is in flight")
+	}
+	// The reader takes the rest, then finds the prefetch pending.
+	if got, _, _ := ra.take(k, id, 4, 10); len(got) != 2 {
+		t.Fatalf("take(4) = %v", got)
+	}
+	got, seq, pending := ra.take(k, id, 6, 10)
+	if got != nil || !seq || pending == nil {
+		t.Fatalf("take(6) during the prefetch = %v, %v, pending %v; want nothing, sequential, pending", got, seq, pending != nil)
+	}
+	// The prefetch brings 6, 7 and 9 (8 holds no message).
+	ra.endPrefetch(k, e, 6, 10, records(6, 7, 9), 50, true, true)
+	select {
+	case <-pending:
+	default:
+		t.Fatal("pending not closed when the prefetch ended")
+	}
+	got, _, pending = ra.take(k, id, 6, 10)
+	if len(got) != 3 || got[0].Index != 6 || got[2].Index != 9 || string(got[2].Data) != "v9" || pending != nil {
+		t.Fatalf("take(6) after the prefetch = %v (pending %v); want 6, 7, 9", got, pending != nil)
+	}
+	// That fetch reached the end of the partition: no prefetch until a Fetch says otherwise.
+	if _, _, ok := ra.startPrefetch(k, id, 10); ok {
+		t.Fatal("prefetch started after a fetch that reached the end")
+	}
+	if ra.bytes != 0 {
+		t.Fatalf("%d bytes kept after every message was taken; want 0", ra.bytes)
+	}
+
+	// A prefetch whose entry was dropped meanwhile adds nothing; a failed one leaves the entry.
+	ra.put(k, id, 10, 10, nil, 0, false)
+	e, from, ok = ra.startPrefetch(k, id, 10)
+	if !ok || from != 10 {
+		t.Fatalf("startPrefetch(10) on an empty entry = %v, %d", ok, from)
+	}
+	ra.endPrefetch(k, e, 10, 10, nil, 0, false, false)
+	if got, seq, pending := ra.take(k, id, 10, 10); got != nil || !seq || pending != nil {
+		t.Fatalf("take(10) after a failed prefetch = %v, %v, %v; want nothing, sequential, not pending", got, seq, pending != nil)
+	}
+	e, _, _ = ra.startPrefetch(k, id, 10)
+	ra.forget("t")
+	ra.endPrefetch(k, e, 10, 12, records(10, 11), 50, false, true)
+	if ra.entries != 0 || ra.bytes != 0 {
+		t.Fatalf("a prefetch of a dropped entry was kept: %d entries, %d bytes", ra.entries, ra.bytes)
+	}
+
+	// More than the last fetch brought is left: no second prefetch yet.
+	ra.put(k, id, 20, 21, records(21, 22), 10, false)
+	e2, _, ok := ra.startPrefetch(k, id, 21)
+	if !ok {
+		t.Fatal("no prefetch for a reader with what its last fetch brought left")
+	}
+	ra.endPrefetch(k, e2, 23, 26, records(23, 24, 25), 10, false, true)
+	if _, _, ok := ra.startPrefetch(k, id, 21); ok {
+		t.Fatal("prefetch started with more than the last fetch left")
 	}
 }

@@ -226,6 +226,9 @@ type reply struct {
 	protocol string
 	data     []byte
 	ret      wire.Route
+	// parts are the data of the earlier parts of a sluice_pull_batch reply, in order; data
+	// is the last part's.
+	parts [][]byte
 }
 
 // waitKey identifies a waiting request: replies of different protocols number their
@@ -247,8 +250,9 @@ type session struct {
 
 	mu        sync.Mutex
 	waiters   map[waitKey]chan reply
-	creates   []chan reply // stream_create requests waiting for Init, in send order
-	partInits chan reply   // collects InitPartitioned replies of the one partitioned create in flight
+	parts     map[waitKey][][]byte // sluice_pull_batch parts received before the last
+	creates   []chan reply         // stream_create requests waiting for Init, in send order
+	partInits chan reply           // collects InitPartitioned replies of the one partitioned create in flight
 	doneCh    chan struct{}
 	doneErr   error
 	stop      chan struct{}
@@ -402,6 +406,25 @@ func (s *session) handle(_ context.Context, m *routing.Message) error {
 		}
 		s.deliver(waitKey{classOf(bp.Protocol), id}, r)
 		return nil
+	case wire.ProtocolPullBatch:
+		id, more, ok := wire.PullBatchPartHeader(bp.Data)
+		if !ok {
+			return fmt.Errorf("client: %s reply without a request id", bp.Protocol)
+		}
+		k := waitKey{"pull", id}
+		if more {
+			s.mu.Lock()
+			if s.waiters[k] != nil { // else nobody waits any more: drop the part
+				if s.parts == nil {
+					s.parts = map[waitKey][][]byte{}
+				}
+				s.parts[k] = append(s.parts[k], bp.Data)
+			}
+			s.mu.Unlock()
+			return nil
+		}
+		s.deliver(k, r)
+		return nil
 	case wire.ProtocolRequestError:
 		// A sluice_error names the request it answers: only that request fails.
 		e, err := wire.DecodeRequestError(bp.Data)
@@ -464,14 +487,26 @@ func replyRequestID(b []byte) (uint64, bool) {
 	return id, r.Err() == nil
 }
 
+// deliver hands r to the request waiting for k, with the parts of a batch received before
+// it, and forgets the request.
 func (s *session) deliver(k waitKey, r reply) {
 	s.mu.Lock()
 	ch := s.waiters[k]
+	r.parts = s.parts[k]
 	delete(s.waiters, k)
+	delete(s.parts, k)
 	s.mu.Unlock()
 	if ch != nil {
 		ch <- r // buffered
 	}
+}
+
+// forget drops the request waiting for k and the batch parts received for it.
+func (s *session) forget(k waitKey) {
+	s.mu.Lock()
+	delete(s.waiters, k)
+	delete(s.parts, k)
+	s.mu.Unlock()
 }
 
 // call sends payload to onward and waits for the reply keyed k, the request's timeout,
@@ -481,11 +516,7 @@ func (s *session) call(ctx context.Context, onward wire.Route, k waitKey, payloa
 	s.mu.Lock()
 	s.waiters[k] = ch
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.waiters, k)
-		s.mu.Unlock()
-	}()
+	defer s.forget(k)
 	r, err := s.await(ctx, ch, func() error { return s.send(ctx, onward, payload) }, timeout)
 	if err == nil && r.protocol == wire.ProtocolRequestError {
 		return reply{}, requestError(r)

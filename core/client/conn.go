@@ -277,9 +277,10 @@ func (c *Conn) Push(ctx context.Context, stream string, partition int, msgs [][]
 }
 
 // Pull returns up to limit messages with index >= from of a partition of a stream created
-// on this Conn. With wait > 0 it long-polls (sluice_pull_wait): the hub answers as soon as
-// a message exists or wait passed. An empty result means "no message"; every failure is an
-// error. The hub may return fewer than limit messages to fit a frame.
+// on this Conn. With wait > 0 it long-polls: the hub answers as soon as a message exists or
+// wait passed. An empty result means "no message"; every failure is an error. The hub sends
+// the messages in as many frames as it takes (sluice_pull_batch), and may return fewer than
+// limit when their data reaches [DefaultPullMaxBytes].
 func (c *Conn) Pull(ctx context.Context, stream string, partition int, from uint64, limit int, wait time.Duration) ([]core.Message, error) {
 	route, err := c.route(stream, partition)
 	if err != nil {
@@ -289,23 +290,15 @@ func (c *Conn) Pull(ctx context.Context, stream string, partition int, from uint
 		return nil, core.ValidateLimit(limit)
 	}
 	id := c.nextID()
-	req := wire.PullWaitRequest{RequestID: id, Index: from, Limit: uint64(limit), WaitMS: uint64(max(wait, 0) / time.Millisecond)}
-	r, err := c.s.call(ctx, route, waitKey{"pull", id}, wire.EncodePayload(wire.ProtocolPullWait, req), c.timeout+max(wait, 0))
-	if err != nil {
-		return nil, fmt.Errorf("client: pull %q partition %d from %d: %w", stream, partition, from, err)
-	}
-	resp, err := wire.DecodePullResponse(r.data)
-	if err != nil {
-		return nil, fmt.Errorf("client: pull %q partition %d from %d: %w", stream, partition, from, err)
-	}
-	out := make([]core.Message, len(resp.Messages))
-	for i, m := range resp.Messages {
-		if m.Index < from || i > 0 && m.Index <= out[i-1].Index {
-			return nil, fmt.Errorf("client: pull %q partition %d from %d: index %d out of order", stream, partition, from, m.Index)
+	payload := pullPayload(id, from, limit, uint64(max(wait, 0)/time.Millisecond), DefaultPullMaxBytes)
+	r, err := c.s.call(ctx, route, waitKey{"pull", id}, payload, c.timeout+max(wait, 0))
+	if err == nil {
+		var msgs []core.Message
+		if msgs, err = decodePull(r, from); err == nil {
+			return msgs, nil
 		}
-		out[i] = core.Message{Index: m.Index, Data: append([]byte(nil), m.Data...)}
 	}
-	return out, nil
+	return nil, fmt.Errorf("client: pull %q partition %d from %d: %w", stream, partition, from, err)
 }
 
 // GetIndex returns the index saved on the hub for (clientID, stream, partition), or an

@@ -1,10 +1,12 @@
 package client_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -188,4 +190,54 @@ func TestTimeoutDropsConnection(t *testing.T) {
 	if st := px.Stats(); st.Accepted != 2 {
 		t.Fatalf("proxy accepted %d connections, want 2 (a new one after the timeout)", st.Accepted)
 	}
+}
+
+// TestConnPullManyFrames pulls more messages than fit in one frame with one Pull: the hub
+// answers in several parts (sluice_pull_batch), which the Conn puts back together in order;
+// interleaved pulls on the same Conn each get their own messages.
+func TestConnPullManyFrames(t *testing.T) {
+	h := startHub(t)
+	c := dial(t, h.Addr)
+	ctx := t.Context()
+	conn, err := c.Open(ctx, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.CreateStream(ctx, "big", 1); err != nil {
+		t.Fatal(err)
+	}
+	const n, size = 500, 1000 // about 8 frames
+	batch := make([][]byte, n)
+	for i := range batch {
+		batch[i] = bytes.Repeat([]byte{byte(i)}, size)
+	}
+	if _, err := conn.Push(ctx, "big", 0, batch); err != nil {
+		t.Fatal(err)
+	}
+	check := func(msgs []core.Message, from uint64, want int) {
+		t.Helper()
+		if len(msgs) != want {
+			t.Errorf("Pull from %d: %d messages, want %d", from, len(msgs), want)
+			return
+		}
+		for i, m := range msgs {
+			if m.Index != from+uint64(i) || !bytes.Equal(m.Data, batch[m.Index]) {
+				t.Errorf("Pull from %d: message %d has index %d or the wrong bytes", from, i, m.Index)
+				return
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	for _, from := range []uint64{0, 100, 250} {
+		wg.Go(func() {
+			msgs, err := conn.Pull(ctx, "big", 0, from, n, 0)
+			if err != nil {
+				t.Errorf("Pull from %d: %v", from, err)
+				return
+			}
+			check(msgs, from, n-int(from))
+		})
+	}
+	wg.Wait()
 }

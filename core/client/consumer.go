@@ -15,13 +15,14 @@ import (
 
 // Consumer defaults.
 const (
-	DefaultPullLimit      = 256
+	DefaultPullLimit      = 1000
 	DefaultPullWait       = 5 * time.Second
 	DefaultHandlerRetries = 3
 )
 
 // Handler handles one message. A nil error means the message is done: the consumer moves
-// past it and will save the next index. m.Data belongs to the handler.
+// past it and will save the next index. m.Data belongs to the handler (it shares memory with
+// the reply frame it came in, which nothing else writes).
 type Handler func(ctx context.Context, m core.Message) error
 
 // ErrorPolicy says what a [Consumer] does with a message whose handler still fails after
@@ -67,6 +68,7 @@ type consumerConfig struct {
 	index          core.IndexStorage
 	start          uint64
 	pullLimit      int
+	pullMaxBytes   int
 	pullWait       time.Duration
 	requestTimeout time.Duration
 	backoff        Backoff
@@ -111,13 +113,27 @@ func WithStartIndex(i uint64) ConsumerOption {
 }
 
 // WithPullLimit sets the most messages one pull asks for (default DefaultPullLimit); the
-// hub may send fewer to fit a frame.
+// hub may send fewer (see [WithPullMaxBytes]).
 func WithPullLimit(n int) ConsumerOption {
 	return func(c *consumerConfig) error {
 		if n < 1 {
 			return fmt.Errorf("%w: client: pull limit %d, want >= 1", core.ErrInvalidOption, n)
 		}
 		c.pullLimit = n
+		return nil
+	}
+}
+
+// WithPullMaxBytes sets how much message data one pull asks for, at most (default
+// [DefaultPullMaxBytes]; the hub may cap it lower). The hub sends a pull's messages in as
+// many frames as it takes and ends the reply after the frame in which the data reaches n, so
+// a page holds at most about n plus one frame (64 KiB).
+func WithPullMaxBytes(n int) ConsumerOption {
+	return func(c *consumerConfig) error {
+		if n < 1 {
+			return fmt.Errorf("%w: client: pull max bytes %d, want >= 1", core.ErrInvalidOption, n)
+		}
+		c.pullMaxBytes = n
 		return nil
 	}
 }
@@ -255,6 +271,7 @@ func NewConsumer(c *Client, stream string, h Handler, opts ...ConsumerOption) (*
 	}
 	cfg := consumerConfig{
 		pullLimit:      DefaultPullLimit,
+		pullMaxBytes:   DefaultPullMaxBytes,
 		pullWait:       DefaultPullWait,
 		requestTimeout: DefaultRequestTimeout,
 		backoff:        DefaultBackoff,
@@ -536,8 +553,8 @@ type pipeline struct {
 func (p *pipeline) startPull(ctx context.Context, from uint64) error {
 	c := p.c
 	id := c.nextID()
-	req := wire.PullWaitRequest{RequestID: id, Index: from, Limit: uint64(c.cfg.pullLimit), WaitMS: uint64(c.cfg.pullWait / time.Millisecond)}
-	r, err := startRequest(ctx, p.s, p.route, waitKey{"pull", id}, wire.EncodePayload(wire.ProtocolPullWait, req), c.cfg.pullWait+c.cfg.requestTimeout)
+	payload := pullPayload(id, from, c.cfg.pullLimit, uint64(c.cfg.pullWait/time.Millisecond), c.cfg.pullMaxBytes)
+	r, err := startRequest(ctx, p.s, p.route, waitKey{"pull", id}, payload, c.cfg.pullWait+c.cfg.requestTimeout)
 	if err != nil {
 		return fmt.Errorf("client: pull %q from index %d: %w", c.stream, from, err)
 	}
@@ -596,7 +613,7 @@ func (p *pipeline) awaitPull(ctx context.Context) (from uint64, msgs []core.Mess
 		from = p.pullFrom
 		p.cancelPull()
 		if err == nil {
-			msgs, err = c.decodePull(r, from)
+			msgs, err = decodePull(r, from)
 		}
 		if err != nil {
 			return from, nil, true, fmt.Errorf("client: pull %q from index %d: %w", c.stream, from, err)
@@ -683,11 +700,7 @@ func startRequest(ctx context.Context, s *session, onward wire.Route, k waitKey,
 	return r, nil
 }
 
-func (r *inflight) forget() {
-	r.s.mu.Lock()
-	delete(r.s.waiters, r.k)
-	r.s.mu.Unlock()
-}
+func (r *inflight) forget() { r.s.forget(r.k) }
 
 // release stops the request's timer and forgets it; a late reply is dropped.
 func (r *inflight) release() {
@@ -821,26 +834,6 @@ func (c *Consumer) save(ctx context.Context, s *session, next uint64) error {
 	}
 	c.markSaved(next)
 	return nil
-}
-
-// decodePull returns the messages of a reply to a pull from index from. An empty result
-// means the wait passed without a message.
-func (c *Consumer) decodePull(r reply, from uint64) ([]core.Message, error) {
-	if r.protocol == wire.ProtocolRequestError {
-		return nil, requestError(r)
-	}
-	resp, err := wire.DecodePullResponse(r.data)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]core.Message, len(resp.Messages))
-	for i, m := range resp.Messages {
-		if i > 0 && m.Index <= out[i-1].Index {
-			return nil, fmt.Errorf("indexes out of order (%d after %d)", m.Index, out[i-1].Index)
-		}
-		out[i] = core.Message{Index: m.Index, Data: append([]byte(nil), m.Data...)}
-	}
-	return out, nil
 }
 
 // getIndex asks the hub's index service for the saved index.

@@ -48,9 +48,10 @@ func AppendString(dst []byte, s string) []byte {
 	return append(dst, s...)
 }
 
-// AppendBool appends the BARE optional flag: 1 when present, 0 when absent.
-func AppendBool(dst []byte, present bool) []byte {
-	if present {
+// AppendBool appends a BARE bool: 1 for true, 0 for false. An optional's presence flag is
+// encoded the same way.
+func AppendBool(dst []byte, v bool) []byte {
+	if v {
 		return append(dst, 1)
 	}
 	return append(dst, 0)
@@ -242,6 +243,17 @@ func (r *Reader) ReadOptional() bool {
 	if f > 1 {
 		r.off = start
 		r.Fail(fmt.Sprintf("optional flag %d is neither 0 nor 1", f), nil)
+	}
+	return f == 1
+}
+
+// readBool reads a BARE bool (one byte, 0 or 1); other values are an error naming what.
+func (r *Reader) readBool(what string) bool {
+	start := r.off
+	f := r.ReadU8()
+	if f > 1 {
+		r.off = start
+		r.Fail(fmt.Sprintf("%s: bool %d is neither 0 nor 1", what, f), nil)
 	}
 	return f == 1
 }

@@ -111,6 +111,15 @@ func FuzzPullWaitRequest(f *testing.F) {
 	fuzzDecoder(f, DecodePullWaitRequest, PullWaitRequest{1, 2, 3, 1000})
 }
 
+func FuzzPullBatchRequest(f *testing.F) {
+	fuzzDecoder(f, DecodePullBatchRequest, PullBatchRequest{1, 2, 3, 1000, 1 << 20})
+}
+
+func FuzzPullBatchPart(f *testing.F) {
+	fuzzDecoder(f, DecodePullBatchPart, PullBatchPart{1, true, []StreamMessage{{5, []byte("hi")}, {7, nil}}},
+		PullBatchPart{1, false, nil})
+}
+
 func FuzzPushBatchRequest(f *testing.F) {
 	fuzzDecoder(f, DecodePushBatchRequest, PushBatchRequest{9, [][]byte{[]byte("a"), {}}})
 }

@@ -27,6 +27,9 @@ const (
 	// ProtocolPullWait is the Sluice long-poll pull: PullWaitRequest -> PullResponse (under
 	// this same name).
 	ProtocolPullWait = "sluice_pull_wait"
+	// ProtocolPullBatch is the Sluice multi-frame pull: PullBatchRequest -> one or more
+	// PullBatchPart (under this same name), the last with More false.
+	ProtocolPullBatch = "sluice_pull_batch"
 	// ProtocolPushBatch is the Sluice batch push: PushBatchRequest -> PushBatchConfirm.
 	ProtocolPushBatch = "sluice_push_batch"
 	// ProtocolIndexSave is the Sluice acknowledged index save: IndexSaveRequest -> IndexReply.
@@ -98,7 +101,7 @@ func EncodePayload[E Encoder](protocol string, e E) []byte {
 
 // knownProtocols are returned without allocating when decoding a BasePayload.
 var knownProtocols = []string{
-	ProtocolPush, ProtocolPull, ProtocolPullWait, ProtocolPushBatch, ProtocolIndexSave,
+	ProtocolPush, ProtocolPull, ProtocolPullWait, ProtocolPullBatch, ProtocolPushBatch, ProtocolIndexSave,
 	ProtocolIndexGet, ProtocolCreate, ProtocolCreatePartitioned, ProtocolCreatePartitions,
 	ProtocolIndex, ProtocolIndexPartitioned, ProtocolError, ProtocolBinary, ProtocolStreamInfo,
 	ProtocolRequestError,

@@ -9,6 +9,17 @@ package wire
 // (the TCP or connection address) before framing, so the result is conservative by that
 // address's few bytes, never too large.
 func FitPullResponse(onward, ret Route, protocol string, requestID uint64, msgs []StreamMessage) int {
+	return fitPull(onward, ret, protocol, requestID, msgs, 0)
+}
+
+// FitPullBatchPart is FitPullResponse for a PullBatchPart sent under ProtocolPullBatch.
+func FitPullBatchPart(onward, ret Route, requestID uint64, msgs []StreamMessage) int {
+	return fitPull(onward, ret, ProtocolPullBatch, requestID, msgs, PullBatchPartOverhead)
+}
+
+// fitPull counts the messages that fit in a pull reply whose encoding is a PullResponse's
+// plus overhead bytes.
+func fitPull(onward, ret Route, protocol string, requestID uint64, msgs []StreamMessage, overhead int) int {
 	budget := FramePayloadBudget(onward, ret) // payload = BasePayload bytes
 	if budget < 0 {
 		return 0
@@ -18,8 +29,8 @@ func FitPullResponse(onward, ret Route, protocol string, requestID uint64, msgs 
 	n := 0
 	for _, m := range msgs {
 		next := body + m.Size()
-		inner := UintSize(requestID) + UintSize(uint64(n+1)) + next // PullResponse size
-		if fixed+DataSize(inner) > budget {                         // BasePayload.data = PullResponse
+		inner := UintSize(requestID) + UintSize(uint64(n+1)) + next + overhead // reply size
+		if fixed+DataSize(inner) > budget {                                    // BasePayload.data = PullResponse
 			break
 		}
 		body = next

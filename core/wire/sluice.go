@@ -34,6 +34,90 @@ func DecodePullWaitRequest(b []byte) (PullWaitRequest, error) {
 	return p, nil
 }
 
+// PullBatchRequest is the request of ProtocolPullBatch (multi-frame pull):
+// {request_id: uint, index: uint, limit: uint, wait_ms: uint, max_bytes: uint}. It waits like
+// PullWaitRequest, then the hub answers with as many PullBatchPart frames as it takes to send
+// up to Limit messages from Index, stopping after the frame in which the message data reaches
+// MaxBytes, so one request moves many frames' worth of messages without a round trip per
+// frame.
+type PullBatchRequest struct {
+	RequestID uint64
+	Index     uint64
+	Limit     uint64
+	WaitMS    uint64
+	MaxBytes  uint64
+}
+
+func (p PullBatchRequest) Size() int {
+	return UintSize(p.RequestID) + UintSize(p.Index) + UintSize(p.Limit) + UintSize(p.WaitMS) + UintSize(p.MaxBytes)
+}
+func (p PullBatchRequest) Append(dst []byte) []byte {
+	dst = AppendUint(AppendUint(dst, p.RequestID), p.Index)
+	dst = AppendUint(AppendUint(dst, p.Limit), p.WaitMS)
+	return AppendUint(dst, p.MaxBytes)
+}
+
+// DecodePullBatchRequest decodes a PullBatchRequest.
+func DecodePullBatchRequest(b []byte) (PullBatchRequest, error) {
+	r := NewReader(b, "PullBatchRequest")
+	p := PullBatchRequest{RequestID: r.ReadUint(), Index: r.ReadUint(), Limit: r.ReadUint(), WaitMS: r.ReadUint(), MaxBytes: r.ReadUint()}
+	if err := r.Finish(); err != nil {
+		return PullBatchRequest{}, err
+	}
+	return p, nil
+}
+
+// PullBatchPart is one reply frame of ProtocolPullBatch:
+// {request_id: uint, more: bool, messages: []StreamMessage}. More is true on every part but
+// the last; the parts of one request are sent in order on one connection, and their messages
+// continue each other in index order. The last part may be empty.
+type PullBatchPart struct {
+	RequestID uint64
+	More      bool
+	Messages  []StreamMessage
+}
+
+// PullBatchPartOverhead is the number of bytes a PullBatchPart adds to a PullResponse with
+// the same request id and messages (the More flag).
+const PullBatchPartOverhead = 1
+
+func (p PullBatchPart) Size() int {
+	return PullResponse{RequestID: p.RequestID, Messages: p.Messages}.Size() + PullBatchPartOverhead
+}
+func (p PullBatchPart) Append(dst []byte) []byte {
+	dst = AppendBool(AppendUint(dst, p.RequestID), p.More)
+	dst = AppendUint(dst, uint64(len(p.Messages)))
+	for _, m := range p.Messages {
+		dst = m.Append(dst)
+	}
+	return dst
+}
+
+// DecodePullBatchPart decodes a PullBatchPart. Message data alias b.
+func DecodePullBatchPart(b []byte) (PullBatchPart, error) {
+	r := NewReader(b, "PullBatchPart")
+	p := PullBatchPart{RequestID: r.ReadUint(), More: r.readBool("more")}
+	n := r.ReadArrayLen(2) // index + data length, at least one byte each
+	if r.err == nil && n > 0 {
+		p.Messages = make([]StreamMessage, n)
+		for i := range p.Messages {
+			p.Messages[i] = StreamMessage{Index: r.ReadUint(), Data: r.ReadData()}
+		}
+	}
+	if err := r.Finish(); err != nil {
+		return PullBatchPart{}, err
+	}
+	return p, nil
+}
+
+// PullBatchPartHeader reads the request id and More flag that start a PullBatchPart,
+// without decoding its messages. ok is false when b does not start with them.
+func PullBatchPartHeader(b []byte) (requestID uint64, more, ok bool) {
+	r := NewReader(b, "PullBatchPart")
+	requestID, more = r.ReadUint(), r.readBool("more")
+	return requestID, more, r.Err() == nil
+}
+
 // PushBatchRequest is the request of ProtocolPushBatch: {request_id: uint, messages: []data}.
 // The hub appends all messages in one durable append, or none.
 type PushBatchRequest struct {

@@ -132,6 +132,12 @@ func TestGoldenPayloads(t *testing.T) {
 		{"Binary", Binary{Data: []byte{0xff}}, []byte{0x01, 0xff}, dec(DecodeBinary)},
 		{"PullWaitRequest", PullWaitRequest{RequestID: 1, Index: 2, Limit: 3, WaitMS: 1000},
 			[]byte{0x01, 0x02, 0x03, 0xe8, 0x07}, dec(DecodePullWaitRequest)},
+		{"PullBatchRequest", PullBatchRequest{RequestID: 1, Index: 2, Limit: 3, WaitMS: 1000, MaxBytes: 65536},
+			[]byte{0x01, 0x02, 0x03, 0xe8, 0x07, 0x80, 0x80, 0x04}, dec(DecodePullBatchRequest)},
+		{"PullBatchPart/more", PullBatchPart{RequestID: 1, More: true, Messages: []StreamMessage{{Index: 5, Data: []byte("hi")}}},
+			[]byte{0x01, 0x01, 0x01, 0x05, 0x02, 'h', 'i'}, dec(DecodePullBatchPart)},
+		{"PullBatchPart/last", PullBatchPart{RequestID: 1, Messages: []StreamMessage{}},
+			[]byte{0x01, 0x00, 0x00}, dec(DecodePullBatchPart)},
 		{"PushBatchRequest", PushBatchRequest{RequestID: 9, Messages: [][]byte{[]byte("a"), {}}},
 			[]byte{0x09, 0x02, 0x01, 'a', 0x00}, dec(DecodePushBatchRequest)},
 		{"PushBatchConfirm", PushBatchConfirm{RequestID: 9, Status: StatusOK, Indexes: []uint64{1, 300}},
@@ -246,6 +252,7 @@ func TestMalformed(t *testing.T) {
 		{"data longer than input", []byte{0x01, 0x05, 'a'}, dec(DecodePushRequest), "exceeds"},
 		{"data length overflows int", []byte{0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f}, dec(DecodePushRequest), "exceeds"},
 		{"optional flag 2", []byte{0x02, 0x01, 's'}, dec(DecodeCreateStreamRequest), "optional flag 2"},
+		{"bool 2", []byte{0x01, 0x02, 0x00}, dec(DecodePullBatchPart), "more: bool 2"},
 		{"invalid utf-8", []byte{0x02, 0xc3, 0x28}, dec(DecodeInit), "UTF-8"},
 		{"unknown status", []byte{0x01, 0x02, 0x00}, dec(DecodePushConfirm), "unknown status 2"},
 		{"unknown index tag", []byte{0x02, 0x01, 'c', 0x01, 's'}, dec(DecodeIndexRequest), "unknown index request tag 2"},
@@ -347,25 +354,41 @@ func TestFramePayloadBudget(t *testing.T) {
 func TestFitPullResponse(t *testing.T) {
 	onward := Route{Local(localAddr32), Local("x")}
 	ret := Route{Local("stream_abc")}
-	for _, dataLen := range []int{0, 1, 100, 127, 128, 1000, 16000, 30000, 65000, 70000} {
-		msgs := make([]StreamMessage, 200)
-		for i := range msgs {
-			msgs[i] = StreamMessage{Index: uint64(1000 + i*1000), Data: make([]byte, dataLen)}
+	for _, kind := range []struct {
+		name   string
+		fit    func(msgs []StreamMessage) int
+		encode func(msgs []StreamMessage) []byte
+	}{
+		{"PullResponse",
+			func(msgs []StreamMessage) int { return FitPullResponse(onward, ret, ProtocolPull, 1<<40, msgs) },
+			func(msgs []StreamMessage) []byte {
+				return EncodePayload(ProtocolPull, PullResponse{RequestID: 1 << 40, Messages: msgs})
+			}},
+		{"PullBatchPart",
+			func(msgs []StreamMessage) int { return FitPullBatchPart(onward, ret, 1<<40, msgs) },
+			func(msgs []StreamMessage) []byte {
+				return EncodePayload(ProtocolPullBatch, PullBatchPart{RequestID: 1 << 40, More: true, Messages: msgs})
+			}},
+	} {
+		for _, dataLen := range []int{0, 1, 100, 127, 128, 1000, 16000, 30000, 65000, 70000} {
+			msgs := make([]StreamMessage, 200)
+			for i := range msgs {
+				msgs[i] = StreamMessage{Index: uint64(1000 + i*1000), Data: make([]byte, dataLen)}
+			}
+			n := kind.fit(msgs)
+			size := func(k int) int {
+				return TransportMessage{OnwardRoute: onward, ReturnRoute: ret, Payload: kind.encode(msgs[:k])}.Size()
+			}
+			if n > 0 && size(n) > MaxFrame {
+				t.Errorf("%s data %d: %d messages are %d bytes > MaxFrame", kind.name, dataLen, n, size(n))
+			}
+			if n < len(msgs) && size(n+1) <= MaxFrame {
+				t.Errorf("%s data %d: %d messages fit but the fit said %d", kind.name, dataLen, n+1, n)
+			}
 		}
-		n := FitPullResponse(onward, ret, ProtocolPull, 1<<40, msgs)
-		size := func(k int) int {
-			p := EncodePayload(ProtocolPull, PullResponse{RequestID: 1 << 40, Messages: msgs[:k]})
-			return TransportMessage{OnwardRoute: onward, ReturnRoute: ret, Payload: p}.Size()
+		if n := kind.fit(nil); n != 0 {
+			t.Errorf("%s: no messages: %d", kind.name, n)
 		}
-		if n > 0 && size(n) > MaxFrame {
-			t.Errorf("data %d: %d messages are %d bytes > MaxFrame", dataLen, n, size(n))
-		}
-		if n < len(msgs) && size(n+1) <= MaxFrame {
-			t.Errorf("data %d: %d messages fit but FitPullResponse said %d", dataLen, n+1, n)
-		}
-	}
-	if n := FitPullResponse(onward, ret, ProtocolPull, 1, nil); n != 0 {
-		t.Errorf("no messages: %d", n)
 	}
 }
 

@@ -41,7 +41,7 @@ func (r *Report) workloadDoc(w string) string {
 			c.Duration, c.Window, c.Batch, c.Window, c.Batch, max(1, c.Window/c.Batch), c.Batch)
 	case Pull:
 		return fmt.Sprintf("Reading back the stream the hub push wrote, from index 0, %d messages per request, for at most %s. "+
-			"Hub: `client.Conn.Pull` (the hub may send fewer to fit a frame); raw: `Storage.Fetch`.", c.Limit, c.Duration)
+			"Hub: `client.Conn.Pull` (one `sluice_pull_batch`, answered in as many frames as it takes); raw: `Storage.Fetch`.", c.Limit, c.Duration)
 	case PushLatency:
 		return fmt.Sprintf("%d messages/s of %s for %s; latency from each message's scheduled send to its durable confirm "+
 			"(no coordinated omission). Hub: `Publisher.Publish` and its Ack; raw: one `Storage.Append` per message.",
