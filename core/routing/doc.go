@@ -21,6 +21,15 @@
 // remote peers should use a ctx with a deadline. A [Sender] registered with
 // [Node.RegisterSender] has no mailbox: the node calls its Send from the sender's goroutine.
 //
+// # Ownership
+//
+// Send hands the message over: the receiver owns the payload (it may modify it, for example
+// decrypt it in place), but routes are read-only for receivers, because a sender may share
+// one route among many messages; a worker that needs another route builds a new one.
+// [Node.SendBorrowed] lets a caller keep its payload buffer for the next message: the node
+// copies the payload unless the destination declares with [PayloadCopier] that it copies
+// what it keeps.
+//
 // # Lifetime
 //
 // [Node.Close] closes every transport, stops every mailbox goroutine (messages still queued

@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 
 	"github.com/sluicehq/sluice/core"
 	"github.com/sluicehq/sluice/core/wire"
@@ -50,6 +52,21 @@ type Sender interface {
 	Send(ctx context.Context, msg wire.TransportMessage) error
 }
 
+// PayloadCopier is implemented by a Sender or Transport whose Send never retains
+// msg.Payload after it returns: it copies what it keeps (into a frame, a stream message, a
+// ciphertext). [Node.SendBorrowed] hands such a destination the caller's payload without
+// copying it. CopiesPayload must return the same value on every call.
+type PayloadCopier interface {
+	CopiesPayload() bool
+}
+
+// copiesPayload reports whether s declared, with PayloadCopier, that it does not retain
+// payloads.
+func copiesPayload(s Sender) bool {
+	c, ok := s.(PayloadCopier)
+	return ok && c.CopiesPayload()
+}
+
 // Transport carries messages whose first onward address has the type it was registered for.
 // The node closes its transports when it closes.
 type Transport interface {
@@ -58,6 +75,7 @@ type Transport interface {
 }
 
 // Message is a TransportMessage as delivered to a worker, with the context to answer it.
+// Its routes are read-only (see [Node.Send]).
 type Message struct {
 	wire.TransportMessage
 	// Address is the local address the message was delivered to, i.e. the value of
@@ -180,10 +198,12 @@ func (n *Node) SetFallback(f func(ctx context.Context, address string) Worker) {
 // entry is one local address: a mailbox worker or a Sender.
 type entry struct {
 	sender Sender // set for RegisterSender entries
+	copies bool   // sender implements PayloadCopier (and says true)
 
 	worker  Worker
 	mailbox chan wire.TransportMessage
 	stop    chan struct{} // closed to stop the mailbox goroutine
+	stopped atomic.Bool   // set just before stop is closed; cheaper to poll than stop
 	cancel  context.CancelFunc
 	once    sync.Once
 }
@@ -191,6 +211,7 @@ type entry struct {
 func (e *entry) shutdown() {
 	e.once.Do(func() {
 		if e.stop != nil {
+			e.stopped.Store(true)
 			close(e.stop)
 			e.cancel()
 		}
@@ -280,7 +301,7 @@ func (n *Node) RegisterSender(address string, s Sender) error {
 	if s == nil {
 		return fmt.Errorf("%w: routing: register %q: nil sender", core.ErrInvalidArgument, address)
 	}
-	return n.add(address, &entry{sender: s})
+	return n.add(address, &entry{sender: s, copies: copiesPayload(s)})
 }
 
 // RegisterTransport makes t carry the messages whose first onward address has type
@@ -322,12 +343,30 @@ func (n *Node) Unregister(address string) error {
 
 // Send routes msg to the worker or sender at its first onward address when that is local,
 // or to the transport for its type otherwise. Send takes ownership of msg: the caller must
-// not modify its routes or payload afterwards.
+// not modify its routes or payload afterwards. The receiver owns the payload (it may, for
+// example, decrypt it in place) but must treat the routes as read-only: a sender may share
+// one route, never modified, among many messages (a secure channel's route to its peer), so
+// a receiver that needs a different route builds a new one ([Reply], [Forward],
+// wire.Route.Prepend and Clone do).
 //
 // A full mailbox makes Send wait until there is room, ctx is done (ctx.Err() is returned),
 // or the worker or node stops (ErrClosed). Errors: ErrNoRoute when there is nowhere to
 // deliver msg; ErrClosed after Close; whatever a Sender or Transport returns.
 func (n *Node) Send(ctx context.Context, msg wire.TransportMessage) error {
+	return n.send(ctx, msg, false)
+}
+
+// SendBorrowed is [Node.Send] for a caller that keeps ownership of msg's payload, to reuse
+// its buffer as soon as SendBorrowed returns. A Sender or Transport that implements
+// [PayloadCopier] gets the payload as it is; any other destination (a worker's mailbox,
+// a Sender that may keep it) gets a copy. The routes are handed over as with Send.
+func (n *Node) SendBorrowed(ctx context.Context, msg wire.TransportMessage) error {
+	return n.send(ctx, msg, true)
+}
+
+// send is Send; borrowed means that msg's payload must be copied unless the destination
+// copies it anyway.
+func (n *Node) send(ctx context.Context, msg wire.TransportMessage, borrowed bool) error {
 	if len(msg.OnwardRoute) == 0 {
 		return fmt.Errorf("routing: send: empty onward route: %w", ErrNoRoute)
 	}
@@ -343,6 +382,9 @@ func (n *Node) Send(ctx context.Context, msg wire.TransportMessage) error {
 		if !ok {
 			return fmt.Errorf("routing: send to %s: no transport for address type %d: %w", first, first.Type, ErrNoRoute)
 		}
+		if borrowed && !copiesPayload(t) {
+			msg.Payload = bytes.Clone(msg.Payload)
+		}
 		return t.Send(ctx, msg)
 	}
 	e, ok := n.local[string(first.Value)]
@@ -355,7 +397,13 @@ func (n *Node) Send(ctx context.Context, msg wire.TransportMessage) error {
 		return fmt.Errorf("routing: send to %s: no worker at this address: %w", first, ErrNoRoute)
 	}
 	if e.sender != nil {
+		if borrowed && !e.copies {
+			msg.Payload = bytes.Clone(msg.Payload)
+		}
 		return e.sender.Send(ctx, msg)
+	}
+	if borrowed {
+		msg.Payload = bytes.Clone(msg.Payload)
 	}
 	// Fast path first, so a cancelled ctx does not lose a race with free room.
 	select {
@@ -394,11 +442,8 @@ func (n *Node) fallbackEntry(ctx context.Context, address string, fallback func(
 func (n *Node) run(ctx context.Context, address string, e *entry) {
 	defer n.wg.Done()
 	for {
-		// Stop has priority over queued messages.
-		select {
-		case <-e.stop:
+		if e.stopped.Load() { // stop has priority over queued messages
 			return
-		default:
 		}
 		select {
 		case <-e.stop:

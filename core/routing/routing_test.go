@@ -462,3 +462,59 @@ func TestFallback(t *testing.T) {
 		t.Fatalf("Send after SetFallback(nil) = %v, want ErrNoRoute", err)
 	}
 }
+
+// copyingSender is a fakeTransport that declares it copies payloads (it records them all the
+// same, so the test can see whether the node copied).
+type copyingSender struct{ fakeTransport }
+
+func (*copyingSender) CopiesPayload() bool { return true }
+
+// TestSendBorrowed checks that SendBorrowed hands the caller's buffer only to destinations
+// that declared they copy it: a worker's mailbox, a plain Sender and a Transport get a copy,
+// so that the caller may overwrite its buffer as soon as SendBorrowed returns.
+func TestSendBorrowed(t *testing.T) {
+	n := newNode(t)
+	tr, plain, copying := &fakeTransport{}, &fakeTransport{}, &copyingSender{}
+	box := make(inbox, 1)
+	if err := n.RegisterTransport(wire.AddressTCP, tr); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.RegisterSender("plain", plain); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.RegisterSender("copying", copying); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Register("box", box); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	buf := []byte("payload")
+	for _, to := range []wire.Address{wire.TCP("h:1"), wire.Local("plain"), wire.Local("copying"), wire.Local("box")} {
+		copy(buf, "payload")
+		if err := n.SendBorrowed(ctx, wire.TransportMessage{OnwardRoute: wire.Route{to}, Payload: buf}); err != nil {
+			t.Fatalf("send to %s: %v", to, err)
+		}
+		copy(buf, "REUSED!") // the caller reuses its buffer
+	}
+	for name, got := range map[string][]byte{
+		"transport": tr.sent[0].Payload,
+		"sender":    plain.sent[0].Payload,
+		"mailbox":   receive(t, box).Payload,
+	} {
+		if string(got) != "payload" {
+			t.Errorf("%s got %q: the node did not copy a borrowed payload", name, got)
+		}
+	}
+	// The copying sender got the caller's own buffer (which the caller then reused).
+	if p := copying.sent[0].Payload; &p[0] != &buf[0] {
+		t.Errorf("a PayloadCopier got a copy of a borrowed payload")
+	}
+	// Send hands the payload over: no copy.
+	if err := n.Send(ctx, wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("plain")}, Payload: buf}); err != nil {
+		t.Fatal(err)
+	}
+	if p := plain.sent[1].Payload; &p[0] != &buf[0] {
+		t.Errorf("Send copied the payload")
+	}
+}
