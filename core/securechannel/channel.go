@@ -44,7 +44,7 @@ type sendState struct {
 	epoch  uint32
 	nonce  uint64
 	key    [32]byte
-	cipher noise.Cipher
+	cipher *transportCipher // guarded by sendMu
 	// limited is set once the channel's state was exported (MarshalBinary) or restored: Seal
 	// then uses only positions below limit, the first one a saved state may restart from.
 	limited bool
@@ -54,7 +54,7 @@ type sendState struct {
 type recvEpoch struct {
 	epoch  uint32
 	key    [32]byte
-	cipher noise.Cipher
+	cipher *transportCipher
 	win    window
 }
 
@@ -65,8 +65,8 @@ func newChannel(sendKey, recvKey [32]byte, peer, local PublicKey, binding []byte
 		binding:    binding,
 		initiator:  initiator,
 		rekeyAfter: rekeyAfter,
-		send:       sendState{key: sendKey, cipher: suite.Cipher(sendKey)},
-		cur:        recvEpoch{key: recvKey, cipher: suite.Cipher(recvKey)},
+		send:       sendState{key: sendKey, cipher: newTransportCipher(sendKey)},
+		cur:        recvEpoch{key: recvKey, cipher: newTransportCipher(recvKey)},
 	}
 }
 
@@ -101,13 +101,15 @@ func (c *Channel) Seal(plaintext []byte) ([]byte, error) {
 	if len(plaintext) > MaxPlaintextSize {
 		return nil, fmt.Errorf("%w: plaintext is %d bytes, the limit is %d", ErrMessageTooLarge, len(plaintext), MaxPlaintextSize)
 	}
-	h, ciph, err := c.nextSend()
+	out := make([]byte, HeaderSize, Overhead+len(plaintext))
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	h, err := c.nextSendLocked()
 	if err != nil {
 		return nil, err
 	}
-	out := make([]byte, 0, Overhead+len(plaintext))
-	out = appendHeader(out, h)
-	return ciph.Encrypt(out, h.Nonce, out[:HeaderSize], plaintext), nil
+	appendHeader(out[:0], h)
+	return c.send.cipher.seal(out, h.Nonce, out[:HeaderSize], plaintext), nil
 }
 
 // sealInPlace is Seal without a copy: buf holds HeaderSize bytes of room for the header
@@ -121,35 +123,36 @@ func (c *Channel) sealInPlace(buf []byte) ([]byte, error) {
 	if n := len(buf) - HeaderSize; n > MaxPlaintextSize {
 		return nil, fmt.Errorf("%w: plaintext is %d bytes, the limit is %d", ErrMessageTooLarge, n, MaxPlaintextSize)
 	}
-	h, ciph, err := c.nextSend()
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	h, err := c.nextSendLocked()
 	if err != nil {
 		return nil, err
 	}
 	appendHeader(buf[:0], h)
-	return ciph.Encrypt(buf[:HeaderSize], h.Nonce, buf[:HeaderSize], buf[HeaderSize:]), nil
+	return c.send.cipher.seal(buf[:HeaderSize], h.Nonce, buf[:HeaderSize], buf[HeaderSize:]), nil
 }
 
-// nextSend reserves the next send position, rotating the key when the epoch is used up,
-// and returns it with the epoch's cipher.
-func (c *Channel) nextSend() (Header, noise.Cipher, error) {
-	c.sendMu.Lock()
-	defer c.sendMu.Unlock()
+// nextSendLocked reserves the next send position, rotating the key (and c.send.cipher) when
+// the epoch is used up. c.sendMu is held; the caller encrypts with c.send.cipher before it
+// releases the lock, since the cipher's nonce buffer is not safe for concurrent use.
+func (c *Channel) nextSendLocked() (Header, error) {
 	s := &c.send
 	if s.nonce >= c.rekeyAfter {
 		if s.epoch == math.MaxUint32 {
-			return Header{}, nil, ErrExhausted
+			return Header{}, ErrExhausted
 		}
 		s.epoch++
 		s.key = rekey(s.key)
-		s.cipher = suite.Cipher(s.key)
+		s.cipher = newTransportCipher(s.key)
 		s.nonce = 0
 	}
 	if s.limited && !(position{s.epoch, s.nonce}).less(s.limit) {
-		return Header{}, nil, fmt.Errorf("%w: epoch %d nonce %d", ErrReservationExhausted, s.epoch, s.nonce)
+		return Header{}, fmt.Errorf("%w: epoch %d nonce %d", ErrReservationExhausted, s.epoch, s.nonce)
 	}
 	h := Header{Epoch: s.epoch, Nonce: s.nonce}
 	s.nonce++
-	return h, s.cipher, nil
+	return h, nil
 }
 
 // Open authenticates and decrypts a data message from the peer and returns the plaintext
@@ -192,7 +195,7 @@ func (c *Channel) open(msg []byte, inPlace bool) ([]byte, error) {
 		if err := ep.win.check(h.Nonce); err != nil {
 			return nil, fmt.Errorf("%w: epoch %d nonce %d", err, h.Epoch, h.Nonce)
 		}
-		pt, err := ep.cipher.Decrypt(dst, h.Nonce, ad, ct)
+		pt, err := ep.cipher.open(dst, h.Nonce, ad, ct)
 		if err != nil {
 			return nil, fmt.Errorf("%w: epoch %d nonce %d", ErrDecrypt, h.Epoch, h.Nonce)
 		}
@@ -209,8 +212,8 @@ func (c *Channel) open(msg []byte, inPlace bool) ([]byte, error) {
 	for i := uint32(1); i < skip; i++ {
 		before, key = key, rekey(key)
 	}
-	ciph := suite.Cipher(key)
-	pt, err := ciph.Decrypt(dst, h.Nonce, ad, ct)
+	ciph := newTransportCipher(key)
+	pt, err := ciph.open(dst, h.Nonce, ad, ct)
 	if err != nil {
 		return nil, fmt.Errorf("%w: epoch %d nonce %d", ErrDecrypt, h.Epoch, h.Nonce)
 	}
@@ -219,7 +222,7 @@ func (c *Channel) open(msg []byte, inPlace bool) ([]byte, error) {
 		c.prev = &old
 	} else {
 		// The epoch before the new one was never seen: its messages are all still new.
-		c.prev = &recvEpoch{epoch: h.Epoch - 1, key: before, cipher: suite.Cipher(before)}
+		c.prev = &recvEpoch{epoch: h.Epoch - 1, key: before, cipher: newTransportCipher(before)}
 	}
 	c.cur = recvEpoch{epoch: h.Epoch, key: key, cipher: ciph}
 	c.cur.win.accept(h.Nonce)

@@ -5,8 +5,11 @@
 //
 // The package has two layers. The transport-independent core is [Handshake] (a state
 // machine that writes and reads the three handshake messages) and [Channel] ([Channel.Seal],
-// [Channel.Open]). The routing layer runs initiator and responder as workers on a
-// routing.Node, so a channel works over any route.
+// [Channel.Open]). The routing layer runs channels on a routing.Node, so a channel works
+// over any route: a [Listener] is a worker, and both local addresses of a channel end are
+// synchronous routing.Senders, so a message is encrypted in the goroutine that sends it and
+// decrypted (then handed to the next worker) in the goroutine that received it, such as a
+// TCP connection's or a stream subscription's.
 //
 // # Routing
 //
@@ -40,7 +43,8 @@
 //	type u8 = 4 | epoch u32 big endian | nonce u64 big endian | ciphertext | 16-byte tag
 //
 // The 13-byte header is the AEAD associated data, so it is authenticated. The AEAD nonce is
-// the header's nonce and the key is the epoch's key.
+// the header's nonce, encoded as Noise's ChaChaPoly does (32 zero bits, then the 64-bit
+// nonce little endian), and the key is the epoch's key.
 //
 // # Replay window
 //

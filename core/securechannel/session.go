@@ -222,7 +222,7 @@ func (r *stateReader) recvEpoch() recvEpoch {
 			}
 		}
 	}
-	e.cipher = suite.Cipher(e.key)
+	e.cipher = newTransportCipher(e.key)
 	return e
 }
 
@@ -267,7 +267,7 @@ func decodeChannel(b []byte) (*Channel, error) {
 	if r.err != "" {
 		return nil, fmt.Errorf("%s", r.err)
 	}
-	c.send.cipher = suite.Cipher(c.send.key)
+	c.send.cipher = newTransportCipher(c.send.key)
 	c.send.limited, c.send.limit = true, position{c.send.epoch, c.send.nonce}
 	return c, nil
 }

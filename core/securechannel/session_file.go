@@ -417,6 +417,7 @@ func restore(node *routing.Node, cfg Config, state []byte) (*SecureChannel, erro
 		encAddr:   s.encAddr,
 		decAddr:   s.decAddr,
 		peerRoute: s.peerRoute,
+		selfRoute: wire.Route{wire.Local(s.encAddr)},
 		done:      make(chan struct{}),
 	}
 	switch s.kind {

@@ -36,9 +36,10 @@ type ListenOptions struct {
 	HandshakeTimeout time.Duration
 	// MaxPendingHandshakes: see DefaultMaxPendingHandshakes.
 	MaxPendingHandshakes int
-	// OnChannel, if set, is called when a channel is established (from a goroutine of the
-	// node; messages of the channel may be delivered concurrently). It must not block for
-	// long. Listener.Channel finds the channel before its first message is delivered.
+	// OnChannel, if set, is called when a channel is established (from the goroutine that
+	// delivered the last handshake message, such as the listener's or a connection's;
+	// messages of the channel may be delivered concurrently). It must not block for long.
+	// Listener.Channel finds the channel before its first message is delivered.
 	OnChannel func(*SecureChannel)
 }
 
@@ -66,14 +67,18 @@ type SecureChannel struct {
 	initiator bool
 	hello     []byte // responder: the peer's handshake message 1 (the listener's key)
 	encAddr   string // application-facing: plaintext in (a routing.Sender)
-	decAddr   string // network-facing: ciphertext in (a routing.Worker)
+	decAddr   string // network-facing: ciphertext in (a routing.Sender too)
+	// selfRoute is [encAddr], the return route of every decrypted message whose own return
+	// route is empty. It is never modified, so every such message shares it (routes are
+	// read-only for the workers that receive them; see routing.Node.Send).
+	selfRoute wire.Route
 
 	sent, delivered, duplicates, rejected atomic.Uint64
 
 	mu        sync.Mutex
 	hs        *Handshake
-	ch        *Channel // set when the handshake completed
-	peerRoute wire.Route
+	ch        *Channel      // set when the handshake completed
+	peerRoute wire.Route    // replaced, never modified in place: data messages share it
 	early     [][]byte      // data that arrived before the handshake completed
 	done      chan struct{} // closed by settleLocked
 	settled   bool          // the handshake completed (err == nil) or failed
@@ -168,7 +173,7 @@ func newSecureChannel(node *routing.Node, hs *Handshake) (*SecureChannel, error)
 	c := &SecureChannel{node: node, log: node.Logger(), id: hs.cfg.Identity, initiator: hs.Initiator(), hs: hs, done: make(chan struct{})}
 	for {
 		c.decAddr = newNetworkAddress()
-		err := node.Register(c.decAddr, routing.WorkerFunc(c.handleNetwork))
+		err := node.RegisterSender(c.decAddr, decryptor{c})
 		if errors.Is(err, routing.ErrAddressInUse) {
 			continue
 		}
@@ -178,6 +183,7 @@ func newSecureChannel(node *routing.Node, hs *Handshake) (*SecureChannel, error)
 		break
 	}
 	c.encAddr = routing.NewAddress()
+	c.selfRoute = wire.Route{wire.Local(c.encAddr)}
 	if err := node.RegisterSender(c.encAddr, encryptor{c}); err != nil {
 		_ = node.Unregister(c.decAddr)
 		return nil, fmt.Errorf("securechannel: register: %w", err)
@@ -197,7 +203,7 @@ func newNetworkAddress() string {
 
 // register registers a restored channel at its saved addresses.
 func (c *SecureChannel) register() error {
-	if err := c.node.Register(c.decAddr, routing.WorkerFunc(c.handleNetwork)); err != nil {
+	if err := c.node.RegisterSender(c.decAddr, decryptor{c}); err != nil {
 		return fmt.Errorf("securechannel: restore at %s: %w", c.decAddr, err)
 	}
 	if err := c.node.RegisterSender(c.encAddr, encryptor{c}); err != nil {
@@ -225,14 +231,28 @@ func (e encryptor) Send(ctx context.Context, msg wire.TransportMessage) error {
 	if len(msg.OnwardRoute) > 1 {
 		inner.OnwardRoute = msg.OnwardRoute[1:]
 	}
-	// Encode the inner message after room for the header and encrypt it in place: one
-	// buffer per message, which the route takes over.
-	buf := inner.Append(make([]byte, HeaderSize, Overhead+inner.Size()))
+	// Encode the inner message after room for the header and encrypt it in place, in a
+	// reused buffer: SendBorrowed below copies it for a destination that would keep it.
+	bp := sealBufs.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= maxPooledSealBuf {
+			sealBufs.Put(bp)
+		}
+	}()
+	buf := *bp
+	if n := Overhead + inner.Size(); cap(buf) < n {
+		buf = make([]byte, 0, n)
+	}
+	buf = inner.Append(buf[:HeaderSize])
+	*bp = buf[:0]
 	sealed, err := ch.sealInPlace(buf)
 	if errors.Is(err, ErrReservationExhausted) {
 		if sealed, err = c.resaveAndSeal(ch, buf[HeaderSize:]); err != nil {
 			err = fmt.Errorf("%w (save the session with SaveSession to reserve more nonces)", err)
 		}
+	}
+	if len(sealed) == 0 || &sealed[0] != &buf[0] {
+		clear(buf) // not sealed in place: the pooled buffer still holds the plaintext
 	}
 	if err != nil {
 		return fmt.Errorf("securechannel: send through %s: %w", c.encAddr, err)
@@ -240,11 +260,38 @@ func (e encryptor) Send(ctx context.Context, msg wire.TransportMessage) error {
 	c.sent.Add(1)
 	// No return route: the peer's end sends to the route it learned in the handshake and
 	// ignores the return route of data messages, so it would only make every message longer.
-	return c.node.Send(ctx, wire.TransportMessage{OnwardRoute: route.Clone(), Payload: sealed})
+	// The onward route is shared, not copied: peerRoute is never modified in place and the
+	// receivers of a message treat its routes as read-only.
+	return c.node.SendBorrowed(ctx, wire.TransportMessage{OnwardRoute: route, Payload: sealed})
+}
+
+// CopiesPayload implements routing.PayloadCopier: Send encrypts the payload into a buffer of
+// its own.
+func (encryptor) CopiesPayload() bool { return true }
+
+// sealBufs holds the buffers in which encryptor.Send seals (*[]byte).
+var sealBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledSealBuf is the largest buffer kept in sealBufs, so that one large message does
+// not pin a large buffer.
+const maxPooledSealBuf = 16 << 10
+
+// decryptor is the network-facing address: a synchronous routing.Sender, so that a data
+// message is opened and its inner message delivered in the goroutine that received it (a
+// TCP connection, a stream subscription) instead of going through a mailbox of its own.
+// Concurrent calls are safe: Channel.Open locks the receive direction, and the handshake
+// state is guarded by c.mu.
+type decryptor struct{ c *SecureChannel }
+
+// Send handles one message from the peer. It returns nil once the message was handled,
+// delivered or dropped: messages that are malformed, replayed or fail authentication are
+// counted (Stats) and dropped, and a failure to deliver the inner message is logged.
+func (d decryptor) Send(ctx context.Context, msg wire.TransportMessage) error {
+	return d.c.handleNetwork(ctx, msg)
 }
 
 // handleNetwork handles what the peer sends: handshake messages and ciphertext.
-func (c *SecureChannel) handleNetwork(ctx context.Context, msg *routing.Message) error {
+func (c *SecureChannel) handleNetwork(ctx context.Context, msg wire.TransportMessage) error {
 	t, err := PeekType(msg.Payload)
 	if err != nil {
 		c.rejected.Add(1)
@@ -290,7 +337,7 @@ func (c *SecureChannel) openAndDeliver(ctx context.Context, ch *Channel, payload
 
 // handleHandshake handles XX message 2 (initiator) or 3 (responder), or IK message 2
 // (initiator).
-func (c *SecureChannel) handleHandshake(ctx context.Context, msg *routing.Message) {
+func (c *SecureChannel) handleHandshake(ctx context.Context, msg wire.TransportMessage) {
 	c.mu.Lock()
 	if c.closed || c.settled || c.hs.Expects() != MessageType(msg.Payload[0]) {
 		c.mu.Unlock()
@@ -386,9 +433,13 @@ func (c *SecureChannel) deliverInner(ctx context.Context, pt []byte) {
 		return
 	}
 	c.delivered.Add(1)
+	ret := c.selfRoute
+	if len(inner.ReturnRoute) > 0 {
+		ret = inner.ReturnRoute.Prepend(c.selfRoute[0])
+	}
 	err = c.node.Send(ctx, wire.TransportMessage{
 		OnwardRoute: inner.OnwardRoute,
-		ReturnRoute: inner.ReturnRoute.Prepend(wire.Local(c.encAddr)),
+		ReturnRoute: ret,
 		Payload:     inner.Payload,
 	})
 	if err != nil {

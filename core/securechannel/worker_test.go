@@ -219,7 +219,7 @@ func TestRoutingAtLeastOnce(t *testing.T) {
 	f := newFixture(t, true, 3)
 	sc := f.dial(t)
 	var mu sync.Mutex
-	var held []wire.TransportMessage
+	held := map[string][]wire.TransportMessage{} // by sending node
 	f.net.mu.Lock()
 	f.net.fault = func(from string, m wire.TransportMessage) []wire.TransportMessage {
 		if len(m.Payload) == 0 || m.Payload[0] != byte(TypeData) || from == "hub" {
@@ -229,13 +229,16 @@ func TestRoutingAtLeastOnce(t *testing.T) {
 		tampered.Payload[len(tampered.Payload)-1] ^= 1
 		mu.Lock()
 		defer mu.Unlock()
-		// Swap pairs: hold one, then deliver the next before it. Everything twice.
-		if len(held) == 0 {
-			held = append(held, m)
+		// Swap pairs of each direction: hold one, then deliver the next before it.
+		// Everything twice. (A message held by one direction and released by the other
+		// could fall behind by any number of messages, in the goroutine of the other
+		// direction, and be dropped as older than the previous key epoch.)
+		if len(held[from]) == 0 {
+			held[from] = append(held[from], m)
 			return []wire.TransportMessage{tampered}
 		}
-		h := held[0]
-		held = held[:0]
+		h := held[from][0]
+		held[from] = held[from][:0]
 		return []wire.TransportMessage{m, h, m.Clone(), h.Clone()}
 	}
 	f.net.mu.Unlock()

@@ -276,8 +276,9 @@ func (t *Transport) publisher(to string) (*client.Publisher, error) {
 // sender is the routing.Sender registered at a SenderAddress (see Transport.Route).
 type sender struct {
 	t       *Transport
-	to, ret string
+	to, ret string // valid stream names (checked by ensureSender)
 	addr    string
+	pub     atomic.Pointer[client.Publisher] // the transport's publisher to to, once known
 }
 
 // Send publishes msg as an Envelope (see Transport.Route).
@@ -286,19 +287,43 @@ func (s *sender) Send(ctx context.Context, msg wire.TransportMessage) error {
 	if len(msg.OnwardRoute) > 1 {
 		env.Message.OnwardRoute = msg.OnwardRoute[1:]
 	}
-	if err := env.Validate(); err != nil {
-		return err
+	if len(env.Message.OnwardRoute) == 0 {
+		return env.Validate() // s.ret is valid: the error is about the route
 	}
-	p, err := s.t.publisher(s.to)
+	p := s.pub.Load()
+	if p == nil {
+		var err error
+		if p, err = s.t.publisher(s.to); err != nil {
+			return err
+		}
+		// Publishers live as long as the transport: after Close, p returns ErrClosed.
+		s.pub.Store(p)
+	}
+	// Publish copies what it is given, so the encoding goes into a reused buffer.
+	bp := envelopeBufs.Get().(*[]byte)
+	buf := env.Append((*bp)[:0])
+	_, err := p.Publish(ctx, buf)
+	if cap(buf) <= maxPooledEnvelope {
+		*bp = buf
+		envelopeBufs.Put(bp)
+	}
 	if err != nil {
-		return err
-	}
-	if _, err := p.Publish(ctx, env.Append(make([]byte, 0, env.Size()))); err != nil {
 		return fmt.Errorf("bistream: send through %s: %w", s.addr, err)
 	}
 	s.t.sent.Add(1)
 	return nil
 }
+
+// CopiesPayload implements routing.PayloadCopier: Send encodes the payload into an envelope
+// (which the publisher copies again).
+func (*sender) CopiesPayload() bool { return true }
+
+// envelopeBufs holds buffers for encoding envelopes (*[]byte), shared by every sender.
+var envelopeBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledEnvelope is the largest buffer kept in envelopeBufs, so that one large message
+// does not pin a large buffer.
+const maxPooledEnvelope = 16 << 10
 
 // Flush waits until every message published so far is confirmed by the hub (durable in its
 // backend), or ctx ends.
@@ -396,7 +421,7 @@ type Subscription struct {
 	done   chan struct{}
 	err    error // set before done is closed
 
-	replyAddrs map[string]string // by return stream; used only by handle (one goroutine)
+	replyRoutes map[string]wire.Route // [reply sender] by return stream; used only by handle (one goroutine)
 
 	delivered, malformed, undeliverable atomic.Uint64
 }
@@ -452,22 +477,26 @@ func (t *Transport) Subscribe(stream, subscriptionID string) (*Subscription, err
 
 // handle delivers one stream message.
 func (s *Subscription) handle(ctx context.Context, m core.Message) error {
-	env, err := DecodeEnvelope(m.Data)
+	retStream, hasRet, inner, err := decodeEnvelope(m.Data, s.replyRoutes)
 	if err != nil {
 		s.malformed.Add(1)
 		s.t.malformed.Add(1)
 		s.t.cfg.log.Warn("bistream: dropped a stream message that is not an envelope", "stream", s.stream, "index", m.Index, "err", err)
 		return nil
 	}
-	ret := env.Message.ReturnRoute
-	if env.ReturnStream != "" {
-		addr, err := s.replySender(env.ReturnStream)
+	ret := inner.ReturnRoute
+	if hasRet {
+		reply, err := s.replyRoute(retStream)
 		if err != nil {
 			return err
 		}
-		ret = ret.Prepend(wire.Local(addr))
+		if len(ret) == 0 {
+			ret = reply // shared: routes are read-only for their receivers
+		} else {
+			ret = ret.Prepend(reply[0])
+		}
 	}
-	err = s.t.node.Send(ctx, wire.TransportMessage{OnwardRoute: env.Message.OnwardRoute, ReturnRoute: ret, Payload: env.Message.Payload})
+	err = s.t.node.Send(ctx, wire.TransportMessage{OnwardRoute: inner.OnwardRoute, ReturnRoute: ret, Payload: inner.Payload})
 	if errors.Is(err, routing.ErrNoRoute) {
 		s.undeliverable.Add(1)
 		s.t.undeliverable.Add(1)
@@ -482,26 +511,29 @@ func (s *Subscription) handle(ctx context.Context, m core.Message) error {
 	return nil
 }
 
-// replySender returns the address of the sender for replies to returnStream, registering
-// it on first use. The consumer calls handle from one goroutine, so the cache needs no lock;
-// it saves the name checks and the locked lookup of ensureSender on every message. The
-// senders stay registered until the transport closes, which stops the subscription first.
-func (s *Subscription) replySender(returnStream string) (string, error) {
-	if addr, ok := s.replyAddrs[returnStream]; ok {
-		return addr, nil
+// replyRoute returns the route [address of the sender for replies to returnStream],
+// registering the sender on first use. The route is never modified: messages whose own
+// return route is empty share it. The consumer calls handle from one goroutine, so the
+// cache needs no lock; it saves the name checks and the locked lookup of ensureSender on
+// every message. The senders stay registered until the transport closes, which stops the
+// subscription first.
+func (s *Subscription) replyRoute(returnStream []byte) (wire.Route, error) {
+	if r, ok := s.replyRoutes[string(returnStream)]; ok {
+		return r, nil
 	}
-	addr, err := s.t.ensureSender(returnStream, s.stream)
+	addr, err := s.t.ensureSender(string(returnStream), s.stream)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	if s.replyAddrs == nil || len(s.replyAddrs) >= maxReplyAddrs {
-		s.replyAddrs = make(map[string]string)
+	if s.replyRoutes == nil || len(s.replyRoutes) >= maxReplyAddrs {
+		s.replyRoutes = make(map[string]wire.Route)
 	}
-	s.replyAddrs[returnStream] = addr
-	return addr, nil
+	r := wire.Route{wire.Local(addr)}
+	s.replyRoutes[string(returnStream)] = r
+	return r, nil
 }
 
-// maxReplyAddrs bounds a subscription's cache of reply senders (see replySender).
+// maxReplyAddrs bounds a subscription's cache of reply senders (see replyRoute).
 const maxReplyAddrs = 64
 
 // Stream returns the subscribed stream.

@@ -65,30 +65,48 @@ func (e Envelope) Validate() error {
 // be left over. Errors match [wire.ErrMalformed]. Route values and the payload of the inner
 // message alias b.
 func DecodeEnvelope(b []byte) (Envelope, error) {
+	ret, hasRet, m, err := decodeEnvelope(b, nil)
+	if err != nil {
+		return Envelope{}, err
+	}
+	e := Envelope{Message: m}
+	if hasRet {
+		e.ReturnStream = string(ret)
+	}
+	return e, nil
+}
+
+// decodeEnvelope is DecodeEnvelope without copying the return stream: ret aliases b, and
+// hasRet reports whether the envelope has one. A return stream that is a key of known was
+// validated before and is not checked again (known may be nil). The subscription uses it
+// with its cache of reply routes, so that a message costs no string allocation.
+func decodeEnvelope(b []byte, known map[string]wire.Route) (ret []byte, hasRet bool, m wire.TransportMessage, err error) {
 	r := wire.NewReader(b, "bistream.Envelope")
 	if v := r.ReadU8(); r.Err() == nil && v != EnvelopeVersion {
 		r.Fail(fmt.Sprintf("version %d, want %d", v, EnvelopeVersion), nil)
 	}
-	var e Envelope
-	if rs := r.ReadOptionalString(); rs.Valid {
-		if err := core.ValidateStreamName(rs.Value); err != nil {
-			r.Fail("invalid return stream", err)
+	if r.ReadOptional() {
+		ret = r.ReadData()
+		if _, ok := known[string(ret)]; !ok && r.Err() == nil {
+			// Stream names are ASCII, so this also rejects what is not UTF-8.
+			if err := core.ValidateStreamName(string(ret)); err != nil {
+				r.Fail("invalid return stream", err)
+			}
 		}
-		e.ReturnStream = rs.Value
+		hasRet = true
 	}
 	inner := r.ReadData()
 	if err := r.Finish(); err != nil {
-		return Envelope{}, err
+		return nil, false, wire.TransportMessage{}, err
 	}
-	m, err := wire.DecodeTransportMessage(inner)
+	m, err = wire.DecodeTransportMessage(inner)
 	if err != nil {
 		r.Fail("inner message", err)
-		return Envelope{}, r.Err()
+		return nil, false, wire.TransportMessage{}, r.Err()
 	}
 	if len(m.OnwardRoute) == 0 {
 		r.Fail("inner message has an empty onward route", nil)
-		return Envelope{}, r.Err()
+		return nil, false, wire.TransportMessage{}, r.Err()
 	}
-	e.Message = m
-	return e, nil
+	return ret, hasRet, m, nil
 }
