@@ -300,16 +300,12 @@ func (p *partition) push(ctx context.Context, r *pushReq) {
 		p.confirm(r, nil, err)
 		return
 	}
-	// The request's bytes alias the frame it came in; copy them once into one buffer owned
-	// by the request, as they outlive this handler.
-	buf := make([]byte, 0, r.size)
-	msgs := make([][]byte, len(r.msgs))
+	// The request's bytes alias the payload it came in, which the hub owns (routing.Node.Send
+	// hands a message's payload to its receiver): keep them without copying, capped so that
+	// an append to one message can never write over the next.
 	for i, m := range r.msgs {
-		start := len(buf)
-		buf = append(buf, m...)
-		msgs[i] = buf[start:len(buf):len(buf)]
+		r.msgs[i] = m[:len(m):len(m)]
 	}
-	r.msgs = msgs
 	r.replyTo = r.replyTo.Clone()
 	if err := p.enqueue(ctx, r); err != nil {
 		h.log.Warn("push refused", "stream", p.stream, "partition", p.id, "request_id", r.requestID, "err", err)

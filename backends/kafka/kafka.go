@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -370,7 +369,20 @@ func (s *Store) Append(ctx context.Context, stream string, partition int, msgs [
 		err error
 	}
 	ch := make(chan result, 1) // done never blocks, even after Append returned
-	s.AppendAsync(ctx, stream, partition, msgs, func(idx []uint64, err error) { ch <- result{idx, err} })
+	// Append may return (on a cancelled ctx) while the client still holds the records, so
+	// they get their own copy of the bytes; AppendAsync keeps msgs until done instead.
+	total := 0
+	for _, m := range msgs {
+		total += len(m)
+	}
+	buf := make([]byte, 0, total)
+	own := make([][]byte, len(msgs))
+	for i, m := range msgs {
+		start := len(buf)
+		buf = append(buf, m...)
+		own[i] = buf[start:len(buf):len(buf)]
+	}
+	s.AppendAsync(ctx, stream, partition, own, func(idx []uint64, err error) { ch <- result{idx, err} })
 	select {
 	case r := <-ch:
 		return r.idx, r.err
@@ -393,8 +405,9 @@ func (s *Store) Append(ctx context.Context, stream string, partition int, msgs [
 	}
 }
 
-// AppendAsync implements [core.AsyncAppender]: it validates the call, copies msgs into
-// records and hands them to the client's producer before it returns, and calls done when
+// AppendAsync implements [core.AsyncAppender]: it validates the call, wraps msgs in
+// records (without copying: the client holds them until done) and hands them to the
+// client's producer before it returns, and calls done when
 // the broker acknowledged (or the client failed) every record, with the records' offsets
 // as indexes. franz-go produces the records of one partition in order and delivers their
 // outcomes serially and in order, so the done of successful calls run in start order;
@@ -432,47 +445,56 @@ func (s *Store) AppendAsync(ctx context.Context, stream string, partition int, m
 		done([]uint64{}, nil)
 		return
 	}
-	// Copy the messages into one buffer: franz-go keeps a record until the broker answers,
-	// which can be after the caller stopped waiting on a cancelled context.
-	total := 0
-	for _, m := range msgs {
-		total += len(m)
-	}
-	buf := make([]byte, 0, total)
-	recs := make([]*kgo.Record, len(msgs))
-	errs := make([]error, len(msgs))
+	// franz-go keeps a record until the broker answers and calls every record's promise
+	// before done runs, so msgs are not retained after done, as the contract requires.
+	// One allocation for the records and one promise for the call, not one of each per
+	// message: the hub appends many small messages.
+	recs := make([]kgo.Record, len(msgs))
 	for i, m := range msgs {
-		start := len(buf)
-		buf = append(buf, m...)
-		recs[i] = &kgo.Record{Topic: topic, Partition: int32(partition), Value: buf[start:len(buf):len(buf)]}
+		recs[i] = kgo.Record{Topic: topic, Partition: int32(partition), Value: m}
 	}
-	finish := func() {
+	var (
+		mu      sync.Mutex
+		pending = len(recs)
+		failed  = len(recs) // position of the first record that failed
+		ferr    error
+	)
+	promise := func(r *kgo.Record, err error) {
+		mu.Lock()
+		if err != nil {
+			// Errors are rare: find the record's position by its address.
+			for i := range recs[:failed] {
+				if &recs[i] == r {
+					failed, ferr = i, err
+					break
+				}
+			}
+		}
+		pending--
+		last := pending == 0
+		mu.Unlock()
+		if !last {
+			return
+		}
 		// Map the error before end cancels ctx, so a success is never reported as cancelled.
-		if err := firstErr(errs); err != nil {
-			if errors.Is(err, kerr.UnknownTopicOrPartition) || errors.Is(err, kerr.UnknownTopicID) {
+		if ferr != nil {
+			if errors.Is(ferr, kerr.UnknownTopicOrPartition) || errors.Is(ferr, kerr.UnknownTopicID) {
 				s.forget(topic)
 			}
-			err = s.mapErr(ctx, "append", stream, err)
+			err := s.mapErr(ctx, "append", stream, ferr)
 			end()
 			done(nil, err)
 			return
 		}
 		end()
 		idx := make([]uint64, len(recs))
-		for i, r := range recs {
-			idx[i] = uint64(r.Offset)
+		for i := range recs {
+			idx[i] = uint64(recs[i].Offset)
 		}
 		done(idx, nil)
 	}
-	var pending atomic.Int64
-	pending.Store(int64(len(recs)))
-	for i, r := range recs {
-		s.cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
-			errs[i] = err
-			if pending.Add(-1) == 0 {
-				finish()
-			}
-		})
+	for i := range recs {
+		s.cl.Produce(ctx, &recs[i], promise)
 	}
 }
 
@@ -841,15 +863,6 @@ func (s *Store) Close() error {
 		s.cl.Close()
 	}
 	return err
-}
-
-func firstErr(errs []error) error {
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -344,12 +344,27 @@ func (s *session) route(service string) wire.Route {
 
 // send sends payload along onward with the session's reply address as return route.
 func (s *session) send(ctx context.Context, onward wire.Route, payload []byte) error {
+	return s.sendMsg(ctx, wire.TransportMessage{OnwardRoute: onward, ReturnRoute: s.self, Payload: payload}, false)
+}
+
+// sendBorrowed is send for a payload whose buffer the caller reuses once it returns (see
+// routing.Node.SendBorrowed).
+func (s *session) sendBorrowed(ctx context.Context, onward wire.Route, payload []byte) error {
+	return s.sendMsg(ctx, wire.TransportMessage{OnwardRoute: onward, ReturnRoute: s.self, Payload: payload}, true)
+}
+
+func (s *session) sendMsg(ctx context.Context, msg wire.TransportMessage, borrowed bool) error {
 	select {
 	case <-s.doneCh:
 		return s.err()
 	default:
 	}
-	err := s.c.node.Send(ctx, wire.TransportMessage{OnwardRoute: onward, ReturnRoute: s.self, Payload: payload})
+	var err error
+	if borrowed {
+		err = s.c.node.SendBorrowed(ctx, msg)
+	} else {
+		err = s.c.node.Send(ctx, msg)
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			s.fail(fmt.Errorf("client: send: %w: %w", core.ErrUnavailable, err))

@@ -198,7 +198,7 @@ type PublisherStats struct {
 type entry struct {
 	seq     uint64
 	data    []byte
-	ack     *Ack
+	ack     Ack    // Publish returns &ack: one allocation for both
 	slot    bool   // holds a window slot
 	ready   bool   // durable in the outbox (always true without one)
 	sentGen uint64 // session generation of the last transmission; 0 = never sent
@@ -241,6 +241,7 @@ type Publisher struct {
 	cancel    context.CancelFunc
 	stopped   chan struct{}
 	closing   chan struct{}
+	encBuf    []byte // encoding of the request being sent; used by the run goroutine only
 	closeOnce sync.Once
 	closeErr  error
 	ob        *outbox
@@ -315,7 +316,7 @@ func NewPublisher(ctx context.Context, c *Client, stream string, opts ...Publish
 		}
 		p.ob = ob
 		for _, it := range items {
-			p.queue = append(p.queue, &entry{seq: it.seq, data: it.data, ack: newAck(), ready: true})
+			p.queue = append(p.queue, &entry{seq: it.seq, data: it.data, ready: true})
 			p.nextSeq = it.seq + 1
 		}
 		p.recovered.Store(uint64(len(items)))
@@ -357,7 +358,7 @@ func (p *Publisher) Publish(ctx context.Context, data []byte) (*Ack, error) {
 	case <-p.closing:
 		return nil, fmt.Errorf("client: publish to %q: %w", p.stream, core.ErrClosed)
 	}
-	e := &entry{data: append([]byte(nil), data...), ack: newAck(), slot: true, ready: p.ob == nil}
+	e := &entry{data: append([]byte(nil), data...), slot: true, ready: p.ob == nil}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -378,7 +379,7 @@ func (p *Publisher) Publish(ctx context.Context, data []byte) (*Ack, error) {
 			p.advanceLocked()
 			p.mu.Unlock()
 			<-p.slots
-			e.ack.complete(0, err)
+			e.ack.finish(0, err)
 			p.signal()
 			return nil, fmt.Errorf("client: publish to %q: %w", p.stream, err)
 		}
@@ -387,7 +388,7 @@ func (p *Publisher) Publish(ctx context.Context, data []byte) (*Ack, error) {
 		p.mu.Unlock()
 	}
 	p.signal()
-	return e.ack, nil
+	return &e.ack, nil
 }
 
 // PublishSync publishes data and waits for its confirm; it returns the index the hub
@@ -456,7 +457,7 @@ func (p *Publisher) Close() error {
 		for _, e := range left {
 			if !e.done {
 				n++
-				e.ack.complete(0, fmt.Errorf("client: publisher to %q: %w before the message was confirmed", p.stream, core.ErrClosed))
+				e.ack.finish(0, fmt.Errorf("client: publisher to %q: %w before the message was confirmed", p.stream, core.ErrClosed))
 			}
 		}
 		if p.ob != nil {
@@ -673,10 +674,10 @@ func (p *Publisher) sendQueued(s *session, route wire.Route, gen uint64, budget 
 					p.removeq = append(p.removeq, e.seq)
 				}
 				if wire.DataSize(len(e.data)) > budget {
-					e.ack.complete(0, fmt.Errorf("client: publish to %q: %w: message is %d bytes, at most %d fit in a frame on route %s", p.stream, core.ErrMessageTooLarge, len(e.data), budget, route))
+					e.ack.finish(0, fmt.Errorf("client: publish to %q: %w: message is %d bytes, at most %d fit in a frame on route %s", p.stream, core.ErrMessageTooLarge, len(e.data), budget, route))
 				} else {
 					p.failedMsgs.Add(1)
-					e.ack.complete(0, fmt.Errorf("client: publish to %q: %w: the hub refused it %d times", p.stream, ErrGaveUp, e.refused))
+					e.ack.finish(0, fmt.Errorf("client: publish to %q: %w: the hub refused it %d times", p.stream, ErrGaveUp, e.refused))
 				}
 				if e.slot {
 					<-p.slots
@@ -710,14 +711,16 @@ func (p *Publisher) sendQueued(s *session, route wire.Route, gen uint64, budget 
 		p.sent.Add(uint64(len(batch)))
 		p.resent.Add(resent)
 		p.dups.Add(dups)
-		var payload []byte
-		var proto string
+		// The request is encoded into a buffer reused from request to request (only this
+		// session's goroutine sends): the node copies it unless the transport does.
+		proto := wire.ProtocolPushBatch
 		if p.cfg.maxBatch == 1 {
-			proto, payload = wire.ProtocolPush, wire.EncodePayload(wire.ProtocolPush, wire.PushRequest{RequestID: id, Data: msgs[0]})
+			proto = wire.ProtocolPush
+			p.encBuf = wire.AppendPayload(p.encBuf[:0], proto, wire.PushRequest{RequestID: id, Data: msgs[0]})
 		} else {
-			proto, payload = wire.ProtocolPushBatch, wire.EncodePayload(wire.ProtocolPushBatch, wire.PushBatchRequest{RequestID: id, Messages: msgs})
+			p.encBuf = wire.AppendPayload(p.encBuf[:0], proto, wire.PushBatchRequest{RequestID: id, Messages: msgs})
 		}
-		if err := s.send(p.ctx, route, payload); err != nil {
+		if err := s.sendBorrowed(p.ctx, route, p.encBuf); err != nil {
 			return fmt.Errorf("client: send %s to %q: %w", proto, p.stream, err)
 		}
 	}
@@ -829,7 +832,7 @@ func (p *Publisher) onReply(s *session, protocol string, data []byte) {
 		if p.ob != nil {
 			p.removeq = append(p.removeq, e.seq)
 		}
-		e.ack.complete(indexes[i], nil)
+		e.ack.finish(indexes[i], nil)
 	}
 	p.advanceLocked()
 	p.mu.Unlock()

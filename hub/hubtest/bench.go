@@ -54,9 +54,9 @@ func PublishN(b *testing.B, p *client.Publisher, msg []byte, n int) time.Duratio
 	return elapsed
 }
 
-// PullN pulls n messages of partition 0 of stream through conn (plain pulls with the default
-// limit, one in flight, as a consumer's), starting at *from and advancing it, and returns the
-// time it took. It fails b if the stream ends first or an index is out of order.
+// PullN pulls n messages of partition 0 of stream through conn ([client.Conn.Pull] with the
+// default limit, one request in flight, as a consumer's), starting at *from and advancing it,
+// and returns the time it took. It fails b if the stream ends first or an index is out of order.
 func PullN(b *testing.B, conn *client.Conn, stream string, from *uint64, n int) time.Duration {
 	b.Helper()
 	ctx := context.Background()

@@ -247,6 +247,10 @@ func (t *Transport) Connect(ctx context.Context, hostport string) (wire.Address,
 	return wire.Local(c.addr), nil
 }
 
+// CopiesPayload implements routing.PayloadCopier: Send encodes the message into a frame of
+// its own before it returns.
+func (t *Transport) CopiesPayload() bool { return true }
+
 // Send writes msg, whose first onward address is a TCP address, to the connection for that
 // host:port (dialling it if needed), with the TCP address removed from the onward route.
 // The node calls it; programs normally call node.Send. A message too large for a frame
@@ -402,7 +406,7 @@ func (t *Transport) start(nc net.Conn, peer string, accepted bool) (*conn, error
 		nc:       nc,
 		peer:     peer,
 		accepted: accepted,
-		queue:    make(chan []byte, t.opts.writeQueue),
+		queue:    make(chan frame, t.opts.writeQueue),
 		done:     make(chan struct{}),
 		ctx:      ctx,
 		cancel:   cancel,
@@ -539,7 +543,7 @@ type conn struct {
 	peer     string // dialled host:port, "" when accepted
 	accepted bool
 
-	queue  chan []byte   // encoded frames for the writer
+	queue  chan frame    // encoded frames for the writer
 	done   chan struct{} // closed by shutdown
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -552,25 +556,80 @@ func (c *conn) Send(ctx context.Context, msg wire.TransportMessage) error {
 	return c.enqueue(ctx, strip(msg))
 }
 
+var (
+	_ routing.PayloadCopier = (*conn)(nil)
+	_ routing.PayloadCopier = (*Transport)(nil)
+)
+
+// CopiesPayload implements routing.PayloadCopier: Send encodes the message into a frame of
+// its own before it returns.
+func (c *conn) CopiesPayload() bool { return true }
+
+// frame is an encoded frame queued for the writer. pooled, when not nil, is the buffer of
+// b taken from framePool, returned to it once the frame is written.
+type frame struct {
+	b      []byte
+	pooled *[]byte
+}
+
+// pooledFrameMin is the size from which a frame's buffer comes from framePool: large frames
+// (push batches, pull replies) are the bulk of a busy connection's bytes, and allocating
+// and clearing 64 KiB for each would keep the garbage collector busy. Smaller frames are
+// cheap to allocate.
+const pooledFrameMin = 4 << 10
+
+// framePool holds buffers that fit any frame.
+var framePool = sync.Pool{New: func() any {
+	b := make([]byte, 0, wire.FrameHeaderLen+wire.MaxFrame)
+	return &b
+}}
+
+// release returns f's buffer to the pool; f must not be used afterwards.
+func (f frame) release() {
+	if f.pooled != nil {
+		*f.pooled = f.b[:0]
+		framePool.Put(f.pooled)
+	}
+}
+
 // enqueue encodes msg (already stripped of the hop address) into a frame and queues it.
 func (c *conn) enqueue(ctx context.Context, msg wire.TransportMessage) error {
-	frame, err := wire.AppendFrame(make([]byte, 0, wire.FrameHeaderLen+msg.Size()), msg)
-	if err != nil {
+	var f frame
+	size := wire.FrameHeaderLen + msg.Size()
+	if size >= pooledFrameMin && size <= wire.FrameHeaderLen+wire.MaxFrame {
+		f.pooled = framePool.Get().(*[]byte)
+		f.b = (*f.pooled)[:0]
+	} else {
+		f.b = make([]byte, 0, size)
+	}
+	var err error
+	if f.b, err = wire.AppendFrame(f.b, msg); err != nil {
+		f.release()
 		return fmt.Errorf("tcp: send via %s: %w", c.nc.RemoteAddr(), err)
 	}
 	select {
 	case <-c.done:
+		f.release()
 		return fmt.Errorf("tcp: send via %s: %w", c.nc.RemoteAddr(), ErrConnectionClosed)
 	default:
 	}
 	select {
-	case c.queue <- frame:
+	case c.queue <- f:
 		return nil
 	case <-c.done:
+		f.release()
 		return fmt.Errorf("tcp: send via %s: %w", c.nc.RemoteAddr(), ErrConnectionClosed)
 	case <-ctx.Done():
+		f.release()
 		return fmt.Errorf("tcp: send via %s: write queue full: %w", c.nc.RemoteAddr(), ctx.Err())
 	}
+}
+
+// write writes f through bw and releases it (bufio has copied or written it when Write
+// returns). An error is sticky in bw: Flush reports it.
+func write(bw *bufio.Writer, f frame) {
+	_, _ = bw.Write(f.b)
+	f.release()
 }
 
 // shutdown starts closing c: the writer flushes what is queued, then closes the socket,
@@ -685,7 +744,7 @@ func (c *conn) writeLoop() {
 	for {
 		select {
 		case f := <-c.queue:
-			_, _ = bw.Write(f) // an error is sticky: Flush reports it
+			write(bw, f)
 		case <-c.done:
 			c.flush(bw)
 			return
@@ -694,7 +753,7 @@ func (c *conn) writeLoop() {
 		for {
 			select {
 			case f := <-c.queue:
-				_, _ = bw.Write(f)
+				write(bw, f)
 			default:
 				break collect
 			}
@@ -726,7 +785,7 @@ func (c *conn) flush(bw *bufio.Writer) {
 	for n := 0; n < cap(c.queue); n++ {
 		select {
 		case f := <-c.queue:
-			_, _ = bw.Write(f)
+			write(bw, f)
 			continue
 		default:
 		}
