@@ -279,7 +279,7 @@ func (c *Client) openSession(ctx context.Context, handler func(*session, string,
 		doneCh:  make(chan struct{}),
 		stop:    make(chan struct{}),
 	}
-	addr, err := c.node.RegisterRandom(routing.WorkerFunc(s.handle))
+	addr, err := registerReplies(c.node, s)
 	if err != nil {
 		l.close()
 		return nil, fmt.Errorf("client: register reply address: %w", err)
@@ -296,6 +296,29 @@ func (c *Client) openSession(ctx context.Context, handler func(*session, string,
 		}()
 	}
 	return s, nil
+}
+
+// registerReplies registers s at a new random address as a routing.Sender: replies are
+// handled in the goroutine that delivers them (the connection's reader), without a
+// mailbox's goroutine hop, which matters on the path from a push confirm to the next push.
+// handle never blocks: it hands each reply to a buffered channel or to a handler that only
+// updates state.
+func registerReplies(node *routing.Node, s *session) (string, error) {
+	for {
+		a := routing.NewAddress()
+		err := node.RegisterSender(a, replySender{s})
+		if errors.Is(err, routing.ErrAddressInUse) {
+			continue // 2^-128
+		}
+		return a, err
+	}
+}
+
+// replySender delivers the replies of a session's address to it.
+type replySender struct{ s *session }
+
+func (r replySender) Send(ctx context.Context, msg wire.TransportMessage) error {
+	return r.s.handle(ctx, &routing.Message{TransportMessage: msg})
 }
 
 // done is closed when the session failed; err then says why.
