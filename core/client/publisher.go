@@ -241,7 +241,9 @@ type Publisher struct {
 	cancel    context.CancelFunc
 	stopped   chan struct{}
 	closing   chan struct{}
-	encBuf    []byte // encoding of the request being sent; used by the run goroutine only
+	encBuf    []byte  // encoding of the request being sent; used by the run goroutine only
+	slab      []byte  // where Publish copies small messages (guarded by mu)
+	entries   []entry // where Publish takes its entries from (guarded by mu)
 	closeOnce sync.Once
 	closeErr  error
 	ob        *outbox
@@ -358,13 +360,15 @@ func (p *Publisher) Publish(ctx context.Context, data []byte) (*Ack, error) {
 	case <-p.closing:
 		return nil, fmt.Errorf("client: publish to %q: %w", p.stream, core.ErrClosed)
 	}
-	e := &entry{data: append([]byte(nil), data...), slot: true, ready: p.ob == nil}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		<-p.slots
 		return nil, fmt.Errorf("client: publish to %q: %w", p.stream, core.ErrClosed)
 	}
+	e := p.newEntryLocked()
+	e.slot, e.ready = true, p.ob == nil
+	e.data = p.copyLocked(data)
 	e.seq = p.nextSeq
 	p.nextSeq++
 	p.queue = append(p.queue, e)
@@ -389,6 +393,39 @@ func (p *Publisher) Publish(ctx context.Context, data []byte) (*Ack, error) {
 	}
 	p.signal()
 	return &e.ack, nil
+}
+
+// slabSize is the size of the buffers Publish copies messages into: one allocation for
+// many small messages instead of one each. A slab is freed once every message in it is
+// confirmed. Messages above slabSize/8 get their own allocation.
+const slabSize = 64 << 10
+
+// entryChunk is how many entries Publish allocates at once.
+const entryChunk = 64
+
+// newEntryLocked returns a zero entry from the current chunk (p.mu held): one allocation for
+// entryChunk messages. An Ack kept by a caller keeps its chunk, but not the messages: their
+// data is released when they leave the queue.
+func (p *Publisher) newEntryLocked() *entry {
+	if len(p.entries) == 0 {
+		p.entries = make([]entry, entryChunk)
+	}
+	e := &p.entries[0]
+	p.entries = p.entries[1:]
+	return e
+}
+
+// copyLocked returns a copy of data that the publisher owns (p.mu held).
+func (p *Publisher) copyLocked(data []byte) []byte {
+	if len(data) > slabSize/8 {
+		return append([]byte(nil), data...)
+	}
+	if cap(p.slab)-len(p.slab) < len(data) {
+		p.slab = make([]byte, 0, slabSize)
+	}
+	start := len(p.slab)
+	p.slab = append(p.slab, data...)
+	return p.slab[start:len(p.slab):len(p.slab)]
 }
 
 // PublishSync publishes data and waits for its confirm; it returns the index the hub
@@ -518,6 +555,7 @@ func (p *Publisher) signal() {
 func (p *Publisher) advanceLocked() {
 	i := 0
 	for i < len(p.queue) && p.queue[i].done {
+		p.queue[i].data = nil // an Ack may keep its entry: let the slab go
 		p.queue[i] = nil
 		i++
 	}
