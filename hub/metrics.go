@@ -14,7 +14,8 @@ type Metrics struct {
 	Pushes uint64 `json:"pushes"`
 	// PushErrors counts messages confirmed with status ERROR.
 	PushErrors uint64 `json:"push_errors"`
-	// Pulls counts answered pull requests (stream_pull and sluice_pull_wait).
+	// Pulls counts answered pull requests (stream_pull, sluice_pull_wait and
+	// sluice_pull_batch, whose parts count once).
 	Pulls uint64 `json:"pulls"`
 	// PulledMessages counts messages sent in pull responses.
 	PulledMessages uint64 `json:"pulled_messages"`

@@ -51,7 +51,7 @@ func BenchmarkHubVsRaw(b *testing.B) {
 		b.Fatalf("kafka.Dial: %v", err)
 	}
 	b.Cleanup(func() { store.Close() })
-	_, addr := hubtest.Start(b, &core.Backend{Storage: store, Index: store})
+	h, addr := hubtest.Start(b, &core.Backend{Storage: store, Index: store})
 	cl, err := client.Dial(addr)
 	if err != nil {
 		b.Fatalf("client.Dial: %v", err)
@@ -72,7 +72,12 @@ func BenchmarkHubVsRaw(b *testing.B) {
 		viaHub := newHubBenchPublisher(b, cl, push, msg)
 		raw := &rawBenchProducer{cl: producer, topic: store.Topic(push), msg: msg}
 		b.Run(fmt.Sprintf("Push/size=%d", size), func(b *testing.B) {
+			m0 := h.Metrics()
 			hubtest.Alternate(b, size, hubBenchChunk, viaHub.push, raw.push)
+			// The messages per backend Append say how much of the window each one carried.
+			if m := h.Metrics(); m.Appends > m0.Appends {
+				b.ReportMetric(float64(m.AppendedMessages-m0.AppendedMessages)/float64(m.Appends-m0.Appends), "msgs/append")
+			}
 		})
 
 		pull := benchStream(b, store, fmt.Sprintf("pull-%d", size))
