@@ -444,15 +444,10 @@ func (s *Store) Append(ctx context.Context, stream string, partition int, msgs [
 		return []uint64{}, nil
 	}
 	// Copy msgs into one buffer: the committer uses them after a cancelled caller returned.
+	data := core.CopyMessages(msgs)
 	size := 0
-	for _, m := range msgs {
+	for _, m := range data {
 		size += len(m)
-	}
-	buf := make([]byte, 0, size)
-	data := make([][]byte, len(msgs))
-	for i, m := range msgs {
-		buf = append(buf, m...)
-		data[i] = buf[len(buf)-len(m) : len(buf) : len(buf)]
 	}
 	idx := make([]uint64, len(msgs))
 	o := &op{size: size, apply: func(tx *bolt.Tx) error {

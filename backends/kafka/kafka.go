@@ -371,18 +371,7 @@ func (s *Store) Append(ctx context.Context, stream string, partition int, msgs [
 	ch := make(chan result, 1) // done never blocks, even after Append returned
 	// Append may return (on a cancelled ctx) while the client still holds the records, so
 	// they get their own copy of the bytes; AppendAsync keeps msgs until done instead.
-	total := 0
-	for _, m := range msgs {
-		total += len(m)
-	}
-	buf := make([]byte, 0, total)
-	own := make([][]byte, len(msgs))
-	for i, m := range msgs {
-		start := len(buf)
-		buf = append(buf, m...)
-		own[i] = buf[start:len(buf):len(buf)]
-	}
-	s.AppendAsync(ctx, stream, partition, own, func(idx []uint64, err error) { ch <- result{idx, err} })
+	s.AppendAsync(ctx, stream, partition, core.CopyMessages(msgs), func(idx []uint64, err error) { ch <- result{idx, err} })
 	select {
 	case r := <-ch:
 		return r.idx, r.err

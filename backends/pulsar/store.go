@@ -453,11 +453,7 @@ func (s *Store) appendTopicAsync(ctx context.Context, base string, partition int
 	var once sync.Once
 	// The producer keeps a payload until its receipt, which can come after done reported
 	// ctx's end: send copies, in one buffer.
-	total := 0
-	for _, m := range msgs {
-		total += len(m)
-	}
-	buf := make([]byte, 0, total)
+	own := core.CopyMessages(msgs)
 	receipts := make([]receipt, len(msgs))
 	left := len(msgs)
 	var mu sync.Mutex // guards left: receipts failed inside SendAsync run on this goroutine
@@ -466,10 +462,8 @@ func (s *Store) appendTopicAsync(ctx context.Context, base string, partition int
 		stop()
 		once.Do(func() { done(s.receiptIndexes(topic, p, receipts)) })
 	}
-	for i, m := range msgs {
-		start := len(buf)
-		buf = append(buf, m...)
-		pm := &pulsar.ProducerMessage{Payload: buf[start:len(buf):len(buf)]}
+	for i, m := range own {
+		pm := &pulsar.ProducerMessage{Payload: m}
 		if len(m) == 0 {
 			// pulsar-client-go drops a non-batched message with no payload and no properties
 			// as corrupt when it reads it; a property makes it deliver an empty payload.
