@@ -52,7 +52,7 @@ func TestPublishAndConsume(t *testing.T) {
 	cons, err := client.NewConsumer(c, "round-trip", func(_ context.Context, m core.Message) error {
 		oc.add(m.Data)
 		return nil
-	}, client.WithClientID("reader"), client.WithPullLimit(64), client.WithPullWait(100*time.Millisecond))
+	}, client.WithClientID("reader"), client.WithPullLimit(64), client.WithPullMaxBytes(100), client.WithPullWait(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -522,6 +522,7 @@ func TestInvalidOptions(t *testing.T) {
 	for name, o := range map[string]client.ConsumerOption{
 		"client id": client.WithClientID(""),
 		"limit":     client.WithPullLimit(0),
+		"max bytes": client.WithPullMaxBytes(0),
 		"wait":      client.WithPullWait(-1),
 		"retries":   client.WithHandlerRetries(-1, client.DefaultBackoff),
 		"policy":    client.WithErrorPolicy(7),

@@ -82,28 +82,17 @@ type PullBatchPart struct {
 const PullBatchPartOverhead = 1
 
 func (p PullBatchPart) Size() int {
-	return PullResponse{RequestID: p.RequestID, Messages: p.Messages}.Size() + PullBatchPartOverhead
+	return UintSize(p.RequestID) + PullBatchPartOverhead + streamMessagesSize(p.Messages)
 }
 func (p PullBatchPart) Append(dst []byte) []byte {
-	dst = AppendBool(AppendUint(dst, p.RequestID), p.More)
-	dst = AppendUint(dst, uint64(len(p.Messages)))
-	for _, m := range p.Messages {
-		dst = m.Append(dst)
-	}
-	return dst
+	return appendStreamMessages(AppendBool(AppendUint(dst, p.RequestID), p.More), p.Messages)
 }
 
 // DecodePullBatchPart decodes a PullBatchPart. Message data alias b.
 func DecodePullBatchPart(b []byte) (PullBatchPart, error) {
 	r := NewReader(b, "PullBatchPart")
 	p := PullBatchPart{RequestID: r.ReadUint(), More: r.readBool("more")}
-	n := r.ReadArrayLen(2) // index + data length, at least one byte each
-	if r.err == nil && n > 0 {
-		p.Messages = make([]StreamMessage, n)
-		for i := range p.Messages {
-			p.Messages[i] = StreamMessage{Index: r.ReadUint(), Data: r.ReadData()}
-		}
-	}
+	p.Messages = r.readStreamMessages()
 	if err := r.Finish(); err != nil {
 		return PullBatchPart{}, err
 	}

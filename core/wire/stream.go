@@ -199,37 +199,51 @@ type PullResponse struct {
 	Messages  []StreamMessage
 }
 
-func (p PullResponse) Size() int {
-	n := UintSize(p.RequestID) + UintSize(uint64(len(p.Messages)))
-	for _, m := range p.Messages {
-		n += m.Size()
-	}
-	return n
-}
+func (p PullResponse) Size() int { return UintSize(p.RequestID) + streamMessagesSize(p.Messages) }
 func (p PullResponse) Append(dst []byte) []byte {
-	dst = AppendUint(dst, p.RequestID)
-	dst = AppendUint(dst, uint64(len(p.Messages)))
-	for _, m := range p.Messages {
-		dst = m.Append(dst)
-	}
-	return dst
+	return appendStreamMessages(AppendUint(dst, p.RequestID), p.Messages)
 }
 
 // DecodePullResponse decodes a PullResponse. Message data alias b.
 func DecodePullResponse(b []byte) (PullResponse, error) {
 	r := NewReader(b, "PullResponse")
 	p := PullResponse{RequestID: r.ReadUint()}
-	n := r.ReadArrayLen(2) // index + data length, at least one byte each
-	if r.err == nil && n > 0 {
-		p.Messages = make([]StreamMessage, n)
-		for i := range p.Messages {
-			p.Messages[i] = StreamMessage{Index: r.ReadUint(), Data: r.ReadData()}
-		}
-	}
+	p.Messages = r.readStreamMessages()
 	if err := r.Finish(); err != nil {
 		return PullResponse{}, err
 	}
 	return p, nil
+}
+
+// streamMessagesSize is the encoded size of msgs as a BARE array.
+func streamMessagesSize(msgs []StreamMessage) int {
+	n := UintSize(uint64(len(msgs)))
+	for _, m := range msgs {
+		n += m.Size()
+	}
+	return n
+}
+
+// appendStreamMessages appends msgs as a BARE array.
+func appendStreamMessages(dst []byte, msgs []StreamMessage) []byte {
+	dst = AppendUint(dst, uint64(len(msgs)))
+	for _, m := range msgs {
+		dst = m.Append(dst)
+	}
+	return dst
+}
+
+// readStreamMessages reads a BARE array of StreamMessage; the data alias the input.
+func (r *Reader) readStreamMessages() []StreamMessage {
+	n := r.ReadArrayLen(2) // index + data length, at least one byte each
+	if r.err != nil || n == 0 {
+		return nil
+	}
+	msgs := make([]StreamMessage, n)
+	for i := range msgs {
+		msgs[i] = StreamMessage{Index: r.ReadUint(), Data: r.ReadData()}
+	}
+	return msgs
 }
 
 // IndexOp is the tag of the IndexRequest union.
