@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -36,17 +35,7 @@ type Kafka struct {
 	// Kind says how the cluster runs: "process", "docker" or "external".
 	Kind string
 
-	logw io.Writer
-	mu   sync.Mutex // serializes Restart and Stop
-
-	// kind "process"
-	proc    *Process
-	newCmd  func() *exec.Cmd
-	dataDir string // removed by Stop
-	logPath string
-
-	// kind "docker"
-	ctr *brokerContainer
+	launched
 }
 
 // StartKafka starts a single-node Kafka for tests and returns once it serves metadata.
@@ -64,7 +53,7 @@ func StartKafka(ctx context.Context, logw io.Writer) (*Kafka, error) {
 		return nil, err
 	}
 	if env := os.Getenv("KAFKA_BROKERS"); env != "" {
-		k := &Kafka{Brokers: splitAddrs(env), Kind: "external", logw: logw}
+		k := &Kafka{Brokers: splitAddrs(env), Kind: "external", launched: launched{name: "kafka", logw: logw}}
 		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		if err := KafkaPing(wctx, k.Brokers); err != nil {
@@ -99,53 +88,21 @@ func (k *Kafka) CanRestart() bool { return k.Kind != "external" }
 // on the same ports with the same data directory, returning once it serves metadata again.
 // It fails for an external cluster.
 func (k *Kafka) Restart(ctx context.Context) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	start := time.Now()
-	switch k.Kind {
-	case "process":
-		if err := k.proc.Kill(); err != nil {
-			return err
-		}
-		if err := k.startProc(ctx); err != nil {
-			return err
-		}
-	case "docker":
-		if err := k.ctr.restart(ctx); err != nil {
-			return err
-		}
-		wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	took, err := k.restart(ctx, k.Kind, k.Addr(), k.startProc, func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer cancel()
-		if err := waitKafka(wctx, k.Brokers, nil); err != nil {
-			return fmt.Errorf("kafka: container not ready after restart: %w", err)
-		}
-	default:
-		return fmt.Errorf("kafka: cannot restart an external cluster (%s)", k.Addr())
+		return waitKafka(ctx, k.Brokers, nil)
+	})
+	if err != nil {
+		return err
 	}
-	fmt.Fprintf(k.logw, "kafka: killed and restarted in %s\n", time.Since(start).Round(10*time.Millisecond))
+	fmt.Fprintf(k.logw, "kafka: killed and restarted in %s\n", took.Round(10*time.Millisecond))
 	return nil
 }
 
 // Stop shuts the broker down (SIGTERM, then SIGKILL after 15s), reports the disk it used and
 // removes its data. Stopping an external cluster does nothing. A second Stop returns nil.
-func (k *Kafka) Stop() error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	switch k.Kind {
-	case "process":
-		err := stopLocal("kafka", k.proc, k.dataDir, k.logw, "")
-		k.proc = nil
-		return err
-	case "docker":
-		if k.ctr == nil {
-			return nil
-		}
-		err := k.ctr.terminate()
-		k.ctr = nil
-		return err
-	}
-	return nil
-}
+func (k *Kafka) Stop() error { return k.stop(k.Kind, nil) }
 
 func startKafkaProcess(ctx context.Context, logw io.Writer) (*Kafka, error) {
 	java, err := Java()
@@ -168,11 +125,9 @@ func startKafkaProcess(ctx context.Context, logw io.Writer) (*Kafka, error) {
 		return nil, fmt.Errorf("kafka: data directory: %w", err)
 	}
 	k := &Kafka{
-		Brokers: []string{"127.0.0.1:" + strconv.Itoa(ports[0])},
-		Kind:    "process",
-		logw:    logw,
-		dataDir: dir,
-		logPath: filepath.Join(dir, "kafka.log"),
+		Brokers:  []string{"127.0.0.1:" + strconv.Itoa(ports[0])},
+		Kind:     "process",
+		launched: launched{name: "kafka", logw: logw, dataDir: dir, logPath: filepath.Join(dir, "kafka.log")},
 	}
 	fail := func(err error) (*Kafka, error) {
 		os.RemoveAll(dir)

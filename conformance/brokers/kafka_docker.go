@@ -56,7 +56,7 @@ func startKafkaDocker(ctx context.Context, logw io.Writer) (*Kafka, error) {
 		}
 		return nil, fmt.Errorf("kafka: start container %s: %w", image, err)
 	}
-	k := &Kafka{Brokers: []string{"127.0.0.1:" + p}, Kind: "docker", logw: logw, ctr: &brokerContainer{name: "kafka", c: c}}
+	k := &Kafka{Brokers: []string{"127.0.0.1:" + p}, Kind: "docker", launched: launched{name: "kafka", logw: logw, ctr: &brokerContainer{name: "kafka", c: c}}}
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	if err := waitKafka(wctx, k.Brokers, nil); err != nil {

@@ -13,7 +13,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/apache/pulsar-client-go/pulsar"
@@ -41,17 +40,7 @@ type Pulsar struct {
 	// Startup is how long the last start (or Restart) took until the readiness check passed.
 	Startup time.Duration
 
-	logw io.Writer
-	mu   sync.Mutex // serializes Restart and Stop
-
-	// kind "process"
-	proc    *Process
-	newCmd  func() *exec.Cmd
-	dataDir string // removed by Stop
-	logPath string
-
-	// kind "docker"
-	ctr *brokerContainer
+	launched
 }
 
 // StartPulsar starts a Pulsar standalone for tests and returns once a message produced with
@@ -75,7 +64,7 @@ func StartPulsar(ctx context.Context, logw io.Writer) (*Pulsar, error) {
 		if admin == "" {
 			admin = defaultPulsarAdminURL(env)
 		}
-		p := &Pulsar{URL: env, AdminURL: admin, Kind: "external", logw: logw}
+		p := &Pulsar{URL: env, AdminURL: admin, Kind: "external", launched: launched{name: "pulsar", logw: logw}}
 		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		if err := PulsarPing(wctx, p.URL); err != nil {
@@ -110,29 +99,12 @@ func (p *Pulsar) CanRestart() bool { return p.Kind != "external" }
 // ledgers) and starts it again on the same ports with the same data directory, returning
 // once a message can be produced and read again. It fails for an external cluster.
 func (p *Pulsar) Restart(ctx context.Context) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	start := time.Now()
-	switch p.Kind {
-	case "process":
-		if err := p.proc.Kill(); err != nil {
-			return err
-		}
-		if err := p.startProc(ctx); err != nil {
-			return err
-		}
-	case "docker":
-		if err := p.ctr.restart(ctx); err != nil {
-			return err
-		}
-		if err := waitPulsar(ctx, p.URL, nil); err != nil {
-			return fmt.Errorf("pulsar: container not ready after restart: %w", err)
-		}
-	default:
-		return fmt.Errorf("pulsar: cannot restart an external cluster (%s)", p.URL)
+	took, err := p.restart(ctx, p.Kind, p.URL, p.startProc, func(ctx context.Context) error { return waitPulsar(ctx, p.URL, nil) })
+	if err != nil {
+		return err
 	}
-	p.Startup = time.Since(start)
-	fmt.Fprintf(p.logw, "pulsar: killed and restarted in %s%s\n", p.Startup.Round(10*time.Millisecond), p.rssNote())
+	p.Startup = took
+	fmt.Fprintf(p.logw, "pulsar: killed and restarted in %s%s\n", took.Round(10*time.Millisecond), p.rssNote())
 	return nil
 }
 
@@ -161,35 +133,7 @@ func (p *Pulsar) rssNote() string {
 
 // Stop shuts the standalone down (SIGTERM, then SIGKILL after 15s), reports the disk it used
 // and removes its data. Stopping an external cluster does nothing. A second Stop returns nil.
-func (p *Pulsar) Stop() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	switch p.Kind {
-	case "process":
-		if p.proc == nil {
-			return nil
-		}
-		err := stopLocal("pulsar", p.proc, p.dataDir, p.logw, p.rssNote())
-		p.proc = nil
-		return err
-	case "docker":
-		if p.ctr == nil {
-			return nil
-		}
-		err := p.ctr.terminate()
-		p.ctr = nil
-		return err
-	}
-	return nil
-}
-
-// LogTail returns the last n lines of the standalone's log, or "" when it has none here.
-func (p *Pulsar) LogTail(n int) string {
-	if p.logPath == "" {
-		return ""
-	}
-	return LogTail(p.logPath, n)
-}
+func (p *Pulsar) Stop() error { return p.stop(p.Kind, p.rssNote) }
 
 func startPulsarProcess(ctx context.Context, logw io.Writer) (*Pulsar, error) {
 	java, err := pulsarJava()
@@ -217,9 +161,7 @@ func startPulsarProcess(ctx context.Context, logw io.Writer) (*Pulsar, error) {
 		URL:      "pulsar://127.0.0.1:" + strconv.Itoa(ports[0]),
 		AdminURL: "http://127.0.0.1:" + strconv.Itoa(ports[1]),
 		Kind:     "process",
-		logw:     logw,
-		dataDir:  dir,
-		logPath:  filepath.Join(dir, "pulsar.log"),
+		launched: launched{name: "pulsar", logw: logw, dataDir: dir, logPath: filepath.Join(dir, "pulsar.log")},
 	}
 	fail := func(err error) (*Pulsar, error) {
 		os.RemoveAll(dir)

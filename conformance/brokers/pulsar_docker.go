@@ -51,8 +51,8 @@ func startPulsarDocker(ctx context.Context, logw io.Writer) (*Pulsar, error) {
 		}
 		return nil, fmt.Errorf("pulsar: start container %s: %w", image, err)
 	}
-	p := &Pulsar{URL: "pulsar://127.0.0.1:" + bp, AdminURL: "http://127.0.0.1:" + wp, Kind: "docker", logw: logw,
-		ctr: &brokerContainer{name: "pulsar", c: c}}
+	p := &Pulsar{URL: "pulsar://127.0.0.1:" + bp, AdminURL: "http://127.0.0.1:" + wp, Kind: "docker",
+		launched: launched{name: "pulsar", logw: logw, ctr: &brokerContainer{name: "pulsar", c: c}}}
 	if err := waitPulsar(ctx, p.URL, nil); err != nil {
 		_ = testcontainers.TerminateContainer(c)
 		return nil, fmt.Errorf("pulsar: container %s not ready: %w", image, err)
