@@ -166,14 +166,7 @@ func startKafkaProcess(ctx context.Context, logw io.Writer) (*Kafka, error) {
 
 // startProc starts the broker process and waits until it serves metadata.
 func (k *Kafka) startProc(ctx context.Context) error {
-	p, err := StartProcess("kafka", k.newCmd(), k.logPath)
-	if err != nil {
-		return err
-	}
-	k.proc = p
-	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	return p.WaitReady(wctx, 250*time.Millisecond, func(ctx context.Context) error {
+	return k.startLocal(ctx, 2*time.Minute, 250*time.Millisecond, func(ctx context.Context) error {
 		return KafkaPing(ctx, k.Brokers)
 	})
 }

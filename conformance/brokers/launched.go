@@ -27,6 +27,19 @@ type launched struct {
 	ctr *brokerContainer
 }
 
+// startLocal starts the broker's process from newCmd and waits, up to timeout and checking
+// every interval, until ready answers.
+func (l *launched) startLocal(ctx context.Context, timeout, interval time.Duration, ready func(context.Context) error) error {
+	p, err := StartProcess(l.name, l.newCmd(), l.logPath)
+	if err != nil {
+		return err
+	}
+	l.proc = p
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return p.WaitReady(ctx, interval, ready)
+}
+
 // restart kills the broker abruptly and starts it again and returns how long that took: a
 // process with startProc (which waits until it is ready), a container by restarting it and
 // waiting for ready. An external cluster (addr) cannot be restarted.

@@ -211,14 +211,7 @@ func startPulsarProcess(ctx context.Context, logw io.Writer) (*Pulsar, error) {
 
 // startProc starts the standalone process and waits until it serves produce and read.
 func (p *Pulsar) startProc(ctx context.Context) error {
-	proc, err := StartProcess("pulsar", p.newCmd(), p.logPath)
-	if err != nil {
-		return err
-	}
-	p.proc = proc
-	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-	defer cancel()
-	return proc.WaitReady(wctx, 500*time.Millisecond, func(ctx context.Context) error {
+	return p.startLocal(ctx, 3*time.Minute, 500*time.Millisecond, func(ctx context.Context) error {
 		return PulsarPing(ctx, p.URL)
 	})
 }
