@@ -198,6 +198,7 @@ type PublisherStats struct {
 type entry struct {
 	seq     uint64
 	data    []byte
+	slab    *slab  // the slab data is in; nil when data has an allocation of its own
 	ack     Ack    // Publish returns &ack: one allocation for both
 	slot    bool   // holds a window slot
 	ready   bool   // durable in the outbox (always true without one)
@@ -242,7 +243,7 @@ type Publisher struct {
 	stopped   chan struct{}
 	closing   chan struct{}
 	encBuf    []byte  // encoding of the request being sent; used by the run goroutine only
-	slab      []byte  // where Publish copies small messages (guarded by mu)
+	slab      *slab   // where Publish copies small messages (guarded by mu)
 	entries   []entry // where Publish takes its entries from (guarded by mu)
 	closeOnce sync.Once
 	closeErr  error
@@ -368,7 +369,7 @@ func (p *Publisher) Publish(ctx context.Context, data []byte) (*Ack, error) {
 	}
 	e := p.newEntryLocked()
 	e.slot, e.ready = true, p.ob == nil
-	e.data = p.copyLocked(data)
+	p.copyLocked(e, data)
 	e.seq = p.nextSeq
 	p.nextSeq++
 	p.queue = append(p.queue, e)
@@ -395,10 +396,22 @@ func (p *Publisher) Publish(ctx context.Context, data []byte) (*Ack, error) {
 	return &e.ack, nil
 }
 
-// slabSize is the size of the buffers Publish copies messages into: one allocation for
-// many small messages instead of one each. A slab is freed once every message in it is
-// confirmed. Messages above slabSize/8 get their own allocation.
+// slabSize is the size of the buffers Publish copies messages into: one buffer for many
+// small messages instead of an allocation each. Messages above slabSize/8 get their own
+// allocation.
 const slabSize = 64 << 10
+
+// slab is a buffer Publish copies small messages into. Once every message in it has left
+// the queue (confirmed or failed) and Publish has moved on to another slab, it goes back to
+// slabPool for the next one: a steady publisher copies into the same few buffers instead of
+// allocating as many bytes as it publishes, which the garbage collector would have to chase.
+type slab struct {
+	buf  []byte // the messages copied so far; cap slabSize
+	refs int    // entries whose data is in buf and still queued (guarded by the owner's mu)
+}
+
+// slabPool holds slabs no message refers to any more (*slab), shared by every Publisher.
+var slabPool = sync.Pool{New: func() any { return &slab{buf: make([]byte, 0, slabSize)} }}
 
 // entryChunk is how many entries Publish allocates at once.
 const entryChunk = 64
@@ -415,17 +428,41 @@ func (p *Publisher) newEntryLocked() *entry {
 	return e
 }
 
-// copyLocked returns a copy of data that the publisher owns (p.mu held).
-func (p *Publisher) copyLocked(data []byte) []byte {
+// copyLocked sets e.data to a copy of data that the publisher owns (p.mu held).
+func (p *Publisher) copyLocked(e *entry, data []byte) {
 	if len(data) > slabSize/8 {
-		return append([]byte(nil), data...)
+		e.data = append([]byte(nil), data...)
+		return
 	}
-	if cap(p.slab)-len(p.slab) < len(data) {
-		p.slab = make([]byte, 0, slabSize)
+	s := p.slab
+	if s == nil || cap(s.buf)-len(s.buf) < len(data) {
+		if s != nil && s.refs == 0 {
+			s.buf = s.buf[:0] // every message in it has left the queue: start it over
+		} else {
+			s = slabPool.Get().(*slab) // the old one is recycled by the last entry to leave
+			p.slab = s
+		}
 	}
-	start := len(p.slab)
-	p.slab = append(p.slab, data...)
-	return p.slab[start:len(p.slab):len(p.slab)]
+	start := len(s.buf)
+	s.buf = append(s.buf, data...)
+	s.refs++
+	e.data, e.slab = s.buf[start:len(s.buf):len(s.buf)], s
+}
+
+// releaseLocked drops e's reference to its data once e has left the queue (p.mu held): the
+// last entry to leave a slab that Publish no longer copies into returns it to slabPool.
+// Nothing may read e.data afterwards.
+func (p *Publisher) releaseLocked(e *entry) {
+	s := e.slab
+	e.data, e.slab = nil, nil
+	if s == nil {
+		return
+	}
+	s.refs--
+	if s.refs == 0 && s != p.slab {
+		s.buf = s.buf[:0]
+		slabPool.Put(s)
+	}
 }
 
 // PublishSync publishes data and waits for its confirm; it returns the index the hub
@@ -555,7 +592,7 @@ func (p *Publisher) signal() {
 func (p *Publisher) advanceLocked() {
 	i := 0
 	for i < len(p.queue) && p.queue[i].done {
-		p.queue[i].data = nil // an Ack may keep its entry: let the slab go
+		p.releaseLocked(p.queue[i]) // an Ack may keep its entry, but not its data
 		p.queue[i] = nil
 		i++
 	}
@@ -706,17 +743,21 @@ func (p *Publisher) sendQueued(s *session, route wire.Route, gen uint64, budget 
 			size += sz
 		}
 		if len(tooLarge) > 0 {
+			errs := make([]error, len(tooLarge))
+			for i, e := range tooLarge { // before advanceLocked releases their data
+				if wire.DataSize(len(e.data)) > budget {
+					errs[i] = fmt.Errorf("client: publish to %q: %w: message is %d bytes, at most %d fit in a frame on route %s", p.stream, core.ErrMessageTooLarge, len(e.data), budget, route)
+				} else {
+					p.failedMsgs.Add(1)
+					errs[i] = fmt.Errorf("client: publish to %q: %w: the hub refused it %d times", p.stream, ErrGaveUp, e.refused)
+				}
+			}
 			p.advanceLocked()
-			for _, e := range tooLarge {
+			for i, e := range tooLarge {
 				if p.ob != nil {
 					p.removeq = append(p.removeq, e.seq)
 				}
-				if wire.DataSize(len(e.data)) > budget {
-					e.ack.finish(0, fmt.Errorf("client: publish to %q: %w: message is %d bytes, at most %d fit in a frame on route %s", p.stream, core.ErrMessageTooLarge, len(e.data), budget, route))
-				} else {
-					p.failedMsgs.Add(1)
-					e.ack.finish(0, fmt.Errorf("client: publish to %q: %w: the hub refused it %d times", p.stream, ErrGaveUp, e.refused))
-				}
+				e.ack.finish(0, errs[i])
 				if e.slot {
 					<-p.slots
 				}
