@@ -50,10 +50,21 @@ func parsePartitionAddr(addr string) (stream string, partition int, ok bool) {
 // pushReq is one stream_push or sluice_push_batch request waiting for the partition writer.
 type pushReq struct {
 	requestID uint64
-	msgs      [][]byte // owned by the request (copied out of the frame)
+	msgs      [][]byte // alias the payload of the routing message the request came in
 	size      int      // total bytes of msgs
 	batch     bool     // sluice_push_batch: reply with PushBatchConfirm
 	replyTo   wire.Route
+	release   func() // the routing message's Release: msgs alias its payload
+}
+
+// releaseMsgs hands the request's payload back to the transport (see routing.Message.Release)
+// once nothing will read msgs again: after the backend's Append returned, or its AppendAsync
+// called done, or when the request was refused before it reached the backend.
+func (r *pushReq) releaseMsgs() {
+	if r.release != nil {
+		r.release()
+		r.release, r.msgs = nil, nil
+	}
 }
 
 // partition is the single writer of one (stream, partition): the worker that receives the
@@ -270,6 +281,7 @@ func (p *partition) runPipelined(aa core.AsyncAppender) {
 			inflight[0] = nil
 			inflight = inflight[1:]
 			p.finish(f.batch, f.n, r.indexes, r.err)
+			releaseAll(f.batch)
 		case <-stop:
 			// Take the outcomes already known; abandon the others (the backend may still
 			// store them: at-least-once callers retry, as for an Append cut short).
@@ -277,10 +289,13 @@ func (p *partition) runPipelined(aa core.AsyncAppender) {
 				var r appendResult
 				select {
 				case r = <-f.res:
+					p.finish(f.batch, f.n, r.indexes, r.err)
+					releaseAll(f.batch)
 				default:
+					// The backend may still read the messages: they are not released.
 					r.err = fmt.Errorf("%w: append abandoned by hub close: %w", core.ErrUnavailable, context.Cause(h.ctx))
+					p.finish(f.batch, f.n, r.indexes, r.err)
 				}
-				p.finish(f.batch, f.n, r.indexes, r.err)
 			}
 			clear(inflight)
 			inflight = inflight[:0]
@@ -305,6 +320,14 @@ func (p *partition) appendBatch(batch []*pushReq, n int) {
 	// confirmed) even while the hub shuts down; only a hard Close cancels them.
 	indexes, err := h.backend.Storage.Append(h.ctx, p.stream, p.id, joinMsgs(batch, n))
 	p.finish(batch, n, indexes, err)
+	releaseAll(batch)
+}
+
+// releaseAll releases the messages of every request of batch (see pushReq.releaseMsgs).
+func releaseAll(batch []*pushReq) {
+	for _, r := range batch {
+		r.releaseMsgs()
+	}
 }
 
 // finish handles the outcome of the append of batch (n messages): it confirms each

@@ -228,19 +228,20 @@ func (p *partition) HandleMessage(ctx context.Context, msg *routing.Message) err
 			h.undecodable(msg, bp, err)
 			return nil
 		}
-		p.push(ctx, &pushReq{requestID: req.RequestID, msgs: [][]byte{req.Data}, size: len(req.Data), replyTo: msg.ReturnRoute})
+		p.push(ctx, &pushReq{requestID: req.RequestID, msgs: [][]byte{req.Data}, size: len(req.Data), replyTo: msg.ReturnRoute, release: msg.Release})
 	case wire.ProtocolPushBatch:
 		req, err := wire.DecodePushBatchRequest(bp.Data)
 		if err != nil {
 			h.undecodable(msg, bp, err)
 			return nil
 		}
-		r := &pushReq{requestID: req.RequestID, msgs: req.Messages, batch: true, replyTo: msg.ReturnRoute}
+		r := &pushReq{requestID: req.RequestID, msgs: req.Messages, batch: true, replyTo: msg.ReturnRoute, release: msg.Release}
 		for _, m := range req.Messages {
 			r.size += len(m)
 		}
 		if len(r.msgs) == 0 {
 			p.confirm(r, []uint64{}, nil)
+			r.releaseMsgs()
 			return nil
 		}
 		p.push(ctx, r)
@@ -298,11 +299,13 @@ func (p *partition) push(ctx context.Context, r *pushReq) {
 	if err := core.ValidateMessages(r.msgs, h.cfg.maxMessageSize); err != nil {
 		h.log.Warn("push refused", "stream", p.stream, "partition", p.id, "request_id", r.requestID, "err", err)
 		p.confirm(r, nil, err)
+		r.releaseMsgs()
 		return
 	}
 	// The request's bytes alias the payload it came in, which the hub owns (routing.Node.Send
 	// hands a message's payload to its receiver): keep them without copying, capped so that
-	// an append to one message can never write over the next.
+	// an append to one message can never write over the next, until the backend is done with
+	// them (pushReq.releaseMsgs).
 	for i, m := range r.msgs {
 		r.msgs[i] = m[:len(m):len(m)]
 	}
@@ -310,6 +313,7 @@ func (p *partition) push(ctx context.Context, r *pushReq) {
 	if err := p.enqueue(ctx, r); err != nil {
 		h.log.Warn("push refused", "stream", p.stream, "partition", p.id, "request_id", r.requestID, "err", err)
 		p.confirm(r, nil, err)
+		r.releaseMsgs()
 	}
 }
 

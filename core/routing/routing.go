@@ -82,7 +82,20 @@ type Message struct {
 	// OnwardRoute[0].
 	Address string
 
-	node *Node
+	node    *Node
+	release func() // see Release; nil when the sender did not ask for its buffer back
+}
+
+// Release hands m's payload back to the sender that lent its buffer with [Node.SendOwned],
+// which may then reuse it. Call it once neither the payload nor anything sliced from it
+// (decoded fields, routes) will be read again. Calling it is optional: a payload never
+// released is left to the garbage collector. Calls after the first do nothing; a message
+// sent with Send or SendBorrowed has nothing to release.
+func (m *Message) Release() {
+	if r := m.release; r != nil {
+		m.release = nil
+		r()
+	}
 }
 
 // Node returns the node that delivered m.
@@ -201,11 +214,17 @@ type entry struct {
 	copies bool   // sender implements PayloadCopier (and says true)
 
 	worker  Worker
-	mailbox chan wire.TransportMessage
+	mailbox chan delivery
 	stop    chan struct{} // closed to stop the mailbox goroutine
 	stopped atomic.Bool   // set just before stop is closed; cheaper to poll than stop
 	cancel  context.CancelFunc
 	once    sync.Once
+}
+
+// delivery is a message in a mailbox, with the release of its payload (see Node.SendOwned).
+type delivery struct {
+	msg     wire.TransportMessage
+	release func()
 }
 
 func (e *entry) shutdown() {
@@ -278,7 +297,7 @@ func (n *Node) Register(address string, w Worker) error {
 	}
 	return n.add(address, &entry{
 		worker:  w,
-		mailbox: make(chan wire.TransportMessage, n.mailboxSize),
+		mailbox: make(chan delivery, n.mailboxSize),
 		stop:    make(chan struct{}),
 	})
 }
@@ -353,7 +372,18 @@ func (n *Node) Unregister(address string) error {
 // or the worker or node stops (ErrClosed). Errors: ErrNoRoute when there is nowhere to
 // deliver msg; ErrClosed after Close; whatever a Sender or Transport returns.
 func (n *Node) Send(ctx context.Context, msg wire.TransportMessage) error {
-	return n.send(ctx, msg, false)
+	return n.send(ctx, msg, false, nil)
+}
+
+// SendOwned is [Node.Send] for a payload in a buffer its sender wants back (a transport
+// reading frames into pooled buffers): release is called once nothing refers to the payload
+// any more. That is as soon as a Sender or Transport that implements [PayloadCopier] has
+// returned, or when the worker that received the message calls [Message.Release]. Any
+// other destination, and a message Send could not deliver, never releases it: it is left to
+// the garbage collector, so a forgotten release costs an allocation, never a reuse too soon.
+// A nil release makes SendOwned Send.
+func (n *Node) SendOwned(ctx context.Context, msg wire.TransportMessage, release func()) error {
+	return n.send(ctx, msg, false, release)
 }
 
 // SendBorrowed is [Node.Send] for a caller that keeps ownership of msg's payload, to reuse
@@ -361,12 +391,12 @@ func (n *Node) Send(ctx context.Context, msg wire.TransportMessage) error {
 // [PayloadCopier] gets the payload as it is; any other destination (a worker's mailbox,
 // a Sender that may keep it) gets a copy. The routes are handed over as with Send.
 func (n *Node) SendBorrowed(ctx context.Context, msg wire.TransportMessage) error {
-	return n.send(ctx, msg, true)
+	return n.send(ctx, msg, true, nil)
 }
 
 // send is Send; borrowed means that msg's payload must be copied unless the destination
-// copies it anyway.
-func (n *Node) send(ctx context.Context, msg wire.TransportMessage, borrowed bool) error {
+// copies it anyway; release, when not nil, is SendOwned's.
+func (n *Node) send(ctx context.Context, msg wire.TransportMessage, borrowed bool, release func()) error {
 	if len(msg.OnwardRoute) == 0 {
 		return fmt.Errorf("routing: send: empty onward route: %w", ErrNoRoute)
 	}
@@ -382,10 +412,15 @@ func (n *Node) send(ctx context.Context, msg wire.TransportMessage, borrowed boo
 		if !ok {
 			return fmt.Errorf("routing: send to %s: no transport for address type %d: %w", first, first.Type, ErrNoRoute)
 		}
-		if borrowed && !copiesPayload(t) {
+		copies := copiesPayload(t)
+		if borrowed && !copies {
 			msg.Payload = bytes.Clone(msg.Payload)
 		}
-		return t.Send(ctx, msg)
+		err := t.Send(ctx, msg)
+		if release != nil && copies && err == nil {
+			release()
+		}
+		return err
 	}
 	e, ok := n.local[string(first.Value)]
 	fallback := n.fallback
@@ -400,19 +435,24 @@ func (n *Node) send(ctx context.Context, msg wire.TransportMessage, borrowed boo
 		if borrowed && !e.copies {
 			msg.Payload = bytes.Clone(msg.Payload)
 		}
-		return e.sender.Send(ctx, msg)
+		err := e.sender.Send(ctx, msg)
+		if release != nil && e.copies && err == nil {
+			release()
+		}
+		return err
 	}
 	if borrowed {
 		msg.Payload = bytes.Clone(msg.Payload)
 	}
+	d := delivery{msg: msg, release: release}
 	// Fast path first, so a cancelled ctx does not lose a race with free room.
 	select {
-	case e.mailbox <- msg:
+	case e.mailbox <- d:
 		return nil
 	default:
 	}
 	select {
-	case e.mailbox <- msg:
+	case e.mailbox <- d:
 		return nil
 	case <-e.stop:
 		return fmt.Errorf("routing: send to %s: worker stopped: %w", first, ErrClosed)
@@ -448,20 +488,26 @@ func (n *Node) run(ctx context.Context, address string, e *entry) {
 		select {
 		case <-e.stop:
 			return
-		case msg := <-e.mailbox:
-			n.handle(ctx, address, e.worker, msg)
+		case d := <-e.mailbox:
+			n.handle(ctx, address, e.worker, d)
 		}
 	}
 }
 
-func (n *Node) handle(ctx context.Context, address string, w Worker, tm wire.TransportMessage) {
+func (n *Node) handle(ctx context.Context, address string, w Worker, d delivery) {
 	defer func() {
 		if r := recover(); r != nil {
 			n.log.Error("routing: worker panicked", "address", address, "panic", r, "stack", string(debug.Stack()))
 		}
 	}()
-	if err := w.HandleMessage(ctx, &Message{TransportMessage: tm, Address: address, node: n}); err != nil {
-		n.log.Warn("routing: worker failed to handle message", "address", address, "msg", tm.String(), "err", err)
+	m := &Message{TransportMessage: d.msg, Address: address, node: n, release: d.release}
+	if err := w.HandleMessage(ctx, m); err != nil {
+		if d.release != nil && m.release == nil {
+			// Released: its bytes may already belong to another message.
+			n.log.Warn("routing: worker failed to handle message", "address", address, "err", err)
+			return
+		}
+		n.log.Warn("routing: worker failed to handle message", "address", address, "msg", m.String(), "err", err)
 	}
 }
 

@@ -518,3 +518,68 @@ func TestSendBorrowed(t *testing.T) {
 		t.Errorf("Send copied the payload")
 	}
 }
+
+// failingSender declares that it copies payloads and fails every Send.
+type failingSender struct{}
+
+func (failingSender) Send(context.Context, wire.TransportMessage) error {
+	return errors.New("link down")
+}
+func (failingSender) CopiesPayload() bool { return true }
+
+// TestSendOwned checks when a lent buffer comes back: after a copying Sender returned, when
+// the receiving worker calls Release (once, however often it calls it), and never from a
+// destination that may keep the payload or a Send that failed.
+func TestSendOwned(t *testing.T) {
+	n := newNode(t)
+	plain, copying := &fakeTransport{}, &copyingSender{}
+	box := make(inbox, 1)
+	for addr, s := range map[string]Sender{"plain": plain, "copying": copying, "failing": failingSender{}} {
+		if err := n.RegisterSender(addr, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := n.Register("box", box); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	send := func(to string) (*int, error) {
+		released := new(int)
+		err := n.SendOwned(ctx, wire.TransportMessage{OnwardRoute: wire.Route{wire.Local(to)}, Payload: []byte("x")}, func() { *released++ })
+		return released, err
+	}
+
+	r, err := send("copying")
+	if err != nil || *r != 1 {
+		t.Errorf("copying sender: err %v, released %d times, want nil and 1", err, *r)
+	}
+	if r, err := send("plain"); err != nil || *r != 0 {
+		t.Errorf("sender that may keep the payload: err %v, released %d times, want nil and 0", err, *r)
+	}
+	if r, err := send("failing"); err == nil || *r != 0 {
+		t.Errorf("failed send: err %v, released %d times, want an error and 0", err, *r)
+	}
+	if r, err := send("nowhere"); !errors.Is(err, ErrNoRoute) || *r != 0 {
+		t.Errorf("no route: err %v, released %d times, want ErrNoRoute and 0", err, *r)
+	}
+
+	r, err = send("box")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := receive(t, box)
+	if *r != 0 {
+		t.Fatalf("released %d times before the worker released it", *r)
+	}
+	m.Release()
+	m.Release()
+	if *r != 1 {
+		t.Errorf("worker released twice: the sender's release ran %d times, want 1", *r)
+	}
+
+	// Send and SendBorrowed lend nothing: Release does nothing.
+	if err := n.Send(ctx, wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("box")}, Payload: []byte("y")}); err != nil {
+		t.Fatal(err)
+	}
+	receive(t, box).Release()
+}

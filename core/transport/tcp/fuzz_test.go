@@ -28,7 +28,7 @@ func FuzzReadFrame(f *testing.F) {
 		var hdr [2]byte
 		for {
 			before := r.Len()
-			body, err := readFrame(r, hdr[:])
+			body, pooled, err := readFrame(r, hdr[:])
 			if err != nil {
 				if errors.Is(err, io.EOF) && before != 0 {
 					t.Fatalf("io.EOF with %d unread bytes", before)
@@ -45,6 +45,12 @@ func FuzzReadFrame(f *testing.F) {
 			again, err := wire.AppendFrame(nil, msg)
 			if err != nil || !bytes.Equal(again[2:], body) {
 				t.Fatalf("accepted message does not re-encode to its frame: %v", err)
+			}
+			if (pooled != nil) != (len(body) >= pooledFrameMin) {
+				t.Fatalf("%d-byte frame: pooled %v, want pooled from %d bytes", len(body), pooled != nil, pooledFrameMin)
+			}
+			if pooled != nil {
+				putFrame(pooled) // the next large frame may be read into it
 			}
 		}
 	})

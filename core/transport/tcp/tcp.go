@@ -663,7 +663,7 @@ func (c *conn) readLoop() {
 		if timeout > 0 {
 			_ = c.nc.SetReadDeadline(time.Now().Add(timeout))
 		}
-		payload, err := readFrame(br, hdr[:])
+		payload, pooled, err := readFrame(br, hdr[:])
 		if err != nil {
 			c.readFailed(err)
 			return
@@ -679,7 +679,13 @@ func (c *conn) readLoop() {
 			c.t.log.Warn("tcp: dropped incoming message routed to a remote address (relaying is off)", "address", c.addr, "remote", c.nc.RemoteAddr().String(), "msg", msg.String())
 			continue
 		}
-		if err := c.t.node.Send(c.ctx, msg); err != nil {
+		// A large frame's buffer comes back to the pool when its receiver releases it
+		// (routing.Message.Release): the hub does once the pushes it carried are stored.
+		var release func()
+		if pooled != nil {
+			release = func() { putFrame(pooled) }
+		}
+		if err := c.t.node.SendOwned(c.ctx, msg, release); err != nil {
 			if c.ctx.Err() != nil {
 				return
 			}
@@ -706,26 +712,55 @@ func (c *conn) readFailed(err error) {
 	}
 }
 
-// readFrame reads one frame from r and returns its body in a new slice (decoded messages
-// alias it, so it is never reused). hdr is a 2-byte scratch buffer. A zero length returns an
-// error matching errMalformedFrame; a clean EOF before a frame returns io.EOF.
-func readFrame(r io.Reader, hdr []byte) ([]byte, error) {
+// readFrame reads one frame from r and returns its body, which decoded messages alias. A
+// body of at least pooledFrameMin bytes is read into a buffer from readPool, returned as
+// pooled: the caller may hand it back with putFrame once nothing refers to the body (a
+// pooled buffer never handed back is garbage collected). A smaller body is in a new slice
+// and pooled is nil. hdr is a 2-byte scratch buffer. A zero length returns an error
+// matching errMalformedFrame; a clean EOF before a frame returns io.EOF.
+func readFrame(r io.Reader, hdr []byte) (body []byte, pooled *[]byte, err error) {
 	if _, err := io.ReadFull(r, hdr[:wire.FrameHeaderLen]); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	n := binary.BigEndian.Uint16(hdr)
+	n := int(binary.BigEndian.Uint16(hdr))
 	if n == 0 {
-		return nil, fmt.Errorf("%w: zero frame length", errMalformedFrame)
+		return nil, nil, fmt.Errorf("%w: zero frame length", errMalformedFrame)
 	}
-	body := make([]byte, n)
+	if n >= pooledFrameMin {
+		pooled = getFrame(n)
+		body = *pooled
+	} else {
+		body = make([]byte, n)
+	}
 	if _, err := io.ReadFull(r, body); err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
-		return nil, fmt.Errorf("tcp: truncated frame of %d bytes: %w", n, err)
+		return nil, nil, fmt.Errorf("tcp: truncated frame of %d bytes: %w", n, err)
 	}
-	return body, nil
+	return body, pooled, nil
 }
+
+// readPool holds buffers for received frame bodies that their receiver released (*[]byte).
+// It is apart from framePool: a received frame that is never released (a pull reply the
+// client hands to its application) should cost its own size, not a buffer that fits any
+// frame.
+var readPool sync.Pool
+
+// getFrame returns a buffer of n bytes from readPool, or a new one whose capacity is n
+// rounded up to a multiple of pooledFrameMin, so that it fits frames of about that size
+// when it comes back.
+func getFrame(n int) *[]byte {
+	if bp, _ := readPool.Get().(*[]byte); bp != nil && cap(*bp) >= n {
+		*bp = (*bp)[:n]
+		return bp
+	}
+	b := make([]byte, n, min((n+pooledFrameMin-1)/pooledFrameMin*pooledFrameMin, wire.MaxFrame))
+	return &b
+}
+
+// putFrame hands a buffer from getFrame back to readPool. Nothing may refer to it after.
+func putFrame(bp *[]byte) { readPool.Put(bp) }
 
 // Buffer sizes of a connection's reader and writer. A frame longer than the writer's
 // buffer is written straight through.

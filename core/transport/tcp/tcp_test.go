@@ -183,7 +183,7 @@ func (c *rawConn) send(m wire.TransportMessage) {
 func (c *rawConn) readMessage() wire.TransportMessage {
 	c.t.Helper()
 	var hdr [2]byte
-	body, err := readFrame(c, hdr[:])
+	body, _, err := readFrame(c, hdr[:])
 	must(c.t, err)
 	m, err := wire.DecodeTransportMessage(body)
 	must(c.t, err)
