@@ -28,7 +28,9 @@
 // one route among many messages; a worker that needs another route builds a new one.
 // [Node.SendBorrowed] lets a caller keep its payload buffer for the next message: the node
 // copies the payload unless the destination declares with [PayloadCopier] that it copies
-// what it keeps.
+// what it keeps. [Node.SendOwned] lends a payload whose buffer the sender wants back (a
+// transport's pooled frame): a worker that is done with it calls [Message.Release]; a
+// worker that keeps it simply never does.
 //
 // # Lifetime
 //

@@ -27,10 +27,13 @@
 // [Transport.StableRoute] to turn them into routes that survive reconnects.
 //
 // Reads go through a buffer, so a frame's header and body, and the small frames behind it,
-// arrive in one read system call. Each frame's body is copied into a new buffer that is
-// never reused, so the messages a connection delivers own their bytes: workers may keep
-// their routes and payloads (which alias that buffer) as long as they like, e.g. to answer
-// a long-poll later.
+// arrive in one read system call. Each frame's body is copied into a buffer of its own, and
+// the messages a connection delivers own their bytes: workers may keep their routes and
+// payloads (which alias that buffer) as long as they like, e.g. to answer a long-poll later.
+// Frames of 4 KiB and more are read into pooled buffers and delivered with
+// routing.Node.SendOwned: a worker done with one (the hub, once the pushes it carried are
+// stored) calls routing.Message.Release to hand its buffer back for a later frame; a worker
+// that never does keeps it, and it is garbage collected.
 //
 // # Queues, timeouts and limits
 //
