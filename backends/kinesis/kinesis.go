@@ -353,7 +353,9 @@ func (s *Store) Append(ctx context.Context, stream string, p int, msgs [][]byte)
 	if len(msgs) == 0 {
 		return []uint64{}, nil
 	}
-	req := &appendReq{ctx: ctx, msgs: msgs, done: make(chan struct{})}
+	// The writer may still read the messages after ctx ended and Append returned; the
+	// caller may reuse its buffers by then (core.Storage): it writes a copy, in one buffer.
+	req := &appendReq{ctx: ctx, msgs: core.CopyMessages(msgs), done: make(chan struct{})}
 	part.writer.Do(func() {
 		part.reqs = make(chan *appendReq, 256)
 		s.wg.Add(1)
