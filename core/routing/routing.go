@@ -187,6 +187,10 @@ type Node struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // mailbox goroutines
 
+	// idle receives a token (without blocking) whenever a worker's queued count drops to
+	// zero; Drain waits on it.
+	idle chan struct{}
+
 	mu         sync.RWMutex
 	closed     bool
 	local      map[string]*entry
@@ -215,6 +219,7 @@ type entry struct {
 
 	worker  Worker
 	mailbox chan delivery
+	queued  atomic.Int64  // messages accepted into the mailbox and not yet handled (Drain)
 	stop    chan struct{} // closed to stop the mailbox goroutine
 	stopped atomic.Bool   // set just before stop is closed; cheaper to poll than stop
 	cancel  context.CancelFunc
@@ -252,6 +257,7 @@ func NewNode(opts ...Option) (*Node, error) {
 		mailboxSize: o.mailboxSize,
 		ctx:         ctx,
 		cancel:      cancel,
+		idle:        make(chan struct{}, 1),
 		local:       make(map[string]*entry),
 		transports:  make(map[uint8]Transport),
 	}, nil
@@ -445,6 +451,7 @@ func (n *Node) send(ctx context.Context, msg wire.TransportMessage, borrowed boo
 		msg.Payload = bytes.Clone(msg.Payload)
 	}
 	d := delivery{msg: msg, release: release}
+	e.queued.Add(1) // before the message can be handled, so Drain never sees it missing
 	// Fast path first, so a cancelled ctx does not lose a race with free room.
 	select {
 	case e.mailbox <- d:
@@ -455,9 +462,51 @@ func (n *Node) send(ctx context.Context, msg wire.TransportMessage, borrowed boo
 	case e.mailbox <- d:
 		return nil
 	case <-e.stop:
+		n.dequeued(e)
 		return fmt.Errorf("routing: send to %s: worker stopped: %w", first, ErrClosed)
 	case <-ctx.Done():
+		n.dequeued(e)
 		return fmt.Errorf("routing: send to %s: mailbox full: %w", first, ctx.Err())
+	}
+}
+
+// dequeued counts one message of e's mailbox as handled (or never queued) and wakes Drain
+// when e has none left.
+func (n *Node) dequeued(e *entry) {
+	if e.queued.Add(-1) == 0 {
+		select {
+		case n.idle <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Drain waits until every registered worker has handled the messages in its mailbox,
+// including those its handlers send to other workers meanwhile, or until ctx ends (it then
+// returns an error matching ctx.Err()). Messages keep being accepted while it waits, so stop what feeds the
+// workers first: a device stopping without losing messages closes its subscriptions
+// (bistream.Transport.Close), drains its node, saves its secure channel sessions, then
+// closes the node, which would drop whatever is still queued. Drain must not be called from
+// a HandleMessage (it would wait for itself).
+func (n *Node) Drain(ctx context.Context) error {
+	for {
+		n.mu.RLock()
+		busy := false
+		for _, e := range n.local {
+			if e.worker != nil && e.queued.Load() > 0 {
+				busy = true
+				break
+			}
+		}
+		n.mu.RUnlock()
+		if !busy {
+			return nil
+		}
+		select {
+		case <-n.idle:
+		case <-ctx.Done():
+			return fmt.Errorf("routing: drain: %w", ctx.Err())
+		}
 	}
 }
 
@@ -490,6 +539,7 @@ func (n *Node) run(ctx context.Context, address string, e *entry) {
 			return
 		case d := <-e.mailbox:
 			n.handle(ctx, address, e.worker, d)
+			n.dequeued(e)
 		}
 	}
 }
@@ -512,7 +562,8 @@ func (n *Node) handle(ctx context.Context, address string, w Worker, d delivery)
 }
 
 // Close closes every transport, stops every worker and waits for their mailbox goroutines
-// to return. It must not be called from a HandleMessage (it would wait for itself).
+// to return; messages still in a mailbox are dropped (see Drain). It must not be called
+// from a HandleMessage (it would wait for itself).
 // Close is idempotent; it returns the first error of a transport's Close.
 func (n *Node) Close() error {
 	n.mu.Lock()

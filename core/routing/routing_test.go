@@ -583,3 +583,56 @@ func TestSendOwned(t *testing.T) {
 	}
 	receive(t, box).Release()
 }
+
+// TestDrain checks that Drain waits until every worker handled its mailbox, including what
+// a handler sends on to another worker, and gives up with ctx.
+func TestDrain(t *testing.T) {
+	n := newNode(t)
+	gate := make(chan struct{})
+	var mu sync.Mutex
+	var handled []string
+	record := func(s string) {
+		mu.Lock()
+		handled = append(handled, s)
+		mu.Unlock()
+	}
+	if err := n.Register("first", WorkerFunc(func(ctx context.Context, m *Message) error {
+		<-gate
+		record("first " + string(m.Payload))
+		return n.Send(ctx, wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("second")}, Payload: m.Payload})
+	})); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Register("second", WorkerFunc(func(_ context.Context, m *Message) error {
+		record("second " + string(m.Payload))
+		return nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.RegisterSender("sender", &fakeTransport{}); err != nil { // no mailbox: nothing to wait for
+		t.Fatal(err)
+	}
+	if err := n.Drain(context.Background()); err != nil {
+		t.Fatalf("drain of idle workers: %v", err)
+	}
+	ctx := context.Background()
+	for _, p := range []string{"a", "b", "c"} {
+		if err := n.Send(ctx, wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("first")}, Payload: []byte(p)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if err := n.Drain(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("drain with a blocked worker: %v, want context.DeadlineExceeded", err)
+	}
+	close(gate)
+	if err := n.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(handled) != 6 {
+		t.Fatalf("after Drain: handled %q, want 3 messages through both workers", handled)
+	}
+}

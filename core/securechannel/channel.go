@@ -169,6 +169,20 @@ func (c *Channel) Open(msg []byte) ([]byte, error) { return c.open(msg, false) }
 // drops it on any error (a failed authentication may overwrite its ciphertext).
 func (c *Channel) openInPlace(msg []byte) ([]byte, error) { return c.open(msg, true) }
 
+// forget undoes the acceptance of the message with header h by Open, so that the same
+// message is accepted when it comes again: its delivery was cut short. It does nothing when
+// the message is no longer in its epoch's replay window.
+func (c *Channel) forget(h Header) {
+	c.recvMu.Lock()
+	defer c.recvMu.Unlock()
+	switch {
+	case h.Epoch == c.cur.epoch:
+		c.cur.win.forget(h.Nonce)
+	case c.prev != nil && h.Epoch == c.prev.epoch:
+		c.prev.win.forget(h.Nonce)
+	}
+}
+
 func (c *Channel) open(msg []byte, inPlace bool) ([]byte, error) {
 	h, ct, err := ParseHeader(msg)
 	if err != nil {

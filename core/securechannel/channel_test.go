@@ -360,3 +360,63 @@ func TestOpenInPlace(t *testing.T) {
 		t.Fatalf("open after a tampered copy: %q, %v", got, err)
 	}
 }
+
+// TestForget checks that a message whose acceptance was forgotten (its delivery was cut
+// short) is accepted once more, and only once, also in the previous key epoch, and that
+// forgetting what is out of the window changes nothing.
+func TestForget(t *testing.T) {
+	a, b := pair(t, 4) // rekey every 4 messages
+	var msgs [][]byte
+	for i := range 6 {
+		msgs = append(msgs, seal(t, a, fmt.Sprint("m", i)))
+	}
+	for i, m := range msgs {
+		if _, err := b.Open(m); err != nil {
+			t.Fatalf("open %d: %v", i, err)
+		}
+	}
+	for _, i := range []int{3, 5} { // 3 is in the previous epoch, 5 in the current one
+		h, _, err := ParseHeader(msgs[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.forget(h)
+		if pt, err := b.Open(msgs[i]); err != nil || string(pt) != fmt.Sprint("m", i) {
+			t.Fatalf("message %d after forget: %q, %v; want it accepted", i, pt, err)
+		}
+		if _, err := b.Open(msgs[i]); !errors.Is(err, ErrDuplicate) {
+			t.Fatalf("message %d a third time: %v, want ErrDuplicate", i, err)
+		}
+	}
+	if _, err := b.Open(msgs[2]); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("message 2, never forgotten: %v, want ErrDuplicate", err)
+	}
+	b.forget(Header{Epoch: 99, Nonce: 1}) // an epoch b does not have: nothing happens
+}
+
+// TestWindowForget checks window.forget against accept: a forgotten nonce is new again, the
+// highest nonce stays, and nonces outside the window are left alone.
+func TestWindowForget(t *testing.T) {
+	var w window
+	w.forget(5) // empty window: nothing to forget
+	if w.any {
+		t.Fatal("forget on an empty window accepted something")
+	}
+	for _, n := range []uint64{10, 11, 12, 2000} {
+		w.accept(n)
+	}
+	w.forget(2000)
+	if err := w.check(2000); err != nil || w.max != 2000 {
+		t.Fatalf("after forget(2000): check %v, max %d; want nil and 2000", err, w.max)
+	}
+	w.forget(11) // slid out of the window already: still refused as too old
+	if err := w.check(11); !errors.Is(err, ErrReplay) || errors.Is(err, ErrDuplicate) {
+		t.Fatalf("check(11) after forget: %v, want too old", err)
+	}
+	w.accept(2000)
+	w.accept(1999)
+	w.forget(1999)
+	if w.check(1999) != nil || !errors.Is(w.check(2000), ErrDuplicate) {
+		t.Fatal("forget(1999) did not make 1999 new, or touched 2000")
+	}
+}

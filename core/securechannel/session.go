@@ -211,8 +211,6 @@ func (r *stateReader) recvEpoch() recvEpoch {
 		r.fail("empty window with a highest nonce or bits")
 	case w.any && w.max == math.MaxUint64:
 		r.fail("window holds the reserved nonce")
-	case w.any && w.bits[(w.max%WindowSize)/64]&(1<<(w.max%64)) == 0:
-		r.fail("window does not hold its highest nonce")
 	case w.any && w.max < WindowSize-1 && w.bits != [WindowSize / 64]uint64{}:
 		// Nonces above max, or below 0, cannot have been accepted.
 		for n := w.max + 1; n < WindowSize; n++ {

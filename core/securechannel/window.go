@@ -8,8 +8,8 @@ const WindowSize = 1024
 // window is a sliding replay window (RFC 6479 style): a ring bitmap indexed by nonce modulo
 // WindowSize, covering the nonces (max-WindowSize, max].
 type window struct {
-	any  bool // a nonce was accepted
-	max  uint64
+	any  bool   // a nonce was accepted
+	max  uint64 // the highest nonce accepted; its bit is clear if forget took it back
 	bits [WindowSize / 64]uint64
 }
 
@@ -46,4 +46,13 @@ func (w *window) accept(n uint64) {
 		w.max = n
 	}
 	w.bits[(n%WindowSize)/64] |= 1 << (n % 64)
+}
+
+// forget undoes accept(n): n is accepted again. It does nothing when n is not in the window
+// (never accepted, or too old by now); the highest nonce stays where it is.
+func (w *window) forget(n uint64) {
+	if !w.any || n > w.max || w.max-n >= WindowSize {
+		return
+	}
+	w.bits[(n%WindowSize)/64] &^= 1 << (n % 64)
 }

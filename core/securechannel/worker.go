@@ -285,7 +285,12 @@ type decryptor struct{ c *SecureChannel }
 
 // Send handles one message from the peer. It returns nil once the message was handled,
 // delivered or dropped: messages that are malformed, replayed or fail authentication are
-// counted (Stats) and dropped, and a failure to deliver the inner message is logged.
+// counted (Stats) and dropped, and so is an inner message for an address where nothing is
+// registered (logged). When the delivery of the inner message was cut short instead (ctx
+// ended while the worker's mailbox was full, or the node or worker is closing), Send
+// returns that error and the replay window forgets the message, so that it is accepted
+// when it comes again: a stream subscription does not move past it, and delivers it again
+// after a restart.
 func (d decryptor) Send(ctx context.Context, msg wire.TransportMessage) error {
 	return d.c.handleNetwork(ctx, msg)
 }
@@ -310,7 +315,7 @@ func (c *SecureChannel) handleNetwork(ctx context.Context, msg wire.TransportMes
 			return nil
 		}
 		c.mu.Unlock()
-		c.openAndDeliver(ctx, ch, msg.Payload)
+		return c.openAndDeliver(ctx, ch, msg.Payload)
 	case TypeHandshake2, TypeHandshake3, TypeIK2:
 		c.handleHandshake(ctx, msg)
 	default:
@@ -319,20 +324,29 @@ func (c *SecureChannel) handleNetwork(ctx context.Context, msg wire.TransportMes
 	return nil
 }
 
-func (c *SecureChannel) openAndDeliver(ctx context.Context, ch *Channel, payload []byte) {
-	// The routing node handed payload over to this worker (routing.Node.Send takes
-	// ownership), and a message that fails is dropped: decrypt it where it is.
-	pt, err := ch.openInPlace(payload)
+// openAndDeliver opens a data message and delivers its inner message. It returns an error
+// only when the delivery was cut short (see decryptor.Send).
+func (c *SecureChannel) openAndDeliver(ctx context.Context, ch *Channel, payload []byte) error {
+	h, _, err := ParseHeader(payload)
+	if err == nil {
+		// The routing node handed payload over to this worker (routing.Node.Send takes
+		// ownership), and a message that fails is dropped: decrypt it where it is.
+		payload, err = ch.openInPlace(payload)
+	}
 	if errors.Is(err, ErrReplay) {
 		c.duplicates.Add(1)
-		return
+		return nil
 	}
 	if err != nil {
 		c.rejected.Add(1)
 		c.log.Warn("securechannel: dropped message", "address", c.decAddr, "err", err)
-		return
+		return nil
 	}
-	c.deliverInner(ctx, pt)
+	if err := c.deliverInner(ctx, payload); err != nil {
+		ch.forget(h)
+		return err
+	}
+	return nil
 }
 
 // handleHandshake handles XX message 2 (initiator) or 3 (responder), or IK message 2
@@ -415,7 +429,11 @@ func (c *SecureChannel) establish(ctx context.Context) {
 	c.mu.Unlock()
 
 	for _, m := range early {
-		c.openAndDeliver(ctx, ch, m)
+		// Their stream position has moved on already: a delivery cut short loses the
+		// message (the channel is being closed while it opens).
+		if err := c.openAndDeliver(ctx, ch, m); err != nil {
+			c.log.Warn("securechannel: dropped message that arrived before the handshake completed", "address", c.decAddr, "err", err)
+		}
 	}
 	if notify != nil {
 		notify(c)
@@ -425,14 +443,13 @@ func (c *SecureChannel) establish(ctx context.Context) {
 // deliverInner delivers a decrypted inner message (the plaintext of a data message or IK
 // early data) to its onward route, with the channel's application-facing address prepended
 // to its return route.
-func (c *SecureChannel) deliverInner(ctx context.Context, pt []byte) {
+func (c *SecureChannel) deliverInner(ctx context.Context, pt []byte) error {
 	inner, err := wire.DecodeTransportMessage(pt)
 	if err != nil || len(inner.OnwardRoute) == 0 {
 		c.rejected.Add(1)
 		c.log.Warn("securechannel: dropped authenticated message without a valid inner route", "address", c.decAddr, "err", err)
-		return
+		return nil
 	}
-	c.delivered.Add(1)
 	ret := c.selfRoute
 	if len(inner.ReturnRoute) > 0 {
 		ret = inner.ReturnRoute.Prepend(c.selfRoute[0])
@@ -442,9 +459,15 @@ func (c *SecureChannel) deliverInner(ctx context.Context, pt []byte) {
 		ReturnRoute: ret,
 		Payload:     inner.Payload,
 	})
+	if err != nil && (ctx.Err() != nil || errors.Is(err, routing.ErrClosed)) {
+		// Cut short: the caller forgets the message so that it comes again.
+		return fmt.Errorf("securechannel: deliver decrypted message to %s: %w", inner.OnwardRoute, err)
+	}
+	c.delivered.Add(1)
 	if err != nil {
 		c.log.Warn("securechannel: deliver decrypted message", "address", c.decAddr, "to", inner.OnwardRoute.String(), "err", err)
 	}
+	return nil
 }
 
 // fail ends a handshake that cannot complete and closes the channel. It does nothing once
@@ -683,7 +706,10 @@ func (l *Listener) handle(ctx context.Context, msg *routing.Message) error {
 		// IK completes with message 2: the channel is open, then the early data goes on.
 		c.establish(ctx)
 		if len(early) > 0 {
-			c.deliverInner(ctx, early)
+			if derr := c.deliverInner(ctx, early); derr != nil {
+				// Message 1 is handled (the channel exists): it is not delivered again.
+				c.log.Warn("securechannel: dropped the early data of IK message 1", "address", c.decAddr, "err", derr)
+			}
 		}
 	}
 	return err

@@ -198,10 +198,14 @@ func runDeviceB(ctx context.Context, a deviceArgs, log *slog.Logger) (*deviceRep
 	st := sc.Stats()
 	rep.Duplicates, rep.Rejected = st.Duplicates, st.Rejected
 
-	// Stop: the subscription saves its index (everything it delivered was handled), then
-	// the channel's state goes to the session file, then the node closes (deferred).
+	// Stop: the subscription saves its index, the application handles what it was
+	// delivered, then the channel's state goes to the session file, then the node closes
+	// (deferred).
 	if rep.SavedIndex, err = d.offline(); err != nil {
 		return nil, err
+	}
+	if err := d.node.Drain(ctx); err != nil {
+		return nil, fmt.Errorf("B's application did not handle what it was delivered: %w", err)
 	}
 	if err := sc.SaveSession(session); err != nil {
 		return nil, err

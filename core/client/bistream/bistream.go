@@ -442,7 +442,9 @@ type Subscription struct {
 // inner message is in the worker's mailbox. Messages may be delivered twice (a duplicate in
 // the stream, or a crash before the position was saved); a secure channel drops such
 // duplicates. A message still in a mailbox when the node is closed is lost, so close
-// subscriptions (or the Transport) before the node.
+// subscriptions (or the Transport), then drain the node (routing.Node.Drain), then close
+// it. A delivery cut short by Close (the worker's mailbox was full) fails the handling of
+// that message, so the subscription saves the position before it.
 func (t *Transport) Subscribe(stream, subscriptionID string) (*Subscription, error) {
 	if err := core.ValidateStreamName(stream); err != nil {
 		return nil, fmt.Errorf("bistream: subscribe: %w", err)

@@ -106,9 +106,9 @@ type device struct {
 	sub   *bistream.Subscription
 }
 
-func newDevice(t *testing.T, name string) *device {
+func newDevice(t *testing.T, name string, opts ...routing.Option) *device {
 	t.Helper()
-	n, err := routing.NewNode()
+	n, err := routing.NewNode(opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -72,9 +72,13 @@
 //
 // One Transport at a time may run on a node (the sender addresses are fixed). To stop a
 // device without losing or repeating anything, close the Transport (the subscriptions save
-// their positions), then save its secure channels' sessions, then close the node. A stream
-// should have one consumer device (its subscription id is its identity for the
-// saved index); several devices publishing into it is fine. The position is saved once the
-// inner message is in the worker's mailbox, not once the worker handled it: close the
-// subscriptions before the node so that nothing queued is lost.
+// their positions), then let the node's workers handle what is queued (routing.Node.Drain),
+// then save its secure channels' sessions, then close the node. A stream should have one
+// consumer device (its subscription id is its identity for the saved index); several
+// devices publishing into it is fine. The position is saved once the inner message is in the
+// worker's mailbox, not once the worker handled it: stopped in that order, nothing queued
+// is lost, and a delivery the stop cuts short (a full mailbox) is neither skipped by the
+// subscription nor remembered by the secure channel, so it comes again after the restart.
+// A crash, though, loses what was in the mailboxes; a worker registered as a
+// routing.Sender handles each message before the subscription moves past it.
 package bistream

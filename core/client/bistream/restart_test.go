@@ -199,3 +199,126 @@ func TestDeviceProcessRestart(t *testing.T) {
 		t.Fatalf("%d messages undeliverable after the restart", st.Undeliverable)
 	}
 }
+
+// TestStopWithBacklog stops device B while its application is behind: one message in its
+// handler, one in its mailbox and the next one waiting for room. B stops the documented way
+// (close the transport, drain the node, save the channel, close the node), its next process
+// restores the channel, and B's application gets every message exactly once, in order: the
+// message whose delivery the stop cut short is not skipped by the subscription nor taken
+// for a replay by the channel, and the one in the mailbox is handled before the node closes.
+func TestStopWithBacklog(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	th := startHub(t)
+	idA, idB := mustIdentity(t), mustIdentity(t)
+	cfgB := securechannel.Config{Identity: idB, Trust: securechannel.TrustKeys(idA.PublicKey())}
+	session := filepath.Join(t.TempDir(), "b.session")
+	var got inbox
+	gate := make(chan struct{})
+
+	// bootB starts a process of B with a mailbox of one message, whose application waits
+	// for the gate before it handles each message (the gate is closed once B restarts).
+	bootB := func() (*device, *securechannel.Listener, *securechannel.SecureChannel) {
+		t.Helper()
+		b := newDevice(t, "b", routing.WithMailboxSize(1))
+		if err := b.node.Register("app", routing.WorkerFunc(func(ctx context.Context, m *routing.Message) error {
+			select {
+			case <-gate:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			got.add(string(m.Payload))
+			return nil
+		})); err != nil {
+			t.Fatal(err)
+		}
+		l, err := securechannel.Listen(b.node, "listener", cfgB, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sc *securechannel.SecureChannel
+		if _, err := os.Stat(session); err == nil {
+			if sc, err = l.RestoreSession(session); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b.online(th.addr)
+		return b, l, sc
+	}
+
+	a := newDevice(t, "a")
+	a.online(th.addr)
+	b, l, _ := bootB()
+	route, err := a.tr.Route("inbox-b", a.inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chA, err := securechannel.Dial(ctx, a.node, append(route, wire.Local("listener")),
+		securechannel.Config{Identity: idA, Trust: securechannel.TrustKeys(idB.PublicKey())})
+	if err != nil {
+		t.Fatalf("dial through streams: %v", err)
+	}
+	const n = 6
+	for i := 1; i <= n; i++ {
+		if err := a.node.Send(ctx, wire.TransportMessage{
+			OnwardRoute: wire.Route{chA.Address(), wire.Local("app")},
+			Payload:     fmt.Appendf(nil, "%s #%d", marker, i),
+		}); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+	}
+	if err := a.tr.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	chs := l.Channels()
+	if len(chs) != 1 {
+		t.Fatalf("B's listener has %d channels, want 1", len(chs))
+	}
+	// Message 1 in the handler, message 2 in the mailbox, message 3 waiting for room: the
+	// subscription delivered handshake messages 1 and 3 and data messages 1 and 2, and is
+	// delivering data message 3.
+	waitFor(t, "B's subscription to deliver 4 messages", func() bool { return b.sub.Stats().Delivered >= 4 })
+	time.Sleep(50 * time.Millisecond) // for the delivery of message 3 to reach the full mailbox
+	if st := b.sub.Stats(); st.Delivered != 4 {
+		t.Fatalf("B's subscription delivered %d messages with the application stuck, want 4", st.Delivered)
+	}
+
+	// B stops: the transport (its delivery of message 3 is cut short), then the backlog,
+	// which the application gets to only a little later: Drain waits for it.
+	b.offline()
+	opened := make(chan struct{})
+	go func() { // owned by the test: waited for below
+		defer close(opened)
+		time.Sleep(100 * time.Millisecond)
+		close(gate)
+	}()
+	defer func() { <-opened }()
+	if err := b.node.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := chs[0].SaveSession(session); err != nil {
+		t.Fatal(err)
+	}
+	_ = l.Close()
+	_ = b.node.Close()
+	if g := got.get(); len(g) != 2 {
+		t.Fatalf("B handled %q before it stopped, want messages 1 and 2", g)
+	}
+
+	b, l, chB := bootB()
+	defer func() { _ = l.Close(); b.offline() }()
+	if chB == nil {
+		t.Fatal("B did not restore its channel")
+	}
+	waitFor(t, fmt.Sprintf("B to handle %d messages", n), func() bool { return len(got.get()) >= n })
+	time.Sleep(100 * time.Millisecond) // a message delivered twice would show up by now
+	g := got.get()
+	if len(g) != n {
+		t.Fatalf("B handled %d messages, want %d: %q", len(g), n, g)
+	}
+	for i, m := range g {
+		if want := fmt.Sprintf("%s #%d", marker, i+1); m != want {
+			t.Fatalf("B handled %q as message %d, want %q (all: %q)", m, i+1, want, g)
+		}
+	}
+}
