@@ -53,7 +53,12 @@ func (e *env) newDevice(transport bool) (*device, error) {
 	}
 	d := &device{cl: cl}
 	if transport {
-		d.tr, err = bistream.New(cl.Node(), cl, bistream.WithLogger(discard))
+		// The same request timeouts as the plain path's publisher and consumer: with the
+		// default one, a broker slowed down by the earlier workloads (kinesis-mock) made
+		// the transport's publisher time out and resend its whole window, again and again.
+		d.tr, err = bistream.New(cl.Node(), cl, bistream.WithLogger(discard),
+			bistream.WithPublisherOptions(client.WithRequestTimeout(requestTimeout)),
+			bistream.WithConsumerOptions(client.WithConsumerRequestTimeout(requestTimeout)))
 		if err != nil {
 			return nil, errors.Join(fmt.Errorf("bistream transport: %w", err), cl.Close())
 		}
