@@ -30,6 +30,24 @@ func TestParseSenderAddress(t *testing.T) {
 	}
 }
 
+// listenRestored starts a listener at "listener" on node and restores the channel saved in
+// the session file, if there is one (else the channel is nil).
+func listenRestored(t *testing.T, node *routing.Node, cfg securechannel.Config, opts *securechannel.ListenOptions, session string) (*securechannel.Listener, *securechannel.SecureChannel) {
+	t.Helper()
+	l, err := securechannel.Listen(node, "listener", cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(session); err != nil {
+		return l, nil
+	}
+	sc, err := l.RestoreSession(session)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, sc
+}
+
 // TestDeviceProcessRestart runs a secure channel through streams in which device B is
 // restarted twice like a process: its node, transport and channel are closed and dropped;
 // what survives is its identity, its session file and the index saved on the hub. The
@@ -63,16 +81,7 @@ func TestDeviceProcessRestart(t *testing.T) {
 		})); err != nil {
 			t.Fatal(err)
 		}
-		l, err := securechannel.Listen(b.node, "listener", cfgB, &securechannel.ListenOptions{HandshakeTimeout: time.Hour})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var sc *securechannel.SecureChannel
-		if _, err := os.Stat(session); err == nil {
-			if sc, err = l.RestoreSession(session); err != nil {
-				t.Fatal(err)
-			}
-		}
+		l, sc := listenRestored(t, b.node, cfgB, &securechannel.ListenOptions{HandshakeTimeout: time.Hour}, session)
 		b.online(th.addr)
 		if sc != nil {
 			if err := b.tr.RegisterRoute(sc.PeerRoute()); err != nil {
@@ -232,16 +241,7 @@ func TestStopWithBacklog(t *testing.T) {
 		})); err != nil {
 			t.Fatal(err)
 		}
-		l, err := securechannel.Listen(b.node, "listener", cfgB, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var sc *securechannel.SecureChannel
-		if _, err := os.Stat(session); err == nil {
-			if sc, err = l.RestoreSession(session); err != nil {
-				t.Fatal(err)
-			}
-		}
+		l, sc := listenRestored(t, b.node, cfgB, nil, session)
 		b.online(th.addr)
 		return b, l, sc
 	}
