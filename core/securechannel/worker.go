@@ -326,13 +326,10 @@ func (c *SecureChannel) handleNetwork(ctx context.Context, msg wire.TransportMes
 
 // openAndDeliver opens a data message and delivers its inner message. It returns an error
 // only when the delivery was cut short (see decryptor.Send).
-func (c *SecureChannel) openAndDeliver(ctx context.Context, ch *Channel, payload []byte) error {
-	h, _, err := ParseHeader(payload)
-	if err == nil {
-		// The routing node handed payload over to this worker (routing.Node.Send takes
-		// ownership), and a message that fails is dropped: decrypt it where it is.
-		payload, err = ch.openInPlace(payload)
-	}
+func (c *SecureChannel) openAndDeliver(ctx context.Context, ch *Channel, msg []byte) error {
+	// The routing node handed msg over to this worker (routing.Node.Send takes ownership),
+	// and a message that fails is dropped: decrypt it where it is.
+	pt, err := ch.openInPlace(msg)
 	if errors.Is(err, ErrReplay) {
 		c.duplicates.Add(1)
 		return nil
@@ -342,8 +339,11 @@ func (c *SecureChannel) openAndDeliver(ctx context.Context, ch *Channel, payload
 		c.log.Warn("securechannel: dropped message", "address", c.decAddr, "err", err)
 		return nil
 	}
-	if err := c.deliverInner(ctx, payload); err != nil {
-		ch.forget(h)
+	if err := c.deliverInner(ctx, pt); err != nil {
+		// The header is not encrypted: decrypting in place left it as it was.
+		if h, _, herr := ParseHeader(msg); herr == nil {
+			ch.forget(h)
+		}
 		return err
 	}
 	return nil
