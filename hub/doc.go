@@ -42,7 +42,7 @@
 // writer goroutine appends whatever is queued in ONE backend Append (bounded by
 // [WithMaxBatch]), then confirms each request: a PushConfirm with status OK and the index is
 // sent only after the durable append. With a backend that implements [core.AsyncAppender]
-// (Kafka, Pulsar) the writer keeps up to [WithMaxAppendsInFlight] such appends in flight,
+// (bbolt, Kafka, Pulsar) the writer keeps up to [WithMaxAppendsInFlight] such appends in flight,
 // batching what arrives meanwhile, and confirms them in the order they were started. A failed append confirms every request of the batch
 // with status ERROR; a sluice_push_batch is appended whole or not at all. A message larger
 // than [Hub.MaxMessageSize] is confirmed with status ERROR and nothing of its request is

@@ -22,7 +22,11 @@ type op struct {
 	apply func(*bolt.Tx) error
 
 	err  error         // the result, set by the committer before it closes done
-	done chan struct{} // closed by the committer
+	done chan struct{} // closed by the committer (ops queued by do)
+
+	// then, when set, is called by the committer with the result instead of closing done
+	// (ops queued by enqueue: nobody waits for them).
+	then func(error)
 }
 
 // abortError marks an error that made an op leave a partial write in the transaction.
@@ -35,19 +39,10 @@ func abort(err error) error { return &abortError{err} }
 
 // do queues o for the committer and waits for its result or for ctx to end.
 func (s *Store) do(ctx context.Context, o *op) error {
-	if err := ctx.Err(); err != nil {
+	o.done = make(chan struct{})
+	if err := s.enqueue(ctx, o); err != nil {
 		return err
 	}
-	o.ctx = ctx
-	o.done = make(chan struct{})
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return core.ErrClosed
-	}
-	s.queue = append(s.queue, o)
-	s.mu.Unlock()
-	s.signal()
 	select {
 	case <-o.done:
 		return o.err
@@ -60,6 +55,24 @@ func (s *Store) do(ctx context.Context, o *op) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// enqueue queues o for the committer, which reports its result through o.done or o.then.
+// When enqueue returns an error, o was not queued and nothing reports a result.
+func (s *Store) enqueue(ctx context.Context, o *op) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	o.ctx = ctx
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return core.ErrClosed
+	}
+	s.queue = append(s.queue, o)
+	s.mu.Unlock()
+	s.signal()
+	return nil
 }
 
 // signal wakes the committer without blocking.
@@ -154,6 +167,10 @@ func (s *Store) commit(batch []*op) {
 }
 
 func finish(o *op, err error) {
+	if o.then != nil {
+		o.then(err)
+		return
+	}
 	o.err = err
 	close(o.done)
 }

@@ -1,10 +1,14 @@
 // Package bbolt is Sluice's embedded, durable default backend: streams, their messages and
 // consumer indexes in one bbolt (go.etcd.io/bbolt) file. A [Store] implements
-// [core.Storage], [core.IndexStorage], [core.StreamDeleter] and [core.PartitionCounter].
+// [core.Storage], [core.IndexStorage], [core.StreamDeleter], [core.PartitionCounter] and
+// [core.AsyncAppender].
 //
 // Writes from many goroutines are group-committed: a committer goroutine owned by the Store
 // covers every write waiting at that moment with one bbolt transaction, so one fsync confirms
-// many appends. Reads run concurrently in read-only transactions.
+// many appends. Reads run concurrently in read-only transactions. [Store.AppendAsync] queues
+// an append and returns, so a caller such as the hub keeps several appends to a partition
+// waiting while a commit runs: they share the next commit, with the index saves that arrived
+// meanwhile, instead of each waiting for a commit of its own.
 //
 // # Configuration
 //

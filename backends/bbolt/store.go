@@ -162,6 +162,7 @@ var (
 	_ core.IndexStorage     = (*Store)(nil)
 	_ core.StreamDeleter    = (*Store)(nil)
 	_ core.PartitionCounter = (*Store)(nil)
+	_ core.AsyncAppender    = (*Store)(nil)
 )
 
 // New opens (creating it if needed) the bbolt database at path and starts the Store's
@@ -444,19 +445,49 @@ func (s *Store) Append(ctx context.Context, stream string, partition int, msgs [
 		return []uint64{}, nil
 	}
 	// Copy msgs into one buffer: the committer uses them after a cancelled caller returned.
-	data := core.CopyMessages(msgs)
-	size := 0
-	for _, m := range data {
-		size += len(m)
-	}
-	idx := make([]uint64, len(msgs))
-	o := &op{size: size, apply: func(tx *bolt.Tx) error {
-		return s.txAppend(tx, stream, partition, data, idx)
-	}}
+	o, idx := s.appendOp(stream, partition, core.CopyMessages(msgs))
 	if err := s.do(ctx, o); err != nil {
 		return nil, mapErr("append", stream, err)
 	}
 	return idx, nil
+}
+
+// appendOp returns the op that appends msgs (validated) and the slice it fills with their
+// indexes.
+func (s *Store) appendOp(stream string, partition int, msgs [][]byte) (*op, []uint64) {
+	size := 0
+	for _, m := range msgs {
+		size += len(m)
+	}
+	idx := make([]uint64, len(msgs))
+	return &op{size: size, apply: func(tx *bolt.Tx) error {
+		return s.txAppend(tx, stream, partition, msgs, idx)
+	}}, idx
+}
+
+// AppendAsync implements [core.AsyncAppender]. It queues the append for the committer and
+// returns; done runs on the committer's goroutine once the group commit that holds the
+// append is durable (or failed). Appends queued one after another are applied in that
+// order, so the hub can keep several appends to a partition in flight and they share
+// commits (one fsync) with each other and with index saves. msgs is not copied: it is read
+// until done is called. A cancelled ctx fails the append only if the committer has not
+// written it yet, and done is then called when the committer reaches it.
+func (s *Store) AppendAsync(ctx context.Context, stream string, partition int, msgs [][]byte, done func([]uint64, error)) {
+	if len(msgs) == 0 || partition < 0 || core.ValidateStreamName(stream) != nil || core.ValidateMessages(msgs, s.opts.MaxMessageSize) != nil {
+		done(s.Append(ctx, stream, partition, msgs)) // its checks and errors
+		return
+	}
+	o, idx := s.appendOp(stream, partition, msgs)
+	o.then = func(err error) {
+		if err != nil {
+			done(nil, mapErr("append", stream, err))
+			return
+		}
+		done(idx, nil)
+	}
+	if err := s.enqueue(ctx, o); err != nil {
+		done(nil, mapErr("append", stream, err))
+	}
 }
 
 func (s *Store) txAppend(tx *bolt.Tx, stream string, partition int, data [][]byte, idx []uint64) error {

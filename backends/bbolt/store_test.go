@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -579,4 +581,137 @@ func mustParse(t *testing.T, raw string) *url.URL {
 		t.Fatal(err)
 	}
 	return u
+}
+
+// TestAppendAsyncSharesCommit holds bbolt's writer lock so that the committer waits on its
+// first append, queues two more appends and an index save behind it, and checks that
+// AppendAsync returned without waiting, that the three writes behind the first share one
+// commit, and that every done reported the indexes in start order.
+func TestAppendAsyncSharesCommit(t *testing.T) {
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "x.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	s, err := NewWithDB(ctx, db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	mustCreate(t, s, "s", 1)
+	txid := func() int {
+		var id int
+		if err := db.View(func(tx *bolt.Tx) error { id = int(tx.ID()); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	before := txid()
+
+	tx, err := db.Begin(true) // the committer's next transaction waits for it
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		call int
+		idx  []uint64
+		err  error
+	}
+	results := make(chan result, 3)
+	appendAsync := func(call int, msgs ...string) {
+		var b [][]byte
+		for _, m := range msgs {
+			b = append(b, []byte(m))
+		}
+		s.AppendAsync(ctx, "s", 0, b, func(idx []uint64, err error) { results <- result{call, idx, err} })
+	}
+	appendAsync(0, "a")
+	waitQueued := func(n int) { // until the committer took the first op and n more wait
+		for {
+			s.mu.Lock()
+			q := len(s.queue)
+			s.mu.Unlock()
+			if q == n {
+				return
+			}
+			runtime.Gosched()
+		}
+	}
+	waitQueued(0)
+	appendAsync(1, "b", "c")
+	appendAsync(2, "d")
+	saved := make(chan error, 1)
+	go func() { saved <- s.SaveIndex(ctx, "c", "s", 0, 4) }()
+	waitQueued(3)
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	want := [][]uint64{{0}, {1, 2}, {3}}
+	for i := range want {
+		r := <-results
+		if r.call != i || r.err != nil || !slices.Equal(r.idx, want[i]) {
+			t.Fatalf("done #%d: call %d reported %v, %v; want call %d with %v", i, r.call, r.idx, r.err, i, want[i])
+		}
+	}
+	if err := <-saved; err != nil {
+		t.Fatalf("SaveIndex: %v", err)
+	}
+	if got := txid() - before; got != 2 {
+		t.Fatalf("%d commits for 4 writes queued as 1 + 3; want 2", got)
+	}
+	got, err := s.Fetch(ctx, "s", 0, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var data []string
+	for _, m := range got {
+		data = append(data, string(m.Data))
+	}
+	if !slices.Equal(data, []string{"a", "b", "c", "d"}) {
+		t.Fatalf("partition holds %q, want a b c d", data)
+	}
+}
+
+// TestAppendAsyncRefused checks that AppendAsync reports through done, without queueing
+// anything, a cancelled ctx, an invalid call and a closed store.
+func TestAppendAsyncRefused(t *testing.T) {
+	ctx := context.Background()
+	s, err := New(ctx, t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustCreate(t, s, "s", 1)
+	call := func(ctx context.Context, stream string, partition int) error {
+		var calls int
+		var got error
+		s.AppendAsync(ctx, stream, partition, [][]byte{[]byte("x")}, func(_ []uint64, err error) {
+			calls++
+			got = err
+		})
+		if calls != 1 { // a refused call reports before AppendAsync returns
+			t.Fatalf("AppendAsync(%q, %d) called done %d times before returning, want 1", stream, partition, calls)
+		}
+		return got
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := call(cctx, "s", 0); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled ctx: %v, want context.Canceled", err)
+	}
+	if err := call(ctx, "s", -1); !errors.Is(err, core.ErrInvalidArgument) {
+		t.Errorf("negative partition: %v, want ErrInvalidArgument", err)
+	}
+	if err := call(ctx, "no such/stream", 0); !errors.Is(err, core.ErrInvalidArgument) {
+		t.Errorf("invalid stream name: %v, want ErrInvalidArgument", err)
+	}
+	if got, err := s.Fetch(ctx, "s", 0, 0, 10); err != nil || len(got) != 0 {
+		t.Fatalf("after refused calls the partition holds %v, %v; want nothing", got, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := call(ctx, "s", 0); !errors.Is(err, core.ErrClosed) {
+		t.Errorf("after Close: %v, want ErrClosed", err)
+	}
 }
