@@ -15,8 +15,13 @@ import (
 
 // Publisher defaults.
 const (
-	DefaultWindow         = 256
-	DefaultRequestTimeout = 10 * time.Second
+	DefaultWindow = 256
+	// DefaultRequestTimeout is how long a publisher waits for a push confirm, and a consumer
+	// for a reply beyond its pull wait, before it treats the connection as broken. It is
+	// Kafka's request.timeout.ms: a publisher that times out reconnects and resends its whole
+	// window, which loads a broker that is only slow even more, so the bound is generous. A
+	// connection that is closed or reset is noticed at once, without waiting for it.
+	DefaultRequestTimeout = 30 * time.Second
 	DefaultCloseTimeout   = 10 * time.Second
 	DefaultMaxBatch       = 64
 )
