@@ -456,22 +456,30 @@ func TestClosed(t *testing.T) {
 	}
 }
 
+// openOnDB opens a bbolt file, closed when the test ends, and a Store on it with a stream
+// "s" of one partition; closing the Store is the caller's business.
+func openOnDB(t *testing.T) (*bolt.DB, *Store) {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "x.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	s, err := NewWithDB(context.Background(), db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustCreate(t, s, "s", 1)
+	return db, s
+}
+
 // TestCancelWhileWaiting cancels an Append whose write waits behind a write transaction the
 // test holds open. Append must return context.Canceled; its message may or may not be
 // committed (see the package doc), but the partition stays dense and the next Append gets
 // the next index.
 func TestCancelWhileWaiting(t *testing.T) {
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "x.db"), 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db, s := openOnDB(t)
 	ctx := context.Background()
-	s, err := NewWithDB(ctx, db, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mustCreate(t, s, "s", 1)
 
 	tx, err := db.Begin(true) // blocks the committer's next transaction
 	if err != nil {
@@ -588,18 +596,9 @@ func mustParse(t *testing.T, raw string) *url.URL {
 // AppendAsync returned without waiting, that the three writes behind the first share one
 // commit, and that every done reported the indexes in start order.
 func TestAppendAsyncSharesCommit(t *testing.T) {
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "x.db"), 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	ctx := context.Background()
-	s, err := NewWithDB(ctx, db, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, s := openOnDB(t)
 	defer s.Close()
-	mustCreate(t, s, "s", 1)
+	ctx := context.Background()
 	txid := func() int {
 		var id int
 		if err := db.View(func(tx *bolt.Tx) error { id = int(tx.ID()); return nil }); err != nil {
