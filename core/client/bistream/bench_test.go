@@ -44,8 +44,10 @@ const benchChunk = 1000
 // a change in the machine's load affects both alike.
 // It reports each path's delivered msg/s over the whole run, their ratio enc/plain (the goal
 // is at least 0.9 at 1 KiB and 0.7 at 64 B), enc/plain-median, the median of the ratios of
-// adjacent chunks, which is less sensitive to a load that changes within the run, and
-// enc-stored-B/msg, the size of one encrypted message as the hub stores it. The handshake
+// adjacent chunks, which is less sensitive to a load that changes within the run,
+// enc-stored-B/msg, the size of one encrypted message as the hub stores it, and (on Unix)
+// plain-cpu-µs/msg and enc-cpu-µs/msg, the CPU time the whole process (hub, both devices,
+// garbage collector) spent per message on each path. The handshake
 // is done before the timer starts; its CPU time is BenchmarkHandshakeXX and
 // BenchmarkHandshakeIK in package securechannel.
 func BenchmarkEncryptedVsPlain(b *testing.B) {
@@ -58,17 +60,18 @@ func BenchmarkEncryptedVsPlain(b *testing.B) {
 			msg := make([]byte, size.n)
 			b.SetBytes(int64(size.n))
 			var tPlain, tEnc time.Duration
+			var cpu cpuMeter
 			var ratios []float64 // per pair of adjacent chunks: encrypted rate / plain rate
 			b.ResetTimer()
 			for done := 0; done < b.N; {
 				n := min(benchChunk, b.N-done)
 				var p, c time.Duration
 				if len(ratios)%2 == 0 {
-					p = e.runPlain(b, msg, n)
-					c = e.runEncrypted(b, msg, n)
+					p = cpu.plain.measure(func() time.Duration { return e.runPlain(b, msg, n) })
+					c = cpu.enc.measure(func() time.Duration { return e.runEncrypted(b, msg, n) })
 				} else {
-					c = e.runEncrypted(b, msg, n)
-					p = e.runPlain(b, msg, n)
+					c = cpu.enc.measure(func() time.Duration { return e.runEncrypted(b, msg, n) })
+					p = cpu.plain.measure(func() time.Duration { return e.runPlain(b, msg, n) })
 				}
 				tPlain += p
 				tEnc += c
@@ -84,11 +87,41 @@ func BenchmarkEncryptedVsPlain(b *testing.B) {
 			slices.Sort(ratios)
 			b.ReportMetric(ratios[len(ratios)/2], "enc/plain-median")
 			b.ReportMetric(float64(e.storedSize(b)), "enc-stored-B/msg")
+			if cpu.known() {
+				b.ReportMetric(cpu.plain.perMessage(b.N), "plain-cpu-µs/msg")
+				b.ReportMetric(cpu.enc.perMessage(b.N), "enc-cpu-µs/msg")
+			}
 			if err := e.err(); err != nil {
 				b.Fatal(err)
 			}
 		})
 	}
+}
+
+// cpuMeter adds up the CPU time the whole process (hub, both devices, garbage collector)
+// spends while each path runs.
+type cpuMeter struct{ plain, enc cpuTotal }
+
+func (m *cpuMeter) known() bool { return m.plain.ok && m.enc.ok }
+
+type cpuTotal struct {
+	used time.Duration
+	ok   bool
+}
+
+// measure runs run, adds the process CPU time it took to t and returns run's result.
+func (t *cpuTotal) measure(run func() time.Duration) time.Duration {
+	before, ok1 := processCPU()
+	d := run()
+	after, ok2 := processCPU()
+	t.used += after - before
+	t.ok = ok1 && ok2
+	return d
+}
+
+// perMessage returns the CPU time per message, in µs, for n messages.
+func (t *cpuTotal) perMessage(n int) float64 {
+	return float64(t.used.Microseconds()) / float64(n)
 }
 
 // benchEnv is a hub, devices A and B, the plain publisher and consumer, and the secure
