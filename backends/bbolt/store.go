@@ -421,14 +421,8 @@ func (s *Store) DeleteStream(ctx context.Context, stream string) error {
 // only if the committer had not started on them yet). At-least-once callers retry, and may
 // thus store a message twice. See [core.Storage].Append for the other errors.
 func (s *Store) Append(ctx context.Context, stream string, partition int, msgs [][]byte) ([]uint64, error) {
-	if err := core.ValidateStreamName(stream); err != nil {
-		return nil, fmt.Errorf("bbolt: append: %w", err)
-	}
-	if err := core.ValidateMessages(msgs, s.opts.MaxMessageSize); err != nil {
-		return nil, fmt.Errorf("bbolt: append %q: %w", stream, err)
-	}
-	if partition < 0 {
-		return nil, fmt.Errorf("bbolt: append %q: %w: negative partition %d", stream, core.ErrInvalidArgument, partition)
+	if err := s.checkAppend(stream, partition, msgs); err != nil {
+		return nil, err
 	}
 	if len(msgs) == 0 {
 		// Still report a missing stream, a bad partition or a closed store.
@@ -452,6 +446,20 @@ func (s *Store) Append(ctx context.Context, stream string, partition int, msgs [
 	return idx, nil
 }
 
+// checkAppend validates the arguments of Append and AppendAsync.
+func (s *Store) checkAppend(stream string, partition int, msgs [][]byte) error {
+	if err := core.ValidateStreamName(stream); err != nil {
+		return fmt.Errorf("bbolt: append: %w", err)
+	}
+	if err := core.ValidateMessages(msgs, s.opts.MaxMessageSize); err != nil {
+		return fmt.Errorf("bbolt: append %q: %w", stream, err)
+	}
+	if partition < 0 {
+		return fmt.Errorf("bbolt: append %q: %w: negative partition %d", stream, core.ErrInvalidArgument, partition)
+	}
+	return nil
+}
+
 // appendOp returns the op that appends msgs (validated) and the slice it fills with their
 // indexes.
 func (s *Store) appendOp(stream string, partition int, msgs [][]byte) (*op, []uint64) {
@@ -473,8 +481,12 @@ func (s *Store) appendOp(stream string, partition int, msgs [][]byte) (*op, []ui
 // until done is called. A cancelled ctx fails the append only if the committer has not
 // written it yet, and done is then called when the committer reaches it.
 func (s *Store) AppendAsync(ctx context.Context, stream string, partition int, msgs [][]byte, done func([]uint64, error)) {
-	if len(msgs) == 0 || partition < 0 || core.ValidateStreamName(stream) != nil || core.ValidateMessages(msgs, s.opts.MaxMessageSize) != nil {
-		done(s.Append(ctx, stream, partition, msgs)) // its checks and errors
+	if err := s.checkAppend(stream, partition, msgs); err != nil {
+		done(nil, err)
+		return
+	}
+	if len(msgs) == 0 {
+		done(s.Append(ctx, stream, partition, msgs)) // it still reports a missing stream
 		return
 	}
 	o, idx := s.appendOp(stream, partition, msgs)
