@@ -21,6 +21,10 @@
 // remote peers should use a ctx with a deadline. A [Sender] registered with
 // [Node.RegisterSender] has no mailbox: the node calls its Send from the sender's goroutine.
 //
+// A [Tracker] follows the messages sent with its context into mailboxes until they are
+// handled, so that whoever hands messages to workers (a stream subscription) acknowledges
+// them upstream only after that; messages dropped unhandled make its Wait fail.
+//
 // # Ownership
 //
 // Send hands the message over: the receiver owns the payload (it may modify it, for example

@@ -226,10 +226,19 @@ type entry struct {
 	once    sync.Once
 }
 
-// delivery is a message in a mailbox, with the release of its payload (see Node.SendOwned).
+// delivery is a message in a mailbox, with the release of its payload (see Node.SendOwned)
+// and the Tracker that follows it, if any.
 type delivery struct {
 	msg     wire.TransportMessage
 	release func()
+	tracker *Tracker
+}
+
+// untrack tells d's Tracker that d was handled, dropped unhandled, or never queued.
+func (d delivery) untrack(dropped bool) {
+	if d.tracker != nil {
+		d.tracker.done(dropped)
+	}
 }
 
 func (e *entry) shutdown() {
@@ -450,8 +459,11 @@ func (n *Node) send(ctx context.Context, msg wire.TransportMessage, borrowed boo
 	if borrowed {
 		msg.Payload = bytes.Clone(msg.Payload)
 	}
-	d := delivery{msg: msg, release: release}
+	d := delivery{msg: msg, release: release, tracker: trackerFrom(ctx)}
 	e.queued.Add(1) // before the message can be handled, so Drain never sees it missing
+	if d.tracker != nil {
+		d.tracker.add()
+	}
 	// Fast path first, so a cancelled ctx does not lose a race with free room.
 	select {
 	case e.mailbox <- d:
@@ -463,9 +475,11 @@ func (n *Node) send(ctx context.Context, msg wire.TransportMessage, borrowed boo
 		return nil
 	case <-e.stop:
 		n.dequeued(e)
+		d.untrack(false)
 		return fmt.Errorf("routing: send to %s: worker stopped: %w", first, ErrClosed)
 	case <-ctx.Done():
 		n.dequeued(e)
+		d.untrack(false)
 		return fmt.Errorf("routing: send to %s: mailbox full: %w", first, ctx.Err())
 	}
 }
@@ -530,6 +544,7 @@ func (n *Node) fallbackEntry(ctx context.Context, address string, fallback func(
 // run is the mailbox goroutine of the worker at address.
 func (n *Node) run(ctx context.Context, address string, e *entry) {
 	defer n.wg.Done()
+	defer dropQueued(e.mailbox)
 	for {
 		if e.stopped.Load() { // stop has priority over queued messages
 			return
@@ -540,6 +555,21 @@ func (n *Node) run(ctx context.Context, address string, e *entry) {
 		case d := <-e.mailbox:
 			n.handle(ctx, address, e.worker, d)
 			n.dequeued(e)
+			d.untrack(false)
+		}
+	}
+}
+
+// dropQueued tells the Trackers of the messages left in a stopped worker's mailbox that
+// they were dropped. A Send racing with the stop may still queue one after it: its Tracker
+// then waits until its caller gives up, which never acknowledges a lost message either.
+func dropQueued(mailbox chan delivery) {
+	for {
+		select {
+		case d := <-mailbox:
+			d.untrack(true)
+		default:
+			return
 		}
 	}
 }
