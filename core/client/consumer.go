@@ -76,6 +76,7 @@ type consumerConfig struct {
 	handlerBackoff Backoff
 	policy         ErrorPolicy
 	logger         *slog.Logger
+	beforeSave     func(context.Context) error
 }
 
 // ConsumerOption configures a [Consumer]. Options are validated by [NewConsumer]; an
@@ -203,6 +204,25 @@ func WithErrorPolicy(p ErrorPolicy) ConsumerOption {
 	}
 }
 
+// WithBeforeSave makes the consumer call f before each save of its position and save only
+// once f returned nil. It is for a handler that hands messages on and returns before they
+// are handled (into a routing worker's mailbox, for example): f waits until they are
+// ([routing.Tracker.Wait] does), so that a crash never leaves a saved position past a message
+// that nobody handled. The consumer handles no further message while f waits, so f must not
+// wait for a message that this consumer has yet to deliver. When f fails, the position is
+// not saved: during Run the session ends as after a failed save (the consumer reconnects
+// and resumes from its position in memory), and when Run ends the final save is skipped, so
+// the messages after the saved position are delivered again after a restart.
+func WithBeforeSave(f func(ctx context.Context) error) ConsumerOption {
+	return func(c *consumerConfig) error {
+		if f == nil {
+			return fmt.Errorf("%w: client: nil before-save function", core.ErrInvalidOption)
+		}
+		c.beforeSave = f
+		return nil
+	}
+}
+
 // WithConsumerLogger sets the logger for reconnects and skipped messages (default:
 // discard).
 func WithConsumerLogger(l *slog.Logger) ConsumerOption {
@@ -228,7 +248,8 @@ type ConsumerStats struct {
 }
 
 // Consumer reads one stream partition through a hub, hands each message to a handler in
-// index order, and saves its position (the next index) only after the handler succeeded.
+// index order, and saves its position (the next index) only after the handler succeeded
+// (and the [WithBeforeSave] function, if any, returned).
 // It resumes from the saved index after a restart and from its in-memory position after a
 // reconnect, so it never skips a message; a message may be handled again after a crash
 // between the handler and the save (at-least-once).
@@ -406,19 +427,29 @@ func (c *Consumer) finalSave() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
+	if err := c.ready(ctx, next); err != nil {
+		return err
+	}
 	if c.cfg.index != nil {
-		if err := c.cfg.index.SaveIndex(ctx, c.cfg.clientID, c.stream, c.cfg.partition, next); err != nil {
-			return err
-		}
-		c.markSaved(next)
-		return nil
+		return c.saveNow(ctx, nil, next)
 	}
 	s, err := c.c.openSession(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer s.close()
-	return c.save(ctx, s, next)
+	return c.saveNow(ctx, s, next)
+}
+
+// ready calls the WithBeforeSave function, if any, before next is saved.
+func (c *Consumer) ready(ctx context.Context, next uint64) error {
+	if c.cfg.beforeSave == nil || c.cfg.clientID == "" {
+		return nil
+	}
+	if err := c.cfg.beforeSave(ctx); err != nil {
+		return fmt.Errorf("client: consumer of %q: not saving index %d: %w", c.stream, next, err)
+	}
+	return nil
 }
 
 func (c *Consumer) markSaved(next uint64) {
@@ -626,8 +657,11 @@ func (p *pipeline) awaitPull(ctx context.Context) (from uint64, msgs []core.Mess
 // the request: awaitSave or awaitPull takes the acknowledgement.
 func (p *pipeline) startSave(ctx context.Context, next uint64) error {
 	c := p.c
+	if err := c.ready(ctx, next); err != nil {
+		return err
+	}
 	if c.cfg.clientID == "" || c.cfg.index != nil {
-		return c.save(ctx, p.s, next)
+		return c.saveNow(ctx, p.s, next)
 	}
 	id := c.nextID()
 	r, err := startRequest(ctx, p.s, p.s.route(p.s.c.cfg.indexService), waitKey{"index", id}, saveIndexPayload(id, c.cfg.clientID, c.stream, c.cfg.partition, next), c.cfg.requestTimeout)
@@ -814,8 +848,16 @@ func (c *Consumer) loadIndex(ctx context.Context, s *session) (uint64, error) {
 	return i, err
 }
 
-// save saves next as the consumer's index and waits for the acknowledgement.
+// save saves next as the consumer's index, once ready, and waits for the acknowledgement.
 func (c *Consumer) save(ctx context.Context, s *session, next uint64) error {
+	if err := c.ready(ctx, next); err != nil {
+		return err
+	}
+	return c.saveNow(ctx, s, next)
+}
+
+// saveNow is save without ready; s may be nil with WithIndexStorage.
+func (c *Consumer) saveNow(ctx context.Context, s *session, next uint64) error {
 	if c.cfg.clientID == "" {
 		c.mu.Lock()
 		c.unsaved = false

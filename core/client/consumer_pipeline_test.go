@@ -202,3 +202,107 @@ func TestConsumerFailedSaveReconnects(t *testing.T) {
 		t.Fatalf("stats %+v: want at least 2 reconnects after 2 failed saves", st)
 	}
 }
+
+// TestConsumerBeforeSaveGatesSaves checks WithBeforeSave with a handler that only queues
+// messages for a slower worker: every index the hub is asked to save is at most the count
+// of messages the worker finished, and nothing is skipped.
+func TestConsumerBeforeSaveGatesSaves(t *testing.T) {
+	var finished atomic.Uint64
+	var bad atomic.Value
+	idx := &spyIndex{check: func(i uint64) {
+		if f := finished.Load(); i > f {
+			bad.CompareAndSwap(nil, fmt.Sprintf("index %d saved after the worker finished %d messages", i, f))
+		}
+	}}
+	h, _ := startSpyHub(t, idx)
+	c := dial(t, h.Addr)
+	const n = 120
+	publishN(t, c, "gated", n)
+	queue := make(chan core.Message, n)
+	var queued atomic.Uint64
+	oc := newOrderChecker()
+	workerDone := make(chan struct{})
+	go func() { // owned by the test: ends when queue is closed below
+		defer close(workerDone)
+		for m := range queue {
+			if m.Index%5 == 0 {
+				time.Sleep(time.Millisecond) // let the consumer run ahead of the worker
+			}
+			oc.add(m.Data)
+			finished.Add(1)
+		}
+	}()
+	defer func() { close(queue); <-workerDone }()
+	cons, err := client.NewConsumer(c, "gated", func(_ context.Context, m core.Message) error {
+		queued.Add(1)
+		queue <- m
+		return nil
+	}, client.WithClientID("gated"), client.WithPullLimit(8), client.WithPullWait(50*time.Millisecond), client.WithConsumerBackoff(fastBackoff),
+		client.WithBeforeSave(func(ctx context.Context) error {
+			for finished.Load() < queued.Load() {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				time.Sleep(100 * time.Microsecond)
+			}
+			return nil
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runConsumer(t, cons)
+	waitFor(t, "all messages finished and the position saved", func() bool {
+		return finished.Load() == n && savedIndex(t, c, "gated", "gated") == n
+	})
+	if err := stop(); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run: %v", err)
+	}
+	if v := bad.Load(); v != nil {
+		t.Fatal(v)
+	}
+	oc.check(t)
+	if got := oc.count(0); got != n {
+		t.Fatalf("%d messages finished, want %d", got, n)
+	}
+}
+
+// TestConsumerBeforeSaveFailureSkipsSave checks that a position is never saved while the
+// WithBeforeSave function fails, not even by the final save when Run ends, so that a new
+// consumer with the same id starts again from the first message.
+func TestConsumerBeforeSaveFailureSkipsSave(t *testing.T) {
+	h, _ := startSpyHub(t, &spyIndex{})
+	c := dial(t, h.Addr)
+	publishN(t, c, "ungated", 10)
+	refused := errors.New("not handled yet")
+	var calls atomic.Int64
+	cons, err := client.NewConsumer(c, "ungated", func(context.Context, core.Message) error { return nil },
+		client.WithClientID("ungated"), client.WithPullLimit(4), client.WithPullWait(50*time.Millisecond), client.WithConsumerBackoff(fastBackoff),
+		client.WithBeforeSave(func(context.Context) error { calls.Add(1); return refused }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runConsumer(t, cons)
+	waitFor(t, "the first page handled", func() bool { pos, _ := cons.Position(); return pos > 0 })
+	if err := stop(); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run: %v", err)
+	}
+	if st := cons.Stats(); st.Saves != 0 || calls.Load() == 0 {
+		t.Fatalf("stats %+v, before-save called %d times: want no save, as the before-save function refused every one", st, calls.Load())
+	}
+	var first []uint64
+	again, err := client.NewConsumer(c, "ungated", func(_ context.Context, m core.Message) error {
+		first = append(first, m.Index)
+		return nil
+	}, client.WithClientID("ungated"), client.WithPullWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop = runConsumer(t, again)
+	waitFor(t, "a page for the second consumer", func() bool { pos, _ := again.Position(); return pos > 0 })
+	if err := stop(); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run: %v", err)
+	}
+	if len(first) == 0 || first[0] != 0 {
+		t.Fatalf("a consumer with the same id started at %v, want index 0: a refused save moved the position", first)
+	}
+}
