@@ -422,6 +422,9 @@ type Subscription struct {
 	err    error // set before done is closed
 
 	replyRoutes map[string]wire.Route // [reply sender] by return stream; used only by handle (one goroutine)
+	// tracker follows the messages handle delivers into mailboxes: the consumer saves its
+	// position only once they are handled.
+	tracker *routing.Tracker
 
 	delivered, malformed, undeliverable atomic.Uint64
 }
@@ -438,25 +441,28 @@ type Subscription struct {
 // messages for addresses that have no worker, are logged, counted and skipped: register the
 // workers before subscribing.
 //
-// Delivery is at-least-once up to the node: the position moves past a message once its
-// inner message is in the worker's mailbox. Messages may be delivered twice (a duplicate in
-// the stream, or a crash before the position was saved); a secure channel drops such
-// duplicates. A message still in a mailbox when the node is closed is lost, so close
-// subscriptions (or the Transport), then drain the node (routing.Node.Drain), then close
-// it. A delivery cut short by Close (the worker's mailbox was full) fails the handling of
-// that message, so the subscription saves the position before it.
+// Delivery is at-least-once to the workers: the saved position moves past a message only
+// once its inner message was handled, by a Sender (a secure channel, in the delivery itself)
+// or by the worker whose mailbox it went into: before each save the subscription waits until
+// the messages it put into mailboxes are handled ([routing.Tracker]). So a crash or a stop
+// loses nothing; messages may be delivered twice (a duplicate in the stream, or a crash
+// before the position was saved), and a secure channel drops such duplicates. While it
+// waits, the subscription delivers nothing else: a worker must not wait in its handler for
+// a later message of its own subscription. A delivery cut short by Close (the worker's
+// mailbox was full) fails the handling of that message, so the subscription saves the
+// position before it; one that a closing node dropped from a mailbox is never saved past.
 func (t *Transport) Subscribe(stream, subscriptionID string) (*Subscription, error) {
 	if err := core.ValidateStreamName(stream); err != nil {
 		return nil, fmt.Errorf("bistream: subscribe: %w", err)
 	}
-	s := &Subscription{t: t, stream: stream, done: make(chan struct{})}
-	opts := append(t.cfg.consOpts[:len(t.cfg.consOpts):len(t.cfg.consOpts)], client.WithClientID(subscriptionID))
+	s := &Subscription{t: t, stream: stream, done: make(chan struct{}), tracker: routing.NewTracker()}
+	opts := append(t.cfg.consOpts[:len(t.cfg.consOpts):len(t.cfg.consOpts)], client.WithClientID(subscriptionID), client.WithBeforeSave(s.tracker.Wait))
 	cons, err := client.NewConsumer(t.c, stream, s.handle, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("bistream: subscribe to %q: %w", stream, err)
 	}
 	s.cons = cons
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(s.tracker.Context(context.Background()))
 	s.cancel = cancel
 	t.mu.Lock()
 	if t.closed {

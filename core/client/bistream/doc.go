@@ -71,14 +71,15 @@
 // # Limitations
 //
 // One Transport at a time may run on a node (the sender addresses are fixed). To stop a
-// device without losing or repeating anything, close the Transport (the subscriptions save
-// their positions), then let the node's workers handle what is queued (routing.Node.Drain),
-// then save its secure channels' sessions, then close the node. A stream should have one
-// consumer device (its subscription id is its identity for the saved index); several
-// devices publishing into it is fine. The position is saved once the inner message is in the
-// worker's mailbox, not once the worker handled it: stopped in that order, nothing queued
-// is lost, and a delivery the stop cuts short (a full mailbox) is neither skipped by the
-// subscription nor remembered by the secure channel, so it comes again after the restart.
-// A crash, though, loses what was in the mailboxes; a worker registered as a
-// routing.Sender handles each message before the subscription moves past it.
+// device without repeating anything, close the Transport (the subscriptions save their
+// positions once the messages they queued are handled, waiting up to a second), then let
+// the node's workers handle what is queued (routing.Node.Drain), then save its secure
+// channels' sessions, then close the node. A stream should have one consumer device (its
+// subscription id is its identity for the saved index); several devices publishing into it
+// is fine. A subscription saves a position only once every message before it was handled,
+// including those it put into a worker's mailbox (see [Transport.Subscribe]), so neither a
+// crash nor a stop loses a message: a delivery the stop cuts short (a full mailbox) is
+// neither skipped by the subscription nor remembered by the secure channel, and comes again
+// after the restart. Only the first hop is followed: what a worker sends on to another
+// worker is that worker's to keep.
 package bistream
