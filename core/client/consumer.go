@@ -77,6 +77,7 @@ type consumerConfig struct {
 	policy         ErrorPolicy
 	logger         *slog.Logger
 	beforeSave     func(context.Context) error
+	saveInterval   time.Duration
 }
 
 // ConsumerOption configures a [Consumer]. Options are validated by [NewConsumer]; an
@@ -200,6 +201,23 @@ func WithErrorPolicy(p ErrorPolicy) ConsumerOption {
 			return fmt.Errorf("%w: client: unknown error policy %d", core.ErrInvalidOption, int(p))
 		}
 		c.policy = p
+		return nil
+	}
+}
+
+// WithSaveInterval makes the consumer save its position at most every d instead of after
+// every page (default 0: after every page), like Kafka's auto.commit.interval.ms. A page
+// handled sooner than d after the last save leaves the position unsaved until the first
+// page after d has passed, a pull that finds no new message (the stream went idle) or the
+// end of Run, whichever comes first. Each save is a write on the hub (on bbolt, a commit),
+// so a consumer of a busy stream saves far less often; in exchange a crash delivers again
+// up to about d worth of messages.
+func WithSaveInterval(d time.Duration) ConsumerOption {
+	return func(c *consumerConfig) error {
+		if d < 0 {
+			return fmt.Errorf("%w: client: save interval %v, want >= 0", core.ErrInvalidOption, d)
+		}
+		c.saveInterval = d
 		return nil
 	}
 }
@@ -503,6 +521,7 @@ func (c *Consumer) session(ctx context.Context) (progressed bool, err error) {
 	}
 	p := &pipeline{c: c, s: s, route: route}
 	defer p.release()
+	deferred := false // a save was put off by the save interval
 	for {
 		if p.pull == nil {
 			if err := p.startPull(ctx, next); err != nil {
@@ -521,6 +540,12 @@ func (c *Consumer) session(ctx context.Context) (progressed bool, err error) {
 			continue
 		}
 		if len(msgs) == 0 {
+			if deferred { // the stream is idle: save what the interval put off
+				if err := p.saveAfterPage(ctx, next); err != nil {
+					return progressed, err
+				}
+				deferred = false
+			}
 			if c.cfg.pullWait == 0 { // no long poll: do not spin on an idle stream
 				if err := sleep(ctx, c.cfg.backoff.Min); err != nil {
 					return progressed, err
@@ -559,12 +584,14 @@ func (c *Consumer) session(ctx context.Context) (progressed bool, err error) {
 			c.pullErrors.Add(1)
 			return progressed, prefetchErr
 		}
-		if err := p.awaitSave(ctx); err != nil { // at most one save in flight
+		if c.cfg.saveInterval > 0 && time.Since(p.savedAt) < c.cfg.saveInterval {
+			deferred = true
+			continue
+		}
+		if err := p.saveAfterPage(ctx, next); err != nil {
 			return progressed, err
 		}
-		if err := p.startSave(ctx, next); err != nil {
-			return progressed, err
-		}
+		deferred = false
 	}
 }
 
@@ -578,6 +605,17 @@ type pipeline struct {
 	pullFrom uint64
 	save     *inflight
 	saveAt   uint64
+	savedAt  time.Time // when the last save was started
+}
+
+// saveAfterPage saves next once the save in flight, if any, is acknowledged (at most one
+// save is in flight).
+func (p *pipeline) saveAfterPage(ctx context.Context, next uint64) error {
+	if err := p.awaitSave(ctx); err != nil {
+		return err
+	}
+	p.savedAt = time.Now()
+	return p.startSave(ctx, next)
 }
 
 // startPull sends a pull from index from.

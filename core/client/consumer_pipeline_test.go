@@ -306,3 +306,43 @@ func TestConsumerBeforeSaveFailureSkipsSave(t *testing.T) {
 		t.Fatalf("a consumer with the same id started at %v, want index 0: a refused save moved the position", first)
 	}
 }
+
+// TestConsumerSaveInterval checks that a consumer with a save interval saves far less
+// often than once per page, still saves its position once the stream is idle, and saves
+// the rest when Run ends.
+func TestConsumerSaveInterval(t *testing.T) {
+	idx := &spyIndex{}
+	h, _ := startSpyHub(t, idx)
+	c := dial(t, h.Addr)
+	const n = 60
+	publishN(t, c, "interval", n)
+	oc := newOrderChecker()
+	cons, err := client.NewConsumer(c, "interval", func(_ context.Context, m core.Message) error {
+		oc.add(m.Data)
+		return nil
+	}, client.WithClientID("interval"), client.WithPullLimit(5), client.WithPullWait(50*time.Millisecond), client.WithConsumerBackoff(fastBackoff),
+		client.WithSaveInterval(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runConsumer(t, cons)
+	// 12 pages: the first is saved at once, the others are put off until the stream is idle.
+	waitFor(t, "all handled and the position saved once the stream was idle", func() bool {
+		pos, _ := cons.Position()
+		return pos == n && savedIndex(t, c, "interval", "interval") == n
+	})
+	if st := cons.Stats(); st.Saves != 2 {
+		t.Fatalf("stats %+v: want 2 saves (first page, idle stream) for 12 pages", st)
+	}
+	publishN(t, c, "interval", 3)
+	waitFor(t, "3 more handled", func() bool { pos, _ := cons.Position(); return pos == n+3 })
+	if err := stop(); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := savedIndex(t, c, "interval", "interval"); got != n+3 {
+		t.Fatalf("saved index %d after Run ended, want %d", got, n+3)
+	}
+	if _, err := client.NewConsumer(c, "interval", func(context.Context, core.Message) error { return nil }, client.WithSaveInterval(-time.Second)); !errors.Is(err, core.ErrInvalidOption) {
+		t.Fatalf("negative save interval: %v, want ErrInvalidOption", err)
+	}
+}
