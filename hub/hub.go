@@ -365,19 +365,35 @@ func (h *Hub) reply(to, from wire.Route, protocol string, e wire.Encoder) {
 		h.log.Debug("no return route: reply dropped", "protocol", protocol)
 		return
 	}
-	msg := wire.TransportMessage{
-		OnwardRoute: to,
-		ReturnRoute: from,
-		Payload:     wire.EncodePayload(protocol, e),
+	// The payload is encoded into a pooled buffer and lent to the node: the connection it
+	// goes to copies it into a frame (the node copies it for any other destination).
+	bp := replyBufs.Get().(*[]byte)
+	if n := wire.PayloadSize(protocol, e); cap(*bp) < n {
+		*bp = make([]byte, 0, n)
 	}
+	payload := wire.AppendPayload((*bp)[:0], protocol, e)
+	defer func() {
+		if cap(payload) <= maxPooledReply {
+			*bp = payload[:0]
+			replyBufs.Put(bp)
+		}
+	}()
+	msg := wire.TransportMessage{OnwardRoute: to, ReturnRoute: from, Payload: payload}
 	// Replies are not tied to the hub's ctx: confirmations of pushes appended during a
 	// shutdown must still go out.
 	ctx, cancel := context.WithTimeout(context.Background(), replyTimeout)
 	defer cancel()
-	if err := h.node.Send(ctx, msg); err != nil {
+	if err := h.node.SendBorrowed(ctx, msg); err != nil {
 		h.log.Debug("reply not delivered", "protocol", protocol, "to", to.String(), "err", err)
 	}
 }
+
+// replyBufs holds the buffers replies are encoded in (*[]byte).
+var replyBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledReply is the largest reply buffer kept in replyBufs: a pull reply fills at most
+// one frame.
+const maxPooledReply = wire.MaxFrame
 
 // replyError sends an `error` reply with reason.
 func (h *Hub) replyError(to, from wire.Route, reason string) {
