@@ -91,7 +91,7 @@ func (k *Kafka) Restart(ctx context.Context) error {
 	took, err := k.restart(ctx, k.Kind, k.Addr(), k.startProc, func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer cancel()
-		return waitKafka(ctx, k.Brokers, nil)
+		return waitKafka(ctx, k.Brokers)
 	})
 	if err != nil {
 		return err
@@ -189,27 +189,13 @@ func KafkaPing(ctx context.Context, brokers []string) error {
 	return nil
 }
 
-// waitKafka polls KafkaPing until it succeeds or ctx ends; alive (may be nil) reports an
-// early exit of the broker.
-func waitKafka(ctx context.Context, brokers []string, alive func() error) error {
-	for {
-		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		last := KafkaPing(cctx, brokers)
-		cancel()
-		if last == nil {
-			return nil
-		}
-		if alive != nil {
-			if err := alive(); err != nil {
-				return err
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w; last ping: %v", ctx.Err(), last)
-		case <-time.After(250 * time.Millisecond):
-		}
+// waitKafka polls KafkaPing until it succeeds or ctx ends.
+func waitKafka(ctx context.Context, brokers []string) error {
+	last, err := pollReady(ctx, 250*time.Millisecond, nil, func(ctx context.Context) error { return KafkaPing(ctx, brokers) })
+	if err != nil {
+		return fmt.Errorf("%w; last ping: %v", err, last)
 	}
+	return nil
 }
 
 // kafkaServerProperties is a single-node KRaft configuration sized for a small shared

@@ -4,14 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/netip"
 	"strconv"
 	"time"
 
-	"github.com/moby/moby/api/types/container"
-	"github.com/moby/moby/api/types/network"
 	"github.com/testcontainers/testcontainers-go"
-	"github.com/testcontainers/testcontainers-go/wait"
 )
 
 func startKafkaDocker(ctx context.Context, logw io.Writer) (*Kafka, error) {
@@ -22,7 +18,13 @@ func startKafkaDocker(ctx context.Context, logw io.Writer) (*Kafka, error) {
 	p := strconv.Itoa(port)
 	image := "apache/kafka:" + KafkaVersion
 	fmt.Fprintf(logw, "kafka: starting container %s (the first start pulls the image)\n", image)
-	c, err := testcontainers.Run(ctx, image,
+	brokers := []string{"127.0.0.1:" + p}
+	ready := func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		return waitKafka(ctx, brokers)
+	}
+	c, err := runContainer(ctx, "kafka", image, []string{p}, 2*time.Minute, ready,
 		testcontainers.WithEnv(map[string]string{
 			"KAFKA_NODE_ID":                                          "1",
 			"KAFKA_PROCESS_ROLES":                                    "broker,controller",
@@ -42,26 +44,9 @@ func startKafkaDocker(ctx context.Context, logw io.Writer) (*Kafka, error) {
 			"KAFKA_NUM_IO_THREADS":                                   "2",
 			"KAFKA_HEAP_OPTS":                                        "-Xms128m -Xmx512m",
 		}),
-		testcontainers.WithExposedPorts(p+"/tcp"),
-		testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
-			hc.PortBindings = network.PortMap{
-				network.MustParsePort(p + "/tcp"): {{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: p}},
-			}
-		}),
-		testcontainers.WithWaitStrategyAndDeadline(2*time.Minute, wait.ForListeningPort(p+"/tcp")),
 	)
 	if err != nil {
-		if c != nil {
-			_ = testcontainers.TerminateContainer(c)
-		}
-		return nil, fmt.Errorf("kafka: start container %s: %w", image, err)
+		return nil, err
 	}
-	k := &Kafka{Brokers: []string{"127.0.0.1:" + p}, Kind: "docker", launched: launched{name: "kafka", logw: logw, ctr: &brokerContainer{name: "kafka", c: c}}}
-	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	if err := waitKafka(wctx, k.Brokers, nil); err != nil {
-		_ = testcontainers.TerminateContainer(c)
-		return nil, fmt.Errorf("kafka: container %s not ready: %w", image, err)
-	}
-	return k, nil
+	return &Kafka{Brokers: brokers, Kind: "docker", launched: launched{name: "kafka", logw: logw, ctr: &brokerContainer{name: "kafka", c: c}}}, nil
 }

@@ -4,14 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/netip"
 	"strconv"
 	"time"
 
-	"github.com/moby/moby/api/types/container"
-	"github.com/moby/moby/api/types/network"
 	"github.com/testcontainers/testcontainers-go"
-	"github.com/testcontainers/testcontainers-go/wait"
 )
 
 // KinesisMockImage is the kinesis-mock container image used where a Docker daemon answers.
@@ -26,7 +22,17 @@ func startKinesisDocker(ctx context.Context, log io.Writer, region string) (*Kin
 	}
 	p := strconv.Itoa(port)
 	fmt.Fprintf(log, "brokers: starting container %s (the first start pulls the image)\n", KinesisMockImage)
-	c, err := testcontainers.Run(ctx, KinesisMockImage,
+	endpoint := "http://127.0.0.1:" + p
+	ready := func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		last, err := pollReady(ctx, 200*time.Millisecond, nil, func(ctx context.Context) error { return kinesisPing(ctx, endpoint) })
+		if err != nil {
+			return fmt.Errorf("%w; last ping: %v", err, last)
+		}
+		return nil
+	}
+	c, err := runContainer(ctx, "brokers", KinesisMockImage, []string{p}, 2*time.Minute, ready,
 		testcontainers.WithEnv(map[string]string{
 			"KINESIS_MOCK_PLAIN_PORT": p,
 			"AWS_REGION":              region,
@@ -36,30 +42,9 @@ func startKinesisDocker(ctx context.Context, log io.Writer, region string) (*Kin
 			"PERSIST_PATH":            "/tmp/kinesis-data",
 			"PERSIST_INTERVAL":        "500ms",
 		}),
-		testcontainers.WithExposedPorts(p+"/tcp"),
-		testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
-			hc.PortBindings = network.PortMap{
-				network.MustParsePort(p + "/tcp"): {{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: p}},
-			}
-		}),
-		testcontainers.WithWaitStrategyAndDeadline(2*time.Minute, wait.ForListeningPort(p+"/tcp")),
 	)
 	if err != nil {
-		if c != nil {
-			_ = testcontainers.TerminateContainer(c)
-		}
-		return nil, fmt.Errorf("brokers: start container %s: %w", KinesisMockImage, err)
+		return nil, err
 	}
-	k := &Kinesis{Endpoint: "http://127.0.0.1:" + p, Region: region, ctr: &brokerContainer{name: "kinesis-mock", c: c}}
-	wctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	for {
-		if err := kinesisPing(wctx, k.Endpoint); err == nil {
-			return k, nil
-		} else if wctx.Err() != nil {
-			_ = testcontainers.TerminateContainer(c)
-			return nil, fmt.Errorf("brokers: container %s not ready: %w", KinesisMockImage, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	return &Kinesis{Endpoint: endpoint, Region: region, ctr: &brokerContainer{name: "kinesis-mock", c: c}}, nil
 }

@@ -111,19 +111,36 @@ func LogTail(path string, n int) string {
 // WaitReady calls check every interval until it returns nil, the process exits, or ctx
 // ends. Errors carry the last check error and the tail of the log.
 func (p *Process) WaitReady(ctx context.Context, interval time.Duration, check func(context.Context) error) error {
-	var last error
+	last, err := pollReady(ctx, interval, p.done, check)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, errExited):
+		return fmt.Errorf("%s exited before it was ready (%v); last check: %v\nlog tail (%s):\n%s", p.Name, p.err, last, p.LogPath, p.LogTail(40))
+	default:
+		return fmt.Errorf("%s not ready: %w; last check: %v\nlog tail (%s):\n%s", p.Name, err, last, p.LogPath, p.LogTail(40))
+	}
+}
+
+// errExited: the process exited while pollReady waited for it.
+var errExited = errors.New("exited")
+
+// pollReady calls check, each call bounded to 10 s, every interval until it returns nil,
+// exited is closed (errExited; nil never is) or ctx ends (ctx.Err()). It returns the last
+// check's error with the reason it stopped.
+func pollReady(ctx context.Context, interval time.Duration, exited <-chan struct{}, check func(context.Context) error) (last, err error) {
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		last = check(cctx)
 		cancel()
 		if last == nil {
-			return nil
+			return nil, nil
 		}
 		select {
-		case <-p.done:
-			return fmt.Errorf("%s exited before it was ready (%v); last check: %v\nlog tail (%s):\n%s", p.Name, p.err, last, p.LogPath, p.LogTail(40))
+		case <-exited:
+			return last, errExited
 		case <-ctx.Done():
-			return fmt.Errorf("%s not ready: %w; last check: %v\nlog tail (%s):\n%s", p.Name, ctx.Err(), last, p.LogPath, p.LogTail(40))
+			return last, ctx.Err()
 		case <-time.After(interval):
 		}
 	}

@@ -99,7 +99,7 @@ func (p *Pulsar) CanRestart() bool { return p.Kind != "external" }
 // ledgers) and starts it again on the same ports with the same data directory, returning
 // once a message can be produced and read again. It fails for an external cluster.
 func (p *Pulsar) Restart(ctx context.Context) error {
-	took, err := p.restart(ctx, p.Kind, p.URL, p.startProc, func(ctx context.Context) error { return waitPulsar(ctx, p.URL, nil) })
+	took, err := p.restart(ctx, p.Kind, p.URL, p.startProc, func(ctx context.Context) error { return waitPulsar(ctx, p.URL) })
 	if err != nil {
 		return err
 	}
@@ -278,29 +278,15 @@ func pulsarRoundTrip(ctx context.Context, cl pulsar.Client) error {
 	return nil
 }
 
-// waitPulsar polls PulsarPing until it succeeds or ctx (bounded to 3 minutes) ends; alive
-// (may be nil) reports an early exit of the broker.
-func waitPulsar(ctx context.Context, url string, alive func() error) error {
+// waitPulsar polls PulsarPing until it succeeds or ctx (bounded to 3 minutes) ends.
+func waitPulsar(ctx context.Context, url string) error {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	for {
-		cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
-		last := PulsarPing(cctx, url)
-		ccancel()
-		if last == nil {
-			return nil
-		}
-		if alive != nil {
-			if err := alive(); err != nil {
-				return err
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w; last ping: %v", ctx.Err(), last)
-		case <-time.After(500 * time.Millisecond):
-		}
+	last, err := pollReady(ctx, 500*time.Millisecond, nil, func(ctx context.Context) error { return PulsarPing(ctx, url) })
+	if err != nil {
+		return fmt.Errorf("%w; last ping: %v", err, last)
 	}
+	return nil
 }
 
 // defaultPulsarAdminURL guesses the admin URL of a cluster from its service URL: the same
