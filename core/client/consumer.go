@@ -76,7 +76,7 @@ type consumerConfig struct {
 	handlerBackoff Backoff
 	policy         ErrorPolicy
 	logger         *slog.Logger
-	beforeSave     func(context.Context) error
+	unhandled      func() (uint64, bool)
 	saveInterval   time.Duration
 }
 
@@ -222,21 +222,18 @@ func WithSaveInterval(d time.Duration) ConsumerOption {
 	}
 }
 
-// WithBeforeSave makes the consumer call f before each save of its position and save only
-// once f returned nil. It is for a handler that hands messages on and returns before they
-// are handled (into a routing worker's mailbox, for example): f waits until they are
-// ([routing.Tracker.Wait] does), so that a crash never leaves a saved position past a message
-// that nobody handled. The consumer handles no further message while f waits, so f must not
-// wait for a message that this consumer has yet to deliver. When f fails, the position is
-// not saved: during Run the session ends as after a failed save (the consumer reconnects
-// and resumes from its position in memory), and when Run ends the final save is skipped, so
-// the messages after the saved position are delivered again after a restart.
-func WithBeforeSave(f func(ctx context.Context) error) ConsumerOption {
+// WithUnhandled tells the consumer about messages that its handler hands on and returns
+// before they are handled (into a routing worker's mailbox, for example): f returns the
+// lowest index among those not handled yet, and whether there is one. The consumer never
+// saves a position past it, so a crash never loses such a message. What it could not save
+// yet it saves after a later page, when the stream goes idle, and when Run ends (which waits
+// up to a second for them to be handled). [routing.Tracker.Lowest] is such a function.
+func WithUnhandled(f func() (index uint64, ok bool)) ConsumerOption {
 	return func(c *consumerConfig) error {
 		if f == nil {
-			return fmt.Errorf("%w: client: nil before-save function", core.ErrInvalidOption)
+			return fmt.Errorf("%w: client: nil unhandled function", core.ErrInvalidOption)
 		}
-		c.beforeSave = f
+		c.unhandled = f
 		return nil
 	}
 }
@@ -267,7 +264,7 @@ type ConsumerStats struct {
 
 // Consumer reads one stream partition through a hub, hands each message to a handler in
 // index order, and saves its position (the next index) only after the handler succeeded
-// (and the [WithBeforeSave] function, if any, returned).
+// (and, with [WithUnhandled], once what it handed on was handled too).
 // It resumes from the saved index after a restart and from its in-memory position after a
 // reconnect, so it never skips a message; a message may be handled again after a crash
 // between the handler and the save (at-least-once).
@@ -443,31 +440,35 @@ func (c *Consumer) finalSave() error {
 	if !unsaved || c.cfg.clientID == "" {
 		return nil
 	}
+	// Give what the handler handed on a moment to be handled.
+	wctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	pos := c.savable(next)
+	for pos < next && sleep(wctx, 5*time.Millisecond) == nil {
+		pos = c.savable(next)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	if err := c.ready(ctx, next); err != nil {
-		return err
-	}
 	if c.cfg.index != nil {
-		return c.saveNow(ctx, nil, next)
+		return c.save(ctx, nil, pos)
 	}
 	s, err := c.c.openSession(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer s.close()
-	return c.saveNow(ctx, s, next)
+	return c.save(ctx, s, pos)
 }
 
-// ready calls the WithBeforeSave function, if any, before next is saved.
-func (c *Consumer) ready(ctx context.Context, next uint64) error {
-	if c.cfg.beforeSave == nil || c.cfg.clientID == "" {
-		return nil
+// savable returns the furthest position the consumer may save: next, or the lowest index
+// below it that the handler handed on and is not handled yet (WithUnhandled).
+func (c *Consumer) savable(next uint64) uint64 {
+	if c.cfg.unhandled != nil {
+		if low, ok := c.cfg.unhandled(); ok && low < next {
+			return low
+		}
 	}
-	if err := c.cfg.beforeSave(ctx); err != nil {
-		return fmt.Errorf("client: consumer of %q: not saving index %d: %w", c.stream, next, err)
-	}
-	return nil
+	return next
 }
 
 func (c *Consumer) markSaved(next uint64) {
@@ -514,14 +515,21 @@ func (c *Consumer) session(ctx context.Context) (progressed bool, err error) {
 		c.mu.Lock()
 		c.next, c.known = next, true
 		c.mu.Unlock()
-	} else if unsaved {
-		if err := c.save(ctx, s, next); err != nil {
-			return false, err
-		}
 	}
 	p := &pipeline{c: c, s: s, route: route}
 	defer p.release()
-	deferred := false // a save was put off by the save interval
+	// deferred: the position moved past the saved index and was not saved since, because of
+	// the save interval or messages not handled yet (WithUnhandled). It is saved after a
+	// later page or on an idle stream.
+	deferred := false
+	if unsaved {
+		pos := c.savable(next)
+		if err := c.save(ctx, s, pos); err != nil {
+			return false, err
+		}
+		p.savedPos, p.hasSaved = pos, true
+		deferred = pos < next
+	}
 	for {
 		if p.pull == nil {
 			if err := p.startPull(ctx, next); err != nil {
@@ -540,11 +548,12 @@ func (c *Consumer) session(ctx context.Context) (progressed bool, err error) {
 			continue
 		}
 		if len(msgs) == 0 {
-			if deferred { // the stream is idle: save what the interval put off
-				if err := p.saveAfterPage(ctx, next); err != nil {
+			if deferred { // the stream is idle: save what was put off
+				complete, err := p.saveUpTo(ctx, next)
+				if err != nil {
 					return progressed, err
 				}
-				deferred = false
+				deferred = !complete
 			}
 			if c.cfg.pullWait == 0 { // no long poll: do not spin on an idle stream
 				if err := sleep(ctx, c.cfg.backoff.Min); err != nil {
@@ -569,7 +578,7 @@ func (c *Consumer) session(ctx context.Context) (progressed bool, err error) {
 					// Stop: the failed message is the next one; save the progress before it.
 					if serr := p.awaitSave(ctx); serr != nil {
 						c.log.Warn("sluice consumer: save before stopping failed", "err", serr)
-					} else if serr := c.save(ctx, s, next); serr != nil {
+					} else if serr := c.save(ctx, s, c.savable(next)); serr != nil {
 						c.log.Warn("sluice consumer: save before stopping failed", "err", serr)
 					}
 				}
@@ -588,10 +597,11 @@ func (c *Consumer) session(ctx context.Context) (progressed bool, err error) {
 			deferred = true
 			continue
 		}
-		if err := p.saveAfterPage(ctx, next); err != nil {
+		complete, err := p.saveUpTo(ctx, next)
+		if err != nil {
 			return progressed, err
 		}
-		deferred = false
+		deferred = !complete
 	}
 }
 
@@ -606,16 +616,27 @@ type pipeline struct {
 	save     *inflight
 	saveAt   uint64
 	savedAt  time.Time // when the last save was started
+	savedPos uint64    // the position last saved (or being saved) in this session
+	hasSaved bool      // savedPos is set
 }
 
-// saveAfterPage saves next once the save in flight, if any, is acknowledged (at most one
-// save is in flight).
-func (p *pipeline) saveAfterPage(ctx context.Context, next uint64) error {
-	if err := p.awaitSave(ctx); err != nil {
-		return err
+// saveUpTo saves the furthest position the consumer may save on its way to next (see
+// savable), unless it is saved already: it starts the save once the save in flight, if any,
+// is acknowledged (at most one save is in flight). complete reports whether that position
+// is next; if not, the save of the rest is put off.
+func (p *pipeline) saveUpTo(ctx context.Context, next uint64) (complete bool, err error) {
+	pos := p.c.savable(next)
+	if !p.hasSaved || pos != p.savedPos {
+		if err := p.awaitSave(ctx); err != nil {
+			return false, err
+		}
+		p.savedAt = time.Now()
+		if err := p.startSave(ctx, pos); err != nil {
+			return false, err
+		}
+		p.savedPos, p.hasSaved = pos, true
 	}
-	p.savedAt = time.Now()
-	return p.startSave(ctx, next)
+	return pos == next, nil
 }
 
 // startPull sends a pull from index from.
@@ -695,11 +716,8 @@ func (p *pipeline) awaitPull(ctx context.Context) (from uint64, msgs []core.Mess
 // the request: awaitSave or awaitPull takes the acknowledgement.
 func (p *pipeline) startSave(ctx context.Context, next uint64) error {
 	c := p.c
-	if err := c.ready(ctx, next); err != nil {
-		return err
-	}
 	if c.cfg.clientID == "" || c.cfg.index != nil {
-		return c.saveNow(ctx, p.s, next)
+		return c.save(ctx, p.s, next)
 	}
 	id := c.nextID()
 	r, err := startRequest(ctx, p.s, p.s.route(p.s.c.cfg.indexService), waitKey{"index", id}, saveIndexPayload(id, c.cfg.clientID, c.stream, c.cfg.partition, next), c.cfg.requestTimeout)
@@ -886,16 +904,9 @@ func (c *Consumer) loadIndex(ctx context.Context, s *session) (uint64, error) {
 	return i, err
 }
 
-// save saves next as the consumer's index, once ready, and waits for the acknowledgement.
+// save saves next as the consumer's index and waits for the acknowledgement; s may be nil
+// with WithIndexStorage.
 func (c *Consumer) save(ctx context.Context, s *session, next uint64) error {
-	if err := c.ready(ctx, next); err != nil {
-		return err
-	}
-	return c.saveNow(ctx, s, next)
-}
-
-// saveNow is save without ready; s may be nil with WithIndexStorage.
-func (c *Consumer) saveNow(ctx context.Context, s *session, next uint64) error {
 	if c.cfg.clientID == "" {
 		c.mu.Lock()
 		c.unsaved = false

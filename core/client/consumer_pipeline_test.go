@@ -203,11 +203,13 @@ func TestConsumerFailedSaveReconnects(t *testing.T) {
 	}
 }
 
-// TestConsumerBeforeSaveGatesSaves checks WithBeforeSave with a handler that only queues
-// messages for a slower worker: every index the hub is asked to save is at most the count
-// of messages the worker finished, and nothing is skipped.
-func TestConsumerBeforeSaveGatesSaves(t *testing.T) {
-	var finished atomic.Uint64
+// TestConsumerUnhandledHoldsSaves checks WithUnhandled with a handler that only queues
+// messages for a slower worker: every index the hub is asked to save is at most the count of
+// messages the worker finished, nothing is skipped, and the whole position is saved once the
+// worker caught up.
+func TestConsumerUnhandledHoldsSaves(t *testing.T) {
+	var finished atomic.Uint64 // the worker finishes in index order: also the lowest unfinished index
+	var queued atomic.Uint64
 	var bad atomic.Value
 	idx := &spyIndex{check: func(i uint64) {
 		if f := finished.Load(); i > f {
@@ -217,9 +219,8 @@ func TestConsumerBeforeSaveGatesSaves(t *testing.T) {
 	h, _ := startSpyHub(t, idx)
 	c := dial(t, h.Addr)
 	const n = 120
-	publishN(t, c, "gated", n)
+	publishN(t, c, "held", n)
 	queue := make(chan core.Message, n)
-	var queued atomic.Uint64
 	oc := newOrderChecker()
 	workerDone := make(chan struct{})
 	go func() { // owned by the test: ends when queue is closed below
@@ -233,26 +234,21 @@ func TestConsumerBeforeSaveGatesSaves(t *testing.T) {
 		}
 	}()
 	defer func() { close(queue); <-workerDone }()
-	cons, err := client.NewConsumer(c, "gated", func(_ context.Context, m core.Message) error {
+	cons, err := client.NewConsumer(c, "held", func(_ context.Context, m core.Message) error {
 		queued.Add(1)
 		queue <- m
 		return nil
-	}, client.WithClientID("gated"), client.WithPullLimit(8), client.WithPullWait(50*time.Millisecond), client.WithConsumerBackoff(fastBackoff),
-		client.WithBeforeSave(func(ctx context.Context) error {
-			for finished.Load() < queued.Load() {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-				time.Sleep(100 * time.Microsecond)
-			}
-			return nil
+	}, client.WithClientID("held"), client.WithPullLimit(8), client.WithPullWait(50*time.Millisecond), client.WithConsumerBackoff(fastBackoff),
+		client.WithUnhandled(func() (uint64, bool) {
+			f := finished.Load()
+			return f, f < queued.Load()
 		}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	stop := runConsumer(t, cons)
 	waitFor(t, "all messages finished and the position saved", func() bool {
-		return finished.Load() == n && savedIndex(t, c, "gated", "gated") == n
+		return finished.Load() == n && savedIndex(t, c, "held", "held") == n
 	})
 	if err := stop(); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run: %v", err)
@@ -266,44 +262,47 @@ func TestConsumerBeforeSaveGatesSaves(t *testing.T) {
 	}
 }
 
-// TestConsumerBeforeSaveFailureSkipsSave checks that a position is never saved while the
-// WithBeforeSave function fails, not even by the final save when Run ends, so that a new
-// consumer with the same id starts again from the first message.
-func TestConsumerBeforeSaveFailureSkipsSave(t *testing.T) {
+// TestConsumerUnhandledKeepsDelivering checks that a message that is never handled holds
+// the saved position back, also at the end of Run, without holding up delivery: the
+// consumer delivers everything after it, and a new consumer with the same id starts again
+// at that message.
+func TestConsumerUnhandledKeepsDelivering(t *testing.T) {
 	h, _ := startSpyHub(t, &spyIndex{})
 	c := dial(t, h.Addr)
-	publishN(t, c, "ungated", 10)
-	refused := errors.New("not handled yet")
-	var calls atomic.Int64
-	cons, err := client.NewConsumer(c, "ungated", func(context.Context, core.Message) error { return nil },
-		client.WithClientID("ungated"), client.WithPullLimit(4), client.WithPullWait(50*time.Millisecond), client.WithConsumerBackoff(fastBackoff),
-		client.WithBeforeSave(func(context.Context) error { calls.Add(1); return refused }))
+	publishN(t, c, "stuck", 10)
+	cons, err := client.NewConsumer(c, "stuck", func(context.Context, core.Message) error { return nil },
+		client.WithClientID("stuck"), client.WithPullLimit(4), client.WithPullWait(50*time.Millisecond), client.WithConsumerBackoff(fastBackoff),
+		client.WithUnhandled(func() (uint64, bool) { return 3, true })) // index 3 never gets handled
 	if err != nil {
 		t.Fatal(err)
 	}
 	stop := runConsumer(t, cons)
-	waitFor(t, "the first page handled", func() bool { pos, _ := cons.Position(); return pos > 0 })
+	waitFor(t, "all 10 delivered", func() bool { pos, _ := cons.Position(); return pos == 10 })
+	waitFor(t, "position 3 saved", func() bool { return savedIndex(t, c, "stuck", "stuck") == 3 })
 	if err := stop(); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run: %v", err)
 	}
-	if st := cons.Stats(); st.Saves != 0 || calls.Load() == 0 {
-		t.Fatalf("stats %+v, before-save called %d times: want no save, as the before-save function refused every one", st, calls.Load())
+	if got := savedIndex(t, c, "stuck", "stuck"); got != 3 {
+		t.Fatalf("saved index %d after Run ended, want 3: the final save went past the unhandled message", got)
 	}
 	var first []uint64
-	again, err := client.NewConsumer(c, "ungated", func(_ context.Context, m core.Message) error {
+	again, err := client.NewConsumer(c, "stuck", func(_ context.Context, m core.Message) error {
 		first = append(first, m.Index)
 		return nil
-	}, client.WithClientID("ungated"), client.WithPullWait(50*time.Millisecond))
+	}, client.WithClientID("stuck"), client.WithPullWait(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
 	stop = runConsumer(t, again)
-	waitFor(t, "a page for the second consumer", func() bool { pos, _ := again.Position(); return pos > 0 })
+	waitFor(t, "a page for the second consumer", func() bool { pos, _ := again.Position(); return pos > 3 })
 	if err := stop(); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run: %v", err)
 	}
-	if len(first) == 0 || first[0] != 0 {
-		t.Fatalf("a consumer with the same id started at %v, want index 0: a refused save moved the position", first)
+	if len(first) == 0 || first[0] != 3 {
+		t.Fatalf("a consumer with the same id started at %v, want index 3", first)
+	}
+	if _, err := client.NewConsumer(c, "stuck", func(context.Context, core.Message) error { return nil }, client.WithUnhandled(nil)); !errors.Is(err, core.ErrInvalidOption) {
+		t.Fatalf("nil unhandled function: %v, want ErrInvalidOption", err)
 	}
 }
 

@@ -23,7 +23,7 @@
 //
 // A [Tracker] follows the messages sent with its context into mailboxes until they are
 // handled, so that whoever hands messages to workers (a stream subscription) acknowledges
-// them upstream only after that; messages dropped unhandled make its Wait fail.
+// upstream only what was handled; a message dropped unhandled stays pending for good.
 //
 // # Ownership
 //

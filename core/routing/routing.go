@@ -231,13 +231,14 @@ type entry struct {
 type delivery struct {
 	msg     wire.TransportMessage
 	release func()
-	tracker *Tracker
+	tracked *trackedLabel
 }
 
-// untrack tells d's Tracker that d was handled, dropped unhandled, or never queued.
-func (d delivery) untrack(dropped bool) {
-	if d.tracker != nil {
-		d.tracker.done(dropped)
+// untrack tells d's Tracker that d was handled or not queued after all. A delivery dropped
+// from a mailbox is never untracked: it stays pending.
+func (d delivery) untrack() {
+	if d.tracked != nil {
+		d.tracked.t.done(d.tracked.label)
 	}
 }
 
@@ -459,10 +460,10 @@ func (n *Node) send(ctx context.Context, msg wire.TransportMessage, borrowed boo
 	if borrowed {
 		msg.Payload = bytes.Clone(msg.Payload)
 	}
-	d := delivery{msg: msg, release: release, tracker: trackerFrom(ctx)}
+	d := delivery{msg: msg, release: release, tracked: trackedFrom(ctx)}
 	e.queued.Add(1) // before the message can be handled, so Drain never sees it missing
-	if d.tracker != nil {
-		d.tracker.add()
+	if d.tracked != nil {
+		d.tracked.t.add(d.tracked.label)
 	}
 	// Fast path first, so a cancelled ctx does not lose a race with free room.
 	select {
@@ -475,11 +476,11 @@ func (n *Node) send(ctx context.Context, msg wire.TransportMessage, borrowed boo
 		return nil
 	case <-e.stop:
 		n.dequeued(e)
-		d.untrack(false)
+		d.untrack()
 		return fmt.Errorf("routing: send to %s: worker stopped: %w", first, ErrClosed)
 	case <-ctx.Done():
 		n.dequeued(e)
-		d.untrack(false)
+		d.untrack()
 		return fmt.Errorf("routing: send to %s: mailbox full: %w", first, ctx.Err())
 	}
 }
@@ -544,7 +545,6 @@ func (n *Node) fallbackEntry(ctx context.Context, address string, fallback func(
 // run is the mailbox goroutine of the worker at address.
 func (n *Node) run(ctx context.Context, address string, e *entry) {
 	defer n.wg.Done()
-	defer dropQueued(e.mailbox)
 	for {
 		if e.stopped.Load() { // stop has priority over queued messages
 			return
@@ -553,28 +553,19 @@ func (n *Node) run(ctx context.Context, address string, e *entry) {
 		case <-e.stop:
 			return
 		case d := <-e.mailbox:
-			n.handle(ctx, address, e.worker, d)
+			if n.handle(ctx, address, e.worker, d) {
+				d.untrack()
+			}
 			n.dequeued(e)
-			d.untrack(false)
 		}
 	}
 }
 
-// dropQueued tells the Trackers of the messages left in a stopped worker's mailbox that
-// they were dropped. A Send racing with the stop may still queue one after it: its Tracker
-// then waits until its caller gives up, which never acknowledges a lost message either.
-func dropQueued(mailbox chan delivery) {
-	for {
-		select {
-		case d := <-mailbox:
-			d.untrack(true)
-		default:
-			return
-		}
-	}
-}
-
-func (n *Node) handle(ctx context.Context, address string, w Worker, d delivery) {
+// handle calls w's HandleMessage for d and reports whether d was handled: it was not when
+// the handler failed because the worker is stopping (ctx ended), which leaves a Tracker
+// following d with d pending. A handler that panicked or failed otherwise has handled d.
+func (n *Node) handle(ctx context.Context, address string, w Worker, d delivery) (handled bool) {
+	handled = true
 	defer func() {
 		if r := recover(); r != nil {
 			n.log.Error("routing: worker panicked", "address", address, "panic", r, "stack", string(debug.Stack()))
@@ -582,13 +573,15 @@ func (n *Node) handle(ctx context.Context, address string, w Worker, d delivery)
 	}()
 	m := &Message{TransportMessage: d.msg, Address: address, node: n, release: d.release}
 	if err := w.HandleMessage(ctx, m); err != nil {
+		handled = ctx.Err() == nil
 		if d.release != nil && m.release == nil {
 			// Released: its bytes may already belong to another message.
 			n.log.Warn("routing: worker failed to handle message", "address", address, "err", err)
-			return
+			return handled
 		}
 		n.log.Warn("routing: worker failed to handle message", "address", address, "msg", m.String(), "err", err)
 	}
+	return handled
 }
 
 // Close closes every transport, stops every worker and waits for their mailbox goroutines

@@ -2,31 +2,33 @@ package routing
 
 import (
 	"context"
-	"errors"
-	"fmt"
+	"sort"
 	"sync"
 )
 
-// ErrDropped: a message followed by a [Tracker] was dropped from a mailbox before its worker
-// handled it (the worker was unregistered or the node closed).
-var ErrDropped = errors.New("routing: a tracked message was dropped before it was handled")
-
-// A Tracker follows messages into workers' mailboxes until their workers have handled them.
-// A message sent with a ctx that carries a Tracker ([Tracker.Context]) and queued in a
-// mailbox is pending from then until its worker's HandleMessage returns; a message that a
-// Sender or Transport takes is handled when its Send returns, so it is never pending. Only
-// that first hop is followed: what a worker sends on from its handler uses the worker's own
-// ctx.
+// A Tracker follows messages into workers' mailboxes until their workers have handled them,
+// so that whoever handed them on acknowledges upstream only what was handled. Each message
+// carries a label, the position of what it came from (a stream message's index): a message
+// sent with a ctx from [Tracker.Context] and queued in a mailbox is pending under that label
+// until its worker's HandleMessage returns. A message that a worker never handles stays
+// pending for good, so nothing is ever acknowledged past it: one dropped from its mailbox
+// when the worker is unregistered or the node closes, and one whose handler failed because
+// of that (its ctx ended). A message that a Sender or Transport takes
+// is handled when its Send returns and is never pending. Only that first hop is followed:
+// what a worker sends on from its handler uses the worker's own ctx.
 //
-// A component that hands messages to workers and returns before they are handled waits on
-// a Tracker before it acknowledges them upstream: a stream subscription saves its position
-// only once the messages before it are handled, so a crash never loses what was queued
-// (bistream does this). It is safe for concurrent use.
+// A bistream subscription labels each delivery with its stream index and saves its position
+// no further than [Tracker.Lowest], so a crash never loses a message that was queued. It is
+// safe for concurrent use.
 type Tracker struct {
 	mu      sync.Mutex
-	pending int
-	dropped bool
-	idle    chan struct{} // closed when pending drops to zero; nil while nobody waits
+	pending []labelCount // labels with pending messages, in increasing order
+	n       int          // pending messages
+}
+
+type labelCount struct {
+	label uint64
+	n     int
 }
 
 // NewTracker returns a Tracker with nothing pending.
@@ -34,68 +36,74 @@ func NewTracker() *Tracker { return &Tracker{} }
 
 type trackerKey struct{}
 
-// Context returns a copy of parent that carries t: the node follows with t the messages
-// sent with it, and with contexts derived from it, into mailboxes.
-func (t *Tracker) Context(parent context.Context) context.Context {
-	return context.WithValue(parent, trackerKey{}, t)
+type trackedLabel struct {
+	t     *Tracker
+	label uint64
 }
 
-func trackerFrom(ctx context.Context) *Tracker {
-	t, _ := ctx.Value(trackerKey{}).(*Tracker)
-	return t
+// Context returns a copy of parent that makes the node follow with t, under label, the
+// messages sent with it (and with contexts derived from it) into mailboxes.
+func (t *Tracker) Context(parent context.Context, label uint64) context.Context {
+	return context.WithValue(parent, trackerKey{}, &trackedLabel{t: t, label: label})
 }
 
-// Pending returns the number of tracked messages queued or being handled.
+func trackedFrom(ctx context.Context) *trackedLabel {
+	tl, _ := ctx.Value(trackerKey{}).(*trackedLabel)
+	return tl
+}
+
+// Lowest returns the lowest label with a pending message, and whether there is one.
+func (t *Tracker) Lowest() (label uint64, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.pending) == 0 {
+		return 0, false
+	}
+	return t.pending[0].label, true
+}
+
+// Pending returns the number of messages queued or being handled (including those dropped
+// unhandled).
 func (t *Tracker) Pending() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.pending
+	return t.n
 }
 
-// Wait returns nil once no tracked message is pending (at once when none is). It returns
-// an error matching ErrDropped when a tracked message was dropped unhandled (from then on,
-// for good: the messages after it must not be acknowledged either), and ctx's error when
-// ctx ends first. A message dropped while Wait runs may also keep it waiting until ctx ends.
-func (t *Tracker) Wait(ctx context.Context) error {
-	for {
-		t.mu.Lock()
-		if t.dropped {
-			t.mu.Unlock()
-			return ErrDropped
-		}
-		if t.pending == 0 {
-			t.mu.Unlock()
-			return nil
-		}
-		if t.idle == nil {
-			t.idle = make(chan struct{})
-		}
-		idle := t.idle
-		t.mu.Unlock()
-		select {
-		case <-idle:
-		case <-ctx.Done():
-			return fmt.Errorf("routing: wait for %d pending messages: %w", t.Pending(), ctx.Err())
-		}
+// add counts one message with label queued in a mailbox.
+func (t *Tracker) add(label uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.n++
+	i := t.find(label)
+	if i < len(t.pending) && t.pending[i].label == label {
+		t.pending[i].n++
+		return
+	}
+	t.pending = append(t.pending, labelCount{})
+	copy(t.pending[i+1:], t.pending[i:])
+	t.pending[i] = labelCount{label: label, n: 1}
+}
+
+// done counts one message with label as handled, or as not queued after all.
+func (t *Tracker) done(label uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	i := t.find(label)
+	if i == len(t.pending) || t.pending[i].label != label {
+		return // not counted by add: cannot happen
+	}
+	t.n--
+	if t.pending[i].n--; t.pending[i].n == 0 {
+		t.pending = append(t.pending[:i], t.pending[i+1:]...)
 	}
 }
 
-// add counts one message queued in a mailbox.
-func (t *Tracker) add() {
-	t.mu.Lock()
-	t.pending++
-	t.mu.Unlock()
-}
-
-// done counts one message as handled (or, with dropped, as lost unhandled), or a queueing
-// that add counted but that did not happen.
-func (t *Tracker) done(dropped bool) {
-	t.mu.Lock()
-	t.pending--
-	t.dropped = t.dropped || dropped
-	if (t.pending == 0 || dropped) && t.idle != nil {
-		close(t.idle)
-		t.idle = nil
+// find returns the position of label in t.pending, or where it would be inserted. Labels
+// usually arrive in increasing order, so the common insertion is at the end.
+func (t *Tracker) find(label uint64) int {
+	if n := len(t.pending); n == 0 || t.pending[n-1].label < label {
+		return n
 	}
-	t.mu.Unlock()
+	return sort.Search(len(t.pending), func(i int) bool { return t.pending[i].label >= label })
 }

@@ -4,9 +4,19 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/sluicehq/sluice/core/wire"
 )
+
+// lowest returns t.Lowest() as a value to compare, -1 for none.
+func lowest(t *Tracker) int64 {
+	l, ok := t.Lowest()
+	if !ok {
+		return -1
+	}
+	return int64(l)
+}
 
 func TestTrackerFollowsMessagesUntilHandled(t *testing.T) {
 	n := newNode(t, WithMailboxSize(2))
@@ -18,28 +28,28 @@ func TestTrackerFollowsMessagesUntilHandled(t *testing.T) {
 		t.Fatal(err)
 	}
 	tr := NewTracker()
-	ctx := tr.Context(context.Background())
-	if err := tr.Wait(ctx); err != nil {
-		t.Fatalf("wait with nothing sent: %v", err)
+	if got := lowest(tr); got != -1 {
+		t.Fatalf("lowest of a new tracker: %d, want none", got)
 	}
 	to := func(addr, p string) wire.TransportMessage {
 		return wire.TransportMessage{OnwardRoute: wire.Route{wire.Local(addr)}, Payload: []byte(p)}
 	}
-	for _, p := range []string{"1", "2", "3"} {
-		if err := n.Send(ctx, to("slow", p)); err != nil {
+	bg := context.Background()
+	for i, p := range []string{"1", "2", "3"} {
+		if err := n.Send(tr.Context(bg, uint64(10+i)), to("slow", p)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// A Sender handles the message in Send: nothing to follow.
-	if err := n.Send(ctx, to("sync", "s")); err != nil {
+	if err := n.Send(tr.Context(bg, 5), to("sync", "s")); err != nil {
 		t.Fatal(err)
 	}
-	<-b.started // "1" is being handled, "2" and "3" are queued: the mailbox is full
-	if got := tr.Pending(); got != 3 {
-		t.Fatalf("pending with 1 handling and 2 queued: %d, want 3", got)
+	<-b.started // "1" (label 10) is being handled, "2" and "3" are queued: the mailbox is full
+	if got, l := tr.Pending(), lowest(tr); got != 3 || l != 10 {
+		t.Fatalf("pending %d, lowest %d with 1 handling and 2 queued: want 3, 10", got, l)
 	}
 	// A send that gives up on a full mailbox is not pending.
-	cctx, cancel := context.WithCancel(ctx)
+	cctx, cancel := context.WithCancel(tr.Context(bg, 13))
 	cancel()
 	if err := n.Send(cctx, to("slow", "4")); !errors.Is(err, context.Canceled) {
 		t.Fatalf("send to a full mailbox with a cancelled ctx: %v", err)
@@ -47,45 +57,65 @@ func TestTrackerFollowsMessagesUntilHandled(t *testing.T) {
 	if got := tr.Pending(); got != 3 {
 		t.Fatalf("pending after a send that gave up: %d, want 3", got)
 	}
-	if err := tr.Wait(cctx); !errors.Is(err, context.Canceled) {
-		t.Fatalf("wait with pending messages and a cancelled ctx: %v, want context.Canceled", err)
+	b.release <- struct{}{} // "1" handled
+	<-b.got
+	<-b.started // "2" is being handled: the handler of "1" has returned
+	if got := lowest(tr); got != 11 {
+		t.Fatalf("lowest after label 10 was handled: %d, want 11", got)
 	}
-	waited := make(chan error, 1)
-	go func() { waited <- tr.Wait(context.Background()) }()
 	close(b.release)
-	if err := <-waited; err != nil {
-		t.Fatalf("wait until handled: %v", err)
-	}
-	if got := len(b.got); got != 3 {
-		t.Fatalf("wait returned after %d of 3 messages were handled", got)
-	}
-	if got := tr.Pending(); got != 0 {
-		t.Fatalf("pending after all were handled: %d", got)
+	<-b.got
+	<-b.got
+	// The handler returns after it passed the payload on: wait for the node to see that.
+	deadline := time.Now().Add(10 * time.Second)
+	for tr.Pending() != 0 || lowest(tr) != -1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("still pending after all were handled: %d, lowest %d", tr.Pending(), lowest(tr))
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
-func TestTrackerReportsDroppedMessages(t *testing.T) {
+// TestTrackerKeepsUnhandledPending checks that messages a worker never handled stay pending
+// when the node closes: the one queued and the one whose handler the close cut short.
+func TestTrackerKeepsUnhandledPending(t *testing.T) {
 	n := newNode(t)
 	b := &blocker{started: make(chan struct{}, 10), release: make(chan struct{}), got: make(chan []byte, 10)}
 	if err := n.Register("slow", b); err != nil {
 		t.Fatal(err)
 	}
 	tr := NewTracker()
-	ctx := tr.Context(context.Background())
-	for _, p := range []string{"1", "2"} {
-		if err := n.Send(ctx, wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("slow")}, Payload: []byte(p)}); err != nil {
+	for i, p := range []string{"1", "2"} {
+		if err := n.Send(tr.Context(context.Background(), uint64(i)), wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("slow")}, Payload: []byte(p)}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	<-b.started
-	// Closing the node cancels "1"'s handler and drops "2" from the mailbox.
+	// Closing the node cancels "1"'s handler (it returns ctx.Err()) and drops "2".
 	if err := n.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := tr.Wait(context.Background()); !errors.Is(err, ErrDropped) {
-		t.Fatalf("wait after the node dropped a tracked message: %v, want ErrDropped", err)
+	if got, l := tr.Pending(), lowest(tr); got != 2 || l != 0 {
+		t.Fatalf("after close: pending %d, lowest %d; want 2 pending from label 0", got, l)
+	}
+}
+
+func TestTrackerLabelsOutOfOrder(t *testing.T) {
+	tr := NewTracker()
+	for _, l := range []uint64{7, 3, 7, 5, 9} {
+		tr.add(l)
+	}
+	steps := []struct {
+		done uint64
+		want int64
+	}{{3, 5}, {7, 5}, {5, 7}, {9, 7}, {7, -1}}
+	for _, s := range steps {
+		tr.done(s.done)
+		if got := lowest(tr); got != s.want {
+			t.Fatalf("after done(%d): lowest %d, want %d", s.done, got, s.want)
+		}
 	}
 	if got := tr.Pending(); got != 0 {
-		t.Fatalf("pending after close: %d", got)
+		t.Fatalf("pending %d after all were done", got)
 	}
 }

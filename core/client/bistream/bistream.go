@@ -422,8 +422,8 @@ type Subscription struct {
 	err    error // set before done is closed
 
 	replyRoutes map[string]wire.Route // [reply sender] by return stream; used only by handle (one goroutine)
-	// tracker follows the messages handle delivers into mailboxes: the consumer saves its
-	// position only once they are handled.
+	// tracker follows the messages handle delivers into mailboxes, labelled with their
+	// stream index: the consumer never saves its position past one not handled yet.
 	tracker *routing.Tracker
 
 	delivered, malformed, undeliverable atomic.Uint64
@@ -443,26 +443,28 @@ type Subscription struct {
 //
 // Delivery is at-least-once to the workers: the saved position moves past a message only
 // once its inner message was handled, by a Sender (a secure channel, in the delivery itself)
-// or by the worker whose mailbox it went into: before each save the subscription waits until
-// the messages it put into mailboxes are handled ([routing.Tracker]). So a crash or a stop
-// loses nothing; messages may be delivered twice (a duplicate in the stream, or a crash
-// before the position was saved), and a secure channel drops such duplicates. While it
-// waits, the subscription delivers nothing else: a worker must not wait in its handler for
-// a later message of its own subscription. A delivery cut short by Close (the worker's
-// mailbox was full) fails the handling of that message, so the subscription saves the
-// position before it; one that a closing node dropped from a mailbox is never saved past.
+// or by the worker whose mailbox it went into. The subscription labels what it puts into
+// mailboxes with the stream index ([routing.Tracker]) and saves its position no further than
+// the lowest one not handled yet, without waiting: delivery goes on meanwhile, and the rest
+// of the position is saved after a later batch, when the stream goes idle, or when the
+// subscription stops (which gives the workers up to a second). So neither a crash nor a stop
+// loses a message: one still queued, or cut short, when the node closes is never saved
+// past. Messages may be delivered twice (a duplicate in the stream, or a crash before the
+// position was saved); a secure channel drops such duplicates. A delivery cut short by
+// Close (the worker's mailbox was full) fails the handling of that message, so the
+// subscription does not move past it.
 func (t *Transport) Subscribe(stream, subscriptionID string) (*Subscription, error) {
 	if err := core.ValidateStreamName(stream); err != nil {
 		return nil, fmt.Errorf("bistream: subscribe: %w", err)
 	}
 	s := &Subscription{t: t, stream: stream, done: make(chan struct{}), tracker: routing.NewTracker()}
-	opts := append(t.cfg.consOpts[:len(t.cfg.consOpts):len(t.cfg.consOpts)], client.WithClientID(subscriptionID), client.WithBeforeSave(s.tracker.Wait))
+	opts := append(t.cfg.consOpts[:len(t.cfg.consOpts):len(t.cfg.consOpts)], client.WithClientID(subscriptionID), client.WithUnhandled(s.tracker.Lowest))
 	cons, err := client.NewConsumer(t.c, stream, s.handle, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("bistream: subscribe to %q: %w", stream, err)
 	}
 	s.cons = cons
-	ctx, cancel := context.WithCancel(s.tracker.Context(context.Background()))
+	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	t.mu.Lock()
 	if t.closed {
@@ -504,7 +506,7 @@ func (s *Subscription) handle(ctx context.Context, m core.Message) error {
 			ret = ret.Prepend(reply[0])
 		}
 	}
-	err = s.t.node.Send(ctx, wire.TransportMessage{OnwardRoute: inner.OnwardRoute, ReturnRoute: ret, Payload: inner.Payload})
+	err = s.t.node.Send(s.tracker.Context(ctx, m.Index), wire.TransportMessage{OnwardRoute: inner.OnwardRoute, ReturnRoute: ret, Payload: inner.Payload})
 	if errors.Is(err, routing.ErrNoRoute) {
 		s.undeliverable.Add(1)
 		s.t.undeliverable.Add(1)

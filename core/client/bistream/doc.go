@@ -72,14 +72,14 @@
 //
 // One Transport at a time may run on a node (the sender addresses are fixed). To stop a
 // device without repeating anything, close the Transport (the subscriptions save their
-// positions once the messages they queued are handled, waiting up to a second), then let
-// the node's workers handle what is queued (routing.Node.Drain), then save its secure
+// positions, giving the workers up to a second to handle what they queued), then let the
+// node's workers handle what is queued (routing.Node.Drain), then save its secure
 // channels' sessions, then close the node. A stream should have one consumer device (its
 // subscription id is its identity for the saved index); several devices publishing into it
-// is fine. A subscription saves a position only once every message before it was handled,
-// including those it put into a worker's mailbox (see [Transport.Subscribe]), so neither a
-// crash nor a stop loses a message: a delivery the stop cuts short (a full mailbox) is
-// neither skipped by the subscription nor remembered by the secure channel, and comes again
-// after the restart. Only the first hop is followed: what a worker sends on to another
-// worker is that worker's to keep.
+// is fine. A subscription never saves a position past a message that is not handled yet,
+// including one in a worker's mailbox (see [Transport.Subscribe]), so neither a crash nor a
+// stop loses a message: a delivery the stop cuts short (a full mailbox) is neither skipped
+// by the subscription nor remembered by the secure channel, and comes again after the
+// restart. Only the first hop is followed: what a worker sends on to another worker is that
+// worker's to keep.
 package bistream

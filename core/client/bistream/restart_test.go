@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/core/client"
 	"github.com/sluicehq/sluice/core/client/bistream"
 	"github.com/sluicehq/sluice/core/routing"
 	"github.com/sluicehq/sluice/core/securechannel"
@@ -360,8 +361,8 @@ func TestCrashLosesNothingQueued(t *testing.T) {
 	x.online(th.addr)
 	<-stuck
 	waitFor(t, "all five delivered into the mailbox", func() bool { return x.sub.Stats().Delivered == 5 })
-	// Before the fix the position was saved right after the page went into the mailbox;
-	// give such a save time to land, then check that none did.
+	// A subscription that saved its position once the page was in the mailbox would have
+	// saved 5 by now; give such a save time to land, then check that none did.
 	deadline := time.Now().Add(300 * time.Millisecond)
 	for time.Now().Before(deadline) {
 		if i, err := th.store.GetIndex(ctx, "device-x", "inbox-x", 0); err == nil && i > 2 {
@@ -401,4 +402,54 @@ func TestCrashLosesNothingQueued(t *testing.T) {
 			t.Fatalf("%s lost across the crash; handled %q", m, g)
 		}
 	}
+}
+
+// TestWorkerMayWaitForALaterMessage checks that a subscription keeps delivering while a
+// worker it delivered to is still busy: the worker handling the first message waits for a
+// second worker to receive the next message of the same stream, which a later pull brings.
+func TestWorkerMayWaitForALaterMessage(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	th := startHub(t)
+	if _, err := th.store.CreateStream(ctx, "inbox-x", 1); err != nil {
+		t.Fatal(err)
+	}
+	var msgs [][]byte
+	for _, to := range []string{"first", "second"} {
+		e := bistream.Envelope{Message: wire.TransportMessage{OnwardRoute: wire.Route{wire.Local(to)}, Payload: []byte("for " + to)}}
+		msgs = append(msgs, e.Append(nil))
+	}
+	if _, err := th.store.Append(ctx, "inbox-x", 0, msgs); err != nil {
+		t.Fatal(err)
+	}
+	x := newDevice(t, "x")
+	second := make(chan struct{})
+	firstDone := make(chan struct{})
+	if err := x.node.Register("first", routing.WorkerFunc(func(ctx context.Context, m *routing.Message) error {
+		defer close(firstDone)
+		select {
+		case <-second:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.node.Register("second", routing.WorkerFunc(func(context.Context, *routing.Message) error {
+		close(second)
+		return nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	x.online(th.addr, bistream.WithConsumerOptions(client.WithPullLimit(1))) // one message per pull
+	select {
+	case <-firstDone:
+	case <-ctx.Done():
+		t.Fatal("the first worker is still waiting for the second message: the subscription stopped delivering")
+	}
+	waitFor(t, "position 2 saved", func() bool {
+		i, err := th.store.GetIndex(ctx, "device-x", "inbox-x", 0)
+		return err == nil && i == 2
+	})
 }
