@@ -237,9 +237,7 @@ type delivery struct {
 // untrack tells d's Tracker that d was handled or not queued after all. A delivery dropped
 // from a mailbox is never untracked: it stays pending.
 func (d delivery) untrack() {
-	if d.tracked != nil {
-		d.tracked.t.done(d.tracked.label)
-	}
+	d.tracked.done()
 }
 
 func (e *entry) shutdown() {
@@ -462,9 +460,7 @@ func (n *Node) send(ctx context.Context, msg wire.TransportMessage, borrowed boo
 	}
 	d := delivery{msg: msg, release: release, tracked: trackedFrom(ctx)}
 	e.queued.Add(1) // before the message can be handled, so Drain never sees it missing
-	if d.tracked != nil {
-		d.tracked.t.add(d.tracked.label)
-	}
+	d.tracked.add()
 	// Fast path first, so a cancelled ctx does not lose a race with free room.
 	select {
 	case e.mailbox <- d:

@@ -13,9 +13,9 @@ import (
 // until its worker's HandleMessage returns. A message that a worker never handles stays
 // pending for good, so nothing is ever acknowledged past it: one dropped from its mailbox
 // when the worker is unregistered or the node closes, and one whose handler failed because
-// of that (its ctx ended). A message that a Sender or Transport takes
-// is handled when its Send returns and is never pending. Only that first hop is followed:
-// what a worker sends on from its handler uses the worker's own ctx.
+// of that (its ctx ended). A message that a Sender or Transport takes is handled when its
+// Send returns and is never pending. Only that first hop is followed: what a worker sends
+// on from its handler uses the worker's own ctx.
 //
 // A bistream subscription labels each delivery with its stream index and saves its position
 // no further than [Tracker.Lowest], so a crash never loses a message that was queued. It is
@@ -31,20 +31,39 @@ type labelCount struct {
 	n     int
 }
 
-// NewTracker returns a Tracker with nothing pending.
+// NewTracker returns a Tracker with nothing pending, as the zero Tracker is.
 func NewTracker() *Tracker { return &Tracker{} }
 
 type trackerKey struct{}
 
+// trackedLabel is a Tracker and a label carried by a ctx; outer is the one the ctx it was
+// derived from carried, if any: a message is followed by every Tracker in the chain.
 type trackedLabel struct {
 	t     *Tracker
 	label uint64
+	outer *trackedLabel
 }
 
 // Context returns a copy of parent that makes the node follow with t, under label, the
-// messages sent with it (and with contexts derived from it) into mailboxes.
+// messages sent with it (and with contexts derived from it) into mailboxes, as well as with
+// the Trackers that parent carries, under their own labels.
 func (t *Tracker) Context(parent context.Context, label uint64) context.Context {
-	return context.WithValue(parent, trackerKey{}, &trackedLabel{t: t, label: label})
+	return context.WithValue(parent, trackerKey{}, &trackedLabel{t: t, label: label, outer: trackedFrom(parent)})
+}
+
+// add counts one message queued in a mailbox with every Tracker of the chain.
+func (tl *trackedLabel) add() {
+	for ; tl != nil; tl = tl.outer {
+		tl.t.add(tl.label)
+	}
+}
+
+// done counts one message as handled (or not queued after all) with every Tracker of the
+// chain.
+func (tl *trackedLabel) done() {
+	for ; tl != nil; tl = tl.outer {
+		tl.t.done(tl.label)
+	}
 }
 
 func trackedFrom(ctx context.Context) *trackedLabel {
@@ -60,6 +79,17 @@ func (t *Tracker) Lowest() (label uint64, ok bool) {
 		return 0, false
 	}
 	return t.pending[0].label, true
+}
+
+// Labels appends the labels with pending messages to dst, in increasing order, and returns
+// the result.
+func (t *Tracker) Labels(dst []uint64) []uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, lc := range t.pending {
+		dst = append(dst, lc.label)
+	}
+	return dst
 }
 
 // Pending returns the number of messages queued or being handled (including those dropped

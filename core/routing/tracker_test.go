@@ -119,3 +119,34 @@ func TestTrackerLabelsOutOfOrder(t *testing.T) {
 		t.Fatalf("pending %d after all were done", got)
 	}
 }
+
+// TestTrackersChain checks that a message sent with a ctx carrying two Trackers (one
+// derived from the other's) is followed by both, each under its own label.
+func TestTrackersChain(t *testing.T) {
+	n := newNode(t)
+	b := &blocker{started: make(chan struct{}, 10), release: make(chan struct{}), got: make(chan []byte, 10)}
+	if err := n.Register("slow", b); err != nil {
+		t.Fatal(err)
+	}
+	outer, inner := NewTracker(), NewTracker()
+	ctx := inner.Context(outer.Context(context.Background(), 7), 42)
+	if err := n.Send(ctx, wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("slow")}, Payload: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	<-b.started
+	if lo, li := lowest(outer), lowest(inner); lo != 7 || li != 42 {
+		t.Fatalf("lowest pending: outer %d, inner %d; want 7 and 42", lo, li)
+	}
+	if got := inner.Labels(nil); len(got) != 1 || got[0] != 42 {
+		t.Fatalf("inner labels %v, want [42]", got)
+	}
+	close(b.release)
+	<-b.got
+	deadline := time.Now().Add(10 * time.Second)
+	for outer.Pending()+inner.Pending() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("still pending after the message was handled: outer %d, inner %d", outer.Pending(), inner.Pending())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
