@@ -103,7 +103,9 @@
 // Replay windows are as fresh as the last save: messages opened after it are accepted once
 // more by a channel restored from it. Save when the device stops (after its subscriptions
 // stopped), and before acknowledging what was processed for exactly-once across crashes.
-// One process at a time may use a session file.
+// A save leaves out of the windows the messages delivered into a worker's mailbox and not
+// handled yet, so that a restored channel accepts them again when they come again. One
+// process at a time may use a session file.
 //
 // # Identities and trust
 //

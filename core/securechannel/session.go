@@ -72,8 +72,9 @@ func advance(epoch uint32, nonce uint64, key [32]byte, n, rekeyAfter uint64) (po
 
 // snapshot encodes the channel's state with the send position reservation(RekeyAfter)
 // messages ahead, and returns that position: the caller raises the send limit to it
-// (commitReservation) once the state is stored durably.
-func (c *Channel) snapshot() ([]byte, position) {
+// (commitReservation) once the state is stored durably. The messages with the delivery
+// labels unhandled (see deliveryLabel) are left out of the encoded replay windows.
+func (c *Channel) snapshot(unhandled []uint64) ([]byte, position) {
 	b := make([]byte, 0, 2+2*KeySize+1+len(c.binding)+8+4+8+32+2*windowStateSize)
 	b = append(b, channelStateVersion, 0)
 	if c.initiator {
@@ -93,14 +94,33 @@ func (c *Channel) snapshot() ([]byte, position) {
 	b = append(b, key[:]...)
 
 	c.recvMu.Lock()
-	b = appendRecvEpoch(b, &c.cur)
+	cur := c.cur
+	var prev *recvEpoch
 	if c.prev != nil {
-		b[1] |= statePrev
-		b = appendRecvEpoch(b, c.prev)
+		p := *c.prev
+		prev = &p
 	}
 	c.recvMu.Unlock()
+	for _, l := range unhandled {
+		switch epoch, low := uint32(l>>32), uint32(l); {
+		case epoch == cur.epoch:
+			cur.win.forgetLow(low)
+		case prev != nil && epoch == prev.epoch:
+			prev.win.forgetLow(low)
+		}
+	}
+	b = appendRecvEpoch(b, &cur)
+	if prev != nil {
+		b[1] |= statePrev
+		b = appendRecvEpoch(b, prev)
+	}
 	return b, pos
 }
+
+// deliveryLabel identifies a data message among those a replay window holds: its epoch and
+// the low 32 bits of its nonce, which tell apart the nonces of one window (fewer than 2^32
+// apart).
+func deliveryLabel(h Header) uint64 { return uint64(h.Epoch)<<32 | h.Nonce&math.MaxUint32 }
 
 // commitReservation lets Seal use the positions below limit. The limit never moves back.
 func (c *Channel) commitReservation(limit position) {
@@ -142,7 +162,7 @@ func appendRecvEpoch(b []byte, e *recvEpoch) []byte {
 // restored from an older state accepts them once more. Save after processing, and before
 // acknowledging what was processed, for exactly-once processing across restarts.
 func (c *Channel) MarshalBinary() ([]byte, error) {
-	b, limit := c.snapshot()
+	b, limit := c.snapshot(nil)
 	c.commitReservation(limit)
 	return b, nil
 }

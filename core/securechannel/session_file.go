@@ -93,7 +93,9 @@ func sessionKey(id *Identity, salt []byte) ([32]byte, error) {
 // remembers path and saves itself there again whenever its reserved nonces run out, so
 // sending never stops for lack of a reservation. Save again after receiving, before
 // acknowledging what was received (for example before a stream consumer saves its index),
-// so that a restart does not deliver it again.
+// so that a restart does not deliver it again. Messages the channel delivered into a
+// worker's mailbox and that the worker has not handled yet are left out of the saved replay
+// windows: a channel restored after a crash accepts them again.
 func (c *SecureChannel) SaveSession(path string) error {
 	c.saveMu.Lock()
 	defer c.saveMu.Unlock()
@@ -264,7 +266,7 @@ func (c *SecureChannel) snapshot() ([]byte, *Channel, position, error) {
 	switch {
 	case c.ch != nil:
 		b[1] = kindEstablished
-		state, limit := c.ch.snapshot()
+		state, limit := c.ch.snapshot(c.unhandled.Labels(nil))
 		return wire.AppendData(b, state), c.ch, limit, nil
 	case c.hs != nil && c.err == nil:
 		if _, eph, ok := c.hs.awaitingMessage3(); ok {

@@ -413,3 +413,98 @@ func TestRestoreErrors(t *testing.T) {
 		t.Fatalf("truncated state: %v", err)
 	}
 }
+
+// TestSessionKeepsUnhandledAcceptable saves B's channel while B's application is stuck on
+// one message with two more in its mailbox, then drops B's node as a crash would. The
+// channel restored from the file accepts those three again when their ciphertexts come
+// again (a stream delivers them again, since it did not move past them), while the message
+// B handled before the save stays a duplicate.
+func TestSessionKeepsUnhandledAcceptable(t *testing.T) {
+	f := newFixture(t, false, 0)
+	before, after := make(chan string, 10), make(chan string, 10) // B's application, before and after the crash
+	stuck := make(chan struct{})
+	if err := f.b.Register("app-b", routing.WorkerFunc(func(ctx context.Context, m *routing.Message) error {
+		if string(m.Payload) == "m1" {
+			close(stuck)
+			<-ctx.Done() // until the crash
+			return ctx.Err()
+		}
+		before <- string(m.Payload) // m2 may still come here while the node closes
+		return nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	sc := f.dial(t)
+	rc := <-f.established
+	f.net.mu.Lock()
+	first := len(f.net.seen)
+	f.net.mu.Unlock()
+	toB := func(p string) {
+		t.Helper()
+		if err := f.a.Send(context.Background(), wire.TransportMessage{OnwardRoute: wire.Route{sc.Address(), wire.Local("app-b")}, Payload: []byte(p)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	toB("m0")
+	if m := <-before; m != "m0" {
+		t.Fatalf("B's application got %q, want m0", m)
+	}
+	for _, p := range []string{"m1", "m2", "m3"} {
+		toB(p)
+	}
+	<-stuck
+	waitFor(t, func() bool { return rc.Stats().Delivered == 4 })
+	path := filepath.Join(t.TempDir(), "b.session")
+	if err := rc.SaveSession(path); err != nil {
+		t.Fatal(err)
+	}
+	f.net.mu.Lock()
+	var ciphertexts [][]byte // m0..m3 as B received them
+	for _, p := range f.net.seen[first:] {
+		if typ, _ := PeekType(p); typ == TypeData {
+			ciphertexts = append(ciphertexts, p)
+		}
+	}
+	f.net.mu.Unlock()
+	if len(ciphertexts) != 4 {
+		t.Fatalf("%d data messages crossed to B, want 4", len(ciphertexts))
+	}
+
+	// The crash: B's node goes, with m1 cut short and m2, m3 still queued.
+	f.listener.Close()
+	f.b.Close()
+	nb := f.net.node(t, "b")
+	if err := nb.Register("app-b", routing.WorkerFunc(func(_ context.Context, m *routing.Message) error {
+		after <- string(m.Payload)
+		return nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	l2, err := Listen(nb, "sc", f.cfgB, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	sb, err := l2.RestoreSession(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ciphertexts {
+		if err := nb.Send(context.Background(), wire.TransportMessage{OnwardRoute: wire.Route{wire.Local(sb.decAddr)}, Payload: bytes.Clone(p)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, want := range []string{"m1", "m2", "m3"} {
+		select {
+		case m := <-after:
+			if m != want {
+				t.Fatalf("after the restart B's application got %q, want %q", m, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("after the restart %s never reached B's application: the restored replay window took it for a duplicate", want)
+		}
+	}
+	if d := sb.Stats().Duplicates; d != 1 {
+		t.Fatalf("restored channel dropped %d duplicates, want 1 (m0, handled before the save)", d)
+	}
+}

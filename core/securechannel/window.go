@@ -1,5 +1,7 @@
 package securechannel
 
+import "math"
+
 // WindowSize is the number of nonces the replay window tracks per key epoch. A message whose
 // nonce is WindowSize or more below the highest nonce accepted in its epoch is rejected as
 // too old (ErrReplay), because it can no longer be told apart from a replay.
@@ -46,6 +48,21 @@ func (w *window) accept(n uint64) {
 		w.max = n
 	}
 	w.bits[(n%WindowSize)/64] |= 1 << (n % 64)
+}
+
+// forgetLow is forget for the nonce in the window whose low 32 bits are low.
+func (w *window) forgetLow(low uint32) {
+	if !w.any {
+		return
+	}
+	n := w.max&^math.MaxUint32 | uint64(low)
+	if n > w.max {
+		if n < 1<<32 {
+			return // above the highest nonce: never accepted
+		}
+		n -= 1 << 32
+	}
+	w.forget(n)
 }
 
 // forget undoes accept(n): n is accepted again. It does nothing when n is not in the window

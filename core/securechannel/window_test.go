@@ -60,3 +60,44 @@ func TestWindowModel(t *testing.T) {
 		}
 	}
 }
+
+// TestWindowForgetLow checks that forgetLow finds the nonce with the given low 32 bits in
+// the window, also where the window straddles a multiple of 2^32, and leaves the window
+// alone for low bits that match no nonce in it.
+func TestWindowForgetLow(t *testing.T) {
+	for _, c := range []struct {
+		name       string
+		accepted   []uint64
+		low        uint32
+		want       uint64 // the nonce that is accepted again (forgotten)
+		unaffected bool   // no nonce of the window matches low
+	}{
+		{"in the window", []uint64{5, 6, 7}, 6, 6, false},
+		{"straddling 2^32", []uint64{1<<32 - 2, 1<<32 - 1, 1 << 32, 1<<32 + 1}, 1<<32 - 1, 1<<32 - 1, false},
+		{"above the highest, small nonces", []uint64{3, 4}, 9, 0, true},
+		{"older than the window", []uint64{1, 5000}, 1, 0, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var w window
+			for _, n := range c.accepted {
+				w.accept(n)
+			}
+			before := w
+			w.forgetLow(c.low)
+			if c.unaffected {
+				if w != before {
+					t.Fatalf("forgetLow(%d) changed the window", c.low)
+				}
+				return
+			}
+			if err := w.check(c.want); err != nil {
+				t.Fatalf("after forgetLow(%d), nonce %d: %v, want accepted again", c.low, c.want, err)
+			}
+			for _, n := range c.accepted {
+				if n != c.want && w.check(n) == nil {
+					t.Fatalf("after forgetLow(%d), nonce %d is accepted again too", c.low, n)
+				}
+			}
+		})
+	}
+}

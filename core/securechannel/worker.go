@@ -75,6 +75,12 @@ type SecureChannel struct {
 
 	sent, delivered, duplicates, rejected atomic.Uint64
 
+	// unhandled follows the decrypted messages delivered into a worker's mailbox until the
+	// worker handled them, labelled with deliveryLabel: a session saved meanwhile leaves
+	// them out of its replay windows, so that a channel restored after a crash accepts them
+	// again when they come again (the stream did not move past them either).
+	unhandled routing.Tracker
+
 	mu        sync.Mutex
 	hs        *Handshake
 	ch        *Channel      // set when the handshake completed
@@ -328,7 +334,9 @@ func (c *SecureChannel) handleNetwork(ctx context.Context, msg wire.TransportMes
 // only when the delivery was cut short (see decryptor.Send).
 func (c *SecureChannel) openAndDeliver(ctx context.Context, ch *Channel, msg []byte) error {
 	// The routing node handed msg over to this worker (routing.Node.Send takes ownership),
-	// and a message that fails is dropped: decrypt it where it is.
+	// and a message that fails is dropped: decrypt it where it is. The header is not
+	// encrypted: decrypting in place leaves it as it was.
+	h, _, _ := ParseHeader(msg) // its error is open's too
 	pt, err := ch.openInPlace(msg)
 	if errors.Is(err, ErrReplay) {
 		c.duplicates.Add(1)
@@ -339,11 +347,8 @@ func (c *SecureChannel) openAndDeliver(ctx context.Context, ch *Channel, msg []b
 		c.log.Warn("securechannel: dropped message", "address", c.decAddr, "err", err)
 		return nil
 	}
-	if err := c.deliverInner(ctx, pt); err != nil {
-		// The header is not encrypted: decrypting in place left it as it was.
-		if h, _, herr := ParseHeader(msg); herr == nil {
-			ch.forget(h)
-		}
+	if err := c.deliverInner(c.unhandled.Context(ctx, deliveryLabel(h)), pt); err != nil {
+		ch.forget(h)
 		return err
 	}
 	return nil
