@@ -448,8 +448,9 @@ type Subscription struct {
 // the lowest one not handled yet, without waiting: delivery goes on meanwhile, and the rest
 // of the position is saved after a later batch, when the stream goes idle, or when the
 // subscription stops (which gives the workers up to a second). So neither a crash nor a stop
-// loses a message: one still queued, or cut short, when the node closes is never saved
-// past. Messages may be delivered twice (a duplicate in the stream, or a crash before the
+// loses a message: one still queued, or cut short, when the node closes or its worker is
+// unregistered is never saved past (the saved position stays before it until a restart
+// delivers it again). Messages may be delivered twice (a duplicate in the stream, or a crash before the
 // position was saved); a secure channel drops such duplicates. A delivery cut short by
 // Close (the worker's mailbox was full) fails the handling of that message, so the
 // subscription does not move past it.
