@@ -21,9 +21,13 @@ import (
 // no further than [Tracker.Lowest], so a crash never loses a message that was queued. It is
 // safe for concurrent use.
 type Tracker struct {
-	mu      sync.Mutex
-	pending []labelCount // labels with pending messages, in increasing order
-	n       int          // pending messages
+	mu sync.Mutex
+	// pending[head:] holds the labels of pending messages in increasing order, with their
+	// counts; a label whose count dropped to zero stays until it reaches the head, so that
+	// handling messages in order costs no copying.
+	pending []labelCount
+	head    int
+	n       int // pending messages
 }
 
 type labelCount struct {
@@ -36,19 +40,29 @@ func NewTracker() *Tracker { return &Tracker{} }
 
 type trackerKey struct{}
 
-// trackedLabel is a Tracker and a label carried by a ctx; outer is the one the ctx it was
-// derived from carried, if any: a message is followed by every Tracker in the chain.
+// trackedLabel is the ctx that carries a Tracker and a label (one allocation per message,
+// where context.WithValue would take two); outer is the one its parent carries, if any: a
+// message is followed by every Tracker in the chain.
 type trackedLabel struct {
-	t     *Tracker
-	label uint64
-	outer *trackedLabel
+	context.Context // the parent
+	t               *Tracker
+	label           uint64
+	outer           *trackedLabel
+}
+
+// Value returns tl for the tracker key and asks the parent otherwise.
+func (tl *trackedLabel) Value(key any) any {
+	if key == (trackerKey{}) {
+		return tl
+	}
+	return tl.Context.Value(key)
 }
 
 // Context returns a copy of parent that makes the node follow with t, under label, the
 // messages sent with it (and with contexts derived from it) into mailboxes, as well as with
 // the Trackers that parent carries, under their own labels.
 func (t *Tracker) Context(parent context.Context, label uint64) context.Context {
-	return context.WithValue(parent, trackerKey{}, &trackedLabel{t: t, label: label, outer: trackedFrom(parent)})
+	return &trackedLabel{Context: parent, t: t, label: label, outer: trackedFrom(parent)}
 }
 
 // add counts one message queued in a mailbox with every Tracker of the chain.
@@ -75,10 +89,10 @@ func trackedFrom(ctx context.Context) *trackedLabel {
 func (t *Tracker) Lowest() (label uint64, ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(t.pending) == 0 {
+	if t.head == len(t.pending) {
 		return 0, false
 	}
-	return t.pending[0].label, true
+	return t.pending[t.head].label, true
 }
 
 // Labels appends the labels with pending messages to dst, in increasing order, and returns
@@ -86,8 +100,10 @@ func (t *Tracker) Lowest() (label uint64, ok bool) {
 func (t *Tracker) Labels(dst []uint64) []uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, lc := range t.pending {
-		dst = append(dst, lc.label)
+	for _, lc := range t.pending[t.head:] {
+		if lc.n > 0 {
+			dst = append(dst, lc.label)
+		}
 	}
 	return dst
 }
@@ -120,20 +136,28 @@ func (t *Tracker) done(label uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	i := t.find(label)
-	if i == len(t.pending) || t.pending[i].label != label {
+	if i == len(t.pending) || t.pending[i].label != label || t.pending[i].n == 0 {
 		return // not counted by add: cannot happen
 	}
 	t.n--
-	if t.pending[i].n--; t.pending[i].n == 0 {
-		t.pending = append(t.pending[:i], t.pending[i+1:]...)
+	t.pending[i].n--
+	for t.head < len(t.pending) && t.pending[t.head].n == 0 {
+		t.head++
+	}
+	switch {
+	case t.head == len(t.pending):
+		t.pending, t.head = t.pending[:0], 0
+	case t.head >= 64 && 2*t.head >= len(t.pending):
+		t.pending = t.pending[:copy(t.pending, t.pending[t.head:])]
+		t.head = 0
 	}
 }
 
-// find returns the position of label in t.pending, or where it would be inserted. Labels
-// usually arrive in increasing order, so the common insertion is at the end.
+// find returns the position of label in t.pending[t.head:], or where it would be inserted
+// there. Labels usually arrive in increasing order, so the common insertion is at the end.
 func (t *Tracker) find(label uint64) int {
-	if n := len(t.pending); n == 0 || t.pending[n-1].label < label {
+	if n := len(t.pending); n == t.head || t.pending[n-1].label < label {
 		return n
 	}
-	return sort.Search(len(t.pending), func(i int) bool { return t.pending[i].label >= label })
+	return t.head + sort.Search(len(t.pending)-t.head, func(i int) bool { return t.pending[t.head+i].label >= label })
 }

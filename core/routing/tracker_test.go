@@ -3,6 +3,8 @@ package routing
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -148,5 +150,51 @@ func TestTrackersChain(t *testing.T) {
 			t.Fatalf("still pending after the message was handled: outer %d, inner %d", outer.Pending(), inner.Pending())
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestTrackerModel compares the Tracker with a map of label counts on random sequences:
+// labels mostly increasing, handled mostly in order, sometimes out of order.
+func TestTrackerModel(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 3))
+	tr := NewTracker()
+	model := map[uint64]int{}
+	var queued []uint64 // added and not done, in add order
+	next := uint64(0)
+	for step := range 20000 {
+		if len(queued) == 0 || r.IntN(2) == 0 {
+			l := next
+			if r.IntN(10) == 0 && next > 5 {
+				l = next - uint64(r.IntN(5)) // an older label again
+			} else {
+				next += uint64(r.IntN(3))
+			}
+			tr.add(l)
+			model[l]++
+			queued = append(queued, l)
+		} else {
+			k := 0
+			if r.IntN(5) == 0 {
+				k = r.IntN(len(queued)) // out of order
+			}
+			l := queued[k]
+			queued = append(queued[:k], queued[k+1:]...)
+			tr.done(l)
+			if model[l]--; model[l] == 0 {
+				delete(model, l)
+			}
+		}
+		var want []uint64
+		for l := range model {
+			want = append(want, l)
+		}
+		slices.Sort(want)
+		got := tr.Labels(nil)
+		if !slices.Equal(got, want) || tr.Pending() != len(queued) {
+			t.Fatalf("step %d: labels %v (pending %d), want %v (%d)", step, got, tr.Pending(), want, len(queued))
+		}
+		if lo, ok := tr.Lowest(); ok != (len(want) > 0) || ok && lo != want[0] {
+			t.Fatalf("step %d: lowest %d %v, want %v", step, lo, ok, want)
+		}
 	}
 }
