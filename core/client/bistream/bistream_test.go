@@ -61,6 +61,24 @@ func (th *testHub) start() {
 	th.addr, th.store, th.h = a.String(), s, h
 }
 
+// preload creates stream on the hub's store and appends msgs to it, as a hub would have
+// stored them.
+func (th *testHub) preload(ctx context.Context, stream string, msgs ...[]byte) {
+	th.t.Helper()
+	if _, err := th.store.CreateStream(ctx, stream, 1); err != nil {
+		th.t.Fatal(err)
+	}
+	if _, err := th.store.Append(ctx, stream, 0, msgs); err != nil {
+		th.t.Fatal(err)
+	}
+}
+
+// envelope encodes a stream message that carries payload to the worker at to.
+func envelope(to, payload string) []byte {
+	e := bistream.Envelope{Message: wire.TransportMessage{OnwardRoute: wire.Route{wire.Local(to)}, Payload: []byte(payload)}}
+	return e.Append(nil)
+}
+
 func (th *testHub) stop() {
 	if th.h == nil {
 		return
@@ -359,17 +377,7 @@ func TestUndeliverableAndMalformed(t *testing.T) {
 	})); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := th.store.CreateStream(ctx, d.inbox, 1); err != nil {
-		t.Fatal(err)
-	}
-	env := func(to string, payload string) []byte {
-		e := bistream.Envelope{Message: wire.TransportMessage{OnwardRoute: wire.Route{wire.Local(to)}, Payload: []byte(payload)}}
-		return e.Append(nil)
-	}
-	msgs := [][]byte{[]byte("not an envelope"), env("nobody", "lost"), env("w", "ok")}
-	if _, err := th.store.Append(ctx, d.inbox, 0, msgs); err != nil {
-		t.Fatal(err)
-	}
+	th.preload(ctx, d.inbox, []byte("not an envelope"), envelope("nobody", "lost"), envelope("w", "ok"))
 	d.online(th.addr)
 	waitFor(t, "the valid message", func() bool { return len(got.get()) == 1 })
 	st := d.sub.Stats()

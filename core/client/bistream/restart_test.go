@@ -332,17 +332,11 @@ func TestCrashLosesNothingQueued(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	th := startHub(t)
-	if _, err := th.store.CreateStream(ctx, "inbox-x", 1); err != nil {
-		t.Fatal(err)
-	}
 	var msgs [][]byte
 	for i := range 5 {
-		e := bistream.Envelope{Message: wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("app")}, Payload: fmt.Appendf(nil, "m%d", i)}}
-		msgs = append(msgs, e.Append(nil))
+		msgs = append(msgs, envelope("app", fmt.Sprintf("m%d", i)))
 	}
-	if _, err := th.store.Append(ctx, "inbox-x", 0, msgs); err != nil {
-		t.Fatal(err)
-	}
+	th.preload(ctx, "inbox-x", msgs...)
 
 	var got inbox
 	stuck := make(chan struct{})
@@ -411,17 +405,7 @@ func TestWorkerMayWaitForALaterMessage(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	th := startHub(t)
-	if _, err := th.store.CreateStream(ctx, "inbox-x", 1); err != nil {
-		t.Fatal(err)
-	}
-	var msgs [][]byte
-	for _, to := range []string{"first", "second"} {
-		e := bistream.Envelope{Message: wire.TransportMessage{OnwardRoute: wire.Route{wire.Local(to)}, Payload: []byte("for " + to)}}
-		msgs = append(msgs, e.Append(nil))
-	}
-	if _, err := th.store.Append(ctx, "inbox-x", 0, msgs); err != nil {
-		t.Fatal(err)
-	}
+	th.preload(ctx, "inbox-x", envelope("first", "for first"), envelope("second", "for second"))
 	x := newDevice(t, "x")
 	second := make(chan struct{})
 	firstDone := make(chan struct{})
