@@ -72,9 +72,10 @@ func advance(epoch uint32, nonce uint64, key [32]byte, n, rekeyAfter uint64) (po
 
 // snapshot encodes the channel's state with the send position reservation(RekeyAfter)
 // messages ahead, and returns that position: the caller raises the send limit to it
-// (commitReservation) once the state is stored durably. The messages with the delivery
-// labels unhandled (see deliveryLabel) are left out of the encoded replay windows.
-func (c *Channel) snapshot(unhandled []uint64) ([]byte, position) {
+// (commitReservation) once the state is stored durably. When unhandled is not nil, the
+// messages with the delivery labels it returns (see deliveryLabel) are left out of the
+// encoded replay windows; it is called after the windows are copied.
+func (c *Channel) snapshot(unhandled func() []uint64) ([]byte, position) {
 	b := make([]byte, 0, 2+2*KeySize+1+len(c.binding)+8+4+8+32+2*windowStateSize)
 	b = append(b, channelStateVersion, 0)
 	if c.initiator {
@@ -101,7 +102,11 @@ func (c *Channel) snapshot(unhandled []uint64) ([]byte, position) {
 		prev = &p
 	}
 	c.recvMu.Unlock()
-	for _, l := range unhandled {
+	var labels []uint64
+	if unhandled != nil {
+		labels = unhandled()
+	}
+	for _, l := range labels {
 		switch epoch, low := uint32(l>>32), uint32(l); {
 		case epoch == cur.epoch:
 			cur.win.forgetLow(low)

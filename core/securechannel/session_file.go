@@ -266,7 +266,7 @@ func (c *SecureChannel) snapshot() ([]byte, *Channel, position, error) {
 	switch {
 	case c.ch != nil:
 		b[1] = kindEstablished
-		state, limit := c.ch.snapshot(c.unhandled.Labels(nil))
+		state, limit := c.ch.snapshot(c.unhandledLabels)
 		return wire.AppendData(b, state), c.ch, limit, nil
 	case c.hs != nil && c.err == nil:
 		if _, eph, ok := c.hs.awaitingMessage3(); ok {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -78,8 +79,12 @@ type SecureChannel struct {
 	// unhandled follows the decrypted messages delivered into a worker's mailbox until the
 	// worker handled them, labelled with deliveryLabel: a session saved meanwhile leaves
 	// them out of its replay windows, so that a channel restored after a crash accepts them
-	// again when they come again (the stream did not move past them either).
+	// again when they come again (the stream did not move past them either). opening holds
+	// the labels of the messages being opened and delivered, from before the replay window
+	// accepts them until they are in unhandled (or handled): a save leaves those out too.
 	unhandled routing.Tracker
+	openingMu sync.Mutex
+	opening   []uint64
 
 	mu        sync.Mutex
 	hs        *Handshake
@@ -337,6 +342,9 @@ func (c *SecureChannel) openAndDeliver(ctx context.Context, ch *Channel, msg []b
 	// and a message that fails is dropped: decrypt it where it is. The header is not
 	// encrypted: decrypting in place leaves it as it was.
 	h, _, _ := ParseHeader(msg) // its error is open's too
+	label := deliveryLabel(h)
+	c.beginOpening(label)
+	defer c.endOpening(label)
 	pt, err := ch.openInPlace(msg)
 	if errors.Is(err, ErrReplay) {
 		c.duplicates.Add(1)
@@ -347,11 +355,35 @@ func (c *SecureChannel) openAndDeliver(ctx context.Context, ch *Channel, msg []b
 		c.log.Warn("securechannel: dropped message", "address", c.decAddr, "err", err)
 		return nil
 	}
-	if err := c.deliverInner(c.unhandled.Context(ctx, deliveryLabel(h)), pt); err != nil {
+	if err := c.deliverInner(c.unhandled.Context(ctx, label), pt); err != nil {
 		ch.forget(h)
 		return err
 	}
 	return nil
+}
+
+func (c *SecureChannel) beginOpening(label uint64) {
+	c.openingMu.Lock()
+	c.opening = append(c.opening, label)
+	c.openingMu.Unlock()
+}
+
+func (c *SecureChannel) endOpening(label uint64) {
+	c.openingMu.Lock()
+	if i := slices.Index(c.opening, label); i >= 0 {
+		c.opening = slices.Delete(c.opening, i, i+1)
+	}
+	c.openingMu.Unlock()
+}
+
+// unhandledLabels returns the labels of the messages that a save must leave out of its
+// replay windows: those being opened and delivered, then those delivered and not handled.
+// Called after the windows are copied, in that order, it misses none that the copy holds.
+func (c *SecureChannel) unhandledLabels() []uint64 {
+	c.openingMu.Lock()
+	labels := slices.Clone(c.opening)
+	c.openingMu.Unlock()
+	return c.unhandled.Labels(labels)
 }
 
 // handleHandshake handles XX message 2 (initiator) or 3 (responder), or IK message 2
