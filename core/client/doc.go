@@ -28,7 +28,9 @@
 // taken for "no messages". A handler error is retried with backoff, then the [ErrorPolicy]
 // stops the consumer or skips the message. Pulls and saves are pipelined: while the handler
 // works through a page, the pull for the next page and the save of the handled position are
-// already in flight (at most one of each per session).
+// already in flight (at most one of each per session). [WithSaveInterval] saves less often
+// (Kafka's auto.commit.interval.ms); [WithUnhandled] holds the saved position back before
+// messages that the handler handed on and that are not handled yet.
 //
 // # Configuration
 //
