@@ -63,7 +63,9 @@
 // otherwise it reads until limit messages or that last message. The reader remembers that
 // last message and asks again only when a Fetch would otherwise return nothing, so a
 // sequential reader pays the round trip once per catching up, not once per Fetch (a Fetch
-// may therefore return fewer than limit messages while more exist). A message with an
+// may therefore return fewer than limit messages while more exist). What the Store appended
+// itself is known to exist without asking (its receipts say so), so a hub that reads what it
+// wrote, waking a long poll after an append, does not pay the round trip at all. A message with an
 // index below from (the broker may deliver the entry before an inclusive start) is never
 // returned.
 //

@@ -187,3 +187,80 @@ func TestFetchKnownEndAcrossAppends(t *testing.T) {
 	}
 	checkFetched(t, all, idx, 2, 8)
 }
+
+// lastIDCounter is a reader that counts its GetLastMessageID round trips.
+type lastIDCounter struct {
+	pulsar.Reader
+	calls int
+}
+
+func (r *lastIDCounter) GetLastMessageID() (pulsar.MessageID, error) {
+	r.calls++
+	return r.Reader.GetLastMessageID()
+}
+
+// TestFetchOwnAppendsWithoutRoundTrip checks that a Fetch reads what the store appended
+// itself without asking the broker where the partition ends, and that it still finds what
+// another writer appended after that (then asking the broker).
+func TestFetchOwnAppendsWithoutRoundTrip(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s, err := openStore(t, ctx, "prefix=readers-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	stream, idx := readerCacheStream(t, s, ctx, 3)
+	got, err := s.Fetch(ctx, stream, 0, idx[0], 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFetched(t, got, idx, 0, 3)
+	counter := &lastIDCounter{Reader: idleReaderOf(t, s)}
+	s.mu.Lock()
+	s.idle[0].r = counter
+	s.mu.Unlock()
+
+	more, err := s.Append(ctx, stream, 0, [][]byte{[]byte("m03"), []byte("m04")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx = append(idx, more...)
+	got, err = s.Fetch(ctx, stream, 0, idx[3], 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFetched(t, got, idx, 3, 2)
+	if counter.calls != 0 {
+		t.Fatalf("fetching the store's own appends asked the broker for the last message id %d times, want 0", counter.calls)
+	}
+
+	// Another writer (a second store on the same topics) appends: the first store's Fetch
+	// reaches past what it appended itself and asks the broker.
+	other, err := openStore(t, ctx, "prefix=readers-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	theirs, err := other.Append(ctx, stream, 0, [][]byte{[]byte("m05"), []byte("m06")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx = append(idx, theirs...)
+	var all []core.Message
+	for from := idx[5]; ; {
+		got, err := s.Fetch(ctx, stream, 0, from, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) == 0 {
+			break
+		}
+		all = append(all, got...)
+		from = got[len(got)-1].Index + 1
+	}
+	checkFetched(t, all, idx, 5, 2)
+	if counter.calls == 0 {
+		t.Fatal("the other writer's messages were found without asking the broker: the test proves nothing")
+	}
+}

@@ -69,6 +69,9 @@ type Store struct {
 	streams   map[string]int // partition counts seen
 	producers map[string]*producerSlot
 	idle      []*idleReader // least recently used first
+	// appended is, by partition topic, one past the highest index that this store's own
+	// appends got a receipt for: a Fetch reads up to it without asking the broker.
+	appended map[string]uint64
 
 	index indexState
 }
@@ -137,6 +140,7 @@ func newStore(client pulsar.Client, own bool, adminURL string, opts *Options) (*
 		opts:      o,
 		streams:   map[string]int{},
 		producers: map[string]*producerSlot{},
+		appended:  map[string]uint64{},
 	}
 	s.closeCtx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
@@ -303,6 +307,7 @@ func (s *Store) DeleteStream(ctx context.Context, stream string) error {
 	var slots []*producerSlot
 	for p := range n {
 		t := s.partitionTopic(stream, p)
+		delete(s.appended, t)
 		if sl, ok := s.producers[t]; ok {
 			slots = append(slots, sl)
 			delete(s.producers, t)
@@ -511,7 +516,20 @@ func (s *Store) receiptIndexes(topic string, p pulsar.Producer, receipts []recei
 			return nil, fmt.Errorf("message %d of %d: %w", i, len(receipts), err)
 		}
 	}
+	s.mu.Lock()
+	if end := out[len(out)-1] + 1; end > s.appended[topic] {
+		s.appended[topic] = end
+	}
+	s.mu.Unlock()
 	return out, nil
+}
+
+// appendedEnd returns one past the highest index of topic that this store appended (0:
+// none).
+func (s *Store) appendedEnd(topic string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.appended[topic]
 }
 
 // receipt is the outcome of one SendAsync.
@@ -587,6 +605,11 @@ func (s *Store) fetchTopic(ctx context.Context, base string, partition int, from
 		if c.next >= c.end {
 			if len(out) > 0 {
 				break // what is known to exist; the next Fetch asks the broker
+			}
+			// What this store appended is persisted: read up to it without a round trip.
+			if end := s.appendedEnd(topic); end > c.next {
+				c.end = end
+				continue
 			}
 			// Nothing known to be persisted from next on: ask the broker (one round trip).
 			last, err := c.r.GetLastMessageID()
