@@ -25,6 +25,17 @@ func idleReaderOf(t *testing.T, s *Store) pulsar.Reader {
 	return s.idle[0].r
 }
 
+// readerStore opens a store for the reader cache tests; it is closed when the test ends.
+func readerStore(t *testing.T, ctx context.Context) *Store {
+	t.Helper()
+	s, err := openStore(t, ctx, "prefix=readers-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 func readerCacheStream(t *testing.T, s *Store, ctx context.Context, n int) (string, []uint64) {
 	t.Helper()
 	b := make([]byte, 4)
@@ -63,11 +74,7 @@ func checkFetched(t *testing.T, got []core.Message, idx []uint64, first, n int) 
 func TestFetchReusesReader(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	s, err := openStore(t, ctx, "prefix=readers-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := readerStore(t, ctx)
 	stream, idx := readerCacheStream(t, s, ctx, 20)
 
 	got, err := s.Fetch(ctx, stream, 0, idx[0], 10)
@@ -145,11 +152,7 @@ func TestFetchReusesReader(t *testing.T) {
 func TestFetchKnownEndAcrossAppends(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	s, err := openStore(t, ctx, "prefix=readers-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := readerStore(t, ctx)
 	stream, idx := readerCacheStream(t, s, ctx, 5)
 	// The reader learns that the partition ends after message 4.
 	got, err := s.Fetch(ctx, stream, 0, idx[0], 2)
@@ -205,11 +208,7 @@ func (r *lastIDCounter) GetLastMessageID() (pulsar.MessageID, error) {
 func TestFetchOwnAppendsWithoutRoundTrip(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	s, err := openStore(t, ctx, "prefix=readers-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := readerStore(t, ctx)
 	stream, idx := readerCacheStream(t, s, ctx, 3)
 	got, err := s.Fetch(ctx, stream, 0, idx[0], 100)
 	if err != nil {
@@ -237,11 +236,7 @@ func TestFetchOwnAppendsWithoutRoundTrip(t *testing.T) {
 
 	// Another writer (a second store on the same topics) appends: the first store's Fetch
 	// reaches past what it appended itself and asks the broker.
-	other, err := openStore(t, ctx, "prefix=readers-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	other := readerStore(t, ctx)
 	theirs, err := other.Append(ctx, stream, 0, [][]byte{[]byte("m05"), []byte("m06")})
 	if err != nil {
 		t.Fatal(err)
