@@ -11,6 +11,7 @@ import (
 
 	"github.com/sluicehq/sluice/backends/bbolt"
 	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/client"
 	"github.com/sluicehq/sluice/core/wire"
 	"github.com/sluicehq/sluice/hub/hubtest"
 )
@@ -30,32 +31,45 @@ func benchBbolt(b *testing.B) *core.Backend {
 	return &core.Backend{Storage: s, Index: s}
 }
 
-// BenchmarkPushThroughput compares pipelined single-message pushes through the hub (over
-// loopback TCP, on bbolt) with direct bbolt Append calls of one message each, benchWindow in
-// flight in both cases, for the same message size. The two paths alternate in chunks of
-// benchChunk messages within one benchmark run, so a change in the machine's load affects
+// BenchmarkPushThroughput compares pipelined pushes through the hub with direct bbolt
+// Append calls, benchWindow messages in flight on both paths, for the same message size.
+// The hub path is what a device gets: a client.Publisher (window benchWindow) over
+// loopback TCP to an in-process hub on bbolt, one Publish call per message. It runs in two
+// modes: batch=1, where every message is its own Ockam stream_push request (what an
+// ordinary Ockam client sends), and batch=64, the default, where the publisher puts the
+// messages queued in its window into sluice_push_batch requests. The direct path is
+// benchWindow goroutines calling Append with one message each, which bbolt group-commits.
+// The two paths alternate in chunks of benchChunk messages within one benchmark run, each
+// pair in the opposite order of the previous one, so a change in the machine's load affects
 // both alike; it reports each path's msg/s and the ratio hub/direct.
 func BenchmarkPushThroughput(b *testing.B) {
 	for _, size := range []int{64, 1024} {
-		b.Run(fmt.Sprintf("size=%d", size), func(b *testing.B) {
-			direct := newDirectPusher(b, size)
-			viaHub := newHubPusher(b, size)
-			b.SetBytes(int64(size))
-			var tDirect, tHub time.Duration
-			b.ResetTimer()
-			for done := 0; done < b.N; {
-				n := min(benchChunk, b.N-done)
-				tDirect += direct.push(b, n)
-				tHub += viaHub.push(b, n)
-				done += n
-			}
-			b.StopTimer()
-			rDirect := float64(b.N) / tDirect.Seconds()
-			rHub := float64(b.N) / tHub.Seconds()
-			b.ReportMetric(rDirect, "direct-msg/s")
-			b.ReportMetric(rHub, "hub-msg/s")
-			b.ReportMetric(rHub/rDirect, "hub/direct")
-		})
+		for _, batch := range []int{1, client.DefaultMaxBatch} {
+			b.Run(fmt.Sprintf("size=%d/batch=%d", size, batch), func(b *testing.B) {
+				direct := newDirectPusher(b, size)
+				viaHub := newHubPusher(b, size, batch)
+				b.SetBytes(int64(size))
+				var tDirect, tHub time.Duration
+				b.ResetTimer()
+				for i, done := 0, 0; done < b.N; i++ {
+					n := min(benchChunk, b.N-done)
+					if i%2 == 0 {
+						tDirect += direct.push(b, n)
+						tHub += viaHub.push(b, n)
+					} else {
+						tHub += viaHub.push(b, n)
+						tDirect += direct.push(b, n)
+					}
+					done += n
+				}
+				b.StopTimer()
+				rDirect := float64(b.N) / tDirect.Seconds()
+				rHub := float64(b.N) / tHub.Seconds()
+				b.ReportMetric(rDirect, "direct-msg/s")
+				b.ReportMetric(rHub, "hub-msg/s")
+				b.ReportMetric(rHub/rDirect, "hub/direct")
+			})
+		}
 	}
 }
 
@@ -115,57 +129,45 @@ func (d *directPusher) push(b *testing.B, n int) time.Duration {
 }
 
 type hubPusher struct {
-	c     *hubtest.Conn
-	route wire.Route
-	msg   []byte
-	id    uint64
+	pub *client.Publisher
+	msg []byte
 }
 
-func newHubPusher(b *testing.B, size int) *hubPusher {
+// newHubPusher starts a hub on its own bbolt file and opens a publisher to it that puts up
+// to maxBatch messages in one request.
+func newHubPusher(b *testing.B, size, maxBatch int) *hubPusher {
 	_, addr := hubtest.Start(b, benchBbolt(b))
-	c := hubtest.Dial(b, addr)
-	return &hubPusher{c: c, route: c.Create("bench").Route, msg: make([]byte, size)}
-}
-
-// push sends n pushes with up to benchWindow unconfirmed, waits for every confirm and
-// returns the time.
-func (h *hubPusher) push(b *testing.B, n int) time.Duration {
-	slots := make(chan struct{}, benchWindow)
-	recvErr := make(chan error, 1)
-	start := time.Now()
-	go func() { // ends after n confirms or the first error
-		for range n {
-			r, err := h.c.TryRecv(time.Minute)
-			if err == nil && r.Protocol != wire.ProtocolPush {
-				err = fmt.Errorf("reply %q, want %q", r.Protocol, wire.ProtocolPush)
-			}
-			if err == nil {
-				var pc wire.PushConfirm
-				if pc, err = wire.DecodePushConfirm(r.Data); err == nil && pc.Status != wire.StatusOK {
-					err = fmt.Errorf("push %d: status %v", pc.RequestID, pc.Status)
-				}
-			}
-			if err != nil {
-				recvErr <- err
-				return
-			}
-			<-slots
-		}
-		recvErr <- nil
-	}()
-	for range n {
-		select {
-		case slots <- struct{}{}:
-		case err := <-recvErr:
-			b.Fatal(err)
-		}
-		h.id++
-		h.c.Send(h.route, wire.ProtocolPush, wire.PushRequest{RequestID: h.id, Data: h.msg})
-	}
-	if err := <-recvErr; err != nil {
+	c, err := client.Dial(addr)
+	if err != nil {
 		b.Fatal(err)
 	}
-	return time.Since(start)
+	b.Cleanup(func() { _ = c.Close() })
+	pub, err := client.NewPublisher(context.Background(), c, "bench",
+		client.WithWindow(benchWindow), client.WithMaxBatch(maxBatch))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = pub.Close() })
+	return &hubPusher{pub: pub, msg: make([]byte, size)}
+}
+
+// push publishes n messages, waits until the hub confirmed all and returns the time.
+func (h *hubPusher) push(b *testing.B, n int) time.Duration {
+	ctx := context.Background()
+	start := time.Now()
+	for range n {
+		if _, err := h.pub.Publish(ctx, h.msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := h.pub.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	elapsed := time.Since(start)
+	if st := h.pub.Stats(); st.Reconnects != 0 {
+		b.Fatalf("publisher reconnected %d times: the hub path was not measured as it should be", st.Reconnects)
+	}
+	return elapsed
 }
 
 // reportPercentiles reports the p50 and p99 of ds in microseconds.
