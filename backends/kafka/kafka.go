@@ -117,11 +117,7 @@ type Store struct {
 
 	ahead readAhead // messages fetched past a Fetch's limit, for the next Fetch
 
-	mu      sync.RWMutex // guards closed; held for reading while registering a call
-	closed  bool
-	calls   sync.WaitGroup
-	life    context.Context // cancelled by Close after CloseTimeout
-	endLife context.CancelFunc
+	calls core.Calls // cancelled by Close after CloseTimeout
 }
 
 var (
@@ -209,7 +205,6 @@ func newStore(cl *kgo.Client, own bool, opts *Options) (*Store, error) {
 	for i := range s.keyLocks {
 		s.keyLocks[i] = make(chan struct{}, 1)
 	}
-	s.life, s.endLife = context.WithCancel(context.Background())
 	return s, nil
 }
 
@@ -232,32 +227,19 @@ func (s *Store) Capabilities() core.Capabilities {
 	}
 }
 
-// begin registers a call: it fails with ErrClosed after Close and with ctx's error if ctx
-// is done. The returned context is also cancelled (cause ErrClosed) when Close gives up
-// waiting; end must be called when the call returns.
+// begin registers a call (see [core.Calls.Begin]): it fails with ErrClosed after Close and
+// with ctx's error if ctx is done, naming op and stream. The returned context is also
+// cancelled (cause ErrClosed) when Close gives up waiting; end must be called when the call
+// returns.
 func (s *Store) begin(ctx context.Context, op, stream string) (context.Context, func(), error) {
-	what := "kafka: " + op
-	if stream != "" {
-		what = fmt.Sprintf("kafka: %s %q", op, stream)
+	cctx, end, err := s.calls.Begin(ctx)
+	if err != nil {
+		if stream != "" {
+			return nil, nil, fmt.Errorf("kafka: %s %q: %w", op, stream, err)
+		}
+		return nil, nil, fmt.Errorf("kafka: %s: %w", op, err)
 	}
-	s.mu.RLock()
-	if s.closed {
-		s.mu.RUnlock()
-		return nil, nil, fmt.Errorf("%s: %w", what, core.ErrClosed)
-	}
-	s.calls.Add(1)
-	s.mu.RUnlock()
-	if err := ctx.Err(); err != nil {
-		s.calls.Done()
-		return nil, nil, fmt.Errorf("%s: %w", what, err)
-	}
-	cctx, cancel := context.WithCancelCause(ctx)
-	stop := context.AfterFunc(s.life, func() { cancel(core.ErrClosed) })
-	return cctx, func() {
-		stop()
-		cancel(nil)
-		s.calls.Done()
-	}, nil
+	return cctx, end, nil
 }
 
 // CreateStream creates topic Prefix+stream with the given partitions and the configured
@@ -384,7 +366,7 @@ func (s *Store) Append(ctx context.Context, stream string, partition int, msgs [
 		default:
 		}
 		return nil, s.mapErr(ctx, "append", stream, ctx.Err())
-	case <-s.life.Done():
+	case <-s.calls.Cancelled():
 		select {
 		case r := <-ch:
 			return r.idx, r.err
@@ -824,30 +806,17 @@ func (s *Store) ping(ctx context.Context) error {
 // Dial created it. It never blocks for much more than twice CloseTimeout. A second Close
 // returns nil.
 func (s *Store) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	if !s.calls.Close() {
 		return nil
 	}
-	s.closed = true
-	s.mu.Unlock()
-	idle := make(chan struct{})
-	go func() { // ends when the last in-flight call returns
-		s.calls.Wait()
-		close(idle)
-	}()
 	var err error
-	select {
-	case <-idle:
-	case <-time.After(s.opts.CloseTimeout):
-		s.endLife()
-		select {
-		case <-idle:
-		case <-time.After(s.opts.CloseTimeout):
+	if !s.calls.Wait(s.opts.CloseTimeout) {
+		s.calls.Cancel()
+		if !s.calls.Wait(s.opts.CloseTimeout) {
 			err = fmt.Errorf("kafka: close: %w: calls still in flight after %s", core.ErrUnavailable, 2*s.opts.CloseTimeout)
 		}
 	}
-	s.endLife()
+	s.calls.Cancel()
 	if s.own {
 		s.cl.Close()
 	}

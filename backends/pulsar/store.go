@@ -60,12 +60,9 @@ type Store struct {
 	admin     *admin
 	opts      Options
 
-	closeCtx context.Context // cancelled by Close; in-flight operations derive from it
-	cancel   context.CancelFunc
+	calls core.Calls // public calls and the goroutines they start; cancelled by Close
 
 	mu        sync.Mutex
-	closed    bool
-	ops       sync.WaitGroup // in-flight public calls and producer creations; Add under mu
 	streams   map[string]int // partition counts seen
 	producers map[string]*producerSlot
 	idle      []*idleReader // least recently used first
@@ -142,7 +139,6 @@ func newStore(client pulsar.Client, own bool, adminURL string, opts *Options) (*
 		producers: map[string]*producerSlot{},
 		appended:  map[string]uint64{},
 	}
-	s.closeCtx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
 }
 
@@ -159,30 +155,13 @@ func (s *Store) Capabilities() core.Capabilities {
 	}
 }
 
-// enter registers an in-flight call and returns a context that also ends when the store is
-// closed. The caller must call the returned done.
+// enter registers an in-flight call (see [core.Calls.Begin]) and returns a context that
+// also ends when the store is closed. The caller must call the returned done.
 func (s *Store) enter(ctx context.Context) (context.Context, func(), error) {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil, nil, core.ErrClosed
-	}
-	s.ops.Add(1)
-	s.mu.Unlock()
-	if err := ctx.Err(); err != nil {
-		s.ops.Done()
-		return nil, nil, err
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	stop := context.AfterFunc(s.closeCtx, cancel)
-	return ctx, func() { stop(); cancel(); s.ops.Done() }, nil
+	return s.calls.Begin(ctx)
 }
 
-func (s *Store) isClosed() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closed
-}
+func (s *Store) isClosed() bool { return s.calls.Closed() }
 
 // topic returns the partitioned topic name of a base name (a stream or the index topic),
 // without the persistent://tenant/namespace/ part.
@@ -330,9 +309,7 @@ func (s *Store) producer(ctx context.Context, topic string) (pulsar.Producer, er
 	if !ok {
 		sl = &producerSlot{ready: make(chan struct{})}
 		s.producers[topic] = sl
-		s.ops.Add(1) // s.closed is false: the caller is inside enter
-		go func() {  // owned by the store: bounded by the client's operation timeout, waited for by Close
-			defer s.ops.Done()
+		s.calls.Go(func() { // the caller is inside enter; bounded by the client's operation timeout
 			sl.p, sl.err = s.client.CreateProducer(pulsar.ProducerOptions{
 				Topic:              topic,
 				DisableBatching:    true, // one message per entry: the index is the entry's position
@@ -343,7 +320,7 @@ func (s *Store) producer(ctx context.Context, topic string) (pulsar.Producer, er
 				s.dropProducer(topic, sl)
 			}
 			close(sl.ready)
-		}()
+		})
 	}
 	s.mu.Unlock()
 	select {
@@ -505,8 +482,7 @@ func (s *Store) receiptIndexes(topic string, p pulsar.Producer, receipts []recei
 					// Already closed or fenced by the broker. Not on this goroutine, which
 					// may be the producer's own: owned by the store (the append is inside
 					// enter, so Close waits for it).
-					s.ops.Add(1)
-					go func() { defer s.ops.Done(); closeSlot(sl) }()
+					s.calls.Go(func() { closeSlot(sl) })
 				}
 			}
 			return nil, fmt.Errorf("message %d of %d: %w", i, len(receipts), r.err)
@@ -722,7 +698,7 @@ func (s *Store) takeReader(topic string, from uint64) *idleReader {
 // maxIdleReaders (or c itself when the store is closed).
 func (s *Store) putReader(c *idleReader) {
 	s.mu.Lock()
-	if s.closed {
+	if s.calls.Closed() { // Close drops the idle readers after this
 		s.mu.Unlock()
 		c.r.Close()
 		return
@@ -767,11 +743,7 @@ func (s *Store) reader(ctx context.Context, o pulsar.ReaderOptions) (pulsar.Read
 	ch := make(chan result, 1)
 	var handoff sync.Mutex
 	abandoned := false
-	s.mu.Lock()
-	s.ops.Add(1) // the caller is inside enter: the store is open
-	s.mu.Unlock()
-	go func() { // owned by the store: bounded by the client's operation timeout, waited for by Close
-		defer s.ops.Done()
+	s.calls.Go(func() { // the caller is inside enter; bounded by the client's operation timeout
 		r, err := s.client.CreateReader(o)
 		handoff.Lock()
 		defer handoff.Unlock()
@@ -782,7 +754,7 @@ func (s *Store) reader(ctx context.Context, o pulsar.ReaderOptions) (pulsar.Read
 			return
 		}
 		ch <- result{r, err}
-	}()
+	})
 	select {
 	case res := <-ch:
 		return res.r, res.err
@@ -805,15 +777,11 @@ func (s *Store) reader(ctx context.Context, o pulsar.ReaderOptions) (pulsar.Read
 // built it (Open), the client. It never waits longer than the client's operation timeout.
 // A second Close returns nil.
 func (s *Store) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	if !s.calls.Close() {
 		return nil
 	}
-	s.closed = true
-	s.mu.Unlock()
-	s.cancel()
-	s.ops.Wait()
+	s.calls.Cancel()
+	s.calls.Wait(0)
 	s.mu.Lock()
 	slots := s.producers
 	s.producers = map[string]*producerSlot{}

@@ -1,0 +1,145 @@
+package core
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// Calls keeps count of a backend's calls in flight, so that its Close can refuse new calls,
+// wait for the ones running and cancel them. A backend calls Begin at the start of every
+// method that talks to its broker and the returned end when the method returns; its Close
+// calls Close, then Wait and Cancel in the order its documentation promises (for example:
+// wait a grace period, then cancel). The zero value is ready to use; a Calls must not be
+// copied after first use.
+type Calls struct {
+	mu     sync.Mutex
+	closed bool
+	n      int                     // calls and goroutines in flight
+	idle   chan struct{}           // made by Close; closed once n is 0 after Close
+	life   context.Context         // ends when Cancel is called; made on first use
+	cancel context.CancelCauseFunc // cancels life with cause ErrClosed
+}
+
+// initLocked makes life on first use.
+func (c *Calls) initLocked() {
+	if c.life == nil {
+		c.life, c.cancel = context.WithCancelCause(context.Background())
+	}
+}
+
+// Begin registers a call. It fails with [ErrClosed] once Close was called, and with ctx's
+// error when ctx is already done. The returned context ends with ctx, and also when Cancel
+// is called, with cause [ErrClosed] (context.Cause tells the two apart). The caller must
+// call end when the call returns.
+func (c *Calls) Begin(ctx context.Context) (_ context.Context, end func(), _ error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, nil, ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		c.mu.Unlock()
+		return nil, nil, err
+	}
+	c.initLocked()
+	c.n++
+	life := c.life
+	c.mu.Unlock()
+	cctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(life, func() { cancel(ErrClosed) })
+	return cctx, func() {
+		stop()
+		cancel(nil)
+		c.done()
+	}, nil
+}
+
+// Go runs f on a new goroutine that Wait waits for, as for a call. It must be called by a
+// call in flight (between Begin and its end), which guarantees that Close has not finished
+// waiting.
+func (c *Calls) Go(f func()) {
+	c.mu.Lock()
+	if c.n == 0 {
+		c.mu.Unlock()
+		panic("core: Calls.Go outside a call")
+	}
+	c.n++
+	c.mu.Unlock()
+	go func() { // owned by the backend: waited for by its Close
+		defer c.done()
+		f()
+	}()
+}
+
+func (c *Calls) done() {
+	c.mu.Lock()
+	c.n--
+	if c.n == 0 && c.idle != nil {
+		close(c.idle)
+	}
+	c.mu.Unlock()
+}
+
+// Close refuses new calls from now on. It reports whether this was the first Close; a
+// backend's Close returns at once when it was not.
+func (c *Calls) Close() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	c.closed = true
+	c.idle = make(chan struct{})
+	if c.n == 0 {
+		close(c.idle)
+	}
+	return true
+}
+
+// Closed reports whether Close was called.
+func (c *Calls) Closed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+// Cancel ends the context of every call in flight, with cause [ErrClosed], and the
+// channel of Cancelled.
+func (c *Calls) Cancel() {
+	c.mu.Lock()
+	c.initLocked()
+	c.mu.Unlock()
+	c.cancel(ErrClosed)
+}
+
+// Cancelled returns a channel that is closed when Cancel is called.
+func (c *Calls) Cancelled() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.initLocked()
+	return c.life.Done()
+}
+
+// Wait waits, after Close, until no call or goroutine of Go is in flight, or until timeout
+// passed (timeout <= 0: no limit). It reports whether none is left.
+func (c *Calls) Wait(timeout time.Duration) bool {
+	c.mu.Lock()
+	idle := c.idle
+	c.mu.Unlock()
+	if idle == nil {
+		panic("core: Calls.Wait before Close")
+	}
+	if timeout <= 0 {
+		<-idle
+		return true
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-idle:
+		return true
+	case <-t.C:
+		return false
+	}
+}

@@ -1,0 +1,156 @@
+package core_test
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/core"
+)
+
+func TestCallsRefuseAfterClose(t *testing.T) {
+	var c core.Calls
+	if c.Closed() {
+		t.Fatal("a new Calls is closed")
+	}
+	if !c.Close() {
+		t.Fatal("first Close reported false")
+	}
+	if c.Close() {
+		t.Fatal("second Close reported true")
+	}
+	if !c.Closed() {
+		t.Fatal("Closed is false after Close")
+	}
+	if _, _, err := c.Begin(context.Background()); !errors.Is(err, core.ErrClosed) {
+		t.Fatalf("Begin after Close: %v, want ErrClosed", err)
+	}
+	if !c.Wait(time.Millisecond) {
+		t.Fatal("Wait with no call in flight reported calls left")
+	}
+}
+
+func TestCallsBeginWithDoneContext(t *testing.T) {
+	var c core.Calls
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, _, err := c.Begin(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Begin with a cancelled ctx: %v, want context.Canceled", err)
+	}
+	c.Close()
+	if !c.Wait(time.Millisecond) {
+		t.Fatal("a refused Begin was counted as a call in flight")
+	}
+}
+
+func TestCallsWaitForCallsAndGoroutines(t *testing.T) {
+	var c core.Calls
+	_, end, err := c.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	var ran atomic.Bool
+	c.Go(func() {
+		<-release
+		ran.Store(true)
+	})
+	c.Close()
+	end()
+	if c.Wait(20 * time.Millisecond) {
+		t.Fatal("Wait returned while a goroutine of Go was running")
+	}
+	close(release)
+	if !c.Wait(0) {
+		t.Fatal("Wait without limit reported calls left")
+	}
+	if !ran.Load() {
+		t.Fatal("Wait returned before the goroutine of Go ended")
+	}
+}
+
+func TestCallsCancel(t *testing.T) {
+	var c core.Calls
+	parent, cancelParent := context.WithCancel(context.Background())
+	defer cancelParent()
+	ctx, end, err := c.Begin(parent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer end()
+	select {
+	case <-c.Cancelled():
+		t.Fatal("Cancelled is closed before Cancel")
+	default:
+	}
+	c.Close()
+	if ctx.Err() != nil {
+		t.Fatal("Close alone cancelled a call in flight")
+	}
+	c.Cancel()
+	<-ctx.Done()
+	if cause := context.Cause(ctx); !errors.Is(cause, core.ErrClosed) {
+		t.Fatalf("cause %v, want ErrClosed", cause)
+	}
+	<-c.Cancelled()
+}
+
+func TestCallsEndedByOwnContext(t *testing.T) {
+	var c core.Calls
+	parent, cancelParent := context.WithCancel(context.Background())
+	ctx, end, err := c.Begin(parent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancelParent()
+	<-ctx.Done()
+	if cause := context.Cause(ctx); errors.Is(cause, core.ErrClosed) {
+		t.Fatal("a call whose own ctx ended has cause ErrClosed")
+	}
+	end()
+}
+
+// TestCallsNoCallAfterWait races calls against Close: once Wait reports none left, no call
+// or goroutine of Go is running, and none starts.
+func TestCallsNoCallAfterWait(t *testing.T) {
+	for range 50 {
+		var c core.Calls
+		var running atomic.Int64
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 100 {
+					_, end, err := c.Begin(context.Background())
+					if err != nil {
+						return
+					}
+					running.Add(1)
+					c.Go(func() {
+						running.Add(1)
+						runtime.Gosched()
+						running.Add(-1)
+					})
+					running.Add(-1)
+					end()
+				}
+			}()
+		}
+		c.Close()
+		if !c.Wait(10 * time.Second) {
+			t.Fatal("calls still in flight after 10 s")
+		}
+		if n := running.Load(); n != 0 {
+			t.Fatalf("%d calls running after Wait", n)
+		}
+		wg.Wait()
+		if n := running.Load(); n != 0 {
+			t.Fatalf("%d calls ran after Wait", n)
+		}
+	}
+}
