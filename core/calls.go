@@ -2,6 +2,8 @@ package core
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -104,21 +106,19 @@ func (c *Calls) Closed() bool {
 	return c.closed
 }
 
-// Cancel ends the context of every call in flight, with cause [ErrClosed], and the
-// channel of Cancelled.
+// Cancel ends the context of every call in flight, and Context, with cause [ErrClosed].
 func (c *Calls) Cancel() {
-	c.mu.Lock()
-	c.initLocked()
-	c.mu.Unlock()
+	c.Context()
 	c.cancel(ErrClosed)
 }
 
-// Cancelled returns a channel that is closed when Cancel is called.
-func (c *Calls) Cancelled() <-chan struct{} {
+// Context returns a context that ends when Cancel is called, with cause [ErrClosed], for
+// work of the backend that belongs to no single call (for example a writer goroutine).
+func (c *Calls) Context() context.Context {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.initLocked()
-	return c.life.Done()
+	return c.life
 }
 
 // Wait waits, after Close, until no call or goroutine of Go is in flight, or until timeout
@@ -142,4 +142,15 @@ func (c *Calls) Wait(timeout time.Duration) bool {
 	case <-t.C:
 		return false
 	}
+}
+
+// CallErr returns the error of the context of a call begun with [Calls.Begin]: nil while it
+// has not ended, ctx.Err() when the caller's context ended it, and an error matching both
+// [ErrClosed] and ctx.Err() when Cancel did.
+func CallErr(ctx context.Context) error {
+	err := ctx.Err()
+	if err != nil && errors.Is(context.Cause(ctx), ErrClosed) {
+		return fmt.Errorf("%w: cancelled by Close: %w", ErrClosed, err)
+	}
+	return err
 }

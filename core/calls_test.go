@@ -82,10 +82,8 @@ func TestCallsCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer end()
-	select {
-	case <-c.Cancelled():
-		t.Fatal("Cancelled is closed before Cancel")
-	default:
+	if c.Context().Err() != nil {
+		t.Fatal("Context ended before Cancel")
 	}
 	c.Close()
 	if ctx.Err() != nil {
@@ -96,7 +94,12 @@ func TestCallsCancel(t *testing.T) {
 	if cause := context.Cause(ctx); !errors.Is(cause, core.ErrClosed) {
 		t.Fatalf("cause %v, want ErrClosed", cause)
 	}
-	<-c.Cancelled()
+	if err := core.CallErr(ctx); !errors.Is(err, core.ErrClosed) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("CallErr %v, want ErrClosed and context.Canceled", err)
+	}
+	if cause := context.Cause(c.Context()); !errors.Is(cause, core.ErrClosed) {
+		t.Fatalf("Context's cause %v, want ErrClosed", cause)
+	}
 }
 
 func TestCallsEndedByOwnContext(t *testing.T) {
@@ -108,8 +111,8 @@ func TestCallsEndedByOwnContext(t *testing.T) {
 	}
 	cancelParent()
 	<-ctx.Done()
-	if cause := context.Cause(ctx); errors.Is(cause, core.ErrClosed) {
-		t.Fatal("a call whose own ctx ended has cause ErrClosed")
+	if err := core.CallErr(ctx); errors.Is(err, core.ErrClosed) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("CallErr of a call whose own ctx ended: %v, want context.Canceled alone", err)
 	}
 	end()
 }

@@ -366,7 +366,7 @@ func (s *Store) Append(ctx context.Context, stream string, partition int, msgs [
 		default:
 		}
 		return nil, s.mapErr(ctx, "append", stream, ctx.Err())
-	case <-s.calls.Cancelled():
+	case <-s.calls.Context().Done():
 		select {
 		case r := <-ch:
 			return r.idx, r.err

@@ -68,14 +68,12 @@ type Store struct {
 	client *kinesis.Client
 	opts   Options
 
-	// ctx bounds the writers' broker calls; cancelled by Close after a grace period.
-	ctx    context.Context
-	cancel context.CancelFunc
-	stop   chan struct{} // closed by Close: writers finish what they hold and exit
-	wg     sync.WaitGroup
+	// calls holds the public calls and the partition writers; Close cancels them after a
+	// grace period.
+	calls core.Calls
+	stop  chan struct{} // closed by Close: writers finish what they hold and exit
 
 	mu      sync.Mutex
-	closed  bool
 	streams map[string]*streamState
 }
 
@@ -122,8 +120,7 @@ func New(client *kinesis.Client, opts *Options) (*Store, error) {
 	if len(o.Prefix)+core.MaxStreamNameLen > 128 {
 		return nil, fmt.Errorf("kinesis: %w: prefix %q is too long: prefix plus a %d-character stream name must fit Kinesis's 128", core.ErrInvalidOption, o.Prefix, core.MaxStreamNameLen)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	return &Store{client: client, opts: o, streams: map[string]*streamState{}, ctx: ctx, cancel: cancel, stop: make(chan struct{})}, nil
+	return &Store{client: client, opts: o, streams: map[string]*streamState{}, stop: make(chan struct{})}, nil
 }
 
 // Capabilities: indexes are not dense (a failed append burns its indexes), data is
@@ -140,46 +137,41 @@ func (s *Store) Capabilities() core.Capabilities {
 // closeGrace is how long Close lets in-flight writes finish before cancelling them.
 const closeGrace = 10 * time.Second
 
-// Close stops the partition writers: appends being written finish (or, after 10 seconds, are
-// cancelled and fail), appends still queued fail with core.ErrClosed, and later calls return
-// core.ErrClosed. It does not close the client. A second Close returns nil.
+// Close stops the partition writers: appends being written finish, appends still queued
+// fail with core.ErrClosed, and later calls return core.ErrClosed. It waits up to 10 seconds
+// for the writers and the calls in flight, then cancels them. It does not close the client.
+// A second Close returns nil.
 func (s *Store) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	if !s.calls.Close() {
 		return nil
 	}
-	s.closed = true
-	s.mu.Unlock()
 	close(s.stop)
-	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }() // ends when the writers do
-	select {
-	case <-done:
-	case <-time.After(closeGrace):
-		s.cancel()
-		<-done
+	if !s.calls.Wait(closeGrace) {
+		s.calls.Cancel()
+		s.calls.Wait(0)
 	}
-	s.cancel()
+	s.calls.Cancel()
 	return nil
 }
 
-func (s *Store) checkOpen(ctx context.Context) error {
-	s.mu.Lock()
-	closed := s.closed
-	s.mu.Unlock()
-	if closed {
-		return fmt.Errorf("kinesis: %w", core.ErrClosed)
+// begin registers a public call (see [core.Calls.Begin]); it fails with core.ErrClosed
+// after Close. The caller must call end when the call returns.
+func (s *Store) begin(ctx context.Context) (_ context.Context, end func(), _ error) {
+	ctx, end, err := s.calls.Begin(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("kinesis: %w", err)
 	}
-	return ctx.Err()
+	return ctx, end, nil
 }
 
 // CreateStream creates the Kinesis stream with one shard per partition and waits until it is
 // ACTIVE. An existing stream is not an error: its open-shard count is returned.
 func (s *Store) CreateStream(ctx context.Context, stream string, partitions int) (int, error) {
-	if err := s.checkOpen(ctx); err != nil {
+	ctx, end, err := s.begin(ctx)
+	if err != nil {
 		return 0, err
 	}
+	defer end()
 	if err := core.ValidateStreamName(stream); err != nil {
 		return 0, err
 	}
@@ -187,7 +179,7 @@ func (s *Store) CreateStream(ctx context.Context, stream string, partitions int)
 		return 0, err
 	}
 	name := s.opts.Prefix + stream
-	err := s.retry(ctx, func() error {
+	err = s.retry(ctx, func() error {
 		_, err := s.client.CreateStream(ctx, &kinesis.CreateStreamInput{
 			StreamName:        aws.String(name),
 			ShardCount:        aws.Int32(int32(partitions)),
@@ -296,9 +288,11 @@ func (s *Store) partition(ctx context.Context, stream string, p int) (*streamSta
 
 // Partitions returns the number of open shards of stream.
 func (s *Store) Partitions(ctx context.Context, stream string) (int, error) {
-	if err := s.checkOpen(ctx); err != nil {
+	ctx, end, err := s.begin(ctx)
+	if err != nil {
 		return 0, err
 	}
+	defer end()
 	if err := core.ValidateStreamName(stream); err != nil {
 		return 0, err
 	}
@@ -311,16 +305,18 @@ func (s *Store) Partitions(ctx context.Context, stream string) (int, error) {
 
 // DeleteStream deletes the Kinesis stream and forgets its cached state.
 func (s *Store) DeleteStream(ctx context.Context, stream string) error {
-	if err := s.checkOpen(ctx); err != nil {
+	ctx, end, err := s.begin(ctx)
+	if err != nil {
 		return err
 	}
+	defer end()
 	if err := core.ValidateStreamName(stream); err != nil {
 		return err
 	}
 	s.mu.Lock()
 	delete(s.streams, stream)
 	s.mu.Unlock()
-	err := s.retry(ctx, func() error {
+	err = s.retry(ctx, func() error {
 		_, err := s.client.DeleteStream(ctx, &kinesis.DeleteStreamInput{StreamName: aws.String(s.opts.Prefix + stream), EnforceConsumerDeletion: aws.Bool(true)})
 		return err
 	})
@@ -340,9 +336,11 @@ func (s *Store) DeleteStream(ctx context.Context, stream string) error {
 // shard. An append whose ctx ends after it was queued returns ctx.Err(), but its messages may
 // still be written.
 func (s *Store) Append(ctx context.Context, stream string, p int, msgs [][]byte) ([]uint64, error) {
-	if err := s.checkOpen(ctx); err != nil {
+	ctx, end, err := s.begin(ctx)
+	if err != nil {
 		return nil, err
 	}
+	defer end()
 	if err := core.ValidateMessages(msgs, maxMessageSize); err != nil {
 		return nil, fmt.Errorf("kinesis: append %q: %w", stream, err)
 	}
@@ -358,21 +356,20 @@ func (s *Store) Append(ctx context.Context, stream string, p int, msgs [][]byte)
 	req := &appendReq{ctx: ctx, msgs: core.CopyMessages(msgs), done: make(chan struct{})}
 	part.writer.Do(func() {
 		part.reqs = make(chan *appendReq, 256)
-		s.wg.Add(1)
-		go s.writeLoop(stream, p, part) // owned by s: stops when s.stop is closed
+		s.calls.Go(func() { s.writeLoop(stream, p, part) }) // stops when s.stop is closed
 	})
 	select {
 	case part.reqs <- req:
 	case <-s.stop:
 		return nil, fmt.Errorf("kinesis: append %q: %w", stream, core.ErrClosed)
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, fmt.Errorf("kinesis: append %q: %w", stream, core.CallErr(ctx))
 	}
 	select {
 	case <-req.done:
 		return req.idx, req.err
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, fmt.Errorf("kinesis: append %q: %w", stream, core.CallErr(ctx))
 	}
 }
 
@@ -391,7 +388,6 @@ const maxGroupBytes = 4 * maxRecordSize
 // writeLoop is a partition's single writer. It takes every append waiting, writes them as one
 // group, and answers each.
 func (s *Store) writeLoop(stream string, p int, part *partition) {
-	defer s.wg.Done()
 	for {
 		var group []*appendReq
 		select {
@@ -465,7 +461,7 @@ func (s *Store) writeGroup(stream string, p int, part *partition, group []*appen
 // write appends msgs to the partition's shard and returns the index of the first. Only the
 // partition's writer goroutine calls it.
 func (s *Store) write(stream string, p int, part *partition, msgs [][]byte) (uint64, error) {
-	ctx := s.ctx
+	ctx := s.calls.Context()
 	part.mu.Lock()
 	defer part.mu.Unlock()
 	if err := s.recover(ctx, stream, part); err != nil {
@@ -549,9 +545,11 @@ func (s *Store) recover(ctx context.Context, stream string, part *partition) err
 // forward with GetRecords. Records written twice by a retried append are skipped: only
 // messages with increasing indexes are returned.
 func (s *Store) Fetch(ctx context.Context, stream string, p int, from uint64, limit int) ([]core.Message, error) {
-	if err := s.checkOpen(ctx); err != nil {
+	ctx, end, err := s.begin(ctx)
+	if err != nil {
 		return nil, err
 	}
+	defer end()
 	if err := core.ValidateLimit(limit); err != nil {
 		return nil, err
 	}
