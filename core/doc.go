@@ -26,4 +26,12 @@
 // [ErrIndexNotFound], [ErrInvalidArgument], [ErrMessageTooLarge], [ErrClosed],
 // [ErrInvalidOption], [ErrUnavailable]; cancellation returns the context's error. A backend keeps
 // its broker's own error in the chain so errors.As still finds it.
+//
+// # Helpers for backends
+//
+// A backend need not write its own plumbing for what every backend needs: [CopyMessages]
+// keeps messages past the return of the call that passed them, in one allocation, and
+// [Calls] counts the calls in flight so that Close can refuse new calls, wait for the
+// running ones and cancel them ([CallErr] tells a call cancelled by Close from one whose
+// caller gave up). The Kafka, Pulsar and Kinesis backends use both.
 package core
