@@ -30,6 +30,8 @@
 //	max_fetch_bytes=N    soft cap on the bytes one Fetch returns (default 16 MiB)
 //	max_commit_bytes=N   soft cap on the message bytes one group commit covers (default 32 MiB)
 //	nosync=BOOL          skip fsync: safe against process crashes only (default false)
+//	sync_freelist=BOOL   write bbolt's free-page list in every commit, for a faster open of a
+//	                     large file (default false: bbolt rebuilds it on open; see Options)
 //	lock_timeout=DUR     wait this long for another process to release the file (default 5s)
 //	mode=OCTAL           permission of a new database file (default 600)
 //

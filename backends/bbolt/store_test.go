@@ -557,6 +557,7 @@ func TestURL(t *testing.T) {
 		"bbolt://",
 		"bbolt://host/path",
 		"bbolt:///x?nosync=maybe",
+		"bbolt:///x?sync_freelist=maybe",
 		"bbolt:///x?max_message_size=0",
 		"bbolt:///x?max_partitions=99999",
 		"bbolt:///x?lock_timeout=-1s",
@@ -575,9 +576,9 @@ func TestURL(t *testing.T) {
 }
 
 func TestParseURLRelative(t *testing.T) {
-	u := mustParse(t, "bbolt:data/hub.db?max_fetch_bytes=5")
+	u := mustParse(t, "bbolt:data/hub.db?max_fetch_bytes=5&sync_freelist=true")
 	path, o, err := ParseURL(u)
-	if err != nil || path != "data/hub.db" || o.MaxFetchBytes != 5 {
+	if err != nil || path != "data/hub.db" || o.MaxFetchBytes != 5 || !o.SyncFreelist {
 		t.Fatalf("ParseURL = %q, %+v, %v", path, o, err)
 	}
 }
@@ -712,5 +713,90 @@ func TestAppendAsyncRefused(t *testing.T) {
 	}
 	if err := call(ctx, "s", 0); !errors.Is(err, core.ErrClosed) {
 		t.Errorf("after Close: %v, want ErrClosed", err)
+	}
+}
+
+// fillAndDelete appends n messages of size bytes to a new stream and deletes it, so that
+// bbolt holds about n free pages.
+func fillAndDelete(t *testing.T, s *Store, stream string, n, size int) {
+	t.Helper()
+	mustCreate(t, s, stream, 1)
+	batch := make([][]byte, 0, 500)
+	for i := range n {
+		batch = append(batch, bytes.Repeat([]byte{byte(i)}, size))
+		if len(batch) == cap(batch) || i == n-1 {
+			mustAppend(t, s, stream, 0, batch...)
+			batch = batch[:0]
+		}
+	}
+	if err := s.DeleteStream(context.Background(), stream); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFreelistNotWrittenByDefault checks what Options.SyncFreelist changes: with many free
+// pages, a commit writes the whole free-page list only when it is set.
+func TestFreelistNotWrittenByDefault(t *testing.T) {
+	const pages = 4000 // about 32 KB of free-page list when it is written
+	alloc := func(o *Options) int {
+		s := open(t, t.TempDir(), o)
+		fillAndDelete(t, s, "big", pages, 3000)
+		mustCreate(t, s, "small", 1)
+		mustAppend(t, s, "small", 0, []byte("warm"))
+		pageAlloc := func() int64 { st := s.db.Stats(); return st.TxStats.GetPageAlloc() }
+		before := pageAlloc()
+		mustAppend(t, s, "small", 0, []byte("m"))
+		return int(pageAlloc() - before)
+	}
+	def := alloc(&Options{NoSync: true})
+	synced := alloc(&Options{NoSync: true, SyncFreelist: true})
+	if def >= 16<<10 {
+		t.Errorf("default: one small append allocated %d bytes of pages; the free-page list was written", def)
+	}
+	if synced < def+16<<10 {
+		t.Errorf("SyncFreelist: one small append allocated %d bytes of pages, default %d; want the free-page list (about 32 KB) on top", synced, def)
+	}
+}
+
+// TestFreelistRebuiltOnOpen checks that the pages a deletion freed are reused after the file
+// is closed and opened again, in both modes: the file does not grow when as much is
+// written again.
+func TestFreelistRebuiltOnOpen(t *testing.T) {
+	for _, sync := range []bool{false, true} {
+		t.Run(fmt.Sprintf("SyncFreelist=%v", sync), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "f.db")
+			o := &Options{NoSync: true, SyncFreelist: sync}
+			s, err := New(context.Background(), path, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fillAndDelete(t, s, "a", 2000, 3000)
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			fi, err := os.Stat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s = open(t, path, o)
+			mustCreate(t, s, "b", 1)
+			for range 4 {
+				batch := make([][]byte, 500)
+				for i := range batch {
+					batch[i] = make([]byte, 3000)
+				}
+				mustAppend(t, s, "b", 0, batch...)
+			}
+			fi2, err := os.Stat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi2.Size() > fi.Size()+fi.Size()/10 {
+				t.Errorf("file grew from %d to %d bytes writing again what was deleted: the freed pages were not reused after opening", fi.Size(), fi2.Size())
+			}
+			if ms, err := s.Fetch(context.Background(), "b", 0, 1999, 10); err != nil || len(ms) != 1 || len(ms[0].Data) != 3000 {
+				t.Errorf("Fetch of the last message: %d messages, %v", len(ms), err)
+			}
+		})
 	}
 }

@@ -73,6 +73,8 @@ func ParseURL(u *url.URL) (string, *Options, error) {
 			o.MaxCommitBytes, err = parsePositive(v)
 		case "nosync":
 			o.NoSync, err = strconv.ParseBool(v)
+		case "sync_freelist":
+			o.SyncFreelist, err = strconv.ParseBool(v)
 		case "lock_timeout":
 			o.LockTimeout, err = time.ParseDuration(v)
 			if err == nil && o.LockTimeout <= 0 {
@@ -98,7 +100,7 @@ func ParseURL(u *url.URL) (string, *Options, error) {
 	return path, &o, nil
 }
 
-var urlParams = []string{"lock_timeout", "max_commit_bytes", "max_fetch_bytes", "max_message_size", "max_partitions", "mode", "nosync"}
+var urlParams = []string{"lock_timeout", "max_commit_bytes", "max_fetch_bytes", "max_message_size", "max_partitions", "mode", "nosync", "sync_freelist"}
 
 func parsePositive(v string) (int, error) {
 	n, err := strconv.Atoi(v)
