@@ -31,8 +31,10 @@
 // hub/bench/native wraps bbolt and franz-go) on the same broker. The raw workloads then also
 // run on it, as the path "native", and reports add the hub/native ratio.
 //
-// Every workload runs Config.Runs times; the paths alternate within each run so that drift
-// of a noisy machine hits all of them. Reports show the median of the runs and their spread
+// Every workload runs Config.Runs times; the paths alternate within each run, each run in
+// the opposite order of the one before, so that drift of a noisy machine, and what an
+// earlier measurement left behind (a deleted stream's pages for bbolt to reuse, a broker
+// still catching up), hit all of them. Reports show the median of the runs and their spread
 // (min–max); the ratio is hub median / raw median (for latencies, of the p50; for
 // e2e-encrypted, encrypted median / plain median).
 //
@@ -463,7 +465,11 @@ func measureTarget(ctx context.Context, cfg Config, plan []step, t Target, names
 	for run := 1; run <= cfg.Runs; run++ {
 		pushed := map[string]string{} // path/size -> stream the push of that path wrote in this run
 		for _, st := range plan {
-			for _, path := range workloadPaths(st.workload, nativeStore != nil) {
+			paths := workloadPaths(st.workload, nativeStore != nil)
+			if run%2 == 0 {
+				slices.Reverse(paths)
+			}
+			for _, path := range paths {
 				if ctx.Err() != nil {
 					break
 				}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -82,8 +83,17 @@ func TestRunMemory(t *testing.T) {
 			t.Errorf("%s %d ratio %v", r.Workload, r.Size, r.Ratio)
 		}
 	}
-	if !strings.Contains(log.String(), "memory push 64 B hub run 1/2:") {
-		t.Errorf("log lacks a measurement line:\n%s", log.String())
+	// The paths alternate, each run in the opposite order of the one before.
+	lines := log.String()
+	order := func(run int) (hub, raw int) {
+		return strings.Index(lines, fmt.Sprintf("memory push 64 B hub run %d/2:", run)),
+			strings.Index(lines, fmt.Sprintf("memory push 64 B raw run %d/2:", run))
+	}
+	if hub, raw := order(1); hub < 0 || raw < 0 || hub > raw {
+		t.Errorf("run 1: want hub, then raw:\n%s", lines)
+	}
+	if hub, raw := order(2); hub < 0 || raw < 0 || raw > hub {
+		t.Errorf("run 2: want raw, then hub:\n%s", lines)
 	}
 
 	dir := t.TempDir()

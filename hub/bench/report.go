@@ -88,7 +88,7 @@ func (r *Report) WriteMarkdown(w io.Writer, charts map[string]string) error {
 		fmt.Fprintf(b, "Command:\n\n```\n%s\n```\n\n", r.Command)
 	}
 	fmt.Fprintf(b, "Each figure is the median of %d runs of %s, with the spread (min–max) in parentheses. "+
-		"Hub and raw run on the same backend in the same run, alternating, so the ratio compares like with like. "+
+		"Hub and raw run on the same backend in the same run, alternating, each run in the opposite order of the one before, so the ratio compares like with like. "+
 		"Throughput ratio = hub msgs/s ÷ raw msgs/s (below 1: the hub costs throughput); "+
 		"latency ratio = hub p50 ÷ raw p50 (above 1: the hub adds latency). "+
 		"Where a backend has a native path, the raw workloads also run on the broker's own client, "+
