@@ -39,35 +39,19 @@ func benchBbolt(b *testing.B) *core.Backend {
 // ordinary Ockam client sends), and batch=64, the default, where the publisher puts the
 // messages queued in its window into sluice_push_batch requests. The direct path is
 // benchWindow goroutines calling Append with one message each, which bbolt group-commits.
-// The two paths alternate in chunks of benchChunk messages within one benchmark run, each
-// pair in the opposite order of the previous one, so a change in the machine's load affects
-// both alike; it reports each path's msg/s and the ratio hub/direct.
+// The two paths alternate in chunks of benchChunk messages within one benchmark run
+// (hubtest.Alternate); it reports each path's msgs/s and the ratio hub/raw, raw being the
+// direct path.
 func BenchmarkPushThroughput(b *testing.B) {
 	for _, size := range []int{64, 1024} {
 		for _, batch := range []int{1, client.DefaultMaxBatch} {
 			b.Run(fmt.Sprintf("size=%d/batch=%d", size, batch), func(b *testing.B) {
 				direct := newDirectPusher(b, size)
-				viaHub := newHubPusher(b, size, batch)
-				b.SetBytes(int64(size))
-				var tDirect, tHub time.Duration
-				b.ResetTimer()
-				for i, done := 0, 0; done < b.N; i++ {
-					n := min(benchChunk, b.N-done)
-					if i%2 == 0 {
-						tDirect += direct.push(b, n)
-						tHub += viaHub.push(b, n)
-					} else {
-						tHub += viaHub.push(b, n)
-						tDirect += direct.push(b, n)
-					}
-					done += n
-				}
-				b.StopTimer()
-				rDirect := float64(b.N) / tDirect.Seconds()
-				rHub := float64(b.N) / tHub.Seconds()
-				b.ReportMetric(rDirect, "direct-msg/s")
-				b.ReportMetric(rHub, "hub-msg/s")
-				b.ReportMetric(rHub/rDirect, "hub/direct")
+				pub := newHubPublisher(b, batch)
+				msg := make([]byte, size)
+				hubtest.Alternate(b, size, benchChunk, func(b *testing.B, n int) time.Duration {
+					return hubtest.PublishN(b, pub, msg, n)
+				}, direct.push)
 			})
 		}
 	}
@@ -128,14 +112,9 @@ func (d *directPusher) push(b *testing.B, n int) time.Duration {
 	return elapsed
 }
 
-type hubPusher struct {
-	pub *client.Publisher
-	msg []byte
-}
-
-// newHubPusher starts a hub on its own bbolt file and opens a publisher to it that puts up
-// to maxBatch messages in one request.
-func newHubPusher(b *testing.B, size, maxBatch int) *hubPusher {
+// newHubPublisher starts a hub on its own bbolt file and opens a publisher to it (window
+// benchWindow) that puts up to maxBatch messages in one request.
+func newHubPublisher(b *testing.B, maxBatch int) *client.Publisher {
 	_, addr := hubtest.Start(b, benchBbolt(b))
 	c, err := client.Dial(addr)
 	if err != nil {
@@ -148,26 +127,7 @@ func newHubPusher(b *testing.B, size, maxBatch int) *hubPusher {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = pub.Close() })
-	return &hubPusher{pub: pub, msg: make([]byte, size)}
-}
-
-// push publishes n messages, waits until the hub confirmed all and returns the time.
-func (h *hubPusher) push(b *testing.B, n int) time.Duration {
-	ctx := context.Background()
-	start := time.Now()
-	for range n {
-		if _, err := h.pub.Publish(ctx, h.msg); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := h.pub.Flush(ctx); err != nil {
-		b.Fatal(err)
-	}
-	elapsed := time.Since(start)
-	if st := h.pub.Stats(); st.Reconnects != 0 {
-		b.Fatalf("publisher reconnected %d times: the hub path was not measured as it should be", st.Reconnects)
-	}
-	return elapsed
+	return pub
 }
 
 // reportPercentiles reports the p50 and p99 of ds in microseconds.
