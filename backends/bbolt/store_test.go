@@ -762,10 +762,10 @@ func TestFreelistNotWrittenByDefault(t *testing.T) {
 // is closed and opened again, in both modes: the file does not grow when as much is
 // written again.
 func TestFreelistRebuiltOnOpen(t *testing.T) {
-	for _, sync := range []bool{false, true} {
-		t.Run(fmt.Sprintf("SyncFreelist=%v", sync), func(t *testing.T) {
+	for _, syncList := range []bool{false, true} {
+		t.Run(fmt.Sprintf("SyncFreelist=%v", syncList), func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "f.db")
-			o := &Options{NoSync: true, SyncFreelist: sync}
+			o := &Options{NoSync: true, SyncFreelist: syncList}
 			s, err := New(context.Background(), path, o)
 			if err != nil {
 				t.Fatal(err)
