@@ -156,12 +156,12 @@ func (s *Store) Close() error {
 
 // begin registers a public call (see [core.Calls.Begin]); it fails with core.ErrClosed
 // after Close. The caller must call end when the call returns.
-func (s *Store) begin(ctx context.Context) (_ context.Context, end func(), _ error) {
-	ctx, end, err := s.calls.Begin(ctx)
+func (s *Store) begin(ctx context.Context) (context.Context, func(), error) {
+	cctx, end, err := s.calls.Begin(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("kinesis: %w", err)
 	}
-	return ctx, end, nil
+	return cctx, end, nil
 }
 
 // CreateStream creates the Kinesis stream with one shard per partition and waits until it is

@@ -30,7 +30,7 @@ func (s *Store) mapErr(op, stream string, err error) error {
 			return fmt.Errorf("%s: %w", prefix, err)
 		}
 	}
-	if s.isClosed() {
+	if s.calls.Closed() {
 		return fmt.Errorf("%s: %w: %w", prefix, core.ErrClosed, err)
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {

@@ -35,7 +35,7 @@ func (s *Store) GetIndex(ctx context.Context, clientID, stream string, partition
 	if err := validateIndexKey(clientID, stream, partition); err != nil {
 		return 0, s.mapErr("get index", stream, err)
 	}
-	ctx, done, err := s.enter(ctx)
+	ctx, done, err := s.calls.Begin(ctx)
 	if err != nil {
 		return 0, s.mapErr("get index", stream, err)
 	}
@@ -60,7 +60,7 @@ func (s *Store) SaveIndex(ctx context.Context, clientID, stream string, partitio
 	if err := validateIndexKey(clientID, stream, partition); err != nil {
 		return s.mapErr("save index", stream, err)
 	}
-	ctx, done, err := s.enter(ctx)
+	ctx, done, err := s.calls.Begin(ctx)
 	if err != nil {
 		return s.mapErr("save index", stream, err)
 	}

@@ -155,14 +155,6 @@ func (s *Store) Capabilities() core.Capabilities {
 	}
 }
 
-// enter registers an in-flight call (see [core.Calls.Begin]) and returns a context that
-// also ends when the store is closed. The caller must call the returned done.
-func (s *Store) enter(ctx context.Context) (context.Context, func(), error) {
-	return s.calls.Begin(ctx)
-}
-
-func (s *Store) isClosed() bool { return s.calls.Closed() }
-
 // topic returns the partitioned topic name of a base name (a stream or the index topic),
 // without the persistent://tenant/namespace/ part.
 func (s *Store) topic(base string) string { return s.opts.TopicPrefix + base }
@@ -183,7 +175,7 @@ func (s *Store) CreateStream(ctx context.Context, stream string, partitions int)
 	if err := core.ValidatePartitionCount(partitions, s.opts.MaxPartitions); err != nil {
 		return 0, s.mapErr("create stream", stream, err)
 	}
-	ctx, done, err := s.enter(ctx)
+	ctx, done, err := s.calls.Begin(ctx)
 	if err != nil {
 		return 0, s.mapErr("create stream", stream, err)
 	}
@@ -257,7 +249,7 @@ func (s *Store) Partitions(ctx context.Context, stream string) (int, error) {
 	if err := core.ValidateStreamName(stream); err != nil {
 		return 0, s.mapErr("partitions", stream, err)
 	}
-	ctx, done, err := s.enter(ctx)
+	ctx, done, err := s.calls.Begin(ctx)
 	if err != nil {
 		return 0, s.mapErr("partitions", stream, err)
 	}
@@ -272,7 +264,7 @@ func (s *Store) DeleteStream(ctx context.Context, stream string) error {
 	if err := core.ValidateStreamName(stream); err != nil {
 		return s.mapErr("delete stream", stream, err)
 	}
-	ctx, done, err := s.enter(ctx)
+	ctx, done, err := s.calls.Begin(ctx)
 	if err != nil {
 		return s.mapErr("delete stream", stream, err)
 	}
@@ -309,7 +301,7 @@ func (s *Store) producer(ctx context.Context, topic string) (pulsar.Producer, er
 	if !ok {
 		sl = &producerSlot{ready: make(chan struct{})}
 		s.producers[topic] = sl
-		s.calls.Go(func() { // the caller is inside enter; bounded by the client's operation timeout
+		s.calls.Go(func() { // the caller is inside calls.Begin; bounded by the client's operation timeout
 			sl.p, sl.err = s.client.CreateProducer(pulsar.ProducerOptions{
 				Topic:              topic,
 				DisableBatching:    true, // one message per entry: the index is the entry's position
@@ -381,7 +373,7 @@ func (s *Store) AppendAsync(ctx context.Context, stream string, partition int, m
 		fail(err)
 		return
 	}
-	ctx, exit, err := s.enter(ctx)
+	ctx, exit, err := s.calls.Begin(ctx)
 	if err != nil {
 		fail(err)
 		return
@@ -466,7 +458,7 @@ func (s *Store) appendTopicAsync(ctx context.Context, base string, partition int
 
 // receiptIndexes returns the indexes of receipts, or the first error among them. A
 // producer closed or fenced by the broker, or whose topic is gone, is forgotten, so the next
-// append creates a fresh one. It runs before done of an append still inside enter.
+// append creates a fresh one. It runs before done of an append still inside calls.Begin.
 func (s *Store) receiptIndexes(topic string, p pulsar.Producer, receipts []receipt) ([]uint64, error) {
 	out := make([]uint64, len(receipts))
 	for i, r := range receipts {
@@ -481,7 +473,7 @@ func (s *Store) receiptIndexes(topic string, p pulsar.Producer, receipts []recei
 					s.dropProducer(topic, sl)
 					// Already closed or fenced by the broker. Not on this goroutine, which
 					// may be the producer's own: owned by the store (the append is inside
-					// enter, so Close waits for it).
+					// calls.Begin, so Close waits for it).
 					s.calls.Go(func() { closeSlot(sl) })
 				}
 			}
@@ -529,7 +521,7 @@ func (s *Store) Fetch(ctx context.Context, stream string, partition int, from ui
 	if err := core.ValidateLimit(limit); err != nil {
 		return nil, s.mapErr("fetch", stream, err)
 	}
-	ctx, done, err := s.enter(ctx)
+	ctx, done, err := s.calls.Begin(ctx)
 	if err != nil {
 		return nil, s.mapErr("fetch", stream, err)
 	}
@@ -743,7 +735,7 @@ func (s *Store) reader(ctx context.Context, o pulsar.ReaderOptions) (pulsar.Read
 	ch := make(chan result, 1)
 	var handoff sync.Mutex
 	abandoned := false
-	s.calls.Go(func() { // the caller is inside enter; bounded by the client's operation timeout
+	s.calls.Go(func() { // the caller is inside calls.Begin; bounded by the client's operation timeout
 		r, err := s.client.CreateReader(o)
 		handoff.Lock()
 		defer handoff.Unlock()
