@@ -118,7 +118,7 @@ func BenchmarkGroupCommit(b *testing.B) {
 }
 
 // BenchmarkOpenFreelist measures what Options.SyncFreelist trades: the time New takes to
-// open a file of about 330 MB that holds a deleted stream's 40,000 free pages, when the
+// open a file of about 345 MB that holds a deleted stream's 40,000 free pages, when the
 // free-page list was written by every commit (synced) and when bbolt rebuilds it on open by
 // reading every page (default). The file is in the page cache; from a cold disk the
 // default costs more. The file is written once per mode, outside the timing.
