@@ -101,6 +101,7 @@ type partition struct {
 
 	writer sync.Once // starts the writer goroutine on first Append
 	reqs   chan *appendReq
+	exited chan struct{} // closed when the writer returned (after Close)
 
 	mu        sync.Mutex // guards the fields below (held by the writer while it writes)
 	recovered bool
@@ -354,10 +355,7 @@ func (s *Store) Append(ctx context.Context, stream string, p int, msgs [][]byte)
 	// The writer may still read the messages after ctx ended and Append returned; the
 	// caller may reuse its buffers by then (core.Storage): it writes a copy, in one buffer.
 	req := &appendReq{ctx: ctx, msgs: core.CopyMessages(msgs), done: make(chan struct{})}
-	part.writer.Do(func() {
-		part.reqs = make(chan *appendReq, 256)
-		s.calls.Go(func() { s.writeLoop(stream, p, part) }) // stops when s.stop is closed
-	})
+	s.startWriter(stream, p, part)
 	select {
 	case part.reqs <- req:
 	case <-s.stop:
@@ -368,9 +366,31 @@ func (s *Store) Append(ctx context.Context, stream string, p int, msgs [][]byte)
 	select {
 	case <-req.done:
 		return req.idx, req.err
+	case <-part.exited:
+		// Close stopped the writer. It answers every request it took before it returns,
+		// so one not answered now was queued after the writer's last look: never written.
+		select {
+		case <-req.done:
+			return req.idx, req.err
+		default:
+			return nil, fmt.Errorf("kinesis: append %q: %w", stream, core.ErrClosed)
+		}
 	case <-ctx.Done():
 		return nil, fmt.Errorf("kinesis: append %q: %w", stream, core.CallErr(ctx))
 	}
+}
+
+// startWriter starts the partition's writer goroutine unless it runs already. It stops when
+// s.stop is closed.
+func (s *Store) startWriter(stream string, p int, part *partition) {
+	part.writer.Do(func() {
+		part.reqs = make(chan *appendReq, 256)
+		part.exited = make(chan struct{})
+		s.calls.Go(func() {
+			defer close(part.exited)
+			s.writeLoop(stream, p, part)
+		})
+	})
 }
 
 // appendReq is one Append waiting for its partition's writer.
