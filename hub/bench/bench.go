@@ -306,12 +306,13 @@ type Row struct {
 	Encrypted *Summary `json:"encrypted,omitempty"`
 	// Native is the native client's measurement, if the target has one.
 	Native *Summary `json:"native,omitempty"`
-	// Ratio is hub/raw of the medians: of msgs/s for throughput (below 1: the hub is slower),
-	// of p50 for latencies (above 1: the hub is slower); for e2e-encrypted it is
-	// encrypted/plain of msgs/s. NaN (null in JSON) when unknown.
-	Ratio float64 `json:"-"`
+	// Ratio is hub/raw, the median over the runs of the ratio within each run
+	// ([PairedRatio]): of msgs/s for throughput (below 1: the hub is slower), of p50 for
+	// latencies (above 1: the hub is slower); for e2e-encrypted it is encrypted/plain of
+	// msgs/s, with its spread (min and max over the runs). NaN (null in JSON) when unknown.
+	Ratio Stat `json:"-"`
 	// NativeRatio is hub/native, like Ratio; NaN without a native measurement.
-	NativeRatio float64 `json:"-"`
+	NativeRatio Stat `json:"-"`
 }
 
 // IsLatency reports whether w is a latency workload.
@@ -488,23 +489,25 @@ func measureTarget(ctx context.Context, cfg Config, plan []step, t Target, names
 	}
 	var rows []Row
 	for _, st := range plan {
-		key := func(s *Summary) float64 { return s.MsgsPerSec.Median }
+		runs := samples[st]
+		key := func(s Sample) float64 { return s.MsgsPerSec }
+		noNative := Stat{Median: math.NaN(), Min: math.NaN(), Max: math.NaN()}
 		if st.workload == E2EEncrypted {
 			r := Row{Backend: info.Name, Workload: st.workload, Size: st.size,
-				Plain: summarize(samples[st][PathPlain]), Encrypted: summarize(samples[st][PathEncrypted]), NativeRatio: math.NaN()}
-			r.Ratio = Ratio(key(r.Encrypted), key(r.Plain))
+				Plain: summarize(runs[PathPlain]), Encrypted: summarize(runs[PathEncrypted])}
+			r.Ratio, r.NativeRatio = PairedRatio(runs[PathEncrypted], runs[PathPlain], key), noNative
 			rows = append(rows, r)
 			continue
 		}
 		r := Row{Backend: info.Name, Workload: st.workload, Size: st.size,
-			Hub: summarize(samples[st][PathHub]), Raw: summarize(samples[st][PathRaw]), NativeRatio: math.NaN()}
+			Hub: summarize(runs[PathHub]), Raw: summarize(runs[PathRaw])}
 		if IsLatency(st.workload) {
-			key = func(s *Summary) float64 { return s.P50.Median }
+			key = func(s Sample) float64 { return s.P50 }
 		}
-		r.Ratio = Ratio(key(r.Hub), key(r.Raw))
+		r.Ratio, r.NativeRatio = PairedRatio(runs[PathHub], runs[PathRaw], key), noNative
 		if e.native != nil {
-			r.Native = summarize(samples[st][PathNative])
-			r.NativeRatio = Ratio(key(r.Hub), key(r.Native))
+			r.Native = summarize(runs[PathNative])
+			r.NativeRatio = PairedRatio(runs[PathHub], runs[PathNative], key)
 		}
 		rows = append(rows, r)
 	}

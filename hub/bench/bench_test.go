@@ -79,7 +79,7 @@ func TestRunMemory(t *testing.T) {
 				t.Errorf("%s %d %s throughput %+v", r.Workload, r.Size, path, s.MsgsPerSec)
 			}
 		}
-		if !(r.Ratio > 0) {
+		if !(r.Ratio.Median > 0) {
 			t.Errorf("%s %d ratio %v", r.Workload, r.Size, r.Ratio)
 		}
 	}
@@ -186,7 +186,7 @@ func TestRunNative(t *testing.T) {
 		t.Fatalf("report = %+v", rep)
 	}
 	for _, r := range rep.Rows {
-		if r.Native == nil || r.Native.Errors > 0 || len(r.Native.Runs) != 1 || !(r.NativeRatio > 0) {
+		if r.Native == nil || r.Native.Errors > 0 || len(r.Native.Runs) != 1 || !(r.NativeRatio.Median > 0) {
 			t.Errorf("%s: native %+v ratio %v", r.Workload, r.Native, r.NativeRatio)
 		}
 	}

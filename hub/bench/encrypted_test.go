@@ -60,7 +60,7 @@ func TestRunEncrypted(t *testing.T) {
 				}
 			}
 		}
-		if want := bench.Ratio(r.Encrypted.MsgsPerSec.Median, r.Plain.MsgsPerSec.Median); !(r.Ratio > 0) || r.Ratio != want {
+		if want := bench.PairedRatio(r.Encrypted.Runs, r.Plain.Runs, func(s bench.Sample) float64 { return s.MsgsPerSec }); !(r.Ratio.Median > 0) || r.Ratio != want {
 			t.Errorf("%d: ratio %v, want encrypted/plain %v", r.Size, r.Ratio, want)
 		}
 	}

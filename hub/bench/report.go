@@ -58,7 +58,9 @@ func (r *Report) workloadDoc(w string) string {
 			"channel (`core/securechannel`, handshake not measured) whose route goes through the bi-directional stream "+
 			"transport (`core/client/bistream`), so the hub stores one ciphertext envelope per message in B's inbox and "+
 			"B's application worker receives the decrypted message. Ratio = encrypted ÷ plain (below 1: encryption costs "+
-			"throughput).", c.Duration)
+			"throughput). One run of each path per run of the report spreads widely on a shared machine; "+
+			"`BenchmarkEncryptedVsPlain` in `core/client/bistream` alternates the paths in chunks of 1000 messages "+
+			"and gives a steadier ratio.", c.Duration)
 	}
 	return ""
 }
@@ -88,7 +90,8 @@ func (r *Report) WriteMarkdown(w io.Writer, charts map[string]string) error {
 		fmt.Fprintf(b, "Command:\n\n```\n%s\n```\n\n", r.Command)
 	}
 	fmt.Fprintf(b, "Each figure is the median of %d runs of %s, with the spread (min–max) in parentheses. "+
-		"Hub and raw run on the same backend in the same run, alternating, each run in the opposite order of the one before, so the ratio compares like with like. "+
+		"Hub and raw run on the same backend in the same run, alternating, each run in the opposite order of the one before, so the ratio compares like with like: "+
+		"each ratio is taken within one run, and the table gives the median of those ratios with their spread. "+
 		"Throughput ratio = hub msgs/s ÷ raw msgs/s (below 1: the hub costs throughput); "+
 		"latency ratio = hub p50 ÷ raw p50 (above 1: the hub adds latency). "+
 		"Where a backend has a native path, the raw workloads also run on the broker's own client, "+
@@ -171,9 +174,9 @@ func (r *Report) WriteMarkdown(w io.Writer, charts map[string]string) error {
 					cells = append(cells, statCell(row.path(p), mbs, trimNaN))
 				}
 			}
-			cells = append(cells, FormatRatio(row.Ratio))
+			cells = append(cells, ratioCell(row.Ratio))
 			if native {
-				cells = append(cells, FormatRatio(row.NativeRatio))
+				cells = append(cells, ratioCell(row.NativeRatio))
 			}
 			fmt.Fprintf(b, "| %s |\n", strings.Join(cells, " | "))
 		}
@@ -262,6 +265,17 @@ func FormatRatio(x float64) string {
 	return trim(x) + "×"
 }
 
+// ratioCell renders a ratio's median with its spread over the runs, like "0.84× (0.78–0.98)".
+func ratioCell(st Stat) string {
+	if math.IsNaN(st.Median) || math.IsInf(st.Median, 0) {
+		return "–"
+	}
+	if st.Min == st.Max {
+		return FormatRatio(st.Median)
+	}
+	return fmt.Sprintf("%s (%s–%s)", FormatRatio(st.Median), trim(st.Min), trim(st.Max))
+}
+
 func cell(s string) string {
 	return strings.ReplaceAll(strings.ReplaceAll(s, "|", `\|`), "\n", " ")
 }
@@ -283,14 +297,20 @@ func (s Stat) MarshalJSON() ([]byte, error) {
 	}{num(s.Median), num(s.Min), num(s.Max)})
 }
 
-// MarshalJSON adds the ratio (null when unknown).
+// MarshalJSON adds the ratio's median (null when unknown) and its spread.
 func (r Row) MarshalJSON() ([]byte, error) {
 	type plain Row
+	var native *Stat
+	if num(r.NativeRatio.Median) != nil {
+		native = &r.NativeRatio
+	}
 	return json.Marshal(struct {
 		plain
-		Ratio       *float64 `json:"ratio"`
-		NativeRatio *float64 `json:"native_ratio,omitempty"`
-	}{plain(r), num(r.Ratio), num(r.NativeRatio)})
+		Ratio             *float64 `json:"ratio"`
+		RatioSpread       Stat     `json:"ratio_spread"`
+		NativeRatio       *float64 `json:"native_ratio,omitempty"`
+		NativeRatioSpread *Stat    `json:"native_ratio_spread,omitempty"`
+	}{plain(r), num(r.Ratio.Median), r.Ratio, num(r.NativeRatio.Median), native})
 }
 
 func num(x float64) *float64 {

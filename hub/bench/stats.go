@@ -50,6 +50,22 @@ func Ratio(a, b float64) float64 {
 	return a / b
 }
 
+// PairedRatio compares two paths measured side by side: for each run in which both
+// succeeded (the i-th samples of a and b come from the same run) it takes f(a)/f(b), and it
+// returns the median and the spread of those ratios. A load that changes from run to run
+// then moves both sides of each ratio alike, where the ratio of the two medians could pair
+// one path's fast run with the other's slow one. Unknown (NaN) without such a run.
+func PairedRatio(a, b []Sample, f func(Sample) float64) Stat {
+	var xs []float64
+	for i := range min(len(a), len(b)) {
+		if a[i].Error == "" && b[i].Error == "" {
+			xs = append(xs, Ratio(f(a[i]), f(b[i])))
+		}
+	}
+	lo, hi := MinMax(xs)
+	return Stat{Median: Median(xs), Min: lo, Max: hi}
+}
+
 // Latencies records durations in an HDR histogram (1 µs to 1 minute, 3 significant
 // digits); larger values are clamped to a minute. It is not safe for concurrent use.
 type Latencies struct {

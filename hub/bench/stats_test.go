@@ -53,6 +53,24 @@ func TestMinMaxRatio(t *testing.T) {
 	}
 }
 
+func TestPairedRatio(t *testing.T) {
+	rate := func(s Sample) float64 { return s.MsgsPerSec }
+	// Run 1 is fast for both paths, run 3 slow for both: b is twice as fast in every run,
+	// but the ratio of the medians (4/4) would call them equal.
+	a := []Sample{{MsgsPerSec: 10}, {MsgsPerSec: 4}, {MsgsPerSec: 1}, {Error: "x"}, {MsgsPerSec: 7}}
+	b := []Sample{{MsgsPerSec: 20}, {MsgsPerSec: 8}, {MsgsPerSec: 2}, {MsgsPerSec: 5}, {Error: "y"}, {MsgsPerSec: 1}}
+	if got, want := PairedRatio(a, b, rate), (Stat{Median: 0.5, Min: 0.5, Max: 0.5}); got != want {
+		t.Errorf("PairedRatio = %+v, want %+v (runs with an error skipped)", got, want)
+	}
+	a[1].MsgsPerSec, a[2].MsgsPerSec = 6, 3
+	if got, want := PairedRatio(a, b, rate), (Stat{Median: 0.75, Min: 0.5, Max: 1.5}); got != want {
+		t.Errorf("PairedRatio = %+v, want %+v", got, want)
+	}
+	if got := PairedRatio(a[3:], b[3:], rate); !math.IsNaN(got.Median) || !math.IsNaN(got.Min) || !math.IsNaN(got.Max) {
+		t.Errorf("PairedRatio without a run both passed = %+v, want NaN", got)
+	}
+}
+
 func TestLatencies(t *testing.T) {
 	l := NewLatencies()
 	if l.Percentile(50) != 0 {

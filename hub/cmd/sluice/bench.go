@@ -28,7 +28,8 @@ Workloads: push (confirmed append throughput at each -sizes), pull (read-back th
 push-latency (schedule-to-confirm at a fixed -rate) and e2e-latency (publish-to-consume at
 -rate); e2e-encrypted (device-to-device throughput at each -sizes through the hub, plain and
 through a Noise secure channel, ratio encrypted/plain) runs only when -workloads names it.
-Each runs -runs times; reports show medians and the min-max spread.
+Each runs -runs times; reports show medians and the min-max spread, and each ratio is
+the median of the ratios within each run.
 
 A progress bar is drawn on stderr when it is a terminal (not with -quiet). The results are
 printed as Markdown and written to the -out directory: bench.md, bench.json and one SVG
