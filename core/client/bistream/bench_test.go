@@ -51,46 +51,36 @@ const benchChunk = 1000
 // is done before the timer starts; its CPU time is BenchmarkHandshakeXX and
 // BenchmarkHandshakeIK in package securechannel.
 func BenchmarkEncryptedVsPlain(b *testing.B) {
+	benchSizes(b, func(b *testing.B, e *benchEnv, msg []byte) {
+		compare(b, msg, "plain", e.runPlain, e.runEncrypted)
+		b.ReportMetric(float64(e.storedSize(b)), "enc-stored-B/msg")
+	})
+}
+
+// BenchmarkEncryptedVsTransport splits the cost that BenchmarkEncryptedVsPlain measures: both
+// of its paths go through the bi-directional stream transport, so the hub stores one envelope
+// per message in B's inbox either way, and only the encrypted one goes through the secure
+// channel. The transport path sends each message unencrypted to B's application worker on the
+// same route the channel uses (A's sender for "inbox-b", B's subscription), so enc/transport
+// is the cost of the channel alone: sealing, opening, its header and replay window. It
+// reports transport-msg/s, enc-msg/s, enc/transport, enc/transport-median and (on Unix) the
+// CPU time per message of each path, like BenchmarkEncryptedVsPlain.
+func BenchmarkEncryptedVsTransport(b *testing.B) {
+	benchSizes(b, func(b *testing.B, e *benchEnv, msg []byte) {
+		compare(b, msg, "transport", e.runTransport, e.runEncrypted)
+	})
+}
+
+// benchSizes runs measure at 64 B and 1 KiB, each on a fresh hub and pair of devices.
+func benchSizes(b *testing.B, measure func(b *testing.B, e *benchEnv, msg []byte)) {
 	for _, size := range []struct {
 		name string
 		n    int
 	}{{"64B", 64}, {"1KiB", 1024}} {
 		b.Run(size.name, func(b *testing.B) {
 			e := newBenchEnv(b, size.n)
-			msg := make([]byte, size.n)
 			b.SetBytes(int64(size.n))
-			var tPlain, tEnc time.Duration
-			var cpu cpuMeter
-			var ratios []float64 // per pair of adjacent chunks: encrypted rate / plain rate
-			b.ResetTimer()
-			for done := 0; done < b.N; {
-				n := min(benchChunk, b.N-done)
-				var p, c time.Duration
-				if len(ratios)%2 == 0 {
-					p = cpu.plain.measure(func() time.Duration { return e.runPlain(b, msg, n) })
-					c = cpu.enc.measure(func() time.Duration { return e.runEncrypted(b, msg, n) })
-				} else {
-					c = cpu.enc.measure(func() time.Duration { return e.runEncrypted(b, msg, n) })
-					p = cpu.plain.measure(func() time.Duration { return e.runPlain(b, msg, n) })
-				}
-				tPlain += p
-				tEnc += c
-				ratios = append(ratios, p.Seconds()/c.Seconds())
-				done += n
-			}
-			b.StopTimer()
-			rPlain := float64(b.N) / tPlain.Seconds()
-			rEnc := float64(b.N) / tEnc.Seconds()
-			b.ReportMetric(rPlain, "plain-msg/s")
-			b.ReportMetric(rEnc, "enc-msg/s")
-			b.ReportMetric(rEnc/rPlain, "enc/plain")
-			slices.Sort(ratios)
-			b.ReportMetric(ratios[len(ratios)/2], "enc/plain-median")
-			b.ReportMetric(float64(e.storedSize(b)), "enc-stored-B/msg")
-			if cpu.known() {
-				b.ReportMetric(cpu.plain.perMessage(b.N), "plain-cpu-µs/msg")
-				b.ReportMetric(cpu.enc.perMessage(b.N), "enc-cpu-µs/msg")
-			}
+			measure(b, e, make([]byte, size.n))
 			if err := e.err(); err != nil {
 				b.Fatal(err)
 			}
@@ -98,11 +88,52 @@ func BenchmarkEncryptedVsPlain(b *testing.B) {
 	}
 }
 
-// cpuMeter adds up the CPU time the whole process (hub, both devices, garbage collector)
-// spends while each path runs.
-type cpuMeter struct{ plain, enc cpuTotal }
+// runPath delivers n messages of msg on one path and returns the time it took.
+type runPath func(b *testing.B, msg []byte, n int) time.Duration
 
-func (m *cpuMeter) known() bool { return m.plain.ok && m.enc.ok }
+// compare delivers b.N messages on each of two paths, base (reported under its name) and
+// encrypted, alternating in chunks of benchChunk, each pair in the opposite order of the
+// previous one, and reports both rates, their ratio over the whole run, the median of the
+// ratios of adjacent chunks and (on Unix) the process's CPU time per message on each path.
+func compare(b *testing.B, msg []byte, base string, runBase, runEnc runPath) {
+	var tBase, tEnc time.Duration
+	var cpu cpuMeter
+	var ratios []float64 // per pair of adjacent chunks: encrypted rate / base rate
+	b.ResetTimer()
+	for done := 0; done < b.N; {
+		n := min(benchChunk, b.N-done)
+		var p, c time.Duration
+		if len(ratios)%2 == 0 {
+			p = cpu.base.measure(func() time.Duration { return runBase(b, msg, n) })
+			c = cpu.enc.measure(func() time.Duration { return runEnc(b, msg, n) })
+		} else {
+			c = cpu.enc.measure(func() time.Duration { return runEnc(b, msg, n) })
+			p = cpu.base.measure(func() time.Duration { return runBase(b, msg, n) })
+		}
+		tBase += p
+		tEnc += c
+		ratios = append(ratios, p.Seconds()/c.Seconds())
+		done += n
+	}
+	b.StopTimer()
+	rBase := float64(b.N) / tBase.Seconds()
+	rEnc := float64(b.N) / tEnc.Seconds()
+	b.ReportMetric(rBase, base+"-msg/s")
+	b.ReportMetric(rEnc, "enc-msg/s")
+	b.ReportMetric(rEnc/rBase, "enc/"+base)
+	slices.Sort(ratios)
+	b.ReportMetric(ratios[len(ratios)/2], "enc/"+base+"-median")
+	if cpu.known() {
+		b.ReportMetric(cpu.base.perMessage(b.N), base+"-cpu-µs/msg")
+		b.ReportMetric(cpu.enc.perMessage(b.N), "enc-cpu-µs/msg")
+	}
+}
+
+// cpuMeter adds up the CPU time the whole process (hub, both devices, garbage collector)
+// spends while each of the two compared paths runs.
+type cpuMeter struct{ base, enc cpuTotal }
+
+func (m *cpuMeter) known() bool { return m.base.ok && m.enc.ok }
 
 type cpuTotal struct {
 	used time.Duration
@@ -127,15 +158,17 @@ func (t *cpuTotal) perMessage(n int) float64 {
 // benchEnv is a hub, devices A and B, the plain publisher and consumer, and the secure
 // channel from A to B through streams.
 type benchEnv struct {
-	nodeA   *routing.Node
-	pub     *client.Publisher
-	chA     *securechannel.SecureChannel
-	plain   *counter // B's plain consumer
-	enc     *counter // B's application worker behind the channel
-	size    int
-	store   *bbolt.Store
-	errMu   sync.Mutex
-	handErr error
+	nodeA     *routing.Node
+	pub       *client.Publisher
+	chA       *securechannel.SecureChannel
+	toB       wire.Route // A's route to B's node through the streams (the channel's too)
+	plain     *counter   // B's plain consumer
+	enc       *counter   // B's application worker behind the channel
+	transport *counter   // B's application worker for unencrypted messages through the streams
+	size      int
+	store     *bbolt.Store
+	errMu     sync.Mutex
+	handErr   error
 }
 
 func newBenchEnv(b *testing.B, size int) *benchEnv {
@@ -165,7 +198,7 @@ func newBenchEnv(b *testing.B, size int) *benchEnv {
 		}
 	})
 
-	e := &benchEnv{plain: newCounter(), enc: newCounter(), size: size, store: s}
+	e := &benchEnv{plain: newCounter(), enc: newCounter(), transport: newCounter(), size: size, store: s}
 	cliA, trA := benchDevice(b, addr.String())
 	cliB, trB := benchDevice(b, addr.String())
 	e.nodeA = cliA.Node()
@@ -210,17 +243,24 @@ func newBenchEnv(b *testing.B, size int) *benchEnv {
 	})); err != nil {
 		b.Fatal(err)
 	}
+	if err := nodeB.Register("app-transport", routing.WorkerFunc(func(_ context.Context, m *routing.Message) error {
+		e.check(len(m.Payload))
+		e.transport.add()
+		return nil
+	})); err != nil {
+		b.Fatal(err)
+	}
 	if _, err := trB.Subscribe("inbox-b", "device-b"); err != nil {
 		b.Fatal(err)
 	}
 	if _, err := trA.Subscribe("inbox-a", "device-a"); err != nil {
 		b.Fatal(err)
 	}
-	route, err := trA.Route("inbox-b", "inbox-a")
+	e.toB, err = trA.Route("inbox-b", "inbox-a")
 	if err != nil {
 		b.Fatal(err)
 	}
-	e.chA, err = securechannel.Dial(ctx, e.nodeA, append(route, wire.Local("listener")),
+	e.chA, err = securechannel.Dial(ctx, e.nodeA, append(e.toB[:len(e.toB):len(e.toB)], wire.Local("listener")),
 		securechannel.Config{Identity: idA, Trust: securechannel.TrustKeys(idB.PublicKey())})
 	if err != nil {
 		b.Fatal(err)
@@ -231,6 +271,7 @@ func newBenchEnv(b *testing.B, size int) *benchEnv {
 	warm := make([]byte, size)
 	e.runPlain(b, warm, 10)
 	e.runEncrypted(b, warm, 10)
+	e.runTransport(b, warm, 10)
 	return e
 }
 
@@ -283,17 +324,28 @@ func (e *benchEnv) runPlain(b *testing.B, msg []byte, n int) time.Duration {
 // runEncrypted sends n messages through the secure channel and returns the time until B's
 // application worker received all.
 func (e *benchEnv) runEncrypted(b *testing.B, msg []byte, n int) time.Duration {
+	return e.runRoute(b, wire.Route{e.chA.Address(), wire.Local("app")}, e.enc, msg, n, "encrypted")
+}
+
+// runRoute sends n messages from A's node on onward and returns the time until received
+// counts all of them.
+func (e *benchEnv) runRoute(b *testing.B, onward wire.Route, received *counter, msg []byte, n int, path string) time.Duration {
 	ctx := context.Background()
-	onward := wire.Route{e.chA.Address(), wire.Local("app")}
-	reached := e.enc.expect(n)
+	reached := received.expect(n)
 	start := time.Now()
 	for range n {
 		if err := e.nodeA.Send(ctx, wire.TransportMessage{OnwardRoute: onward, Payload: msg}); err != nil {
 			b.Fatal(err)
 		}
 	}
-	e.wait(b, reached, "encrypted")
+	e.wait(b, reached, path)
 	return time.Since(start)
+}
+
+// runTransport sends n unencrypted messages to B's "app-transport" worker through the
+// streams, on the route the channel uses, and returns the time until the worker received all.
+func (e *benchEnv) runTransport(b *testing.B, msg []byte, n int) time.Duration {
+	return e.runRoute(b, append(e.toB[:len(e.toB):len(e.toB)], wire.Local("app-transport")), e.transport, msg, n, "transport")
 }
 
 // storedSize returns the size of the last message the hub stored in B's inbox: the
