@@ -306,10 +306,10 @@ type Row struct {
 	Encrypted *Summary `json:"encrypted,omitempty"`
 	// Native is the native client's measurement, if the target has one.
 	Native *Summary `json:"native,omitempty"`
-	// Ratio is hub/raw, the median over the runs of the ratio within each run
-	// ([PairedRatio]): of msgs/s for throughput (below 1: the hub is slower), of p50 for
+	// Ratio is hub/raw of msgs/s for throughput (below 1: the hub is slower) and of p50 for
 	// latencies (above 1: the hub is slower); for e2e-encrypted it is encrypted/plain of
-	// msgs/s, with its spread (min and max over the runs). NaN (null in JSON) when unknown.
+	// msgs/s. It is taken within each run, and Ratio holds the median and the spread of
+	// those ratios over the runs ([PairedRatio]); NaN (null in JSON) when unknown.
 	Ratio Stat `json:"-"`
 	// NativeRatio is hub/native, like Ratio; NaN without a native measurement.
 	NativeRatio Stat `json:"-"`
