@@ -155,8 +155,9 @@ func (t *cpuTotal) perMessage(n int) float64 {
 	return float64(t.used.Microseconds()) / float64(n)
 }
 
-// benchEnv is a hub, devices A and B, the plain publisher and consumer, and the secure
-// channel from A to B through streams.
+// benchEnv is a hub, devices A and B, the plain publisher and consumer, the secure channel
+// from A to B through streams, and B's workers for the messages that arrive through it and
+// for those that come unencrypted through the same streams.
 type benchEnv struct {
 	nodeA     *routing.Node
 	pub       *client.Publisher
