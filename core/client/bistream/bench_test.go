@@ -237,19 +237,14 @@ func newBenchEnv(b *testing.B, size int) *benchEnv {
 	if _, err := securechannel.Listen(nodeB, "listener", securechannel.Config{Identity: idB, Trust: securechannel.TrustKeys(idA.PublicKey())}, nil); err != nil {
 		b.Fatal(err)
 	}
-	if err := nodeB.Register("app", routing.WorkerFunc(func(_ context.Context, m *routing.Message) error {
-		e.check(len(m.Payload))
-		e.enc.add()
-		return nil
-	})); err != nil {
-		b.Fatal(err)
-	}
-	if err := nodeB.Register("app-transport", routing.WorkerFunc(func(_ context.Context, m *routing.Message) error {
-		e.check(len(m.Payload))
-		e.transport.add()
-		return nil
-	})); err != nil {
-		b.Fatal(err)
+	for addr, c := range map[string]*counter{"app": e.enc, "app-transport": e.transport} {
+		if err := nodeB.Register(addr, routing.WorkerFunc(func(_ context.Context, m *routing.Message) error {
+			e.check(len(m.Payload))
+			c.add()
+			return nil
+		})); err != nil {
+			b.Fatal(err)
+		}
 	}
 	if _, err := trB.Subscribe("inbox-b", "device-b"); err != nil {
 		b.Fatal(err)
