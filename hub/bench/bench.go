@@ -8,7 +8,9 @@
 //   - push: throughput of confirmed appends at each message size, with Config.Window
 //     messages in flight in batches of Config.Batch (hub: a client.Publisher with that window
 //     and batch size; raw: Window/Batch goroutines each calling Storage.Append with Batch
-//     messages).
+//     messages). The messages are random and the Batch messages of one request are
+//     distinct, so that no layer can compress them away (a Kafka producer compresses each
+//     record batch as a whole).
 //   - pull: throughput of reading back, from index 0, the stream the hub push wrote, Limit
 //     messages per request (hub: client.Conn.Pull; raw: Storage.Fetch).
 //   - push-latency: time from a message's scheduled send to its durable confirm, at a fixed

@@ -117,9 +117,10 @@ func (t *tally) wait(ctx context.Context, n int) error {
 	}
 }
 
-// sendFor calls send with msg from one goroutine for cfg.Duration, after one warm-up message
-// that must arrive before the clock starts, and returns the delivered throughput: messages
-// over the time from the first timed send until B has them all.
+// sendFor calls send with messages of size (Batch distinct ones in turn, see payloads) from
+// one goroutine for cfg.Duration, after one warm-up message that must arrive before the clock
+// starts, and returns the delivered throughput: messages over the time from the first timed
+// send until B has them all.
 func sendFor(ctx context.Context, cfg Config, size int, t *tally, send func(msg []byte) error) (Sample, error) {
 	if err := send(make([]byte, size)); err != nil {
 		return Sample{}, fmt.Errorf("warm-up send: %w", err)
@@ -127,12 +128,12 @@ func sendFor(ctx context.Context, cfg Config, size int, t *tally, send func(msg 
 	if err := t.wait(ctx, 1); err != nil {
 		return Sample{}, fmt.Errorf("warm-up: %w", err)
 	}
-	msg := payload(size)
+	msgs := payloads(size, cfg.Batch)
 	start := time.Now()
 	deadline := start.Add(cfg.Duration)
 	n := 1
 	for time.Now().Before(deadline) {
-		if err := send(msg); err != nil {
+		if err := send(msgs[n%len(msgs)]); err != nil {
 			return Sample{}, fmt.Errorf("send: %w", err)
 		}
 		n++

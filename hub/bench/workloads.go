@@ -20,12 +20,24 @@ const requestTimeout = 30 * time.Second
 // epoch is the time base of the timestamps carried in latency messages.
 var epoch = time.Now()
 
-// payload returns size random bytes (random, so that no layer compresses them away).
-func payload(size int) []byte {
-	b := make([]byte, size)
-	_, _ = rand.Read(b)
-	return b
+// payloads returns n distinct messages of size random bytes, so that no layer compresses
+// them away: neither one message alone nor a batch of them as a whole, as a Kafka producer
+// compresses each record batch (franz-go's default is snappy, which would find every repeat
+// of one message in a batch). The throughput workloads send Batch of them in turn, so the
+// messages of one request or Append are all distinct, as real (encrypted) traffic is.
+func payloads(size, n int) [][]byte {
+	buf := make([]byte, size*n)
+	_, _ = rand.Read(buf)
+	msgs := make([][]byte, n)
+	for i := range msgs {
+		msgs[i] = buf[i*size : (i+1)*size : (i+1)*size]
+	}
+	return msgs
 }
+
+// payload returns one message of size random bytes, for the latency workloads: they send
+// one message per request, each stamped with its own time.
+func payload(size int) []byte { return payloads(size, 1)[0] }
 
 // stamp writes the time at into the first 8 bytes of a copy of msg.
 func stamp(msg []byte, at time.Time) []byte {
@@ -113,12 +125,12 @@ func (e *env) pushHub(ctx context.Context, cfg Config, size int) (Sample, string
 	if err := warmUp(ctx, p, size); err != nil {
 		return Sample{}, "", err
 	}
-	msg := payload(size)
+	msgs := payloads(size, cfg.Batch)
 	start := time.Now()
 	deadline := start.Add(cfg.Duration)
 	n := 0
 	for time.Now().Before(deadline) {
-		if _, err := p.Publish(ctx, msg); err != nil {
+		if _, err := p.Publish(ctx, msgs[n%len(msgs)]); err != nil {
 			return Sample{}, "", fmt.Errorf("publish: %w", err)
 		}
 		n++
@@ -129,13 +141,11 @@ func (e *env) pushHub(ctx context.Context, cfg Config, size int) (Sample, string
 	return throughput(n, size, time.Since(start)), stream, nil
 }
 
-// appendFor appends batches of msg to stream from Window/Batch goroutines until d passed.
-// It returns how many messages were appended and how long it took.
-func appendFor(ctx context.Context, cfg Config, st core.Storage, stream string, msg []byte, d time.Duration) (int, time.Duration, error) {
-	batch := make([][]byte, cfg.Batch)
-	for i := range batch {
-		batch[i] = msg
-	}
+// appendFor appends one batch of Batch distinct messages of size to stream, again and again,
+// from Window/Batch goroutines until d passed. It returns how many messages were appended and
+// how long it took.
+func appendFor(ctx context.Context, cfg Config, st core.Storage, stream string, size int, d time.Duration) (int, time.Duration, error) {
+	batch := payloads(size, cfg.Batch) // read-only: the goroutines share it
 	workers := max(1, cfg.Window/cfg.Batch)
 	var (
 		total atomic.Int64
@@ -182,7 +192,7 @@ func (e *env) pushRaw(ctx context.Context, cfg Config, st core.Storage, size int
 	if _, err := st.Append(ctx, stream, 0, [][]byte{make([]byte, size)}); err != nil {
 		return Sample{}, "", fmt.Errorf("warm-up append: %w", err)
 	}
-	n, d, err := appendFor(ctx, cfg, st, stream, payload(size), cfg.Duration)
+	n, d, err := appendFor(ctx, cfg, st, stream, size, cfg.Duration)
 	if err != nil {
 		return Sample{}, "", err
 	}
@@ -195,7 +205,7 @@ func (e *env) fill(ctx context.Context, cfg Config, st core.Storage, size int) (
 	if err != nil {
 		return "", err
 	}
-	_, _, err = appendFor(ctx, cfg, st, stream, payload(size), cfg.Duration)
+	_, _, err = appendFor(ctx, cfg, st, stream, size, cfg.Duration)
 	return stream, err
 }
 

@@ -23,7 +23,9 @@ const KafkaPollWait = 200 * time.Millisecond
 const kafkaFetchMaxWait = 10 * time.Millisecond
 
 // Kafka is a Kafka cluster used directly with franz-go: a stream is a topic of one
-// partition (replication factor 1), Append is one ProduceSync with acks=all, and Fetch reads
+// partition (replication factor 1), Append is one ProduceSync with the producer settings of
+// the Sluice Kafka store (acks=all, no linger, no compression: franz-go's default snappy
+// would compress what Sluice stores as incompressible ciphertext), and Fetch reads
 // with a direct partition consumer (fetch max wait 10 ms) that is kept per stream while
 // reads are sequential, so sequential Fetches are served from franz-go's fetch buffer, as a
 // Kafka consumer's are.
@@ -50,7 +52,9 @@ var (
 func OpenKafka(brokers []string) (*Kafka, error) {
 	prod, err := kgo.NewClient(kgo.SeedBrokers(brokers...),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.RecordPartitioner(kgo.ManualPartitioner()))
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerLinger(0),
+		kgo.ProducerBatchCompression(kgo.NoCompression()))
 	if err != nil {
 		return nil, fmt.Errorf("native kafka: %w", err)
 	}

@@ -94,7 +94,7 @@ func startKafka(ctx context.Context, log io.Writer) (bench.Target, string, func(
 	desc := "Apache Kafka " + brokers.KafkaVersion + ", single KRaft node (" + k.Kind + "), acks=all"
 	t := bench.Target{
 		Description: desc,
-		NativeName:  "franz-go used directly: one ProduceSync (acks=all) per Append, a direct partition consumer for Fetch",
+		NativeName:  "franz-go used directly with the Sluice store's producer settings: one ProduceSync (acks=all, no linger, no compression) per Append, a direct partition consumer for Fetch",
 		Native: func(context.Context) (core.Storage, error) {
 			return native.OpenKafka(k.Brokers)
 		},
