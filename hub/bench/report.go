@@ -36,7 +36,8 @@ func (r *Report) workloadDoc(w string) string {
 	c := r.Config
 	switch w {
 	case Push:
-		return fmt.Sprintf("Confirmed appends for %s, %d messages in flight in batches of %d. Hub: a `client.Publisher` "+
+		return fmt.Sprintf("Confirmed appends for %s, %d messages in flight in batches of %d random messages, distinct within a "+
+			"batch so that nothing can compress them away. Hub: a `client.Publisher` "+
 			"(window %d, batch %d) over TCP to an in-process hub; raw: %d goroutines calling `Storage.Append` with %d messages.",
 			c.Duration, c.Window, c.Batch, c.Window, c.Batch, max(1, c.Window/c.Batch), c.Batch)
 	case Pull:
