@@ -101,6 +101,11 @@ func TestOpenURL(t *testing.T) {
 	if n, err := b.Storage.CreateStream(ctx, name, 2); err != nil || n != 2 {
 		t.Fatalf("CreateStream = %d, %v", n, err)
 	}
+	defer func() { // before b.Close: the account's shards are limited
+		if err := b.Storage.(core.StreamDeleter).DeleteStream(ctx, name); err != nil {
+			t.Errorf("DeleteStream: %v", err)
+		}
+	}()
 	idx, err := b.Storage.Append(ctx, name, 1, [][]byte{[]byte("via url")})
 	if err != nil {
 		t.Fatal(err)

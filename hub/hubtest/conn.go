@@ -2,11 +2,13 @@ package hubtest
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,8 +21,14 @@ import (
 // a slow broker, short enough that a missing reply fails instead of hanging the run.
 var ReplyTimeout = 30 * time.Second
 
+// started maps the address of each hub that Start runs to its backend (string to
+// *core.Backend), so that a Conn to it can delete the streams it creates (see deleteAtEnd).
+var started sync.Map
+
 // Start starts a hub for backend listening on a free port of 127.0.0.1 and returns it with
-// its address. The hub is shut down when the test ends (the backend is not closed).
+// its address. The hub is shut down when the test ends (the backend is not closed). Streams
+// that a Conn to it creates with Create or CreatePartitioned are deleted from the backend
+// when the Conn's test ends, if its Storage is a core.StreamDeleter.
 func Start(t testing.TB, backend *core.Backend, opts ...hub.Option) (*hub.Hub, string) {
 	t.Helper()
 	h, err := hub.New(backend, opts...)
@@ -32,21 +40,44 @@ func Start(t testing.TB, backend *core.Backend, opts ...hub.Option) (*hub.Hub, s
 		_ = h.Close()
 		t.Fatalf("hub.Listen: %v", err)
 	}
+	started.Store(addr.String(), backend)
 	t.Cleanup(func() {
 		if err := h.Close(); err != nil {
 			t.Errorf("hub.Close: %v", err)
 		}
+		started.Delete(addr.String())
 	})
 	return h, addr.String()
+}
+
+// DeleteAtEnd deletes stream from backend when t ends, if backend's Storage is a
+// core.StreamDeleter, so that tests on a shared broker leave no streams behind: a Kinesis
+// account (and kinesis-mock) limits its open shards, and a real one bills for them. A stream
+// that is already gone, or a backend the test closed first, is fine; another error fails t.
+func DeleteAtEnd(t testing.TB, backend *core.Backend, stream string) {
+	d, ok := backend.Storage.(core.StreamDeleter)
+	if !ok {
+		return
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), ReplyTimeout)
+		defer cancel()
+		err := d.DeleteStream(ctx, stream)
+		if err != nil && !errors.Is(err, core.ErrStreamNotFound) && !errors.Is(err, core.ErrClosed) {
+			t.Errorf("cleanup: delete stream %q: %v", stream, err)
+		}
+	})
 }
 
 // Conn is a raw protocol connection to a hub: it writes frames built with package wire and
 // reads the replies, with no client library in between. It is not safe for concurrent
 // use, except that Send may run concurrently with Recv.
 type Conn struct {
-	t  testing.TB
-	nc net.Conn
-	r  *bufio.Reader
+	t       testing.TB
+	nc      net.Conn
+	r       *bufio.Reader
+	addr    string          // the hub's
+	created map[string]bool // streams this Conn created, deleted when its test ends
 	// Self is the return route of every message sent (default [0#app]); replies come back
 	// with it as their onward route.
 	Self wire.Route
@@ -60,7 +91,18 @@ func Dial(t testing.TB, addr string) *Conn {
 		t.Fatalf("dial hub %s: %v", addr, err)
 	}
 	t.Cleanup(func() { nc.Close() })
-	return &Conn{t: t, nc: nc, r: bufio.NewReader(nc), Self: wire.Route{wire.Local("app")}}
+	return &Conn{t: t, nc: nc, r: bufio.NewReader(nc), addr: addr, created: map[string]bool{}, Self: wire.Route{wire.Local("app")}}
+}
+
+// deleteAtEnd deletes stream, which c created, when c's test ends (see DeleteAtEnd), if
+// Start runs the hub.
+func (c *Conn) deleteAtEnd(stream string) {
+	b, ok := started.Load(c.addr)
+	if !ok || c.created[stream] {
+		return
+	}
+	c.created[stream] = true
+	DeleteAtEnd(c.t, b.(*core.Backend), stream)
 }
 
 // Close closes the connection.
@@ -245,6 +287,7 @@ func (c *Conn) Create(name string) Stream {
 	if len(r.Msg.ReturnRoute) == 0 {
 		c.t.Fatalf("Init for %q has an empty return route", init.StreamName)
 	}
+	c.deleteAtEnd(init.StreamName)
 	return Stream{Name: init.StreamName, Route: r.Msg.ReturnRoute.Clone()}
 }
 
@@ -271,6 +314,7 @@ func (c *Conn) CreatePartitioned(protocol, name string, partitions int) []Stream
 			c.t.Fatalf("two InitPartitioned for partition %d", init.Partition)
 		}
 		out[init.Partition] = Stream{Name: init.StreamName, Partition: init.Partition, Route: r.Msg.ReturnRoute.Clone()}
+		c.deleteAtEnd(init.StreamName)
 	}
 	return out
 }

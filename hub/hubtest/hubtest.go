@@ -684,6 +684,7 @@ func testBackendFailure(t *testing.T, b *core.Backend) {
 	_, addr := Start(t, wrapped)
 	c := Dial(t, addr)
 	s := c.Create(name("fail"))
+	DeleteAtEnd(t, b, s.Name) // the wrapper is no StreamDeleter: delete through the backend
 	pc := c.Push(s, 1, []byte("before"))
 	if pc.Status != wire.StatusOK {
 		t.Fatalf("push before failure: %v", pc.Status)
