@@ -34,7 +34,7 @@ func TestConnDeletesItsStreams(t *testing.T) {
 	t.Run("create", func(t *testing.T) {
 		c := hubtest.Dial(t, addr)
 		c.Create("plain")
-		c.Create("plain") // created once, deleted once
+		c.Create("plain") // again: its second cleanup finds it gone, which is fine
 		c.CreatePartitioned(wire.ProtocolCreatePartitioned, "parts", 3)
 		if !exists("plain") || !exists("parts") {
 			t.Fatal("a stream the Conn created is missing during its test")
