@@ -162,12 +162,18 @@ func (c *Channel) nextSendLocked() (Header, error) {
 //   - ErrReplay: older than the replay window, or from a retired key epoch;
 //   - ErrDecrypt: authentication failed (tampered or forged), or the epoch is more than
 //     MaxEpochSkip ahead.
-func (c *Channel) Open(msg []byte) ([]byte, error) { return c.open(msg, false) }
+func (c *Channel) Open(msg []byte) ([]byte, error) { return c.open(msg, false, nil) }
 
 // openInPlace is Open that decrypts into msg's own ciphertext bytes instead of a new slice:
 // the plaintext returned shares msg's array. Use it only when the caller owns msg and
-// drops it on any error (a failed authentication may overwrite its ciphertext).
-func (c *Channel) openInPlace(msg []byte) ([]byte, error) { return c.open(msg, true) }
+// drops it on any error (a failed authentication may overwrite its ciphertext). When
+// accepting is not nil, it is called with the message's header once the message has
+// authenticated and passed the replay check, just before its replay window accepts it,
+// while the receive direction is locked: a snapshot of the windows (see snapshot) that
+// holds the message was taken after accepting returned.
+func (c *Channel) openInPlace(msg []byte, accepting func(Header)) ([]byte, error) {
+	return c.open(msg, true, accepting)
+}
 
 // forget undoes the acceptance of the message with header h by Open, so that the same
 // message is accepted when it comes again: its delivery was cut short. It does nothing when
@@ -183,7 +189,7 @@ func (c *Channel) forget(h Header) {
 	}
 }
 
-func (c *Channel) open(msg []byte, inPlace bool) ([]byte, error) {
+func (c *Channel) open(msg []byte, inPlace bool, accepting func(Header)) ([]byte, error) {
 	h, ct, err := ParseHeader(msg)
 	if err != nil {
 		return nil, err
@@ -213,6 +219,9 @@ func (c *Channel) open(msg []byte, inPlace bool) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: epoch %d nonce %d", ErrDecrypt, h.Epoch, h.Nonce)
 		}
+		if accepting != nil {
+			accepting(h)
+		}
 		ep.win.accept(h.Nonce)
 		return pt, nil
 	}
@@ -239,6 +248,9 @@ func (c *Channel) open(msg []byte, inPlace bool) ([]byte, error) {
 		c.prev = &recvEpoch{epoch: h.Epoch - 1, key: before, cipher: newTransportCipher(before)}
 	}
 	c.cur = recvEpoch{epoch: h.Epoch, key: key, cipher: ciph}
+	if accepting != nil {
+		accepting(h)
+	}
 	c.cur.win.accept(h.Nonce)
 	return pt, nil
 }

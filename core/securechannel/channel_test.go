@@ -336,7 +336,7 @@ func TestOpenInPlace(t *testing.T) {
 	a, b := pair(t, 0)
 	m := seal(t, a, "in place")
 	keep := bytes.Clone(m)
-	pt, err := b.openInPlace(m)
+	pt, err := b.openInPlace(m, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -344,7 +344,7 @@ func TestOpenInPlace(t *testing.T) {
 		t.Fatalf("openInPlace returned %q, not in the message's bytes", pt)
 	}
 	orig := bytes.Clone(keep)
-	if _, err := b.openInPlace(keep); !errors.Is(err, ErrDuplicate) {
+	if _, err := b.openInPlace(keep, nil); !errors.Is(err, ErrDuplicate) {
 		t.Fatalf("second open: %v, want ErrDuplicate", err)
 	}
 	if !bytes.Equal(keep, orig) {
@@ -353,10 +353,10 @@ func TestOpenInPlace(t *testing.T) {
 	next := seal(t, a, "next")
 	bad := bytes.Clone(next)
 	bad[len(bad)-1] ^= 1
-	if _, err := b.openInPlace(bad); !errors.Is(err, ErrDecrypt) {
+	if _, err := b.openInPlace(bad, nil); !errors.Is(err, ErrDecrypt) {
 		t.Fatalf("tampered: %v, want ErrDecrypt", err)
 	}
-	if got, err := b.openInPlace(next); err != nil || string(got) != "next" {
+	if got, err := b.openInPlace(next, nil); err != nil || string(got) != "next" {
 		t.Fatalf("open after a tampered copy: %q, %v", got, err)
 	}
 }

@@ -77,6 +77,11 @@ type Handshake struct {
 	hello     []byte                // message 1, kept by the responder (session state)
 	failed    error
 	channel   *Channel
+	// exported is set once the responder's state was exported (exportAwaitingMessage3) or restored
+	// from an export: the same message 3 can complete it again from that state, with the same
+	// keys, so its channel seals nothing before the channel's own state is saved (it starts
+	// with no reserved nonces).
+	exported bool
 }
 
 var (
@@ -289,6 +294,9 @@ func (h *Handshake) finish(cs1, cs2 *noise.CipherState) {
 	copy(peer[:], h.hs.PeerStatic())
 	binding := append([]byte(nil), h.hs.ChannelBinding()...)
 	h.channel = newChannel(send, recv, peer, h.cfg.Identity.public, binding, h.initiator, h.cfg.RekeyAfter)
+	if h.exported {
+		h.channel.commitReservation(position{})
+	}
 }
 
 // PeerIdentity returns the peer's static key once it is known and trusted, and false
@@ -313,12 +321,14 @@ func (h *Handshake) Channel() (*Channel, error) {
 	return h.channel, nil
 }
 
-// awaitingMessage3 returns what restores an XX responder that wrote message 2 and waits for
-// message 3 (see restoreResponder): message 1 and the responder's ephemeral private key.
-func (h *Handshake) awaitingMessage3() (hello, ephemeral []byte, ok bool) {
+// exportAwaitingMessage3 returns what restores an XX responder that wrote message 2 and waits
+// for message 3 (see restoreResponder): message 1 and the responder's ephemeral private key.
+// From then on the channel the handshake completes starts with no reserved send nonces.
+func (h *Handshake) exportAwaitingMessage3() (hello, ephemeral []byte, ok bool) {
 	if h.initiator || h.failed != nil || h.channel != nil || h.pattern == nil || h.pattern[0] != TypeHandshake1 || h.step != 2 {
 		return nil, nil, false
 	}
+	h.exported = true
 	return h.hello, append([]byte(nil), h.hs.LocalEphemeral().Private...), true
 }
 
@@ -343,5 +353,6 @@ func restoreResponder(cfg Config, hello, ephemeral []byte) (*Handshake, error) {
 	if _, err := h.WriteMessage(); err != nil {
 		return nil, fmt.Errorf("%w: replay handshake message 2: %w", ErrSessionCorrupt, err)
 	}
+	h.exported = true
 	return h, nil
 }

@@ -72,7 +72,8 @@ func advance(epoch uint32, nonce uint64, key [32]byte, n, rekeyAfter uint64) (po
 
 // snapshot encodes the channel's state with the send position reservation(RekeyAfter)
 // messages ahead, and returns that position: the caller raises the send limit to it
-// (commitReservation) once the state is stored durably. When unhandled is not nil, the
+// (commitReservation) once the state is stored durably. A channel that had no limit yet is
+// limited to that position at once. When unhandled is not nil, the
 // messages with the delivery labels it returns (see deliveryLabel) are left out of the
 // encoded replay windows; it is called after the windows are copied.
 func (c *Channel) snapshot(unhandled func() []uint64) ([]byte, position) {
@@ -89,6 +90,12 @@ func (c *Channel) snapshot(unhandled func() []uint64) ([]byte, position) {
 
 	c.sendMu.Lock()
 	pos, key := advance(c.send.epoch, c.send.nonce, c.send.key, reservation(c.rekeyAfter), c.rekeyAfter)
+	if !c.send.limited {
+		// Never saved: nothing stops Seal yet. Stop it at pos now, not once the state is
+		// stored, or it could use the nonces from pos on while the state is being written,
+		// and a channel restored from it would use them again.
+		c.send.limited, c.send.limit = true, pos
+	}
 	c.sendMu.Unlock()
 	b = binary.BigEndian.AppendUint32(b, pos.epoch)
 	b = binary.BigEndian.AppendUint64(b, pos.nonce)

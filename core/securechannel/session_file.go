@@ -89,7 +89,9 @@ func sessionKey(id *Identity, salt []byte) ([32]byte, error) {
 // file or the new one), with permissions 0600. The directory must exist.
 //
 // The channel's send nonces are reserved only once the file is written (and synced): if
-// SaveSession fails, the channel keeps its previous reservation. Afterwards the channel
+// SaveSession fails, the channel keeps its previous reservation (a channel never saved
+// before keeps the nonces up to the position the failed file would have restarted from,
+// and then refuses to seal until a save succeeds). Afterwards the channel
 // remembers path and saves itself there again whenever its reserved nonces run out, so
 // sending never stops for lack of a reservation. Save again after receiving, before
 // acknowledging what was received (for example before a stream consumer saves its index),
@@ -269,7 +271,7 @@ func (c *SecureChannel) snapshot() ([]byte, *Channel, position, error) {
 		state, limit := c.ch.snapshot(c.unhandledLabels)
 		return wire.AppendData(b, state), c.ch, limit, nil
 	case c.hs != nil && c.err == nil:
-		if _, eph, ok := c.hs.awaitingMessage3(); ok {
+		if _, eph, ok := c.hs.exportAwaitingMessage3(); ok {
 			b[1] = kindAwaiting3
 			return wire.AppendData(b, eph), nil, position{}, nil
 		}

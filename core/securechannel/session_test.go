@@ -391,6 +391,20 @@ func TestSessionRestoreResponderAwaitingMessage3(t *testing.T) {
 	if got := <-f.peers; got != f.ida.PublicKey() || sb.PeerIdentity() != f.ida.PublicKey() {
 		t.Fatalf("restored responder sees %s", got)
 	}
+	// B sealed its reply only after saving the open channel: the file no longer holds the
+	// half-open handshake, which the same message 3, delivered again after a crash, would
+	// complete with the same keys (and B would seal from nonce 0 again).
+	state, err := readSession(f.idb, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := decodeSession(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.kind != kindEstablished {
+		t.Fatalf("after B's reply its session file holds kind %d, want the open channel (%d)", s.kind, kindEstablished)
+	}
 }
 
 func TestRestoreErrors(t *testing.T) {

@@ -80,8 +80,9 @@ type SecureChannel struct {
 	// worker handled them, labelled with deliveryLabel: a session saved meanwhile leaves
 	// them out of its replay windows, so that a channel restored after a crash accepts them
 	// again when they come again (the stream did not move past them either). opening holds
-	// the labels of the messages being opened and delivered, from before the replay window
-	// accepts them until they are in unhandled (or handled): a save leaves those out too.
+	// the labels of the messages being delivered, from just before the replay window accepts
+	// them (under the channel's receive lock, once they authenticated) until they are in
+	// unhandled (or handled): a save leaves those out too.
 	unhandled routing.Tracker
 	openingMu sync.Mutex
 	opening   []uint64
@@ -343,9 +344,17 @@ func (c *SecureChannel) openAndDeliver(ctx context.Context, ch *Channel, msg []b
 	// encrypted: decrypting in place leaves it as it was.
 	h, _, _ := ParseHeader(msg) // its error is open's too
 	label := deliveryLabel(h)
-	c.beginOpening(label)
-	defer c.endOpening(label)
-	pt, err := ch.openInPlace(msg)
+	// The label is recorded only for a message that authenticated and is new, under the
+	// channel's receive lock: a duplicate or a forgery of a message already handled must not
+	// make a save leave that message out of its replay window.
+	opening := false
+	pt, err := ch.openInPlace(msg, func(Header) {
+		c.beginOpening(label)
+		opening = true
+	})
+	if opening {
+		defer c.endOpening(label)
+	}
 	if errors.Is(err, ErrReplay) {
 		c.duplicates.Add(1)
 		return nil

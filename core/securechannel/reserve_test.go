@@ -1,0 +1,185 @@
+package securechannel
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+
+	"github.com/sluicehq/sluice/core/wire"
+)
+
+// TestSnapshotLimitsAtOnce: the first save of a channel stops Seal at the position the state
+// records as soon as the state is taken, not once it is stored: a Seal while the state is
+// being written must not use a nonce that a channel restored from it would use again.
+func TestSnapshotLimitsAtOnce(t *testing.T) {
+	a, b := pair(t, 0)
+	open(t, b, seal(t, a, "before"), "before")
+	_, pos := a.snapshot(nil) // taken, not yet stored: commitReservation not called
+	sent := uint64(0)
+	for {
+		m, err := a.Seal([]byte("during the save"))
+		if errors.Is(err, ErrReservationExhausted) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h, _, _ := ParseHeader(m); !(position{h.Epoch, h.Nonce}).less(pos) {
+			t.Fatalf("sealed at epoch %d nonce %d while a state restarting at %+v was being stored", h.Epoch, h.Nonce, pos)
+		}
+		if sent++; sent > 2*ReserveNonces {
+			t.Fatalf("sealed %d messages past a state taken and never stored", sent)
+		}
+	}
+	if want := reservation(a.rekeyAfter); sent != want {
+		t.Fatalf("sealed %d messages during the save, want the %d it reserves", sent, want)
+	}
+	// A second save, taken later, does not lower the first one's limit.
+	_, pos2 := a.snapshot(nil)
+	a.commitReservation(pos)
+	if _, err := a.Seal([]byte("x")); !errors.Is(err, ErrReservationExhausted) {
+		t.Fatalf("Seal after the first state was stored = %v, want ErrReservationExhausted until the second one is", err)
+	}
+	a.commitReservation(pos2)
+	open(t, b, seal(t, a, "after the second save"), "after the second save")
+}
+
+// TestExportedResponderReservesNothing: an XX responder waiting for message 3 whose state
+// was exported (to save it) or restored completes again, with the same keys, whenever the same
+// message 3 comes again (after a crash, or replayed by whoever recorded it). Its channel
+// must not seal before the channel's own state is saved; one never exported seals at once.
+func TestExportedResponderReservesNothing(t *testing.T) {
+	ia, ib := mustIdentity(t), mustIdentity(t)
+	ci := Config{Identity: ia, Trust: TrustKeys(ib.PublicKey())}
+	cr := Config{Identity: ib, Trust: TrustKeys(ia.PublicKey())}
+	for _, tc := range []struct {
+		name     string
+		export   bool
+		restore  bool
+		sealOpen bool
+	}{
+		{name: "never exported", sealOpen: true},
+		{name: "exported", export: true},
+		{name: "restored", export: true, restore: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ini, err := NewInitiator(ci)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := NewResponder(cr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m1 := mustWrite(t, ini)
+			if err := res.ReadMessage(m1); err != nil {
+				t.Fatal(err)
+			}
+			m2 := mustWrite(t, res)
+			if tc.export {
+				hello, eph, ok := res.exportAwaitingMessage3()
+				if !ok {
+					t.Fatal("a responder that wrote message 2 cannot be exported")
+				}
+				if tc.restore {
+					if res, err = restoreResponder(cr, hello, eph); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if err := ini.ReadMessage(m2); err != nil {
+				t.Fatal(err)
+			}
+			if err := res.ReadMessage(mustWrite(t, ini)); err != nil {
+				t.Fatal(err)
+			}
+			ch, err := res.Channel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = ch.Seal([]byte("reply"))
+			if tc.sealOpen && err != nil {
+				t.Fatalf("Seal = %v, want a sealed message", err)
+			}
+			if !tc.sealOpen && !errors.Is(err, ErrReservationExhausted) {
+				t.Fatalf("Seal = %v, want ErrReservationExhausted until the channel is saved", err)
+			}
+			if _, err := ch.MarshalBinary(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := ch.Seal([]byte("reply")); err != nil {
+				t.Fatalf("Seal after the channel's state was taken: %v", err)
+			}
+		})
+	}
+}
+
+func mustWrite(t *testing.T, h *Handshake) []byte {
+	t.Helper()
+	m, err := h.WriteMessage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestAcceptingOnlyForNewMessages: openInPlace reports a message as being accepted only
+// once it authenticated and passed the replay check, so a worker never marks a duplicate or
+// a forgery of a handled message as unhandled.
+func TestAcceptingOnlyForNewMessages(t *testing.T) {
+	a, b := pair(t, 0)
+	m := seal(t, a, "transfer $100")
+	calls := 0
+	accepting := func(Header) { calls++ }
+	if _, err := b.openInPlace(append([]byte(nil), m...), accepting); err != nil || calls != 1 {
+		t.Fatalf("new message: err %v, accepting called %d times, want once", err, calls)
+	}
+	if _, err := b.openInPlace(append([]byte(nil), m...), accepting); !errors.Is(err, ErrReplay) || calls != 1 {
+		t.Fatalf("duplicate: err %v, accepting called %d times in all, want once", err, calls)
+	}
+	forged := append([]byte(nil), seal(t, a, "next")...)
+	forged[len(forged)-1] ^= 1
+	if _, err := b.openInPlace(forged, accepting); !errors.Is(err, ErrDecrypt) || calls != 1 {
+		t.Fatalf("forgery: err %v, accepting called %d times in all, want once", err, calls)
+	}
+}
+
+// TestSaveDuringDuplicateKeepsHandledMessage: a duplicate (or a forgery with its header)
+// of a handled message, being opened while the session is saved, must not make the save
+// leave the handled message out of its replay window, or a restored channel would accept it
+// and the application would process it twice.
+func TestSaveDuringDuplicateKeepsHandledMessage(t *testing.T) {
+	a, b := pair(t, 0)
+	sc := &SecureChannel{encAddr: "enc", decAddr: "dec", peerRoute: wire.Route{wire.Local("peer")}, ch: a,
+		done: make(chan struct{}), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	m := seal(t, b, "transfer $100")
+	open(t, a, append([]byte(nil), m...), "transfer $100") // handled
+	var stop atomic.Bool
+	done := make(chan struct{})
+	go func() { // stopped below
+		defer close(done)
+		for !stop.Load() {
+			_ = sc.openAndDeliver(context.Background(), a, append([]byte(nil), m...))
+		}
+	}()
+	defer func() {
+		stop.Store(true)
+		<-done
+	}()
+	for i := range 1000 {
+		state, _, _, err := sc.snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := decodeSession(state)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.channel.Open(append([]byte(nil), m...)); !errors.Is(err, ErrReplay) {
+			t.Fatalf("save %d: a channel restored from it opens the handled message again (err %v)", i, err)
+		}
+	}
+}
