@@ -12,7 +12,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 )
@@ -101,38 +100,12 @@ func SaveIdentity(path string, id *Identity, opts *SaveOptions) error {
 	fmt.Fprintf(&b, "private-key: %x\n", id.private[:])
 	fmt.Fprintf(&b, "public-key: %s\n", id.public)
 
-	// os.CreateTemp creates the file with mode 0600.
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("securechannel: save identity %s: %w", path, err)
-	}
-	tmpName := tmp.Name()
-	defer os.Remove(tmpName) // no-op after a successful rename
-	if err := tmp.Chmod(0o600); err != nil && runtime.GOOS != "windows" {
-		tmp.Close()
-		return fmt.Errorf("securechannel: save identity %s: %w", path, err)
-	}
-	if _, err := tmp.Write(b.Bytes()); err != nil {
-		tmp.Close()
-		return fmt.Errorf("securechannel: save identity %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("securechannel: save identity %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("securechannel: save identity %s: %w", path, err)
-	}
-	if overwrite {
-		err = os.Rename(tmpName, path)
-	} else {
-		// Link fails if path exists, closing the race with the Lstat above.
-		err = os.Link(tmpName, path)
+	// Without Overwrite the file is linked into place, which fails if path exists: that
+	// closes the race with the Lstat above.
+	if err := writeFileAtomic(path, b.Bytes(), overwrite); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("%w: %w: %s; pass Overwrite to replace it (the old identity is lost)", ErrIdentityExists, fs.ErrExist, path)
 		}
-	}
-	if err != nil {
 		return fmt.Errorf("securechannel: save identity %s: %w", path, err)
 	}
 	return nil

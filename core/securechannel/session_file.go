@@ -114,7 +114,7 @@ func (c *SecureChannel) saveLocked(path string) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(path, sealed); err != nil {
+	if err := writeFileAtomic(path, sealed, true); err != nil {
 		return fmt.Errorf("securechannel: save session %s: %w", path, err)
 	}
 	if ch != nil {
@@ -201,14 +201,17 @@ func readSession(id *Identity, path string) ([]byte, error) {
 }
 
 // writeFileAtomic writes data to path with mode 0600 through a synced temporary file in the
-// same directory and a rename.
-func writeFileAtomic(path string, data []byte) error {
+// same directory, then makes it path: with replace, by a rename (a reader sees the old file
+// or the complete new one); without, by a hard link, which fails with fs.ErrExist if path
+// exists. The directory is synced afterwards, where directories can be, so that the new
+// name survives a crash too.
+func writeFileAtomic(path string, data []byte, replace bool) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*") // mode 0600
 	if err != nil {
 		return err
 	}
 	name := tmp.Name()
-	defer os.Remove(name) // no-op after the rename
+	defer os.Remove(name) // after the rename: a no-op; after the link: drops the temporary name
 	if err := tmp.Chmod(0o600); err != nil && runtime.GOOS != "windows" {
 		tmp.Close()
 		return err
@@ -224,10 +227,14 @@ func writeFileAtomic(path string, data []byte) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(name, path); err != nil {
+	if replace {
+		err = os.Rename(name, path)
+	} else {
+		err = os.Link(name, path)
+	}
+	if err != nil {
 		return err
 	}
-	// Make the rename durable too, where directories can be synced.
 	if d, err := os.Open(filepath.Dir(path)); err == nil {
 		_ = d.Sync()
 		d.Close()

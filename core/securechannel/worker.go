@@ -25,8 +25,12 @@ const (
 	// DefaultMaxPendingHandshakes bounds the half-open channels of a Listener: message 1 is
 	// unauthenticated, so anybody can start handshakes.
 	DefaultMaxPendingHandshakes = 256
-	// maxEarly bounds the data messages a responder keeps when they overtake message 3.
-	maxEarly = 64
+	// maxEarly and maxEarlyBytes bound the data messages a responder keeps when they
+	// overtake message 3. Whoever sent message 1 learns the half-open channel's address from
+	// message 2 and can fill this buffer without authenticating, so it is small: with
+	// DefaultMaxPendingHandshakes, a listener holds at most 16 MiB of it.
+	maxEarly      = 64
+	maxEarlyBytes = 64 << 10
 	// maxRememberedIK bounds how many IK messages 1 a Listener remembers to refuse replays.
 	maxRememberedIK = 4096
 )
@@ -92,6 +96,7 @@ type SecureChannel struct {
 	ch        *Channel      // set when the handshake completed
 	peerRoute wire.Route    // replaced, never modified in place: data messages share it
 	early     [][]byte      // data that arrived before the handshake completed
+	earlySize int           // bytes in early
 	done      chan struct{} // closed by settleLocked
 	settled   bool          // the handshake completed (err == nil) or failed
 	err       error         // why the handshake failed
@@ -320,9 +325,15 @@ func (c *SecureChannel) handleNetwork(ctx context.Context, msg wire.TransportMes
 		c.mu.Lock()
 		ch := c.ch
 		if ch == nil {
-			if len(c.early) < maxEarly {
-				c.early = append(c.early, append([]byte(nil), msg.Payload...))
+			if len(c.early) >= maxEarly || c.earlySize+len(msg.Payload) > maxEarlyBytes {
+				c.mu.Unlock()
+				c.rejected.Add(1)
+				c.log.Warn("securechannel: dropped a data message that came before the handshake completed: too many wait already",
+					"address", c.decAddr, "waiting", len(c.early), "waiting_bytes", c.earlySize)
+				return nil
 			}
+			c.early = append(c.early, append([]byte(nil), msg.Payload...))
+			c.earlySize += len(msg.Payload)
 			c.mu.Unlock()
 			return nil
 		}
@@ -470,7 +481,7 @@ func (c *SecureChannel) establish(ctx context.Context) {
 		c.timer.Stop()
 	}
 	early := c.early
-	c.early = nil
+	c.early, c.earlySize = nil, 0
 	notify := c.notify
 	c.mu.Unlock()
 

@@ -406,3 +406,51 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestRoutingEarlyDataBounded: whoever sends message 1 learns the half-open channel's
+// address from message 2 and can send it data before any authentication. The responder
+// keeps at most maxEarly messages and maxEarlyBytes of it, and counts what it drops.
+func TestRoutingEarlyDataBounded(t *testing.T) {
+	f := newFixture(t, false, 0)
+	raw := make(inbox, 10)
+	if err := f.a.Register("raw", raw); err != nil {
+		t.Fatal(err)
+	}
+	hs, err := NewInitiator(Config{Identity: mustIdentity(t), Trust: TrustAnyInsecure()}) // trusted by nobody
+	if err != nil {
+		t.Fatal(err)
+	}
+	m1, _ := hs.WriteMessage()
+	ctx := context.Background()
+	if err := f.a.Send(ctx, wire.TransportMessage{OnwardRoute: f.listenerRoute, ReturnRoute: wire.Route{wire.Local("raw")}, Payload: m1}); err != nil {
+		t.Fatal(err)
+	}
+	m2 := raw.next(t) // its return route leads to the half-open channel
+	junk := make([]byte, MaxSealedSize)
+	junk[0] = byte(TypeData)
+	const sent = 100
+	for range sent {
+		if err := f.a.Send(ctx, wire.TransportMessage{OnwardRoute: m2.ReturnRoute, Payload: junk}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.listener.mu.Lock()
+	defer f.listener.mu.Unlock()
+	if len(f.listener.hellos) != 1 {
+		t.Fatalf("%d half-open channels, want 1", len(f.listener.hellos))
+	}
+	for _, c := range f.listener.hellos {
+		c.mu.Lock()
+		held, size := len(c.early), 0
+		for _, e := range c.early {
+			size += len(e)
+		}
+		c.mu.Unlock()
+		if held > maxEarly || size > maxEarlyBytes {
+			t.Fatalf("a half-open channel holds %d early messages, %d bytes: more than %d / %d", held, size, maxEarly, maxEarlyBytes)
+		}
+		if got := c.Stats().Rejected; got != uint64(sent-held) {
+			t.Fatalf("Rejected = %d, want the %d messages dropped", got, sent-held)
+		}
+	}
+}

@@ -471,6 +471,9 @@ func (t *Transport) Subscribe(stream, subscriptionID string) (*Subscription, err
 	if t.closed {
 		t.mu.Unlock()
 		cancel()
+		if err := cons.Close(); err != nil {
+			t.cfg.log.Warn("bistream: close the consumer of a subscription refused", "stream", stream, "err", err)
+		}
 		return nil, fmt.Errorf("bistream: subscribe to %q: %w", stream, core.ErrClosed)
 	}
 	t.subs[s] = struct{}{}
