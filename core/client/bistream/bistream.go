@@ -45,11 +45,16 @@ func ParseSenderAddress(addr string) (to, returnStream string, ok bool) {
 }
 
 type config struct {
-	pubOpts   []client.PublisherOption
-	consOpts  []client.ConsumerOption
-	outboxDir string
-	log       *slog.Logger
+	pubOpts       []client.PublisherOption
+	consOpts      []client.ConsumerOption
+	outboxDir     string
+	log           *slog.Logger
+	maxPublishers int
 }
+
+// DefaultMaxPublishers is how many publishers a Transport keeps open by default (see
+// [WithMaxPublishers]).
+const DefaultMaxPublishers = 64
 
 // Option configures a [Transport]. Options are validated by [New]; an invalid one returns an
 // error matching [core.ErrInvalidOption].
@@ -87,6 +92,26 @@ func WithOutboxDir(dir string) Option {
 	}
 }
 
+// WithMaxPublishers bounds the publishers the transport keeps open (default
+// DefaultMaxPublishers; one per destination stream). Replies go to the return stream a
+// message names, and anybody who can push to a subscribed stream can name any stream there
+// (a secure channel listener answers every handshake message 1), so without a bound a
+// device could be made to open a publisher, a connection's worth of state and an outbox
+// file for every name. When a new publisher would pass the bound, the transport first
+// retires the least recently used one, preferring one with nothing in flight: it waits
+// until what was published there is confirmed (the send to the new stream waits meanwhile,
+// as Publish does when its window is full), then closes it. Its stream gets a new publisher
+// when it is used again.
+func WithMaxPublishers(n int) Option {
+	return func(c *config) error {
+		if n < 1 {
+			return fmt.Errorf("%w: bistream: max publishers %d, want >= 1", core.ErrInvalidOption, n)
+		}
+		c.maxPublishers = n
+		return nil
+	}
+}
+
 // WithLogger sets the logger for dropped messages and failed subscriptions (default:
 // discard).
 func WithLogger(l *slog.Logger) Option {
@@ -110,6 +135,10 @@ type Stats struct {
 	// Undeliverable counts inner messages dropped because the node has no worker at their
 	// first onward address.
 	Undeliverable uint64
+	// Publishers is the number of publishers open now; Retired counts those closed to stay
+	// within WithMaxPublishers.
+	Publishers int
+	Retired    uint64
 }
 
 // Transport is the bi-directional stream transport of one node: it publishes messages
@@ -122,11 +151,26 @@ type Transport struct {
 
 	mu      sync.Mutex
 	closed  bool
-	senders map[string]struct{}          // registered sender addresses
-	pubs    map[string]*client.Publisher // by destination stream
-	subs    map[*Subscription]struct{}
+	senders map[string]struct{}     // registered sender addresses
+	pubs    map[string]*publication // by destination stream
+	// retiring holds the streams whose publisher is being closed to stay within the bound,
+	// with a channel closed once it is: the stream gets no new publisher before, so that
+	// its messages stay in order and its outbox has one user.
+	retiring map[string]chan struct{}
+	subs     map[*Subscription]struct{}
 
-	sent, delivered, malformed, undeliverable atomic.Uint64
+	sent, delivered, malformed, undeliverable, retired atomic.Uint64
+}
+
+// publication is an open publisher to one stream.
+type publication struct {
+	p *client.Publisher
+	// used is set when a sender publishes and cleared by the search for an idle publisher
+	// to close, which passes over a publisher used since its last look (a second chance).
+	used atomic.Bool
+	// retired is set before the transport closes p to stay within its bound: a sender whose
+	// Publish fails because p is closed then asks for the stream's publisher again.
+	retired atomic.Bool
 }
 
 // New returns a Transport that registers its stream senders on node and reaches the hub
@@ -137,7 +181,7 @@ func New(node *routing.Node, c *client.Client, opts ...Option) (*Transport, erro
 	if node == nil || c == nil {
 		return nil, fmt.Errorf("%w: bistream: New needs a node and a client", core.ErrInvalidOption)
 	}
-	cfg := config{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	cfg := config{log: slog.New(slog.NewTextHandler(io.Discard, nil)), maxPublishers: DefaultMaxPublishers}
 	for _, o := range opts {
 		if o == nil {
 			return nil, fmt.Errorf("%w: bistream: nil option", core.ErrInvalidOption)
@@ -147,12 +191,13 @@ func New(node *routing.Node, c *client.Client, opts ...Option) (*Transport, erro
 		}
 	}
 	t := &Transport{
-		node:    node,
-		c:       c,
-		cfg:     cfg,
-		senders: map[string]struct{}{},
-		pubs:    map[string]*client.Publisher{},
-		subs:    map[*Subscription]struct{}{},
+		node:     node,
+		c:        c,
+		cfg:      cfg,
+		senders:  map[string]struct{}{},
+		pubs:     map[string]*publication{},
+		retiring: map[string]chan struct{}{},
+		subs:     map[*Subscription]struct{}{},
 	}
 	if err := t.reopenOutboxes(); err != nil {
 		return nil, errors.Join(err, t.Close())
@@ -178,7 +223,7 @@ func (t *Transport) reopenOutboxes() error {
 		if !ok || !e.Type().IsRegular() || core.ValidateStreamName(stream) != nil {
 			continue
 		}
-		if _, err := t.publisher(stream); err != nil {
+		if _, err := t.publisher(context.Background(), stream); err != nil {
 			return err
 		}
 	}
@@ -251,16 +296,43 @@ func (t *Transport) ensureSender(to, returnStream string) (string, error) {
 	return addr, nil
 }
 
-// publisher returns the publisher to stream to, creating it on first use.
-func (t *Transport) publisher(to string) (*client.Publisher, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.closed {
-		return nil, fmt.Errorf("bistream: publish to %q: %w", to, core.ErrClosed)
+// publisher returns the publisher to stream to, creating it on first use. When that would
+// pass the bound of WithMaxPublishers, it first retires the least recently used publisher:
+// it waits until everything published there is confirmed (or ctx ends), then closes it.
+func (t *Transport) publisher(ctx context.Context, to string) (*publication, error) {
+	for {
+		t.mu.Lock()
+		if t.closed {
+			t.mu.Unlock()
+			return nil, fmt.Errorf("bistream: publish to %q: %w", to, core.ErrClosed)
+		}
+		if pub, ok := t.pubs[to]; ok {
+			t.mu.Unlock()
+			return pub, nil
+		}
+		if done, ok := t.retiring[to]; ok {
+			t.mu.Unlock()
+			select {
+			case <-done:
+				continue
+			case <-ctx.Done():
+				return nil, fmt.Errorf("bistream: publish to %q: %w", to, ctx.Err())
+			}
+		}
+		if len(t.pubs) < t.cfg.maxPublishers {
+			pub, err := t.newPublisherLocked(to)
+			t.mu.Unlock()
+			return pub, err
+		}
+		stream, old := t.retireLocked()
+		t.mu.Unlock()
+		if err := t.closeRetired(ctx, stream, old); err != nil {
+			return nil, fmt.Errorf("bistream: publish to %q: %w", to, err)
+		}
 	}
-	if p, ok := t.pubs[to]; ok {
-		return p, nil
-	}
+}
+
+func (t *Transport) newPublisherLocked(to string) (*publication, error) {
 	opts := t.cfg.pubOpts
 	if t.cfg.outboxDir != "" {
 		opts = append(opts[:len(opts):len(opts)], client.WithOutbox(filepath.Join(t.cfg.outboxDir, to+outboxSuffix)))
@@ -269,8 +341,70 @@ func (t *Transport) publisher(to string) (*client.Publisher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bistream: %w", err)
 	}
-	t.pubs[to] = p
-	return p, nil
+	pub := &publication{p: p}
+	t.pubs[to] = pub
+	return pub, nil
+}
+
+// retireLocked removes from t.pubs, marks retired and returns the publisher to close to
+// make room (t.mu held, t.pubs not empty): the least recently used one with nothing in
+// flight, else the least recently used one. Recency is approximate: a publisher used since
+// the last search is passed over once (a second chance).
+func (t *Transport) retireLocked() (string, *publication) {
+	var busyStream string
+	var busy *publication
+	for range 2 { // the second pass finds those whose used flag the first one cleared
+		for stream, pub := range t.pubs {
+			if pub.used.Swap(false) {
+				continue
+			}
+			if pub.p.Stats().InFlight > 0 {
+				if busy == nil {
+					busyStream, busy = stream, pub
+				}
+				continue
+			}
+			return stream, t.retireOneLocked(stream, pub)
+		}
+	}
+	if busy == nil { // every one was used since the first pass: take any
+		for stream, pub := range t.pubs {
+			busyStream, busy = stream, pub
+			break
+		}
+	}
+	return busyStream, t.retireOneLocked(busyStream, busy)
+}
+
+func (t *Transport) retireOneLocked(stream string, pub *publication) *publication {
+	pub.retired.Store(true) // senders stop publishing to it and ask for the stream's publisher again
+	delete(t.pubs, stream)
+	t.retiring[stream] = make(chan struct{})
+	return pub
+}
+
+// closeRetired waits until what was published through a retired publisher is confirmed, or
+// ctx ends, and closes it. If ctx ends first the publisher is put back and the error
+// returned (after Close of the transport, it is closed instead).
+func (t *Transport) closeRetired(ctx context.Context, stream string, pub *publication) error {
+	err := pub.p.Flush(ctx)
+	t.mu.Lock()
+	done := t.retiring[stream]
+	delete(t.retiring, stream)
+	if err != nil && !t.closed {
+		pub.retired.Store(false)
+		t.pubs[stream] = pub
+		t.mu.Unlock()
+		close(done)
+		return err
+	}
+	t.mu.Unlock()
+	t.retired.Add(1)
+	if cerr := pub.p.Close(); cerr != nil {
+		t.cfg.log.Error("bistream: close a publisher to stay within the bound", "stream", stream, "err", cerr)
+	}
+	close(done)
+	return nil
 }
 
 // sender is the routing.Sender registered at a SenderAddress (see Transport.Route).
@@ -278,7 +412,7 @@ type sender struct {
 	t       *Transport
 	to, ret string // valid stream names (checked by ensureSender)
 	addr    string
-	pub     atomic.Pointer[client.Publisher] // the transport's publisher to to, once known
+	pub     atomic.Pointer[publication] // the transport's publisher to to, once known
 }
 
 // Send publishes msg as an Envelope (see Transport.Route).
@@ -290,19 +424,10 @@ func (s *sender) Send(ctx context.Context, msg wire.TransportMessage) error {
 	if len(env.Message.OnwardRoute) == 0 {
 		return env.Validate() // s.ret is valid: the error is about the route
 	}
-	p := s.pub.Load()
-	if p == nil {
-		var err error
-		if p, err = s.t.publisher(s.to); err != nil {
-			return err
-		}
-		// Publishers live as long as the transport: after Close, p returns ErrClosed.
-		s.pub.Store(p)
-	}
 	// Publish copies what it is given, so the encoding goes into a reused buffer.
 	bp := envelopeBufs.Get().(*[]byte)
 	buf := env.Append((*bp)[:0])
-	_, err := p.Publish(ctx, buf)
+	err := s.publish(ctx, buf)
 	if cap(buf) <= maxPooledEnvelope {
 		*bp = buf
 		envelopeBufs.Put(bp)
@@ -312,6 +437,28 @@ func (s *sender) Send(ctx context.Context, msg wire.TransportMessage) error {
 	}
 	s.t.sent.Add(1)
 	return nil
+}
+
+// publish publishes an encoded envelope with the transport's publisher to s.to.
+func (s *sender) publish(ctx context.Context, buf []byte) error {
+	for {
+		pub := s.pub.Load()
+		if pub == nil || pub.retired.Load() {
+			var err error
+			if pub, err = s.t.publisher(ctx, s.to); err != nil {
+				return err
+			}
+			s.pub.Store(pub)
+		}
+		if !pub.used.Load() {
+			pub.used.Store(true)
+		}
+		_, err := pub.p.Publish(ctx, buf)
+		if errors.Is(err, core.ErrClosed) && pub.retired.Load() {
+			continue // closed to stay within the bound: get the stream's publisher again
+		}
+		return err
+	}
 }
 
 // CopiesPayload implements routing.PayloadCopier: Send encodes the payload into an envelope
@@ -330,8 +477,8 @@ const maxPooledEnvelope = 16 << 10
 func (t *Transport) Flush(ctx context.Context) error {
 	t.mu.Lock()
 	pubs := make([]*client.Publisher, 0, len(t.pubs))
-	for _, p := range t.pubs {
-		pubs = append(pubs, p)
+	for _, pub := range t.pubs {
+		pubs = append(pubs, pub.p)
 	}
 	t.mu.Unlock()
 	for _, p := range pubs {
@@ -343,20 +490,25 @@ func (t *Transport) Flush(ctx context.Context) error {
 }
 
 // PublisherStats returns the counters of the publisher to stream to, and false if the
-// transport never published there.
+// transport has no publisher there (it never published there, or closed an idle publisher
+// to stay within WithMaxPublishers).
 func (t *Transport) PublisherStats(to string) (client.PublisherStats, bool) {
 	t.mu.Lock()
-	p, ok := t.pubs[to]
+	pub, ok := t.pubs[to]
 	t.mu.Unlock()
 	if !ok {
 		return client.PublisherStats{}, false
 	}
-	return p.Stats(), true
+	return pub.p.Stats(), true
 }
 
 // Stats returns the transport's counters.
 func (t *Transport) Stats() Stats {
-	return Stats{Sent: t.sent.Load(), Delivered: t.delivered.Load(), Malformed: t.malformed.Load(), Undeliverable: t.undeliverable.Load()}
+	t.mu.Lock()
+	n := len(t.pubs)
+	t.mu.Unlock()
+	return Stats{Sent: t.sent.Load(), Delivered: t.delivered.Load(), Malformed: t.malformed.Load(), Undeliverable: t.undeliverable.Load(),
+		Publishers: n, Retired: t.retired.Load()}
 }
 
 // Close stops every subscription (each saves its position), then closes every publisher,
@@ -385,14 +537,14 @@ func (t *Transport) Close() error {
 	senders := t.senders
 	t.senders = map[string]struct{}{}
 	pubs := t.pubs
-	t.pubs = map[string]*client.Publisher{}
+	t.pubs = map[string]*publication{}
 	t.mu.Unlock()
 	for addr := range senders {
 		_ = t.node.Unregister(addr)
 	}
 	var errs []error
-	for _, p := range pubs {
-		if err := p.Close(); err != nil {
+	for _, pub := range pubs {
+		if err := pub.p.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("bistream: %w", err))
 		}
 	}

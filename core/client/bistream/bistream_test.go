@@ -3,6 +3,7 @@ package bistream_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -541,5 +542,49 @@ func TestOfflineLeavesNoGoroutine(t *testing.T) {
 			t.Fatalf("%d goroutines after going offline, %d before going online:\n%s", runtime.NumGoroutine(), baseline, buf[:n])
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestPublishersBounded: every return stream named in a subscribed stream gets a reply
+// publisher when a worker answers, and anybody who can push to the stream can name any
+// number of them. The transport keeps at most WithMaxPublishers open by closing idle ones,
+// and every reply still reaches its stream, also through a publisher opened again.
+func TestPublishersBounded(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	th := startHub(t)
+	d := newDevice(t, "x")
+	if err := d.node.Register("echo", routing.WorkerFunc(func(ctx context.Context, m *routing.Message) error {
+		return d.node.Send(ctx, wire.TransportMessage{OnwardRoute: append(m.ReturnRoute.Clone(), wire.Local("w")), Payload: m.Payload})
+	})); err != nil {
+		t.Fatal(err)
+	}
+	const streams, bound = 12, 3
+	var msgs [][]byte
+	for i := range streams + 1 { // the last one names the first stream again
+		e := bistream.Envelope{ReturnStream: fmt.Sprintf("reply-%d", i%streams), Message: wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("echo")}, Payload: []byte(fmt.Sprint("m", i))}}
+		msgs = append(msgs, e.Append(nil))
+	}
+	th.preload(ctx, d.inbox, msgs...)
+	d.online(th.addr, bistream.WithMaxPublishers(bound))
+	held := func(i int) int {
+		got, err := th.store.Fetch(ctx, fmt.Sprintf("reply-%d", i), 0, 0, 10)
+		if err != nil && !errors.Is(err, core.ErrStreamNotFound) {
+			t.Fatal(err)
+		}
+		return len(got)
+	}
+	waitFor(t, "every reply", func() bool {
+		n := 0
+		for i := range streams {
+			n += held(i)
+		}
+		return n == len(msgs)
+	})
+	if n := held(0); n != 2 {
+		t.Fatalf("reply-0 holds %d messages, want 2", n)
+	}
+	if st := d.tr.Stats(); st.Publishers > bound || st.Retired < streams+1-bound {
+		t.Fatalf("stats %+v: want at most %d publishers open, at least %d closed", st, bound, streams+1-bound)
 	}
 }
