@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -402,6 +403,14 @@ func (t *Transport) closeRetired(ctx context.Context, stream string, pub *public
 	t.retired.Add(1)
 	if cerr := pub.p.Close(); cerr != nil {
 		t.cfg.log.Error("bistream: close a publisher to stay within the bound", "stream", stream, "err", cerr)
+	} else if t.cfg.outboxDir != "" {
+		// Everything in it was confirmed, and the stream gets no new publisher before done
+		// is closed: remove the empty outbox, or a flood of stream names would leave a file
+		// for each, and New would open a publisher for each.
+		path := filepath.Join(t.cfg.outboxDir, stream+outboxSuffix)
+		if rerr := os.Remove(path); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			t.cfg.log.Warn("bistream: remove an empty outbox", "path", path, "err", rerr)
+		}
 	}
 	close(done)
 	return nil

@@ -566,7 +566,8 @@ func TestPublishersBounded(t *testing.T) {
 		msgs = append(msgs, e.Append(nil))
 	}
 	th.preload(ctx, d.inbox, msgs...)
-	d.online(th.addr, bistream.WithMaxPublishers(bound))
+	outbox := t.TempDir()
+	d.online(th.addr, bistream.WithMaxPublishers(bound), bistream.WithOutboxDir(outbox))
 	held := func(i int) int {
 		got, err := th.store.Fetch(ctx, fmt.Sprintf("reply-%d", i), 0, 0, 10)
 		if err != nil && !errors.Is(err, core.ErrStreamNotFound) {
@@ -586,5 +587,8 @@ func TestPublishersBounded(t *testing.T) {
 	}
 	if st := d.tr.Stats(); st.Publishers > bound || st.Retired < streams+1-bound {
 		t.Fatalf("stats %+v: want at most %d publishers open, at least %d closed", st, bound, streams+1-bound)
+	}
+	if files, err := os.ReadDir(outbox); err != nil || len(files) > bound {
+		t.Fatalf("%d files in the outbox directory (err %v), want at most one per open publisher (%d)", len(files), err, bound)
 	}
 }
