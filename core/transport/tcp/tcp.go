@@ -101,7 +101,10 @@ func WithHandshakeTimeout(d time.Duration) Option {
 	return func(o *options) error { o.handshakeTimeout = d; return nonNegative("handshake timeout", d) }
 }
 
-// WithDialTimeout bounds each dial (default DefaultDialTimeout; 0 means only ctx bounds it).
+// WithDialTimeout bounds each dial (default DefaultDialTimeout; 0 sets no bound of the
+// transport's own: a dial then lasts until it connects, fails, or the transport closes).
+// Callers waiting for a dial stop waiting when their ctx ends; the dial goes on for the
+// others.
 func WithDialTimeout(d time.Duration) Option {
 	return func(o *options) error { o.dialTimeout = d; return nonNegative("dial timeout", d) }
 }
@@ -136,12 +139,26 @@ type Transport struct {
 	conns     map[*conn]struct{}
 	dialed    map[string]*conn    // by "host:port" as written in the TCP address
 	pending   map[string]*dialing // dials in progress
+
+	hooks testHooks
 }
 
+// dialing is a dial in progress; c and err are set before done is closed.
 type dialing struct {
 	done chan struct{}
 	c    *conn
 	err  error
+}
+
+// testHooks stop the transport at the points where it races with its peer or its callers.
+// Tests set them before the transport is used; nil hooks are skipped.
+type testHooks struct {
+	// dial replaces net.Dialer's DialContext.
+	dial func(ctx context.Context, network, address string) (net.Conn, error)
+	// dialed runs when a dial succeeded, before its waiters get the connection.
+	dialed func(c *conn)
+	// beforeQueue runs when enqueue has encoded a frame, before it queues it.
+	beforeQueue func(c *conn)
 }
 
 var (
@@ -238,7 +255,9 @@ func (t *Transport) acceptLoop(ln net.Listener) {
 
 // Connect returns the local address of a connection to hostport, dialling it unless one is
 // already open. Messages routed to wire.TCP(hostport) use the same connection; messages
-// routed to the returned local address too.
+// routed to the returned local address too. ctx bounds how long Connect waits, not the dial:
+// callers that want the same host:port meanwhile share one dial, which ends only by the
+// dial timeout (WithDialTimeout) or Close.
 func (t *Transport) Connect(ctx context.Context, hostport string) (wire.Address, error) {
 	c, err := t.connFor(ctx, hostport)
 	if err != nil {
@@ -326,6 +345,10 @@ func strip(msg wire.TransportMessage) wire.TransportMessage {
 	return msg
 }
 
+// connFor returns the connection to hostport, dialling it unless one is open or being
+// dialled. The dial is shared by every caller that wants hostport meanwhile and is not tied
+// to any caller's ctx: a caller whose ctx ends stops waiting, and the others still get the
+// connection.
 func (t *Transport) connFor(ctx context.Context, hostport string) (*conn, error) {
 	t.mu.Lock()
 	if t.closed {
@@ -336,51 +359,58 @@ func (t *Transport) connFor(ctx context.Context, hostport string) (*conn, error)
 		t.mu.Unlock()
 		return c, nil
 	}
-	if d := t.pending[hostport]; d != nil {
-		t.mu.Unlock()
-		select {
-		case <-d.done:
-			return d.c, d.err
-		case <-ctx.Done():
-			return nil, fmt.Errorf("tcp: connect %s: %w", hostport, ctx.Err())
-		}
-	}
-	d := &dialing{done: make(chan struct{})}
-	t.pending[hostport] = d
-	t.mu.Unlock()
-
-	d.c, d.err = t.dial(ctx, hostport)
-
-	t.mu.Lock()
-	delete(t.pending, hostport)
-	if d.err == nil {
-		if t.closed {
-			d.err = fmt.Errorf("tcp: connect %s: %w", hostport, routing.ErrClosed)
-		} else {
-			t.dialed[hostport] = d.c
-		}
+	d := t.pending[hostport]
+	if d == nil {
+		d = &dialing{done: make(chan struct{})}
+		t.pending[hostport] = d
+		t.wg.Add(1)
+		go t.dial(d, hostport)
 	}
 	t.mu.Unlock()
-	if d.err != nil && d.c != nil {
-		d.c.shutdown(d.err)
-		d.c = nil
+	select {
+	case <-d.done:
+		return d.c, d.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("tcp: connect %s: %w", hostport, ctx.Err())
 	}
-	close(d.done)
-	return d.c, d.err
 }
 
-func (t *Transport) dial(ctx context.Context, hostport string) (*conn, error) {
+// dial runs d: it connects to hostport, bounded by the dial timeout and by Close, and starts
+// the connection, which start records in t.dialed.
+func (t *Transport) dial(d *dialing, hostport string) {
+	defer t.wg.Done()
+	d.c, d.err = t.connect(hostport)
+	if d.err == nil && t.hooks.dialed != nil {
+		t.hooks.dialed(d.c)
+	}
+	t.mu.Lock()
+	delete(t.pending, hostport)
+	if d.err == nil && t.closed { // Close saw the connection and shuts it down
+		d.c, d.err = nil, fmt.Errorf("tcp: connect %s: %w", hostport, routing.ErrClosed)
+	}
+	t.mu.Unlock()
+	close(d.done)
+}
+
+func (t *Transport) connect(hostport string) (*conn, error) {
 	if t.full() {
 		return nil, fmt.Errorf("tcp: connect %s: %w (limit %d)", hostport, ErrTooManyConnections, t.opts.maxConns)
 	}
+	ctx := t.ctx
 	if t.opts.dialTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, t.opts.dialTimeout)
 		defer cancel()
 	}
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", hostport)
+	dial := (&net.Dialer{}).DialContext
+	if t.hooks.dial != nil {
+		dial = t.hooks.dial
+	}
+	nc, err := dial(ctx, "tcp", hostport)
 	if err != nil {
+		if t.ctx.Err() != nil {
+			return nil, fmt.Errorf("tcp: connect %s: %w", hostport, routing.ErrClosed)
+		}
 		return nil, fmt.Errorf("tcp: connect %s: %w: %w", hostport, core.ErrUnavailable, err)
 	}
 	c, err := t.start(nc, hostport, false)
@@ -397,8 +427,8 @@ func (t *Transport) full() bool {
 	return len(t.conns) >= t.opts.maxConns
 }
 
-// start registers nc on the node and starts its goroutines. peer is the dialled host:port
-// ("" for accepted connections).
+// start registers nc on the node, records it in t.dialed when it was dialled, and starts
+// its goroutines. peer is the dialled host:port ("" for accepted connections).
 func (t *Transport) start(nc net.Conn, peer string, accepted bool) (*conn, error) {
 	ctx, cancel := context.WithCancel(t.ctx)
 	c := &conn{
@@ -412,7 +442,8 @@ func (t *Transport) start(nc net.Conn, peer string, accepted bool) (*conn, error
 		cancel:   cancel,
 	}
 	// Registration happens under t.mu so that Close either sees the connection (and shuts
-	// it down) or prevents it; lock order is always t.mu, then the node's lock.
+	// it down) or prevents it, and so that the connection is in t.dialed before its reader
+	// can remove it; lock order is always t.mu, then the node's lock.
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
@@ -430,6 +461,9 @@ func (t *Transport) start(nc net.Conn, peer string, accepted bool) (*conn, error
 	}
 	c.addr = addr
 	t.conns[c] = struct{}{}
+	if peer != "" {
+		t.dialed[peer] = c
+	}
 	t.wg.Add(2)
 	t.log.Debug("tcp: connection open", "address", addr, "remote", nc.RemoteAddr().String(), "accepted", accepted)
 	go c.readLoop()
@@ -548,6 +582,11 @@ type conn struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	once   sync.Once
+
+	// sendMu orders senders against the writer's last drain: a sender holds it shared from
+	// its check of done until its frame is queued; the writer takes it once done is closed,
+	// so that every frame queued at all is queued before that drain.
+	sendMu sync.RWMutex
 }
 
 // Send implements routing.Sender: the node calls it for messages whose first onward address
@@ -607,6 +646,13 @@ func (c *conn) enqueue(ctx context.Context, msg wire.TransportMessage) error {
 		f.release()
 		return fmt.Errorf("tcp: send via %s: %w", c.nc.RemoteAddr(), err)
 	}
+	if c.t.hooks.beforeQueue != nil {
+		c.t.hooks.beforeQueue(c)
+	}
+	// The writer's last drain waits for RUnlock (see sendMu); the select returns as soon
+	// as done is closed, so that wait is short.
+	c.sendMu.RLock()
+	defer c.sendMu.RUnlock()
 	select {
 	case <-c.done:
 		f.release()
@@ -781,6 +827,9 @@ func (c *conn) writeLoop() {
 		case f := <-c.queue:
 			write(bw, f)
 		case <-c.done:
+			// Let senders that saw done open queue their frames; later ones fail.
+			c.sendMu.Lock()
+			c.sendMu.Unlock()
 			c.flush(bw)
 			return
 		}
@@ -815,9 +864,10 @@ func (c *conn) armWrite() {
 	}
 }
 
-// flush writes the frames still queued when the connection closes gracefully.
+// flush writes the frames still queued when the connection closes gracefully. No sender
+// queues a frame any more (see sendMu), so it drains the queue to the end.
 func (c *conn) flush(bw *bufio.Writer) {
-	for n := 0; n < cap(c.queue); n++ {
+	for {
 		select {
 		case f := <-c.queue:
 			write(bw, f)
