@@ -108,7 +108,7 @@ func New(backend *core.Backend, opts ...Option) (*Hub, error) {
 		return nil, fmt.Errorf("hub: register stream service: %w", err)
 	}
 	if err := h.node.Register(IndexAddress, routing.WorkerFunc(h.handleIndex)); err != nil {
-		h.abort()
+		h.abort(StreamAddress)
 		return nil, fmt.Errorf("hub: register index service: %w", err)
 	}
 	// Clients keep routes to partition workers across hub restarts: create the worker on
@@ -118,15 +118,17 @@ func New(backend *core.Backend, opts ...Option) (*Hub, error) {
 	return h, nil
 }
 
-// abort undoes a partly built hub.
-func (h *Hub) abort() {
+// abort undoes a partly built hub. registered are the addresses it registered on the node;
+// on a node it was given, the others may belong to another hub and are left alone.
+func (h *Hub) abort(registered ...string) {
 	h.cancel()
 	if h.ownNode {
 		_ = h.node.Close()
 		return
 	}
-	_ = h.node.Unregister(StreamAddress)
-	_ = h.node.Unregister(IndexAddress)
+	for _, a := range registered {
+		_ = h.node.Unregister(a)
+	}
 }
 
 // Node returns the routing node the hub's workers are registered on.
