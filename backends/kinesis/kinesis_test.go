@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -308,4 +309,23 @@ func BenchmarkStorage(b *testing.B) {
 		s, err := kinesis.New(c, nil)
 		return &core.Backend{Storage: s}, err
 	}})
+}
+
+// TestOpenUnreachable: a URL whose endpoint does not answer fails at Open, as kafka://
+// does, not at the first request of a client.
+func TestOpenUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	b, err := core.Open(context.Background(), "kinesis://us-east-1?endpoint=http://"+addr+"&index=bbolt://"+t.TempDir())
+	if err == nil {
+		b.Close()
+		t.Fatal("Open of an endpoint where nothing listens succeeded")
+	}
+	if !errorsIs(err, core.ErrUnavailable) || !strings.Contains(err.Error(), addr) {
+		t.Fatalf("Open error = %v, want ErrUnavailable naming %s", err, addr)
+	}
 }

@@ -27,7 +27,9 @@ func init() { core.Register("kinesis", Open) }
 // placeholder ones are used (emulators check that requests are signed, not by whom). index is
 // required: the backend URL that stores consumer indexes, since Kinesis has no store of its own
 // (for example index=bbolt:///var/lib/sluice/kinesis-index; index=memory:// forgets them on
-// restart). The index backend's package must be imported, as for any URL.
+// restart). The index backend's package must be imported, as for any URL. Open checks that
+// the service answers (a ListStreams call): an unreachable endpoint or rejected credentials
+// fail here, with an error matching core.ErrUnavailable when the service cannot be reached.
 func Open(ctx context.Context, u *url.URL) (*core.Backend, error) {
 	q := u.Query()
 	region := u.Host
@@ -74,6 +76,17 @@ func Open(ctx context.Context, u *url.URL) (*core.Backend, error) {
 	store, err := New(client, opts)
 	if err != nil {
 		return nil, err
+	}
+	// Fail now, as kafka:// does, rather than at the first request of a client.
+	if _, err := client.ListStreams(ctx, &kinesis.ListStreamsInput{Limit: aws.Int32(1)}); err != nil {
+		where := "the AWS endpoint of region " + cfg.Region
+		if endpoint != "" {
+			where = endpoint
+		}
+		if retryable(err) {
+			return nil, fmt.Errorf("kinesis: connect to %s: %w: %w (is the service running? check endpoint=)", where, core.ErrUnavailable, err)
+		}
+		return nil, fmt.Errorf("kinesis: connect to %s: %w (check the region and the AWS credentials)", where, err)
 	}
 	idx, err := core.Open(ctx, indexURL)
 	if err != nil {

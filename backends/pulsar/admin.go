@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/sluicehq/sluice/core"
 )
 
 // admin is the part of Pulsar's admin REST API (v2) the backend uses, on plain net/http.
@@ -114,3 +116,23 @@ func (a *admin) setInfiniteRetention(ctx context.Context, topic string) error {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// ping checks that the admin API answers and that the namespace exists (a GET of its
+// policies, which never changes anything).
+func (s *Store) ping(ctx context.Context) error {
+	a := s.admin
+	err := a.do(ctx, http.MethodGet, "/admin/v2/namespaces/"+url.PathEscape(a.tenant)+"/"+url.PathEscape(a.ns), nil, nil)
+	var aerr *adminError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &aerr) && aerr.Status == http.StatusNotFound:
+		return fmt.Errorf("pulsar: %w: namespace %s/%s does not exist: create it (pulsar-admin namespaces create %s/%s) or name another with tenant= and namespace=: %w",
+			core.ErrInvalidOption, a.tenant, a.ns, a.tenant, a.ns, err)
+	}
+	err = s.mapErr("connect", "", err)
+	if errors.Is(err, core.ErrUnavailable) {
+		return fmt.Errorf("%w (is Pulsar running, and its admin API at %s? set it with admin=)", err, a.base)
+	}
+	return err
+}

@@ -6,7 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/apache/pulsar-client-go/pulsar"
@@ -132,7 +136,7 @@ func TestOpenRejectsBadURLs(t *testing.T) {
 }
 
 func TestOpenOptions(t *testing.T) {
-	s, err := Open(context.Background(), "pulsar://127.0.0.1:1?admin=http://127.0.0.1:2&tenant=t&namespace=n&prefix=p-&max_message_size=1000&max_partitions=8")
+	s, err := openURL("pulsar://127.0.0.1:1?admin=http://127.0.0.1:2&tenant=t&namespace=n&prefix=p-&max_message_size=1000&max_partitions=8")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +160,7 @@ func TestNewNilClient(t *testing.T) {
 }
 
 func TestMapErr(t *testing.T) {
-	s, err := Open(context.Background(), "pulsar://127.0.0.1:1")
+	s, err := openURL("pulsar://127.0.0.1:1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,5 +194,36 @@ func TestMapErr(t *testing.T) {
 	s.Close()
 	if got := s.mapErr("append", "s", pulsar.ErrProducerClosed); !errors.Is(got, core.ErrClosed) {
 		t.Errorf("after Close, mapErr(ErrProducerClosed) = %v, want ErrClosed", got)
+	}
+}
+
+// TestOpenChecksAdmin: Open fails at once, with what to do, when the admin API does not
+// answer or the namespace does not exist, and succeeds when it exists.
+func TestOpenChecksAdmin(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet || r.URL.Path != "/admin/v2/namespaces/public/default" {
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = w.Write([]byte(`{"reason":"Namespace does not exist"}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{}`))
+	}))
+	defer srv.Close()
+	s, err := Open(context.Background(), "pulsar://127.0.0.1:1?admin="+srv.URL)
+	if err != nil {
+		t.Fatalf("Open with an existing namespace: %v", err)
+	}
+	s.Close()
+	if _, err := Open(context.Background(), "pulsar://127.0.0.1:1?namespace=nope&admin="+srv.URL); !errors.Is(err, core.ErrInvalidOption) || !strings.Contains(err.Error(), "public/nope does not exist") {
+		t.Fatalf("Open with a missing namespace: %v, want ErrInvalidOption saying it does not exist", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + ln.Addr().String()
+	ln.Close()
+	if _, err := Open(context.Background(), "pulsar://127.0.0.1:1?admin="+dead); !errors.Is(err, core.ErrUnavailable) || !strings.Contains(err.Error(), dead) {
+		t.Fatalf("Open with no admin API: %v, want ErrUnavailable naming %s", err, dead)
 	}
 }

@@ -30,8 +30,23 @@ func init() {
 // Query parameters, all optional: admin (the admin REST API; default the service host on
 // port 8080), tenant, namespace, prefix (Options.TopicPrefix), max_message_size,
 // max_partitions, retention=infinite (Options.InfiniteRetention). Unknown parameters are
-// rejected with core.ErrInvalidOption.
+// rejected with core.ErrInvalidOption. Open checks that the admin API answers and that the
+// namespace exists: an unreachable admin API returns an error matching core.ErrUnavailable,
+// a missing namespace one matching core.ErrInvalidOption.
 func Open(ctx context.Context, rawURL string) (*Store, error) {
+	s, err := openURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.ping(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// openURL is Open without the check: it does no I/O.
+func openURL(rawURL string) (*Store, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("pulsar: %w: URL %q: %w", core.ErrInvalidOption, rawURL, err)
