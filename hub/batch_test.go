@@ -123,6 +123,41 @@ func TestShutdownConfirmsInFlight(t *testing.T) {
 	c.ExpectClosed()
 }
 
+// TestShutdownPushNotTaken checks that a push arriving while the hub drains is answered as
+// not taken, the way the hub answers any request it no longer serves: a plain stream_push
+// gets an `error` reply and a sluice_push_batch a sluice_error naming it. A confirm with
+// status ERROR would say the hub tried to store the message and failed, which a publisher
+// counts against the message (client.WithMaxRejections) although nothing refused it.
+func TestShutdownPushNotTaken(t *testing.T) {
+	g, b := newGated(t)
+	h, addr := hubtest.Start(t, b)
+	c := hubtest.Dial(t, addr)
+	s := c.Create("draining")
+	c.Send(s.Route, wire.ProtocolPush, wire.PushRequest{RequestID: 1, Data: []byte("in flight")})
+	<-g.started
+
+	done := make(chan error, 1)
+	go func() { done <- h.Shutdown(context.Background()) }()
+	for !hub.PushesClosed(h, "draining", 0) {
+		time.Sleep(time.Millisecond)
+	}
+	c.Send(s.Route, wire.ProtocolPush, wire.PushRequest{RequestID: 2, Data: []byte("late")})
+	c.ExpectError()
+	c.Send(s.Route, wire.ProtocolPushBatch, wire.PushBatchRequest{RequestID: 3, Messages: [][]byte{[]byte("late")}})
+	c.ExpectRequestError(wire.ProtocolPushBatch, 3)
+
+	g.release <- struct{}{}
+	if pc := c.ExpectConfirm(); pc.Status != wire.StatusOK || pc.RequestID != 1 {
+		t.Fatalf("confirm %+v, want request 1 OK", pc)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if m := h.Metrics(); m.PushErrors != 0 || m.Pushes != 1 {
+		t.Fatalf("metrics %+v, want no push error and 1 push", m)
+	}
+}
+
 // TestShutdownDeadline checks that a Shutdown whose ctx ends cancels a stuck Append and
 // confirms its push with status ERROR.
 func TestShutdownDeadline(t *testing.T) {

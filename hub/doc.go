@@ -69,8 +69,11 @@
 // one). Requests of Sluice extensions are answered per request: in their own reply (status
 // ERROR) or, when it cannot say it, with a sluice_error carrying the request's id, so that a
 // client pipelining requests fails only that one; an `error` goes only to a sluice_* request
-// whose request id cannot be read. A frame that is not a valid transport message closes
-// that connection only.
+// whose request id cannot be read. While the hub shuts down, a request it no longer takes
+// is answered the same way, pushes included (an `error` to a stream_push, a sluice_error to
+// a sluice_push_batch): nothing was stored or refused, and the client resends it once it
+// has reconnected. A frame that is not a valid transport message closes that connection
+// only.
 //
 // # Limits
 //

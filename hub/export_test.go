@@ -13,3 +13,17 @@ func QueueLen(h *Hub, stream string, partition int) int {
 
 // IsClosing reports whether h stopped accepting requests.
 func IsClosing(h *Hub) bool { return h.isClosing() }
+
+// PushesClosed reports whether the worker of (stream, partition) stopped taking pushes (the
+// hub is shutting down).
+func PushesClosed(h *Hub, stream string, partition int) bool {
+	h.mu.Lock()
+	p := h.partitions[partitionAddr(stream, partition)]
+	h.mu.Unlock()
+	if p == nil {
+		return false
+	}
+	p.qmu.RLock()
+	defer p.qmu.RUnlock()
+	return p.closing
+}

@@ -141,9 +141,9 @@ func (h *Hub) MaxMessageSize() int { return h.cfg.maxMessageSize }
 func (h *Hub) Metrics() Metrics { return h.m.snapshot() }
 
 // Shutdown stops the hub gracefully: it stops accepting connections (open ones stay) and
-// requests (a request that arrives during the drain gets an `error` or `sluice_error`
-// reply, or a push confirm with status ERROR), appends and
-// confirms every push already queued, answers parked long-poll pulls with what is there,
+// requests (a request that arrives during the drain, a push included, gets an `error` or
+// `sluice_error` reply: not taken, to send again), appends and confirms every push already
+// queued, answers parked long-poll pulls with what is there,
 // then closes the TCP transport (flushing the replies queued on each connection) and, if the
 // hub created it, the routing node. If ctx ends first, the remaining backend calls are
 // cancelled (their pushes are confirmed with status ERROR) and Shutdown returns an error

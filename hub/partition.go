@@ -355,6 +355,24 @@ func (p *partition) finish(batch []*pushReq, n int, indexes []uint64, err error)
 	}
 }
 
+// notTaken answers a push request that the partition did not queue because it stopped
+// accepting pushes (the hub is shutting down: err is errShuttingDown) or the request's
+// context ended first. Nothing was tried, so it is not a confirm with status ERROR, which
+// says that storing the messages failed and which a publisher may count against them
+// (client.WithMaxRejections). The hub answers as for any other request it cannot serve
+// while it drains: a sluice_push_batch gets a sluice_error naming it, a plain Ockam
+// stream_push an `error` reply. Either tells the client to send the messages again, on a
+// new connection once the hub is back.
+func (p *partition) notTaken(r *pushReq, err error) {
+	h := p.h
+	reason := fmt.Sprintf("%s: push request %d not taken: %v", p.addr, r.requestID, err)
+	if r.batch {
+		h.replyRequestError(r.replyTo, p.self, wire.ProtocolPushBatch, r.requestID, reason)
+		return
+	}
+	h.replyError(r.replyTo, p.self, reason)
+}
+
 // confirm replies to one push request. err != nil confirms with status ERROR.
 func (p *partition) confirm(r *pushReq, indexes []uint64, err error) {
 	h := p.h

@@ -8,10 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/client"
 	"github.com/sluicehq/sluice/core/routing"
 	"github.com/sluicehq/sluice/core/transport/tcp"
 	"github.com/sluicehq/sluice/core/wire"
 	"github.com/sluicehq/sluice/hub"
+	"github.com/sluicehq/sluice/hub/hubtest"
 )
 
 var quietLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -131,5 +134,93 @@ func TestPartitionRouteSurvivesRestart(t *testing.T) {
 		if !errors.Is(err, routing.ErrNoRoute) {
 			t.Errorf("send to %s = %v, want ErrNoRoute", missing, err)
 		}
+	}
+}
+
+// TestPublisherAcrossPlannedRestart checks that a publisher that gives up on refused
+// messages (client.WithMaxRejections) loses none across a planned hub restart: a push that
+// reaches the hub while it drains is not taken (not refused), so the publisher resends it
+// to the restarted hub instead of counting it. Both request kinds are covered: plain Ockam
+// stream_push (WithMaxBatch(1)) and sluice_push_batch.
+func TestPublisherAcrossPlannedRestart(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		maxBatch int
+	}{{"stream_push", 1}, {"sluice_push_batch", client.DefaultMaxBatch}} {
+		t.Run(tc.name, func(t *testing.T) {
+			const guard = 30 * time.Second // bounds blocking steps; not a timing assertion
+			ctx, cancel := context.WithTimeout(context.Background(), guard)
+			defer cancel()
+			g, b := newGated(t)
+			h1, err := hub.New(b, hub.WithLogger(quietLogger))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer h1.Close()
+			a, err := h1.Listen("127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := client.Dial(a.String(), client.WithLogger(quietLogger))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			fast := client.Backoff{Min: 5 * time.Millisecond, Max: 50 * time.Millisecond, Factor: 2}
+			p, err := client.NewPublisher(ctx, c, "planned", client.WithMaxBatch(tc.maxBatch), client.WithMaxRejections(1), client.WithBackoff(fast))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+
+			// The session is established: a push from now on reaches the hub at once.
+			warm, err := p.Publish(ctx, []byte("warm-up"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			<-g.started
+			g.release <- struct{}{}
+			if _, err := warm.Wait(ctx); err != nil {
+				t.Fatal(err)
+			}
+			// Another device's push keeps the hub draining while the publisher pushes.
+			other := hubtest.Dial(t, a.String())
+			other.Send(other.Create("planned").Route, wire.ProtocolPush, wire.PushRequest{RequestID: 1, Data: []byte("other")})
+			<-g.started
+			shut := make(chan error, 1)
+			go func() { shut <- h1.Shutdown(context.Background()) }()
+			for !hub.PushesClosed(h1, "planned", 0) {
+				time.Sleep(time.Millisecond)
+			}
+			late, err := p.Publish(ctx, []byte("late"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for m := h1.Metrics(); m.Errors+m.PushErrors == 0; m = h1.Metrics() { // late answered
+				if ctx.Err() != nil {
+					t.Fatal("the draining hub never answered the publisher's push")
+				}
+				time.Sleep(time.Millisecond)
+			}
+			g.release <- struct{}{}
+			if err := <-shut; err != nil {
+				t.Fatalf("Shutdown: %v", err)
+			}
+
+			h2, err := hub.New(&core.Backend{Storage: g.Storage, Index: b.Index}, hub.WithLogger(quietLogger))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer h2.Close()
+			if _, err := h2.Listen(a.String()); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := late.Wait(ctx); err != nil {
+				t.Fatalf("message pushed while the hub drained: %v (stats %+v)", err, p.Stats())
+			}
+			if st := p.Stats(); st.GaveUp != 0 {
+				t.Fatalf("stats %+v, want nothing given up", st)
+			}
+		})
 	}
 }

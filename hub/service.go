@@ -292,8 +292,9 @@ func (h *Hub) pullLimit(limit uint64) int {
 	return int(limit)
 }
 
-// push validates r and queues it for the writer; requests that cannot be queued are
-// confirmed with status ERROR.
+// push validates r and queues it for the writer. Invalid requests are confirmed with status
+// ERROR; valid ones the partition no longer queues (the hub is shutting down) are answered
+// as not taken (see partition.notTaken).
 func (p *partition) push(ctx context.Context, r *pushReq) {
 	h := p.h
 	if err := core.ValidateMessages(r.msgs, h.cfg.maxMessageSize); err != nil {
@@ -311,8 +312,7 @@ func (p *partition) push(ctx context.Context, r *pushReq) {
 	}
 	r.replyTo = r.replyTo.Clone()
 	if err := p.enqueue(ctx, r); err != nil {
-		h.log.Warn("push refused", "stream", p.stream, "partition", p.id, "request_id", r.requestID, "err", err)
-		p.confirm(r, nil, err)
+		p.notTaken(r, err)
 		r.releaseMsgs()
 	}
 }

@@ -84,8 +84,10 @@ const DefaultIdleTimeout = 60 * time.Second
 
 // WithIdleTimeout makes a client created by [Dial] close a TCP connection on which nothing
 // arrived for d (default DefaultIdleTimeout), so that a connection that silently stopped
-// working is replaced. Consumers keep their connection busy with long polls; an idle
-// publisher's connection is simply dialled again on the next message.
+// working is replaced. Consumers keep their connection busy with long polls, whose wait is
+// capped at d/2 so that the hub answers well within d (see [WithPullWait]); an idle
+// publisher lets its connection close and dials again, without a warning or a backoff, when
+// it has a message to send.
 func WithIdleTimeout(d time.Duration) Option {
 	return func(c *clientConfig) error {
 		if d <= 0 {
@@ -97,23 +99,27 @@ func WithIdleTimeout(d time.Duration) Option {
 }
 
 // link is one way to reach the hub node: the route prefix to it, a channel closed when that
-// way breaks (nil when the transport cannot tell), and a way to break it.
+// way breaks (nil when the transport cannot tell), and a way to release it.
 type link struct {
 	route wire.Route
 	done  <-chan struct{}
 	close func()
-	drop  func() // closes the underlying connection after a timeout (nil: nothing to close)
 }
 
 // Client connects a local [routing.Node] to a hub. Publishers and consumers made from it
-// share its node; each of them opens its own sessions (a private local address for replies,
-// and with [Dial] its own TCP connection), so that a failure of one does not disturb the
-// others. A Client is safe for concurrent use.
+// share its node and, with [Dial], one TCP connection to the hub, as Kafka and NATS clients
+// share one connection per broker. Each of them talks to the hub in its own sessions (a
+// private local address for replies), so that a failure of one does not disturb the others:
+// a request that times out or that the hub refuses ends only the session it was sent on,
+// whose owner opens a new one. Only the connection closing (the hub went away, or nothing
+// arrived on it for the idle timeout, see [WithIdleTimeout]) ends every session on it; each
+// then reconnects on its own. A Client is safe for concurrent use.
 type Client struct {
 	node    *routing.Node
 	ownNode bool
 	cfg     clientConfig
 	dial    func(ctx context.Context) (link, error)
+	idle    time.Duration // idle timeout of the client's TCP connections (Dial); 0: none known
 
 	mu       sync.Mutex
 	closed   bool
@@ -184,6 +190,17 @@ func New(node *routing.Node, route wire.Route, opts ...Option) (*Client, error) 
 
 // Node returns the client's node.
 func (c *Client) Node() *routing.Node { return c.node }
+
+// longPoll returns the wait a long poll of up to d may ask the hub for: d, at most half the
+// idle timeout of the connections of a client created by [Dial]. The idle clock runs from
+// the last frame received, and a long poll on an idle stream is answered only when its wait
+// ends: with a wait as long as the idle timeout, the connection would close first.
+func (c *Client) longPoll(d time.Duration) time.Duration {
+	if c.idle > 0 {
+		return min(d, c.idle/2)
+	}
+	return d
+}
 
 // Close closes the publishers and consumers made from c that are still open (each as its
 // own Close does: a publisher waits up to its close timeout for confirms), then the node if
@@ -348,14 +365,6 @@ func (s *session) close() {
 		_ = s.c.node.Unregister(s.addr)
 		s.link.close()
 	})
-}
-
-// dropLink closes the session's connection after a request timed out on it, so that the
-// next session dials a new one instead of reusing a connection that stopped answering.
-func (s *session) dropLink() {
-	if s.link.drop != nil {
-		s.link.drop()
-	}
 }
 
 // route returns the route to a hub-local address over this session's link.
@@ -574,7 +583,6 @@ func (s *session) await(ctx context.Context, ch chan reply, send func() error, t
 	case <-t.C:
 		err := fmt.Errorf("%w after %v", ErrTimeout, timeout)
 		s.fail(err)
-		s.dropLink()
 		return reply{}, err
 	case <-s.doneCh:
 		return reply{}, s.err()

@@ -3,7 +3,9 @@ package client_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -648,5 +650,124 @@ func TestGiveUpOnRefusedMessage(t *testing.T) {
 	small := newPublisher(t, c, "refused", client.WithMaxMessageSize(100))
 	if _, err := small.Publish(ctx, make([]byte, 101)); !errors.Is(err, core.ErrMessageTooLarge) {
 		t.Fatalf("Publish above WithMaxMessageSize = %v, want ErrMessageTooLarge", err)
+	}
+}
+
+// TestFlushReportsUndelivered checks that Flush returns nil only when every message
+// published before it was confirmed: a message given up on makes it return an error matching
+// the message's (ErrGaveUp), once.
+func TestFlushReportsUndelivered(t *testing.T) {
+	h := startHub(t, hub.WithMaxMessageSize(100))
+	c := dial(t, h.Addr)
+	p := newPublisher(t, c, "flush", client.WithMaxRejections(1), client.WithBackoff(fastBackoff))
+	ctx := t.Context()
+	if _, err := p.Publish(ctx, make([]byte, 200)); err != nil { // the hub refuses it
+		t.Fatal(err)
+	}
+	if _, err := p.Publish(ctx, msg(0, 0, 8)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Flush(ctx); !errors.Is(err, client.ErrGaveUp) {
+		t.Fatalf("Flush after a message was given up on = %v, want ErrGaveUp", err)
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatalf("second Flush = %v, want nil (the failure was reported)", err)
+	}
+	if _, err := p.PublishSync(ctx, msg(0, 1, 8)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatalf("Flush after confirmed messages = %v", err)
+	}
+}
+
+// logRecords is a slog.Handler that hands every record to ch (dropping it when ch is full).
+type logRecords chan slog.Record
+
+func (l logRecords) Enabled(context.Context, slog.Level) bool { return true }
+func (l logRecords) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l logRecords) WithGroup(string) slog.Handler            { return l }
+func (l logRecords) Handle(_ context.Context, r slog.Record) error {
+	select {
+	case l <- r:
+	default:
+	}
+	return nil
+}
+
+// TestIdlePublisherDialsOnNextMessage checks that a publisher with nothing to send lets its
+// connection close at the client's idle timeout without treating it as a failure (no
+// warning, no reconnect, no backoff), and dials again at once for its next message.
+func TestIdlePublisherDialsOnNextMessage(t *testing.T) {
+	h := startHub(t)
+	c := dial(t, h.Addr, client.WithIdleTimeout(time.Second))
+	logs := make(logRecords, 100)
+	hour := client.Backoff{Min: time.Hour, Max: time.Hour, Factor: 1} // a backoff would block the test
+	p := newPublisher(t, c, "idle-publisher", client.WithBackoff(hour), client.WithPublisherLogger(slog.New(logs)))
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second) // a guard, not a timing assertion
+	defer cancel()
+	if _, err := p.PublishSync(ctx, []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing arrives on the connection now: the idle timeout closes it and the session ends.
+	for done := false; !done; {
+		select {
+		case r := <-logs:
+			if !strings.HasPrefix(r.Message, "sluice publisher: session") {
+				continue
+			}
+			if r.Level >= slog.LevelWarn {
+				t.Fatalf("idle publisher logged %q at level %v", r.Message, r.Level)
+			}
+			done = true
+		case <-ctx.Done():
+			t.Fatal("the idle publisher's session never ended")
+		}
+	}
+	if st := p.Stats(); st.Reconnects != 0 || st.Retried != 0 {
+		t.Fatalf("stats %+v: an idle publisher reconnected or counted a failure", st)
+	}
+	if _, err := p.PublishSync(ctx, []byte("after")); err != nil {
+		t.Fatalf("publish after the idle connection closed: %v", err)
+	}
+	if st := p.Stats(); st.Reconnects != 1 || st.Retried != 0 {
+		t.Fatalf("stats %+v, want one reconnect and no failure", st)
+	}
+}
+
+// TestLongPollWithinIdleTimeout checks that a long poll never outlasts the client's idle
+// timeout: a consumer (and a Conn) asking for a wait longer than it on an idle stream get
+// their empty answers before the connection counts as idle, instead of losing it on every
+// poll.
+func TestLongPollWithinIdleTimeout(t *testing.T) {
+	h := startHub(t, hub.WithMaxPullWait(time.Minute))
+	c := dial(t, h.Addr, client.WithIdleTimeout(2*time.Second))
+	ctx := t.Context()
+	conn, err := c.Open(ctx, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.CreateStream(ctx, "idle", 1); err != nil {
+		t.Fatal(err)
+	}
+	if msgs, err := conn.Pull(ctx, "idle", 0, 0, 10, time.Minute); err != nil || len(msgs) != 0 {
+		t.Fatalf("long-poll Pull of an idle stream = %v, %v; want no message", msgs, err)
+	}
+	cons, err := client.NewConsumer(c, "idle", func(context.Context, core.Message) error { return nil },
+		client.WithPullWait(time.Minute), client.WithConsumerBackoff(fastBackoff))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := h.Metrics().Pulls
+	stop := runConsumer(t, cons)
+	waitFor(t, "two empty long polls or a reconnect", func() bool {
+		return h.Metrics().Pulls >= base+2 || cons.Stats().Reconnects > 0
+	})
+	if err := stop(); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run = %v, want context.Canceled", err)
+	}
+	if st := cons.Stats(); st.PullErrors != 0 || st.Reconnects != 0 {
+		t.Fatalf("stats %+v: the idle consumer lost its connection", st)
 	}
 }

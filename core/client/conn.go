@@ -278,7 +278,8 @@ func (c *Conn) Push(ctx context.Context, stream string, partition int, msgs [][]
 
 // Pull returns up to limit messages with index >= from of a partition of a stream created
 // on this Conn. With wait > 0 it long-polls: the hub answers as soon as a message exists or
-// wait passed. An empty result means "no message"; every failure is an error. The hub sends
+// wait passed (at most half the idle timeout of a [Client] created by [Dial], as for
+// [WithPullWait]). An empty result means "no message"; every failure is an error. The hub sends
 // the messages in as many frames as it takes (sluice_pull_batch), and may return fewer than
 // limit when their data reaches [DefaultPullMaxBytes].
 func (c *Conn) Pull(ctx context.Context, stream string, partition int, from uint64, limit int, wait time.Duration) ([]core.Message, error) {
@@ -289,9 +290,10 @@ func (c *Conn) Pull(ctx context.Context, stream string, partition int, from uint
 	if limit < 0 {
 		return nil, core.ValidateLimit(limit)
 	}
+	wait = c.s.c.longPoll(max(wait, 0))
 	id := c.nextID()
-	payload := pullPayload(id, from, limit, uint64(max(wait, 0)/time.Millisecond), DefaultPullMaxBytes)
-	r, err := c.s.call(ctx, route, waitKey{"pull", id}, payload, c.timeout+max(wait, 0))
+	payload := pullPayload(id, from, limit, uint64(wait/time.Millisecond), DefaultPullMaxBytes)
+	r, err := c.s.call(ctx, route, waitKey{"pull", id}, payload, c.timeout+wait)
 	if err == nil {
 		var msgs []core.Message
 		if msgs, err = decodePull(r, from); err == nil {

@@ -157,15 +157,70 @@ func TestConnRequestFailsAlone(t *testing.T) {
 	}
 }
 
-// TestTimeoutDropsConnection checks that a request timeout closes the TCP connection it was
-// sent on, so that the next session dials a new one instead of reusing a connection that
-// stopped answering (here: one that lost bytes, and with them its framing).
-func TestTimeoutDropsConnection(t *testing.T) {
+// stuckIndex is an index store whose GetIndex for client id "stuck" never returns (until
+// its ctx ends): the hub never answers such a request.
+type stuckIndex struct{ core.IndexStorage }
+
+func (s stuckIndex) GetIndex(ctx context.Context, clientID, stream string, partition int) (uint64, error) {
+	if clientID == "stuck" {
+		<-ctx.Done()
+		return 0, ctx.Err()
+	}
+	return s.IndexStorage.GetIndex(ctx, clientID, stream, partition)
+}
+
+// TestTimeoutSparesSharedConnection checks that a request that times out fails only the
+// session it was sent on: the publishers and Conns of the same Client share its TCP
+// connection (as Kafka and NATS clients share one per broker), and a hub that is slow to
+// answer one request must not cut them off.
+func TestTimeoutSparesSharedConnection(t *testing.T) {
+	s, err := memory.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := startHubOn(t, &core.Backend{Storage: s, Index: stuckIndex{s}})
+	c := dial(t, h.Addr)
+	ctx := t.Context()
+	p := newPublisher(t, c, "shared", client.WithBackoff(fastBackoff))
+	if _, err := p.PublishSync(ctx, []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	other, err := c.Open(ctx, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	slow, err := c.Open(ctx, 50*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	if _, err := slow.GetIndex(ctx, "stuck", "shared", 0); !errors.Is(err, client.ErrTimeout) {
+		t.Fatalf("GetIndex the hub never answers = %v, want ErrTimeout", err)
+	}
+	if slow.Err() == nil {
+		t.Fatal("the Conn whose request timed out still works")
+	}
+	if _, exists, err := other.StreamInfo(ctx, "shared"); err != nil || !exists {
+		t.Fatalf("StreamInfo on another Conn of the client after the timeout = %v, %v (Conn error %v)", exists, err, other.Err())
+	}
+	if _, err := p.PublishSync(ctx, []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	if st := p.Stats(); st.Retried != 0 || st.Reconnects != 0 {
+		t.Fatalf("publisher stats %+v: its session failed because another one timed out", st)
+	}
+}
+
+// TestIdleTimeoutReplacesSilentConnection checks that a connection that stops delivering
+// (here: one that lost bytes, and with them its framing) is closed by the idle timeout, which
+// fails the sessions on it, and that the next session dials a new one.
+func TestIdleTimeoutReplacesSilentConnection(t *testing.T) {
 	h := startHub(t)
 	px := newProxy(t, h.Addr)
-	c := dial(t, px.Addr(), client.WithIdleTimeout(time.Hour)) // only the timeout closes it
+	c := dial(t, px.Addr(), client.WithIdleTimeout(2*time.Second))
 	ctx := t.Context()
-	conn, err := c.Open(ctx, 200*time.Millisecond)
+	conn, err := c.Open(ctx, time.Minute) // only the idle timeout ends the request below
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,11 +229,11 @@ func TestTimeoutDropsConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	px.SetBlackhole(true)
-	if _, err := conn.GetIndex(ctx, "me", "s", 0); !errors.Is(err, client.ErrTimeout) {
-		t.Fatalf("GetIndex through a black hole = %v, want ErrTimeout", err)
+	if _, err := conn.GetIndex(ctx, "me", "s", 0); !errors.Is(err, core.ErrUnavailable) {
+		t.Fatalf("GetIndex through a black hole = %v, want ErrUnavailable (connection closed)", err)
 	}
 	px.SetBlackhole(false)
-	waitFor(t, "the timed-out connection to close", func() bool { return px.Stats().Active == 0 })
+	waitFor(t, "the silent connection to close", func() bool { return px.Stats().Active == 0 })
 	conn2, err := c.Open(ctx, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -188,7 +243,7 @@ func TestTimeoutDropsConnection(t *testing.T) {
 		t.Fatalf("GetIndex on a new session = %d, %v; want 1", v, err)
 	}
 	if st := px.Stats(); st.Accepted != 2 {
-		t.Fatalf("proxy accepted %d connections, want 2 (a new one after the timeout)", st.Accepted)
+		t.Fatalf("proxy accepted %d connections, want 2 (a new one after the idle timeout)", st.Accepted)
 	}
 }
 

@@ -141,7 +141,9 @@ func WithPullMaxBytes(n int) ConsumerOption {
 }
 
 // WithPullWait sets how long the hub holds a pull that finds no message (long poll,
-// default DefaultPullWait; at most the hub's own maximum). With 0 the consumer polls,
+// default DefaultPullWait; at most the hub's own maximum). With a [Client] created by
+// [Dial] it is also at most half the client's idle timeout ([WithIdleTimeout]), so that the
+// hub's answer keeps the connection from counting as idle. With 0 the consumer polls,
 // pausing the backoff's Min between empty pulls.
 func WithPullWait(d time.Duration) ConsumerOption {
 	return func(c *consumerConfig) error {
@@ -326,6 +328,7 @@ func NewConsumer(c *Client, stream string, h Handler, opts ...ConsumerOption) (*
 	if cfg.index != nil && cfg.clientID == "" {
 		return nil, fmt.Errorf("%w: client: WithIndexStorage needs WithClientID", core.ErrInvalidOption)
 	}
+	cfg.pullWait = c.longPoll(cfg.pullWait)
 	cons := &Consumer{
 		c:       c,
 		stream:  stream,
@@ -830,7 +833,6 @@ func (r *inflight) expired() (reply, bool, error) {
 	}
 	err := fmt.Errorf("%w after %v", ErrTimeout, r.timeout)
 	r.s.fail(err)
-	r.s.dropLink()
 	return reply{}, false, err
 }
 

@@ -14,10 +14,13 @@ import (
 // addr ("host:port"). Nothing is connected yet: publishers and consumers connect on first
 // use and reconnect after failures. Close closes the node and its connections.
 //
-// Each session (see [Publisher] and [Consumer]) notices at once when the TCP connection it
-// uses closes, and then reconnects, instead of waiting for its requests to time out. A
-// request that times out closes the connection it was sent on, so that the reconnect dials
-// a new one instead of reusing a connection that stopped answering.
+// The client's publishers, consumers and Conns share one TCP connection to the hub, dialled
+// when the first of them needs it and again after it closed. Each session (see [Publisher]
+// and [Consumer]) notices at once when that connection closes, and then reconnects, instead
+// of waiting for its requests to time out. A request that times out ends only its own
+// session and leaves the connection to the others: a hub that is slow to answer one stream
+// does not cut off the rest. A connection that stopped delivering altogether is closed after
+// the idle timeout ([WithIdleTimeout]), which ends every session on it.
 func Dial(addr string, opts ...Option) (*Client, error) {
 	if addr == "" {
 		return nil, fmt.Errorf("%w: client: empty hub address", core.ErrInvalidOption)
@@ -35,13 +38,13 @@ func Dial(addr string, opts ...Option) (*Client, error) {
 		_ = node.Close()
 		return nil, fmt.Errorf("client: %w", err)
 	}
-	c := &Client{node: node, ownNode: true, cfg: cfg}
+	c := &Client{node: node, ownNode: true, cfg: cfg, idle: cfg.idleTimeout}
 	c.dial = func(ctx context.Context) (link, error) { return tcpLink(ctx, tr, addr) }
 	return c, nil
 }
 
-// tcpLink connects (or reuses the transport's connection) to addr: done is the
-// connection's Done channel, and drop closes that connection.
+// tcpLink connects to addr, or reuses the transport's open connection to it: done is that
+// connection's Done channel. Releasing the link leaves the connection open for the others.
 func tcpLink(ctx context.Context, tr *tcp.Transport, addr string) (link, error) {
 	a, err := tr.Connect(ctx, addr)
 	if err != nil {
@@ -51,6 +54,5 @@ func tcpLink(ctx context.Context, tr *tcp.Transport, addr string) (link, error) 
 		route: wire.Route{a},
 		done:  tr.Done(a), // already closed if the connection closed since Connect
 		close: func() {},
-		drop:  func() { _ = tr.Disconnect(a) }, // an error: it closed already
 	}, nil
 }

@@ -3,7 +3,8 @@
 // and keeps its position, and a low-level [Conn] for plain request/response use.
 //
 // A [Client] connects a local routing node to a hub: [Dial] creates a node with a TCP
-// transport for a hub at "host:port"; [New] uses an existing node and any route to the hub.
+// transport for a hub at "host:port", whose one connection the client's publishers,
+// consumers and Conns share; [New] uses an existing node and any route to the hub.
 //
 // # Delivery
 //
@@ -12,8 +13,12 @@
 // of messages in flight (Publish blocks while the window is full), gives each request its
 // own timeout, and after any failure — a lost connection, a timeout, an ERROR reply —
 // reconnects with exponential backoff and jitter, creates the stream again and resends
-// every unconfirmed message in its original order. With [WithOutbox], unconfirmed messages
-// are kept in a bbolt file and resent first after a device restart.
+// every unconfirmed message in its original order. A push the hub did not take (it is
+// shutting down) is resent the same way; only a status ERROR counts as a refusal
+// ([WithMaxRejections]). A session that ends with nothing in flight (its idle connection was
+// closed) is no failure: the publisher connects again when it has a message to send. With
+// [WithOutbox], unconfirmed messages are kept in a bbolt file and resent first after a
+// device restart. [Publisher.Flush] reports messages that failed for good.
 //
 // So messages can be stored twice, never lost once confirmed, and the first occurrence of
 // each of a publisher's messages keeps the publish order (see [Publisher] for the one

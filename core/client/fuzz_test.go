@@ -68,3 +68,90 @@ func FuzzReplyRequestID(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodePull feeds arbitrary pull replies, as a session hands them over from the
+// network, to decodePull: a single-frame PullResponse (stream_pull, sluice_pull_wait), a
+// sluice_pull_batch reply of one or two frames, or a sluice_error. It must never panic; a
+// sluice_error is always an error; and what it accepts is every message of the frames, in
+// order, with indexes of at least from and strictly increasing.
+func FuzzDecodePull(f *testing.F) {
+	msgs := []wire.StreamMessage{{Index: 3, Data: []byte("a")}, {Index: 7}}
+	more := wire.PullBatchPart{RequestID: 1, More: true, Messages: msgs[:1]}.Append(nil)
+	last := wire.PullBatchPart{RequestID: 1, Messages: msgs[1:]}.Append(nil)
+	for _, seed := range []struct {
+		kind        uint8
+		from        uint64
+		first, last []byte
+	}{
+		{0, 0, nil, wire.PullResponse{RequestID: 1, Messages: msgs}.Append(nil)},
+		{0, 5, nil, wire.PullResponse{RequestID: 1, Messages: msgs}.Append(nil)}, // 3 < from
+		{0, 0, nil, wire.PullResponse{RequestID: 1, Messages: []wire.StreamMessage{msgs[1], msgs[0]}}.Append(nil)},
+		{0, 0, nil, wire.PullResponse{RequestID: 1}.Append(nil)},
+		{1, 0, nil, wire.PullBatchPart{RequestID: 1, Messages: msgs}.Append(nil)},
+		{2, 0, more, last},
+		{2, 0, last, more}, // 7 then 3: out of order across frames
+		{3, 0, nil, wire.RequestError{RequestID: 1, Protocol: wire.ProtocolPullBatch, Reason: "no"}.Append(nil)},
+		{0, 0, nil, []byte{0x01, 0x05}}, // claims 5 messages
+		{1, 0, []byte{0xff}, []byte{}},
+	} {
+		f.Add(seed.kind, seed.from, seed.first, seed.last)
+	}
+	f.Fuzz(func(t *testing.T, kind uint8, from uint64, first, last []byte) {
+		r := reply{data: last}
+		frames := [][]byte{last}
+		switch kind % 4 {
+		case 0:
+			r.protocol = wire.ProtocolPullWait
+		case 1:
+			r.protocol = wire.ProtocolPullBatch
+		case 2:
+			r.protocol = wire.ProtocolPullBatch
+			r.parts = [][]byte{first}
+			frames = [][]byte{first, last}
+		default:
+			r.protocol = wire.ProtocolRequestError
+		}
+		out, err := decodePull(r, from)
+		if r.protocol == wire.ProtocolRequestError {
+			if err == nil {
+				t.Fatalf("a sluice_error decoded as %d messages", len(out))
+			}
+			return
+		}
+		if err != nil {
+			if out != nil {
+				t.Fatalf("error %v with %d messages", err, len(out))
+			}
+			return
+		}
+		var want []wire.StreamMessage
+		for _, b := range frames {
+			var m []wire.StreamMessage
+			if r.protocol == wire.ProtocolPullBatch {
+				p, err := wire.DecodePullBatchPart(b)
+				if err != nil {
+					t.Fatalf("accepted a frame that does not decode: %v", err)
+				}
+				m = p.Messages
+			} else {
+				p, err := wire.DecodePullResponse(b)
+				if err != nil {
+					t.Fatalf("accepted a frame that does not decode: %v", err)
+				}
+				m = p.Messages
+			}
+			want = append(want, m...)
+		}
+		if len(out) != len(want) {
+			t.Fatalf("%d messages, the frames hold %d", len(out), len(want))
+		}
+		for i, m := range out {
+			if m.Index != want[i].Index || string(m.Data) != string(want[i].Data) {
+				t.Fatalf("message %d = {%d %x}, the frames hold {%d %x}", i, m.Index, m.Data, want[i].Index, want[i].Data)
+			}
+			if m.Index < from || i > 0 && m.Index <= out[i-1].Index {
+				t.Fatalf("accepted index %d at position %d (pull from %d, previous %v)", m.Index, i, from, out[:i])
+			}
+		}
+	})
+}

@@ -67,8 +67,9 @@ func WithWindow(n int) PublisherOption {
 }
 
 // WithRequestTimeout sets how long the publisher waits for the confirm of one push request
-// (default DefaultRequestTimeout). Each request has its own timer. A timeout is treated as a
-// broken connection: the publisher reconnects and resends every unconfirmed message in order.
+// (default DefaultRequestTimeout). Each request has its own timer. A timeout ends the
+// publisher's session: it opens a new one and resends every unconfirmed message in order.
+// The TCP connection, which other sessions of the [Client] share, stays open (see [Client]).
 func WithRequestTimeout(d time.Duration) PublisherOption {
 	return func(c *publisherConfig) error {
 		if d <= 0 {
@@ -145,11 +146,13 @@ func WithMaxMessageSize(n int) PublisherOption {
 }
 
 // WithMaxRejections makes the publisher give up on a message that the hub refused (status
-// ERROR) n times: its Ack completes with an error matching [ErrGaveUp] and the message
-// leaves the outbox. After a refused batch the publisher sends its messages one by one, so
-// that only the message the hub refuses is counted. Lost connections and timeouts never
-// count. The default, 0, retries forever (at-least-once); a limit trades that for not
-// blocking behind a message the hub will never take.
+// ERROR: it tried to store the message and failed) n times: its Ack completes with an error
+// matching [ErrGaveUp] and the message leaves the outbox. After a refused batch the
+// publisher sends its messages one by one, so that only the message the hub refuses is
+// counted. Lost connections, timeouts and requests the hub did not take (an `error` or
+// `sluice_error` reply, which a hub that is shutting down sends) never count: those
+// messages are resent. The default, 0, retries forever (at-least-once); a limit trades that
+// for not blocking behind a message the hub will never take.
 func WithMaxRejections(n int) PublisherOption {
 	return func(c *publisherConfig) error {
 		if n < 0 {
@@ -267,6 +270,10 @@ type Publisher struct {
 	removeq   []uint64      // confirmed outbox sequence numbers to delete
 	sess      *session      // current session; replies of others are ignored
 	isolate   int           // send this many next requests with one message each
+	// undelivered counts the messages that failed (Ack with an error) since a Flush last
+	// reported failures; undeliveredErr is the first one's error.
+	undelivered    int
+	undeliveredErr error
 
 	sessionProgress atomic.Bool // a confirm arrived since the run loop last looked
 
@@ -386,6 +393,7 @@ func (p *Publisher) Publish(ctx context.Context, data []byte) (*Ack, error) {
 		if err := p.ob.put(e.seq, e.data); err != nil {
 			p.mu.Lock()
 			e.done = true
+			p.undeliveredLocked(err)
 			p.advanceLocked()
 			p.mu.Unlock()
 			<-p.slots
@@ -480,7 +488,13 @@ func (p *Publisher) PublishSync(ctx context.Context, data []byte) (uint64, error
 	return a.Wait(ctx)
 }
 
-// Flush waits until every message published before the call is confirmed, or ctx ends.
+// Flush waits until every message published before the call is done — confirmed by the hub,
+// or failed — or ctx ends. It returns nil only when every one of them was confirmed. When
+// some failed (given up on after [WithMaxRejections] refusals, too large for the route, or
+// not written to the outbox), it returns an error that says how many and wraps the first
+// one's error (for example [ErrGaveUp]); each [Ack] says which. A failure is reported once,
+// by the first Flush that returns after it (which may be one that did not wait for that
+// message, when Flushes overlap).
 func (p *Publisher) Flush(ctx context.Context) error {
 	p.mu.Lock()
 	target := p.nextSeq
@@ -489,9 +503,13 @@ func (p *Publisher) Flush(ctx context.Context) error {
 		p.mu.Lock()
 		doneUpTo := len(p.queue) == 0 || p.queue[0].seq >= target
 		ch := p.progress
+		var err error
+		if doneUpTo {
+			err = p.takeUndeliveredLocked()
+		}
 		p.mu.Unlock()
 		if doneUpTo {
-			return nil
+			return err
 		}
 		select {
 		case <-ch:
@@ -506,7 +524,8 @@ func (p *Publisher) Flush(ctx context.Context) error {
 // Close stops accepting messages, waits up to the close timeout for the unconfirmed ones,
 // then stops the background loop and releases the outbox. Acks still pending complete with
 // an error matching [core.ErrClosed]; with an outbox those messages stay in it. Close returns
-// an error when messages were left unconfirmed. A second Close returns the first's result.
+// an error when messages were left unconfirmed, or failed without a Flush reporting it (see
+// [Publisher.Flush]). A second Close returns the first's result.
 // Close does not close the [Client]; [Client.Close] closes the publishers still open.
 func (p *Publisher) Close() error {
 	p.closeOnce.Do(func() {
@@ -593,6 +612,27 @@ func (p *Publisher) signal() {
 	}
 }
 
+// undeliveredLocked records that a message failed with err, for Flush (p.mu held; before
+// advanceLocked pops it, so that a Flush that sees the queue move past it also sees the
+// failure).
+func (p *Publisher) undeliveredLocked(err error) {
+	if p.undelivered == 0 {
+		p.undeliveredErr = err
+	}
+	p.undelivered++
+}
+
+// takeUndeliveredLocked returns an error describing the failures recorded since the last
+// call, or nil if there are none, and forgets them (p.mu held).
+func (p *Publisher) takeUndeliveredLocked() error {
+	n, first := p.undelivered, p.undeliveredErr
+	p.undelivered, p.undeliveredErr = 0, nil
+	if n == 0 {
+		return nil
+	}
+	return fmt.Errorf("client: flush %q: %d message(s) not delivered: %w", p.stream, n, first)
+}
+
 // advanceLocked pops done entries from the front of the queue and wakes Flush waiters.
 func (p *Publisher) advanceLocked() {
 	i := 0
@@ -621,6 +661,11 @@ func (p *Publisher) takeRemovalsLocked() []uint64 {
 // run is the publisher's only background goroutine (owned by the Publisher, stopped by
 // Close through p.ctx): it opens sessions, sends queued messages in order and reconnects
 // after failures.
+//
+// A session that ends while nothing it sent is unconfirmed (typically its connection was
+// closed for being idle) did not fail: no message needs resending. The publisher then opens
+// the next session only when there is a message to send, at once, without a warning or a
+// backoff.
 func (p *Publisher) run() {
 	defer close(p.stopped)
 	failures := 0
@@ -631,9 +676,18 @@ func (p *Publisher) run() {
 		if !first {
 			p.reconnects.Add(1)
 		}
-		err := p.session()
+		ready, err := p.session()
 		if p.ctx.Err() != nil {
 			return
+		}
+		if ready && p.nothingInFlight() {
+			p.log.Debug("sluice publisher: session ended with nothing in flight; reconnecting when there is a message to send", "err", err)
+			p.progressSince() // a confirm of that session says nothing about the next one
+			failures = 0
+			if !p.awaitWork() {
+				return
+			}
+			continue
 		}
 		p.retried.Add(1)
 		failures++
@@ -651,17 +705,52 @@ func (p *Publisher) run() {
 // progressSince reports (and resets) whether a confirm arrived since the last call.
 func (p *Publisher) progressSince() bool { return p.sessionProgress.Swap(false) }
 
+// nothingInFlight reports whether the current session generation has no message sent and
+// not yet confirmed: when it ended, no message was lost with it.
+func (p *Publisher) nothingInFlight() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.reqs) > 0 {
+		return false
+	}
+	for _, e := range p.queue {
+		if !e.done && e.sentGen == p.gen {
+			return false
+		}
+	}
+	return true
+}
+
+// awaitWork waits until a message is queued; it returns false when the publisher closes
+// first.
+func (p *Publisher) awaitWork() bool {
+	for {
+		p.mu.Lock()
+		n := len(p.queue)
+		p.mu.Unlock()
+		if n > 0 {
+			return true
+		}
+		select {
+		case <-p.kick: // maybe stale: look again
+		case <-p.ctx.Done():
+			return false
+		}
+	}
+}
+
 // session opens one session, (re)sends every unconfirmed message in order and keeps sending
-// new ones until the session fails or the publisher closes.
-func (p *Publisher) session() error {
+// new ones until the session fails or the publisher closes. ready reports whether the
+// session was established (connected and the stream created) before it ended.
+func (p *Publisher) session() (ready bool, err error) {
 	s, err := p.c.openSession(p.ctx, p.onReply)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer s.close()
 	route, err := s.createStream(p.ctx, p.stream, p.cfg.requestTimeout)
 	if err != nil {
-		return err
+		return false, err
 	}
 	// The room for message bytes in one request on this session's routes.
 	budget := wire.FramePayloadBudget(route, s.self) - wire.DataSize(len(wire.ProtocolPushBatch)) - 3*wire.MaxUintLen
@@ -679,20 +768,20 @@ func (p *Publisher) session() error {
 			p.log.Error("sluice publisher: outbox", "err", err)
 		}
 		if err := p.sendQueued(s, route, gen, budget); err != nil {
-			return err
+			return true, err
 		}
 		select {
 		case <-p.kick:
 		case <-s.done():
-			return s.err()
+			return true, s.err()
 		case <-p.ctx.Done():
-			return p.ctx.Err()
+			return true, p.ctx.Err()
 		}
 		p.mu.Lock()
 		failed, ferr := p.failedGen == gen, p.failErr
 		p.mu.Unlock()
 		if failed {
-			return ferr
+			return true, ferr
 		}
 	}
 }
@@ -756,6 +845,7 @@ func (p *Publisher) sendQueued(s *session, route wire.Route, gen uint64, budget 
 					p.failedMsgs.Add(1)
 					errs[i] = fmt.Errorf("client: publish to %q: %w: the hub refused it %d times", p.stream, ErrGaveUp, e.refused)
 				}
+				p.undeliveredLocked(errs[i])
 			}
 			p.advanceLocked()
 			for i, e := range tooLarge {
@@ -821,14 +911,7 @@ func (p *Publisher) onTimeout(gen, id uint64) {
 	delete(p.reqs, id)
 	p.timeouts.Add(1)
 	p.failLocked(gen, fmt.Errorf("client: push request %d to %q: %w after %v", id, p.stream, ErrTimeout, p.cfg.requestTimeout))
-	var sess *session
-	if gen == p.gen {
-		sess = p.sess
-	}
 	p.mu.Unlock()
-	if sess != nil {
-		sess.dropLink()
-	}
 }
 
 // failLocked marks session generation gen as failed; the run loop reconnects.
@@ -845,7 +928,6 @@ func (p *Publisher) onReply(s *session, protocol string, data []byte) {
 		id      uint64
 		ok      bool
 		indexes []uint64
-		reason  string // of a sluice_error
 		err     error
 	)
 	switch protocol {
@@ -858,10 +940,13 @@ func (p *Publisher) onReply(s *session, protocol string, data []byte) {
 		c, err = wire.DecodePushBatchConfirm(data)
 		id, ok, indexes = c.RequestID, c.Status == wire.StatusOK, c.Indexes
 	case wire.ProtocolRequestError:
-		// One push request failed without a confirm (e.g. the hub is shutting down).
+		// The hub did not take a push request (it is shutting down): nothing was stored or
+		// refused. Resend, as after a lost connection; it does not count against the
+		// messages (WithMaxRejections).
 		var e wire.RequestError
-		e, err = wire.DecodeRequestError(data)
-		id, reason = e.RequestID, e.Reason
+		if e, err = wire.DecodeRequestError(data); err == nil {
+			err = fmt.Errorf("client: push request %d to %q not taken: %w: %s: %w", e.RequestID, p.stream, ErrRejected, e.Reason, core.ErrUnavailable)
+		}
 	case wire.ProtocolError:
 		e, derr := wire.DecodeErrorPayload(data)
 		if derr == nil {
@@ -894,9 +979,6 @@ func (p *Publisher) onReply(s *session, protocol string, data []byte) {
 			err = fmt.Errorf("client: push request %d to %q: %d indexes confirmed for %d messages", id, p.stream, len(indexes), len(r.entries))
 		} else {
 			err = fmt.Errorf("client: push request %d to %q: %w (status ERROR)", id, p.stream, ErrRejected)
-			if reason != "" {
-				err = fmt.Errorf("client: push request %d to %q: %w: %s", id, p.stream, ErrRejected, reason)
-			}
 			if len(r.entries) == 1 {
 				r.entries[0].refused++
 			} else {
