@@ -389,6 +389,11 @@ func (t *Transport) retireOneLocked(stream string, pub *publication) *publicatio
 // returned (after Close of the transport, it is closed instead).
 func (t *Transport) closeRetired(ctx context.Context, stream string, pub *publication) error {
 	err := pub.p.Flush(ctx)
+	if err != nil && ctx.Err() == nil {
+		// Some messages failed for good (each one's Ack said so): nothing is left to wait for.
+		t.cfg.log.Warn("bistream: retire a publisher", "stream", stream, "err", err)
+		err = nil
+	}
 	t.mu.Lock()
 	done := t.retiring[stream]
 	delete(t.retiring, stream)
