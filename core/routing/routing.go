@@ -608,10 +608,12 @@ func (n *Node) Close() error {
 	entries := n.local
 	n.local = make(map[string]*entry)
 	n.mu.Unlock()
-	n.cancel()
+	// Stop every worker before cancelling the handlers: a handler that returns on the
+	// cancellation must find its worker stopped, or it would go on to handle what is queued.
 	for _, e := range entries {
 		e.shutdown()
 	}
+	n.cancel()
 	n.wg.Wait()
 	return errors.Join(errs...)
 }

@@ -636,3 +636,42 @@ func TestDrain(t *testing.T) {
 		t.Fatalf("after Drain: handled %q, want 3 messages through both workers", handled)
 	}
 }
+
+// TestCloseHandlesNothingQueued: when Close cancels a handler, the messages queued behind it
+// in the mailbox are never handled, not even in the moment between the cancellation and the
+// worker's stop (a stream subscription relies on it: they stay unhandled, so it does not
+// move past them).
+func TestCloseHandlesNothingQueued(t *testing.T) {
+	for i := range 1000 {
+		n, err := NewNode(WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		started := make(chan struct{})
+		var handled sync.Map
+		if err := n.Register("w", WorkerFunc(func(ctx context.Context, m *Message) error {
+			if string(m.Payload) == "stuck" {
+				close(started)
+				<-ctx.Done()
+				return ctx.Err()
+			}
+			handled.Store(string(m.Payload), true)
+			return nil
+		})); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []string{"stuck", "queued 1", "queued 2"} {
+			if err := n.Send(context.Background(), wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("w")}, Payload: []byte(p)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		<-started
+		if err := n.Close(); err != nil {
+			t.Fatal(err)
+		}
+		handled.Range(func(k, _ any) bool {
+			t.Fatalf("round %d: %q was handled after Close cancelled the handler before it", i, k)
+			return false
+		})
+	}
+}
