@@ -17,7 +17,7 @@ var (
 	ErrClosed = errors.New("sluice: closed")
 	// ErrInvalidOption: a configuration value (URL, option) is invalid.
 	ErrInvalidOption = errors.New("sluice: invalid option")
-	// ErrUnavailable: the broker cannot be reached or refused the request for now; retrying
-	// later may succeed.
-	ErrUnavailable = errors.New("sluice: backend unavailable")
+	// ErrUnavailable: the broker (or, for a client, the hub) cannot be reached or refused
+	// the request for now; retrying later may succeed.
+	ErrUnavailable = errors.New("sluice: unavailable")
 )

@@ -30,10 +30,13 @@ func ValidateStreamName(name string) error {
 	if name == "." || name == ".." {
 		return fmt.Errorf("%w: stream name %q is reserved", ErrInvalidArgument, name)
 	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return fmt.Errorf("%w: stream name %q has %q at byte %d; use only letters, digits, '.', '_' and '-'", ErrInvalidArgument, name, c, i)
+	for i, r := range name { // r is utf8.RuneError for a byte that is not UTF-8
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			what := fmt.Sprintf("%q", r)
+			if r == utf8.RuneError {
+				what = fmt.Sprintf("byte 0x%02x", name[i])
+			}
+			return fmt.Errorf("%w: stream name %q has %s at byte %d; use only ASCII letters, digits, '.', '_' and '-'", ErrInvalidArgument, name, what, i)
 		}
 	}
 	return nil

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -213,6 +214,13 @@ func New(ctx context.Context, path string, opts *Options) (*Store, error) {
 				return nil, ctx.Err()
 			}
 			return nil, fmt.Errorf("bbolt: open %s: %w: the file is locked by another process (waited %v): %w", file, core.ErrUnavailable, timeout, err)
+		}
+		var pe *fs.PathError
+		switch {
+		case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrVersionMismatch), errors.Is(err, bolterrors.ErrChecksum):
+			return nil, fmt.Errorf("bbolt: %w: %s is not a bbolt database (%w); name a directory, a new file, or a database a hub wrote", core.ErrInvalidOption, file, err)
+		case errors.As(err, &pe) && pe.Path == file:
+			return nil, fmt.Errorf("bbolt: %w", err) // it names the file already
 		}
 		return nil, fmt.Errorf("bbolt: open %s: %w", file, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -798,5 +799,22 @@ func TestFreelistRebuiltOnOpen(t *testing.T) {
 				t.Errorf("Fetch of the last message: %d messages, %v", len(ms), err)
 			}
 		})
+	}
+}
+
+// TestOpenNotADatabase: a path that names a file that is not a bbolt database is refused
+// with an error that says so and what to name instead.
+func TestOpenNotADatabase(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "notes.txt")
+	if err := os.WriteFile(path, bytes.Repeat([]byte("not a database\n"), 1000), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(context.Background(), path, nil)
+	if err == nil {
+		s.Close()
+		t.Fatal("New on a text file succeeded")
+	}
+	if !errors.Is(err, core.ErrInvalidOption) || !strings.Contains(err.Error(), "is not a bbolt database") {
+		t.Fatalf("New on a text file: %v, want ErrInvalidOption saying it is not a bbolt database", err)
 	}
 }
