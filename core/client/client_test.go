@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -769,5 +770,72 @@ func TestLongPollWithinIdleTimeout(t *testing.T) {
 	}
 	if st := cons.Stats(); st.PullErrors != 0 || st.Reconnects != 0 {
 		t.Fatalf("stats %+v: the idle consumer lost its connection", st)
+	}
+}
+
+// TestSessionErrorHandlers: the publisher and the consumer hand each failed session's error
+// to the application (here: nothing listens at the hub's address) before they retry.
+func TestSessionErrorHandlers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	c, err := client.Dial(addr, client.WithDialTimeout(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pubErrs, consErrs := make(chan error, 100), make(chan error, 100)
+	keep := func(ch chan error) func(error) {
+		return func(err error) {
+			select {
+			case ch <- err:
+			default:
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p, err := client.NewPublisher(ctx, c, "s", client.WithBackoff(fastBackoff), client.WithCloseTimeout(0), client.WithPublisherSessionErrors(keep(pubErrs)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if _, err := p.Publish(ctx, []byte("m")); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := client.NewConsumer(c, "s", func(context.Context, core.Message) error { return nil },
+		client.WithConsumerBackoff(fastBackoff), client.WithConsumerSessionErrors(keep(consErrs)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { // stopped below
+		defer close(done)
+		_ = cons.Run(runCtx)
+	}()
+	defer func() {
+		stop()
+		<-done
+	}()
+	for name, ch := range map[string]chan error{"publisher": pubErrs, "consumer": consErrs} {
+		select {
+		case err := <-ch:
+			var op *net.OpError
+			if !errors.As(err, &op) {
+				t.Errorf("%s session error %v: want the dial's *net.OpError in its chain", name, err)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%s: no session error reported while the hub is unreachable", name)
+		}
+	}
+	if _, err := client.NewPublisher(ctx, c, "s", client.WithPublisherSessionErrors(nil)); !errors.Is(err, core.ErrInvalidOption) {
+		t.Errorf("nil publisher handler: %v, want ErrInvalidOption", err)
+	}
+	if _, err := client.NewConsumer(c, "s", func(context.Context, core.Message) error { return nil }, client.WithConsumerSessionErrors(nil)); !errors.Is(err, core.ErrInvalidOption) {
+		t.Errorf("nil consumer handler: %v, want ErrInvalidOption", err)
 	}
 }

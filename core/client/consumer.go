@@ -76,6 +76,7 @@ type consumerConfig struct {
 	handlerBackoff Backoff
 	policy         ErrorPolicy
 	logger         *slog.Logger
+	onSessionError func(error)
 	unhandled      func() (uint64, bool)
 	saveInterval   time.Duration
 }
@@ -248,6 +249,20 @@ func WithConsumerLogger(l *slog.Logger) ConsumerOption {
 			return fmt.Errorf("%w: client: nil logger", core.ErrInvalidOption)
 		}
 		c.logger = l
+		return nil
+	}
+}
+
+// WithConsumerSessionErrors calls f with the error of every failed session, before the
+// consumer retries (what it logs as "session failed; reconnecting"): a lost or refused
+// connection, a timeout, a refused request. f runs in Run's goroutine and must return
+// quickly.
+func WithConsumerSessionErrors(f func(error)) ConsumerOption {
+	return func(c *consumerConfig) error {
+		if f == nil {
+			return fmt.Errorf("%w: client: nil session error handler", core.ErrInvalidOption)
+		}
+		c.onSessionError = f
 		return nil
 	}
 }
@@ -428,6 +443,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 		failures++
 		d := c.cfg.backoff.Delay(failures)
 		c.log.Warn("sluice consumer: session failed; reconnecting", "err", err, "retry_in", d)
+		if c.cfg.onSessionError != nil {
+			c.cfg.onSessionError(err)
+		}
 		if sleep(ctx, d) != nil {
 			continue // handled at the top of the next iteration
 		}

@@ -46,6 +46,7 @@ type publisherConfig struct {
 	maxBatch       int
 	outboxPath     string
 	logger         *slog.Logger
+	onSessionError func(error)
 	maxMessage     int
 	maxRejections  int
 }
@@ -170,6 +171,21 @@ func WithPublisherLogger(l *slog.Logger) PublisherOption {
 			return fmt.Errorf("%w: client: nil logger", core.ErrInvalidOption)
 		}
 		c.logger = l
+		return nil
+	}
+}
+
+// WithPublisherSessionErrors calls f with the error of every failed session, before the
+// publisher retries (what it logs as "session failed; reconnecting"): a lost or refused
+// connection, a timeout, a refused request. f runs in the publisher's goroutine and must
+// return quickly. It lets an application say why messages are not being confirmed, as a
+// NATS ErrorHandler does.
+func WithPublisherSessionErrors(f func(error)) PublisherOption {
+	return func(c *publisherConfig) error {
+		if f == nil {
+			return fmt.Errorf("%w: client: nil session error handler", core.ErrInvalidOption)
+		}
+		c.onSessionError = f
 		return nil
 	}
 }
@@ -696,6 +712,9 @@ func (p *Publisher) run() {
 		}
 		d := p.cfg.backoff.Delay(failures)
 		p.log.Warn("sluice publisher: session failed; reconnecting", "err", err, "retry_in", d)
+		if p.cfg.onSessionError != nil {
+			p.cfg.onSessionError(err)
+		}
 		if sleep(p.ctx, d) != nil {
 			return
 		}
