@@ -92,6 +92,11 @@ func benchFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error 
 		if len(backends) == 0 {
 			return usageErr("no -backend URL given")
 		}
+		for _, u := range backends {
+			if err := checkBackendURL(u); err != nil {
+				return err
+			}
+		}
 		if *runs <= 0 || *duration <= 0 || *rate <= 0 || *latencySize <= 0 || *window <= 0 || *batch <= 0 {
 			return usageErr("-runs, -duration, -rate, -latency-size, -window and -batch must be positive")
 		}

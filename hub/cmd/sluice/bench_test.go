@@ -72,7 +72,7 @@ func TestBenchUsage(t *testing.T) {
 		{[]string{"bench", "-backend", "memory://", "-sizes", "64,x"}, 2, "not a positive integer"},
 		{[]string{"bench", "-backend", "memory://", "-runs", "0"}, 2, "must be positive"},
 		{[]string{"bench", "-backend", "memory://", "-workloads", "fly", "-out", t.TempDir()}, 2, "unknown workload"},
-		{[]string{"bench", "-backend", "nosuch://", "-runs", "1", "-duration", "1ms", "-out", t.TempDir()}, 1, "unknown backend"},
+		{[]string{"bench", "-backend", "nosuch://", "-runs", "1", "-duration", "1ms", "-out", t.TempDir()}, 2, "unknown backend"},
 	} {
 		code, out := runCLI(t, tc.args...)
 		if code != tc.code || !strings.Contains(out, tc.want) {

@@ -192,7 +192,7 @@ func TestCLIUsage(t *testing.T) {
 		{[]string{"pull", "bad name"}, 2, "stream name"},
 		{[]string{"hub", "-log-level", "loud"}, 2, "-log-level"},
 		{[]string{"hub", "extra"}, 2, "unexpected arguments"},
-		{[]string{"hub", "-backend", "nosuch://x"}, 1, "unknown backend"},
+		{[]string{"hub", "-backend", "nosuch://x"}, 2, "unknown backend"},
 		{[]string{"create", "-partitions", "0", "x"}, 2, "partition count"},
 	} {
 		var out bytes.Buffer
@@ -203,10 +203,11 @@ func TestCLIUsage(t *testing.T) {
 	}
 }
 
-// cliTail starts "sluice tail" on a new stream, pushes a message and waits for tail to print
-// it (a long-poll wake-up, not a poll), then interrupts tail.
+// cliTail creates a stream, starts "sluice tail" on it, pushes a message and waits for tail
+// to print it (a long-poll wake-up, not a poll), then interrupts tail.
 func cliTail(t *testing.T, h *cliHub) {
 	t.Helper()
+	cliRun(t, h, "", "create", "events") // tail does not create streams
 	cmd := exec.Command(h.bin, "tail", "-client-id", "watcher", "-raw", "events")
 	cmd.Env = append(os.Environ(), "SLUICE_HUB="+h.addr)
 	stdout, err := cmd.StdoutPipe()

@@ -86,6 +86,11 @@ func conformanceFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) 
 		if len(c.backends) == 0 {
 			return usageErr("no -backend URL given")
 		}
+		for _, u := range c.backends {
+			if err := checkBackendURL(u); err != nil {
+				return err
+			}
+		}
 		return runConformance(ctx, sio.out, c)
 	}
 }
@@ -107,6 +112,9 @@ func runConformance(ctx context.Context, w io.Writer, c conformanceConfig) error
 		runs = append(runs, certify(ctx, w, raw, filter, c, names))
 	}
 	m := report.Build(runs)
+	if filter != nil && ctx.Err() == nil && noneRan(m) {
+		return usageErr("-run %q: no test matched (names look like Storage/AppendFetch/AllByteValues)", c.run)
+	}
 	paths, err := report.WriteFiles(c.out, runs)
 	if err != nil {
 		return err
@@ -137,6 +145,21 @@ func runConformance(ctx context.Context, w io.Writer, c conformanceConfig) error
 		return fmt.Errorf("conformance failed on %s; see %s", strings.Join(failed, ", "), paths[0])
 	}
 	return nil
+}
+
+// noneRan reports whether no test ran on any backend that could be opened.
+func noneRan(m report.Matrix) bool {
+	opened := false
+	for _, b := range m.Backends {
+		if b.Error != "" {
+			continue
+		}
+		opened = true
+		if b.Passed+b.Skipped+b.Failed > 0 {
+			return false
+		}
+	}
+	return opened
 }
 
 // certify runs the suite against one backend URL. The backend is named after its

@@ -179,7 +179,7 @@ func TestConformanceUsage(t *testing.T) {
 		{[]string{"conformance"}, 2, "no -backend URL"},
 		{[]string{"conformance", "-backend", "memory://", "extra"}, 2, "unexpected arguments"},
 		{[]string{"conformance", "-backend", "memory://", "-run", "(", "-out", t.TempDir()}, 2, "-run"},
-		{[]string{"conformance", "-backend", "nosuch://", "-out", t.TempDir()}, 1, "unknown backend"},
+		{[]string{"conformance", "-backend", "nosuch://", "-out", t.TempDir()}, 2, "unknown backend"},
 	} {
 		code, out := runCLI(t, tc.args...)
 		if code != tc.code || !strings.Contains(out, tc.want) {

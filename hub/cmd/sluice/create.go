@@ -18,8 +18,9 @@ func init() {
 		usage:   "[flags] [STREAM]",
 		help: `
 Create a stream on a hub and print its name and partition count. Creating a stream that
-exists is not an error: it reports the partitions it has. Without a name, the hub generates
-one ("generated_...").
+exists is not an error: it reports the partitions it has, unless -partitions was given and
+differs from them (the partition count of an existing stream cannot be changed): that exits
+1. Without a name, the hub generates one ("generated_...").
 
 Examples:
   sluice create orders
@@ -53,6 +54,11 @@ func createFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error
 		if err := core.ValidatePartitionCount(*partitions, 0); err != nil {
 			return usageErr("-partitions: %v", err)
 		}
+		if err := checkHubAddr(*hubAddr); err != nil {
+			return err
+		}
+		partitionsSet := false
+		fs.Visit(func(f *flag.Flag) { partitionsSet = partitionsSet || f.Name == "partitions" })
 		ctx, cancel := context.WithTimeout(ctx, *timeout)
 		defer cancel()
 		r, err := dialRPC(*hubAddr)
@@ -65,7 +71,7 @@ func createFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error
 		protocol := wire.ProtocolCreatePartitioned
 		req := wire.CreateStreamPartitionedRequest{StreamName: name, Partitions: uint64(*partitions)}
 		if err := r.send(ctx, hub.StreamAddress, protocol, req); err != nil {
-			return fmt.Errorf("send to hub %s: %w", *hubAddr, err)
+			return &hubError{*hubAddr, err}
 		}
 		// One Init per partition of the stream as it exists, which may differ from the
 		// count asked for when it existed already: collect until a short quiet period
@@ -95,6 +101,9 @@ func createFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error
 			stream, seen[init.Partition] = init.StreamName, true
 		}
 		fmt.Fprintf(sio.out, "stream %s: %d partition(s)\n", stream, len(seen))
+		if partitionsSet && len(seen) != *partitions {
+			return fmt.Errorf("stream %s exists with %d partition(s), not %d; the partition count of an existing stream cannot be changed", stream, len(seen), *partitions)
+		}
 		return nil
 	}
 }

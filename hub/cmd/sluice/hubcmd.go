@@ -35,7 +35,9 @@ stream protocol over TCP; the hub stores them in a backend chosen by URL. It pri
 SIGINT or SIGTERM: it confirms every push in flight, answers waiting pulls, then exits.
 
 Backends (the URL's scheme):
-  bbolt:DIR or bbolt:///abs/path   embedded, durable (default: bbolt:sluice-data)
+  bbolt:PATH or bbolt:///abs/path  embedded, durable (default: bbolt:sluice-data); PATH is a
+                                   directory (the database is PATH/sluice.db, created with
+                                   its directories) or a bbolt database file
   memory://                        in memory, lost at exit (tests, demos)
   kafka://HOST:9092[,HOST2:9092]   Apache Kafka (topic per stream, consumer-group offsets)
   pulsar://HOST:6650?admin=http://HOST:8080
@@ -43,7 +45,8 @@ Backends (the URL's scheme):
   kinesis://REGION?endpoint=URL&index=bbolt:DIR
                                    AWS Kinesis (stream per stream; consumer indexes in index=)
   sluice://HOST:PORT               another hub (a hub as a backend)
-Each backend's options are in its package documentation (go doc ./backends/NAME).
+Each backend's options are in its package documentation: go doc ./backends/NAME, where
+NAME is the scheme (the package of sluice:// is ./backends/remote).
 
 Environment: SLUICE_LISTEN and SLUICE_BACKEND set the defaults of -listen and -backend.
 
@@ -74,6 +77,9 @@ func hubFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
 		if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 			return usageErr("-log-level %q: want debug, info, warn or error", *logLevel)
 		}
+		if err := checkBackendURL(*backendURL); err != nil {
+			return err
+		}
 		log := slog.New(slog.NewTextHandler(sio.err, &slog.HandlerOptions{Level: level}))
 		opts := []hub.Option{
 			hub.WithLogger(log),
@@ -91,6 +97,9 @@ func hubFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
 // runHub opens the backend, serves until ctx ends, then shuts down gracefully.
 func runHub(ctx context.Context, sio *stdio, log *slog.Logger, listen, backendURL, metricsAddr string, grace time.Duration, opts []hub.Option) (err error) {
 	backend, err := core.Open(ctx, backendURL)
+	if errors.Is(err, core.ErrInvalidOption) {
+		return usageErr("-backend %q: %v", displayURL(backendURL), err)
+	}
 	if err != nil {
 		return err
 	}
@@ -100,6 +109,9 @@ func runHub(ctx context.Context, sio *stdio, log *slog.Logger, listen, backendUR
 		}
 	}()
 	h, err := hub.New(backend, opts...)
+	if errors.Is(err, core.ErrInvalidOption) {
+		return usageErr("%v", err)
+	}
 	if err != nil {
 		return err
 	}

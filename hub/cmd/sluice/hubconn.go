@@ -1,0 +1,203 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/client"
+)
+
+// hubHint ends the message of a hub that cannot be reached.
+const hubHint = ` (is "sluice hub" running? set -hub or SLUICE_HUB)`
+
+// requestTimeout bounds each plain request (stream info) of the client commands.
+const requestTimeout = 10 * time.Second
+
+// checkHubAddr returns a usage error when addr is not HOST:PORT.
+func checkHubAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		var ae *net.AddrError
+		if errors.As(err, &ae) && ae.Err == "missing port in address" {
+			return usageErr("-hub %q: missing port; want HOST:PORT, e.g. %s", addr, net.JoinHostPort(addr, "4000"))
+		}
+		return usageErr("-hub %q: want HOST:PORT, e.g. 127.0.0.1:4000: %v", addr, err)
+	}
+	if host == "" || port == "" {
+		return usageErr("-hub %q: want HOST:PORT, e.g. 127.0.0.1:4000", addr)
+	}
+	return nil
+}
+
+// hubError is a failure to talk to the hub at addr, worded for the person at the terminal:
+// a network failure names its cause ("connection refused") and what to check, without the
+// layers of the library's error chain. It unwraps to the library's error.
+type hubError struct {
+	addr  string
+	cause error
+}
+
+func (e *hubError) Error() string {
+	var dns *net.DNSError
+	var op *net.OpError
+	switch {
+	case errors.As(e.cause, &dns):
+		return fmt.Sprintf("cannot reach hub %s: cannot resolve %q: %s%s", e.addr, dns.Name, dns.Err, hubHint)
+	case errors.As(e.cause, &op):
+		cause := op.Err
+		var se *os.SyscallError
+		if errors.As(cause, &se) {
+			cause = se.Err
+		}
+		return fmt.Sprintf("cannot reach hub %s: %v%s", e.addr, cause, hubHint)
+	case errors.Is(e.cause, client.ErrRejected):
+		return fmt.Sprintf("hub %s refused the request: %v", e.addr, e.cause)
+	case errors.Is(e.cause, core.ErrUnavailable):
+		return fmt.Sprintf("lost the connection to hub %s", e.addr)
+	case errors.Is(e.cause, client.ErrTimeout):
+		return fmt.Sprintf("hub %s does not answer: %v", e.addr, e.cause)
+	}
+	return fmt.Sprintf("hub %s: %v", e.addr, e.cause)
+}
+
+func (e *hubError) Unwrap() error { return e.cause }
+
+// streamExists asks the hub whether stream exists, without creating it.
+func streamExists(ctx context.Context, c *client.Client, stream string) (bool, error) {
+	conn, err := c.Open(ctx, requestTimeout)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close()
+	_, exists, err := conn.StreamInfo(ctx, stream)
+	return exists, err
+}
+
+// errNoStream is the error of pull and tail for a stream that does not exist.
+func errNoStream(stream, addr string) error {
+	return fmt.Errorf("stream %q does not exist on hub %s (create it with: sluice create %s)", stream, addr, stream)
+}
+
+// lastError holds the latest error reported to it.
+type lastError struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (l *lastError) set(err error) {
+	l.mu.Lock()
+	l.err = err
+	l.mu.Unlock()
+}
+
+func (l *lastError) get() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
+}
+
+// hubWatch tells the user of a long-running command (tail) that the hub cannot be reached:
+// one warning per failure streak, while the library retries, and one line when the hub
+// answers again.
+type hubWatch struct {
+	cmd, addr string
+	w         io.Writer
+	probe     func(context.Context) error // one attempt to reach the hub
+
+	mu      sync.Mutex
+	failing bool
+	wg      sync.WaitGroup // the recovery probes
+}
+
+// fail reports err unless a warning of the same streak was printed; it reports whether
+// this began a streak.
+func (h *hubWatch) fail(err error) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.failing {
+		return false
+	}
+	h.failing = true
+	fmt.Fprintf(h.w, "sluice %s: %v; retrying\n", h.cmd, &hubError{h.addr, err})
+	return true
+}
+
+// ok ends a failure streak, saying so when there was one.
+func (h *hubWatch) ok() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.failing {
+		h.failing = false
+		fmt.Fprintf(h.w, "sluice %s: connected to hub %s\n", h.cmd, h.addr)
+	}
+}
+
+// failed is the hook for the library's retried failures: the first of a streak is
+// reported, and a probe runs until the hub answers (or ctx ends) to end the streak.
+func (h *hubWatch) failed(ctx context.Context, err error) {
+	if !h.fail(err) {
+		return
+	}
+	h.wg.Add(1)
+	go func() { // owned by the command: ends when the hub answers or ctx ends; see wait
+		defer h.wg.Done()
+		h.untilReachable(ctx)
+	}()
+}
+
+// untilReachable probes the hub with backoff until it answers (then ends the streak) or
+// ctx ends.
+func (h *hubWatch) untilReachable(ctx context.Context) {
+	for n := 1; ; n++ {
+		if err := sleepCtx(ctx, client.DefaultBackoff.Delay(n)); err != nil {
+			return
+		}
+		if h.probe(ctx) == nil {
+			h.ok()
+			return
+		}
+	}
+}
+
+// wait waits for the probes started by failed; cancel their ctx first.
+func (h *hubWatch) wait() { h.wg.Wait() }
+
+// sleepCtx sleeps for d or until ctx ends, returning ctx's error then.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// checkBackendURL returns a usage error when raw is not a URL with a registered scheme,
+// before anything is opened or written.
+func checkBackendURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return usageErr("backend URL %q: %v", raw, err)
+	}
+	scheme := u.Scheme
+	if scheme == "" {
+		return usageErr("backend URL %q has no scheme; use one of %s", raw, strings.Join(core.Schemes(), ", "))
+	}
+	for _, s := range core.Schemes() {
+		if s == scheme {
+			return nil
+		}
+	}
+	return usageErr("unknown backend %q in %q; use one of %s", scheme, raw, strings.Join(core.Schemes(), ", "))
+}

@@ -1,0 +1,270 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/client"
+	"github.com/sluicehq/sluice/hub"
+)
+
+// These tests run the commands in-process against an in-process hub on a memory backend.
+
+// startMemHub starts a hub on a memory backend listening on addr ("127.0.0.1:0" for any
+// port) and returns its address and backend.
+func startMemHub(t *testing.T, addr string) (string, *core.Backend) {
+	t.Helper()
+	b, err := core.Open(t.Context(), "memory://")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := hub.New(b, hub.WithLogger(discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := h.Listen(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = h.Shutdown(ctx)
+		_ = b.Close()
+	})
+	return a.String(), b
+}
+
+// freeAddr returns a loopback address that nothing listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// runIO runs "sluice args..." in-process with stdin and returns the exit status, stdout and
+// stderr.
+func runIO(ctx context.Context, stdin string, args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := run(ctx, args, &stdio{in: strings.NewReader(stdin), out: &out, err: &errb})
+	return code, out.String(), errb.String()
+}
+
+// mustRun runs a command that must succeed and returns its stdout.
+func mustRun(t *testing.T, stdin string, args ...string) string {
+	t.Helper()
+	code, out, errs := runIO(t.Context(), stdin, args...)
+	if code != 0 {
+		t.Fatalf("sluice %q: exit %d\n%s", args, code, errs)
+	}
+	return out
+}
+
+// wantRun runs a command that must exit with code and print each of errWants to stderr,
+// and returns its stdout. A command that runs for a minute (a tail) is interrupted.
+func wantRun(t *testing.T, code int, errWants []string, stdin string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	got, out, errs := runIO(ctx, stdin, args...)
+	if got != code {
+		t.Errorf("sluice %q: exit %d, want %d\nstdout: %s\nstderr: %s", args, got, code, out, errs)
+	}
+	for _, w := range errWants {
+		if !strings.Contains(errs, w) {
+			t.Errorf("sluice %q: stderr lacks %q:\n%s", args, w, errs)
+		}
+	}
+	return out
+}
+
+func TestCLIUnreachableHub(t *testing.T) {
+	addr := freeAddr(t)
+	refused := []string{"cannot reach hub " + addr + ": connection refused", "sluice hub"}
+	wantRun(t, 1, refused, "", "pull", "-hub", addr, "greetings")
+	wantRun(t, 2, []string{`-hub "localhost": missing port`}, "", "pull", "-hub", "localhost", "greetings")
+	wantRun(t, 2, []string{"missing port"}, "", "push", "-hub", "localhost", "greetings", "x")
+
+	// push: the last cause and how many of the messages were confirmed.
+	wantRun(t, 1, append(refused, "-timeout 1s", "0 of 2 message(s) confirmed", "may or may not have been stored"),
+		"", "push", "-timeout", "1s", "-hub", addr, "greetings", "x", "y")
+}
+
+func TestCLITailWarnsWhileHubIsDown(t *testing.T) {
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var out, errb bytes.Buffer
+	errw := &lockedWriter{w: &errb}
+	stderr := func() string {
+		errw.mu.Lock()
+		defer errw.mu.Unlock()
+		return errb.String()
+	}
+	exited := make(chan int, 1)
+	go func() { // ends when ctx is cancelled
+		exited <- run(ctx, []string{"tail", "-hub", addr, "-raw", "events"}, &stdio{in: strings.NewReader(""), out: &lockedWriter{w: &out}, err: errw})
+	}()
+	waitFor := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for !strings.Contains(stderr(), what) {
+			if time.Now().After(deadline) {
+				t.Fatalf("tail did not print %q within 30s; stderr:\n%s", what, stderr())
+			}
+			select {
+			case code := <-exited:
+				t.Fatalf("tail exited with %d; stderr:\n%s", code, stderr())
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	waitFor("cannot reach hub " + addr + ": connection refused")
+	// The stream exists before the hub listens, so that tail finds it when it connects.
+	b, err := core.Open(ctx, "memory://")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Storage.CreateStream(ctx, "events", 1); err != nil {
+		t.Fatal(err)
+	}
+	h, err := hub.New(b, hub.WithLogger(discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer scancel()
+		_ = h.Shutdown(sctx)
+		_ = b.Close()
+	}()
+	if _, err := h.Listen(addr); err != nil {
+		t.Skipf("the free port was taken meanwhile: %v", err)
+	}
+	waitFor("connected to hub " + addr)
+	cancel()
+	if code := <-exited; code != 0 {
+		t.Fatalf("tail exit %d after interrupt; stderr:\n%s", code, stderr())
+	}
+	if n := strings.Count(stderr(), "cannot reach hub"); n != 1 {
+		t.Errorf("tail warned %d times during one outage, want once:\n%s", n, stderr())
+	}
+}
+
+func TestCLIPullTailDoNotCreateStreams(t *testing.T) {
+	addr, _ := startMemHub(t, "127.0.0.1:0")
+	missing := []string{`stream "greetinsg" does not exist on hub ` + addr, "sluice create greetinsg"}
+	wantRun(t, 1, missing, "", "pull", "-hub", addr, "greetinsg")
+	wantRun(t, 1, missing, "", "tail", "-hub", addr, "greetinsg")
+	// Neither created it: it gets the partitions asked for now.
+	if got := mustRun(t, "", "create", "-hub", addr, "-partitions", "4", "greetinsg"); got != "stream greetinsg: 4 partition(s)\n" {
+		t.Errorf("create after pull and tail printed %q", got)
+	}
+
+	// Asking for other partitions than an existing stream has is an error.
+	mustRun(t, "", "create", "-hub", addr, "greetings")
+	wantRun(t, 1, []string{"greetings exists with 1 partition(s), not 4"}, "", "create", "-hub", addr, "-partitions", "4", "greetings")
+	if got := mustRun(t, "", "create", "-hub", addr, "greetinsg"); got != "stream greetinsg: 4 partition(s)\n" {
+		t.Errorf("create without -partitions of a 4-partition stream printed %q", got)
+	}
+}
+
+func TestCLIPullJSONRoundTrips(t *testing.T) {
+	addr, _ := startMemHub(t, "127.0.0.1:0")
+	msgs := []string{"\xff\xfe", "héllo", "", "a\"b\n"}
+	mustRun(t, "", append([]string{"push", "-hub", addr, "bin", "--"}, msgs...)...)
+	out := mustRun(t, "", "pull", "-hub", addr, "-json", "bin")
+	dec := json.NewDecoder(strings.NewReader(out))
+	for i, want := range msgs {
+		var m struct {
+			Index      uint64
+			Data       *string
+			DataBase64 []byte `json:"data_base64"`
+		}
+		if err := dec.Decode(&m); err != nil {
+			t.Fatalf("message %d: %v in %q", i, err, out)
+		}
+		got := string(m.DataBase64)
+		if m.Data != nil {
+			got = *m.Data
+		}
+		if m.Index != uint64(i) || got != want || (m.Data != nil) == (m.DataBase64 != nil) {
+			t.Errorf("message %d: %+v, want index %d data %q in exactly one field", i, m, i, want)
+		}
+	}
+}
+
+func TestCLIPushLongLine(t *testing.T) {
+	addr, _ := startMemHub(t, "127.0.0.1:0")
+	limit := strconv.Itoa(client.MaxMessageSize)
+	// An argument over the limit: nothing is pushed.
+	long := strings.Repeat("x", client.MaxMessageSize+1)
+	wantRun(t, 1, []string{"message 2 is " + strconv.Itoa(len(long)) + " bytes, the limit is " + limit, "nothing was pushed"},
+		"", "push", "-hub", addr, "s", "ok", long)
+	wantRun(t, 1, []string{"does not exist"}, "", "pull", "-hub", addr, "s")
+
+	// A line over the limit stops push there; the lines before it are pushed.
+	stdin := "a\r\nb\n" + strings.Repeat("x", 70000) + "\r\nc\n"
+	out := wantRun(t, 1, []string{"line 3 is 70000 bytes, the limit is " + limit, "2 of 2 line(s) confirmed", "line 3 and the rest"},
+		stdin, "push", "-hub", addr, "s")
+	if out != "0\n1\n" {
+		t.Errorf("push printed %q, want the indexes of lines 1 and 2", out)
+	}
+	if got := mustRun(t, "", "pull", "-hub", addr, "-raw", "s"); got != "a\nb\n" {
+		t.Errorf("pull printed %q", got)
+	}
+	// A line of exactly the limit, with "\r\n", and a last line without "\n" are pushed.
+	mustRun(t, "", "create", "-hub", addr, "t")
+	if got := mustRun(t, strings.Repeat("y", client.MaxMessageSize)+"\r\nz", "push", "-hub", addr, "t"); got != "0\n1\n" {
+		t.Errorf("push of a line at the limit printed %q", got)
+	}
+}
+
+func TestCLIPushRejectsFlagsAfterStream(t *testing.T) {
+	addr, _ := startMemHub(t, "127.0.0.1:0")
+	wantRun(t, 2, []string{`"-quiet" after the stream name looks like a flag`, "--"}, "", "push", "-hub", addr, "greetings", "-quiet", "third")
+	wantRun(t, 2, []string{`"-raw" after the stream name looks like a flag`}, "", "pull", "-hub", addr, "greetings", "-raw")
+	if got := mustRun(t, "", "push", "-hub", addr, "greetings", "--", "-quiet", "third"); got != "0\n1\n" {
+		t.Errorf("push -- printed %q", got)
+	}
+	if got := mustRun(t, "", "pull", "-hub", addr, "-raw", "greetings"); got != "-quiet\nthird\n" {
+		t.Errorf("pull printed %q", got)
+	}
+}
+
+func TestConformanceRunMatchesNothing(t *testing.T) {
+	dir := t.TempDir()
+	wantRun(t, 2, []string{`-run "NoSuchTest": no test matched`}, "", "conformance", "-backend", "memory://", "-run", "NoSuchTest", "-out", dir)
+}
+
+func TestCLIUsageErrorsExit2(t *testing.T) {
+	dir := t.TempDir()
+	wantRun(t, 2, []string{`unknown backend "nosuch"`}, "", "hub", "-backend", "nosuch://x")
+	wantRun(t, 2, []string{"-window 0"}, "", "push", "-window", "0", "s", "x")
+	wantRun(t, 2, []string{`unknown backend "foo"`}, "", "bench", "-backend", "foo://", "-out", dir)
+	if _, err := os.Stat(filepath.Join(dir, "bench.md")); err == nil {
+		t.Error("bench wrote bench.md for an unknown backend")
+	}
+	wantRun(t, 2, []string{`unknown backend "foo"`}, "", "conformance", "-backend", "foo://", "-out", dir)
+	// The help is true: the sluice:// backend's package, and the message limit of push.
+	if code, out, _ := runIO(t.Context(), "", "help", "hub"); code != 0 || !strings.Contains(out, "./backends/remote") {
+		t.Errorf("sluice help hub: exit %d, lacks ./backends/remote:\n%s", code, out)
+	}
+	if _, out, _ := runIO(t.Context(), "", "help", "push"); !strings.Contains(out, strconv.Itoa(client.MaxMessageSize)+" bytes") {
+		t.Errorf("sluice help push does not state the limit %d:\n%s", client.MaxMessageSize, out)
+	}
+}
