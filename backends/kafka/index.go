@@ -152,7 +152,7 @@ func retryCoordinator(ctx context.Context, fn func() error) error {
 			!(errors.Is(err, kerr.CoordinatorNotAvailable) || errors.Is(err, kerr.CoordinatorLoadInProgress) || errors.Is(err, kerr.NotCoordinator)) {
 			return err
 		}
-		if serr := sleep(ctx, wait); serr != nil {
+		if serr := core.Sleep(ctx, wait); serr != nil {
 			return err
 		}
 	}

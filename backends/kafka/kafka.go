@@ -275,7 +275,7 @@ func (s *Store) CreateStream(ctx context.Context, stream string, partitions int)
 			}
 			// An existing topic that is being deleted: create it again.
 			if errors.Is(err, kerr.TopicAlreadyExists) && errors.Is(merr, core.ErrStreamNotFound) && attempt < 20 {
-				if werr := sleep(ctx, 100*time.Millisecond); werr != nil {
+				if werr := core.Sleep(ctx, 100*time.Millisecond); werr != nil {
 					return 0, s.mapErr(ctx, "create stream", stream, werr)
 				}
 				continue
@@ -329,7 +329,7 @@ func (s *Store) DeleteStream(ctx context.Context, stream string) error {
 			s.cl.PurgeTopicsFromProducing(topic)
 			return nil
 		}
-		if werr := sleep(ctx, 50*time.Millisecond); werr != nil {
+		if werr := core.Sleep(ctx, 50*time.Millisecond); werr != nil {
 			return s.mapErr(ctx, "delete stream", stream, werr)
 		}
 	}
@@ -565,7 +565,7 @@ func (s *Store) Fetch(ctx context.Context, stream string, partition int, from ui
 			if tm, err = s.topicMeta(ctx, topic, true); err != nil {
 				return nil, s.mapErr(ctx, "fetch", stream, err)
 			}
-			if werr := sleep(ctx, time.Duration(retries)*50*time.Millisecond); werr != nil {
+			if werr := core.Sleep(ctx, time.Duration(retries)*50*time.Millisecond); werr != nil {
 				return nil, s.mapErr(ctx, "fetch", stream, werr)
 			}
 			continue
@@ -775,7 +775,7 @@ func (s *Store) waitTopic(ctx context.Context, topic string) (*topicMeta, error)
 			!errors.Is(err, kerr.LeaderNotAvailable) {
 			return nil, err
 		}
-		if err := sleep(ctx, 20*time.Millisecond); err != nil {
+		if err := core.Sleep(ctx, 20*time.Millisecond); err != nil {
 			return nil, err
 		}
 	}
@@ -821,15 +821,4 @@ func (s *Store) Close() error {
 		s.cl.Close()
 	}
 	return err
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

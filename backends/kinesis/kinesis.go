@@ -213,10 +213,8 @@ func (s *Store) waitActive(ctx context.Context, stream, name string) error {
 		if err == nil && out.StreamDescriptionSummary.StreamStatus == types.StreamStatusActive {
 			return nil
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("kinesis: stream %q did not become ACTIVE: %w", name, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
+		if err := core.Sleep(ctx, 100*time.Millisecond); err != nil {
+			return fmt.Errorf("kinesis: stream %q did not become ACTIVE: %w", name, err)
 		}
 	}
 }
@@ -720,10 +718,8 @@ func (s *Store) retry(ctx context.Context, call func() error) error {
 			return err
 		}
 		backoff := min(s.opts.RetryMax, s.opts.RetryBase<<min(attempt, 20))
-		select {
-		case <-ctx.Done():
-			return errors.Join(ctx.Err(), err)
-		case <-time.After(rand.N(backoff) + time.Millisecond):
+		if serr := core.Sleep(ctx, rand.N(backoff)+time.Millisecond); serr != nil {
+			return errors.Join(serr, err)
 		}
 	}
 }

@@ -1,7 +1,6 @@
 package client
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -45,20 +44,4 @@ func (b Backoff) Delay(n int) time.Duration {
 		d -= b.Jitter * d * rand.Float64()
 	}
 	return time.Duration(d)
-}
-
-// sleep waits for d or until ctx ends, whichever comes first, and returns ctx.Err() in the
-// latter case.
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

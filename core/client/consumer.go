@@ -446,7 +446,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		if c.cfg.onSessionError != nil {
 			c.cfg.onSessionError(err)
 		}
-		if sleep(ctx, d) != nil {
+		if core.Sleep(ctx, d) != nil {
 			continue // handled at the top of the next iteration
 		}
 	}
@@ -465,7 +465,7 @@ func (c *Consumer) finalSave() error {
 	wctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	pos := c.savable(next)
-	for pos < next && sleep(wctx, 5*time.Millisecond) == nil {
+	for pos < next && core.Sleep(wctx, 5*time.Millisecond) == nil {
 		pos = c.savable(next)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -577,7 +577,7 @@ func (c *Consumer) session(ctx context.Context) (progressed bool, err error) {
 				deferred = !complete
 			}
 			if c.cfg.pullWait == 0 { // no long poll: do not spin on an idle stream
-				if err := sleep(ctx, c.cfg.backoff.Min); err != nil {
+				if err := core.Sleep(ctx, c.cfg.backoff.Min); err != nil {
 					return progressed, err
 				}
 			}
@@ -881,7 +881,7 @@ func (c *Consumer) handle(ctx context.Context, m core.Message) error {
 	var err error
 	for a := 1; a <= attempts; a++ {
 		if a > 1 {
-			if serr := sleep(ctx, c.cfg.handlerBackoff.Delay(a-1)); serr != nil {
+			if serr := core.Sleep(ctx, c.cfg.handlerBackoff.Delay(a-1)); serr != nil {
 				return serr
 			}
 		}

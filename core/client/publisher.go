@@ -715,7 +715,7 @@ func (p *Publisher) run() {
 		if p.cfg.onSessionError != nil {
 			p.cfg.onSessionError(err)
 		}
-		if sleep(p.ctx, d) != nil {
+		if core.Sleep(p.ctx, d) != nil {
 			return
 		}
 	}

@@ -59,22 +59,6 @@ func sinceStamp(m []byte) (time.Duration, bool) {
 	return time.Since(epoch) - time.Duration(ts), true
 }
 
-// sleepUntil waits until at or until ctx ends.
-func sleepUntil(ctx context.Context, at time.Time) error {
-	d := time.Until(at)
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 // firstErr keeps the first error reported from several goroutines.
 type firstErr struct {
 	mu  sync.Mutex
@@ -262,7 +246,7 @@ func atRate(ctx context.Context, cfg Config, send func(at time.Time) error) (int
 	start := time.Now()
 	for i := range n {
 		at := start.Add(time.Duration(i) * interval)
-		if err := sleepUntil(ctx, at); err != nil {
+		if err := core.Sleep(ctx, time.Until(at)); err != nil {
 			return i, err
 		}
 		if err := send(at); err != nil {
@@ -457,7 +441,7 @@ func (e *env) e2eRaw(ctx context.Context, cfg Config, st core.Storage, size int)
 				return
 			}
 			if len(ms) == 0 {
-				if sleepUntil(readCtx, time.Now().Add(cfg.PollInterval)) != nil {
+				if core.Sleep(readCtx, cfg.PollInterval) != nil {
 					return
 				}
 				continue

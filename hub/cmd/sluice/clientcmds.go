@@ -414,7 +414,7 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 				return &hubError{*hubAddr, err}
 			}
 			watch.fail(err)
-			if sleepCtx(ctx, client.DefaultBackoff.Delay(n)) != nil {
+			if core.Sleep(ctx, client.DefaultBackoff.Delay(n)) != nil {
 				return nil
 			}
 		}

@@ -158,7 +158,7 @@ func (h *hubWatch) failed(ctx context.Context, err error) {
 // ctx ends.
 func (h *hubWatch) untilReachable(ctx context.Context) {
 	for n := 1; ; n++ {
-		if err := sleepCtx(ctx, client.DefaultBackoff.Delay(n)); err != nil {
+		if err := core.Sleep(ctx, client.DefaultBackoff.Delay(n)); err != nil {
 			return
 		}
 		if h.probe(ctx) == nil {
@@ -170,18 +170,6 @@ func (h *hubWatch) untilReachable(ctx context.Context) {
 
 // wait waits for the probes started by failed; cancel their ctx first.
 func (h *hubWatch) wait() { h.wg.Wait() }
-
-// sleepCtx sleeps for d or until ctx ends, returning ctx's error then.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
 
 // checkBackendURL returns a usage error when raw is not a URL with a registered scheme,
 // before anything is opened or written.
