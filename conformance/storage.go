@@ -706,6 +706,22 @@ func testStreamDeleter(t T, h Harness) {
 	expectErr(t, "DeleteStream of a deleted stream", d.DeleteStream(e.ctx, n), core.ErrStreamNotFound)
 	expectErr(t, "DeleteStream of a never-created stream", d.DeleteStream(e.ctx, e.name("never")), core.ErrStreamNotFound)
 	expectErr(t, "DeleteStream of an invalid name", d.DeleteStream(e.ctx, "bad name"), core.ErrInvalidArgument)
+
+	// The name can be created again, as a new stream: its own partition count, none of the
+	// old messages.
+	parts := min(2, e.caps().MaxPartitions)
+	got, err := e.storage().CreateStream(e.ctx, n, parts)
+	if err != nil || got != parts {
+		t.Fatalf("CreateStream(%q, %d) after DeleteStream = %d, %v; want %d, nil", n, parts, got, err, parts)
+	}
+	e.append(n, 0, []byte("again"))
+	msgs, err := e.storage().Fetch(e.ctx, n, 0, 0, 10)
+	if err != nil {
+		t.Fatalf("Fetch of the re-created stream: %v", err)
+	}
+	if len(msgs) != 1 || string(msgs[0].Data) != "again" {
+		t.Fatalf("the re-created stream holds %d messages (%v), want only the one appended after it was created", len(msgs), msgs)
+	}
 }
 
 func testPartitionCounter(t T, h Harness) {

@@ -24,7 +24,7 @@ type Options struct {
 	// (default "sluice-"). The result must be at most 128 characters.
 	Prefix string
 	// MaxRetries is how many times a throttled or failed call is retried before the error is
-	// returned (default 8). Backoff is exponential with full jitter, from RetryBase (default
+	// returned (0 means the default, 8; a negative value means no retries). Backoff is exponential with full jitter, from RetryBase (default
 	// 50ms) up to RetryMax (default 2s).
 	MaxRetries int
 	RetryBase  time.Duration
@@ -44,8 +44,11 @@ func (o *Options) withDefaults() Options {
 	if r.Prefix == "" {
 		r.Prefix = "sluice-"
 	}
-	if r.MaxRetries <= 0 {
+	switch {
+	case r.MaxRetries == 0:
 		r.MaxRetries = 8
+	case r.MaxRetries < 0:
+		r.MaxRetries = 0 // retry checks attempt >= MaxRetries: the first failure is returned
 	}
 	if r.RetryBase <= 0 {
 		r.RetryBase = 50 * time.Millisecond
@@ -99,9 +102,10 @@ type partition struct {
 	seeks   seekMap
 	iters   iterCache
 
-	writer sync.Once // starts the writer goroutine on first Append
-	reqs   chan *appendReq
-	exited chan struct{} // closed when the writer returned (after Close)
+	writer  sync.Once // starts the writer goroutine on first Append
+	reqs    chan *appendReq
+	exited  chan struct{} // closed when the writer returned (after Close or DeleteStream)
+	deleted chan struct{} // closed by DeleteStream: the writer answers what is queued and returns
 
 	mu        sync.Mutex // guards the fields below (held by the writer while it writes)
 	recovered bool
@@ -166,7 +170,8 @@ func (s *Store) begin(ctx context.Context) (context.Context, func(), error) {
 }
 
 // CreateStream creates the Kinesis stream with one shard per partition and waits until it is
-// ACTIVE. An existing stream is not an error: its open-shard count is returned.
+// ACTIVE. An existing stream is not an error: its open-shard count is returned. A stream of
+// that name that is being deleted is waited for, then created again.
 func (s *Store) CreateStream(ctx context.Context, stream string, partitions int) (int, error) {
 	ctx, end, err := s.begin(ctx)
 	if err != nil {
@@ -180,20 +185,29 @@ func (s *Store) CreateStream(ctx context.Context, stream string, partitions int)
 		return 0, err
 	}
 	name := s.opts.Prefix + stream
-	err = s.retry(ctx, func() error {
-		_, err := s.client.CreateStream(ctx, &kinesis.CreateStreamInput{
-			StreamName:        aws.String(name),
-			ShardCount:        aws.Int32(int32(partitions)),
-			StreamModeDetails: &types.StreamModeDetails{StreamMode: types.StreamModeProvisioned},
+	for attempt := 1; ; attempt++ {
+		err = s.retry(ctx, func() error {
+			_, err := s.client.CreateStream(ctx, &kinesis.CreateStreamInput{
+				StreamName:        aws.String(name),
+				ShardCount:        aws.Int32(int32(partitions)),
+				StreamModeDetails: &types.StreamModeDetails{StreamMode: types.StreamModeProvisioned},
+			})
+			return err
 		})
-		return err
-	})
-	var inUse *types.ResourceInUseException
-	if err != nil && !errors.As(err, &inUse) {
-		return 0, mapErr("create", stream, err)
-	}
-	if err := s.waitActive(ctx, stream, name); err != nil {
-		return 0, err
+		var inUse *types.ResourceInUseException
+		if err != nil && !errors.As(err, &inUse) {
+			return 0, mapErr("create", stream, err)
+		}
+		err = s.waitActive(ctx, stream, name)
+		// A stream that existed but was being deleted (by another Store) is gone now:
+		// create it again.
+		if errors.Is(err, core.ErrStreamNotFound) && attempt < 3 {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		break
 	}
 	st, err := s.state(ctx, stream)
 	if err != nil {
@@ -259,6 +273,7 @@ func (s *Store) state(ctx context.Context, stream string) (*streamState, error) 
 			shardID: aws.ToString(sh.ShardId),
 			hashKey: aws.ToString(sh.HashKeyRange.StartingHashKey),
 			key:     "p" + strconv.Itoa(i),
+			deleted: make(chan struct{}),
 		})
 	}
 	s.mu.Lock()
@@ -302,7 +317,11 @@ func (s *Store) Partitions(ctx context.Context, stream string) (int, error) {
 	return len(st.parts), nil
 }
 
-// DeleteStream deletes the Kinesis stream and forgets its cached state.
+// DeleteStream deletes the Kinesis stream, stops its partitions' writers, forgets its cached
+// state, and waits until Kinesis no longer knows the stream (it is DELETING for a while), so
+// that a CreateStream of the same name afterwards creates a new stream. A stream that is
+// already being deleted is waited for the same way; one that does not exist returns
+// ErrStreamNotFound.
 func (s *Store) DeleteStream(ctx context.Context, stream string) error {
 	ctx, end, err := s.begin(ctx)
 	if err != nil {
@@ -312,17 +331,50 @@ func (s *Store) DeleteStream(ctx context.Context, stream string) error {
 	if err := core.ValidateStreamName(stream); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	delete(s.streams, stream)
-	s.mu.Unlock()
+	s.forget(stream)
+	name := s.opts.Prefix + stream
 	err = s.retry(ctx, func() error {
-		_, err := s.client.DeleteStream(ctx, &kinesis.DeleteStreamInput{StreamName: aws.String(s.opts.Prefix + stream), EnforceConsumerDeletion: aws.Bool(true)})
+		_, err := s.client.DeleteStream(ctx, &kinesis.DeleteStreamInput{StreamName: aws.String(name), EnforceConsumerDeletion: aws.Bool(true)})
 		return err
 	})
-	if err != nil {
+	var inUse *types.ResourceInUseException
+	if err != nil && !errors.As(err, &inUse) { // in use: deleting already
 		return mapErr("delete", stream, err)
 	}
-	return nil
+	return s.waitGone(ctx, stream, name)
+}
+
+// forget drops the cached state of stream and stops its partitions' writers.
+func (s *Store) forget(stream string) {
+	s.mu.Lock()
+	st := s.streams[stream]
+	delete(s.streams, stream)
+	s.mu.Unlock()
+	if st != nil {
+		for _, part := range st.parts {
+			close(part.deleted)
+		}
+	}
+}
+
+// waitGone waits until Kinesis answers that stream name does not exist, within
+// ActiveTimeout.
+func (s *Store) waitGone(ctx context.Context, stream, name string) error {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.ActiveTimeout)
+	defer cancel()
+	for {
+		_, err := s.client.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(name)})
+		var notFound *types.ResourceNotFoundException
+		switch {
+		case errors.As(err, &notFound):
+			return nil
+		case err != nil && !isThrottle(err):
+			return mapErr("describe", stream, err)
+		}
+		if err := core.Sleep(ctx, 100*time.Millisecond); err != nil {
+			return fmt.Errorf("kinesis: stream %q was not deleted in time: %w", name, err)
+		}
+	}
 }
 
 // Append packs msgs into as few records as fit 1 MiB and writes them in order with PutRecord
@@ -358,6 +410,8 @@ func (s *Store) Append(ctx context.Context, stream string, p int, msgs [][]byte)
 	case part.reqs <- req:
 	case <-s.stop:
 		return nil, fmt.Errorf("kinesis: append %q: %w", stream, core.ErrClosed)
+	case <-part.deleted:
+		return nil, fmt.Errorf("kinesis: append %q: the stream was deleted: %w", stream, core.ErrStreamNotFound)
 	case <-ctx.Done():
 		return nil, fmt.Errorf("kinesis: append %q: %w", stream, core.CallErr(ctx))
 	}
@@ -365,13 +419,18 @@ func (s *Store) Append(ctx context.Context, stream string, p int, msgs [][]byte)
 	case <-req.done:
 		return req.idx, req.err
 	case <-part.exited:
-		// Close stopped the writer. It answers every request it took before it returns,
-		// so one not answered now was queued after the writer's last look: never written.
+		// Close or DeleteStream stopped the writer. It answers every request it took before
+		// it returns, so one not answered now was queued after its last look: never written.
 		select {
 		case <-req.done:
 			return req.idx, req.err
 		default:
-			return nil, fmt.Errorf("kinesis: append %q: %w", stream, core.ErrClosed)
+			select {
+			case <-part.deleted:
+				return nil, fmt.Errorf("kinesis: append %q: the stream was deleted: %w", stream, core.ErrStreamNotFound)
+			default:
+				return nil, fmt.Errorf("kinesis: append %q: %w", stream, core.ErrClosed)
+			}
 		}
 	case <-ctx.Done():
 		return nil, fmt.Errorf("kinesis: append %q: %w", stream, core.CallErr(ctx))
@@ -379,7 +438,7 @@ func (s *Store) Append(ctx context.Context, stream string, p int, msgs [][]byte)
 }
 
 // startWriter starts the partition's writer goroutine unless it runs already. It stops when
-// s.stop is closed.
+// s.stop or part.deleted is closed.
 func (s *Store) startWriter(stream string, p int, part *partition) {
 	part.writer.Do(func() {
 		part.reqs = make(chan *appendReq, 256)
@@ -412,15 +471,11 @@ func (s *Store) writeLoop(stream string, p int, part *partition) {
 		case r := <-part.reqs:
 			group = append(group, r)
 		case <-s.stop:
-			for {
-				select {
-				case r := <-part.reqs:
-					r.err = fmt.Errorf("kinesis: append %q: %w", stream, core.ErrClosed)
-					close(r.done)
-				default:
-					return
-				}
-			}
+			part.refuseQueued(fmt.Errorf("kinesis: append %q: %w", stream, core.ErrClosed))
+			return
+		case <-part.deleted:
+			part.refuseQueued(fmt.Errorf("kinesis: append %q: the stream was deleted: %w", stream, core.ErrStreamNotFound))
+			return
 		}
 		size := groupSize(group[0])
 	more:
@@ -434,6 +489,19 @@ func (s *Store) writeLoop(stream string, p int, part *partition) {
 			}
 		}
 		s.writeGroup(stream, p, part, group)
+	}
+}
+
+// refuseQueued answers every request queued for the writer with err (never written).
+func (part *partition) refuseQueued(err error) {
+	for {
+		select {
+		case r := <-part.reqs:
+			r.err = err
+			close(r.done)
+		default:
+			return
+		}
 	}
 }
 

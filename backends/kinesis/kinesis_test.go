@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -327,5 +328,64 @@ func TestOpenUnreachable(t *testing.T) {
 	}
 	if !errorsIs(err, core.ErrUnavailable) || !strings.Contains(err.Error(), addr) {
 		t.Fatalf("Open error = %v, want ErrUnavailable naming %s", err, addr)
+	}
+}
+
+// TestDeleteStopsWritersAndRecreates: DeleteStream stops the writer goroutine of every
+// partition it appended to, and returns only once the stream is gone, so that the same name
+// can be created again at once (Kinesis keeps a stream DELETING for a while).
+func TestDeleteStopsWritersAndRecreates(t *testing.T) {
+	s, err := kinesis.New(client(t, nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	writers := func() int {
+		buf := make([]byte, 1<<20)
+		return strings.Count(string(buf[:runtime.Stack(buf, true)]), "kinesis.(*Store).writeLoop")
+	}
+	base := writers()
+	name := fmt.Sprintf("delete-writers-%d", time.Now().UnixNano())
+	for round := range 2 {
+		if n, err := s.CreateStream(ctx, name, 3); err != nil || n != 3 {
+			t.Fatalf("round %d: CreateStream = %d, %v; want 3 partitions", round, n, err)
+		}
+		for p := range 3 {
+			if _, err := s.Append(ctx, name, p, [][]byte{[]byte("x")}); err != nil {
+				t.Fatalf("round %d: Append: %v", round, err)
+			}
+		}
+		if got := writers(); got != base+3 {
+			t.Fatalf("round %d: %d partition writers running, want %d", round, got-base, 3)
+		}
+		if err := s.DeleteStream(ctx, name); err != nil {
+			t.Fatalf("round %d: DeleteStream: %v", round, err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for writers() != base {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: %d partition writers still running after DeleteStream", round, writers()-base)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// TestOpenRejectsUnknownParameters: a misspelt parameter is an error, as for the other
+// backends, not silently ignored.
+func TestOpenRejectsUnknownParameters(t *testing.T) {
+	for _, u := range []string{
+		"kinesis://us-east-1?index=memory://&endpont=http://127.0.0.1:1",
+		"kinesis://us-east-1?index=memory://&prefix=a&prefix=b",
+		"kinesis://us-east-1?index=memory://&max_retries=-1",
+	} {
+		if b, err := core.Open(context.Background(), u); !errorsIs(err, core.ErrInvalidOption) {
+			if b != nil {
+				b.Close()
+			}
+			t.Errorf("Open(%q) = %v, want ErrInvalidOption", u, err)
+		}
 	}
 }

@@ -21,7 +21,8 @@ func init() { core.Register("kinesis", Open) }
 //
 //	kinesis://REGION?endpoint=URL&prefix=P&index=INDEX_URL&max_retries=N
 //
-// REGION is the AWS region (default AWS_REGION, then us-east-1). endpoint overrides the
+// REGION is the AWS region (default AWS_REGION, then us-east-1). Unknown parameters are
+// refused. max_retries=0 disables the retries of throttled and failed calls (default 8). endpoint overrides the
 // service endpoint (kinesis-mock, LocalStack). Credentials come from the standard AWS chain;
 // with an endpoint, the EC2 metadata service is not asked, and without configured credentials
 // placeholder ones are used (emulators check that requests are signed, not by whom). index is
@@ -32,6 +33,14 @@ func init() { core.Register("kinesis", Open) }
 // fail here, with an error matching core.ErrUnavailable when the service cannot be reached.
 func Open(ctx context.Context, u *url.URL) (*core.Backend, error) {
 	q := u.Query()
+	for k, vs := range q {
+		switch {
+		case k != "endpoint" && k != "prefix" && k != "index" && k != "max_retries":
+			return nil, fmt.Errorf("kinesis: %w: %q: unknown parameter %q (known: endpoint, prefix, index, max_retries)", core.ErrInvalidOption, u.Redacted(), k)
+		case len(vs) > 1:
+			return nil, fmt.Errorf("kinesis: %w: %q: parameter %q given %d times", core.ErrInvalidOption, u.Redacted(), k, len(vs))
+		}
+	}
 	region := u.Host
 	var lo []func(*config.LoadOptions) error
 	if region != "" {
@@ -72,6 +81,9 @@ func Open(ctx context.Context, u *url.URL) (*core.Backend, error) {
 			return nil, fmt.Errorf("kinesis: %w: max_retries=%q is not a non-negative integer", core.ErrInvalidOption, v)
 		}
 		opts.MaxRetries = n
+		if n == 0 {
+			opts.MaxRetries = -1 // Options: 0 is the default, negative is none
+		}
 	}
 	store, err := New(client, opts)
 	if err != nil {

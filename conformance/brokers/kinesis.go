@@ -86,8 +86,10 @@ func StartKinesis(ctx context.Context, log io.Writer) (*Kinesis, error) {
 			"KINESIS_MOCK_PLAIN_PORT="+strconv.Itoa(ports[0]),
 			"KINESIS_MOCK_TLS_PORT="+strconv.Itoa(ports[1]),
 			"AWS_REGION="+region,
-			// Fast stream lifecycle and persistence, so tests and restarts are quick.
-			"CREATE_STREAM_DURATION=0ms", "DELETE_STREAM_DURATION=0ms",
+			// Fast stream lifecycle and persistence, so tests and restarts are quick. A
+			// deleted stream stays DELETING for a moment, as on Kinesis, so that the backend
+			// is tested against it.
+			"CREATE_STREAM_DURATION=0ms", "DELETE_STREAM_DURATION=300ms",
 			"UPDATE_SHARD_COUNT_DURATION=0ms",
 			"SHOULD_PERSIST_DATA=true", "PERSIST_PATH="+filepath.Join(dir, "data"), "PERSIST_INTERVAL=500ms",
 			"LOG_LEVEL=WARN",

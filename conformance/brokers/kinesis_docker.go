@@ -37,7 +37,7 @@ func startKinesisDocker(ctx context.Context, log io.Writer, region string) (*Kin
 			"KINESIS_MOCK_PLAIN_PORT": p,
 			"AWS_REGION":              region,
 			"CREATE_STREAM_DURATION":  "0ms",
-			"DELETE_STREAM_DURATION":  "0ms",
+			"DELETE_STREAM_DURATION":  "300ms",
 			"SHOULD_PERSIST_DATA":     "true",
 			"PERSIST_PATH":            "/tmp/kinesis-data",
 			"PERSIST_INTERVAL":        "500ms",
