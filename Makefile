@@ -20,7 +20,7 @@ run:
 
 ## vet: static checks
 vet:
-	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1)
+	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
 	$(GO) vet $(PKGS)
 
 ## test: everything, brokers required (a broker that cannot start fails)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,33 +27,43 @@ import (
 	"github.com/sluicehq/sluice/core"
 )
 
+// One kinesis-mock per test binary, started on first use (so that a binary that runs no
+// broker test, such as a fuzz worker, starts none) and stopped by TestMain.
 var (
+	mock     sync.Once
+	mockK    *brokers.Kinesis
 	endpoint string
 	region   string
 	startErr error
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
+	flag.Parse()
+	code := m.Run()
+	if mockK != nil {
+		if err := mockK.Stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "stop kinesis-mock: %v\n", err)
+		}
+	}
+	os.Exit(code)
 }
 
-func run(m *testing.M) int {
-	flag.Parse()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	k, err := brokers.StartKinesis(ctx, os.Stderr)
-	cancel()
-	if err != nil {
-		startErr = err // each test skips, or fails under CI=true
-	} else {
-		defer k.Stop()
-		endpoint, region = k.Endpoint, k.Region
-	}
-	return m.Run()
+// startMock starts the shared kinesis-mock on first use and sets endpoint and region.
+func startMock() {
+	mock.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		mockK, startErr = brokers.StartKinesis(ctx, os.Stderr)
+		if startErr == nil {
+			endpoint, region = mockK.Endpoint, mockK.Region
+		}
+	})
 }
 
 // client returns an SDK client for the test endpoint, whose HTTP calls go through hc when set.
 func client(t testing.TB, hc aws.HTTPClient) *awskinesis.Client {
 	t.Helper()
+	startMock()
 	if startErr != nil {
 		brokers.Unavailable(t, "kinesis-mock", startErr)
 	}

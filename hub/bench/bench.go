@@ -11,8 +11,9 @@
 //     messages). The messages are random and the Batch messages of one request are
 //     distinct, so that no layer can compress them away (a Kafka producer compresses each
 //     record batch as a whole).
-//   - pull: throughput of reading back, from index 0, the stream the hub push wrote, Limit
-//     messages per request (hub: client.Conn.Pull; raw: Storage.Fetch).
+//   - pull: throughput of reading back a filled stream from index 0, after one untimed read
+//     of it, Limit messages or client.DefaultPullMaxBytes per request, whichever is fewer
+//     (hub: client.Conn.Pull; raw: Storage.Fetch).
 //   - push-latency: time from a message's scheduled send to its durable confirm, at a fixed
 //     rate (Config.Rate) of Config.LatencySize messages (hub: Publisher.Publish and the Ack;
 //     raw: one Storage.Append per message). Latencies are measured from the schedule, not from
@@ -640,6 +641,11 @@ func (e *env) measure(ctx context.Context, cfg Config, st step, path string, pus
 		if !ok {
 			stream, err = e.fill(ctx, cfg, storage, st.size)
 			if err != nil {
+				break
+			}
+			// One untimed read first: whichever path reads first in a run would otherwise
+			// pay for the broker's and the backend's cold caches alone.
+			if _, err = pullRaw(ctx, cfg, storage, stream, st.size); err != nil {
 				break
 			}
 			pushed[key] = stream

@@ -41,12 +41,15 @@ func (r *Report) workloadDoc(w string) string {
 			"(window %d, batch %d) over TCP to an in-process hub; raw: %d goroutines calling `Storage.Append` with %d messages.",
 			c.Duration, c.Window, c.Batch, c.Window, c.Batch, max(1, c.Window/c.Batch), c.Batch)
 	case Pull:
-		return fmt.Sprintf("Reading back the stream the hub push wrote, from index 0, %d messages per request, for at most %s. "+
+		return fmt.Sprintf("Reading back a filled stream from index 0, up to %d messages or 1 MiB per request on both paths, for at most %s, "+
+			"after one untimed read of it so that neither path meets cold caches alone. "+
 			"Hub: `client.Conn.Pull` (one `sluice_pull_batch`, answered in as many frames as it takes); raw: `Storage.Fetch`.", c.Limit, c.Duration)
 	case PushLatency:
 		return fmt.Sprintf("%d messages/s of %s for %s; latency from each message's scheduled send to its durable confirm "+
-			"(no coordinated omission). Hub: `Publisher.Publish` and its Ack; raw: one `Storage.Append` per message.",
-			c.Rate, FormatSize(c.LatencySize), c.Duration)
+			"(no coordinated omission). Hub: `Publisher.Publish` and its Ack (the publisher sends what is queued in one "+
+			"request, up to %d messages, as it does for applications); raw: one `Storage.Append` per message, each in its "+
+			"own goroutine, so under a load the backend cannot keep up with, raw queues where the hub batches.",
+			c.Rate, FormatSize(c.LatencySize), c.Duration, c.Batch)
 	case E2ELatency:
 		return fmt.Sprintf("%d messages/s of %s for %s; latency from each message's scheduled send to its arrival at the "+
 			"reader. Hub: a `Publisher` and a long-polling `client.Consumer`; raw: `Storage.Append` and a reader polling "+

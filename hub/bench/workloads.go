@@ -209,10 +209,12 @@ func (e *env) pullHub(ctx context.Context, cfg Config, stream string, size int) 
 	}, size)
 }
 
-// pullRaw reads stream from index 0 with st.Fetch.
+// pullRaw reads stream from index 0 with st.Fetch, as many messages per call as the hub
+// path's pull returns: cfg.Limit, or fewer when they would pass client.DefaultPullMaxBytes.
 func pullRaw(ctx context.Context, cfg Config, st core.Storage, stream string, size int) (Sample, error) {
+	limit := min(cfg.Limit, max(1, client.DefaultPullMaxBytes/max(size, 1)))
 	return readAll(cfg, func(from uint64) ([]core.Message, error) {
-		return st.Fetch(ctx, stream, 0, from, cfg.Limit)
+		return st.Fetch(ctx, stream, 0, from, limit)
 	}, size)
 }
 
