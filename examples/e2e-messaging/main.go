@@ -69,7 +69,7 @@ func main() {
 	flag.StringVar(&cfg.Dir, "dir", "", "new or empty directory for the hub's data and the identities (default: a temporary directory, removed at the end)")
 	flag.IntVar(&cfg.Messages, "messages", cfg.Messages, "messages A sends while B is offline")
 	flag.DurationVar(&cfg.Interval, "interval", cfg.Interval, "pause between two of A's messages")
-	flag.IntVar(&cfg.Duplicates, "duplicates", cfg.Duplicates, "ciphertexts stored twice, as an at-least-once retry would")
+	flag.IntVar(&cfg.Duplicates, "duplicates", cfg.Duplicates, "ciphertexts stored twice, as an at-least-once retry would (at most -messages; with -ik, fewer)")
 	flag.DurationVar(&cfg.ResetEvery, "reset-every", cfg.ResetEvery, "how often the flaky link resets A's connections (0: never)")
 	flag.BoolVar(&cfg.IK, "ik", false, "use the Noise IK pattern: A knows B's key and its first message travels in the handshake, before B was ever online")
 	flag.BoolVar(&cfg.Verbose, "v", false, "log reconnects and retries to standard error")

@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/core"
 )
 
 // TestMain lets the test binary act as device B's process: the demo starts B by running
@@ -72,5 +75,10 @@ func TestDemoRejectsBadConfig(t *testing.T) {
 	cfg.Duplicates = cfg.Messages + 1
 	if _, err := run(context.Background(), cfg); err == nil {
 		t.Fatal("run accepted more duplicates than messages")
+	}
+	cfg = defaultConfig()
+	cfg.IK, cfg.Duplicates = true, cfg.Messages
+	if _, err := run(context.Background(), cfg); !errors.Is(err, core.ErrInvalidOption) {
+		t.Fatalf("run with -ik and as many duplicates as messages: %v, want ErrInvalidOption", err)
 	}
 }
