@@ -14,6 +14,7 @@ import (
 
 	"github.com/sluicehq/sluice/core"
 	"github.com/sluicehq/sluice/core/client"
+	"github.com/sluicehq/sluice/core/transport/faultproxy"
 	"github.com/sluicehq/sluice/hub"
 )
 
@@ -105,7 +106,20 @@ func TestCLIUnreachableHub(t *testing.T) {
 }
 
 func TestCLITailWarnsWhileHubIsDown(t *testing.T) {
-	addr := freeAddr(t)
+	// The hub is reached through a proxy that resets every connection until it is told
+	// otherwise: a hub that is down, on an address nobody else can take meanwhile.
+	hubAddr, b := startMemHub(t, "127.0.0.1:0")
+	if _, err := b.Storage.CreateStream(t.Context(), "events", 1); err != nil {
+		t.Fatal(err)
+	}
+	proxy, err := faultproxy.New(hubAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	proxy.SetRefuse(true)
+	addr := proxy.Addr()
+
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	var out, errb bytes.Buffer
@@ -133,34 +147,16 @@ func TestCLITailWarnsWhileHubIsDown(t *testing.T) {
 			}
 		}
 	}
-	waitFor("cannot reach hub " + addr + ": connection refused")
-	// The stream exists before the hub listens, so that tail finds it when it connects.
-	b, err := core.Open(ctx, "memory://")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.Storage.CreateStream(ctx, "events", 1); err != nil {
-		t.Fatal(err)
-	}
-	h, err := hub.New(b, hub.WithLogger(discard))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer scancel()
-		_ = h.Shutdown(sctx)
-		_ = b.Close()
-	}()
-	if _, err := h.Listen(addr); err != nil {
-		t.Skipf("the free port was taken meanwhile: %v", err)
-	}
+	waitFor("hub " + addr)
+	waitFor("; retrying")
+	time.Sleep(300 * time.Millisecond) // more failed attempts, which must not warn again
+	proxy.SetRefuse(false)
 	waitFor("connected to hub " + addr)
 	cancel()
 	if code := <-exited; code != 0 {
 		t.Fatalf("tail exit %d after interrupt; stderr:\n%s", code, stderr())
 	}
-	if n := strings.Count(stderr(), "cannot reach hub"); n != 1 {
+	if n := strings.Count(stderr(), "; retrying"); n != 1 {
 		t.Errorf("tail warned %d times during one outage, want once:\n%s", n, stderr())
 	}
 }
