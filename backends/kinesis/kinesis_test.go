@@ -400,3 +400,27 @@ func TestOpenRejectsUnknownParameters(t *testing.T) {
 		}
 	}
 }
+
+// TestNegativeMaxRetriesMeansNone: Options.MaxRetries < 0 (max_retries=0 in a URL) returns
+// the first throttling error instead of retrying (0 would mean the default, 8).
+func TestNegativeMaxRetriesMeansNone(t *testing.T) {
+	ctx := context.Background()
+	put := &faultyHTTP{next: http.DefaultClient, target: "PutRecord"}
+	s, err := kinesis.New(client(t, put), &kinesis.Options{MaxRetries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	name := fmt.Sprintf("noretry-%d", time.Now().UnixNano())
+	if _, err := s.CreateStream(ctx, name, 1); err != nil {
+		t.Fatal(err)
+	}
+	defer s.DeleteStream(ctx, name)
+	put.throttleN.Store(1)
+	if _, err := s.Append(ctx, name, 0, [][]byte{[]byte("m")}); !errorsIs(err, core.ErrUnavailable) {
+		t.Fatalf("Append while throttled, without retries: %v, want ErrUnavailable", err)
+	}
+	if n := put.calls.Load(); n != 1 {
+		t.Fatalf("PutRecord called %d times, want 1 (no retry)", n)
+	}
+}
