@@ -114,6 +114,12 @@
 // [TrustPolicy] ([TrustKeys], or the explicit [TrustAnyInsecure]) is consulted during the
 // handshake: an untrusted peer never gets a channel.
 //
+// An XX responder waiting for message 3 drops a message 3 that fails authentication or is
+// malformed (counted in [SecureChannel.Stats] as Rejected) and keeps its half-open handshake
+// exactly as it was, so that whoever can send to the channel's address cannot end it: the
+// genuine message 3 still completes it. The half-open channel ends at the handshake timeout,
+// or when a message 3 authenticates with a static key that the trust policy refuses.
+//
 // # Errors
 //
 // Match errors with errors.Is: [ErrReplay], [ErrDuplicate], [ErrDecrypt], [ErrMalformed],

@@ -18,7 +18,8 @@ var (
 	// too.
 	ErrDuplicate error = duplicateError{}
 	// ErrDecrypt: a message failed authentication (tampered, forged, or for another channel).
-	// A Channel that returns it is unchanged and keeps working.
+	// A Channel that returns it is unchanged and keeps working, and so is an XX responder's
+	// Handshake reading message 3; any other Handshake that returns it has failed.
 	ErrDecrypt = errors.New("securechannel: message authentication failed")
 	// ErrMalformed: bytes that are not a message of this protocol (short, unknown type, wrong
 	// length). Nothing was changed.

@@ -46,7 +46,8 @@ func fixedIK(tb testing.TB) *Handshake {
 // FuzzHandshakeRead feeds arbitrary bytes to every handshake step that reads network bytes:
 // XX (responder reading message 1, initiator reading message 2, responder reading message 3)
 // and IK (responder reading message 1, initiator reading message 2). Seeds are the genuine
-// messages of deterministic handshakes.
+// messages of deterministic handshakes. A responder waiting for message 3 must still complete
+// with the genuine message 3 after any message that it refused.
 func FuzzHandshakeRead(f *testing.F) {
 	ini, res := fixedHandshakes(f)
 	m1, _ := ini.WriteMessage()
@@ -70,6 +71,7 @@ func FuzzHandshakeRead(f *testing.F) {
 	f.Fuzz(func(t *testing.T, step uint8, msg []byte) {
 		ini, res := fixedHandshakes(t)
 		var target *Handshake
+		var m3 []byte // step 2: the genuine message 3
 		switch step % 5 {
 		case 0:
 			target = res
@@ -86,7 +88,7 @@ func FuzzHandshakeRead(f *testing.F) {
 			if err := ini.ReadMessage(w); err != nil {
 				t.Fatal(err)
 			}
-			_, _ = ini.WriteMessage()
+			m3, _ = ini.WriteMessage()
 			target = res
 		case 3: // a responder reading IK message 1
 			target = res
@@ -101,10 +103,24 @@ func FuzzHandshakeRead(f *testing.F) {
 		if err == nil {
 			return
 		}
-		if errors.Is(err, ErrMalformed) || errors.Is(err, ErrHandshakeState) {
-			// Non-fatal errors leave the handshake waiting for the same message.
+		if errors.Is(err, ErrMalformed) || errors.Is(err, ErrHandshakeState) || (m3 != nil && errors.Is(err, ErrDecrypt)) {
+			// Non-fatal errors leave the handshake waiting for the same message; for the
+			// responder waiting for message 3, a message 3 that fails authentication too.
 			if target.Expects() != before || target.Err() != nil {
 				t.Fatalf("non-fatal %v changed the handshake", err)
+			}
+			if m3 != nil {
+				if err := target.ReadMessage(m3); err != nil {
+					t.Fatalf("genuine message 3 refused after a refused one: %v", err)
+				}
+				a, _ := ini.Channel()
+				b, err := target.Channel()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if pt, err := b.Open(seal(t, a, "x")); err != nil || string(pt) != "x" {
+					t.Fatalf("the channel completed after a refused message 3 does not open the initiator's message: %q, %v", pt, err)
+				}
 			}
 			return
 		}

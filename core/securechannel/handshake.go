@@ -63,9 +63,11 @@ func (c Config) validate() error {
 // reads message 2, XX responder when it reads message 3, IK responder when it reads message
 // 1, IK initiator when it is created. A Handshake is not safe for concurrent use.
 //
-// ReadMessage errors that leave the handshake as it was (it may continue): ErrMalformed and
-// ErrHandshakeState (an unexpected type: a duplicate or a stray message). Errors that end it:
-// ErrDecrypt and ErrUntrusted; afterwards every call returns ErrHandshakeFailed.
+// ReadMessage errors that leave the handshake as it was (it may continue): ErrMalformed,
+// ErrHandshakeState (an unexpected type: a duplicate or a stray message), and ErrDecrypt for
+// XX message 3 (a forged or damaged message 3: the responder keeps waiting for the genuine
+// one, see ReadMessage). Errors that end it: ErrDecrypt for any other message, and
+// ErrUntrusted; afterwards every call returns ErrHandshakeFailed.
 type Handshake struct {
 	cfg       Config
 	initiator bool
@@ -238,6 +240,16 @@ func (h *Handshake) WriteMessageWithPayload(payload []byte) ([]byte, error) {
 
 // ReadMessage processes a handshake message from the peer. See Handshake for which errors
 // end the handshake.
+//
+// An XX responder that wrote message 2 keeps its handshake when message 3 fails
+// authentication (ErrDecrypt): anybody who can reach the responder's half-open channel can
+// send it a message 3 (its address travels in the clear), while only the holder of the
+// initiator's ephemeral key, the party that sent message 1, can write one that
+// authenticates. The handshake is restored exactly as it was before the attempt, from the
+// state that [SecureChannel.SaveSession] saves for a responder waiting for message 3 (message 1
+// and the responder's ephemeral key, replayed), so the genuine message 3 still completes it.
+// A message 3 that authenticates ends the handshake when the trust policy refuses the
+// initiator's static key (ErrUntrusted): only the initiator could have written it.
 func (h *Handshake) ReadMessage(msg []byte) error {
 	if h.failed != nil {
 		return fmt.Errorf("%w: %w", ErrHandshakeFailed, h.failed)
@@ -259,10 +271,18 @@ func (h *Handshake) ReadMessage(msg []byte) error {
 	if want := h.Expects(); t != want {
 		return fmt.Errorf("%w: got %v, expecting %v", ErrHandshakeState, t, want)
 	}
+	// Noise's ReadMessage changes the handshake state even when the message fails (it rolls
+	// back the chaining key and hash, not the cipher key that a DH token mixed in), so the
+	// responder takes the state that restores it first.
+	hello, ephemeral, awaiting3 := h.awaitingMessage3()
 	payload, cs1, cs2, err := h.hs.ReadMessage(nil, msg[1:])
 	if err != nil {
+		if awaiting3 {
+			return h.rewind(hello, ephemeral, fmt.Errorf("%w: %v: %w; still waiting for the genuine one", ErrDecrypt, t, err))
+		}
 		return h.fail(fmt.Errorf("%w: %v: %w", ErrDecrypt, t, err))
 	}
+	clear(ephemeral)
 	if !h.peerKnown && len(h.hs.PeerStatic()) == KeySize {
 		var peer PublicKey
 		copy(peer[:], h.hs.PeerStatic())
@@ -325,11 +345,35 @@ func (h *Handshake) Channel() (*Channel, error) {
 // for message 3 (see restoreResponder): message 1 and the responder's ephemeral private key.
 // From then on the channel the handshake completes starts with no reserved send nonces.
 func (h *Handshake) exportAwaitingMessage3() (hello, ephemeral []byte, ok bool) {
+	hello, ephemeral, ok = h.awaitingMessage3()
+	if ok {
+		h.exported = true
+	}
+	return hello, ephemeral, ok
+}
+
+// awaitingMessage3 is exportAwaitingMessage3 for this process's own use: the state stays
+// in memory (ReadMessage rewinds to it when message 3 fails), so it does not mark the
+// handshake exported. ephemeral is a copy.
+func (h *Handshake) awaitingMessage3() (hello, ephemeral []byte, ok bool) {
 	if h.initiator || h.failed != nil || h.channel != nil || h.pattern == nil || h.pattern[0] != TypeHandshake1 || h.step != 2 {
 		return nil, nil, false
 	}
-	h.exported = true
 	return h.hello, append([]byte(nil), h.hs.LocalEphemeral().Private...), true
+}
+
+// rewind puts an XX responder whose ReadMessage of message 3 failed back into the state it
+// had before, from what awaitingMessage3 returned then (restoreResponder replays it), and
+// returns readErr. The rest of h (its step, whether it was exported) did not change. If the
+// state cannot be rebuilt, which would be a bug, the handshake ends.
+func (h *Handshake) rewind(hello, ephemeral []byte, readErr error) error {
+	r, err := restoreResponder(h.cfg, hello, ephemeral)
+	clear(ephemeral)
+	if err != nil {
+		return h.fail(fmt.Errorf("%w (and the handshake could not be restored: %w)", readErr, err))
+	}
+	h.hs = r.hs
+	return readErr
 }
 
 // restoreResponder rebuilds an XX responder that wrote message 2 and waits for message 3:

@@ -20,7 +20,8 @@ import (
 // Defaults of the routing layer.
 const (
 	// DefaultHandshakeTimeout is how long a responder waits for handshake message 3 before
-	// it forgets the half-open channel.
+	// it forgets the half-open channel. Messages 3 that fail authentication do not end or
+	// extend the wait.
 	DefaultHandshakeTimeout = 30 * time.Second
 	// DefaultMaxPendingHandshakes bounds the half-open channels of a Listener: message 1 is
 	// unauthenticated, so anybody can start handshakes.
@@ -416,9 +417,12 @@ func (c *SecureChannel) handleHandshake(ctx context.Context, msg wire.TransportM
 		return
 	}
 	if err := c.hs.ReadMessage(msg.Payload); err != nil {
-		if c.hs.Err() == nil { // not fatal: ignore the message
+		if c.hs.Err() == nil {
+			// Not fatal, such as a forged message 3: the handshake is as it was before the
+			// message, and still waits for the genuine one (within the handshake timeout).
 			c.mu.Unlock()
 			c.rejected.Add(1)
+			c.log.Warn("securechannel: dropped a handshake message", "address", c.decAddr, "err", err)
 			return
 		}
 		c.mu.Unlock()
