@@ -17,8 +17,8 @@ import (
 	"github.com/sluicehq/sluice/backends/bbolt"
 	"github.com/sluicehq/sluice/core"
 	"github.com/sluicehq/sluice/core/client"
+	"github.com/sluicehq/sluice/core/client/bistream"
 	"github.com/sluicehq/sluice/core/securechannel"
-	"github.com/sluicehq/sluice/core/transport/faultproxy"
 	"github.com/sluicehq/sluice/core/wire"
 	"github.com/sluicehq/sluice/hub"
 )
@@ -30,14 +30,17 @@ type config struct {
 	Messages   int           // messages A sends
 	Interval   time.Duration // pause between two of A's messages
 	Duplicates int           // ciphertexts stored twice on purpose
-	ResetEvery time.Duration // the flaky link's reset period
-	IK         bool          // Noise IK with early data instead of XX
-	Verbose    bool          // log to standard error
-	Out        io.Writer     // the account of the demo; nil = discard
+	// ResetInFlight is how many of A's messages the flaky link holds, halfway through A's
+	// sending, before it resets A's connection with them in flight (0: no such reset).
+	ResetInFlight int
+	ResetEvery    time.Duration // the flaky link also resets every connection this often (0: never)
+	IK            bool          // Noise IK with early data instead of XX
+	Verbose       bool          // log to standard error
+	Out           io.Writer     // the account of the demo; nil = discard
 }
 
 func defaultConfig() config {
-	return config{Listen: "127.0.0.1:0", Messages: 25, Interval: 20 * time.Millisecond, Duplicates: 3, ResetEvery: 150 * time.Millisecond}
+	return config{Listen: "127.0.0.1:0", Messages: 25, Interval: 20 * time.Millisecond, Duplicates: 3, ResetInFlight: 3}
 }
 
 // result is what the demo measured and checked.
@@ -47,6 +50,7 @@ type result struct {
 	DuplicatesDropped  uint64   // by B's secure channel
 	PossibleDuplicates uint64   // A's resends that may have stored a message twice
 	ProxyResets        uint64   // connections the flaky link reset
+	InFlightAtReset    uint64   // A's messages sent and not confirmed when the link reset mid-send
 	Resent             uint64   // messages A's publisher sent again after a reset
 	ResumedAt          uint64   // B's saved index when it came back
 	BProcesses         []int    // the process ids of B's two lives
@@ -74,8 +78,8 @@ func (p *printer) info(format string, args ...any) {
 
 // run runs the demo; see the package documentation. It returns an error if a check failed.
 func run(ctx context.Context, cfg config) (res *result, err error) {
-	if cfg.Messages < 1 || cfg.Duplicates < 0 || cfg.Duplicates > cfg.Messages || cfg.ResetEvery < 0 || cfg.Interval < 0 {
-		return nil, fmt.Errorf("%w: want messages >= 1, 0 <= duplicates <= messages, reset-every >= 0, interval >= 0", core.ErrInvalidOption)
+	if cfg.Messages < 1 || cfg.Duplicates < 0 || cfg.Duplicates > cfg.Messages || cfg.ResetInFlight < 0 || cfg.ResetEvery < 0 || cfg.Interval < 0 {
+		return nil, fmt.Errorf("%w: want messages >= 1, 0 <= duplicates <= messages, reset-inflight >= 0, reset-every >= 0, interval >= 0", core.ErrInvalidOption)
 	}
 	if cfg.IK && cfg.Duplicates >= cfg.Messages {
 		// With IK the first message travels in handshake message 1, which the listener
@@ -139,16 +143,31 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 	if err != nil {
 		return nil, err
 	}
-	proxy, err := faultproxy.New(hubAddr.String(), faultproxy.WithResetEvery(cfg.ResetEvery))
+	link, err := newFlakyLink(hubAddr.String(), cfg.ResetEvery)
 	if err != nil {
 		return nil, err
 	}
-	defer proxy.Close()
+	defer link.close()
+	from := 1
+	if cfg.IK {
+		from = 2 // message 1 travels in the handshake
+	}
+	stallFirst, stallLast, stall := stallRange(from, cfg.Messages, cfg.ResetInFlight)
 	p.step("Hub listening on %s, storing streams in %s (bbolt).", hubAddr, res.HubFile)
-	if cfg.ResetEvery > 0 {
-		p.info("A reaches it through a flaky link, %s, that resets every connection every %v.", proxy.Addr(), cfg.ResetEvery)
-	} else {
-		p.info("A reaches it through %s (no faults injected).", proxy.Addr())
+	switch {
+	case stall:
+		p.info("A reaches it through a flaky link, %s (a fault-injecting proxy): while A sends its messages", link.addr())
+		p.info("%d..%d in a burst the link stalls, holding them unconfirmed, then resets A's connection.", stallFirst, stallLast)
+	case cfg.ResetEvery > 0:
+		p.info("A reaches it through a flaky link, %s (a fault-injecting proxy).", link.addr())
+	default:
+		p.info("A reaches it through %s (no faults injected).", link.addr())
+	}
+	switch {
+	case cfg.ResetEvery > 0 && stall:
+		p.info("It also resets every connection every %v, except while it stalls.", cfg.ResetEvery)
+	case cfg.ResetEvery > 0:
+		p.info("It resets every connection every %v.", cfg.ResetEvery)
 	}
 
 	// The devices and their identities. A runs in this process; B is a separate process
@@ -173,7 +192,7 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 	p.info("A runs in this process (pid %d). B runs as a separate OS process each time it is online.", os.Getpid())
 
 	// 1. A starts the handshake and goes offline.
-	if err := a.online(proxy.Addr()); err != nil {
+	if err := a.online(link.addr()); err != nil {
 		return nil, err
 	}
 	routeToB, err := a.route(inboxB, listenerAddress)
@@ -237,7 +256,7 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 	}
 
 	// 3. A comes back through the flaky link, completes the handshake, sends, goes offline.
-	if err := a.online(proxy.Addr()); err != nil {
+	if err := a.online(link.addr()); err != nil {
 		return nil, err
 	}
 	var chA *securechannel.SecureChannel
@@ -254,11 +273,28 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 	if chA.PeerIdentity() != idB.PublicKey() {
 		return nil, errors.New("check failed: A's channel is not with B's identity")
 	}
-	from := 1
-	if cfg.IK {
-		from = 2 // message 1 travelled in the handshake
-	}
+	var beforeStall client.PublisherStats
+	sentBefore := a.tr.Stats().Sent
 	for i := from; i <= cfg.Messages; i++ {
+		if stall && i == stallFirst-1 {
+			// The message before the stall travels over a link that is not reset meanwhile:
+			// A's publisher has a working connection when the stall begins.
+			link.holdResets()
+		}
+		if stall && i == stallFirst {
+			// Everything A sent so far reached the hub and is confirmed; then the link
+			// stalls, and A's next messages leave A and stay unconfirmed.
+			if err := waitUntil(ctx, "A's channel to hand its messages to the transport", func() bool {
+				return a.tr.Stats().Sent >= sentBefore+uint64(i-from)
+			}); err != nil {
+				return nil, err
+			}
+			if err := a.tr.Flush(ctx); err != nil {
+				return nil, err
+			}
+			link.stall()
+			beforeStall, _ = a.tr.PublisherStats(inboxB)
+		}
 		err := a.node.Send(ctx, wire.TransportMessage{
 			OnwardRoute: wire.Route{chA.Address(), wire.Local(appAddress)},
 			ReturnRoute: wire.Route{wire.Local(appAddress)},
@@ -266,6 +302,16 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 		})
 		if err != nil {
 			return nil, fmt.Errorf("A sends message %d: %w", i, err)
+		}
+		if stall && i == stallLast {
+			if res.InFlightAtReset, err = resetInFlight(ctx, a.tr, inboxB, link, beforeStall, stallLast-stallFirst+1); err != nil {
+				return nil, err
+			}
+		}
+		if stall && i >= stallFirst && i < stallLast {
+			// The stalled messages go in a burst: a stall longer than A's request timeout
+			// would end A's session before the link resets it.
+			continue
 		}
 		select { // a device producing a message now and then
 		case <-time.After(cfg.Interval):
@@ -278,8 +324,11 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 	}
 	pst, _ := a.tr.PublisherStats(inboxB)
 	res.PossibleDuplicates = pst.DuplicatesPossible
-	res.ProxyResets = proxy.Stats().Resets
+	res.ProxyResets = link.resets()
 	res.Resent = pst.Resent
+	if res.Resent < res.InFlightAtReset {
+		return nil, fmt.Errorf("check failed: A's publisher resent %d message(s), but %d were in flight when the link reset", res.Resent, res.InFlightAtReset)
+	}
 	if _, err := a.offline(); err != nil {
 		return nil, err
 	}
@@ -289,6 +338,10 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 		p.step("A online again: read message 2, verified B's key, sent message 3 -> %s: A's channel is open.", inboxB)
 	}
 	p.info("A encrypted and sent messages %d..%d to B, whose process is not running; every one confirmed by the hub.", from, cfg.Messages)
+	if stall {
+		p.info("While A sent messages %d..%d the link stalled: %d message(s) left A and were not confirmed when the link", stallFirst, stallLast, res.InFlightAtReset)
+		p.info("reset A's connection. A's publisher reconnected and sent them again, in order.")
+	}
 	p.info("The flaky link reset %d connection(s); A's publisher retried %d time(s), resent %d message(s).", res.ProxyResets, pst.Retried, pst.Resent)
 	p.info("A offline.")
 
@@ -340,7 +393,7 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 	p.info("B sent an encrypted read receipt -> %s, saved its channel (index %d on the hub) and exited.", a.inbox, second.SavedIndex)
 
 	// 5. A comes back and reads the receipt.
-	if err := a.online(proxy.Addr()); err != nil {
+	if err := a.online(link.addr()); err != nil {
 		return nil, err
 	}
 	if err := waitUntil(ctx, "A to read B's receipt", func() bool { return a.app.len() >= 1 }); err != nil {
@@ -398,10 +451,54 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 	fmt.Fprintf(out, "  - B's process really stopped: a second OS process (pid %d, the first was %d) restored the secure channel\n", res.BProcesses[1], res.BProcesses[0])
 	fmt.Fprintf(out, "    from B's session file, at the same addresses, so the messages A sealed meanwhile were readable;\n")
 	fmt.Fprintf(out, "  - B resumed from its saved index and received all %d messages exactly once, in order, decrypted,\n", cfg.Messages)
-	fmt.Fprintf(out, "    although A's link was reset %d time(s) (A resent %d message(s) after a reset) and %d+ ciphertexts were stored\n", res.ProxyResets, res.Resent, cfg.Duplicates)
-	fmt.Fprintf(out, "    twice (%d dropped by the replay window);\n", res.DuplicatesDropped)
+	if stall {
+		fmt.Fprintf(out, "    although A's link was reset with %d of them in flight (A's publisher resent %d message(s); %d reset(s) in all)\n", res.InFlightAtReset, res.Resent, res.ProxyResets)
+		fmt.Fprintf(out, "    and %d+ ciphertexts were stored twice (%d dropped by the replay window);\n", cfg.Duplicates, res.DuplicatesDropped)
+	} else {
+		fmt.Fprintf(out, "    although A's link was reset %d time(s) (A resent %d message(s) after a reset) and %d+ ciphertexts were stored\n", res.ProxyResets, res.Resent, cfg.Duplicates)
+		fmt.Fprintf(out, "    twice (%d dropped by the replay window);\n", res.DuplicatesDropped)
+	}
 	fmt.Fprintf(out, "  - the hub stored only ciphertext: no plaintext in its storage file.\n")
 	return res, nil
+}
+
+// stallRange returns the first and the last of A's messages from..last during which the flaky
+// link stalls before it resets A's connection: n of them, halfway through, and at least one
+// message after from, so that A's publisher works before the stall. There are fewer than n
+// when A sends n messages or fewer; ok is false when there is no stall.
+func stallRange(from, last, n int) (first, end int, ok bool) {
+	count := last - from + 1
+	n = min(n, count-1)
+	if n <= 0 {
+		return 0, 0, false
+	}
+	first = from + 1 + (count-1-n)/2
+	return first, first + n - 1, true
+}
+
+// resetInFlight waits until A's publisher to stream has sent the n messages A sent into the
+// stalled link (which cannot be confirmed), then ends the stall: the link resets A's
+// connection with them in flight. before are the publisher's counters when the link
+// stalled, with everything confirmed. It returns how many messages were in flight (sent,
+// not confirmed) at the reset; fewer than n is a failed check.
+func resetInFlight(ctx context.Context, tr *bistream.Transport, stream string, link *flakyLink, before client.PublisherStats, n int) (uint64, error) {
+	sentOnce := func(st client.PublisherStats) uint64 { return st.Sent - st.Resent } // messages sent at least once
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err := waitUntil(wctx, fmt.Sprintf("A's publisher to send %d message(s) into the stalled link", n), func() bool {
+		st, ok := tr.PublisherStats(stream)
+		return ok && st.Published >= before.Published+uint64(n) && sentOnce(st) >= st.Published
+	})
+	st, _ := tr.PublisherStats(stream)
+	link.endStall()
+	if err != nil {
+		return 0, fmt.Errorf("check failed: %w", err)
+	}
+	inFlight := sentOnce(st) - sentOnce(before)
+	if inFlight < uint64(n) || st.Confirmed != before.Confirmed {
+		return 0, fmt.Errorf("check failed: %d of A's messages in flight when the link reset (%d confirmed during the stall), want %d", inFlight, st.Confirmed-before.Confirmed, n)
+	}
+	return inFlight, nil
 }
 
 // checkReceived checks that got is exactly text(1..n), in order.

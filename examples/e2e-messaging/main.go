@@ -10,15 +10,19 @@
 // process each time it is online: the demo runs its own binary again with -device b, and
 // that process exits when B goes offline. The numbered account it prints:
 //
-//  1. The hub listens on 127.0.0.1; A reaches it through a flaky link (a fault-injecting
-//     proxy that resets every connection periodically).
+//  1. The hub listens on 127.0.0.1; A reaches it through a flaky link: a fault-injecting
+//     proxy that the demo makes fail in the middle of A's sending (step 5) and that, with
+//     -reset-every, also resets A's connections periodically.
 //  2. The identities are created; each device trusts exactly the other's key.
 //  3. A connects, sends Noise XX handshake message 1 into B's inbox, and disconnects.
 //  4. B's process starts for the first time, answers with message 2 into A's inbox, and
 //     exits: its subscription saves its position (the index) on the hub, and its half-open
 //     channel is saved to its session file.
 //  5. A connects, reads message 2, checks B's key, sends message 3 and then its encrypted
-//     messages while B's process is not running, and disconnects.
+//     messages while B's process is not running, and disconnects. Halfway through, the
+//     link stalls while A sends 3 messages in a burst (-reset-inflight): they leave A but
+//     are not confirmed. Then the link resets A's connection with them in flight; A's publisher
+//     reconnects and sends them again, in order (the demo checks that it resent them).
 //  6. Some ciphertexts are stored twice, byte for byte, as an at-least-once retry does.
 //  7. B's process starts again from its files alone (identity key file, session file) and
 //     the index saved on the hub: it restores its channel on a new node at the same
@@ -47,7 +51,7 @@
 // the demo starts B's process; it is not meant to be run by hand.
 //
 //	go run ./examples/e2e-messaging
-//	go run ./examples/e2e-messaging -messages 100 -reset-every 100ms -dir ./demo-data
+//	go run ./examples/e2e-messaging -messages 100 -reset-every 100ms -dir ./demo-data  # more resets
 //	go run ./examples/e2e-messaging -ik    # A's first message travels in the handshake
 package main
 
@@ -70,7 +74,8 @@ func main() {
 	flag.IntVar(&cfg.Messages, "messages", cfg.Messages, "messages A sends while B is offline")
 	flag.DurationVar(&cfg.Interval, "interval", cfg.Interval, "pause between two of A's messages")
 	flag.IntVar(&cfg.Duplicates, "duplicates", cfg.Duplicates, "ciphertexts stored twice, as an at-least-once retry would (at most -messages; with -ik, fewer)")
-	flag.DurationVar(&cfg.ResetEvery, "reset-every", cfg.ResetEvery, "how often the flaky link resets A's connections (0: never)")
+	flag.IntVar(&cfg.ResetInFlight, "reset-inflight", cfg.ResetInFlight, "halfway through A's messages, the flaky link stalls while A sends this many in a burst, then resets A's connection with them in flight (0: no such reset)")
+	flag.DurationVar(&cfg.ResetEvery, "reset-every", cfg.ResetEvery, "the flaky link also resets A's connections this often, except while it stalls (0: never)")
 	flag.BoolVar(&cfg.IK, "ik", false, "use the Noise IK pattern: A knows B's key and its first message travels in the handshake, before B was ever online")
 	flag.BoolVar(&cfg.Verbose, "v", false, "log reconnects and retries to standard error")
 	flag.Parse()
