@@ -2,9 +2,9 @@
 //
 // A [Proxy] listens on a loopback address and forwards every accepted connection to a
 // target address. While it runs, faults can be injected: reset every connection (now, or
-// periodically), refuse new connections, pause forwarding (bytes are held, TCP flow control
-// pushes back on the sender), black-hole traffic (bytes are read and silently discarded, as on
-// a link that lost its route) and delay each forwarded chunk.
+// periodically), refuse new connections, pause forwarding in one direction or both (bytes
+// are held, TCP flow control pushes back on the sender), black-hole traffic (bytes are read
+// and silently discarded, as on a link that lost its route) and delay each forwarded chunk.
 //
 // The proxy is bounded: it holds at most MaxConns connection pairs (further connections are
 // reset on accept) and one fixed-size buffer per direction and pair. Every goroutine it starts
@@ -123,8 +123,8 @@ type Proxy struct {
 
 	mu        sync.Mutex
 	links     map[*link]struct{}
-	gate      chan struct{} // closed while forwarding is allowed; replaced by Pause
-	paused    bool
+	gates     [2]chan struct{} // by direction (Up, Down): closed while forwarding is allowed; replaced by Pause
+	paused    Direction
 	refusing  bool
 	closed    bool
 	blackhole atomic.Bool
@@ -157,9 +157,11 @@ func New(target string, opts ...Option) (*Proxy, error) {
 		ln:     ln,
 		done:   make(chan struct{}),
 		links:  map[*link]struct{}{},
-		gate:   make(chan struct{}),
 	}
-	close(p.gate)
+	for i := range p.gates {
+		p.gates[i] = make(chan struct{})
+		close(p.gates[i])
+	}
 	p.delay.Store(int64(cfg.delay))
 	p.wg.Add(1)
 	go p.acceptLoop()
@@ -200,25 +202,54 @@ func (p *Proxy) SetRefuse(on bool) {
 	p.mu.Unlock()
 }
 
+// Direction is a set of the two directions of a proxied connection.
+type Direction uint8
+
+// The directions.
+const (
+	Up   Direction   = 1 << iota // client to target
+	Down                         // target to client
+	Both = Up | Down             // both directions
+)
+
+// index returns the gate of a single direction.
+func (d Direction) index() int {
+	if d == Down {
+		return 1
+	}
+	return 0
+}
+
 // Pause stops forwarding: bytes already read are held and nothing more is written in either
-// direction until [Proxy.Resume]; new connections are accepted and held too.
-func (p *Proxy) Pause() {
+// direction until [Proxy.Resume]; new connections are accepted and held too. It is
+// PauseDirection(Both).
+func (p *Proxy) Pause() { p.PauseDirection(Both) }
+
+// PauseDirection stops forwarding in the directions d only, as [Proxy.Pause] does in both.
+// With Down, what clients send still reaches the target but its answers are held: a request
+// is carried out and its reply is lost if the connection is then reset, which is how a
+// client's retry produces a duplicate.
+func (p *Proxy) PauseDirection(d Direction) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !p.paused {
-		p.paused = true
-		p.gate = make(chan struct{})
+	for _, one := range []Direction{Up, Down} {
+		if d&one != 0 && p.paused&one == 0 {
+			p.paused |= one
+			p.gates[one.index()] = make(chan struct{})
+		}
 	}
 }
 
-// Resume ends a [Proxy.Pause].
+// Resume ends [Proxy.Pause] and [Proxy.PauseDirection] in both directions.
 func (p *Proxy) Resume() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.paused {
-		p.paused = false
-		close(p.gate)
+	for _, one := range []Direction{Up, Down} {
+		if p.paused&one != 0 {
+			close(p.gates[one.index()])
+		}
 	}
+	p.paused = 0
 }
 
 // SetBlackhole makes the proxy read and silently discard all traffic in both directions (on)
@@ -348,8 +379,8 @@ func (p *Proxy) serve(l *link) {
 	}
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); p.pump(l, t, l.client, &p.up) }()
-	go func() { defer wg.Done(); p.pump(l, l.client, t, &p.down) }()
+	go func() { defer wg.Done(); p.pump(l, Up, t, l.client, &p.up) }()
+	go func() { defer wg.Done(); p.pump(l, Down, l.client, t, &p.down) }()
 	wg.Wait()
 	l.close()
 }
@@ -363,7 +394,7 @@ func (p *Proxy) remove(l *link) {
 // pump copies src to dst chunk by chunk, honouring pause, black-hole and delay. When src
 // reaches EOF it half-closes dst and lets the other direction run; on any other end it closes
 // the whole link so that the other pump stops too.
-func (p *Proxy) pump(l *link, dst, src net.Conn, count *atomic.Uint64) {
+func (p *Proxy) pump(l *link, dir Direction, dst, src net.Conn, count *atomic.Uint64) {
 	halfClosed := false
 	defer func() {
 		if !halfClosed {
@@ -374,7 +405,7 @@ func (p *Proxy) pump(l *link, dst, src net.Conn, count *atomic.Uint64) {
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
-			if !p.wait(l) {
+			if !p.wait(l, dir) {
 				return
 			}
 			if p.blackhole.Load() {
@@ -408,11 +439,11 @@ func (p *Proxy) pump(l *link, dst, src net.Conn, count *atomic.Uint64) {
 	}
 }
 
-// wait blocks while the proxy is paused; it returns false when the proxy is closing or l
-// was reset or closed meanwhile.
-func (p *Proxy) wait(l *link) bool {
+// wait blocks while the proxy is paused in direction dir; it returns false when the proxy is
+// closing or l was reset or closed meanwhile.
+func (p *Proxy) wait(l *link, dir Direction) bool {
 	p.mu.Lock()
-	g := p.gate
+	g := p.gates[dir.index()]
 	p.mu.Unlock()
 	select {
 	case <-g:

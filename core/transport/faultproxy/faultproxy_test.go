@@ -272,3 +272,65 @@ func TestDialFailureResets(t *testing.T) {
 	p := newProxy(t, dead)
 	expectDead(t, p.Addr(), "a proxy whose target is down")
 }
+
+// TestPauseDown checks that a pause of the target's direction lets requests through and
+// holds the answers: the echo server receives what the client sends (its echo shows in
+// BytesDown only after Resume, and a reset then loses it).
+func TestPauseDown(t *testing.T) {
+	p := newProxy(t, echoServer(t))
+	c := dial(t, p.Addr())
+	roundTrip(t, c, []byte("a"))
+	p.PauseDirection(faultproxy.Down)
+	if _, err := c.Write([]byte("held")); err != nil {
+		t.Fatal(err)
+	}
+	// The request reaches the target (BytesUp grows) while its echo is held.
+	deadline := time.Now().Add(10 * time.Second)
+	for p.Stats().BytesUp < 5 {
+		if time.Now().After(deadline) {
+			t.Fatalf("BytesUp = %d after a Down pause, want 5: the request was held", p.Stats().BytesUp)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if n, err := c.Read(make([]byte, 4)); err == nil {
+		t.Fatalf("read %d bytes while the target's direction is paused", n)
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	if down := p.Stats().BytesDown; down != 1 {
+		t.Fatalf("BytesDown = %d while paused, want 1", down)
+	}
+	p.Resume()
+	got := make([]byte, 4)
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != "held" {
+		t.Fatalf("after Resume read %q, %v; want \"held\"", got, err)
+	}
+}
+
+// TestPauseUpOnly checks that a pause of the client's direction leaves the other one
+// working, and that Pause and Resume stay paired with PauseDirection.
+func TestPauseUpOnly(t *testing.T) {
+	p := newProxy(t, echoServer(t))
+	c := dial(t, p.Addr())
+	roundTrip(t, c, []byte("a"))
+	p.PauseDirection(faultproxy.Up)
+	p.PauseDirection(faultproxy.Up) // twice is once
+	if _, err := c.Write([]byte("held")); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if n, err := c.Read(make([]byte, 4)); err == nil {
+		t.Fatalf("read %d bytes while the client's direction is paused", n)
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	if up := p.Stats().BytesUp; up != 1 {
+		t.Fatalf("BytesUp = %d while paused, want 1", up)
+	}
+	p.Pause() // adds Down
+	p.Resume()
+	got := make([]byte, 4)
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != "held" {
+		t.Fatalf("after Resume read %q, %v; want \"held\"", got, err)
+	}
+	roundTrip(t, c, []byte("b"))
+}
