@@ -11,9 +11,11 @@ import (
 // demo drives so that its faults land where they test something. It injects two faults:
 //
 //   - a stall that ends in a reset, in the middle of A's sending: the link stops forwarding
-//     (the proxy holds what A sends, so nothing is confirmed), A keeps sending, and the link
-//     resets A's connection with those messages in flight. A's publisher must send them
-//     again. The demo decides when (stall, endStall), so it happens on every run.
+//     the hub's answers (what A sends still reaches the hub and is stored, but no confirm
+//     comes back), A keeps sending, and the link resets A's connection with those messages
+//     in flight. A's publisher must send them again, and the hub stores them twice: the
+//     at-least-once duplicates that B's secure channel must drop. The demo decides when
+//     (stall, endStall), so it happens on every run.
 //   - optionally, a reset of every connection each period, wherever A is in its story.
 //
 // A periodic reset never falls inside a stall, nor just before it (holdResets): the stall
@@ -76,11 +78,11 @@ func (l *flakyLink) holdResets() {
 	l.mu.Unlock()
 }
 
-// stall stops the link: from now on nothing it carries is forwarded, in either direction,
-// until endStall. It holds off the periodic resets too.
+// stall stops the link's answers: from now on what A sends reaches the hub, but nothing
+// the hub answers is forwarded until endStall. It holds off the periodic resets too.
 func (l *flakyLink) stall() {
 	l.holdResets()
-	l.proxy.Pause()
+	l.proxy.PauseDirection(faultproxy.Down)
 }
 
 // endStall resets every connection of the link, dropping what the stall held, and lets the

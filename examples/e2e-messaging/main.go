@@ -20,9 +20,10 @@
 //     channel is saved to its session file.
 //  5. A connects, reads message 2, checks B's key, sends message 3 and then its encrypted
 //     messages while B's process is not running, and disconnects. Halfway through, the
-//     link stalls while A sends 3 messages in a burst (-reset-inflight): they leave A but
-//     are not confirmed. Then the link resets A's connection with them in flight; A's publisher
-//     reconnects and sends them again, in order (the demo checks that it resent them).
+//     link holds the hub's answers while A sends 3 messages in a burst (-reset-inflight):
+//     the hub stores them but A gets no confirm. Then the link resets A's connection with
+//     them in flight; A's publisher reconnects and sends them again, in order, and the hub
+//     stores them a second time (the demo checks both).
 //  6. Some ciphertexts are stored twice, byte for byte, as an at-least-once retry does.
 //  7. B's process starts again from its files alone (identity key file, session file) and
 //     the index saved on the hub: it restores its channel on a new node at the same
@@ -74,7 +75,7 @@ func main() {
 	flag.IntVar(&cfg.Messages, "messages", cfg.Messages, "messages A sends while B is offline")
 	flag.DurationVar(&cfg.Interval, "interval", cfg.Interval, "pause between two of A's messages")
 	flag.IntVar(&cfg.Duplicates, "duplicates", cfg.Duplicates, "ciphertexts stored twice, as an at-least-once retry would (at most -messages; with -ik, fewer)")
-	flag.IntVar(&cfg.ResetInFlight, "reset-inflight", cfg.ResetInFlight, "halfway through A's messages, the flaky link stalls while A sends this many in a burst, then resets A's connection with them in flight (0: no such reset)")
+	flag.IntVar(&cfg.ResetInFlight, "reset-inflight", cfg.ResetInFlight, "halfway through A's messages, the flaky link holds the hub's answers while A sends this many in a burst, then resets A's connection with them stored but unconfirmed (0: no such reset)")
 	flag.DurationVar(&cfg.ResetEvery, "reset-every", cfg.ResetEvery, "the flaky link also resets A's connections this often, except while it stalls (0: never)")
 	flag.BoolVar(&cfg.IK, "ik", false, "use the Noise IK pattern: A knows B's key and its first message travels in the handshake, before B was ever online")
 	flag.BoolVar(&cfg.Verbose, "v", false, "log reconnects and retries to standard error")
