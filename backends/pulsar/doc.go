@@ -8,12 +8,14 @@
 //
 //	pulsar://127.0.0.1:6650?admin=http://127.0.0.1:8080&tenant=public&namespace=default&prefix=sluice-
 //
-// [Open] takes the same URL and builds a pulsar.Client that the Store owns. [New] takes a
-// caller's pulsar.Client (for authentication, TLS, logging: the caller keeps it and closes
-// it) and the admin URL. [Options] set the tenant and namespace (default public/default), a
+// (also max_message_size, max_partitions, max_producers and retention=infinite). [Open]
+// takes the same URL and builds a pulsar.Client that the Store owns. [New] takes a caller's
+// pulsar.Client (for authentication, TLS, logging: the caller keeps it and closes it) and
+// the admin URL. [Options] set the tenant and namespace (default public/default), a
 // topic prefix, the largest message (default [DefaultMaxMessageSize], Pulsar's 5 MiB less
 // 8 KiB of metadata headroom), the most partitions per stream (default
-// [DefaultMaxPartitions]) and whether CreateStream sets infinite topic-level retention.
+// [DefaultMaxPartitions]), the most producers a Store keeps (default [DefaultMaxProducers])
+// and whether CreateStream sets infinite topic-level retention.
 //
 // A stream "s" with n partitions is the partitioned topic
 // persistent://<tenant>/<namespace>/<prefix>s, created through the admin API with n
@@ -21,6 +23,16 @@
 // per partition topic, cached, with batching off, and waits for the send receipt of every
 // message (the broker has written the entry to the bookies' journals: Pulsar's durable
 // acknowledgement). Fetch opens a reader positioned at the message id of its from index.
+//
+// Producers. A Store keeps at most Options.MaxProducers producers ([DefaultMaxProducers]):
+// beyond it, a lookup closes the least recently used producer that no append is using (a
+// later append to its partition creates a new one: a lookup and a producer round trip). An
+// append holds its producer from its start to its last receipt, so eviction never fails or
+// reorders an append: a producer is closed only once every message sent on it was
+// acknowledged, and the messages of later appends, on a new producer, come after them.
+// While more appends to different partitions are in flight than the bound, the Store holds
+// more producers, and the next append after them closes the extra ones. Close closes them
+// all.
 //
 // # Index semantics
 //
@@ -68,6 +80,21 @@
 // wrote, waking a long poll after an append, does not pay the round trip at all. A message with an
 // index below from (the broker may deliver the entry before an inclusive start) is never
 // returned.
+//
+// Streams deleted by another Store. What a Fetch knows to exist without asking the broker
+// (the last message the broker reported, what the Store appended itself) exists only until
+// another Store (another hub) deletes the stream, maybe re-creating it. A re-created
+// partition starts in a new ledger, so its indexes are all above the deleted ones. A Fetch
+// that reads towards a message known to exist notices the deletion when its reader delivers
+// a later message first (the reader reconnected to the re-created topic and skipped what was
+// deleted), or when no message comes within a second: it then asks the broker where the
+// partition ends, through a new reader (the old one may have lost the topic for good).
+// Either way it forgets the Store's own appends to that partition and the copies the reader
+// kept, returns only what the partition holds from its from index on, and closes the
+// partition's producer unless an append uses it (the client closes a producer whose topic
+// vanished; the next Append creates a new one). A Fetch that asks the broker as usual and
+// learns that the partition ends below the Store's own appends forgets them too. None of
+// this costs a round trip while nobody else deletes the stream.
 //
 // Reader cache. A Fetch leaves its reader idle, positioned after the last message it
 // returned, with a copy of the messages it returned (up to 1 MiB). The next Fetch from that
@@ -120,6 +147,14 @@
 //     sequential pulls pay at most the last-message-id round trip. An idle reader holds in
 //     memory up to 1000 prefetched messages (pulsar-client-go's default receiver queue) and
 //     up to 1 MiB of copies of the messages it last returned.
+//   - A stream deleted by another Store (see "Index semantics"): a Fetch served entirely from
+//     an idle reader's copies (a re-read of a page that ended at the last message the reader
+//     knew of) still returns them, deleted or not, and the next Fetch reads the re-created
+//     stream; a partition count the Store has seen outlives a re-creation with another
+//     count; and an idle reader whose topic was missing when pulsar-client-go tried to
+//     reconnect it makes the next Fetch that asks the broker through it fail after the
+//     operation timeout (the reader is then closed, and the Fetch after it works). Delete
+//     streams through the Store that uses them where possible.
 //   - Empty messages carry the property sluice-empty=1: pulsar-client-go drops a
 //     non-batched message that has neither payload nor properties when reading it.
 package pulsar

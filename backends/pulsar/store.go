@@ -26,6 +26,9 @@ const (
 	DefaultMaxMessageSize = 5<<20 - 8<<10
 	// DefaultMaxPartitions bounds the partitions of one stream.
 	DefaultMaxPartitions = 256
+	// DefaultMaxProducers bounds the producers a Store keeps: as many as the partitions of
+	// the largest stream by default, so appending to all of them does not churn producers.
+	DefaultMaxProducers = 256
 	// DefaultOperationTimeout bounds client operations (lookups, producer and reader
 	// creation) and sends of a client built by [Open].
 	DefaultOperationTimeout = 30 * time.Second
@@ -44,6 +47,13 @@ type Options struct {
 	// MaxPartitions is the most partitions CreateStream accepts (default
 	// DefaultMaxPartitions, at most core.MaxPartitions).
 	MaxPartitions int
+	// MaxProducers bounds the producers the Store keeps, one per partition topic it appends
+	// to (default DefaultMaxProducers). Beyond it, the least recently used producer that no
+	// append is using is closed; a later append to that partition creates a new one (a lookup
+	// and a producer round trip). A producer is never closed under an append: while more
+	// appends to different partitions are in flight than MaxProducers, the Store holds one
+	// producer per append in flight, and closes the extra ones at a later append.
+	MaxProducers int
 	// InfiniteRetention makes CreateStream set a topic-level retention policy that keeps
 	// every message (needs topic-level policies on the broker). Without it the namespace
 	// must keep messages that no subscription holds; see the package doc, "Limitations".
@@ -65,9 +75,11 @@ type Store struct {
 	mu        sync.Mutex
 	streams   map[string]int // partition counts seen
 	producers map[string]*producerSlot
+	uses      uint64        // producer lookups so far: the clock of producerSlot.used
 	idle      []*idleReader // least recently used first
 	// appended is, by partition topic, one past the highest index that this store's own
-	// appends got a receipt for: a Fetch reads up to it without asking the broker.
+	// appends got a receipt for: a Fetch reads up to it without asking the broker. Another
+	// Store that deletes the stream makes it stale; a Fetch that finds out forgets it.
 	appended map[string]uint64
 
 	index indexState
@@ -83,9 +95,14 @@ var (
 
 // producerSlot is a producer being created (ready open) or created.
 type producerSlot struct {
+	topic string
 	ready chan struct{}
 	p     pulsar.Producer
 	err   error
+
+	// Guarded by Store.mu.
+	users int    // appends holding the slot: from their lookup to their last receipt
+	used  uint64 // Store.uses at the last lookup: the least recently used is evicted first
 }
 
 // New returns a Store that uses client for messages and the admin REST API at adminURL
@@ -115,6 +132,9 @@ func newStore(client pulsar.Client, own bool, adminURL string, opts *Options) (*
 	if o.MaxPartitions == 0 {
 		o.MaxPartitions = DefaultMaxPartitions
 	}
+	if o.MaxProducers == 0 {
+		o.MaxProducers = DefaultMaxProducers
+	}
 	if o.HTTPClient == nil {
 		o.HTTPClient = &http.Client{Timeout: 30 * time.Second}
 	}
@@ -123,6 +143,8 @@ func newStore(client pulsar.Client, own bool, adminURL string, opts *Options) (*
 		return nil, fmt.Errorf("pulsar: %w: MaxMessageSize %d is negative", core.ErrInvalidOption, o.MaxMessageSize)
 	case o.MaxPartitions < 0 || o.MaxPartitions > core.MaxPartitions:
 		return nil, fmt.Errorf("pulsar: %w: MaxPartitions %d is outside [1, %d]", core.ErrInvalidOption, o.MaxPartitions, core.MaxPartitions)
+	case o.MaxProducers < 0:
+		return nil, fmt.Errorf("pulsar: %w: MaxProducers %d is negative", core.ErrInvalidOption, o.MaxProducers)
 	case strings.ContainsAny(o.Tenant+o.Namespace+o.TopicPrefix, "/ "):
 		return nil, fmt.Errorf("pulsar: %w: tenant %q, namespace %q and topic prefix %q must not contain '/' or spaces",
 			core.ErrInvalidOption, o.Tenant, o.Namespace, o.TopicPrefix)
@@ -294,43 +316,97 @@ func (s *Store) DeleteStream(ctx context.Context, stream string) error {
 	return s.mapErr("delete stream", stream, s.admin.deletePartitioned(ctx, s.topic(stream)))
 }
 
-// producer returns the cached producer of a partition topic, creating it on first use.
-func (s *Store) producer(ctx context.Context, topic string) (pulsar.Producer, error) {
+// producer returns the cached producer slot of a partition topic, creating the producer on
+// first use, and holds it for the caller: the slot is not evicted until the caller calls
+// releaseProducer, which it must do once (after the last receipt of what it sent, or at once
+// when producer fails). Every lookup also closes the least recently used producers that no
+// append holds beyond Options.MaxProducers. The caller is inside calls.Begin.
+func (s *Store) producer(ctx context.Context, topic string) (*producerSlot, error) {
 	s.mu.Lock()
 	sl, ok := s.producers[topic]
 	if !ok {
-		sl = &producerSlot{ready: make(chan struct{})}
+		sl = &producerSlot{topic: topic, ready: make(chan struct{})}
 		s.producers[topic] = sl
 		s.calls.Go(func() { // the caller is inside calls.Begin; bounded by the client's operation timeout
-			sl.p, sl.err = s.client.CreateProducer(pulsar.ProducerOptions{
+			p, err := s.client.CreateProducer(pulsar.ProducerOptions{
 				Topic:              topic,
 				DisableBatching:    true, // one message per entry: the index is the entry's position
 				MaxPendingMessages: 1000,
 				SendTimeout:        DefaultOperationTimeout,
 			})
-			if sl.err != nil {
-				s.dropProducer(topic, sl)
+			sl.p, sl.err = p, err
+			if err != nil {
+				s.dropProducer(sl)
 			}
 			close(sl.ready)
 		})
 	}
+	sl.users++
+	s.uses++
+	sl.used = s.uses
+	var evicted []*producerSlot
+	if len(s.producers) > s.opts.MaxProducers {
+		evicted = s.evictProducersLocked()
+	}
 	s.mu.Unlock()
+	for _, e := range evicted {
+		// Not on this goroutine: Close waits for the broker, and an append must not.
+		s.calls.Go(func() { closeSlot(e) })
+	}
 	select {
 	case <-sl.ready:
-		return sl.p, sl.err
+		if sl.err != nil {
+			s.releaseProducer(sl)
+			return nil, sl.err
+		}
+		return sl, nil
 	case <-ctx.Done():
+		s.releaseProducer(sl)
 		return nil, ctx.Err()
 	}
 }
 
-// dropProducer forgets sl if it is still the producer of topic, so the next Append creates a
-// new one (after the broker closed or fenced it, or its creation failed).
-func (s *Store) dropProducer(topic string, sl *producerSlot) {
-	s.mu.Lock()
-	if s.producers[topic] == sl {
-		delete(s.producers, topic)
+// evictProducersLocked forgets the least recently used producers that no append holds until
+// at most Options.MaxProducers are left (or none is free), and returns them for closing.
+// The caller holds s.mu. A forgotten producer has no message in flight: every append that
+// used it got all its receipts, so the messages of a later append, on a new producer, are
+// stored after them.
+func (s *Store) evictProducersLocked() []*producerSlot {
+	var out []*producerSlot
+	for len(s.producers) > s.opts.MaxProducers {
+		var lru *producerSlot
+		for _, sl := range s.producers {
+			if sl.users == 0 && (lru == nil || sl.used < lru.used) {
+				lru = sl
+			}
+		}
+		if lru == nil {
+			break // every producer is in use: the next lookup tries again
+		}
+		delete(s.producers, lru.topic)
+		out = append(out, lru)
 	}
+	return out
+}
+
+// releaseProducer ends a hold taken by producer.
+func (s *Store) releaseProducer(sl *producerSlot) {
+	s.mu.Lock()
+	sl.users--
 	s.mu.Unlock()
+}
+
+// dropProducer forgets sl if it is still the producer of its topic, so the next Append
+// creates a new one (after the broker closed or fenced it, or its creation failed). It
+// reports whether it did: the caller that forgot a slot closes it.
+func (s *Store) dropProducer(sl *producerSlot) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.producers[sl.topic] != sl {
+		return false
+	}
+	delete(s.producers, sl.topic)
+	return true
 }
 
 func closeSlot(sl *producerSlot) {
@@ -418,7 +494,7 @@ func (s *Store) appendTopicAsync(ctx context.Context, base string, partition int
 		return
 	}
 	topic := s.partitionTopic(base, partition)
-	p, err := s.producer(ctx, topic)
+	sl, err := s.producer(ctx, topic)
 	if err != nil {
 		done(nil, err)
 		return
@@ -434,7 +510,9 @@ func (s *Store) appendTopicAsync(ctx context.Context, base string, partition int
 	stop := context.AfterFunc(ctx, func() { once.Do(func() { done(nil, ctx.Err()) }) })
 	finish := func() {
 		stop()
-		once.Do(func() { done(s.receiptIndexes(topic, p, receipts)) })
+		// Every message is acknowledged or failed: the producer may be evicted from now on.
+		s.releaseProducer(sl)
+		once.Do(func() { done(s.receiptIndexes(sl, receipts)) })
 	}
 	for i, m := range own {
 		pm := &pulsar.ProducerMessage{Payload: m}
@@ -443,7 +521,7 @@ func (s *Store) appendTopicAsync(ctx context.Context, base string, partition int
 			// as corrupt when it reads it; a property makes it deliver an empty payload.
 			pm.Properties = emptyMessageProperties
 		}
-		p.SendAsync(ctx, pm, func(id pulsar.MessageID, _ *pulsar.ProducerMessage, err error) {
+		sl.p.SendAsync(ctx, pm, func(id pulsar.MessageID, _ *pulsar.ProducerMessage, err error) {
 			mu.Lock()
 			receipts[i] = receipt{id, err}
 			left--
@@ -459,18 +537,14 @@ func (s *Store) appendTopicAsync(ctx context.Context, base string, partition int
 // receiptIndexes returns the indexes of receipts, or the first error among them. A
 // producer closed or fenced by the broker, or whose topic is gone, is forgotten, so the next
 // append creates a fresh one. It runs before done of an append still inside calls.Begin.
-func (s *Store) receiptIndexes(topic string, p pulsar.Producer, receipts []receipt) ([]uint64, error) {
+func (s *Store) receiptIndexes(sl *producerSlot, receipts []receipt) ([]uint64, error) {
 	out := make([]uint64, len(receipts))
 	for i, r := range receipts {
 		if r.err != nil {
 			var perr *pulsar.Error
 			if errors.As(r.err, &perr) && (perr.Result() == pulsar.ProducerClosed || perr.Result() == pulsar.ProducerFenced ||
 				perr.Result() == pulsar.TopicNotFound || perr.Result() == pulsar.TopicTerminated) {
-				s.mu.Lock()
-				sl := s.producers[topic]
-				s.mu.Unlock()
-				if sl != nil && sl.p == p {
-					s.dropProducer(topic, sl)
+				if s.dropProducer(sl) {
 					// Already closed or fenced by the broker. Not on this goroutine, which
 					// may be the producer's own: owned by the store (the append is inside
 					// calls.Begin, so Close waits for it).
@@ -485,8 +559,8 @@ func (s *Store) receiptIndexes(topic string, p pulsar.Producer, receipts []recei
 		}
 	}
 	s.mu.Lock()
-	if end := out[len(out)-1] + 1; end > s.appended[topic] {
-		s.appended[topic] = end
+	if end := out[len(out)-1] + 1; end > s.appended[sl.topic] {
+		s.appended[sl.topic] = end
 	}
 	s.mu.Unlock()
 	return out, nil
@@ -498,6 +572,81 @@ func (s *Store) appendedEnd(topic string) uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.appended[topic]
+}
+
+// readerAt returns the options of a reader of topic (partition partition) that starts at
+// index from.
+func readerAt(topic string, partition int, from uint64) pulsar.ReaderOptions {
+	return pulsar.ReaderOptions{
+		Topic:                   topic,
+		StartMessageID:          fromIndex(from, partition),
+		StartMessageIDInclusive: true,
+		ReceiverQueueSize:       readerQueueSize,
+	}
+}
+
+// patience bounds a wait to ownAppendWait from its first use (one timer per Fetch, not
+// per message). The zero value is ready; stop releases the timer and resets it.
+type patience struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func (p *patience) context(parent context.Context) context.Context {
+	if p.ctx == nil {
+		p.ctx, p.cancel = context.WithTimeout(parent, ownAppendWait)
+	}
+	return p.ctx
+}
+
+func (p *patience) over() bool { return p.ctx != nil && p.ctx.Err() != nil }
+
+func (p *patience) stop() {
+	if p.cancel != nil {
+		p.cancel()
+		p.ctx, p.cancel = nil, nil
+	}
+}
+
+// gone handles a Fetch that found messages known to exist (below c.end) gone: another Store
+// deleted the stream since, maybe re-creating it. A re-created partition starts in a new
+// ledger, so all its indexes are above the deleted ones, and every message the Fetch
+// collected (out, all below c.next) or the reader kept is of the deleted stream: gone drops
+// them, forgets this store's appends to topic, and returns out emptied.
+func (s *Store) gone(topic string, c *idleReader, out []core.Message) []core.Message {
+	s.forgetAppended(topic)
+	c.last = nil
+	return out[:0]
+}
+
+// forgetAppended forgets the end of this store's own appends to topic, which a Fetch found
+// gone (a receipt that arrives meanwhile is forgotten too: the next Fetch asks the broker).
+// It also forgets the topic's producer unless an append holds it: the client closes a
+// producer whose topic vanished, and the next Append should not fail on it.
+func (s *Store) forgetAppended(topic string) {
+	s.mu.Lock()
+	delete(s.appended, topic)
+	sl := s.producers[topic]
+	if sl != nil && sl.users == 0 {
+		delete(s.producers, topic)
+	} else {
+		sl = nil
+	}
+	s.mu.Unlock()
+	if sl != nil {
+		s.calls.Go(func() { closeSlot(sl) }) // a Fetch is inside calls.Begin
+	}
+}
+
+// brokerEnd asks the broker (one round trip) for one past the index of the last persisted
+// message of the reader's partition (0: none).
+func brokerEnd(r pulsar.Reader) (uint64, error) {
+	last, err := r.GetLastMessageID()
+	if err != nil {
+		return 0, fmt.Errorf("last message id: %w", err)
+	}
+	end, _, err := endIndex(last)
+	return end, err
 }
 
 // receipt is the outcome of one SendAsync.
@@ -513,7 +662,11 @@ type receipt struct {
 // returns what it has without asking again). A reader left positioned by a Fetch is kept
 // (up to 64) with a copy of the messages that Fetch returned, and serves the Fetch that
 // continues from its position or re-reads part of what it returned (a caller that used only
-// the first messages of a page), without creating a reader.
+// the first messages of a page), without creating a reader. Messages this store appended
+// itself are read without asking the broker. A message known to exist that does not come
+// within a second, or that the reader skips, means that another Store deleted the stream
+// (maybe re-creating it): Fetch then returns what the partition holds, not the deleted
+// messages. See the package doc, "Index semantics".
 func (s *Store) Fetch(ctx context.Context, stream string, partition int, from uint64, limit int) ([]core.Message, error) {
 	if err := core.ValidateStreamName(stream); err != nil {
 		return nil, s.mapErr("fetch", stream, err)
@@ -545,12 +698,7 @@ func (s *Store) fetchTopic(ctx context.Context, base string, partition int, from
 	topic := s.partitionTopic(base, partition)
 	c := s.takeReader(topic, from)
 	if c == nil {
-		r, err := s.reader(ctx, pulsar.ReaderOptions{
-			Topic:                   topic,
-			StartMessageID:          fromIndex(from, partition),
-			StartMessageIDInclusive: true,
-			ReceiverQueueSize:       readerQueueSize,
-		})
+		r, err := s.reader(ctx, readerAt(topic, partition, from))
 		if err != nil {
 			return nil, err
 		}
@@ -569,32 +717,63 @@ func (s *Store) fetchTopic(ctx context.Context, base string, partition int, from
 		keep = true // position and replay unchanged
 		return out, nil
 	}
+	var wait patience // for a message known to exist (see idleReader.end)
+	defer wait.stop()
 	for len(out) < limit {
 		if c.next >= c.end {
 			if len(out) > 0 {
 				break // what is known to exist; the next Fetch asks the broker
 			}
 			// What this store appended is persisted: read up to it without a round trip.
-			if end := s.appendedEnd(topic); end > c.next {
-				c.end = end
+			own := s.appendedEnd(topic)
+			if own > c.next {
+				c.end = own
 				continue
 			}
 			// Nothing known to be persisted from next on: ask the broker (one round trip).
-			last, err := c.r.GetLastMessageID()
-			if err != nil {
-				return nil, fmt.Errorf("last message id: %w", err)
-			}
-			end, ok, err := endIndex(last)
+			end, err := brokerEnd(c.r)
 			if err != nil {
 				return nil, err
 			}
-			if !ok || end <= c.next {
+			if end < own {
+				// The broker lost what this store appended: another Store deleted the stream.
+				out = s.gone(topic, c, out)
+			}
+			if end <= c.next {
 				break // caught up
 			}
 			c.end = end
 		}
-		// The message at end-1 exists and was not returned yet: Next does not block.
-		m, err := c.r.Next(ctx)
+		// A message in [next, end) exists, so Next does not block, unless another Store
+		// deleted the stream since: wait at most ownAppendWait, then ask the broker.
+		m, err := c.r.Next(wait.context(ctx))
+		if err != nil && ctx.Err() == nil && wait.over() {
+			wait.stop()
+			// Ask through a new reader at next: if the stream was deleted, this one may have
+			// lost it for good (pulsar-client-go stops reconnecting a reader whose topic was
+			// not found, and its GetLastMessageID then retries until the operation timeout).
+			r, err := s.reader(ctx, readerAt(topic, partition, c.next))
+			if err != nil {
+				return nil, err
+			}
+			c.r.Close()
+			c.r = r
+			end, err := brokerEnd(c.r)
+			if err != nil {
+				return nil, err
+			}
+			if end < c.end {
+				out = s.gone(topic, c, out)
+				c.end = end
+				if end <= c.next {
+					break // the partition holds nothing from next on
+				}
+			}
+			// Otherwise the partition reaches end-1 or beyond (a re-created one does: its
+			// indexes are all above the deleted ones, and a skip is noticed below): keep
+			// waiting.
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -604,6 +783,11 @@ func (s *Store) fetchTopic(ctx context.Context, base string, partition int, from
 		}
 		if i < c.next { // a new reader may start one entry early; never return it
 			continue
+		}
+		if i >= c.end {
+			// The reader skipped messages known to exist: it reconnected to a re-created
+			// stream. m is the first message of the new one from next on.
+			out = s.gone(topic, c, out)
 		}
 		out = append(out, core.Message{Index: i, Data: m.Payload()})
 		c.next = i + 1
@@ -617,6 +801,11 @@ func (s *Store) fetchTopic(ctx context.Context, base string, partition int, from
 // at their from index, instead of creating one per call.
 const (
 	maxIdleReaders = 64
+	// ownAppendWait is how long a Fetch waits for a message that this store's own appends
+	// say exists before it asks the broker whether it still does (another Store may have
+	// deleted the stream). The message is persisted, so it normally comes at once; the
+	// question only costs a round trip.
+	ownAppendWait = time.Second
 	// readerQueueSize is how many messages a reader prefetches: pulsar-client-go's default.
 	// With fewer, a Fetch of a page waits for the broker's dispatch of the next flow permits
 	// (100 made the hub's pulls several times slower).
@@ -631,7 +820,10 @@ type idleReader struct {
 	topic string
 	r     pulsar.Reader
 	next  uint64
-	// end is one past the last persisted message the broker reported (0: not asked yet).
+	// end is one past a message known to be persisted (0: none known): the last one the
+	// broker reported, or the last one this store appended (it has the receipt). While
+	// next < end the reader's next message is below end, unless another Store deleted
+	// the stream since.
 	end uint64
 	// last holds copies of every message with index in [last[0].Index, next): the end of
 	// what the reader returned, for a Fetch that re-reads it.
@@ -765,8 +957,9 @@ func (s *Store) reader(ctx context.Context, o pulsar.ReaderOptions) (pulsar.Read
 	}
 }
 
-// Close cancels in-flight calls, waits for them, closes the producers and, if the store
-// built it (Open), the client. It never waits longer than the client's operation timeout.
+// Close cancels in-flight calls, waits for them (and for the closing of evicted producers),
+// closes the producers and, if the store built it (Open), the client. It never waits longer
+// than the client's operation timeout.
 // A second Close returns nil.
 func (s *Store) Close() error {
 	if !s.calls.Close() {

@@ -120,6 +120,7 @@ func TestOpenRejectsBadURLs(t *testing.T) {
 		"pulsar://",
 		"pulsar://h:6650?colour=blue",
 		"pulsar://h:6650?max_message_size=-1",
+		"pulsar://h:6650?max_producers=0",
 		"pulsar://h:6650?retention=forever",
 		"pulsar://h:6650?admin=ftp://h",
 		"pulsar://h:6650/extra",
@@ -136,7 +137,7 @@ func TestOpenRejectsBadURLs(t *testing.T) {
 }
 
 func TestOpenOptions(t *testing.T) {
-	s, err := openURL("pulsar://127.0.0.1:1?admin=http://127.0.0.1:2&tenant=t&namespace=n&prefix=p-&max_message_size=1000&max_partitions=8")
+	s, err := openURL("pulsar://127.0.0.1:1?admin=http://127.0.0.1:2&tenant=t&namespace=n&prefix=p-&max_message_size=1000&max_partitions=8&max_producers=3")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,6 +145,17 @@ func TestOpenOptions(t *testing.T) {
 	c := s.Capabilities()
 	if c.MaxMessageSize != 1000 || c.MaxPartitions != 8 || c.DenseIndex || !c.Persistent || !c.NativeIndexStorage {
 		t.Errorf("Capabilities() = %v", c)
+	}
+	if s.opts.MaxProducers != 3 {
+		t.Errorf("max_producers=3 set MaxProducers %d", s.opts.MaxProducers)
+	}
+	d, err := openURL("pulsar://127.0.0.1:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if d.opts.MaxProducers != DefaultMaxProducers {
+		t.Errorf("default MaxProducers = %d, want %d", d.opts.MaxProducers, DefaultMaxProducers)
 	}
 	if got, want := s.partitionTopic("s", 2), "persistent://t/n/p-s-partition-2"; got != want {
 		t.Errorf("partitionTopic = %q, want %q", got, want)
@@ -156,6 +168,12 @@ func TestOpenOptions(t *testing.T) {
 func TestNewNilClient(t *testing.T) {
 	if _, err := New(context.Background(), nil, "http://h:8080", nil); !errors.Is(err, core.ErrInvalidOption) {
 		t.Errorf("New(nil client) error = %v, want ErrInvalidOption", err)
+	}
+}
+
+func TestNewRejectsNegativeMaxProducers(t *testing.T) {
+	if _, err := newStore(nil, false, "http://h:8080", &Options{MaxProducers: -1}); !errors.Is(err, core.ErrInvalidOption) {
+		t.Errorf("MaxProducers -1: error = %v, want ErrInvalidOption", err)
 	}
 }
 

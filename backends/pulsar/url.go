@@ -29,10 +29,11 @@ func init() {
 //
 // Query parameters, all optional: admin (the admin REST API; default the service host on
 // port 8080), tenant, namespace, prefix (Options.TopicPrefix), max_message_size,
-// max_partitions, retention=infinite (Options.InfiniteRetention). Unknown parameters are
-// rejected with core.ErrInvalidOption. Open checks that the admin API answers and that the
-// namespace exists: an unreachable admin API returns an error matching core.ErrUnavailable,
-// a missing namespace one matching core.ErrInvalidOption.
+// max_partitions, max_producers (Options.MaxProducers), retention=infinite
+// (Options.InfiniteRetention). Unknown parameters are rejected with core.ErrInvalidOption.
+// Open checks that the admin API answers and that the namespace exists: an unreachable
+// admin API returns an error matching core.ErrUnavailable, a missing namespace one matching
+// core.ErrInvalidOption.
 func Open(ctx context.Context, rawURL string) (*Store, error) {
 	s, err := openURL(rawURL)
 	if err != nil {
@@ -67,15 +68,18 @@ func openURL(rawURL string) (*Store, error) {
 			o.Namespace = v
 		case "prefix":
 			o.TopicPrefix = v
-		case "max_message_size", "max_partitions":
+		case "max_message_size", "max_partitions", "max_producers":
 			n, err := strconv.Atoi(v)
 			if err != nil || n <= 0 {
 				return nil, fmt.Errorf("pulsar: %w: URL %q: %s=%q is not a positive integer", core.ErrInvalidOption, rawURL, k, v)
 			}
-			if k == "max_message_size" {
+			switch k {
+			case "max_message_size":
 				o.MaxMessageSize = n
-			} else {
+			case "max_partitions":
 				o.MaxPartitions = n
+			default:
+				o.MaxProducers = n
 			}
 		case "retention":
 			if v != "infinite" {
@@ -83,7 +87,7 @@ func openURL(rawURL string) (*Store, error) {
 			}
 			o.InfiniteRetention = true
 		default:
-			return nil, fmt.Errorf("pulsar: %w: URL %q: unknown parameter %q (known: admin, tenant, namespace, prefix, max_message_size, max_partitions, retention)",
+			return nil, fmt.Errorf("pulsar: %w: URL %q: unknown parameter %q (known: admin, tenant, namespace, prefix, max_message_size, max_partitions, max_producers, retention)",
 				core.ErrInvalidOption, rawURL, k)
 		}
 	}
