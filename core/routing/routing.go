@@ -183,9 +183,10 @@ type Node struct {
 	log         *slog.Logger
 	mailboxSize int
 
-	ctx    context.Context // cancelled by Close
-	cancel context.CancelFunc
-	wg     sync.WaitGroup // mailbox goroutines
+	ctx     context.Context // cancelled by Close
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup // mailbox goroutines
+	stopped chan struct{}  // closed when the first Close returns
 
 	// idle receives a token (without blocking) whenever a worker's queued count drops to
 	// zero; Drain waits on it.
@@ -265,6 +266,7 @@ func NewNode(opts ...Option) (*Node, error) {
 		mailboxSize: o.mailboxSize,
 		ctx:         ctx,
 		cancel:      cancel,
+		stopped:     make(chan struct{}),
 		idle:        make(chan struct{}, 1),
 		local:       make(map[string]*entry),
 		transports:  make(map[uint8]Transport),
@@ -582,15 +584,18 @@ func (n *Node) handle(ctx context.Context, address string, w Worker, d delivery)
 
 // Close closes every transport, stops every worker and waits for their mailbox goroutines
 // to return; messages still in a mailbox are dropped (see Drain). It must not be called
-// from a HandleMessage (it would wait for itself).
-// Close is idempotent; it returns the first error of a transport's Close.
+// from a HandleMessage (it would wait for itself). It returns the errors of the transports'
+// Close. Close may be called more than once, also concurrently: later calls wait until the
+// first has finished (so no handler is running when any of them returns) and return nil.
 func (n *Node) Close() error {
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
+		<-n.stopped
 		return nil
 	}
 	n.closed = true
+	defer close(n.stopped)
 	transports := make([]Transport, 0, len(n.transports))
 	for _, t := range n.transports {
 		transports = append(transports, t)

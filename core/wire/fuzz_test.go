@@ -152,3 +152,82 @@ func FuzzStreamInfoReply(f *testing.F) {
 func FuzzRequestError(f *testing.F) {
 	fuzzDecoder(f, DecodeRequestError, RequestError{5, ProtocolPullWait, "fetch failed"})
 }
+
+// FuzzPullBatchPartHeader checks, for any input, that PullBatchPartHeader never panics,
+// that what it accepts starts with the canonical encoding of its request id and More flag,
+// and that it agrees with DecodePullBatchPart on every input that decodes.
+func FuzzPullBatchPartHeader(f *testing.F) {
+	for _, p := range []PullBatchPart{
+		{1, true, []StreamMessage{{5, []byte("hi")}, {7, nil}}},
+		{1 << 40, false, nil},
+		{0, false, []StreamMessage{}},
+	} {
+		b := Encode(p)
+		f.Add(b)
+		for n := range len(b) {
+			f.Add(b[:n])
+		}
+	}
+	f.Add([]byte{0x01, 0x02})                                                       // More is neither 0 nor 1
+	f.Add([]byte{0x80, 0x00, 0x01})                                                 // overlong request id
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0x00}) // overflows
+	f.Fuzz(func(t *testing.T, in []byte) {
+		id, more, ok := PullBatchPartHeader(in)
+		if p, err := DecodePullBatchPart(in); err == nil {
+			if !ok || id != p.RequestID || more != p.More {
+				t.Fatalf("PullBatchPartHeader = %d, %v, %v; DecodePullBatchPart = %d, %v", id, more, ok, p.RequestID, p.More)
+			}
+		}
+		if !ok {
+			return
+		}
+		if head := AppendBool(AppendUint(nil, id), more); !bytes.HasPrefix(in, head) {
+			t.Fatalf("accepted header %d, %v of % x, which does not start with its encoding % x", id, more, in, head)
+		}
+	})
+}
+
+// FuzzRequestIDOf checks, for any input, that RequestIDOf never panics, that what it
+// accepts starts with the canonical encoding of the id, and that it agrees with the
+// decoders of extension requests and replies on every input they accept.
+func FuzzRequestIDOf(f *testing.F) {
+	for _, v := range []Encoder{
+		PushBatchRequest{9, [][]byte{[]byte("a"), {}}},
+		PullBatchRequest{1 << 40, 2, 3, 1000, 1 << 20},
+		RequestError{5, ProtocolPullWait, "fetch failed"},
+		IndexReply{2, StatusOK, Some[uint64](10)},
+	} {
+		b := Encode(v)
+		f.Add(b)
+		for n := range len(b) {
+			f.Add(b[:n])
+		}
+	}
+	f.Add([]byte{0x80, 0x00})                                                 // overlong
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02}) // overflows
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}) // max uint64
+	decoders := []struct {
+		name string
+		id   func([]byte) (uint64, error)
+	}{
+		{"PushBatchRequest", func(b []byte) (uint64, error) { v, err := DecodePushBatchRequest(b); return v.RequestID, err }},
+		{"PullBatchRequest", func(b []byte) (uint64, error) { v, err := DecodePullBatchRequest(b); return v.RequestID, err }},
+		{"PullBatchPart", func(b []byte) (uint64, error) { v, err := DecodePullBatchPart(b); return v.RequestID, err }},
+		{"RequestError", func(b []byte) (uint64, error) { v, err := DecodeRequestError(b); return v.RequestID, err }},
+		{"IndexReply", func(b []byte) (uint64, error) { v, err := DecodeIndexReply(b); return v.RequestID, err }},
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		id, ok := RequestIDOf(in)
+		for _, d := range decoders {
+			if want, err := d.id(in); err == nil && (!ok || id != want) {
+				t.Fatalf("RequestIDOf = %d, %v; Decode%s gives request id %d", id, ok, d.name, want)
+			}
+		}
+		if !ok {
+			return
+		}
+		if head := AppendUint(nil, id); !bytes.HasPrefix(in, head) {
+			t.Fatalf("accepted id %d of % x, which does not start with its encoding % x", id, in, head)
+		}
+	})
+}

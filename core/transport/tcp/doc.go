@@ -54,7 +54,12 @@
 // [Transport.StopListening] stops accepting and leaves open connections alone (servers call
 // it when a graceful shutdown starts); [Transport.Disconnect] closes one connection, e.g.
 // one that stopped answering, so that the next send dials a new one.
-// [Transport.Close] (also called by the node's Close) stops the listeners, lets every
-// connection flush what is already queued (bounded by the write timeout), closes the
-// connections and waits for all goroutines.
+// [Transport.Shutdown] stops the listeners, lets every connection flush what is already
+// queued, closes the connections and waits for all goroutines. The flush is bounded by the
+// close timeout ([WithCloseTimeout], default [DefaultCloseTimeout]) and by Shutdown's ctx:
+// when either ends first, the connections still writing are closed, which interrupts a
+// write blocked on a peer that stopped reading, and their unwritten frames are dropped, so
+// Shutdown returns promptly whatever the peers do. [Transport.Close] (also called by the
+// node's Close) is Shutdown bounded by the close timeout alone; servers pass their
+// shutdown context to Shutdown.
 package tcp

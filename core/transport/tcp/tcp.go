@@ -25,6 +25,9 @@ const (
 	DefaultHandshakeTimeout = 10 * time.Second
 	DefaultDialTimeout      = 10 * time.Second
 	DefaultWriteTimeout     = 30 * time.Second
+	// DefaultCloseTimeout is long enough for a peer that reads to take a full default
+	// write queue (256 frames of up to 64 KiB) over a link of about 100 Mbit/s.
+	DefaultCloseTimeout = 2 * time.Second
 )
 
 var (
@@ -49,6 +52,7 @@ type options struct {
 	handshakeTimeout time.Duration
 	dialTimeout      time.Duration
 	writeTimeout     time.Duration
+	closeTimeout     time.Duration
 	relay            bool
 }
 
@@ -115,6 +119,21 @@ func WithWriteTimeout(d time.Duration) Option {
 	return func(o *options) error { o.writeTimeout = d; return nonNegative("write timeout", d) }
 }
 
+// WithCloseTimeout bounds how long Close and Shutdown let the connections write the frames
+// already queued on them (default DefaultCloseTimeout). Connections that have not finished
+// by then are closed, which interrupts a write blocked on a peer that stopped reading, and
+// the frames they had not written are dropped. d must be > 0: Close must not block forever,
+// and a caller that wants no wait at all calls Shutdown with a context that is done.
+func WithCloseTimeout(d time.Duration) Option {
+	return func(o *options) error {
+		o.closeTimeout = d
+		if d <= 0 {
+			return fmt.Errorf("%w: tcp: close timeout %v, want > 0", core.ErrInvalidOption, d)
+		}
+		return nil
+	}
+}
+
 // WithRelay lets peers route messages through this node to TCP addresses: a message read
 // from a connection whose first onward address is a TCP address is sent on (dialling that
 // address). By default such messages are dropped and logged, so that a peer cannot make
@@ -129,14 +148,16 @@ type Transport struct {
 	log  *slog.Logger
 	opts options
 
-	ctx    context.Context // cancelled by Close
-	cancel context.CancelFunc
-	wg     sync.WaitGroup // accept loops and connection goroutines
+	ctx     context.Context // cancelled by Close
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup // accept loops, dials and connection goroutines
+	stopped chan struct{}  // closed once the first Close or Shutdown saw wg reach zero
 
 	mu        sync.Mutex
 	closed    bool
 	listeners []net.Listener
-	conns     map[*conn]struct{}
+	conns     map[*conn]struct{}  // open connections
+	writing   map[*conn]struct{}  // connections whose writer has not returned (closing ones too)
 	dialed    map[string]*conn    // by "host:port" as written in the TCP address
 	pending   map[string]*dialing // dials in progress
 
@@ -181,6 +202,7 @@ func New(node *routing.Node, opts ...Option) (*Transport, error) {
 		handshakeTimeout: DefaultHandshakeTimeout,
 		dialTimeout:      DefaultDialTimeout,
 		writeTimeout:     DefaultWriteTimeout,
+		closeTimeout:     DefaultCloseTimeout,
 	}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
@@ -194,7 +216,9 @@ func New(node *routing.Node, opts ...Option) (*Transport, error) {
 		opts:    o,
 		ctx:     ctx,
 		cancel:  cancel,
+		stopped: make(chan struct{}),
 		conns:   make(map[*conn]struct{}),
+		writing: make(map[*conn]struct{}),
 		dialed:  make(map[string]*conn),
 		pending: make(map[string]*dialing),
 	}
@@ -461,6 +485,7 @@ func (t *Transport) start(nc net.Conn, peer string, accepted bool) (*conn, error
 	}
 	c.addr = addr
 	t.conns[c] = struct{}{}
+	t.writing[c] = struct{}{}
 	if peer != "" {
 		t.dialed[peer] = c
 	}
@@ -514,9 +539,9 @@ func (t *Transport) StopListening() error {
 }
 
 // Disconnect closes the connection at local address a (as returned by Connect), after
-// writing the frames already queued on it, so that the next Connect or Send to its
-// host:port dials a new connection. Clients use it to drop a connection that stopped
-// answering. An address that names no open connection of this transport returns an error
+// writing the frames already queued on it (bounded by the write timeout, and cut short by
+// Close and Shutdown), so that the next Connect or Send to its host:port dials a new
+// connection. Clients use it to drop a connection that stopped answering. An address that names no open connection of this transport returns an error
 // matching routing.ErrNoRoute.
 func (t *Transport) Disconnect(a wire.Address) error {
 	t.mu.Lock()
@@ -537,36 +562,113 @@ func (t *Transport) Disconnect(a wire.Address) error {
 	return nil
 }
 
-// Close stops the listeners, flushes and closes every connection and waits for all the
-// transport's goroutines. It is idempotent.
-func (t *Transport) Close() error {
+// Close is Shutdown with a context that is never done: it stops the listeners, lets every
+// connection write the frames already queued on it for up to the close timeout
+// (WithCloseTimeout), closes the connections and waits for all the transport's goroutines.
+// It returns the first error of a listener's Close. The node's Close calls it.
+func (t *Transport) Close() error { return t.Shutdown(context.Background()) }
+
+// Shutdown closes the transport, bounded by ctx. It stops the listeners and the dials in
+// progress, makes later sends fail (with an error matching routing.ErrClosed or
+// ErrConnectionClosed), lets every connection write the frames already queued on it, then
+// closes the connections and waits until all the transport's goroutines have returned.
+//
+// Writing the queued frames is cut short when ctx ends or the close timeout
+// (WithCloseTimeout) has passed, whichever comes first: the connections that have not
+// finished by then are closed at once, which interrupts a write blocked on a peer that
+// stopped reading, and the frames they had not written are dropped (and logged). So
+// Shutdown returns soon after that point, however the peers behave; with a ctx that is
+// already done it drops what is queued and returns at once. Connections closed earlier
+// (Disconnect, idle timeout, ...) whose writer is still flushing are cut short the same
+// way.
+//
+// It returns an error matching ctx.Err() when ctx ended before every connection had
+// finished writing, joined with the first error of a listener's Close; a close timeout
+// that passes is not an error. Shutdown and Close may be called more than once and
+// concurrently: later calls wait, bounded as above by their own ctx and the close timeout,
+// until the transport has stopped, and return nil (or ctx's error). Servers call it with
+// their shutdown context; [Transport.StopListening] first, if open connections should
+// still be served meanwhile.
+func (t *Transport) Shutdown(ctx context.Context) error {
 	t.mu.Lock()
-	if t.closed {
-		t.mu.Unlock()
-		t.wg.Wait()
-		return nil
-	}
-	t.closed = true
-	lns := t.listeners
-	t.listeners = nil
-	conns := make([]*conn, 0, len(t.conns))
-	for c := range t.conns {
-		conns = append(conns, c)
+	first := !t.closed
+	var lns []net.Listener
+	var conns []*conn
+	if first {
+		t.closed = true
+		lns = t.listeners
+		t.listeners = nil
+		conns = make([]*conn, 0, len(t.conns))
+		for c := range t.conns {
+			conns = append(conns, c)
+		}
 	}
 	t.mu.Unlock()
 
 	var errs []error
-	for _, ln := range lns {
-		if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
-			errs = append(errs, err)
+	if first {
+		for _, ln := range lns {
+			if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+				errs = append(errs, err)
+			}
 		}
+		for _, c := range conns {
+			c.shutdown(nil)
+		}
+		t.cancel()
+		// No goroutine is added once closed is set (Listen, connFor and start check it
+		// under t.mu), so wg only counts down from here.
+		go func() {
+			t.wg.Wait()
+			close(t.stopped)
+		}()
 	}
-	for _, c := range conns {
-		c.shutdown(nil)
+	if err := t.awaitStopped(ctx); err != nil {
+		errs = append([]error{err}, errs...)
 	}
-	t.cancel()
-	t.wg.Wait()
 	return errors.Join(errs...)
+}
+
+// awaitStopped waits until the transport's goroutines have returned. When ctx ends or the
+// close timeout passes first, it closes the sockets of the connections whose writer is
+// still running, then waits for the goroutines, which end promptly once their sockets are
+// closed. It returns an error matching ctx.Err() when ctx cut a writer short.
+func (t *Transport) awaitStopped(ctx context.Context) error {
+	select {
+	case <-t.stopped:
+		return nil
+	default:
+	}
+	timer := time.NewTimer(t.opts.closeTimeout)
+	defer timer.Stop()
+	var err error
+	select {
+	case <-t.stopped:
+		return nil
+	case <-timer.C:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	t.mu.Lock()
+	cut := make([]*conn, 0, len(t.writing))
+	for c := range t.writing {
+		cut = append(cut, c)
+	}
+	t.mu.Unlock()
+	for _, c := range cut {
+		// Safe while the writer is in Write: Write returns an error at once.
+		_ = c.nc.Close()
+	}
+	<-t.stopped
+	if len(cut) == 0 {
+		return nil
+	}
+	if err != nil {
+		t.log.Warn("tcp: shutdown context ended; closed connections that had not finished writing their queued frames", "connections", len(cut), "err", err)
+		return fmt.Errorf("tcp: shutdown: %d connection(s) closed before writing all queued frames: %w", len(cut), err)
+	}
+	t.log.Warn("tcp: close timeout passed; closed connections that had not finished writing their queued frames", "connections", len(cut), "close_timeout", t.opts.closeTimeout)
+	return nil
 }
 
 // conn is one TCP connection, registered on the node at addr.
@@ -820,7 +922,12 @@ const (
 // frames queued together leave in as few system calls as fit the buffer.
 func (c *conn) writeLoop() {
 	defer c.t.wg.Done()
-	defer c.nc.Close()
+	defer func() {
+		c.t.mu.Lock()
+		delete(c.t.writing, c)
+		c.t.mu.Unlock()
+		c.nc.Close()
+	}()
 	bw := bufio.NewWriterSize(deadlineWriter{c}, writeBufferSize)
 	for {
 		select {

@@ -393,7 +393,7 @@ func TestOptionsValidated(t *testing.T) {
 	n, err := routing.NewNode(routing.WithLogger(quiet))
 	must(t, err)
 	defer n.Close()
-	for _, o := range []Option{WithMaxConnections(0), WithWriteQueueSize(0), WithIdleTimeout(-1), WithLogger(nil)} {
+	for _, o := range []Option{WithMaxConnections(0), WithWriteQueueSize(0), WithIdleTimeout(-1), WithLogger(nil), WithCloseTimeout(0)} {
 		if _, err := New(n, o); !errors.Is(err, core.ErrInvalidOption) {
 			t.Errorf("err = %v, want ErrInvalidOption", err)
 		}

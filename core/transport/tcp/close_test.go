@@ -1,0 +1,133 @@
+package tcp
+
+import (
+	"context"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/core/wire"
+)
+
+// stalledPeer returns a listener's address; the one connection it accepts is never read
+// from. release closes the listener and that connection; tests defer it, so that it runs
+// before the node's Cleanup even when the test fails (it unblocks a stuck writer).
+func stalledPeer(t *testing.T) (addr string, release func()) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		nc, err := ln.Accept()
+		if err != nil {
+			nc = nil
+		}
+		accepted <- nc
+	}()
+	return ln.Addr().String(), func() {
+		ln.Close()
+		if nc := <-accepted; nc != nil {
+			nc.Close()
+		}
+	}
+}
+
+// fill sends large messages to addr until a send finds the write queue full: the peer does
+// not read, so the socket buffers are full too and the connection's writer is blocked in a
+// write.
+func fill(t *testing.T, s *side, addr string) {
+	t.Helper()
+	for range 2000 {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		err := s.node.Send(ctx, wire.TransportMessage{
+			OnwardRoute: wire.Route{wire.TCP(addr), wire.Local("inbox")}, Payload: make([]byte, 60_000)})
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) {
+			return
+		}
+		must(t, err)
+	}
+	t.Fatal("2000 frames of 60 KB were queued to a peer that does not read")
+}
+
+// awaitClose runs close and fails the test if it has not returned within guard.
+func awaitClose(t *testing.T, what string, close func() error) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- close() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(guard):
+		t.Fatalf("%s still blocked after %v: a writer blocked on a peer that stopped reading is never interrupted", what, guard)
+		return nil
+	}
+}
+
+// With the write timeout disabled (a documented setting), a writer blocked on a peer that
+// stopped reading must not keep Close waiting: the close timeout closes the connection.
+func TestCloseInterruptsWriterOfStalledPeer(t *testing.T) {
+	addr, release := stalledPeer(t)
+	defer release()
+	client := newSide(t, WithWriteTimeout(0), WithCloseTimeout(200*time.Millisecond))
+	fill(t, client, addr)
+	if err := awaitClose(t, "Close", client.tr.Close); err != nil {
+		t.Fatalf("Close: %v (a close timeout that passes is not an error)", err)
+	}
+}
+
+// Shutdown stops flushing when its ctx ends, even when the close timeout is far away, and
+// says so in its error.
+func TestShutdownCutShortByContext(t *testing.T) {
+	addr, release := stalledPeer(t)
+	defer release()
+	client := newSide(t, WithWriteTimeout(0), WithCloseTimeout(time.Hour))
+	fill(t, client, addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	err := awaitClose(t, "Shutdown", func() error { return client.tr.Shutdown(ctx) })
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown with an expired ctx and a connection still writing = %v, want an error matching context.DeadlineExceeded", err)
+	}
+	// A later call waits for nothing: the transport has stopped.
+	if err := client.tr.Shutdown(context.Background()); err != nil {
+		t.Fatalf("second Shutdown: %v", err)
+	}
+}
+
+// A connection that was closed before the transport (Disconnect) and is still trying to
+// flush to a peer that stopped reading is cut short by Close too.
+func TestCloseInterruptsDisconnectedWriter(t *testing.T) {
+	addr, release := stalledPeer(t)
+	defer release()
+	client := newSide(t, WithWriteTimeout(0), WithCloseTimeout(200*time.Millisecond))
+	local, err := client.tr.Connect(context.Background(), addr)
+	must(t, err)
+	fill(t, client, addr)
+	must(t, client.tr.Disconnect(local))
+	if err := awaitClose(t, "Close", client.tr.Close); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+}
+
+// Shutdown with a peer that reads still delivers every queued frame, and a ctx that ends
+// after that is no error.
+func TestShutdownFlushesToReadingPeer(t *testing.T) {
+	server, client := newSide(t), newSide(t, WithCloseTimeout(time.Hour))
+	addr := server.listen(t)
+	const count = 300 // more than the write queue holds
+	payload := make([]byte, 10_000)
+	for range count {
+		must(t, client.node.Send(context.Background(), wire.TransportMessage{
+			OnwardRoute: wire.Route{wire.TCP(addr), wire.Local("inbox")}, Payload: payload}))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), guard)
+	defer cancel()
+	if err := client.tr.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	for range count {
+		server.receive(t)
+	}
+}
