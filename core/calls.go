@@ -11,14 +11,15 @@ import (
 // Calls keeps count of a backend's calls in flight, so that its Close can refuse new calls,
 // wait for the ones running and cancel them. A backend calls Begin at the start of every
 // method that talks to its broker and the returned end when the method returns; its Close
-// calls Close, then Wait and Cancel in the order its documentation promises (for example:
-// wait a grace period, then cancel). The zero value is ready to use; a Calls must not be
-// copied after first use.
+// is Shutdown with a function that calls Wait and Cancel in the order its documentation
+// promises (for example: wait a grace period, then cancel). The zero value is ready to
+// use; a Calls must not be copied after first use.
 type Calls struct {
 	mu     sync.Mutex
 	closed bool
 	n      int                     // calls and goroutines in flight
-	idle   chan struct{}           // made by Close; closed once n is 0 after Close
+	idle   chan struct{}           // made by Shutdown; closed once n is 0 after it
+	shut   chan struct{}           // made by Shutdown; closed when its shutdown returned
 	life   context.Context         // ends when Cancel is called; made on first use
 	cancel context.CancelCauseFunc // cancels life with cause ErrClosed
 }
@@ -30,7 +31,7 @@ func (c *Calls) initLocked() {
 	}
 }
 
-// Begin registers a call. It fails with [ErrClosed] once Close was called, and with ctx's
+// Begin registers a call. It fails with [ErrClosed] once Shutdown was called, and with ctx's
 // error when ctx is already done. The returned context ends with ctx, and also when Cancel
 // is called, with cause [ErrClosed] (context.Cause tells the two apart). The caller must
 // call end when the call returns.
@@ -83,23 +84,35 @@ func (c *Calls) done() {
 	c.mu.Unlock()
 }
 
-// Close refuses new calls from now on. It reports whether this was the first Close; a
-// backend's Close returns at once when it was not.
-func (c *Calls) Close() bool {
+// Shutdown is the body of a backend's Close. The first call refuses new calls from now on
+// (Begin fails with [ErrClosed]), runs shutdown (nil: nothing), which calls Wait and Cancel
+// in the order the backend's documentation promises and releases its resources, and
+// returns its error. Later and concurrent calls wait until the first call's shutdown has
+// returned, then return nil: no Close returns while the backend is still closing, since its
+// caller may free what a call in flight uses.
+func (c *Calls) Shutdown(shutdown func() error) error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.closed {
-		return false
+		shut := c.shut
+		c.mu.Unlock()
+		<-shut
+		return nil
 	}
 	c.closed = true
 	c.idle = make(chan struct{})
 	if c.n == 0 {
 		close(c.idle)
 	}
-	return true
+	c.shut = make(chan struct{})
+	c.mu.Unlock()
+	defer close(c.shut)
+	if shutdown == nil {
+		return nil
+	}
+	return shutdown()
 }
 
-// Closed reports whether Close was called.
+// Closed reports whether Shutdown was called.
 func (c *Calls) Closed() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -121,14 +134,14 @@ func (c *Calls) Context() context.Context {
 	return c.life
 }
 
-// Wait waits, after Close, until no call or goroutine of Go is in flight, or until timeout
+// Wait waits, after Shutdown, until no call or goroutine of Go is in flight, or until timeout
 // passed (timeout <= 0: no limit). It reports whether none is left.
 func (c *Calls) Wait(timeout time.Duration) bool {
 	c.mu.Lock()
 	idle := c.idle
 	c.mu.Unlock()
 	if idle == nil {
-		panic("core: Calls.Wait before Close")
+		panic("core: Calls.Wait before Shutdown")
 	}
 	if timeout <= 0 {
 		<-idle

@@ -17,14 +17,18 @@ func TestCallsRefuseAfterClose(t *testing.T) {
 	if c.Closed() {
 		t.Fatal("a new Calls is closed")
 	}
-	if !c.Close() {
-		t.Fatal("first Close reported false")
+	ran := 0
+	if err := c.Shutdown(func() error { ran++; return errors.New("first") }); err == nil || err.Error() != "first" {
+		t.Fatalf("first Shutdown returned %v, want the error of its function", err)
 	}
-	if c.Close() {
-		t.Fatal("second Close reported true")
+	if err := c.Shutdown(func() error { ran++; return errors.New("second") }); err != nil {
+		t.Fatalf("second Shutdown returned %v, want nil", err)
+	}
+	if ran != 1 {
+		t.Fatalf("Shutdown ran its function %d times, want once", ran)
 	}
 	if !c.Closed() {
-		t.Fatal("Closed is false after Close")
+		t.Fatal("Closed is false after Shutdown")
 	}
 	if _, _, err := c.Begin(context.Background()); !errors.Is(err, core.ErrClosed) {
 		t.Fatalf("Begin after Close: %v, want ErrClosed", err)
@@ -41,7 +45,7 @@ func TestCallsBeginWithDoneContext(t *testing.T) {
 	if _, _, err := c.Begin(ctx); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Begin with a cancelled ctx: %v, want context.Canceled", err)
 	}
-	c.Close()
+	_ = c.Shutdown(nil)
 	if !c.Wait(time.Millisecond) {
 		t.Fatal("a refused Begin was counted as a call in flight")
 	}
@@ -59,7 +63,7 @@ func TestCallsWaitForCallsAndGoroutines(t *testing.T) {
 		<-release
 		ran.Store(true)
 	})
-	c.Close()
+	_ = c.Shutdown(nil)
 	end()
 	if c.Wait(20 * time.Millisecond) {
 		t.Fatal("Wait returned while a goroutine of Go was running")
@@ -85,7 +89,7 @@ func TestCallsCancel(t *testing.T) {
 	if c.Context().Err() != nil {
 		t.Fatal("Context ended before Cancel")
 	}
-	c.Close()
+	_ = c.Shutdown(nil)
 	if ctx.Err() != nil {
 		t.Fatal("Close alone cancelled a call in flight")
 	}
@@ -144,7 +148,7 @@ func TestCallsNoCallAfterWait(t *testing.T) {
 				}
 			}()
 		}
-		c.Close()
+		_ = c.Shutdown(nil)
 		if !c.Wait(10 * time.Second) {
 			t.Fatal("calls still in flight after 10 s")
 		}
@@ -155,5 +159,41 @@ func TestCallsNoCallAfterWait(t *testing.T) {
 		if n := running.Load(); n != 0 {
 			t.Fatalf("%d calls ran after Wait", n)
 		}
+	}
+}
+
+// TestCallsLaterShutdownWaits checks that a Shutdown called while the first one runs returns
+// only after the first one's function returned: a backend's second Close must not return
+// while the backend is still closing.
+func TestCallsLaterShutdownWaits(t *testing.T) {
+	var c core.Calls
+	started, release := make(chan struct{}), make(chan struct{})
+	var finished atomic.Bool
+	first := make(chan error, 1)
+	go func() {
+		first <- c.Shutdown(func() error {
+			close(started)
+			<-release
+			finished.Store(true)
+			return nil
+		})
+	}()
+	<-started
+	second := make(chan error, 1)
+	go func() { second <- c.Shutdown(nil) }()
+	select {
+	case err := <-second:
+		t.Fatalf("a later Shutdown returned (%v) while the first one's function ran", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	if err := <-second; err != nil {
+		t.Fatalf("later Shutdown: %v", err)
+	}
+	if !finished.Load() {
+		t.Fatal("a later Shutdown returned before the first one's function returned")
+	}
+	if err := <-first; err != nil {
+		t.Fatalf("first Shutdown: %v", err)
 	}
 }

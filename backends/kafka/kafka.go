@@ -803,22 +803,21 @@ func (s *Store) ping(ctx context.Context) error {
 
 // Close marks the Store closed (new calls return core.ErrClosed), waits up to
 // Options.CloseTimeout for in-flight calls, then cancels them, and closes the client if
-// Dial created it. It never blocks for much more than twice CloseTimeout. A second Close
-// returns nil.
+// Dial created it. It never blocks for much more than twice CloseTimeout. Later calls wait
+// until the first has finished and return nil.
 func (s *Store) Close() error {
-	if !s.calls.Close() {
-		return nil
-	}
-	var err error
-	if !s.calls.Wait(s.opts.CloseTimeout) {
-		s.calls.Cancel()
+	return s.calls.Shutdown(func() error {
+		var err error
 		if !s.calls.Wait(s.opts.CloseTimeout) {
-			err = fmt.Errorf("kafka: close: %w: calls still in flight after %s", core.ErrUnavailable, 2*s.opts.CloseTimeout)
+			s.calls.Cancel()
+			if !s.calls.Wait(s.opts.CloseTimeout) {
+				err = fmt.Errorf("kafka: close: %w: calls still in flight after %s", core.ErrUnavailable, 2*s.opts.CloseTimeout)
+			}
 		}
-	}
-	s.calls.Cancel()
-	if s.own {
-		s.cl.Close()
-	}
-	return err
+		s.calls.Cancel()
+		if s.own {
+			s.cl.Close()
+		}
+		return err
+	})
 }

@@ -40,6 +40,6 @@ func TestAppendAfterWriterExited(t *testing.T) {
 			t.Fatalf("append %d after the writer exited: got %v, want core.ErrClosed", i, err)
 		}
 	}
-	s.calls.Close()
+	_ = s.calls.Shutdown(nil)
 	s.calls.Wait(0)
 }

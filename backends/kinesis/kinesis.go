@@ -145,18 +145,17 @@ const closeGrace = 10 * time.Second
 // Close stops the partition writers: appends being written finish, appends still queued
 // fail with core.ErrClosed, and later calls return core.ErrClosed. It waits up to 10 seconds
 // for the writers and the calls in flight, then cancels them. It does not close the client.
-// A second Close returns nil.
+// Later calls wait until the first has finished and return nil.
 func (s *Store) Close() error {
-	if !s.calls.Close() {
-		return nil
-	}
-	close(s.stop)
-	if !s.calls.Wait(closeGrace) {
+	return s.calls.Shutdown(func() error {
+		close(s.stop)
+		if !s.calls.Wait(closeGrace) {
+			s.calls.Cancel()
+			s.calls.Wait(0)
+		}
 		s.calls.Cancel()
-		s.calls.Wait(0)
-	}
-	s.calls.Cancel()
-	return nil
+		return nil
+	})
 }
 
 // begin registers a public call (see [core.Calls.Begin]); it fails with core.ErrClosed

@@ -959,24 +959,23 @@ func (s *Store) reader(ctx context.Context, o pulsar.ReaderOptions) (pulsar.Read
 
 // Close cancels in-flight calls, waits for them (and for the closing of evicted producers),
 // closes the producers and, if the store built it (Open), the client. It never waits longer
-// than the client's operation timeout.
-// A second Close returns nil.
+// than the client's operation timeout. Later calls wait until the first has finished and
+// return nil.
 func (s *Store) Close() error {
-	if !s.calls.Close() {
+	return s.calls.Shutdown(func() error {
+		s.calls.Cancel()
+		s.calls.Wait(0)
+		s.mu.Lock()
+		slots := s.producers
+		s.producers = map[string]*producerSlot{}
+		s.mu.Unlock()
+		for _, sl := range slots {
+			closeSlot(sl)
+		}
+		s.dropReaders(nil)
+		if s.ownClient {
+			s.client.Close()
+		}
 		return nil
-	}
-	s.calls.Cancel()
-	s.calls.Wait(0)
-	s.mu.Lock()
-	slots := s.producers
-	s.producers = map[string]*producerSlot{}
-	s.mu.Unlock()
-	for _, sl := range slots {
-		closeSlot(sl)
-	}
-	s.dropReaders(nil)
-	if s.ownClient {
-		s.client.Close()
-	}
-	return nil
+	})
 }

@@ -44,6 +44,8 @@ type Store struct {
 	mu     sync.Mutex
 	conn   *client.Conn
 	closed bool
+
+	closeMu sync.Mutex // held by Close: a later Close waits until the first has finished
 }
 
 var (
@@ -136,8 +138,11 @@ func openURL(ctx context.Context, u *url.URL) (*core.Backend, error) {
 // Capabilities returns the capabilities given in Options.
 func (s *Store) Capabilities() core.Capabilities { return s.caps }
 
-// Close closes the connection to the hub. A second Close returns nil.
+// Close closes the connection to the hub and the client's node, and waits for their
+// goroutines. Later calls wait until the first has finished and return nil.
 func (s *Store) Close() error {
+	s.closeMu.Lock()
+	defer s.closeMu.Unlock()
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
