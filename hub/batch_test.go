@@ -133,6 +133,7 @@ func TestShutdownPushNotTaken(t *testing.T) {
 	h, addr := hubtest.Start(t, b)
 	c := hubtest.Dial(t, addr)
 	s := c.Create("draining")
+	unused := c.CreatePartitioned(wire.ProtocolCreatePartitioned, "draining-unused", 2)[1] // no worker yet
 	c.Send(s.Route, wire.ProtocolPush, wire.PushRequest{RequestID: 1, Data: []byte("in flight")})
 	<-g.started
 
@@ -145,6 +146,11 @@ func TestShutdownPushNotTaken(t *testing.T) {
 	c.ExpectError()
 	c.Send(s.Route, wire.ProtocolPushBatch, wire.PushBatchRequest{RequestID: 3, Messages: [][]byte{[]byte("late")}})
 	c.ExpectRequestError(wire.ProtocolPushBatch, 3)
+	// A partition whose worker starts during the drain answers the same way.
+	c.Send(unused.Route, wire.ProtocolPush, wire.PushRequest{RequestID: 4, Data: []byte("late")})
+	c.ExpectError()
+	c.Send(unused.Route, wire.ProtocolPullWait, wire.PullWaitRequest{RequestID: 5, Limit: 1, WaitMS: 10_000})
+	c.ExpectRequestError(wire.ProtocolPullWait, 5)
 
 	g.release <- struct{}{}
 	if pc := c.ExpectConfirm(); pc.Status != wire.StatusOK || pc.RequestID != 1 {

@@ -30,10 +30,12 @@
 // [core.PartitionCounter] and otherwise from the streams created through this hub.
 //
 // Each stream partition has one worker, at the local address "stream.<name>.<partition>".
-// It is registered when the stream is created on the hub, or on the first message for that
-// address when the backend has that partition (the hub is the routing node's fallback, see
-// routing.Node.SetFallback), so routes learned from an Init survive a hub restart. It
-// handles stream_push, stream_pull and Sluice's sluice_push_batch and sluice_pull_wait.
+// It is registered on the first message for that address when the stream has that
+// partition (the hub is the routing node's fallback, see routing.Node.SetFallback): a
+// create only sends the Inits, so a partition that is never used costs no memory or
+// goroutine, and routes learned from an Init survive a hub restart. It handles
+// stream_push, stream_pull and Sluice's sluice_push_batch, sluice_pull_wait and
+// sluice_pull_batch. A worker, once started, stays until the hub stops.
 //
 // # Pushes
 //
@@ -59,7 +61,32 @@
 // sluice_pull_wait is a long poll: when the partition is caught up the request is parked on
 // the partition and answered when the next append lands (or with no messages when wait_ms,
 // capped by [WithMaxPullWait], expires). There is no polling loop: the writer wakes the
-// parked requests after each append.
+// parked requests after each append, those waiting for an index the append reached; the
+// others stay parked. At most [WithMaxParkedPulls] requests park per partition: one
+// beyond is answered at once with no messages. Parked requests of a connection that has
+// closed are dropped, unanswered, when the next append or the cap finds them.
+//
+// # Slow clients and bounds
+//
+// A client that stops reading its replies never stalls the work of others. The partition
+// writer, the workers' mailboxes and the services never wait for a client's connection:
+// a reply (a push confirm, an Init, an index reply, an error, an empty pull response) is
+// queued on the connection at once or, when its write queue is full, kept in a backlog
+// for that connection, in order. Replies that carry pulled messages are sent by the pull's
+// own goroutine, which waits for room (backpressure on that pull only). A connection that
+// takes no reply for 5 s, or lets thousands of replies pile up in its backlog, is a slow
+// consumer: the hub closes it (as NATS does) and counts it in Metrics.SlowConsumers. Its
+// client reconnects and sends again what was not answered; a publisher resends the
+// pushes that were not confirmed, so nothing is lost (some messages may be stored twice,
+// as always with at-least-once delivery). Replies to a destination that is not a
+// connection of the hub's own TCP transport (a worker of a shared node) are dropped
+// instead.
+//
+// Requests in progress are bounded (see [WithMaxConcurrentFetches]): a worker takes a
+// slot before it starts a goroutine for a pull, an index request, a create or a
+// sluice_stream_info, and waits in its mailbox while none is free, which slows down the
+// connections that send to it. So a flood of requests, or a slow broker, costs the hub a
+// bounded number of goroutines.
 //
 // # Errors
 //
@@ -88,6 +115,12 @@
 // log/slog ([WithLogger]).
 //
 // # Limitations
+//
+// A client that floods pulls without reading their replies can hold all pull slots until
+// it is closed as a slow consumer (up to 5 s); meanwhile other pulls wait for a slot.
+//
+// Partition workers are not retired when idle: a hub that served many partitions keeps a
+// worker (two goroutines, a mailbox and a push queue) for each until it stops.
 //
 // With a backend that does not implement [core.PartitionCounter], a partition worker exists
 // only once its stream was created on this hub process: after a restart a client must send

@@ -79,3 +79,37 @@ func FuzzWorkers(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParsePartitionAddr feeds arbitrary local addresses, as they arrive in the onward
+// routes of network messages (the node's fallback parses every unknown one), to
+// parsePartitionAddr. An address it accepts names a valid stream and partition, and is
+// exactly the address of that partition's worker, so that one worker never has two
+// addresses.
+func FuzzParsePartitionAddr(f *testing.F) {
+	for _, s := range []string{
+		"stream.s.0", "stream.orders.2", "stream.a.b.12", "stream.generated_00ff.1023",
+		"stream..0", "stream...0", "stream....1", "stream.s.", "stream.s", "stream.", "stream", "",
+		"stream.s.-1", "stream.s.+1", "stream.s.01", "stream.s. 1", "stream.s.99999999999999999999",
+		"other.s.0", "STREAM.s.0", "stream.s\xff.1", "stream.s/x.1", "stream.." + string(make([]byte, 300)) + ".1",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, addr string) {
+		stream, partition, ok := parsePartitionAddr(addr)
+		if !ok {
+			if stream != "" || partition != 0 {
+				t.Fatalf("parsePartitionAddr(%q) = %q, %d, false: want zero values when not ok", addr, stream, partition)
+			}
+			return
+		}
+		if err := core.ValidateStreamName(stream); err != nil {
+			t.Fatalf("parsePartitionAddr(%q) accepted stream %q: %v", addr, stream, err)
+		}
+		if partition < 0 {
+			t.Fatalf("parsePartitionAddr(%q) accepted partition %d", addr, partition)
+		}
+		if back := partitionAddr(stream, partition); back != addr {
+			t.Fatalf("parsePartitionAddr(%q) = %q, %d, whose address is %q", addr, stream, partition, back)
+		}
+	})
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluicehq/sluice/core"
@@ -22,10 +23,6 @@ const (
 	// IndexAddress is the local address of the index service (stream_index*, sluice_index_*).
 	IndexAddress = "stream_index"
 )
-
-// replyTimeout bounds how long one reply may wait for room in a connection's write queue,
-// so a client that stops reading cannot stall a partition writer for long.
-const replyTimeout = 5 * time.Second
 
 // Hub serves the Ockam stream protocol (and Sluice's extensions) on a routing node, storing
 // streams in a backend. Create it with [New], serve TCP with [Hub.Listen] or [Hub.Serve], and
@@ -45,11 +42,21 @@ type Hub struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	fetchSem chan struct{} // bounds concurrent backend fetches for pulls
-	indexSem chan struct{} // bounds concurrent index service backend calls
+	fetchSem   chan struct{} // bounds concurrent backend fetches for pulls
+	pullSem    chan struct{} // bounds pulls in progress (one goroutine each), taken before it starts
+	indexSem   chan struct{} // bounds concurrent index service backend calls
+	indexSlots chan struct{} // bounds index requests queued or running, taken on arrival
+	taskSem    chan struct{} // bounds creates and stream infos in progress (one goroutine each)
 
 	imu         sync.Mutex
-	indexQueues map[indexKey][]func(context.Context) // pending index requests per busy key
+	indexQueues map[indexKey][]indexCall // pending index requests per busy key
+
+	backlogs  backlogs     // replies waiting for their destination (see reply)
+	nBacklogs atomic.Int32 // len(backlogs.m), read without the lock on every reply
+
+	tcpRef  atomic.Pointer[tcp.Transport] // h.tcp, for slowConsumer and connGone
+	cwmu    sync.Mutex
+	watches map[string]connWatch // by local address: is it a connection, and its Done
 
 	mu           sync.Mutex
 	closing      bool // no new requests are accepted
@@ -87,11 +94,16 @@ func New(backend *core.Backend, opts ...Option) (*Hub, error) {
 		cfg:         cfg,
 		log:         cfg.logger,
 		fetchSem:    make(chan struct{}, cfg.maxFetches),
+		pullSem:     make(chan struct{}, pullsPerFetch*cfg.maxFetches),
 		indexSem:    make(chan struct{}, cfg.maxFetches),
-		indexQueues: make(map[indexKey][]func(context.Context)),
+		indexSlots:  make(chan struct{}, pullsPerFetch*cfg.maxFetches),
+		taskSem:     make(chan struct{}, cfg.maxFetches),
+		indexQueues: make(map[indexKey][]indexCall),
 		partitions:  make(map[string]*partition),
 		streams:     make(map[string]int),
+		watches:     make(map[string]connWatch),
 	}
+	h.backlogs.m = make(map[string]*backlog)
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	if cfg.node != nil {
 		h.node = cfg.node
@@ -145,11 +157,13 @@ func (h *Hub) Metrics() Metrics { return h.m.snapshot() }
 // `sluice_error` reply: not taken, to send again), appends and confirms every push already
 // queued, answers parked long-poll pulls with what is there,
 // then closes the TCP transport (flushing the replies queued on each connection) and, if the
-// hub created it, the routing node. If ctx ends first, the remaining backend calls are
-// cancelled (their pushes are confirmed with status ERROR) and Shutdown returns an error
-// matching ctx's error after closing everything. Shutdown and Close may be called more than
-// once; later calls wait for the first to finish and return nil. Shutdown does not close
-// the backend.
+// hub created it, the routing node. If ctx ends first (a hard stop), the remaining backend
+// calls are cancelled (their pushes are confirmed with status ERROR), replies still waiting
+// for a slow client are dropped, the connections get at most a second to write the replies
+// already queued on them, and Shutdown returns an error matching ctx's error after closing
+// everything: it does not wait for a client that does not read. Shutdown and Close may be called more
+// than once; later calls wait for the first to finish and return nil. Shutdown does not
+// close the backend.
 func (h *Hub) Shutdown(ctx context.Context) error {
 	var err error
 	h.shutdownOnce.Do(func() { err = h.shutdown(ctx) })
@@ -213,11 +227,26 @@ func (h *Hub) shutdown(ctx context.Context) error {
 		h.cancel()
 		<-tasksDone
 	}
+	// Replies still waiting for a slow destination go out before the transport closes; a
+	// hard stop drops them.
+	if err := h.waitBacklogs(ctx); err != nil && ctxErr == nil {
+		ctxErr = err
+	}
 	h.cancel()
+	_ = h.waitBacklogs(context.Background()) // prompt: their sends see h.ctx cancelled
 
-	// Replies are queued on the connections; closing the transport flushes them.
+	// Replies are queued on the connections; closing the transport flushes them, for as
+	// long as ctx allows (and at most the transport's close timeout). After a hard
+	// stop the connections get hardStopFlush to write what is queued (the status ERROR
+	// confirms of the appends it cut short among it).
 	if transport != nil {
-		if err := transport.Close(); err != nil {
+		flushCtx := ctx
+		if ctx.Err() != nil {
+			var cancel context.CancelFunc
+			flushCtx, cancel = context.WithTimeout(context.Background(), hardStopFlush)
+			defer cancel()
+		}
+		if err := transport.Shutdown(flushCtx); err != nil && !errors.Is(err, ctx.Err()) {
 			errs = append(errs, err)
 		}
 	}
@@ -229,9 +258,11 @@ func (h *Hub) shutdown(ctx context.Context) error {
 		h.node.SetFallback(nil)
 		_ = h.node.Unregister(StreamAddress)
 		_ = h.node.Unregister(IndexAddress)
-		for _, p := range parts {
+		h.mu.Lock() // workers registered during the drain too
+		for _, p := range h.partitions {
 			_ = h.node.Unregister(p.addr)
 		}
+		h.mu.Unlock()
 	}
 	h.log.Info("hub stopped", "metrics", h.m.snapshot().String())
 	if ctxErr != nil {
@@ -239,6 +270,10 @@ func (h *Hub) shutdown(ctx context.Context) error {
 	}
 	return errors.Join(errs...)
 }
+
+// hardStopFlush is how long the connections may take, after a hard stop, to write the
+// replies already queued on them before they are closed.
+const hardStopFlush = time.Second
 
 // Listen accepts TCP connections on addr (for example "127.0.0.1:4000", or port 0 for any
 // free port) and returns the address it listens on. The first call creates the hub's TCP
@@ -261,6 +296,7 @@ func (h *Hub) Listen(addr string) (net.Addr, error) {
 			return nil, fmt.Errorf("hub: listen %s: %w", addr, err)
 		}
 		h.tcp = t
+		h.tcpRef.Store(t)
 	}
 	t := h.tcp
 	h.mu.Unlock()
@@ -279,7 +315,9 @@ func (h *Hub) isClosing() bool {
 	return h.closing
 }
 
-// partition returns the worker of (stream, id), registering it on first use.
+// partition returns the worker of (stream, id), registering it on first use. A worker
+// registered while the hub shuts down only answers that it takes no request (see
+// partition.notTaken): it has no writer and parks no pull.
 func (h *Hub) partition(stream string, id int) (*partition, error) {
 	addr := partitionAddr(stream, id)
 	h.mu.Lock()
@@ -287,25 +325,31 @@ func (h *Hub) partition(stream string, id int) (*partition, error) {
 	if p := h.partitions[addr]; p != nil {
 		return p, nil
 	}
-	if h.closing {
-		return nil, errShuttingDown
-	}
 	p := newPartition(h, stream, id)
+	if h.closing {
+		p.closeQueue()
+		p.stopped = true
+		close(p.done)
+	}
 	if err := h.node.Register(addr, p); err != nil {
 		return nil, fmt.Errorf("hub: register partition worker %q: %w", addr, err)
 	}
 	h.partitions[addr] = p
-	go p.run()
+	if !h.closing {
+		go p.run()
+	}
 	return p, nil
 }
 
 // fallback is the node's fallback (see routing.Node.SetFallback): it registers the worker of
 // a partition address "stream.<name>.<partition>" that this hub process has not registered
-// yet (for example after a restart) when the backend has that partition, so that a client
-// may go on using the route it learned from an Init without creating the stream again.
+// yet when the stream has that partition. That is how every partition worker starts: a
+// create only sends the Inits, so partitions that are never used cost nothing; and after a
+// restart a client may go on using the route it learned from an Init without creating the
+// stream again.
 func (h *Hub) fallback(ctx context.Context, addr string) routing.Worker {
 	stream, id, ok := parsePartitionAddr(addr)
-	if !ok || h.isClosing() {
+	if !ok {
 		return nil
 	}
 	// The lookup runs in the sender's goroutine (a connection's reader): bound it.
@@ -313,7 +357,13 @@ func (h *Hub) fallback(ctx context.Context, addr string) routing.Worker {
 	defer cancel()
 	stop := context.AfterFunc(h.ctx, cancel)
 	defer stop()
-	n, err := h.partitionCount(ctx, stream)
+	// A stream created through this hub needs no lookup (a create registers no workers:
+	// each is registered here, on its first message).
+	var err error
+	n := h.knownPartitions(stream)
+	if id >= n {
+		n, err = h.partitionCount(ctx, stream)
+	}
 	if err != nil || id >= n {
 		h.log.Debug("no partition worker for address", "address", addr, "partitions", n, "err", err)
 		return nil
@@ -325,6 +375,19 @@ func (h *Hub) fallback(ctx context.Context, addr string) routing.Worker {
 	}
 	h.log.Debug("partition worker registered on first use", "stream", stream, "partition", id)
 	return p // already registered by h.partition; the node uses that registration
+}
+
+// pullsPerFetch is how many pulls (and index requests) may be in progress per backend call
+// allowed at once by WithMaxConcurrentFetches: a pull holds its slot while it fetches and
+// while its reply waits for room on a connection.
+const pullsPerFetch = 4
+
+// knownPartitions returns the partition count of stream if it was created (or found)
+// through this hub, and 0 otherwise.
+func (h *Hub) knownPartitions(stream string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.streams[stream]
 }
 
 // goTask runs f on a goroutine owned by the hub (waited for by Shutdown). It reports false,
@@ -343,10 +406,50 @@ func (h *Hub) goTask(f func(ctx context.Context)) bool {
 	return true
 }
 
-// goPull answers r on a new task goroutine; after shutdown it answers with no messages.
-func (h *Hub) goPull(p *partition, r pullReq) {
-	if !h.goTask(func(ctx context.Context) { p.pull(ctx, r) }) {
-		p.sendPull(r, nil)
+// acquire takes a slot of sem, waiting while none is free. It reports false, without a
+// slot, when ctx (the caller's: a worker's mailbox context) or the hub's context ends
+// first. Workers take a slot before they start a goroutine for a request, so a flood of
+// requests waits in the worker's mailbox, which slows down the connections that send to
+// it, instead of holding a goroutine each.
+func (h *Hub) acquire(ctx context.Context, sem chan struct{}) bool {
+	select {
+	case sem <- struct{}{}:
+		return true
+	default:
+	}
+	select {
+	case sem <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-h.ctx.Done():
+		return false
+	}
+}
+
+// goBounded runs f on a task goroutine once it has a slot of sem (see acquire), and
+// releases the slot when f returns. It reports false, without running f, when there is no
+// slot (ctx or the hub's context ended) or the hub no longer starts tasks.
+func (h *Hub) goBounded(ctx context.Context, sem chan struct{}, f func(ctx context.Context)) bool {
+	if !h.acquire(ctx, sem) {
+		return false
+	}
+	if !h.goTask(func(ctx context.Context) {
+		defer func() { <-sem }()
+		f(ctx)
+	}) {
+		<-sem
+		return false
+	}
+	return true
+}
+
+// goPull answers r on a task goroutine once a pull slot is free, waiting for one (it runs
+// on the partition's mailbox goroutine: a flood of pulls waits in the mailbox). Without a
+// slot (the worker or hub stops) or after shutdown it answers with no messages.
+func (h *Hub) goPull(ctx context.Context, p *partition, r pullReq) {
+	if !h.goBounded(ctx, h.pullSem, func(ctx context.Context) { p.pull(ctx, r) }) {
+		p.sendPull(h.ctx, r, nil)
 	}
 }
 
@@ -360,42 +463,6 @@ func (h *Hub) fetch(ctx context.Context, stream string, id int, from uint64, lim
 	defer func() { <-h.fetchSem }()
 	return h.backend.Storage.Fetch(ctx, stream, id, from, limit)
 }
-
-// reply sends a protocol message along route to, with from as its return route.
-func (h *Hub) reply(to, from wire.Route, protocol string, e wire.Encoder) {
-	if len(to) == 0 {
-		h.log.Debug("no return route: reply dropped", "protocol", protocol)
-		return
-	}
-	// The payload is encoded into a pooled buffer and lent to the node: the connection it
-	// goes to copies it into a frame (the node copies it for any other destination).
-	bp := replyBufs.Get().(*[]byte)
-	if n := wire.PayloadSize(protocol, e); cap(*bp) < n {
-		*bp = make([]byte, 0, n)
-	}
-	payload := wire.AppendPayload((*bp)[:0], protocol, e)
-	defer func() {
-		if cap(payload) <= maxPooledReply {
-			*bp = payload[:0]
-			replyBufs.Put(bp)
-		}
-	}()
-	msg := wire.TransportMessage{OnwardRoute: to, ReturnRoute: from, Payload: payload}
-	// Replies are not tied to the hub's ctx: confirmations of pushes appended during a
-	// shutdown must still go out.
-	ctx, cancel := context.WithTimeout(context.Background(), replyTimeout)
-	defer cancel()
-	if err := h.node.SendBorrowed(ctx, msg); err != nil {
-		h.log.Debug("reply not delivered", "protocol", protocol, "to", to.String(), "err", err)
-	}
-}
-
-// replyBufs holds the buffers replies are encoded in (*[]byte).
-var replyBufs = sync.Pool{New: func() any { return new([]byte) }}
-
-// maxPooledReply is the largest reply buffer kept in replyBufs: a pull reply fills at most
-// one frame.
-const maxPooledReply = wire.MaxFrame
 
 // replyError sends an `error` reply with reason.
 func (h *Hub) replyError(to, from wire.Route, reason string) {

@@ -45,6 +45,7 @@ func TestNewOptions(t *testing.T) {
 		"queue 0":               hub.WithQueueLen(0),
 		"pull limit 0":          hub.WithMaxPullLimit(0),
 		"negative wait":         hub.WithMaxPullWait(-1),
+		"parked 0":              hub.WithMaxParkedPulls(0),
 		"connections 0":         hub.WithMaxConnections(0),
 		"negative idle":         hub.WithIdleTimeout(-1),
 		"fetches 0":             hub.WithMaxConcurrentFetches(0),

@@ -17,22 +17,26 @@ type indexKey struct {
 	partition        uint64
 }
 
+// indexCall is one index request: it makes its backend calls and returns its answer, to
+// send once its backend slot is free (nil when there is nothing to send).
+type indexCall func(ctx context.Context) (answer func())
+
 // handleIndex is the index service at IndexAddress: Ockam's stream_index and
 // stream_index_partitioned, and Sluice's acknowledged sluice_index_save / sluice_index_get.
 // A plain stream_index save is not answered (as in Ockam) unless it fails.
-func (h *Hub) handleIndex(_ context.Context, msg *routing.Message) error {
+func (h *Hub) handleIndex(ctx context.Context, msg *routing.Message) error {
 	bp, ok := h.decodePayload(msg)
 	if !ok {
 		return nil
 	}
 	protocol := bp.Protocol
 	to, self := msg.ReturnRoute.Clone(), wire.Route{msg.Self()}
-	fail := func(err error) {
-		h.replyError(to, self, fmt.Sprintf("%s: %v", protocol, err))
+	fail := func(err error) func() {
+		return func() { h.replyError(to, self, fmt.Sprintf("%s: %v", protocol, err)) }
 	}
 	var (
 		key indexKey
-		run func(ctx context.Context)
+		run indexCall
 	)
 	switch protocol {
 	case wire.ProtocolIndex:
@@ -42,19 +46,20 @@ func (h *Hub) handleIndex(_ context.Context, msg *routing.Message) error {
 			return nil
 		}
 		key = indexKey{req.ClientID, req.StreamName, 0}
-		run = func(ctx context.Context) {
+		run = func(ctx context.Context) func() {
 			if req.Op == wire.IndexSave {
 				if err := h.saveIndex(ctx, req.ClientID, req.StreamName, 0, req.Index); err != nil {
-					fail(err)
+					return fail(err)
 				}
-				return
+				return nil
 			}
 			idx, err := h.getIndex(ctx, req.ClientID, req.StreamName, 0)
 			if err != nil {
-				fail(err)
-				return
+				return fail(err)
 			}
-			h.reply(to, self, protocol, wire.IndexResponse{ClientID: req.ClientID, StreamName: req.StreamName, Index: idx})
+			return func() {
+				h.reply(to, self, protocol, wire.IndexResponse{ClientID: req.ClientID, StreamName: req.StreamName, Index: idx})
+			}
 		}
 	case wire.ProtocolIndexPartitioned:
 		req, err := wire.DecodeIndexRequestPartitioned(bp.Data)
@@ -63,24 +68,24 @@ func (h *Hub) handleIndex(_ context.Context, msg *routing.Message) error {
 			return nil
 		}
 		key = indexKey{req.ClientID, req.StreamName, req.Partition}
-		run = func(ctx context.Context) {
+		run = func(ctx context.Context) func() {
 			part, err := partitionArg(req.Partition)
 			if err != nil {
-				fail(err)
-				return
+				return fail(err)
 			}
 			if req.Op == wire.IndexSave {
 				if err := h.saveIndex(ctx, req.ClientID, req.StreamName, part, req.Index); err != nil {
-					fail(err)
+					return fail(err)
 				}
-				return
+				return nil
 			}
 			idx, err := h.getIndex(ctx, req.ClientID, req.StreamName, part)
 			if err != nil {
-				fail(err)
-				return
+				return fail(err)
 			}
-			h.reply(to, self, protocol, wire.IndexResponsePartitioned{ClientID: req.ClientID, StreamName: req.StreamName, Partition: req.Partition, Index: idx})
+			return func() {
+				h.reply(to, self, protocol, wire.IndexResponsePartitioned{ClientID: req.ClientID, StreamName: req.StreamName, Partition: req.Partition, Index: idx})
+			}
 		}
 	case wire.ProtocolIndexSave:
 		req, err := wire.DecodeIndexSaveRequest(bp.Data)
@@ -89,7 +94,7 @@ func (h *Hub) handleIndex(_ context.Context, msg *routing.Message) error {
 			return nil
 		}
 		key = indexKey{req.ClientID, req.StreamName, req.Partition}
-		run = func(ctx context.Context) {
+		run = func(ctx context.Context) func() {
 			rep := wire.IndexReply{RequestID: req.RequestID, Status: wire.StatusError}
 			part, err := partitionArg(req.Partition)
 			if err == nil {
@@ -104,7 +109,7 @@ func (h *Hub) handleIndex(_ context.Context, msg *routing.Message) error {
 				h.log.Warn("index save failed", "client_id", req.ClientID, "stream", req.StreamName, "partition", req.Partition, "err", err)
 				rep.Index = wire.None[uint64]()
 			}
-			h.reply(to, self, protocol, rep)
+			return func() { h.reply(to, self, protocol, rep) }
 		}
 	case wire.ProtocolIndexGet:
 		req, err := wire.DecodeIndexGetRequest(bp.Data)
@@ -113,7 +118,7 @@ func (h *Hub) handleIndex(_ context.Context, msg *routing.Message) error {
 			return nil
 		}
 		key = indexKey{req.ClientID, req.StreamName, req.Partition}
-		run = func(ctx context.Context) {
+		run = func(ctx context.Context) func() {
 			rep := wire.IndexReply{RequestID: req.RequestID, Status: wire.StatusError}
 			part, err := partitionArg(req.Partition)
 			if err == nil {
@@ -124,7 +129,7 @@ func (h *Hub) handleIndex(_ context.Context, msg *routing.Message) error {
 			} else {
 				h.log.Warn("index get failed", "client_id", req.ClientID, "stream", req.StreamName, "partition", req.Partition, "err", err)
 			}
-			h.reply(to, self, protocol, rep)
+			return func() { h.reply(to, self, protocol, rep) }
 		}
 	default:
 		h.unknownProtocol(msg, protocol, wire.ProtocolIndex, wire.ProtocolIndexPartitioned, wire.ProtocolIndexSave, wire.ProtocolIndexGet)
@@ -134,30 +139,43 @@ func (h *Hub) handleIndex(_ context.Context, msg *routing.Message) error {
 		h.shuttingDown(msg, bp)
 		return nil
 	}
+	// A slot per request queued or running bounds them (and their drain goroutines): a
+	// flood waits here, in the service's mailbox, slowing down the connections that send.
+	if !h.acquire(ctx, h.indexSlots) {
+		h.shuttingDown(msg, bp)
+		return nil
+	}
 	h.runIndex(key, run)
 	return nil
 }
 
 // runIndex runs f after the index requests of the same key that arrived before it, on a
-// task goroutine, with at most WithMaxConcurrentFetches backend calls at once.
-func (h *Hub) runIndex(key indexKey, f func(ctx context.Context)) {
+// task goroutine, with at most WithMaxConcurrentFetches backend calls at once. The caller
+// holds a slot of indexSlots for f, which is released once f is answered. The backend
+// slot (indexSem) is released before the answer is sent.
+func (h *Hub) runIndex(key indexKey, f indexCall) {
 	h.imu.Lock()
 	if q, busy := h.indexQueues[key]; busy {
 		h.indexQueues[key] = append(q, f)
 		h.imu.Unlock()
 		return
 	}
-	h.indexQueues[key] = []func(context.Context){}
+	h.indexQueues[key] = []indexCall{}
 	h.imu.Unlock()
 	drain := func(ctx context.Context) {
 		for next := f; next != nil; {
+			var answer func()
 			select {
 			case h.indexSem <- struct{}{}:
-				next(ctx)
+				answer = next(ctx)
 				<-h.indexSem
 			case <-ctx.Done():
-				next(ctx) // fails fast with ctx's error and answers the peer
+				answer = next(ctx) // fails fast with ctx's error and answers the peer
 			}
+			if answer != nil {
+				answer()
+			}
+			<-h.indexSlots
 			h.imu.Lock()
 			if q := h.indexQueues[key]; len(q) > 0 {
 				next, h.indexQueues[key] = q[0], q[1:]

@@ -21,6 +21,9 @@ type Metrics struct {
 	PulledMessages uint64 `json:"pulled_messages"`
 	// PullWaits counts sluice_pull_wait requests that were parked until an append or expiry.
 	PullWaits uint64 `json:"pull_waits"`
+	// PullWaitsRefused counts long polls answered at once, with no messages, because their
+	// partition already had [WithMaxParkedPulls] parked.
+	PullWaitsRefused uint64 `json:"pull_waits_refused"`
 	// Appends counts backend Append calls; AppendedMessages / Appends is the mean batch size.
 	Appends uint64 `json:"appends"`
 	// AppendedMessages counts messages durably appended.
@@ -35,6 +38,10 @@ type Metrics struct {
 	// Errors counts `error` and `sluice_error` replies sent (unknown protocol, undecodable
 	// payload, backend failure, shutdown).
 	Errors uint64 `json:"errors"`
+	// SlowConsumers counts reply destinations given up because they did not take their
+	// replies: a connection that took none for 5 s, or let thousands pile up, is closed
+	// (see the package doc, "Slow clients and bounds").
+	SlowConsumers uint64 `json:"slow_consumers"`
 }
 
 // String renders the metrics as JSON, so a *Metrics value can be published with expvar.
@@ -47,7 +54,7 @@ func (m Metrics) String() string {
 type counters struct {
 	creates, pushes, pushErrors, pulls, pulledMessages, pullWaits      atomic.Uint64
 	appends, appendedMessages, maxBatch, indexGets, indexSaves, errors atomic.Uint64
-	streamInfos                                                        atomic.Uint64
+	streamInfos, pullWaitsRefused, slowConsumers                       atomic.Uint64
 }
 
 func (c *counters) batch(n int) {
@@ -76,5 +83,7 @@ func (c *counters) snapshot() Metrics {
 		IndexSaves:       c.indexSaves.Load(),
 		StreamInfos:      c.streamInfos.Load(),
 		Errors:           c.errors.Load(),
+		PullWaitsRefused: c.pullWaitsRefused.Load(),
+		SlowConsumers:    c.slowConsumers.Load(),
 	}
 }

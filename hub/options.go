@@ -28,6 +28,8 @@ const (
 	DefaultMaxPullBytes = 4 << 20
 	// DefaultMaxPullWait is the default for [WithMaxPullWait].
 	DefaultMaxPullWait = 60 * time.Second
+	// DefaultMaxParkedPulls is the default for [WithMaxParkedPulls].
+	DefaultMaxParkedPulls = 4096
 	// DefaultMaxConnections is the default for [WithMaxConnections].
 	DefaultMaxConnections = 1024
 	// DefaultIdleTimeout is the default for [WithIdleTimeout].
@@ -61,6 +63,7 @@ type config struct {
 	maxPullLimit     int
 	maxPullBytes     int
 	maxPullWait      time.Duration
+	maxParked        int
 	maxConns         int
 	idleTimeout      time.Duration
 	maxFetches       int
@@ -77,6 +80,7 @@ func defaultConfig() config {
 		maxPullLimit:     DefaultMaxPullLimit,
 		maxPullBytes:     DefaultMaxPullBytes,
 		maxPullWait:      DefaultMaxPullWait,
+		maxParked:        DefaultMaxParkedPulls,
 		maxConns:         DefaultMaxConnections,
 		idleTimeout:      DefaultIdleTimeout,
 		maxFetches:       DefaultMaxConcurrentFetches,
@@ -177,6 +181,21 @@ func WithMaxPullWait(d time.Duration) Option {
 	}
 }
 
+// WithMaxParkedPulls caps the long polls (sluice_pull_wait and sluice_pull_batch requests
+// that found nothing to read) parked on one partition at once (default
+// [DefaultMaxParkedPulls]). A long poll that would park beyond the cap is answered at once
+// with no messages, as if its wait had expired, and its client pulls again. Parked polls
+// whose connection has closed do not count: they are dropped, unanswered.
+func WithMaxParkedPulls(n int) Option {
+	return func(c *config) error {
+		if n < 1 {
+			return invalid("max parked pulls %d must be >= 1", n)
+		}
+		c.maxParked = n
+		return nil
+	}
+}
+
 // WithMaxConnections caps concurrent TCP connections accepted by [Hub.Serve] (default
 // [DefaultMaxConnections]).
 func WithMaxConnections(n int) Option {
@@ -204,6 +223,13 @@ func WithIdleTimeout(d time.Duration) Option {
 // WithMaxConcurrentFetches caps the backend calls running at once for pulls (Fetch), and
 // separately for the index service (GetIndex, SaveIndex) (default
 // [DefaultMaxConcurrentFetches] each); more requests wait their turn.
+//
+// It also bounds the requests in progress, so that a flood of requests, or a slow backend,
+// costs the hub no more goroutines and memory than that: at most 4n pulls (each from its
+// fetch until its reply is queued on the connection), 4n index requests (queued or
+// running) and n stream creates and sluice_stream_info requests. A worker that receives a
+// request beyond these waits, with the rest of its mailbox, until one finishes; its
+// mailbox fills up and the connections that send to it are slowed down (backpressure).
 func WithMaxConcurrentFetches(n int) Option {
 	return func(c *config) error {
 		if n < 1 {

@@ -81,13 +81,17 @@ type partition struct {
 	self   wire.Route // return route of everything this worker sends
 
 	// qmu guards closing against sends on pushes: senders hold it for reading while they
-	// enqueue, close takes it for writing before closing the channel.
-	qmu     sync.RWMutex
-	closing bool
-	pushes  chan *pushReq
-	done    chan struct{} // closed when run has returned
+	// enqueue, close takes it for writing before closing the channel. quit is closed
+	// before close takes qmu, so that senders waiting for room in a full queue give up
+	// (and release qmu) instead of waiting for a writer that may be stuck in the backend.
+	qmu      sync.RWMutex
+	closing  bool
+	pushes   chan *pushReq
+	quit     chan struct{}
+	quitOnce sync.Once
+	done     chan struct{} // closed when run has returned
 
-	// wmu guards seq and waiters.
+	// wmu guards seq, last, waiters and stopped.
 	wmu     sync.Mutex
 	seq     uint64 // bumped after every successful append
 	last    uint64 // highest index appended by this hub process (valid when seq > 0)
@@ -132,11 +136,15 @@ func (p *partition) keepLeft(from uint64, msgs []core.Message) {
 	p.leftMu.Unlock()
 }
 
-// waiter is a parked sluice_pull_wait request.
+// waiter is a parked sluice_pull_wait or sluice_pull_batch request.
 type waiter struct {
 	req   pullReq
 	timer *time.Timer
+	gone  <-chan struct{} // closed when the request's connection closes; nil if unknown
 }
+
+// isGone reports whether the connection w's answer would go to is closed.
+func (w *waiter) isGone() bool { return closed(w.gone) }
 
 // pullReq is a stream_pull, sluice_pull_wait or sluice_pull_batch request.
 type pullReq struct {
@@ -160,6 +168,7 @@ func newPartition(h *Hub, stream string, id int) *partition {
 		addr:    addr,
 		self:    wire.Route{wire.Local(addr)},
 		pushes:  make(chan *pushReq, h.cfg.queueLen),
+		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 		waiters: make(map[*waiter]struct{}),
 	}
@@ -176,13 +185,17 @@ func (p *partition) enqueue(ctx context.Context, r *pushReq) error {
 	select {
 	case p.pushes <- r:
 		return nil
+	case <-p.quit:
+		return errShuttingDown
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
 
 // closeQueue stops accepting pushes; run appends and confirms what is queued, then returns.
+// It never waits for the writer: senders blocked on a full queue leave when quit closes.
 func (p *partition) closeQueue() {
+	p.quitOnce.Do(func() { close(p.quit) })
 	p.qmu.Lock()
 	if !p.closing {
 		p.closing = true
@@ -395,7 +408,9 @@ func (p *partition) confirm(r *pushReq, indexes []uint64, err error) {
 }
 
 // wake is called by the writer after a successful append whose highest index is last: it
-// bumps seq and hands every parked waiter back to a pull goroutine.
+// bumps seq and hands the parked waiters that the append may satisfy (those waiting for an
+// index <= last) back to pull goroutines, without waiting for a pull slot. Waiters whose
+// connection is gone are dropped without an answer.
 func (p *partition) wake(last uint64) {
 	p.wmu.Lock()
 	p.seq++
@@ -404,13 +419,53 @@ func (p *partition) wake(last uint64) {
 		p.wmu.Unlock()
 		return
 	}
-	ws := p.waiters
-	p.waiters = make(map[*waiter]struct{})
-	p.wmu.Unlock()
-	for w := range ws {
+	var ready []*waiter
+	for w := range p.waiters {
 		// Whoever removes a waiter from the map owns it: the timer's func finds it gone.
-		w.timer.Stop()
-		p.h.goPull(p, w.req)
+		switch {
+		case w.isGone():
+			delete(p.waiters, w)
+			w.timer.Stop()
+		case w.req.index <= last:
+			delete(p.waiters, w)
+			w.timer.Stop()
+			ready = append(ready, w)
+		}
+	}
+	p.wmu.Unlock()
+	if len(ready) > 0 {
+		p.resume(ready)
+	}
+}
+
+// resume starts a pull goroutine for each of ws, in order, without waiting for a pull
+// slot: when none is free, the rest wait for slots on one task goroutine, so the writer
+// that calls resume never waits.
+func (p *partition) resume(ws []*waiter) {
+	h := p.h
+	for i, w := range ws {
+		select {
+		case h.pullSem <- struct{}{}:
+		default:
+			rest := ws[i:]
+			if !h.goTask(func(ctx context.Context) {
+				for _, w := range rest {
+					h.goPull(ctx, p, w.req)
+				}
+			}) {
+				for _, w := range rest {
+					p.sendPull(h.ctx, w.req, nil)
+				}
+			}
+			return
+		}
+		if !h.goTask(func(ctx context.Context) {
+			defer func() { <-h.pullSem }()
+			p.pull(ctx, w.req)
+		}) {
+			<-h.pullSem
+			p.sendPull(h.ctx, w.req, nil)
+		}
 	}
 }
 
@@ -439,11 +494,12 @@ func (p *partition) pull(ctx context.Context, r pullReq) {
 			return
 		}
 		if len(msgs) > 0 || !r.wait || !time.Now().Before(r.deadline) {
-			p.sendPull(r, msgs)
+			p.sendPull(ctx, r, msgs)
 			return
 		}
 		// Caught up: park until the next append or the deadline. If an append landed
 		// since seq was read, fetch again instead (it may hold our messages).
+		gone := h.connGone(r.replyTo)
 		p.wmu.Lock()
 		if p.seq != seq {
 			p.wmu.Unlock()
@@ -462,12 +518,23 @@ func (p *partition) pull(ctx context.Context, r pullReq) {
 			}
 			continue
 		}
-		if p.stopped {
+		if closed(gone) { // nobody to answer
 			p.wmu.Unlock()
-			p.sendPull(r, nil)
 			return
 		}
-		w := &waiter{req: r}
+		if p.stopped {
+			p.wmu.Unlock()
+			p.sendPull(ctx, r, nil)
+			return
+		}
+		if len(p.waiters) >= h.cfg.maxParked && !p.sweepGone() {
+			// Answered at once, as if its wait had expired: the client pulls again.
+			p.wmu.Unlock()
+			h.m.pullWaitsRefused.Add(1)
+			p.sendPull(ctx, r, nil)
+			return
+		}
+		w := &waiter{req: r, gone: gone}
 		p.waiters[w] = struct{}{}
 		w.timer = time.AfterFunc(time.Until(r.deadline), func() { p.expire(w) })
 		p.wmu.Unlock()
@@ -550,7 +617,7 @@ func (p *partition) sendBatch(ctx context.Context, r pullReq, msgs []wire.Stream
 			bytes += len(m.Data)
 		}
 		more := full && sent < r.limit && bytes < r.maxBytes && ctx.Err() == nil
-		p.sendPart(r, msgs, more)
+		p.sendPart(ctx, r, msgs, more)
 		if !more {
 			return
 		}
@@ -564,14 +631,29 @@ func (p *partition) sendBatch(ctx context.Context, r pullReq, msgs []wire.Stream
 	}
 }
 
-// expire answers a waiter whose wait ended without an append, if it is still parked.
+// sweepGone drops the waiters whose connection is gone and reports whether it dropped
+// any. p.wmu is held.
+func (p *partition) sweepGone() bool {
+	swept := false
+	for w := range p.waiters {
+		if w.isGone() {
+			delete(p.waiters, w)
+			w.timer.Stop()
+			swept = true
+		}
+	}
+	return swept
+}
+
+// expire answers a waiter whose wait ended without an append, if it is still parked and
+// its connection is not gone.
 func (p *partition) expire(w *waiter) {
 	p.wmu.Lock()
 	_, parked := p.waiters[w]
 	delete(p.waiters, w)
 	p.wmu.Unlock()
-	if parked {
-		p.sendPull(w.req, nil)
+	if parked && !w.isGone() {
+		p.sendPull(p.h.ctx, w.req, nil)
 	}
 }
 
@@ -585,15 +667,20 @@ func (p *partition) releaseWaiters() {
 	p.wmu.Unlock()
 	for w := range ws {
 		w.timer.Stop()
-		p.sendPull(w.req, nil)
+		if !w.isGone() {
+			p.sendPull(p.h.ctx, w.req, nil)
+		}
 	}
 }
 
 // sendPull replies to r with msgs, which fetchFrame sized to fit in one frame: a
-// PullResponse, or the one and last part of a sluice_pull_batch.
-func (p *partition) sendPull(r pullReq, msgs []wire.StreamMessage) {
+// PullResponse, or the one and last part of a sluice_pull_batch. A reply with messages
+// waits for room on the connection (see replyWait; ctx ends the wait); an empty one is
+// never waited for (see reply), so that expiring and released long polls answer from any
+// goroutine.
+func (p *partition) sendPull(ctx context.Context, r pullReq, msgs []wire.StreamMessage) {
 	if r.batch {
-		p.sendPart(r, msgs, false)
+		p.sendPart(ctx, r, msgs, false)
 		return
 	}
 	h := p.h
@@ -602,11 +689,17 @@ func (p *partition) sendPull(r pullReq, msgs []wire.StreamMessage) {
 	}
 	h.m.pulls.Add(1)
 	h.m.pulledMessages.Add(uint64(len(msgs)))
-	h.reply(r.replyTo, p.self, r.protocol, wire.PullResponse{RequestID: r.requestID, Messages: msgs})
+	resp := wire.PullResponse{RequestID: r.requestID, Messages: msgs}
+	if len(msgs) == 0 {
+		h.reply(r.replyTo, p.self, r.protocol, resp)
+		return
+	}
+	h.replyWait(ctx, r.replyTo, p.self, r.protocol, resp)
 }
 
-// sendPart sends one part of a sluice_pull_batch reply; more is false on the last.
-func (p *partition) sendPart(r pullReq, msgs []wire.StreamMessage, more bool) {
+// sendPart sends one part of a sluice_pull_batch reply; more is false on the last. Like
+// sendPull, only a part with messages waits for room on the connection.
+func (p *partition) sendPart(ctx context.Context, r pullReq, msgs []wire.StreamMessage, more bool) {
 	h := p.h
 	if n := wire.FitPullBatchPart(r.replyTo, p.self, r.requestID, msgs); n < len(msgs) {
 		// Defensive (fetchFrame's bound is conservative): the cut messages are sent again
@@ -617,7 +710,12 @@ func (p *partition) sendPart(r pullReq, msgs []wire.StreamMessage, more bool) {
 		h.m.pulls.Add(1)
 	}
 	h.m.pulledMessages.Add(uint64(len(msgs)))
-	h.reply(r.replyTo, p.self, r.protocol, wire.PullBatchPart{RequestID: r.requestID, More: more, Messages: msgs})
+	part := wire.PullBatchPart{RequestID: r.requestID, More: more, Messages: msgs}
+	if len(msgs) == 0 {
+		h.reply(r.replyTo, p.self, r.protocol, part)
+		return
+	}
+	h.replyWait(ctx, r.replyTo, p.self, r.protocol, part)
 }
 
 var errShuttingDown = errors.New("hub: shutting down")

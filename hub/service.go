@@ -52,7 +52,7 @@ func (h *Hub) shuttingDown(msg *routing.Message, bp wire.BasePayload) {
 }
 
 // handleStream is the stream service at StreamAddress.
-func (h *Hub) handleStream(_ context.Context, msg *routing.Message) error {
+func (h *Hub) handleStream(ctx context.Context, msg *routing.Message) error {
 	bp, ok := h.decodePayload(msg)
 	if !ok {
 		return nil
@@ -76,7 +76,7 @@ func (h *Hub) handleStream(_ context.Context, msg *routing.Message) error {
 		}
 		name, partitions, partitioned = req.StreamName, req.Partitions, true
 	case wire.ProtocolStreamInfo:
-		h.handleStreamInfo(msg, bp)
+		h.handleStreamInfo(ctx, msg, bp)
 		return nil
 	default:
 		h.unknownProtocol(msg, bp.Protocol, wire.ProtocolCreate, wire.ProtocolCreatePartitioned, wire.ProtocolCreatePartitions, wire.ProtocolStreamInfo)
@@ -93,8 +93,9 @@ func (h *Hub) handleStream(_ context.Context, msg *routing.Message) error {
 	replyTo := msg.ReturnRoute.Clone()
 	self := wire.Route{msg.Self()}
 	protocol := bp.Protocol
-	// Creating a topic can be slow (Kafka, Kinesis): do it off the service's mailbox.
-	started := h.goTask(func(ctx context.Context) {
+	// Creating a topic can be slow (Kafka, Kinesis): do it off the service's mailbox, on one
+	// of a bounded number of goroutines.
+	started := h.goBounded(ctx, h.taskSem, func(ctx context.Context) {
 		if err := h.create(ctx, protocol, stream, partitions, partitioned, replyTo); err != nil {
 			h.replyError(replyTo, self, fmt.Sprintf("%s %q: %v", protocol, stream, err))
 		}
@@ -105,8 +106,9 @@ func (h *Hub) handleStream(_ context.Context, msg *routing.Message) error {
 	return nil
 }
 
-// create creates (or finds) the stream, registers its partition workers and has each of
-// them send Init to the client.
+// create creates (or finds) the stream and sends the client an Init for each partition,
+// from the partition worker's address. It registers no worker: each is registered on the
+// first message to its address (see Hub.fallback), so partitions never used cost nothing.
 func (h *Hub) create(ctx context.Context, protocol, stream string, partitions uint64, partitioned bool, replyTo wire.Route) error {
 	if err := core.ValidateStreamName(stream); err != nil {
 		return err
@@ -134,15 +136,12 @@ func (h *Hub) create(ctx context.Context, protocol, stream string, partitions ui
 	}
 	h.m.creates.Add(1)
 	for id := range n {
-		p, err := h.partition(stream, id)
-		if err != nil {
-			return err
-		}
 		// Init comes from the partition worker: its return route is the route to it.
+		self := wire.Route{wire.Local(partitionAddr(stream, id))}
 		if partitioned {
-			h.reply(replyTo, p.self, protocol, wire.InitPartitioned{StreamName: stream, Partition: uint64(id)})
+			h.reply(replyTo, self, protocol, wire.InitPartitioned{StreamName: stream, Partition: uint64(id)})
 		} else {
-			h.reply(replyTo, p.self, protocol, wire.Init{StreamName: stream})
+			h.reply(replyTo, self, protocol, wire.Init{StreamName: stream})
 		}
 	}
 	h.log.Debug("stream ready", "stream", stream, "partitions", n)
@@ -150,8 +149,8 @@ func (h *Hub) create(ctx context.Context, protocol, stream string, partitions ui
 }
 
 // handleStreamInfo answers sluice_stream_info on a task goroutine (the backend call may be
-// slow).
-func (h *Hub) handleStreamInfo(msg *routing.Message, bp wire.BasePayload) {
+// slow), bounded like creates.
+func (h *Hub) handleStreamInfo(ctx context.Context, msg *routing.Message, bp wire.BasePayload) {
 	req, err := wire.DecodeStreamInfoRequest(bp.Data)
 	if err != nil {
 		h.undecodable(msg, bp, err)
@@ -162,7 +161,7 @@ func (h *Hub) handleStreamInfo(msg *routing.Message, bp wire.BasePayload) {
 		return
 	}
 	replyTo, self := msg.ReturnRoute.Clone(), wire.Route{msg.Self()}
-	started := h.goTask(func(ctx context.Context) {
+	started := h.goBounded(ctx, h.taskSem, func(ctx context.Context) {
 		h.m.streamInfos.Add(1)
 		rep := wire.StreamInfoReply{RequestID: req.RequestID, Status: wire.StatusOK}
 		n, err := h.partitionCount(ctx, req.StreamName)
@@ -251,14 +250,14 @@ func (p *partition) HandleMessage(ctx context.Context, msg *routing.Message) err
 			h.undecodable(msg, bp, err)
 			return nil
 		}
-		p.startPull(msg, bp, pullReq{protocol: bp.Protocol, requestID: req.RequestID, index: req.Index, limit: h.pullLimit(req.Limit), replyTo: msg.ReturnRoute})
+		p.startPull(ctx, msg, bp, pullReq{protocol: bp.Protocol, requestID: req.RequestID, index: req.Index, limit: h.pullLimit(req.Limit), replyTo: msg.ReturnRoute})
 	case wire.ProtocolPullWait:
 		req, err := wire.DecodePullWaitRequest(bp.Data)
 		if err != nil {
 			h.undecodable(msg, bp, err)
 			return nil
 		}
-		p.startPull(msg, bp, pullReq{protocol: bp.Protocol, requestID: req.RequestID, index: req.Index, limit: h.pullLimit(req.Limit), wait: true, deadline: time.Now().Add(h.pullWait(req.WaitMS)), replyTo: msg.ReturnRoute})
+		p.startPull(ctx, msg, bp, pullReq{protocol: bp.Protocol, requestID: req.RequestID, index: req.Index, limit: h.pullLimit(req.Limit), wait: true, deadline: time.Now().Add(h.pullWait(req.WaitMS)), replyTo: msg.ReturnRoute})
 	case wire.ProtocolPullBatch:
 		req, err := wire.DecodePullBatchRequest(bp.Data)
 		if err != nil {
@@ -269,7 +268,7 @@ func (p *partition) HandleMessage(ctx context.Context, msg *routing.Message) err
 		if req.MaxBytes < uint64(maxBytes) {
 			maxBytes = max(int(req.MaxBytes), 1)
 		}
-		p.startPull(msg, bp, pullReq{protocol: bp.Protocol, requestID: req.RequestID, index: req.Index, limit: h.pullLimit(req.Limit), wait: true, deadline: time.Now().Add(h.pullWait(req.WaitMS)), replyTo: msg.ReturnRoute, batch: true, maxBytes: maxBytes})
+		p.startPull(ctx, msg, bp, pullReq{protocol: bp.Protocol, requestID: req.RequestID, index: req.Index, limit: h.pullLimit(req.Limit), wait: true, deadline: time.Now().Add(h.pullWait(req.WaitMS)), replyTo: msg.ReturnRoute, batch: true, maxBytes: maxBytes})
 	default:
 		h.unknownProtocol(msg, bp.Protocol, wire.ProtocolPush, wire.ProtocolPull, wire.ProtocolPushBatch, wire.ProtocolPullWait, wire.ProtocolPullBatch)
 	}
@@ -317,15 +316,15 @@ func (p *partition) push(ctx context.Context, r *pushReq) {
 	}
 }
 
-// startPull hands a pull to a task goroutine.
-func (p *partition) startPull(msg *routing.Message, bp wire.BasePayload, r pullReq) {
+// startPull hands a pull to a task goroutine, waiting for a pull slot (see Hub.goPull).
+func (p *partition) startPull(ctx context.Context, msg *routing.Message, bp wire.BasePayload, r pullReq) {
 	h := p.h
 	if h.isClosing() {
 		h.shuttingDown(msg, bp)
 		return
 	}
 	r.replyTo = r.replyTo.Clone()
-	h.goPull(p, r)
+	h.goPull(ctx, p, r)
 }
 
 func partitionArg(p uint64) (int, error) {

@@ -1,0 +1,405 @@
+package hub_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/wire"
+	"github.com/sluicehq/sluice/hub"
+	"github.com/sluicehq/sluice/hub/hubtest"
+)
+
+// These tests check that one client, or a slow broker, cannot make the hub stall the work
+// of other clients or grow without bound, and that Shutdown keeps to its context.
+
+// isolatedHub starts a hub on b (no Cleanup: each test decides how it stops).
+func isolatedHub(t *testing.T, b *core.Backend, opts ...hub.Option) (*hub.Hub, string) {
+	t.Helper()
+	h, err := hub.New(b, append([]hub.Option{hub.WithLogger(quietLogger)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := h.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, a.String()
+}
+
+// stall makes c a client that stopped reading: ~600 pull replies of ~60 KB fill its socket
+// buffers and its connection's write queue.
+func stall(t *testing.T, c *hubtest.Conn) {
+	t.Helper()
+	s := c.Create("stall-big")
+	for i := range 4 {
+		c.Push(s, uint64(i+1), make([]byte, 30_000))
+	}
+	for i := range 600 {
+		c.Send(s.Route, wire.ProtocolPull, wire.PullRequest{RequestID: uint64(100 + i), Limit: 2})
+	}
+	time.Sleep(500 * time.Millisecond)
+}
+
+// waitFor polls cond until it holds or d has passed, and reports whether it held.
+func waitFor(d time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(d); ; {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestSlowClientDoesNotStallPartitionWriter(t *testing.T) {
+	b := openMemory(t)
+	defer b.Close()
+	h, addr := isolatedHub(t, b)
+	defer h.Close()
+	bad := hubtest.Dial(t, addr)
+	shared := bad.Create("shared")
+	stall(t, bad)
+	for i := range 4 { // their confirms cannot be queued on bad's connection
+		bad.Send(shared.Route, wire.ProtocolPush, wire.PushRequest{RequestID: uint64(1000 + i), Data: []byte("x")})
+	}
+	time.Sleep(100 * time.Millisecond)
+	good := hubtest.Dial(t, addr)
+	start := time.Now()
+	if c := good.Push(shared, 1, []byte("hello")); c.Status != wire.StatusOK {
+		t.Fatalf("push status %d", c.Status)
+	}
+	// With the writer waiting for bad's connection it took 4 x 5 s.
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("a push to a shared partition took %v: one non-reading client stalls the partition writer", took.Round(time.Millisecond))
+	}
+	// The client that reads nothing is a slow consumer: the hub closes its connection.
+	if !waitFor(20*time.Second, func() bool { return h.Metrics().SlowConsumers > 0 }) {
+		t.Fatal("the non-reading client was not counted as a slow consumer")
+	}
+	bad.ExpectClosed()
+}
+
+func TestSlowClientDoesNotStallIndexService(t *testing.T) {
+	b := openMemory(t)
+	defer b.Close()
+	h, addr := isolatedHub(t, b, hub.WithMaxConcurrentFetches(8))
+	defer h.Close()
+	index := wire.Route{wire.Local(hub.IndexAddress)}
+	bad := hubtest.Dial(t, addr)
+	stall(t, bad)
+	for i := range 32 { // distinct keys run concurrently; their replies cannot be queued
+		bad.Send(index, wire.ProtocolIndexGet, wire.IndexGetRequest{RequestID: uint64(i + 1), ClientID: fmt.Sprint("c", i), StreamName: "s"})
+	}
+	time.Sleep(100 * time.Millisecond)
+	good := hubtest.Dial(t, addr)
+	start := time.Now()
+	good.Send(index, wire.ProtocolIndexGet, wire.IndexGetRequest{RequestID: 1, ClientID: "good", StreamName: "s"})
+	good.Expect(wire.ProtocolIndexGet)
+	// With the backend slots held while replying it took about 20 s.
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("an index get took %v: one non-reading client holds the index service's slots", took.Round(time.Millisecond))
+	}
+}
+
+func TestShutdownBoundedByCtxWithSlowClient(t *testing.T) {
+	b := openMemory(t)
+	defer b.Close()
+	h, addr := isolatedHub(t, b)
+	c := hubtest.Dial(t, addr)
+	stall(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	start, done := time.Now(), make(chan error, 1)
+	go func() { done <- h.Shutdown(ctx) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Shutdown returned %v, want an error matching context.DeadlineExceeded", err)
+		}
+		// Pull replies waiting for the client, not cancelled by the hard stop, held it
+		// for about 5 s (and for good, before that, a writer waiting to flush them).
+		if took := time.Since(start); took > 3*time.Second {
+			t.Errorf("Shutdown with a 500ms ctx took %v", took.Round(time.Millisecond))
+		}
+	case <-time.After(10 * time.Second):
+		c.Close() // unblock the writer so the test ends
+		t.Errorf("Shutdown with a 500ms ctx still blocked after 10s; returned %v after the client closed: %v", time.Since(start).Round(time.Millisecond), <-done)
+	}
+}
+
+type hangingAppend struct{ core.Storage } // a broker that is down; Append waits for ctx
+
+func (hangingAppend) Append(ctx context.Context, _ string, _ int, _ [][]byte) ([]uint64, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func TestShutdownWithFullPushQueueAndStuckBackend(t *testing.T) {
+	mem := openMemory(t)
+	defer mem.Close()
+	h, addr := isolatedHub(t, &core.Backend{Storage: hangingAppend{mem.Storage}, Index: mem.Index}, hub.WithQueueLen(1))
+	c := hubtest.Dial(t, addr)
+	s := c.Create("hang")
+	for i := range 5 { // in Append, queued, then one waiting in the mailbox for room in the queue
+		c.Send(s.Route, wire.ProtocolPush, wire.PushRequest{RequestID: uint64(i + 1), Data: []byte("x")})
+	}
+	if !waitFor(10*time.Second, func() bool { return hub.QueueLen(h, "hang", 0) == 1 }) {
+		t.Fatal("the push queue did not fill")
+	}
+	time.Sleep(100 * time.Millisecond) // the next push waits for room
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- h.Shutdown(ctx) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = h.Close() // cancels the hub's ctx: Append returns, the queue drains
+		t.Errorf("Shutdown with a 1s ctx has not returned after 10s (returned %v only after Close)", <-done)
+	}
+}
+
+func TestCreatePartitionedStartsNoWorkers(t *testing.T) {
+	b := openMemory(t)
+	defer b.Close()
+	h, addr := isolatedHub(t, b)
+	defer h.Close()
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	g0 := runtime.NumGoroutine()
+	c := hubtest.Dial(t, addr)
+	parts := c.CreatePartitioned(wire.ProtocolCreatePartitioned, "wide", 1024)
+	runtime.GC()
+	runtime.ReadMemStats(&m1)
+	// Each worker cost two goroutines and about 100 KiB: 2048 goroutines and ~100 MiB.
+	heap, g := (int64(m1.HeapAlloc)-int64(m0.HeapAlloc))>>20, runtime.NumGoroutine()-g0
+	if heap > 32 || g > 256 {
+		t.Fatalf("one stream_create_partitioned request retains %d MiB and %d goroutines for the life of the hub", heap, g)
+	}
+	// The worker of a partition starts on first use.
+	for _, id := range []int{0, 1023} {
+		if pc := c.Push(parts[id], 1, []byte("x")); pc.Status != wire.StatusOK {
+			t.Fatalf("push to partition %d: status %d", id, pc.Status)
+		}
+		if pr := c.Pull(parts[id], 2, 0, 10); len(pr.Messages) != 1 {
+			t.Fatalf("pull from partition %d: %d messages, want 1", id, len(pr.Messages))
+		}
+	}
+}
+
+// noCounter hides the backend's core.PartitionCounter: the hub knows only the streams
+// created through it.
+type noCounter struct{ core.Storage }
+
+func TestPartitionWorkerStartsOnFirstUseWithoutPartitionCounter(t *testing.T) {
+	mem := openMemory(t)
+	defer mem.Close()
+	h, addr := isolatedHub(t, &core.Backend{Storage: noCounter{mem.Storage}, Index: mem.Index})
+	defer h.Close()
+	c := hubtest.Dial(t, addr)
+	parts := c.CreatePartitioned(wire.ProtocolCreatePartitioned, "plain", 3)
+	if pc := c.Push(parts[2], 1, []byte("x")); pc.Status != wire.StatusOK {
+		t.Fatalf("push to partition 2: status %d", pc.Status)
+	}
+	if pr := c.Pull(parts[2], 2, 0, 10); len(pr.Messages) != 1 {
+		t.Fatalf("pull from partition 2: %d messages, want 1", len(pr.Messages))
+	}
+}
+
+type gatedFetch struct { // a slow broker: Fetch waits for gate
+	core.Storage
+	gate chan struct{}
+}
+
+func (g *gatedFetch) Fetch(ctx context.Context, s string, p int, from uint64, limit int) ([]core.Message, error) {
+	select {
+	case <-g.gate:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return g.Storage.Fetch(ctx, s, p, from, limit)
+}
+
+func TestPullGoroutinesBounded(t *testing.T) {
+	mem := openMemory(t)
+	defer mem.Close()
+	g := &gatedFetch{Storage: mem.Storage, gate: make(chan struct{})}
+	h, addr := isolatedHub(t, &core.Backend{Storage: g, Index: mem.Index}, hub.WithMaxConcurrentFetches(8))
+	defer func() { close(g.gate); _ = h.Close() }()
+	c := hubtest.Dial(t, addr)
+	s := c.Create("pulls")
+	before := runtime.NumGoroutine()
+	for i := range 5000 {
+		c.Send(s.Route, wire.ProtocolPull, wire.PullRequest{RequestID: uint64(i + 1), Limit: 1})
+	}
+	time.Sleep(time.Second)
+	// 4 pulls per allowed fetch are in progress; the others wait in the worker's mailbox.
+	if n := runtime.NumGoroutine() - before; n > 1000 {
+		t.Fatalf("5000 pulls from one connection hold %d extra goroutines (fetch concurrency 8)", n)
+	}
+}
+
+// gatedMeta is a slow broker for creates and index calls: they wait for gate.
+type gatedMeta struct {
+	core.Storage
+	core.IndexStorage
+	gate chan struct{}
+}
+
+func (g *gatedMeta) wait(ctx context.Context) error {
+	select {
+	case <-g.gate:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (g *gatedMeta) CreateStream(ctx context.Context, s string, n int) (int, error) {
+	if err := g.wait(ctx); err != nil {
+		return 0, err
+	}
+	return g.Storage.CreateStream(ctx, s, n)
+}
+
+func (g *gatedMeta) GetIndex(ctx context.Context, c, s string, p int) (uint64, error) {
+	if err := g.wait(ctx); err != nil {
+		return 0, err
+	}
+	return g.IndexStorage.GetIndex(ctx, c, s, p)
+}
+
+func (g *gatedMeta) Close() error { return nil } // both halves have one, the test closes mem
+
+func TestIndexAndCreateGoroutinesBounded(t *testing.T) {
+	mem := openMemory(t)
+	defer mem.Close()
+	g := &gatedMeta{Storage: mem.Storage, IndexStorage: mem.Index, gate: make(chan struct{})}
+	h, addr := isolatedHub(t, &core.Backend{Storage: g, Index: g}, hub.WithMaxConcurrentFetches(8))
+	defer func() { close(g.gate); _ = h.Close() }()
+	for _, tc := range []struct {
+		name string
+		send func(c *hubtest.Conn, i int)
+	}{
+		{"index gets", func(c *hubtest.Conn, i int) {
+			c.Send(wire.Route{wire.Local(hub.IndexAddress)}, wire.ProtocolIndexGet, wire.IndexGetRequest{RequestID: uint64(i + 1), ClientID: fmt.Sprint("c", i), StreamName: "s"})
+		}},
+		{"creates", func(c *hubtest.Conn, _ int) {
+			c.Send(wire.Route{wire.Local(hub.StreamAddress)}, wire.ProtocolCreate, wire.CreateStreamRequest{})
+		}},
+	} {
+		// One connection each: a service that is full slows down only the connections
+		// that send to it.
+		c := hubtest.Dial(t, addr)
+		before := runtime.NumGoroutine()
+		for i := range 3000 {
+			tc.send(c, i)
+		}
+		time.Sleep(time.Second)
+		// 4 index requests per allowed backend call are queued or running, and 1 create;
+		// the others wait in the service's mailbox.
+		if n := runtime.NumGoroutine() - before; n > 500 {
+			t.Errorf("3000 %s hold %d extra goroutines (backend concurrency 8)", tc.name, n)
+		}
+	}
+}
+
+type countFetch struct {
+	core.Storage
+	n atomic.Int64
+}
+
+func (c *countFetch) Fetch(ctx context.Context, s string, p int, from uint64, limit int) ([]core.Message, error) {
+	c.n.Add(1)
+	return c.Storage.Fetch(ctx, s, p, from, limit)
+}
+
+// parkPulls sends n sluice_pull_wait requests for index on c and waits until the hub
+// counts want parked long polls in all.
+func parkPulls(t *testing.T, h *hub.Hub, c *hubtest.Conn, s hubtest.Stream, n int, index uint64, want uint64) {
+	t.Helper()
+	for i := range n {
+		c.Send(s.Route, wire.ProtocolPullWait, wire.PullWaitRequest{RequestID: uint64(i + 1), Index: index, Limit: 1, WaitMS: 60_000})
+	}
+	if !waitFor(20*time.Second, func() bool { return h.Metrics().PullWaits >= want }) {
+		t.Fatalf("%d long polls parked, want %d", h.Metrics().PullWaits, want)
+	}
+}
+
+func TestWakeSkipsWaitersBeyondTheAppend(t *testing.T) {
+	mem := openMemory(t)
+	defer mem.Close()
+	cf := &countFetch{Storage: mem.Storage}
+	h, addr := isolatedHub(t, &core.Backend{Storage: cf, Index: mem.Index})
+	defer h.Close()
+	waiting := hubtest.Dial(t, addr)
+	s := waiting.Create("wake-ahead")
+	parkPulls(t, h, waiting, s, 2000, 1<<40, 2000)
+	good := hubtest.Dial(t, addr)
+	before := cf.n.Load()
+	for i := range 3 {
+		good.Push(s, uint64(i+1), []byte("x"))
+	}
+	time.Sleep(time.Second) // woken pulls would fetch meanwhile
+	// Each append used to wake and fetch for all 2000.
+	if n := cf.n.Load() - before; n > 100 {
+		t.Fatalf("3 pushes caused %d backend fetches for long polls waiting at index 2^40", n)
+	}
+}
+
+func TestWakeDropsWaitersOfClosedConnections(t *testing.T) {
+	mem := openMemory(t)
+	defer mem.Close()
+	cf := &countFetch{Storage: mem.Storage}
+	h, addr := isolatedHub(t, &core.Backend{Storage: cf, Index: mem.Index})
+	defer h.Close()
+	gone := hubtest.Dial(t, addr)
+	s := gone.Create("wake-gone")
+	parkPulls(t, h, gone, s, 2000, 0, 2000) // an append satisfies them all
+	gone.Close()
+	time.Sleep(500 * time.Millisecond) // the hub reads EOF and closes the connection
+	good := hubtest.Dial(t, addr)
+	before := cf.n.Load()
+	good.Push(s, 1, []byte("x"))
+	time.Sleep(time.Second) // woken pulls would fetch meanwhile
+	// Each of the 2000 used to fetch and answer a connection that is gone.
+	if n := cf.n.Load() - before; n > 100 {
+		t.Fatalf("a push caused %d backend fetches for long polls of a closed connection", n)
+	}
+}
+
+func TestParkedPullsCapped(t *testing.T) {
+	b := openMemory(t)
+	defer b.Close()
+	h, addr := isolatedHub(t, b, hub.WithMaxParkedPulls(2))
+	defer h.Close()
+	c := hubtest.Dial(t, addr)
+	s := c.Create("capped")
+	parkPulls(t, h, c, s, 2, 0, 2)
+	c.Send(s.Route, wire.ProtocolPullWait, wire.PullWaitRequest{RequestID: 3, Index: 0, Limit: 1, WaitMS: 60_000})
+	// The third is answered at once, empty, as if its wait had expired.
+	pr := c.ExpectPull(wire.ProtocolPullWait)
+	if pr.RequestID != 3 || len(pr.Messages) != 0 {
+		t.Fatalf("reply to request %d with %d messages, want request 3 with none", pr.RequestID, len(pr.Messages))
+	}
+	if m := h.Metrics(); m.PullWaitsRefused != 1 || m.PullWaits != 2 {
+		t.Fatalf("pull_waits_refused %d, pull_waits %d; want 1 and 2", m.PullWaitsRefused, m.PullWaits)
+	}
+	// The parked two still get the next message.
+	other := hubtest.Dial(t, addr)
+	other.Push(s, 1, []byte("x"))
+	for range 2 {
+		if pr := c.ExpectPull(wire.ProtocolPullWait); len(pr.Messages) != 1 {
+			t.Fatalf("parked request %d woke with %d messages, want 1", pr.RequestID, len(pr.Messages))
+		}
+	}
+}
