@@ -1,6 +1,7 @@
 package bistream
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -82,7 +83,10 @@ func WithConsumerOptions(opts ...client.ConsumerOption) Option {
 // WithOutboxDir gives every publisher an on-device outbox (see client.WithOutbox) in dir,
 // one file per destination stream ("<stream>.outbox"), so messages not yet confirmed by the
 // hub survive a restart of the device: [New] reopens every outbox in dir and resends what
-// it holds. The directory must exist; one Transport at a time may use it.
+// it holds. It reopens them all, even more than [WithMaxPublishers] allows (a directory
+// written with a larger bound): New never waits for the hub, and the publishers above the
+// bound are retired, as described there, when sends need room for new streams. The
+// directory must exist; one Transport at a time may use it.
 func WithOutboxDir(dir string) Option {
 	return func(c *config) error {
 		if dir == "" {
@@ -103,6 +107,10 @@ func WithOutboxDir(dir string) Option {
 // until what was published there is confirmed (the send to the new stream waits meanwhile,
 // as Publish does when its window is full), then closes it. Its stream gets a new publisher
 // when it is used again.
+//
+// The bound also limits the stream senders registered on the node (see [SenderAddress]) to
+// twice n: the sender used least recently is unregistered to make room, and registered
+// again when a message is routed to its address.
 func WithMaxPublishers(n int) Option {
 	return func(c *config) error {
 		if n < 1 {
@@ -133,8 +141,9 @@ type Stats struct {
 	Delivered uint64
 	// Malformed counts stream messages dropped because they are not a valid Envelope.
 	Malformed uint64
-	// Undeliverable counts inner messages dropped because the node has no worker at their
-	// first onward address.
+	// Undeliverable counts inner messages dropped because they could not be delivered: the
+	// node has no worker at their first onward address, that address is refused (not local,
+	// or a stream sender: see [Transport.Subscribe]), or the worker or sender there failed.
 	Undeliverable uint64
 	// Publishers is the number of publishers open now; Retired counts those closed to stay
 	// within WithMaxPublishers.
@@ -150,17 +159,38 @@ type Transport struct {
 	c    *client.Client
 	cfg  config
 
+	// closing is cancelled when Close begins: it cuts short the waits of retirements.
+	closing       context.Context
+	cancelClosing context.CancelFunc
+	// closeDone is closed when the first Close has finished, after closeErr is set.
+	closeDone chan struct{}
+	closeErr  error
+	// retirements counts the closeRetired calls under way; Close waits for them.
+	retirements sync.WaitGroup
+
 	mu      sync.Mutex
 	closed  bool
-	senders map[string]struct{}     // registered sender addresses
+	senders senderSet               // registered stream senders
 	pubs    map[string]*publication // by destination stream
-	// retiring holds the streams whose publisher is being closed to stay within the bound,
-	// with a channel closed once it is: the stream gets no new publisher before, so that
-	// its messages stay in order and its outbox has one user.
-	retiring map[string]chan struct{}
+	// retiring holds the streams whose publisher is being closed to stay within the bound:
+	// the stream gets no new publisher before it is, so that its messages stay in order and
+	// its outbox has one user. Flush and Close include these publishers.
+	retiring map[string]*retirement
 	subs     map[*Subscription]struct{}
 
 	sent, delivered, malformed, undeliverable, retired atomic.Uint64
+}
+
+// retirement is a publisher being closed to stay within the bound of WithMaxPublishers.
+type retirement struct {
+	pub *publication
+	// done is closed once the retirement is over: the publisher was closed, or put back
+	// (the sender that retired it gave up waiting). closed and err are set before.
+	done chan struct{}
+	// closed reports that the retirement closed the publisher; err is then why messages
+	// published there were not all confirmed (nil if they were).
+	closed bool
+	err    error
 }
 
 // publication is an open publisher to one stream.
@@ -177,7 +207,9 @@ type publication struct {
 // New returns a Transport that registers its stream senders on node and reaches the hub
 // through c. node may be c.Node() or another node of the same process (a device can keep its
 // workers on a node that outlives its connection to the hub). Neither is closed by
-// [Transport.Close].
+// [Transport.Close]. The Transport becomes the node's fallback (routing.Node.SetFallback),
+// which registers the stream sender of a [SenderAddress] when a message is routed there, so
+// the node must not have another fallback; Close removes it. New does not wait for the hub.
 func New(node *routing.Node, c *client.Client, opts ...Option) (*Transport, error) {
 	if node == nil || c == nil {
 		return nil, fmt.Errorf("%w: bistream: New needs a node and a client", core.ErrInvalidOption)
@@ -192,14 +224,17 @@ func New(node *routing.Node, c *client.Client, opts ...Option) (*Transport, erro
 		}
 	}
 	t := &Transport{
-		node:     node,
-		c:        c,
-		cfg:      cfg,
-		senders:  map[string]struct{}{},
-		pubs:     map[string]*publication{},
-		retiring: map[string]chan struct{}{},
-		subs:     map[*Subscription]struct{}{},
+		node:      node,
+		c:         c,
+		cfg:       cfg,
+		closeDone: make(chan struct{}),
+		senders:   senderSet{max: 2 * cfg.maxPublishers, byAddr: map[string]*sender{}},
+		pubs:      map[string]*publication{},
+		retiring:  map[string]*retirement{},
+		subs:      map[*Subscription]struct{}{},
 	}
+	t.closing, t.cancelClosing = context.WithCancel(context.Background())
+	node.SetFallback(t.fallback)
 	if err := t.reopenOutboxes(); err != nil {
 		return nil, errors.Join(err, t.Close())
 	}
@@ -210,7 +245,8 @@ func New(node *routing.Node, c *client.Client, opts ...Option) (*Transport, erro
 const outboxSuffix = ".outbox"
 
 // reopenOutboxes starts a publisher for every outbox left in the outbox directory, so the
-// messages in it are sent without waiting for the next message to that stream.
+// messages in it are sent without waiting for the next message to that stream. It opens them
+// all, beyond the bound if there are more: retiring a publisher would wait for the hub.
 func (t *Transport) reopenOutboxes() error {
 	if t.cfg.outboxDir == "" {
 		return nil
@@ -219,12 +255,14 @@ func (t *Transport) reopenOutboxes() error {
 	if err != nil {
 		return fmt.Errorf("bistream: outbox directory: %w", err)
 	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	for _, e := range entries {
 		stream, ok := strings.CutSuffix(e.Name(), outboxSuffix)
 		if !ok || !e.Type().IsRegular() || core.ValidateStreamName(stream) != nil {
 			continue
 		}
-		if _, err := t.publisher(context.Background(), stream); err != nil {
+		if _, err := t.newPublisherLocked(stream); err != nil {
 			return err
 		}
 	}
@@ -254,11 +292,10 @@ func (t *Transport) Route(to, returnStream string) (wire.Route, error) {
 }
 
 // RegisterRoute registers the stream sender at the first address of route, when that is a
-// local [SenderAddress], and does nothing otherwise. Use it after a restart for routes that
-// were saved with the state of the previous process (a restored secure channel's
-// PeerRoute), so that sending through them works before any message arrived from the peer:
-// until then a new Transport has only the senders of [Transport.Route] and of the
-// subscriptions' deliveries.
+// local [SenderAddress], and does nothing otherwise. Routes saved with the state of a
+// previous process (a restored secure channel's PeerRoute) work without it, since the
+// transport registers a sender when a message is routed to its address; RegisterRoute does
+// it ahead of time, and returns an error matching [core.ErrClosed] after Close.
 func (t *Transport) RegisterRoute(route wire.Route) error {
 	if len(route) == 0 || route[0].Type != wire.AddressLocal {
 		return nil
@@ -271,7 +308,9 @@ func (t *Transport) RegisterRoute(route wire.Route) error {
 	return err
 }
 
-// ensureSender registers the sender for (to, returnStream) on the node, once.
+// ensureSender registers the sender for (to, returnStream) on the node, unless it is
+// registered already. To stay within the bound of registered senders it unregisters the one
+// used least recently first.
 func (t *Transport) ensureSender(to, returnStream string) (string, error) {
 	if err := core.ValidateStreamName(to); err != nil {
 		return "", fmt.Errorf("bistream: destination stream: %w", err)
@@ -287,14 +326,62 @@ func (t *Transport) ensureSender(to, returnStream string) (string, error) {
 	if t.closed {
 		return "", fmt.Errorf("bistream: %w", core.ErrClosed)
 	}
-	if _, ok := t.senders[addr]; ok {
+	if s, ok := t.senders.byAddr[addr]; ok {
+		s.used.Store(true)
 		return addr, nil
 	}
-	if err := t.node.RegisterSender(addr, &sender{t: t, to: to, ret: returnStream, addr: addr}); err != nil {
+	s := &sender{t: t, to: to, ret: returnStream, addr: addr}
+	if err := t.node.RegisterSender(addr, s); err != nil {
 		return "", fmt.Errorf("bistream: register sender %s: %w", addr, err)
 	}
-	t.senders[addr] = struct{}{}
+	if old := t.senders.add(s); old != nil {
+		_ = t.node.Unregister(old.addr)
+	}
 	return addr, nil
+}
+
+// fallback is the node's fallback (see New): it registers the stream sender at a
+// [SenderAddress] that a message is routed to, and returns nil (the node then finds the
+// sender registered).
+func (t *Transport) fallback(_ context.Context, addr string) routing.Worker {
+	if to, ret, ok := ParseSenderAddress(addr); ok {
+		if _, err := t.ensureSender(to, ret); err != nil && !errors.Is(err, core.ErrClosed) {
+			t.cfg.log.Warn("bistream: register a stream sender", "address", addr, "err", err)
+		}
+	}
+	return nil
+}
+
+// senderSet is the set of registered stream senders, at most max of them (guarded by the
+// transport's mu). It evicts with the clock algorithm: a sender used since the hand last
+// passed it gets a second chance.
+type senderSet struct {
+	max    int
+	byAddr map[string]*sender
+	ring   []*sender
+	hand   int
+}
+
+// add adds s (not in the set) and returns the sender it evicted to make room, or nil.
+func (ss *senderSet) add(s *sender) (evicted *sender) {
+	s.used.Store(true)
+	ss.byAddr[s.addr] = s
+	if len(ss.ring) < ss.max {
+		ss.ring = append(ss.ring, s)
+		return nil
+	}
+	// Two rounds clear every flag, unless senders keep setting them meanwhile.
+	for range 2 * len(ss.ring) {
+		if !ss.ring[ss.hand].used.Swap(false) {
+			break
+		}
+		ss.hand = (ss.hand + 1) % len(ss.ring)
+	}
+	evicted = ss.ring[ss.hand]
+	delete(ss.byAddr, evicted.addr)
+	ss.ring[ss.hand] = s
+	ss.hand = (ss.hand + 1) % len(ss.ring)
+	return evicted
 }
 
 // publisher returns the publisher to stream to, creating it on first use. When that would
@@ -311,10 +398,10 @@ func (t *Transport) publisher(ctx context.Context, to string) (*publication, err
 			t.mu.Unlock()
 			return pub, nil
 		}
-		if done, ok := t.retiring[to]; ok {
+		if r, ok := t.retiring[to]; ok {
 			t.mu.Unlock()
 			select {
-			case <-done:
+			case <-r.done:
 				continue
 			case <-ctx.Done():
 				return nil, fmt.Errorf("bistream: publish to %q: %w", to, ctx.Err())
@@ -325,9 +412,9 @@ func (t *Transport) publisher(ctx context.Context, to string) (*publication, err
 			t.mu.Unlock()
 			return pub, err
 		}
-		stream, old := t.retireLocked()
+		stream, r := t.retireLocked()
 		t.mu.Unlock()
-		if err := t.closeRetired(ctx, stream, old); err != nil {
+		if err := t.closeRetired(ctx, stream, r); err != nil {
 			return nil, fmt.Errorf("bistream: publish to %q: %w", to, err)
 		}
 	}
@@ -348,10 +435,11 @@ func (t *Transport) newPublisherLocked(to string) (*publication, error) {
 }
 
 // retireLocked removes from t.pubs, marks retired and returns the publisher to close to
-// make room (t.mu held, t.pubs not empty): the least recently used one with nothing in
-// flight, else the least recently used one. Recency is approximate: a publisher used since
-// the last search is passed over once (a second chance).
-func (t *Transport) retireLocked() (string, *publication) {
+// make room (t.mu held, t.pubs not empty, t not closed): the least recently used one with
+// nothing in flight, else the least recently used one. Recency is approximate: a publisher
+// used since the last search is passed over once (a second chance). The caller must call
+// closeRetired.
+func (t *Transport) retireLocked() (string, *retirement) {
 	var busyStream string
 	var busy *publication
 	for range 2 { // the second pass finds those whose used flag the first one cleared
@@ -377,38 +465,48 @@ func (t *Transport) retireLocked() (string, *publication) {
 	return busyStream, t.retireOneLocked(busyStream, busy)
 }
 
-func (t *Transport) retireOneLocked(stream string, pub *publication) *publication {
+func (t *Transport) retireOneLocked(stream string, pub *publication) *retirement {
 	pub.retired.Store(true) // senders stop publishing to it and ask for the stream's publisher again
 	delete(t.pubs, stream)
-	t.retiring[stream] = make(chan struct{})
-	return pub
+	r := &retirement{pub: pub, done: make(chan struct{})}
+	t.retiring[stream] = r
+	t.retirements.Add(1) // t.mu held and t not closed: Close waits for it
+	return r
 }
 
 // closeRetired waits until what was published through a retired publisher is confirmed, or
-// ctx ends, and closes it. If ctx ends first the publisher is put back and the error
-// returned (after Close of the transport, it is closed instead).
-func (t *Transport) closeRetired(ctx context.Context, stream string, pub *publication) error {
-	err := pub.p.Flush(ctx)
-	if err != nil && ctx.Err() == nil {
+// ctx ends, or the transport closes, and closes it. If ctx ends first the publisher is put
+// back and the error returned. Once the transport is closing the publisher is closed
+// whatever is left (Close closes it too and reports what was left unconfirmed).
+func (t *Transport) closeRetired(ctx context.Context, stream string, r *retirement) error {
+	defer t.retirements.Done()
+	fctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(t.closing, cancel)
+	err := r.pub.p.Flush(fctx)
+	stop()
+	cancel()
+	var failed error
+	if err != nil && fctx.Err() == nil {
 		// Some messages failed for good (each one's Ack said so): nothing is left to wait for.
 		t.cfg.log.Warn("bistream: retire a publisher", "stream", stream, "err", err)
-		err = nil
+		failed, err = err, nil
 	}
 	t.mu.Lock()
-	done := t.retiring[stream]
-	delete(t.retiring, stream)
 	if err != nil && !t.closed {
-		pub.retired.Store(false)
-		t.pubs[stream] = pub
+		delete(t.retiring, stream)
+		r.pub.retired.Store(false)
+		t.pubs[stream] = r.pub
 		t.mu.Unlock()
-		close(done)
+		close(r.done)
 		return err
 	}
+	closing := t.closed
 	t.mu.Unlock()
 	t.retired.Add(1)
-	if cerr := pub.p.Close(); cerr != nil {
+	cerr := r.pub.p.Close()
+	if cerr != nil && !closing {
 		t.cfg.log.Error("bistream: close a publisher to stay within the bound", "stream", stream, "err", cerr)
-	} else if t.cfg.outboxDir != "" {
+	} else if cerr == nil && t.cfg.outboxDir != "" {
 		// Everything in it was confirmed, and the stream gets no new publisher before done
 		// is closed: remove the empty outbox, or a flood of stream names would leave a file
 		// for each, and New would open a publisher for each.
@@ -417,7 +515,11 @@ func (t *Transport) closeRetired(ctx context.Context, stream string, pub *public
 			t.cfg.log.Warn("bistream: remove an empty outbox", "path", path, "err", rerr)
 		}
 	}
-	close(done)
+	r.closed, r.err = true, errors.Join(failed, cerr)
+	t.mu.Lock()
+	delete(t.retiring, stream)
+	t.mu.Unlock()
+	close(r.done)
 	return nil
 }
 
@@ -427,6 +529,7 @@ type sender struct {
 	to, ret string // valid stream names (checked by ensureSender)
 	addr    string
 	pub     atomic.Pointer[publication] // the transport's publisher to to, once known
+	used    atomic.Bool                 // set by Send, cleared by the eviction's clock hand
 }
 
 // Send publishes msg as an Envelope (see Transport.Route).
@@ -437,6 +540,9 @@ func (s *sender) Send(ctx context.Context, msg wire.TransportMessage) error {
 	}
 	if len(env.Message.OnwardRoute) == 0 {
 		return env.Validate() // s.ret is valid: the error is about the route
+	}
+	if !s.used.Load() {
+		s.used.Store(true)
 	}
 	// Publish copies what it is given, so the encoding goes into a reused buffer.
 	bp := envelopeBufs.Get().(*[]byte)
@@ -487,16 +593,40 @@ var envelopeBufs = sync.Pool{New: func() any { return new([]byte) }}
 const maxPooledEnvelope = 16 << 10
 
 // Flush waits until every message published so far is confirmed by the hub (durable in its
-// backend), or ctx ends.
+// backend), or ctx ends, including the messages of publishers being closed to stay within
+// WithMaxPublishers. It returns nil only when all of them were confirmed.
 func (t *Transport) Flush(ctx context.Context) error {
 	t.mu.Lock()
 	pubs := make([]*client.Publisher, 0, len(t.pubs))
 	for _, pub := range t.pubs {
 		pubs = append(pubs, pub.p)
 	}
+	rets := make([]*retirement, 0, len(t.retiring))
+	for _, r := range t.retiring {
+		rets = append(rets, r)
+	}
 	t.mu.Unlock()
 	for _, p := range pubs {
 		if err := p.Flush(ctx); err != nil {
+			return fmt.Errorf("bistream: %w", err)
+		}
+	}
+	for _, r := range rets {
+		err := r.pub.p.Flush(ctx)
+		if err == nil || (errors.Is(err, core.ErrClosed) && ctx.Err() == nil) {
+			// Nothing is left to wait for, so the retirement ends at once, and knows what
+			// became of the messages: the retirement's own Flush may have taken the report
+			// of a failure, or closed the publisher before this Flush saw them confirmed.
+			select {
+			case <-r.done:
+				if r.closed {
+					err = r.err
+				}
+			case <-ctx.Done():
+				err = errors.Join(err, ctx.Err())
+			}
+		}
+		if err != nil {
 			return fmt.Errorf("bistream: %w", err)
 		}
 	}
@@ -526,15 +656,20 @@ func (t *Transport) Stats() Stats {
 }
 
 // Close stops every subscription (each saves its position), then closes every publisher,
-// which waits up to its close timeout for the hub to confirm what was published, and
-// unregisters the stream senders from the node. It does not close the node or the client.
-// Close is idempotent; it returns the errors of the publishers' Close (messages left
-// unconfirmed stay in the outbox when there is one).
+// including those being closed to stay within WithMaxPublishers, which waits up to its
+// close timeout for the hub to confirm what was published (the publishers close
+// concurrently, so Close takes about one close timeout, not one per publisher), and
+// unregisters the stream senders and the node's fallback. It does not close the node or the
+// client. It returns the errors of the publishers' Close (messages left unconfirmed stay in
+// the outbox when there is one). When Close returns, no publisher, outbox or goroutine of the
+// transport is left. Close may be called more than once, also concurrently: later calls wait
+// until the first has finished and return its result.
 func (t *Transport) Close() error {
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
-		return nil
+		<-t.closeDone
+		return t.closeErr
 	}
 	t.closed = true
 	subs := make([]*Subscription, 0, len(t.subs))
@@ -542,27 +677,43 @@ func (t *Transport) Close() error {
 		subs = append(subs, s)
 	}
 	t.mu.Unlock()
+	defer close(t.closeDone)
+	t.cancelClosing() // retirements stop waiting for confirms
 
+	var wg sync.WaitGroup
 	for _, s := range subs {
-		_ = s.Close()
+		wg.Go(func() { _ = s.Close() })
 	}
+	wg.Wait()
 	// The senders are unregistered first so nothing is published after the publishers close.
+	t.node.SetFallback(nil)
 	t.mu.Lock()
-	senders := t.senders
-	t.senders = map[string]struct{}{}
-	pubs := t.pubs
+	senders := t.senders.byAddr
+	t.senders = senderSet{}
+	pubs := make([]*publication, 0, len(t.pubs)+len(t.retiring))
+	for _, pub := range t.pubs {
+		pubs = append(pubs, pub)
+	}
+	for _, r := range t.retiring {
+		pubs = append(pubs, r.pub)
+	}
 	t.pubs = map[string]*publication{}
 	t.mu.Unlock()
 	for addr := range senders {
 		_ = t.node.Unregister(addr)
 	}
-	var errs []error
-	for _, pub := range pubs {
-		if err := pub.p.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("bistream: %w", err))
-		}
+	errs := make([]error, len(pubs))
+	for i, pub := range pubs {
+		wg.Go(func() {
+			if err := pub.p.Close(); err != nil {
+				errs[i] = fmt.Errorf("bistream: %w", err)
+			}
+		})
 	}
-	return errors.Join(errs...)
+	wg.Wait()
+	t.retirements.Wait() // each closes its publisher too, and removes an empty outbox
+	t.closeErr = errors.Join(errs...)
+	return t.closeErr
 }
 
 // SubscriptionStats are a subscription's counters.
@@ -571,7 +722,8 @@ type SubscriptionStats struct {
 	Delivered uint64
 	// Malformed counts stream messages that are not a valid Envelope (dropped).
 	Malformed uint64
-	// Undeliverable counts inner messages for an address with no worker (dropped).
+	// Undeliverable counts inner messages dropped because they could not be delivered (see
+	// Stats.Undeliverable).
 	Undeliverable uint64
 	// Consumer holds the counters of the underlying consumer (pulls, saves, reconnects).
 	Consumer client.ConsumerStats
@@ -604,8 +756,15 @@ type Subscription struct {
 // its onward route, with the address of the stream sender for (ReturnStream, stream)
 // prepended to its return route, so that a reply published through that address reaches the
 // original sender's subscription. Stream messages that are not valid envelopes, and inner
-// messages for addresses that have no worker, are logged, counted and skipped: register the
-// workers before subscribing.
+// messages that cannot be delivered, are logged, counted and skipped: inner messages for
+// addresses that have no worker (register the workers before subscribing), or whose worker
+// or sender failed to take them. Anybody who can push to the stream chooses the inner
+// onward route, so its first address must be a local address that is not a stream sender:
+// an inner message routed to a TCP address (the node would dial it, as the TCP transport
+// refuses to do for its peers unless it relays) or to a [SenderAddress] (the device would
+// publish it into a stream the pusher chose) is refused, counted as undeliverable and
+// skipped. Only a delivery cut short because the subscription or the node is stopping
+// fails, so that the message comes again.
 //
 // Delivery is at-least-once to the workers: the saved position moves past a message only
 // once its inner message was handled, by a Sender (a secure channel, in the delivery itself)
@@ -664,12 +823,13 @@ func (s *Subscription) handle(ctx context.Context, m core.Message) error {
 		s.t.cfg.log.Warn("bistream: dropped a stream message that is not an envelope", "stream", s.stream, "index", m.Index, "err", err)
 		return nil
 	}
+	if first := inner.OnwardRoute[0]; first.Type != wire.AddressLocal || bytes.HasPrefix(first.Value, addressPrefix) {
+		s.dropUndeliverable(m.Index, "bistream: refused a message routed to a remote address or a stream sender", "to", inner.OnwardRoute.String())
+		return nil
+	}
 	ret := inner.ReturnRoute
 	if hasRet {
-		reply, err := s.replyRoute(retStream)
-		if err != nil {
-			return err
-		}
+		reply := s.replyRoute(retStream)
 		if len(ret) == 0 {
 			ret = reply // shared: routes are read-only for their receivers
 		} else {
@@ -677,40 +837,47 @@ func (s *Subscription) handle(ctx context.Context, m core.Message) error {
 		}
 	}
 	err = s.t.node.Send(s.tracker.Context(ctx, m.Index), wire.TransportMessage{OnwardRoute: inner.OnwardRoute, ReturnRoute: ret, Payload: inner.Payload})
-	if errors.Is(err, routing.ErrNoRoute) {
-		s.undeliverable.Add(1)
-		s.t.undeliverable.Add(1)
-		s.t.cfg.log.Warn("bistream: dropped a message for an unknown address", "stream", s.stream, "index", m.Index, "err", err)
-		return nil
+	if err != nil && (ctx.Err() != nil || errors.Is(err, routing.ErrClosed)) {
+		// Cut short by the stop: not skipped, it comes again after the restart.
+		return fmt.Errorf("bistream: deliver %s index %d: %w", s.stream, m.Index, err)
 	}
 	if err != nil {
-		return fmt.Errorf("bistream: deliver %s index %d: %w", s.stream, m.Index, err)
+		// Anything else would fail again: skip it rather than stop the subscription.
+		s.dropUndeliverable(m.Index, "bistream: dropped a message that could not be delivered", "err", err)
+		return nil
 	}
 	s.delivered.Add(1)
 	s.t.delivered.Add(1)
 	return nil
 }
 
-// replyRoute returns the route [address of the sender for replies to returnStream],
-// registering the sender on first use. The route is never modified: messages whose own
-// return route is empty share it. The consumer calls handle from one goroutine, so the
-// cache needs no lock; it saves the name checks and the locked lookup of ensureSender on
-// every message. The senders stay registered until the transport closes, which stops the
-// subscription first.
-func (s *Subscription) replyRoute(returnStream []byte) (wire.Route, error) {
+// addressPrefix is AddressPrefix as bytes.
+var addressPrefix = []byte(AddressPrefix)
+
+// dropUndeliverable counts and logs an inner message that handle skips.
+func (s *Subscription) dropUndeliverable(index uint64, msg string, args ...any) {
+	s.undeliverable.Add(1)
+	s.t.undeliverable.Add(1)
+	s.t.cfg.log.Warn(msg, append([]any{"stream", s.stream, "index", index}, args...)...)
+}
+
+// replyRoute returns the route [address of the sender for replies to returnStream]
+// (a valid stream name). The sender is registered when a reply is routed there (see
+// Transport.fallback), not before: a name pushed into the stream costs nothing unless a
+// worker answers. The route is never modified: messages whose own return route is empty
+// share it. The consumer calls handle from one goroutine, so the cache needs no lock; it
+// saves building the address of every message.
+func (s *Subscription) replyRoute(returnStream []byte) wire.Route {
 	if r, ok := s.replyRoutes[string(returnStream)]; ok {
-		return r, nil
-	}
-	addr, err := s.t.ensureSender(string(returnStream), s.stream)
-	if err != nil {
-		return nil, err
+		return r
 	}
 	if s.replyRoutes == nil || len(s.replyRoutes) >= maxReplyAddrs {
 		s.replyRoutes = make(map[string]wire.Route)
 	}
-	r := wire.Route{wire.Local(addr)}
-	s.replyRoutes[string(returnStream)] = r
-	return r, nil
+	ret := string(returnStream)
+	r := wire.Route{wire.Local(SenderAddress(ret, s.stream))}
+	s.replyRoutes[ret] = r
+	return r
 }
 
 // maxReplyAddrs bounds a subscription's cache of reply senders (see replyRoute).

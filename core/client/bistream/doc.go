@@ -24,21 +24,30 @@
 //
 // # Addresses
 //
-// A [Transport] registers one routing.Sender per (destination stream, return stream) pair at
-// the local address [SenderAddress] "bistream/<to>/<return>". The address does not depend on
-// the Transport, so a route that contains it (a secure channel's route to its peer, say)
-// stays valid when the Transport is closed and a new one is created on the same node, for
-// example after the device was offline, or on a new node after the device's process
-// restarted: a secure channel restored from its session file (securechannel.RestoreSession)
-// keeps its route to the peer, whose first address is such a sender. [ParseSenderAddress]
-// reads the streams back from an address; [Transport.RegisterRoute] registers the sender at
-// the start of a saved route, so the restored channel can send before anything arrived.
+// A [Transport] publishes through one routing.Sender per (destination stream, return
+// stream) pair, at the local address [SenderAddress] "bistream/<to>/<return>". The address
+// does not depend on the Transport, so a route that contains it (a secure channel's route to
+// its peer, say) stays valid when the Transport is closed and a new one is created on the
+// same node, for example after the device was offline, or on a new node after the device's
+// process restarted: a secure channel restored from its session file
+// (securechannel.RestoreSession) keeps its route to the peer, whose first address is such a
+// sender.
+//
+// The Transport is the node's fallback (routing.Node.SetFallback): when a message is routed
+// to a sender address that has nothing registered, it registers the sender there, so every
+// such route works as soon as a Transport runs on the node, a restored channel's included,
+// before anything arrived from the peer. It keeps at most twice [WithMaxPublishers] senders
+// registered and unregisters the one used least recently to make room (it comes back when a
+// message is routed to it again), so the return streams that stream messages name cost
+// nothing until a worker answers through them. [ParseSenderAddress] reads the streams back
+// from an address; [Transport.RegisterRoute] registers the sender at the start of a saved
+// route ahead of time.
 //
 //	// Device B after a restart: its node, listener and channel come back from files.
 //	l, _ := securechannel.Listen(nodeB, "listener", cfgB, nil)
 //	ch, _ := l.RestoreSession(sessionFile)
 //	tb, _ := bistream.New(nodeB, clientB)
-//	tb.RegisterRoute(ch.PeerRoute())
+//	tb.RegisterRoute(ch.PeerRoute()) // optional: ch can send through it either way
 //	tb.Subscribe("inbox-b", "device-b") // resumes from the index saved on the hub
 //
 // # Envelope encoding
@@ -59,6 +68,30 @@
 // stream name, valid inner message, no trailing bytes); a stream message that does not decode
 // is counted and skipped, never delivered.
 //
+// # What a stream message can do
+//
+// Anybody who can push to a subscribed stream writes the envelopes the device reads (so can
+// the hub and its broker: a secure channel protects the payload, not the routing). So the
+// subscription delivers an inner message only to a local worker or sender that is not a
+// stream sender. An inner onward route whose first address is not local (a TCP address:
+// the device would dial it, which the TCP transport refuses for its own peers unless it
+// relays) or starts with [AddressPrefix] (the device would publish the rest into a stream
+// the pusher chose, over its own connection) is refused: the message is logged, counted as
+// undeliverable and skipped. The device therefore never relays a stream message into
+// another stream by itself; a worker in between can (a secure channel does it for the
+// messages of its authenticated peer). Messages that do not decode, and inner messages that
+// cannot be delivered for any other reason (no worker at the address, a worker or sender
+// that refuses them), are logged, counted and skipped too: no message stops a subscription.
+// Only a delivery cut short because the device is stopping fails, so that the message comes
+// again after the restart (see Limitations).
+//
+// The return stream an envelope names costs nothing until a worker answers through it (a
+// secure channel listener answers every handshake message 1): the answer registers a sender
+// and opens a publisher, both bounded ([WithMaxPublishers]). Stream senders are local
+// addresses of the node like any other: what can route to the node's local addresses (its
+// own workers, a secure channel's authenticated peer, the peers of a TCP listener on the
+// same node) can publish through them.
+//
 // # Delivery
 //
 // Publishing uses a client.Publisher per destination stream (request ids, window, retries,
@@ -70,11 +103,12 @@
 //
 // # Limitations
 //
-// One Transport at a time may run on a node (the sender addresses are fixed). To stop a
-// device without repeating anything, close the Transport (the subscriptions save their
-// positions, giving the workers up to a second to handle what they queued), then let the
-// node's workers handle what is queued (routing.Node.Drain), then save its secure
-// channels' sessions, then close the node. A stream should have one consumer device (its
+// One Transport at a time may run on a node (the sender addresses are fixed), and it is the
+// node's fallback, so the node cannot have another one. To stop a device without repeating
+// anything, close the Transport (the subscriptions save their positions, giving the
+// workers up to a second to handle what they queued), then let the node's workers handle
+// what is queued (routing.Node.Drain), then save its secure channels' sessions, then close
+// the node. A stream should have one consumer device (its
 // subscription id is its identity for the saved index); several devices publishing into it
 // is fine. A subscription never saves a position past a message that is not handled yet,
 // including one in a worker's mailbox (see [Transport.Subscribe]), so neither a crash nor a

@@ -1,0 +1,429 @@
+package bistream_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/client"
+	"github.com/sluicehq/sluice/core/client/bistream"
+	"github.com/sluicehq/sluice/core/routing"
+	"github.com/sluicehq/sluice/core/wire"
+)
+
+// deadHubAddr returns a loopback address where nothing listens.
+func deadHubAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// offlineDevice returns a node, a client of an unreachable hub, a transport on them, and a
+// function that sends a message to the worker "w" through the stream to. Publishing
+// succeeds (the publisher accepts the message) but nothing is ever confirmed.
+func offlineDevice(t *testing.T, opts ...bistream.Option) (*routing.Node, *client.Client, *bistream.Transport, func(context.Context, string) error) {
+	t.Helper()
+	node, err := routing.NewNode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { node.Close() })
+	cli, err := client.Dial(deadHubAddr(t), client.WithDialTimeout(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	tr, err := bistream.New(node, cli, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	send := func(ctx context.Context, to string) error {
+		r, err := tr.Route(to, "")
+		if err != nil {
+			return err
+		}
+		return node.Send(ctx, wire.TransportMessage{OnwardRoute: append(r, wire.Local("w")), Payload: []byte("m")})
+	}
+	return node, cli, tr, send
+}
+
+// senderRegistered reports whether a stream sender (or anything else) is registered at the
+// sender address for (to, ret) on node.
+func senderRegistered(t *testing.T, node *routing.Node, to, ret string) bool {
+	t.Helper()
+	addr := bistream.SenderAddress(to, ret)
+	err := node.Register(addr, routing.WorkerFunc(func(context.Context, *routing.Message) error { return nil }))
+	if err == nil {
+		_ = node.Unregister(addr)
+		return false
+	}
+	if !errors.Is(err, routing.ErrAddressInUse) {
+		t.Fatal(err)
+	}
+	return true
+}
+
+// failingSender is a routing.Sender that refuses every message.
+type failingSender struct{}
+
+func (failingSender) Send(context.Context, wire.TransportMessage) error {
+	return fmt.Errorf("%w: refused", core.ErrInvalidArgument)
+}
+
+// TestFailedDeliveryIsSkipped: an inner message whose delivery fails for a reason other than
+// the stop (here a sender that refuses it) is counted and skipped; it must not stop the
+// subscription, which would then resume at the same message after every restart.
+func TestFailedDeliveryIsSkipped(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	th := startHub(t)
+	d := newDevice(t, "x")
+	var got inbox
+	if err := d.node.Register("w", routing.WorkerFunc(func(_ context.Context, m *routing.Message) error { got.add(string(m.Payload)); return nil })); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.node.RegisterSender("refuses", failingSender{}); err != nil {
+		t.Fatal(err)
+	}
+	th.preload(ctx, d.inbox, envelope("refuses", "bad"), envelope("w", "ok"))
+	d.online(th.addr, bistream.WithConsumerOptions(client.WithHandlerRetries(1, fastBackoff)))
+	for len(got.get()) == 0 {
+		select {
+		case <-d.sub.Done():
+			t.Fatalf("the subscription stopped: %v", d.sub.Err())
+		case <-ctx.Done():
+			t.Fatal("the message after the refused one never arrived")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if st := d.sub.Stats(); st.Undeliverable != 1 || st.Delivered != 1 {
+		t.Fatalf("stats %+v, want 1 undeliverable, 1 delivered", st)
+	}
+}
+
+// TestPoisonEnvelopeDoesNotStopSubscription: an envelope routed to the stream sender of its
+// own return stream, with nothing after it, made the delivery fail; the subscription retried
+// and stopped for good.
+func TestPoisonEnvelopeDoesNotStopSubscription(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	th := startHub(t)
+	d := newDevice(t, "x")
+	var got inbox
+	if err := d.node.Register("w", routing.WorkerFunc(func(_ context.Context, m *routing.Message) error { got.add(string(m.Payload)); return nil })); err != nil {
+		t.Fatal(err)
+	}
+	poison := bistream.Envelope{ReturnStream: "r", Message: wire.TransportMessage{
+		OnwardRoute: wire.Route{wire.Local(bistream.SenderAddress("r", d.inbox))}, Payload: []byte("p")}}
+	th.preload(ctx, d.inbox, poison.Append(nil), envelope("w", "ok"))
+	d.online(th.addr, bistream.WithConsumerOptions(client.WithHandlerRetries(1, fastBackoff)))
+	for len(got.get()) == 0 {
+		select {
+		case <-d.sub.Done():
+			t.Fatalf("the subscription stopped: %v", d.sub.Err())
+		case <-ctx.Done():
+			t.Fatal("the message after the poison envelope never arrived")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// TestRemoteFirstHopRefused: a stream message whose inner route starts with a TCP address
+// must not make the device dial that address (the TCP transport refuses the same for the
+// messages its peers send, unless it relays).
+func TestRemoteFirstHopRefused(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	th := startHub(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var accepted atomic.Int32
+	go func() {
+		for c, err := ln.Accept(); err == nil; c, err = ln.Accept() {
+			accepted.Add(1)
+			c.Close()
+		}
+	}()
+	e := bistream.Envelope{Message: wire.TransportMessage{OnwardRoute: wire.Route{wire.TCP(ln.Addr().String()), wire.Local("x")}, Payload: []byte("x")}}
+	th.preload(ctx, "inbox-x", e.Append(nil))
+	cli, err := client.Dial(th.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	tr, err := bistream.New(cli.Node(), cli) // the client's node, which has a TCP transport
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	sub, err := tr.Subscribe("inbox-x", "device-x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the message handled", func() bool { st := sub.Stats(); return st.Delivered+st.Undeliverable > 0 })
+	if st := sub.Stats(); st.Undeliverable != 1 {
+		t.Fatalf("stats %+v: the message routed to %s was not refused", st, ln.Addr())
+	}
+	time.Sleep(100 * time.Millisecond) // a dial, had there been one, would have been accepted by now
+	if n := accepted.Load(); n > 0 {
+		t.Fatalf("a stream message made the device open %d connection(s) to %s", n, ln.Addr())
+	}
+}
+
+// TestStreamSenderFirstHopRefused: a stream message whose inner route starts with a stream
+// sender must not make the device publish into a stream the pusher chose.
+func TestStreamSenderFirstHopRefused(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	th := startHub(t)
+	d := newDevice(t, "x")
+	var got inbox
+	if err := d.node.Register("w", routing.WorkerFunc(func(_ context.Context, m *routing.Message) error { got.add(string(m.Payload)); return nil })); err != nil {
+		t.Fatal(err)
+	}
+	// Naming "other" as the return stream also made the device register that sender.
+	relay := bistream.Envelope{ReturnStream: "other", Message: wire.TransportMessage{
+		OnwardRoute: wire.Route{wire.Local(bistream.SenderAddress("other", d.inbox)), wire.Local("w")}, Payload: []byte("relayed")}}
+	th.preload(ctx, d.inbox, relay.Append(nil), envelope("w", "ok"))
+	d.online(th.addr)
+	waitFor(t, "the second message", func() bool { return len(got.get()) == 1 })
+	if err := d.tr.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := th.store.Fetch(ctx, "other", 0, 0, 10)
+	if err != nil && !errors.Is(err, core.ErrStreamNotFound) {
+		t.Fatal(err)
+	}
+	if len(msgs) > 0 {
+		t.Fatalf("a stream message made the device publish %d message(s) into the stream \"other\"", len(msgs))
+	}
+	if st := d.sub.Stats(); st.Undeliverable != 1 || st.Delivered != 1 {
+		t.Fatalf("stats %+v, want 1 undeliverable, 1 delivered", st)
+	}
+}
+
+// TestReturnStreamNamesRegisterNoSenders: return streams named by messages that nobody
+// answers register nothing (each used to register a sender for good).
+func TestReturnStreamNamesRegisterNoSenders(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	th := startHub(t)
+	d := newDevice(t, "x")
+	const names = 500
+	var msgs [][]byte
+	for i := range names {
+		e := bistream.Envelope{ReturnStream: fmt.Sprint("name-", i), Message: wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("nobody")}}}
+		msgs = append(msgs, e.Append(nil))
+	}
+	th.preload(ctx, d.inbox, msgs...)
+	d.online(th.addr)
+	waitFor(t, "every message", func() bool { n, _ := d.sub.Position(); return n == names })
+	registered := 0
+	for i := range names {
+		if senderRegistered(t, d.node, fmt.Sprint("name-", i), d.inbox) {
+			registered++
+		}
+	}
+	if registered > 0 {
+		t.Fatalf("%d stream senders registered for %d return streams that nobody answered", registered, names)
+	}
+}
+
+// TestSendersBounded: the stream senders registered on the node stay within twice
+// WithMaxPublishers, and a route through an unregistered sender address still works: the
+// transport registers the sender again when a message is routed there, also on a new
+// Transport after a restart (without RegisterRoute).
+func TestSendersBounded(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	th := startHub(t)
+	d := newDevice(t, "x")
+	d.online(th.addr, bistream.WithMaxPublishers(1))
+	const streams = 6
+	send := func(i int) {
+		t.Helper()
+		to := fmt.Sprint("s", i)
+		r := wire.Route{wire.Local(bistream.SenderAddress(to, "")), wire.Local("w")}
+		if err := d.node.Send(ctx, wire.TransportMessage{OnwardRoute: r, Payload: []byte(to)}); err != nil {
+			t.Fatalf("send through %v: %v", r, err)
+		}
+	}
+	for i := range streams {
+		if _, err := d.tr.Route(fmt.Sprint("s", i), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	registered := 0
+	for i := range streams {
+		if senderRegistered(t, d.node, fmt.Sprint("s", i), "") {
+			registered++
+		}
+	}
+	if registered > 2 {
+		t.Fatalf("%d stream senders registered, want at most 2 (twice WithMaxPublishers(1))", registered)
+	}
+	for i := range streams {
+		send(i)
+	}
+	if err := d.tr.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	d.offline()
+	d.online(th.addr)
+	send(0)
+	if err := d.tr.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range streams {
+		msgs, err := th.store.Fetch(ctx, fmt.Sprint("s", i), 0, 0, 10)
+		want := 1
+		if i == 0 {
+			want = 2
+		}
+		if err != nil || len(msgs) != want {
+			t.Fatalf("stream s%d holds %d messages (err %v), want %d", i, len(msgs), err, want)
+		}
+	}
+}
+
+// TestFlushWaitsForRetiringPublisher: Flush must include a publisher that is being closed to
+// stay within WithMaxPublishers, whose messages are not confirmed yet.
+func TestFlushWaitsForRetiringPublisher(t *testing.T) {
+	_, _, tr, send := offlineDevice(t, bistream.WithMaxPublishers(1),
+		bistream.WithPublisherOptions(client.WithCloseTimeout(100*time.Millisecond), client.WithBackoff(fastBackoff)))
+	if err := send(context.Background(), "a"); err != nil {
+		t.Fatal(err)
+	}
+	sctx, scancel := context.WithCancel(context.Background())
+	defer scancel()
+	go func() { _ = send(sctx, "b") }() // retires the publisher to "a": waits for its confirm
+	waitFor(t, `the publisher to "a" retiring`, func() bool { return tr.Stats().Publishers == 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := tr.Flush(ctx); err == nil {
+		t.Fatal(`Flush returned nil, but the message to "a" was never confirmed (the hub is unreachable)`)
+	}
+}
+
+// TestCloseClosesRetiringPublisher: Close must close a publisher that is being retired (its
+// retirement waiting for confirms with the sender's context), wake the sender, and release
+// the outbox, so that a new Transport can open it.
+func TestCloseClosesRetiringPublisher(t *testing.T) {
+	dir := t.TempDir()
+	opts := []bistream.Option{bistream.WithMaxPublishers(1), bistream.WithOutboxDir(dir),
+		bistream.WithPublisherOptions(client.WithCloseTimeout(200*time.Millisecond), client.WithBackoff(fastBackoff))}
+	node, cli, tr, send := offlineDevice(t, opts...)
+	if err := send(context.Background(), "a"); err != nil { // accepted, never confirmed
+		t.Fatal(err)
+	}
+	sent := make(chan error, 1)
+	go func() { sent <- send(context.Background(), "b") }() // retires the publisher to "a" first
+	waitFor(t, `the publisher to "a" retiring`, func() bool { return tr.Stats().Publishers == 0 })
+	if err := tr.Close(); err == nil {
+		t.Error("Close reported no error, but the message to \"a\" was never confirmed")
+	}
+	select {
+	case err := <-sent:
+		if !errors.Is(err, core.ErrClosed) {
+			t.Errorf("the send to b returned %v, want an error matching core.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second): // it returns at once; it used to block for good
+		t.Fatal("a send is still blocked 5s after Close returned")
+	}
+	tr2, err := bistream.New(node, cli, opts...)
+	if err != nil {
+		t.Fatalf("a new Transport on the same outbox directory: %v", err)
+	}
+	if st, ok := tr2.PublisherStats("a"); !ok || st.Recovered != 1 {
+		t.Errorf("publisher to a: %+v (open %v), want the message recovered from its outbox", st, ok)
+	}
+	_ = tr2.Close()
+}
+
+// TestNewDoesNotWaitForHub: New reopens more outboxes than WithMaxPublishers allows without
+// waiting for the hub (it used to retire a publisher, waiting for confirms that never came).
+func TestNewDoesNotWaitForHub(t *testing.T) {
+	dir := t.TempDir()
+	pubOpts := bistream.WithPublisherOptions(client.WithCloseTimeout(100*time.Millisecond), client.WithBackoff(fastBackoff))
+	node, cli, tr, send := offlineDevice(t, bistream.WithOutboxDir(dir), bistream.WithMaxPublishers(2), pubOpts)
+	for _, to := range []string{"a", "b"} {
+		if err := send(context.Background(), to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = tr.Close() // unconfirmed: both outboxes stay
+	type result struct {
+		tr  *bistream.Transport
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		tr2, err := bistream.New(node, cli, bistream.WithOutboxDir(dir), bistream.WithMaxPublishers(1), pubOpts)
+		done <- result{tr2, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		defer r.tr.Close()
+		if st := r.tr.Stats(); st.Publishers != 2 {
+			t.Fatalf("stats %+v, want both outboxes reopened", st)
+		}
+	case <-time.After(10 * time.Second): // New returns at once; it used to block forever
+		t.Fatal("New still blocked after 10s (hub unreachable, 2 outboxes, WithMaxPublishers(1))")
+	}
+}
+
+// TestCloseClosesPublishersConcurrently: with the hub unreachable every publisher's Close
+// waits its close timeout; Close must not take one close timeout per publisher.
+func TestCloseClosesPublishersConcurrently(t *testing.T) {
+	const n, closeTimeout = 8, 500 * time.Millisecond
+	_, _, tr, send := offlineDevice(t, bistream.WithPublisherOptions(client.WithCloseTimeout(closeTimeout)))
+	for i := range n {
+		if err := send(context.Background(), fmt.Sprint("s", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	_ = tr.Close()
+	// One after another it takes n close timeouts (4s); concurrently about one.
+	if d := time.Since(start); d > n*closeTimeout/2 {
+		t.Fatalf("Close took %v with %d publishers and a close timeout of %v", d.Round(time.Millisecond), n, closeTimeout)
+	}
+}
+
+// TestSecondCloseWaitsForFirst: a Close while another is under way waits until it has
+// finished, and returns its result.
+func TestSecondCloseWaitsForFirst(t *testing.T) {
+	const closeTimeout = 3 * time.Second // how long the first Close takes (the hub is unreachable)
+	_, _, tr, send := offlineDevice(t, bistream.WithPublisherOptions(client.WithCloseTimeout(closeTimeout)))
+	if err := send(context.Background(), "a"); err != nil {
+		t.Fatal(err)
+	}
+	first := make(chan error, 1)
+	go func() { first <- tr.Close() }()
+	waitFor(t, "the first Close to start", func() bool { _, err := tr.Route("a", ""); return err != nil })
+	err := tr.Close()
+	select {
+	case ferr := <-first:
+		if ferr == nil || err == nil || err.Error() != ferr.Error() {
+			t.Fatalf("the second Close returned %v, the first %v; want the same error (a message was left unconfirmed)", err, ferr)
+		}
+	case <-time.After(closeTimeout / 3): // the first returns just after the second
+		t.Fatal("the second Close returned while the first is still running")
+	}
+}
