@@ -123,6 +123,8 @@ type Client struct {
 
 	mu       sync.Mutex
 	closed   bool
+	stopped  chan struct{}          // made by the first Close, closed when it has finished
+	closeErr error                  // the first Close's result, set before stopped is closed
 	children map[io.Closer]struct{} // publishers and consumers not closed yet
 }
 
@@ -204,14 +206,19 @@ func (c *Client) longPoll(d time.Duration) time.Duration {
 
 // Close closes the publishers and consumers made from c that are still open (each as its
 // own Close does: a publisher waits up to its close timeout for confirms), then the node if
-// the client created it (see [Dial]). A second Close returns nil.
+// the client created it (see [Dial]). Close may be called more than once, also
+// concurrently: later calls wait until the first has finished and return its result, as
+// [Publisher.Close] does.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	if c.closed {
+		stopped := c.stopped
 		c.mu.Unlock()
-		return nil
+		<-stopped
+		return c.closeErr // written before stopped was closed
 	}
 	c.closed = true
+	c.stopped = make(chan struct{})
 	children := make([]io.Closer, 0, len(c.children))
 	for x := range c.children {
 		children = append(children, x)
@@ -226,7 +233,9 @@ func (c *Client) Close() error {
 	if c.ownNode {
 		errs = append(errs, c.node.Close())
 	}
-	return errors.Join(errs...)
+	c.closeErr = errors.Join(errs...)
+	close(c.stopped)
+	return c.closeErr
 }
 
 // maxRouteReserve is the room the client keeps for routes when it sizes a message: a
@@ -267,9 +276,9 @@ type session struct {
 
 	mu        sync.Mutex
 	waiters   map[waitKey]chan reply
-	parts     map[waitKey][][]byte // sluice_pull_batch parts received before the last
-	creates   []chan reply         // stream_create requests waiting for Init, in send order
-	partInits chan reply           // collects InitPartitioned replies of the one partitioned create in flight
+	batches   map[waitKey]*batch // sluice_pull_batch requests waiting (see expectBatch)
+	creates   []chan reply       // stream_create requests waiting for Init, in send order
+	partInits chan reply         // collects InitPartitioned replies of the one partitioned create in flight
 	doneCh    chan struct{}
 	doneErr   error
 	stop      chan struct{}
@@ -460,14 +469,9 @@ func (s *session) handle(_ context.Context, m *routing.Message) error {
 		}
 		k := waitKey{"pull", id}
 		if more {
-			s.mu.Lock()
-			if s.waiters[k] != nil { // else nobody waits any more: drop the part
-				if s.parts == nil {
-					s.parts = map[waitKey][][]byte{}
-				}
-				s.parts[k] = append(s.parts[k], bp.Data)
+			if err := s.addPart(k, bp.Data); err != nil {
+				s.fail(err)
 			}
-			s.mu.Unlock()
 			return nil
 		}
 		s.deliver(k, r)
@@ -534,14 +538,62 @@ func replyRequestID(b []byte) (uint64, bool) {
 	return id, r.Err() == nil
 }
 
+// batch is a sluice_pull_batch request waiting for the last part of its reply.
+type batch struct {
+	parts [][]byte // the data of the parts received before the last, in order
+	size  int      // bytes in parts
+	max   int      // the most bytes parts may hold (maxBatchParts)
+}
+
+// expectBatch records that the request k (not sent yet) is a sluice_pull_batch for at most
+// limit messages and maxBytes bytes of message data, so that the parts of its reply are
+// kept, up to what such a request allows. forget, or the reply's last part, drops them.
+func (s *session) expectBatch(k waitKey, limit, maxBytes int) {
+	s.mu.Lock()
+	if s.batches == nil {
+		s.batches = map[waitKey]*batch{}
+	}
+	s.batches[k] = &batch{max: maxBatchParts(limit, maxBytes)}
+	s.mu.Unlock()
+}
+
+// addPart keeps part, a sluice_pull_batch part before the last, for the request k. A part
+// that nobody waits for any more is dropped. It returns an error matching ErrProtocol, and
+// drops the request's parts, when part is for a request that is no batch pull or when the
+// parts exceed what the request allows: the hub ignored the request's max_bytes or limit,
+// and the caller fails the session rather than buffer whatever the hub sends.
+func (s *session) addPart(k waitKey, part []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.waiters[k] == nil {
+		return nil // nobody waits any more
+	}
+	b := s.batches[k]
+	if b == nil {
+		delete(s.waiters, k)
+		return fmt.Errorf("%w: a sluice_pull_batch part answers request %d, which is no batch pull: %w", ErrProtocol, k.id, core.ErrUnavailable)
+	}
+	b.size += len(part)
+	if b.size > b.max {
+		delete(s.batches, k)
+		delete(s.waiters, k) // later parts are dropped
+		return fmt.Errorf("%w: the sluice_pull_batch reply to request %d is more than %d bytes before its last part, more than its max_bytes and limit allow: %w",
+			ErrProtocol, k.id, b.max, core.ErrUnavailable)
+	}
+	b.parts = append(b.parts, part)
+	return nil
+}
+
 // deliver hands r to the request waiting for k, with the parts of a batch received before
 // it, and forgets the request.
 func (s *session) deliver(k waitKey, r reply) {
 	s.mu.Lock()
 	ch := s.waiters[k]
-	r.parts = s.parts[k]
+	if b := s.batches[k]; b != nil {
+		r.parts = b.parts
+	}
 	delete(s.waiters, k)
-	delete(s.parts, k)
+	delete(s.batches, k)
 	s.mu.Unlock()
 	if ch != nil {
 		ch <- r // buffered
@@ -552,7 +604,7 @@ func (s *session) deliver(k waitKey, r reply) {
 func (s *session) forget(k waitKey) {
 	s.mu.Lock()
 	delete(s.waiters, k)
-	delete(s.parts, k)
+	delete(s.batches, k)
 	s.mu.Unlock()
 }
 

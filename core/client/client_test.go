@@ -623,6 +623,47 @@ func TestClientCloseClosesChildren(t *testing.T) {
 	}
 }
 
+// TestClientSecondCloseWaits: a Close called while the first is still closing (a publisher
+// waits for the confirm of a message that an unreachable hub never sends) returns only once
+// the first has finished, as Publisher.Close and routing.Node.Close do.
+func TestClientSecondCloseWaits(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there
+	c, err := client.Dial(addr, client.WithDialTimeout(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := client.NewPublisher(t.Context(), c, "s", client.WithCloseTimeout(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Publish(t.Context(), []byte("never confirmed")); err != nil {
+		t.Fatal(err)
+	}
+	first := make(chan error, 1)
+	go func() { first <- c.Close() }()
+	// The first Close is under way once the publisher refuses new messages; it then waits
+	// up to the close timeout for the confirm, and closes the client's node last.
+	waitFor(t, "the first Close to start", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+		defer cancel()
+		_, err := p.Publish(ctx, []byte("x"))
+		return errors.Is(err, core.ErrClosed)
+	})
+	second := c.Close()
+	err = c.Node().Register("probe", routing.WorkerFunc(func(context.Context, *routing.Message) error { return nil }))
+	if !errors.Is(err, routing.ErrClosed) {
+		t.Fatalf("the second Close returned while the first was still closing: the node is open (Register: %v)", err)
+	}
+	if ferr := <-first; ferr == nil || second != ferr {
+		t.Fatalf("the second Close returned %v, the first %v; want the first's error (a message was left unconfirmed)", second, ferr)
+	}
+}
+
 // TestGiveUpOnRefusedMessage checks WithMaxRejections: a message the hub keeps refusing
 // (larger than its limit) fails after the given number of attempts, and the messages after
 // it are delivered.

@@ -20,12 +20,13 @@ const DefaultCreateQuiet = 100 * time.Millisecond
 // request and waits for its reply, without retries or reconnects. It suits tools and the
 // remote backend; applications want [Publisher] and [Consumer].
 //
-// A Conn fails for good when its connection is lost, a request times out, or the hub
-// answers with an Ockam "error" reply (which names no request, so every request waiting on
-// the Conn fails with it); [Conn.Done] is then closed and every method returns an error
-// matching [core.ErrUnavailable] or [ErrRejected]. Open a new Conn to go on. A request the
-// hub refuses by number (status ERROR, or a sluice_error reply) fails alone, with an error
-// matching [ErrRejected] and [core.ErrUnavailable]; the Conn goes on working.
+// A Conn fails for good when its connection is lost, a request times out, the hub breaks the
+// protocol ([ErrProtocol]), or the hub answers with an Ockam "error" reply (which names no
+// request, so every request waiting on the Conn fails with it); [Conn.Done] is then closed
+// and every method returns an error matching [core.ErrUnavailable] or [ErrRejected]. Open a
+// new Conn to go on. A request the hub refuses by number (status ERROR, or a sluice_error
+// reply) fails alone, with an error matching [ErrRejected] and [core.ErrUnavailable]; the
+// Conn goes on working.
 //
 // Methods are safe for concurrent use.
 type Conn struct {
@@ -281,7 +282,8 @@ func (c *Conn) Push(ctx context.Context, stream string, partition int, msgs [][]
 // wait passed (at most half the idle timeout of a [Client] created by [Dial], as for
 // [WithPullWait]). An empty result means "no message"; every failure is an error. The hub sends
 // the messages in as many frames as it takes (sluice_pull_batch), and may return fewer than
-// limit when their data reaches [DefaultPullMaxBytes].
+// limit when their data reaches [DefaultPullMaxBytes]. A reply larger than that allows fails
+// the Conn with an error matching [ErrProtocol] and [core.ErrUnavailable].
 func (c *Conn) Pull(ctx context.Context, stream string, partition int, from uint64, limit int, wait time.Duration) ([]core.Message, error) {
 	route, err := c.route(stream, partition)
 	if err != nil {
@@ -293,7 +295,9 @@ func (c *Conn) Pull(ctx context.Context, stream string, partition int, from uint
 	wait = c.s.c.longPoll(max(wait, 0))
 	id := c.nextID()
 	payload := pullPayload(id, from, limit, uint64(wait/time.Millisecond), DefaultPullMaxBytes)
-	r, err := c.s.call(ctx, route, waitKey{"pull", id}, payload, c.timeout+wait)
+	k := waitKey{"pull", id}
+	c.s.expectBatch(k, limit, DefaultPullMaxBytes)
+	r, err := c.s.call(ctx, route, k, payload, c.timeout+wait)
 	if err == nil {
 		var msgs []core.Message
 		if msgs, err = decodePull(r, from); err == nil {

@@ -130,7 +130,9 @@ func WithPullLimit(n int) ConsumerOption {
 // WithPullMaxBytes sets how much message data one pull asks for, at most (default
 // [DefaultPullMaxBytes]; the hub may cap it lower). The hub sends a pull's messages in as
 // many frames as it takes and ends the reply after the frame in which the data reaches n, so
-// a page holds at most about n plus one frame (64 KiB).
+// a page holds at most about n plus one frame (64 KiB). The consumer keeps no more than that
+// (plus the framing of the pull limit's messages) of one reply: a hub that sends more fails
+// the session with [ErrProtocol], and the consumer drops the reply and reconnects.
 func WithPullMaxBytes(n int) ConsumerOption {
 	return func(c *consumerConfig) error {
 		if n < 1 {
@@ -665,7 +667,9 @@ func (p *pipeline) startPull(ctx context.Context, from uint64) error {
 	c := p.c
 	id := c.nextID()
 	payload := pullPayload(id, from, c.cfg.pullLimit, uint64(c.cfg.pullWait/time.Millisecond), c.cfg.pullMaxBytes)
-	r, err := startRequest(ctx, p.s, p.route, waitKey{"pull", id}, payload, c.cfg.pullWait+c.cfg.requestTimeout)
+	k := waitKey{"pull", id}
+	p.s.expectBatch(k, c.cfg.pullLimit, c.cfg.pullMaxBytes)
+	r, err := startRequest(ctx, p.s, p.route, k, payload, c.cfg.pullWait+c.cfg.requestTimeout)
 	if err != nil {
 		return fmt.Errorf("client: pull %q from index %d: %w", c.stream, from, err)
 	}

@@ -47,7 +47,7 @@
 // Errors match the sentinels of package core with errors.Is: [core.ErrClosed] after Close,
 // [core.ErrMessageTooLarge] for a message that cannot fit a frame ([MaxMessageSize]),
 // [core.ErrInvalidArgument] for a bad stream name, [core.ErrUnavailable] when the hub
-// cannot be reached; [ErrTimeout] and [ErrRejected] say why a session failed.
+// cannot be reached; [ErrTimeout], [ErrRejected] and [ErrProtocol] say why a session failed.
 //
 // # Limitations
 //

@@ -21,6 +21,8 @@ func FuzzSessionHandle(f *testing.F) {
 		wire.EncodePayload(wire.ProtocolRequestError, wire.RequestError{RequestID: 1, Protocol: wire.ProtocolPullWait, Reason: "no"}),
 		wire.EncodePayload(wire.ProtocolRequestError, wire.RequestError{RequestID: 1, Protocol: wire.ProtocolPushBatch, Reason: "no"}),
 		wire.EncodePayload(wire.ProtocolStreamInfo, wire.StreamInfoReply{RequestID: 1, Partitions: wire.Some[uint64](2)}),
+		wire.EncodePayload(wire.ProtocolPullBatch, wire.PullBatchPart{RequestID: 1, More: true, Messages: []wire.StreamMessage{{Index: 3, Data: []byte("x")}}}),
+		wire.EncodePayload(wire.ProtocolPullBatch, wire.PullBatchPart{RequestID: 1, Messages: []wire.StreamMessage{{Index: 4, Data: []byte("y")}}}),
 		{}, {0xff}, {0x05, 's', 't', 'r', 'e', 'a'},
 	} {
 		f.Add(seed)
@@ -36,6 +38,7 @@ func FuzzSessionHandle(f *testing.F) {
 		}
 		pull := make(chan reply, 1)
 		s.waiters[waitKey{"pull", 1}] = pull
+		s.expectBatch(waitKey{"pull", 1}, DefaultPullLimit, DefaultPullMaxBytes)
 		create := make(chan reply, 1)
 		s.creates = []chan reply{create}
 		_ = s.handle(t.Context(), &routing.Message{TransportMessage: wire.TransportMessage{Payload: payload}})

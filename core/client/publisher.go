@@ -38,6 +38,12 @@ var ErrGaveUp = errors.New("client: gave up on the message")
 // ErrRejected matches a request the hub answered with status ERROR or an "error" reply.
 var ErrRejected = errors.New("client: hub rejected the request")
 
+// ErrProtocol matches the error of a session that failed because the hub broke the protocol
+// (docs/protocol.md), for example with a sluice_pull_batch reply larger than its request
+// allows; the error matches [core.ErrUnavailable] too. The consumer drops what it received
+// on that session and reconnects; a [Conn] fails for good.
+var ErrProtocol = errors.New("client: hub broke the protocol")
+
 type publisherConfig struct {
 	window         int
 	requestTimeout time.Duration

@@ -2,6 +2,7 @@ package client
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/sluicehq/sluice/core"
 	"github.com/sluicehq/sluice/core/wire"
@@ -11,6 +12,28 @@ import (
 // [Conn.Pull]: the message data one pull brings, at most, before the hub ends its reply (the
 // hub may send up to one frame more).
 const DefaultPullMaxBytes = 1 << 20
+
+// maxBatchOverhead is the most bytes a sluice_pull_batch part spends on one of its messages
+// besides the message's data: its index (a uint, up to 10 bytes) and its data length (up to
+// 3 bytes: a frame holds less than 64 KiB), and, since every part but the last holds a
+// message, a part's header: request id (up to 10 bytes), more (1) and message count (3).
+const maxBatchOverhead = 10 + 3 + 10 + 1 + 3
+
+// maxBatchParts returns the most bytes the parts before the last of a sluice_pull_batch
+// reply may hold, for a request of at most limit messages and maxBytes bytes of message
+// data: the hub ends the reply after the part in which the data reaches maxBytes, so the
+// reply holds at most maxBytes plus one frame of data, and the encoding of at most limit
+// messages.
+func maxBatchParts(limit, maxBytes int) int {
+	if maxBytes > math.MaxInt-wire.MaxFrame {
+		return math.MaxInt
+	}
+	fixed := maxBytes + wire.MaxFrame
+	if limit > (math.MaxInt-fixed)/maxBatchOverhead {
+		return math.MaxInt
+	}
+	return fixed + limit*maxBatchOverhead
+}
 
 // pullPayload encodes a sluice_pull_batch request: up to limit messages from index from,
 // waiting up to waitMS for the first, in as many frames as maxBytes allows.

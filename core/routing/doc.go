@@ -23,7 +23,10 @@
 //
 // A [Tracker] follows the messages sent with its context into mailboxes until they are
 // handled, so that whoever hands messages to workers (a stream subscription) acknowledges
-// upstream only what was handled; a message dropped unhandled stays pending for good.
+// upstream only what was handled; a message dropped unhandled stays pending for good. A
+// Sender handles a message within its Send, unless it keeps the message to handle later (a
+// secure channel keeps data that overtook its handshake): it then holds it with [Hold], so
+// that the message stays pending until the Sender releases it.
 //
 // # Ownership
 //

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sort"
 	"sync"
+	"sync/atomic"
 )
 
 // A Tracker follows messages into workers' mailboxes until their workers have handled them,
@@ -14,8 +15,9 @@ import (
 // pending for good, so nothing is ever acknowledged past it: one dropped from its mailbox
 // when the worker is unregistered or the node closes, and one whose handler failed because
 // of that (its ctx ended). A message that a Sender or Transport takes is handled when its
-// Send returns and is never pending. Only that first hop is followed: what a worker sends
-// on from its handler uses the worker's own ctx.
+// Send returns and is never pending, unless the Sender keeps it to handle later: it then
+// holds it with [Hold], and it is pending until the Sender releases it. Only that first hop
+// is followed: what a worker sends on from its handler uses the worker's own ctx.
 //
 // A bistream subscription labels each delivery with its stream index and saves its position
 // no further than [Tracker.Lowest], so a crash never loses a message that was queued. It is
@@ -160,4 +162,71 @@ func (t *Tracker) find(label uint64) int {
 		return n
 	}
 	return t.head + sort.Search(len(t.pending)-t.head, func(i int) bool { return t.pending[t.head+i].label >= label })
+}
+
+// Held is a message that a Sender keeps to handle after its Send returned, pending with the
+// Trackers that followed it into the Sender (see [Hold]). Its methods are safe for
+// concurrent use.
+type Held struct {
+	labels   []heldLabel // innermost Tracker first, as in the chain of the ctx it was held with
+	released atomic.Bool
+}
+
+type heldLabel struct {
+	t     *Tracker
+	label uint64
+}
+
+// Hold keeps the message that a Sender is handling pending, after its Send returned, with
+// every Tracker that ctx carries (see [Tracker.Context]), under their labels, as if it were
+// queued in a mailbox: so that whoever acknowledges upstream what was handled (a stream
+// subscription saving its position) does not move past it while the Sender keeps it (a
+// secure channel keeps data that overtook its handshake). The message stays pending until
+// [Held.Release]; one never released stays pending for good, like a message dropped from a
+// mailbox. To hand the message on before releasing it, send it with [Held.Context]: then it
+// stays pending until it is handled there too. A ctx that carries no Tracker gives a Held
+// that follows nothing. Hold keeps neither ctx nor anything derived from it.
+func Hold(ctx context.Context) *Held {
+	h := &Held{}
+	for tl := trackedFrom(ctx); tl != nil; tl = tl.outer {
+		h.labels = append(h.labels, heldLabel{tl.t, tl.label})
+		tl.t.add(tl.label)
+	}
+	return h
+}
+
+// Context returns a copy of parent (its deadline, cancellation and values) that makes the
+// node follow the messages sent with it with the held message's Trackers, under its labels,
+// instead of with the Trackers that parent carries: a message sent with it, queued in a
+// mailbox before [Held.Release], keeps the held message pending until it is handled.
+func (h *Held) Context(parent context.Context) context.Context {
+	if len(h.labels) == 0 {
+		return untracked{parent}
+	}
+	var tl *trackedLabel
+	for i := len(h.labels) - 1; i >= 0; i-- {
+		tl = &trackedLabel{Context: parent, t: h.labels[i].t, label: h.labels[i].label, outer: tl}
+	}
+	return tl
+}
+
+// Release counts the held message as handled (or dropped) with its Trackers. Calls after
+// the first do nothing.
+func (h *Held) Release() {
+	if h.released.Swap(true) {
+		return
+	}
+	for _, l := range h.labels {
+		l.t.done(l.label)
+	}
+}
+
+// untracked hides the Trackers of its parent: messages sent with it are followed by none.
+type untracked struct{ context.Context }
+
+func (u untracked) Value(key any) any {
+	if key == (trackerKey{}) {
+		return (*trackedLabel)(nil)
+	}
+	return u.Context.Value(key)
 }

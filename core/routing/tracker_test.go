@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -196,5 +197,89 @@ func TestTrackerModel(t *testing.T) {
 		if lo, ok := tr.Lowest(); ok != (len(want) > 0) || ok && lo != want[0] {
 			t.Fatalf("step %d: lowest %d %v, want %v", step, lo, ok, want)
 		}
+	}
+}
+
+// keeper is a Sender that keeps every message to handle it later, held with Hold.
+type keeper struct {
+	mu   sync.Mutex
+	held []*Held
+}
+
+func (k *keeper) Send(ctx context.Context, _ wire.TransportMessage) error {
+	k.mu.Lock()
+	k.held = append(k.held, Hold(ctx))
+	k.mu.Unlock()
+	return nil
+}
+
+// TestHoldKeepsMessagePending checks that a message a Sender holds stays pending with every
+// Tracker of its ctx until it is released, that what the Sender hands on with the Held's
+// Context keeps it pending until handled (under its own labels, not those of the ctx it is
+// sent with), and that Release counts once.
+func TestHoldKeepsMessagePending(t *testing.T) {
+	n := newNode(t)
+	b := &blocker{started: make(chan struct{}, 10), release: make(chan struct{}), got: make(chan []byte, 10)}
+	if err := n.Register("slow", b); err != nil {
+		t.Fatal(err)
+	}
+	k := &keeper{}
+	if err := n.RegisterSender("keep", k); err != nil {
+		t.Fatal(err)
+	}
+	to := func(addr string) wire.TransportMessage {
+		return wire.TransportMessage{OnwardRoute: wire.Route{wire.Local(addr)}, Payload: []byte("x")}
+	}
+	bg := context.Background()
+	outer, inner, other := NewTracker(), NewTracker(), NewTracker()
+	if err := n.Send(inner.Context(outer.Context(bg, 7), 42), to("keep")); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Send(bg, to("keep")); err != nil { // followed by no Tracker
+		t.Fatal(err)
+	}
+	if lo, li := lowest(outer), lowest(inner); lo != 7 || li != 42 {
+		t.Fatalf("held message: lowest pending outer %d, inner %d; want 7 and 42", lo, li)
+	}
+	k.mu.Lock()
+	h, none := k.held[0], k.held[1]
+	k.mu.Unlock()
+
+	// Handed on under the held labels, not under those of the ctx it is sent with.
+	type key struct{}
+	parent := context.WithValue(other.Context(bg, 99), key{}, "v")
+	hctx := h.Context(parent)
+	if hctx.Value(key{}) != "v" {
+		t.Fatal("Held.Context lost the parent's values")
+	}
+	if err := n.Send(hctx, to("slow")); err != nil {
+		t.Fatal(err)
+	}
+	<-b.started
+	h.Release()
+	h.Release() // counts once
+	if lo, li, lt := lowest(outer), lowest(inner), lowest(other); lo != 7 || li != 42 || lt != -1 {
+		t.Fatalf("released while handed on: lowest outer %d, inner %d, parent's %d; want 7, 42, none", lo, li, lt)
+	}
+	if po, pi := outer.Pending(), inner.Pending(); po != 1 || pi != 1 {
+		t.Fatalf("pending outer %d, inner %d after one Release twice; want 1 and 1 (the message in the mailbox)", po, pi)
+	}
+	// A Held that follows nothing hides the parent's Trackers too.
+	if err := n.Send(none.Context(other.Context(bg, 5)), to("slow")); err != nil {
+		t.Fatal(err)
+	}
+	none.Release()
+	if lt := lowest(other); lt != -1 {
+		t.Fatalf("a message sent with the Context of a Held that follows nothing is followed (lowest %d)", lt)
+	}
+	close(b.release)
+	<-b.got
+	<-b.got
+	deadline := time.Now().Add(10 * time.Second)
+	for outer.Pending()+inner.Pending()+other.Pending() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("still pending after the message was handled: outer %d, inner %d, other %d", outer.Pending(), inner.Pending(), other.Pending())
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

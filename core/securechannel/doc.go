@@ -93,6 +93,14 @@
 // Restoring checks that the state belongs to the configured identity and that the trust
 // policy still accepts the peer.
 //
+// Data messages that overtook message 3 are not in the state. The half-open channel keeps
+// them (at most 64 messages and 64 KiB; what comes beyond is dropped and counted as
+// Rejected) pending with the routing.Trackers of the delivery that brought them
+// (routing.Hold) until message 3 arrives and their inner messages are handled, so a stream
+// subscription does not save its position past them: after a restart, or a crash, it
+// delivers them again to the restored channel. When the half-open channel is forgotten
+// instead (handshake timeout, Close, a refused message 3), they are released and lost.
+//
 // Nonces are never reused across a crash: a save records the send position [ReserveNonces]
 // (1024) messages ahead, and the live channel uses only the reserved nonces until the next
 // save. A channel saved to a file saves itself again when they run out; one restored from a
@@ -118,7 +126,8 @@
 // malformed (counted in [SecureChannel.Stats] as Rejected) and keeps its half-open handshake
 // exactly as it was, so that whoever can send to the channel's address cannot end it: the
 // genuine message 3 still completes it. The half-open channel ends at the handshake timeout,
-// or when a message 3 authenticates with a static key that the trust policy refuses.
+// or when a message 3 authenticates with a static key that the trust policy refuses; the
+// data messages it kept are then lost.
 //
 // # Errors
 //

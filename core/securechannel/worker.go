@@ -20,8 +20,8 @@ import (
 // Defaults of the routing layer.
 const (
 	// DefaultHandshakeTimeout is how long a responder waits for handshake message 3 before
-	// it forgets the half-open channel. Messages 3 that fail authentication do not end or
-	// extend the wait.
+	// it forgets the half-open channel, and with it the data messages that overtook message
+	// 3 (they are lost). Messages 3 that fail authentication do not end or extend the wait.
 	DefaultHandshakeTimeout = 30 * time.Second
 	// DefaultMaxPendingHandshakes bounds the half-open channels of a Listener: message 1 is
 	// unauthenticated, so anybody can start handshakes.
@@ -29,7 +29,8 @@ const (
 	// maxEarly and maxEarlyBytes bound the data messages a responder keeps when they
 	// overtake message 3. Whoever sent message 1 learns the half-open channel's address from
 	// message 2 and can fill this buffer without authenticating, so it is small: with
-	// DefaultMaxPendingHandshakes, a listener holds at most 16 MiB of it.
+	// DefaultMaxPendingHandshakes, a listener holds at most 16 MiB of it. A message beyond
+	// the bounds is dropped and counted (Stats.Rejected), and not held (see earlyMessage).
 	maxEarly      = 64
 	maxEarlyBytes = 64 << 10
 	// maxRememberedIK bounds how many IK messages 1 a Listener remembers to refuse replays.
@@ -94,13 +95,13 @@ type SecureChannel struct {
 
 	mu        sync.Mutex
 	hs        *Handshake
-	ch        *Channel      // set when the handshake completed
-	peerRoute wire.Route    // replaced, never modified in place: data messages share it
-	early     [][]byte      // data that arrived before the handshake completed
-	earlySize int           // bytes in early
-	done      chan struct{} // closed by settleLocked
-	settled   bool          // the handshake completed (err == nil) or failed
-	err       error         // why the handshake failed
+	ch        *Channel       // set when the handshake completed
+	peerRoute wire.Route     // replaced, never modified in place: data messages share it
+	early     []earlyMessage // data that arrived before the handshake completed
+	earlySize int            // payload bytes in early
+	done      chan struct{}  // closed by settleLocked
+	settled   bool           // the handshake completed (err == nil) or failed
+	err       error          // why the handshake failed
 	closed    bool
 	timer     *time.Timer          // responder handshake timeout
 	onOpen    func(*SecureChannel) // listener bookkeeping, before the channel carries data
@@ -111,13 +112,32 @@ type SecureChannel struct {
 	sessionPath string     // set by SaveSession and RestoreSession; guarded by saveMu
 }
 
-// settleLocked ends the handshake phase, once: err == nil means established. c.mu is held.
+// earlyMessage is a data message that arrived before the handshake completed. It is held
+// with the Trackers that followed it into the channel (routing.Hold), so that a stream
+// subscription that delivered it does not save its position past it while the channel keeps
+// it: a session saved meanwhile does not hold it, so after a restart (or a crash) the
+// subscription delivers it again. held is released once the message was opened and its inner
+// message delivered (which, into a mailbox, keeps it pending until its worker handled it), or
+// when the handshake fails or the channel is closed (the message is then lost).
+type earlyMessage struct {
+	payload []byte
+	held    *routing.Held
+}
+
+// settleLocked ends the handshake phase, once: err == nil means established. A failed
+// handshake drops and releases the data that arrived early. c.mu is held.
 func (c *SecureChannel) settleLocked(err error) bool {
 	if c.settled {
 		return false
 	}
 	c.settled = true
 	c.err = err
+	if err != nil {
+		for _, m := range c.early {
+			m.held.Release() // lost: a subscription may move past it now
+		}
+		c.early, c.earlySize = nil, 0
+	}
 	close(c.done)
 	return true
 }
@@ -309,6 +329,12 @@ type decryptor struct{ c *SecureChannel }
 // returns that error and the replay window forgets the message, so that it is accepted
 // when it comes again: a stream subscription does not move past it, and delivers it again
 // after a restart.
+//
+// A data message that arrives before the handshake completed is kept until it does, and
+// Send returns nil; the message stays pending with the routing.Trackers of ctx
+// (routing.Hold) until it is delivered, so a subscription does not move past it meanwhile.
+// Kept messages are bounded per channel (64 messages, 64 KiB); beyond that a message is
+// dropped and counted as Rejected.
 func (d decryptor) Send(ctx context.Context, msg wire.TransportMessage) error {
 	return d.c.handleNetwork(ctx, msg)
 }
@@ -326,14 +352,23 @@ func (c *SecureChannel) handleNetwork(ctx context.Context, msg wire.TransportMes
 		c.mu.Lock()
 		ch := c.ch
 		if ch == nil {
+			if c.settled { // the handshake failed or the channel closed: nothing will open it
+				c.mu.Unlock()
+				c.log.Debug("securechannel: dropped a data message for a channel whose handshake ended", "address", c.decAddr)
+				return nil
+			}
 			if len(c.early) >= maxEarly || c.earlySize+len(msg.Payload) > maxEarlyBytes {
+				// Dropped, not held: a subscription may move past it (but not past the early
+				// messages held before it, so a restart before the handshake completes
+				// delivers it again too).
 				c.mu.Unlock()
 				c.rejected.Add(1)
 				c.log.Warn("securechannel: dropped a data message that came before the handshake completed: too many wait already",
 					"address", c.decAddr, "waiting", len(c.early), "waiting_bytes", c.earlySize)
 				return nil
 			}
-			c.early = append(c.early, append([]byte(nil), msg.Payload...))
+			// Held under c.mu, so that settleLocked releases every message it finds.
+			c.early = append(c.early, earlyMessage{payload: append([]byte(nil), msg.Payload...), held: routing.Hold(ctx)})
 			c.earlySize += len(msg.Payload)
 			c.mu.Unlock()
 			return nil
@@ -490,11 +525,16 @@ func (c *SecureChannel) establish(ctx context.Context) {
 	c.mu.Unlock()
 
 	for _, m := range early {
-		// Their stream position has moved on already: a delivery cut short loses the
-		// message (the channel is being closed while it opens).
-		if err := c.openAndDeliver(ctx, ch, m); err != nil {
-			c.log.Warn("securechannel: dropped message that arrived before the handshake completed", "address", c.decAddr, "err", err)
+		// Delivered under the Trackers that followed the early message in (not those of the
+		// message that completed the handshake), so that it stays pending until its worker
+		// handled it. A delivery cut short (the node or the worker is closing, or ctx ended)
+		// leaves it pending for good, as routing does with a message dropped from a mailbox,
+		// and the replay window forgets it: it is accepted when it comes again.
+		if err := c.openAndDeliver(m.held.Context(ctx), ch, m.payload); err != nil {
+			c.log.Warn("securechannel: delivery of a message that arrived before the handshake completed was cut short", "address", c.decAddr, "err", err)
+			continue
 		}
+		m.held.Release()
 	}
 	if notify != nil {
 		notify(c)

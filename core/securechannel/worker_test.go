@@ -443,7 +443,7 @@ func TestRoutingEarlyDataBounded(t *testing.T) {
 		c.mu.Lock()
 		held, size := len(c.early), 0
 		for _, e := range c.early {
-			size += len(e)
+			size += len(e.payload)
 		}
 		c.mu.Unlock()
 		if held > maxEarly || size > maxEarlyBytes {

@@ -1,0 +1,256 @@
+package securechannel
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/core/routing"
+	"github.com/sluicehq/sluice/core/wire"
+)
+
+// heldBack keeps what node "a" sends to "b" after message 1 (message 3 and data messages)
+// from reaching b, so that a test delivers it to b itself, as a stream subscription would:
+// labelled with its stream index by a routing.Tracker.
+type heldBack struct {
+	mu   sync.Mutex
+	m3   *wire.TransportMessage
+	data []wire.TransportMessage
+}
+
+func holdBack(f *fixture) *heldBack {
+	h := &heldBack{}
+	f.net.mu.Lock()
+	f.net.fault = func(from string, m wire.TransportMessage) []wire.TransportMessage {
+		typ, _ := PeekType(m.Payload)
+		if from != "a" || (typ != TypeHandshake3 && typ != TypeData) {
+			return []wire.TransportMessage{m}
+		}
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		c := m.Clone()
+		if typ == TypeHandshake3 {
+			h.m3 = &c
+		} else {
+			h.data = append(h.data, c)
+		}
+		return nil
+	}
+	f.net.mu.Unlock()
+	return h
+}
+
+// message3 returns a copy of the message 3 held back.
+func (h *heldBack) message3(t *testing.T) wire.TransportMessage {
+	t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.m3 == nil {
+		t.Fatal("no message 3 was sent")
+	}
+	return h.m3.Clone()
+}
+
+// dataMessage returns a copy of the i-th data message held back.
+func (h *heldBack) dataMessage(t *testing.T, i int) wire.TransportMessage {
+	t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if i >= len(h.data) {
+		t.Fatalf("%d data messages were sent, want at least %d", len(h.data), i+1)
+	}
+	return h.data[i].Clone()
+}
+
+// halfOpen returns the listener's one channel, which waits for message 3.
+func halfOpen(t *testing.T, l *Listener) *SecureChannel {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.hellos) != 1 || l.pending != 1 {
+		t.Fatalf("the listener has %d channels, %d pending; want one half-open", len(l.hellos), l.pending)
+	}
+	for _, c := range l.hellos {
+		return c
+	}
+	return nil
+}
+
+// TestEarlyDataPendingAcrossSessionRestore: a data message that overtakes message 3 stays
+// pending with the subscription that delivered it while the responder keeps it, so the
+// subscription never saves its position past it. A responder saved while waiting for message
+// 3 (its session does not hold that message) and restarted (or crashed) then gets it again
+// from the stream, and delivers it once message 3 arrives.
+func TestEarlyDataPendingAcrossSessionRestore(t *testing.T) {
+	f := newFixture(t, false, 0)
+	hb := holdBack(f)
+	f.send(t, f.dial(t), "overtook message 3")
+	rc := halfOpen(t, f.listener)
+	// The stream of b's inbox: the data message at index 7, message 3 at index 8.
+	stream := map[uint64]wire.TransportMessage{7: hb.dataMessage(t, 0), 8: hb.message3(t)}
+	ctx := context.Background()
+	sub := routing.NewTracker()
+	if err := f.b.Send(sub.Context(ctx, 7), stream[7].Clone()); err != nil {
+		t.Fatal(err)
+	}
+	if l, ok := sub.Lowest(); !ok || l != 7 {
+		t.Fatalf("the data message kept until message 3 is not pending (lowest %d, %v): the subscription saves its position past it", l, ok)
+	}
+	path := filepath.Join(t.TempDir(), "b.session")
+	if err := rc.SaveSession(path); err != nil { // the device stops (or crashes after a save)
+		t.Fatal(err)
+	}
+	// The position the subscription saves: past what it delivered, but not past what is
+	// pending.
+	resume := uint64(8)
+	if l, ok := sub.Lowest(); ok {
+		resume = min(resume, l)
+	}
+	f.listener.Close()
+	f.b.Close()
+
+	nb := f.net.node(t, "b") // the device restarts
+	l2, err := Listen(nb, "sc", f.cfgB, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	if err := nb.Register("echo", echo(&l2, f.peers)); err != nil {
+		t.Fatal(err)
+	}
+	sb, err := l2.RestoreSession(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub2 := routing.NewTracker()
+	for i := resume; i <= 8; i++ { // the subscription resumes from its saved position
+		if err := nb.Send(sub2.Context(ctx, i), stream[i].Clone()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := sb.Wait(wctx); err != nil {
+		t.Fatal(err)
+	}
+	if m := f.app.next(t); string(m.Payload) != "echo: overtook message 3" {
+		t.Fatalf("reply %q", m.Payload)
+	}
+	waitFor(t, func() bool { return sub2.Pending() == 0 })
+}
+
+// TestEarlyDataPendingUntilHandled: once message 3 arrived, a data message that overtook it
+// stays pending under its own stream index (not that of message 3) until the worker it was
+// delivered to handled it.
+func TestEarlyDataPendingUntilHandled(t *testing.T) {
+	f := newFixture(t, false, 0)
+	slow := make(chan *routing.Message)
+	if err := f.b.Register("slow", routing.WorkerFunc(func(ctx context.Context, m *routing.Message) error {
+		select {
+		case slow <- m:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})); err != nil {
+		t.Fatal(err)
+	}
+	hb := holdBack(f)
+	sc := f.dial(t)
+	ctx := context.Background()
+	if err := f.a.Send(ctx, wire.TransportMessage{OnwardRoute: wire.Route{sc.Address(), wire.Local("slow")}, Payload: []byte("early")}); err != nil {
+		t.Fatal(err)
+	}
+	sub := routing.NewTracker()
+	if err := f.b.Send(sub.Context(ctx, 7), hb.dataMessage(t, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.b.Send(sub.Context(ctx, 8), hb.message3(t)); err != nil { // opens the channel and delivers
+		t.Fatal(err)
+	}
+	if got := sub.Labels(nil); !slices.Equal(got, []uint64{7}) {
+		t.Fatalf("pending labels %v while the early message waits for its worker, want [7]", got)
+	}
+	if m := <-slow; string(m.Payload) != "early" {
+		t.Fatalf("delivered %q", m.Payload)
+	}
+	waitFor(t, func() bool { return sub.Pending() == 0 })
+}
+
+// TestEarlyDataReleasedOnHandshakeTimeout: when the responder forgets its half-open channel
+// (handshake timeout), the data messages it kept are lost, as documented, and no longer
+// pending: the subscription that delivered them moves on.
+func TestEarlyDataReleasedOnHandshakeTimeout(t *testing.T) {
+	f := newFixture(t, false, 0)
+	hb := holdBack(f)
+	f.send(t, f.dial(t), "never opened")
+	rc := halfOpen(t, f.listener)
+	sub := routing.NewTracker()
+	ctx := context.Background()
+	if err := f.b.Send(sub.Context(ctx, 7), hb.dataMessage(t, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if sub.Pending() != 1 {
+		t.Fatalf("%d messages pending, want the one kept", sub.Pending())
+	}
+	rc.mu.Lock()
+	rc.timer.Reset(0) // the handshake timeout passes now
+	rc.mu.Unlock()
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := rc.Wait(wctx); err == nil || wctx.Err() != nil {
+		t.Fatalf("Wait after the handshake timeout: %v", err)
+	}
+	if got := sub.Labels(nil); len(got) != 0 {
+		t.Fatalf("labels %v still pending after the half-open channel was forgotten", got)
+	}
+	// A data message that reaches the channel after that (it raced with the unregistering)
+	// is dropped, not kept pending for good.
+	if err := (decryptor{rc}).Send(sub.Context(ctx, 9), hb.dataMessage(t, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if got := sub.Labels(nil); len(got) != 0 {
+		t.Fatalf("labels %v pending after a data message reached the forgotten channel", got)
+	}
+}
+
+// TestEarlyDataBeyondBoundsNotHeld: a data message that comes when the half-open channel
+// keeps as many as it may is dropped, counted, and not pending; the kept ones are, until
+// message 3 delivers them.
+func TestEarlyDataBeyondBoundsNotHeld(t *testing.T) {
+	f := newFixture(t, false, 0)
+	hb := holdBack(f)
+	sc := f.dial(t)
+	for i := range maxEarly + 1 {
+		f.send(t, sc, fmt.Sprint(i))
+	}
+	rc := halfOpen(t, f.listener)
+	sub := routing.NewTracker()
+	ctx := context.Background()
+	var want []uint64
+	for i := range maxEarly + 1 {
+		if err := f.b.Send(sub.Context(ctx, uint64(i+1)), hb.dataMessage(t, i)); err != nil {
+			t.Fatal(err)
+		}
+		if i < maxEarly {
+			want = append(want, uint64(i+1))
+		}
+	}
+	if got := sub.Labels(nil); !slices.Equal(got, want) {
+		t.Fatalf("pending labels %v, want the %d kept messages %v", got, maxEarly, want)
+	}
+	if got := rc.Stats().Rejected; got != 1 {
+		t.Fatalf("Rejected = %d, want the one message beyond the bound", got)
+	}
+	if err := f.b.Send(sub.Context(ctx, 100), hb.message3(t)); err != nil {
+		t.Fatal(err)
+	}
+	for range maxEarly {
+		f.app.next(t)
+	}
+	waitFor(t, func() bool { return sub.Pending() == 0 })
+}
