@@ -880,3 +880,22 @@ func TestSessionErrorHandlers(t *testing.T) {
 		t.Errorf("nil consumer handler: %v, want ErrInvalidOption", err)
 	}
 }
+
+// TestPublishWithDoneContext checks that Publish with a context that already ended publishes
+// nothing, even when the window has room (a select between a free slot and ctx.Done picks
+// at random).
+func TestPublishWithDoneContext(t *testing.T) {
+	h := startHub(t)
+	c := dial(t, h.Addr)
+	p := newPublisher(t, c, "done-ctx")
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	for i := range 100 {
+		if a, err := p.Publish(ctx, msg(0, uint32(i), 16)); !errors.Is(err, context.Canceled) || a != nil {
+			t.Fatalf("Publish %d with a done context = %v, %v; want nil, context.Canceled", i, a, err)
+		}
+	}
+	if st := p.Stats(); st.Published != 0 {
+		t.Fatalf("Published = %d after Publish with a done context, want 0", st.Published)
+	}
+}

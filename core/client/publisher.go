@@ -388,6 +388,9 @@ func (p *Publisher) Publish(ctx context.Context, data []byte) (*Ack, error) {
 		return nil, fmt.Errorf("client: publish to %q: %w", p.stream, core.ErrClosed)
 	default:
 	}
+	if err := ctx.Err(); err != nil { // select would pick at random when a slot is free too
+		return nil, err
+	}
 	select {
 	case p.slots <- struct{}{}:
 	case <-ctx.Done():
