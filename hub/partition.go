@@ -109,6 +109,16 @@ type partition struct {
 	left     []core.Message
 	leftFrom uint64
 	leftAt   time.Time
+
+	// Retirement of an idle worker (see retire.go). started counts the push requests
+	// queued and the pulls begun, ended those confirmed and finished: the worker is busy
+	// while they differ. retireTimer checks every retireAfter whether the worker was idle
+	// since its last check (idleSeen, started+ended then, guarded by h.mu) and retires it.
+	started     atomic.Uint64
+	ended       atomic.Uint64
+	retireAfter time.Duration
+	retireTimer *time.Timer
+	idleSeen    uint64
 }
 
 // leftTTL bounds how long fetched-but-unsent messages are kept for the next pull.
@@ -159,19 +169,25 @@ type pullReq struct {
 	maxBytes  int  // sluice_pull_batch: stop after the frame whose data reaches this
 }
 
+// newPartition returns the worker of (stream, id), with its retirement timer running (see
+// retireIfIdle). h.mu is held.
 func newPartition(h *Hub, stream string, id int) *partition {
 	addr := partitionAddr(stream, id)
-	return &partition{
-		h:       h,
-		stream:  stream,
-		id:      id,
-		addr:    addr,
-		self:    wire.Route{wire.Local(addr)},
-		pushes:  make(chan *pushReq, h.cfg.queueLen),
-		quit:    make(chan struct{}),
-		done:    make(chan struct{}),
-		waiters: make(map[*waiter]struct{}),
+	p := &partition{
+		h:           h,
+		stream:      stream,
+		id:          id,
+		addr:        addr,
+		self:        wire.Route{wire.Local(addr)},
+		pushes:      make(chan *pushReq, h.cfg.queueLen),
+		quit:        make(chan struct{}),
+		done:        make(chan struct{}),
+		waiters:     make(map[*waiter]struct{}),
+		retireAfter: idleRetireAfter,
 	}
+	// The timer's func takes h.mu before it reads p.retireTimer.
+	p.retireTimer = time.AfterFunc(p.retireAfter, p.retireIfIdle)
+	return p
 }
 
 // enqueue hands a push to the writer. It blocks while the queue is full (backpressure) and
@@ -182,19 +198,24 @@ func (p *partition) enqueue(ctx context.Context, r *pushReq) error {
 	if p.closing {
 		return errShuttingDown
 	}
+	p.started.Add(1) // before the writer can confirm it (ended)
 	select {
 	case p.pushes <- r:
 		return nil
 	case <-p.quit:
+		p.ended.Add(1)
 		return errShuttingDown
 	case <-ctx.Done():
+		p.ended.Add(1)
 		return ctx.Err()
 	}
 }
 
 // closeQueue stops accepting pushes; run appends and confirms what is queued, then returns.
-// It never waits for the writer: senders blocked on a full queue leave when quit closes.
+// It never waits for the writer: senders blocked on a full queue leave when quit closes. It
+// stops the retirement timer (one already firing finds the hub closing or p retired).
 func (p *partition) closeQueue() {
+	p.retireTimer.Stop()
 	p.quitOnce.Do(func() { close(p.quit) })
 	p.qmu.Lock()
 	if !p.closing {
@@ -347,6 +368,7 @@ func releaseAll(batch []*pushReq) {
 // request, counts the append and wakes the partition's parked pulls.
 func (p *partition) finish(batch []*pushReq, n int, indexes []uint64, err error) {
 	h := p.h
+	defer p.ended.Add(uint64(len(batch))) // after the confirms and the wake
 	if err == nil && len(indexes) != n {
 		err = fmt.Errorf("%w: backend returned %d indexes for %d messages", core.ErrUnavailable, len(indexes), n)
 	}
@@ -472,6 +494,8 @@ func (p *partition) resume(ws []*waiter) {
 // pull answers a stream_pull or sluice_pull_wait. It runs on a goroutine started by goPull.
 func (p *partition) pull(ctx context.Context, r pullReq) {
 	h := p.h
+	p.started.Add(1)
+	defer p.ended.Add(1)
 	lag := time.Duration(0) // retry delay while the backend's reads lag its appends
 	for {
 		p.wmu.Lock()
@@ -522,7 +546,7 @@ func (p *partition) pull(ctx context.Context, r pullReq) {
 			p.wmu.Unlock()
 			return
 		}
-		if p.stopped {
+		if p.stopped { // the hub shuts down, or p was retired (see retireIfIdle)
 			p.wmu.Unlock()
 			p.sendPull(ctx, r, nil)
 			return

@@ -41,6 +41,12 @@
 //
 // # Lifetime
 //
+// [Node.Unregister] removes a worker at once, dropping what is queued for it.
+// [Node.UnregisterIdle] removes it only when nothing is queued for it and no handler is
+// running, atomically with Send, so that a server can retire idle workers without losing a
+// message: a message that races with it either reaches the worker first or finds the
+// address free, and the fallback registers a worker again.
+//
 // [Node.Close] closes every transport, stops every mailbox goroutine (messages still queued
 // are dropped, handlers in progress see their ctx cancelled) and waits for them. After Close,
 // Send and Register return errors matching [ErrClosed].

@@ -197,6 +197,10 @@ type Node struct {
 	local      map[string]*entry
 	transports map[uint8]Transport
 	fallback   func(ctx context.Context, address string) Worker
+	// inFallback counts, per address, the sends that are between calling the fallback and
+	// queueing their message: UnregisterIdle leaves such an address alone, since the
+	// fallback may have returned the very worker it would remove.
+	inFallback map[string]int
 }
 
 // SetFallback sets f to be consulted when Send finds no worker or sender at a local
@@ -270,6 +274,7 @@ func NewNode(opts ...Option) (*Node, error) {
 		idle:        make(chan struct{}, 1),
 		local:       make(map[string]*entry),
 		transports:  make(map[uint8]Transport),
+		inFallback:  make(map[string]int),
 	}, nil
 }
 
@@ -376,6 +381,47 @@ func (n *Node) Unregister(address string) error {
 	return nil
 }
 
+// UnregisterIdle removes the worker at address if it is idle: nothing is queued in its
+// mailbox, no HandleMessage is running, no Send is waiting for room in its mailbox and no
+// Send is between consulting the fallback (see [Node.SetFallback]) for address and
+// queueing its message. It reports whether it removed the worker. The check and the
+// removal are atomic with respect to Send: a Send that races with UnregisterIdle either
+// queued its message first (UnregisterIdle then returns false and the worker handles it)
+// or finds the address free and goes to the fallback, which may register a new worker
+// there. So no message is dropped, unlike with [Node.Unregister]. The removed worker's
+// mailbox goroutine returns and its ctx is cancelled; UnregisterIdle does not wait for
+// that. It returns false when called from the worker's own HandleMessage (the worker is
+// busy). Whatever the worker started that outlives its handlers (goroutines, timers) is
+// its owner's to account for.
+//
+// An unknown address returns an error matching ErrNoRoute, a [Sender]'s (which has no
+// mailbox) one matching core.ErrInvalidArgument, and any address after Close one matching
+// ErrClosed.
+func (n *Node) UnregisterIdle(address string) (bool, error) {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return false, fmt.Errorf("routing: unregister %q: %w", address, ErrClosed)
+	}
+	e, ok := n.local[address]
+	switch {
+	case !ok:
+		n.mu.Unlock()
+		return false, fmt.Errorf("routing: unregister %q: %w", address, ErrNoRoute)
+	case e.worker == nil:
+		n.mu.Unlock()
+		return false, fmt.Errorf("%w: routing: unregister idle %q: a sender has no mailbox, use Unregister", core.ErrInvalidArgument, address)
+	case e.queued.Load() > 0 || n.inFallback[address] > 0:
+		// Send counts a message in queued under n.mu (read), so none is on its way in.
+		n.mu.Unlock()
+		return false, nil
+	}
+	delete(n.local, address)
+	n.mu.Unlock()
+	e.shutdown()
+	return true, nil
+}
+
 // Send routes msg to the worker or sender at its first onward address when that is local,
 // or to the transport for its type otherwise. Send takes ownership of msg: the caller must
 // not modify its routes or payload afterwards. The receiver owns the payload (it may, for
@@ -439,6 +485,10 @@ func (n *Node) send(ctx context.Context, msg wire.TransportMessage, borrowed boo
 		return err
 	}
 	e, ok := n.local[string(first.Value)]
+	if ok && e.worker != nil {
+		// Counted while n.mu is held, so that UnregisterIdle sees it (see there).
+		e.queued.Add(1) // before the message can be handled, so Drain never sees it missing
+	}
 	fallback := n.fallback
 	n.mu.RUnlock()
 	if !ok && fallback != nil {
@@ -461,7 +511,6 @@ func (n *Node) send(ctx context.Context, msg wire.TransportMessage, borrowed boo
 		msg.Payload = bytes.Clone(msg.Payload)
 	}
 	d := delivery{msg: msg, release: release, tracked: trackedFrom(ctx)}
-	e.queued.Add(1) // before the message can be handled, so Drain never sees it missing
 	d.tracked.add()
 	// Fast path first, so a cancelled ctx does not lose a race with free room.
 	select {
@@ -524,11 +573,23 @@ func (n *Node) Drain(ctx context.Context) error {
 }
 
 // fallbackEntry asks the fallback for a worker at address and returns the entry registered
-// there afterwards.
+// there afterwards, with its message counted in queued when it is a worker (as send does).
+// While it runs, UnregisterIdle leaves address alone: the fallback may return a worker
+// that is registered already, which must not be removed before the message is counted.
 func (n *Node) fallbackEntry(ctx context.Context, address string, fallback func(context.Context, string) Worker) (*entry, bool) {
 	if validateAddress(address) != nil {
 		return nil, false
 	}
+	n.mu.Lock()
+	n.inFallback[address]++
+	n.mu.Unlock()
+	defer func() {
+		n.mu.Lock()
+		if n.inFallback[address]--; n.inFallback[address] == 0 {
+			delete(n.inFallback, address)
+		}
+		n.mu.Unlock()
+	}()
 	if w := fallback(ctx, address); w != nil {
 		if err := n.Register(address, w); err != nil && !errors.Is(err, ErrAddressInUse) {
 			return nil, false
@@ -537,6 +598,9 @@ func (n *Node) fallbackEntry(ctx context.Context, address string, fallback func(
 	n.mu.RLock()
 	defer n.mu.RUnlock()
 	e, ok := n.local[address]
+	if ok && e.worker != nil {
+		e.queued.Add(1)
+	}
 	return e, ok
 }
 
