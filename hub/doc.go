@@ -35,7 +35,11 @@
 // create only sends the Inits, so a partition that is never used costs no memory or
 // goroutine, and routes learned from an Init survive a hub restart. It handles
 // stream_push, stream_pull and Sluice's sluice_push_batch, sluice_pull_wait and
-// sluice_pull_batch. A worker, once started, stays until the hub stops.
+// sluice_pull_batch. A worker with no push queued or being appended and no pull running
+// or parked for 5 minutes is retired: its goroutines, mailbox and push queue are released,
+// and the next message for its address registers it again, as after a restart (its indexes
+// come from the backend). Retirement never loses a request: a message racing with it
+// either reaches the worker first, which then stays, or the worker registered again.
 //
 // # Pushes
 //
@@ -60,7 +64,7 @@
 //
 // sluice_pull_wait is a long poll: when the partition is caught up the request is parked on
 // the partition and answered when the next append lands (or with no messages when wait_ms,
-// capped by [WithMaxPullWait], expires). There is no polling loop: the writer wakes the
+// capped by [WithMaxPullWait] and by half the idle timeout, expires). There is no polling loop: the writer wakes the
 // parked requests after each append, those waiting for an index the append reached; the
 // others stay parked. At most [WithMaxParkedPulls] requests park per partition: one
 // beyond is answered at once with no messages. Parked requests of a connection that has
@@ -118,9 +122,6 @@
 //
 // A client that floods pulls without reading their replies can hold all pull slots until
 // it is closed as a slow consumer (up to 5 s); meanwhile other pulls wait for a slot.
-//
-// Partition workers are not retired when idle: a hub that served many partitions keeps a
-// worker (two goroutines, a mailbox and a push queue) for each until it stops.
 //
 // With a backend that does not implement [core.PartitionCounter], a partition worker exists
 // only once its stream was created on this hub process: after a restart a client must send

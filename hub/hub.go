@@ -81,6 +81,11 @@ func New(backend *core.Backend, opts ...Option) (*Hub, error) {
 			return nil, err
 		}
 	}
+	// A client sends nothing while its long poll is held: a poll held as long as the idle
+	// timeout would see its connection closed first. Grant at most half of it.
+	if cfg.idleTimeout > 0 && cfg.maxPullWait > cfg.idleTimeout/2 {
+		cfg.maxPullWait = cfg.idleTimeout / 2
+	}
 	caps := backend.Storage.Capabilities()
 	limit := min(caps.MaxMessageSize, MaxFrameMessageSize)
 	if limit <= 0 {

@@ -169,8 +169,11 @@ func WithMaxPullBytes(n int) Option {
 	}
 }
 
-// WithMaxPullWait caps the wait_ms of a sluice_pull_wait request (default
-// [DefaultMaxPullWait]).
+// WithMaxPullWait caps how long the hub holds a long poll (the wait_ms of a
+// sluice_pull_wait or sluice_pull_batch request; default [DefaultMaxPullWait]). The hub
+// never holds one longer than half its idle timeout ([WithIdleTimeout]), so that a held
+// poll is answered, and its client polls again, before the idle timeout closes the
+// connection. 0 answers every poll at once (the client polls in a loop).
 func WithMaxPullWait(d time.Duration) Option {
 	return func(c *config) error {
 		if d < 0 {
@@ -209,7 +212,9 @@ func WithMaxConnections(n int) Option {
 }
 
 // WithIdleTimeout closes a TCP connection that received nothing for d (default
-// [DefaultIdleTimeout]; 0 disables). Clients that long-poll keep their connection busy.
+// [DefaultIdleTimeout]; 0 disables). Clients that long-poll keep their connection busy:
+// the hub holds a long poll at most d/2 (it lowers [WithMaxPullWait] to that), so a
+// waiting consumer polls again before its connection counts as idle.
 func WithIdleTimeout(d time.Duration) Option {
 	return func(c *config) error {
 		if d < 0 {
