@@ -75,9 +75,13 @@
 //				fmt.Printf("%s %s (%v) %s%s\n", r.Outcome, r.Name, r.Duration, r.SkipReason, strings.Join(r.Failures, "; "))
 //			}
 //		}))
-//	if !res.OK() {
+//	if !res.OK() || res.Incomplete {
 //		os.Exit(1)
 //	}
+//
+// When ctx ends (Ctrl-C), the test running is [Interrupted], not failed (unless it failed
+// before), the tests not reached are not run, and the Result is Incomplete: an operator's
+// interruption is no verdict on the backend.
 //
 // Package [github.com/sluicehq/sluice/conformance/conformancetest] holds deliberately broken
 // backends that the suite must fail, for testing such programs.

@@ -18,6 +18,10 @@ const (
 	Pass Outcome = iota
 	Fail
 	Skip
+	// Interrupted is a test that was running when the run's context ended (Ctrl-C) and
+	// did not fail before: no verdict. Its Failures hold what it reported after the
+	// interruption (typically "context canceled"), which is no failure of the backend.
+	Interrupted
 )
 
 func (o Outcome) String() string {
@@ -28,6 +32,8 @@ func (o Outcome) String() string {
 		return "FAIL"
 	case Skip:
 		return "SKIP"
+	case Interrupted:
+		return "INTR"
 	}
 	return fmt.Sprintf("Outcome(%d)", int(o))
 }
@@ -39,6 +45,7 @@ type TestResult struct {
 	Outcome Outcome
 	// Failures holds the messages of Errorf and Fatalf calls (and of a recovered panic),
 	// in order. A parent that failed only because a subtest failed has none of its own.
+	// Those of an Interrupted test were reported after the interruption.
 	Failures []string
 	// SkipReason is the Skipf message of a skipped test.
 	SkipReason string
@@ -68,20 +75,33 @@ func (f ReportFunc) Done(r TestResult) { f(r) }
 
 // Result summarises a [Run].
 type Result struct {
-	// Tests holds every test and subtest, in the order they finished.
+	// Tests holds every test and subtest that ran, in the order they finished.
 	Tests []TestResult
-	// Passed, Failed and Skipped count leaf tests (those without subtests); Failed also
-	// counts a parent that failed on its own rather than only through a subtest.
-	Passed, Failed, Skipped int
-	Duration                time.Duration
+	// Passed, Failed, Skipped and Interrupted count leaf tests (those without subtests);
+	// Failed also counts a parent that failed on its own rather than only through a
+	// subtest.
+	Passed, Failed, Skipped, Interrupted int
+	// Incomplete reports that the run's context ended before every test ran: the tests
+	// not reached are not in Tests.
+	Incomplete bool
+	Duration   time.Duration
 }
 
-// OK reports whether no test failed.
+// OK reports whether no test failed. An Incomplete run may be OK: see Incomplete.
 func (r Result) OK() bool { return r.Failed == 0 }
 
-// String summarises the counts, like "45 passed, 3 skipped, 0 failed in 1.2s".
+// String summarises the counts, like "45 passed, 3 skipped, 0 failed in 1.2s", with
+// ", 1 interrupted" and "(incomplete)" after an interruption.
 func (r Result) String() string {
-	return fmt.Sprintf("%d passed, %d skipped, %d failed in %v", r.Passed, r.Skipped, r.Failed, r.Duration.Round(time.Millisecond))
+	s := fmt.Sprintf("%d passed, %d skipped, %d failed", r.Passed, r.Skipped, r.Failed)
+	if r.Interrupted > 0 {
+		s += fmt.Sprintf(", %d interrupted", r.Interrupted)
+	}
+	s += fmt.Sprintf(" in %v", r.Duration.Round(time.Millisecond))
+	if r.Incomplete {
+		s += " (incomplete)"
+	}
+	return s
 }
 
 // Suite is a named group of conformance tests, run as the top-level test called Name.
@@ -99,8 +119,11 @@ func Suites() []Suite {
 // Run runs every suite of [Suites] against the backend h opens, outside `go test`,
 // reporting each test's start and outcome to rep (which may be nil) as it goes. Tests run
 // one at a time, each subtest in its own goroutine: Fatalf, FailNow, Skipf and SkipNow end
-// it there (runtime.Goexit), and a panic fails it with the panic value and stack. When ctx
-// ends, tests not yet started are skipped with the cause.
+// it there (runtime.Goexit), and a panic fails it with the panic value and stack.
+//
+// When ctx ends (an operator's Ctrl-C), the tests running then end as [Interrupted]
+// unless they failed before it ended, tests not yet started are not run (nor reported),
+// and the Result is Incomplete.
 func Run(ctx context.Context, h Harness, rep Reporter) Result {
 	return RunSuites(ctx, h, rep, Suites()...)
 }
@@ -117,6 +140,7 @@ func RunSuites(ctx context.Context, h Harness, rep Reporter, suites ...Suite) Re
 		r.run(nil, s.Name, func(t T) { s.Run(t, h) })
 	}
 	r.res.Duration = time.Since(start)
+	r.res.Incomplete = r.res.Incomplete || ctx.Err() != nil
 	return r.res
 }
 
@@ -151,6 +175,8 @@ func (r *runner) count(tr TestResult, counted bool) {
 			r.res.Failed++
 		case Skip:
 			r.res.Skipped++
+		case Interrupted:
+			r.res.Interrupted++
 		}
 	}
 }
@@ -164,14 +190,16 @@ func (r *runner) run(parent *rt, name string, f func(T)) bool {
 		full = parent.name + "/" + name
 		pctx = parent.ctx
 	}
+	if pctx.Err() != nil { // interrupted before it started: not run
+		r.mu.Lock()
+		r.res.Incomplete = true
+		r.mu.Unlock()
+		return true
+	}
 	if r.rep != nil {
 		r.mu.Lock()
 		r.rep.Start(full)
 		r.mu.Unlock()
-	}
-	if err := pctx.Err(); err != nil {
-		r.report(TestResult{Name: full, Outcome: Skip, SkipReason: fmt.Sprintf("not run: %v", context.Cause(pctx)), Leaf: true}, false)
-		return true
 	}
 	ctx, cancel := context.WithCancel(pctx)
 	t := &rt{r: r, name: full, ctx: ctx}
@@ -194,14 +222,18 @@ func (r *runner) run(parent *rt, name string, f func(T)) bool {
 	defer t.mu.Unlock()
 	tr := TestResult{Name: full, Failures: t.failures, Logs: t.logs, SkipReason: t.skipReason, Duration: time.Since(start), Leaf: !t.hasSub}
 	switch {
+	case t.verdict:
+		tr.Outcome = Fail
+	case r.ctx.Err() != nil: // the run ended while it ran: a failure since is no verdict
+		tr.Outcome = Interrupted
 	case t.failed:
 		tr.Outcome = Fail
 	case t.skipped:
 		tr.Outcome = Skip
 	}
-	r.report(tr, t.ownFailure)
+	r.report(tr, t.ownFailure && tr.Outcome == Fail)
 	if t.failed && parent != nil {
-		parent.childFailed()
+		parent.childFailed(tr.Outcome == Fail)
 	}
 	return !t.failed
 }
@@ -215,6 +247,7 @@ type rt struct {
 	mu         sync.Mutex
 	failed     bool
 	ownFailure bool // failed by its own call, not only through a subtest
+	verdict    bool // failed while the run was live (by itself or a subtest): not interrupted
 	skipped    bool
 	hasSub     bool
 	failures   []string
@@ -238,8 +271,17 @@ func (t *rt) Logf(format string, args ...any) {
 func (t *rt) fail(msg string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.failed, t.ownFailure = true, true
+	t.markFailedLocked()
 	t.failures = append(t.failures, strings.TrimSuffix(msg, "\n"))
+}
+
+// markFailedLocked records an own failure (t.mu held), a verdict unless the run's context
+// has ended.
+func (t *rt) markFailedLocked() {
+	t.failed, t.ownFailure = true, true
+	if t.r.ctx.Err() == nil {
+		t.verdict = true
+	}
 }
 
 func (t *rt) Errorf(format string, args ...any) { t.fail(fmt.Sprintf(format, args...)) }
@@ -252,13 +294,15 @@ func (t *rt) Fatalf(format string, args ...any) {
 func (t *rt) Fail() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.failed, t.ownFailure = true, true
+	t.markFailedLocked()
 }
 
-func (t *rt) childFailed() {
+// childFailed records that a subtest failed; verdict: not only after an interruption.
+func (t *rt) childFailed(verdict bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.failed = true
+	t.verdict = t.verdict || verdict
 }
 
 func (t *rt) FailNow() {

@@ -274,16 +274,49 @@ func TestRunnerSemantics(t *testing.T) {
 	}
 }
 
+// When the run's context ends (Ctrl-C), the test running then is interrupted, not failed,
+// unless it failed before; tests not started are not run.
 func TestRunCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancelCause(t.Context())
 	stop := errors.New("operator pressed ^C")
 	suite := func(t conformance.T, _ conformance.Harness) {
-		t.Run("First", func(t conformance.T) { cancel(stop) })
+		t.Run("FailedBefore", func(t conformance.T) { t.Errorf("a real failure") })
+		t.Run("Group", func(t conformance.T) {
+			t.Run("Running", func(t conformance.T) {
+				t.Logf("running")
+				cancel(stop)
+				<-t.Context().Done()
+				t.Errorf("fetch: %v", t.Context().Err()) // what a cut-short subtest reports
+			})
+			t.Run("NotStarted", func(t conformance.T) { t.Errorf("ran after cancel") })
+		})
 		t.Run("Second", func(t conformance.T) { t.Errorf("ran after cancel") })
 	}
-	res := conformance.RunSuites(ctx, conformance.Harness{}, nil, conformance.Suite{Name: "S", Run: suite})
-	tr := find(t, res, "S/Second")
-	if tr.Outcome != conformance.Skip || !strings.Contains(tr.SkipReason, stop.Error()) {
-		t.Errorf("S/Second: %v %q; want skipped, naming the cause", tr.Outcome, tr.SkipReason)
+	rec := &recorder{}
+	res := conformance.RunSuites(ctx, conformance.Harness{}, rec, conformance.Suite{Name: "S", Run: suite}, conformance.Suite{Name: "T", Run: suite})
+	for name, want := range map[string]conformance.Outcome{
+		"S/FailedBefore": conformance.Fail, "S/Group/Running": conformance.Interrupted,
+		"S/Group": conformance.Interrupted, "S": conformance.Fail,
+	} {
+		if got := find(t, res, name).Outcome; got != want {
+			t.Errorf("%s: %v, want %v", name, got, want)
+		}
+	}
+	if f := find(t, res, "S/Group/Running").Failures; len(f) != 1 || !strings.Contains(f[0], "context canceled") {
+		t.Errorf("S/Group/Running failures = %q; want what it reported after the interruption", f)
+	}
+	for _, tr := range res.Tests {
+		if strings.HasSuffix(tr.Name, "NotStarted") || strings.HasSuffix(tr.Name, "Second") || strings.HasPrefix(tr.Name, "T") {
+			t.Errorf("%s ran or was reported after the interruption: %v", tr.Name, tr.Outcome)
+		}
+	}
+	if res.Passed != 0 || res.Failed != 1 || res.Interrupted != 1 || res.Skipped != 0 || !res.Incomplete || res.OK() {
+		t.Errorf("result %+v: want 1 failed, 1 interrupted, incomplete", res)
+	}
+	if len(rec.errs) > 0 || len(rec.running) > 0 || len(rec.done) != len(res.Tests) {
+		t.Errorf("reporter: errors %v, still running %v, %d results for %d tests", rec.errs, rec.running, len(rec.done), len(res.Tests))
+	}
+	if s := res.String(); !strings.Contains(s, "1 failed, 1 interrupted in ") || !strings.HasSuffix(s, "(incomplete)") {
+		t.Errorf("Result.String() = %q", s)
 	}
 }

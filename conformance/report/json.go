@@ -7,9 +7,11 @@ import (
 
 // jsonReport is the schema of the JSON report.
 type jsonReport struct {
-	OK       bool          `json:"ok"`
-	Backends []jsonBackend `json:"backends"`
-	Tests    []jsonTest    `json:"tests"`
+	OK bool `json:"ok"`
+	// Interrupted: a run was interrupted (see the package doc).
+	Interrupted bool          `json:"interrupted,omitempty"`
+	Backends    []jsonBackend `json:"backends"`
+	Tests       []jsonTest    `json:"tests"`
 }
 
 type jsonBackend struct {
@@ -21,6 +23,9 @@ type jsonBackend struct {
 	Passed       int     `json:"passed"`
 	Failed       int     `json:"failed"`
 	Skipped      int     `json:"skipped"`
+	Interrupted  int     `json:"interrupted,omitempty"` // tests cut short
+	Incomplete   bool    `json:"incomplete,omitempty"`  // the run was interrupted
+	NotRun       bool    `json:"not_run,omitempty"`     // the backend was not reached
 	Seconds      float64 `json:"seconds"`
 }
 
@@ -44,14 +49,18 @@ type jsonResult struct {
 //	 "tests": [{"name": "Storage/Order/OneBatch",
 //	            "results": [{"backend": "bbolt", "outcome": "pass", "seconds": 0.01}]}]}
 //
-// outcome is "pass", "fail", "skip" or "not run"; message is the failure messages joined
-// by newlines, or the skip reason. results are in the order of backends.
+// outcome is "pass", "fail", "skip", "interrupted" or "not run"; message is the failure
+// messages joined by newlines, the skip reason, or what an interrupted test reported
+// after the interruption. results are in the order of backends. After an interruption
+// the report has "interrupted": true, and each backend interrupted its count of tests
+// cut short, "incomplete": true, and "not_run": true if it was not reached.
 func (m Matrix) WriteJSON(w io.Writer) error {
-	out := jsonReport{OK: m.OK(), Backends: []jsonBackend{}, Tests: []jsonTest{}}
+	out := jsonReport{OK: m.OK(), Interrupted: m.Incomplete(), Backends: []jsonBackend{}, Tests: []jsonTest{}}
 	for _, b := range m.Backends {
 		out.Backends = append(out.Backends, jsonBackend{
 			Name: b.Name, URL: b.URL, Capabilities: b.Capabilities, Error: b.Error, OK: b.OK(),
-			Passed: b.Passed, Failed: b.Failed, Skipped: b.Skipped, Seconds: b.Duration.Seconds(),
+			Passed: b.Passed, Failed: b.Failed, Skipped: b.Skipped, Interrupted: b.Interrupted,
+			Incomplete: b.Incomplete, NotRun: b.NotRun(), Seconds: b.Duration.Seconds(),
 		})
 	}
 	for _, r := range m.Rows {

@@ -54,8 +54,9 @@ type (
 // with its URL and capabilities as properties) and one testcase per row, whose classname is
 // "conformance.BACKEND.SUITE" and name the rest of the test's path. A failing test has a
 // failure element (message: its first line; text: every message), a skipped one a skipped
-// element with the reason, and a test the backend did not run is reported as skipped. A
-// run that did not complete adds an error count and its reason in system-err.
+// element with the reason, and a test the backend did not run, or that an interruption cut
+// short, is reported as skipped, saying so. A run that could not complete adds an error
+// count and its reason in system-err; an interrupted run says so in system-err.
 func (m Matrix) WriteJUnit(w io.Writer) error {
 	out := junitSuites{Name: "sluice conformance"}
 	var total time.Duration
@@ -67,9 +68,14 @@ func (m Matrix) WriteJUnit(w io.Writer) error {
 		if b.Capabilities != "" {
 			s.Properties = append(s.Properties, junitProperty{"capabilities", b.Capabilities})
 		}
-		if b.Error != "" {
+		switch {
+		case b.Error != "":
 			s.Errors = 1
 			s.SystemErr = b.Error
+		case b.NotRun():
+			s.SystemErr = "not run: interrupted before this backend"
+		case b.Incomplete:
+			s.SystemErr = "interrupted before every test ran"
 		}
 		for _, r := range m.Rows {
 			c := r.Cells[i]
@@ -85,8 +91,15 @@ func (m Matrix) WriteJUnit(w io.Writer) error {
 			case StatusSkip:
 				tc.Skipped = &junitMessage{Message: c.Message}
 				s.Skipped++
+			case StatusInterrupted:
+				tc.Skipped = &junitMessage{Message: "interrupted", Text: c.Message}
+				s.Skipped++
 			case StatusNotRun:
-				tc.Skipped = &junitMessage{Message: "not run on this backend"}
+				msg := "not run on this backend"
+				if b.Incomplete {
+					msg = "not run: interrupted"
+				}
+				tc.Skipped = &junitMessage{Message: msg}
 				s.Skipped++
 			}
 			if len(c.Logs) > 0 {

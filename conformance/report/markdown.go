@@ -16,11 +16,11 @@ const maxCellMessage = 160
 // matrix, and every failure message in full.
 func (m Matrix) WriteMarkdown(w io.Writer) error {
 	b := bufio.NewWriter(w)
-	verdict := "PASS"
-	if !m.OK() {
-		verdict = "FAIL"
+	fmt.Fprintf(b, "# Sluice conformance report: %s\n\n", m.Verdict())
+	if m.Incomplete() {
+		fmt.Fprintln(b, "The run was interrupted: the test running then is marked interrupted (no verdict), the tests and backends it did not reach are not run.")
+		fmt.Fprintln(b)
 	}
-	fmt.Fprintf(b, "# Sluice conformance report: %s\n\n", verdict)
 	fmt.Fprintln(b, "| Backend | URL | Passed | Skipped | Failed | Duration |")
 	fmt.Fprintln(b, "|---|---|--:|--:|--:|--:|")
 	for _, be := range m.Backends {
@@ -28,7 +28,14 @@ func (m Matrix) WriteMarkdown(w io.Writer) error {
 		if be.Error != "" {
 			failed += " (" + cellText(be.Error) + ")"
 		}
-		fmt.Fprintf(b, "| %s | %s | %d | %d | %s | %v |\n", cellText(be.Name), code(be.URL), be.Passed, be.Skipped, failed, be.Duration.Round(time.Millisecond))
+		duration := be.Duration.Round(time.Millisecond).String()
+		switch {
+		case be.NotRun():
+			duration = "not run (interrupted)"
+		case be.Incomplete:
+			duration += fmt.Sprintf(", interrupted (%d test(s) cut short)", be.Interrupted)
+		}
+		fmt.Fprintf(b, "| %s | %s | %d | %d | %s | %s |\n", cellText(be.Name), code(be.URL), be.Passed, be.Skipped, failed, duration)
 	}
 	var caps []string
 	for _, be := range m.Backends {
@@ -84,6 +91,8 @@ func cellMarkdown(c Cell) string {
 			return "⏭️ skip"
 		}
 		return "⏭️ skip: " + cellText(firstLine(c.Message))
+	case StatusInterrupted:
+		return "⏸️ interrupted"
 	}
 	return "· " + string(c.Status)
 }

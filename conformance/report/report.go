@@ -14,6 +14,13 @@
 // example in its setup, before its subtests ran). Rows keep the order in which the first
 // backend finished them; tests only other backends ran are appended in their order. A
 // backend that did not run a row's test shows "not run".
+//
+// # Interrupted runs
+//
+// A run whose Result is Incomplete was interrupted (Ctrl-C): the test it was running shows
+// "interrupted" (no verdict) and the tests it did not reach "not run"; a Run with an
+// Incomplete, empty Result is a backend the interrupted program never reached. Such a
+// report is titled INTERRUPTED and is not OK, whatever passed.
 package report
 
 import (
@@ -46,12 +53,13 @@ type Run struct {
 	// Error, if not empty, says why the run did not complete (for example the backend could
 	// not be opened). It counts as a failure.
 	Error string
-	// Result is what conformance.Run returned.
+	// Result is what conformance.Run returned; for a backend not reached because the
+	// program was interrupted, a Result with only Incomplete set.
 	Result conformance.Result
 }
 
 // OK reports whether the run completed and no test failed.
-func (r Run) OK() bool { return r.Error == "" && r.Result.OK() }
+func (r Run) OK() bool { return r.Error == "" && r.Result.OK() && !r.Result.Incomplete }
 
 // Status is the state of one cell of the matrix.
 type Status string
@@ -62,6 +70,8 @@ const (
 	StatusFail   Status = "fail"
 	StatusSkip   Status = "skip"
 	StatusNotRun Status = "not run"
+	// StatusInterrupted is a test cut short by an interruption: no verdict.
+	StatusInterrupted Status = "interrupted"
 )
 
 func statusOf(o conformance.Outcome) Status {
@@ -72,6 +82,8 @@ func statusOf(o conformance.Outcome) Status {
 		return StatusFail
 	case conformance.Skip:
 		return StatusSkip
+	case conformance.Interrupted:
+		return StatusInterrupted
 	}
 	return Status(strings.ToLower(o.String()))
 }
@@ -79,7 +91,8 @@ func statusOf(o conformance.Outcome) Status {
 // Cell is one test's outcome on one backend.
 type Cell struct {
 	Status Status
-	// Message is the failure messages joined by newlines (fail) or the skip reason (skip).
+	// Message is the failure messages joined by newlines (fail), the skip reason (skip),
+	// or what an interrupted test reported after the interruption (interrupted).
 	Message string
 	// Logs are the test's Logf lines.
 	Logs     []string
@@ -94,13 +107,21 @@ type Row struct {
 
 // BackendSummary is one column's header: the counts of its run.
 type BackendSummary struct {
-	Name, URL, Capabilities, Error string
-	Passed, Failed, Skipped        int
-	Duration                       time.Duration
+	Name, URL, Capabilities, Error       string
+	Passed, Failed, Skipped, Interrupted int
+	// Incomplete reports that the run was interrupted before every test ran.
+	Incomplete bool
+	Duration   time.Duration
 }
 
 // OK reports whether the backend's run completed without failures.
-func (b BackendSummary) OK() bool { return b.Error == "" && b.Failed == 0 }
+func (b BackendSummary) OK() bool { return b.Error == "" && b.Failed == 0 && !b.Incomplete }
+
+// NotRun reports whether the backend was not reached at all (the run was interrupted
+// before it).
+func (b BackendSummary) NotRun() bool {
+	return b.Incomplete && b.Error == "" && b.Passed+b.Failed+b.Skipped+b.Interrupted == 0
+}
 
 // Matrix is the behaviour matrix of a set of runs.
 type Matrix struct {
@@ -116,6 +137,35 @@ func (m Matrix) OK() bool {
 		}
 	}
 	return true
+}
+
+// Incomplete reports whether a run was interrupted.
+func (m Matrix) Incomplete() bool {
+	for _, b := range m.Backends {
+		if b.Incomplete {
+			return true
+		}
+	}
+	return false
+}
+
+// Verdict is the report's one-word title: "FAIL" when a backend failed (or could not be
+// tested), else "INTERRUPTED" when a run was interrupted, else "PASS". A failure found
+// before an interruption gives "FAIL (INTERRUPTED)".
+func (m Matrix) Verdict() string {
+	failed := false
+	for _, b := range m.Backends {
+		failed = failed || b.Error != "" || b.Failed > 0
+	}
+	switch {
+	case failed && m.Incomplete():
+		return "FAIL (INTERRUPTED)"
+	case failed:
+		return "FAIL"
+	case m.Incomplete():
+		return "INTERRUPTED"
+	}
+	return "PASS"
 }
 
 // Build builds the matrix of runs. See the package doc for which tests become rows.
@@ -136,7 +186,7 @@ func Build(runs []Run) Matrix {
 		m.Backends = append(m.Backends, BackendSummary{
 			Name: name, URL: r.URL, Capabilities: r.Capabilities, Error: r.Error,
 			Passed: r.Result.Passed, Failed: r.Result.Failed, Skipped: r.Result.Skipped,
-			Duration: r.Result.Duration,
+			Interrupted: r.Result.Interrupted, Incomplete: r.Result.Incomplete, Duration: r.Result.Duration,
 		})
 	}
 	rowOf := map[string]int{}
@@ -164,6 +214,8 @@ func Build(runs []Run) Matrix {
 				}
 			case conformance.Skip:
 				c.Message = tr.SkipReason
+			case conformance.Interrupted:
+				c.Message = strings.Join(tr.Failures, "\n")
 			}
 			m.Rows[j].Cells[i] = c
 		}

@@ -219,3 +219,67 @@ func TestWriteFiles(t *testing.T) {
 		}
 	}
 }
+
+// An interrupted run: the test cut short is interrupted, not failed, a backend not reached
+// is listed as not run, and the report says INTERRUPTED.
+func TestInterrupted(t *testing.T) {
+	runs := []Run{
+		{Backend: "slow", URL: "slow://", Result: conformance.Result{Tests: []conformance.TestResult{
+			{Name: "Storage/Order/OneBatch", Outcome: conformance.Pass, Leaf: true},
+			{Name: "Storage/Append/StreamNotFound", Outcome: conformance.Interrupted, Leaf: true, Failures: []string{"Append: context canceled"}},
+			{Name: "Storage/Append", Outcome: conformance.Interrupted},
+		}, Passed: 1, Interrupted: 1, Incomplete: true, Duration: time.Second}},
+		{Backend: "memory", URL: "memory://", Result: conformance.Result{Incomplete: true}},
+	}
+	m := Build(runs)
+	if m.OK() || !m.Incomplete() || m.Verdict() != "INTERRUPTED" {
+		t.Errorf("OK %v, Incomplete %v, Verdict %q; want false, true, INTERRUPTED", m.OK(), m.Incomplete(), m.Verdict())
+	}
+	if b := m.Backends[1]; !b.NotRun() || m.Backends[0].NotRun() {
+		t.Errorf("NotRun = %v, %v; want false, true", m.Backends[0].NotRun(), b.NotRun())
+	}
+	if c := m.Rows[1].Cells[0]; c.Status != StatusInterrupted || c.Message != "Append: context canceled" {
+		t.Errorf("interrupted cell = %+v", c)
+	}
+	if c := m.Rows[1].Cells[1]; c.Status != StatusNotRun {
+		t.Errorf("cell of the backend not reached = %+v", c)
+	}
+	var md bytes.Buffer
+	if err := m.WriteMarkdown(&md); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"# Sluice conformance report: INTERRUPTED", "⏸️ interrupted", "| memory | `memory://` | 0 | 0 | 0 | not run (interrupted) |", "1s, interrupted (1 test(s) cut short)"} {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("Markdown lacks %q:\n%s", want, md.String())
+		}
+	}
+	if strings.Contains(md.String(), "## Failures") {
+		t.Errorf("Markdown lists failures:\n%s", md.String())
+	}
+	var js bytes.Buffer
+	if err := m.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	var got jsonReport
+	if err := json.Unmarshal(js.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.OK || !got.Interrupted || len(got.Backends) != 2 || !got.Backends[1].NotRun || got.Backends[0].Interrupted != 1 || got.Tests[1].Results[0].Outcome != StatusInterrupted {
+		t.Errorf("JSON report: %s", js.String())
+	}
+	var x bytes.Buffer
+	if err := m.WriteJUnit(&x); err != nil {
+		t.Fatal(err)
+	}
+	var suites parsedSuites
+	if err := xml.Unmarshal(x.Bytes(), &suites); err != nil {
+		t.Fatal(err)
+	}
+	if suites.Failures != 0 || suites.Skipped != 3 {
+		t.Errorf("JUnit: %d failures, %d skipped; want 0 and 3 (1 interrupted, 2 not run)\n%s", suites.Failures, suites.Skipped, x.String())
+	}
+	m = Build(append(runs, sampleRuns()[1]))
+	if v := m.Verdict(); v != "FAIL (INTERRUPTED)" {
+		t.Errorf("Verdict with a failure and an interruption = %q", v)
+	}
+}

@@ -330,6 +330,11 @@ type BackendInfo struct {
 	Native string `json:"native,omitempty"`
 	// Error says why the backend could not be measured at all.
 	Error string `json:"error,omitempty"`
+	// Interrupted reports that the run was interrupted (its context ended) while this
+	// backend was measured: the measurements it did not make are missing, none is an error.
+	Interrupted bool `json:"interrupted,omitempty"`
+	// NotRun reports that the run was interrupted before this backend.
+	NotRun bool `json:"not_run,omitempty"`
 }
 
 // Report is the result of [Run].
@@ -340,6 +345,8 @@ type Report struct {
 	Rows     []Row         `json:"rows"`
 	// Command is the command line that produced the report, if the caller sets it.
 	Command string `json:"command,omitempty"`
+	// Interrupted reports that [Run]'s context ended before every measurement was made.
+	Interrupted bool `json:"interrupted,omitempty"`
 }
 
 // ReportConfig is the configuration a report was made with.
@@ -359,7 +366,9 @@ type ReportConfig struct {
 // Run measures every target with cfg and returns the report. A target that cannot be
 // opened, or a measurement that fails, is recorded in the report, not returned as an error;
 // Run returns an error only for an invalid configuration (matching core.ErrInvalidOption) or
-// when ctx ends (with the partial report).
+// when ctx ends (an operator's Ctrl-C). It then returns the partial report, marked
+// Interrupted: the measurement cut short is left out (it is no error), and the targets not
+// reached are listed as NotRun.
 func Run(ctx context.Context, cfg Config, targets ...Target) (*Report, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
@@ -382,13 +391,19 @@ func Run(ctx context.Context, cfg Config, targets ...Target) (*Report, error) {
 	defer cfg.Progress.Finish()
 	names := map[string]int{}
 	for _, t := range targets {
-		if err := ctx.Err(); err != nil {
-			return rep, err
+		if ctx.Err() != nil {
+			name := t.Name
+			if name == "" {
+				name = "backend"
+			}
+			rep.Backends = append(rep.Backends, BackendInfo{Name: name, Description: t.Description, NotRun: true})
+			continue
 		}
 		info, rows := measureTarget(ctx, cfg, plan, t, names)
 		rep.Backends = append(rep.Backends, info)
 		rep.Rows = append(rep.Rows, rows...)
 	}
+	rep.Interrupted = ctx.Err() != nil
 	return rep, ctx.Err()
 }
 
@@ -432,6 +447,13 @@ func measureTarget(ctx context.Context, cfg Config, plan []step, t Target, names
 		return fail(fmt.Errorf("bench: %w: target has no Open function", core.ErrInvalidOption))
 	}
 	b, err := t.Open(ctx)
+	if err != nil && ctx.Err() != nil { // interrupted while opening
+		if info.Name == "" {
+			info.Name = "backend"
+		}
+		info.NotRun = true
+		return info, nil
+	}
 	if err != nil {
 		return fail(err)
 	}
@@ -480,6 +502,10 @@ func measureTarget(ctx context.Context, cfg Config, plan []step, t Target, names
 				desc := fmt.Sprintf("%s %s %s %s run %d/%d", info.Name, st.workload, FormatSize(st.size), path, run, cfg.Runs)
 				cfg.Progress.Describe(desc)
 				s := e.measure(ctx, cfg, st, path, pushed)
+				if ctx.Err() != nil { // cut short: not a measurement, nor an error
+					fmt.Fprintf(cfg.Log, "%s: interrupted\n", desc)
+					break
+				}
 				if samples[st] == nil {
 					samples[st] = map[string][]Sample{}
 				}
@@ -490,9 +516,13 @@ func measureTarget(ctx context.Context, cfg Config, plan []step, t Target, names
 		}
 		e.deleteStreams()
 	}
+	info.Interrupted = ctx.Err() != nil
 	var rows []Row
 	for _, st := range plan {
 		runs := samples[st]
+		if len(runs) == 0 {
+			continue // not reached before an interruption
+		}
 		key := func(s Sample) float64 { return s.MsgsPerSec }
 		noNative := Stat{Median: math.NaN(), Min: math.NaN(), Max: math.NaN()}
 		if st.workload == E2EEncrypted {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -201,5 +202,85 @@ func TestRunNative(t *testing.T) {
 	}
 	if c := rep.Charts()[bench.Push]; len(c.Series) != 3 || len(c.Values[0]) != 3 {
 		t.Errorf("push chart series %q values %v", c.Series, c.Values)
+	}
+}
+
+// cancellingStorage interrupts the benchmark (as Ctrl-C does) at the nth Append after it
+// was armed.
+type cancellingStorage struct {
+	core.Storage
+	armed  *atomic.Bool
+	n      *atomic.Int64
+	cancel context.CancelFunc
+}
+
+func (s cancellingStorage) Append(ctx context.Context, stream string, partition int, msgs [][]byte) ([]uint64, error) {
+	if s.armed.Load() && s.n.Add(-1) == 0 {
+		s.cancel()
+	}
+	return s.Storage.Append(ctx, stream, partition, msgs)
+}
+
+// writerFunc is an io.Writer.
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// An interrupted run is no error of the backend: the measurement cut short is left out, not
+// reported as failed, the target not reached is listed as not run, and the report says it
+// was interrupted.
+func TestRunInterrupted(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var armed atomic.Bool
+	var n atomic.Int64
+	n.Store(20)
+	interrupting := bench.Target{Open: func(ctx context.Context) (*core.Backend, error) {
+		b, err := core.Open(ctx, "memory://")
+		if err != nil {
+			return nil, err
+		}
+		return &core.Backend{Storage: cancellingStorage{b.Storage, &armed, &n, cancel}, Index: b.Index}, nil
+	}}
+	second := bench.URLTarget("memory://")
+	second.Description = "second"
+	var log bytes.Buffer
+	cfg := bench.Config{Sizes: []int{64}, Runs: 2, Duration: time.Second, Rate: 100, Workloads: []string{bench.Push},
+		// The first measurement is made; the second is cut short.
+		Log: writerFunc(func(p []byte) (int, error) { armed.Store(true); return log.Write(p) })}
+	rep, err := bench.Run(ctx, cfg, interrupting, second)
+	if !errors.Is(err, context.Canceled) || rep == nil {
+		t.Fatalf("Run: %v, report %v; want context.Canceled and a report", err, rep != nil)
+	}
+	if !rep.Interrupted || len(rep.Backends) != 2 {
+		t.Fatalf("report interrupted %v with %d backends; want true, 2", rep.Interrupted, len(rep.Backends))
+	}
+	if b := rep.Backends[0]; !b.Interrupted || b.NotRun || b.Error != "" {
+		t.Errorf("backend 1 = %+v; want interrupted", b)
+	}
+	if b := rep.Backends[1]; !b.NotRun || b.Description != "second" || b.Error != "" {
+		t.Errorf("backend 2 = %+v; want not run", b)
+	}
+	if len(rep.Rows) != 1 {
+		t.Fatalf("%d rows, want 1 (push 64 B)\n%s", len(rep.Rows), log.String())
+	}
+	r := rep.Rows[0]
+	if runs := len(r.Hub.Runs) + len(r.Raw.Runs); runs != 1 || r.Hub.Errors+r.Raw.Errors > 0 {
+		t.Errorf("hub %+v, raw %+v; want the one measurement made, without errors\n%s", r.Hub, r.Raw, log.String())
+	}
+	if !strings.Contains(log.String(), "run 1/2: interrupted") {
+		t.Errorf("log does not say the cut measurement was interrupted:\n%s", log.String())
+	}
+	var md bytes.Buffer
+	if err := rep.WriteMarkdown(&md, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"**Interrupted**", "interrupted: some measurements were not made", "second — not measured: interrupted", "| memory | 64 B |"} {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("Markdown lacks %q:\n%s", want, md.String())
+		}
+	}
+	if strings.Contains(md.String(), "error") || strings.Contains(md.String(), "runs failed") {
+		t.Errorf("Markdown reports an error:\n%s", md.String())
 	}
 }

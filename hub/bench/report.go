@@ -89,6 +89,9 @@ func (r *Report) workloads() []string {
 func (r *Report) WriteMarkdown(w io.Writer, charts map[string]string) error {
 	b := bufio.NewWriter(w)
 	c := r.Config
+	if r.Interrupted {
+		fmt.Fprintf(b, "**Interrupted**: the run was stopped before it completed; the measurements it did not make are missing.\n\n")
+	}
 	fmt.Fprintf(b, "Machine: %s.\n\n", r.Machine)
 	if r.Command != "" {
 		fmt.Fprintf(b, "Command:\n\n```\n%s\n```\n\n", r.Command)
@@ -109,8 +112,13 @@ func (r *Report) WriteMarkdown(w io.Writer, charts map[string]string) error {
 			if be.Native != "" {
 				desc = strings.TrimSpace(desc + "; native path: " + be.Native)
 			}
-			if be.Error != "" {
+			switch {
+			case be.Error != "":
 				desc = strings.TrimSpace(desc + " — not measured: " + be.Error)
+			case be.NotRun:
+				desc = strings.TrimSpace(desc + " — not measured: interrupted")
+			case be.Interrupted:
+				desc = strings.TrimSpace(desc + " — interrupted: some measurements were not made")
 			}
 			fmt.Fprintf(b, "| %s | %s | %s |\n", cell(be.Name), cell(desc), cell(be.Capabilities))
 		}

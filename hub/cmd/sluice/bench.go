@@ -36,6 +36,10 @@ printed as Markdown and written to the -out directory: bench.md, bench.json and 
 chart per workload (bench-push.svg, ...). The benchmark creates uniquely named streams and
 deletes them afterwards where the backend can delete streams.
 
+Ctrl-C stops the run: the measurement cut short is left out (it is no error), the backends
+not reached are listed as not measured, the report is marked interrupted and the exit
+status is 1.
+
 Examples:
   sluice bench -backend bbolt:bench-data
   sluice bench -backend memory:// -backend bbolt:bench-data -sizes 64,1024 -runs 3 -duration 1s
@@ -100,6 +104,9 @@ func benchFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error 
 		if *runs <= 0 || *duration <= 0 || *rate <= 0 || *latencySize <= 0 || *window <= 0 || *batch <= 0 {
 			return usageErr("-runs, -duration, -rate, -latency-size, -window and -batch must be positive")
 		}
+		if err := prepareOutDir(*out); err != nil {
+			return err
+		}
 		cfg := bench.Config{
 			Sizes: sizes, Runs: *runs, Duration: *duration, Workloads: strings.Split(*workloads, ","),
 			Rate: *rate, LatencySize: *latencySize, Window: *window, Batch: *batch,
@@ -139,11 +146,15 @@ func runBench(ctx context.Context, sio *stdio, cfg bench.Config, targets []bench
 		return usageErr("%v", err) // only an invalid configuration returns no report
 	}
 	rep.Command = command
+	heading := "Sluice benchmark"
+	if rep.Interrupted {
+		heading += " (INTERRUPTED)"
+	}
 	paths, werr := rep.WriteFiles(bench.Files{
 		Markdown: filepath.Join(out, "bench.md"),
 		JSON:     filepath.Join(out, "bench.json"),
 		ChartDir: out,
-		Heading:  "Sluice benchmark",
+		Heading:  heading,
 	})
 	if perr := rep.WriteMarkdown(sio.out, nil); perr != nil && werr == nil {
 		werr = perr
@@ -153,7 +164,7 @@ func runBench(ctx context.Context, sio *stdio, cfg bench.Config, targets []bench
 		return werr
 	}
 	if err != nil {
-		return fmt.Errorf("interrupted: %w", err)
+		return fmt.Errorf("interrupted (%v): the report is incomplete", context.Cause(ctx))
 	}
 	var failed []string
 	for _, b := range rep.Backends {

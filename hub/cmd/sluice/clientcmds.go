@@ -33,9 +33,16 @@ messages follow "--" (sluice push logs -- -1 "-x").
 
 push returns once the hub confirmed every message as durably stored; messages are
 pipelined, retried and resent after a reconnect, so a message may be stored twice but is
-never lost silently. -timeout bounds the whole command: when it passes, or on any other
-failure, push prints the indexes of the messages confirmed until then and exits 1 saying
-how many were confirmed, that the others may or may not have been stored, and why.
+never lost silently. While the hub cannot be reached push says so on stderr, once, and
+retries. -timeout bounds how long the hub may leave push without a confirm: when messages
+wait and none is confirmed for -timeout, push gives up. A long push that keeps being
+confirmed does not time out, nor does waiting for standard input ("tail -f app.log |
+sluice push logs" runs until its input ends or Ctrl-C). A message the hub refuses 3 times
+(larger than its -max-message-size, or a backend that keeps failing) stops push.
+
+On a failure or Ctrl-C push stops reading its input, prints the indexes of the messages
+confirmed until then and exits 1 saying how many were confirmed, how many may or may not
+have been stored (none when push never reached the hub), which were not sent, and why.
 
 A message is at most 65023 bytes (one frame, whatever the backend allows; less when the
 hub runs with a lower -max-message-size). Arguments are all checked before any is pushed; a
@@ -87,8 +94,9 @@ arrives, there is no polling interval. With -client-id the position is saved as 
 printed, so a restarted tail continues where it stopped. Output as for pull.
 
 tail does not create streams: a stream that does not exist is an error (create it with
-"sluice create"). While the hub cannot be reached, tail retries; it says so on stderr once
-per outage, and again when it reaches the hub.
+"sluice create"), also when the hub comes back without it after an outage. While the hub
+cannot be reached, tail retries; it says so on stderr once per outage, and again when it
+reaches the hub.
 
 Examples:
   sluice tail orders
@@ -108,11 +116,19 @@ func verboseLogger(sio *stdio, verbose bool) *slog.Logger {
 	return slog.New(slog.NewTextHandler(sio.err, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
+// pushMaxRejections is how many times push lets the hub refuse one message (status ERROR:
+// larger than the hub's -max-message-size, or a backend that keeps failing) before it gives
+// up on it and stops.
+const pushMaxRejections = 3
+
+// errStalled ends a push whose messages the hub did not confirm for -timeout.
+var errStalled = errors.New("stalled")
+
 func pushFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
 	hubAddr := hubFlag(fs)
 	quiet := fs.Bool("quiet", false, "do not print the indexes")
 	window := fs.Int("window", client.DefaultWindow, "messages in flight before push waits for confirms")
-	timeout := fs.Duration("timeout", 30*time.Second, "give up when the hub has not confirmed everything after this long (bounds the whole command)")
+	timeout := fs.Duration("timeout", 30*time.Second, "give up when messages wait for the hub's confirm and none arrives for this long (a push that keeps being confirmed, or waits for standard input, does not time out)")
 	verbose := fs.Bool("v", false, "log reconnects and retries to stderr")
 	return func(ctx context.Context, sio *stdio, args []string) error {
 		if len(args) == 0 {
@@ -146,94 +162,235 @@ func pushFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
 				return fmt.Errorf("message %d is %d bytes, the limit is %d; nothing was pushed", i+1, len(m), client.MaxMessageSize)
 			}
 		}
-		log := verboseLogger(sio, *verbose)
-		ctx, cancel := context.WithTimeout(ctx, *timeout)
-		defer cancel()
-		c, err := client.Dial(*hubAddr, client.WithLogger(log))
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		var last lastError // the publisher's latest session failure: why confirms are missing
-		// Close timeout 0: the acks are awaited under ctx below, so Close must not wait
-		// again beyond -timeout.
-		p, err := client.NewPublisher(ctx, c, stream, client.WithWindow(*window),
-			client.WithPublisherLogger(log), client.WithPublisherSessionErrors(last.set), client.WithCloseTimeout(0))
-		if err != nil {
-			return err
-		}
-		defer p.Close()
-
-		// Acks are printed in publish order by one goroutine while publishing continues.
-		acks := make(chan *client.Ack, *window)
-		printed := make(chan pushResult, 1)
-		go func() { // owned by this function: ends when acks is closed and drained
-			var r pushResult
-			for a := range acks {
-				r.published++
-				idx, err := a.Wait(ctx)
-				switch {
-				case err != nil:
-					if r.ackErr == nil {
-						r.ackErr = err
-					}
-				case r.confirmed == r.published-1: // all before it confirmed too
-					r.confirmed++
-					if !*quiet {
-						fmt.Fprintln(sio.out, idx)
-					}
-				default:
-					r.confirmed++
-					r.late = append(r.late, lateConfirm{r.published, idx})
-				}
-			}
-			printed <- r
-		}()
-		publish := func(data []byte) error {
-			a, err := p.Publish(ctx, data)
-			if err != nil {
-				return err
-			}
-			acks <- a
-			return nil
-		}
-		var perr error
-		input := "message"
-		if len(msgs) > 0 {
-			for _, m := range msgs {
-				if perr = publish([]byte(m)); perr != nil {
-					break
-				}
-			}
-		} else {
-			input = "line"
-			lr := newLineReader(sio.in, client.MaxMessageSize)
-			for {
-				line, lerr := lr.next()
-				if lerr == io.EOF {
-					break
-				}
-				if lerr != nil {
-					perr = lerr
-					break
-				}
-				if perr = publish(line); perr != nil {
-					break
-				}
-			}
-		}
-		close(acks)
-		r := <-printed
-		_ = p.Close() // every ack's outcome is known: Close adds nothing to r
-		return r.err(ctx, perr, input, *hubAddr, *timeout, last.get(), len(msgs))
+		cfg := pushConfig{hubAddr: *hubAddr, stream: stream, window: *window, timeout: *timeout, quiet: *quiet, verbose: *verbose}
+		return push(ctx, sio, cfg, msgs)
 	}
 }
 
-// pushResult is what push learned from the acks, in publish order.
+// refusal reports whether err is the hub refusing a request it took (status ERROR), not a
+// failure to reach it or a request it did not take (a hub shutting down).
+func refusal(err error) bool {
+	return errors.Is(err, client.ErrRejected) && !errors.Is(err, core.ErrUnavailable)
+}
+
+// pushConfig is the parsed command line of "sluice push".
+type pushConfig struct {
+	hubAddr, stream string
+	window          int
+	timeout         time.Duration
+	quiet, verbose  bool
+}
+
+// pending is a published message whose outcome the printer awaits.
+type pending struct {
+	ack  *client.Ack
+	at   time.Time // when Publish returned
+	size int
+}
+
+// push publishes msgs, or the lines of standard input when there are none, prints their
+// indexes in order and returns what went wrong, if anything. It stops publishing when ctx
+// ends (Ctrl-C), when the hub confirmed nothing for cfg.timeout while messages waited
+// (errStalled), or at the first message that failed; what it read after that is not
+// published.
+func push(parent context.Context, sio *stdio, cfg pushConfig, msgs []string) error {
+	log := verboseLogger(sio, cfg.verbose)
+	ctx, stop := context.WithCancelCause(parent)
+	defer stop(nil)
+	c, err := client.Dial(cfg.hubAddr, client.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	var last lastError // the publisher's latest session failure: why confirms are missing
+	watch := &hubWatch{cmd: "push", addr: cfg.hubAddr, w: sio.err, retrying: fmt.Sprintf("retrying for up to -timeout %v", cfg.timeout)}
+	onFail := func(err error) {
+		last.set(err)
+		if !refusal(err) { // a refused message is retried a few times, then reported
+			watch.fail(err)
+		}
+	}
+	// Close timeout 0: the acks are awaited below, so Close must not wait again.
+	p, err := client.NewPublisher(ctx, c, cfg.stream, client.WithWindow(cfg.window),
+		client.WithPublisherLogger(log), client.WithPublisherSessionErrors(onFail), client.WithCloseTimeout(0),
+		client.WithMaxRejections(pushMaxRejections))
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+
+	r := pushResult{hubAddr: cfg.hubAddr, timeout: cfg.timeout, quiet: cfg.quiet, args: len(msgs), input: "message"}
+	if len(msgs) == 0 {
+		r.input = "line"
+	}
+	// Acks are printed in publish order by one goroutine while publishing continues.
+	acks := make(chan pending, cfg.window)
+	failed := make(chan struct{}) // closed by the printer at the first message that failed
+	printed := make(chan pushResult, 1)
+	go func() { // owned by push: ends when acks is closed and drained
+		r := r
+		var settled time.Time // when the previous message's outcome arrived
+		timer := time.NewTimer(time.Hour)
+		defer timer.Stop()
+		for m := range acks {
+			r.published++
+			// The hub has -timeout to confirm a message, counted from when it was
+			// published or the previous one was settled, whichever is later.
+			start := m.at
+			if settled.After(start) {
+				start = settled
+			}
+			timer.Reset(time.Until(start.Add(cfg.timeout)))
+			select {
+			case <-m.ack.Done():
+			case <-ctx.Done():
+			case <-timer.C:
+				stop(errStalled)
+			}
+			idx, err := m.ack.Wait(ctx) // the outcome if it is known, else ctx's error
+			settled = time.Now()
+			switch {
+			case err != nil:
+				if r.ackErr == nil {
+					r.ackErr, r.failedN, r.failedSize = err, r.published, m.size
+					close(failed)
+				}
+				if errors.Is(err, client.ErrGaveUp) {
+					r.refused++
+				}
+			case r.confirmed == r.published-1: // all before it confirmed too
+				r.confirmed++
+				watch.ok()
+				if !cfg.quiet {
+					fmt.Fprintln(sio.out, idx)
+				}
+			default:
+				r.confirmed++
+				r.late = append(r.late, lateConfirm{r.published, idx})
+			}
+		}
+		printed <- r
+	}()
+	// publish publishes data unless push is stopping; it reports whether it did.
+	publish := func(data []byte) (bool, error) {
+		select {
+		case <-ctx.Done():
+			return false, nil
+		case <-failed:
+			return false, nil
+		default:
+		}
+		a, err := p.Publish(ctx, data)
+		if err != nil {
+			if ctx.Err() != nil {
+				return false, nil
+			}
+			return false, err
+		}
+		acks <- pending{a, time.Now(), len(data)}
+		return true, nil
+	}
+	var perr error // what stopped publishing, other than ctx or a failed message
+	complete := false
+	if len(msgs) > 0 {
+		complete = true
+		for _, m := range msgs {
+			ok, err := publish([]byte(m))
+			if !ok {
+				perr, complete = err, false
+				break
+			}
+		}
+	} else {
+		complete, perr = pushLines(ctx, sio.in, failed, publish)
+	}
+	close(acks)
+	r = <-printed
+	_ = p.Close() // every ack's outcome is known: Close adds nothing to r
+	r.sent = p.Stats().Sent
+	return r.err(ctx, perr, complete, last.get())
+}
+
+// pushLines publishes the lines of in until its end (complete), a line that cannot be
+// pushed (err), ctx ends or failed is closed. A line that arrives after ctx ended is not
+// published: in is read in a goroutine, so that a quiet input (a terminal, a pipe from a
+// program that waits) does not keep push from stopping.
+func pushLines(ctx context.Context, in io.Reader, failed <-chan struct{}, publish func([]byte) (bool, error)) (complete bool, err error) {
+	lines, next, stop := readLines(in, client.MaxMessageSize)
+	defer close(stop)
+	for {
+		select {
+		case <-ctx.Done():
+			return false, nil
+		case <-failed:
+			return false, nil
+		case l := <-lines:
+			if l.err == io.EOF {
+				return true, nil
+			}
+			if l.err != nil {
+				return false, l.err
+			}
+			if ok, err := publish(l.data); !ok {
+				return false, err
+			}
+			next <- struct{}{}
+		}
+	}
+}
+
+// lineResult is a line of input, or the error that ended the input (io.EOF at its end).
+type lineResult struct {
+	data []byte
+	err  error
+}
+
+// readLines reads the lines of r (see lineReader) in a goroutine and sends them on lines,
+// the last one with an error (io.EOF at the end). A line's data is valid until the receiver
+// sends on next, which it must do before it receives again. Closing stop ends the
+// goroutine; one blocked in r.Read ends when that Read returns (for standard input, at the
+// latest when the process exits), without reading further.
+func readLines(r io.Reader, max int) (lines <-chan lineResult, next, stop chan<- struct{}) {
+	out := make(chan lineResult)
+	nextc := make(chan struct{}, 1)
+	stopc := make(chan struct{})
+	lr := newLineReader(r, max)
+	go func() { // owned by the caller: ends at the input's end or error, or when stop is closed
+		for {
+			data, err := lr.next()
+			select {
+			case out <- lineResult{data, err}:
+			case <-stopc:
+				return
+			}
+			if err != nil {
+				return
+			}
+			select {
+			case <-nextc:
+			case <-stopc:
+				return
+			}
+		}
+	}()
+	return out, nextc, stopc
+}
+
+// pushResult is what push learned from the acks, in publish order, and what it needs to
+// word its error.
 type pushResult struct {
+	hubAddr string
+	timeout time.Duration
+	quiet   bool
+	args    int    // messages given as arguments (0: standard input)
+	input   string // "message" or "line"
+
 	published, confirmed int
-	ackErr               error         // the first ack that failed
-	late                 []lateConfirm // confirmed after an earlier message failed
+	ackErr               error // the first message that failed ...
+	failedN, failedSize  int   // ... its number (from 1) and size
+	refused              int   // messages the hub refused until push gave up on them
+	late                 []lateConfirm
+	sent                 uint64 // transmissions: 0 when push never reached the hub
 }
 
 // lateConfirm is a message (numbered from 1) confirmed after one before it was not.
@@ -242,35 +399,54 @@ type lateConfirm struct {
 	index uint64
 }
 
-// err returns push's error: nil when every message was published and confirmed, else what
-// was wrong, which messages were confirmed and which may or may not have been stored.
-// perr is the error that stopped publishing, input "message" or "line", cause the
-// publisher's latest session failure and args the count of messages given as arguments.
-func (r pushResult) err(ctx context.Context, perr error, input, hubAddr string, timeout time.Duration, cause error, args int) error {
-	if r.confirmed == r.published && perr == nil {
+// err returns push's error: nil when every message (complete: all of standard input, or
+// every argument) was published and confirmed, else what was wrong, which messages were
+// confirmed, which may or may not have been stored and which were not sent. perr is the
+// error that stopped publishing, if any, and cause the publisher's latest session failure.
+func (r pushResult) err(ctx context.Context, perr error, complete bool, cause error) error {
+	if complete && perr == nil && r.ackErr == nil && r.confirmed == r.published {
 		return nil
+	}
+	refusedMsg := ""
+	if errors.Is(r.ackErr, client.ErrGaveUp) {
+		refusedMsg = fmt.Sprintf("the hub refused %s %d (%d bytes) every time (%d attempts): is it larger than the hub's -max-message-size? (if not, the hub's log says why)",
+			r.input, r.failedN, r.failedSize, pushMaxRejections)
 	}
 	var b strings.Builder
 	switch {
-	case errors.Is(ctx.Err(), context.DeadlineExceeded):
-		fmt.Fprintf(&b, "not confirmed within -timeout %v", timeout)
+	case errors.Is(context.Cause(ctx), errStalled):
+		fmt.Fprintf(&b, "the hub confirmed nothing for -timeout %v", r.timeout)
 	case ctx.Err() != nil:
 		b.WriteString("interrupted")
 	case perr != nil:
 		b.WriteString(perr.Error())
-	default:
-		fmt.Fprintf(&b, "%v", r.ackErr)
+	case refusedMsg != "":
+		b.WriteString(refusedMsg)
+		refusedMsg = ""
+	case r.ackErr != nil:
+		b.WriteString(r.ackErr.Error())
 	}
-	if r.confirmed < r.published {
-		if cause != nil {
-			fmt.Fprintf(&b, "; last error: %v", &hubError{hubAddr, cause})
-		} else if r.ackErr != nil && ctx.Err() == nil && perr != nil {
-			fmt.Fprintf(&b, "; %v", r.ackErr)
+	if refusedMsg != "" {
+		b.WriteString("; " + refusedMsg)
+	}
+	unknown := r.published - r.confirmed - r.refused // may or may not have been stored
+	if unknown > 0 && cause != nil && !refusal(cause) {
+		fmt.Fprintf(&b, "; last error: %v", &hubError{r.hubAddr, cause})
+	}
+	fmt.Fprintf(&b, "\n  %d of %d %s(s) confirmed", r.confirmed, r.published, r.input)
+	if n := r.confirmed - len(r.late); n > 0 {
+		span := fmt.Sprintf("%ss 1-%d", r.input, n)
+		if n == 1 {
+			span = r.input + " 1"
 		}
-	}
-	fmt.Fprintf(&b, "\n  %d of %d %s(s) confirmed", r.confirmed, r.published, input)
-	if r.confirmed > len(r.late) {
-		fmt.Fprintf(&b, " (%ss 1-%d: their indexes are printed)", input, r.confirmed-len(r.late))
+		switch {
+		case r.quiet:
+			fmt.Fprintf(&b, " (%s)", span)
+		case n == 1:
+			fmt.Fprintf(&b, " (%s: its index is printed)", span)
+		default:
+			fmt.Fprintf(&b, " (%s: their indexes are printed)", span)
+		}
 	}
 	if len(r.late) > 0 {
 		b.WriteString("; confirmed after an earlier one failed:")
@@ -279,16 +455,25 @@ func (r pushResult) err(ctx context.Context, perr error, input, hubAddr string, 
 				fmt.Fprintf(&b, " and %d more", len(r.late)-i)
 				break
 			}
-			fmt.Fprintf(&b, " %s %d (index %d)", input, l.n, l.index)
+			fmt.Fprintf(&b, " %s %d (index %d)", r.input, l.n, l.index)
 		}
 	}
-	if r.confirmed < r.published {
-		fmt.Fprintf(&b, "; the other %d may or may not have been stored", r.published-r.confirmed)
+	if r.refused > 0 {
+		fmt.Fprintf(&b, "; %d refused (not stored)", r.refused)
+	}
+	if unknown > 0 {
+		if r.sent == 0 {
+			b.WriteString("; nothing was sent: push never reached the hub")
+		} else {
+			fmt.Fprintf(&b, "; the other %d may or may not have been stored", unknown)
+		}
 	}
 	switch {
-	case args > r.published:
-		fmt.Fprintf(&b, "; messages %d-%d were not sent", r.published+1, args)
-	case args == 0 && perr != nil:
+	case r.args > r.published+1:
+		fmt.Fprintf(&b, "; messages %d-%d were not sent", r.published+1, r.args)
+	case r.args == r.published+1:
+		fmt.Fprintf(&b, "; message %d was not sent", r.args)
+	case r.args == 0 && !complete:
 		fmt.Fprintf(&b, "; line %d and the rest of standard input were not pushed", r.published+1)
 	}
 	return errors.New(b.String())
@@ -393,12 +578,7 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 		defer cancel()
 		// The consumer would create a missing stream: check first that it exists. pull fails
 		// at once when the hub cannot be reached; tail says so and waits for it.
-		watch := &hubWatch{cmd: "tail", addr: *hubAddr, w: sio.err, probe: func(ctx context.Context) error {
-			_, err := streamExists(ctx, c, stream)
-			return err
-		}}
-		defer watch.wait()
-		defer cancel() // ends the probes before wait
+		watch := &hubWatch{cmd: "tail", addr: *hubAddr, w: sio.err}
 		for n := 1; ; n++ {
 			exists, err := streamExists(ctx, c, stream)
 			if ctx.Err() != nil {
@@ -425,13 +605,52 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 			count   uint64
 			last    = time.Now()
 			lastErr error // a session failure after the last message
+			gone    bool  // the hub answered that the stream does not exist (any more)
 		)
+		// recheck ends when pull stops at -idle or -max (and with ctx).
+		recheck, stopRecheck := context.WithCancel(ctx)
+		defer stopRecheck()
+		// The checks after a failure use a client of their own: the consumer's connection
+		// stays down, so that the session Run still starts after onFail ended it fails to
+		// connect instead of creating the stream.
+		probe, err := client.Dial(*hubAddr, client.WithLogger(log))
+		if err != nil {
+			return err
+		}
+		defer probe.Close()
+		// onFail runs in Run's goroutine after a session failed, before the consumer opens
+		// the next session, which would create the stream if the hub lost it (a hub
+		// restarted on another backend, a deleted stream): it waits until the hub answers
+		// and ends Run when the stream is gone. tail warns once per outage meanwhile.
 		onFail := func(err error) {
 			mu.Lock()
 			lastErr = err
 			mu.Unlock()
 			if follow {
-				watch.failed(ctx, err)
+				watch.fail(err)
+			}
+			for n := 1; ; n++ {
+				exists, err := streamExists(recheck, probe, stream)
+				if recheck.Err() != nil {
+					return
+				}
+				if err == nil {
+					if !exists {
+						mu.Lock()
+						gone = true
+						mu.Unlock()
+						cancel()
+					} else if follow {
+						watch.ok()
+					}
+					return
+				}
+				if follow {
+					watch.fail(err)
+				}
+				if core.Sleep(recheck, client.DefaultBackoff.Delay(n)) != nil {
+					return
+				}
 			}
 		}
 		enc := json.NewEncoder(sio.out)
@@ -490,6 +709,7 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 					done := (maxMsgs > 0 && count >= maxMsgs) || time.Since(last) >= idle
 					mu.Unlock()
 					if done {
+						stopRecheck()
 						_ = cons.Close()
 						return
 					}
@@ -497,6 +717,12 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 			}()
 		}
 		err = cons.Run(ctx)
+		mu.Lock()
+		streamGone := gone
+		mu.Unlock()
+		if streamGone {
+			return errNoStream(stream, *hubAddr)
+		}
 		if ctx.Err() != nil && !errors.Is(err, errDone) {
 			return nil // interrupted (Ctrl-C)
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -35,6 +36,10 @@ One line is printed per subtest (outcome, backend, name, duration, and the failu
 reason), then a report is written to the -out directory: a behaviour matrix (rows are
 subtests, columns are backends) as conformance.md, conformance.json and
 conformance.junit.xml. The exit status is 1 when any subtest failed.
+
+Ctrl-C stops the run: the subtest running then is reported as interrupted (not failed),
+the subtests and backends not reached as not run, the report is titled INTERRUPTED, and
+the exit status is 1.
 
 -run selects subtests like "go test -run": a slash-separated list of regular expressions,
 each matching one level of the name ("Storage/AppendFetch/AllByteValues").
@@ -91,6 +96,9 @@ func conformanceFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) 
 				return err
 			}
 		}
+		if err := prepareOutDir(c.out); err != nil {
+			return err
+		}
 		return runConformance(ctx, sio.out, c)
 	}
 }
@@ -106,8 +114,13 @@ func runConformance(ctx context.Context, w io.Writer, c conformanceConfig) error
 	var runs []report.Run
 	names := map[string]int{}
 	for _, raw := range c.backends {
-		if ctx.Err() != nil {
-			break
+		if ctx.Err() != nil { // interrupted: listed as not run
+			name := "backend"
+			if u, err := url.Parse(raw); err == nil {
+				name = u.Scheme
+			}
+			runs = append(runs, report.Run{Backend: uniqueName(names, name), URL: displayURL(raw), Result: conformance.Result{Incomplete: true}})
+			continue
 		}
 		runs = append(runs, certify(ctx, w, raw, filter, c, names))
 	}
@@ -120,31 +133,61 @@ func runConformance(ctx context.Context, w io.Writer, c conformanceConfig) error
 		return err
 	}
 	fmt.Fprintln(w)
+	var failed []string
 	for _, b := range m.Backends {
-		status := "ok  "
-		if !b.OK() {
-			status = "FAIL"
+		if b.NotRun() {
+			fmt.Fprintf(w, "---- %s: not run (interrupted)\n", b.Name)
+			continue
 		}
-		line := fmt.Sprintf("%s %s: %d passed, %d skipped, %d failed in %v", status, b.Name, b.Passed, b.Skipped, b.Failed, b.Duration.Round(time.Millisecond))
+		status := "ok  "
+		switch {
+		case b.Error != "" || b.Failed > 0:
+			status = "FAIL"
+			failed = append(failed, b.Name)
+		case b.Incomplete:
+			status = "INTR"
+		}
+		line := fmt.Sprintf("%s %s: %d passed, %d skipped, %d failed", status, b.Name, b.Passed, b.Skipped, b.Failed)
+		if b.Interrupted > 0 {
+			line += fmt.Sprintf(", %d interrupted", b.Interrupted)
+		}
+		line += fmt.Sprintf(" in %v", b.Duration.Round(time.Millisecond))
 		if b.Error != "" {
 			line += " (" + b.Error + ")"
+		} else if b.Incomplete {
+			line += " (interrupted)"
 		}
 		fmt.Fprintln(w, line)
 	}
 	fmt.Fprintf(w, "report: %s\n", strings.Join(paths, ", "))
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("interrupted: %w", context.Cause(ctx))
-	}
-	var failed []string
-	for _, b := range m.Backends {
-		if !b.OK() {
-			failed = append(failed, b.Name)
-		}
-	}
-	if len(failed) > 0 {
+	switch {
+	case len(failed) > 0 && ctx.Err() != nil:
+		return fmt.Errorf("conformance failed on %s before the run was interrupted; see %s", strings.Join(failed, ", "), paths[0])
+	case len(failed) > 0:
 		return fmt.Errorf("conformance failed on %s; see %s", strings.Join(failed, ", "), paths[0])
+	case ctx.Err() != nil:
+		return fmt.Errorf("interrupted (%v): the report is incomplete; see %s", context.Cause(ctx), paths[0])
 	}
 	return nil
+}
+
+// prepareOutDir checks, before a long run, that its reports can be written into dir: it
+// creates dir if needed and tries a file in it. A dir that is an existing file is a bad
+// command line.
+func prepareOutDir(dir string) error {
+	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
+		return usageErr("-out %q is a file; want a directory for the reports", dir)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("-out: cannot create the report directory: %w", err)
+	}
+	f, err := os.CreateTemp(dir, ".sluice-write-check-*")
+	if err != nil {
+		return fmt.Errorf("-out: cannot write into the report directory: %w", err)
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
 }
 
 // noneRan reports whether no test ran on any backend that could be opened.
@@ -155,7 +198,7 @@ func noneRan(m report.Matrix) bool {
 			continue
 		}
 		opened = true
-		if b.Passed+b.Skipped+b.Failed > 0 {
+		if b.Passed+b.Skipped+b.Failed+b.Interrupted > 0 {
 			return false
 		}
 	}
@@ -172,6 +215,11 @@ func certify(ctx context.Context, w io.Writer, raw string, filter *runFilter, c 
 	open := func(ctx context.Context) (*core.Backend, error) { return core.Open(ctx, raw) }
 	// Open once up front: a backend that cannot be opened is reported once, not per subtest.
 	b, err := open(ctx)
+	if err != nil && ctx.Err() != nil { // interrupted while opening: not run
+		run.Backend = uniqueName(names, run.Backend)
+		run.Result.Incomplete = true
+		return run
+	}
 	if err != nil {
 		run.Backend = uniqueName(names, run.Backend)
 		run.Error = err.Error()
@@ -236,6 +284,8 @@ func printResult(w io.Writer, backend string, tr conformance.TestResult) {
 		for _, f := range tr.Failures {
 			fmt.Fprintf(w, "    %s\n", strings.ReplaceAll(f, "\n", "\n    "))
 		}
+	case conformance.Interrupted:
+		fmt.Fprintln(w, ": interrupted, no verdict")
 	default:
 		fmt.Fprintln(w)
 	}
@@ -340,7 +390,7 @@ func (f *runFilter) prune(res conformance.Result) conformance.Result {
 	if f == nil {
 		return res
 	}
-	out := conformance.Result{Duration: res.Duration}
+	out := conformance.Result{Duration: res.Duration, Incomplete: res.Incomplete}
 	for _, tr := range res.Tests {
 		if !f.keep(tr) {
 			continue
@@ -356,6 +406,8 @@ func (f *runFilter) prune(res conformance.Result) conformance.Result {
 			out.Failed++
 		case conformance.Skip:
 			out.Skipped++
+		case conformance.Interrupted:
+			out.Interrupted++
 		}
 	}
 	return out

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/sluicehq/sluice/conformance/conformancetest"
@@ -26,6 +27,43 @@ func init() {
 			return nil, err
 		}
 		return conformancetest.NonMonotonic(b), nil
+	})
+}
+
+// interruptScheme opens a memory backend whose Nth Append (counted across backends opened
+// with it) interrupts the test's run, as Ctrl-C does, and then returns its context's error,
+// as any backend cut short does.
+const interruptScheme = "test-interrupt"
+
+var interrupt struct {
+	mu     sync.Mutex
+	n      int // Appends left before the interruption
+	cancel context.CancelFunc
+}
+
+type interruptingStorage struct{ core.Storage }
+
+func (s interruptingStorage) Append(ctx context.Context, stream string, partition int, msgs [][]byte) ([]uint64, error) {
+	interrupt.mu.Lock()
+	interrupt.n--
+	fire := interrupt.n == 0
+	cancel := interrupt.cancel
+	interrupt.mu.Unlock()
+	if fire && cancel != nil {
+		cancel()
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return s.Storage.Append(ctx, stream, partition, msgs)
+}
+
+func init() {
+	core.Register(interruptScheme, func(ctx context.Context, _ *url.URL) (*core.Backend, error) {
+		b, err := core.Open(ctx, "memory://")
+		if err != nil {
+			return nil, err
+		}
+		return &core.Backend{Storage: interruptingStorage{b.Storage}, Index: b.Index}, nil
 	})
 }
 
@@ -184,6 +222,93 @@ func TestConformanceUsage(t *testing.T) {
 		code, out := runCLI(t, tc.args...)
 		if code != tc.code || !strings.Contains(out, tc.want) {
 			t.Errorf("sluice %q: exit %d, output %q; want exit %d and %q", tc.args, code, out, tc.code, tc.want)
+		}
+	}
+}
+
+// Ctrl-C during "sluice conformance" is not a failure of the backend it was testing: the
+// subtest it cut short is interrupted, the backend not reached is listed as not run, the
+// report says INTERRUPTED, and the exit status is 1.
+func TestConformanceInterruptIsNotAFailure(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	interrupt.mu.Lock()
+	interrupt.n, interrupt.cancel = 10, cancel
+	interrupt.mu.Unlock()
+	defer func() {
+		interrupt.mu.Lock()
+		interrupt.cancel = nil
+		interrupt.mu.Unlock()
+	}()
+	var out bytes.Buffer
+	code := run(ctx, []string{"conformance", "-backend", interruptScheme + "://", "-backend", "memory://", "-out", dir},
+		&stdio{in: strings.NewReader(""), out: &out, err: &out})
+	if code != 1 || !strings.Contains(out.String(), "---- memory#2: not run (interrupted)") || !strings.Contains(out.String(), "interrupted") {
+		t.Errorf("exit %d; want 1, saying interrupted and memory#2 not run:\n%s", code, out.String())
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "conformance.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		OK, Interrupted bool
+		Backends        []struct {
+			Name        string
+			Failed      int
+			Interrupted int
+			NotRun      bool `json:"not_run"`
+		}
+		Tests []struct {
+			Name    string
+			Results []struct{ Backend, Outcome, Message string }
+		}
+	}
+	if err := json.Unmarshal(data, &rep); err != nil {
+		t.Fatal(err)
+	}
+	interrupted := 0
+	for _, tc := range rep.Tests {
+		for _, r := range tc.Results {
+			switch r.Outcome {
+			case "fail":
+				t.Errorf("%s failed on %s: %s", tc.Name, r.Backend, r.Message)
+			case "interrupted":
+				interrupted++
+			}
+		}
+	}
+	if rep.OK || !rep.Interrupted || interrupted != 1 || len(rep.Backends) != 2 {
+		t.Fatalf("report ok=%v interrupted=%v, %d interrupted results, %d backends; want false, true, 1, 2\n%s", rep.OK, rep.Interrupted, interrupted, len(rep.Backends), data)
+	}
+	if b := rep.Backends[0]; b.Failed != 0 || b.Interrupted != 1 || b.NotRun {
+		t.Errorf("backend 1: %+v; want 1 test interrupted, none failed", b)
+	}
+	if b := rep.Backends[1]; b.Name != "memory#2" || !b.NotRun {
+		t.Errorf("backend 2: %+v; want memory#2, not run", b)
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "conformance.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(md), "# Sluice conformance report: INTERRUPTED\n") {
+		t.Errorf("Markdown report is not titled INTERRUPTED:\n%s", md)
+	}
+}
+
+// -out naming an existing file is found before the suite runs, not after.
+func TestConformanceOutIsAFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "report")
+	if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"conformance", "-backend", "memory://", "-out", file},
+		{"bench", "-backend", "memory://", "-runs", "1", "-duration", "10ms", "-sizes", "64", "-out", file},
+	} {
+		code, out := runCLI(t, args...)
+		if code != 2 || !strings.Contains(out, "is a file") || strings.Contains(out, "PASS") || strings.Contains(out, "run 1/") {
+			t.Errorf("sluice %q: exit %d; want 2 before running:\n%s", args, code, out)
 		}
 	}
 }

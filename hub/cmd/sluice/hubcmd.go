@@ -64,8 +64,8 @@ func hubFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
 	backendURL := fs.String("backend", envOr("SLUICE_BACKEND", defaultBackend), "backend URL (env SLUICE_BACKEND)")
 	maxMsg := fs.Int("max-message-size", 0, "largest message in bytes (0: the smaller of the backend's limit and what fits in a frame)")
 	maxConns := fs.Int("max-connections", hub.DefaultMaxConnections, "most concurrent TCP connections")
-	idle := fs.Duration("idle-timeout", hub.DefaultIdleTimeout, "close a connection that sends nothing for this long (0: never)")
-	maxWait := fs.Duration("max-pull-wait", hub.DefaultMaxPullWait, "longest a long-poll pull is held")
+	idle := fs.Duration("idle-timeout", hub.DefaultIdleTimeout, "close a connection that sends nothing for this long (0: never); long polls are held at most half of it")
+	maxWait := fs.Duration("max-pull-wait", hub.DefaultMaxPullWait, "longest a long-poll pull is held (at most half of -idle-timeout)")
 	metricsAddr := fs.String("metrics-addr", "", "serve metrics as JSON at http://ADDR/debug/vars (empty: off)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	grace := fs.Duration("shutdown-timeout", 30*time.Second, "how long a graceful stop may take before in-flight work is abandoned")
@@ -80,6 +80,20 @@ func hubFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
 		if err := checkBackendURL(*backendURL); err != nil {
 			return err
 		}
+		if err := checkListenAddr("-listen", *listen); err != nil {
+			return err
+		}
+		if *metricsAddr != "" {
+			if err := checkListenAddr("-metrics-addr", *metricsAddr); err != nil {
+				return err
+			}
+		}
+		if *maxWait <= 0 {
+			return usageErr("-max-pull-wait %v: want more than 0 (with 0 every waiting tail would poll in a loop)", *maxWait)
+		}
+		if *grace <= 0 {
+			return usageErr("-shutdown-timeout %v: want more than 0", *grace)
+		}
 		log := slog.New(slog.NewTextHandler(sio.err, &slog.HandlerOptions{Level: level}))
 		opts := []hub.Option{
 			hub.WithLogger(log),
@@ -92,6 +106,15 @@ func hubFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
 		}
 		return runHub(ctx, sio, log, *listen, *backendURL, *metricsAddr, *grace, opts)
 	}
+}
+
+// checkListenAddr returns a usage error when addr, the value of flag, is not [HOST]:PORT.
+func checkListenAddr(flag, addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "" {
+		return usageErr("%s %q: want [HOST]:PORT, e.g. 127.0.0.1:4000 (or :4000 for every interface)", flag, addr)
+	}
+	return nil
 }
 
 // runHub opens the backend, serves until ctx ends, then shuts down gracefully.

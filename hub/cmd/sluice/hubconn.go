@@ -105,30 +105,31 @@ func (l *lastError) get() error {
 	return l.err
 }
 
-// hubWatch tells the user of a long-running command (tail) that the hub cannot be reached:
-// one warning per failure streak, while the library retries, and one line when the hub
-// answers again.
+// hubWatch tells the user of a long-running command (tail, push) that the hub cannot be
+// reached: one warning per failure streak, while the library retries, and one line when the
+// hub answers again.
 type hubWatch struct {
 	cmd, addr string
 	w         io.Writer
-	probe     func(context.Context) error // one attempt to reach the hub
+	retrying  string // ends the warning (default "retrying")
 
 	mu      sync.Mutex
 	failing bool
-	wg      sync.WaitGroup // the recovery probes
 }
 
-// fail reports err unless a warning of the same streak was printed; it reports whether
-// this began a streak.
-func (h *hubWatch) fail(err error) bool {
+// fail reports err unless a warning of the same streak was printed.
+func (h *hubWatch) fail(err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.failing {
-		return false
+		return
 	}
 	h.failing = true
-	fmt.Fprintf(h.w, "sluice %s: %v; retrying\n", h.cmd, &hubError{h.addr, err})
-	return true
+	retrying := h.retrying
+	if retrying == "" {
+		retrying = "retrying"
+	}
+	fmt.Fprintf(h.w, "sluice %s: %v; %s\n", h.cmd, &hubError{h.addr, err}, retrying)
 }
 
 // ok ends a failure streak, saying so when there was one.
@@ -140,36 +141,6 @@ func (h *hubWatch) ok() {
 		fmt.Fprintf(h.w, "sluice %s: connected to hub %s\n", h.cmd, h.addr)
 	}
 }
-
-// failed is the hook for the library's retried failures: the first of a streak is
-// reported, and a probe runs until the hub answers (or ctx ends) to end the streak.
-func (h *hubWatch) failed(ctx context.Context, err error) {
-	if !h.fail(err) {
-		return
-	}
-	h.wg.Add(1)
-	go func() { // owned by the command: ends when the hub answers or ctx ends; see wait
-		defer h.wg.Done()
-		h.untilReachable(ctx)
-	}()
-}
-
-// untilReachable probes the hub with backoff until it answers (then ends the streak) or
-// ctx ends.
-func (h *hubWatch) untilReachable(ctx context.Context) {
-	for n := 1; ; n++ {
-		if err := core.Sleep(ctx, client.DefaultBackoff.Delay(n)); err != nil {
-			return
-		}
-		if h.probe(ctx) == nil {
-			h.ok()
-			return
-		}
-	}
-}
-
-// wait waits for the probes started by failed; cancel their ctx first.
-func (h *hubWatch) wait() { h.wg.Wait() }
 
 // checkBackendURL returns a usage error when raw is not a URL with a registered scheme,
 // before anything is opened or written.

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/sluicehq/sluice/core/securechannel"
 )
@@ -38,6 +40,19 @@ func keygenFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error
 		}
 		if *out == "" {
 			return usageErr("-out FILE is required")
+		}
+		// Say which directory is missing, not the name of the temporary file that
+		// SaveIdentity writes first.
+		if dir := filepath.Dir(*out); dir != "" {
+			fi, err := os.Stat(dir)
+			switch {
+			case errors.Is(err, os.ErrNotExist):
+				return fmt.Errorf("cannot create %s: directory %s does not exist (create it first)", *out, dir)
+			case err != nil:
+				return fmt.Errorf("cannot create %s: %w", *out, err)
+			case !fi.IsDir():
+				return fmt.Errorf("cannot create %s: %s is not a directory", *out, dir)
+			}
 		}
 		id, err := securechannel.GenerateIdentity()
 		if err != nil {

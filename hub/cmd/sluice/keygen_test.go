@@ -80,3 +80,13 @@ func TestKeygen(t *testing.T) {
 		}
 	})
 }
+
+// -out in a directory that does not exist names that directory, not a temporary file.
+func TestKeygenMissingDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "keys")
+	path := filepath.Join(dir, "device.key")
+	code, _, errOut := runKeygen(t, "-out", path)
+	if code != 1 || !strings.Contains(errOut, "directory "+dir+" does not exist") || strings.Contains(errOut, ".tmp") {
+		t.Errorf("keygen -out in a missing directory: exit %d, stderr %q", code, errOut)
+	}
+}

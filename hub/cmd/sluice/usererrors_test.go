@@ -100,9 +100,18 @@ func TestCLIUnreachableHub(t *testing.T) {
 	wantRun(t, 2, []string{`-hub "localhost": missing port`}, "", "pull", "-hub", "localhost", "greetings")
 	wantRun(t, 2, []string{"missing port"}, "", "push", "-hub", "localhost", "greetings", "x")
 
-	// push: the last cause and how many of the messages were confirmed.
-	wantRun(t, 1, append(refused, "-timeout 1s", "0 of 2 message(s) confirmed", "may or may not have been stored"),
-		"", "push", "-timeout", "1s", "-hub", addr, "greetings", "x", "y")
+	// push: a warning at the first failure, then the last cause, and that nothing was
+	// sent (so nothing can have been stored).
+	code, _, errs := runIO(t.Context(), "", "push", "-timeout", "1s", "-hub", addr, "greetings", "x", "y")
+	for _, w := range append(refused, "; retrying for up to -timeout 1s\n", "the hub confirmed nothing for -timeout 1s",
+		"0 of 2 message(s) confirmed", "nothing was sent: push never reached the hub") {
+		if !strings.Contains(errs, w) {
+			t.Errorf("push to a hub that is not running: stderr lacks %q", w)
+		}
+	}
+	if code != 1 || strings.Contains(errs, "may or may not") || strings.Count(errs, "retrying") != 1 {
+		t.Errorf("push to a hub that is not running: exit %d, want 1, one warning, nothing sent:\n%s", code, errs)
+	}
 }
 
 func TestCLITailWarnsWhileHubIsDown(t *testing.T) {

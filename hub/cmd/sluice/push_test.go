@@ -1,0 +1,209 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/hub"
+)
+
+// startHubWith starts an in-process hub with opts on a memory backend and returns its
+// address.
+func startHubWith(t *testing.T, opts ...hub.Option) string {
+	t.Helper()
+	b, err := core.Open(t.Context(), "memory://")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := hub.New(b, append([]hub.Option{hub.WithLogger(discard)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := h.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = h.Shutdown(ctx)
+		_ = b.Close()
+	})
+	return a.String()
+}
+
+// quietStdin is standard input that yields first, then stays quiet, like a terminal or a
+// pipe from a program that waits, until the test writes more or ends.
+func quietStdin(t *testing.T, first string) (io.Reader, *io.PipeWriter) {
+	pr, pw := io.Pipe()
+	go func() { _, _ = pw.Write([]byte(first)) }()
+	t.Cleanup(func() { pw.Close() })
+	return pr, pw
+}
+
+// cmdResult is the outcome of a command run by runAsync.
+type cmdResult struct {
+	code     int
+	out, err string
+}
+
+// runAsync runs "sluice args..." in-process with stdin in and returns its result once it
+// exits.
+func runAsync(ctx context.Context, in io.Reader, args ...string) <-chan cmdResult {
+	done := make(chan cmdResult, 1)
+	go func() { // ends when the command returns
+		var out, errb bytes.Buffer
+		code := run(ctx, args, &stdio{in: in, out: &out, err: &errb})
+		done <- cmdResult{code, out.String(), errb.String()}
+	}()
+	return done
+}
+
+// Ctrl-C (ctx cancelled) stops push at once while standard input is quiet, and a line that
+// arrives afterwards is not pushed.
+func TestPushInterruptWhileStdinQuiet(t *testing.T) {
+	addr := startHubWith(t)
+	in, w := quietStdin(t, "a\n")
+	ctx, cancel := context.WithCancel(t.Context())
+	done := runAsync(ctx, in, "push", "-hub", addr, "s")
+	// Wait until "a" is stored, then interrupt.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if code, out, _ := runIO(t.Context(), "", "pull", "-hub", addr, "-raw", "-idle", "50ms", "s"); code == 0 && out == "a\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(`"a" was not stored within 30s`)
+		}
+	}
+	cancel()
+	var r cmdResult
+	select {
+	case r = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("push still running 10s after the interrupt: it waits for the next line of standard input")
+	}
+	if r.code != 1 || r.out != "0\n" || !strings.Contains(r.err, "interrupted") || !strings.Contains(r.err, "1 of 1 line(s) confirmed") ||
+		!strings.Contains(r.err, "line 2 and the rest of standard input were not pushed") {
+		t.Errorf("exit %d, stdout %q, stderr:\n%s\nwant exit 1, index 0, interrupted, 1 of 1 confirmed, line 2 not pushed", r.code, r.out, r.err)
+	}
+	go func() { _, _ = w.Write([]byte("late\n")) }() // a reader left must drop it; ends at cleanup
+	time.Sleep(200 * time.Millisecond)
+	if out := mustRun(t, "", "pull", "-hub", addr, "-raw", "-idle", "200ms", "s"); out != "a\n" {
+		t.Errorf("stream holds %q, want only \"a\"", out)
+	}
+}
+
+// -timeout stops a push whose hub stopped confirming while standard input is quiet: the
+// lines read are waiting for a confirm, not for input.
+func TestPushTimeoutWhileStdinQuiet(t *testing.T) {
+	addr := freeAddr(t) // nothing listens
+	in, _ := quietStdin(t, "a\n")
+	done := runAsync(t.Context(), in, "push", "-hub", addr, "-timeout", "1s", "s")
+	select {
+	case r := <-done:
+		if r.code != 1 || !strings.Contains(r.err, "the hub confirmed nothing for -timeout 1s") {
+			t.Errorf("exit %d, stderr:\n%s\nwant exit 1 and the timeout", r.code, r.err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("push -timeout 1s still running after 20s: it waits for the next line of standard input")
+	}
+}
+
+// -timeout bounds the time without a confirm, not the whole push: a push that keeps being
+// confirmed, or that waits for its input, runs as long as its input (sluice push logs <
+// app.log, or tail -f app.log | sluice push logs).
+func TestPushTimeoutIsWithoutProgress(t *testing.T) {
+	addr := startHubWith(t)
+	pr, pw := io.Pipe()
+	defer pr.Close() // ends the feeder if push stops reading
+	done := runAsync(t.Context(), pr, "push", "-hub", addr, "-timeout", "1s", "s")
+	var want strings.Builder
+	fed := make(chan error, 1)
+	go func() { // ends after 20 lines, or when pr is closed
+		for i := range 20 { // about 3s of lines, each confirmed at once
+			if _, err := fmt.Fprintf(pw, "line %d\n", i); err != nil {
+				fed <- err
+				return
+			}
+			time.Sleep(150 * time.Millisecond)
+		}
+		fed <- nil
+	}()
+	for i := range 20 {
+		fmt.Fprintf(&want, "%d\n", i)
+	}
+	select {
+	case r := <-done:
+		t.Fatalf("push exited %d while its input kept coming:\n%s", r.code, r.err)
+	case err := <-fed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	select { // quiet input, nothing waiting for a confirm: no timeout
+	case r := <-done:
+		t.Fatalf("push exited %d while its input was quiet:\n%s", r.code, r.err)
+	case <-time.After(2500 * time.Millisecond):
+	}
+	pw.Close()
+	select {
+	case r := <-done:
+		if r.code != 0 || r.out != want.String() {
+			t.Errorf("exit %d, stdout %q; want 0 and the 20 indexes\nstderr: %s", r.code, r.out, r.err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("push did not exit within 30s of the end of its input")
+	}
+}
+
+// A message the hub refuses (over its -max-message-size) fails push after a few attempts,
+// saying so, instead of being retried until -timeout while its neighbours are stored again
+// and again.
+func TestPushRefusedMessageFailsFast(t *testing.T) {
+	addr := startHubWith(t, hub.WithMaxMessageSize(100))
+	mustRun(t, "", "create", "-hub", addr, "s")
+	start := time.Now()
+	code, out, errs := runIO(t.Context(), "", "push", "-hub", addr, "-timeout", "30s", "s", "ok", strings.Repeat("q", 200), "after")
+	if d := time.Since(start); d > 15*time.Second {
+		t.Errorf("push took %v: it retried a refused message until -timeout\nstderr: %s", d, errs)
+	}
+	if code != 1 || strings.Count(out, "\n") != 1 {
+		t.Errorf("exit %d, stdout %q; want 1 and the index of message 1", code, out)
+	}
+	// Message 3 was in flight with message 2: it is confirmed late.
+	for _, want := range []string{"the hub refused message 2 (200 bytes) every time", "-max-message-size", "(message 1: its index is printed)", "1 refused (not stored)"} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errs)
+		}
+	}
+	if strings.Contains(errs, "-timeout") || strings.Contains(errs, "retrying") {
+		t.Errorf("stderr blames the timeout or warns of retries:\n%s", errs)
+	}
+	// Each refusal ends the publisher's session, and the neighbours whose confirms it had
+	// not received yet are sent again (at least once): a few copies at most, not one per
+	// retry until -timeout.
+	got := mustRun(t, "", "pull", "-hub", addr, "-raw", "-idle", "200ms", "s")
+	if n, m := strings.Count(got, "ok\n"), strings.Count(got, "after\n"); n < 1 || n > 2+pushMaxRejections || m > 2+pushMaxRejections || strings.Contains(got, "q") {
+		t.Errorf("stream holds %q: \"ok\" %d times, \"after\" %d times; want each at most %d times, and no refused message", got, n, m, 2+pushMaxRejections)
+	}
+}
+
+// With -quiet nothing is printed, so the summary does not say that indexes are; one
+// message is "message 1", not "messages 1-1".
+func TestPushQuietSummary(t *testing.T) {
+	addr := startHubWith(t, hub.WithMaxMessageSize(100))
+	_, out, errs := runIO(t.Context(), "", "push", "-hub", addr, "-quiet", "s", "ok", strings.Repeat("q", 200))
+	if out != "" || strings.Contains(errs, "printed") || !strings.Contains(errs, "1 of 2 message(s) confirmed (message 1)") {
+		t.Errorf("push -quiet printed %q and says:\n%s", out, errs)
+	}
+	_, out, errs = runIO(t.Context(), "", "push", "-hub", addr, "t", "a", "b", strings.Repeat("q", 200))
+	if strings.Count(out, "\n") != 2 || !strings.Contains(errs, "2 of 3 message(s) confirmed (messages 1-2: their indexes are printed)") {
+		t.Errorf("push printed %q and says:\n%s", out, errs)
+	}
+}

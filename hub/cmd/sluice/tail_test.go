@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/hub"
+)
+
+// "tail does not create streams" (tail -help), also not when it reconnects to a hub that
+// came back without the stream (on a fresh backend): tail fails saying the stream does not
+// exist.
+func TestTailDoesNotRecreateStreamAfterReconnect(t *testing.T) {
+	addr := freeAddr(t)
+	start := func() (*hub.Hub, *core.Backend) {
+		b, err := core.Open(t.Context(), "memory://")
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := hub.New(b, hub.WithLogger(discard))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.Listen(addr); err != nil {
+			t.Fatal(err)
+		}
+		return h, b
+	}
+	stop := func(h *hub.Hub, b *core.Backend) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = h.Shutdown(ctx)
+		_ = b.Close()
+	}
+	h1, b1 := start()
+	mustRun(t, "", "create", "-hub", addr, "orders")
+	mustRun(t, "", "push", "-hub", addr, "orders", "one")
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := runAsync(ctx, strings.NewReader(""), "tail", "-hub", addr, "-client-id", "dash", "-raw", "orders")
+	// Wait until tail printed the message (it is past its first check), then restart the
+	// hub on a fresh backend.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if i, err := b1.Index.GetIndex(t.Context(), "dash", "orders", 0); err == nil && i == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("tail did not save its position within 30s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stop(h1, b1)
+	h2, b2 := start() // no stream "orders"
+	defer stop(h2, b2)
+	var r cmdResult
+	select {
+	case r = <-done:
+	case <-time.After(30 * time.Second):
+		cancel()
+		r = <-done
+	}
+	if _, err := b2.Storage.Fetch(t.Context(), "orders", 0, 0, 1); !errors.Is(err, core.ErrStreamNotFound) {
+		t.Errorf("after tail reconnected, stream \"orders\" exists on the new hub (Fetch error %v): tail created it", err)
+	}
+	if r.code != 1 || r.out != "one\n" || !strings.Contains(r.err, `stream "orders" does not exist on hub `+addr) {
+		t.Errorf("tail: exit %d, stdout %q, stderr:\n%s\nwant exit 1, \"one\", and that the stream does not exist", r.code, r.out, r.err)
+	}
+}
