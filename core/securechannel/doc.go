@@ -6,10 +6,13 @@
 // The package has two layers. The transport-independent core is [Handshake] (a state
 // machine that writes and reads the three handshake messages) and [Channel] ([Channel.Seal],
 // [Channel.Open]). The routing layer runs channels on a routing.Node, so a channel works
-// over any route: a [Listener] is a worker, and both local addresses of a channel end are
-// synchronous routing.Senders, so a message is encrypted in the goroutine that sends it and
-// decrypted (then handed to the next worker) in the goroutine that received it, such as a
-// TCP connection's or a stream subscription's.
+// over any route: a [Listener] and both local addresses of a channel end are synchronous
+// routing.Senders, so a message is encrypted in the goroutine that sends it, and a
+// handshake message 1 is answered, or a message decrypted (then handed to the next worker),
+// in the goroutine that received it, such as a TCP connection's or a stream
+// subscription's. What a channel hands to a worker's mailbox therefore stays pending with
+// the routing.Trackers of that delivery until the worker handled it: a stream subscription
+// does not save its position past a message whose plaintext was not handled.
 //
 // # Routing
 //
@@ -20,9 +23,10 @@
 // together with its remaining onward route and its return route, and the other end delivers
 // it to rest... with its own channel address prepended to the return route, so replies travel
 // back through the channel. The responder's application finds the initiator's identity with
-// [Listener.Channel] on the first return address. Duplicates are dropped and counted
-// ([SecureChannel.Stats]); nothing crosses the route in the clear except the handshake's
-// ephemeral key and the data headers. Each end sends data messages to the route it learned
+// [Listener.Channel] on the first return address. Duplicates (of data messages, and of
+// handshake messages, message 1 included) are dropped and counted ([SecureChannel.Stats]);
+// nothing crosses the route in the clear except the handshake's ephemeral key and the data
+// headers. Each end sends data messages to the route it learned
 // in the handshake (the initiator: the return route of message 2; the responder: that of
 // message 1), so data messages carry no return route of their own.
 //
@@ -71,6 +75,14 @@
 // the initiator's key when it reads it. Early data is not forward secret and can be replayed
 // once a listener has forgotten it: send only idempotent requests as early data.
 //
+// The responder delivers the early data once per channel, when it reads message 1, and it
+// stays pending with the routing.Trackers of the delivery of message 1 until the worker it
+// goes to handled it. It is not kept: when its delivery is cut short (the listener returns
+// the error, so that the subscription does not move past message 1), or when a channel saved
+// before the early data was handled is restored after a restart, the channel delivers it when
+// the same message 1 comes again (from the stream). Otherwise a repeated message 1 is a
+// duplicate.
+//
 // # Sessions: channels that survive a restart
 //
 // A channel's state can be saved and restored in another process, so that a device that
@@ -100,6 +112,10 @@
 // subscription does not save its position past them: after a restart, or a crash, it
 // delivers them again to the restored channel. When the half-open channel is forgotten
 // instead (handshake timeout, Close, a refused message 3), they are released and lost.
+//
+// The early data of IK message 1 is not in the state either; the state says whether it was
+// handled, and a responder restored from a state taken before it was delivers it when message
+// 1 comes again (see IK above).
 //
 // Nonces are never reused across a crash: a save records the send position [ReserveNonces]
 // (1024) messages ahead, and the live channel uses only the reserved nonces until the next

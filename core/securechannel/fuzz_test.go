@@ -288,6 +288,20 @@ func FuzzDecodeSession(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(s2)
+	ik1, err := fixedIK(f).WriteMessageWithPayload([]byte("early"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	_, b := pair(f, 0)
+	ikResponder := &SecureChannel{encAddr: "enc", decAddr: "dec", peerRoute: wire.Route{wire.Local("peer")}, ch: b, hello: ik1, ikEarly: ikEarlyWaiting, done: make(chan struct{})}
+	s3, _, _, err := ikResponder.snapshot() // with kindEarlyUnhandled
+	if err != nil {
+		f.Fatal(err)
+	}
+	if s, err := decodeSession(s3); err != nil || !s.earlyUnhandled {
+		f.Fatalf("IK responder seed: %v, early data unhandled %v", err, err == nil && s.earlyUnhandled)
+	}
+	f.Add(s3)
 	cfg := Config{Identity: fixedIdentity(f, 2), Trust: TrustAnyInsecure()}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := decodeSession(b)

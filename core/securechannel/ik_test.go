@@ -3,9 +3,14 @@ package securechannel
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/core/routing"
 	"github.com/sluicehq/sluice/core/wire"
 )
 
@@ -174,5 +179,344 @@ func TestRoutingIKReplay(t *testing.T) {
 	case m := <-raw:
 		t.Fatalf("replay was answered: %v", MessageType(m.Payload[0]))
 	default:
+	}
+}
+
+// ikHello returns an IK message 1 from a's identity to b's listener "sc" as it reaches b
+// (from a stream, say), with early data: an inner message to onward on b carrying payload.
+// Its return route leads to a's "raw" inbox, which gets message 2.
+func ikHello(t *testing.T, f *fixture, onward wire.Route, payload string) wire.TransportMessage {
+	t.Helper()
+	if err := f.a.Register("raw", make(inbox, 10)); err != nil && !errors.Is(err, routing.ErrAddressInUse) {
+		t.Fatal(err)
+	}
+	hs, err := NewInitiatorIK(f.cfgA, f.idb.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner := wire.TransportMessage{OnwardRoute: onward, ReturnRoute: wire.Route{wire.Local("app")}, Payload: []byte(payload)}
+	m1, err := hs.WriteMessageWithPayload(inner.Append(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("sc")}, ReturnRoute: wire.Route{mem("a"), wire.Local("raw")}, Payload: m1}
+}
+
+// listenerBarrier sends the listener on node a message that it ignores, labelled label with
+// sub, and waits until that message is handled: the listener has then handled what was
+// sent to it before, whether it handles messages in their delivery or queued in order.
+func listenerBarrier(t *testing.T, node *routing.Node, sub *routing.Tracker, label uint64) {
+	t.Helper()
+	if err := node.Send(sub.Context(context.Background(), label), barrierMessage()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return !slices.Contains(sub.Labels(nil), label) })
+}
+
+func barrierMessage() wire.TransportMessage {
+	return wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("sc")}, Payload: []byte{byte(TypeData)}}
+}
+
+// onlyChannel returns the listener's one channel.
+func onlyChannel(t *testing.T, l *Listener) *SecureChannel {
+	t.Helper()
+	chs := l.Channels()
+	if len(chs) != 1 {
+		t.Fatalf("the listener has %d channels, want 1", len(chs))
+	}
+	return chs[0]
+}
+
+// nextPayload returns the next payload from ch, within 10s.
+func nextPayload(t *testing.T, ch <-chan string) string {
+	t.Helper()
+	select {
+	case p := <-ch:
+		return p
+	case <-time.After(10 * time.Second):
+		t.Fatal("no message within 10s")
+		return ""
+	}
+}
+
+// TestIKEarlyDataPendingUntilHandled: the early data of IK message 1 stays pending under the
+// stream index of message 1 until the worker it was delivered to handled it, so a stream
+// subscription does not save its position past message 1 before that.
+func TestIKEarlyDataPendingUntilHandled(t *testing.T) {
+	f := newFixture(t, false, 0)
+	slow := make(chan *routing.Message)
+	if err := f.b.Register("slow", routing.WorkerFunc(func(ctx context.Context, m *routing.Message) error {
+		select {
+		case slow <- m:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})); err != nil {
+		t.Fatal(err)
+	}
+	m1 := ikHello(t, f, wire.Route{wire.Local("slow")}, "early")
+	sub := routing.NewTracker()
+	if err := f.b.Send(sub.Context(context.Background(), 7), m1); err != nil {
+		t.Fatal(err)
+	}
+	listenerBarrier(t, f.b, sub, 8)
+	if got := sub.Labels(nil); !slices.Equal(got, []uint64{7}) {
+		t.Fatalf("pending labels %v while the early data waits for its worker, want [7]: the subscription saves its position past message 1", got)
+	}
+	select {
+	case m := <-slow:
+		if string(m.Payload) != "early" {
+			t.Fatalf("delivered %q", m.Payload)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("early data not delivered within 10s")
+	}
+	waitFor(t, func() bool { return sub.Pending() == 0 })
+}
+
+// TestIKEarlyDataPendingAcrossSessionRestore: the responder crashes after its channel was
+// saved and before the worker handled the early data of IK message 1. The subscription did
+// not save its position past message 1, and the restored channel delivers the early data when
+// message 1 comes again from the stream, once.
+func TestIKEarlyDataPendingAcrossSessionRestore(t *testing.T) {
+	f := newFixture(t, false, 0)
+	arrived := make(chan string, 10)
+	if err := f.b.Register("work", routing.WorkerFunc(func(ctx context.Context, m *routing.Message) error {
+		arrived <- string(m.Payload)
+		<-ctx.Done() // never handled: the process crashes first
+		return ctx.Err()
+	})); err != nil {
+		t.Fatal(err)
+	}
+	// The stream of b's inbox: message 1 at index 7, a message for the listener at 8.
+	stream := map[uint64]wire.TransportMessage{7: ikHello(t, f, wire.Route{wire.Local("work")}, "early"), 8: barrierMessage()}
+	ctx := context.Background()
+	sub := routing.NewTracker()
+	if err := f.b.Send(sub.Context(ctx, 7), stream[7].Clone()); err != nil {
+		t.Fatal(err)
+	}
+	if p := nextPayload(t, arrived); p != "early" {
+		t.Fatalf("delivered %q", p)
+	}
+	listenerBarrier(t, f.b, sub, 8)
+	if got := sub.Labels(nil); !slices.Equal(got, []uint64{7}) {
+		t.Fatalf("pending labels %v while the early data is being handled, want [7]", got)
+	}
+	path := filepath.Join(t.TempDir(), "b.session")
+	if err := onlyChannel(t, f.listener).SaveSession(path); err != nil {
+		t.Fatal(err)
+	}
+	resume := uint64(9) // past what the subscription delivered, but not past what is pending
+	if l, ok := sub.Lowest(); ok {
+		resume = min(resume, l)
+	}
+	f.listener.Close()
+	f.b.Close() // the crash: the early data was never handled
+
+	nb := f.net.node(t, "b") // the device restarts
+	l2, err := Listen(nb, "sc", f.cfgB, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	work := make(chan string, 10)
+	if err := nb.Register("work", routing.WorkerFunc(func(_ context.Context, m *routing.Message) error {
+		work <- string(m.Payload)
+		return nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	sb, err := l2.RestoreSession(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub2 := routing.NewTracker()
+	for i := resume; i <= 8; i++ { // the subscription resumes from its saved position
+		if err := nb.Send(sub2.Context(ctx, i), stream[i].Clone()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	listenerBarrier(t, nb, sub2, 9)
+	if err := nb.Send(ctx, wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("work")}, Payload: []byte("marker")}); err != nil {
+		t.Fatal(err)
+	}
+	if p := nextPayload(t, work); p != "early" {
+		t.Fatalf("the restored channel delivered %q first, want the early data of message 1", p)
+	}
+	if p := nextPayload(t, work); p != "marker" {
+		t.Fatalf("then %q, want the marker", p)
+	}
+	waitFor(t, func() bool { return sub2.Pending() == 0 })
+
+	// Handled now: message 1 coming once more is a duplicate.
+	if err := nb.Send(ctx, stream[7].Clone()); err != nil {
+		t.Fatal(err)
+	}
+	if err := nb.Send(ctx, wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("work")}, Payload: []byte("marker 2")}); err != nil {
+		t.Fatal(err)
+	}
+	if p := nextPayload(t, work); p != "marker 2" {
+		t.Fatalf("got %q after a duplicate message 1, want the marker: the early data was delivered twice", p)
+	}
+	if d := sb.Stats().Duplicates; d == 0 {
+		t.Fatal("the duplicate message 1 was not counted")
+	}
+}
+
+// TestIKEarlyDataHandledNotRedeliveredAfterRestore: a channel saved after the early data of
+// IK message 1 was handled does not deliver it again when message 1 comes again after a
+// restart (the subscription had not saved its position past it yet).
+func TestIKEarlyDataHandledNotRedeliveredAfterRestore(t *testing.T) {
+	f := newFixture(t, false, 0)
+	work := make(inbox, 10)
+	if err := f.b.Register("work", work); err != nil {
+		t.Fatal(err)
+	}
+	m1 := ikHello(t, f, wire.Route{wire.Local("work")}, "early")
+	sub := routing.NewTracker()
+	ctx := context.Background()
+	if err := f.b.Send(sub.Context(ctx, 7), m1.Clone()); err != nil {
+		t.Fatal(err)
+	}
+	if m := work.next(t); string(m.Payload) != "early" {
+		t.Fatalf("delivered %q", m.Payload)
+	}
+	waitFor(t, func() bool { return sub.Pending() == 0 })
+	path := filepath.Join(t.TempDir(), "b.session")
+	if err := onlyChannel(t, f.listener).SaveSession(path); err != nil {
+		t.Fatal(err)
+	}
+	f.listener.Close()
+	f.b.Close()
+
+	nb := f.net.node(t, "b")
+	l2, err := Listen(nb, "sc", f.cfgB, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	work2 := make(inbox, 10)
+	if err := nb.Register("work", work2); err != nil {
+		t.Fatal(err)
+	}
+	sb, err := l2.RestoreSession(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nb.Send(ctx, m1.Clone()); err != nil {
+		t.Fatal(err)
+	}
+	listenerBarrier(t, nb, routing.NewTracker(), 1)
+	if err := nb.Send(ctx, wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("work")}, Payload: []byte("marker")}); err != nil {
+		t.Fatal(err)
+	}
+	if m := work2.next(t); string(m.Payload) != "marker" {
+		t.Fatalf("got %q, want the marker: handled early data was delivered again", m.Payload)
+	}
+	if d := sb.Stats().Duplicates; d != 1 {
+		t.Fatalf("Duplicates = %d, want the repeated message 1", d)
+	}
+}
+
+// TestIKEarlyDataCutShortDeliveredAgain: when the delivery of the early data of IK message 1
+// is cut short (the subscription stops while the worker's mailbox is full), the listener
+// returns the error, so the subscription does not move past message 1, and delivers the
+// early data when message 1 comes again, once.
+func TestIKEarlyDataCutShortDeliveredAgain(t *testing.T) {
+	node, err := routing.NewNode(routing.WithMailboxSize(1), routing.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	ida, idb := mustIdentity(t), mustIdentity(t)
+	l, err := Listen(node, "sc", Config{Identity: idb, Trust: TrustKeys(ida.PublicKey())}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := node.Register("raw", make(inbox, 10)); err != nil { // gets message 2
+		t.Fatal(err)
+	}
+	arrived, release := make(chan string, 10), make(chan struct{})
+	if err := node.Register("work", routing.WorkerFunc(func(ctx context.Context, m *routing.Message) error {
+		arrived <- string(m.Payload)
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	hs, err := NewInitiatorIK(Config{Identity: ida, Trust: TrustKeys(idb.PublicKey())}, idb.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner := wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("work")}, Payload: []byte("early")}
+	p1, err := hs.WriteMessageWithPayload(inner.Append(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m1 := wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("sc")}, ReturnRoute: wire.Route{wire.Local("raw")}, Payload: p1}
+	toWork := func(ctx context.Context, payload string) {
+		t.Helper()
+		if err := node.Send(ctx, wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("work")}, Payload: []byte(payload)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	toWork(ctx, "busy")
+	toWork(ctx, "queued") // the mailbox (one message) is full once "busy" is being handled
+	if p := nextPayload(t, arrived); p != "busy" {
+		t.Fatalf("got %q", p)
+	}
+
+	stopped, stop := context.WithCancel(ctx)
+	stop() // the subscription stops while it delivers message 1
+	err = node.Send(stopped, m1.Clone())
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("delivering message 1 while its early data cannot be delivered: %v, want context.Canceled (cut short, so that it comes again)", err)
+	}
+	close(release)
+	if p := nextPayload(t, arrived); p != "queued" {
+		t.Fatalf("got %q", p)
+	}
+	sub := routing.NewTracker()
+	if err := node.Send(sub.Context(ctx, 7), m1.Clone()); err != nil { // it comes again
+		t.Fatal(err)
+	}
+	if p := nextPayload(t, arrived); p != "early" {
+		t.Fatalf("got %q, want the early data", p)
+	}
+	waitFor(t, func() bool { return sub.Pending() == 0 })
+	if err := node.Send(ctx, m1.Clone()); err != nil { // and again: delivered already
+		t.Fatal(err)
+	}
+	toWork(ctx, "marker")
+	if p := nextPayload(t, arrived); p != "marker" {
+		t.Fatalf("got %q, want the marker: the early data was delivered twice", p)
+	}
+	if d := onlyChannel(t, l).Stats().Duplicates; d != 2 {
+		t.Fatalf("Duplicates = %d, want the two repeated messages 1", d)
+	}
+}
+
+// TestSessionEarlyUnhandledFlagOnlyForIK: a state that says the early data of IK message 1
+// was not handled is refused for any channel that is not an IK responder.
+func TestSessionEarlyUnhandledFlagOnlyForIK(t *testing.T) {
+	f := newFixture(t, false, 0)
+	f.dial(t) // XX
+	rc := <-f.established
+	state, err := rc.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := decodeSession(state); err != nil {
+		t.Fatal(err)
+	}
+	state[1] |= kindEarlyUnhandled
+	if _, err := decodeSession(state); !errors.Is(err, ErrSessionCorrupt) {
+		t.Fatalf("decode an XX responder's state with unhandled early data: %v, want ErrSessionCorrupt", err)
 	}
 }

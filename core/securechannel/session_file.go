@@ -97,7 +97,9 @@ func sessionKey(id *Identity, salt []byte) ([32]byte, error) {
 // acknowledging what was received (for example before a stream consumer saves its index),
 // so that a restart does not deliver it again. Messages the channel delivered into a
 // worker's mailbox and that the worker has not handled yet are left out of the saved replay
-// windows: a channel restored after a crash accepts them again.
+// windows: a channel restored after a crash accepts them again. Likewise, an IK responder
+// whose early data was not handled yet saves that, and the restored channel delivers the
+// early data when handshake message 1 comes again.
 func (c *SecureChannel) SaveSession(path string) error {
 	c.saveMu.Lock()
 	defer c.saveMu.Unlock()
@@ -245,10 +247,14 @@ func writeFileAtomic(path string, data []byte, replace bool) error {
 // sessionStateVersion is the first byte of an encoded SecureChannel state.
 const sessionStateVersion = 1
 
-// Kinds of SecureChannel state.
+// Kinds of SecureChannel state (the second byte), and its flag.
 const (
 	kindEstablished = 1 // the channel is open: the Channel state follows
 	kindAwaiting3   = 2 // XX responder that sent message 2: its ephemeral private key follows
+	// kindEarlyUnhandled, with kindEstablished for an IK responder: the early data of
+	// message 1 was not handled when the state was taken, so the restored channel delivers it
+	// when message 1 comes again.
+	kindEarlyUnhandled = 1 << 7
 )
 
 // session is a decoded SecureChannel state.
@@ -260,6 +266,9 @@ type session struct {
 	hello     []byte   // responder: handshake message 1; empty for an initiator
 	channel   *Channel // kindEstablished
 	ephemeral []byte   // kindAwaiting3
+	// earlyUnhandled: kindEarlyUnhandled was set (an IK responder whose early data was not
+	// handled).
+	earlyUnhandled bool
 }
 
 // snapshot encodes the channel's state. For an established channel it also returns the
@@ -275,6 +284,9 @@ func (c *SecureChannel) snapshot() ([]byte, *Channel, position, error) {
 	switch {
 	case c.ch != nil:
 		b[1] = kindEstablished
+		if c.earlyUnhandledLocked() {
+			b[1] |= kindEarlyUnhandled
+		}
 		state, limit := c.ch.snapshot(c.unhandledLabels)
 		return wire.AppendData(b, state), c.ch, limit, nil
 	case c.hs != nil && c.err == nil:
@@ -316,7 +328,8 @@ func decodeSession(b []byte) (*session, error) {
 	if v := r.ReadU8(); r.Err() == nil && v != sessionStateVersion {
 		r.Fail(fmt.Sprintf("version %d, want %d", v, sessionStateVersion), nil)
 	}
-	s := &session{kind: r.ReadU8()}
+	kind := r.ReadU8()
+	s := &session{kind: kind &^ kindEarlyUnhandled, earlyUnhandled: kind&kindEarlyUnhandled != 0}
 	s.encAddr = r.ReadString()
 	s.decAddr = r.ReadString()
 	route := r.ReadData()
@@ -349,7 +362,13 @@ func decodeSession(b []byte) (*session, error) {
 		if s.channel.initiator != (len(s.hello) == 0) {
 			return nil, fmt.Errorf("%w: a responder's state needs handshake message 1, an initiator's has none", ErrSessionCorrupt)
 		}
+		if s.earlyUnhandled && (len(s.hello) == 0 || MessageType(s.hello[0]) != TypeIK1) {
+			return nil, fmt.Errorf("%w: unhandled early data in the state of a channel that is not an IK responder", ErrSessionCorrupt)
+		}
 	case kindAwaiting3:
+		if s.earlyUnhandled {
+			return nil, fmt.Errorf("%w: unhandled early data in the state of an XX responder", ErrSessionCorrupt)
+		}
 		if len(rest) != KeySize || len(s.hello) == 0 || MessageType(s.hello[0]) != TypeHandshake1 {
 			return nil, fmt.Errorf("%w: a responder waiting for message 3 needs message 1 and a %d-byte key", ErrSessionCorrupt, KeySize)
 		}
@@ -386,8 +405,10 @@ func Restore(node *routing.Node, cfg Config, state []byte) (*SecureChannel, erro
 
 // Restore is [Restore] for a responder channel created by a listener (a state whose side is
 // the responder), with this listener's configuration: the listener's Channel finds it, Close
-// closes it, a repeated handshake message 1 of that channel is ignored, and a channel that
-// waited for handshake message 3 gets the listener's handshake timeout and OnChannel.
+// closes it, a repeated handshake message 1 of that channel is counted as a duplicate and
+// dropped, and a channel that waited for handshake message 3 gets the listener's handshake
+// timeout and OnChannel. An IK channel saved before the early data of its message 1 was
+// handled delivers it when that message 1 comes again (once).
 func (l *Listener) Restore(state []byte) (*SecureChannel, error) {
 	c, err := restore(l.node, l.cfg, state)
 	if err != nil {
@@ -399,7 +420,7 @@ func (l *Listener) Restore(state []byte) (*SecureChannel, error) {
 	if err := c.register(); err != nil {
 		return nil, err
 	}
-	if err := l.track(c, string(c.hello), c.ch != nil); err != nil {
+	if err := l.track(c, string(c.hello), c.ch != nil, 0); err != nil {
 		c.onClose = nil
 		_ = c.Close()
 		return nil, err
@@ -445,6 +466,9 @@ func restore(node *routing.Node, cfg Config, state []byte) (*SecureChannel, erro
 		}
 		c.ch = ch
 		c.settleLocked(nil)
+		if s.earlyUnhandled {
+			c.ikEarly = ikEarlyWaiting // delivered when message 1 comes again
+		}
 	case kindAwaiting3:
 		if c.hs, err = restoreResponder(cfg, s.hello, s.ephemeral); err != nil {
 			return nil, err

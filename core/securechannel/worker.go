@@ -44,14 +44,17 @@ type ListenOptions struct {
 	// MaxPendingHandshakes: see DefaultMaxPendingHandshakes.
 	MaxPendingHandshakes int
 	// OnChannel, if set, is called when a channel is established (from the goroutine that
-	// delivered the last handshake message, such as the listener's or a connection's;
-	// messages of the channel may be delivered concurrently). It must not block for long.
+	// delivered the last handshake message, such as a connection's or a stream
+	// subscription's; messages of the channel may be delivered concurrently). It must not
+	// block for long.
 	// Listener.Channel finds the channel before its first message is delivered.
 	OnChannel func(*SecureChannel)
 }
 
 // Stats counts what a SecureChannel did. Duplicates are the at-least-once duplicates and
-// replays that were dropped; Rejected are messages that failed authentication or parsing.
+// replays that were dropped (data messages, and repeated handshake messages, including a
+// listener's message 1 that came again for an existing channel); Rejected are messages that
+// failed authentication or parsing.
 type Stats struct {
 	Sent, Delivered, Duplicates, Rejected uint64
 }
@@ -93,6 +96,10 @@ type SecureChannel struct {
 	openingMu sync.Mutex
 	opening   []uint64
 
+	// earlyUnhandled follows the early data of IK message 1 (responder) into a worker's
+	// mailbox until the worker handled it (see ikEarly).
+	earlyUnhandled routing.Tracker
+
 	mu        sync.Mutex
 	hs        *Handshake
 	ch        *Channel       // set when the handshake completed
@@ -107,6 +114,7 @@ type SecureChannel struct {
 	onOpen    func(*SecureChannel) // listener bookkeeping, before the channel carries data
 	notify    func(*SecureChannel) // ListenOptions.OnChannel
 	onClose   func(*SecureChannel)
+	ikEarly   ikEarlyState // responder: where the early data of IK message 1 is
 
 	saveMu      sync.Mutex // serialises saves: a file never holds an older reservation than committed
 	sessionPath string     // set by SaveSession and RestoreSession; guarded by saveMu
@@ -123,6 +131,19 @@ type earlyMessage struct {
 	payload []byte
 	held    *routing.Held
 }
+
+// ikEarlyState says where an IK responder is with the early data of message 1. The early
+// data is not in the channel's state: message 1 holds it, and a message 1 that comes again
+// (from a stream, after a delivery was cut short or after a restart) is decrypted again to
+// deliver it, once: only while the state is ikEarlyWaiting.
+type ikEarlyState uint8
+
+const (
+	ikEarlyNone       ikEarlyState = iota // no early data
+	ikEarlyWaiting                        // not delivered yet (cut short, or restored unhandled)
+	ikEarlyDelivering                     // being delivered
+	ikEarlyDelivered                      // delivered: earlyUnhandled follows it until handled
+)
 
 // settleLocked ends the handshake phase, once: err == nil means established. A failed
 // handshake drops and releases the data that arrived early. c.mu is held.
@@ -658,8 +679,12 @@ func dial(ctx context.Context, node *routing.Node, route wire.Route, hs *Handsha
 	return c, nil
 }
 
-// Listener is the responder side: a worker at a well-known local address that answers
-// handshake message 1 by creating a new SecureChannel at random addresses.
+// Listener is the responder side: a synchronous routing.Sender at a well-known local
+// address that answers handshake message 1 by creating a new SecureChannel at random
+// addresses. It handles message 1 in the goroutine that delivered it (a TCP connection's, a
+// stream subscription's), as the channels' own addresses do, so that the early data of an
+// IK message 1 stays pending with the routing.Trackers of that delivery until the worker it
+// goes to handled it. Its methods are safe for concurrent use.
 type Listener struct {
 	node    *routing.Node
 	address string
@@ -695,7 +720,7 @@ func Listen(node *routing.Node, address string, cfg Config, opts *ListenOptions)
 	if l.opts.MaxPendingHandshakes <= 0 {
 		l.opts.MaxPendingHandshakes = DefaultMaxPendingHandshakes
 	}
-	if err := node.Register(address, routing.WorkerFunc(l.handle)); err != nil {
+	if err := node.RegisterSender(address, listenerSender{l}); err != nil {
 		return nil, fmt.Errorf("securechannel: listen: %w", err)
 	}
 	return l, nil
@@ -752,8 +777,27 @@ func (l *Listener) Close() error {
 	return nil
 }
 
-func (l *Listener) handle(ctx context.Context, msg *routing.Message) error {
-	if t, err := PeekType(msg.Payload); err != nil || (t != TypeHandshake1 && t != TypeIK1) {
+// listenerSender is a Listener's address: a synchronous routing.Sender, like a channel's
+// addresses (see Listener.handle).
+type listenerSender struct{ l *Listener }
+
+func (s listenerSender) Send(ctx context.Context, msg wire.TransportMessage) error {
+	return s.l.handle(ctx, msg)
+}
+
+// handle answers handshake message 1, in the goroutine that delivered it (a TCP
+// connection's, a stream subscription's), so that the early data of an IK message 1 goes on
+// under the routing.Trackers of that delivery: it stays pending with them until the worker
+// it is delivered to handled it, and a stream subscription does not save its position past
+// message 1 before that. It returns nil once the message was answered or dropped (messages
+// that are not message 1, duplicates, replays, refused handshakes, and message 1 beyond
+// MaxPendingHandshakes are logged and dropped). It returns an error only when sending
+// message 2 or delivering the early data was cut short (ctx ended, or the node or worker is
+// closing), so that the delivery does not move past message 1: early data cut short is
+// delivered when message 1 comes again.
+func (l *Listener) handle(ctx context.Context, msg wire.TransportMessage) error {
+	t, err := PeekType(msg.Payload)
+	if err != nil || (t != TypeHandshake1 && t != TypeIK1) {
 		return nil // not for us; nothing to answer
 	}
 	key := string(msg.Payload)
@@ -762,64 +806,174 @@ func (l *Listener) handle(ctx context.Context, msg *routing.Message) error {
 		l.mu.Unlock()
 		return nil
 	}
-	if _, dup := l.hellos[key]; dup {
+	if c, dup := l.hellos[key]; dup {
 		l.mu.Unlock()
-		return nil // an at-least-once duplicate of message 1: that channel exists already
+		// An at-least-once duplicate of message 1: that channel exists already. Its early
+		// data, if the channel has not delivered it (cut short, or restored from a session
+		// saved before it was handled), goes on now.
+		c.duplicates.Add(1)
+		return l.redeliverEarly(ctx, c, msg.Payload)
 	}
 	if _, replay := l.seenIK[key]; replay {
 		l.mu.Unlock()
-		return nil // a replayed IK message 1 of a channel that is gone: never deliver its early data twice
+		l.node.Logger().Debug("securechannel: dropped a replayed IK message 1 whose channel is gone", "listener", l.address)
+		return nil // never deliver its early data twice
 	}
-	if l.pending >= l.opts.MaxPendingHandshakes {
+	if n := l.pending; n >= l.opts.MaxPendingHandshakes {
 		l.mu.Unlock()
-		return fmt.Errorf("securechannel: listener %s: %d handshakes pending, dropping a new one", l.address, l.pending)
+		l.dropped(errTooManyPending(n))
+		return nil
 	}
 	l.mu.Unlock()
 
 	hs, err := NewResponder(l.cfg)
 	if err != nil {
-		return err
+		l.dropped(err)
+		return nil
 	}
 	if err := hs.ReadMessage(msg.Payload); err != nil {
-		return fmt.Errorf("securechannel: listener %s: refused handshake: %w", l.address, err)
+		l.dropped(fmt.Errorf("refused handshake: %w", err))
+		return nil
 	}
-	ik := MessageType(msg.Payload[0]) == TypeIK1
+	ik := t == TypeIK1
 	early := hs.EarlyData()
 	m2, err := hs.WriteMessage()
 	if err != nil {
-		return err
+		l.dropped(err)
+		return nil
 	}
 	c, err := newSecureChannel(l.node, hs)
 	if err != nil {
-		return err
+		l.dropped(err)
+		return nil
 	}
 	c.peerRoute = msg.ReturnRoute.Clone()
 	c.hello = []byte(key)
-	if err := l.track(c, key, false); err != nil {
+	if ik && len(early) > 0 {
+		c.ikEarly = ikEarlyWaiting
+	}
+	if err := l.track(c, key, false, l.opts.MaxPendingHandshakes); err != nil {
 		_ = c.Close()
-		if errors.Is(err, core.ErrClosed) {
-			return nil // the listener closed meanwhile
+		if !errors.Is(err, core.ErrClosed) && !errors.Is(err, errHelloTracked) {
+			l.dropped(err) // too many pending handshakes
 		}
-		return err
+		// Closed meanwhile, or a concurrent duplicate of message 1 made the channel first:
+		// that channel delivers the early data.
+		return nil
 	}
 	err = l.node.Send(ctx, wire.TransportMessage{OnwardRoute: c.peerRoute.Clone(), ReturnRoute: wire.Route{wire.Local(c.decAddr)}, Payload: m2})
+	if err != nil {
+		if cutShort(ctx, err) {
+			err = fmt.Errorf("securechannel: listener %s: send handshake message 2: %w", l.address, err)
+		} else {
+			c.log.Warn("securechannel: send handshake message 2", "listener", l.address, "address", c.decAddr, "err", err)
+			err = nil
+		}
+	}
 	if ik {
 		// IK completes with message 2: the channel is open, then the early data goes on.
 		c.establish(ctx)
-		if len(early) > 0 {
-			if derr := c.deliverInner(ctx, early); derr != nil {
-				// Message 1 is handled (the channel exists): it is not delivered again.
-				c.log.Warn("securechannel: dropped the early data of IK message 1", "address", c.decAddr, "err", derr)
+		if derr := c.deliverEarly(ctx, early); derr != nil {
+			c.log.Warn("securechannel: delivery of the early data of IK message 1 was cut short; it is delivered when message 1 comes again", "address", c.decAddr, "err", derr)
+			if err == nil {
+				err = derr
 			}
 		}
 	}
 	return err
 }
 
+// redeliverEarly delivers the early data of IK message 1 hello for c, the channel of hello,
+// if c has not delivered it (see ikEarlyState). It returns an error only when the delivery
+// was cut short.
+func (l *Listener) redeliverEarly(ctx context.Context, c *SecureChannel, hello []byte) error {
+	if !c.earlyWaiting() {
+		return nil
+	}
+	// The early data is not kept: decrypt message 1 again (it is the one c was made from).
+	hs, err := NewResponder(l.cfg)
+	if err == nil {
+		err = hs.ReadMessage(hello)
+	}
+	if err != nil {
+		c.log.Warn("securechannel: cannot read the early data of IK message 1 again", "address", c.decAddr, "err", err)
+		return nil
+	}
+	if err := c.deliverEarly(ctx, hs.EarlyData()); err != nil {
+		c.log.Warn("securechannel: delivery of the early data of IK message 1 was cut short; it is delivered when message 1 comes again", "address", c.decAddr, "err", err)
+		return err
+	}
+	return nil
+}
+
+// dropped logs a message 1 that the listener drops.
+func (l *Listener) dropped(err error) {
+	l.node.Logger().Warn("securechannel: listener dropped handshake message 1", "listener", l.address, "err", err)
+}
+
+// errHelloTracked: the listener has a channel for this handshake message 1 already.
+var errHelloTracked = errors.New("securechannel: the listener has the channel of this handshake already")
+
+func errTooManyPending(n int) error {
+	return fmt.Errorf("%d handshakes pending, dropping a new one", n)
+}
+
+// cutShort reports whether err, from sending with ctx, means that the delivery was cut short
+// because the receiver or the caller is stopping (see decryptor.Send).
+func cutShort(ctx context.Context, err error) bool {
+	return ctx.Err() != nil || errors.Is(err, routing.ErrClosed)
+}
+
+// earlyWaiting reports whether c is open and has early data of IK message 1 to deliver.
+func (c *SecureChannel) earlyWaiting() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ch != nil && !c.closed && c.ikEarly == ikEarlyWaiting
+}
+
+// deliverEarly delivers pt, the early data of IK message 1, unless c is not open or has
+// delivered it already (or is delivering it). It goes into a worker's mailbox followed by
+// c.earlyUnhandled and by the routing.Trackers of ctx, so that it stays pending until it is
+// handled. A delivery cut short returns the error and leaves the early data waiting for
+// message 1 to come again.
+func (c *SecureChannel) deliverEarly(ctx context.Context, pt []byte) error {
+	c.mu.Lock()
+	if c.ch == nil || c.closed || c.ikEarly != ikEarlyWaiting {
+		c.mu.Unlock()
+		return nil
+	}
+	c.ikEarly = ikEarlyDelivering
+	c.mu.Unlock()
+	err := c.deliverInner(c.earlyUnhandled.Context(ctx, 0), pt)
+	c.mu.Lock()
+	if err != nil {
+		c.ikEarly = ikEarlyWaiting
+	} else {
+		c.ikEarly = ikEarlyDelivered
+	}
+	c.mu.Unlock()
+	return err
+}
+
+// earlyUnhandledLocked reports whether the early data of IK message 1 is not handled yet:
+// not delivered, being delivered, or delivered into a mailbox and not handled (c.mu held).
+// The state is read before the Tracker: the delivery counts the message with the Tracker
+// before it moves to ikEarlyDelivered.
+func (c *SecureChannel) earlyUnhandledLocked() bool {
+	switch c.ikEarly {
+	case ikEarlyWaiting, ikEarlyDelivering:
+		return true
+	case ikEarlyDelivered:
+		return c.earlyUnhandled.Pending() > 0
+	}
+	return false
+}
+
 // track makes c, the responder channel of handshake message 1 key, one of the listener's
 // channels: established already (restored), or pending, with its handshake timeout for XX.
-// It fails after Close, or if the listener has a channel for key.
-func (l *Listener) track(c *SecureChannel, key string, established bool) error {
+// It fails after Close (core.ErrClosed), if the listener has a channel for key
+// (errHelloTracked), or if maxPending > 0 and c would be pending beyond it.
+func (l *Listener) track(c *SecureChannel, key string, established bool, maxPending int) error {
 	c.onOpen = func(c *SecureChannel) {
 		l.mu.Lock()
 		if l.hellos[key] == c {
@@ -849,7 +1003,12 @@ func (l *Listener) track(c *SecureChannel, key string, established bool) error {
 	}
 	if _, dup := l.hellos[key]; dup {
 		l.mu.Unlock()
-		return fmt.Errorf("%w: securechannel: listener %s has the channel of this handshake already", core.ErrInvalidArgument, l.address)
+		return fmt.Errorf("%w: %w (listener %s)", core.ErrInvalidArgument, errHelloTracked, l.address)
+	}
+	if !established && maxPending > 0 && l.pending >= maxPending {
+		n := l.pending
+		l.mu.Unlock()
+		return errTooManyPending(n)
 	}
 	l.hellos[key] = c
 	if established {
