@@ -82,11 +82,6 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 	if cfg.Messages < 1 || cfg.Duplicates < 0 || cfg.Duplicates > cfg.Messages || cfg.ResetInFlight < 0 || cfg.ResetEvery < 0 || cfg.Interval < 0 {
 		return nil, fmt.Errorf("%w: want messages >= 1, 0 <= duplicates <= messages, reset-inflight >= 0, reset-every >= 0, interval >= 0", core.ErrInvalidOption)
 	}
-	if cfg.IK && cfg.Duplicates >= cfg.Messages {
-		// With IK the first message travels in handshake message 1, which the listener
-		// refuses when it comes again (see docs/security.md): it is not a channel duplicate.
-		return nil, fmt.Errorf("%w: with -ik, want duplicates < messages (the first message is in the handshake)", core.ErrInvalidOption)
-	}
 	out := cfg.Out
 	if out == nil {
 		out = io.Discard
