@@ -18,7 +18,14 @@
 // # Errors
 //
 // Arguments are validated locally ([core.ErrInvalidArgument], [core.ErrMessageTooLarge]).
-// Append and Fetch of a stream that does not exist return [core.ErrStreamNotFound].
+// Append and Fetch of a stream that does not exist return [core.ErrStreamNotFound], also
+// when another Store (another hub of the same broker, or the hub's backend itself) deleted
+// it after this Store learned its routes: the hub only says that such a request failed (a
+// push confirm with status ERROR), so after a push or pull the hub refused, the Store asks
+// it whether the stream still exists. If not, the call returns [core.ErrStreamNotFound];
+// if it was created again without that partition, [core.ErrInvalidArgument]. A stream
+// created again by another Store is used with its new partition count from the next call
+// on.
 // A lost connection, a timeout or a hub ERROR reply returns an error matching
 // [core.ErrUnavailable]; the next call reconnects.
 //
@@ -26,10 +33,18 @@
 //
 // The Store learns whether a stream exists and how many partitions it has from the hub's
 // sluice_stream_info, and the routes to its partitions from stream_create_partitioned
-// (which for an existing stream creates nothing). A hub answers sluice_stream_info exactly
-// when its backend implements [core.PartitionCounter] (every backend of this module does);
-// otherwise only for streams created through that hub process, and Append and Fetch of
-// other streams fail with [core.ErrUnavailable]. An Append batch that does not fit one
-// frame is sent as several requests: if a later one fails, the earlier messages are stored
-// although Append reports an error.
+// (which for an existing stream creates nothing), once per connection and again after it
+// found the stream changed. A hub answers sluice_stream_info exactly when its backend
+// implements [core.PartitionCounter] (every backend of this module does); otherwise only
+// for streams created through that hub process, and Append and Fetch of other streams fail
+// with [core.ErrUnavailable].
+//
+// The protocol has no way to learn the routes of a stream without asking to create it: if
+// another Store deletes the stream between the two requests (one round trip), the second
+// creates it again, empty, and the Append or Fetch that was learning the routes goes to the
+// new stream instead of returning [core.ErrStreamNotFound]. Delete streams through the Store
+// that uses them where possible, or when no Store uses them.
+//
+// An Append batch that does not fit one frame is sent as several requests: if a later one
+// fails, the earlier messages are stored although Append reports an error.
 package remote

@@ -44,6 +44,11 @@ type Store struct {
 	mu     sync.Mutex
 	conn   *client.Conn
 	closed bool
+	// stale holds the streams whose routes conn knows but which the Store found deleted,
+	// or with another partition count, since it learned them (another Store deleted or
+	// created them again): the next call asks the hub again before it uses the routes.
+	// A new conn starts with none.
+	stale map[string]bool
 
 	closeMu sync.Mutex // held by Close: a later Close waits until the first has finished
 }
@@ -88,8 +93,9 @@ func New(ctx context.Context, addr string, opts *Options) (*Store, error) {
 		return nil, fmt.Errorf("remote: %w", err)
 	}
 	return &Store{
-		c:    c,
-		opts: o,
+		c:     c,
+		opts:  o,
+		stale: map[string]bool{},
 		caps: core.Capabilities{
 			Name:           "remote",
 			DenseIndex:     o.DenseIndex,
@@ -177,6 +183,7 @@ func (s *Store) session(ctx context.Context) (*client.Conn, error) {
 		return nil, fmt.Errorf("remote: %w: %w", core.ErrUnavailable, err)
 	}
 	s.conn = conn
+	clear(s.stale) // the new Conn knows no routes yet
 	return conn, nil
 }
 
@@ -238,35 +245,97 @@ func (s *Store) CreateStream(ctx context.Context, stream string, partitions int)
 	if err != nil {
 		return 0, s.fail(ctx, "create stream "+strconv.Quote(stream), err)
 	}
+	s.setStale(stream, false) // the Conn has just learned its routes
 	return n, nil
 }
 
 // known makes sure conn knows the routes of stream and checks partition against its count.
 // A stream that does not exist returns an error matching core.ErrStreamNotFound.
+//
+// Routes are learned once per Conn. They are learned again when the Store found the stream
+// deleted or changed since (see recheck), and before a partition beyond the known count is
+// refused (another Store may have created the stream again with more partitions).
 func (s *Store) known(ctx context.Context, conn *client.Conn, stream string, partition int) error {
 	if err := core.ValidateStreamName(stream); err != nil {
 		return err
 	}
-	if _, ok := conn.Partitions(stream); !ok {
-		// Learn the routes of an existing stream with stream_create_partitioned, which for
-		// an existing stream creates nothing; ask first whether it exists.
-		want, exists, err := conn.StreamInfo(ctx, stream)
+	n, ok := conn.Partitions(stream)
+	s.mu.Lock()
+	stale := s.stale[stream]
+	s.mu.Unlock()
+	if ok && !stale && partition < n {
+		return nil
+	}
+	// Ask first whether the stream exists, and with how many partitions: learning its
+	// routes takes stream_create_partitioned, which for an existing stream creates nothing
+	// but for a missing one creates it.
+	want, exists, err := conn.StreamInfo(ctx, stream)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		if ok {
+			s.setStale(stream, true)
+		}
+		return fmt.Errorf("%w: stream %q", core.ErrStreamNotFound, stream)
+	}
+	if !ok || stale || want != n {
+		got, err := conn.CreateStream(ctx, stream, want)
 		if err != nil {
 			return err
 		}
-		if !exists {
-			return fmt.Errorf("%w: stream %q", core.ErrStreamNotFound, stream)
+		if got != want {
+			return fmt.Errorf("%w: stream %q has %d partitions, then %d", core.ErrUnavailable, stream, want, got)
 		}
-		n, err := conn.CreateStream(ctx, stream, want)
-		if err != nil {
-			return err
-		}
-		if n != want {
-			return fmt.Errorf("%w: stream %q has %d partitions, then %d", core.ErrUnavailable, stream, want, n)
+		s.setStale(stream, false)
+		n = got
+	}
+	return core.ValidatePartition(stream, partition, n)
+}
+
+func (s *Store) setStale(stream string, stale bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if stale {
+		s.stale[stream] = true
+	} else {
+		delete(s.stale, stream)
+	}
+}
+
+// recheck is called when a push or pull of a stream whose routes the Store knew failed
+// with err. Another Store may have deleted the stream since, or created it again with
+// another partition count: the hub's backend then refuses the request, and the hub says
+// no more than that it failed (a push confirm with status ERROR, or a sluice_error). So
+// when the hub refused the request (client.ErrRejected), recheck asks it whether the stream
+// still exists. A stream that no longer exists returns an error matching
+// core.ErrStreamNotFound, a partition it no longer has core.ErrInvalidArgument; otherwise
+// err is returned as it is. When the stream changed, its routes are learned again on the
+// next call.
+func (s *Store) recheck(ctx context.Context, stream string, partition int, err error) error {
+	if !errors.Is(err, client.ErrRejected) || ctx.Err() != nil {
+		return err
+	}
+	conn, cerr := s.begin(ctx) // a new Conn when an `error` reply failed the request's
+	if cerr != nil {
+		return err
+	}
+	want, exists, ierr := conn.StreamInfo(ctx, stream)
+	if ierr != nil {
+		return err
+	}
+	n, ok := conn.Partitions(stream)
+	switch {
+	case !exists:
+		s.setStale(stream, true)
+		return fmt.Errorf("%w: stream %q no longer exists (deleted by another Store?); the request failed: %v", core.ErrStreamNotFound, stream, err)
+	case ok && want != n:
+		s.setStale(stream, true)
+		if perr := core.ValidatePartition(stream, partition, want); perr != nil {
+			return fmt.Errorf("%w (created again by another Store?); the request failed: %v", perr, err)
 		}
 	}
-	n, _ := conn.Partitions(stream)
-	return core.ValidatePartition(stream, partition, n)
+	return err
 }
 
 // Append appends msgs to a partition through the hub and returns their indexes.
@@ -293,7 +362,7 @@ func (s *Store) Append(ctx context.Context, stream string, partition int, msgs [
 	}
 	idx, err := conn.Push(ctx, stream, partition, msgs)
 	if err != nil {
-		return nil, s.fail(ctx, op, err)
+		return nil, s.fail(ctx, op, s.recheck(ctx, stream, partition, err))
 	}
 	return idx, nil
 }
@@ -319,7 +388,7 @@ func (s *Store) Fetch(ctx context.Context, stream string, partition int, from ui
 		return conn.Pull(ctx, stream, partition, from, limit, 0)
 	})
 	if err != nil {
-		return nil, s.fail(ctx, fmt.Sprintf("fetch %q partition %d from %d", stream, partition, from), err)
+		return nil, s.fail(ctx, fmt.Sprintf("fetch %q partition %d from %d", stream, partition, from), s.recheck(ctx, stream, partition, err))
 	}
 	return msgs, nil
 }

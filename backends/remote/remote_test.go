@@ -179,3 +179,139 @@ func BenchmarkStorage(b *testing.B) {
 	}
 	conformance.BenchmarkStorage(b, harness(startHubOn(b, s)))
 }
+
+// TestStreamDeletedByAnotherStore checks that Append and Fetch of a stream that another
+// Store deleted after this one learned its routes return ErrStreamNotFound, as every other
+// backend does, without creating the stream again; and that the Store learns the partition
+// count of a stream that another Store created again under the same name.
+func TestStreamDeletedByAnotherStore(t *testing.T) {
+	mem, err := memory.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := startHubOn(t, mem) // mem is the other Store: it deletes behind the hub's back
+	s, err := remote.New(t.Context(), addr, &remote.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := t.Context()
+	const n = "deleted"
+	if _, err := s.CreateStream(ctx, n, 3); err != nil {
+		t.Fatal(err)
+	}
+	for p := range 3 {
+		if _, err := s.Append(ctx, n, p, [][]byte{[]byte("before")}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Fetch(ctx, n, p, 0, 10); err != nil { // the hub has a worker per partition
+			t.Fatal(err)
+		}
+	}
+	if err := mem.DeleteStream(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Append(ctx, n, 0, [][]byte{[]byte("after")})
+	if !errors.Is(err, core.ErrStreamNotFound) {
+		t.Errorf("Append to a stream deleted by another Store = %v; want ErrStreamNotFound", err)
+	}
+	_, err = s.Fetch(ctx, n, 1, 0, 10)
+	if !errors.Is(err, core.ErrStreamNotFound) {
+		t.Errorf("Fetch of a stream deleted by another Store = %v; want ErrStreamNotFound", err)
+	}
+	_, err = s.Append(ctx, n, 2, [][]byte{[]byte("after")})
+	if !errors.Is(err, core.ErrStreamNotFound) {
+		t.Errorf("second Append to a stream deleted by another Store = %v; want ErrStreamNotFound", err)
+	}
+	if _, err := mem.Partitions(ctx, n); !errors.Is(err, core.ErrStreamNotFound) {
+		t.Fatalf("after Append and Fetch of the deleted stream, the hub's backend reports Partitions = %v; want ErrStreamNotFound (not created again)", err)
+	}
+
+	// Created again by the other Store with more partitions: the Store learns the new count.
+	if _, err := mem.CreateStream(ctx, n, 4); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(ctx, n, 3, [][]byte{[]byte("more")}); err != nil {
+		t.Errorf("Append to partition 3 of the stream created again with 4 partitions: %v", err)
+	}
+	if msgs, err := s.Fetch(ctx, n, 3, 0, 10); err != nil || len(msgs) != 1 || string(msgs[0].Data) != "more" {
+		t.Errorf("Fetch of partition 3 of the stream created again = %v, %v; want the one message", msgs, err)
+	}
+
+	// Deleted and created again with fewer partitions while the Store knows 4: partition 3
+	// no longer exists.
+	if err := mem.DeleteStream(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mem.CreateStream(ctx, n, 1); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Append(ctx, n, 3, [][]byte{[]byte("again")})
+	if !errors.Is(err, core.ErrInvalidArgument) {
+		t.Errorf("Append to partition 3 of the stream created again with 1 partition = %v; want ErrInvalidArgument", err)
+	}
+	_, err = s.Fetch(ctx, n, 3, 0, 10)
+	if !errors.Is(err, core.ErrInvalidArgument) {
+		t.Errorf("Fetch of partition 3 of the stream created again with 1 partition = %v; want ErrInvalidArgument", err)
+	}
+	idx, err := s.Append(ctx, n, 0, [][]byte{[]byte("again")})
+	if err != nil {
+		t.Fatalf("Append to the stream created again: %v", err)
+	}
+	msgs, err := s.Fetch(ctx, n, 0, 0, 10)
+	if err != nil || len(msgs) != 1 || msgs[0].Index != idx[0] || string(msgs[0].Data) != "again" {
+		t.Fatalf("Fetch of the stream created again = %v, %v; want only the message appended since", msgs, err)
+	}
+}
+
+// TestStreamDeletedWhileWorkerRetired is TestStreamDeletedByAnotherStore when the
+// partition's worker retired meanwhile: the request reaches a new worker.
+func TestStreamDeletedWhileWorkerRetired(t *testing.T) {
+	mem, err := memory.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close()
+	h, err := hub.New(&core.Backend{Storage: mem, Index: mem}, hub.WithWorkerIdleTimeout(10*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	a, err := h.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := remote.New(t.Context(), a.String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := t.Context()
+	const n = "retired"
+	if _, err := s.CreateStream(ctx, n, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(ctx, n, 0, [][]byte{[]byte("before")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := mem.DeleteStream(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; h.Metrics().PartitionWorkers > 0; i++ {
+		if i == 1000 {
+			t.Fatalf("the partition worker did not retire: %+v", h.Metrics())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	_, err = s.Append(ctx, n, 0, [][]byte{[]byte("after")})
+	if !errors.Is(err, core.ErrStreamNotFound) {
+		t.Errorf("Append to a stream deleted by another Store, after its worker retired = %v; want ErrStreamNotFound", err)
+	}
+	_, err = s.Fetch(ctx, n, 0, 0, 10)
+	if !errors.Is(err, core.ErrStreamNotFound) {
+		t.Errorf("Fetch of a stream deleted by another Store, after its worker retired = %v; want ErrStreamNotFound", err)
+	}
+	if _, err := mem.Partitions(ctx, n); !errors.Is(err, core.ErrStreamNotFound) {
+		t.Fatalf("the hub's backend reports Partitions = %v; want ErrStreamNotFound (not created again)", err)
+	}
+}

@@ -82,11 +82,16 @@ func WithConsumerOptions(opts ...client.ConsumerOption) Option {
 
 // WithOutboxDir gives every publisher an on-device outbox (see client.WithOutbox) in dir,
 // one file per destination stream ("<stream>.outbox"), so messages not yet confirmed by the
-// hub survive a restart of the device: [New] reopens every outbox in dir and resends what
-// it holds. It reopens them all, even more than [WithMaxPublishers] allows (a directory
-// written with a larger bound): New never waits for the hub, and the publishers above the
-// bound are retired, as described there, when sends need room for new streams. The
-// directory must exist; one Transport at a time may use it.
+// hub survive a restart of the device: [New] reopens the outboxes in dir and resends what
+// they hold, without waiting for the hub. When dir holds more outboxes than
+// [WithMaxPublishers] allows (a directory written with a larger bound, or by a transport
+// that stopped while retiring publishers), New reopens as many as the bound allows, in
+// name order, and a goroutine of the transport reopens the others one at a time, each as
+// soon as a publisher is retired to make room for it (as described there: the retirement
+// waits until what its publisher holds is confirmed). An outbox waiting to be reopened
+// keeps its messages on disk ([Stats].PendingOutboxes counts them); a message published to
+// its stream meanwhile opens it at once, like a send to any new stream. The directory must
+// exist; one Transport at a time may use it.
 func WithOutboxDir(dir string) Option {
 	return func(c *config) error {
 		if dir == "" {
@@ -98,19 +103,23 @@ func WithOutboxDir(dir string) Option {
 }
 
 // WithMaxPublishers bounds the publishers the transport keeps open (default
-// DefaultMaxPublishers; one per destination stream). Replies go to the return stream a
-// message names, and anybody who can push to a subscribed stream can name any stream there
-// (a secure channel listener answers every handshake message 1), so without a bound a
-// device could be made to open a publisher, a connection's worth of state and an outbox
-// file for every name. When a new publisher would pass the bound, the transport first
-// retires the least recently used one, preferring one with nothing in flight: it waits
-// until what was published there is confirmed (the send to the new stream waits meanwhile,
-// as Publish does when its window is full), then closes it. Its stream gets a new publisher
-// when it is used again.
+// DefaultMaxPublishers; one per destination stream): at no time are more than n open,
+// counting those being retired and those reopened from outboxes (see [WithOutboxDir]).
+// Replies go to the return stream a message names, and anybody who can push to a
+// subscribed stream can name any stream there (a secure channel listener answers every
+// handshake message 1), so without a bound a device could be made to open a publisher, a
+// connection's worth of state and an outbox file for every name. When a new publisher would
+// pass the bound, the transport first retires the least recently used one (approximately:
+// one used since the last search gets a second chance), preferring one with nothing in
+// flight: it waits until what was published there is confirmed or has failed for good (the
+// send to the new stream waits meanwhile, as Publish does when its window is full), then
+// closes it, which frees its place. When every open publisher is being retired already, the
+// send waits for one of those retirements to end. A send to a stream whose publisher is
+// being retired waits until the retirement ends; the stream then gets a new publisher.
 //
 // The bound also limits the stream senders registered on the node (see [SenderAddress]) to
-// twice n: the sender used least recently is unregistered to make room, and registered
-// again when a message is routed to its address.
+// twice n: the sender used least recently (approximately, as above) is unregistered to make
+// room, and registered again when a message is routed to its address.
 func WithMaxPublishers(n int) Option {
 	return func(c *config) error {
 		if n < 1 {
@@ -145,10 +154,15 @@ type Stats struct {
 	// node has no worker at their first onward address, that address is refused (not local,
 	// or a stream sender: see [Transport.Subscribe]), or the worker or sender there failed.
 	Undeliverable uint64
-	// Publishers is the number of publishers open now; Retired counts those closed to stay
-	// within WithMaxPublishers.
+	// Publishers is the number of publishers open now, at most WithMaxPublishers. Retiring
+	// is how many of them are being closed to stay within that bound (waiting for their
+	// messages to be confirmed); Retired counts those closed so far.
 	Publishers int
+	Retiring   int
 	Retired    uint64
+	// PendingOutboxes is the number of outboxes left by an earlier run that wait to be
+	// reopened until the bound leaves room for them (see WithOutboxDir).
+	PendingOutboxes int
 }
 
 // Transport is the bi-directional stream transport of one node: it publishes messages
@@ -167,6 +181,10 @@ type Transport struct {
 	closeErr  error
 	// retirements counts the closeRetired calls under way; Close waits for them.
 	retirements sync.WaitGroup
+	// drained is closed when every outbox New found was reopened (or the transport closed
+	// first): at once when there were no more than the bound allows, else by the goroutine
+	// that reopens the others (see reopenPending), which Close waits for.
+	drained chan struct{}
 
 	mu      sync.Mutex
 	closed  bool
@@ -177,6 +195,14 @@ type Transport struct {
 	// its outbox has one user. Flush and Close include these publishers.
 	retiring map[string]*retirement
 	subs     map[*Subscription]struct{}
+	// pending holds the streams whose outbox New found but left closed to stay within the
+	// bound: reopenPending opens each, unless a send to the stream opened it first.
+	pending map[string]bool
+	// failedN counts the retirements since the last Flush that closed a publisher whose
+	// messages were not all confirmed (some failed for good, or Close left some); failedErr
+	// is the first one's error. The next Flush to finish reports them.
+	failedN   int
+	failedErr error
 
 	sent, delivered, malformed, undeliverable, retired atomic.Uint64
 }
@@ -185,12 +211,11 @@ type Transport struct {
 type retirement struct {
 	pub *publication
 	// done is closed once the retirement is over: the publisher was closed, or put back
-	// (the sender that retired it gave up waiting). closed and err are set before.
+	// (the sender that retired it gave up waiting). closed is set before.
 	done chan struct{}
-	// closed reports that the retirement closed the publisher; err is then why messages
-	// published there were not all confirmed (nil if they were).
+	// closed reports that the retirement closed the publisher. If messages published there
+	// were not all confirmed, the transport's failedN counts it.
 	closed bool
-	err    error
 }
 
 // publication is an open publisher to one stream.
@@ -202,6 +227,10 @@ type publication struct {
 	// retired is set before the transport closes p to stay within its bound: a sender whose
 	// Publish fails because p is closed then asks for the stream's publisher again.
 	retired atomic.Bool
+	// retirement is the last retirement of p, or nil (guarded by the transport's mu): a
+	// Flush that waited for p waits for it to end, since its own Flush may have taken the
+	// report of a failure (see Transport.Flush).
+	retirement *retirement
 }
 
 // New returns a Transport that registers its stream senders on node and reaches the hub
@@ -232,6 +261,8 @@ func New(node *routing.Node, c *client.Client, opts ...Option) (*Transport, erro
 		pubs:      map[string]*publication{},
 		retiring:  map[string]*retirement{},
 		subs:      map[*Subscription]struct{}{},
+		drained:   make(chan struct{}),
+		pending:   map[string]bool{},
 	}
 	t.closing, t.cancelClosing = context.WithCancel(context.Background())
 	node.SetFallback(t.fallback)
@@ -244,29 +275,70 @@ func New(node *routing.Node, c *client.Client, opts ...Option) (*Transport, erro
 // outboxSuffix ends the name of every outbox file in the outbox directory.
 const outboxSuffix = ".outbox"
 
-// reopenOutboxes starts a publisher for every outbox left in the outbox directory, so the
-// messages in it are sent without waiting for the next message to that stream. It opens them
-// all, beyond the bound if there are more: retiring a publisher would wait for the hub.
+// reopenOutboxes starts a publisher for the outboxes left in the outbox directory, so the
+// messages in them are sent without waiting for the next message to their streams: as many
+// as the bound allows, in name order, and a goroutine reopens the others (reopenPending),
+// since making room means retiring a publisher, which waits for the hub.
 func (t *Transport) reopenOutboxes() error {
 	if t.cfg.outboxDir == "" {
+		close(t.drained)
 		return nil
 	}
-	entries, err := os.ReadDir(t.cfg.outboxDir)
+	entries, err := os.ReadDir(t.cfg.outboxDir) // sorted by name
 	if err != nil {
+		close(t.drained)
 		return fmt.Errorf("bistream: outbox directory: %w", err)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	var later []string
 	for _, e := range entries {
 		stream, ok := strings.CutSuffix(e.Name(), outboxSuffix)
 		if !ok || !e.Type().IsRegular() || core.ValidateStreamName(stream) != nil {
 			continue
 		}
+		if len(t.pubs) >= t.cfg.maxPublishers {
+			t.pending[stream] = true
+			later = append(later, stream)
+			continue
+		}
 		if _, err := t.newPublisherLocked(stream); err != nil {
+			clear(t.pending)
+			close(t.drained)
 			return err
 		}
 	}
+	if len(later) == 0 {
+		close(t.drained)
+		return nil
+	}
+	t.retirements.Add(1) // t.mu held and t not closed: Close waits for it
+	go t.reopenPending(later)
 	return nil
+}
+
+// reopenPending reopens, one after another, the outboxes of streams that New left closed to
+// stay within the bound, each once a retirement made room for it (see publisher). It stops
+// when the transport closes; the outboxes it did not reopen keep their messages on disk.
+func (t *Transport) reopenPending(streams []string) {
+	defer t.retirements.Done()
+	defer close(t.drained)
+	for _, stream := range streams {
+		_, err := t.publisher(t.closing, stream, true)
+		if err == nil {
+			continue
+		}
+		t.mu.Lock()
+		closed := t.closed
+		delete(t.pending, stream)
+		t.mu.Unlock()
+		if closed {
+			return
+		}
+		// The publisher could not be created (its outbox cannot be read, say): the file
+		// stays, for a send to the stream or the next run to try again.
+		t.cfg.log.Error("bistream: reopen an outbox", "stream", stream, "err", err)
+	}
 }
 
 // Route returns the route prefix that sends through stream to, with returnStream as the
@@ -387,12 +459,21 @@ func (ss *senderSet) add(s *sender) (evicted *sender) {
 // publisher returns the publisher to stream to, creating it on first use. When that would
 // pass the bound of WithMaxPublishers, it first retires the least recently used publisher:
 // it waits until everything published there is confirmed (or ctx ends), then closes it.
-func (t *Transport) publisher(ctx context.Context, to string) (*publication, error) {
+// Publishers being retired count towards the bound until they are closed; when every open
+// publisher is being retired, publisher waits for one of those retirements to end.
+//
+// With restore, publisher only reopens the outbox New left closed (see reopenPending): it
+// returns nil, nil when the stream got a publisher since.
+func (t *Transport) publisher(ctx context.Context, to string, restore bool) (*publication, error) {
 	for {
 		t.mu.Lock()
 		if t.closed {
 			t.mu.Unlock()
 			return nil, fmt.Errorf("bistream: publish to %q: %w", to, core.ErrClosed)
+		}
+		if restore && !t.pending[to] {
+			t.mu.Unlock()
+			return nil, nil
 		}
 		if pub, ok := t.pubs[to]; ok {
 			t.mu.Unlock()
@@ -400,23 +481,42 @@ func (t *Transport) publisher(ctx context.Context, to string) (*publication, err
 		}
 		if r, ok := t.retiring[to]; ok {
 			t.mu.Unlock()
-			select {
-			case <-r.done:
-				continue
-			case <-ctx.Done():
-				return nil, fmt.Errorf("bistream: publish to %q: %w", to, ctx.Err())
+			if err := waitRetirement(ctx, r); err != nil {
+				return nil, fmt.Errorf("bistream: publish to %q: %w", to, err)
 			}
+			continue
 		}
-		if len(t.pubs) < t.cfg.maxPublishers {
+		if len(t.pubs)+len(t.retiring) < t.cfg.maxPublishers {
 			pub, err := t.newPublisherLocked(to)
 			t.mu.Unlock()
 			return pub, err
+		}
+		if len(t.pubs) == 0 { // every open publisher is being retired: wait for one
+			var r *retirement
+			for _, r = range t.retiring {
+				break
+			}
+			t.mu.Unlock()
+			if err := waitRetirement(ctx, r); err != nil {
+				return nil, fmt.Errorf("bistream: publish to %q: %w", to, err)
+			}
+			continue
 		}
 		stream, r := t.retireLocked()
 		t.mu.Unlock()
 		if err := t.closeRetired(ctx, stream, r); err != nil {
 			return nil, fmt.Errorf("bistream: publish to %q: %w", to, err)
 		}
+	}
+}
+
+// waitRetirement waits until r is over, or ctx ends.
+func waitRetirement(ctx context.Context, r *retirement) error {
+	select {
+	case <-r.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -431,6 +531,7 @@ func (t *Transport) newPublisherLocked(to string) (*publication, error) {
 	}
 	pub := &publication{p: p}
 	t.pubs[to] = pub
+	delete(t.pending, to)
 	return pub, nil
 }
 
@@ -469,6 +570,7 @@ func (t *Transport) retireOneLocked(stream string, pub *publication) *retirement
 	pub.retired.Store(true) // senders stop publishing to it and ask for the stream's publisher again
 	delete(t.pubs, stream)
 	r := &retirement{pub: pub, done: make(chan struct{})}
+	pub.retirement = r
 	t.retiring[stream] = r
 	t.retirements.Add(1) // t.mu held and t not closed: Close waits for it
 	return r
@@ -483,10 +585,11 @@ func (t *Transport) closeRetired(ctx context.Context, stream string, r *retireme
 	fctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(t.closing, cancel)
 	err := r.pub.p.Flush(fctx)
+	ended := fctx.Err() != nil // before cancel, which ends it
 	stop()
 	cancel()
 	var failed error
-	if err != nil && fctx.Err() == nil {
+	if err != nil && !ended {
 		// Some messages failed for good (each one's Ack said so): nothing is left to wait for.
 		t.cfg.log.Warn("bistream: retire a publisher", "stream", stream, "err", err)
 		failed, err = err, nil
@@ -515,9 +618,15 @@ func (t *Transport) closeRetired(ctx context.Context, stream string, r *retireme
 			t.cfg.log.Warn("bistream: remove an empty outbox", "path", path, "err", rerr)
 		}
 	}
-	r.closed, r.err = true, errors.Join(failed, cerr)
+	r.closed = true
 	t.mu.Lock()
 	delete(t.retiring, stream)
+	if err := errors.Join(failed, cerr); err != nil {
+		if t.failedN == 0 {
+			t.failedErr = fmt.Errorf("publisher to %q retired: %w", stream, err)
+		}
+		t.failedN++
+	}
 	t.mu.Unlock()
 	close(r.done)
 	return nil
@@ -565,7 +674,7 @@ func (s *sender) publish(ctx context.Context, buf []byte) error {
 		pub := s.pub.Load()
 		if pub == nil || pub.retired.Load() {
 			var err error
-			if pub, err = s.t.publisher(ctx, s.to); err != nil {
+			if pub, err = s.t.publisher(ctx, s.to, false); err != nil {
 				return err
 			}
 			s.pub.Store(pub)
@@ -594,33 +703,40 @@ const maxPooledEnvelope = 16 << 10
 
 // Flush waits until every message published so far is confirmed by the hub (durable in its
 // backend), or ctx ends, including the messages of publishers being closed to stay within
-// WithMaxPublishers. It returns nil only when all of them were confirmed.
+// WithMaxPublishers and those in the outboxes New found (it first waits until every one was
+// reopened: see WithOutboxDir). It returns nil only when all of them were confirmed. As with
+// client.Publisher.Flush, a message that failed for good is reported once, by the first
+// Flush that returns after it; that includes the messages of publishers retired with
+// failures since the previous Flush.
 func (t *Transport) Flush(ctx context.Context) error {
-	t.mu.Lock()
-	pubs := make([]*client.Publisher, 0, len(t.pubs))
-	for _, pub := range t.pubs {
-		pubs = append(pubs, pub.p)
+	select {
+	case <-t.drained:
+	case <-ctx.Done():
+		return fmt.Errorf("bistream: %d outboxes of an earlier run not reopened yet: %w", t.Stats().PendingOutboxes, ctx.Err())
 	}
-	rets := make([]*retirement, 0, len(t.retiring))
+	t.mu.Lock()
+	pubs := make([]*publication, 0, len(t.pubs)+len(t.retiring))
+	for _, pub := range t.pubs {
+		pubs = append(pubs, pub)
+	}
 	for _, r := range t.retiring {
-		rets = append(rets, r)
+		pubs = append(pubs, r.pub)
 	}
 	t.mu.Unlock()
-	for _, p := range pubs {
-		if err := p.Flush(ctx); err != nil {
-			return fmt.Errorf("bistream: %w", err)
-		}
-	}
-	for _, r := range rets {
-		err := r.pub.p.Flush(ctx)
-		if err == nil || (errors.Is(err, core.ErrClosed) && ctx.Err() == nil) {
+	for _, pub := range pubs {
+		err := pub.p.Flush(ctx)
+		t.mu.Lock()
+		r := pub.retirement // also one that began after the snapshot
+		t.mu.Unlock()
+		if r != nil && (err == nil || (errors.Is(err, core.ErrClosed) && ctx.Err() == nil)) {
 			// Nothing is left to wait for, so the retirement ends at once, and knows what
-			// became of the messages: the retirement's own Flush may have taken the report
-			// of a failure, or closed the publisher before this Flush saw them confirmed.
+			// became of the messages: its own Flush may have taken the report of a failure,
+			// or it closed the publisher before this Flush saw them confirmed. What it
+			// knows is taken below.
 			select {
 			case <-r.done:
 				if r.closed {
-					err = r.err
+					err = nil
 				}
 			case <-ctx.Done():
 				err = errors.Join(err, ctx.Err())
@@ -630,15 +746,29 @@ func (t *Transport) Flush(ctx context.Context) error {
 			return fmt.Errorf("bistream: %w", err)
 		}
 	}
+	t.mu.Lock()
+	n, err := t.failedN, t.failedErr
+	t.failedN, t.failedErr = 0, nil
+	t.mu.Unlock()
+	switch {
+	case n == 1:
+		return fmt.Errorf("bistream: %w", err)
+	case n > 1:
+		return fmt.Errorf("bistream: %d retired publishers left messages unconfirmed; the first: %w", n, err)
+	}
 	return nil
 }
 
-// PublisherStats returns the counters of the publisher to stream to, and false if the
-// transport has no publisher there (it never published there, or closed an idle publisher
-// to stay within WithMaxPublishers).
+// PublisherStats returns the counters of the publisher to stream to (also while it is being
+// retired), and false if the transport has no publisher open there: it never published
+// there, it closed the publisher to stay within WithMaxPublishers, or the stream's outbox
+// waits to be reopened (see WithOutboxDir).
 func (t *Transport) PublisherStats(to string) (client.PublisherStats, bool) {
 	t.mu.Lock()
 	pub, ok := t.pubs[to]
+	if r, retiring := t.retiring[to]; !ok && retiring {
+		pub, ok = r.pub, true
+	}
 	t.mu.Unlock()
 	if !ok {
 		return client.PublisherStats{}, false
@@ -649,10 +779,10 @@ func (t *Transport) PublisherStats(to string) (client.PublisherStats, bool) {
 // Stats returns the transport's counters.
 func (t *Transport) Stats() Stats {
 	t.mu.Lock()
-	n := len(t.pubs)
+	open, retiring, pending := len(t.pubs)+len(t.retiring), len(t.retiring), len(t.pending)
 	t.mu.Unlock()
 	return Stats{Sent: t.sent.Load(), Delivered: t.delivered.Load(), Malformed: t.malformed.Load(), Undeliverable: t.undeliverable.Load(),
-		Publishers: n, Retired: t.retired.Load()}
+		Publishers: open, Retiring: retiring, Retired: t.retired.Load(), PendingOutboxes: pending}
 }
 
 // Close stops every subscription (each saves its position), then closes every publisher,

@@ -9,11 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/backends/memory"
 	"github.com/sluicehq/sluice/core"
 	"github.com/sluicehq/sluice/core/client"
 	"github.com/sluicehq/sluice/core/client/bistream"
 	"github.com/sluicehq/sluice/core/routing"
+	"github.com/sluicehq/sluice/core/transport/faultproxy"
 	"github.com/sluicehq/sluice/core/wire"
+	"github.com/sluicehq/sluice/hub"
 )
 
 // deadHubAddr returns a loopback address where nothing listens.
@@ -310,7 +313,7 @@ func TestFlushWaitsForRetiringPublisher(t *testing.T) {
 	sctx, scancel := context.WithCancel(context.Background())
 	defer scancel()
 	go func() { _ = send(sctx, "b") }() // retires the publisher to "a": waits for its confirm
-	waitFor(t, `the publisher to "a" retiring`, func() bool { return tr.Stats().Publishers == 0 })
+	waitFor(t, `the publisher to "a" retiring`, func() bool { return tr.Stats().Retiring == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	if err := tr.Flush(ctx); err == nil {
@@ -331,7 +334,7 @@ func TestCloseClosesRetiringPublisher(t *testing.T) {
 	}
 	sent := make(chan error, 1)
 	go func() { sent <- send(context.Background(), "b") }() // retires the publisher to "a" first
-	waitFor(t, `the publisher to "a" retiring`, func() bool { return tr.Stats().Publishers == 0 })
+	waitFor(t, `the publisher to "a" retiring`, func() bool { return tr.Stats().Retiring == 1 })
 	if err := tr.Close(); err == nil {
 		t.Error("Close reported no error, but the message to \"a\" was never confirmed")
 	}
@@ -353,8 +356,10 @@ func TestCloseClosesRetiringPublisher(t *testing.T) {
 	_ = tr2.Close()
 }
 
-// TestNewDoesNotWaitForHub: New reopens more outboxes than WithMaxPublishers allows without
-// waiting for the hub (it used to retire a publisher, waiting for confirms that never came).
+// TestNewDoesNotWaitForHub: New returns without waiting for the hub when the outbox
+// directory holds more outboxes than WithMaxPublishers allows (it used to retire a
+// publisher, waiting for confirms that never came): it reopens as many as the bound allows
+// and leaves the others to its goroutine, which Close stops.
 func TestNewDoesNotWaitForHub(t *testing.T) {
 	dir := t.TempDir()
 	pubOpts := bistream.WithPublisherOptions(client.WithCloseTimeout(100*time.Millisecond), client.WithBackoff(fastBackoff))
@@ -380,8 +385,8 @@ func TestNewDoesNotWaitForHub(t *testing.T) {
 			t.Fatal(r.err)
 		}
 		defer r.tr.Close()
-		if st := r.tr.Stats(); st.Publishers != 2 {
-			t.Fatalf("stats %+v, want both outboxes reopened", st)
+		if st := r.tr.Stats(); st.Publishers != 1 || st.PendingOutboxes != 1 {
+			t.Fatalf("stats %+v, want one outbox reopened and one pending", st)
 		}
 	case <-time.After(10 * time.Second): // New returns at once; it used to block forever
 		t.Fatal("New still blocked after 10s (hub unreachable, 2 outboxes, WithMaxPublishers(1))")
@@ -425,5 +430,165 @@ func TestSecondCloseWaitsForFirst(t *testing.T) {
 		}
 	case <-time.After(closeTimeout / 3): // the first returns just after the second
 		t.Fatal("the second Close returned while the first is still running")
+	}
+}
+
+// TestRestoredOutboxesWithinBound: after a restart with more outboxes than
+// WithMaxPublishers allows, the transport never has more publishers open than the bound;
+// it reopens the other outboxes as publishers retire, until every message in them is on
+// the hub.
+func TestRestoredOutboxesWithinBound(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const streams, bound = 6, 2
+	dir := t.TempDir()
+	pubOpts := bistream.WithPublisherOptions(client.WithCloseTimeout(50*time.Millisecond), client.WithBackoff(fastBackoff))
+	_, _, tr, send := offlineDevice(t, bistream.WithOutboxDir(dir), bistream.WithMaxPublishers(streams), pubOpts)
+	for i := range streams {
+		if err := send(ctx, fmt.Sprint("s", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = tr.Close() // unconfirmed: every outbox stays
+
+	th := startHub(t)
+	d := newDevice(t, "x")
+	d.online(th.addr, bistream.WithOutboxDir(dir), bistream.WithMaxPublishers(bound))
+	check := func(st bistream.Stats) {
+		t.Helper()
+		if st.Publishers > bound {
+			t.Fatalf("stats %+v: %d publishers open, want at most %d (WithMaxPublishers)", st, st.Publishers, bound)
+		}
+	}
+	check(d.tr.Stats())
+	waitFor(t, "every outbox reopened", func() bool {
+		st := d.tr.Stats()
+		check(st)
+		return st.PendingOutboxes == 0
+	})
+	if err := d.tr.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check(d.tr.Stats())
+	for i := range streams {
+		msgs, err := th.store.Fetch(ctx, fmt.Sprint("s", i), 0, 0, 10)
+		if err != nil || len(msgs) != 1 {
+			t.Errorf("stream s%d holds %d messages (err %v), want the one from its outbox", i, len(msgs), err)
+		}
+	}
+	if st := d.tr.Stats(); st.Retired < streams-bound {
+		t.Errorf("stats %+v: want at least %d publishers retired to make room", st, streams-bound)
+	}
+}
+
+// TestRetiringPublisherCountsTowardsBound: a publisher being retired is still open, so a
+// send to a third stream must not open a publisher while the bound's only place is taken by
+// the retiring one (it used to, passing the bound).
+func TestRetiringPublisherCountsTowardsBound(t *testing.T) {
+	_, _, tr, send := offlineDevice(t, bistream.WithMaxPublishers(1),
+		bistream.WithPublisherOptions(client.WithCloseTimeout(50*time.Millisecond), client.WithBackoff(fastBackoff)))
+	if err := send(context.Background(), "a"); err != nil { // accepted, never confirmed
+		t.Fatal(err)
+	}
+	bctx, bcancel := context.WithCancel(context.Background())
+	bdone := make(chan error, 1)
+	go func() { bdone <- send(bctx, "b") }() // retires the publisher to "a": waits for its confirm
+	defer func() {
+		bcancel()
+		if err := <-bdone; !errors.Is(err, context.Canceled) {
+			t.Errorf(`the send to "b" returned %v, want context.Canceled`, err)
+		}
+	}()
+	waitFor(t, `the publisher to "a" retiring`, func() bool { return tr.Stats().Retiring == 1 })
+	// The hub never confirms "a": the send to "c" waits for room until its context ends.
+	cctx, ccancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer ccancel()
+	if err := send(cctx, "c"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf(`the send to "c" returned %v while the only place was taken by the retiring publisher; want it to wait (context.DeadlineExceeded)`, err)
+	}
+	if st := tr.Stats(); st.Publishers > 1 {
+		t.Errorf("stats %+v: want at most 1 publisher open (WithMaxPublishers(1))", st)
+	}
+	if _, ok := tr.PublisherStats("c"); ok {
+		t.Error(`a publisher to "c" is open`)
+	}
+}
+
+// TestFlushReportsFailureTakenByRetirement: a publisher with a message that failed for good
+// is retired all the same (the send that retires it used to fail with that message's
+// error, and the publisher stayed). A failure is reported by one Flush only
+// (client.Publisher.Flush). When the publisher is retired while Transport.Flush waits for
+// it, the retirement's own Flush may take that report: the
+// transport's Flush must still return the failure, not nil, also when the retirement ended
+// before that Flush looked at the publishers. (Which Flush takes the report is a race, so
+// each round catches a fault only with some odds; several rounds make a miss unlikely.)
+func TestFlushReportsFailureTakenByRetirement(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	mem, err := memory.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close()
+	const limit = 100 // the hub refuses larger messages (push confirm with status ERROR)
+	h, err := hub.New(&core.Backend{Storage: mem, Index: mem}, hub.WithMaxMessageSize(limit))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	a, err := h.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	px, err := faultproxy.New(a.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer px.Close()
+	defer px.Resume()
+	node, err := routing.NewNode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	cli, err := client.Dial(px.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	tr, err := bistream.New(node, cli, bistream.WithMaxPublishers(1),
+		bistream.WithPublisherOptions(client.WithMaxRejections(1), client.WithBackoff(fastBackoff)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	send := func(ctx context.Context, to string, size int) error {
+		r, err := tr.Route(to, "")
+		if err != nil {
+			return err
+		}
+		return node.Send(ctx, wire.TransportMessage{OnwardRoute: append(r, wire.Local("w")), Payload: make([]byte, size)})
+	}
+	for i := range 8 {
+		px.Pause()
+		if err := send(ctx, fmt.Sprint("refused-", i), 2*limit); err != nil { // accepted; the hub will refuse it
+			t.Fatal(err)
+		}
+		flushed := make(chan error, 1)
+		go func() { flushed <- tr.Flush(ctx) }()
+		time.Sleep(20 * time.Millisecond) // lets Flush start waiting first (only makes the race likelier)
+		sent := make(chan error, 1)
+		go func() { sent <- send(ctx, fmt.Sprint("next-", i), 1) }() // retires the publisher of the refused message
+		waitFor(t, "the publisher of the refused message retiring", func() bool { return tr.Stats().Retiring == 1 })
+		px.Resume()
+		if err := <-sent; err != nil {
+			t.Fatalf("round %d: the send that retires the publisher of the refused message: %v", i, err)
+		}
+		if err := <-flushed; !errors.Is(err, client.ErrGaveUp) {
+			t.Fatalf("round %d: Flush returned %v; want the failure of the refused message (client.ErrGaveUp)", i, err)
+		}
+		if err := tr.Flush(ctx); err != nil { // the next round retires the publisher to next-i
+			t.Fatal(err)
+		}
 	}
 }
