@@ -8,17 +8,27 @@
 // every time (the same bbolt file, the same Kafka cluster), then call [RunStorage] and
 // [RunIndexStorage] from the backend's own test, and [BenchmarkStorage] from its benchmark:
 //
-//	func harness(t *testing.T) conformance.Harness {
-//		path := filepath.Join(t.TempDir(), "sluice.db")
+//	func harness(tb testing.TB) conformance.Harness {
+//		path := filepath.Join(tb.TempDir(), "sluice.db")
 //		return conformance.Harness{Open: func(ctx context.Context) (*core.Backend, error) {
-//			return core.Open(ctx, "bbolt://"+path)
+//			s, err := bbolt.New(ctx, path, nil)
+//			if err != nil {
+//				return nil, err
+//			}
+//			return &core.Backend{Storage: s, Index: s}, nil
 //		}}
 //	}
 //
 //	func TestConformance(t *testing.T) {
-//		conformance.RunStorage(t, harness(t))
-//		conformance.RunIndexStorage(t, harness(t))
+//		t.Run("Storage", func(t *testing.T) { conformance.RunStorage(t, harness(t)) })
+//		t.Run("IndexStorage", func(t *testing.T) { conformance.RunIndexStorage(t, harness(t)) })
 //	}
+//
+//	func BenchmarkStorage(b *testing.B) { conformance.BenchmarkStorage(b, harness(b)) }
+//
+// Run the two suites under their own t.Run, as above: both have subtests called
+// Persistence, Cancelled and Closed, which would otherwise collide (go test renames the
+// second ones Closed#01, ...). The names then match those [Run] reports.
 //
 // Always run it with -race. A backend for a real broker starts the broker with package
 // [github.com/sluicehq/sluice/conformance/brokers] first (which fails rather than skips
@@ -26,18 +36,22 @@
 //
 // # What the suite checks
 //
-// Storage: exact round trips (binary, empty messages, all 256 byte values), order, indexes
-// strictly increasing, unique and reported per message, Fetch from the start, the middle and
-// past the end, limits and paging, never-created streams, invalid names, partitions, partition
-// counts and limits, MaxMessageSize and one byte over it, concurrent appenders (nothing lost,
-// no duplicate index, each appender's order kept), concurrent readers, isolation of streams
-// and partitions, idempotent CreateStream, cancelled contexts, Close, and the optional
-// [core.StreamDeleter], [core.PartitionCounter] and [core.AsyncAppender] (AppendAsync started
-// in sequence: done order, index order, fetch order, no retention of the caller's slices).
+// Storage: exact round trips (binary, empty messages, all 256 byte values, large messages
+// between small ones), order, indexes strictly increasing, unique and reported per message,
+// Fetch from the start, the middle and past the end, limits and paging, never-created
+// streams, invalid names and the most unusual valid ones, partitions, partition counts and
+// limits, MaxMessageSize and one byte over it (anywhere in a batch), concurrent appenders
+// (nothing lost, no duplicate index, each appender's order kept), concurrent readers, readers
+// paging while appenders append, isolation of streams and partitions, idempotent CreateStream
+// (asking for fewer or more partitions changes nothing; concurrent creators agree), cancelled
+// contexts, Close, and the optional [core.StreamDeleter], [core.PartitionCounter] and
+// [core.AsyncAppender] (AppendAsync started in sequence: done order, index order, fetch order,
+// no retention of the caller's slices).
 //
 // IndexStorage: the distinct not-found, round trips, monotonic saves (lower ignored, equal a
-// no-op), concurrent saves, keys isolated by client_id, stream and partition, invalid
-// arguments, cancelled contexts and Close.
+// no-op), concurrent saves (the saved value never goes down), keys isolated by client_id,
+// stream and partition, invalid arguments and the most unusual valid client ids, cancelled
+// contexts and Close.
 //
 // Subtests run one after another; each opens its own backend, uses fresh stream names
 // ("conf-<random>-...", so runs against a shared long-lived broker never collide), closes

@@ -23,10 +23,13 @@ const (
 // Harness tells the suite how to open the backend under test.
 //
 // Every call of Open (and Reopen) must open a backend on the SAME underlying data: the same
-// bbolt file, the same Kafka cluster. The suite closes every backend it opens, runs its
-// subtests one after another and never has two backends from the harness open at once (a
-// bbolt file can be open only once at a time): a subtest's backend is closed before the next
-// subtest opens its own, and a persistence subtest closes its backend before reopening it.
+// bbolt file, the same Kafka cluster. (A backend that does not declare
+// [core.Capabilities].Persistent, such as the in-memory one, may return a new, empty
+// backend from each Open; cleanup then finds no stream left to delete.) The suite closes
+// every backend it opens, runs its subtests one after another and never has two backends
+// from the harness open at once (a bbolt file can be open only once at a time): a subtest's
+// backend is closed before the next subtest opens its own, and a persistence subtest closes
+// its backend before reopening it.
 //
 // Each subtest uses fresh, random stream names ("conf-<random>-..."), so runs against a shared
 // long-lived broker never collide. When the backend's Storage implements

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 
 	"github.com/sluicehq/sluice/core"
@@ -30,6 +31,7 @@ var indexTests = []namedTest{
 	{"ConcurrentSaves", testIndexConcurrentSaves},
 	{"KeysIsolated", testIndexKeysIsolated},
 	{"InvalidArgument", testIndexInvalidArgument},
+	{"ValidClientIDs", testIndexValidClientIDs},
 	{"Persistence", testIndexPersistence},
 	{"Cancelled", testIndexCancelled},
 	{"Closed", testIndexClosed},
@@ -114,24 +116,54 @@ func testIndexConcurrentSaves(t T, h Harness) {
 	n := e.create("ixconc", 1)
 	c := e.client("conc")
 	const savers, each = 16, 50
+	const highest = savers*each - 1
+	ctx, cancel := context.WithCancel(e.ctx)
+	defer cancel()
 	var wg sync.WaitGroup
 	for w := 0; w < savers; w++ {
 		wg.Go(func() {
 			r := rand.New(rand.NewPCG(uint64(w), 1))
+			var seen uint64 // the highest value this saver saved or read back
 			for i := 0; i < each; i++ {
-				v := uint64(r.IntN(savers * each))
-				if i == each-1 && w == savers-1 {
-					v = savers * each // the maximum, saved once, possibly not last
+				// Each saver saves increasing values, interleaved with the other savers'
+				// (the highest, saved once, by the last saver), and now and then a lower one.
+				vs := []uint64{uint64(i*savers + w)}
+				if i%5 == 4 {
+					vs = append(vs, uint64(r.IntN(i*savers+1)))
 				}
-				if err := ix.SaveIndex(e.ctx, c, n, 0, v); err != nil {
-					t.Errorf("saver %d: SaveIndex(%d): %v", w, v, err)
+				for _, v := range vs {
+					if err := ix.SaveIndex(ctx, c, n, 0, v); err != nil {
+						if ctx.Err() == nil {
+							t.Errorf("saver %d: SaveIndex(%d): %v", w, v, err)
+							cancel()
+						}
+						return
+					}
+					seen = max(seen, v)
+				}
+				// Once SaveIndex(v) returned, the saved index is at least v for good.
+				got, err := ix.GetIndex(ctx, c, n, 0)
+				if err != nil {
+					if ctx.Err() == nil {
+						t.Errorf("saver %d: GetIndex during concurrent saves: %v", w, err)
+						cancel()
+					}
 					return
 				}
+				if got < seen {
+					t.Errorf("saver %d: GetIndex returned %d after this saver saved or read %d; a lower value must never replace a higher one", w, got, seen)
+					cancel()
+					return
+				}
+				seen = got
 			}
 		})
 	}
 	wg.Wait()
-	e.expectIndex(ix, fmt.Sprintf("after %d concurrent savers", savers), c, n, 0, savers*each)
+	if t.Failed() {
+		return
+	}
+	e.expectIndex(ix, fmt.Sprintf("after %d concurrent savers", savers), c, n, 0, highest)
 }
 
 func testIndexKeysIsolated(t T, h Harness) {
@@ -151,6 +183,24 @@ func testIndexKeysIsolated(t T, h Harness) {
 	// A client id that extends another must not share its key.
 	_, err = ix.GetIndex(e.ctx, c1+"x", s1, 0)
 	expectErr(t, "GetIndex of a client id extending a saved one", err, core.ErrIndexNotFound)
+	// Keys whose client id and stream name, written one after the other, spell the same
+	// string are distinct: (c1[1:], s1+c1[:1]) is not (c1, s1), nor (c1+prefix, s) (c1,
+	// prefix+s).
+	s3 := s1 + c1[:1]
+	e.track(s3)
+	e.create2(s3, 1)
+	_, err = ix.GetIndex(e.ctx, c1[1:], s3, 0)
+	expectErr(t, fmt.Sprintf("GetIndex(%q, %q) after saving (%q, %q) only", c1[1:], s3, c1, s1), err, core.ErrIndexNotFound)
+	s4 := e.create("ixiso-c", 1)
+	if s5 := e.prefix + s4; len(s5) <= core.MaxStreamNameLen {
+		e.track(s5)
+		e.create2(s5, 1)
+		e.saveIndex(ix, c1, s5, 0, 55)
+		_, err = ix.GetIndex(e.ctx, c1+e.prefix, s4, 0)
+		expectErr(t, fmt.Sprintf("GetIndex(%q, %q) after saving (%q, %q) only", c1+e.prefix, s4, c1, s5), err, core.ErrIndexNotFound)
+	} else {
+		t.Logf("Harness.StreamPrefix is too long to check keys (c, prefix+s) against (c+prefix, s)")
+	}
 	if parts < 2 {
 		t.Logf("MaxPartitions is 1: partition isolation not checked")
 		return
@@ -183,6 +233,29 @@ func testIndexInvalidArgument(t T, h Harness) {
 	_, err := ix.GetIndex(e.ctx, "c", n, -1)
 	expectErr(t, "GetIndex(partition -1)", err, core.ErrInvalidArgument)
 	expectErr(t, "SaveIndex(partition -1)", ix.SaveIndex(e.ctx, "c", n, -1, 1), core.ErrInvalidArgument)
+}
+
+// testIndexValidClientIDs checks that every client id core.ValidateClientID accepts works
+// as its own key: spaces, punctuation, non-ASCII and core.MaxClientIDLen bytes.
+func testIndexValidClientIDs(t T, h Harness) {
+	e := newEnv(t, h)
+	ix := e.index()
+	n := e.create("ixids", 1)
+	tag := randomHex(4)
+	long := "conf-long-" + tag
+	long += strings.Repeat("x", core.MaxClientIDLen-len(long))
+	ids := []string{
+		"conf space and/slash:colon@at " + tag,
+		"conf-ünïcode-日本-" + tag,
+		"conf.dots_and-UPPER-" + tag,
+		long,
+	}
+	for i, c := range ids {
+		e.saveIndex(ix, c, n, 0, uint64(100+i))
+	}
+	for i, c := range ids {
+		e.expectIndex(ix, fmt.Sprintf("client id %d (%d bytes)", i, len(c)), c, n, 0, uint64(100+i))
+	}
 }
 
 func testIndexPersistence(t T, h Harness) {

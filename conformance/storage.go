@@ -5,8 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/sluicehq/sluice/core"
 )
@@ -14,6 +18,14 @@ import (
 // maxTestedMessageSize caps the message the MaxMessageSize subtest allocates; a backend
 // declaring more is tested at this size, and one byte over its declared limit is not tried.
 const maxTestedMessageSize = 64 << 20
+
+// mixedSizesBig caps the size of the large messages of the AppendFetch/MixedSizes subtest:
+// its eight large messages then add up to more than the 1 MiB many brokers return per fetch.
+const mixedSizesBig = 160 << 10
+
+// readWritePoll is how long a reader of the ConcurrentReadWrite subtest waits when caught up
+// before fetching again while the appenders still run.
+const readWritePoll = 10 * time.Millisecond
 
 // maxCreatedPartitions caps the partition count the MaxPartitions subtest creates.
 const maxCreatedPartitions = 64
@@ -46,6 +58,7 @@ var storageTests = []namedTest{
 	{"MaxMessageSize", testMaxMessageSize},
 	{"ConcurrentAppend", testConcurrentAppend},
 	{"ConcurrentReaders", testConcurrentReaders},
+	{"ConcurrentReadWrite", testConcurrentReadWrite},
 	{"Isolation", testIsolation},
 	{"Persistence", testPersistence},
 	{"Cancelled", testCancelled},
@@ -87,18 +100,124 @@ func testCreateStream(t T, h Harness) {
 		}
 	})
 	sub(t, h, "Idempotent", func(t T, e *env) {
-		parts := min(2, e.caps().MaxPartitions)
+		maxParts := e.caps().MaxPartitions
+		parts := min(2, maxParts)
 		n := e.create("idem", parts)
-		idx := e.append(n, 0, []byte("kept"))
-		ask := min(parts+1, e.caps().MaxPartitions)
-		got, err := e.storage().CreateStream(e.ctx, n, ask)
-		if err != nil {
-			t.Fatalf("CreateStream(%q, %d) of an existing stream: %v; want the existing partition count and no error", n, ask, err)
+		last := parts - 1
+		kept := [][]byte{[]byte("kept")}
+		keptLast := [][]byte{[]byte("kept in the last partition")}
+		idx := e.append(n, 0, kept...)
+		idxLast := idx
+		if last > 0 {
+			idxLast = e.append(n, last, keptLast...)
+		} else {
+			keptLast = kept
 		}
-		if got != parts {
-			t.Errorf("CreateStream(%q, %d) of an existing stream with %d partitions returned %d; want %d", n, ask, parts, got, parts)
+		// Asking for fewer or more partitions than the stream has changes nothing.
+		asks := []int{1}
+		if parts < maxParts {
+			asks = append(asks, parts+1)
 		}
-		e.expectMessages("after re-creating the stream", e.readAll(n, 0, 0, 10, 1), idx, [][]byte{[]byte("kept")})
+		for _, ask := range asks {
+			got, err := e.storage().CreateStream(e.ctx, n, ask)
+			if err != nil {
+				t.Fatalf("CreateStream(%q, %d) of an existing stream: %v; want the existing partition count and no error", n, ask, err)
+			}
+			if got != parts {
+				t.Errorf("CreateStream(%q, %d) of an existing stream with %d partitions returned %d; want %d", n, ask, parts, got, parts)
+			}
+			what := fmt.Sprintf("after re-creating the stream with %d partition(s)", ask)
+			e.expectMessages(what+", partition 0", e.readAll(n, 0, 0, 10, 1), idx, kept)
+			e.expectMessages(fmt.Sprintf("%s, partition %d", what, last), e.readAll(n, last, 0, 10, 1), idxLast, keptLast)
+			if parts < maxParts {
+				_, err := e.storage().Fetch(e.ctx, n, parts, 0, 1)
+				expectErr(t, fmt.Sprintf("%s: Fetch of partition %d of a %d-partition stream", what, parts, parts), err, core.ErrInvalidArgument)
+			}
+			if pc, ok := e.storage().(core.PartitionCounter); ok {
+				if got, err := pc.Partitions(e.ctx, n); err != nil || got != parts {
+					t.Errorf("%s: Partitions(%q) = %d, %v; want %d, nil", what, n, got, err, parts)
+				}
+			}
+		}
+	})
+	sub(t, h, "Concurrent", func(t T, e *env) {
+		// Creators race to create one new stream, asking for different partition counts,
+		// and each appends a message as soon as its CreateStream returned: all must get the
+		// same count, and no message may be lost to a creator that created it again.
+		n := e.name("conccreate")
+		const creators = 8
+		asks := min(3, e.caps().MaxPartitions)
+		counts := make([]int, creators)
+		idx := make([]uint64, creators)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for c := range creators {
+			wg.Go(func() {
+				<-start
+				got, err := e.storage().CreateStream(e.ctx, n, 1+c%asks)
+				if err != nil {
+					t.Errorf("creator %d: CreateStream(%q, %d): %v", c, n, 1+c%asks, err)
+					return
+				}
+				counts[c] = got
+				ix, err := e.storage().Append(e.ctx, n, 0, [][]byte{fmt.Appendf(nil, "creator-%d", c)})
+				if err != nil {
+					t.Errorf("creator %d: Append after CreateStream: %v", c, err)
+					return
+				}
+				if len(ix) != 1 {
+					t.Errorf("creator %d: Append of one message reported %d indexes", c, len(ix))
+					return
+				}
+				idx[c] = ix[0]
+			})
+		}
+		close(start)
+		wg.Wait()
+		if t.Failed() {
+			return
+		}
+		for c := range counts {
+			if counts[c] != counts[0] {
+				t.Fatalf("concurrent CreateStream(%q) calls returned partition counts %v; want the same count from every call", n, counts)
+			}
+		}
+		if counts[0] < 1 || counts[0] > asks {
+			t.Errorf("concurrent CreateStream(%q) calls asking for 1..%d partitions all returned %d", n, asks, counts[0])
+		}
+		byIndex := make(map[uint64]int, creators)
+		for c, ix := range idx {
+			if prev, dup := byIndex[ix]; dup {
+				t.Fatalf("index %d was reported to creator %d and to creator %d", ix, prev, c)
+			}
+			byIndex[ix] = c
+		}
+		got := e.readAll(n, 0, 0, 100, creators)
+		if len(got) != creators {
+			t.Fatalf("read %d message(s) after %d creators each appended one, want %d%s", len(got), creators, creators, describeGap(got, slices.Sorted(maps.Keys(byIndex))))
+		}
+		for _, m := range got {
+			c, ok := byIndex[m.Index]
+			if !ok || string(m.Data) != fmt.Sprintf("creator-%d", c) {
+				t.Fatalf("Fetch returned %d:%q, which no creator's Append reported", m.Index, m.Data)
+			}
+		}
+	})
+	sub(t, h, "ValidNames", func(t T, e *env) {
+		// Every name core.ValidateStreamName accepts must work: upper case, '.', '_' and
+		// exactly core.MaxStreamNameLen characters.
+		mixed := e.name("Mixed.Case_Name")
+		long := e.name("long")
+		if len(long) < core.MaxStreamNameLen {
+			long += strings.Repeat("9", core.MaxStreamNameLen-len(long))
+			e.track(long)
+		}
+		for _, name := range []string{mixed, long} {
+			e.create2(name, 1)
+			want := [][]byte{[]byte("in " + name)}
+			idx := e.append(name, 0, want...)
+			e.expectMessages(fmt.Sprintf("stream %.30q... (%d characters)", name, len(name)), e.readAll(name, 0, 0, 10, 1), idx, want)
+		}
 	})
 	sub(t, h, "InvalidName", func(t T, e *env) {
 		for _, name := range invalidNames {
@@ -169,6 +288,30 @@ func testAppendFetch(t T, h Harness) {
 		}
 		if got := e.fetch(n, 0, 0, 10); len(got) != 0 {
 			t.Errorf("Fetch after empty-batch appends returned %d messages, want none", len(got))
+		}
+	})
+	sub(t, h, "MixedSizes", func(t T, e *env) {
+		// Large messages between small and empty ones, more bytes than one Fetch of many
+		// brokers returns: a backend that bounds a Fetch by bytes must stop before a message
+		// that does not fit, never skip it.
+		big := min(e.caps().MaxMessageSize, mixedSizesBig)
+		n := e.create("mixed", 1)
+		var want [][]byte
+		var idx []uint64
+		for i := range 16 {
+			size := big - i
+			switch i % 4 {
+			case 1:
+				size = min(1+i, big)
+			case 3:
+				size = 0
+			}
+			m := bytes.Repeat([]byte{byte('a' + i)}, max(size, 0))
+			want = append(want, m)
+			idx = append(idx, e.append(n, 0, m)...) // one per Append: some brokers bound a batch's bytes
+		}
+		for _, limit := range []int{100, 3} {
+			e.expectMessages(fmt.Sprintf("messages of %d bytes and less, read with limit %d", big, limit), e.readAll(n, 0, 0, limit, len(want)), idx, want)
 		}
 	})
 	sub(t, h, "NotRetained", func(t T, e *env) {
@@ -405,6 +548,8 @@ func testMaxMessageSize(t T, h Harness) {
 		over := make([]byte, size+1)
 		_, err := e.storage().Append(e.ctx, n, 0, [][]byte{[]byte("small, first in batch"), over})
 		expectErr(t, fmt.Sprintf("Append of a batch holding a %d-byte message (MaxMessageSize %d)", size+1, size), err, core.ErrMessageTooLarge)
+		_, err = e.storage().Append(e.ctx, n, 0, [][]byte{over, []byte("small, last in batch")})
+		expectErr(t, fmt.Sprintf("Append of a batch starting with a %d-byte message (MaxMessageSize %d)", size+1, size), err, core.ErrMessageTooLarge)
 		_, err = e.storage().Append(e.ctx, n, 0, [][]byte{over})
 		expectErr(t, fmt.Sprintf("Append of a %d-byte message (MaxMessageSize %d)", size+1, size), err, core.ErrMessageTooLarge)
 		if got := e.fetch(n, 0, 0, 10); len(got) != 0 {
@@ -523,6 +668,118 @@ func testConcurrentReaders(t T, h Harness) {
 		})
 	}
 	wg.Wait()
+}
+
+// testConcurrentReadWrite has readers page through a partition while appenders append to
+// it. Every Fetch must meet its invariants; without Harness.MaxWait (read-your-writes),
+// each reader, going on until caught up after the appenders finished, must have read every
+// message exactly once, in index order: a message never becomes visible below an index
+// Fetch already returned.
+func testConcurrentReadWrite(t T, h Harness) {
+	e := newEnv(t, h)
+	n := e.create("readwrite", 1)
+	appenders, per := h.appenders()
+	appenders, per = min(appenders, 4), min(per, 100)
+	const readers = 4
+	ctx, cancel := context.WithCancel(e.ctx)
+	defer cancel()
+	var appending, reading sync.WaitGroup
+	for w := range appenders {
+		appending.Go(func() {
+			for seq := range per {
+				if _, err := e.storage().Append(ctx, n, 0, [][]byte{fmt.Appendf(nil, "w%03d-%06d", w, seq)}); err != nil {
+					if ctx.Err() == nil {
+						t.Errorf("appender %d, message %d: Append: %v", w, seq, err)
+						cancel()
+					}
+					return
+				}
+			}
+		})
+	}
+	appended := make(chan struct{})
+	go func() {
+		appending.Wait()
+		close(appended)
+	}()
+	seen := make([][]core.Message, readers)
+	for r := range readers {
+		reading.Go(func() {
+			limit := 3 + r*11
+			var from uint64
+			done := false // the appenders had finished before the last Fetch started
+			for {
+				finished := done
+				ms, err := e.storage().Fetch(ctx, n, 0, from, limit)
+				if err != nil {
+					if ctx.Err() == nil {
+						t.Errorf("reader %d: Fetch(from=%d, limit=%d) during appends: %v", r, from, limit, err)
+						cancel()
+					}
+					return
+				}
+				if len(ms) > limit {
+					t.Errorf("reader %d: Fetch(from=%d, limit=%d) returned %d messages", r, from, limit, len(ms))
+					cancel()
+					return
+				}
+				for i, m := range ms {
+					if m.Index < from || (i > 0 && m.Index <= ms[i-1].Index) {
+						t.Errorf("reader %d: Fetch(from=%d) during appends returned indexes %v; want them >= from and strictly increasing", r, from, summary(ms))
+						cancel()
+						return
+					}
+				}
+				if len(ms) > 0 {
+					seen[r] = append(seen[r], ms...)
+					from = ms[len(ms)-1].Index + 1
+					continue
+				}
+				if finished {
+					return
+				}
+				select {
+				case <-appended:
+					done = true
+				case <-ctx.Done():
+					return
+				case <-time.After(readWritePoll): // caught up for now: let the appenders run
+				}
+			}
+		})
+	}
+	reading.Wait()
+	if t.Failed() {
+		return
+	}
+	all := e.readAll(n, 0, 0, 1000, appenders*per)
+	if len(all) != appenders*per {
+		t.Fatalf("read %d messages after %d appenders appended %d each, want %d", len(all), appenders, per, appenders*per)
+	}
+	if h.MaxWait > 0 {
+		return // reads may lag behind appends: a reader may have stopped early
+	}
+	for r, got := range seen {
+		if len(got) != len(all) {
+			t.Errorf("reader %d, paging while appenders appended, read %d messages; want all %d%s", r, len(got), len(all), describeGap(got, indexesOf(all)))
+			continue
+		}
+		for i := range got {
+			if got[i].Index != all[i].Index || !bytes.Equal(got[i].Data, all[i].Data) {
+				t.Errorf("reader %d: message %d is %d:%q, but the partition holds %d:%q there", r, i, got[i].Index, got[i].Data, all[i].Index, all[i].Data)
+				break
+			}
+		}
+	}
+}
+
+// indexesOf returns the indexes of ms.
+func indexesOf(ms []core.Message) []uint64 {
+	out := make([]uint64, len(ms))
+	for i, m := range ms {
+		out[i] = m.Index
+	}
+	return out
 }
 
 func testIsolation(t T, h Harness) {
@@ -696,8 +953,11 @@ func testStreamDeleter(t T, h Harness) {
 	if !ok {
 		t.Skipf("backend %q does not implement core.StreamDeleter", e.caps().Name)
 	}
-	n := e.create("delete", 1)
-	e.append(n, 0, []byte("m"))
+	parts := min(2, e.caps().MaxPartitions)
+	n := e.create("delete", parts)
+	for p := range parts {
+		e.append(n, p, fmt.Appendf(nil, "old-%d", p))
+	}
 	if err := d.DeleteStream(e.ctx, n); err != nil {
 		t.Fatalf("DeleteStream(%q): %v", n, err)
 	}
@@ -708,19 +968,18 @@ func testStreamDeleter(t T, h Harness) {
 	expectErr(t, "DeleteStream of an invalid name", d.DeleteStream(e.ctx, "bad name"), core.ErrInvalidArgument)
 
 	// The name can be created again, as a new stream: its own partition count, none of the
-	// old messages.
-	parts := min(2, e.caps().MaxPartitions)
-	got, err := e.storage().CreateStream(e.ctx, n, parts)
-	if err != nil || got != parts {
-		t.Fatalf("CreateStream(%q, %d) after DeleteStream = %d, %v; want %d, nil", n, parts, got, err, parts)
+	// old messages in any partition.
+	again := min(3, e.caps().MaxPartitions)
+	got, err := e.storage().CreateStream(e.ctx, n, again)
+	if err != nil || got != again {
+		t.Fatalf("CreateStream(%q, %d) after DeleteStream = %d, %v; want %d, nil", n, again, got, err, again)
 	}
-	e.append(n, 0, []byte("again"))
-	msgs, err := e.storage().Fetch(e.ctx, n, 0, 0, 10)
-	if err != nil {
-		t.Fatalf("Fetch of the re-created stream: %v", err)
-	}
-	if len(msgs) != 1 || string(msgs[0].Data) != "again" {
-		t.Fatalf("the re-created stream holds %d messages (%v), want only the one appended after it was created", len(msgs), msgs)
+	idx := e.append(n, 0, []byte("again"))
+	e.expectMessages("the re-created stream, partition 0", e.readAll(n, 0, 0, 10, 1), idx, [][]byte{[]byte("again")})
+	for p := 1; p < again; p++ {
+		if ms := e.fetch(n, p, 0, 10); len(ms) != 0 {
+			t.Errorf("partition %d of the re-created stream holds %v, want nothing", p, summary(ms))
+		}
 	}
 }
 
