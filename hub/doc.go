@@ -35,11 +35,15 @@
 // create only sends the Inits, so a partition that is never used costs no memory or
 // goroutine, and routes learned from an Init survive a hub restart. It handles
 // stream_push, stream_pull and Sluice's sluice_push_batch, sluice_pull_wait and
-// sluice_pull_batch. A worker with no push queued or being appended and no pull running
-// or parked for 5 minutes is retired: its goroutines, mailbox and push queue are released,
-// and the next message for its address registers it again, as after a restart (its indexes
-// come from the backend). Retirement never loses a request: a message racing with it
-// either reaches the worker first, which then stays, or the worker registered again.
+// sluice_pull_batch. A worker that had no push queued or being appended and no pull
+// running or parked for [WithWorkerIdleTimeout] (default 5 minutes; 0 never retires one)
+// is retired: its goroutines, mailbox and push queue are released, and the next message
+// for its address registers a new worker, as after a restart (its indexes come from the
+// backend). Workers check at that interval, so a worker goes between one and two
+// intervals after it was last busy. Retirement never loses a request: a message racing
+// with it either reaches the worker first, which then stays, or the new worker.
+// Metrics.PartitionWorkers and Metrics.PartitionWorkersRetired show how many workers
+// there are and how many were retired.
 //
 // # Pushes
 //
@@ -60,15 +64,21 @@
 // more than fit in one frame together with the reply's routes: the hub pages through the
 // backend and stops before a message that would not fit, so a response is never truncated.
 // An empty list means caught up; a failed fetch is an `error` reply (a sluice_error naming
-// the request for sluice_pull_wait), never an empty list.
+// the request for sluice_pull_wait and sluice_pull_batch), never an empty list.
 //
-// sluice_pull_wait is a long poll: when the partition is caught up the request is parked on
-// the partition and answered when the next append lands (or with no messages when wait_ms,
-// capped by [WithMaxPullWait] and by half the idle timeout, expires). There is no polling loop: the writer wakes the
-// parked requests after each append, those waiting for an index the append reached; the
-// others stay parked. At most [WithMaxParkedPulls] requests park per partition: one
-// beyond is answered at once with no messages. Parked requests of a connection that has
-// closed are dropped, unanswered, when the next append or the cap finds them.
+// A sluice_pull_batch is answered with as many frames as its limit and max_bytes (capped
+// by [WithMaxPullBytes]) allow, sent one after another; a fetch that fails after the
+// first frame ends the batch with an empty last part, and the next pull meets the failure.
+//
+// sluice_pull_wait and sluice_pull_batch are long polls: when the partition is caught up
+// the request is parked on the partition and answered when the next append lands (or with
+// no messages when wait_ms, capped by [WithMaxPullWait] and by half the idle timeout,
+// expires). There is no polling loop: the writer wakes the parked requests after each
+// append, those waiting for an index the append reached; the others stay parked. At most
+// [WithMaxParkedPulls] requests park per partition: one beyond is answered at once with no
+// messages (counted in Metrics.PullWaitsRefused). Parked requests of a connection that has
+// closed are dropped, unanswered, when the next append or the cap finds them. A parked
+// request keeps its partition worker from being retired.
 //
 // # Slow clients and bounds
 //
@@ -78,10 +88,10 @@
 // queued on the connection at once or, when its write queue is full, kept in a backlog
 // for that connection, in order. Replies that carry pulled messages are sent by the pull's
 // own goroutine, which waits for room (backpressure on that pull only). A connection that
-// takes no reply for 5 s, or lets thousands of replies pile up in its backlog, is a slow
-// consumer: the hub closes it (as NATS does) and counts it in Metrics.SlowConsumers. Its
-// client reconnects and sends again what was not answered; a publisher resends the
-// pushes that were not confirmed, so nothing is lost (some messages may be stored twice,
+// takes no reply for 5 s, or lets more than 4096 replies (or 1 MiB of them) pile up in
+// its backlog, is a slow consumer: the hub closes it (as NATS does) and counts it in
+// Metrics.SlowConsumers. Its client reconnects and sends again what was not answered; a
+// publisher resends the pushes that were not confirmed, so nothing is lost (some messages may be stored twice,
 // as always with at-least-once delivery). Replies to a destination that is not a
 // connection of the hub's own TCP transport (a worker of a shared node) are dropped
 // instead.
@@ -110,13 +120,22 @@
 //
 // The largest message is the smaller of the backend's Capabilities().MaxMessageSize and
 // [MaxFrameMessageSize] (what fits in one pull response frame), or less with
-// [WithMaxMessageSize]. [WithMaxConnections] and [WithIdleTimeout] bound the TCP transport.
+// [WithMaxMessageSize]. [WithMaxConnections] and [WithIdleTimeout] bound the TCP
+// transport: a connection accepted beyond the limit is closed at once, before it is read,
+// and its client sees the connection closed.
 //
 // # Metrics and logs
 //
-// [Hub.Metrics] returns counters (pushes, pulls, appends and batch sizes, index requests,
-// errors); [Metrics] renders as JSON, so it can be published with expvar. Logging uses
-// log/slog ([WithLogger]).
+// [Hub.Metrics] returns counters (pushes, pulls, appends and batch sizes, long polls,
+// index requests, errors, slow consumers, refused connections, partition workers retired)
+// and the number of partition workers; [Metrics] renders as JSON, so it can be published
+// with expvar (sluice hub -metrics-addr). Logging uses log/slog ([WithLogger]).
+//
+// A connection refused at the connection limit is counted in Metrics.ConnectionsRefused
+// and logged at Debug; the hub also warns, at most once every 10 s, that it is at its
+// limit, with the limit, the connections refused since its previous warning, and how to
+// raise it ([WithMaxConnections], sluice hub -max-connections). The counter is exact
+// whatever the log level.
 //
 // # Limitations
 //
@@ -126,6 +145,7 @@
 // With a backend that does not implement [core.PartitionCounter], a partition worker exists
 // only once its stream was created on this hub process: after a restart a client must send
 // stream_create again (Sluice's client does on reconnect) before using the route it had.
-// Creating a worker on first use costs one partition-count lookup in the backend, made on
-// the reading goroutine of the connection the message came in on.
+// Creating a worker on first use (after a restart, or after the worker was retired) costs
+// one partition-count lookup in the backend unless the stream was created through this hub
+// process, made on the reading goroutine of the connection the message came in on.
 package hub

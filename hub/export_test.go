@@ -1,5 +1,7 @@
 package hub
 
+import "time"
+
 // QueueLen returns how many push requests wait in the queue of (stream, partition).
 func QueueLen(h *Hub, stream string, partition int) int {
 	h.mu.Lock()
@@ -26,4 +28,12 @@ func PushesClosed(h *Hub, stream string, partition int) bool {
 	p.qmu.RLock()
 	defer p.qmu.RUnlock()
 	return p.closing
+}
+
+// SetRefusedWarnEvery sets the least time between two warnings of h about connections
+// refused at the connection limit.
+func SetRefusedWarnEvery(h *Hub, d time.Duration) {
+	h.refused.mu.Lock()
+	h.refused.every = d
+	h.refused.mu.Unlock()
 }

@@ -25,8 +25,8 @@ const (
 )
 
 // Hub serves the Ockam stream protocol (and Sluice's extensions) on a routing node, storing
-// streams in a backend. Create it with [New], serve TCP with [Hub.Listen] or [Hub.Serve], and
-// stop it with [Hub.Shutdown] or [Hub.Close]. A Hub is safe for concurrent use.
+// streams in a backend. Create it with [New], serve TCP with [Hub.Listen], and stop it with
+// [Hub.Shutdown] or [Hub.Close]. A Hub is safe for concurrent use.
 //
 // The hub does not own the backend: closing the hub does not close it.
 type Hub struct {
@@ -53,6 +53,8 @@ type Hub struct {
 
 	backlogs  backlogs     // replies waiting for their destination (see reply)
 	nBacklogs atomic.Int32 // len(backlogs.m), read without the lock on every reply
+
+	refused refusals // connections refused at the connection limit (see connRefused)
 
 	tcpRef  atomic.Pointer[tcp.Transport] // h.tcp, for slowConsumer and connGone
 	cwmu    sync.Mutex
@@ -109,6 +111,7 @@ func New(backend *core.Backend, opts ...Option) (*Hub, error) {
 		watches:     make(map[string]connWatch),
 	}
 	h.backlogs.m = make(map[string]*backlog)
+	h.refused.every = refusedWarnEvery
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	if cfg.node != nil {
 		h.node = cfg.node
@@ -160,15 +163,16 @@ func (h *Hub) Metrics() Metrics { return h.m.snapshot() }
 // Shutdown stops the hub gracefully: it stops accepting connections (open ones stay) and
 // requests (a request that arrives during the drain, a push included, gets an `error` or
 // `sluice_error` reply: not taken, to send again), appends and confirms every push already
-// queued, answers parked long-poll pulls with what is there,
-// then closes the TCP transport (flushing the replies queued on each connection) and, if the
-// hub created it, the routing node. If ctx ends first (a hard stop), the remaining backend
-// calls are cancelled (their pushes are confirmed with status ERROR), replies still waiting
-// for a slow client are dropped, the connections get at most a second to write the replies
-// already queued on them, and Shutdown returns an error matching ctx's error after closing
-// everything: it does not wait for a client that does not read. Shutdown and Close may be called more
-// than once; later calls wait for the first to finish and return nil. Shutdown does not
-// close the backend.
+// queued (waking the long polls those appends satisfy), answers the long polls still
+// parked with no messages, lets the pulls under way finish, then closes the TCP transport
+// (flushing the replies queued on each connection) and, if the hub created it, the routing
+// node (on a node it was given, it unregisters its workers instead). If ctx ends first (a
+// hard stop), the remaining backend calls are cancelled (their pushes are confirmed with
+// status ERROR), replies still waiting for a slow client are dropped, the connections get
+// at most a second to write the replies already queued on them, and Shutdown returns an
+// error matching ctx's error after closing everything: it does not wait for a client that
+// does not read. Shutdown and Close may be called more than once; later calls wait for the
+// first to finish and return nil. Shutdown does not close the backend.
 func (h *Hub) Shutdown(ctx context.Context) error {
 	var err error
 	h.shutdownOnce.Do(func() { err = h.shutdown(ctx) })
@@ -294,6 +298,9 @@ func (h *Hub) Listen(addr string) (net.Addr, error) {
 	if h.tcp == nil {
 		t, err := tcp.New(h.node,
 			tcp.WithLogger(h.log),
+			// Counts connections refused at the connection limit, and rate-limits the
+			// warning about them (see connRefused).
+			tcp.WithRefusedHook(h.connRefused),
 			tcp.WithMaxConnections(h.cfg.maxConns),
 			tcp.WithIdleTimeout(h.cfg.idleTimeout))
 		if err != nil {
@@ -340,6 +347,7 @@ func (h *Hub) partition(stream string, id int) (*partition, error) {
 		return nil, fmt.Errorf("hub: register partition worker %q: %w", addr, err)
 	}
 	h.partitions[addr] = p
+	h.m.partitionWorkers.Add(1)
 	if !h.closing {
 		go p.run()
 	}

@@ -48,6 +48,7 @@ func TestNewOptions(t *testing.T) {
 		"parked 0":              hub.WithMaxParkedPulls(0),
 		"connections 0":         hub.WithMaxConnections(0),
 		"negative idle":         hub.WithIdleTimeout(-1),
+		"negative worker idle":  hub.WithWorkerIdleTimeout(-1),
 		"fetches 0":             hub.WithMaxConcurrentFetches(0),
 		"nil logger":            hub.WithLogger(nil),
 		"nil node":              hub.WithNode(nil),

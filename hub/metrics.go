@@ -5,8 +5,9 @@ import (
 	"sync/atomic"
 )
 
-// Metrics are the hub's counters. All fields only grow; read them with [Hub.Metrics], which
-// returns a consistent-enough snapshot (each counter is read atomically, the set is not).
+// Metrics are the hub's counters. All fields but PartitionWorkers (a gauge) only grow; read
+// them with [Hub.Metrics], which returns a consistent-enough snapshot (each field is read
+// atomically, the set is not).
 type Metrics struct {
 	// Creates counts stream_create / stream_create_partitioned requests answered with Init.
 	Creates uint64 `json:"creates"`
@@ -19,7 +20,8 @@ type Metrics struct {
 	Pulls uint64 `json:"pulls"`
 	// PulledMessages counts messages sent in pull responses.
 	PulledMessages uint64 `json:"pulled_messages"`
-	// PullWaits counts sluice_pull_wait requests that were parked until an append or expiry.
+	// PullWaits counts long polls (sluice_pull_wait and sluice_pull_batch requests) that
+	// were parked until an append or expiry.
 	PullWaits uint64 `json:"pull_waits"`
 	// PullWaitsRefused counts long polls answered at once, with no messages, because their
 	// partition already had [WithMaxParkedPulls] parked.
@@ -42,6 +44,17 @@ type Metrics struct {
 	// replies: a connection that took none for 5 s, or let thousands pile up, is closed
 	// (see the package doc, "Slow clients and bounds").
 	SlowConsumers uint64 `json:"slow_consumers"`
+	// ConnectionsRefused counts TCP connections closed as soon as they were accepted
+	// because the hub had [WithMaxConnections] open (see the package doc, "Metrics and
+	// logs").
+	ConnectionsRefused uint64 `json:"connections_refused"`
+	// PartitionWorkers is a gauge: the partition workers the hub has now. A worker is
+	// created on the first message for its partition and retired after
+	// [WithWorkerIdleTimeout] without use.
+	PartitionWorkers uint64 `json:"partition_workers"`
+	// PartitionWorkersRetired counts partition workers retired because they were idle;
+	// a partition used again gets a new worker.
+	PartitionWorkersRetired uint64 `json:"partition_workers_retired"`
 }
 
 // String renders the metrics as JSON, so a *Metrics value can be published with expvar.
@@ -54,7 +67,9 @@ func (m Metrics) String() string {
 type counters struct {
 	creates, pushes, pushErrors, pulls, pulledMessages, pullWaits      atomic.Uint64
 	appends, appendedMessages, maxBatch, indexGets, indexSaves, errors atomic.Uint64
-	streamInfos, pullWaitsRefused, slowConsumers                       atomic.Uint64
+	streamInfos, pullWaitsRefused, slowConsumers, connsRefused         atomic.Uint64
+	workersRetired                                                     atomic.Uint64
+	partitionWorkers                                                   atomic.Int64 // a gauge, changed under Hub.mu
 }
 
 func (c *counters) batch(n int) {
@@ -70,20 +85,23 @@ func (c *counters) batch(n int) {
 
 func (c *counters) snapshot() Metrics {
 	return Metrics{
-		Creates:          c.creates.Load(),
-		Pushes:           c.pushes.Load(),
-		PushErrors:       c.pushErrors.Load(),
-		Pulls:            c.pulls.Load(),
-		PulledMessages:   c.pulledMessages.Load(),
-		PullWaits:        c.pullWaits.Load(),
-		Appends:          c.appends.Load(),
-		AppendedMessages: c.appendedMessages.Load(),
-		MaxBatch:         c.maxBatch.Load(),
-		IndexGets:        c.indexGets.Load(),
-		IndexSaves:       c.indexSaves.Load(),
-		StreamInfos:      c.streamInfos.Load(),
-		Errors:           c.errors.Load(),
-		PullWaitsRefused: c.pullWaitsRefused.Load(),
-		SlowConsumers:    c.slowConsumers.Load(),
+		Creates:                 c.creates.Load(),
+		Pushes:                  c.pushes.Load(),
+		PushErrors:              c.pushErrors.Load(),
+		Pulls:                   c.pulls.Load(),
+		PulledMessages:          c.pulledMessages.Load(),
+		PullWaits:               c.pullWaits.Load(),
+		Appends:                 c.appends.Load(),
+		AppendedMessages:        c.appendedMessages.Load(),
+		MaxBatch:                c.maxBatch.Load(),
+		IndexGets:               c.indexGets.Load(),
+		IndexSaves:              c.indexSaves.Load(),
+		StreamInfos:             c.streamInfos.Load(),
+		Errors:                  c.errors.Load(),
+		PullWaitsRefused:        c.pullWaitsRefused.Load(),
+		SlowConsumers:           c.slowConsumers.Load(),
+		ConnectionsRefused:      c.connsRefused.Load(),
+		PartitionWorkers:        uint64(max(c.partitionWorkers.Load(), 0)),
+		PartitionWorkersRetired: c.workersRetired.Load(),
 	}
 }

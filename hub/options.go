@@ -38,6 +38,8 @@ const (
 	DefaultMaxConcurrentFetches = 64
 	// DefaultMaxAppendsInFlight is the default for [WithMaxAppendsInFlight].
 	DefaultMaxAppendsInFlight = 4
+	// DefaultWorkerIdleTimeout is the default for [WithWorkerIdleTimeout].
+	DefaultWorkerIdleTimeout = 5 * time.Minute
 
 	// routeReserve is the room a pull response leaves for its routes when the hub derives the
 	// largest message size from the frame size: a message that fits with routes this long
@@ -68,6 +70,7 @@ type config struct {
 	idleTimeout      time.Duration
 	maxFetches       int
 	maxInFlight      int
+	workerIdle       time.Duration
 	node             *routing.Node
 }
 
@@ -85,6 +88,7 @@ func defaultConfig() config {
 		idleTimeout:      DefaultIdleTimeout,
 		maxFetches:       DefaultMaxConcurrentFetches,
 		maxInFlight:      DefaultMaxAppendsInFlight,
+		workerIdle:       DefaultWorkerIdleTimeout,
 	}
 }
 
@@ -199,8 +203,10 @@ func WithMaxParkedPulls(n int) Option {
 	}
 }
 
-// WithMaxConnections caps concurrent TCP connections accepted by [Hub.Serve] (default
-// [DefaultMaxConnections]).
+// WithMaxConnections caps the concurrent TCP connections of the hub's transport (see
+// [Hub.Listen]; default [DefaultMaxConnections]). A connection accepted beyond the cap is
+// closed at once, without a reply; each is counted in Metrics.ConnectionsRefused, and the
+// hub warns about them, at most once every 10 s (see the package doc, "Metrics and logs").
 func WithMaxConnections(n int) Option {
 	return func(c *config) error {
 		if n < 1 {
@@ -259,6 +265,25 @@ func WithMaxAppendsInFlight(n int) Option {
 			return invalid("max appends in flight %d is outside [1, 1024]", n)
 		}
 		c.maxInFlight = n
+		return nil
+	}
+}
+
+// WithWorkerIdleTimeout retires a partition worker that has been idle for d: no push
+// queued or being appended, no pull running or parked (default
+// [DefaultWorkerIdleTimeout]; 0 never retires one). A worker checks every d whether it was
+// idle since its previous check, so it is retired between d and 2d after it was last
+// busy. Retiring releases its goroutines, mailbox and push queue; the next message for its
+// address registers a new worker, as after a restart (see the package doc, "Services").
+// A shorter d frees the memory of partitions used now and then sooner, at the cost of
+// creating their workers again more often; each creation may cost a partition-count
+// lookup in the backend (see "Limitations").
+func WithWorkerIdleTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 0 {
+			return invalid("worker idle timeout %v is negative", d)
+		}
+		c.workerIdle = d
 		return nil
 	}
 }

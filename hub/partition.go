@@ -113,7 +113,8 @@ type partition struct {
 	// Retirement of an idle worker (see retire.go). started counts the push requests
 	// queued and the pulls begun, ended those confirmed and finished: the worker is busy
 	// while they differ. retireTimer checks every retireAfter whether the worker was idle
-	// since its last check (idleSeen, started+ended then, guarded by h.mu) and retires it.
+	// since its last check (idleSeen, started+ended then, guarded by h.mu) and retires it;
+	// it is nil when workers are never retired (WithWorkerIdleTimeout(0)).
 	started     atomic.Uint64
 	ended       atomic.Uint64
 	retireAfter time.Duration
@@ -170,7 +171,7 @@ type pullReq struct {
 }
 
 // newPartition returns the worker of (stream, id), with its retirement timer running (see
-// retireIfIdle). h.mu is held.
+// retireIfIdle) unless workers are never retired. h.mu is held.
 func newPartition(h *Hub, stream string, id int) *partition {
 	addr := partitionAddr(stream, id)
 	p := &partition{
@@ -183,10 +184,12 @@ func newPartition(h *Hub, stream string, id int) *partition {
 		quit:        make(chan struct{}),
 		done:        make(chan struct{}),
 		waiters:     make(map[*waiter]struct{}),
-		retireAfter: idleRetireAfter,
+		retireAfter: h.cfg.workerIdle,
 	}
-	// The timer's func takes h.mu before it reads p.retireTimer.
-	p.retireTimer = time.AfterFunc(p.retireAfter, p.retireIfIdle)
+	if p.retireAfter > 0 {
+		// The timer's func takes h.mu before it reads p.retireTimer.
+		p.retireTimer = time.AfterFunc(p.retireAfter, p.retireIfIdle)
+	}
 	return p
 }
 
@@ -215,7 +218,9 @@ func (p *partition) enqueue(ctx context.Context, r *pushReq) error {
 // It never waits for the writer: senders blocked on a full queue leave when quit closes. It
 // stops the retirement timer (one already firing finds the hub closing or p retired).
 func (p *partition) closeQueue() {
-	p.retireTimer.Stop()
+	if p.retireTimer != nil {
+		p.retireTimer.Stop()
+	}
 	p.quitOnce.Do(func() { close(p.quit) })
 	p.qmu.Lock()
 	if !p.closing {

@@ -1,13 +1,9 @@
 package hub
 
-import "time"
-
-// idleRetireAfter is how long a partition worker must have been idle (no push queued or
-// being appended, no pull running or parked) before it is retired: its mailbox, its
-// goroutines and its push queue are released, and the node's fallback registers a new
-// worker on the next message for its address, as after a restart. A variable so that tests
-// can shorten it; it is read when a worker is created.
-var idleRetireAfter = 5 * time.Minute
+// A partition worker that has been idle (no push queued or being appended, no pull
+// running or parked) for WithWorkerIdleTimeout is retired: its mailbox, its goroutines and
+// its push queue are released, and the node's fallback registers a new worker on the next
+// message for its address, as after a restart.
 
 // retireIfIdle runs on p's retirement timer, every p.retireAfter while p is in use. It
 // retires p when it was idle since the previous check: it removes p from the node with
@@ -51,6 +47,8 @@ func (p *partition) retireIfIdle() {
 		return
 	}
 	delete(h.partitions, p.addr)
+	h.m.partitionWorkers.Add(-1)
+	h.m.workersRetired.Add(1)
 	p.closeQueue() // the writer returns at once: nothing is queued
 	h.log.Debug("idle partition worker retired", "stream", p.stream, "partition", p.id)
 }

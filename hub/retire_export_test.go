@@ -1,18 +1,5 @@
 package hub
 
-import (
-	"testing"
-	"time"
-)
-
-// SetIdleRetireAfter sets how long a partition worker created from now on may stay idle
-// before it is retired, until t ends.
-func SetIdleRetireAfter(t testing.TB, d time.Duration) {
-	old := idleRetireAfter
-	idleRetireAfter = d
-	t.Cleanup(func() { idleRetireAfter = old })
-}
-
 // PartitionWorker returns the worker of (stream, partition) as an opaque value, nil when
 // none is registered, so that tests can tell whether it was replaced.
 func PartitionWorker(h *Hub, stream string, partition int) any {
@@ -29,4 +16,13 @@ func Partitions(h *Hub) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return len(h.partitions)
+}
+
+// RetireTimerRunning reports whether the worker of (stream, partition) has a retirement
+// timer; false when there is no such worker.
+func RetireTimerRunning(h *Hub, stream string, partition int) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	p := h.partitions[partitionAddr(stream, partition)]
+	return p != nil && p.retireTimer != nil
 }

@@ -21,10 +21,9 @@ const retireGuard = 20 * time.Second
 // before afterwards, with the indexes going on where they were.
 func TestIdlePartitionWorkersRetire(t *testing.T) {
 	const parts = 8
-	hub.SetIdleRetireAfter(t, 20*time.Millisecond)
 	b := openMemory(t)
 	defer b.Close()
-	h, addr := hubtest.Start(t, b, hub.WithLogger(quietLogger))
+	h, addr := hubtest.Start(t, b, hub.WithLogger(quietLogger), hub.WithWorkerIdleTimeout(20*time.Millisecond))
 	c := hubtest.Dial(t, addr)
 	streams := c.CreatePartitioned(wire.ProtocolCreatePartitioned, "", parts)
 	// No worker yet: a create registers none.
@@ -64,6 +63,11 @@ func TestIdlePartitionWorkersRetire(t *testing.T) {
 	for round := range uint64(3) {
 		use(round)
 		waitRetired(round)
+		// Each round created a worker per partition, and each was retired (a worker may
+		// also have retired within a round, when the test ran slowly).
+		if m := h.Metrics(); m.PartitionWorkers != 0 || m.PartitionWorkersRetired < parts*(round+1) {
+			t.Fatalf("round %d: metrics partition_workers %d, partition_workers_retired %d; want 0 and at least %d", round, m.PartitionWorkers, m.PartitionWorkersRetired, parts*(round+1))
+		}
 	}
 
 	// A parked long poll keeps its worker: the push that answers it must reach the worker
@@ -78,6 +82,9 @@ func TestIdlePartitionWorkersRetire(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	time.Sleep(10 * 20 * time.Millisecond) // ten idle periods: a chance to retire it wrongly
+	if m := h.Metrics(); m.PartitionWorkers != 1 {
+		t.Errorf("metrics partition_workers %d with one long poll parked, want 1", m.PartitionWorkers)
+	}
 	c2 := hubtest.Dial(t, addr)
 	if pc := c2.Push(s, 10, []byte("p0-m3")); pc.Status != wire.StatusOK || pc.Index != 3 {
 		t.Fatalf("push after the long poll parked: %+v", pc)
@@ -98,10 +105,9 @@ func TestPushesRaceRetirement(t *testing.T) {
 		bursts  = 60
 		perPush = 3 // pushes per burst, pipelined
 	)
-	hub.SetIdleRetireAfter(t, 200*time.Microsecond)
 	b := openMemory(t)
 	defer b.Close()
-	h, addr := hubtest.Start(t, b, hub.WithLogger(quietLogger))
+	h, addr := hubtest.Start(t, b, hub.WithLogger(quietLogger), hub.WithWorkerIdleTimeout(200*time.Microsecond))
 	streams := hubtest.Dial(t, addr).CreatePartitioned(wire.ProtocolCreatePartitioned, "", parts)
 
 	// Sample the workers meanwhile, to check that retirement did race with the pushes.
@@ -221,4 +227,32 @@ func TestPushesRaceRetirement(t *testing.T) {
 		t.Errorf("%d workers seen for %d partitions: no worker was retired while pushes went on", len(seen), parts)
 	}
 	t.Logf("%d workers seen for %d partitions", len(seen), parts)
+}
+
+// TestWorkerIdleTimeoutZeroNeverRetires checks that WithWorkerIdleTimeout(0) keeps idle
+// partition workers: none has a retirement timer, and an idle worker is still the same
+// one after a while.
+func TestWorkerIdleTimeoutZeroNeverRetires(t *testing.T) {
+	b := openMemory(t)
+	defer b.Close()
+	h, addr := hubtest.Start(t, b, hub.WithLogger(quietLogger), hub.WithWorkerIdleTimeout(0))
+	c := hubtest.Dial(t, addr)
+	s := c.Create("")
+	if pc := c.Push(s, 1, []byte("a")); pc.Status != wire.StatusOK {
+		t.Fatalf("push: %+v", pc)
+	}
+	w := hub.PartitionWorker(h, s.Name, int(s.Partition))
+	if w == nil {
+		t.Fatal("no partition worker after a push")
+	}
+	if hub.RetireTimerRunning(h, s.Name, int(s.Partition)) {
+		t.Error("the worker has a retirement timer with WithWorkerIdleTimeout(0)")
+	}
+	time.Sleep(100 * time.Millisecond) // idle: a chance to retire it wrongly
+	if got := hub.PartitionWorker(h, s.Name, int(s.Partition)); got != w {
+		t.Errorf("the idle worker was replaced (%p, was %p) with WithWorkerIdleTimeout(0)", got, w)
+	}
+	if m := h.Metrics(); m.PartitionWorkers != 1 || m.PartitionWorkersRetired != 0 {
+		t.Errorf("metrics partition_workers %d, partition_workers_retired %d; want 1 and 0", m.PartitionWorkers, m.PartitionWorkersRetired)
+	}
 }

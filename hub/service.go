@@ -213,7 +213,7 @@ func generateName() string {
 }
 
 // HandleMessage makes the partition the routing worker of its local address: it handles
-// stream_push, stream_pull, sluice_push_batch and sluice_pull_wait.
+// stream_push, stream_pull, sluice_push_batch, sluice_pull_wait and sluice_pull_batch.
 func (p *partition) HandleMessage(ctx context.Context, msg *routing.Message) error {
 	h := p.h
 	bp, ok := h.decodePayload(msg)

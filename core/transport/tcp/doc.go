@@ -47,7 +47,8 @@
 // An accepted connection must deliver its first frame within the handshake timeout. Any
 // connection on which no frame arrives for the idle timeout is closed. Connections beyond
 // the maximum (accepted and dialled together) are refused: accepted ones are closed at once,
-// dials fail with [ErrTooManyConnections].
+// dials fail with [ErrTooManyConnections]. Each refused accepted connection is logged as a
+// warning, or, with [WithRefusedHook], handed to the hook (and logged at Debug).
 //
 // # Lifetime
 //

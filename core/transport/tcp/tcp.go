@@ -54,6 +54,7 @@ type options struct {
 	writeTimeout     time.Duration
 	closeTimeout     time.Duration
 	relay            bool
+	onRefused        func(remote string, err error)
 }
 
 func positive(name string, v int) error {
@@ -85,6 +86,21 @@ func WithLogger(l *slog.Logger) Option {
 // (default DefaultMaxConnections).
 func WithMaxConnections(n int) Option {
 	return func(o *options) error { o.maxConns = n; return positive("max connections", n) }
+}
+
+// WithRefusedHook calls f for each accepted connection that the transport closes at once
+// because it is at WithMaxConnections (err matches ErrTooManyConnections), from the goroutine
+// that accepts connections: f must not block. With f set the transport logs such a refusal at
+// Debug instead of Warn, so that the owner (a hub, say) can count refusals and rate-limit its
+// own warning.
+func WithRefusedHook(f func(remote string, err error)) Option {
+	return func(o *options) error {
+		if f == nil {
+			return fmt.Errorf("%w: tcp: nil refused hook", core.ErrInvalidOption)
+		}
+		o.onRefused = f
+		return nil
+	}
 }
 
 // WithWriteQueueSize sets the number of frames each connection queues for its writer
@@ -271,8 +287,14 @@ func (t *Transport) acceptLoop(ln net.Listener) {
 		}
 		delay = 0
 		if _, err := t.start(nc, "", true); err != nil {
-			t.log.Warn("tcp: refused connection", "remote", nc.RemoteAddr().String(), "err", err)
+			remote := nc.RemoteAddr().String()
 			nc.Close()
+			if f := t.opts.onRefused; f != nil && errors.Is(err, ErrTooManyConnections) {
+				t.log.Debug("tcp: refused connection", "remote", remote, "err", err)
+				f(remote, err)
+				continue
+			}
+			t.log.Warn("tcp: refused connection", "remote", remote, "err", err)
 		}
 	}
 }

@@ -305,6 +305,37 @@ func TestMaxConnections(t *testing.T) {
 	}
 }
 
+// TestRefusedHook: each connection refused at the limit reaches the hook, with an error
+// matching ErrTooManyConnections.
+func TestRefusedHook(t *testing.T) {
+	type refusal struct {
+		remote string
+		err    error
+	}
+	refused := make(chan refusal, 4)
+	server := newSide(t, WithMaxConnections(1), WithRefusedHook(func(remote string, err error) {
+		refused <- refusal{remote, err}
+	}))
+	addr := server.listen(t)
+	first := dialRaw(t, addr)
+	echoVia(first, "1")
+	for range 2 {
+		dialRaw(t, addr).expectClosed()
+		select {
+		case r := <-refused:
+			if !errors.Is(r.err, ErrTooManyConnections) || r.remote == "" {
+				t.Fatalf("hook got (%q, %v), want the remote address and ErrTooManyConnections", r.remote, r.err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the hook was not called for a connection refused at the limit")
+		}
+	}
+	echoVia(first, "2")
+	if n := len(refused); n != 0 {
+		t.Fatalf("%d more refusals reported than connections refused", n)
+	}
+}
+
 func TestHandshakeAndIdleTimeout(t *testing.T) {
 	server := newSide(t, WithHandshakeTimeout(50*time.Millisecond), WithIdleTimeout(100*time.Millisecond))
 	addr := server.listen(t)
@@ -393,7 +424,7 @@ func TestOptionsValidated(t *testing.T) {
 	n, err := routing.NewNode(routing.WithLogger(quiet))
 	must(t, err)
 	defer n.Close()
-	for _, o := range []Option{WithMaxConnections(0), WithWriteQueueSize(0), WithIdleTimeout(-1), WithLogger(nil), WithCloseTimeout(0)} {
+	for _, o := range []Option{WithMaxConnections(0), WithWriteQueueSize(0), WithIdleTimeout(-1), WithLogger(nil), WithCloseTimeout(0), WithRefusedHook(nil)} {
 		if _, err := New(n, o); !errors.Is(err, core.ErrInvalidOption) {
 			t.Errorf("err = %v, want ErrInvalidOption", err)
 		}

@@ -32,7 +32,21 @@ func init() {
 Run a Sluice hub. Devices create streams, push and pull messages through it with the Ockam
 stream protocol over TCP; the hub stores them in a backend chosen by URL. It prints
 "sluice hub listening on ADDRESS" once it accepts connections, and stops gracefully on
-SIGINT or SIGTERM: it confirms every push in flight, answers waiting pulls, then exits.
+SIGINT or SIGTERM: it stops accepting connections, confirms every push it had taken,
+answers waiting pulls, then exits. Requests that arrive meanwhile are answered as not
+taken, and Sluice clients send them again once the hub is back. What is not done within
+-shutdown-timeout is abandoned: pushes whose append was cut short are confirmed with
+status ERROR.
+
+Partition workers are created on first use and retired after -worker-idle-timeout without
+use; a retired partition works as before, its next message creates a new worker.
+
+With -metrics-addr, the hub's counters are served as JSON under "sluice" at
+http://ADDR/debug/vars: pushes, pulls, appends, errors, slow_consumers (connections closed
+because they did not read their replies), connections_refused (connections closed at
+once because the hub had -max-connections open; also warned about in the log, at most
+every 10s), partition_workers (now) and partition_workers_retired, and more: see
+go doc ./hub Metrics.
 
 Backends (the URL's scheme):
   bbolt:PATH or bbolt:///abs/path  embedded, durable (default: bbolt:sluice-data); PATH is a
@@ -63,9 +77,10 @@ func hubFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
 	listen := fs.String("listen", envOr("SLUICE_LISTEN", defaultListen), "TCP address to accept connections on (env SLUICE_LISTEN)")
 	backendURL := fs.String("backend", envOr("SLUICE_BACKEND", defaultBackend), "backend URL (env SLUICE_BACKEND)")
 	maxMsg := fs.Int("max-message-size", 0, "largest message in bytes (0: the smaller of the backend's limit and what fits in a frame)")
-	maxConns := fs.Int("max-connections", hub.DefaultMaxConnections, "most concurrent TCP connections")
+	maxConns := fs.Int("max-connections", hub.DefaultMaxConnections, "most concurrent TCP connections; more are closed at once (see connections_refused)")
 	idle := fs.Duration("idle-timeout", hub.DefaultIdleTimeout, "close a connection that sends nothing for this long (0: never); long polls are held at most half of it")
 	maxWait := fs.Duration("max-pull-wait", hub.DefaultMaxPullWait, "longest a long-poll pull is held (at most half of -idle-timeout)")
+	workerIdle := fs.Duration("worker-idle-timeout", hub.DefaultWorkerIdleTimeout, "retire a partition worker unused for this long, freeing its memory (0: never)")
 	metricsAddr := fs.String("metrics-addr", "", "serve metrics as JSON at http://ADDR/debug/vars (empty: off)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	grace := fs.Duration("shutdown-timeout", 30*time.Second, "how long a graceful stop may take before in-flight work is abandoned")
@@ -88,6 +103,18 @@ func hubFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
 				return err
 			}
 		}
+		if *maxMsg < 0 || *maxMsg > hub.MaxFrameMessageSize {
+			return usageErr("-max-message-size %d: want 1 to %d (what fits in a frame), or 0 for the largest the backend allows", *maxMsg, hub.MaxFrameMessageSize)
+		}
+		if *maxConns < 1 {
+			return usageErr("-max-connections %d: want 1 or more", *maxConns)
+		}
+		if *idle < 0 {
+			return usageErr("-idle-timeout %v: want 0 (never) or more", *idle)
+		}
+		if *workerIdle < 0 {
+			return usageErr("-worker-idle-timeout %v: want 0 (never) or more", *workerIdle)
+		}
 		if *maxWait <= 0 {
 			return usageErr("-max-pull-wait %v: want more than 0 (with 0 every waiting tail would poll in a loop)", *maxWait)
 		}
@@ -100,6 +127,7 @@ func hubFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
 			hub.WithMaxConnections(*maxConns),
 			hub.WithIdleTimeout(*idle),
 			hub.WithMaxPullWait(*maxWait),
+			hub.WithWorkerIdleTimeout(*workerIdle),
 		}
 		if *maxMsg != 0 {
 			opts = append(opts, hub.WithMaxMessageSize(*maxMsg))
