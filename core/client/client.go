@@ -7,10 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluicehq/sluice/core"
 	"github.com/sluicehq/sluice/core/routing"
+	"github.com/sluicehq/sluice/core/transport/tcp"
 	"github.com/sluicehq/sluice/core/wire"
 )
 
@@ -98,12 +100,46 @@ func WithIdleTimeout(d time.Duration) Option {
 	}
 }
 
+// ErrClosedBeforeAnswer matches the error of a session whose TCP connection to the hub (see
+// [Dial]) closed before anything arrived on it, sooner than the client's idle timeout could
+// have closed it: the hub, or something between it and the client, accepted the connection
+// and closed it without a reply. A hub at its connection limit (hub.WithMaxConnections,
+// "sluice hub -max-connections") does that. The error matches [core.ErrUnavailable] too;
+// publishers and consumers retry.
+var ErrClosedBeforeAnswer = errors.New("client: the hub closed the connection before answering (it may be at its connection limit)")
+
 // link is one way to reach the hub node: the route prefix to it, a channel closed when that
-// way breaks (nil when the transport cannot tell), and a way to release it.
+// way breaks (nil when the transport cannot tell), a way to release it, and what is known of
+// its TCP connection (nil unless the client was made by Dial).
 type link struct {
 	route wire.Route
 	done  <-chan struct{}
 	close func()
+	conn  *connState
+}
+
+// connState is what a client made by Dial knows of one TCP connection to the hub: when it
+// was opened, whether anything arrived on it, and its Done channel.
+type connState struct {
+	opened time.Time
+	idle   time.Duration // the connection's idle timeout
+	done   <-chan struct{}
+	heard  atomic.Bool
+}
+
+// unanswered reports whether the link's connection closed, or is closing, without anything
+// having arrived on it, sooner than its idle timeout could have closed it.
+func (l link) unanswered() bool {
+	st := l.conn
+	return st != nil && !st.heard.Load() && (st.idle <= 0 || time.Since(st.opened) < st.idle)
+}
+
+// lostErr is the error of a session whose link closed.
+func (l link) lostErr() error {
+	if l.unanswered() {
+		return fmt.Errorf("%w: %w", ErrClosedBeforeAnswer, core.ErrUnavailable)
+	}
+	return fmt.Errorf("client: connection to the hub lost: %w", core.ErrUnavailable)
 }
 
 // Client connects a local [routing.Node] to a hub. Publishers and consumers made from it
@@ -126,6 +162,32 @@ type Client struct {
 	stopped  chan struct{}          // made by the first Close, closed when it has finished
 	closeErr error                  // the first Close's result, set before stopped is closed
 	children map[io.Closer]struct{} // publishers and consumers not closed yet
+
+	connMu sync.Mutex
+	conns  map[string]*connState // TCP connections (Dial) by local address; closed ones pruned
+}
+
+// connState returns the state of the TCP connection at local address addr, whose Done
+// channel is done, recording it when it is new; it forgets connections that have closed.
+func (c *Client) connState(addr string, done <-chan struct{}) *connState {
+	c.connMu.Lock()
+	defer c.connMu.Unlock()
+	if st := c.conns[addr]; st != nil {
+		return st
+	}
+	for a, st := range c.conns {
+		select {
+		case <-st.done:
+			delete(c.conns, a)
+		default:
+		}
+	}
+	if c.conns == nil {
+		c.conns = map[string]*connState{}
+	}
+	st := &connState{opened: time.Now(), idle: c.idle, done: done}
+	c.conns[addr] = st
+	return st
 }
 
 // track registers a publisher or consumer, closed by Client.Close if still open.
@@ -316,7 +378,7 @@ func (c *Client) openSession(ctx context.Context, handler func(*session, string,
 		go func() { // owned by the session: ends when the link breaks or the session closes
 			select {
 			case <-l.done:
-				s.fail(fmt.Errorf("client: connection to the hub lost: %w", core.ErrUnavailable))
+				s.fail(l.lostErr())
 			case <-s.stop:
 			}
 		}()
@@ -408,6 +470,12 @@ func (s *session) sendMsg(ctx context.Context, msg wire.TransportMessage, borrow
 	}
 	if err != nil {
 		if ctx.Err() == nil {
+			if s.link.unanswered() && (errors.Is(err, tcp.ErrConnectionClosed) || errors.Is(err, routing.ErrNoRoute)) {
+				// The connection closed (or is closing) before the hub answered on it.
+				err = fmt.Errorf("client: send: %w: %w: %w", ErrClosedBeforeAnswer, core.ErrUnavailable, err)
+				s.fail(err)
+				return err
+			}
 			s.fail(fmt.Errorf("client: send: %w: %w", core.ErrUnavailable, err))
 		}
 		return err
@@ -418,6 +486,9 @@ func (s *session) sendMsg(ctx context.Context, msg wire.TransportMessage, borrow
 // handle is the session's worker: it routes each reply to the request waiting for it, or
 // to the handler.
 func (s *session) handle(_ context.Context, m *routing.Message) error {
+	if st := s.link.conn; st != nil && !st.heard.Load() {
+		st.heard.Store(true) // the hub answered on this connection
+	}
 	bp, err := wire.DecodeBasePayload(m.Payload)
 	if err != nil {
 		return fmt.Errorf("client: reply from %s: %w", m.ReturnRoute, err)

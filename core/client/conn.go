@@ -196,9 +196,14 @@ collect:
 // creating it (sluice_stream_info). exists false with a nil error means the stream does not
 // exist. A hub that cannot tell returns an error matching [ErrRejected].
 func (c *Conn) StreamInfo(ctx context.Context, stream string) (partitions int, exists bool, err error) {
-	id := c.nextID()
+	return c.s.streamInfo(ctx, c.nextID(), stream, c.timeout)
+}
+
+// streamInfo asks the hub whether stream exists and how many partitions it has, without
+// creating it (see Conn.StreamInfo); id numbers the request.
+func (s *session) streamInfo(ctx context.Context, id uint64, stream string, timeout time.Duration) (partitions int, exists bool, err error) {
 	payload := wire.EncodePayload(wire.ProtocolStreamInfo, wire.StreamInfoRequest{RequestID: id, StreamName: stream})
-	r, err := c.s.call(ctx, c.s.route(c.s.c.cfg.streamService), waitKey{"info", id}, payload, c.timeout)
+	r, err := s.call(ctx, s.route(s.c.cfg.streamService), waitKey{"info", id}, payload, timeout)
 	if err != nil {
 		return 0, false, fmt.Errorf("client: stream info %q: %w", stream, err)
 	}

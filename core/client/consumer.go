@@ -77,8 +77,10 @@ type consumerConfig struct {
 	policy         ErrorPolicy
 	logger         *slog.Logger
 	onSessionError func(error)
+	onSessionStart func()
 	unhandled      func() (uint64, bool)
 	saveInterval   time.Duration
+	noCreate       bool
 }
 
 // ConsumerOption configures a [Consumer]. Options are validated by [NewConsumer]; an
@@ -269,6 +271,37 @@ func WithConsumerSessionErrors(f func(error)) ConsumerOption {
 	}
 }
 
+// WithoutCreate makes the consumer never create its stream. Each session first asks the hub
+// whether the stream exists (sluice_stream_info, which creates nothing); when it does not —
+// at the start, or after a reconnect because the stream was deleted or the hub came back on
+// another backend — [Consumer.Run] returns an error matching [core.ErrStreamNotFound]
+// instead of creating it. Without this option a consumer creates a missing stream
+// (stream_create), as Ockam's stream clients do.
+//
+// The route to the stream's worker comes from the hub's Init: the first session that finds
+// the stream sends stream_create for it (creating an existing stream only re-sends Init),
+// so a stream deleted between that check and that create is created again; later sessions
+// reuse the worker's address and send no stream_create at all. A hub that cannot tell
+// whether the stream exists (it answers sluice_stream_info with an error, or not at all)
+// fails the session, which is retried.
+func WithoutCreate() ConsumerOption {
+	return func(c *consumerConfig) error { c.noCreate = true; return nil }
+}
+
+// WithConsumerSessionStart calls f each time a session has started: the consumer reached
+// the hub, found (or created) the stream and knows where to read from, and is about to pull.
+// With [WithConsumerSessionErrors] it lets an application say when the hub can be reached
+// again after a failure. f runs in Run's goroutine and must return quickly.
+func WithConsumerSessionStart(f func()) ConsumerOption {
+	return func(c *consumerConfig) error {
+		if f == nil {
+			return fmt.Errorf("%w: client: nil session start handler", core.ErrInvalidOption)
+		}
+		c.onSessionStart = f
+		return nil
+	}
+}
+
 // ConsumerStats are a consumer's counters since it was created.
 type ConsumerStats struct {
 	Received      uint64 // messages received in pull responses
@@ -308,6 +341,11 @@ type Consumer struct {
 	known   bool   // next is initialised (from the saved index or the start index)
 	unsaved bool   // next moved past the saved index
 	reqID   uint64
+
+	// worker is the local address of the stream's worker on the hub, from the first Init
+	// (WithoutCreate: later sessions reuse it instead of creating the stream). Only Run's
+	// goroutine uses it.
+	worker *wire.Address
 
 	received, handled, handlerErrors, skipped, dups, saves, pullErrors, reconnects atomic.Uint64
 }
@@ -394,10 +432,12 @@ func (c *Consumer) Close() error {
 }
 
 // Run pulls and handles messages until ctx ends (it returns ctx.Err()), Close is called (it
-// returns nil), or, under the Stop policy, a handler fails for good (it returns a
-// *[HandlerError]). Connection failures, timeouts and hub errors are retried with backoff;
-// they never end Run and a failed pull is never taken for "no messages". Run must not be
-// called twice at the same time.
+// returns nil), under the Stop policy a handler fails for good (it returns a
+// *[HandlerError]), or, with [WithoutCreate], the stream does not exist (it returns an error
+// matching [core.ErrStreamNotFound]). Connection failures, timeouts and hub errors are
+// retried with backoff; they never end Run and a failed pull is never taken for "no
+// messages". Once ctx has ended, Run starts no new session; it only tries once, briefly, to
+// save a position it has not saved yet. Run must not be called twice at the same time.
 func (c *Consumer) Run(ctx context.Context) error {
 	if !c.running.TryLock() {
 		return fmt.Errorf("%w: client: consumer of %q is already running", core.ErrInvalidArgument, c.stream)
@@ -419,24 +459,19 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}()
 	failures := 0
 	for first := true; ; first = false {
+		if ctx.Err() != nil { // ended during the backoff, or before Run started
+			return c.exit(ctx)
+		}
 		if !first {
 			c.reconnects.Add(1)
 		}
 		progressed, err := c.session(ctx)
 		if ctx.Err() != nil {
-			if err := c.finalSave(); err != nil {
-				// Harmless: the messages after the last saved index are handled again.
-				c.log.Warn("sluice consumer: saving the position at exit failed", "err", err)
-			}
-			select {
-			case <-c.closed:
-				return nil
-			default:
-				return ctx.Err()
-			}
+			return c.exit(ctx)
 		}
 		var he *HandlerError
-		if errors.As(err, &he) {
+		var nf *streamNotFound
+		if errors.As(err, &he) || errors.As(err, &nf) {
 			return err
 		}
 		if progressed {
@@ -452,6 +487,63 @@ func (c *Consumer) Run(ctx context.Context) error {
 			continue // handled at the top of the next iteration
 		}
 	}
+}
+
+// exit ends Run after ctx ended: it saves the position if it moved since the last save and
+// returns Run's result.
+func (c *Consumer) exit(ctx context.Context) error {
+	if err := c.finalSave(); err != nil {
+		// Harmless: the messages after the last saved index are handled again.
+		c.log.Warn("sluice consumer: saving the position at exit failed", "err", err)
+	}
+	select {
+	case <-c.closed:
+		return nil
+	default:
+		return ctx.Err()
+	}
+}
+
+// streamNotFound is the error of a session that found no stream (WithoutCreate); it ends
+// Run. It matches core.ErrStreamNotFound.
+type streamNotFound struct{ stream string }
+
+func (e *streamNotFound) Error() string {
+	return fmt.Sprintf("client: consumer: stream %q does not exist on the hub, and the consumer does not create it (WithoutCreate): %v", e.stream, core.ErrStreamNotFound)
+}
+
+func (e *streamNotFound) Unwrap() error { return core.ErrStreamNotFound }
+
+// streamRoute returns the route to the stream's worker on session s. Without WithoutCreate
+// it creates the stream (stream_create) and takes the route from the Init. With it, it first
+// asks the hub whether the stream exists, and returns a *streamNotFound when it does not;
+// then it reuses the worker's address learned from an earlier Init, or creates the stream
+// (which exists) to learn it.
+func (c *Consumer) streamRoute(ctx context.Context, s *session) (wire.Route, error) {
+	if !c.cfg.noCreate {
+		return s.createStream(ctx, c.stream, c.cfg.requestTimeout)
+	}
+	_, exists, err := s.streamInfo(ctx, c.nextID(), c.stream, c.cfg.requestTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("client: consumer of %q: %w", c.stream, err)
+	}
+	if !exists {
+		return nil, &streamNotFound{c.stream}
+	}
+	if c.worker != nil {
+		return s.route(string(c.worker.Value)), nil
+	}
+	route, err := s.createStream(ctx, c.stream, c.cfg.requestTimeout)
+	if err != nil {
+		return nil, err
+	}
+	// The worker is a local address of the hub node (every Sluice hub's is); another kind
+	// is not reused, and each session creates the stream to learn the route again.
+	if w := route[len(route)-1]; w.Type == wire.AddressLocal {
+		w.Value = append([]byte(nil), w.Value...)
+		c.worker = &w
+	}
+	return route, nil
 }
 
 // finalSave tries once, briefly, to save a position that moved since the last save (Run is
@@ -523,7 +615,10 @@ func (c *Consumer) session(ctx context.Context) (progressed bool, err error) {
 		return false, err
 	}
 	defer s.close()
-	route, err := s.createStream(ctx, c.stream, c.cfg.requestTimeout)
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	route, err := c.streamRoute(ctx, s)
 	if err != nil {
 		return false, err
 	}
@@ -552,6 +647,9 @@ func (c *Consumer) session(ctx context.Context) (progressed bool, err error) {
 		}
 		p.savedPos, p.hasSaved = pos, true
 		deferred = pos < next
+	}
+	if c.cfg.onSessionStart != nil {
+		c.cfg.onSessionStart()
 	}
 	for {
 		if p.pull == nil {

@@ -20,7 +20,9 @@ import (
 // of waiting for its requests to time out. A request that times out ends only its own
 // session and leaves the connection to the others: a hub that is slow to answer one stream
 // does not cut off the rest. A connection that stopped delivering altogether is closed after
-// the idle timeout ([WithIdleTimeout]), which ends every session on it.
+// the idle timeout ([WithIdleTimeout]), which ends every session on it. A connection that
+// the hub closes before answering anything on it (a hub at its connection limit accepts and
+// closes at once) fails its sessions with an error matching [ErrClosedBeforeAnswer].
 func Dial(addr string, opts ...Option) (*Client, error) {
 	if addr == "" {
 		return nil, fmt.Errorf("%w: client: empty hub address", core.ErrInvalidOption)
@@ -39,20 +41,22 @@ func Dial(addr string, opts ...Option) (*Client, error) {
 		return nil, fmt.Errorf("client: %w", err)
 	}
 	c := &Client{node: node, ownNode: true, cfg: cfg, idle: cfg.idleTimeout}
-	c.dial = func(ctx context.Context) (link, error) { return tcpLink(ctx, tr, addr) }
+	c.dial = func(ctx context.Context) (link, error) { return c.tcpLink(ctx, tr, addr) }
 	return c, nil
 }
 
 // tcpLink connects to addr, or reuses the transport's open connection to it: done is that
 // connection's Done channel. Releasing the link leaves the connection open for the others.
-func tcpLink(ctx context.Context, tr *tcp.Transport, addr string) (link, error) {
+func (c *Client) tcpLink(ctx context.Context, tr *tcp.Transport, addr string) (link, error) {
 	a, err := tr.Connect(ctx, addr)
 	if err != nil {
 		return link{}, err
 	}
+	done := tr.Done(a) // already closed if the connection closed since Connect
 	return link{
 		route: wire.Route{a},
-		done:  tr.Done(a), // already closed if the connection closed since Connect
+		done:  done,
 		close: func() {},
+		conn:  c.connState(string(a.Value), done),
 	}, nil
 }

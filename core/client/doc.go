@@ -11,19 +11,21 @@
 // A message is delivered when the hub confirms it (PushConfirm OK, sent only after the
 // backend append is durable). The publisher numbers requests uniquely, keeps up to a window
 // of messages in flight (Publish blocks while the window is full), gives each request its
-// own timeout, and after any failure — a lost connection, a timeout, an ERROR reply —
+// own timeout, and after a failure of its session — a lost connection, a timeout —
 // reconnects with exponential backoff and jitter, creates the stream again and resends
 // every unconfirmed message in its original order. A push the hub did not take (it is
-// shutting down) is resent the same way; only a status ERROR counts as a refusal
-// ([WithMaxRejections]). A session that ends with nothing in flight (its idle connection was
-// closed) is no failure: the publisher connects again when it has a message to send. With
-// [WithOutbox], unconfirmed messages are kept in a bbolt file and resent first after a
-// device restart. [Publisher.Flush] reports messages that failed for good.
+// shutting down) is resent the same way. A push the hub refused (status ERROR: storing it
+// failed) ends no session: only its messages are sent again, after a backoff, and only such
+// refusals count against [WithMaxRejections]. A session that ends with nothing in flight
+// (its idle connection was closed) is no failure: the publisher connects again when it has
+// a message to send. With [WithOutbox], unconfirmed messages are kept in a bbolt file and
+// resent first after a device restart. [Publisher.Flush] reports messages that failed for
+// good.
 //
 // So messages can be stored twice, never lost once confirmed, and the first occurrence of
 // each of a publisher's messages keeps the publish order (see [Publisher] for the one
-// exception, a hub that fails an append). [PublisherStats] counts resends
-// and possible duplicates; a receiver that needs exactly-once processing drops duplicates
+// exception, a hub that fails an append). [PublisherStats] counts resends, refusals and
+// possible duplicates; a receiver that needs exactly-once processing drops duplicates
 // (a secure channel does).
 //
 // The consumer reads from its saved index (the hub's index service, or a local
@@ -35,7 +37,10 @@
 // works through a page, the pull for the next page and the save of the handled position are
 // already in flight (at most one of each per session). [WithSaveInterval] saves less often
 // (Kafka's auto.commit.interval.ms); [WithUnhandled] holds the saved position back before
-// messages that the handler handed on and that are not handled yet.
+// messages that the handler handed on and that are not handled yet. Publishers and
+// consumers create a missing stream; a consumer with [WithoutCreate] never does: its Run
+// ends with an error matching [core.ErrStreamNotFound] when the stream does not exist, at
+// the start or after a reconnect.
 //
 // # Configuration
 //
@@ -47,7 +52,9 @@
 // Errors match the sentinels of package core with errors.Is: [core.ErrClosed] after Close,
 // [core.ErrMessageTooLarge] for a message that cannot fit a frame ([MaxMessageSize]),
 // [core.ErrInvalidArgument] for a bad stream name, [core.ErrUnavailable] when the hub
-// cannot be reached; [ErrTimeout], [ErrRejected] and [ErrProtocol] say why a session failed.
+// cannot be reached; [ErrTimeout], [ErrRejected], [ErrProtocol] and [ErrClosedBeforeAnswer]
+// (a hub that accepted the connection and closed it at once: typically one at its
+// connection limit) say why a session failed.
 //
 // # Limitations
 //

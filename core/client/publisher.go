@@ -99,7 +99,8 @@ func WithCloseTimeout(d time.Duration) PublisherOption {
 	}
 }
 
-// WithBackoff sets the backoff between reconnect attempts (default DefaultBackoff).
+// WithBackoff sets the backoff between reconnect attempts, and before the messages of a
+// request the hub refused are sent again (default DefaultBackoff).
 func WithBackoff(b Backoff) PublisherOption {
 	return func(c *publisherConfig) error {
 		if err := b.validate(); err != nil {
@@ -154,12 +155,15 @@ func WithMaxMessageSize(n int) PublisherOption {
 
 // WithMaxRejections makes the publisher give up on a message that the hub refused (status
 // ERROR: it tried to store the message and failed) n times: its Ack completes with an error
-// matching [ErrGaveUp] and the message leaves the outbox. After a refused batch the
-// publisher sends its messages one by one, so that only the message the hub refuses is
-// counted. Lost connections, timeouts and requests the hub did not take (an `error` or
-// `sluice_error` reply, which a hub that is shutting down sends) never count: those
-// messages are resent. The default, 0, retries forever (at-least-once); a limit trades that
-// for not blocking behind a message the hub will never take.
+// matching [ErrGaveUp] and the message leaves the outbox. A refused request ends neither the
+// session nor the connection: only its messages are sent again, after a backoff
+// ([WithBackoff]) during which the publisher sends nothing new, while the requests already
+// in flight go on. After a refused batch the publisher sends its messages one by one, so
+// that only the message the hub refuses is counted. Lost connections, timeouts and requests
+// the hub did not take (an `error` or `sluice_error` reply, which a hub that is shutting
+// down sends) never count: those messages are resent. The default, 0, retries forever
+// (at-least-once); a limit trades that for not blocking behind a message the hub will never
+// take.
 func WithMaxRejections(n int) PublisherOption {
 	return func(c *publisherConfig) error {
 		if n < 0 {
@@ -183,9 +187,11 @@ func WithPublisherLogger(l *slog.Logger) PublisherOption {
 
 // WithPublisherSessionErrors calls f with the error of every failed session, before the
 // publisher retries (what it logs as "session failed; reconnecting"): a lost or refused
-// connection, a timeout, a refused request. f runs in the publisher's goroutine and must
-// return quickly. It lets an application say why messages are not being confirmed, as a
-// NATS ErrorHandler does.
+// connection, a timeout, a request the hub did not take. f is also called with the error of
+// every push request the hub refused (status ERROR, matching [ErrRejected] but not
+// [core.ErrUnavailable]), which ends no session, before its messages are sent again. f runs
+// in the publisher's goroutine and must return quickly. It lets an application say why
+// messages are not being confirmed, as a NATS ErrorHandler does.
 func WithPublisherSessionErrors(f func(error)) PublisherOption {
 	return func(c *publisherConfig) error {
 		if f == nil {
@@ -204,13 +210,19 @@ type PublisherStats struct {
 	Sent uint64
 	// Confirmed counts messages confirmed by the hub.
 	Confirmed uint64
-	// Retried counts session failures (timeout, ERROR reply, lost connection) after which
-	// the publisher reconnected and resent.
+	// Retried counts session failures (timeout, lost connection, a request the hub did not
+	// take) after which the publisher reconnected and resent every unconfirmed message.
 	Retried uint64
-	// Resent counts messages sent again after a session failure.
+	// Refused counts messages in push requests the hub refused (status ERROR), once per
+	// refusal. A refusal is no session failure: only those messages are sent again (see
+	// [WithMaxRejections]).
+	Refused uint64
+	// Resent counts messages sent again after a session failure or a refusal.
 	Resent uint64
 	// DuplicatesPossible counts resent messages whose earlier transmission had left this
-	// process: the hub may have stored them, so the stream may hold them twice.
+	// process: the hub may have stored them, so the stream may hold them twice. A refused
+	// message counts too when it is sent again: a backend that reported a failure may have
+	// stored it all the same (a Kafka produce that timed out, for example).
 	DuplicatesPossible uint64
 	// Timeouts counts requests whose timer fired before their confirm arrived.
 	Timeouts uint64
@@ -233,6 +245,7 @@ type entry struct {
 	slot    bool   // holds a window slot
 	ready   bool   // durable in the outbox (always true without one)
 	sentGen uint64 // session generation of the last transmission; 0 = never sent
+	retry   bool   // refused (status ERROR) in generation sentGen: send it again
 	refused int    // ERROR replies to requests holding only this message
 	done    bool
 }
@@ -259,6 +272,11 @@ type pushRequest struct {
 // occurrences of a publisher's messages in the stream keep their order. One exception: when
 // the hub refuses a request (status ERROR: its backend failed), requests already in flight
 // behind it may be appended before the refused messages are sent again.
+//
+// A refused request ends neither the session nor the connection: only its messages are sent
+// again, after a backoff during which the publisher sends nothing new (so that the exception
+// stays limited to requests already in flight), and the other requests in flight are not
+// sent twice. See [WithMaxRejections].
 //
 // Methods are safe for concurrent use. Close stops it.
 type Publisher struct {
@@ -292,6 +310,16 @@ type Publisher struct {
 	removeq   []uint64      // confirmed outbox sequence numbers to delete
 	sess      *session      // current session; replies of others are ignored
 	isolate   int           // send this many next requests with one message each
+	// A refused request (status ERROR) pauses sending for a backoff (paused, until
+	// pauseTimer fires; pauseSeq tells its timer from older ones); refusals counts the
+	// refusals since the last confirm, for that backoff; refusalErrs are the refusals the run
+	// loop has not logged and reported yet.
+	paused      bool
+	pauseSeq    uint64
+	pauseTimer  *time.Timer
+	pauseUntil  time.Time
+	refusals    int
+	refusalErrs []error
 	// undelivered counts the messages that failed (Ack with an error) since a Flush last
 	// reported failures; undeliveredErr is the first one's error.
 	undelivered    int
@@ -299,7 +327,7 @@ type Publisher struct {
 
 	sessionProgress atomic.Bool // a confirm arrived since the run loop last looked
 
-	published, sent, confirmed, retried, resent, dups, timeouts, reconnects, recovered, failedMsgs atomic.Uint64
+	published, sent, confirmed, retried, refused, resent, dups, timeouts, reconnects, recovered, failedMsgs atomic.Uint64
 }
 
 // NewPublisher returns a publisher to stream (created on the hub if it does not exist) and
@@ -570,6 +598,7 @@ func (p *Publisher) Close() error {
 			r.timer.Stop()
 		}
 		p.reqs = map[uint64]*pushRequest{}
+		p.unpauseLocked()
 		removals := p.takeRemovalsLocked()
 		p.mu.Unlock()
 		var errs []error
@@ -607,6 +636,7 @@ func (p *Publisher) Stats() PublisherStats {
 		Sent:               p.sent.Load(),
 		Confirmed:          p.confirmed.Load(),
 		Retried:            p.retried.Load(),
+		Refused:            p.refused.Load(),
 		Resent:             p.resent.Load(),
 		DuplicatesPossible: p.dups.Load(),
 		Timeouts:           p.timeouts.Load(),
@@ -790,11 +820,13 @@ func (p *Publisher) session() (ready bool, err error) {
 		r.timer.Stop()
 	}
 	clear(p.reqs)
+	p.unpauseLocked() // the run loop backed off before this session; it resends everything
 	p.mu.Unlock()
 	for {
 		if err := p.removeConfirmed(); err != nil {
 			p.log.Error("sluice publisher: outbox", "err", err)
 		}
+		p.reportRefusals()
 		if err := p.sendQueued(s, route, gen, budget); err != nil {
 			return true, err
 		}
@@ -838,11 +870,15 @@ func (p *Publisher) sendQueued(s *session, route wire.Route, gen uint64, budget 
 			p.mu.Unlock()
 			return err
 		}
+		if p.paused { // after a refusal: nothing is sent before its messages (resume)
+			p.mu.Unlock()
+			return nil
+		}
 		var batch []*entry
 		var tooLarge []*entry // or refused too often: they fail
 		size := 0
 		for _, e := range p.queue {
-			if e.done || e.sentGen == gen {
+			if e.done || e.sentGen == gen && !e.retry {
 				continue
 			}
 			if !e.ready {
@@ -900,7 +936,7 @@ func (p *Publisher) sendQueued(s *session, route wire.Route, gen uint64, budget 
 				resent++
 				dups++
 			}
-			e.sentGen = gen
+			e.sentGen, e.retry = gen, false
 		}
 		if p.isolate > 0 {
 			p.isolate--
@@ -924,6 +960,73 @@ func (p *Publisher) sendQueued(s *session, route wire.Route, gen uint64, budget 
 		}
 		if err := s.sendBorrowed(p.ctx, route, p.encBuf); err != nil {
 			return fmt.Errorf("client: send %s to %q: %w", proto, p.stream, err)
+		}
+	}
+}
+
+// refusedLocked handles a push request that the hub refused (status ERROR: it tried to store
+// the messages and failed) (p.mu held). The session and the connection are fine, so only
+// that request's messages are sent again, on the same session, after a backoff: sending
+// pauses until then, so that no message published after them is sent before them, while
+// the requests already in flight go on. A refused batch is sent again one message per
+// request, so that only the message the hub refuses counts against [WithMaxRejections].
+func (p *Publisher) refusedLocked(r *pushRequest, err error) {
+	p.refused.Add(uint64(len(r.entries)))
+	if len(r.entries) == 1 {
+		r.entries[0].refused++
+	} else {
+		p.isolate = max(p.isolate, len(r.entries))
+	}
+	for _, e := range r.entries {
+		e.retry = true
+	}
+	p.refusals++
+	if !p.paused {
+		d := p.cfg.backoff.Delay(p.refusals)
+		p.paused = true
+		p.pauseSeq++
+		seq := p.pauseSeq
+		p.pauseUntil = time.Now().Add(d)
+		p.pauseTimer = time.AfterFunc(d, func() { p.resume(seq) })
+	}
+	p.refusalErrs = append(p.refusalErrs, err)
+	p.signal()
+}
+
+// resume ends the pause seq after a refusal (on the pause's timer); a later pause, or a new
+// session, made seq stale.
+func (p *Publisher) resume(seq uint64) {
+	p.mu.Lock()
+	if p.pauseSeq == seq {
+		p.paused = false
+	}
+	p.mu.Unlock()
+	p.signal()
+}
+
+// unpauseLocked ends a pause after a refusal and stops its timer (p.mu held).
+func (p *Publisher) unpauseLocked() {
+	p.paused = false
+	p.pauseSeq++
+	if p.pauseTimer != nil {
+		p.pauseTimer.Stop()
+		p.pauseTimer = nil
+	}
+}
+
+// reportRefusals logs the refused requests that the run loop has not reported yet and hands
+// their errors to the session error handler ([WithPublisherSessionErrors]), in the run
+// goroutine, before their messages are sent again.
+func (p *Publisher) reportRefusals() {
+	p.mu.Lock()
+	errs := p.refusalErrs
+	p.refusalErrs = nil
+	retryIn := max(time.Until(p.pauseUntil), 0)
+	p.mu.Unlock()
+	for _, err := range errs {
+		p.log.Warn("sluice publisher: the hub refused a push request; sending its messages again", "err", err, "retry_in", retryIn)
+		if p.cfg.onSessionError != nil {
+			p.cfg.onSessionError(err)
 		}
 	}
 }
@@ -1002,21 +1105,17 @@ func (p *Publisher) onReply(s *session, protocol string, data []byte) {
 	}
 	delete(p.reqs, id)
 	r.timer.Stop()
-	if !ok || len(indexes) != len(r.entries) {
-		if ok {
-			err = fmt.Errorf("client: push request %d to %q: %d indexes confirmed for %d messages", id, p.stream, len(indexes), len(r.entries))
-		} else {
-			err = fmt.Errorf("client: push request %d to %q: %w (status ERROR)", id, p.stream, ErrRejected)
-			if len(r.entries) == 1 {
-				r.entries[0].refused++
-			} else {
-				p.isolate = max(p.isolate, len(r.entries))
-			}
-		}
-		p.failLocked(r.gen, err)
+	if !ok {
+		p.refusedLocked(r, fmt.Errorf("client: push request %d to %q: %w (status ERROR)", id, p.stream, ErrRejected))
 		p.mu.Unlock()
 		return
 	}
+	if len(indexes) != len(r.entries) {
+		p.failLocked(r.gen, fmt.Errorf("client: push request %d to %q: %d indexes confirmed for %d messages", id, p.stream, len(indexes), len(r.entries)))
+		p.mu.Unlock()
+		return
+	}
+	p.refusals = 0
 	slots := 0
 	for i, e := range r.entries {
 		e.done = true

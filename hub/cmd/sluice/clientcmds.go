@@ -576,52 +576,33 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		// The consumer would create a missing stream: check first that it exists. pull fails
-		// at once when the hub cannot be reached; tail says so and waits for it.
-		watch := &hubWatch{cmd: "tail", addr: *hubAddr, w: sio.err}
-		for n := 1; ; n++ {
+		// The consumer never creates the stream (WithoutCreate): Run ends with
+		// core.ErrStreamNotFound when it does not exist, at the start or after a reconnect
+		// (a hub restarted on another backend, a deleted stream). pull checks first, so
+		// that it fails at once when the hub cannot be reached; tail says so and retries.
+		if !follow {
 			exists, err := streamExists(ctx, c, stream)
 			if ctx.Err() != nil {
 				return nil // interrupted (Ctrl-C)
 			}
-			if err == nil && !exists {
-				return errNoStream(stream, *hubAddr)
-			}
-			if err == nil {
-				break
-			}
-			if !follow {
+			if err != nil {
 				return &hubError{*hubAddr, err}
 			}
-			watch.fail(err)
-			if core.Sleep(ctx, client.DefaultBackoff.Delay(n)) != nil {
-				return nil
+			if !exists {
+				return errNoStream(stream, *hubAddr)
 			}
 		}
-		watch.ok()
+		watch := &hubWatch{cmd: "tail", addr: *hubAddr, w: sio.err}
 
 		var (
 			mu      sync.Mutex
 			count   uint64
 			last    = time.Now()
 			lastErr error // a session failure after the last message
-			gone    bool  // the hub answered that the stream does not exist (any more)
 		)
-		// recheck ends when pull stops at -idle or -max (and with ctx).
-		recheck, stopRecheck := context.WithCancel(ctx)
-		defer stopRecheck()
-		// The checks after a failure use a client of their own: the consumer's connection
-		// stays down, so that the session Run still starts after onFail ended it fails to
-		// connect instead of creating the stream.
-		probe, err := client.Dial(*hubAddr, client.WithLogger(log))
-		if err != nil {
-			return err
-		}
-		defer probe.Close()
-		// onFail runs in Run's goroutine after a session failed, before the consumer opens
-		// the next session, which would create the stream if the hub lost it (a hub
-		// restarted on another backend, a deleted stream): it waits until the hub answers
-		// and ends Run when the stream is gone. tail warns once per outage meanwhile.
+		// onFail runs in Run's goroutine after a session failed, before the consumer
+		// retries; tail warns once per outage, and says when it reaches the hub again
+		// (onStart).
 		onFail := func(err error) {
 			mu.Lock()
 			lastErr = err
@@ -629,28 +610,10 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 			if follow {
 				watch.fail(err)
 			}
-			for n := 1; ; n++ {
-				exists, err := streamExists(recheck, probe, stream)
-				if recheck.Err() != nil {
-					return
-				}
-				if err == nil {
-					if !exists {
-						mu.Lock()
-						gone = true
-						mu.Unlock()
-						cancel()
-					} else if follow {
-						watch.ok()
-					}
-					return
-				}
-				if follow {
-					watch.fail(err)
-				}
-				if core.Sleep(recheck, client.DefaultBackoff.Delay(n)) != nil {
-					return
-				}
+		}
+		onStart := func() {
+			if follow {
+				watch.ok()
 			}
 		}
 		enc := json.NewEncoder(sio.out)
@@ -676,9 +639,11 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 			return nil
 		}
 		opts := []client.ConsumerOption{
+			client.WithoutCreate(),
 			client.WithStartIndex(*from),
 			client.WithConsumerLogger(log),
 			client.WithConsumerSessionErrors(onFail),
+			client.WithConsumerSessionStart(onStart),
 			client.WithErrorPolicy(client.Stop),
 			client.WithHandlerRetries(0, client.DefaultBackoff),
 		}
@@ -709,7 +674,6 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 					done := (maxMsgs > 0 && count >= maxMsgs) || time.Since(last) >= idle
 					mu.Unlock()
 					if done {
-						stopRecheck()
 						_ = cons.Close()
 						return
 					}
@@ -717,10 +681,7 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 			}()
 		}
 		err = cons.Run(ctx)
-		mu.Lock()
-		streamGone := gone
-		mu.Unlock()
-		if streamGone {
+		if errors.Is(err, core.ErrStreamNotFound) {
 			return errNoStream(stream, *hubAddr)
 		}
 		if ctx.Err() != nil && !errors.Is(err, errDone) {

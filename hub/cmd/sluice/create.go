@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"time"
@@ -88,6 +89,9 @@ func createFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error
 			if err != nil {
 				if len(seen) > 0 && ctx.Err() == nil {
 					break // quiet: all Inits are in
+				}
+				if errors.Is(err, core.ErrUnavailable) {
+					return &hubError{*hubAddr, err}
 				}
 				return err
 			}

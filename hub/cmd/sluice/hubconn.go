@@ -61,6 +61,8 @@ func (e *hubError) Error() string {
 		return fmt.Sprintf("cannot reach hub %s: %v%s", e.addr, cause, hubHint)
 	case errors.Is(e.cause, client.ErrRejected):
 		return fmt.Sprintf("hub %s refused the request: %v", e.addr, e.cause)
+	case errors.Is(e.cause, client.ErrClosedBeforeAnswer):
+		return fmt.Sprintf("hub %s closed the connection before answering: it may be at its connection limit (sluice hub -max-connections)", e.addr)
 	case errors.Is(e.cause, core.ErrUnavailable):
 		return fmt.Sprintf("lost the connection to hub %s", e.addr)
 	case errors.Is(e.cause, client.ErrTimeout):

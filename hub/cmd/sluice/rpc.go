@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/client"
 	"github.com/sluicehq/sluice/core/routing"
 	"github.com/sluicehq/sluice/core/transport/tcp"
 	"github.com/sluicehq/sluice/core/wire"
@@ -14,8 +16,11 @@ import (
 // one local worker that receives every reply.
 type rpc struct {
 	node    *routing.Node
+	tr      *tcp.Transport
 	hub     wire.Address
 	replies chan reply
+	done    <-chan struct{} // the connection's Done channel, once send connected
+	heard   bool            // a reply arrived (recv)
 }
 
 type reply struct {
@@ -30,11 +35,12 @@ func dialRPC(hubAddr string) (*rpc, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := tcp.New(node, tcp.WithLogger(discard)); err != nil {
+	tr, err := tcp.New(node, tcp.WithLogger(discard))
+	if err != nil {
 		node.Close()
 		return nil, err
 	}
-	r := &rpc{node: node, hub: wire.TCP(hubAddr), replies: make(chan reply, 64)}
+	r := &rpc{node: node, tr: tr, hub: wire.TCP(hubAddr), replies: make(chan reply, 64)}
 	err = node.Register(rpcAddress, routing.WorkerFunc(func(ctx context.Context, m *routing.Message) error {
 		bp, err := wire.DecodeBasePayload(m.Payload)
 		if err != nil {
@@ -57,6 +63,13 @@ func (r *rpc) Close() error { return r.node.Close() }
 
 // send sends protocol/e to the service at the hub's local address service.
 func (r *rpc) send(ctx context.Context, service, protocol string, e wire.Encoder) error {
+	// Connect first, to learn when the connection closes (see recv); messages routed to
+	// the hub's TCP address use this connection.
+	a, err := r.tr.Connect(ctx, string(r.hub.Value))
+	if err != nil {
+		return err
+	}
+	r.done = r.tr.Done(a)
 	return r.node.Send(ctx, wire.TransportMessage{
 		OnwardRoute: wire.Route{r.hub, wire.Local(service)},
 		ReturnRoute: wire.Route{wire.Local(rpcAddress)},
@@ -64,19 +77,38 @@ func (r *rpc) send(ctx context.Context, service, protocol string, e wire.Encoder
 	})
 }
 
-// recv returns the next reply; an `error` reply becomes an error carrying its reason.
+// recv returns the next reply; an `error` reply becomes an error carrying its reason. A
+// connection that closed before any reply arrived is a hub that accepted it and closed it
+// at once, as one at its connection limit does (client.ErrClosedBeforeAnswer).
 func (r *rpc) recv(ctx context.Context) (reply, error) {
 	select {
 	case rep := <-r.replies:
-		if rep.bp.Protocol == wire.ProtocolError {
-			e, err := wire.DecodeErrorPayload(rep.bp.Data)
-			if err != nil {
-				return reply{}, fmt.Errorf("hub sent an undecodable error reply: %w", err)
-			}
-			return reply{}, fmt.Errorf("hub: %s", e.Reason)
+		r.heard = true
+		return r.decode(rep)
+	case <-r.done:
+		select {
+		case rep := <-r.replies: // arrived before the connection closed
+			r.heard = true
+			return r.decode(rep)
+		default:
 		}
-		return rep, nil
+		if !r.heard {
+			return reply{}, fmt.Errorf("%w: %w", client.ErrClosedBeforeAnswer, core.ErrUnavailable)
+		}
+		return reply{}, fmt.Errorf("connection to the hub lost: %w", core.ErrUnavailable)
 	case <-ctx.Done():
 		return reply{}, fmt.Errorf("no reply from the hub: %w", context.Cause(ctx))
 	}
+}
+
+// decode turns an `error` reply into an error carrying its reason.
+func (r *rpc) decode(rep reply) (reply, error) {
+	if rep.bp.Protocol == wire.ProtocolError {
+		e, err := wire.DecodeErrorPayload(rep.bp.Data)
+		if err != nil {
+			return reply{}, fmt.Errorf("hub sent an undecodable error reply: %w", err)
+		}
+		return reply{}, fmt.Errorf("hub: %s", e.Reason)
+	}
+	return rep, nil
 }

@@ -71,3 +71,62 @@ func TestTailDoesNotRecreateStreamAfterReconnect(t *testing.T) {
 		t.Errorf("tail: exit %d, stdout %q, stderr:\n%s\nwant exit 1, \"one\", and that the stream does not exist", r.code, r.out, r.err)
 	}
 }
+
+// A stream deleted while tail follows it (the hub stays up) ends tail once it reconnects,
+// saying that the stream does not exist: tail never creates it again.
+func TestTailStopsWhenStreamIsDeleted(t *testing.T) {
+	addr := freeAddr(t)
+	b, err := core.Open(t.Context(), "memory://")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	// A short long poll: the poll parked on the deleted stream ends sooner.
+	h, err := hub.New(b, hub.WithLogger(discard), hub.WithMaxPullWait(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = h.Shutdown(ctx)
+	}()
+	if _, err := h.Listen(addr); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "", "create", "-hub", addr, "orders")
+	mustRun(t, "", "push", "-hub", addr, "orders", "one")
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := runAsync(ctx, strings.NewReader(""), "tail", "-hub", addr, "-client-id", "dash", "-raw", "orders")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if i, err := b.Index.GetIndex(t.Context(), "dash", "orders", 0); err == nil && i == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("tail did not save its position within 30s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	del, ok := b.Storage.(core.StreamDeleter)
+	if !ok {
+		t.Fatal("the memory backend cannot delete streams")
+	}
+	if err := del.DeleteStream(t.Context(), "orders"); err != nil {
+		t.Fatal(err)
+	}
+	var r cmdResult
+	select {
+	case r = <-done:
+	case <-time.After(30 * time.Second):
+		cancel()
+		r = <-done
+	}
+	if _, err := b.Storage.Fetch(t.Context(), "orders", 0, 0, 1); !errors.Is(err, core.ErrStreamNotFound) {
+		t.Errorf("after tail reconnected, stream \"orders\" exists again (Fetch error %v): tail created it", err)
+	}
+	if r.code != 1 || r.out != "one\n" || !strings.Contains(r.err, `stream "orders" does not exist on hub `+addr) {
+		t.Errorf("tail: exit %d, stdout %q, stderr:\n%s\nwant exit 1, \"one\", and that the stream does not exist", r.code, r.out, r.err)
+	}
+}
