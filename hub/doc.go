@@ -26,8 +26,10 @@
 //     get sees the save; requests for different keys run concurrently.
 //
 // The stream service also answers Sluice's sluice_stream_info (does a stream exist, and
-// with how many partitions) without creating anything, from the backend when it implements
-// [core.PartitionCounter] and otherwise from the streams created through this hub.
+// with how many partitions) and sluice_stream_open (the same, with one reply per partition
+// sent from its worker's address, so that a client learns the routes to an existing stream)
+// without creating anything, from the backend when it implements [core.PartitionCounter]
+// and otherwise from the streams created through this hub.
 //
 // Each stream partition has one worker, at the local address "stream.<name>.<partition>".
 // It is registered on the first message for that address when the stream has that
@@ -97,10 +99,10 @@
 // instead.
 //
 // Requests in progress are bounded (see [WithMaxConcurrentFetches]): a worker takes a
-// slot before it starts a goroutine for a pull, an index request, a create or a
-// sluice_stream_info, and waits in its mailbox while none is free, which slows down the
-// connections that send to it. So a flood of requests, or a slow broker, costs the hub a
-// bounded number of goroutines.
+// slot before it starts a goroutine for a pull, an index request, a create, a
+// sluice_stream_info or a sluice_stream_open, and waits in its mailbox while none is free,
+// which slows down the connections that send to it. So a flood of requests, or a slow
+// broker, costs the hub a bounded number of goroutines.
 //
 // # Errors
 //

@@ -37,6 +37,8 @@ type Metrics struct {
 	IndexSaves uint64 `json:"index_saves"`
 	// StreamInfos counts sluice_stream_info requests answered.
 	StreamInfos uint64 `json:"stream_infos"`
+	// StreamOpens counts sluice_stream_open requests answered.
+	StreamOpens uint64 `json:"stream_opens"`
 	// Errors counts `error` and `sluice_error` replies sent (unknown protocol, undecodable
 	// payload, backend failure, shutdown).
 	Errors uint64 `json:"errors"`
@@ -68,7 +70,7 @@ type counters struct {
 	creates, pushes, pushErrors, pulls, pulledMessages, pullWaits      atomic.Uint64
 	appends, appendedMessages, maxBatch, indexGets, indexSaves, errors atomic.Uint64
 	streamInfos, pullWaitsRefused, slowConsumers, connsRefused         atomic.Uint64
-	workersRetired                                                     atomic.Uint64
+	workersRetired, streamOpens                                        atomic.Uint64
 	partitionWorkers                                                   atomic.Int64 // a gauge, changed under Hub.mu
 }
 
@@ -97,6 +99,7 @@ func (c *counters) snapshot() Metrics {
 		IndexGets:               c.indexGets.Load(),
 		IndexSaves:              c.indexSaves.Load(),
 		StreamInfos:             c.streamInfos.Load(),
+		StreamOpens:             c.streamOpens.Load(),
 		Errors:                  c.errors.Load(),
 		PullWaitsRefused:        c.pullWaitsRefused.Load(),
 		SlowConsumers:           c.slowConsumers.Load(),

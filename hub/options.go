@@ -238,9 +238,10 @@ func WithIdleTimeout(d time.Duration) Option {
 // It also bounds the requests in progress, so that a flood of requests, or a slow backend,
 // costs the hub no more goroutines and memory than that: at most 4n pulls (each from its
 // fetch until its reply is queued on the connection), 4n index requests (queued or
-// running) and n stream creates and sluice_stream_info requests. A worker that receives a
-// request beyond these waits, with the rest of its mailbox, until one finishes; its
-// mailbox fills up and the connections that send to it are slowed down (backpressure).
+// running) and n stream creates, sluice_stream_info and sluice_stream_open requests. A
+// worker that receives a request beyond these waits, with the rest of its mailbox, until
+// one finishes; its mailbox fills up and the connections that send to it are slowed down
+// (backpressure).
 func WithMaxConcurrentFetches(n int) Option {
 	return func(c *config) error {
 		if n < 1 {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluicehq/sluice/core"
@@ -78,8 +79,11 @@ func (h *Hub) handleStream(ctx context.Context, msg *routing.Message) error {
 	case wire.ProtocolStreamInfo:
 		h.handleStreamInfo(ctx, msg, bp)
 		return nil
+	case wire.ProtocolStreamOpen:
+		h.handleStreamOpen(ctx, msg, bp)
+		return nil
 	default:
-		h.unknownProtocol(msg, bp.Protocol, wire.ProtocolCreate, wire.ProtocolCreatePartitioned, wire.ProtocolCreatePartitions, wire.ProtocolStreamInfo)
+		h.unknownProtocol(msg, bp.Protocol, wire.ProtocolCreate, wire.ProtocolCreatePartitioned, wire.ProtocolCreatePartitions, wire.ProtocolStreamInfo, wire.ProtocolStreamOpen)
 		return nil
 	}
 	if h.isClosing() {
@@ -148,32 +152,75 @@ func (h *Hub) create(ctx context.Context, protocol, stream string, partitions ui
 	return nil
 }
 
-// handleStreamInfo answers sluice_stream_info on a task goroutine (the backend call may be
-// slow), bounded like creates.
+// handleStreamInfo answers sluice_stream_info (see streamQuery).
 func (h *Hub) handleStreamInfo(ctx context.Context, msg *routing.Message, bp wire.BasePayload) {
 	req, err := wire.DecodeStreamInfoRequest(bp.Data)
 	if err != nil {
 		h.undecodable(msg, bp, err)
 		return
 	}
+	h.streamQuery(ctx, msg, bp, req.StreamName, &h.m.streamInfos, func(replyTo, self wire.Route, n int, err error) {
+		rep := wire.StreamInfoReply{RequestID: req.RequestID, Status: wire.StatusOK}
+		switch {
+		case errors.Is(err, core.ErrStreamNotFound): // OK, partitions absent
+		case err != nil:
+			rep.Status, rep.Reason = wire.StatusError, err.Error()
+		default:
+			rep.Partitions = wire.Some(uint64(n))
+		}
+		h.reply(replyTo, self, wire.ProtocolStreamInfo, rep)
+	})
+}
+
+// handleStreamOpen answers sluice_stream_open (see streamQuery). It never creates the
+// stream: for an existing stream it sends one reply per partition from the partition
+// worker's address, as create sends Init (the worker is registered on the first message to
+// it, see Hub.fallback); for a missing stream, or when the hub cannot tell, one reply from
+// the stream service.
+func (h *Hub) handleStreamOpen(ctx context.Context, msg *routing.Message, bp wire.BasePayload) {
+	req, err := wire.DecodeStreamOpenRequest(bp.Data)
+	if err != nil {
+		h.undecodable(msg, bp, err)
+		return
+	}
+	h.streamQuery(ctx, msg, bp, req.StreamName, &h.m.streamOpens, func(replyTo, self wire.Route, n int, err error) {
+		rep := wire.StreamOpenReply{RequestID: req.RequestID, Status: wire.StatusOK}
+		switch {
+		case errors.Is(err, core.ErrStreamNotFound): // OK, partitions absent
+		case err != nil:
+			rep.Status, rep.Reason = wire.StatusError, err.Error()
+		case n < 1 || n > core.MaxPartitions:
+			rep.Status, rep.Reason = wire.StatusError, fmt.Sprintf("%s %q: %v: backend reports %d partitions", bp.Protocol, req.StreamName, core.ErrUnavailable, n)
+		default:
+			rep.Partitions = wire.Some(uint64(n))
+			for id := range n {
+				rep.Partition = uint64(id)
+				h.reply(replyTo, wire.Route{wire.Local(partitionAddr(req.StreamName, id))}, wire.ProtocolStreamOpen, rep)
+			}
+			return
+		}
+		h.reply(replyTo, self, wire.ProtocolStreamOpen, rep)
+	})
+}
+
+// streamQuery runs answer on a task goroutine (the backend call may be slow), bounded like
+// creates, with the partition count of stream (see partitionCount) and the routes to reply
+// on: the request's return route, and the stream service's own address. An error other
+// than core.ErrStreamNotFound is logged and names the request. count counts the requests.
+func (h *Hub) streamQuery(ctx context.Context, msg *routing.Message, bp wire.BasePayload, stream string, count *atomic.Uint64, answer func(replyTo, self wire.Route, n int, err error)) {
 	if h.isClosing() {
 		h.shuttingDown(msg, bp)
 		return
 	}
 	replyTo, self := msg.ReturnRoute.Clone(), wire.Route{msg.Self()}
 	started := h.goBounded(ctx, h.taskSem, func(ctx context.Context) {
-		h.m.streamInfos.Add(1)
-		rep := wire.StreamInfoReply{RequestID: req.RequestID, Status: wire.StatusOK}
-		n, err := h.partitionCount(ctx, req.StreamName)
-		switch {
-		case errors.Is(err, core.ErrStreamNotFound): // OK, partitions absent
-		case err != nil:
-			h.log.Warn("stream info failed", "stream", req.StreamName, "err", err)
-			rep.Status, rep.Reason = wire.StatusError, fmt.Sprintf("%s %q: %v", bp.Protocol, req.StreamName, err)
-		default:
-			rep.Partitions = wire.Some(uint64(n))
+		count.Add(1)
+		n, err := h.partitionCount(ctx, stream)
+		if err != nil && !errors.Is(err, core.ErrStreamNotFound) {
+			h.log.Warn(bp.Protocol+" failed", "stream", stream, "err", err)
+			err = fmt.Errorf("%s %q: %w", bp.Protocol, stream, err)
 		}
-		h.reply(replyTo, self, wire.ProtocolStreamInfo, rep)
+		answer(replyTo, self, n, err)
 	})
 	if !started {
 		h.shuttingDown(msg, bp)

@@ -31,19 +31,22 @@
 //
 // # Limitations
 //
-// The Store learns whether a stream exists and how many partitions it has from the hub's
-// sluice_stream_info, and the routes to its partitions from stream_create_partitioned
-// (which for an existing stream creates nothing), once per connection and again after it
-// found the stream changed. A hub answers sluice_stream_info exactly when its backend
-// implements [core.PartitionCounter] (every backend of this module does); otherwise only
-// for streams created through that hub process, and Append and Fetch of other streams fail
-// with [core.ErrUnavailable].
+// The Store learns whether a stream exists, how many partitions it has and the routes to
+// them in one request, the hub's sluice_stream_open, which never creates the stream; it
+// does so once per connection and again after it found the stream changed. A hub can tell
+// exactly when its backend implements [core.PartitionCounter] (every backend of this
+// module does); otherwise only for streams created through that hub process, and Append
+// and Fetch of other streams fail with [core.ErrUnavailable].
 //
-// The protocol has no way to learn the routes of a stream without asking to create it: if
-// another Store deletes the stream between the two requests (one round trip), the second
-// creates it again, empty, and the Append or Fetch that was learning the routes goes to the
-// new stream instead of returning [core.ErrStreamNotFound]. Delete streams through the Store
-// that uses them where possible, or when no Store uses them.
+// A hub that does not know sluice_stream_open (one older than it) answers it with an Ockam
+// "error" reply. The Store then asks sluice_stream_info whether the stream exists and learns
+// the routes from stream_create_partitioned, which for an existing stream creates nothing:
+// with such a hub only, if another Store deletes the stream between the two requests (one
+// round trip), the second creates it again, empty, and the Append or Fetch that was
+// learning the routes goes to the new stream instead of returning [core.ErrStreamNotFound].
+// With such a hub, delete streams through the Store that uses them where possible, or when
+// no Store uses them. A hub that does not answer sluice_stream_open at all is not asked the
+// old way: the request times out and the call fails with [core.ErrUnavailable].
 //
 // An Append batch that does not fit one frame is sent as several requests: if a later one
 // fails, the earlier messages are stored although Append reports an error.

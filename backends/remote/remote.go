@@ -252,9 +252,11 @@ func (s *Store) CreateStream(ctx context.Context, stream string, partitions int)
 // known makes sure conn knows the routes of stream and checks partition against its count.
 // A stream that does not exist returns an error matching core.ErrStreamNotFound.
 //
-// Routes are learned once per Conn. They are learned again when the Store found the stream
-// deleted or changed since (see recheck), and before a partition beyond the known count is
-// refused (another Store may have created the stream again with more partitions).
+// Routes are learned once per Conn, with sluice_stream_open, which never creates the
+// stream. They are learned again when the Store found the stream deleted or changed since
+// (see recheck), and before a partition beyond the known count is refused (another Store
+// may have created the stream again with more partitions). A hub that does not know
+// sluice_stream_open is asked the old way (see knownByCreate).
 func (s *Store) known(ctx context.Context, conn *client.Conn, stream string, partition int) error {
 	if err := core.ValidateStreamName(stream); err != nil {
 		return err
@@ -266,9 +268,26 @@ func (s *Store) known(ctx context.Context, conn *client.Conn, stream string, par
 	if ok && !stale && partition < n {
 		return nil
 	}
-	// Ask first whether the stream exists, and with how many partitions: learning its
-	// routes takes stream_create_partitioned, which for an existing stream creates nothing
-	// but for a missing one creates it.
+	got, exists, err := conn.OpenStream(ctx, stream)
+	switch {
+	case errors.Is(err, errors.ErrUnsupported):
+		return s.knownByCreate(ctx, conn, stream, partition, n, ok, stale)
+	case err != nil:
+		return err
+	case !exists: // conn forgot the stream's routes: the next call asks again
+		s.setStale(stream, false)
+		return fmt.Errorf("%w: stream %q", core.ErrStreamNotFound, stream)
+	}
+	s.setStale(stream, false)
+	return core.ValidatePartition(stream, partition, got)
+}
+
+// knownByCreate is known for a hub that does not know sluice_stream_open: it asks whether
+// the stream exists, and with how many partitions (sluice_stream_info), then learns the
+// routes with stream_create_partitioned, which for an existing stream creates nothing but
+// for one deleted between the two requests creates it again. n and ok are conn's known
+// partition count, stale whether the Store found it changed.
+func (s *Store) knownByCreate(ctx context.Context, conn *client.Conn, stream string, partition, n int, ok, stale bool) error {
 	want, exists, err := conn.StreamInfo(ctx, stream)
 	if err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/routing"
 	"github.com/sluicehq/sluice/core/wire"
 )
 
@@ -22,11 +23,11 @@ const DefaultCreateQuiet = 100 * time.Millisecond
 //
 // A Conn fails for good when its connection is lost, a request times out, the hub breaks the
 // protocol ([ErrProtocol]), or the hub answers with an Ockam "error" reply (which names no
-// request, so every request waiting on the Conn fails with it); [Conn.Done] is then closed
-// and every method returns an error matching [core.ErrUnavailable] or [ErrRejected]. Open a
-// new Conn to go on. A request the hub refuses by number (status ERROR, or a sluice_error
-// reply) fails alone, with an error matching [ErrRejected] and [core.ErrUnavailable]; the
-// Conn goes on working.
+// request, so every request waiting on the Conn fails with it; [Conn.OpenStream] is the
+// exception, see there); [Conn.Done] is then closed and every method returns an error
+// matching [core.ErrUnavailable] or [ErrRejected]. Open a new Conn to go on. A request the
+// hub refuses by number (status ERROR, or a sluice_error reply) fails alone, with an error
+// matching [ErrRejected] and [core.ErrUnavailable]; the Conn goes on working.
 //
 // Methods are safe for concurrent use.
 type Conn struct {
@@ -90,8 +91,8 @@ func (c *Conn) Close() error {
 
 func (c *Conn) nextID() uint64 { return c.reqID.Add(1) }
 
-// Partitions returns the partition count this Conn learned for stream from CreateStream,
-// and whether it knows one.
+// Partitions returns the partition count this Conn learned for stream from CreateStream or
+// OpenStream, and whether it knows one.
 func (c *Conn) Partitions(stream string) (int, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -221,6 +222,170 @@ func (s *session) streamInfo(ctx context.Context, id uint64, stream string, time
 		return 0, false, fmt.Errorf("client: stream info %q: the hub reports %d partitions", stream, rep.Partitions.Value)
 	}
 	return int(rep.Partitions.Value), true, nil
+}
+
+// OpenStream learns the routes to the partitions of an existing stream without ever
+// creating it (sluice_stream_open), and returns its partition count. exists false with a nil
+// error means the stream does not exist; the Conn then forgets any routes it knew for it.
+// A hub that cannot tell returns an error matching [ErrRejected].
+//
+// A hub that does not know sluice_stream_open (a Sluice hub older than it, or an Ockam
+// node) answers with an Ockam "error" reply: OpenStream then returns an error matching
+// [errors.ErrUnsupported] and [ErrRejected], and unlike other requests the Conn goes on
+// working (the request has a reply address of its own), so the caller may fall back to
+// [Conn.StreamInfo] and [Conn.CreateStream], which create a stream deleted between the two.
+// A hub that does not answer at all times the request out, which fails the Conn.
+func (c *Conn) OpenStream(ctx context.Context, stream string) (partitions int, exists bool, err error) {
+	routes, err := c.s.openStream(ctx, c.nextID(), stream, c.timeout)
+	if err != nil {
+		return 0, false, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if routes == nil {
+		delete(c.parts, stream)
+		for k := range c.routes {
+			if k.stream == stream {
+				delete(c.routes, k)
+			}
+		}
+		return 0, false, nil
+	}
+	c.parts[stream] = len(routes)
+	for p, r := range routes {
+		c.routes[partKey{stream, p}] = r
+	}
+	return len(routes), true, nil
+}
+
+// openStream asks the hub for the routes to the partitions of stream without creating it
+// (see Conn.OpenStream); id numbers the request. It returns the route to each partition,
+// indexed by partition, or nil routes and a nil error when the stream does not exist.
+//
+// The replies come to a reply address of the request's own, registered for its duration:
+// an existing stream's replies are not numbered by partition count in advance, and an
+// Ockam "error" reply to it (a hub that does not know the protocol) must fail this request
+// only, with an error matching errors.ErrUnsupported, not the session.
+func (s *session) openStream(ctx context.Context, id uint64, stream string, timeout time.Duration) ([]wire.Route, error) {
+	failed := func(err error) ([]wire.Route, error) {
+		return nil, fmt.Errorf("client: open stream %q: %w", stream, err)
+	}
+	broken := func(format string, args ...any) ([]wire.Route, error) {
+		err := fmt.Errorf("client: open stream %q: %w: %s: %w", stream, ErrProtocol, fmt.Sprintf(format, args...), core.ErrUnavailable)
+		s.fail(err)
+		return nil, err
+	}
+	ch := make(chan reply, core.MaxPartitions+1)
+	addr, err := registerOpenReplies(s.c.node, openReplies{s: s, ch: ch})
+	if err != nil {
+		return failed(fmt.Errorf("register reply address: %w", err))
+	}
+	defer func() { _ = s.c.node.Unregister(addr) }()
+	payload := wire.EncodePayload(wire.ProtocolStreamOpen, wire.StreamOpenRequest{RequestID: id, StreamName: stream})
+	msg := wire.TransportMessage{OnwardRoute: s.route(s.c.cfg.streamService), ReturnRoute: wire.Route{wire.Local(addr)}, Payload: payload}
+	if err := s.sendMsg(ctx, msg, false); err != nil {
+		return failed(err)
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	var routes []wire.Route
+	got := 0
+	for {
+		var r reply
+		select {
+		case r = <-ch:
+		case <-t.C:
+			err := fmt.Errorf("%w after %v: %d partition replies arrived", ErrTimeout, timeout, got)
+			s.fail(err)
+			return failed(err)
+		case <-s.doneCh:
+			return failed(s.err())
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		switch r.protocol {
+		case wire.ProtocolStreamOpen:
+		case wire.ProtocolError:
+			reason := "(undecodable error reply)"
+			if e, err := wire.DecodeErrorPayload(r.data); err == nil {
+				reason = e.Reason
+			}
+			return failed(fmt.Errorf("%w: the hub does not support %s (%w): %s: %w", ErrRejected, wire.ProtocolStreamOpen, errors.ErrUnsupported, reason, core.ErrUnavailable))
+		case wire.ProtocolRequestError:
+			return failed(requestError(r))
+		default:
+			return broken("a %q reply to %s", r.protocol, wire.ProtocolStreamOpen)
+		}
+		rep, err := wire.DecodeStreamOpenReply(r.data)
+		if err != nil {
+			return broken("%v", err)
+		}
+		switch {
+		case rep.RequestID != id:
+			return broken("reply to request %d, want %d", rep.RequestID, id)
+		case rep.Status != wire.StatusOK:
+			return failed(fmt.Errorf("%w: %s: %w", ErrRejected, rep.Reason, core.ErrUnavailable))
+		case !rep.Partitions.Valid && routes == nil:
+			return nil, nil // no such stream
+		case !rep.Partitions.Valid:
+			return broken("a reply for no stream after %d partition replies", got)
+		case rep.Partitions.Value < 1 || rep.Partitions.Value > core.MaxPartitions:
+			return broken("the hub reports %d partitions", rep.Partitions.Value)
+		}
+		n := int(rep.Partitions.Value)
+		if routes == nil {
+			routes = make([]wire.Route, n)
+		}
+		switch {
+		case n != len(routes):
+			return broken("replies report %d and %d partitions", len(routes), n)
+		case rep.Partition >= uint64(n):
+			return broken("a reply for partition %d of %d", rep.Partition, n)
+		case routes[rep.Partition] != nil:
+			return broken("two replies for partition %d", rep.Partition)
+		case len(r.ret) == 0:
+			return broken("the reply for partition %d has no return route", rep.Partition)
+		}
+		routes[rep.Partition] = r.ret.Clone()
+		if got++; got == n {
+			return routes, nil
+		}
+	}
+}
+
+// openReplies receives the replies of one sluice_stream_open request at its own address
+// (see session.openStream). Send never blocks: the channel holds a reply per partition and
+// one more; a hub that sends more has broken the protocol, and its extra replies are dropped.
+type openReplies struct {
+	s  *session
+	ch chan reply
+}
+
+func (o openReplies) Send(_ context.Context, msg wire.TransportMessage) error {
+	if st := o.s.link.conn; st != nil && !st.heard.Load() {
+		st.heard.Store(true) // the hub answered on this connection
+	}
+	bp, err := wire.DecodeBasePayload(msg.Payload)
+	if err != nil {
+		return fmt.Errorf("client: reply from %s: %w", msg.ReturnRoute, err)
+	}
+	select {
+	case o.ch <- reply{protocol: bp.Protocol, data: bp.Data, ret: msg.ReturnRoute}:
+	default:
+	}
+	return nil
+}
+
+// registerOpenReplies registers o at a new random address of node.
+func registerOpenReplies(node *routing.Node, o openReplies) (string, error) {
+	for {
+		a := routing.NewAddress()
+		err := node.RegisterSender(a, o)
+		if errors.Is(err, routing.ErrAddressInUse) {
+			continue // 2^-128
+		}
+		return a, err
+	}
 }
 
 func (c *Conn) route(stream string, partition int) (wire.Route, error) {

@@ -271,19 +271,21 @@ func WithConsumerSessionErrors(f func(error)) ConsumerOption {
 	}
 }
 
-// WithoutCreate makes the consumer never create its stream. Each session first asks the hub
-// whether the stream exists (sluice_stream_info, which creates nothing); when it does not —
-// at the start, or after a reconnect because the stream was deleted or the hub came back on
-// another backend — [Consumer.Run] returns an error matching [core.ErrStreamNotFound]
-// instead of creating it. Without this option a consumer creates a missing stream
-// (stream_create), as Ockam's stream clients do.
+// WithoutCreate makes the consumer never create its stream. Each session asks the hub for
+// the route to the stream's partition with sluice_stream_open, which creates nothing; when
+// the stream does not exist — at the start, or after a reconnect because the stream was
+// deleted or the hub came back on another backend — [Consumer.Run] returns an error
+// matching [core.ErrStreamNotFound] instead of creating it. Without this option a consumer
+// creates a missing stream (stream_create), as Ockam's stream clients do. A hub that cannot
+// tell whether the stream exists (it answers with status ERROR, or not at all) fails the
+// session, which is retried.
 //
-// The route to the stream's worker comes from the hub's Init: the first session that finds
-// the stream sends stream_create for it (creating an existing stream only re-sends Init),
-// so a stream deleted between that check and that create is created again; later sessions
-// reuse the worker's address and send no stream_create at all. A hub that cannot tell
-// whether the stream exists (it answers sluice_stream_info with an error, or not at all)
-// fails the session, which is retried.
+// A hub that does not know sluice_stream_open (one older than it) answers it with an Ockam
+// "error" reply; the session then falls back to asking sluice_stream_info whether the
+// stream exists and, the first time it does, to sending stream_create to learn the route
+// from the Init (creating an existing stream only re-sends Init; later sessions reuse the
+// worker's address). With such a hub only, a stream deleted between that check and that
+// create is created again.
 func WithoutCreate() ConsumerOption {
 	return func(c *consumerConfig) error { c.noCreate = true; return nil }
 }
@@ -343,8 +345,8 @@ type Consumer struct {
 	reqID   uint64
 
 	// worker is the local address of the stream's worker on the hub, from the first Init
-	// (WithoutCreate: later sessions reuse it instead of creating the stream). Only Run's
-	// goroutine uses it.
+	// (WithoutCreate with a hub that does not know sluice_stream_open: later sessions reuse
+	// it instead of creating the stream). Only Run's goroutine uses it.
 	worker *wire.Address
 
 	received, handled, handlerErrors, skipped, dups, saves, pullErrors, reconnects atomic.Uint64
@@ -515,14 +517,35 @@ func (e *streamNotFound) Error() string {
 func (e *streamNotFound) Unwrap() error { return core.ErrStreamNotFound }
 
 // streamRoute returns the route to the stream's worker on session s. Without WithoutCreate
-// it creates the stream (stream_create) and takes the route from the Init. With it, it first
-// asks the hub whether the stream exists, and returns a *streamNotFound when it does not;
-// then it reuses the worker's address learned from an earlier Init, or creates the stream
-// (which exists) to learn it.
+// it creates the stream (stream_create) and takes the route from the Init. With it, it asks
+// the hub for the route (sluice_stream_open, which creates nothing) and returns a
+// *streamNotFound when the stream does not exist; a hub that does not know
+// sluice_stream_open is asked the old way (see streamRouteByCreate).
 func (c *Consumer) streamRoute(ctx context.Context, s *session) (wire.Route, error) {
 	if !c.cfg.noCreate {
 		return s.createStream(ctx, c.stream, c.cfg.requestTimeout)
 	}
+	routes, err := s.openStream(ctx, c.nextID(), c.stream, c.cfg.requestTimeout)
+	switch {
+	case errors.Is(err, errors.ErrUnsupported):
+		return c.streamRouteByCreate(ctx, s)
+	case err != nil:
+		return nil, fmt.Errorf("client: consumer of %q: %w", c.stream, err)
+	case routes == nil:
+		return nil, &streamNotFound{c.stream}
+	}
+	if err := core.ValidatePartition(c.stream, c.cfg.partition, len(routes)); err != nil {
+		return nil, fmt.Errorf("client: consumer of %q: %w", c.stream, err)
+	}
+	return routes[c.cfg.partition], nil
+}
+
+// streamRouteByCreate is streamRoute with WithoutCreate for a hub that does not know
+// sluice_stream_open: it first asks the hub whether the stream exists (sluice_stream_info),
+// and returns a *streamNotFound when it does not; then it reuses the worker's address
+// learned from an earlier Init, or creates the stream (which exists, unless it was deleted
+// since the check) to learn it.
+func (c *Consumer) streamRouteByCreate(ctx context.Context, s *session) (wire.Route, error) {
 	_, exists, err := s.streamInfo(ctx, c.nextID(), c.stream, c.cfg.requestTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("client: consumer of %q: %w", c.stream, err)

@@ -84,8 +84,8 @@ func TestConsumerWithoutCreateDeletedStream(t *testing.T) {
 }
 
 // TestConsumerWithoutCreateReusesRoute: after a reconnect, a consumer with WithoutCreate
-// reads on through the worker's route it learned from the first Init: it sends no
-// stream_create again, and the stream never gets created by it.
+// reads on through the worker's route (from sluice_stream_open) without sending
+// stream_create, and the stream never gets created by it.
 func TestConsumerWithoutCreateReusesRoute(t *testing.T) {
 	h := startHub(t)
 	px := newProxy(t, h.Addr)

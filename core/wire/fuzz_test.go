@@ -149,6 +149,16 @@ func FuzzStreamInfoReply(f *testing.F) {
 		StreamInfoReply{3, StatusOK, None[uint64](), ""}, StreamInfoReply{3, StatusError, None[uint64](), "backend down"})
 }
 
+func FuzzStreamOpenRequest(f *testing.F) {
+	fuzzDecoder(f, DecodeStreamOpenRequest, StreamOpenRequest{3, "s"}, StreamOpenRequest{1 << 40, "orders"})
+}
+
+func FuzzStreamOpenReply(f *testing.F) {
+	fuzzDecoder(f, DecodeStreamOpenReply, StreamOpenReply{3, StatusOK, Some[uint64](4), 2, ""},
+		StreamOpenReply{300, StatusOK, Some[uint64](200), 199, ""},
+		StreamOpenReply{3, StatusOK, None[uint64](), 0, ""}, StreamOpenReply{3, StatusError, None[uint64](), 0, "backend down"})
+}
+
 func FuzzRequestError(f *testing.F) {
 	fuzzDecoder(f, DecodeRequestError, RequestError{5, ProtocolPullWait, "fetch failed"})
 }

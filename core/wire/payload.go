@@ -39,6 +39,11 @@ const (
 	// ProtocolStreamInfo asks whether a stream exists and how many partitions it has,
 	// without creating it: StreamInfoRequest -> StreamInfoReply.
 	ProtocolStreamInfo = "sluice_stream_info"
+	// ProtocolStreamOpen asks for the routes to the partitions of an existing stream,
+	// without creating it: StreamOpenRequest -> one StreamOpenReply per partition, each from
+	// the partition's worker, or one StreamOpenReply from the stream service when the stream
+	// does not exist or the hub cannot tell.
+	ProtocolStreamOpen = "sluice_stream_open"
 	// ProtocolRequestError carries a RequestError: the failure of one numbered Sluice
 	// extension request that its own reply cannot express.
 	ProtocolRequestError = "sluice_error"
@@ -104,7 +109,7 @@ var knownProtocols = []string{
 	ProtocolPush, ProtocolPull, ProtocolPullWait, ProtocolPullBatch, ProtocolPushBatch, ProtocolIndexSave,
 	ProtocolIndexGet, ProtocolCreate, ProtocolCreatePartitioned, ProtocolCreatePartitions,
 	ProtocolIndex, ProtocolIndexPartitioned, ProtocolError, ProtocolBinary, ProtocolStreamInfo,
-	ProtocolRequestError,
+	ProtocolStreamOpen, ProtocolRequestError,
 }
 
 // protocol reads a protocol name, interning the known ones.

@@ -326,6 +326,65 @@ func DecodeStreamInfoReply(b []byte) (StreamInfoReply, error) {
 	return p, nil
 }
 
+// StreamOpenRequest is the request of ProtocolStreamOpen: {request_id: uint, stream_name:
+// string}. It asks for the routes to an existing stream's partitions, without creating it.
+type StreamOpenRequest struct {
+	RequestID  uint64
+	StreamName string
+}
+
+func (p StreamOpenRequest) Size() int {
+	return UintSize(p.RequestID) + DataSize(len(p.StreamName))
+}
+func (p StreamOpenRequest) Append(dst []byte) []byte {
+	return AppendString(AppendUint(dst, p.RequestID), p.StreamName)
+}
+
+// DecodeStreamOpenRequest decodes a StreamOpenRequest.
+func DecodeStreamOpenRequest(b []byte) (StreamOpenRequest, error) {
+	r := NewReader(b, "StreamOpenRequest")
+	p := StreamOpenRequest{RequestID: r.ReadUint(), StreamName: r.ReadString()}
+	if err := r.Finish(); err != nil {
+		return StreamOpenRequest{}, err
+	}
+	return p, nil
+}
+
+// StreamOpenReply is a reply of ProtocolStreamOpen: {request_id: uint, status: Status,
+// partitions: optional<uint>, partition: uint, reason: string}. For an existing stream the
+// hub sends one reply per partition, each from that partition's worker (so the reply's
+// return route is the route to the worker, as for an Init), with StatusOK, Partitions the
+// stream's partition count, Partition the partition and Reason empty. For a stream that
+// does not exist it sends one reply with StatusOK, Partitions absent and Partition 0; when
+// it cannot tell, one with StatusError, Partitions absent, Partition 0 and Reason saying
+// why. The last two come from the stream service.
+type StreamOpenReply struct {
+	RequestID  uint64
+	Status     Status
+	Partitions Optional[uint64]
+	Partition  uint64
+	Reason     string
+}
+
+func (p StreamOpenReply) Size() int {
+	return UintSize(p.RequestID) + UintSize(uint64(p.Status)) + optionalUintSize(p.Partitions) + UintSize(p.Partition) + DataSize(len(p.Reason))
+}
+func (p StreamOpenReply) Append(dst []byte) []byte {
+	dst = AppendUint(AppendUint(dst, p.RequestID), uint64(p.Status))
+	dst = AppendUint(AppendOptionalUint(dst, p.Partitions), p.Partition)
+	return AppendString(dst, p.Reason)
+}
+
+// DecodeStreamOpenReply decodes a StreamOpenReply.
+func DecodeStreamOpenReply(b []byte) (StreamOpenReply, error) {
+	r := NewReader(b, "StreamOpenReply")
+	p := StreamOpenReply{RequestID: r.ReadUint(), Status: r.status(), Partitions: r.ReadOptionalUint(), Partition: r.ReadUint(), Reason: r.ReadString()}
+	if err := r.Finish(); err != nil {
+		return StreamOpenReply{}, err
+	}
+	return p, nil
+}
+
 // RequestError is the message of ProtocolRequestError: {request_id: uint, protocol: string,
 // reason: string}. The hub sends it instead of an Error when it cannot answer one request of
 // a Sluice extension (Protocol, numbered RequestID) with that extension's own reply, for

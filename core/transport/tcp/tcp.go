@@ -288,13 +288,15 @@ func (t *Transport) acceptLoop(ln net.Listener) {
 		delay = 0
 		if _, err := t.start(nc, "", true); err != nil {
 			remote := nc.RemoteAddr().String()
-			nc.Close()
+			// The hook runs before the close: when the peer sees the connection closed,
+			// the refusal has been counted.
 			if f := t.opts.onRefused; f != nil && errors.Is(err, ErrTooManyConnections) {
 				t.log.Debug("tcp: refused connection", "remote", remote, "err", err)
 				f(remote, err)
-				continue
+			} else {
+				t.log.Warn("tcp: refused connection", "remote", remote, "err", err)
 			}
-			t.log.Warn("tcp: refused connection", "remote", remote, "err", err)
+			nc.Close()
 		}
 	}
 }
