@@ -13,29 +13,51 @@ import (
 // reports bytes/s (through b.SetBytes) and msgs/s. Call it from the backend's own benchmark:
 //
 //	func BenchmarkStorage(b *testing.B) { conformance.BenchmarkStorage(b, harness) }
+//
+// [Harness].Timeout bounds it as it bounds a subtest, so that a hung broker fails the
+// benchmark instead of hanging it: Open gets a context that expires after Timeout; each
+// run of a sub-benchmark (the testing package may run one several times to size b.N) gets
+// a context of its own, used by every call it makes, that expires Timeout after the run
+// starts; so does the cleanup, which deletes the benchmark's streams (when the backend
+// implements [core.StreamDeleter]) and closes the backend, waiting for Close only until
+// then. Keep -benchtime well below Timeout (default [DefaultTimeout]).
 func BenchmarkStorage(b *testing.B, h Harness) {
 	if h.Open == nil {
 		b.Fatal("conformance: Harness.Open is nil")
 	}
-	ctx := context.Background()
-	be, err := h.Open(ctx)
+	timeout := h.timeout()
+	// runCtx returns a context that expires after timeout, cancelled when b ends.
+	runCtx := func(b *testing.B) context.Context {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		b.Cleanup(cancel)
+		return ctx
+	}
+	be, err := h.Open(runCtx(b))
 	if err != nil {
 		b.Fatalf("Harness.Open: %v", err)
+	}
+	if be == nil || be.Storage == nil {
+		if be != nil {
+			_ = closeWithin(runCtx(b), timeout, "Backend.Close", be.Close)
+		}
+		b.Fatalf("Harness.Open returned a backend without Storage")
 	}
 	s := be.Storage
 	prefix := h.prefix() + randomHex(4) + "-bench-"
 	var streams []string
 	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
 		if d, ok := s.(core.StreamDeleter); ok {
 			for _, n := range streams {
 				_ = d.DeleteStream(ctx, n) // best effort
 			}
 		}
-		if err := be.Close(); err != nil {
+		if err := closeWithin(ctx, timeout, "Backend.Close", be.Close); err != nil {
 			b.Errorf("Close: %v", err)
 		}
 	})
-	create := func(b *testing.B, label string) string {
+	create := func(ctx context.Context, b *testing.B, label string) string {
 		n := fmt.Sprintf("%s%s-%d", prefix, label, len(streams))
 		streams = append(streams, n)
 		if _, err := s.CreateStream(ctx, n, 1); err != nil {
@@ -51,7 +73,8 @@ func BenchmarkStorage(b *testing.B, h Harness) {
 		}
 		for _, batch := range []int{1, 64} {
 			b.Run(fmt.Sprintf("Append/size=%d/batch=%d", size, batch), func(b *testing.B) {
-				n := create(b, "append")
+				ctx := runCtx(b)
+				n := create(ctx, b, "append")
 				msgs := make([][]byte, batch)
 				for i := range msgs {
 					msgs[i] = make([]byte, size)
@@ -68,7 +91,8 @@ func BenchmarkStorage(b *testing.B, h Harness) {
 			})
 		}
 		b.Run(fmt.Sprintf("AppendConcurrent/size=%d", size), func(b *testing.B) {
-			n := create(b, "appendpar")
+			ctx := runCtx(b)
+			n := create(ctx, b, "appendpar")
 			b.SetBytes(int64(size))
 			b.SetParallelism(4) // 4 x GOMAXPROCS appenders: latency-bound brokers need many
 			b.RunParallel(func(pb *testing.PB) {
@@ -89,7 +113,8 @@ func BenchmarkStorage(b *testing.B, h Harness) {
 		if size > maxSize {
 			b.Skipf("MaxMessageSize %d < %d", maxSize, size)
 		}
-		n := create(b, "fetch")
+		ctx := runCtx(b)
+		n := create(ctx, b, "fetch")
 		batch := make([][]byte, limit)
 		for i := range batch {
 			batch[i] = make([]byte, size)

@@ -53,10 +53,13 @@
 // stream and partition, invalid arguments and the most unusual valid client ids, cancelled
 // contexts and Close.
 //
-// Subtests run one after another; each opens its own backend, uses fresh stream names
-// ("conf-<random>-...", so runs against a shared long-lived broker never collide), closes
-// what it opened and, when the backend implements [core.StreamDeleter], deletes its streams.
-// Each subtest's context expires after [Harness].Timeout.
+// Subtests run one after another; each opens its own backend, uses fresh stream names and
+// client ids (both "conf-<random>-...", under [Harness].StreamPrefix, so runs against a
+// shared long-lived broker never collide, in topics or in consumer groups), closes what it
+// opened and, when the backend implements [core.StreamDeleter], deletes its streams. Each
+// subtest's context expires after [Harness].Timeout, and so does its cleanup's, separately;
+// a Close still running when its context ends fails the subtest, which stops waiting for it
+// (see [Harness].Timeout).
 //
 // # Capabilities
 //
@@ -103,6 +106,7 @@
 // # Benchmarks
 //
 // [BenchmarkStorage] measures Append (64 B and 1 KiB messages, batches of 1 and 64, and
-// concurrent appenders) and Fetch (limit 100), reporting bytes/s and msgs/s. Machines are
-// noisy: compare medians of several runs (-count=5), never one.
+// concurrent appenders) and Fetch (limit 100), reporting bytes/s and msgs/s. Each run of a
+// sub-benchmark gets a context that expires after [Harness].Timeout, so keep -benchtime well
+// below it. Machines are noisy: compare medians of several runs (-count=5), never one.
 package conformance

@@ -29,11 +29,15 @@ const (
 // every backend it opens, runs its subtests one after another and never has two backends
 // from the harness open at once (a bbolt file can be open only once at a time): a subtest's
 // backend is closed before the next subtest opens its own, and a persistence subtest closes
-// its backend before reopening it.
+// its backend before reopening it. (The exception is a Close that hangs: the suite stops
+// waiting for it after Timeout and goes on; see Timeout.)
 //
-// Each subtest uses fresh, random stream names ("conf-<random>-..."), so runs against a shared
-// long-lived broker never collide. When the backend's Storage implements
-// [core.StreamDeleter], the streams a subtest created are deleted when it ends.
+// Each subtest uses fresh, random stream names and client ids, both starting with
+// StreamPrefix followed by a random part ("conf-<random>-..."), so runs against a shared
+// long-lived broker never collide: not in topics, and not in consumer groups or whatever
+// else a backend keys saved indexes by. When the backend's Storage implements
+// [core.StreamDeleter], the streams a subtest created are deleted when it ends; client ids
+// and their saved indexes are left to the backend.
 //
 // Only Open is required; the zero value of every other field means its default.
 type Harness struct {
@@ -51,12 +55,23 @@ type Harness struct {
 	// backend's package doc.
 	MaxWait time.Duration
 
-	// Timeout bounds each subtest: its context expires after Timeout (default
-	// DefaultTimeout), so a hung broker fails the subtest instead of hanging the run.
+	// Timeout bounds each subtest (default DefaultTimeout). The subtest's context, passed to
+	// Open, Reopen and every Storage and IndexStorage call, expires Timeout after the
+	// subtest starts. Its cleanup (reopening the backend through Open if the subtest closed
+	// it, deleting its streams, closing the backend) gets a context of its own that expires
+	// Timeout after the cleanup starts. Close takes no context: the suite calls it on
+	// another goroutine and waits for it only until the context in force ends; a Close
+	// still running then fails the subtest, with a message saying that the goroutine
+	// blocked in Close is left behind (leaked). So a hung broker fails the subtest instead
+	// of hanging the run, as long as every method that takes a context returns once it
+	// ends, as the contracts in package core require: a method that ignores its context
+	// hangs the subtest (under go test, until go test's -timeout ends the whole run).
 	Timeout time.Duration
 
-	// StreamPrefix starts every stream name the suite creates (default "conf-"). It must be
-	// a valid stream-name prefix and leave room for about 40 more characters.
+	// StreamPrefix starts every stream name the suite creates and every non-empty client id
+	// it passes to IndexStorage (default "conf-"). It must be a valid stream-name prefix
+	// (it is then a valid client-id prefix too) and leave room for about 40 more
+	// characters.
 	StreamPrefix string
 
 	// Appenders and MessagesPerAppender size the concurrent-append subtest (defaults 16 and
@@ -145,7 +160,7 @@ func newEnv(t T, h Harness) *env {
 	}
 	if b == nil || b.Storage == nil {
 		if b != nil {
-			_ = b.Close()
+			_ = closeWithin(ctx, h.timeout(), "Backend.Close", b.Close)
 		}
 		t.Fatalf("Harness.Open returned a backend without Storage")
 	}
@@ -174,15 +189,47 @@ func (e *env) index() core.IndexStorage {
 
 func (e *env) caps() core.Capabilities { return e.storage().Capabilities() }
 
-// close closes the current backend (as a test step; its error is the test's business).
+// close closes the current backend (as a test step; its error is the test's business),
+// waiting for Close at most until the subtest's context ends.
 func (e *env) close() error {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.closed {
+	b, closed := e.b, e.closed
+	e.closed = true
+	e.mu.Unlock()
+	if closed {
 		return nil
 	}
-	e.closed = true
-	return e.b.Close()
+	return e.closeStep("Backend.Close", b.Close)
+}
+
+// closeStep calls close (a Close method) as a test step, waiting for it at most until the
+// subtest's context ends.
+func (e *env) closeStep(what string, close func() error) error {
+	return closeWithin(e.ctx, e.h.timeout(), what, close)
+}
+
+// errCloseHung reports a Close that had not returned when the suite stopped waiting.
+var errCloseHung = errors.New("conformance: Close hung")
+
+// closeWithin calls close on another goroutine and waits for it until ctx ends (timeout is
+// the Harness.Timeout that bounds ctx, for the message). A close still running then is
+// left running: its goroutine leaks, and the error returned, matching errCloseHung, says so.
+func closeWithin(ctx context.Context, timeout time.Duration, what string, close func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- close() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	select {
+	case err := <-done: // finished just as ctx ended
+		return err
+	default:
+	}
+	return fmt.Errorf("%w: %s had not returned when its context ended (%v; Harness.Timeout is %v); "+
+		"the suite stopped waiting and left a goroutine blocked in it (leaked). "+
+		"Close must not block forever", errCloseHung, what, context.Cause(ctx), timeout)
 }
 
 // reopen closes the current backend if still open and opens it again with Harness.Reopen.
@@ -227,7 +274,9 @@ func (e *env) create(label string, partitions int) string {
 	return n
 }
 
-// cleanup deletes the subtest's streams (when the backend can) and closes the backend.
+// cleanup deletes the subtest's streams (when the backend can, reopening it with Open if the
+// subtest closed it) and closes the backend. It has a context of its own that expires after
+// Harness.Timeout, and waits for Close only until then.
 func (e *env) cleanup() {
 	e.mu.Lock()
 	b, closed, streams := e.b, e.closed, e.streams
@@ -236,13 +285,17 @@ func (e *env) cleanup() {
 	if b == nil {
 		return
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), e.h.timeout())
+	defer cancel()
 	if _, ok := b.Storage.(core.StreamDeleter); ok && len(streams) > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
 		if closed {
 			nb, err := e.h.Open(ctx)
 			if err != nil {
 				e.t.Logf("cleanup: cannot reopen the backend to delete streams: %v", err)
+				return
+			}
+			if nb == nil || nb.Storage == nil {
+				e.t.Errorf("cleanup: Harness.Open returned a backend without Storage")
 				return
 			}
 			b, closed = nb, false
@@ -256,7 +309,9 @@ func (e *env) cleanup() {
 		}
 	}
 	if !closed {
-		if err := b.Close(); err != nil {
+		if err := closeWithin(ctx, e.h.timeout(), "Backend.Close in cleanup", b.Close); errors.Is(err, errCloseHung) {
+			e.t.Errorf("cleanup: %v", err)
+		} else if err != nil {
 			e.t.Errorf("cleanup: Close: %v", err)
 		}
 	}

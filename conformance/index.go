@@ -37,8 +37,14 @@ var indexTests = []namedTest{
 	{"Closed", testIndexClosed},
 }
 
-// client returns a client id unique to this run.
-func (e *env) client(label string) string { return "conf-" + label + "-" + randomHex(4) }
+// client returns a fresh client id unique to this run and subtest: like stream names, it
+// starts with the subtest's prefix (Harness.StreamPrefix and a random part).
+func (e *env) client(label string) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.seq++
+	return fmt.Sprintf("%sclient-%s-%d", e.prefix, label, e.seq)
+}
 
 // getIndex calls GetIndex and fails the test on any error.
 func (e *env) getIndex(ix core.IndexStorage, client, stream string, p int) uint64 {
@@ -183,23 +189,26 @@ func testIndexKeysIsolated(t T, h Harness) {
 	// A client id that extends another must not share its key.
 	_, err = ix.GetIndex(e.ctx, c1+"x", s1, 0)
 	expectErr(t, "GetIndex of a client id extending a saved one", err, core.ErrIndexNotFound)
-	// Keys whose client id and stream name, written one after the other, spell the same
-	// string are distinct: (c1[1:], s1+c1[:1]) is not (c1, s1), nor (c1+prefix, s) (c1,
-	// prefix+s).
-	s3 := s1 + c1[:1]
-	e.track(s3)
-	e.create2(s3, 1)
-	_, err = ix.GetIndex(e.ctx, c1[1:], s3, 0)
-	expectErr(t, fmt.Sprintf("GetIndex(%q, %q) after saving (%q, %q) only", c1[1:], s3, c1, s1), err, core.ErrIndexNotFound)
+	// Keys whose client id and stream name, written one after the other in either order,
+	// spell the same string are distinct. With P the subtest's prefix: (c1, P+s4) is not
+	// (c1+P, s4), and (outer = P+"j"+inner, s4) is not (inner, s4+P+"j").
 	s4 := e.create("ixiso-c", 1)
-	if s5 := e.prefix + s4; len(s5) <= core.MaxStreamNameLen {
+	inner := e.client("inner")
+	outer := e.prefix + "j" + inner
+	s5, s6 := e.prefix+s4, s4+e.prefix+"j"
+	if max(len(s5), len(s6)) <= core.MaxStreamNameLen {
 		e.track(s5)
 		e.create2(s5, 1)
+		e.track(s6)
+		e.create2(s6, 1)
 		e.saveIndex(ix, c1, s5, 0, 55)
+		e.saveIndex(ix, outer, s4, 0, 66)
 		_, err = ix.GetIndex(e.ctx, c1+e.prefix, s4, 0)
 		expectErr(t, fmt.Sprintf("GetIndex(%q, %q) after saving (%q, %q) only", c1+e.prefix, s4, c1, s5), err, core.ErrIndexNotFound)
+		_, err = ix.GetIndex(e.ctx, inner, s6, 0)
+		expectErr(t, fmt.Sprintf("GetIndex(%q, %q) after saving (%q, %q) only", inner, s6, outer, s4), err, core.ErrIndexNotFound)
 	} else {
-		t.Logf("Harness.StreamPrefix is too long to check keys (c, prefix+s) against (c+prefix, s)")
+		t.Logf("Harness.StreamPrefix is too long to check keys whose client id and stream name run together")
 	}
 	if parts < 2 {
 		t.Logf("MaxPartitions is 1: partition isolation not checked")
@@ -216,23 +225,24 @@ func testIndexInvalidArgument(t T, h Harness) {
 	e := newEnv(t, h)
 	ix := e.index()
 	n := e.create("ixbad", 1)
-	long := make([]byte, core.MaxClientIDLen+1)
-	for i := range long {
-		long[i] = 'c'
-	}
-	for _, c := range []string{"", "ctl\x00char", "new\nline", "bad\xffutf8", string(long)} {
+	// Every invalid client id but the empty one starts with the subtest's prefix: a backend
+	// that wrongly accepts one keeps it out of other runs' way.
+	p := e.prefix
+	long := p + strings.Repeat("c", core.MaxClientIDLen+1-len(p))
+	for _, c := range []string{"", p + "ctl\x00char", p + "new\nline", p + "bad\xffutf8", long} {
 		_, err := ix.GetIndex(e.ctx, c, n, 0)
 		expectErr(t, fmt.Sprintf("GetIndex(client %.30q)", c), err, core.ErrInvalidArgument)
 		expectErr(t, fmt.Sprintf("SaveIndex(client %.30q)", c), ix.SaveIndex(e.ctx, c, n, 0, 1), core.ErrInvalidArgument)
 	}
+	c := e.client("bad")
 	for _, s := range invalidNames {
-		_, err := ix.GetIndex(e.ctx, "c", s, 0)
+		_, err := ix.GetIndex(e.ctx, c, s, 0)
 		expectErr(t, fmt.Sprintf("GetIndex(stream %.30q)", s), err, core.ErrInvalidArgument)
-		expectErr(t, fmt.Sprintf("SaveIndex(stream %.30q)", s), ix.SaveIndex(e.ctx, "c", s, 0, 1), core.ErrInvalidArgument)
+		expectErr(t, fmt.Sprintf("SaveIndex(stream %.30q)", s), ix.SaveIndex(e.ctx, c, s, 0, 1), core.ErrInvalidArgument)
 	}
-	_, err := ix.GetIndex(e.ctx, "c", n, -1)
+	_, err := ix.GetIndex(e.ctx, c, n, -1)
 	expectErr(t, "GetIndex(partition -1)", err, core.ErrInvalidArgument)
-	expectErr(t, "SaveIndex(partition -1)", ix.SaveIndex(e.ctx, "c", n, -1, 1), core.ErrInvalidArgument)
+	expectErr(t, "SaveIndex(partition -1)", ix.SaveIndex(e.ctx, c, n, -1, 1), core.ErrInvalidArgument)
 }
 
 // testIndexValidClientIDs checks that every client id core.ValidateClientID accepts works
@@ -241,13 +251,13 @@ func testIndexValidClientIDs(t T, h Harness) {
 	e := newEnv(t, h)
 	ix := e.index()
 	n := e.create("ixids", 1)
-	tag := randomHex(4)
-	long := "conf-long-" + tag
+	p := e.prefix
+	long := p + "long-"
 	long += strings.Repeat("x", core.MaxClientIDLen-len(long))
 	ids := []string{
-		"conf space and/slash:colon@at " + tag,
-		"conf-ünïcode-日本-" + tag,
-		"conf.dots_and-UPPER-" + tag,
+		p + "space and/slash:colon@at",
+		p + "ünïcode-日本",
+		p + "dots_and-UPPER",
 		long,
 	}
 	for i, c := range ids {
@@ -283,10 +293,11 @@ func testIndexCancelled(t T, h Harness) {
 	n := e.create("ixcancel", 1)
 	ctx, cancel := context.WithCancel(e.ctx)
 	cancel()
-	if _, err := ix.GetIndex(ctx, "c", n, 0); !errors.Is(err, context.Canceled) {
+	c := e.client("cancel")
+	if _, err := ix.GetIndex(ctx, c, n, 0); !errors.Is(err, context.Canceled) {
 		t.Errorf("GetIndex with a cancelled context: got %v, want an error matching context.Canceled", err)
 	}
-	if err := ix.SaveIndex(ctx, "c", n, 0, 1); !errors.Is(err, context.Canceled) {
+	if err := ix.SaveIndex(ctx, c, n, 0, 1); !errors.Is(err, context.Canceled) {
 		t.Errorf("SaveIndex with a cancelled context: got %v, want an error matching context.Canceled", err)
 	}
 }
@@ -295,14 +306,15 @@ func testIndexClosed(t T, h Harness) {
 	e := newEnv(t, h)
 	ix := e.index()
 	n := e.create("ixclosed", 1)
-	e.saveIndex(ix, "c", n, 0, 1)
+	c := e.client("closed")
+	e.saveIndex(ix, c, n, 0, 1)
 	if err := e.close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	_, err := ix.GetIndex(e.ctx, "c", n, 0)
+	_, err := ix.GetIndex(e.ctx, c, n, 0)
 	expectErr(t, "GetIndex after Close", err, core.ErrClosed)
-	expectErr(t, "SaveIndex after Close", ix.SaveIndex(e.ctx, "c", n, 0, 2), core.ErrClosed)
-	if err := ix.Close(); err != nil {
+	expectErr(t, "SaveIndex after Close", ix.SaveIndex(e.ctx, c, n, 0, 2), core.ErrClosed)
+	if err := e.closeStep("second IndexStorage.Close", ix.Close); err != nil {
 		t.Errorf("second IndexStorage.Close: %v; want nil", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -318,5 +319,87 @@ func TestRunCancelled(t *testing.T) {
 	}
 	if s := res.String(); !strings.Contains(s, "1 failed, 1 interrupted in ") || !strings.HasSuffix(s, "(incomplete)") {
 		t.Errorf("Result.String() = %q", s)
+	}
+}
+
+// clientIDs collects client ids, from every backend a run opens.
+type clientIDs struct {
+	mu  sync.Mutex
+	ids []string
+}
+
+func (c *clientIDs) add(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ids = append(c.ids, id)
+}
+
+// clientRecorder is an IndexStorage that records every client id it is passed.
+type clientRecorder struct {
+	core.IndexStorage
+	seen *clientIDs
+}
+
+func (r clientRecorder) GetIndex(ctx context.Context, clientID, stream string, partition int) (uint64, error) {
+	r.seen.add(clientID)
+	return r.IndexStorage.GetIndex(ctx, clientID, stream, partition)
+}
+
+func (r clientRecorder) SaveIndex(ctx context.Context, clientID, stream string, partition int, index uint64) error {
+	r.seen.add(clientID)
+	return r.IndexStorage.SaveIndex(ctx, clientID, stream, partition, index)
+}
+
+// Every client id the suite uses (but the empty one it must see rejected) starts with
+// Harness.StreamPrefix, like its stream names: runs against a shared broker (Kafka consumer
+// groups) must not share them.
+func TestClientIDsUnderStreamPrefix(t *testing.T) {
+	const prefix = "cidtest-"
+	seen := &clientIDs{}
+	h := memoryHarness(func(b *core.Backend) *core.Backend {
+		return &core.Backend{Storage: b.Storage, Index: clientRecorder{b.Index, seen}}
+	})
+	h.StreamPrefix = prefix
+	res := conformance.Run(t.Context(), h, nil)
+	if f := failedLeaves(res); len(f) > 0 {
+		t.Fatalf("the memory backend failed %v: %q", f, find(t, res, f[0]).Failures)
+	}
+	seen.mu.Lock()
+	defer seen.mu.Unlock()
+	if len(seen.ids) < 20 {
+		t.Fatalf("only %d client ids recorded; the IndexStorage suite did not run?", len(seen.ids))
+	}
+	bad := map[string]bool{}
+	for _, id := range seen.ids {
+		if id != "" && !strings.HasPrefix(id, prefix) {
+			bad[id] = true
+		}
+	}
+	if len(bad) > 0 {
+		t.Errorf("client ids not under Harness.StreamPrefix %q: %q", prefix, slices.Sorted(maps.Keys(bad)))
+	}
+}
+
+// asyncMemory is a memory store with an AppendAsync that appends synchronously.
+type asyncMemory struct{ *memory.Store }
+
+func (s asyncMemory) AppendAsync(ctx context.Context, stream string, p int, msgs [][]byte, done func([]uint64, error)) {
+	done(s.Append(ctx, stream, p, msgs))
+}
+
+// The suite's AppendAsync checks still run, and pass, through a conformancetest wrapper.
+func TestRunSparseAsyncPasses(t *testing.T) {
+	h := memoryHarness(func(b *core.Backend) *core.Backend {
+		b.Storage = asyncMemory{b.Storage.(*memory.Store)}
+		return conformancetest.Sparse(b, 3, false)
+	})
+	res := conformance.RunSuites(t.Context(), h, nil, storageOnly)
+	if f := failedLeaves(res); len(f) > 0 {
+		t.Fatalf("a correct backend with sparse indexes failed %v: %s", f, find(t, res, f[0]).Failures)
+	}
+	for _, name := range []string{"Storage/AppendAsync", "Storage/StreamDeleter", "Storage/PartitionCounter"} {
+		if tr := find(t, res, name); tr.Outcome != conformance.Pass {
+			t.Errorf("%s: %v %q; want it run and passed", name, tr.Outcome, tr.SkipReason)
+		}
 	}
 }

@@ -843,7 +843,7 @@ func testPersistence(t T, h Harness) {
 	idx := e.append(n, 0, want...)
 	e.readAll(n, 0, 0, 10, len(want))
 	ix := e.backend().Index
-	client := "conf-client-" + randomHex(4)
+	client := e.client("persist")
 	if ix != nil {
 		if err := ix.SaveIndex(e.ctx, client, n, 0, idx[2]); err != nil {
 			t.Fatalf("SaveIndex: %v", err)
@@ -896,9 +896,10 @@ func testCancelled(t T, h Harness) {
 		check("Partitions", err)
 	}
 	if ix := e.backend().Index; ix != nil {
-		_, err = ix.GetIndex(ctx, "c", n, 0)
+		c := e.client("cancel")
+		_, err = ix.GetIndex(ctx, c, n, 0)
 		check("GetIndex", err)
-		check("SaveIndex", ix.SaveIndex(ctx, "c", n, 0, 1))
+		check("SaveIndex", ix.SaveIndex(ctx, c, n, 0, 1))
 	}
 }
 
@@ -929,19 +930,20 @@ func testClosed(t T, h Harness) {
 		check("Partitions", err)
 	}
 	if ix := b.Index; ix != nil {
-		_, err = ix.GetIndex(e.ctx, "c", n, 0)
+		c := e.client("closed")
+		_, err = ix.GetIndex(e.ctx, c, n, 0)
 		check("GetIndex", err)
-		check("SaveIndex", ix.SaveIndex(e.ctx, "c", n, 0, 1))
+		check("SaveIndex", ix.SaveIndex(e.ctx, c, n, 0, 1))
 	}
 	_ = s.Capabilities() // must still work: it does no I/O
-	if err := b.Close(); err != nil {
+	if err := e.closeStep("second Backend.Close", b.Close); err != nil {
 		t.Errorf("second Backend.Close: %v; want nil", err)
 	}
-	if err := s.Close(); err != nil {
+	if err := e.closeStep("Storage.Close after Close", s.Close); err != nil {
 		t.Errorf("Storage.Close after Close: %v; want nil", err)
 	}
 	if b.Index != nil {
-		if err := b.Index.Close(); err != nil {
+		if err := e.closeStep("IndexStorage.Close after Close", b.Index.Close); err != nil {
 			t.Errorf("IndexStorage.Close after Close: %v; want nil", err)
 		}
 	}

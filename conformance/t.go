@@ -41,8 +41,12 @@ func (t testingT) Run(name string, f func(t T)) bool {
 	return t.T.Run(name, func(tt *testing.T) { f(testingT{tt}) })
 }
 
-// FromTesting adapts a *testing.T to [T], for backend authors who want to run single groups
-// of subtests ([StorageTests], [IndexStorageTests]) themselves.
+// FromTesting adapts a *testing.T to [T], so that code written against T runs under go
+// test: [StorageTests] and [IndexStorageTests] ([RunStorage](t, h) is
+// StorageTests(FromTesting(t), h)), the Run function of each [Suite] that [Suites] returns,
+// or a T of your own that wraps it. There is no API for running some subtests only: select
+// them with go test's -run flag, by their slash-separated names, such as
+// -run 'TestConformance/Storage/AppendFetch/'.
 func FromTesting(t *testing.T) T { return testingT{t} }
 
 // RunStorage runs the Storage conformance subtests against the backend h opens, as subtests

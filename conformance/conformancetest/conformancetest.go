@@ -2,6 +2,11 @@
 // [core.Backend] that each break one storage contract. They exist to prove that the
 // conformance suite (and any tool that runs it) catches the breakage and says so readably.
 // Never use them for anything else.
+//
+// A wrapper keeps every optional interface the wrapped Storage implements, in any
+// combination, and adds none: [core.StreamDeleter], [core.PartitionCounter] and
+// [core.AsyncAppender] (whose done reports indexes mapped as Append's are). So the suite
+// runs the same subtests on a wrapped backend as on the backend itself.
 package conformancetest
 
 import (
@@ -11,9 +16,9 @@ import (
 	"github.com/sluicehq/sluice/core"
 )
 
-// NonMonotonic wraps b so that indexes are not increasing: Append and Fetch report every
-// pair of indexes swapped (0 and 1, 2 and 3, ...). Messages and their order are untouched.
-// The conformance suite must fail it.
+// NonMonotonic wraps b so that indexes are not increasing: Append, AppendAsync and Fetch
+// report every pair of indexes swapped (0 and 1, 2 and 3, ...). Messages and their order
+// are untouched. The conformance suite must fail it.
 func NonMonotonic(b *core.Backend) *core.Backend {
 	return wrap(b, &storage{
 		Storage: b.Storage,
@@ -48,16 +53,61 @@ func Sparse(b *core.Backend, step uint64, declareDense bool) *core.Backend {
 	})
 }
 
-// wrap returns a backend with s as its Storage and b's IndexStorage, keeping
-// core.StreamDeleter and core.PartitionCounter when b's Storage implements both.
+// wrap returns a backend with s as its Storage and b's IndexStorage. The Storage keeps
+// every optional interface b's Storage implements, in any combination:
+// [core.StreamDeleter], [core.PartitionCounter] and [core.AsyncAppender] (whose indexes s
+// maps too), and no other.
 func wrap(b *core.Backend, s *storage) *core.Backend {
-	nb := &core.Backend{Storage: s, Index: b.Index}
 	_, del := b.Storage.(core.StreamDeleter)
 	_, cnt := b.Storage.(core.PartitionCounter)
-	if del && cnt {
-		nb.Storage = &fullStorage{s}
+	_, async := b.Storage.(core.AsyncAppender)
+	d, c, a := deleter{s}, counter{s}, asyncAppender{s}
+	var ns core.Storage
+	switch {
+	case del && cnt && async:
+		ns = struct {
+			*storage
+			deleter
+			counter
+			asyncAppender
+		}{s, d, c, a}
+	case del && cnt:
+		ns = struct {
+			*storage
+			deleter
+			counter
+		}{s, d, c}
+	case del && async:
+		ns = struct {
+			*storage
+			deleter
+			asyncAppender
+		}{s, d, a}
+	case cnt && async:
+		ns = struct {
+			*storage
+			counter
+			asyncAppender
+		}{s, c, a}
+	case del:
+		ns = struct {
+			*storage
+			deleter
+		}{s, d}
+	case cnt:
+		ns = struct {
+			*storage
+			counter
+		}{s, c}
+	case async:
+		ns = struct {
+			*storage
+			asyncAppender
+		}{s, a}
+	default:
+		ns = s
 	}
-	return nb
+	return &core.Backend{Storage: ns, Index: b.Index}
 }
 
 // storage maps the indexes of the Storage it embeds: out maps an inner index to the one
@@ -92,15 +142,30 @@ func (s *storage) Capabilities() core.Capabilities {
 	return c
 }
 
-// fullStorage adds the optional interfaces of the wrapped storage.
-type fullStorage struct{ *storage }
+// deleter, counter and asyncAppender each add one optional interface of the wrapped
+// storage to a wrapper.
+type (
+	deleter       struct{ s *storage }
+	counter       struct{ s *storage }
+	asyncAppender struct{ s *storage }
+)
 
-func (s *fullStorage) DeleteStream(ctx context.Context, stream string) error {
-	return s.Storage.(core.StreamDeleter).DeleteStream(ctx, stream)
+func (d deleter) DeleteStream(ctx context.Context, stream string) error {
+	return d.s.Storage.(core.StreamDeleter).DeleteStream(ctx, stream)
 }
 
-func (s *fullStorage) Partitions(ctx context.Context, stream string) (int, error) {
-	return s.Storage.(core.PartitionCounter).Partitions(ctx, stream)
+func (c counter) Partitions(ctx context.Context, stream string) (int, error) {
+	return c.s.Storage.(core.PartitionCounter).Partitions(ctx, stream)
+}
+
+// AppendAsync maps the indexes done reports, as Append does.
+func (a asyncAppender) AppendAsync(ctx context.Context, stream string, partition int, msgs [][]byte, done func([]uint64, error)) {
+	a.s.Storage.(core.AsyncAppender).AppendAsync(ctx, stream, partition, msgs, func(idx []uint64, err error) {
+		for i := range idx {
+			idx[i] = a.s.out(idx[i])
+		}
+		done(idx, err)
+	})
 }
 
 // NonMonotonicIndex wraps b so that its IndexStorage is not monotonic: every SaveIndex

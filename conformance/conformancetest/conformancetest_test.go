@@ -2,9 +2,11 @@ package conformancetest_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 
+	"github.com/sluicehq/sluice/backends/bbolt"
 	"github.com/sluicehq/sluice/backends/memory"
 	"github.com/sluicehq/sluice/conformance/conformancetest"
 	"github.com/sluicehq/sluice/core"
@@ -76,5 +78,161 @@ func TestNonMonotonicIndex(t *testing.T) {
 	}
 	if got, err := b.Index.GetIndex(ctx, "c", "s", 0); err != nil || got != 3 {
 		t.Errorf("GetIndex = %d, %v; want the last save, 3", got, err)
+	}
+}
+
+// Storages with each combination of the optional interfaces, over a memory store.
+type (
+	plain   struct{ core.Storage }
+	del     struct{ core.Storage }
+	cnt     struct{ core.Storage }
+	async   struct{ core.Storage }
+	delCnt  struct{ core.Storage }
+	delAsyn struct{ core.Storage }
+	cntAsyn struct{ core.Storage }
+	all     struct{ core.Storage }
+)
+
+func deleteStream(s core.Storage, ctx context.Context, stream string) error {
+	return s.(core.StreamDeleter).DeleteStream(ctx, stream)
+}
+
+func partitions(s core.Storage, ctx context.Context, stream string) (int, error) {
+	return s.(core.PartitionCounter).Partitions(ctx, stream)
+}
+
+// appendAsync appends synchronously, then calls done.
+func appendAsync(s core.Storage, ctx context.Context, stream string, p int, msgs [][]byte, done func([]uint64, error)) {
+	done(s.Append(ctx, stream, p, msgs))
+}
+
+func (s del) DeleteStream(ctx context.Context, n string) error {
+	return deleteStream(s.Storage, ctx, n)
+}
+func (s delCnt) DeleteStream(ctx context.Context, n string) error {
+	return deleteStream(s.Storage, ctx, n)
+}
+func (s delAsyn) DeleteStream(ctx context.Context, n string) error {
+	return deleteStream(s.Storage, ctx, n)
+}
+func (s all) DeleteStream(ctx context.Context, n string) error {
+	return deleteStream(s.Storage, ctx, n)
+}
+
+func (s cnt) Partitions(ctx context.Context, n string) (int, error) {
+	return partitions(s.Storage, ctx, n)
+}
+func (s delCnt) Partitions(ctx context.Context, n string) (int, error) {
+	return partitions(s.Storage, ctx, n)
+}
+func (s cntAsyn) Partitions(ctx context.Context, n string) (int, error) {
+	return partitions(s.Storage, ctx, n)
+}
+func (s all) Partitions(ctx context.Context, n string) (int, error) {
+	return partitions(s.Storage, ctx, n)
+}
+
+func (s async) AppendAsync(ctx context.Context, n string, p int, m [][]byte, done func([]uint64, error)) {
+	appendAsync(s.Storage, ctx, n, p, m, done)
+}
+
+func (s delAsyn) AppendAsync(ctx context.Context, n string, p int, m [][]byte, done func([]uint64, error)) {
+	appendAsync(s.Storage, ctx, n, p, m, done)
+}
+
+func (s cntAsyn) AppendAsync(ctx context.Context, n string, p int, m [][]byte, done func([]uint64, error)) {
+	appendAsync(s.Storage, ctx, n, p, m, done)
+}
+
+func (s all) AppendAsync(ctx context.Context, n string, p int, m [][]byte, done func([]uint64, error)) {
+	appendAsync(s.Storage, ctx, n, p, m, done)
+}
+
+// optional reports which optional interfaces s implements.
+func optional(s core.Storage) (del, cnt, async bool) {
+	_, del = s.(core.StreamDeleter)
+	_, cnt = s.(core.PartitionCounter)
+	_, async = s.(core.AsyncAppender)
+	return del, cnt, async
+}
+
+// The wrappers keep every optional interface of the wrapped Storage, in each combination,
+// and add none; their AppendAsync maps indexes as their Append does.
+func TestWrappersKeepOptionalInterfaces(t *testing.T) {
+	ctx := context.Background()
+	wrappers := []struct {
+		name     string
+		wrap     func(*core.Backend) *core.Backend
+		appended []uint64
+	}{
+		{"NonMonotonic", conformancetest.NonMonotonic, []uint64{1, 0, 3}},
+		{"Sparse3", func(b *core.Backend) *core.Backend { return conformancetest.Sparse(b, 3, false) }, []uint64{0, 3, 6}},
+		{"NonMonotonicIndex", conformancetest.NonMonotonicIndex, []uint64{0, 1, 2}},
+	}
+	inners := []func(core.Storage) core.Storage{
+		func(s core.Storage) core.Storage { return plain{s} },
+		func(s core.Storage) core.Storage { return del{s} },
+		func(s core.Storage) core.Storage { return cnt{s} },
+		func(s core.Storage) core.Storage { return async{s} },
+		func(s core.Storage) core.Storage { return delCnt{s} },
+		func(s core.Storage) core.Storage { return delAsyn{s} },
+		func(s core.Storage) core.Storage { return cntAsyn{s} },
+		func(s core.Storage) core.Storage { return all{s} },
+	}
+	for _, w := range wrappers {
+		seen := map[[3]bool]bool{}
+		for _, inner := range inners {
+			b := open(t)
+			b.Storage = inner(b.Storage)
+			d, c, a := optional(b.Storage)
+			seen[[3]bool{d, c, a}] = true
+			t.Run(fmt.Sprintf("%s/del=%v,cnt=%v,async=%v", w.name, d, c, a), func(t *testing.T) {
+				wb := w.wrap(b)
+				defer wb.Close()
+				if gd, gc, ga := optional(wb.Storage); gd != d || gc != c || ga != a {
+					t.Fatalf("wrapped Storage has StreamDeleter %v, PartitionCounter %v, AsyncAppender %v; want %v, %v, %v", gd, gc, ga, d, c, a)
+				}
+				if _, err := wb.Storage.CreateStream(ctx, "s", 2); err != nil {
+					t.Fatal(err)
+				}
+				if c {
+					if n, err := wb.Storage.(core.PartitionCounter).Partitions(ctx, "s"); err != nil || n != 2 {
+						t.Errorf("Partitions = %d, %v; want 2, nil", n, err)
+					}
+				}
+				if a {
+					var got []uint64
+					var gotErr error
+					wb.Storage.(core.AsyncAppender).AppendAsync(ctx, "s", 0, [][]byte{{0}, {1}, {2}}, func(idx []uint64, err error) { got, gotErr = idx, err })
+					if gotErr != nil || !slices.Equal(got, w.appended) {
+						t.Errorf("AppendAsync reported %v, %v; want %v", got, gotErr, w.appended)
+					}
+				}
+				if d {
+					if err := wb.Storage.(core.StreamDeleter).DeleteStream(ctx, "s"); err != nil {
+						t.Errorf("DeleteStream: %v", err)
+					}
+					if _, err := b.Storage.Fetch(ctx, "s", 0, 0, 1); err == nil {
+						t.Errorf("the stream is still there after DeleteStream through the wrapper")
+					}
+				}
+			})
+		}
+		if len(seen) != 8 {
+			t.Fatalf("only %d combinations tested", len(seen))
+		}
+	}
+}
+
+// Wrapping bbolt keeps its AppendAsync, so the suite still checks it.
+func TestWrapBbolt(t *testing.T) {
+	s, err := bbolt.New(context.Background(), t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := conformancetest.Sparse(&core.Backend{Storage: s, Index: s}, 2, false)
+	defer b.Close()
+	if d, c, a := optional(b.Storage); !d || !c || !a {
+		t.Errorf("Sparse(bbolt) has StreamDeleter %v, PartitionCounter %v, AsyncAppender %v; want all", d, c, a)
 	}
 }

@@ -81,7 +81,7 @@ func conformanceFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) 
 	fs.Var((*urlList)(&c.backends), "backend", "backend URL to test (repeatable), e.g. bbolt:data-dir, memory://")
 	fs.StringVar(&c.out, "out", defaultReportDir, "directory for conformance.md, conformance.json and conformance.junit.xml")
 	fs.StringVar(&c.run, "run", "", "run only subtests matching this slash-separated list of regular expressions")
-	fs.DurationVar(&c.timeout, "subtest-timeout", conformance.DefaultTimeout, "fail a subtest that takes longer than this")
+	fs.DurationVar(&c.timeout, "subtest-timeout", conformance.DefaultTimeout, "deadline of each subtest (its cleanup gets its own): a backend call that honours its context, or a Close still running, then fails the subtest instead of hanging the run")
 	fs.DurationVar(&c.maxWait, "max-wait", 0, "how long to wait for appended messages to become visible (only for eventually consistent brokers)")
 	fs.BoolVar(&c.maxParts, "create-max-partitions", false, "also create a stream with the backend's MaxPartitions partitions when that is more than 64 (slow on brokers)")
 	return func(ctx context.Context, sio *stdio, args []string) error {
