@@ -3,7 +3,6 @@ package remote_test
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,55 +13,12 @@ import (
 	"github.com/sluicehq/sluice/core/routing"
 	"github.com/sluicehq/sluice/core/wire"
 	"github.com/sluicehq/sluice/hub"
+	"github.com/sluicehq/sluice/hub/hubtest"
 )
-
-// gate is a worker in front of a hub's stream service (Stores reach it with
-// client.WithStreamService(gateAddress)): it counts the requests by protocol and runs
-// before on each (when set) before it forwards it; before may answer instead, and the
-// request is then not forwarded.
-type gate struct {
-	node   *routing.Node
-	mu     sync.Mutex
-	counts map[string]int
-	before func(ctx context.Context, msg *routing.Message, protocol string) (answered bool)
-}
-
-const gateAddress = "gate"
-
-func (g *gate) HandleMessage(ctx context.Context, msg *routing.Message) error {
-	bp, err := wire.DecodeBasePayload(msg.Payload)
-	if err != nil {
-		return err
-	}
-	g.mu.Lock()
-	g.counts[bp.Protocol]++
-	before := g.before
-	g.mu.Unlock()
-	if before != nil && before(ctx, msg, bp.Protocol) {
-		return nil
-	}
-	return g.node.Send(ctx, wire.TransportMessage{OnwardRoute: wire.Route{wire.Local(hub.StreamAddress)}, ReturnRoute: msg.ReturnRoute, Payload: msg.Payload})
-}
-
-func (g *gate) set(before func(ctx context.Context, msg *routing.Message, protocol string) bool) {
-	g.mu.Lock()
-	g.before = before
-	g.mu.Unlock()
-}
-
-func (g *gate) count(protocols ...string) int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	n := 0
-	for _, p := range protocols {
-		n += g.counts[p]
-	}
-	return n
-}
 
 // startGatedHub runs a hub on mem with a gate in front of its stream service, and returns
 // a function that opens a Store that talks to the stream service through the gate.
-func startGatedHub(t *testing.T, mem *memory.Store) (*gate, func() *remote.Store) {
+func startGatedHub(t *testing.T, mem *memory.Store) (*hubtest.Gate, func() *remote.Store) {
 	t.Helper()
 	h, err := hub.New(&core.Backend{Storage: mem, Index: mem})
 	if err != nil {
@@ -76,14 +32,10 @@ func startGatedHub(t *testing.T, mem *memory.Store) (*gate, func() *remote.Store
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &gate{node: h.Node(), counts: map[string]int{}}
-	if err := g.node.Register(gateAddress, g); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = g.node.Unregister(gateAddress) })
+	g := hubtest.NewGate(t, h)
 	open := func() *remote.Store {
 		s, err := remote.New(t.Context(), a.String(), &remote.Options{Timeout: 10 * time.Second,
-			ClientOptions: []client.Option{client.WithStreamService(gateAddress)}})
+			ClientOptions: []client.Option{client.WithStreamService(hubtest.GateAddress)}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -112,7 +64,7 @@ func TestStreamDeletedWhileLearningRoutes(t *testing.T) {
 	if _, err := mem.Append(ctx, n, 1, [][]byte{[]byte("before")}); err != nil {
 		t.Fatal(err)
 	}
-	g.set(func(ctx context.Context, _ *routing.Message, protocol string) bool {
+	g.SetBefore(func(ctx context.Context, _ *routing.Message, protocol string) bool {
 		switch protocol {
 		case wire.ProtocolCreate, wire.ProtocolCreatePartitioned, wire.ProtocolCreatePartitions:
 			_ = mem.DeleteStream(ctx, n) // another Store, between the check and the routes
@@ -123,7 +75,7 @@ func TestStreamDeletedWhileLearningRoutes(t *testing.T) {
 	if _, err := s.Append(ctx, n, 1, [][]byte{[]byte("after")}); err != nil {
 		t.Fatalf("Append: %v", err)
 	}
-	if c := g.count(wire.ProtocolCreate, wire.ProtocolCreatePartitioned, wire.ProtocolCreatePartitions); c != 0 {
+	if c := g.Count(wire.ProtocolCreate, wire.ProtocolCreatePartitioned, wire.ProtocolCreatePartitions); c != 0 {
 		t.Fatalf("the Store sent %d stream_create*, want none", c)
 	}
 	msgs, err := mem.Fetch(ctx, n, 1, 0, 10)
@@ -132,7 +84,7 @@ func TestStreamDeletedWhileLearningRoutes(t *testing.T) {
 	}
 
 	// Deleted just before the route request: not found, and not created.
-	g.set(func(ctx context.Context, _ *routing.Message, protocol string) bool {
+	g.SetBefore(func(ctx context.Context, _ *routing.Message, protocol string) bool {
 		if protocol == wire.ProtocolStreamOpen {
 			_ = mem.DeleteStream(ctx, n)
 		}
@@ -144,7 +96,7 @@ func TestStreamDeletedWhileLearningRoutes(t *testing.T) {
 	if _, err := mem.Partitions(ctx, n); !errors.Is(err, core.ErrStreamNotFound) {
 		t.Fatalf("the hub's backend reports Partitions = %v; want ErrStreamNotFound (not created again)", err)
 	}
-	if c := g.count(wire.ProtocolCreate, wire.ProtocolCreatePartitioned, wire.ProtocolCreatePartitions); c != 0 {
+	if c := g.Count(wire.ProtocolCreate, wire.ProtocolCreatePartitioned, wire.ProtocolCreatePartitions); c != 0 {
 		t.Fatalf("the Stores sent %d stream_create*, want none", c)
 	}
 }
@@ -158,7 +110,7 @@ func TestOldHubFallback(t *testing.T) {
 		t.Fatal(err)
 	}
 	g, open := startGatedHub(t, mem)
-	g.set(func(ctx context.Context, msg *routing.Message, protocol string) bool {
+	g.SetBefore(func(ctx context.Context, msg *routing.Message, protocol string) bool {
 		if protocol != wire.ProtocolStreamOpen {
 			return false
 		}
@@ -184,7 +136,7 @@ func TestOldHubFallback(t *testing.T) {
 	if _, err := mem.Partitions(ctx, "absent"); !errors.Is(err, core.ErrStreamNotFound) {
 		t.Fatalf("the hub's backend reports Partitions = %v: the missing stream was created", err)
 	}
-	if g.count(wire.ProtocolStreamOpen) == 0 || g.count(wire.ProtocolStreamInfo) == 0 || g.count(wire.ProtocolCreatePartitioned) == 0 {
+	if g.Count(wire.ProtocolStreamOpen) == 0 || g.Count(wire.ProtocolStreamInfo) == 0 || g.Count(wire.ProtocolCreatePartitioned) == 0 {
 		t.Fatal("the Store did not try sluice_stream_open, then fall back to sluice_stream_info and stream_create_partitioned")
 	}
 }

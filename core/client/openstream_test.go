@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,59 +13,8 @@ import (
 	"github.com/sluicehq/sluice/core/client"
 	"github.com/sluicehq/sluice/core/routing"
 	"github.com/sluicehq/sluice/core/wire"
-	"github.com/sluicehq/sluice/hub"
+	"github.com/sluicehq/sluice/hub/hubtest"
 )
-
-// gate is a worker in front of a hub's stream service (clients reach it with
-// client.WithStreamService(gateAddress)). It counts the requests by protocol, and before it
-// forwards one it runs before (when set), which may answer instead: then the request is not
-// forwarded.
-type gate struct {
-	node   *routing.Node
-	mu     sync.Mutex
-	counts map[string]int
-	before func(ctx context.Context, msg *routing.Message, protocol string) (answered bool)
-}
-
-const gateAddress = "gate"
-
-func newGate(t *testing.T, h *hub.Hub) *gate {
-	t.Helper()
-	g := &gate{node: h.Node(), counts: map[string]int{}}
-	if err := g.node.Register(gateAddress, g); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = g.node.Unregister(gateAddress) })
-	return g
-}
-
-func (g *gate) HandleMessage(ctx context.Context, msg *routing.Message) error {
-	bp, err := wire.DecodeBasePayload(msg.Payload)
-	if err != nil {
-		return err
-	}
-	g.mu.Lock()
-	g.counts[bp.Protocol]++
-	before := g.before
-	g.mu.Unlock()
-	if before != nil && before(ctx, msg, bp.Protocol) {
-		return nil
-	}
-	return g.node.Send(ctx, wire.TransportMessage{OnwardRoute: wire.Route{wire.Local(hub.StreamAddress)}, ReturnRoute: msg.ReturnRoute, Payload: msg.Payload})
-}
-
-// set replaces before.
-func (g *gate) set(before func(ctx context.Context, msg *routing.Message, protocol string) bool) {
-	g.mu.Lock()
-	g.before = before
-	g.mu.Unlock()
-}
-
-func (g *gate) count(protocol string) int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.counts[protocol]
-}
 
 // asOldHub makes the gate answer sluice_stream_open as a hub that does not know it: with an
 // Ockam `error` reply.
@@ -152,10 +100,10 @@ func TestConnOpenStream(t *testing.T) {
 // A hub that does not answer it at all times the request out.
 func TestConnOpenStreamOldHub(t *testing.T) {
 	h := startHub(t)
-	g := newGate(t, h.Hub)
-	g.set(asOldHub)
+	g := hubtest.NewGate(t, h.Hub)
+	g.SetBefore(asOldHub)
 	ctx := t.Context()
-	c := dial(t, h.Addr, client.WithStreamService(gateAddress))
+	c := dial(t, h.Addr, client.WithStreamService(hubtest.GateAddress))
 	conn, err := c.Open(ctx, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -173,7 +121,7 @@ func TestConnOpenStreamOldHub(t *testing.T) {
 	}
 
 	var dropped atomic.Int64
-	g.set(func(_ context.Context, _ *routing.Message, protocol string) bool {
+	g.SetBefore(func(_ context.Context, _ *routing.Message, protocol string) bool {
 		if protocol == wire.ProtocolStreamOpen {
 			dropped.Add(1)
 			return true // no answer at all
@@ -203,7 +151,7 @@ func TestConsumerWithoutCreateOpensStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := startHubOn(t, &core.Backend{Storage: mem, Index: mem})
-	g := newGate(t, h.Hub)
+	g := hubtest.NewGate(t, h.Hub)
 	ctx := t.Context()
 	const stream = "kept-open"
 	if _, err := mem.CreateStream(ctx, stream, 1); err != nil {
@@ -212,14 +160,14 @@ func TestConsumerWithoutCreateOpensStream(t *testing.T) {
 	if _, err := mem.Append(ctx, stream, 0, [][]byte{[]byte("one")}); err != nil {
 		t.Fatal(err)
 	}
-	g.set(func(ctx context.Context, _ *routing.Message, protocol string) bool {
+	g.SetBefore(func(ctx context.Context, _ *routing.Message, protocol string) bool {
 		if protocol == wire.ProtocolCreate || protocol == wire.ProtocolCreatePartitioned {
 			_ = mem.DeleteStream(ctx, stream) // another Store, in the window
 		}
 		return false
 	})
 	var handled, starts atomic.Int64
-	cons, err := client.NewConsumer(dial(t, h.Addr, client.WithStreamService(gateAddress)), stream,
+	cons, err := client.NewConsumer(dial(t, h.Addr, client.WithStreamService(hubtest.GateAddress)), stream,
 		func(context.Context, core.Message) error { handled.Add(1); return nil },
 		client.WithoutCreate(), client.WithConsumerBackoff(fastBackoff), client.WithPullWait(100*time.Millisecond),
 		client.WithConsumerSessionStart(func() { starts.Add(1) }))
@@ -228,7 +176,7 @@ func TestConsumerWithoutCreateOpensStream(t *testing.T) {
 	}
 	stop := runConsumer(t, cons)
 	waitFor(t, "a session started", func() bool { return starts.Load() > 0 })
-	if n := g.count(wire.ProtocolCreate) + g.count(wire.ProtocolCreatePartitioned); n != 0 {
+	if n := g.Count(wire.ProtocolCreate) + g.Count(wire.ProtocolCreatePartitioned); n != 0 {
 		t.Fatalf("the consumer sent %d stream_create*, want none", n)
 	}
 	if msgs, err := mem.Fetch(ctx, stream, 0, 0, 10); err != nil || len(msgs) != 1 {
@@ -238,7 +186,7 @@ func TestConsumerWithoutCreateOpensStream(t *testing.T) {
 	if err := stop(); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run = %v, want context.Canceled", err)
 	}
-	if n := g.count(wire.ProtocolStreamOpen); n == 0 {
+	if n := g.Count(wire.ProtocolStreamOpen); n == 0 {
 		t.Fatal("the consumer sent no sluice_stream_open")
 	}
 	if m := h.Metrics(); m.Creates != 0 {
@@ -255,8 +203,8 @@ func TestConsumerWithoutCreateOldHub(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := startHubOn(t, &core.Backend{Storage: mem, Index: mem})
-	g := newGate(t, h.Hub)
-	g.set(asOldHub)
+	g := hubtest.NewGate(t, h.Hub)
+	g.SetBefore(asOldHub)
 	ctx := t.Context()
 	const stream = "old-hub"
 	if _, err := mem.CreateStream(ctx, stream, 1); err != nil {
@@ -265,7 +213,7 @@ func TestConsumerWithoutCreateOldHub(t *testing.T) {
 	if _, err := mem.Append(ctx, stream, 0, [][]byte{[]byte("one")}); err != nil {
 		t.Fatal(err)
 	}
-	c := dial(t, h.Addr, client.WithStreamService(gateAddress))
+	c := dial(t, h.Addr, client.WithStreamService(hubtest.GateAddress))
 	var handled atomic.Int64
 	cons, err := client.NewConsumer(c, stream, func(context.Context, core.Message) error { handled.Add(1); return nil },
 		client.WithoutCreate(), client.WithConsumerBackoff(fastBackoff), client.WithPullWait(100*time.Millisecond))
@@ -277,8 +225,8 @@ func TestConsumerWithoutCreateOldHub(t *testing.T) {
 	if err := stop(); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run = %v, want context.Canceled", err)
 	}
-	if g.count(wire.ProtocolStreamOpen) == 0 || g.count(wire.ProtocolStreamInfo) == 0 || g.count(wire.ProtocolCreate) == 0 {
-		t.Fatalf("requests %v: want sluice_stream_open, then sluice_stream_info and stream_create", g.snapshot())
+	if g.Count(wire.ProtocolStreamOpen) == 0 || g.Count(wire.ProtocolStreamInfo) == 0 || g.Count(wire.ProtocolCreate) == 0 {
+		t.Fatalf("requests %v: want sluice_stream_open, then sluice_stream_info and stream_create", g.Counts())
 	}
 
 	missing, err := client.NewConsumer(c, "absent", func(context.Context, core.Message) error { return nil },
@@ -292,14 +240,4 @@ func TestConsumerWithoutCreateOldHub(t *testing.T) {
 	if _, err := mem.Partitions(ctx, "absent"); !errors.Is(err, core.ErrStreamNotFound) {
 		t.Fatalf("after Run the backend reports Partitions = %v: the stream was created", err)
 	}
-}
-
-func (g *gate) snapshot() map[string]int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	out := make(map[string]int, len(g.counts))
-	for k, v := range g.counts {
-		out[k] = v
-	}
-	return out
 }
