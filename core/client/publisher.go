@@ -1116,6 +1116,7 @@ func (p *Publisher) onReply(s *session, protocol string, data []byte) {
 		return
 	}
 	p.refusals = 0
+	p.confirmed.Add(uint64(len(r.entries))) // before the Acks complete: a caller that waited sees it counted
 	slots := 0
 	for i, e := range r.entries {
 		e.done = true
@@ -1130,7 +1131,6 @@ func (p *Publisher) onReply(s *session, protocol string, data []byte) {
 	p.advanceLocked()
 	p.mu.Unlock()
 	p.sessionProgress.Store(true)
-	p.confirmed.Add(uint64(len(r.entries)))
 	for range slots {
 		<-p.slots
 	}
