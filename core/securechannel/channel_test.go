@@ -2,6 +2,7 @@ package securechannel
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -232,7 +233,10 @@ func TestSealTooLarge(t *testing.T) {
 
 func TestOpenMalformed(t *testing.T) {
 	_, b := pair(t, 0)
-	for _, m := range [][]byte{nil, {4}, make([]byte, Overhead-1), append([]byte{1}, make([]byte, Overhead)...)} {
+	// A data message with the nonce Noise reserves for REKEY.
+	reserved := append([]byte{byte(TypeData), 0, 0, 0, 0}, bytes.Repeat([]byte{0xff}, 8)...)
+	reserved = append(reserved, make([]byte, TagSize)...)
+	for _, m := range [][]byte{nil, {4}, make([]byte, Overhead-1), append([]byte{1}, make([]byte, Overhead)...), reserved} {
 		if _, err := b.Open(m); !errors.Is(err, ErrMalformed) {
 			t.Fatalf("Open(%x): %v", m, err)
 		}
@@ -419,4 +423,46 @@ func TestWindowForget(t *testing.T) {
 	if w.check(1999) != nil || !errors.Is(w.check(2000), ErrDuplicate) {
 		t.Fatal("forget(1999) did not make 1999 new, or touched 2000")
 	}
+}
+
+// TestReflectedMessageRejected checks that each direction has its own key: a message sent
+// back to its sender (reflected by whoever relays it) fails authentication there.
+func TestReflectedMessageRejected(t *testing.T) {
+	a1, b1 := pair(t, 0)
+	a2, b2 := pair(t, 0) // a fresh pair: the sender's window must not know the nonce yet
+	for _, dir := range []struct {
+		name     string
+		from, to *Channel
+	}{{"initiator", a1, b1}, {"responder", b2, a2}} {
+		m := seal(t, dir.from, "to the peer")
+		if _, err := dir.from.Open(bytes.Clone(m)); !errors.Is(err, ErrDecrypt) {
+			t.Fatalf("%s opened its own message: %v, want ErrDecrypt", dir.name, err)
+		}
+		open(t, dir.to, m, "to the peer")
+	}
+}
+
+// TestForgedLaterEpochsDoNotMoveReceiver sends forged messages that claim later key epochs
+// (which make the receiver derive those epochs' keys): they fail authentication and leave the
+// receive state as it was, so the stragglers of the current epoch and the genuine messages
+// of the next ones still open.
+func TestForgedLaterEpochsDoNotMoveReceiver(t *testing.T) {
+	a, b := pair(t, 2) // epochs 0, 1, 2: two messages each
+	var ms [][]byte
+	for i := range 6 {
+		ms = append(ms, seal(t, a, fmt.Sprint(i)))
+	}
+	open(t, b, ms[0], "0")
+	for epoch := uint32(1); epoch <= 4; epoch++ {
+		forged := bytes.Clone(ms[1])
+		binary.BigEndian.PutUint32(forged[1:5], epoch)
+		if _, err := b.Open(forged); !errors.Is(err, ErrDecrypt) {
+			t.Fatalf("forged message for epoch %d: %v, want ErrDecrypt", epoch, err)
+		}
+	}
+	open(t, b, ms[1], "1") // epoch 0 is still the current epoch
+	open(t, b, ms[3], "3")
+	open(t, b, ms[2], "2") // epoch 1 became current by a genuine message only
+	open(t, b, ms[4], "4")
+	open(t, b, ms[5], "5")
 }

@@ -2,8 +2,11 @@ package securechannel
 
 import (
 	"bytes"
+	"crypto/rand"
 	"errors"
 	"testing"
+
+	"github.com/flynn/noise"
 
 	"github.com/sluicehq/sluice/core"
 )
@@ -219,5 +222,79 @@ func TestHandshakeTamperedMessage2(t *testing.T) {
 	}
 	if _, err := ini.WriteMessage(); !errors.Is(err, ErrHandshakeFailed) {
 		t.Fatalf("after failure: %v", err)
+	}
+}
+
+// TestHandshakeProtocolPinned runs the initiator side with flynn/noise directly, as another
+// implementation of the documented protocol would: with the same pattern, suite and
+// prologue it completes the handshake with a Responder, and with another prologue (another
+// protocol or version) reading message 2 fails.
+func TestHandshakeProtocolPinned(t *testing.T) {
+	for _, c := range []struct {
+		name, prologue string
+		ok             bool
+	}{{"same prologue", "sluice/securechannel/1", true}, {"other prologue", "sluice/securechannel/2", false}} {
+		t.Run(c.name, func(t *testing.T) {
+			static, err := noise.DH25519.GenerateKeypair(rand.Reader)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ini, err := noise.NewHandshakeState(noise.Config{
+				CipherSuite:   noise.NewCipherSuite(noise.DH25519, noise.CipherChaChaPoly, noise.HashBLAKE2s),
+				Random:        rand.Reader,
+				Pattern:       noise.HandshakeXX,
+				Initiator:     true,
+				Prologue:      []byte(c.prologue),
+				StaticKeypair: static,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := NewResponder(Config{Identity: mustIdentity(t), Trust: TrustAnyInsecure()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			m1, _, _, err := ini.WriteMessage([]byte{byte(TypeHandshake1)}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := res.ReadMessage(m1); err != nil {
+				t.Fatal(err)
+			}
+			m2, err := res.WriteMessage()
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _, _, err = ini.ReadMessage(nil, m2[1:])
+			if !c.ok {
+				if err == nil {
+					t.Fatal("message 2 authenticated under another prologue")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("read message 2: %v", err)
+			}
+			m3, cs1, _, err := ini.WriteMessage([]byte{byte(TypeHandshake3)}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := res.ReadMessage(m3); err != nil {
+				t.Fatalf("read message 3: %v", err)
+			}
+			ch, err := res.Channel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := ch.PeerIdentity(); !bytes.Equal(got[:], static.Public) {
+				t.Fatal("responder's peer identity is not the initiator's static key")
+			}
+			msg := appendHeader(nil, Header{})
+			msg, err = cs1.Encrypt(msg, msg[:HeaderSize], []byte("hello"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			open(t, ch, msg, "hello")
+		})
 	}
 }

@@ -77,6 +77,21 @@ func TestLoadIdentityErrors(t *testing.T) {
 		if !errors.Is(err, ErrIdentityPermissions) || !strings.Contains(err.Error(), "chmod 600") {
 			t.Fatalf("0644: %v", err)
 		}
+		// Any access for group or others, not only reading by everyone.
+		for _, mode := range []os.FileMode{0o640, 0o620, 0o610, 0o604, 0o602, 0o601} {
+			if err := os.Chmod(good, mode); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := LoadIdentity(good); !errors.Is(err, ErrIdentityPermissions) {
+				t.Fatalf("%#o: %v, want ErrIdentityPermissions", mode, err)
+			}
+		}
+		if err := os.Chmod(good, 0o400); err != nil { // read-only for the owner is fine
+			t.Fatal(err)
+		}
+		if _, err := LoadIdentity(good); err != nil {
+			t.Fatalf("0400: %v", err)
+		}
 	}
 
 	other := mustIdentity(t)
@@ -139,5 +154,13 @@ func TestTrustKeys(t *testing.T) {
 	}
 	if err := TrustKeys().Trust(a.PublicKey()); !errors.Is(err, ErrUntrusted) {
 		t.Fatalf("empty list: %v", err)
+	}
+	// Keys that differ from a trusted one in a single byte, first or last, are refused.
+	for _, i := range []int{0, KeySize - 1} {
+		k := a.PublicKey()
+		k[i] ^= 1
+		if err := p.Trust(k); !errors.Is(err, ErrUntrusted) {
+			t.Fatalf("key differing in byte %d: %v", i, err)
+		}
 	}
 }

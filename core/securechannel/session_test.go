@@ -90,7 +90,9 @@ func TestNonceReservationAfterCrash(t *testing.T) {
 			saved := mustMarshal(t, a)
 			var last Header
 			sent := 0
-			for {
+			// Bounded: a channel that never runs out of reserved nonces fails below instead
+			// of looping for ever.
+			for range 2 * ReserveNonces {
 				m, err := a.Seal([]byte("after the save"))
 				if errors.Is(err, ErrReservationExhausted) {
 					break
@@ -133,6 +135,24 @@ func TestUnmarshalChannelRejectsCorrupt(t *testing.T) {
 		"trailing":  append(bytes.Clone(good), 0),
 		"version":   append([]byte{9}, good[1:]...),
 		"flags":     append([]byte{good[0], 0x80}, good[2:]...),
+	}
+	// A receiver with a previous epoch (epoch 0) besides the current one (epoch 1).
+	a1, b1 := pair(t, 1)
+	open(t, b1, seal(t, a1, "0"), "0")
+	open(t, b1, seal(t, a1, "1"), "1")
+	withPrev := mustMarshal(t, b1)
+	cur := 2 + 2*KeySize + 1 + len(b1.binding) + 8 + 4 + 8 + KeySize // the current epoch's window
+	if len(withPrev) != cur+2*windowStateSize {
+		t.Fatalf("state with a previous epoch is %d bytes, want %d", len(withPrev), cur+2*windowStateSize)
+	}
+	reservedMax := bytes.Clone(withPrev) // the window holds the nonce Noise reserves
+	copy(reservedMax[cur+4+KeySize+1:], bytes.Repeat([]byte{0xff}, 8))
+	cases["reserved nonce in the window"] = reservedMax
+	prevEpoch := bytes.Clone(withPrev) // the previous epoch does not precede the current one
+	prevEpoch[cur+windowStateSize+3] = 7
+	cases["previous epoch not the one before"] = prevEpoch
+	if _, err := UnmarshalChannel(withPrev); err != nil {
+		t.Fatalf("state with a previous epoch: %v", err)
 	}
 	for name, b := range cases {
 		if _, err := UnmarshalChannel(b); !errors.Is(err, ErrSessionCorrupt) {
@@ -520,5 +540,162 @@ func TestSessionKeepsUnhandledAcceptable(t *testing.T) {
 	}
 	if d := sb.Stats().Duplicates; d != 1 {
 		t.Fatalf("restored channel dropped %d duplicates, want 1 (m0, handled before the save)", d)
+	}
+}
+
+// TestRestoreWithOtherIdentity restores a state with a configuration whose identity is not
+// the one that saved it (but trusts the same peer): refused as ErrSessionCorrupt.
+func TestRestoreWithOtherIdentity(t *testing.T) {
+	f := newFixture(t, false, 0)
+	state := mustState(t, f.dial(t))
+	node := (&memNet{}).node(t, "x")
+	other := f.cfgA
+	other.Identity = mustIdentity(t)
+	if c, err := Restore(node, other, state); !errors.Is(err, ErrSessionCorrupt) {
+		if c != nil {
+			c.Close()
+		}
+		t.Fatalf("restore with another identity: %v, want ErrSessionCorrupt", err)
+	}
+}
+
+// TestRestoreKeepsPreviousEpochWindow restores a receiver that holds two key epochs: the
+// messages it opened in either epoch stay duplicates, and those it did not open still open.
+func TestRestoreKeepsPreviousEpochWindow(t *testing.T) {
+	a, b := pair(t, 2) // epoch 0: m0, m1; epoch 1: m2, m3
+	var ms [][]byte
+	for i := range 4 {
+		ms = append(ms, seal(t, a, fmt.Sprint(i)))
+	}
+	open(t, b, ms[0], "0")
+	open(t, b, ms[2], "2")
+	b2 := restoreChannel(t, mustMarshal(t, b))
+	for _, i := range []int{0, 2} {
+		if _, err := b2.Open(ms[i]); !errors.Is(err, ErrDuplicate) {
+			t.Fatalf("message %d, opened before the save: %v, want ErrDuplicate", i, err)
+		}
+	}
+	open(t, b2, ms[1], "1")
+	open(t, b2, ms[3], "3")
+}
+
+// TestReservationNeverMovesBack commits a reservation and then an older one (as two
+// concurrent saves finishing out of order would): the later limit stays.
+func TestReservationNeverMovesBack(t *testing.T) {
+	a, _ := pair(t, 0)
+	_, older := a.snapshot(nil)
+	const sent = 5
+	for range sent {
+		seal(t, a, "x")
+	}
+	_, newer := a.snapshot(nil)
+	a.commitReservation(newer)
+	a.commitReservation(older)
+	n := 0
+	for range 2 * ReserveNonces {
+		if _, err := a.Seal([]byte("y")); err != nil {
+			if !errors.Is(err, ErrReservationExhausted) {
+				t.Fatal(err)
+			}
+			break
+		}
+		n++
+	}
+	if n != ReserveNonces {
+		t.Fatalf("sealed %d messages after the commits, want %d (the newer reservation)", n, ReserveNonces)
+	}
+}
+
+// TestFailedSaveKeepsReservation checks that a SaveSession that fails to write its file does
+// not extend the channel's reservation: only the nonces reserved by the last file written
+// may be used, since a restart restores from that file.
+func TestFailedSaveKeepsReservation(t *testing.T) {
+	f := newFixture(t, false, 0)
+	sc := f.dial(t)
+	if err := sc.SaveSession(filepath.Join(t.TempDir(), "session")); err != nil {
+		t.Fatal(err)
+	}
+	sc.mu.Lock()
+	ch := sc.ch
+	sc.mu.Unlock()
+	const sent = 10
+	for range sent {
+		seal(t, ch, "x")
+	}
+	if err := sc.SaveSession(filepath.Join(t.TempDir(), "missing", "session")); err == nil {
+		t.Fatal("saved into a directory that does not exist")
+	}
+	n := 0
+	for range 2 * ReserveNonces {
+		if _, err := ch.Seal([]byte("y")); err != nil {
+			if !errors.Is(err, ErrReservationExhausted) {
+				t.Fatal(err)
+			}
+			break
+		}
+		n++
+	}
+	if n != ReserveNonces-sent {
+		t.Fatalf("sealed %d messages after the failed save, want %d (what the file written reserved)", n, ReserveNonces-sent)
+	}
+}
+
+// blockingSender is a synchronous routing.Sender that signals entered and blocks until
+// release is closed.
+type blockingSender struct{ entered, release chan struct{} }
+
+func (s blockingSender) Send(context.Context, wire.TransportMessage) error {
+	s.entered <- struct{}{}
+	<-s.release
+	return nil
+}
+
+// TestSaveDuringSynchronousDelivery saves B's channel while a message it opened is still
+// being delivered to a synchronous sender (no mailbox follows it): the saved replay window
+// leaves that message out, so a channel restored from the state accepts it again.
+func TestSaveDuringSynchronousDelivery(t *testing.T) {
+	f := newFixture(t, false, 0)
+	bs := blockingSender{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	if err := f.b.RegisterSender("sync-b", bs); err != nil {
+		t.Fatal(err)
+	}
+	sc := f.dial(t)
+	rc := <-f.established
+	f.net.mu.Lock()
+	first := len(f.net.seen)
+	f.net.mu.Unlock()
+	sent := make(chan error, 1)
+	go func() {
+		sent <- f.a.Send(context.Background(), wire.TransportMessage{OnwardRoute: wire.Route{sc.Address(), wire.Local("sync-b")}, Payload: []byte("m")})
+	}()
+	<-bs.entered
+	state, err := rc.MarshalBinary()
+	close(bs.release)
+	if serr := <-sent; serr != nil {
+		t.Fatal(serr)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ciphertext []byte
+	f.net.mu.Lock()
+	for _, p := range f.net.seen[first:] {
+		if typ, _ := PeekType(p); typ == TypeData {
+			ciphertext = p
+		}
+	}
+	f.net.mu.Unlock()
+	if ciphertext == nil {
+		t.Fatal("no data message crossed to B")
+	}
+	s, err := decodeSession(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.channel.Open(ciphertext); err != nil {
+		t.Fatalf("the message being delivered during the save, opened from the saved state: %v, want accepted", err)
+	}
+	if _, err := rc.ch.Open(ciphertext); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("the live channel, after the delivery: %v, want ErrDuplicate", err)
 	}
 }

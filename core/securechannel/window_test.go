@@ -101,3 +101,19 @@ func TestWindowForgetLow(t *testing.T) {
 		})
 	}
 }
+
+// TestWindowForgetSlidOut checks that forgetting a nonce that slid out of the window leaves
+// alone the newer nonce that now has its place in the bitmap (WindowSize apart): that one
+// stays a duplicate.
+func TestWindowForgetSlidOut(t *testing.T) {
+	var w window
+	w.accept(11)
+	w.accept(11 + WindowSize) // 11 slides out; 11+WindowSize takes its bit
+	w.forget(11)
+	if err := w.check(11 + WindowSize); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("check(%d) after forget(11): %v, want ErrDuplicate", 11+WindowSize, err)
+	}
+	if err := w.check(11); !errors.Is(err, ErrReplay) || errors.Is(err, ErrDuplicate) {
+		t.Fatalf("check(11) after forget: %v, want too old", err)
+	}
+}

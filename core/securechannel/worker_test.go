@@ -454,3 +454,47 @@ func TestRoutingEarlyDataBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestListenerBoundsPendingHandshakes sends more handshake messages 1 than
+// MaxPendingHandshakes allows: only that many half-open channels are made (message 1 needs
+// no key, so anybody can send them), and closing one makes room for a new one.
+func TestListenerBoundsPendingHandshakes(t *testing.T) {
+	const limit = 2
+	node := (&memNet{}).node(t, "b")
+	cfg := Config{Identity: mustIdentity(t), Trust: TrustAnyInsecure()}
+	l, err := Listen(node, "bounded", cfg, &ListenOptions{MaxPendingHandshakes: limit, HandshakeTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	replies := make(inbox, 10)
+	if err := node.Register("replies", replies); err != nil {
+		t.Fatal(err)
+	}
+	hello := func() {
+		t.Helper()
+		ini, err := NewInitiator(Config{Identity: mustIdentity(t), Trust: TrustAnyInsecure()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m1, err := ini.WriteMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := node.Send(context.Background(), wire.TransportMessage{OnwardRoute: wire.Route{l.Address()}, ReturnRoute: wire.Route{wire.Local("replies")}, Payload: m1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range limit + 2 {
+		hello()
+	}
+	pending := l.Channels()
+	if len(pending) != limit {
+		t.Fatalf("%d half-open channels after %d messages 1, want %d", len(pending), limit+2, limit)
+	}
+	pending[0].Close()
+	hello()
+	if n := len(l.Channels()); n != limit {
+		t.Fatalf("%d half-open channels after one closed and a new message 1, want %d", n, limit)
+	}
+}
