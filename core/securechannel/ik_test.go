@@ -162,7 +162,7 @@ func TestRoutingIKReplay(t *testing.T) {
 	if got["ik2"] != 1 || got["data"] != 1 {
 		t.Fatalf("raw initiator received %v", got)
 	}
-	rc := <-f.established
+	rc := recvWithin(t, f.established, "the channel established (OnChannel)")
 	rc.Close()
 	send() // replay after the channel is gone
 
@@ -507,7 +507,7 @@ func TestIKEarlyDataCutShortDeliveredAgain(t *testing.T) {
 func TestSessionEarlyUnhandledFlagOnlyForIK(t *testing.T) {
 	f := newFixture(t, false, 0)
 	f.dial(t) // XX
-	rc := <-f.established
+	rc := recvWithin(t, f.established, "the channel established (OnChannel)")
 	state, err := rc.MarshalBinary()
 	if err != nil {
 		t.Fatal(err)

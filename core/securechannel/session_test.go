@@ -200,7 +200,7 @@ func TestSessionRestoreOnNewNode(t *testing.T) {
 		t.Fatalf("reply %q", m.Payload)
 	}
 	<-f.peers
-	rc := <-f.established
+	rc := recvWithin(t, f.established, "the channel established (OnChannel)")
 	dir := t.TempDir()
 	pathA, pathB := filepath.Join(dir, "a.session"), filepath.Join(dir, "b.session")
 	if err := sc.SaveSession(pathA); err != nil {
@@ -469,7 +469,7 @@ func TestSessionKeepsUnhandledAcceptable(t *testing.T) {
 		t.Fatal(err)
 	}
 	sc := f.dial(t)
-	rc := <-f.established
+	rc := recvWithin(t, f.established, "the channel established (OnChannel)")
 	f.net.mu.Lock()
 	first := len(f.net.seen)
 	f.net.mu.Unlock()
@@ -486,7 +486,7 @@ func TestSessionKeepsUnhandledAcceptable(t *testing.T) {
 	for _, p := range []string{"m1", "m2", "m3"} {
 		toB(p)
 	}
-	<-stuck
+	recvWithin(t, stuck, "the handler stuck")
 	waitFor(t, func() bool { return rc.Stats().Delivered == 4 })
 	path := filepath.Join(t.TempDir(), "b.session")
 	if err := rc.SaveSession(path); err != nil {
@@ -660,7 +660,7 @@ func TestSaveDuringSynchronousDelivery(t *testing.T) {
 		t.Fatal(err)
 	}
 	sc := f.dial(t)
-	rc := <-f.established
+	rc := recvWithin(t, f.established, "the channel established (OnChannel)")
 	f.net.mu.Lock()
 	first := len(f.net.seen)
 	f.net.mu.Unlock()

@@ -197,7 +197,7 @@ func TestRoutingEcho(t *testing.T) {
 			if got := <-f.peers; got != f.ida.PublicKey() {
 				t.Fatalf("responder application sees identity %s, want %s", got, f.ida.PublicKey())
 			}
-			rc := <-f.established
+			rc := recvWithin(t, f.established, "the channel established (OnChannel)")
 			if rc.PeerIdentity() != f.ida.PublicKey() {
 				t.Fatal("OnChannel channel has the wrong peer")
 			}
@@ -366,7 +366,7 @@ func TestRoutingListenerClose(t *testing.T) {
 	sc := f.dial(t)
 	f.send(t, sc, "1")
 	f.app.next(t)
-	rc := <-f.established
+	rc := recvWithin(t, f.established, "the channel established (OnChannel)")
 	if _, ok := f.listener.Channel(rc.Address()); !ok {
 		t.Fatal("listener does not know its channel")
 	}
@@ -396,6 +396,19 @@ func TestDialContextDone(t *testing.T) {
 }
 
 // waitFor polls cond until it holds (it waits for asynchronous work; it asserts no timing).
+// recvWithin receives from ch, failing the test when nothing comes within 10s (a broken
+// channel fails the test instead of hanging it). Call it from the test's goroutine.
+func recvWithin[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: nothing within 10s", what)
+		panic("unreachable")
+	}
+}
+
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
