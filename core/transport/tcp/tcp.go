@@ -831,9 +831,16 @@ func (c *conn) readLoop() {
 	// Buffered: a frame's header and body, and the small frames behind it, come in with
 	// one read system call instead of two per frame.
 	br := bufio.NewReaderSize(c.nc, readBufferSize)
+	armed := false // a read deadline is set
 	for {
-		if timeout > 0 {
+		switch {
+		case timeout > 0:
 			_ = c.nc.SetReadDeadline(time.Now().Add(timeout))
+			armed = true
+		case armed:
+			// The handshake timeout no longer applies and the idle timeout is disabled.
+			_ = c.nc.SetReadDeadline(time.Time{})
+			armed = false
 		}
 		payload, pooled, err := readFrame(br, hdr[:])
 		if err != nil {
