@@ -13,9 +13,32 @@ import (
 	"github.com/sluicehq/sluice/backends/memory"
 	"github.com/sluicehq/sluice/core"
 	"github.com/sluicehq/sluice/core/client"
+	"github.com/sluicehq/sluice/core/routing"
 	"github.com/sluicehq/sluice/core/transport/faultproxy"
+	"github.com/sluicehq/sluice/core/wire"
 	"github.com/sluicehq/sluice/hub"
 )
+
+// fakeReply sends p to m's sender as a reply from "fake.s", the stream worker of a fake hub
+// on node (see registerFakeStreamService).
+func fakeReply(ctx context.Context, node *routing.Node, m *routing.Message, proto string, p wire.Encoder) {
+	_ = node.Send(ctx, wire.TransportMessage{OnwardRoute: m.ReturnRoute.Clone(), ReturnRoute: wire.Route{wire.Local("fake.s")}, Payload: wire.EncodePayload(proto, p)})
+}
+
+// registerFakeStreamService registers a fake hub's stream service at "stream" on node: it
+// answers every stream_create with an Init from "fake.s", where the test registers the
+// stream's fake worker.
+func registerFakeStreamService(t *testing.T, node *routing.Node) {
+	t.Helper()
+	if err := node.Register("stream", routing.WorkerFunc(func(ctx context.Context, m *routing.Message) error {
+		bp, _ := wire.DecodeBasePayload(m.Payload)
+		req, _ := wire.DecodeCreateStreamRequest(bp.Data)
+		fakeReply(ctx, node, m, wire.ProtocolCreate, wire.Init{StreamName: req.StreamName.Value})
+		return nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+}
 
 // testHub is an in-process hub on a real loopback TCP listener.
 type testHub struct {

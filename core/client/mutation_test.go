@@ -468,17 +468,7 @@ func TestPublisherRejectsMiscountedConfirm(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer node.Close()
-	reply := func(ctx context.Context, m *routing.Message, proto string, p wire.Encoder) {
-		_ = node.Send(ctx, wire.TransportMessage{OnwardRoute: m.ReturnRoute.Clone(), ReturnRoute: wire.Route{wire.Local("fake.s")}, Payload: wire.EncodePayload(proto, p)})
-	}
-	if err := node.Register("stream", routing.WorkerFunc(func(ctx context.Context, m *routing.Message) error {
-		bp, _ := wire.DecodeBasePayload(m.Payload)
-		req, _ := wire.DecodeCreateStreamRequest(bp.Data)
-		reply(ctx, m, wire.ProtocolCreate, wire.Init{StreamName: req.StreamName.Value})
-		return nil
-	})); err != nil {
-		t.Fatal(err)
-	}
+	registerFakeStreamService(t, node)
 	var confirms atomic.Int64
 	if err := node.Register("fake.s", routing.WorkerFunc(func(ctx context.Context, m *routing.Message) error {
 		bp, _ := wire.DecodeBasePayload(m.Payload)
@@ -498,7 +488,7 @@ func TestPublisherRejectsMiscountedConfirm(t *testing.T) {
 		if first { // one index too many
 			c.Indexes = append(c.Indexes, 100+uint64(len(req.Messages)))
 		}
-		reply(ctx, m, wire.ProtocolPushBatch, c)
+		fakeReply(ctx, node, m, wire.ProtocolPushBatch, c)
 		return nil
 	})); err != nil {
 		t.Fatal(err)

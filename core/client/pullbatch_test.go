@@ -25,26 +25,16 @@ func TestPullBatchReplyBounded(t *testing.T) {
 	}
 	defer node.Close()
 	const parts, size, maxBytes = 400, 60000, 64 << 10
-	reply := func(ctx context.Context, m *routing.Message, proto string, p wire.Encoder) {
-		_ = node.Send(ctx, wire.TransportMessage{OnwardRoute: m.ReturnRoute.Clone(), ReturnRoute: wire.Route{wire.Local("fake.s")}, Payload: wire.EncodePayload(proto, p)})
-	}
-	if err := node.Register("stream", routing.WorkerFunc(func(ctx context.Context, m *routing.Message) error {
-		bp, _ := wire.DecodeBasePayload(m.Payload)
-		req, _ := wire.DecodeCreateStreamRequest(bp.Data)
-		reply(ctx, m, wire.ProtocolCreate, wire.Init{StreamName: req.StreamName.Value})
-		return nil
-	})); err != nil {
-		t.Fatal(err)
-	}
+	registerFakeStreamService(t, node)
 	if err := node.Register("fake.s", routing.WorkerFunc(func(ctx context.Context, m *routing.Message) error {
 		bp, _ := wire.DecodeBasePayload(m.Payload)
 		req, err := wire.DecodePullBatchRequest(bp.Data)
 		if err != nil || req.Index > 0 {
-			reply(ctx, m, wire.ProtocolPullBatch, wire.PullBatchPart{RequestID: req.RequestID})
+			fakeReply(ctx, node, m, wire.ProtocolPullBatch, wire.PullBatchPart{RequestID: req.RequestID})
 			return nil
 		}
 		for i := range parts {
-			reply(ctx, m, wire.ProtocolPullBatch, wire.PullBatchPart{RequestID: req.RequestID, More: i < parts-1,
+			fakeReply(ctx, node, m, wire.ProtocolPullBatch, wire.PullBatchPart{RequestID: req.RequestID, More: i < parts-1,
 				Messages: []wire.StreamMessage{{Index: uint64(i), Data: make([]byte, size)}}})
 		}
 		return nil
