@@ -148,17 +148,7 @@ func TestEarlyDataPendingAcrossSessionRestore(t *testing.T) {
 // delivered to handled it.
 func TestEarlyDataPendingUntilHandled(t *testing.T) {
 	f := newFixture(t, false, 0)
-	slow := make(chan *routing.Message)
-	if err := f.b.Register("slow", routing.WorkerFunc(func(ctx context.Context, m *routing.Message) error {
-		select {
-		case slow <- m:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	})); err != nil {
-		t.Fatal(err)
-	}
+	slow := f.slowWorker(t)
 	hb := holdBack(f)
 	sc := f.dial(t)
 	ctx := context.Background()
@@ -253,4 +243,22 @@ func TestEarlyDataBeyondBoundsNotHeld(t *testing.T) {
 		f.app.next(t)
 	}
 	waitFor(t, func() bool { return sub.Pending() == 0 })
+}
+
+// slowWorker registers a worker at "slow" on B's node that hands each message it handles
+// to the returned channel: a message delivered to it stays unhandled until the test takes it.
+func (f *fixture) slowWorker(t *testing.T) <-chan *routing.Message {
+	t.Helper()
+	slow := make(chan *routing.Message)
+	if err := f.b.Register("slow", routing.WorkerFunc(func(ctx context.Context, m *routing.Message) error {
+		select {
+		case slow <- m:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})); err != nil {
+		t.Fatal(err)
+	}
+	return slow
 }

@@ -244,17 +244,7 @@ func nextPayload(t *testing.T, ch <-chan string) string {
 // subscription does not save its position past message 1 before that.
 func TestIKEarlyDataPendingUntilHandled(t *testing.T) {
 	f := newFixture(t, false, 0)
-	slow := make(chan *routing.Message)
-	if err := f.b.Register("slow", routing.WorkerFunc(func(ctx context.Context, m *routing.Message) error {
-		select {
-		case slow <- m:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	})); err != nil {
-		t.Fatal(err)
-	}
+	slow := f.slowWorker(t)
 	m1 := ikHello(t, f, wire.Route{wire.Local("slow")}, "early")
 	sub := routing.NewTracker()
 	if err := f.b.Send(sub.Context(context.Background(), 7), m1); err != nil {

@@ -44,16 +44,7 @@ func TestTailDoesNotRecreateStreamAfterReconnect(t *testing.T) {
 	done := runAsync(ctx, strings.NewReader(""), "tail", "-hub", addr, "-client-id", "dash", "-raw", "orders")
 	// Wait until tail printed the message (it is past its first check), then restart the
 	// hub on a fresh backend.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if i, err := b1.Index.GetIndex(t.Context(), "dash", "orders", 0); err == nil && i == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("tail did not save its position within 30s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitSavedIndex(t, b1, "dash", "orders", 1)
 	stop(h1, b1)
 	h2, b2 := start() // no stream "orders"
 	defer stop(h2, b2)
@@ -99,16 +90,7 @@ func TestTailStopsWhenStreamIsDeleted(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	done := runAsync(ctx, strings.NewReader(""), "tail", "-hub", addr, "-client-id", "dash", "-raw", "orders")
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if i, err := b.Index.GetIndex(t.Context(), "dash", "orders", 0); err == nil && i == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("tail did not save its position within 30s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitSavedIndex(t, b, "dash", "orders", 1)
 	del, ok := b.Storage.(core.StreamDeleter)
 	if !ok {
 		t.Fatal("the memory backend cannot delete streams")
@@ -128,5 +110,21 @@ func TestTailStopsWhenStreamIsDeleted(t *testing.T) {
 	}
 	if r.code != 1 || r.out != "one\n" || !strings.Contains(r.err, `stream "orders" does not exist on hub `+addr) {
 		t.Errorf("tail: exit %d, stdout %q, stderr:\n%s\nwant exit 1, \"one\", and that the stream does not exist", r.code, r.out, r.err)
+	}
+}
+
+// waitSavedIndex waits until client has saved index want for partition 0 of stream in
+// backend b (at most 30s).
+func waitSavedIndex(t *testing.T, b *core.Backend, client, stream string, want uint64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if i, err := b.Index.GetIndex(t.Context(), client, stream, 0); err == nil && i == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not save index %d of %s within 30s", client, want, stream)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
