@@ -212,9 +212,10 @@ func TestPushQuietSummary(t *testing.T) {
 // so, and name the flag that raises the limit, instead of "lost the connection".
 func TestCommandsAtHubConnectionLimit(t *testing.T) {
 	addr := startHubWith(t, hub.WithMaxConnections(1))
-	mustRun(t, "", "create", "-hub", addr, "s")
+	// The first connection (no other came before it, so none can still hold the slot while
+	// the hub notices it closed) creates the stream and holds the only slot.
 	holder := hubtest.Dial(t, addr)
-	holder.Create("s") // answered: this connection holds the only slot
+	holder.Create("s")
 	for _, args := range [][]string{
 		{"create", "-hub", addr, "t"},
 		{"push", "-hub", addr, "-timeout", "5s", "s", "m"},

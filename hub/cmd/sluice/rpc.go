@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/sluicehq/sluice/core"
@@ -63,18 +64,23 @@ func (r *rpc) Close() error { return r.node.Close() }
 
 // send sends protocol/e to the service at the hub's local address service.
 func (r *rpc) send(ctx context.Context, service, protocol string, e wire.Encoder) error {
-	// Connect first, to learn when the connection closes (see recv); messages routed to
-	// the hub's TCP address use this connection.
+	// Connect first, to learn when the connection closes (see recv), and send on that
+	// connection's own address, so that a closed connection is not dialled again.
 	a, err := r.tr.Connect(ctx, string(r.hub.Value))
 	if err != nil {
 		return err
 	}
 	r.done = r.tr.Done(a)
-	return r.node.Send(ctx, wire.TransportMessage{
-		OnwardRoute: wire.Route{r.hub, wire.Local(service)},
+	err = r.node.Send(ctx, wire.TransportMessage{
+		OnwardRoute: wire.Route{a, wire.Local(service)},
 		ReturnRoute: wire.Route{wire.Local(rpcAddress)},
 		Payload:     wire.EncodePayload(protocol, e),
 	})
+	if err != nil && !r.heard && ctx.Err() == nil && (errors.Is(err, tcp.ErrConnectionClosed) || errors.Is(err, routing.ErrNoRoute)) {
+		// The hub closed the connection before answering anything on it.
+		return fmt.Errorf("%w: %w: %w", client.ErrClosedBeforeAnswer, core.ErrUnavailable, err)
+	}
+	return err
 }
 
 // recv returns the next reply; an `error` reply becomes an error carrying its reason. A
