@@ -68,6 +68,10 @@ type Hub struct {
 	tasks        sync.WaitGroup // pull and create goroutines
 	tcp          *tcp.Transport // created by the first Listen
 	shutdownOnce sync.Once
+
+	// retireHook, set by tests only (under mu), is called by retireIfIdle with h.mu held
+	// after the node let an idle worker go and before it checks the worker again.
+	retireHook func(p *partition)
 }
 
 // New returns a hub serving the stream and index services for backend. Unless [WithNode]

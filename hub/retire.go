@@ -37,6 +37,9 @@ func (p *partition) retireIfIdle() {
 	}
 	// No handler of p runs now, and none will: only the writer (confirming what handlers
 	// queued before) and pulls under way may still be busy; check again.
+	if h.retireHook != nil {
+		h.retireHook(p)
+	}
 	if !p.idle(false) {
 		// Messages sent meanwhile wait in the fallback for h.mu, which finds p.
 		if err := h.node.Register(p.addr, p); err != nil {

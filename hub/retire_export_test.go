@@ -26,3 +26,20 @@ func RetireTimerRunning(h *Hub, stream string, partition int) bool {
 	p := h.partitions[partitionAddr(stream, partition)]
 	return p != nil && p.retireTimer != nil
 }
+
+// SetRetireHook makes h call f with the worker (as PartitionWorker returns it) each time the
+// node has let an idle worker go, before the worker is checked again; f runs with h's lock
+// held, so it must not call into h.
+func SetRetireHook(h *Hub, f func(worker any)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.retireHook = nil
+	if f != nil {
+		h.retireHook = func(p *partition) { f(p) }
+	}
+}
+
+// BeginPull and EndPull count a pull of worker as begun and as finished, as the pull's
+// goroutine does when it starts and when it returns.
+func BeginPull(worker any) { worker.(*partition).started.Add(1) }
+func EndPull(worker any)   { worker.(*partition).ended.Add(1) }

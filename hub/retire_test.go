@@ -256,3 +256,65 @@ func TestWorkerIdleTimeoutZeroNeverRetires(t *testing.T) {
 		t.Errorf("metrics partition_workers %d, partition_workers_retired %d; want 1 and 0", m.PartitionWorkers, m.PartitionWorkersRetired)
 	}
 }
+
+// TestRetirementChecksAgainAfterUnregister checks the second idle check of retirement: a
+// pull that a handler started before the node let the worker go, but whose goroutine began
+// only after that (as when the handler returned just before the check), keeps the worker.
+// The worker is registered again and serves the partition, and it is retired once the pull
+// has finished.
+func TestRetirementChecksAgainAfterUnregister(t *testing.T) {
+	b := openMemory(t)
+	defer b.Close()
+	h, addr := hubtest.Start(t, b, hub.WithLogger(quietLogger), hub.WithWorkerIdleTimeout(time.Millisecond))
+	c := hubtest.Dial(t, addr)
+	s := c.Create("")
+
+	var (
+		w     any // the worker the hook made busy
+		began = make(chan struct{})
+		once  sync.Once
+	)
+	hub.SetRetireHook(h, func(worker any) {
+		once.Do(func() {
+			w = worker
+			hub.BeginPull(worker) // a pull goroutine begins between the two checks
+			close(began)
+		})
+	})
+	if pc := c.Push(s, 1, []byte("a")); pc.Status != wire.StatusOK || pc.Index != 0 {
+		t.Fatalf("push: %+v", pc)
+	}
+	select {
+	case <-began:
+	case <-time.After(retireGuard):
+		t.Fatalf("the worker was not let go by the node within %v of being idle", retireGuard)
+	}
+	hub.SetRetireHook(h, nil)
+	if m := h.Metrics(); m.PartitionWorkersRetired != 0 || m.PartitionWorkers != 1 {
+		t.Fatalf("metrics partition_workers %d, partition_workers_retired %d with a pull under way; want 1 and 0", m.PartitionWorkers, m.PartitionWorkersRetired)
+	}
+	if got := hub.PartitionWorker(h, s.Name, int(s.Partition)); got != w {
+		t.Fatalf("worker %p after the second check, want the busy worker %p kept", got, w)
+	}
+	// It is registered again: the next push reaches it rather than a new worker.
+	if pc := c.Push(s, 2, []byte("b")); pc.Status != wire.StatusOK || pc.Index != 1 {
+		t.Fatalf("push after the second check: %+v", pc)
+	}
+	if got := hub.PartitionWorker(h, s.Name, int(s.Partition)); got != w {
+		t.Fatalf("worker %p after a push, want the kept worker %p", got, w)
+	}
+	if m := h.Metrics(); m.PartitionWorkers != 1 {
+		t.Fatalf("metrics partition_workers %d after a push, want 1", m.PartitionWorkers)
+	}
+	hub.EndPull(w)
+	deadline := time.Now().Add(retireGuard)
+	for h.Metrics().PartitionWorkersRetired == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the worker was not retired within %v of its pull finishing", retireGuard)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if got := hub.PartitionWorker(h, s.Name, int(s.Partition)); got != nil {
+		t.Fatalf("worker %p still registered after it was retired", got)
+	}
+}
