@@ -869,10 +869,12 @@ func testPersistence(t T, h Harness) {
 	e.expectMessages("after appending once reopened", e.readAll(n, 0, 0, 10, len(want)+1), append(idx, more...), append(want, []byte("after")))
 }
 
+// testCancelled checks that every call made with a context that is already cancelled
+// returns an error matching context.Canceled and changes nothing.
 func testCancelled(t T, h Harness) {
 	e := newEnv(t, h)
 	n := e.create("cancel", 1)
-	e.append(n, 0, []byte("m"))
+	idx := e.append(n, 0, []byte("m"))
 	ctx, cancel := context.WithCancel(e.ctx)
 	cancel()
 	check := func(what string, err error) {
@@ -882,7 +884,9 @@ func testCancelled(t T, h Harness) {
 		}
 	}
 	s := e.storage()
-	_, err := s.CreateStream(ctx, e.name("cancel-new"), 1)
+	created := e.name("cancel-new")
+	e.track(created) // deleted at the end if the cancelled call created it after all
+	_, err := s.CreateStream(ctx, created, 1)
 	check("CreateStream", err)
 	_, err = s.Append(ctx, n, 0, [][]byte{[]byte("x")})
 	check("Append", err)
@@ -895,11 +899,22 @@ func testCancelled(t T, h Harness) {
 		_, err = pc.Partitions(ctx, n)
 		check("Partitions", err)
 	}
-	if ix := e.backend().Index; ix != nil {
-		c := e.client("cancel")
+	var c string
+	ix := e.backend().Index
+	if ix != nil {
+		c = e.client("cancel")
 		_, err = ix.GetIndex(ctx, c, n, 0)
 		check("GetIndex", err)
 		check("SaveIndex", ix.SaveIndex(ctx, c, n, 0, 1))
+	}
+
+	// Nothing changed: no stream created, nothing appended, the stream not deleted, no index saved.
+	_, err = s.Fetch(e.ctx, created, 0, 0, 10)
+	expectErr(t, fmt.Sprintf("Fetch of %q after a CreateStream with a cancelled context", created), err, core.ErrStreamNotFound)
+	e.expectMessages("after calls with a cancelled context", e.readAll(n, 0, 0, 10, 1), idx, [][]byte{[]byte("m")})
+	if ix != nil {
+		_, err = ix.GetIndex(e.ctx, c, n, 0)
+		expectErr(t, "GetIndex after a SaveIndex with a cancelled context", err, core.ErrIndexNotFound)
 	}
 }
 

@@ -14,8 +14,11 @@ type Message struct {
 // (init_stream, init_partition, save, fetch) with batch append.
 //
 // Implementations are safe for concurrent use by multiple goroutines. Every method honours
-// ctx: a cancelled or expired ctx makes it return ctx.Err() (possibly wrapped) promptly. After
-// Close every method returns an error matching [ErrClosed].
+// ctx: a cancelled or expired ctx makes it return ctx.Err() (possibly wrapped) promptly. A
+// call whose ctx is already done when it is made changes nothing (no stream created or
+// deleted, no message appended, no index saved); one whose ctx ends while it runs may still
+// take effect, as each method documents. After Close every method returns an error matching
+// [ErrClosed].
 type Storage interface {
 	// CreateStream makes sure stream exists with the given number of partitions (>= 1) and
 	// returns the number of partitions it has. It is idempotent: creating an existing stream
