@@ -330,8 +330,18 @@ func (s *Store) DeleteStream(ctx context.Context, stream string) error {
 	if err := core.ValidateStreamName(stream); err != nil {
 		return err
 	}
-	s.forget(stream)
 	name := s.opts.Prefix + stream
+	// A missing stream is reported without a DeleteStream call: kinesis-mock answers the call
+	// with ResourceNotFoundException, yet still removes the name when its deletion delay
+	// has passed, which would take a stream created again under the name meanwhile.
+	err = s.retry(ctx, func() error {
+		_, err := s.client.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(name)})
+		return err
+	})
+	if err != nil {
+		return mapErr("delete", stream, err)
+	}
+	s.forget(stream)
 	err = s.retry(ctx, func() error {
 		_, err := s.client.DeleteStream(ctx, &kinesis.DeleteStreamInput{StreamName: aws.String(name), EnforceConsumerDeletion: aws.Bool(true)})
 		return err

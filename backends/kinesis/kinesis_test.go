@@ -384,6 +384,46 @@ func TestDeleteStopsWritersAndRecreates(t *testing.T) {
 	}
 }
 
+// TestDeleteMissingKeepsRecreated: a DeleteStream of a stream already deleted reports
+// ErrStreamNotFound and does nothing else. kinesis-mock, asked to delete a missing stream,
+// still removes the name once its deletion delay (300ms in the test launcher) has passed,
+// which took the stream created again meanwhile (the conformance suite's StreamDeleter
+// subtest failed about half the time).
+func TestDeleteMissingKeepsRecreated(t *testing.T) {
+	c := client(t, nil)
+	s, err := kinesis.New(c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	name := fmt.Sprintf("delete-missing-%d", time.Now().UnixNano())
+	if _, err := s.CreateStream(ctx, name, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteStream(ctx, name); err != nil {
+		t.Fatalf("DeleteStream: %v", err)
+	}
+	if err := s.DeleteStream(ctx, name); !errorsIs(err, core.ErrStreamNotFound) {
+		t.Fatalf("DeleteStream of the deleted stream: %v, want ErrStreamNotFound", err)
+	}
+	if _, err := s.CreateStream(ctx, name, 1); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := s.DeleteStream(ctx, name); err != nil {
+			t.Errorf("DeleteStream at the end: %v", err)
+		}
+	}()
+	// Three times the mock's deletion delay: a removal it scheduled would have happened.
+	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if _, err := s.Append(ctx, name, 0, [][]byte{[]byte("x")}); err != nil {
+			t.Fatalf("Append to the stream created again: %v", err)
+		}
+	}
+}
+
 // TestOpenRejectsUnknownParameters: a misspelt parameter is an error, as for the other
 // backends, not silently ignored.
 func TestOpenRejectsUnknownParameters(t *testing.T) {
