@@ -181,6 +181,8 @@ type Transport struct {
 	closeErr  error
 	// retirements counts the closeRetired calls under way; Close waits for them.
 	retirements sync.WaitGroup
+	// closeHook, set by tests only (before Close), wraps each publisher Close made by Close.
+	closeHook func(closePublisher func() error) error
 	// drained is closed when every outbox New found was reopened (or the transport closed
 	// first): at once when there were no more than the bound allows, else by the goroutine
 	// that reopens the others (see reopenPending), which Close waits for.
@@ -835,7 +837,13 @@ func (t *Transport) Close() error {
 	errs := make([]error, len(pubs))
 	for i, pub := range pubs {
 		wg.Go(func() {
-			if err := pub.p.Close(); err != nil {
+			var err error
+			if t.closeHook != nil {
+				err = t.closeHook(pub.p.Close)
+			} else {
+				err = pub.p.Close()
+			}
+			if err != nil {
 				errs[i] = fmt.Errorf("bistream: %w", err)
 			}
 		})

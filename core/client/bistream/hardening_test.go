@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -393,21 +394,48 @@ func TestNewDoesNotWaitForHub(t *testing.T) {
 	}
 }
 
-// TestCloseClosesPublishersConcurrently: with the hub unreachable every publisher's Close
-// waits its close timeout; Close must not take one close timeout per publisher.
+// TestCloseClosesPublishersConcurrently: Close closes its publishers at the same time, not
+// one after another (each may take its close timeout when the hub is unreachable): every
+// publisher's Close is under way before any returns.
 func TestCloseClosesPublishersConcurrently(t *testing.T) {
-	const n, closeTimeout = 8, 500 * time.Millisecond
-	_, _, tr, send := offlineDevice(t, bistream.WithPublisherOptions(client.WithCloseTimeout(closeTimeout)))
+	const n = 8
+	_, _, tr, send := offlineDevice(t, bistream.WithPublisherOptions(client.WithCloseTimeout(50*time.Millisecond)))
 	for i := range n {
 		if err := send(context.Background(), fmt.Sprint("s", i)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	start := time.Now()
-	_ = tr.Close()
-	// One after another it takes n close timeouts (4s); concurrently about one.
-	if d := time.Since(start); d > n*closeTimeout/2 {
-		t.Fatalf("Close took %v with %d publishers and a close timeout of %v", d.Round(time.Millisecond), n, closeTimeout)
+	var (
+		mu      sync.Mutex
+		started int // publisher Closes begun
+		all     = make(chan struct{})
+		gaveUp  = make(chan struct{}) // closed when one waited in vain: the others need not
+		once    sync.Once
+	)
+	bistream.SetCloseHook(tr, func(closePublisher func() error) error {
+		mu.Lock()
+		if started++; started == n {
+			close(all)
+		}
+		mu.Unlock()
+		select { // hold this Close until every publisher's has begun
+		case <-all:
+		case <-gaveUp:
+		case <-time.After(10 * time.Second):
+			once.Do(func() { close(gaveUp) })
+		}
+		return closePublisher()
+	})
+	_ = tr.Close() // the messages are unconfirmed: an error is expected
+	mu.Lock()
+	defer mu.Unlock()
+	select {
+	case <-gaveUp:
+		t.Fatal("a publisher's Close waited 10s for the others to begin: Close closes them one after another")
+	default:
+	}
+	if started != n {
+		t.Fatalf("Close returned with %d of %d publisher Closes begun", started, n)
 	}
 }
 
