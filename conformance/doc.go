@@ -50,8 +50,8 @@
 //
 // IndexStorage: the distinct not-found, round trips, monotonic saves (lower ignored, equal a
 // no-op), concurrent saves (the saved value never goes down), keys isolated by client_id,
-// stream and partition, invalid arguments and the most unusual valid client ids, already
-// cancelled contexts (an error, and nothing saved) and Close.
+// stream and partition, invalid arguments and the most unusual valid client ids, the optional
+// [core.IndexDeleter], already cancelled contexts (an error, and nothing saved) and Close.
 //
 // Subtests run one after another; each opens its own backend, uses fresh stream names and
 // client ids (both "conf-<random>-...", under [Harness].StreamPrefix, so runs against a

@@ -33,6 +33,7 @@ var indexTests = []namedTest{
 	{"InvalidArgument", testIndexInvalidArgument},
 	{"ValidClientIDs", testIndexValidClientIDs},
 	{"Persistence", testIndexPersistence},
+	{"IndexDeleter", testIndexDeleter},
 	{"Cancelled", testIndexCancelled},
 	{"Closed", testIndexClosed},
 }
@@ -285,6 +286,55 @@ func testIndexPersistence(t T, h Harness) {
 	e.expectIndex(ix, "saving a lower index after reopening", c, n, 0, 9)
 	_, err := ix.GetIndex(e.ctx, e.client("other"), n, 0)
 	expectErr(t, "GetIndex of a key never saved, after reopening", err, core.ErrIndexNotFound)
+}
+
+// testIndexDeleter checks the optional core.IndexDeleter: the indexes of one stream, every
+// client and partition, are deleted, those of other streams (also one whose name extends it)
+// are kept, and the stream's keys start afresh (a save lower than the deleted value counts).
+func testIndexDeleter(t T, h Harness) {
+	e := newEnv(t, h)
+	d, ok := e.index().(core.IndexDeleter)
+	if !ok {
+		t.Skipf("the IndexStorage of backend %q does not implement core.IndexDeleter", e.caps().Name)
+	}
+	ix := e.index()
+	parts := min(2, e.caps().MaxPartitions)
+	s1 := e.create("ixdel", parts)
+	s2 := e.create("ixdel-other", 1)
+	s3 := s1 + "x"
+	e.track(s3)
+	e.create2(s3, 1)
+	c1, c2 := e.client("a"), e.client("b")
+	e.saveIndex(ix, c1, s1, 0, 5)
+	e.saveIndex(ix, c2, s1, parts-1, 6)
+	e.saveIndex(ix, c1, s2, 0, 7)
+	e.saveIndex(ix, c1, s3, 0, 8)
+
+	ctx, cancel := context.WithCancel(e.ctx)
+	cancel()
+	if err := d.DeleteIndexes(ctx, s1); !errors.Is(err, context.Canceled) {
+		t.Errorf("DeleteIndexes with a cancelled context: got %v, want an error matching context.Canceled", err)
+	}
+	e.expectIndex(ix, "after DeleteIndexes with a cancelled context", c1, s1, 0, 5)
+	expectErr(t, "DeleteIndexes of an invalid name", d.DeleteIndexes(e.ctx, "bad name"), core.ErrInvalidArgument)
+
+	if err := d.DeleteIndexes(e.ctx, s1); err != nil {
+		t.Fatalf("DeleteIndexes(%q): %v", s1, err)
+	}
+	for _, k := range []struct {
+		client string
+		p      int
+	}{{c1, 0}, {c2, parts - 1}} {
+		_, err := ix.GetIndex(e.ctx, k.client, s1, k.p)
+		expectErr(t, fmt.Sprintf("GetIndex(%q, %q, %d) after DeleteIndexes", k.client, s1, k.p), err, core.ErrIndexNotFound)
+	}
+	e.expectIndex(ix, "another stream after DeleteIndexes", c1, s2, 0, 7)
+	e.expectIndex(ix, "a stream whose name extends the deleted one's", c1, s3, 0, 8)
+	e.saveIndex(ix, c1, s1, 0, 1)
+	e.expectIndex(ix, "a save lower than the deleted value", c1, s1, 0, 1)
+	if err := d.DeleteIndexes(e.ctx, e.name("never")); err != nil {
+		t.Errorf("DeleteIndexes of a stream without saved indexes: %v, want nil", err)
+	}
 }
 
 func testIndexCancelled(t T, h Harness) {

@@ -975,6 +975,12 @@ func testStreamDeleter(t T, h Harness) {
 	for p := range parts {
 		e.append(n, p, fmt.Appendf(nil, "old-%d", p))
 	}
+	ix := e.backend().Index
+	var c string
+	if ix != nil {
+		c = e.client("delete")
+		e.saveIndex(ix, c, n, 0, 1)
+	}
 	if err := d.DeleteStream(e.ctx, n); err != nil {
 		t.Fatalf("DeleteStream(%q): %v", n, err)
 	}
@@ -990,6 +996,12 @@ func testStreamDeleter(t T, h Harness) {
 	got, err := e.storage().CreateStream(e.ctx, n, again)
 	if err != nil || got != again {
 		t.Fatalf("CreateStream(%q, %d) after DeleteStream = %d, %v; want %d, nil", n, again, got, err, again)
+	}
+	if ix != nil {
+		// A consumer index saved for the old stream would skip the new stream's first
+		// messages: it went with the stream.
+		_, err := ix.GetIndex(e.ctx, c, n, 0)
+		expectErr(t, "GetIndex, saved before DeleteStream, of the re-created stream", err, core.ErrIndexNotFound)
 	}
 	idx := e.append(n, 0, []byte("again"))
 	e.expectMessages("the re-created stream, partition 0", e.readAll(n, 0, 0, 10, 1), idx, [][]byte{[]byte("again")})

@@ -78,9 +78,19 @@ type IndexStorage interface {
 
 // StreamDeleter is implemented by backends that can delete a stream and all its messages
 // (used to clean up after conformance runs). Deleting a missing stream returns
-// [ErrStreamNotFound].
+// [ErrStreamNotFound]. The consumer indexes saved for the stream go with it, so a stream
+// created again under the same name starts with none: an index saved for the old stream
+// would make its consumers skip the new stream's first messages.
 type StreamDeleter interface {
 	DeleteStream(ctx context.Context, stream string) error
+}
+
+// IndexDeleter is implemented by index storages that can delete every index saved for a
+// stream, whatever the client and partition. A backend whose indexes live in another
+// backend's IndexStorage (as Kinesis's do) calls it from DeleteStream. A stream without
+// saved indexes, or one this IndexStorage never heard of, is no error.
+type IndexDeleter interface {
+	DeleteIndexes(ctx context.Context, stream string) error
 }
 
 // PartitionCounter is implemented by backends that can report how many partitions an

@@ -1,7 +1,7 @@
 // Package bbolt is Sluice's embedded, durable default backend: streams, their messages and
 // consumer indexes in one bbolt (go.etcd.io/bbolt) file. A [Store] implements
-// [core.Storage], [core.IndexStorage], [core.StreamDeleter], [core.PartitionCounter] and
-// [core.AsyncAppender].
+// [core.Storage], [core.IndexStorage], [core.StreamDeleter], [core.IndexDeleter],
+// [core.PartitionCounter] and [core.AsyncAppender].
 //
 // Writes from many goroutines are group-committed: a committer goroutine owned by the Store
 // covers every write waiting at that moment with one bbolt transaction, so one fsync confirms

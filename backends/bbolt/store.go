@@ -137,11 +137,11 @@ var (
 const formatVersion = 1
 
 // Store is a Sluice backend in one bbolt file. It implements [core.Storage],
-// [core.IndexStorage] (consumer indexes live in the same file), [core.StreamDeleter] and
-// [core.PartitionCounter].
+// [core.IndexStorage] (consumer indexes live in the same file), [core.StreamDeleter],
+// [core.IndexDeleter], [core.PartitionCounter] and [core.AsyncAppender].
 //
 // A Store is safe for concurrent use. Every write (Append, CreateStream, DeleteStream,
-// SaveIndex) is handed to one committer goroutine owned by the Store, which covers all writes
+// SaveIndex, DeleteIndexes) is handed to one committer goroutine owned by the Store, which covers all writes
 // waiting at that moment with one bbolt transaction and one fsync (group commit); each caller
 // returns when the transaction holding its write has committed. Reads (Fetch, GetIndex,
 // Partitions) run in their own read-only transactions, concurrently with writes.
@@ -175,6 +175,7 @@ var (
 	_ core.StreamDeleter    = (*Store)(nil)
 	_ core.PartitionCounter = (*Store)(nil)
 	_ core.AsyncAppender    = (*Store)(nil)
+	_ core.IndexDeleter     = (*Store)(nil)
 )
 
 // New opens (creating it if needed) the bbolt database at path and starts the Store's
@@ -416,18 +417,36 @@ func (s *Store) DeleteStream(ctx context.Context, stream string) error {
 		if err := tx.Bucket(bucketStreams).DeleteBucket([]byte(stream)); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
 			return abort(err)
 		}
-		ix := tx.Bucket(bucketIndex)
-		prefix := append([]byte(stream), 0)
-		c := ix.Cursor()
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
-			if err := c.Delete(); err != nil {
-				return abort(err)
-			}
-		}
-		return nil
+		return deleteIndexes(tx, stream)
 	}}
 	if err := s.do(ctx, o); err != nil {
 		return mapErr("delete stream", stream, err)
+	}
+	return nil
+}
+
+// DeleteIndexes deletes every consumer index saved for stream, which need not exist (a
+// backend that keeps its indexes here, as Kinesis can, calls it when it deletes a stream). It
+// is group-committed like SaveIndex.
+func (s *Store) DeleteIndexes(ctx context.Context, stream string) error {
+	if err := core.ValidateStreamName(stream); err != nil {
+		return fmt.Errorf("bbolt: delete indexes: %w", err)
+	}
+	o := &op{apply: func(tx *bolt.Tx) error { return deleteIndexes(tx, stream) }}
+	if err := s.do(ctx, o); err != nil {
+		return mapErr("delete indexes", stream, err)
+	}
+	return nil
+}
+
+// deleteIndexes deletes the keys of stream's saved indexes (see indexKey) in tx.
+func deleteIndexes(tx *bolt.Tx, stream string) error {
+	prefix := append([]byte(stream), 0)
+	c := tx.Bucket(bucketIndex).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
+		if err := c.Delete(); err != nil {
+			return abort(err)
+		}
 	}
 	return nil
 }

@@ -57,6 +57,9 @@
 // Kinesis has no place for consumer indexes, so [Open] composes the Store with another
 // backend's IndexStorage named by the required index query parameter (for example
 // index=bbolt:///var/lib/sluice/kinesis-index; index=memory:// forgets saved indexes on restart).
+// When that IndexStorage implements [core.IndexDeleter] (bbolt, memory and pulsar do; kafka
+// does not), DeleteStream deletes the stream's saved indexes too, so a stream created again
+// under the same name starts with none.
 //
 // # Throughput and quotas
 //

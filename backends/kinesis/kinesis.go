@@ -34,6 +34,11 @@ type Options struct {
 	ActiveTimeout time.Duration
 	// GetRecordsLimit is the Limit of each GetRecords call (default 1000, at most 10000).
 	GetRecordsLimit int32
+	// Index is the IndexStorage that holds the consumer indexes of this Store's streams
+	// (Kinesis has none of its own; [Open] sets it from index=). When it implements
+	// [core.IndexDeleter], DeleteStream deletes the stream's saved indexes there too. The Store
+	// neither uses it otherwise nor closes it.
+	Index core.IndexStorage
 }
 
 func (o *Options) withDefaults() Options {
@@ -320,7 +325,8 @@ func (s *Store) Partitions(ctx context.Context, stream string) (int, error) {
 // state, and waits until Kinesis no longer knows the stream (it is DELETING for a while), so
 // that a CreateStream of the same name afterwards creates a new stream. A stream that is
 // already being deleted is waited for the same way; one that does not exist returns
-// ErrStreamNotFound.
+// ErrStreamNotFound. It first deletes the indexes saved for the stream when Options.Index
+// implements [core.IndexDeleter] (bbolt, memory and pulsar do).
 func (s *Store) DeleteStream(ctx context.Context, stream string) error {
 	ctx, end, err := s.begin(ctx)
 	if err != nil {
@@ -340,6 +346,13 @@ func (s *Store) DeleteStream(ctx context.Context, stream string) error {
 	})
 	if err != nil {
 		return mapErr("delete", stream, err)
+	}
+	if d, ok := s.opts.Index.(core.IndexDeleter); ok {
+		// First: should deleting the stream fail, its consumers start again from the
+		// beginning rather than skip messages of a stream created again under its name.
+		if err := d.DeleteIndexes(ctx, stream); err != nil {
+			return fmt.Errorf("kinesis: delete stream %q: delete its saved indexes: %w", stream, err)
+		}
 	}
 	s.forget(stream)
 	err = s.retry(ctx, func() error {

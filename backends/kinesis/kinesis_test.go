@@ -3,6 +3,7 @@ package kinesis_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -84,13 +85,13 @@ func harness(t *testing.T) conformance.Harness {
 	c := client(t, nil)
 	dir := t.TempDir()
 	return conformance.Harness{Open: func(ctx context.Context) (*core.Backend, error) {
-		s, err := kinesis.New(c, nil)
-		if err != nil {
-			return nil, err
-		}
 		idx, err := core.Open(ctx, "bbolt://"+dir)
 		if err != nil {
 			return nil, err
+		}
+		s, err := kinesis.New(c, &kinesis.Options{Index: idx.Index})
+		if err != nil {
+			return nil, errors.Join(err, idx.Close())
 		}
 		return &core.Backend{Storage: s, Index: idx.Index}, nil
 	}}
@@ -114,7 +115,11 @@ func TestOpenURL(t *testing.T) {
 	if n, err := b.Storage.CreateStream(ctx, name, 2); err != nil || n != 2 {
 		t.Fatalf("CreateStream = %d, %v", n, err)
 	}
+	deleted := false
 	defer func() { // before b.Close: the account's shards are limited
+		if deleted {
+			return
+		}
 		if err := b.Storage.(core.StreamDeleter).DeleteStream(ctx, name); err != nil {
 			t.Errorf("DeleteStream: %v", err)
 		}
@@ -129,6 +134,18 @@ func TestOpenURL(t *testing.T) {
 	}
 	if err := b.Index.SaveIndex(ctx, "c1", name, 1, idx[0]+1); err != nil {
 		t.Fatal(err)
+	}
+	// The index= store (bbolt) can delete indexes: the composed backend offers it, and
+	// DeleteStream deletes the stream's indexes there.
+	if _, ok := b.Index.(core.IndexDeleter); !ok {
+		t.Error("the IndexStorage of kinesis://...&index=bbolt://... does not implement core.IndexDeleter")
+	}
+	deleted = true
+	if err := b.Storage.(core.StreamDeleter).DeleteStream(ctx, name); err != nil {
+		t.Fatalf("DeleteStream: %v", err)
+	}
+	if _, err := b.Index.GetIndex(ctx, "c1", name, 1); !errorsIs(err, core.ErrIndexNotFound) {
+		t.Errorf("GetIndex after DeleteStream: %v, want ErrIndexNotFound", err)
 	}
 	if _, err := core.Open(ctx, "kinesis://"+region+"?endpoint="+endpoint+"&index=bbolt://"+t.TempDir()+"&max_retries=x"); !errorsIs(err, core.ErrInvalidOption) {
 		t.Fatalf("bad max_retries: got %v, want ErrInvalidOption", err)

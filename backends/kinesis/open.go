@@ -104,7 +104,15 @@ func Open(ctx context.Context, u *url.URL) (*core.Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kinesis: index store %q: %w", indexURL, err)
 	}
-	return &core.Backend{Storage: store, Index: composedIndex{idx.Index, idx}}, nil
+	store.opts.Index = idx.Index // DeleteStream deletes the stream's indexes there too
+	ci := composedIndex{idx.Index, idx}
+	if d, ok := idx.Index.(core.IndexDeleter); ok { // offer it as the index= store does
+		return &core.Backend{Storage: store, Index: struct {
+			composedIndex
+			core.IndexDeleter
+		}{ci, d}}, nil
+	}
+	return &core.Backend{Storage: store, Index: ci}, nil
 }
 
 // composedIndex is the IndexStorage of another backend, closed together with it.

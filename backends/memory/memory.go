@@ -75,6 +75,7 @@ var (
 	_ core.IndexStorage     = (*Store)(nil)
 	_ core.StreamDeleter    = (*Store)(nil)
 	_ core.PartitionCounter = (*Store)(nil)
+	_ core.IndexDeleter     = (*Store)(nil)
 )
 
 func init() {
@@ -255,12 +256,31 @@ func (s *Store) DeleteStream(ctx context.Context, stream string) error {
 		return fmt.Errorf("memory: delete stream %q: %w", stream, core.ErrStreamNotFound)
 	}
 	delete(s.streams, stream)
+	s.deleteIndexes(stream)
+	return nil
+}
+
+// DeleteIndexes deletes every index saved for stream, which need not exist.
+func (s *Store) DeleteIndexes(ctx context.Context, stream string) error {
+	if err := core.ValidateStreamName(stream); err != nil {
+		return fmt.Errorf("memory: delete indexes: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx, "delete indexes", stream); err != nil {
+		return err
+	}
+	s.deleteIndexes(stream)
+	return nil
+}
+
+// deleteIndexes deletes the indexes saved for stream. s.mu is held.
+func (s *Store) deleteIndexes(stream string) {
 	for k := range s.indexes {
 		if k.stream == stream {
 			delete(s.indexes, k)
 		}
 	}
-	return nil
 }
 
 // Partitions returns the partition count of an existing stream.

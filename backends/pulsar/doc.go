@@ -112,9 +112,11 @@
 // appended since the Store's last read (a seek to its own position, as Fetch does) and keep
 // the maximum per key. Because every reader takes the maximum of all records, a lower value
 // never replaces a higher one, also with several hubs saving concurrently; SaveIndex of a
-// value not above the known maximum appends nothing. The topic grows by one small record per
-// effective save; it needs the same retention as streams and must not be compacted (compaction
-// would keep the latest record per key, not the largest).
+// value not above the known maximum appends nothing. DeleteStream (and DeleteIndexes) append
+// a record that makes every reader forget the stream's keys saved before it, so a stream
+// created again under the same name starts with no saved index. The topic grows by one small
+// record per effective save or delete; it needs the same retention as streams and must not be
+// compacted (compaction would keep the latest record per key, not the largest).
 //
 // # Errors
 //

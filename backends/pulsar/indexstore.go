@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/sluicehq/sluice/core"
@@ -82,6 +83,65 @@ func (s *Store) SaveIndex(ctx context.Context, clientID, stream string, partitio
 	return nil
 }
 
+// DeleteIndexes deletes every index saved for stream, which need not exist: it appends a
+// record that makes every reader of the index topic forget the stream's keys saved before it
+// (a later save of a key starts afresh). Nothing is appended when no index of the stream is
+// known. DeleteStream calls it before it deletes the topic.
+func (s *Store) DeleteIndexes(ctx context.Context, stream string) error {
+	if err := core.ValidateStreamName(stream); err != nil {
+		return s.mapErr("delete indexes", stream, err)
+	}
+	ctx, done, err := s.calls.Begin(ctx)
+	if err != nil {
+		return s.mapErr("delete indexes", stream, err)
+	}
+	defer done()
+	return s.mapErr("delete indexes", stream, s.deleteIndexes(ctx, stream))
+}
+
+// deleteIndexes is DeleteIndexes inside calls.Begin.
+func (s *Store) deleteIndexes(ctx context.Context, stream string) error {
+	s.index.mu.Lock()
+	defer s.index.mu.Unlock()
+	if err := s.catchUpIndex(ctx); err != nil {
+		return err
+	}
+	if !s.index.has(stream) {
+		return nil
+	}
+	if _, err := s.appendTopic(ctx, indexTopic, 0, [][]byte{encodeIndexRecord(indexRecord{Stream: stream, Forget: true})}); err != nil {
+		return err
+	}
+	s.index.forget(stream)
+	return nil
+}
+
+// has reports whether an index of stream is saved. The caller holds ix.mu.
+func (ix *indexState) has(stream string) bool {
+	for k := range ix.saved {
+		if keyStream(k) == stream {
+			return true
+		}
+	}
+	return false
+}
+
+// forget deletes the indexes saved for stream. The caller holds ix.mu.
+func (ix *indexState) forget(stream string) {
+	for k := range ix.saved {
+		if keyStream(k) == stream {
+			delete(ix.saved, k)
+		}
+	}
+}
+
+// keyStream returns the stream of an indexKey.
+func keyStream(k string) string {
+	_, rest, _ := strings.Cut(k, "\x00")
+	stream, _, _ := strings.Cut(rest, "\x00")
+	return stream
+}
+
 func validateIndexKey(clientID, stream string, partition int) error {
 	return core.ValidateIndexKey(clientID, stream, partition)
 }
@@ -110,6 +170,10 @@ func (s *Store) catchUpIndex(ctx context.Context) error {
 				// A record this version cannot read is skipped, never guessed at.
 				continue
 			}
+			if r.Forget {
+				s.index.forget(r.Stream)
+				continue
+			}
 			k := indexKey(r.ClientID, r.Stream, r.Partition)
 			if cur, ok := s.index.saved[k]; !ok || r.Index > cur {
 				s.index.saved[k] = r.Index
@@ -119,23 +183,34 @@ func (s *Store) catchUpIndex(ctx context.Context) error {
 	}
 }
 
-// indexRecord is one saved index, the payload of one message of the index topic.
+// indexRecord is the payload of one message of the index topic: one saved index, or (Forget)
+// the deletion of every index of Stream saved before it.
 type indexRecord struct {
 	ClientID  string
 	Stream    string
 	Partition int
 	Index     uint64
+	Forget    bool // only Stream is set
 }
 
-// indexRecordVersion is the first byte of every record.
-const indexRecordVersion = 1
+// The first byte of every record: its kind. A reader skips a kind it does not know.
+const (
+	indexRecordVersion = 1 // a saved index
+	indexRecordForget  = 2 // the stream's saved indexes are deleted
+)
 
 var errBadIndexRecord = errors.New("pulsar: malformed index record")
 
-// encodeIndexRecord encodes r as: version byte 1, uvarint length + client id, uvarint
-// length + stream name, uvarint partition, uvarint index.
+// encodeIndexRecord encodes r as: byte 1, uvarint length + client id, uvarint length +
+// stream name, uvarint partition, uvarint index; or, when r.Forget, as byte 2, uvarint length
+// + stream name.
 func encodeIndexRecord(r indexRecord) []byte {
 	b := make([]byte, 0, 1+3*binary.MaxVarintLen64+len(r.ClientID)+len(r.Stream)+binary.MaxVarintLen64)
+	if r.Forget {
+		b = append(b, indexRecordForget)
+		b = binary.AppendUvarint(b, uint64(len(r.Stream)))
+		return append(b, r.Stream...)
+	}
 	b = append(b, indexRecordVersion)
 	b = binary.AppendUvarint(b, uint64(len(r.ClientID)))
 	b = append(b, r.ClientID...)
@@ -151,9 +226,10 @@ func encodeIndexRecord(r indexRecord) []byte {
 // and an invalid key, so every record it accepts has exactly one encoding.
 func decodeIndexRecord(b []byte) (indexRecord, error) {
 	var r indexRecord
-	if len(b) == 0 || b[0] != indexRecordVersion {
+	if len(b) == 0 || (b[0] != indexRecordVersion && b[0] != indexRecordForget) {
 		return r, fmt.Errorf("%w: unknown version", errBadIndexRecord)
 	}
+	r.Forget = b[0] == indexRecordForget
 	b = b[1:]
 	str := func(max int) (string, bool) {
 		n, k := binary.Uvarint(b)
@@ -173,6 +249,18 @@ func decodeIndexRecord(b []byte) (indexRecord, error) {
 		return n, true
 	}
 	var ok bool
+	if r.Forget {
+		if r.Stream, ok = str(core.MaxStreamNameLen); !ok {
+			return r, fmt.Errorf("%w: stream", errBadIndexRecord)
+		}
+		if len(b) != 0 {
+			return r, fmt.Errorf("%w: %d trailing bytes", errBadIndexRecord, len(b))
+		}
+		if err := core.ValidateStreamName(r.Stream); err != nil {
+			return r, fmt.Errorf("%w: %w", errBadIndexRecord, err)
+		}
+		return r, nil
+	}
 	if r.ClientID, ok = str(core.MaxClientIDLen); !ok {
 		return r, fmt.Errorf("%w: client id", errBadIndexRecord)
 	}

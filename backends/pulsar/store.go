@@ -91,6 +91,7 @@ var (
 	_ core.StreamDeleter    = (*Store)(nil)
 	_ core.PartitionCounter = (*Store)(nil)
 	_ core.AsyncAppender    = (*Store)(nil)
+	_ core.IndexDeleter     = (*Store)(nil)
 )
 
 // producerSlot is a producer being created (ready open) or created.
@@ -281,7 +282,9 @@ func (s *Store) Partitions(ctx context.Context, stream string) (int, error) {
 }
 
 // DeleteStream deletes the stream's partitioned topic and all its messages (forcibly:
-// producers and readers of other clients are disconnected).
+// producers and readers of other clients are disconnected), and the consumer indexes saved
+// for it (first: should deleting the topic fail, its consumers start again from the
+// beginning rather than skip messages of a stream created again under its name).
 func (s *Store) DeleteStream(ctx context.Context, stream string) error {
 	if err := core.ValidateStreamName(stream); err != nil {
 		return s.mapErr("delete stream", stream, err)
@@ -294,6 +297,9 @@ func (s *Store) DeleteStream(ctx context.Context, stream string) error {
 	n, err := s.partitions(ctx, stream)
 	if err != nil {
 		return s.mapErr("delete stream", stream, err)
+	}
+	if err := s.deleteIndexes(ctx, stream); err != nil {
+		return s.mapErr("delete stream", stream, fmt.Errorf("delete its saved indexes: %w", err))
 	}
 	s.mu.Lock()
 	delete(s.streams, stream)

@@ -71,6 +71,7 @@ func TestIndexRecordRoundTrip(t *testing.T) {
 	for _, r := range []indexRecord{
 		{ClientID: "c", Stream: "s", Partition: 0, Index: 0},
 		{ClientID: "device-ö-1", Stream: "a.b_c-d", Partition: core.MaxPartitions - 1, Index: math.MaxUint64},
+		{Stream: "a.b_c-d", Forget: true},
 	} {
 		got, err := decodeIndexRecord(encodeIndexRecord(r))
 		if err != nil || got != r {
@@ -82,14 +83,20 @@ func TestIndexRecordRoundTrip(t *testing.T) {
 func TestIndexRecordRejects(t *testing.T) {
 	good := encodeIndexRecord(indexRecord{ClientID: "c", Stream: "s", Partition: 1, Index: 9})
 	cases := map[string][]byte{
-		"empty":       nil,
-		"version":     append([]byte{2}, good[1:]...),
-		"truncated":   good[:len(good)-1],
-		"trailing":    append(bytes.Clone(good), 0),
-		"bad stream":  encodeIndexRecord(indexRecord{ClientID: "c", Stream: "a/b", Index: 1}),
-		"no client":   encodeIndexRecord(indexRecord{ClientID: "", Stream: "s", Index: 1}),
-		"partition":   encodeIndexRecord(indexRecord{ClientID: "c", Stream: "s", Partition: core.MaxPartitions, Index: 1}),
-		"long length": {1, 0xff, 0xff, 0xff, 0xff, 0x0f, 'c'},
+		"empty":             nil,
+		"version":           append([]byte{2}, good[1:]...),
+		"truncated":         good[:len(good)-1],
+		"trailing":          append(bytes.Clone(good), 0),
+		"bad stream":        encodeIndexRecord(indexRecord{ClientID: "c", Stream: "a/b", Index: 1}),
+		"no client":         encodeIndexRecord(indexRecord{ClientID: "", Stream: "s", Index: 1}),
+		"partition":         encodeIndexRecord(indexRecord{ClientID: "c", Stream: "s", Partition: core.MaxPartitions, Index: 1}),
+		"long length":       {1, 0xff, 0xff, 0xff, 0xff, 0x0f, 'c'},
+		"version 3":         append([]byte{3}, good[1:]...),
+		"forget with a key": append([]byte{indexRecordForget}, good[1:]...),
+		"forget trailing":   append(encodeIndexRecord(indexRecord{Stream: "s", Forget: true}), 0),
+		"forget truncated":  {indexRecordForget, 2, 's'},
+		"forget bad stream": encodeIndexRecord(indexRecord{Stream: "a/b", Forget: true}),
+		"forget no stream":  {indexRecordForget, 0},
 	}
 	for name, b := range cases {
 		if _, err := decodeIndexRecord(b); !errors.Is(err, errBadIndexRecord) {
@@ -103,6 +110,7 @@ func FuzzDecodeIndexRecord(f *testing.F) {
 	f.Add(encodeIndexRecord(indexRecord{ClientID: "device-ö-1", Stream: "a.b_c-d", Partition: 1023, Index: math.MaxUint64}))
 	f.Add([]byte{})
 	f.Add([]byte{1, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Add(encodeIndexRecord(indexRecord{Stream: "s", Forget: true}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := decodeIndexRecord(b)
 		if err != nil {

@@ -170,9 +170,17 @@ func (a asyncAppender) AppendAsync(ctx context.Context, stream string, partition
 
 // NonMonotonicIndex wraps b so that its IndexStorage is not monotonic: every SaveIndex
 // replaces the saved value, even with a lower one. Validation, not-found, cancellation and
-// Close still come from b's IndexStorage. The conformance suite must fail it.
+// Close still come from b's IndexStorage, and it keeps [core.IndexDeleter] when b's
+// IndexStorage implements it. The conformance suite must fail it.
 func NonMonotonicIndex(b *core.Backend) *core.Backend {
-	return &core.Backend{Storage: b.Storage, Index: &lastWriteWins{IndexStorage: b.Index, saved: map[indexKey]uint64{}}}
+	l := &lastWriteWins{IndexStorage: b.Index, saved: map[indexKey]uint64{}}
+	if _, ok := b.Index.(core.IndexDeleter); ok {
+		return &core.Backend{Storage: b.Storage, Index: struct {
+			*lastWriteWins
+			indexDeleter
+		}{l, indexDeleter{l}}}
+	}
+	return &core.Backend{Storage: b.Storage, Index: l}
 }
 
 type indexKey struct {
@@ -205,5 +213,22 @@ func (l *lastWriteWins) SaveIndex(ctx context.Context, clientID, stream string, 
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.saved[indexKey{clientID, stream, partition}] = index
+	return nil
+}
+
+// indexDeleter adds the wrapped IndexStorage's core.IndexDeleter to a lastWriteWins.
+type indexDeleter struct{ l *lastWriteWins }
+
+func (d indexDeleter) DeleteIndexes(ctx context.Context, stream string) error {
+	if err := d.l.IndexStorage.(core.IndexDeleter).DeleteIndexes(ctx, stream); err != nil {
+		return err
+	}
+	d.l.mu.Lock()
+	defer d.l.mu.Unlock()
+	for k := range d.l.saved {
+		if k.stream == stream {
+			delete(d.l.saved, k)
+		}
+	}
 	return nil
 }

@@ -2,6 +2,7 @@ package conformancetest_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -78,6 +79,28 @@ func TestNonMonotonicIndex(t *testing.T) {
 	}
 	if got, err := b.Index.GetIndex(ctx, "c", "s", 0); err != nil || got != 3 {
 		t.Errorf("GetIndex = %d, %v; want the last save, 3", got, err)
+	}
+
+	// It keeps the inner IndexDeleter, and deleting forgets its own last saves too.
+	d, ok := b.Index.(core.IndexDeleter)
+	if !ok {
+		t.Fatal("NonMonotonicIndex lost core.IndexDeleter")
+	}
+	if err := d.DeleteIndexes(ctx, "s"); err != nil {
+		t.Fatalf("DeleteIndexes: %v", err)
+	}
+	if _, err := b.Index.GetIndex(ctx, "c", "s", 0); !errors.Is(err, core.ErrIndexNotFound) {
+		t.Errorf("GetIndex after DeleteIndexes: %v, want ErrIndexNotFound", err)
+	}
+	if err := b.Index.SaveIndex(ctx, "c", "s", 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.Index.GetIndex(ctx, "c", "s", 0); err != nil || got != 1 {
+		t.Errorf("GetIndex after DeleteIndexes and a save = %d, %v; want 1", got, err)
+	}
+	plainIndex := conformancetest.NonMonotonicIndex(&core.Backend{Storage: b.Storage, Index: struct{ core.IndexStorage }{b.Index}})
+	if _, ok := plainIndex.Index.(core.IndexDeleter); ok {
+		t.Error("NonMonotonicIndex added core.IndexDeleter to an IndexStorage without it")
 	}
 }
 
