@@ -12,10 +12,12 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/sluicehq/sluice/core"
 )
@@ -108,10 +110,54 @@ func TestNewInvalidOptions(t *testing.T) {
 	}
 }
 
+// TestNewOptionLimits: the documented largest MaxMessageSize and MaxPartitions are accepted.
+func TestNewOptionLimits(t *testing.T) {
+	s := open(t, t.TempDir(), &Options{MaxMessageSize: bolt.MaxValueSize, MaxPartitions: core.MaxPartitions})
+	if c := s.Capabilities(); c.MaxMessageSize != bolt.MaxValueSize || c.MaxPartitions != core.MaxPartitions {
+		t.Fatalf("Capabilities() = %v", c)
+	}
+}
+
+// TestNewDefaults checks the defaults of nil Options: fsync on, the default lock timeout,
+// a file of mode 0600 in a directory of mode 0700.
+func TestNewDefaults(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "new")
+	s := open(t, dir, nil)
+	if s.db.NoSync {
+		t.Error("fsync is off with default options")
+	}
+	if s.opts.LockTimeout != DefaultLockTimeout {
+		t.Errorf("LockTimeout = %v, want %v", s.opts.LockTimeout, DefaultLockTimeout)
+	}
+	if fi, err := os.Stat(s.Path()); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("file mode = %v, %v; want 0600", fi.Mode(), err)
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("created directory mode = %v, %v; want 0700", fi.Mode(), err)
+	}
+	if s := open(t, t.TempDir(), &Options{NoSync: true}); !s.db.NoSync {
+		t.Error("fsync is on with NoSync set")
+	}
+}
+
+func TestNewCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if s, err := New(ctx, t.TempDir(), nil); !errors.Is(err, context.Canceled) {
+		if s != nil {
+			_ = s.Close()
+		}
+		t.Errorf("New with a cancelled ctx: %v, want context.Canceled", err)
+	}
+	if _, err := NewWithDB(context.Background(), nil, nil); !errors.Is(err, core.ErrInvalidOption) {
+		t.Errorf("NewWithDB(nil db): %v, want ErrInvalidOption", err)
+	}
+}
+
 func TestCapabilities(t *testing.T) {
 	s := open(t, t.TempDir(), &Options{MaxMessageSize: 100, MaxPartitions: 3})
 	c := s.Capabilities()
-	if c.Name != "bbolt" || !c.DenseIndex || !c.Persistent || c.MaxMessageSize != 100 || c.MaxPartitions != 3 {
+	if c.Name != "bbolt" || !c.DenseIndex || !c.Persistent || !c.NativeIndexStorage || c.MaxMessageSize != 100 || c.MaxPartitions != 3 {
 		t.Fatalf("Capabilities() = %v", c)
 	}
 	if _, err := s.CreateStream(context.Background(), "s", 4); !errors.Is(err, core.ErrInvalidArgument) {
@@ -135,6 +181,31 @@ func TestLockedFile(t *testing.T) {
 			_ = s.Close()
 		}
 		t.Fatalf("second New on a locked file: %v, want ErrUnavailable", err)
+	}
+}
+
+// TestLockedFileCtxDeadline: New stops waiting for a locked file when ctx ends, even if
+// LockTimeout is longer.
+func TestLockedFileCtxDeadline(t *testing.T) {
+	dir := t.TempDir()
+	open(t, dir, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	res := make(chan error, 1)
+	go func() {
+		s, err := New(ctx, dir, &Options{LockTimeout: time.Hour})
+		if s != nil {
+			_ = s.Close()
+		}
+		res <- err
+	}()
+	select {
+	case err := <-res:
+		if !errors.Is(err, core.ErrUnavailable) && !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("New on a locked file until ctx's deadline: %v, want ErrUnavailable or context.DeadlineExceeded", err)
+		}
+	case <-time.After(time.Minute): // a guard, not a timing assertion
+		t.Fatal("New still waits for a locked file long after ctx's deadline")
 	}
 }
 
@@ -162,6 +233,14 @@ func TestFormatVersionMismatch(t *testing.T) {
 			_ = s.Close()
 		}
 		t.Fatalf("New on a file of format 99: %v, want ErrInvalidOption", err)
+	}
+	// The refused file is closed again: it is not left locked.
+	db, err = bolt.Open(file, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatalf("open the file New refused: %v; want it unlocked", err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -268,6 +347,12 @@ func TestFetchMaxFetchBytes(t *testing.T) {
 	}
 	if len(got) != 3 || got[2].Index != 2 {
 		t.Fatalf("Fetch with MaxFetchBytes 25 over 10-byte messages returned %d message(s), want 3 (stop once >= 25 bytes)", len(got))
+	}
+	s3 := open(t, t.TempDir(), &Options{MaxFetchBytes: 20})
+	mustCreate(t, s3, "s", 1)
+	mustAppend(t, s3, "s", 0, bytes.Repeat([]byte("a"), 10), bytes.Repeat([]byte("b"), 10), bytes.Repeat([]byte("c"), 10))
+	if got, err := s3.Fetch(context.Background(), "s", 0, 0, 100); err != nil || len(got) != 2 {
+		t.Fatalf("Fetch with MaxFetchBytes 20 over 10-byte messages returned %d message(s), %v; want 2 (stop at 20 bytes)", len(got), err)
 	}
 	s2 := open(t, t.TempDir(), &Options{MaxFetchBytes: 1})
 	mustCreate(t, s2, "s", 1)
@@ -457,16 +542,89 @@ func TestClosed(t *testing.T) {
 	}
 }
 
-// openOnDB opens a bbolt file, closed when the test ends, and a Store on it with a stream
-// "s" of one partition; closing the Store is the caller's business.
-func openOnDB(t *testing.T) (*bolt.DB, *Store) {
+// TestClosedWithDB: after Close, a Store on a db its caller keeps open refuses reads too.
+func TestClosedWithDB(t *testing.T) {
+	ctx := context.Background()
+	_, s := openOnDB(t, nil)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Fetch(ctx, "s", 0, 0, 1)
+	if !errors.Is(err, core.ErrClosed) {
+		t.Errorf("Fetch after Close: %v, want ErrClosed", err)
+	}
+	if _, err := s.Partitions(ctx, "s"); !errors.Is(err, core.ErrClosed) {
+		t.Errorf("Partitions after Close: %v, want ErrClosed", err)
+	}
+	if _, err := s.GetIndex(ctx, "c", "s", 0); !errors.Is(err, core.ErrClosed) {
+		t.Errorf("GetIndex after Close: %v, want ErrClosed", err)
+	}
+}
+
+// TestMapErrNotOpen: bbolt's "database not open" (a read racing with Close) is ErrClosed.
+func TestMapErrNotOpen(t *testing.T) {
+	if err := mapErr("fetch", "s", bolterrors.ErrDatabaseNotOpen); !errors.Is(err, core.ErrClosed) || !errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
+		t.Fatalf("mapErr(ErrDatabaseNotOpen) = %v, want it to match core.ErrClosed and keep bbolt's error", err)
+	}
+}
+
+// TestAppendNothing: an Append of no messages writes nothing but still reports a missing
+// stream or a partition out of range.
+func TestAppendNothing(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir(), nil)
+	mustCreate(t, s, "s", 1)
+	if idx, err := s.Append(ctx, "s", 0, nil); err != nil || idx == nil || len(idx) != 0 {
+		t.Errorf("Append of no messages = %#v, %v; want an empty slice, nil", idx, err)
+	}
+	if _, err := s.Append(ctx, "s", 1, nil); !errors.Is(err, core.ErrInvalidArgument) {
+		t.Errorf("Append of no messages to partition 1 of a 1-partition stream: %v, want ErrInvalidArgument", err)
+	}
+	if _, err := s.Append(ctx, "none", 0, nil); !errors.Is(err, core.ErrStreamNotFound) {
+		t.Errorf("Append of no messages to a missing stream: %v, want ErrStreamNotFound", err)
+	}
+}
+
+// errAfterFirst is a context whose Err reports context.Canceled from its second call on: it
+// is cancelled while the call that checked it first runs.
+type errAfterFirst struct {
+	context.Context
+	calls atomic.Int32
+}
+
+func (c *errAfterFirst) Err() error {
+	if c.calls.Add(1) > 1 {
+		return context.Canceled
+	}
+	return nil
+}
+
+// TestFetchCancelledWhileReading: a Fetch over many messages notices a ctx that ends while it
+// reads them.
+func TestFetchCancelledWhileReading(t *testing.T) {
+	s := open(t, t.TempDir(), &Options{NoSync: true})
+	mustCreate(t, s, "s", 1)
+	msgs := make([][]byte, 2048)
+	for i := range msgs {
+		msgs[i] = []byte("m")
+	}
+	mustAppend(t, s, "s", 0, msgs...)
+	ctx := &errAfterFirst{Context: context.Background()}
+	if got, err := s.Fetch(ctx, "s", 0, 0, len(msgs)); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Fetch whose ctx ends while it reads = %d messages, %v; want context.Canceled", len(got), err)
+	}
+}
+
+// openOnDB opens a bbolt file, closed when the test ends, and a Store on it with opts and a
+// stream "s" of one partition; closing the Store is the caller's business.
+func openOnDB(t *testing.T, opts *Options) (*bolt.DB, *Store) {
 	t.Helper()
 	db, err := bolt.Open(filepath.Join(t.TempDir(), "x.db"), 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
-	s, err := NewWithDB(context.Background(), db, nil)
+	s, err := NewWithDB(context.Background(), db, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -474,12 +632,37 @@ func openOnDB(t *testing.T) (*bolt.DB, *Store) {
 	return db, s
 }
 
+// lastTxID returns the id of db's last committed transaction: it grows by one per commit.
+func lastTxID(t *testing.T, db *bolt.DB) int {
+	t.Helper()
+	var id int
+	if err := db.View(func(tx *bolt.Tx) error { id = int(tx.ID()); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// waitQueued waits until n writes wait in s's queue. With bbolt's writer lock held by the
+// test, waitQueued(s, 0) after one write returns once the committer has taken that write and
+// waits for the lock.
+func waitQueued(s *Store, n int) {
+	for {
+		s.mu.Lock()
+		q := len(s.queue)
+		s.mu.Unlock()
+		if q == n {
+			return
+		}
+		runtime.Gosched()
+	}
+}
+
 // TestCancelWhileWaiting cancels an Append whose write waits behind a write transaction the
 // test holds open. Append must return context.Canceled; its message may or may not be
 // committed (see the package doc), but the partition stays dense and the next Append gets
 // the next index.
 func TestCancelWhileWaiting(t *testing.T) {
-	db, s := openOnDB(t)
+	db, s := openOnDB(t, nil)
 	ctx := context.Background()
 
 	tx, err := db.Begin(true) // blocks the committer's next transaction
@@ -584,6 +767,25 @@ func TestParseURLRelative(t *testing.T) {
 	}
 }
 
+// TestParseURLOptions checks each parameter's field and bounds through ParseURL itself,
+// which opens nothing.
+func TestParseURLOptions(t *testing.T) {
+	path, o, err := ParseURL(mustParse(t, "bbolt://localhost/var/hub.db?max_commit_bytes=7&max_fetch_bytes=5&mode=777&lock_timeout=1s"))
+	if err != nil || path != "/var/hub.db" || o.MaxCommitBytes != 7 || o.MaxFetchBytes != 5 || o.FileMode != 0o777 || o.LockTimeout != time.Second {
+		t.Fatalf("ParseURL = %q, %+v, %v", path, o, err)
+	}
+	for _, bad := range []string{
+		"bbolt:///x?lock_timeout=0",
+		"bbolt:///x?max_partitions=99999",
+		"bbolt:///x?max_message_size=4294967296",
+		"bbolt:///x?mode=0",
+	} {
+		if _, _, err := ParseURL(mustParse(t, bad)); !errors.Is(err, core.ErrInvalidOption) {
+			t.Errorf("ParseURL(%q): %v, want ErrInvalidOption", bad, err)
+		}
+	}
+}
+
 func mustParse(t *testing.T, raw string) *url.URL {
 	t.Helper()
 	u, err := url.Parse(raw)
@@ -598,17 +800,10 @@ func mustParse(t *testing.T, raw string) *url.URL {
 // AppendAsync returned without waiting, that the three writes behind the first share one
 // commit, and that every done reported the indexes in start order.
 func TestAppendAsyncSharesCommit(t *testing.T) {
-	db, s := openOnDB(t)
+	db, s := openOnDB(t, nil)
 	defer s.Close()
 	ctx := context.Background()
-	txid := func() int {
-		var id int
-		if err := db.View(func(tx *bolt.Tx) error { id = int(tx.ID()); return nil }); err != nil {
-			t.Fatal(err)
-		}
-		return id
-	}
-	before := txid()
+	before := lastTxID(t, db)
 
 	tx, err := db.Begin(true) // the committer's next transaction waits for it
 	if err != nil {
@@ -628,23 +823,12 @@ func TestAppendAsyncSharesCommit(t *testing.T) {
 		s.AppendAsync(ctx, "s", 0, b, func(idx []uint64, err error) { results <- result{call, idx, err} })
 	}
 	appendAsync(0, "a")
-	waitQueued := func(n int) { // until the committer took the first op and n more wait
-		for {
-			s.mu.Lock()
-			q := len(s.queue)
-			s.mu.Unlock()
-			if q == n {
-				return
-			}
-			runtime.Gosched()
-		}
-	}
-	waitQueued(0)
+	waitQueued(s, 0)
 	appendAsync(1, "b", "c")
 	appendAsync(2, "d")
 	saved := make(chan error, 1)
 	go func() { saved <- s.SaveIndex(ctx, "c", "s", 0, 4) }()
-	waitQueued(3)
+	waitQueued(s, 3)
 	if err := tx.Rollback(); err != nil {
 		t.Fatal(err)
 	}
@@ -658,7 +842,7 @@ func TestAppendAsyncSharesCommit(t *testing.T) {
 	if err := <-saved; err != nil {
 		t.Fatalf("SaveIndex: %v", err)
 	}
-	if got := txid() - before; got != 2 {
+	if got := lastTxID(t, db) - before; got != 2 {
 		t.Fatalf("%d commits for 4 writes queued as 1 + 3; want 2", got)
 	}
 	got, err := s.Fetch(ctx, "s", 0, 0, 10)

@@ -48,6 +48,11 @@ func TestOpenURL(t *testing.T) {
 	if b.Index == nil {
 		t.Error("Backend.Index is nil")
 	}
+	if b, err := core.Open(ctx, "memory:///"); err != nil {
+		t.Errorf("Open(\"memory:///\"): %v", err)
+	} else {
+		b.Close()
+	}
 	for _, u := range []string{
 		"memory://?max_message_size=0",
 		"memory://?max_message_size=x",
@@ -74,5 +79,33 @@ func TestNewInvalid(t *testing.T) {
 	}
 	if got := s.Capabilities(); got.MaxMessageSize != memory.DefaultMaxMessageSize || got.MaxPartitions != core.MaxPartitions || !got.DenseIndex || got.Persistent {
 		t.Errorf("default capabilities = %v", got)
+	}
+}
+
+// TestDeleteStreamDropsIndexes: DeleteStream drops the indexes saved for the deleted stream,
+// and only those.
+func TestDeleteStreamDropsIndexes(t *testing.T) {
+	ctx := context.Background()
+	s, err := memory.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, n := range []string{"s", "other"} {
+		if _, err := s.CreateStream(ctx, n, 1); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SaveIndex(ctx, "c", n, 0, 7); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.DeleteStream(ctx, "s"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetIndex(ctx, "c", "s", 0); !errors.Is(err, core.ErrIndexNotFound) {
+		t.Errorf("GetIndex of the deleted stream: %v, want ErrIndexNotFound", err)
+	}
+	if i, err := s.GetIndex(ctx, "c", "other", 0); err != nil || i != 7 {
+		t.Errorf("GetIndex of another stream = %d, %v; want 7, nil", i, err)
 	}
 }

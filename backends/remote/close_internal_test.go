@@ -96,3 +96,14 @@ func TestSecondCloseWaitsForFirst(t *testing.T) {
 		t.Fatal("first Close has not returned")
 	}
 }
+
+func TestNewDefaultTimeout(t *testing.T) {
+	s, err := New(t.Context(), "127.0.0.1:1", nil) // connects lazily: nothing listens
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.opts.Timeout != DefaultTimeout {
+		t.Fatalf("default Timeout = %v, want %v", s.opts.Timeout, DefaultTimeout)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/sluicehq/sluice/backends/remote"
 	"github.com/sluicehq/sluice/conformance"
 	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/client"
 	"github.com/sluicehq/sluice/core/transport/faultproxy"
 	"github.com/sluicehq/sluice/hub"
 )
@@ -120,6 +121,47 @@ func TestOpenURL(t *testing.T) {
 	if _, err := b.Storage.Append(ctx, "s", 0, [][]byte{make([]byte, 1001)}); !errors.Is(err, core.ErrMessageTooLarge) {
 		t.Fatalf("Append of 1001 bytes with max_message_size=1000: %v", err)
 	}
+	b2, err := core.Open(ctx, "sluice://"+addr+"?persistent=true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b2.Close()
+	if caps := b2.Storage.Capabilities(); !caps.Persistent || caps.DenseIndex {
+		t.Fatalf("capabilities with persistent=true = %v", caps)
+	}
+}
+
+func TestNewDefaultCapabilities(t *testing.T) {
+	s, err := remote.New(t.Context(), startHub(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if caps := s.Capabilities(); caps.MaxPartitions != core.MaxPartitions || caps.MaxMessageSize != client.MaxMessageSize {
+		t.Fatalf("default capabilities = %v; want MaxPartitions %d, MaxMessageSize %d", caps, core.MaxPartitions, client.MaxMessageSize)
+	}
+}
+
+// TestNotUnavailable: errors the caller must not retry (a missing stream, a partition out of
+// range) do not match ErrUnavailable.
+func TestNotUnavailable(t *testing.T) {
+	s, err := remote.New(t.Context(), startHub(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := t.Context()
+	_, err = s.Fetch(ctx, "absent", 0, 0, 10)
+	if !errors.Is(err, core.ErrStreamNotFound) || errors.Is(err, core.ErrUnavailable) {
+		t.Errorf("Fetch of a missing stream = %v; want ErrStreamNotFound, not ErrUnavailable", err)
+	}
+	if _, err := s.CreateStream(ctx, "one", 1); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Append(ctx, "one", 5, [][]byte{[]byte("m")})
+	if !errors.Is(err, core.ErrInvalidArgument) || errors.Is(err, core.ErrUnavailable) {
+		t.Errorf("Append to partition 5 of a 1-partition stream = %v; want ErrInvalidArgument, not ErrUnavailable", err)
+	}
 }
 
 // TestHubDown checks that a hub that cannot be reached is reported as unavailable, not as
@@ -145,6 +187,15 @@ func TestHubDown(t *testing.T) {
 	}
 	px.SetRefuse(true)
 	px.ResetAll()
+	// A new Store must connect first: Append reports the refused connection as unavailable.
+	s2, err := remote.New(ctx, px.Addr(), &remote.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if _, err := s2.Append(ctx, "down", 0, [][]byte{[]byte("b")}); !errors.Is(err, core.ErrUnavailable) {
+		t.Fatalf("Append with the hub unreachable = %v; want ErrUnavailable", err)
+	}
 	msgs, err := s.Fetch(ctx, "down", 0, 0, 10)
 	for deadline := time.Now().Add(10 * time.Second); err == nil && time.Now().Before(deadline); {
 		// A call racing with the reset may still be answered on the old connection.

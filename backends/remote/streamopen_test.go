@@ -3,6 +3,7 @@ package remote_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -138,5 +139,39 @@ func TestOldHubFallback(t *testing.T) {
 	}
 	if g.Count(wire.ProtocolStreamOpen) == 0 || g.Count(wire.ProtocolStreamInfo) == 0 || g.Count(wire.ProtocolCreatePartitioned) == 0 {
 		t.Fatal("the Store did not try sluice_stream_open, then fall back to sluice_stream_info and stream_create_partitioned")
+	}
+}
+
+// TestRetryOnLostSession: an idempotent call whose Conn fails under it (here the hub answers
+// the first stream_create* with an Ockam `error`, which fails the Conn) is sent once more on
+// a new Conn.
+func TestRetryOnLostSession(t *testing.T) {
+	mem, err := memory.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, open := startGatedHub(t, mem)
+	ctx := t.Context()
+	var failed atomic.Bool
+	g.SetBefore(func(ctx context.Context, msg *routing.Message, protocol string) bool {
+		switch protocol {
+		case wire.ProtocolCreate, wire.ProtocolCreatePartitioned, wire.ProtocolCreatePartitions:
+		default:
+			return false
+		}
+		if !failed.CompareAndSwap(false, true) {
+			return false
+		}
+		_ = msg.Reply(ctx, wire.EncodePayload(wire.ProtocolError, wire.Error{Reason: "session lost"}))
+		return true
+	})
+	if n, err := open().CreateStream(ctx, "s", 2); err != nil || n != 2 {
+		t.Fatalf("CreateStream after the Conn failed under it = %d, %v; want 2, nil (retried on a new Conn)", n, err)
+	}
+	if !failed.Load() {
+		t.Fatal("the stream_create* request did not pass the gate")
+	}
+	if n, err := mem.Partitions(ctx, "s"); err != nil || n != 2 {
+		t.Fatalf("the hub's backend reports Partitions = %d, %v; want 2", n, err)
 	}
 }
