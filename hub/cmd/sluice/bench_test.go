@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"encoding/xml"
 	"os"
@@ -71,6 +72,13 @@ func TestBenchUsage(t *testing.T) {
 		{[]string{"bench"}, 2, "no -backend URL"},
 		{[]string{"bench", "-backend", "memory://", "-sizes", "64,x"}, 2, "not a positive integer"},
 		{[]string{"bench", "-backend", "memory://", "-runs", "0"}, 2, "must be positive"},
+		// Short runs into a temporary directory, should the value be taken.
+		{[]string{"bench", "-backend", "memory://", "-runs", "1", "-out", t.TempDir(), "-sizes", "64,0"}, 2, "not a positive integer"},
+		{[]string{"bench", "-backend", "memory://", "-runs", "1", "-out", t.TempDir(), "-duration", "0s"}, 2, "must be positive"},
+		{[]string{"bench", "-backend", "memory://", "-runs", "1", "-duration", "10ms", "-out", t.TempDir(), "-rate", "0"}, 2, "must be positive"},
+		{[]string{"bench", "-backend", "memory://", "-runs", "1", "-duration", "10ms", "-out", t.TempDir(), "-latency-size", "0"}, 2, "must be positive"},
+		{[]string{"bench", "-backend", "memory://", "-runs", "1", "-duration", "10ms", "-out", t.TempDir(), "-window", "0"}, 2, "must be positive"},
+		{[]string{"bench", "-backend", "memory://", "-runs", "1", "-duration", "10ms", "-out", t.TempDir(), "-batch", "0"}, 2, "must be positive"},
 		{[]string{"bench", "-backend", "memory://", "-workloads", "fly", "-out", t.TempDir()}, 2, "unknown workload"},
 		{[]string{"bench", "-backend", "nosuch://", "-runs", "1", "-duration", "1ms", "-out", t.TempDir()}, 2, "unknown backend"},
 	} {
@@ -78,5 +86,47 @@ func TestBenchUsage(t *testing.T) {
 		if code != tc.code || !strings.Contains(out, tc.want) {
 			t.Errorf("sluice %q: exit %d, output %q; want exit %d and %q", tc.args, code, out, tc.code, tc.want)
 		}
+	}
+}
+
+// A backend that cannot be measured fails the run (exit 1) after the others were; a
+// password in a backend URL appears nowhere, neither in the output nor in the reports.
+func TestBenchFailedBackendAndPassword(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "report")
+	code, text := runCLI(t, "bench", "-backend", "memory://user:secret@", "-backend", "bbolt:"+filepath.Join(file, "data"),
+		"-runs", "1", "-duration", "10ms", "-sizes", "64", "-rate", "300", "-quiet", "-out", out)
+	if code != 1 || !strings.Contains(text, "could not measure") || !strings.Contains(text, "| memory | 64 B |") {
+		t.Errorf("exit %d; want 1, the memory results and that bbolt could not be measured:\n%s", code, text)
+	}
+	for _, name := range []string{"", "bench.md", "bench.json"} {
+		data := []byte(text)
+		if name != "" {
+			var err error
+			if data, err = os.ReadFile(filepath.Join(out, name)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if strings.Contains(string(data), "secret") {
+			t.Errorf("the password of the backend URL is in %q:\n%s", name, data)
+		}
+	}
+}
+
+// Ctrl-C stops bench: the report is written, marked interrupted, and the exit status is 1.
+func TestBenchInterrupted(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	code, out, errs := runIO(ctx, "", "bench", "-backend", "memory://", "-runs", "1", "-duration", "10ms", "-sizes", "64", "-out", dir)
+	if code != 1 || !strings.Contains(errs, "interrupted") {
+		t.Errorf("exit %d; want 1 and interrupted\nstdout: %s\nstderr: %s", code, out, errs)
+	}
+	if md, err := os.ReadFile(filepath.Join(dir, "bench.md")); err != nil || !strings.Contains(string(md), "INTERRUPTED") {
+		t.Errorf("bench.md (%v) is not marked INTERRUPTED:\n%s", err, md)
 	}
 }

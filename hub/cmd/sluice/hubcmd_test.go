@@ -4,12 +4,20 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/wire"
 	"github.com/sluicehq/sluice/hub"
+	"github.com/sluicehq/sluice/hub/hubtest"
 )
 
 // hubCmd is "sluice hub -backend memory:// args..." running in-process (see startHubCmd).
@@ -24,10 +32,16 @@ type hubCmd struct {
 // stop (t's cleanup does, if the test did not).
 func startHubCmd(t *testing.T, args ...string) *hubCmd {
 	t.Helper()
+	return startHubCmdArgs(t, append([]string{"-backend", "memory://"}, args...)...)
+}
+
+// startHubCmdArgs starts "sluice hub args..." in-process, without a default -backend.
+func startHubCmdArgs(t *testing.T, args ...string) *hubCmd {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	h := &hubCmd{t: t, out: &lockedWriter{w: &bytes.Buffer{}}, err: &lockedWriter{w: &bytes.Buffer{}}, cancel: cancel, done: make(chan int, 1)}
 	go func() { // ends when the hub stops
-		h.done <- run(ctx, append([]string{"hub", "-backend", "memory://"}, args...), &stdio{in: strings.NewReader(""), out: h.out, err: h.err})
+		h.done <- run(ctx, append([]string{"hub"}, args...), &stdio{in: strings.NewReader(""), out: h.out, err: h.err})
 	}()
 	t.Cleanup(func() { h.stop() })
 	return h
@@ -194,5 +208,153 @@ func TestHubWorkerIdleTimeoutFlag(t *testing.T) {
 	}
 	if code := h.stop(); code != 0 {
 		t.Errorf("exit %d, want 0\n%s", code, h.stderr())
+	}
+}
+
+// The limits of the hub's flags are inclusive, as their help says: 0 means never for the
+// idle timeouts, and a frame's worth is a valid -max-message-size.
+func TestHubFlagLimitsAccepted(t *testing.T) {
+	for _, args := range [][]string{
+		{"-idle-timeout", "0"},
+		{"-max-message-size", strconv.Itoa(hub.MaxFrameMessageSize)},
+		{"-max-connections", "1"},
+	} {
+		if code, errs := runHubUntil(t, append([]string{"-listen", "127.0.0.1:0"}, args...)...); code != 0 {
+			t.Errorf("sluice hub %q: exit %d, want 0\n%s", args, code, errs)
+		}
+	}
+}
+
+// SLUICE_LISTEN and SLUICE_BACKEND set the defaults of -listen and -backend ("sluice hub
+// -help"); without them the hub stores its data under ./sluice-data (README).
+func TestHubEnvironmentAndDefaultBackend(t *testing.T) {
+	t.Chdir(t.TempDir())
+	for _, tc := range []struct {
+		env, want string // SLUICE_BACKEND, and the database file it makes the hub create
+	}{
+		{"", filepath.Join("sluice-data", "sluice.db")},
+		{"bbolt:from-env", filepath.Join("from-env", "sluice.db")},
+	} {
+		addr := freeAddr(t)
+		t.Setenv("SLUICE_LISTEN", addr)
+		t.Setenv("SLUICE_BACKEND", tc.env)
+		h := startHubCmdArgs(t)
+		got, exited, code := h.listening()
+		if exited {
+			t.Fatalf("SLUICE_BACKEND=%q: sluice hub exited with status %d\n%s", tc.env, code, h.stderr())
+		}
+		if got != addr {
+			t.Errorf("SLUICE_LISTEN=%s: the hub listens on %s", addr, got)
+		}
+		if code := h.stop(); code != 0 {
+			t.Errorf("SLUICE_BACKEND=%q: exit %d, want 0\n%s", tc.env, code, h.stderr())
+		}
+		if _, err := os.Stat(tc.want); err != nil {
+			t.Errorf("SLUICE_BACKEND=%q: the hub did not create %s: %v", tc.env, tc.want, err)
+		}
+	}
+}
+
+// The defaults promised by the README: the hub listens on 127.0.0.1:4000 (loopback only),
+// and the client commands reach it there without -hub.
+func TestDefaultAddresses(t *testing.T) {
+	t.Setenv("SLUICE_LISTEN", "")
+	t.Setenv("SLUICE_HUB", "")
+	t.Setenv("SLUICE_BACKEND", "")
+	for _, tc := range []struct{ cmd, flag, want string }{
+		{"hub", "listen", "127.0.0.1:4000"},
+		{"hub", "backend", "bbolt:sluice-data"},
+		{"create", "hub", "127.0.0.1:4000"},
+		{"push", "hub", "127.0.0.1:4000"},
+		{"pull", "hub", "127.0.0.1:4000"},
+		{"tail", "hub", "127.0.0.1:4000"},
+	} {
+		c := commands[tc.cmd]
+		fs := newFlagSet(c, io.Discard)
+		c.flags(fs)
+		if f := fs.Lookup(tc.flag); f == nil || f.DefValue != tc.want {
+			t.Errorf("sluice %s -%s: default %v, want %q", tc.cmd, tc.flag, f, tc.want)
+		}
+	}
+}
+
+// The hub's limits reach the hub: -max-message-size refuses a larger push, -max-pull-wait
+// answers a long poll that asks to wait longer, -max-connections closes a connection over
+// the limit, and -idle-timeout closes a quiet connection.
+func TestHubLimitFlagsReachTheHub(t *testing.T) {
+	start := func(args ...string) string {
+		t.Helper()
+		h := startHubCmd(t, append([]string{"-listen", "127.0.0.1:0"}, args...)...)
+		addr, exited, code := h.listening()
+		if exited {
+			t.Fatalf("sluice hub %q exited with status %d\n%s", args, code, h.stderr())
+		}
+		return addr
+	}
+
+	addr := start("-max-message-size", "100", "-max-pull-wait", "100ms")
+	wantRun(t, 1, []string{"the hub refused message 1 (200 bytes)"}, "", "push", "-hub", addr, "s", strings.Repeat("q", 200))
+	c := hubtest.Dial(t, addr)
+	s := c.Create("s")
+	// Held 60s, longer than hubtest.ReplyTimeout, without -max-pull-wait.
+	c.Send(s.Route, wire.ProtocolPullWait, wire.PullWaitRequest{RequestID: 1, Index: 1000, Limit: 1, WaitMS: 60_000})
+	if pr := c.ExpectPull(wire.ProtocolPullWait); len(pr.Messages) != 0 {
+		t.Errorf("long poll past the end answered %d messages", len(pr.Messages))
+	}
+
+	// The first connection holds the only slot (as in TestCommandsAtHubConnectionLimit).
+	addr = start("-max-connections", "1")
+	hubtest.Dial(t, addr).Create("s")
+	wantRun(t, 1, []string{"connection limit"}, "", "create", "-hub", addr, "t")
+
+	// After its first frame a connection is closed when quiet for -idle-timeout (before
+	// it, by the handshake timeout).
+	addr = start("-idle-timeout", "1s")
+	c = hubtest.Dial(t, addr)
+	c.Create("s")
+	c.ExpectClosed()
+}
+
+// -log-level reaches the hub's logger, and a backend URL with an option its backend does
+// not know is a bad command line (exit 2) naming -backend.
+func TestHubLogLevelAndBackendOptions(t *testing.T) {
+	if _, errs := runHubUntil(t, "-listen", "127.0.0.1:0"); !strings.Contains(errs, "level=INFO") {
+		t.Errorf("sluice hub logged nothing at INFO by default:\n%s", errs)
+	}
+	if _, errs := runHubUntil(t, "-listen", "127.0.0.1:0", "-log-level", "warn"); strings.Contains(errs, "level=INFO") {
+		t.Errorf("sluice hub -log-level warn logged at INFO:\n%s", errs)
+	}
+	code, _, errs := runIO(t.Context(), "", "hub", "-listen", "127.0.0.1:0", "-backend", "memory://?nosuch=1")
+	if code != 2 || !strings.Contains(errs, `-backend "memory://?nosuch=1"`) || !strings.Contains(errs, "nosuch") {
+		t.Errorf("sluice hub -backend memory://?nosuch=1: exit %d, want 2 naming -backend and the option\n%s", code, errs)
+	}
+}
+
+// A hub that cannot listen fails (exit 1) saying why; a hub that stops closes its backend,
+// so that the same bbolt database can be opened again by this process.
+func TestHubListenFailsAndClosesBackend(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if code, errs := runHubUntil(t, "-listen", ln.Addr().String()); code != 1 || !strings.Contains(errs, ln.Addr().String()) {
+		t.Errorf("sluice hub -listen on a taken address: exit %d, want 1 naming it\n%s", code, errs)
+	}
+
+	url := "bbolt:" + filepath.Join(t.TempDir(), "data")
+	h := startHubCmdArgs(t, "-listen", "127.0.0.1:0", "-backend", url)
+	if _, exited, code := h.listening(); exited {
+		t.Fatalf("sluice hub exited with status %d\n%s", code, h.stderr())
+	}
+	if code := h.stop(); code != 0 {
+		t.Fatalf("exit %d, want 0\n%s", code, h.stderr())
+	}
+	b, err := core.Open(t.Context(), url)
+	if err != nil {
+		t.Fatalf("open %s after the hub stopped: %v (the hub did not close its backend)", url, err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -90,3 +90,15 @@ func TestKeygenMissingDirectory(t *testing.T) {
 		t.Errorf("keygen -out in a missing directory: exit %d, stderr %q", code, errOut)
 	}
 }
+
+// -out under a path that is a file, not a directory, says so.
+func TestKeygenParentIsAFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "keys")
+	if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runKeygen(t, "-out", filepath.Join(file, "device.key"))
+	if code != 1 || out != "" || !strings.Contains(errOut, file+" is not a directory") {
+		t.Errorf("keygen -out under a file: exit %d, stdout %q, stderr %q; want 1 and that %s is not a directory", code, out, errOut, file)
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -225,5 +226,121 @@ func TestCommandsAtHubConnectionLimit(t *testing.T) {
 		if code == 0 || !strings.Contains(errs, "connection limit") || !strings.Contains(errs, "-max-connections") {
 			t.Errorf("sluice %s at the hub's connection limit: exit %d, stderr:\n%s\nwant a failure that names the connection limit and -max-connections", args[0], code, errs)
 		}
+	}
+}
+
+// push's summary says exactly which messages were confirmed, which may or may not have been
+// stored and which were not sent.
+func TestPushResultErr(t *testing.T) {
+	failed := errors.New("boom")
+	interrupted, cancel := context.WithCancel(t.Context())
+	cancel()
+	late := make([]lateConfirm, 25)
+	for i := range late {
+		late[i] = lateConfirm{n: i + 3, index: uint64(i + 10)}
+	}
+	for _, tc := range []struct {
+		name     string
+		ctx      context.Context
+		r        pushResult
+		complete bool
+		cause    error
+		want     []string
+		not      []string
+	}{{
+		name: "arguments not sent",
+		ctx:  t.Context(),
+		r:    pushResult{args: 4, input: "message", published: 2, confirmed: 1, ackErr: failed, failedN: 2, sent: 2},
+		want: []string{"boom", "1 of 2 message(s) confirmed (message 1: its index is printed)", "the other 1 may or may not have been stored", "messages 3-4 were not sent"},
+		not:  []string{"nothing was sent"},
+	}, {
+		name: "last argument not sent",
+		ctx:  t.Context(),
+		r:    pushResult{args: 3, input: "message", published: 2, confirmed: 1, ackErr: failed, failedN: 2, sent: 1},
+		want: []string{"the other 1 may or may not have been stored", "; message 3 was not sent"},
+		not:  []string{"nothing was sent"},
+	}, {
+		name:     "all of standard input read, the last line failed",
+		ctx:      t.Context(),
+		r:        pushResult{input: "line", published: 2, confirmed: 1, ackErr: failed, failedN: 2, sent: 2},
+		complete: true,
+		want:     []string{"1 of 2 line(s) confirmed"},
+		not:      []string{"not pushed", "not sent"},
+	}, {
+		name:  "interrupted with every line confirmed",
+		ctx:   interrupted,
+		r:     pushResult{hubAddr: "127.0.0.1:1", input: "line", published: 1, confirmed: 1, sent: 1},
+		cause: core.ErrUnavailable,
+		want:  []string{"interrupted", "1 of 1 line(s) confirmed", "line 2 and the rest of standard input were not pushed"},
+		not:   []string{"last error", "may or may not"},
+	}, {
+		name: "confirmed after an earlier one failed",
+		ctx:  t.Context(),
+		r:    pushResult{args: 27, input: "message", published: 27, confirmed: 26, ackErr: failed, failedN: 2, late: late, sent: 27},
+		want: []string{"26 of 27 message(s) confirmed (message 1: its index is printed); confirmed after an earlier one failed: message 3 (index 10)",
+			"message 22 (index 29) and 5 more"},
+		not: []string{"message 23 (index 30)", "not sent"},
+	}} {
+		err := tc.r.err(tc.ctx, nil, tc.complete, tc.cause)
+		if err == nil {
+			t.Errorf("%s: no error", tc.name)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error lacks %q:\n%v", tc.name, w, err)
+			}
+		}
+		for _, w := range tc.not {
+			if strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error says %q:\n%v", tc.name, w, err)
+			}
+		}
+	}
+}
+
+// lineReader measures a line over the limit exactly, wherever its "\r\n" falls among the
+// chunks it reads (its buffer holds 16 bytes for a limit of 14).
+func TestLineReaderTooLong(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want string
+	}{
+		{strings.Repeat("x", 15) + "\r\n", "line 1 is 15 bytes"},
+		{strings.Repeat("x", 31) + "\r\n", "line 1 is 31 bytes"}, // "\r" ends the second chunk
+		{strings.Repeat("x", 40) + "\r\n", "line 1 is 40 bytes"},
+		{strings.Repeat("x", 40) + "\n", "line 1 is 40 bytes"},
+		{strings.Repeat("x", 40), "line 1 is 40 bytes"},
+		{"ab\r\n" + strings.Repeat("y", 14) + "\n" + strings.Repeat("z", 15) + "\n", "line 3 is 15 bytes"},
+	} {
+		lr := newLineReader(strings.NewReader(tc.in), 14)
+		var err error
+		for err == nil {
+			var line []byte
+			line, err = lr.next()
+			if err == nil && len(line) > 14 {
+				t.Errorf("%q: a line of %d bytes passed the limit of 14", tc.in, len(line))
+			}
+		}
+		if err == io.EOF || !strings.Contains(err.Error(), tc.want+", the limit is 14") {
+			t.Errorf("%q: error %v, want %q", tc.in, err, tc.want)
+		}
+	}
+}
+
+// A line the hub refuses stops push at once, also while standard input stays open: push
+// stops reading its input at the first failure ("sluice push -help").
+func TestPushRefusedLineStopsReading(t *testing.T) {
+	addr := startHubWith(t, hub.WithMaxMessageSize(100))
+	in, _ := quietStdin(t, "ok\n"+strings.Repeat("q", 200)+"\n")
+	done := runAsync(t.Context(), in, "push", "-hub", addr, "s")
+	select {
+	case r := <-done:
+		if r.code != 1 || r.out != "0\n" || !strings.Contains(r.err, "the hub refused line 2 (200 bytes)") ||
+			!strings.Contains(r.err, "line 3 and the rest of standard input were not pushed") {
+			t.Errorf("exit %d, stdout %q, stderr:\n%s\nwant exit 1, index 0, line 2 refused, line 3 not pushed", r.code, r.out, r.err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("push still running 30s after the hub refused a line: it waits for more input")
 	}
 }

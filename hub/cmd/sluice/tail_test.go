@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/transport/faultproxy"
 	"github.com/sluicehq/sluice/hub"
 )
 
@@ -126,5 +127,58 @@ func waitSavedIndex(t *testing.T, b *core.Backend, client, stream string, want u
 			t.Fatalf("%s did not save index %d of %s within 30s", client, want, stream)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// pull exits 1 when the connection fails midway, saying how many messages it printed
+// ("sluice pull -help"), instead of ending as if the stream had no more messages.
+func TestPullFailsWhenConnectionFailsMidway(t *testing.T) {
+	hubAddr, b := startMemHub(t, "127.0.0.1:0")
+	proxy, err := faultproxy.New(hubAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	addr := proxy.Addr()
+	mustRun(t, "", "push", "-hub", addr, "s", "one", "two")
+	// -idle is far longer than the time between the last message and the failure.
+	done := runAsync(t.Context(), strings.NewReader(""), "pull", "-hub", addr, "-client-id", "p", "-idle", "5s", "-raw", "s")
+	waitSavedIndex(t, b, "p", "s", 2)
+	proxy.SetRefuse(true)
+	proxy.ResetAll()
+	var r cmdResult
+	select {
+	case r = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("pull did not exit within 30s of the failure")
+	}
+	if r.code != 1 || r.out != "one\ntwo\n" || !strings.Contains(r.err, "stopped after 2 message(s)") || !strings.Contains(r.err, "hub "+addr) {
+		t.Errorf("pull: exit %d, stdout %q, stderr:\n%s\nwant exit 1, both messages, stopped after 2", r.code, r.out, r.err)
+	}
+}
+
+// A connection failure that pull recovers from (messages arrive after it) is not an error:
+// pull ends at -idle with exit 0.
+func TestPullRecoversFromConnectionFailure(t *testing.T) {
+	hubAddr, b := startMemHub(t, "127.0.0.1:0")
+	proxy, err := faultproxy.New(hubAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	mustRun(t, "", "push", "-hub", hubAddr, "s", "one")
+	done := runAsync(t.Context(), strings.NewReader(""), "pull", "-hub", proxy.Addr(), "-client-id", "p", "-idle", "5s", "-raw", "s")
+	waitSavedIndex(t, b, "p", "s", 1)
+	proxy.ResetAll()
+	// Pushed after the reset: pull gets it in a new session, after the failure.
+	mustRun(t, "", "push", "-hub", hubAddr, "s", "two")
+	var r cmdResult
+	select {
+	case r = <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("pull did not exit within 60s")
+	}
+	if r.code != 0 || r.out != "one\ntwo\n" {
+		t.Errorf("pull: exit %d, stdout %q, stderr:\n%s\nwant exit 0 and both messages", r.code, r.out, r.err)
 	}
 }

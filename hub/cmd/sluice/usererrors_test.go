@@ -142,10 +142,10 @@ func TestCLITailWarnsWhileHubIsDown(t *testing.T) {
 	go func() { // ends when ctx is cancelled
 		exited <- run(ctx, []string{"tail", "-hub", addr, "-raw", "events"}, &stdio{in: strings.NewReader(""), out: &lockedWriter{w: &out}, err: errw})
 	}()
-	waitFor := func(what string) {
+	waitFor := func(what string, n int) {
 		t.Helper()
 		deadline := time.Now().Add(30 * time.Second)
-		for !strings.Contains(stderr(), what) {
+		for strings.Count(stderr(), what) < n {
 			if time.Now().After(deadline) {
 				t.Fatalf("tail did not print %q within 30s; stderr:\n%s", what, stderr())
 			}
@@ -156,17 +156,23 @@ func TestCLITailWarnsWhileHubIsDown(t *testing.T) {
 			}
 		}
 	}
-	waitFor("hub " + addr)
-	waitFor("; retrying")
+	waitFor("hub "+addr, 1)
+	waitFor("; retrying", 1)
 	time.Sleep(300 * time.Millisecond) // more failed attempts, which must not warn again
 	proxy.SetRefuse(false)
-	waitFor("connected to hub " + addr)
+	waitFor("connected to hub "+addr, 1)
+	if n := strings.Count(stderr(), "; retrying"); n != 1 {
+		t.Errorf("tail warned %d times during one outage, want once:\n%s", n, stderr())
+	}
+	// A second outage is warned about again.
+	proxy.SetRefuse(true)
+	proxy.ResetAll()
+	waitFor("; retrying", 2)
+	proxy.SetRefuse(false)
+	waitFor("connected to hub "+addr, 2)
 	cancel()
 	if code := <-exited; code != 0 {
 		t.Fatalf("tail exit %d after interrupt; stderr:\n%s", code, stderr())
-	}
-	if n := strings.Count(stderr(), "; retrying"); n != 1 {
-		t.Errorf("tail warned %d times during one outage, want once:\n%s", n, stderr())
 	}
 }
 
@@ -272,4 +278,66 @@ func TestCLIUsageErrorsExit2(t *testing.T) {
 	if _, out, _ := runIO(t.Context(), "", "help", "push"); !strings.Contains(out, strconv.Itoa(client.MaxMessageSize)+" bytes") {
 		t.Errorf("sluice help push does not state the limit %d:\n%s", client.MaxMessageSize, out)
 	}
+}
+
+// More bad command lines: each exits 2 before reaching any hub, names what is wrong, and
+// ends with the command's usage and where its help is.
+func TestCLIBadCommandLines(t *testing.T) {
+	addr := freeAddr(t) // nothing listens: a command that got past its checks exits 1
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"create", "-hub", addr, "a", "b"}, "at most one stream name, got 2"},
+		{[]string{"create", "-hub", addr, "bad name"}, "stream name"},
+		{[]string{"create", "-hub", ":4000"}, `-hub ":4000": want HOST:PORT`},
+		{[]string{"push", "-hub", addr, "-timeout", "0", "s", "x"}, "-timeout 0s: want more than 0"},
+		{[]string{"pull", "-hub", addr, "-idle", "0", "s"}, "-idle 0s: want more than 0"},
+		{[]string{"pull", "-hub", addr, "s", "t"}, "want exactly one stream name, got 2"},
+		{[]string{"tail", "-hub", addr}, "want exactly one stream name, got 0"},
+		{[]string{"hub", "-listen", "127.0.0.1:0", "-backend", "sluice-data"}, `backend URL "sluice-data" has no scheme`},
+	} {
+		wantRun(t, 2, []string{tc.want, "usage: sluice " + tc.args[0] + " ", "(see sluice " + tc.args[0] + " -help)"}, "", tc.args...)
+	}
+}
+
+// "sluice help" is asked for: it goes to standard output (sluice help | less) and exits 0;
+// without a command the list goes to standard error with exit 2.
+func TestCLIHelpOnStdout(t *testing.T) {
+	for _, args := range [][]string{{"help"}, {"help", "push"}} {
+		if code, out, errs := runIO(t.Context(), "", args...); code != 0 || !strings.Contains(out, "tail") || errs != "" {
+			t.Errorf("sluice %q: exit %d, stdout %q, stderr %q; want 0 and the help on stdout", args, code, out, errs)
+		}
+	}
+	if code, out, errs := runIO(t.Context(), ""); code != 2 || out != "" || !strings.Contains(errs, "commands:") {
+		t.Errorf("sluice: exit %d, stdout %q, stderr %q; want 2 and the commands on stderr", code, out, errs)
+	}
+}
+
+// create reports a hub it cannot reach as push and pull do; and an existing stream cannot
+// be created again with fewer partitions either.
+func TestCLICreateErrors(t *testing.T) {
+	addr := freeAddr(t)
+	wantRun(t, 1, []string{"cannot reach hub " + addr + ": connection refused", "sluice hub"}, "", "create", "-hub", addr, "s")
+
+	addr, _ = startMemHub(t, "127.0.0.1:0")
+	mustRun(t, "", "create", "-hub", addr, "-partitions", "4", "s")
+	out := wantRun(t, 1, []string{"s exists with 4 partition(s), not 1"}, "", "create", "-hub", addr, "-partitions", "1", "s")
+	if out != "stream s: 4 partition(s)\n" {
+		t.Errorf("create -partitions 1 of a 4-partition stream printed %q", out)
+	}
+}
+
+// An argument of exactly the limit is pushed, as a standard input line of that size is.
+func TestCLIPushArgumentAtLimit(t *testing.T) {
+	addr, _ := startMemHub(t, "127.0.0.1:0")
+	at := strings.Repeat("x", client.MaxMessageSize)
+	if got := mustRun(t, "", "push", "-hub", addr, "s", at); got != "0\n" {
+		t.Errorf("push of an argument at the limit printed %q", got)
+	}
+}
+
+// A hub address whose host does not resolve says so.
+func TestCLIUnresolvableHub(t *testing.T) {
+	wantRun(t, 1, []string{`cannot reach hub nosuch.invalid:4000: cannot resolve "nosuch.invalid"`, "sluice hub"}, "", "pull", "-hub", "nosuch.invalid:4000", "s")
 }
