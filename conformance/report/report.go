@@ -177,12 +177,14 @@ func Build(runs []Run) Matrix {
 		if name == "" {
 			name = "backend"
 		}
-		if n := seen[name]; n > 0 {
-			seen[name] = n + 1
-			name = fmt.Sprintf("%s#%d", name, n+1)
-		} else {
-			seen[name] = 1
+		// name#N for the Nth use of name, skipping any name#N that is taken already.
+		base := name
+		for n := seen[base]; seen[name] > 0; {
+			n++
+			name = fmt.Sprintf("%s#%d", base, n)
+			seen[base] = n
 		}
+		seen[name] = max(seen[name], 1)
 		m.Backends = append(m.Backends, BackendSummary{
 			Name: name, URL: r.URL, Capabilities: r.Capabilities, Error: r.Error,
 			Passed: r.Result.Passed, Failed: r.Result.Failed, Skipped: r.Result.Skipped,

@@ -150,7 +150,9 @@ type parsedSuites struct {
 			Name  string `xml:"name,attr"`
 			Value string `xml:"value,attr"`
 		} `xml:"properties>property"`
-		Cases []struct {
+		Errors    int    `xml:"errors,attr"`
+		SystemErr string `xml:"system-err"`
+		Cases     []struct {
 			Name      string `xml:"name,attr"`
 			Classname string `xml:"classname,attr"`
 			Time      string `xml:"time,attr"`
@@ -160,9 +162,13 @@ type parsedSuites struct {
 			} `xml:"failure"`
 			Skipped *struct {
 				Message string `xml:"message,attr"`
+				Text    string `xml:",chardata"`
 			} `xml:"skipped"`
+			SystemOut string `xml:"system-out"`
 		} `xml:"testcase"`
 	} `xml:"testsuite"`
+	Errors int    `xml:"errors,attr"`
+	Time   string `xml:"time,attr"`
 }
 
 func TestJUnit(t *testing.T) {
@@ -281,5 +287,253 @@ func TestInterrupted(t *testing.T) {
 	m = Build(append(runs, sampleRuns()[1]))
 	if v := m.Verdict(); v != "FAIL (INTERRUPTED)" {
 		t.Errorf("Verdict with a failure and an interruption = %q", v)
+	}
+}
+
+func TestBuildDuplicateNamesStayUnique(t *testing.T) {
+	m := Build([]Run{{Backend: "x"}, {Backend: "x"}, {Backend: "x"}, {Backend: "x#2"}, {Backend: "y#2"}, {Backend: "y"}, {Backend: "y"}})
+	var got []string
+	seen := map[string]bool{}
+	for _, b := range m.Backends {
+		if seen[b.Name] {
+			t.Errorf("name %q twice in %q", b.Name, got)
+		}
+		seen[b.Name] = true
+		got = append(got, b.Name)
+	}
+	if got[1] != "x#2" || got[2] != "x#3" || got[5] != "y" || got[6] != "y#3" {
+		t.Errorf("names = %q", got)
+	}
+}
+
+func TestRunOK(t *testing.T) {
+	for _, c := range []struct {
+		run  Run
+		want bool
+	}{
+		{Run{Result: conformance.Result{Passed: 3}}, true},
+		{Run{Result: conformance.Result{Passed: 3, Failed: 1}}, false},
+		{Run{Error: "cannot open", Result: conformance.Result{Passed: 3}}, false},
+		{Run{Result: conformance.Result{Passed: 3, Incomplete: true}}, false},
+	} {
+		if got := c.run.OK(); got != c.want {
+			t.Errorf("%+v: OK() = %v, want %v", c.run, got, c.want)
+		}
+	}
+}
+
+func TestIsRow(t *testing.T) {
+	for _, c := range []struct {
+		tr   conformance.TestResult
+		want bool
+	}{
+		{conformance.TestResult{Outcome: conformance.Pass, Leaf: true}, true},
+		{conformance.TestResult{Outcome: conformance.Pass}, false},
+		{conformance.TestResult{Outcome: conformance.Fail}, false},
+		{conformance.TestResult{Outcome: conformance.Fail, Failures: []string{"setup"}}, true},
+		{conformance.TestResult{Outcome: conformance.Interrupted, Failures: []string{"canceled"}}, false},
+	} {
+		if got := IsRow(c.tr); got != c.want {
+			t.Errorf("IsRow(%+v) = %v, want %v", c.tr, got, c.want)
+		}
+	}
+}
+
+// passingRuns are two backends on which everything passed or skipped.
+func passingRuns() []Run {
+	r := sampleRuns()[0]
+	return []Run{r, {Backend: "other", Result: r.Result}}
+}
+
+// TestAllPass checks that every format says so when every backend passed.
+func TestAllPass(t *testing.T) {
+	m := Build(passingRuns())
+	if !m.OK() || m.Verdict() != "PASS" {
+		t.Fatalf("OK %v, Verdict %q; want true, PASS", m.OK(), m.Verdict())
+	}
+	var js bytes.Buffer
+	if err := m.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	var got jsonReport
+	if err := json.Unmarshal(js.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if !got.OK || got.Interrupted || !got.Backends[0].OK || !got.Backends[1].OK {
+		t.Errorf("JSON report of a passing run: %s", js.String())
+	}
+	var md bytes.Buffer
+	if err := m.WriteMarkdown(&md); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(md.String(), "# Sluice conformance report: PASS\n") || strings.Contains(md.String(), "## Failures") || strings.Contains(md.String(), "interrupted") {
+		t.Errorf("Markdown of a passing run:\n%s", md.String())
+	}
+	var x bytes.Buffer
+	if err := m.WriteJUnit(&x); err != nil {
+		t.Fatal(err)
+	}
+	var suites parsedSuites
+	if err := xml.Unmarshal(x.Bytes(), &suites); err != nil {
+		t.Fatal(err)
+	}
+	if suites.Failures != 0 || suites.Errors != 0 || suites.Tests != 6 || suites.Skipped != 2 {
+		t.Errorf("JUnit of a passing run:\n%s", x.String())
+	}
+}
+
+// TestBackendError checks that a backend that could not be tested fails every format, and
+// that its reason is shown without breaking the Markdown table.
+func TestBackendError(t *testing.T) {
+	runs := append(passingRuns(), Run{Backend: "down|x", URL: "pg://`h`", Error: "open: refused |\r\nretry later"})
+	m := Build(runs)
+	if m.OK() || m.Verdict() != "FAIL" || m.Backends[2].OK() || m.Backends[2].NotRun() {
+		t.Fatalf("OK %v, Verdict %q, backend OK %v, NotRun %v; want false, FAIL, false, false", m.OK(), m.Verdict(), m.Backends[2].OK(), m.Backends[2].NotRun())
+	}
+	// An error found before an interruption is a failure, not a backend not reached.
+	if b := Build([]Run{{Backend: "z", Error: "cannot open", Result: conformance.Result{Incomplete: true}}}).Backends[0]; b.NotRun() {
+		t.Errorf("a backend with an error is not run: %+v", b)
+	}
+
+	var js bytes.Buffer
+	if err := m.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	var got jsonReport
+	if err := json.Unmarshal(js.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if b := got.Backends[2]; got.OK || b.OK || b.Error != "open: refused |\r\nretry later" {
+		t.Errorf("JSON report: %s", js.String())
+	}
+	if b := got.Backends[0]; !b.OK || b.Passed != 2 || b.Skipped != 1 || b.Failed != 0 {
+		t.Errorf("JSON backend good = %+v, want ok, 2 passed, 1 skipped", b)
+	}
+	if r := got.Tests[0].Results[0]; r.Seconds != 0.012 {
+		t.Errorf("JSON seconds of Storage/Order/OneBatch = %v, want 0.012", r.Seconds)
+	}
+
+	var md bytes.Buffer
+	if err := m.WriteMarkdown(&md); err != nil {
+		t.Fatal(err)
+	}
+	if want := "| down\\|x | `pg://'h'` | 0 | 0 | 0 (open: refused \\| retry later) | 0s |\n"; !strings.Contains(md.String(), want) {
+		t.Errorf("Markdown lacks %q:\n%s", want, md.String())
+	}
+	if want := "| Test | good | other | down\\|x |\n"; !strings.Contains(md.String(), want) {
+		t.Errorf("Markdown lacks %q:\n%s", want, md.String())
+	}
+
+	var x bytes.Buffer
+	if err := m.WriteJUnit(&x); err != nil {
+		t.Fatal(err)
+	}
+	var suites parsedSuites
+	if err := xml.Unmarshal(x.Bytes(), &suites); err != nil {
+		t.Fatal(err)
+	}
+	if s := suites.Suites[2]; suites.Errors != 1 || s.Errors != 1 || !strings.Contains(s.SystemErr, "retry later") {
+		t.Errorf("JUnit: %d errors, suite %+v; want 1 error and the reason in system-err\n%s", suites.Errors, s, x.String())
+	}
+	if suites.Suites[0].Errors != 0 {
+		t.Errorf("JUnit: the passing suite has errors\n%s", x.String())
+	}
+}
+
+// TestJUnitDetails checks what a CI system shows besides the counts: logs, an interrupted
+// test's message and the total time, with XML-special text escaped.
+func TestJUnitDetails(t *testing.T) {
+	runs := []Run{{Backend: "a", Result: conformance.Result{Tests: []conformance.TestResult{
+		{Name: "S/Logs", Outcome: conformance.Pass, Leaf: true, Logs: []string{"<b>&amp;</b>", "]]> \x02"}},
+		{Name: "S/Cut", Outcome: conformance.Interrupted, Leaf: true, Failures: []string{"Append: <canceled> & gone"}},
+	}, Passed: 1, Interrupted: 1, Incomplete: true, Duration: 1500 * time.Millisecond}},
+		{Backend: "b", Result: conformance.Result{Duration: 2 * time.Second, Tests: []conformance.TestResult{
+			{Name: "S/Empty", Outcome: conformance.Fail, Leaf: true},
+		}, Failed: 1}}}
+	m := Build(runs)
+	if c := m.Rows[2].Cells[1]; c.Status != StatusFail || c.Message != "failed (no message)" {
+		t.Errorf("failed cell without a message = %+v", c)
+	}
+	var x bytes.Buffer
+	if err := m.WriteJUnit(&x); err != nil {
+		t.Fatal(err)
+	}
+	var suites parsedSuites
+	if err := xml.Unmarshal(x.Bytes(), &suites); err != nil {
+		t.Fatalf("JUnit report does not parse: %v\n%s", err, x.String())
+	}
+	if suites.Time != "3.500" {
+		t.Errorf("testsuites time = %q, want 3.500", suites.Time)
+	}
+	a := suites.Suites[0]
+	if got := a.Cases[0].SystemOut; got != "<b>&amp;</b>\n]]> \uFFFD" {
+		t.Errorf("system-out = %q", got)
+	}
+	if c := a.Cases[1]; c.Skipped == nil || c.Skipped.Message != "interrupted" || c.Skipped.Text != "Append: <canceled> & gone" {
+		t.Errorf("interrupted case = %+v", c)
+	}
+	if !strings.Contains(a.SystemErr, "interrupted") {
+		t.Errorf("system-err of the interrupted suite = %q", a.SystemErr)
+	}
+	if c := suites.Suites[1].Cases[2]; c.Failure == nil || c.Failure.Message != "failed (no message)" {
+		t.Errorf("failed case without a message = %+v", c)
+	}
+}
+
+func TestFirstLine(t *testing.T) {
+	exact := strings.Repeat("é", maxCellMessage)
+	for _, c := range []struct{ in, want string }{
+		{"one", "one"},
+		{"one\ntwo", "one …"},
+		{exact, exact},
+		{exact + "x", exact + " …"},
+	} {
+		if got := firstLine(c.in); got != c.want {
+			t.Errorf("firstLine(%.20q...) = %.20q... (%d runes), want %d runes", c.in, got, len([]rune(got)), len([]rune(c.want)))
+		}
+	}
+}
+
+// TestMarkdownDetails checks the parts of the Markdown report that keep it well formed: a
+// skip without a reason, the interruption notice, and a failure message holding a code
+// fence.
+func TestMarkdownDetails(t *testing.T) {
+	runs := []Run{{Backend: "a", Result: conformance.Result{Tests: []conformance.TestResult{
+		{Name: "S/Skip", Outcome: conformance.Skip, Leaf: true},
+		{Name: "S/Fence", Outcome: conformance.Fail, Leaf: true, Failures: []string{"got\n```\nmarkdown\n```"}},
+	}, Skipped: 1, Failed: 1, Incomplete: true}}}
+	var b bytes.Buffer
+	if err := Build(runs).WriteMarkdown(&b); err != nil {
+		t.Fatal(err)
+	}
+	md := b.String()
+	for _, want := range []string{
+		"| `S/Skip` | ⏭️ skip |\n",
+		"The run was interrupted",
+		"# Sluice conformance report: FAIL (INTERRUPTED)",
+		"```\ngot\n'''\nmarkdown\n'''\n```\n",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("Markdown lacks %q:\n%s", want, md)
+		}
+	}
+	if n := strings.Count(md, "```"); n != 2 {
+		t.Errorf("Markdown has %d code fences, want 2 (one block):\n%s", n, md)
+	}
+}
+
+// TestWriteFilesReportsWriteErrors writes the Markdown report into a full device (a
+// symbolic link to Linux's /dev/full): WriteFiles must report the failed write.
+func TestWriteFilesReportsWriteErrors(t *testing.T) {
+	const full = "/dev/full"
+	if _, err := os.Stat(full); err != nil {
+		t.Skipf("no %s: %v", full, err)
+	}
+	dir := t.TempDir()
+	if err := os.Symlink(full, filepath.Join(dir, MarkdownFile)); err != nil {
+		t.Skipf("symlink: %v", err)
+	}
+	if paths, err := WriteFiles(dir, sampleRuns()); err == nil {
+		t.Fatalf("WriteFiles into a full device = %q, nil; want an error", paths)
 	}
 }

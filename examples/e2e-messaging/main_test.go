@@ -3,19 +3,28 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"net"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/client"
 )
 
 // TestMain lets the test binary act as device B's process: the demo starts B by running
 // its own executable again with -device b (see deviceMain).
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == deviceFlag {
+		if kind := os.Getenv(tamperEnv); kind != "" {
+			os.Exit(tamperedDevice(kind, os.Args[1:]))
+		}
 		os.Exit(deviceMain(os.Args[1:], os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
@@ -161,4 +170,298 @@ func TestDemoRejectsBadConfig(t *testing.T) {
 	if _, err := run(context.Background(), cfg); !errors.Is(err, core.ErrInvalidOption) {
 		t.Fatalf("run with -reset-inflight -1: %v, want ErrInvalidOption", err)
 	}
+}
+
+// tamperEnv names the environment variable that makes device B's process (this test
+// binary, see TestMain) misbehave in one way, "phase:what", so that a test can check that
+// the demo's own checks catch it.
+const tamperEnv = "SLUICE_E2E_TAMPER"
+
+// argValue returns the value of flag name in args ("" if absent).
+func argValue(args []string, name string) string {
+	if i := slices.Index(args, name); i >= 0 && i+1 < len(args) {
+		return args[i+1]
+	}
+	return ""
+}
+
+// tamperedDevice runs device B's process as deviceMain does, then breaks what kind says
+// (when kind's phase is this process's phase, or "any") in its report or its files.
+func tamperedDevice(kind string, args []string) int {
+	phase, what, _ := strings.Cut(kind, ":")
+	if phase != "any" && phase != argValue(args, "-phase") {
+		return deviceMain(args, os.Stdout, os.Stderr)
+	}
+	if what == "receipt" {
+		args = slices.Clone(args)
+		i := slices.Index(args, "-receipt")
+		args[i+1] += " (forged)"
+		return deviceMain(args, os.Stdout, os.Stderr)
+	}
+	var out bytes.Buffer
+	if code := deviceMain(args, &out, os.Stderr); code != 0 {
+		return code
+	}
+	var rep deviceReport
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		fmt.Fprintln(os.Stderr, "tamper:", err)
+		return 1
+	}
+	switch what {
+	case "reorder":
+		rep.Received[0], rep.Received[1] = rep.Received[1], rep.Received[0]
+	case "duplicate":
+		rep.Received = append(rep.Received, rep.Received[len(rep.Received)-1])
+	case "drop":
+		rep.Received = rep.Received[:len(rep.Received)-1]
+	case "received-none":
+		rep.Received = nil
+	case "duplicates":
+		rep.Duplicates = 0
+	case "pulled":
+		rep.Pulled++
+	case "peer":
+		rep.Peer = ""
+	case "pid-parent":
+		rep.PID = os.Getppid()
+	case "pid-same":
+		rep.PID = 1
+	case "saved-index":
+		rep.SavedIndex++
+	case "session-mode":
+		if err := os.Chmod(sessionFile(argValue(args, "-dir"), "b"), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "tamper:", err)
+			return 1
+		}
+	case "plaintext":
+		// Store the receipt, plaintext and so with the marker, on the hub.
+		if err := pushPlaintext(argValue(args, "-hub"), "leak", argValue(args, "-receipt")); err != nil {
+			fmt.Fprintln(os.Stderr, "tamper:", err)
+			return 1
+		}
+	default:
+		fmt.Fprintf(os.Stderr, "tamper: unknown %q\n", kind)
+		return 1
+	}
+	if err := json.NewEncoder(os.Stdout).Encode(rep); err != nil {
+		return 1
+	}
+	return 0
+}
+
+// pushPlaintext stores text on the hub at hubAddr, in stream, as it is.
+func pushPlaintext(hubAddr, stream, text string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cli, err := client.Dial(hubAddr, clientOptions...)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	conn, err := cli.Open(ctx, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := conn.CreateStream(ctx, stream, 1); err != nil {
+		return err
+	}
+	_, err = conn.Push(ctx, stream, 0, [][]byte{[]byte(text)})
+	return err
+}
+
+// TestDemoChecksFail makes device B's process misbehave in one way at a time and checks
+// that the demo's own checks catch it: a demo that cannot fail proves nothing.
+func TestDemoChecksFail(t *testing.T) {
+	for _, c := range []struct {
+		tamper string
+		ik     bool
+		want   string
+	}{
+		{"resume:reorder", false, "B's message 1 is"},
+		{"resume:duplicate", false, "B received 5 messages, want 4"},
+		{"resume:drop", false, "B received 3 messages, want 4"},
+		{"first:received-none", true, "B's first process received"},
+		{"resume:duplicates", false, "B's channel dropped 0 duplicates"},
+		{"resume:pulled", false, "B pulled"},
+		{"resume:peer", false, "B's channel is with"},
+		{"resume:pid-parent", false, "did not run as a separate process"},
+		{"any:pid-same", false, "B's second process is its first"},
+		{"first:saved-index", false, "the hub holds index"},
+		{"resume:receipt", false, "want the receipt"},
+		{"resume:session-mode", false, "session file has mode"},
+		{"resume:plaintext", false, "contains the plaintext marker"},
+	} {
+		t.Run(strings.ReplaceAll(c.tamper, ":", "_"), func(t *testing.T) {
+			t.Setenv(tamperEnv, c.tamper)
+			cfg := defaultConfig()
+			cfg.Messages = 4
+			cfg.Duplicates = 1
+			cfg.ResetInFlight = 0
+			cfg.Interval = time.Millisecond
+			cfg.IK = c.ik
+			cfg.Dir = t.TempDir()
+			var out bytes.Buffer
+			cfg.Out = &out
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			_, err := run(ctx, cfg)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("demo with B's process tampered (%s): error %v, want one containing %q\n%s", c.tamper, err, c.want, out.String())
+			}
+		})
+	}
+}
+
+func TestDemoRejectsBadConfigs(t *testing.T) {
+	for name, mod := range map[string]func(*config){
+		"no messages":        func(c *config) { c.Messages, c.Duplicates = 0, 0 },
+		"negative dups":      func(c *config) { c.Duplicates = -1 },
+		"negative interval":  func(c *config) { c.Interval = -time.Millisecond },
+		"negative reset":     func(c *config) { c.ResetEvery = -time.Millisecond },
+		"negative in flight": func(c *config) { c.ResetInFlight = -1 },
+	} {
+		cfg := defaultConfig()
+		mod(&cfg)
+		if _, err := run(context.Background(), cfg); !errors.Is(err, core.ErrInvalidOption) {
+			t.Errorf("%s: run = %v, want ErrInvalidOption", name, err)
+		}
+	}
+	cfg := defaultConfig()
+	cfg.Dir = t.TempDir()
+	if err := os.WriteFile(cfg.Dir+string(os.PathSeparator)+"keep", []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(context.Background(), cfg); !errors.Is(err, core.ErrInvalidOption) {
+		t.Errorf("run in a directory that is not empty = %v, want ErrInvalidOption", err)
+	}
+	if _, err := os.Stat(cfg.Dir + string(os.PathSeparator) + "keep"); err != nil {
+		t.Errorf("run touched the directory it refused: %v", err)
+	}
+}
+
+func TestWaitUntilEndsWithContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := waitUntil(ctx, "nothing", func() bool { return false }); !errors.Is(err, context.Canceled) {
+		t.Fatalf("waitUntil after cancel = %v, want context.Canceled", err)
+	}
+}
+
+// TestFlakyLink checks the link's faults outside the demo: periodic resets happen while it
+// does not stall, endStall resets only after a stall, and a stall holds the answers.
+func TestFlakyLink(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() { // an echo server
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	}()
+	echo := func(t *testing.T, c net.Conn, msg string) error {
+		t.Helper()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		defer func() { _ = c.SetDeadline(time.Time{}) }()
+		if _, err := c.Write([]byte(msg)); err != nil {
+			return err
+		}
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(c, got); err != nil {
+			return err
+		}
+		if string(got) != msg {
+			t.Fatalf("echo %q, want %q", got, msg)
+		}
+		return nil
+	}
+
+	t.Run("no stall", func(t *testing.T) {
+		l, err := newFlakyLink(ln.Addr().String(), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.close()
+		c, err := net.Dial("tcp", l.addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := echo(t, c, "a"); err != nil {
+			t.Fatal(err)
+		}
+		if n := l.endStall(); n != 0 {
+			t.Fatalf("endStall without a stall reset %d connection(s)", n)
+		}
+		if err := echo(t, c, "b"); err != nil {
+			t.Fatalf("the connection failed after endStall without a stall: %v", err)
+		}
+	})
+	t.Run("stall", func(t *testing.T) {
+		l, err := newFlakyLink(ln.Addr().String(), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.close()
+		c, err := net.Dial("tcp", l.addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := echo(t, c, "a"); err != nil {
+			t.Fatal(err)
+		}
+		l.stall()
+		if _, err := c.Write([]byte("held")); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		if n, err := c.Read(make([]byte, 4)); err == nil {
+			t.Fatalf("read %d bytes through a stalled link", n)
+		}
+		if n := l.endStall(); n != 1 {
+			t.Fatalf("endStall reset %d connection(s), want 1", n)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Read(make([]byte, 4)); err == nil {
+			t.Fatal("read after endStall succeeded: the held answer was not dropped")
+		}
+		if l.resets() != 1 {
+			t.Fatalf("resets = %d, want 1", l.resets())
+		}
+	})
+	t.Run("periodic", func(t *testing.T) {
+		l, err := newFlakyLink(ln.Addr().String(), 5*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.close()
+		c, err := net.Dial("tcp", l.addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		// The connection dies of a periodic reset.
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			if time.Now().After(deadline) {
+				t.Fatal("no periodic reset within 10s")
+			}
+			if err := echo(t, c, "x"); err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					t.Fatalf("no periodic reset within 10s: %v", err)
+				}
+				break
+			}
+		}
+		if l.resets() == 0 {
+			t.Fatal("resets = 0 after a periodic reset")
+		}
+	})
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -333,4 +334,272 @@ func TestPauseUpOnly(t *testing.T) {
 		t.Fatalf("after Resume read %q, %v; want \"held\"", got, err)
 	}
 	roundTrip(t, c, []byte("b"))
+}
+
+// waitFor polls cond until it holds, failing the test with what after 10 seconds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// expectHeld checks that nothing arrives on c for a while (a read deadline, not a sleep).
+func expectHeld(t *testing.T, c net.Conn, what string) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if n, err := c.Read(make([]byte, 16)); err == nil {
+		t.Fatalf("read %d bytes %s", n, what)
+	}
+	_ = c.SetReadDeadline(time.Time{})
+}
+
+// peerServer accepts connections on loopback and hands the test each accepted one, so
+// that the test can make the target send on its own.
+func peerServer(t *testing.T) (string, <-chan net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns := make(chan net.Conn, 16)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns <- c
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		<-done
+		close(conns)
+		for c := range conns {
+			_ = c.Close()
+		}
+	})
+	return ln.Addr().String(), conns
+}
+
+func readExactly(t *testing.T, c net.Conn, want string) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	defer func() { _ = c.SetReadDeadline(time.Time{}) }()
+	got := make([]byte, len(want))
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != want {
+		t.Fatalf("read %q, %v; want %q", got, err, want)
+	}
+}
+
+// TestDialFailureCounted checks that a connection reset because the target is down is
+// counted as refused and does not stay active.
+func TestDialFailureCounted(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	p := newProxy(t, dead)
+	expectDead(t, p.Addr(), "a proxy whose target is down")
+	waitFor(t, "the failed dial to be counted as refused", func() bool { return p.Stats().Refused == 1 })
+	waitFor(t, "the failed pair to be removed", func() bool { return p.Stats().Active == 0 })
+	if st := p.Stats(); st.Accepted != 1 || st.Resets != 0 {
+		t.Fatalf("stats = %+v, want 1 accepted, 0 resets", st)
+	}
+}
+
+// TestPauseAgainAfterResume checks that a pause after a Resume holds traffic again.
+func TestPauseAgainAfterResume(t *testing.T) {
+	p := newProxy(t, echoServer(t))
+	c := dial(t, p.Addr())
+	p.Pause()
+	p.Resume()
+	roundTrip(t, c, []byte("a"))
+	for _, d := range []faultproxy.Direction{faultproxy.Up, faultproxy.Down, faultproxy.Both} {
+		p.PauseDirection(d)
+		if _, err := c.Write([]byte("held")); err != nil {
+			t.Fatal(err)
+		}
+		expectHeld(t, c, "while paused again after a Resume")
+		p.Resume()
+		readExactly(t, c, "held")
+	}
+}
+
+// TestBlackholeBothDirections checks that a black hole discards what either side sends
+// (and forwards none of it later), and that the connection works again afterwards.
+func TestBlackholeBothDirections(t *testing.T) {
+	addr, conns := peerServer(t)
+	p := newProxy(t, addr)
+	c := dial(t, p.Addr())
+	if _, err := c.Write([]byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	s := <-conns
+	readExactly(t, s, "1")
+	p.SetBlackhole(true)
+	if _, err := c.Write([]byte("up!")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the client's bytes to be discarded", func() bool { return p.Stats().Discarded == 3 })
+	if _, err := s.Write([]byte("down")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the target's bytes to be discarded", func() bool { return p.Stats().Discarded == 7 })
+	p.SetBlackhole(false)
+	if _, err := c.Write([]byte("C")); err != nil {
+		t.Fatal(err)
+	}
+	readExactly(t, s, "C")
+	if _, err := s.Write([]byte("S")); err != nil {
+		t.Fatal(err)
+	}
+	readExactly(t, c, "S")
+	waitFor(t, "the counters", func() bool { st := p.Stats(); return st.BytesUp == 2 && st.BytesDown == 1 })
+}
+
+// closeWithin closes p and fails the test if Close does not return in time.
+func closeWithin(t *testing.T, p *faultproxy.Proxy) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- p.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return within 10s while a chunk was delayed")
+	}
+}
+
+// TestDelayHoldsAndCloseInterrupts checks that a delay holds each chunk (an hour here, so
+// nothing arrives) and that Close does not wait for it.
+func TestDelayHoldsAndCloseInterrupts(t *testing.T) {
+	p := newProxy(t, echoServer(t), faultproxy.WithDelay(time.Hour))
+	c := dial(t, p.Addr())
+	if _, err := c.Write([]byte("slow")); err != nil {
+		t.Fatal(err)
+	}
+	expectHeld(t, c, "through a proxy delaying every chunk by an hour")
+	closeWithin(t, p)
+	if st := p.Stats(); st.BytesDown != 0 {
+		t.Fatalf("BytesDown = %d, want 0", st.BytesDown)
+	}
+}
+
+// TestSetDelay checks that the delay can be changed while the proxy runs, and that a
+// negative delay means none.
+func TestSetDelay(t *testing.T) {
+	p := newProxy(t, echoServer(t))
+	c := dial(t, p.Addr())
+	p.SetDelay(-time.Second)
+	roundTrip(t, c, []byte("fast"))
+	p.SetDelay(time.Hour)
+	if _, err := c.Write([]byte("slow")); err != nil {
+		t.Fatal(err)
+	}
+	expectHeld(t, c, "after SetDelay(time.Hour)")
+	closeWithin(t, p)
+}
+
+// TestZeroOptions checks that the zero values documented as defaults are valid.
+func TestZeroOptions(t *testing.T) {
+	p := newProxy(t, echoServer(t), faultproxy.WithResetEvery(0), faultproxy.WithDelay(0), faultproxy.WithMaxConns(1))
+	roundTrip(t, dial(t, p.Addr()), []byte("ok"))
+	if st := p.Stats(); st.Resets != 0 {
+		t.Fatalf("Resets = %d with WithResetEvery(0)", st.Resets)
+	}
+}
+
+// TestListenAddr checks that a proxy listens where WithListenAddr says: a bad address fails
+// New, and a proxy restarts at the address of a closed one.
+func TestListenAddr(t *testing.T) {
+	target := echoServer(t)
+	if p, err := faultproxy.New(target, faultproxy.WithListenAddr("127.0.0.1:notaport")); err == nil {
+		p.Close()
+		t.Fatal("New listened although WithListenAddr named no valid address")
+	}
+	p1, err := faultproxy.New(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := p1.Addr()
+	if err := p1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	p2 := newProxy(t, target, faultproxy.WithListenAddr(addr))
+	if p2.Addr() != addr {
+		t.Fatalf("Addr = %s, want %s", p2.Addr(), addr)
+	}
+	roundTrip(t, dial(t, addr), []byte("again"))
+}
+
+// TestActiveAndSlotFreed checks Stats().Active, and that a reset pair frees its slot under
+// WithMaxConns.
+func TestActiveAndSlotFreed(t *testing.T) {
+	p := newProxy(t, echoServer(t), faultproxy.WithMaxConns(1))
+	c := dial(t, p.Addr())
+	roundTrip(t, c, []byte("1"))
+	if a := p.Stats().Active; a != 1 {
+		t.Fatalf("Active = %d with one connection, want 1", a)
+	}
+	if n := p.ResetAll(); n != 1 {
+		t.Fatalf("ResetAll = %d, want 1", n)
+	}
+	waitFor(t, "the reset pair to be removed", func() bool { return p.Stats().Active == 0 })
+	roundTrip(t, dial(t, p.Addr()), []byte("2"))
+}
+
+// TestClientResetClosesTarget checks that when the client's side fails, the proxy closes
+// its connection to the target too and removes the pair.
+func TestClientResetClosesTarget(t *testing.T) {
+	addr, conns := peerServer(t)
+	p := newProxy(t, addr)
+	c := dial(t, p.Addr())
+	if _, err := c.Write([]byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	s := <-conns
+	readExactly(t, s, "1")
+	_ = c.(*net.TCPConn).SetLinger(0)
+	_ = c.Close()
+	_ = s.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := s.Read(make([]byte, 1)); err == nil {
+		t.Fatal("the target read data after the client reset")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("the proxy kept its connection to the target open after the client reset")
+	}
+	waitFor(t, "the pair to be removed", func() bool { return p.Stats().Active == 0 })
+}
+
+// TestResetAllResetsTarget checks that ResetAll resets the target's side too: the target
+// sees a TCP RST, not an orderly end.
+func TestResetAllResetsTarget(t *testing.T) {
+	addr, conns := peerServer(t)
+	p := newProxy(t, addr)
+	c := dial(t, p.Addr())
+	if _, err := c.Write([]byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	s := <-conns
+	readExactly(t, s, "1")
+	if n := p.ResetAll(); n != 1 {
+		t.Fatalf("ResetAll = %d, want 1", n)
+	}
+	_ = s.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := s.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("the target's read after ResetAll = %v, want a connection reset", err)
+	}
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("the client's read after ResetAll = %v, want a connection reset", err)
+	}
 }
