@@ -168,23 +168,39 @@ func (m Matrix) Verdict() string {
 	return "PASS"
 }
 
+// Names hands out unique backend names: the first use of a name is the name itself, later
+// uses are name#2, name#3, ..., skipping any name handed out already (so y#2, y, y gives y#2,
+// y, y#3). The zero value is ready to use.
+type Names struct {
+	used map[string]bool
+	next map[string]int // the next suffix to try for a name
+}
+
+// Unique returns name, or the first of name#2, name#3, ... not handed out yet, and records it.
+func (ns *Names) Unique(name string) string {
+	if ns.used == nil {
+		ns.used, ns.next = map[string]bool{}, map[string]int{}
+	}
+	base := name
+	for ns.used[name] {
+		n := max(ns.next[base], 2)
+		ns.next[base] = n + 1
+		name = fmt.Sprintf("%s#%d", base, n)
+	}
+	ns.used[name] = true
+	return name
+}
+
 // Build builds the matrix of runs. See the package doc for which tests become rows.
 func Build(runs []Run) Matrix {
 	var m Matrix
-	seen := map[string]int{}
+	var names Names
 	for _, r := range runs {
 		name := r.Backend
 		if name == "" {
 			name = "backend"
 		}
-		// name#N for the Nth use of name, skipping any name#N that is taken already.
-		base := name
-		for n := seen[base]; seen[name] > 0; {
-			n++
-			name = fmt.Sprintf("%s#%d", base, n)
-			seen[base] = n
-		}
-		seen[name] = max(seen[name], 1)
+		name = names.Unique(name)
 		m.Backends = append(m.Backends, BackendSummary{
 			Name: name, URL: r.URL, Capabilities: r.Capabilities, Error: r.Error,
 			Passed: r.Result.Passed, Failed: r.Result.Failed, Skipped: r.Result.Skipped,

@@ -112,17 +112,17 @@ func runConformance(ctx context.Context, w io.Writer, c conformanceConfig) error
 		return usageErr("-run: %v", err)
 	}
 	var runs []report.Run
-	names := map[string]int{}
+	var names report.Names
 	for _, raw := range c.backends {
 		if ctx.Err() != nil { // interrupted: listed as not run
 			name := "backend"
 			if u, err := url.Parse(raw); err == nil {
 				name = u.Scheme
 			}
-			runs = append(runs, report.Run{Backend: uniqueName(names, name), URL: displayURL(raw), Result: conformance.Result{Incomplete: true}})
+			runs = append(runs, report.Run{Backend: names.Unique(name), URL: displayURL(raw), Result: conformance.Result{Incomplete: true}})
 			continue
 		}
-		runs = append(runs, certify(ctx, w, raw, filter, c, names))
+		runs = append(runs, certify(ctx, w, raw, filter, c, &names))
 	}
 	m := report.Build(runs)
 	if filter != nil && ctx.Err() == nil && noneRan(m) {
@@ -207,7 +207,7 @@ func noneRan(m report.Matrix) bool {
 
 // certify runs the suite against one backend URL. The backend is named after its
 // capabilities (or URL scheme), with "#2", "#3"... when names already holds the name.
-func certify(ctx context.Context, w io.Writer, raw string, filter *runFilter, c conformanceConfig, names map[string]int) (run report.Run) {
+func certify(ctx context.Context, w io.Writer, raw string, filter *runFilter, c conformanceConfig, names *report.Names) (run report.Run) {
 	run = report.Run{Backend: "backend", URL: displayURL(raw)}
 	if u, err := url.Parse(raw); err == nil {
 		run.Backend = u.Scheme
@@ -216,12 +216,12 @@ func certify(ctx context.Context, w io.Writer, raw string, filter *runFilter, c 
 	// Open once up front: a backend that cannot be opened is reported once, not per subtest.
 	b, err := open(ctx)
 	if err != nil && ctx.Err() != nil { // interrupted while opening: not run
-		run.Backend = uniqueName(names, run.Backend)
+		run.Backend = names.Unique(run.Backend)
 		run.Result.Incomplete = true
 		return run
 	}
 	if err != nil {
-		run.Backend = uniqueName(names, run.Backend)
+		run.Backend = names.Unique(run.Backend)
 		run.Error = err.Error()
 		fmt.Fprintf(w, "FAIL %s: %v\n", run.Backend, err)
 		return run
@@ -230,7 +230,7 @@ func certify(ctx context.Context, w io.Writer, raw string, filter *runFilter, c 
 	if caps.Name != "" {
 		run.Backend = caps.Name
 	}
-	run.Backend = uniqueName(names, run.Backend)
+	run.Backend = names.Unique(run.Backend)
 	run.Capabilities = caps.String()
 	if err := b.Close(); err != nil {
 		run.Error = "close: " + err.Error()
@@ -258,16 +258,6 @@ func displayURL(raw string) string {
 		}
 	}
 	return raw
-}
-
-// uniqueName returns name, or name#N when it was used N-1 times before (as report.Build
-// would name it).
-func uniqueName(used map[string]int, name string) string {
-	used[name]++
-	if n := used[name]; n > 1 {
-		return fmt.Sprintf("%s#%d", name, n)
-	}
-	return name
 }
 
 // printResult prints the progress line of one finished test.
