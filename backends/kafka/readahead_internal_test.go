@@ -3,6 +3,7 @@ package kafka
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -183,5 +184,73 @@ func TestReadAheadPrefetch(t *testing.T) {
 	ra.endPrefetch(k, e2, 23, 26, records(23, 24, 25), 10, false, true)
 	if _, _, ok := ra.startPrefetch(k, id, 21); ok {
 		t.Fatal("prefetch started with more than the last fetch left")
+	}
+}
+
+// TestReadAheadBounds checks the bounds of the read-ahead: entries expire after
+// readAheadTTL, no entry is added beyond readAheadEntries, and no prefetch starts while more
+// than half the byte budget is in use or after a prefetch found no room for what it read.
+func TestReadAheadBounds(t *testing.T) {
+	k := partKey{"t", 0}
+	id := [16]byte{1}
+	var ra readAhead
+
+	ra.put(k, id, 0, 1, records(1, 2), 10, false)
+	ra.parts[k][0].at = time.Now().Add(-readAheadTTL - time.Second)
+	if got, seq, _ := ra.take(k, id, 1, 10); got != nil || seq {
+		t.Fatalf("take of an expired entry = %v, %v; want nothing", got, seq)
+	}
+	if ra.entries != 0 || ra.bytes != 0 {
+		t.Fatalf("after taking from an expired entry: %d entries, %d bytes; want it dropped", ra.entries, ra.bytes)
+	}
+
+	for p := range readAheadEntries {
+		ra.put(partKey{"many", int32(p)}, id, 0, 0, nil, 0, false)
+	}
+	ra.put(k, id, 0, 1, records(1), 10, false)
+	if ra.entries != readAheadEntries {
+		t.Fatalf("%d entries; want at most %d", ra.entries, readAheadEntries)
+	}
+	if got, _, _ := ra.take(k, id, 1, 10); got != nil {
+		t.Fatalf("take(1) = %v; want nothing: the entry was over the bound", got)
+	}
+	ra.forget("many")
+
+	// More than half the budget held by another partition: no prefetch.
+	ra.put(partKey{"big", 0}, id, 0, 1, records(1), readAheadBytes/2+1, false)
+	ra.put(k, id, 0, 1, records(1), 10, false)
+	if _, _, ok := ra.startPrefetch(k, id, 1); ok {
+		t.Fatal("prefetch started with more than half the byte budget in use")
+	}
+	ra.forget("big")
+
+	// A prefetch whose response does not fit keeps nothing and stops the prefetches.
+	ra.put(k, id, 0, 1, records(1), 10, false)
+	e, from, ok := ra.startPrefetch(k, id, 1)
+	if !ok || from != 2 {
+		t.Fatalf("startPrefetch(1) = %v, %d", ok, from)
+	}
+	ra.endPrefetch(k, e, from, 4, records(2, 3), readAheadBytes, false, true)
+	if got, _, _ := ra.take(k, id, 2, 10); got != nil {
+		t.Fatalf("take(2) = %v; want nothing: the prefetch did not fit", got)
+	}
+	if _, _, ok := ra.startPrefetch(k, id, 2); ok {
+		t.Fatal("prefetch started again after one found no room")
+	}
+	ra.forget("t")
+
+	// A prefetch that read only offsets holding no message moves the entry's end: the
+	// reader's next Fetch, from there, is still sequential.
+	ra.put(k, id, 0, 2, records(2, 3), 10, false)
+	if got, _, _ := ra.take(k, id, 2, 10); len(got) != 2 {
+		t.Fatalf("take(2) = %v", got)
+	}
+	e, from, ok = ra.startPrefetch(k, id, 4)
+	if !ok || from != 4 {
+		t.Fatalf("startPrefetch(4) = %v, %d", ok, from)
+	}
+	ra.endPrefetch(k, e, from, 9, nil, 50, false, true)
+	if got, seq, _ := ra.take(k, id, 9, 10); got != nil || !seq {
+		t.Fatalf("take(9) after a prefetch of markers up to 9 = %v, %v; want nothing, sequential", got, seq)
 	}
 }

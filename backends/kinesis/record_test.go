@@ -2,6 +2,7 @@ package kinesis
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"testing"
 )
@@ -15,6 +16,8 @@ func TestPackUnpackRoundTrip(t *testing.T) {
 		{"empty message", [][]byte{{}}},
 		{"several", [][]byte{[]byte("a"), {}, bytes.Repeat([]byte{0xff}, 300), []byte("z")}},
 		{"split", [][]byte{make([]byte, maxMessageSize), make([]byte, 600<<10), make([]byte, 600<<10), []byte("x")}},
+		// Together the two would fill a record to 4 bytes into the room left for the partition key.
+		{"key room", [][]byte{make([]byte, 500_000), make([]byte, maxRecordSize-partitionKeyRoom-(recordHeader+3+500_000)-binary.MaxVarintLen32+6)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			recs, firsts := packRecords(42, tc.msgs)

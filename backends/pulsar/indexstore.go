@@ -99,10 +99,20 @@ func (s *Store) DeleteIndexes(ctx context.Context, stream string) error {
 	return s.mapErr("delete indexes", stream, s.deleteIndexes(ctx, stream))
 }
 
-// deleteIndexes is DeleteIndexes inside calls.Begin.
+// deleteIndexes is DeleteIndexes inside calls.Begin. It does not create the index topic: when
+// there is none, no index was saved.
 func (s *Store) deleteIndexes(ctx context.Context, stream string) error {
 	s.index.mu.Lock()
 	defer s.index.mu.Unlock()
+	if !s.index.ready {
+		n, err := s.admin.partitions(ctx, s.topic(indexTopic))
+		if err != nil {
+			return fmt.Errorf("look up index topic: %w", err)
+		}
+		if n == 0 {
+			return nil
+		}
+	}
 	if err := s.catchUpIndex(ctx); err != nil {
 		return err
 	}

@@ -1,0 +1,309 @@
+package kinesis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/aws/smithy-go"
+
+	_ "github.com/sluicehq/sluice/backends/memory" // index=memory:// in TestOpenParameters
+	"github.com/sluicehq/sluice/core"
+)
+
+// TestMapErr checks, without Kinesis, which sentinel each class of SDK error maps to: each
+// mapped error keeps the SDK error in its chain and matches exactly the sentinel of its
+// class (nil: none).
+func TestMapErr(t *testing.T) {
+	sentinels := []error{core.ErrStreamNotFound, core.ErrInvalidArgument, core.ErrUnavailable, core.ErrClosed}
+	for _, c := range []struct {
+		err  error
+		want error
+	}{
+		{&types.ResourceNotFoundException{}, core.ErrStreamNotFound},
+		{&types.InvalidArgumentException{}, core.ErrInvalidArgument},
+		{&types.ValidationException{}, core.ErrInvalidArgument},
+		{&types.ProvisionedThroughputExceededException{}, core.ErrUnavailable},
+		{&types.LimitExceededException{}, core.ErrUnavailable},
+		{&types.KMSThrottlingException{}, core.ErrUnavailable},
+		{&types.InternalFailureException{}, core.ErrUnavailable},
+		{&smithy.GenericAPIError{Code: "ServiceUnavailable", Fault: smithy.FaultServer}, core.ErrUnavailable},
+		{&net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}, core.ErrUnavailable},
+		{&smithy.GenericAPIError{Code: "AccessDeniedException", Fault: smithy.FaultClient}, nil},
+		{&types.ExpiredIteratorException{}, nil},
+		{fmt.Errorf("wrapped: %w", core.ErrStreamNotFound), core.ErrStreamNotFound},
+		{context.Canceled, nil},
+		{errors.New("something else"), nil},
+	} {
+		got := mapErr("append", "s", c.err)
+		if !errors.Is(got, c.err) {
+			t.Errorf("mapErr(%v) = %v: the SDK error is not in the chain", c.err, got)
+		}
+		for _, sen := range sentinels {
+			if errors.Is(got, sen) != (sen == c.want) {
+				t.Errorf("mapErr(%v) = %v: matches %v is %v, want %v", c.err, got, sen, errors.Is(got, sen), sen == c.want)
+			}
+		}
+	}
+}
+
+// TestIsThrottle: throttling is told apart from other retryable errors, since waiting for a
+// stream to become ACTIVE or to go away tolerates only throttling.
+func TestIsThrottle(t *testing.T) {
+	for _, err := range []error{&types.ProvisionedThroughputExceededException{}, &types.LimitExceededException{},
+		fmt.Errorf("describe: %w", &types.KMSThrottlingException{})} {
+		if !isThrottle(err) || !retryable(err) {
+			t.Errorf("%T: isThrottle %v, retryable %v; want both", err, isThrottle(err), retryable(err))
+		}
+	}
+	if err := (&types.InternalFailureException{}); isThrottle(err) {
+		t.Errorf("%T is not throttling", err)
+	}
+}
+
+func TestOptionsDefaults(t *testing.T) {
+	o := (*Options)(nil).withDefaults()
+	want := Options{Prefix: "sluice-", MaxRetries: 8, RetryBase: 50 * time.Millisecond, RetryMax: 2 * time.Second,
+		ActiveTimeout: 2 * time.Minute, GetRecordsLimit: 1000}
+	if o != want {
+		t.Errorf("defaults = %+v, want %+v", o, want)
+	}
+	if o := (&Options{GetRecordsLimit: 10001}).withDefaults(); o.GetRecordsLimit != 1000 {
+		t.Errorf("GetRecordsLimit 10001 became %d; want the default, 1000 (Kinesis allows at most 10000)", o.GetRecordsLimit)
+	}
+	if o := (&Options{GetRecordsLimit: 10000}).withDefaults(); o.GetRecordsLimit != 10000 {
+		t.Errorf("GetRecordsLimit 10000 became %d", o.GetRecordsLimit)
+	}
+	if o := (&Options{MaxRetries: -1}).withDefaults(); o.MaxRetries != 0 {
+		t.Errorf("MaxRetries -1 became %d; want 0 (no retries)", o.MaxRetries)
+	}
+	c := kinesis.New(kinesis.Options{Region: "us-east-1"})
+	fits := strings.Repeat("p", 128-core.MaxStreamNameLen)
+	if _, err := New(c, &Options{Prefix: fits}); err != nil {
+		t.Errorf("New with a %d-character prefix: %v; a full stream name still fits 128 characters", len(fits), err)
+	}
+	if _, err := New(c, &Options{Prefix: fits + "x"}); !errors.Is(err, core.ErrInvalidOption) {
+		t.Errorf("New with a %d-character prefix: %v; want core.ErrInvalidOption", len(fits)+1, err)
+	}
+}
+
+// TestRetry checks the retry loop: a retryable error is tried MaxRetries more times, another
+// error is returned at once, and the backoff is capped by RetryMax (a base of an hour would
+// otherwise never return).
+func TestRetry(t *testing.T) {
+	s := &Store{opts: (&Options{MaxRetries: 3, RetryBase: time.Hour, RetryMax: time.Millisecond}).withDefaults()}
+	done := make(chan struct{})
+	var calls int
+	var err error
+	go func() {
+		defer close(done)
+		err = s.retry(t.Context(), func() error { calls++; return &types.InternalFailureException{} })
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("retry did not return within a minute: the backoff is not capped by RetryMax")
+	}
+	var internal *types.InternalFailureException
+	if !errors.As(err, &internal) || calls != 4 {
+		t.Errorf("retry of a retryable error = %v after %d calls; want it after 4 (1 + MaxRetries 3)", err, calls)
+	}
+	calls = 0
+	err = s.retry(t.Context(), func() error { calls++; return &types.ValidationException{} })
+	if calls != 1 || err == nil {
+		t.Errorf("retry of a non-retryable error = %v after %d calls; want it after 1", err, calls)
+	}
+}
+
+func TestSeekMap(t *testing.T) {
+	var m seekMap
+	if _, ok := m.floor(5); ok {
+		t.Fatal("floor on an empty map found an entry")
+	}
+	for _, f := range []uint64{10, 30, 20, 20} {
+		m.add(f, fmt.Sprint("seq", f))
+	}
+	if len(m.entries) != 3 {
+		t.Fatalf("%d entries after adding 10, 30, 20, 20; want 3", len(m.entries))
+	}
+	for _, c := range []struct {
+		index uint64
+		want  string
+	}{{10, "seq10"}, {19, "seq10"}, {20, "seq20"}, {29, "seq20"}, {30, "seq30"}, {1 << 40, "seq30"}} {
+		if e, ok := m.floor(c.index); !ok || e.seq != c.want {
+			t.Errorf("floor(%d) = %+v, %v; want %s", c.index, e, ok, c.want)
+		}
+	}
+	if _, ok := m.floor(9); ok {
+		t.Error("floor(9) found an entry below the first")
+	}
+	// Thinning keeps the range: the first and the last entries stay.
+	var big seekMap
+	for i := range uint64(maxSeekEntries + 1) {
+		big.add(i*10, fmt.Sprint(i*10))
+	}
+	if n := len(big.entries); n > maxSeekEntries/2+1 {
+		t.Fatalf("%d entries after thinning; want at most %d", n, maxSeekEntries/2+1)
+	}
+	last := uint64(maxSeekEntries * 10)
+	if e, ok := big.floor(last); !ok || e.first != last {
+		t.Errorf("floor(%d) after thinning = %+v; want the last entry kept", last, e)
+	}
+	if e, ok := big.floor(0); !ok || e.first != 0 {
+		t.Errorf("floor(0) after thinning = %+v; want the first entry kept", e)
+	}
+}
+
+func TestIterCache(t *testing.T) {
+	var c iterCache
+	it := aws.String("it-5")
+	c.put(5, it, []core.Message{{Index: 5}})
+	if got, ahead, ok := c.take(5); !ok || got != it || len(ahead) != 1 {
+		t.Fatalf("take(5) = %v, %v, %v", got, ahead, ok)
+	}
+	if _, _, ok := c.take(5); ok {
+		t.Fatal("take(5) again found the entry: each one is handed out once")
+	}
+	c.put(6, it, nil)
+	e := c.m[6]
+	e.since = time.Now().Add(-iterTTL - time.Second)
+	c.m[6] = e
+	if _, _, ok := c.take(6); ok {
+		t.Fatal("take of an iterator older than iterTTL succeeded")
+	}
+	// Beyond maxCachedIters the oldest entry goes.
+	base := time.Now()
+	for k := range uint64(maxCachedIters) {
+		c.put(100+k, it, nil)
+		e := c.m[100+k]
+		e.since = base.Add(time.Duration(k) * time.Second)
+		c.m[100+k] = e
+	}
+	c.put(1000, it, nil)
+	if len(c.m) != maxCachedIters {
+		t.Fatalf("%d cached iterators; want %d", len(c.m), maxCachedIters)
+	}
+	if _, ok := c.m[100]; ok {
+		t.Error("the oldest iterator was kept")
+	}
+	if _, ok := c.m[1000]; !ok {
+		t.Error("the newest iterator was not kept")
+	}
+}
+
+// TestCloseStopsWriters checks that Close stops the partition writers and returns, without
+// a request to Kinesis (the writer holds no append).
+func TestCloseStopsWriters(t *testing.T) {
+	s, err := New(kinesis.New(kinesis.Options{Region: "us-east-1"}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	part := &partition{shardID: "shardId-000000000000", key: "p0", deleted: make(chan struct{})}
+	_, end, err := s.calls.Begin(context.Background()) // writers start inside an Append
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.startWriter("s", 0, part)
+	end()
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Close did not return within a minute: the writer was not stopped")
+	}
+	select {
+	case <-part.exited:
+	default:
+		t.Fatal("Close returned with the partition writer still running")
+	}
+}
+
+// fakeKinesis answers ListStreams (what Open calls) and records the signing region.
+type fakeKinesis struct {
+	mu      sync.Mutex
+	regions []string
+}
+
+func (f *fakeKinesis) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Authorization: AWS4-HMAC-SHA256 Credential=KEY/DATE/REGION/kinesis/aws4_request, ...
+	if _, cred, ok := strings.Cut(r.Header.Get("Authorization"), "Credential="); ok {
+		if parts := strings.Split(cred, "/"); len(parts) > 2 {
+			f.mu.Lock()
+			f.regions = append(f.regions, parts[2])
+			f.mu.Unlock()
+		}
+	}
+	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+	_, _ = w.Write([]byte(`{"StreamNames":[],"HasMoreStreams":false}`))
+}
+
+func (f *fakeKinesis) lastRegion() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.regions) == 0 {
+		return ""
+	}
+	return f.regions[len(f.regions)-1]
+}
+
+// TestOpenParameters checks, against a fake endpoint that answers Open's check, that the URL's
+// region, prefix and max_retries reach the Store, and that closing the backend closes the
+// index backend.
+func TestOpenParameters(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("AWS_REGION", "")
+	t.Setenv("AWS_DEFAULT_REGION", "")
+	t.Setenv("AWS_PROFILE", "")
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
+	fake := &fakeKinesis{}
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	ep := url.QueryEscape(srv.URL)
+
+	b, err := core.Open(t.Context(), "kinesis://eu-west-1?endpoint="+ep+"&prefix=app-&max_retries=0&index=memory://")
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	s := b.Storage.(*Store)
+	if s.opts.Prefix != "app-" || s.opts.MaxRetries != 0 {
+		t.Errorf("prefix=app-&max_retries=0: prefix %q, MaxRetries %d; want app-, 0 (no retries)", s.opts.Prefix, s.opts.MaxRetries)
+	}
+	if got := fake.lastRegion(); got != "eu-west-1" {
+		t.Errorf("kinesis://eu-west-1 signed for region %q", got)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if _, err := b.Index.GetIndex(t.Context(), "c", "s", 0); !errors.Is(err, core.ErrClosed) {
+		t.Errorf("GetIndex after Close = %v; want core.ErrClosed: closing the backend closes the index backend", err)
+	}
+
+	b, err = core.Open(t.Context(), "kinesis://?endpoint="+ep+"&index=memory://")
+	if err != nil {
+		t.Fatalf("Open without a region: %v", err)
+	}
+	defer b.Close()
+	if got := fake.lastRegion(); got != "us-east-1" {
+		t.Errorf("no region and no AWS_REGION: signed for region %q, want us-east-1", got)
+	}
+	if s := b.Storage.(*Store); s.opts.MaxRetries != 8 {
+		t.Errorf("no max_retries: MaxRetries %d, want the default 8", s.opts.MaxRetries)
+	}
+}
