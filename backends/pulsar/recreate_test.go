@@ -153,3 +153,30 @@ func TestFetchAfterOtherStoreRecreatesEmpty(t *testing.T) {
 	checkMessages(t, "paging through store A", fetchAll(t, ctx, a, stream, idx[0]), theirs, []string{"b0"})
 	appendAfterRecreate(t, ctx, a, stream, idx[0], theirs, []string{"b0"})
 }
+
+// TestFetchAfterOtherStoreRecreatesForgetsCopies: store A appends 10 messages and reads them
+// all, so its idle reader keeps copies of them; store B deletes the stream and re-creates it
+// empty. A Fetch through A from where it stopped finds the partition empty, and then a
+// Fetch that re-reads from an earlier index must not replay the deleted messages from the
+// reader's copies.
+func TestFetchAfterOtherStoreRecreatesForgetsCopies(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	a := readerStore(t, ctx)
+	b := readerStore(t, ctx)
+	stream, idx, _ := recreatedStream(t, ctx, a, b, 10, func(stream string, idx []uint64) {
+		got, err := a.Fetch(ctx, stream, 0, idx[0], 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkFetched(t, got, idx, 0, 10)
+	})
+	fctx, fcancel := context.WithTimeout(ctx, 45*time.Second)
+	defer fcancel()
+	if got, err := a.Fetch(fctx, stream, 0, idx[9]+1, 100); err != nil || len(got) != 0 {
+		t.Fatalf("Fetch through store A from its position in the re-created, empty stream = %d messages, %v; want none, no error", len(got), err)
+	}
+	if got, err := a.Fetch(fctx, stream, 0, idx[3], 100); err != nil || len(got) != 0 {
+		t.Fatalf("Fetch through store A re-reading from its fourth index = %d messages, %v; want none: the stream was re-created empty", len(got), err)
+	}
+}

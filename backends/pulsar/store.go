@@ -655,6 +655,46 @@ func brokerEnd(r pulsar.Reader) (uint64, error) {
 	return end, err
 }
 
+// askEnd is brokerEnd through c's reader. A reader kept by an earlier Fetch (reused) may have
+// lost its topic for good since (another Store deleted it: pulsar-client-go stops
+// reconnecting such a reader, and its GetLastMessageID then waits out the client's operation
+// timeout), so its answer is awaited at most ownAppendWait; without one, or with an error, the
+// question goes through a new reader at c.next, which replaces it. The caller is inside
+// calls.Begin.
+func (s *Store) askEnd(ctx context.Context, c *idleReader, partition int, reused bool) (uint64, error) {
+	if !reused {
+		return brokerEnd(c.r)
+	}
+	type answer struct {
+		end uint64
+		err error
+	}
+	ch := make(chan answer, 1)
+	r := c.r
+	s.calls.Go(func() { // bounded by the client's operation timeout
+		end, err := brokerEnd(r)
+		ch <- answer{end, err}
+	})
+	t := time.NewTimer(ownAppendWait)
+	defer t.Stop()
+	select {
+	case a := <-ch:
+		if a.err == nil {
+			return a.end, nil
+		}
+	case <-t.C:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	nr, err := s.reader(ctx, readerAt(c.topic, partition, c.next))
+	if err != nil {
+		return 0, err
+	}
+	c.r.Close() // its GetLastMessageID, if still waiting, fails
+	c.r = nr
+	return brokerEnd(nr)
+}
+
 // receipt is the outcome of one SendAsync.
 type receipt struct {
 	id  pulsar.MessageID
@@ -672,7 +712,8 @@ type receipt struct {
 // itself are read without asking the broker. A message known to exist that does not come
 // within a second, or that the reader skips, means that another Store deleted the stream
 // (maybe re-creating it): Fetch then returns what the partition holds, not the deleted
-// messages. See the package doc, "Index semantics".
+// messages. A kept reader that does not tell within a second where the partition ends (it
+// lost its deleted topic) is replaced by a new one. See the package doc, "Index semantics".
 func (s *Store) Fetch(ctx context.Context, stream string, partition int, from uint64, limit int) ([]core.Message, error) {
 	if err := core.ValidateStreamName(stream); err != nil {
 		return nil, s.mapErr("fetch", stream, err)
@@ -703,6 +744,7 @@ func (s *Store) fetchTopic(ctx context.Context, base string, partition int, from
 	}
 	topic := s.partitionTopic(base, partition)
 	c := s.takeReader(topic, from)
+	reused := c != nil // kept by an earlier Fetch: its topic may have been deleted since
 	if c == nil {
 		r, err := s.reader(ctx, readerAt(topic, partition, from))
 		if err != nil {
@@ -737,10 +779,11 @@ func (s *Store) fetchTopic(ctx context.Context, base string, partition int, from
 				continue
 			}
 			// Nothing known to be persisted from next on: ask the broker (one round trip).
-			end, err := brokerEnd(c.r)
+			end, err := s.askEnd(ctx, c, partition, reused)
 			if err != nil {
 				return nil, err
 			}
+			reused = false
 			if end < own {
 				// The broker lost what this store appended: another Store deleted the stream.
 				out = s.gone(topic, c, out)
