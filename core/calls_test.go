@@ -197,3 +197,58 @@ func TestCallsLaterShutdownWaits(t *testing.T) {
 		t.Fatalf("first Shutdown: %v", err)
 	}
 }
+
+// TestCallsCancelBeforeUse checks that Cancel works on a Calls no call used yet: Context
+// ends with cause ErrClosed, and so does the context of a call begun after it.
+func TestCallsCancelBeforeUse(t *testing.T) {
+	var c core.Calls
+	c.Cancel()
+	if cause := context.Cause(c.Context()); !errors.Is(cause, core.ErrClosed) {
+		t.Fatalf("Context's cause after Cancel: %v, want ErrClosed", cause)
+	}
+	ctx, end, err := c.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer end()
+	<-ctx.Done()
+	if err := core.CallErr(ctx); !errors.Is(err, core.ErrClosed) {
+		t.Fatalf("CallErr of a call begun after Cancel: %v, want ErrClosed", err)
+	}
+}
+
+// TestCallsEndReleasesContext checks that end ends the call's context (releasing it from
+// the caller's context, which may live much longer), with no cause of Close.
+func TestCallsEndReleasesContext(t *testing.T) {
+	var c core.Calls
+	parent, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ctx, end, err := c.Begin(parent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end()
+	if ctx.Err() == nil {
+		t.Fatal("the context of a call is still live after its end")
+	}
+	if err := core.CallErr(ctx); errors.Is(err, core.ErrClosed) {
+		t.Fatalf("CallErr after end: %v, want no ErrClosed", err)
+	}
+}
+
+// TestCallsMisuse checks the guards against using a Calls wrongly: Go outside a call and
+// Wait before Shutdown panic rather than let Close miss a goroutine or wait forever.
+func TestCallsMisuse(t *testing.T) {
+	panics := func(name string, f func()) {
+		t.Helper()
+		defer func() {
+			if recover() == nil {
+				t.Errorf("%s did not panic", name)
+			}
+		}()
+		f()
+	}
+	var c core.Calls
+	panics("Go outside a call", func() { c.Go(func() {}) })
+	panics("Wait before Shutdown", func() { c.Wait(time.Millisecond) })
+}

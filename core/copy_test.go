@@ -25,3 +25,14 @@ func TestCopyMessages(t *testing.T) {
 		t.Fatalf("append to message 0 reached the others: %q (cap %d)", out[2], cap(out[0]))
 	}
 }
+
+// TestCopyMessagesOneAllocation checks that the bytes of all the copies take one allocation
+// (and the slice of them another), however many messages there are.
+func TestCopyMessagesOneAllocation(t *testing.T) {
+	in := [][]byte{[]byte("ab"), {}, []byte("cde"), []byte("f"), bytes.Repeat([]byte("g"), 100)}
+	if n := testing.AllocsPerRun(100, func() { copySink = CopyMessages(in) }); n != 2 {
+		t.Fatalf("CopyMessages made %v allocations, want 2", n)
+	}
+}
+
+var copySink [][]byte // keeps the compiler from putting the copies on the stack

@@ -23,3 +23,15 @@ func TestSleep(t *testing.T) {
 		t.Fatalf("Sleep(negative) = %v, want nil", err)
 	}
 }
+
+// TestSleepZeroCancelled checks that Sleep(0) on an ended ctx always reports it: it must not
+// race a zero timer against ctx.Done.
+func TestSleepZeroCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for i := range 200 {
+		if err := Sleep(ctx, 0); !errors.Is(err, context.Canceled) {
+			t.Fatalf("attempt %d: Sleep(0) on a cancelled ctx = %v, want context.Canceled", i, err)
+		}
+	}
+}

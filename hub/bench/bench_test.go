@@ -65,6 +65,9 @@ func TestRunMemory(t *testing.T) {
 				t.Errorf("%s %d %s: %d runs, want 2", r.Workload, r.Size, path, len(s.Runs))
 			}
 			if bench.IsLatency(r.Workload) {
+				if r.Size != bench.DefaultLatencySize {
+					t.Errorf("%s %s: size %d, want the latency size %d", r.Workload, path, r.Size, bench.DefaultLatencySize)
+				}
 				if !(s.P50.Median > 0 && s.P50.Median <= s.P99.Median && s.P99.Median <= s.P999.Median) {
 					t.Errorf("%s %s percentiles p50 %v p99 %v p99.9 %v", r.Workload, path, s.P50, s.P99, s.P999)
 				}
@@ -80,8 +83,8 @@ func TestRunMemory(t *testing.T) {
 				t.Errorf("%s %d %s throughput %+v", r.Workload, r.Size, path, s.MsgsPerSec)
 			}
 		}
-		if !(r.Ratio.Median > 0) {
-			t.Errorf("%s %d ratio %v", r.Workload, r.Size, r.Ratio)
+		if want := bench.PairedRatio(r.Hub.Runs, r.Raw.Runs, ratioKey(r.Workload)); !(r.Ratio.Median > 0) || r.Ratio != want {
+			t.Errorf("%s %d ratio %v, want hub/raw %v", r.Workload, r.Size, r.Ratio, want)
 		}
 	}
 	// The paths alternate, each run in the opposite order of the one before.
@@ -142,11 +145,39 @@ func TestRunMemory(t *testing.T) {
 	}
 }
 
+// ratioKey is the figure a workload's ratios compare: msgs/s, or the p50 of a latency.
+func ratioKey(workload string) func(bench.Sample) float64 {
+	if bench.IsLatency(workload) {
+		return func(s bench.Sample) float64 { return s.P50 }
+	}
+	return func(s bench.Sample) float64 { return s.MsgsPerSec }
+}
+
+// TestRunSameName checks that two targets of the same name get distinct names in the report.
+func TestRunSameName(t *testing.T) {
+	cfg := bench.Config{Sizes: []int{64}, Runs: 1, Duration: 10 * time.Millisecond, Workloads: []string{bench.Push}}
+	rep, err := bench.Run(t.Context(), cfg, bench.URLTarget("memory://"), bench.URLTarget("memory://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Backends) != 2 || rep.Backends[0].Name != "memory" || rep.Backends[1].Name != "memory#2" {
+		t.Fatalf("backends = %+v, want memory and memory#2", rep.Backends)
+	}
+	if len(rep.Rows) != 2 || rep.Rows[0].Backend != "memory" || rep.Rows[1].Backend != "memory#2" {
+		t.Fatalf("rows = %+v, want one of memory and one of memory#2", rep.Rows)
+	}
+}
+
 func TestRunUnopenableTarget(t *testing.T) {
-	rep, err := bench.Run(t.Context(), bench.Config{Runs: 1, Duration: time.Millisecond, Workloads: []string{bench.Push}},
+	prog := &countingProgress{}
+	rep, err := bench.Run(t.Context(), bench.Config{Runs: 2, Duration: time.Millisecond, Workloads: []string{bench.Push}, Progress: prog},
 		bench.URLTarget("nosuch://x"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The measurements of every run count as done.
+	if prog.total != 2*2*len(bench.DefaultSizes) || prog.added != prog.total {
+		t.Errorf("progress total %d added %d; want %d, all of them", prog.total, prog.added, 2*2*len(bench.DefaultSizes))
 	}
 	if len(rep.Backends) != 1 || !strings.Contains(rep.Backends[0].Error, "unknown backend") || len(rep.Rows) != 0 {
 		t.Errorf("report = %+v", rep)
@@ -189,6 +220,8 @@ func TestRunNative(t *testing.T) {
 	for _, r := range rep.Rows {
 		if r.Native == nil || r.Native.Errors > 0 || len(r.Native.Runs) != 1 || !(r.NativeRatio.Median > 0) {
 			t.Errorf("%s: native %+v ratio %v", r.Workload, r.Native, r.NativeRatio)
+		} else if want := bench.PairedRatio(r.Hub.Runs, r.Native.Runs, ratioKey(r.Workload)); r.NativeRatio != want {
+			t.Errorf("%s: native ratio %v, want hub/native %v", r.Workload, r.NativeRatio, want)
 		}
 	}
 	var b bytes.Buffer

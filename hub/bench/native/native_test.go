@@ -23,6 +23,24 @@ func TestBolt(t *testing.T) {
 	if _, err := s.Append(context.Background(), "missing", 0, [][]byte{{1}}); !errors.Is(err, core.ErrStreamNotFound) {
 		t.Errorf("Append to a missing stream: %v", err)
 	}
+	if _, err := s.Fetch(context.Background(), "missing", 0, 0, 1); !errors.Is(err, core.ErrStreamNotFound) {
+		t.Errorf("Fetch of a missing stream: %v", err)
+	}
+	if err := s.DeleteStream(context.Background(), "missing"); !errors.Is(err, core.ErrStreamNotFound) {
+		t.Errorf("DeleteStream of a missing stream: %v", err)
+	}
+	// A call whose ctx is done changes nothing.
+	if _, err := s.CreateStream(context.Background(), "c", 1); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := s.Append(ctx, "c", 0, [][]byte{{1}}); !errors.Is(err, context.Canceled) {
+		t.Errorf("Append with a cancelled ctx: %v", err)
+	}
+	if ms, err := s.Fetch(context.Background(), "c", 0, 0, 10); err != nil || len(ms) != 0 {
+		t.Errorf("Fetch after an Append with a cancelled ctx = %+v, %v; want nothing", ms, err)
+	}
 }
 
 func TestKafka(t *testing.T) {
@@ -62,6 +80,9 @@ func testStorage(t *testing.T, s interface {
 	ms, err := s.Fetch(ctx, stream, 0, 1, 10)
 	if err != nil || len(ms) != 2 || ms[0].Index != 1 || !bytes.Equal(ms[1].Data, []byte("c")) {
 		t.Fatalf("Fetch = %+v, %v", ms, err)
+	}
+	if ms, err := s.Fetch(ctx, stream, 0, 0, 2); err != nil || len(ms) != 2 || ms[1].Index != 1 {
+		t.Fatalf("Fetch with limit 2 = %+v, %v", ms, err)
 	}
 	if ms, _ := s.Fetch(ctx, stream, 0, 3, 10); len(ms) != 0 {
 		t.Errorf("Fetch past the end = %+v", ms)

@@ -45,7 +45,31 @@ func TestRunFlags(t *testing.T) {
 	if err := run(t.Context(), []string{"-backends", "oracle"}, &out, &out); err == nil || !strings.Contains(err.Error(), `unknown backend "oracle"`) {
 		t.Errorf("unknown backend: %v", err)
 	}
-	if err := run(t.Context(), []string{"-sizes", "x"}, &out, &out); err == nil || !strings.Contains(err.Error(), "-sizes") {
-		t.Errorf("bad sizes: %v", err)
+	for _, sizes := range []string{"x", "0", "-64", "64,"} {
+		if err := run(t.Context(), []string{"-backends", "bbolt", "-sizes", sizes}, &out, &out); err == nil || !strings.Contains(err.Error(), "-sizes") {
+			t.Errorf("-sizes %q: %v", sizes, err)
+		}
+	}
+}
+
+// TestRunTwoBackends checks that the reports of several backends are merged into one page,
+// and that the names of -backends may be padded.
+func TestRunTwoBackends(t *testing.T) {
+	dir := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	err := run(t.Context(), []string{"-backends", "bbolt, bbolt", "-workloads", "push", "-runs", "1", "-duration", "10ms",
+		"-sizes", "64", "-quiet", "-out", dir}, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, stderr.String())
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "benchmarks.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(md), "| bbolt | 64 B |"); n != 2 {
+		t.Errorf("%d push rows of bbolt, want 2:\n%s", n, md)
+	}
+	if n := strings.Count(string(md), "| bbolt | embedded bbolt file"); n != 2 {
+		t.Errorf("%d bbolt backends described, want 2:\n%s", n, md)
 	}
 }

@@ -1,0 +1,137 @@
+package core_test
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/sluicehq/sluice/core"
+)
+
+// closeCounter is a Storage and IndexStorage that counts its Close calls; only Close is used.
+type closeCounter struct {
+	core.Storage
+	closes int
+}
+
+func (c *closeCounter) Close() error { c.closes++; return nil }
+
+func (c *closeCounter) GetIndex(context.Context, string, string, int) (uint64, error) {
+	return 0, core.ErrIndexNotFound
+}
+
+func (c *closeCounter) SaveIndex(context.Context, string, string, int, uint64) error { return nil }
+
+type ctxKey struct{}
+
+var errOpenFailed = errors.New("cannot reach the broker")
+
+// The registry is global: the schemes of these tests start with "coretest-".
+func init() {
+	core.Register("coretest-ok", func(ctx context.Context, u *url.URL) (*core.Backend, error) {
+		if ctx.Value(ctxKey{}) != "open" {
+			return nil, errors.New("the opener did not get Open's context")
+		}
+		s := &closeCounter{}
+		return &core.Backend{Storage: s, Index: s}, nil
+	})
+	core.Register("coretest-fail", func(context.Context, *url.URL) (*core.Backend, error) {
+		return nil, errOpenFailed
+	})
+	for _, s := range []string{"coretest-e", "coretest-b", "coretest-d", "coretest-a", "coretest-c"} {
+		core.Register(s, func(context.Context, *url.URL) (*core.Backend, error) { return nil, errOpenFailed })
+	}
+}
+
+func TestRegisterMisuse(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		open core.Opener
+	}{
+		{"coretest-ok", func(context.Context, *url.URL) (*core.Backend, error) { return nil, nil }}, // twice
+		{"coretest-nil", nil},
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("Register(%q, %v) did not panic", tc.name, tc.open == nil)
+				}
+			}()
+			core.Register(tc.name, tc.open)
+		}()
+	}
+	if slices.Contains(core.Schemes(), "coretest-nil") {
+		t.Error("a nil opener was registered")
+	}
+}
+
+func TestSchemesSorted(t *testing.T) {
+	for range 20 { // map order varies from call to call
+		s := core.Schemes()
+		if !slices.IsSorted(s) {
+			t.Fatalf("Schemes() = %q, not sorted", s)
+		}
+		for _, want := range []string{"coretest-a", "coretest-e", "coretest-ok"} {
+			if !slices.Contains(s, want) {
+				t.Fatalf("Schemes() = %q, lacks %q", s, want)
+			}
+		}
+	}
+}
+
+func TestOpen(t *testing.T) {
+	ctx := context.WithValue(context.Background(), ctxKey{}, "open")
+	b, err := core.Open(ctx, "coretest-ok://host/path")
+	if err != nil || b == nil {
+		t.Fatalf("Open = %v, %v", b, err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := b.Storage.(*closeCounter).closes; n != 1 {
+		t.Errorf("Backend.Close closed its storage, also its index storage, %d times, want once", n)
+	}
+	for _, tc := range []struct{ url, want string }{
+		{"coretest-nosuch://x", "unknown backend"},
+		{"no-scheme", "no scheme"},
+		{"coretest-ok://%zz", "backend URL"},
+	} {
+		if _, err := core.Open(ctx, tc.url); !errors.Is(err, core.ErrInvalidOption) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Open(%q) = %v, want ErrInvalidOption saying %q", tc.url, err, tc.want)
+		}
+	}
+	if _, err := core.Open(ctx, "coretest-fail://x"); !errors.Is(err, errOpenFailed) || errors.Is(err, core.ErrInvalidOption) {
+		t.Errorf("Open of a failing backend = %v, want its error wrapped", err)
+	}
+}
+
+func TestBackendClose(t *testing.T) {
+	s, i := &closeCounter{}, &closeCounter{}
+	if err := (&core.Backend{Storage: s, Index: i}).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s.closes != 1 || i.closes != 1 {
+		t.Errorf("closed storage %d, index %d times; want each once", s.closes, i.closes)
+	}
+	if err := (&core.Backend{Storage: s}).Close(); err != nil || s.closes != 2 {
+		t.Errorf("Close without an index storage = %v, storage closed %d times in all, want 2", err, s.closes)
+	}
+}
+
+func TestCapabilitiesString(t *testing.T) {
+	for _, tc := range []struct {
+		c    core.Capabilities
+		want string
+	}{
+		{core.Capabilities{Name: "x", MaxMessageSize: 10, MaxPartitions: 4}, "x: max_message_size=10 max_partitions=4"},
+		{core.Capabilities{Name: "x", MaxMessageSize: 10, MaxPartitions: 4, DenseIndex: true}, "x: max_message_size=10 max_partitions=4 dense_index"},
+		{core.Capabilities{Name: "y", MaxMessageSize: 1, MaxPartitions: 2, Persistent: true, NativeIndexStorage: true}, "y: max_message_size=1 max_partitions=2 persistent native_index_storage"},
+	} {
+		if got := tc.c.String(); got != tc.want {
+			t.Errorf("String() = %q, want %q", got, tc.want)
+		}
+	}
+}
