@@ -57,6 +57,7 @@ import (
 	"log/slog"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -743,6 +744,7 @@ func FormatSize(n int) string {
 
 // FormatCount renders a rate with three significant digits and a k/M suffix.
 func FormatCount(x float64) string {
+	x = round3(x) // before the unit is picked: 999,999 is "1M", not "1000k"
 	switch {
 	case math.IsNaN(x):
 		return "–"
@@ -756,6 +758,7 @@ func FormatCount(x float64) string {
 
 // FormatMillis renders milliseconds with a unit: "0.42 ms", "12.3 ms", "1.20 s".
 func FormatMillis(ms float64) string {
+	ms = round3(ms) // before the unit is picked: 999.7 is "1 s", not "1000 ms"
 	switch {
 	case math.IsNaN(ms):
 		return "–"
@@ -763,6 +766,15 @@ func FormatMillis(ms float64) string {
 		return trim(ms/1000) + " s"
 	}
 	return trim(ms) + " ms"
+}
+
+// round3 rounds x to three significant digits (NaN and infinities stay as they are).
+func round3(x float64) float64 {
+	r, err := strconv.ParseFloat(strconv.FormatFloat(x, 'g', 3, 64), 64)
+	if err != nil {
+		return x
+	}
+	return r
 }
 
 // trim renders x with (at most) three significant digits, without trailing zeros.

@@ -102,6 +102,10 @@ func TestFormatBoundaries(t *testing.T) {
 		{FormatMillis(999), "999 ms"},
 		{FormatMillis(1000), "1 s"},
 		{FormatMillis(100), "100 ms"},
+		{FormatCount(999_999), "1M"}, // rounded before the unit is picked
+		{FormatCount(999.7), "1k"},
+		{FormatMillis(999.7), "1 s"},
+		{FormatMillis(0.99996), "1 ms"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("got %q, want %q", tc.got, tc.want)

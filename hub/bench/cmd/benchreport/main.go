@@ -165,7 +165,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("-backends: unknown backend %q; known: %s", n, strings.Join(names, ", "))
 		}
 	}
-	cfg := bench.Config{Sizes: sizes, Runs: *runs, Duration: *duration, Rate: *rate, Workloads: strings.Split(*workloads, ",")}
+	var wls []string
+	for _, w := range strings.Split(*workloads, ",") {
+		wls = append(wls, strings.TrimSpace(w)) // as for -sizes and -backends
+	}
+	cfg := bench.Config{Sizes: sizes, Runs: *runs, Duration: *duration, Rate: *rate, Workloads: wls}
 	ferr, _ := stderr.(*os.File)
 	logw := io.Discard
 	switch {

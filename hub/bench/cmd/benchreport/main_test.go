@@ -53,11 +53,11 @@ func TestRunFlags(t *testing.T) {
 }
 
 // TestRunTwoBackends checks that the reports of several backends are merged into one page,
-// and that the names of -backends may be padded.
+// and that the names of -backends and -workloads may be padded.
 func TestRunTwoBackends(t *testing.T) {
 	dir := t.TempDir()
 	var stdout, stderr bytes.Buffer
-	err := run(t.Context(), []string{"-backends", "bbolt, bbolt", "-workloads", "push", "-runs", "1", "-duration", "10ms",
+	err := run(t.Context(), []string{"-backends", "bbolt, bbolt", "-workloads", " push", "-runs", "1", "-duration", "10ms",
 		"-sizes", "64", "-quiet", "-out", dir}, &stdout, &stderr)
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, stderr.String())
