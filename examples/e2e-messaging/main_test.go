@@ -382,20 +382,27 @@ func TestFlakyLink(t *testing.T) {
 		return nil
 	}
 
-	t.Run("no stall", func(t *testing.T) {
+	// open starts a link (closed when t ends) and a connection through it that echoed once.
+	open := func(t *testing.T) (*flakyLink, net.Conn) {
+		t.Helper()
 		l, err := newFlakyLink(ln.Addr().String(), 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer l.close()
+		t.Cleanup(func() { l.close() })
 		c, err := net.Dial("tcp", l.addr())
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
+		t.Cleanup(func() { c.Close() })
 		if err := echo(t, c, "a"); err != nil {
 			t.Fatal(err)
 		}
+		return l, c
+	}
+
+	t.Run("no stall", func(t *testing.T) {
+		l, c := open(t)
 		if n := l.endStall(); n != 0 {
 			t.Fatalf("endStall without a stall reset %d connection(s)", n)
 		}
@@ -404,19 +411,7 @@ func TestFlakyLink(t *testing.T) {
 		}
 	})
 	t.Run("stall", func(t *testing.T) {
-		l, err := newFlakyLink(ln.Addr().String(), 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.close()
-		c, err := net.Dial("tcp", l.addr())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if err := echo(t, c, "a"); err != nil {
-			t.Fatal(err)
-		}
+		l, c := open(t)
 		l.stall()
 		if _, err := c.Write([]byte("held")); err != nil {
 			t.Fatal(err)

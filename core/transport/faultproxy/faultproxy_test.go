@@ -263,17 +263,6 @@ func TestInvalidOptions(t *testing.T) {
 	}
 }
 
-func TestDialFailureResets(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := ln.Addr().String()
-	ln.Close()
-	p := newProxy(t, dead)
-	expectDead(t, p.Addr(), "a proxy whose target is down")
-}
-
 // TestPauseDown checks that a pause of the target's direction lets requests through and
 // holds the answers: the echo server receives what the client sends (its echo shows in
 // BytesDown only after Resume, and a reset then loses it).
@@ -398,8 +387,8 @@ func readExactly(t *testing.T, c net.Conn, want string) {
 	}
 }
 
-// TestDialFailureCounted checks that a connection reset because the target is down is
-// counted as refused and does not stay active.
+// TestDialFailureCounted checks that a connection to a proxy whose target is down is reset,
+// counted as refused, and does not stay active.
 func TestDialFailureCounted(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
