@@ -12,8 +12,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/apache/pulsar-client-go/pulsar"
+	pulsarlog "github.com/apache/pulsar-client-go/pulsar/log"
 
 	"github.com/sluicehq/sluice/core"
 )
@@ -359,5 +361,76 @@ func TestProducerBookkeeping(t *testing.T) {
 	s.mu.Unlock()
 	if kept {
 		t.Error("the producer of a topic that is gone was kept")
+	}
+}
+
+// hangingReader is a pulsar.Reader whose GetLastMessageID waits until released, like the
+// client's on a reader that lost its topic. A Close while it waits is recorded: the client's
+// own GetLastMessageID then never returns (its retry sends to the closed reader's stopped
+// event loop).
+type hangingReader struct {
+	pulsar.Reader
+	asked, release chan struct{}
+	asking         atomic.Bool
+	closed         atomic.Bool
+	closedAsking   atomic.Bool
+}
+
+func (r *hangingReader) GetLastMessageID() (pulsar.MessageID, error) {
+	r.asking.Store(true)
+	defer r.asking.Store(false)
+	close(r.asked)
+	<-r.release
+	return nil, errors.New("topic not found")
+}
+
+func (r *hangingReader) Close() {
+	r.closedAsking.Store(r.asking.Load())
+	r.closed.Store(true)
+}
+
+// TestFetchDoesNotCloseReaderWhileAsking checks that a Fetch that gives up on a kept
+// reader's GetLastMessageID (it did not answer within ownAppendWait, or the Fetch's context
+// ended) closes that reader only once the question returned, and does close it then.
+func TestFetchDoesNotCloseReaderWhileAsking(t *testing.T) {
+	for _, name := range []string{"no answer in time", "context ended"} {
+		t.Run(name, func(t *testing.T) {
+			// A client that gives up on the missing broker in a second, so Close does not wait
+			// the default operation timeout for the replacing reader.
+			cl, err := pulsar.NewClient(pulsar.ClientOptions{URL: "pulsar://127.0.0.1:1", OperationTimeout: time.Second, Logger: pulsarlog.DefaultNopLogger()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := httptest.NewServer(&fakeAdmin{partitions: []int{1}})
+			t.Cleanup(srv.Close)
+			s, err := newStore(cl, true, srv.URL, &Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			r := &hangingReader{asked: make(chan struct{}), release: make(chan struct{})}
+			release := sync.OnceFunc(func() { close(r.release) })
+			t.Cleanup(release) // before Close, which waits for the question, even on failure
+			s.putReader(&idleReader{topic: s.partitionTopic("s", 0), r: r, next: 7})
+			ctx, cancel := context.WithTimeout(t.Context(), ownAppendWait+500*time.Millisecond)
+			defer cancel()
+			if name == "context ended" {
+				go func() { // owned by the test: ends once the question is asked
+					<-r.asked
+					cancel()
+				}()
+			}
+			if _, err := s.Fetch(ctx, "s", 0, 7, 10); err == nil {
+				t.Fatal("Fetch through a reader that never answers, with no broker to ask: no error")
+			}
+			if r.closedAsking.Load() {
+				t.Fatal("the reader was closed while its GetLastMessageID was waiting")
+			}
+			release()
+			s.Close() // waits for the question
+			if !r.closed.Load() {
+				t.Error("the reader was not closed once its GetLastMessageID returned")
+			}
+		})
 	}
 }

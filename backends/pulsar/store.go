@@ -657,10 +657,13 @@ func brokerEnd(r pulsar.Reader) (uint64, error) {
 
 // askEnd is brokerEnd through c's reader. A reader kept by an earlier Fetch (reused) may have
 // lost its topic for good since (another Store deleted it: pulsar-client-go stops
-// reconnecting such a reader, and its GetLastMessageID then waits out the client's operation
-// timeout), so its answer is awaited at most ownAppendWait; without one, or with an error, the
-// question goes through a new reader at c.next, which replaces it. The caller is inside
-// calls.Begin.
+// reconnecting such a reader, and its GetLastMessageID then retries until the client's
+// operation timeout), so its answer is awaited at most ownAppendWait; without one, or with an
+// error, the question goes through a new reader at c.next, which replaces it. An unanswered
+// reader is closed only once its GetLastMessageID returns: pulsar-client-go's retry sends
+// the request to the reader's event loop without checking that it still runs, so closing a
+// reader between two attempts leaves the question waiting forever (and Close with it). If
+// askEnd fails, c.r is nil or still c's to close. The caller is inside calls.Begin.
 func (s *Store) askEnd(ctx context.Context, c *idleReader, partition int, reused bool) (uint64, error) {
 	if !reused {
 		return brokerEnd(c.r)
@@ -669,11 +672,16 @@ func (s *Store) askEnd(ctx context.Context, c *idleReader, partition int, reused
 		end uint64
 		err error
 	}
-	ch := make(chan answer, 1)
+	ch := make(chan answer) // unbuffered: an answer sent was received, and r is c's again
+	abandoned := make(chan struct{})
 	r := c.r
-	s.calls.Go(func() { // bounded by the client's operation timeout
+	s.calls.Go(func() { // bounded by the client's operation timeout while r is open
 		end, err := brokerEnd(r)
-		ch <- answer{end, err}
+		select {
+		case ch <- answer{end, err}:
+		case <-abandoned:
+			r.Close()
+		}
 	})
 	t := time.NewTimer(ownAppendWait)
 	defer t.Stop()
@@ -682,15 +690,19 @@ func (s *Store) askEnd(ctx context.Context, c *idleReader, partition int, reused
 		if a.err == nil {
 			return a.end, nil
 		}
+		r.Close()
 	case <-t.C:
+		close(abandoned)
 	case <-ctx.Done():
+		close(abandoned)
+		c.r = nil
 		return 0, ctx.Err()
 	}
+	c.r = nil // closed, or closing once answered
 	nr, err := s.reader(ctx, readerAt(c.topic, partition, c.next))
 	if err != nil {
 		return 0, err
 	}
-	c.r.Close() // its GetLastMessageID, if still waiting, fails
 	c.r = nr
 	return brokerEnd(nr)
 }
@@ -756,7 +768,7 @@ func (s *Store) fetchTopic(ctx context.Context, base string, partition int, from
 	defer func() {
 		if keep {
 			s.putReader(c)
-		} else {
+		} else if c.r != nil { // askEnd may have handed it over
 			c.r.Close()
 		}
 	}()
