@@ -37,3 +37,13 @@ func SetRefusedWarnEvery(h *Hub, d time.Duration) {
 	h.refused.every = d
 	h.refused.mu.Unlock()
 }
+
+// WithReplyTimeout sets how long a reply destination may go without taking a reply before
+// it is a slow consumer (replyTimeout). Tests that check that one stalled client does not
+// hold up others lengthen it, so a regression stalls them for minutes, not seconds.
+func WithReplyTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		c.replyTimeout = d
+		return nil
+	}
+}

@@ -370,7 +370,7 @@ func (h *Hub) fallback(ctx context.Context, addr string) routing.Worker {
 		return nil
 	}
 	// The lookup runs in the sender's goroutine (a connection's reader): bound it.
-	ctx, cancel := context.WithTimeout(ctx, replyTimeout)
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.replyTimeout)
 	defer cancel()
 	stop := context.AfterFunc(h.ctx, cancel)
 	defer stop()

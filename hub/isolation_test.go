@@ -59,10 +59,16 @@ func waitFor(d time.Duration, cond func() bool) bool {
 	}
 }
 
+// stallTimeout is the reply timeout of the hubs of the tests below that check that a client
+// that stopped reading holds up nobody else: a hub that waited for that client would stall
+// them for this long, far above the bound they check (stallTimeout/2). It stays below the
+// TCP write timeout, which would otherwise close the stalled connection first.
+const stallTimeout = 20 * time.Second
+
 func TestSlowClientDoesNotStallPartitionWriter(t *testing.T) {
 	b := openMemory(t)
 	defer b.Close()
-	h, addr := isolatedHub(t, b)
+	h, addr := isolatedHub(t, b, hub.WithReplyTimeout(stallTimeout))
 	defer h.Close()
 	bad := hubtest.Dial(t, addr)
 	shared := bad.Create("shared")
@@ -76,11 +82,21 @@ func TestSlowClientDoesNotStallPartitionWriter(t *testing.T) {
 	if c := good.Push(shared, 1, []byte("hello")); c.Status != wire.StatusOK {
 		t.Fatalf("push status %d", c.Status)
 	}
-	// With the writer waiting for bad's connection it took 4 x 5 s.
-	if took := time.Since(start); took > 3*time.Second {
+	// With the writer waiting for bad's connection it took 4 reply timeouts.
+	if took := time.Since(start); took > stallTimeout/2 {
 		t.Fatalf("a push to a shared partition took %v: one non-reading client stalls the partition writer", took.Round(time.Millisecond))
 	}
-	// The client that reads nothing is a slow consumer: the hub closes its connection.
+}
+
+// TestNonReadingClientIsSlowConsumer checks that the hub gives up a client that reads
+// nothing: it counts a slow consumer and closes the connection.
+func TestNonReadingClientIsSlowConsumer(t *testing.T) {
+	b := openMemory(t)
+	defer b.Close()
+	h, addr := isolatedHub(t, b)
+	defer h.Close()
+	bad := hubtest.Dial(t, addr)
+	stall(t, bad)
 	if !waitFor(20*time.Second, func() bool { return h.Metrics().SlowConsumers > 0 }) {
 		t.Fatal("the non-reading client was not counted as a slow consumer")
 	}
@@ -90,7 +106,7 @@ func TestSlowClientDoesNotStallPartitionWriter(t *testing.T) {
 func TestSlowClientDoesNotStallIndexService(t *testing.T) {
 	b := openMemory(t)
 	defer b.Close()
-	h, addr := isolatedHub(t, b, hub.WithMaxConcurrentFetches(8))
+	h, addr := isolatedHub(t, b, hub.WithMaxConcurrentFetches(8), hub.WithReplyTimeout(stallTimeout))
 	defer h.Close()
 	index := wire.Route{wire.Local(hub.IndexAddress)}
 	bad := hubtest.Dial(t, addr)
@@ -103,8 +119,8 @@ func TestSlowClientDoesNotStallIndexService(t *testing.T) {
 	start := time.Now()
 	good.Send(index, wire.ProtocolIndexGet, wire.IndexGetRequest{RequestID: 1, ClientID: "good", StreamName: "s"})
 	good.Expect(wire.ProtocolIndexGet)
-	// With the backend slots held while replying it took about 20 s.
-	if took := time.Since(start); took > 3*time.Second {
+	// With the backend slots held while replying it took 4 reply timeouts.
+	if took := time.Since(start); took > stallTimeout/2 {
 		t.Fatalf("an index get took %v: one non-reading client holds the index service's slots", took.Round(time.Millisecond))
 	}
 }
@@ -112,7 +128,7 @@ func TestSlowClientDoesNotStallIndexService(t *testing.T) {
 func TestShutdownBoundedByCtxWithSlowClient(t *testing.T) {
 	b := openMemory(t)
 	defer b.Close()
-	h, addr := isolatedHub(t, b)
+	h, addr := isolatedHub(t, b, hub.WithReplyTimeout(stallTimeout))
 	c := hubtest.Dial(t, addr)
 	stall(t, c)
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
@@ -125,13 +141,13 @@ func TestShutdownBoundedByCtxWithSlowClient(t *testing.T) {
 			t.Errorf("Shutdown returned %v, want an error matching context.DeadlineExceeded", err)
 		}
 		// Pull replies waiting for the client, not cancelled by the hard stop, held it
-		// for about 5 s (and for good, before that, a writer waiting to flush them).
-		if took := time.Since(start); took > 3*time.Second {
+		// for a reply timeout (and for good, before that, a writer waiting to flush them).
+		if took := time.Since(start); took > stallTimeout/2 {
 			t.Errorf("Shutdown with a 500ms ctx took %v", took.Round(time.Millisecond))
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(stallTimeout + 10*time.Second):
 		c.Close() // unblock the writer so the test ends
-		t.Errorf("Shutdown with a 500ms ctx still blocked after 10s; returned %v after the client closed: %v", time.Since(start).Round(time.Millisecond), <-done)
+		t.Errorf("Shutdown with a 500ms ctx still blocked after %v; returned %v after the client closed: %v", stallTimeout+10*time.Second, time.Since(start).Round(time.Millisecond), <-done)
 	}
 }
 

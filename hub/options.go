@@ -71,6 +71,7 @@ type config struct {
 	maxFetches       int
 	maxInFlight      int
 	workerIdle       time.Duration
+	replyTimeout     time.Duration // see replyTimeout; tests lengthen it
 	node             *routing.Node
 }
 
@@ -89,6 +90,7 @@ func defaultConfig() config {
 		maxFetches:       DefaultMaxConcurrentFetches,
 		maxInFlight:      DefaultMaxAppendsInFlight,
 		workerIdle:       DefaultWorkerIdleTimeout,
+		replyTimeout:     replyTimeout,
 	}
 }
 

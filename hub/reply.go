@@ -115,14 +115,14 @@ func (h *Hub) replyWait(ctx context.Context, to, from wire.Route, protocol strin
 	payload, bp := encodeReply(protocol, e)
 	defer putReply(payload, bp)
 	msg := wire.TransportMessage{OnwardRoute: to, ReturnRoute: from, Payload: payload}
-	sctx, cancel := context.WithTimeout(ctx, replyTimeout)
+	sctx, cancel := context.WithTimeout(ctx, h.cfg.replyTimeout)
 	err := h.node.SendBorrowed(sctx, msg)
 	cancel()
 	if err == nil {
 		return
 	}
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-		h.slowConsumer(to[0], "its write queue stayed full for "+replyTimeout.String())
+		h.slowConsumer(to[0], "its write queue stayed full for "+h.cfg.replyTimeout.String())
 		return
 	}
 	h.log.Debug("reply not delivered", "protocol", protocol, "to", to.String(), "err", err)
@@ -217,14 +217,14 @@ func (h *Hub) drainBacklog(key string, b *backlog) {
 		b.bytes -= len(msg.Payload)
 		h.backlogs.mu.Unlock()
 
-		ctx, cancel := context.WithTimeout(h.ctx, replyTimeout)
+		ctx, cancel := context.WithTimeout(h.ctx, h.cfg.replyTimeout)
 		err := h.node.Send(ctx, msg)
 		cancel()
 		if err == nil {
 			continue
 		}
 		if errors.Is(err, context.DeadlineExceeded) && h.ctx.Err() == nil {
-			h.slowConsumer(msg.OnwardRoute[0], "its write queue stayed full for "+replyTimeout.String())
+			h.slowConsumer(msg.OnwardRoute[0], "its write queue stayed full for "+h.cfg.replyTimeout.String())
 		} else {
 			h.log.Debug("reply not delivered; replies queued behind it dropped", "to", msg.OnwardRoute.String(), "err", err)
 		}
