@@ -183,6 +183,9 @@ type Transport struct {
 	retirements sync.WaitGroup
 	// closeHook, set by tests only (before Close), wraps each publisher Close made by Close.
 	closeHook func(closePublisher func() error) error
+	// publishHook, set by tests only (before the first send), runs in each stream sender's
+	// publish between taking the publisher and publishing to it.
+	publishHook func(stream string)
 	// drained is closed when every outbox New found was reopened (or the transport closed
 	// first): at once when there were no more than the bound allows, else by the goroutine
 	// that reopens the others (see reopenPending), which Close waits for.
@@ -683,6 +686,9 @@ func (s *sender) publish(ctx context.Context, buf []byte) error {
 		}
 		if !pub.used.Load() {
 			pub.used.Store(true)
+		}
+		if s.t.publishHook != nil {
+			s.t.publishHook(s.to)
 		}
 		_, err := pub.p.Publish(ctx, buf)
 		if errors.Is(err, core.ErrClosed) && pub.retired.Load() {

@@ -3,3 +3,7 @@ package bistream
 // SetCloseHook makes t's Close call f for each publisher it closes, with that publisher's
 // Close; call it before Close.
 func SetCloseHook(t *Transport, f func(closePublisher func() error) error) { t.closeHook = f }
+
+// SetPublishHook makes each stream sender of t call f(stream) between taking the stream's
+// publisher and publishing to it; call it before the first send.
+func SetPublishHook(t *Transport, f func(stream string)) { t.publishHook = f }

@@ -620,3 +620,56 @@ func TestFlushReportsFailureTakenByRetirement(t *testing.T) {
 		}
 	}
 }
+
+// TestPublishRetriedAfterRetirement: a send that took the stream's publisher just before a
+// send to another stream retired it (WithMaxPublishers) finds it closed, and publishes again
+// through the stream's new publisher: the send succeeds and the message reaches the hub once.
+func TestPublishRetriedAfterRetirement(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	th := startHub(t)
+	d := newDevice(t, "x")
+	d.online(th.addr, bistream.WithMaxPublishers(1))
+	send := func(to string) error {
+		r, err := d.tr.Route(to, "")
+		if err != nil {
+			return err
+		}
+		return d.node.Send(ctx, wire.TransportMessage{OnwardRoute: append(r, wire.Local("w")), Payload: []byte("to " + to)})
+	}
+	var once sync.Once
+	bistream.SetPublishHook(d.tr, func(stream string) {
+		if stream != "a" {
+			return
+		}
+		once.Do(func() { // the first publish to "a": a send to "b" retires a's publisher meanwhile
+			done := make(chan error, 1)
+			go func() { done <- send("b") }() // owned here: waited for below
+			if err := <-done; err != nil {
+				t.Errorf(`the send to "b": %v`, err)
+			}
+			if st := d.tr.Stats(); st.Retired != 1 {
+				t.Errorf("stats %+v after the send to \"b\": want a's publisher retired", st)
+			}
+		})
+	})
+	if err := send("a"); err != nil {
+		t.Fatalf(`the send to "a" whose publisher was retired before it published: %v`, err)
+	}
+	if err := d.tr.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, stream := range []string{"a", "b"} {
+		msgs, err := th.store.Fetch(ctx, stream, 0, 0, 10)
+		if err != nil || len(msgs) != 1 {
+			t.Errorf("stream %s holds %d messages (err %v); want the one sent", stream, len(msgs), err)
+			continue
+		}
+		if env, err := bistream.DecodeEnvelope(msgs[0].Data); err != nil || string(env.Message.Payload) != "to "+stream {
+			t.Errorf("stream %s holds %q (err %v); want the envelope of %q", stream, msgs[0].Data, err, "to "+stream)
+		}
+	}
+	if st := d.tr.Stats(); st.Retired < 2 {
+		t.Errorf("stats %+v: want a's first publisher and then b's retired", st)
+	}
+}
