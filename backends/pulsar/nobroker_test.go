@@ -391,9 +391,10 @@ func (r *hangingReader) Close() {
 
 // TestFetchDoesNotCloseReaderWhileAsking checks that a Fetch that gives up on a kept
 // reader's GetLastMessageID (it did not answer within ownAppendWait, or the Fetch's context
-// ended) closes that reader only once the question returned, and does close it then.
+// ended) closes that reader only once the question returned, and does close it then; a
+// reader that answers with an error is closed by the Fetch itself.
 func TestFetchDoesNotCloseReaderWhileAsking(t *testing.T) {
-	for _, name := range []string{"no answer in time", "context ended"} {
+	for _, name := range []string{"no answer in time", "context ended", "error answer"} {
 		t.Run(name, func(t *testing.T) {
 			// A client that gives up on the missing broker in a second, so Close does not wait
 			// the default operation timeout for the replacing reader.
@@ -414,14 +415,20 @@ func TestFetchDoesNotCloseReaderWhileAsking(t *testing.T) {
 			s.putReader(&idleReader{topic: s.partitionTopic("s", 0), r: r, next: 7})
 			ctx, cancel := context.WithTimeout(t.Context(), ownAppendWait+500*time.Millisecond)
 			defer cancel()
-			if name == "context ended" {
+			switch name {
+			case "context ended":
 				go func() { // owned by the test: ends once the question is asked
 					<-r.asked
 					cancel()
 				}()
+			case "error answer":
+				release()
 			}
 			if _, err := s.Fetch(ctx, "s", 0, 7, 10); err == nil {
-				t.Fatal("Fetch through a reader that never answers, with no broker to ask: no error")
+				t.Fatal("Fetch through a reader that does not answer, with no broker to ask: no error")
+			}
+			if name == "error answer" && !r.closed.Load() {
+				t.Error("the Fetch that got an error from the reader's GetLastMessageID did not close it")
 			}
 			if r.closedAsking.Load() {
 				t.Fatal("the reader was closed while its GetLastMessageID was waiting")
