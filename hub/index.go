@@ -95,20 +95,15 @@ func (h *Hub) handleIndex(ctx context.Context, msg *routing.Message) error {
 		}
 		key = indexKey{req.ClientID, req.StreamName, req.Partition}
 		run = func(ctx context.Context) func() {
-			rep := wire.IndexReply{RequestID: req.RequestID, Status: wire.StatusError}
+			var idx wire.Optional[uint64]
 			part, err := partitionArg(req.Partition)
 			if err == nil {
 				err = h.saveIndex(ctx, req.ClientID, req.StreamName, part, req.Index)
 			}
 			if err == nil {
-				rep.Index, err = h.getIndex(ctx, req.ClientID, req.StreamName, part)
+				idx, err = h.getIndex(ctx, req.ClientID, req.StreamName, part)
 			}
-			if err == nil {
-				rep.Status = wire.StatusOK
-			} else {
-				h.log.Warn("index save failed", "client_id", req.ClientID, "stream", req.StreamName, "partition", req.Partition, "err", err)
-				rep.Index = wire.None[uint64]()
-			}
+			rep := h.indexReply("save", req.RequestID, key, idx, err)
 			return func() { h.reply(to, self, protocol, rep) }
 		}
 	case wire.ProtocolIndexGet:
@@ -119,16 +114,12 @@ func (h *Hub) handleIndex(ctx context.Context, msg *routing.Message) error {
 		}
 		key = indexKey{req.ClientID, req.StreamName, req.Partition}
 		run = func(ctx context.Context) func() {
-			rep := wire.IndexReply{RequestID: req.RequestID, Status: wire.StatusError}
+			var idx wire.Optional[uint64]
 			part, err := partitionArg(req.Partition)
 			if err == nil {
-				rep.Index, err = h.getIndex(ctx, req.ClientID, req.StreamName, part)
+				idx, err = h.getIndex(ctx, req.ClientID, req.StreamName, part)
 			}
-			if err == nil {
-				rep.Status = wire.StatusOK
-			} else {
-				h.log.Warn("index get failed", "client_id", req.ClientID, "stream", req.StreamName, "partition", req.Partition, "err", err)
-			}
+			rep := h.indexReply("get", req.RequestID, key, idx, err)
 			return func() { h.reply(to, self, protocol, rep) }
 		}
 	default:
@@ -189,4 +180,14 @@ func (h *Hub) runIndex(key indexKey, f indexCall) {
 	if !h.goTask(drain) {
 		drain(h.ctx) // the hub is stopping: answer now
 	}
+}
+
+// indexReply is the reply to the index save or get (op) requestID of key: StatusOK with idx,
+// or, when err is not nil, StatusError without an index (and the failure is logged).
+func (h *Hub) indexReply(op string, requestID uint64, key indexKey, idx wire.Optional[uint64], err error) wire.IndexReply {
+	if err != nil {
+		h.log.Warn("index "+op+" failed", "client_id", key.clientID, "stream", key.stream, "partition", key.partition, "err", err)
+		return wire.IndexReply{RequestID: requestID, Status: wire.StatusError, Index: wire.None[uint64]()}
+	}
+	return wire.IndexReply{RequestID: requestID, Status: wire.StatusOK, Index: idx}
 }
