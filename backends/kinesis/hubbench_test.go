@@ -71,19 +71,8 @@ func BenchmarkHubVsRaw(b *testing.B) {
 			if _, err := conn.CreateStream(ctx, hubStream, 1); err != nil {
 				b.Fatal(err)
 			}
-			batch := make([][]byte, benchChunk)
-			for i := range batch {
-				batch[i] = msg
-			}
-			var from uint64
 			// Each path reads the chunk just written (untimed) to its stream.
-			hubtest.Alternate(b, size, benchChunk,
-				func(b *testing.B, n int) time.Duration {
-					if _, err := s.Append(ctx, hubStream, 0, batch[:n]); err != nil {
-						b.Fatal(err)
-					}
-					return hubtest.PullN(b, conn, hubStream, &from, n)
-				},
+			hubtest.Alternate(b, size, benchChunk, hubtest.AppendThenPull(s, conn, hubStream, msg),
 				func(b *testing.B, n int) time.Duration {
 					raw.put(b, n, msg)
 					return hubtest.Timed(func() { raw.get(b, n) })

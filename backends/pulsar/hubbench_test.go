@@ -94,19 +94,8 @@ func BenchmarkHubVsRaw(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer r.Close()
-			batch := make([][]byte, hubBenchChunk)
-			for i := range batch {
-				batch[i] = msg
-			}
-			var from uint64
 			// Each path reads the chunk just written (untimed) to its topic.
-			hubtest.Alternate(b, size, hubBenchChunk,
-				func(b *testing.B, n int) time.Duration {
-					if _, err := s.Append(ctx, hubStream, 0, batch[:n]); err != nil {
-						b.Fatal(err)
-					}
-					return hubtest.PullN(b, conn, hubStream, &from, n)
-				},
+			hubtest.Alternate(b, size, hubBenchChunk, hubtest.AppendThenPull(s, conn, hubStream, msg),
 				func(b *testing.B, n int) time.Duration {
 					rawSend(b, prod, n, msg)
 					return hubtest.Timed(func() { rawRead(b, r, n) })

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/core"
 	"github.com/sluicehq/sluice/core/client"
 )
 
@@ -84,6 +85,24 @@ func PullN(b *testing.B, conn *client.Conn, stream string, from *uint64, n int) 
 		got += len(page)
 	}
 	return time.Since(start)
+}
+
+// AppendThenPull returns the hub path of a pull comparison for [Alternate]: each turn
+// appends n copies of msg to partition 0 of stream with s (untimed), then pulls them
+// through conn with [PullN] (timed), so it reads the chunk it just wrote.
+func AppendThenPull(s core.Storage, conn *client.Conn, stream string, msg []byte) func(b *testing.B, n int) time.Duration {
+	var from uint64
+	var batch [][]byte
+	return func(b *testing.B, n int) time.Duration {
+		b.Helper()
+		for len(batch) < n {
+			batch = append(batch, msg)
+		}
+		if _, err := s.Append(context.Background(), stream, 0, batch[:n]); err != nil {
+			b.Fatalf("append to %s: %v", stream, err)
+		}
+		return PullN(b, conn, stream, &from, n)
+	}
 }
 
 // Timed returns how long f took: for the untimed-set-up-then-measure paths of [Alternate].
