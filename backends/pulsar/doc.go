@@ -154,9 +154,10 @@
 //     knew of) still returns them, deleted or not, and the next Fetch reads the re-created
 //     stream; a partition count the Store has seen outlives a re-creation with another
 //     count; and an idle reader whose topic was missing when pulsar-client-go tried to
-//     reconnect it makes the next Fetch that asks the broker through it fail after the
-//     operation timeout (the reader is then closed, and the Fetch after it works). Delete
-//     streams through the Store that uses them where possible.
+//     reconnect it no longer answers where its partition ends: the next Fetch that asks
+//     through it waits a second, then asks through a new reader, and the old one is closed
+//     once its question gives up (after the client's operation timeout, which Close may
+//     wait for). Delete streams through the Store that uses them where possible.
 //   - Empty messages carry the property sluice-empty=1: pulsar-client-go drops a
 //     non-batched message that has neither payload nor properties when reading it.
 package pulsar
