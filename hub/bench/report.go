@@ -39,7 +39,7 @@ func (r *Report) workloadDoc(w string) string {
 		return fmt.Sprintf("Confirmed appends for %s, %d messages in flight in batches of %d random messages, distinct within a "+
 			"batch so that nothing can compress them away. Hub: a `client.Publisher` "+
 			"(window %d, batch %d) over TCP to an in-process hub; raw: %d goroutines calling `Storage.Append` with %d messages.",
-			c.Duration, c.Window, c.Batch, c.Window, c.Batch, max(1, c.Window/c.Batch), c.Batch)
+			c.Duration, c.Window, c.Batch, c.Window, c.Batch, rawAppenders(c.Window, c.Batch), c.Batch)
 	case Pull:
 		return fmt.Sprintf("Reading back a filled stream from index 0, up to %d messages or 1 MiB per request on both paths, for at most %s, "+
 			"after one untimed read of it so that neither path meets cold caches alone. "+

@@ -57,6 +57,7 @@ func TestWriteMarkdownFigures(t *testing.T) {
 		"- mem 1 KiB raw: 1 of 1 runs failed: down\n",
 		"| Backend | Size | Plain msgs/s | Encrypted msgs/s | Plain MB/s | Encrypted MB/s | Encrypted/plain |\n",
 		"| mem | 64 B | 100 | 50 | 0.006 | 0.003 | 0.5× (0.25–0.75) |\n",
+		"raw: 4 goroutines calling `Storage.Append` with 64 messages",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("Markdown lacks %q:\n%s", want, md)
@@ -64,6 +65,20 @@ func TestWriteMarkdownFigures(t *testing.T) {
 	}
 	if n := strings.Count(md, "runs failed"); n != 2 {
 		t.Errorf("%d notes of failed runs, want 2:\n%s", n, md)
+	}
+}
+
+// TestWriteMarkdownZeroBatch: a report whose configuration holds batch 0 (one read back from
+// JSON that Run did not write) is still written, not a division by zero.
+func TestWriteMarkdownZeroBatch(t *testing.T) {
+	r := fixedReport()
+	r.Config.Batch = 0
+	var b bytes.Buffer
+	if err := r.WriteMarkdown(&b, nil); err != nil {
+		t.Fatal(err)
+	}
+	if want := "raw: 256 goroutines calling `Storage.Append` with 0 messages"; !strings.Contains(b.String(), want) {
+		t.Errorf("Markdown lacks %q:\n%s", want, b.String())
 	}
 }
 

@@ -125,12 +125,19 @@ func (e *env) pushHub(ctx context.Context, cfg Config, size int) (Sample, string
 	return throughput(n, size, time.Since(start)), stream, nil
 }
 
+// rawAppenders is how many goroutines the raw push path runs: as many as it takes to keep
+// window messages in flight in batches of batch, at least one (and window of them for a
+// batch below 1, which only a report not made by Run can hold).
+func rawAppenders(window, batch int) int {
+	return max(1, window/max(1, batch))
+}
+
 // appendFor appends one batch of Batch distinct messages of size to stream, again and again,
 // from Window/Batch goroutines until d passed. It returns how many messages were appended and
 // how long it took.
 func appendFor(ctx context.Context, cfg Config, st core.Storage, stream string, size int, d time.Duration) (int, time.Duration, error) {
 	batch := payloads(size, cfg.Batch) // read-only: the goroutines share it
-	workers := max(1, cfg.Window/cfg.Batch)
+	workers := rawAppenders(cfg.Window, cfg.Batch)
 	var (
 		total atomic.Int64
 		fe    firstErr
