@@ -88,6 +88,24 @@ func Open(ctx context.Context, rawURL string) (*Backend, error) {
 	return b, nil
 }
 
+// URLParams returns the query parameters of a backend URL, one value each, for an [Opener]
+// to read. A parameter given more than once, or a query that is not validly escaped,
+// returns an error matching [ErrInvalidOption]: which value was meant is not clear.
+func URLParams(u *url.URL) (map[string]string, error) {
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return nil, fmt.Errorf("%w: URL %q: query: %w", ErrInvalidOption, u.Redacted(), err)
+	}
+	params := make(map[string]string, len(q))
+	for k, vs := range q {
+		if len(vs) > 1 {
+			return nil, fmt.Errorf("%w: URL %q: parameter %q is given %d times", ErrInvalidOption, u.Redacted(), k, len(vs))
+		}
+		params[k] = vs[0]
+	}
+	return params, nil
+}
+
 func schemeList() string {
 	s := Schemes()
 	if len(s) == 0 {

@@ -3,6 +3,7 @@ package core_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"net/url"
 	"slices"
 	"strings"
@@ -132,6 +133,35 @@ func TestCapabilitiesString(t *testing.T) {
 	} {
 		if got := tc.c.String(); got != tc.want {
 			t.Errorf("String() = %q, want %q", got, tc.want)
+		}
+	}
+}
+
+func TestURLParams(t *testing.T) {
+	u, err := url.Parse("x://h?a=1&b=&c=x%20y")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := core.URLParams(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]string{"a": "1", "b": "", "c": "x y"}; !maps.Equal(got, want) {
+		t.Errorf("URLParams = %v, want %v", got, want)
+	}
+	for raw, want := range map[string]string{
+		"x://h?a=1&a=2":  `parameter "a" is given 2 times`,
+		"x://h?a=%zz":    "invalid URL escape",
+		"x://h?a=1;b=2":  "invalid semicolon",
+		"x://u:pw@h?a&a": "xxxxx", // the password is not repeated in the error
+	} {
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = core.URLParams(u)
+		if !errors.Is(err, core.ErrInvalidOption) || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "pw") {
+			t.Errorf("URLParams(%q) = %v, want ErrInvalidOption saying %q", raw, err, want)
 		}
 	}
 }

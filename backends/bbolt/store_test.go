@@ -746,6 +746,7 @@ func TestURL(t *testing.T) {
 		"bbolt:///x?max_partitions=99999",
 		"bbolt:///x?lock_timeout=-1s",
 		"bbolt:///x?mode=999",
+		"bbolt:///x?nosync=true&nosync=false",
 		"bbolt:///x?unknown=1",
 		"bbolt:///x?nosync=true&nosync=false",
 		"bbolt://user@/x",

@@ -56,11 +56,11 @@ func ParseURL(u *url.URL) (string, *Options, error) {
 		return "", nil, bad("no path; write bbolt:///absolute/path or bbolt:relative/path")
 	}
 	var o Options
-	for key, vals := range u.Query() {
-		if len(vals) != 1 {
-			return "", nil, bad("parameter %q is given %d times", key, len(vals))
-		}
-		v := vals[0]
+	params, err := core.URLParams(u)
+	if err != nil {
+		return "", nil, fmt.Errorf("bbolt: %w", err)
+	}
+	for key, v := range params {
 		var err error
 		switch key {
 		case "max_message_size":

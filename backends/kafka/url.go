@@ -73,11 +73,11 @@ func ParseURL(u *url.URL) (seeds []string, opts *Options, kopts []kgo.Opt, err e
 		tlsInsecure bool
 		serverName  string
 	)
-	for key, vals := range u.Query() {
-		if len(vals) != 1 {
-			return nil, nil, nil, bad("parameter %q is given %d times", key, len(vals))
-		}
-		v := vals[0]
+	params, err := core.URLParams(u)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("kafka: %w", err)
+	}
+	for key, v := range params {
 		intVal := func(bits int) (int64, error) {
 			n, err := strconv.ParseInt(v, 10, bits)
 			if err != nil || n < 0 {

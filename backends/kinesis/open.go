@@ -32,13 +32,13 @@ func init() { core.Register("kinesis", Open) }
 // the service answers (a ListStreams call): an unreachable endpoint or rejected credentials
 // fail here, with an error matching core.ErrUnavailable when the service cannot be reached.
 func Open(ctx context.Context, u *url.URL) (*core.Backend, error) {
-	q := u.Query()
-	for k, vs := range q {
-		switch {
-		case k != "endpoint" && k != "prefix" && k != "index" && k != "max_retries":
+	q, err := core.URLParams(u)
+	if err != nil {
+		return nil, fmt.Errorf("kinesis: %w", err)
+	}
+	for k := range q {
+		if k != "endpoint" && k != "prefix" && k != "index" && k != "max_retries" {
 			return nil, fmt.Errorf("kinesis: %w: %q: unknown parameter %q (known: endpoint, prefix, index, max_retries)", core.ErrInvalidOption, u.Redacted(), k)
-		case len(vs) > 1:
-			return nil, fmt.Errorf("kinesis: %w: %q: parameter %q given %d times", core.ErrInvalidOption, u.Redacted(), k, len(vs))
 		}
 	}
 	region := u.Host
@@ -48,12 +48,12 @@ func Open(ctx context.Context, u *url.URL) (*core.Backend, error) {
 	}
 	// Store.retry is the one retry loop (it sees throttling per call); the SDK's would multiply it.
 	lo = append(lo, config.WithRetryMaxAttempts(1))
-	endpoint := q.Get("endpoint")
+	endpoint := q["endpoint"]
 	if endpoint != "" {
 		// An emulator or a private endpoint: never fall back to the EC2 metadata service.
 		lo = append(lo, config.WithEC2IMDSClientEnableState(imds.ClientDisabled))
 	}
-	indexURL := q.Get("index")
+	indexURL := q["index"]
 	if indexURL == "" {
 		return nil, fmt.Errorf("kinesis: %w: %q has no index= parameter: Kinesis cannot store consumer indexes, so name a backend for them, e.g. index=bbolt:///var/lib/sluice/kinesis-index (or index=memory:// for tests)", core.ErrInvalidOption, u.Redacted())
 	}
@@ -74,8 +74,8 @@ func Open(ctx context.Context, u *url.URL) (*core.Backend, error) {
 			o.BaseEndpoint = aws.String(endpoint)
 		}
 	})
-	opts := &Options{Prefix: q.Get("prefix")}
-	if v := q.Get("max_retries"); v != "" {
+	opts := &Options{Prefix: q["prefix"]}
+	if v := q["max_retries"]; v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
 			return nil, fmt.Errorf("kinesis: %w: max_retries=%q is not a non-negative integer", core.ErrInvalidOption, v)

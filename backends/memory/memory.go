@@ -113,12 +113,16 @@ func openURL(_ context.Context, u *url.URL) (*core.Backend, error) {
 		return nil, fmt.Errorf("memory: %w: URL %q names a location; use \"memory://\"", core.ErrInvalidOption, u.Redacted())
 	}
 	var opts Options
-	for k, v := range u.Query() {
+	params, err := core.URLParams(u)
+	if err != nil {
+		return nil, fmt.Errorf("memory: %w", err)
+	}
+	for k, v := range params {
 		switch k {
 		case "max_message_size":
-			n, err := strconv.Atoi(v[len(v)-1])
+			n, err := strconv.Atoi(v)
 			if err != nil || n <= 0 {
-				return nil, fmt.Errorf("memory: %w: max_message_size %q is not a positive integer", core.ErrInvalidOption, v[len(v)-1])
+				return nil, fmt.Errorf("memory: %w: max_message_size %q is not a positive integer", core.ErrInvalidOption, v)
 			}
 			opts.MaxMessageSize = n
 		default:

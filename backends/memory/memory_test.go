@@ -57,6 +57,7 @@ func TestOpenURL(t *testing.T) {
 		"memory://?max_message_size=0",
 		"memory://?max_message_size=x",
 		"memory://?size=1",
+		"memory://?max_message_size=10&max_message_size=20",
 		"memory://host",
 		"memory:///some/path",
 	} {

@@ -127,6 +127,7 @@ func TestOpenRejectsBadURLs(t *testing.T) {
 		"kafka://h:1",
 		"pulsar://",
 		"pulsar://h:6650?colour=blue",
+		"pulsar://h:6650?tenant=a&tenant=b",
 		"pulsar://h:6650?max_message_size=-1",
 		"pulsar://h:6650?max_producers=0",
 		"pulsar://h:6650?retention=forever",

@@ -57,8 +57,11 @@ func openURL(rawURL string) (*Store, error) {
 	}
 	var o Options
 	admin := "http://" + u.Hostname() + ":8080"
-	for k, vs := range u.Query() {
-		v := vs[len(vs)-1]
+	params, err := core.URLParams(u)
+	if err != nil {
+		return nil, fmt.Errorf("pulsar: %w", err)
+	}
+	for k, v := range params {
 		switch k {
 		case "admin":
 			admin = v

@@ -111,10 +111,12 @@ func openURL(ctx context.Context, u *url.URL) (*core.Backend, error) {
 	if u.Host == "" {
 		return nil, fmt.Errorf("remote: %w: URL %q has no host:port", core.ErrInvalidOption, u.Redacted())
 	}
+	params, err := core.URLParams(u)
+	if err != nil {
+		return nil, fmt.Errorf("remote: %w", err)
+	}
 	var o Options
-	q := u.Query()
-	for k, vs := range q {
-		v := vs[len(vs)-1]
+	for k, v := range params {
 		var err error
 		switch k {
 		case "dense":
