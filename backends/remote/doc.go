@@ -35,8 +35,10 @@
 // them in one request, the hub's sluice_stream_open, which never creates the stream; it
 // does so once per connection and again after it found the stream changed. A hub can tell
 // exactly when its backend implements [core.PartitionCounter] (every backend of this
-// module does); otherwise only for streams created through that hub process, and Append
-// and Fetch of other streams fail with [core.ErrUnavailable].
+// module does; this one asks its hub's sluice_stream_info, so a hub on a remote Store
+// serves streams created through the hub behind it); otherwise only for streams created
+// through that hub process, and Append and Fetch of other streams fail with
+// [core.ErrUnavailable].
 //
 // A hub that does not know sluice_stream_open (one older than it) answers it with an Ockam
 // "error" reply. The Store then asks sluice_stream_info whether the stream exists and learns

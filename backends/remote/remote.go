@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strconv"
 	"sync"
@@ -108,8 +109,8 @@ func New(ctx context.Context, addr string, opts *Options) (*Store, error) {
 
 // openURL opens "sluice://host:port?dense=true&persistent=true&timeout=5s".
 func openURL(ctx context.Context, u *url.URL) (*core.Backend, error) {
-	if u.Host == "" {
-		return nil, fmt.Errorf("remote: %w: URL %q has no host:port", core.ErrInvalidOption, u.Redacted())
+	if _, port, err := net.SplitHostPort(u.Host); err != nil || port == "" {
+		return nil, fmt.Errorf("remote: %w: URL %q: want sluice://host:port, the hub's address", core.ErrInvalidOption, u.Redacted())
 	}
 	params, err := core.URLParams(u)
 	if err != nil {
@@ -249,6 +250,32 @@ func (s *Store) CreateStream(ctx context.Context, stream string, partitions int)
 	}
 	s.setStale(stream, false) // the Conn has just learned its routes
 	return n, nil
+}
+
+// Partitions implements core.PartitionCounter: it asks the hub how many partitions stream
+// has (sluice_stream_info), which creates nothing. A stream that does not exist returns an
+// error matching core.ErrStreamNotFound. With it, a hub whose backend is this Store serves
+// pulls of streams created elsewhere (through the other hub, or by another of its Stores).
+func (s *Store) Partitions(ctx context.Context, stream string) (int, error) {
+	if err := core.ValidateStreamName(stream); err != nil {
+		return 0, fmt.Errorf("remote: partitions: %w", err)
+	}
+	op := "partitions " + strconv.Quote(stream)
+	type info struct {
+		n      int
+		exists bool
+	}
+	r, err := retry(ctx, s, func(conn *client.Conn) (info, error) {
+		n, exists, err := conn.StreamInfo(ctx, stream)
+		return info{n, exists}, err
+	})
+	if err != nil {
+		return 0, s.fail(ctx, op, err)
+	}
+	if !r.exists {
+		return 0, fmt.Errorf("remote: %s: %w", op, core.ErrStreamNotFound)
+	}
+	return r.n, nil
 }
 
 // known makes sure conn knows the routes of stream and checks partition against its count.

@@ -96,6 +96,8 @@ func TestOpenURL(t *testing.T) {
 	ctx := t.Context()
 	for _, bad := range []string{
 		"sluice://",
+		"sluice://127.0.0.1",
+		"sluice://127.0.0.1:",
 		"sluice://" + addr + "?dense=maybe",
 		"sluice://" + addr + "?timeout=-1s",
 		"sluice://" + addr + "?max_message_size=70000",
@@ -365,5 +367,53 @@ func TestStreamDeletedWhileWorkerRetired(t *testing.T) {
 	}
 	if _, err := mem.Partitions(ctx, n); !errors.Is(err, core.ErrStreamNotFound) {
 		t.Fatalf("the hub's backend reports Partitions = %v; want ErrStreamNotFound (not created again)", err)
+	}
+}
+
+// TestHubOnRemoteServesStreamsCreatedElsewhere: a hub whose backend is a remote Store
+// (sluice://) serves a stream created through the hub behind it, which it never saw created:
+// it learns the stream's partition count from Store.Partitions.
+func TestHubOnRemoteServesStreamsCreatedElsewhere(t *testing.T) {
+	ctx := t.Context()
+	back := startHub(t)
+	st, err := remote.New(ctx, back, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := startHubOn(t, st)
+	open := func(addr string) *client.Conn {
+		c, err := client.Dial(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		conn, err := c.Open(ctx, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return conn
+	}
+	behind := open(back)
+	if _, err := behind.CreateStream(ctx, "made-behind", 2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := behind.Push(ctx, "made-behind", 1, [][]byte{[]byte("hello")}); err != nil {
+		t.Fatal(err)
+	}
+
+	conn := open(front)
+	n, exists, err := conn.OpenStream(ctx, "made-behind")
+	if err != nil || !exists || n != 2 {
+		t.Fatalf("OpenStream through the front hub = %d, %v, %v; want 2 partitions", n, exists, err)
+	}
+	msgs, err := conn.Pull(ctx, "made-behind", 1, 0, 10, 0)
+	if err != nil || len(msgs) != 1 || string(msgs[0].Data) != "hello" {
+		t.Fatalf("Pull through the front hub = %v, %v; want the message pushed behind it", msgs, err)
+	}
+	if _, exists, err := conn.OpenStream(ctx, "never-made"); err != nil || exists {
+		t.Fatalf("OpenStream of a missing stream through the front hub = %v, %v; want not found", exists, err)
+	}
+	if _, err := st.Partitions(ctx, "never-made"); !errors.Is(err, core.ErrStreamNotFound) {
+		t.Fatalf("Partitions of a missing stream = %v, want ErrStreamNotFound", err)
 	}
 }
