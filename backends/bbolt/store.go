@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -358,7 +359,7 @@ func (s *Store) CreateStream(ctx context.Context, stream string, partitions int)
 func (s *Store) txCreateStream(tx *bolt.Tx, stream string, partitions int) (int, error) {
 	meta := tx.Bucket(bucketMeta)
 	if v := meta.Get([]byte(stream)); v != nil {
-		return decodePartitions(v), nil
+		return decodePartitions(stream, v)
 	}
 	sb, err := tx.Bucket(bucketStreams).CreateBucket([]byte(stream))
 	if err != nil {
@@ -401,8 +402,9 @@ func (s *Store) DeleteStream(ctx context.Context, stream string) error {
 		return fmt.Errorf("bbolt: delete stream: %w", err)
 	}
 	o := &op{apply: func(tx *bolt.Tx) error {
-		if _, err := streamPartitions(tx, stream); err != nil {
-			return err
+		// Existence only: a stream whose stored partition count is damaged can be deleted.
+		if tx.Bucket(bucketMeta).Get([]byte(stream)) == nil {
+			return fmt.Errorf("%w; create it with CreateStream first", core.ErrStreamNotFound)
 		}
 		// The committer's cache must forget the stream even if this transaction fails
 		// (it then re-reads the partitions from the file).
@@ -552,7 +554,11 @@ func (s *Store) txAppend(tx *bolt.Tx, stream string, partition int, data [][]byt
 	next, ok := s.next[k]
 	if !ok {
 		if last, _ := b.Cursor().Last(); last != nil {
-			next = binary.BigEndian.Uint64(last) + 1
+			i, err := decodeIndex(last)
+			if err != nil || i == math.MaxUint64 {
+				return fmt.Errorf("%w: stream %q partition %d: last key % x", errCorrupt, stream, partition, last)
+			}
+			next = i + 1
 		}
 	}
 	var key [8]byte
@@ -603,9 +609,13 @@ func (s *Store) Fetch(ctx context.Context, stream string, partition int, from ui
 		out = make([]core.Message, 0, n)
 		buf := make([]byte, 0, size)
 		for k, v := c.Seek(seek[:]); k != nil && len(out) < n; k, v = c.Next() {
+			i, err := decodeIndex(k)
+			if err != nil {
+				return fmt.Errorf("%w: stream %q partition %d: message key % x", errCorrupt, stream, partition, k)
+			}
 			buf = append(buf, v...)
 			out = append(out, core.Message{
-				Index: binary.BigEndian.Uint64(k),
+				Index: i,
 				Data:  buf[len(buf)-len(v) : len(buf) : len(buf)],
 			})
 		}
@@ -631,8 +641,9 @@ func (s *Store) GetIndex(ctx context.Context, clientID, stream string, partition
 		if v == nil {
 			return fmt.Errorf("%w: client %q, partition %d", core.ErrIndexNotFound, clientID, partition)
 		}
-		index = binary.BigEndian.Uint64(v)
-		return nil
+		i, err := decodeIndex(v)
+		index = i
+		return err
 	})
 	if err != nil {
 		return 0, mapErr("get index", stream, err)
@@ -651,8 +662,10 @@ func (s *Store) SaveIndex(ctx context.Context, clientID, stream string, partitio
 	}
 	o := &op{apply: func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketIndex)
-		if v := b.Get(key); v != nil && binary.BigEndian.Uint64(v) >= index {
-			return nil
+		if v := b.Get(key); v != nil {
+			if cur, err := decodeIndex(v); err != nil || cur >= index {
+				return err // a damaged value is reported, not overwritten
+			}
 		}
 		if err := b.Put(key, binary.BigEndian.AppendUint64(nil, index)); err != nil {
 			return abort(err)
@@ -713,7 +726,7 @@ func streamPartitions(tx *bolt.Tx, stream string) (int, error) {
 	if v == nil {
 		return 0, fmt.Errorf("%w; create it with CreateStream first", core.ErrStreamNotFound)
 	}
-	return decodePartitions(v), nil
+	return decodePartitions(stream, v)
 }
 
 // partitionBucket returns the bucket of (stream, partition), or ErrStreamNotFound /
@@ -739,11 +752,24 @@ func partitionBucket(tx *bolt.Tx, stream string, partition int) (*bolt.Bucket, e
 
 func partitionKey(p int) []byte { return binary.BigEndian.AppendUint32(nil, uint32(p)) }
 
-func decodePartitions(v []byte) int {
+// decodePartitions decodes a stream's partition count from "meta".
+func decodePartitions(stream string, v []byte) (int, error) {
 	if len(v) != 4 {
-		return 0
+		return 0, fmt.Errorf("%w: stream %q: partition count % x", errCorrupt, stream, v)
 	}
-	return int(binary.BigEndian.Uint32(v))
+	n := binary.BigEndian.Uint32(v)
+	if n < 1 || n > core.MaxPartitions {
+		return 0, fmt.Errorf("%w: stream %q: %d partitions", errCorrupt, stream, n)
+	}
+	return int(n), nil
+}
+
+// decodeIndex decodes a message key or a saved index: 8 bytes, big-endian.
+func decodeIndex(v []byte) (uint64, error) {
+	if len(v) != 8 {
+		return 0, fmt.Errorf("%w: index value % x is not 8 bytes", errCorrupt, v)
+	}
+	return binary.BigEndian.Uint64(v), nil
 }
 
 // indexKey validates a consumer index key and encodes it as
