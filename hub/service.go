@@ -129,8 +129,8 @@ func (h *Hub) create(ctx context.Context, protocol, stream string, partitions ui
 		h.log.Error("create stream failed", "stream", stream, "partitions", partitions, "err", err)
 		return fmt.Errorf("backend: %w", err)
 	}
-	if n < 1 {
-		return fmt.Errorf("%w: backend reports %d partitions for stream %q", core.ErrUnavailable, n, stream)
+	if err := checkCount(stream, n); err != nil {
+		return err
 	}
 	h.mu.Lock()
 	h.streams[stream] = n
@@ -189,8 +189,6 @@ func (h *Hub) handleStreamOpen(ctx context.Context, msg *routing.Message, bp wir
 		case errors.Is(err, core.ErrStreamNotFound): // OK, partitions absent
 		case err != nil:
 			rep.Status, rep.Reason = wire.StatusError, err.Error()
-		case n < 1 || n > core.MaxPartitions:
-			rep.Status, rep.Reason = wire.StatusError, fmt.Sprintf("%s %q: %v: backend reports %d partitions", bp.Protocol, req.StreamName, core.ErrUnavailable, n)
 		default:
 			rep.Partitions = wire.Some(uint64(n))
 			for id := range n {
@@ -237,10 +235,13 @@ func (h *Hub) partitionCount(ctx context.Context, stream string) (int, error) {
 	}
 	if pc, ok := h.backend.Storage.(core.PartitionCounter); ok {
 		n, err := pc.Partitions(ctx, stream)
-		if err != nil && !errors.Is(err, core.ErrStreamNotFound) {
+		switch {
+		case errors.Is(err, core.ErrStreamNotFound):
+			return 0, err
+		case err != nil:
 			return 0, fmt.Errorf("backend: %w", err)
 		}
-		return n, err
+		return n, checkCount(stream, n)
 	}
 	h.mu.Lock()
 	n, ok := h.streams[stream]
@@ -249,6 +250,15 @@ func (h *Hub) partitionCount(ctx context.Context, stream string) (int, error) {
 		return 0, fmt.Errorf("%w: backend %s cannot report partition counts and this hub has not created stream %q since it started", core.ErrUnavailable, h.backend.Storage.Capabilities().Name, stream)
 	}
 	return n, nil
+}
+
+// checkCount refuses a partition count that no stream can have, which only a broken backend
+// reports: the hub would otherwise answer with a reply per partition, billions of them.
+func checkCount(stream string, n int) error {
+	if n < 1 || n > core.MaxPartitions {
+		return fmt.Errorf("%w: backend reports %d partitions for stream %q", core.ErrUnavailable, n, stream)
+	}
+	return nil
 }
 
 // generateName returns a name for a stream created without one: "generated_" and 16 hex

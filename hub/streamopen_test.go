@@ -156,3 +156,34 @@ func TestStreamOpenCannotTell(t *testing.T) {
 		t.Fatalf("sluice_stream_open created the stream with %d partitions", n)
 	}
 }
+
+// impossibleCount is a broken backend: it reports a partition count no stream can have.
+type impossibleCount struct{ core.Storage }
+
+func (impossibleCount) Partitions(context.Context, string) (int, error) { return 1<<32 - 1, nil }
+
+func (impossibleCount) CreateStream(context.Context, string, int) (int, error) {
+	return 1<<32 - 1, nil
+}
+
+// TestImpossiblePartitionCount: with a backend that reports more partitions than a stream
+// can have, sluice_stream_open, sluice_stream_info and stream_create_partitioned get one
+// ERROR each, not a reply per partition (four billion of them).
+func TestImpossiblePartitionCount(t *testing.T) {
+	b := openMemory(t)
+	t.Cleanup(func() { b.Close() }) // after the hub's shutdown (cleanups run last first)
+	_, addr := hubtest.Start(t, &core.Backend{Storage: impossibleCount{b.Storage}, Index: b.Index})
+	c := hubtest.Dial(t, addr)
+	const want = "backend reports 4294967295 partitions"
+	reps, _ := streamOpen(t, c, 1, "counted", 1)
+	if rep := reps[0]; rep.Status != wire.StatusError || rep.Partitions.Valid || !strings.Contains(rep.Reason, want) {
+		t.Fatalf("sluice_stream_open reply = %+v, want ERROR saying %q", rep, want)
+	}
+	if rep := c.StreamInfo(2, "counted"); rep.Status != wire.StatusError || rep.Partitions.Valid || !strings.Contains(rep.Reason, want) {
+		t.Fatalf("sluice_stream_info reply = %+v, want ERROR saying %q", rep, want)
+	}
+	c.Send(wire.Route{wire.Local(hub.StreamAddress)}, wire.ProtocolCreatePartitioned, wire.CreateStreamPartitionedRequest{StreamName: wire.Some("created"), Partitions: 2})
+	if reason := c.ExpectError(); !strings.Contains(reason, want) {
+		t.Fatalf("stream_create_partitioned error = %q, want it to say %q", reason, want)
+	}
+}

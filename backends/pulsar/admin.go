@@ -94,6 +94,9 @@ func (a *admin) partitions(ctx context.Context, topic string) (int, error) {
 	if errors.As(err, &aerr) && aerr.Status == http.StatusNotFound && !strings.Contains(aerr.Reason, "amespace") {
 		return 0, nil // recent brokers answer 404 for a missing topic, older ones {"partitions":0}
 	}
+	if err == nil && (m.Partitions < 0 || m.Partitions > core.MaxPartitions) {
+		return 0, fmt.Errorf("admin: topic %s has %d partitions, outside [0, %d]", topic, m.Partitions, core.MaxPartitions)
+	}
 	return m.Partitions, err
 }
 
