@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 )
 
 // Record packing. Each Kinesis record carries one or more consecutive messages of one
@@ -64,6 +65,17 @@ func unpackRecord(b []byte, fn func(index uint64, data []byte) bool) error {
 	b = b[recordHeader:]
 	if len(b) == 0 {
 		return fmt.Errorf("%w: no messages", errBadRecord)
+	}
+	// Check the whole record first: fn sees all of it or nothing.
+	last := idx
+	for rest := b; len(rest) > 0; last++ {
+		n, w := binary.Uvarint(rest)
+		if w <= 0 || n > uint64(len(rest)-w) {
+			return fmt.Errorf("%w: truncated message at index %d", errBadRecord, last)
+		}
+		if rest = rest[w+int(n):]; len(rest) > 0 && last == math.MaxUint64 {
+			return fmt.Errorf("%w: indexes past %d", errBadRecord, uint64(math.MaxUint64))
+		}
 	}
 	for len(b) > 0 {
 		n, w := binary.Uvarint(b)

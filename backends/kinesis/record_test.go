@@ -68,12 +68,15 @@ func FuzzUnpackRecord(f *testing.F) {
 		f.Add(r)
 	}
 	f.Add([]byte{1, 0, 0, 0, 0, 0, 0, 0, 0, 0x80})
+	f.Add([]byte{1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 'a', 1, 'b'}) // indexes past MaxUint64
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var msgs [][]byte
 		var first uint64
 		err := unpackRecord(b, func(idx uint64, d []byte) bool {
 			if len(msgs) == 0 {
 				first = idx
+			} else if idx != first+uint64(len(msgs)) || idx < first {
+				t.Fatalf("message %d of a record starting at %d has index %d", len(msgs), first, idx)
 			}
 			msgs = append(msgs, append([]byte(nil), d...))
 			return true
