@@ -61,7 +61,7 @@ func openOutbox(path, stream string) (*outbox, []outboxItem, error) {
 			return err
 		}
 		return msgs.ForEach(func(k, v []byte) error {
-			if len(k) != 8 {
+			if len(k) != 8 || v == nil { // v == nil: a nested bucket, which no put makes
 				return fmt.Errorf("client: outbox %q: corrupt key %x", path, k)
 			}
 			items = append(items, outboxItem{seq: binary.BigEndian.Uint64(k), data: append([]byte(nil), v...)})
