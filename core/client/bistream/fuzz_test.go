@@ -5,6 +5,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/sluicehq/sluice/core"
 	"github.com/sluicehq/sluice/core/wire"
 )
 
@@ -38,6 +39,37 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		}
 		if e.Size() != len(b) {
 			t.Fatalf("Size %d, encoded %d", e.Size(), len(b))
+		}
+	})
+}
+
+// FuzzParseSenderAddress feeds arbitrary local addresses, as they arrive in the onward
+// routes of network messages (the node's fallback parses every unknown one), to
+// ParseSenderAddress: what it accepts names valid streams and is exactly the SenderAddress
+// of those streams, so that one sender never has two addresses.
+func FuzzParseSenderAddress(f *testing.F) {
+	for _, s := range []string{
+		SenderAddress("orders", "replies"), SenderAddress("orders", ""), "bistream/", "bistream//r",
+		"bistream/a/b/c", "bistream/a", "bistream/a\xff/b", "Bistream/a/b", "stream.s.0", "",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, addr string) {
+		to, ret, ok := ParseSenderAddress(addr)
+		if !ok {
+			if to != "" || ret != "" {
+				t.Fatalf("ParseSenderAddress(%q) = %q, %q, false: want zero values when not ok", addr, to, ret)
+			}
+			return
+		}
+		if err := core.ValidateStreamName(to); err != nil {
+			t.Fatalf("ParseSenderAddress(%q) accepted destination %q: %v", addr, to, err)
+		}
+		if ret != "" && core.ValidateStreamName(ret) != nil {
+			t.Fatalf("ParseSenderAddress(%q) accepted return stream %q", addr, ret)
+		}
+		if back := SenderAddress(to, ret); back != addr {
+			t.Fatalf("ParseSenderAddress(%q) = %q, %q, whose address is %q", addr, to, ret, back)
 		}
 	})
 }
