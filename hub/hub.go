@@ -66,6 +66,7 @@ type Hub struct {
 	partitions   map[string]*partition
 	streams      map[string]int // partition counts of the streams created through this hub
 	tasks        sync.WaitGroup // pull and create goroutines
+	writers      sync.WaitGroup // partition writers (p.run), retired ones included
 	tcp          *tcp.Transport // created by the first Listen
 	shutdownOnce sync.Once
 
@@ -223,6 +224,7 @@ func (h *Hub) shutdown(ctx context.Context) error {
 			<-p.done
 		}
 	}
+	h.writers.Wait() // writers of retired partitions: nothing is queued, they return at once
 	h.mu.Lock()
 	h.pullsStopped = true
 	h.mu.Unlock()
@@ -353,7 +355,11 @@ func (h *Hub) partition(stream string, id int) (*partition, error) {
 	h.partitions[addr] = p
 	h.m.partitionWorkers.Add(1)
 	if !h.closing {
-		go p.run()
+		h.writers.Add(1)
+		go func() { // owned by the hub: Shutdown waits for it, also once p is retired
+			defer h.writers.Done()
+			p.run()
+		}()
 	}
 	return p, nil
 }

@@ -12,6 +12,7 @@
 package faultproxy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -119,6 +120,8 @@ type Proxy struct {
 	target string
 	ln     net.Listener
 	done   chan struct{}
+	ctx    context.Context // ends with Close: cuts short the dials to the target
+	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
 	mu        sync.Mutex
@@ -158,6 +161,7 @@ func New(target string, opts ...Option) (*Proxy, error) {
 		done:   make(chan struct{}),
 		links:  map[*link]struct{}{},
 	}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
 	for i := range p.gates {
 		p.gates[i] = make(chan struct{})
 		close(p.gates[i])
@@ -288,6 +292,7 @@ func (p *Proxy) Close() error {
 	}
 	p.closed = true
 	close(p.done)
+	p.cancel()
 	ls := make([]*link, 0, len(p.links))
 	for l := range p.links {
 		ls = append(ls, l)
@@ -367,7 +372,7 @@ func (p *Proxy) serve(l *link) {
 	defer p.wg.Done()
 	defer p.remove(l)
 	d := net.Dialer{Timeout: p.cfg.dialTimeout}
-	t, err := d.Dial("tcp", p.target)
+	t, err := d.DialContext(p.ctx, "tcp", p.target)
 	if err != nil {
 		p.refused.Add(1)
 		l.reset()
