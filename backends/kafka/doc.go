@@ -45,9 +45,10 @@
 // in a partition, but NOT dense: transaction markers (from transactional producers sharing
 // the topic), aborted records and compaction leave gaps, so Capabilities().DenseIndex is
 // false. Append reports each record's offset from the produce response. Fetch(from, limit)
-// sends one Fetch request (read_committed, max wait 0) for offset from directly to the
-// partition leader: it seeks rather than scans, never returns an offset below from, skips
-// gaps, and returns an empty result at once when from is at or past the last stable offset.
+// sends at most one Fetch request (read_committed, max wait 0) for offset from directly to
+// the partition leader, none when read-ahead already holds the messages: it seeks rather
+// than scans, never returns an offset below from, skips gaps, and returns an empty result
+// at once when from is at or past the last stable offset.
 // If retention deleted from, Fetch starts at the log start offset (the first message that
 // still exists). A from above the largest int64 is past the end.
 //
@@ -106,6 +107,9 @@
 //   - A Store built with [New] on a client without the manual partitioner or acks=all is
 //     refused; messages above the client's ProducerBatchMaxBytes (franz-go default
 //     1000012) fail with core.ErrMessageTooLarge even if MaxMessageSize is higher.
-//   - Fetch reads one partition per request; it does not use fetch sessions or long
-//     polling (the hub polls).
+//   - Fetch reads one partition per request, with max wait 0: no fetch sessions and no
+//     broker long poll (the hub parks long polls itself). What a broker answer brought past
+//     the Fetch's limit is kept for the next sequential Fetch (at most 16 MiB over all
+//     partitions, for 2 s, 4 reader positions per partition), and a sequential reader's
+//     next page is prefetched.
 package kafka

@@ -90,8 +90,9 @@ Examples:
 Follow partition 0 of a stream: print its messages, starting at -from (default 0, the oldest)
 or at the index saved for -client-id, and then every new message as soon as it is appended,
 until interrupted (Ctrl-C). Waiting uses long-poll pulls: the hub answers when a message
-arrives, there is no polling interval. With -client-id the position is saved as messages are
-printed, so a restarted tail continues where it stopped. Output as for pull.
+arrives through it, there is no polling interval (a message pushed through another hub of
+the same backend shows when the 5 s wait ends). With -client-id the position is saved as
+messages are printed, so a restarted tail continues where it stopped. Output as for pull.
 
 tail does not create streams: a stream that does not exist is an error (create it with
 "sluice create"), also when the hub comes back without it after an outage. While the hub
