@@ -568,7 +568,7 @@ func (s *session) handle(_ context.Context, m *routing.Message) error {
 		if derr == nil {
 			reason = e.Reason
 		}
-		s.fail(fmt.Errorf("client: %w: %s", ErrRejected, reason))
+		s.fail(fmt.Errorf("%w: %s", ErrRejected, reason))
 		if s.handler != nil {
 			s.handler(s, bp.Protocol, bp.Data)
 		}

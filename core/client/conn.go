@@ -436,7 +436,7 @@ func (c *Conn) Push(ctx context.Context, stream string, partition int, msgs [][]
 			return out, fmt.Errorf("client: push to %q partition %d: %w", stream, partition, err)
 		}
 		if confirm.Status != wire.StatusOK {
-			return out, fmt.Errorf("client: push to %q partition %d: %w (status ERROR): %w", stream, partition, ErrRejected, core.ErrUnavailable)
+			return out, fmt.Errorf("client: push to %q partition %d: %w: %w", stream, partition, ErrRefused, core.ErrUnavailable)
 		}
 		if len(confirm.Indexes) != n {
 			return out, fmt.Errorf("client: push to %q partition %d: %d indexes confirmed for %d messages", stream, partition, len(confirm.Indexes), n)

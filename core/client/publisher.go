@@ -38,6 +38,12 @@ var ErrGaveUp = errors.New("client: gave up on the message")
 // ErrRejected matches a request the hub answered with status ERROR or an "error" reply.
 var ErrRejected = errors.New("client: hub rejected the request")
 
+// ErrRefused matches the error of a push request that the hub refused with status ERROR (its
+// backend did not store the messages), which a [Publisher] sends again (see
+// [WithMaxRejections]); it also matches [ErrRejected]. A session that fails, for example
+// because the hub would not create the stream, does not match it.
+var ErrRefused = fmt.Errorf("%w (status ERROR)", ErrRejected)
+
 // ErrProtocol matches the error of a session that failed because the hub broke the protocol
 // (docs/protocol.md), for example with a sluice_pull_batch reply larger than its request
 // allows; the error matches [core.ErrUnavailable] too. The consumer drops what it received
@@ -188,8 +194,8 @@ func WithPublisherLogger(l *slog.Logger) PublisherOption {
 // WithPublisherSessionErrors calls f with the error of every failed session, before the
 // publisher retries (what it logs as "session failed; reconnecting"): a lost or refused
 // connection, a timeout, a request the hub did not take. f is also called with the error of
-// every push request the hub refused (status ERROR, matching [ErrRejected] but not
-// [core.ErrUnavailable]), which ends no session, before its messages are sent again. f runs
+// every push request the hub refused (matching [ErrRefused]), which ends no session, before
+// its messages are sent again. f runs
 // in the publisher's goroutine and must return quickly. It lets an application say why
 // messages are not being confirmed, as a NATS ErrorHandler does.
 func WithPublisherSessionErrors(f func(error)) PublisherOption {
@@ -1081,7 +1087,7 @@ func (p *Publisher) onReply(s *session, protocol string, data []byte) {
 	case wire.ProtocolError:
 		e, derr := wire.DecodeErrorPayload(data)
 		if derr == nil {
-			err = fmt.Errorf("client: %w: %s", ErrRejected, e.Reason)
+			err = fmt.Errorf("%w: %s", ErrRejected, e.Reason)
 		} else {
 			err = derr
 		}
@@ -1106,7 +1112,7 @@ func (p *Publisher) onReply(s *session, protocol string, data []byte) {
 	delete(p.reqs, id)
 	r.timer.Stop()
 	if !ok {
-		p.refusedLocked(r, fmt.Errorf("client: push request %d to %q: %w (status ERROR)", id, p.stream, ErrRejected))
+		p.refusedLocked(r, fmt.Errorf("client: push request %d to %q: %w", id, p.stream, ErrRefused))
 		p.mu.Unlock()
 		return
 	}

@@ -42,7 +42,7 @@ sluice push logs" runs until its input ends or Ctrl-C). A message the hub refuse
 
 On a failure or Ctrl-C push stops reading its input, prints the indexes of the messages
 confirmed until then and exits 1 saying how many were confirmed, how many may or may not
-have been stored (none when push never reached the hub), which were not sent, and why.
+have been stored (none when nothing was sent), which were not sent, and why.
 
 A message is at most 65023 bytes (one frame, whatever the backend allows; less when the
 hub runs with a lower -max-message-size). Arguments are all checked before any is pushed; a
@@ -168,11 +168,10 @@ func pushFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
 	}
 }
 
-// refusal reports whether err is the hub refusing a request it took (status ERROR), not a
-// failure to reach it or a request it did not take (a hub shutting down).
-func refusal(err error) bool {
-	return errors.Is(err, client.ErrRejected) && !errors.Is(err, core.ErrUnavailable)
-}
+// refusal reports whether err is the hub refusing a push it took (status ERROR), not a
+// failure to reach it, a request it did not take (a hub shutting down) or a session it
+// failed (a stream it would not create).
+func refusal(err error) bool { return errors.Is(err, client.ErrRefused) }
 
 // pushConfig is the parsed command line of "sluice push".
 type pushConfig struct {
@@ -391,7 +390,7 @@ type pushResult struct {
 	failedN, failedSize  int   // ... its number (from 1) and size
 	refused              int   // messages the hub refused until push gave up on them
 	late                 []lateConfirm
-	sent                 uint64 // transmissions: 0 when push never reached the hub
+	sent                 uint64 // transmissions: 0 when nothing was sent
 }
 
 // lateConfirm is a message (numbered from 1) confirmed after one before it was not.
@@ -464,7 +463,7 @@ func (r pushResult) err(ctx context.Context, perr error, complete bool, cause er
 	}
 	if unknown > 0 {
 		if r.sent == 0 {
-			b.WriteString("; nothing was sent: push never reached the hub")
+			b.WriteString("; nothing was sent")
 		} else {
 			fmt.Fprintf(&b, "; the other %d may or may not have been stored", unknown)
 		}

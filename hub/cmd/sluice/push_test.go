@@ -344,3 +344,42 @@ func TestPushRefusedLineStopsReading(t *testing.T) {
 		t.Fatal("push still running 30s after the hub refused a line: it waits for more input")
 	}
 }
+
+// noCreate is a backend whose broker refuses to create streams.
+type noCreate struct{ core.Storage }
+
+func (noCreate) CreateStream(context.Context, string, int) (int, error) {
+	return 0, fmt.Errorf("%w: the broker refused to create the topic", core.ErrUnavailable)
+}
+
+// A hub that is reached but will not create the stream is no refused message: push warns on
+// stderr while it retries and ends saying why, not that it never reached the hub.
+func TestPushStreamNotCreated(t *testing.T) {
+	b, err := core.Open(t.Context(), "memory://")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := hub.New(&core.Backend{Storage: noCreate{b.Storage}, Index: b.Index}, hub.WithLogger(discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := h.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = h.Close()
+		_ = b.Close()
+	})
+	code, out, errs := runIO(t.Context(), "", "push", "-hub", a.String(), "-timeout", "2s", "s", "m")
+	if code != 1 || out != "" {
+		t.Errorf("exit %d, stdout %q; want 1 and nothing printed", code, out)
+	}
+	const why = "the broker refused to create the topic"
+	if strings.Count(errs, why) < 2 { // the warning while retrying, and the final error
+		t.Errorf("stderr says %d times why (%q), want the warning and the error:\n%s", strings.Count(errs, why), why, errs)
+	}
+	if strings.Contains(errs, "never reached the hub") {
+		t.Errorf("stderr says push never reached the hub, which answered:\n%s", errs)
+	}
+}
