@@ -122,7 +122,7 @@ func LoadIdentity(path string) (*Identity, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("%w: %w: %s; create one with `sluice keygen`", ErrIdentityNotFound, fs.ErrNotExist, path)
+			return nil, fmt.Errorf("%w: %w: %s; create one with `sluice keygen -out %s`", ErrIdentityNotFound, fs.ErrNotExist, path, path)
 		}
 		return nil, fmt.Errorf("securechannel: load identity %s: %w", path, err)
 	}
@@ -132,10 +132,10 @@ func LoadIdentity(path string) (*Identity, error) {
 		return nil, fmt.Errorf("securechannel: load identity %s: %w", path, err)
 	}
 	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%w: %s is not a regular file; create one with `sluice keygen`", ErrIdentityCorrupt, path)
+		return nil, fmt.Errorf("%w: %s is not a regular file; name a key file, or create one with `sluice keygen -out FILE`", ErrIdentityCorrupt, path)
 	}
 	if perm := st.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
-		return nil, fmt.Errorf("%w: %s has mode %#o, other users may read the private key; run `chmod 600 %s` (and consider the key compromised: run `sluice keygen`)", ErrIdentityPermissions, path, perm, path)
+		return nil, fmt.Errorf("%w: %s has mode %#o, other users may read the private key; run `chmod 600 %s` (and consider the key compromised: replace it with `sluice keygen -force -out %s`)", ErrIdentityPermissions, path, perm, path, path)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxIdentityFile+1))
 	if err != nil {
@@ -143,7 +143,7 @@ func LoadIdentity(path string) (*Identity, error) {
 	}
 	id, err := parseIdentity(data)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %s; restore it from a backup or create a new one with `sluice keygen`", ErrIdentityCorrupt, path, err)
+		return nil, fmt.Errorf("%w: %s: %s; restore it from a backup or create a new one with `sluice keygen -force -out %s`", ErrIdentityCorrupt, path, err, path)
 	}
 	return id, nil
 }

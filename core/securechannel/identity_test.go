@@ -60,7 +60,7 @@ func TestIdentitySaveLoad(t *testing.T) {
 func TestLoadIdentityErrors(t *testing.T) {
 	dir := t.TempDir()
 	_, err := LoadIdentity(filepath.Join(dir, "missing"))
-	if !errors.Is(err, ErrIdentityNotFound) || !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "sluice keygen") {
+	if !errors.Is(err, ErrIdentityNotFound) || !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "sluice keygen -out "+filepath.Join(dir, "missing")) {
 		t.Fatalf("missing: %v", err)
 	}
 

@@ -41,6 +41,9 @@ func keygenFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error
 		if *out == "" {
 			return usageErr("-out FILE is required")
 		}
+		if fi, err := os.Stat(*out); err == nil && fi.IsDir() {
+			return usageErr("-out %s is a directory; name the key file, e.g. -out %s", *out, filepath.Join(*out, "device.key"))
+		}
 		// Say which directory is missing, not the name of the temporary file that
 		// SaveIdentity writes first.
 		if dir := filepath.Dir(*out); dir != "" {

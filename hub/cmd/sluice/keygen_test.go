@@ -102,3 +102,15 @@ func TestKeygenParentIsAFile(t *testing.T) {
 		t.Errorf("keygen -out under a file: exit %d, stdout %q, stderr %q; want 1 and that %s is not a directory", code, out, errOut, file)
 	}
 }
+
+// -out naming a directory is a usage error that suggests a file in it, with or without
+// -force (which cannot replace a directory).
+func TestKeygenOutIsADirectory(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{{"-out", dir}, {"-force", "-out", dir}} {
+		code, out, errOut := runKeygen(t, args...)
+		if code != 2 || out != "" || !strings.Contains(errOut, dir+" is a directory") || !strings.Contains(errOut, filepath.Join(dir, "device.key")) || strings.Contains(errOut, "-force to replace") {
+			t.Errorf("keygen %v: exit %d, stdout %q, stderr %q; want 2 and that it is a directory", args, code, out, errOut)
+		}
+	}
+}
