@@ -215,7 +215,7 @@ func New(ctx context.Context, path string, opts *Options) (*Store, error) {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			return nil, fmt.Errorf("bbolt: open %s: %w: the file is locked by another process (waited %v): %w", file, core.ErrUnavailable, timeout, err)
+			return nil, fmt.Errorf("bbolt: open %s: %w: the file is locked by another process (waited %v): %w (is another sluice hub using it? stop it, or name another path)", file, core.ErrUnavailable, timeout, err)
 		}
 		var pe *fs.PathError
 		switch {

@@ -182,6 +182,9 @@ func TestLockedFile(t *testing.T) {
 		}
 		t.Fatalf("second New on a locked file: %v, want ErrUnavailable", err)
 	}
+	if !strings.Contains(err.Error(), "is another sluice hub using it?") {
+		t.Errorf("second New on a locked file: %q does not say what to check", err)
+	}
 }
 
 // TestLockedFileCtxDeadline: New stops waiting for a locked file when ctx ends, even if

@@ -1,10 +1,12 @@
 package kafka
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -137,5 +139,20 @@ func TestParseURLSecurity(t *testing.T) {
 func TestOptionsRejectNegativeFetchMaxBytes(t *testing.T) {
 	if _, err := (&Options{FetchMaxBytes: -1}).withDefaults(); !errors.Is(err, core.ErrInvalidOption) {
 		t.Errorf("FetchMaxBytes -1: %v; want core.ErrInvalidOption", err)
+	}
+}
+
+// TestDialNoBroker: Dial to a port where no broker listens fails with ErrUnavailable and
+// asks whether Kafka runs there.
+func TestDialNoBroker(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	s, err := Dial(ctx, []string{"127.0.0.1:1"}, nil)
+	if err == nil {
+		s.Close()
+		t.Fatal("Dial to a port without a broker succeeded")
+	}
+	if !errors.Is(err, core.ErrUnavailable) || !strings.Contains(err.Error(), "is Kafka running at 127.0.0.1:1?") {
+		t.Errorf("Dial to a port without a broker: %v; want ErrUnavailable asking whether Kafka runs there", err)
 	}
 }

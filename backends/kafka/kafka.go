@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"sync"
 	"time"
 
@@ -168,6 +169,9 @@ func Dial(ctx context.Context, seeds []string, opts *Options, extra ...kgo.Opt) 
 	}
 	if err := s.ping(ctx); err != nil {
 		s.Close()
+		if errors.Is(err, core.ErrUnavailable) {
+			err = fmt.Errorf("%w (is Kafka running at %s?)", err, strings.Join(seeds, ","))
+		}
 		return nil, err
 	}
 	return s, nil

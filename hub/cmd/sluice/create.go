@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/client"
 	"github.com/sluicehq/sluice/core/wire"
 	"github.com/sluicehq/sluice/hub"
 )
@@ -60,6 +61,7 @@ func createFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error
 		}
 		partitionsSet := false
 		fs.Visit(func(f *flag.Flag) { partitionsSet = partitionsSet || f.Name == "partitions" })
+		parent := ctx
 		ctx, cancel := context.WithTimeout(ctx, *timeout)
 		defer cancel()
 		r, err := dialRPC(*hubAddr)
@@ -89,6 +91,9 @@ func createFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error
 			if err != nil {
 				if len(seen) > 0 && ctx.Err() == nil {
 					break // quiet: all Inits are in
+				}
+				if parent.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+					return &hubError{*hubAddr, fmt.Errorf("%w: no reply within -timeout %v (is it a sluice hub?)", client.ErrTimeout, *timeout)}
 				}
 				if errors.Is(err, core.ErrUnavailable) {
 					return &hubError{*hubAddr, err}

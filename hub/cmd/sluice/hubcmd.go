@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/sluicehq/sluice/core"
@@ -174,6 +175,9 @@ func runHub(ctx context.Context, sio *stdio, log *slog.Logger, listen, backendUR
 	}
 	addr, err := h.Listen(listen)
 	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			err = fmt.Errorf("%w (is another sluice hub running? stop it, or choose another -listen)", err)
+		}
 		return errors.Join(err, stop())
 	}
 	var metrics *http.Server
@@ -202,6 +206,9 @@ var (
 func serveMetrics(h *hub.Hub, addr string, log *slog.Logger) (*http.Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			err = fmt.Errorf("%w (choose another -metrics-addr)", err)
+		}
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	metricsHub.Store(h)

@@ -358,3 +358,24 @@ func TestHubListenFailsAndClosesBackend(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A -listen or -metrics-addr port that is taken fails the start (exit 1) saying what to do.
+func TestHubPortInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	taken := ln.Addr().String()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-listen", taken}, "is another sluice hub running? stop it, or choose another -listen"},
+		{[]string{"-listen", "127.0.0.1:0", "-metrics-addr", taken}, "choose another -metrics-addr"},
+	} {
+		if code, errs := runHubUntil(t, tc.args...); code != 1 || !strings.Contains(errs, tc.want) {
+			t.Errorf("hub %v with the port taken: exit %d, want 1 saying %q\n%s", tc.args, code, tc.want, errs)
+		}
+	}
+}
