@@ -40,10 +40,12 @@ fuzz:
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 5 $(PKGS)
 
-## bench-report: run `sluice bench` on every backend available here (brokers started by the
-## launchers) and regenerate docs/benchmarks.md and its charts (takes about half an hour)
+## bench-report: run the benchmark of `sluice bench` (hub/bench) on every backend available
+## here (brokers started by the launchers) and regenerate docs/benchmarks.md and its charts
+## (takes about half an hour)
 bench-report:
 	$(GO) run ./hub/bench/cmd/benchreport -out docs
 
+## clean: remove what `sluice hub` and `sluice conformance`/`bench` write by default here
 clean:
-	rm -rf sluice-data
+	rm -rf sluice-data sluice-report

@@ -184,6 +184,10 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// Validate returns the error, matching core.ErrInvalidOption, that Run would return for c,
+// so that a caller can refuse a bad configuration before it prepares anything.
+func (c Config) Validate() error { return c.withDefaults().validate() }
+
 // validate reports a configuration error matching core.ErrInvalidOption.
 func (c Config) validate() error {
 	for _, s := range append(append([]int(nil), c.Sizes...), c.LatencySize) {

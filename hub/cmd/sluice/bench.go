@@ -104,12 +104,15 @@ func benchFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error 
 		if *runs <= 0 || *duration <= 0 || *rate <= 0 || *latencySize <= 0 || *window <= 0 || *batch <= 0 {
 			return usageErr("-runs, -duration, -rate, -latency-size, -window and -batch must be positive")
 		}
-		if err := prepareOutDir(*out); err != nil {
-			return err
-		}
 		cfg := bench.Config{
 			Sizes: sizes, Runs: *runs, Duration: *duration, Workloads: strings.Split(*workloads, ","),
 			Rate: *rate, LatencySize: *latencySize, Window: *window, Batch: *batch,
+		}
+		if err := cfg.Validate(); err != nil {
+			return usageErr("%v", err) // before -out is created
+		}
+		if err := prepareOutDir(*out); err != nil {
+			return err
 		}
 		f, _ := sio.err.(*os.File)
 		switch {

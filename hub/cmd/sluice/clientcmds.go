@@ -561,6 +561,9 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 		if err := core.ValidateStreamName(stream); err != nil {
 			return usageErr("%v", err)
 		}
+		if *raw && *asJSON {
+			return usageErr("-raw and -json exclude each other: choose one")
+		}
 		if !follow && idle <= 0 {
 			return usageErr("-idle %v: want more than 0", idle)
 		}

@@ -51,6 +51,12 @@ func usageErr(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{errUsage}, args...)...)
 }
 
+// cliMessage is the text of err for the command line. The "sluice: " that starts the text
+// of package core's errors is left out: the line already starts with "sluice COMMAND: ".
+func cliMessage(err error) string {
+	return strings.ReplaceAll(strings.TrimPrefix(err.Error(), "sluice: "), ": sluice: ", ": ")
+}
+
 // run dispatches args to a command and returns the process exit status: 0 on success, 1 on
 // failure, 2 on a bad command line.
 func run(ctx context.Context, args []string, sio *stdio) int {
@@ -87,7 +93,7 @@ func run(ctx context.Context, args []string, sio *stdio) int {
 		return 2
 	}
 	if err := runCmd(ctx, sio, fs.Args()); err != nil {
-		fmt.Fprintf(sio.err, "sluice %s: %v\n", name, err)
+		fmt.Fprintf(sio.err, "sluice %s: %s\n", name, cliMessage(err))
 		if errors.Is(err, errUsage) {
 			fmt.Fprintf(sio.err, "usage: sluice %s %s (see sluice %s -help)\n", name, c.usage, name)
 			return 2

@@ -47,7 +47,7 @@ each matching one level of the name ("Storage/AppendFetch/AllByteValues").
 Examples:
   sluice conformance -backend bbolt:conf-data
   sluice conformance -backend memory:// -backend bbolt:conf-data -out report
-  sluice conformance -backend bbolt:conf-data -run 'Storage/(Order|Index)'
+  sluice conformance -backend bbolt:conf-data -run '^Storage$/^(Order|Index)$'
 `,
 		flags: conformanceFlags,
 	})

@@ -32,9 +32,9 @@ func init() {
 		help: `
 Run a Sluice hub. Devices create streams, push and pull messages through it with the Ockam
 stream protocol over TCP; the hub stores them in a backend chosen by URL. It prints
-"sluice hub listening on ADDRESS" once it accepts connections, and stops gracefully on
-SIGINT or SIGTERM: it stops accepting connections, confirms every push it had taken,
-answers waiting pulls, then exits. Requests that arrive meanwhile are answered as not
+"sluice hub listening on ADDRESS (backend NAME)" once it accepts connections, and stops
+gracefully on SIGINT or SIGTERM: it stops accepting connections, confirms every push it had
+taken, answers waiting pulls, then exits. Requests that arrive meanwhile are answered as not
 taken, and Sluice clients send them again once the hub is back. What is not done within
 -shutdown-timeout is abandoned: pushes whose append was cut short are confirmed with
 status ERROR.
@@ -47,7 +47,7 @@ http://ADDR/debug/vars: pushes, pulls, appends, errors, slow_consumers (connecti
 because they did not read their replies), connections_refused (connections closed at
 once because the hub had -max-connections open; also warned about in the log, at most
 every 10s), partition_workers (now) and partition_workers_retired, and more: see
-go doc ./hub Metrics.
+go doc github.com/sluicehq/sluice/hub.Metrics.
 
 Backends (the URL's scheme):
   bbolt:PATH or bbolt:///abs/path  embedded, durable (default: bbolt:sluice-data); PATH is a
@@ -60,8 +60,9 @@ Backends (the URL's scheme):
   kinesis://REGION?endpoint=URL&index=bbolt:DIR
                                    AWS Kinesis (stream per stream; consumer indexes in index=)
   sluice://HOST:PORT               another hub (a hub as a backend)
-Each backend's options are in its package documentation: go doc ./backends/NAME, where
-NAME is the scheme (the package of sluice:// is ./backends/remote).
+Each backend's options are in its package documentation:
+go doc github.com/sluicehq/sluice/backends/NAME, where NAME is the scheme (the package of
+sluice:// is backends/remote).
 
 Environment: SLUICE_LISTEN and SLUICE_BACKEND set the defaults of -listen and -backend.
 

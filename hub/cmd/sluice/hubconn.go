@@ -131,7 +131,7 @@ func (h *hubWatch) fail(err error) {
 	if retrying == "" {
 		retrying = "retrying"
 	}
-	fmt.Fprintf(h.w, "sluice %s: %v; %s\n", h.cmd, &hubError{h.addr, err}, retrying)
+	fmt.Fprintf(h.w, "sluice %s: %s; %s\n", h.cmd, cliMessage(&hubError{h.addr, err}), retrying)
 }
 
 // ok ends a failure streak, saying so when there was one.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -273,8 +274,8 @@ func TestCLIUsageErrorsExit2(t *testing.T) {
 	}
 	wantRun(t, 2, []string{`unknown backend "foo"`}, "", "conformance", "-backend", "foo://", "-out", dir)
 	// The help is true: the sluice:// backend's package, and the message limit of push.
-	if code, out, _ := runIO(t.Context(), "", "help", "hub"); code != 0 || !strings.Contains(out, "./backends/remote") {
-		t.Errorf("sluice help hub: exit %d, lacks ./backends/remote:\n%s", code, out)
+	if code, out, _ := runIO(t.Context(), "", "help", "hub"); code != 0 || !strings.Contains(out, "is backends/remote") {
+		t.Errorf("sluice help hub: exit %d, lacks backends/remote:\n%s", code, out)
 	}
 	if _, out, _ := runIO(t.Context(), "", "help", "push"); !strings.Contains(out, strconv.Itoa(client.MaxMessageSize)+" bytes") {
 		t.Errorf("sluice help push does not state the limit %d:\n%s", client.MaxMessageSize, out)
@@ -381,4 +382,26 @@ func TestCLICreateSilentHub(t *testing.T) {
 	addr := silentAddr(t)
 	wantRun(t, 1, []string{"hub " + addr + " does not answer", "no reply within -timeout 300ms (is it a sluice hub?)"}, "",
 		"create", "-hub", addr, "-timeout", "300ms", "s")
+}
+
+// -raw and -json exclude each other; an error of package core is printed without its own
+// "sluice: " after the command's.
+func TestCLIUsageMessages(t *testing.T) {
+	addr := freeAddr(t)
+	for _, cmd := range []string{"pull", "tail"} {
+		wantRun(t, 2, []string{"-raw and -json exclude each other"}, "", cmd, "-hub", addr, "-raw", "-json", "s")
+	}
+	_, _, errs := runIO(t.Context(), "", "push", "-hub", addr, "bad name", "x")
+	if want := "sluice push: usage: invalid argument: "; !strings.Contains(errs, want) || strings.Contains(errs, ": sluice: ") {
+		t.Errorf("push with a bad stream name: stderr %q, want %q and no second \"sluice: \"", errs, want)
+	}
+}
+
+// A bench whose configuration is refused creates no -out directory.
+func TestBenchBadWorkloadCreatesNothing(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "report")
+	wantRun(t, 2, []string{`unknown workload "bogus"`}, "", "bench", "-backend", "memory://", "-workloads", "bogus", "-out", out)
+	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("-out %s after a refused configuration: %v, want it not created", out, err)
+	}
 }
