@@ -23,6 +23,13 @@ func startHubWith(t *testing.T, opts ...hub.Option) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startHubOn(t, b, opts...)
+}
+
+// startHubOn starts an in-process hub with opts on b, which it closes at the end of the
+// test, and returns its address.
+func startHubOn(t *testing.T, b *core.Backend, opts ...hub.Option) string {
+	t.Helper()
 	h, err := hub.New(b, append([]hub.Option{hub.WithLogger(discard)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
@@ -359,19 +366,8 @@ func TestPushStreamNotCreated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := hub.New(&core.Backend{Storage: noCreate{b.Storage}, Index: b.Index}, hub.WithLogger(discard))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := h.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = h.Close()
-		_ = b.Close()
-	})
-	code, out, errs := runIO(t.Context(), "", "push", "-hub", a.String(), "-timeout", "2s", "s", "m")
+	addr := startHubOn(t, &core.Backend{Storage: noCreate{b.Storage}, Index: b.Index})
+	code, out, errs := runIO(t.Context(), "", "push", "-hub", addr, "-timeout", "2s", "s", "m")
 	if code != 1 || out != "" {
 		t.Errorf("exit %d, stdout %q; want 1 and nothing printed", code, out)
 	}
