@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"runtime/debug"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/sluicehq/sluice/core"
@@ -143,7 +146,11 @@ func expectErr(t T, what string, err, target error) {
 		return
 	}
 	if !errors.Is(err, target) {
-		t.Errorf("%s: got error %q, want one matching %v (errors.Is)", what, err, target)
+		hint := ""
+		if strings.Contains(err.Error(), target.Error()) {
+			hint = "; its text contains it, but errors.Is does not find it: wrap the sentinel with %w"
+		}
+		t.Errorf("%s: got error %q, want one matching %v (errors.Is)%s", what, err, target, hint)
 	}
 }
 
@@ -166,4 +173,18 @@ var invalidNames = []string{
 	"ünïcode",
 	"nul\x00byte",
 	string(bytes.Repeat([]byte("a"), core.MaxStreamNameLen+1)),
+}
+
+// goTest runs f on a new goroutine of wg, as the concurrent tests run backend calls: a
+// panic there fails t with the panic value and stack, as one in the test's own goroutine
+// does, instead of ending the process (and, under `sluice conformance`, the report).
+func goTest(t T, wg *sync.WaitGroup, f func()) {
+	wg.Go(func() {
+		defer func() {
+			if p := recover(); p != nil {
+				t.Errorf("panic in a backend call: %v\n%s", p, debug.Stack())
+			}
+		}()
+		f()
+	})
 }

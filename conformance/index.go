@@ -128,7 +128,7 @@ func testIndexConcurrentSaves(t T, h Harness) {
 	defer cancel()
 	var wg sync.WaitGroup
 	for w := 0; w < savers; w++ {
-		wg.Go(func() {
+		goTest(t, &wg, func() {
 			r := rand.New(rand.NewPCG(uint64(w), 1))
 			var seen uint64 // the highest value this saver saved or read back
 			for i := 0; i < each; i++ {

@@ -119,7 +119,8 @@ func Suites() []Suite {
 // Run runs every suite of [Suites] against the backend h opens, outside `go test`,
 // reporting each test's start and outcome to rep (which may be nil) as it goes. Tests run
 // one at a time, each subtest in its own goroutine: Fatalf, FailNow, Skipf and SkipNow end
-// it there (runtime.Goexit), and a panic fails it with the panic value and stack.
+// it there (runtime.Goexit), and a panic fails it with the panic value and stack (also a
+// panic in a backend call on a goroutine the test started).
 //
 // When ctx ends (an operator's Ctrl-C), the tests running then end as [Interrupted]
 // unless they failed before it ended, tests not yet started are not run (nor reported),

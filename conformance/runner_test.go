@@ -403,3 +403,55 @@ func TestRunSparseAsyncPasses(t *testing.T) {
 		}
 	}
 }
+
+// panicsInReader is a storage whose Fetch panics for one reader of ConcurrentReaders (the
+// one asking 13 messages at a time), in a goroutine the suite started, not the test's own.
+type panicsInReader struct{ core.Storage }
+
+func (p panicsInReader) Fetch(ctx context.Context, stream string, partition int, from uint64, limit int) ([]core.Message, error) {
+	if strings.Contains(stream, "readers") && limit == 13 {
+		panic("fetch is not safe for concurrent use")
+	}
+	return p.Storage.Fetch(ctx, stream, partition, from, limit)
+}
+
+// A panic in a backend call on a goroutine of the suite fails that test with the panic
+// value and stack; the process and the run go on.
+func TestRunPanicInSuiteGoroutine(t *testing.T) {
+	res := conformance.RunSuites(t.Context(), memoryHarness(func(b *core.Backend) *core.Backend {
+		return &core.Backend{Storage: panicsInReader{b.Storage}, Index: b.Index}
+	}), nil, storageOnly)
+	tr := find(t, res, "Storage/ConcurrentReaders")
+	if tr.Outcome != conformance.Fail || len(tr.Failures) == 0 || !strings.Contains(tr.Failures[0], "panic in a backend call: fetch is not safe for concurrent use") {
+		t.Fatalf("Storage/ConcurrentReaders: %v %q; want a failure naming the panic", tr.Outcome, tr.Failures)
+	}
+	if got := find(t, res, "Storage/ConcurrentReadWrite"); got.Outcome != conformance.Pass {
+		t.Errorf("Storage/ConcurrentReadWrite after the panic: %v %q; want the run to go on", got.Outcome, got.Failures)
+	}
+}
+
+// unwrapped is a storage whose Fetch reports a missing stream in words only (%v, not %w).
+type unwrapped struct{ core.Storage }
+
+func (u unwrapped) Fetch(ctx context.Context, stream string, partition int, from uint64, limit int) ([]core.Message, error) {
+	ms, err := u.Storage.Fetch(ctx, stream, partition, from, limit)
+	if errors.Is(err, core.ErrStreamNotFound) {
+		return nil, fmt.Errorf("toy: %v", err)
+	}
+	return ms, err
+}
+
+// A sentinel in an error's text but not in its chain gets a failure that says to wrap it.
+func TestRunUnwrappedSentinelHint(t *testing.T) {
+	res := conformance.RunSuites(t.Context(), memoryHarness(func(b *core.Backend) *core.Backend {
+		return &core.Backend{Storage: unwrapped{b.Storage}, Index: b.Index}
+	}), nil, storageOnly)
+	for _, tr := range res.Tests {
+		for _, f := range tr.Failures {
+			if strings.Contains(f, "stream not found") && strings.Contains(f, "wrap the sentinel with %w") {
+				return
+			}
+		}
+	}
+	t.Fatalf("no failure says to wrap the sentinel with %%w; failed: %v", failedLeaves(res))
+}

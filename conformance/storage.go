@@ -152,7 +152,7 @@ func testCreateStream(t T, h Harness) {
 		var wg sync.WaitGroup
 		start := make(chan struct{})
 		for c := range creators {
-			wg.Go(func() {
+			goTest(t, &wg, func() {
 				<-start
 				got, err := e.storage().CreateStream(e.ctx, n, 1+c%asks)
 				if err != nil {
@@ -571,7 +571,7 @@ func testConcurrentAppend(t T, h Harness) {
 	ctx, cancel := context.WithCancel(e.ctx)
 	defer cancel()
 	for w := 0; w < appenders; w++ {
-		wg.Go(func() {
+		goTest(t, &wg, func() {
 			for seq := 0; seq < per; seq++ {
 				idx, err := e.storage().Append(ctx, n, 0, [][]byte{fmt.Appendf(nil, "w%03d-%06d", w, seq)})
 				if err != nil {
@@ -640,7 +640,7 @@ func testConcurrentReaders(t T, h Harness) {
 	const readers = 8
 	var wg sync.WaitGroup
 	for r := 0; r < readers; r++ {
-		wg.Go(func() {
+		goTest(t, &wg, func() {
 			limit := 13 + r*17
 			var got []core.Message
 			for from := uint64(0); ; {
@@ -685,7 +685,7 @@ func testConcurrentReadWrite(t T, h Harness) {
 	defer cancel()
 	var appending, reading sync.WaitGroup
 	for w := range appenders {
-		appending.Go(func() {
+		goTest(t, &appending, func() {
 			for seq := range per {
 				if _, err := e.storage().Append(ctx, n, 0, [][]byte{fmt.Appendf(nil, "w%03d-%06d", w, seq)}); err != nil {
 					if ctx.Err() == nil {
@@ -704,7 +704,7 @@ func testConcurrentReadWrite(t T, h Harness) {
 	}()
 	seen := make([][]core.Message, readers)
 	for r := range readers {
-		reading.Go(func() {
+		goTest(t, &reading, func() {
 			limit := 3 + r*11
 			var from uint64
 			done := false // the appenders had finished before the last Fetch started
