@@ -12,7 +12,7 @@ import (
 // batches of 1 and 64, concurrent single-message appenders, and Fetch with limit 100. It
 // reports bytes/s (through b.SetBytes) and msgs/s. Call it from the backend's own benchmark:
 //
-//	func BenchmarkStorage(b *testing.B) { conformance.BenchmarkStorage(b, harness) }
+//	func BenchmarkStorage(b *testing.B) { conformance.BenchmarkStorage(b, harness(b)) }
 //
 // [Harness].Timeout bounds it as it bounds a subtest, so that a hung broker fails the
 // benchmark instead of hanging it: Open gets a context that expires after Timeout; each

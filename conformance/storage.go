@@ -237,7 +237,7 @@ func testCreateStream(t T, h Harness) {
 	sub(t, h, "MaxPartitions", func(t T, e *env) {
 		maxParts := e.caps().MaxPartitions
 		if maxParts > maxCreatedPartitions && !h.CreateMaxPartitions {
-			t.Skipf("MaxPartitions %d is more than the %d partitions this suite creates unless Harness.CreateMaxPartitions is set; the rejection of %d is checked by InvalidPartitionCount", maxParts, maxCreatedPartitions, maxParts+1)
+			t.Skipf("MaxPartitions %d is more than the %d partitions this suite creates unless Harness.CreateMaxPartitions (sluice conformance -create-max-partitions) is set; the rejection of %d is checked by InvalidPartitionCount", maxParts, maxCreatedPartitions, maxParts+1)
 		}
 		n := e.create("maxparts", maxParts)
 		last := maxParts - 1

@@ -46,7 +46,8 @@ func (t testingT) Run(name string, f func(t T)) bool {
 // StorageTests(FromTesting(t), h)), the Run function of each [Suite] that [Suites] returns,
 // or a T of your own that wraps it. There is no API for running some subtests only: select
 // them with go test's -run flag, by their slash-separated names, such as
-// -run 'TestConformance/Storage/AppendFetch/'.
+// -run '^TestConformance$/^Storage$/^AppendFetch$/' (each level is an unanchored regular
+// expression, as in go test: without the anchors, Storage also matches IndexStorage).
 func FromTesting(t *testing.T) T { return testingT{t} }
 
 // RunStorage runs the Storage conformance subtests against the backend h opens, as subtests

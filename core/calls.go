@@ -10,10 +10,11 @@ import (
 
 // Calls keeps count of a backend's calls in flight, so that its Close can refuse new calls,
 // wait for the ones running and cancel them. A backend calls Begin at the start of every
-// method that talks to its broker and the returned end when the method returns; its Close
-// is Shutdown with a function that calls Wait and Cancel in the order its documentation
-// promises (for example: wait a grace period, then cancel). The zero value is ready to
-// use; a Calls must not be copied after first use.
+// method but Capabilities and Close, including those that never reach the broker (every
+// method must return [ErrClosed] after Close), and the returned end when the method
+// returns; its Close is Shutdown with a function that calls Wait and Cancel in the order its
+// documentation promises (for example: wait a grace period, then cancel). The zero value
+// is ready to use; a Calls must not be copied after first use.
 type Calls struct {
 	mu     sync.Mutex
 	closed bool

@@ -18,8 +18,10 @@ type Capabilities struct {
 	MaxMessageSize int
 	// MaxPartitions is the largest partition count CreateStream accepts (> 0).
 	MaxPartitions int
-	// NativeIndexStorage: the backend's IndexStorage keeps consumer indexes in the broker
-	// itself (for example Kafka committed offsets) rather than in a separate store.
+	// NativeIndexStorage: the backend's IndexStorage keeps consumer indexes in the same store
+	// as the messages (Kafka committed offsets, the same bbolt file), not in another backend
+	// (Kinesis, whose indexes live in the backend its index= names). Informational: the
+	// conformance suite checks only that an IndexStorage exists.
 	NativeIndexStorage bool
 }
 

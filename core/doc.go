@@ -8,7 +8,9 @@
 // # Index semantics
 //
 // Every message appended to a (stream, partition) gets a uint64 index. Indexes are strictly
-// increasing in append order and never reused, also across close/reopen and crashes. They
+// increasing in append order and never reused within one life of a stream, also across
+// close/reopen and crashes; a stream deleted and created again may start again at 0 (which
+// is why deleting a stream deletes its saved indexes). They
 // need not be dense: a backend whose indexes are always consecutive (0, 1, 2, ...) declares
 // [Capabilities].DenseIndex. A consumer's saved index is the NEXT index it will read (Kafka's
 // committed-offset semantics): after handling the message with index i it saves i+1.

@@ -10,7 +10,7 @@ type Message struct {
 	Data []byte
 }
 
-// Storage stores streams of messages. It mirrors the seed's Elixir behaviour
+// Storage stores streams of messages. It mirrors the storage of the Ockam stream service
 // (init_stream, init_partition, save, fetch) with batch append.
 //
 // Implementations are safe for concurrent use by multiple goroutines. Every method honours
@@ -58,7 +58,7 @@ type Storage interface {
 }
 
 // IndexStorage stores each consumer's saved index per (client_id, stream, partition). It
-// mirrors the seed's index storage behaviour (get_index, save_index).
+// mirrors the index storage of the Ockam stream service (get_index, save_index).
 //
 // Implementations are safe for concurrent use; ctx and Close behave as for [Storage].
 type IndexStorage interface {
@@ -95,6 +95,9 @@ type IndexDeleter interface {
 
 // PartitionCounter is implemented by backends that can report how many partitions an
 // existing stream has without creating it. A missing stream returns [ErrStreamNotFound].
+// Implement it unless the broker cannot tell: without it a hub knows only the streams
+// created through it since it started, and clients must create other streams again (for
+// example after a hub restart) before they can use them.
 type PartitionCounter interface {
 	Partitions(ctx context.Context, stream string) (int, error)
 }

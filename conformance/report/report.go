@@ -6,7 +6,7 @@
 // can be compared and checked in. [WriteFiles] writes all three into a directory.
 //
 //	runs := []report.Run{{Backend: "bbolt", URL: u, Result: conformance.Run(ctx, h, nil)}}
-//	if err := report.WriteFiles("sluice-report", runs); err != nil { ... }
+//	if _, err := report.WriteFiles("sluice-report", runs); err != nil { ... }
 //
 // # Rows
 //
