@@ -29,7 +29,12 @@ func (b *Backend) Close() error {
 	return errors.Join(errs...)
 }
 
-// Opener opens a backend from a parsed URL whose scheme it registered.
+// Opener opens a backend from a parsed URL whose scheme it registered. It gets the URL as
+// url.Parse gives it: a relative path ("mybroker:data/dir") is in u.Opaque, an absolute one
+// ("mybroker:///var/data") in u.Path, an address ("mybroker://host:1234") in u.Host; read the
+// query with [URLParams]. Refuse what you do not understand (an unknown parameter, a host
+// where a path is meant) with an error matching [ErrInvalidOption], so that a typo is not
+// silently ignored.
 type Opener func(ctx context.Context, u *url.URL) (*Backend, error)
 
 var registry = struct {

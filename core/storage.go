@@ -58,7 +58,10 @@ type Storage interface {
 }
 
 // IndexStorage stores each consumer's saved index per (client_id, stream, partition). It
-// mirrors the index storage of the Ockam stream service (get_index, save_index).
+// mirrors the index storage of the Ockam stream service (get_index, save_index). Whether a
+// key of a stream or partition that does not exist can be saved is the backend's to say
+// (Kafka keeps committed offsets only for existing topics; bbolt and memory keep any key):
+// callers save indexes of streams they read.
 //
 // Implementations are safe for concurrent use; ctx and Close behave as for [Storage].
 type IndexStorage interface {
