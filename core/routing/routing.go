@@ -197,6 +197,7 @@ type Node struct {
 	local      map[string]*entry
 	transports map[uint8]Transport
 	fallback   func(ctx context.Context, address string) Worker
+	fallbackN  uint64 // counts the fallbacks set, so that AddFallback's remove removes only its own
 	// inFallback counts, per address, the sends that are between calling the fallback and
 	// queueing their message: UnregisterIdle leaves such an address alone, since the
 	// fallback may have returned the very worker it would remove.
@@ -214,7 +215,31 @@ type Node struct {
 func (n *Node) SetFallback(f func(ctx context.Context, address string) Worker) {
 	n.mu.Lock()
 	n.fallback = f
+	n.fallbackN++
 	n.mu.Unlock()
+}
+
+// AddFallback sets f as the node's fallback (see [Node.SetFallback]) unless the node has
+// one, which returns an error matching [ErrAddressInUse]: for an owner of the fallback, such
+// as a transport, that must not silently replace another. remove removes f, and only f: a
+// fallback set after it stays.
+func (n *Node) AddFallback(f func(ctx context.Context, address string) Worker) (remove func(), err error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.fallback != nil {
+		return nil, fmt.Errorf("%w: the node has a fallback already", ErrAddressInUse)
+	}
+	n.fallback = f
+	n.fallbackN++
+	mine := n.fallbackN
+	return func() {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if n.fallbackN == mine {
+			n.fallback = nil
+			n.fallbackN++
+		}
+	}, nil
 }
 
 // entry is one local address: a mailbox worker or a Sender.

@@ -675,3 +675,44 @@ func TestCloseHandlesNothingQueued(t *testing.T) {
 		})
 	}
 }
+
+// TestAddFallback: AddFallback refuses a node that has a fallback, and its remove removes
+// its own fallback only, not one set after it.
+func TestAddFallback(t *testing.T) {
+	n, err := NewNode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	got := func() bool {
+		err := n.Send(t.Context(), wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("made")}})
+		return err == nil
+	}
+	sink := WorkerFunc(func(context.Context, *Message) error { return nil })
+	remove, err := n.AddFallback(func(context.Context, string) Worker { return sink })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.AddFallback(func(context.Context, string) Worker { return nil }); !errors.Is(err, ErrAddressInUse) {
+		t.Fatalf("second AddFallback = %v, want ErrAddressInUse", err)
+	}
+	if !got() {
+		t.Fatal("the fallback AddFallback set was not consulted")
+	}
+	if err := n.Unregister("made"); err != nil {
+		t.Fatal(err)
+	}
+	remove()
+	if got() {
+		t.Fatal("Send found a worker after remove: the fallback is still set")
+	}
+	remove2, err := n.AddFallback(func(context.Context, string) Worker { return sink })
+	if err != nil {
+		t.Fatalf("AddFallback after remove: %v", err)
+	}
+	n.SetFallback(func(context.Context, string) Worker { return sink }) // another owner's
+	remove2()
+	if !got() {
+		t.Fatal("remove removed a fallback set after its own")
+	}
+}

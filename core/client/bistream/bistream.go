@@ -172,6 +172,8 @@ type Transport struct {
 	node *routing.Node
 	c    *client.Client
 	cfg  config
+	// removeFallback removes the Transport's fallback from node (and no other).
+	removeFallback func()
 
 	// closing is cancelled when Close begins: it cuts short the waits of retirements.
 	closing       context.Context
@@ -241,9 +243,11 @@ type publication struct {
 // New returns a Transport that registers its stream senders on node and reaches the hub
 // through c. node may be c.Node() or another node of the same process (a device can keep its
 // workers on a node that outlives its connection to the hub). Neither is closed by
-// [Transport.Close]. The Transport becomes the node's fallback (routing.Node.SetFallback),
-// which registers the stream sender of a [SenderAddress] when a message is routed there, so
-// the node must not have another fallback; Close removes it. New does not wait for the hub.
+// [Transport.Close]. The Transport becomes the node's fallback (routing.Node.AddFallback),
+// which registers the stream sender of a [SenderAddress] when a message is routed there: a
+// node that has a fallback already (another Transport runs on it) is refused with an error
+// matching core.ErrInvalidArgument; Close removes the Transport's fallback. New does not
+// wait for the hub.
 func New(node *routing.Node, c *client.Client, opts ...Option) (*Transport, error) {
 	if node == nil || c == nil {
 		return nil, fmt.Errorf("%w: bistream: New needs a node and a client", core.ErrInvalidOption)
@@ -269,8 +273,12 @@ func New(node *routing.Node, c *client.Client, opts ...Option) (*Transport, erro
 		drained:   make(chan struct{}),
 		pending:   map[string]bool{},
 	}
+	removeFallback, err := node.AddFallback(t.fallback)
+	if err != nil {
+		return nil, fmt.Errorf("%w: bistream: %w (is another Transport running on it? close it first)", core.ErrInvalidArgument, err)
+	}
+	t.removeFallback = removeFallback
 	t.closing, t.cancelClosing = context.WithCancel(context.Background())
-	node.SetFallback(t.fallback)
 	if err := t.reopenOutboxes(); err != nil {
 		return nil, errors.Join(err, t.Close())
 	}
@@ -824,7 +832,7 @@ func (t *Transport) Close() error {
 	}
 	wg.Wait()
 	// The senders are unregistered first so nothing is published after the publishers close.
-	t.node.SetFallback(nil)
+	t.removeFallback()
 	t.mu.Lock()
 	senders := t.senders.byAddr
 	t.senders = senderSet{}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -413,6 +414,14 @@ func TestRouteErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A second Transport on the node is refused: closing either would leave the other
+	// without its fallback.
+	if tr2, err := bistream.New(n, cli); !errors.Is(err, core.ErrInvalidArgument) || !strings.Contains(err.Error(), "close it first") {
+		if tr2 != nil {
+			_ = tr2.Close()
+		}
+		t.Fatalf("a second New on the node = %v, want ErrInvalidArgument saying to close the first", err)
+	}
 	if _, err := tr.Route("bad name", "inbox"); err == nil {
 		t.Fatal("Route accepted an invalid stream name")
 	}
@@ -436,6 +445,13 @@ func TestRouteErrors(t *testing.T) {
 	}
 	if err := n.Send(context.Background(), wire.TransportMessage{OnwardRoute: append(r, wire.Local("w"))}); err == nil {
 		t.Fatal("sending through a closed transport succeeded")
+	}
+	again, err := bistream.New(n, cli)
+	if err != nil {
+		t.Fatalf("New after the first Transport closed: %v", err)
+	}
+	if err := again.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -33,7 +33,7 @@
 // (securechannel.RestoreSession) keeps its route to the peer, whose first address is such a
 // sender.
 //
-// The Transport is the node's fallback (routing.Node.SetFallback): when a message is routed
+// The Transport is the node's fallback (routing.Node.AddFallback): when a message is routed
 // to a sender address that has nothing registered, it registers the sender there, so every
 // such route works as soon as a Transport runs on the node, a restored channel's included,
 // before anything arrived from the peer. It keeps at most twice [WithMaxPublishers] senders
@@ -104,7 +104,8 @@
 // # Limitations
 //
 // One Transport at a time may run on a node (the sender addresses are fixed), and it is the
-// node's fallback, so the node cannot have another one. To stop a device without repeating
+// node's fallback, so the node cannot have another one: New refuses a node that has one, so
+// when a device reconnects, close the old Transport before it creates the new one. To stop a device without repeating
 // anything, close the Transport (the subscriptions save their positions, giving the
 // workers up to a second to handle what they queued), then let the node's workers handle
 // what is queued (routing.Node.Drain), then save its secure channels' sessions, then close
