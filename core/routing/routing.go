@@ -306,6 +306,10 @@ func NewNode(opts ...Option) (*Node, error) {
 // Logger returns the node's logger.
 func (n *Node) Logger() *slog.Logger { return n.log }
 
+// Done returns a channel that is closed when Close has stopped the node's workers, so that
+// whoever waits for something the node would deliver can stop waiting.
+func (n *Node) Done() <-chan struct{} { return n.ctx.Done() }
+
 func validateAddress(address string) error {
 	if address == "" || len(address) > MaxAddressLen {
 		return fmt.Errorf("%w: routing: local address %q must be 1 to %d bytes", core.ErrInvalidArgument, address, MaxAddressLen)

@@ -607,9 +607,13 @@ func (c *SecureChannel) fail(err error) {
 
 // Dial starts a channel as initiator to the Listener at the end of route (for example
 // [1#hub:4000, 0#listener] or a route through streams) and waits until the handshake
-// completes, fails (ErrUntrusted, ErrDecrypt, a routing error) or ctx is done. Messages may
-// be lost on the way: give ctx a deadline and retry on failure. On success the channel is
-// registered on node until Close (or node.Close).
+// completes, fails (ErrUntrusted, ErrDecrypt, a routing error), node closes (an error
+// matching core.ErrClosed) or ctx is done. On a direct link messages may be lost: give ctx
+// a deadline and retry on failure. Through streams nothing is lost but the answer comes
+// when the peer is next online: do not retry on a timeout (each try writes another message
+// 1 into the peer's inbox, and the peer answers each); give ctx as long as the peer may stay
+// offline and keep node open meanwhile. On success the channel is registered on node until
+// Close (or node.Close).
 //
 // The responder checks the initiator's key only when it reads the last handshake message,
 // which needs no answer: if the responder refuses the initiator, Dial still succeeds and
@@ -667,7 +671,10 @@ func dial(ctx context.Context, node *routing.Node, route wire.Route, hs *Handsha
 	case <-c.done:
 	case <-ctx.Done():
 		_ = c.Close()
-		return nil, fmt.Errorf("securechannel: dial %s: handshake: %w", route, ctx.Err())
+		return nil, fmt.Errorf("securechannel: dial %s: handshake: %w (no answer arrived: is a listener at the end of the route, and, through streams, subscribed to its inbox?)", route, ctx.Err())
+	case <-node.Done():
+		_ = c.Close()
+		return nil, fmt.Errorf("securechannel: dial %s: handshake: %w", route, routing.ErrClosed)
 	}
 	c.mu.Lock()
 	err = c.err

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/core"
 	"github.com/sluicehq/sluice/core/routing"
 	"github.com/sluicehq/sluice/core/wire"
 )
@@ -392,6 +393,36 @@ func TestDialContextDone(t *testing.T) {
 	_, err := Dial(ctx, f.a, wire.Route{mem("b"), wire.Local("blackhole")}, f.cfgA)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Dial: %v", err)
+	}
+}
+
+// TestDialNodeClosed: a Dial waiting for the answer ends when its node closes, with an error
+// matching core.ErrClosed, not when its (long) ctx ends.
+func TestDialNodeClosed(t *testing.T) {
+	f := newFixture(t, false, 0)
+	got := make(chan struct{}, 1)
+	if err := f.b.Register("blackhole", routing.WorkerFunc(func(context.Context, *routing.Message) error {
+		select {
+		case got <- struct{}{}:
+		default:
+		}
+		return nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { // ends when Dial returns
+		_, err := Dial(ctx, f.a, wire.Route{mem("b"), wire.Local("blackhole")}, f.cfgA)
+		errc <- err
+	}()
+	recvWithin(t, got, "handshake message 1") // Dial sent it and waits for the answer
+	if err := f.a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := recvWithin(t, errc, "Dial's return after node.Close"); !errors.Is(err, core.ErrClosed) {
+		t.Fatalf("Dial after its node closed: %v, want an error matching core.ErrClosed", err)
 	}
 }
 
