@@ -886,6 +886,7 @@ type SubscriptionStats struct {
 type Subscription struct {
 	t      *Transport
 	stream string
+	id     string // the subscription id
 	cons   *client.Consumer
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -902,15 +903,18 @@ type Subscription struct {
 // Subscribe starts consuming stream (created on the hub if needed) with subscriptionID as
 // the consumer's client_id: it resumes from the index saved for that id (the hub's index
 // service, unless the consumer options say otherwise) and saves its position after each
-// batch it delivered.
+// batch it delivered. A second subscription to the same stream with the same id on the
+// Transport is refused (an error matching core.ErrInvalidArgument): it would deliver every
+// message twice.
 //
 // Each stream message is decoded as an [Envelope]; its inner message is sent on the node to
 // its onward route, with the address of the stream sender for (ReturnStream, stream)
 // prepended to its return route, so that a reply published through that address reaches the
 // original sender's subscription. Stream messages that are not valid envelopes, and inner
-// messages that cannot be delivered, are logged, counted and skipped: inner messages for
-// addresses that have no worker (register the workers before subscribing), or whose worker
-// or sender failed to take them. Anybody who can push to the stream chooses the inner
+// messages that cannot be delivered, are logged, counted and skipped for good: inner
+// messages for addresses that have no worker, or whose worker or sender failed to take
+// them. So register the workers, listeners and restored secure channels
+// (securechannel.RestoreSession) before subscribing. Anybody who can push to the stream chooses the inner
 // onward route, so its first address must be a local address that is not a stream sender:
 // an inner message routed to a TCP address (the node would dial it, as the TCP transport
 // refuses to do for its peers unless it relays) or to a [SenderAddress] (the device would
@@ -935,7 +939,7 @@ func (t *Transport) Subscribe(stream, subscriptionID string) (*Subscription, err
 	if err := core.ValidateStreamName(stream); err != nil {
 		return nil, fmt.Errorf("bistream: subscribe: %w", err)
 	}
-	s := &Subscription{t: t, stream: stream, done: make(chan struct{}), tracker: routing.NewTracker()}
+	s := &Subscription{t: t, stream: stream, id: subscriptionID, done: make(chan struct{}), tracker: routing.NewTracker()}
 	opts := append(t.cfg.consOpts[:len(t.cfg.consOpts):len(t.cfg.consOpts)], client.WithClientID(subscriptionID), client.WithUnhandled(s.tracker.Lowest))
 	cons, err := client.NewConsumer(t.c, stream, s.handle, opts...)
 	if err != nil {
@@ -944,14 +948,23 @@ func (t *Transport) Subscribe(stream, subscriptionID string) (*Subscription, err
 	s.cons = cons
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
+	refuse := func(err error) (*Subscription, error) {
+		cancel()
+		if cerr := cons.Close(); cerr != nil {
+			t.cfg.log.Warn("bistream: close the consumer of a subscription refused", "stream", stream, "err", cerr)
+		}
+		return nil, err
+	}
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
-		cancel()
-		if err := cons.Close(); err != nil {
-			t.cfg.log.Warn("bistream: close the consumer of a subscription refused", "stream", stream, "err", err)
+		return refuse(fmt.Errorf("bistream: subscribe to %q: %w", stream, core.ErrClosed))
+	}
+	for o := range t.subs {
+		if o.stream == stream && o.id == subscriptionID {
+			t.mu.Unlock()
+			return refuse(fmt.Errorf("%w: bistream: already subscribed to %q as %q: every message would be delivered twice; close that subscription first", core.ErrInvalidArgument, stream, subscriptionID))
 		}
-		return nil, fmt.Errorf("bistream: subscribe to %q: %w", stream, core.ErrClosed)
 	}
 	t.subs[s] = struct{}{}
 	t.mu.Unlock()

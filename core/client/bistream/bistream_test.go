@@ -450,6 +450,28 @@ func TestRouteErrors(t *testing.T) {
 	if err != nil {
 		t.Fatalf("New after the first Transport closed: %v", err)
 	}
+	// One subscription per stream and id: a second would deliver every message twice.
+	sub, err := again.Subscribe("inbox-a", "device-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := again.Subscribe("inbox-a", "device-a"); !errors.Is(err, core.ErrInvalidArgument) || !strings.Contains(err.Error(), "already subscribed") {
+		t.Fatalf("a second Subscribe with the same stream and id = %v, want ErrInvalidArgument", err)
+	}
+	other, err := again.Subscribe("inbox-a", "device-b")
+	if err != nil {
+		t.Fatalf("Subscribe with another id: %v", err)
+	}
+	for _, s := range []*bistream.Subscription{sub, other} {
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s, err := again.Subscribe("inbox-a", "device-a"); err != nil {
+		t.Fatalf("Subscribe after the first subscription closed: %v", err)
+	} else if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
 	if err := again.Close(); err != nil {
 		t.Fatal(err)
 	}
