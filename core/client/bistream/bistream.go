@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -130,8 +129,8 @@ func WithMaxPublishers(n int) Option {
 	}
 }
 
-// WithLogger sets the logger for dropped messages and failed subscriptions (default:
-// discard).
+// WithLogger sets the logger for dropped messages and failed subscriptions (default: the
+// node's, routing.Node.Logger, so that a message skipped for good is not skipped silently).
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) error {
 		if l == nil {
@@ -252,7 +251,7 @@ func New(node *routing.Node, c *client.Client, opts ...Option) (*Transport, erro
 	if node == nil || c == nil {
 		return nil, fmt.Errorf("%w: bistream: New needs a node and a client", core.ErrInvalidOption)
 	}
-	cfg := config{log: slog.New(slog.NewTextHandler(io.Discard, nil)), maxPublishers: DefaultMaxPublishers}
+	cfg := config{log: node.Logger(), maxPublishers: DefaultMaxPublishers}
 	for _, o := range opts {
 		if o == nil {
 			return nil, fmt.Errorf("%w: bistream: nil option", core.ErrInvalidOption)
@@ -1008,7 +1007,7 @@ func (s *Subscription) handle(ctx context.Context, m core.Message) error {
 	}
 	if err != nil {
 		// Anything else would fail again: skip it rather than stop the subscription.
-		s.dropUndeliverable(m.Index, "bistream: dropped a message that could not be delivered", "err", err)
+		s.dropUndeliverable(m.Index, "bistream: skipped for good a message that could not be delivered (register workers, listeners and restored secure channels before Subscribe)", "err", err)
 		return nil
 	}
 	s.delivered.Add(1)

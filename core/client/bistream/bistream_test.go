@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -371,7 +372,8 @@ func TestUndeliverableAndMalformed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	th := startHub(t)
-	d := newDevice(t, "x")
+	var logs syncBuffer
+	d := newDevice(t, "x", routing.WithLogger(slog.New(slog.NewTextHandler(&logs, nil)))) // the transport logs with the node's logger
 	var got inbox
 	if err := d.node.Register("w", routing.WorkerFunc(func(_ context.Context, m *routing.Message) error {
 		got.add(string(m.Payload))
@@ -387,6 +389,27 @@ func TestUndeliverableAndMalformed(t *testing.T) {
 		t.Fatalf("stats %+v, want 1 malformed, 1 undeliverable, 1 delivered", st)
 	}
 	waitFor(t, "the position past all three", func() bool { n, _ := d.sub.Position(); return n == 3 })
+	if l := logs.String(); !strings.Contains(l, "skipped for good") || !strings.Contains(l, "not an envelope") {
+		t.Errorf("the node's log lacks the skipped messages:\n%s", l)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use, for a logger's output.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 // TestRouteErrors checks argument validation and that nothing is sent after Close.
