@@ -22,6 +22,25 @@
 // The hub stores only what the devices publish: with a secure channel, the handshake
 // messages and ciphertext.
 //
+// # Devices that are rarely online together
+//
+// Through streams nothing is lost, but an answer comes only when the peer is next online:
+//
+//   - Do not retry securechannel.Dial on a timeout: each try writes another handshake
+//     message 1 into the peer's inbox, and the peer answers each. Run Dial in a goroutine
+//     with a ctx as long as the peer may stay offline, and keep the node open meanwhile: a
+//     node of the device's own, not the client's, lets the Transport and the client close
+//     and reopen while Dial waits (Dial ends early if the node closes).
+//     An initiator in mid-handshake cannot be saved: if its process exits, it dials again.
+//     When the peer's key is known, securechannel.DialIK needs no answer before sending.
+//   - On the listener, set ListenOptions.HandshakeTimeout to the longest time an initiator
+//     may stay offline between its messages 1 and 3 (the 30 s default suits live links).
+//   - Register the listener, the workers and the restored channels
+//     (securechannel.RestoreSession, Listener.RestoreSession) before Subscribe: a message
+//     for an address with nothing registered is skipped for good, and its sender is not told.
+//     One session file per channel; save every channel at shutdown, the listener's
+//     responders waiting for message 3 included (Listener.Channels).
+//
 // # Addresses
 //
 // A [Transport] publishes through one routing.Sender per (destination stream, return
@@ -105,11 +124,12 @@
 //
 // One Transport at a time may run on a node (the sender addresses are fixed), and it is the
 // node's fallback, so the node cannot have another one: New refuses a node that has one, so
-// when a device reconnects, close the old Transport before it creates the new one. To stop a device without repeating
-// anything, close the Transport (the subscriptions save their positions, giving the
+// when a device reconnects, close the old Transport before it creates the new one. To stop
+// a device without repeating anything, close the Transport (the subscriptions save their positions, giving the
 // workers up to a second to handle what they queued), then let the node's workers handle
 // what is queued (routing.Node.Drain), then save its secure channels' sessions, then close
-// the node. A stream should have one consumer device (its
+// the node, and the client after the Transport (when the node is the client's, Client.Close
+// closes it: drain and save first). A stream should have one consumer device (its
 // subscription id is its identity for the saved index); several devices publishing into it
 // is fine. A subscription never saves a position past a message that is not handled yet,
 // including one in a worker's mailbox (see [Transport.Subscribe]), so neither a crash nor a
