@@ -84,7 +84,7 @@ func Open(ctx context.Context, rawURL string) (*Backend, error) {
 	open := registry.m[u.Scheme]
 	registry.RUnlock()
 	if open == nil {
-		return nil, fmt.Errorf("%w: unknown backend %q in %q; registered: %s", ErrInvalidOption, u.Scheme, rawURL, schemeList())
+		return nil, fmt.Errorf("%w: unknown backend %q in %q; registered: %s (a backend registers its scheme when its package is imported, e.g. import _ \"github.com/sluicehq/sluice/backends/bbolt\")", ErrInvalidOption, u.Scheme, rawURL, schemeList())
 	}
 	b, err := open(ctx, u)
 	if err != nil {

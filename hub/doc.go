@@ -1,6 +1,8 @@
 // Package hub is the Sluice hub: a server that speaks the Ockam stream protocol (and
 // Sluice's extensions) over Ockam routing and stores streams in a pluggable backend.
 //
+//	import _ "github.com/sluicehq/sluice/backends/bbolt" // registers bbolt:
+//
 //	backend, err := core.Open(ctx, "bbolt:sluice-data")
 //	h, err := hub.New(backend, hub.WithLogger(logger))
 //	addr, err := h.Listen("127.0.0.1:4000")

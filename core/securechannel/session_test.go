@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -267,8 +268,8 @@ func TestSessionRestoreOnNewNode(t *testing.T) {
 	if sa.PeerIdentity() != f.idb.PublicKey() || sb.PeerIdentity() != f.ida.PublicKey() {
 		t.Fatal("restored channels lost the peer identities")
 	}
-	if _, err := Restore(na, f.cfgA, mustState(t, sa)); err == nil {
-		t.Fatal("restored a channel twice on one node")
+	if _, err := Restore(na, f.cfgA, mustState(t, sa)); !errors.Is(err, routing.ErrAddressInUse) || !strings.Contains(err.Error(), "restored on the node already?") {
+		t.Fatalf("restoring a channel twice on one node: %v, want ErrAddressInUse asking whether it is restored already", err)
 	}
 
 	// Messages continue both ways: A -> B's echo -> back through B's channel to A.

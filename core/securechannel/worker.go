@@ -263,6 +263,9 @@ func newNetworkAddress() string {
 // register registers a restored channel at its saved addresses.
 func (c *SecureChannel) register() error {
 	if err := c.node.RegisterSender(c.decAddr, decryptor{c}); err != nil {
+		if errors.Is(err, routing.ErrAddressInUse) {
+			return fmt.Errorf("securechannel: restore at %s: %w (is this channel restored on the node already?)", c.decAddr, err)
+		}
 		return fmt.Errorf("securechannel: restore at %s: %w", c.decAddr, err)
 	}
 	if err := c.node.RegisterSender(c.encAddr, encryptor{c}); err != nil {
@@ -1035,7 +1038,7 @@ func (l *Listener) track(c *SecureChannel, key string, established bool, maxPend
 			open := c.ch != nil
 			c.mu.Unlock()
 			if !open {
-				c.fail(fmt.Errorf("securechannel: no handshake message 3 within %v", timeout))
+				c.fail(fmt.Errorf("securechannel: no handshake message 3 within %v (raise ListenOptions.HandshakeTimeout if initiators go offline mid-handshake)", timeout))
 			}
 		})
 		c.mu.Unlock()
