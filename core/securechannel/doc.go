@@ -30,6 +30,23 @@
 // in the handshake (the initiator: the return route of message 2; the responder: that of
 // message 1), so data messages carry no return route of their own.
 //
+// Sending, receiving and replying:
+//
+//	// A: "app" on B's node gets the plaintext; replies come back to A's "inbox" worker.
+//	node.Send(ctx, wire.TransportMessage{
+//		OnwardRoute: wire.Route{ch.Address(), wire.Local("app")},
+//		ReturnRoute: wire.Route{wire.Local("inbox")},
+//		Payload:     []byte("hello"),
+//	})
+//
+//	// B: a worker at "app"; who sent it is the channel at its return route's first address.
+//	nodeB.Register("app", routing.WorkerFunc(func(ctx context.Context, m *routing.Message) error {
+//		if ch, ok := listener.Channel(m.ReturnRoute[0]); ok {
+//			_ = ch.PeerIdentity() // authenticated
+//		}
+//		return m.Reply(ctx, []byte("hi")) // back through the channel to A's "inbox"
+//	}))
+//
 // # Cipher suite
 //
 // One suite, no negotiation: Curve25519 for Diffie-Hellman, ChaCha20-Poly1305 as AEAD and
