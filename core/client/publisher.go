@@ -195,9 +195,9 @@ func WithPublisherLogger(l *slog.Logger) PublisherOption {
 // publisher retries (what it logs as "session failed; reconnecting"): a lost or refused
 // connection, a timeout, a request the hub did not take. f is also called with the error of
 // every push request the hub refused (matching [ErrRefused]), which ends no session, before
-// its messages are sent again. f runs
-// in the publisher's goroutine and must return quickly. It lets an application say why
-// messages are not being confirmed, as a NATS ErrorHandler does.
+// its messages are sent again. f runs in the publisher's goroutine and must return quickly.
+// It lets an application say why messages are not being confirmed, as a NATS ErrorHandler
+// does.
 func WithPublisherSessionErrors(f func(error)) PublisherOption {
 	return func(c *publisherConfig) error {
 		if f == nil {

@@ -913,13 +913,13 @@ type Subscription struct {
 // messages that cannot be delivered, are logged, counted and skipped for good: inner
 // messages for addresses that have no worker, or whose worker or sender failed to take
 // them. So register the workers, listeners and restored secure channels
-// (securechannel.RestoreSession) before subscribing. Anybody who can push to the stream chooses the inner
-// onward route, so its first address must be a local address that is not a stream sender:
-// an inner message routed to a TCP address (the node would dial it, as the TCP transport
-// refuses to do for its peers unless it relays) or to a [SenderAddress] (the device would
-// publish it into a stream the pusher chose) is refused, counted as undeliverable and
-// skipped. Only a delivery cut short because the subscription or the node is stopping
-// fails, so that the message comes again.
+// (securechannel.RestoreSession) before subscribing. Anybody who can push to the stream
+// chooses the inner onward route, so its first address must be a local address that is not
+// a stream sender: an inner message routed to a TCP address (the node would dial it, as the
+// TCP transport refuses to do for its peers unless it relays) or to a [SenderAddress] (the
+// device would publish it into a stream the pusher chose) is refused, counted as
+// undeliverable and skipped. Only a delivery cut short because the subscription or the node
+// is stopping fails, so that the message comes again.
 //
 // Delivery is at-least-once to the workers: the saved position moves past a message only
 // once its inner message was handled, by a Sender (a secure channel, in the delivery itself)

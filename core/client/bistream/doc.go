@@ -125,16 +125,16 @@
 // One Transport at a time may run on a node (the sender addresses are fixed), and it is the
 // node's fallback, so the node cannot have another one: New refuses a node that has one, so
 // when a device reconnects, close the old Transport before it creates the new one. To stop
-// a device without repeating anything, close the Transport (the subscriptions save their positions, giving the
-// workers up to a second to handle what they queued), then let the node's workers handle
-// what is queued (routing.Node.Drain), then save its secure channels' sessions, then close
-// the node, and the client after the Transport (when the node is the client's, Client.Close
-// closes it: drain and save first). A stream should have one consumer device (its
-// subscription id is its identity for the saved index); several devices publishing into it
-// is fine. A subscription never saves a position past a message that is not handled yet,
-// including one in a worker's mailbox (see [Transport.Subscribe]), so neither a crash nor a
-// stop loses a message: a delivery the stop cuts short (a full mailbox) is neither skipped
-// by the subscription nor remembered by the secure channel, and comes again after the
-// restart. Only the first hop is followed: what a worker sends on to another worker is that
-// worker's to keep.
+// a device without repeating anything, close the Transport (the subscriptions save their
+// positions, giving the workers up to a second to handle what they queued), then let the
+// node's workers handle what is queued (routing.Node.Drain), then save its secure channels'
+// sessions, then close the node, and the client after the Transport (when the node is the
+// client's, Client.Close closes it: drain and save first). A stream should have one
+// consumer device (its subscription id is its identity for the saved index); several
+// devices publishing into it is fine. A subscription never saves a position past a message
+// that is not handled yet, including one in a worker's mailbox (see [Transport.Subscribe]),
+// so neither a crash nor a stop loses a message: a delivery the stop cuts short (a full
+// mailbox) is neither skipped by the subscription nor remembered by the secure channel, and
+// comes again after the restart. Only the first hop is followed: what a worker sends on to
+// another worker is that worker's to keep.
 package bistream
