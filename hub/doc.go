@@ -80,11 +80,11 @@
 // expires). There is no polling loop: the writer wakes the parked requests after each
 // append, those waiting for an index the append reached; the others stay parked. Only
 // appends through this hub wake them: with several hubs on one backend, a message another
-// hub appended is seen when the wait expires, so across hubs the latency is up to the wait. At most
-// [WithMaxParkedPulls] requests park per partition: one beyond is answered at once with no
-// messages (counted in Metrics.PullWaitsRefused). Parked requests of a connection that has
-// closed are dropped, unanswered, when the next append or the cap finds them. A parked
-// request keeps its partition worker from being retired.
+// hub appended is seen when the wait expires, so across hubs the latency is up to the wait.
+// At most [WithMaxParkedPulls] requests park per partition: one beyond is answered at once
+// with no messages (counted in Metrics.PullWaitsRefused). Parked requests of a connection
+// that has closed are dropped, unanswered, when the next append or the cap finds them. A
+// parked request keeps its partition worker from being retired.
 //
 // # Slow clients and bounds
 //
