@@ -808,7 +808,10 @@ func (s listenerSender) Send(ctx context.Context, msg wire.TransportMessage) err
 func (l *Listener) handle(ctx context.Context, msg wire.TransportMessage) error {
 	t, err := PeekType(msg.Payload)
 	if err != nil || (t != TypeHandshake1 && t != TypeIK1) {
-		return nil // not for us; nothing to answer
+		// Not for us; nothing to answer. At Warn, as a refused handshake: an application that
+		// sends its plaintext to the listener instead of through a channel learns why.
+		l.node.Logger().Warn("securechannel: listener dropped a message that is not handshake message 1 (send data through a SecureChannel's address)", "listener", l.address, "bytes", len(msg.Payload))
+		return nil
 	}
 	key := string(msg.Payload)
 	l.mu.Lock()

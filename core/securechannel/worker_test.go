@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -540,5 +541,43 @@ func TestListenerBoundsPendingHandshakes(t *testing.T) {
 	hello()
 	if n := len(l.Channels()); n != limit {
 		t.Fatalf("%d half-open channels after one closed and a new message 1, want %d", n, limit)
+	}
+}
+
+// logSink is a concurrency-safe buffer for a logger's output.
+type logSink struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *logSink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *logSink) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestListenerLogsNonHandshake: data sent to the listener instead of through a channel is
+// dropped with a warning that says where data goes.
+func TestListenerLogsNonHandshake(t *testing.T) {
+	var logs logSink
+	n, err := routing.NewNode(routing.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if _, err := Listen(n, "listener", Config{Identity: fixedIdentity(t, 1), Trust: TrustAnyInsecure()}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Send(t.Context(), wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("listener")}, Payload: []byte("plaintext")}); err != nil {
+		t.Fatal(err)
+	}
+	if l := logs.String(); !strings.Contains(l, "not handshake message 1") || !strings.Contains(l, "SecureChannel's address") {
+		t.Fatalf("the node's log lacks the dropped message:\n%s", l)
 	}
 }
