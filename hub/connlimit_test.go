@@ -1,36 +1,16 @@
 package hub_test
 
 import (
-	"bytes"
 	"errors"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/sluicehq/sluice/hub"
 	"github.com/sluicehq/sluice/hub/hubtest"
 )
-
-// logBuffer is a bytes.Buffer that loggers may write to concurrently.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // TestConnectionsRefusedAtLimit checks what an operator sees of connections refused at
 // the connection limit: each is counted in Metrics.ConnectionsRefused, whatever the log
@@ -40,7 +20,7 @@ func TestConnectionsRefusedAtLimit(t *testing.T) {
 	const refused = 5
 	for _, level := range []slog.Level{slog.LevelWarn, slog.LevelError} {
 		t.Run("log level "+level.String(), func(t *testing.T) {
-			var logs logBuffer
+			var logs hubtest.LogBuffer
 			b := openMemory(t)
 			defer b.Close()
 			h, addr := hubtest.Start(t, b, hub.WithMaxConnections(1),

@@ -23,6 +23,7 @@ import (
 	"github.com/sluicehq/sluice/core/securechannel"
 	"github.com/sluicehq/sluice/core/wire"
 	"github.com/sluicehq/sluice/hub"
+	"github.com/sluicehq/sluice/hub/hubtest"
 )
 
 // marker is part of every plaintext; the hub's storage file must never contain it.
@@ -372,7 +373,7 @@ func TestUndeliverableAndMalformed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	th := startHub(t)
-	var logs syncBuffer
+	var logs hubtest.LogBuffer
 	d := newDevice(t, "x", routing.WithLogger(slog.New(slog.NewTextHandler(&logs, nil)))) // the transport logs with the node's logger
 	var got inbox
 	if err := d.node.Register("w", routing.WorkerFunc(func(_ context.Context, m *routing.Message) error {
@@ -392,24 +393,6 @@ func TestUndeliverableAndMalformed(t *testing.T) {
 	if l := logs.String(); !strings.Contains(l, "skipped for good") || !strings.Contains(l, "not an envelope") {
 		t.Errorf("the node's log lacks the skipped messages:\n%s", l)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent use, for a logger's output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // TestRouteErrors checks argument validation and that nothing is sent after Close.
