@@ -34,6 +34,9 @@ type command struct {
 	flags func(fs *flag.FlagSet) func(ctx context.Context, io *stdio, args []string) error
 }
 
+// synopsis is "sluice NAME USAGE".
+func (c *command) synopsis() string { return strings.TrimSpace("sluice " + c.name + " " + c.usage) }
+
 var commands = map[string]*command{}
 
 // register adds c to the dispatcher table; a duplicate name panics.
@@ -77,6 +80,8 @@ func run(ctx context.Context, args []string, sio *stdio) int {
 		}
 		printCommands(sio.out)
 		return 0
+	case "-version", "--version":
+		name = "version"
 	}
 	c := commands[name]
 	if c == nil {
@@ -95,7 +100,7 @@ func run(ctx context.Context, args []string, sio *stdio) int {
 	if err := runCmd(ctx, sio, fs.Args()); err != nil {
 		fmt.Fprintf(sio.err, "sluice %s: %s\n", name, cliMessage(err))
 		if errors.Is(err, errUsage) {
-			fmt.Fprintf(sio.err, "usage: sluice %s %s (see sluice %s -help)\n", name, c.usage, name)
+			fmt.Fprintf(sio.err, "usage: %s (see sluice %s -help)\n", c.synopsis(), name)
 			return 2
 		}
 		return 1
@@ -107,7 +112,7 @@ func newFlagSet(c *command, w io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("sluice "+c.name, flag.ContinueOnError)
 	fs.SetOutput(w)
 	fs.Usage = func() {
-		fmt.Fprintf(w, "usage: sluice %s %s\n\n%s\n\n", c.name, c.usage, strings.TrimSpace(c.help))
+		fmt.Fprintf(w, "usage: %s\n\n%s\n\n", c.synopsis(), strings.TrimSpace(c.help))
 		if hasFlags(fs) {
 			fmt.Fprintln(w, "flags:")
 			fs.PrintDefaults()
