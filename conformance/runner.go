@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/sluicehq/sluice/core"
 )
 
 // Outcome is how a test ended.
@@ -85,6 +87,10 @@ type Result struct {
 	// not reached are not in Tests.
 	Incomplete bool
 	Duration   time.Duration
+	// SuiteVersion is the version of the conformance suite that ran: [core.Version], the version of
+	// the Sluice module built into the program. Reports show it, so a certificate says which
+	// suite granted it.
+	SuiteVersion string
 }
 
 // OK reports whether no test failed. An Incomplete run may be OK: see Incomplete.
@@ -132,6 +138,7 @@ func Run(ctx context.Context, h Harness, rep Reporter) Result {
 // RunSuites is [Run] for chosen suites, run in the order given.
 func RunSuites(ctx context.Context, h Harness, rep Reporter, suites ...Suite) Result {
 	r := &runner{ctx: ctx, rep: rep}
+	r.res.SuiteVersion = core.Version()
 	start := time.Now()
 	for _, s := range suites {
 		if s.Run == nil {

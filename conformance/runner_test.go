@@ -247,6 +247,9 @@ func TestRunnerSemantics(t *testing.T) {
 			t.Errorf("%s: %v, want %v", name, got, o)
 		}
 	}
+	if res.SuiteVersion == "" || res.SuiteVersion != core.Version() {
+		t.Errorf("Result.SuiteVersion = %q, want core.Version() = %q", res.SuiteVersion, core.Version())
+	}
 	if got := find(t, res, "S/Pass").Logs; !slices.Equal(got, []string{"hello 1"}) {
 		t.Errorf("S/Pass logs = %q", got)
 	}

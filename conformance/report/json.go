@@ -18,6 +18,7 @@ type jsonBackend struct {
 	Name         string  `json:"name"`
 	URL          string  `json:"url,omitempty"`
 	Capabilities string  `json:"capabilities,omitempty"`
+	SuiteVersion string  `json:"suite_version,omitempty"`
 	Error        string  `json:"error,omitempty"`
 	OK           bool    `json:"ok"`
 	Passed       int     `json:"passed"`
@@ -58,7 +59,7 @@ func (m Matrix) WriteJSON(w io.Writer) error {
 	out := jsonReport{OK: m.OK(), Interrupted: m.Incomplete(), Backends: []jsonBackend{}, Tests: []jsonTest{}}
 	for _, b := range m.Backends {
 		out.Backends = append(out.Backends, jsonBackend{
-			Name: b.Name, URL: b.URL, Capabilities: b.Capabilities, Error: b.Error, OK: b.OK(),
+			Name: b.Name, URL: b.URL, Capabilities: b.Capabilities, SuiteVersion: b.SuiteVersion, Error: b.Error, OK: b.OK(),
 			Passed: b.Passed, Failed: b.Failed, Skipped: b.Skipped, Interrupted: b.Interrupted,
 			Incomplete: b.Incomplete, NotRun: b.NotRun(), Seconds: b.Duration.Seconds(),
 		})

@@ -68,6 +68,9 @@ func (m Matrix) WriteJUnit(w io.Writer) error {
 		if b.Capabilities != "" {
 			s.Properties = append(s.Properties, junitProperty{"capabilities", b.Capabilities})
 		}
+		if b.SuiteVersion != "" {
+			s.Properties = append(s.Properties, junitProperty{"suite_version", b.SuiteVersion})
+		}
 		switch {
 		case b.Error != "":
 			s.Errors = 1

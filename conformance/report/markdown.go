@@ -4,8 +4,11 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/sluicehq/sluice/core"
 )
 
 // maxCellMessage is the longest message shown inside a matrix cell; the full text is in the
@@ -46,6 +49,7 @@ func (m Matrix) WriteMarkdown(w io.Writer) error {
 	if len(caps) > 0 {
 		fmt.Fprintf(b, "\nDeclared capabilities (each one is verified):\n\n%s\n", strings.Join(caps, "\n"))
 	}
+	writeSuiteVersions(b, m.Backends)
 
 	fmt.Fprintln(b, "\n## Behaviour matrix")
 	fmt.Fprintln(b)
@@ -128,4 +132,28 @@ func code(s string) string {
 	}
 	s = strings.ReplaceAll(cellText(s), "`", "'")
 	return "`" + s + "`"
+}
+
+// writeSuiteVersions says which version of the conformance suite certified the backends:
+// one line when every backend that records it ran the same, else one line per backend.
+func writeSuiteVersions(b *bufio.Writer, backends []BackendSummary) {
+	var versions []string // distinct, in order
+	for _, be := range backends {
+		if be.SuiteVersion != "" && !slices.Contains(versions, be.SuiteVersion) {
+			versions = append(versions, be.SuiteVersion)
+		}
+	}
+	switch len(versions) {
+	case 0:
+		return
+	case 1:
+		fmt.Fprintf(b, "\nConformance suite: %s\n", code(core.ModulePath+" "+versions[0]))
+		return
+	}
+	fmt.Fprintf(b, "\nConformance suites (the backends were certified by different versions):\n\n")
+	for _, be := range backends {
+		if be.SuiteVersion != "" {
+			fmt.Fprintf(b, "- %s: %s\n", cellText(be.Name), code(core.ModulePath+" "+be.SuiteVersion))
+		}
+	}
 }

@@ -15,6 +15,13 @@
 // backend finished them; tests only other backends ran are appended in their order. A
 // backend that did not run a row's test shows "not run".
 //
+// # Suite version
+//
+// Each backend's column records the version of the conformance suite that certified it
+// (conformance.Result.SuiteVersion, which is core.Version: a module version, or "(devel)"
+// and the git revision for a build from a checkout): a line under the summary table in
+// Markdown, "suite_version" in JSON and a property of the testsuite in JUnit.
+//
 // # Interrupted runs
 //
 // A run whose Result is Incomplete was interrupted (Ctrl-C): the test it was running shows
@@ -107,7 +114,9 @@ type Row struct {
 
 // BackendSummary is one column's header: the counts of its run.
 type BackendSummary struct {
-	Name, URL, Capabilities, Error       string
+	Name, URL, Capabilities, Error string
+	// SuiteVersion is the version of the conformance suite that ran (Result.SuiteVersion).
+	SuiteVersion                         string
 	Passed, Failed, Skipped, Interrupted int
 	// Incomplete reports that the run was interrupted before every test ran.
 	Incomplete bool
@@ -202,7 +211,7 @@ func Build(runs []Run) Matrix {
 		}
 		name = names.Unique(name)
 		m.Backends = append(m.Backends, BackendSummary{
-			Name: name, URL: r.URL, Capabilities: r.Capabilities, Error: r.Error,
+			Name: name, URL: r.URL, Capabilities: r.Capabilities, Error: r.Error, SuiteVersion: r.Result.SuiteVersion,
 			Passed: r.Result.Passed, Failed: r.Result.Failed, Skipped: r.Result.Skipped,
 			Interrupted: r.Result.Interrupted, Incomplete: r.Result.Incomplete, Duration: r.Result.Duration,
 		})

@@ -537,3 +537,62 @@ func TestWriteFilesReportsWriteErrors(t *testing.T) {
 		t.Fatalf("WriteFiles into a full device = %q, nil; want an error", paths)
 	}
 }
+
+func TestSuiteVersion(t *testing.T) {
+	render := func(runs []Run) (md, js, junit string) {
+		m := Build(runs)
+		var a, b, c bytes.Buffer
+		if err := m.WriteMarkdown(&a); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.WriteJSON(&b); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.WriteJUnit(&c); err != nil {
+			t.Fatal(err)
+		}
+		return a.String(), b.String(), c.String()
+	}
+
+	runs := sampleRuns()
+	md, js, junit := render(runs)
+	if strings.Contains(md, "Conformance suite") || strings.Contains(js, "suite_version") || strings.Contains(junit, "suite_version") {
+		t.Errorf("a report of results without a suite version mentions one:\n%s\n%s\n%s", md, js, junit)
+	}
+
+	runs[0].Result.SuiteVersion = "v1.2.0"
+	runs[1].Result.SuiteVersion = "v1.2.0"
+	md, js, junit = render(runs)
+	if want := "\nConformance suite: `github.com/sluicehq/sluice v1.2.0`\n"; !strings.Contains(md, want) {
+		t.Errorf("Markdown lacks %q:\n%s", want, md)
+	}
+	var parsed struct {
+		Backends []struct {
+			Name         string `json:"name"`
+			SuiteVersion string `json:"suite_version"`
+		} `json:"backends"`
+	}
+	if err := json.Unmarshal([]byte(js), &parsed); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range parsed.Backends {
+		if b.SuiteVersion != "v1.2.0" {
+			t.Errorf("JSON backend %s: suite_version %q, want v1.2.0", b.Name, b.SuiteVersion)
+		}
+	}
+	if n := strings.Count(junit, `<property name="suite_version" value="v1.2.0">`); n != 2 {
+		t.Errorf("JUnit has %d suite_version properties, want one per backend:\n%s", n, junit)
+	}
+
+	runs[1].Result.SuiteVersion = "(devel) rev 0123456789ab"
+	md, _, _ = render(runs)
+	for _, want := range []string{
+		"certified by different versions",
+		"- good: `github.com/sluicehq/sluice v1.2.0`",
+		"- bad: `github.com/sluicehq/sluice (devel) rev 0123456789ab`",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("Markdown of two suite versions lacks %q:\n%s", want, md)
+		}
+	}
+}

@@ -111,6 +111,7 @@ func runConformance(ctx context.Context, w io.Writer, c conformanceConfig) error
 	if err != nil {
 		return usageErr("-run: %v", err)
 	}
+	fmt.Fprintf(w, "conformance suite %s %s\n", core.ModulePath, core.Version())
 	var runs []report.Run
 	var names report.Names
 	for _, raw := range c.backends {
@@ -380,7 +381,7 @@ func (f *runFilter) prune(res conformance.Result) conformance.Result {
 	if f == nil {
 		return res
 	}
-	out := conformance.Result{Duration: res.Duration, Incomplete: res.Incomplete}
+	out := conformance.Result{Duration: res.Duration, Incomplete: res.Incomplete, SuiteVersion: res.SuiteVersion}
 	for _, tr := range res.Tests {
 		if !f.keep(tr) {
 			continue

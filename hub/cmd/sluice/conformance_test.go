@@ -101,10 +101,11 @@ func TestConformanceBrokenBackendFails(t *testing.T) {
 	var rep struct {
 		OK       bool
 		Backends []struct {
-			Name   string
-			OK     bool
-			Passed int
-			Failed int
+			Name         string
+			OK           bool
+			Passed       int
+			Failed       int
+			SuiteVersion string `json:"suite_version"`
 		}
 		Tests []struct {
 			Name    string
@@ -125,6 +126,15 @@ func TestConformanceBrokenBackendFails(t *testing.T) {
 	}
 	if b := rep.Backends[0]; !b.OK || b.Failed != 0 || b.Passed == 0 {
 		t.Errorf("memory: %+v, want passing", b)
+	}
+	// The report and the progress output say which suite certified (also after -run).
+	for _, b := range rep.Backends {
+		if b.SuiteVersion != core.Version() {
+			t.Errorf("%s: suite_version %q, want %q", b.Name, b.SuiteVersion, core.Version())
+		}
+	}
+	if want := "conformance suite github.com/sluicehq/sluice " + core.Version() + "\n"; !strings.HasPrefix(out, want) {
+		t.Errorf("output does not start with %q:\n%s", want, out)
 	}
 	if b := rep.Backends[1]; b.OK || b.Failed == 0 {
 		t.Errorf("broken memory: %+v, want failures", b)
