@@ -24,7 +24,8 @@
 // it to rest... with its own channel address prepended to the return route, so replies travel
 // back through the channel. The responder's application finds the initiator's identity with
 // [Listener.Channel] on the first return address. Duplicates (of data messages, and of
-// handshake messages, message 1 included) are dropped and counted ([SecureChannel.Stats]);
+// handshake messages, message 1 included) are dropped and counted ([SecureChannel.Stats],
+// and [Listener.Stats] for what the listener answered, refused and dropped);
 // nothing crosses the route in the clear except the handshake's ephemeral key and the data
 // headers. Each end sends data messages to the route it learned
 // in the handshake (the initiator: the return route of message 2; the responder: that of

@@ -180,6 +180,10 @@ func TestRoutingIKReplay(t *testing.T) {
 		t.Fatalf("replay was answered: %v", MessageType(m.Payload[0]))
 	default:
 	}
+	// IK message 1, its duplicate and its replay; then the XX channel of "fresh".
+	if s := f.listener.Stats(); s != (ListenerStats{Accepted: 2, Opened: 2, Duplicates: 2, Open: 1}) {
+		t.Errorf("listener stats: %+v", s)
+	}
 }
 
 // ikHello returns an IK message 1 from a's identity to b's listener "sc" as it reaches b

@@ -709,6 +709,47 @@ type Listener struct {
 
 	seenIK    map[string]struct{} // IK messages 1 answered recently (replay suppression)
 	seenOrder []string            // seenIK keys, oldest first
+
+	accepted, opened, failed, refused, duplicates, notHandshake atomic.Uint64
+}
+
+// ListenerStats counts what a [Listener] did with the messages sent to its address, and how
+// many of its channels are in the handshake or open now. The counters only grow.
+type ListenerStats struct {
+	// Accepted counts the handshake messages 1 answered with a new channel.
+	Accepted uint64
+	// Opened counts the channels whose handshake completed (IK: with message 2; XX: when
+	// the initiator's message 3 was read and its identity trusted).
+	Opened uint64
+	// Failed counts the channels whose handshake failed after message 1: the initiator's
+	// identity is not trusted or message 3 is invalid (XX), or message 3 did not come within
+	// ListenOptions.HandshakeTimeout.
+	Failed uint64
+	// Refused counts the messages 1 dropped without a channel: an invalid handshake, an
+	// untrusted initiator (IK names it in message 1), or MaxPendingHandshakes reached.
+	Refused uint64
+	// Duplicates counts the messages 1 that came again (an at-least-once duplicate, or a
+	// replayed IK message 1): they make no new channel.
+	Duplicates uint64
+	// NotHandshake counts the messages dropped because they are not handshake message 1 (for
+	// example data sent to the listener instead of through a channel).
+	NotHandshake uint64
+	// Pending is the number of channels waiting for the initiator's message 3; Open the
+	// number of open channels (not closed yet). Both include the channels restored from
+	// saved sessions, which Accepted does not count.
+	Pending, Open int
+}
+
+// Stats returns the listener's counters.
+func (l *Listener) Stats() ListenerStats {
+	l.mu.Lock()
+	pending, open := l.pending, len(l.channels)
+	l.mu.Unlock()
+	return ListenerStats{
+		Accepted: l.accepted.Load(), Opened: l.opened.Load(), Failed: l.failed.Load(),
+		Refused: l.refused.Load(), Duplicates: l.duplicates.Load(), NotHandshake: l.notHandshake.Load(),
+		Pending: pending, Open: open,
+	}
 }
 
 // Listen registers a Listener at the local address on node. cfg is validated as for
@@ -810,6 +851,7 @@ func (l *Listener) handle(ctx context.Context, msg wire.TransportMessage) error 
 	if err != nil || (t != TypeHandshake1 && t != TypeIK1) {
 		// Not for us; nothing to answer. At Warn, as a refused handshake: an application that
 		// sends its plaintext to the listener instead of through a channel learns why.
+		l.notHandshake.Add(1)
 		l.node.Logger().Warn("securechannel: listener dropped a message that is not handshake message 1 (send data through a SecureChannel's address)", "listener", l.address, "bytes", len(msg.Payload))
 		return nil
 	}
@@ -825,10 +867,12 @@ func (l *Listener) handle(ctx context.Context, msg wire.TransportMessage) error 
 		// data, if the channel has not delivered it (cut short, or restored from a session
 		// saved before it was handled), goes on now.
 		c.duplicates.Add(1)
+		l.duplicates.Add(1)
 		return l.redeliverEarly(ctx, c, msg.Payload)
 	}
 	if _, replay := l.seenIK[key]; replay {
 		l.mu.Unlock()
+		l.duplicates.Add(1)
 		l.node.Logger().Debug("securechannel: dropped a replayed IK message 1 whose channel is gone", "listener", l.address)
 		return nil // never deliver its early data twice
 	}
@@ -872,8 +916,12 @@ func (l *Listener) handle(ctx context.Context, msg wire.TransportMessage) error 
 		}
 		// Closed meanwhile, or a concurrent duplicate of message 1 made the channel first:
 		// that channel delivers the early data.
+		if errors.Is(err, errHelloTracked) {
+			l.duplicates.Add(1)
+		}
 		return nil
 	}
+	l.accepted.Add(1)
 	err = l.node.Send(ctx, wire.TransportMessage{OnwardRoute: c.peerRoute.Clone(), ReturnRoute: wire.Route{wire.Local(c.decAddr)}, Payload: m2})
 	if err != nil {
 		if cutShort(ctx, err) {
@@ -919,8 +967,9 @@ func (l *Listener) redeliverEarly(ctx context.Context, c *SecureChannel, hello [
 	return nil
 }
 
-// dropped logs a message 1 that the listener drops.
+// dropped counts and logs a message 1 that the listener refuses.
 func (l *Listener) dropped(err error) {
+	l.refused.Add(1)
 	l.node.Logger().Warn("securechannel: listener dropped handshake message 1", "listener", l.address, "err", err)
 }
 
@@ -992,11 +1041,15 @@ func (l *Listener) track(c *SecureChannel, key string, established bool, maxPend
 		if l.hellos[key] == c {
 			l.pending--
 			l.channels[c.encAddr] = c
+			l.opened.Add(1)
 		}
 		l.mu.Unlock()
 	}
 	c.notify = l.opts.OnChannel
 	c.onClose = func(c *SecureChannel) {
+		c.mu.Lock()
+		handshakeErr := c.err
+		c.mu.Unlock()
 		l.mu.Lock()
 		if l.hellos[key] == c {
 			delete(l.hellos, key)
@@ -1004,6 +1057,9 @@ func (l *Listener) track(c *SecureChannel, key string, established bool, maxPend
 				delete(l.channels, c.encAddr)
 			} else {
 				l.pending--
+				if handshakeErr != nil && !errors.Is(handshakeErr, core.ErrClosed) {
+					l.failed.Add(1) // not closed by the application or the listener
+				}
 			}
 		}
 		l.mu.Unlock()

@@ -302,6 +302,9 @@ func TestRoutingUntrusted(t *testing.T) {
 			t.Fatalf("responder established a channel with %s", c.PeerIdentity())
 		default:
 		}
+		if s := f.listener.Stats(); s != (ListenerStats{Accepted: 1, Failed: 1}) {
+			t.Errorf("listener stats after refusing the initiator's identity: %+v", s)
+		}
 	})
 }
 
@@ -354,12 +357,18 @@ func TestRoutingHandshakeTimeoutAndDuplicateHello(t *testing.T) {
 		t.Fatalf("a duplicate message 1 was answered: %x", m.Payload)
 	default:
 	}
+	if s := f.listener.Stats(); s != (ListenerStats{Accepted: 1, Duplicates: 1, Failed: 1}) {
+		t.Errorf("listener stats after a duplicate message 1 and a handshake timeout: %+v", s)
+	}
 	// The listener still works (with a timeout a loaded machine cannot miss).
 	f.listener.opts.HandshakeTimeout = DefaultHandshakeTimeout
 	sc := f.dial(t)
 	f.send(t, sc, "after")
 	if m := f.app.next(t); string(m.Payload) != "echo: after" {
 		t.Fatalf("reply %q", m.Payload)
+	}
+	if s := f.listener.Stats(); s != (ListenerStats{Accepted: 2, Opened: 1, Duplicates: 1, Failed: 1, Open: 1}) {
+		t.Errorf("listener stats after a channel opened: %+v", s)
 	}
 }
 
@@ -537,10 +546,17 @@ func TestListenerBoundsPendingHandshakes(t *testing.T) {
 	if len(pending) != limit {
 		t.Fatalf("%d half-open channels after %d messages 1, want %d", len(pending), limit+2, limit)
 	}
+	if s := l.Stats(); s != (ListenerStats{Accepted: limit, Refused: 2, Pending: limit}) {
+		t.Errorf("listener stats with %d handshakes refused for the bound: %+v", 2, s)
+	}
 	pending[0].Close()
 	hello()
 	if n := len(l.Channels()); n != limit {
 		t.Fatalf("%d half-open channels after one closed and a new message 1, want %d", n, limit)
+	}
+	// Closed by the application: not a failed handshake.
+	if s := l.Stats(); s != (ListenerStats{Accepted: limit + 1, Refused: 2, Pending: limit}) {
+		t.Errorf("listener stats after closing a pending channel and a new message 1: %+v", s)
 	}
 }
 
@@ -571,11 +587,15 @@ func TestListenerLogsNonHandshake(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n.Close()
-	if _, err := Listen(n, "listener", Config{Identity: fixedIdentity(t, 1), Trust: TrustAnyInsecure()}, nil); err != nil {
+	l, err := Listen(n, "listener", Config{Identity: fixedIdentity(t, 1), Trust: TrustAnyInsecure()}, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if err := n.Send(t.Context(), wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("listener")}, Payload: []byte("plaintext")}); err != nil {
 		t.Fatal(err)
+	}
+	if s := l.Stats(); s != (ListenerStats{NotHandshake: 1}) {
+		t.Errorf("listener stats after a plaintext message: %+v", s)
 	}
 	if l := logs.String(); !strings.Contains(l, "not handshake message 1") || !strings.Contains(l, "SecureChannel's address") {
 		t.Fatalf("the node's log lacks the dropped message:\n%s", l)
