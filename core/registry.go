@@ -73,24 +73,52 @@ func Schemes() []string {
 // "memory://", "kafka://127.0.0.1:9092". The backend's package must be imported (usually
 // blank-imported by the main package) so its scheme is registered.
 func Open(ctx context.Context, rawURL string) (*Backend, error) {
-	u, err := url.Parse(rawURL)
+	u, open, err := lookup(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("%w: backend URL %q: %w", ErrInvalidOption, rawURL, err)
-	}
-	if u.Scheme == "" {
-		return nil, fmt.Errorf("%w: backend URL %q has no scheme; use one of %s", ErrInvalidOption, rawURL, schemeList())
-	}
-	registry.RLock()
-	open := registry.m[u.Scheme]
-	registry.RUnlock()
-	if open == nil {
-		return nil, fmt.Errorf("%w: unknown backend %q in %q; registered: %s (a backend registers its scheme when its package is imported, e.g. import _ \"github.com/sluicehq/sluice/backends/bbolt\")", ErrInvalidOption, u.Scheme, rawURL, schemeList())
+		return nil, err
 	}
 	b, err := open(ctx, u)
 	if err != nil {
 		return nil, fmt.Errorf("open %s backend: %w", u.Scheme, err)
 	}
 	return b, nil
+}
+
+// CheckURL returns the error Open would return for rawURL before opening anything: a URL
+// that does not parse, has no scheme or names a scheme no imported backend registered (an
+// error matching [ErrInvalidOption]). It lets a program refuse a bad URL before long work.
+func CheckURL(rawURL string) error {
+	_, _, err := lookup(rawURL)
+	return err
+}
+
+// lookup parses rawURL and finds the Opener of its scheme.
+func lookup(rawURL string) (*url.URL, Opener, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: backend URL %q: %w", ErrInvalidOption, rawURL, err)
+	}
+	if u.Scheme == "" {
+		return nil, nil, fmt.Errorf("%w: backend URL %q has no scheme; use one of %s", ErrInvalidOption, rawURL, schemeList())
+	}
+	registry.RLock()
+	open := registry.m[u.Scheme]
+	registry.RUnlock()
+	if open == nil {
+		return nil, nil, fmt.Errorf("%w: unknown backend %q in %q; registered: %s (a backend registers its scheme when its package is imported, e.g. import _ \"github.com/sluicehq/sluice/backends/bbolt\")", ErrInvalidOption, u.Scheme, rawURL, schemeList())
+	}
+	return u, open, nil
+}
+
+// RedactURL returns rawURL with its password, if it has one, replaced by "xxxxx"
+// (url.URL.Redacted), for logs and reports; any other string is returned as it is.
+func RedactURL(rawURL string) string {
+	if u, err := url.Parse(rawURL); err == nil {
+		if _, hasPassword := u.User.Password(); hasPassword {
+			return u.Redacted()
+		}
+	}
+	return rawURL
 }
 
 // URLParams returns the query parameters of a backend URL, one value each, for an [Opener]

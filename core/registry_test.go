@@ -103,9 +103,29 @@ func TestOpen(t *testing.T) {
 		if _, err := core.Open(ctx, tc.url); !errors.Is(err, core.ErrInvalidOption) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Open(%q) = %v, want ErrInvalidOption saying %q", tc.url, err, tc.want)
 		}
+		if err := core.CheckURL(tc.url); !errors.Is(err, core.ErrInvalidOption) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("CheckURL(%q) = %v, want ErrInvalidOption saying %q", tc.url, err, tc.want)
+		}
 	}
 	if _, err := core.Open(ctx, "coretest-fail://x"); !errors.Is(err, errOpenFailed) || errors.Is(err, core.ErrInvalidOption) {
 		t.Errorf("Open of a failing backend = %v, want its error wrapped", err)
+	}
+	// CheckURL opens nothing: a registered scheme passes even when its backend would fail.
+	if err := core.CheckURL("coretest-fail://x"); err != nil {
+		t.Errorf("CheckURL of a registered scheme = %v, want nil", err)
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"kafka://user:secret@127.0.0.1:9092?tls=1", "kafka://user:xxxxx@127.0.0.1:9092?tls=1"},
+		{"kafka://user@127.0.0.1:9092", "kafka://user@127.0.0.1:9092"},
+		{"bbolt:data", "bbolt:data"},
+		{"%zz", "%zz"},
+	} {
+		if got := core.RedactURL(tc.in); got != tc.want {
+			t.Errorf("RedactURL(%q) = %q, want %q", tc.in, got, tc.want)
+		}
 	}
 }
 
