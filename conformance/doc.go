@@ -100,6 +100,11 @@
 // before), the tests not reached are not run, and the Result is Incomplete: an operator's
 // interruption is no verdict on the backend.
 //
+// Package [github.com/sluicehq/sluice/conformance/certify] is `sluice conformance` as a
+// library: a certifier for a backend outside the sluice binary is a main that imports the
+// backend and calls certify.Main. Package [github.com/sluicehq/sluice/conformance/report]
+// writes the reports.
+//
 // Package [github.com/sluicehq/sluice/conformance/conformancetest] holds deliberately broken
 // backends that the suite must fail, for testing such programs.
 //

@@ -12,9 +12,9 @@ import (
 	_ "github.com/sluicehq/sluice/backends/memory" // an out-of-tree backend: your package
 )
 
-// A certifier for a backend that is not compiled into the sluice binary: a main that
-// imports the backend's package runs the suite on a URL of its scheme and writes the same
-// Markdown, JSON and JUnit reports as `sluice conformance`.
+// The parts of a certifier: run the suite on a URL of a registered scheme and write the
+// same Markdown, JSON and JUnit reports as `sluice conformance`. Package certify puts them
+// together, with the command's flags and progress output, as certify.Main.
 func Example_certifier() {
 	ctx := context.Background()
 	const url = "memory://" // for example "mybroker://host:1234"

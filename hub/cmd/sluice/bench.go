@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluicehq/sluice/conformance/certify"
+	"github.com/sluicehq/sluice/core"
 	"github.com/sluicehq/sluice/hub/bench"
 )
 
@@ -75,14 +77,14 @@ func (l *intList) Set(v string) error {
 
 func benchFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
 	var (
-		backends urlList
+		backends certify.URLList
 		sizes    = intList(bench.DefaultSizes)
 	)
 	fs.Var(&backends, "backend", "backend URL to measure (repeatable), e.g. bbolt:data-dir, memory://")
 	fs.Var(&sizes, "sizes", "message sizes in bytes for the throughput workloads, comma-separated")
 	runs := fs.Int("runs", bench.DefaultRuns, "repetitions of each measurement (medians are reported)")
 	duration := fs.Duration("duration", bench.DefaultDuration, "how long each measurement sends")
-	out := fs.String("out", defaultReportDir, "directory for bench.md, bench.json and the SVG charts")
+	out := fs.String("out", certify.DefaultOut, "directory for bench.md, bench.json and the SVG charts")
 	workloads := fs.String("workloads", strings.Join(bench.Workloads, ","), "workloads to run, comma-separated (also: "+strings.Join(bench.ExtraWorkloads, ",")+")")
 	rate := fs.Int("rate", bench.DefaultRate, "messages per second of the latency workloads")
 	latencySize := fs.Int("latency-size", bench.DefaultLatencySize, "message size of the latency workloads")
@@ -111,7 +113,7 @@ func benchFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error 
 		if err := cfg.Validate(); err != nil {
 			return usageErr("%v", err) // before -out is created
 		}
-		if err := prepareOutDir(*out); err != nil {
+		if err := certify.PrepareOutDir(*out); err != nil {
 			return err
 		}
 		f, _ := sio.err.(*os.File)
@@ -125,13 +127,13 @@ func benchFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error 
 		targets := make([]bench.Target, len(backends))
 		for i, u := range backends {
 			targets[i] = bench.URLTarget(u)
-			targets[i].Description = displayURL(u)
+			targets[i].Description = core.RedactURL(u)
 		}
 		command := []string{"sluice", "bench"}
 		fs.Visit(func(f *flag.Flag) {
 			if f.Name == "backend" {
 				for _, u := range backends {
-					command = append(command, "-backend", displayURL(u))
+					command = append(command, "-backend", core.RedactURL(u))
 				}
 				return
 			}

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/sluicehq/sluice/conformance/certify"
 )
 
 // stdio is where a command reads and writes; tests substitute buffers.
@@ -47,7 +49,8 @@ func register(c *command) {
 	commands[c.name] = c
 }
 
-// errUsage marks errors caused by a bad command line (exit status 2).
+// errUsage marks errors caused by a bad command line (exit status 2), as certify.ErrUsage
+// does for the conformance command.
 var errUsage = errors.New("usage")
 
 func usageErr(format string, args ...any) error {
@@ -99,7 +102,7 @@ func run(ctx context.Context, args []string, sio *stdio) int {
 	}
 	if err := runCmd(ctx, sio, fs.Args()); err != nil {
 		fmt.Fprintf(sio.err, "sluice %s: %s\n", name, cliMessage(err))
-		if errors.Is(err, errUsage) {
+		if errors.Is(err, errUsage) || errors.Is(err, certify.ErrUsage) {
 			fmt.Fprintf(sio.err, "usage: %s (see sluice %s -help)\n", c.synopsis(), name)
 			return 2
 		}

@@ -205,19 +205,6 @@ func TestConformanceBbolt(t *testing.T) {
 	}
 }
 
-func TestSplitPattern(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{"Storage", "Storage"},
-		{"Storage/Order/One", "Storage|Order|One"},
-		{"Storage/(A|B/C)", "Storage|(A|B/C)"},
-		{`A/[/]x/\/y`, `A|[/]x|\/y`},
-	} {
-		if got := strings.Join(splitPattern(tc.in), "|"); got != tc.want {
-			t.Errorf("splitPattern(%q) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}
-
 func TestConformanceUsage(t *testing.T) {
 	for _, tc := range []struct {
 		args []string

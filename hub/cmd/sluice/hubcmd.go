@@ -151,7 +151,7 @@ func checkListenAddr(flag, addr string) error {
 func runHub(ctx context.Context, sio *stdio, log *slog.Logger, listen, backendURL, metricsAddr string, grace time.Duration, opts []hub.Option) (err error) {
 	backend, err := core.Open(ctx, backendURL)
 	if errors.Is(err, core.ErrInvalidOption) {
-		return usageErr("-backend %q: %v", displayURL(backendURL), err)
+		return usageErr("-backend %q: %v", core.RedactURL(backendURL), err)
 	}
 	if err != nil {
 		return err
