@@ -139,7 +139,7 @@ func New(backend *core.Backend, opts ...Option) (*Hub, error) {
 	// Clients keep routes to partition workers across hub restarts: create the worker on
 	// first use when the backend has that partition.
 	h.node.SetFallback(h.fallback)
-	h.log.Info("hub ready", "backend", caps.String(), "max_message_size", cfg.maxMessageSize)
+	h.log.Info("hub ready", "version", core.Version(), "backend", caps.String(), "max_message_size", cfg.maxMessageSize)
 	return h, nil
 }
 
