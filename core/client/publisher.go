@@ -452,7 +452,13 @@ func (p *Publisher) Publish(ctx context.Context, data []byte) (*Ack, error) {
 		if err := p.ob.put(e.seq, e.data); err != nil {
 			p.mu.Lock()
 			e.done = true
-			p.undeliveredLocked(err)
+			if p.closed {
+				// Close closed the outbox under the put: the publisher is closed, which is
+				// what callers that publish again elsewhere (bistream) look for.
+				err = fmt.Errorf("%w before the message was stored in the outbox: %w", core.ErrClosed, err)
+			} else {
+				p.undeliveredLocked(err)
+			}
 			p.advanceLocked()
 			p.mu.Unlock()
 			<-p.slots
