@@ -117,3 +117,46 @@ func TestWindowForgetSlidOut(t *testing.T) {
 		t.Fatalf("check(11) after forget: %v, want too old", err)
 	}
 }
+
+// TestWindowLowerTo: a window moved down to a nonce below it accepts that nonce and the
+// nonces up to the old window again, keeps rejecting the nonces of the old window it still
+// covers that were accepted, and accepts again those above its new highest nonce.
+func TestWindowLowerTo(t *testing.T) {
+	var w window
+	const top = 3*WindowSize + 10
+	for n := uint64(0); n <= top; n++ {
+		if n != top-5 { // one never accepted
+			w.accept(n)
+		}
+	}
+	n := uint64(top - WindowSize - 300) // below the window
+	if err := w.check(n); !errors.Is(err, ErrReplay) {
+		t.Fatalf("nonce %d below the window: %v, want ErrReplay", n, err)
+	}
+	w.lowerTo(n)
+	oldLow := uint64(top - WindowSize + 1)
+	for x := n - 3; x <= top+3; x++ {
+		err := w.check(x)
+		switch {
+		case x < n:
+			if !errors.Is(err, ErrReplay) || errors.Is(err, ErrDuplicate) {
+				t.Fatalf("nonce %d below the new window: %v, want ErrReplay (too old)", x, err)
+			}
+		case x < oldLow, x > n+WindowSize-1:
+			if err != nil {
+				t.Fatalf("nonce %d between the new low and the old window, or above the new window: %v, want accepted again", x, err)
+			}
+		default: // in both windows: what the old one knew
+			if !errors.Is(err, ErrDuplicate) {
+				t.Fatalf("nonce %d, accepted and in both windows: %v, want ErrDuplicate", x, err)
+			}
+		}
+	}
+	// In the window already, or above it: nothing changes.
+	before := w
+	w.lowerTo(n + 10)
+	w.lowerTo(top + 100)
+	if w != before {
+		t.Fatal("lowerTo of a nonce in or above the window changed it")
+	}
+}
