@@ -38,6 +38,10 @@ const (
 	maxMaxMessageSize = bolt.MaxValueSize
 )
 
+// lockWaitRound is how often New, waiting for another process to release the file, checks
+// whether its context ended.
+const lockWaitRound = 200 * time.Millisecond
+
 // Options configures a [Store]. The zero value of every field means its default; a nil
 // *Options means all defaults.
 type Options struct {
@@ -204,16 +208,27 @@ func New(ctx context.Context, path string, opts *Options) (*Store, error) {
 	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
 		timeout = max(time.Until(d), time.Millisecond)
 	}
-	db, err := bolt.Open(file, o.FileMode, &bolt.Options{
-		Timeout:        timeout,
-		NoSync:         o.NoSync,
-		FreelistType:   bolt.FreelistMapType,
-		NoFreelistSync: !o.SyncFreelist,
-	})
+	// bbolt waits for the lock without a context: wait in short rounds, so that a
+	// cancelled ctx (a hub interrupted while another process holds the file) ends the
+	// wait within one round instead of after the whole LockTimeout.
+	start := time.Now()
+	var db *bolt.DB
+	for {
+		round := max(min(timeout-time.Since(start), lockWaitRound), time.Millisecond)
+		db, err = bolt.Open(file, o.FileMode, &bolt.Options{
+			Timeout:        round,
+			NoSync:         o.NoSync,
+			FreelistType:   bolt.FreelistMapType,
+			NoFreelistSync: !o.SyncFreelist,
+		})
+		if !errors.Is(err, bolterrors.ErrTimeout) || ctx.Err() != nil || time.Since(start) >= timeout {
+			break
+		}
+	}
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
 			if ctx.Err() != nil {
-				return nil, ctx.Err()
+				return nil, fmt.Errorf("bbolt: open %s: stopped waiting for another process to release the file: %w", file, ctx.Err())
 			}
 			return nil, fmt.Errorf("bbolt: open %s: %w: the file is locked by another process (waited %v): %w (is another sluice hub using it? stop it, or name another path)", file, core.ErrUnavailable, timeout, err)
 		}

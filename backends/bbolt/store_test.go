@@ -212,6 +212,32 @@ func TestLockedFileCtxDeadline(t *testing.T) {
 	}
 }
 
+// TestLockedFileCtxCancel: New stops waiting for a locked file when ctx is cancelled, as
+// when a hub waiting for another hub's file is interrupted (Ctrl-C), not only at ctx's
+// deadline; the error says what it was waiting for.
+func TestLockedFileCtxCancel(t *testing.T) {
+	dir := t.TempDir()
+	open(t, dir, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	res := make(chan error, 1)
+	go func() {
+		s, err := New(ctx, dir, &Options{LockTimeout: 30 * time.Second})
+		if s != nil {
+			_ = s.Close()
+		}
+		res <- err
+	}()
+	select {
+	case err := <-res:
+		if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "another process") {
+			t.Fatalf("New on a locked file, ctx cancelled: %v, want context.Canceled saying what it waited for", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("New still waits for a locked file 10s after its ctx was cancelled")
+	}
+}
+
 func TestFormatVersionMismatch(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "x.db")
 	db, err := bolt.Open(file, 0o600, nil)
