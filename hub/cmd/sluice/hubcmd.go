@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -37,17 +38,19 @@ gracefully on SIGINT or SIGTERM: it stops accepting connections, confirms every 
 taken, answers waiting pulls, then exits. Requests that arrive meanwhile are answered as not
 taken, and Sluice clients send them again once the hub is back. What is not done within
 -shutdown-timeout is abandoned: pushes whose append was cut short are confirmed with
-status ERROR.
+status ERROR. -shutdown-timeout bounds closing the backend too (at least 1s is left for
+it), so the hub exits soon after it. A second SIGINT or SIGTERM stops the hub at once.
 
 Partition workers are created on first use and retired after -worker-idle-timeout without
 use; a retired partition works as before, its next message creates a new worker.
 
 With -metrics-addr, the hub's counters are served as JSON under "sluice" at
-http://ADDR/debug/vars: pushes, pulls, appends, errors, slow_consumers (connections closed
-because they did not read their replies), connections_refused (connections closed at
-once because the hub had -max-connections open; also warned about in the log, at most
-every 10s), partition_workers (now) and partition_workers_retired, and more: see
-go doc github.com/sluicehq/sluice/hub.Metrics.
+http://ADDR/debug/vars, beside the Go runtime's "memstats" (the command line is not
+served: it can hold a backend password): pushes, pulls, appends, errors, slow_consumers
+(connections closed because they did not read their replies), connections_refused
+(connections closed at once because the hub had -max-connections open; also warned about
+in the log, at most every 10s), partition_workers (now) and partition_workers_retired,
+and more: see go doc github.com/sluicehq/sluice/hub.Metrics.
 
 Backends (the URL's scheme):
   bbolt:PATH or bbolt:///abs/path  embedded, durable (default: bbolt:sluice-data); PATH is a
@@ -85,7 +88,7 @@ func hubFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
 	workerIdle := fs.Duration("worker-idle-timeout", hub.DefaultWorkerIdleTimeout, "retire a partition worker unused for this long, freeing its memory (0: never)")
 	metricsAddr := fs.String("metrics-addr", "", "serve metrics as JSON at http://ADDR/debug/vars (empty: off)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	grace := fs.Duration("shutdown-timeout", 30*time.Second, "how long a graceful stop may take before in-flight work is abandoned")
+	grace := fs.Duration("shutdown-timeout", 30*time.Second, "how long a graceful stop may take, closing the backend included, before in-flight work is abandoned")
 	return func(ctx context.Context, sio *stdio, args []string) error {
 		if len(args) > 0 {
 			return usageErr("unexpected arguments %q", args)
@@ -156,10 +159,15 @@ func runHub(ctx context.Context, sio *stdio, log *slog.Logger, listen, backendUR
 	if err != nil {
 		return err
 	}
+	logBackend(log, backendURL, backend)
+	// deadline is when a graceful stop must be done, closing the backend included; set
+	// when the stop starts.
+	var deadline time.Time
 	defer func() {
-		if cerr := backend.Close(); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("close backend: %w", cerr))
+		if deadline.IsZero() {
+			deadline = time.Now().Add(grace)
 		}
+		err = errors.Join(err, closeBackend(backend, deadline, grace))
 	}()
 	h, err := hub.New(backend, opts...)
 	if errors.Is(err, core.ErrInvalidOption) {
@@ -170,9 +178,14 @@ func runHub(ctx context.Context, sio *stdio, log *slog.Logger, listen, backendUR
 	}
 	// From here on, every return goes through a graceful shutdown.
 	stop := func() error {
-		sctx, cancel := context.WithTimeout(context.Background(), grace)
+		deadline = time.Now().Add(grace)
+		sctx, cancel := context.WithDeadline(context.Background(), deadline)
 		defer cancel()
-		return h.Shutdown(sctx)
+		err := h.Shutdown(sctx)
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("the graceful stop did not finish within -shutdown-timeout %v: work still in flight was abandoned (pushes cut short were confirmed with status ERROR: clients send them again): %w", grace, err)
+		}
+		return err
 	}
 	addr, err := h.Listen(listen)
 	if err != nil {
@@ -190,11 +203,53 @@ func runHub(ctx context.Context, sio *stdio, log *slog.Logger, listen, backendUR
 	}
 	fmt.Fprintf(sio.out, "sluice hub listening on %s (backend %s)\n", addr, backend.Storage.Capabilities().Name)
 	<-ctx.Done()
-	log.Info("stopping", "reason", context.Cause(ctx))
+	log.Info("stopping gracefully; a second SIGINT or SIGTERM stops at once", "reason", context.Cause(ctx), "shutdown_timeout", grace)
 	if metrics != nil {
 		_ = metrics.Close()
 	}
 	return stop()
+}
+
+// logBackend logs the backend's URL (without its password) and, for a backend that keeps
+// its data in a file (bbolt, also as Kinesis' index=), the file's absolute path: a relative
+// path such as the default bbolt:sluice-data depends on the hub's working directory, which
+// a service manager chooses.
+func logBackend(log *slog.Logger, rawURL string, b *core.Backend) {
+	attrs := []any{"url", core.RedactURL(rawURL)}
+	for _, part := range []any{b.Storage, b.Index} {
+		if f, ok := part.(interface{ Path() string }); ok {
+			path := f.Path()
+			if abs, err := filepath.Abs(path); err == nil {
+				path = abs
+			}
+			attrs = append(attrs, "path", path)
+			break
+		}
+	}
+	log.Info("backend open", attrs...)
+}
+
+// minBackendClose is the least time a stopping hub waits for its backend to close, also
+// when the graceful stop used up -shutdown-timeout.
+const minBackendClose = time.Second
+
+// closeBackend closes b and waits for it until deadline (at least minBackendClose): a
+// backend whose broker does not answer must not keep a stopping hub from exiting long
+// after -shutdown-timeout (grace). Kafka's Close alone may wait 20s for calls in flight.
+func closeBackend(b *core.Backend, deadline time.Time, grace time.Duration) error {
+	done := make(chan error, 1)
+	go func() { done <- b.Close() }() // ends when Close returns, or with the process
+	t := time.NewTimer(max(time.Until(deadline), minBackendClose))
+	defer t.Stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("close backend: %w", err)
+		}
+		return nil
+	case <-t.C:
+		return fmt.Errorf("close backend: not closed within -shutdown-timeout %v; stopped without waiting for it", grace)
+	}
 }
 
 // metricsHub is the hub whose metrics expvar publishes (expvar names are process-wide).
@@ -222,7 +277,7 @@ func serveMetrics(h *hub.Hub, addr string, log *slog.Logger) (*http.Server, erro
 		}))
 	})
 	mux := http.NewServeMux()
-	mux.Handle("/debug/vars", expvar.Handler())
+	mux.HandleFunc("/debug/vars", serveVars)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { // owned by srv: ends when runHub closes it
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -231,4 +286,24 @@ func serveMetrics(h *hub.Hub, addr string, log *slog.Logger) (*http.Server, erro
 	}()
 	log.Info("metrics at http://" + ln.Addr().String() + "/debug/vars")
 	return srv, nil
+}
+
+// serveVars serves the published expvar variables as expvar.Handler does, except
+// "cmdline": the command line can hold a password (-backend kafka://user:password@...),
+// and the metrics address is often reachable by more people than the hub's host.
+func serveVars(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	fmt.Fprint(w, "{\n")
+	first := true
+	expvar.Do(func(kv expvar.KeyValue) {
+		if kv.Key == "cmdline" {
+			return
+		}
+		if !first {
+			fmt.Fprint(w, ",\n")
+		}
+		first = false
+		fmt.Fprintf(w, "%q: %s", kv.Key, kv.Value)
+	})
+	fmt.Fprint(w, "\n}\n")
 }

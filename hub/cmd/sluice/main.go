@@ -20,6 +20,10 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The first SIGINT or SIGTERM ends ctx: the command stops gracefully. Then the
+	// signals' default action is restored, so that a second one stops the process at once
+	// (a hub whose graceful stop waits for a broker that does not answer).
+	context.AfterFunc(ctx, stop)
 	code := run(ctx, os.Args[1:], &stdio{in: os.Stdin, out: os.Stdout, err: os.Stderr})
 	stop()
 	os.Exit(code)

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/core"
+)
+
+// slowCloseScheme opens a memory backend whose Close does not return until the test ends,
+// as a Kafka backend's Close waits for calls to a broker that does not answer.
+const slowCloseScheme = "test-slowclose"
+
+type slowCloseStorage struct {
+	core.Storage
+	release <-chan struct{}
+}
+
+func (s slowCloseStorage) Close() error {
+	<-s.release
+	return s.Storage.Close()
+}
+
+// slowCloseRelease is the channel whose closing lets the Close of the backends opened with
+// slowCloseScheme return; the test that uses the scheme sets it.
+var slowCloseRelease atomic.Pointer[chan struct{}]
+
+func init() {
+	core.Register(slowCloseScheme, func(ctx context.Context, _ *url.URL) (*core.Backend, error) {
+		release := slowCloseRelease.Load()
+		if release == nil {
+			return nil, errors.New("slowCloseRelease not set")
+		}
+		b, err := core.Open(ctx, "memory://")
+		if err != nil {
+			return nil, err
+		}
+		s := slowCloseStorage{b.Storage, *release}
+		return &core.Backend{Storage: s, Index: b.Index}, nil
+	})
+}
+
+// -shutdown-timeout bounds the whole stop, closing the backend included: a backend whose
+// Close hangs does not keep the hub from exiting (an orchestrator kills a process that
+// outlives its grace period), and the hub says what it gave up on.
+func TestHubStopDoesNotWaitForeverForTheBackend(t *testing.T) {
+	release := make(chan struct{})
+	slowCloseRelease.Store(&release)
+	t.Cleanup(func() { close(release) })
+	h := startHubCmdArgs(t, "-listen", "127.0.0.1:0", "-backend", slowCloseScheme+"://", "-shutdown-timeout", "1s")
+	if _, exited, code := h.listening(); exited {
+		t.Fatalf("sluice hub exited with status %d\n%s", code, h.stderr())
+	}
+	h.cancel()
+	select {
+	case code := <-h.done:
+		h.done <- code
+		if errs := h.stderr(); code != 1 || !strings.Contains(errs, "not closed within -shutdown-timeout 1s") {
+			t.Errorf("exit %d, want 1 saying the backend did not close in time\n%s", code, errs)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("sluice hub -shutdown-timeout 1s still stopping 10s after the interrupt (its backend's Close hangs)\n%s", h.stderr())
+	}
+}
+
+// The metrics address serves the hub's counters and the Go runtime's, but not the command
+// line: a -backend URL on it can carry a broker password.
+func TestHubMetricsDoNotShowTheCommandLine(t *testing.T) {
+	h := startHubCmd(t, "-listen", "127.0.0.1:0", "-metrics-addr", "127.0.0.1:0")
+	if _, exited, code := h.listening(); exited {
+		t.Fatalf("sluice hub exited with status %d\n%s", code, h.stderr())
+	}
+	_, rest, ok := strings.Cut(h.stderr(), "metrics at ")
+	if !ok {
+		t.Fatalf("sluice hub did not log its metrics address\n%s", h.stderr())
+	}
+	metricsURL, _, _ := strings.Cut(rest, "\n")
+	metricsURL = strings.Trim(metricsURL, `"`)
+	client := &http.Client{Timeout: 10 * time.Second}
+	defer client.CloseIdleConnections()
+	resp, err := client.Get(metricsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vars map[string]json.RawMessage
+	if err := json.Unmarshal(body, &vars); err != nil {
+		t.Fatalf("%s is not JSON: %v\n%s", metricsURL, err, body)
+	}
+	if _, ok := vars["cmdline"]; ok {
+		t.Errorf("%s serves the command line (cmdline), which can hold a -backend password", metricsURL)
+	}
+	for _, want := range []string{"sluice", "memstats"} {
+		if _, ok := vars[want]; !ok {
+			t.Errorf("%s has no %q", metricsURL, want)
+		}
+	}
+	if code := h.stop(); code != 0 {
+		t.Errorf("exit %d, want 0\n%s", code, h.stderr())
+	}
+}
+
+// A second SIGTERM stops a hub at once whose graceful stop waits for its backend: here a
+// create stream request to a hub-as-backend that never answers. The first one only starts
+// the graceful stop.
+func TestHubSecondSignalStopsAtOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary; skipped with -short")
+	}
+	// An upstream "hub" that takes connections and reads them, but never answers.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	asked := make(chan struct{}, 1)
+	go func() { // ends when ln is closed
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { // ends when the hub closes c, or the test ends
+				defer c.Close()
+				buf := make([]byte, 4096)
+				for {
+					if _, err := c.Read(buf); err != nil {
+						return
+					}
+					select {
+					case asked <- struct{}{}:
+					default:
+					}
+				}
+			}()
+		}
+	}()
+
+	bin := cliBinary(t)
+	h := cliStartHub(t, bin, t.TempDir(), "-backend", "sluice://"+ln.Addr().String()+"?timeout=1m", "-shutdown-timeout", "1m")
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	runAsync(ctx, strings.NewReader(""), "push", "-hub", h.addr, "-timeout", "1m", "s", "m")
+	select {
+	case <-asked:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the hub did not ask its backend within 30s\n%s", h.stderr)
+	}
+
+	if err := h.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-h.done:
+		t.Fatalf("the hub exited (%v) at the first SIGTERM, with a request to its backend in flight and -shutdown-timeout 1m: not a graceful stop\n%s", err, h.stderr)
+	case <-time.After(500 * time.Millisecond):
+	}
+	if err := h.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		t.Fatal(err)
+	}
+	select {
+	case <-h.done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the hub still runs 10s after a second SIGTERM\n%s", h.stderr)
+	}
+}
+
+// The hub logs which backend it opened, without the URL's password, and where a bbolt
+// database is as an absolute path: the default bbolt:sluice-data is relative to the
+// working directory, which a service manager chooses (systemd's default is /).
+func TestHubLogsItsBackend(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	_, errs := runHubUntil(t, "-listen", "127.0.0.1:0", "-backend", "bbolt:data")
+	want := "path=" + filepath.Join(dir, "data", "sluice.db")
+	if !strings.Contains(errs, `msg="backend open" url=bbolt:data`) || !strings.Contains(errs, want) {
+		t.Errorf("sluice hub -backend bbolt:data did not log the backend and %s\n%s", want, errs)
+	}
+	_, errs = runHubUntil(t, "-listen", "127.0.0.1:0", "-backend", "sluice://operator:s3cret@127.0.0.1:1")
+	if !strings.Contains(errs, "backend open") || strings.Contains(errs, "s3cret") {
+		t.Errorf("sluice hub -backend sluice://operator:s3cret@...: want the backend logged without its password\n%s", errs)
+	}
+}
