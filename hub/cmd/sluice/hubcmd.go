@@ -41,6 +41,11 @@ taken, and Sluice clients send them again once the hub is back. What is not done
 status ERROR. -shutdown-timeout bounds closing the backend too (at least 1s is left for
 it), so the hub exits soon after it. A second SIGINT or SIGTERM stops the hub at once.
 
+The hub does not authenticate its clients: whoever reaches -listen can create, push to,
+read and move the saved index of any stream (payloads sent through secure channels stay
+encrypted). It listens on 127.0.0.1 by default; listen on other interfaces only where
+every client that can reach them is trusted (see docs/security.md).
+
 Partition workers are created on first use and retired after -worker-idle-timeout without
 use; a retired partition works as before, its next message creates a new worker.
 
