@@ -71,7 +71,9 @@ index after printing, so the next pull with the same id continues where this one
 
 pull does not create streams: a stream that does not exist is an error (create it with
 "sluice create"). pull exits 1 when the hub cannot be reached, also when the connection
-fails midway (it then says how many messages it printed).
+fails midway, or when it cannot write a message to standard output (it then says how many
+messages it printed; with -client-id the saved position stays at the first message it did
+not print).
 
 Examples:
   sluice pull orders
@@ -602,6 +604,7 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 			count   uint64
 			last    = time.Now()
 			lastErr error // a session failure after the last message
+			outErr  error // writing a message to standard output failed
 		)
 		// onFail runs in Run's goroutine after a session failed, before the consumer
 		// retries; tail warns once per outage, and says when it reaches the hub again
@@ -628,13 +631,20 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 				// message handled, so a later pull with the same client id gets it.
 				return errDone
 			}
+			var err error
 			switch {
 			case *asJSON:
-				_ = enc.Encode(jsonMessage(m))
+				err = enc.Encode(jsonMessage(m))
 			case *raw:
-				fmt.Fprintf(sio.out, "%s\n", m.Data)
+				_, err = fmt.Fprintf(sio.out, "%s\n", m.Data)
 			default:
-				fmt.Fprintf(sio.out, "%d\t%s\n", m.Index, m.Data)
+				_, err = fmt.Fprintf(sio.out, "%d\t%s\n", m.Index, m.Data)
+			}
+			if err != nil {
+				// Not printed: fail the handler, which stops Run without marking this
+				// message handled, so the saved position stays before it.
+				outErr = fmt.Errorf("write message %d to standard output: %w", m.Index, err)
+				return outErr
 			}
 			count++
 			last = time.Now()
@@ -684,6 +694,12 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 			}()
 		}
 		err = cons.Run(ctx)
+		mu.Lock()
+		printErr, printed := outErr, count
+		mu.Unlock()
+		if printErr != nil {
+			return fmt.Errorf("stopped after %d message(s): %w", printed, printErr)
+		}
 		if errors.Is(err, core.ErrStreamNotFound) {
 			return errNoStream(stream, *hubAddr)
 		}
