@@ -19,11 +19,10 @@ const indexTopic = "sluice=index"
 // indexState is the in-memory view of the index topic: the highest index saved per key,
 // from every record read so far.
 type indexState struct {
-	mu     sync.Mutex // serializes GetIndex and SaveIndex
-	ready  bool       // the index topic exists
-	next   uint64     // index (in the index topic) of the next record to read
-	saved  map[string]uint64
-	closed bool
+	mu    sync.Mutex // serializes GetIndex and SaveIndex
+	ready bool       // the index topic exists
+	next  uint64     // index (in the index topic) of the next record to read
+	saved map[string]uint64
 }
 
 func indexKey(clientID, stream string, partition int) string {

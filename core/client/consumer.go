@@ -429,6 +429,7 @@ func (c *Consumer) Close() error {
 		c.c.untrack(c)
 	})
 	c.running.Lock() // waits for Run
+	//lint:ignore SA2001 an empty critical section on purpose: taking the lock waits for Run to return
 	c.running.Unlock()
 	return nil
 }
@@ -820,9 +821,8 @@ func (p *pipeline) awaitPull(ctx context.Context) (from uint64, msgs []core.Mess
 			}
 			select {
 			case r = <-p.pull.ch:
-				ok = true
 			case <-p.pull.timer.C:
-				r, ok, err = p.pull.expired()
+				r, _, err = p.pull.expired()
 			case sr := <-saveReply:
 				if err := p.saveDone(sr); err != nil {
 					return 0, nil, false, err

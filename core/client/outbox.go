@@ -108,13 +108,4 @@ func (o *outbox) remove(seqs []uint64) error {
 	return nil
 }
 
-// len returns the number of messages in the outbox.
-func (o *outbox) len() (n int, err error) {
-	err = o.db.View(func(tx *bolt.Tx) error {
-		n = tx.Bucket(bucketMessages).Stats().KeyN
-		return nil
-	})
-	return n, err
-}
-
 func (o *outbox) close() error { return o.db.Close() }

@@ -116,16 +116,15 @@ func echo(l **Listener, peers chan<- PublicKey) routing.WorkerFunc {
 }
 
 type fixture struct {
-	net              *memNet
-	a, b             *routing.Node
-	ida, idb         *Identity
-	listener         *Listener
-	peers            chan PublicKey
-	app              inbox
-	established      chan *SecureChannel
-	cfgA, cfgB       Config
-	listenerRoute    wire.Route
-	responderChannel func() *SecureChannel
+	net           *memNet
+	a, b          *routing.Node
+	ida, idb      *Identity
+	listener      *Listener
+	peers         chan PublicKey
+	app           inbox
+	established   chan *SecureChannel
+	cfgA, cfgB    Config
+	listenerRoute wire.Route
 }
 
 // newFixture builds nodes "a" and "b" (and "hub" when viaHub), a listener "sc" and an echo

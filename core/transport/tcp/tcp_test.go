@@ -163,14 +163,6 @@ func dialRaw(t *testing.T, addr string) *rawConn {
 	return &rawConn{t, c}
 }
 
-func (c *rawConn) writeFrame(body []byte) {
-	c.t.Helper()
-	b := binary.BigEndian.AppendUint16(nil, uint16(len(body)))
-	if _, err := c.Write(append(b, body...)); err != nil {
-		c.t.Fatal(err)
-	}
-}
-
 func (c *rawConn) send(m wire.TransportMessage) {
 	c.t.Helper()
 	f, err := wire.AppendFrame(nil, m)

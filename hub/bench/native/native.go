@@ -13,6 +13,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/sluicehq/sluice/core"
 )
@@ -109,7 +110,7 @@ func (s *Bolt) Fetch(ctx context.Context, stream string, _ int, from uint64, lim
 // DeleteStream deletes the stream's bucket.
 func (s *Bolt) DeleteStream(_ context.Context, stream string) error {
 	err := s.db.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket([]byte(stream)) })
-	if errors.Is(err, bolt.ErrBucketNotFound) {
+	if errors.Is(err, bolterrors.ErrBucketNotFound) {
 		return core.ErrStreamNotFound
 	}
 	return err
