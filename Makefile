@@ -6,6 +6,8 @@ PKGS      ?= ./...
 TIMEOUT   ?= 40m
 FUZZTIME  ?= 3s
 BENCHTIME ?= 1s
+# staticcheck's version, pinned so that a new release's checks do not fail an old commit
+STATICCHECK ?= v0.8.2
 
 .PHONY: all build run test test-short vet fuzz bench bench-report clean
 
@@ -18,10 +20,11 @@ build:
 run:
 	$(GO) run ./examples/e2e-messaging
 
-## vet: static checks
+## vet: static checks (gofmt, go vet, staticcheck)
 vet:
 	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
 	$(GO) vet $(PKGS)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK) -checks 'inherit,-ST1005' $(PKGS)
 
 ## test: everything, brokers required (a broker that cannot start fails)
 test: vet
