@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -94,10 +95,15 @@ func run(ctx context.Context, args []string, sio *stdio) int {
 	}
 	fs := newFlagSet(c, sio.err)
 	runCmd := c.flags(fs)
+	// On a bad flag, Parse has printed the error and the short usage of newFlagSet.
+	usage := fs.Usage
+	fs.Usage = func() {}
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			usage()
 			return 0
 		}
+		badFlagUsage(sio.err, c, fs, err)
 		return 2
 	}
 	if err := runCmd(ctx, sio, fs.Args()); err != nil {
@@ -123,6 +129,25 @@ func newFlagSet(c *command, w io.Writer) *flag.FlagSet {
 	}
 	return fs
 }
+
+// badFlagUsage follows flag's error message for a bad command line with the failing flag's
+// own line of -help (its type, meaning and default) and the synopsis, instead of the whole
+// help, which would scroll the error out of sight.
+func badFlagUsage(w io.Writer, c *command, fs *flag.FlagSet, err error) {
+	if m := badFlagName.FindStringSubmatch(err.Error()); m != nil {
+		if f := fs.Lookup(m[1]); f != nil {
+			one := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
+			one.SetOutput(w)
+			one.Var(f.Value, f.Name, f.Usage)
+			one.Lookup(f.Name).DefValue = f.DefValue
+			one.PrintDefaults()
+		}
+	}
+	fmt.Fprintf(w, "usage: %s (see sluice %s -help)\n", c.synopsis(), c.name)
+}
+
+// badFlagName finds the flag named in flag's error for a bad value.
+var badFlagName = regexp.MustCompile(`for flag -([^:\s]+):`)
 
 func hasFlags(fs *flag.FlagSet) bool {
 	n := 0
