@@ -44,6 +44,9 @@ func TestConnectionsRefusedAtLimit(t *testing.T) {
 			if got := h.Metrics().ConnectionsRefused; got != refused {
 				t.Errorf("metrics connections_refused = %d, want %d", got, refused)
 			}
+			if got := h.Metrics().Connections; got != 1 {
+				t.Errorf("metrics connections = %d with one connection held open, want 1", got)
+			}
 			c.Create("") // the connection within the limit still works
 
 			text := logs.String()

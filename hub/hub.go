@@ -163,7 +163,13 @@ func (h *Hub) Node() *routing.Node { return h.node }
 func (h *Hub) MaxMessageSize() int { return h.cfg.maxMessageSize }
 
 // Metrics returns a snapshot of the hub's counters.
-func (h *Hub) Metrics() Metrics { return h.m.snapshot() }
+func (h *Hub) Metrics() Metrics {
+	m := h.m.snapshot()
+	if t := h.tcpRef.Load(); t != nil {
+		m.Connections = uint64(t.Connections())
+	}
+	return m
+}
 
 // Shutdown stops the hub gracefully: it stops accepting connections (open ones stay) and
 // requests (a request that arrives during the drain, a push included, gets an `error` or

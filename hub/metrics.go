@@ -5,9 +5,9 @@ import (
 	"sync/atomic"
 )
 
-// Metrics are the hub's counters. All fields but PartitionWorkers (a gauge) only grow; read
-// them with [Hub.Metrics], which returns a consistent-enough snapshot (each field is read
-// atomically, the set is not).
+// Metrics are the hub's counters. All fields but the gauges Connections and
+// PartitionWorkers only grow; read them with [Hub.Metrics], which returns a
+// consistent-enough snapshot (each field is read atomically, the set is not).
 type Metrics struct {
 	// Creates counts stream_create / stream_create_partitioned requests answered with Init.
 	Creates uint64 `json:"creates"`
@@ -50,6 +50,9 @@ type Metrics struct {
 	// because the hub had [WithMaxConnections] open (see the package doc, "Metrics and
 	// logs").
 	ConnectionsRefused uint64 `json:"connections_refused"`
+	// Connections is a gauge: the TCP connections open now (the hub's own transport, from
+	// [Hub.Listen]); [WithMaxConnections] limits it.
+	Connections uint64 `json:"connections"`
 	// PartitionWorkers is a gauge: the partition workers the hub has now. A worker is
 	// created on the first message for its partition and retired after
 	// [WithWorkerIdleTimeout] without use.

@@ -469,6 +469,14 @@ func (t *Transport) connect(hostport string) (*conn, error) {
 	return c, nil
 }
 
+// Connections returns the number of open connections, accepted and dialled together (what
+// WithMaxConnections limits).
+func (t *Transport) Connections() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.conns)
+}
+
 func (t *Transport) full() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()

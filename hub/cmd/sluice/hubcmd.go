@@ -52,10 +52,10 @@ use; a retired partition works as before, its next message creates a new worker.
 With -metrics-addr, the hub's counters are served as JSON under "sluice" at
 http://ADDR/debug/vars, beside the Go runtime's "memstats" (the command line is not
 served: it can hold a backend password): pushes, pulls, appends, errors, slow_consumers
-(connections closed because they did not read their replies), connections_refused
-(connections closed at once because the hub had -max-connections open; also warned about
-in the log, at most every 10s), partition_workers (now) and partition_workers_retired,
-and more: see go doc github.com/sluicehq/sluice/hub.Metrics.
+(connections closed because they did not read their replies), connections (open now),
+connections_refused (connections closed at once because the hub had -max-connections open;
+also warned about in the log, at most every 10s), partition_workers (now) and
+partition_workers_retired, and more: see go doc github.com/sluicehq/sluice/hub.Metrics.
 
 Backends (the URL's scheme):
   bbolt:PATH or bbolt:///abs/path  embedded, durable (default: bbolt:sluice-data); PATH is a
