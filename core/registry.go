@@ -139,6 +139,16 @@ func URLParams(u *url.URL) (map[string]string, error) {
 	return params, nil
 }
 
+// NoUserInfo returns an error matching [ErrInvalidOption] when u carries user information
+// (USER[:PASSWORD]@): an [Opener] whose backend takes no credentials from its URL refuses
+// them rather than ignore them, so that nobody believes a password is in use.
+func NoUserInfo(u *url.URL) error {
+	if u.User == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: URL %q: user information is not used by the %s backend; remove USER[:PASSWORD]@", ErrInvalidOption, u.Redacted(), u.Scheme)
+}
+
 func schemeList() string {
 	s := Schemes()
 	if len(s) == 0 {

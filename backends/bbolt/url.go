@@ -42,8 +42,8 @@ func ParseURL(u *url.URL) (string, *Options, error) {
 	if u.Scheme != Scheme {
 		return "", nil, bad("scheme is %q, want %q", u.Scheme, Scheme)
 	}
-	if u.User != nil {
-		return "", nil, bad("user information is not allowed")
+	if err := core.NoUserInfo(u); err != nil {
+		return "", nil, fmt.Errorf("bbolt: %w", err)
 	}
 	path := u.Path
 	switch {

@@ -448,6 +448,7 @@ func TestOpenRejectsUnknownParameters(t *testing.T) {
 		"kinesis://us-east-1?index=memory://&endpont=http://127.0.0.1:1",
 		"kinesis://us-east-1?index=memory://&prefix=a&prefix=b",
 		"kinesis://us-east-1?index=memory://&max_retries=-1",
+		"kinesis://AKIA:secret@us-east-1?index=memory://&endpoint=http://127.0.0.1:1",
 	} {
 		if b, err := core.Open(context.Background(), u); !errorsIs(err, core.ErrInvalidOption) {
 			if b != nil {

@@ -32,6 +32,9 @@ func init() { core.Register("kinesis", Open) }
 // the service answers (a ListStreams call): an unreachable endpoint or rejected credentials
 // fail here, with an error matching core.ErrUnavailable when the service cannot be reached.
 func Open(ctx context.Context, u *url.URL) (*core.Backend, error) {
+	if err := core.NoUserInfo(u); err != nil {
+		return nil, fmt.Errorf("kinesis: %w (credentials come from the AWS SDK's default chain)", err)
+	}
 	q, err := core.URLParams(u)
 	if err != nil {
 		return nil, fmt.Errorf("kinesis: %w", err)

@@ -113,6 +113,9 @@ func openURL(_ context.Context, u *url.URL) (*core.Backend, error) {
 		return nil, fmt.Errorf("memory: %w: URL %q names a location; use \"memory://\"", core.ErrInvalidOption, u.Redacted())
 	}
 	var opts Options
+	if err := core.NoUserInfo(u); err != nil {
+		return nil, fmt.Errorf("memory: %w", err)
+	}
 	params, err := core.URLParams(u)
 	if err != nil {
 		return nil, fmt.Errorf("memory: %w", err)

@@ -60,6 +60,7 @@ func TestOpenURL(t *testing.T) {
 		"memory://?max_message_size=10&max_message_size=20",
 		"memory://host",
 		"memory:///some/path",
+		"memory://user:secret@",
 	} {
 		if b, err := core.Open(ctx, u); !errors.Is(err, core.ErrInvalidOption) {
 			if b != nil {

@@ -126,14 +126,15 @@ func TestOpenRejectsBadURLs(t *testing.T) {
 	for _, u := range []string{
 		"kafka://h:1",
 		"pulsar://",
-		"pulsar://h:6650?colour=blue",
-		"pulsar://h:6650?tenant=a&tenant=b",
-		"pulsar://h:6650?max_message_size=-1",
-		"pulsar://h:6650?max_producers=0",
-		"pulsar://h:6650?retention=forever",
-		"pulsar://h:6650?admin=ftp://h",
-		"pulsar://h:6650/extra",
-		"pulsar://h:6650?namespace=a/b",
+		"pulsar://127.0.0.1:1?colour=blue",
+		"pulsar://127.0.0.1:1?tenant=a&tenant=b",
+		"pulsar://127.0.0.1:1?max_message_size=-1",
+		"pulsar://127.0.0.1:1?max_producers=0",
+		"pulsar://127.0.0.1:1?retention=forever",
+		"pulsar://127.0.0.1:1?admin=ftp://127.0.0.1",
+		"pulsar://127.0.0.1:1/extra",
+		"pulsar://127.0.0.1:1?namespace=a/b",
+		"pulsar://user:secret@127.0.0.1:1?admin=http://127.0.0.1:1",
 	} {
 		s, err := Open(context.Background(), u)
 		if !errors.Is(err, core.ErrInvalidOption) {

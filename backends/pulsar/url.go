@@ -55,6 +55,9 @@ func openURL(rawURL string) (*Store, error) {
 	if u.Scheme != "pulsar" || u.Host == "" {
 		return nil, fmt.Errorf("pulsar: %w: URL %q: want pulsar://host:port[?admin=http://host:port&...]", core.ErrInvalidOption, rawURL)
 	}
+	if err := core.NoUserInfo(u); err != nil {
+		return nil, fmt.Errorf("pulsar: %w", err)
+	}
 	var o Options
 	admin := "http://" + u.Hostname() + ":8080"
 	params, err := core.URLParams(u)

@@ -112,6 +112,9 @@ func openURL(ctx context.Context, u *url.URL) (*core.Backend, error) {
 	if _, port, err := net.SplitHostPort(u.Host); err != nil || port == "" {
 		return nil, fmt.Errorf("remote: %w: URL %q: want sluice://host:port, the hub's address", core.ErrInvalidOption, u.Redacted())
 	}
+	if err := core.NoUserInfo(u); err != nil {
+		return nil, fmt.Errorf("remote: %w (a hub does not authenticate its clients)", err)
+	}
 	params, err := core.URLParams(u)
 	if err != nil {
 		return nil, fmt.Errorf("remote: %w", err)

@@ -104,6 +104,7 @@ func TestOpenURL(t *testing.T) {
 		"sluice://" + addr + "?max_partitions=5000",
 		"sluice://" + addr + "?colour=blue",
 		"sluice://" + addr + "?timeout=1s&timeout=2s",
+		"sluice://admin:secret@" + addr,
 	} {
 		if b, err := core.Open(ctx, bad); !errors.Is(err, core.ErrInvalidOption) {
 			if b != nil {

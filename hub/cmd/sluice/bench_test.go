@@ -98,7 +98,7 @@ func TestBenchFailedBackendAndPassword(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, "report")
-	code, text := runCLI(t, "bench", "-backend", "memory://user:secret@", "-backend", "bbolt:"+filepath.Join(file, "data"),
+	code, text := runCLI(t, "bench", "-backend", userInfoScheme+"://user:secret@", "-backend", "bbolt:"+filepath.Join(file, "data"),
 		"-runs", "1", "-duration", "10ms", "-sizes", "64", "-rate", "300", "-quiet", "-out", out)
 	if code != 1 || !strings.Contains(text, "could not measure") || !strings.Contains(text, "| memory | 64 B |") {
 		t.Errorf("exit %d; want 1, the memory results and that bbolt could not be measured:\n%s", code, text)
