@@ -149,6 +149,9 @@ func hubFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
 // checkListenAddr returns a usage error when addr, the value of flag, is not [HOST]:PORT.
 func checkListenAddr(flag, addr string) error {
 	_, port, err := net.SplitHostPort(addr)
+	if err == nil && port != "" {
+		_, err = net.LookupPort("tcp", port) // a number, or a service name (/etc/services)
+	}
 	if err != nil || port == "" {
 		return usageErr("%s %q: want [HOST]:PORT, e.g. 127.0.0.1:4000 (or :4000 for every interface)", flag, addr)
 	}

@@ -298,6 +298,8 @@ func TestCLIBadCommandLines(t *testing.T) {
 		{[]string{"pull", "-hub", addr, "s", "t"}, "want exactly one stream name, got 2"},
 		{[]string{"tail", "-hub", addr}, "want exactly one stream name, got 0"},
 		{[]string{"hub", "-listen", "127.0.0.1:0", "-backend", "sluice-data"}, `backend URL "sluice-data" has no scheme`},
+		{[]string{"hub", "-listen", ":abc", "-backend", "memory://"}, `-listen ":abc": want [HOST]:PORT`},
+		{[]string{"hub", "-listen", "127.0.0.1:0", "-metrics-addr", "127.0.0.1:99999", "-backend", "memory://"}, `-metrics-addr "127.0.0.1:99999": want [HOST]:PORT`},
 	} {
 		wantRun(t, 2, []string{tc.want, "usage: sluice " + tc.args[0] + " ", "(see sluice " + tc.args[0] + " -help)"}, "", tc.args...)
 	}
