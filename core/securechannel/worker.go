@@ -579,6 +579,9 @@ func (c *SecureChannel) deliverInner(ctx context.Context, pt []byte) error {
 	if len(inner.ReturnRoute) > 0 {
 		ret = inner.ReturnRoute.Prepend(c.selfRoute[0])
 	}
+	// Counted before it is handed on: the worker that receives it may read Stats before Send
+	// returns here.
+	c.delivered.Add(1)
 	err = c.node.Send(ctx, wire.TransportMessage{
 		OnwardRoute: inner.OnwardRoute,
 		ReturnRoute: ret,
@@ -586,9 +589,9 @@ func (c *SecureChannel) deliverInner(ctx context.Context, pt []byte) error {
 	})
 	if err != nil && (ctx.Err() != nil || errors.Is(err, routing.ErrClosed)) {
 		// Cut short: the caller forgets the message so that it comes again.
+		c.delivered.Add(^uint64(0)) // not delivered after all
 		return fmt.Errorf("securechannel: deliver decrypted message to %s: %w", inner.OnwardRoute, err)
 	}
-	c.delivered.Add(1)
 	if err != nil {
 		c.log.Warn("securechannel: deliver decrypted message", "address", c.decAddr, "to", inner.OnwardRoute.String(), "err", err)
 	}
