@@ -17,7 +17,7 @@ import (
 func TestSnapshotLimitsAtOnce(t *testing.T) {
 	a, b := pair(t, 0)
 	open(t, b, seal(t, a, "before"), "before")
-	_, pos, _ := a.snapshot(nil) // taken, not yet stored: commitReservation not called
+	_, pos := a.snapshot(nil) // taken, not yet stored: commitReservation not called
 	sent := uint64(0)
 	for {
 		m, err := a.Seal([]byte("during the save"))
@@ -38,7 +38,7 @@ func TestSnapshotLimitsAtOnce(t *testing.T) {
 		t.Fatalf("sealed %d messages during the save, want the %d it reserves", sent, want)
 	}
 	// A second save, taken later, does not lower the first one's limit.
-	_, pos2, _ := a.snapshot(nil)
+	_, pos2 := a.snapshot(nil)
 	a.commitReservation(pos)
 	if _, err := a.Seal([]byte("x")); !errors.Is(err, ErrReservationExhausted) {
 		t.Fatalf("Seal after the first state was stored = %v, want ErrReservationExhausted until the second one is", err)

@@ -2,7 +2,6 @@ package securechannel
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math"
 )
@@ -74,33 +73,10 @@ func advance(epoch uint32, nonce uint64, key [32]byte, n, rekeyAfter uint64) (po
 // snapshot encodes the channel's state with the send position reservation(RekeyAfter)
 // messages ahead, and returns that position: the caller raises the send limit to it
 // (commitReservation) once the state is stored durably. A channel that had no limit yet is
-// limited to that position at once.
-//
-// When unhandled is not nil, the messages with the delivery labels it returns (see
-// deliveryLabel: messages delivered into a worker's mailbox and not handled yet) are left
-// out of the encoded replay windows, so that a channel restored from the state accepts them
-// again; it is called after the windows are copied. A window that has moved more than
-// WindowSize nonces past such a message is moved down to it (messages accepted after it may
-// then be accepted once more: duplicates, not a loss). A message of a key epoch older than
-// the two a state keeps cannot be accepted by a restored channel: snapshot then returns an
-// error matching errUnhandledRetired and changes nothing.
-func (c *Channel) snapshot(unhandled func() []uint64) ([]byte, position, error) {
-	c.recvMu.Lock()
-	cur := c.cur
-	var prev *recvEpoch
-	if c.prev != nil {
-		p := *c.prev
-		prev = &p
-	}
-	c.recvMu.Unlock()
-	var labels []uint64
-	if unhandled != nil {
-		labels = unhandled()
-	}
-	if err := leaveOut(labels, &cur, prev); err != nil {
-		return nil, position{}, err
-	}
-
+// limited to that position at once. When unhandled is not nil, the
+// messages with the delivery labels it returns (see deliveryLabel) are left out of the
+// encoded replay windows; it is called after the windows are copied.
+func (c *Channel) snapshot(unhandled func() []uint64) ([]byte, position) {
 	b := make([]byte, 0, 2+2*KeySize+1+len(c.binding)+8+4+8+32+2*windowStateSize)
 	b = append(b, channelStateVersion, 0)
 	if c.initiator {
@@ -125,53 +101,32 @@ func (c *Channel) snapshot(unhandled func() []uint64) ([]byte, position, error) 
 	b = binary.BigEndian.AppendUint64(b, pos.nonce)
 	b = append(b, key[:]...)
 
+	c.recvMu.Lock()
+	cur := c.cur
+	var prev *recvEpoch
+	if c.prev != nil {
+		p := *c.prev
+		prev = &p
+	}
+	c.recvMu.Unlock()
+	var labels []uint64
+	if unhandled != nil {
+		labels = unhandled()
+	}
+	for _, l := range labels {
+		switch epoch, low := uint32(l>>32), uint32(l); {
+		case epoch == cur.epoch:
+			cur.win.forgetLow(low)
+		case prev != nil && epoch == prev.epoch:
+			prev.win.forgetLow(low)
+		}
+	}
 	b = appendRecvEpoch(b, &cur)
 	if prev != nil {
 		b[1] |= statePrev
 		b = appendRecvEpoch(b, prev)
 	}
-	return b, pos, nil
-}
-
-// errUnhandledRetired: a message not handled yet is of a key epoch a saved state no longer
-// holds the key of.
-var errUnhandledRetired = errors.New("securechannel: a message delivered and not handled yet is of a key epoch older than a saved session keeps")
-
-// leaveOut takes the messages labelled labels out of the copied windows cur and prev (see
-// snapshot).
-func leaveOut(labels []uint64, cur, prev *recvEpoch) error {
-	lowest := map[*recvEpoch]uint64{}
-	var nonces []uint64 // of labels, in order
-	var epochs []*recvEpoch
-	for _, l := range labels {
-		epoch, low := uint32(l>>32), uint32(l)
-		var ep *recvEpoch
-		switch {
-		case epoch == cur.epoch:
-			ep = cur
-		case prev != nil && epoch == prev.epoch:
-			ep = prev
-		default:
-			oldest := cur.epoch
-			if prev != nil {
-				oldest = prev.epoch
-			}
-			return fmt.Errorf("%w: epoch %d, and a saved session keeps epochs %d to %d; save again once the application handled its backlog (only a backlog that spans more than two key epochs does this: a small RekeyAfter, or a peer that skipped epochs when it restarted)",
-				errUnhandledRetired, epoch, oldest, cur.epoch)
-		}
-		n := ep.win.nonceOf(low)
-		if m, ok := lowest[ep]; !ok || n < m {
-			lowest[ep] = n
-		}
-		nonces, epochs = append(nonces, n), append(epochs, ep)
-	}
-	for ep, n := range lowest {
-		ep.win.lowerTo(n)
-	}
-	for i, n := range nonces {
-		epochs[i].win.forget(n)
-	}
-	return nil
+	return b, pos
 }
 
 // deliveryLabel identifies a data message among those a replay window holds: its epoch and
@@ -219,10 +174,7 @@ func appendRecvEpoch(b []byte, e *recvEpoch) []byte {
 // restored from an older state accepts them once more. Save after processing, and before
 // acknowledging what was processed, for exactly-once processing across restarts.
 func (c *Channel) MarshalBinary() ([]byte, error) {
-	b, limit, err := c.snapshot(nil)
-	if err != nil {
-		return nil, err
-	}
+	b, limit := c.snapshot(nil)
 	c.commitReservation(limit)
 	return b, nil
 }

@@ -97,12 +97,7 @@ func sessionKey(id *Identity, salt []byte) ([32]byte, error) {
 // acknowledging what was received (for example before a stream consumer saves its index),
 // so that a restart does not deliver it again. Messages the channel delivered into a
 // worker's mailbox and that the worker has not handled yet are left out of the saved replay
-// windows: a channel restored after a crash accepts them again (a window that moved more
-// than WindowSize messages past the oldest of them is saved moved back to it, so some
-// messages handled after it may be accepted once more). A backlog that spans more than the
-// two key epochs a state keeps (a small RekeyAfter, or a peer that skipped epochs after a
-// restart) cannot be saved: SaveSession then fails, the previous file stays, and a save
-// once the backlog is handled succeeds. Likewise, an IK responder
+// windows: a channel restored after a crash accepts them again. Likewise, an IK responder
 // whose early data was not handled yet saves that, and the restored channel delivers the
 // early data when handshake message 1 comes again.
 func (c *SecureChannel) SaveSession(path string) error {
@@ -292,10 +287,7 @@ func (c *SecureChannel) snapshot() ([]byte, *Channel, position, error) {
 		if c.earlyUnhandledLocked() {
 			b[1] |= kindEarlyUnhandled
 		}
-		state, limit, err := c.ch.snapshot(c.unhandledLabels)
-		if err != nil {
-			return nil, nil, position{}, err
-		}
+		state, limit := c.ch.snapshot(c.unhandledLabels)
 		return wire.AppendData(b, state), c.ch, limit, nil
 	case c.hs != nil && c.err == nil:
 		if _, eph, ok := c.hs.exportAwaitingMessage3(); ok {

@@ -52,9 +52,17 @@ func (w *window) accept(n uint64) {
 
 // forgetLow is forget for the nonce in the window whose low 32 bits are low.
 func (w *window) forgetLow(low uint32) {
-	if w.any {
-		w.forget(w.nonceOf(low)) // one above the highest nonce was never accepted
+	if !w.any {
+		return
 	}
+	n := w.max&^math.MaxUint32 | uint64(low)
+	if n > w.max {
+		if n < 1<<32 {
+			return // above the highest nonce: never accepted
+		}
+		n -= 1 << 32
+	}
+	w.forget(n)
 }
 
 // forget undoes accept(n): n is accepted again. It does nothing when n is not in the window
@@ -64,30 +72,4 @@ func (w *window) forget(n uint64) {
 		return
 	}
 	w.bits[(n%WindowSize)/64] &^= 1 << (n % 64)
-}
-
-// lowerTo moves the window down so that nonce n, below it, is accepted again: n becomes the
-// lowest nonce of the window. What the window knew about the nonces that are still in it
-// is kept; the nonces between n and the old window, and those above the new highest nonce,
-// are accepted again (a message accepted before may then be accepted once more, never one
-// lost). It does nothing when n is in the window, above it, or nothing was accepted.
-func (w *window) lowerTo(n uint64) {
-	if !w.any || n > w.max || w.max-n < WindowSize {
-		return
-	}
-	oldLow := w.max - WindowSize + 1 // the lowest nonce of the old window; n < oldLow
-	w.max = n + WindowSize - 1
-	for x := n; x < oldLow && x <= w.max; x++ { // their bits belong to nonces above w.max
-		w.bits[(x%WindowSize)/64] &^= 1 << (x % 64)
-	}
-}
-
-// nonceOf returns the nonce of the window whose low 32 bits are low: the highest one not
-// above max with those bits (or above max by less than 2^32 when there is none).
-func (w *window) nonceOf(low uint32) uint64 {
-	n := w.max&^math.MaxUint32 | uint64(low)
-	if n > w.max && n >= 1<<32 {
-		n -= 1 << 32
-	}
-	return n
 }
