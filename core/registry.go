@@ -94,31 +94,57 @@ func CheckURL(rawURL string) error {
 
 // lookup parses rawURL and finds the Opener of its scheme.
 func lookup(rawURL string) (*url.URL, Opener, error) {
+	shown := RedactURL(rawURL) // errors are printed and logged: never with the password
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: backend URL %q: %w", ErrInvalidOption, rawURL, err)
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err // without the URL it quotes
+		}
+		return nil, nil, fmt.Errorf("%w: backend URL %q: %w", ErrInvalidOption, shown, err)
 	}
 	if u.Scheme == "" {
-		return nil, nil, fmt.Errorf("%w: backend URL %q has no scheme; use one of %s", ErrInvalidOption, rawURL, schemeList())
+		return nil, nil, fmt.Errorf("%w: backend URL %q has no scheme; use one of %s", ErrInvalidOption, shown, schemeList())
 	}
 	registry.RLock()
 	open := registry.m[u.Scheme]
 	registry.RUnlock()
 	if open == nil {
-		return nil, nil, fmt.Errorf("%w: unknown backend %q in %q; registered: %s (a backend registers its scheme when its package is imported, e.g. import _ \"github.com/sluicehq/sluice/backends/bbolt\")", ErrInvalidOption, u.Scheme, rawURL, schemeList())
+		return nil, nil, fmt.Errorf("%w: unknown backend %q in %q; registered: %s (a backend registers its scheme when its package is imported, e.g. import _ \"github.com/sluicehq/sluice/backends/bbolt\")", ErrInvalidOption, u.Scheme, shown, schemeList())
 	}
 	return u, open, nil
 }
 
 // RedactURL returns rawURL with its password, if it has one, replaced by "xxxxx"
-// (url.URL.Redacted), for logs and reports; any other string is returned as it is.
+// (url.URL.Redacted), for logs and reports, also when rawURL does not parse (the
+// "user:password@" of what follows "scheme://"); any other string is returned as it is.
 func RedactURL(rawURL string) string {
-	if u, err := url.Parse(rawURL); err == nil {
+	u, err := url.Parse(rawURL)
+	if err == nil {
 		if _, hasPassword := u.User.Password(); hasPassword {
 			return u.Redacted()
 		}
+		return rawURL
 	}
-	return rawURL
+	// Does not parse: find the authority as url.Parse would, and its last '@'.
+	_, rest, ok := strings.Cut(rawURL, "://")
+	if !ok {
+		return rawURL
+	}
+	start := len(rawURL) - len(rest)
+	authority := rest
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		authority = rest[:i]
+	}
+	at := strings.LastIndex(authority, "@")
+	if at < 0 {
+		return rawURL
+	}
+	colon := strings.Index(authority[:at], ":")
+	if colon < 0 {
+		return rawURL
+	}
+	return rawURL[:start+colon+1] + "xxxxx" + rawURL[start+at:]
 }
 
 // URLParams returns the query parameters of a backend URL, one value each, for an [Opener]

@@ -116,12 +116,35 @@ func TestOpen(t *testing.T) {
 	}
 }
 
+// TestURLErrorsHidePassword: the errors of a URL that is refused before anything is
+// opened (a typo in the scheme, a bad escape) are printed and logged; they must not show the
+// password the URL holds.
+func TestURLErrorsHidePassword(t *testing.T) {
+	for _, raw := range []string{
+		"coretest-nosuch://user:s3cret@host:9092",
+		"coretest-ok://user:s3cret@host%zz:9092",
+	} {
+		err := core.CheckURL(raw)
+		if !errors.Is(err, core.ErrInvalidOption) {
+			t.Fatalf("CheckURL(%q) = %v, want ErrInvalidOption", raw, err)
+		}
+		if strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("CheckURL(%q) = %q: shows the password", raw, err)
+		}
+		if _, err := core.Open(context.Background(), raw); err == nil || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("Open(%q) = %v: shows the password", raw, err)
+		}
+	}
+}
+
 func TestRedactURL(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"kafka://user:secret@127.0.0.1:9092?tls=1", "kafka://user:xxxxx@127.0.0.1:9092?tls=1"},
 		{"kafka://user@127.0.0.1:9092", "kafka://user@127.0.0.1:9092"},
 		{"bbolt:data", "bbolt:data"},
 		{"%zz", "%zz"},
+		{"kafka://user:s3cret@host%zz:9092/x?y=1", "kafka://user:xxxxx@host%zz:9092/x?y=1"}, // does not parse
+		{"kafka://user:p@ss@host:9092", "kafka://user:xxxxx@host:9092"},
 	} {
 		if got := core.RedactURL(tc.in); got != tc.want {
 			t.Errorf("RedactURL(%q) = %q, want %q", tc.in, got, tc.want)

@@ -146,19 +146,25 @@ func (h *hubWatch) ok() {
 
 // checkBackendURL returns a usage error when raw is not a URL with a registered scheme,
 // before anything is opened or written.
+// The URL is shown without its password.
 func checkBackendURL(raw string) error {
 	u, err := url.Parse(raw)
+	shown := core.RedactURL(raw)
 	if err != nil {
-		return usageErr("backend URL %q: %v", raw, err)
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err // without the URL it quotes
+		}
+		return usageErr("backend URL %q: %v", shown, err)
 	}
 	scheme := u.Scheme
 	if scheme == "" {
-		return usageErr("backend URL %q has no scheme; use one of %s", raw, strings.Join(core.Schemes(), ", "))
+		return usageErr("backend URL %q has no scheme; use one of %s", shown, strings.Join(core.Schemes(), ", "))
 	}
 	for _, s := range core.Schemes() {
 		if s == scheme {
 			return nil
 		}
 	}
-	return usageErr("unknown backend %q in %q; use one of %s", scheme, raw, strings.Join(core.Schemes(), ", "))
+	return usageErr("unknown backend %q in %q; use one of %s", scheme, shown, strings.Join(core.Schemes(), ", "))
 }

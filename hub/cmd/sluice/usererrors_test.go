@@ -264,6 +264,21 @@ func TestConformanceRunMatchesNothing(t *testing.T) {
 	wantRun(t, 2, []string{`-run "NoSuchTest": no test matched`}, "", "conformance", "-backend", "memory://", "-run", "NoSuchTest", "-out", dir)
 }
 
+// TestCLIBackendURLErrorsHidePassword: a -backend URL refused before anything is opened
+// (a typo in the scheme, a bad escape) is shown without its password.
+func TestCLIBackendURLErrorsHidePassword(t *testing.T) {
+	for _, args := range [][]string{
+		{"hub", "-listen", "127.0.0.1:0", "-backend", "kafak://user:s3cret@host:9092"},
+		{"hub", "-listen", "127.0.0.1:0", "-backend", "kafka://user:s3cret@host%zz:9092"},
+		{"conformance", "-backend", "kafak://user:s3cret@host:9092", "-out", t.TempDir()},
+	} {
+		code, out, errs := runIO(t.Context(), "", args...)
+		if code != 2 || !strings.Contains(errs, "user:xxxxx@host") || strings.Contains(out+errs, "s3cret") {
+			t.Errorf("sluice %q: exit %d, want 2 and the URL without its password:\nstdout: %s\nstderr: %s", args, code, out, errs)
+		}
+	}
+}
+
 func TestCLIUsageErrorsExit2(t *testing.T) {
 	dir := t.TempDir()
 	wantRun(t, 2, []string{`unknown backend "nosuch"`}, "", "hub", "-backend", "nosuch://x")
