@@ -97,7 +97,10 @@ func sessionKey(id *Identity, salt []byte) ([32]byte, error) {
 // acknowledging what was received (for example before a stream consumer saves its index),
 // so that a restart does not deliver it again. Messages the channel delivered into a
 // worker's mailbox and that the worker has not handled yet are left out of the saved replay
-// windows: a channel restored after a crash accepts them again. Likewise, an IK responder
+// windows: a channel restored after a crash accepts them again (those less than WindowSize
+// messages behind the newest one opened in their epoch, in the two epochs a state keeps;
+// an older one is lost: keep backlogs shorter, see the limitations in docs/security.md).
+// Likewise, an IK responder
 // whose early data was not handled yet saves that, and the restored channel delivers the
 // early data when handshake message 1 comes again.
 func (c *SecureChannel) SaveSession(path string) error {
