@@ -1,6 +1,7 @@
 package securechannel
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"sync"
@@ -38,6 +39,40 @@ type Channel struct {
 	recvMu sync.Mutex
 	cur    recvEpoch
 	prev   *recvEpoch // the epoch before cur, kept for stragglers; nil if none
+	// held are the messages a saved state still owed: not handled when it was saved, and
+	// below the replay window of their epoch then (see snapshot). Each is accepted once,
+	// whatever the windows say. Sorted by epoch; empty for a channel never restored.
+	held []heldEpoch
+}
+
+// heldEpoch is the key of one epoch and the nonces of its held messages.
+type heldEpoch struct {
+	epoch  uint32
+	key    [32]byte
+	cipher *transportCipher
+	nonces []heldNonce // increasing
+}
+
+// heldNonce is one held message; taken once it was accepted (forget gives it back).
+type heldNonce struct {
+	n     uint64
+	taken bool
+}
+
+// heldNonce returns the held message (epoch, n) and its epoch, or nil.
+func (c *Channel) heldNonce(epoch uint32, n uint64) (*heldEpoch, *heldNonce) {
+	for i := range c.held {
+		he := &c.held[i]
+		if he.epoch != epoch {
+			continue
+		}
+		for j := range he.nonces {
+			if he.nonces[j].n == n {
+				return he, &he.nonces[j]
+			}
+		}
+	}
+	return nil, nil
 }
 
 type sendState struct {
@@ -181,6 +216,10 @@ func (c *Channel) openInPlace(msg []byte, accepting func(Header)) ([]byte, error
 func (c *Channel) forget(h Header) {
 	c.recvMu.Lock()
 	defer c.recvMu.Unlock()
+	if _, hn := c.heldNonce(h.Epoch, h.Nonce); hn != nil && hn.taken {
+		hn.taken = false
+		return
+	}
 	switch {
 	case h.Epoch == c.cur.epoch:
 		c.cur.win.forget(h.Nonce)
@@ -209,10 +248,18 @@ func (c *Channel) open(msg []byte, inPlace bool, accepting func(Header)) ([]byte
 	case c.prev != nil && h.Epoch == c.prev.epoch:
 		ep = c.prev
 	case h.Epoch < c.cur.epoch:
+		if pt, ok, err := c.openHeldLocked(h, dst, ad, ct, accepting); ok {
+			return pt, err
+		}
 		return nil, fmt.Errorf("%w: epoch %d is retired (current %d)", ErrReplay, h.Epoch, c.cur.epoch)
 	}
 	if ep != nil {
 		if err := ep.win.check(h.Nonce); err != nil {
+			if !errors.Is(err, ErrDuplicate) { // below the window: it may be held
+				if pt, ok, herr := c.openHeldLocked(h, dst, ad, ct, accepting); ok {
+					return pt, herr
+				}
+			}
 			return nil, fmt.Errorf("%w: epoch %d nonce %d", err, h.Epoch, h.Nonce)
 		}
 		pt, err := ep.cipher.open(dst, h.Nonce, ad, ct)
@@ -253,4 +300,27 @@ func (c *Channel) open(msg []byte, inPlace bool, accepting func(Header)) ([]byte
 	}
 	c.cur.win.accept(h.Nonce)
 	return pt, nil
+}
+
+// openHeldLocked opens a message that the windows reject as too old or retired, if it is
+// held and not taken (see Channel.held). ok reports whether it was held: then pt and err
+// are the result (ErrDuplicate when taken already, ErrDecrypt when it does not
+// authenticate, which changes nothing). c.recvMu is held.
+func (c *Channel) openHeldLocked(h Header, dst, ad, ct []byte, accepting func(Header)) (pt []byte, ok bool, err error) {
+	he, hn := c.heldNonce(h.Epoch, h.Nonce)
+	if hn == nil {
+		return nil, false, nil
+	}
+	if hn.taken {
+		return nil, true, fmt.Errorf("%w: epoch %d nonce %d (held)", ErrDuplicate, h.Epoch, h.Nonce)
+	}
+	pt, err = he.cipher.open(dst, h.Nonce, ad, ct)
+	if err != nil {
+		return nil, true, fmt.Errorf("%w: epoch %d nonce %d", ErrDecrypt, h.Epoch, h.Nonce)
+	}
+	if accepting != nil {
+		accepting(h)
+	}
+	hn.taken = true
+	return pt, true, nil
 }

@@ -246,6 +246,7 @@ func FuzzUnmarshalChannel(f *testing.F) {
 		f.Add(sa)
 		f.Add(sb)
 	}
+	f.Add(heldState(f)) // with held messages
 	f.Add([]byte{channelStateVersion})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := UnmarshalChannel(b)

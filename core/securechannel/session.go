@@ -1,9 +1,11 @@
 package securechannel
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 )
 
 // ReserveNonces is how many send nonces a saved channel state reserves: the state records
@@ -31,8 +33,13 @@ const channelStateVersion = 1
 const (
 	stateInitiator = 1 << 0
 	statePrev      = 1 << 1
-	stateFlags     = stateInitiator | statePrev
+	stateHeld      = 1 << 2 // held messages follow the receive epochs
+	stateFlags     = stateInitiator | statePrev | stateHeld
 )
+
+// MaxHeldMessages is the most unhandled messages below the replay window that a saved state
+// keeps (see snapshot); beyond it, the oldest are left out.
+const MaxHeldMessages = 4096
 
 // maxBindingSize bounds the channel binding in a saved state (BLAKE2s gives 32 bytes).
 const maxBindingSize = 64
@@ -73,9 +80,15 @@ func advance(epoch uint32, nonce uint64, key [32]byte, n, rekeyAfter uint64) (po
 // snapshot encodes the channel's state with the send position reservation(RekeyAfter)
 // messages ahead, and returns that position: the caller raises the send limit to it
 // (commitReservation) once the state is stored durably. A channel that had no limit yet is
-// limited to that position at once. When unhandled is not nil, the
-// messages with the delivery labels it returns (see deliveryLabel) are left out of the
-// encoded replay windows; it is called after the windows are copied.
+// limited to that position at once.
+//
+// When unhandled is not nil, the messages with the delivery labels it returns (see
+// deliveryLabel: messages opened and not handled yet) must be accepted again by a channel
+// restored from the state: those in a replay window are left out of it, and those below
+// the window of the current or previous epoch are saved as held messages (at most
+// MaxHeldMessages, the newest), which a restored channel accepts once each. An unhandled
+// message of an older epoch cannot be: its key is gone. unhandled is called with the
+// receive direction locked, so the labels and the windows agree.
 func (c *Channel) snapshot(unhandled func() []uint64) ([]byte, position) {
 	b := make([]byte, 0, 2+2*KeySize+1+len(c.binding)+8+4+8+32+2*windowStateSize)
 	b = append(b, channelStateVersion, 0)
@@ -108,25 +121,98 @@ func (c *Channel) snapshot(unhandled func() []uint64) ([]byte, position) {
 		p := *c.prev
 		prev = &p
 	}
-	c.recvMu.Unlock()
 	var labels []uint64
 	if unhandled != nil {
 		labels = unhandled()
 	}
-	for _, l := range labels {
-		switch epoch, low := uint32(l>>32), uint32(l); {
-		case epoch == cur.epoch:
-			cur.win.forgetLow(low)
-		case prev != nil && epoch == prev.epoch:
-			prev.win.forgetLow(low)
-		}
-	}
+	held := c.heldToSaveLocked(labels, &cur, prev)
+	c.recvMu.Unlock()
+
 	b = appendRecvEpoch(b, &cur)
 	if prev != nil {
 		b[1] |= statePrev
 		b = appendRecvEpoch(b, prev)
 	}
+	if len(held) > 0 {
+		b[1] |= stateHeld
+		b = appendHeld(b, held)
+	}
 	return b, pos
+}
+
+// heldToSaveLocked takes the unhandled messages labels out of the copied windows cur and
+// prev, and returns the held messages a state saved now keeps: those of c.held not taken,
+// or taken and unhandled, and the unhandled ones below the window of cur or prev. c.recvMu
+// is held.
+func (c *Channel) heldToSaveLocked(labels []uint64, cur, prev *recvEpoch) []heldEpoch {
+	unhandled := make(map[uint64]bool, len(labels))
+	for _, l := range labels {
+		unhandled[l] = true
+	}
+	byEpoch := map[uint32]*heldEpoch{}
+	add := func(epoch uint32, key [32]byte, n uint64) {
+		he := byEpoch[epoch]
+		if he == nil {
+			he = &heldEpoch{epoch: epoch, key: key}
+			byEpoch[epoch] = he
+		}
+		he.nonces = append(he.nonces, heldNonce{n: n})
+	}
+	for _, he := range c.held {
+		for _, hn := range he.nonces {
+			if !hn.taken || unhandled[deliveryLabel(Header{Epoch: he.epoch, Nonce: hn.n})] {
+				add(he.epoch, he.key, hn.n)
+			}
+		}
+	}
+	for _, ep := range []*recvEpoch{prev, cur} {
+		if ep == nil {
+			continue
+		}
+		for l := range unhandled {
+			if uint32(l>>32) != ep.epoch {
+				continue
+			}
+			n := ep.win.nonceOf(uint32(l))
+			if !ep.win.below(n) {
+				ep.win.forget(n) // in the window (or above it: never accepted)
+			} else if _, hn := c.heldNonce(ep.epoch, n); hn == nil { // else kept above
+				add(ep.epoch, ep.key, n)
+			}
+		}
+	}
+	out := make([]heldEpoch, 0, len(byEpoch))
+	total := 0
+	for _, he := range byEpoch {
+		slices.SortFunc(he.nonces, func(a, b heldNonce) int { return cmp.Compare(a.n, b.n) })
+		total += len(he.nonces)
+		out = append(out, *he)
+	}
+	slices.SortFunc(out, func(a, b heldEpoch) int { return cmp.Compare(a.epoch, b.epoch) })
+	for total > MaxHeldMessages { // keep the newest
+		drop := min(total-MaxHeldMessages, len(out[0].nonces))
+		out[0].nonces = out[0].nonces[drop:]
+		total -= drop
+		if len(out[0].nonces) == 0 {
+			out = out[1:]
+		}
+	}
+	return out
+}
+
+// appendHeld appends the held messages: u16 epochs, then per epoch u32 epoch, key, u16
+// nonces and the nonces (u64, increasing).
+func appendHeld(b []byte, held []heldEpoch) []byte {
+	b = binary.BigEndian.AppendUint16(b, uint16(len(held)))
+	for _, he := range held {
+		b = binary.BigEndian.AppendUint32(b, he.epoch)
+		b = append(b, he.key[:]...)
+		b = binary.BigEndian.AppendUint16(b, uint16(len(he.nonces)))
+		for _, hn := range he.nonces {
+			b = binary.BigEndian.AppendUint64(b, hn.n)
+		}
+	}
+	return b
 }
 
 // deliveryLabel identifies a data message among those a replay window holds: its epoch and
@@ -256,6 +342,38 @@ func (r *stateReader) recvEpoch() recvEpoch {
 	return e
 }
 
+// held reads the held messages (see appendHeld): at least one epoch, epochs increasing and
+// not after cur, each with at least one nonce, nonces increasing and not the reserved one,
+// at most MaxHeldMessages in all.
+func (r *stateReader) held(cur uint32) []heldEpoch {
+	n := int(binary.BigEndian.Uint16(r.next(2)))
+	if n == 0 {
+		r.fail("held messages flagged but none saved")
+	}
+	var out []heldEpoch
+	total := 0
+	for i := 0; i < n && r.err == ""; i++ {
+		he := heldEpoch{epoch: r.u32(), key: r.key()}
+		if he.epoch > cur || (i > 0 && he.epoch <= out[i-1].epoch) {
+			r.fail("held epoch %d out of order (current %d)", he.epoch, cur)
+		}
+		m := int(binary.BigEndian.Uint16(r.next(2)))
+		if total += m; m == 0 || total > MaxHeldMessages {
+			r.fail("%d held messages in epoch %d (%d in all, at most %d)", m, he.epoch, total, MaxHeldMessages)
+		}
+		for j := 0; j < m && r.err == ""; j++ {
+			nonce := r.u64()
+			if nonce == math.MaxUint64 || (j > 0 && nonce <= he.nonces[j-1].n) {
+				r.fail("held nonce %d out of order or reserved", nonce)
+			}
+			he.nonces = append(he.nonces, heldNonce{n: nonce})
+		}
+		he.cipher = newTransportCipher(he.key)
+		out = append(out, he)
+	}
+	return out
+}
+
 func decodeChannel(b []byte) (*Channel, error) {
 	r := &stateReader{b: b}
 	if v := r.u8(); r.err == "" && v != channelStateVersion {
@@ -290,6 +408,9 @@ func decodeChannel(b []byte) (*Channel, error) {
 			r.fail("previous receive epoch %d does not precede %d", p.epoch, c.cur.epoch)
 		}
 		c.prev = &p
+	}
+	if flags&stateHeld != 0 {
+		c.held = r.held(c.cur.epoch)
 	}
 	if r.err == "" && len(r.b) != 0 {
 		r.fail("%d trailing byte(s)", len(r.b))

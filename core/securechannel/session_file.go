@@ -97,9 +97,11 @@ func sessionKey(id *Identity, salt []byte) ([32]byte, error) {
 // acknowledging what was received (for example before a stream consumer saves its index),
 // so that a restart does not deliver it again. Messages the channel delivered into a
 // worker's mailbox and that the worker has not handled yet are left out of the saved replay
-// windows: a channel restored after a crash accepts them again (those less than WindowSize
-// messages behind the newest one opened in their epoch, in the two epochs a state keeps;
-// an older one is lost: keep backlogs shorter, see the limitations in docs/security.md).
+// windows: a channel restored after a crash accepts them again. Those the window has passed
+// (more than WindowSize messages behind the newest one opened in their epoch) are saved as
+// held messages, at most MaxHeldMessages, which the restored channel accepts once each; an
+// unhandled message of an epoch older than the two a state keeps is lost (see the
+// limitations in docs/security.md).
 // Likewise, an IK responder
 // whose early data was not handled yet saves that, and the restored channel delivers the
 // early data when handshake message 1 comes again.

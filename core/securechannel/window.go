@@ -52,18 +52,24 @@ func (w *window) accept(n uint64) {
 
 // forgetLow is forget for the nonce in the window whose low 32 bits are low.
 func (w *window) forgetLow(low uint32) {
-	if !w.any {
-		return
+	if w.any {
+		w.forget(w.nonceOf(low)) // one above the highest nonce was never accepted
 	}
+}
+
+// nonceOf returns the nonce whose low 32 bits are low: the highest one not above max (or
+// one above max, by less than 2^32, when there is none).
+func (w *window) nonceOf(low uint32) uint64 {
 	n := w.max&^math.MaxUint32 | uint64(low)
-	if n > w.max {
-		if n < 1<<32 {
-			return // above the highest nonce: never accepted
-		}
+	if n > w.max && n >= 1<<32 {
 		n -= 1 << 32
 	}
-	w.forget(n)
+	return n
 }
+
+// below reports whether nonce n is below the window: accepted or not, it cannot be told
+// from a replay any more.
+func (w *window) below(n uint64) bool { return w.any && n <= w.max && w.max-n >= WindowSize }
 
 // forget undoes accept(n): n is accepted again. It does nothing when n is not in the window
 // (never accepted, or too old by now); the highest nonce stays where it is.

@@ -458,7 +458,8 @@ func (c *SecureChannel) endOpening(label uint64) {
 
 // unhandledLabels returns the labels of the messages that a save must leave out of its
 // replay windows: those being opened and delivered, then those delivered and not handled.
-// Called after the windows are copied, in that order, it misses none that the copy holds.
+// Channel.snapshot calls it with the receive direction locked (no message starts opening
+// meanwhile); read in that order, it misses none that moves from one to the other.
 func (c *SecureChannel) unhandledLabels() []uint64 {
 	c.openingMu.Lock()
 	labels := slices.Clone(c.opening)

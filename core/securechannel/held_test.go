@@ -1,0 +1,209 @@
+package securechannel
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"testing"
+)
+
+// labelsOf returns the delivery labels of data messages ms (what a SecureChannel follows
+// until their workers handled them).
+func labelsOf(tb testing.TB, ms [][]byte) []uint64 {
+	tb.Helper()
+	var labels []uint64
+	for _, m := range ms {
+		h, _, err := ParseHeader(m)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		labels = append(labels, deliveryLabel(h))
+	}
+	return labels
+}
+
+// backlog seals n messages from a to b and opens them all on b.
+func backlog(tb testing.TB, a, b *Channel, n int) [][]byte {
+	tb.Helper()
+	ms := make([][]byte, n)
+	for i := range ms {
+		m, err := a.Seal([]byte(fmt.Sprint(i)))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if _, err := b.Open(m); err != nil {
+			tb.Fatalf("open %d: %v", i, err)
+		}
+		ms[i] = m
+	}
+	return ms
+}
+
+// saveWith returns b's state saved while the messages ms are not handled yet.
+func saveWith(tb testing.TB, b *Channel, ms [][]byte) []byte {
+	tb.Helper()
+	labels := labelsOf(tb, ms)
+	state, _ := b.snapshot(func() []uint64 { return labels })
+	return state
+}
+
+// heldState is a state that holds messages (a fuzz seed).
+func heldState(tb testing.TB) []byte {
+	a, b := pair(tb, 0)
+	ms := backlog(tb, a, b, WindowSize+3)
+	return saveWith(tb, b, ms[1:3])
+}
+
+func wantOpen(t *testing.T, c *Channel, ms [][]byte, from, to int) {
+	t.Helper()
+	for i := from; i < to; i++ {
+		open(t, c, ms[i], fmt.Sprint(i))
+	}
+}
+
+func wantReplay(t *testing.T, c *Channel, ms [][]byte, idx ...int) {
+	t.Helper()
+	for _, i := range idx {
+		if _, err := c.Open(ms[i]); !errors.Is(err, ErrReplay) {
+			t.Fatalf("message %d: %v, want ErrReplay", i, err)
+		}
+	}
+}
+
+// TestSnapshotHoldsBacklogBelowWindow: the receiver opened more than WindowSize messages
+// after the oldest one its application has not handled (a stuck handler with a deep
+// mailbox). A state saved then lets a restored channel accept every unhandled message once
+// when the stream delivers them again, and still rejects the one handled before them.
+func TestSnapshotHoldsBacklogBelowWindow(t *testing.T) {
+	a, b := pair(t, 0)
+	const n = WindowSize + 100
+	ms := backlog(t, a, b, n)
+	b2 := restoreChannel(t, saveWith(t, b, ms[1:])) // message 0 was handled
+	wantReplay(t, b2, ms, 0)
+	wantOpen(t, b2, ms, 1, n)
+	wantReplay(t, b2, ms, 1, 50, n-1) // each once
+
+	// Everything handled now: a save holds nothing any more.
+	state := saveWith(t, b2, nil)
+	if state[1]&stateHeld != 0 {
+		t.Fatal("a state saved with nothing unhandled holds messages")
+	}
+	wantReplay(t, restoreChannel(t, state), ms, 1, 99, n-1)
+}
+
+// TestHeldUntilAccepted: held messages not delivered again yet stay held across saves; one
+// accepted and still unhandled stays held; one accepted and handled is dropped.
+func TestHeldUntilAccepted(t *testing.T) {
+	a, b := pair(t, 0)
+	ms := backlog(t, a, b, WindowSize+10)
+	b2 := restoreChannel(t, saveWith(t, b, ms[1:4])) // 1, 2, 3 below the window
+	open(t, b2, ms[1], "1")                          // accepted, still unhandled
+	open(t, b2, ms[2], "2")                          // accepted and handled
+	b3 := restoreChannel(t, saveWith(t, b2, ms[1:2]))
+	wantOpen(t, b3, ms, 1, 2) // unhandled: accepted again
+	wantReplay(t, b3, ms, 2)  // handled
+	wantOpen(t, b3, ms, 3, 4) // never delivered again yet: still held
+	wantReplay(t, b3, ms, 0, 1, 3)
+}
+
+// TestHeldForgetAndTamper: a held message whose delivery is cut short (forget) is accepted
+// when it comes again, and a tampered copy changes nothing.
+func TestHeldForgetAndTamper(t *testing.T) {
+	a, b := pair(t, 0)
+	ms := backlog(t, a, b, WindowSize+10)
+	b2 := restoreChannel(t, saveWith(t, b, ms[1:2]))
+	bad := bytes.Clone(ms[1])
+	bad[len(bad)-1] ^= 1
+	if _, err := b2.Open(bad); !errors.Is(err, ErrDecrypt) {
+		t.Fatalf("tampered held message: %v, want ErrDecrypt", err)
+	}
+	open(t, b2, ms[1], "1")
+	h, _, _ := ParseHeader(ms[1])
+	b2.forget(h)
+	open(t, b2, ms[1], "1")
+	wantReplay(t, b2, ms, 1)
+}
+
+// TestHeldStuckMessage: a message that stays unhandled for good (dropped from a mailbox
+// whose worker went away) is held by every save, which neither fails nor lets a restored
+// channel accept the messages handled after it.
+func TestHeldStuckMessage(t *testing.T) {
+	a, b := pair(t, 0)
+	ms := backlog(t, a, b, 10)
+	var size int
+	for round := range 4 {
+		ms = append(ms, backlog(t, a, b, WindowSize)...)
+		state := saveWith(t, b, ms[1:2])
+		if round > 0 && len(state) != size {
+			t.Fatalf("round %d: state of %d bytes, was %d: it grows with a stuck message", round, len(state), size)
+		}
+		size = len(state)
+		r := restoreChannel(t, state)
+		wantReplay(t, r, ms, 0, 2, 9, len(ms)-WindowSize-1, len(ms)-1)
+		wantOpen(t, r, ms, 1, 2)
+	}
+}
+
+// TestHeldBounded: at most MaxHeldMessages are held, the newest.
+func TestHeldBounded(t *testing.T) {
+	a, b := pair(t, 0)
+	n := MaxHeldMessages + WindowSize + 20
+	ms := backlog(t, a, b, n)
+	r := restoreChannel(t, saveWith(t, b, ms))
+	lost := n - WindowSize - MaxHeldMessages // the oldest below the window
+	wantReplay(t, r, ms, 0, lost-1)
+	wantOpen(t, r, ms, lost, n)
+}
+
+// TestHeldPreviousEpoch: held messages of the previous epoch, and of an epoch retired since
+// the restore, are accepted with their own key.
+func TestHeldPreviousEpoch(t *testing.T) {
+	const rekey = WindowSize + 10
+	a, b := pair(t, rekey)
+	ms := backlog(t, a, b, rekey+5) // epoch 0 then 5 of epoch 1
+	r := restoreChannel(t, saveWith(t, b, ms[2:3]))
+	ms = append(ms, backlog(t, a, r, 2*rekey)...) // r moves to epoch 3: epoch 0 retired
+	wantOpen(t, r, ms, 2, 3)
+	wantReplay(t, r, ms, 1, 3)
+}
+
+func TestUnmarshalHeldCorrupt(t *testing.T) {
+	good := heldState(t)
+	if _, err := UnmarshalChannel(good); err != nil {
+		t.Fatal(err)
+	}
+	// The held section is the end: u16 epochs, u32 epoch, key, u16 nonces, 2 nonces.
+	const section = 2 + 4 + 32 + 2 + 2*8
+	at := len(good) - section
+	mutate := func(f func(b []byte) []byte) []byte { return f(bytes.Clone(good)) }
+	for name, b := range map[string][]byte{
+		"no epochs": mutate(func(b []byte) []byte { return binary.BigEndian.AppendUint16(b[:at], 0) }),
+		"epoch after the current": mutate(func(b []byte) []byte {
+			binary.BigEndian.PutUint32(b[at+2:], 7)
+			return b
+		}),
+		"no nonces": mutate(func(b []byte) []byte {
+			binary.BigEndian.PutUint16(b[at+38:], 0)
+			return b[:at+40]
+		}),
+		"nonces not increasing": mutate(func(b []byte) []byte {
+			copy(b[len(b)-8:], b[len(b)-16:len(b)-8])
+			return b
+		}),
+		"reserved nonce": mutate(func(b []byte) []byte {
+			binary.BigEndian.PutUint64(b[len(b)-8:], 1<<64-1)
+			return b
+		}),
+		"too many": mutate(func(b []byte) []byte {
+			binary.BigEndian.PutUint16(b[at+38:], MaxHeldMessages+1)
+			return b
+		}),
+		"truncated":            good[:len(good)-1],
+		"flag without section": mutate(func(b []byte) []byte { return b[:at] }),
+	} {
+		if _, err := UnmarshalChannel(b); !errors.Is(err, ErrSessionCorrupt) {
+			t.Errorf("%s: %v, want ErrSessionCorrupt", name, err)
+		}
+	}
+}
