@@ -132,10 +132,14 @@ func Run(ctx context.Context, w io.Writer, c Config) error {
 
 // Main is a certifier's main function: it parses the command line (the flags of
 // [Config.Flags]; -help describes them), runs [Run] until it ends or the process gets
-// SIGINT or SIGTERM (the run then ends as interrupted), and exits with status 0 when every
+// SIGINT or SIGTERM (the run then ends as interrupted; a second signal stops the process
+// at once), and exits with status 0 when every
 // backend passed, 1 when one failed or the run was interrupted, 2 on a bad command line.
 func Main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The first signal ends the run as interrupted (the reports are written); then the
+	// signals' default action is back, so a second one stops the process at once.
+	context.AfterFunc(ctx, stop)
 	code := mainArgs(ctx, filepath.Base(os.Args[0]), os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)

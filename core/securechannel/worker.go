@@ -740,7 +740,8 @@ type ListenerStats struct {
 	NotHandshake uint64
 	// Pending is the number of channels waiting for the initiator's message 3; Open the
 	// number of open channels (not closed yet). Both include the channels restored from
-	// saved sessions, which Accepted does not count.
+	// saved sessions, which Accepted does not count (a restored pending channel counts in
+	// Opened or Failed when its handshake ends).
 	Pending, Open int
 }
 

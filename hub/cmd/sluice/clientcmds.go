@@ -73,7 +73,8 @@ pull does not create streams: a stream that does not exist is an error (create i
 "sluice create"). pull exits 1 when the hub cannot be reached, also when the connection
 fails midway, or when it cannot write a message to standard output (it then says how many
 messages it printed; with -client-id the saved position stays at the first message it did
-not print).
+not print). A pipe closed by its reader (| head) ends it at once, as it does any program;
+the saved position stays before the message being written then too.
 
 Examples:
   sluice pull orders
