@@ -1,9 +1,11 @@
 package securechannel
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 
 	"github.com/flynn/noise"
@@ -41,7 +43,8 @@ type Channel struct {
 	prev   *recvEpoch // the epoch before cur, kept for stragglers; nil if none
 	// held are the messages a saved state still owed: not handled when it was saved, and
 	// below the replay window of their epoch then (see snapshot). Each is accepted once,
-	// whatever the windows say. Sorted by epoch; empty for a channel never restored.
+	// whatever the windows say; a save forgets those handled since (and an epoch's key with
+	// its last one). Sorted by epoch; empty for a channel never restored.
 	held []heldEpoch
 }
 
@@ -59,20 +62,21 @@ type heldNonce struct {
 	taken bool
 }
 
-// heldNonce returns the held message (epoch, n) and its epoch, or nil.
+// heldNonce returns the held message (epoch, n) and its epoch, or nil. It searches
+// (c.held by epoch, then its nonces), since it runs with the receive direction locked for
+// every message below a window or of a retired epoch (replays an attacker may send at will)
+// and for every unhandled label a save finds below a window.
 func (c *Channel) heldNonce(epoch uint32, n uint64) (*heldEpoch, *heldNonce) {
-	for i := range c.held {
-		he := &c.held[i]
-		if he.epoch != epoch {
-			continue
-		}
-		for j := range he.nonces {
-			if he.nonces[j].n == n {
-				return he, &he.nonces[j]
-			}
-		}
+	i, ok := slices.BinarySearchFunc(c.held, epoch, func(he heldEpoch, e uint32) int { return cmp.Compare(he.epoch, e) })
+	if !ok {
+		return nil, nil
 	}
-	return nil, nil
+	he := &c.held[i]
+	j, ok := slices.BinarySearchFunc(he.nonces, n, func(hn heldNonce, n uint64) int { return cmp.Compare(hn.n, n) })
+	if !ok {
+		return nil, nil
+	}
+	return he, &he.nonces[j]
 }
 
 type sendState struct {
@@ -194,7 +198,9 @@ func (c *Channel) nextSendLocked() (Header, error) {
 // (a new slice). Errors, none of which change the channel:
 //   - ErrMalformed: not a data message;
 //   - ErrDuplicate (matching ErrReplay): this message was already opened;
-//   - ErrReplay: older than the replay window, or from a retired key epoch;
+//   - ErrReplay: older than the replay window, or from a retired key epoch (except a
+//     message held by the state this channel was restored from, accepted once: see
+//     SecureChannel.SaveSession);
 //   - ErrDecrypt: authentication failed (tampered or forged), or the epoch is more than
 //     MaxEpochSkip ahead.
 func (c *Channel) Open(msg []byte) ([]byte, error) { return c.open(msg, false, nil) }

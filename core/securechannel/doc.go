@@ -82,7 +82,8 @@
 // the next epoch: key(e+1) = REKEY(key(e)) (Noise's rekey function) and the nonce restarts at
 // 0. The epoch travels in the header, so the receiver derives the new key itself when a message
 // of a later epoch authenticates (at most [MaxEpochSkip] epochs ahead). It keeps the previous
-// epoch's key and window for stragglers; messages of older epochs are dropped as replays.
+// epoch's key and window for stragglers; messages of older epochs are dropped as replays
+// (but for the held messages of a restored channel, see Sessions).
 // After 2^32 epochs Seal returns [ErrExhausted]: perform a new handshake.
 //
 // # IK
@@ -116,8 +117,9 @@
 // byte-level forms are [SecureChannel.MarshalBinary] / [Restore] and, for the transport-free
 // core, [Channel.MarshalBinary] / [UnmarshalChannel].
 //
-// The state holds both directions' keys and epochs, the receive replay windows, both
-// identities, the channel binding, the addresses and the route to the peer. An XX responder
+// The state holds both directions' keys and epochs, the receive replay windows, the held
+// messages (see below) with the keys of their epochs, both identities, the channel binding,
+// the addresses and the route to the peer. An XX responder
 // that sent message 2 and waits for message 3 can be saved too: its state holds handshake
 // message 1 and its ephemeral private key, from which the handshake is replayed exactly.
 // Restoring checks that the state belongs to the configured identity and that the trust
@@ -146,8 +148,11 @@
 // more by a channel restored from it. Save when the device stops (after its subscriptions
 // stopped), and before acknowledging what was processed for exactly-once across crashes.
 // A save leaves out of the windows the messages delivered into a worker's mailbox and not
-// handled yet, so that a restored channel accepts them again when they come again. One
-// process at a time may use a session file.
+// handled yet, so that a restored channel accepts them again when they come again. Those a
+// window has passed already are saved as held messages (their nonces, with their epoch's
+// key; at most [MaxHeldMessages], the newest), which a restored channel accepts once each,
+// even when it has retired their epoch since; a save drops them (and their epoch's key) once
+// they came again and were handled. One process at a time may use a session file.
 //
 // # Identities and trust
 //
@@ -177,5 +182,5 @@
 // traffic stays protected by the ephemeral keys); there is no key revocation beyond removing
 // a key from the trust policy (restoring a session checks the policy again); whoever holds a
 // session file and the identity file can read and forge the channel's current and later
-// messages.
+// messages, and read those of an older epoch whose key the file keeps for held messages.
 package securechannel

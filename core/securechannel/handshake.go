@@ -28,7 +28,7 @@ type Config struct {
 	// to accept anybody.
 	Trust TrustPolicy
 	// RekeyAfter is how many messages the channel encrypts under one key before it rotates
-	// to the next epoch. 0 means DefaultRekeyAfter.
+	// to the next epoch. 0 means DefaultRekeyAfter; at most MaxRekeyAfter.
 	RekeyAfter uint64
 	// Random is the source of ephemeral keys; nil means crypto/rand. It must be safe for
 	// concurrent use when the Config is (a Listener, concurrent Dials). Meant for tests.
@@ -42,8 +42,15 @@ func (c Config) validate() error {
 	if c.Trust == nil {
 		return fmt.Errorf("securechannel: %w: Config.Trust is nil; use TrustKeys(...) or, for tests, TrustAnyInsecure()", core.ErrInvalidOption)
 	}
+	if c.RekeyAfter > MaxRekeyAfter {
+		return fmt.Errorf("securechannel: %w: Config.RekeyAfter %d is above %d", core.ErrInvalidOption, c.RekeyAfter, uint64(MaxRekeyAfter))
+	}
 	return nil
 }
+
+// MaxRekeyAfter is the largest Config.RekeyAfter: a saved session tells unhandled messages
+// apart by their epoch and the low 32 bits of their nonces, so an epoch has at most 2^32.
+const MaxRekeyAfter = 1 << 32
 
 // Handshake is the transport-independent handshake state machine. The XX pattern (both
 // sides learn the other's static key during the handshake):

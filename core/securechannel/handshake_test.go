@@ -165,6 +165,14 @@ func TestHandshakeConfigErrors(t *testing.T) {
 	if _, err := NewResponder(Config{Identity: mustIdentity(t)}); !errors.Is(err, core.ErrInvalidOption) {
 		t.Fatalf("nil trust: %v", err)
 	}
+	big := Config{Identity: mustIdentity(t), Trust: TrustAnyInsecure(), RekeyAfter: MaxRekeyAfter + 1}
+	if _, err := NewInitiator(big); !errors.Is(err, core.ErrInvalidOption) {
+		t.Fatalf("RekeyAfter above MaxRekeyAfter: %v", err)
+	}
+	big.RekeyAfter = MaxRekeyAfter
+	if _, err := NewInitiator(big); err != nil {
+		t.Fatalf("RekeyAfter = MaxRekeyAfter: %v", err)
+	}
 }
 
 func TestHandshakeOutOfTurnAndDuplicates(t *testing.T) {

@@ -207,3 +207,69 @@ func TestUnmarshalHeldCorrupt(t *testing.T) {
 		}
 	}
 }
+
+// TestUnmarshalHeldOutsideTheTooOldZone: a held nonce of the current or previous epoch is
+// always below that epoch's replay window, and held with that epoch's key. A state that
+// holds a nonce the window can still accept (in it, or above it) would let the message be
+// accepted twice: once by the window, and once more as held when the window has passed it.
+func TestUnmarshalHeldOutsideTheTooOldZone(t *testing.T) {
+	good := heldState(t) // epoch 0, nonces 1 and 2; the window's highest is WindowSize+2
+	const section = 2 + 4 + 32 + 2 + 2*8
+	at := len(good) - section
+	mutate := func(f func(b []byte)) []byte {
+		b := bytes.Clone(good)
+		f(b)
+		return b
+	}
+	for name, b := range map[string][]byte{
+		"nonce in the window": mutate(func(b []byte) { binary.BigEndian.PutUint64(b[len(b)-8:], WindowSize+1) }),
+		"nonce the window accepted": mutate(func(b []byte) {
+			binary.BigEndian.PutUint64(b[len(b)-8:], WindowSize+2)
+		}),
+		"nonce above the window": mutate(func(b []byte) { binary.BigEndian.PutUint64(b[len(b)-8:], WindowSize+50) }),
+		"key of another epoch":   mutate(func(b []byte) { b[at+6] ^= 1 }),
+	} {
+		if _, err := UnmarshalChannel(b); !errors.Is(err, ErrSessionCorrupt) {
+			t.Errorf("%s: %v, want ErrSessionCorrupt", name, err)
+		}
+	}
+
+	// What such a state would do: message WindowSize+50 accepted by the window, and again
+	// as held once the window has passed it.
+	a, b := pair(t, 0)
+	ms := backlog(t, a, b, WindowSize+3)
+	state := saveWith(t, b, ms[1:3])
+	binary.BigEndian.PutUint64(state[len(state)-8:], WindowSize+50)
+	r, err := UnmarshalChannel(state)
+	if err != nil {
+		return // refused: good
+	}
+	ms = append(ms, backlog(t, a, r, 2*WindowSize)...)
+	if _, err := r.Open(ms[WindowSize+50]); err == nil {
+		t.Fatal("message WindowSize+50 accepted a second time (as held)")
+	}
+}
+
+// TestHeldDroppedOnceHandled: once every held message of an epoch was accepted and handled,
+// a save forgets them, and the epoch's key with them (it is not kept in memory for the rest
+// of the channel's life); they are still rejected as replays.
+func TestHeldDroppedOnceHandled(t *testing.T) {
+	const rekey = WindowSize + 10
+	a, b := pair(t, rekey)
+	ms := backlog(t, a, b, rekey+5) // epoch 0 then 5 of epoch 1
+	r := restoreChannel(t, saveWith(t, b, ms[2:4]))
+	ms = append(ms, backlog(t, a, r, 2*rekey)...) // r moves to epoch 3: epoch 0 retired
+	wantOpen(t, r, ms, 2, 4)
+	saveWith(t, r, ms[3:4]) // 3 not handled yet: 2 is dropped
+	if len(r.held) != 1 || len(r.held[0].nonces) != 1 || r.held[0].nonces[0].n != 3 {
+		t.Fatalf("held after a save with message 3 unhandled: %+v", r.held)
+	}
+	wantReplay(t, r, ms, 2, 3)
+	if state := saveWith(t, r, nil); state[1]&stateHeld != 0 {
+		t.Fatal("a state saved with nothing unhandled holds messages")
+	}
+	if len(r.held) != 0 {
+		t.Fatalf("%d held epoch(s) kept in memory after every held message was handled", len(r.held))
+	}
+	wantReplay(t, r, ms, 2, 3)
+}

@@ -142,8 +142,8 @@ func (c *Channel) snapshot(unhandled func() []uint64) ([]byte, position) {
 
 // heldToSaveLocked takes the unhandled messages labels out of the copied windows cur and
 // prev, and returns the held messages a state saved now keeps: those of c.held not taken,
-// or taken and unhandled, and the unhandled ones below the window of cur or prev. c.recvMu
-// is held.
+// or taken and unhandled, and the unhandled ones below the window of cur or prev. It drops
+// the held messages handled since from c.held (see pruneHeldLocked). c.recvMu is held.
 func (c *Channel) heldToSaveLocked(labels []uint64, cur, prev *recvEpoch) []heldEpoch {
 	unhandled := make(map[uint64]bool, len(labels))
 	for _, l := range labels {
@@ -181,6 +181,7 @@ func (c *Channel) heldToSaveLocked(labels []uint64, cur, prev *recvEpoch) []held
 			}
 		}
 	}
+	c.pruneHeldLocked(unhandled)
 	out := make([]heldEpoch, 0, len(byEpoch))
 	total := 0
 	for _, he := range byEpoch {
@@ -198,6 +199,34 @@ func (c *Channel) heldToSaveLocked(labels []uint64, cur, prev *recvEpoch) []held
 		}
 	}
 	return out
+}
+
+// pruneHeldLocked drops from c.held the messages accepted and handled (taken, and not
+// among the unhandled labels), and the epochs left without held messages, with their keys:
+// a message taken and not unhandled while the receive direction is locked is handled for
+// good (forget gives a message back only while it is being delivered, when its label is
+// unhandled), and a replay of it is still rejected, since a held nonce is below its epoch's
+// window, or its epoch is retired. c.recvMu is held.
+func (c *Channel) pruneHeldLocked(unhandled map[uint64]bool) {
+	kept := c.held[:0]
+	for _, he := range c.held {
+		nonces := he.nonces[:0]
+		for _, hn := range he.nonces {
+			if !hn.taken || unhandled[deliveryLabel(Header{Epoch: he.epoch, Nonce: hn.n})] {
+				nonces = append(nonces, hn)
+			}
+		}
+		clear(he.nonces[len(nonces):])
+		if len(nonces) > 0 {
+			he.nonces = nonces
+			kept = append(kept, he)
+		}
+	}
+	clear(c.held[len(kept):]) // no key of a dropped epoch stays in the array
+	if len(kept) == 0 {
+		kept = nil
+	}
+	c.held = kept
 }
 
 // appendHeld appends the held messages: u16 epochs, then per epoch u32 epoch, key, u16
@@ -374,6 +403,29 @@ func (r *stateReader) held(cur uint32) []heldEpoch {
 	return out
 }
 
+// heldInWindowEpoch checks the held messages he of the current or previous epoch (cur,
+// prev): saved with that epoch's key, and below its replay window (see snapshot), where
+// the window rejects them. One the window could accept would be accepted twice: by the
+// window, and once more as held when the window has passed it.
+func (r *stateReader) heldInWindowEpoch(he *heldEpoch, cur, prev *recvEpoch) {
+	ep := cur
+	if he.epoch != cur.epoch {
+		if prev == nil || he.epoch != prev.epoch {
+			return // retired: only held messages are accepted in it
+		}
+		ep = prev
+	}
+	if he.key != ep.key {
+		r.fail("held messages of epoch %d with another key than the epoch's", he.epoch)
+	}
+	for _, hn := range he.nonces {
+		if !ep.win.below(hn.n) {
+			r.fail("held nonce %d of epoch %d is not below the replay window (highest %d)", hn.n, he.epoch, ep.win.max)
+			return
+		}
+	}
+}
+
 func decodeChannel(b []byte) (*Channel, error) {
 	r := &stateReader{b: b}
 	if v := r.u8(); r.err == "" && v != channelStateVersion {
@@ -411,6 +463,9 @@ func decodeChannel(b []byte) (*Channel, error) {
 	}
 	if flags&stateHeld != 0 {
 		c.held = r.held(c.cur.epoch)
+		for _, he := range c.held {
+			r.heldInWindowEpoch(&he, &c.cur, c.prev)
+		}
 	}
 	if r.err == "" && len(r.b) != 0 {
 		r.fail("%d trailing byte(s)", len(r.b))
