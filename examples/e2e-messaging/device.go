@@ -149,8 +149,10 @@ func (d *device) offline() (uint64, error) {
 	if d.tr == nil {
 		return 0, nil
 	}
-	pos, _ := d.sub.Position()
+	// The position once the subscription has stopped: a message still being handled (B's
+	// listener answering message 1) moves it until then, and Close saves it.
 	err := d.tr.Close()
+	pos, _ := d.sub.Position()
 	if cerr := d.cli.Close(); err == nil {
 		err = cerr
 	}
