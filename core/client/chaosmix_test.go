@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -63,13 +62,7 @@ func TestChaosMix(t *testing.T) {
 
 func chaosMixRun(t *testing.T, seed uint64) {
 	t.Logf("repro: SLUICE_CHAOS_SEED=%d SLUICE_CHAOS_RUNS=1 go test -race -run 'TestChaosMix' ./core/client", seed)
-	rng := rand.New(rand.NewPCG(seed, 0x5eed))
-	var rngMu sync.Mutex
-	rnd := func(n int) int {
-		rngMu.Lock()
-		defer rngMu.Unlock()
-		return rng.IntN(n)
-	}
+	rnd := hubtest.LockedRand(seed, 0x5eed)
 	perPub := 300
 	if v, err := strconv.Atoi(os.Getenv("SLUICE_CHAOS_MSGS")); err == nil {
 		perPub = v

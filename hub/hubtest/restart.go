@@ -3,6 +3,7 @@ package hubtest
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"strconv"
 	"sync"
@@ -128,6 +129,19 @@ func (r *Restartable) Stop(mode StopMode, grace time.Duration) error {
 		err = cerr
 	}
 	return err
+}
+
+// LockedRand returns a function that draws from [0, n) with a PCG source of seed and
+// stream, safe for concurrent use: a randomized test's goroutines share one schedule that
+// its seed repeats.
+func LockedRand(seed, stream uint64) func(n int) int {
+	rng := rand.New(rand.NewPCG(seed, stream))
+	var mu sync.Mutex
+	return func(n int) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return rng.IntN(n)
+	}
 }
 
 // ChaosSeeds returns the seeds of a randomized test's runs: SLUICE_CHAOS_SEED (default 1,

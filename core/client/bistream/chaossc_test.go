@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
@@ -51,13 +50,7 @@ type chaosDev struct {
 
 func chaosSCRun(t *testing.T, seed uint64) {
 	t.Logf("repro: SLUICE_CHAOS_SEED=%d SLUICE_CHAOS_RUNS=1 go test -race -run TestChaosSecureChannel ./core/client/bistream", seed)
-	rng := rand.New(rand.NewPCG(seed, 0xc4a05))
-	var rngMu sync.Mutex
-	rnd := func(n int) int {
-		rngMu.Lock()
-		defer rngMu.Unlock()
-		return rng.IntN(n)
-	}
+	rnd := hubtest.LockedRand(seed, 0xc4a05)
 	const n = 300
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()

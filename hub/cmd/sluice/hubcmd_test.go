@@ -54,6 +54,17 @@ func (h *hubCmd) text(w *lockedWriter) string {
 }
 
 func (h *hubCmd) stdout() string { return h.text(h.out) }
+
+// metricsURL returns the URL of the metrics the hub logged it serves (-metrics-addr).
+func (h *hubCmd) metricsURL(t *testing.T) string {
+	t.Helper()
+	_, rest, ok := strings.Cut(h.stderr(), "metrics at ")
+	if !ok {
+		t.Fatalf("sluice hub did not log its metrics address\n%s", h.stderr())
+	}
+	u, _, _ := strings.Cut(rest, "\n")
+	return strings.Trim(u, `"`)
+}
 func (h *hubCmd) stderr() string { return h.text(h.err) }
 
 // listening returns the address the hub listens on, or exited and its exit status if it
@@ -176,12 +187,7 @@ func TestHubWorkerIdleTimeoutFlag(t *testing.T) {
 	if exited {
 		t.Fatalf("sluice hub exited with status %d\n%s", code, h.stderr())
 	}
-	_, rest, ok := strings.Cut(h.stderr(), "metrics at ")
-	if !ok {
-		t.Fatalf("sluice hub did not log its metrics address\n%s", h.stderr())
-	}
-	metricsURL, _, _ := strings.Cut(rest, "\n")
-	metricsURL = strings.Trim(metricsURL, `"`)
+	metricsURL := h.metricsURL(t)
 	mustRun(t, "", "push", "-hub", addr, "s", "hello")
 
 	client := &http.Client{Timeout: 10 * time.Second}

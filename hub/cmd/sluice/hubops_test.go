@@ -89,12 +89,7 @@ func TestHubMetricsDoNotShowTheCommandLine(t *testing.T) {
 	if _, exited, code := h.listening(); exited {
 		t.Fatalf("sluice hub exited with status %d\n%s", code, h.stderr())
 	}
-	_, rest, ok := strings.Cut(h.stderr(), "metrics at ")
-	if !ok {
-		t.Fatalf("sluice hub did not log its metrics address\n%s", h.stderr())
-	}
-	metricsURL, _, _ := strings.Cut(rest, "\n")
-	metricsURL = strings.Trim(metricsURL, `"`)
+	metricsURL := h.metricsURL(t)
 	client := &http.Client{Timeout: 10 * time.Second}
 	defer client.CloseIdleConnections()
 	resp, err := client.Get(metricsURL)
