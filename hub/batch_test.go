@@ -2,6 +2,8 @@ package hub_test
 
 import (
 	"context"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -130,7 +132,8 @@ func TestShutdownConfirmsInFlight(t *testing.T) {
 // counts against the message (client.WithMaxRejections) although nothing refused it.
 func TestShutdownPushNotTaken(t *testing.T) {
 	g, b := newGated(t)
-	h, addr := hubtest.Start(t, b)
+	var logs hubtest.LogBuffer
+	h, addr := hubtest.Start(t, b, hub.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	c := hubtest.Dial(t, addr)
 	s := c.Create("draining")
 	unused := c.CreatePartitioned(wire.ProtocolCreatePartitioned, "draining-unused", 2)[1] // no worker yet
@@ -161,6 +164,10 @@ func TestShutdownPushNotTaken(t *testing.T) {
 	}
 	if m := h.Metrics(); m.PushErrors != 0 || m.Pushes != 1 {
 		t.Fatalf("metrics %+v, want no push error and 1 push", m)
+	}
+	// Refusals while stopping are routine (clients send them again): not a warning each.
+	if text := logs.String(); strings.Contains(text, "error reply") {
+		t.Errorf("requests refused while stopping were logged at Info or above:\n%s", text)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -496,13 +497,23 @@ func (h *Hub) fetch(ctx context.Context, stream string, id int, from uint64, lim
 // replyError sends an `error` reply with reason.
 func (h *Hub) replyError(to, from wire.Route, reason string) {
 	h.m.errors.Add(1)
-	h.log.Warn("error reply", "to", to.String(), "reason", reason)
+	h.log.Log(context.Background(), errorReplyLevel(reason), "error reply", "to", to.String(), "reason", reason)
 	h.reply(to, from, wire.ProtocolError, wire.Error{Reason: reason})
 }
 
 // replyRequestError sends a sluice_error naming the failed request (id under protocol).
 func (h *Hub) replyRequestError(to, from wire.Route, protocol string, id uint64, reason string) {
 	h.m.errors.Add(1)
-	h.log.Warn("request error reply", "to", to.String(), "protocol", protocol, "request_id", id, "reason", reason)
+	h.log.Log(context.Background(), errorReplyLevel(reason), "request error reply", "to", to.String(), "protocol", protocol, "request_id", id, "reason", reason)
 	h.reply(to, from, wire.ProtocolRequestError, wire.RequestError{RequestID: id, Protocol: protocol, Reason: reason})
+}
+
+// errorReplyLevel is the log level of an error reply: Debug for a request refused because
+// the hub is stopping (every client sends it again; a busy hub refuses many, and the
+// "hub stopped" line counts them in its metrics), Warn for any other.
+func errorReplyLevel(reason string) slog.Level {
+	if strings.Contains(reason, errShuttingDown.Error()) {
+		return slog.LevelDebug
+	}
+	return slog.LevelWarn
 }
