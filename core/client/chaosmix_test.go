@@ -119,59 +119,13 @@ func chaosMixRun(t *testing.T, seed uint64) {
 	fwg.Add(2)
 	go func() { // proxy faults
 		defer fwg.Done()
-		for faultCtx.Err() == nil {
-			if core.Sleep(faultCtx, time.Duration(5+rnd(60))*time.Millisecond) != nil {
-				break
-			}
-			proxyFaults++
-			switch rnd(6) {
-			case 0, 1:
-				px.ResetAll()
-			case 2:
-				dirs := []faultproxy.Direction{faultproxy.Up, faultproxy.Down, faultproxy.Both}
-				px.PauseDirection(dirs[rnd(3)])
-				_ = core.Sleep(faultCtx, time.Duration(rnd(300))*time.Millisecond)
-				if rnd(2) == 0 {
-					px.ResetAll() // a reply held back, then the connection lost
-				}
-				px.Resume()
-			case 3:
-				px.SetDelay(time.Duration(rnd(20)) * time.Millisecond)
-			case 4:
-				px.SetRefuse(true)
-				_ = core.Sleep(faultCtx, time.Duration(rnd(100))*time.Millisecond)
-				px.SetRefuse(false)
-			case 5:
-				// nothing: a quiet spell
-				_ = core.Sleep(faultCtx, time.Duration(rnd(200))*time.Millisecond)
-			}
-		}
-		px.Resume()
-		px.SetDelay(0)
-		px.SetRefuse(false)
+		proxyFaults = hubtest.ProxyFaults(faultCtx, px, rnd, 60*time.Millisecond, 20*time.Millisecond)
 	}()
 	go func() { // hub restarts
 		defer fwg.Done()
-		for faultCtx.Err() == nil {
-			if core.Sleep(faultCtx, time.Duration(100+rnd(700))*time.Millisecond) != nil {
-				break
-			}
-			hubRestarts++
-			mode := hubtest.StopMode(rnd(3))
-			grace := time.Duration(rnd(20)) * time.Millisecond
-			down := time.Duration(rnd(100)) * time.Millisecond
-			t0 := time.Now()
-			if err := hb.Stop(mode, grace); err != nil {
-				t.Logf("hub stop (mode %d): %v", mode, err)
-			}
-			if d := time.Since(t0); d > 2*time.Second {
-				t.Logf("hub stop (mode %d) took %v", mode, d)
-			}
-			time.Sleep(down)
-			if err := hb.Start(context.Background()); err != nil {
-				t.Errorf("hub restart: %v", err)
-				return
-			}
+		var err error
+		if hubRestarts, err = hb.Restarts(faultCtx, rnd, 100*time.Millisecond, 700*time.Millisecond); err != nil {
+			t.Error(err)
 		}
 	}()
 

@@ -184,48 +184,12 @@ func chaosSCRun(t *testing.T, seed uint64) {
 	fwg.Add(2)
 	go func() {
 		defer fwg.Done()
-		for fctx.Err() == nil {
-			if core.Sleep(fctx, time.Duration(5+rnd(80))*time.Millisecond) != nil {
-				break
-			}
-			switch rnd(5) {
-			case 0, 1:
-				px.ResetAll()
-			case 2:
-				dirs := []faultproxy.Direction{faultproxy.Up, faultproxy.Down, faultproxy.Both}
-				px.PauseDirection(dirs[rnd(3)])
-				_ = core.Sleep(fctx, time.Duration(rnd(300))*time.Millisecond)
-				if rnd(2) == 0 {
-					px.ResetAll()
-				}
-				px.Resume()
-			case 3:
-				px.SetDelay(time.Duration(rnd(15)) * time.Millisecond)
-			case 4:
-				px.SetRefuse(true)
-				_ = core.Sleep(fctx, time.Duration(rnd(100))*time.Millisecond)
-				px.SetRefuse(false)
-			}
-		}
-		px.Resume()
-		px.SetDelay(0)
-		px.SetRefuse(false)
+		hubtest.ProxyFaults(fctx, px, rnd, 80*time.Millisecond, 15*time.Millisecond)
 	}()
 	go func() {
 		defer fwg.Done()
-		for fctx.Err() == nil {
-			if core.Sleep(fctx, time.Duration(150+rnd(800))*time.Millisecond) != nil {
-				break
-			}
-			mode, grace, down := rnd(3), time.Duration(rnd(20))*time.Millisecond, time.Duration(rnd(100))*time.Millisecond
-			if err := hb.Stop(hubtest.StopMode(mode), grace); err != nil {
-				t.Logf("hub stop (mode %d): %v", mode, err)
-			}
-			time.Sleep(down)
-			if err := hb.Start(context.Background()); err != nil {
-				t.Errorf("hub restart: %v", err)
-				return
-			}
+		if _, err := hb.Restarts(fctx, rnd, 150*time.Millisecond, 800*time.Millisecond); err != nil {
+			t.Error(err)
 		}
 	}()
 
