@@ -319,3 +319,74 @@ func FuzzDecodeSession(f *testing.F) {
 		}
 	})
 }
+
+// FuzzOpenSequence opens genuine messages in whatever order the fuzzer picks, with
+// duplicates, and saves and restores the receiving channel between them (FuzzOpen opens
+// one message into a fresh channel, so it never reaches the epoch switches and the
+// replay windows with content). Against a model of the receiver (its current epoch): each
+// genuine message opens at most once, with its plaintext; it is refused only as a
+// duplicate, from a retired epoch (older than the one before the current), or from too far
+// ahead (more than MaxEpochSkip epochs); and every state the channel reaches restores.
+func FuzzOpenSequence(f *testing.F) {
+	const (
+		rekeyAfter = 2
+		restoreOp  = 0xff // any other byte b opens msgs[b%len(msgs)]
+	)
+	keyA, keyB := [32]byte{1}, [32]byte{2}
+	binding := []byte("binding")
+	sender := newChannel(keyA, keyB, PublicKey{}, PublicKey{}, binding, true, rekeyAfter)
+	var msgs [][]byte // 2 per epoch: epochs 0 to 69, so MaxEpochSkip can be exceeded
+	for i := range 140 {
+		m, err := sender.Seal([]byte{byte(i)})
+		if err != nil {
+			f.Fatal(err)
+		}
+		msgs = append(msgs, m)
+	}
+	f.Add([]byte{0, 1, 2, 3, 4, 5})
+	f.Add([]byte{5, 4, 3, 2, 1, 0})
+	f.Add([]byte{0, 0, restoreOp, 0, 1, 1})
+	f.Add([]byte{1, 6, 0, 5, 4, restoreOp, 3, 7, 2})
+	f.Add([]byte{130, 0, 66, 2, 131, restoreOp, 67, 64, 129})
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		recv := newChannel(keyB, keyA, PublicKey{}, PublicKey{}, binding, false, rekeyAfter)
+		opened := map[int]bool{}
+		cur := 0 // the receiver's current epoch
+		for step, op := range ops {
+			if op == restoreOp {
+				state, err := recv.MarshalBinary()
+				if err != nil {
+					t.Fatalf("step %d: save: %v", step, err)
+				}
+				if recv, err = UnmarshalChannel(state); err != nil {
+					t.Fatalf("step %d: a state the channel reached does not restore: %v", step, err)
+				}
+				continue
+			}
+			i := int(op) % len(msgs)
+			epoch := i / rekeyAfter
+			pt, err := recv.Open(msgs[i])
+			var want error
+			switch {
+			case epoch < cur-1:
+				want = ErrReplay
+			case opened[i]:
+				want = ErrDuplicate
+			case epoch > cur+MaxEpochSkip:
+				want = ErrDecrypt
+			}
+			switch {
+			case want == nil && err != nil:
+				t.Fatalf("step %d: message %d (epoch %d, current %d) refused: %v", step, i, epoch, cur, err)
+			case want != nil && !errors.Is(err, want):
+				t.Fatalf("step %d: message %d (epoch %d, current %d): %v, want %v", step, i, epoch, cur, err, want)
+			case err == nil && (len(pt) != 1 || pt[0] != byte(i)):
+				t.Fatalf("step %d: message %d opened as % x", step, i, pt)
+			}
+			if err == nil {
+				opened[i] = true
+				cur = max(cur, epoch)
+			}
+		}
+	})
+}

@@ -2,13 +2,16 @@ package wire
 
 import (
 	"bytes"
-	"reflect"
 	"testing"
 )
 
 // fuzzDecoder checks, for any input, that decode never panics and that every input it
-// accepts is canonical: re-encoding the value gives back exactly the input, Size agrees, and
-// decoding the re-encoding gives an equal value (decode(encode(x)) == x).
+// accepts is canonical: re-encoding the value gives back exactly the input, and Size
+// agrees. decode(encode(x)) == x follows: the re-encoding is the input itself, which decodes
+// to x. (Decoding it again and comparing the values with reflect.DeepEqual checked nothing
+// more, and the comparison costs milliseconds on the large routes and message arrays the
+// mutator grows, about 12 ms for a 64 KB route of 32,000 empty addresses, 15 times the
+// decode: it slowed the fuzzer, and above all its minimization of such inputs.)
 func fuzzDecoder[T Encoder](f *testing.F, decode func([]byte) (T, error), seeds ...Encoder) {
 	for _, s := range seeds {
 		b := Encode(s)
@@ -31,13 +34,6 @@ func fuzzDecoder[T Encoder](f *testing.F, decode func([]byte) (T, error), seeds 
 		out := Encode(v)
 		if !bytes.Equal(out, in) {
 			t.Fatalf("non-canonical: input % x re-encodes as % x", in, out)
-		}
-		v2, err := decode(out)
-		if err != nil {
-			t.Fatalf("re-decode: %v", err)
-		}
-		if !reflect.DeepEqual(v, v2) {
-			t.Fatalf("decode(encode(x)) = %#v, want %#v", v2, v)
 		}
 	})
 }

@@ -23,6 +23,16 @@ func FuzzReadFrame(f *testing.F) {
 	f.Add([]byte{0, 0})
 	f.Add([]byte{0xff, 0xff, 1})
 	f.Add([]byte{0, 3, 1, 0, 0})
+	// Frames of pooledFrameMin bytes and more are read into pooled buffers: the mutator
+	// rarely grows an input that far, so seed them (a large frame, then a smaller large one
+	// read into the buffer the first left in the pool, then a small one).
+	large := func(n int) []byte {
+		m := wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("p")}, Payload: bytes.Repeat([]byte{0xa5}, n)}
+		b, _ := wire.AppendFrame(nil, m)
+		return b
+	}
+	f.Add(large(pooledFrameMin + 100))
+	f.Add(append(append(append(large(2*pooledFrameMin), large(pooledFrameMin)...), good...), 0))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		r := bytes.NewReader(in)
 		var hdr [2]byte
