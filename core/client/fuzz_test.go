@@ -1,6 +1,9 @@
 package client
 
 import (
+	"bytes"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/sluicehq/sluice/core/routing"
@@ -155,6 +158,122 @@ func FuzzDecodePull(f *testing.F) {
 			if m.Index < from || i > 0 && m.Index <= out[i-1].Index {
 				t.Fatalf("accepted index %d at position %d (pull from %d, previous %v)", m.Index, i, from, out[:i])
 			}
+		}
+	})
+}
+
+// FuzzSessionReplies feeds a sequence of reply payloads to one session's reply handler, so
+// that the parts of a sluice_pull_batch reply, replies for other requests and errors mix
+// in any order. The input is records of [repeat-1 u8][length u8][payload]; a trailing
+// partial record is one payload. The pull request 1 waits for a batch of at most one
+// message and byte, which lets a hub's oversized reply (more than MaxFrame bytes of parts)
+// be reached with a few repeated records. The waiter must get at most one reply, for
+// request 1, carrying exactly the parts for request 1 received before it, in order; the
+// parts kept never exceed what the request allows; and a delivered reply leaves nothing
+// of the batch behind.
+func FuzzSessionReplies(f *testing.F) {
+	part := func(more bool, data string) []byte {
+		return wire.EncodePayload(wire.ProtocolPullBatch, wire.PullBatchPart{RequestID: 1, More: more, Messages: []wire.StreamMessage{{Index: 1, Data: []byte(data)}}})
+	}
+	record := func(repeat int, payload []byte) []byte {
+		return append([]byte{byte(repeat - 1), byte(len(payload))}, payload...)
+	}
+	big := part(true, strings.Repeat("x", 200))
+	for _, seed := range [][]byte{
+		slices.Concat(record(1, part(true, "a")), record(2, part(true, "b")), record(1, part(false, "c"))),
+		slices.Concat(record(1, part(true, "a")), record(1, wire.EncodePayload(wire.ProtocolRequestError, wire.RequestError{RequestID: 1, Protocol: wire.ProtocolPullBatch, Reason: "no"}))),
+		slices.Concat(record(1, part(true, "a")), record(1, wire.EncodePayload(wire.ProtocolError, wire.Error{Reason: "no"})), record(1, part(false, "b"))),
+		slices.Concat(record(1, wire.EncodePayload(wire.ProtocolPullBatch, wire.PullBatchPart{RequestID: 2, More: true})), record(1, part(false, "a"))),
+		slices.Concat(record(1, part(false, "a")), record(1, part(false, "b"))),
+		slices.Concat(record(200, big), record(200, big), record(1, part(false, "z"))), // over the bound
+	} {
+		f.Add(seed)
+	}
+	const limit, maxBytes = 1, 1
+	k := waitKey{"pull", 1}
+	max := maxBatchParts(limit, maxBytes)
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var payloads [][]byte
+		for len(in) > 0 {
+			if len(in) < 2 || int(in[1]) > len(in)-2 {
+				payloads = append(payloads, in)
+				break
+			}
+			p := in[2 : 2+int(in[1])]
+			for range int(in[0]) + 1 {
+				payloads = append(payloads, p)
+			}
+			in = in[2+len(p):]
+		}
+		s := &session{
+			waiters:   map[waitKey]chan reply{},
+			doneCh:    make(chan struct{}),
+			stop:      make(chan struct{}),
+			partInits: make(chan reply, 1),
+			handler:   func(*session, string, []byte) {},
+		}
+		pull := make(chan reply, 1)
+		s.waiters[k] = pull
+		s.expectBatch(k, limit, maxBytes)
+
+		// The model: the parts for request 1 the waiter should get, and whether it still
+		// waits (a reply for it, or an oversized batch, ends the wait).
+		var want [][]byte
+		size, waiting := 0, true
+		for _, p := range payloads {
+			_ = s.handle(t.Context(), &routing.Message{TransportMessage: wire.TransportMessage{Payload: p}})
+			bp, err := wire.DecodeBasePayload(p)
+			if err != nil || !waiting {
+				continue
+			}
+			switch bp.Protocol {
+			case wire.ProtocolPullBatch:
+				if id, more, ok := wire.PullBatchPartHeader(bp.Data); ok && id == 1 {
+					if !more {
+						waiting = false
+					} else if size += len(bp.Data); size > max {
+						want, waiting = nil, false
+					} else {
+						want = append(want, bp.Data)
+					}
+				}
+			case wire.ProtocolPullWait, wire.ProtocolPull:
+				if id, ok := replyRequestID(bp.Data); ok && id == 1 {
+					waiting = false
+				}
+			case wire.ProtocolRequestError:
+				if e, err := wire.DecodeRequestError(bp.Data); err == nil && e.RequestID == 1 && classOf(e.Protocol) == "pull" {
+					waiting = false
+				}
+			}
+		}
+		select {
+		case r := <-pull:
+			if waiting {
+				t.Fatalf("the waiter got a %s reply the model did not expect", r.protocol)
+			}
+			if id, ok := replyRequestID(r.data); !ok || id != 1 {
+				t.Fatalf("pull waiter 1 got a reply for request %d (%v)", id, ok)
+			}
+			got := 0
+			for _, p := range r.parts {
+				got += len(p)
+			}
+			if got > max {
+				t.Fatalf("the reply carries %d bytes of parts, more than the %d its request allows", got, max)
+			}
+			if !slices.EqualFunc(r.parts, want, bytes.Equal) {
+				t.Fatalf("the reply carries %d parts, want the %d received for it", len(r.parts), len(want))
+			}
+		default:
+			if !waiting && want != nil {
+				t.Fatalf("no reply for the waiter, the model expected one with %d parts", len(want))
+			}
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if !waiting && (s.batches[k] != nil || s.waiters[k] != nil) {
+			t.Fatal("request 1 is answered (or given up), but its waiter or batch parts are still kept")
 		}
 	})
 }
