@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -494,26 +493,38 @@ func (h *Hub) fetch(ctx context.Context, stream string, id int, from uint64, lim
 	return h.backend.Storage.Fetch(ctx, stream, id, from, limit)
 }
 
-// replyError sends an `error` reply with reason.
-func (h *Hub) replyError(to, from wire.Route, reason string) {
+// replyError sends an `error` reply with reason. cause is the error that made the request
+// fail, or nil (see errorReplyLevel).
+func (h *Hub) replyError(to, from wire.Route, reason string, cause error) {
 	h.m.errors.Add(1)
-	h.log.Log(context.Background(), errorReplyLevel(reason), "error reply", "to", to.String(), "reason", reason)
+	h.log.Log(context.Background(), errorReplyLevel(cause), "error reply", "to", to.String(), "reason", reason)
 	h.reply(to, from, wire.ProtocolError, wire.Error{Reason: reason})
 }
 
-// replyRequestError sends a sluice_error naming the failed request (id under protocol).
-func (h *Hub) replyRequestError(to, from wire.Route, protocol string, id uint64, reason string) {
+// replyRequestError sends a sluice_error naming the failed request (id under protocol);
+// cause is as for replyError.
+func (h *Hub) replyRequestError(to, from wire.Route, protocol string, id uint64, reason string, cause error) {
 	h.m.errors.Add(1)
-	h.log.Log(context.Background(), errorReplyLevel(reason), "request error reply", "to", to.String(), "protocol", protocol, "request_id", id, "reason", reason)
+	h.log.Log(context.Background(), errorReplyLevel(cause), "request error reply", "to", to.String(), "protocol", protocol, "request_id", id, "reason", reason)
 	h.reply(to, from, wire.ProtocolRequestError, wire.RequestError{RequestID: id, Protocol: protocol, Reason: reason})
 }
 
-// errorReplyLevel is the log level of an error reply: Debug for a request refused because
-// the hub is stopping (every client sends it again; a busy hub refuses many, and the
-// "hub stopped" line counts them in its metrics), Warn for any other.
-func errorReplyLevel(reason string) slog.Level {
-	if strings.Contains(reason, errShuttingDown.Error()) {
+// errorReplyLevel is the log level of an error reply caused by cause: Debug for a request
+// refused because the hub is stopping (every client sends it again; a busy hub refuses many,
+// and the "hub stopped" line counts them in its metrics) and for a failure already logged
+// where it happened (a backend call, see logged), Warn for any other (a request the hub
+// cannot read or serve, which the log shows nowhere else).
+func errorReplyLevel(cause error) slog.Level {
+	if errors.Is(cause, errShuttingDown) || errors.As(cause, new(loggedError)) {
 		return slog.LevelDebug
 	}
 	return slog.LevelWarn
 }
+
+// loggedError is an error the hub logged where it happened, with what it was doing (the
+// stream, partition, client id): a backend call that failed. The request it fails is
+// answered with an error reply logged at Debug only, so that one failure is one log line.
+type loggedError struct{ err error }
+
+func (e loggedError) Error() string { return e.err.Error() }
+func (e loggedError) Unwrap() error { return e.err }

@@ -32,7 +32,7 @@ func (h *Hub) handleIndex(ctx context.Context, msg *routing.Message) error {
 	protocol := bp.Protocol
 	to, self := msg.ReturnRoute.Clone(), wire.Route{msg.Self()}
 	fail := func(err error) func() {
-		return func() { h.replyError(to, self, fmt.Sprintf("%s: %v", protocol, err)) }
+		return func() { h.replyError(to, self, fmt.Sprintf("%s: %v", protocol, err), err) }
 	}
 	var (
 		key indexKey
@@ -183,10 +183,11 @@ func (h *Hub) runIndex(key indexKey, f indexCall) {
 }
 
 // indexReply is the reply to the index save or get (op) requestID of key: StatusOK with idx,
-// or, when err is not nil, StatusError without an index (and the failure is logged).
+// or, when err is not nil, StatusError without an index (and the failure is logged, unless
+// it was where it happened).
 func (h *Hub) indexReply(op string, requestID uint64, key indexKey, idx wire.Optional[uint64], err error) wire.IndexReply {
 	if err != nil {
-		h.log.Warn("index "+op+" failed", "client_id", key.clientID, "stream", key.stream, "partition", key.partition, "err", err)
+		h.log.Log(context.Background(), errorReplyLevel(err), "index "+op+" failed", "client_id", key.clientID, "stream", key.stream, "partition", key.partition, "err", err)
 		return wire.IndexReply{RequestID: requestID, Status: wire.StatusError, Index: wire.None[uint64]()}
 	}
 	return wire.IndexReply{RequestID: requestID, Status: wire.StatusOK, Index: idx}

@@ -407,10 +407,10 @@ func (p *partition) notTaken(r *pushReq, err error) {
 	h := p.h
 	reason := fmt.Sprintf("%s: push request %d not taken: %v", p.addr, r.requestID, err)
 	if r.batch {
-		h.replyRequestError(r.replyTo, p.self, wire.ProtocolPushBatch, r.requestID, reason)
+		h.replyRequestError(r.replyTo, p.self, wire.ProtocolPushBatch, r.requestID, reason, err)
 		return
 	}
-	h.replyError(r.replyTo, p.self, reason)
+	h.replyError(r.replyTo, p.self, reason, err)
 }
 
 // confirm replies to one push request. err != nil confirms with status ERROR.
@@ -512,9 +512,9 @@ func (p *partition) pull(ctx context.Context, r pullReq) {
 			h.log.Warn("fetch failed", "stream", p.stream, "partition", p.id, "index", r.index, "err", err)
 			reason := fmt.Sprintf("%s: fetch stream %q partition %d from index %d: %v", r.protocol, p.stream, p.id, r.index, err)
 			if wire.IsExtension(r.protocol) {
-				h.replyRequestError(r.replyTo, p.self, r.protocol, r.requestID, reason)
+				h.replyRequestError(r.replyTo, p.self, r.protocol, r.requestID, reason, loggedError{err})
 			} else {
-				h.replyError(r.replyTo, p.self, reason)
+				h.replyError(r.replyTo, p.self, reason, loggedError{err})
 			}
 			return
 		}

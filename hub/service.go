@@ -20,7 +20,7 @@ import (
 func (h *Hub) decodePayload(msg *routing.Message) (wire.BasePayload, bool) {
 	bp, err := wire.DecodeBasePayload(msg.Payload)
 	if err != nil {
-		h.replyError(msg.ReturnRoute, wire.Route{msg.Self()}, fmt.Sprintf("%s: undecodable payload: %v", msg.Address, err))
+		h.replyError(msg.ReturnRoute, wire.Route{msg.Self()}, fmt.Sprintf("%s: undecodable payload: %v", msg.Address, err), nil)
 		return wire.BasePayload{}, false
 	}
 	return bp, true
@@ -28,28 +28,28 @@ func (h *Hub) decodePayload(msg *routing.Message) (wire.BasePayload, bool) {
 
 // undecodable answers a payload whose protocol data does not decode.
 func (h *Hub) undecodable(msg *routing.Message, bp wire.BasePayload, err error) {
-	h.failRequest(msg.ReturnRoute, wire.Route{msg.Self()}, bp, fmt.Sprintf("%s: undecodable %s request: %v", msg.Address, bp.Protocol, err))
+	h.failRequest(msg.ReturnRoute, wire.Route{msg.Self()}, bp, fmt.Sprintf("%s: undecodable %s request: %v", msg.Address, bp.Protocol, err), nil)
 }
 
 // failRequest answers a request that cannot be served with reason: a Sluice extension
 // request whose request id can be read gets a sluice_error naming it (so that the client
-// fails that request only), anything else an `error` reply.
-func (h *Hub) failRequest(to, from wire.Route, bp wire.BasePayload, reason string) {
+// fails that request only), anything else an `error` reply. cause is as for replyError.
+func (h *Hub) failRequest(to, from wire.Route, bp wire.BasePayload, reason string, cause error) {
 	if wire.IsExtension(bp.Protocol) {
 		if id, ok := wire.RequestIDOf(bp.Data); ok {
-			h.replyRequestError(to, from, bp.Protocol, id, reason)
+			h.replyRequestError(to, from, bp.Protocol, id, reason, cause)
 			return
 		}
 	}
-	h.replyError(to, from, reason)
+	h.replyError(to, from, reason, cause)
 }
 
 func (h *Hub) unknownProtocol(msg *routing.Message, protocol string, want ...string) {
-	h.replyError(msg.ReturnRoute, wire.Route{msg.Self()}, fmt.Sprintf("%s: unknown protocol %q; this worker handles %s", msg.Address, protocol, strings.Join(want, ", ")))
+	h.replyError(msg.ReturnRoute, wire.Route{msg.Self()}, fmt.Sprintf("%s: unknown protocol %q; this worker handles %s", msg.Address, protocol, strings.Join(want, ", ")), nil)
 }
 
 func (h *Hub) shuttingDown(msg *routing.Message, bp wire.BasePayload) {
-	h.failRequest(msg.ReturnRoute, wire.Route{msg.Self()}, bp, fmt.Sprintf("%s: %v", msg.Address, errShuttingDown))
+	h.failRequest(msg.ReturnRoute, wire.Route{msg.Self()}, bp, fmt.Sprintf("%s: %v", msg.Address, errShuttingDown), errShuttingDown)
 }
 
 // handleStream is the stream service at StreamAddress.
@@ -101,7 +101,7 @@ func (h *Hub) handleStream(ctx context.Context, msg *routing.Message) error {
 	// of a bounded number of goroutines.
 	started := h.goBounded(ctx, h.taskSem, func(ctx context.Context) {
 		if err := h.create(ctx, protocol, stream, partitions, partitioned, replyTo); err != nil {
-			h.replyError(replyTo, self, fmt.Sprintf("%s %q: %v", protocol, stream, err))
+			h.replyError(replyTo, self, fmt.Sprintf("%s %q: %v", protocol, stream, err), err)
 		}
 	})
 	if !started {
@@ -127,7 +127,7 @@ func (h *Hub) create(ctx context.Context, protocol, stream string, partitions ui
 	n, err := h.backend.Storage.CreateStream(ctx, stream, int(partitions))
 	if err != nil {
 		h.log.Error("create stream failed", "stream", stream, "partitions", partitions, "err", err)
-		return fmt.Errorf("backend: %w", err)
+		return loggedError{fmt.Errorf("backend: %w", err)}
 	}
 	if err := checkCount(stream, n); err != nil {
 		return err
@@ -410,7 +410,7 @@ func (h *Hub) getIndex(ctx context.Context, clientID, stream string, partition i
 	}
 	if err != nil {
 		h.log.Error("get index failed", "client_id", clientID, "stream", stream, "partition", partition, "err", err)
-		return wire.None[uint64](), fmt.Errorf("backend: %w", err)
+		return wire.None[uint64](), loggedError{fmt.Errorf("backend: %w", err)}
 	}
 	return wire.Some(idx), nil
 }
@@ -423,7 +423,7 @@ func (h *Hub) saveIndex(ctx context.Context, clientID, stream string, partition 
 	}
 	if err := h.backend.Index.SaveIndex(ctx, clientID, stream, partition, index); err != nil {
 		h.log.Error("save index failed", "client_id", clientID, "stream", stream, "partition", partition, "err", err)
-		return fmt.Errorf("backend: %w", err)
+		return loggedError{fmt.Errorf("backend: %w", err)}
 	}
 	return nil
 }
