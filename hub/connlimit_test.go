@@ -25,7 +25,7 @@ func TestConnectionsRefusedAtLimit(t *testing.T) {
 			defer b.Close()
 			h, addr := hubtest.Start(t, b, hub.WithMaxConnections(1),
 				hub.WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: level}))))
-			hub.SetRefusedWarnEvery(h, time.Hour) // one warning in this test, however slow
+			hub.SetWarnEvery(h, time.Hour) // one warning in this test, however slow
 			c := hubtest.Dial(t, addr)
 			c.Create("") // answered: c's connection holds the only slot
 

@@ -143,6 +143,15 @@
 // raise it ([WithMaxConnections], sluice hub -max-connections). The counter is exact
 // whatever the log level.
 //
+// A request the backend fails (a broker down, a timeout) is logged once, where the hub
+// called the backend, with the stream, partition or client id; the error reply that answers
+// it is logged at Debug. While a broker is down every client retries, so each kind of
+// failure ("append failed", "fetch failed", "create stream failed", ...) is logged at most
+// once every 10 s, the line counting the failures since the previous one ("failures"); those
+// in between are logged at Debug. A request the hub cannot read or serve for a reason of
+// its own (an unknown protocol, an invalid stream name) is logged by its error reply, at
+// Warn.
+//
 // # Limitations
 //
 // A client that floods pulls without reading their replies can hold all pull slots until

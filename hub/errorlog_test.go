@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/sluicehq/sluice/backends/memory"
 	"github.com/sluicehq/sluice/core"
@@ -44,27 +45,34 @@ func (s *brokenStore) GetIndex(ctx context.Context, clientID, name string, p int
 	return s.Store.GetIndex(ctx, clientID, name, p)
 }
 
-// TestBackendFailureLoggedOnce checks that a request failed by the backend is one log line
-// at Warn or above (where the hub called the backend, naming the stream), not a second one
-// for the error reply it causes: during an outage every client retries, and each retry
-// would otherwise cost two lines. A request the hub cannot read is still a Warn line of
-// its own, as nothing else logs it.
-func TestBackendFailureLoggedOnce(t *testing.T) {
+// TestBackendFailureLogs checks what an operator sees of requests failed by the backend. A
+// failure is logged where the hub called the backend, naming the stream, and not a second
+// time for the error reply it causes; and while a broker is down, when every client
+// retries, each operation's failures are one line per interval that counts them, the others
+// at Debug. A request the hub cannot read is still a Warn line of its own, as nothing else
+// logs it.
+func TestBackendFailureLogs(t *testing.T) {
 	m, err := memory.New(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := &brokenStore{Store: m}
 	var logs hubtest.LogBuffer
-	_, addr := hubtest.Start(t, &core.Backend{Storage: s, Index: s}, hub.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	h, addr := hubtest.Start(t, &core.Backend{Storage: s, Index: s}, hub.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	hub.SetWarnEvery(h, time.Hour) // one line per operation in this test, however slow
 	c := hubtest.Dial(t, addr)
 	st := c.Create("outage")
 	s.broken.Store(true)
 
 	c.Send(wire.Route{wire.Local(hub.StreamAddress)}, wire.ProtocolCreate, wire.CreateStreamRequest{StreamName: wire.Some("outage-2")})
 	c.ExpectError()
-	c.Send(st.Route, wire.ProtocolPullWait, wire.PullWaitRequest{RequestID: 2, Limit: 1})
-	c.ExpectRequestError(wire.ProtocolPullWait, 2)
+	pull := func(id uint64) {
+		c.Send(st.Route, wire.ProtocolPullWait, wire.PullWaitRequest{RequestID: id, Limit: 1})
+		c.ExpectRequestError(wire.ProtocolPullWait, id)
+	}
+	for id := range uint64(3) {
+		pull(id)
+	}
 	index := wire.Route{wire.Local(hub.IndexAddress)}
 	c.Send(index, wire.ProtocolIndexGet, wire.IndexGetRequest{RequestID: 3, ClientID: "c", StreamName: "outage"})
 	if r := c.Expect(wire.ProtocolIndexGet); r.Protocol != wire.ProtocolIndexGet {
@@ -74,20 +82,27 @@ func TestBackendFailureLoggedOnce(t *testing.T) {
 	c.ExpectError()
 
 	text := logs.String()
-	for want, n := range map[string]int{
-		`level=ERROR msg="create stream failed" stream=outage-2`: 1,
-		`level=WARN msg="fetch failed" stream=outage`:            1,
-		`level=ERROR msg="get index failed" client_id=c`:         2, // sluice_index_get, stream_index
+	for _, want := range []string{
+		`level=ERROR msg="create stream failed" stream=outage-2 partitions=1 err="sluice: unavailable" failures=1 `,
+		`level=WARN msg="fetch failed" stream=outage partition=0 index=0 err="sluice: unavailable" failures=1 `,
+		`level=ERROR msg="get index failed" client_id=c stream=outage partition=0 err="sluice: unavailable" failures=1 `,
 	} {
-		if got := strings.Count(text, want); got != n {
-			t.Errorf("%d lines %s, want %d", got, want, n)
+		if n := strings.Count(text, want); n != 1 {
+			t.Errorf("%d lines %s, want 1", n, want)
 		}
 	}
-	if n := strings.Count(text, "level=WARN") + strings.Count(text, "level=ERROR"); n != 4 {
-		t.Errorf("%d lines at Warn or above for 4 requests failed by the backend, want one each:\n%s", n, text)
+	if n := strings.Count(text, "level=WARN") + strings.Count(text, "level=ERROR"); n != 3 {
+		t.Errorf("%d lines at Warn or above, want one per operation that failed (create, fetch, get index):\n%s", n, text)
 	}
 	if strings.Contains(text, "error reply") || strings.Contains(text, "index get failed") {
 		t.Errorf("a failure already logged where the backend failed is logged again:\n%s", text)
+	}
+
+	// Once the interval has passed, the next line counts the failures not logged.
+	hub.SetWarnEvery(h, 0)
+	pull(4)
+	if want := `level=WARN msg="fetch failed" stream=outage partition=0 index=0 err="sluice: unavailable" failures=3 `; !strings.Contains(logs.String(), want) {
+		t.Errorf("no line %s after the interval:\n%s", want, logs.String())
 	}
 
 	// A request the hub cannot read is logged by its error reply.

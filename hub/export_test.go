@@ -30,12 +30,12 @@ func PushesClosed(h *Hub, stream string, partition int) bool {
 	return p.closing
 }
 
-// SetRefusedWarnEvery sets the least time between two warnings of h about connections
-// refused at the connection limit.
-func SetRefusedWarnEvery(h *Hub, d time.Duration) {
-	h.refused.mu.Lock()
-	h.refused.every = d
-	h.refused.mu.Unlock()
+// SetWarnEvery sets the least time between two log lines of h about one recurring
+// condition: connections refused at the connection limit, a backend call failing.
+func SetWarnEvery(h *Hub, d time.Duration) {
+	h.limits.mu.Lock()
+	h.limits.every = d
+	h.limits.mu.Unlock()
 }
 
 // WithReplyTimeout sets how long a reply destination may go without taking a reply before

@@ -54,7 +54,7 @@ type Hub struct {
 	backlogs  backlogs     // replies waiting for their destination (see reply)
 	nBacklogs atomic.Int32 // len(backlogs.m), read without the lock on every reply
 
-	refused refusals // connections refused at the connection limit (see connRefused)
+	limits logLimiter // rate-limits the log lines of connections refused and backend failures
 
 	tcpRef  atomic.Pointer[tcp.Transport] // h.tcp, for slowConsumer and connGone
 	cwmu    sync.Mutex
@@ -116,7 +116,7 @@ func New(backend *core.Backend, opts ...Option) (*Hub, error) {
 		watches:     make(map[string]connWatch),
 	}
 	h.backlogs.m = make(map[string]*backlog)
-	h.refused.every = refusedWarnEvery
+	h.limits.every = warnEvery
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	if cfg.node != nil {
 		h.node = cfg.node

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
@@ -378,7 +379,7 @@ func (p *partition) finish(batch []*pushReq, n int, indexes []uint64, err error)
 		err = fmt.Errorf("%w: backend returned %d indexes for %d messages", core.ErrUnavailable, len(indexes), n)
 	}
 	if err != nil {
-		h.log.Error("append failed", "stream", p.stream, "partition", p.id, "messages", n, "err", err)
+		h.logFailure(slog.LevelError, "append failed", "stream", p.stream, "partition", p.id, "messages", n, "err", err)
 		for _, r := range batch {
 			p.confirm(r, nil, err)
 		}
@@ -509,7 +510,7 @@ func (p *partition) pull(ctx context.Context, r pullReq) {
 
 		msgs, full, err := p.fetchFrame(ctx, r)
 		if err != nil {
-			h.log.Warn("fetch failed", "stream", p.stream, "partition", p.id, "index", r.index, "err", err)
+			h.logFailure(slog.LevelWarn, "fetch failed", "stream", p.stream, "partition", p.id, "index", r.index, "err", err)
 			reason := fmt.Sprintf("%s: fetch stream %q partition %d from index %d: %v", r.protocol, p.stream, p.id, r.index, err)
 			if wire.IsExtension(r.protocol) {
 				h.replyRequestError(r.replyTo, p.self, r.protocol, r.requestID, reason, loggedError{err})
@@ -654,7 +655,7 @@ func (p *partition) sendBatch(ctx context.Context, r pullReq, msgs []wire.Stream
 		next.index, next.limit = msgs[len(msgs)-1].Index+1, r.limit-sent
 		var err error
 		if msgs, full, err = p.fetchFrame(ctx, next); err != nil {
-			p.h.log.Warn("fetch failed; pull batch ends early", "stream", p.stream, "partition", p.id, "index", next.index, "err", err)
+			p.h.logFailure(slog.LevelWarn, "fetch failed; pull batch ends early", "stream", p.stream, "partition", p.id, "index", next.index, "err", err)
 			msgs, full = nil, false
 		}
 	}

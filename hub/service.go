@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -126,7 +127,7 @@ func (h *Hub) create(ctx context.Context, protocol, stream string, partitions ui
 	}
 	n, err := h.backend.Storage.CreateStream(ctx, stream, int(partitions))
 	if err != nil {
-		h.log.Error("create stream failed", "stream", stream, "partitions", partitions, "err", err)
+		h.logFailure(slog.LevelError, "create stream failed", "stream", stream, "partitions", partitions, "err", err)
 		return loggedError{fmt.Errorf("backend: %w", err)}
 	}
 	if err := checkCount(stream, n); err != nil {
@@ -215,7 +216,7 @@ func (h *Hub) streamQuery(ctx context.Context, msg *routing.Message, bp wire.Bas
 		count.Add(1)
 		n, err := h.partitionCount(ctx, stream)
 		if err != nil && !errors.Is(err, core.ErrStreamNotFound) {
-			h.log.Warn(bp.Protocol+" failed", "stream", stream, "err", err)
+			h.logFailure(slog.LevelWarn, bp.Protocol+" failed", "stream", stream, "err", err)
 			err = fmt.Errorf("%s %q: %w", bp.Protocol, stream, err)
 		}
 		answer(replyTo, self, n, err)
@@ -409,7 +410,7 @@ func (h *Hub) getIndex(ctx context.Context, clientID, stream string, partition i
 		return wire.None[uint64](), nil
 	}
 	if err != nil {
-		h.log.Error("get index failed", "client_id", clientID, "stream", stream, "partition", partition, "err", err)
+		h.logFailure(slog.LevelError, "get index failed", "client_id", clientID, "stream", stream, "partition", partition, "err", err)
 		return wire.None[uint64](), loggedError{fmt.Errorf("backend: %w", err)}
 	}
 	return wire.Some(idx), nil
@@ -422,7 +423,7 @@ func (h *Hub) saveIndex(ctx context.Context, clientID, stream string, partition 
 		return err
 	}
 	if err := h.backend.Index.SaveIndex(ctx, clientID, stream, partition, index); err != nil {
-		h.log.Error("save index failed", "client_id", clientID, "stream", stream, "partition", partition, "err", err)
+		h.logFailure(slog.LevelError, "save index failed", "client_id", clientID, "stream", stream, "partition", partition, "err", err)
 		return loggedError{fmt.Errorf("backend: %w", err)}
 	}
 	return nil
