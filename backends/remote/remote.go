@@ -107,7 +107,9 @@ func New(ctx context.Context, addr string, opts *Options) (*Store, error) {
 	}, nil
 }
 
-// openURL opens "sluice://host:port?dense=true&persistent=true&timeout=5s".
+// openURL opens "sluice://host:port?dense=true&persistent=true&timeout=5s" and connects to
+// the hub, so that a hub whose upstream hub cannot be reached fails at start, as it does
+// with the other backends.
 func openURL(ctx context.Context, u *url.URL) (*core.Backend, error) {
 	if _, port, err := net.SplitHostPort(u.Host); err != nil || port == "" {
 		return nil, fmt.Errorf("remote: %w: URL %q: want sluice://host:port, the hub's address", core.ErrInvalidOption, u.Redacted())
@@ -142,6 +144,10 @@ func openURL(ctx context.Context, u *url.URL) (*core.Backend, error) {
 	}
 	s, err := New(ctx, u.Host, &o)
 	if err != nil {
+		return nil, err
+	}
+	if _, err := s.session(ctx); err != nil {
+		_ = s.Close()
 		return nil, err
 	}
 	return &core.Backend{Storage: s, Index: s}, nil

@@ -3,7 +3,9 @@ package remote_test
 import (
 	"context"
 	"errors"
+	"net"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -416,5 +418,27 @@ func TestHubOnRemoteServesStreamsCreatedElsewhere(t *testing.T) {
 	}
 	if _, err := st.Partitions(ctx, "never-made"); !errors.Is(err, core.ErrStreamNotFound) {
 		t.Fatalf("Partitions of a missing stream = %v, want ErrStreamNotFound", err)
+	}
+}
+
+// TestOpenURLUnreachable checks that opening a sluice:// URL where no hub listens fails
+// (with core.ErrUnavailable, naming the address), as the other backends' URLs do when their
+// broker is down, rather than opening a backend whose every call fails.
+func TestOpenURLUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil { // nothing listens there any more
+		t.Fatal(err)
+	}
+	b, err := core.Open(t.Context(), "sluice://"+addr)
+	if err == nil {
+		_ = b.Close()
+		t.Fatalf("Open(sluice://%s) with no hub listening succeeded", addr)
+	}
+	if !errors.Is(err, core.ErrUnavailable) || !strings.Contains(err.Error(), addr) {
+		t.Fatalf("Open(sluice://%s) = %v, want an error matching core.ErrUnavailable naming the address", addr, err)
 	}
 }
