@@ -192,7 +192,10 @@ func (s *Store) session(ctx context.Context) (*client.Conn, error) {
 	}
 	conn, err := s.c.Open(ctx, s.opts.Timeout)
 	if err != nil {
-		return nil, fmt.Errorf("remote: %w: %w", core.ErrUnavailable, err)
+		if !errors.Is(err, core.ErrUnavailable) {
+			err = fmt.Errorf("%w: %w", core.ErrUnavailable, err)
+		}
+		return nil, fmt.Errorf("remote: %w", err)
 	}
 	s.conn = conn
 	clear(s.stale) // the new Conn knows no routes yet
