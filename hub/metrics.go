@@ -1,13 +1,22 @@
 package hub
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
 	"sync/atomic"
+
+	"github.com/sluicehq/sluice/core"
 )
 
 // Metrics are the hub's counters. All fields but the gauges Connections and
 // PartitionWorkers only grow; read them with [Hub.Metrics], which returns a
 // consistent-enough snapshot (each field is read atomically, the set is not).
+// [Metrics.String] renders them as JSON (for expvar), [Metrics.WritePrometheus] in
+// Prometheus' text format.
 type Metrics struct {
 	// Creates counts stream_create / stream_create_partitioned requests answered with Init.
 	Creates uint64 `json:"creates"`
@@ -66,6 +75,75 @@ type Metrics struct {
 func (m Metrics) String() string {
 	b, _ := json.Marshal(m)
 	return string(b)
+}
+
+// PrometheusContentType is the Content-Type of what [Metrics.WritePrometheus] writes: the
+// Prometheus text exposition format, version 0.0.4.
+const PrometheusContentType = "text/plain; version=0.0.4; charset=utf-8"
+
+// Prometheus metric types.
+const (
+	promCounter = "counter"
+	promGauge   = "gauge"
+)
+
+// promMetrics is every field of Metrics as WritePrometheus writes it, in declaration
+// order: name is the field's JSON name (WritePrometheus adds "sluice_hub_" before it, and
+// "_total" after a counter's). MaxBatch is a gauge: a high-water mark, not a count of
+// events. A field added to Metrics must be added here too: TestWritePrometheus fails when
+// one is missing or misnamed.
+var promMetrics = []struct {
+	name, kind, help string
+	value            func(Metrics) uint64
+}{
+	{"creates", promCounter, "stream_create and stream_create_partitioned requests answered with Init.", func(m Metrics) uint64 { return m.Creates }},
+	{"pushes", promCounter, "Messages confirmed OK (a sluice_push_batch of n messages counts n).", func(m Metrics) uint64 { return m.Pushes }},
+	{"push_errors", promCounter, "Messages confirmed with status ERROR.", func(m Metrics) uint64 { return m.PushErrors }},
+	{"pulls", promCounter, "Pull requests answered (stream_pull, sluice_pull_wait and sluice_pull_batch).", func(m Metrics) uint64 { return m.Pulls }},
+	{"pulled_messages", promCounter, "Messages sent in pull responses.", func(m Metrics) uint64 { return m.PulledMessages }},
+	{"pull_waits", promCounter, "Long polls parked until an append or expiry.", func(m Metrics) uint64 { return m.PullWaits }},
+	{"pull_waits_refused", promCounter, "Long polls answered at once with no messages because their partition had the most parked already.", func(m Metrics) uint64 { return m.PullWaitsRefused }},
+	{"appends", promCounter, "Backend Append calls (appended messages / appends is the mean batch size).", func(m Metrics) uint64 { return m.Appends }},
+	{"appended_messages", promCounter, "Messages durably appended.", func(m Metrics) uint64 { return m.AppendedMessages }},
+	{"max_batch", promGauge, "The most messages written by one backend Append since the hub started.", func(m Metrics) uint64 { return m.MaxBatch }},
+	{"index_gets", promCounter, "Index service get requests.", func(m Metrics) uint64 { return m.IndexGets }},
+	{"index_saves", promCounter, "Index service save requests.", func(m Metrics) uint64 { return m.IndexSaves }},
+	{"stream_infos", promCounter, "sluice_stream_info requests answered.", func(m Metrics) uint64 { return m.StreamInfos }},
+	{"stream_opens", promCounter, "sluice_stream_open requests answered.", func(m Metrics) uint64 { return m.StreamOpens }},
+	{"errors", promCounter, "error and sluice_error replies sent.", func(m Metrics) uint64 { return m.Errors }},
+	{"slow_consumers", promCounter, "Reply destinations given up because they did not take their replies.", func(m Metrics) uint64 { return m.SlowConsumers }},
+	{"connections_refused", promCounter, "TCP connections closed as soon as accepted because the hub had its most open.", func(m Metrics) uint64 { return m.ConnectionsRefused }},
+	{"connections", promGauge, "TCP connections open now.", func(m Metrics) uint64 { return m.Connections }},
+	{"partition_workers", promGauge, "Partition workers the hub has now.", func(m Metrics) uint64 { return m.PartitionWorkers }},
+	{"partition_workers_retired", promCounter, "Partition workers retired because they were idle.", func(m Metrics) uint64 { return m.PartitionWorkersRetired }},
+}
+
+// WritePrometheus writes m to w in the Prometheus text exposition format 0.0.4 (serve it
+// with Content-Type [PrometheusContentType]): each field as sluice_hub_NAME, where NAME is
+// its JSON name, with "_total" after a counter's (the gauges are connections,
+// partition_workers and max_batch), each after its # HELP and # TYPE lines; then
+// sluice_build_info{version="..."} 1, with the version of Sluice ([core.Version]). It
+// writes with one Write call and returns its error.
+func (m Metrics) WritePrometheus(w io.Writer) error {
+	var b bytes.Buffer
+	for _, p := range promMetrics {
+		name := "sluice_hub_" + p.name
+		if p.kind == promCounter {
+			name += "_total"
+		}
+		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n%s %d\n", name, p.help, name, p.kind, name, p.value(m))
+	}
+	fmt.Fprintf(&b, "# HELP sluice_build_info The version of Sluice, in the label version; always 1.\n# TYPE sluice_build_info gauge\nsluice_build_info{version=\"%s\"} 1\n", promLabelValue(sluiceVersion()))
+	_, err := w.Write(b.Bytes())
+	return err
+}
+
+// sluiceVersion is core.Version, read once: it does not change while the program runs.
+var sluiceVersion = sync.OnceValue(core.Version)
+
+// promLabelValue escapes s for a label value in Prometheus' text format.
+func promLabelValue(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s)
 }
 
 // counters is the live, atomically updated form of Metrics.
