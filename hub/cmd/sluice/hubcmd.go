@@ -49,13 +49,16 @@ every client that can reach them is trusted (see docs/security.md).
 Partition workers are created on first use and retired after -worker-idle-timeout without
 use; a retired partition works as before, its next message creates a new worker.
 
-With -metrics-addr, the hub's counters are served as JSON under "sluice" at
-http://ADDR/debug/vars, beside the Go runtime's "memstats" (the command line is not
-served: it can hold a backend password): pushes, pulls, appends, errors, slow_consumers
-(connections closed because they did not read their replies), connections (open now),
-connections_refused (connections closed at once because the hub had -max-connections open;
-also warned about in the log, at most every 10s), partition_workers (now) and
-partition_workers_retired, and more: see go doc github.com/sluicehq/sluice/hub.Metrics.
+With -metrics-addr, the hub's metrics are served in the Prometheus text format at
+http://ADDR/metrics, and as JSON under "sluice" at http://ADDR/debug/vars, beside the Go
+runtime's "memstats" (the command line is not served: it can hold a backend password):
+pushes, pulls, appends, errors, slow_consumers (connections closed because they did not
+read their replies), connections (open now), connections_refused (connections closed at
+once because the hub had -max-connections open; also warned about in the log, at most
+every 10s), partition_workers (now) and partition_workers_retired, and more: see go doc
+github.com/sluicehq/sluice/hub.Metrics. Prometheus names them sluice_hub_NAME, with _total
+after a counter's name (sluice_hub_pushes_total; the gauges connections, partition_workers
+and max_batch have none), and sluice_build_info{version="..."} gives the Sluice version.
 
 Backends (the URL's scheme):
   bbolt:PATH or bbolt:///abs/path  embedded, durable (default: bbolt:sluice-data); PATH is a
@@ -91,7 +94,7 @@ func hubFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
 	idle := fs.Duration("idle-timeout", hub.DefaultIdleTimeout, "close a connection that sends nothing for this long (0: never); long polls are held at most half of it")
 	maxWait := fs.Duration("max-pull-wait", hub.DefaultMaxPullWait, "longest a long-poll pull is held (at most half of -idle-timeout)")
 	workerIdle := fs.Duration("worker-idle-timeout", hub.DefaultWorkerIdleTimeout, "retire a partition worker unused for this long, freeing its memory (0: never)")
-	metricsAddr := fs.String("metrics-addr", "", "serve metrics as JSON at http://ADDR/debug/vars (empty: off)")
+	metricsAddr := fs.String("metrics-addr", "", "serve metrics in the Prometheus text format at http://ADDR/metrics and as JSON at http://ADDR/debug/vars (empty: off)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	grace := fs.Duration("shutdown-timeout", 30*time.Second, "how long a graceful stop may take, closing the backend included, before in-flight work is abandoned")
 	return func(ctx context.Context, sio *stdio, args []string) error {
@@ -266,7 +269,8 @@ var (
 	publishOnce sync.Once
 )
 
-// serveMetrics serves expvar (with the hub's metrics under "sluice") on addr.
+// serveMetrics serves h's metrics on addr: in the Prometheus text format at /metrics, and
+// at /debug/vars with expvar (under "sluice").
 func serveMetrics(h *hub.Hub, addr string, log *slog.Logger) (*http.Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -286,13 +290,18 @@ func serveMetrics(h *hub.Hub, addr string, log *slog.Logger) (*http.Server, erro
 	})
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/vars", serveVars)
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", hub.PrometheusContentType)
+		_ = h.Metrics().WritePrometheus(w) // fails only when the client is gone
+	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { // owned by srv: ends when runHub closes it
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("metrics server failed", "err", err)
 		}
 	}()
-	log.Info("metrics at http://" + ln.Addr().String() + "/debug/vars")
+	base := "http://" + ln.Addr().String()
+	log.Info("metrics at " + base + "/metrics (Prometheus) and " + base + "/debug/vars (JSON)")
 	return srv, nil
 }
 

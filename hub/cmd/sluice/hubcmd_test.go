@@ -55,15 +55,21 @@ func (h *hubCmd) text(w *lockedWriter) string {
 
 func (h *hubCmd) stdout() string { return h.text(h.out) }
 
-// metricsURL returns the URL of the metrics the hub logged it serves (-metrics-addr).
-func (h *hubCmd) metricsURL(t *testing.T) string {
+// metricsURL returns the URL of path ("/metrics" or "/debug/vars") on the metrics address
+// the hub logged (-metrics-addr), failing t unless the log line names that URL.
+func (h *hubCmd) metricsURL(t *testing.T, path string) string {
 	t.Helper()
-	_, rest, ok := strings.Cut(h.stderr(), "metrics at ")
+	_, rest, ok := strings.Cut(h.stderr(), "metrics at http://")
 	if !ok {
 		t.Fatalf("sluice hub did not log its metrics address\n%s", h.stderr())
 	}
-	u, _, _ := strings.Cut(rest, "\n")
-	return strings.Trim(u, `"`)
+	line, _, _ := strings.Cut("http://"+rest, "\n")
+	addr, _, _ := strings.Cut(rest, "/")
+	u := "http://" + addr + path
+	if !strings.Contains(line, u+" ") {
+		t.Fatalf("sluice hub's metrics log line does not name %s\n%s", u, h.stderr())
+	}
+	return u
 }
 func (h *hubCmd) stderr() string { return h.text(h.err) }
 
@@ -187,7 +193,7 @@ func TestHubWorkerIdleTimeoutFlag(t *testing.T) {
 	if exited {
 		t.Fatalf("sluice hub exited with status %d\n%s", code, h.stderr())
 	}
-	metricsURL := h.metricsURL(t)
+	metricsURL := h.metricsURL(t, "/debug/vars")
 	mustRun(t, "", "push", "-hub", addr, "s", "hello")
 
 	client := &http.Client{Timeout: 10 * time.Second}

@@ -89,7 +89,7 @@ func TestHubMetricsDoNotShowTheCommandLine(t *testing.T) {
 	if _, exited, code := h.listening(); exited {
 		t.Fatalf("sluice hub exited with status %d\n%s", code, h.stderr())
 	}
-	metricsURL := h.metricsURL(t)
+	metricsURL := h.metricsURL(t, "/debug/vars")
 	client := &http.Client{Timeout: 10 * time.Second}
 	defer client.CloseIdleConnections()
 	resp, err := client.Get(metricsURL)
@@ -111,6 +111,68 @@ func TestHubMetricsDoNotShowTheCommandLine(t *testing.T) {
 	for _, want := range []string{"sluice", "memstats"} {
 		if _, ok := vars[want]; !ok {
 			t.Errorf("%s has no %q", metricsURL, want)
+		}
+	}
+	if code := h.stop(); code != 0 {
+		t.Errorf("exit %d, want 0\n%s", code, h.stderr())
+	}
+}
+
+// The metrics address also serves the hub's metrics in the Prometheus text format, at
+// /metrics: live (a push and a connection held open show), with the format's Content-Type.
+func TestHubPrometheusMetrics(t *testing.T) {
+	h := startHubCmd(t, "-listen", "127.0.0.1:0", "-metrics-addr", "127.0.0.1:0")
+	addr, exited, code := h.listening()
+	if exited {
+		t.Fatalf("sluice hub exited with status %d\n%s", code, h.stderr())
+	}
+	metricsURL := h.metricsURL(t, "/metrics")
+	mustRun(t, "", "push", "-hub", addr, "s", "hello", "world")
+	conn, err := net.Dial("tcp", addr) // open while the metrics are read
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+
+	client := &http.Client{Timeout: 10 * time.Second}
+	defer client.CloseIdleConnections()
+	var samples map[string]string // name{labels} -> value
+	// The push's connection closes, and ours is accepted, soon after: until then, read again.
+	for deadline := time.Now().Add(30 * time.Second); samples["sluice_hub_connections"] != "1"; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: sluice_hub_connections %q 30s after one connection was opened, want 1", metricsURL, samples["sluice_hub_connections"])
+		}
+		time.Sleep(20 * time.Millisecond)
+		resp, err := client.Get(metricsURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		const wantType = "text/plain; version=0.0.4; charset=utf-8"
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != wantType {
+			t.Fatalf("%s: %s, Content-Type %q; want 200 OK, %q", metricsURL, resp.Status, resp.Header.Get("Content-Type"), wantType)
+		}
+		samples = map[string]string{}
+		for line := range strings.Lines(string(body)) {
+			if !strings.HasPrefix(line, "#") {
+				name, value, _ := strings.Cut(strings.TrimSuffix(line, "\n"), " ")
+				samples[name] = value
+			}
+		}
+	}
+	for name, want := range map[string]string{
+		"sluice_hub_pushes_total":                             "2",
+		"sluice_hub_appended_messages_total":                  "2",
+		"sluice_hub_creates_total":                            "1",
+		"sluice_hub_partition_workers":                        "1",
+		`sluice_build_info{version="` + core.Version() + `"}`: "1",
+	} {
+		if samples[name] != want {
+			t.Errorf("%s: %s %q, want %s", metricsURL, name, samples[name], want)
 		}
 	}
 	if code := h.stop(); code != 0 {
