@@ -72,6 +72,18 @@ func ParseAddress(s string) (Address, error) {
 // Route is an ordered list of addresses. The first address is the next hop.
 type Route []Address
 
+// MaxRouteLen is the largest number of addresses a route may hold on the wire. Decoders
+// refuse a longer route with an error matching [ErrMalformed] and [ErrRouteTooLong];
+// [AppendFrame] and [TransportMessage.Validate] refuse to send one.
+//
+// Real routes are short: a device's route to a stream worker through a hub has 2 or 3
+// addresses, and every node a message crosses adds about 2 to its return route (the
+// connection it arrived on and the forwarder), so 256 leaves room for a hundred nodes, far
+// more than any deployment chains. The cap bounds what a frame can make a decoder allocate:
+// without it, a 64 KiB frame holds up to 32,767 two-byte addresses, which decode into about
+// 1 MiB of Address values (16 times the frame); with it, a route costs at most 8 KiB.
+const MaxRouteLen = 256
+
 // Size returns the encoded size of r.
 func (r Route) Size() int {
 	n := UintSize(uint64(len(r)))
@@ -164,8 +176,14 @@ func (r *Reader) readAddress() Address {
 // readRoute reads a Route. Address values alias the input.
 func (r *Reader) readRoute() Route {
 	// An address is at least 2 bytes: type + zero length.
+	start := r.off
 	n := r.ReadArrayLen(2)
 	if r.err != nil {
+		return nil
+	}
+	if n > MaxRouteLen {
+		r.off = start
+		r.Fail(fmt.Sprintf("route of %d addresses exceeds the limit of %d (MaxRouteLen)", n, MaxRouteLen), ErrRouteTooLong)
 		return nil
 	}
 	route := make(Route, n)
@@ -178,7 +196,8 @@ func (r *Reader) readRoute() Route {
 	return route
 }
 
-// DecodeRoute decodes a BARE-encoded Route. Address values alias b.
+// DecodeRoute decodes a BARE-encoded Route. Address values alias b. A route of more than
+// MaxRouteLen addresses returns an error matching ErrMalformed and ErrRouteTooLong.
 func DecodeRoute(b []byte) (Route, error) {
 	r := NewReader(b, "Route")
 	route := r.readRoute()

@@ -2,8 +2,11 @@ package wire
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/sluicehq/sluice/core"
 )
 
 // TestFitPullExactBoundary checks FitPullResponse and FitPullBatchPart at the exact frame
@@ -70,6 +73,96 @@ func TestRouteCountBound(t *testing.T) {
 		}
 		if !strings.Contains(de.Reason, "array count") {
 			t.Errorf("DecodeRoute(% x): reason %q, want the address count refused", in, de.Reason)
+		}
+	}
+}
+
+// hops returns a route of n distinct local addresses.
+func hops(n int) Route {
+	r := make(Route, n)
+	for i := range r {
+		r[i] = Local(fmt.Sprintf("hop%d", i))
+	}
+	return r
+}
+
+// TestMaxRouteLenDecode checks the decoders at the route cap: a route of exactly
+// MaxRouteLen addresses decodes, in either route of a TransportMessage; one more is refused
+// by its count, with an error that names the count and the limit.
+func TestMaxRouteLenDecode(t *testing.T) {
+	at, over := hops(MaxRouteLen), hops(MaxRouteLen+1)
+	if d, err := DecodeRoute(at.Append(nil)); err != nil || !d.Equal(at) {
+		t.Fatalf("DecodeRoute of %d addresses = %d addresses, %v; want it decoded", MaxRouteLen, len(d), err)
+	}
+	m := TransportMessage{OnwardRoute: at, ReturnRoute: at, Payload: []byte("x")}
+	if d, err := DecodeTransportMessage(m.Append(nil)); err != nil || !d.OnwardRoute.Equal(at) || !d.ReturnRoute.Equal(at) {
+		t.Fatalf("DecodeTransportMessage with two routes of %d addresses: %v", MaxRouteLen, err)
+	}
+
+	// Two-byte addresses: the densest route, the one the cap is for.
+	empty := make(Route, MaxRouteLen+1)
+	for _, c := range []struct {
+		name   string
+		in     []byte
+		offset int // of the route's count
+		decode func([]byte) error
+	}{
+		{"route", over.Append(nil), 0, func(b []byte) error { _, err := DecodeRoute(b); return err }},
+		{"empty addresses", empty.Append(nil), 0, func(b []byte) error { _, err := DecodeRoute(b); return err }},
+		{"onward route", TransportMessage{OnwardRoute: over, ReturnRoute: at}.Append(nil), 1,
+			func(b []byte) error { _, err := DecodeTransportMessage(b); return err }},
+		{"return route", TransportMessage{OnwardRoute: at, ReturnRoute: over}.Append(nil), 1 + at.Size(),
+			func(b []byte) error { _, err := DecodeTransportMessage(b); return err }},
+	} {
+		err := c.decode(c.in)
+		var de *DecodeError
+		if !errors.As(err, &de) || !errors.Is(err, ErrMalformed) || !errors.Is(err, ErrRouteTooLong) {
+			t.Fatalf("%s of %d addresses: err = %v, want a *DecodeError matching ErrMalformed and ErrRouteTooLong", c.name, MaxRouteLen+1, err)
+		}
+		if msg := err.Error(); !strings.Contains(msg, fmt.Sprint(MaxRouteLen+1)) || !strings.Contains(msg, fmt.Sprintf("limit of %d", MaxRouteLen)) {
+			t.Errorf("%s: error %q does not name the count %d and the limit %d", c.name, msg, MaxRouteLen+1, MaxRouteLen)
+		}
+		if de.Offset != c.offset {
+			t.Errorf("%s: error at offset %d, want %d (the route's count)", c.name, de.Offset, c.offset)
+		}
+	}
+}
+
+// TestMaxRouteLenEncode checks that the frame encoder refuses what the decoder refuses: a
+// route of MaxRouteLen addresses is framed, one more in either route is refused with
+// ErrRouteTooLong (and core.ErrInvalidArgument), not ErrFrameTooLarge, and dst is left as
+// it was.
+func TestMaxRouteLenEncode(t *testing.T) {
+	at, over := hops(MaxRouteLen), hops(MaxRouteLen+1)
+	ok := TransportMessage{OnwardRoute: at, ReturnRoute: at, Payload: []byte("x")}
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("Validate with routes of %d addresses: %v", MaxRouteLen, err)
+	}
+	frame, err := AppendFrame(nil, ok)
+	if err != nil {
+		t.Fatalf("AppendFrame with routes of %d addresses: %v", MaxRouteLen, err)
+	}
+	if _, err := DecodeTransportMessage(frame[FrameHeaderLen:]); err != nil {
+		t.Fatalf("a framed message does not decode: %v", err)
+	}
+	for _, m := range []TransportMessage{
+		{OnwardRoute: over, ReturnRoute: at},
+		{OnwardRoute: at, ReturnRoute: over},
+	} {
+		if m.Size() > MaxFrame {
+			t.Fatalf("test message of %d bytes is above MaxFrame: it would not test the route check alone", m.Size())
+		}
+		err := m.Validate()
+		if !errors.Is(err, ErrRouteTooLong) || !errors.Is(err, core.ErrInvalidArgument) || errors.Is(err, ErrFrameTooLarge) {
+			t.Fatalf("Validate with %d onward and %d return addresses: err = %v, want ErrRouteTooLong and core.ErrInvalidArgument", len(m.OnwardRoute), len(m.ReturnRoute), err)
+		}
+		if !strings.Contains(err.Error(), fmt.Sprint(MaxRouteLen+1)) || !strings.Contains(err.Error(), fmt.Sprintf("limit is %d", MaxRouteLen)) {
+			t.Errorf("error %q does not name the count and the limit", err)
+		}
+		dst := []byte("keep")
+		got, err := AppendFrame(dst, m)
+		if !errors.Is(err, ErrRouteTooLong) || string(got) != "keep" {
+			t.Fatalf("AppendFrame with %d onward and %d return addresses = %q, %v; want dst unchanged and ErrRouteTooLong", len(m.OnwardRoute), len(m.ReturnRoute), got, err)
 		}
 	}
 }

@@ -34,4 +34,9 @@
 // A TransportMessage travels in one TCP frame whose u16 length prefix caps it at [MaxFrame]
 // bytes. [TransportMessage.Size], [FramePayloadBudget] and [FitPullResponse] let senders
 // stay within it; [AppendFrame] refuses a larger message with [ErrFrameTooLarge].
+//
+// A route holds at most [MaxRouteLen] addresses, so that a frame cannot make a decoder
+// allocate much more than its own size. Decoders refuse a longer route with an error
+// matching [ErrMalformed] and [ErrRouteTooLong]; [AppendFrame] and
+// [TransportMessage.Validate] refuse to send one, with [ErrRouteTooLong].
 package wire

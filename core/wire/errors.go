@@ -19,6 +19,11 @@ var (
 	// ErrFrameTooLarge: an encoded TransportMessage is longer than [MaxFrame]. It also
 	// matches core.ErrMessageTooLarge. Nothing is truncated: the message is refused.
 	ErrFrameTooLarge = fmt.Errorf("wire: frame too large: %w", core.ErrMessageTooLarge)
+
+	// ErrRouteTooLong: a route has more than [MaxRouteLen] addresses. A decoder returns it
+	// together with ErrMalformed; [AppendFrame] and [TransportMessage.Validate] return it
+	// together with core.ErrInvalidArgument, before anything is sent.
+	ErrRouteTooLong = errors.New("wire: route too long")
 )
 
 // DecodeError describes why bytes could not be decoded. It matches [ErrMalformed] (and Err,

@@ -3,6 +3,8 @@ package wire
 import (
 	"encoding/binary"
 	"fmt"
+
+	"github.com/sluicehq/sluice/core"
 )
 
 // Version is the only TransportMessage version: Ockam routing v1.
@@ -72,15 +74,40 @@ func DecodeTransportMessage(b []byte) (TransportMessage, error) {
 }
 
 // AppendFrame appends a TCP frame holding m: a u16 big-endian length, then m's encoding.
-// If m encodes to more than MaxFrame bytes it returns dst unchanged and an error matching
-// ErrFrameTooLarge (and core.ErrMessageTooLarge).
+// It refuses what a receiver would refuse, returning dst unchanged and the error of
+// [TransportMessage.Validate]: a route of more than MaxRouteLen addresses (ErrRouteTooLong,
+// core.ErrInvalidArgument) or an encoding of more than MaxFrame bytes (ErrFrameTooLarge,
+// core.ErrMessageTooLarge).
 func AppendFrame(dst []byte, m TransportMessage) ([]byte, error) {
-	n := m.Size()
-	if n > MaxFrame {
-		return dst, fmt.Errorf("%w: transport message to [%s] encodes to %d bytes, the limit is %d", ErrFrameTooLarge, m.OnwardRoute, n, MaxFrame)
+	n, err := m.frameSize()
+	if err != nil {
+		return dst, err
 	}
 	dst = binary.BigEndian.AppendUint16(dst, uint16(n))
 	return m.Append(dst), nil
+}
+
+// Validate reports whether m can travel in a frame, i.e. whether its receiver's decoder
+// will accept it as far as lengths go: each route holds at most MaxRouteLen addresses (else
+// an error matching ErrRouteTooLong and core.ErrInvalidArgument) and m encodes to at most
+// MaxFrame bytes (else an error matching ErrFrameTooLarge and core.ErrMessageTooLarge).
+// [AppendFrame] makes the same checks; a transport calls Validate to refuse a message
+// before it does anything else for it (dialling a connection, say).
+func (m TransportMessage) Validate() error {
+	_, err := m.frameSize()
+	return err
+}
+
+// frameSize returns m's encoded size, or the error of Validate.
+func (m TransportMessage) frameSize() (int, error) {
+	if len(m.OnwardRoute) > MaxRouteLen || len(m.ReturnRoute) > MaxRouteLen {
+		return 0, fmt.Errorf("%w: %w: transport message has %d onward and %d return addresses, the limit is %d per route (MaxRouteLen)", ErrRouteTooLong, core.ErrInvalidArgument, len(m.OnwardRoute), len(m.ReturnRoute), MaxRouteLen)
+	}
+	n := m.Size()
+	if n > MaxFrame {
+		return 0, fmt.Errorf("%w: transport message to [%s] encodes to %d bytes, the limit is %d", ErrFrameTooLarge, m.OnwardRoute, n, MaxFrame)
+	}
+	return n, nil
 }
 
 // FramePayloadBudget returns the largest payload length such that a TransportMessage with
