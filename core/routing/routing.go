@@ -129,6 +129,9 @@ func Reply(msg wire.TransportMessage, self wire.Address, payload []byte) wire.Tr
 
 // Forward returns msg as forwarded by the worker at self: self (the first onward address) is
 // removed from the onward route and prepended to the return route. msg is not modified.
+// The return route grows by one address on every forward, and nothing here limits it: a
+// transport refuses to send a route longer than wire.MaxRouteLen, with an error matching
+// wire.ErrRouteTooLong.
 func Forward(msg wire.TransportMessage, self wire.Address) wire.TransportMessage {
 	var onward wire.Route
 	if len(msg.OnwardRoute) > 1 {

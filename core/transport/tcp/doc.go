@@ -7,7 +7,9 @@
 // encoded [wire.TransportMessage]. A frame with length 0, a message that does not decode, a
 // version other than 1 or trailing bytes closes that connection (and only that one); the
 // reason is logged. A message that encodes to more than [wire.MaxFrame] bytes is refused at
-// send with an error matching [wire.ErrFrameTooLarge]; it is never truncated.
+// send with an error matching [wire.ErrFrameTooLarge]; it is never truncated. Routes hold at
+// most [wire.MaxRouteLen] addresses: a frame with a longer one does not decode, and a message
+// with one is refused at send with an error matching [wire.ErrRouteTooLong].
 //
 // # Routing
 //

@@ -31,6 +31,12 @@ func FuzzReadFrame(f *testing.F) {
 		b, _ := wire.AppendFrame(nil, m)
 		return b
 	}
+	// Routes at wire.MaxRouteLen addresses and one above it (framed by hand: AppendFrame
+	// refuses the second).
+	for _, n := range []int{wire.MaxRouteLen, wire.MaxRouteLen + 1} {
+		body := wire.TransportMessage{ReturnRoute: make(wire.Route, n)}.Append(nil)
+		f.Add(append(binary.BigEndian.AppendUint16(nil, uint16(len(body))), body...))
+	}
 	f.Add(large(pooledFrameMin + 100))
 	f.Add(append(append(append(large(2*pooledFrameMin), large(pooledFrameMin)...), good...), 0))
 	f.Fuzz(func(t *testing.T, in []byte) {

@@ -321,16 +321,17 @@ func (t *Transport) CopiesPayload() bool { return true }
 // Send writes msg, whose first onward address is a TCP address, to the connection for that
 // host:port (dialling it if needed), with the TCP address removed from the onward route.
 // The node calls it; programs normally call node.Send. A message too large for a frame
-// returns an error matching wire.ErrFrameTooLarge and is not sent.
+// returns an error matching wire.ErrFrameTooLarge, one with a route of more than
+// wire.MaxRouteLen addresses an error matching wire.ErrRouteTooLong; neither is sent.
 func (t *Transport) Send(ctx context.Context, msg wire.TransportMessage) error {
 	if len(msg.OnwardRoute) == 0 || msg.OnwardRoute[0].Type != wire.AddressTCP {
 		return fmt.Errorf("tcp: send: first onward address is not a TCP address: %w", routing.ErrNoRoute)
 	}
 	fwd := strip(msg)
-	// Check the size before dialling: a message that can never be sent should not open a
-	// connection.
-	if n := fwd.Size(); n > wire.MaxFrame {
-		return fmt.Errorf("tcp: send to %s: %w: transport message is %d bytes, the limit is %d", msg.OnwardRoute[0], wire.ErrFrameTooLarge, n, wire.MaxFrame)
+	// Check the size and the routes before dialling: a message that can never be sent
+	// should not open a connection.
+	if err := fwd.Validate(); err != nil {
+		return fmt.Errorf("tcp: send to %s: %w", msg.OnwardRoute[0], err)
 	}
 	hostport := string(msg.OnwardRoute[0].Value)
 	for attempt := 0; ; attempt++ {
