@@ -11,6 +11,15 @@
 // most [wire.MaxRouteLen] addresses: a frame with a longer one does not decode, and a message
 // with one is refused at send with an error matching [wire.ErrRouteTooLong].
 //
+// An accepted connection whose first bytes are the start of an HTTP request (an HTTP/1.x
+// method and a space, or the HTTP/2 preface) is someone pointing an HTTP client at the
+// wrong port: the transport logs one warning saying that the port speaks routing v1, not
+// HTTP, with the client's address, answers a fixed "400 Bad Request" whose body says the
+// same (nothing of the request is repeated), and closes the connection. No frame is taken
+// for a request: the third byte of a frame is the message's version, 1, and that of every
+// request a letter. The check reads no byte that reading the first frame would not wait
+// for and allocates nothing for a frame.
+//
 // # Routing
 //
 // The transport registers itself with the node for address type 1 (TCP, "host:port"). A

@@ -841,7 +841,7 @@ func (c *conn) readLoop() {
 	// one read system call instead of two per frame.
 	br := bufio.NewReaderSize(c.nc, readBufferSize)
 	armed := false // a read deadline is set
-	for {
+	for first := c.accepted; ; first = false {
 		switch {
 		case timeout > 0:
 			_ = c.nc.SetReadDeadline(time.Now().Add(timeout))
@@ -850,6 +850,10 @@ func (c *conn) readLoop() {
 			// The handshake timeout no longer applies and the idle timeout is disabled.
 			_ = c.nc.SetReadDeadline(time.Time{})
 			armed = false
+		}
+		if first && sentHTTP(br) {
+			c.refuseHTTP()
+			return
 		}
 		payload, pooled, err := readFrame(br, hdr[:])
 		if err != nil {
