@@ -1,6 +1,8 @@
 package tcp
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"io"
@@ -285,4 +287,23 @@ func TestHTTPOnlyAtTheStartOfAcceptedConnections(t *testing.T) {
 			t.Fatalf("the client wrote %q, %v after the peer's HTTP request; want nothing, then its close", rest, err)
 		}
 	})
+}
+
+// TestHTTPCheckAllocatesNothingForAFrame: the check a connection's first frame goes
+// through allocates nothing.
+func TestHTTPCheckAllocatesNothingForAFrame(t *testing.T) {
+	frame, err := wire.AppendFrame(nil, wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("stream")}, Payload: []byte("x")})
+	must(t, err)
+	r := bytes.NewReader(frame)
+	br := bufio.NewReaderSize(r, readBufferSize)
+	allocs := testing.AllocsPerRun(100, func() {
+		r.Reset(frame)
+		br.Reset(r)
+		if sentHTTP(br) {
+			t.Fatal("a frame taken for HTTP")
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per first frame, want 0", allocs)
+	}
 }
