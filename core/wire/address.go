@@ -80,7 +80,7 @@ type Route []Address
 // addresses, and every node a message crosses adds about 2 to its return route (the
 // connection it arrived on and the forwarder), so 256 leaves room for a hundred nodes, far
 // more than any deployment chains. The cap bounds what a frame can make a decoder allocate:
-// without it, a 64 KiB frame holds up to 32,767 two-byte addresses, which decode into about
+// without it, a 64 KiB frame holds about 32,000 two-byte addresses, which decode into about
 // 1 MiB of Address values (16 times the frame); with it, a route costs at most 8 KiB.
 const MaxRouteLen = 256
 
