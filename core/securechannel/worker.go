@@ -293,6 +293,9 @@ func (e encryptor) Send(ctx context.Context, msg wire.TransportMessage) error {
 	if len(msg.OnwardRoute) > 1 {
 		inner.OnwardRoute = msg.OnwardRoute[1:]
 	}
+	if err := inner.ValidateRoutes(); err != nil { // the peer could not decode it
+		return fmt.Errorf("securechannel: send through %s: %w", c.encAddr, err)
+	}
 	// Encode the inner message after room for the header and encrypt it in place, in a
 	// reused buffer: SendBorrowed below copies it for a destination that would keep it.
 	bp := sealBufs.Get().(*[]byte)

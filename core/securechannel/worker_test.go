@@ -307,6 +307,33 @@ func TestRoutingUntrusted(t *testing.T) {
 	})
 }
 
+// TestRoutingRouteTooLong checks that a message whose inner route the peer's decoder would
+// refuse (more than wire.MaxRouteLen addresses) is refused when sent, consuming no nonce,
+// and that the channel carries on.
+func TestRoutingRouteTooLong(t *testing.T) {
+	f := newFixture(t, false, 0)
+	sc := f.dial(t)
+	long := make(wire.Route, wire.MaxRouteLen+1)
+	for i := range long {
+		long[i] = wire.Local("hop")
+	}
+	for _, m := range []wire.TransportMessage{
+		{OnwardRoute: append(wire.Route{sc.Address()}, long...), ReturnRoute: wire.Route{wire.Local("app")}},
+		{OnwardRoute: wire.Route{sc.Address(), wire.Local("echo")}, ReturnRoute: long},
+	} {
+		if err := f.a.Send(context.Background(), m); !errors.Is(err, wire.ErrRouteTooLong) || !errors.Is(err, core.ErrInvalidArgument) {
+			t.Fatalf("send with %d onward and %d return addresses: %v, want wire.ErrRouteTooLong", len(m.OnwardRoute), len(m.ReturnRoute), err)
+		}
+	}
+	if s := sc.Stats(); s.Sent != 0 {
+		t.Errorf("Stats().Sent = %d after two refused sends, want 0", s.Sent)
+	}
+	f.send(t, sc, "small")
+	if m := f.app.next(t); string(m.Payload) != "echo: small" {
+		t.Fatalf("reply %q", m.Payload)
+	}
+}
+
 func TestRoutingMessageTooLarge(t *testing.T) {
 	f := newFixture(t, false, 0)
 	sc := f.dial(t)

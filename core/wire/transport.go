@@ -98,10 +98,21 @@ func (m TransportMessage) Validate() error {
 	return err
 }
 
+// ValidateRoutes reports whether each route of m holds at most MaxRouteLen addresses, as
+// a decoder requires, with an error matching ErrRouteTooLong and core.ErrInvalidArgument.
+// Validate checks it too; a sender that encodes m into something else than a frame (the
+// plaintext of a secure channel message, a stream message) calls it before encoding.
+func (m TransportMessage) ValidateRoutes() error {
+	if len(m.OnwardRoute) > MaxRouteLen || len(m.ReturnRoute) > MaxRouteLen {
+		return fmt.Errorf("%w: %w: transport message has %d onward and %d return addresses, the limit is %d per route (MaxRouteLen)", ErrRouteTooLong, core.ErrInvalidArgument, len(m.OnwardRoute), len(m.ReturnRoute), MaxRouteLen)
+	}
+	return nil
+}
+
 // frameSize returns m's encoded size, or the error of Validate.
 func (m TransportMessage) frameSize() (int, error) {
-	if len(m.OnwardRoute) > MaxRouteLen || len(m.ReturnRoute) > MaxRouteLen {
-		return 0, fmt.Errorf("%w: %w: transport message has %d onward and %d return addresses, the limit is %d per route (MaxRouteLen)", ErrRouteTooLong, core.ErrInvalidArgument, len(m.OnwardRoute), len(m.ReturnRoute), MaxRouteLen)
+	if err := m.ValidateRoutes(); err != nil {
+		return 0, err
 	}
 	n := m.Size()
 	if n > MaxFrame {

@@ -662,6 +662,9 @@ func (s *sender) Send(ctx context.Context, msg wire.TransportMessage) error {
 	if len(env.Message.OnwardRoute) == 0 {
 		return env.Validate() // s.ret is valid: the error is about the route
 	}
+	if err := env.Message.ValidateRoutes(); err != nil { // a subscriber could not decode it
+		return fmt.Errorf("bistream: send through %s: %w", s.addr, err)
+	}
 	if !s.used.Load() {
 		s.used.Store(true)
 	}

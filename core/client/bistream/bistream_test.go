@@ -443,6 +443,18 @@ func TestRouteErrors(t *testing.T) {
 	if err == nil {
 		t.Fatal("sending with an empty inner onward route succeeded")
 	}
+	// Nor can one whose inner route the subscriber's decoder refuses: it is refused before
+	// anything is published (nothing listens at the hub's address).
+	long := make(wire.Route, wire.MaxRouteLen+1)
+	for i := range long {
+		long[i] = wire.Local("hop")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err = n.Send(ctx, wire.TransportMessage{OnwardRoute: append(r[:1:1], wire.Local("w")), ReturnRoute: long})
+	if !errors.Is(err, wire.ErrRouteTooLong) {
+		t.Fatalf("sending with a return route of %d addresses = %v, want wire.ErrRouteTooLong", len(long), err)
+	}
 	if err := tr.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -45,7 +45,8 @@ func (e Envelope) Append(dst []byte) []byte {
 }
 
 // Validate reports whether e can be encoded and delivered: a return stream, when set, is a
-// valid stream name, and the inner message has an onward route. The error matches
+// valid stream name, and the inner message has an onward route and routes of at most
+// wire.MaxRouteLen addresses (else also [wire.ErrRouteTooLong]). The error matches
 // [core.ErrInvalidArgument].
 func (e Envelope) Validate() error {
 	if e.ReturnStream != "" {
@@ -55,6 +56,9 @@ func (e Envelope) Validate() error {
 	}
 	if len(e.Message.OnwardRoute) == 0 {
 		return fmt.Errorf("%w: bistream: inner message has an empty onward route; route to [stream sender, address on the receiving node, ...]", core.ErrInvalidArgument)
+	}
+	if err := e.Message.ValidateRoutes(); err != nil {
+		return fmt.Errorf("bistream: inner message: %w", err)
 	}
 	return nil
 }

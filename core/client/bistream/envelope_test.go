@@ -91,4 +91,9 @@ func TestEnvelopeValidate(t *testing.T) {
 	if err := e.Validate(); !errors.Is(err, core.ErrInvalidArgument) {
 		t.Fatalf("empty onward route: %v", err)
 	}
+	e = sampleEnvelope()
+	e.Message.ReturnRoute = make(wire.Route, wire.MaxRouteLen+1)
+	if err := e.Validate(); !errors.Is(err, wire.ErrRouteTooLong) || !errors.Is(err, core.ErrInvalidArgument) {
+		t.Fatalf("return route of %d addresses: %v, want wire.ErrRouteTooLong", len(e.Message.ReturnRoute), err)
+	}
 }
