@@ -576,6 +576,11 @@ func (s *Store) txAppend(tx *bolt.Tx, stream string, partition int, data [][]byt
 			next = i + 1
 		}
 	}
+	// The last index must stay below math.MaxUint64, so that next never wraps to 0: only a
+	// damaged file, or another writer, puts a partition that close to the end.
+	if uint64(len(data)) > math.MaxUint64-next {
+		return fmt.Errorf("%w: stream %q partition %d: no %d indexes left after index %d", errCorrupt, stream, partition, len(data), next-1)
+	}
 	var key [8]byte
 	for i, m := range data {
 		binary.BigEndian.PutUint64(key[:], next)

@@ -3,8 +3,10 @@ package bbolt
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -594,6 +596,39 @@ func TestClosedWithDB(t *testing.T) {
 func TestMapErrNotOpen(t *testing.T) {
 	if err := mapErr("fetch", "s", bolterrors.ErrDatabaseNotOpen); !errors.Is(err, core.ErrClosed) || !errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
 		t.Fatalf("mapErr(ErrDatabaseNotOpen) = %v, want it to match core.ErrClosed and keep bbolt's error", err)
+	}
+}
+
+// TestAppendNearIndexLimit: in a partition whose last key a damaged file or another writer
+// put near the end of the uint64 range, an Append is refused, and writes nothing, unless
+// every index it needs stays below math.MaxUint64: indexes never wrap to 0, neither within a
+// batch nor in the next Append.
+func TestAppendNearIndexLimit(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir(), &Options{NoSync: true})
+	mustCreate(t, s, "s", 1)
+	const last = math.MaxUint64 - 3
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		b, err := partitionBucket(tx, "s", 0)
+		if err != nil {
+			return err
+		}
+		return b.Put(binary.BigEndian.AppendUint64(nil, last), []byte("foreign"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if idx, err := s.Append(ctx, "s", 0, [][]byte{[]byte("a"), []byte("b"), []byte("c"), []byte("d")}); err == nil {
+		t.Fatalf("Append of 4 messages after index %d reported %v; want an error (no 4 indexes left)", uint64(last), idx)
+	}
+	if idx := mustAppend(t, s, "s", 0, []byte("a"), []byte("b")); idx[0] != last+1 || idx[1] != last+2 {
+		t.Fatalf("Append of 2 messages after index %d = %v", uint64(last), idx)
+	}
+	if idx, err := s.Append(ctx, "s", 0, [][]byte{[]byte("c")}); err == nil {
+		t.Fatalf("Append after index %d reported %v; want an error (no index left)", uint64(last+2), idx)
+	}
+	got, err := s.Fetch(ctx, "s", 0, 0, 10)
+	if err != nil || len(got) != 3 || got[0].Index != last || got[2].Index != last+2 {
+		t.Fatalf("Fetch(0) = %v, %v; want the indexes %d to %d", got, err, uint64(last), uint64(last+2))
 	}
 }
 
