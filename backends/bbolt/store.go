@@ -85,6 +85,14 @@ type Options struct {
 	// FileMode is the permission of a newly created database file (default 0600).
 	// Directories New creates get 0700.
 	FileMode os.FileMode
+
+	// MaxMessagesPerPartition turns on count-based retention: each partition keeps at most
+	// its newest MaxMessagesPerPartition messages. The transaction that appends to a
+	// partition also deletes its oldest messages beyond the limit, so a partition never holds
+	// more once a commit returns. 0, the default, keeps every message until its stream is
+	// deleted. See the package doc, # Retention: a consumer that falls further behind than
+	// this loses the messages deleted before it read them.
+	MaxMessagesPerPartition int
 }
 
 func (o *Options) withDefaults() (Options, error) {
@@ -124,6 +132,9 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	if r.FileMode == 0 {
 		r.FileMode = 0o600
+	}
+	if r.MaxMessagesPerPartition < 0 {
+		return r, fmt.Errorf("bbolt: %w: negative MaxMessagesPerPartition %d; 0 keeps every message", core.ErrInvalidOption, r.MaxMessagesPerPartition)
 	}
 	return r, nil
 }
@@ -581,16 +592,50 @@ func (s *Store) txAppend(tx *bolt.Tx, stream string, partition int, data [][]byt
 	if uint64(len(data)) > math.MaxUint64-next {
 		return fmt.Errorf("%w: stream %q partition %d: no %d indexes left after index %d", errCorrupt, stream, partition, len(data), next-1)
 	}
+	// With retention, the messages of the batch beyond the newest MaxMessagesPerPartition
+	// get their indexes but are not written: trim would delete them at once.
+	keep := s.opts.MaxMessagesPerPartition
+	skip := 0
+	if keep > 0 && len(data) > keep {
+		skip = len(data) - keep
+	}
 	var key [8]byte
 	for i, m := range data {
-		binary.BigEndian.PutUint64(key[:], next)
+		idx[i] = next
+		next++
+		if i < skip {
+			continue
+		}
+		binary.BigEndian.PutUint64(key[:], idx[i])
 		if err := b.Put(key[:], m); err != nil {
 			return abort(err)
 		}
-		idx[i] = next
-		next++
 	}
 	s.next[k] = next
+	if keep > 0 && next > uint64(keep) {
+		if err := trim(b, next-uint64(keep)); err != nil {
+			return abort(fmt.Errorf("stream %q partition %d: delete the messages beyond MaxMessagesPerPartition: %w", stream, partition, err))
+		}
+	}
+	return nil
+}
+
+// trim deletes from partition bucket b every message whose index is below oldest. It seeks
+// to oldest and deletes backwards: after Cursor.Delete, Prev returns the message before the
+// deleted one, whereas Next would skip one (bbolt shifts the keys of the node) and a loop on
+// First would walk again over every leaf page emptied so far. The caller keeps oldest at or
+// below the last index, so the last message stays and the next index is still derived from
+// the last key, also after a reopen.
+func trim(b *bolt.Bucket, oldest uint64) error {
+	var seek [8]byte
+	binary.BigEndian.PutUint64(seek[:], oldest)
+	c := b.Cursor()
+	c.Seek(seek[:])
+	for k, _ := c.Prev(); k != nil; k, _ = c.Prev() {
+		if err := c.Delete(); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
