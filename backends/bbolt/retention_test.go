@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -399,4 +400,38 @@ func TestRetentionNegative(t *testing.T) {
 		}
 		t.Errorf("New with MaxMessagesPerPartition -1: %v, want ErrInvalidOption", err)
 	}
+}
+
+// TestRetentionURL: max_messages=N sets MaxMessagesPerPartition, and a Store opened by such
+// a URL keeps the newest N; a value that is not a positive number, or one given twice, is
+// refused with ErrInvalidOption.
+func TestRetentionURL(t *testing.T) {
+	if _, o, err := ParseURL(mustParse(t, "bbolt:///x?max_messages=1000000")); err != nil || o.MaxMessagesPerPartition != 1000000 {
+		t.Fatalf("ParseURL with max_messages=1000000 = %+v, %v", o, err)
+	}
+	if _, o, err := ParseURL(mustParse(t, "bbolt:///x")); err != nil || o.MaxMessagesPerPartition != 0 {
+		t.Fatalf("ParseURL without max_messages = %+v, %v; want MaxMessagesPerPartition 0", o, err)
+	}
+	for _, bad := range []string{
+		"bbolt:///x?max_messages=-1",
+		"bbolt:///x?max_messages=0",
+		"bbolt:///x?max_messages=ten",
+		"bbolt:///x?max_messages=1.5",
+		"bbolt:///x?max_messages=",
+		"bbolt:///x?max_messages=99999999999999999999",
+		"bbolt:///x?max_messages=10&max_messages=10",
+	} {
+		if _, _, err := ParseURL(mustParse(t, bad)); !errors.Is(err, core.ErrInvalidOption) {
+			t.Errorf("ParseURL(%q): %v, want ErrInvalidOption", bad, err)
+		}
+	}
+	b, err := core.Open(context.Background(), "bbolt://"+filepath.ToSlash(t.TempDir())+"?max_messages=2&nosync=true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	s := b.Storage.(*Store)
+	mustCreate(t, s, "s", 1)
+	mustAppend(t, s, "s", 0, numbered("m", 0, 3)...)
+	expectKept(t, s, "s", 0, 1, 3, msgNamed("m"))
 }

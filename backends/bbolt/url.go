@@ -71,6 +71,11 @@ func ParseURL(u *url.URL) (string, *Options, error) {
 			o.MaxFetchBytes, err = parsePositive(v)
 		case "max_commit_bytes":
 			o.MaxCommitBytes, err = parsePositive(v)
+		case "max_messages":
+			o.MaxMessagesPerPartition, err = parsePositive(v)
+			if err != nil {
+				err = fmt.Errorf("%w (the newest messages each partition keeps; leave the parameter out to keep every message)", err)
+			}
 		case "nosync":
 			o.NoSync, err = strconv.ParseBool(v)
 		case "sync_freelist":
@@ -100,7 +105,7 @@ func ParseURL(u *url.URL) (string, *Options, error) {
 	return path, &o, nil
 }
 
-var urlParams = []string{"lock_timeout", "max_commit_bytes", "max_fetch_bytes", "max_message_size", "max_partitions", "mode", "nosync", "sync_freelist"}
+var urlParams = []string{"lock_timeout", "max_commit_bytes", "max_fetch_bytes", "max_message_size", "max_messages", "max_partitions", "mode", "nosync", "sync_freelist"}
 
 func parsePositive(v string) (int, error) {
 	n, err := strconv.Atoi(v)
