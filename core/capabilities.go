@@ -10,7 +10,10 @@ import (
 type Capabilities struct {
 	// Name is the backend's short name ("bbolt", "kafka", ...), used in reports.
 	Name string
-	// DenseIndex: indexes in a partition are consecutive, starting at 0 (0, 1, 2, ...).
+	// DenseIndex: indexes in a partition are consecutive, starting at 0 (0, 1, 2, ...). A
+	// backend with retention may declare it: retention deletes only a partition's oldest
+	// messages, so the messages left are consecutive from the oldest one, and the only gap
+	// a Fetch shows is between a from below that message and the first message returned.
 	DenseIndex bool
 	// Persistent: messages and saved indexes survive Close and reopening the same backend.
 	Persistent bool

@@ -15,6 +15,11 @@
 // [Capabilities].DenseIndex. A consumer's saved index is the NEXT index it will read (Kafka's
 // committed-offset semantics): after handling the message with index i it saves i+1.
 //
+// A backend with retention (Kafka's and Kinesis's own, bbolt's max_messages) deletes the
+// oldest messages of a partition. Deleted messages no longer exist: Fetch from an index below
+// the oldest message left returns messages from that one, so a consumer whose saved index is
+// below it resumes there, and the messages deleted before it read them are lost to it.
+//
 // # Durability
 //
 // Append returns only after every message it reports is durable by the backend's strongest

@@ -47,6 +47,8 @@ type Storage interface {
 	// [0, partitions) returns [ErrInvalidArgument]. To page, fetch again from the last
 	// returned index + 1. A backend may return fewer than limit messages even when more
 	// exist (for example to bound a response's size); only an empty result means caught up.
+	// Messages that a backend's retention deleted no longer exist: a from below the oldest
+	// message left returns messages from that one.
 	Fetch(ctx context.Context, stream string, partition int, from uint64, limit int) ([]Message, error)
 
 	// Capabilities describes what this backend guarantees; it never does I/O.
