@@ -7,7 +7,9 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -115,6 +117,106 @@ func BenchmarkGroupCommit(b *testing.B) {
 			b.ReportMetric(rate/base, "x_one_tx")
 		}
 	})
+}
+
+// retentionBench is the MaxMessagesPerPartition of BenchmarkRetention, and the number of
+// messages its partitions hold before the timing starts.
+const retentionBench = 10000
+
+// retentionChunk is how many messages one path of BenchmarkRetention appends per turn.
+const retentionChunk = 2000
+
+// BenchmarkRetention measures what Options.MaxMessagesPerPartition costs the append path.
+// benchWriters goroutines append 1 KiB messages, one per Store.Append, group-committed, to a
+// partition holding retentionBench messages when the timing starts, in two Stores side by
+// side on the same disk:
+//
+//   - unlimited: no retention (the default), the partition grows;
+//   - max_messages: MaxMessagesPerPartition retentionBench, so every commit deletes as many
+//     messages as it appends.
+//
+// The two take turns in chunks of retentionChunk messages until b.N each, every pair of
+// turns in the opposite order of the last, so that a change in the machine's load affects
+// both alike. It reports the msgs/s of each and x_unlimited, max_messages over unlimited,
+// with fsync (the default) and with NoSync, where fsync does not hide the work retention
+// adds. Compare medians (-count 5). max_messages may come out faster: the unlimited file
+// grows, so bbolt allocates its new pages at the end and remaps the file, while with
+// retention it reuses the pages that the deletions freed.
+func BenchmarkRetention(b *testing.B) {
+	msg := make([]byte, benchMsgSize)
+	for i := range msg {
+		msg[i] = byte(i)
+	}
+	prefill := make([][]byte, 1000)
+	for i := range prefill {
+		prefill[i] = msg
+	}
+	ctx := context.Background()
+	open := func(b *testing.B, o *Options) *Store {
+		s, err := New(ctx, b.TempDir(), o)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = s.Close() })
+		if _, err := s.CreateStream(ctx, "bench", 1); err != nil {
+			b.Fatal(err)
+		}
+		for range retentionBench / len(prefill) {
+			if _, err := s.Append(ctx, "bench", 0, prefill); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return s
+	}
+	// appendN has benchWriters goroutines append n messages to s, one per Append, and
+	// returns the time it took.
+	appendN := func(b *testing.B, s *Store, n int) time.Duration {
+		var left atomic.Int64
+		left.Store(int64(n))
+		var wg sync.WaitGroup
+		start := time.Now()
+		for range benchWriters {
+			wg.Go(func() {
+				msgs := [][]byte{msg}
+				for left.Add(-1) >= 0 {
+					if _, err := s.Append(ctx, "bench", 0, msgs); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		return time.Since(start)
+	}
+	for _, mode := range []struct {
+		name   string
+		noSync bool
+	}{{"fsync", false}, {"nosync", true}} {
+		b.Run(mode.name, func(b *testing.B) {
+			unlimited := open(b, &Options{NoSync: mode.noSync})
+			retained := open(b, &Options{NoSync: mode.noSync, MaxMessagesPerPartition: retentionBench})
+			b.SetBytes(2 * benchMsgSize) // b.N messages to each Store
+			var tUnlimited, tRetained time.Duration
+			b.ResetTimer()
+			for pair := 0; pair*retentionChunk < b.N; pair++ {
+				n := min(retentionChunk, b.N-pair*retentionChunk)
+				if pair%2 == 0 {
+					tUnlimited += appendN(b, unlimited, n)
+					tRetained += appendN(b, retained, n)
+				} else {
+					tRetained += appendN(b, retained, n)
+					tUnlimited += appendN(b, unlimited, n)
+				}
+			}
+			b.StopTimer()
+			rUnlimited := float64(b.N) / tUnlimited.Seconds()
+			rRetained := float64(b.N) / tRetained.Seconds()
+			b.ReportMetric(rUnlimited, "unlimited-msgs/s")
+			b.ReportMetric(rRetained, "max_messages-msgs/s")
+			b.ReportMetric(rRetained/rUnlimited, "x_unlimited")
+		})
+	}
 }
 
 // BenchmarkOpenFreelist measures what Options.SyncFreelist trades: the time New takes to
