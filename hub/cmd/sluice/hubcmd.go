@@ -63,7 +63,9 @@ and max_batch have none), and sluice_build_info{version="..."} gives the Sluice 
 Backends (the URL's scheme):
   bbolt:PATH or bbolt:///abs/path  embedded, durable (default: bbolt:sluice-data); PATH is a
                                    directory (the database is PATH/sluice.db, created with
-                                   its directories) or a bbolt database file
+                                   its directories) or a bbolt database file; every
+                                   message is kept unless ?max_messages=N (each partition
+                                   keeps its newest N)
   memory://                        in memory, lost at exit (tests, demos)
   kafka://HOST:9092[,HOST2:9092]   Apache Kafka (topic per stream, consumer-group offsets)
   pulsar://HOST:6650?admin=http://HOST:8080
