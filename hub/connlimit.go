@@ -13,22 +13,32 @@ import (
 const warnEvery = 10 * time.Second
 
 // logLimiter rate-limits the log lines of recurring conditions, each named by its message.
+// Events held back are not lost when none follows: at the end of the interval a line
+// counts them (see allow), and stop counts those still held back when the hub stops.
 type logLimiter struct {
-	mu    sync.Mutex
-	every time.Duration // warnEvery; tests change it
-	seen  map[string]*limited
+	mu      sync.Mutex
+	every   time.Duration // warnEvery; tests change it
+	seen    map[string]*limited
+	stopped bool // set by stop: no line is scheduled any more
 }
 
 // limited is the state of one condition of a logLimiter.
 type limited struct {
 	logged time.Time // when its last line was logged
 	since  uint64    // events since then, not yet reported
+	// later logs the line about the events held back since logged (see allow); set while
+	// a line is scheduled, with timer.
+	later func(n uint64)
+	timer *time.Timer
 }
 
 // allow counts one event of msg and reports whether to log it now: when no line about msg
 // was logged less than every ago. n is then the number of events the line reports: this
-// one and those not logged since the previous line.
-func (l *logLimiter) allow(msg string) (n uint64, ok bool) {
+// one and those not logged since the previous line. When it holds the event back, later
+// (if not nil) is called with the number of events held back at the end of the interval,
+// unless a line about msg was logged meanwhile: so a burst that ends is still counted in
+// full. later is the last one given, so that the line tells of the latest event.
+func (l *logLimiter) allow(msg string, later func(n uint64)) (n uint64, ok bool) {
 	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -42,10 +52,56 @@ func (l *logLimiter) allow(msg string) (n uint64, ok bool) {
 	}
 	s.since++
 	if !s.logged.IsZero() && now.Sub(s.logged) < l.every {
+		if later != nil && !l.stopped {
+			s.later = later
+			if s.timer == nil {
+				s.timer = time.AfterFunc(l.every-now.Sub(s.logged), func() { l.flush(msg) })
+			}
+		}
 		return 0, false
 	}
+	if s.timer != nil {
+		s.timer.Stop() // if it fires anyway, flush finds nothing held back
+		s.timer = nil
+	}
+	s.later = nil
 	n, s.since, s.logged = s.since, 0, now
 	return n, true
+}
+
+// flush logs the line about the events of msg held back, if any: the end of the interval
+// of allow.
+func (l *logLimiter) flush(msg string) {
+	l.mu.Lock()
+	s := l.seen[msg]
+	s.timer = nil
+	n, later := s.since, s.later
+	if n == 0 || later == nil {
+		l.mu.Unlock()
+		return
+	}
+	s.since, s.later, s.logged = 0, nil, time.Now()
+	l.mu.Unlock()
+	later(n)
+}
+
+// stop logs at once the lines about events held back and schedules no more: the hub stops,
+// and its logger may not outlive it.
+func (l *logLimiter) stop() {
+	l.mu.Lock()
+	l.stopped = true
+	var msgs []string
+	for msg, s := range l.seen {
+		if s.timer != nil {
+			s.timer.Stop()
+			s.timer = nil
+			msgs = append(msgs, msg)
+		}
+	}
+	l.mu.Unlock()
+	for _, msg := range msgs {
+		l.flush(msg)
+	}
 }
 
 // connRefused, the TCP transport's refused hook, counts a connection the transport closed
@@ -55,19 +111,33 @@ func (l *logLimiter) allow(msg string) (n uint64, ok bool) {
 func (h *Hub) connRefused(remote string, _ error) {
 	h.m.connsRefused.Add(1)
 	const msg = "connections refused: the hub is at its connection limit; raise it with sluice hub -max-connections (hub.WithMaxConnections)"
-	if n, ok := h.limits.allow(msg); ok {
-		h.log.Warn(msg, "limit", h.cfg.maxConns, "refused", n, "last_remote", remote, "next_warning_after", h.limits.every)
+	warn := func(n uint64) {
+		h.log.Warn(msg, "limit", h.cfg.maxConns, "refused", n, "last_remote", remote, "next_warning_after", h.limits.interval())
+	}
+	if n, ok := h.limits.allow(msg, warn); ok {
+		warn(n)
 	}
 }
 
 // logFailure logs a failed backend call (msg names the operation, args what it was for) at
 // level, at most once every warnEvery per msg; the line counts the failures since the
 // previous one ("failures"). The failures in between are logged at Debug: while a broker
-// is down every client retries, and each retry would otherwise be a line.
+// is down every client retries, and each retry would otherwise be a line. Those not
+// counted by a later line are counted by one at the end of the interval.
 func (h *Hub) logFailure(level slog.Level, msg string, args ...any) {
-	if n, ok := h.limits.allow(msg); ok {
-		h.log.Log(context.Background(), level, msg, append(args, "failures", n, "next_line_after", h.limits.every)...)
+	line := func(n uint64) {
+		h.log.Log(context.Background(), level, msg, append(args[:len(args):len(args)], "failures", n, "next_line_after", h.limits.interval())...)
+	}
+	if n, ok := h.limits.allow(msg, line); ok {
+		line(n)
 		return
 	}
 	h.log.Debug(msg, args...)
+}
+
+// interval returns every.
+func (l *logLimiter) interval() time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.every
 }

@@ -143,15 +143,18 @@
 // A connection refused at the connection limit is counted in Metrics.ConnectionsRefused
 // and logged at Debug; the hub also warns, at most once every 10 s, that it is at its
 // limit, with the limit, the connections refused since its previous warning, and how to
-// raise it ([WithMaxConnections], sluice hub -max-connections). The counter is exact
-// whatever the log level.
+// raise it ([WithMaxConnections], sluice hub -max-connections); refusals after a warning are
+// counted by the next one, at the latest 10 s later (or when the hub stops). The counter is
+// exact whatever the log level.
 //
 // A request the backend fails (a broker down, a timeout) is logged once, where the hub
 // called the backend, with the stream, partition or client id; the error reply that answers
 // it is logged at Debug. While a broker is down every client retries, so each kind of
 // failure ("append failed", "fetch failed", "create stream failed", ...) is logged at most
 // once every 10 s, the line counting the failures since the previous one ("failures"); those
-// in between are logged at Debug. A request the hub cannot read or serve for a reason of
+// in between are logged at Debug, and counted by the next line, which comes at the latest
+// at the end of the 10 s (or when the hub stops) even when no failure follows: the count of
+// a burst that ends is not held back until the next outage. A request the hub cannot read or serve for a reason of
 // its own (an unknown protocol, an invalid stream name) is logged by its error reply, at
 // Warn.
 //

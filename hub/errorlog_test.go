@@ -3,6 +3,7 @@ package hub_test
 import (
 	"context"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -110,5 +111,66 @@ func TestBackendFailureLogs(t *testing.T) {
 	c.ExpectError()
 	if !strings.Contains(logs.String(), `level=WARN msg="error reply"`) {
 		t.Errorf("an undecodable request was not logged at Warn:\n%s", logs.String())
+	}
+}
+
+// TestBackendFailureLogsAfterOutage: the failures held back at Debug while a broker is down
+// are reported once the interval has passed, also when none follows (the broker came back):
+// the lines at Warn count every failure, not just those logged before the outage ended.
+// The failures still held back when the hub stops are counted by a line before it stops.
+func TestBackendFailureLogsAfterOutage(t *testing.T) {
+	for _, stop := range []bool{false, true} {
+		t.Run(map[bool]string{false: "interval ends", true: "hub stops"}[stop], func(t *testing.T) {
+			testFailuresCounted(t, stop)
+		})
+	}
+}
+
+func testFailuresCounted(t *testing.T, stop bool) {
+	m, err := memory.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &brokenStore{Store: m}
+	var logs hubtest.LogBuffer
+	h, addr := hubtest.Start(t, &core.Backend{Storage: s, Index: s}, hub.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	// Long enough for the pulls below to fall in one interval, short for the test; an
+	// hour when the hub's stop must count them.
+	hub.SetWarnEvery(h, map[bool]time.Duration{false: 2 * time.Second, true: time.Hour}[stop])
+	c := hubtest.Dial(t, addr)
+	st := c.Create("outage")
+	s.broken.Store(true)
+	const pulls = 3
+	for id := range uint64(pulls) {
+		c.Send(st.Route, wire.ProtocolPullWait, wire.PullWaitRequest{RequestID: id, Limit: 1})
+		c.ExpectRequestError(wire.ProtocolPullWait, id)
+	}
+	s.broken.Store(false) // the broker is back: no failure follows
+	if stop {
+		if err := h.Shutdown(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	counted := func() int {
+		n := 0
+		for line := range strings.Lines(logs.String()) {
+			if !strings.Contains(line, `level=WARN msg="fetch failed" `) {
+				continue
+			}
+			_, v, _ := strings.Cut(line, " failures=")
+			v, _, _ = strings.Cut(v, " ")
+			f, err := strconv.Atoi(v)
+			if err != nil {
+				t.Fatalf("line without a failure count: %s", line)
+			}
+			n += f
+		}
+		return n
+	}
+	for deadline := time.Now().Add(30 * time.Second); counted() != pulls; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the fetch failed lines count %d failures, want %d:\n%s", counted(), pulls, logs.String())
+		}
 	}
 }

@@ -285,6 +285,7 @@ func (h *Hub) shutdown(ctx context.Context) error {
 		}
 		h.mu.Unlock()
 	}
+	h.limits.stop() // the failures and refusals still held back, before "hub stopped"
 	h.log.Info("hub stopped", "metrics", h.m.snapshot().String())
 	if ctxErr != nil {
 		errs = append([]error{fmt.Errorf("hub: shutdown: %w", ctxErr)}, errs...)
