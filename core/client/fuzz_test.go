@@ -167,10 +167,11 @@ func FuzzDecodePull(f *testing.F) {
 // in any order. The input is records of [repeat-1 u8][length u8][payload]; a trailing
 // partial record is one payload. The pull request 1 waits for a batch of at most one
 // message and byte, which lets a hub's oversized reply (more than MaxFrame bytes of parts)
-// be reached with a few repeated records. The waiter must get at most one reply, for
-// request 1, carrying exactly the parts for request 1 received before it, in order; the
-// parts kept never exceed what the request allows; and a delivered reply leaves nothing
-// of the batch behind.
+// be reached with a few repeated records. The waiter must get exactly one reply when the
+// model expects one (a last part, a single-frame reply or an error for request 1, even
+// with no part before it) and none otherwise, for request 1, carrying exactly the parts
+// for request 1 received before it, in order; the parts kept never exceed what the
+// request allows; and a delivered reply leaves nothing of the batch behind.
 func FuzzSessionReplies(f *testing.F) {
 	part := func(more bool, data string) []byte {
 		return wire.EncodePayload(wire.ProtocolPullBatch, wire.PullBatchPart{RequestID: 1, More: more, Messages: []wire.StreamMessage{{Index: 1, Data: []byte(data)}}})
@@ -216,10 +217,11 @@ func FuzzSessionReplies(f *testing.F) {
 		s.waiters[k] = pull
 		s.expectBatch(k, limit, maxBytes)
 
-		// The model: the parts for request 1 the waiter should get, and whether it still
-		// waits (a reply for it, or an oversized batch, ends the wait).
+		// The model: the parts for request 1 the waiter should get, whether it still
+		// waits (a reply for it, or an oversized batch, ends the wait), and whether the
+		// wait ended with a reply (an oversized batch fails the session instead).
 		var want [][]byte
-		size, waiting := 0, true
+		size, waiting, replied := 0, true, false
 		for _, p := range payloads {
 			_ = s.handle(t.Context(), &routing.Message{TransportMessage: wire.TransportMessage{Payload: p}})
 			bp, err := wire.DecodeBasePayload(p)
@@ -230,7 +232,7 @@ func FuzzSessionReplies(f *testing.F) {
 			case wire.ProtocolPullBatch:
 				if id, more, ok := wire.PullBatchPartHeader(bp.Data); ok && id == 1 {
 					if !more {
-						waiting = false
+						waiting, replied = false, true
 					} else if size += len(bp.Data); size > max {
 						want, waiting = nil, false
 					} else {
@@ -239,17 +241,17 @@ func FuzzSessionReplies(f *testing.F) {
 				}
 			case wire.ProtocolPullWait, wire.ProtocolPull:
 				if id, ok := replyRequestID(bp.Data); ok && id == 1 {
-					waiting = false
+					waiting, replied = false, true
 				}
 			case wire.ProtocolRequestError:
 				if e, err := wire.DecodeRequestError(bp.Data); err == nil && e.RequestID == 1 && classOf(e.Protocol) == "pull" {
-					waiting = false
+					waiting, replied = false, true
 				}
 			}
 		}
 		select {
 		case r := <-pull:
-			if waiting {
+			if !replied {
 				t.Fatalf("the waiter got a %s reply the model did not expect", r.protocol)
 			}
 			if id, ok := replyRequestID(r.data); !ok || id != 1 {
@@ -266,7 +268,7 @@ func FuzzSessionReplies(f *testing.F) {
 				t.Fatalf("the reply carries %d parts, want the %d received for it", len(r.parts), len(want))
 			}
 		default:
-			if !waiting && want != nil {
+			if replied {
 				t.Fatalf("no reply for the waiter, the model expected one with %d parts", len(want))
 			}
 		}
