@@ -154,9 +154,10 @@
 // once every 10 s, the line counting the failures since the previous one ("failures"); those
 // in between are logged at Debug, and counted by the next line, which comes at the latest
 // at the end of the 10 s (or when the hub stops) even when no failure follows: the count of
-// a burst that ends is not held back until the next outage. A request the hub cannot read or serve for a reason of
-// its own (an unknown protocol, an invalid stream name) is logged by its error reply, at
-// Warn.
+// a burst that ends is not held back until the next outage. A line names the stream of the
+// failure it logs, not of each one it counts. A request the hub cannot read or serve for a
+// reason of its own (an unknown protocol, an invalid stream name) is logged by its error
+// reply, at Warn.
 //
 // # Limitations
 //
