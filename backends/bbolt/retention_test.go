@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -326,37 +325,7 @@ func TestRetentionConcurrent(t *testing.T) {
 	const keep, appenders, rounds = 50, 16, 40
 	s := open(t, t.TempDir(), &Options{MaxMessagesPerPartition: keep})
 	mustCreate(t, s, "s", 2)
-	var (
-		mu       sync.Mutex
-		reported [2]map[uint64]string
-		wg       sync.WaitGroup
-	)
-	reported[0], reported[1] = map[uint64]string{}, map[uint64]string{}
-	for a := range appenders {
-		wg.Go(func() {
-			for r := range rounds {
-				p := (a + r) % 2
-				msgs := make([][]byte, 1+r%3)
-				for i := range msgs {
-					msgs[i] = fmt.Appendf(nil, "a%d-r%d-m%d", a, r, i)
-				}
-				idx, err := s.Append(context.Background(), "s", p, msgs)
-				if err != nil {
-					t.Errorf("Append: %v", err)
-					return
-				}
-				mu.Lock()
-				for i, x := range idx {
-					if _, dup := reported[p][x]; dup {
-						t.Errorf("index %d of partition %d reported twice", x, p)
-					}
-					reported[p][x] = string(msgs[i])
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
+	reported := appendConcurrently(t, s, 2, appenders, rounds)
 	for p := range 2 {
 		next := uint64(len(reported[p]))
 		expectKept(t, s, "s", p, next-keep, next, func(i uint64) string { return reported[p][i] })

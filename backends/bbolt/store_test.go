@@ -423,43 +423,7 @@ func TestConcurrentAppendDense(t *testing.T) {
 	)
 	s := open(t, t.TempDir(), nil)
 	mustCreate(t, s, "s", partitions)
-	var (
-		mu       sync.Mutex
-		reported = make([]map[uint64]string, partitions)
-		wg       sync.WaitGroup
-	)
-	for p := range reported {
-		reported[p] = map[uint64]string{}
-	}
-	for g := range goroutines {
-		wg.Go(func() {
-			for r := range rounds {
-				p := (g + r) % partitions
-				n := 1 + r%3
-				msgs := make([][]byte, n)
-				for i := range msgs {
-					msgs[i] = fmt.Appendf(nil, "g%d-r%d-m%d", g, r, i)
-				}
-				idx, err := s.Append(context.Background(), "s", p, msgs)
-				if err != nil {
-					t.Errorf("Append: %v", err)
-					return
-				}
-				mu.Lock()
-				for i, x := range idx {
-					if i > 0 && x != idx[i-1]+1 {
-						t.Errorf("Append of a batch reported %v, want consecutive indexes", idx)
-					}
-					if prev, dup := reported[p][x]; dup {
-						t.Errorf("index %d of partition %d reported twice (%q and %q)", x, p, prev, msgs[i])
-					}
-					reported[p][x] = string(msgs[i])
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
+	reported := appendConcurrently(t, s, partitions, goroutines, rounds)
 	total := 0
 	for p := range partitions {
 		got, err := s.Fetch(context.Background(), "s", p, 0, 1<<20)
@@ -1066,4 +1030,49 @@ func TestOpenNotADatabase(t *testing.T) {
 	if !errors.Is(err, core.ErrInvalidOption) || !strings.Contains(err.Error(), "is not a bbolt database") {
 		t.Fatalf("New on a text file: %v, want ErrInvalidOption saying it is not a bbolt database", err)
 	}
+}
+
+// appendConcurrently appends to stream "s" of s from goroutines goroutines, rounds batches
+// of 1 to 3 messages each, spreading them over its partitions, and returns per partition the
+// message Append reported at each index. It fails t when a batch's indexes are not
+// consecutive or an index is reported twice.
+func appendConcurrently(t *testing.T, s *Store, partitions, goroutines, rounds int) []map[uint64]string {
+	t.Helper()
+	var (
+		mu       sync.Mutex
+		reported = make([]map[uint64]string, partitions)
+		wg       sync.WaitGroup
+	)
+	for p := range reported {
+		reported[p] = map[uint64]string{}
+	}
+	for g := range goroutines {
+		wg.Go(func() {
+			for r := range rounds {
+				p := (g + r) % partitions
+				msgs := make([][]byte, 1+r%3)
+				for i := range msgs {
+					msgs[i] = fmt.Appendf(nil, "g%d-r%d-m%d", g, r, i)
+				}
+				idx, err := s.Append(context.Background(), "s", p, msgs)
+				if err != nil {
+					t.Errorf("Append: %v", err)
+					return
+				}
+				mu.Lock()
+				for i, x := range idx {
+					if i > 0 && x != idx[i-1]+1 {
+						t.Errorf("Append of a batch reported %v, want consecutive indexes", idx)
+					}
+					if prev, dup := reported[p][x]; dup {
+						t.Errorf("index %d of partition %d reported twice (%q and %q)", x, p, prev, msgs[i])
+					}
+					reported[p][x] = string(msgs[i])
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return reported
 }
