@@ -2,9 +2,12 @@ package hub
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/sluicehq/sluice/core/transport/tcp"
 )
 
 // warnEvery is the least time between two log lines about one recurring condition
@@ -105,10 +108,22 @@ func (l *logLimiter) stop() {
 }
 
 // connRefused, the TCP transport's refused hook, counts a connection the transport closed
-// as soon as it was accepted because the hub was at its connection limit, and warns about
-// it at most once every warnEvery. A warning reports every connection refused since the
-// previous one.
-func (h *Hub) connRefused(remote string, _ error) {
+// as soon as it was accepted: because the hub was at its connection limit, or because the
+// connection sent an HTTP request (someone pointed an HTTP client, or a health check, at the
+// hub's port). It warns about each kind at most once every warnEvery; a warning reports
+// every such connection since the previous one.
+func (h *Hub) connRefused(remote string, err error) {
+	if errors.Is(err, tcp.ErrHTTPRequest) {
+		h.m.httpRefused.Add(1)
+		const msg = "closed connections that sent an HTTP request: the hub's port speaks the Sluice (Ockam routing v1) TCP protocol, not HTTP; metrics are served over HTTP on sluice hub -metrics-addr, when set"
+		warn := func(n uint64) {
+			h.log.Warn(msg, "closed", n, "last_remote", remote, "next_warning_after", h.limits.interval())
+		}
+		if n, ok := h.limits.allow(msg, warn); ok {
+			warn(n)
+		}
+		return
+	}
 	h.m.connsRefused.Add(1)
 	const msg = "connections refused: the hub is at its connection limit; raise it with sluice hub -max-connections (hub.WithMaxConnections)"
 	warn := func(n uint64) {

@@ -133,19 +133,24 @@
 // # Metrics and logs
 //
 // [Hub.Metrics] returns counters (pushes, pulls, appends and batch sizes, long polls,
-// index requests, errors, slow consumers, refused connections, partition workers retired)
-// and two gauges, the connections open and the partition workers. [Metrics] renders as
-// JSON, so it can be published with expvar, and [Metrics.WritePrometheus] writes it in the
-// Prometheus text format (sluice_hub_pushes_total, sluice_hub_connections, ..., and
-// sluice_build_info with the Sluice version); sluice hub -metrics-addr serves both, at
-// /debug/vars and /metrics. Logging uses log/slog ([WithLogger]).
+// index requests, errors, slow consumers, refused connections and HTTP requests, partition
+// workers retired) and two gauges, the connections open and the partition workers.
+// [Metrics] renders as JSON, so it can be published with expvar, and
+// [Metrics.WritePrometheus] writes it in the Prometheus text format (sluice_hub_pushes_total,
+// sluice_hub_connections, ..., and sluice_build_info with the Sluice version); sluice hub
+// -metrics-addr serves both, at /debug/vars and /metrics. Logging uses log/slog
+// ([WithLogger]).
 //
 // A connection refused at the connection limit is counted in Metrics.ConnectionsRefused
 // and logged at Debug; the hub also warns, at most once every 10 s, that it is at its
 // limit, with the limit, the connections refused since its previous warning, and how to
 // raise it ([WithMaxConnections], sluice hub -max-connections); refusals after a warning are
 // counted by the next one, at the latest 10 s later (or when the hub stops). The counter is
-// exact whatever the log level.
+// exact whatever the log level. So it goes for connections that start with an HTTP request
+// (an HTTP client or a health check pointed at the hub's port instead of its metrics
+// address): each is answered "400 Bad Request" saying what the port speaks, closed, counted
+// in Metrics.HTTPRequestsRefused, and warned about at most once every 10 s, with the number
+// closed and the last client's address.
 //
 // A request the backend fails (a broker down, a timeout) is logged once, where the hub
 // called the backend, with the stream, partition or client id; the error reply that answers

@@ -311,8 +311,8 @@ func (h *Hub) Listen(addr string) (net.Addr, error) {
 	if h.tcp == nil {
 		t, err := tcp.New(h.node,
 			tcp.WithLogger(h.log),
-			// Counts connections refused at the connection limit, and rate-limits the
-			// warning about them (see connRefused).
+			// Counts connections refused at the connection limit or for an HTTP request,
+			// and rate-limits the warnings about them (see connRefused).
 			tcp.WithRefusedHook(h.connRefused),
 			tcp.WithMaxConnections(h.cfg.maxConns),
 			tcp.WithIdleTimeout(h.cfg.idleTimeout))

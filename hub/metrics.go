@@ -59,6 +59,10 @@ type Metrics struct {
 	// because the hub had [WithMaxConnections] open (see the package doc, "Metrics and
 	// logs").
 	ConnectionsRefused uint64 `json:"connections_refused"`
+	// HTTPRequestsRefused counts TCP connections closed because they sent an HTTP request
+	// (an HTTP client or health check pointed at the hub's port instead of its metrics
+	// address); each was answered 400 (see the package doc, "Metrics and logs").
+	HTTPRequestsRefused uint64 `json:"http_requests_refused"`
 	// Connections is a gauge: the TCP connections open now (the hub's own transport, from
 	// [Hub.Listen]); [WithMaxConnections] limits it.
 	Connections uint64 `json:"connections"`
@@ -113,6 +117,7 @@ var promMetrics = []struct {
 	{"errors", promCounter, "error and sluice_error replies sent.", func(m Metrics) uint64 { return m.Errors }},
 	{"slow_consumers", promCounter, "Reply destinations given up because they did not take their replies.", func(m Metrics) uint64 { return m.SlowConsumers }},
 	{"connections_refused", promCounter, "TCP connections closed as soon as accepted because the hub had its most open.", func(m Metrics) uint64 { return m.ConnectionsRefused }},
+	{"http_requests_refused", promCounter, "TCP connections answered 400 and closed because they sent an HTTP request.", func(m Metrics) uint64 { return m.HTTPRequestsRefused }},
 	{"connections", promGauge, "TCP connections open now.", func(m Metrics) uint64 { return m.Connections }},
 	{"partition_workers", promGauge, "Partition workers the hub has now.", func(m Metrics) uint64 { return m.PartitionWorkers }},
 	{"partition_workers_retired", promCounter, "Partition workers retired because they were idle.", func(m Metrics) uint64 { return m.PartitionWorkersRetired }},
@@ -151,7 +156,7 @@ type counters struct {
 	creates, pushes, pushErrors, pulls, pulledMessages, pullWaits      atomic.Uint64
 	appends, appendedMessages, maxBatch, indexGets, indexSaves, errors atomic.Uint64
 	streamInfos, pullWaitsRefused, slowConsumers, connsRefused         atomic.Uint64
-	workersRetired, streamOpens                                        atomic.Uint64
+	workersRetired, streamOpens, httpRefused                           atomic.Uint64
 	partitionWorkers                                                   atomic.Int64 // a gauge, changed under Hub.mu
 }
 
@@ -185,6 +190,7 @@ func (c *counters) snapshot() Metrics {
 		PullWaitsRefused:        c.pullWaitsRefused.Load(),
 		SlowConsumers:           c.slowConsumers.Load(),
 		ConnectionsRefused:      c.connsRefused.Load(),
+		HTTPRequestsRefused:     c.httpRefused.Load(),
 		PartitionWorkers:        uint64(max(c.partitionWorkers.Load(), 0)),
 		PartitionWorkersRetired: c.workersRetired.Load(),
 	}

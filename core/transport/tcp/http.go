@@ -78,11 +78,11 @@ func sentHTTP(br *bufio.Reader) bool {
 	return false
 }
 
-// refuseHTTP warns that c sent an HTTP request, replies httpReply and closes c. Nothing
-// else writes to c: it delivered no message, so no one knows its address.
+// refuseHTTP warns that c sent an HTTP request (or tells the refused hook, before the
+// reply: when the client has it, the refusal has been counted), replies httpReply and
+// closes c. Nothing else writes to c: it delivered no message, so no one knows its address.
 func (c *conn) refuseHTTP() {
-	c.t.log.Warn("tcp: closed a connection that sent an HTTP request: "+httpHint,
-		"remote", c.nc.RemoteAddr().String(), "local", c.nc.LocalAddr().String())
+	c.t.refused(c.nc, "tcp: closed a connection that sent an HTTP request: "+httpHint, ErrHTTPRequest, true)
 	_ = c.nc.SetWriteDeadline(time.Now().Add(httpLinger))
 	if _, err := c.nc.Write(httpReply); err == nil {
 		if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {

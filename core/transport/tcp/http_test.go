@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -129,6 +130,46 @@ func TestHTTPRequestRefused(t *testing.T) {
 			}
 			echoVia(good, name)
 		})
+	}
+}
+
+// TestHTTPRequestToRefusedHook: with a refused hook, a connection that sent an HTTP request
+// is handed to the hook (its remote address and ErrHTTPRequest) before the client has the
+// reply, and the transport logs it at Debug, not Warn: the hook's owner warns instead.
+func TestHTTPRequestToRefusedHook(t *testing.T) {
+	logs := newLogRecorder()
+	var mu sync.Mutex
+	var got []string
+	server := newSide(t, WithLogger(slog.New(logs)), WithRefusedHook(func(remote string, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !errors.Is(err, ErrHTTPRequest) {
+			t.Errorf("refused hook: err %v, want ErrHTTPRequest", err)
+		}
+		got = append(got, remote)
+	}))
+	addr := server.listen(t)
+	c := dialRaw(t, addr)
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	reply, err := io.ReadAll(c)
+	if err != nil || !strings.HasPrefix(string(reply), "HTTP/1.1 400 Bad Request\r\n") {
+		t.Fatalf("reply %q, %v; want a 400", reply, err)
+	}
+	mu.Lock()
+	hooked := slices.Clone(got)
+	mu.Unlock()
+	if want := c.LocalAddr().String(); len(hooked) != 1 || hooked[0] != want {
+		t.Fatalf("the hook had %q when the client had the reply, want [%s]", hooked, want)
+	}
+	c.Close()
+	logs.awaitClosed(t, c.LocalAddr().String())
+	if w := logs.warnings(c.LocalAddr().String()); len(w) != 0 {
+		t.Fatalf("warnings %q, want none: the hook's owner warns", w)
+	}
+	if d := logs.logged(slog.LevelDebug, c.LocalAddr().String()); !slices.ContainsFunc(d, func(m string) bool { return strings.Contains(m, "HTTP request") }) {
+		t.Fatalf("logged %q, want the HTTP request at Debug", d)
 	}
 }
 

@@ -37,6 +37,10 @@ var (
 	// ErrConnectionClosed: the connection a message was routed to is closed. It matches
 	// core.ErrUnavailable; resending opens a new connection when routed by TCP address.
 	ErrConnectionClosed = fmt.Errorf("tcp: connection closed: %w", core.ErrUnavailable)
+	// ErrHTTPRequest: an accepted connection started with an HTTP request, not a frame; the
+	// transport answered it 400 and closed it (see the package doc). A refused hook
+	// (WithRefusedHook) is given it.
+	ErrHTTPRequest = errors.New("tcp: the connection sent an HTTP request to a routing v1 port")
 	// errMalformedFrame marks frames that close their connection.
 	errMalformedFrame = fmt.Errorf("tcp: malformed frame: %w", wire.ErrMalformed)
 )
@@ -89,10 +93,11 @@ func WithMaxConnections(n int) Option {
 }
 
 // WithRefusedHook calls f for each accepted connection that the transport closes at once
-// because it is at WithMaxConnections (err matches ErrTooManyConnections), from the goroutine
-// that accepts connections: f must not block. With f set the transport logs such a refusal at
-// Debug instead of Warn, so that the owner (a hub, say) can count refusals and rate-limit its
-// own warning.
+// because it is at WithMaxConnections (err matches ErrTooManyConnections; f is called from
+// the goroutine that accepts connections) or because it sent an HTTP request (err is
+// ErrHTTPRequest; f is called from the connection's reading goroutine, before the reply is
+// written): f must not block. With f set the transport logs such a refusal at Debug instead
+// of Warn, so that the owner (a hub, say) can count refusals and rate-limit its own warning.
 func WithRefusedHook(f func(remote string, err error)) Option {
 	return func(o *options) error {
 		if f == nil {
@@ -287,18 +292,26 @@ func (t *Transport) acceptLoop(ln net.Listener) {
 		}
 		delay = 0
 		if _, err := t.start(nc, "", true); err != nil {
-			remote := nc.RemoteAddr().String()
 			// The hook runs before the close: when the peer sees the connection closed,
 			// the refusal has been counted.
-			if f := t.opts.onRefused; f != nil && errors.Is(err, ErrTooManyConnections) {
-				t.log.Debug("tcp: refused connection", "remote", remote, "err", err)
-				f(remote, err)
-			} else {
-				t.log.Warn("tcp: refused connection", "remote", remote, "err", err)
-			}
+			t.refused(nc, "tcp: refused connection", err, errors.Is(err, ErrTooManyConnections))
 			nc.Close()
 		}
 	}
+}
+
+// refused logs msg about the accepted connection nc, which the transport closes at once
+// because of err: at Warn, or, when hook is true and WithRefusedHook gave a hook, at Debug,
+// and then hands nc's remote address and err to the hook.
+func (t *Transport) refused(nc net.Conn, msg string, err error, hook bool) {
+	remote := nc.RemoteAddr().String()
+	args := []any{"remote", remote, "local", nc.LocalAddr().String(), "err", err}
+	if f := t.opts.onRefused; f != nil && hook {
+		t.log.Debug(msg, args...)
+		f(remote, err)
+		return
+	}
+	t.log.Warn(msg, args...)
 }
 
 // Connect returns the local address of a connection to hostport, dialling it unless one is
