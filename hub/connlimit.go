@@ -140,14 +140,31 @@ func (h *Hub) connRefused(remote string, err error) {
 // is down every client retries, and each retry would otherwise be a line. Those not
 // counted by a later line are counted by one at the end of the interval.
 func (h *Hub) logFailure(level slog.Level, msg string, args ...any) {
+	h.logLimited(level, msg, "failures", args...)
+}
+
+// logLimited logs msg with args at level, at most once every warnEvery per msg, adding
+// count (an attribute name) with the number of events since the previous line; the events
+// in between are logged at Debug, and those not counted by a later line are counted by one
+// at the end of the interval (see logLimiter).
+func (h *Hub) logLimited(level slog.Level, msg, count string, args ...any) {
 	line := func(n uint64) {
-		h.log.Log(context.Background(), level, msg, append(args[:len(args):len(args)], "failures", n, "next_line_after", h.limits.interval())...)
+		h.log.Log(context.Background(), level, msg, append(args[:len(args):len(args)], count, n, "next_line_after", h.limits.interval())...)
 	}
 	if n, ok := h.limits.allow(msg, line); ok {
 		line(n)
 		return
 	}
 	h.log.Debug(msg, args...)
+}
+
+// retentionSkipped counts the n messages a pull of p skipped from index from on (the
+// backend's retention deleted them before they were read: see [Hub.denseIndex]) and warns
+// about it, at most once every warnEvery.
+func (h *Hub) retentionSkipped(p *partition, from, n uint64) {
+	h.m.retentionSkipped.Add(n)
+	h.logLimited(slog.LevelWarn, "pull skipped messages deleted by retention: a consumer was further behind than the backend keeps (bbolt max_messages); it goes on from the oldest message kept",
+		"pulls", "stream", p.stream, "partition", p.id, "from", from, "skipped", n)
 }
 
 // interval returns every.

@@ -133,8 +133,8 @@
 // # Metrics and logs
 //
 // [Hub.Metrics] returns counters (pushes, pulls, appends and batch sizes, long polls,
-// index requests, errors, slow consumers, refused connections and HTTP requests, partition
-// workers retired) and two gauges, the connections open and the partition workers.
+// index requests, errors, slow consumers, refused connections and HTTP requests, messages
+// skipped because retention deleted them, partition workers retired) and two gauges, the connections open and the partition workers.
 // [Metrics] renders as JSON, so it can be published with expvar, and
 // [Metrics.WritePrometheus] writes it in the Prometheus text format (sluice_hub_pushes_total,
 // sluice_hub_connections, ..., and sluice_build_info with the Sluice version); sluice hub
@@ -151,6 +151,14 @@
 // address): each is answered "400 Bad Request" saying what the port speaks, closed, counted
 // in Metrics.HTTPRequestsRefused, and warned about at most once every 10 s, with the number
 // closed and the last client's address.
+//
+// On a backend with dense indexes (Capabilities().DenseIndex: bbolt, whose max_messages
+// retention deletes a partition's oldest messages), a pull from an index below the oldest
+// message kept is answered from that message on, as the backend's Fetch does; the hub counts
+// the messages it skipped in Metrics.RetentionSkipped and warns, at most once every 10 s,
+// with the stream, partition, the index asked for and the number skipped: a consumer was
+// further behind than the backend keeps, and lost those messages. Other backends' indexes
+// have gaps of their own, so the hub cannot tell retention from them there.
 //
 // A request the backend fails (a broker down, a timeout) is logged once, where the hub
 // called the backend, with the stream, partition or client id; the error reply that answers

@@ -37,6 +37,10 @@ type Hub struct {
 	log     *slog.Logger
 	m       counters
 
+	// denseIndex is the backend's Capabilities().DenseIndex: a pull that gets a message
+	// above the index it asked for skipped messages deleted by retention.
+	denseIndex bool
+
 	// ctx is cancelled by a hard stop (Close, or Shutdown whose ctx expired); every backend
 	// call made by the hub derives from it.
 	ctx    context.Context
@@ -103,6 +107,7 @@ func New(backend *core.Backend, opts ...Option) (*Hub, error) {
 	}
 	h := &Hub{
 		backend:     backend,
+		denseIndex:  caps.DenseIndex,
 		cfg:         cfg,
 		log:         cfg.logger,
 		fetchSem:    make(chan struct{}, cfg.maxFetches),

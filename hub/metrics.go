@@ -35,6 +35,12 @@ type Metrics struct {
 	// PullWaitsRefused counts long polls answered at once, with no messages, because their
 	// partition already had [WithMaxParkedPulls] parked.
 	PullWaitsRefused uint64 `json:"pull_waits_refused"`
+	// RetentionSkipped counts messages that pulls skipped because the backend's retention
+	// had deleted them before they were read (a consumer further behind than the backend
+	// keeps: bbolt's max_messages). Counted only on a backend with dense indexes
+	// (Capabilities().DenseIndex), where such a gap shows; each pull counts the messages
+	// it skipped, so a consumer that pulls from the same old index twice counts them twice.
+	RetentionSkipped uint64 `json:"retention_skipped"`
 	// Appends counts backend Append calls; AppendedMessages / Appends is the mean batch size.
 	Appends uint64 `json:"appends"`
 	// AppendedMessages counts messages durably appended.
@@ -107,6 +113,7 @@ var promMetrics = []struct {
 	{"pulled_messages", promCounter, "Messages sent in pull responses.", func(m Metrics) uint64 { return m.PulledMessages }},
 	{"pull_waits", promCounter, "Long polls parked until an append or expiry.", func(m Metrics) uint64 { return m.PullWaits }},
 	{"pull_waits_refused", promCounter, "Long polls answered at once with no messages because their partition had the most parked already.", func(m Metrics) uint64 { return m.PullWaitsRefused }},
+	{"retention_skipped", promCounter, "Messages pulls skipped because retention deleted them before they were read.", func(m Metrics) uint64 { return m.RetentionSkipped }},
 	{"appends", promCounter, "Backend Append calls (appended messages / appends is the mean batch size).", func(m Metrics) uint64 { return m.Appends }},
 	{"appended_messages", promCounter, "Messages durably appended.", func(m Metrics) uint64 { return m.AppendedMessages }},
 	{"max_batch", promGauge, "The most messages written by one backend Append since the hub started.", func(m Metrics) uint64 { return m.MaxBatch }},
@@ -156,7 +163,7 @@ type counters struct {
 	creates, pushes, pushErrors, pulls, pulledMessages, pullWaits      atomic.Uint64
 	appends, appendedMessages, maxBatch, indexGets, indexSaves, errors atomic.Uint64
 	streamInfos, pullWaitsRefused, slowConsumers, connsRefused         atomic.Uint64
-	workersRetired, streamOpens, httpRefused                           atomic.Uint64
+	workersRetired, streamOpens, httpRefused, retentionSkipped         atomic.Uint64
 	partitionWorkers                                                   atomic.Int64 // a gauge, changed under Hub.mu
 }
 
@@ -191,6 +198,7 @@ func (c *counters) snapshot() Metrics {
 		SlowConsumers:           c.slowConsumers.Load(),
 		ConnectionsRefused:      c.connsRefused.Load(),
 		HTTPRequestsRefused:     c.httpRefused.Load(),
+		RetentionSkipped:        c.retentionSkipped.Load(),
 		PartitionWorkers:        uint64(max(c.partitionWorkers.Load(), 0)),
 		PartitionWorkersRetired: c.workersRetired.Load(),
 	}

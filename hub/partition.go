@@ -593,9 +593,15 @@ func (p *partition) fetchFrame(ctx context.Context, r pullReq) (out []wire.Strea
 	if mean := int(p.meanSize.Load()); mean > 0 {
 		page = min(r.limit, max(room/mean, 1), 4096)
 	}
+	// On a backend with dense indexes, a message whose index is above the one the pull
+	// expects next means retention deleted those in between before they were read.
+	var skipped, skippedFrom uint64
 	defer func() {
 		if len(out) > 0 {
 			p.meanSize.Store(int64(max(used/len(out), 1)))
+		}
+		if skipped > 0 && err == nil {
+			h.retentionSkipped(p, skippedFrom, skipped)
 		}
 	}()
 	left := p.takeLeft(from)
@@ -615,6 +621,12 @@ func (p *partition) fetchFrame(ctx context.Context, r pullReq) (out []wire.Strea
 				}
 				p.keepLeft(from, msgs[i:])
 				return out, true, nil
+			}
+			if h.denseIndex && m.Index > from {
+				if skipped == 0 {
+					skippedFrom = from
+				}
+				skipped += m.Index - from
 			}
 			used += sm.Size()
 			out = append(out, sm)

@@ -93,7 +93,8 @@
 // at the oldest kept message, as a Kafka consumer with auto.offset.reset=earliest does, and
 // the messages deleted before it read them are lost to it. That is on purpose: the bound
 // holds whatever the consumers do. Choose N above the number of messages a partition
-// receives while its slowest consumer may be away.
+// receives while its slowest consumer may be away. A hub on a Store with retention counts
+// the messages its pulls skipped that way (metric retention_skipped) and warns about them.
 //
 // The conformance suite checks that a backend keeps every message appended, so a Store with
 // retention passes it only when N is at least the most messages one of its subtests reads
