@@ -111,27 +111,17 @@ func (l *logLimiter) stop() {
 // as soon as it was accepted: because the hub was at its connection limit, or because the
 // connection sent an HTTP request (someone pointed an HTTP client, or a health check, at the
 // hub's port). It warns about each kind at most once every warnEvery; a warning reports
-// every such connection since the previous one.
+// every such connection since the previous one. The transport logged each at Debug.
 func (h *Hub) connRefused(remote string, err error) {
 	if errors.Is(err, tcp.ErrHTTPRequest) {
 		h.m.httpRefused.Add(1)
-		const msg = "closed connections that sent an HTTP request: the hub's port speaks the Sluice (Ockam routing v1) TCP protocol, not HTTP; metrics are served over HTTP on sluice hub -metrics-addr, when set"
-		warn := func(n uint64) {
-			h.log.Warn(msg, "closed", n, "last_remote", remote, "next_warning_after", h.limits.interval())
-		}
-		if n, ok := h.limits.allow(msg, warn); ok {
-			warn(n)
-		}
+		h.limitedLine(slog.LevelWarn, "closed connections that sent an HTTP request: the hub's port speaks the Sluice (Ockam routing v1) TCP protocol, not HTTP; metrics are served over HTTP on sluice hub -metrics-addr, when set",
+			"closed", "last_remote", remote)
 		return
 	}
 	h.m.connsRefused.Add(1)
-	const msg = "connections refused: the hub is at its connection limit; raise it with sluice hub -max-connections (hub.WithMaxConnections)"
-	warn := func(n uint64) {
-		h.log.Warn(msg, "limit", h.cfg.maxConns, "refused", n, "last_remote", remote, "next_warning_after", h.limits.interval())
-	}
-	if n, ok := h.limits.allow(msg, warn); ok {
-		warn(n)
-	}
+	h.limitedLine(slog.LevelWarn, "connections refused: the hub is at its connection limit; raise it with sluice hub -max-connections (hub.WithMaxConnections)",
+		"refused", "limit", h.cfg.maxConns, "last_remote", remote)
 }
 
 // logFailure logs a failed backend call (msg names the operation, args what it was for) at
@@ -143,19 +133,27 @@ func (h *Hub) logFailure(level slog.Level, msg string, args ...any) {
 	h.logLimited(level, msg, "failures", args...)
 }
 
-// logLimited logs msg with args at level, at most once every warnEvery per msg, adding
-// count (an attribute name) with the number of events since the previous line; the events
-// in between are logged at Debug, and those not counted by a later line are counted by one
-// at the end of the interval (see logLimiter).
+// logLimited logs msg with args by limitedLine (count names the number of events the line
+// counts), and at Debug when limitedLine holds it back.
 func (h *Hub) logLimited(level slog.Level, msg, count string, args ...any) {
+	if !h.limitedLine(level, msg, count, args...) {
+		h.log.Debug(msg, args...)
+	}
+}
+
+// limitedLine logs msg with args at level unless a line about msg was logged less than
+// warnEvery ago, adding count (an attribute name) with the number of events since the
+// previous line, and reports whether it logged. An event it holds back is counted by the
+// next line, which comes at the latest at the end of the interval (see logLimiter).
+func (h *Hub) limitedLine(level slog.Level, msg, count string, args ...any) bool {
 	line := func(n uint64) {
 		h.log.Log(context.Background(), level, msg, append(args[:len(args):len(args)], count, n, "next_line_after", h.limits.interval())...)
 	}
-	if n, ok := h.limits.allow(msg, line); ok {
+	n, ok := h.limits.allow(msg, line)
+	if ok {
 		line(n)
-		return
 	}
-	h.log.Debug(msg, args...)
+	return ok
 }
 
 // retentionSkipped counts the n messages a pull of p skipped from index from on (the

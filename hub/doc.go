@@ -134,12 +134,12 @@
 //
 // [Hub.Metrics] returns counters (pushes, pulls, appends and batch sizes, long polls,
 // index requests, errors, slow consumers, refused connections and HTTP requests, messages
-// skipped because retention deleted them, partition workers retired) and two gauges, the connections open and the partition workers.
-// [Metrics] renders as JSON, so it can be published with expvar, and
-// [Metrics.WritePrometheus] writes it in the Prometheus text format (sluice_hub_pushes_total,
-// sluice_hub_connections, ..., and sluice_build_info with the Sluice version); sluice hub
-// -metrics-addr serves both, at /debug/vars and /metrics. Logging uses log/slog
-// ([WithLogger]).
+// skipped because retention deleted them, partition workers retired) and two gauges, the
+// connections open and the partition workers. [Metrics] renders as JSON, so it can be
+// published with expvar, and [Metrics.WritePrometheus] writes it in the Prometheus text
+// format (sluice_hub_pushes_total, sluice_hub_connections, ..., and sluice_build_info with
+// the Sluice version); sluice hub -metrics-addr serves both, at /debug/vars and /metrics.
+// Logging uses log/slog ([WithLogger]).
 //
 // A connection refused at the connection limit is counted in Metrics.ConnectionsRefused
 // and logged at Debug; the hub also warns, at most once every 10 s, that it is at its
