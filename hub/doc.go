@@ -77,8 +77,9 @@
 // sluice_pull_wait and sluice_pull_batch are long polls: when the partition is caught up
 // the request is parked on the partition and answered when the next append lands (or with
 // no messages when wait_ms, capped by [WithMaxPullWait] and by half the idle timeout,
-// expires). There is no polling loop: the writer wakes the parked requests after each
-// append, those waiting for an index the append reached; the others stay parked. Only
+// expires; one with limit 0, which no message can answer, is answered at once). There is
+// no polling loop: the writer wakes the parked requests after each append, those waiting
+// for an index the append reached; the others stay parked. Only
 // appends through this hub wake them: with several hubs on one backend, a message another
 // hub appended is seen when the wait expires, so across hubs the latency is up to the wait.
 // At most [WithMaxParkedPulls] requests park per partition: one beyond is answered at once

@@ -523,7 +523,10 @@ func (p *partition) pull(ctx context.Context, r pullReq) {
 			p.sendBatch(ctx, r, msgs, full)
 			return
 		}
-		if len(msgs) > 0 || !r.wait || !time.Now().Before(r.deadline) {
+		// A long poll with limit 0 can never be answered with a message: waiting would
+		// only hold its pull slot (and, past an index this hub appended, spin in the read
+		// lag loop below) until its deadline.
+		if len(msgs) > 0 || !r.wait || r.limit == 0 || !time.Now().Before(r.deadline) {
 			p.sendPull(ctx, r, msgs)
 			return
 		}
