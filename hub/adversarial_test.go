@@ -1,9 +1,12 @@
 package hub_test
 
 import (
+	"context"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/core"
 	"github.com/sluicehq/sluice/core/wire"
 	"github.com/sluicehq/sluice/hub"
 	"github.com/sluicehq/sluice/hub/hubtest"
@@ -56,5 +59,55 @@ func TestZeroLimitLongPollsHoldNoPullSlot(t *testing.T) {
 		if n != 0 {
 			t.Fatalf("a long poll with limit 0 was answered with %d messages", n)
 		}
+	}
+}
+
+// unreadable is a backend whose reads lag its appends without end: Fetch finds nothing, and
+// answers at once without looking at its context (as a backend serving reads from a cache
+// may).
+type unreadable struct{ core.Storage }
+
+func (unreadable) Fetch(context.Context, string, int, uint64, int) ([]core.Message, error) {
+	return []core.Message{}, nil
+}
+
+// A long poll that waits for the backend's reads to catch up with an append of this hub is
+// answered with no messages when the hub shuts down, like a parked one, and a hard stop
+// ends it: Shutdown returns by its context.
+func TestShutdownEndsLongPollWaitingForReadLag(t *testing.T) {
+	for _, hard := range []bool{false, true} {
+		t.Run(fmt.Sprintf("hard=%v", hard), func(t *testing.T) {
+			mem := openMemory(t)
+			defer mem.Close()
+			h, addr := isolatedHub(t, &core.Backend{Storage: unreadable{mem.Storage}, Index: mem.Index})
+			defer h.Close()
+			c := hubtest.Dial(t, addr)
+			s := c.Create("lagging")
+			c.Push(s, 1, []byte("m")) // index 0: the hub knows it was appended
+			c.Send(s.Route, wire.ProtocolPullWait, wire.PullWaitRequest{RequestID: 7, Index: 0, Limit: 1, WaitMS: 60_000})
+			if !waitFor(10*time.Second, func() bool { return hub.PushesStarted(h, s.Name, 0) == 2 }) {
+				t.Fatal("the long poll did not start")
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if hard {
+				ctx, cancel = context.WithCancel(context.Background())
+				cancel()
+			}
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- h.Shutdown(ctx) }()
+			select {
+			case err := <-done:
+				if !hard && err != nil {
+					t.Errorf("graceful Shutdown: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("Shutdown did not return within 30 s: a long poll waiting for read lag outlives it")
+			}
+			pr := c.ExpectPull(wire.ProtocolPullWait)
+			if pr.RequestID != 7 || len(pr.Messages) != 0 {
+				t.Errorf("long poll answered with %+v, want request 7 with no messages", pr)
+			}
+		})
 	}
 }

@@ -538,19 +538,6 @@ func (p *partition) pull(ctx context.Context, r pullReq) {
 			p.wmu.Unlock()
 			continue
 		}
-		if seq > 0 && p.last >= r.index {
-			// This hub appended a message at or past r.index, yet the fetch did not see
-			// it: the backend's reads lag its confirmed appends (see the conformance
-			// Harness.MaxWait). Parking would wait for the next append; fetch again
-			// shortly instead, until the deadline.
-			p.wmu.Unlock()
-			lag = min(max(2*lag, 5*time.Millisecond), 200*time.Millisecond)
-			select {
-			case <-time.After(min(lag, time.Until(r.deadline))):
-			case <-ctx.Done():
-			}
-			continue
-		}
 		if closed(gone) { // nobody to answer
 			p.wmu.Unlock()
 			return
@@ -559,6 +546,24 @@ func (p *partition) pull(ctx context.Context, r pullReq) {
 			p.wmu.Unlock()
 			p.sendPull(ctx, r, nil)
 			return
+		}
+		if seq > 0 && p.last >= r.index {
+			// This hub appended a message at or past r.index, yet the fetch did not see
+			// it: the backend's reads lag its confirmed appends (see the conformance
+			// Harness.MaxWait). Parking would wait for the next append; fetch again
+			// shortly instead, until the deadline. Such a request is as good as parked:
+			// a shutdown answers it with no messages (releaseWaiters sets stopped, seen
+			// above on the next round; a hard stop ends the wait at once), so neither
+			// waits for its deadline.
+			p.wmu.Unlock()
+			lag = min(max(2*lag, 5*time.Millisecond), 200*time.Millisecond)
+			select {
+			case <-time.After(min(lag, time.Until(r.deadline))):
+			case <-ctx.Done():
+				p.sendPull(ctx, r, nil)
+				return
+			}
+			continue
 		}
 		if len(p.waiters) >= h.cfg.maxParked && !p.sweepGone() {
 			// Answered at once, as if its wait had expired: the client pulls again.
