@@ -111,3 +111,36 @@ func TestShutdownEndsLongPollWaitingForReadLag(t *testing.T) {
 		})
 	}
 }
+
+// Metrics.IndexSaves and IndexGets count each index request once, as what it is: a
+// sluice_index_save (answered with the saved value, read back) is one save, and a request
+// with a partition out of range counts like one with an invalid client id.
+func TestIndexMetricsCountEachRequestOnce(t *testing.T) {
+	b := openMemory(t)
+	defer b.Close()
+	h, addr := hubtest.Start(t, b, hub.WithLogger(quietLogger))
+	c := hubtest.Dial(t, addr)
+	index := wire.Route{wire.Local(hub.IndexAddress)}
+	// Ockam saves get no reply: a get of the same key, which runs after, tells when done.
+	c.Send(index, wire.ProtocolIndex, wire.IndexRequest{Op: wire.IndexSave, ClientID: "c", StreamName: "s", Index: 3})
+	c.Send(index, wire.ProtocolIndex, wire.IndexRequest{Op: wire.IndexGet, ClientID: "c", StreamName: "s"})
+	c.Expect(wire.ProtocolIndex)
+	c.Send(index, wire.ProtocolIndexPartitioned, wire.IndexRequestPartitioned{Op: wire.IndexSave, ClientID: "c", StreamName: "s", Partition: 1, Index: 3})
+	c.Send(index, wire.ProtocolIndexPartitioned, wire.IndexRequestPartitioned{Op: wire.IndexGet, ClientID: "c", StreamName: "s", Partition: 1})
+	c.Expect(wire.ProtocolIndexPartitioned)
+	c.Send(index, wire.ProtocolIndexSave, wire.IndexSaveRequest{RequestID: 1, ClientID: "c", StreamName: "s", Partition: 2, Index: 5})
+	c.Expect(wire.ProtocolIndexSave)
+	if m := h.Metrics(); m.IndexSaves != 3 || m.IndexGets != 2 {
+		t.Errorf("after 3 saves and 2 gets, metrics count %d index saves and %d index gets", m.IndexSaves, m.IndexGets)
+	}
+	c.Send(index, wire.ProtocolIndexGet, wire.IndexGetRequest{RequestID: 2, ClientID: "c", StreamName: "s", Partition: 2})
+	c.Expect(wire.ProtocolIndexGet)
+	if m := h.Metrics(); m.IndexGets != 3 {
+		t.Errorf("after 3 gets, metrics count %d index gets", m.IndexGets)
+	}
+	c.Send(index, wire.ProtocolIndexGet, wire.IndexGetRequest{RequestID: 3, ClientID: "c", StreamName: "s", Partition: core.MaxPartitions})
+	c.Expect(wire.ProtocolIndexGet) // status ERROR
+	if m := h.Metrics(); m.IndexSaves != 3 || m.IndexGets != 4 {
+		t.Errorf("metrics count %d index saves and %d index gets, want 3 and 4", m.IndexSaves, m.IndexGets)
+	}
+}

@@ -47,6 +47,7 @@ func (h *Hub) handleIndex(ctx context.Context, msg *routing.Message) error {
 		}
 		key = indexKey{req.ClientID, req.StreamName, 0}
 		run = func(ctx context.Context) func() {
+			h.countIndex(req.Op == wire.IndexSave)
 			if req.Op == wire.IndexSave {
 				if err := h.saveIndex(ctx, req.ClientID, req.StreamName, 0, req.Index); err != nil {
 					return fail(err)
@@ -69,6 +70,7 @@ func (h *Hub) handleIndex(ctx context.Context, msg *routing.Message) error {
 		}
 		key = indexKey{req.ClientID, req.StreamName, req.Partition}
 		run = func(ctx context.Context) func() {
+			h.countIndex(req.Op == wire.IndexSave)
 			part, err := partitionArg(req.Partition)
 			if err != nil {
 				return fail(err)
@@ -95,6 +97,7 @@ func (h *Hub) handleIndex(ctx context.Context, msg *routing.Message) error {
 		}
 		key = indexKey{req.ClientID, req.StreamName, req.Partition}
 		run = func(ctx context.Context) func() {
+			h.countIndex(true)
 			var idx wire.Optional[uint64]
 			part, err := partitionArg(req.Partition)
 			if err == nil {
@@ -114,6 +117,7 @@ func (h *Hub) handleIndex(ctx context.Context, msg *routing.Message) error {
 		}
 		key = indexKey{req.ClientID, req.StreamName, req.Partition}
 		run = func(ctx context.Context) func() {
+			h.countIndex(false)
 			var idx wire.Optional[uint64]
 			part, err := partitionArg(req.Partition)
 			if err == nil {
@@ -179,6 +183,17 @@ func (h *Hub) runIndex(key indexKey, f indexCall) {
 	}
 	if !h.goTask(drain) {
 		drain(h.ctx) // the hub is stopping: answer now
+	}
+}
+
+// countIndex counts one index request in Metrics.IndexSaves (save) or Metrics.IndexGets,
+// once per request: a sluice_index_save, which reads the saved value back to answer it,
+// is a save, not a get too.
+func (h *Hub) countIndex(save bool) {
+	if save {
+		h.m.indexSaves.Add(1)
+	} else {
+		h.m.indexGets.Add(1)
 	}
 }
 

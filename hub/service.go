@@ -401,7 +401,6 @@ func validateIndexKey(clientID, stream string) error {
 
 // getIndex returns the saved index, None when it was never saved.
 func (h *Hub) getIndex(ctx context.Context, clientID, stream string, partition int) (wire.Optional[uint64], error) {
-	h.m.indexGets.Add(1)
 	if err := validateIndexKey(clientID, stream); err != nil {
 		return wire.None[uint64](), err
 	}
@@ -418,7 +417,6 @@ func (h *Hub) getIndex(ctx context.Context, clientID, stream string, partition i
 
 // saveIndex saves index (monotonic: the backend ignores a lower value).
 func (h *Hub) saveIndex(ctx context.Context, clientID, stream string, partition int, index uint64) error {
-	h.m.indexSaves.Add(1)
 	if err := validateIndexKey(clientID, stream); err != nil {
 		return err
 	}
