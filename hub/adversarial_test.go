@@ -144,3 +144,39 @@ func TestIndexMetricsCountEachRequestOnce(t *testing.T) {
 		t.Errorf("metrics count %d index saves and %d index gets, want 3 and 4", m.IndexSaves, m.IndexGets)
 	}
 }
+
+// A sluice_push_batch is confirmed, whatever its size: one whose OK confirm (an index per
+// message) could not fit in a frame is refused with status ERROR before anything is
+// appended, rather than stored and never confirmed (its client would send it again, and
+// again).
+func TestPushBatchWhoseConfirmCannotFitIsRefused(t *testing.T) {
+	b := openMemory(t)
+	defer b.Close()
+	_, addr := hubtest.Start(t, b, hub.WithLogger(quietLogger))
+	c := hubtest.Dial(t, addr)
+	s := c.Create("tiny-batch")
+	// 40,000 empty messages take 40 KB; their indexes (up to 3 bytes each) take 100 KB.
+	c.Send(s.Route, wire.ProtocolPushBatch, wire.PushBatchRequest{RequestID: 1, Messages: make([][]byte, 40_000)})
+	// A batch whose confirm fits is stored as usual.
+	c.Send(s.Route, wire.ProtocolPushBatch, wire.PushBatchRequest{RequestID: 2, Messages: make([][]byte, 1_000)})
+	for _, want := range []struct {
+		id     uint64
+		status wire.Status
+		n      int
+	}{{1, wire.StatusError, 0}, {2, wire.StatusOK, 1_000}} {
+		r, err := c.TryRecv(10 * time.Second)
+		if err != nil {
+			t.Fatalf("no reply to push batch %d: %v", want.id, err)
+		}
+		pc, err := wire.DecodePushBatchConfirm(r.Data)
+		if r.Protocol != wire.ProtocolPushBatch || err != nil {
+			t.Fatalf("got a %q reply (%v), want a push batch confirm", r.Protocol, err)
+		}
+		if pc.RequestID != want.id || pc.Status != want.status || len(pc.Indexes) != want.n {
+			t.Fatalf("push batch %d confirmed with status %v and %d indexes, want %v and %d", pc.RequestID, pc.Status, len(pc.Indexes), want.status, want.n)
+		}
+		if want.n > 0 && pc.Indexes[0] != 0 {
+			t.Fatalf("the batch after the refused one starts at index %d, want 0: the refused one was stored", pc.Indexes[0])
+		}
+	}
+}

@@ -60,7 +60,8 @@
 // batching what arrives meanwhile, and confirms them in the order they were started. A failed append confirms every request of the batch
 // with status ERROR; a sluice_push_batch is appended whole or not at all. A message larger
 // than [Hub.MaxMessageSize] is confirmed with status ERROR and nothing of its request is
-// appended.
+// appended; so is a sluice_push_batch whose confirm, with an index per message counted at
+// its longest (10 bytes), might not fit in one frame (a batch of some 6,500 tiny messages).
 //
 // # Pulls
 //

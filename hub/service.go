@@ -354,7 +354,11 @@ func (h *Hub) pullLimit(limit uint64) int {
 // as not taken (see partition.notTaken).
 func (p *partition) push(ctx context.Context, r *pushReq) {
 	h := p.h
-	if err := core.ValidateMessages(r.msgs, h.cfg.maxMessageSize); err != nil {
+	err := core.ValidateMessages(r.msgs, h.cfg.maxMessageSize)
+	if err == nil && r.batch {
+		err = confirmFits(r.replyTo, p.self, r.requestID, len(r.msgs))
+	}
+	if err != nil {
 		h.log.Warn("push refused", "stream", p.stream, "partition", p.id, "request_id", r.requestID, "err", err)
 		p.confirm(r, nil, err)
 		r.releaseMsgs()
@@ -372,6 +376,21 @@ func (p *partition) push(ctx context.Context, r *pushReq) {
 		p.notTaken(r, err)
 		r.releaseMsgs()
 	}
+}
+
+// confirmFits refuses a sluice_push_batch of n messages whose OK confirm, which carries the
+// index of each, might not fit in one frame along replyTo: the batch would be stored and
+// never confirmed, and its client would send it again and again. The indexes are known only
+// once appended, so each is counted at its longest encoding: a batch of a few thousand
+// tiny messages is refused with status ERROR, before anything is appended, and the client
+// sends them in smaller batches (Sluice's publisher does, after a refused batch).
+func confirmFits(replyTo, self wire.Route, requestID uint64, n int) error {
+	size := wire.UintSize(requestID) + wire.UintSize(uint64(wire.StatusError)) + wire.UintSize(uint64(n)) + n*wire.MaxUintLen
+	if wire.DataSize(len(wire.ProtocolPushBatch))+wire.DataSize(size) <= wire.FramePayloadBudget(replyTo, self) {
+		return nil
+	}
+	return fmt.Errorf("%w: a sluice_push_batch of %d messages is confirmed with an index for each, which may not fit in one %d-byte frame; send at most about %d messages per batch",
+		core.ErrInvalidArgument, n, wire.MaxFrame, wire.FramePayloadBudget(replyTo, self)/wire.MaxUintLen-10)
 }
 
 // startPull hands a pull to a task goroutine, waiting for a pull slot (see Hub.goPull).
