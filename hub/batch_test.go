@@ -146,7 +146,10 @@ func TestShutdownPushNotTaken(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	c.Send(s.Route, wire.ProtocolPush, wire.PushRequest{RequestID: 2, Data: []byte("late")})
-	c.ExpectError()
+	// The reason says what to do: a plain Ockam client has nothing else to go by.
+	if reason := c.ExpectError(); !strings.Contains(reason, "send it again once reconnected") {
+		t.Errorf("the error reply to a push not taken says %q, not what to do", reason)
+	}
 	c.Send(s.Route, wire.ProtocolPushBatch, wire.PushBatchRequest{RequestID: 3, Messages: [][]byte{[]byte("late")}})
 	c.ExpectRequestError(wire.ProtocolPushBatch, 3)
 	// A partition whose worker starts during the drain answers the same way.

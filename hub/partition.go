@@ -768,4 +768,7 @@ func (p *partition) sendPart(ctx context.Context, r pullReq, msgs []wire.StreamM
 	h.replyWait(ctx, r.replyTo, p.self, r.protocol, part)
 }
 
-var errShuttingDown = errors.New("hub: shutting down")
+// errShuttingDown answers the requests a hub no longer takes while it drains. Its text is
+// the reason of the `error` or sluice_error reply, so it says what to do: nothing was done,
+// and the request is to be sent again once reconnected.
+var errShuttingDown = errors.New("hub: shutting down: request not taken, nothing was stored or changed; send it again once reconnected (to this hub after its restart, or to another hub of the same backend)")
