@@ -180,3 +180,35 @@ func TestPushBatchWhoseConfirmCannotFitIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// A connection the hub gave up as a slow consumer is gone: what it sends after that is not
+// served, since no reply could reach it. Its pushes in particular are not stored: they
+// could never be confirmed, and its client sends them again on its next connection.
+func TestSlowConsumerRequestsNotServedAfterGiveUp(t *testing.T) {
+	b := openMemory(t)
+	defer b.Close()
+	h, addr := isolatedHub(t, b, hub.WithReplyTimeout(time.Second))
+	defer h.Close()
+	bad := hubtest.Dial(t, addr)
+	s := bad.Create("after-give-up")
+	stall(t, bad)
+	if !waitFor(20*time.Second, func() bool { m := h.Metrics(); return m.SlowConsumers > 0 && m.Connections == 0 }) {
+		t.Fatal("the non-reading client was not given up as a slow consumer")
+	}
+	// The hub's writer still holds frames for bad (its socket is full), so the
+	// connection is still open: bad can send.
+	bad.Send(s.Route, wire.ProtocolPush, wire.PushRequest{RequestID: 1, Data: []byte("unanswerable")})
+	bad.ExpectClosed() // takes what was queued for it, then the close
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.Shutdown(ctx); err != nil { // appends whatever was queued
+		t.Fatal(err)
+	}
+	msgs, err := b.Storage.Fetch(ctx, s.Name, 0, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 0 {
+		t.Fatalf("a push the hub read after giving its connection up was stored (%q), never to be confirmed", msgs[0].Data)
+	}
+}

@@ -66,7 +66,8 @@
 //
 // [Transport.StopListening] stops accepting and leaves open connections alone (servers call
 // it when a graceful shutdown starts); [Transport.Disconnect] closes one connection, e.g.
-// one that stopped answering, so that the next send dials a new one.
+// one that stopped answering, so that the next send dials a new one. A connection that is
+// closing still writes the frames queued on it, but delivers nothing more that it reads.
 // [Transport.Shutdown] stops the listeners, lets every connection flush what is already
 // queued, closes the connections and waits for all goroutines. The flush is bounded by the
 // close timeout ([WithCloseTimeout], default [DefaultCloseTimeout]) and by Shutdown's ctx:

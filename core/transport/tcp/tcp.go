@@ -587,8 +587,9 @@ func (t *Transport) StopListening() error {
 // Disconnect closes the connection at local address a (as returned by Connect), after
 // writing the frames already queued on it (bounded by the write timeout, and cut short by
 // Close and Shutdown), so that the next Connect or Send to its host:port dials a new
-// connection. Clients use it to drop a connection that stopped answering. An address that names no open connection of this transport returns an error
-// matching routing.ErrNoRoute.
+// connection. Clients use it to drop a connection that stopped answering. Frames that
+// arrive on the connection from then on are dropped. An address that names no open
+// connection of this transport returns an error matching routing.ErrNoRoute.
 func (t *Transport) Disconnect(a wire.Address) error {
 	t.mu.Lock()
 	var found *conn
@@ -872,6 +873,16 @@ func (c *conn) readLoop() {
 		if err != nil {
 			c.readFailed(err)
 			return
+		}
+		// A connection that is closing (Disconnect, a slow consumer given up, Shutdown) is
+		// gone from the node: a reply to what it sends now could not reach it. Its socket
+		// stays open while the writer flushes what was queued, which may take up to the
+		// write timeout for a peer that does not read: deliver nothing more, or the node
+		// would serve (a hub: store the pushes of) requests it can never answer.
+		select {
+		case <-c.done:
+			return
+		default:
 		}
 		timeout = c.t.opts.idleTimeout
 		msg, err := wire.DecodeTransportMessage(payload)
