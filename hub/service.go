@@ -385,12 +385,12 @@ func (p *partition) push(ctx context.Context, r *pushReq) {
 // tiny messages is refused with status ERROR, before anything is appended, and the client
 // sends them in smaller batches (Sluice's publisher does, after a refused batch).
 func confirmFits(replyTo, self wire.Route, requestID uint64, n int) error {
-	size := wire.UintSize(requestID) + wire.UintSize(uint64(wire.StatusError)) + wire.UintSize(uint64(n)) + n*wire.MaxUintLen
-	if wire.DataSize(len(wire.ProtocolPushBatch))+wire.DataSize(size) <= wire.FramePayloadBudget(replyTo, self) {
+	budget := wire.FramePayloadBudget(replyTo, self)
+	if wire.PushBatchConfirmFits(budget, requestID, n) {
 		return nil
 	}
-	return fmt.Errorf("%w: a sluice_push_batch of %d messages is confirmed with an index for each, which may not fit in one %d-byte frame; send at most about %d messages per batch",
-		core.ErrInvalidArgument, n, wire.MaxFrame, wire.FramePayloadBudget(replyTo, self)/wire.MaxUintLen-10)
+	return fmt.Errorf("%w: a sluice_push_batch of %d messages is confirmed with an index for each, which may not fit in one %d-byte frame; send at most %d messages per batch",
+		core.ErrInvalidArgument, n, wire.MaxFrame, wire.MaxPushBatch(budget))
 }
 
 // startPull hands a pull to a task goroutine, waiting for a pull slot (see Hub.goPull).

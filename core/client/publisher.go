@@ -118,9 +118,10 @@ func WithBackoff(b Backoff) PublisherOption {
 }
 
 // WithMaxBatch sets how many queued messages one request may carry (default
-// DefaultMaxBatch); a request never exceeds a frame. With 1 the publisher sends plain Ockam
-// stream_push requests, which any Ockam stream service understands; with more it uses the
-// Sluice sluice_push_batch extension.
+// DefaultMaxBatch); a request never exceeds a frame, nor holds more messages than the hub
+// can confirm in one frame (an index for each: some 6,500, see [wire.MaxPushBatch]). With 1
+// the publisher sends plain Ockam stream_push requests, which any Ockam stream service
+// understands; with more it uses the Sluice sluice_push_batch extension.
 func WithMaxBatch(n int) PublisherOption {
 	return func(c *publisherConfig) error {
 		if n < 1 {
@@ -822,8 +823,12 @@ func (p *Publisher) session() (ready bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	// The room for message bytes in one request on this session's routes.
+	// The room for message bytes in one request on this session's routes, and the most
+	// messages one request may hold for its confirm, an index for each, to fit in a frame
+	// (the hub refuses a batch whose confirm might not; its reply route holds its
+	// connection's address instead of ours to the hub, hence the margin).
 	budget := wire.FramePayloadBudget(route, s.self) - wire.DataSize(len(wire.ProtocolPushBatch)) - 3*wire.MaxUintLen
+	maxBatch := min(p.cfg.maxBatch, wire.MaxPushBatch(wire.FramePayloadBudget(route, s.self)-confirmMargin))
 	p.mu.Lock()
 	p.gen++
 	gen := p.gen
@@ -839,7 +844,7 @@ func (p *Publisher) session() (ready bool, err error) {
 			p.log.Error("sluice publisher: outbox", "err", err)
 		}
 		p.reportRefusals()
-		if err := p.sendQueued(s, route, gen, budget); err != nil {
+		if err := p.sendQueued(s, route, gen, budget, maxBatch); err != nil {
 			return true, err
 		}
 		select {
@@ -869,12 +874,18 @@ func (p *Publisher) removeConfirmed() error {
 	return p.ob.remove(r)
 }
 
+// confirmMargin is how many bytes shorter than a request's frame payload budget the
+// publisher takes the budget of the hub's reply to be: the hub replies along the return
+// route it got, which starts with its connection's address (32 bytes and its framing) where
+// the publisher's route starts with the hub's TCP address.
+const confirmMargin = 256
+
 // sendQueued sends, in queue order, every ready entry not yet sent in generation gen,
 // grouped into requests of at most maxBatch messages whose bytes fit budget. It stops at
 // the first entry that is not ready (still being written to the outbox) so that the order
 // holds. A message that alone exceeds budget (only possible with unusually long routes)
 // fails with core.ErrMessageTooLarge.
-func (p *Publisher) sendQueued(s *session, route wire.Route, gen uint64, budget int) error {
+func (p *Publisher) sendQueued(s *session, route wire.Route, gen uint64, budget, maxBatch int) error {
 	for {
 		p.mu.Lock()
 		if p.failedGen == gen { // stop sending on a failed session: the next one resends
@@ -902,7 +913,7 @@ func (p *Publisher) sendQueued(s *session, route wire.Route, gen uint64, budget 
 				tooLarge = append(tooLarge, e)
 				continue
 			}
-			limit := p.cfg.maxBatch
+			limit := maxBatch
 			if p.isolate > 0 {
 				limit = 1 // after a refused batch: find the message the hub refuses
 			}

@@ -3,6 +3,7 @@ package wire
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 
@@ -164,5 +165,33 @@ func TestMaxRouteLenEncode(t *testing.T) {
 		if !errors.Is(err, ErrRouteTooLong) || string(got) != "keep" {
 			t.Fatalf("AppendFrame with %d onward and %d return addresses = %q, %v; want dst unchanged and ErrRouteTooLong", len(m.OnwardRoute), len(m.ReturnRoute), got, err)
 		}
+	}
+}
+
+// TestMaxPushBatch: the OK confirm of a sluice_push_batch of MaxPushBatch(budget) messages
+// fits in budget bytes of payload even with the longest request id and indexes, and that of
+// one more message might not (PushBatchConfirmFits agrees with the encoding).
+func TestMaxPushBatch(t *testing.T) {
+	for _, budget := range []int{0, 5, 40, 100, 1000, 65_000, MaxFrame} {
+		n := MaxPushBatch(budget)
+		confirm := func(n int) []byte {
+			idx := make([]uint64, n)
+			for i := range idx {
+				idx[i] = math.MaxUint64
+			}
+			return AppendPayload(nil, ProtocolPushBatch, PushBatchConfirm{RequestID: math.MaxUint64, Indexes: idx})
+		}
+		if n > 0 && len(confirm(n)) > budget {
+			t.Errorf("budget %d: the confirm of MaxPushBatch = %d messages takes %d bytes", budget, n, len(confirm(n)))
+		}
+		if len(confirm(n+1)) <= budget {
+			t.Errorf("budget %d: the confirm of %d messages, one more than MaxPushBatch, takes %d bytes: it fits", budget, n+1, len(confirm(n+1)))
+		}
+		if n > 0 && (!PushBatchConfirmFits(budget, math.MaxUint64, n) || PushBatchConfirmFits(budget, math.MaxUint64, n+1)) {
+			t.Errorf("budget %d: PushBatchConfirmFits disagrees with MaxPushBatch = %d", budget, n)
+		}
+	}
+	if n := MaxPushBatch(MaxFrame); n < 6000 {
+		t.Errorf("MaxPushBatch(MaxFrame) = %d, want some 6,500", n)
 	}
 }

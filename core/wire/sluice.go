@@ -1,6 +1,9 @@
 package wire
 
-import "strings"
+import (
+	"math"
+	"strings"
+)
 
 // Sluice extension payloads. They use their own protocol names (sluice_*), so a plain Ockam
 // client never meets them; their semantics are in docs/protocol.md.
@@ -169,6 +172,27 @@ func (p PushBatchConfirm) Append(dst []byte) []byte {
 		dst = AppendUint(dst, i)
 	}
 	return dst
+}
+
+// PushBatchConfirmFits reports whether the OK confirm of a sluice_push_batch of n messages
+// with request id requestID fits in a payload (protocol name and data) of budget bytes (see
+// FramePayloadBudget), whatever indexes the messages get: each is counted at its longest
+// encoding, MaxUintLen. The indexes are known only once the batch is stored, so a hub
+// refuses a batch whose confirm might not fit before storing anything.
+func PushBatchConfirmFits(budget int, requestID uint64, n int) bool {
+	size := UintSize(requestID) + UintSize(uint64(StatusError)) + UintSize(uint64(n)) + n*MaxUintLen
+	return DataSize(len(ProtocolPushBatch))+DataSize(size) <= budget
+}
+
+// MaxPushBatch returns the most messages a sluice_push_batch may hold for its OK confirm to
+// fit in a payload of budget bytes whatever its request id (see PushBatchConfirmFits):
+// about budget/10, some 6,500 in a frame.
+func MaxPushBatch(budget int) int {
+	n := max(budget/MaxUintLen, 0)
+	for n > 0 && !PushBatchConfirmFits(budget, math.MaxUint64, n) {
+		n--
+	}
+	return n
 }
 
 // DecodePushBatchConfirm decodes a PushBatchConfirm.
