@@ -46,3 +46,37 @@ func TestBatchCappedToWhatTheHubConfirms(t *testing.T) {
 		t.Errorf("the hub refused %d messages: stats %+v", st.Refused, st)
 	}
 }
+
+// TestConnPushManyTinyMessages: Conn.Push (the remote backend's append) of more tiny
+// messages than one confirm can hold sends them in requests the hub takes, and returns an
+// index for each, in order.
+func TestConnPushManyTinyMessages(t *testing.T) {
+	const n = 20_000
+	h := startHub(t)
+	c := dial(t, h.Addr)
+	ctx := t.Context()
+	conn, err := c.Open(ctx, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.CreateStream(ctx, "tiny", 1); err != nil {
+		t.Fatal(err)
+	}
+	msgs := make([][]byte, n)
+	for i := range msgs {
+		msgs[i] = []byte{byte(i)}
+	}
+	idx, err := conn.Push(ctx, "tiny", 0, msgs)
+	if err != nil {
+		t.Fatalf("Push of %d 1-byte messages: %v", n, err)
+	}
+	for i, x := range idx {
+		if x != uint64(i) {
+			t.Fatalf("index %d of %d is %d, want %d", i, len(idx), x, i)
+		}
+	}
+	if len(idx) != n {
+		t.Fatalf("Push returned %d indexes for %d messages", len(idx), n)
+	}
+}

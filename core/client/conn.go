@@ -402,7 +402,8 @@ func (c *Conn) route(stream string, partition int) (wire.Route, error) {
 }
 
 // Push appends msgs to a partition of a stream created on this Conn, in as few
-// sluice_push_batch requests as fit a frame, and returns their indexes. When a request
+// sluice_push_batch requests as fit a frame (and whose confirms fit one: at most
+// [wire.MaxPushBatch] messages each), and returns their indexes. When a request
 // fails after earlier ones succeeded, those earlier messages are stored although Push
 // reports an error (at-least-once callers retry).
 func (c *Conn) Push(ctx context.Context, stream string, partition int, msgs [][]byte) ([]uint64, error) {
@@ -411,10 +412,11 @@ func (c *Conn) Push(ctx context.Context, stream string, partition int, msgs [][]
 		return nil, err
 	}
 	budget := wire.FramePayloadBudget(route, c.s.self) - wire.DataSize(len(wire.ProtocolPushBatch)) - 3*wire.MaxUintLen
+	maxBatch := wire.MaxPushBatch(wire.FramePayloadBudget(route, c.s.self) - confirmMargin)
 	out := make([]uint64, 0, len(msgs))
 	for len(msgs) > 0 {
 		n, size := 0, 0
-		for n < len(msgs) {
+		for n < len(msgs) && n < maxBatch {
 			sz := wire.DataSize(len(msgs[n]))
 			if n > 0 && size+sz > budget {
 				break
