@@ -921,8 +921,10 @@ type Subscription struct {
 // a stream sender: an inner message routed to a TCP address (the node would dial it, as the
 // TCP transport refuses to do for its peers unless it relays) or to a [SenderAddress] (the
 // device would publish it into a stream the pusher chose) is refused, counted as
-// undeliverable and skipped. Only a delivery cut short because the subscription or the node
-// is stopping fails, so that the message comes again.
+// undeliverable and skipped. The same holds for the first address of the return route of an
+// envelope without a return stream, where whatever answers the message (a secure channel
+// listener answers every handshake message 1) would send it. Only a delivery cut short
+// because the subscription or the node is stopping fails, so that the message comes again.
 //
 // Delivery is at-least-once to the workers: the saved position moves past a message only
 // once its inner message was handled, by a Sender (a secure channel, in the delivery itself)
@@ -995,6 +997,17 @@ func (s *Subscription) handle(ctx context.Context, m core.Message) error {
 		return nil
 	}
 	ret := inner.ReturnRoute
+	if !hasRet && len(ret) > 0 {
+		// No return stream: the pusher wrote the whole return route, and whatever answers the
+		// message (a secure channel listener answers every handshake message 1) sends to its
+		// first address. Refuse what the onward route may not be either: a remote address
+		// (the device would dial it) or a stream sender (it would publish into a stream the
+		// pusher chose).
+		if first := ret[0]; first.Type != wire.AddressLocal || bytes.HasPrefix(first.Value, addressPrefix) {
+			s.dropUndeliverable(m.Index, "bistream: refused a message whose return route starts with a remote address or a stream sender", "return", ret.String())
+			return nil
+		}
+	}
 	if hasRet {
 		reply := s.replyRoute(retStream)
 		if len(ret) == 0 {

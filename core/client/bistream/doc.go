@@ -96,7 +96,10 @@
 // the device would dial it, which the TCP transport refuses for its own peers unless it
 // relays) or starts with [AddressPrefix] (the device would publish the rest into a stream
 // the pusher chose, over its own connection) is refused: the message is logged, counted as
-// undeliverable and skipped. The device therefore never relays a stream message into
+// undeliverable and skipped. So is an envelope without a return stream whose inner return
+// route (the pusher writes all of it then) starts with such an address, since whatever
+// answers the message sends the answer there: a secure channel listener answers every
+// handshake message 1. The device therefore never relays a stream message into
 // another stream by itself; a worker in between can (a secure channel does it for the
 // messages of its authenticated peer). Messages that do not decode, and inner messages that
 // cannot be delivered for any other reason (no worker at the address, a worker or sender

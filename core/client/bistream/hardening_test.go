@@ -15,6 +15,7 @@ import (
 	"github.com/sluicehq/sluice/core/client"
 	"github.com/sluicehq/sluice/core/client/bistream"
 	"github.com/sluicehq/sluice/core/routing"
+	"github.com/sluicehq/sluice/core/securechannel"
 	"github.com/sluicehq/sluice/core/transport/faultproxy"
 	"github.com/sluicehq/sluice/core/wire"
 	"github.com/sluicehq/sluice/hub"
@@ -671,5 +672,95 @@ func TestPublishRetriedAfterRetirement(t *testing.T) {
 	}
 	if st := d.tr.Stats(); st.Retired < 2 {
 		t.Errorf("stats %+v: want a's first publisher and then b's retired", st)
+	}
+}
+
+// TestReturnRouteFirstHopRefused: an envelope without a return stream carries a return
+// route that the pusher wrote entirely, and a secure channel listener answers handshake
+// message 1 through it. Its first address must be held to the onward route's rule: the
+// device must neither dial a TCP address nor publish into a stream the pusher chose.
+func TestReturnRouteFirstHopRefused(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	th := startHub(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var accepted atomic.Int32
+	go func() {
+		for c, err := ln.Accept(); err == nil; c, err = ln.Accept() {
+			accepted.Add(1)
+			c.Close()
+		}
+	}()
+	hello := func() []byte {
+		id, err := securechannel.GenerateIdentity()
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs, err := securechannel.NewInitiator(securechannel.Config{Identity: id, Trust: securechannel.TrustAnyInsecure()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m1, err := hs.WriteMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m1
+	}
+	toListener := func(ret wire.Route, payload []byte) []byte {
+		e := bistream.Envelope{Message: wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("listener")}, ReturnRoute: ret, Payload: payload}}
+		return e.Append(nil)
+	}
+	th.preload(ctx, "inbox-x",
+		toListener(wire.Route{wire.TCP(ln.Addr().String()), wire.Local("x")}, hello()),
+		toListener(wire.Route{wire.Local(bistream.SenderAddress("other", "chosen")), wire.Local("x")}, hello()),
+		toListener(wire.Route{wire.Local("x")}, hello()), // a local first hop is fine
+	)
+	cli, err := client.Dial(th.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	id, err := securechannel.GenerateIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := securechannel.Listen(cli.Node(), "listener", securechannel.Config{Identity: id, Trust: securechannel.TrustAnyInsecure()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	tr, err := bistream.New(cli.Node(), cli) // the client's node, which has a TCP transport
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	sub, err := tr.Subscribe("inbox-x", "device-x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the messages handled", func() bool { st := sub.Stats(); return st.Delivered+st.Undeliverable >= 3 })
+	if err := tr.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := sub.Stats(); st.Undeliverable != 2 || st.Delivered != 1 {
+		t.Errorf("stats %+v, want 2 undeliverable, 1 delivered", st)
+	}
+	if st := l.Stats(); st.Accepted != 1 {
+		t.Errorf("listener stats %+v, want the one message 1 with a local return route answered", st)
+	}
+	msgs, err := th.store.Fetch(ctx, "other", 0, 0, 10)
+	if err != nil && !errors.Is(err, core.ErrStreamNotFound) {
+		t.Fatal(err)
+	}
+	if len(msgs) > 0 {
+		t.Errorf("a stream message made the device publish %d message(s) into the stream \"other\"", len(msgs))
+	}
+	time.Sleep(100 * time.Millisecond) // a dial, had there been one, would have been accepted by now
+	if n := accepted.Load(); n > 0 {
+		t.Errorf("a stream message made the device open %d connection(s) to %s", n, ln.Addr())
 	}
 }
