@@ -274,7 +274,7 @@ func FuzzUnmarshalChannel(f *testing.F) {
 func FuzzDecodeSession(f *testing.F) {
 	a, _ := pair(f, 0)
 	open := &SecureChannel{encAddr: "enc", decAddr: "dec", peerRoute: wire.Route{wire.Local("bistream/inbox-b/inbox-a"), wire.Local("peer")}, ch: a, done: make(chan struct{})}
-	s1, _, _, err := open.snapshot()
+	s1, _, _, err := open.snapshot(false)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -284,7 +284,7 @@ func FuzzDecodeSession(f *testing.F) {
 	_ = res.ReadMessage(m1)
 	_, _ = res.WriteMessage()
 	half := &SecureChannel{encAddr: "enc", decAddr: "dec", peerRoute: wire.Route{wire.Local("peer")}, hs: res, hello: m1, done: make(chan struct{})}
-	s2, _, _, err := half.snapshot()
+	s2, _, _, err := half.snapshot(false)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -295,7 +295,7 @@ func FuzzDecodeSession(f *testing.F) {
 	}
 	_, b := pair(f, 0)
 	ikResponder := &SecureChannel{encAddr: "enc", decAddr: "dec", peerRoute: wire.Route{wire.Local("peer")}, ch: b, hello: ik1, ikEarly: ikEarlyWaiting, done: make(chan struct{})}
-	s3, _, _, err := ikResponder.snapshot() // with kindEarlyUnhandled
+	s3, _, _, err := ikResponder.snapshot(false) // with kindEarlyUnhandled
 	if err != nil {
 		f.Fatal(err)
 	}

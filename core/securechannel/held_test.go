@@ -44,7 +44,7 @@ func backlog(tb testing.TB, a, b *Channel, n int) [][]byte {
 func saveWith(tb testing.TB, b *Channel, ms [][]byte) []byte {
 	tb.Helper()
 	labels := labelsOf(tb, ms)
-	state, _ := b.snapshot(func() []uint64 { return labels })
+	state, _ := b.snapshot(func() []uint64 { return labels }, false)
 	return state
 }
 

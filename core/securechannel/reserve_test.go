@@ -3,11 +3,14 @@ package securechannel
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 
+	"github.com/sluicehq/sluice/core/routing"
 	"github.com/sluicehq/sluice/core/wire"
 )
 
@@ -17,7 +20,7 @@ import (
 func TestSnapshotLimitsAtOnce(t *testing.T) {
 	a, b := pair(t, 0)
 	open(t, b, seal(t, a, "before"), "before")
-	_, pos := a.snapshot(nil) // taken, not yet stored: commitReservation not called
+	_, pos := a.snapshot(nil, false) // taken, not yet stored: commitReservation not called
 	sent := uint64(0)
 	for {
 		m, err := a.Seal([]byte("during the save"))
@@ -38,7 +41,7 @@ func TestSnapshotLimitsAtOnce(t *testing.T) {
 		t.Fatalf("sealed %d messages during the save, want the %d it reserves", sent, want)
 	}
 	// A second save, taken later, does not lower the first one's limit.
-	_, pos2 := a.snapshot(nil)
+	_, pos2 := a.snapshot(nil, false)
 	a.commitReservation(pos)
 	if _, err := a.Seal([]byte("x")); !errors.Is(err, ErrReservationExhausted) {
 		t.Fatalf("Seal after the first state was stored = %v, want ErrReservationExhausted until the second one is", err)
@@ -170,7 +173,7 @@ func TestSaveDuringDuplicateKeepsHandledMessage(t *testing.T) {
 		<-done
 	}()
 	for i := range 1000 {
-		state, _, _, err := sc.snapshot()
+		state, _, _, err := sc.snapshot(false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -181,5 +184,64 @@ func TestSaveDuringDuplicateKeepsHandledMessage(t *testing.T) {
 		if _, err := s.channel.Open(append([]byte(nil), m...)); !errors.Is(err, ErrReplay) {
 			t.Fatalf("save %d: a channel restored from it opens the handled message again (err %v)", i, err)
 		}
+	}
+}
+
+// TestRestartsWithoutSendingDoNotSkipEpochs: a device that only receives restores its
+// channel at every start and saves it (at the stop, or after what it received). Each
+// restart must not skip a reservation of send nonces: with a small RekeyAfter one is 16
+// epochs, and after a few restarts its first message would be more than MaxEpochSkip
+// epochs ahead of the peer, which could then open nothing it sends, ever again.
+func TestRestartsWithoutSendingDoNotSkipEpochs(t *testing.T) {
+	for _, rekeyAfter := range []uint64{2, 100} {
+		t.Run(fmt.Sprint("rekeyAfter=", rekeyAfter), func(t *testing.T) {
+			f := newFixture(t, false, rekeyAfter)
+			sc := f.dial(t)
+			f.send(t, sc, "before")
+			if m := f.app.next(t); string(m.Payload) != "echo: before" {
+				t.Fatalf("reply %q", m.Payload)
+			}
+			rc := recvWithin(t, f.established, "the channel established (OnChannel)")
+			path := filepath.Join(t.TempDir(), "b.session")
+			if err := rc.SaveSession(path); err != nil {
+				t.Fatal(err)
+			}
+			for range 2 * MaxEpochSkip { // restarts that send nothing
+				n, err := routing.NewNode(routing.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+				if err != nil {
+					t.Fatal(err)
+				}
+				r, err := RestoreSession(n, f.cfgB, path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := r.SaveSession(path); err != nil {
+					t.Fatal(err)
+				}
+				n.Close()
+			}
+			n, err := routing.NewNode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer n.Close()
+			r, err := RestoreSession(n, f.cfgB, path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.mu.Lock()
+			ch := r.ch
+			r.mu.Unlock()
+			// Seal saves the session to reserve nonces, as the restored channel does before
+			// its first message.
+			m, err := r.resaveAndSeal(ch, []byte("after the restarts"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			h, _, _ := ParseHeader(m)
+			if _, err := sc.ch.Open(m); err != nil {
+				t.Fatalf("the peer cannot open the first message after the restarts (epoch %d nonce %d): %v", h.Epoch, h.Nonce, err)
+			}
+		})
 	}
 }

@@ -89,7 +89,15 @@ func advance(epoch uint32, nonce uint64, key [32]byte, n, rekeyAfter uint64) (po
 // MaxHeldMessages, the newest), which a restored channel accepts once each. An unhandled
 // message of an older epoch cannot be: its key is gone. unhandled is called with the
 // receive direction locked, so the labels and the windows agree.
-func (c *Channel) snapshot(unhandled func() []uint64) ([]byte, position) {
+//
+// With lazy, a channel that was limited already and has no reserved nonce left (a channel
+// restored from a state and not sealing since, or one that used up its reservation)
+// reserves none: the state records its current position, which is its limit, and Seal
+// keeps refusing until a state that reserves is stored. A device that restarts without
+// sending (only receiving, and saving) then restarts where it stopped, instead of skipping
+// a reservation at every restart: skips that add up beyond MaxEpochSkip (16 epochs each
+// with a small RekeyAfter) would leave the peer unable to open anything it sends.
+func (c *Channel) snapshot(unhandled func() []uint64, lazy bool) ([]byte, position) {
 	b := make([]byte, 0, 2+2*KeySize+1+len(c.binding)+8+4+8+32+2*windowStateSize)
 	b = append(b, channelStateVersion, 0)
 	if c.initiator {
@@ -102,7 +110,13 @@ func (c *Channel) snapshot(unhandled func() []uint64) ([]byte, position) {
 	b = binary.BigEndian.AppendUint64(b, c.rekeyAfter)
 
 	c.sendMu.Lock()
-	pos, key := advance(c.send.epoch, c.send.nonce, c.send.key, reservation(c.rekeyAfter), c.rekeyAfter)
+	reserve := reservation(c.rekeyAfter)
+	if lazy && c.send.limited {
+		if next, _ := advance(c.send.epoch, c.send.nonce, c.send.key, 0, c.rekeyAfter); !next.less(c.send.limit) {
+			reserve = 0 // nothing reserved is left: reserve when Seal needs it
+		}
+	}
+	pos, key := advance(c.send.epoch, c.send.nonce, c.send.key, reserve, c.rekeyAfter)
 	if !c.send.limited {
 		// Never saved: nothing stops Seal yet. Stop it at pos now, not once the state is
 		// stored, or it could use the nonces from pos on while the state is being written,
@@ -289,7 +303,7 @@ func appendRecvEpoch(b []byte, e *recvEpoch) []byte {
 // restored from an older state accepts them once more. Save after processing, and before
 // acknowledging what was processed, for exactly-once processing across restarts.
 func (c *Channel) MarshalBinary() ([]byte, error) {
-	b, limit := c.snapshot(nil)
+	b, limit := c.snapshot(nil, false)
 	c.commitReservation(limit)
 	return b, nil
 }

@@ -91,7 +91,10 @@ func sessionKey(id *Identity, salt []byte) ([32]byte, error) {
 // The channel's send nonces are reserved only once the file is written (and synced): if
 // SaveSession fails, the channel keeps its previous reservation (a channel never saved
 // before keeps the nonces up to the position the failed file would have restarted from,
-// and then refuses to seal until a save succeeds). Afterwards the channel
+// and then refuses to seal until a save succeeds). A channel that has no reserved nonce left
+// (restored and not sealing since, or its reservation used up) reserves none: the file
+// records where it stands, and the channel reserves when it next seals, so that a device
+// that restarts without sending does not skip nonces at every restart. Afterwards the channel
 // remembers path and saves itself there again whenever its reserved nonces run out, so
 // sending never stops for lack of a reservation. Save again after receiving, before
 // acknowledging what was received (for example before a stream consumer saves its index),
@@ -108,12 +111,14 @@ func sessionKey(id *Identity, salt []byte) ([32]byte, error) {
 func (c *SecureChannel) SaveSession(path string) error {
 	c.saveMu.Lock()
 	defer c.saveMu.Unlock()
-	return c.saveLocked(path)
+	return c.saveLocked(path, true)
 }
 
-// saveLocked is SaveSession with c.saveMu held.
-func (c *SecureChannel) saveLocked(path string) error {
-	state, ch, limit, err := c.snapshot()
+// saveLocked is SaveSession with c.saveMu held. With lazy, a channel that has no reserved
+// send nonce left reserves none (see Channel.snapshot): it saves again, reserving, when it
+// next seals (resaveAndSeal).
+func (c *SecureChannel) saveLocked(path string, lazy bool) error {
+	state, ch, limit, err := c.snapshot(lazy)
 	if err != nil {
 		return fmt.Errorf("securechannel: save session %s: %w", path, err)
 	}
@@ -142,7 +147,7 @@ func (c *SecureChannel) resaveAndSeal(ch *Channel, pt []byte) ([]byte, error) {
 	if c.sessionPath == "" {
 		return nil, ErrReservationExhausted
 	}
-	if err := c.saveLocked(c.sessionPath); err != nil {
+	if err := c.saveLocked(c.sessionPath, false); err != nil {
 		return nil, err
 	}
 	return ch.Seal(pt)
@@ -278,7 +283,7 @@ type session struct {
 
 // snapshot encodes the channel's state. For an established channel it also returns the
 // Channel and the send position reserved by the state (to commit once it is stored).
-func (c *SecureChannel) snapshot() ([]byte, *Channel, position, error) {
+func (c *SecureChannel) snapshot(lazy bool) ([]byte, *Channel, position, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	b := []byte{sessionStateVersion, 0}
@@ -292,7 +297,7 @@ func (c *SecureChannel) snapshot() ([]byte, *Channel, position, error) {
 		if c.earlyUnhandledLocked() {
 			b[1] |= kindEarlyUnhandled
 		}
-		state, limit := c.ch.snapshot(c.unhandledLabels)
+		state, limit := c.ch.snapshot(c.unhandledLabels, lazy)
 		return wire.AppendData(b, state), c.ch, limit, nil
 	case c.hs != nil && c.err == nil:
 		if _, eph, ok := c.hs.exportAwaitingMessage3(); ok {
@@ -317,7 +322,7 @@ func (c *SecureChannel) snapshot() ([]byte, *Channel, position, error) {
 func (c *SecureChannel) MarshalBinary() ([]byte, error) {
 	c.saveMu.Lock()
 	defer c.saveMu.Unlock()
-	state, ch, limit, err := c.snapshot()
+	state, ch, limit, err := c.snapshot(false)
 	if err != nil {
 		return nil, err
 	}

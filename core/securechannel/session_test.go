@@ -584,12 +584,12 @@ func TestRestoreKeepsPreviousEpochWindow(t *testing.T) {
 // concurrent saves finishing out of order would): the later limit stays.
 func TestReservationNeverMovesBack(t *testing.T) {
 	a, _ := pair(t, 0)
-	_, older := a.snapshot(nil)
+	_, older := a.snapshot(nil, false)
 	const sent = 5
 	for range sent {
 		seal(t, a, "x")
 	}
-	_, newer := a.snapshot(nil)
+	_, newer := a.snapshot(nil, false)
 	a.commitReservation(newer)
 	a.commitReservation(older)
 	n := 0
