@@ -234,6 +234,35 @@ func (c *Channel) forget(h Header) {
 	}
 }
 
+// unopenInPlace undoes openInPlace's decryption of msg, whose plaintext pt it returned (pt
+// shares msg's array): it encrypts pt back into msg with the key and nonce it came with, so
+// that msg holds the data message again, byte for byte. This is the encryption the peer did
+// (same key, nonce, header and plaintext, hence the same ciphertext), not a new use of the
+// nonce. It does nothing when the message's epoch is no longer kept (it would be rejected
+// as retired anyway).
+func (c *Channel) unopenInPlace(msg, pt []byte) {
+	h, _, err := ParseHeader(msg)
+	if err != nil || len(msg) != Overhead+len(pt) || (len(pt) > 0 && &pt[0] != &msg[HeaderSize]) {
+		return // not what openInPlace returned for msg
+	}
+	c.recvMu.Lock()
+	defer c.recvMu.Unlock()
+	var ciph *transportCipher
+	switch {
+	case h.Epoch == c.cur.epoch:
+		ciph = c.cur.cipher
+	case c.prev != nil && h.Epoch == c.prev.epoch:
+		ciph = c.prev.cipher
+	default:
+		if he, _ := c.heldNonce(h.Epoch, h.Nonce); he != nil {
+			ciph = he.cipher
+		}
+	}
+	if ciph != nil {
+		ciph.seal(msg[HeaderSize:HeaderSize], h.Nonce, msg[:HeaderSize], pt)
+	}
+}
+
 func (c *Channel) open(msg []byte, inPlace bool, accepting func(Header)) ([]byte, error) {
 	h, ct, err := ParseHeader(msg)
 	if err != nil {

@@ -355,7 +355,8 @@ type decryptor struct{ c *SecureChannel }
 // ended while the worker's mailbox was full, or the node or worker is closing), Send
 // returns that error and the replay window forgets the message, so that it is accepted
 // when it comes again: a stream subscription does not move past it, and delivers it again
-// after a restart.
+// after a restart (or at once, from the same buffer, when it goes on: Send decrypts in
+// place, and gives the payload its ciphertext back in that case).
 //
 // A data message that arrives before the handshake completed is kept until it does, and
 // Send returns nil; the message stays pending with the routing.Trackers of ctx
@@ -440,6 +441,11 @@ func (c *SecureChannel) openAndDeliver(ctx context.Context, ch *Channel, msg []b
 	}
 	if err := c.deliverInner(c.unhandled.Context(ctx, label), pt); err != nil {
 		ch.forget(h)
+		// The caller may deliver the same message again, in the same buffer: a stream
+		// subscription's consumer retries its handler with the stream message it read when
+		// the delivery failed while the subscription goes on (a worker stopped). Give msg its
+		// ciphertext back, or it would fail authentication then and be dropped as forged.
+		ch.unopenInPlace(msg, pt)
 		return err
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -625,5 +626,67 @@ func TestListenerLogsNonHandshake(t *testing.T) {
 	}
 	if l := logs.String(); !strings.Contains(l, "not handshake message 1") || !strings.Contains(l, "SecureChannel's address") {
 		t.Fatalf("the node's log lacks the dropped message:\n%s", l)
+	}
+}
+
+// stoppingSender refuses its first message as a worker that is stopping does (routing
+// ErrClosed: a delivery cut short), and takes the following ones.
+type stoppingSender struct {
+	calls atomic.Int32
+	got   chan string
+}
+
+func (s *stoppingSender) Send(_ context.Context, m wire.TransportMessage) error {
+	if s.calls.Add(1) == 1 {
+		return fmt.Errorf("worker stopping: %w", routing.ErrClosed)
+	}
+	s.got <- string(m.Payload)
+	return nil
+}
+
+// TestCutShortDeliveryLeavesCiphertext: a channel decrypts a data message in its own
+// buffer. When the delivery of its inner message is cut short, the caller may deliver the
+// same message again from the same buffer: a stream subscription's consumer retries its
+// handler with the stream message it read while the subscription goes on (the worker was
+// stopping, say). The buffer must hold the data message again, or the retry fails
+// authentication and the message is dropped as forged: lost.
+func TestCutShortDeliveryLeavesCiphertext(t *testing.T) {
+	f := newFixture(t, false, 0)
+	sc := f.dial(t)
+	f.send(t, sc, "before")
+	if m := f.app.next(t); string(m.Payload) != "echo: before" {
+		t.Fatalf("reply %q", m.Payload)
+	}
+	rc := recvWithin(t, f.established, "the channel established (OnChannel)")
+	w := &stoppingSender{got: make(chan string, 1)}
+	if err := f.b.RegisterSender("w", w); err != nil {
+		t.Fatal(err)
+	}
+	inner := wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("w")}, Payload: []byte("hello")}
+	sealed, err := sc.ch.Seal(inner.Append(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig := bytes.Clone(sealed)
+	msg := wire.TransportMessage{OnwardRoute: wire.Route{wire.Local(rc.decAddr)}, Payload: sealed}
+	if err := f.b.Send(context.Background(), msg); !errors.Is(err, routing.ErrClosed) {
+		t.Fatalf("delivery to a stopping worker: %v, want routing.ErrClosed (cut short)", err)
+	}
+	if !bytes.Equal(sealed, orig) {
+		t.Fatal("a delivery cut short left the message's buffer decrypted")
+	}
+	if err := f.b.Send(context.Background(), msg); err != nil { // the retry, same buffer
+		t.Fatal(err)
+	}
+	select {
+	case p := <-w.got:
+		if p != "hello" {
+			t.Fatalf("delivered %q", p)
+		}
+	default:
+		t.Fatalf("the message was not delivered when it came again; stats %+v", rc.Stats())
+	}
+	if st := rc.Stats(); st.Rejected != 0 {
+		t.Fatalf("stats %+v: a genuine message counted as rejected", st)
 	}
 }
