@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"syscall"
 	"time"
 
 	"github.com/sluicehq/sluice/core"
@@ -24,6 +25,10 @@ exists is not an error: it reports the partitions it has, unless -partitions was
 differs from them (the partition count of an existing stream cannot be changed): that exits
 1. Without a name, the hub generates one ("generated_...").
 
+While nothing listens at -hub yet (connection refused: a hub just started, or restarting),
+create tries again until -timeout, saying so on stderr after a second; a script can run
+"sluice hub &" and then "sluice create" at once.
+
 Examples:
   sluice create orders
   sluice create -partitions 4 telemetry
@@ -41,7 +46,7 @@ func hubFlag(fs *flag.FlagSet) *string {
 func createFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
 	hubAddr := hubFlag(fs)
 	partitions := fs.Int("partitions", 1, "number of partitions")
-	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the hub")
+	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the hub to accept the connection and answer")
 	return func(ctx context.Context, sio *stdio, args []string) error {
 		if len(args) > 1 {
 			return usageErr("at most one stream name, got %d arguments", len(args))
@@ -64,18 +69,15 @@ func createFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error
 		parent := ctx
 		ctx, cancel := context.WithTimeout(ctx, *timeout)
 		defer cancel()
-		r, err := dialRPC(*hubAddr)
-		if err != nil {
-			return err
-		}
-		defer r.Close()
 		// The partitioned form also for one partition: the hub then answers with one Init
 		// per partition the stream really has.
 		protocol := wire.ProtocolCreatePartitioned
 		req := wire.CreateStreamPartitionedRequest{StreamName: name, Partitions: uint64(*partitions)}
-		if err := r.send(ctx, hub.StreamAddress, protocol, req); err != nil {
-			return &hubError{*hubAddr, err}
+		r, err := sendCreate(ctx, sio, *hubAddr, *timeout, protocol, req)
+		if err != nil {
+			return err
 		}
+		defer r.Close()
 		// One Init per partition of the stream as it exists, which may differ from the
 		// count asked for when it existed already: collect until a short quiet period
 		// follows the last Init.
@@ -119,3 +121,53 @@ func createFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error
 
 // initQuiet is how long create waits for more InitPartitioned replies after the last one.
 const initQuiet = 300 * time.Millisecond
+
+// createWarnAfter is how long create retries a hub that refuses connections before it says
+// so on stderr: a hub started just before ("sluice hub &" in a script) is quietly waited
+// for.
+const createWarnAfter = time.Second
+
+// sendCreate connects to the hub and sends the create request. While nothing listens at
+// addr yet (connection refused), it tries again until ctx ends (-timeout), saying so once
+// on stderr when that lasts createWarnAfter, so that a create right after starting a hub
+// does not fail before the hub listens.
+func sendCreate(ctx context.Context, sio *stdio, addr string, timeout time.Duration, protocol string, req wire.Encoder) (*rpc, error) {
+	start := time.Now()
+	warned := false
+	var refused error // the latest connection refused
+	for delay := 20 * time.Millisecond; ; delay = min(2*delay, 500*time.Millisecond) {
+		r, err := dialRPC(addr)
+		if err != nil {
+			return nil, err
+		}
+		err = r.send(ctx, hub.StreamAddress, protocol, req)
+		if err == nil {
+			return r, nil
+		}
+		r.Close()
+		switch {
+		case errors.Is(err, syscall.ECONNREFUSED):
+			refused = err
+		case refused == nil || ctx.Err() == nil:
+			return nil, &hubError{addr, err}
+		}
+		// Refused, or ctx ended while connecting again after a refusal.
+		if ctx.Err() == nil {
+			if !warned && time.Since(start) >= createWarnAfter {
+				warned = true
+				fmt.Fprintf(sio.err, "sluice create: %s; retrying for up to -timeout %v\n", cliMessage(&hubError{addr, refused}), timeout)
+			}
+			t := time.NewTimer(delay)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+			case <-t.C:
+				continue
+			}
+		}
+		if errors.Is(ctx.Err(), context.Canceled) { // Ctrl-C, not -timeout
+			return nil, fmt.Errorf("interrupted; last error: %w", &hubError{addr, refused})
+		}
+		return nil, &hubError{addr, refused}
+	}
+}

@@ -333,17 +333,54 @@ func TestCLIHelpOnStdout(t *testing.T) {
 	}
 }
 
-// create reports a hub it cannot reach as push and pull do; and an existing stream cannot
-// be created again with fewer partitions either.
+// create reports a hub it cannot reach as push and pull do, once it retried for -timeout;
+// and an existing stream cannot be created again with fewer partitions either.
 func TestCLICreateErrors(t *testing.T) {
 	addr := freeAddr(t)
-	wantRun(t, 1, []string{"cannot reach hub " + addr + ": connection refused", "sluice hub"}, "", "create", "-hub", addr, "s")
+	refused := "cannot reach hub " + addr + ": connection refused"
+	_, _, errs := runIO(t.Context(), "", "create", "-hub", addr, "-timeout", "1500ms", "s")
+	if want := "sluice create: " + refused + hubHint + "; retrying for up to -timeout 1.5s\nsluice create: " + refused + hubHint + "\n"; errs != want {
+		t.Errorf("create to a hub that is not running: stderr\n%s\nwant\n%s", errs, want)
+	}
 
 	addr, _ = startMemHub(t, "127.0.0.1:0")
 	mustRun(t, "", "create", "-hub", addr, "-partitions", "4", "s")
 	out := wantRun(t, 1, []string{"s exists with 4 partition(s), not 1"}, "", "create", "-hub", addr, "-partitions", "1", "s")
 	if out != "stream s: 4 partition(s)\n" {
 		t.Errorf("create -partitions 1 of a 4-partition stream printed %q", out)
+	}
+}
+
+// A create run right after starting a hub ("sluice hub &" in a script, as in the README)
+// waits for the hub to listen instead of failing with "connection refused", and says
+// nothing about it when that takes less than a second.
+func TestCLICreateWaitsForHub(t *testing.T) {
+	addr := freeAddr(t)
+	type result struct {
+		code      int
+		out, errs string
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, out, errs := runIO(t.Context(), "", "create", "-hub", addr, "s")
+		done <- result{code, out, errs}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	startMemHub(t, addr)
+	r := <-done
+	if r.code != 0 || r.out != "stream s: 1 partition(s)\n" || r.errs != "" {
+		t.Errorf("create before the hub listens: exit %d, stdout %q, stderr %q; want 0, the stream and no warning", r.code, r.out, r.errs)
+	}
+}
+
+// Ctrl-C while create waits for a hub says that it was interrupted, and why it waited.
+func TestCLICreateInterruptedWhileWaiting(t *testing.T) {
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	time.AfterFunc(200*time.Millisecond, cancel)
+	code, _, errs := runIO(ctx, "", "create", "-hub", addr, "s")
+	if want := "sluice create: interrupted; last error: cannot reach hub " + addr + ": connection refused"; code != 1 || !strings.HasPrefix(errs, want) {
+		t.Errorf("create interrupted while the hub refuses: exit %d, stderr %q; want 1 and %q", code, errs, want)
 	}
 }
 
