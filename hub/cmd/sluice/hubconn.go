@@ -62,7 +62,7 @@ func (e *hubError) Error() string {
 	case errors.Is(e.cause, client.ErrRejected):
 		return fmt.Sprintf("hub %s refused the request: %v", e.addr, e.cause)
 	case errors.Is(e.cause, client.ErrClosedBeforeAnswer):
-		return fmt.Sprintf("hub %s closed the connection before answering: it may be at its connection limit (sluice hub -max-connections)", e.addr)
+		return fmt.Sprintf("hub %s closed the connection before answering: it may be at its connection limit (sluice hub -max-connections), or not be a sluice hub (an HTTP server, such as a hub's -metrics-addr, closes it too)", e.addr)
 	case errors.Is(e.cause, core.ErrUnavailable):
 		return fmt.Sprintf("lost the connection to hub %s", e.addr)
 	case errors.Is(e.cause, client.ErrTimeout):

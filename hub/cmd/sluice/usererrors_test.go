@@ -438,6 +438,53 @@ func TestCLICreateSilentHub(t *testing.T) {
 		"create", "-hub", addr, "-timeout", "300ms", "s")
 }
 
+// A push to a server that accepts connections and never answers (a port that is not a
+// hub's) says so, instead of only that nothing was confirmed.
+func TestCLIPushSilentHub(t *testing.T) {
+	addr := silentAddr(t)
+	wantRun(t, 1, []string{"the hub confirmed nothing for -timeout 300ms",
+		"; " + addr + " accepted the connection but answered nothing: is it a sluice hub?"}, "",
+		"push", "-hub", addr, "-timeout", "300ms", "s", "x")
+}
+
+// httpAddr returns the address of a server that answers whatever it is sent as an HTTP
+// server answers bytes that are no request (400, then it closes the connection): the
+// hub's -metrics-addr given as -hub, say.
+func httpAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { // owned by the test: ends when the cleanup closes ln
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Read(make([]byte, 512))
+			_, _ = c.Write([]byte("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n"))
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+	})
+	return ln.Addr().String()
+}
+
+// A client command pointed at an HTTP port is told that it may not be a hub, not only
+// that the hub may be at its connection limit.
+func TestCLIHTTPPortIsNoHub(t *testing.T) {
+	addr := httpAddr(t)
+	for _, cmd := range []string{"create", "pull"} {
+		wantRun(t, 1, []string{"hub " + addr + " closed the connection before answering", "or not be a sluice hub"}, "", cmd, "-hub", addr, "s")
+	}
+}
+
 // -raw and -json exclude each other; an error of package core is printed without its own
 // "sluice: " after the command's.
 func TestCLIUsageMessages(t *testing.T) {
