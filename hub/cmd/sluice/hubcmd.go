@@ -113,11 +113,11 @@ func hubFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
 		if err := checkBackendURL(*backendURL); err != nil {
 			return err
 		}
-		if err := checkListenAddr("-listen", *listen); err != nil {
+		if err := checkListenAddr("-listen", *listen, "4000"); err != nil {
 			return err
 		}
 		if *metricsAddr != "" {
-			if err := checkListenAddr("-metrics-addr", *metricsAddr); err != nil {
+			if err := checkListenAddr("-metrics-addr", *metricsAddr, "9100"); err != nil {
 				return err
 			}
 		}
@@ -154,14 +154,16 @@ func hubFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
 	}
 }
 
-// checkListenAddr returns a usage error when addr, the value of flag, is not [HOST]:PORT.
-func checkListenAddr(flag, addr string) error {
-	_, port, err := net.SplitHostPort(addr)
-	if err == nil && port != "" {
-		_, err = net.LookupPort("tcp", port) // a number, or a service name (/etc/services)
+// checkListenAddr returns a usage error when addr, the value of flag, is not [HOST]:PORT;
+// the error's example uses port, the flag's usual one (the metrics address must differ
+// from the hub's, so one example for both would be wrong for one of them).
+func checkListenAddr(flag, addr, port string) error {
+	_, p, err := net.SplitHostPort(addr)
+	if err == nil && p != "" {
+		_, err = net.LookupPort("tcp", p) // a number, or a service name (/etc/services)
 	}
-	if err != nil || port == "" {
-		return usageErr("%s %q: want [HOST]:PORT, e.g. 127.0.0.1:4000 (or :4000 for every interface)", flag, addr)
+	if err != nil || p == "" {
+		return usageErr("%s %q: want [HOST]:PORT, e.g. 127.0.0.1:%s (or :%s for every interface)", flag, addr, port, port)
 	}
 	return nil
 }

@@ -133,14 +133,18 @@ func TestHubShutdownTimeoutMustBePositive(t *testing.T) {
 // Malformed addresses are bad command lines (exit 2) found before the hub starts, as
 // "-hub localhost" is for push.
 func TestHubBadAddressesExit2(t *testing.T) {
-	for _, args := range [][]string{
-		{"-listen", "nonsense"},
-		{"-listen", "127.0.0.1:"},
-		{"-listen", "127.0.0.1:0", "-metrics-addr", "nonsense"},
+	for _, tc := range []struct {
+		args    []string
+		example string // the example the error gives: the flag's usual port
+	}{
+		{[]string{"-listen", "nonsense"}, "e.g. 127.0.0.1:4000"},
+		{[]string{"-listen", "127.0.0.1:"}, "e.g. 127.0.0.1:4000"},
+		{[]string{"-listen", "127.0.0.1:0", "-metrics-addr", "nonsense"}, "e.g. 127.0.0.1:9100"},
 	} {
+		args := tc.args
 		code, errs := runHubUntil(t, args...)
-		if code != 2 || strings.Contains(errs, "hub ready") || !strings.Contains(errs, args[len(args)-2]+` "`) {
-			t.Errorf("sluice hub %q: exit %d, want 2 before starting, naming the flag\n%s", args, code, errs)
+		if code != 2 || strings.Contains(errs, "hub ready") || !strings.Contains(errs, args[len(args)-2]+` "`) || !strings.Contains(errs, tc.example) {
+			t.Errorf("sluice hub %q: exit %d, want 2 before starting, naming the flag and %q\n%s", args, code, tc.example, errs)
 		}
 	}
 }
