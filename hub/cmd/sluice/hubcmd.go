@@ -44,7 +44,8 @@ it), so the hub exits soon after it. A second SIGINT or SIGTERM stops the hub at
 The hub does not authenticate its clients: whoever reaches -listen can create, push to,
 read and move the saved index of any stream (payloads sent through secure channels stay
 encrypted). It listens on 127.0.0.1 by default; listen on other interfaces only where
-every client that can reach them is trusted (see docs/security.md).
+every client that can reach them is trusted (see docs/security.md). A hub listening
+beyond loopback says so in a warning when it starts.
 
 Partition workers are created on first use and retired after -worker-idle-timeout without
 use; a retired partition works as before, its next message creates a new worker.
@@ -219,6 +220,7 @@ func runHub(ctx context.Context, sio *stdio, log *slog.Logger, listen, backendUR
 			return errors.Join(err, stop())
 		}
 	}
+	warnIfExposed(log, addr)
 	fmt.Fprintf(sio.out, "sluice hub listening on %s (backend %s)\n", addr, backend.Storage.Capabilities().Name)
 	<-ctx.Done()
 	log.Info("stopping gracefully; a second SIGINT or SIGTERM stops at once", "reason", context.Cause(ctx), "shutdown_timeout", grace)
@@ -226,6 +228,16 @@ func runHub(ctx context.Context, sio *stdio, log *slog.Logger, listen, backendUR
 		_ = metrics.Close()
 	}
 	return stop()
+}
+
+// warnIfExposed warns when the hub listens on an address other than loopback: it does not
+// authenticate its clients, which the help and docs/security.md say, but a hub moved to
+// ":4000" to reach it from another machine should say so where its operator looks.
+func warnIfExposed(log *slog.Logger, addr net.Addr) {
+	if ta, ok := addr.(*net.TCPAddr); ok && !ta.IP.IsLoopback() {
+		log.Warn("the hub does not authenticate its clients: whoever reaches this address can create, push to, read and move the saved index of any stream; listen here only if every client that can reach it is trusted (see docs/security.md)",
+			"address", addr.String())
+	}
 }
 
 // logBackend logs the backend's URL (without its password) and, for a backend that keeps

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -392,6 +393,29 @@ func TestHubPortInUse(t *testing.T) {
 	} {
 		if code, errs := runHubUntil(t, tc.args...); code != 1 || !strings.Contains(errs, tc.want) {
 			t.Errorf("hub %v with the port taken: exit %d, want 1 saying %q\n%s", tc.args, code, tc.want, errs)
+		}
+	}
+}
+
+// A hub that listens beyond loopback warns that it does not authenticate its clients; on
+// loopback it says nothing. (The addresses are given, not listened on: a test binds
+// loopback only.)
+func TestHubWarnsWhenExposed(t *testing.T) {
+	for _, tc := range []struct {
+		addr net.Addr
+		warn bool
+	}{
+		{&net.TCPAddr{IP: net.IPv6zero, Port: 4000}, true},
+		{&net.TCPAddr{IP: net.IPv4zero, Port: 4000}, true},
+		{&net.TCPAddr{IP: net.IPv4(10, 0, 0, 5), Port: 4000}, true},
+		{&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 4000}, false},
+		{&net.TCPAddr{IP: net.IPv6loopback, Port: 4000}, false},
+	} {
+		var buf bytes.Buffer
+		warnIfExposed(slog.New(slog.NewTextHandler(&buf, nil)), tc.addr)
+		got := strings.Contains(buf.String(), "does not authenticate its clients") && strings.Contains(buf.String(), "docs/security.md")
+		if got != tc.warn {
+			t.Errorf("hub listening on %v: warned %v, want %v\n%s", tc.addr, got, tc.warn, buf.String())
 		}
 	}
 }
