@@ -209,7 +209,9 @@ func runHub(ctx context.Context, sio *stdio, log *slog.Logger, listen, backendUR
 	addr, err := h.Listen(listen)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
-			err = fmt.Errorf("%w (is another sluice hub running? stop it, or choose another -listen)", err)
+			// Not the library's "hub: tcp: listen A: listen tcp A: bind: ...", which names
+			// the address twice.
+			err = fmt.Errorf("cannot listen on %s: %w (is another sluice hub running? stop it, or choose another -listen)", listen, syscall.EADDRINUSE)
 		}
 		return errors.Join(err, stop())
 	}

@@ -388,7 +388,7 @@ func TestHubPortInUse(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"-listen", taken}, "is another sluice hub running? stop it, or choose another -listen"},
+		{[]string{"-listen", taken}, "sluice hub: cannot listen on " + taken + ": address already in use (is another sluice hub running? stop it, or choose another -listen)\n"},
 		{[]string{"-listen", "127.0.0.1:0", "-metrics-addr", taken}, "choose another -metrics-addr"},
 	} {
 		if code, errs := runHubUntil(t, tc.args...); code != 1 || !strings.Contains(errs, tc.want) {
