@@ -81,7 +81,7 @@ func (c *Config) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Out, "out", DefaultOut, "directory for conformance.md, conformance.json and conformance.junit.xml")
 	fs.StringVar(&c.Run, "run", "", "run only subtests matching this slash-separated list of regular expressions")
 	fs.DurationVar(&c.SubtestTimeout, "subtest-timeout", conformance.DefaultTimeout, "deadline of each subtest (its cleanup gets its own): a backend call that honours its context, or a Close still running, then fails the subtest instead of hanging the run")
-	fs.DurationVar(&c.MaxWait, "max-wait", 0, "how long to wait for appended messages to become visible (only for eventually consistent brokers)")
+	fs.DurationVar(&c.MaxWait, "max-wait", 0, "how long to wait for appended messages to become visible (only for eventually consistent brokers; 0: an appended message must be visible to the next Fetch)")
 	fs.BoolVar(&c.CreateMaxPartitions, "create-max-partitions", false, "also create a stream with the backend's MaxPartitions partitions when that is more than 64 (slow on brokers)")
 }
 
