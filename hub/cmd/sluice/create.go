@@ -61,6 +61,9 @@ func createFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error
 		if err := core.ValidatePartitionCount(*partitions, 0); err != nil {
 			return usageErr("-partitions: %v", err)
 		}
+		if *timeout <= 0 {
+			return usageErr("-timeout %v: want more than 0", *timeout)
+		}
 		if err := checkHubAddr(*hubAddr); err != nil {
 			return err
 		}

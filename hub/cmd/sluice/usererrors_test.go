@@ -308,6 +308,7 @@ func TestCLIBadCommandLines(t *testing.T) {
 		{[]string{"create", "-hub", addr, "a", "b"}, "at most one stream name, got 2"},
 		{[]string{"create", "-hub", addr, "bad name"}, "stream name"},
 		{[]string{"create", "-hub", ":4000"}, `-hub ":4000": want HOST:PORT`},
+		{[]string{"create", "-hub", addr, "-timeout", "0", "s"}, "-timeout 0s: want more than 0"},
 		{[]string{"push", "-hub", addr, "-timeout", "0", "s", "x"}, "-timeout 0s: want more than 0"},
 		{[]string{"pull", "-hub", addr, "-idle", "0", "s"}, "-idle 0s: want more than 0"},
 		{[]string{"pull", "-hub", addr, "s", "t"}, "want exactly one stream name, got 2"},
