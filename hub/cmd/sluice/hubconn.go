@@ -24,6 +24,11 @@ const requestTimeout = 10 * time.Second
 
 // checkHubAddr returns a usage error when addr is not HOST:PORT.
 func checkHubAddr(addr string) error {
+	if scheme, rest, ok := strings.Cut(addr, "://"); ok && scheme != "" && !strings.Contains(scheme, ":") {
+		// sluice://HOST:PORT is how a hub is named as a backend URL; -hub takes the
+		// address alone.
+		return usageErr("-hub %q: want HOST:PORT without a scheme, e.g. -hub %s", addr, strings.TrimSuffix(rest, "/"))
+	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		var ae *net.AddrError

@@ -308,6 +308,8 @@ func TestCLIBadCommandLines(t *testing.T) {
 		{[]string{"create", "-hub", addr, "a", "b"}, "at most one stream name, got 2"},
 		{[]string{"create", "-hub", addr, "bad name"}, "stream name"},
 		{[]string{"create", "-hub", ":4000"}, `-hub ":4000": want HOST:PORT`},
+		{[]string{"push", "-hub", "sluice://127.0.0.1:4000", "s", "x"}, `-hub "sluice://127.0.0.1:4000": want HOST:PORT without a scheme, e.g. -hub 127.0.0.1:4000`},
+		{[]string{"pull", "-hub", "tcp://10.0.0.5:4000/", "s"}, `-hub "tcp://10.0.0.5:4000/": want HOST:PORT without a scheme, e.g. -hub 10.0.0.5:4000`},
 		{[]string{"create", "-hub", addr, "-timeout", "0", "s"}, "-timeout 0s: want more than 0"},
 		{[]string{"push", "-hub", addr, "-timeout", "0", "s", "x"}, "-timeout 0s: want more than 0"},
 		{[]string{"pull", "-hub", addr, "-idle", "0", "s"}, "-idle 0s: want more than 0"},
