@@ -77,10 +77,31 @@ func (p *printer) info(format string, args ...any) {
 	fmt.Fprintf(p.w, "               %s\n", fmt.Sprintf(format, args...))
 }
 
+// validate returns an error matching core.ErrInvalidOption, naming the flag, when a
+// setting is out of range.
+func (cfg config) validate() error {
+	var bad string
+	switch {
+	case cfg.Messages < 1:
+		bad = fmt.Sprintf("-messages %d: want at least 1", cfg.Messages)
+	case cfg.Duplicates < 0 || cfg.Duplicates > cfg.Messages:
+		bad = fmt.Sprintf("-duplicates %d: want 0 to -messages (%d)", cfg.Duplicates, cfg.Messages)
+	case cfg.ResetInFlight < 0:
+		bad = fmt.Sprintf("-reset-inflight %d: want 0 or more", cfg.ResetInFlight)
+	case cfg.ResetEvery < 0:
+		bad = fmt.Sprintf("-reset-every %v: want 0 or more", cfg.ResetEvery)
+	case cfg.Interval < 0:
+		bad = fmt.Sprintf("-interval %v: want 0 or more", cfg.Interval)
+	default:
+		return nil
+	}
+	return fmt.Errorf("%w: %s", core.ErrInvalidOption, bad)
+}
+
 // run runs the demo; see the package documentation. It returns an error if a check failed.
 func run(ctx context.Context, cfg config) (res *result, err error) {
-	if cfg.Messages < 1 || cfg.Duplicates < 0 || cfg.Duplicates > cfg.Messages || cfg.ResetInFlight < 0 || cfg.ResetEvery < 0 || cfg.Interval < 0 {
-		return nil, fmt.Errorf("%w: want messages >= 1, 0 <= duplicates <= messages, reset-inflight >= 0, reset-every >= 0, interval >= 0", core.ErrInvalidOption)
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
 	out := cfg.Out
 	if out == nil {

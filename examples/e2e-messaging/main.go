@@ -62,7 +62,10 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"time"
+
+	"github.com/sluicehq/sluice/core"
 )
 
 func main() {
@@ -80,6 +83,12 @@ func main() {
 	flag.BoolVar(&cfg.IK, "ik", false, "use the Noise IK pattern: A knows B's key and its first message travels in the handshake, before B was ever online")
 	flag.BoolVar(&cfg.Verbose, "v", false, "log reconnects and retries to standard error")
 	flag.Parse()
+	if flag.NArg() > 0 {
+		usage(fmt.Sprintf("unexpected arguments %q", flag.Args()))
+	}
+	if err := cfg.validate(); err != nil {
+		usage(strings.TrimPrefix(err.Error(), core.ErrInvalidOption.Error()+": "))
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -90,4 +99,10 @@ func main() {
 		fmt.Fprintf(os.Stderr, "e2e-messaging: FAILED: %v\n", err)
 		os.Exit(1)
 	}
+}
+
+// usage reports a command-line mistake and exits with status 2, like the flag package.
+func usage(msg string) {
+	fmt.Fprintf(os.Stderr, "e2e-messaging: %s (see e2e-messaging -help)\n", msg)
+	os.Exit(2)
 }
