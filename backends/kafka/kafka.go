@@ -513,7 +513,7 @@ func (s *Store) Fetch(ctx context.Context, stream string, partition int, from ui
 	key := partKey{topic, int32(partition)}
 	// A prefetch in flight (see Store.prefetch) brings the messages that follow: wait for it
 	// rather than ask the broker for them a second time.
-	offset, retries := int64(from), 0
+	offset, retries, skips := int64(from), 0, 0
 	ahead, sequential, pending := s.ahead.take(key, tm.id, offset, limit)
 	for {
 		out = append(out, ahead...)
@@ -559,8 +559,17 @@ func (s *Store) Fetch(ctx context.Context, stream string, partition int, from ui
 		switch {
 		case err == nil:
 		case errors.Is(err, kerr.OffsetOutOfRange):
-			if offset < rp.LogStartOffset {
-				offset = rp.LogStartOffset // deleted by retention: the first message that exists
+			// The broker answers an out-of-range fetch without its log start offset (-1):
+			// ask for it, to tell a from deleted by retention from one past the end.
+			start := rp.LogStartOffset
+			if start < 0 {
+				if start, err = s.logStart(ctx, topic, int32(partition)); err != nil {
+					return fail(err)
+				}
+			}
+			if offset < start && skips < 5 { // bounded: retention may delete more meanwhile
+				skips++
+				offset = start // deleted by retention: the first message that exists
 				continue
 			}
 			return out, nil // past the end
@@ -691,6 +700,23 @@ func (s *Store) fetchOnce(ctx context.Context, topic string, tm *topicMeta, part
 		}
 	}
 	return nil, fmt.Errorf("fetch response has no partition %d of %s", partition, topic)
+}
+
+// logStart returns the log start offset of a partition: the offset of its oldest message
+// that retention has not deleted.
+func (s *Store) logStart(ctx context.Context, topic string, partition int32) (int64, error) {
+	listed, err := s.adm.ListStartOffsets(ctx, topic)
+	if err != nil {
+		return 0, fmt.Errorf("log start offset: %w", err)
+	}
+	o, ok := listed.Lookup(topic, partition)
+	if !ok {
+		return 0, fmt.Errorf("log start offset: no answer for partition %d of %s", partition, topic)
+	}
+	if o.Err != nil {
+		return 0, fmt.Errorf("log start offset: %w", o.Err)
+	}
+	return o.Offset, nil
 }
 
 // isStaleMeta reports whether err means our topic metadata is out of date.
