@@ -133,6 +133,7 @@ type fakeAdmin struct {
 	gets       int
 	create     int // status of a PUT (0: 204)
 	retention  map[string]int
+	failSets   int      // retention POSTs still to fail with a 500
 	deletes    []string // DELETE request URIs
 }
 
@@ -157,6 +158,12 @@ func (f *fakeAdmin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/retention"):
+		if f.failSets > 0 {
+			f.failSets--
+			w.WriteHeader(http.StatusInternalServerError)
+			_, _ = w.Write([]byte(`{"reason":"metadata store timeout"}`))
+			return
+		}
 		b, _ := io.ReadAll(r.Body)
 		if err := json.Unmarshal(b, &f.retention); err != nil {
 			w.WriteHeader(http.StatusBadRequest)
@@ -211,6 +218,35 @@ func TestCreateStreamAdmin(t *testing.T) {
 	s = adminStore(t, f, "")
 	if _, err := s.CreateStream(ctx, "plain", 3); !errors.Is(err, core.ErrInvalidArgument) {
 		t.Errorf("CreateStream over a non-partitioned topic: %v; want core.ErrInvalidArgument", err)
+	}
+}
+
+// TestCreateStreamRetentionAfterFailure checks that retention=infinite is honoured for a
+// stream whose first CreateStream created the topic but failed to set its retention: the
+// CreateStream that the caller retries finds the topic and must set it then, not report
+// success on a topic whose messages the broker may delete.
+func TestCreateStreamRetentionAfterFailure(t *testing.T) {
+	ctx := t.Context()
+	f := &fakeAdmin{partitions: []int{0, 3}, failSets: 1}
+	s := adminStore(t, f, "retention=infinite")
+	if _, err := s.CreateStream(ctx, "half", 3); err == nil {
+		t.Fatal("CreateStream whose retention could not be set succeeded")
+	}
+	if n, err := s.CreateStream(ctx, "half", 3); err != nil || n != 3 {
+		t.Fatalf("CreateStream again = %d, %v; want 3", n, err)
+	}
+	if r := f.retentionSet(); r["retentionTimeInMinutes"] != -1 || r["retentionSizeInMB"] != -1 {
+		t.Errorf("retention policy after CreateStream was retried: %v; want -1 (unlimited) for both time and size", r)
+	}
+
+	// A stream created concurrently by another Store, which then failed to set it.
+	f = &fakeAdmin{partitions: []int{0, 5}, create: http.StatusConflict}
+	s = adminStore(t, f, "retention=infinite")
+	if n, err := s.CreateStream(ctx, "raced", 3); err != nil || n != 5 {
+		t.Fatalf("CreateStream of a stream created concurrently = %d, %v; want 5", n, err)
+	}
+	if r := f.retentionSet(); r["retentionTimeInMinutes"] != -1 || r["retentionSizeInMB"] != -1 {
+		t.Errorf("retention policy of a stream created concurrently: %v; want -1 (unlimited) for both time and size", r)
 	}
 }
 

@@ -55,8 +55,10 @@ type Options struct {
 	// producer per append in flight, and closes the extra ones at a later append.
 	MaxProducers int
 	// InfiniteRetention makes CreateStream set a topic-level retention policy that keeps
-	// every message (needs topic-level policies on the broker). Without it the namespace
-	// must keep messages that no subscription holds; see the package doc, "Limitations".
+	// every message (needs topic-level policies on the broker), on the topic it creates and,
+	// once per Store, on one that exists already (its creator may have failed to set it).
+	// Without it the namespace must keep messages that no subscription holds; see the
+	// package doc, "Limitations".
 	InfiniteRetention bool
 	// HTTPClient talks to the admin REST API (default: a client with a 30s timeout).
 	HTTPClient *http.Client
@@ -73,7 +75,8 @@ type Store struct {
 	calls core.Calls // public calls and the goroutines they start; cancelled by Close
 
 	mu        sync.Mutex
-	streams   map[string]int // partition counts seen
+	streams   map[string]int  // partition counts seen
+	retained  map[string]bool // topics whose infinite retention this store set (InfiniteRetention)
 	producers map[string]*producerSlot
 	uses      uint64        // producer lookups so far: the clock of producerSlot.used
 	idle      []*idleReader // least recently used first
@@ -159,6 +162,7 @@ func newStore(client pulsar.Client, own bool, adminURL string, opts *Options) (*
 		admin:     &admin{base: strings.TrimRight(adminURL, "/"), hc: o.HTTPClient, tenant: o.Tenant, ns: o.Namespace},
 		opts:      o,
 		streams:   map[string]int{},
+		retained:  map[string]bool{},
 		producers: map[string]*producerSlot{},
 		appended:  map[string]uint64{},
 	}
@@ -209,10 +213,10 @@ func (s *Store) CreateStream(ctx context.Context, stream string, partitions int)
 
 func (s *Store) createTopic(ctx context.Context, base string, partitions int) (int, error) {
 	if n, err := s.admin.partitions(ctx, s.topic(base)); err != nil || n > 0 {
-		if n > 0 {
-			s.rememberStream(base, n)
+		if err != nil {
+			return 0, err
 		}
-		return n, err
+		return s.existingTopic(ctx, base, n)
 	}
 	err := s.admin.createPartitioned(ctx, s.topic(base), partitions)
 	var aerr *adminError
@@ -226,19 +230,35 @@ func (s *Store) createTopic(ctx context.Context, base string, partitions int) (i
 			return 0, fmt.Errorf("%w: a non-partitioned topic %q exists; delete it or pick another stream name: %w",
 				core.ErrInvalidArgument, s.topic(base), err)
 		}
-		s.rememberStream(base, n)
-		return n, nil
+		return s.existingTopic(ctx, base, n)
 	}
 	if err != nil {
 		return 0, err
 	}
+	return s.existingTopic(ctx, base, partitions)
+}
+
+// existingTopic completes a CreateStream of a topic that exists with n partitions: it sets
+// the infinite retention asked for unless this Store did so since the topic was created or
+// found. A topic found existing may be one whose creator failed to set it (a CreateStream
+// that created the topic, then failed or was cancelled, and is now retried, or another
+// Store's), so its retention is set again rather than assumed.
+func (s *Store) existingTopic(ctx context.Context, base string, n int) (int, error) {
 	if s.opts.InfiniteRetention {
-		if err := s.admin.setInfiniteRetention(ctx, s.topic(base)); err != nil {
-			return 0, fmt.Errorf("set infinite retention: %w", err)
+		s.mu.Lock()
+		done := s.retained[base]
+		s.mu.Unlock()
+		if !done {
+			if err := s.admin.setInfiniteRetention(ctx, s.topic(base)); err != nil {
+				return 0, fmt.Errorf("set infinite retention: %w", err)
+			}
+			s.mu.Lock()
+			s.retained[base] = true
+			s.mu.Unlock()
 		}
 	}
-	s.rememberStream(base, partitions)
-	return partitions, nil
+	s.rememberStream(base, n)
+	return n, nil
 }
 
 func (s *Store) rememberStream(base string, n int) {
@@ -303,6 +323,7 @@ func (s *Store) DeleteStream(ctx context.Context, stream string) error {
 	}
 	s.mu.Lock()
 	delete(s.streams, stream)
+	delete(s.retained, stream) // a topic created again needs its retention set again
 	var slots []*producerSlot
 	for p := range n {
 		t := s.partitionTopic(stream, p)
