@@ -94,7 +94,12 @@
 // partition's producer unless an append uses it (the client closes a producer whose topic
 // vanished; the next Append creates a new one). A Fetch that asks the broker as usual and
 // learns that the partition ends below the Store's own appends forgets them too. None of
-// this costs a round trip while nobody else deletes the stream.
+// this costs a round trip while nobody else deletes the stream. An Append or a Fetch that
+// fails asks the admin API whether the stream still exists: when another Store deleted it
+// (and did not create it again), the error matches core.ErrStreamNotFound, not
+// core.ErrUnavailable, and the Store forgets the stream, its producers and readers, so that
+// the stream created again is used at once (an Append through a producer of the deleted
+// topic fails only after the send timeout).
 //
 // Reader cache. A Fetch leaves its reader idle, positioned after the last message it
 // returned, with a copy of the messages it returned (up to 1 MiB). The next Fetch from that

@@ -2,6 +2,7 @@ package pulsar
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -179,4 +180,34 @@ func TestFetchAfterOtherStoreRecreatesForgetsCopies(t *testing.T) {
 	if got, err := a.Fetch(fctx, stream, 0, idx[3], 100); err != nil || len(got) != 0 {
 		t.Fatalf("Fetch through store A re-reading from its fourth index = %d messages, %v; want none: the stream was re-created empty", len(got), err)
 	}
+}
+
+// TestAppendFetchAfterOtherStoreDeletes: store A creates a stream and appends to it, store B
+// deletes it. A's Append and Fetch must then say that the stream does not exist
+// (core.ErrStreamNotFound), not that Pulsar is unavailable (which tells the caller to retry
+// a stream that will never come back), and A must forget it: after A creates it again, its
+// appends work and are read back.
+func TestAppendFetchAfterOtherStoreDeletes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	a := readerStore(t, ctx)
+	b := readerStore(t, ctx)
+	stream, _ := readerCacheStream(t, a, ctx, 2)
+	if err := b.DeleteStream(ctx, stream); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Append(ctx, stream, 0, [][]byte{[]byte("lost")}); !errors.Is(err, core.ErrStreamNotFound) {
+		t.Errorf("store A's Append to a stream store B deleted: %v; want core.ErrStreamNotFound", err)
+	}
+	if _, err := a.Fetch(ctx, stream, 0, 0, 10); !errors.Is(err, core.ErrStreamNotFound) {
+		t.Errorf("store A's Fetch of a stream store B deleted: %v; want core.ErrStreamNotFound", err)
+	}
+	if _, err := a.CreateStream(ctx, stream, 1); err != nil {
+		t.Fatal(err)
+	}
+	idx, err := a.Append(ctx, stream, 0, [][]byte{[]byte("again")})
+	if err != nil {
+		t.Fatalf("store A's Append after it created the stream again: %v", err)
+	}
+	checkMessages(t, "store B paging through the stream created again", fetchAll(t, ctx, b, stream, 0), idx, []string{"again"})
 }

@@ -321,6 +321,16 @@ func (s *Store) DeleteStream(ctx context.Context, stream string) error {
 	if err := s.deleteIndexes(ctx, stream); err != nil {
 		return s.mapErr("delete stream", stream, fmt.Errorf("delete its saved indexes: %w", err))
 	}
+	for _, sl := range s.forgetStream(stream, n) {
+		closeSlot(sl)
+	}
+	return s.mapErr("delete stream", stream, s.admin.deletePartitioned(ctx, s.topic(stream)))
+}
+
+// forgetStream forgets what the Store knows of stream, whose n partitions are deleted: its
+// partition count, the end of its own appends, its idle readers (closed) and its producers,
+// which it returns for the caller to close.
+func (s *Store) forgetStream(stream string, n int) []*producerSlot {
 	s.mu.Lock()
 	delete(s.streams, stream)
 	delete(s.retained, stream) // a topic created again needs its retention set again
@@ -334,13 +344,39 @@ func (s *Store) DeleteStream(ctx context.Context, stream string) error {
 		}
 	}
 	s.mu.Unlock()
-	for _, sl := range slots {
-		closeSlot(sl)
-	}
 	prefix := s.partitionTopic(stream, 0)
 	prefix = prefix[:len(prefix)-1]
 	s.dropReaders(func(topic string) bool { return strings.HasPrefix(topic, prefix) })
-	return s.mapErr("delete stream", stream, s.admin.deletePartitioned(ctx, s.topic(stream)))
+	return slots
+}
+
+// deletedStream checks, after an append to or a fetch of stream failed with err, whether the
+// stream still exists (one admin round trip, on failures only): another Store may have
+// deleted it, and this one still has its partition count, its producers and readers, which
+// then fail with send timeouts or "partition metadata not found", errors that say nothing
+// of the cause and that a caller would retry for ever. If it is gone, the Store forgets it
+// (a CreateStream makes it anew, with fresh producers) and the error matches
+// core.ErrStreamNotFound; otherwise err is returned as it is. The caller is inside
+// calls.Begin.
+func (s *Store) deletedStream(ctx context.Context, stream string, err error) error {
+	if err == nil || ctx.Err() != nil || s.calls.Closed() || errors.Is(err, core.ErrStreamNotFound) ||
+		errors.Is(err, ErrIndexOutOfRange) || errors.Is(err, core.ErrInvalidArgument) || errors.Is(err, core.ErrMessageTooLarge) {
+		return err
+	}
+	s.mu.Lock()
+	n, known := s.streams[stream]
+	s.mu.Unlock()
+	if !known {
+		return err
+	}
+	if m, aerr := s.admin.partitions(ctx, s.topic(stream)); aerr != nil || m > 0 {
+		return err
+	}
+	for _, sl := range s.forgetStream(stream, n) {
+		s.calls.Go(func() { closeSlot(sl) }) // not on the producer's goroutine, which may be this one's caller
+	}
+	return fmt.Errorf("%w: no partitioned topic %s/%s/%s: the stream was deleted (by another Store?): %w",
+		core.ErrStreamNotFound, s.opts.Tenant, s.opts.Namespace, s.topic(stream), err)
 }
 
 // producer returns the cached producer slot of a partition topic, creating the producer on
@@ -494,6 +530,17 @@ func (s *Store) AppendAsync(ctx context.Context, stream string, partition int, m
 		return
 	}
 	s.appendTopicAsync(ctx, stream, partition, msgs, func(idx []uint64, err error) {
+		if err != nil && ctx.Err() == nil && !s.calls.Closed() {
+			// Was the stream deleted? Ask on a goroutine of the store: this may be the
+			// producer's, which must not wait for the admin API (the done of a failed call
+			// need not keep the order of the successful ones).
+			s.calls.Go(func() {
+				err := s.deletedStream(ctx, stream, err)
+				exit()
+				done(nil, s.mapErr("append", stream, err))
+			})
+			return
+		}
 		exit()
 		done(idx, s.mapErr("append", stream, err))
 	})
@@ -767,7 +814,10 @@ func (s *Store) Fetch(ctx context.Context, stream string, partition int, from ui
 		return nil, s.mapErr("fetch", stream, err)
 	}
 	msgs, err := s.fetchTopic(ctx, stream, partition, from, limit)
-	return msgs, s.mapErr("fetch", stream, err)
+	if err != nil {
+		return nil, s.mapErr("fetch", stream, s.deletedStream(ctx, stream, err))
+	}
+	return msgs, nil
 }
 
 func (s *Store) fetchTopic(ctx context.Context, base string, partition int, from uint64, limit int) ([]core.Message, error) {
