@@ -85,6 +85,14 @@ func TestOpenURLDefaultsAndChecks(t *testing.T) {
 	if !s.opts.InfiniteRetention {
 		t.Error("retention=infinite did not set InfiniteRetention")
 	}
+	v6, err := openURL("pulsar://[::1]:1")
+	if err != nil {
+		t.Fatalf("an IPv6 service address: %v", err)
+	}
+	defer v6.Close()
+	if v6.admin.base != "http://[::1]:8080" {
+		t.Errorf("default admin API of pulsar://[::1]:1 is %q; want http://[::1]:8080", v6.admin.base)
+	}
 	if s := offlineStore(t, "admin=http://127.0.0.1:2/"); s.admin.base != "http://127.0.0.1:2" {
 		t.Errorf("admin API %q; want it without the trailing slash", s.admin.base)
 	}

@@ -3,6 +3,7 @@ package pulsar
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -59,7 +60,7 @@ func openURL(rawURL string) (*Store, error) {
 		return nil, fmt.Errorf("pulsar: %w", err)
 	}
 	var o Options
-	admin := "http://" + u.Hostname() + ":8080"
+	admin := "http://" + net.JoinHostPort(u.Hostname(), "8080") // brackets an IPv6 address
 	params, err := core.URLParams(u)
 	if err != nil {
 		return nil, fmt.Errorf("pulsar: %w", err)
