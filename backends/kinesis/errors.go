@@ -20,6 +20,7 @@ func mapErr(op, stream string, err error) error {
 		notFound *types.ResourceNotFoundException
 		invalid  *types.InvalidArgumentException
 		valid    *types.ValidationException
+		limit    *types.LimitExceededException
 	)
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
@@ -30,6 +31,10 @@ func mapErr(op, stream string, err error) error {
 		return fmt.Errorf("kinesis: %s %q: %w: %w", op, stream, core.ErrStreamNotFound, err)
 	case errors.As(err, &invalid), errors.As(err, &valid):
 		return fmt.Errorf("kinesis: %s %q: %w: %w", op, stream, core.ErrInvalidArgument, err)
+	case op == "create" && errors.As(err, &limit):
+		// Not a shard's throughput: the account's shard quota (which retrying does not
+		// lift) or its rate of CreateStream and DeleteStream calls.
+		return fmt.Errorf("kinesis: %s %q: the account's shard quota, or its limit of stream creations and deletions at a time, is reached (delete unused streams, ask for fewer partitions, or raise the Kinesis shard quota): %w: %w", op, stream, core.ErrUnavailable, err)
 	case isThrottle(err):
 		return fmt.Errorf("kinesis: %s %q: still throttled after retries (shard write limit is 1 MiB/s or 1000 records/s, reads 2 MiB/s or 5 calls/s): %w: %w", op, stream, core.ErrUnavailable, err)
 	case retryable(err):

@@ -59,6 +59,20 @@ func TestMapErr(t *testing.T) {
 	}
 }
 
+// TestMapErrCreateLimit: LimitExceeded from CreateStream is the account's shard quota (or
+// its rate of stream operations), not a shard's read or write throughput: the error must
+// say so, not send the user to the throughput limits.
+func TestMapErrCreateLimit(t *testing.T) {
+	sdk := &types.LimitExceededException{Message: aws.String("Request would exceed the shard limit of 50")}
+	got := mapErr("create", "s", sdk)
+	if !errors.Is(got, sdk) || !errors.Is(got, core.ErrUnavailable) {
+		t.Errorf("mapErr = %v; want core.ErrUnavailable with the SDK error in the chain", got)
+	}
+	if msg := got.Error(); strings.Contains(msg, "1 MiB/s") || !strings.Contains(msg, "shard quota") {
+		t.Errorf("mapErr of LimitExceeded from CreateStream = %q; want it to name the shard quota, not the shard throughput", msg)
+	}
+}
+
 // TestIsThrottle: throttling is told apart from other retryable errors, since waiting for a
 // stream to become ACTIVE or to go away tolerates only throttling.
 func TestIsThrottle(t *testing.T) {
