@@ -642,11 +642,49 @@ func (s *Store) recover(ctx context.Context, stream string, part *partition) err
 		part.lastSeq = aws.ToString(last.SequenceNumber)
 		first, _ := recordFirstIndex(last.Data)
 		part.seeks.add(first, part.lastSeq)
-		break
+		part.recovered = true
+		return nil
+	}
+	// The shard holds no Sluice record: none was written, or retention deleted them all.
+	// In the latter case indexes were handed out before, and starting again at 0 would
+	// reuse them (a consumer that saved index n would skip the first n new messages).
+	expired, err := s.mayHaveExpired(ctx, stream, name)
+	if err != nil {
+		return err
+	}
+	if expired {
+		part.next = expiredStart(time.Now())
 	}
 	part.recovered = true
 	return nil
 }
+
+// retentionClockSlack is how much older than its retention period a stream is deemed to be,
+// for clocks that disagree with Kinesis's.
+const retentionClockSlack = time.Hour
+
+// mayHaveExpired reports whether retention may have deleted records of stream (Kinesis
+// name): whether it was created longer ago than its retention period.
+func (s *Store) mayHaveExpired(ctx context.Context, stream, name string) (bool, error) {
+	var out *kinesis.DescribeStreamSummaryOutput
+	err := s.retry(ctx, func() (err error) {
+		out, err = s.client.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(name)})
+		return err
+	})
+	if err != nil {
+		return false, mapErr("recover", stream, err)
+	}
+	sum := out.StreamDescriptionSummary
+	retention := time.Duration(aws.ToInt32(sum.RetentionPeriodHours)) * time.Hour
+	return time.Since(aws.ToTime(sum.StreamCreationTimestamp)) > retention-retentionClockSlack, nil
+}
+
+// expiredStart is the first index of a partition whose records retention deleted: the time
+// in nanoseconds since 1970. It is above every index handed out before: those started at 0
+// (or at such a time, at least one retention period earlier) and grew by one per message,
+// and a shard accepts at most 1 MiB, so about a million messages, per second: far less
+// than one per nanosecond. Indexes are not dense; this only makes them larger.
+func expiredStart(now time.Time) uint64 { return uint64(now.UnixNano()) }
 
 // Fetch seeks to the record holding index from (a sparse in-memory map of record first
 // indexes to sequence numbers, else a binary search over arrival timestamps), then reads

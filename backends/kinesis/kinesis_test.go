@@ -3,6 +3,7 @@ package kinesis_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -480,5 +482,89 @@ func TestNegativeMaxRetriesMeansNone(t *testing.T) {
 	}
 	if n := put.calls.Load(); n != 1 {
 		t.Fatalf("PutRecord called %d times, want 1 (no retry)", n)
+	}
+}
+
+// expiredHTTP makes a stream look as it does once Kinesis's retention has deleted every
+// record: GetRecords answers without records, and the stream was created two days ago
+// (retention is 24 hours).
+type expiredHTTP struct{ next aws.HTTPClient }
+
+func (e expiredHTTP) Do(req *http.Request) (*http.Response, error) {
+	resp, err := e.next.Do(req)
+	op := strings.TrimPrefix(req.Header.Get("X-Amz-Target"), "Kinesis_20131202.")
+	if err != nil || resp.StatusCode != http.StatusOK || (op != "GetRecords" && op != "DescribeStreamSummary") {
+		return resp, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil {
+		return nil, err
+	}
+	if op == "GetRecords" {
+		m["Records"] = []any{}
+		m["MillisBehindLatest"] = 0
+	} else if sum, ok := m["StreamDescriptionSummary"].(map[string]any); ok {
+		sum["StreamCreationTimestamp"] = float64(time.Now().Add(-48 * time.Hour).Unix())
+		sum["RetentionPeriodHours"] = 24
+	}
+	if body, err = json.Marshal(m); err != nil {
+		return nil, err
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.ContentLength = int64(len(body))
+	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	resp.Header.Del("X-Amz-Crc32")
+	return resp, nil
+}
+
+// TestIndexesNotReusedAfterRetention: a store appends 1000 messages (indexes 0..999) and
+// closes; later, Kinesis's retention has deleted them all. A store opened then must not
+// hand out indexes 0, 1, ... again: a consumer that saved index 1000 would skip the first
+// 1000 new messages (Fetch from 1000 returns none of them), and the core contract says
+// indexes are never reused within one life of a stream.
+func TestIndexesNotReusedAfterRetention(t *testing.T) {
+	ctx := t.Context()
+	s1, err := kinesis.New(client(t, nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("expired-%d", time.Now().UnixNano())
+	if _, err := s1.CreateStream(ctx, name, 1); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		s, _ := kinesis.New(client(t, nil), nil)
+		_ = s.DeleteStream(context.Background(), name)
+		s.Close()
+	}()
+	msgs := make([][]byte, 1000)
+	for i := range msgs {
+		msgs[i] = []byte{byte(i)}
+	}
+	idx, err := s1.Append(ctx, name, 0, msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	last := idx[len(idx)-1]
+
+	s2, err := kinesis.New(client(t, expiredHTTP{http.DefaultClient}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	got, err := s2.Append(ctx, name, 0, [][]byte{[]byte("after retention")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0] <= last {
+		t.Fatalf("Append after retention deleted every message got index %d; want above %d, the last index handed out before", got[0], last)
 	}
 }
