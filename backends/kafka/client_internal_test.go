@@ -53,6 +53,9 @@ func TestNewChecksClient(t *testing.T) {
 		"default partitioner": {kgo.RequiredAcks(kgo.AllISRAcks())},
 		"leader acks": {kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.RequiredAcks(kgo.LeaderAck()),
 			kgo.DisableIdempotentWrite()},
+		// Without idempotence, the client's retry of a produce request whose reply was lost
+		// writes its records a second time, under offsets no Append reported.
+		"no idempotence": append(ClientOpts(), kgo.DisableIdempotentWrite()),
 	} {
 		if _, err := New(t.Context(), newClient(t, opts...), nil); !errors.Is(err, core.ErrInvalidOption) {
 			t.Errorf("New with %s: %v; want core.ErrInvalidOption", name, err)
@@ -60,6 +63,10 @@ func TestNewChecksClient(t *testing.T) {
 	}
 	if _, err := New(t.Context(), newClient(t, ClientOpts()...), nil); err != nil {
 		t.Errorf("New with ClientOpts: %v", err)
+	}
+	// Dial's extra options come after ClientOpts and may undo them: refused before any I/O.
+	if _, err := Dial(t.Context(), []string{"127.0.0.1:1"}, nil, kgo.DisableIdempotentWrite()); !errors.Is(err, core.ErrInvalidOption) {
+		t.Errorf("Dial with kgo.DisableIdempotentWrite: %v; want core.ErrInvalidOption", err)
 	}
 }
 

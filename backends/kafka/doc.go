@@ -104,8 +104,8 @@
 //     # Index storage).
 //   - CreateStream never changes an existing topic: its partition count, replication and
 //     configs stay as they are.
-//   - A Store built with [New] on a client without the manual partitioner or acks=all is
-//     refused; messages above the client's ProducerBatchMaxBytes (franz-go default
+//   - A Store built with [New] (or [Dial] with extra options) on a client without the
+//     manual partitioner, acks=all or idempotent production is refused; messages above the client's ProducerBatchMaxBytes (franz-go default
 //     1000012) fail with core.ErrMessageTooLarge even if MaxMessageSize is higher.
 //   - Fetch reads one partition per request, with max wait 0: no fetch sessions and no
 //     broker long poll (the hub parks long polls itself). What a broker answer brought past

@@ -162,6 +162,10 @@ func Dial(ctx context.Context, seeds []string, opts *Options, extra ...kgo.Opt) 
 	if err != nil {
 		return nil, fmt.Errorf("kafka: %w: %w", core.ErrInvalidOption, err)
 	}
+	if err := checkClient(cl); err != nil { // extra may have changed what ClientOpts set
+		cl.Close()
+		return nil, err
+	}
 	s, err := newStore(cl, true, opts)
 	if err != nil {
 		cl.Close()
@@ -178,19 +182,32 @@ func Dial(ctx context.Context, seeds []string, opts *Options, extra ...kgo.Opt) 
 }
 
 // New returns a Store on the caller's client, which Close does not close. The client must
-// use the manual partitioner and acks from all in-sync replicas (see [ClientOpts]);
-// otherwise New returns an error matching [core.ErrInvalidOption]. New does no I/O.
+// use the manual partitioner, acks from all in-sync replicas and idempotent production
+// (see [ClientOpts]); otherwise New returns an error matching [core.ErrInvalidOption]. New
+// does no I/O.
 func New(ctx context.Context, cl *kgo.Client, opts *Options) (*Store, error) {
 	if cl == nil {
 		return nil, fmt.Errorf("kafka: %w: nil client", core.ErrInvalidOption)
 	}
-	if p := cl.OptValue(kgo.RecordPartitioner); fmt.Sprintf("%T", p) != fmt.Sprintf("%T", kgo.ManualPartitioner()) {
-		return nil, fmt.Errorf("kafka: %w: the client's partitioner is %T; build it with kgo.RecordPartitioner(kgo.ManualPartitioner()) (see ClientOpts)", core.ErrInvalidOption, p)
-	}
-	if a, _ := cl.OptValue(kgo.RequiredAcks).(kgo.Acks); a != kgo.AllISRAcks() {
-		return nil, fmt.Errorf("kafka: %w: the client does not require acks from all in-sync replicas; build it with kgo.RequiredAcks(kgo.AllISRAcks()) (see ClientOpts)", core.ErrInvalidOption)
+	if err := checkClient(cl); err != nil {
+		return nil, err
 	}
 	return newStore(cl, false, opts)
+}
+
+// checkClient refuses a client whose settings break what a Store promises: every record
+// names its partition, is acknowledged by all in-sync replicas, and is written once.
+func checkClient(cl *kgo.Client) error {
+	if p := cl.OptValue(kgo.RecordPartitioner); fmt.Sprintf("%T", p) != fmt.Sprintf("%T", kgo.ManualPartitioner()) {
+		return fmt.Errorf("kafka: %w: the client's partitioner is %T; build it with kgo.RecordPartitioner(kgo.ManualPartitioner()) (see ClientOpts)", core.ErrInvalidOption, p)
+	}
+	if a, _ := cl.OptValue(kgo.RequiredAcks).(kgo.Acks); a != kgo.AllISRAcks() {
+		return fmt.Errorf("kafka: %w: the client does not require acks from all in-sync replicas; build it with kgo.RequiredAcks(kgo.AllISRAcks()) (see ClientOpts)", core.ErrInvalidOption)
+	}
+	if off, _ := cl.OptValue(kgo.DisableIdempotentWrite).(bool); off {
+		return fmt.Errorf("kafka: %w: the client disables idempotent production, whose retries can write a message twice; build it without kgo.DisableIdempotentWrite (see ClientOpts)", core.ErrInvalidOption)
+	}
+	return nil
 }
 
 func newStore(cl *kgo.Client, own bool, opts *Options) (*Store, error) {
