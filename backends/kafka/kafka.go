@@ -471,7 +471,14 @@ func (s *Store) AppendAsync(ctx context.Context, stream string, partition int, m
 		// Map the error before end cancels ctx, so a success is never reported as cancelled.
 		if ferr != nil {
 			if errors.Is(ferr, kerr.UnknownTopicOrPartition) || errors.Is(ferr, kerr.UnknownTopicID) {
-				s.forget(topic)
+				// Not on the client's promise goroutine: this asks the broker (the done of a
+				// failed call need not keep the order of the successful ones).
+				s.calls.Go(func() {
+					err := s.mapErr(ctx, "append", stream, s.lostTopic(ctx, topic, ferr))
+					end()
+					done(nil, err)
+				})
+				return
 			}
 			err := s.mapErr(ctx, "append", stream, ferr)
 			end()
@@ -634,6 +641,22 @@ func (s *Store) Fetch(ctx context.Context, stream string, partition int, from ui
 		}
 		offset = next // only markers or aborted records so far: read on
 	}
+}
+
+// lostTopic handles an append that the broker refused because it does not know the topic
+// (UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION): the topic was deleted, maybe by another
+// Store, maybe created again under the same name since. The client's producer keeps the
+// deleted topic's ID and would fail every later append with UNKNOWN_TOPIC_ID, also once the
+// topic exists again: lostTopic purges the topic from the producer (and the Store's caches),
+// so that the next append looks it up afresh. It returns err, or an error matching
+// core.ErrUnavailable when the topic exists again (append again), not core.ErrStreamNotFound.
+func (s *Store) lostTopic(ctx context.Context, topic string, err error) error {
+	s.forget(topic)
+	s.cl.PurgeTopicsFromProducing(topic)
+	if _, merr := s.topicMeta(ctx, topic, true); merr != nil {
+		return err
+	}
+	return fmt.Errorf("%w: the stream was deleted and created again (by another Store?) while this append ran; append again: %w", core.ErrUnavailable, err)
 }
 
 // prefetch starts, on a goroutine owned by the Store (Close waits for it), a broker fetch

@@ -233,3 +233,43 @@ func TestTwoHubs(t *testing.T) {
 		}
 	}
 }
+
+// TestAppendAfterOtherStoreRecreates: store A appends to a stream; store B (another hub)
+// deletes it and creates it again. A's appends must then reach the new topic: the first may
+// fail (it ran on the deleted topic), the next ones must succeed and be read back by B.
+// Before the fix, A's producer kept the deleted topic's ID and every later append failed
+// with UNKNOWN_TOPIC_ID, mapped to core.ErrStreamNotFound, although the stream existed.
+func TestAppendAfterOtherStoreRecreates(t *testing.T) {
+	ctx := t.Context()
+	a := dial(t)
+	b := dial(t)
+	name := fmt.Sprintf("recreated-%d", time.Now().UnixNano())
+	createStream(t, a, name, 1)
+	if _, err := a.Append(ctx, name, 0, [][]byte{[]byte("old")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.DeleteStream(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.CreateStream(ctx, name, 1); err != nil {
+		t.Fatal(err)
+	}
+	var idx []uint64
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		if idx, err = a.Append(ctx, name, 0, [][]byte{[]byte("new")}); err == nil {
+			break
+		}
+		t.Logf("store A's append %d after store B created the stream again: %v", attempt, err)
+	}
+	if err != nil {
+		t.Fatalf("store A cannot append to the stream store B created again: %v", err)
+	}
+	got, err := b.Fetch(ctx, name, 0, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Index != idx[0] || string(got[0].Data) != "new" {
+		t.Fatalf("store B fetched %v; want store A's message \"new\" at index %d", got, idx[0])
+	}
+}
