@@ -602,6 +602,10 @@ func (s *Store) Fetch(ctx context.Context, stream string, partition int, from ui
 			if tm, err = s.topicMeta(ctx, topic, true); err != nil {
 				return nil, s.mapErr(ctx, "fetch", stream, err)
 			}
+			// The topic may have been deleted and created again with fewer partitions.
+			if err := core.ValidatePartition(stream, partition, len(tm.leaders)); err != nil {
+				return nil, fmt.Errorf("kafka: fetch: %w", err)
+			}
 			if werr := core.Sleep(ctx, time.Duration(retries)*50*time.Millisecond); werr != nil {
 				return nil, s.mapErr(ctx, "fetch", stream, werr)
 			}
@@ -716,6 +720,9 @@ func (s *Store) fetchOnce(ctx context.Context, topic string, tm *topicMeta, part
 	rt.Partitions = append(rt.Partitions, rpart)
 	req.Topics = append(req.Topics, rt)
 
+	if int(partition) >= len(tm.leaders) { // never index past the metadata, whatever the caller checked
+		return nil, fmt.Errorf("%w: %s has %d partitions, not partition %d", core.ErrInvalidArgument, topic, len(tm.leaders), partition)
+	}
 	leader := tm.leaders[partition]
 	if leader < 0 {
 		return nil, kerr.LeaderNotAvailable

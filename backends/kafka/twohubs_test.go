@@ -2,6 +2,7 @@ package kafka_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -271,5 +272,37 @@ func TestAppendAfterOtherStoreRecreates(t *testing.T) {
 	}
 	if len(got) != 1 || got[0].Index != idx[0] || string(got[0].Data) != "new" {
 		t.Fatalf("store B fetched %v; want store A's message \"new\" at index %d", got, idx[0])
+	}
+}
+
+// TestFetchAfterOtherStoreRecreatesWithFewerPartitions: store A reads partition 1 of a
+// two-partition stream; store B deletes the stream and creates it again with one partition.
+// A's Fetch of partition 1 must fail with core.ErrInvalidArgument (the partition no longer
+// exists), and its Fetch of partition 0 must work. Before the fix, the Fetch refreshed the
+// topic's metadata after UNKNOWN_TOPIC_ID and indexed its one-partition leader list with
+// partition 1: a panic, which takes the whole hub down.
+func TestFetchAfterOtherStoreRecreatesWithFewerPartitions(t *testing.T) {
+	ctx := t.Context()
+	a := dial(t)
+	b := dial(t)
+	name := fmt.Sprintf("fewer-%d", time.Now().UnixNano())
+	createStream(t, a, name, 2)
+	if _, err := a.Append(ctx, name, 1, [][]byte{[]byte("old")}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := a.Fetch(ctx, name, 1, 0, 10); err != nil || len(got) != 1 {
+		t.Fatalf("Fetch of partition 1 = %v, %v; want its message", got, err)
+	}
+	if err := b.DeleteStream(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.CreateStream(ctx, name, 1); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := a.Fetch(ctx, name, 1, 1, 10); !errors.Is(err, core.ErrInvalidArgument) {
+		t.Errorf("store A's Fetch of partition 1 of the stream store B created again with 1 partition = %v, %v; want core.ErrInvalidArgument", got, err)
+	}
+	if got, err := a.Fetch(ctx, name, 0, 0, 10); err != nil || len(got) != 0 {
+		t.Errorf("store A's Fetch of partition 0 of the stream created again = %v, %v; want nothing, no error", got, err)
 	}
 }
