@@ -420,17 +420,18 @@ func (s *Store) AppendAsync(ctx context.Context, stream string, partition int, m
 		return
 	}
 	topic := s.Topic(stream)
-	tm, err := s.topicMeta(ctx, topic, false)
+	_, grown, err := s.partitionMeta(ctx, stream, partition)
 	if err != nil {
 		err = s.mapErr(ctx, "append", stream, err)
 		end()
 		done(nil, err)
 		return
 	}
-	if err := core.ValidatePartition(stream, partition, len(tm.leaders)); err != nil {
-		end()
-		done(nil, fmt.Errorf("kafka: append: %w", err))
-		return
+	if grown {
+		// The client's producer has the old partition count too, and fails a record for a
+		// partition beyond it: make it look the topic up afresh (records of the topic it
+		// buffers fail, as they would on a leader change, and their appends report it).
+		s.cl.PurgeTopicsFromProducing(topic)
 	}
 	if len(msgs) == 0 {
 		end()
@@ -522,12 +523,9 @@ func (s *Store) Fetch(ctx context.Context, stream string, partition int, from ui
 	}
 	defer end()
 	topic := s.Topic(stream)
-	tm, err := s.topicMeta(ctx, topic, false)
+	tm, _, err := s.partitionMeta(ctx, stream, partition)
 	if err != nil {
 		return nil, s.mapErr(ctx, "fetch", stream, err)
-	}
-	if err := core.ValidatePartition(stream, partition, len(tm.leaders)); err != nil {
-		return nil, fmt.Errorf("kafka: fetch: %w", err)
 	}
 	out := make([]core.Message, 0, min(limit, 256))
 	if limit == 0 || from > math.MaxInt64 {
@@ -830,6 +828,27 @@ func (s *Store) topicMeta(ctx context.Context, topic string, refresh bool) (*top
 		return tm, nil
 	}
 	return nil, fmt.Errorf("metadata response does not mention topic %s", topic)
+}
+
+// partitionMeta returns the metadata of stream's topic, which must have partition: from the
+// cache, unless the cached metadata lacks the partition, which the topic may have gained
+// since (partitions added with Kafka's tools, or the stream created again by another Store
+// with more of them): a partition is refused with core.ErrInvalidArgument only after a fresh
+// look. grown reports that the cached metadata lacked the partition and the fresh one has it.
+func (s *Store) partitionMeta(ctx context.Context, stream string, partition int) (tm *topicMeta, grown bool, err error) {
+	topic := s.Topic(stream)
+	tm, err = s.topicMeta(ctx, topic, false)
+	if err == nil && partition >= len(tm.leaders) {
+		grown = true
+		tm, err = s.topicMeta(ctx, topic, true)
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if err := core.ValidatePartition(stream, partition, len(tm.leaders)); err != nil {
+		return nil, false, err
+	}
+	return tm, grown, nil
 }
 
 // waitTopic polls fresh metadata until every partition of topic has a leader. A topic that

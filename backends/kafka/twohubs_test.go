@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+
 	"github.com/sluicehq/sluice/backends/kafka"
 	"github.com/sluicehq/sluice/core"
 	"github.com/sluicehq/sluice/core/client"
@@ -304,5 +306,36 @@ func TestFetchAfterOtherStoreRecreatesWithFewerPartitions(t *testing.T) {
 	}
 	if got, err := a.Fetch(ctx, name, 0, 0, 10); err != nil || len(got) != 0 {
 		t.Errorf("store A's Fetch of partition 0 of the stream created again = %v, %v; want nothing, no error", got, err)
+	}
+}
+
+// TestAppendToAddedPartition: a partition added to a stream's topic after the Store cached
+// its metadata (with Kafka's tools, or by another Store creating the stream again with more
+// partitions) must be usable: Append and Fetch refuse a partition only after a fresh look.
+func TestAppendToAddedPartition(t *testing.T) {
+	ctx := t.Context()
+	s := dial(t)
+	name := fmt.Sprintf("grown-%d", time.Now().UnixNano())
+	createStream(t, s, name, 1)
+	if _, err := s.Append(ctx, name, 0, [][]byte{[]byte("p0")}); err != nil {
+		t.Fatal(err)
+	}
+	resps, err := kadm.NewClient(s.Client()).CreatePartitions(ctx, 1, s.Topic(name))
+	if err == nil {
+		err = resps.Error()
+	}
+	if err != nil {
+		t.Fatalf("CreatePartitions: %v", err)
+	}
+	idx, err := s.Append(ctx, name, 1, [][]byte{[]byte("p1")})
+	if err != nil {
+		t.Fatalf("Append to the partition added to the topic: %v", err)
+	}
+	got, err := s.Fetch(ctx, name, 1, 0, 10)
+	if err != nil || len(got) != 1 || got[0].Index != idx[0] || string(got[0].Data) != "p1" {
+		t.Fatalf("Fetch of the partition added = %v, %v; want \"p1\" at %d", got, err, idx[0])
+	}
+	if _, err := s.Fetch(ctx, name, 2, 0, 10); !errors.Is(err, core.ErrInvalidArgument) {
+		t.Errorf("Fetch of partition 2 of a 2-partition stream: %v; want core.ErrInvalidArgument", err)
 	}
 }
