@@ -117,14 +117,19 @@ func lookup(rawURL string) (*url.URL, Opener, error) {
 
 // RedactURL returns rawURL with its password, if it has one, replaced by "xxxxx"
 // (url.URL.Redacted), for logs and reports, also when rawURL does not parse (the
-// "user:password@" of what follows "scheme://"); any other string is returned as it is.
+// "user:password@" of what follows "scheme://"), and likewise the passwords of URLs given as
+// its query parameters (a backend that names another, as kinesis's index= does); any other
+// string is returned as it is.
 func RedactURL(rawURL string) string {
 	u, err := url.Parse(rawURL)
 	if err == nil {
-		if _, hasPassword := u.User.Password(); hasPassword {
-			return u.Redacted()
+		query, nested := redactQuery(u.RawQuery)
+		_, hasPassword := u.User.Password()
+		if !hasPassword && !nested {
+			return rawURL
 		}
-		return rawURL
+		u.RawQuery = query
+		return u.Redacted()
 	}
 	// Does not parse: find the authority as url.Parse would, and its last '@'.
 	_, rest, ok := strings.Cut(rawURL, "://")
@@ -147,18 +152,43 @@ func RedactURL(rawURL string) string {
 	return rawURL[:start+colon+1] + "xxxxx" + rawURL[start+at:]
 }
 
+// redactQuery applies RedactURL to the value of every parameter of a raw query that holds a
+// URL ("://"), and reports whether one had a password. The other parameters are kept as
+// they are.
+func redactQuery(rawQuery string) (string, bool) {
+	if !strings.Contains(rawQuery, "://") && !strings.Contains(strings.ToLower(rawQuery), "%3a%2f%2f") {
+		return rawQuery, false
+	}
+	parts := strings.Split(rawQuery, "&")
+	changed := false
+	for i, part := range parts {
+		key, raw, ok := strings.Cut(part, "=")
+		if !ok {
+			continue
+		}
+		if v, err := url.QueryUnescape(raw); err == nil {
+			if r := RedactURL(v); r != v {
+				parts[i], changed = key+"="+url.QueryEscape(r), true
+			}
+		} else if r := RedactURL(raw); r != raw { // not validly escaped: as it is
+			parts[i], changed = key+"="+r, true
+		}
+	}
+	return strings.Join(parts, "&"), changed
+}
+
 // URLParams returns the query parameters of a backend URL, one value each, for an [Opener]
 // to read. A parameter given more than once, or a query that is not validly escaped,
 // returns an error matching [ErrInvalidOption]: which value was meant is not clear.
 func URLParams(u *url.URL) (map[string]string, error) {
 	q, err := url.ParseQuery(u.RawQuery)
 	if err != nil {
-		return nil, fmt.Errorf("%w: URL %q: query: %w", ErrInvalidOption, u.Redacted(), err)
+		return nil, fmt.Errorf("%w: URL %q: query: %w", ErrInvalidOption, RedactURL(u.String()), err)
 	}
 	params := make(map[string]string, len(q))
 	for k, vs := range q {
 		if len(vs) > 1 {
-			return nil, fmt.Errorf("%w: URL %q: parameter %q is given %d times", ErrInvalidOption, u.Redacted(), k, len(vs))
+			return nil, fmt.Errorf("%w: URL %q: parameter %q is given %d times", ErrInvalidOption, RedactURL(u.String()), k, len(vs))
 		}
 		params[k] = vs[0]
 	}
@@ -172,7 +202,7 @@ func NoUserInfo(u *url.URL) error {
 	if u.User == nil {
 		return nil
 	}
-	return fmt.Errorf("%w: URL %q: user information is not used by the %s backend; remove USER[:PASSWORD]@", ErrInvalidOption, u.Redacted(), u.Scheme)
+	return fmt.Errorf("%w: URL %q: user information is not used by the %s backend; remove USER[:PASSWORD]@", ErrInvalidOption, RedactURL(u.String()), u.Scheme)
 }
 
 func schemeList() string {

@@ -145,6 +145,11 @@ func TestRedactURL(t *testing.T) {
 		{"%zz", "%zz"},
 		{"kafka://user:s3cret@host%zz:9092/x?y=1", "kafka://user:xxxxx@host%zz:9092/x?y=1"}, // does not parse
 		{"kafka://user:p@ss@host:9092", "kafka://user:xxxxx@host:9092"},
+		// A backend URL given as a parameter (kinesis's index=) has its password hidden too.
+		{"kinesis://us-east-1?index=kafka://u:secret@h:9092&prefix=p", "kinesis://us-east-1?index=" + url.QueryEscape("kafka://u:xxxxx@h:9092") + "&prefix=p"},
+		{"kinesis://us-east-1?index=" + url.QueryEscape("kafka://u:secret@h:9092?sasl=plain"), "kinesis://us-east-1?index=" + url.QueryEscape("kafka://u:xxxxx@h:9092?sasl=plain")},
+		{"kinesis://us-east-1?index=kafka://u:secret@h%zz:9092", "kinesis://us-east-1?index=kafka://u:xxxxx@h%zz:9092"},
+		{"kinesis://us-east-1?index=bbolt:///var/lib/x&prefix=p", "kinesis://us-east-1?index=bbolt:///var/lib/x&prefix=p"},
 	} {
 		if got := core.RedactURL(tc.in); got != tc.want {
 			t.Errorf("RedactURL(%q) = %q, want %q", tc.in, got, tc.want)

@@ -41,7 +41,7 @@ func Open(ctx context.Context, u *url.URL) (*core.Backend, error) {
 	}
 	for k := range q {
 		if k != "endpoint" && k != "prefix" && k != "index" && k != "max_retries" {
-			return nil, fmt.Errorf("kinesis: %w: %q: unknown parameter %q (known: endpoint, prefix, index, max_retries)", core.ErrInvalidOption, u.Redacted(), k)
+			return nil, fmt.Errorf("kinesis: %w: %q: unknown parameter %q (known: endpoint, prefix, index, max_retries)", core.ErrInvalidOption, core.RedactURL(u.String()), k)
 		}
 	}
 	region := u.Host
@@ -58,7 +58,7 @@ func Open(ctx context.Context, u *url.URL) (*core.Backend, error) {
 	}
 	indexURL := q["index"]
 	if indexURL == "" {
-		return nil, fmt.Errorf("kinesis: %w: %q has no index= parameter: Kinesis cannot store consumer indexes, so name a backend for them, e.g. index=bbolt:///var/lib/sluice/kinesis-index (or index=memory:// for tests)", core.ErrInvalidOption, u.Redacted())
+		return nil, fmt.Errorf("kinesis: %w: %q has no index= parameter: Kinesis cannot store consumer indexes, so name a backend for them, e.g. index=bbolt:///var/lib/sluice/kinesis-index (or index=memory:// for tests)", core.ErrInvalidOption, core.RedactURL(u.String()))
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, lo...)
 	if err != nil {
@@ -105,7 +105,7 @@ func Open(ctx context.Context, u *url.URL) (*core.Backend, error) {
 	}
 	idx, err := core.Open(ctx, indexURL)
 	if err != nil {
-		return nil, fmt.Errorf("kinesis: index store %q: %w", indexURL, err)
+		return nil, fmt.Errorf("kinesis: index store %q: %w", core.RedactURL(indexURL), err)
 	}
 	store.opts.Index = idx.Index // DeleteStream deletes the stream's indexes there too
 	ci := composedIndex{idx.Index, idx}

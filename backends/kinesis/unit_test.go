@@ -321,3 +321,28 @@ func TestOpenParameters(t *testing.T) {
 		t.Errorf("no max_retries: MaxRetries %d, want the default 8", s.opts.MaxRetries)
 	}
 }
+
+// TestOpenErrorsHideIndexPassword: the index= parameter names another backend, whose URL
+// may carry a password (kafka://user:password@host:9092?sasl=plain). Open's errors are
+// printed and logged: they must not show it, whether the index backend or the Kinesis URL
+// is at fault.
+func TestOpenErrorsHideIndexPassword(t *testing.T) {
+	srv := httptest.NewServer(&fakeKinesis{})
+	defer srv.Close()
+	ep := url.QueryEscape(srv.URL)
+	index := url.QueryEscape("memory://user:secret@?x=1") // refused by the memory backend
+	for _, raw := range []string{
+		"kinesis://us-east-1?endpoint=" + ep + "&index=" + index,
+		"kinesis://us-east-1?endpoint=" + ep + "&index=" + index + "&bogus=1",
+		"kinesis://us-east-1?endpoint=" + ep + "&index=" + index + "&prefix=a&prefix=b",
+	} {
+		b, err := core.Open(t.Context(), raw)
+		if err == nil {
+			b.Close()
+			t.Fatalf("Open(%q) succeeded", raw)
+		}
+		if strings.Contains(err.Error(), "secret") {
+			t.Errorf("Open's error shows the index backend's password: %v", err)
+		}
+	}
+}
