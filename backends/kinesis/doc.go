@@ -52,8 +52,9 @@
 // after the last index. A shard without records continues at 0 when its stream is younger
 // than its retention period; otherwise retention may have deleted every record, and indexes
 // continue at the current time in nanoseconds since 1970, above any index handed out before
-// (a shard takes about a million messages a second at most), so that none is reused. Two Stores (two hub processes) appending to the same partition would
-// hand out the same indexes: run one writer per stream partition, which is what a hub is.
+// (a shard takes about a million messages a second at most), so that none is reused. Two
+// Stores (two hub processes) appending to the same partition would hand out the same
+// indexes: run one writer per stream partition, which is what a hub is.
 //
 // # Index storage
 //
