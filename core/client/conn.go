@@ -106,24 +106,42 @@ func (c *Conn) Partitions(stream string) (int, bool) {
 // replies; only when the hub cannot tell does it count the Inits that arrive (see
 // CreateQuiet).
 func (c *Conn) CreateStream(ctx context.Context, stream string, partitions int) (int, error) {
-	if partitions < 1 {
-		return 0, fmt.Errorf("client: create stream %q: %w: %d partitions", stream, core.ErrInvalidArgument, partitions)
-	}
 	c.createMu.Lock()
 	defer c.createMu.Unlock()
+	routes, err := c.s.createPartitioned(ctx, stream, partitions, c.nextID, c.timeout, c.CreateQuiet)
+	if err != nil {
+		return 0, err
+	}
+	c.mu.Lock()
+	c.parts[stream] = len(routes)
+	for p, r := range routes {
+		c.routes[partKey{stream, p}] = r
+	}
+	c.mu.Unlock()
+	return len(routes), nil
+}
+
+// createPartitioned is Conn.CreateStream on session s: it returns the route to each
+// partition of stream, indexed by partition. id numbers its sluice_stream_info request;
+// quiet is Conn.CreateQuiet. One partitioned create at a time may run on a session (their
+// replies are not numbered).
+func (s *session) createPartitioned(ctx context.Context, stream string, partitions int, id func() uint64, timeout, quiet time.Duration) ([]wire.Route, error) {
+	if partitions < 1 {
+		return nil, fmt.Errorf("client: create stream %q: %w: %d partitions", stream, core.ErrInvalidArgument, partitions)
+	}
 	ch := make(chan reply, core.MaxPartitions+1)
-	c.s.mu.Lock()
-	c.s.partInits = ch
-	c.s.mu.Unlock()
+	s.mu.Lock()
+	s.partInits = ch
+	s.mu.Unlock()
 	defer func() {
-		c.s.mu.Lock()
-		c.s.partInits = nil
-		c.s.mu.Unlock()
+		s.mu.Lock()
+		s.partInits = nil
+		s.mu.Unlock()
 	}()
 	payload := wire.EncodePayload(wire.ProtocolCreatePartitioned, wire.CreateStreamPartitionedRequest{StreamName: wire.Some(stream), Partitions: uint64(partitions)})
-	first, err := c.s.await(ctx, ch, func() error { return c.s.send(ctx, c.s.route(c.s.c.cfg.streamService), payload) }, c.timeout)
+	first, err := s.await(ctx, ch, func() error { return s.send(ctx, s.route(s.c.cfg.streamService), payload) }, timeout)
 	if err != nil {
-		return 0, fmt.Errorf("client: create stream %q: %w", stream, err)
+		return nil, fmt.Errorf("client: create stream %q: %w", stream, err)
 	}
 	routes := map[int]wire.Route{}
 	add := func(r reply) error {
@@ -138,23 +156,22 @@ func (c *Conn) CreateStream(ctx context.Context, stream string, partitions int) 
 		return nil
 	}
 	if err := add(first); err != nil {
-		return 0, fmt.Errorf("client: create stream %q: %w", stream, err)
+		return nil, fmt.Errorf("client: create stream %q: %w", stream, err)
 	}
 	// The first Init comes after the backend created the stream, so the hub now knows its
 	// partition count.
-	want, exists, infoErr := c.StreamInfo(ctx, stream)
+	want, exists, infoErr := s.streamInfo(ctx, id(), stream, timeout)
 	switch {
 	case infoErr != nil && !errors.Is(infoErr, ErrRejected):
-		return 0, fmt.Errorf("client: create stream %q: %w", stream, infoErr)
+		return nil, fmt.Errorf("client: create stream %q: %w", stream, infoErr)
 	case infoErr == nil && !exists:
-		return 0, fmt.Errorf("client: create stream %q: %w: the hub sent Init but reports no such stream", stream, core.ErrUnavailable)
+		return nil, fmt.Errorf("client: create stream %q: %w: the hub sent Init but reports no such stream", stream, core.ErrUnavailable)
 	case infoErr == nil && want > core.MaxPartitions:
-		return 0, fmt.Errorf("client: create stream %q: the hub reports %d partitions", stream, want)
+		return nil, fmt.Errorf("client: create stream %q: the hub reports %d partitions", stream, want)
 	}
-	quiet := c.CreateQuiet
 	t := time.NewTimer(quiet)
 	if infoErr == nil {
-		t.Reset(c.timeout) // the remaining Inits are on their way: wait for them
+		t.Reset(timeout) // the remaining Inits are on their way: wait for them
 	}
 	defer t.Stop()
 collect:
@@ -162,35 +179,30 @@ collect:
 		select {
 		case r := <-ch:
 			if err := add(r); err != nil {
-				return 0, fmt.Errorf("client: create stream %q: %w", stream, err)
+				return nil, fmt.Errorf("client: create stream %q: %w", stream, err)
 			}
 			if infoErr != nil {
 				t.Reset(quiet)
 			}
 		case <-t.C:
 			if infoErr == nil {
-				return 0, fmt.Errorf("client: create stream %q: %w after %v: %d of %d Init replies arrived", stream, ErrTimeout, c.timeout, len(routes), want)
+				return nil, fmt.Errorf("client: create stream %q: %w after %v: %d of %d Init replies arrived", stream, ErrTimeout, timeout, len(routes), want)
 			}
 			break collect
-		case <-c.s.done():
-			return 0, fmt.Errorf("client: create stream %q: %w", stream, c.s.err())
+		case <-s.done():
+			return nil, fmt.Errorf("client: create stream %q: %w", stream, s.err())
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return nil, ctx.Err()
 		}
 	}
-	n := len(routes)
-	for p := range n {
+	out := make([]wire.Route, len(routes))
+	for p := range out {
 		if routes[p] == nil {
-			return 0, fmt.Errorf("client: create stream %q: %w: Init replies for %d partitions but none for partition %d", stream, core.ErrUnavailable, n, p)
+			return nil, fmt.Errorf("client: create stream %q: %w: Init replies for %d partitions but none for partition %d", stream, core.ErrUnavailable, len(out), p)
 		}
+		out[p] = routes[p]
 	}
-	c.mu.Lock()
-	c.parts[stream] = n
-	for p, r := range routes {
-		c.routes[partKey{stream, p}] = r
-	}
-	c.mu.Unlock()
-	return n, nil
+	return out, nil
 }
 
 // StreamInfo asks the hub whether stream exists and how many partitions it has, without

@@ -282,12 +282,33 @@ func WithConsumerSessionErrors(f func(error)) ConsumerOption {
 //
 // A hub that does not know sluice_stream_open (one older than it) answers it with an Ockam
 // "error" reply; the session then falls back to asking sluice_stream_info whether the
-// stream exists and, the first time it does, to sending stream_create to learn the route
+// stream exists and, the first time it does, to sending stream_create (for a partition
+// above 0, stream_create_partitioned with the count the hub reported) to learn the route
 // from the Init (creating an existing stream only re-sends Init; later sessions reuse the
 // worker's address). With such a hub only, a stream deleted between that check and that
 // create is created again.
 func WithoutCreate() ConsumerOption {
 	return func(c *consumerConfig) error { c.noCreate = true; return nil }
+}
+
+// WithConsumerPartition makes the consumer read partition p of its stream (default 0). Its
+// saved index is that partition's: the hub keeps one per client id, stream and partition.
+//
+// For p above 0 the stream must exist with more than p partitions (sluice create
+// -partitions N): the consumer never creates it, whatever [WithoutCreate] says, since it
+// cannot know how many partitions it should have. Each session asks the hub for the route
+// to the partition as WithoutCreate does (sluice_stream_open, or the fallback described
+// there). When the stream does not exist, or has no partition p, [Consumer.Run] returns an
+// error matching [core.ErrStreamNotFound] or [core.ErrInvalidArgument] that says what to do.
+// With p 0 the consumer behaves as without the option.
+func WithConsumerPartition(p int) ConsumerOption {
+	return func(c *consumerConfig) error {
+		if err := validPartition(p); err != nil {
+			return err
+		}
+		c.partition = p
+		return nil
+	}
 }
 
 // WithConsumerSessionStart calls f each time a session has started: the consumer reached
@@ -344,10 +365,9 @@ type Consumer struct {
 	unsaved bool   // next moved past the saved index
 	reqID   uint64
 
-	// worker is the local address of the stream's worker on the hub, from the first Init
-	// (WithoutCreate with a hub that does not know sluice_stream_open: later sessions reuse
-	// it instead of creating the stream). Only Run's goroutine uses it.
-	worker *wire.Address
+	// open finds the partition's route without creating the stream (WithoutCreate, or a
+	// partition above 0). Only Run's goroutine uses it.
+	open partitionOpener
 
 	received, handled, handlerErrors, skipped, dups, saves, pullErrors, reconnects atomic.Uint64
 }
@@ -393,6 +413,7 @@ func NewConsumer(c *Client, stream string, h Handler, opts ...ConsumerOption) (*
 		cfg:     cfg,
 		log:     cfg.logger.With("stream", stream, "client_id", cfg.clientID),
 		closed:  make(chan struct{}),
+		open:    partitionOpener{role: "consumer", stream: stream, partition: cfg.partition},
 	}
 	if err := c.track(cons); err != nil {
 		return nil, err
@@ -436,10 +457,11 @@ func (c *Consumer) Close() error {
 
 // Run pulls and handles messages until ctx ends (it returns ctx.Err()), Close is called (it
 // returns nil), under the Stop policy a handler fails for good (it returns a
-// *[HandlerError]), or, with [WithoutCreate], the stream does not exist (it returns an error
-// matching [core.ErrStreamNotFound]). Connection failures, timeouts and hub errors are
-// retried with backoff; they never end Run and a failed pull is never taken for "no
-// messages". Once ctx has ended, Run starts no new session; it only tries once, briefly, to
+// *[HandlerError]), or, with [WithoutCreate] or [WithConsumerPartition] above 0, the stream
+// does not exist (it returns an error matching [core.ErrStreamNotFound]) or has no such
+// partition (an error matching [core.ErrInvalidArgument]). Connection failures, timeouts
+// and hub errors are retried with backoff; they never end Run and a failed pull is never
+// taken for "no messages". Once ctx has ended, Run starts no new session; it only tries once, briefly, to
 // save a position it has not saved yet. Run must not be called twice at the same time.
 func (c *Consumer) Run(ctx context.Context) error {
 	if !c.running.TryLock() {
@@ -473,8 +495,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 			return c.exit(ctx)
 		}
 		var he *HandlerError
-		var nf *streamNotFound
-		if errors.As(err, &he) || errors.As(err, &nf) {
+		var fe *fatalError
+		if errors.As(err, &he) || errors.As(err, &fe) {
 			return err
 		}
 		if progressed {
@@ -507,67 +529,16 @@ func (c *Consumer) exit(ctx context.Context) error {
 	}
 }
 
-// streamNotFound is the error of a session that found no stream (WithoutCreate); it ends
-// Run. It matches core.ErrStreamNotFound.
-type streamNotFound struct{ stream string }
-
-func (e *streamNotFound) Error() string {
-	return fmt.Sprintf("client: consumer: stream %q does not exist on the hub, and the consumer does not create it (WithoutCreate): %v", e.stream, core.ErrStreamNotFound)
-}
-
-func (e *streamNotFound) Unwrap() error { return core.ErrStreamNotFound }
-
-// streamRoute returns the route to the stream's worker on session s. Without WithoutCreate
-// it creates the stream (stream_create) and takes the route from the Init. With it, it asks
-// the hub for the route (sluice_stream_open, which creates nothing) and returns a
-// *streamNotFound when the stream does not exist; a hub that does not know
-// sluice_stream_open is asked the old way (see streamRouteByCreate).
+// streamRoute returns the route to the stream partition's worker on session s. Without
+// WithoutCreate, for partition 0, it creates the stream (stream_create) and takes the route
+// from the Init. Otherwise it asks the hub for the route without creating the stream (see
+// partitionOpener.route), and returns a *fatalError when the stream does not exist or has
+// no such partition.
 func (c *Consumer) streamRoute(ctx context.Context, s *session) (wire.Route, error) {
-	if !c.cfg.noCreate {
+	if !c.cfg.noCreate && c.cfg.partition == 0 {
 		return s.createStream(ctx, c.stream, c.cfg.requestTimeout)
 	}
-	routes, err := s.openStream(ctx, c.nextID(), c.stream, c.cfg.requestTimeout)
-	switch {
-	case errors.Is(err, errors.ErrUnsupported):
-		return c.streamRouteByCreate(ctx, s)
-	case err != nil:
-		return nil, fmt.Errorf("client: consumer of %q: %w", c.stream, err)
-	case routes == nil:
-		return nil, &streamNotFound{c.stream}
-	}
-	if err := core.ValidatePartition(c.stream, c.cfg.partition, len(routes)); err != nil {
-		return nil, fmt.Errorf("client: consumer of %q: %w", c.stream, err)
-	}
-	return routes[c.cfg.partition], nil
-}
-
-// streamRouteByCreate is streamRoute with WithoutCreate for a hub that does not know
-// sluice_stream_open: it first asks the hub whether the stream exists (sluice_stream_info),
-// and returns a *streamNotFound when it does not; then it reuses the worker's address
-// learned from an earlier Init, or creates the stream (which exists, unless it was deleted
-// since the check) to learn it.
-func (c *Consumer) streamRouteByCreate(ctx context.Context, s *session) (wire.Route, error) {
-	_, exists, err := s.streamInfo(ctx, c.nextID(), c.stream, c.cfg.requestTimeout)
-	if err != nil {
-		return nil, fmt.Errorf("client: consumer of %q: %w", c.stream, err)
-	}
-	if !exists {
-		return nil, &streamNotFound{c.stream}
-	}
-	if c.worker != nil {
-		return s.route(string(c.worker.Value)), nil
-	}
-	route, err := s.createStream(ctx, c.stream, c.cfg.requestTimeout)
-	if err != nil {
-		return nil, err
-	}
-	// The worker is a local address of the hub node (every Sluice hub's is); another kind
-	// is not reused, and each session creates the stream to learn the route again.
-	if w := route[len(route)-1]; w.Type == wire.AddressLocal {
-		w.Value = append([]byte(nil), w.Value...)
-		c.worker = &w
-	}
-	return route, nil
+	return c.open.route(ctx, s, c.cfg.requestTimeout)
 }
 
 // finalSave tries once, briefly, to save a position that moved since the last save (Run is

@@ -42,6 +42,16 @@
 // ends with an error matching [core.ErrStreamNotFound] when the stream does not exist, at
 // the start or after a reconnect.
 //
+// # Partitions
+//
+// A publisher and a consumer each talk to one partition of their stream: partition 0 by
+// default (stream_create, as Ockam's stream clients do), another with [WithPartition] and
+// [WithConsumerPartition]. A partition above 0 needs a stream created with enough
+// partitions ([Conn.CreateStream], sluice create -partitions N); it is never created by
+// them, and a missing stream or partition fails them for good with an error matching
+// [core.ErrStreamNotFound] or [core.ErrInvalidArgument]. A consumer's saved index is per
+// client id, stream and partition.
+//
 // # Configuration
 //
 // Clients, publishers and consumers take functional options, validated by their
@@ -59,8 +69,8 @@
 //
 // # Limitations
 //
-// A publisher and a consumer each talk to partition 0 of their stream (stream_create), as
-// Ockam's stream clients do. The publisher's window counts messages, not bytes. A TCP
+// A publisher and a consumer each talk to one partition; nothing spreads messages over
+// partitions by key. The publisher's window counts messages, not bytes. A TCP
 // connection that silently stops delivering bytes is replaced only after the client's idle
 // timeout ([WithIdleTimeout]); until then requests time out and are resent on it.
 package client

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -11,14 +12,15 @@ import (
 	"github.com/sluicehq/sluice/core"
 )
 
-// The outbox file layout: bucket "meta" holds "stream" (the stream the outbox belongs to,
-// with its partition) and bucket "messages" maps an 8-byte big-endian sequence number to the
+// The outbox file layout: bucket "meta" holds "stream" and "partition" (the stream
+// partition the outbox belongs to) and bucket "messages" maps an 8-byte big-endian sequence number to the
 // message bytes. Sequence numbers increase in publish order, so a cursor walks the messages
 // in their original order.
 var (
 	bucketMeta     = []byte("meta")
 	bucketMessages = []byte("messages")
 	keyStream      = []byte("stream")
+	keyPartition   = []byte("partition") // decimal; absent in files older than it: 0
 )
 
 // outbox keeps unconfirmed messages in a bbolt file so that they survive a device restart.
@@ -32,10 +34,10 @@ type outboxItem struct {
 	data []byte
 }
 
-// openOutbox opens (creating if needed) the outbox at path for stream and returns the
-// messages still in it, in publish order. An outbox written for another stream is refused
-// with core.ErrInvalidOption.
-func openOutbox(path, stream string) (*outbox, []outboxItem, error) {
+// openOutbox opens (creating if needed) the outbox at path for a partition of stream and
+// returns the messages still in it, in publish order. An outbox written for another stream
+// or partition is refused with core.ErrInvalidOption.
+func openOutbox(path, stream string, partition int) (*outbox, []outboxItem, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		return nil, nil, fmt.Errorf("client: open outbox %q: %w", path, err)
@@ -49,12 +51,22 @@ func openOutbox(path, stream string) (*outbox, []outboxItem, error) {
 		if err != nil {
 			return err
 		}
+		part := []byte(strconv.Itoa(partition))
 		if got := meta.Get(keyStream); got == nil {
 			if err := meta.Put(keyStream, []byte(stream)); err != nil {
 				return err
 			}
+			if err := meta.Put(keyPartition, part); err != nil {
+				return err
+			}
 		} else if string(got) != stream {
 			return fmt.Errorf("%w: client: outbox %q belongs to stream %q, not %q; use one outbox file per stream", core.ErrInvalidOption, path, got, stream)
+		}
+		if got := meta.Get(keyPartition); got == nil && partition != 0 || got != nil && string(got) != string(part) {
+			if got == nil {
+				got = []byte("0")
+			}
+			return fmt.Errorf("%w: client: outbox %q belongs to partition %s of stream %q, not partition %d; use one outbox file per stream partition", core.ErrInvalidOption, path, got, stream, partition)
 		}
 		msgs, err := tx.CreateBucketIfNotExists(bucketMessages)
 		if err != nil {

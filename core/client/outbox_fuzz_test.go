@@ -37,7 +37,7 @@ func FuzzOpenOutbox(f *testing.F) {
 		if err != nil {
 			t.Skip(err) // bbolt refuses the key
 		}
-		o, items, err := openOutbox(path, "s")
+		o, items, err := openOutbox(path, "s", 0)
 		if err != nil {
 			return
 		}

@@ -9,7 +9,7 @@ import (
 // once a message is in the outbox, which must then survive a power loss, not only a crash
 // of the process.
 func TestOutboxIsSynced(t *testing.T) {
-	ob, items, err := openOutbox(filepath.Join(t.TempDir(), "outbox.db"), "s")
+	ob, items, err := openOutbox(filepath.Join(t.TempDir(), "outbox.db"), "s", 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,6 +61,7 @@ type publisherConfig struct {
 	onSessionError func(error)
 	maxMessage     int
 	maxRejections  int
+	partition      int
 }
 
 // PublisherOption configures a [Publisher]. Options are validated by [NewPublisher]; an
@@ -135,14 +136,38 @@ func WithMaxBatch(n int) PublisherOption {
 // WithOutbox keeps every unconfirmed message in a bbolt file at path: Publish returns only
 // after the message is durable there, a confirmed message is removed, and a publisher opened
 // on the same file (after a crash or restart) sends the messages left in it first, in their
-// original order. One outbox file belongs to one stream; it cannot be shared by two
-// publishers at once.
+// original order. One outbox file belongs to one partition of one stream ([WithPartition]);
+// it cannot be shared by two publishers at once.
 func WithOutbox(path string) PublisherOption {
 	return func(c *publisherConfig) error {
 		if path == "" {
 			return fmt.Errorf("%w: client: empty outbox path", core.ErrInvalidOption)
 		}
 		c.outboxPath = path
+		return nil
+	}
+}
+
+// WithPartition makes the publisher append to partition p of its stream (default 0). With
+// p 0 it behaves as without the option: it sends stream_create, which creates a missing
+// stream with one partition, as Ockam's stream clients do.
+//
+// For p above 0 the stream must exist with more than p partitions (sluice create
+// -partitions N): the publisher never creates it, since it cannot know how many partitions
+// it should have. Each session asks the hub for the route to the partition without creating
+// anything (sluice_stream_open, or for a hub that does not know it the fallback described
+// at [WithoutCreate]). When the stream does not exist, or has no partition p, retrying
+// cannot help: the publisher fails for good. Every message not yet confirmed fails, its
+// [Ack] and the next [Publisher.Flush] returning an error matching [core.ErrStreamNotFound]
+// or [core.ErrInvalidArgument] that says what to do, and so does every later Publish. With
+// an outbox the failed messages stay in it, for a publisher opened on it once the stream
+// is fixed. An outbox belongs to one partition of one stream.
+func WithPartition(p int) PublisherOption {
+	return func(c *publisherConfig) error {
+		if err := validPartition(p); err != nil {
+			return err
+		}
+		c.partition = p
 		return nil
 	}
 }
@@ -303,6 +328,7 @@ type Publisher struct {
 	closeOnce sync.Once
 	closeErr  error
 	ob        *outbox
+	open      partitionOpener // finds the route to a partition above 0 (run goroutine only)
 
 	mu        sync.Mutex
 	queue     []*entry // unconfirmed entries in publish order (done ones popped from the front)
@@ -313,6 +339,7 @@ type Publisher struct {
 	nextSeq   uint64
 	nextReqID uint64
 	closed    bool
+	broken    error         // the stream or partition does not exist: the publisher failed for good
 	progress  chan struct{} // closed and replaced when the queue front advances
 	removeq   []uint64      // confirmed outbox sequence numbers to delete
 	sess      *session      // current session; replies of others are ignored
@@ -337,10 +364,10 @@ type Publisher struct {
 	published, sent, confirmed, retried, refused, resent, dups, timeouts, reconnects, recovered, failedMsgs atomic.Uint64
 }
 
-// NewPublisher returns a publisher to stream (created on the hub if it does not exist) and
-// starts its background loop, which connects lazily and keeps reconnecting until Close. With
-// an outbox, the messages left in it are queued first. ctx bounds only the setup (opening
-// the outbox); it is not retained.
+// NewPublisher returns a publisher to stream (created on the hub if it does not exist; see
+// [WithPartition] for a partition above 0) and starts its background loop, which connects
+// lazily and keeps reconnecting until Close. With an outbox, the messages left in it are
+// queued first. ctx bounds only the setup (opening the outbox); it is not retained.
 func NewPublisher(ctx context.Context, c *Client, stream string, opts ...PublisherOption) (*Publisher, error) {
 	if c == nil {
 		return nil, fmt.Errorf("%w: client: nil Client", core.ErrInvalidOption)
@@ -380,9 +407,10 @@ func NewPublisher(ctx context.Context, c *Client, stream string, opts ...Publish
 		reqs:     map[uint64]*pushRequest{},
 		nextSeq:  1,
 		progress: make(chan struct{}),
+		open:     partitionOpener{role: "publisher", stream: stream, partition: cfg.partition},
 	}
 	if cfg.outboxPath != "" {
-		ob, items, err := openOutbox(cfg.outboxPath, stream)
+		ob, items, err := openOutbox(cfg.outboxPath, stream, cfg.partition)
 		if err != nil {
 			return nil, err
 		}
@@ -434,10 +462,14 @@ func (p *Publisher) Publish(ctx context.Context, data []byte) (*Ack, error) {
 		return nil, fmt.Errorf("client: publish to %q: %w", p.stream, core.ErrClosed)
 	}
 	p.mu.Lock()
-	if p.closed {
+	if p.closed || p.broken != nil {
+		err := p.broken
+		if p.closed {
+			err = core.ErrClosed
+		}
 		p.mu.Unlock()
 		<-p.slots
-		return nil, fmt.Errorf("client: publish to %q: %w", p.stream, core.ErrClosed)
+		return nil, fmt.Errorf("client: publish to %q: %w", p.stream, err)
 	}
 	e := p.newEntryLocked()
 	e.slot, e.ready = true, p.ob == nil
@@ -469,6 +501,15 @@ func (p *Publisher) Publish(ctx context.Context, data []byte) (*Ack, error) {
 		}
 		p.mu.Lock()
 		e.ready = true
+		if err := p.broken; err != nil { // failed for good meanwhile (failForever)
+			e.done = true
+			p.undeliveredLocked(err)
+			p.advanceLocked()
+			p.mu.Unlock()
+			<-p.slots
+			e.ack.finish(0, err)
+			return &e.ack, nil
+		}
 		p.mu.Unlock()
 	}
 	p.signal()
@@ -748,6 +789,11 @@ func (p *Publisher) run() {
 		if p.ctx.Err() != nil {
 			return
 		}
+		if fe := (*fatalError)(nil); errors.As(err, &fe) {
+			p.log.Error("sluice publisher: giving up", "err", err)
+			p.failForever(err)
+			return
+		}
 		if ready && p.nothingInFlight() {
 			p.log.Debug("sluice publisher: session ended with nothing in flight; reconnecting when there is a message to send", "err", err)
 			p.progressSince() // a confirm of that session says nothing about the next one
@@ -819,7 +865,12 @@ func (p *Publisher) session() (ready bool, err error) {
 		return false, err
 	}
 	defer s.close()
-	route, err := s.createStream(p.ctx, p.stream, p.cfg.requestTimeout)
+	var route wire.Route
+	if p.cfg.partition == 0 {
+		route, err = s.createStream(p.ctx, p.stream, p.cfg.requestTimeout)
+	} else {
+		route, err = p.open.route(p.ctx, s, p.cfg.requestTimeout)
+	}
 	if err != nil {
 		return false, err
 	}
@@ -859,6 +910,31 @@ func (p *Publisher) session() (ready bool, err error) {
 		p.mu.Unlock()
 		if failed {
 			return true, ferr
+		}
+	}
+}
+
+// failForever fails the publisher for good with err (the stream or partition does not
+// exist, see WithPartition): every message not confirmed yet fails with err, and so does
+// every later Publish. The messages stay in the outbox. Called by the run loop, which then
+// ends. A message still being written to the outbox is failed by its Publish.
+func (p *Publisher) failForever(err error) {
+	p.mu.Lock()
+	p.broken = err
+	var failed []*entry
+	for _, e := range p.queue {
+		if !e.done && e.ready {
+			e.done = true
+			failed = append(failed, e)
+			p.undeliveredLocked(err)
+		}
+	}
+	p.advanceLocked()
+	p.mu.Unlock()
+	for _, e := range failed {
+		e.ack.finish(0, err)
+		if e.slot {
+			<-p.slots
 		}
 	}
 }
