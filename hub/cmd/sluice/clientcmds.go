@@ -25,11 +25,15 @@ func init() {
 		summary: "push messages to a stream and print their indexes",
 		usage:   "[flags] STREAM [--] [MESSAGE...]",
 		help: `
-Push messages to partition 0 of a stream (created if missing) and print the index the hub
-assigned to each, one per line, in order. The messages are the arguments after the stream
-name or, without any, the lines of standard input (without their "\n" or "\r\n"). Flags
-go before the stream name; an argument after it that starts with "-" is refused, unless the
-messages follow "--" (sluice push logs -- -1 "-x").
+Push messages to a partition of a stream (-partition, default 0) and print the index the
+hub assigned to each, one per line, in order. The messages are the arguments after the
+stream name or, without any, the lines of standard input (without their "\n" or "\r\n").
+Flags go before the stream name; an argument after it that starts with "-" is refused,
+unless the messages follow "--" (sluice push logs -- -1 "-x").
+
+For partition 0 a missing stream is created, with one partition. A partition above 0
+needs a stream created with more partitions (sluice create -partitions N): push never
+creates it, and fails when the stream does not exist or has no such partition.
 
 push returns once the hub confirmed every message as durably stored; messages are
 pipelined, retried and resent after a reconnect, so a message may be stored twice but is
@@ -54,6 +58,7 @@ Examples:
   printf 'a\nb\nc\n' | sluice push orders
   sluice push -hub 10.0.0.5:4000 -quiet logs < app.log
   sluice push temperatures -- -3.5
+  sluice push -partition 2 orders "to partition 2"  # after: sluice create -partitions 4 orders
 `,
 		flags: pushFlags,
 	})
@@ -62,15 +67,16 @@ Examples:
 		summary: "print the messages of a stream, from an index or a client id's saved index",
 		usage:   "[flags] STREAM",
 		help: `
-Print the messages of partition 0 of a stream, one per line as "INDEX<TAB>DATA" (or only
+Print the messages of a partition of a stream (-partition, default 0), one per line as "INDEX<TAB>DATA" (or only
 DATA with -raw, or with -json one JSON object per line: {"index":N,"data":"TEXT"} when the
 data is valid UTF-8, else {"index":N,"data_base64":"BASE64"}, so that any data round-trips),
 starting at -from or, with -client-id, at the index that client id saved. pull stops when
 no new message arrives for -idle, or after -max messages. With -client-id it saves the next
-index after printing, so the next pull with the same id continues where this one stopped.
+index after printing, so the next pull with the same id continues where this one stopped
+(a client id saves one index per partition).
 
-pull does not create streams: a stream that does not exist is an error (create it with
-"sluice create"). pull exits 1 when the hub cannot be reached, also when the connection
+pull does not create streams: a stream that does not exist, or a -partition it does not
+have, is an error (create it with "sluice create", with -partitions N for more than one). pull exits 1 when the hub cannot be reached, also when the connection
 fails midway, or when it cannot write a message to standard output (it then says how many
 messages it printed; with -client-id the saved position stays at the first message it did
 not print). A pipe closed by its reader (| head) ends it at once, as it does any program;
@@ -80,6 +86,7 @@ Examples:
   sluice pull orders
   sluice pull -from 100 -max 10 orders
   sluice pull -client-id billing orders     # resume, and remember the position
+  sluice pull -partition 2 orders           # a stream created with -partitions 3 or more
 `,
 		flags: func(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
 			return consumeFlags(fs, false)
@@ -90,21 +97,23 @@ Examples:
 		summary: "follow a stream, printing messages as they arrive",
 		usage:   "[flags] STREAM",
 		help: `
-Follow partition 0 of a stream: print its messages, starting at -from (default 0, the oldest)
+Follow a partition of a stream (-partition, default 0): print its messages, starting at -from (default 0, the oldest)
 or at the index saved for -client-id, and then every new message as soon as it is appended,
 until interrupted (Ctrl-C). Waiting uses long-poll pulls: the hub answers when a message
 arrives through it, there is no polling interval (a message pushed through another hub of
 the same backend shows when the 5 s wait ends). With -client-id the position is saved as
 messages are printed, so a restarted tail continues where it stopped. Output as for pull.
 
-tail does not create streams: a stream that does not exist is an error (create it with
-"sluice create"), also when the hub comes back without it after an outage. While the hub
+tail does not create streams: a stream that does not exist, or a -partition it does not
+have, is an error (create it with "sluice create", with -partitions N for more than one),
+also when the hub comes back without it after an outage. While the hub
 cannot be reached, tail retries; it says so on stderr once per outage, and again when it
 reaches the hub.
 
 Examples:
   sluice tail orders
   sluice tail -client-id dashboard -raw orders
+  sluice tail -partition 1 -client-id dashboard orders
 `,
 		flags: func(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
 			return consumeFlags(fs, true)
@@ -134,6 +143,7 @@ func pushFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
 	window := fs.Int("window", client.DefaultWindow, "messages in flight before push waits for confirms")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up when messages wait for the hub's confirm and none arrives for this long (a push that keeps being confirmed, or waits for standard input, does not time out)")
 	verbose := fs.Bool("v", false, "log reconnects and retries to stderr")
+	partition := partitionFlag(fs)
 	return func(ctx context.Context, sio *stdio, args []string) error {
 		if len(args) == 0 {
 			return usageErr("missing stream name")
@@ -157,6 +167,9 @@ func pushFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
 		if *timeout <= 0 {
 			return usageErr("-timeout %v: want more than 0", *timeout)
 		}
+		if err := checkPartition(*partition); err != nil {
+			return err
+		}
 		if err := checkHubAddr(*hubAddr); err != nil {
 			return err
 		}
@@ -166,7 +179,7 @@ func pushFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
 				return fmt.Errorf("message %d is %d bytes, the limit is %d; nothing was pushed", i+1, len(m), client.MaxMessageSize)
 			}
 		}
-		cfg := pushConfig{hubAddr: *hubAddr, stream: stream, window: *window, timeout: *timeout, quiet: *quiet, verbose: *verbose}
+		cfg := pushConfig{hubAddr: *hubAddr, stream: stream, partition: *partition, window: *window, timeout: *timeout, quiet: *quiet, verbose: *verbose}
 		return push(ctx, sio, cfg, msgs)
 	}
 }
@@ -179,6 +192,7 @@ func refusal(err error) bool { return errors.Is(err, client.ErrRefused) }
 // pushConfig is the parsed command line of "sluice push".
 type pushConfig struct {
 	hubAddr, stream string
+	partition       int
 	window          int
 	timeout         time.Duration
 	quiet, verbose  bool
@@ -216,7 +230,7 @@ func push(parent context.Context, sio *stdio, cfg pushConfig, msgs []string) err
 	// Close timeout 0: the acks are awaited below, so Close must not wait again.
 	p, err := client.NewPublisher(ctx, c, cfg.stream, client.WithWindow(cfg.window),
 		client.WithPublisherLogger(log), client.WithPublisherSessionErrors(onFail), client.WithCloseTimeout(0),
-		client.WithMaxRejections(pushMaxRejections))
+		client.WithMaxRejections(pushMaxRejections), client.WithPartition(cfg.partition))
 	if err != nil {
 		return err
 	}
@@ -550,6 +564,7 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 	raw := fs.Bool("raw", false, "print only the message data")
 	asJSON := fs.Bool("json", false, `print one JSON object per message: {"index":N,"data":"..."}, or "data_base64" for data that is not UTF-8`)
 	verbose := fs.Bool("v", false, "log reconnects and retries to stderr")
+	partition := partitionFlag(fs)
 	var maxMsgs uint64
 	var idle time.Duration
 	if !follow {
@@ -575,6 +590,9 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 		if !follow && idle <= 0 {
 			return usageErr("-idle %v: want more than 0", idle)
 		}
+		if err := checkPartition(*partition); err != nil {
+			return err
+		}
 		if err := checkHubAddr(*hubAddr); err != nil {
 			return err
 		}
@@ -592,7 +610,7 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 		// (a hub restarted on another backend, a deleted stream). pull checks first, so
 		// that it fails at once when the hub cannot be reached; tail says so and retries.
 		if !follow {
-			exists, err := streamExists(ctx, c, stream)
+			n, exists, err := streamPartitions(ctx, c, stream)
 			if ctx.Err() != nil {
 				return nil // interrupted (Ctrl-C)
 			}
@@ -600,7 +618,10 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 				return &hubError{*hubAddr, err}
 			}
 			if !exists {
-				return errNoStream(stream, *hubAddr)
+				return errNoStream(stream, *hubAddr, *partition)
+			}
+			if *partition >= n {
+				return errNoPartition(stream, *hubAddr, *partition, n)
 			}
 		}
 		watch := &hubWatch{cmd: "tail", addr: *hubAddr, w: sio.err}
@@ -665,6 +686,7 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 			client.WithConsumerSessionStart(onStart),
 			client.WithErrorPolicy(client.Stop),
 			client.WithHandlerRetries(0, client.DefaultBackoff),
+			client.WithConsumerPartition(*partition),
 		}
 		if *clientID != "" {
 			opts = append(opts, client.WithClientID(*clientID))
@@ -707,7 +729,7 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 			return fmt.Errorf("stopped after %d message(s): %w", printed, printErr)
 		}
 		if errors.Is(err, core.ErrStreamNotFound) {
-			return errNoStream(stream, *hubAddr)
+			return errNoStream(stream, *hubAddr, *partition)
 		}
 		if ctx.Err() != nil && !errors.Is(err, errDone) {
 			return nil // interrupted (Ctrl-C)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -78,20 +79,42 @@ func (e *hubError) Error() string {
 
 func (e *hubError) Unwrap() error { return e.cause }
 
-// streamExists asks the hub whether stream exists, without creating it.
-func streamExists(ctx context.Context, c *client.Client, stream string) (bool, error) {
+// streamPartitions asks the hub whether stream exists and how many partitions it has,
+// without creating it.
+func streamPartitions(ctx context.Context, c *client.Client, stream string) (int, bool, error) {
 	conn, err := c.Open(ctx, requestTimeout)
 	if err != nil {
-		return false, err
+		return 0, false, err
 	}
 	defer conn.Close()
-	_, exists, err := conn.StreamInfo(ctx, stream)
-	return exists, err
+	return conn.StreamInfo(ctx, stream)
 }
 
-// errNoStream is the error of pull and tail for a stream that does not exist.
-func errNoStream(stream, addr string) error {
+// errNoStream is the error of pull and tail for a stream that does not exist, read at
+// partition.
+func errNoStream(stream, addr string, partition int) error {
+	if partition > 0 {
+		return fmt.Errorf("stream %q does not exist on hub %s (create it with: sluice create -partitions %d %s)", stream, addr, partition+1, stream)
+	}
 	return fmt.Errorf("stream %q does not exist on hub %s (create it with: sluice create %s)", stream, addr, stream)
+}
+
+// errNoPartition is the error of pull for a -partition the stream does not have.
+func errNoPartition(stream, addr string, partition, n int) error {
+	return fmt.Errorf("-partition %d: stream %q has %d partition(s) on hub %s: use -partition 0 to %d", partition, stream, n, addr, n-1)
+}
+
+// partitionFlag declares the -partition flag of push, pull and tail.
+func partitionFlag(fs *flag.FlagSet) *int {
+	return fs.Int("partition", 0, "the stream's partition, from 0 (a partition above 0 needs a stream created with more partitions: sluice create -partitions N)")
+}
+
+// checkPartition checks the value of -partition.
+func checkPartition(p int) error {
+	if p < 0 || p >= core.MaxPartitions {
+		return usageErr("-partition %d: want 0 to %d", p, core.MaxPartitions-1)
+	}
+	return nil
 }
 
 // lastError holds the latest error reported to it.
