@@ -58,7 +58,7 @@ Examples:
   printf 'a\nb\nc\n' | sluice push orders
   sluice push -hub 10.0.0.5:4000 -quiet logs < app.log
   sluice push temperatures -- -3.5
-  sluice push -partition 2 orders "to partition 2"  # after: sluice create -partitions 4 orders
+  sluice push -partition 2 orders "to partition 2"   # a stream created with -partitions 3+
 `,
 		flags: pushFlags,
 	})
@@ -67,20 +67,22 @@ Examples:
 		summary: "print the messages of a stream, from an index or a client id's saved index",
 		usage:   "[flags] STREAM",
 		help: `
-Print the messages of a partition of a stream (-partition, default 0), one per line as "INDEX<TAB>DATA" (or only
-DATA with -raw, or with -json one JSON object per line: {"index":N,"data":"TEXT"} when the
-data is valid UTF-8, else {"index":N,"data_base64":"BASE64"}, so that any data round-trips),
-starting at -from or, with -client-id, at the index that client id saved. pull stops when
-no new message arrives for -idle, or after -max messages. With -client-id it saves the next
-index after printing, so the next pull with the same id continues where this one stopped
-(a client id saves one index per partition).
+Print the messages of a partition of a stream (-partition, default 0), one per line as
+"INDEX<TAB>DATA" (or only DATA with -raw, or with -json one JSON object per line:
+{"index":N,"data":"TEXT"} when the data is valid UTF-8, else
+{"index":N,"data_base64":"BASE64"}, so that any data round-trips), starting at -from or,
+with -client-id, at the index that client id saved. pull stops when no new message arrives
+for -idle, or after -max messages. With -client-id it saves the next index after printing,
+so the next pull with the same id continues where this one stopped (a client id saves one
+index per partition).
 
 pull does not create streams: a stream that does not exist, or a -partition it does not
-have, is an error (create it with "sluice create", with -partitions N for more than one). pull exits 1 when the hub cannot be reached, also when the connection
-fails midway, or when it cannot write a message to standard output (it then says how many
-messages it printed; with -client-id the saved position stays at the first message it did
-not print). A pipe closed by its reader (| head) ends it at once, as it does any program;
-the saved position stays before the message being written then too.
+have, is an error (create it with "sluice create", with -partitions N for more than one).
+pull exits 1 when the hub cannot be reached, also when the connection fails midway, or
+when it cannot write a message to standard output (it then says how many messages it
+printed; with -client-id the saved position stays at the first message it did not print).
+A pipe closed by its reader (| head) ends it at once, as it does any program; the saved
+position stays before the message being written then too.
 
 Examples:
   sluice pull orders
@@ -97,18 +99,18 @@ Examples:
 		summary: "follow a stream, printing messages as they arrive",
 		usage:   "[flags] STREAM",
 		help: `
-Follow a partition of a stream (-partition, default 0): print its messages, starting at -from (default 0, the oldest)
-or at the index saved for -client-id, and then every new message as soon as it is appended,
-until interrupted (Ctrl-C). Waiting uses long-poll pulls: the hub answers when a message
-arrives through it, there is no polling interval (a message pushed through another hub of
-the same backend shows when the 5 s wait ends). With -client-id the position is saved as
-messages are printed, so a restarted tail continues where it stopped. Output as for pull.
+Follow a partition of a stream (-partition, default 0): print its messages, starting at
+-from (default 0, the oldest) or at the index saved for -client-id, and then every new
+message as soon as it is appended, until interrupted (Ctrl-C). Waiting uses long-poll
+pulls: the hub answers when a message arrives through it, there is no polling interval (a
+message pushed through another hub of the same backend shows when the 5 s wait ends). With
+-client-id the position is saved as messages are printed, so a restarted tail continues
+where it stopped. Output as for pull.
 
 tail does not create streams: a stream that does not exist, or a -partition it does not
 have, is an error (create it with "sluice create", with -partitions N for more than one),
-also when the hub comes back without it after an outage. While the hub
-cannot be reached, tail retries; it says so on stderr once per outage, and again when it
-reaches the hub.
+also when the hub comes back without it after an outage. While the hub cannot be reached,
+tail retries; it says so on stderr once per outage, and again when it reaches the hub.
 
 Examples:
   sluice tail orders
