@@ -568,10 +568,15 @@ func (n *Node) send(ctx context.Context, msg wire.TransportMessage, borrowed boo
 // when e has none left.
 func (n *Node) dequeued(e *entry) {
 	if e.queued.Add(-1) == 0 {
-		select {
-		case n.idle <- struct{}{}:
-		default:
-		}
+		n.wakeDrain()
+	}
+}
+
+// wakeDrain leaves a token (without blocking) for a Drain waiting on n.idle.
+func (n *Node) wakeDrain() {
+	select {
+	case n.idle <- struct{}{}:
+	default:
 	}
 }
 
@@ -594,6 +599,9 @@ func (n *Node) Drain(ctx context.Context) error {
 		}
 		n.mu.RUnlock()
 		if !busy {
+			// Other Drains may be waiting for the token this one took: pass it on, so
+			// that every Drain that waits sees the node idle, not only the first.
+			n.wakeDrain()
 			return nil
 		}
 		select {

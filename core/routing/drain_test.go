@@ -1,0 +1,49 @@
+package routing
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/core/wire"
+)
+
+// startDrains starts count Drains of n, each with a ctx that ends after timeout, and
+// returns the channels their results arrive on.
+func startDrains(t *testing.T, n *Node, count int, timeout time.Duration) []chan error {
+	t.Helper()
+	errs := make([]chan error, count)
+	for i := range errs {
+		errs[i] = make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			defer cancel()
+			errs[i] <- n.Drain(ctx)
+		}()
+	}
+	// Let the Drains find the node busy and wait. Whether they got there first only
+	// decides whether the test can catch the bug, never whether it passes when fixed.
+	time.Sleep(50 * time.Millisecond)
+	return errs
+}
+
+// TestConcurrentDrainsAllReturn checks that every Drain waiting when the last busy worker
+// becomes idle returns, not only the one that takes the wake-up.
+func TestConcurrentDrainsAllReturn(t *testing.T) {
+	n := newNode(t)
+	b := &blocker{started: make(chan struct{}, 10), release: make(chan struct{}), got: make(chan []byte, 10)}
+	if err := n.Register("slow", b); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Send(context.Background(), wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("slow")}, Payload: []byte("m")}); err != nil {
+		t.Fatal(err)
+	}
+	<-b.started
+	errs := startDrains(t, n, 3, 5*time.Second)
+	close(b.release)
+	for i, ch := range errs {
+		if err := <-ch; err != nil {
+			t.Errorf("Drain %d: %v; want nil once the worker handled its message", i, err)
+		}
+	}
+}
