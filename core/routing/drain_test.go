@@ -2,6 +2,7 @@ package routing
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -45,5 +46,42 @@ func TestConcurrentDrainsAllReturn(t *testing.T) {
 		if err := <-ch; err != nil {
 			t.Errorf("Drain %d: %v; want nil once the worker handled its message", i, err)
 		}
+	}
+}
+
+// TestDrainReturnsWhenBusyWorkerLeaves checks that a Drain waiting for a worker returns
+// once that worker is unregistered, or the node closed, with messages still queued for it:
+// those are dropped, so nothing registered is left to wait for.
+func TestDrainReturnsWhenBusyWorkerLeaves(t *testing.T) {
+	for _, how := range []string{"Unregister", "Close"} {
+		t.Run(how, func(t *testing.T) {
+			n := newNode(t)
+			b := &blocker{started: make(chan struct{}, 10), release: make(chan struct{}), got: make(chan []byte, 10)}
+			if err := n.Register("slow", b); err != nil {
+				t.Fatal(err)
+			}
+			for range 3 { // one being handled, two queued behind it
+				if err := n.Send(context.Background(), wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("slow")}, Payload: []byte("m")}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			<-b.started
+			errs := startDrains(t, n, 1, 5*time.Second)
+			var err error
+			if how == "Unregister" {
+				err = n.Unregister("slow")
+			} else {
+				err = n.Close()
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := <-errs[0]; err != nil {
+				if errors.Is(err, context.DeadlineExceeded) {
+					t.Fatalf("Drain after %s of the only busy worker: %v; want nil", how, err)
+				}
+				t.Fatal(err)
+			}
+		})
 	}
 }

@@ -410,6 +410,9 @@ func (n *Node) Unregister(address string) error {
 		return fmt.Errorf("routing: unregister %q: %w", address, ErrNoRoute)
 	}
 	e.shutdown()
+	// What was queued for e is dropped, never counted as handled: a Drain waiting for e
+	// would get no wake-up from dequeued.
+	n.wakeDrain()
 	return nil
 }
 
@@ -722,6 +725,7 @@ func (n *Node) Close() error {
 	for _, e := range entries {
 		e.shutdown()
 	}
+	n.wakeDrain() // the dropped messages never wake a waiting Drain (see Unregister)
 	n.cancel()
 	n.wg.Wait()
 	return errors.Join(errs...)
