@@ -387,6 +387,27 @@ func testIndex(t T, h Harness) {
 				t.Fatalf("DenseIndex is declared but Fetch returned index %d for message %d; want %d", m.Index, i, i)
 			}
 		}
+		// Every partition starts at 0, not only the first: each has indexes of its own,
+		// also once another partition of the stream has messages.
+		parts := min(3, e.caps().MaxPartitions)
+		if parts < 2 {
+			return
+		}
+		np := e.create("dense-parts", parts)
+		for p := range parts {
+			e.append(np, p, msgs(fmt.Sprintf("p%d", p), p+1)...)
+		}
+		for p := range parts {
+			got := e.readAll(np, p, 0, 100, p+1)
+			if len(got) != p+1 {
+				t.Fatalf("partition %d: read %d message(s), want %d", p, len(got), p+1)
+			}
+			for i, m := range got {
+				if m.Index != uint64(i) {
+					t.Fatalf("DenseIndex is declared but message %d of partition %d (of %d, appended to in order) has index %d; want 0, 1, 2, ... in every partition", i, p, parts, m.Index)
+				}
+			}
+		}
 	})
 }
 
