@@ -40,6 +40,7 @@ type (
 		Classname string        `xml:"classname,attr"`
 		Time      string        `xml:"time,attr"`
 		Failure   *junitMessage `xml:"failure"`
+		Error     *junitMessage `xml:"error"`
 		Skipped   *junitMessage `xml:"skipped"`
 		SystemOut string        `xml:"system-out,omitempty"`
 	}
@@ -55,8 +56,10 @@ type (
 // "conformance.BACKEND.SUITE" and name the rest of the test's path. A failing test has a
 // failure element (message: its first line; text: every message), a skipped one a skipped
 // element with the reason, and a test the backend did not run, or that an interruption cut
-// short, is reported as skipped, saying so. A run that could not complete adds an error
-// count and its reason in system-err; an interrupted run says so in system-err.
+// short, is reported as skipped, saying so. A run that could not complete adds a test case
+// "Backend" (classname "conformance.BACKEND") with an error element giving its reason,
+// counted in errors, and the reason in system-err; an interrupted run says so in
+// system-err.
 func (m Matrix) WriteJUnit(w io.Writer) error {
 	out := junitSuites{Name: "sluice conformance"}
 	var total time.Duration
@@ -73,8 +76,13 @@ func (m Matrix) WriteJUnit(w io.Writer) error {
 		}
 		switch {
 		case b.Error != "":
+			// A test case of its own, with an error element: CI systems count test cases,
+			// and a testsuite without any reads as nothing run, nothing failed.
 			s.Errors = 1
 			s.SystemErr = b.Error
+			s.Cases = append(s.Cases, junitCase{Name: "Backend", Classname: "conformance." + b.Name, Time: seconds(0),
+				Error: &junitMessage{Message: firstLine(b.Error), Type: "error", Text: b.Error}})
+			s.Tests++
 		case b.NotRun():
 			s.SystemErr = "not run: interrupted before this backend"
 		case b.Incomplete:
