@@ -350,6 +350,9 @@ func testIndexCancelled(t T, h Harness) {
 	if err := ix.SaveIndex(ctx, c, n, 0, 1); !errors.Is(err, context.Canceled) {
 		t.Errorf("SaveIndex with a cancelled context: got %v, want an error matching context.Canceled", err)
 	}
+	// Nothing saved: a consumer that believes its save failed must not find it applied.
+	_, err := ix.GetIndex(e.ctx, c, n, 0)
+	expectErr(t, "GetIndex after a SaveIndex with a cancelled context", err, core.ErrIndexNotFound)
 }
 
 func testIndexClosed(t T, h Harness) {
