@@ -26,10 +26,13 @@ type Tracker struct {
 	mu sync.Mutex
 	// pending[head:] holds the labels of pending messages in increasing order, with their
 	// counts; a label whose count dropped to zero stays until it reaches the head, so that
-	// handling messages in order costs no copying.
+	// handling messages in order costs no copying, or until such labels make up most of
+	// pending[head:] (behind a label pending for good they would never reach the head), when
+	// done drops them all.
 	pending []labelCount
 	head    int
 	n       int // pending messages
+	labels  int // entries of pending[head:] whose count is not zero
 }
 
 type labelCount struct {
@@ -125,12 +128,16 @@ func (t *Tracker) add(label uint64) {
 	t.n++
 	i := t.find(label)
 	if i < len(t.pending) && t.pending[i].label == label {
+		if t.pending[i].n == 0 {
+			t.labels++
+		}
 		t.pending[i].n++
 		return
 	}
 	t.pending = append(t.pending, labelCount{})
 	copy(t.pending[i+1:], t.pending[i:])
 	t.pending[i] = labelCount{label: label, n: 1}
+	t.labels++
 }
 
 // done counts one message with label as handled, or as not queued after all.
@@ -143,12 +150,26 @@ func (t *Tracker) done(label uint64) {
 	}
 	t.n--
 	t.pending[i].n--
+	if t.pending[i].n == 0 {
+		t.labels--
+	}
 	for t.head < len(t.pending) && t.pending[t.head].n == 0 {
 		t.head++
 	}
-	switch {
-	case t.head == len(t.pending):
+	switch kept := len(t.pending) - t.head; {
+	case kept == 0:
 		t.pending, t.head = t.pending[:0], 0
+	case kept >= 64 && kept > 2*t.labels:
+		// Mostly labels already handled, stuck behind a lower one: drop them (amortised:
+		// at least half of what is copied goes).
+		w := 0
+		for _, lc := range t.pending[t.head:] {
+			if lc.n > 0 {
+				t.pending[w] = lc
+				w++
+			}
+		}
+		t.pending, t.head = t.pending[:w], 0
 	case t.head >= 64 && 2*t.head >= len(t.pending):
 		t.pending = t.pending[:copy(t.pending, t.pending[t.head:])]
 		t.head = 0
