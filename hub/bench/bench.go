@@ -38,8 +38,9 @@
 // the opposite order of the one before, so that drift of a noisy machine, and what an
 // earlier measurement left behind (a deleted stream's pages for bbolt to reuse, a broker
 // still catching up), hit all of them. Reports show the median of the runs and their spread
-// (min–max); the ratio is hub median / raw median (for latencies, of the p50; for
-// e2e-encrypted, encrypted median / plain median).
+// (min–max); the ratio is taken within each run, hub/raw (for latencies, of the p50; for
+// e2e-encrypted, encrypted/plain), and reported as the median and spread of those per-run
+// ratios ([PairedRatio]), so that a run slowed as a whole does not skew it.
 //
 // # Output
 //
