@@ -15,7 +15,7 @@
 //	func main() { certify.Main() }
 //
 // Then `go run ./cmd/certify -backend mybroker://127.0.0.1:7000 -run '^Storage$'` prints one
-// line per subtest and writes conformance.md, conformance.json and conformance.junit.xml
+// line per subtest (and a "still running" line after 30 s without one) and writes conformance.md, conformance.json and conformance.junit.xml
 // into sluice-report (see package report). [Run] is the same without the command line.
 package certify
 
@@ -321,15 +321,46 @@ func certify(ctx context.Context, w io.Writer, raw string, filter *runFilter, c 
 	fmt.Fprintf(w, "=== %s (%s)\n", run.Backend, run.URL)
 	h := conformance.Harness{Open: open, Timeout: c.SubtestTimeout, MaxWait: c.MaxWait, CreateMaxPartitions: c.CreateMaxPartitions}
 	name := run.Backend
+	var mu sync.Mutex // w and last
+	last := time.Now()
 	rep := conformance.ReportFunc(func(tr conformance.TestResult) {
 		if report.IsRow(tr) && filter.keep(tr) {
+			mu.Lock()
+			defer mu.Unlock()
 			printResult(w, name, tr)
+			last = time.Now()
 		}
 	})
+	// A subtest may take up to its timeout (-subtest-timeout) against a slow broker: say
+	// that the run goes on when no result came for heartbeatEvery.
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(heartbeatEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				mu.Lock()
+				if since := time.Since(last); since >= heartbeatEvery {
+					fmt.Fprintf(w, "...  %s: still running, %v since the last result (a subtest gives up after -subtest-timeout %v)\n", name, since.Round(time.Second), c.SubtestTimeout)
+				}
+				mu.Unlock()
+			}
+		}
+	}()
 	res := conformance.RunSuites(ctx, h, rep, filter.suites(conformance.Suites())...)
+	close(stop)
+	<-done
 	run.Result = filter.prune(res)
 	return run
 }
+
+// heartbeatEvery is how long certify stays silent while a subtest runs before it says that
+// the run goes on (tests shorten it).
+var heartbeatEvery = 30 * time.Second
 
 // printResult prints the progress line of one finished test.
 func printResult(w io.Writer, backend string, tr conformance.TestResult) {

@@ -19,7 +19,8 @@ capability the backend declares. Each subtest uses fresh, uniquely named streams
 afterwards when the backend can delete streams, so a shared broker can be tested safely.
 
 One line is printed per subtest (outcome, backend, name, duration, and the failure or skip
-reason), then a report is written to the -out directory: a behaviour matrix (rows are
+reason), and "still running" after 30s without one (a subtest against a slow broker may
+run until -subtest-timeout), then a report is written to the -out directory: a behaviour matrix (rows are
 subtests, columns are backends) as conformance.md, conformance.json and
 conformance.junit.xml. The exit status is 1 when any subtest failed.
 
