@@ -424,7 +424,10 @@ func (c *Conn) Push(ctx context.Context, stream string, partition int, msgs [][]
 		return nil, err
 	}
 	budget := wire.FramePayloadBudget(route, c.s.self) - wire.DataSize(len(wire.ProtocolPushBatch)) - 3*wire.MaxUintLen
-	maxBatch := wire.MaxPushBatch(wire.FramePayloadBudget(route, c.s.self) - confirmMargin)
+	// At least one message per request, as the publisher sends: with none, a route too long
+	// for the margin left for a confirm would make Push send empty requests forever. Whether
+	// the confirm of one message fits is the hub's to judge (it refuses the request if not).
+	maxBatch := max(wire.MaxPushBatch(wire.FramePayloadBudget(route, c.s.self)-confirmMargin), 1)
 	out := make([]uint64, 0, len(msgs))
 	for len(msgs) > 0 {
 		n, size := 0, 0
