@@ -16,7 +16,10 @@
 // every unconfirmed message in its original order. A push the hub did not take (it is
 // shutting down) is resent the same way. A push the hub refused (status ERROR: storing it
 // failed) ends no session: only its messages are sent again, after a backoff, and only such
-// refusals count against [WithMaxRejections]. A session that ends with nothing in flight
+// refusals count against [WithMaxRejections]. After a refusal the publisher asks the hub
+// whether the stream still exists (sluice_stream_open): one deleted while the session was up
+// ends the session, so that the next one creates it again (partition 0) or the publisher
+// fails for good (see [WithPartition]). A session that ends with nothing in flight
 // (its idle connection was closed) is no failure: the publisher connects again when it has
 // a message to send. With [WithOutbox], unconfirmed messages are kept in a bbolt file and
 // resent first after a device restart. [Publisher.Flush] reports messages that failed for

@@ -157,7 +157,8 @@ func WithOutbox(path string) PublisherOption {
 // it should have. Each session asks the hub for the route to the partition without creating
 // anything (sluice_stream_open, or for a hub that does not know it the fallback described
 // at [WithoutCreate]). When the stream does not exist, or has no partition p, retrying
-// cannot help: the publisher fails for good. Every message not yet confirmed fails, its
+// cannot help: the publisher fails for good. So it does when the stream is deleted while it
+// runs: the hub then refuses its pushes, and after a refusal the publisher asks again. Every message not yet confirmed fails, its
 // [Ack] and the next [Publisher.Flush] returning an error matching [core.ErrStreamNotFound]
 // or [core.ErrInvalidArgument] that says what to do, and so does every later Publish. With
 // an outbox the failed messages stay in it, for a publisher opened on it once the stream
@@ -308,7 +309,10 @@ type pushRequest struct {
 // A refused request ends neither the session nor the connection: only its messages are sent
 // again, after a backoff during which the publisher sends nothing new (so that the exception
 // stays limited to requests already in flight), and the other requests in flight are not
-// sent twice. See [WithMaxRejections].
+// sent twice. See [WithMaxRejections]. Unless the stream no longer exists: after a
+// refusal the publisher asks the hub (sluice_stream_open, not with WithMaxBatch(1)), and a
+// stream deleted while the session was up ends the session; the next one creates it again
+// (partition 0) or the publisher fails for good ([WithPartition]).
 //
 // Methods are safe for concurrent use. Close stops it.
 type Publisher struct {
@@ -329,6 +333,7 @@ type Publisher struct {
 	closeErr  error
 	ob        *outbox
 	open      partitionOpener // finds the route to a partition above 0 (run goroutine only)
+	noOpen    bool            // the hub does not know sluice_stream_open (run goroutine only, see checkStream)
 
 	mu        sync.Mutex
 	queue     []*entry // unconfirmed entries in publish order (done ones popped from the front)
@@ -894,7 +899,11 @@ func (p *Publisher) session() (ready bool, err error) {
 		if err := p.removeConfirmed(); err != nil {
 			p.log.Error("sluice publisher: outbox", "err", err)
 		}
-		p.reportRefusals()
+		if p.reportRefusals() {
+			if err := p.checkStream(s); err != nil {
+				return true, err
+			}
+		}
 		if err := p.sendQueued(s, route, gen, budget, maxBatch); err != nil {
 			return true, err
 		}
@@ -921,6 +930,12 @@ func (p *Publisher) session() (ready bool, err error) {
 func (p *Publisher) failForever(err error) {
 	p.mu.Lock()
 	p.broken = err
+	// The session has ended: a confirm of its requests that is still being handled must not
+	// complete (and release the window slot of) a message failed here.
+	for _, r := range p.reqs {
+		r.timer.Stop()
+	}
+	clear(p.reqs)
 	var failed []*entry
 	for _, e := range p.queue {
 		if !e.done && e.ready {
@@ -1115,8 +1130,8 @@ func (p *Publisher) unpauseLocked() {
 
 // reportRefusals logs the refused requests that the run loop has not reported yet and hands
 // their errors to the session error handler ([WithPublisherSessionErrors]), in the run
-// goroutine, before their messages are sent again.
-func (p *Publisher) reportRefusals() {
+// goroutine, before their messages are sent again. It reports whether there were any.
+func (p *Publisher) reportRefusals() bool {
 	p.mu.Lock()
 	errs := p.refusalErrs
 	p.refusalErrs = nil
@@ -1128,6 +1143,40 @@ func (p *Publisher) reportRefusals() {
 			p.cfg.onSessionError(err)
 		}
 	}
+	return len(errs) > 0
+}
+
+// checkStream is called by the run goroutine after the hub refused pushes on session s: it
+// asks the hub whether the stream partition still exists (sluice_stream_open, which creates
+// nothing). A status ERROR says nothing of why, and a stream deleted while the session is
+// up gets every push refused: resent on the same session, its messages would be refused
+// forever, the stream never created again nor found missing. For a stream that no longer
+// exists it returns an error that ends the session: for partition 0 a plain one, so that
+// the next session creates the stream again (stream_create) and resends; for a partition
+// above 0 a *fatalError, so that the publisher fails for good, as when the stream is missing
+// at the start (see WithPartition). When the hub cannot tell, the session goes on (a timeout
+// of the request fails the session, which the run loop notices). A publisher of partition 0
+// that sends plain Ockam stream_push requests (WithMaxBatch(1)) does not ask: an Ockam hub
+// may not answer sluice_stream_open at all.
+func (p *Publisher) checkStream(s *session) error {
+	if p.cfg.partition > 0 {
+		_, err := p.open.route(p.ctx, s, p.cfg.requestTimeout)
+		if fe := (*fatalError)(nil); errors.As(err, &fe) {
+			return err
+		}
+		return nil
+	}
+	if p.cfg.maxBatch == 1 || p.noOpen {
+		return nil
+	}
+	routes, err := s.openStream(p.ctx, p.open.nextID(), p.stream, p.cfg.requestTimeout)
+	switch {
+	case errors.Is(err, errors.ErrUnsupported): // a hub older than sluice_stream_open
+		p.noOpen = true
+	case err == nil && routes == nil:
+		return fmt.Errorf("client: publisher to %q: the hub refused pushes and reports that the stream no longer exists (was it deleted?); reconnecting to create it again: %w", p.stream, core.ErrStreamNotFound)
+	}
+	return nil
 }
 
 // onTimeout runs on the request's own timer.
