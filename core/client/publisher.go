@@ -645,6 +645,11 @@ func (p *Publisher) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), p.cfg.closeTimeout)
 		flushErr := p.Flush(ctx)
 		cancel()
+		if errors.Is(flushErr, context.DeadlineExceeded) {
+			// The close timeout ran out: the messages left are counted and explained below
+			// (a caller's Flush did not fail, as "flush ... deadline exceeded" would say).
+			flushErr = nil
+		}
 		p.mu.Lock()
 		p.closed = true
 		p.mu.Unlock()
@@ -659,10 +664,14 @@ func (p *Publisher) Close() error {
 		p.reqs = map[uint64]*pushRequest{}
 		p.unpauseLocked()
 		removals := p.takeRemovalsLocked()
+		failed := p.takeUndeliveredLocked() // failed after Close's Flush, which reports none then
 		p.mu.Unlock()
 		var errs []error
 		if flushErr != nil {
 			errs = append(errs, flushErr)
+		}
+		if failed != nil {
+			errs = append(errs, failed)
 		}
 		n := 0
 		for _, e := range left {
@@ -679,8 +688,13 @@ func (p *Publisher) Close() error {
 				errs = append(errs, fmt.Errorf("client: close outbox: %w", err))
 			}
 		}
-		if n > 0 && flushErr == nil {
-			errs = append(errs, fmt.Errorf("client: publisher to %q closed with %d unconfirmed message(s)", p.stream, n))
+		if n > 0 {
+			fate := "their Acks report ErrClosed; the hub may have stored some of them: publish them again (on a new publisher) if they must be delivered, or use WithOutbox"
+			if p.ob != nil {
+				fate = "they stay in the outbox, and the next publisher opened on it sends them"
+			}
+			errs = append(errs, fmt.Errorf("client: publisher to %q closed with %d unconfirmed message(s) after waiting %v for their confirms (WithCloseTimeout); %s",
+				p.stream, n, p.cfg.closeTimeout, fate))
 		}
 		p.closeErr = errors.Join(errs...)
 		p.c.untrack(p)
