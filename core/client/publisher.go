@@ -158,11 +158,12 @@ func WithOutbox(path string) PublisherOption {
 // anything (sluice_stream_open, or for a hub that does not know it the fallback described
 // at [WithoutCreate]). When the stream does not exist, or has no partition p, retrying
 // cannot help: the publisher fails for good. So it does when the stream is deleted while it
-// runs: the hub then refuses its pushes, and after a refusal the publisher asks again. Every message not yet confirmed fails, its
-// [Ack] and the next [Publisher.Flush] returning an error matching [core.ErrStreamNotFound]
-// or [core.ErrInvalidArgument] that says what to do, and so does every later Publish. With
-// an outbox the failed messages stay in it, for a publisher opened on it once the stream
-// is fixed. An outbox belongs to one partition of one stream.
+// runs: the hub then refuses its pushes, and after a refusal the publisher asks again. Every
+// message not yet confirmed fails, its [Ack] and the next [Publisher.Flush] returning an
+// error matching [core.ErrStreamNotFound] or [core.ErrInvalidArgument] that says what to
+// do, and so does every later Publish. With an outbox the failed messages stay in it, for a
+// publisher opened on it once the stream is fixed. An outbox belongs to one partition of
+// one stream.
 func WithPartition(p int) PublisherOption {
 	return func(c *publisherConfig) error {
 		if err := validPartition(p); err != nil {
