@@ -109,7 +109,8 @@
 // the write has committed and, unless NoSync is set, been fsynced: a message whose index
 // Append reported is in the file after a crash of the process or of the machine. bbolt writes
 // data pages, fsyncs, then writes the meta page and fsyncs again, so a crash leaves either the
-// whole group commit or none of it.
+// whole group commit or none of it. When New creates the file (or directories for it), it
+// also fsyncs the directories that hold them, so that the file itself survives such a crash.
 //
 // A caller whose ctx ends while its write waits for the committer gets ctx.Err(). If the
 // committer had not started on the write, nothing is written; if it had, the write may still

@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
@@ -211,10 +212,16 @@ func New(ctx context.Context, path string, opts *Options) (*Store, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	file, err := resolvePath(path)
+	file, newDirs, err := resolvePath(path)
 	if err != nil {
 		return nil, err
 	}
+	// A file New creates, and the directories it creates for it, exist after a crash of the
+	// machine only once the directory holding each has been fsynced: fsync of the file itself
+	// (what bbolt does) does not persist its directory entry. Without that, appends
+	// acknowledged as durable could vanish with the whole file.
+	_, statErr := os.Stat(file)
+	newFile := errors.Is(statErr, fs.ErrNotExist)
 	timeout := o.LockTimeout
 	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
 		timeout = max(time.Until(d), time.Millisecond)
@@ -251,6 +258,20 @@ func New(ctx context.Context, path string, opts *Options) (*Store, error) {
 			return nil, fmt.Errorf("bbolt: %w", err) // it names the file already
 		}
 		return nil, fmt.Errorf("bbolt: open %s: %w", file, err)
+	}
+	if newFile && !o.NoSync {
+		// The parent of each new directory, then the directory holding the file.
+		dirs := make([]string, 0, len(newDirs)+1)
+		for _, d := range newDirs {
+			dirs = append(dirs, filepath.Dir(d))
+		}
+		dirs = append(dirs, filepath.Dir(file))
+		for _, d := range dirs {
+			if err := syncDir(d); err != nil {
+				_ = db.Close()
+				return nil, fmt.Errorf("bbolt: open %s: fsync directory %s, so that the new file survives a crash: %w", file, d, err)
+			}
+		}
 	}
 	s, err := newStore(db, o, true)
 	if err != nil {
@@ -319,28 +340,58 @@ func newStore(db *bolt.DB, o Options, owned bool) (*Store, error) {
 	return s, nil
 }
 
-// resolvePath turns the path given to New into the database file, creating directories.
-func resolvePath(path string) (string, error) {
+// resolvePath turns the path given to New into the database file, creating directories. It
+// also returns the directories it created, outermost first.
+func resolvePath(path string) (string, []string, error) {
 	if path == "" {
-		return "", fmt.Errorf("bbolt: %w: empty database path; give a directory or a file", core.ErrInvalidOption)
+		return "", nil, fmt.Errorf("bbolt: %w: empty database path; give a directory or a file", core.ErrInvalidOption)
 	}
 	fi, err := os.Stat(path)
 	switch {
 	case err == nil && fi.IsDir():
-		return filepath.Join(path, DefaultFileName), nil
+		return filepath.Join(path, DefaultFileName), nil, nil
 	case err == nil:
-		return path, nil
+		return path, nil, nil
 	case !errors.Is(err, os.ErrNotExist):
-		return "", fmt.Errorf("bbolt: %w: database path %q: %w", core.ErrInvalidOption, path, err)
+		return "", nil, fmt.Errorf("bbolt: %w: database path %q: %w", core.ErrInvalidOption, path, err)
 	}
 	dir, file := path, DefaultFileName
 	if filepath.Ext(path) != "" {
 		dir, file = filepath.Dir(path), filepath.Base(path)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("bbolt: %w: create directory for the database: %w", core.ErrInvalidOption, err)
+	var created []string
+	for d := filepath.Clean(dir); ; {
+		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		created = append([]string{d}, created...)
+		parent := filepath.Dir(d)
+		if parent == d {
+			break
+		}
+		d = parent
 	}
-	return filepath.Join(dir, file), nil
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", nil, fmt.Errorf("bbolt: %w: create directory for the database: %w", core.ErrInvalidOption, err)
+	}
+	return filepath.Join(dir, file), created, nil
+}
+
+// syncDir fsyncs directory dir, which makes the entries created in it durable. A variable
+// for tests.
+var syncDir = func(dir string) error {
+	if runtime.GOOS == "windows" {
+		return nil // directories cannot be fsynced there; NTFS journals their entries
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // Path returns the database file's path.

@@ -1076,3 +1076,59 @@ func appendConcurrently(t *testing.T, s *Store, partitions, goroutines, rounds i
 	wg.Wait()
 	return reported
 }
+
+// TestNewSyncsNewDirectories: a file New creates, and each directory it creates for it, is
+// durable only once the directory holding it has been fsynced; otherwise a crash of the
+// machine can take the whole file, with every append acknowledged in it, away. New fsyncs
+// them (not with NoSync, and not when the file exists already).
+func TestNewSyncsNewDirectories(t *testing.T) {
+	var synced []string
+	orig := syncDir
+	syncDir = func(dir string) error {
+		synced = append(synced, dir)
+		return orig(dir)
+	}
+	defer func() { syncDir = orig }()
+
+	dir := t.TempDir()
+	path := filepath.Join(dir, "a", "b")
+	s, err := New(context.Background(), path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{dir, filepath.Join(dir, "a"), path}
+	if !slices.Equal(synced, want) {
+		t.Fatalf("New of a new file in new directories fsynced %q, want %q", synced, want)
+	}
+
+	synced = nil
+	s, err = New(context.Background(), path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(synced) != 0 {
+		t.Fatalf("New of an existing file fsynced %q, want nothing", synced)
+	}
+
+	s, err = New(context.Background(), filepath.Join(dir, "c.db"), &Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(synced) != 0 {
+		t.Fatalf("New with NoSync fsynced %q, want nothing", synced)
+	}
+
+	syncDir = func(string) error { return errors.New("injected") }
+	if _, err := New(context.Background(), filepath.Join(dir, "d.db"), nil); err == nil || !strings.Contains(err.Error(), "injected") {
+		t.Fatalf("New whose directory fsync failed = %v, want that error", err)
+	}
+}
