@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -238,6 +239,7 @@ func New(ctx context.Context, path string, opts *Options) (*Store, error) {
 			NoSync:         o.NoSync,
 			FreelistType:   bolt.FreelistMapType,
 			NoFreelistSync: !o.SyncFreelist,
+			OpenFile:       openFile,
 		})
 		if !errors.Is(err, bolterrors.ErrTimeout) || ctx.Err() != nil || time.Since(start) >= timeout {
 			break
@@ -255,9 +257,9 @@ func New(ctx context.Context, path string, opts *Options) (*Store, error) {
 		case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrVersionMismatch), errors.Is(err, bolterrors.ErrChecksum):
 			return nil, fmt.Errorf("bbolt: %w: %s is not a bbolt database (%w); name a directory, a new file, or a database a hub wrote", core.ErrInvalidOption, file, err)
 		case errors.As(err, &pe) && pe.Path == file:
-			return nil, fmt.Errorf("bbolt: %w", err) // it names the file already
+			return nil, fmt.Errorf("bbolt: %w%s", err, hint(err)) // it names the file already
 		}
-		return nil, fmt.Errorf("bbolt: open %s: %w", file, err)
+		return nil, fmt.Errorf("bbolt: open %s: %w%s", file, err, hint(err))
 	}
 	if newFile && !o.NoSync {
 		// The parent of each new directory, then the directory holding the file.
@@ -375,6 +377,21 @@ func resolvePath(path string) (string, []string, error) {
 		return "", nil, fmt.Errorf("bbolt: %w: create directory for the database: %w", core.ErrInvalidOption, err)
 	}
 	return filepath.Join(dir, file), created, nil
+}
+
+// openFile opens the database file for bbolt. A variable for tests.
+var openFile = os.OpenFile
+
+// hint returns advice on what to do about err, a failure to open or write the database file
+// that only an operator can fix, with a leading "; ", or "" when it has none.
+func hint(err error) string {
+	switch {
+	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.EROFS):
+		return "; the hub must be able to read and write the database file and create files in its directory: fix the permissions (or the read-only mount), or name another path"
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, bolterrors.ErrMaxSizeReached):
+		return "; the disk (or the database's maximum size) is full: free space, or bound the file with retention (max_messages); deleting streams frees pages the file reuses, not disk space"
+	}
+	return ""
 }
 
 // syncDir fsyncs directory dir, which makes the entries created in it durable. A variable
@@ -930,5 +947,5 @@ func mapErr(what, stream string, err error) error {
 	case errors.Is(err, bolterrors.ErrTimeout):
 		return fmt.Errorf("%s: %w: %w", where, core.ErrUnavailable, err)
 	}
-	return fmt.Errorf("%s: %w", where, err)
+	return fmt.Errorf("%s: %w%s", where, err, hint(err))
 }

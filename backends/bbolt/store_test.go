@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"net/url"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -1130,5 +1132,52 @@ func TestNewSyncsNewDirectories(t *testing.T) {
 	syncDir = func(string) error { return errors.New("injected") }
 	if _, err := New(context.Background(), filepath.Join(dir, "d.db"), nil); err == nil || !strings.Contains(err.Error(), "injected") {
 		t.Fatalf("New whose directory fsync failed = %v, want that error", err)
+	}
+}
+
+// TestErrorsSayWhatToDo: failures only an operator can fix (a database file the hub may not
+// write, a read-only file system, a full disk) say what to do, and keep the system's error.
+func TestErrorsSayWhatToDo(t *testing.T) {
+	ctx := context.Background()
+	orig := openFile
+	defer func() { openFile = orig }()
+	for _, errno := range []syscall.Errno{syscall.EACCES, syscall.EROFS} {
+		openFile = func(name string, _ int, _ os.FileMode) (*os.File, error) {
+			return nil, &fs.PathError{Op: "open", Path: name, Err: errno}
+		}
+		_, err := New(ctx, t.TempDir(), nil)
+		if !errors.Is(err, errno) || !strings.Contains(err.Error(), "fix the permissions") {
+			t.Errorf("New of a file it cannot open for writing (%v) = %v; want the error with what to do", errno, err)
+		}
+	}
+	openFile = orig
+
+	// A full disk: bbolt's MaxSize makes the commit fail as ENOSPC would.
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "full.db"), 0o600, &bolt.Options{MaxSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	s, err := NewWithDB(ctx, db, &Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	mustCreate(t, s, "s", 1)
+	msg := bytes.Repeat([]byte("x"), 64<<10)
+	for i := 0; ; i++ {
+		if i == 1000 {
+			t.Fatal("a database of at most 1 MiB took 64 MiB of appends")
+		}
+		if _, err = s.Append(ctx, "s", 0, [][]byte{msg}); err != nil {
+			break
+		}
+	}
+	if !errors.Is(err, bolterrors.ErrMaxSizeReached) || !strings.Contains(err.Error(), "free space") {
+		t.Errorf("Append to a full database = %v; want the error with what to do", err)
+	}
+	err = mapErr("append", "s", &fs.PathError{Op: "write", Path: "f", Err: syscall.ENOSPC})
+	if !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "free space") {
+		t.Errorf("mapErr(ENOSPC) = %v; want the error with what to do", err)
 	}
 }
