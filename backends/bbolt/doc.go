@@ -20,6 +20,7 @@
 //	bbolt:data/sluice                    relative path
 //	bbolt:///var/lib/sluice/hub.db?max_message_size=1048576&nosync=false
 //
+// Both forms of path are percent-decoded (bbolt:my%20data is the directory "my data").
 // The path is a directory when it exists as one, or does not exist and its last element has
 // no extension: the database is then the file "sluice.db" inside it. Otherwise it is the
 // database file. Missing directories are created (mode 0700). Query parameters, each at most

@@ -796,6 +796,15 @@ func TestParseURLRelative(t *testing.T) {
 	if err != nil || path != "data/hub.db" || o.MaxFetchBytes != 5 || !o.SyncFreelist {
 		t.Fatalf("ParseURL = %q, %+v, %v", path, o, err)
 	}
+	// Percent-escapes are decoded in a relative path as in an absolute one.
+	for raw, want := range map[string]string{
+		"bbolt:my%20data/a%3Fb.db": "my data/a?b.db",
+		"bbolt:///my%20data/a.db":  "/my data/a.db",
+	} {
+		if path, _, err := ParseURL(mustParse(t, raw)); err != nil || path != want {
+			t.Errorf("ParseURL(%q) = %q, %v; want %q", raw, path, err, want)
+		}
+	}
 }
 
 // TestParseURLOptions checks each parameter's field and bounds through ParseURL itself,

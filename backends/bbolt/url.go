@@ -48,7 +48,14 @@ func ParseURL(u *url.URL) (string, *Options, error) {
 	path := u.Path
 	switch {
 	case u.Opaque != "":
-		path = u.Opaque // bbolt:relative/path
+		// bbolt:relative/path. url.Parse leaves an opaque part escaped (it decodes only
+		// u.Path): decode it as it decodes an absolute path, or "bbolt:my%20data" would
+		// name the directory "my%20data", and a relative path could not hold '?' or '#'.
+		p, err := url.PathUnescape(u.Opaque)
+		if err != nil {
+			return "", nil, bad("path: %v", err)
+		}
+		path = p
 	case u.Host != "" && u.Host != "localhost":
 		return "", nil, bad("host %q is not allowed; write bbolt:///absolute/path or bbolt:relative/path", u.Host)
 	}
