@@ -143,6 +143,26 @@ func TestPoisonEnvelopeDoesNotStopSubscription(t *testing.T) {
 	}
 }
 
+// countingListener listens on a loopback port and counts the connections made to it (each
+// closed at once): a device that dials an address it should not shows there. It is closed
+// when the test ends.
+func countingListener(t *testing.T) (net.Listener, *atomic.Int32) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	accepted := new(atomic.Int32)
+	go func() { // ends when the listener is closed
+		for c, err := ln.Accept(); err == nil; c, err = ln.Accept() {
+			accepted.Add(1)
+			c.Close()
+		}
+	}()
+	return ln, accepted
+}
+
 // TestRemoteFirstHopRefused: a stream message whose inner route starts with a TCP address
 // must not make the device dial that address (the TCP transport refuses the same for the
 // messages its peers send, unless it relays).
@@ -150,18 +170,7 @@ func TestRemoteFirstHopRefused(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	th := startHub(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	var accepted atomic.Int32
-	go func() {
-		for c, err := ln.Accept(); err == nil; c, err = ln.Accept() {
-			accepted.Add(1)
-			c.Close()
-		}
-	}()
+	ln, accepted := countingListener(t)
 	e := bistream.Envelope{Message: wire.TransportMessage{OnwardRoute: wire.Route{wire.TCP(ln.Addr().String()), wire.Local("x")}, Payload: []byte("x")}}
 	th.preload(ctx, "inbox-x", e.Append(nil))
 	cli, err := client.Dial(th.addr)
@@ -683,18 +692,7 @@ func TestReturnRouteFirstHopRefused(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	th := startHub(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	var accepted atomic.Int32
-	go func() {
-		for c, err := ln.Accept(); err == nil; c, err = ln.Accept() {
-			accepted.Add(1)
-			c.Close()
-		}
-	}()
+	ln, accepted := countingListener(t)
 	hello := func() []byte {
 		id, err := securechannel.GenerateIdentity()
 		if err != nil {
