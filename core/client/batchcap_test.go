@@ -55,14 +55,7 @@ func TestConnPushManyTinyMessages(t *testing.T) {
 	h := startHub(t)
 	c := dial(t, h.Addr)
 	ctx := t.Context()
-	conn, err := c.Open(ctx, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := conn.CreateStream(ctx, "tiny", 1); err != nil {
-		t.Fatal(err)
-	}
+	conn := openWithStream(t, c, "tiny")
 	msgs := make([][]byte, n)
 	for i := range msgs {
 		msgs[i] = []byte{byte(i)}

@@ -785,14 +785,7 @@ func TestLongPollWithinIdleTimeout(t *testing.T) {
 	h := startHub(t, hub.WithMaxPullWait(time.Minute))
 	c := dial(t, h.Addr, client.WithIdleTimeout(2*time.Second))
 	ctx := t.Context()
-	conn, err := c.Open(ctx, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := conn.CreateStream(ctx, "idle", 1); err != nil {
-		t.Fatal(err)
-	}
+	conn := openWithStream(t, c, "idle")
 	if msgs, err := conn.Pull(ctx, "idle", 0, 0, 10, time.Minute); err != nil || len(msgs) != 0 {
 		t.Fatalf("long-poll Pull of an idle stream = %v, %v; want no message", msgs, err)
 	}

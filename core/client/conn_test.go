@@ -254,14 +254,7 @@ func TestConnPullManyFrames(t *testing.T) {
 	h := startHub(t)
 	c := dial(t, h.Addr)
 	ctx := t.Context()
-	conn, err := c.Open(ctx, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := conn.CreateStream(ctx, "big", 1); err != nil {
-		t.Fatal(err)
-	}
+	conn := openWithStream(t, c, "big")
 	const n, size = 500, 1000 // about 8 frames
 	batch := make([][]byte, n)
 	for i := range batch {

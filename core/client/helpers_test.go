@@ -98,6 +98,21 @@ func newProxy(t testing.TB, target string, opts ...faultproxy.Option) *faultprox
 	return p
 }
 
+// openWithStream opens a Conn on c, closed when the test ends, and creates stream on it
+// with one partition.
+func openWithStream(t testing.TB, c *client.Client, stream string) *client.Conn {
+	t.Helper()
+	conn, err := c.Open(t.Context(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if _, err := conn.CreateStream(t.Context(), stream, 1); err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
 func dial(t testing.TB, addr string, opts ...client.Option) *client.Client {
 	t.Helper()
 	c, err := client.Dial(addr, opts...)

@@ -590,14 +590,7 @@ func TestConnPushRefused(t *testing.T) {
 	h := startHub(t, hub.WithMaxMessageSize(100))
 	c := dial(t, h.Addr)
 	ctx := t.Context()
-	conn, err := c.Open(ctx, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := conn.CreateStream(ctx, "conn-refused", 1); err != nil {
-		t.Fatal(err)
-	}
+	conn := openWithStream(t, c, "conn-refused")
 	idx, err := conn.Push(ctx, "conn-refused", 0, [][]byte{make([]byte, 200)})
 	if !errors.Is(err, client.ErrRejected) || !errors.Is(err, core.ErrUnavailable) || len(idx) != 0 {
 		t.Fatalf("Push of a message the hub refuses = %v, %v; want no index and ErrRejected, ErrUnavailable", idx, err)
