@@ -53,7 +53,9 @@
 // partitions ([Conn.CreateStream], sluice create -partitions N); it is never created by
 // them, and a missing stream or partition fails them for good with an error matching
 // [core.ErrStreamNotFound] or [core.ErrInvalidArgument]. A consumer's saved index is per
-// client id, stream and partition.
+// client id, stream and partition. [KeyPartition] maps a message key to a partition as
+// Kafka's default partitioner does, so that messages with one key keep their order: publish
+// each on the publisher of its key's partition.
 //
 // # Configuration
 //
