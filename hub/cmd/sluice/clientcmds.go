@@ -35,6 +35,11 @@ For partition 0 a missing stream is created, with one partition. A partition abo
 needs a stream created with more partitions (sluice create -partitions N): push never
 creates it, and fails when the stream does not exist or has no such partition.
 
+-key K pushes to the partition of key K instead: the one a Kafka producer would choose for
+a record with key K and the stream's partition count (murmur2), so that messages with one
+key stay in one partition, in order. The stream must exist; push prints the partition on
+standard error, unless -quiet.
+
 push returns once the hub confirmed every message as durably stored; messages are
 pipelined, retried and resent after a reconnect, so a message may be stored twice but is
 never lost silently. While the hub cannot be reached push says so on stderr, once, and
@@ -59,6 +64,7 @@ Examples:
   sluice push -hub 10.0.0.5:4000 -quiet logs < app.log
   sluice push temperatures -- -3.5
   sluice push -partition 2 orders "to partition 2"   # a stream created with -partitions 3+
+  sluice push -key device-42 readings "21.5"          # the partition of key device-42
 `,
 		flags: pushFlags,
 	})
@@ -146,6 +152,7 @@ func pushFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
 	timeout := fs.Duration("timeout", 30*time.Second, "give up when messages wait for the hub's confirm and none arrives for this long (a push that keeps being confirmed, or waits for standard input, does not time out)")
 	verbose := fs.Bool("v", false, "log reconnects and retries to stderr")
 	partition := partitionFlag(fs)
+	key := fs.String("key", "", "push to the partition of this key (Kafka's default partitioner) instead of -partition; the stream must exist")
 	return func(ctx context.Context, sio *stdio, args []string) error {
 		if len(args) == 0 {
 			return usageErr("missing stream name")
@@ -172,6 +179,10 @@ func pushFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
 		if err := checkPartition(*partition); err != nil {
 			return err
 		}
+		keyed := flagSet(fs, "key")
+		if keyed && flagSet(fs, "partition") {
+			return usageErr("-key and -partition exclude each other: -key chooses the partition")
+		}
 		if err := checkHubAddr(*hubAddr); err != nil {
 			return err
 		}
@@ -182,8 +193,41 @@ func pushFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
 			}
 		}
 		cfg := pushConfig{hubAddr: *hubAddr, stream: stream, partition: *partition, window: *window, timeout: *timeout, quiet: *quiet, verbose: *verbose}
+		if keyed {
+			p, err := keyPartition(ctx, sio, cfg, *key)
+			if err != nil || ctx.Err() != nil {
+				return err
+			}
+			cfg.partition = p
+		}
 		return push(ctx, sio, cfg, msgs)
 	}
+}
+
+// keyPartition returns the partition of key in the stream of cfg, which must exist, and
+// says which on standard error unless cfg.quiet.
+func keyPartition(ctx context.Context, sio *stdio, cfg pushConfig, key string) (int, error) {
+	c, err := client.Dial(cfg.hubAddr, client.WithLogger(verboseLogger(sio, cfg.verbose)))
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
+	defer cancel()
+	n, exists, err := streamPartitions(ctx, c, cfg.stream)
+	switch {
+	case err != nil && ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return 0, nil // interrupted (Ctrl-C)
+	case err != nil:
+		return 0, &hubError{cfg.hubAddr, err}
+	case !exists:
+		return 0, fmt.Errorf("stream %q does not exist on hub %s; -key needs the stream and its partition count (create it with: sluice create -partitions N %s)", cfg.stream, cfg.hubAddr, cfg.stream)
+	}
+	p := client.KeyPartition([]byte(key), n)
+	if !cfg.quiet {
+		fmt.Fprintf(sio.err, "sluice push: key %q is partition %d of %d\n", key, p, n)
+	}
+	return p, nil
 }
 
 // refusal reports whether err is the hub refusing a push it took (status ERROR), not a

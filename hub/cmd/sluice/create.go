@@ -67,8 +67,7 @@ func createFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error
 		if err := checkHubAddr(*hubAddr); err != nil {
 			return err
 		}
-		partitionsSet := false
-		fs.Visit(func(f *flag.Flag) { partitionsSet = partitionsSet || f.Name == "partitions" })
+		partitionsSet := flagSet(fs, "partitions")
 		parent := ctx
 		ctx, cancel := context.WithTimeout(ctx, *timeout)
 		defer cancel()

@@ -109,6 +109,13 @@ func partitionFlag(fs *flag.FlagSet) *int {
 	return fs.Int("partition", 0, "the stream's partition, from 0 (a partition above 0 needs a stream created with more partitions: sluice create -partitions N)")
 }
 
+// flagSet reports whether the command line set the flag name.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
 // checkPartition checks the value of -partition.
 func checkPartition(p int) error {
 	if p < 0 || p >= core.MaxPartitions {

@@ -115,3 +115,34 @@ func TestCLIPartitionErrors(t *testing.T) {
 		t.Errorf("partition 0 holds %q, want nothing", got)
 	}
 }
+
+// push -key K pushes to the partition Kafka's default partitioner gives K for the stream's
+// partition count, and says which; it needs the stream, and excludes -partition.
+func TestCLIPushKey(t *testing.T) {
+	addr, b := startMemHub(t, "127.0.0.1:0")
+	mustRun(t, "", "create", "-hub", addr, "-partitions", "7", "readings")
+	// murmur2("21") is -973932308: Kafka puts key "21" in partition 1173551340 % 7 = 3 of 7.
+	code, out, errs := runIO(t.Context(), "", "push", "-hub", addr, "-key", "21", "readings", "a", "b")
+	if code != 0 || out != "0\n1\n" || !strings.Contains(errs, `key "21" is partition 3 of 7`) {
+		t.Fatalf("push -key 21: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	for p := range 7 {
+		var want []string
+		if p == 3 {
+			want = []string{"a", "b"}
+		}
+		if got := partitionData(t, b, "readings", p); !slices.Equal(got, want) {
+			t.Errorf("partition %d holds %q, want %q", p, got, want)
+		}
+	}
+	// -quiet prints neither the indexes nor the partition.
+	if code, out, errs := runIO(t.Context(), "", "push", "-hub", addr, "-quiet", "-key", "21", "readings", "c"); code != 0 || out != "" || errs != "" {
+		t.Errorf("push -quiet -key: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+
+	wantRun(t, 1, []string{`stream "absent" does not exist`, "-key needs the stream", "sluice create -partitions N absent"}, "", "push", "-hub", addr, "-key", "k", "absent", "m")
+	if _, err := b.Storage.Fetch(t.Context(), "absent", 0, 0, 1); !errors.Is(err, core.ErrStreamNotFound) {
+		t.Errorf("Fetch(absent) = %v: the stream was created", err)
+	}
+	wantRun(t, 2, []string{"-key and -partition exclude each other"}, "", "push", "-hub", addr, "-key", "k", "-partition", "0", "readings", "m")
+}
