@@ -243,6 +243,9 @@ func (e *env) reopen() {
 		e.t.Fatalf("reopen: %v", err)
 	}
 	if b == nil || b.Storage == nil {
+		if b != nil { // an Index alone may hold resources
+			_ = closeWithin(e.ctx, e.h.timeout(), "Backend.Close", b.Close)
+		}
 		e.t.Fatalf("reopen returned a backend without Storage")
 	}
 	e.mu.Lock()
@@ -295,6 +298,9 @@ func (e *env) cleanup() {
 				return
 			}
 			if nb == nil || nb.Storage == nil {
+				if nb != nil {
+					_ = closeWithin(ctx, e.h.timeout(), "Backend.Close in cleanup", nb.Close)
+				}
 				e.t.Errorf("cleanup: Harness.Open returned a backend without Storage")
 				return
 			}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -159,4 +160,62 @@ func TestBenchmarkStorageHonoursTimeout(t *testing.T) {
 		t.Errorf("calls given a context without a deadline: %q", missing)
 	}
 	t.Logf("%d calls", calls)
+}
+
+// closeCounter is an IndexStorage that counts its Close calls.
+type closeCounter struct {
+	*memory.Store
+	closed *atomic.Int32
+}
+
+func (c closeCounter) Close() error { c.closed.Add(1); return c.Store.Close() }
+
+// A backend that Reopen, or the cleanup's Open, returns without Storage fails the subtest,
+// and what it holds (its Index) is closed all the same.
+func TestBackendWithoutStorageClosed(t *testing.T) {
+	var closed atomic.Int32
+	opens := 0
+	indexOnly := func(context.Context) (*core.Backend, error) {
+		s, err := memory.New(nil)
+		if err != nil {
+			return nil, err
+		}
+		return &core.Backend{Index: closeCounter{s, &closed}}, nil
+	}
+	h := Harness{Open: func(ctx context.Context) (*core.Backend, error) {
+		opens++
+		if opens == 1 { // the subtest's backend; the cleanup's reopen has no Storage
+			s, err := memory.New(nil)
+			if err != nil {
+				return nil, err
+			}
+			return &core.Backend{Storage: s, Index: s}, nil
+		}
+		return indexOnly(ctx)
+	}, Reopen: indexOnly}
+	suite := func(t T, h Harness) {
+		t.Run("Reopen", func(t T) {
+			e := newEnv(t, h)
+			e.create("s", 1)
+			e.reopen()
+		})
+	}
+	res := RunSuites(t.Context(), h, nil, Suite{Name: "S", Run: suite})
+	var f string
+	for _, tr := range res.Tests {
+		if tr.Name == "S/Reopen" && tr.Outcome == Fail {
+			f = strings.Join(tr.Failures, "\n")
+		}
+	}
+	if f == "" {
+		t.Fatalf("result %+v; want S/Reopen failed", res.Tests)
+	}
+	for _, want := range []string{"reopen returned a backend without Storage", "cleanup: Harness.Open returned a backend without Storage"} {
+		if !strings.Contains(f, want) {
+			t.Errorf("failures lack %q:\n%s", want, f)
+		}
+	}
+	if got := closed.Load(); got != 2 {
+		t.Errorf("%d of the 2 backends without Storage were closed", got)
+	}
 }
