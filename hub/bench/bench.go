@@ -495,7 +495,7 @@ func measureTarget(ctx context.Context, cfg Config, plan []step, t Target, names
 
 	samples := map[step]map[string][]Sample{}
 	for run := 1; run <= cfg.Runs; run++ {
-		pushed := map[string]string{} // path/size -> stream the push of that path wrote in this run
+		pushed := map[string]*written{} // path/size -> the stream the push of that path wrote in this run
 		for _, st := range plan {
 			paths := workloadPaths(st.workload, nativeStore != nil)
 			if run%2 == 0 {
@@ -645,10 +645,16 @@ func (e *env) deleteStreams() {
 	e.streams = nil
 }
 
+// written is a stream that a run's push (or, without one, fill) wrote for its pulls.
+type written struct {
+	stream string
+	read   bool // the untimed first read was done
+}
+
 // measure runs one step on one path. pushed maps path/size to the stream that path's push
 // wrote in this run: pull reads it (hub and raw read what the hub push wrote; native reads
 // what the native push wrote, as it may not see the backend's streams).
-func (e *env) measure(ctx context.Context, cfg Config, st step, path string, pushed map[string]string) Sample {
+func (e *env) measure(ctx context.Context, cfg Config, st step, path string, pushed map[string]*written) Sample {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration+cfg.Timeout)
 	defer cancel()
 	storage := e.b.Storage
@@ -670,26 +676,29 @@ func (e *env) measure(ctx context.Context, cfg Config, st step, path string, pus
 			s, stream, err = e.pushRaw(ctx, cfg, storage, st.size)
 		}
 		if err == nil && path == source {
-			pushed[key] = stream
+			pushed[key] = &written{stream: stream}
 		}
 	case Pull:
-		stream, ok := pushed[key]
+		w, ok := pushed[key]
 		if !ok {
-			stream, err = e.fill(ctx, cfg, storage, st.size)
-			if err != nil {
+			if stream, err = e.fill(ctx, cfg, storage, st.size); err != nil {
 				break
 			}
+			w = &written{stream: stream}
+			pushed[key] = w
+		}
+		if !w.read {
 			// One untimed read first: whichever path reads first in a run would otherwise
 			// pay for the broker's and the backend's cold caches alone.
-			if _, err = pullRaw(ctx, cfg, storage, stream, st.size); err != nil {
+			if _, err = pullRaw(ctx, cfg, storage, w.stream, st.size); err != nil {
 				break
 			}
-			pushed[key] = stream
+			w.read = true
 		}
 		if path == PathHub {
-			s, err = e.pullHub(ctx, cfg, stream, st.size)
+			s, err = e.pullHub(ctx, cfg, w.stream, st.size)
 		} else {
-			s, err = pullRaw(ctx, cfg, storage, stream, st.size)
+			s, err = pullRaw(ctx, cfg, storage, w.stream, st.size)
 		}
 	case PushLatency:
 		if path == PathHub {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -315,5 +316,53 @@ func TestRunInterrupted(t *testing.T) {
 	}
 	if strings.Contains(md.String(), "error") || strings.Contains(md.String(), "runs failed") {
 		t.Errorf("Markdown reports an error:\n%s", md.String())
+	}
+}
+
+// fetchCounter counts the Fetch calls from index 0 of each stream.
+type fetchCounter struct {
+	core.Storage
+	mu    *sync.Mutex
+	from0 map[string]int
+}
+
+func (s fetchCounter) Fetch(ctx context.Context, stream string, partition int, from uint64, limit int) ([]core.Message, error) {
+	if from == 0 {
+		s.mu.Lock()
+		s.from0[stream]++
+		s.mu.Unlock()
+	}
+	return s.Storage.Fetch(ctx, stream, partition, from, limit)
+}
+
+// The pull workload reads its stream once, untimed, before the paths take turns, also when
+// the push workload wrote that stream: otherwise the path that reads first pays for cold
+// caches alone.
+func TestPullWarmsUpPushedStream(t *testing.T) {
+	var mu sync.Mutex
+	from0 := map[string]int{}
+	target := bench.Target{Name: "memory", Open: func(ctx context.Context) (*core.Backend, error) {
+		b, err := core.Open(ctx, "memory://")
+		if err != nil {
+			return nil, err
+		}
+		b.Storage = fetchCounter{b.Storage, &mu, from0}
+		return b, nil
+	}}
+	cfg := bench.Config{Sizes: []int{64}, Runs: 1, Duration: 20 * time.Millisecond, Workloads: []string{bench.Push, bench.Pull}}
+	if _, err := bench.Run(t.Context(), cfg, target); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	read := 0
+	for stream, n := range from0 {
+		if strings.Contains(stream, "push-hub-64") {
+			read = n
+		}
+	}
+	// The warm-up read, the raw path's and the hub path's.
+	if read != 3 {
+		t.Errorf("the pushed stream was read from index 0 %d times, want 3 (warm-up, raw, hub): %v", read, from0)
 	}
 }
