@@ -134,6 +134,12 @@
 // everything else (timeouts, lookups, connections, broker persistence errors, 5xx) is
 // core.ErrUnavailable. ErrIndexOutOfRange is described above.
 //
+// [Open] checks both addresses before it returns: the admin API (a GET of the namespace's
+// policies) and the service URL (a dial, then one partitioned-metadata lookup on the binary
+// protocol, at most 10 seconds), so a wrong port fails Open with an error that names it,
+// matching core.ErrUnavailable, rather than the first Append after the operation timeout.
+// [New] does no I/O: its caller built the client.
+//
 // # Limitations
 //
 //   - Retention: Pulsar deletes closed ledgers that no durable subscription holds unless the

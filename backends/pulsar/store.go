@@ -70,7 +70,9 @@ type Store struct {
 	client    pulsar.Client
 	ownClient bool
 	admin     *admin
-	opts      Options
+	// serviceURL is the service URL of a Store built by Open ("" for New): Open checks it.
+	serviceURL string
+	opts       Options
 
 	calls core.Calls // public calls and the goroutines they start; cancelled by Close
 

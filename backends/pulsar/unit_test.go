@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/apache/pulsar-client-go/pulsar"
 
@@ -226,7 +227,7 @@ func TestMapErr(t *testing.T) {
 }
 
 // TestOpenChecksAdmin: Open fails at once, with what to do, when the admin API does not
-// answer or the namespace does not exist, and succeeds when it exists.
+// answer or the namespace does not exist, and the admin check passes when it exists.
 func TestOpenChecksAdmin(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet || r.URL.Path != "/admin/v2/namespaces/public/default" {
@@ -237,9 +238,12 @@ func TestOpenChecksAdmin(t *testing.T) {
 		_, _ = w.Write([]byte(`{}`))
 	}))
 	defer srv.Close()
-	s, err := Open(context.Background(), "pulsar://127.0.0.1:1?admin="+srv.URL)
+	s, err := openURL("pulsar://127.0.0.1:1?admin=" + srv.URL)
 	if err != nil {
-		t.Fatalf("Open with an existing namespace: %v", err)
+		t.Fatal(err)
+	}
+	if err := s.ping(context.Background()); err != nil {
+		t.Fatalf("admin check with an existing namespace: %v", err)
 	}
 	s.Close()
 	if _, err := Open(context.Background(), "pulsar://127.0.0.1:1?namespace=nope&admin="+srv.URL); !errors.Is(err, core.ErrInvalidOption) || !strings.Contains(err.Error(), "public/nope does not exist") {
@@ -254,4 +258,38 @@ func TestOpenChecksAdmin(t *testing.T) {
 	if _, err := Open(context.Background(), "pulsar://127.0.0.1:1?admin="+dead); !errors.Is(err, core.ErrUnavailable) || !strings.Contains(err.Error(), dead) {
 		t.Fatalf("Open with no admin API: %v, want ErrUnavailable naming %s", err, dead)
 	}
+}
+
+// TestOpenChecksServicePort: with an admin API that answers, Open still fails, promptly and
+// naming the service URL, when nothing listens on the service port (it used to succeed and
+// let the first Append wait DefaultOperationTimeout). TestOpenChecksServiceOnBroker does
+// the same against a real admin API.
+func TestOpenChecksServicePort(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(`{}`))
+	}))
+	defer srv.Close()
+	service := "pulsar://" + closedPort(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a bound, not a timing assert
+	defer cancel()
+	s, err := Open(ctx, service+"?admin="+srv.URL)
+	if err == nil {
+		s.Close()
+		t.Fatalf("Open with nothing on the service port succeeded")
+	}
+	if !errors.Is(err, core.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), service) {
+		t.Fatalf("Open with nothing on the service port: %v, want ErrUnavailable (not the test's deadline) naming %s", err, service)
+	}
+}
+
+// closedPort returns a loopback host:port on which nothing listens.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
 }

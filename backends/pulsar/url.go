@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/apache/pulsar-client-go/pulsar"
 	pulsarlog "github.com/apache/pulsar-client-go/pulsar/log"
@@ -34,7 +35,10 @@ func init() {
 // (Options.InfiniteRetention). Unknown parameters are rejected with core.ErrInvalidOption.
 // Open checks that the admin API answers and that the namespace exists: an unreachable
 // admin API returns an error matching core.ErrUnavailable, a missing namespace one matching
-// core.ErrInvalidOption.
+// core.ErrInvalidOption. It then checks the service URL: it connects to it and makes one
+// lookup on the binary protocol (see [Store.pingService]), within ctx and at most
+// serviceCheckTimeout; a service URL that does not answer returns an error matching
+// core.ErrUnavailable that names it.
 func Open(ctx context.Context, rawURL string) (*Store, error) {
 	s, err := openURL(rawURL)
 	if err != nil {
@@ -44,7 +48,68 @@ func Open(ctx context.Context, rawURL string) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
+	if err := s.pingService(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
+}
+
+// serviceCheckTimeout bounds the lookup of Open's service check when ctx allows longer: a
+// lookup on a healthy broker takes milliseconds, and the client would otherwise retry
+// one on a port that does not speak Pulsar's protocol for DefaultOperationTimeout.
+const serviceCheckTimeout = 10 * time.Second
+
+// pingService checks that the service URL speaks Pulsar's binary protocol, so that a wrong
+// service port fails Open at once and not the first Append after DefaultOperationTimeout.
+// It first dials the service address (a closed port or an unknown host fails at once), then
+// asks the broker for the partitioned-topic metadata of partition 0 of the index topic with
+// the client's TopicPartitions: one lookup request, which creates nothing (a lookup never
+// creates a topic, and a broker never auto-creates partitioned metadata for a partition's
+// name).
+func (s *Store) pingService(parent context.Context) error {
+	service := s.serviceURL
+	hint := fmt.Sprintf("the admin API at %s answered: check that Pulsar is running and that the pulsar:// URL names its binary protocol port (brokerServicePort, 6650 by default), not the admin or web port",
+		s.admin.base)
+	var d net.Dialer
+	var dialErr error
+	for _, hostPort := range strings.Split(strings.TrimPrefix(service, "pulsar://"), ",") {
+		c, err := d.DialContext(parent, "tcp", hostPort)
+		if err == nil {
+			c.Close()
+			dialErr = nil
+			break
+		}
+		if dialErr == nil {
+			dialErr = err
+		}
+	}
+	if parent.Err() != nil {
+		return fmt.Errorf("pulsar: check service URL %s: %w", service, parent.Err())
+	}
+	if dialErr != nil {
+		return fmt.Errorf("pulsar: connect to service URL %s: %w: %w (%s)", service, core.ErrUnavailable, dialErr, hint)
+	}
+	ctx, cancel := context.WithTimeout(parent, serviceCheckTimeout)
+	defer cancel()
+	done := make(chan error, 1) // the lookup may outlive ctx until DefaultOperationTimeout
+	go func() {
+		_, err := s.client.TopicPartitions(s.partitionTopic(indexTopic, 0))
+		done <- err
+	}()
+	var err error
+	select {
+	case err = <-done:
+		if err == nil {
+			return nil
+		}
+	case <-ctx.Done():
+		if parent.Err() != nil {
+			return fmt.Errorf("pulsar: check service URL %s: %w", service, parent.Err())
+		}
+		err = fmt.Errorf("no answer within %v: %w", serviceCheckTimeout, ctx.Err())
+	}
+	return fmt.Errorf("pulsar: lookup on service URL %s: %w: %w (%s)", service, core.ErrUnavailable, err, hint)
 }
 
 // openURL is Open without the check: it does no I/O.
@@ -115,5 +180,6 @@ func openURL(rawURL string) (*Store, error) {
 		cl.Close()
 		return nil, err
 	}
+	s.serviceURL = service
 	return s, nil
 }
