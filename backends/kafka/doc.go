@@ -89,11 +89,16 @@
 //	MESSAGE_TOO_LARGE, RECORD_LIST_TOO_LARGE         -> core.ErrMessageTooLarge
 //	INVALID_TOPIC_EXCEPTION, INVALID_PARTITIONS, ... -> core.ErrInvalidArgument
 //	kgo.ErrClientClosed, calls cancelled by Close    -> core.ErrClosed
+//	SASL_AUTHENTICATION_FAILED, ILLEGAL_SASL_STATE,
+//	UNSUPPORTED_SASL_MECHANISM, TOPIC_, GROUP_,
+//	CLUSTER_AUTHORIZATION_FAILED, ...                -> core.ErrInvalidOption
 //	connection failures, retriable broker errors,
 //	record timeouts, coordinator not available       -> core.ErrUnavailable
 //
 // A cancelled or expired context returns an error matching ctx.Err(). Messages longer than
-// MaxMessageSize are rejected before anything is produced.
+// MaxMessageSize are rejected before anything is produced. Authentication and authorization
+// failures are not retryable and say what to check: the URL's user, password and sasl=, or
+// the broker's ACLs for that user (core.ErrInvalidOption, as the Pulsar backend maps its own).
 //
 // # Limitations
 //

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"syscall"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -43,6 +44,12 @@ func (s *Store) mapErr(ctx context.Context, op, stream string, err error) error 
 		return fmt.Errorf("%s: %w", what, err) // already mapped
 	case errors.Is(err, kgo.ErrClientClosed):
 		sentinel = core.ErrClosed
+	case isAuthErr(err):
+		// Not retryable: the same credentials and ACLs fail again. core.ErrInvalidOption,
+		// as the Pulsar backend maps its authentication and authorization errors: what
+		// must change is the configuration (the URL's user, password and sasl=, or the
+		// broker's ACLs for that user).
+		return fmt.Errorf("%s: %w: %w (%s)", what, core.ErrInvalidOption, err, authHint(err))
 	case errors.Is(err, kerr.UnknownTopicOrPartition), errors.Is(err, kerr.UnknownTopicID):
 		sentinel = core.ErrStreamNotFound
 	case errors.Is(err, kerr.MessageTooLarge), errors.Is(err, kerr.RecordListTooLarge):
@@ -71,4 +78,34 @@ func isConnErr(err error) bool {
 		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed)
+}
+
+// saslErrs are the failures to authenticate; authzErrs the missing authorizations (ACLs).
+var (
+	saslErrs  = []error{kerr.SaslAuthenticationFailed, kerr.UnsupportedSaslMechanism, kerr.IllegalSaslState}
+	authzErrs = []error{kerr.TopicAuthorizationFailed, kerr.GroupAuthorizationFailed, kerr.ClusterAuthorizationFailed,
+		kerr.TransactionalIDAuthorizationFailed, kerr.DelegationTokenAuthorizationFailed}
+)
+
+// isAuthErr reports whether err is a failure to authenticate (SASL) or a missing
+// authorization (ACL) on a topic, group, cluster or transactional id.
+func isAuthErr(err error) bool {
+	for _, e := range slices.Concat(saslErrs, authzErrs) {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// authHint says what to check after an error isAuthErr accepted.
+func authHint(err error) string {
+	for _, e := range saslErrs {
+		if errors.Is(err, e) {
+			return "authentication failed: check the user and password in the kafka:// URL, and that sasl= names a mechanism " +
+				"that the broker's listener on that port enables (a listener without SASL refuses every mechanism: then drop the user and sasl=)"
+		}
+	}
+	return "authorization failed: the broker's ACLs do not allow the URL's user this operation: grant it read and write on the " +
+		"stream topics (and create, for CreateStream), read on the consumer group of saved indexes, or use another user"
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -56,7 +57,15 @@ func TestMapErr(t *testing.T) {
 		{net.ErrClosed, core.ErrUnavailable},
 		{fmt.Errorf("%w: x", core.ErrIndexNotFound), core.ErrIndexNotFound}, // already mapped
 		{fmt.Errorf("%w: x", core.ErrStreamNotFound), core.ErrStreamNotFound},
-		{kerr.TopicAuthorizationFailed, nil}, // no class: passed on as is
+		{kerr.TopicAuthorizationFailed, core.ErrInvalidOption},
+		{kerr.GroupAuthorizationFailed, core.ErrInvalidOption},
+		{kerr.ClusterAuthorizationFailed, core.ErrInvalidOption},
+		{kerr.TransactionalIDAuthorizationFailed, core.ErrInvalidOption},
+		{kerr.SaslAuthenticationFailed, core.ErrInvalidOption},
+		{fmt.Errorf("%w: Authentication failed: Invalid username or password", kerr.SaslAuthenticationFailed), core.ErrInvalidOption}, // as franz-go returns it
+		{kerr.UnsupportedSaslMechanism, core.ErrInvalidOption},
+		{kerr.IllegalSaslState, core.ErrInvalidOption},
+		{kerr.InvalidRecord, nil}, // no class: passed on as is
 		{errors.New("something else"), nil},
 	} {
 		got := s.mapErr(context.Background(), "append", "s", c.err)
@@ -71,6 +80,25 @@ func TestMapErr(t *testing.T) {
 	}
 	if err := s.mapErr(context.Background(), "append", "s", nil); err != nil {
 		t.Errorf("mapErr(nil) = %v", err)
+	}
+}
+
+// TestMapErrAuth: authentication and authorization failures say so and what to check (they
+// used to come back as the bare broker error, matching no sentinel).
+func TestMapErrAuth(t *testing.T) {
+	s := &Store{}
+	for _, err := range []error{kerr.SaslAuthenticationFailed, kerr.TopicAuthorizationFailed,
+		kerr.GroupAuthorizationFailed, kerr.ClusterAuthorizationFailed} {
+		got := s.mapErr(context.Background(), "connect", "", err).Error()
+		want := []string{"authorization failed", "ACLs", "user"}
+		if errors.Is(err, kerr.SaslAuthenticationFailed) {
+			want = []string{"authentication failed", "user and password", "sasl="}
+		}
+		for _, want := range want {
+			if !strings.Contains(got, want) {
+				t.Errorf("mapErr(%v) = %q: does not say %q", err, got, want)
+			}
+		}
 	}
 }
 

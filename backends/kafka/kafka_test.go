@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -293,5 +294,26 @@ func TestOpenURL(t *testing.T) {
 	}
 	if err := b.Close(); err != nil {
 		t.Errorf("Close: %v", err)
+	}
+}
+
+// TestOpenURLSASLOnPlainListener: a URL with SASL credentials against a listener without
+// SASL (the test broker's) fails Open with an error that says authentication failed and
+// what to check, matching core.ErrInvalidOption, without the password; it used to be the
+// broker's bare ILLEGAL_SASL_STATE. (The test broker has no SASL listener or ACLs, so wrong
+// passwords and missing ACLs are covered by TestMapErr and TestMapErrAuth only.)
+func TestOpenURLSASLOnPlainListener(t *testing.T) {
+	k := cluster(t)
+	b, err := core.Open(t.Context(), "kafka://sluice:s3cret-pw@"+k.Addr()+"?prefix=sluicetest.&sasl=plain")
+	if err == nil {
+		b.Close()
+		t.Fatal("core.Open with SASL credentials on a listener without SASL succeeded")
+	}
+	t.Logf("%v", err)
+	if !errors.Is(err, core.ErrInvalidOption) || !strings.Contains(err.Error(), "authentication failed") || !strings.Contains(err.Error(), "sasl=") {
+		t.Errorf("core.Open: %v, want core.ErrInvalidOption saying authentication failed and what to check", err)
+	}
+	if strings.Contains(err.Error(), "s3cret-pw") {
+		t.Errorf("core.Open: %v shows the password", err)
 	}
 }
