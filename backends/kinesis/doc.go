@@ -52,9 +52,15 @@
 // after the last index. A shard without records continues at 0 when its stream is younger
 // than its retention period; otherwise retention may have deleted every record, and indexes
 // continue at the current time in nanoseconds since 1970, above any index handed out before
-// (a shard takes about a million messages a second at most), so that none is reused. Two
-// Stores (two hub processes) appending to the same partition would hand out the same
-// indexes: run one writer per stream partition, which is what a hub is.
+// (a shard takes about a million messages a second at most), so that none is reused. The
+// same rule applies, with a WARN on the default slog logger, when the newest records in
+// Sluice's format do not tell where numbering stopped: a corrupt one (its indexes are
+// unknown), one whose indexes are below an earlier record's (another writer's), or one that
+// ends at the largest uint64. Records in another format are skipped. Two Stores (two hub
+// processes) appending to the same partition would hand out the same indexes: run one
+// writer per stream partition, which is what a hub is. A well-formed record of another
+// writer with indexes above the last is indistinguishable from one of ours, and numbering
+// continues after it.
 //
 // # Index storage
 //

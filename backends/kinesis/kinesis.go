@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sort"
@@ -621,27 +623,33 @@ func (s *Store) recover(ctx context.Context, stream string, part *partition) err
 		if err != nil {
 			return mapErr("recover", stream, err)
 		}
-		var last *kinesisRecord
+		var r recovery
 		err = s.readToEnd(ctx, it, func(recs []kinesisRecord) bool {
 			for i := range recs {
-				if _, err := recordFirstIndex(recs[i].Data); err == nil {
-					last = &recs[i]
-				}
+				r.add(&recs[i])
 			}
 			return true
 		})
 		if err != nil {
 			return mapErr("recover", stream, err)
 		}
-		if last == nil {
+		if r.last == nil && r.suspect == "" {
 			continue
 		}
-		var lastIdx uint64
-		_ = unpackRecord(last.Data, func(idx uint64, _ []byte) bool { lastIdx = idx; return true })
-		part.next = lastIdx + 1
-		part.lastSeq = aws.ToString(last.SequenceNumber)
-		first, _ := recordFirstIndex(last.Data)
-		part.seeks.add(first, part.lastSeq)
+		part.next = r.next
+		if r.last != nil {
+			part.lastSeq = aws.ToString(r.last.SequenceNumber)
+			part.seeks.add(r.lastFirst, part.lastSeq)
+		}
+		if r.suspect != "" {
+			// The records do not say where numbering stopped: another writer's record in
+			// Sluice's format, or a corrupt one of ours whose indexes are unknown. Continue
+			// where retention would (see expiredStart), above anything read, so no index
+			// handed out before is handed out again.
+			part.next = max(part.next, expiredStart(time.Now()))
+			slog.Warn("kinesis: the newest records of a partition were not written by this backend in order; its indexes continue at the current time in nanoseconds, above any handed out before",
+				"stream", stream, "shard", part.shardID, "record", r.suspect, "next_index", part.next)
+		}
 		part.recovered = true
 		return nil
 	}
@@ -657,6 +665,39 @@ func (s *Store) recover(ctx context.Context, stream string, part *partition) err
 	}
 	part.recovered = true
 	return nil
+}
+
+// recovery reads a window of a shard's records, oldest first, to learn the next index.
+type recovery struct {
+	last      *kinesisRecord // the newest record that decodes and ends at or above every earlier one
+	lastFirst uint64         // its first index
+	next      uint64         // one past the highest index of any record that decodes
+	// suspect describes a record in Sluice's format (version byte) after which the
+	// window's records do not tell the next index: a corrupt one, one ending below an
+	// earlier one, or one ending at the largest index. Cleared by a later good record.
+	suspect string
+}
+
+func (r *recovery) add(rec *kinesisRecord) {
+	first, err := recordFirstIndex(rec.Data)
+	if err != nil {
+		return // another format: skipped, as Fetch does
+	}
+	seq := aws.ToString(rec.SequenceNumber)
+	lastIdx := first
+	if err := unpackRecord(rec.Data, func(idx uint64, _ []byte) bool { lastIdx = idx; return true }); err != nil {
+		r.suspect = fmt.Sprintf("sequence number %s: %v", seq, err)
+		return
+	}
+	switch {
+	case lastIdx == math.MaxUint64:
+		r.suspect = fmt.Sprintf("sequence number %s: indexes up to %d, the largest", seq, lastIdx)
+	case lastIdx+1 < r.next:
+		r.suspect = fmt.Sprintf("sequence number %s: indexes %d..%d, below %d of an earlier record", seq, first, lastIdx, r.next-1)
+	default:
+		// A record written twice by a retried write ends at r.next-1: in order.
+		r.last, r.lastFirst, r.next, r.suspect = rec, first, lastIdx+1, ""
+	}
 }
 
 // retentionClockSlack is how much older than its retention period a stream is deemed to be,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -343,6 +344,40 @@ func TestOpenErrorsHideIndexPassword(t *testing.T) {
 		}
 		if strings.Contains(err.Error(), "secret") {
 			t.Errorf("Open's error shows the index backend's password: %v", err)
+		}
+	}
+}
+
+// TestRecoveryNextIndex: the next index recovery learns from a window of records, oldest
+// first, without a broker (TestRecoverAfterForeignNewestRecord does it on kinesis-mock).
+func TestRecoveryNextIndex(t *testing.T) {
+	rec := func(first uint64, n int) *kinesisRecord {
+		recs, _ := packRecords(first, make([][]byte, n))
+		return &kinesisRecord{Data: recs[0], SequenceNumber: aws.String(fmt.Sprint(first))}
+	}
+	corrupt := &kinesisRecord{Data: []byte{1, 0, 0, 0, 0, 0, 0, 0, 9, 0xff}}
+	foreign := &kinesisRecord{Data: []byte("{}")}
+	for _, tc := range []struct {
+		name    string
+		recs    []*kinesisRecord
+		next    uint64
+		suspect bool
+	}{
+		{"in order", []*kinesisRecord{rec(0, 3), rec(3, 2)}, 5, false},
+		{"written twice by a retry", []*kinesisRecord{rec(0, 3), rec(3, 2), rec(3, 2)}, 5, false},
+		{"another format last", []*kinesisRecord{rec(0, 3), foreign}, 3, false},
+		{"corrupt last", []*kinesisRecord{rec(0, 3), corrupt}, 3, true},
+		{"corrupt, then in order", []*kinesisRecord{rec(0, 3), corrupt, rec(20, 1)}, 21, false},
+		{"lower last", []*kinesisRecord{rec(0, 3), rec(1, 1)}, 3, true},
+		{"largest index", []*kinesisRecord{rec(0, 3), rec(math.MaxUint64, 1)}, 3, true},
+		{"largest index only", []*kinesisRecord{rec(math.MaxUint64, 1)}, 0, true},
+	} {
+		var r recovery
+		for _, x := range tc.recs {
+			r.add(x)
+		}
+		if r.next != tc.next || (r.suspect != "") != tc.suspect {
+			t.Errorf("%s: next %d, suspect %q; want next %d, suspect %v", tc.name, r.next, r.suspect, tc.next, tc.suspect)
 		}
 	}
 }

@@ -1,0 +1,92 @@
+package kinesis_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awskinesis "github.com/aws/aws-sdk-go-v2/service/kinesis"
+
+	"github.com/sluicehq/sluice/backends/kinesis"
+)
+
+// TestRecoverAfterForeignNewestRecord: a store appends indexes 0..4 and closes; then a
+// record it did not write lands last in the shard. A store opened then must not hand out
+// an index again (a consumer that saved 5 would skip messages, and a Fetch would return two
+// messages under one index): after a corrupt record in Sluice's format, which may hold
+// indexes from 5 on (it used to continue at 1), and after a well-formed one whose index is
+// below the last (it used to continue after it, at 2), numbering continues at the current
+// time in nanoseconds, as after retention. A record in another format is skipped as before:
+// numbering continues at 5.
+func TestRecoverAfterForeignNewestRecord(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		data   []byte
+		nowSeq bool // the next index is the time in nanoseconds, else 5
+	}{
+		{"corrupt", []byte{1, 0, 0, 0, 0, 0, 0, 0, 5, 0xff}, true},       // version 1, first 5, a truncated length
+		{"lower index", []byte{1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 'x'}, true}, // version 1, first 1, one message "x"
+		{"other format", []byte(`{"not":"sluice"}`), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			c := client(t, nil)
+			s1, err := kinesis.New(c, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			name := fmt.Sprintf("foreign-%d", time.Now().UnixNano())
+			if _, err := s1.CreateStream(ctx, name, 1); err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				s, _ := kinesis.New(c, nil)
+				_ = s.DeleteStream(context.Background(), name)
+				s.Close()
+			}()
+			idx, err := s1.Append(ctx, name, 0, [][]byte{[]byte("a"), []byte("b"), []byte("c"), []byte("d"), []byte("e")})
+			if err != nil || idx[4] != 4 {
+				t.Fatalf("Append = %v, %v; want indexes 0..4", idx, err)
+			}
+			if err := s1.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.PutRecord(ctx, &awskinesis.PutRecordInput{
+				StreamName: aws.String("sluice-" + name), Data: tc.data, PartitionKey: aws.String("someone-else"),
+			}); err != nil {
+				t.Fatal(err)
+			}
+
+			before := uint64(time.Now().UnixNano())
+			s2, err := kinesis.New(c, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s2.Close()
+			got, err := s2.Append(ctx, name, 0, [][]byte{[]byte("f")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.nowSeq && got[0] < before {
+				t.Fatalf("Append after a foreign newest record got index %d; want the time in nanoseconds, at least %d", got[0], before)
+			}
+			if !tc.nowSeq && got[0] != 5 {
+				t.Fatalf("Append after a record in another format got index %d; want 5", got[0])
+			}
+			msgs, err := s2.Fetch(ctx, name, 0, 0, 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var seen []uint64
+			for _, m := range msgs {
+				seen = append(seen, m.Index)
+			}
+			if len(msgs) != 6 || string(msgs[5].Data) != "f" || msgs[5].Index != got[0] {
+				t.Fatalf("Fetch from 0 = indexes %v; want 0..4 and %d (\"f\")", seen, got[0])
+			}
+		})
+	}
+}
