@@ -293,3 +293,19 @@ func closedPort(t *testing.T) string {
 	ln.Close()
 	return addr
 }
+
+// TestServiceAddrs: Open's service check dials what pulsar-client-go would, default port
+// included.
+func TestServiceAddrs(t *testing.T) {
+	for in, want := range map[string]string{
+		"pulsar://127.0.0.1:6651": "127.0.0.1:6651",
+		"pulsar://broker":         "broker:6650",
+		"pulsar://[::1]":          "[::1]:6650",
+		"pulsar://[::1]:7000":     "[::1]:7000",
+		"pulsar://a:1,b":          "a:1 b:6650",
+	} {
+		if got := strings.Join(serviceAddrs(in), " "); got != want {
+			t.Errorf("serviceAddrs(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -73,7 +73,7 @@ func (s *Store) pingService(parent context.Context) error {
 		s.admin.base)
 	var d net.Dialer
 	var dialErr error
-	for _, hostPort := range strings.Split(strings.TrimPrefix(service, "pulsar://"), ",") {
+	for _, hostPort := range serviceAddrs(service) {
 		c, err := d.DialContext(parent, "tcp", hostPort)
 		if err == nil {
 			c.Close()
@@ -182,4 +182,17 @@ func openURL(rawURL string) (*Store, error) {
 	}
 	s.serviceURL = service
 	return s, nil
+}
+
+// serviceAddrs returns the host:port addresses of a service URL "pulsar://host[:port][,...]",
+// with pulsar-client-go's default port 6650 where none is given.
+func serviceAddrs(service string) []string {
+	var addrs []string
+	for _, h := range strings.Split(strings.TrimPrefix(service, "pulsar://"), ",") {
+		if _, _, err := net.SplitHostPort(h); err != nil {
+			h = net.JoinHostPort(strings.Trim(h, "[]"), "6650")
+		}
+		addrs = append(addrs, h)
+	}
+	return addrs
 }
