@@ -208,29 +208,64 @@ func (c *Channel) Open(msg []byte) ([]byte, error) { return c.open(msg, false, n
 // openInPlace is Open that decrypts into msg's own ciphertext bytes instead of a new slice:
 // the plaintext returned shares msg's array. Use it only when the caller owns msg and
 // drops it on any error (a failed authentication may overwrite its ciphertext). When
-// accepting is not nil, it is called with the message's header once the message has
-// authenticated and passed the replay check, just before its replay window accepts it,
-// while the receive direction is locked: a snapshot of the windows (see snapshot) that
-// holds the message was taken after accepting returned.
-func (c *Channel) openInPlace(msg []byte, accepting func(Header)) ([]byte, error) {
+// accepting is not nil, it is called with the message's header and its epoch's key once
+// the message has authenticated and passed the replay check, just before its replay window
+// accepts it, while the receive direction is locked: a snapshot of the windows (see
+// snapshot) that holds the message was taken after accepting returned. A caller that may
+// forget the message keeps the key for forget.
+func (c *Channel) openInPlace(msg []byte, accepting func(h Header, key [32]byte)) ([]byte, error) {
 	return c.open(msg, true, accepting)
 }
 
 // forget undoes the acceptance of the message with header h by Open, so that the same
-// message is accepted when it comes again: its delivery was cut short. It does nothing when
-// the message is no longer in its epoch's replay window.
-func (c *Channel) forget(h Header) {
+// message is accepted, once, when it comes again: its delivery was cut short. key is the
+// key of h's epoch (as openInPlace reported it). A message that is still in its epoch's
+// replay window is taken out of it. One that the window has passed meanwhile, or whose
+// epoch was retired meanwhile (later messages were opened concurrently, by other
+// deliveries), becomes a held message with its epoch's key (see Channel.held), accepted
+// once whatever the windows say and kept by a save until it was handled: the window alone
+// could not tell it from a replay any more.
+func (c *Channel) forget(h Header, key [32]byte) {
 	c.recvMu.Lock()
 	defer c.recvMu.Unlock()
-	if _, hn := c.heldNonce(h.Epoch, h.Nonce); hn != nil && hn.taken {
+	if _, hn := c.heldNonce(h.Epoch, h.Nonce); hn != nil {
 		hn.taken = false
 		return
 	}
+	var ep *recvEpoch
 	switch {
+	case h.Epoch > c.cur.epoch:
+		return // never accepted
 	case h.Epoch == c.cur.epoch:
-		c.cur.win.forget(h.Nonce)
+		ep = &c.cur
 	case c.prev != nil && h.Epoch == c.prev.epoch:
-		c.prev.win.forget(h.Nonce)
+		ep = c.prev
+	}
+	if ep != nil {
+		if !ep.win.any || h.Nonce > ep.win.max {
+			return // never accepted
+		}
+		if !ep.win.below(h.Nonce) {
+			ep.win.forget(h.Nonce)
+			return
+		}
+	}
+	c.holdLocked(h.Epoch, key, h.Nonce)
+}
+
+// holdLocked makes the message (epoch, n) a held message that is not taken: accepted once
+// when it comes again. Its epoch is not after the current one, and n is below the epoch's
+// replay window (or the epoch is retired), where only held messages are accepted; key is
+// the epoch's key. c.recvMu is held.
+func (c *Channel) holdLocked(epoch uint32, key [32]byte, n uint64) {
+	i, ok := slices.BinarySearchFunc(c.held, epoch, func(he heldEpoch, e uint32) int { return cmp.Compare(he.epoch, e) })
+	if !ok {
+		c.held = slices.Insert(c.held, i, heldEpoch{epoch: epoch, key: key, cipher: newTransportCipher(key)})
+	}
+	he := &c.held[i]
+	j, ok := slices.BinarySearchFunc(he.nonces, n, func(hn heldNonce, n uint64) int { return cmp.Compare(hn.n, n) })
+	if !ok {
+		he.nonces = slices.Insert(he.nonces, j, heldNonce{n: n})
 	}
 }
 
@@ -263,7 +298,7 @@ func (c *Channel) unopenInPlace(msg, pt []byte) {
 	}
 }
 
-func (c *Channel) open(msg []byte, inPlace bool, accepting func(Header)) ([]byte, error) {
+func (c *Channel) open(msg []byte, inPlace bool, accepting func(Header, [32]byte)) ([]byte, error) {
 	h, ct, err := ParseHeader(msg)
 	if err != nil {
 		return nil, err
@@ -302,7 +337,7 @@ func (c *Channel) open(msg []byte, inPlace bool, accepting func(Header)) ([]byte
 			return nil, fmt.Errorf("%w: epoch %d nonce %d", ErrDecrypt, h.Epoch, h.Nonce)
 		}
 		if accepting != nil {
-			accepting(h)
+			accepting(h, ep.key)
 		}
 		ep.win.accept(h.Nonce)
 		return pt, nil
@@ -331,7 +366,7 @@ func (c *Channel) open(msg []byte, inPlace bool, accepting func(Header)) ([]byte
 	}
 	c.cur = recvEpoch{epoch: h.Epoch, key: key, cipher: ciph}
 	if accepting != nil {
-		accepting(h)
+		accepting(h, key)
 	}
 	c.cur.win.accept(h.Nonce)
 	return pt, nil
@@ -341,7 +376,7 @@ func (c *Channel) open(msg []byte, inPlace bool, accepting func(Header)) ([]byte
 // held and not taken (see Channel.held). ok reports whether it was held: then pt and err
 // are the result (ErrDuplicate when taken already, ErrDecrypt when it does not
 // authenticate, which changes nothing). c.recvMu is held.
-func (c *Channel) openHeldLocked(h Header, dst, ad, ct []byte, accepting func(Header)) (pt []byte, ok bool, err error) {
+func (c *Channel) openHeldLocked(h Header, dst, ad, ct []byte, accepting func(Header, [32]byte)) (pt []byte, ok bool, err error) {
 	he, hn := c.heldNonce(h.Epoch, h.Nonce)
 	if hn == nil {
 		return nil, false, nil
@@ -354,7 +389,7 @@ func (c *Channel) openHeldLocked(h Header, dst, ad, ct []byte, accepting func(He
 		return nil, true, fmt.Errorf("%w: epoch %d nonce %d", ErrDecrypt, h.Epoch, h.Nonce)
 	}
 	if accepting != nil {
-		accepting(h)
+		accepting(h, he.key)
 	}
 	hn.taken = true
 	return pt, true, nil

@@ -384,7 +384,7 @@ func TestForget(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b.forget(h)
+		b.forget(h, [32]byte{}) // in the window: the key is not needed
 		if pt, err := b.Open(msgs[i]); err != nil || string(pt) != fmt.Sprint("m", i) {
 			t.Fatalf("message %d after forget: %q, %v; want it accepted", i, pt, err)
 		}
@@ -395,7 +395,7 @@ func TestForget(t *testing.T) {
 	if _, err := b.Open(msgs[2]); !errors.Is(err, ErrDuplicate) {
 		t.Fatalf("message 2, never forgotten: %v, want ErrDuplicate", err)
 	}
-	b.forget(Header{Epoch: 99, Nonce: 1}) // an epoch b does not have: nothing happens
+	b.forget(Header{Epoch: 99, Nonce: 1}, [32]byte{}) // an epoch b does not have: nothing happens
 }
 
 // TestWindowForget checks window.forget against accept: a forgotten nonce is new again, the

@@ -136,7 +136,7 @@ func TestAcceptingOnlyForNewMessages(t *testing.T) {
 	a, b := pair(t, 0)
 	m := seal(t, a, "transfer $100")
 	calls := 0
-	accepting := func(Header) { calls++ }
+	accepting := func(Header, [32]byte) { calls++ }
 	if _, err := b.openInPlace(append([]byte(nil), m...), accepting); err != nil || calls != 1 {
 		t.Fatalf("new message: err %v, accepting called %d times, want once", err, calls)
 	}

@@ -423,9 +423,10 @@ func (c *SecureChannel) openAndDeliver(ctx context.Context, ch *Channel, msg []b
 	// channel's receive lock: a duplicate or a forgery of a message already handled must not
 	// make a save leave that message out of its replay window.
 	opening := false
-	pt, err := ch.openInPlace(msg, func(Header) {
+	var key [32]byte // the epoch's key, for forget
+	pt, err := ch.openInPlace(msg, func(_ Header, k [32]byte) {
 		c.beginOpening(label)
-		opening = true
+		opening, key = true, k
 	})
 	if opening {
 		defer c.endOpening(label)
@@ -440,7 +441,8 @@ func (c *SecureChannel) openAndDeliver(ctx context.Context, ch *Channel, msg []b
 		return nil
 	}
 	if err := c.deliverInner(c.unhandled.Context(ctx, label), pt); err != nil {
-		ch.forget(h)
+		ch.forget(h, key)
+		clear(key[:])
 		// The caller may deliver the same message again, in the same buffer: a stream
 		// subscription's consumer retries its handler with the stream message it read when
 		// the delivery failed while the subscription goes on (a worker stopped). Give msg its

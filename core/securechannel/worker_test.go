@@ -64,9 +64,10 @@ func (t *memTransport) Send(ctx context.Context, m wire.TransportMessage) error 
 
 func (t *memTransport) Close() error { return nil }
 
-func (n *memNet) node(t *testing.T, name string) *routing.Node {
+func (n *memNet) node(t *testing.T, name string, opts ...routing.Option) *routing.Node {
 	t.Helper()
-	node, err := routing.NewNode(routing.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	opts = append([]routing.Option{routing.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))}, opts...)
+	node, err := routing.NewNode(opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
