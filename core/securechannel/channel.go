@@ -42,9 +42,10 @@ type Channel struct {
 	cur    recvEpoch
 	prev   *recvEpoch // the epoch before cur, kept for stragglers; nil if none
 	// held are the messages a saved state still owed: not handled when it was saved, and
-	// below the replay window of their epoch then (see snapshot). Each is accepted once,
+	// below the replay window of their epoch then (see snapshot), and those whose delivery
+	// was cut short after the window passed them (see forget). Each is accepted once,
 	// whatever the windows say; a save forgets those handled since (and an epoch's key with
-	// its last one). Sorted by epoch; empty for a channel never restored.
+	// its last one). Sorted by epoch; usually empty.
 	held []heldEpoch
 }
 
