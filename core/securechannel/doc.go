@@ -142,7 +142,10 @@
 // save. A channel saved to a file saves itself again when they run out; one restored from a
 // file saves itself before its first message. Without a file, Seal returns
 // [ErrReservationExhausted] until the state is saved again. A restore after a crash
-// therefore skips at most ReserveNonces nonces.
+// therefore skips at most ReserveNonces nonces. A channel saves itself one way: one saved
+// with SaveSession (or restored with RestoreSession) refuses MarshalBinary, and one whose
+// state was taken with MarshalBinary refuses SaveSession, since neither state records the
+// nonces the other reserved.
 //
 // Replay windows are as fresh as the last save: messages opened after it are accepted once
 // more by a channel restored from it. Save when the device stops (after its subscriptions

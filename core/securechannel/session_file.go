@@ -108,9 +108,20 @@ func sessionKey(id *Identity, salt []byte) ([32]byte, error) {
 // Likewise, an IK responder
 // whose early data was not handled yet saves that, and the restored channel delivers the
 // early data when handshake message 1 comes again.
+//
+// A channel saves its state one way: SaveSession returns an error matching
+// core.ErrInvalidArgument for a channel whose state was taken with MarshalBinary (and
+// MarshalBinary refuses a channel saved with SaveSession or restored with RestoreSession).
+// Each way reserves send nonces that the other's state does not record, so restoring the
+// other one after a crash would reuse nonces. To move a channel to a session file, restore
+// its latest MarshalBinary state with [Restore] (or [Listener.Restore]) and save that
+// channel with SaveSession: the file then supersedes the state.
 func (c *SecureChannel) SaveSession(path string) error {
 	c.saveMu.Lock()
 	defer c.saveMu.Unlock()
+	if c.marshaled {
+		return fmt.Errorf("securechannel: save session %s: %w: the channel's state was taken with MarshalBinary, which reserves send nonces that a session file would not record (a channel restored from one state after the other would reuse nonces); keep saving it with MarshalBinary, or restore its latest state with Restore and save that channel with SaveSession", path, core.ErrInvalidArgument)
+	}
 	return c.saveLocked(path, true)
 }
 
@@ -319,9 +330,19 @@ func (c *SecureChannel) snapshot(lazy bool) ([]byte, *Channel, position, error) 
 // finish the handshake after the restart). Other half-open handshakes return
 // ErrHandshakeState. The state holds secret keys: prefer [SecureChannel.SaveSession], which
 // seals it.
+//
+// A channel saves its state one way: MarshalBinary returns an error matching
+// core.ErrInvalidArgument for a channel saved with SaveSession or restored with
+// RestoreSession, which saves itself to its file when it needs nonces: a state taken on the
+// side would reserve nonces that the file does not record, and a channel restored from the
+// file after a crash would reuse them. Likewise SaveSession refuses a channel whose state
+// was taken with MarshalBinary.
 func (c *SecureChannel) MarshalBinary() ([]byte, error) {
 	c.saveMu.Lock()
 	defer c.saveMu.Unlock()
+	if c.sessionPath != "" {
+		return nil, fmt.Errorf("securechannel: marshal channel %s: %w: the channel saves its state to the session file %s (SaveSession, RestoreSession), which would not record the send nonces a MarshalBinary state reserves (a channel restored from the file after a crash would reuse nonces); save it with SaveSession only", c.encAddr, core.ErrInvalidArgument, c.sessionPath)
+	}
 	state, ch, limit, err := c.snapshot(false)
 	if err != nil {
 		return nil, err
@@ -329,6 +350,7 @@ func (c *SecureChannel) MarshalBinary() ([]byte, error) {
 	if ch != nil {
 		ch.commitReservation(limit)
 	}
+	c.marshaled = true
 	return state, nil
 }
 

@@ -268,7 +268,11 @@ func TestSessionRestoreOnNewNode(t *testing.T) {
 	if sa.PeerIdentity() != f.idb.PublicKey() || sb.PeerIdentity() != f.ida.PublicKey() {
 		t.Fatal("restored channels lost the peer identities")
 	}
-	if _, err := Restore(na, f.cfgA, mustState(t, sa)); !errors.Is(err, routing.ErrAddressInUse) || !strings.Contains(err.Error(), "restored on the node already?") {
+	stateA, err := readSession(f.cfgA.Identity, pathA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Restore(na, f.cfgA, stateA); !errors.Is(err, routing.ErrAddressInUse) || !strings.Contains(err.Error(), "restored on the node already?") {
 		t.Fatalf("restoring a channel twice on one node: %v, want ErrAddressInUse asking whether it is restored already", err)
 	}
 

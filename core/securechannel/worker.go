@@ -118,6 +118,11 @@ type SecureChannel struct {
 
 	saveMu      sync.Mutex // serialises saves: a file never holds an older reservation than committed
 	sessionPath string     // set by SaveSession and RestoreSession; guarded by saveMu
+	// marshaled is set once MarshalBinary returned a state (guarded by saveMu): the channel
+	// then refuses SaveSession, as a channel with a sessionPath refuses MarshalBinary. Each
+	// way extends the send reservation without the other's state recording it, so a channel
+	// restored from the other one after a crash would reuse nonces.
+	marshaled bool
 }
 
 // earlyMessage is a data message that arrived before the handshake completed. It is held
