@@ -109,8 +109,10 @@
 // readable, and no new handshake is needed. [SecureChannel.SaveSession] writes the state to
 // a file (mode 0600, atomically), sealed with ChaCha20-Poly1305 under a key derived with
 // HKDF-BLAKE2s from the device identity's static private key and a random salt
-// ([SealSession]); [RestoreSession] (initiator, or any channel) and
-// [Listener.RestoreSession] (a listener's responder channel) read it back and register the
+// ([SealSession]); [RestoreSession] (an initiator's channel) and
+// [Listener.RestoreSession] (a listener's responder channel, which the package-level one
+// refuses: a listener that does not know a restored channel would take its handshake
+// message 1, coming again, for a new handshake) read it back and register the
 // channel on a new routing.Node at the same two local addresses, so the route the peer
 // stored to this channel keeps working. [SecureChannel.PeerRoute] is the channel's route to
 // the peer: set up its first hop (a bistream sender, a TCP connection) before sending. The

@@ -211,21 +211,31 @@ func TestRestartsWithoutSendingDoNotSkipEpochs(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				r, err := RestoreSession(n, f.cfgB, path)
+				l, err := Listen(n, "sc", f.cfgB, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				r, err := l.RestoreSession(path)
 				if err != nil {
 					t.Fatal(err)
 				}
 				if err := r.SaveSession(path); err != nil {
 					t.Fatal(err)
 				}
+				l.Close()
 				n.Close()
 			}
-			n, err := routing.NewNode()
+			n, err := routing.NewNode(routing.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer n.Close()
-			r, err := RestoreSession(n, f.cfgB, path)
+			l, err := Listen(n, "sc", f.cfgB, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			r, err := l.RestoreSession(path)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -165,7 +165,8 @@ func (c *SecureChannel) resaveAndSeal(ch *Channel, pt []byte) ([]byte, error) {
 }
 
 // RestoreSession reads a session file written by [SecureChannel.SaveSession] and restores
-// the channel on node with [Restore]. cfg.Identity must be the identity that saved it. The
+// the channel on node with [Restore]: an initiator's channel (restore a responder's with
+// [Listener.RestoreSession]). cfg.Identity must be the identity that saved it. The
 // restored channel saves itself to path whenever it needs to reserve send nonces (it does
 // before its first message). A missing file returns an error matching fs.ErrNotExist.
 func RestoreSession(node *routing.Node, cfg Config, path string) (*SecureChannel, error) {
@@ -415,10 +416,14 @@ func decodeSession(b []byte) (*session, error) {
 // addresses it had, so that the routes the peer stored (its route to this channel) keep
 // working: the peer notices nothing. cfg must hold the identity that saved it (else
 // ErrSessionCorrupt) and a trust policy that still accepts the peer (else ErrUntrusted: a key
-// removed from the policy loses its channels at the next restart). A responder channel that
-// was waiting for handshake message 3 completes the handshake when it arrives ([SecureChannel.Wait]). A
-// responder channel restored this way is not known to any listener: use [Listener.Restore]
-// to have [Listener.Channel] find it.
+// removed from the policy loses its channels at the next restart).
+//
+// Restore is for an initiator's channel. A responder's state (a channel a [Listener]
+// created) returns an error matching core.ErrInvalidArgument: restore it with
+// [Listener.Restore], so that the listener knows it. A listener that does not know a channel
+// takes its handshake message 1, when it comes again (from a stream, after the restart), for
+// a new handshake: it makes a second channel of it, and delivers the early data of an IK
+// message 1 again, although the restored channel handled it.
 //
 // The restored channel seals nothing before its state is saved again, which reserves new
 // send nonces (SaveSession; RestoreSession arranges it by itself). Restoring a state twice,
@@ -428,6 +433,9 @@ func Restore(node *routing.Node, cfg Config, state []byte) (*SecureChannel, erro
 	c, err := restore(node, cfg, state)
 	if err != nil {
 		return nil, err
+	}
+	if !c.initiator {
+		return nil, fmt.Errorf("%w: securechannel: restore: a responder's channel (created by a listener); restore it with Listener.Restore or Listener.RestoreSession, so that the listener does not take its handshake message 1 for a new handshake when it comes again", core.ErrInvalidArgument)
 	}
 	if err := c.register(); err != nil {
 		return nil, err
