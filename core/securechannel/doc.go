@@ -144,7 +144,12 @@
 // save. A channel saved to a file saves itself again when they run out; one restored from a
 // file saves itself before its first message. Without a file, Seal returns
 // [ErrReservationExhausted] until the state is saved again. A restore after a crash
-// therefore skips at most ReserveNonces nonces. A channel saves itself one way: one saved
+// therefore skips at most ReserveNonces nonces (16 epochs with a RekeyAfter below 64: four
+// restarts in a row whose messages never reach the peer then leave the peer more than
+// MaxEpochSkip epochs behind, unable to open anything until a new handshake). A backlog of
+// older epochs that waits in a stream is opened before the restored sender's messages, in
+// the stream's order; out of that order, what is older than the receiver's previous epoch
+// is dropped as retired. A channel saves itself one way: one saved
 // with SaveSession (or restored with RestoreSession) refuses MarshalBinary, and one whose
 // state was taken with MarshalBinary refuses SaveSession, since neither state records the
 // nonces the other reserved.
