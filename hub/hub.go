@@ -72,6 +72,7 @@ type Hub struct {
 	tasks        sync.WaitGroup // pull and create goroutines
 	writers      sync.WaitGroup // partition writers (p.run), retired ones included
 	tcp          *tcp.Transport // created by the first Listen
+	ready        bool           // "hub ready" was logged (see logReady)
 	shutdownOnce sync.Once
 
 	// retireHook, set by tests only (under mu), is called by retireIfIdle with h.mu held
@@ -144,8 +145,27 @@ func New(backend *core.Backend, opts ...Option) (*Hub, error) {
 	// Clients keep routes to partition workers across hub restarts: create the worker on
 	// first use when the backend has that partition.
 	h.node.SetFallback(h.fallback)
-	h.log.Info("hub ready", "version", core.Version(), "backend", caps.String(), "max_message_size", cfg.maxMessageSize)
+	if !h.ownNode {
+		// On a node it was given the hub serves what the node's transports deliver from
+		// now on, whether or not it ever listens itself.
+		h.mu.Lock()
+		h.logReady(nil)
+		h.mu.Unlock()
+	}
 	return h, nil
+}
+
+// logReady logs "hub ready", once, with what an operator reading a log of a problem wants
+// to know first: which Sluice, which backend, the largest message, and the address the hub
+// listens on (addr; nil for a hub on a node it was given, which is ready before it listens,
+// if it ever does). h.mu is held.
+func (h *Hub) logReady(addr net.Addr) {
+	h.ready = true
+	args := []any{"version", core.Version(), "backend", h.backend.Storage.Capabilities().String(), "max_message_size", h.cfg.maxMessageSize}
+	if addr != nil {
+		args = append(args, "address", addr.String())
+	}
+	h.log.Info("hub ready", args...)
 }
 
 // abort undoes a partly built hub. registered are the addresses it registered on the node;
@@ -291,7 +311,12 @@ func (h *Hub) shutdown(ctx context.Context) error {
 		h.mu.Unlock()
 	}
 	h.limits.stop() // the failures and refusals still held back, before "hub stopped"
-	h.log.Info("hub stopped", "metrics", h.m.snapshot().String())
+	h.mu.Lock()
+	ready := h.ready
+	h.mu.Unlock()
+	if ready { // a hub that never served (its Listen failed) has nothing to sum up
+		h.log.Info("hub stopped", "metrics", h.m.snapshot().String())
+	}
 	if ctxErr != nil {
 		errs = append([]error{fmt.Errorf("hub: shutdown: %w", ctxErr)}, errs...)
 	}
@@ -305,7 +330,10 @@ const hardStopFlush = time.Second
 // Listen accepts TCP connections on addr (for example "127.0.0.1:4000", or port 0 for any
 // free port) and returns the address it listens on. The first call creates the hub's TCP
 // transport on its node, with the hub's connection limit and idle timeout; the transport is
-// closed by Shutdown. Listen may be called more than once. A hub built [WithNode] on a node
+// closed by Shutdown. The first Listen that succeeds logs "hub ready" (with the version,
+// the backend, the largest message and the address; a hub on a node it was given logs it
+// in New instead), later ones "hub listening"; a hub that never was ready logs no "hub
+// stopped" either. Listen may be called more than once. A hub built [WithNode] on a node
 // that already has a TCP transport should listen with that transport instead.
 func (h *Hub) Listen(addr string) (net.Addr, error) {
 	h.mu.Lock()
@@ -334,7 +362,13 @@ func (h *Hub) Listen(addr string) (net.Addr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hub: %w", err)
 	}
-	h.log.Info("hub listening", "address", a.String())
+	h.mu.Lock()
+	if h.ready {
+		h.log.Info("hub listening", "address", a.String())
+	} else {
+		h.logReady(a)
+	}
+	h.mu.Unlock()
 	return a, nil
 }
 
