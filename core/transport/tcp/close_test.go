@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/core/routing"
 	"github.com/sluicehq/sluice/core/wire"
 )
 
@@ -129,5 +130,41 @@ func TestShutdownFlushesToReadingPeer(t *testing.T) {
 	}
 	for range count {
 		server.receive(t)
+	}
+}
+
+// writers returns the number of connections of tr whose writer has not returned: those
+// whose socket is still open.
+func writers(tr *Transport) int {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return len(tr.writing)
+}
+
+// Abort closes the socket of a connection whose writer is blocked on a peer that stopped
+// reading at once, rather than when a write timeout passes (here: never), and the
+// connection no longer counts: its socket does not outlive its place in the count.
+func TestAbortClosesSocketOfStalledPeer(t *testing.T) {
+	addr, release := stalledPeer(t)
+	defer release()
+	client := newSide(t, WithWriteTimeout(0))
+	local, err := client.tr.Connect(context.Background(), addr)
+	must(t, err)
+	fill(t, client, addr)
+	must(t, client.tr.Abort(local))
+	if n := openConns(client.tr); n != 0 {
+		t.Fatalf("%d connections counted after Abort", n)
+	}
+	for deadline := time.Now().Add(guard); writers(client.tr) > 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the aborted connection's writer is still blocked on its socket after %v", guard)
+		}
+	}
+	if err := client.tr.Abort(local); !errors.Is(err, routing.ErrNoRoute) {
+		t.Fatalf("Abort of a connection already aborted = %v, want an error matching routing.ErrNoRoute", err)
+	}
+	// A new connection to the peer's address is dialled: the aborted one is forgotten.
+	if again, err := client.tr.Connect(context.Background(), addr); err != nil || string(again.Value) == string(local.Value) {
+		t.Fatalf("Connect after Abort = %v, %v; want a new connection", again, err)
 	}
 }

@@ -591,21 +591,48 @@ func (t *Transport) StopListening() error {
 // arrive on the connection from then on are dropped. An address that names no open
 // connection of this transport returns an error matching routing.ErrNoRoute.
 func (t *Transport) Disconnect(a wire.Address) error {
-	t.mu.Lock()
-	var found *conn
-	if a.Type == wire.AddressLocal {
-		for c := range t.conns {
-			if c.addr == string(a.Value) {
-				found = c
-				break
-			}
-		}
-	}
-	t.mu.Unlock()
-	if found == nil {
+	c := t.find(a)
+	if c == nil {
 		return fmt.Errorf("tcp: disconnect %s: no open connection at this address: %w", a, routing.ErrNoRoute)
 	}
-	found.shutdown(nil)
+	c.shutdown(nil)
+	return nil
+}
+
+// Abort closes the connection at local address a at once: unlike Disconnect it does not
+// let the connection write the frames queued on it, which are dropped, and it closes the
+// socket before it returns, interrupting a write blocked on a peer that stopped reading.
+// Servers use it to give up a slow consumer: a peer that does not read would otherwise keep
+// the socket, and the goroutines and queued frames of its connection, for up to the write
+// timeout after the connection stopped counting against WithMaxConnections (it stops
+// counting when it starts to close). Frames that arrive on the connection are dropped. An
+// address that names no open connection of this transport returns an error matching
+// routing.ErrNoRoute.
+func (t *Transport) Abort(a wire.Address) error {
+	c := t.find(a)
+	if c == nil {
+		return fmt.Errorf("tcp: abort %s: no open connection at this address: %w", a, routing.ErrNoRoute)
+	}
+	c.shutdown(nil)
+	// The writer's Write (or its last flush) returns at once with an error, and the
+	// reader's Read too; both then return. Closing twice (the writer closes it as it
+	// returns) is harmless.
+	_ = c.nc.Close()
+	return nil
+}
+
+// find returns the open connection at local address a, or nil.
+func (t *Transport) find(a wire.Address) *conn {
+	if a.Type != wire.AddressLocal {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for c := range t.conns {
+		if c.addr == string(a.Value) {
+			return c
+		}
+	}
 	return nil
 }
 
