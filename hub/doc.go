@@ -97,7 +97,8 @@
 // for that connection, in order. Replies that carry pulled messages are sent by the pull's
 // own goroutine, which waits for room (backpressure on that pull only). A connection that
 // takes no reply for 5 s, or lets more than 4096 replies (or 1 MiB of them) pile up in
-// its backlog, is a slow consumer: the hub closes it (as NATS does) and counts it in
+// its backlog, is a slow consumer: the hub closes it at once (as NATS does), socket
+// included, dropping the replies still queued on it, and counts it in
 // Metrics.SlowConsumers. Its client reconnects and sends again what was not answered; a
 // publisher resends the pushes that were not confirmed, so nothing is lost (some messages may be stored twice,
 // as always with at-least-once delivery). Replies to a destination that is not a

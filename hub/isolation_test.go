@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/transport/tcp"
 	"github.com/sluicehq/sluice/core/wire"
 	"github.com/sluicehq/sluice/hub"
 	"github.com/sluicehq/sluice/hub/hubtest"
@@ -101,6 +103,49 @@ func TestNonReadingClientIsSlowConsumer(t *testing.T) {
 		t.Fatal("the non-reading client was not counted as a slow consumer")
 	}
 	bad.ExpectClosed()
+}
+
+// TestSlowConsumerSocketClosedAtOnce: the hub closes a slow consumer's socket when it gives
+// the client up, not once the TCP write timeout has passed. The connection stops counting
+// against WithMaxConnections then, so a socket left open meanwhile would hold what the
+// limit is there to bound (a descriptor, goroutines, a write queue of frames) for a
+// client that does not even count. A socket the hub has closed answers what the client
+// sends with a reset, which fails the client's writes; one that stays open takes them
+// into its buffers, and then they time out.
+func TestSlowConsumerSocketClosedAtOnce(t *testing.T) {
+	b := openMemory(t)
+	defer b.Close()
+	h, addr := isolatedHub(t, b)
+	defer h.Close()
+	bad := hubtest.Dial(t, addr)
+	stall(t, bad)
+	if !waitFor(20*time.Second, func() bool { return h.Metrics().SlowConsumers > 0 }) {
+		t.Fatal("the non-reading client was not counted as a slow consumer")
+	}
+	frame, err := wire.AppendFrame(nil, wire.TransportMessage{
+		OnwardRoute: wire.Route{wire.Local(hub.StreamAddress)}, ReturnRoute: bad.Self,
+		Payload: wire.EncodePayload(wire.ProtocolBinary, wire.Binary{Data: make([]byte, 4096)})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The write the hub's writer was blocked in when it gave the client up started at most
+	// the reply timeout (5 s) earlier, so a socket left to the write timeout stays open for
+	// longer than this bound after the slow consumer is counted.
+	bound := tcp.DefaultWriteTimeout / 2
+	nc := bad.NetConn()
+	for deadline := time.Now().Add(bound); ; {
+		_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
+		_, err := nc.Write(frame)
+		var ne net.Error
+		switch {
+		case err == nil, errors.As(err, &ne) && ne.Timeout():
+		default:
+			return // reset: the hub closed the socket
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the slow consumer's socket was still open %v after the hub gave it up: last write: %v", bound, err)
+		}
+	}
 }
 
 func TestSlowClientDoesNotStallIndexService(t *testing.T) {

@@ -260,12 +260,15 @@ func (h *Hub) waitBacklogs(ctx context.Context) error {
 // how): when it is a connection of the hub's TCP transport, the connection is closed (as
 // NATS closes a slow consumer), so that replies to it fail at once instead of waiting; its
 // client reconnects and sends again what was not answered (a publisher resends the pushes
-// not confirmed: nothing is lost, some may be stored twice). Replies to any other
-// destination (a worker of the node, a connection of another transport) are dropped.
+// not confirmed: nothing is lost, some may be stored twice). The connection is aborted,
+// socket included, with the replies queued on it (tcp.Transport.Abort): its client does
+// not read them, and flushing them would keep the socket open for up to the TCP write
+// timeout after the connection stopped counting against WithMaxConnections. Replies to any
+// other destination (a worker of the node, a connection of another transport) are dropped.
 func (h *Hub) slowConsumer(to wire.Address, why string) {
 	h.m.slowConsumers.Add(1)
 	if t := h.tcpRef.Load(); t != nil && to.Type == wire.AddressLocal {
-		if err := t.Disconnect(to); err == nil {
+		if err := t.Abort(to); err == nil {
 			h.log.Warn("slow consumer: connection closed", "address", to.String(), "reason", why)
 			return
 		}
