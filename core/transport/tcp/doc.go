@@ -60,7 +60,9 @@
 // connection on which no frame arrives for the idle timeout is closed. Connections beyond
 // the maximum (accepted and dialled together) are refused: accepted ones are closed at once,
 // dials fail with [ErrTooManyConnections]. Each refused accepted connection is logged as a
-// warning, or, with [WithRefusedHook], handed to the hook (and logged at Debug).
+// warning, or, with [WithRefusedHook], handed to the hook (and logged at Debug). So is each
+// message read that is not delivered (no worker at its address, or a remote address while
+// relaying is off), with [WithUndeliverableHook], whose owner may answer it.
 //
 // # Lifetime
 //

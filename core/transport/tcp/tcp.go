@@ -59,6 +59,7 @@ type options struct {
 	closeTimeout     time.Duration
 	relay            bool
 	onRefused        func(remote string, err error)
+	onUndeliverable  func(remote string, msg wire.TransportMessage, err error)
 }
 
 func positive(name string, v int) error {
@@ -104,6 +105,27 @@ func WithRefusedHook(f func(remote string, err error)) Option {
 			return fmt.Errorf("%w: tcp: nil refused hook", core.ErrInvalidOption)
 		}
 		o.onRefused = f
+		return nil
+	}
+}
+
+// WithUndeliverableHook calls f for each message read from a connection that the transport
+// does not deliver: the node could not (err is the node's error; it matches
+// routing.ErrNoRoute when no worker is registered at the message's first onward address
+// and the node's fallback made none), or it is routed to a remote address while relaying
+// is off (err matches routing.ErrNoRoute too; see WithRelay). msg's return route starts
+// with the connection's local address, so f can answer it; its payload is f's to keep.
+// With f set the transport logs such a message at Debug instead of Warn, so that the owner
+// (a hub, say) can answer it, count it and rate-limit its own warning: a peer that sends
+// to an address that does not exist would otherwise cost a warning per frame. f is called
+// from the connection's reading goroutine, which reads nothing meanwhile: it must not
+// block.
+func WithUndeliverableHook(f func(remote string, msg wire.TransportMessage, err error)) Option {
+	return func(o *options) error {
+		if f == nil {
+			return fmt.Errorf("%w: tcp: nil undeliverable hook", core.ErrInvalidOption)
+		}
+		o.onUndeliverable = f
 		return nil
 	}
 }
@@ -919,7 +941,7 @@ func (c *conn) readLoop() {
 		}
 		msg.ReturnRoute = msg.ReturnRoute.Prepend(self)
 		if !c.t.opts.relay && len(msg.OnwardRoute) > 0 && msg.OnwardRoute[0].Type != wire.AddressLocal {
-			c.t.log.Warn("tcp: dropped incoming message routed to a remote address (relaying is off)", "address", c.addr, "remote", c.nc.RemoteAddr().String(), "msg", msg.String())
+			c.undeliverable(msg, fmt.Errorf("tcp: message routed to remote address %s and relaying is off: %w", msg.OnwardRoute[0], routing.ErrNoRoute))
 			continue
 		}
 		// A large frame's buffer comes back to the pool when its receiver releases it
@@ -932,9 +954,24 @@ func (c *conn) readLoop() {
 			if c.ctx.Err() != nil {
 				return
 			}
-			c.t.log.Warn("tcp: dropped incoming message", "address", c.addr, "remote", c.nc.RemoteAddr().String(), "msg", msg.String(), "err", err)
+			c.undeliverable(msg, err)
 		}
 	}
+}
+
+// undeliverable handles a message read from c that was not delivered because of err: it
+// hands it to the undeliverable hook, if any (see WithUndeliverableHook), and logs it.
+func (c *conn) undeliverable(msg wire.TransportMessage, err error) {
+	remote := c.nc.RemoteAddr().String()
+	f := c.t.opts.onUndeliverable
+	if f == nil {
+		c.t.log.Warn("tcp: dropped incoming message", "address", c.addr, "remote", remote, "msg", msg.String(), "err", err)
+		return
+	}
+	if c.t.log.Enabled(context.Background(), slog.LevelDebug) { // msg.String costs
+		c.t.log.Debug("tcp: incoming message not delivered", "address", c.addr, "remote", remote, "msg", msg.String(), "err", err)
+	}
+	f(remote, msg, err)
 }
 
 func (c *conn) readFailed(err error) {
