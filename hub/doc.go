@@ -37,7 +37,10 @@
 // It is registered on the first message for that address when the stream has that
 // partition (the hub is the routing node's fallback, see routing.Node.SetFallback): a
 // create only sends the Inits, so a partition that is never used costs no memory or
-// goroutine, and routes learned from an Init survive a hub restart. It handles
+// goroutine, and routes learned from an Init survive a hub restart. A request that arrives
+// on the hub's TCP transport for a partition the backend does not have (its stream was
+// deleted after the client learned the route) is answered as failed from that address
+// (see Errors). It handles
 // stream_push, stream_pull and Sluice's sluice_push_batch, sluice_pull_wait and
 // sluice_pull_batch. A worker that had no push queued or being appended and no pull
 // running or parked for [WithWorkerIdleTimeout] (default 5 minutes; 0 never retires one)
@@ -122,8 +125,14 @@
 // whose request id cannot be read. While the hub shuts down, a request it no longer takes
 // is answered the same way, pushes included (an `error` to a stream_push, a sluice_error to
 // a sluice_push_batch): nothing was stored or refused, and the client resends it once it
-// has reconnected. A frame that is not a valid transport message closes that connection
-// only.
+// has reconnected. A request to the address of a stream partition that does not exist is
+// answered as its worker answers a failed backend call: pushes with a confirm with status
+// ERROR, pulls with an `error` (a sluice_error for sluice_pull_wait and sluice_pull_batch)
+// saying that the stream does not exist (when the hub cannot tell, because the backend
+// failed or cannot report partition counts, pushes too get an `error` or sluice_error, as
+// requests not taken); a message to any other address with no worker is dropped, as there
+// is nobody to answer it as. A frame that is not a valid transport
+// message closes that connection only.
 //
 // # Limits
 //
@@ -137,7 +146,8 @@
 //
 // [Hub.Metrics] returns counters (pushes, pulls, appends and batch sizes, long polls,
 // index requests, errors, slow consumers, refused connections and HTTP requests, messages
-// skipped because retention deleted them, partition workers retired) and two gauges, the
+// skipped because retention deleted them, messages with no worker at their address,
+// partition workers retired) and two gauges, the
 // connections open and the partition workers. [Metrics] renders as JSON, so it can be
 // published with expvar, and [Metrics.WritePrometheus] writes it in the Prometheus text
 // format (sluice_hub_pushes_total, sluice_hub_connections, ..., and sluice_build_info with
@@ -153,7 +163,11 @@
 // (an HTTP client or a health check pointed at the hub's port instead of its metrics
 // address): each is answered "400 Bad Request" saying what the port speaks, closed, counted
 // in Metrics.HTTPRequestsRefused, and warned about at most once every 10 s, with the number
-// closed and the last client's address.
+// closed and the last client's address. So it goes too for messages with no worker at their
+// address (Metrics.UndeliverableMessages): requests to a stream partition that does not
+// exist, answered as failed (see Errors), and messages to an unknown address, dropped; each
+// kind is warned about at most once every 10 s, with the number since the previous warning
+// and the last address and client, so a client that floods them costs a line per interval.
 //
 // On a backend with dense indexes (Capabilities().DenseIndex: bbolt, whose max_messages
 // retention deletes a partition's oldest messages), a pull from an index below the oldest
@@ -185,5 +199,10 @@
 // stream_create again (Sluice's client does on reconnect) before using the route it had.
 // Creating a worker on first use (after a restart, or after the worker was retired) costs
 // one partition-count lookup in the backend unless the stream was created through this hub
-// process, made on the reading goroutine of the connection the message came in on.
+// process, made on the reading goroutine of the connection the message came in on; so does
+// each request to a partition that does not exist.
+//
+// Only messages that come in on the hub's own TCP transport ([Hub.Listen]) are answered or
+// counted when they have no worker to go to: on a node it was given ([WithNode]), a message
+// from another transport that has nowhere to go is that transport's to report.
 package hub

@@ -61,6 +61,8 @@ type Hub struct {
 	limits logLimiter // rate-limits the log lines of connections refused and backend failures
 
 	tcpRef  atomic.Pointer[tcp.Transport] // h.tcp, for slowConsumer and connGone
+	nwmu    sync.Mutex
+	noWork  map[string]error // by partition address: why the fallback registered no worker
 	cwmu    sync.Mutex
 	watches map[string]connWatch // by local address: is it a connection, and its Done
 
@@ -120,6 +122,7 @@ func New(backend *core.Backend, opts ...Option) (*Hub, error) {
 		partitions:  make(map[string]*partition),
 		streams:     make(map[string]int),
 		watches:     make(map[string]connWatch),
+		noWork:      make(map[string]error),
 	}
 	h.backlogs.m = make(map[string]*backlog)
 	h.limits.every = warnEvery
@@ -347,6 +350,9 @@ func (h *Hub) Listen(addr string) (net.Addr, error) {
 			// Counts connections refused at the connection limit or for an HTTP request,
 			// and rate-limits the warnings about them (see connRefused).
 			tcp.WithRefusedHook(h.connRefused),
+			// Answers the requests to stream partitions that do not exist, and counts and
+			// rate-limits the warnings about messages to unknown addresses.
+			tcp.WithUndeliverableHook(h.undeliverable),
 			tcp.WithMaxConnections(h.cfg.maxConns),
 			tcp.WithIdleTimeout(h.cfg.idleTimeout))
 		if err != nil {
@@ -415,7 +421,8 @@ func (h *Hub) partition(stream string, id int) (*partition, error) {
 // yet when the stream has that partition. That is how every partition worker starts: a
 // create only sends the Inits, so partitions that are never used cost nothing; and after a
 // restart a client may go on using the route it learned from an Init without creating the
-// stream again.
+// stream again. When it registers none it notes why (noWorker), for the hub's TCP transport
+// to answer the message with (see undeliverable).
 func (h *Hub) fallback(ctx context.Context, addr string) routing.Worker {
 	stream, id, ok := parsePartitionAddr(addr)
 	if !ok {
@@ -432,14 +439,23 @@ func (h *Hub) fallback(ctx context.Context, addr string) routing.Worker {
 	n := h.knownPartitions(stream)
 	if id >= n {
 		n, err = h.partitionCount(ctx, stream)
+		switch {
+		case errors.Is(err, core.ErrStreamNotFound):
+			err = fmt.Errorf("stream %q does not exist (was it deleted?): %w", stream, err)
+		case err != nil:
+			h.logFailure(slog.LevelWarn, "partition lookup failed", "stream", stream, "partition", id, "err", err)
+			err = loggedError{fmt.Errorf("cannot tell whether stream %q has partition %d: %w", stream, id, err)}
+		case id >= n:
+			err = fmt.Errorf("%w: stream %q has %d partition(s), none numbered %d", core.ErrStreamNotFound, stream, n, id)
+		}
 	}
-	if err != nil || id >= n {
-		h.log.Debug("no partition worker for address", "address", addr, "partitions", n, "err", err)
-		return nil
+	var p *partition
+	if err == nil {
+		p, err = h.partition(stream, id)
 	}
-	p, err := h.partition(stream, id)
 	if err != nil {
 		h.log.Debug("no partition worker for address", "address", addr, "err", err)
+		h.noWorker(addr, err)
 		return nil
 	}
 	h.log.Debug("partition worker registered on first use", "stream", stream, "partition", id)

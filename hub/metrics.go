@@ -69,6 +69,14 @@ type Metrics struct {
 	// (an HTTP client or health check pointed at the hub's port instead of its metrics
 	// address); each was answered 400 (see the package doc, "Metrics and logs").
 	HTTPRequestsRefused uint64 `json:"http_requests_refused"`
+	// UndeliverableMessages counts messages read from the hub's TCP connections that had no
+	// worker to go to: requests to a stream partition that does not exist (its stream was
+	// deleted, or never had it, after the client learned the route), which are answered as
+	// failed (a push with status ERROR, counted in PushErrors too; anything else with an
+	// `error` or sluice_error, counted in Errors), and messages to any other unknown
+	// address, which are dropped. Both are warned about in the log at most once every 10 s
+	// (see the package doc, "Metrics and logs").
+	UndeliverableMessages uint64 `json:"undeliverable_messages"`
 	// Connections is a gauge: the TCP connections open now (the hub's own transport, from
 	// [Hub.Listen]); [WithMaxConnections] limits it.
 	Connections uint64 `json:"connections"`
@@ -125,6 +133,7 @@ var promMetrics = []struct {
 	{"slow_consumers", promCounter, "Reply destinations given up because they did not take their replies.", func(m Metrics) uint64 { return m.SlowConsumers }},
 	{"connections_refused", promCounter, "TCP connections closed as soon as accepted because the hub had its most open.", func(m Metrics) uint64 { return m.ConnectionsRefused }},
 	{"http_requests_refused", promCounter, "TCP connections answered 400 and closed because they sent an HTTP request.", func(m Metrics) uint64 { return m.HTTPRequestsRefused }},
+	{"undeliverable_messages", promCounter, "Messages with no worker at their address: requests to a stream partition that does not exist (answered as failed) and messages to unknown addresses (dropped).", func(m Metrics) uint64 { return m.UndeliverableMessages }},
 	{"connections", promGauge, "TCP connections open now.", func(m Metrics) uint64 { return m.Connections }},
 	{"partition_workers", promGauge, "Partition workers the hub has now.", func(m Metrics) uint64 { return m.PartitionWorkers }},
 	{"partition_workers_retired", promCounter, "Partition workers retired because they were idle.", func(m Metrics) uint64 { return m.PartitionWorkersRetired }},
@@ -164,6 +173,7 @@ type counters struct {
 	appends, appendedMessages, maxBatch, indexGets, indexSaves, errors atomic.Uint64
 	streamInfos, pullWaitsRefused, slowConsumers, connsRefused         atomic.Uint64
 	workersRetired, streamOpens, httpRefused, retentionSkipped         atomic.Uint64
+	undeliverable                                                      atomic.Uint64
 	partitionWorkers                                                   atomic.Int64 // a gauge, changed under Hub.mu
 }
 
@@ -199,6 +209,7 @@ func (c *counters) snapshot() Metrics {
 		ConnectionsRefused:      c.connsRefused.Load(),
 		HTTPRequestsRefused:     c.httpRefused.Load(),
 		RetentionSkipped:        c.retentionSkipped.Load(),
+		UndeliverableMessages:   c.undeliverable.Load(),
 		PartitionWorkers:        uint64(max(c.partitionWorkers.Load(), 0)),
 		PartitionWorkersRetired: c.workersRetired.Load(),
 	}
