@@ -114,7 +114,10 @@ func WithOutboxDir(dir string) Option {
 // send to the new stream waits meanwhile, as Publish does when its window is full), then
 // closes it, which frees its place. When every open publisher is being retired already, the
 // send waits for one of those retirements to end. A send to a stream whose publisher is
-// being retired waits until the retirement ends; the stream then gets a new publisher.
+// being retired waits until the retirement ends; the stream then gets a new publisher. A
+// send that published to a publisher just as its retirement began waits until the hub
+// confirmed the message, or the retirement closed the publisher first, in which case it
+// publishes the message again through the stream's new publisher.
 //
 // The bound also limits the stream senders registered on the node (see [SenderAddress]) to
 // twice n: the sender used least recently (approximately, as above) is unregistered to make
@@ -364,8 +367,8 @@ func (t *Transport) reopenPending(streams []string) {
 // inner message has rest... as its onward route and the message's return route as its
 // return route; the receiving node's subscription delivers it with a return route that leads
 // back through returnStream. Sending returns once the publisher accepted the envelope (it
-// waits while the publisher's window is full); the publisher retries until the hub confirms
-// it. An envelope too large for one stream message returns an error matching
+// waits while the publisher's window is full, and while the publisher is being retired: see
+// [WithMaxPublishers]); the publisher retries until the hub confirms it. An envelope too large for one stream message returns an error matching
 // [core.ErrMessageTooLarge].
 func (t *Transport) Route(to, returnStream string) (wire.Route, error) {
 	addr, err := t.ensureSender(to, returnStream)
@@ -700,9 +703,20 @@ func (s *sender) publish(ctx context.Context, buf []byte) error {
 		if s.t.publishHook != nil {
 			s.t.publishHook(s.to)
 		}
-		_, err := pub.p.Publish(ctx, buf)
+		ack, err := pub.p.Publish(ctx, buf)
 		if errors.Is(err, core.ErrClosed) && pub.retired.Load() {
 			continue // closed to stay within the bound: get the stream's publisher again
+		}
+		if err == nil && pub.retired.Load() {
+			// Published while the publisher is being retired: the retirement's Flush may
+			// have begun before, and then its Close gives the message only the close
+			// timeout. Wait for its fate; if the retirement closed the publisher before
+			// the hub confirmed it, publish it again through the stream's next publisher.
+			if _, werr := ack.Wait(ctx); errors.Is(werr, core.ErrClosed) && pub.retired.Load() {
+				continue
+			} else if werr != nil && ctx.Err() != nil {
+				return fmt.Errorf("the publisher to %q is being retired and had not confirmed the message: %w", s.to, werr)
+			}
 		}
 		return err
 	}

@@ -1,0 +1,139 @@
+package bistream_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/backends/memory"
+	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/client"
+	"github.com/sluicehq/sluice/core/client/bistream"
+	"github.com/sluicehq/sluice/core/routing"
+	"github.com/sluicehq/sluice/core/transport/faultproxy"
+	"github.com/sluicehq/sluice/core/wire"
+	"github.com/sluicehq/sluice/hub"
+)
+
+// TestPublishDuringRetirementIsNotDropped: a send that took a stream's publisher just before
+// a send to another stream began to retire it (WithMaxPublishers) publishes while the
+// retirement waits for what was published before. The retirement's Flush does not wait for
+// that message, and the publisher's Close gives it only the close timeout: when the hub
+// does not confirm it by then, the send that returned nil must not have lost it. Here the
+// message is published while the publisher pauses after a refusal (so it is not sent
+// before the refused message is given up, which ends the retirement's wait) and the link
+// drops everything until the retirement has closed the publisher.
+func TestPublishDuringRetirementIsNotDropped(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	mem, err := memory.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close()
+	const limit = 100 // the hub refuses larger messages (push confirm with status ERROR)
+	h, err := hub.New(&core.Backend{Storage: mem, Index: mem}, hub.WithMaxMessageSize(limit))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	a, err := h.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	px, err := faultproxy.New(a.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer px.Close()
+	defer px.SetBlackhole(false)
+	node, err := routing.NewNode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	cli, err := client.Dial(px.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	// The pause after a refusal (the backoff) leaves time to set the scene; the close
+	// timeout is what a retirement's Close gives a message published during its wait.
+	pause := client.Backoff{Min: 3 * time.Second, Max: 3 * time.Second, Factor: 1}
+	tr, err := bistream.New(node, cli, bistream.WithMaxPublishers(1),
+		bistream.WithPublisherOptions(client.WithMaxRejections(1), client.WithBackoff(pause),
+			client.WithRequestTimeout(time.Second), client.WithCloseTimeout(100*time.Millisecond)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	send := func(to, payload string) error {
+		r, err := tr.Route(to, "")
+		if err != nil {
+			return err
+		}
+		return node.Send(ctx, wire.TransportMessage{OnwardRoute: append(r, wire.Local("w")), Payload: []byte(payload)})
+	}
+	if err := send("a", "first"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := send("a", string(make([]byte, 2*limit))); err != nil { // accepted; the hub refuses it
+		t.Fatal(err)
+	}
+	waitFor(t, "the refusal", func() bool { st, _ := tr.PublisherStats("a"); return st.Refused == 1 })
+
+	var (
+		once  sync.Once
+		other = make(chan error, 1)
+		armed bool
+	)
+	bistream.SetPublishHook(tr, func(stream string) {
+		if stream != "a" || !armed {
+			return
+		}
+		once.Do(func() {
+			// This send holds a's publisher. The link now drops everything, and a send to
+			// "b" retires a's publisher, whose Flush waits for the refused message.
+			px.SetBlackhole(true)
+			go func() { other <- send("b", "other") }() // owned here: received below
+			waitFor(t, "a's publisher retiring", func() bool { return tr.Stats().Retiring == 1 })
+			time.Sleep(50 * time.Millisecond) // lets the retirement's Flush start waiting (only makes the race likelier)
+		})
+	})
+	armed = true
+	sent := make(chan error, 1)
+	go func() { sent <- send("a", "second") }() // owned here: received below
+	// The refused message is given up when the pause ends; the retirement then closes a's
+	// publisher, giving "second" the close timeout, during which the link drops it.
+	waitFor(t, "a's publisher retired", func() bool { return tr.Stats().Retired >= 1 })
+	px.SetBlackhole(false)
+	if err := <-sent; err != nil {
+		t.Fatalf(`the send of "second": %v`, err)
+	}
+	if err := <-other; err != nil {
+		t.Fatalf(`the send to "b": %v`, err)
+	}
+	_ = tr.Flush(ctx) // reports the refused message; waits for the rest
+	if err := tr.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := mem.Fetch(ctx, "a", 0, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range msgs {
+		env, err := bistream.DecodeEnvelope(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, string(env.Message.Payload))
+	}
+	if len(got) < 2 || got[0] != "first" || got[len(got)-1] != "second" {
+		t.Fatalf(`stream a holds %q; want "first" and then "second", which a send accepted while the publisher was being retired`, got)
+	}
+}
