@@ -428,13 +428,16 @@ func NewPublisher(ctx context.Context, c *Client, stream string, opts ...Publish
 		p.recovered.Store(uint64(len(items)))
 		p.published.Store(uint64(len(items)))
 	}
+	// Set before track: from then on Client.Close may close p (which cancels it and waits
+	// for run) while this function is still running.
+	p.ctx, p.cancel = context.WithCancel(context.Background())
 	if err := c.track(p); err != nil {
+		p.cancel()
 		if p.ob != nil {
 			_ = p.ob.close()
 		}
 		return nil, err
 	}
-	p.ctx, p.cancel = context.WithCancel(context.Background())
 	go p.run()
 	return p, nil
 }
