@@ -364,6 +364,10 @@ type Publisher struct {
 	// reported failures; undeliveredErr is the first one's error.
 	undelivered    int
 	undeliveredErr error
+	// abandoned is the sequence number of the first message Close left unconfirmed (0:
+	// none), and abandonedN how many it left: a Flush that returns after Close reports them.
+	abandoned  uint64
+	abandonedN int
 
 	sessionProgress atomic.Bool // a confirm arrived since the run loop last looked
 
@@ -610,7 +614,9 @@ func (p *Publisher) PublishSync(ctx context.Context, data []byte) (uint64, error
 // not written to the outbox), it returns an error that says how many and wraps the first
 // one's error (for example [ErrGaveUp]); each [Ack] says which. A failure is reported once,
 // by the first Flush that returns after it (which may be one that did not wait for that
-// message, when Flushes overlap).
+// message, when Flushes overlap). Messages that [Publisher.Close] left unconfirmed are
+// reported by every Flush that returns after that Close and should have waited for them,
+// with an error matching [core.ErrClosed].
 func (p *Publisher) Flush(ctx context.Context) error {
 	p.mu.Lock()
 	target := p.nextSeq
@@ -622,6 +628,9 @@ func (p *Publisher) Flush(ctx context.Context) error {
 		var err error
 		if doneUpTo {
 			err = p.takeUndeliveredLocked()
+			if err == nil && p.abandoned != 0 && p.abandoned < target {
+				err = fmt.Errorf("client: flush %q: %w with %d message(s) unconfirmed", p.stream, core.ErrClosed, p.abandonedN)
+			}
 		}
 		p.mu.Unlock()
 		if doneUpTo {
@@ -662,6 +671,14 @@ func (p *Publisher) Close() error {
 		p.mu.Lock()
 		left := p.queue
 		p.queue = nil
+		for _, e := range left {
+			if !e.done {
+				if p.abandonedN == 0 {
+					p.abandoned = e.seq
+				}
+				p.abandonedN++
+			}
+		}
 		for _, r := range p.reqs {
 			r.timer.Stop()
 		}
