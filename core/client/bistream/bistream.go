@@ -739,7 +739,9 @@ const maxPooledEnvelope = 16 << 10
 // reopened: see WithOutboxDir). It returns nil only when all of them were confirmed. As with
 // client.Publisher.Flush, a message that failed for good is reported once, by the first
 // Flush that returns after it; that includes the messages of publishers retired with
-// failures since the previous Flush.
+// failures since the previous Flush. After [Transport.Close] began, Flush waits until it
+// finished and returns an error matching core.ErrClosed when Close reported messages left
+// unconfirmed (or any other error).
 func (t *Transport) Flush(ctx context.Context) error {
 	select {
 	case <-t.drained:
@@ -747,6 +749,7 @@ func (t *Transport) Flush(ctx context.Context) error {
 		return fmt.Errorf("bistream: %d outboxes of an earlier run not reopened yet: %w", t.Stats().PendingOutboxes, ctx.Err())
 	}
 	t.mu.Lock()
+	closed := t.closed
 	pubs := make([]*publication, 0, len(t.pubs)+len(t.retiring))
 	for _, pub := range t.pubs {
 		pubs = append(pubs, pub)
@@ -755,6 +758,19 @@ func (t *Transport) Flush(ctx context.Context) error {
 		pubs = append(pubs, r.pub)
 	}
 	t.mu.Unlock()
+	if closed {
+		// Close takes the publishers away and closes them: what it left unconfirmed, it
+		// reported. So does Flush.
+		select {
+		case <-t.closeDone:
+		case <-ctx.Done():
+			return fmt.Errorf("bistream: flush while the transport closes: %w", ctx.Err())
+		}
+		if t.closeErr != nil {
+			return fmt.Errorf("bistream: flush: the transport is %w, and its Close reported: %w", core.ErrClosed, t.closeErr)
+		}
+		pubs = nil
+	}
 	for _, pub := range pubs {
 		err := pub.p.Flush(ctx)
 		t.mu.Lock()

@@ -2,6 +2,7 @@ package bistream_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -135,5 +136,23 @@ func TestPublishDuringRetirementIsNotDropped(t *testing.T) {
 	}
 	if len(got) < 2 || got[0] != "first" || got[len(got)-1] != "second" {
 		t.Fatalf(`stream a holds %q; want "first" and then "second", which a send accepted while the publisher was being retired`, got)
+	}
+}
+
+// TestFlushAfterCloseReportsUnconfirmed: Flush returns nil only when every message published
+// so far was confirmed. Close gave up on a message the hub never confirmed, so a Flush after
+// it must say so (an error matching core.ErrClosed), not return nil.
+func TestFlushAfterCloseReportsUnconfirmed(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, _, tr, send := offlineDevice(t, bistream.WithPublisherOptions(client.WithCloseTimeout(0)))
+	if err := send(ctx, "a"); err != nil { // accepted; never confirmed
+		t.Fatal(err)
+	}
+	if err := tr.Close(); err == nil {
+		t.Fatal("Close with an unconfirmed message returned nil")
+	}
+	if err := tr.Flush(ctx); !errors.Is(err, core.ErrClosed) {
+		t.Fatalf("Flush after a Close that left a message unconfirmed = %v, want an error matching core.ErrClosed", err)
 	}
 }
