@@ -71,7 +71,9 @@ func WithPublisherOptions(opts ...client.PublisherOption) Option {
 }
 
 // WithConsumerOptions adds options for the consumer of every subscription. The client id is
-// always the subscription id given to [Transport.Subscribe].
+// always the subscription id given to [Transport.Subscribe], and the error policy always
+// client.Stop: a subscription skips what cannot be delivered by itself, and fails only a
+// delivery cut short by a stop, which must come again after the restart.
 func WithConsumerOptions(opts ...client.ConsumerOption) Option {
 	return func(c *config) error {
 		c.consOpts = append(c.consOpts, opts...)
@@ -974,7 +976,9 @@ func (t *Transport) Subscribe(stream, subscriptionID string) (*Subscription, err
 		return nil, fmt.Errorf("bistream: subscribe: %w", err)
 	}
 	s := &Subscription{t: t, stream: stream, id: subscriptionID, done: make(chan struct{}), tracker: routing.NewTracker()}
-	opts := append(t.cfg.consOpts[:len(t.cfg.consOpts):len(t.cfg.consOpts)], client.WithClientID(subscriptionID), client.WithUnhandled(s.tracker.Lowest))
+	// Stop whatever the options say: handle fails a message only when its delivery was cut
+	// short by a stop, and such a message must come again, never be skipped.
+	opts := append(t.cfg.consOpts[:len(t.cfg.consOpts):len(t.cfg.consOpts)], client.WithClientID(subscriptionID), client.WithUnhandled(s.tracker.Lowest), client.WithErrorPolicy(client.Stop))
 	cons, err := client.NewConsumer(t.c, stream, s.handle, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("bistream: subscribe to %q: %w", stream, err)

@@ -156,3 +156,35 @@ func TestFlushAfterCloseReportsUnconfirmed(t *testing.T) {
 		t.Fatalf("Flush after a Close that left a message unconfirmed = %v, want an error matching core.ErrClosed", err)
 	}
 }
+
+// TestSkipPolicyDoesNotSkipCutShortDeliveries: a subscription fails the handling of a
+// message only when its delivery was cut short by a stop (here the device's node closed
+// under a running Transport), so that the message comes again after the restart. An error
+// policy of Skip among the consumer options must not turn that into a skip: the position
+// must not be saved past the messages the closed node never took.
+func TestSkipPolicyDoesNotSkipCutShortDeliveries(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	th := startHub(t)
+	th.preload(ctx, "inbox-x")
+	d := newDevice(t, "x")
+	fast := client.Backoff{Min: time.Millisecond, Max: time.Millisecond, Factor: 1}
+	d.online(th.addr, bistream.WithConsumerOptions(client.WithErrorPolicy(client.Skip), client.WithHandlerRetries(1, fast)))
+	waitFor(t, "the subscription to start", func() bool { _, ok := d.sub.Position(); return ok })
+	if err := d.node.Close(); err != nil { // the node stops before the Transport
+		t.Fatal(err)
+	}
+	if _, err := th.store.Append(ctx, "inbox-x", 0, [][]byte{envelope("app", "m0"), envelope("app", "m1")}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the subscription to try the messages", func() bool {
+		st := d.sub.Stats().Consumer
+		return st.Received >= 2 || st.HandlerErrors > 0
+	})
+	d.offline()
+	if i, err := th.store.GetIndex(ctx, "device-x", "inbox-x", 0); err == nil && i > 0 {
+		t.Fatalf("position %d saved past messages whose delivery the closed node cut short", i)
+	} else if err != nil && !errors.Is(err, core.ErrIndexNotFound) {
+		t.Fatal(err)
+	}
+}
