@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -36,9 +37,29 @@ type outboxItem struct {
 
 // openOutbox opens (creating if needed) the outbox at path for a partition of stream and
 // returns the messages still in it, in publish order. An outbox written for another stream
-// or partition is refused with core.ErrInvalidOption.
-func openOutbox(path, stream string, partition int) (*outbox, []outboxItem, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+// or partition is refused with core.ErrInvalidOption. A damaged file is an error.
+func openOutbox(path, stream string, partition int) (_ *outbox, _ []outboxItem, err error) {
+	// bbolt reads the file through a memory map: in a file cut short (a torn copy, a
+	// damaged disk) it reads past the end, which faults (SIGBUS) and would kill the process,
+	// at every start of the device. Such a fault while the file is opened and read (which
+	// touches every page the messages are on) is an error instead. A fault inside bolt.Open
+	// leaves its file descriptor open: a fault is no ordinary error, and the process goes on.
+	var db *bolt.DB
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		if _, fault := r.(interface{ Addr() uintptr }); !fault {
+			panic(r)
+		}
+		if db != nil {
+			_ = db.Close()
+		}
+		err = fmt.Errorf("client: open outbox %q: the file is damaged (reading it faulted: %v): move it away to start without the messages it held", path, r)
+	}()
+	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		return nil, nil, fmt.Errorf("client: open outbox %q: %w", path, err)
 	}
