@@ -42,8 +42,9 @@ func openOutbox(path, stream string, partition int) (_ *outbox, _ []outboxItem, 
 	// bbolt reads the file through a memory map: in a file cut short (a torn copy, a
 	// damaged disk) it reads past the end, which faults (SIGBUS) and would kill the process,
 	// at every start of the device. Such a fault while the file is opened and read (which
-	// touches every page the messages are on) is an error instead. A fault inside bolt.Open
-	// leaves its file descriptor open: a fault is no ordinary error, and the process goes on.
+	// touches every page the messages are on) is an error instead. After a fault inside
+	// bolt.Open the file stays open (and locked) until the process exits: bolt.Open returned
+	// no handle to close it with.
 	var db *bolt.DB
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {

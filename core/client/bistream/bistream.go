@@ -370,8 +370,8 @@ func (t *Transport) reopenPending(streams []string) {
 // return route; the receiving node's subscription delivers it with a return route that leads
 // back through returnStream. Sending returns once the publisher accepted the envelope (it
 // waits while the publisher's window is full, and while the publisher is being retired: see
-// [WithMaxPublishers]); the publisher retries until the hub confirms it. An envelope too large for one stream message returns an error matching
-// [core.ErrMessageTooLarge].
+// [WithMaxPublishers]); the publisher retries until the hub confirms it. An envelope too
+// large for one stream message returns an error matching [core.ErrMessageTooLarge].
 func (t *Transport) Route(to, returnStream string) (wire.Route, error) {
 	addr, err := t.ensureSender(to, returnStream)
 	if err != nil {
