@@ -101,7 +101,14 @@ func TestPublishDuringRetirementIsNotDropped(t *testing.T) {
 			// "b" retires a's publisher, whose Flush waits for the refused message.
 			px.SetBlackhole(true)
 			go func() { other <- send("b", "other") }() // owned here: received below
-			waitFor(t, "a's publisher retiring", func() bool { return tr.Stats().Retiring == 1 })
+			// Not waitFor: this is not the test's goroutine.
+			for tr.Stats().Retiring != 1 {
+				if ctx.Err() != nil {
+					t.Error("a's publisher never began to retire")
+					return
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
 			time.Sleep(50 * time.Millisecond) // lets the retirement's Flush start waiting (only makes the race likelier)
 		})
 	})
