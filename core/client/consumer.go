@@ -22,7 +22,9 @@ const (
 
 // Handler handles one message. A nil error means the message is done: the consumer moves
 // past it and will save the next index. m.Data belongs to the handler (it shares memory with
-// the reply frame it came in, which nothing else writes).
+// the reply frame it came in, which nothing else writes). ctx ends when the consumer stops
+// (Close, Run's ctx, Client.Close): a handler must then return soon, since Close waits for
+// it; the message it returns an error for is delivered again by the next Run.
 type Handler func(ctx context.Context, m core.Message) error
 
 // ErrorPolicy says what a [Consumer] does with a message whose handler still fails after
@@ -442,8 +444,9 @@ func (c *Consumer) Stats() ConsumerStats {
 	}
 }
 
-// Close stops a running Run and waits for it to return; Run is not started afterwards. A
-// second Close returns nil. [Client.Close] closes the consumers still open.
+// Close stops a running Run and waits for it to return (and so for a handler in progress,
+// whose ctx it cancels); Run is not started afterwards. A second Close returns nil.
+// [Client.Close] closes the consumers still open.
 func (c *Consumer) Close() error {
 	c.closeOnce.Do(func() {
 		close(c.closed)
