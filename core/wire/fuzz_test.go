@@ -39,7 +39,7 @@ func fuzzDecoder[T Encoder](f *testing.F, decode func([]byte) (T, error), seeds 
 }
 
 func FuzzTransportMessage(f *testing.F) {
-	fuzzDecoder(f, DecodeTransportMessage,
+	seeds := []Encoder{
 		TransportMessage{OnwardRoute: Route{Local("stream")}, ReturnRoute: Route{Local(localAddr32)},
 			Payload: EncodePayload(ProtocolCreate, CreateStreamRequest{StreamName: Some("test-a-b")})},
 		TransportMessage{OnwardRoute: Route{TCP("127.0.0.1:4000"), Local("a")}, Payload: []byte{}},
@@ -48,7 +48,12 @@ func FuzzTransportMessage(f *testing.F) {
 		TransportMessage{OnwardRoute: hops(MaxRouteLen), ReturnRoute: make(Route, MaxRouteLen), Payload: []byte{}},
 		TransportMessage{OnwardRoute: hops(MaxRouteLen + 1), Payload: []byte{}},
 		TransportMessage{OnwardRoute: Route{Local("a")}, ReturnRoute: make(Route, MaxRouteLen+1), Payload: []byte{}},
-	)
+	}
+	// Messages whose bytes come from Ockam's own tests (see ockam_test.go).
+	for _, v := range ockamTransportVectors {
+		seeds = append(seeds, v.want)
+	}
+	fuzzDecoder(f, DecodeTransportMessage, seeds...)
 }
 
 func FuzzRoute(f *testing.F) {
