@@ -247,3 +247,21 @@ func FuzzRequestIDOf(f *testing.F) {
 		}
 	})
 }
+
+// FuzzPeekPushBatchRequest checks that PeekPushBatchRequest never panics and agrees with
+// DecodePushBatchRequest on every request that decodes.
+func FuzzPeekPushBatchRequest(f *testing.F) {
+	f.Add(PushBatchRequest{9, [][]byte{[]byte("a"), {}}}.Append(nil))
+	f.Add(PushBatchRequest{1 << 40, make([][]byte, 300)}.Append(nil))
+	f.Add([]byte{7, 0xff, 0xff, 0x03})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		id, n, perr := PeekPushBatchRequest(b)
+		req, err := DecodePushBatchRequest(b)
+		if err != nil {
+			return
+		}
+		if perr != nil || id != req.RequestID || n != len(req.Messages) {
+			t.Fatalf("PeekPushBatchRequest = %d, %d, %v; the request decodes with id %d and %d messages", id, n, perr, req.RequestID, len(req.Messages))
+		}
+	})
+}

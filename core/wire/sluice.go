@@ -149,6 +149,22 @@ func DecodePushBatchRequest(b []byte) (PushBatchRequest, error) {
 	return p, nil
 }
 
+// PeekPushBatchRequest returns the request id and the message count of the sluice_push_batch
+// request b without decoding its messages, so that a receiver can refuse a batch of too many
+// messages before it allocates for each (DecodePushBatchRequest allocates a slice per
+// message: up to 24 times the request's size for a request of empty messages). The count
+// is checked against the bytes left, as DecodePushBatchRequest checks it; the messages are
+// not checked: decode b before using it.
+func PeekPushBatchRequest(b []byte) (requestID uint64, n int, err error) {
+	r := NewReader(b, "PushBatchRequest")
+	requestID = r.ReadUint()
+	n = r.ReadArrayLen(1)
+	if err := r.Err(); err != nil {
+		return 0, 0, err
+	}
+	return requestID, n, nil
+}
+
 // PushBatchConfirm is the reply of ProtocolPushBatch:
 // {request_id: uint, status: Status, indexes: []uint}. On StatusOK Indexes holds the index of
 // every message, in request order; on StatusError it is empty and nothing was appended.
