@@ -181,6 +181,39 @@ func TestPushBatchWhoseConfirmCannotFitIsRefused(t *testing.T) {
 	}
 }
 
+// A sluice_push_batch whose confirm could not fit is refused by its message count, before
+// its messages are decoded (which allocates for each): a request whose messages do not even
+// decode is refused all the same, with status ERROR, and its messages are counted as
+// push errors.
+func TestPushBatchRefusedBeforeDecoding(t *testing.T) {
+	b := openMemory(t)
+	defer b.Close()
+	h, addr := hubtest.Start(t, b, hub.WithLogger(quietLogger))
+	c := hubtest.Dial(t, addr)
+	s := c.Create("tiny-batch")
+	// request id 7, 40,000 messages: 39,999 empty ones, then one whose length (5) runs past
+	// the end.
+	req := wire.AppendUint(nil, 7)
+	req = wire.AppendUint(req, 40_000)
+	req = append(req, make([]byte, 39_999)...)
+	req = append(req, 5)
+	if _, err := wire.DecodePushBatchRequest(req); err == nil {
+		t.Fatal("the request decodes: the test needs one that does not")
+	}
+	c.SendPayload(s.Route, wire.BasePayload{Protocol: wire.ProtocolPushBatch, Data: req}.Append(nil))
+	r, err := c.TryRecv(10 * time.Second)
+	if err != nil {
+		t.Fatalf("no reply to the push batch: %v", err)
+	}
+	pc, err := wire.DecodePushBatchConfirm(r.Data)
+	if r.Protocol != wire.ProtocolPushBatch || err != nil || pc.RequestID != 7 || pc.Status != wire.StatusError {
+		t.Fatalf("got a %q reply %+v (%v), want push batch 7 confirmed with status ERROR", r.Protocol, pc, err)
+	}
+	if m := h.Metrics(); m.PushErrors != 40_000 || m.AppendedMessages != 0 {
+		t.Errorf("metrics count %d push errors and %d appended messages, want 40000 and 0", m.PushErrors, m.AppendedMessages)
+	}
+}
+
 // A connection the hub gave up as a slow consumer is gone: what it sends after that is not
 // served, since no reply could reach it. Its pushes in particular are not stored: they
 // could never be confirmed, and its client sends them again on its next connection.

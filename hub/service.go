@@ -287,6 +287,15 @@ func (p *partition) HandleMessage(ctx context.Context, msg *routing.Message) err
 		}
 		p.push(ctx, &pushReq{requestID: req.RequestID, msgs: [][]byte{req.Data}, size: len(req.Data), replyTo: msg.ReturnRoute, release: msg.Release})
 	case wire.ProtocolPushBatch:
+		// A batch whose confirm cannot fit is refused before its messages are decoded: the
+		// decoding allocates for each (up to 24 times the frame for empty messages).
+		if id, n, err := wire.PeekPushBatchRequest(bp.Data); err == nil {
+			if err := confirmFits(msg.ReturnRoute, p.self, id, n); err != nil {
+				h.m.pushErrors.Add(uint64(n)) // confirm counts the messages it has: none here
+				p.refuse(&pushReq{requestID: id, batch: true, replyTo: msg.ReturnRoute, release: msg.Release}, err)
+				return nil
+			}
+		}
 		req, err := wire.DecodePushBatchRequest(bp.Data)
 		if err != nil {
 			h.undecodable(msg, bp, err)
@@ -359,9 +368,7 @@ func (p *partition) push(ctx context.Context, r *pushReq) {
 		err = confirmFits(r.replyTo, p.self, r.requestID, len(r.msgs))
 	}
 	if err != nil {
-		h.log.Warn("push refused", "stream", p.stream, "partition", p.id, "request_id", r.requestID, "err", err)
-		p.confirm(r, nil, err)
-		r.releaseMsgs()
+		p.refuse(r, err)
 		return
 	}
 	// The request's bytes alias the payload it came in, which the hub owns (routing.Node.Send
@@ -376,6 +383,13 @@ func (p *partition) push(ctx context.Context, r *pushReq) {
 		p.notTaken(r, err)
 		r.releaseMsgs()
 	}
+}
+
+// refuse confirms r with status ERROR, appending nothing, because of err.
+func (p *partition) refuse(r *pushReq, err error) {
+	p.h.log.Warn("push refused", "stream", p.stream, "partition", p.id, "request_id", r.requestID, "err", err)
+	p.confirm(r, nil, err)
+	r.releaseMsgs()
 }
 
 // confirmFits refuses a sluice_push_batch of n messages whose OK confirm, which carries the
