@@ -245,3 +245,29 @@ func TestSlowConsumerRequestsNotServedAfterGiveUp(t *testing.T) {
 		t.Fatalf("a push the hub read after giving its connection up was stored (%q), never to be confirmed", msgs[0].Data)
 	}
 }
+
+// The stream protocol proposal sends the partitioned index requests under stream_index (Ockam's
+// Elixir implementation under stream_index_partitioned): the hub serves both, and answers
+// each under the protocol it was asked with.
+func TestPartitionedIndexUnderStreamIndex(t *testing.T) {
+	b := openMemory(t)
+	defer b.Close()
+	_, addr := hubtest.Start(t, b, hub.WithLogger(quietLogger))
+	c := hubtest.Dial(t, addr)
+	index := wire.Route{wire.Local(hub.IndexAddress)}
+	c.Send(index, wire.ProtocolIndex, wire.IndexRequestPartitioned{Op: wire.IndexSave, ClientID: "c", StreamName: "s", Partition: 2, Index: 7})
+	c.Send(index, wire.ProtocolIndex, wire.IndexRequestPartitioned{Op: wire.IndexGet, ClientID: "c", StreamName: "s", Partition: 2})
+	r := c.Expect(wire.ProtocolIndex)
+	got, err := wire.DecodeIndexResponsePartitioned(r.Data)
+	if err != nil || got.Partition != 2 || got.Index != wire.Some[uint64](7) {
+		t.Fatalf("partitioned get under stream_index answered %+v (%v), want partition 2 at index 7", got, err)
+	}
+	if idx, err := b.Index.GetIndex(t.Context(), "c", "s", 2); err != nil || idx != 7 {
+		t.Errorf("saved index of partition 2 = %d, %v; want 7", idx, err)
+	}
+	// Partition 0 is untouched, and the unpartitioned form is still served as such.
+	c.Send(index, wire.ProtocolIndex, wire.IndexRequest{Op: wire.IndexGet, ClientID: "c", StreamName: "s"})
+	if got, err := wire.DecodeIndexResponse(c.Expect(wire.ProtocolIndex).Data); err != nil || got.Index.Valid {
+		t.Errorf("unpartitioned get answered %+v (%v), want no index", got, err)
+	}
+}

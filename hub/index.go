@@ -39,9 +39,24 @@ func (h *Hub) handleIndex(ctx context.Context, msg *routing.Message) error {
 		run indexCall
 	)
 	switch protocol {
-	case wire.ProtocolIndex:
+	case wire.ProtocolIndex, wire.ProtocolIndexPartitioned:
+		if protocol == wire.ProtocolIndexPartitioned {
+			key, run = h.partitionedIndex(msg, bp, to, self, fail)
+			if run == nil {
+				return nil
+			}
+			break
+		}
 		req, err := wire.DecodeIndexRequest(bp.Data)
 		if err != nil {
+			// The stream protocol proposal sends the partitioned schemas under stream_index
+			// too (Ockam's Elixir implementation under stream_index_partitioned): a payload
+			// that is not an unpartitioned request may be a partitioned one, never both
+			// (decoding is strict), answered under stream_index.
+			if _, perr := wire.DecodeIndexRequestPartitioned(bp.Data); perr == nil {
+				key, run = h.partitionedIndex(msg, bp, to, self, fail)
+				break
+			}
 			h.undecodable(msg, bp, err)
 			return nil
 		}
@@ -60,33 +75,6 @@ func (h *Hub) handleIndex(ctx context.Context, msg *routing.Message) error {
 			}
 			return func() {
 				h.reply(to, self, protocol, wire.IndexResponse{ClientID: req.ClientID, StreamName: req.StreamName, Index: idx})
-			}
-		}
-	case wire.ProtocolIndexPartitioned:
-		req, err := wire.DecodeIndexRequestPartitioned(bp.Data)
-		if err != nil {
-			h.undecodable(msg, bp, err)
-			return nil
-		}
-		key = indexKey{req.ClientID, req.StreamName, req.Partition}
-		run = func(ctx context.Context) func() {
-			h.countIndex(req.Op == wire.IndexSave)
-			part, err := partitionArg(req.Partition)
-			if err != nil {
-				return fail(err)
-			}
-			if req.Op == wire.IndexSave {
-				if err := h.saveIndex(ctx, req.ClientID, req.StreamName, part, req.Index); err != nil {
-					return fail(err)
-				}
-				return nil
-			}
-			idx, err := h.getIndex(ctx, req.ClientID, req.StreamName, part)
-			if err != nil {
-				return fail(err)
-			}
-			return func() {
-				h.reply(to, self, protocol, wire.IndexResponsePartitioned{ClientID: req.ClientID, StreamName: req.StreamName, Partition: req.Partition, Index: idx})
 			}
 		}
 	case wire.ProtocolIndexSave:
@@ -142,6 +130,40 @@ func (h *Hub) handleIndex(ctx context.Context, msg *routing.Message) error {
 	}
 	h.runIndex(key, run)
 	return nil
+}
+
+// partitionedIndex decodes a partitioned index request (stream_index_partitioned, or the
+// proposal's form under stream_index) and returns its key and the call that serves it,
+// answered under the request's protocol; run is nil when the request does not decode (it
+// was answered as undecodable).
+func (h *Hub) partitionedIndex(msg *routing.Message, bp wire.BasePayload, to, self wire.Route, fail func(error) func()) (key indexKey, run indexCall) {
+	req, err := wire.DecodeIndexRequestPartitioned(bp.Data)
+	if err != nil {
+		h.undecodable(msg, bp, err)
+		return indexKey{}, nil
+	}
+	protocol := bp.Protocol
+	key = indexKey{req.ClientID, req.StreamName, req.Partition}
+	return key, func(ctx context.Context) func() {
+		h.countIndex(req.Op == wire.IndexSave)
+		part, err := partitionArg(req.Partition)
+		if err != nil {
+			return fail(err)
+		}
+		if req.Op == wire.IndexSave {
+			if err := h.saveIndex(ctx, req.ClientID, req.StreamName, part, req.Index); err != nil {
+				return fail(err)
+			}
+			return nil
+		}
+		idx, err := h.getIndex(ctx, req.ClientID, req.StreamName, part)
+		if err != nil {
+			return fail(err)
+		}
+		return func() {
+			h.reply(to, self, protocol, wire.IndexResponsePartitioned{ClientID: req.ClientID, StreamName: req.StreamName, Partition: req.Partition, Index: idx})
+		}
+	}
 }
 
 // runIndex runs f after the index requests of the same key that arrived before it, on a
