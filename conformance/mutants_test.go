@@ -542,6 +542,17 @@ var mutants = []mutant{
 		})
 	}},
 
+	{"Fetch from above MaxInt64 reads from the start", "Storage/Fetch/PastEnd", func() conformance.Harness {
+		return volatile(func(s *memory.Store) hooks {
+			return hooks{fetch: func(ctx context.Context, stream string, p int, from uint64, limit int) ([]core.Message, error) {
+				if int64(from) < 0 { // Kafka's "earliest" and "latest" offsets are negative
+					from = 0
+				}
+				return s.Fetch(ctx, stream, p, from, limit)
+			}}
+		})
+	}},
+
 	// Append
 	{"Append reports the first index for every message of a batch", "Storage/Order", func() conformance.Harness {
 		return volatile(func(s *memory.Store) hooks {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -432,7 +433,7 @@ func summary(ms []core.Message) string {
 func testFetch(t T, h Harness) {
 	sub(t, h, "EmptyStream", func(t T, e *env) {
 		n := e.create("empty", 1)
-		for _, from := range []uint64{0, 1, 1 << 40} {
+		for _, from := range []uint64{0, 1, 1 << 40, 1 << 63, math.MaxUint64} {
 			if got := e.fetch(n, 0, from, 10); len(got) != 0 {
 				t.Errorf("Fetch(from=%d) of an empty stream returned %v, want nothing", from, summary(got))
 			}
@@ -448,9 +449,16 @@ func testFetch(t T, h Harness) {
 		idx := e.append(n, 0, msgs("m", 3)...)
 		e.readAll(n, 0, 0, 10, 3) // wait for visibility
 		last := idx[len(idx)-1]
-		for _, from := range []uint64{last + 1, last + 2, last + 1000, 1 << 62} {
+		// Indexes are uint64: a from above math.MaxInt64 is past the end too. Converted to
+		// an int64 it turns negative, which brokers read as "earliest" or "latest" (Kafka
+		// offsets -2 and -1), and from+1 wraps around to 0 at math.MaxUint64.
+		for _, from := range []uint64{last + 1, last + 2, last + 1000, 1 << 62, 1 << 63, math.MaxUint64 - 1, math.MaxUint64} {
 			if got := e.fetch(n, 0, from, 10); len(got) != 0 {
-				t.Errorf("Fetch(from=%d) past the last index %d returned %v, want nothing", from, last, summary(got))
+				hint := ""
+				if from > math.MaxInt64 {
+					hint = "; from is above math.MaxInt64: does the backend convert it to a negative int64, or add 1 and wrap around?"
+				}
+				t.Errorf("Fetch(from=%d) past the last index %d returned %v, want nothing%s", from, last, summary(got), hint)
 			}
 		}
 	})
