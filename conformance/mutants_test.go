@@ -1,6 +1,7 @@
 package conformance_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -549,6 +550,34 @@ var mutants = []mutant{
 					from = 0
 				}
 				return s.Fetch(ctx, stream, p, from, limit)
+			}}
+		})
+	}},
+
+	{"Fetch allocates limit messages up front", "Storage/Fetch/Limit", func() conformance.Harness {
+		return volatile(func(s *memory.Store) hooks {
+			return hooks{fetch: func(ctx context.Context, stream string, p int, from uint64, limit int) ([]core.Message, error) {
+				ms, err := s.Fetch(ctx, stream, p, from, limit)
+				if err != nil {
+					return nil, err
+				}
+				out := make([]core.Message, 0, limit)
+				return append(out, ms...), nil
+			}}
+		})
+	}},
+	{"Fetch adds the limit to a position without checking for overflow", "Storage/Fetch/Limit", func() conformance.Harness {
+		return volatile(func(s *memory.Store) hooks {
+			return hooks{fetch: func(ctx context.Context, stream string, p int, from uint64, limit int) ([]core.Message, error) {
+				if _, err := s.Fetch(ctx, stream, p, from, min(limit, 0)); err != nil || limit == 0 {
+					return []core.Message{}, err
+				}
+				all, err := s.Fetch(ctx, stream, p, 0, 1<<20) // a cache of the partition
+				if err != nil {
+					return nil, err
+				}
+				k, _ := slices.BinarySearchFunc(all, from, func(m core.Message, from uint64) int { return cmp.Compare(m.Index, from) })
+				return all[k:min(len(all), k+limit)], nil
 			}}
 		})
 	}},

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"runtime/debug"
 	"slices"
 	"sort"
 	"strings"
@@ -492,6 +493,18 @@ func testFetch(t T, h Harness) {
 			t.Errorf("Fetch(from=%d, limit=5) of the last message = %v; want only it", idx[9], summary(got))
 		}
 		e.expectMessages("Fetch with a limit above the message count", e.readAll(n, 0, 0, 1000, 10), idx, want)
+		// The limit is only a maximum: any limit works, also one no backend can allocate
+		// or add an offset to without overflowing. readAll pages, so the Fetch after the
+		// first starts past the first message.
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					t.Fatalf("Fetch with limit math.MaxInt panicked: %v; the limit is only a maximum, so clamp it before allocating for it or adding it to a position\n%s", p, debug.Stack())
+				}
+			}()
+			e.expectMessages("Fetch with limit math.MaxInt", e.readAll(n, 0, 0, math.MaxInt, 10), idx, want)
+			e.expectMessages("Fetch with limit math.MaxInt from the second message", e.readAll(n, 0, idx[1], math.MaxInt, 9), idx[1:], want[1:])
+		}()
 	})
 	sub(t, h, "Paging", func(t T, e *env) {
 		n := e.create("paging", 1)
