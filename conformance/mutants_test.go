@@ -796,6 +796,30 @@ var mutants = []mutant{
 		})
 	}},
 
+	{"stream names are case-insensitive", "Storage/Isolation/Streams", func() conformance.Harness {
+		return volatile(func(s *memory.Store) hooks {
+			fold := func(name string) string {
+				if core.ValidateStreamName(name) != nil {
+					return name
+				}
+				return strings.ToLower(name)
+			}
+			return hooks{
+				createStream: func(ctx context.Context, stream string, n int) (int, error) {
+					return s.CreateStream(ctx, fold(stream), n)
+				},
+				append: func(ctx context.Context, stream string, p int, msgs [][]byte) ([]uint64, error) {
+					return s.Append(ctx, fold(stream), p, msgs)
+				},
+				fetch: func(ctx context.Context, stream string, p int, from uint64, limit int) ([]core.Message, error) {
+					return s.Fetch(ctx, fold(stream), p, from, limit)
+				},
+				deleteStream: func(ctx context.Context, stream string) error { return s.DeleteStream(ctx, fold(stream)) },
+				partitions:   func(ctx context.Context, stream string) (int, error) { return s.Partitions(ctx, fold(stream)) },
+			}
+		})
+	}},
+
 	// Contexts and Close
 	{"Fetch ignores its context", "Storage/Cancelled", func() conformance.Harness {
 		return volatile(func(s *memory.Store) hooks {

@@ -838,6 +838,18 @@ func testIsolation(t T, h Harness) {
 		if got := e.fetch(c, 0, 0, 10); len(got) != 0 {
 			t.Errorf("new stream %q sees %v, messages of %q", c, summary(got), a)
 		}
+		// Stream names are case-sensitive: one that differs from another only in case is
+		// another stream (after the prefix, which keeps its case so that the name stays
+		// under Harness.StreamPrefix).
+		upper := e.prefix + strings.ToUpper(strings.TrimPrefix(a, e.prefix))
+		e.track(upper)
+		e.create2(upper, 1)
+		if got := e.fetch(upper, 0, 0, 10); len(got) != 0 {
+			t.Errorf("new stream %q sees %v, messages of %q; stream names are case-sensitive, a backend that stores them where case does not count must encode them", upper, summary(got), a)
+		}
+		iu := e.append(upper, 0, []byte("A0"))
+		e.expectMessages(fmt.Sprintf("stream %q", upper), e.readAll(upper, 0, 0, 10, 1), iu, [][]byte{[]byte("A0")})
+		e.expectMessages(fmt.Sprintf("stream %q after appending to %q", a, upper), e.readAll(a, 0, 0, 10, 2), ia, [][]byte{[]byte("a0"), []byte("a1")})
 	})
 	sub(t, h, "Partitions", func(t T, e *env) {
 		if e.caps().MaxPartitions < 3 {
