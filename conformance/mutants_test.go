@@ -942,6 +942,56 @@ var mutants = []mutant{
 			}
 		})
 	}},
+	{"DeleteStream deletes every stream whose name starts with the name", "Storage/StreamDeleter", func() conformance.Harness {
+		return volatile(func(s *memory.Store) hooks {
+			var mu sync.Mutex
+			var names []string
+			return hooks{
+				createStream: func(ctx context.Context, stream string, n int) (int, error) {
+					got, err := s.CreateStream(ctx, stream, n)
+					if err == nil {
+						mu.Lock()
+						names = append(names, stream)
+						mu.Unlock()
+					}
+					return got, err
+				},
+				deleteStream: func(ctx context.Context, stream string) error {
+					if err := s.DeleteStream(ctx, stream); err != nil {
+						return err
+					}
+					mu.Lock()
+					defer mu.Unlock()
+					for _, n := range names {
+						if n != stream && strings.HasPrefix(n, stream) {
+							_ = s.DeleteStream(ctx, n) // a prefix scan over topics or buckets
+						}
+					}
+					return nil
+				},
+			}
+		})
+	}},
+	{"DeleteStream deletes the indexes of every stream whose name starts with the name", "Storage/StreamDeleter", func() conformance.Harness {
+		return volatile(func(s *memory.Store) hooks {
+			x := newSideIndexes(s, false)
+			h := hooksWith(s, x, true)
+			h.deleteStream = func(ctx context.Context, stream string) error {
+				if err := s.DeleteStream(ctx, stream); err != nil {
+					return err
+				}
+				x.mu.Lock()
+				defer x.mu.Unlock()
+				for k := range x.saved {
+					if strings.HasPrefix(k.stream, stream) { // a prefix scan without a separator
+						delete(x.saved, k)
+					}
+				}
+				return nil
+			}
+			return h
+		})
+	}},
 	{"Partitions reports 1 for every stream", "Storage/PartitionCounter", func() conformance.Harness {
 		return volatile(func(s *memory.Store) hooks {
 			return hooks{partitions: func(ctx context.Context, stream string) (int, error) {

@@ -1029,14 +1029,30 @@ func testStreamDeleter(t T, h Harness) {
 	for p := range parts {
 		e.append(n, p, fmt.Appendf(nil, "old-%d", p))
 	}
+	// A stream whose name extends the deleted one's is another stream: a backend deleting
+	// by name prefix (topics by pattern, keys by prefix scan) must not take it along.
+	ext := n + "x"
+	e.track(ext)
+	e.create2(ext, 1)
+	extIdx := e.append(ext, 0, []byte("kept"))
+	e.readAll(ext, 0, 0, 10, 1) // wait for visibility
 	ix := e.backend().Index
 	var c string
 	if ix != nil {
 		c = e.client("delete")
 		e.saveIndex(ix, c, n, 0, 1)
+		e.saveIndex(ix, c, ext, 0, 1)
 	}
 	if err := d.DeleteStream(e.ctx, n); err != nil {
 		t.Fatalf("DeleteStream(%q): %v", n, err)
+	}
+	if ms, err := e.storage().Fetch(e.ctx, ext, 0, 0, 10); err != nil || len(ms) != 1 || ms[0].Index != extIdx[0] || string(ms[0].Data) != "kept" {
+		t.Errorf("after DeleteStream(%q), Fetch of stream %q = %v, %v; want its message %d:\"kept\": DeleteStream deletes the stream named, not every stream whose name starts with it", n, ext, summary(ms), err, extIdx[0])
+	}
+	if ix != nil {
+		if got, err := ix.GetIndex(e.ctx, c, ext, 0); err != nil || got != 1 {
+			t.Errorf("after DeleteStream(%q), GetIndex(%q, %q, 0) = %d, %v; want 1, saved before: DeleteStream deletes the indexes of the stream named, not of every stream whose name starts with it", n, c, ext, got, err)
+		}
 	}
 	_, err := e.storage().Fetch(e.ctx, n, 0, 0, 10)
 	expectErr(t, "Fetch of a deleted stream", err, core.ErrStreamNotFound)
