@@ -1155,6 +1155,52 @@ var mutants = []mutant{
 	{"saved indexes lost on reopen", "IndexStorage/Persistence", func() conformance.Harness {
 		return persistent(func(s *memory.Store) hooks { return hooksWith(s, newSideIndexes(s, false), false) })
 	}},
+	{"messages of partitions after the first lost on reopen", "Storage/Persistence", func() conformance.Harness {
+		return persistent(func(s *memory.Store) hooks {
+			var mu sync.Mutex
+			mine := map[string]bool{} // streams created through this handle
+			return hooks{
+				createStream: func(ctx context.Context, stream string, n int) (int, error) {
+					got, err := s.CreateStream(ctx, stream, n)
+					if err == nil {
+						mu.Lock()
+						mine[stream] = true
+						mu.Unlock()
+					}
+					return got, err
+				},
+				fetch: func(ctx context.Context, stream string, p int, from uint64, limit int) ([]core.Message, error) {
+					ms, err := s.Fetch(ctx, stream, p, from, limit)
+					mu.Lock()
+					lost := !mine[stream] && p > 0
+					mu.Unlock()
+					if err == nil && lost {
+						return []core.Message{}, nil
+					}
+					return ms, err
+				},
+			}
+		})
+	}},
+	{"CreateStream after reopen returns the count asked for", "Storage/Persistence", func() conformance.Harness {
+		return persistent(func(s *memory.Store) hooks {
+			var mu sync.Mutex
+			known := map[string]bool{} // streams whose partition count this handle has cached
+			return hooks{createStream: func(ctx context.Context, stream string, n int) (int, error) {
+				got, err := s.CreateStream(ctx, stream, n)
+				if err != nil {
+					return 0, err
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if !known[stream] { // "already exists" with nothing cached: assume the count asked for
+					known[stream] = true
+					return n, nil
+				}
+				return got, nil
+			}}
+		})
+	}},
 }
 
 // TestMutants runs the suite against each mutant and checks that it fails, in the subtest

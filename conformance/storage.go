@@ -896,6 +896,13 @@ func testPersistence(t T, h Harness) {
 	want := msgs("before", 5)
 	idx := e.append(n, 0, want...)
 	e.readAll(n, 0, 0, 10, len(want))
+	last := parts - 1
+	wantLast := [][]byte{[]byte("before, in the last partition")}
+	var idxLast []uint64
+	if last > 0 {
+		idxLast = e.append(n, last, wantLast...)
+		e.readAll(n, last, 0, 10, 1)
+	}
 	ix := e.backend().Index
 	client := e.client("persist")
 	if ix != nil {
@@ -906,9 +913,24 @@ func testPersistence(t T, h Harness) {
 
 	e.reopen()
 	e.expectMessages("after reopening", e.readAll(n, 0, 0, 10, len(want)), idx, want)
-	got, err := e.storage().CreateStream(e.ctx, n, parts)
-	if err != nil || got != parts {
-		t.Errorf("CreateStream of the existing stream after reopening = %d, %v; want %d, nil", got, err, parts)
+	if last > 0 {
+		e.expectMessages(fmt.Sprintf("partition %d after reopening", last), e.readAll(n, last, 0, 10, 1), idxLast, wantLast)
+	}
+	// The partition count survives too: asking for another count changes nothing.
+	asks := []int{parts}
+	if other := parts%c.MaxPartitions + 1; other != parts {
+		asks = []int{other, parts}
+	}
+	for _, ask := range asks {
+		got, err := e.storage().CreateStream(e.ctx, n, ask)
+		if err != nil || got != parts {
+			t.Errorf("CreateStream(%q, %d) of the existing %d-partition stream after reopening = %d, %v; want %d, nil: the partition count must survive reopening", n, ask, parts, got, err, parts)
+		}
+	}
+	if pc, ok := e.storage().(core.PartitionCounter); ok {
+		if got, err := pc.Partitions(e.ctx, n); err != nil || got != parts {
+			t.Errorf("Partitions(%q) after reopening = %d, %v; want %d, nil", n, got, err, parts)
+		}
 	}
 	if ix := e.backend().Index; ix != nil {
 		got, err := ix.GetIndex(e.ctx, client, n, 0)
