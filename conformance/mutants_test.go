@@ -419,6 +419,41 @@ func (f *fetchBuffers) fill(key string, ms []core.Message) {
 	}
 }
 
+// appendAsyncFunc is the signature of core.AsyncAppender's AppendAsync.
+type appendAsyncFunc = func(ctx context.Context, stream string, p int, msgs [][]byte, done func([]uint64, error))
+
+// asyncMutant is a mutantStore that implements core.AsyncAppender with appendAsync.
+type asyncMutant struct {
+	*mutantStore
+	appendAsync appendAsyncFunc
+}
+
+func (a asyncMutant) AppendAsync(ctx context.Context, stream string, p int, msgs [][]byte, done func([]uint64, error)) {
+	if err := a.check(); err != nil {
+		done(nil, err)
+		return
+	}
+	a.appendAsync(ctx, stream, p, msgs, done)
+}
+
+// async is a harness like volatile whose Storage implements core.AsyncAppender with the
+// function mk returns (nil: a correct one, Append then done), along with mk's hooks.
+func async(mk func(s *memory.Store, h *hooks) appendAsyncFunc) conformance.Harness {
+	h := memoryHarness(nil)
+	h.Open = func(context.Context) (*core.Backend, error) {
+		s := newMemory()
+		m := &mutantStore{s: s}
+		f := mk(s, &m.h)
+		if f == nil {
+			f = func(ctx context.Context, stream string, p int, msgs [][]byte, done func([]uint64, error)) {
+				done(m.Append(ctx, stream, p, msgs))
+			}
+		}
+		return &core.Backend{Storage: asyncMutant{m, f}, Index: m}, nil
+	}
+	return h
+}
+
 type mutant struct {
 	name string
 	// want names the leaf test that checks the contract the mutant breaks: it must be among
@@ -578,6 +613,67 @@ var mutants = []mutant{
 				}
 				k, _ := slices.BinarySearchFunc(all, from, func(m core.Message, from uint64) int { return cmp.Compare(m.Index, from) })
 				return all[k:min(len(all), k+limit)], nil
+			}}
+		})
+	}},
+
+	{"Fetch returns nothing at a batch boundary", "Storage/Fetch/Paging", func() conformance.Harness {
+		return volatile(func(s *memory.Store) hooks {
+			return hooks{fetch: func(ctx context.Context, stream string, p int, from uint64, limit int) ([]core.Message, error) {
+				ms, err := s.Fetch(ctx, stream, p, from, limit)
+				if err == nil && from == 100 { // an empty fetch where a segment or batch ends
+					return []core.Message{}, nil
+				}
+				return ms, err
+			}}
+		})
+	}},
+	{"Fetch skips a message that does not fit its byte budget", "Storage/AppendFetch/MixedSizes", func() conformance.Harness {
+		return volatile(func(s *memory.Store) hooks {
+			return hooks{fetch: func(ctx context.Context, stream string, p int, from uint64, limit int) ([]core.Message, error) {
+				ms, err := s.Fetch(ctx, stream, p, from, limit)
+				budget := 8192
+				out := ms[:0:0]
+				for _, m := range ms {
+					if len(m.Data) > budget {
+						continue // should stop here instead
+					}
+					budget -= len(m.Data)
+					out = append(out, m)
+				}
+				if err != nil {
+					return nil, err
+				}
+				return out, nil
+			}}
+		})
+	}},
+	{"Fetch truncates messages to its read buffer", "Storage/MaxMessageSize/Accepted", func() conformance.Harness {
+		return volatile(func(s *memory.Store) hooks {
+			return hooks{fetch: func(ctx context.Context, stream string, p int, from uint64, limit int) ([]core.Message, error) {
+				ms, err := s.Fetch(ctx, stream, p, from, limit)
+				for i := range ms {
+					ms[i].Data = ms[i].Data[:min(len(ms[i].Data), 1024)]
+				}
+				return ms, err
+			}}
+		})
+	}},
+	{"Fetch returns messages as text (invalid UTF-8 replaced)", "Storage/AppendFetch/AllByteValues", func() conformance.Harness {
+		return volatile(func(s *memory.Store) hooks {
+			return hooks{fetch: func(ctx context.Context, stream string, p int, from uint64, limit int) ([]core.Message, error) {
+				ms, err := s.Fetch(ctx, stream, p, from, limit)
+				for i := range ms {
+					ms[i].Data = []byte(strings.ToValidUTF8(string(ms[i].Data), "\uFFFD"))
+				}
+				return ms, err
+			}}
+		})
+	}},
+	{"Fetch with a negative limit returns nothing", "Storage/Fetch/NegativeLimit", func() conformance.Harness {
+		return volatile(func(s *memory.Store) hooks {
+			return hooks{fetch: func(ctx context.Context, stream string, p int, from uint64, limit int) ([]core.Message, error) {
+				return s.Fetch(ctx, stream, p, from, max(limit, 0))
 			}}
 		})
 	}},
@@ -796,6 +892,43 @@ var mutants = []mutant{
 		})
 	}},
 
+	{"stream names with a '.' are refused", "Storage/CreateStream/ValidNames", func() conformance.Harness {
+		return volatile(func(s *memory.Store) hooks {
+			return hooks{createStream: func(ctx context.Context, stream string, n int) (int, error) {
+				if strings.Contains(stream, ".") {
+					return 0, fmt.Errorf("mutant: %q: %w", stream, core.ErrInvalidArgument)
+				}
+				return s.CreateStream(ctx, stream, n)
+			}}
+		})
+	}},
+	{"concurrent CreateStream calls check, then create over each other", "Storage/CreateStream/Concurrent", func() conformance.Harness {
+		return volatile(func(s *memory.Store) hooks {
+			var mu sync.Mutex
+			checked := map[string]int{} // creators that found the stream missing
+			return hooks{createStream: func(ctx context.Context, stream string, n int) (int, error) {
+				if ctx.Err() != nil || core.ValidateStreamName(stream) != nil || exists(ctx, s, stream) {
+					return s.CreateStream(ctx, stream, n)
+				}
+				mu.Lock()
+				checked[stream]++
+				mu.Unlock()
+				// Widen the window between the check and the create until another creator
+				// has checked too (or long enough for a lone one).
+				for range 10000 {
+					mu.Lock()
+					both := checked[stream] > 1
+					mu.Unlock()
+					if both {
+						break
+					}
+					runtime.Gosched()
+				}
+				_ = s.DeleteStream(ctx, stream) // "create or replace"
+				return s.CreateStream(ctx, stream, n)
+			}}
+		})
+	}},
 	{"stream names are case-insensitive", "Storage/Isolation/Streams", func() conformance.Harness {
 		return volatile(func(s *memory.Store) hooks {
 			fold := func(name string) string {
@@ -1021,6 +1154,80 @@ var mutants = []mutant{
 		})
 	}},
 
+	// AsyncAppender
+	{"control: AppendAsync", "", func() conformance.Harness {
+		return async(func(*memory.Store, *hooks) appendAsyncFunc {
+			return nil
+		})
+	}},
+	{"AppendAsync calls done twice", "Storage/AppendAsync", func() conformance.Harness {
+		return async(func(s *memory.Store, _ *hooks) appendAsyncFunc {
+			return func(ctx context.Context, stream string, p int, msgs [][]byte, done func([]uint64, error)) {
+				idx, err := s.Append(ctx, stream, p, msgs)
+				done(idx, err)
+				done(idx, err) // a retry path that reports again
+			}
+		})
+	}},
+	{"AppendAsync calls done out of start order", "Storage/AppendAsync", func() conformance.Harness {
+		return async(func(s *memory.Store, _ *hooks) appendAsyncFunc {
+			var mu sync.Mutex
+			var held func() // the done of the previous successful call, not yet called
+			return func(ctx context.Context, stream string, p int, msgs [][]byte, done func([]uint64, error)) {
+				idx, err := s.Append(ctx, stream, p, msgs)
+				if err != nil {
+					done(nil, err)
+					return
+				}
+				mu.Lock()
+				prev := held
+				held = nil
+				if prev == nil {
+					held = func() { done(idx, nil) }
+				}
+				mu.Unlock()
+				if prev != nil { // pairs complete in reverse
+					done(idx, nil)
+					prev()
+				}
+			}
+		})
+	}},
+	{"AppendAsync keeps the caller's slices after done", "Storage/AppendAsync", func() conformance.Harness {
+		return async(func(s *memory.Store, h *hooks) appendAsyncFunc {
+			var b bodies
+			h.fetch = func(ctx context.Context, stream string, p int, from uint64, limit int) ([]core.Message, error) {
+				ms, err := s.Fetch(ctx, stream, p, from, limit)
+				for i := range ms {
+					if d := b.get(stream, p, ms[i].Index); d != nil {
+						ms[i].Data = slices.Clone(d)
+					}
+				}
+				return ms, err
+			}
+			return func(ctx context.Context, stream string, p int, msgs [][]byte, done func([]uint64, error)) {
+				idx, err := s.Append(ctx, stream, p, msgs)
+				for i := range idx {
+					b.put(stream, p, idx[i], msgs[i])
+				}
+				done(idx, err)
+			}
+		})
+	}},
+	{"AppendAsync to a missing stream creates it", "Storage/AppendAsync", func() conformance.Harness {
+		return async(func(s *memory.Store, _ *hooks) appendAsyncFunc {
+			return func(ctx context.Context, stream string, p int, msgs [][]byte, done func([]uint64, error)) {
+				if core.ValidateStreamName(stream) == nil && !exists(ctx, s, stream) {
+					if _, err := s.CreateStream(ctx, stream, 1); err != nil {
+						done(nil, err)
+						return
+					}
+				}
+				done(s.Append(ctx, stream, p, msgs))
+			}
+		})
+	}},
+
 	// IndexStorage
 	{"GetIndex of a key never saved returns 0", "IndexStorage/NotFound", func() conformance.Harness {
 		return volatile(func(s *memory.Store) hooks {
@@ -1127,6 +1334,26 @@ var mutants = []mutant{
 					return s.SaveIndex(ctx, k, "joined", p, index)
 				},
 			}
+		})
+	}},
+	{"DeleteIndexes deletes the indexes of every stream whose name starts with the name", "IndexStorage/IndexDeleter", func() conformance.Harness {
+		return volatile(func(s *memory.Store) hooks {
+			x := newSideIndexes(s, false)
+			h := hooksWith(s, x, false)
+			h.deleteIndexes = func(ctx context.Context, stream string) error {
+				if err := s.DeleteIndexes(ctx, stream); err != nil {
+					return err
+				}
+				x.mu.Lock()
+				defer x.mu.Unlock()
+				for k := range x.saved {
+					if strings.HasPrefix(k.stream, stream) {
+						delete(x.saved, k)
+					}
+				}
+				return nil
+			}
+			return h
 		})
 	}},
 	{"SaveIndex saves, then reports the cancelled context", "IndexStorage/Cancelled", func() conformance.Harness {
