@@ -37,18 +37,18 @@
 // # What the suite checks
 //
 // Storage: exact round trips (binary, empty messages, all 256 byte values, large messages
-// between small ones), order, indexes strictly increasing, unique and reported per message,
-// Fetch from the start, the middle and past the end (up to the largest uint64), limits (up
-// to the largest int) and paging, never-created streams, invalid names and the most unusual
-// valid ones, partitions, partition counts and limits, MaxMessageSize and one byte over it
-// (anywhere in a batch), concurrent appenders (nothing lost, no duplicate index, each
-// appender's order kept), concurrent readers, readers paging while appenders append,
-// isolation of streams (also names differing only in case) and partitions, idempotent
-// CreateStream (asking for fewer or more partitions changes nothing; concurrent creators
-// agree), already cancelled contexts (an error, and nothing changed), Close, and the
-// optional [core.StreamDeleter], [core.PartitionCounter] and [core.AsyncAppender]
-// (AppendAsync started in sequence: done order, index order, fetch order, no retention of
-// the caller's slices).
+// between small ones), order (also in a batch of 600 messages), indexes strictly
+// increasing, unique and reported per message, Fetch from the start, the middle and past
+// the end (up to the largest uint64), limits (up to the largest int) and paging,
+// never-created streams, invalid names and the most unusual valid ones, partitions,
+// partition counts and limits, MaxMessageSize and one byte over it (anywhere in a batch),
+// concurrent appenders (nothing lost, no duplicate index, each appender's order kept),
+// concurrent readers, readers paging while appenders append, isolation of streams (also
+// names differing only in case) and partitions, idempotent CreateStream (asking for fewer
+// or more partitions changes nothing; concurrent creators agree), already cancelled
+// contexts (an error, and nothing changed), Close, and the optional [core.StreamDeleter],
+// [core.PartitionCounter] and [core.AsyncAppender] (AppendAsync started in sequence: done
+// order, index order, fetch order, no retention of the caller's slices).
 //
 // IndexStorage: the distinct not-found, round trips, monotonic saves (lower ignored, equal a
 // no-op), concurrent saves (the saved value never goes down), keys isolated by client_id,

@@ -789,6 +789,27 @@ var mutants = []mutant{
 			}}
 		})
 	}},
+	{"Append refuses a batch of more than 500 messages", "Storage/Order", func() conformance.Harness {
+		return volatile(func(s *memory.Store) hooks {
+			return hooks{append: func(ctx context.Context, stream string, p int, msgs [][]byte) ([]uint64, error) {
+				if len(msgs) > 500 { // a broker's per-request record limit, passed on
+					return nil, fmt.Errorf("mutant: %d records in one request, at most 500: %w", len(msgs), core.ErrInvalidArgument)
+				}
+				return s.Append(ctx, stream, p, msgs)
+			}}
+		})
+	}},
+	{"Append stores only the first 500 messages of a batch", "Storage/Order", func() conformance.Harness {
+		return volatile(func(s *memory.Store) hooks {
+			return hooks{append: func(ctx context.Context, stream string, p int, msgs [][]byte) ([]uint64, error) {
+				idx, err := s.Append(ctx, stream, p, msgs[:min(len(msgs), 500)])
+				for i := len(idx); err == nil && i < len(msgs); i++ {
+					idx = append(idx, idx[i-1]+1) // reported, never stored
+				}
+				return idx, err
+			}}
+		})
+	}},
 	{"Append keeps the caller's slices", "Storage/AppendFetch/NotRetained", func() conformance.Harness {
 		return volatile(func(s *memory.Store) hooks {
 			var b bodies

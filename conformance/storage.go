@@ -32,6 +32,9 @@ const readWritePoll = 10 * time.Millisecond
 // maxCreatedPartitions caps the partition count the MaxPartitions subtest creates.
 const maxCreatedPartitions = 64
 
+// orderBigBatch is how many messages the Order subtest appends in one batch.
+const orderBigBatch = 600
+
 // StorageTests runs the Storage conformance subtests against the backend h opens, as
 // subtests of t. [RunStorage] is the `go test` entry point; [Run] the one for other programs.
 func StorageTests(t T, h Harness) {
@@ -334,6 +337,14 @@ func testOrder(t T, h Harness) {
 	want := msgs("order", 500)
 	idx := e.fill(n, 0, len(want), func(i int) []byte { return want[i] })
 	e.expectMessages("500 messages in 5 batches", e.readAll(n, 0, 0, 1000, len(want)), idx, want)
+	// Append takes a batch of any length: one above the per-request record limits of
+	// brokers (Kinesis PutRecords takes 500) must be split by the backend, not refused or cut.
+	big := msgs("big", orderBigBatch)
+	bigIdx := e.append(n, 0, big...)
+	if bigIdx[0] <= idx[len(idx)-1] {
+		t.Fatalf("Append of %d messages reported index %d after an earlier Append reported %d; indexes must be strictly increasing in append order", len(big), bigIdx[0], idx[len(idx)-1])
+	}
+	e.expectMessages(fmt.Sprintf("500 messages in 5 batches, then %d in one", len(big)), e.readAll(n, 0, 0, 1000, len(want)+len(big)), append(idx, bigIdx...), append(want, big...))
 }
 
 func testIndex(t T, h Harness) {
