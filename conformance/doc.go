@@ -45,15 +45,17 @@
 // concurrent appenders (nothing lost, no duplicate index, each appender's order kept),
 // concurrent readers, readers paging while appenders append, isolation of streams (also
 // names differing only in case) and partitions, idempotent CreateStream (asking for fewer
-// or more partitions changes nothing; concurrent creators agree), already cancelled
-// contexts (an error, and nothing changed), Close, and the optional [core.StreamDeleter],
-// [core.PartitionCounter] and [core.AsyncAppender] (AppendAsync started in sequence: done
-// order, index order, fetch order, no retention of the caller's slices).
+// or more partitions changes nothing; concurrent creators agree), contexts already
+// cancelled or past their deadline (the context's error, and nothing changed), Close, and
+// the optional [core.StreamDeleter], [core.PartitionCounter] and [core.AsyncAppender]
+// (AppendAsync started in sequence: done order, index order, fetch order, no retention of
+// the caller's slices).
 //
-// IndexStorage: the distinct not-found, round trips, monotonic saves (lower ignored, equal a
-// no-op), concurrent saves (the saved value never goes down), keys isolated by client_id,
-// stream and partition, invalid arguments and the most unusual valid client ids, the optional
-// [core.IndexDeleter], already cancelled contexts (an error, and nothing saved) and Close.
+// IndexStorage: the distinct not-found, round trips, monotonic saves (lower ignored, equal
+// a no-op), concurrent saves (the saved value never goes down), keys isolated by client_id,
+// stream and partition, invalid arguments and the most unusual valid client ids, the
+// optional [core.IndexDeleter], contexts already cancelled or past their deadline (the
+// context's error, and nothing saved) and Close.
 //
 // Subtests run one after another; each opens its own backend, uses fresh stream names and
 // client ids (both "conf-<random>-...", under [Harness].StreamPrefix, so runs against a

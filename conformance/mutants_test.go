@@ -1018,6 +1018,37 @@ var mutants = []mutant{
 			}}
 		})
 	}},
+	{"Append ignores an expired deadline (checks for cancellation only)", "Storage/Cancelled", func() conformance.Harness {
+		return volatile(func(s *memory.Store) hooks {
+			return hooks{append: func(ctx context.Context, stream string, p int, msgs [][]byte) ([]uint64, error) {
+				if errors.Is(ctx.Err(), context.Canceled) {
+					return nil, ctx.Err()
+				}
+				return s.Append(context.WithoutCancel(ctx), stream, p, msgs)
+			}}
+		})
+	}},
+	{"Fetch reports an expired deadline as unavailable, without the context's error", "Storage/Cancelled", func() conformance.Harness {
+		return volatile(func(s *memory.Store) hooks {
+			return hooks{fetch: func(ctx context.Context, stream string, p int, from uint64, limit int) ([]core.Message, error) {
+				ms, err := s.Fetch(ctx, stream, p, from, limit)
+				if errors.Is(err, context.DeadlineExceeded) {
+					return nil, fmt.Errorf("mutant: request timed out: %w", core.ErrUnavailable)
+				}
+				return ms, err
+			}}
+		})
+	}},
+	{"SaveIndex ignores an expired deadline", "IndexStorage/Cancelled", func() conformance.Harness {
+		return volatile(func(s *memory.Store) hooks {
+			return hooks{saveIndex: func(ctx context.Context, client, stream string, p int, index uint64) error {
+				if errors.Is(ctx.Err(), context.Canceled) {
+					return ctx.Err()
+				}
+				return s.SaveIndex(context.WithoutCancel(ctx), client, stream, p, index)
+			}}
+		})
+	}},
 	{"Close does nothing", "Storage/Closed", func() conformance.Harness {
 		return volatile(func(*memory.Store) hooks { return hooks{close: func() error { return nil }} })
 	}},

@@ -956,52 +956,73 @@ func testPersistence(t T, h Harness) {
 	e.expectMessages("after appending once reopened", e.readAll(n, 0, 0, 10, len(want)+1), append(idx, more...), append(want, []byte("after")))
 }
 
-// testCancelled checks that every call made with a context that is already cancelled
-// returns an error matching context.Canceled and changes nothing.
+// testCancelled checks that every call made with a context that is already done, cancelled
+// or past its deadline, returns an error matching the context's (context.Canceled or
+// context.DeadlineExceeded) and changes nothing.
 func testCancelled(t T, h Harness) {
 	e := newEnv(t, h)
 	n := e.create("cancel", 1)
 	idx := e.append(n, 0, []byte("m"))
-	ctx, cancel := context.WithCancel(e.ctx)
-	cancel()
-	check := func(what string, err error) {
-		t.Helper()
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("%s with a cancelled context: got %v, want an error matching context.Canceled", what, err)
+	for _, d := range doneContexts(e.ctx) {
+		s := e.storage()
+		check := func(what string, err error) {
+			t.Helper()
+			if !errors.Is(err, d.err) {
+				t.Errorf("%s with %s: got %v, want an error matching %v (the context's error, possibly wrapped)", what, d.what, err, d.err)
+			}
+		}
+		created := e.name("cancel-new")
+		e.track(created) // deleted at the end if the call created it after all
+		_, err := s.CreateStream(d.ctx, created, 1)
+		check("CreateStream", err)
+		_, err = s.Append(d.ctx, n, 0, [][]byte{[]byte("x")})
+		check("Append", err)
+		_, err = s.Fetch(d.ctx, n, 0, 0, 10)
+		check("Fetch", err)
+		if del, ok := s.(core.StreamDeleter); ok {
+			check("DeleteStream", del.DeleteStream(d.ctx, n))
+		}
+		if pc, ok := s.(core.PartitionCounter); ok {
+			_, err = pc.Partitions(d.ctx, n)
+			check("Partitions", err)
+		}
+		var c string
+		ix := e.backend().Index
+		if ix != nil {
+			c = e.client("cancel")
+			_, err = ix.GetIndex(d.ctx, c, n, 0)
+			check("GetIndex", err)
+			check("SaveIndex", ix.SaveIndex(d.ctx, c, n, 0, 1))
+		}
+
+		// Nothing changed: no stream created, nothing appended, the stream not deleted, no index saved.
+		_, err = s.Fetch(e.ctx, created, 0, 0, 10)
+		expectErr(t, fmt.Sprintf("Fetch of %q after a CreateStream with %s", created, d.what), err, core.ErrStreamNotFound)
+		e.expectMessages("after calls with "+d.what, e.readAll(n, 0, 0, 10, 1), idx, [][]byte{[]byte("m")})
+		if ix != nil {
+			_, err = ix.GetIndex(e.ctx, c, n, 0)
+			expectErr(t, "GetIndex after a SaveIndex with "+d.what, err, core.ErrIndexNotFound)
 		}
 	}
-	s := e.storage()
-	created := e.name("cancel-new")
-	e.track(created) // deleted at the end if the cancelled call created it after all
-	_, err := s.CreateStream(ctx, created, 1)
-	check("CreateStream", err)
-	_, err = s.Append(ctx, n, 0, [][]byte{[]byte("x")})
-	check("Append", err)
-	_, err = s.Fetch(ctx, n, 0, 0, 10)
-	check("Fetch", err)
-	if d, ok := s.(core.StreamDeleter); ok {
-		check("DeleteStream", d.DeleteStream(ctx, n))
-	}
-	if pc, ok := s.(core.PartitionCounter); ok {
-		_, err = pc.Partitions(ctx, n)
-		check("Partitions", err)
-	}
-	var c string
-	ix := e.backend().Index
-	if ix != nil {
-		c = e.client("cancel")
-		_, err = ix.GetIndex(ctx, c, n, 0)
-		check("GetIndex", err)
-		check("SaveIndex", ix.SaveIndex(ctx, c, n, 0, 1))
-	}
+}
 
-	// Nothing changed: no stream created, nothing appended, the stream not deleted, no index saved.
-	_, err = s.Fetch(e.ctx, created, 0, 0, 10)
-	expectErr(t, fmt.Sprintf("Fetch of %q after a CreateStream with a cancelled context", created), err, core.ErrStreamNotFound)
-	e.expectMessages("after calls with a cancelled context", e.readAll(n, 0, 0, 10, 1), idx, [][]byte{[]byte("m")})
-	if ix != nil {
-		_, err = ix.GetIndex(e.ctx, c, n, 0)
-		expectErr(t, "GetIndex after a SaveIndex with a cancelled context", err, core.ErrIndexNotFound)
+// doneContext is a context that is already done, and the error it ends with.
+type doneContext struct {
+	what string
+	ctx  context.Context
+	err  error
+}
+
+// doneContexts returns contexts derived from parent that are already done: one cancelled,
+// one whose deadline has passed. Both are cancelled when parent is.
+func doneContexts(parent context.Context) []doneContext {
+	cancelled, cancel := context.WithCancel(parent)
+	cancel()
+	expired, cancel := context.WithDeadline(parent, time.Now().Add(-time.Minute))
+	cancel() // releases its resources; its error stays DeadlineExceeded
+	return []doneContext{
+		{"a cancelled context", cancelled, context.Canceled},
+		{"a context past its deadline", expired, context.DeadlineExceeded},
 	}
 }
 
