@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"context"
 	"fmt"
 	"sync"
 
@@ -103,16 +104,24 @@ func testAppendAsync(t T, h Harness) {
 	// Invalid calls report Append's errors, through done.
 	check := func(what string, stream string, partition int, target error) {
 		t.Helper()
-		ch := make(chan error, 2)
-		aa.AppendAsync(e.ctx, stream, partition, [][]byte{[]byte("m")}, func(_ []uint64, err error) { ch <- err })
-		select {
-		case err := <-ch:
-			expectErr(t, what, err, target)
-		case <-e.ctx.Done():
-			t.Fatalf("%s: done not called: %v", what, e.ctx.Err())
-		}
+		expectErr(t, what, e.appendAsync(e.ctx, aa, what, stream, partition, [][]byte{[]byte("m")}), target)
 	}
 	check("AppendAsync to a partition out of range", n, 1, core.ErrInvalidArgument)
 	check("AppendAsync to a never-created stream", e.name("never"), 0, core.ErrStreamNotFound)
 	check("AppendAsync to an invalid name", "bad name", 0, core.ErrInvalidArgument)
+}
+
+// appendAsync calls AppendAsync and waits for its done, at most until the subtest's context
+// ends, and returns the error done reported. what names the call in a failure.
+func (e *env) appendAsync(ctx context.Context, aa core.AsyncAppender, what, stream string, partition int, msgs [][]byte) error {
+	e.t.Helper()
+	ch := make(chan error, 2)
+	aa.AppendAsync(ctx, stream, partition, msgs, func(_ []uint64, err error) { ch <- err })
+	select {
+	case err := <-ch:
+		return err
+	case <-e.ctx.Done():
+		e.t.Fatalf("%s: done not called: %v", what, e.ctx.Err())
+		return nil
+	}
 }

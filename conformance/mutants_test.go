@@ -1280,6 +1280,25 @@ var mutants = []mutant{
 		})
 	}},
 
+	{"AppendAsync ignores a cancelled context", "Storage/Cancelled", func() conformance.Harness {
+		return async(func(s *memory.Store, _ *hooks) appendAsyncFunc {
+			return func(ctx context.Context, stream string, p int, msgs [][]byte, done func([]uint64, error)) {
+				done(s.Append(context.WithoutCancel(ctx), stream, p, msgs)) // the producer's own context
+			}
+		})
+	}},
+	{"AppendAsync after Close reports the producer's error, not ErrClosed", "Storage/Closed", func() conformance.Harness {
+		return async(func(s *memory.Store, _ *hooks) appendAsyncFunc {
+			return func(ctx context.Context, stream string, p int, msgs [][]byte, done func([]uint64, error)) {
+				idx, err := s.Append(ctx, stream, p, msgs)
+				if errors.Is(err, core.ErrClosed) {
+					err = errors.New("mutant: producer already closed")
+				}
+				done(idx, err)
+			}
+		})
+	}},
+
 	// IndexStorage
 	{"GetIndex of a key never saved returns 0", "IndexStorage/NotFound", func() conformance.Harness {
 		return volatile(func(s *memory.Store) hooks {

@@ -979,6 +979,9 @@ func testCancelled(t T, h Harness) {
 		check("Append", err)
 		_, err = s.Fetch(d.ctx, n, 0, 0, 10)
 		check("Fetch", err)
+		if aa, ok := s.(core.AsyncAppender); ok {
+			check("AppendAsync (the error done reports)", e.appendAsync(d.ctx, aa, "AppendAsync with "+d.what, n, 0, [][]byte{[]byte("x")}))
+		}
 		if del, ok := s.(core.StreamDeleter); ok {
 			check("DeleteStream", del.DeleteStream(d.ctx, n))
 		}
@@ -1045,6 +1048,9 @@ func testClosed(t T, h Harness) {
 	check("Append", err)
 	_, err = s.Fetch(e.ctx, n, 0, 0, 10)
 	check("Fetch", err)
+	if aa, ok := s.(core.AsyncAppender); ok {
+		check("AppendAsync (the error done reports)", e.appendAsync(e.ctx, aa, "AppendAsync after Close", n, 0, [][]byte{[]byte("x")}))
+	}
 	if d, ok := s.(core.StreamDeleter); ok {
 		check("DeleteStream", d.DeleteStream(e.ctx, n))
 	}
