@@ -367,6 +367,9 @@ func testIndexClosed(t T, h Harness) {
 	_, err := ix.GetIndex(e.ctx, c, n, 0)
 	expectErr(t, "GetIndex after Close", err, core.ErrClosed)
 	expectErr(t, "SaveIndex after Close", ix.SaveIndex(e.ctx, c, n, 0, 2), core.ErrClosed)
+	if d, ok := ix.(core.IndexDeleter); ok {
+		expectErr(t, "DeleteIndexes after Close", d.DeleteIndexes(e.ctx, n), core.ErrClosed)
+	}
 	if err := e.closeStep("second IndexStorage.Close", ix.Close); err != nil {
 		t.Errorf("second IndexStorage.Close: %v; want nil", err)
 	}

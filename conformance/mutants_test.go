@@ -1427,6 +1427,16 @@ var mutants = []mutant{
 			return h
 		})
 	}},
+	{"DeleteIndexes after Close succeeds", "IndexStorage/Closed", func() conformance.Harness {
+		return volatile(func(s *memory.Store) hooks {
+			return hooks{deleteIndexes: func(ctx context.Context, stream string) error {
+				if err := s.DeleteIndexes(ctx, stream); err != nil && !errors.Is(err, core.ErrClosed) {
+					return err
+				}
+				return nil
+			}}
+		})
+	}},
 	{"SaveIndex saves, then reports the cancelled context", "IndexStorage/Cancelled", func() conformance.Harness {
 		return volatile(func(s *memory.Store) hooks {
 			return hooks{saveIndex: func(ctx context.Context, client, stream string, p int, index uint64) error {
