@@ -810,6 +810,26 @@ var mutants = []mutant{
 			}}
 		})
 	}},
+	{"Append returns the same index slice for every batch", "Storage/Index/StrictlyIncreasing", func() conformance.Harness {
+		return volatile(func(s *memory.Store) hooks {
+			var mu sync.Mutex
+			var scratch []uint64
+			return hooks{append: func(ctx context.Context, stream string, p int, msgs [][]byte) ([]uint64, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				idx, err := s.Append(ctx, stream, p, msgs)
+				if err != nil || len(idx) < 2 { // single appends, the concurrent ones, get their own
+					return idx, err
+				}
+				if cap(scratch) < len(idx) {
+					scratch = make([]uint64, len(idx), 1024)
+				}
+				scratch = scratch[:len(idx)]
+				copy(scratch, idx)
+				return scratch, nil
+			}}
+		})
+	}},
 	{"Append keeps the caller's slices", "Storage/AppendFetch/NotRetained", func() conformance.Harness {
 		return volatile(func(s *memory.Store) hooks {
 			var b bodies

@@ -351,12 +351,20 @@ func testIndex(t T, h Harness) {
 	sub(t, h, "StrictlyIncreasing", func(t T, e *env) {
 		n := e.create("incr", 1)
 		var all []uint64
+		var returned [][]uint64 // the slices Append returned, as returned: the caller's
 		for i := 0; i < 5; i++ {
 			idx := e.append(n, 0, msgs(fmt.Sprint(i), i+1)...)
 			if len(all) > 0 && idx[0] <= all[len(all)-1] {
 				t.Fatalf("Append %d reported index %d after an earlier Append reported %d; indexes must be strictly increasing and unique", i, idx[0], all[len(all)-1])
 			}
+			returned = append(returned, idx)
 			all = append(all, idx...)
+		}
+		for i, at := 0, 0; i < len(returned); i++ {
+			if want := all[at : at+len(returned[i])]; !slices.Equal(returned[i], want) {
+				t.Fatalf("the slice Append %d returned held %v, but after later Appends holds %v; it belongs to the caller: the backend must not reuse it", i, want, returned[i])
+			}
+			at += len(returned[i])
 		}
 		got := e.readAll(n, 0, 0, 100, len(all))
 		if len(got) != len(all) {
