@@ -556,6 +556,28 @@ var mutants = []mutant{
 			}}
 		})
 	}},
+	{"Fetch returns the same message slice for the next Fetch", "Storage/Fetch/Paging", func() conformance.Harness {
+		return volatile(func(s *memory.Store) hooks {
+			var mu sync.Mutex
+			scratch := map[string][]core.Message{} // per reader: partition and limit
+			return hooks{fetch: func(ctx context.Context, stream string, p int, from uint64, limit int) ([]core.Message, error) {
+				ms, err := s.Fetch(ctx, stream, p, from, limit)
+				if err != nil || len(ms) == 0 {
+					return ms, err
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				k := fmt.Sprint(stream, p, limit)
+				buf := scratch[k]
+				if cap(buf) < len(ms) {
+					buf = make([]core.Message, 0, max(len(ms), 1024))
+				}
+				buf = append(buf[:0], ms...)
+				scratch[k] = buf
+				return buf, nil
+			}}
+		})
+	}},
 	{"Fetch returns the stored slices", "Storage/AppendFetch/NotRetained", func() conformance.Harness {
 		return volatile(func(s *memory.Store) hooks {
 			var b bodies

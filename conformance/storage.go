@@ -537,6 +537,13 @@ func testFetch(t T, h Harness) {
 			}
 			e.expectMessages(fmt.Sprintf("paging with limit %d", limit), e.readAll(n, 0, 0, limit, 500), idx, want)
 		}
+		// A page belongs to the caller: the Fetches after it must not change it.
+		first := e.fetch(n, 0, 0, 100)
+		if len(first) == 0 {
+			t.Fatalf("Fetch(from=0, limit=100) of a partition of 500 messages returned none")
+		}
+		e.readAll(n, 0, first[len(first)-1].Index+1, 100, len(want)-len(first))
+		e.expectMessages("the first page, kept while paging on (the slice Fetch returns, and its messages, belong to the caller: the backend must not reuse them)", first, idx[:len(first)], want[:len(first)])
 	})
 	sub(t, h, "NegativeLimit", func(t T, e *env) {
 		n := e.create("neglimit", 1)
