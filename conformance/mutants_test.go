@@ -852,6 +852,29 @@ var mutants = []mutant{
 			}}
 		})
 	}},
+	{"concurrent Appends to different partitions mix up their targets", "Storage/Isolation/Concurrent", func() conformance.Harness {
+		return volatile(func(s *memory.Store) hooks {
+			var target atomic.Pointer[partKey] // one "current batch" for the whole store
+			var inflight atomic.Int32
+			return hooks{append: func(ctx context.Context, stream string, p int, msgs [][]byte) ([]uint64, error) {
+				if _, err := s.Fetch(ctx, stream, p, 0, 0); err != nil {
+					return nil, err
+				}
+				mine := &partKey{stream, p}
+				target.Store(mine)
+				runtime.Gosched()
+				if inflight.Add(1) > 1 {
+					// Another Append is in flight: widen the window until one replaces the target.
+					for i := 0; i < 1000 && target.Load() == mine; i++ {
+						runtime.Gosched()
+					}
+				}
+				defer inflight.Add(-1)
+				k := target.Load()
+				return s.Append(ctx, k.stream, k.p, msgs)
+			}}
+		})
+	}},
 	{"Append keeps the caller's slices", "Storage/AppendFetch/NotRetained", func() conformance.Harness {
 		return volatile(func(s *memory.Store) hooks {
 			var b bodies

@@ -890,6 +890,64 @@ func testIsolation(t T, h Harness) {
 			t.Errorf("partition 1, never appended to, returned %v", summary(got))
 		}
 	})
+	sub(t, h, "Concurrent", testIsolationConcurrent)
+}
+
+// isolationAppends is how many messages each appender of Isolation/Concurrent appends.
+const isolationAppends = 50
+
+// testIsolationConcurrent has appenders append at the same time, each to a partition of its
+// own, in two streams: each partition must hold exactly its appender's messages, in order.
+func testIsolationConcurrent(t T, e *env) {
+	parts := min(2, e.caps().MaxPartitions)
+	type target struct {
+		stream string
+		p      int
+	}
+	var targets []target
+	for _, label := range []string{"iso-conc-a", "iso-conc-b"} {
+		n := e.create(label, parts)
+		for p := range parts {
+			targets = append(targets, target{n, p})
+		}
+	}
+	ctx, cancel := context.WithCancel(e.ctx)
+	defer cancel()
+	idx := make([][]uint64, len(targets))
+	want := make([][][]byte, len(targets))
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for w, tg := range targets {
+		want[w] = msgs(fmt.Sprintf("%s-p%d", tg.stream, tg.p), isolationAppends)
+		goTest(t, &wg, func() {
+			<-start
+			for _, m := range want[w] {
+				ix, err := e.storage().Append(ctx, tg.stream, tg.p, [][]byte{m})
+				if err != nil {
+					if ctx.Err() == nil {
+						t.Errorf("appender to %q partition %d: Append: %v", tg.stream, tg.p, err)
+						cancel()
+					}
+					return
+				}
+				if len(ix) != 1 {
+					t.Errorf("appender to %q partition %d: Append of one message reported %d indexes", tg.stream, tg.p, len(ix))
+					cancel()
+					return
+				}
+				idx[w] = append(idx[w], ix[0])
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	for w, tg := range targets {
+		e.expectMessages(fmt.Sprintf("stream %q partition %d, appended to while %d other appenders appended to other partitions and streams", tg.stream, tg.p, len(targets)-1),
+			e.readAll(tg.stream, tg.p, 0, 100, isolationAppends), idx[w], want[w])
+	}
 }
 
 // track records name as a stream to delete when the subtest ends.
