@@ -78,7 +78,8 @@ Print the messages of a partition of a stream (-partition, default 0), one per l
 {"index":N,"data":"TEXT"} when the data is valid UTF-8, else
 {"index":N,"data_base64":"BASE64"}, so that any data round-trips), starting at -from or,
 with -client-id, at the index that client id saved. pull stops when no new message arrives
-for -idle, or after -max messages. With -client-id it saves the next index after printing,
+for -idle once it reads the stream (connecting and getting the saved index do not count),
+or after -max messages. With -client-id it saves the next index after printing,
 so the next pull with the same id continues where this one stopped (a client id saves one
 index per partition).
 
@@ -615,7 +616,7 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 	var idle time.Duration
 	if !follow {
 		fs.Uint64Var(&maxMsgs, "max", 0, "stop after this many messages (0: no limit)")
-		fs.DurationVar(&idle, "idle", time.Second, "stop when no message arrives for this long")
+		fs.DurationVar(&idle, "idle", time.Second, "stop when no message arrives for this long, counted from when pull starts reading the stream")
 	}
 	return func(ctx context.Context, sio *stdio, args []string) error {
 		if len(args) != 1 {
@@ -677,6 +678,7 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 			count   uint64
 			last    = time.Now()
 			lastErr error // a session failure after the last message
+			reading bool  // a session started: pull reads the stream
 			outErr  error // writing a message to standard output failed
 		)
 		// onFail runs in Run's goroutine after a session failed, before the consumer
@@ -693,7 +695,13 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 		onStart := func() {
 			if follow {
 				watch.ok()
+				return
 			}
+			// -idle counts from when pull can read: connecting, opening the stream and
+			// getting the client id's saved index may take longer on a busy hub or broker.
+			mu.Lock()
+			last, reading = time.Now(), true
+			mu.Unlock()
 		}
 		enc := json.NewEncoder(sio.out)
 		handler := func(_ context.Context, m core.Message) error {
@@ -758,7 +766,8 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 					case <-t.C:
 					}
 					mu.Lock()
-					done := (maxMsgs > 0 && count >= maxMsgs) || time.Since(last) >= idle
+					// Idle once reading, or after a failed session (the error is reported).
+					done := (maxMsgs > 0 && count >= maxMsgs) || (time.Since(last) >= idle && (reading || lastErr != nil))
 					mu.Unlock()
 					if done {
 						_ = cons.Close()
