@@ -143,13 +143,16 @@ func verboseLogger(sio *stdio, verbose bool) *slog.Logger {
 // up on it and stops.
 const pushMaxRejections = 3
 
+// maxPushWindow is the largest -window of push: its in-flight messages are buffered.
+const maxPushWindow = 1 << 16
+
 // errStalled ends a push whose messages the hub did not confirm for -timeout.
 var errStalled = errors.New("stalled")
 
 func pushFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
 	hubAddr := hubFlag(fs)
 	quiet := fs.Bool("quiet", false, "do not print the indexes")
-	window := fs.Int("window", client.DefaultWindow, "messages in flight before push waits for confirms")
+	window := fs.Int("window", client.DefaultWindow, fmt.Sprintf("messages in flight before push waits for confirms (1 to %d)", maxPushWindow))
 	timeout := fs.Duration("timeout", 30*time.Second, "give up when messages wait for the hub's confirm and none arrives for this long (a push that keeps being confirmed, or waits for standard input, does not time out)")
 	verbose := fs.Bool("v", false, "log reconnects and retries to stderr")
 	partition := partitionFlag(fs)
@@ -171,8 +174,8 @@ func pushFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
 				}
 			}
 		}
-		if *window < 1 {
-			return usageErr("-window %d: want at least 1", *window)
+		if *window < 1 || *window > maxPushWindow {
+			return usageErr("-window %d: want 1 to %d", *window, maxPushWindow)
 		}
 		if *timeout <= 0 {
 			return usageErr("-timeout %v: want more than 0", *timeout)

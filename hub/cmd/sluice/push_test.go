@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -377,5 +379,17 @@ func TestPushStreamNotCreated(t *testing.T) {
 	}
 	if strings.Contains(errs, "never reached the hub") {
 		t.Errorf("stderr says push never reached the hub, which answered:\n%s", errs)
+	}
+}
+
+// A -window push cannot hold in memory is a usage error, not a crash ("makechan: size out
+// of range") or a run out of memory.
+func TestPushWindowTooLarge(t *testing.T) {
+	addr := startHubWith(t)
+	for _, w := range []string{strconv.Itoa(math.MaxInt), strconv.Itoa(maxPushWindow + 1)} {
+		wantRun(t, 2, []string{"-window " + w + ": want 1 to " + strconv.Itoa(maxPushWindow)}, "", "push", "-hub", addr, "-window", w, "s", "x")
+	}
+	if out := mustRun(t, "", "push", "-hub", addr, "-window", strconv.Itoa(maxPushWindow), "s", "x"); out != "0\n" {
+		t.Errorf("push -window %d printed %q, want index 0", maxPushWindow, out)
 	}
 }
