@@ -95,12 +95,14 @@ func run(ctx context.Context, args []string, sio *stdio) int {
 	}
 	fs := newFlagSet(c, sio.err)
 	runCmd := c.flags(fs)
-	// On a bad flag, Parse has printed the error and the short usage of newFlagSet.
-	usage := fs.Usage
+	// On a bad flag, Parse has printed the error; badFlagUsage adds the short usage.
 	fs.Usage = func() {}
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			usage()
+			// Asked for, as "sluice help COMMAND": on standard output (| less).
+			help := newFlagSet(c, sio.out)
+			c.flags(help)
+			help.Usage()
 			return 0
 		}
 		badFlagUsage(sio.err, c, fs, err)

@@ -331,6 +331,12 @@ func TestCLIHelpOnStdout(t *testing.T) {
 			t.Errorf("sluice %q: exit %d, stdout %q, stderr %q; want 0 and the help on stdout", args, code, out, errs)
 		}
 	}
+	// So does "sluice COMMAND -help" (sluice push -help | less).
+	for _, args := range [][]string{{"push", "-help"}, {"pull", "-h"}, {"hub", "--help"}} {
+		if code, out, errs := runIO(t.Context(), "", args...); code != 0 || !strings.Contains(out, "usage: sluice "+args[0]) || errs != "" {
+			t.Errorf("sluice %q: exit %d, stdout %q, stderr %q; want 0 and the help on stdout", args, code, out, errs)
+		}
+	}
 	if code, out, errs := runIO(t.Context(), ""); code != 2 || out != "" || !strings.Contains(errs, "commands:") {
 		t.Errorf("sluice: exit %d, stdout %q, stderr %q; want 2 and the commands on stderr", code, out, errs)
 	}
