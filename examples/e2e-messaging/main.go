@@ -58,6 +58,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -72,21 +73,14 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == deviceFlag {
 		os.Exit(deviceMain(os.Args[1:], os.Stdout, os.Stderr))
 	}
-	cfg := defaultConfig()
-	flag.StringVar(&cfg.Listen, "listen", cfg.Listen, "address the embedded hub listens on")
-	flag.StringVar(&cfg.Dir, "dir", "", "new or empty directory for the hub's data and the identities (default: a temporary directory, removed at the end)")
-	flag.IntVar(&cfg.Messages, "messages", cfg.Messages, "messages A sends while B is offline")
-	flag.DurationVar(&cfg.Interval, "interval", cfg.Interval, "pause between two of A's messages")
-	flag.IntVar(&cfg.Duplicates, "duplicates", cfg.Duplicates, "ciphertexts stored twice, as an at-least-once retry would (at most -messages)")
-	flag.IntVar(&cfg.ResetInFlight, "reset-inflight", cfg.ResetInFlight, "halfway through A's messages, the flaky link holds the hub's answers while A sends this many in a burst, then resets A's connection with them stored but unconfirmed (0: no such reset)")
-	flag.DurationVar(&cfg.ResetEvery, "reset-every", cfg.ResetEvery, "the flaky link also resets A's connections this often, except while it stalls (0: never)")
-	flag.BoolVar(&cfg.IK, "ik", false, "use the Noise IK pattern: A knows B's key and its first message travels in the handshake, before B was ever online")
-	flag.BoolVar(&cfg.Verbose, "v", false, "log reconnects and retries to standard error")
-	flag.Parse()
-	if flag.NArg() > 0 {
-		usage(fmt.Sprintf("unexpected arguments %q", flag.Args()))
+	cfg, err := parseFlags(os.Args[1:])
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(0)
+	case errors.Is(err, errBadFlag):
+		os.Exit(2)
 	}
-	if err := cfg.validate(); err != nil {
+	if err != nil {
 		usage(strings.TrimPrefix(err.Error(), core.ErrInvalidOption.Error()+": "))
 	}
 
@@ -99,6 +93,41 @@ func main() {
 		fmt.Fprintf(os.Stderr, "e2e-messaging: FAILED: %v\n", err)
 		os.Exit(1)
 	}
+}
+
+// errBadFlag is parseFlags' error for a flag that package flag refused; flag printed why.
+var errBadFlag = errors.New("bad flag")
+
+// parseFlags returns the demo's configuration from its command line (without the program
+// name). A bad setting is an error matching core.ErrInvalidOption; a flag that package flag
+// refused returns errBadFlag, once flag printed why; -help returns flag.ErrHelp.
+func parseFlags(args []string) (config, error) {
+	cfg := defaultConfig()
+	fs := flag.NewFlagSet("e2e-messaging", flag.ContinueOnError)
+	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address the embedded hub listens on")
+	fs.StringVar(&cfg.Dir, "dir", "", "new or empty directory for the hub's data and the identities (default: a temporary directory, removed at the end)")
+	fs.IntVar(&cfg.Messages, "messages", cfg.Messages, "messages A sends while B is offline")
+	fs.DurationVar(&cfg.Interval, "interval", cfg.Interval, "pause between two of A's messages")
+	fs.IntVar(&cfg.Duplicates, "duplicates", cfg.Duplicates, "ciphertexts stored twice, as an at-least-once retry would (at most -messages; default 3, or -messages when fewer)")
+	fs.IntVar(&cfg.ResetInFlight, "reset-inflight", cfg.ResetInFlight, "halfway through A's messages, the flaky link holds the hub's answers while A sends this many in a burst, then resets A's connection with them stored but unconfirmed (0: no such reset)")
+	fs.DurationVar(&cfg.ResetEvery, "reset-every", cfg.ResetEvery, "the flaky link also resets A's connections this often, except while it stalls (0: never)")
+	fs.BoolVar(&cfg.IK, "ik", false, "use the Noise IK pattern: A knows B's key and its first message travels in the handshake, before B was ever online")
+	fs.BoolVar(&cfg.Verbose, "v", false, "log reconnects and retries to standard error")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return cfg, err
+		}
+		return cfg, errBadFlag
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("%w: unexpected arguments %q", core.ErrInvalidOption, fs.Args())
+	}
+	duplicatesSet := false
+	fs.Visit(func(f *flag.Flag) { duplicatesSet = duplicatesSet || f.Name == "duplicates" })
+	if !duplicatesSet {
+		cfg.Duplicates = min(cfg.Duplicates, cfg.Messages) // -messages 1 needs no -duplicates 1
+	}
+	return cfg, cfg.validate()
 }
 
 // usage reports a command-line mistake and exits with status 2, like the flag package.

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -459,4 +460,24 @@ func TestFlakyLink(t *testing.T) {
 			t.Fatal("resets = 0 after a periodic reset")
 		}
 	})
+}
+
+// A smaller -messages than the default -duplicates is a valid command line: -duplicates
+// then defaults to -messages. A -duplicates given above -messages is still refused.
+func TestParseFlagsFewMessages(t *testing.T) {
+	for _, n := range []int{1, 2} {
+		cfg, err := parseFlags([]string{"-messages", strconv.Itoa(n)})
+		if err != nil {
+			t.Fatalf("-messages %d: %v", n, err)
+		}
+		if cfg.Messages != n || cfg.Duplicates != n {
+			t.Errorf("-messages %d: messages %d, duplicates %d; want %d, %d", n, cfg.Messages, cfg.Duplicates, n, n)
+		}
+	}
+	if _, err := parseFlags([]string{"-messages", "2", "-duplicates", "3"}); !errors.Is(err, core.ErrInvalidOption) {
+		t.Errorf("-messages 2 -duplicates 3: %v, want ErrInvalidOption", err)
+	}
+	if cfg, err := parseFlags(nil); err != nil || cfg != defaultConfig() {
+		t.Errorf("no flags: %+v, %v; want the defaults %+v", cfg, err, defaultConfig())
+	}
 }
