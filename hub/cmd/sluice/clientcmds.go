@@ -188,7 +188,7 @@ func pushFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
 			return usageErr("-key and -partition exclude each other: -key chooses the partition")
 		}
 		if err := checkHubAddr(*hubAddr); err != nil {
-			return err
+			return fromEnv(err, fs, "hub", "SLUICE_HUB")
 		}
 		// Check every argument before pushing any.
 		for i, m := range msgs {
@@ -644,7 +644,7 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 			return err
 		}
 		if err := checkHubAddr(*hubAddr); err != nil {
-			return err
+			return fromEnv(err, fs, "hub", "SLUICE_HUB")
 		}
 		log := verboseLogger(sio, *verbose)
 		c, err := client.Dial(*hubAddr, client.WithLogger(log))

@@ -173,6 +173,16 @@ func printCommands(w io.Writer) {
 	fmt.Fprintln(w, "\nRun \"sluice COMMAND -help\" for a command's flags and examples.")
 }
 
+// fromEnv adds to err, a usage error about the value of flag -name, that the value came
+// from the environment variable env, when the command line did not give -name: the user
+// may not remember exporting it.
+func fromEnv(err error, fs *flag.FlagSet, name, env string) error {
+	if err == nil || flagSet(fs, name) || os.Getenv(env) == "" {
+		return err
+	}
+	return fmt.Errorf("%w (the value of -%s comes from %s: correct it, or give -%s)", err, name, env, name)
+}
+
 // envOr returns the environment variable key, or def when it is unset or empty.
 func envOr(key, def string) string {
 	if v := os.Getenv(key); v != "" {

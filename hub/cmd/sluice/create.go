@@ -65,7 +65,7 @@ func createFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error
 			return usageErr("-timeout %v: want more than 0", *timeout)
 		}
 		if err := checkHubAddr(*hubAddr); err != nil {
-			return err
+			return fromEnv(err, fs, "hub", "SLUICE_HUB")
 		}
 		partitionsSet := flagSet(fs, "partitions")
 		parent := ctx

@@ -111,11 +111,12 @@ func hubFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
 		if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 			return usageErr("-log-level %q: want debug, info, warn or error", *logLevel)
 		}
+		badBackend := func(err error) error { return fromEnv(err, fs, "backend", "SLUICE_BACKEND") }
 		if err := checkBackendURL(*backendURL); err != nil {
-			return err
+			return badBackend(err)
 		}
 		if err := checkListenAddr("-listen", *listen, "4000"); err != nil {
-			return err
+			return fromEnv(err, fs, "listen", "SLUICE_LISTEN")
 		}
 		if *metricsAddr != "" {
 			if err := checkListenAddr("-metrics-addr", *metricsAddr, "9100"); err != nil {
@@ -151,7 +152,7 @@ func hubFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
 		if *maxMsg != 0 {
 			opts = append(opts, hub.WithMaxMessageSize(*maxMsg))
 		}
-		return runHub(ctx, sio, log, *listen, *backendURL, *metricsAddr, *grace, opts)
+		return runHub(ctx, sio, log, *listen, *backendURL, badBackend, *metricsAddr, *grace, opts)
 	}
 }
 
@@ -169,11 +170,12 @@ func checkListenAddr(flag, addr, port string) error {
 	return nil
 }
 
-// runHub opens the backend, serves until ctx ends, then shuts down gracefully.
-func runHub(ctx context.Context, sio *stdio, log *slog.Logger, listen, backendURL, metricsAddr string, grace time.Duration, opts []hub.Option) (err error) {
+// runHub opens the backend, serves until ctx ends, then shuts down gracefully. badBackend
+// words the usage error of a backend URL that core.Open refuses.
+func runHub(ctx context.Context, sio *stdio, log *slog.Logger, listen, backendURL string, badBackend func(error) error, metricsAddr string, grace time.Duration, opts []hub.Option) (err error) {
 	backend, err := core.Open(ctx, backendURL)
 	if errors.Is(err, core.ErrInvalidOption) {
-		return usageErr("-backend %q: %v", core.RedactURL(backendURL), err)
+		return badBackend(usageErr("-backend %q: %v", core.RedactURL(backendURL), err))
 	}
 	if err != nil {
 		return err

@@ -419,3 +419,29 @@ func TestHubWarnsWhenExposed(t *testing.T) {
 		}
 	}
 }
+
+// A bad address or URL that came from the environment, not the command line, is named as
+// coming from its variable: the user typed no -hub, -listen or -backend.
+func TestBadValueFromEnvironmentNamesIt(t *testing.T) {
+	for _, tc := range []struct {
+		env, value string
+		args       []string
+	}{
+		{"SLUICE_HUB", "localhost", []string{"pull", "s"}},
+		{"SLUICE_HUB", "sluice://127.0.0.1:4000", []string{"push", "s", "x"}},
+		{"SLUICE_HUB", "localhost", []string{"create", "s"}},
+		{"SLUICE_LISTEN", "localhost", []string{"hub"}},
+		{"SLUICE_BACKEND", "nope", []string{"hub"}},
+		{"SLUICE_BACKEND", "bbolt:", []string{"hub", "-listen", "127.0.0.1:0"}},
+	} {
+		t.Setenv(tc.env, tc.value)
+		wantRun(t, 2, []string{"comes from " + tc.env}, "", tc.args...)
+		// Given on the command line, the value is the flag's, not the variable's.
+		flagName := map[string]string{"SLUICE_HUB": "-hub", "SLUICE_LISTEN": "-listen", "SLUICE_BACKEND": "-backend"}[tc.env]
+		args := append([]string{tc.args[0], flagName, tc.value}, tc.args[1:]...)
+		if _, _, errs := runIO(t.Context(), "", args...); strings.Contains(errs, tc.env) {
+			t.Errorf("sluice %q blames %s:\n%s", args, tc.env, errs)
+		}
+		t.Setenv(tc.env, "")
+	}
+}
