@@ -61,6 +61,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"os/signal"
 	"strings"
@@ -86,13 +87,27 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	limit := demoTimeout(cfg)
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	cfg.Out = os.Stdout
 	if _, err := run(ctx, cfg); err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			err = fmt.Errorf("%w (the demo did not finish within its limit of %v: 2 minutes beyond -messages times -interval)", err, limit)
+		}
 		fmt.Fprintf(os.Stderr, "e2e-messaging: FAILED: %v\n", err)
 		os.Exit(1)
 	}
+}
+
+// demoTimeout is how long a run of the demo with cfg may take: 2 minutes beyond the pauses
+// between A's messages (-messages times -interval).
+func demoTimeout(cfg config) time.Duration {
+	const base = 2 * time.Minute
+	if cfg.Interval > 0 && time.Duration(cfg.Messages) > (math.MaxInt64-base)/cfg.Interval {
+		return math.MaxInt64 // no limit but Ctrl-C
+	}
+	return base + time.Duration(cfg.Messages)*cfg.Interval
 }
 
 // errBadFlag is parseFlags' error for a flag that package flag refused; flag printed why.

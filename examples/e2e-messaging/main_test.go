@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"slices"
@@ -479,5 +480,22 @@ func TestParseFlagsFewMessages(t *testing.T) {
 	}
 	if cfg, err := parseFlags(nil); err != nil || cfg != defaultConfig() {
 		t.Errorf("no flags: %+v, %v; want the defaults %+v", cfg, err, defaultConfig())
+	}
+}
+
+// The demo's time limit leaves room for the pauses its flags ask for: -messages 700
+// -interval 200ms pauses 140s, beyond a fixed 2 minutes.
+func TestDemoTimeoutCoversThePauses(t *testing.T) {
+	cfg := defaultConfig()
+	if d := demoTimeout(cfg); d < time.Minute {
+		t.Errorf("default flags: limit %v, want at least a minute", d)
+	}
+	cfg.Messages, cfg.Interval = 700, 200*time.Millisecond
+	if d, pauses := demoTimeout(cfg), 700*200*time.Millisecond; d < pauses+time.Minute {
+		t.Errorf("-messages 700 -interval 200ms: limit %v, want at least a minute beyond the %v of pauses", d, pauses)
+	}
+	cfg.Messages, cfg.Interval = math.MaxInt, time.Hour // no overflow into a negative limit
+	if d := demoTimeout(cfg); d < time.Hour {
+		t.Errorf("-messages %d -interval 1h: limit %v", cfg.Messages, d)
 	}
 }
