@@ -23,7 +23,8 @@ const hubHint = ` (is "sluice hub" running? set -hub or SLUICE_HUB)`
 // requestTimeout bounds each plain request (stream info) of the client commands.
 const requestTimeout = 10 * time.Second
 
-// checkHubAddr returns a usage error when addr is not HOST:PORT.
+// checkHubAddr returns a usage error when addr is not HOST:PORT with a port from 1 to
+// 65535 (or a service name).
 func checkHubAddr(addr string) error {
 	if scheme, rest, ok := strings.Cut(addr, "://"); ok && scheme != "" && !strings.Contains(scheme, ":") {
 		// sluice://HOST:PORT is how a hub is named as a backend URL; -hub takes the
@@ -40,6 +41,11 @@ func checkHubAddr(addr string) error {
 	}
 	if host == "" || port == "" {
 		return usageErr("-hub %q: want HOST:PORT, e.g. 127.0.0.1:4000", addr)
+	}
+	// A port no hub can listen on is a typo, not a hub to retry until -timeout (push) or
+	// forever (tail).
+	if p, err := net.LookupPort("tcp", port); err != nil || p == 0 {
+		return usageErr("-hub %q: port %s: want 1 to 65535, e.g. %s", addr, port, net.JoinHostPort(host, "4000"))
 	}
 	return nil
 }

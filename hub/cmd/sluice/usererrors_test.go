@@ -310,6 +310,11 @@ func TestCLIBadCommandLines(t *testing.T) {
 		{[]string{"create", "-hub", ":4000"}, `-hub ":4000": want HOST:PORT`},
 		{[]string{"push", "-hub", "sluice://127.0.0.1:4000", "s", "x"}, `-hub "sluice://127.0.0.1:4000": want HOST:PORT without a scheme, e.g. -hub 127.0.0.1:4000`},
 		{[]string{"pull", "-hub", "tcp://10.0.0.5:4000/", "s"}, `-hub "tcp://10.0.0.5:4000/": want HOST:PORT without a scheme, e.g. -hub 10.0.0.5:4000`},
+		// A port no hub can listen on is a typo: not retried as an unreachable hub (tail
+		// would retry forever).
+		{[]string{"tail", "-hub", "127.0.0.1:99999", "s"}, `-hub "127.0.0.1:99999": port 99999: want 1 to 65535`},
+		{[]string{"push", "-hub", "127.0.0.1:0", "-timeout", "1s", "s", "x"}, `-hub "127.0.0.1:0": port 0: want 1 to 65535`},
+		{[]string{"pull", "-hub", "127.0.0.1:abc", "s"}, `-hub "127.0.0.1:abc": port abc: want 1 to 65535`},
 		{[]string{"create", "-hub", addr, "-timeout", "0", "s"}, "-timeout 0s: want more than 0"},
 		{[]string{"push", "-hub", addr, "-timeout", "0", "s", "x"}, "-timeout 0s: want more than 0"},
 		{[]string{"pull", "-hub", addr, "-idle", "0", "s"}, "-idle 0s: want more than 0"},
