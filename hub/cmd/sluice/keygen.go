@@ -46,7 +46,8 @@ func keygenFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error
 		}
 		// Say which directory is missing, not the name of the temporary file that
 		// SaveIdentity writes first.
-		if dir := filepath.Dir(*out); dir != "" {
+		dir := filepath.Dir(*out)
+		if dir != "" {
 			fi, err := os.Stat(dir)
 			switch {
 			case errors.Is(err, os.ErrNotExist):
@@ -64,6 +65,10 @@ func keygenFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error
 		if err := securechannel.SaveIdentity(*out, id, &securechannel.SaveOptions{Overwrite: *force}); err != nil {
 			if errors.Is(err, securechannel.ErrIdentityExists) {
 				return fmt.Errorf("%s exists; pass -force to replace it (its identity is lost)", *out)
+			}
+			if errors.Is(err, os.ErrPermission) {
+				// The temporary file SaveIdentity writes first is in dir.
+				return fmt.Errorf("cannot create %s: you cannot create files in directory %s (permission denied): choose a directory you can write to", *out, dir)
 			}
 			return err
 		}

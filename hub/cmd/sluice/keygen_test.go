@@ -114,3 +114,20 @@ func TestKeygenOutIsADirectory(t *testing.T) {
 		}
 	}
 }
+
+// -out in a directory the user cannot write to says so, naming the directory, not the
+// temporary file keygen writes first. (Root writes anywhere: the test needs another user.)
+func TestKeygenDirectoryNotWritable(t *testing.T) {
+	if runtime.GOOS == "windows" || os.Geteuid() == 0 {
+		t.Skip("needs a user that directory permissions apply to (not root, not Windows)")
+	}
+	dir := filepath.Join(t.TempDir(), "keys")
+	if err := os.Mkdir(dir, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Chmod(dir, 0o700) })
+	code, out, errOut := runKeygen(t, "-out", filepath.Join(dir, "device.key"))
+	if code != 1 || out != "" || !strings.Contains(errOut, "cannot create files in directory "+dir) || strings.Contains(errOut, ".tmp") {
+		t.Errorf("keygen -out in a read-only directory: exit %d, stdout %q, stderr %q; want 1 and that %s is not writable", code, out, errOut, dir)
+	}
+}
