@@ -504,6 +504,7 @@ func TestInvalidOptions(t *testing.T) {
 	c := dial(t, h.Addr)
 	for name, o := range map[string]client.PublisherOption{
 		"window":   client.WithWindow(0),
+		"window+":  client.WithWindow(client.MaxWindow + 1),
 		"timeout":  client.WithRequestTimeout(0),
 		"batch":    client.WithMaxBatch(0),
 		"backoff":  client.WithBackoff(client.Backoff{}),

@@ -68,12 +68,17 @@ type publisherConfig struct {
 // invalid one returns an error matching [core.ErrInvalidOption].
 type PublisherOption func(*publisherConfig) error
 
+// MaxWindow is the largest window a publisher takes ([WithWindow]): room for each message
+// in flight is set aside when the publisher starts.
+const MaxWindow = 1 << 16
+
 // WithWindow sets how many messages may be published and not yet confirmed (default
-// DefaultWindow). When the window is full, Publish blocks until a confirm frees room.
+// DefaultWindow, at most MaxWindow). When the window is full, Publish blocks until a confirm
+// frees room.
 func WithWindow(n int) PublisherOption {
 	return func(c *publisherConfig) error {
-		if n < 1 {
-			return fmt.Errorf("%w: client: window %d, want >= 1", core.ErrInvalidOption, n)
+		if n < 1 || n > MaxWindow {
+			return fmt.Errorf("%w: client: window %d, want 1 to %d", core.ErrInvalidOption, n, MaxWindow)
 		}
 		c.window = n
 		return nil

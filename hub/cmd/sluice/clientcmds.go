@@ -144,7 +144,7 @@ func verboseLogger(sio *stdio, verbose bool) *slog.Logger {
 const pushMaxRejections = 3
 
 // maxPushWindow is the largest -window of push: its in-flight messages are buffered.
-const maxPushWindow = 1 << 16
+const maxPushWindow = client.MaxWindow
 
 // errStalled ends a push whose messages the hub did not confirm for -timeout.
 var errStalled = errors.New("stalled")
