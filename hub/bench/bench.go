@@ -199,6 +199,14 @@ func (c Config) validate() error {
 			return fmt.Errorf("bench: %w: message size %d is above what a hub accepts (%d)", core.ErrInvalidOption, s, hub.MaxFrameMessageSize)
 		}
 	}
+	// The publishers of the throughput workloads keep Window messages in flight, those of
+	// the latency workloads a second's worth at Rate.
+	if c.Window > client.MaxWindow {
+		return fmt.Errorf("bench: %w: window %d is above the most a publisher keeps in flight (%d)", core.ErrInvalidOption, c.Window, client.MaxWindow)
+	}
+	if c.Rate > client.MaxWindow {
+		return fmt.Errorf("bench: %w: rate %d/s is above what the latency workloads can keep in flight (%d messages)", core.ErrInvalidOption, c.Rate, client.MaxWindow)
+	}
 	for _, w := range c.Workloads {
 		if !slices.Contains(allWorkloads(), w) {
 			return fmt.Errorf("bench: %w: unknown workload %q; use %v", core.ErrInvalidOption, w, allWorkloads())

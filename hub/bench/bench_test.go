@@ -16,6 +16,7 @@ import (
 
 	_ "github.com/sluicehq/sluice/backends/memory"
 	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/client"
 	"github.com/sluicehq/sluice/hub/bench"
 	"github.com/sluicehq/sluice/hub/bench/native"
 )
@@ -199,6 +200,20 @@ func TestConfigValidation(t *testing.T) {
 		if _, err := bench.Run(context.Background(), cfg, bench.URLTarget("memory://")); !errors.Is(err, core.ErrInvalidOption) {
 			t.Errorf("Run(%+v) = %v, want ErrInvalidOption", cfg, err)
 		}
+	}
+	// A window or rate beyond what a publisher keeps in flight: Run would start a goroutine
+	// per Window/Batch, or a publisher that cannot be made.
+	for _, cfg := range []bench.Config{
+		{Window: client.MaxWindow + 1},
+		{Window: 1 << 62, Batch: 1},
+		{Rate: client.MaxWindow + 1},
+	} {
+		if err := cfg.Validate(); !errors.Is(err, core.ErrInvalidOption) {
+			t.Errorf("Validate(%+v) = %v, want ErrInvalidOption", cfg, err)
+		}
+	}
+	if err := (bench.Config{Window: client.MaxWindow, Rate: client.MaxWindow}).Validate(); err != nil {
+		t.Errorf("Validate of the largest window and rate: %v", err)
 	}
 }
 
