@@ -85,7 +85,12 @@
 //
 // Errors are mapped in one place: ResourceNotFound is core.ErrStreamNotFound, InvalidArgument
 // and Validation are core.ErrInvalidArgument, persistent throttling and transport failures are
-// core.ErrUnavailable; the SDK error stays in the chain for errors.As.
+// core.ErrUnavailable; authentication and authorization failures (UnrecognizedClient,
+// InvalidSignature, ExpiredToken, MissingAuthenticationToken, AccessDenied, KMSAccessDenied
+// and the like) are core.ErrInvalidOption, with what to check: the credentials, the region,
+// or the IAM policy, which must allow kinesis:ListStreams, CreateStream,
+// DescribeStreamSummary, ListShards, PutRecord, GetShardIterator, GetRecords and
+// DeleteStream. The SDK error stays in the chain for errors.As.
 //
 // # Limitations
 //

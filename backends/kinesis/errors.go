@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
@@ -29,6 +30,11 @@ func mapErr(op, stream string, err error) error {
 		return err
 	case errors.As(err, &notFound):
 		return fmt.Errorf("kinesis: %s %q: %w: %w", op, stream, core.ErrStreamNotFound, err)
+	case isAuthErr(err):
+		// Not retryable: the same credentials and policies fail again. core.ErrInvalidOption,
+		// as the Kafka and Pulsar backends map theirs: what must change is the configuration
+		// (the credentials, the region, or the IAM policy of the identity).
+		return fmt.Errorf("kinesis: %s %q: %w: %w (%s)", op, stream, core.ErrInvalidOption, err, authHint(err))
 	case errors.As(err, &invalid), errors.As(err, &valid):
 		return fmt.Errorf("kinesis: %s %q: %w: %w", op, stream, core.ErrInvalidArgument, err)
 	case op == "create" && errors.As(err, &limit):
@@ -41,6 +47,67 @@ func mapErr(op, stream string, err error) error {
 		return fmt.Errorf("kinesis: %s %q: %w: %w", op, stream, core.ErrUnavailable, err)
 	}
 	return fmt.Errorf("kinesis: %s %q: %w", op, stream, err)
+}
+
+// Error codes of AWS's failures to authenticate a request (the credentials, their signature
+// or their session) and to authorize it (the identity's IAM policy, or the stream's KMS key).
+var (
+	authnCodes = []string{"UnrecognizedClientException", "InvalidClientTokenId", "InvalidSignatureException",
+		"SignatureDoesNotMatch", "IncompleteSignature", "IncompleteSignatureException", "MissingAuthenticationToken",
+		"MissingAuthenticationTokenException", "ExpiredToken", "ExpiredTokenException", "RequestExpired", "AuthFailure"}
+	authzCodes = []string{"AccessDeniedException", "AccessDenied", "NotAuthorized", "UnauthorizedOperation",
+		"KMSAccessDeniedException"}
+)
+
+// actions are the Kinesis API actions the backend calls: an IAM policy must allow them on
+// the streams (arn:aws:kinesis:REGION:ACCOUNT:stream/PREFIX*), and ListStreams, which Open
+// calls, on all of them ("*").
+const actions = "kinesis:ListStreams, kinesis:CreateStream, kinesis:DescribeStreamSummary, kinesis:ListShards, " +
+	"kinesis:PutRecord, kinesis:GetShardIterator, kinesis:GetRecords and kinesis:DeleteStream"
+
+// authCode returns the error code of err when it is an AWS authentication (authn true) or
+// authorization failure, and "" otherwise.
+func authCode(err error) (code string, authn bool) {
+	var api smithy.APIError
+	if !errors.As(err, &api) {
+		return "", false
+	}
+	code = api.ErrorCode()
+	switch {
+	case slices.Contains(authnCodes, code):
+		return code, true
+	case slices.Contains(authzCodes, code):
+		return code, false
+	}
+	return "", false
+}
+
+// isAuthErr reports whether err is a failure to authenticate or authorize a request.
+func isAuthErr(err error) bool {
+	code, _ := authCode(err)
+	return code != ""
+}
+
+// authHint says what to check after an error isAuthErr accepted. It names no credential.
+func authHint(err error) string {
+	code, authn := authCode(err)
+	switch {
+	case code == "KMSAccessDeniedException":
+		return "authorization failed: the stream is encrypted with a KMS key that the identity may not use: " +
+			"allow it kms:GenerateDataKey (writes) and kms:Decrypt (reads) on that key"
+	case code == "RequestExpired" || code == "ExpiredToken" || code == "ExpiredTokenException":
+		return "authentication failed: the credentials' session token has expired, or the request's signing time " +
+			"is too far from AWS's clock: refresh the credentials (a new session, or the SSO login) and check this host's clock"
+	case authn:
+		return "authentication failed: AWS does not accept the credentials: check the access key id and secret key " +
+			"that the AWS SDK's default chain finds (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, " +
+			"the shared credentials file, the instance or task role), that the key is active, that this host's " +
+			"clock is right (a signature is valid for minutes), and that the region in kinesis://REGION (or " +
+			"AWS_REGION) is the stream's and is enabled for the account"
+	}
+	return "authorization failed: the IAM policy of the identity does not allow this call: the backend needs " + actions +
+		" on its streams (and ListStreams on \"*\"); also check the region in kinesis://REGION and that no SCP or " +
+		"stream resource policy denies it"
 }
 
 // isThrottle reports whether err is Kinesis throttling.

@@ -30,7 +30,9 @@ func init() { core.Register("kinesis", Open) }
 // (for example index=bbolt:///var/lib/sluice/kinesis-index; index=memory:// forgets them on
 // restart). The index backend's package must be imported, as for any URL. Open checks that
 // the service answers (a ListStreams call): an unreachable endpoint or rejected credentials
-// fail here, with an error matching core.ErrUnavailable when the service cannot be reached.
+// fail here, with an error matching core.ErrUnavailable when the service cannot be reached,
+// and one matching core.ErrInvalidOption, saying what to check, when AWS refuses the
+// credentials or the IAM policy does not allow the call.
 func Open(ctx context.Context, u *url.URL) (*core.Backend, error) {
 	if err := core.NoUserInfo(u); err != nil {
 		return nil, fmt.Errorf("kinesis: %w (credentials come from the AWS SDK's default chain)", err)
@@ -97,6 +99,9 @@ func Open(ctx context.Context, u *url.URL) (*core.Backend, error) {
 		where := "the AWS endpoint of region " + cfg.Region
 		if endpoint != "" {
 			where = endpoint
+		}
+		if isAuthErr(err) {
+			return nil, fmt.Errorf("kinesis: connect to %s: %w: %w (%s)", where, core.ErrInvalidOption, err, authHint(err))
 		}
 		if retryable(err) {
 			return nil, fmt.Errorf("kinesis: connect to %s: %w: %w (is the service running? check endpoint=)", where, core.ErrUnavailable, err)

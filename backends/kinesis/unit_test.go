@@ -28,7 +28,7 @@ import (
 // mapped error keeps the SDK error in its chain and matches exactly the sentinel of its
 // class (nil: none).
 func TestMapErr(t *testing.T) {
-	sentinels := []error{core.ErrStreamNotFound, core.ErrInvalidArgument, core.ErrUnavailable, core.ErrClosed}
+	sentinels := []error{core.ErrStreamNotFound, core.ErrInvalidArgument, core.ErrUnavailable, core.ErrClosed, core.ErrInvalidOption}
 	for _, c := range []struct {
 		err  error
 		want error
@@ -42,7 +42,11 @@ func TestMapErr(t *testing.T) {
 		{&types.InternalFailureException{}, core.ErrUnavailable},
 		{&smithy.GenericAPIError{Code: "ServiceUnavailable", Fault: smithy.FaultServer}, core.ErrUnavailable},
 		{&net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}, core.ErrUnavailable},
-		{&smithy.GenericAPIError{Code: "AccessDeniedException", Fault: smithy.FaultClient}, nil},
+		{&smithy.GenericAPIError{Code: "AccessDeniedException", Fault: smithy.FaultClient}, core.ErrInvalidOption},
+		{&types.AccessDeniedException{}, core.ErrInvalidOption},
+		{&types.KMSAccessDeniedException{}, core.ErrInvalidOption},
+		{&smithy.GenericAPIError{Code: "UnrecognizedClientException", Fault: smithy.FaultClient}, core.ErrInvalidOption},
+		{&smithy.GenericAPIError{Code: "ExpiredTokenException", Fault: smithy.FaultClient}, core.ErrInvalidOption},
 		{&types.ExpiredIteratorException{}, nil},
 		{fmt.Errorf("wrapped: %w", core.ErrStreamNotFound), core.ErrStreamNotFound},
 		{context.Canceled, nil},
@@ -56,6 +60,63 @@ func TestMapErr(t *testing.T) {
 			if errors.Is(got, sen) != (sen == c.want) {
 				t.Errorf("mapErr(%v) = %v: matches %v is %v, want %v", c.err, got, sen, errors.Is(got, sen), sen == c.want)
 			}
+		}
+	}
+}
+
+// TestMapErrAuth: AWS's failures to authenticate or authorize a request, as the SDK returns
+// them (a modeled exception, or a generic API error with the code, wrapped in the operation
+// error), match core.ErrInvalidOption, keep the SDK error, and say what to check: the
+// credentials and the region, or the IAM policy with the actions the backend calls. No key
+// appears in the message.
+func TestMapErrAuth(t *testing.T) {
+	authn := []string{"UnrecognizedClientException", "InvalidSignatureException", "IncompleteSignatureException",
+		"MissingAuthenticationTokenException", "MissingAuthenticationToken", "IncompleteSignature", "InvalidClientTokenId",
+		"SignatureDoesNotMatch"}
+	expired := []string{"ExpiredTokenException", "ExpiredToken", "RequestExpired"}
+	authz := []string{"AccessDeniedException", "AccessDenied"}
+	type tc struct {
+		err  error
+		want []string // in the message
+	}
+	var cases []tc
+	wrap := func(api error) error {
+		return &smithy.OperationError{ServiceID: "Kinesis", OperationName: "PutRecord", Err: fmt.Errorf("https response error StatusCode: 400: %w", api)}
+	}
+	for _, c := range authn {
+		cases = append(cases, tc{wrap(&smithy.GenericAPIError{Code: c, Message: "The security token included in the request is invalid.", Fault: smithy.FaultClient}),
+			[]string{"authentication failed", "AWS_ACCESS_KEY_ID", "region", "clock"}})
+	}
+	for _, c := range expired {
+		cases = append(cases, tc{wrap(&smithy.GenericAPIError{Code: c, Fault: smithy.FaultClient}),
+			[]string{"authentication failed", "refresh the credentials", "clock"}})
+	}
+	for _, c := range authz {
+		cases = append(cases, tc{wrap(&smithy.GenericAPIError{Code: c, Message: "User: arn:aws:iam::123456789012:user/u is not authorized", Fault: smithy.FaultClient}),
+			[]string{"authorization failed", "IAM policy", "kinesis:PutRecord", "kinesis:GetRecords", "kinesis:ListStreams", "region"}})
+	}
+	cases = append(cases,
+		tc{wrap(&types.AccessDeniedException{Message: aws.String("denied")}), []string{"authorization failed", "kinesis:CreateStream"}},
+		tc{wrap(&types.KMSAccessDeniedException{Message: aws.String("denied")}), []string{"KMS key", "kms:GenerateDataKey", "kms:Decrypt"}},
+	)
+	for _, c := range cases {
+		got := mapErr("append", "s", c.err)
+		if !errors.Is(got, core.ErrInvalidOption) || !errors.Is(got, c.err) {
+			t.Errorf("mapErr(%v) = %v; want core.ErrInvalidOption with the SDK error in the chain", c.err, got)
+		}
+		if errors.Is(got, core.ErrUnavailable) || retryable(c.err) {
+			t.Errorf("mapErr(%v) = %v: an authentication or authorization failure is not retryable", c.err, got)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(got.Error(), w) {
+				t.Errorf("mapErr(%v) = %q; want it to say %q", c.err, got, w)
+			}
+		}
+	}
+	// Client errors that are not about credentials keep their mapping.
+	for _, err := range []error{&types.ResourceInUseException{}, &smithy.GenericAPIError{Code: "SerializationException", Fault: smithy.FaultClient}} {
+		if got := mapErr("append", "s", err); errors.Is(got, core.ErrInvalidOption) {
+			t.Errorf("mapErr(%v) = %v; not an authentication failure", err, got)
 		}
 	}
 }
@@ -378,6 +439,40 @@ func TestRecoveryNextIndex(t *testing.T) {
 		}
 		if r.next != tc.next || (r.suspect != "") != tc.suspect {
 			t.Errorf("%s: next %d, suspect %q; want next %d, suspect %v", tc.name, r.next, r.suspect, tc.next, tc.suspect)
+		}
+	}
+}
+
+// TestOpenRefusedCredentials: an endpoint that refuses the credentials at Open's check fails
+// Open with an error matching core.ErrInvalidOption (not retryable, not ErrUnavailable) that
+// keeps the SDK error, names the endpoint and says what to check, without the secret key.
+func TestOpenRefusedCredentials(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("AWS_PROFILE", "")
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret-never-shown")
+	for code, want := range map[string]string{
+		"UnrecognizedClientException": "authentication failed",
+		"AccessDeniedException":       "kinesis:ListStreams",
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+			w.Header().Set("X-Amzn-Errortype", code)
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprintf(w, `{"__type":%q,"message":"refused"}`, code)
+		}))
+		b, err := core.Open(t.Context(), "kinesis://eu-west-1?endpoint="+url.QueryEscape(srv.URL)+"&index=memory://")
+		srv.Close()
+		if err == nil {
+			b.Close()
+			t.Fatalf("%s: Open succeeded", code)
+		}
+		var api smithy.APIError
+		if !errors.Is(err, core.ErrInvalidOption) || errors.Is(err, core.ErrUnavailable) || !errors.As(err, &api) || api.ErrorCode() != code ||
+			!strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), srv.URL) || strings.Contains(err.Error(), "secret-never-shown") {
+			t.Errorf("%s: Open: %v; want core.ErrInvalidOption with the SDK error, naming the endpoint and saying %q", code, err, want)
 		}
 	}
 }
