@@ -136,8 +136,9 @@
 //
 // [Open] checks both addresses before it returns: the admin API (a GET of the namespace's
 // policies) and the service URL (a dial, then one partitioned-metadata lookup on the binary
-// protocol, at most 10 seconds), so a wrong port fails Open with an error that names it,
-// matching core.ErrUnavailable, rather than the first Append after the operation timeout.
+// protocol, made on a connection of its own and at most 10 seconds), so a wrong port fails
+// Open with an error that names it, matching core.ErrUnavailable, rather than the first
+// Append after the operation timeout.
 // [New] does no I/O: its caller built the client.
 //
 // # Limitations

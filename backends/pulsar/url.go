@@ -37,8 +37,10 @@ func init() {
 // admin API returns an error matching core.ErrUnavailable, a missing namespace one matching
 // core.ErrInvalidOption. It then checks the service URL: it connects to it and makes one
 // lookup on the binary protocol (see [Store.pingService]), within ctx and at most
-// serviceCheckTimeout; a service URL that does not answer returns an error matching
-// core.ErrUnavailable that names it.
+// serviceCheckTimeout; a service URL that does not answer, or answers another protocol,
+// returns an error matching core.ErrUnavailable that names it, and a broker that requires
+// authentication one matching core.ErrInvalidOption. The check leaves no connection or
+// goroutine behind.
 func Open(ctx context.Context, rawURL string) (*Store, error) {
 	s, err := openURL(rawURL)
 	if err != nil {
@@ -55,29 +57,30 @@ func Open(ctx context.Context, rawURL string) (*Store, error) {
 	return s, nil
 }
 
-// serviceCheckTimeout bounds the lookup of Open's service check when ctx allows longer: a
-// lookup on a healthy broker takes milliseconds, and the client would otherwise retry
-// one on a port that does not speak Pulsar's protocol for DefaultOperationTimeout.
+// serviceCheckTimeout bounds the handshake and lookup of Open's service check when ctx
+// allows longer: on a healthy broker they take milliseconds, and a port that does not
+// speak Pulsar's protocol may never answer.
 const serviceCheckTimeout = 10 * time.Second
 
 // pingService checks that the service URL speaks Pulsar's binary protocol, so that a wrong
 // service port fails Open at once and not the first Append after DefaultOperationTimeout.
-// It first dials the service address (a closed port or an unknown host fails at once), then
-// asks the broker for the partitioned-topic metadata of partition 0 of the index topic with
-// the client's TopicPartitions: one lookup request, which creates nothing (a lookup never
-// creates a topic, and a broker never auto-creates partitioned metadata for a partition's
-// name).
+// It dials the service address (a closed port or an unknown host fails at once), then, on
+// that connection, makes the protocol's handshake and asks for the partitioned-topic
+// metadata of partition 0 of the index topic: one lookup, which creates nothing (a lookup
+// never creates a topic, and a broker never auto-creates partitioned metadata for a
+// partition's name). It does so itself (see checkLookup), not through the client, whose
+// lookups cannot be stopped: it returns when ctx ends, and leaves nothing running.
 func (s *Store) pingService(parent context.Context) error {
 	service := s.serviceURL
 	hint := fmt.Sprintf("the admin API at %s answered: check that Pulsar is running and that the pulsar:// URL names its binary protocol port (brokerServicePort, 6650 by default), not the admin or web port",
 		s.admin.base)
 	var d net.Dialer
+	var conn net.Conn
 	var dialErr error
 	for _, hostPort := range serviceAddrs(service) {
 		c, err := d.DialContext(parent, "tcp", hostPort)
 		if err == nil {
-			c.Close()
-			dialErr = nil
+			conn = c
 			break
 		}
 		if dialErr == nil {
@@ -85,31 +88,30 @@ func (s *Store) pingService(parent context.Context) error {
 		}
 	}
 	if parent.Err() != nil {
+		if conn != nil {
+			conn.Close()
+		}
 		return fmt.Errorf("pulsar: check service URL %s: %w", service, parent.Err())
 	}
-	if dialErr != nil {
+	if conn == nil {
 		return fmt.Errorf("pulsar: connect to service URL %s: %w: %w (%s)", service, core.ErrUnavailable, dialErr, hint)
 	}
 	ctx, cancel := context.WithTimeout(parent, serviceCheckTimeout)
 	defer cancel()
-	done := make(chan error, 1) // the lookup may outlive ctx until DefaultOperationTimeout
-	go func() {
-		_, err := s.client.TopicPartitions(s.partitionTopic(indexTopic, 0))
-		done <- err
-	}()
-	var err error
-	select {
-	case err = <-done:
-		if err == nil {
-			return nil
-		}
-	case <-ctx.Done():
-		if parent.Err() != nil {
-			return fmt.Errorf("pulsar: check service URL %s: %w", service, parent.Err())
-		}
-		err = fmt.Errorf("no answer within %v: %w", serviceCheckTimeout, ctx.Err())
+	err := checkLookup(ctx, conn, s.partitionTopic(indexTopic, 0))
+	switch {
+	case err == nil:
+		return nil
+	case parent.Err() != nil:
+		return fmt.Errorf("pulsar: check service URL %s: %w", service, parent.Err())
+	case ctx.Err() != nil:
+		err = fmt.Errorf("no answer within %v: %w", serviceCheckTimeout, err)
 	}
-	return fmt.Errorf("pulsar: lookup on service URL %s: %w: %w (%s)", service, core.ErrUnavailable, err, hint)
+	sentinel := checkErrSentinel(err)
+	if sentinel == core.ErrInvalidOption {
+		hint = "the broker requires authentication or refused this client: pulsar:// URLs configure none; build a pulsar.Client with its Authentication option and use New"
+	}
+	return fmt.Errorf("pulsar: lookup on service URL %s: %w: %w (%s)", service, sentinel, err, hint)
 }
 
 // openURL is Open without the check: it does no I/O.
