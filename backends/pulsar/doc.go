@@ -70,7 +70,10 @@
 // StartMessageID = that id and StartMessageIDInclusive, so the broker positions its cursor
 // there (the id need not exist: the broker moves to the next valid position, skipping to the
 // next ledger when the entry is past the end of its ledger) and never scans the partition
-// from the start. The reader then asks for the last persisted message id (one round trip);
+// from the start. The Store then asks for the last persisted message id of the partition
+// (one round trip, a GET of the admin API's lastMessageId, which a cancelled Fetch or Close
+// abandons at once; the reader's own GetLastMessageID cannot be stopped and may wait while
+// the reader reconnects, without limit);
 // if that is below from the partition is caught up and Fetch returns an empty slice at once,
 // otherwise it reads until limit messages or that last message. The reader remembers that
 // last message and asks again only when a Fetch would otherwise return nothing, so a
@@ -88,7 +91,8 @@
 // that reads towards a message known to exist notices the deletion when its reader delivers
 // a later message first (the reader reconnected to the re-created topic and skipped what was
 // deleted), or when no message comes within a second: it then asks the broker where the
-// partition ends, through a new reader (the old one may have lost the topic for good).
+// partition ends, and reads on through a new reader (the old one may have lost the topic for
+// good).
 // Either way it forgets the Store's own appends to that partition and the copies the reader
 // kept, returns only what the partition holds from its from index on, and closes the
 // partition's producer unless an append uses it (the client closes a producer whose topic

@@ -408,79 +408,115 @@ func TestProducerBookkeeping(t *testing.T) {
 	}
 }
 
-// hangingReader is a pulsar.Reader whose GetLastMessageID waits until released, like the
-// client's on a reader that lost its topic. A Close while it waits is recorded: the client's
-// own GetLastMessageID then never returns (its retry sends to the closed reader's stopped
-// event loop).
-type hangingReader struct {
+// keptReader is a pulsar.Reader kept by an earlier Fetch; it records its Close and any
+// GetLastMessageID, which the Store must not call (it cannot be stopped).
+type keptReader struct {
 	pulsar.Reader
-	asked, release chan struct{}
-	asking         atomic.Bool
-	closed         atomic.Bool
-	closedAsking   atomic.Bool
+	closed, askedLastID atomic.Bool
 }
 
-func (r *hangingReader) GetLastMessageID() (pulsar.MessageID, error) {
-	r.asking.Store(true)
-	defer r.asking.Store(false)
-	close(r.asked)
-	<-r.release
-	return nil, errors.New("topic not found")
+func (r *keptReader) GetLastMessageID() (pulsar.MessageID, error) {
+	r.askedLastID.Store(true)
+	return nil, errors.New("GetLastMessageID called")
 }
 
-func (r *hangingReader) Close() {
-	r.closedAsking.Store(r.asking.Load())
-	r.closed.Store(true)
+func (r *keptReader) Close() { r.closed.Store(true) }
+
+// hangingLastID is an admin API whose lastMessageId does not answer until the request is
+// given up, as a broker that lost the topic's ownership may; it reports each question on
+// asked, and counts the ones in progress.
+type hangingLastID struct {
+	asked   chan struct{}
+	running atomic.Int32
 }
 
-// TestFetchDoesNotCloseReaderWhileAsking checks that a Fetch that gives up on a kept
-// reader's GetLastMessageID (it did not answer within ownAppendWait, or the Fetch's context
-// ended) closes that reader only once the question returned, and does close it then; a
-// reader that answers with an error is closed by the Fetch itself.
-func TestFetchDoesNotCloseReaderWhileAsking(t *testing.T) {
-	for _, name := range []string{"no answer in time", "context ended", "error answer"} {
+func (h *hangingLastID) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !strings.HasSuffix(r.URL.Path, "/lastMessageId") {
+		w.WriteHeader(http.StatusNotFound)
+		return
+	}
+	h.running.Add(1)
+	defer h.running.Add(-1)
+	select {
+	case h.asked <- struct{}{}:
+	default:
+	}
+	<-r.Context().Done()
+}
+
+// TestFetchQuestionEndsWithFetch: a Fetch that asks where the partition ends (its kept
+// reader is caught up) gives the question up when its context ends, or when Close cancels
+// it, and leaves nothing running: Close returns, the question's request is gone, and the
+// reader is closed. The question used to be the reader's GetLastMessageID on a goroutine
+// that Close waited for; it took no context and could run until the operation timeout, or
+// for ever while the reader reconnected. The waits are bounds, not timing asserts.
+func TestFetchQuestionEndsWithFetch(t *testing.T) {
+	for _, name := range []string{"context ended", "Close"} {
 		t.Run(name, func(t *testing.T) {
-			// A client that gives up on the missing broker in a second, so Close does not wait
-			// the default operation timeout for the replacing reader.
-			cl, err := pulsar.NewClient(pulsar.ClientOptions{URL: "pulsar://127.0.0.1:1", OperationTimeout: time.Second, Logger: pulsarlog.DefaultNopLogger()})
+			cl, err := pulsar.NewClient(pulsar.ClientOptions{URL: "pulsar://127.0.0.1:1", Logger: pulsarlog.DefaultNopLogger()})
 			if err != nil {
 				t.Fatal(err)
 			}
-			srv := httptest.NewServer(&fakeAdmin{partitions: []int{1}})
+			h := &hangingLastID{asked: make(chan struct{}, 1)}
+			srv := httptest.NewServer(h)
 			t.Cleanup(srv.Close)
 			s, err := newStore(cl, true, srv.URL, &Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(func() { s.Close() })
-			r := &hangingReader{asked: make(chan struct{}), release: make(chan struct{})}
-			release := sync.OnceFunc(func() { close(r.release) })
-			t.Cleanup(release) // before Close, which waits for the question, even on failure
+			s.rememberStream("s", 1)
+			r := &keptReader{}
 			s.putReader(&idleReader{topic: s.partitionTopic("s", 0), r: r, next: 7})
-			ctx, cancel := context.WithTimeout(t.Context(), ownAppendWait+500*time.Millisecond)
+			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
-			switch name {
-			case "context ended":
-				go func() { // owned by the test: ends once the question is asked
-					<-r.asked
-					cancel()
-				}()
-			case "error answer":
-				release()
+			fetched := make(chan error, 1)
+			go func() { // owned by the test: ends with the Fetch, which the test waits for
+				_, err := s.Fetch(ctx, "s", 0, 7, 10)
+				fetched <- err
+			}()
+			select {
+			case <-h.asked:
+			case err := <-fetched:
+				t.Fatalf("Fetch returned before it asked where the partition ends: %v", err)
+			case <-time.After(time.Minute):
+				t.Fatal("the Fetch did not ask the admin API where the partition ends within a minute")
 			}
-			if _, err := s.Fetch(ctx, "s", 0, 7, 10); err == nil {
-				t.Fatal("Fetch through a reader that does not answer, with no broker to ask: no error")
+			closed := make(chan struct{})
+			if name == "context ended" {
+				cancel()
+			} else {
+				go func() { s.Close(); close(closed) }()
 			}
-			if name == "error answer" && !r.closed.Load() {
-				t.Error("the Fetch that got an error from the reader's GetLastMessageID did not close it")
+			var ferr error
+			select {
+			case ferr = <-fetched:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the Fetch has not returned 10s after its question was given up")
 			}
-			if r.closedAsking.Load() {
-				t.Fatal("the reader was closed while its GetLastMessageID was waiting")
+			want := context.Canceled
+			if name == "Close" {
+				want = core.ErrClosed
 			}
-			release()
-			s.Close() // waits for the question
-			if !r.closed.Load() {
-				t.Error("the reader was not closed once its GetLastMessageID returned")
+			if !errors.Is(ferr, want) {
+				t.Errorf("Fetch: %v, want %v", ferr, want)
+			}
+			if name == "context ended" {
+				go func() { s.Close(); close(closed) }()
+			}
+			select {
+			case <-closed:
+			case <-time.After(10 * time.Second):
+				t.Fatal("Close has not returned 10s after the Fetch did")
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for h.running.Load() > 0 {
+				if time.Now().After(deadline) {
+					t.Fatal("the question's request still runs 10s after Close")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if !r.closed.Load() || r.askedLastID.Load() {
+				t.Errorf("reader closed %v, asked GetLastMessageID %v; want closed, never asked", r.closed.Load(), r.askedLastID.Load())
 			}
 		})
 	}

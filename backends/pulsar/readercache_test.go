@@ -5,6 +5,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -191,15 +194,18 @@ func TestFetchKnownEndAcrossAppends(t *testing.T) {
 	checkFetched(t, all, idx, 2, 8)
 }
 
-// lastIDCounter is a reader that counts its GetLastMessageID round trips.
+// lastIDCounter counts the admin API's lastMessageId requests: the Store's questions of
+// where a partition ends.
 type lastIDCounter struct {
-	pulsar.Reader
-	calls int
+	base  http.RoundTripper
+	calls atomic.Int32
 }
 
-func (r *lastIDCounter) GetLastMessageID() (pulsar.MessageID, error) {
-	r.calls++
-	return r.Reader.GetLastMessageID()
+func (c *lastIDCounter) RoundTrip(r *http.Request) (*http.Response, error) {
+	if strings.HasSuffix(r.URL.Path, "/lastMessageId") {
+		c.calls.Add(1)
+	}
+	return c.base.RoundTrip(r)
 }
 
 // TestFetchOwnAppendsWithoutRoundTrip checks that a Fetch reads what the store appended
@@ -215,10 +221,9 @@ func TestFetchOwnAppendsWithoutRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkFetched(t, got, idx, 0, 3)
-	counter := &lastIDCounter{Reader: idleReaderOf(t, s)}
-	s.mu.Lock()
-	s.idle[0].r = counter
-	s.mu.Unlock()
+	idleReaderOf(t, s)
+	counter := &lastIDCounter{base: http.DefaultTransport}
+	s.admin.hc = &http.Client{Transport: counter} // no call in flight
 
 	more, err := s.Append(ctx, stream, 0, [][]byte{[]byte("m03"), []byte("m04")})
 	if err != nil {
@@ -230,8 +235,8 @@ func TestFetchOwnAppendsWithoutRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkFetched(t, got, idx, 3, 2)
-	if counter.calls != 0 {
-		t.Fatalf("fetching the store's own appends asked the broker for the last message id %d times, want 0", counter.calls)
+	if counter.calls.Load() != 0 {
+		t.Fatalf("fetching the store's own appends asked the broker for the last message id %d times, want 0", counter.calls.Load())
 	}
 
 	// Another writer (a second store on the same topics) appends: the first store's Fetch
@@ -255,7 +260,7 @@ func TestFetchOwnAppendsWithoutRoundTrip(t *testing.T) {
 		from = got[len(got)-1].Index + 1
 	}
 	checkFetched(t, all, idx, 5, 2)
-	if counter.calls == 0 {
+	if counter.calls.Load() == 0 {
 		t.Fatal("the other writer's messages were found without asking the broker: the test proves nothing")
 	}
 }

@@ -714,67 +714,24 @@ func (s *Store) forgetAppended(topic string) {
 	}
 }
 
-// brokerEnd asks the broker (one round trip) for one past the index of the last persisted
-// message of the reader's partition (0: none).
-func brokerEnd(r pulsar.Reader) (uint64, error) {
-	last, err := r.GetLastMessageID()
-	if err != nil {
+// partitionEnd asks the broker, through the admin API (one round trip), for one past the
+// index of the last persisted message of partition partition of base (0: none). Not through
+// a reader's GetLastMessageID: that one takes no context, retries until the client's
+// operation timeout, waits without limit while its reader reconnects (its topic deleted,
+// the broker restarting), and never returns if the reader is closed between two tries, so
+// a Fetch that gave up on it left a goroutine that Close waited for, or leaked. This one
+// ends with ctx, so a Fetch and Close are prompt. A topic that does not exist returns an
+// adminError with status 404. The caller is inside calls.Begin.
+func (s *Store) partitionEnd(ctx context.Context, base string, partition int) (uint64, error) {
+	var last struct {
+		LedgerID int64 `json:"ledgerId"`
+		EntryID  int64 `json:"entryId"`
+	}
+	if err := s.admin.do(ctx, http.MethodGet, s.admin.topicPath(s.topic(base)+"-partition-"+itoa(partition))+"/lastMessageId", nil, &last); err != nil {
 		return 0, fmt.Errorf("last message id: %w", err)
 	}
-	end, _, err := endIndex(last)
+	end, _, err := endIndex(pulsar.NewMessageID(last.LedgerID, last.EntryID, -1, int32(partition)))
 	return end, err
-}
-
-// askEnd is brokerEnd through c's reader. A reader kept by an earlier Fetch (reused) may have
-// lost its topic for good since (another Store deleted it: pulsar-client-go stops
-// reconnecting such a reader, and its GetLastMessageID then retries until the client's
-// operation timeout), so its answer is awaited at most ownAppendWait; without one, or with an
-// error, the question goes through a new reader at c.next, which replaces it. An unanswered
-// reader is closed only once its GetLastMessageID returns: pulsar-client-go's retry sends
-// the request to the reader's event loop without checking that it still runs, so closing a
-// reader between two attempts leaves the question waiting forever (and Close with it). If
-// askEnd fails, c.r is nil or still c's to close. The caller is inside calls.Begin.
-func (s *Store) askEnd(ctx context.Context, c *idleReader, partition int, reused bool) (uint64, error) {
-	if !reused {
-		return brokerEnd(c.r)
-	}
-	type answer struct {
-		end uint64
-		err error
-	}
-	ch := make(chan answer) // unbuffered: an answer sent was received, and r is c's again
-	abandoned := make(chan struct{})
-	r := c.r
-	s.calls.Go(func() { // bounded by the client's operation timeout while r is open
-		end, err := brokerEnd(r)
-		select {
-		case ch <- answer{end, err}:
-		case <-abandoned:
-			r.Close()
-		}
-	})
-	t := time.NewTimer(ownAppendWait)
-	defer t.Stop()
-	select {
-	case a := <-ch:
-		if a.err == nil {
-			return a.end, nil
-		}
-		r.Close()
-	case <-t.C:
-		close(abandoned)
-	case <-ctx.Done():
-		close(abandoned)
-		c.r = nil
-		return 0, ctx.Err()
-	}
-	c.r = nil // closed, or closing once answered
-	nr, err := s.reader(ctx, readerAt(c.topic, partition, c.next))
-	if err != nil {
-		return 0, err
-	}
-	c.r = nr
-	return brokerEnd(nr)
 }
 
 // receipt is the outcome of one SendAsync.
@@ -794,8 +751,9 @@ type receipt struct {
 // itself are read without asking the broker. A message known to exist that does not come
 // within a second, or that the reader skips, means that another Store deleted the stream
 // (maybe re-creating it): Fetch then returns what the partition holds, not the deleted
-// messages. A kept reader that does not tell within a second where the partition ends (it
-// lost its deleted topic) is replaced by a new one. See the package doc, "Index semantics".
+// messages. Where the partition ends is asked through the admin API, so a Fetch whose ctx
+// ends, or that Close cancels, returns at once and leaves no question running. See the
+// package doc, "Index semantics".
 func (s *Store) Fetch(ctx context.Context, stream string, partition int, from uint64, limit int) ([]core.Message, error) {
 	if err := core.ValidateStreamName(stream); err != nil {
 		return nil, s.mapErr("fetch", stream, err)
@@ -829,7 +787,6 @@ func (s *Store) fetchTopic(ctx context.Context, base string, partition int, from
 	}
 	topic := s.partitionTopic(base, partition)
 	c := s.takeReader(topic, from)
-	reused := c != nil // kept by an earlier Fetch: its topic may have been deleted since
 	if c == nil {
 		r, err := s.reader(ctx, readerAt(topic, partition, from))
 		if err != nil {
@@ -841,7 +798,7 @@ func (s *Store) fetchTopic(ctx context.Context, base string, partition int, from
 	defer func() {
 		if keep {
 			s.putReader(c)
-		} else if c.r != nil { // askEnd may have handed it over
+		} else {
 			c.r.Close()
 		}
 	}()
@@ -864,11 +821,10 @@ func (s *Store) fetchTopic(ctx context.Context, base string, partition int, from
 				continue
 			}
 			// Nothing known to be persisted from next on: ask the broker (one round trip).
-			end, err := s.askEnd(ctx, c, partition, reused)
+			end, err := s.partitionEnd(ctx, base, partition)
 			if err != nil {
 				return nil, err
 			}
-			reused = false
 			if end < own {
 				// The broker lost what this store appended: another Store deleted the stream.
 				out = s.gone(topic, c, out)
@@ -883,16 +839,16 @@ func (s *Store) fetchTopic(ctx context.Context, base string, partition int, from
 		m, err := c.r.Next(wait.context(ctx))
 		if err != nil && ctx.Err() == nil && wait.over() {
 			wait.stop()
-			// Ask through a new reader at next: if the stream was deleted, this one may have
-			// lost it for good (pulsar-client-go stops reconnecting a reader whose topic was
-			// not found, and its GetLastMessageID then retries until the operation timeout).
+			// Read on through a new reader at next: if the stream was deleted, this one may
+			// have lost it for good (pulsar-client-go stops reconnecting a reader whose topic
+			// was not found). Then ask the broker where the partition ends.
 			r, err := s.reader(ctx, readerAt(topic, partition, c.next))
 			if err != nil {
 				return nil, err
 			}
 			c.r.Close()
 			c.r = r
-			end, err := brokerEnd(c.r)
+			end, err := s.partitionEnd(ctx, base, partition)
 			if err != nil {
 				return nil, err
 			}
