@@ -23,11 +23,12 @@ func lastIDGoroutines() []string {
 }
 
 // TestCloseAfterAbandonedLastMessageID: store A keeps a reader of a stream (a Fetch that
-// caught up), store B deletes the stream, and A's next Fetch asks that reader where the
-// partition ends: pulsar-client-go's GetLastMessageID then retries until the client's
-// operation timeout (30 s), with no way to stop it. The Fetch gives up when its ctx
-// ends (or after ownAppendWait); A's Close must then return promptly and leave no
-// GetLastMessageID running. The waits are bounds below the operation timeout.
+// caught up), store B deletes the stream, and A's next Fetch must find out where the
+// partition ends. It used to ask the kept reader (GetLastMessageID, on a goroutine that
+// Close waited for): that reader reconnects to its deleted topic, the question waits for it
+// without limit, and A's Close blocked for more than a minute (here, with or without the
+// Fetch's ctx ending first). A's Close must return promptly and leave no GetLastMessageID
+// running. The waits are bounds, far below what they detect, not timing asserts.
 func TestCloseAfterAbandonedLastMessageID(t *testing.T) {
 	for _, giveUp := range []struct {
 		name string
