@@ -929,7 +929,7 @@ func (c *idleReader) covers(from uint64) bool {
 // replay appends to out copies of up to limit kept messages with index >= from.
 func (c *idleReader) replay(out []core.Message, from uint64, limit int) []core.Message {
 	k, _ := slices.BinarySearchFunc(c.last, from, func(m core.Message, from uint64) int { return cmp.Compare(m.Index, from) })
-	for _, m := range c.last[k:min(len(c.last), k+limit)] {
+	for _, m := range c.last[k : k+min(len(c.last)-k, limit)] { // k+limit could overflow
 		out = append(out, core.Message{Index: m.Index, Data: bytes.Clone(m.Data)})
 	}
 	return out
