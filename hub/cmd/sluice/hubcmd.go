@@ -59,7 +59,9 @@ once because the hub had -max-connections open; also warned about in the log, at
 every 10s), http_requests_refused (connections to -listen that sent an HTTP request:
 answered 400 and closed; warned about likewise), retention_skipped (messages pulls skipped
 because bbolt's max_messages deleted them before they were read; warned about likewise),
-partition_workers (now) and partition_workers_retired, and more: see go doc
+undeliverable_messages (requests to a stream that no longer exists, answered as failed,
+and messages to unknown addresses, dropped; warned about likewise), partition_workers
+(now) and partition_workers_retired, and more: see go doc
 github.com/sluicehq/sluice/hub.Metrics. Prometheus names them sluice_hub_NAME, with _total
 after a counter's name (sluice_hub_pushes_total; the gauges connections, partition_workers
 and max_batch have none), and sluice_build_info{version="..."} gives the Sluice version.
