@@ -30,6 +30,11 @@
 //	tls_insecure_skip_verify=true
 //	                          no certificate verification (tests only)
 //
+// Kafka takes '.' and '_' in topic names for the same character (its metrics names replace
+// one by the other), so it refuses a topic that differs from an existing one only there:
+// streams "orders.eu" and "orders_eu" cannot both exist, and CreateStream of the second
+// fails with an error matching core.ErrInvalidArgument that says so.
+//
 // Mutual TLS, custom roots, OAUTHBEARER, AWS MSK IAM and other client settings: build a
 // *kgo.Client with [ClientOpts] plus your own options and pass it to [New].
 //

@@ -287,7 +287,7 @@ func (s *Store) CreateStream(ctx context.Context, stream string, partitions int)
 		}
 	}
 	for attempt := 0; ; attempt++ {
-		_, err := s.adm.CreateTopic(ctx, int32(partitions), s.opts.ReplicationFactor, cfg, topic)
+		resp, err := s.adm.CreateTopic(ctx, int32(partitions), s.opts.ReplicationFactor, cfg, topic)
 		if err == nil || errors.Is(err, kerr.TopicAlreadyExists) {
 			// Wait until the broker we talk to has the topic with leaders.
 			tm, merr := s.waitTopic(ctx, topic)
@@ -303,8 +303,22 @@ func (s *Store) CreateStream(ctx context.Context, stream string, partitions int)
 			}
 			return 0, s.mapErr(ctx, "create stream", stream, merr)
 		}
-		return 0, s.mapErr(ctx, "create stream", stream, err)
+		return 0, s.mapErr(ctx, "create stream", stream, createError(err, resp.ErrMessage))
 	}
+}
+
+// createError adds to err, a failed CreateTopic's, the broker's message about it (msg), which
+// says why (a policy, a config, a name that collides), and for a name that collides with
+// an existing topic's what to do.
+func createError(err error, msg string) error {
+	if msg == "" {
+		return err
+	}
+	if errors.Is(err, kerr.InvalidTopicException) && strings.Contains(msg, "collides") {
+		// Kafka metrics names replace '.' by '_', so it refuses topics that differ only there.
+		return fmt.Errorf("%w: %s (Kafka takes '.' and '_' in topic names for the same character: name the stream so that it differs from the existing one elsewhere)", err, msg)
+	}
+	return fmt.Errorf("%w: %s", err, msg)
 }
 
 // Partitions returns the partition count of an existing stream.

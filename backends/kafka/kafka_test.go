@@ -317,3 +317,20 @@ func TestOpenURLSASLOnPlainListener(t *testing.T) {
 		t.Errorf("core.Open: %v shows the password", err)
 	}
 }
+
+// Kafka refuses a topic whose name differs from an existing one only by '.' and '_': a
+// stream named so cannot be created, and the error says why, from the broker's own message,
+// and what to do, matching core.ErrInvalidArgument.
+func TestCreateStreamNameCollides(t *testing.T) {
+	s := dial(t)
+	base := fmt.Sprintf("collide-%d", time.Now().UnixNano())
+	createStream(t, s, base+".a", 1)
+	_, err := s.CreateStream(t.Context(), base+"_a", 1)
+	if err == nil {
+		_ = s.DeleteStream(t.Context(), base+"_a")
+		t.Fatalf("CreateStream(%q) beside %q succeeded; this broker does not refuse colliding topics", base+"_a", base+".a")
+	}
+	if !errors.Is(err, core.ErrInvalidArgument) || !strings.Contains(err.Error(), "collides") || !strings.Contains(err.Error(), "'.' and '_'") {
+		t.Errorf("CreateStream of a colliding name: %v; want core.ErrInvalidArgument with the broker's message and what to do", err)
+	}
+}
