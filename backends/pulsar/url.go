@@ -57,9 +57,10 @@ func Open(ctx context.Context, rawURL string) (*Store, error) {
 	return s, nil
 }
 
-// serviceCheckTimeout bounds the handshake and lookup of Open's service check when ctx
-// allows longer: on a healthy broker they take milliseconds, and a port that does not
-// speak Pulsar's protocol may never answer.
+// serviceCheckTimeout bounds Open's service check (the dial, the handshake and the lookup)
+// when ctx allows longer: on a healthy broker they take milliseconds, a port that does not
+// speak Pulsar's protocol may never answer, and a dial to a host or port behind a firewall
+// that drops it waits for the system's connect timeout, minutes.
 const serviceCheckTimeout = 10 * time.Second
 
 // pingService checks that the service URL speaks Pulsar's binary protocol, so that a wrong
@@ -74,11 +75,13 @@ func (s *Store) pingService(parent context.Context) error {
 	service := s.serviceURL
 	hint := fmt.Sprintf("the admin API at %s answered: check that Pulsar is running and that the pulsar:// URL names its binary protocol port (brokerServicePort, 6650 by default), not the admin or web port",
 		s.admin.base)
+	ctx, cancel := context.WithTimeout(parent, serviceCheckTimeout)
+	defer cancel()
 	var d net.Dialer
 	var conn net.Conn
 	var dialErr error
 	for _, hostPort := range serviceAddrs(service) {
-		c, err := d.DialContext(parent, "tcp", hostPort)
+		c, err := d.DialContext(ctx, "tcp", hostPort)
 		if err == nil {
 			conn = c
 			break
@@ -94,10 +97,11 @@ func (s *Store) pingService(parent context.Context) error {
 		return fmt.Errorf("pulsar: check service URL %s: %w", service, parent.Err())
 	}
 	if conn == nil {
+		if ctx.Err() != nil {
+			dialErr = fmt.Errorf("no answer within %v: %w", serviceCheckTimeout, dialErr)
+		}
 		return fmt.Errorf("pulsar: connect to service URL %s: %w: %w (%s)", service, core.ErrUnavailable, dialErr, hint)
 	}
-	ctx, cancel := context.WithTimeout(parent, serviceCheckTimeout)
-	defer cancel()
 	err := checkLookup(ctx, conn, s.partitionTopic(indexTopic, 0))
 	switch {
 	case err == nil:
