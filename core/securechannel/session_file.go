@@ -120,7 +120,7 @@ func (c *SecureChannel) SaveSession(path string) error {
 	c.saveMu.Lock()
 	defer c.saveMu.Unlock()
 	if c.marshaled {
-		return fmt.Errorf("securechannel: save session %s: %w: the channel's state was taken with MarshalBinary, which reserves send nonces that a session file would not record (a channel restored from one state after the other would reuse nonces); keep saving it with MarshalBinary, or restore its latest state with Restore and save that channel with SaveSession", path, core.ErrInvalidArgument)
+		return fmt.Errorf("securechannel: save session %s: %w: the channel's state was taken with MarshalBinary, which reserves send nonces that a session file would not record (a channel restored from one state after the other would reuse nonces); keep saving it with MarshalBinary, or restore its latest state with Restore (a listener's channel with Listener.Restore) and save that channel with SaveSession", path, core.ErrInvalidArgument)
 	}
 	return c.saveLocked(path, true)
 }
