@@ -118,9 +118,11 @@ func (h *Hub) answerNoWorker(msg wire.TransportMessage, why error) {
 			return
 		}
 	case wire.ProtocolPushBatch:
-		if req, err := wire.DecodePushBatchRequest(bp.Data); err == nil {
-			h.m.pushErrors.Add(uint64(len(req.Messages)))
-			h.reply(to, from, wire.ProtocolPushBatch, wire.PushBatchConfirm{RequestID: req.RequestID, Status: wire.StatusError})
+		// Refused whatever its messages hold: not decoded, which allocates for each (as
+		// the worker refuses a batch whose confirm cannot fit).
+		if id, n, err := wire.PeekPushBatchRequest(bp.Data); err == nil {
+			h.m.pushErrors.Add(uint64(n))
+			h.reply(to, from, wire.ProtocolPushBatch, wire.PushBatchConfirm{RequestID: id, Status: wire.StatusError})
 			return
 		}
 	}

@@ -175,3 +175,40 @@ func TestRequestsToUnknownPartitionNotTaken(t *testing.T) {
 		t.Fatalf("push after creating the stream again: status %d", pc.Status)
 	}
 }
+
+// TestPushBatchToDeletedStreamNotDecoded: a sluice_push_batch to a stream partition that
+// does not exist is refused by its request id and message count alone, as the worker
+// refuses a batch whose confirm cannot fit (see TestPushBatchRefusedBeforeDecoding):
+// decoding its messages would allocate for each, up to 24 times the frame, for a request
+// that is refused whatever they hold. So a batch whose messages do not even decode is
+// refused all the same, with status ERROR, and its messages are counted as push errors.
+func TestPushBatchToDeletedStreamNotDecoded(t *testing.T) {
+	b := openMemory(t)
+	defer b.Close()
+	if _, err := b.Storage.CreateStream(context.Background(), "doomed", 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Storage.(core.StreamDeleter).DeleteStream(context.Background(), "doomed"); err != nil {
+		t.Fatal(err)
+	}
+	h, addr := hubtest.Start(t, b, hub.WithLogger(quietLogger))
+	c := hubtest.Dial(t, addr)
+	// request id 7, 30,000 messages: 29,999 empty ones, then one whose length (5) runs past
+	// the end.
+	req := wire.AppendUint(nil, 7)
+	req = wire.AppendUint(req, 30_000)
+	req = append(req, make([]byte, 29_999)...)
+	req = append(req, 5)
+	if _, err := wire.DecodePushBatchRequest(req); err == nil {
+		t.Fatal("the request decodes: the test needs one that does not")
+	}
+	c.SendPayload(wire.Route{wire.Local("stream.doomed.0")}, wire.BasePayload{Protocol: wire.ProtocolPushBatch, Data: req}.Append(nil))
+	r := recvWithin(t, c, "sluice_push_batch to a deleted stream")
+	pc, err := wire.DecodePushBatchConfirm(r.Data)
+	if r.Protocol != wire.ProtocolPushBatch || err != nil || pc.RequestID != 7 || pc.Status != wire.StatusError {
+		t.Fatalf("got a %q reply %+v (%v), want push batch 7 confirmed with status ERROR", r.Protocol, pc, err)
+	}
+	if m := h.Metrics(); m.PushErrors != 30_000 || m.UndeliverableMessages != 1 {
+		t.Errorf("metrics count %d push errors and %d undeliverable messages, want 30000 and 1", m.PushErrors, m.UndeliverableMessages)
+	}
+}
