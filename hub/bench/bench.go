@@ -119,11 +119,13 @@ type Config struct {
 	// of Workloads). pull reads what the
 	// hub push wrote; without push it first fills a stream through the raw path.
 	Workloads []string
-	// Rate is the fixed send rate of the latency workloads, in messages per second.
+	// Rate is the fixed send rate of the latency workloads, in messages per second (at
+	// most client.MaxWindow: a second's worth is kept in flight).
 	Rate int
 	// LatencySize is the message size of the latency workloads.
 	LatencySize int
-	// Window is how many messages the throughput workloads keep in flight.
+	// Window is how many messages the throughput workloads keep in flight (at most
+	// client.MaxWindow).
 	Window int
 	// Batch is how many messages go in one request or Append.
 	Batch int

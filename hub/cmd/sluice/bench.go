@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluicehq/sluice/conformance/certify"
 	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/client"
 	"github.com/sluicehq/sluice/hub/bench"
 )
 
@@ -86,9 +87,9 @@ func benchFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error 
 	duration := fs.Duration("duration", bench.DefaultDuration, "how long each measurement sends")
 	out := fs.String("out", certify.DefaultOut, "directory for bench.md, bench.json and the SVG charts")
 	workloads := fs.String("workloads", strings.Join(bench.Workloads, ","), "workloads to run, comma-separated (also: "+strings.Join(bench.ExtraWorkloads, ",")+")")
-	rate := fs.Int("rate", bench.DefaultRate, "messages per second of the latency workloads")
+	rate := fs.Int("rate", bench.DefaultRate, fmt.Sprintf("messages per second of the latency workloads (at most %d)", client.MaxWindow))
 	latencySize := fs.Int("latency-size", bench.DefaultLatencySize, "message size of the latency workloads")
-	window := fs.Int("window", bench.DefaultWindow, "messages in flight in the throughput workloads")
+	window := fs.Int("window", bench.DefaultWindow, fmt.Sprintf("messages in flight in the throughput workloads (at most %d)", client.MaxWindow))
 	batch := fs.Int("batch", bench.DefaultBatch, "messages per request or Append")
 	quiet := fs.Bool("quiet", false, "no progress on stderr")
 	return func(ctx context.Context, sio *stdio, args []string) error {
