@@ -16,13 +16,19 @@ import (
 // must not retry them on that session forever: a publisher of partition 0 creates the
 // stream again, as a new session does, and delivers the message; a publisher of partition 1
 // fails for good with ErrStreamNotFound, as it does when the stream is missing at the start.
+// A publisher of plain Ockam stream_push requests (WithMaxBatch(1)), which does not ask the
+// hub whether the stream exists, starts a new session after a refusal, which creates the
+// stream again.
 func TestPublisherStreamDeletedWhileConnected(t *testing.T) {
-	for _, part := range []int{0, 1} {
+	for _, tc := range []struct {
+		part, maxBatch int
+	}{{0, client.DefaultMaxBatch}, {1, client.DefaultMaxBatch}, {0, 1}} {
+		part := tc.part
 		h := startHub(t)
 		const stream = "deleted"
 		createStream(t, h.Addr, stream, 2)
 		c := dial(t, h.Addr)
-		p := newPublisher(t, c, stream, client.WithPartition(part), client.WithBackoff(fastBackoff), client.WithCloseTimeout(0))
+		p := newPublisher(t, c, stream, client.WithPartition(part), client.WithMaxBatch(tc.maxBatch), client.WithBackoff(fastBackoff), client.WithCloseTimeout(0))
 		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second) // a guard, not a timing assertion
 		defer cancel()
 		if _, err := p.PublishSync(ctx, []byte("a")); err != nil {

@@ -1195,9 +1195,10 @@ func (p *Publisher) reportRefusals() bool {
 // the next session creates the stream again (stream_create) and resends; for a partition
 // above 0 a *fatalError, so that the publisher fails for good, as when the stream is missing
 // at the start (see WithPartition). When the hub cannot tell, the session goes on (a timeout
-// of the request fails the session, which the run loop notices). A publisher of partition 0
-// that sends plain Ockam stream_push requests (WithMaxBatch(1)) does not ask: an Ockam hub
-// may not answer sluice_stream_open at all.
+// of the request fails the session, which the run loop notices: so does an Ockam hub, which
+// does not answer sluice_stream_open at all, and the next session's stream_create creates
+// the stream again if it is gone). A hub that answers that it does not know
+// sluice_stream_open is not asked again.
 func (p *Publisher) checkStream(s *session) error {
 	if p.cfg.partition > 0 {
 		_, err := p.open.route(p.ctx, s, p.cfg.requestTimeout)
@@ -1206,7 +1207,7 @@ func (p *Publisher) checkStream(s *session) error {
 		}
 		return nil
 	}
-	if p.cfg.maxBatch == 1 || p.noOpen {
+	if p.noOpen {
 		return nil
 	}
 	routes, err := s.openStream(p.ctx, p.open.nextID(), p.stream, p.cfg.requestTimeout)
