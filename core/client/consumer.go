@@ -445,7 +445,9 @@ func (c *Consumer) Stats() ConsumerStats {
 }
 
 // Close stops a running Run and waits for it to return (and so for a handler in progress,
-// whose ctx it cancels); Run is not started afterwards. A second Close returns nil.
+// whose ctx it cancels, and for Run's final save of its position, which takes at most a
+// second, two with [WithUnhandled], also when the hub does not answer: see Run); Run is not
+// started afterwards. A second Close returns nil.
 // [Client.Close] closes the consumers still open.
 func (c *Consumer) Close() error {
 	c.closeOnce.Do(func() {
@@ -464,8 +466,10 @@ func (c *Consumer) Close() error {
 // does not exist (it returns an error matching [core.ErrStreamNotFound]) or has no such
 // partition (an error matching [core.ErrInvalidArgument]). Connection failures, timeouts
 // and hub errors are retried with backoff; they never end Run and a failed pull is never
-// taken for "no messages". Once ctx has ended, Run starts no new session; it only tries once, briefly, to
-// save a position it has not saved yet. Run must not be called twice at the same time.
+// taken for "no messages". Once ctx has ended, Run stops waiting for the hub at once and
+// starts no new session; it only tries once, for at most a second, to save a position it has
+// not saved yet (with [WithUnhandled] it first waits up to a second for what the handler
+// handed on). Run must not be called twice at the same time.
 func (c *Consumer) Run(ctx context.Context) error {
 	if !c.running.TryLock() {
 		return fmt.Errorf("%w: client: consumer of %q is already running", core.ErrInvalidArgument, c.stream)
@@ -544,8 +548,9 @@ func (c *Consumer) streamRoute(ctx context.Context, s *session) (wire.Route, err
 	return c.open.route(ctx, s, c.cfg.requestTimeout)
 }
 
-// finalSave tries once, briefly, to save a position that moved since the last save (Run is
-// ending). Failure is harmless: the messages are handled again next time.
+// finalSave tries once, for at most a second (after up to a second waiting for what the
+// handler handed on, WithUnhandled), to save a position that moved since the last save (Run
+// is ending). Failure is harmless: the messages are handled again next time.
 func (c *Consumer) finalSave() error {
 	c.mu.Lock()
 	unsaved, next := c.unsaved, c.next
