@@ -80,6 +80,7 @@ type consumerConfig struct {
 	logger         *slog.Logger
 	onSessionError func(error)
 	onSessionStart func()
+	onPull         func(n int)
 	unhandled      func() (uint64, bool)
 	saveInterval   time.Duration
 	noCreate       bool
@@ -323,6 +324,23 @@ func WithConsumerSessionStart(f func()) ConsumerOption {
 			return fmt.Errorf("%w: client: nil session start handler", core.ErrInvalidOption)
 		}
 		c.onSessionStart = f
+		return nil
+	}
+}
+
+// WithConsumerPullAnswered calls f each time the hub answered a pull, with the number of
+// messages in the answer, before the handler sees them: n is 0 when the stream had no
+// message from the consumer's position on, even once the hub had held the pull for the pull
+// wait (see [WithPullWait]): the consumer has read all there is. A pull that failed calls
+// [WithConsumerSessionErrors]'s function instead. With [WithConsumerSessionStart] it lets an
+// application tell a stream that has no new message from a hub or backend that is slow to
+// answer. f runs in Run's goroutine and must return quickly.
+func WithConsumerPullAnswered(f func(n int)) ConsumerOption {
+	return func(c *consumerConfig) error {
+		if f == nil {
+			return fmt.Errorf("%w: client: nil pull answer handler", core.ErrInvalidOption)
+		}
+		c.onPull = f
 		return nil
 	}
 }
@@ -667,6 +685,9 @@ func (c *Consumer) session(ctx context.Context) (progressed bool, err error) {
 				c.pullErrors.Add(1)
 			}
 			return progressed, err
+		}
+		if c.cfg.onPull != nil {
+			c.cfg.onPull(len(msgs))
 		}
 		if from > next { // cannot happen: a pull never starts past the position
 			continue
