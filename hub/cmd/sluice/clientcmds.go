@@ -77,11 +77,13 @@ Print the messages of a partition of a stream (-partition, default 0), one per l
 "INDEX<TAB>DATA" (or only DATA with -raw, or with -json one JSON object per line:
 {"index":N,"data":"TEXT"} when the data is valid UTF-8, else
 {"index":N,"data_base64":"BASE64"}, so that any data round-trips), starting at -from or,
-with -client-id, at the index that client id saved. pull stops when no new message arrives
-for -idle once it reads the stream (connecting and getting the saved index do not count),
-or after -max messages. With -client-id it saves the next index after printing,
-so the next pull with the same id continues where this one stopped (a client id saves one
-index per partition).
+with -client-id, at the index that client id saved. pull stops after -max messages, or
+when no new message arrived for -idle and the hub answered that there is none: -idle counts
+from when pull starts reading the stream (connecting and getting the saved index do not
+count), and a backend slow to read it does not end pull (a hub that does not answer a read
+within about 30 s does, with an error). With -client-id it saves the next index after
+printing, so the next pull with the same id continues where this one stopped (a client id
+saves one index per partition).
 
 pull does not create streams: a stream that does not exist, or a -partition it does not
 have, is an error (create it with "sluice create", with -partitions N for more than one).
@@ -619,7 +621,7 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 	var idle time.Duration
 	if !follow {
 		fs.Uint64Var(&maxMsgs, "max", 0, "stop after this many messages (0: no limit)")
-		fs.DurationVar(&idle, "idle", time.Second, "stop when no message arrives for this long, counted from when pull starts reading the stream")
+		fs.DurationVar(&idle, "idle", time.Second, "stop when no message arrived for this long (counted from when pull starts reading the stream) and the hub answered that there is none")
 	}
 	return func(ctx context.Context, sio *stdio, args []string) error {
 		if len(args) != 1 {
@@ -677,12 +679,12 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 		watch := &hubWatch{cmd: "tail", addr: *hubAddr, w: sio.err}
 
 		var (
-			mu      sync.Mutex
-			count   uint64
-			last    = time.Now()
-			lastErr error // a session failure after the last message
-			reading bool  // a session started: pull reads the stream
-			outErr  error // writing a message to standard output failed
+			mu       sync.Mutex
+			count    uint64
+			last     = time.Now() // the last message, or the start of the session after it
+			lastErr  error        // a session failure after the last message
+			caughtUp bool         // the hub answered a pull with no message since last
+			outErr   error        // writing a message to standard output failed
 		)
 		// onFail runs in Run's goroutine after a session failed, before the consumer
 		// retries; tail warns once per outage, and says when it reaches the hub again
@@ -703,8 +705,18 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 			// -idle counts from when pull can read: connecting, opening the stream and
 			// getting the client id's saved index may take longer on a busy hub or broker.
 			mu.Lock()
-			last, reading = time.Now(), true
+			last, caughtUp = time.Now(), false
 			mu.Unlock()
+		}
+		// onPull runs in Run's goroutine when the hub answered a pull. pull stops for -idle
+		// only once the hub said that there is no new message: a backend slow to read the
+		// stream (a broker's first fetch of a partition) is no idle stream.
+		onPull := func(n int) {
+			if n == 0 {
+				mu.Lock()
+				caughtUp = true
+				mu.Unlock()
+			}
 		}
 		enc := json.NewEncoder(sio.out)
 		handler := func(_ context.Context, m core.Message) error {
@@ -731,7 +743,7 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 				return outErr
 			}
 			count++
-			last = time.Now()
+			last, caughtUp = time.Now(), false
 			lastErr = nil
 			return nil
 		}
@@ -749,9 +761,9 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 			opts = append(opts, client.WithClientID(*clientID))
 		}
 		if !follow {
-			// A short long-poll, so that pull notices within about -idle that it is
-			// caught up.
-			opts = append(opts, client.WithPullWait(min(idle, client.DefaultPullWait)))
+			// A short long-poll, so that pull learns within about -idle that it is
+			// caught up: the hub's answer without a message (onPull).
+			opts = append(opts, client.WithPullWait(min(idle, client.DefaultPullWait)), client.WithConsumerPullAnswered(onPull))
 		}
 		cons, err := client.NewConsumer(c, stream, handler, opts...)
 		if err != nil {
@@ -769,8 +781,9 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 					case <-t.C:
 					}
 					mu.Lock()
-					// Idle once reading, or after a failed session (the error is reported).
-					done := (maxMsgs > 0 && count >= maxMsgs) || (time.Since(last) >= idle && (reading || lastErr != nil))
+					// Idle once the hub said it has no new message, or after a failed
+					// session (the error is reported).
+					done := (maxMsgs > 0 && count >= maxMsgs) || (time.Since(last) >= idle && (caughtUp || lastErr != nil))
 					mu.Unlock()
 					if done {
 						_ = cons.Close()
