@@ -123,7 +123,9 @@
 // Errors match the sentinels of package core with errors.Is: [core.ErrStreamNotFound],
 // [core.ErrIndexNotFound], [core.ErrInvalidArgument], [core.ErrMessageTooLarge],
 // [core.ErrClosed] (also for bbolt's "database not open"), [core.ErrInvalidOption] for bad
-// options and URLs, [core.ErrUnavailable] when the file is locked by another process.
+// options and URLs, [core.ErrUnavailable] when the file is locked by another process. A
+// path the file system refuses (no permission, a read-only mount, a file where a directory
+// should be) is not an invalid option: New returns the system's error and what to do.
 // Cancellation returns the context's error. bbolt's own error stays in the chain. In a group
 // commit, a write rejected by its own checks (a missing stream, say) fails alone; a failed
 // commit (a disk error) fails every write of the group, and none of them is stored.

@@ -257,7 +257,7 @@ func New(ctx context.Context, path string, opts *Options) (*Store, error) {
 		case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrVersionMismatch), errors.Is(err, bolterrors.ErrChecksum):
 			return nil, fmt.Errorf("bbolt: %w: %s is not a bbolt database (%w); name a directory, a new file, or a database a hub wrote", core.ErrInvalidOption, file, err)
 		case errors.As(err, &pe) && pe.Path == file:
-			return nil, fmt.Errorf("bbolt: %w%s", err, hint(err)) // it names the file already
+			return nil, fmt.Errorf("bbolt: %w%s", err, pathHint(err)) // it names the file already
 		}
 		return nil, fmt.Errorf("bbolt: open %s: %w%s", file, err, hint(err))
 	}
@@ -355,7 +355,9 @@ func resolvePath(path string) (string, []string, error) {
 	case err == nil:
 		return path, nil, nil
 	case !errors.Is(err, os.ErrNotExist):
-		return "", nil, fmt.Errorf("bbolt: %w: database path %q: %w", core.ErrInvalidOption, path, err)
+		// Not a bad option: the file system refused (no permission, a file where a
+		// directory should be), which the operator fixes there or by naming another path.
+		return "", nil, fmt.Errorf("bbolt: database path %q: %w%s", path, err, pathHint(err))
 	}
 	dir, file := path, DefaultFileName
 	if filepath.Ext(path) != "" {
@@ -373,14 +375,28 @@ func resolvePath(path string) (string, []string, error) {
 		}
 		d = parent
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", nil, fmt.Errorf("bbolt: %w: create directory for the database: %w", core.ErrInvalidOption, err)
+	if err := mkdirAll(dir, 0o700); err != nil {
+		return "", nil, fmt.Errorf("bbolt: create directory for the database: %w%s", err, pathHint(err))
 	}
 	return filepath.Join(dir, file), created, nil
 }
 
 // openFile opens the database file for bbolt. A variable for tests.
 var openFile = os.OpenFile
+
+// mkdirAll creates the directories for the database file. A variable for tests: they run
+// as root, whom permissions do not stop.
+var mkdirAll = os.MkdirAll
+
+// pathHint is hint for a database path the file system refuses, with advice also for the
+// refusals hint has none for (a file where a directory should be, a directory where the
+// file should be).
+func pathHint(err error) string {
+	if h := hint(err); h != "" {
+		return h
+	}
+	return "; fix the path named, or name another"
+}
 
 // hint returns advice on what to do about err, a failure to open or write the database file
 // that only an operator can fix, with a leading "; ", or "" when it has none.

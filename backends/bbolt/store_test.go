@@ -1144,8 +1144,9 @@ func TestNewSyncsNewDirectories(t *testing.T) {
 	}
 }
 
-// TestErrorsSayWhatToDo: failures only an operator can fix (a database file the hub may not
-// write, a read-only file system, a full disk) say what to do, and keep the system's error.
+// TestErrorsSayWhatToDo: failures only an operator can fix (a database file or directory
+// the hub may not create or write, a read-only file system, a path under a file, a full
+// disk) say what to do, and keep the system's error.
 func TestErrorsSayWhatToDo(t *testing.T) {
 	ctx := context.Background()
 	orig := openFile
@@ -1160,6 +1161,33 @@ func TestErrorsSayWhatToDo(t *testing.T) {
 		}
 	}
 	openFile = orig
+
+	// The same for the directory New creates for the database: a file-system refusal, not
+	// an invalid option (which a hub reports as a bad command line).
+	origMkdir := mkdirAll
+	defer func() { mkdirAll = origMkdir }()
+	for _, errno := range []syscall.Errno{syscall.EACCES, syscall.EROFS} {
+		mkdirAll = func(path string, _ os.FileMode) error {
+			return &fs.PathError{Op: "mkdir", Path: path, Err: errno}
+		}
+		_, err := New(ctx, filepath.Join(t.TempDir(), "new", "data"), nil)
+		if !errors.Is(err, errno) || errors.Is(err, core.ErrInvalidOption) || !strings.Contains(err.Error(), "fix the permissions") {
+			t.Errorf("New of a directory it cannot create (%v) = %v; want the error with what to do, not core.ErrInvalidOption", errno, err)
+		}
+	}
+	mkdirAll = origMkdir
+
+	// A path under a regular file: the file system refuses it whoever the tests run as.
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{filepath.Join(file, "sub"), filepath.Join(file, "sub.db")} {
+		_, err := New(ctx, path, nil)
+		if !errors.Is(err, syscall.ENOTDIR) || errors.Is(err, core.ErrInvalidOption) || !strings.Contains(err.Error(), "name another") {
+			t.Errorf("New(%q) under a file = %v; want ENOTDIR with what to do, not core.ErrInvalidOption", path, err)
+		}
+	}
 
 	// A full disk: bbolt's MaxSize makes the commit fail as ENOSPC would.
 	db, err := bolt.Open(filepath.Join(t.TempDir(), "full.db"), 0o600, &bolt.Options{MaxSize: 1 << 20})

@@ -376,6 +376,37 @@ func TestHubListenFailsAndClosesBackend(t *testing.T) {
 	}
 }
 
+// A bbolt path the file system refuses is not a bad command line: whether the hub cannot
+// open the database file or cannot create (or enter) its directory, it fails (exit 1), names
+// the path and says what to do. The tests run as root, whom permissions do not stop: a file
+// where a directory should be, and a dangling symbolic link, make the file system refuse.
+func TestHubBboltPathRefusedExits1(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	isDir := filepath.Join(dir, "isdir")
+	if err := os.MkdirAll(filepath.Join(isDir, "sluice.db"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(filepath.Join(dir, "missing", "target"), link); err != nil {
+		t.Skipf("no symbolic links here: %v", err)
+	}
+	for _, tc := range []struct{ path, want string }{
+		{isDir, "sluice.db"},                            // the database file cannot be opened
+		{filepath.Join(file, "sub"), "not a directory"}, // the path cannot be entered
+		{filepath.Join(file, "sub.db"), "not a directory"},
+		{link, "mkdir " + link}, // its directory cannot be created
+	} {
+		code, _, errs := runIO(t.Context(), "", "hub", "-listen", "127.0.0.1:0", "-backend", "bbolt:"+tc.path)
+		if code != 1 || strings.Contains(errs, "usage") || !strings.Contains(errs, tc.want) || !strings.Contains(errs, "name another") {
+			t.Errorf("sluice hub -backend bbolt:%s: exit %d, want 1 (not a usage error) saying %q and what to do\n%s", tc.path, code, tc.want, errs)
+		}
+	}
+}
+
 // A -listen or -metrics-addr port that is taken fails the start (exit 1) saying what to do.
 func TestHubPortInUse(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
