@@ -80,48 +80,95 @@ func createFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error
 			return err
 		}
 		defer r.Close()
-		// One Init per partition of the stream as it exists, which may differ from the
-		// count asked for when it existed already: collect until a short quiet period
-		// follows the last Init.
-		var stream string
-		seen := map[uint64]bool{}
-		for {
-			rctx, rcancel := ctx, context.CancelFunc(func() {})
-			if len(seen) > 0 {
-				rctx, rcancel = context.WithTimeout(ctx, initQuiet)
+		stream, n, err := createReplies(ctx, sio, r, protocol)
+		if err != nil {
+			if parent.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+				return &hubError{*hubAddr, fmt.Errorf("%w: no reply within -timeout %v (is it a sluice hub?)", client.ErrTimeout, *timeout)}
 			}
-			rep, err := r.recv(rctx)
-			rcancel()
-			if err != nil {
-				if len(seen) > 0 && ctx.Err() == nil {
-					break // quiet: all Inits are in
-				}
-				if parent.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-					return &hubError{*hubAddr, fmt.Errorf("%w: no reply within -timeout %v (is it a sluice hub?)", client.ErrTimeout, *timeout)}
-				}
-				if errors.Is(err, core.ErrUnavailable) {
-					return &hubError{*hubAddr, err}
-				}
-				return err
+			if errors.Is(err, core.ErrUnavailable) {
+				return &hubError{*hubAddr, err}
 			}
-			if rep.bp.Protocol != protocol {
-				return fmt.Errorf("unexpected %q reply from the hub", rep.bp.Protocol)
-			}
-			init, err := wire.DecodeInitPartitioned(rep.bp.Data)
-			if err != nil {
-				return err
-			}
-			stream, seen[init.Partition] = init.StreamName, true
+			return err
 		}
-		fmt.Fprintf(sio.out, "stream %s: %d partition(s)\n", stream, len(seen))
-		if partitionsSet && len(seen) != *partitions {
-			return fmt.Errorf("stream %s exists with %d partition(s), not %d; the partition count of an existing stream cannot be changed", stream, len(seen), *partitions)
+		fmt.Fprintf(sio.out, "stream %s: %d partition(s)\n", stream, n)
+		if partitionsSet && n != *partitions {
+			return fmt.Errorf("stream %s exists with %d partition(s), not %d; the partition count of an existing stream cannot be changed", stream, n, *partitions)
 		}
 		return nil
 	}
 }
 
-// initQuiet is how long create waits for more InitPartitioned replies after the last one.
+// createReplies reads the hub's answer to the create request sent on r and returns the
+// stream's name and partition count.
+//
+// The hub sends one Init per partition of the stream as it exists, which may differ from
+// the count asked for when it existed already, and nothing says which Init is the last.
+// So once the first Init has come (the stream exists), create asks the hub for the count
+// with sluice_stream_info. A hub that does not know it (older, or an Ockam node: an `error`
+// reply), cannot tell (StatusError or a sluice_error), or does not answer it within
+// -timeout, is counted the old way: its Inits, until initQuiet passes without one.
+func createReplies(ctx context.Context, sio *stdio, r *rpc, protocol string) (stream string, partitions int, err error) {
+	const infoID = 1
+	seen := map[uint64]bool{}
+	infoSent, quiet := false, false // quiet: count the Inits until a quiet period
+	for {
+		rctx, rcancel := ctx, context.CancelFunc(func() {})
+		if quiet {
+			rctx, rcancel = context.WithTimeout(ctx, initQuiet)
+		}
+		rep, err := r.recv(rctx)
+		rcancel()
+		switch {
+		case err == nil:
+		case len(seen) > 0 && quiet && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded):
+			return stream, len(seen), nil // quiet: all Inits are in
+		case len(seen) > 0 && !quiet && errors.Is(ctx.Err(), context.DeadlineExceeded):
+			fmt.Fprintf(sio.err, "sluice create: the hub did not answer %s within -timeout; counting the %d Init replies that came\n", wire.ProtocolStreamInfo, len(seen))
+			return stream, len(seen), nil
+		case infoSent && !quiet && ctx.Err() == nil && !errors.Is(err, core.ErrUnavailable):
+			// Not the connection nor the context: an `error` reply (see rpc.recv), which
+			// after an Init can only answer sluice_stream_info: a hub that does not know it.
+			quiet = true
+			continue
+		default:
+			return "", 0, err
+		}
+		switch rep.bp.Protocol {
+		case protocol:
+			init, err := wire.DecodeInitPartitioned(rep.bp.Data)
+			if err != nil {
+				return "", 0, err
+			}
+			stream, seen[init.Partition] = init.StreamName, true
+			if !infoSent {
+				infoSent = true
+				if err := r.send(ctx, hub.StreamAddress, wire.ProtocolStreamInfo, wire.StreamInfoRequest{RequestID: infoID, StreamName: stream}); err != nil {
+					return "", 0, err
+				}
+			}
+		case wire.ProtocolStreamInfo:
+			info, err := wire.DecodeStreamInfoReply(rep.bp.Data)
+			if err != nil || info.RequestID != infoID {
+				return "", 0, fmt.Errorf("unexpected %q reply from the hub", rep.bp.Protocol)
+			}
+			if info.Status != wire.StatusOK || !info.Partitions.Valid || info.Partitions.Value < 1 || info.Partitions.Value > core.MaxPartitions {
+				quiet = true // it cannot tell (or the stream went meanwhile): count the Inits
+				continue
+			}
+			return stream, int(info.Partitions.Value), nil
+		case wire.ProtocolRequestError:
+			if e, err := wire.DecodeRequestError(rep.bp.Data); err != nil || e.RequestID != infoID || e.Protocol != wire.ProtocolStreamInfo {
+				return "", 0, fmt.Errorf("unexpected %q reply from the hub", rep.bp.Protocol)
+			}
+			quiet = true // the hub could not serve sluice_stream_info (stopping, say)
+		default:
+			return "", 0, fmt.Errorf("unexpected %q reply from the hub", rep.bp.Protocol)
+		}
+	}
+}
+
+// initQuiet is how long create waits for more InitPartitioned replies after the last one,
+// when the hub does not report the partition count (see createReplies).
 const initQuiet = 300 * time.Millisecond
 
 // createWarnAfter is how long create retries a hub that refuses connections before it says
