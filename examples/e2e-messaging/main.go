@@ -35,10 +35,11 @@
 //  9. The hub stops; its storage file is scanned for a marker that every plaintext
 //     contains: it must occur 0 times.
 //
-// It ends with what was proved, and exits with status 1 if any check fails. With -ik, A
-// already knows B's key and uses Noise IK: its first message travels, encrypted, inside
-// handshake message 1, before B was ever online, and B's first process saves an open
-// channel.
+// It ends with what was proved, and exits with status 1 if any check fails, 2 on a bad
+// command line, and 130 (as a shell reports SIGINT) when interrupted before it finished:
+// then it says it was interrupted, not that a check failed. With -ik, A already knows B's
+// key and uses Noise IK: its first message travels, encrypted, inside handshake message 1,
+// before B was ever online, and B's first process saves an open channel.
 //
 // What survives B's process: its identity file; its session file, written by
 // securechannel's SaveSession (mode 0600, sealed with ChaCha20-Poly1305 under a key derived
@@ -61,10 +62,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"math"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/sluicehq/sluice/core"
@@ -74,30 +78,62 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == deviceFlag {
 		os.Exit(deviceMain(os.Args[1:], os.Stdout, os.Stderr))
 	}
-	cfg, err := parseFlags(os.Args[1:])
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	code := demoMain(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// exitInterrupted is the exit status of a demo interrupted (Ctrl-C) before it finished:
+// 128 plus SIGINT's number, as a shell reports a program that SIGINT ended.
+const exitInterrupted = 130
+
+// demoMain runs the demo with the command line args (without the program name) and returns
+// its exit status: 0 when every check passed, 1 when one failed, 2 on a bad command line,
+// exitInterrupted when ctx ended (Ctrl-C) before the demo finished.
+func demoMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg, err := parseFlags(args, stderr)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
-		os.Exit(0)
+		return 0
 	case errors.Is(err, errBadFlag):
-		os.Exit(2)
+		return 2
+	case err != nil:
+		fmt.Fprintf(stderr, "e2e-messaging: %s (see e2e-messaging -help)\n", strings.TrimPrefix(err.Error(), core.ErrInvalidOption.Error()+": "))
+		return 2
 	}
-	if err != nil {
-		usage(strings.TrimPrefix(err.Error(), core.ErrInvalidOption.Error()+": "))
-	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
 	limit := demoTimeout(cfg)
-	ctx, cancel := context.WithTimeout(ctx, limit)
+	rctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	cfg.Out = os.Stdout
-	if _, err := run(ctx, cfg); err != nil {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+	cfg.Out = stdout
+	if _, err := run(rctx, cfg); err != nil {
+		if interrupted(ctx, err) {
+			fmt.Fprintln(stderr, "e2e-messaging: interrupted before the demo finished")
+			return exitInterrupted
+		}
+		if errors.Is(rctx.Err(), context.DeadlineExceeded) {
 			err = fmt.Errorf("%w (the demo did not finish within its limit of %v: 2 minutes beyond -messages times -interval)", err, limit)
 		}
-		fmt.Fprintf(os.Stderr, "e2e-messaging: FAILED: %v\n", err)
-		os.Exit(1)
+		fmt.Fprintf(stderr, "e2e-messaging: FAILED: %v\n", err)
+		return 1
 	}
+	return 0
+}
+
+// interrupted reports whether err, the demo's failure, comes from an interrupt: ctx, the
+// context that Ctrl-C cancels, ended, or device B's process died of SIGINT (Ctrl-C in a
+// terminal reaches every process of the foreground group, B's too, perhaps before the
+// demo's own process has noticed).
+func interrupted(ctx context.Context, err error) bool {
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return true
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		ws, ok := ee.Sys().(syscall.WaitStatus)
+		return ok && ws.Signaled() && ws.Signal() == syscall.SIGINT
+	}
+	return false
 }
 
 // demoTimeout is how long a run of the demo with cfg may take: 2 minutes beyond the pauses
@@ -116,9 +152,10 @@ var errBadFlag = errors.New("bad flag")
 // parseFlags returns the demo's configuration from its command line (without the program
 // name). A bad setting is an error matching core.ErrInvalidOption; a flag that package flag
 // refused returns errBadFlag, once flag printed why; -help returns flag.ErrHelp.
-func parseFlags(args []string) (config, error) {
+func parseFlags(args []string, stderr io.Writer) (config, error) {
 	cfg := defaultConfig()
 	fs := flag.NewFlagSet("e2e-messaging", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address the embedded hub listens on")
 	fs.StringVar(&cfg.Dir, "dir", "", "new or empty directory for the hub's data and the identities (default: a temporary directory, removed at the end)")
 	fs.IntVar(&cfg.Messages, "messages", cfg.Messages, "messages A sends while B is offline")
@@ -143,10 +180,4 @@ func parseFlags(args []string) (config, error) {
 		cfg.Duplicates = min(cfg.Duplicates, cfg.Messages) // -messages 1 needs no -duplicates 1
 	}
 	return cfg, cfg.validate()
-}
-
-// usage reports a command-line mistake and exits with status 2, like the flag package.
-func usage(msg string) {
-	fmt.Fprintf(os.Stderr, "e2e-messaging: %s (see e2e-messaging -help)\n", msg)
-	os.Exit(2)
 }

@@ -10,9 +10,12 @@ import (
 	"math"
 	"net"
 	"os"
+	"os/exec"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -467,7 +470,7 @@ func TestFlakyLink(t *testing.T) {
 // then defaults to -messages. A -duplicates given above -messages is still refused.
 func TestParseFlagsFewMessages(t *testing.T) {
 	for _, n := range []int{1, 2} {
-		cfg, err := parseFlags([]string{"-messages", strconv.Itoa(n)})
+		cfg, err := parseFlags([]string{"-messages", strconv.Itoa(n)}, io.Discard)
 		if err != nil {
 			t.Fatalf("-messages %d: %v", n, err)
 		}
@@ -475,10 +478,10 @@ func TestParseFlagsFewMessages(t *testing.T) {
 			t.Errorf("-messages %d: messages %d, duplicates %d; want %d, %d", n, cfg.Messages, cfg.Duplicates, n, n)
 		}
 	}
-	if _, err := parseFlags([]string{"-messages", "2", "-duplicates", "3"}); !errors.Is(err, core.ErrInvalidOption) {
+	if _, err := parseFlags([]string{"-messages", "2", "-duplicates", "3"}, io.Discard); !errors.Is(err, core.ErrInvalidOption) {
 		t.Errorf("-messages 2 -duplicates 3: %v, want ErrInvalidOption", err)
 	}
-	if cfg, err := parseFlags(nil); err != nil || cfg != defaultConfig() {
+	if cfg, err := parseFlags(nil, io.Discard); err != nil || cfg != defaultConfig() {
 		t.Errorf("no flags: %+v, %v; want the defaults %+v", cfg, err, defaultConfig())
 	}
 }
@@ -497,5 +500,54 @@ func TestDemoTimeoutCoversThePauses(t *testing.T) {
 	cfg.Messages, cfg.Interval = math.MaxInt, time.Hour // no overflow into a negative limit
 	if d := demoTimeout(cfg); d < time.Hour {
 		t.Errorf("-messages %d -interval 1h: limit %v", cfg.Messages, d)
+	}
+}
+
+// cancelOn is a writer that cancels a context once what was written contains a string.
+type cancelOn struct {
+	mu     sync.Mutex
+	buf    bytes.Buffer
+	when   string
+	cancel context.CancelFunc
+}
+
+func (w *cancelOn) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	if strings.Contains(w.buf.String(), w.when) {
+		w.cancel()
+	}
+	return len(p), nil
+}
+
+// A demo interrupted (Ctrl-C) says so and exits with status 130, not that it failed: here
+// before anything happened, and once B's first process has come and gone (step 4).
+func TestDemoInterrupted(t *testing.T) {
+	for _, when := range []string{"", " 4. ["} {
+		ctx, cancel := context.WithCancel(t.Context())
+		stdout := &cancelOn{when: when, cancel: cancel}
+		var stderr bytes.Buffer
+		code := demoMain(ctx, []string{"-dir", t.TempDir()}, stdout, &stderr)
+		cancel()
+		if code != exitInterrupted || !strings.Contains(stderr.String(), "interrupted") || strings.Contains(stderr.String(), "FAILED") {
+			t.Errorf("demo interrupted at %q: exit %d, want %d saying it was interrupted\nstderr: %s", when, code, exitInterrupted, stderr.String())
+		}
+	}
+}
+
+// Ctrl-C in a terminal interrupts device B's process too, perhaps before the demo's own
+// process noticed: its death by SIGINT is an interrupt as well, its other failures are not.
+func TestInterruptedByDeviceB(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no SIGINT between processes on Windows")
+	}
+	err := exec.Command("sh", "-c", "kill -INT $$").Run()
+	if !interrupted(context.Background(), fmt.Errorf("device B's process: %w", err)) {
+		t.Errorf("a process that SIGINT ended (%v) is not an interrupt", err)
+	}
+	err = exec.Command("sh", "-c", "exit 1").Run()
+	if err == nil || interrupted(context.Background(), fmt.Errorf("device B's process: %w", err)) {
+		t.Errorf("a process that exited with status 1 (%v) is an interrupt", err)
 	}
 }
