@@ -77,6 +77,13 @@ func (p *printer) info(format string, args ...any) {
 	fmt.Fprintf(p.w, "               %s\n", fmt.Sprintf(format, args...))
 }
 
+// minResetEvery is the shortest -reset-every. The link resets all of A's connections at
+// once each period, so a connection lives less than one and must carry a request and its
+// reply in that time: with periods well under A's first reconnect delay (backoff.Min) that
+// rarely happens on a busy machine (with -reset-every 1ms A never read B's receipt, and the
+// demo ran into its time limit).
+const minResetEvery = 10 * time.Millisecond
+
 // validate returns an error matching core.ErrInvalidOption, naming the flag, when a
 // setting is out of range.
 func (cfg config) validate() error {
@@ -88,8 +95,8 @@ func (cfg config) validate() error {
 		bad = fmt.Sprintf("-duplicates %d: want 0 to -messages (%d)", cfg.Duplicates, cfg.Messages)
 	case cfg.ResetInFlight < 0:
 		bad = fmt.Sprintf("-reset-inflight %d: want 0 or more", cfg.ResetInFlight)
-	case cfg.ResetEvery < 0:
-		bad = fmt.Sprintf("-reset-every %v: want 0 or more", cfg.ResetEvery)
+	case cfg.ResetEvery < 0 || cfg.ResetEvery > 0 && cfg.ResetEvery < minResetEvery:
+		bad = fmt.Sprintf("-reset-every %v: want 0 (never) or at least %v", cfg.ResetEvery, minResetEvery)
 	case cfg.Interval < 0:
 		bad = fmt.Sprintf("-interval %v: want 0 or more", cfg.Interval)
 	default:

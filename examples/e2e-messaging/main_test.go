@@ -324,6 +324,7 @@ func TestDemoRejectsBadConfigs(t *testing.T) {
 		"negative dups":      func(c *config) { c.Duplicates = -1 },
 		"negative interval":  func(c *config) { c.Interval = -time.Millisecond },
 		"negative reset":     func(c *config) { c.ResetEvery = -time.Millisecond },
+		"reset too often":    func(c *config) { c.ResetEvery = minResetEvery - 1 },
 		"negative in flight": func(c *config) { c.ResetInFlight = -1 },
 	} {
 		cfg := defaultConfig()
@@ -500,6 +501,22 @@ func TestDemoTimeoutCoversThePauses(t *testing.T) {
 	cfg.Messages, cfg.Interval = math.MaxInt, time.Hour // no overflow into a negative limit
 	if d := demoTimeout(cfg); d < time.Hour {
 		t.Errorf("-messages %d -interval 1h: limit %v", cfg.Messages, d)
+	}
+}
+
+// A -reset-every too short for A's connections to carry a request and its reply (1ms: A
+// never read the receipt, and the demo ran into its time limit) is a bad command line
+// naming the flag and its minimum; the minimum itself is accepted.
+func TestResetEveryMinimum(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second) // were it accepted, the run would take minutes
+	defer cancel()
+	var stderr bytes.Buffer
+	if code := demoMain(ctx, []string{"-reset-every", "1ms", "-dir", t.TempDir()}, io.Discard, &stderr); code != 2 ||
+		!strings.Contains(stderr.String(), "-reset-every 1ms: want 0 (never) or at least "+minResetEvery.String()) {
+		t.Errorf("-reset-every 1ms: exit %d, want 2 naming the flag and its minimum\n%s", code, stderr.String())
+	}
+	if cfg, err := parseFlags([]string{"-reset-every", minResetEvery.String()}, io.Discard); err != nil || cfg.ResetEvery != minResetEvery {
+		t.Errorf("-reset-every %v: %+v, %v", minResetEvery, cfg, err)
 	}
 }
 
