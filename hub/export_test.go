@@ -47,3 +47,12 @@ func WithReplyTimeout(d time.Duration) Option {
 		return nil
 	}
 }
+
+// WithWriteTimeout sets the TCP transport's write timeout (tcp.WithWriteTimeout; 0: none),
+// so that a test can tell a socket the hub closes from one the write timeout closes.
+func WithWriteTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		c.writeTimeout = d
+		return nil
+	}
+}

@@ -354,7 +354,8 @@ func (h *Hub) Listen(addr string) (net.Addr, error) {
 			// rate-limits the warnings about messages to unknown addresses.
 			tcp.WithUndeliverableHook(h.undeliverable),
 			tcp.WithMaxConnections(h.cfg.maxConns),
-			tcp.WithIdleTimeout(h.cfg.idleTimeout))
+			tcp.WithIdleTimeout(h.cfg.idleTimeout),
+			tcp.WithWriteTimeout(h.cfg.writeTimeout))
 		if err != nil {
 			h.mu.Unlock()
 			return nil, fmt.Errorf("hub: listen %s: %w", addr, err)

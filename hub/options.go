@@ -8,6 +8,7 @@ import (
 
 	"github.com/sluicehq/sluice/core"
 	"github.com/sluicehq/sluice/core/routing"
+	"github.com/sluicehq/sluice/core/transport/tcp"
 	"github.com/sluicehq/sluice/core/wire"
 )
 
@@ -72,6 +73,7 @@ type config struct {
 	maxInFlight      int
 	workerIdle       time.Duration
 	replyTimeout     time.Duration // see replyTimeout; tests lengthen it
+	writeTimeout     time.Duration // the TCP transport's (tcp.WithWriteTimeout); tests change it
 	node             *routing.Node
 }
 
@@ -87,6 +89,7 @@ func defaultConfig() config {
 		maxParked:        DefaultMaxParkedPulls,
 		maxConns:         DefaultMaxConnections,
 		idleTimeout:      DefaultIdleTimeout,
+		writeTimeout:     tcp.DefaultWriteTimeout,
 		maxFetches:       DefaultMaxConcurrentFetches,
 		maxInFlight:      DefaultMaxAppendsInFlight,
 		workerIdle:       DefaultWorkerIdleTimeout,
