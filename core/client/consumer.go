@@ -388,6 +388,9 @@ type Consumer struct {
 	// open finds the partition's route without creating the stream (WithoutCreate, or a
 	// partition above 0). Only Run's goroutine uses it.
 	open partitionOpener
+	// noOpen: the hub does not know sluice_stream_open, so streamGone does not ask it.
+	// Only Run's goroutine uses it.
+	noOpen bool
 
 	received, handled, handlerErrors, skipped, dups, saves, pullErrors, reconnects atomic.Uint64
 }
@@ -521,7 +524,11 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 		var he *HandlerError
 		var fe *fatalError
-		if errors.As(err, &he) || errors.As(err, &fe) {
+		if errors.As(err, &fe) {
+			c.forget() // the stream (or the partition) it was read in, if any, is gone
+			return err
+		}
+		if errors.As(err, &he) {
 			return err
 		}
 		if progressed {
@@ -684,6 +691,11 @@ func (c *Consumer) session(ctx context.Context) (progressed bool, err error) {
 			if pullFailed {
 				c.pullErrors.Add(1)
 			}
+			if pullFailed && errors.Is(err, ErrRejected) && c.streamGone(ctx, s) {
+				c.forget()
+				return progressed, fmt.Errorf("client: consumer of %q: the hub refused a pull and reports that the stream or its partition %d no longer exists (was it deleted?): %w; the consumer forgot its position %d and reads the stream again from its saved index, or its start index: %w",
+					c.stream, c.cfg.partition, core.ErrStreamNotFound, next, err)
+			}
 			return progressed, err
 		}
 		if c.cfg.onPull != nil {
@@ -748,6 +760,38 @@ func (c *Consumer) session(ctx context.Context) (progressed bool, err error) {
 		}
 		deferred = !complete
 	}
+}
+
+// streamGone is called after the hub refused a pull on session s with an error reply (the
+// partition worker's fetch failed, or the hub has no worker for the partition: see the
+// hub's undeliverable). The reply's reason is text for people, so it asks the hub with
+// sluice_stream_open, which creates nothing, whether the stream still has the consumer's
+// partition, and reports true only when the hub answers that it does not. A hub that
+// cannot tell (status ERROR), does not answer in time (which fails the session) or does not
+// know sluice_stream_open (it is not asked again) leaves the position as it is.
+func (c *Consumer) streamGone(ctx context.Context, s *session) bool {
+	if c.noOpen {
+		return false
+	}
+	routes, err := s.openStream(ctx, c.open.nextID(), c.stream, c.cfg.requestTimeout)
+	switch {
+	case errors.Is(err, errors.ErrUnsupported): // a hub older than sluice_stream_open
+		c.noOpen = true
+		return false
+	case err != nil:
+		c.log.Debug("sluice consumer: cannot tell whether the stream still exists after a refused pull", "err", err)
+		return false
+	}
+	return len(routes) <= c.cfg.partition
+}
+
+// forget drops the consumer's in-memory position because the stream it was read in no
+// longer exists: the next session loads the saved index again, or starts at the start
+// index. The position is not saved at the end of Run either.
+func (c *Consumer) forget() {
+	c.mu.Lock()
+	c.next, c.known, c.unsaved = 0, false, false
+	c.mu.Unlock()
 }
 
 // pipeline holds a session's requests in flight: at most one pull and one index save.
