@@ -115,7 +115,8 @@ func WithIndexStorage(s core.IndexStorage) ConsumerOption {
 }
 
 // WithStartIndex sets where a consumer with no saved index starts (default 0: the oldest
-// message).
+// message), and, without a client id, where it starts again after its stream was deleted
+// (see [Consumer]).
 func WithStartIndex(i uint64) ConsumerOption {
 	return func(c *consumerConfig) error { c.start = i; return nil }
 }
@@ -364,6 +365,21 @@ type ConsumerStats struct {
 // reconnect, so it never skips a message; a message may be handled again after a crash
 // between the handler and the save (at-least-once).
 //
+// A stream deleted while the consumer reads it (by a tool, or through another hub) and
+// created again starts over at index 0, so the in-memory position means nothing in it.
+// When the hub refuses a pull with an error reply, the consumer asks it whether the stream
+// still has its partition (sluice_stream_open, which creates nothing); when the hub answers
+// that it does not, or a later session finds the stream missing ([WithoutCreate],
+// [WithConsumerPartition] above 0), the consumer forgets its position. Its next session
+// loads the saved index again: on a backend that deletes a stream's saved indexes with it
+// (see [core.StreamDeleter] and [core.IndexDeleter]; bbolt, memory and pulsar do) there is
+// none, so it reads the stream created again from the start index ([WithStartIndex],
+// default 0); where the saved index survived (a backend whose index storage cannot delete
+// indexes, or [WithIndexStorage], whose local store the deletion does not reach) it resumes
+// there. Without a client id it starts at the start index. A deletion the consumer never
+// sees as a refused pull or a missing stream goes unnoticed: see Limitations in the package
+// doc.
+//
 // Requests are pipelined: the pull of the next page is sent when a page arrives, before its
 // messages are handled, and the save after a page travels with that pull instead of before
 // it. At most one pull and one save are in flight; a save that fails ends the session like
@@ -487,7 +503,10 @@ func (c *Consumer) Close() error {
 // does not exist (it returns an error matching [core.ErrStreamNotFound]) or has no such
 // partition (an error matching [core.ErrInvalidArgument]). Connection failures, timeouts
 // and hub errors are retried with backoff; they never end Run and a failed pull is never
-// taken for "no messages". Once ctx has ended, Run stops waiting for the hub at once and
+// taken for "no messages". A session that ends because the stream no longer exists (see
+// [Consumer]) makes the consumer forget its position, also when Run ends with
+// [core.ErrStreamNotFound]: the next session, or the next Run, starts from the saved index
+// or the start index. Once ctx has ended, Run stops waiting for the hub at once and
 // starts no new session; it only tries once, for at most a second, to save a position it has
 // not saved yet (with [WithUnhandled] it first waits up to a second for what the handler
 // handed on). Run must not be called twice at the same time.

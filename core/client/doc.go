@@ -45,6 +45,14 @@
 // ends with an error matching [core.ErrStreamNotFound] when the stream does not exist, at
 // the start or after a reconnect.
 //
+// A stream deleted and created again starts over at index 0. When the hub refuses a
+// consumer's pull, the consumer asks it whether the stream still exists
+// (sluice_stream_open); if not, or when a later session finds the stream missing, it
+// forgets its in-memory position, and its next session loads the saved index again: gone
+// with the stream on backends that delete saved indexes with it ([core.IndexDeleter]), so
+// it reads the new stream from its start index; where the saved index survived, it resumes
+// there. Without a client id it starts at the start index.
+//
 // # Partitions
 //
 // A publisher and a consumer each talk to one partition of their stream: partition 0 by
@@ -78,4 +86,16 @@
 // partitions by key. The publisher's window counts messages, not bytes. A TCP
 // connection that silently stops delivering bytes is replaced only after the client's idle
 // timeout ([WithIdleTimeout]); until then requests time out and are resent on it.
+//
+// A consumer notices a deleted stream only when the hub refuses one of its pulls and then
+// reports the stream missing, or a session finds it missing. It misses a deletion when the
+// stream is created again before that: between two of its pulls' fetches (a tool deleted
+// and created the stream in the backend while its long poll was parked on a hub whose
+// partition worker stays up: the next fetch finds the new stream), between the refused
+// pull and its question, or while it is disconnected (its next session's stream_create
+// finds the stream created again, or creates it). It then goes on from its old position and
+// skips the new stream's first messages. A hub that cannot tell whether the stream exists,
+// or does not know sluice_stream_open, leaves the position as it is too. A save of the
+// position that the hub carries out after the deletion outlives it, and the consumer
+// resumes there.
 package client
