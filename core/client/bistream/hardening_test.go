@@ -563,27 +563,8 @@ func TestRetiringPublisherCountsTowardsBound(t *testing.T) {
 func TestFlushReportsFailureTakenByRetirement(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	mem, err := memory.New(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mem.Close()
 	const limit = 100 // the hub refuses larger messages (push confirm with status ERROR)
-	h, err := hub.New(&core.Backend{Storage: mem, Index: mem}, hub.WithMaxMessageSize(limit))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	a, err := h.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	px, err := faultproxy.New(a.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer px.Close()
-	defer px.Resume()
+	_, px := refusingHubBehindProxy(t, limit)
 	node, err := routing.NewNode()
 	if err != nil {
 		t.Fatal(err)
@@ -761,4 +742,36 @@ func TestReturnRouteFirstHopRefused(t *testing.T) {
 	if n := accepted.Load(); n > 0 {
 		t.Errorf("a stream message made the device open %d connection(s) to %s", n, ln.Addr())
 	}
+}
+
+// refusingHubBehindProxy starts a hub on a memory backend that refuses messages larger than
+// limit bytes (a push confirm with status ERROR), behind a fault-injecting proxy, and
+// returns the backend and the proxy. When the test ends the proxy lets everything through
+// again and closes, then the hub and the backend close.
+func refusingHubBehindProxy(t *testing.T, limit int) (*memory.Store, *faultproxy.Proxy) {
+	t.Helper()
+	mem, err := memory.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = mem.Close() })
+	h, err := hub.New(&core.Backend{Storage: mem, Index: mem}, hub.WithMaxMessageSize(limit))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Close() })
+	a, err := h.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	px, err := faultproxy.New(a.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		px.SetBlackhole(false)
+		px.Resume()
+		_ = px.Close()
+	})
+	return mem, px
 }

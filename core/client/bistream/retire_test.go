@@ -7,14 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicehq/sluice/backends/memory"
 	"github.com/sluicehq/sluice/core"
 	"github.com/sluicehq/sluice/core/client"
 	"github.com/sluicehq/sluice/core/client/bistream"
 	"github.com/sluicehq/sluice/core/routing"
-	"github.com/sluicehq/sluice/core/transport/faultproxy"
 	"github.com/sluicehq/sluice/core/wire"
-	"github.com/sluicehq/sluice/hub"
 )
 
 // TestPublishDuringRetirementIsNotDropped: a send that took a stream's publisher just before
@@ -28,27 +25,8 @@ import (
 func TestPublishDuringRetirementIsNotDropped(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	mem, err := memory.New(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mem.Close()
 	const limit = 100 // the hub refuses larger messages (push confirm with status ERROR)
-	h, err := hub.New(&core.Backend{Storage: mem, Index: mem}, hub.WithMaxMessageSize(limit))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	a, err := h.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	px, err := faultproxy.New(a.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer px.Close()
-	defer px.SetBlackhole(false)
+	mem, px := refusingHubBehindProxy(t, limit)
 	node, err := routing.NewNode()
 	if err != nil {
 		t.Fatal(err)
