@@ -564,17 +564,7 @@ func TestFlushReportsFailureTakenByRetirement(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	const limit = 100 // the hub refuses larger messages (push confirm with status ERROR)
-	_, px := refusingHubBehindProxy(t, limit)
-	node, err := routing.NewNode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer node.Close()
-	cli, err := client.Dial(px.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	_, px, node, cli := refusingHubBehindProxy(t, limit)
 	tr, err := bistream.New(node, cli, bistream.WithMaxPublishers(1),
 		bistream.WithPublisherOptions(client.WithMaxRejections(1), client.WithBackoff(fastBackoff)))
 	if err != nil {
@@ -745,10 +735,11 @@ func TestReturnRouteFirstHopRefused(t *testing.T) {
 }
 
 // refusingHubBehindProxy starts a hub on a memory backend that refuses messages larger than
-// limit bytes (a push confirm with status ERROR), behind a fault-injecting proxy, and
-// returns the backend and the proxy. When the test ends the proxy lets everything through
-// again and closes, then the hub and the backend close.
-func refusingHubBehindProxy(t *testing.T, limit int) (*memory.Store, *faultproxy.Proxy) {
+// limit bytes (a push confirm with status ERROR), behind a fault-injecting proxy, and a
+// device (a routing node and a client dialled through the proxy), and returns them. When
+// the test ends the device closes, the proxy lets everything through again and closes, then
+// the hub and the backend close.
+func refusingHubBehindProxy(t *testing.T, limit int) (*memory.Store, *faultproxy.Proxy, *routing.Node, *client.Client) {
 	t.Helper()
 	mem, err := memory.New(nil)
 	if err != nil {
@@ -773,5 +764,15 @@ func refusingHubBehindProxy(t *testing.T, limit int) (*memory.Store, *faultproxy
 		px.Resume()
 		_ = px.Close()
 	})
-	return mem, px
+	node, err := routing.NewNode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = node.Close() })
+	cli, err := client.Dial(px.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cli.Close() })
+	return mem, px, node, cli
 }

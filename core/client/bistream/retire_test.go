@@ -10,7 +10,6 @@ import (
 	"github.com/sluicehq/sluice/core"
 	"github.com/sluicehq/sluice/core/client"
 	"github.com/sluicehq/sluice/core/client/bistream"
-	"github.com/sluicehq/sluice/core/routing"
 	"github.com/sluicehq/sluice/core/wire"
 )
 
@@ -26,17 +25,7 @@ func TestPublishDuringRetirementIsNotDropped(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	const limit = 100 // the hub refuses larger messages (push confirm with status ERROR)
-	mem, px := refusingHubBehindProxy(t, limit)
-	node, err := routing.NewNode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer node.Close()
-	cli, err := client.Dial(px.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	mem, px, node, cli := refusingHubBehindProxy(t, limit)
 	// The pause after a refusal (the backoff) leaves time to set the scene; the close
 	// timeout is what a retirement's Close gives a message published during its wait.
 	pause := client.Backoff{Min: 3 * time.Second, Max: 3 * time.Second, Factor: 1}
