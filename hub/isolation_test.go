@@ -61,15 +61,23 @@ func waitFor(d time.Duration, cond func() bool) bool {
 }
 
 // stallTimeout is the reply timeout of the hubs of the tests below that check that a client
-// that stopped reading holds up nobody else: a hub that waited for that client would stall
-// them for this long, far above the bound they check (stallTimeout/2). It stays below the
-// TCP write timeout, which would otherwise close the stalled connection first.
-const stallTimeout = 20 * time.Second
+// that stopped reading holds up nobody else. Those hubs have no TCP write timeout either, so
+// nothing gives the stalled client up while a test runs: a hub that waited for that client
+// would stall the others for hours, and their requests fail at hubtest.ReplyTimeout. No
+// test measures how long a request took.
+const stallTimeout = time.Hour
+
+// stalledHub starts a hub whose reply and write timeouts never give a stalled client up
+// while a test runs (see stallTimeout).
+func stalledHub(t *testing.T, b *core.Backend, opts ...hub.Option) (*hub.Hub, string) {
+	t.Helper()
+	return isolatedHub(t, b, append([]hub.Option{hub.WithReplyTimeout(stallTimeout), hub.WithWriteTimeout(0)}, opts...)...)
+}
 
 func TestSlowClientDoesNotStallPartitionWriter(t *testing.T) {
 	b := openMemory(t)
 	defer b.Close()
-	h, addr := isolatedHub(t, b, hub.WithReplyTimeout(stallTimeout))
+	h, addr := stalledHub(t, b)
 	defer h.Close()
 	bad := hubtest.Dial(t, addr)
 	shared := bad.Create("shared")
@@ -78,14 +86,11 @@ func TestSlowClientDoesNotStallPartitionWriter(t *testing.T) {
 		bad.Send(shared.Route, wire.ProtocolPush, wire.PushRequest{RequestID: uint64(1000 + i), Data: []byte("x")})
 	}
 	time.Sleep(100 * time.Millisecond)
+	// A partition writer that waited for bad's connection would not answer before 4 reply
+	// timeouts: the push fails at hubtest.ReplyTimeout.
 	good := hubtest.Dial(t, addr)
-	start := time.Now()
 	if c := good.Push(shared, 1, []byte("hello")); c.Status != wire.StatusOK {
 		t.Fatalf("push status %d", c.Status)
-	}
-	// With the writer waiting for bad's connection it took 4 reply timeouts.
-	if took := time.Since(start); took > stallTimeout/2 {
-		t.Fatalf("a push to a shared partition took %v: one non-reading client stalls the partition writer", took.Round(time.Millisecond))
 	}
 }
 
@@ -150,7 +155,7 @@ func TestSlowConsumerSocketClosedAtOnce(t *testing.T) {
 func TestSlowClientDoesNotStallIndexService(t *testing.T) {
 	b := openMemory(t)
 	defer b.Close()
-	h, addr := isolatedHub(t, b, hub.WithMaxConcurrentFetches(8), hub.WithReplyTimeout(stallTimeout))
+	h, addr := stalledHub(t, b, hub.WithMaxConcurrentFetches(8))
 	defer h.Close()
 	index := wire.Route{wire.Local(hub.IndexAddress)}
 	bad := hubtest.Dial(t, addr)
@@ -159,39 +164,35 @@ func TestSlowClientDoesNotStallIndexService(t *testing.T) {
 		bad.Send(index, wire.ProtocolIndexGet, wire.IndexGetRequest{RequestID: uint64(i + 1), ClientID: fmt.Sprint("c", i), StreamName: "s"})
 	}
 	time.Sleep(100 * time.Millisecond)
+	// An index service whose slots were held while replying to bad would not answer before
+	// 4 reply timeouts: Expect fails at hubtest.ReplyTimeout.
 	good := hubtest.Dial(t, addr)
-	start := time.Now()
 	good.Send(index, wire.ProtocolIndexGet, wire.IndexGetRequest{RequestID: 1, ClientID: "good", StreamName: "s"})
 	good.Expect(wire.ProtocolIndexGet)
-	// With the backend slots held while replying it took 4 reply timeouts.
-	if took := time.Since(start); took > stallTimeout/2 {
-		t.Fatalf("an index get took %v: one non-reading client holds the index service's slots", took.Round(time.Millisecond))
-	}
 }
 
 func TestShutdownBoundedByCtxWithSlowClient(t *testing.T) {
 	b := openMemory(t)
 	defer b.Close()
-	h, addr := isolatedHub(t, b, hub.WithReplyTimeout(stallTimeout))
+	h, addr := stalledHub(t, b)
 	c := hubtest.Dial(t, addr)
 	stall(t, c)
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	start, done := time.Now(), make(chan error, 1)
+	done := make(chan error, 1)
 	go func() { done <- h.Shutdown(ctx) }()
+	// Pull replies waiting for the client, not cancelled by the hard stop, would hold
+	// Shutdown for a reply timeout, and a writer waiting to flush them for good: a guard
+	// against that hang, far above any time Shutdown needs, not a timing assertion.
+	const guard = 2 * time.Minute
 	select {
 	case err := <-done:
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("Shutdown returned %v, want an error matching context.DeadlineExceeded", err)
 		}
-		// Pull replies waiting for the client, not cancelled by the hard stop, held it
-		// for a reply timeout (and for good, before that, a writer waiting to flush them).
-		if took := time.Since(start); took > stallTimeout/2 {
-			t.Errorf("Shutdown with a 500ms ctx took %v", took.Round(time.Millisecond))
-		}
-	case <-time.After(stallTimeout + 10*time.Second):
+	case <-time.After(guard):
 		c.Close() // unblock the writer so the test ends
-		t.Errorf("Shutdown with a 500ms ctx still blocked after %v; returned %v after the client closed: %v", stallTimeout+10*time.Second, time.Since(start).Round(time.Millisecond), <-done)
+		t.Errorf("Shutdown with a 500ms ctx still blocked after %v; after the client closed it returned %v", guard, <-done)
 	}
 }
 
