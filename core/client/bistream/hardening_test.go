@@ -450,24 +450,37 @@ func TestCloseClosesPublishersConcurrently(t *testing.T) {
 }
 
 // TestSecondCloseWaitsForFirst: a Close while another is under way waits until it has
-// finished, and returns its result.
+// finished, and returns its result. The first Close is held in its publisher's Close until
+// the test releases it, so a second Close that returned meanwhile did not wait.
 func TestSecondCloseWaitsForFirst(t *testing.T) {
-	const closeTimeout = 3 * time.Second // how long the first Close takes (the hub is unreachable)
-	_, _, tr, send := offlineDevice(t, bistream.WithPublisherOptions(client.WithCloseTimeout(closeTimeout)))
+	_, _, tr, send := offlineDevice(t, bistream.WithPublisherOptions(client.WithCloseTimeout(100*time.Millisecond)))
 	if err := send(context.Background(), "a"); err != nil {
 		t.Fatal(err)
 	}
-	first := make(chan error, 1)
+	held, release := make(chan struct{}), make(chan struct{})
+	bistream.SetCloseHook(tr, func(closePublisher func() error) error {
+		close(held) // one publisher: called once
+		<-release
+		return closePublisher()
+	})
+	first, second := make(chan error, 1), make(chan error, 1)
 	go func() { first <- tr.Close() }()
-	waitFor(t, "the first Close to start", func() bool { _, err := tr.Route("a", ""); return err != nil })
-	err := tr.Close()
 	select {
-	case ferr := <-first:
-		if ferr == nil || err == nil || err.Error() != ferr.Error() {
-			t.Fatalf("the second Close returned %v, the first %v; want the same error (a message was left unconfirmed)", err, ferr)
-		}
-	case <-time.After(closeTimeout / 3): // the first returns just after the second
-		t.Fatal("the second Close returned while the first is still running")
+	case <-held:
+	case <-time.After(time.Minute): // a guard against a hang
+		t.Fatal("the first Close did not close the publisher within a minute")
+	}
+	go func() { second <- tr.Close() }()
+	select {
+	case err := <-second:
+		close(release)
+		t.Fatalf("the second Close returned (%v) while the first was still running", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	ferr, err := <-first, <-second
+	if ferr == nil || err == nil || err.Error() != ferr.Error() {
+		t.Fatalf("the second Close returned %v, the first %v; want the same error (a message was left unconfirmed)", err, ferr)
 	}
 }
 
