@@ -41,7 +41,7 @@ deletes them afterwards where the backend can delete streams.
 
 Ctrl-C stops the run: the measurement cut short is left out (it is no error), the backends
 not reached are listed as not measured, the report is marked interrupted and the exit
-status is 1.
+status is 130.
 
 Examples:
   sluice bench -backend bbolt:bench-data
@@ -170,7 +170,7 @@ func runBench(ctx context.Context, sio *stdio, cfg bench.Config, targets []bench
 		return werr
 	}
 	if err != nil {
-		return fmt.Errorf("interrupted (%v): the report is incomplete", context.Cause(ctx))
+		return interrupted(fmt.Sprintf(" (%v): the report is incomplete", context.Cause(ctx)))
 	}
 	var failed []string
 	for _, b := range rep.Backends {

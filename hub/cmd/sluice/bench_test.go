@@ -117,14 +117,14 @@ func TestBenchFailedBackendAndPassword(t *testing.T) {
 	}
 }
 
-// Ctrl-C stops bench: the report is written, marked interrupted, and the exit status is 1.
+// Ctrl-C stops bench: the report is written, marked interrupted, and the exit status is 130.
 func TestBenchInterrupted(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	code, out, errs := runIO(ctx, "", "bench", "-backend", "memory://", "-runs", "1", "-duration", "10ms", "-sizes", "64", "-out", dir)
-	if code != 1 || !strings.Contains(errs, "interrupted") {
-		t.Errorf("exit %d; want 1 and interrupted\nstdout: %s\nstderr: %s", code, out, errs)
+	if code != exitInterrupted || !strings.Contains(errs, "sluice bench: interrupted") {
+		t.Errorf("exit %d; want 130 and interrupted\nstdout: %s\nstderr: %s", code, out, errs)
 	}
 	if md, err := os.ReadFile(filepath.Join(dir, "bench.md")); err != nil || !strings.Contains(string(md), "INTERRUPTED") {
 		t.Errorf("bench.md (%v) is not marked INTERRUPTED:\n%s", err, md)

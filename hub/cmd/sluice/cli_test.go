@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -155,8 +156,8 @@ func TestCLIPushPull(t *testing.T) {
 		t.Fatalf("second pull with a client id printed %q", got)
 	}
 
-	// tail follows: a message pushed after it started is printed, and Ctrl-C ends it
-	// cleanly.
+	// tail follows: a message pushed after it started is printed, and Ctrl-C ends it,
+	// saying so, with exit status 130.
 	cliTail(t, h)
 
 	// SIGTERM: a clean, graceful exit.
@@ -252,8 +253,9 @@ func cliTail(t *testing.T, h *cliHub) {
 	}
 	select {
 	case err := <-exited:
-		if err != nil {
-			t.Fatalf("tail exit after SIGINT: %v\n%s", err, errb.String())
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != exitInterrupted || !strings.Contains(errb.String(), "sluice tail: interrupted after 2 message(s)") {
+			t.Fatalf("tail exit after SIGINT: %v; want exit status 130, saying it was interrupted after 2 messages\n%s", err, errb.String())
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("tail did not exit within 30s of SIGINT")

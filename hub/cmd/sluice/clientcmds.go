@@ -50,8 +50,9 @@ sluice push logs" runs until its input ends or Ctrl-C). A message the hub refuse
 (larger than its -max-message-size, or a backend that keeps failing) stops push.
 
 On a failure or Ctrl-C push stops reading its input, prints the indexes of the messages
-confirmed until then and exits 1 saying how many were confirmed, how many may or may not
-have been stored (none when nothing was sent), which were not sent, and why.
+confirmed until then and says how many were confirmed, how many may or may not have been
+stored (none when nothing was sent), which were not sent, and why; it exits 1, or 130
+after Ctrl-C.
 
 A message is at most 65023 bytes (one frame, whatever the backend allows; less when the
 hub runs with a lower -max-message-size). Arguments are all checked before any is pushed; a
@@ -91,7 +92,8 @@ pull exits 1 when the hub cannot be reached, also when the connection fails midw
 when it cannot write a message to standard output (it then says how many messages it
 printed; with -client-id the saved position stays at the first message it did not print).
 A pipe closed by its reader (| head) ends it at once, as it does any program; the saved
-position stays before the message being written then too.
+position stays before the message being written then too. Ctrl-C stops pull, saying how
+many messages it printed, with exit status 130.
 
 Examples:
   sluice pull orders
@@ -120,6 +122,8 @@ tail does not create streams: a stream that does not exist, or a -partition it d
 have, is an error (create it with "sluice create", with -partitions N for more than one),
 also when the hub comes back without it after an outage. While the hub cannot be reached,
 tail retries; it says so on stderr once per outage, and again when it reaches the hub.
+Ctrl-C stops tail, saying how many messages it printed, with exit status 130 (as a shell
+reports a program that SIGINT ended).
 
 Examples:
   sluice tail orders
@@ -201,7 +205,7 @@ func pushFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
 		cfg := pushConfig{hubAddr: *hubAddr, stream: stream, partition: *partition, window: *window, timeout: *timeout, quiet: *quiet, verbose: *verbose}
 		if keyed {
 			p, err := keyPartition(ctx, sio, cfg, *key)
-			if err != nil || ctx.Err() != nil {
+			if err != nil {
 				return err
 			}
 			cfg.partition = p
@@ -223,7 +227,7 @@ func keyPartition(ctx context.Context, sio *stdio, cfg pushConfig, key string) (
 	n, exists, err := streamPartitions(ctx, c, cfg.stream)
 	switch {
 	case err != nil && ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded):
-		return 0, nil // interrupted (Ctrl-C)
+		return 0, interrupted("; nothing was pushed")
 	case err != nil:
 		return 0, &hubError{cfg.hubAddr, err}
 	case !exists:
@@ -284,6 +288,9 @@ func push(parent context.Context, sio *stdio, cfg pushConfig, msgs []string) err
 		client.WithPublisherLogger(log), client.WithPublisherSessionErrors(onFail), client.WithCloseTimeout(0),
 		client.WithMaxRejections(pushMaxRejections), client.WithPartition(cfg.partition))
 	if err != nil {
+		if parent.Err() != nil {
+			return interrupted("; nothing was pushed")
+		}
 		return err
 	}
 	defer p.Close()
@@ -482,11 +489,13 @@ func (r pushResult) err(ctx context.Context, perr error, complete bool, cause er
 			r.input, r.failedN, r.failedSize, pushMaxRejections)
 	}
 	var b strings.Builder
+	stalled := errors.Is(context.Cause(ctx), errStalled)
+	interrupt := false // the words come from errInterrupted
 	switch {
-	case errors.Is(context.Cause(ctx), errStalled):
+	case stalled:
 		fmt.Fprintf(&b, "the hub confirmed nothing for -timeout %v", r.timeout)
 	case ctx.Err() != nil:
-		b.WriteString("interrupted")
+		interrupt = true
 	case perr != nil:
 		b.WriteString(perr.Error())
 	case refusedMsg != "":
@@ -549,6 +558,9 @@ func (r pushResult) err(ctx context.Context, perr error, complete bool, cause er
 		fmt.Fprintf(&b, "; message %d was not sent", r.args)
 	case r.args == 0 && !complete:
 		fmt.Fprintf(&b, "; line %d and the rest of standard input were not pushed", r.published+1)
+	}
+	if interrupt {
+		return interrupted(b.String())
 	}
 	return errors.New(b.String())
 }
@@ -664,7 +676,7 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 		if !follow {
 			n, exists, err := streamPartitions(ctx, c, stream)
 			if ctx.Err() != nil {
-				return nil // interrupted (Ctrl-C)
+				return interrupted("; nothing was printed")
 			}
 			if err != nil {
 				return &hubError{*hubAddr, err}
@@ -803,7 +815,7 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 			return errNoStream(stream, *hubAddr, *partition)
 		}
 		if ctx.Err() != nil && !errors.Is(err, errDone) {
-			return nil // interrupted (Ctrl-C)
+			return interrupted(fmt.Sprintf(" after %d message(s)", printed))
 		}
 		if err != nil && !errors.Is(err, errDone) {
 			return err

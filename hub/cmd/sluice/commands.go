@@ -54,6 +54,23 @@ func register(c *command) {
 // does for the conformance command.
 var errUsage = errors.New("usage")
 
+// errInterrupted marks the error of a command that Ctrl-C (SIGINT) or SIGTERM stopped
+// before it finished: run prints it and returns exitInterrupted.
+var errInterrupted = errors.New("interrupted")
+
+// exitInterrupted is the exit status of a command interrupted before it finished: 128 plus
+// SIGINT's number, as a shell reports a program that SIGINT ended.
+const exitInterrupted = 130
+
+// interrupted returns errInterrupted, followed by what detail says (what was done, what
+// was not) when it is not empty.
+func interrupted(detail string) error {
+	if detail == "" {
+		return errInterrupted
+	}
+	return fmt.Errorf("%w%s", errInterrupted, detail)
+}
+
 func usageErr(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{errUsage}, args...)...)
 }
@@ -65,7 +82,8 @@ func cliMessage(err error) string {
 }
 
 // run dispatches args to a command and returns the process exit status: 0 on success, 1 on
-// failure, 2 on a bad command line.
+// failure, 2 on a bad command line, exitInterrupted (130) when ctx ended (Ctrl-C) before a
+// command that talks to a hub or measures backends finished.
 func run(ctx context.Context, args []string, sio *stdio) int {
 	if len(args) == 0 {
 		printCommands(sio.err)
@@ -113,6 +131,9 @@ func run(ctx context.Context, args []string, sio *stdio) int {
 		if errors.Is(err, errUsage) || errors.Is(err, certify.ErrUsage) {
 			fmt.Fprintf(sio.err, "usage: %s (see sluice %s -help)\n", c.synopsis(), name)
 			return 2
+		}
+		if errors.Is(err, errInterrupted) {
+			return exitInterrupted
 		}
 		return 1
 	}

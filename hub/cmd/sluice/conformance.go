@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 
 	"github.com/sluicehq/sluice/conformance/certify"
@@ -26,7 +27,8 @@ conformance.junit.xml. The exit status is 1 when any subtest failed.
 
 Ctrl-C stops the run: the subtest running then is reported as interrupted (not failed),
 the subtests and backends not reached as not run, the report is titled INTERRUPTED, and
-the exit status is 1.
+the exit status is 130, also when subtests failed before it (the last line names the
+backends they failed on).
 
 -run selects subtests like "go test -run": a slash-separated list of regular expressions,
 each matching one level of the name ("Storage/AppendFetch/AllByteValues").
@@ -55,6 +57,18 @@ func conformanceFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) 
 				return err
 			}
 		}
-		return certify.Run(ctx, sio.out, c)
+		err := certify.Run(ctx, sio.out, c)
+		if err != nil && ctx.Err() != nil && !errors.Is(err, certify.ErrUsage) {
+			return interruptedError{err} // its text says what was and was not run
+		}
+		return err
 	}
 }
+
+// interruptedError is the error of a run that Ctrl-C ended, which already says so: it
+// matches errInterrupted (exit status 130) without adding the word again.
+type interruptedError struct{ error }
+
+func (e interruptedError) Is(target error) bool { return target == errInterrupted }
+
+func (e interruptedError) Unwrap() error { return e.error }

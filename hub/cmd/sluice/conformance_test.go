@@ -225,7 +225,7 @@ func TestConformanceUsage(t *testing.T) {
 
 // Ctrl-C during "sluice conformance" is not a failure of the backend it was testing: the
 // subtest it cut short is interrupted, the backend not reached is listed as not run, the
-// report says INTERRUPTED, and the exit status is 1.
+// report says INTERRUPTED, and the exit status is 130.
 func TestConformanceInterruptIsNotAFailure(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(t.Context())
@@ -241,8 +241,8 @@ func TestConformanceInterruptIsNotAFailure(t *testing.T) {
 	var out bytes.Buffer
 	code := run(ctx, []string{"conformance", "-backend", interruptScheme + "://", "-backend", "memory://", "-out", dir},
 		&stdio{in: strings.NewReader(""), out: &out, err: &out})
-	if code != 1 || !strings.Contains(out.String(), "---- memory#2: not run (interrupted)") || !strings.Contains(out.String(), "interrupted") {
-		t.Errorf("exit %d; want 1, saying interrupted and memory#2 not run:\n%s", code, out.String())
+	if code != exitInterrupted || !strings.Contains(out.String(), "---- memory#2: not run (interrupted)") || !strings.Contains(out.String(), "sluice conformance: interrupted (") {
+		t.Errorf("exit %d; want 130, saying interrupted and memory#2 not run:\n%s", code, out.String())
 	}
 	data, err := os.ReadFile(filepath.Join(dir, "conformance.json"))
 	if err != nil {

@@ -27,7 +27,7 @@ differs from them (the partition count of an existing stream cannot be changed):
 
 While nothing listens at -hub yet (connection refused: a hub just started, or restarting),
 create tries again until -timeout, saying so on stderr after a second; a script can run
-"sluice hub &" and then "sluice create" at once.
+"sluice hub &" and then "sluice create" at once. Ctrl-C stops it with exit status 130.
 
 Examples:
   sluice create orders
@@ -77,12 +77,18 @@ func createFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error
 		req := wire.CreateStreamPartitionedRequest{StreamName: name, Partitions: uint64(*partitions)}
 		r, err := sendCreate(ctx, sio, *hubAddr, *timeout, protocol, req)
 		if err != nil {
+			if parent.Err() != nil && !errors.Is(err, errInterrupted) {
+				return interrupted("")
+			}
 			return err
 		}
 		defer r.Close()
 		stream, n, err := createReplies(ctx, sio, r, protocol)
 		if err != nil {
-			if parent.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			if parent.Err() != nil {
+				return interrupted(" before the hub answered: the stream may or may not have been created")
+			}
+			if errors.Is(err, context.DeadlineExceeded) {
 				return &hubError{*hubAddr, fmt.Errorf("%w: no reply within -timeout %v (is it a sluice hub?)", client.ErrTimeout, *timeout)}
 			}
 			if errors.Is(err, core.ErrUnavailable) {
@@ -215,7 +221,7 @@ func sendCreate(ctx context.Context, sio *stdio, addr string, timeout time.Durat
 			}
 		}
 		if errors.Is(ctx.Err(), context.Canceled) { // Ctrl-C, not -timeout
-			return nil, fmt.Errorf("interrupted; last error: %w", &hubError{addr, refused})
+			return nil, fmt.Errorf("%w; last error: %w", errInterrupted, &hubError{addr, refused})
 		}
 		return nil, &hubError{addr, refused}
 	}

@@ -39,7 +39,9 @@ taken, answers waiting pulls, then exits. Requests that arrive meanwhile are ans
 taken, and Sluice clients send them again once the hub is back. What is not done within
 -shutdown-timeout is abandoned: pushes whose append was cut short are confirmed with
 status ERROR. -shutdown-timeout bounds closing the backend too (at least 1s is left for
-it), so the hub exits soon after it. A second SIGINT or SIGTERM stops the hub at once.
+it), so the hub exits soon after it. A graceful stop exits with status 0; one that did not
+finish within -shutdown-timeout, or a backend that failed to close, exits 1. A second
+SIGINT or SIGTERM stops the hub at once.
 
 The hub does not authenticate its clients: whoever reaches -listen can create, push to,
 read and move the saved index of any stream (payloads sent through secure channels stay

@@ -82,7 +82,7 @@ func TestCLIPartition(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	cancel()
-	if r := <-done; r.code != 0 || r.out != "x\ny\n" {
+	if r := <-done; r.code != exitInterrupted || r.out != "x\ny\n" {
 		t.Fatalf("tail -partition 1: exit %d, stdout %q, stderr %s", r.code, r.out, r.err)
 	}
 }

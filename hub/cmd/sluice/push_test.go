@@ -99,9 +99,9 @@ func TestPushInterruptWhileStdinQuiet(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("push still running 10s after the interrupt: it waits for the next line of standard input")
 	}
-	if r.code != 1 || r.out != "0\n" || !strings.Contains(r.err, "interrupted") || !strings.Contains(r.err, "1 of 1 line(s) confirmed") ||
+	if r.code != exitInterrupted || r.out != "0\n" || !strings.HasPrefix(r.err, "sluice push: interrupted\n") || !strings.Contains(r.err, "1 of 1 line(s) confirmed") ||
 		!strings.Contains(r.err, "line 2 and the rest of standard input were not pushed") {
-		t.Errorf("exit %d, stdout %q, stderr:\n%s\nwant exit 1, index 0, interrupted, 1 of 1 confirmed, line 2 not pushed", r.code, r.out, r.err)
+		t.Errorf("exit %d, stdout %q, stderr:\n%s\nwant exit 130, index 0, interrupted, 1 of 1 confirmed, line 2 not pushed", r.code, r.out, r.err)
 	}
 	go func() { _, _ = w.Write([]byte("late\n")) }() // a reader left must drop it; ends at cleanup
 	time.Sleep(200 * time.Millisecond)

@@ -173,8 +173,8 @@ func TestCLITailWarnsWhileHubIsDown(t *testing.T) {
 	proxy.SetRefuse(false)
 	waitFor("connected to hub "+addr, 2)
 	cancel()
-	if code := <-exited; code != 0 {
-		t.Fatalf("tail exit %d after interrupt; stderr:\n%s", code, stderr())
+	if code := <-exited; code != exitInterrupted || !strings.HasSuffix(stderr(), "sluice tail: interrupted after 0 message(s)\n") {
+		t.Fatalf("tail exit %d after interrupt, want 130 saying so; stderr:\n%s", code, stderr())
 	}
 }
 
@@ -393,8 +393,8 @@ func TestCLICreateInterruptedWhileWaiting(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	time.AfterFunc(200*time.Millisecond, cancel)
 	code, _, errs := runIO(ctx, "", "create", "-hub", addr, "s")
-	if want := "sluice create: interrupted; last error: cannot reach hub " + addr + ": connection refused"; code != 1 || !strings.HasPrefix(errs, want) {
-		t.Errorf("create interrupted while the hub refuses: exit %d, stderr %q; want 1 and %q", code, errs, want)
+	if want := "sluice create: interrupted; last error: cannot reach hub " + addr + ": connection refused"; code != exitInterrupted || !strings.HasPrefix(errs, want) {
+		t.Errorf("create interrupted while the hub refuses: exit %d, stderr %q; want 130 and %q", code, errs, want)
 	}
 }
 
