@@ -152,6 +152,9 @@ const pushMaxRejections = 3
 // maxPushWindow is the largest -window of push: its in-flight messages are buffered.
 const maxPushWindow = client.MaxWindow
 
+// defaultPushTimeout is the default -timeout of push.
+const defaultPushTimeout = 30 * time.Second
+
 // errStalled ends a push whose messages the hub did not confirm for -timeout.
 var errStalled = errors.New("stalled")
 
@@ -159,7 +162,7 @@ func pushFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
 	hubAddr := hubFlag(fs)
 	quiet := fs.Bool("quiet", false, "do not print the indexes")
 	window := fs.Int("window", client.DefaultWindow, fmt.Sprintf("messages in flight before push waits for confirms (1 to %d)", maxPushWindow))
-	timeout := fs.Duration("timeout", 30*time.Second, "give up when messages wait for the hub's confirm and none arrives for this long (a push that keeps being confirmed, or waits for standard input, does not time out)")
+	timeout := fs.Duration("timeout", defaultPushTimeout, "give up when messages wait for the hub's confirm and none arrives for this long (a push that keeps being confirmed, or waits for standard input, does not time out)")
 	verbose := fs.Bool("v", false, "log reconnects and retries to stderr")
 	partition := partitionFlag(fs)
 	key := fs.String("key", "", "push to the partition of this key (Kafka's default partitioner) instead of -partition; the stream must exist")
@@ -493,7 +496,7 @@ func (r pushResult) err(ctx context.Context, perr error, complete bool, cause er
 	interrupt := false // the words come from errInterrupted
 	switch {
 	case stalled:
-		fmt.Fprintf(&b, "the hub confirmed nothing for -timeout %v", r.timeout)
+		fmt.Fprintf(&b, "the hub confirmed nothing for -timeout %v, so push gave up", r.timeout)
 	case ctx.Err() != nil:
 		interrupt = true
 	case perr != nil:
@@ -558,6 +561,9 @@ func (r pushResult) err(ctx context.Context, perr error, complete bool, cause er
 		fmt.Fprintf(&b, "; message %d was not sent", r.args)
 	case r.args == 0 && !complete:
 		fmt.Fprintf(&b, "; line %d and the rest of standard input were not pushed", r.published+1)
+	}
+	if stalled {
+		fmt.Fprintf(&b, "\n  a hub that is slow or restarting needs a longer -timeout (the default is %v)", defaultPushTimeout)
 	}
 	if interrupt {
 		return interrupted(b.String())

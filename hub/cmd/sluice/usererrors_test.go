@@ -105,8 +105,8 @@ func TestCLIUnreachableHub(t *testing.T) {
 	// push: a warning at the first failure, then the last cause, and that nothing was
 	// sent (so nothing can have been stored).
 	code, _, errs := runIO(t.Context(), "", "push", "-timeout", "1s", "-hub", addr, "greetings", "x", "y")
-	for _, w := range append(refused, "; retrying for up to -timeout 1s\n", "the hub confirmed nothing for -timeout 1s",
-		"0 of 2 message(s) confirmed", "; nothing was sent") {
+	for _, w := range append(refused, "; retrying for up to -timeout 1s\n", "the hub confirmed nothing for -timeout 1s, so push gave up",
+		"0 of 2 message(s) confirmed", "; nothing was sent", "\n  a hub that is slow or restarting needs a longer -timeout (the default is 30s)\n") {
 		if !strings.Contains(errs, w) {
 			t.Errorf("push to a hub that is not running: stderr lacks %q", w)
 		}
