@@ -6,14 +6,20 @@
 // It needs nothing but this repository (everything runs in one process on 127.0.0.1):
 //
 //	go run ./examples/quickstart
+//	go run ./examples/quickstart -listen 127.0.0.1:4000   # the hub on a fixed port
+//
+// It exits with status 1 on a failure, 2 on a bad command line (it takes no arguments
+// besides -listen), and 130 when interrupted (Ctrl-C) before it finished.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"time"
 
@@ -24,14 +30,44 @@ import (
 )
 
 func main() {
-	listen := flag.String("listen", "127.0.0.1:0", "address the embedded hub listens on")
-	flag.Parse()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := run(ctx, *listen, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "quickstart:", err)
-		os.Exit(1)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	code := quickstartMain(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// exitInterrupted is the exit status when Ctrl-C stopped the program before it finished:
+// 128 plus SIGINT's number, as a shell reports a program that SIGINT ended.
+const exitInterrupted = 130
+
+// quickstartMain runs the program with the command line args (without the program name)
+// and returns its exit status: 0 when it finished, 1 on a failure, 2 on a bad command line,
+// exitInterrupted when ctx ended (Ctrl-C) first.
+func quickstartMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("quickstart", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:0", "address the embedded hub listens on")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
 	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "quickstart: unexpected argument %q: it takes only -listen ADDR (see quickstart -help)\n", fs.Arg(0))
+		return 2
+	}
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := run(rctx, *listen, stdout); err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintln(stderr, "quickstart: interrupted before it finished")
+			return exitInterrupted
+		}
+		fmt.Fprintln(stderr, "quickstart:", err)
+		return 1
+	}
+	return 0
 }
 
 func run(ctx context.Context, listen string, out io.Writer) error {

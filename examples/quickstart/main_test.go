@@ -26,3 +26,24 @@ func TestQuickstart(t *testing.T) {
 		t.Fatalf("indexes read %q, want 0..3 once each\n%s", got, out.String())
 	}
 }
+
+// A bad command line is a usage error (exit status 2), not ignored: an argument that is no
+// flag, or a flag that does not exist.
+func TestQuickstartBadCommandLine(t *testing.T) {
+	for _, args := range [][]string{{"extra"}, {"-listen", "127.0.0.1:0", "extra"}, {"-nope"}} {
+		var out, errb bytes.Buffer
+		if code := quickstartMain(t.Context(), args, &out, &errb); code != 2 || out.Len() != 0 || errb.Len() == 0 {
+			t.Errorf("quickstart %q: exit %d, stdout %q, stderr %q; want 2, nothing run, and why on stderr", args, code, out.String(), errb.String())
+		}
+	}
+}
+
+// Ctrl-C (here before it started) says it interrupted the program, with exit status 130.
+func TestQuickstartInterrupted(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	var out, errb bytes.Buffer
+	if code := quickstartMain(ctx, nil, &out, &errb); code != exitInterrupted || !strings.Contains(errb.String(), "interrupted") {
+		t.Errorf("quickstart interrupted: exit %d, stderr %q; want 130 saying interrupted", code, errb.String())
+	}
+}
