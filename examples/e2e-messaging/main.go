@@ -160,7 +160,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.Dir, "dir", "", "new or empty directory for the hub's data and the identities (default: a temporary directory, removed at the end)")
 	fs.IntVar(&cfg.Messages, "messages", cfg.Messages, "messages A sends while B is offline")
 	fs.DurationVar(&cfg.Interval, "interval", cfg.Interval, "pause between two of A's messages")
-	fs.IntVar(&cfg.Duplicates, "duplicates", cfg.Duplicates, "ciphertexts stored twice, as an at-least-once retry would (at most -messages; default 3, or -messages when fewer)")
+	fs.IntVar(&cfg.Duplicates, "duplicates", cfg.Duplicates, "ciphertexts stored twice, as an at-least-once retry would (at most -messages; if this flag is not given and -messages is fewer, -messages)")
 	fs.IntVar(&cfg.ResetInFlight, "reset-inflight", cfg.ResetInFlight, "halfway through A's messages, the flaky link holds the hub's answers while A sends this many in a burst, then resets A's connection with them stored but unconfirmed (0: no such reset)")
 	fs.DurationVar(&cfg.ResetEvery, "reset-every", cfg.ResetEvery, "the flaky link also resets A's connections this often, except while it stalls (0: never; else at least "+minResetEvery.String()+")")
 	fs.BoolVar(&cfg.IK, "ik", false, "use the Noise IK pattern: A knows B's key and its first message travels in the handshake, before B was ever online")

@@ -568,3 +568,21 @@ func TestInterruptedByDeviceB(t *testing.T) {
 		t.Errorf("a process that exited with status 1 (%v) is an interrupt", err)
 	}
 }
+
+// -help states each flag's default once: package flag adds "(default N)" to a usage that
+// must not say it again.
+func TestHelpStatesEachDefaultOnce(t *testing.T) {
+	var stderr bytes.Buffer
+	if code := demoMain(t.Context(), []string{"-help"}, io.Discard, &stderr); code != 0 {
+		t.Fatalf("-help: exit %d\n%s", code, stderr.String())
+	}
+	flags := strings.Split(stderr.String(), "\n  -")[1:]
+	if len(flags) == 0 {
+		t.Fatalf("-help lists no flag:\n%s", stderr.String())
+	}
+	for _, f := range flags {
+		if n := strings.Count(f, "default"); n > 1 {
+			t.Errorf("-help says default %d times for one flag:\n  -%s", n, f)
+		}
+	}
+}
