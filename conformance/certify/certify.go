@@ -133,8 +133,8 @@ func Run(ctx context.Context, w io.Writer, c Config) error {
 // Main is a certifier's main function: it parses the command line (the flags of
 // [Config.Flags]; -help describes them), runs [Run] until it ends or the process gets
 // SIGINT or SIGTERM (the run then ends as interrupted; a second signal stops the process
-// at once), and exits with status 0 when every
-// backend passed, 1 when one failed or the run was interrupted, 2 on a bad command line.
+// at once), and exits with status 0 when every backend passed, 1 when one failed, 2 on a
+// bad command line and 130 when the run was interrupted (as `sluice conformance` does).
 func Main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	// The first signal ends the run as interrupted (the reports are written); then the
@@ -156,7 +156,8 @@ func mainArgs(ctx context.Context, name string, args []string, stdout, stderr io
 
 Run Sluice's conformance suite (%s %s) against each backend URL and write
 conformance.md, conformance.json and conformance.junit.xml into the -out directory. Exit
-status 1 when a subtest failed. Registered schemes: %s.
+status 1 when a subtest failed, 130 when SIGINT or SIGTERM interrupted the run.
+Registered schemes: %s.
 
 flags:
 `, name, core.ModulePath, core.Version(), strings.Join(core.Schemes(), ", "))
@@ -178,10 +179,17 @@ flags:
 			fmt.Fprintf(stderr, "run %s -help for the flags\n", name)
 			return 2
 		}
+		if ctx.Err() != nil {
+			return exitInterrupted
+		}
 		return 1
 	}
 	return 0
 }
+
+// exitInterrupted is Main's exit status for a run that a signal interrupted: 128 plus
+// SIGINT's number, as a shell reports a program that SIGINT ended.
+const exitInterrupted = 130
 
 // run runs the suite against every backend of c, printing progress to w, and
 // writes the reports. It returns an error when a subtest failed or a report could not be

@@ -126,3 +126,15 @@ func TestRunInterrupted(t *testing.T) {
 		t.Errorf("report of an interrupted run:\n%s", md)
 	}
 }
+
+// TestMainInterruptedExits130: a certifier interrupted by a signal exits 130, as `sluice
+// conformance` does, not 1 (a failed backend).
+func TestMainInterruptedExits130(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	var out, errb bytes.Buffer
+	code := mainArgs(ctx, "certify-mybroker", []string{"-backend", "memory://", "-out", t.TempDir()}, &out, &errb)
+	if code != 130 || !strings.Contains(errb.String(), "interrupted") {
+		t.Fatalf("exit %d, stderr %q; want 130 and the run reported as interrupted", code, errb.String())
+	}
+}

@@ -8,9 +8,9 @@
 //
 // Run "sluice help" for every command and "sluice COMMAND -help" for its flags and
 // examples. The exit status is 0 on success, 1 on a failure, 2 on a bad command line, and
-// 130 when Ctrl-C (or SIGTERM) stopped a command before it finished (a hub stopped that way
-// exits 0 once its graceful stop is done). The behaviour lives in the libraries (package hub, core/client); this main
-// parses flags and wires them together.
+// 130 when Ctrl-C (or SIGTERM) stopped a command before it finished (a hub stopped that
+// way exits 0 once its graceful stop is done). The behaviour lives in the libraries
+// (package hub, core/client); this main parses flags and wires them together.
 package main
 
 import (
