@@ -78,7 +78,7 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == deviceFlag {
 		os.Exit(deviceMain(os.Args[1:], os.Stdout, os.Stderr))
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := demoMain(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
