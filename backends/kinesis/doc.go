@@ -90,7 +90,11 @@
 // and the like) are core.ErrInvalidOption, with what to check: the credentials, the region,
 // or the IAM policy, which must allow kinesis:ListStreams, CreateStream,
 // DescribeStreamSummary, ListShards, PutRecord, GetShardIterator, GetRecords and
-// DeleteStream. The SDK error stays in the chain for errors.As.
+// DeleteStream. When the AWS SDK finds no credentials to sign a request with (none in
+// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, no AWS_PROFILE or shared credentials file, no
+// instance or task role), or cannot refresh them, the error matches core.ErrInvalidOption
+// too, is not retried, and says what to set; the kinesis:// URL carries no credentials. The
+// SDK error stays in the chain for errors.As.
 //
 // # Limitations
 //

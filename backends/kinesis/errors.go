@@ -7,7 +7,9 @@ import (
 	"net"
 	"slices"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/aws/smithy-go"
 
@@ -30,6 +32,9 @@ func mapErr(op, stream string, err error) error {
 		return err
 	case errors.As(err, &notFound):
 		return fmt.Errorf("kinesis: %s %q: %w: %w", op, stream, core.ErrStreamNotFound, err)
+	case isCredsErr(err):
+		// No request was sent: the SDK found no credentials to sign it with.
+		return fmt.Errorf("kinesis: %s %q: %w: %w (%s)", op, stream, core.ErrInvalidOption, err, credsHint)
 	case isAuthErr(err):
 		// Not retryable: the same credentials and policies fail again. core.ErrInvalidOption,
 		// as the Kafka and Pulsar backends map theirs: what must change is the configuration
@@ -110,6 +115,58 @@ func authHint(err error) string {
 		"stream resource policy denies it"
 }
 
+// credsError is a failure to find or refresh the credentials that sign a request (no
+// request was sent). [markCredentials] puts it in the chain of every call's error.
+type credsError struct{ err error }
+
+func (e *credsError) Error() string { return "no AWS credentials: " + e.err.Error() }
+func (e *credsError) Unwrap() error { return e.err }
+
+// markedCreds is a credentials provider whose failures are credsErrors.
+type markedCreds struct{ aws.CredentialsProvider }
+
+func (m markedCreds) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	c, err := m.CredentialsProvider.Retrieve(ctx)
+	if err != nil && ctx.Err() == nil {
+		err = &credsError{err}
+	}
+	return c, err
+}
+
+// IsCredentialsProvider and ProviderSources answer for the provider marked, as the SDK asks.
+func (m markedCreds) IsCredentialsProvider(target aws.CredentialsProvider) bool {
+	return aws.IsCredentialsProvider(m.CredentialsProvider, target)
+}
+
+func (m markedCreds) ProviderSources() []aws.CredentialSource {
+	if s, ok := m.CredentialsProvider.(aws.CredentialProviderSource); ok {
+		return s.ProviderSources()
+	}
+	return nil
+}
+
+// markCredentials is given to every Kinesis call: it marks the failures of the client's
+// credentials provider for that call only (the caller's client is not changed). A client
+// without one sends unsigned requests, which AWS refuses: isAuthErr handles those.
+func markCredentials(o *kinesis.Options) {
+	if o.Credentials != nil {
+		o.Credentials = markedCreds{o.Credentials}
+	}
+}
+
+// isCredsErr reports whether err is a failure to find or refresh credentials.
+func isCredsErr(err error) bool {
+	var ce *credsError
+	return errors.As(err, &ce)
+}
+
+// credsHint says where credentials come from. It names no credential.
+const credsHint = "the AWS SDK's default chain found no credentials, or could not refresh them: set " +
+	"AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary ones), or AWS_PROFILE " +
+	"naming a profile of the shared config and credentials files (for an SSO profile, log in again), or run " +
+	"where an instance or task role is available; the kinesis:// URL carries no credentials, but with " +
+	"endpoint= (kinesis-mock, LocalStack) placeholder ones are used when none are configured"
+
 // isThrottle reports whether err is Kinesis throttling.
 func isThrottle(err error) bool {
 	var (
@@ -123,6 +180,9 @@ func isThrottle(err error) bool {
 // retryable reports whether a call that failed with err may succeed if tried again:
 // throttling, server-side failures and network errors.
 func retryable(err error) bool {
+	if isCredsErr(err) {
+		return false // the credential providers retry what they fetch themselves
+	}
 	if isThrottle(err) {
 		return true
 	}

@@ -197,7 +197,7 @@ func (s *Store) CreateStream(ctx context.Context, stream string, partitions int)
 				StreamName:        aws.String(name),
 				ShardCount:        aws.Int32(int32(partitions)),
 				StreamModeDetails: &types.StreamModeDetails{StreamMode: types.StreamModeProvisioned},
-			})
+			}, markCredentials)
 			return err
 		})
 		var inUse *types.ResourceInUseException
@@ -226,7 +226,7 @@ func (s *Store) waitActive(ctx context.Context, stream, name string) error {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.ActiveTimeout)
 	defer cancel()
 	for {
-		out, err := s.client.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(name)})
+		out, err := s.client.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(name)}, markCredentials)
 		if err != nil && !isThrottle(err) {
 			return mapErr("describe", stream, err)
 		}
@@ -259,7 +259,7 @@ func (s *Store) state(ctx context.Context, stream string) (*streamState, error) 
 			in.ShardFilter = &types.ShardFilter{Type: types.ShardFilterTypeAtLatest}
 		}
 		var out *kinesis.ListShardsOutput
-		err := s.retry(ctx, func() (err error) { out, err = s.client.ListShards(ctx, in); return err })
+		err := s.retry(ctx, func() (err error) { out, err = s.client.ListShards(ctx, in, markCredentials); return err })
 		if err != nil {
 			return nil, mapErr("list shards", stream, err)
 		}
@@ -343,7 +343,7 @@ func (s *Store) DeleteStream(ctx context.Context, stream string) error {
 	// with ResourceNotFoundException, yet still removes the name when its deletion delay
 	// has passed, which would take a stream created again under the name meanwhile.
 	err = s.retry(ctx, func() error {
-		_, err := s.client.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(name)})
+		_, err := s.client.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(name)}, markCredentials)
 		return err
 	})
 	if err != nil {
@@ -358,7 +358,7 @@ func (s *Store) DeleteStream(ctx context.Context, stream string) error {
 	}
 	s.forget(stream)
 	err = s.retry(ctx, func() error {
-		_, err := s.client.DeleteStream(ctx, &kinesis.DeleteStreamInput{StreamName: aws.String(name), EnforceConsumerDeletion: aws.Bool(true)})
+		_, err := s.client.DeleteStream(ctx, &kinesis.DeleteStreamInput{StreamName: aws.String(name), EnforceConsumerDeletion: aws.Bool(true)}, markCredentials)
 		return err
 	})
 	var inUse *types.ResourceInUseException
@@ -387,7 +387,7 @@ func (s *Store) waitGone(ctx context.Context, stream, name string) error {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.ActiveTimeout)
 	defer cancel()
 	for {
-		_, err := s.client.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(name)})
+		_, err := s.client.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(name)}, markCredentials)
 		var notFound *types.ResourceNotFoundException
 		switch {
 		case errors.As(err, &notFound):
@@ -594,7 +594,7 @@ func (s *Store) write(stream string, p int, part *partition, msgs [][]byte) (uin
 			if part.lastSeq != "" {
 				in.SequenceNumberForOrdering = aws.String(part.lastSeq)
 			}
-			out, err = s.client.PutRecord(ctx, in)
+			out, err = s.client.PutRecord(ctx, in, markCredentials)
 			return err
 		})
 		if err != nil {
@@ -709,7 +709,7 @@ const retentionClockSlack = time.Hour
 func (s *Store) mayHaveExpired(ctx context.Context, stream, name string) (bool, error) {
 	var out *kinesis.DescribeStreamSummaryOutput
 	err := s.retry(ctx, func() (err error) {
-		out, err = s.client.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(name)})
+		out, err = s.client.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(name)}, markCredentials)
 		return err
 	})
 	if err != nil {
@@ -776,7 +776,7 @@ func (s *Store) Fetch(ctx context.Context, stream string, p int, from uint64, li
 				ShardIterator: it,
 				// Every record holds at least one message: never read more records than needed.
 				Limit: aws.Int32(min(s.opts.GetRecordsLimit, int32(min(limit-len(out), 10000)))),
-			})
+			}, markCredentials)
 			return err
 		})
 		var expired *types.ExpiredIteratorException
@@ -848,7 +848,7 @@ func (s *Store) iterator(ctx context.Context, name, shard string, f iterFrom) (*
 		in.ShardIteratorType = types.ShardIteratorTypeTrimHorizon
 	}
 	var out *kinesis.GetShardIteratorOutput
-	err := s.retry(ctx, func() (err error) { out, err = s.client.GetShardIterator(ctx, in); return err })
+	err := s.retry(ctx, func() (err error) { out, err = s.client.GetShardIterator(ctx, in, markCredentials); return err })
 	if err != nil {
 		return nil, err
 	}
@@ -861,7 +861,7 @@ func (s *Store) readToEnd(ctx context.Context, it *string, fn func([]kinesisReco
 	for it != nil {
 		var out *kinesis.GetRecordsOutput
 		err := s.retry(ctx, func() (err error) {
-			out, err = s.client.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: it, Limit: aws.Int32(s.opts.GetRecordsLimit)})
+			out, err = s.client.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: it, Limit: aws.Int32(s.opts.GetRecordsLimit)}, markCredentials)
 			return err
 		})
 		if err != nil {

@@ -31,8 +31,8 @@ func init() { core.Register("kinesis", Open) }
 // restart). The index backend's package must be imported, as for any URL. Open checks that
 // the service answers (a ListStreams call): an unreachable endpoint or rejected credentials
 // fail here, with an error matching core.ErrUnavailable when the service cannot be reached,
-// and one matching core.ErrInvalidOption, saying what to check, when AWS refuses the
-// credentials or the IAM policy does not allow the call.
+// and one matching core.ErrInvalidOption, saying what to check or set, when no credentials
+// are found (without endpoint=), AWS refuses them, or the IAM policy does not allow the call.
 func Open(ctx context.Context, u *url.URL) (*core.Backend, error) {
 	if err := core.NoUserInfo(u); err != nil {
 		return nil, fmt.Errorf("kinesis: %w (credentials come from the AWS SDK's default chain)", err)
@@ -95,10 +95,13 @@ func Open(ctx context.Context, u *url.URL) (*core.Backend, error) {
 		return nil, err
 	}
 	// Fail now, as kafka:// does, rather than at the first request of a client.
-	if _, err := client.ListStreams(ctx, &kinesis.ListStreamsInput{Limit: aws.Int32(1)}); err != nil {
+	if _, err := client.ListStreams(ctx, &kinesis.ListStreamsInput{Limit: aws.Int32(1)}, markCredentials); err != nil {
 		where := "the AWS endpoint of region " + cfg.Region
 		if endpoint != "" {
 			where = endpoint
+		}
+		if isCredsErr(err) {
+			return nil, fmt.Errorf("kinesis: connect to %s: %w: %w (%s)", where, core.ErrInvalidOption, err, credsHint)
 		}
 		if isAuthErr(err) {
 			return nil, fmt.Errorf("kinesis: connect to %s: %w: %w (%s)", where, core.ErrInvalidOption, err, authHint(err))

@@ -476,3 +476,74 @@ func TestOpenRefusedCredentials(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenMissingCredentials: with no credentials anywhere the AWS SDK's default chain looks
+// (environment, shared files, container and instance roles), Open fails with an error
+// matching core.ErrInvalidOption (a configuration fix, not retryable, not
+// core.ErrUnavailable) that says what to set. Nothing is sent: there is nothing to sign with.
+func TestOpenMissingCredentials(t *testing.T) {
+	dir := t.TempDir()
+	for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+		"AWS_DEFAULT_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+		"AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN"} {
+		t.Setenv(k, "")
+	}
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true") // no instance role either, and no network
+	b, err := core.Open(t.Context(), "kinesis://eu-west-1?index=memory://")
+	if err == nil {
+		b.Close()
+		t.Fatal("Open without credentials succeeded")
+	}
+	if !errors.Is(err, core.ErrInvalidOption) || errors.Is(err, core.ErrUnavailable) {
+		t.Errorf("Open without credentials: %v; want an error matching core.ErrInvalidOption, not core.ErrUnavailable", err)
+	}
+	for _, want := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "endpoint="} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Open without credentials: %v; want it to say to set %s", err, want)
+		}
+	}
+	t.Log(err)
+}
+
+// TestStoreMissingCredentials: on a caller's client whose credentials provider fails (no
+// credentials, or a session that cannot be refreshed), every call of the Store fails with an
+// error matching core.ErrInvalidOption that keeps the provider's error and says what to
+// set, without sending a request.
+func TestStoreMissingCredentials(t *testing.T) {
+	var requests sync.Map
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Store(r.Header.Get("X-Amz-Target"), true)
+		w.WriteHeader(http.StatusInternalServerError)
+	}))
+	defer srv.Close()
+	noCreds := errors.New("no credentials here")
+	c := kinesis.New(kinesis.Options{
+		Region:       "us-east-1",
+		BaseEndpoint: aws.String(srv.URL),
+		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+			return aws.Credentials{}, noCreds
+		}),
+	})
+	s, err := New(c, &Options{RetryBase: time.Millisecond, RetryMax: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := t.Context()
+	for name, call := range map[string]func() error{
+		"CreateStream": func() error { _, err := s.CreateStream(ctx, "s", 1); return err },
+		"Partitions":   func() error { _, err := s.Partitions(ctx, "s"); return err },
+		"Append":       func() error { _, err := s.Append(ctx, "s", 0, [][]byte{[]byte("m")}); return err },
+		"Fetch":        func() error { _, err := s.Fetch(ctx, "s", 0, 0, 10); return err },
+		"DeleteStream": func() error { return s.DeleteStream(ctx, "s") },
+	} {
+		err := call()
+		if !errors.Is(err, core.ErrInvalidOption) || errors.Is(err, core.ErrUnavailable) || !errors.Is(err, noCreds) ||
+			!strings.Contains(err.Error(), "AWS_ACCESS_KEY_ID") {
+			t.Errorf("%s without credentials: %v; want core.ErrInvalidOption with the provider's error, saying what to set", name, err)
+		}
+	}
+	requests.Range(func(k, _ any) bool { t.Errorf("a request was sent without credentials: %v", k); return true })
+}
