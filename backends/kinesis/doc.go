@@ -33,6 +33,10 @@
 // would leave later records ahead of a retried earlier one. Packing makes this cheap: one
 // PutRecord carries up to 1 MiB, the whole per-second write budget of a shard.
 //
+// The largest index is math.MaxUint64-1, so that the next index a consumer saves after it
+// fits a uint64; a record holding a larger one is corrupt. An append that needs more indexes
+// than are left fails and writes nothing: indexes never wrap to 0.
+//
 // Indexes start at 0, increase strictly and are never reused, but they are not dense: an
 // append that finally fails burns its indexes, because its record may have been written even
 // though the reply was lost. A retried write can store a record twice; Fetch returns each
@@ -55,8 +59,8 @@
 // (a shard takes about a million messages a second at most), so that none is reused. The
 // same rule applies, with a WARN on the default slog logger, when the newest records in
 // Sluice's format do not tell where numbering stopped: a corrupt one (its indexes are
-// unknown), one whose indexes are below an earlier record's (another writer's), or one that
-// ends at the largest uint64. Records in another format are skipped. Two Stores (two hub
+// unknown, or above math.MaxUint64-1), or one whose indexes are below an earlier record's
+// (another writer's). Records in another format are skipped. Two Stores (two hub
 // processes) appending to the same partition would hand out the same indexes: run one
 // writer per stream partition, which is what a hub is. A well-formed record of another
 // writer with indexes above the last is indistinguishable from one of ours, and numbering

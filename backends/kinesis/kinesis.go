@@ -577,6 +577,11 @@ func (s *Store) write(stream string, p int, part *partition, msgs [][]byte) (uin
 	if err := s.recover(ctx, stream, part); err != nil {
 		return 0, err
 	}
+	if uint64(len(msgs)) > math.MaxUint64-part.next { // indexes next..maxIndex are left
+		// Only records of another writer (or damaged ones) put numbering this close to the
+		// end. Write nothing: the indexes would wrap to 0, below those handed out.
+		return 0, fmt.Errorf("kinesis: append %q partition %d: no %d indexes left after index %d, the largest is %d (a record of another writer put numbering at the end of the index space): delete the stream and create it again", stream, p, len(msgs), part.next-1, uint64(maxIndex))
+	}
 	first := part.next
 	// Burn the indexes up front: whatever happens below, they are never handed out again.
 	part.next += uint64(len(msgs))
@@ -689,9 +694,7 @@ func (r *recovery) add(rec *kinesisRecord) {
 		r.suspect = fmt.Sprintf("sequence number %s: %v", seq, err)
 		return
 	}
-	switch {
-	case lastIdx == math.MaxUint64:
-		r.suspect = fmt.Sprintf("sequence number %s: indexes up to %d, the largest", seq, lastIdx)
+	switch { // unpackRecord refused indexes above maxIndex: lastIdx+1 does not wrap
 	case lastIdx+1 < r.next:
 		r.suspect = fmt.Sprintf("sequence number %s: indexes %d..%d, below %d of an earlier record", seq, first, lastIdx, r.next-1)
 	default:

@@ -14,7 +14,9 @@ import (
 //	first    u64 big endian: the index of the first message in the record
 //	messages repeated until the end: uvarint length, then that many bytes
 //
-// The i-th message of a record has index first+i.
+// The i-th message of a record has index first+i. The largest index is maxIndex: the next
+// index after it, which a consumer saves, must fit a uint64 too. A record holding a larger
+// one is refused whole.
 
 const (
 	recordVersion = 1
@@ -25,6 +27,8 @@ const (
 	partitionKeyRoom = 8
 	// maxMessageSize is the largest single message: a record holding only it.
 	maxMessageSize = maxRecordSize - partitionKeyRoom - recordHeader - binary.MaxVarintLen32
+	// maxIndex is the largest index handed out, so that index+1 never wraps to 0.
+	maxIndex = math.MaxUint64 - 1
 )
 
 // errBadRecord marks a record that Sluice did not write (or that is corrupt).
@@ -73,9 +77,10 @@ func unpackRecord(b []byte, fn func(index uint64, data []byte) bool) error {
 		if w <= 0 || n > uint64(len(rest)-w) {
 			return fmt.Errorf("%w: truncated message at index %d", errBadRecord, last)
 		}
-		if rest = rest[w+int(n):]; len(rest) > 0 && last == math.MaxUint64 {
-			return fmt.Errorf("%w: indexes past %d", errBadRecord, uint64(math.MaxUint64))
+		if last > maxIndex {
+			return fmt.Errorf("%w: index %d is past the largest, %d", errBadRecord, last, uint64(maxIndex))
 		}
+		rest = rest[w+int(n):]
 	}
 	for len(b) > 0 {
 		n, w := binary.Uvarint(b)

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
 )
 
 func TestPackUnpackRoundTrip(t *testing.T) {
@@ -55,7 +57,10 @@ func TestPackUnpackRoundTrip(t *testing.T) {
 }
 
 func TestUnpackRejectsForeignRecords(t *testing.T) {
-	for _, b := range [][]byte{nil, {1}, {2, 0, 0, 0, 0, 0, 0, 0, 0, 1, 'a'}, {1, 0, 0, 0, 0, 0, 0, 0, 0}, {1, 0, 0, 0, 0, 0, 0, 0, 0, 5, 'a'}} {
+	for _, b := range [][]byte{nil, {1}, {2, 0, 0, 0, 0, 0, 0, 0, 0, 1, 'a'}, {1, 0, 0, 0, 0, 0, 0, 0, 0}, {1, 0, 0, 0, 0, 0, 0, 0, 0, 5, 'a'},
+		{1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 'a'},         // index math.MaxUint64: its next index would wrap
+		{1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe, 1, 'a', 1, 'b'}, // the same, as its second message
+	} {
 		if err := unpackRecord(b, func(uint64, []byte) bool { return true }); err == nil {
 			t.Errorf("unpackRecord(%x) accepted a bad record", b)
 		}
@@ -69,10 +74,15 @@ func FuzzUnpackRecord(f *testing.F) {
 	}
 	f.Add([]byte{1, 0, 0, 0, 0, 0, 0, 0, 0, 0x80})
 	f.Add([]byte{1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 'a', 1, 'b'}) // indexes past MaxUint64
+	f.Add([]byte{1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe, 1, 'a'})         // the largest index, maxIndex
+	f.Add([]byte{1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe, 1, 'a', 1, 'b'}) // and one past it
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var msgs [][]byte
 		var first uint64
 		err := unpackRecord(b, func(idx uint64, d []byte) bool {
+			if idx > maxIndex {
+				t.Fatalf("message with index %d: above the largest, %d, its next index does not fit a uint64", idx, uint64(maxIndex))
+			}
 			if len(msgs) == 0 {
 				first = idx
 			} else if idx != first+uint64(len(msgs)) || idx < first {
@@ -95,6 +105,30 @@ func FuzzUnpackRecord(f *testing.F) {
 		}
 		if fmt.Sprint(round) != fmt.Sprint(msgs) {
 			t.Fatalf("round trip changed the messages")
+		}
+	})
+}
+
+// FuzzRecoveryNext: whatever records of a shard recovery reads (corrupt ones, other
+// writers' ones, ones at the end of the index space), the next index it learns never goes
+// down, so numbering never wraps below an index handed out.
+func FuzzRecoveryNext(f *testing.F) {
+	good, _ := packRecords(5, [][]byte{[]byte("x"), []byte("y")})
+	f.Add(good[0], []byte{1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe, 1, 'a'})
+	f.Add([]byte{1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 'a'}, good[0])
+	f.Add([]byte{1, 0, 0, 0, 0, 0, 0, 0, 9, 0xff}, []byte("{}"))
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		var r recovery
+		prev := r.next
+		for i, data := range [][]byte{good[0], a, b, a} {
+			r.add(&kinesisRecord{Data: data, SequenceNumber: aws.String(fmt.Sprint(i))})
+			if r.next < prev {
+				t.Fatalf("record %d (% x): the next index went down from %d to %d", i, data, prev, r.next)
+			}
+			if r.last != nil && r.next <= r.lastFirst {
+				t.Fatalf("record %d (% x): next index %d is not above the last record's first, %d", i, data, r.next, r.lastFirst)
+			}
+			prev = r.next
 		}
 	})
 }

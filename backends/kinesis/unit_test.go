@@ -547,3 +547,64 @@ func TestStoreMissingCredentials(t *testing.T) {
 	}
 	requests.Range(func(k, _ any) bool { t.Errorf("a request was sent without credentials: %v", k); return true })
 }
+
+// putRecordFake answers PutRecord for shard shardId-000000000000 and counts the records.
+type putRecordFake struct {
+	mu   sync.Mutex
+	puts int
+}
+
+func (f *putRecordFake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	f.puts++
+	n := f.puts
+	f.mu.Unlock()
+	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+	if !strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".PutRecord") {
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	fmt.Fprintf(w, `{"ShardId":"shardId-000000000000","SequenceNumber":"%d"}`, n)
+}
+
+func (f *putRecordFake) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.puts
+}
+
+// TestAppendAtIndexLimit: a partition whose numbering reached the top of the index space
+// (another writer's record ended near math.MaxUint64) hands out indexes up to
+// math.MaxUint64-1, so that the next index a consumer saves fits a uint64, and then refuses
+// appends with an error that says so, writing nothing: indexes never wrap to 0.
+func TestAppendAtIndexLimit(t *testing.T) {
+	fake := &putRecordFake{}
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	c := kinesis.New(kinesis.Options{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL),
+		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+			return aws.Credentials{AccessKeyID: "k", SecretAccessKey: "s"}, nil
+		})})
+	s, err := New(c, &Options{MaxRetries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	part := &partition{shardID: "shardId-000000000000", key: "p0", deleted: make(chan struct{}), recovered: true, next: math.MaxUint64 - 2}
+	three := [][]byte{[]byte("a"), []byte("b"), []byte("c")}
+	if first, err := s.write("s", 0, part, three); err == nil {
+		t.Fatalf("3 messages from index %d: first index %d, no error; want an error: only 2 indexes are left", uint64(math.MaxUint64-2), first)
+	} else if !strings.Contains(err.Error(), "no 3 indexes left") {
+		t.Errorf("3 messages from index %d: %v; want an error saying no 3 indexes are left", uint64(math.MaxUint64-2), err)
+	}
+	if fake.count() != 0 || part.next != math.MaxUint64-2 {
+		t.Fatalf("a refused append wrote %d records and moved the next index to %d", fake.count(), part.next)
+	}
+	first, err := s.write("s", 0, part, three[:2])
+	if err != nil || first != math.MaxUint64-2 {
+		t.Fatalf("2 messages from index %d: %d, %v", uint64(math.MaxUint64-2), first, err)
+	}
+	if _, err := s.write("s", 0, part, three[:1]); err == nil || part.next != math.MaxUint64 || fake.count() != 1 {
+		t.Fatalf("1 message after index %d: %v, next index %d, %d records written; want an error, next %d, 1 record", uint64(math.MaxUint64-1), err, part.next, fake.count(), uint64(math.MaxUint64))
+	}
+}
