@@ -37,9 +37,19 @@
 // fits a uint64; a record holding a larger one is corrupt. An append that needs more indexes
 // than are left fails and writes nothing: indexes never wrap to 0.
 //
-// Indexes start at 0, increase strictly and are never reused, but they are not dense: an
-// append that finally fails burns its indexes, because its record may have been written even
-// though the reply was lost. A retried write can store a record twice; Fetch returns each
+// Indexes increase strictly and are never reused, also across the deletion of a stream, but
+// they are not dense and do not start at 0: a partition's first index is the time of its
+// first append in nanoseconds since 1970 (see Single writer), for example
+// 1795000000000000000. A stream deleted and created again under its name thus numbers its
+// messages above every index of the old one, so a consumer index saved for the old stream
+// that survived the deletion (an index= store without [core.IndexDeleter], such as kafka, a
+// consumer's local index store, or a deletion by someone else) makes its consumer read the
+// new stream from its start rather than skip its first messages. This assumes that the
+// clocks of the hosts that append to a stream agree to within the time it takes to delete
+// and create it again.
+//
+// An append that finally fails burns its indexes, because its record may have been written
+// even though the reply was lost. A retried write can store a record twice; Fetch returns each
 // index once (it skips indexes it has passed).
 //
 // Fetch seeks instead of scanning from TRIM_HORIZON: a sparse in-memory map from a record's
@@ -53,10 +63,10 @@
 //
 // The index counter lives in the Store: on first append to a partition it reads the newest
 // records (looking back one minute, one hour, one day, then from the trim horizon) to continue
-// after the last index. A shard without records continues at 0 when its stream is younger
-// than its retention period; otherwise retention may have deleted every record, and indexes
-// continue at the current time in nanoseconds since 1970, above any index handed out before
-// (a shard takes about a million messages a second at most), so that none is reused. The
+// after the last index. A shard without Sluice records (a new stream, one created again
+// under an old name, or one whose records retention deleted) starts at the current time in
+// nanoseconds since 1970, above any index handed out before under its name (a shard takes
+// about a million messages a second at most), so that none is reused. The
 // same rule applies, with a WARN on the default slog logger, when the newest records in
 // Sluice's format do not tell where numbering stopped: a corrupt one (its indexes are
 // unknown, or above math.MaxUint64-1), or one whose indexes are below an earlier record's

@@ -649,25 +649,21 @@ func (s *Store) recover(ctx context.Context, stream string, part *partition) err
 		if r.suspect != "" {
 			// The records do not say where numbering stopped: another writer's record in
 			// Sluice's format, or a corrupt one of ours whose indexes are unknown. Continue
-			// where retention would (see expiredStart), above anything read, so no index
-			// handed out before is handed out again.
-			part.next = max(part.next, expiredStart(time.Now()))
+			// as in an empty shard (see timeStart), above anything read, so no index handed
+			// out before is handed out again.
+			part.next = max(part.next, timeStart(time.Now()))
 			slog.Warn("kinesis: the newest records of a partition were not written by this backend in order; its indexes continue at the current time in nanoseconds, above any handed out before",
 				"stream", stream, "shard", part.shardID, "record", r.suspect, "next_index", part.next)
 		}
 		part.recovered = true
 		return nil
 	}
-	// The shard holds no Sluice record: none was written, or retention deleted them all.
-	// In the latter case indexes were handed out before, and starting again at 0 would
-	// reuse them (a consumer that saved index n would skip the first n new messages).
-	expired, err := s.mayHaveExpired(ctx, stream, name)
-	if err != nil {
-		return err
-	}
-	if expired {
-		part.next = expiredStart(time.Now())
-	}
+	// The shard holds no Sluice record: none was written, retention deleted them all, or
+	// the stream was deleted and created again under its name. Starting at 0 would reuse
+	// indexes handed out before in the last two cases: a consumer whose saved index survived
+	// (an index store that DeleteStream cannot clear, or a deletion by someone else) would
+	// skip the new messages below it. Start at the time instead (see timeStart).
+	part.next = timeStart(time.Now())
 	part.recovered = true
 	return nil
 }
@@ -678,8 +674,8 @@ type recovery struct {
 	lastFirst uint64         // its first index
 	next      uint64         // one past the highest index of any record that decodes
 	// suspect describes a record in Sluice's format (version byte) after which the
-	// window's records do not tell the next index: a corrupt one, one ending below an
-	// earlier one, or one ending at the largest index. Cleared by a later good record.
+	// window's records do not tell the next index: a corrupt one (also one above maxIndex)
+	// or one ending below an earlier one. Cleared by a later good record.
 	suspect string
 }
 
@@ -703,32 +699,14 @@ func (r *recovery) add(rec *kinesisRecord) {
 	}
 }
 
-// retentionClockSlack is how much older than its retention period a stream is deemed to be,
-// for clocks that disagree with Kinesis's.
-const retentionClockSlack = time.Hour
-
-// mayHaveExpired reports whether retention may have deleted records of stream (Kinesis
-// name): whether it was created longer ago than its retention period.
-func (s *Store) mayHaveExpired(ctx context.Context, stream, name string) (bool, error) {
-	var out *kinesis.DescribeStreamSummaryOutput
-	err := s.retry(ctx, func() (err error) {
-		out, err = s.client.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(name)}, markCredentials)
-		return err
-	})
-	if err != nil {
-		return false, mapErr("recover", stream, err)
-	}
-	sum := out.StreamDescriptionSummary
-	retention := time.Duration(aws.ToInt32(sum.RetentionPeriodHours)) * time.Hour
-	return time.Since(aws.ToTime(sum.StreamCreationTimestamp)) > retention-retentionClockSlack, nil
-}
-
-// expiredStart is the first index of a partition whose records retention deleted: the time
-// in nanoseconds since 1970. It is above every index handed out before: those started at 0
-// (or at such a time, at least one retention period earlier) and grew by one per message,
-// and a shard accepts at most 1 MiB, so about a million messages, per second: far less
-// than one per nanosecond. Indexes are not dense; this only makes them larger.
-func expiredStart(now time.Time) uint64 { return uint64(now.UnixNano()) }
+// timeStart is the first index of a partition whose shard holds no Sluice record: the time
+// in nanoseconds since 1970. It is above every index handed out before under the stream's
+// name: those started at such a time (or at 0, before this rule) and grew by one per message,
+// and a shard accepts at most 1 MiB, so about a million messages, per second: far less than
+// one per nanosecond. Indexes are not dense; this only makes them larger. It assumes that the
+// clocks of the hosts that wrote the stream agree to within the time between the last
+// append of the old stream and the first of the new (a DeleteStream and a CreateStream).
+func timeStart(now time.Time) uint64 { return uint64(now.UnixNano()) }
 
 // Fetch seeks to the record holding index from (a sparse in-memory map of record first
 // indexes to sequence numbers, else a binary search over arrival timestamps), then reads

@@ -22,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	awskinesis "github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	_ "github.com/sluicehq/sluice/backends/bbolt"
 	"github.com/sluicehq/sluice/backends/kinesis"
@@ -566,5 +567,96 @@ func TestIndexesNotReusedAfterRetention(t *testing.T) {
 	}
 	if got[0] <= last {
 		t.Fatalf("Append after retention deleted every message got index %d; want above %d, the last index handed out before", got[0], last)
+	}
+}
+
+// TestRecreatedStreamAboveSurvivingIndex: a consumer's saved index that survives the
+// deletion of its stream (an index store that DeleteStream cannot clear, such as Kafka's, or
+// a deletion by someone else while no Store runs) must not make it skip messages of the
+// stream created again under the name: the new stream's indexes are above every index of the
+// old one, so a Fetch from the saved index returns every new message.
+func TestRecreatedStreamAboveSurvivingIndex(t *testing.T) {
+	c := client(t, nil)
+	for _, tc := range []struct {
+		name   string
+		delete func(ctx context.Context, s *kinesis.Store, stream string) error
+	}{
+		{"DeleteStream without an index deleter", func(ctx context.Context, s *kinesis.Store, stream string) error {
+			return s.DeleteStream(ctx, stream)
+		}},
+		{"deleted by someone else", func(ctx context.Context, _ *kinesis.Store, stream string) error {
+			name := aws.String("sluice-" + stream)
+			if _, err := c.DeleteStream(ctx, &awskinesis.DeleteStreamInput{StreamName: name}); err != nil {
+				return err
+			}
+			for {
+				_, err := c.DescribeStreamSummary(ctx, &awskinesis.DescribeStreamSummaryInput{StreamName: name})
+				if err != nil {
+					var nf *types.ResourceNotFoundException
+					if errors.As(err, &nf) {
+						return nil
+					}
+					return err
+				}
+				if err := core.Sleep(ctx, 50*time.Millisecond); err != nil {
+					return err
+				}
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			stream := fmt.Sprintf("recreated-%d", time.Now().UnixNano())
+			s1, err := kinesis.New(c, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s1.Close()
+			if _, err := s1.CreateStream(ctx, stream, 1); err != nil {
+				t.Fatal(err)
+			}
+			old, err := s1.Append(ctx, stream, 0, [][]byte{[]byte("old-0"), []byte("old-1"), []byte("old-2")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			saved := old[2] + 1 // what the consumer that read them saved
+			if err := tc.delete(ctx, s1, stream); err != nil {
+				t.Fatalf("delete: %v", err)
+			}
+			s2, err := kinesis.New(c, nil) // a hub started again, or the same one
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s2.Close()
+			if _, err := s2.CreateStream(ctx, stream, 1); err != nil {
+				t.Fatal(err)
+			}
+			defer s2.DeleteStream(context.Background(), stream)
+			idx, err := s2.Append(ctx, stream, 0, [][]byte{[]byte("new-0"), []byte("new-1"), []byte("new-2")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if idx[0] < saved {
+				t.Errorf("the stream created again numbers its messages %v, below the index %d saved for the old one", idx, saved)
+			}
+			var got []string
+			for len(got) < 3 {
+				msgs, err := s2.Fetch(ctx, stream, 0, saved, 100)
+				if err != nil {
+					t.Fatalf("Fetch from the saved index %d: %v", saved, err)
+				}
+				if len(msgs) == 0 {
+					break
+				}
+				for _, m := range msgs {
+					got = append(got, string(m.Data))
+				}
+				saved = msgs[len(msgs)-1].Index + 1
+			}
+			if strings.Join(got, " ") != "new-0 new-1 new-2" {
+				t.Fatalf("Fetch from the index saved for the old stream returned %q; want every message of the new one", got)
+			}
+		})
 	}
 }

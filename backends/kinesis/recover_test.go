@@ -12,14 +12,13 @@ import (
 	"github.com/sluicehq/sluice/backends/kinesis"
 )
 
-// TestRecoverAfterForeignNewestRecord: a store appends indexes 0..4 and closes; then a
+// TestRecoverAfterForeignNewestRecord: a store appends indexes n..n+4 and closes; then a
 // record it did not write lands last in the shard. A store opened then must not hand out
-// an index again (a consumer that saved 5 would skip messages, and a Fetch would return two
-// messages under one index): after a corrupt record in Sluice's format, which may hold
-// indexes from 5 on (it used to continue at 1), and after a well-formed one whose index is
-// below the last (it used to continue after it, at 2), numbering continues at the current
-// time in nanoseconds, as after retention. A record in another format is skipped as before:
-// numbering continues at 5.
+// an index again (a consumer that saved n+5 would skip messages, and a Fetch would return
+// two messages under one index): after a corrupt record in Sluice's format, which may hold
+// indexes from n+5 on, and after a well-formed one whose index is below the last, numbering
+// continues at the current time in nanoseconds, as in an empty shard. A record in another
+// format is skipped as before: numbering continues at n+5.
 func TestRecoverAfterForeignNewestRecord(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -48,8 +47,8 @@ func TestRecoverAfterForeignNewestRecord(t *testing.T) {
 				s.Close()
 			}()
 			idx, err := s1.Append(ctx, name, 0, [][]byte{[]byte("a"), []byte("b"), []byte("c"), []byte("d"), []byte("e")})
-			if err != nil || idx[4] != 4 {
-				t.Fatalf("Append = %v, %v; want indexes 0..4", idx, err)
+			if err != nil || idx[4] != idx[0]+4 {
+				t.Fatalf("Append = %v, %v; want 5 consecutive indexes", idx, err)
 			}
 			if err := s1.Close(); err != nil {
 				t.Fatal(err)
@@ -73,8 +72,8 @@ func TestRecoverAfterForeignNewestRecord(t *testing.T) {
 			if tc.nowSeq && got[0] < before {
 				t.Fatalf("Append after a foreign newest record got index %d; want the time in nanoseconds, at least %d", got[0], before)
 			}
-			if !tc.nowSeq && got[0] != 5 {
-				t.Fatalf("Append after a record in another format got index %d; want 5", got[0])
+			if !tc.nowSeq && got[0] != idx[4]+1 {
+				t.Fatalf("Append after a record in another format got index %d; want %d", got[0], idx[4]+1)
 			}
 			msgs, err := s2.Fetch(ctx, name, 0, 0, 100)
 			if err != nil {
@@ -84,8 +83,8 @@ func TestRecoverAfterForeignNewestRecord(t *testing.T) {
 			for _, m := range msgs {
 				seen = append(seen, m.Index)
 			}
-			if len(msgs) != 6 || string(msgs[5].Data) != "f" || msgs[5].Index != got[0] {
-				t.Fatalf("Fetch from 0 = indexes %v; want 0..4 and %d (\"f\")", seen, got[0])
+			if len(msgs) != 6 || msgs[0].Index != idx[0] || msgs[4].Index != idx[4] || string(msgs[5].Data) != "f" || msgs[5].Index != got[0] {
+				t.Fatalf("Fetch from 0 = indexes %v; want %v and %d (\"f\")", seen, idx, got[0])
 			}
 		})
 	}
