@@ -72,6 +72,15 @@ func (o *Options) withDefaults() Options {
 	return r
 }
 
+// backoff is the longest sleep after the attempt-th retryable failure (0 the first):
+// RetryBase doubled per attempt, at most RetryMax. Both are positive (withDefaults).
+func (o *Options) backoff(attempt int) time.Duration {
+	if attempt >= 62 || o.RetryBase > o.RetryMax>>attempt {
+		return o.RetryMax // also where RetryBase<<attempt would overflow
+	}
+	return o.RetryBase << attempt
+}
+
 // Store is a core.Storage on Amazon Kinesis Data Streams. It is safe for concurrent use.
 // It assumes it is the only writer of its streams (see the package doc).
 type Store struct {
@@ -867,8 +876,7 @@ func (s *Store) retry(ctx context.Context, call func() error) error {
 		if err = call(); err == nil || ctx.Err() != nil || !retryable(err) || attempt >= s.opts.MaxRetries {
 			return err
 		}
-		backoff := min(s.opts.RetryMax, s.opts.RetryBase<<min(attempt, 20))
-		if serr := core.Sleep(ctx, rand.N(backoff)+time.Millisecond); serr != nil {
+		if serr := core.Sleep(ctx, rand.N(s.opts.backoff(attempt))+time.Millisecond); serr != nil {
 			return errors.Join(serr, err)
 		}
 	}

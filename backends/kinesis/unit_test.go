@@ -608,3 +608,42 @@ func TestAppendAtIndexLimit(t *testing.T) {
 		t.Fatalf("1 message after index %d: %v, next index %d, %d records written; want an error, next %d, 1 record", uint64(math.MaxUint64-1), err, part.next, fake.count(), uint64(math.MaxUint64))
 	}
 }
+
+// TestRetryBackoffBounded: the backoff between retries stays within (0, RetryMax] however
+// many retries and however long RetryBase: RetryBase doubled 20 times used to overflow
+// time.Duration (negative or 0), and rand.N panicked on it.
+func TestRetryBackoffBounded(t *testing.T) {
+	for _, o := range []Options{
+		{RetryBase: 50 * time.Millisecond, RetryMax: 2 * time.Second},
+		{RetryBase: 3 * time.Hour, RetryMax: time.Millisecond},
+		{RetryBase: 1 << 44, RetryMax: 1 << 62},
+		{RetryBase: math.MaxInt64, RetryMax: math.MaxInt64},
+		{RetryBase: time.Second, RetryMax: time.Millisecond},
+	} {
+		o := o.withDefaults()
+		prev := time.Duration(0)
+		for attempt := range 100 {
+			b := o.backoff(attempt)
+			if b <= 0 || b > o.RetryMax || b < prev {
+				t.Fatalf("RetryBase %v, RetryMax %v: backoff after attempt %d is %v (before: %v); want it in (0, RetryMax], never shorter", o.RetryBase, o.RetryMax, attempt, b, prev)
+			}
+			prev = b
+		}
+	}
+	// And retry itself, past the twentieth retry.
+	s := &Store{opts: (&Options{MaxRetries: 25, RetryBase: 3 * time.Hour, RetryMax: time.Millisecond}).withDefaults()}
+	done := make(chan struct{})
+	calls := 0
+	go func() {
+		defer close(done)
+		_ = s.retry(t.Context(), func() error { calls++; return &types.InternalFailureException{} })
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("retry did not return within a minute")
+	}
+	if calls != 26 {
+		t.Errorf("retry made %d calls, want 26 (1 + MaxRetries 25)", calls)
+	}
+}
