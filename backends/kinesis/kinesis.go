@@ -785,13 +785,19 @@ func (s *Store) Fetch(ctx context.Context, stream string, p int, from uint64, li
 			if err != nil {
 				continue // not ours
 			}
-			part.seeks.add(first, aws.ToString(r.SequenceNumber))
-			_ = unpackRecord(r.Data, func(idx uint64, data []byte) bool {
+			// Only a record in index order is a seek position: a corrupt one, or another
+			// writer's below what was read, lies after the messages it claims, and seeking
+			// there would skip them. (A record stored twice by a retried write is below too.)
+			inOrder := first >= want
+			err = unpackRecord(r.Data, func(idx uint64, data []byte) bool {
 				if idx >= want { // lower: a record stored twice by a retried write
 					keep(core.Message{Index: idx, Data: slices.Clone(data)})
 				}
 				return true
 			})
+			if err == nil && inOrder {
+				part.seeks.add(first, aws.ToString(r.SequenceNumber))
+			}
 		}
 		it = page.NextShardIterator
 		if len(page.Records) == 0 && aws.ToInt64(page.MillisBehindLatest) == 0 {

@@ -3,6 +3,7 @@ package kinesis_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -659,4 +660,68 @@ func TestRecreatedStreamAboveSurvivingIndex(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFetchSeekIgnoresOutOfOrderRecords: a record in Sluice's format that is not in index
+// order (another writer's, or a corrupt one) and lies after the records it claims to sit
+// among must not become a seek position: a Fetch from an index that the seek map then
+// placed at that record skipped every message between (it read on from there, after them).
+func TestFetchSeekIgnoresOutOfOrderRecords(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		data func(first uint64) []byte
+	}{
+		{"lower index", func(first uint64) []byte { return append(binary.BigEndian.AppendUint64([]byte{1}, first), 1, 'x') }},
+		{"corrupt", func(first uint64) []byte { return append(binary.BigEndian.AppendUint64([]byte{1}, first), 0xff) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			c := client(t, nil)
+			s, err := kinesis.New(c, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			stream := fmt.Sprintf("seek-foreign-%d", time.Now().UnixNano())
+			if _, err := s.CreateStream(ctx, stream, 1); err != nil {
+				t.Fatal(err)
+			}
+			defer s.DeleteStream(context.Background(), stream)
+			var idx []uint64
+			for r := range 2 { // two records of 10 messages
+				got, err := s.Append(ctx, stream, 0, msgs(fmt.Sprintf("r%d-", r), 10))
+				if err != nil {
+					t.Fatal(err)
+				}
+				idx = append(idx, got...)
+			}
+			// After both, a record claiming to start at the 6th message.
+			if _, err := c.PutRecord(ctx, &awskinesis.PutRecordInput{
+				StreamName: aws.String("sluice-" + stream), Data: tc.data(idx[5]), PartitionKey: aws.String("someone-else"),
+			}); err != nil {
+				t.Fatal(err)
+			}
+			all, err := s.Fetch(ctx, stream, 0, 0, 100) // reads every record, the foreign one too
+			if err != nil || len(all) != 20 {
+				t.Fatalf("Fetch from 0 = %d messages, %v; want 20", len(all), err)
+			}
+			from := idx[6]
+			got, err := s.Fetch(ctx, stream, 0, from, 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != 14 || got[0].Index != from {
+				t.Fatalf("Fetch from %d (message 6) = %d messages; want the 14 from message 6 on", from, len(got))
+			}
+		})
+	}
+}
+
+func msgs(prefix string, n int) [][]byte {
+	out := make([][]byte, n)
+	for i := range out {
+		out[i] = []byte(prefix + strconv.Itoa(i))
+	}
+	return out
 }

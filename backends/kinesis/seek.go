@@ -98,7 +98,7 @@ type probed struct {
 	at    time.Time
 }
 
-// probe returns the first Sluice record at or after position f.
+// probe returns the first Sluice record at or after position f that decodes.
 func (s *Store) probe(ctx context.Context, name string, part *partition, f iterFrom) (probed, bool, error) {
 	it, err := s.iterator(ctx, name, part.shardID, f)
 	if err != nil {
@@ -108,7 +108,8 @@ func (s *Store) probe(ctx context.Context, name string, part *partition, f iterF
 	var ok bool
 	err = s.readToEnd(ctx, it, func(recs []kinesisRecord) bool {
 		for _, r := range recs {
-			if first, err := recordFirstIndex(r.Data); err == nil {
+			// A corrupt record is no landmark: its first index may be anything.
+			if first, err := recordFirstIndex(r.Data); err == nil && unpackRecord(r.Data, func(uint64, []byte) bool { return false }) == nil {
 				found, ok = probed{first: first, seq: aws.ToString(r.SequenceNumber), at: aws.ToTime(r.ApproximateArrivalTimestamp)}, true
 				return false
 			}
