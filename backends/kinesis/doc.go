@@ -114,5 +114,10 @@
 //
 // Retention is Kinesis's (24 hours by default): messages past it disappear and Fetch continues
 // from the oldest one left. DeleteStream removes the Kinesis stream. Records not written by
-// Sluice are skipped.
+// Sluice are skipped. The Store caches a stream's shards and record positions; when someone
+// else deletes the stream, it forgets them once a call finds the stream missing or its
+// CreateStream creates the stream again. A deletion and re-creation between two of its
+// calls goes unnoticed: Fetches that seek to a position of the old stream then fail with
+// core.ErrInvalidArgument (Kinesis refuses its sequence numbers) until the Store is opened
+// again.
 package kinesis

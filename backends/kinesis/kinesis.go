@@ -213,6 +213,10 @@ func (s *Store) CreateStream(ctx context.Context, stream string, partitions int)
 		if err != nil && !errors.As(err, &inUse) {
 			return 0, mapErr("create", stream, err)
 		}
+		if err == nil {
+			// A new stream: what is cached under its name (deleted by someone else) is not its.
+			s.forget(stream, nil)
+		}
 		err = s.waitActive(ctx, stream, name)
 		// A stream that existed but was being deleted (by another Store) is gone now:
 		// create it again.
@@ -356,7 +360,11 @@ func (s *Store) DeleteStream(ctx context.Context, stream string) error {
 		return err
 	})
 	if err != nil {
-		return mapErr("delete", stream, err)
+		err = mapErr("delete", stream, err)
+		if errors.Is(err, core.ErrStreamNotFound) {
+			s.forget(stream, nil) // deleted by someone else
+		}
+		return err
 	}
 	if d, ok := s.opts.Index.(core.IndexDeleter); ok {
 		// First: should deleting the stream fail, its consumers start again from the
@@ -365,7 +373,7 @@ func (s *Store) DeleteStream(ctx context.Context, stream string) error {
 			return fmt.Errorf("kinesis: delete stream %q: delete its saved indexes: %w", stream, err)
 		}
 	}
-	s.forget(stream)
+	s.forget(stream, nil)
 	err = s.retry(ctx, func() error {
 		_, err := s.client.DeleteStream(ctx, &kinesis.DeleteStreamInput{StreamName: aws.String(name), EnforceConsumerDeletion: aws.Bool(true)}, markCredentials)
 		return err
@@ -377,10 +385,15 @@ func (s *Store) DeleteStream(ctx context.Context, stream string) error {
 	return s.waitGone(ctx, stream, name)
 }
 
-// forget drops the cached state of stream and stops its partitions' writers.
-func (s *Store) forget(stream string) {
+// forget drops the cached state of stream and stops its partitions' writers. With only set,
+// it does so only while only is the state cached (not one loaded since).
+func (s *Store) forget(stream string, only *streamState) {
 	s.mu.Lock()
 	st := s.streams[stream]
+	if only != nil && st != only {
+		s.mu.Unlock()
+		return
+	}
 	delete(s.streams, stream)
 	s.mu.Unlock()
 	if st != nil {
@@ -388,6 +401,17 @@ func (s *Store) forget(stream string) {
 			close(part.deleted)
 		}
 	}
+}
+
+// checkGone returns err, first forgetting st, the cached state of stream, when err says that
+// the stream does not exist: someone else deleted it, and a stream created again under its
+// name has other shards, and sequence numbers that the old ones must not be mixed with
+// (Kinesis refuses an iterator at a sequence number of another stream).
+func (s *Store) checkGone(stream string, st *streamState, err error) error {
+	if errors.Is(err, core.ErrStreamNotFound) {
+		s.forget(stream, st)
+	}
+	return err
 }
 
 // waitGone waits until Kinesis answers that stream name does not exist, within
@@ -428,7 +452,7 @@ func (s *Store) Append(ctx context.Context, stream string, p int, msgs [][]byte)
 	if err := core.ValidateMessages(msgs, maxMessageSize); err != nil {
 		return nil, fmt.Errorf("kinesis: append %q: %w", stream, err)
 	}
-	_, part, err := s.partition(ctx, stream, p)
+	st, part, err := s.partition(ctx, stream, p)
 	if err != nil {
 		return nil, err
 	}
@@ -450,13 +474,13 @@ func (s *Store) Append(ctx context.Context, stream string, p int, msgs [][]byte)
 	}
 	select {
 	case <-req.done:
-		return req.idx, req.err
+		return req.idx, s.checkGone(stream, st, req.err)
 	case <-part.exited:
 		// Close or DeleteStream stopped the writer. It answers every request it took before
 		// it returns, so one not answered now was queued after its last look: never written.
 		select {
 		case <-req.done:
-			return req.idx, req.err
+			return req.idx, s.checkGone(stream, st, req.err)
 		default:
 			select {
 			case <-part.deleted:
@@ -740,7 +764,7 @@ func (s *Store) Fetch(ctx context.Context, stream string, p int, from uint64, li
 	it, ahead, cached := part.iters.take(from)
 	if !cached {
 		if it, err = s.seekIterator(ctx, st.name, part, from); err != nil {
-			return nil, mapErr("fetch", stream, err)
+			return nil, s.checkGone(stream, st, mapErr("fetch", stream, err))
 		}
 	}
 	out := []core.Message{}
@@ -773,12 +797,12 @@ func (s *Store) Fetch(ctx context.Context, stream string, p int, from uint64, li
 		if cached && errors.As(err, &expired) {
 			cached = false // a remembered iterator outlived Kinesis's five minutes: seek instead
 			if it, err = s.seekIterator(ctx, st.name, part, want); err != nil {
-				return nil, mapErr("fetch", stream, err)
+				return nil, s.checkGone(stream, st, mapErr("fetch", stream, err))
 			}
 			continue
 		}
 		if err != nil {
-			return nil, mapErr("fetch", stream, err)
+			return nil, s.checkGone(stream, st, mapErr("fetch", stream, err))
 		}
 		for _, r := range page.Records {
 			first, err := recordFirstIndex(r.Data)

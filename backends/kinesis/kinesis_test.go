@@ -725,3 +725,135 @@ func msgs(prefix string, n int) [][]byte {
 	}
 	return out
 }
+
+// TestStreamDeletedBySomeoneElse: a stream deleted behind the Store's back (by another hub or
+// a tool) while the Store has its shards, sequence numbers and seek positions cached, then
+// created again: the Store reports the deletion as core.ErrStreamNotFound, forgets what it
+// cached, and serves the new stream: appends to it, and Fetches that return its messages.
+// Kinesis refuses a sequence number of the old stream in GetShardIterator ("did not come
+// from this stream"); kinesis-mock does not, so seqOriginHTTP does it: the Store used to
+// seek the new stream at the old stream's positions, and Fetch failed.
+func TestStreamDeletedBySomeoneElse(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := client(t, &seqOriginHTTP{next: http.DefaultClient, gen: map[string]int{}, seqs: map[string]string{}, its: map[string]string{}})
+	s, err := kinesis.New(c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	stream := fmt.Sprintf("deleted-else-%d", time.Now().UnixNano())
+	if _, err := s.CreateStream(ctx, stream, 1); err != nil {
+		t.Fatal(err)
+	}
+	defer s.DeleteStream(context.Background(), stream)
+	old, err := s.Append(ctx, stream, 0, msgs("old-", 3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Fetch(ctx, stream, 0, 0, 100); err != nil || len(got) != 3 {
+		t.Fatalf("Fetch = %d, %v; want 3", len(got), err)
+	}
+	other, err := kinesis.New(c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := other.DeleteStream(ctx, stream); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(ctx, stream, 0, msgs("lost-", 1)); !errors.Is(err, core.ErrStreamNotFound) {
+		t.Errorf("Append to the deleted stream: %v; want core.ErrStreamNotFound", err)
+	}
+	if _, err := s.CreateStream(ctx, stream, 1); err != nil { // a hub creates it again
+		t.Fatal(err)
+	}
+	idx, err := s.Append(ctx, stream, 0, msgs("new-", 3))
+	if err != nil {
+		t.Fatalf("Append to the stream created again: %v", err)
+	}
+	if idx[0] <= old[2] {
+		t.Errorf("the stream created again numbers from %d, not above the old stream's %d", idx[0], old[2])
+	}
+	// From 0, from the index a consumer of the old stream saved, and from the new stream's.
+	for _, from := range []uint64{0, old[2] + 1, idx[0], idx[1]} {
+		got, err := s.Fetch(ctx, stream, 0, from, 100)
+		if err != nil {
+			t.Fatalf("Fetch from %d of the stream created again: %v", from, err)
+		}
+		var data []string
+		for _, m := range got {
+			data = append(data, string(m.Data))
+		}
+		want := []string{"new-0", "new-1", "new-2"}
+		if from == idx[1] {
+			want = want[1:]
+		}
+		if fmt.Sprint(data) != fmt.Sprint(want) {
+			t.Errorf("Fetch from %d of the stream created again = %q; want %q", from, data, want)
+		}
+	}
+}
+
+// seqOriginHTTP refuses, as Kinesis does, a GetShardIterator at a sequence number that a
+// stream of the same name handed out before it was deleted.
+type seqOriginHTTP struct {
+	next aws.HTTPClient
+	mu   sync.Mutex
+	gen  map[string]int    // stream name -> how many times it was deleted
+	seqs map[string]string // sequence number -> "name/generation" it came from
+	its  map[string]string // shard iterator -> "name/generation" it reads
+}
+
+func (h *seqOriginHTTP) Do(req *http.Request) (*http.Response, error) {
+	op := strings.TrimPrefix(req.Header.Get("X-Amz-Target"), "Kinesis_20131202.")
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		return nil, err
+	}
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	var in struct{ StreamName, StartingSequenceNumber, ShardIterator string }
+	_ = json.Unmarshal(body, &in)
+	h.mu.Lock()
+	origin := fmt.Sprint(in.StreamName, "/", h.gen[in.StreamName])
+	if op == "GetRecords" {
+		origin = h.its[in.ShardIterator]
+	}
+	if op == "GetShardIterator" && in.StartingSequenceNumber != "" && h.seqs[in.StartingSequenceNumber] != origin {
+		h.mu.Unlock()
+		return errorResponse(req, http.StatusBadRequest, "InvalidArgumentException", "StartingSequenceNumber "+in.StartingSequenceNumber+" is invalid because it did not come from this stream."), nil
+	}
+	if op == "DeleteStream" {
+		h.gen[in.StreamName]++
+	}
+	h.mu.Unlock()
+	resp, err := h.next.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK || (op != "PutRecord" && op != "GetRecords" && op != "GetShardIterator") {
+		return resp, err
+	}
+	out, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(out))
+	var got struct {
+		SequenceNumber, ShardIterator, NextShardIterator string
+		Records                                          []struct{ SequenceNumber string }
+	}
+	_ = json.Unmarshal(out, &got)
+	h.mu.Lock()
+	if got.SequenceNumber != "" {
+		h.seqs[got.SequenceNumber] = origin
+	}
+	for _, r := range got.Records {
+		h.seqs[r.SequenceNumber] = origin
+	}
+	for _, it := range []string{got.ShardIterator, got.NextShardIterator} {
+		if it != "" {
+			h.its[it] = origin
+		}
+	}
+	h.mu.Unlock()
+	return resp, nil
+}
