@@ -117,7 +117,7 @@
 // Sluice are skipped. The Store caches a stream's shards and record positions; when someone
 // else deletes the stream, it forgets them once a call finds the stream missing or its
 // CreateStream creates the stream again. A deletion and re-creation between two of its
-// calls goes unnoticed: Fetches that seek to a position of the old stream then fail with
-// core.ErrInvalidArgument (Kinesis refuses its sequence numbers) until the Store is opened
-// again.
+// calls is noticed later: the first Fetch that seeks to a position of the old stream fails
+// with core.ErrInvalidArgument (Kinesis refuses its sequence numbers), and the Store forgets
+// what it cached, so the next call sees the new stream.
 package kinesis

@@ -404,11 +404,13 @@ func (s *Store) forget(stream string, only *streamState) {
 }
 
 // checkGone returns err, first forgetting st, the cached state of stream, when err says that
-// the stream does not exist: someone else deleted it, and a stream created again under its
-// name has other shards, and sequence numbers that the old ones must not be mixed with
-// (Kinesis refuses an iterator at a sequence number of another stream).
+// the stream does not exist (someone else deleted it: a stream created again under its name
+// has other shards, and sequence numbers that the old ones must not be mixed with), or that
+// Kinesis refused an argument, which the cache gave: a sequence number of a stream of that
+// name that someone else deleted and created again between two calls ("did not come from
+// this stream"). The next call loads the stream's state again.
 func (s *Store) checkGone(stream string, st *streamState, err error) error {
-	if errors.Is(err, core.ErrStreamNotFound) {
+	if errors.Is(err, core.ErrStreamNotFound) || errors.Is(err, core.ErrInvalidArgument) {
 		s.forget(stream, st)
 	}
 	return err

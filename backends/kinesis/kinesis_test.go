@@ -857,3 +857,59 @@ func (h *seqOriginHTTP) Do(req *http.Request) (*http.Response, error) {
 	h.mu.Unlock()
 	return resp, nil
 }
+
+// TestStreamRecreatedBetweenCalls: someone else deletes a stream and creates it again
+// between two calls of a Store that has its positions cached, so that the Store never sees
+// it missing. Its first Fetch that seeks to a position of the old stream fails (Kinesis
+// refuses the sequence number, as seqOriginHTTP does); the Store then forgets what it
+// cached, and the next Fetch returns the new stream's messages (it used to fail until the
+// Store was opened again).
+func TestStreamRecreatedBetweenCalls(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := client(t, &seqOriginHTTP{next: http.DefaultClient, gen: map[string]int{}, seqs: map[string]string{}, its: map[string]string{}})
+	s, err := kinesis.New(c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	stream := fmt.Sprintf("recreated-between-%d", time.Now().UnixNano())
+	if _, err := s.CreateStream(ctx, stream, 1); err != nil {
+		t.Fatal(err)
+	}
+	defer s.DeleteStream(context.Background(), stream)
+	old, err := s.Append(ctx, stream, 0, msgs("old-", 3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := kinesis.New(c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := other.DeleteStream(ctx, stream); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.CreateStream(ctx, stream, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Append(ctx, stream, 0, msgs("new-", 2)); err != nil {
+		t.Fatal(err)
+	}
+	from := old[2] + 1 // what a consumer of the old stream saved
+	var data []string
+	for attempt := 0; attempt < 2 && data == nil; attempt++ {
+		got, err := s.Fetch(ctx, stream, 0, from, 100)
+		if err != nil {
+			t.Logf("Fetch %d from %d: %v", attempt, from, err)
+			continue
+		}
+		data = []string{}
+		for _, m := range got {
+			data = append(data, string(m.Data))
+		}
+	}
+	if fmt.Sprint(data) != "[new-0 new-1]" {
+		t.Fatalf("Fetch from %d after the stream was created again = %q; want [new-0 new-1] at the latest on the second try", from, data)
+	}
+}
