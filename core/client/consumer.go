@@ -366,7 +366,8 @@ type ConsumerStats struct {
 // between the handler and the save (at-least-once).
 //
 // A stream deleted while the consumer reads it (by a tool, or through another hub) and
-// created again starts over at index 0, so the in-memory position means nothing in it.
+// created again starts over at index 0 on most backends (on Kinesis above every index of
+// the old one), so the in-memory position means nothing in it.
 // When the hub refuses a pull with an error reply, the consumer asks it whether the stream
 // still has its partition (sluice_stream_open, which creates nothing); when the hub answers
 // that it does not, or a later session finds the stream missing ([WithoutCreate],

@@ -45,13 +45,15 @@
 // ends with an error matching [core.ErrStreamNotFound] when the stream does not exist, at
 // the start or after a reconnect.
 //
-// A stream deleted and created again starts over at index 0. When the hub refuses a
-// consumer's pull, the consumer asks it whether the stream still exists
-// (sluice_stream_open); if not, or when a later session finds the stream missing, it
-// forgets its in-memory position, and its next session loads the saved index again: gone
-// with the stream on backends that delete saved indexes with it ([core.IndexDeleter]), so
-// it reads the new stream from its start index; where the saved index survived, it resumes
-// there. Without a client id it starts at the start index.
+// A stream deleted and created again starts over at index 0 on most backends (Kinesis
+// numbers it above every index of the old one, so a surviving saved index skips nothing
+// there). When the hub refuses a consumer's pull, the consumer asks it whether the stream
+// still exists (sluice_stream_open); if not, or when a later session finds the stream
+// missing, it forgets its in-memory position, and its next session loads the saved index
+// again: gone with the stream on backends that delete saved indexes with it
+// ([core.IndexDeleter]), so it reads the new stream from its start index; where the saved
+// index survived, it resumes there (past the new stream's first messages, on a backend that
+// starts it at 0). Without a client id it starts at the start index.
 //
 // # Partitions
 //
