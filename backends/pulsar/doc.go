@@ -170,10 +170,16 @@
 //     knew of) still returns them, deleted or not, and the next Fetch reads the re-created
 //     stream; a partition count the Store has seen outlives a re-creation with another
 //     count; and an idle reader whose topic was missing when pulsar-client-go tried to
-//     reconnect it no longer answers where its partition ends: the next Fetch that asks
-//     through it waits a second, then asks through a new reader, and the old one is closed
-//     once its question gives up (after the client's operation timeout, which Close may
-//     wait for). Delete streams through the Store that uses them where possible.
+//     reconnect it delivers nothing more: the next Fetch that reads through it waits a
+//     second, then asks the admin API where the partition ends and reads on through a new
+//     reader. Delete streams through the Store that uses them where possible.
+//   - pulsar-client-go's creation and closing of producers and readers take no context. A
+//     call gives up on them when its ctx ends, and they run on goroutines of the Store;
+//     Close waits for them at most 5 seconds (a broker that stopped answering makes each
+//     wait up to the client's operation timeout per request), then returns and leaves them
+//     to end: each closes what it created, and the last one closes the client of a Store
+//     built by Open. A Store built by New leaves them using the caller's client until
+//     then.
 //   - Empty messages carry the property sluice-empty=1: pulsar-client-go drops a
 //     non-batched message that has neither payload nor properties when reading it.
 package pulsar

@@ -75,6 +75,9 @@ type Store struct {
 	opts       Options
 
 	calls core.Calls // public calls and the goroutines they start; cancelled by Close
+	// sdk runs the calls of pulsar-client-go that take no context (creating and closing
+	// producers and readers), which Close waits for only up to closeWait.
+	sdk sdkCalls
 
 	mu        sync.Mutex
 	streams   map[string]int  // partition counts seen
@@ -324,7 +327,9 @@ func (s *Store) DeleteStream(ctx context.Context, stream string) error {
 		return s.mapErr("delete stream", stream, fmt.Errorf("delete its saved indexes: %w", err))
 	}
 	for _, sl := range s.forgetStream(stream, n) {
-		closeSlot(sl)
+		// Not on this goroutine: the producer may still be being created, which takes no
+		// context, and DeleteStream ends with ctx.
+		s.sdk.Go(func() { closeSlot(sl) })
 	}
 	return s.mapErr("delete stream", stream, s.admin.deletePartitioned(ctx, s.topic(stream)))
 }
@@ -375,7 +380,7 @@ func (s *Store) deletedStream(ctx context.Context, stream string, err error) err
 		return err
 	}
 	for _, sl := range s.forgetStream(stream, n) {
-		s.calls.Go(func() { closeSlot(sl) }) // not on the producer's goroutine, which may be this one's caller
+		s.sdk.Go(func() { closeSlot(sl) }) // not on the producer's goroutine, which may be this one's caller
 	}
 	return fmt.Errorf("%w: no partitioned topic %s/%s/%s: the stream was deleted (by another Store?): %w",
 		core.ErrStreamNotFound, s.opts.Tenant, s.opts.Namespace, s.topic(stream), err)
@@ -392,17 +397,20 @@ func (s *Store) producer(ctx context.Context, topic string) (*producerSlot, erro
 	if !ok {
 		sl = &producerSlot{topic: topic, ready: make(chan struct{})}
 		s.producers[topic] = sl
-		s.calls.Go(func() { // the caller is inside calls.Begin; bounded by the client's operation timeout
+		s.sdk.Go(func() { // takes no context: see sdkCalls
 			p, err := s.client.CreateProducer(pulsar.ProducerOptions{
 				Topic:              topic,
 				DisableBatching:    true, // one message per entry: the index is the entry's position
 				MaxPendingMessages: 1000,
 				SendTimeout:        DefaultOperationTimeout,
 			})
-			sl.p, sl.err = p, err
 			if err != nil {
+				// CreateProducer returns a nil *producer in a non-nil pulsar.Producer with
+				// its error: keep neither, or closeSlot would call Close on it.
+				p = nil
 				s.dropProducer(sl)
 			}
+			sl.p, sl.err = p, err
 			close(sl.ready)
 		})
 	}
@@ -416,7 +424,7 @@ func (s *Store) producer(ctx context.Context, topic string) (*producerSlot, erro
 	s.mu.Unlock()
 	for _, e := range evicted {
 		// Not on this goroutine: Close waits for the broker, and an append must not.
-		s.calls.Go(func() { closeSlot(e) })
+		s.sdk.Go(func() { closeSlot(e) })
 	}
 	select {
 	case <-sl.ready:
@@ -622,9 +630,8 @@ func (s *Store) receiptIndexes(sl *producerSlot, receipts []receipt) ([]uint64, 
 				perr.Result() == pulsar.TopicNotFound || perr.Result() == pulsar.TopicTerminated) {
 				if s.dropProducer(sl) {
 					// Already closed or fenced by the broker. Not on this goroutine, which
-					// may be the producer's own: owned by the store (the append is inside
-					// calls.Begin, so Close waits for it).
-					s.calls.Go(func() { closeSlot(sl) })
+					// may be the producer's own.
+					s.sdk.Go(func() { closeSlot(sl) })
 				}
 			}
 			return nil, fmt.Errorf("message %d of %d: %w", i, len(receipts), r.err)
@@ -710,7 +717,7 @@ func (s *Store) forgetAppended(topic string) {
 	}
 	s.mu.Unlock()
 	if sl != nil {
-		s.calls.Go(func() { closeSlot(sl) }) // a Fetch is inside calls.Begin
+		s.sdk.Go(func() { closeSlot(sl) })
 	}
 }
 
@@ -799,7 +806,7 @@ func (s *Store) fetchTopic(ctx context.Context, base string, partition int, from
 		if keep {
 			s.putReader(c)
 		} else {
-			c.r.Close()
+			s.closeReader(c.r)
 		}
 	}()
 	out = c.replay(out, from, limit)
@@ -846,7 +853,7 @@ func (s *Store) fetchTopic(ctx context.Context, base string, partition int, from
 			if err != nil {
 				return nil, err
 			}
-			c.r.Close()
+			s.closeReader(c.r)
 			c.r = r
 			end, err := s.partitionEnd(ctx, base, partition)
 			if err != nil {
@@ -974,7 +981,7 @@ func (s *Store) putReader(c *idleReader) {
 	s.mu.Lock()
 	if s.calls.Closed() { // Close drops the idle readers after this
 		s.mu.Unlock()
-		c.r.Close()
+		s.closeReader(c.r)
 		return
 	}
 	s.idle = append(s.idle, c)
@@ -985,7 +992,7 @@ func (s *Store) putReader(c *idleReader) {
 	}
 	s.mu.Unlock()
 	if evict != nil {
-		evict.r.Close()
+		s.closeReader(evict.r)
 	}
 }
 
@@ -1004,7 +1011,7 @@ func (s *Store) dropReaders(match func(topic string) bool) {
 	s.idle = kept
 	s.mu.Unlock()
 	for _, c := range drop {
-		c.r.Close()
+		s.closeReader(c.r)
 	}
 }
 
@@ -1017,7 +1024,7 @@ func (s *Store) reader(ctx context.Context, o pulsar.ReaderOptions) (pulsar.Read
 	ch := make(chan result, 1)
 	var handoff sync.Mutex
 	abandoned := false
-	s.calls.Go(func() { // the caller is inside calls.Begin; bounded by the client's operation timeout
+	s.sdk.Go(func() { // takes no context: see sdkCalls
 		r, err := s.client.CreateReader(o)
 		handoff.Lock()
 		defer handoff.Unlock()
@@ -1039,7 +1046,7 @@ func (s *Store) reader(ctx context.Context, o pulsar.ReaderOptions) (pulsar.Read
 		select {
 		case res := <-ch: // sent before we gave up
 			if res.r != nil {
-				res.r.Close()
+				s.closeReader(res.r)
 			}
 		default:
 		}
@@ -1047,10 +1054,105 @@ func (s *Store) reader(ctx context.Context, o pulsar.ReaderOptions) (pulsar.Read
 	}
 }
 
-// Close cancels in-flight calls, waits for them (and for the closing of evicted producers),
-// closes the producers and, if the store built it (Open), the client. It never waits longer
-// than the client's operation timeout. Later calls wait until the first has finished and
-// return nil.
+// closeReader closes r on a goroutine of s.sdk: pulsar-client-go's Close takes no context
+// and waits for the broker's answer (up to the client's operation timeout).
+func (s *Store) closeReader(r pulsar.Reader) {
+	s.sdk.Go(r.Close)
+}
+
+// closeWait bounds how long Close waits for the calls of pulsar-client-go that take no
+// context (see sdkCalls) before it returns and leaves them to end on their own.
+const closeWait = 5 * time.Second
+
+// sdkCalls runs the calls of pulsar-client-go that take no context and that nothing can
+// stop: CreateProducer, CreateReader and the Close of a producer or reader. Each returns
+// within pulsar-client-go's bounds (its operation timeout per request: a creation makes a
+// lookup and a producer or subscribe request, a producer's also a partition lookup; a
+// close makes one request), but a broker that stopped answering makes each wait that long,
+// and Store calls must end with their ctx and Close promptly: so they run on goroutines of
+// their own, which a Store call starts (or Close, before it calls then) and never waits
+// for. The zero value is ready.
+type sdkCalls struct {
+	mu    sync.Mutex
+	n     int           // goroutines running
+	idle  chan struct{} // made by wait; closed when n drops to 0
+	after func()        // set by then; run by the goroutine that ends last
+}
+
+// Go runs f on a goroutine of w.
+func (w *sdkCalls) Go(f func()) {
+	w.mu.Lock()
+	w.n++
+	w.mu.Unlock()
+	go func() { // owned by the Store: Close waits for it up to closeWait, then leaves it to end
+		defer w.done()
+		f()
+	}()
+}
+
+func (w *sdkCalls) done() {
+	w.mu.Lock()
+	w.n--
+	var after func()
+	if w.n == 0 {
+		if w.idle != nil {
+			close(w.idle)
+			w.idle = nil
+		}
+		after, w.after = w.after, nil
+	}
+	w.mu.Unlock()
+	if after != nil {
+		after()
+	}
+}
+
+// wait waits until no goroutine of w runs, or until timeout passed, and reports whether
+// none runs.
+func (w *sdkCalls) wait(timeout time.Duration) bool {
+	w.mu.Lock()
+	if w.n == 0 {
+		w.mu.Unlock()
+		return true
+	}
+	if w.idle == nil {
+		w.idle = make(chan struct{})
+	}
+	idle := w.idle
+	w.mu.Unlock()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-idle:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// then runs f once no goroutine of w runs: at once, on this goroutine, if none does,
+// otherwise on the one that ends last. No goroutine may be started after then.
+func (w *sdkCalls) then(f func()) {
+	w.mu.Lock()
+	if w.n > 0 {
+		w.after = f
+		w.mu.Unlock()
+		return
+	}
+	w.mu.Unlock()
+	f()
+}
+
+// Close cancels in-flight calls and waits for them (each ends with its context), then closes
+// the producers and idle readers, and, if the store built it (Open), the client. Calls of
+// pulsar-client-go that take no context (creating a producer or reader that a call gave up
+// on, closing one) run on goroutines of their own: Close waits for them at most closeWait
+// (5 s), so it returns promptly even when the broker does not answer. What still runs then
+// is only such goroutines: each ends when its pulsar-client-go call returns (bounded by
+// the client's operation timeout per request, see sdkCalls), closes the producer or reader
+// it created, and the last one closes the client of a store built by Open. With [New], they
+// use the caller's client until then (a client closed earlier makes them fail sooner).
+// Later calls of Close wait until the first has finished and return nil.
 func (s *Store) Close() error {
 	return s.calls.Shutdown(func() error {
 		s.calls.Cancel()
@@ -1060,11 +1162,12 @@ func (s *Store) Close() error {
 		s.producers = map[string]*producerSlot{}
 		s.mu.Unlock()
 		for _, sl := range slots {
-			closeSlot(sl)
+			s.sdk.Go(func() { closeSlot(sl) })
 		}
 		s.dropReaders(nil)
+		s.sdk.wait(closeWait)
 		if s.ownClient {
-			s.client.Close()
+			s.sdk.then(s.client.Close)
 		}
 		return nil
 	})
