@@ -187,16 +187,25 @@ func TestFetchAfterOtherStoreRecreatesForgetsCopies(t *testing.T) {
 // (core.ErrStreamNotFound), not that Pulsar is unavailable (which tells the caller to retry
 // a stream that will never come back), and A must forget it: after A creates it again, its
 // appends work and are read back.
+//
+// A's producer, whose topic B deleted, often keeps reconnecting rather than failing, and
+// the Append used to wait for the send timeout (30 s) before it failed. Here the send
+// timeout is an hour, so such an Append waits until the guard ends it.
 func TestAppendFetchAfterOtherStoreDeletes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	a := readerStore(t, ctx)
+	a.sendTimeout = time.Hour // before its first producer
 	b := readerStore(t, ctx)
 	stream, _ := readerCacheStream(t, a, ctx, 2)
 	if err := b.DeleteStream(ctx, stream); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Append(ctx, stream, 0, [][]byte{[]byte("lost")}); !errors.Is(err, core.ErrStreamNotFound) {
+	// A guard against an Append that waits for the send timeout, not a timing assertion.
+	actx, acancel := context.WithTimeout(ctx, time.Minute)
+	_, err := a.Append(actx, stream, 0, [][]byte{[]byte("lost")})
+	acancel()
+	if !errors.Is(err, core.ErrStreamNotFound) {
 		t.Errorf("store A's Append to a stream store B deleted: %v; want core.ErrStreamNotFound", err)
 	}
 	if _, err := a.Fetch(ctx, stream, 0, 0, 10); !errors.Is(err, core.ErrStreamNotFound) {

@@ -89,6 +89,12 @@ type Store struct {
 	// appends got a receipt for: a Fetch reads up to it without asking the broker. Another
 	// Store that deletes the stream makes it stale; a Fetch that finds out forgets it.
 	appended map[string]uint64
+	// checking holds the streams whose existence an append waiting for its receipts is
+	// asking the admin API about (see appendWatch).
+	checking map[string]bool
+	// sendTimeout is the SendTimeout of the producers (DefaultOperationTimeout; tests raise
+	// it to show that an append does not wait for it).
+	sendTimeout time.Duration
 
 	index indexState
 }
@@ -170,6 +176,9 @@ func newStore(client pulsar.Client, own bool, adminURL string, opts *Options) (*
 		retained:  map[string]bool{},
 		producers: map[string]*producerSlot{},
 		appended:  map[string]uint64{},
+		checking:  map[string]bool{},
+
+		sendTimeout: DefaultOperationTimeout,
 	}
 	return s, nil
 }
@@ -370,20 +379,88 @@ func (s *Store) deletedStream(ctx context.Context, stream string, err error) err
 		errors.Is(err, ErrIndexOutOfRange) || errors.Is(err, core.ErrInvalidArgument) || errors.Is(err, core.ErrMessageTooLarge) {
 		return err
 	}
+	if m, aerr := s.admin.partitions(ctx, s.topic(stream)); aerr != nil || m > 0 {
+		return err
+	}
+	s.forgetDeleted(stream)
+	return fmt.Errorf("%w: no partitioned topic %s/%s/%s: the stream was deleted (by another Store?): %w",
+		core.ErrStreamNotFound, s.opts.Tenant, s.opts.Namespace, s.topic(stream), err)
+}
+
+// forgetDeleted forgets stream, which the admin API said does not exist, if the Store
+// knows it: its partition count, producers (closed: an append waiting on one fails at once
+// instead of at the send timeout) and readers.
+func (s *Store) forgetDeleted(stream string) {
 	s.mu.Lock()
 	n, known := s.streams[stream]
 	s.mu.Unlock()
 	if !known {
-		return err
-	}
-	if m, aerr := s.admin.partitions(ctx, s.topic(stream)); aerr != nil || m > 0 {
-		return err
+		return
 	}
 	for _, sl := range s.forgetStream(stream, n) {
 		s.sdk.Go(func() { closeSlot(sl) }) // not on the producer's goroutine, which may be this one's caller
 	}
-	return fmt.Errorf("%w: no partitioned topic %s/%s/%s: the stream was deleted (by another Store?): %w",
-		core.ErrStreamNotFound, s.opts.Tenant, s.opts.Namespace, s.topic(stream), err)
+}
+
+// appendCheckWait is how long an append waits for its receipts before it asks the admin API
+// whether its stream still exists (see appendWatch).
+const appendCheckWait = time.Second
+
+// appendWatch watches an append to a stream that is inside calls.Begin. When its receipts
+// take longer than appendCheckWait, it asks the admin API (once at a time per stream)
+// whether the stream still exists: a producer whose topic another Store deleted often keeps
+// reconnecting, and its sends would fail only at the send timeout (30 s). If the stream is
+// gone, the Store forgets it (closing its producers) and the watch calls fail with an error
+// matching core.ErrStreamNotFound.
+type appendWatch struct {
+	mu   sync.Mutex
+	over bool
+	t    *time.Timer
+}
+
+// start starts w. fail runs on a goroutine of s.calls.
+func (w *appendWatch) start(s *Store, ctx context.Context, stream string, fail func(error)) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.t = time.AfterFunc(appendCheckWait, func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if w.over {
+			return
+		}
+		s.mu.Lock()
+		busy := s.checking[stream]
+		s.checking[stream] = true
+		s.mu.Unlock()
+		if busy {
+			w.t.Reset(appendCheckWait) // another append asks: look again after it
+			return
+		}
+		// The append's call has not ended (stop was not called): Close waits for this, and
+		// it ends with the call's ctx.
+		s.calls.Go(func() {
+			defer func() {
+				s.mu.Lock()
+				delete(s.checking, stream)
+				s.mu.Unlock()
+			}()
+			if m, err := s.admin.partitions(ctx, s.topic(stream)); err == nil && m == 0 {
+				s.forgetDeleted(stream)
+				fail(fmt.Errorf("%w: no partitioned topic %s/%s/%s: the stream was deleted (by another Store?) while the append waited for its receipts",
+					core.ErrStreamNotFound, s.opts.Tenant, s.opts.Namespace, s.topic(stream)))
+			}
+		})
+	})
+}
+
+// stop ends w; the append calls it before its call ends.
+func (w *appendWatch) stop() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.over = true
+	if w.t != nil {
+		w.t.Stop()
+	}
 }
 
 // producer returns the cached producer slot of a partition topic, creating the producer on
@@ -402,7 +479,7 @@ func (s *Store) producer(ctx context.Context, topic string) (*producerSlot, erro
 				Topic:              topic,
 				DisableBatching:    true, // one message per entry: the index is the entry's position
 				MaxPendingMessages: 1000,
-				SendTimeout:        DefaultOperationTimeout,
+				SendTimeout:        s.sendTimeout,
 			})
 			if err != nil {
 				// CreateProducer returns a nil *producer in a non-nil pulsar.Producer with
@@ -539,21 +616,29 @@ func (s *Store) AppendAsync(ctx context.Context, stream string, partition int, m
 		fail(err)
 		return
 	}
-	s.appendTopicAsync(ctx, stream, partition, msgs, func(idx []uint64, err error) {
-		if err != nil && ctx.Err() == nil && !s.calls.Closed() {
-			// Was the stream deleted? Ask on a goroutine of the store: this may be the
-			// producer's, which must not wait for the admin API (the done of a failed call
-			// need not keep the order of the successful ones).
-			s.calls.Go(func() {
-				err := s.deletedStream(ctx, stream, err)
-				exit()
-				done(nil, s.mapErr("append", stream, err))
-			})
-			return
-		}
-		exit()
-		done(idx, s.mapErr("append", stream, err))
-	})
+	// once guards done: the append's outcome and the watch race to report.
+	var once sync.Once
+	var watch appendWatch
+	report := func(idx []uint64, err error) {
+		once.Do(func() {
+			watch.stop()
+			if err != nil && ctx.Err() == nil && !s.calls.Closed() {
+				// Was the stream deleted? Ask on a goroutine of the store: this may be the
+				// producer's, which must not wait for the admin API (the done of a failed
+				// call need not keep the order of the successful ones).
+				s.calls.Go(func() {
+					err := s.deletedStream(ctx, stream, err)
+					exit()
+					done(nil, s.mapErr("append", stream, err))
+				})
+				return
+			}
+			exit()
+			done(idx, s.mapErr("append", stream, err))
+		})
+	}
+	watch.start(s, ctx, stream, func(err error) { report(nil, err) })
+	s.appendTopicAsync(ctx, stream, partition, msgs, report)
 }
 
 // appendTopic appends msgs to one partition of base and waits for the outcome; see
