@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/sluicehq/sluice/core"
 )
@@ -19,9 +18,12 @@ const indexTopic = "sluice=index"
 // indexState is the in-memory view of the index topic: the highest index saved per key,
 // from every record read so far.
 type indexState struct {
-	mu    sync.Mutex // serializes GetIndex and SaveIndex
-	ready bool       // the index topic exists
-	next  uint64     // index (in the index topic) of the next record to read
+	// sem serializes GetIndex, SaveIndex and DeleteIndexes: holding it is having sent into
+	// it (capacity 1), so that a call waiting for another gives up when its ctx ends. Made
+	// by newStore.
+	sem   chan struct{}
+	ready bool   // the index topic exists
+	next  uint64 // index (in the index topic) of the next record to read
 	saved map[string]uint64
 }
 
@@ -40,8 +42,10 @@ func (s *Store) GetIndex(ctx context.Context, clientID, stream string, partition
 		return 0, s.mapErr("get index", stream, err)
 	}
 	defer done()
-	s.index.mu.Lock()
-	defer s.index.mu.Unlock()
+	if err := s.index.lock(ctx); err != nil {
+		return 0, s.mapErr("get index", stream, err)
+	}
+	defer s.index.unlock()
 	if err := s.catchUpIndex(ctx); err != nil {
 		return 0, s.mapErr("get index", stream, err)
 	}
@@ -65,8 +69,10 @@ func (s *Store) SaveIndex(ctx context.Context, clientID, stream string, partitio
 		return s.mapErr("save index", stream, err)
 	}
 	defer done()
-	s.index.mu.Lock()
-	defer s.index.mu.Unlock()
+	if err := s.index.lock(ctx); err != nil {
+		return s.mapErr("save index", stream, err)
+	}
+	defer s.index.unlock()
 	if err := s.catchUpIndex(ctx); err != nil {
 		return s.mapErr("save index", stream, err)
 	}
@@ -101,8 +107,10 @@ func (s *Store) DeleteIndexes(ctx context.Context, stream string) error {
 // deleteIndexes is DeleteIndexes inside calls.Begin. It does not create the index topic: when
 // there is none, no index was saved.
 func (s *Store) deleteIndexes(ctx context.Context, stream string) error {
-	s.index.mu.Lock()
-	defer s.index.mu.Unlock()
+	if err := s.index.lock(ctx); err != nil {
+		return err
+	}
+	defer s.index.unlock()
 	if !s.index.ready {
 		n, err := s.admin.partitions(ctx, s.topic(indexTopic))
 		if err != nil {
@@ -125,7 +133,21 @@ func (s *Store) deleteIndexes(ctx context.Context, stream string) error {
 	return nil
 }
 
-// has reports whether an index of stream is saved. The caller holds ix.mu.
+// lock takes ix for the caller, or returns ctx's error when ctx ends first: another call
+// holding it may wait for the broker as long as its own ctx lets it.
+func (ix *indexState) lock(ctx context.Context) error {
+	select {
+	case ix.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// unlock releases ix, taken by lock.
+func (ix *indexState) unlock() { <-ix.sem }
+
+// has reports whether an index of stream is saved. The caller holds ix (lock).
 func (ix *indexState) has(stream string) bool {
 	for k := range ix.saved {
 		if keyStream(k) == stream {
@@ -135,7 +157,7 @@ func (ix *indexState) has(stream string) bool {
 	return false
 }
 
-// forget deletes the indexes saved for stream. The caller holds ix.mu.
+// forget deletes the indexes saved for stream. The caller holds ix (lock).
 func (ix *indexState) forget(stream string) {
 	for k := range ix.saved {
 		if keyStream(k) == stream {
@@ -156,7 +178,7 @@ func validateIndexKey(clientID, stream string, partition int) error {
 }
 
 // catchUpIndex creates the index topic on first use and reads the records appended since the
-// last call. The caller holds s.index.mu.
+// last call. The caller holds s.index (lock).
 func (s *Store) catchUpIndex(ctx context.Context) error {
 	if !s.index.ready {
 		if _, err := s.createTopic(ctx, indexTopic, 1); err != nil {

@@ -28,9 +28,12 @@ func TestIndexTakesMaximum(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.index.mu.Lock()
+	if err := w.index.lock(cctx); err != nil {
+		end()
+		t.Fatal(err)
+	}
 	err = w.catchUpIndex(cctx)
-	w.index.mu.Unlock()
+	w.index.unlock()
 	if err != nil {
 		end()
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -519,5 +520,87 @@ func TestFetchQuestionEndsWithFetch(t *testing.T) {
 				t.Errorf("reader closed %v, asked GetLastMessageID %v; want closed, never asked", r.closed.Load(), r.askedLastID.Load())
 			}
 		})
+	}
+}
+
+// TestIndexWaitEndsWithContext: GetIndex, SaveIndex and DeleteIndexes take turns on the
+// index topic; one that waits for its turn must give up when its ctx ends, or when Close
+// cancels it, not wait for the call holding the turn (which may wait for the broker as long
+// as its own ctx lets it: here, for ever). They used to wait on a mutex. No broker is
+// needed: the turn is held by the test. The waits are guards against the hang, not timing
+// asserts.
+func TestIndexWaitEndsWithContext(t *testing.T) {
+	ops := map[string]func(ctx context.Context, s *Store) error{
+		"GetIndex": func(ctx context.Context, s *Store) error {
+			_, err := s.GetIndex(ctx, "c", "s", 0)
+			return err
+		},
+		"SaveIndex":     func(ctx context.Context, s *Store) error { return s.SaveIndex(ctx, "c", "s", 0, 1) },
+		"DeleteIndexes": func(ctx context.Context, s *Store) error { return s.DeleteIndexes(ctx, "s") },
+	}
+	for name, op := range ops {
+		for _, by := range []string{"ctx", "Close"} {
+			t.Run(name+" ended by "+by, func(t *testing.T) {
+				s, err := openURL("pulsar://127.0.0.1:1")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := s.index.lock(t.Context()); err != nil { // the turn of a call that never ends
+					t.Fatal(err)
+				}
+				defer s.index.unlock()
+				ctx, cancel := context.WithCancel(t.Context())
+				defer cancel()
+				ended := make(chan error, 1)
+				go func() { ended <- op(ctx, s) }() // owned by the test: ends with op
+				waitBlockedIn(t, "(*Store)."+name)
+				closed := make(chan struct{})
+				want := context.Canceled
+				if by == "ctx" {
+					cancel()
+				} else {
+					want = core.ErrClosed
+					go func() { s.Close(); close(closed) }()
+				}
+				select {
+				case err := <-ended:
+					if !errors.Is(err, want) {
+						t.Errorf("%s waiting for its turn: %v; want %v", name, err, want)
+					}
+				case <-time.After(time.Minute):
+					t.Fatalf("%s waiting for its turn has not returned a minute after it was ended by %s", name, by)
+				}
+				if by == "ctx" {
+					go func() { s.Close(); close(closed) }()
+				}
+				select {
+				case <-closed:
+				case <-time.After(time.Minute):
+					t.Fatal("Close has not returned a minute after it started")
+				}
+			})
+		}
+	}
+}
+
+// waitBlockedIn waits until a goroutine is blocked (in a select, a channel operation or a
+// lock) inside the function named fn, failing the test after a minute.
+func waitBlockedIn(t *testing.T, fn string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		buf := make([]byte, 1<<22)
+		buf = buf[:runtime.Stack(buf, true)]
+		for _, g := range strings.Split(string(buf), "\n\n") {
+			head, _, _ := strings.Cut(g, "\n")
+			if strings.Contains(g, fn+"(") && (strings.Contains(head, "[select") || strings.Contains(head, "[chan") ||
+				strings.Contains(head, "[sync.Mutex.Lock") || strings.Contains(head, "[semacquire")) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no goroutine blocked in %s within a minute", fn)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -179,6 +179,7 @@ func newStore(client pulsar.Client, own bool, adminURL string, opts *Options) (*
 		checking:  map[string]bool{},
 
 		sendTimeout: DefaultOperationTimeout,
+		index:       indexState{sem: make(chan struct{}, 1)},
 	}
 	return s, nil
 }
