@@ -2,6 +2,7 @@ package pulsar
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -51,6 +52,43 @@ func FuzzAdminPartitions(f *testing.F) {
 		answer.Store(&body)
 		if n, err := a.partitions(context.Background(), "s"); err == nil && (n < 0 || n > core.MaxPartitions) {
 			t.Fatalf("partitions = %d from HTTP %d %q", n, status.Load(), body)
+		}
+	})
+}
+
+// FuzzPartitionEnd feeds arbitrary admin API answers to partitionEnd (the lastMessageId of
+// a partition, read by every Fetch that catches up): it never panics, and an end it returns
+// without error is 0 (nothing persisted) or one past an index that maps back to the
+// ledger and entry of the answer.
+func FuzzPartitionEnd(f *testing.F) {
+	f.Add(200, []byte(`{"ledgerId":12,"entryId":3,"partitionIndex":0}`))
+	f.Add(200, []byte(`{"ledgerId":12,"entryId":-1}`))
+	f.Add(200, []byte(`{"ledgerId":68719476736,"entryId":0}`))
+	f.Add(404, []byte(`{"reason":"Topic not found"}`))
+	var answer atomic.Pointer[[]byte]
+	var status atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(int(status.Load()))
+		_, _ = w.Write(*answer.Load())
+	}))
+	defer srv.Close()
+	s := &Store{admin: &admin{base: srv.URL, hc: srv.Client(), tenant: "public", ns: "default"}}
+	f.Fuzz(func(t *testing.T, code int, body []byte) {
+		status.Store(int64(min(max(code, 200), 599)))
+		answer.Store(&body)
+		end, err := s.partitionEnd(context.Background(), "s", 0)
+		if err != nil || end == 0 {
+			return
+		}
+		var last struct {
+			LedgerID int64 `json:"ledgerId"`
+			EntryID  int64 `json:"entryId"`
+		}
+		if jerr := json.Unmarshal(body, &last); jerr != nil {
+			t.Fatalf("partitionEnd = %d from an answer that is not JSON: %q", end, body)
+		}
+		if id := fromIndex(end-1, 0); id.LedgerID() != last.LedgerID || id.EntryID() != last.EntryID {
+			t.Fatalf("partitionEnd = %d (%d:%d) from %q", end, id.LedgerID(), id.EntryID(), body)
 		}
 	})
 }

@@ -817,13 +817,18 @@ func (s *Store) forgetAppended(topic string) {
 // adminError with status 404. The caller is inside calls.Begin.
 func (s *Store) partitionEnd(ctx context.Context, base string, partition int) (uint64, error) {
 	var last struct {
-		LedgerID int64 `json:"ledgerId"`
-		EntryID  int64 `json:"entryId"`
+		LedgerID *int64 `json:"ledgerId"`
+		EntryID  *int64 `json:"entryId"`
 	}
-	if err := s.admin.do(ctx, http.MethodGet, s.admin.topicPath(s.topic(base)+"-partition-"+itoa(partition))+"/lastMessageId", nil, &last); err != nil {
+	path := s.admin.topicPath(s.topic(base)+"-partition-"+itoa(partition)) + "/lastMessageId"
+	if err := s.admin.do(ctx, http.MethodGet, path, nil, &last); err != nil {
 		return 0, fmt.Errorf("last message id: %w", err)
 	}
-	end, _, err := endIndex(pulsar.NewMessageID(last.LedgerID, last.EntryID, -1, int32(partition)))
+	if last.LedgerID == nil || last.EntryID == nil {
+		// Not read as 0:0, which would make a Fetch wait for a message that is not there.
+		return 0, fmt.Errorf("last message id: admin GET %s: answer without ledgerId and entryId", path)
+	}
+	end, _, err := endIndex(pulsar.NewMessageID(*last.LedgerID, *last.EntryID, -1, int32(partition)))
 	return end, err
 }
 
