@@ -297,6 +297,7 @@ func TestDeleteStreamAdmin(t *testing.T) {
 	if len(deletes) != 1 || !strings.Contains(deletes[0], "force=true") {
 		t.Errorf("DELETE requests %q; want one with force=true", deletes)
 	}
+	waitSDK(t, s) // readers are closed on goroutines of the store
 	for i, r := range mine {
 		if !r.closed.Load() {
 			t.Errorf("idle reader %d of the deleted stream is still open", i)
@@ -349,6 +350,7 @@ func TestIdleReaders(t *testing.T) {
 	if n := len(s.idle); n != maxIdleReaders {
 		t.Errorf("%d idle readers; want at most %d", n, maxIdleReaders)
 	}
+	waitSDK(t, s) // readers are closed on goroutines of the store
 	if !readers[0].closed.Load() || readers[1].closed.Load() {
 		t.Errorf("beyond the bound: oldest closed %v, next closed %v; want only the oldest closed", readers[0].closed.Load(), readers[1].closed.Load())
 	}
@@ -360,6 +362,7 @@ func TestIdleReaders(t *testing.T) {
 	}
 	late, r := idle("late", 0)
 	s.putReader(late)
+	waitSDK(t, s)
 	if !r.closed.Load() || len(s.idle) != 0 {
 		t.Errorf("a reader put after Close: closed %v, %d idle; want it closed, not kept", r.closed.Load(), len(s.idle))
 	}
@@ -602,5 +605,14 @@ func waitBlockedIn(t *testing.T, fn string) {
 			t.Fatalf("no goroutine blocked in %s within a minute", fn)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// waitSDK waits until no goroutine of s.sdk (closing or creating a producer or reader)
+// runs, failing the test after a minute: a guard, not a timing assert.
+func waitSDK(t *testing.T, s *Store) {
+	t.Helper()
+	if !s.sdk.wait(time.Minute) {
+		t.Fatal("the store's closing or creating of producers and readers still runs a minute later")
 	}
 }
