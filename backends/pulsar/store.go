@@ -1159,7 +1159,8 @@ const closeWait = 5 * time.Second
 // stop: CreateProducer, CreateReader and the Close of a producer or reader. Each returns
 // within pulsar-client-go's bounds (its operation timeout per request: a creation makes a
 // lookup and a producer or subscribe request, a producer's also a partition lookup; a
-// close makes one request), but a broker that stopped answering makes each wait that long,
+// close makes one request; a new connection's dial is bounded only by the client's
+// ConnectionTimeout), but a broker that stopped answering makes each wait that long,
 // and Store calls must end with their ctx and Close promptly: so they run on goroutines of
 // their own, which a Store call starts (or Close, before it calls then) and never waits
 // for. The zero value is ready.
