@@ -133,7 +133,8 @@
 //
 // One function maps every error of pulsar-client-go, of the admin API and of the network to
 // a core sentinel, keeping the original error in the chain (errors.As finds *pulsar.Error):
-// a missing topic (admin 404, TopicNotFound) is core.ErrStreamNotFound; MessageTooBig is
+// a missing topic (admin 404, TopicNotFound) is core.ErrStreamNotFound, a missing tenant or
+// namespace (admin 404 naming it) core.ErrInvalidOption; MessageTooBig is
 // core.ErrMessageTooLarge; bad names and conflicting topics are core.ErrInvalidArgument;
 // authentication, authorization and configuration errors are core.ErrInvalidOption; calls
 // after or during Close are core.ErrClosed; cancelled calls return the context's error;

@@ -57,6 +57,8 @@ func TestMapErrClasses(t *testing.T) {
 		{&adminError{Status: 412}, core.ErrInvalidArgument},
 		{&adminError{Status: 401}, core.ErrInvalidOption},
 		{&adminError{Status: 500}, core.ErrUnavailable},
+		{&adminError{Status: 404, Reason: "Namespace not found"}, core.ErrInvalidOption}, // not the stream's
+		{&adminError{Status: 404, Reason: "Topic not found"}, core.ErrStreamNotFound},
 		{fmt.Errorf("%w: x", core.ErrInvalidOption), core.ErrInvalidOption},
 		{fmt.Errorf("%w: x", core.ErrIndexNotFound), core.ErrIndexNotFound},
 		{fmt.Errorf("%w: ledger id", ErrIndexOutOfRange), nil}, // not retryable: no ErrUnavailable
