@@ -91,7 +91,7 @@ func (a *admin) partitions(ctx context.Context, topic string) (int, error) {
 	}
 	err := a.do(ctx, http.MethodGet, a.topicPath(topic)+"/partitions?checkAllowAutoCreation=false", nil, &m)
 	var aerr *adminError
-	if errors.As(err, &aerr) && aerr.Status == http.StatusNotFound && !strings.Contains(aerr.Reason, "amespace") {
+	if errors.As(err, &aerr) && aerr.Status == http.StatusNotFound && !missingNamespace(aerr) {
 		return 0, nil // recent brokers answer 404 for a missing topic, older ones {"partitions":0}
 	}
 	if err == nil && (m.Partitions < 0 || m.Partitions > core.MaxPartitions) {
@@ -116,6 +116,23 @@ func (a *admin) setInfiniteRetention(ctx context.Context, topic string) error {
 	return a.do(ctx, http.MethodPost, a.topicPath(topic)+"/retention", map[string]int{
 		"retentionTimeInMinutes": -1, "retentionSizeInMB": -1,
 	}, nil)
+}
+
+// missingNamespace reports whether e is the broker saying that the tenant or namespace, not
+// a topic, does not exist. It matches the broker's phrases, which contain spaces, so a
+// topic-not-found answer that names a namespace or tenant (no spaces: newStore checks)
+// such as "namespace1" does not match.
+func missingNamespace(e *adminError) bool {
+	if e.Status != http.StatusNotFound {
+		return false
+	}
+	r := strings.ToLower(e.Reason)
+	for _, p := range []string{"namespace not found", "namespace does not exist", "tenant not found", "tenant does not exist"} {
+		if strings.Contains(r, p) {
+			return true
+		}
+	}
+	return false
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 
 	"github.com/apache/pulsar-client-go/pulsar"
 
@@ -60,7 +59,7 @@ func (s *Store) mapErr(op, stream string, err error) error {
 		switch aerr.Status {
 		case 404:
 			sentinel = core.ErrStreamNotFound
-			if strings.Contains(aerr.Reason, "amespace") || strings.Contains(aerr.Reason, "enant") {
+			if missingNamespace(aerr) {
 				// The Store's tenant or namespace, not the stream, is missing.
 				return fmt.Errorf("%s: %w: namespace %s/%s does not exist: create it (pulsar-admin namespaces create %s/%s) or name another: %w",
 					prefix, core.ErrInvalidOption, s.opts.Tenant, s.opts.Namespace, s.opts.Tenant, s.opts.Namespace, err)

@@ -59,6 +59,8 @@ func TestMapErrClasses(t *testing.T) {
 		{&adminError{Status: 500}, core.ErrUnavailable},
 		{&adminError{Status: 404, Reason: "Namespace not found"}, core.ErrInvalidOption}, // not the stream's
 		{&adminError{Status: 404, Reason: "Topic not found"}, core.ErrStreamNotFound},
+		{&adminError{Status: 404, Reason: "Topic persistent://tenant1/namespace1/s not found"}, core.ErrStreamNotFound},
+		{&adminError{Status: 404, Reason: "Tenant does not exist"}, core.ErrInvalidOption},
 		{fmt.Errorf("%w: x", core.ErrInvalidOption), core.ErrInvalidOption},
 		{fmt.Errorf("%w: x", core.ErrIndexNotFound), core.ErrIndexNotFound},
 		{fmt.Errorf("%w: ledger id", ErrIndexOutOfRange), nil}, // not retryable: no ErrUnavailable
