@@ -115,6 +115,16 @@ type producerSlot struct {
 	p     pulsar.Producer
 	err   error
 
+	// pulsar-client-go's producer Close closes the channel that a SendAsync running at the
+	// same time may be sending on, which panics: closeSlot waits for the appends handing
+	// messages to p (beginSend..endSend), and an append that comes after it started does
+	// not send. Neither waits for the other: a SendAsync may wait for receipts, whose
+	// callbacks may start appends.
+	sendMu  sync.Mutex
+	sends   int           // appends between beginSend and endSend
+	closing bool          // closeSlot started: beginSend refuses
+	drained chan struct{} // made by the first closeSlot when sends > 0; closed when they end
+
 	// Guarded by Store.mu.
 	users int    // appends holding the slot: from their lookup to their last receipt
 	used  uint64 // Store.uses at the last lookup: the least recently used is evicted first
@@ -562,8 +572,44 @@ func (s *Store) dropProducer(sl *producerSlot) bool {
 
 func closeSlot(sl *producerSlot) {
 	<-sl.ready
-	if sl.p != nil {
-		sl.p.Close()
+	if sl.p == nil {
+		return
+	}
+	sl.sendMu.Lock()
+	sl.closing = true
+	var drained chan struct{}
+	if sl.sends > 0 {
+		if sl.drained == nil { // another closeSlot of sl may be waiting already
+			sl.drained = make(chan struct{})
+		}
+		drained = sl.drained
+	}
+	sl.sendMu.Unlock()
+	if drained != nil {
+		<-drained // no SendAsync runs while the producer closes (see sendMu)
+	}
+	sl.p.Close()
+}
+
+// beginSend reports whether an append may hand messages to sl's producer, which closeSlot
+// has not started closing; if so, the append calls endSend once it has.
+func (sl *producerSlot) beginSend() bool {
+	sl.sendMu.Lock()
+	defer sl.sendMu.Unlock()
+	if sl.closing {
+		return false
+	}
+	sl.sends++
+	return true
+}
+
+// endSend ends what beginSend began.
+func (sl *producerSlot) endSend() {
+	sl.sendMu.Lock()
+	defer sl.sendMu.Unlock()
+	if sl.sends--; sl.sends == 0 && sl.drained != nil {
+		close(sl.drained)
+		sl.drained = nil
 	}
 }
 
@@ -684,6 +730,14 @@ func (s *Store) appendTopicAsync(ctx context.Context, base string, partition int
 		s.releaseProducer(sl)
 		once.Do(func() { done(s.receiptIndexes(sl, receipts)) })
 	}
+	if !sl.beginSend() {
+		// The producer is being closed (the Store forgot it): fail as a closed one does.
+		stop()
+		s.releaseProducer(sl)
+		once.Do(func() { done(nil, pulsar.ErrProducerClosed) })
+		return
+	}
+	defer sl.endSend()
 	for i, m := range own {
 		pm := &pulsar.ProducerMessage{Payload: m}
 		if len(m) == 0 {
