@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/routing"
 	"github.com/sluicehq/sluice/core/wire"
 )
 
@@ -25,13 +26,17 @@ func TestRestoredResponderKnownToListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	m1 := ikHello(t, f, wire.Route{wire.Local("work")}, "early")
+	sub := routing.NewTracker()
 	ctx := context.Background()
-	if err := f.b.Send(ctx, m1.Clone()); err != nil {
+	if err := f.b.Send(sub.Context(ctx, 7), m1.Clone()); err != nil {
 		t.Fatal(err)
 	}
 	if m := work.next(t); string(m.Payload) != "early" {
 		t.Fatalf("delivered %q", m.Payload)
 	}
+	// Received is not handled yet: wait until the worker returned, or the save would find
+	// the early data unhandled and the restored channel would rightly deliver it again.
+	waitFor(t, func() bool { return sub.Pending() == 0 })
 	path := filepath.Join(t.TempDir(), "b.session")
 	if err := onlyChannel(t, f.listener).SaveSession(path); err != nil {
 		t.Fatal(err)
