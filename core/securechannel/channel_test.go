@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -207,6 +208,27 @@ func TestEpochTooFarAhead(t *testing.T) {
 	forged[4] = 1 // epoch low byte, now a nearby epoch with the wrong key
 	if _, err := b.Open(forged); !errors.Is(err, ErrDecrypt) {
 		t.Fatalf("forged epoch: %v", err)
+	}
+}
+
+// TestSealExhaustedAfterLastEpoch: the sender's last epoch is MaxUint32; once it is used up,
+// Seal returns ErrExhausted every time instead of wrapping the epoch around to 0, whose
+// headers the receiver has accepted already.
+func TestSealExhaustedAfterLastEpoch(t *testing.T) {
+	a, b := pair(t, 2)
+	a.send.epoch = math.MaxUint32 // as if the channel had rotated that often
+	b.cur = recvEpoch{epoch: math.MaxUint32, key: a.send.key, cipher: newTransportCipher(a.send.key)}
+	for i := range 2 {
+		m := seal(t, a, fmt.Sprint(i))
+		if h, _, _ := ParseHeader(m); h != (Header{Epoch: math.MaxUint32, Nonce: uint64(i)}) {
+			t.Fatalf("message %d header %+v", i, h)
+		}
+		open(t, b, m, fmt.Sprint(i))
+	}
+	for range 2 {
+		if m, err := a.Seal([]byte("x")); !errors.Is(err, ErrExhausted) {
+			t.Fatalf("Seal after the last epoch = %x, %v; want ErrExhausted", m, err)
+		}
 	}
 }
 
