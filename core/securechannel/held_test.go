@@ -145,15 +145,19 @@ func TestHeldStuckMessage(t *testing.T) {
 	}
 }
 
-// TestHeldBounded: at most MaxHeldMessages are held, the newest.
+// TestHeldBounded: at most MaxHeldMessages are held, the newest, also when just one is too
+// many (a state holding more would not restore).
 func TestHeldBounded(t *testing.T) {
-	a, b := pair(t, 0)
-	n := MaxHeldMessages + WindowSize + 20
-	ms := backlog(t, a, b, n)
-	r := restoreChannel(t, saveWith(t, b, ms))
-	lost := n - WindowSize - MaxHeldMessages // the oldest below the window
-	wantReplay(t, r, ms, 0, lost-1)
-	wantOpen(t, r, ms, lost, n)
+	for _, lost := range []int{1, 20} { // the oldest below the window
+		t.Run(fmt.Sprint("lost=", lost), func(t *testing.T) {
+			a, b := pair(t, 0)
+			n := MaxHeldMessages + WindowSize + lost
+			ms := backlog(t, a, b, n)
+			r := restoreChannel(t, saveWith(t, b, ms))
+			wantReplay(t, r, ms, 0, lost-1)
+			wantOpen(t, r, ms, lost, n)
+		})
+	}
 }
 
 // TestHeldPreviousEpoch: held messages of the previous epoch, and of an epoch retired since
