@@ -187,6 +187,10 @@ func TestUnmarshalHeldCorrupt(t *testing.T) {
 			binary.BigEndian.PutUint32(b[at+2:], 7)
 			return b
 		}),
+		"epoch just after the current": mutate(func(b []byte) []byte {
+			binary.BigEndian.PutUint32(b[at+2:], 1)
+			return b
+		}),
 		"no nonces": mutate(func(b []byte) []byte {
 			binary.BigEndian.PutUint16(b[at+38:], 0)
 			return b[:at+40]
@@ -209,6 +213,21 @@ func TestUnmarshalHeldCorrupt(t *testing.T) {
 		if _, err := UnmarshalChannel(b); !errors.Is(err, ErrSessionCorrupt) {
 			t.Errorf("%s: %v, want ErrSessionCorrupt", name, err)
 		}
+	}
+
+	// The held nonces of a retired epoch: no window checks them, only the format.
+	const rekey = WindowSize + 10
+	a, b := pair(t, rekey)
+	ms := backlog(t, a, b, rekey+5) // epoch 0 then 5 of epoch 1
+	r := restoreChannel(t, saveWith(t, b, ms[2:3]))
+	backlog(t, a, r, 2*rekey) // r moves to epoch 3: epoch 0 retired, its message 2 held
+	retired := saveWith(t, r, nil)
+	if _, err := UnmarshalChannel(retired); err != nil {
+		t.Fatal(err)
+	}
+	binary.BigEndian.PutUint64(retired[len(retired)-8:], 1<<64-1) // the epoch's only nonce
+	if _, err := UnmarshalChannel(retired); !errors.Is(err, ErrSessionCorrupt) {
+		t.Errorf("reserved nonce held in a retired epoch: %v, want ErrSessionCorrupt", err)
 	}
 }
 

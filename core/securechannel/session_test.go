@@ -3,9 +3,11 @@ package securechannel
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -152,6 +154,18 @@ func TestUnmarshalChannelRejectsCorrupt(t *testing.T) {
 	prevEpoch := bytes.Clone(withPrev) // the previous epoch does not precede the current one
 	prevEpoch[cur+windowStateSize+3] = 7
 	cases["previous epoch not the one before"] = prevEpoch
+	aboveMax := bytes.Clone(withPrev) // the current window (highest nonce 0) holds nonce 5
+	aboveMax[cur+4+KeySize+1+8+7] |= 1 << 5
+	cases["nonce above the highest in the window"] = aboveMax
+	sendAt := 2 + 2*KeySize + 1 + len(a.binding) + 8 + 4 // the send nonce
+	unnormalised := bytes.Clone(good)                    // a send position past its epoch's last nonce
+	binary.BigEndian.PutUint64(unnormalised[sendAt:], DefaultRekeyAfter)
+	cases["send nonce at the rekey threshold"] = unnormalised
+	noRekey := bytes.Clone(good) // no nonce in an epoch; sending at (MaxUint32, 0), used up
+	binary.BigEndian.PutUint64(noRekey[sendAt-8-4:], 0)
+	binary.BigEndian.PutUint32(noRekey[sendAt-4:], math.MaxUint32)
+	binary.BigEndian.PutUint64(noRekey[sendAt:], 0)
+	cases["rekey threshold 0"] = noRekey
 	if _, err := UnmarshalChannel(withPrev); err != nil {
 		t.Fatalf("state with a previous epoch: %v", err)
 	}
