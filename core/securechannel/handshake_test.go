@@ -148,6 +148,16 @@ func TestHandshakeUntrusted(t *testing.T) {
 			t.Fatal("initiator should consider itself complete after writing message 3")
 		}
 	})
+	t.Run("policy error without ErrUntrusted", func(t *testing.T) {
+		errNope := errors.New("not on the guest list")
+		nope := TrustPolicyFunc(func(PublicKey) error { return errNope })
+		_, _, err := runHandshake(t,
+			Config{Identity: ia, Trust: TrustKeys(ib.PublicKey())},
+			Config{Identity: ib, Trust: nope})
+		if !errors.Is(err, ErrUntrusted) || !errors.Is(err, errNope) {
+			t.Fatalf("err = %v, want ErrUntrusted wrapping the policy's error", err)
+		}
+	})
 	t.Run("TrustAnyInsecure accepts anybody", func(t *testing.T) {
 		_, _, err := runHandshake(t,
 			Config{Identity: ia, Trust: TrustAnyInsecure()},
@@ -182,6 +192,16 @@ func TestHandshakeOutOfTurnAndDuplicates(t *testing.T) {
 	if _, err := res.WriteMessage(); !errors.Is(err, ErrHandshakeState) {
 		t.Fatalf("responder writes first: %v", err)
 	}
+	// Stray messages of the right size but not message 1 change nothing in a new responder.
+	for _, stray := range []struct {
+		t    MessageType
+		size int
+	}{{TypeHandshake2, handshake2Size}, {TypeHandshake3, handshake3Size}, {TypeIK2, ik2Size}} {
+		msg := append([]byte{byte(stray.t)}, make([]byte, stray.size-1)...)
+		if err := res.ReadMessage(msg); !errors.Is(err, ErrHandshakeState) {
+			t.Fatalf("%v before message 1: %v", stray.t, err)
+		}
+	}
 	m1, _ := ini.WriteMessage()
 	if err := ini.ReadMessage(m1); !errors.Is(err, ErrHandshakeState) {
 		t.Fatalf("initiator reads message 1: %v", err)
@@ -196,6 +216,9 @@ func TestHandshakeOutOfTurnAndDuplicates(t *testing.T) {
 	m2, err := res.WriteMessage()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if hello, _, ok := res.awaitingMessage3(); !ok || !bytes.Equal(hello, m1) {
+		t.Fatalf("responder waiting for message 3 keeps %x as message 1, want %x", hello, m1)
 	}
 	if err := ini.ReadMessage(m2[:len(m2)-1]); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("short message 2: %v", err)
