@@ -465,6 +465,39 @@ func TestRestoreErrors(t *testing.T) {
 	if _, err := Restore(node, f.cfgA, state[:len(state)-1]); !errors.Is(err, ErrSessionCorrupt) {
 		t.Fatalf("truncated state: %v", err)
 	}
+
+	// The side of the channel and the presence of handshake message 1 must agree: a
+	// responder's state without it, or an initiator's with one, is corrupt.
+	res := onlyChannel(t, f.listener)
+	waitFor(t, func() bool { return res.PeerIdentity() != PublicKey{} }) // message 3 read
+	res.mu.Lock()
+	resCh := res.ch
+	res.mu.Unlock()
+	sc.mu.Lock()
+	iniCh := sc.ch
+	sc.mu.Unlock()
+	m1, err := NewInitiator(f.cfgA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hello := mustWrite(t, m1)
+	for name, c := range map[string]*SecureChannel{
+		"responder without message 1": {ch: resCh},
+		"initiator with message 1":    {ch: iniCh, hello: hello},
+	} {
+		c.encAddr, c.decAddr, c.peerRoute, c.done = "enc", "dec", wire.Route{wire.Local("peer")}, make(chan struct{})
+		b, _, _, err := c.snapshot(false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		restore := func() (*SecureChannel, error) { return Restore(node, f.cfgA, b) }
+		if !c.ch.initiator {
+			restore = func() (*SecureChannel, error) { return f.listener.Restore(b) }
+		}
+		if _, err := restore(); !errors.Is(err, ErrSessionCorrupt) {
+			t.Errorf("%s: %v, want ErrSessionCorrupt", name, err)
+		}
+	}
 }
 
 // TestSessionKeepsUnhandledAcceptable saves B's channel while B's application is stuck on
