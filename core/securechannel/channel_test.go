@@ -385,6 +385,19 @@ func TestOpenInPlace(t *testing.T) {
 	if got, err := b.openInPlace(next, nil); err != nil || string(got) != "next" {
 		t.Fatalf("open after a tampered copy: %q, %v", got, err)
 	}
+
+	// unopenInPlace gives m its ciphertext back, and ignores a plaintext that is not the one
+	// openInPlace returned for m (part of it, or a copy).
+	decrypted := bytes.Clone(m)
+	b.unopenInPlace(m, pt[:len(pt)-1])
+	b.unopenInPlace(m, bytes.Clone(pt))
+	if !bytes.Equal(m, decrypted) {
+		t.Fatal("unopenInPlace encrypted a plaintext that openInPlace did not return for the message")
+	}
+	b.unopenInPlace(m, pt)
+	if !bytes.Equal(m, orig) {
+		t.Fatal("unopenInPlace did not restore the data message")
+	}
 }
 
 // TestForget checks that a message whose acceptance was forgotten (its delivery was cut
