@@ -145,6 +145,11 @@ func FuzzParseHeader(f *testing.F) {
 	f.Add(append([]byte{2}, make([]byte, handshake2Size-1)...))
 	f.Add(append([]byte{5}, make([]byte, ik1MinSize-1)...))
 	f.Add(append([]byte{6}, make([]byte, ik2Size-1)...))
+	// One byte beyond the bounds of the messages of variable size.
+	f.Add(append([]byte{5}, make([]byte, ik1MinSize-2)...))
+	f.Add(append([]byte{5}, make([]byte, MaxSealedSize)...))
+	f.Add(append(appendHeader(nil, Header{}), make([]byte, TagSize-1)...))
+	f.Add(append(appendHeader(nil, Header{}), make([]byte, MaxSealedSize+1-HeaderSize)...))
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		typ, perr := PeekType(msg)
 		if perr != nil && !errors.Is(perr, ErrMalformed) {
