@@ -510,9 +510,17 @@ func TestRoutingEarlyDataBounded(t *testing.T) {
 	m2 := raw.next(t) // its return route leads to the half-open channel
 	junk := make([]byte, MaxSealedSize)
 	junk[0] = byte(TypeData)
-	const sent = 100
-	for range sent {
-		if err := f.a.Send(ctx, wire.TransportMessage{OnwardRoute: m2.ReturnRoute, Payload: junk}); err != nil {
+	sizes := make([]int, 100) // one is held, then the bytes bound drops the others
+	for i := range sizes {
+		sizes[i] = len(junk)
+	}
+	// Then fill the bytes bound exactly: a message one byte over it is dropped, and the
+	// smaller one after it is held.
+	rest := maxEarlyBytes - len(junk)
+	sizes = append(sizes, rest-Overhead, Overhead+1, Overhead)
+	sent := len(sizes)
+	for _, n := range sizes {
+		if err := f.a.Send(ctx, wire.TransportMessage{OnwardRoute: m2.ReturnRoute, Payload: junk[:n]}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -530,6 +538,9 @@ func TestRoutingEarlyDataBounded(t *testing.T) {
 		c.mu.Unlock()
 		if held > maxEarly || size > maxEarlyBytes {
 			t.Fatalf("a half-open channel holds %d early messages, %d bytes: more than %d / %d", held, size, maxEarly, maxEarlyBytes)
+		}
+		if held != 3 || size != maxEarlyBytes {
+			t.Fatalf("a half-open channel holds %d early messages, %d bytes; want 3 that fill the %d bytes", held, size, maxEarlyBytes)
 		}
 		if got := c.Stats().Rejected; got != uint64(sent-held) {
 			t.Fatalf("Rejected = %d, want the %d messages dropped", got, sent-held)
