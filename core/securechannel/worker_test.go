@@ -3,6 +3,7 @@ package securechannel
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -548,13 +549,24 @@ func TestRoutingEarlyDataBounded(t *testing.T) {
 	}
 }
 
+// countingReader is crypto/rand counting its reads: a responder reads it once per handshake
+// message 2 it writes (its ephemeral key).
+type countingReader struct{ reads atomic.Int64 }
+
+func (r *countingReader) Read(p []byte) (int, error) {
+	r.reads.Add(1)
+	return rand.Read(p)
+}
+
 // TestListenerBoundsPendingHandshakes sends more handshake messages 1 than
 // MaxPendingHandshakes allows: only that many half-open channels are made (message 1 needs
-// no key, so anybody can send them), and closing one makes room for a new one.
+// no key, so anybody can send them), a message 1 beyond the bound is dropped before any
+// handshake work (no ephemeral key is made for it), and closing one makes room for a new one.
 func TestListenerBoundsPendingHandshakes(t *testing.T) {
 	const limit = 2
 	node := (&memNet{}).node(t, "b")
-	cfg := Config{Identity: mustIdentity(t), Trust: TrustAnyInsecure()}
+	random := &countingReader{}
+	cfg := Config{Identity: mustIdentity(t), Trust: TrustAnyInsecure(), Random: random}
 	l, err := Listen(node, "bounded", cfg, &ListenOptions{MaxPendingHandshakes: limit, HandshakeTimeout: time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -587,6 +599,13 @@ func TestListenerBoundsPendingHandshakes(t *testing.T) {
 	}
 	if s := l.Stats(); s != (ListenerStats{Accepted: limit, Refused: 2, Pending: limit}) {
 		t.Errorf("listener stats with %d handshakes refused for the bound: %+v", 2, s)
+	}
+	if n := random.reads.Load(); n != limit {
+		t.Errorf("%d ephemeral keys made for %d messages 1 of which %d were within the bound", n, limit+2, limit)
+	}
+	// The bound holds for a channel tracked concurrently with the ones above, too.
+	if err := l.track(&SecureChannel{done: make(chan struct{})}, "\x01another message 1", false, limit); err == nil {
+		t.Fatal("the listener tracked a half-open channel beyond MaxPendingHandshakes")
 	}
 	pending[0].Close()
 	hello()
