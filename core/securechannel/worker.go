@@ -1143,8 +1143,10 @@ func (l *Listener) rememberIK(key string) {
 func MaxPayloadSize(onward, ret wire.Route) int {
 	room := MaxPlaintextSize - (1 + onward.Size() + ret.Size()) // for the payload's length and bytes
 	n := room - wire.UintSize(uint64(max(room, 0)))
-	for n > 0 && wire.DataSize(n) > room {
-		n--
+	// The length of a payload that fits may take a byte less than the room's would (a room of
+	// 128 holds 127 bytes and their 1-byte length, not 126 and a 2-byte one).
+	for n >= 0 && wire.DataSize(n+1) <= room {
+		n++
 	}
 	return n
 }

@@ -337,6 +337,35 @@ func TestRoutingRouteTooLong(t *testing.T) {
 	}
 }
 
+// TestMaxPayloadSizeIsTheLargest: MaxPayloadSize is the largest payload whose inner message
+// fits in MaxPlaintextSize, also where the payload's length prefix is a byte shorter than
+// the room's (rooms of 128 and 16384 bytes), and negative when not even an empty one fits.
+func TestMaxPayloadSizeIsTheLargest(t *testing.T) {
+	onward := wire.Route{wire.Local("echo")}
+	payload := make([]byte, MaxPlaintextSize)
+	for _, room := range []int{0, 1, 2, 126, 127, 128, 129, 130, 16382, 16383, 16384, 16385, 16386, 40000} {
+		// A return route that leaves room bytes for the payload and its length.
+		size := MaxPlaintextSize - 1 - onward.Size() - room
+		var ret wire.Route
+		for l := max(size-6, 0); l <= size && ret == nil; l++ {
+			if r := (wire.Route{wire.Local(strings.Repeat("r", l))}); r.Size() == size {
+				ret = r
+			}
+		}
+		if ret == nil {
+			t.Fatalf("no return route of %d bytes", size)
+		}
+		fits := func(n int) bool {
+			m := wire.TransportMessage{OnwardRoute: onward, ReturnRoute: ret, Payload: payload[:n]}
+			return m.Size() <= MaxPlaintextSize
+		}
+		n := MaxPayloadSize(onward, ret)
+		if (n >= 0 && !fits(n)) || fits(n+1) {
+			t.Errorf("room %d: MaxPayloadSize = %d; fits: %v, one more fits: %v", room, n, n >= 0 && fits(n), fits(n+1))
+		}
+	}
+}
+
 func TestRoutingMessageTooLarge(t *testing.T) {
 	f := newFixture(t, false, 0)
 	sc := f.dial(t)
