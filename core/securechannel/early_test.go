@@ -245,6 +245,40 @@ func TestEarlyDataBeyondBoundsNotHeld(t *testing.T) {
 	waitFor(t, func() bool { return sub.Pending() == 0 })
 }
 
+// TestHalfOpenStrayHandshakeMessage: a handshake message that a responder waiting for
+// message 3 does not expect (a message 2, an IK message 2: reflected or stray) is counted as
+// a duplicate and changes nothing: message 3 still completes the handshake.
+func TestHalfOpenStrayHandshakeMessage(t *testing.T) {
+	f := newFixture(t, false, 0)
+	hb := holdBack(f)
+	sc := f.dial(t)
+	rc := halfOpen(t, f.listener)
+	ctx := context.Background()
+	to := wire.Route{wire.Local(rc.decAddr)}
+	for _, stray := range []struct {
+		t    MessageType
+		size int
+	}{{TypeHandshake2, handshake2Size}, {TypeIK2, ik2Size}} {
+		msg := append([]byte{byte(stray.t)}, make([]byte, stray.size-1)...)
+		if err := f.b.Send(ctx, wire.TransportMessage{OnwardRoute: to, Payload: msg}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := rc.Stats(); st != (Stats{Duplicates: 2}) {
+		t.Fatalf("stats %+v after two stray handshake messages, want 2 duplicates", st)
+	}
+	if err := f.b.Send(ctx, hb.message3(t)); err != nil {
+		t.Fatal(err)
+	}
+	f.send(t, sc, "after")
+	if err := f.b.Send(ctx, hb.dataMessage(t, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if m := f.app.next(t); string(m.Payload) != "echo: after" {
+		t.Fatalf("reply %q", m.Payload)
+	}
+}
+
 // slowWorker registers a worker at "slow" on B's node that hands each message it handles
 // to the returned channel: a message delivered to it stays unhandled until the test takes it.
 func (f *fixture) slowWorker(t *testing.T) <-chan *routing.Message {

@@ -746,7 +746,29 @@ func TestCutShortDeliveryLeavesCiphertext(t *testing.T) {
 	default:
 		t.Fatalf("the message was not delivered when it came again; stats %+v", rc.Stats())
 	}
-	if st := rc.Stats(); st.Rejected != 0 {
-		t.Fatalf("stats %+v: a genuine message counted as rejected", st)
+	if st := rc.Stats(); st.Rejected != 0 || st.Delivered != 2 {
+		t.Fatalf("stats %+v: want 2 delivered (the first message, and the retry of the one cut short), none rejected", st)
+	}
+}
+
+// TestInnerMessageWithoutRouteRejected: a data message that authenticates but whose inner
+// message has no onward route is dropped and counted as rejected, not as delivered.
+func TestInnerMessageWithoutRouteRejected(t *testing.T) {
+	f := newFixture(t, false, 0)
+	sc := f.dial(t)
+	f.send(t, sc, "before")
+	if m := f.app.next(t); string(m.Payload) != "echo: before" {
+		t.Fatalf("reply %q", m.Payload)
+	}
+	rc := recvWithin(t, f.established, "the channel established (OnChannel)")
+	sealed, err := sc.ch.Seal(wire.TransportMessage{Payload: []byte("nowhere")}.Append(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.b.Send(context.Background(), wire.TransportMessage{OnwardRoute: wire.Route{wire.Local(rc.decAddr)}, Payload: sealed}); err != nil {
+		t.Fatal(err)
+	}
+	if st := rc.Stats(); st.Delivered != 1 || st.Rejected != 1 {
+		t.Fatalf("stats %+v: want the message without a route rejected, and only the first one delivered", st)
 	}
 }
