@@ -3,6 +3,7 @@ package securechannel
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -183,6 +184,24 @@ func TestRoutingIKReplay(t *testing.T) {
 	// IK message 1, its duplicate and its replay; then the XX channel of "fresh".
 	if s := f.listener.Stats(); s != (ListenerStats{Accepted: 2, Opened: 2, Duplicates: 2, Open: 1}) {
 		t.Errorf("listener stats: %+v", s)
+	}
+}
+
+// TestListenerRemembersBoundedIK: a listener remembers the last maxRememberedIK messages 1
+// of IK handshakes (to refuse replays), and forgets the oldest first.
+func TestListenerRemembersBoundedIK(t *testing.T) {
+	l := &Listener{seenIK: map[string]struct{}{}}
+	for i := range maxRememberedIK + 1 {
+		l.rememberIK(fmt.Sprint(i))
+	}
+	if len(l.seenIK) != maxRememberedIK || len(l.seenOrder) != maxRememberedIK {
+		t.Fatalf("remembers %d messages (%d in order), want %d", len(l.seenIK), len(l.seenOrder), maxRememberedIK)
+	}
+	if _, ok := l.seenIK["0"]; ok {
+		t.Fatal("the oldest message 1 is still remembered")
+	}
+	if _, ok := l.seenIK[fmt.Sprint(maxRememberedIK)]; !ok {
+		t.Fatal("the newest message 1 is not remembered")
 	}
 }
 

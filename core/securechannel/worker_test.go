@@ -637,6 +637,9 @@ func TestListenerBoundsPendingHandshakes(t *testing.T) {
 		t.Fatal("the listener tracked a half-open channel beyond MaxPendingHandshakes")
 	}
 	pending[0].Close()
+	// A channel closed while its handshake completes (establish calls onOpen after Close
+	// took it from the listener) is not counted open, and its place is not freed twice.
+	pending[0].onOpen(pending[0])
 	hello()
 	if n := len(l.Channels()); n != limit {
 		t.Fatalf("%d half-open channels after one closed and a new message 1, want %d", n, limit)
