@@ -50,6 +50,28 @@ func TestSnapshotLimitsAtOnce(t *testing.T) {
 	open(t, b, seal(t, a, "after the second save"), "after the second save")
 }
 
+// TestReservationSize: a state reserves ReserveNonces send nonces, or 16 epochs with a
+// RekeyAfter below 64 (a quarter of MaxEpochSkip, so that a restored sender stays within
+// reach of its peer).
+func TestReservationSize(t *testing.T) {
+	for _, tc := range []struct {
+		rekeyAfter uint64
+		want       position
+	}{
+		{1, position{16, 0}},
+		{2, position{16, 0}},
+		{63, position{16, 0}},
+		{64, position{16, 0}},
+		{65, position{15, 49}},
+		{0, position{0, ReserveNonces}}, // DefaultRekeyAfter
+	} {
+		a, _ := pair(t, tc.rekeyAfter)
+		if _, pos := a.snapshot(nil, false); pos != tc.want {
+			t.Errorf("RekeyAfter %d: a state reserves up to %+v, want %+v", tc.rekeyAfter, pos, tc.want)
+		}
+	}
+}
+
 // TestExportedResponderReservesNothing: an XX responder waiting for message 3 whose state
 // was exported (to save it) or restored completes again, with the same keys, whenever the same
 // message 3 comes again (after a crash, or replayed by whoever recorded it). Its channel
