@@ -456,6 +456,11 @@ func TestRestoreErrors(t *testing.T) {
 	if _, err := Restore(node, untrusting, state); !errors.Is(err, ErrUntrusted) {
 		t.Fatalf("restore with a policy that no longer trusts the peer: %v", err)
 	}
+	errGone := errors.New("revoked")
+	untrusting.Trust = TrustPolicyFunc(func(PublicKey) error { return errGone }) // without ErrUntrusted
+	if _, err := Restore(node, untrusting, state); !errors.Is(err, ErrUntrusted) || !errors.Is(err, errGone) {
+		t.Fatalf("restore with a policy whose error does not wrap ErrUntrusted: %v, want ErrUntrusted wrapping it", err)
+	}
 	if _, err := f.listener.Restore(state); err == nil {
 		t.Fatal("a listener restored an initiator's channel")
 	}
