@@ -532,4 +532,27 @@ func TestSessionEarlyUnhandledFlagOnlyForIK(t *testing.T) {
 	if _, err := decodeSession(state); !errors.Is(err, ErrSessionCorrupt) {
 		t.Fatalf("decode an XX responder's state with unhandled early data: %v, want ErrSessionCorrupt", err)
 	}
+
+	// Nor for an XX responder waiting for message 3.
+	holdBack(f)
+	f.dial(t)
+	var half *SecureChannel
+	for _, c := range f.listener.Channels() {
+		if c != rc {
+			half = c
+		}
+	}
+	if half == nil {
+		t.Fatal("no half-open channel")
+	}
+	if state, err = half.MarshalBinary(); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := decodeSession(state); err != nil || s.kind != kindAwaiting3 {
+		t.Fatalf("decode a responder waiting for message 3: %v", err)
+	}
+	state[1] |= kindEarlyUnhandled
+	if _, err := decodeSession(state); !errors.Is(err, ErrSessionCorrupt) {
+		t.Fatalf("decode the state of a responder waiting for message 3 with unhandled early data: %v, want ErrSessionCorrupt", err)
+	}
 }
