@@ -171,3 +171,32 @@ func TestForgetPassedOrRetired(t *testing.T) {
 		})
 	}
 }
+
+// TestForgetTwoRetiredEpochs: deliveries of messages of two epochs, both retired meanwhile,
+// are cut short, the later epoch's first: each message becomes held with its own epoch
+// (kept in epoch order), is accepted once when it comes again, and a save keeps both.
+func TestForgetTwoRetiredEpochs(t *testing.T) {
+	a, b := pair(t, 3)
+	ms := make([][]byte, 4) // epoch 0 nonces 0, 1, 2, then epoch 1 nonce 0
+	keys := make([][32]byte, len(ms))
+	for i := range ms {
+		ms[i] = seal(t, a, fmt.Sprint(i))
+		if _, err := b.openInPlace(bytes.Clone(ms[i]), func(_ Header, k [32]byte) { keys[i] = k }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	backlog(t, a, b, 6) // b moves to epoch 3: epochs 0 and 1 are retired
+	for _, i := range []int{3, 0} {
+		h, _, err := ParseHeader(ms[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.forget(h, keys[i])
+	}
+	b2 := restoreChannel(t, mustMarshal(t, b))
+	for _, c := range []*Channel{b, b2} {
+		open(t, c, ms[0], "0")
+		open(t, c, ms[3], "3")
+		wantReplay(t, c, ms, 0, 1, 3)
+	}
+}
