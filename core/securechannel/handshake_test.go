@@ -320,6 +320,9 @@ func TestHandshakeProtocolPinned(t *testing.T) {
 			if got := ch.PeerIdentity(); !bytes.Equal(got[:], static.Public) {
 				t.Fatal("responder's peer identity is not the initiator's static key")
 			}
+			if !bytes.Equal(ch.ChannelBinding(), ini.ChannelBinding()) {
+				t.Fatalf("channel binding %x, want the Noise handshake hash %x", ch.ChannelBinding(), ini.ChannelBinding())
+			}
 			msg := appendHeader(nil, Header{})
 			msg, err = cs1.Encrypt(msg, msg[:HeaderSize], []byte("hello"))
 			if err != nil {
