@@ -1,6 +1,7 @@
 package securechannel
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -169,6 +170,24 @@ func TestAcceptingOnlyForNewMessages(t *testing.T) {
 	forged[len(forged)-1] ^= 1
 	if _, err := b.openInPlace(forged, accepting); !errors.Is(err, ErrDecrypt) || calls != 1 {
 		t.Fatalf("forgery: err %v, accepting called %d times in all, want once", err, calls)
+	}
+
+	// A held message (below the window of a restored channel) too: accepting is called with
+	// its header and its epoch's key when it is accepted, and not for its duplicate.
+	ms := backlog(t, a, b, WindowSize+3)
+	r := restoreChannel(t, saveWith(t, b, ms[1:2]))
+	want, _, _ := ParseHeader(ms[1])
+	var got []Header
+	var key [32]byte
+	heldAccepting := func(h Header, k [32]byte) { got, key = append(got, h), k }
+	if _, err := r.openInPlace(bytes.Clone(ms[1]), heldAccepting); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.openInPlace(bytes.Clone(ms[1]), heldAccepting); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("held message again: %v, want ErrDuplicate", err)
+	}
+	if len(got) != 1 || got[0] != want || key != r.cur.key {
+		t.Fatalf("held message: accepting called with %+v (key of the epoch: %v), want once with %+v", got, key == r.cur.key, want)
 	}
 }
 
