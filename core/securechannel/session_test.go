@@ -187,12 +187,23 @@ func TestSealSession(t *testing.T) {
 	if bytes.Equal(s1, s2) || bytes.Contains(s1, state) {
 		t.Fatal("sealed sessions are not randomised, or hold the state in the clear")
 	}
+	// Each seal has a key of its own (from its salt): the same state under the same key and
+	// nonce would give the same ciphertext (the tag differs anyway: the salt is authenticated),
+	// and two different states their XOR.
+	head := len(sessionMagic) + saltSize
+	if bytes.Equal(s1[head:len(s1)-TagSize], s2[head:len(s2)-TagSize]) {
+		t.Fatal("two seals of the same state have the same ciphertext: they share a key")
+	}
 	got, err := OpenSession(id, s1)
 	if err != nil || !bytes.Equal(got, state) {
 		t.Fatalf("OpenSession = %q, %v", got, err)
 	}
 	if _, err := OpenSession(other, s1); !errors.Is(err, ErrSessionCorrupt) {
 		t.Fatalf("opened with another identity: %v", err)
+	}
+	// The key comes from the private key: knowing the public key is not enough.
+	if _, err := OpenSession(&Identity{public: id.public, private: other.private}, s1); !errors.Is(err, ErrSessionCorrupt) {
+		t.Fatalf("opened with the identity's public key and another private key: %v", err)
 	}
 	for i := range s1 {
 		bad := bytes.Clone(s1)
