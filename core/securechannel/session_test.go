@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/core"
 	"github.com/sluicehq/sluice/core/routing"
 	"github.com/sluicehq/sluice/core/wire"
 )
@@ -478,6 +479,23 @@ func TestRestoreErrors(t *testing.T) {
 	if _, err := RestoreSession(node, f.cfgA, filepath.Join(t.TempDir(), "missing")); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("missing file: %v", err)
 	}
+	for name, cfg := range map[string]Config{
+		"no identity":     {Trust: f.cfgA.Trust},
+		"no trust policy": {Identity: f.cfgA.Identity},
+	} {
+		if _, err := Restore(node, cfg, state); !errors.Is(err, core.ErrInvalidOption) {
+			t.Errorf("restore with %s: %v, want core.ErrInvalidOption", name, err)
+		}
+	}
+	// A listener of the same identity refuses an initiator's channel too.
+	la, err := Listen(node, "la", f.cfgA, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer la.Close()
+	if _, err := la.Restore(state); !errors.Is(err, core.ErrInvalidArgument) {
+		t.Fatalf("a listener restored an initiator's channel of its identity: %v, want core.ErrInvalidArgument", err)
+	}
 	if _, err := Restore(node, f.cfgA, state[:len(state)-1]); !errors.Is(err, ErrSessionCorrupt) {
 		t.Fatalf("truncated state: %v", err)
 	}
@@ -497,11 +515,20 @@ func TestRestoreErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	hello := mustWrite(t, m1)
+	// Nor does one whose two addresses are the same, or that has no route to the peer.
 	for name, c := range map[string]*SecureChannel{
 		"responder without message 1": {ch: resCh},
 		"initiator with message 1":    {ch: iniCh, hello: hello},
+		"one address for both":        {ch: iniCh, decAddr: "enc"},
+		"no route to the peer":        {ch: iniCh, peerRoute: wire.Route{}},
 	} {
-		c.encAddr, c.decAddr, c.peerRoute, c.done = "enc", "dec", wire.Route{wire.Local("peer")}, make(chan struct{})
+		if c.decAddr == "" {
+			c.decAddr = "dec"
+		}
+		if c.peerRoute == nil {
+			c.peerRoute = wire.Route{wire.Local("peer")}
+		}
+		c.encAddr, c.done = "enc", make(chan struct{})
 		b, _, _, err := c.snapshot(false)
 		if err != nil {
 			t.Fatal(err)
