@@ -123,6 +123,23 @@ func TestRoutingDialIK(t *testing.T) {
 	}
 	<-f.peers
 
+	// Without early data, nothing goes on (nor is rejected) before the first data message.
+	sc2, err := DialIK(ctx, f.a, f.listenerRoute, f.cfgA, f.idb.PublicKey(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc2.Close()
+	f.send(t, sc2, "no early data")
+	if m := f.app.next(t); string(m.Payload) != "echo: no early data" {
+		t.Fatalf("reply %q", m.Payload)
+	}
+	<-f.peers
+	recvWithin(t, f.established, "the first IK channel established (OnChannel)")
+	rc2 := recvWithin(t, f.established, "the second IK channel established (OnChannel)")
+	if st := rc2.Stats(); st.Delivered != 1 || st.Rejected != 0 {
+		t.Fatalf("IK channel without early data: stats %+v, want the one data message delivered", st)
+	}
+
 	// Untrusted responder key: refused before anything is sent.
 	if _, err := DialIK(ctx, f.a, f.listenerRoute, f.cfgA, mustIdentity(t).PublicKey(), nil); !errors.Is(err, ErrUntrusted) {
 		t.Fatalf("untrusted responder key: %v", err)
