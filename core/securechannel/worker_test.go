@@ -451,6 +451,36 @@ func TestRoutingListenerClose(t *testing.T) {
 	}
 }
 
+// TestListenerClosedTakesNoHandshake: a message 1 that reaches a listener after Close (it
+// was on its way) is dropped before any handshake work, and a channel being tracked
+// concurrently is refused with core.ErrClosed.
+func TestListenerClosedTakesNoHandshake(t *testing.T) {
+	node := (&memNet{}).node(t, "b")
+	random := &countingReader{}
+	l, err := Listen(node, "closing", Config{Identity: mustIdentity(t), Trust: TrustAnyInsecure(), Random: random}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	ini, err := NewInitiator(Config{Identity: mustIdentity(t), Trust: TrustAnyInsecure()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m1 := mustWrite(t, ini)
+	if err := l.handle(context.Background(), wire.TransportMessage{OnwardRoute: wire.Route{l.Address()}, ReturnRoute: wire.Route{wire.Local("replies")}, Payload: m1}); err != nil {
+		t.Fatal(err)
+	}
+	if n := random.reads.Load(); n != 0 {
+		t.Fatalf("a closed listener made %d ephemeral keys", n)
+	}
+	if err := l.track(&SecureChannel{done: make(chan struct{})}, string(m1), false, 0); !errors.Is(err, core.ErrClosed) {
+		t.Fatalf("track after Close: %v, want core.ErrClosed", err)
+	}
+	if s := l.Stats(); s != (ListenerStats{}) {
+		t.Fatalf("stats of a closed listener after a message 1: %+v", s)
+	}
+}
+
 func TestDialContextDone(t *testing.T) {
 	f := newFixture(t, false, 0)
 	if err := f.b.Register("blackhole", routing.WorkerFunc(func(context.Context, *routing.Message) error { return nil })); err != nil {
