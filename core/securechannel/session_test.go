@@ -500,8 +500,10 @@ func TestRestoreErrors(t *testing.T) {
 		t.Fatalf("truncated state: %v", err)
 	}
 
-	// The side of the channel and the presence of handshake message 1 must agree: a
-	// responder's state without it, or an initiator's with one, is corrupt.
+	// States that decode but make no sense are corrupt: the side of the channel and the
+	// presence of handshake message 1 must agree (a responder's state without it, or an
+	// initiator's with one), message 1 must be one, the two addresses must differ, and the
+	// route to the peer must not be empty.
 	res := onlyChannel(t, f.listener)
 	waitFor(t, func() bool { return res.PeerIdentity() != PublicKey{} }) // message 3 read
 	res.mu.Lock()
@@ -515,12 +517,12 @@ func TestRestoreErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	hello := mustWrite(t, m1)
-	// Nor does one whose two addresses are the same, or that has no route to the peer.
 	for name, c := range map[string]*SecureChannel{
-		"responder without message 1": {ch: resCh},
-		"initiator with message 1":    {ch: iniCh, hello: hello},
-		"one address for both":        {ch: iniCh, decAddr: "enc"},
-		"no route to the peer":        {ch: iniCh, peerRoute: wire.Route{}},
+		"responder without message 1":              {ch: resCh},
+		"initiator with message 1":                 {ch: iniCh, hello: hello},
+		"responder with a message 3 for message 1": {ch: resCh, hello: append([]byte{byte(TypeHandshake3)}, make([]byte, handshake3Size-1)...)},
+		"one address for both":                     {ch: iniCh, decAddr: "enc"},
+		"no route to the peer":                     {ch: iniCh, peerRoute: wire.Route{}},
 	} {
 		if c.decAddr == "" {
 			c.decAddr = "dec"
