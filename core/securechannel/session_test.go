@@ -167,6 +167,7 @@ func TestUnmarshalChannelRejectsCorrupt(t *testing.T) {
 	binary.BigEndian.PutUint32(noRekey[sendAt-4:], math.MaxUint32)
 	binary.BigEndian.PutUint64(noRekey[sendAt:], 0)
 	cases["rekey threshold 0"] = noRekey
+	cases["no channel binding"] = mustMarshal(t, newChannel([32]byte{1}, [32]byte{2}, PublicKey{}, PublicKey{}, nil, true, DefaultRekeyAfter))
 	if _, err := UnmarshalChannel(withPrev); err != nil {
 		t.Fatalf("state with a previous epoch: %v", err)
 	}
