@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/core"
 	"github.com/sluicehq/sluice/core/routing"
 	"github.com/sluicehq/sluice/core/wire"
 )
@@ -140,6 +141,10 @@ func TestRoutingDialIK(t *testing.T) {
 		t.Fatalf("IK channel without early data: stats %+v, want the one data message delivered", st)
 	}
 
+	// Early data without an onward route: refused before anything is sent.
+	if _, err := DialIK(ctx, f.a, f.listenerRoute, f.cfgA, f.idb.PublicKey(), &wire.TransportMessage{Payload: []byte("nowhere")}); !errors.Is(err, core.ErrInvalidArgument) {
+		t.Fatalf("early data without an onward route: %v, want core.ErrInvalidArgument", err)
+	}
 	// Untrusted responder key: refused before anything is sent.
 	if _, err := DialIK(ctx, f.a, f.listenerRoute, f.cfgA, mustIdentity(t).PublicKey(), nil); !errors.Is(err, ErrUntrusted) {
 		t.Fatalf("untrusted responder key: %v", err)
