@@ -242,6 +242,39 @@ func TestUnmarshalHeldCorrupt(t *testing.T) {
 	if _, err := UnmarshalChannel(retired); err != nil {
 		t.Fatal(err)
 	}
+	// Other held sections in its place: epoch 0 sections with the given nonces.
+	const own = 2 + 4 + 32 + 2 + 8 // its own: epoch 0, nonce 2
+	base, key := retired[:len(retired)-own], retired[len(retired)-own+6:len(retired)-10]
+	held := func(epochs ...[]uint64) []byte {
+		b := binary.BigEndian.AppendUint16(bytes.Clone(base), uint16(len(epochs)))
+		for _, nonces := range epochs {
+			b = binary.BigEndian.AppendUint32(b, 0)
+			b = append(b, key...)
+			b = binary.BigEndian.AppendUint16(b, uint16(len(nonces)))
+			for _, n := range nonces {
+				b = binary.BigEndian.AppendUint64(b, n)
+			}
+		}
+		return b
+	}
+	first := func(n int) []uint64 {
+		ns := make([]uint64, n)
+		for i := range ns {
+			ns[i] = uint64(i)
+		}
+		return ns
+	}
+	if _, err := UnmarshalChannel(held(first(MaxHeldMessages))); err != nil {
+		t.Fatalf("MaxHeldMessages held in a retired epoch: %v", err)
+	}
+	for name, b := range map[string][]byte{
+		"one more than MaxHeldMessages": held(first(MaxHeldMessages + 1)),
+		"an epoch twice":                held([]uint64{2}, []uint64{3}),
+	} {
+		if _, err := UnmarshalChannel(b); !errors.Is(err, ErrSessionCorrupt) {
+			t.Errorf("%s: %v, want ErrSessionCorrupt", name, err)
+		}
+	}
 	binary.BigEndian.PutUint64(retired[len(retired)-8:], 1<<64-1) // the epoch's only nonce
 	if _, err := UnmarshalChannel(retired); !errors.Is(err, ErrSessionCorrupt) {
 		t.Errorf("reserved nonce held in a retired epoch: %v, want ErrSessionCorrupt", err)

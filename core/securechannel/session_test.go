@@ -155,6 +155,10 @@ func TestUnmarshalChannelRejectsCorrupt(t *testing.T) {
 	prevEpoch := bytes.Clone(withPrev) // the previous epoch does not precede the current one
 	prevEpoch[cur+windowStateSize+3] = 7
 	cases["previous epoch not the one before"] = prevEpoch
+	prevOfZero := bytes.Clone(withPrev) // current epoch 0, previous epoch MaxUint32 (0-1)
+	binary.BigEndian.PutUint32(prevOfZero[cur:], 0)
+	binary.BigEndian.PutUint32(prevOfZero[cur+windowStateSize:], math.MaxUint32)
+	cases["previous epoch of epoch 0"] = prevOfZero
 	aboveMax := bytes.Clone(withPrev) // the current window (highest nonce 0) holds nonce 5
 	aboveMax[cur+4+KeySize+1+8+7] |= 1 << 5
 	cases["nonce above the highest in the window"] = aboveMax
