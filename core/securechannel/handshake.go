@@ -165,14 +165,21 @@ func (h *Handshake) start(pattern []MessageType, peerStatic []byte) error {
 }
 
 func (h *Handshake) trust(peer PublicKey) error {
-	if err := h.cfg.Trust.Trust(peer); err != nil {
-		if !errors.Is(err, ErrUntrusted) {
-			err = fmt.Errorf("%w: %w", ErrUntrusted, err)
-		}
+	if err := checkTrust(h.cfg.Trust, peer); err != nil {
 		return err
 	}
 	h.peerKnown = true
 	return nil
+}
+
+// checkTrust asks policy whether it trusts peer; its refusal matches ErrUntrusted, whatever
+// error the policy returned.
+func checkTrust(policy TrustPolicy, peer PublicKey) error {
+	err := policy.Trust(peer)
+	if err != nil && !errors.Is(err, ErrUntrusted) {
+		err = fmt.Errorf("%w: %w", ErrUntrusted, err)
+	}
+	return err
 }
 
 // Initiator reports whether this is the initiator side.

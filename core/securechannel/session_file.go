@@ -498,10 +498,7 @@ func restore(node *routing.Node, cfg Config, state []byte) (*SecureChannel, erro
 		if ch.local != cfg.Identity.public {
 			return nil, fmt.Errorf("%w: the channel was saved by identity %s, not %s", ErrSessionCorrupt, ch.local, cfg.Identity.public)
 		}
-		if err := cfg.Trust.Trust(ch.peer); err != nil {
-			if !errors.Is(err, ErrUntrusted) {
-				err = fmt.Errorf("%w: %w", ErrUntrusted, err)
-			}
+		if err := checkTrust(cfg.Trust, ch.peer); err != nil {
 			return nil, fmt.Errorf("securechannel: restore: %w", err)
 		}
 		c.ch = ch
