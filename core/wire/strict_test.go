@@ -2,6 +2,7 @@ package wire
 
 import (
 	"errors"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -92,6 +93,83 @@ func TestFitPullCountPrefixGrowth(t *testing.T) {
 		}
 		if !hit {
 			t.Fatalf("%s: the sizes tried never reached one byte over the frame", kind.name)
+		}
+	}
+}
+
+// TestStrictDecodersRefuse checks decoders against input that a strict decoder must
+// refuse and that the other tests do not reach.
+func TestStrictDecodersRefuse(t *testing.T) {
+	tests := []struct {
+		name   string
+		in     []byte
+		decode func([]byte) (Encoder, error)
+		reason string
+	}{
+		{"partitioned index tag 2", []byte{0x02, 0x01, 'c', 0x01, 's', 0x00}, dec(DecodeIndexRequestPartitioned), "unknown index request tag 2"},
+		{"push batch confirm status 2", []byte{0x01, 0x02, 0x00}, dec(DecodePushBatchConfirm), "unknown status 2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := tt.decode(tt.in)
+			var de *DecodeError
+			if !errors.As(err, &de) || !errors.Is(err, ErrMalformed) {
+				t.Fatalf("err = %v, want a *DecodeError matching ErrMalformed", err)
+			}
+			if !strings.Contains(de.Reason, tt.reason) {
+				t.Errorf("reason %q does not mention %q", de.Reason, tt.reason)
+			}
+		})
+	}
+}
+
+// TestPeekPushBatchRequestChecksCount checks that PeekPushBatchRequest refuses a message
+// count that the remaining bytes cannot hold (each message takes at least one byte), so a
+// receiver never sizes anything by it.
+func TestPeekPushBatchRequestChecksCount(t *testing.T) {
+	for _, in := range [][]byte{
+		{0x01, 0x01},                         // one message, no bytes for it
+		{0x01, 0x03, 0x00, 0x00},             // three messages, two bytes
+		{0x01, 0xff, 0xff, 0xff, 0xff, 0x0f}, // 2^32-1 messages
+	} {
+		if id, n, err := PeekPushBatchRequest(in); !errors.Is(err, ErrMalformed) {
+			t.Errorf("PeekPushBatchRequest(% x) = %d, %d, %v; want ErrMalformed", in, id, n, err)
+		}
+	}
+	id, n, err := PeekPushBatchRequest(Encode(PushBatchRequest{RequestID: 9, Messages: [][]byte{nil, []byte("ab")}}))
+	if id != 9 || n != 2 || err != nil {
+		t.Fatalf("PeekPushBatchRequest of a valid request = %d, %d, %v; want 9, 2, nil", id, n, err)
+	}
+}
+
+// TestPushBatchConfirmFitsExactly checks PushBatchConfirmFits against the size of the
+// longest confirm it stands for (every index at its longest encoding), at the byte.
+func TestPushBatchConfirmFitsExactly(t *testing.T) {
+	for _, id := range []uint64{0, 300, math.MaxUint64} {
+		for _, n := range []int{0, 1, 127, 128, 1000} {
+			idx := make([]uint64, n)
+			for i := range idx {
+				idx[i] = math.MaxUint64
+			}
+			size := PayloadSize(ProtocolPushBatch, PushBatchConfirm{RequestID: id, Status: StatusOK, Indexes: idx})
+			if !PushBatchConfirmFits(size, id, n) {
+				t.Errorf("id %d, %d messages: the confirm takes %d bytes and does not fit in %d", id, n, size, size)
+			}
+			if PushBatchConfirmFits(size-1, id, n) {
+				t.Errorf("id %d, %d messages: the confirm takes %d bytes and fits in %d", id, n, size, size-1)
+			}
+		}
+	}
+}
+
+// TestIsExtension checks that only names in the sluice_ namespace are extensions.
+func TestIsExtension(t *testing.T) {
+	for p, want := range map[string]bool{
+		ProtocolPullWait: true, ProtocolRequestError: true, "sluice_future": true,
+		ProtocolPush: false, ProtocolError: false, "sluice": false, "sluicex_pull": false, "": false,
+	} {
+		if got := IsExtension(p); got != want {
+			t.Errorf("IsExtension(%q) = %v, want %v", p, got, want)
 		}
 	}
 }
