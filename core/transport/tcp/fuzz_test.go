@@ -21,6 +21,7 @@ func FuzzReadFrame(f *testing.F) {
 	f.Add(append(append([]byte(nil), good...), good...))
 	f.Add(good[:len(good)-1])
 	f.Add([]byte{0, 0})
+	f.Add([]byte{0, 5}) // a header and nothing more: cut short, not a clean end
 	f.Add([]byte{0xff, 0xff, 1})
 	f.Add([]byte{0, 3, 1, 0, 0})
 	// Frames of pooledFrameMin bytes and more are read into pooled buffers: the mutator

@@ -1,0 +1,125 @@
+package tcp
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/core/wire"
+)
+
+// TestGetFrameNeverReusesTooSmallBuffer checks that a frame is never read into a pooled
+// buffer smaller than it: a large frame after a smaller one left its buffer in the pool.
+func TestGetFrameNeverReusesTooSmallBuffer(t *testing.T) {
+	for range 50 { // the race detector makes the pool drop some buffers: try often
+		small := make([]byte, pooledFrameMin)
+		putFrame(&small)
+		bp := getFrame(wire.MaxFrame)
+		if len(*bp) != wire.MaxFrame {
+			t.Fatalf("getFrame(%d) returned %d bytes", wire.MaxFrame, len(*bp))
+		}
+	}
+}
+
+// TestWriteQueueHoldsWriteQueueSizeFrames checks the bound of a connection's write queue:
+// with its writer stuck on a peer that does not read, it takes WithWriteQueueSize frames,
+// and a Send for one more waits for room (here, fails at once with its cancelled ctx).
+func TestWriteQueueHoldsWriteQueueSizeFrames(t *testing.T) {
+	const size = 3
+	s := newSide(t, WithWriteQueueSize(size), WithWriteTimeout(0))
+	local, remote := net.Pipe() // unbuffered: a write waits for the peer to read it
+	t.Cleanup(func() { remote.Close() })
+	c, err := s.tr.start(local, "", false)
+	must(t, err)
+	// Larger than the writer's buffer: written to the connection at once.
+	msg := wire.TransportMessage{OnwardRoute: wire.Route{wire.Local(c.addr), wire.Local("x")}, Payload: make([]byte, writeBufferSize+1)}
+	ctx, cancel := context.WithTimeout(context.Background(), guard) // hang guard
+	defer cancel()
+	must(t, c.Send(ctx, msg))
+	// The first byte arrives: the writer took the first frame and is stuck writing it.
+	_ = remote.SetReadDeadline(time.Now().Add(guard))
+	if _, err := remote.Read(make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range size {
+		if err := c.Send(ctx, msg); err != nil {
+			t.Fatalf("frame %d of a queue of %d: %v", i+1, size, err)
+		}
+	}
+	full, stop := context.WithCancel(context.Background())
+	stop()
+	// Send picks at random among what is ready: with room in the queue, some of these
+	// would get in.
+	for range 20 {
+		if err := c.Send(full, msg); !errors.Is(err, context.Canceled) {
+			t.Fatalf("send to a full write queue of %d frames = %v, want context.Canceled", size, err)
+		}
+	}
+}
+
+// deadlineConn records the read deadlines set on a connection and signals its first Read.
+type deadlineConn struct {
+	net.Conn
+	mu        sync.Mutex
+	deadlines []time.Time
+	reading   chan struct{}
+	once      sync.Once
+}
+
+func (c *deadlineConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.deadlines = append(c.deadlines, t)
+	c.mu.Unlock()
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *deadlineConn) Read(b []byte) (int, error) {
+	c.once.Do(func() { close(c.reading) })
+	return c.Conn.Read(b)
+}
+
+// TestHandshakeTimeoutOnlyForAcceptedConnections checks that the handshake timeout applies
+// to accepted connections only: a dialled connection waits for its first frame under the
+// idle timeout, here none (and, as a control, an hour).
+func TestHandshakeTimeoutOnlyForAcceptedConnections(t *testing.T) {
+	server := newSide(t)
+	addr := server.listen(t)
+	for _, idle := range []time.Duration{0, time.Hour} {
+		client := newSide(t, WithHandshakeTimeout(time.Minute), WithIdleTimeout(idle))
+		conns := make(chan *deadlineConn, 1)
+		client.tr.hooks.dial = func(ctx context.Context, network, address string) (net.Conn, error) {
+			nc, err := (&net.Dialer{}).DialContext(ctx, network, address)
+			if err != nil {
+				return nil, err
+			}
+			dc := &deadlineConn{Conn: nc, reading: make(chan struct{})}
+			conns <- dc
+			return dc, nil
+		}
+		_, err := client.tr.Connect(context.Background(), addr)
+		must(t, err)
+		dc := <-conns
+		select {
+		case <-dc.reading: // the deadline for the first frame is set before the first Read
+		case <-time.After(guard):
+			t.Fatal("the dialled connection never read")
+		}
+		dc.mu.Lock()
+		var set []time.Duration
+		for _, d := range dc.deadlines {
+			if !d.IsZero() {
+				set = append(set, time.Until(d).Round(time.Minute))
+			}
+		}
+		dc.mu.Unlock()
+		switch {
+		case idle == 0 && len(set) != 0:
+			t.Errorf("dialled connection with no idle timeout: read deadlines in %v, want none", set)
+		case idle > 0 && (len(set) != 1 || set[0] != idle):
+			t.Errorf("dialled connection with a %v idle timeout: read deadlines in %v, want one in %v", idle, set, idle)
+		}
+	}
+}
