@@ -194,6 +194,10 @@ func TestTrackerModel(t *testing.T) {
 		if !slices.Equal(got, want) || tr.Pending() != len(queued) {
 			t.Fatalf("step %d: labels %v (pending %d), want %v (%d)", step, got, tr.Pending(), want, len(queued))
 		}
+		// The count of live labels drives compaction: it must stay exact.
+		if tr.labels != len(want) {
+			t.Fatalf("step %d: %d labels counted with pending messages, want %d", step, tr.labels, len(want))
+		}
 		if lo, ok := tr.Lowest(); ok != (len(want) > 0) || ok && lo != want[0] {
 			t.Fatalf("step %d: lowest %d %v, want %v", step, lo, ok, want)
 		}
