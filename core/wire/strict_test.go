@@ -173,3 +173,39 @@ func TestIsExtension(t *testing.T) {
 		}
 	}
 }
+
+// TestBasePayloadProtocolMustBeUTF8 checks that a protocol name that is no known one is
+// still checked as a string.
+func TestBasePayloadProtocolMustBeUTF8(t *testing.T) {
+	_, err := DecodeBasePayload([]byte{0x02, 0xc3, 0x28, 0x00})
+	var de *DecodeError
+	if !errors.As(err, &de) || !strings.Contains(de.Reason, "UTF-8") || de.Offset != 0 {
+		t.Fatalf("protocol name of invalid UTF-8: err = %v, want a UTF-8 DecodeError at offset 0", err)
+	}
+}
+
+// TestDecodeErrorOffsets checks that a value refused for what it holds is reported at the
+// offset where it starts.
+func TestDecodeErrorOffsets(t *testing.T) {
+	tests := []struct {
+		name   string
+		in     []byte
+		decode func([]byte) (Encoder, error)
+		offset int
+	}{
+		{"invalid utf-8", []byte{0x07, 0x02, 0xc3, 0x28}, dec(DecodeStreamInfoRequest), 1},
+		{"unknown status", []byte{0x81, 0x01, 0x02, 0x00}, dec(DecodePushConfirm), 2},
+		{"optional flag 2", []byte{0x01, 0x00, 0x02}, dec(DecodeIndexReply), 2},
+		{"bool 2", []byte{0x81, 0x01, 0x02, 0x00}, dec(DecodePullBatchPart), 2},
+		{"address type 256", []byte{0x01, 0x02, 0x00, 0x00, 0x80, 0x02, 0x00, 0x00, 0x00}, dec(DecodeTransportMessage), 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := tt.decode(tt.in)
+			var de *DecodeError
+			if !errors.As(err, &de) || de.Offset != tt.offset {
+				t.Fatalf("err = %v, want a DecodeError at offset %d", err, tt.offset)
+			}
+		})
+	}
+}
