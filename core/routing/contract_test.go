@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/core"
 	"github.com/sluicehq/sluice/core/wire"
 )
 
@@ -121,5 +122,22 @@ func TestSendOwnedToNonCopyingTransport(t *testing.T) {
 	}
 	if released != 0 || len(tr.sent) != 1 {
 		t.Fatalf("released %d times, transport got %d messages; want 0 and 1", released, len(tr.sent))
+	}
+}
+
+// TestRegisterRefusesNil checks that a nil worker or sender is refused with
+// core.ErrInvalidArgument and takes no address.
+func TestRegisterRefusesNil(t *testing.T) {
+	n := newNode(t)
+	if err := n.Register("w", nil); !errors.Is(err, core.ErrInvalidArgument) {
+		t.Errorf("Register(nil) = %v, want core.ErrInvalidArgument", err)
+	}
+	if err := n.RegisterSender("s", nil); !errors.Is(err, core.ErrInvalidArgument) {
+		t.Errorf("RegisterSender(nil) = %v, want core.ErrInvalidArgument", err)
+	}
+	for _, addr := range []string{"w", "s"} {
+		if err := n.Unregister(addr); !errors.Is(err, ErrNoRoute) {
+			t.Errorf("Unregister(%q) after a refused registration = %v, want ErrNoRoute", addr, err)
+		}
 	}
 }
