@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/core/routing"
 	"github.com/sluicehq/sluice/core/wire"
 )
 
@@ -121,5 +122,47 @@ func TestHandshakeTimeoutOnlyForAcceptedConnections(t *testing.T) {
 		case idle > 0 && (len(set) != 1 || set[0] != idle):
 			t.Errorf("dialled connection with a %v idle timeout: read deadlines in %v, want one in %v", idle, set, idle)
 		}
+	}
+}
+
+// keptOpenConn is a connection whose Close does nothing: the transport cannot end it by
+// closing its socket.
+type keptOpenConn struct{ net.Conn }
+
+func (keptOpenConn) Close() error { return nil }
+
+// TestAbortEndsConnectionBeforeReturning checks that Abort shuts the connection down
+// itself, not only through the errors that closing its socket causes: when it returns,
+// the connection is closed (Done), no longer counted, and no longer a route.
+func TestAbortEndsConnectionBeforeReturning(t *testing.T) {
+	server := newSide(t)
+	addr := server.listen(t)
+	client := newSide(t)
+	sockets := make(chan net.Conn, 1)
+	client.tr.hooks.dial = func(ctx context.Context, network, address string) (net.Conn, error) {
+		nc, err := (&net.Dialer{}).DialContext(ctx, network, address)
+		if err != nil {
+			return nil, err
+		}
+		sockets <- nc
+		return keptOpenConn{nc}, nil
+	}
+	ctx := context.Background()
+	a, err := client.tr.Connect(ctx, addr)
+	must(t, err)
+	socket := <-sockets
+	t.Cleanup(func() { socket.Close() }) // before the node closes: ends the reader
+	must(t, client.tr.Abort(a))
+	select {
+	case <-client.tr.Done(a):
+	default:
+		t.Fatal("Done not closed when Abort returned")
+	}
+	if n := client.tr.Connections(); n != 0 {
+		t.Fatalf("%d connections counted when Abort returned", n)
+	}
+	err = client.node.Send(ctx, wire.TransportMessage{OnwardRoute: wire.Route{a, wire.Local("inbox")}})
+	if !errors.Is(err, routing.ErrNoRoute) {
+		t.Fatalf("send via the aborted connection = %v, want routing.ErrNoRoute", err)
 	}
 }
