@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/core"
 	"github.com/sluicehq/sluice/core/routing"
 	"github.com/sluicehq/sluice/core/wire"
 )
@@ -164,5 +165,87 @@ func TestAbortEndsConnectionBeforeReturning(t *testing.T) {
 	err = client.node.Send(ctx, wire.TransportMessage{OnwardRoute: wire.Route{a, wire.Local("inbox")}})
 	if !errors.Is(err, routing.ErrNoRoute) {
 		t.Fatalf("send via the aborted connection = %v, want routing.ErrNoRoute", err)
+	}
+}
+
+// TestAddressTypesAreChecked checks that the transport sends only to TCP addresses and
+// names its connections only by local addresses: a TCP address whose value happens to be
+// a connection's local name is not that connection.
+func TestAddressTypesAreChecked(t *testing.T) {
+	server := newSide(t)
+	addr := server.listen(t)
+	client := newSide(t)
+	ctx := context.Background()
+	if err := client.tr.Send(ctx, wire.TransportMessage{OnwardRoute: wire.Route{wire.Local(addr), wire.Local("inbox")}}); !errors.Is(err, routing.ErrNoRoute) {
+		t.Fatalf("Send to a local first address = %v, want routing.ErrNoRoute", err)
+	}
+	if n := client.tr.Connections(); n != 0 {
+		t.Fatalf("Send to a local first address opened %d connections", n)
+	}
+	a, err := client.tr.Connect(ctx, addr)
+	must(t, err)
+	asTCP := wire.Address{Type: wire.AddressTCP, Value: a.Value}
+	select {
+	case <-client.tr.Done(asTCP):
+	default:
+		t.Fatal("Done of a TCP address is the open connection's")
+	}
+	if err := client.tr.Disconnect(asTCP); !errors.Is(err, routing.ErrNoRoute) {
+		t.Fatalf("Disconnect of a TCP address = %v, want routing.ErrNoRoute", err)
+	}
+	select {
+	case <-client.tr.Done(a):
+		t.Fatal("the connection was closed by a Disconnect of a TCP address")
+	default:
+	}
+}
+
+// TestDialTimeout checks that a dial that does not complete fails after the dial timeout
+// with an error matching core.ErrUnavailable, whatever the caller's ctx allows.
+func TestDialTimeout(t *testing.T) {
+	client := newSide(t, WithDialTimeout(50*time.Millisecond))
+	client.tr.hooks.dial = func(ctx context.Context, network, address string) (net.Conn, error) {
+		<-ctx.Done() // a peer that never answers
+		return nil, ctx.Err()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), guard) // hang guard
+	defer cancel()
+	_, err := client.tr.Connect(ctx, "192.0.2.1:9")
+	if !errors.Is(err, core.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
+		t.Fatalf("Connect to a peer that never answers = %v, want the dial timeout's error matching core.ErrUnavailable", err)
+	}
+}
+
+// TestDialEndingAfterCloseFails checks that a dial that completes after the transport
+// began to close does not hand out its connection: Connect fails with routing.ErrClosed.
+func TestDialEndingAfterCloseFails(t *testing.T) {
+	server := newSide(t)
+	addr := server.listen(t)
+	client := newSide(t)
+	closed := make(chan error, 1)
+	client.tr.hooks.dialed = func(c *conn) {
+		go func() { closed <- client.tr.Close() }()
+		// Wait until Close has marked the transport closed (it then waits for this dial).
+		for deadline := time.Now().Add(guard); ; time.Sleep(time.Millisecond) {
+			client.tr.mu.Lock()
+			done := client.tr.closed
+			client.tr.mu.Unlock()
+			if done {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Error("Close did not mark the transport closed")
+				return
+			}
+		}
+	}
+	if a, err := client.tr.Connect(context.Background(), addr); !errors.Is(err, routing.ErrClosed) {
+		t.Fatalf("Connect whose dial ended after Close began = %v, %v; want routing.ErrClosed", a, err)
+	}
+	select {
+	case err := <-closed:
+		must(t, err)
+	case <-time.After(guard):
+		t.Fatal("Close did not return")
 	}
 }
