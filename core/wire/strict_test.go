@@ -209,3 +209,18 @@ func TestDecodeErrorOffsets(t *testing.T) {
 		})
 	}
 }
+
+// TestReadArrayLenClampsMinItemSize checks that a minimum item size below 1 counts as 1: a
+// count is still checked against the bytes left.
+func TestReadArrayLenClampsMinItemSize(t *testing.T) {
+	for _, min := range []int{0, -1} {
+		r := NewReader([]byte{0x02, 0xaa, 0xbb}, "T")
+		if n := r.ReadArrayLen(min); n != 2 || r.Err() != nil {
+			t.Errorf("ReadArrayLen(%d) of 2 items in 2 bytes = %d, %v; want 2, nil", min, n, r.Err())
+		}
+		r = NewReader([]byte{0x03, 0xaa, 0xbb}, "T")
+		if n := r.ReadArrayLen(min); n != 0 || !errors.Is(r.Err(), ErrMalformed) {
+			t.Errorf("ReadArrayLen(%d) of 3 items in 2 bytes = %d, %v; want 0, ErrMalformed", min, n, r.Err())
+		}
+	}
+}
