@@ -20,6 +20,9 @@ func TestBackoffDelay(t *testing.T) {
 	if d := exact.Delay(7); d != time.Second {
 		t.Fatalf("Delay without jitter = %v, want 1s", d)
 	}
+	if err := exact.validate(); err != nil {
+		t.Errorf("validate(%+v) = %v, want nil: Max may equal Min", exact, err)
+	}
 	for _, bad := range []Backoff{{}, {Min: 2, Max: 1, Factor: 1}, {Min: 1, Max: 1, Factor: 0.5}, {Min: 1, Max: 1, Factor: 1, Jitter: 2}} {
 		if bad.validate() == nil {
 			t.Errorf("validate(%+v) = nil, want an error", bad)

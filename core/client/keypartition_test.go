@@ -2,6 +2,7 @@ package client
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -61,11 +62,23 @@ func TestKeyPartition(t *testing.T) {
 	}
 }
 
+// TestKeyPartitionPanicsWithoutPartitions checks that a partition count below 1 panics with
+// the message KeyPartition documents (not a division by zero, and not a partition number
+// for a negative count).
 func TestKeyPartitionPanicsWithoutPartitions(t *testing.T) {
-	defer func() {
-		if recover() == nil {
-			t.Error("KeyPartition(key, 0) did not panic")
-		}
-	}()
-	KeyPartition([]byte("k"), 0)
+	for _, n := range []int{0, -1} {
+		func() {
+			defer func() {
+				r := recover()
+				if r == nil {
+					t.Errorf("KeyPartition(key, %d) did not panic", n)
+					return
+				}
+				if msg, ok := r.(string); !ok || !strings.Contains(msg, "partitions, want at least 1") {
+					t.Errorf("KeyPartition(key, %d) panicked with %v, want its own message", n, r)
+				}
+			}()
+			KeyPartition([]byte("k"), n)
+		}()
+	}
 }
