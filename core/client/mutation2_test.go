@@ -5,10 +5,14 @@ package client_test
 
 import (
 	"context"
+	"errors"
+	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/sluicehq/sluice/core/client"
+	"github.com/sluicehq/sluice/hub"
 )
 
 // TestWindowBoundsInclusive checks that the window bounds are inclusive: 1 and MaxWindow
@@ -57,5 +61,67 @@ func TestBatchFitsAFrame(t *testing.T) {
 		if idx, err := a.Wait(ctx); err != nil || idx != uint64(i) {
 			t.Fatalf("message %d: index %d, %v", i, idx, err)
 		}
+	}
+}
+
+// TestCloseReportsAnUnflushedFailure checks that Close reports a message given up on that no
+// Flush reported, also when its close timeout runs out on another message (so that its own
+// wait for confirms reports nothing).
+func TestCloseReportsAnUnflushedFailure(t *testing.T) {
+	h := startHub(t, hub.WithMaxMessageSize(100))
+	px := newProxy(t, h.Addr)
+	c := dial(t, px.Addr())
+	p, err := client.NewPublisher(t.Context(), c, "close-unflushed", client.WithMaxRejections(1), client.WithCloseTimeout(0), client.WithBackoff(fastBackoff))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	bad, err := p.Publish(ctx, make([]byte, 200)) // the hub refuses it
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bad.Wait(ctx); !errors.Is(err, client.ErrGaveUp) {
+		t.Fatalf("ack of the refused message = %v, want ErrGaveUp", err)
+	}
+	px.Pause() // the next message stays unconfirmed
+	if _, err := p.Publish(ctx, msg(0, 0, 8)); err != nil {
+		t.Fatal(err)
+	}
+	err = p.Close()
+	px.Resume()
+	if !errors.Is(err, client.ErrGaveUp) {
+		t.Fatalf("Close = %v, want an error matching ErrGaveUp (no Flush reported the message given up on)", err)
+	}
+}
+
+// TestPublisherBackoffRestartsAfterProgress checks that a publisher whose sessions each
+// confirm a message before they fail waits the backoff's Min before every reconnect: the
+// delay grows only while no session makes progress (no jitter here, so delays are exact).
+func TestPublisherBackoffRestartsAfterProgress(t *testing.T) {
+	h := startHub(t)
+	px := newProxy(t, h.Addr)
+	c := dial(t, px.Addr())
+	b := client.Backoff{Min: 5 * time.Millisecond, Max: 10 * time.Second, Factor: 4}
+	logs := make(recordLogs, 1000)
+	p := newPublisher(t, c, "backoff-progress", client.WithBackoff(b), client.WithCloseTimeout(0), client.WithPublisherLogger(slog.New(logs)))
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second) // a guard, not a timing assertion
+	defer cancel()
+	const rounds = 3
+	for i := range rounds {
+		if _, err := p.PublishSync(ctx, msg(0, uint32(2*i), 8)); err != nil { // progress
+			t.Fatal(err)
+		}
+		px.Pause()
+		sent := p.Stats().Sent
+		if _, err := p.Publish(ctx, msg(0, uint32(2*i+1), 8)); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the message sent", func() bool { return p.Stats().Sent > sent })
+		px.ResetAll() // the session fails with the message in flight
+		px.Resume()
+	}
+	want := slices.Repeat([]time.Duration{b.Min}, rounds)
+	if got := retryDelays(t, ctx, logs, "sluice publisher: session failed; reconnecting", rounds); !slices.Equal(got, want) {
+		t.Errorf("retry delays = %v, want %v (each failed session had made progress)", got, want)
 	}
 }
