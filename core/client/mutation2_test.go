@@ -125,3 +125,29 @@ func TestPublisherBackoffRestartsAfterProgress(t *testing.T) {
 		t.Errorf("retry delays = %v, want %v (each failed session had made progress)", got, want)
 	}
 }
+
+// TestRefusalBackoffRestartsAfterConfirm checks that the pause after a refused request
+// starts at the backoff's Min again once a confirm arrived: the refusals before it do not
+// count. One message per request, so that each refusal is one message's; here the second
+// delay would be an hour, and a publisher that waited it would never confirm the message
+// published after the second refusal.
+func TestRefusalBackoffRestartsAfterConfirm(t *testing.T) {
+	h := startHub(t, hub.WithMaxMessageSize(100))
+	c := dial(t, h.Addr)
+	b := client.Backoff{Min: time.Millisecond, Max: time.Hour, Factor: 1e7}
+	p := newPublisher(t, c, "refusal-backoff", client.WithMaxBatch(1), client.WithMaxRejections(1), client.WithBackoff(b), client.WithCloseTimeout(0))
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second) // a hang guard
+	defer cancel()
+	for i := range 2 {
+		bad, err := p.Publish(ctx, make([]byte, 200)) // the hub refuses it
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.PublishSync(ctx, msg(0, uint32(i), 8)); err != nil {
+			t.Fatalf("round %d: the message after a refusal: %v", i, err)
+		}
+		if _, err := bad.Wait(ctx); !errors.Is(err, client.ErrGaveUp) {
+			t.Fatalf("round %d: ack of the refused message = %v, want ErrGaveUp", i, err)
+		}
+	}
+}
