@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/core"
 	"github.com/sluicehq/sluice/core/client"
 	"github.com/sluicehq/sluice/hub"
 )
@@ -149,5 +150,40 @@ func TestRefusalBackoffRestartsAfterConfirm(t *testing.T) {
 		if _, err := bad.Wait(ctx); !errors.Is(err, client.ErrGaveUp) {
 			t.Fatalf("round %d: ack of the refused message = %v, want ErrGaveUp", i, err)
 		}
+	}
+}
+
+// TestStoppedHandlerIsNotSkipped checks that a handler that returns an error because the
+// consumer stopped (its ctx ended) does not count as failed, even under the Skip policy: the
+// message is not skipped, and the position saved at the end of Run is that message's, so
+// the next Run delivers it again.
+func TestStoppedHandlerIsNotSkipped(t *testing.T) {
+	h := startHub(t)
+	c := dial(t, h.Addr)
+	const stream, stuck = "stopped-handler", 3
+	publishN(t, c, stream, 6)
+	reached := make(chan struct{})
+	cons, err := client.NewConsumer(c, stream, func(ctx context.Context, m core.Message) error {
+		if m.Index == stuck {
+			close(reached)
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return nil
+	}, client.WithClientID("stopper"), client.WithErrorPolicy(client.Skip), client.WithHandlerRetries(0, fastBackoff))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runConsumer(t, cons)
+	<-reached
+	if err := stop(); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run = %v, want context.Canceled", err)
+	}
+	if st := cons.Stats(); st.Skipped != 0 || st.Handled != stuck {
+		t.Errorf("stats = %+v, want nothing skipped and %d handled", st, stuck)
+	}
+	saved, err := h.Store.(core.IndexStorage).GetIndex(t.Context(), "stopper", stream, 0)
+	if err != nil || saved != stuck {
+		t.Fatalf("saved index = %d, %v; want %d (the message whose handler was stopped)", saved, err, stuck)
 	}
 }
