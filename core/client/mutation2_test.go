@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -185,5 +186,50 @@ func TestStoppedHandlerIsNotSkipped(t *testing.T) {
 	saved, err := h.Store.(core.IndexStorage).GetIndex(t.Context(), "stopper", stream, 0)
 	if err != nil || saved != stuck {
 		t.Fatalf("saved index = %d, %v; want %d (the message whose handler was stopped)", saved, err, stuck)
+	}
+}
+
+// TestIdleCloseAfterAFailedSession checks that the requests of a failed session are
+// forgotten once the next session resent their messages: when that session's connection
+// later closes for being idle, nothing is in flight, so it is no failure (a debug record,
+// no warning, no retry counted).
+func TestIdleCloseAfterAFailedSession(t *testing.T) {
+	h := startHub(t)
+	px := newProxy(t, h.Addr)
+	c := dial(t, px.Addr(), client.WithIdleTimeout(time.Second))
+	logs := make(recordLogs, 100)
+	p := newPublisher(t, c, "idle-after-failure", client.WithBackoff(fastBackoff), client.WithPublisherLogger(slog.New(logs)))
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second) // a guard, not a timing assertion
+	defer cancel()
+	if _, err := p.PublishSync(ctx, msg(0, 0, 8)); err != nil { // the session is up
+		t.Fatal(err)
+	}
+	px.Pause()
+	if _, err := p.Publish(ctx, msg(0, 1, 8)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the message sent", func() bool { return p.Stats().Sent == 2 })
+	px.ResetAll() // the session fails with the message in flight
+	px.Resume()
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Two session records: the failure, then the idle end of the next session.
+	var levels []slog.Level
+	for len(levels) < 2 {
+		select {
+		case r := <-logs:
+			if strings.HasPrefix(r.Message, "sluice publisher: session") {
+				levels = append(levels, r.Level)
+			}
+		case <-ctx.Done():
+			t.Fatalf("session records %v: the idle session never ended", levels)
+		}
+	}
+	if levels[0] != slog.LevelWarn || levels[1] != slog.LevelDebug {
+		t.Fatalf("session record levels = %v, want [WARN DEBUG]: the idle end of the session after the failure counted as a failure", levels)
+	}
+	if st := p.Stats(); st.Retried != 1 {
+		t.Fatalf("stats %+v, want 1 retry", st)
 	}
 }
