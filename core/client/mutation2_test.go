@@ -233,3 +233,37 @@ func TestIdleCloseAfterAFailedSession(t *testing.T) {
 		t.Fatalf("stats %+v, want 1 retry", st)
 	}
 }
+
+// TestLongPollNotTimedOut checks that the consumer waits for a pull's answer for the pull
+// wait plus its request timeout: a request timeout shorter than the pull wait does not fail
+// the long polls of an idle stream.
+func TestLongPollNotTimedOut(t *testing.T) {
+	h := startHub(t)
+	c := dial(t, h.Addr)
+	const stream = "long-poll-timeout"
+	publishN(t, c, stream, 1)
+	answered := make(chan int, 10)
+	cons, err := client.NewConsumer(c, stream, func(context.Context, core.Message) error { return nil },
+		client.WithPullWait(800*time.Millisecond), client.WithConsumerRequestTimeout(400*time.Millisecond),
+		client.WithConsumerBackoff(fastBackoff),
+		client.WithConsumerPullAnswered(func(n int) { answered <- n }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runConsumer(t, cons)
+	waitFor(t, "an empty answer or a failed pull", func() bool {
+		if cons.Stats().PullErrors > 0 {
+			return true
+		}
+		select {
+		case n := <-answered:
+			return n == 0
+		default:
+			return false
+		}
+	})
+	_ = stop()
+	if st := cons.Stats(); st.PullErrors != 0 || st.Handled != 1 {
+		t.Fatalf("stats %+v: want 1 handled and no failed pull (the long poll timed out)", st)
+	}
+}
