@@ -6,7 +6,9 @@ package client_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/sluicehq/sluice/core"
 	"github.com/sluicehq/sluice/core/client"
+	"github.com/sluicehq/sluice/core/transport/faultproxy"
 	"github.com/sluicehq/sluice/hub"
 )
 
@@ -265,5 +268,62 @@ func TestLongPollNotTimedOut(t *testing.T) {
 	_ = stop()
 	if st := cons.Stats(); st.PullErrors != 0 || st.Handled != 1 {
 		t.Fatalf("stats %+v: want 1 handled and no failed pull (the long poll timed out)", st)
+	}
+}
+
+// TestCloseRemovesConfirmedFromOutbox checks that Close deletes from the outbox the
+// messages confirmed while it waited for them: the next publisher on the outbox finds none
+// (it would send them again). The confirms are held until Close waits for them. Whether
+// the run loop deleted some of them before Close does varies from run to run, hence a few
+// rounds.
+func TestCloseRemovesConfirmedFromOutbox(t *testing.T) {
+	for round := range 3 {
+		t.Run(fmt.Sprint(round), testCloseRemovesConfirmedFromOutbox)
+	}
+}
+
+func testCloseRemovesConfirmedFromOutbox(t *testing.T) {
+	const stream, n = "outbox-close-confirmed", 50
+	h := startHub(t)
+	px := newProxy(t, h.Addr)
+	c := dial(t, px.Addr())
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	p1, err := client.NewPublisher(ctx, c, stream, client.WithOutbox(path), client.WithBackoff(fastBackoff))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p1.PublishSync(ctx, msg(0, 0, 8)); err != nil { // the session is up
+		_ = p1.Close()
+		t.Fatal(err)
+	}
+	px.PauseDirection(faultproxy.Down) // the hub stores what it gets; its confirms are held
+	for i := 1; i <= n; i++ {
+		if _, err := p1.Publish(ctx, msg(0, uint32(i), 8)); err != nil {
+			_ = p1.Close()
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the hub to store the messages", func() bool {
+		msgs, err := h.Store.Fetch(ctx, stream, 0, 0, n+2)
+		return err == nil && len(msgs) == n+1
+	})
+	closed := make(chan error, 1)
+	go func() { closed <- p1.Close() }()
+	waitFor(t, "Close to wait for confirms", func() bool {
+		_, err := p1.Publish(ctx, msg(0, 0, 8))
+		return errors.Is(err, core.ErrClosed)
+	})
+	px.Resume()
+	if err := <-closed; err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	p2, err := client.NewPublisher(ctx, c, stream, client.WithOutbox(path), client.WithBackoff(fastBackoff))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p2.Close()
+	if st := p2.Stats(); st.Recovered != 0 {
+		t.Fatalf("Recovered = %d, want 0: Close left confirmed messages in the outbox", st.Recovered)
 	}
 }
