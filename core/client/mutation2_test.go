@@ -11,12 +11,16 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/sluicehq/sluice/core"
 	"github.com/sluicehq/sluice/core/client"
+	"github.com/sluicehq/sluice/core/routing"
 	"github.com/sluicehq/sluice/core/transport/faultproxy"
+	"github.com/sluicehq/sluice/core/wire"
 	"github.com/sluicehq/sluice/hub"
 )
 
@@ -325,5 +329,97 @@ func testCloseRemovesConfirmedFromOutbox(t *testing.T) {
 	defer p2.Close()
 	if st := p2.Stats(); st.Recovered != 0 {
 		t.Fatalf("Recovered = %d, want 0: Close left confirmed messages in the outbox", st.Recovered)
+	}
+}
+
+// TestClosedSessionFreesItsAddress checks that a session's reply address leaves the node
+// when the session ends (here the publisher's, at Close): a fake hub on the client's own node
+// records the address its push requests came from, which is free afterwards.
+func TestClosedSessionFreesItsAddress(t *testing.T) {
+	node, err := routing.NewNode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	registerFakeStreamService(t, node)
+	var mu sync.Mutex
+	var addrs []string
+	if err := node.Register("fake.s", routing.WorkerFunc(func(ctx context.Context, m *routing.Message) error {
+		bp, _ := wire.DecodeBasePayload(m.Payload)
+		req, err := wire.DecodePushBatchRequest(bp.Data)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		addrs = append(addrs, string(m.ReturnRoute[0].Value))
+		mu.Unlock()
+		c := wire.PushBatchConfirm{RequestID: req.RequestID, Status: wire.StatusOK}
+		for i := range req.Messages {
+			c.Indexes = append(c.Indexes, uint64(i))
+		}
+		fakeReply(ctx, node, m, wire.ProtocolPushBatch, c)
+		return nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(node, wire.Route{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	p, err := client.NewPublisher(t.Context(), c, "s", client.WithBackoff(fastBackoff))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.PublishSync(t.Context(), []byte("m")); err != nil {
+		_ = p.Close()
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(addrs) == 0 {
+		t.Fatal("no push request reached the fake hub")
+	}
+	for _, a := range addrs {
+		if err := node.Register(a, routing.WorkerFunc(func(context.Context, *routing.Message) error { return nil })); err != nil {
+			t.Errorf("register the closed session's address %s: %v, want it free", a, err)
+		}
+	}
+}
+
+// TestFinalSaveWaitsForUnhandled checks that the save at the end of Run waits for what the
+// handler handed on (WithUnhandled) to be handled, rather than saving the position below
+// it at once: here the message at index 0 is reported unhandled until a few checks after
+// Run was told to stop, and the position saved at the end is past every message.
+func TestFinalSaveWaitsForUnhandled(t *testing.T) {
+	h := startHub(t)
+	c := dial(t, h.Addr)
+	const stream, n = "final-save-unhandled", 5
+	publishN(t, c, stream, n)
+	var stopping atomic.Bool
+	var checks atomic.Int32
+	unhandled := func() (uint64, bool) {
+		if !stopping.Load() || checks.Add(1) <= 3 {
+			return 0, true // the message at index 0 is not handled yet
+		}
+		return 0, false
+	}
+	cons, err := client.NewConsumer(c, stream, func(context.Context, core.Message) error { return nil },
+		client.WithClientID("final"), client.WithUnhandled(unhandled))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runConsumer(t, cons)
+	waitFor(t, "the stream handled", func() bool { pos, _ := cons.Position(); return pos == n })
+	stopping.Store(true)
+	if err := stop(); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run = %v, want context.Canceled", err)
+	}
+	saved, err := h.Store.(core.IndexStorage).GetIndex(t.Context(), "final", stream, 0)
+	if err != nil || saved != n {
+		t.Fatalf("saved index = %d, %v; want %d (saved once what was handed on was handled)", saved, err, n)
 	}
 }
