@@ -96,6 +96,8 @@ func FuzzDecodePull(f *testing.F) {
 		{1, 0, nil, wire.PullBatchPart{RequestID: 1, Messages: msgs}.Append(nil)},
 		{2, 0, more, last},
 		{2, 0, last, more}, // 7 then 3: out of order across frames
+		{0, 0, nil, wire.PullResponse{RequestID: 1, Messages: []wire.StreamMessage{msgs[0], msgs[0]}}.Append(nil)}, // 3 twice
+		{2, 0, more, wire.PullBatchPart{RequestID: 1, Messages: msgs[:1]}.Append(nil)},                             // 3 twice across frames
 		{3, 0, nil, wire.RequestError{RequestID: 1, Protocol: wire.ProtocolPullBatch, Reason: "no"}.Append(nil)},
 		{0, 0, nil, []byte{0x01, 0x05}}, // claims 5 messages
 		{1, 0, []byte{0xff}, []byte{}},
