@@ -423,3 +423,37 @@ func TestFinalSaveWaitsForUnhandled(t *testing.T) {
 		t.Fatalf("saved index = %d, %v; want %d (saved once what was handed on was handled)", saved, err, n)
 	}
 }
+
+// TestNewSessionSavesUnsavedPosition checks that a session saves at its start the position
+// that the previous session handled but could not save (its connection was lost with the
+// save on its way): the saved index reaches the position while the stream stays idle and
+// Run goes on.
+func TestNewSessionSavesUnsavedPosition(t *testing.T) {
+	h := startHub(t)
+	px := newProxy(t, h.Addr)
+	c := dial(t, px.Addr())
+	const stream, n = "unsaved-position", 3
+	publishN(t, c, stream, n)
+	lastHandled := make(chan struct{})
+	cons, err := client.NewConsumer(c, stream, func(_ context.Context, m core.Message) error {
+		if m.Index == n-1 {
+			px.Pause() // the save after this page is held
+			close(lastHandled)
+		}
+		return nil
+	}, client.WithClientID("unsaved"), client.WithConsumerBackoff(fastBackoff))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runConsumer(t, cons)
+	<-lastHandled
+	px.ResetAll() // the session fails with its save lost
+	px.Resume()
+	waitFor(t, "the position saved by the next session", func() bool {
+		saved, err := h.Store.(core.IndexStorage).GetIndex(t.Context(), "unsaved", stream, 0)
+		return err == nil && saved == n
+	})
+	if st := cons.Stats(); st.Handled != n {
+		t.Fatalf("stats %+v, want %d handled", st, n)
+	}
+}
