@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/backends/memory"
 	"github.com/sluicehq/sluice/core"
 	"github.com/sluicehq/sluice/core/client"
 	"github.com/sluicehq/sluice/core/routing"
@@ -455,5 +456,30 @@ func TestNewSessionSavesUnsavedPosition(t *testing.T) {
 	})
 	if st := cons.Stats(); st.Handled != n {
 		t.Fatalf("stats %+v, want %d handled", st, n)
+	}
+}
+
+// TestExitSavesNothingUnmoved checks that a Run that ends before it read anything saves no
+// position: a saved 0 would make the next Run start there instead of at the start index.
+func TestExitSavesNothingUnmoved(t *testing.T) {
+	h := startHub(t)
+	c := dial(t, h.Addr)
+	ix, err := memory.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	cons, err := client.NewConsumer(c, "exit-unmoved", func(context.Context, core.Message) error { return nil },
+		client.WithClientID("unmoved"), client.WithIndexStorage(ix), client.WithStartIndex(5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := cons.Run(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run = %v, want context.Canceled", err)
+	}
+	if i, err := ix.GetIndex(t.Context(), "unmoved", "exit-unmoved", 0); !errors.Is(err, core.ErrIndexNotFound) {
+		t.Fatalf("saved index = %d, %v; want none", i, err)
 	}
 }
