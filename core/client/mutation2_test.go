@@ -483,3 +483,34 @@ func TestExitSavesNothingUnmoved(t *testing.T) {
 		t.Fatalf("saved index = %d, %v; want none", i, err)
 	}
 }
+
+// TestConsumerBackoffRestartsAfterProgress checks that a consumer whose sessions each
+// receive a message before they fail waits the backoff's Min before every reconnect (no
+// jitter here, so delays are exact).
+func TestConsumerBackoffRestartsAfterProgress(t *testing.T) {
+	h := startHub(t)
+	px := newProxy(t, h.Addr)
+	const stream, rounds = "consumer-backoff-progress", 3
+	p := newPublisher(t, dial(t, h.Addr), stream)
+	b := client.Backoff{Min: 5 * time.Millisecond, Max: 10 * time.Second, Factor: 4}
+	logs := make(recordLogs, 1000)
+	cons, err := client.NewConsumer(dial(t, px.Addr()), stream, func(context.Context, core.Message) error { return nil },
+		client.WithConsumerBackoff(b), client.WithConsumerLogger(slog.New(logs)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second) // a guard, not a timing assertion
+	defer cancel()
+	runConsumer(t, cons)
+	for i := range rounds {
+		if _, err := p.PublishSync(ctx, msg(0, uint32(i), 8)); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the message handled", func() bool { return cons.Stats().Handled == uint64(i+1) })
+		px.ResetAll() // the session that received it fails
+	}
+	want := slices.Repeat([]time.Duration{b.Min}, rounds)
+	if got := retryDelays(t, ctx, logs, "sluice consumer: session failed; reconnecting", rounds); !slices.Equal(got, want) {
+		t.Errorf("retry delays = %v, want %v (each failed session had received a message)", got, want)
+	}
+}
