@@ -514,3 +514,38 @@ func TestConsumerBackoffRestartsAfterProgress(t *testing.T) {
 		t.Errorf("retry delays = %v, want %v (each failed session had received a message)", got, want)
 	}
 }
+
+// TestSaveIndexReplyWithoutIndex checks that a reply to an index save that says OK but
+// carries no index (a fake hub on the client's own node breaks the protocol so) is not
+// taken for a save: Conn.SaveIndex returns an error, not 0.
+func TestSaveIndexReplyWithoutIndex(t *testing.T) {
+	node, err := routing.NewNode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	if err := node.Register(client.DefaultIndexService, routing.WorkerFunc(func(ctx context.Context, m *routing.Message) error {
+		bp, _ := wire.DecodeBasePayload(m.Payload)
+		req, err := wire.DecodeIndexSaveRequest(bp.Data)
+		if err != nil {
+			return err
+		}
+		fakeReply(ctx, node, m, wire.ProtocolIndexSave, wire.IndexReply{RequestID: req.RequestID, Status: wire.StatusOK})
+		return nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(node, wire.Route{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	conn, err := c.Open(t.Context(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if i, err := conn.SaveIndex(t.Context(), "id", "s", 0, 7); err == nil {
+		t.Fatalf("SaveIndex = %d, nil; want an error (the reply holds no index)", i)
+	}
+}
