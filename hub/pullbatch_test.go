@@ -118,3 +118,33 @@ func TestPullBatch(t *testing.T) {
 		t.Fatalf("after the push: %d messages, want 1", got)
 	}
 }
+
+// TestPullBatchStopsAtMaxBytes checks the max_bytes bound exactly: a batch stops after the
+// frame whose message data reaches max_bytes, also when the data equals it.
+func TestPullBatchStopsAtMaxBytes(t *testing.T) {
+	s, err := memory.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, addr := hubtest.Start(t, &core.Backend{Storage: s, Index: s})
+	c := hubtest.Dial(t, addr)
+	st := c.Create("maxbytes")
+	// One message per frame: the first part carries exactly size bytes.
+	const size = 40_000
+	for i := range 3 {
+		if pc := c.Push(st, uint64(i+1), bytes.Repeat([]byte{byte(i)}, size)); pc.Status != wire.StatusOK {
+			t.Fatalf("push %d: status %v", i, pc.Status)
+		}
+	}
+	c.Send(st.Route, wire.ProtocolPullBatch, wire.PullBatchRequest{RequestID: 1, Index: 0, Limit: 3, MaxBytes: size})
+	parts := expectParts(t, c, 1)
+	if len(parts) != 1 || len(parts[0].Messages) != 1 || parts[0].Messages[0].Index != 0 {
+		t.Fatalf("max_bytes %d with messages of %d bytes: %d parts; want one part with message 0", size, size, len(parts))
+	}
+	// One byte more lets a second frame follow.
+	c.Send(st.Route, wire.ProtocolPullBatch, wire.PullBatchRequest{RequestID: 2, Index: 0, Limit: 3, MaxBytes: size + 1})
+	if parts := expectParts(t, c, 2); len(parts) != 2 {
+		t.Fatalf("max_bytes %d with messages of %d bytes: %d parts, want 2", size+1, size, len(parts))
+	}
+}
