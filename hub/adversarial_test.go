@@ -3,6 +3,7 @@ package hub_test
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -269,5 +270,58 @@ func TestPartitionedIndexUnderStreamIndex(t *testing.T) {
 	c.Send(index, wire.ProtocolIndex, wire.IndexRequest{Op: wire.IndexGet, ClientID: "c", StreamName: "s"})
 	if got, err := wire.DecodeIndexResponse(c.Expect(wire.ProtocolIndex).Data); err != nil || got.Index.Valid {
 		t.Errorf("unpartitioned get answered %+v (%v), want no index", got, err)
+	}
+}
+
+// countedIndex counts the calls that reach an index storage.
+type countedIndex struct {
+	core.IndexStorage
+	calls atomic.Int32
+}
+
+func (s *countedIndex) GetIndex(ctx context.Context, clientID, stream string, partition int) (uint64, error) {
+	s.calls.Add(1)
+	return s.IndexStorage.GetIndex(ctx, clientID, stream, partition)
+}
+
+func (s *countedIndex) SaveIndex(ctx context.Context, clientID, stream string, partition int, index uint64) error {
+	s.calls.Add(1)
+	return s.IndexStorage.SaveIndex(ctx, clientID, stream, partition, index)
+}
+
+// TestIndexKeyBounds checks the hub's own checks of an index request's key, which no
+// backend is asked to repeat: the last partition a stream may have, core.MaxPartitions-1,
+// is served; core.MaxPartitions, like an empty client id, is refused with status ERROR
+// without a backend call, for a save as for a get.
+func TestIndexKeyBounds(t *testing.T) {
+	b := openMemory(t)
+	defer b.Close()
+	idx := &countedIndex{IndexStorage: b.Index}
+	_, addr := hubtest.Start(t, &core.Backend{Storage: b.Storage, Index: idx}, hub.WithLogger(quietLogger))
+	c := hubtest.Dial(t, addr)
+	index := wire.Route{wire.Local(hub.IndexAddress)}
+	for id, tc := range []struct {
+		client    string
+		partition uint64
+		want      wire.Status
+	}{{"c", core.MaxPartitions - 1, wire.StatusOK}, {"c", core.MaxPartitions, wire.StatusError}, {"", 0, wire.StatusError}} {
+		calls := idx.calls.Load()
+		c.Send(index, wire.ProtocolIndexSave, wire.IndexSaveRequest{RequestID: uint64(2 * id), ClientID: tc.client, StreamName: "s", Partition: tc.partition, Index: 7})
+		c.Send(index, wire.ProtocolIndexGet, wire.IndexGetRequest{RequestID: uint64(2*id + 1), ClientID: tc.client, StreamName: "s", Partition: tc.partition})
+		for _, protocol := range []string{wire.ProtocolIndexSave, wire.ProtocolIndexGet} {
+			rep, err := wire.DecodeIndexReply(c.Expect(protocol).Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Status != tc.want {
+				t.Fatalf("%s of client %q partition %d: status %v, want %v", protocol, tc.client, tc.partition, rep.Status, tc.want)
+			}
+			if tc.want == wire.StatusOK && (!rep.Index.Valid || rep.Index.Value != 7) {
+				t.Fatalf("%s of partition %d: index %+v, want 7", protocol, tc.partition, rep.Index)
+			}
+		}
+		if n := idx.calls.Load() - calls; tc.want == wire.StatusError && n != 0 {
+			t.Fatalf("client %q partition %d: %d backend calls for requests the hub must refuse itself", tc.client, tc.partition, n)
+		}
 	}
 }
