@@ -566,3 +566,28 @@ func TestBusyWorkerNotRetired(t *testing.T) {
 		}
 	}
 }
+
+// TestLongPollWokenByAnyIndexOfABatch checks that an append of several messages wakes a
+// long poll waiting for any of them, not only for the first: a poll parked at index 1
+// gets message 1 of a sluice_push_batch that appends 0 and 1 (not an empty answer when its
+// wait ends).
+func TestLongPollWokenByAnyIndexOfABatch(t *testing.T) {
+	b := openMemory(t)
+	defer b.Close()
+	h, addr := hubtest.Start(t, b, hub.WithLogger(quietLogger))
+	puller, pusher := hubtest.Dial(t, addr), hubtest.Dial(t, addr)
+	st := puller.Create("woken")
+	puller.Send(st.Route, wire.ProtocolPullWait, wire.PullWaitRequest{RequestID: 1, Index: 1, Limit: 10, WaitMS: 60_000})
+	if !waitFor(time.Minute, func() bool { return h.Metrics().PullWaits == 1 }) {
+		t.Fatal("the long poll did not park within a minute")
+	}
+	pusher.Send(pusher.Create("woken").Route, wire.ProtocolPushBatch, wire.PushBatchRequest{RequestID: 2, Messages: [][]byte{[]byte("m0"), []byte("m1")}})
+	c, err := wire.DecodePushBatchConfirm(pusher.Expect(wire.ProtocolPushBatch).Data)
+	if err != nil || c.Status != wire.StatusOK || len(c.Indexes) != 2 || c.Indexes[1] != 1 {
+		t.Fatalf("push batch confirm %+v (%v), want OK with indexes 0 and 1", c, err)
+	}
+	pr := puller.ExpectPull(wire.ProtocolPullWait)
+	if pr.RequestID != 1 || len(pr.Messages) != 1 || pr.Messages[0].Index != 1 || string(pr.Messages[0].Data) != "m1" {
+		t.Fatalf("long poll at index 1 answered %+v, want message 1", pr)
+	}
+}
