@@ -325,3 +325,47 @@ func TestIndexKeyBounds(t *testing.T) {
 		}
 	}
 }
+
+// TestSlotsReleased checks that every bounded resource is given back once its request is
+// answered: with the smallest bounds (one backend call at once, four pulls and four index
+// requests in progress), many more requests of each kind than there are slots, one after
+// another, are all answered, long polls woken by a push too.
+func TestSlotsReleased(t *testing.T) {
+	b := openMemory(t)
+	defer b.Close()
+	h, addr := isolatedHub(t, b, hub.WithMaxConcurrentFetches(1))
+	defer h.Close()
+	c := hubtest.Dial(t, addr)
+	s := c.Create("slots")
+	c.Push(s, 1, []byte("m"))
+	pusher := hubtest.Dial(t, addr)
+	index := wire.Route{wire.Local(hub.IndexAddress)}
+	const rounds = 20
+	for i := range uint64(rounds) {
+		if pr := c.Pull(s, i, 0, 1); len(pr.Messages) != 1 {
+			t.Fatalf("pull %d: %d messages, want 1", i, len(pr.Messages))
+		}
+		c.Send(s.Route, wire.ProtocolPullWait, wire.PullWaitRequest{RequestID: i, Index: 0, Limit: 1, WaitMS: 60_000})
+		if pr := c.ExpectPull(wire.ProtocolPullWait); len(pr.Messages) != 1 {
+			t.Fatalf("pull wait %d: %d messages, want 1", i, len(pr.Messages))
+		}
+		c.Send(index, wire.ProtocolIndexGet, wire.IndexGetRequest{RequestID: i, ClientID: "c", StreamName: "slots"})
+		if r := c.Expect(wire.ProtocolIndexGet); len(r.Data) == 0 {
+			t.Fatalf("index get %d: empty reply", i)
+		}
+		if rep := c.StreamInfo(i, "slots"); rep.Partitions != wire.Some[uint64](1) {
+			t.Fatalf("stream info %d: %+v, want 1 partition", i, rep)
+		}
+		// A long poll parked past the end, woken by the next push.
+		c.Send(s.Route, wire.ProtocolPullWait, wire.PullWaitRequest{RequestID: i, Index: i + 1, Limit: 1, WaitMS: 60_000})
+		if !waitFor(time.Minute, func() bool { return h.Metrics().PullWaits == i+1 }) {
+			t.Fatalf("long poll %d did not park within a minute", i)
+		}
+		if pc := pusher.Push(s, i, []byte("m")); pc.Status != wire.StatusOK || pc.Index != i+1 {
+			t.Fatalf("push %d: %+v", i, pc)
+		}
+		if pr := c.ExpectPull(wire.ProtocolPullWait); len(pr.Messages) != 1 || pr.Messages[0].Index != i+1 {
+			t.Fatalf("woken long poll %d: %+v, want message %d", i, pr, i+1)
+		}
+	}
+}
