@@ -591,3 +591,57 @@ func TestLongPollWokenByAnyIndexOfABatch(t *testing.T) {
 		t.Fatalf("long poll at index 1 answered %+v, want message 1", pr)
 	}
 }
+
+// gatedSave holds each SaveIndex until the test releases it, telling the test when one
+// starts.
+type gatedSave struct {
+	core.IndexStorage
+	started chan struct{}
+	release chan struct{}
+}
+
+func (g *gatedSave) SaveIndex(ctx context.Context, c, s string, p int, index uint64) error {
+	g.started <- struct{}{}
+	select {
+	case <-g.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return g.IndexStorage.SaveIndex(ctx, c, s, p, index)
+}
+
+// TestIndexRequestsOfOneKeyInOrder checks that index requests for the same (client_id,
+// stream, partition) run in arrival order: an Ockam client's get after its (unanswered)
+// save waits for the save and reads it, while a request for another key does not wait.
+func TestIndexRequestsOfOneKeyInOrder(t *testing.T) {
+	mem := openMemory(t)
+	defer mem.Close()
+	g := &gatedSave{IndexStorage: mem.Index, started: make(chan struct{}, 1), release: make(chan struct{})}
+	_, addr := hubtest.Start(t, &core.Backend{Storage: mem.Storage, Index: g}, hub.WithLogger(quietLogger))
+	c := hubtest.Dial(t, addr)
+	index := wire.Route{wire.Local(hub.IndexAddress)}
+	c.Send(index, wire.ProtocolIndex, wire.IndexRequest{Op: wire.IndexSave, ClientID: "c", StreamName: "s", Index: 5})
+	select {
+	case <-g.started:
+	case <-time.After(hubtest.ReplyTimeout):
+		t.Fatal("the save did not reach the backend")
+	}
+	c.Send(index, wire.ProtocolIndex, wire.IndexRequest{Op: wire.IndexGet, ClientID: "c", StreamName: "s"})
+	c.Send(index, wire.ProtocolIndex, wire.IndexRequest{Op: wire.IndexGet, ClientID: "other", StreamName: "s"})
+	// The other key's get is answered while the save is held; then the save's own get.
+	for _, want := range []struct {
+		client string
+		index  wire.Optional[uint64]
+	}{{"other", wire.None[uint64]()}, {"c", wire.Some[uint64](5)}} {
+		r, err := wire.DecodeIndexResponse(c.Expect(wire.ProtocolIndex).Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.ClientID != want.client || r.Index != want.index {
+			t.Fatalf("index get answered %+v, want client %q with index %+v", r, want.client, want.index)
+		}
+		if want.client == "other" {
+			close(g.release)
+		}
+	}
+}
