@@ -56,3 +56,28 @@ func WithWriteTimeout(d time.Duration) Option {
 		return nil
 	}
 }
+
+// WakeRacingExpiry does to the long polls parked on (stream, partition) what a wake does
+// when their timers fire at the same moment: the wake takes them and hands them back to
+// pull goroutines, and each timer's expire runs all the same. It returns how many there were.
+func WakeRacingExpiry(h *Hub, stream string, partition int) int {
+	h.mu.Lock()
+	p := h.partitions[partitionAddr(stream, partition)]
+	h.mu.Unlock()
+	if p == nil {
+		return 0
+	}
+	p.wmu.Lock()
+	var ws []*waiter
+	for w := range p.waiters {
+		delete(p.waiters, w)
+		w.timer.Stop()
+		ws = append(ws, w)
+	}
+	p.wmu.Unlock()
+	p.resume(ws)
+	for _, w := range ws {
+		p.expire(w)
+	}
+	return len(ws)
+}

@@ -645,3 +645,31 @@ func TestIndexRequestsOfOneKeyInOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestLongPollAnsweredOnceWhenWakeRacesExpiry checks that a long poll is answered once
+// when its wait ends just as a wake takes it: the expiring timer finds it no longer parked
+// and stays silent, and the woken pull answers (here: parks again, and gets the next push):
+// the first reply to the request carries the message.
+func TestLongPollAnsweredOnceWhenWakeRacesExpiry(t *testing.T) {
+	b := openMemory(t)
+	defer b.Close()
+	h, addr := hubtest.Start(t, b, hub.WithLogger(quietLogger))
+	c, pusher := hubtest.Dial(t, addr), hubtest.Dial(t, addr)
+	st := c.Create("race-expiry")
+	c.Send(st.Route, wire.ProtocolPullWait, wire.PullWaitRequest{RequestID: 1, Index: 0, Limit: 10, WaitMS: 60_000})
+	if !waitFor(time.Minute, func() bool { return h.Metrics().PullWaits == 1 }) {
+		t.Fatal("the long poll did not park within a minute")
+	}
+	if n := hub.WakeRacingExpiry(h, "race-expiry", 0); n != 1 {
+		t.Fatalf("%d long polls parked, want 1", n)
+	}
+	if !waitFor(time.Minute, func() bool { return h.Metrics().PullWaits == 2 }) {
+		t.Fatal("the woken long poll did not park again within a minute")
+	}
+	if pc := pusher.Push(pusher.Create("race-expiry"), 1, []byte("m")); pc.Status != wire.StatusOK {
+		t.Fatalf("push: %+v", pc)
+	}
+	if pr := c.ExpectPull(wire.ProtocolPullWait); pr.RequestID != 1 || len(pr.Messages) != 1 {
+		t.Fatalf("long poll answered %+v, want request 1 with the message", pr)
+	}
+}
