@@ -43,3 +43,14 @@ func SetRetireHook(h *Hub, f func(worker any)) {
 // goroutine does when it starts and when it returns.
 func BeginPull(worker any) { worker.(*partition).started.Add(1) }
 func EndPull(worker any)   { worker.(*partition).ended.Add(1) }
+
+// CheckRetire runs the retirement check of the worker of (stream, partition) now, as its
+// timer does; nothing when there is no such worker.
+func CheckRetire(h *Hub, stream string, partition int) {
+	h.mu.Lock()
+	p := h.partitions[partitionAddr(stream, partition)]
+	h.mu.Unlock()
+	if p != nil {
+		p.retireIfIdle()
+	}
+}

@@ -318,3 +318,26 @@ func TestRetirementChecksAgainAfterUnregister(t *testing.T) {
 		t.Fatalf("worker %p still registered after it was retired", got)
 	}
 }
+
+// TestWorkerUsedSinceLastCheckNotRetired checks that a worker is retired only when it was
+// idle for a whole period: one that is idle at a check but served a push since the previous
+// check is kept; the next check, with no use in between, retires it. The checks are run by
+// the test (the timer's period is an hour).
+func TestWorkerUsedSinceLastCheckNotRetired(t *testing.T) {
+	b := openMemory(t)
+	defer b.Close()
+	h, addr := hubtest.Start(t, b, hub.WithLogger(quietLogger), hub.WithWorkerIdleTimeout(time.Hour))
+	c := hubtest.Dial(t, addr)
+	s := c.Create("used")
+	if pc := c.Push(s, 1, []byte("a")); pc.Status != wire.StatusOK {
+		t.Fatalf("push: %+v", pc)
+	}
+	hub.CheckRetire(h, s.Name, 0)
+	if m := h.Metrics(); m.PartitionWorkersRetired != 0 || m.PartitionWorkers != 1 {
+		t.Fatalf("after a check following a push: partition_workers %d, partition_workers_retired %d; want 1 and 0", m.PartitionWorkers, m.PartitionWorkersRetired)
+	}
+	hub.CheckRetire(h, s.Name, 0)
+	if m := h.Metrics(); m.PartitionWorkersRetired != 1 || m.PartitionWorkers != 0 {
+		t.Fatalf("after a check following an idle period: partition_workers %d, partition_workers_retired %d; want 0 and 1", m.PartitionWorkers, m.PartitionWorkersRetired)
+	}
+}
