@@ -108,6 +108,11 @@ func TestShutdownConfirmsInFlight(t *testing.T) {
 	if reason := c.ExpectError(); reason == "" {
 		t.Fatal("empty reason")
 	}
+	// The index service too: a save is not taken.
+	c.Send(wire.Route{wire.Local(hub.IndexAddress)}, wire.ProtocolIndexSave, wire.IndexSaveRequest{RequestID: 3, ClientID: "c", StreamName: "draining", Index: 1})
+	if reason := c.ExpectRequestError(wire.ProtocolIndexSave, 3); reason == "" {
+		t.Fatal("empty reason")
+	}
 	g.release <- struct{}{} // the in-flight append
 	<-g.started
 	g.release <- struct{}{} // the queued one
