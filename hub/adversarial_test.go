@@ -324,6 +324,15 @@ func TestIndexKeyBounds(t *testing.T) {
 			t.Fatalf("client %q partition %d: %d backend calls for requests the hub must refuse itself", tc.client, tc.partition, n)
 		}
 	}
+	// Ockam's stream_index_partitioned: an `error` reply.
+	calls := idx.calls.Load()
+	for _, op := range []wire.IndexOp{wire.IndexSave, wire.IndexGet} {
+		c.Send(index, wire.ProtocolIndexPartitioned, wire.IndexRequestPartitioned{Op: op, ClientID: "c", StreamName: "s", Partition: core.MaxPartitions, Index: 7})
+		c.ExpectError()
+	}
+	if n := idx.calls.Load() - calls; n != 0 {
+		t.Fatalf("stream_index_partitioned of partition %d: %d backend calls, want 0", core.MaxPartitions, n)
+	}
 }
 
 // TestSlotsReleased checks that every bounded resource is given back once its request is
