@@ -673,3 +673,42 @@ func TestLongPollAnsweredOnceWhenWakeRacesExpiry(t *testing.T) {
 		t.Fatalf("long poll answered %+v, want request 1 with the message", pr)
 	}
 }
+
+// TestLongPollOfClosedConnectionNotParked checks that a long poll whose connection closed
+// while it fetched (a connection the hub watches) does not park: nobody is there to answer, and a parked poll would keep
+// its worker busy (not retired) until its deadline, an hour here.
+func TestLongPollOfClosedConnectionNotParked(t *testing.T) {
+	mem := openMemory(t)
+	defer mem.Close()
+	g := &gateFetch{Storage: mem.Storage, fetched: make(chan struct{}, 1), gate: make(chan struct{})}
+	h, addr := hubtest.Start(t, &core.Backend{Storage: g, Index: mem.Index}, hub.WithLogger(quietLogger),
+		hub.WithWorkerIdleTimeout(time.Hour), hub.WithIdleTimeout(0), hub.WithMaxPullWait(time.Hour))
+	c := hubtest.Dial(t, addr)
+	s := c.Create("gone")
+	// A first long poll, which parks and expires, has the hub watch the connection.
+	c.Send(s.Route, wire.ProtocolPullWait, wire.PullWaitRequest{RequestID: 1, Index: 0, Limit: 1, WaitMS: 50})
+	if pr := c.ExpectPull(wire.ProtocolPullWait); pr.RequestID != 1 || len(pr.Messages) != 0 {
+		t.Fatalf("first long poll answered %+v, want request 1 empty", pr)
+	}
+	g.armed.Store(true)
+	c.Send(s.Route, wire.ProtocolPullWait, wire.PullWaitRequest{RequestID: 2, Index: 0, Limit: 1, WaitMS: 3_600_000})
+	select {
+	case <-g.fetched:
+	case <-time.After(hubtest.ReplyTimeout):
+		t.Fatal("the long poll did not fetch")
+	}
+	_ = c.Close()
+	if !waitFor(time.Minute, func() bool { return h.Metrics().Connections == 0 }) {
+		t.Fatal("the hub did not see the connection close within a minute")
+	}
+	close(g.gate)
+	if !waitFor(time.Minute, func() bool {
+		hub.CheckRetire(h, s.Name, 0)
+		return h.Metrics().PartitionWorkersRetired == 1
+	}) {
+		t.Fatal("the worker was not retired within a minute: the long poll of a closed connection parked")
+	}
+	if m := h.Metrics(); m.PullWaits != 1 {
+		t.Fatalf("pull_waits %d, want 1 (the first poll): a long poll of a closed connection parked", m.PullWaits)
+	}
+}
