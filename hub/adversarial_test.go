@@ -74,22 +74,26 @@ func (unreadable) Fetch(context.Context, string, int, uint64, int) ([]core.Messa
 
 // A long poll that waits for the backend's reads to catch up with an append of this hub is
 // answered with no messages when the hub shuts down, like a parked one, and a hard stop
-// ends it: Shutdown returns by its context.
+// ends it: Shutdown returns by its context. The poll waits up to an hour and the graceful
+// Shutdown may take as long, so a Shutdown that waited for the poll hangs: the test's
+// guards are far below that and far above what a Shutdown takes, whatever the load.
 func TestShutdownEndsLongPollWaitingForReadLag(t *testing.T) {
+	const guard = 2 * time.Minute
 	for _, hard := range []bool{false, true} {
 		t.Run(fmt.Sprintf("hard=%v", hard), func(t *testing.T) {
 			mem := openMemory(t)
 			defer mem.Close()
-			h, addr := isolatedHub(t, &core.Backend{Storage: unreadable{mem.Storage}, Index: mem.Index})
+			h, addr := isolatedHub(t, &core.Backend{Storage: unreadable{mem.Storage}, Index: mem.Index},
+				hub.WithIdleTimeout(3*time.Hour), hub.WithMaxPullWait(time.Hour))
 			defer h.Close()
 			c := hubtest.Dial(t, addr)
 			s := c.Create("lagging")
 			c.Push(s, 1, []byte("m")) // index 0: the hub knows it was appended
-			c.Send(s.Route, wire.ProtocolPullWait, wire.PullWaitRequest{RequestID: 7, Index: 0, Limit: 1, WaitMS: 60_000})
-			if !waitFor(10*time.Second, func() bool { return hub.PushesStarted(h, s.Name, 0) == 2 }) {
+			c.Send(s.Route, wire.ProtocolPullWait, wire.PullWaitRequest{RequestID: 7, Index: 0, Limit: 1, WaitMS: uint64(time.Hour / time.Millisecond)})
+			if !waitFor(guard, func() bool { return hub.PushesStarted(h, s.Name, 0) == 2 }) {
 				t.Fatal("the long poll did not start")
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 			if hard {
 				ctx, cancel = context.WithCancel(context.Background())
 				cancel()
@@ -102,8 +106,8 @@ func TestShutdownEndsLongPollWaitingForReadLag(t *testing.T) {
 				if !hard && err != nil {
 					t.Errorf("graceful Shutdown: %v", err)
 				}
-			case <-time.After(30 * time.Second):
-				t.Fatal("Shutdown did not return within 30 s: a long poll waiting for read lag outlives it")
+			case <-time.After(guard):
+				t.Fatalf("Shutdown did not return within %v: a long poll waiting for read lag outlives it", guard)
 			}
 			pr := c.ExpectPull(wire.ProtocolPullWait)
 			if pr.RequestID != 7 || len(pr.Messages) != 0 {
