@@ -231,3 +231,45 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// confirmsHeld is a publisher p of stream with an outbox at path, on client c through proxy
+// px to hub h, whose messages 1..n the hub has stored but whose confirms px holds (message 0
+// was confirmed first, so the session is up).
+type confirmsHeld struct {
+	h    *testHub
+	px   *faultproxy.Proxy
+	c    *client.Client
+	p    *client.Publisher
+	path string
+}
+
+// holdConfirms sets up a confirmsHeld for stream with n messages of size bytes; opts are
+// added to the publisher's outbox and backoff options. The caller closes the publisher.
+func holdConfirms(t *testing.T, stream string, n, size int, opts ...client.PublisherOption) confirmsHeld {
+	t.Helper()
+	h := startHub(t)
+	px := newProxy(t, h.Addr)
+	c := dial(t, px.Addr())
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	p, err := client.NewPublisher(ctx, c, stream, append([]client.PublisherOption{client.WithOutbox(path), client.WithBackoff(fastBackoff)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.PublishSync(ctx, msg(0, 0, size)); err != nil { // the session is up
+		_ = p.Close()
+		t.Fatal(err)
+	}
+	px.PauseDirection(faultproxy.Down) // the hub stores what it gets; its confirms are held
+	for i := 1; i <= n; i++ {
+		if _, err := p.Publish(ctx, msg(0, uint32(i), size)); err != nil {
+			_ = p.Close()
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the hub to store the messages", func() bool {
+		msgs, err := h.Store.Fetch(ctx, stream, 0, 0, n+100)
+		return err == nil && len(msgs) >= n+1
+	})
+	return confirmsHeld{h: h, px: px, c: c, p: p, path: path}
+}

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -20,7 +19,6 @@ import (
 	"github.com/sluicehq/sluice/core"
 	"github.com/sluicehq/sluice/core/client"
 	"github.com/sluicehq/sluice/core/routing"
-	"github.com/sluicehq/sluice/core/transport/faultproxy"
 	"github.com/sluicehq/sluice/core/wire"
 	"github.com/sluicehq/sluice/hub"
 )
@@ -289,30 +287,8 @@ func TestCloseRemovesConfirmedFromOutbox(t *testing.T) {
 
 func testCloseRemovesConfirmedFromOutbox(t *testing.T) {
 	const stream, n = "outbox-close-confirmed", 50
-	h := startHub(t)
-	px := newProxy(t, h.Addr)
-	c := dial(t, px.Addr())
-	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), "outbox.db")
-	p1, err := client.NewPublisher(ctx, c, stream, client.WithOutbox(path), client.WithBackoff(fastBackoff))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p1.PublishSync(ctx, msg(0, 0, 8)); err != nil { // the session is up
-		_ = p1.Close()
-		t.Fatal(err)
-	}
-	px.PauseDirection(faultproxy.Down) // the hub stores what it gets; its confirms are held
-	for i := 1; i <= n; i++ {
-		if _, err := p1.Publish(ctx, msg(0, uint32(i), 8)); err != nil {
-			_ = p1.Close()
-			t.Fatal(err)
-		}
-	}
-	waitFor(t, "the hub to store the messages", func() bool {
-		msgs, err := h.Store.Fetch(ctx, stream, 0, 0, n+2)
-		return err == nil && len(msgs) == n+1
-	})
+	held := holdConfirms(t, stream, n, 8)
+	px, c, p1, path, ctx := held.px, held.c, held.p, held.path, t.Context()
 	closed := make(chan error, 1)
 	go func() { closed <- p1.Close() }()
 	waitFor(t, "Close to wait for confirms", func() bool {

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -30,32 +29,9 @@ import (
 // confirms are held), and that a publisher that recovered messages from the outbox writes
 // its own new messages beside them rather than over one of them.
 func TestOutboxKeepsEveryUnconfirmedMessage(t *testing.T) {
-	h := startHub(t)
-	px := newProxy(t, h.Addr)
-	c := dial(t, px.Addr())
-	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), "outbox.db")
 	const stream, n = "outbox-unconfirmed", 5
-
-	p1, err := client.NewPublisher(ctx, c, stream, client.WithOutbox(path), client.WithCloseTimeout(0), client.WithBackoff(fastBackoff))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p1.PublishSync(ctx, msg(0, 0, 16)); err != nil { // the session is up
-		_ = p1.Close()
-		t.Fatal(err)
-	}
-	px.PauseDirection(faultproxy.Down) // the hub stores what it gets; its confirms are held
-	for i := 1; i <= n; i++ {
-		if _, err := p1.Publish(ctx, msg(0, uint32(i), 16)); err != nil {
-			_ = p1.Close()
-			t.Fatal(err)
-		}
-	}
-	waitFor(t, "the hub to store the messages", func() bool {
-		msgs, err := h.Store.Fetch(ctx, stream, 0, 0, 100)
-		return err == nil && len(msgs) >= n+1
-	})
+	held := holdConfirms(t, stream, n, 16, client.WithCloseTimeout(0))
+	h, px, c, p1, path, ctx := held.h, held.px, held.c, held.p, held.path, t.Context()
 	if err := p1.Close(); err == nil {
 		t.Fatal("Close with unconfirmed messages returned nil")
 	}
