@@ -37,22 +37,8 @@ func TestFallbackNotConsultedForInvalidAddress(t *testing.T) {
 // full mailbox is not counted as queued: once the worker handled what was queued, Drain
 // returns and UnregisterIdle finds the worker idle.
 func TestCancelledSendToFullMailboxLeavesNothingQueued(t *testing.T) {
-	n := newNode(t, WithMailboxSize(1))
-	b := &blocker{started: make(chan struct{}, 10), release: make(chan struct{}), got: make(chan []byte, 10)}
-	if err := n.Register("slow", b); err != nil {
-		t.Fatal(err)
-	}
-	to := func(p string) wire.TransportMessage {
-		return wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("slow")}, Payload: []byte(p)}
-	}
+	n, b, to := fullMailbox(t)
 	bg := context.Background()
-	if err := n.Send(bg, to("1")); err != nil { // taken by the handler
-		t.Fatal(err)
-	}
-	<-b.started
-	if err := n.Send(bg, to("2")); err != nil { // fills the mailbox
-		t.Fatal(err)
-	}
 	cctx, cancel := context.WithCancel(bg)
 	cancel()
 	if err := n.Send(cctx, to("x")); !errors.Is(err, context.Canceled) {

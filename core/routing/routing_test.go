@@ -220,13 +220,16 @@ func (b *blocker) HandleMessage(ctx context.Context, m *Message) error {
 	return nil
 }
 
-func TestFullMailboxWaitsForRoomOrContext(t *testing.T) {
-	n := newNode(t, WithMailboxSize(1))
-	b := &blocker{started: make(chan struct{}, 10), release: make(chan struct{}), got: make(chan []byte, 10)}
+// fullMailbox returns a node whose worker "slow" (b) has a mailbox of one: the handler holds
+// message "1" until b.release, and "2" fills the mailbox. to addresses a payload to it.
+func fullMailbox(t *testing.T) (n *Node, b *blocker, to func(string) wire.TransportMessage) {
+	t.Helper()
+	n = newNode(t, WithMailboxSize(1))
+	b = &blocker{started: make(chan struct{}, 10), release: make(chan struct{}), got: make(chan []byte, 10)}
 	if err := n.Register("slow", b); err != nil {
 		t.Fatal(err)
 	}
-	to := func(p string) wire.TransportMessage {
+	to = func(p string) wire.TransportMessage {
 		return wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("slow")}, Payload: []byte(p)}
 	}
 	ctx := context.Background()
@@ -237,6 +240,12 @@ func TestFullMailboxWaitsForRoomOrContext(t *testing.T) {
 	if err := n.Send(ctx, to("2")); err != nil { // fills the mailbox
 		t.Fatal(err)
 	}
+	return n, b, to
+}
+
+func TestFullMailboxWaitsForRoomOrContext(t *testing.T) {
+	n, b, to := fullMailbox(t)
+	ctx := context.Background()
 	// The mailbox is full: a send with a cancelled context fails, and nothing is lost.
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
