@@ -17,22 +17,7 @@ func TestFitPullExactBoundary(t *testing.T) {
 	onward := Route{Local(localAddr32)}
 	ret := Route{Local("stream.s.0")}
 	budget := FramePayloadBudget(onward, ret)
-	for _, kind := range []struct {
-		name   string
-		fit    func(msgs []StreamMessage) int
-		encode func(msgs []StreamMessage) []byte
-	}{
-		{"PullResponse",
-			func(msgs []StreamMessage) int { return FitPullResponse(onward, ret, ProtocolPull, 7, msgs) },
-			func(msgs []StreamMessage) []byte {
-				return EncodePayload(ProtocolPull, PullResponse{RequestID: 7, Messages: msgs})
-			}},
-		{"PullBatchPart",
-			func(msgs []StreamMessage) int { return FitPullBatchPart(onward, ret, 7, msgs) },
-			func(msgs []StreamMessage) []byte {
-				return EncodePayload(ProtocolPullBatch, PullBatchPart{RequestID: 7, Messages: msgs})
-			}},
-	} {
+	for _, kind := range pullReplyKinds(onward, ret) {
 		for _, lead := range []int{0, 1, 3} { // small messages before the one that may not fit
 			hit := false
 			for dataLen := budget - 60; dataLen <= budget; dataLen++ {
@@ -193,5 +178,29 @@ func TestMaxPushBatch(t *testing.T) {
 	}
 	if n := MaxPushBatch(MaxFrame); n < 6000 {
 		t.Errorf("MaxPushBatch(MaxFrame) = %d, want some 6,500", n)
+	}
+}
+
+// pullReplyKind is a pull reply that carries stream messages: fit counts how many of msgs
+// fit it in one frame on the routes, encode encodes it with msgs.
+type pullReplyKind struct {
+	name   string
+	fit    func(msgs []StreamMessage) int
+	encode func(msgs []StreamMessage) []byte
+}
+
+// pullReplyKinds returns the pull replies that carry messages from ret to onward.
+func pullReplyKinds(onward, ret Route) []pullReplyKind {
+	return []pullReplyKind{
+		{"PullResponse",
+			func(msgs []StreamMessage) int { return FitPullResponse(onward, ret, ProtocolPull, 7, msgs) },
+			func(msgs []StreamMessage) []byte {
+				return EncodePayload(ProtocolPull, PullResponse{RequestID: 7, Messages: msgs})
+			}},
+		{"PullBatchPart",
+			func(msgs []StreamMessage) int { return FitPullBatchPart(onward, ret, 7, msgs) },
+			func(msgs []StreamMessage) []byte {
+				return EncodePayload(ProtocolPullBatch, PullBatchPart{RequestID: 7, Messages: msgs})
+			}},
 	}
 }

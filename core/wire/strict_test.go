@@ -62,22 +62,7 @@ func TestFitPullCountPrefixGrowth(t *testing.T) {
 		lead[i] = StreamMessage{Index: uint64(i), Data: []byte("x")}
 		leadBytes += lead[i].Size()
 	}
-	for _, kind := range []struct {
-		name   string
-		fit    func(msgs []StreamMessage) int
-		encode func(msgs []StreamMessage) []byte
-	}{
-		{"PullResponse",
-			func(msgs []StreamMessage) int { return FitPullResponse(onward, ret, ProtocolPull, 7, msgs) },
-			func(msgs []StreamMessage) []byte {
-				return EncodePayload(ProtocolPull, PullResponse{RequestID: 7, Messages: msgs})
-			}},
-		{"PullBatchPart",
-			func(msgs []StreamMessage) int { return FitPullBatchPart(onward, ret, 7, msgs) },
-			func(msgs []StreamMessage) []byte {
-				return EncodePayload(ProtocolPullBatch, PullBatchPart{RequestID: 7, Messages: msgs})
-			}},
-	} {
+	for _, kind := range pullReplyKinds(onward, ret) {
 		hit := false
 		for dataLen := budget - leadBytes - 40; dataLen <= budget-leadBytes; dataLen++ {
 			msgs := append(slices.Clone(lead), StreamMessage{Index: 1000, Data: make([]byte, dataLen)})
