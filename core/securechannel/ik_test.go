@@ -403,38 +403,9 @@ func TestIKEarlyDataPendingAcrossSessionRestore(t *testing.T) {
 // IK message 1 was handled does not deliver it again when message 1 comes again after a
 // restart (the subscription had not saved its position past it yet).
 func TestIKEarlyDataHandledNotRedeliveredAfterRestore(t *testing.T) {
-	f := newFixture(t, false, 0)
-	work := make(inbox, 10)
-	if err := f.b.Register("work", work); err != nil {
-		t.Fatal(err)
-	}
-	m1 := ikHello(t, f, wire.Route{wire.Local("work")}, "early")
-	sub := routing.NewTracker()
+	f, m1, path := ikEarlyDataHandledAndSaved(t)
 	ctx := context.Background()
-	if err := f.b.Send(sub.Context(ctx, 7), m1.Clone()); err != nil {
-		t.Fatal(err)
-	}
-	if m := work.next(t); string(m.Payload) != "early" {
-		t.Fatalf("delivered %q", m.Payload)
-	}
-	waitFor(t, func() bool { return sub.Pending() == 0 })
-	path := filepath.Join(t.TempDir(), "b.session")
-	if err := onlyChannel(t, f.listener).SaveSession(path); err != nil {
-		t.Fatal(err)
-	}
-	f.listener.Close()
-	f.b.Close()
-
-	nb := f.net.node(t, "b")
-	l2, err := Listen(nb, "sc", f.cfgB, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l2.Close()
-	work2 := make(inbox, 10)
-	if err := nb.Register("work", work2); err != nil {
-		t.Fatal(err)
-	}
+	nb, l2, work2 := restartB(t, f)
 	sb, err := l2.RestoreSession(path)
 	if err != nil {
 		t.Fatal(err)
@@ -577,4 +548,52 @@ func TestSessionEarlyUnhandledFlagOnlyForIK(t *testing.T) {
 	if _, err := decodeSession(state); !errors.Is(err, ErrSessionCorrupt) {
 		t.Fatalf("decode the state of a responder waiting for message 3 with unhandled early data: %v, want ErrSessionCorrupt", err)
 	}
+}
+
+// ikEarlyDataHandledAndSaved makes B's listener take an IK message 1 whose early data goes
+// to B's worker "work", waits until the worker handled it, saves the responder channel's
+// session and stops B (its listener and node). It returns the fixture, message 1 (as the
+// stream would deliver it again) and the session file.
+func ikEarlyDataHandledAndSaved(t *testing.T) (*fixture, wire.TransportMessage, string) {
+	t.Helper()
+	f := newFixture(t, false, 0)
+	work := make(inbox, 10)
+	if err := f.b.Register("work", work); err != nil {
+		t.Fatal(err)
+	}
+	m1 := ikHello(t, f, wire.Route{wire.Local("work")}, "early")
+	sub := routing.NewTracker()
+	if err := f.b.Send(sub.Context(context.Background(), 7), m1.Clone()); err != nil {
+		t.Fatal(err)
+	}
+	if m := work.next(t); string(m.Payload) != "early" {
+		t.Fatalf("delivered %q", m.Payload)
+	}
+	// Received is not handled yet: wait until the worker returned, or the save would find
+	// the early data unhandled and the restored channel would rightly deliver it again.
+	waitFor(t, func() bool { return sub.Pending() == 0 })
+	path := filepath.Join(t.TempDir(), "b.session")
+	if err := onlyChannel(t, f.listener).SaveSession(path); err != nil {
+		t.Fatal(err)
+	}
+	f.listener.Close()
+	f.b.Close()
+	return f, m1, path
+}
+
+// restartB starts device B again after ikEarlyDataHandledAndSaved: a new node with its
+// listener (closed when the test ends) and its worker "work".
+func restartB(t *testing.T, f *fixture) (*routing.Node, *Listener, inbox) {
+	t.Helper()
+	nb := f.net.node(t, "b")
+	l2, err := Listen(nb, "sc", f.cfgB, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l2.Close() })
+	work2 := make(inbox, 10)
+	if err := nb.Register("work", work2); err != nil {
+		t.Fatal(err)
+	}
+	return nb, l2, work2
 }
