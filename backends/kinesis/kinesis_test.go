@@ -726,6 +726,30 @@ func msgs(prefix string, n int) [][]byte {
 	return out
 }
 
+// seqOriginStream returns a client whose requests go through seqOriginHTTP (Kinesis's
+// refusal of another stream's sequence numbers), a Store on it, a new one-partition stream
+// named prefix+nanoseconds (deleted at the end of the test) and the indexes of the three
+// messages "old-0".."old-2" appended to it.
+func seqOriginStream(t *testing.T, ctx context.Context, prefix string) (*awskinesis.Client, *kinesis.Store, string, []uint64) {
+	t.Helper()
+	c := client(t, &seqOriginHTTP{next: http.DefaultClient, gen: map[string]int{}, seqs: map[string]string{}, its: map[string]string{}})
+	s, err := kinesis.New(c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	stream := fmt.Sprintf("%s%d", prefix, time.Now().UnixNano())
+	if _, err := s.CreateStream(ctx, stream, 1); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.DeleteStream(context.Background(), stream) })
+	old, err := s.Append(ctx, stream, 0, msgs("old-", 3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, s, stream, old
+}
+
 // TestStreamDeletedBySomeoneElse: a stream deleted behind the Store's back (by another hub or
 // a tool) while the Store has its shards, sequence numbers and seek positions cached, then
 // created again: the Store reports the deletion as core.ErrStreamNotFound, forgets what it
@@ -736,21 +760,7 @@ func msgs(prefix string, n int) [][]byte {
 func TestStreamDeletedBySomeoneElse(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	c := client(t, &seqOriginHTTP{next: http.DefaultClient, gen: map[string]int{}, seqs: map[string]string{}, its: map[string]string{}})
-	s, err := kinesis.New(c, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	stream := fmt.Sprintf("deleted-else-%d", time.Now().UnixNano())
-	if _, err := s.CreateStream(ctx, stream, 1); err != nil {
-		t.Fatal(err)
-	}
-	defer s.DeleteStream(context.Background(), stream)
-	old, err := s.Append(ctx, stream, 0, msgs("old-", 3))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, s, stream, old := seqOriginStream(t, ctx, "deleted-else-")
 	if got, err := s.Fetch(ctx, stream, 0, 0, 100); err != nil || len(got) != 3 {
 		t.Fatalf("Fetch = %d, %v; want 3", len(got), err)
 	}
@@ -867,21 +877,7 @@ func (h *seqOriginHTTP) Do(req *http.Request) (*http.Response, error) {
 func TestStreamRecreatedBetweenCalls(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	c := client(t, &seqOriginHTTP{next: http.DefaultClient, gen: map[string]int{}, seqs: map[string]string{}, its: map[string]string{}})
-	s, err := kinesis.New(c, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	stream := fmt.Sprintf("recreated-between-%d", time.Now().UnixNano())
-	if _, err := s.CreateStream(ctx, stream, 1); err != nil {
-		t.Fatal(err)
-	}
-	defer s.DeleteStream(context.Background(), stream)
-	old, err := s.Append(ctx, stream, 0, msgs("old-", 3))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, s, stream, old := seqOriginStream(t, ctx, "recreated-between-")
 	other, err := kinesis.New(c, nil)
 	if err != nil {
 		t.Fatal(err)
