@@ -98,7 +98,8 @@
 // # Errors
 //
 // Errors are mapped in one place: ResourceNotFound is core.ErrStreamNotFound, InvalidArgument
-// and Validation are core.ErrInvalidArgument, persistent throttling and transport failures are
+// and Validation are core.ErrInvalidArgument, persistent throttling, transport failures and
+// an expired shard iterator (Fetch makes a new one when called again) are
 // core.ErrUnavailable; authentication and authorization failures (UnrecognizedClient,
 // InvalidSignature, ExpiredToken, MissingAuthenticationToken, AccessDenied, KMSAccessDenied
 // and the like) are core.ErrInvalidOption, with what to check: the credentials, the region,

@@ -24,6 +24,7 @@ func mapErr(op, stream string, err error) error {
 		invalid  *types.InvalidArgumentException
 		valid    *types.ValidationException
 		limit    *types.LimitExceededException
+		expired  *types.ExpiredIteratorException
 	)
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
@@ -46,6 +47,10 @@ func mapErr(op, stream string, err error) error {
 		// Not a shard's throughput: the account's shard quota (which retrying does not
 		// lift) or its rate of CreateStream and DeleteStream calls.
 		return fmt.Errorf("kinesis: %s %q: the account's shard quota, or its limit of stream creations and deletions at a time, is reached (delete unused streams, ask for fewer partitions, or raise the Kinesis shard quota): %w: %w", op, stream, core.ErrUnavailable, err)
+	case errors.As(err, &expired):
+		// An iterator older than Kinesis's five minutes (a Fetch that a long throttling
+		// backoff held up): a call made again makes a new one.
+		return fmt.Errorf("kinesis: %s %q: the shard iterator expired: %w: %w", op, stream, core.ErrUnavailable, err)
 	case isThrottle(err):
 		return fmt.Errorf("kinesis: %s %q: still throttled after retries (shard write limit is 1 MiB/s or 1000 records/s, reads 2 MiB/s or 5 calls/s): %w: %w", op, stream, core.ErrUnavailable, err)
 	case retryable(err):

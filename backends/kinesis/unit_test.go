@@ -47,7 +47,7 @@ func TestMapErr(t *testing.T) {
 		{&types.KMSAccessDeniedException{}, core.ErrInvalidOption},
 		{&smithy.GenericAPIError{Code: "UnrecognizedClientException", Fault: smithy.FaultClient}, core.ErrInvalidOption},
 		{&smithy.GenericAPIError{Code: "ExpiredTokenException", Fault: smithy.FaultClient}, core.ErrInvalidOption},
-		{&types.ExpiredIteratorException{}, nil},
+		{&types.ExpiredIteratorException{}, core.ErrUnavailable},
 		{fmt.Errorf("wrapped: %w", core.ErrStreamNotFound), core.ErrStreamNotFound},
 		{context.Canceled, nil},
 		{errors.New("something else"), nil},
