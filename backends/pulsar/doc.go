@@ -103,9 +103,10 @@
 // (and did not create it again), the error matches core.ErrStreamNotFound, not
 // core.ErrUnavailable, and the Store forgets the stream, its producers and readers, so that
 // the stream created again is used at once. An Append whose receipts take more than a
-// second asks the same (once at a time per stream): a producer whose topic was deleted
-// often keeps reconnecting, and its messages would otherwise fail only at the send timeout
-// (30 s); when the stream is gone, its producers are closed and the Append fails at once.
+// second asks the same, and again every second while it waits (one question at a time per
+// stream): a producer whose topic was deleted often keeps reconnecting, and its messages
+// would otherwise fail only at the send timeout (30 s); when the stream is gone, its
+// producers are closed and the Append fails at once.
 //
 // Reader cache. A Fetch leaves its reader idle, positioned after the last message it
 // returned, with a copy of the messages it returned (up to 1 MiB). The next Fetch from that

@@ -620,3 +620,31 @@ func waitSDK(t *testing.T, s *Store) {
 		t.Fatal("the store's closing or creating of producers and readers still runs a minute later")
 	}
 }
+
+// TestAppendWatchAsksAgain: an append whose receipts do not come asks the admin API every
+// appendCheckWait whether its stream still exists, not once: here the stream is there at
+// the first question and gone at the second, which fails the append with
+// core.ErrStreamNotFound (a watch that asked once would wait for the send timeout).
+func TestAppendWatchAsksAgain(t *testing.T) {
+	f := &fakeAdmin{partitions: []int{1, 0}}
+	s := adminStore(t, f, "")
+	ctx, end, err := s.calls.Begin(t.Context()) // the append's call
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer end()
+	failed := make(chan error, 1)
+	var w appendWatch
+	w.start(s, ctx, "watched", func(err error) { failed <- err })
+	defer w.stop()
+	select {
+	case err := <-failed:
+		if !errors.Is(err, core.ErrStreamNotFound) {
+			t.Fatalf("the watch failed the append with %v, want an error matching core.ErrStreamNotFound", err)
+		}
+	case <-time.After(time.Minute): // a guard against a hang, not a timing assertion
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		t.Fatalf("the append was not failed within a minute: the admin API was asked %d time(s)", f.gets)
+	}
+}

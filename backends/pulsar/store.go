@@ -418,8 +418,9 @@ func (s *Store) forgetDeleted(stream string) {
 const appendCheckWait = time.Second
 
 // appendWatch watches an append to a stream that is inside calls.Begin. When its receipts
-// take longer than appendCheckWait, it asks the admin API (once at a time per stream)
-// whether the stream still exists: a producer whose topic another Store deleted often keeps
+// take longer than appendCheckWait, it asks the admin API whether the stream still exists,
+// and again every appendCheckWait while they do not come (one question at a time per
+// stream): a producer whose topic another Store deleted often keeps
 // reconnecting, and its sends would fail only at the send timeout (30 s). If the stream is
 // gone, the Store forgets it (closing its producers) and the watch calls fail with an error
 // matching core.ErrStreamNotFound.
@@ -459,7 +460,15 @@ func (w *appendWatch) start(s *Store, ctx context.Context, stream string, fail f
 				s.forgetDeleted(stream)
 				fail(fmt.Errorf("%w: no partitioned topic %s/%s/%s: the stream was deleted (by another Store?) while the append waited for its receipts",
 					core.ErrStreamNotFound, s.opts.Tenant, s.opts.Namespace, s.topic(stream)))
+				return
 			}
+			// The stream is there (or the admin API did not say): ask again in a while, as
+			// long as the append waits, so that a deletion after this question is seen too.
+			w.mu.Lock()
+			if !w.over {
+				w.t.Reset(appendCheckWait)
+			}
+			w.mu.Unlock()
 		})
 	})
 }
