@@ -556,11 +556,7 @@ func TestNewOnNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	node, err := routing.NewNode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer node.Close()
+	node := fakeNode(t)
 	h, err := hub.New(&core.Backend{Storage: s, Index: s}, hub.WithNode(node))
 	if err != nil {
 		t.Fatal(err)

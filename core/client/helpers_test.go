@@ -273,3 +273,24 @@ func holdConfirms(t *testing.T, stream string, n, size int, opts ...client.Publi
 	})
 	return confirmsHeld{h: h, px: px, c: c, p: p, path: path}
 }
+
+// fakeNode returns a routing node for a fake hub on the client's own node, closed when the
+// test ends.
+func fakeNode(t *testing.T) *routing.Node {
+	t.Helper()
+	node, err := routing.NewNode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { node.Close() })
+	return node
+}
+
+// confirmAll is a fake hub's confirm of every message of req, at indexes 0, 1, ...
+func confirmAll(req wire.PushBatchRequest) wire.PushBatchConfirm {
+	c := wire.PushBatchConfirm{RequestID: req.RequestID, Status: wire.StatusOK}
+	for i := range req.Messages {
+		c.Indexes = append(c.Indexes, uint64(i))
+	}
+	return c
+}

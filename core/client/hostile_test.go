@@ -31,11 +31,7 @@ func longRoute(budget int) wire.Route {
 // hands out a route so long that no push confirm fits a frame along it makes Conn.Push fail
 // with an error, instead of sending empty batches forever.
 func TestConnPushRouteTooLongForAConfirm(t *testing.T) {
-	node, err := routing.NewNode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer node.Close()
+	node := fakeNode(t)
 	// Room for a small message, but less than the publisher's margin for a confirm.
 	route := longRoute(280)
 	if self := (wire.Route{wire.Local(routing.NewAddress())}); wire.MaxPushBatch(wire.FramePayloadBudget(route, self)-256) != 0 {
@@ -64,11 +60,7 @@ func TestConnPushRouteTooLongForAConfirm(t *testing.T) {
 		if requests.Add(1) > 100 {
 			cancel() // Push is looping: stop it
 		}
-		c := wire.PushBatchConfirm{RequestID: req.RequestID, Status: wire.StatusOK}
-		for i := range req.Messages {
-			c.Indexes = append(c.Indexes, uint64(i))
-		}
-		fakeReply(ctx, node, m, wire.ProtocolPushBatch, c)
+		fakeReply(ctx, node, m, wire.ProtocolPushBatch, confirmAll(req))
 		return nil
 	})); err != nil {
 		t.Fatal(err)

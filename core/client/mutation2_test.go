@@ -313,11 +313,7 @@ func testCloseRemovesConfirmedFromOutbox(t *testing.T) {
 // when the session ends (here the publisher's, at Close): a fake hub on the client's own node
 // records the address its push requests came from, which is free afterwards.
 func TestClosedSessionFreesItsAddress(t *testing.T) {
-	node, err := routing.NewNode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer node.Close()
+	node := fakeNode(t)
 	registerFakeStreamService(t, node)
 	var mu sync.Mutex
 	var addrs []string
@@ -330,11 +326,7 @@ func TestClosedSessionFreesItsAddress(t *testing.T) {
 		mu.Lock()
 		addrs = append(addrs, string(m.ReturnRoute[0].Value))
 		mu.Unlock()
-		c := wire.PushBatchConfirm{RequestID: req.RequestID, Status: wire.StatusOK}
-		for i := range req.Messages {
-			c.Indexes = append(c.Indexes, uint64(i))
-		}
-		fakeReply(ctx, node, m, wire.ProtocolPushBatch, c)
+		fakeReply(ctx, node, m, wire.ProtocolPushBatch, confirmAll(req))
 		return nil
 	})); err != nil {
 		t.Fatal(err)
@@ -495,11 +487,7 @@ func TestConsumerBackoffRestartsAfterProgress(t *testing.T) {
 // carries no index (a fake hub on the client's own node breaks the protocol so) is not
 // taken for a save: Conn.SaveIndex returns an error, not 0.
 func TestSaveIndexReplyWithoutIndex(t *testing.T) {
-	node, err := routing.NewNode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer node.Close()
+	node := fakeNode(t)
 	if err := node.Register(client.DefaultIndexService, routing.WorkerFunc(func(ctx context.Context, m *routing.Message) error {
 		bp, _ := wire.DecodeBasePayload(m.Payload)
 		req, err := wire.DecodeIndexSaveRequest(bp.Data)

@@ -439,11 +439,7 @@ func TestResendAfterResetInOrder(t *testing.T) {
 // publisher must not take that confirm: it fails the session and resends, and the Ack
 // reports the index of the next, well-formed confirm.
 func TestPublisherRejectsMiscountedConfirm(t *testing.T) {
-	node, err := routing.NewNode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer node.Close()
+	node := fakeNode(t)
 	registerFakeStreamService(t, node)
 	var confirms atomic.Int64
 	if err := node.Register("fake.s", routing.WorkerFunc(func(ctx context.Context, m *routing.Message) error {

@@ -19,11 +19,7 @@ import (
 // buffer them all: it fails the session with ErrProtocol once the parts exceed what the
 // request allows, hands nothing of that reply to its handler, and reconnects.
 func TestPullBatchReplyBounded(t *testing.T) {
-	node, err := routing.NewNode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer node.Close()
+	node := fakeNode(t)
 	const parts, size, maxBytes = 400, 60000, 64 << 10
 	registerFakeStreamService(t, node)
 	if err := node.Register("fake.s", routing.WorkerFunc(func(ctx context.Context, m *routing.Message) error {
