@@ -82,32 +82,6 @@ func TestFitPullCountPrefixGrowth(t *testing.T) {
 	}
 }
 
-// TestStrictDecodersRefuse checks decoders against input that a strict decoder must
-// refuse and that the other tests do not reach.
-func TestStrictDecodersRefuse(t *testing.T) {
-	tests := []struct {
-		name   string
-		in     []byte
-		decode func([]byte) (Encoder, error)
-		reason string
-	}{
-		{"partitioned index tag 2", []byte{0x02, 0x01, 'c', 0x01, 's', 0x00}, dec(DecodeIndexRequestPartitioned), "unknown index request tag 2"},
-		{"push batch confirm status 2", []byte{0x01, 0x02, 0x00}, dec(DecodePushBatchConfirm), "unknown status 2"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := tt.decode(tt.in)
-			var de *DecodeError
-			if !errors.As(err, &de) || !errors.Is(err, ErrMalformed) {
-				t.Fatalf("err = %v, want a *DecodeError matching ErrMalformed", err)
-			}
-			if !strings.Contains(de.Reason, tt.reason) {
-				t.Errorf("reason %q does not mention %q", de.Reason, tt.reason)
-			}
-		})
-	}
-}
-
 // TestPeekPushBatchRequestChecksCount checks that PeekPushBatchRequest refuses a message
 // count that the remaining bytes cannot hold (each message takes at least one byte), so a
 // receiver never sizes anything by it.

@@ -267,6 +267,9 @@ func TestMalformed(t *testing.T) {
 		{"array count too big", []byte{0x01, 0x03, 0x00, 0x00, 0x00}, dec(DecodePullResponse), "array count 3"},
 		{"huge array count", []byte{0x01, 0xff, 0xff, 0xff, 0xff, 0x0f}, dec(DecodePushBatchRequest), "array count"},
 		{"trailing bytes", []byte{0x01, 0x02, 0x03, 0x04}, dec(DecodePullRequest), "1 trailing byte"},
+		// Strict decoding that the round trips above do not reach.
+		{"partitioned index tag 2", []byte{0x02, 0x01, 'c', 0x01, 's', 0x00}, dec(DecodeIndexRequestPartitioned), "unknown index request tag 2"},
+		{"push batch confirm status 2", []byte{0x01, 0x02, 0x00}, dec(DecodePushBatchConfirm), "unknown status 2"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
