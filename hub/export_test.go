@@ -33,9 +33,7 @@ func PushesClosed(h *Hub, stream string, partition int) bool {
 // SetWarnEvery sets the least time between two log lines of h about one recurring
 // condition: connections refused at the connection limit, a backend call failing.
 func SetWarnEvery(h *Hub, d time.Duration) {
-	h.limits.mu.Lock()
-	h.limits.every = d
-	h.limits.mu.Unlock()
+	h.limits.SetInterval(d)
 }
 
 // WithReplyTimeout sets how long a reply destination may go without taking a reply before

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/loglimit"
 	"github.com/sluicehq/sluice/core/routing"
 	"github.com/sluicehq/sluice/core/transport/tcp"
 	"github.com/sluicehq/sluice/core/wire"
@@ -58,7 +59,7 @@ type Hub struct {
 	backlogs  backlogs     // replies waiting for their destination (see reply)
 	nBacklogs atomic.Int32 // len(backlogs.m), read without the lock on every reply
 
-	limits logLimiter // rate-limits the log lines of connections refused and backend failures
+	limits *loglimit.Limiter // rate-limits the log lines of connections refused and backend failures
 
 	tcpRef  atomic.Pointer[tcp.Transport] // h.tcp, for slowConsumer and connGone
 	nwmu    sync.Mutex
@@ -123,9 +124,9 @@ func New(backend *core.Backend, opts ...Option) (*Hub, error) {
 		streams:     make(map[string]int),
 		watches:     make(map[string]connWatch),
 		noWork:      make(map[string]error),
+		limits:      loglimit.New(warnEvery),
 	}
 	h.backlogs.m = make(map[string]*backlog)
-	h.limits.every = warnEvery
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	if cfg.node != nil {
 		h.node = cfg.node
@@ -313,7 +314,7 @@ func (h *Hub) shutdown(ctx context.Context) error {
 		}
 		h.mu.Unlock()
 	}
-	h.limits.stop() // the failures and refusals still held back, before "hub stopped"
+	h.limits.Stop() // the failures and refusals still held back, before "hub stopped"
 	h.mu.Lock()
 	ready := h.ready
 	h.mu.Unlock()
