@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 
 	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/loglimit"
 	"github.com/sluicehq/sluice/core/wire"
 )
 
@@ -36,7 +37,9 @@ const MaxAddressLen = 255
 type Worker interface {
 	// HandleMessage handles one message. The node calls it from the worker's mailbox
 	// goroutine, one message at a time. ctx is cancelled when the worker is unregistered or
-	// the node closes. A returned error is logged; it does not stop the worker.
+	// the node closes. A returned error is logged (at Warn, at most one line every 10
+	// seconds for all the node's workers, which counts the failures since the previous
+	// line; the others at Debug); it does not stop the worker.
 	HandleMessage(ctx context.Context, msg *Message) error
 }
 
@@ -185,6 +188,9 @@ func WithMailboxSize(n int) Option {
 type Node struct {
 	log         *slog.Logger
 	mailboxSize int
+	// limits rate-limits the warnings about handlers that fail, which a peer sending
+	// messages a worker refuses would otherwise cause one per message.
+	limits *loglimit.Limiter
 
 	ctx     context.Context // cancelled by Close
 	cancel  context.CancelFunc
@@ -296,6 +302,7 @@ func NewNode(opts ...Option) (*Node, error) {
 	return &Node{
 		log:         o.logger,
 		mailboxSize: o.mailboxSize,
+		limits:      loglimit.New(0),
 		ctx:         ctx,
 		cancel:      cancel,
 		stopped:     make(chan struct{}),
@@ -679,12 +686,12 @@ func (n *Node) handle(ctx context.Context, address string, w Worker, d delivery)
 	m := &Message{TransportMessage: d.msg, Address: address, node: n, release: d.release}
 	if err := w.HandleMessage(ctx, m); err != nil {
 		handled = ctx.Err() == nil
-		if d.release != nil && m.release == nil {
-			// Released: its bytes may already belong to another message.
-			n.log.Warn("routing: worker failed to handle message", "address", address, "err", err)
-			return handled
+		args := []any{"last_address", address, "last_err", err}
+		if d.release == nil || m.release != nil {
+			// Not released (its bytes may otherwise already belong to another message).
+			args = append(args, "last_msg", m.String())
 		}
-		n.log.Warn("routing: worker failed to handle message", "address", address, "msg", m.String(), "err", err)
+		n.limits.LineOrDebug(n.log, slog.LevelWarn, "routing: workers failed to handle messages", "messages", args...)
 	}
 	return handled
 }
@@ -728,5 +735,6 @@ func (n *Node) Close() error {
 	n.wakeDrain() // the dropped messages never wake a waiting Drain (see Unregister)
 	n.cancel()
 	n.wg.Wait()
+	n.limits.Stop() // the warnings held back, now: the node's logger need not outlive it
 	return errors.Join(errs...)
 }

@@ -3,9 +3,11 @@ package routing
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -725,3 +727,58 @@ func TestAddFallback(t *testing.T) {
 		t.Fatal("remove removed a fallback set after its own")
 	}
 }
+
+// TestHandlerFailuresRateLimited: the warnings about handlers that fail are one line per
+// interval, which counts the failures since the previous one and names the last; Close logs
+// the line that counts those held back.
+func TestHandlerFailuresRateLimited(t *testing.T) {
+	var logs strings.Builder
+	var mu sync.Mutex
+	n := newNode(t, WithLogger(slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(p)
+	}), nil))))
+	n.limits.SetInterval(time.Hour)
+	// One worker: its failures are logged in the order they happen.
+	if err := n.Register("a", WorkerFunc(func(_ context.Context, m *Message) error {
+		return fmt.Errorf("refused %s", m.Payload)
+	})); err != nil {
+		t.Fatal(err)
+	}
+	const failures = 5
+	for i := range failures {
+		if err := n.Send(t.Context(), wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("a")}, Payload: fmt.Appendf(nil, "m%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	warnings := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		var ws []string
+		for line := range strings.Lines(logs.String()) {
+			if strings.Contains(line, "level=WARN") {
+				ws = append(ws, line)
+			}
+		}
+		return ws
+	}
+	if err := n.Drain(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if ws := warnings(); len(ws) != 1 {
+		t.Fatalf("warnings %q before Close, want one", ws)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ws := warnings()
+	if len(ws) != 2 || !strings.Contains(ws[0], `msg="routing: workers failed to handle messages" last_address=a last_err="refused m0"`) || !strings.Contains(ws[0], " messages=1 ") ||
+		!strings.Contains(ws[1], `last_address=a last_err="refused m4"`) || !strings.Contains(ws[1], " messages=4 ") {
+		t.Fatalf("warnings %q, want two: about m0, counting 1, and (at Close) about m4, counting 4", ws)
+	}
+}
+
+type writerFunc func(p []byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -59,10 +59,13 @@
 // An accepted connection must deliver its first frame within the handshake timeout. Any
 // connection on which no frame arrives for the idle timeout is closed. Connections beyond
 // the maximum (accepted and dialled together) are refused: accepted ones are closed at once,
-// dials fail with [ErrTooManyConnections]. Each refused accepted connection is logged as a
-// warning, or, with [WithRefusedHook], handed to the hook (and logged at Debug). So is each
-// message read that is not delivered (no worker at its address, or a remote address while
-// relaying is off), with [WithUndeliverableHook], whose owner may answer it.
+// dials fail with [ErrTooManyConnections]. Refused accepted connections are warned about,
+// or, with [WithRefusedHook], handed to the hook (and logged at Debug). So are the messages
+// read that are not delivered (no worker at their address, or a remote address while
+// relaying is off), with [WithUndeliverableHook], whose owner may answer them. The
+// transport's own warnings about them are rate-limited (package loglimit): at most one line
+// per kind every 10 seconds, which counts the connections or messages since the previous
+// line; the others are logged at Debug. A peer cannot flood the log.
 //
 // # Lifetime
 //

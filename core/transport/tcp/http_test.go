@@ -43,7 +43,7 @@ func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
 }
 
 // logged returns the messages of the records at level and above whose "remote" attribute
-// is remote.
+// (or "last_remote", in a rate-limited line) is remote.
 func (l *logRecorder) logged(level slog.Level, remote string) []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -53,7 +53,7 @@ func (l *logRecorder) logged(level slog.Level, remote string) []string {
 			continue
 		}
 		r.Attrs(func(a slog.Attr) bool {
-			if a.Key == "remote" && a.Value.String() == remote {
+			if (a.Key == "remote" || a.Key == "last_remote") && a.Value.String() == remote {
 				msgs = append(msgs, r.Message)
 				return false
 			}
@@ -90,6 +90,8 @@ func (l *logRecorder) awaitClosed(t *testing.T, remote string) {
 func TestHTTPRequestRefused(t *testing.T) {
 	logs := newLogRecorder()
 	server := newSide(t, WithLogger(slog.New(logs)))
+	// A warning for every refusal here (TestWarningsRateLimited checks the limit).
+	server.tr.limits.SetInterval(0)
 	addr := server.listen(t)
 	good := dialRaw(t, addr)
 	echoVia(good, "before")

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/loglimit"
 	"github.com/sluicehq/sluice/core/routing"
 	"github.com/sluicehq/sluice/core/wire"
 )
@@ -98,7 +99,8 @@ func WithMaxConnections(n int) Option {
 // the goroutine that accepts connections) or because it sent an HTTP request (err is
 // ErrHTTPRequest; f is called from the connection's reading goroutine, before the reply is
 // written): f must not block. With f set the transport logs such a refusal at Debug instead
-// of Warn, so that the owner (a hub, say) can count refusals and rate-limit its own warning.
+// of its own warning (rate-limited: see the package documentation), so that the owner (a
+// hub, say) can count refusals and warn about them its own way.
 func WithRefusedHook(f func(remote string, err error)) Option {
 	return func(o *options) error {
 		if f == nil {
@@ -115,11 +117,10 @@ func WithRefusedHook(f func(remote string, err error)) Option {
 // and the node's fallback made none), or it is routed to a remote address while relaying
 // is off (err matches routing.ErrNoRoute too; see WithRelay). msg's return route starts
 // with the connection's local address, so f can answer it; its payload is f's to keep.
-// With f set the transport logs such a message at Debug instead of Warn, so that the owner
-// (a hub, say) can answer it, count it and rate-limit its own warning: a peer that sends
-// to an address that does not exist would otherwise cost a warning per frame. f is called
-// from the connection's reading goroutine, which reads nothing meanwhile: it must not
-// block.
+// With f set the transport logs such a message at Debug instead of its own warning
+// (rate-limited: see the package documentation), so that the owner (a hub, say) can answer
+// it, count it and warn about it its own way. f is called from the connection's reading
+// goroutine, which reads nothing meanwhile: it must not block.
 func WithUndeliverableHook(f func(remote string, msg wire.TransportMessage, err error)) Option {
 	return func(o *options) error {
 		if f == nil {
@@ -190,6 +191,9 @@ type Transport struct {
 	node *routing.Node
 	log  *slog.Logger
 	opts options
+	// limits rate-limits the warnings that peers cause, one per connection or message
+	// otherwise: connections refused, messages dropped (when no hook takes them).
+	limits *loglimit.Limiter
 
 	ctx     context.Context // cancelled by Close
 	cancel  context.CancelFunc
@@ -257,6 +261,7 @@ func New(node *routing.Node, opts ...Option) (*Transport, error) {
 		node:    node,
 		log:     o.logger,
 		opts:    o,
+		limits:  loglimit.New(0),
 		ctx:     ctx,
 		cancel:  cancel,
 		stopped: make(chan struct{}),
@@ -323,17 +328,18 @@ func (t *Transport) acceptLoop(ln net.Listener) {
 }
 
 // refused logs msg about the accepted connection nc, which the transport closes at once
-// because of err: at Warn, or, when hook is true and WithRefusedHook gave a hook, at Debug,
-// and then hands nc's remote address and err to the hook.
+// because of err: when hook is true and WithRefusedHook gave a hook, at Debug, and then
+// hands nc's remote address and err to the hook; otherwise at Warn, at most once every
+// loglimit.Every (a line counts the connections refused since the previous one, the
+// others are logged at Debug), as a flood of connections would otherwise flood the log.
 func (t *Transport) refused(nc net.Conn, msg string, err error, hook bool) {
 	remote := nc.RemoteAddr().String()
-	args := []any{"remote", remote, "local", nc.LocalAddr().String(), "err", err}
 	if f := t.opts.onRefused; f != nil && hook {
-		t.log.Debug(msg, args...)
+		t.log.Debug(msg, "remote", remote, "local", nc.LocalAddr().String(), "err", err)
 		f(remote, err)
 		return
 	}
-	t.log.Warn(msg, args...)
+	t.limits.LineOrDebug(t.log, slog.LevelWarn, msg, "connections", "last_remote", remote, "local", nc.LocalAddr().String(), "last_err", err)
 }
 
 // Connect returns the local address of a connection to hostport, dialling it unless one is
@@ -716,6 +722,9 @@ func (t *Transport) Shutdown(ctx context.Context) error {
 		// under t.mu), so wg only counts down from here.
 		go func() {
 			t.wg.Wait()
+			// The warnings held back are logged now: the transport's logger need not
+			// outlive it.
+			t.limits.Stop()
 			close(t.stopped)
 		}()
 	}
@@ -960,12 +969,16 @@ func (c *conn) readLoop() {
 }
 
 // undeliverable handles a message read from c that was not delivered because of err: it
-// hands it to the undeliverable hook, if any (see WithUndeliverableHook), and logs it.
+// hands it to the undeliverable hook, if any (see WithUndeliverableHook), and logs it at
+// Debug. Without a hook it warns, at most once every loglimit.Every (a line counts the
+// messages dropped since the previous one; the others are logged at Debug): a peer that
+// sends to an address that does not exist would otherwise cost a warning per frame.
 func (c *conn) undeliverable(msg wire.TransportMessage, err error) {
 	remote := c.nc.RemoteAddr().String()
 	f := c.t.opts.onUndeliverable
 	if f == nil {
-		c.t.log.Warn("tcp: dropped incoming message", "address", c.addr, "remote", remote, "msg", msg.String(), "err", err)
+		c.t.limits.LineOrDebug(c.t.log, slog.LevelWarn, "tcp: dropped incoming messages", "messages",
+			"last_address", c.addr, "last_remote", remote, "last_msg", msg.String(), "last_err", err)
 		return
 	}
 	if c.t.log.Enabled(context.Background(), slog.LevelDebug) { // msg.String costs

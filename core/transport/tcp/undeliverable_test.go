@@ -2,7 +2,9 @@ package tcp
 
 import (
 	"errors"
+	"io"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -21,8 +23,7 @@ type undelivered struct {
 // worker at its address, or a remote address while relaying is off) is handed to the
 // undeliverable hook, with the connection's address first in its return route so that the
 // hook can answer it, and logged at Debug only: the hook's owner decides what to warn
-// about, so a peer that floods such messages costs no warning per frame. Without a hook it
-// is a warning, as before.
+// about. Without a hook it is a warning (rate-limited: see TestWarningsRateLimited).
 func TestUndeliverableHook(t *testing.T) {
 	got := make(chan undelivered, 10)
 	rec := newLogRecorder()
@@ -56,7 +57,7 @@ func TestUndeliverableHook(t *testing.T) {
 		t.Errorf("with an undeliverable hook the transport warned: %q", w)
 	}
 
-	// Without a hook: a warning per message.
+	// Without a hook: a warning.
 	rec = newLogRecorder()
 	plain := newSide(t, WithLogger(slog.New(rec)))
 	c = dialRaw(t, plain.listen(t))
@@ -64,5 +65,58 @@ func TestUndeliverableHook(t *testing.T) {
 	echoVia(c, "after") // the connection reads on, in order: the drop came first
 	if w := rec.warnings(c.LocalAddr().String()); len(w) != 1 {
 		t.Errorf("without a hook, warnings about a message to an unknown address: %q, want one", w)
+	}
+}
+
+// TestWarningsRateLimited: without hooks, the transport's warnings about what peers do (messages
+// to addresses that do not exist, connections refused) are one line per kind and interval,
+// which counts the events since the previous line; a flood of them does not flood the log,
+// and Close logs the lines that count those held back.
+func TestWarningsRateLimited(t *testing.T) {
+	rec := newLogRecorder()
+	server := newSide(t, WithLogger(slog.New(rec)), WithMaxConnections(1))
+	server.tr.limits.SetInterval(time.Hour)
+	addr := server.listen(t)
+	c := dialRaw(t, addr)
+	const drops = 5
+	for range drops {
+		c.send(wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("nowhere")}, Payload: []byte("hi")})
+	}
+	echoVia(c, "after") // the connection reads in order: the drops came first
+	const refusals = 3
+	for range refusals { // c holds the only connection allowed
+		r := dialRaw(t, addr)
+		// To the server's close, which comes after the refusal was logged.
+		if _, err := io.ReadAll(r); err != nil {
+			t.Fatal(err)
+		}
+		r.Close()
+	}
+
+	counts := func() (dropped, refused []string) {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		for _, r := range rec.recs {
+			if r.Level < slog.LevelWarn {
+				continue
+			}
+			r.Attrs(func(a slog.Attr) bool {
+				switch {
+				case r.Message == "tcp: dropped incoming messages" && a.Key == "messages":
+					dropped = append(dropped, a.Value.String())
+				case r.Message == "tcp: refused connection" && a.Key == "connections":
+					refused = append(refused, a.Value.String())
+				}
+				return true
+			})
+		}
+		return dropped, refused
+	}
+	if d, r := counts(); !slices.Equal(d, []string{"1"}) || !slices.Equal(r, []string{"1"}) {
+		t.Fatalf("warnings counting dropped messages %v and refused connections %v, want one line each, counting 1", d, r)
+	}
+	must(t, server.tr.Close())
+	if d, r := counts(); !slices.Equal(d, []string{"1", "4"}) || !slices.Equal(r, []string{"1", "2"}) {
+		t.Fatalf("after Close, warnings counting dropped messages %v and refused connections %v, want [1 4] and [1 2]", d, r)
 	}
 }
