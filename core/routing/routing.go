@@ -316,6 +316,17 @@ func NewNode(opts ...Option) (*Node, error) {
 // Logger returns the node's logger.
 func (n *Node) Logger() *slog.Logger { return n.log }
 
+// WarnLimited logs msg with args at Warn on the node's logger, at most once every
+// loglimit.Every per msg for the whole node: the line adds the attribute count (a name,
+// such as "messages") with the number of times msg came since the previous line, and the
+// others are logged at Debug (see loglimit.Limiter.Line). Workers log with it what a peer
+// can make happen once per message, so that a flood of them (forged messages, say) costs a
+// line per interval, not a line per message; args then name the last one ("last_err").
+// Close logs the lines that count what was held back.
+func (n *Node) WarnLimited(msg, count string, args ...any) {
+	n.limits.LineOrDebug(n.log, slog.LevelWarn, msg, count, args...)
+}
+
 // Done returns a channel that is closed when Close has stopped the node's workers, so that
 // whoever waits for something the node would deliver can stop waiting.
 func (n *Node) Done() <-chan struct{} { return n.ctx.Done() }
@@ -691,7 +702,7 @@ func (n *Node) handle(ctx context.Context, address string, w Worker, d delivery)
 			// Not released (its bytes may otherwise already belong to another message).
 			args = append(args, "last_msg", m.String())
 		}
-		n.limits.LineOrDebug(n.log, slog.LevelWarn, "routing: workers failed to handle messages", "messages", args...)
+		n.WarnLimited("routing: workers failed to handle messages", "messages", args...)
 	}
 	return handled
 }

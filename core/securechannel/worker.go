@@ -396,8 +396,8 @@ func (c *SecureChannel) handleNetwork(ctx context.Context, msg wire.TransportMes
 				// delivers it again too).
 				c.mu.Unlock()
 				c.rejected.Add(1)
-				c.log.Warn("securechannel: dropped a data message that came before the handshake completed: too many wait already",
-					"address", c.decAddr, "waiting", len(c.early), "waiting_bytes", c.earlySize)
+				c.node.WarnLimited("securechannel: dropped data messages that came before the handshake completed: too many wait already", "messages",
+					"last_address", c.decAddr, "waiting", len(c.early), "waiting_bytes", c.earlySize)
 				return nil
 			}
 			// Held under c.mu, so that settleLocked releases every message it finds.
@@ -442,7 +442,7 @@ func (c *SecureChannel) openAndDeliver(ctx context.Context, ch *Channel, msg []b
 	}
 	if err != nil {
 		c.rejected.Add(1)
-		c.log.Warn("securechannel: dropped message", "address", c.decAddr, "err", err)
+		c.node.WarnLimited("securechannel: dropped messages that failed to decrypt or authenticate", "messages", "last_address", c.decAddr, "last_err", err)
 		return nil
 	}
 	if err := c.deliverInner(c.unhandled.Context(ctx, label), pt); err != nil {
@@ -498,7 +498,7 @@ func (c *SecureChannel) handleHandshake(ctx context.Context, msg wire.TransportM
 			// message, and still waits for the genuine one (within the handshake timeout).
 			c.mu.Unlock()
 			c.rejected.Add(1)
-			c.log.Warn("securechannel: dropped a handshake message", "address", c.decAddr, "err", err)
+			c.node.WarnLimited("securechannel: dropped handshake messages", "messages", "last_address", c.decAddr, "last_err", err)
 			return
 		}
 		c.mu.Unlock()
@@ -589,7 +589,7 @@ func (c *SecureChannel) deliverInner(ctx context.Context, pt []byte) error {
 	inner, err := wire.DecodeTransportMessage(pt)
 	if err != nil || len(inner.OnwardRoute) == 0 {
 		c.rejected.Add(1)
-		c.log.Warn("securechannel: dropped authenticated message without a valid inner route", "address", c.decAddr, "err", err)
+		c.node.WarnLimited("securechannel: dropped authenticated messages without a valid inner route", "messages", "last_address", c.decAddr, "last_err", err)
 		return nil
 	}
 	ret := c.selfRoute
@@ -610,7 +610,7 @@ func (c *SecureChannel) deliverInner(ctx context.Context, pt []byte) error {
 		return fmt.Errorf("securechannel: deliver decrypted message to %s: %w", inner.OnwardRoute, err)
 	}
 	if err != nil {
-		c.log.Warn("securechannel: deliver decrypted message", "address", c.decAddr, "to", inner.OnwardRoute.String(), "err", err)
+		c.node.WarnLimited("securechannel: could not deliver decrypted messages", "messages", "last_address", c.decAddr, "last_to", inner.OnwardRoute.String(), "last_err", err)
 	}
 	return nil
 }
@@ -624,7 +624,7 @@ func (c *SecureChannel) fail(err error) {
 	if !ok {
 		return
 	}
-	c.log.Warn("securechannel: handshake failed", "address", c.decAddr, "err", err)
+	c.node.WarnLimited("securechannel: handshakes failed", "handshakes", "last_address", c.decAddr, "last_err", err)
 	_ = c.Close()
 }
 
@@ -873,7 +873,7 @@ func (l *Listener) handle(ctx context.Context, msg wire.TransportMessage) error 
 		// Not for us; nothing to answer. At Warn, as a refused handshake: an application that
 		// sends its plaintext to the listener instead of through a channel learns why.
 		l.notHandshake.Add(1)
-		l.node.Logger().Warn("securechannel: listener dropped a message that is not handshake message 1 (send data through a SecureChannel's address)", "listener", l.address, "bytes", len(msg.Payload))
+		l.node.WarnLimited("securechannel: listener dropped messages that are not handshake message 1 (send data through a SecureChannel's address)", "messages", "last_listener", l.address, "last_bytes", len(msg.Payload))
 		return nil
 	}
 	key := string(msg.Payload)
@@ -991,7 +991,7 @@ func (l *Listener) redeliverEarly(ctx context.Context, c *SecureChannel, hello [
 // dropped counts and logs a message 1 that the listener refuses.
 func (l *Listener) dropped(err error) {
 	l.refused.Add(1)
-	l.node.Logger().Warn("securechannel: listener dropped handshake message 1", "listener", l.address, "err", err)
+	l.node.WarnLimited("securechannel: listener dropped handshake messages 1", "messages", "last_listener", l.address, "last_err", err)
 }
 
 // errHelloTracked: the listener has a channel for this handshake message 1 already.

@@ -699,7 +699,9 @@ func (s *logSink) String() string {
 }
 
 // TestListenerLogsNonHandshake: data sent to the listener instead of through a channel is
-// dropped with a warning that says where data goes.
+// dropped with a warning that says where data goes. A flood of such messages (or of forged
+// ones) is one warning per interval, which counts them; the node's Close logs the count of
+// those held back.
 func TestListenerLogsNonHandshake(t *testing.T) {
 	var logs logSink
 	n, err := routing.NewNode(routing.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
@@ -711,14 +713,33 @@ func TestListenerLogsNonHandshake(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := n.Send(t.Context(), wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("listener")}, Payload: []byte("plaintext")}); err != nil {
+	const sent = 5
+	for range sent {
+		if err := n.Send(t.Context(), wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("listener")}, Payload: []byte("plaintext")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := l.Stats(); s != (ListenerStats{NotHandshake: sent}) {
+		t.Errorf("listener stats after %d plaintext messages: %+v", sent, s)
+	}
+	warnings := func() []string {
+		var ws []string
+		for line := range strings.Lines(logs.String()) {
+			if strings.Contains(line, "level=WARN") {
+				ws = append(ws, line)
+			}
+		}
+		return ws
+	}
+	if ws := warnings(); len(ws) != 1 || !strings.Contains(ws[0], "not handshake message 1") || !strings.Contains(ws[0], "SecureChannel's address") ||
+		!strings.Contains(ws[0], " messages=1 ") {
+		t.Fatalf("the node's warnings %q, want one about the dropped message, counting 1", ws)
+	}
+	if err := n.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if s := l.Stats(); s != (ListenerStats{NotHandshake: 1}) {
-		t.Errorf("listener stats after a plaintext message: %+v", s)
-	}
-	if l := logs.String(); !strings.Contains(l, "not handshake message 1") || !strings.Contains(l, "SecureChannel's address") {
-		t.Fatalf("the node's log lacks the dropped message:\n%s", l)
+	if ws := warnings(); len(ws) != 2 || !strings.Contains(ws[1], "not handshake message 1") || !strings.Contains(ws[1], fmt.Sprintf(" messages=%d ", sent-1)) {
+		t.Fatalf("the node's warnings after Close %q, want a second counting the %d held back", ws, sent-1)
 	}
 }
 
