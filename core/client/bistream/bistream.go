@@ -15,6 +15,7 @@ import (
 
 	"github.com/sluicehq/sluice/core"
 	"github.com/sluicehq/sluice/core/client"
+	"github.com/sluicehq/sluice/core/loglimit"
 	"github.com/sluicehq/sluice/core/routing"
 	"github.com/sluicehq/sluice/core/wire"
 )
@@ -176,6 +177,9 @@ type Transport struct {
 	node *routing.Node
 	c    *client.Client
 	cfg  config
+	// limits rate-limits the warnings about stream messages dropped, which anybody who can
+	// push to a subscribed stream could otherwise cause one per message.
+	limits *loglimit.Limiter
 	// removeFallback removes the Transport's fallback from node (and no other).
 	removeFallback func()
 
@@ -269,6 +273,7 @@ func New(node *routing.Node, c *client.Client, opts ...Option) (*Transport, erro
 		node:      node,
 		c:         c,
 		cfg:       cfg,
+		limits:    loglimit.New(0),
 		closeDone: make(chan struct{}),
 		senders:   senderSet{max: 2 * cfg.maxPublishers, byAddr: map[string]*sender{}},
 		pubs:      map[string]*publication{},
@@ -898,6 +903,7 @@ func (t *Transport) Close() error {
 	}
 	wg.Wait()
 	t.retirements.Wait() // each closes its publisher too, and removes an empty outbox
+	t.limits.Stop()      // the subscriptions are closed: the warnings held back, now
 	t.closeErr = errors.Join(errs...)
 	return t.closeErr
 }
@@ -1023,11 +1029,11 @@ func (s *Subscription) handle(ctx context.Context, m core.Message) error {
 	if err != nil {
 		s.malformed.Add(1)
 		s.t.malformed.Add(1)
-		s.t.cfg.log.Warn("bistream: dropped a stream message that is not an envelope", "stream", s.stream, "index", m.Index, "err", err)
+		s.t.limits.LineOrDebug(s.t.cfg.log, slog.LevelWarn, "bistream: dropped stream messages that are not an envelope", "messages", "last_stream", s.stream, "last_index", m.Index, "last_err", err)
 		return nil
 	}
 	if first := inner.OnwardRoute[0]; first.Type != wire.AddressLocal || bytes.HasPrefix(first.Value, addressPrefix) {
-		s.dropUndeliverable(m.Index, "bistream: refused a message routed to a remote address or a stream sender", "to", inner.OnwardRoute.String())
+		s.dropUndeliverable(m.Index, "bistream: refused messages routed to a remote address or a stream sender", "last_to", inner.OnwardRoute.String())
 		return nil
 	}
 	ret := inner.ReturnRoute
@@ -1038,7 +1044,7 @@ func (s *Subscription) handle(ctx context.Context, m core.Message) error {
 		// (the device would dial it) or a stream sender (it would publish into a stream the
 		// pusher chose).
 		if first := ret[0]; first.Type != wire.AddressLocal || bytes.HasPrefix(first.Value, addressPrefix) {
-			s.dropUndeliverable(m.Index, "bistream: refused a message whose return route starts with a remote address or a stream sender", "return", ret.String())
+			s.dropUndeliverable(m.Index, "bistream: refused messages whose return route starts with a remote address or a stream sender", "last_return", ret.String())
 			return nil
 		}
 	}
@@ -1057,7 +1063,7 @@ func (s *Subscription) handle(ctx context.Context, m core.Message) error {
 	}
 	if err != nil {
 		// Anything else would fail again: skip it rather than stop the subscription.
-		s.dropUndeliverable(m.Index, "bistream: skipped for good a message that could not be delivered (register workers, listeners and restored secure channels before Subscribe)", "err", err)
+		s.dropUndeliverable(m.Index, "bistream: skipped for good messages that could not be delivered (register workers, listeners and restored secure channels before Subscribe)", "last_err", err)
 		return nil
 	}
 	s.delivered.Add(1)
@@ -1068,11 +1074,12 @@ func (s *Subscription) handle(ctx context.Context, m core.Message) error {
 // addressPrefix is AddressPrefix as bytes.
 var addressPrefix = []byte(AddressPrefix)
 
-// dropUndeliverable counts and logs an inner message that handle skips.
+// dropUndeliverable counts and logs an inner message that handle skips (rate-limited per
+// msg: see the package documentation); args name the message ("last_...").
 func (s *Subscription) dropUndeliverable(index uint64, msg string, args ...any) {
 	s.undeliverable.Add(1)
 	s.t.undeliverable.Add(1)
-	s.t.cfg.log.Warn(msg, append([]any{"stream", s.stream, "index", index}, args...)...)
+	s.t.limits.LineOrDebug(s.t.cfg.log, slog.LevelWarn, msg, "messages", append([]any{"last_stream", s.stream, "last_index", index}, args...)...)
 }
 
 // replyRoute returns the route [address of the sender for replies to returnStream]

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -368,7 +369,9 @@ func TestSecureChannelThroughStreams(t *testing.T) {
 }
 
 // TestUndeliverableAndMalformed checks that stream messages that are not envelopes, and
-// envelopes for unknown addresses, are counted and skipped without blocking the stream.
+// envelopes for unknown addresses, are counted and skipped without blocking the stream, and
+// logged: a warning per kind and interval, which counts them (anybody who can push to the
+// stream can send any number), and one more at Close for those held back.
 func TestUndeliverableAndMalformed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -382,16 +385,41 @@ func TestUndeliverableAndMalformed(t *testing.T) {
 	})); err != nil {
 		t.Fatal(err)
 	}
-	th.preload(ctx, d.inbox, []byte("not an envelope"), envelope("nobody", "lost"), envelope("w", "ok"))
+	const malformed = 3
+	msgs := [][]byte{envelope("nobody", "lost")}
+	for range malformed {
+		msgs = append(msgs, []byte("not an envelope"))
+	}
+	th.preload(ctx, d.inbox, append(msgs, envelope("w", "ok"))...)
 	d.online(th.addr)
 	waitFor(t, "the valid message", func() bool { return len(got.get()) == 1 })
 	st := d.sub.Stats()
-	if st.Malformed != 1 || st.Undeliverable != 1 || st.Delivered != 1 {
-		t.Fatalf("stats %+v, want 1 malformed, 1 undeliverable, 1 delivered", st)
+	if st.Malformed != malformed || st.Undeliverable != 1 || st.Delivered != 1 {
+		t.Fatalf("stats %+v, want %d malformed, 1 undeliverable, 1 delivered", st, malformed)
 	}
-	waitFor(t, "the position past all three", func() bool { n, _ := d.sub.Position(); return n == 3 })
-	if l := logs.String(); !strings.Contains(l, "skipped for good") || !strings.Contains(l, "not an envelope") {
-		t.Errorf("the node's log lacks the skipped messages:\n%s", l)
+	waitFor(t, "the position past all of them", func() bool { n, _ := d.sub.Position(); return n == malformed+2 })
+	counts := func() (skipped, notEnvelope []string) {
+		for line := range strings.Lines(logs.String()) {
+			_, n, _ := strings.Cut(line, " messages=")
+			n, _, _ = strings.Cut(n, " ")
+			switch {
+			case !strings.Contains(line, "level=WARN"):
+			case strings.Contains(line, "skipped for good"):
+				skipped = append(skipped, n)
+			case strings.Contains(line, "not an envelope"):
+				notEnvelope = append(notEnvelope, n)
+			}
+		}
+		return skipped, notEnvelope
+	}
+	if s, ne := counts(); !slices.Equal(s, []string{"1"}) || !slices.Equal(ne, []string{"1"}) {
+		t.Errorf("warnings counting messages skipped for good %v and not an envelope %v, want [1] and [1]:\n%s", s, ne, logs.String())
+	}
+	if err := d.tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s, ne := counts(); !slices.Equal(s, []string{"1"}) || !slices.Equal(ne, []string{"1", fmt.Sprint(malformed - 1)}) {
+		t.Errorf("after Close, warnings counting messages skipped for good %v and not an envelope %v, want [1] and [1 %d]:\n%s", s, ne, malformed-1, logs.String())
 	}
 }
 

@@ -104,6 +104,9 @@
 // messages of its authenticated peer). Messages that do not decode, and inner messages that
 // cannot be delivered for any other reason (no worker at the address, a worker or sender
 // that refuses them), are logged, counted and skipped too: no message stops a subscription.
+// The warnings are rate-limited (anybody who can push to the stream can send any number):
+// one line per kind every 10 seconds counts them and names the last, the others are logged
+// at Debug, and Close logs the lines that count those held back. Stats counts every one.
 // Only a delivery cut short because the device is stopping fails, so that the message comes
 // again after the restart (see Limitations).
 //
