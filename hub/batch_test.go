@@ -174,7 +174,7 @@ func TestShutdownPushNotTaken(t *testing.T) {
 		t.Fatalf("metrics %+v, want no push error and 1 push", m)
 	}
 	// Refusals while stopping are routine (clients send them again): not a warning each.
-	if text := logs.String(); strings.Contains(text, "error reply") {
+	if text := logs.String(); strings.Contains(text, "error repl") {
 		t.Errorf("requests refused while stopping were logged at Info or above:\n%s", text)
 	}
 }

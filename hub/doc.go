@@ -187,7 +187,9 @@
 // a burst that ends is not held back until the next outage. A line names the stream of the
 // failure it logs, not of each one it counts. A request the hub cannot read or serve for a
 // reason of its own (an unknown protocol, an invalid stream name) is logged by its error
-// reply, at Warn.
+// reply ("error replies", "request error replies"), and a push refused (a message larger
+// than the backend takes, say) as "pushes refused", at Warn, rate-limited the same way,
+// with the last client's address and reason.
 //
 // # Limitations
 //

@@ -555,7 +555,7 @@ func (h *Hub) fetch(ctx context.Context, stream string, id int, from uint64, lim
 // fail, or nil (see errorReplyLevel).
 func (h *Hub) replyError(to, from wire.Route, reason string, cause error) {
 	h.m.errors.Add(1)
-	h.log.Log(context.Background(), errorReplyLevel(cause), "error reply", "to", to.String(), "reason", reason)
+	h.logErrorReply(cause, "error replies", "last_to", to.String(), "last_reason", reason)
 	h.reply(to, from, wire.ProtocolError, wire.Error{Reason: reason})
 }
 
@@ -563,8 +563,20 @@ func (h *Hub) replyError(to, from wire.Route, reason string, cause error) {
 // cause is as for replyError.
 func (h *Hub) replyRequestError(to, from wire.Route, protocol string, id uint64, reason string, cause error) {
 	h.m.errors.Add(1)
-	h.log.Log(context.Background(), errorReplyLevel(cause), "request error reply", "to", to.String(), "protocol", protocol, "request_id", id, "reason", reason)
+	h.logErrorReply(cause, "request error replies", "last_to", to.String(), "last_protocol", protocol, "last_request_id", id, "last_reason", reason)
 	h.reply(to, from, wire.ProtocolRequestError, wire.RequestError{RequestID: id, Protocol: protocol, Reason: reason})
+}
+
+// logErrorReply logs an error reply caused by cause at errorReplyLevel: at Debug, or at
+// Warn at most once every warnEvery per msg, the line counting the replies since the
+// previous one ("replies"; the others at Debug): a client that keeps sending requests the
+// hub cannot read or serve would otherwise cost a line each.
+func (h *Hub) logErrorReply(cause error, msg string, args ...any) {
+	if level := errorReplyLevel(cause); level < slog.LevelWarn {
+		h.log.Log(context.Background(), level, msg, args...)
+		return
+	}
+	h.logLimited(slog.LevelWarn, msg, "replies", args...)
 }
 
 // errorReplyLevel is the log level of an error reply caused by cause: Debug for a request

@@ -387,7 +387,7 @@ func (p *partition) push(ctx context.Context, r *pushReq) {
 
 // refuse confirms r with status ERROR, appending nothing, because of err.
 func (p *partition) refuse(r *pushReq, err error) {
-	p.h.log.Warn("push refused", "stream", p.stream, "partition", p.id, "request_id", r.requestID, "err", err)
+	p.h.logLimited(slog.LevelWarn, "pushes refused", "pushes", "last_stream", p.stream, "last_partition", p.id, "last_request_id", r.requestID, "last_err", err)
 	p.confirm(r, nil, err)
 	r.releaseMsgs()
 }
