@@ -181,8 +181,8 @@
 //     call gives up on them when its ctx ends, and they run on goroutines of the Store;
 //     Close waits for them at most 5 seconds (a broker that stopped answering makes each
 //     wait up to the client's operation timeout per request, plus, for a new connection,
-//     the dial, which pulsar-client-go bounds only by ClientOptions.ConnectionTimeout: the
-//     system's connect timeout for the client Open builds), then returns and leaves them
+//     the dial, which pulsar-client-go bounds only by ClientOptions.ConnectionTimeout:
+//     DefaultConnectionTimeout for the client Open builds), then returns and leaves them
 //     to end: each closes what it created, and the last one closes the client of a Store
 //     built by Open. A Store built by New leaves them using the caller's client until
 //     then.

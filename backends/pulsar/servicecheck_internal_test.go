@@ -226,3 +226,14 @@ func FuzzReadCheckCommand(f *testing.F) {
 		}
 	})
 }
+
+// TestOpenClientTimeouts: the client Open builds bounds its dials and its operations;
+// pulsar-client-go's zero ConnectionTimeout would leave a dial to a host behind a firewall
+// that drops it to the system's connect timeout, minutes, and everything waiting on it.
+func TestOpenClientTimeouts(t *testing.T) {
+	o := clientOptions("pulsar://127.0.0.1:6650")
+	if o.URL != "pulsar://127.0.0.1:6650" || o.ConnectionTimeout != DefaultConnectionTimeout || o.OperationTimeout != DefaultOperationTimeout ||
+		DefaultConnectionTimeout <= 0 || DefaultConnectionTimeout > DefaultOperationTimeout {
+		t.Fatalf("client options %+v: want the URL, ConnectionTimeout %v and OperationTimeout %v (a dial bounded, and within an operation's bound)", o, DefaultConnectionTimeout, DefaultOperationTimeout)
+	}
+}

@@ -32,6 +32,10 @@ const (
 	// DefaultOperationTimeout bounds client operations (lookups, producer and reader
 	// creation) and sends of a client built by [Open].
 	DefaultOperationTimeout = 30 * time.Second
+	// DefaultConnectionTimeout bounds each TCP connection the client built by [Open] dials
+	// to a broker. pulsar-client-go's default is none (the system's connect timeout,
+	// minutes, for a host or port behind a firewall that drops the dial).
+	DefaultConnectionTimeout = 10 * time.Second
 )
 
 // Options configure a [Store]. The zero value (or nil) means the defaults.

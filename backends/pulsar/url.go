@@ -173,11 +173,7 @@ func openURL(rawURL string) (*Store, error) {
 	if u.Path != "" && u.Path != "/" {
 		return nil, fmt.Errorf("pulsar: %w: URL %q: unexpected path %q", core.ErrInvalidOption, rawURL, strings.TrimPrefix(u.Path, "/"))
 	}
-	cl, err := pulsar.NewClient(pulsar.ClientOptions{
-		URL:              service,
-		OperationTimeout: DefaultOperationTimeout,
-		Logger:           pulsarlog.DefaultNopLogger(),
-	})
+	cl, err := pulsar.NewClient(clientOptions(service))
 	if err != nil {
 		return nil, fmt.Errorf("pulsar: %w: client for %q: %w", core.ErrInvalidOption, service, err)
 	}
@@ -188,6 +184,16 @@ func openURL(rawURL string) (*Store, error) {
 	}
 	s.serviceURL = service
 	return s, nil
+}
+
+// clientOptions are the options of the client Open builds for service.
+func clientOptions(service string) pulsar.ClientOptions {
+	return pulsar.ClientOptions{
+		URL:               service,
+		OperationTimeout:  DefaultOperationTimeout,
+		ConnectionTimeout: DefaultConnectionTimeout,
+		Logger:            pulsarlog.DefaultNopLogger(),
+	}
 }
 
 // serviceAddrs returns the host:port addresses of a service URL "pulsar://host[:port][,...]",
