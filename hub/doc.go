@@ -201,8 +201,12 @@
 // stream_create again (Sluice's client does on reconnect) before using the route it had.
 // Creating a worker on first use (after a restart, or after the worker was retired) costs
 // one partition-count lookup in the backend unless the stream was created through this hub
-// process, made on the reading goroutine of the connection the message came in on; so does
-// each request to a partition that does not exist.
+// process, made on the reading goroutine of the connection the message came in on; so do
+// requests to a partition that does not exist, but the hub goes by the backend's answer for
+// a second (the count, or that the stream does not exist): however many such requests come,
+// they cost the backend at most one lookup per stream a second. A stream another hub or a
+// tool creates meanwhile is found at the latest a second later, or at once by
+// sluice_stream_open (which always asks the backend) or a create through this hub.
 //
 // Only messages that come in on the hub's own TCP transport ([Hub.Listen]) are answered or
 // counted when they have no worker to go to: on a node it was given ([WithNode]), a message

@@ -79,3 +79,7 @@ func WakeRacingExpiry(h *Hub, stream string, partition int) int {
 	}
 	return len(ws)
 }
+
+// SetLookupTTL sets how long h's fallback goes by a partition count it asked the backend for
+// (lookupTTL).
+func SetLookupTTL(h *Hub, d time.Duration) { h.lookups.setTTL(d) }

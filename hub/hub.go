@@ -64,6 +64,7 @@ type Hub struct {
 	tcpRef  atomic.Pointer[tcp.Transport] // h.tcp, for slowConsumer and connGone
 	nwmu    sync.Mutex
 	noWork  map[string]error // by partition address: why the fallback registered no worker
+	lookups partitionLookups // the backend's recent partition counts, for the fallback
 	cwmu    sync.Mutex
 	watches map[string]connWatch // by local address: is it a connection, and its Done
 
@@ -125,6 +126,7 @@ func New(backend *core.Backend, opts ...Option) (*Hub, error) {
 		watches:     make(map[string]connWatch),
 		noWork:      make(map[string]error),
 		limits:      loglimit.New(warnEvery),
+		lookups:     partitionLookups{ttl: lookupTTL},
 	}
 	h.backlogs.m = make(map[string]*backlog)
 	h.ctx, h.cancel = context.WithCancel(context.Background())
@@ -440,7 +442,7 @@ func (h *Hub) fallback(ctx context.Context, addr string) routing.Worker {
 	var err error
 	n := h.knownPartitions(stream)
 	if id >= n {
-		n, err = h.partitionCount(ctx, stream)
+		n, err = h.recentPartitionCount(ctx, stream)
 		switch {
 		case errors.Is(err, core.ErrStreamNotFound):
 			err = fmt.Errorf("stream %q does not exist (was it deleted?): %w", stream, err)

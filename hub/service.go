@@ -238,11 +238,16 @@ func (h *Hub) partitionCount(ctx context.Context, stream string) (int, error) {
 		n, err := pc.Partitions(ctx, stream)
 		switch {
 		case errors.Is(err, core.ErrStreamNotFound):
-			return 0, err
 		case err != nil:
-			return 0, fmt.Errorf("backend: %w", err)
+			err = fmt.Errorf("backend: %w", err)
+		default:
+			err = checkCount(stream, n)
 		}
-		return n, checkCount(stream, n)
+		h.lookups.put(stream, n, err) // for the fallback: a count, or that it does not exist
+		if err != nil {
+			return 0, err
+		}
+		return n, nil
 	}
 	h.mu.Lock()
 	n, ok := h.streams[stream]
