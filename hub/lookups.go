@@ -20,8 +20,9 @@ const maxLookups = 1024
 // that the stream does not exist, for lookupTTL. The fallback goes by it, so that requests
 // to partitions that do not exist (a stream deleted while clients still use its routes, or
 // a partition number past the stream's count) cost the backend at most one lookup per
-// stream and lookupTTL, however many come: with a Kinesis backend the lookups are
-// DescribeStreamSummary calls, of which AWS allows a few per second per account. A stream
+// stream and lookupTTL, however many come. Each lookup is a round trip to the broker (a
+// Kafka metadata request, a Pulsar admin call, a Kinesis ListShards call, which AWS
+// throttles), made on the reading goroutine of the connection the request came in on. A stream
 // created by another hub or a tool meanwhile is found at the latest lookupTTL later, or at
 // once when a client asks sluice_stream_open (always a fresh lookup, which refreshes the
 // entry) or creates it through this hub. Failed lookups are not remembered: the next
