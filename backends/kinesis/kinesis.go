@@ -94,6 +94,17 @@ type Store struct {
 
 	mu      sync.Mutex
 	streams map[string]*streamState
+	// forgets counts the calls of forget: a state loaded while one ran may describe the
+	// stream that forget dropped (see state).
+	forgets uint64
+
+	hooks testHooks
+}
+
+// testHooks let tests act at points where the Store races with others; nil ones are
+// skipped. Tests set them before the Store is used.
+type testHooks struct {
+	listed func(stream string) // after each ListShards page that state loads
 }
 
 var (
@@ -252,14 +263,42 @@ func (s *Store) waitActive(ctx context.Context, stream, name string) error {
 	}
 }
 
-// state returns the cached stream state, loading the shard list on first use.
+// maxStateLoads bounds how many times state loads a stream's shard list in one call when
+// forget runs meanwhile each time.
+const maxStateLoads = 3
+
+// state returns the cached stream state, loading the shard list on first use. A list loaded
+// while forget ran (the stream was found deleted, or deleted and created again) may be the
+// old stream's: state loads it again (up to maxStateLoads times in all) before caching it.
+// Caching one state per stream keeps one writer per partition.
 func (s *Store) state(ctx context.Context, stream string) (*streamState, error) {
-	s.mu.Lock()
-	st := s.streams[stream]
-	s.mu.Unlock()
-	if st != nil {
-		return st, nil
+	for loads := 1; ; loads++ {
+		s.mu.Lock()
+		st := s.streams[stream]
+		forgets := s.forgets
+		s.mu.Unlock()
+		if st != nil {
+			return st, nil
+		}
+		st, err := s.loadState(ctx, stream)
+		if err != nil {
+			return nil, err
+		}
+		s.mu.Lock()
+		cur := s.streams[stream]
+		if cur == nil && (s.forgets == forgets || loads >= maxStateLoads) {
+			s.streams[stream] = st
+			cur = st
+		}
+		s.mu.Unlock()
+		if cur != nil {
+			return cur, nil
+		}
 	}
+}
+
+// loadState lists the open shards of stream.
+func (s *Store) loadState(ctx context.Context, stream string) (*streamState, error) {
 	name := s.opts.Prefix + stream
 	var shards []types.Shard
 	var token *string
@@ -276,6 +315,9 @@ func (s *Store) state(ctx context.Context, stream string) (*streamState, error) 
 		if err != nil {
 			return nil, mapErr("list shards", stream, err)
 		}
+		if s.hooks.listed != nil {
+			s.hooks.listed(stream)
+		}
 		shards = append(shards, out.Shards...)
 		if out.NextToken == nil {
 			break
@@ -286,7 +328,7 @@ func (s *Store) state(ctx context.Context, stream string) (*streamState, error) 
 		return nil, fmt.Errorf("kinesis: stream %q has no open shards: %w", name, core.ErrStreamNotFound)
 	}
 	sort.Slice(shards, func(i, j int) bool { return aws.ToString(shards[i].ShardId) < aws.ToString(shards[j].ShardId) })
-	st = &streamState{name: name, shards: shards}
+	st := &streamState{name: name, shards: shards}
 	for i, sh := range shards {
 		st.parts = append(st.parts, &partition{
 			shardID: aws.ToString(sh.ShardId),
@@ -295,13 +337,6 @@ func (s *Store) state(ctx context.Context, stream string) (*streamState, error) 
 			deleted: make(chan struct{}),
 		})
 	}
-	s.mu.Lock()
-	if cur := s.streams[stream]; cur != nil {
-		st = cur
-	} else {
-		s.streams[stream] = st
-	}
-	s.mu.Unlock()
 	return st, nil
 }
 
@@ -389,6 +424,7 @@ func (s *Store) DeleteStream(ctx context.Context, stream string) error {
 // it does so only while only is the state cached (not one loaded since).
 func (s *Store) forget(stream string, only *streamState) {
 	s.mu.Lock()
+	s.forgets++
 	st := s.streams[stream]
 	if only != nil && st != only {
 		s.mu.Unlock()
