@@ -24,6 +24,9 @@ type Limiter struct {
 	every   time.Duration
 	seen    map[string]*limited
 	stopped bool // set by Stop: no line is scheduled any more
+	// timers counts the timers scheduled and not yet done: a timer is done when stopped
+	// before it fired, or when its flush returned. Stop waits for them.
+	timers sync.WaitGroup
 }
 
 // limited is the state of one condition of a Limiter.
@@ -34,6 +37,7 @@ type limited struct {
 	// a line is scheduled, with timer.
 	later func(n uint64)
 	timer *time.Timer
+	gen   uint64 // of timer: a flush of an earlier timer, which fired as it was stopped, does nothing
 }
 
 // New returns a Limiter that logs a line about one condition at most once every every
@@ -106,26 +110,47 @@ func (l *Limiter) allow(msg string, later func(n uint64)) (n uint64, ok bool) {
 		if later != nil && !l.stopped {
 			s.later = later
 			if s.timer == nil {
-				s.timer = time.AfterFunc(l.every-now.Sub(s.logged), func() { l.flush(msg) })
+				s.gen++
+				gen := s.gen
+				l.timers.Add(1)
+				s.timer = time.AfterFunc(l.every-now.Sub(s.logged), func() {
+					defer l.timers.Done()
+					l.flush(msg, gen)
+				})
 			}
 		}
 		return 0, false
 	}
-	if s.timer != nil {
-		s.timer.Stop() // if it fires anyway, flush finds nothing held back
-		s.timer = nil
-	}
+	l.stopTimer(s) // if it fires anyway, its flush does nothing
 	s.later = nil
 	n, s.since, s.logged = s.since, 0, now
 	return n, true
 }
 
+// stopTimer stops the timer of s, if any, and forgets it. l.mu is held.
+func (l *Limiter) stopTimer(s *limited) {
+	if s.timer == nil {
+		return
+	}
+	if s.timer.Stop() {
+		l.timers.Done() // it will not run
+	}
+	s.timer = nil
+	s.gen++
+}
+
 // flush logs the line about the events of msg held back, if any: the end of the interval
-// of allow.
-func (l *Limiter) flush(msg string) {
+// of allow, when gen is the generation of the timer of msg (or Stop, with gen 0).
+func (l *Limiter) flush(msg string, gen uint64) {
 	l.mu.Lock()
 	s := l.seen[msg]
-	s.timer = nil
+	if gen != 0 {
+		if gen != s.gen || s.timer == nil {
+			l.mu.Unlock() // a timer stopped as it fired: allow or Stop took over
+			return
+		}
+		s.timer = nil
+	}
 	n, later := s.since, s.later
 	if n == 0 || later == nil {
 		l.mu.Unlock()
@@ -137,21 +162,22 @@ func (l *Limiter) flush(msg string) {
 }
 
 // Stop logs at once the lines about events held back and schedules no more: their owner
-// stops, and its logger may not outlive it. Lines after Stop are still rate-limited, but a
-// held-back event is only counted by a later line, if one comes.
+// stops, and its logger may not outlive it. A line the end of an interval is logging is
+// logged before Stop returns. Lines after Stop are still rate-limited, but a held-back
+// event is only counted by a later line, if one comes.
 func (l *Limiter) Stop() {
 	l.mu.Lock()
 	l.stopped = true
 	var msgs []string
 	for msg, s := range l.seen {
 		if s.timer != nil {
-			s.timer.Stop()
-			s.timer = nil
+			l.stopTimer(s)
 			msgs = append(msgs, msg)
 		}
 	}
 	l.mu.Unlock()
 	for _, msg := range msgs {
-		l.flush(msg)
+		l.flush(msg, 0)
 	}
+	l.timers.Wait() // those that fired as they were stopped, or before
 }

@@ -168,3 +168,55 @@ func TestNewDefault(t *testing.T) {
 		t.Fatalf("New(0).Interval() = %v, want %v", got, loglimit.Every)
 	}
 }
+
+// blocking is a slog.Handler whose first Warn record blocks until release is closed.
+type blocking struct {
+	entered chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func (b *blocking) Enabled(context.Context, slog.Level) bool { return true }
+func (b *blocking) WithAttrs([]slog.Attr) slog.Handler       { return b }
+func (b *blocking) WithGroup(string) slog.Handler            { return b }
+func (b *blocking) Handle(_ context.Context, rec slog.Record) error {
+	if rec.Level != slog.LevelWarn {
+		return nil
+	}
+	first := false
+	b.once.Do(func() { first = true })
+	if first {
+		return nil // the first line, logged by Line itself
+	}
+	close(b.entered)
+	<-b.release
+	return nil
+}
+
+// TestStopWaitsForLineAtEndOfInterval: a line that the end of an interval is logging when
+// Stop is called is logged before Stop returns: the owner's logger need not outlive Stop.
+func TestStopWaitsForLineAtEndOfInterval(t *testing.T) {
+	b := &blocking{entered: make(chan struct{}), release: make(chan struct{})}
+	log := slog.New(b)
+	l := loglimit.New(10 * time.Millisecond)
+	l.Line(log, slog.LevelWarn, "dropped", "messages")
+	l.Line(log, slog.LevelWarn, "dropped", "messages") // held back: a line at the interval's end
+	select {
+	case <-b.entered: // the end of the interval is logging
+	case <-time.After(time.Minute):
+		t.Fatal("no line at the end of the interval")
+	}
+	stopped := make(chan struct{})
+	go func() {
+		l.Stop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+		close(b.release)
+		t.Fatal("Stop returned while a line of the limiter was still being logged")
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(b.release)
+	<-stopped
+}
