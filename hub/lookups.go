@@ -35,8 +35,8 @@ type partitionLookups struct {
 
 type lookup struct {
 	n   int
-	err error // nil, or matching core.ErrStreamNotFound
-	at  time.Time
+	err error     // nil, or matching core.ErrStreamNotFound
+	at  time.Time // when the lookup was made (asked)
 }
 
 // get returns the answer remembered for stream, if it is less than ttl old.
@@ -50,18 +50,23 @@ func (l *partitionLookups) get(stream string) (n int, err error, ok bool) {
 	return e.n, e.err, true
 }
 
-// put remembers the backend's answer for stream, when it is one: a count, or that the
-// stream does not exist.
-func (l *partitionLookups) put(stream string, n int, err error) {
+// put remembers the backend's answer for stream to a lookup made at asked, when it is one (a
+// count, or that the stream does not exist) and no lookup made later answered already: a
+// slow lookup that found no stream must not replace the count a later one found (a
+// sluice_stream_open after the stream was created).
+func (l *partitionLookups) put(stream string, n int, err error, asked time.Time) {
 	if err != nil && !errors.Is(err, core.ErrStreamNotFound) {
 		return
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if e, ok := l.m[stream]; ok && e.at.After(asked) {
+		return
+	}
 	if l.m == nil || len(l.m) >= maxLookups {
 		l.m = make(map[string]lookup)
 	}
-	l.m[stream] = lookup{n: n, err: err, at: time.Now()}
+	l.m[stream] = lookup{n: n, err: err, at: asked}
 }
 
 // recentPartitionCount is partitionCount, or the answer it gave less than lookupTTL ago.

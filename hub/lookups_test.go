@@ -86,3 +86,53 @@ func TestMissingPartitionLookupsRemembered(t *testing.T) {
 	push("stream.small.3", wire.StatusError)
 	lookups(5, "2 pushes past a stream's count, with answers that expire at once")
 }
+
+// blockingStore is a memory store whose first partition-count lookup of a stream answers
+// what it found, but only once release is closed.
+type blockingStore struct {
+	*memory.Store
+	calls   atomic.Int64
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s *blockingStore) Partitions(ctx context.Context, stream string) (int, error) {
+	n, err := s.Store.Partitions(ctx, stream)
+	if s.calls.Add(1) == 1 {
+		close(s.entered)
+		<-s.release
+	}
+	return n, err
+}
+
+// TestStaleLookupDoesNotOverrideNewer: a lookup that answered "not found" before the stream
+// was created, but returns after a sluice_stream_info found it, does not replace the newer
+// answer: pushes after the sluice_stream_info are taken at once.
+func TestStaleLookupDoesNotOverrideNewer(t *testing.T) {
+	m, err := memory.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &blockingStore{Store: m, entered: make(chan struct{}), release: make(chan struct{})}
+	h, addr := hubtest.Start(t, &core.Backend{Storage: s, Index: s}, hub.WithLogger(quietLogger))
+	hub.SetLookupTTL(h, time.Hour)
+	slow, c := hubtest.Dial(t, addr), hubtest.Dial(t, addr)
+	// A push to a stream that does not exist yet: its lookup answers late.
+	slow.Send(wire.Route{wire.Local("stream.late.0")}, wire.ProtocolPush, wire.PushRequest{RequestID: 1, Data: []byte("a")})
+	<-s.entered
+	if _, err := s.CreateStream(t.Context(), "late", 1); err != nil {
+		t.Fatal(err)
+	}
+	if rep := c.StreamInfo(100, "late"); !rep.Partitions.Valid || rep.Partitions.Value != 1 {
+		t.Fatalf("sluice_stream_info of the created stream: %+v", rep)
+	}
+	close(s.release)
+	if r := recvWithin(t, slow, "the push whose lookup answered late"); r.Protocol != wire.ProtocolPush {
+		t.Fatalf("the push whose lookup answered late was answered %q", r.Protocol)
+	}
+	c.Send(wire.Route{wire.Local("stream.late.0")}, wire.ProtocolPush, wire.PushRequest{RequestID: 2, Data: []byte("a")})
+	r := recvWithin(t, c, "stream_push after sluice_stream_info")
+	if pc, err := wire.DecodePushConfirm(r.Data); r.Protocol != wire.ProtocolPush || err != nil || pc.Status != wire.StatusOK {
+		t.Fatalf("stream_push after sluice_stream_info found the stream answered %q %+v (%v), want status OK", r.Protocol, pc, err)
+	}
+}

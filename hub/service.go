@@ -235,6 +235,7 @@ func (h *Hub) partitionCount(ctx context.Context, stream string) (int, error) {
 		return 0, err
 	}
 	if pc, ok := h.backend.Storage.(core.PartitionCounter); ok {
+		asked := time.Now()
 		n, err := pc.Partitions(ctx, stream)
 		switch {
 		case errors.Is(err, core.ErrStreamNotFound):
@@ -243,7 +244,7 @@ func (h *Hub) partitionCount(ctx context.Context, stream string) (int, error) {
 		default:
 			err = checkCount(stream, n)
 		}
-		h.lookups.put(stream, n, err) // for the fallback: a count, or that it does not exist
+		h.lookups.put(stream, n, err, asked) // for the fallback: a count, or that it does not exist
 		if err != nil {
 			return 0, err
 		}
