@@ -13,13 +13,13 @@
 //
 // An accepted connection whose first bytes are the start of an HTTP request (an HTTP/1.x
 // method and a space, or the HTTP/2 preface) is someone pointing an HTTP client at the
-// wrong port: the transport logs one warning saying that the port speaks routing v1, not
-// HTTP, with the client's address (or, with [WithRefusedHook], hands it to the hook with
-// [ErrHTTPRequest] and logs at Debug), answers a fixed "400 Bad Request" whose body says the
-// same (nothing of the request is repeated), and closes the connection. No frame is taken
-// for a request: the third byte of a frame is the message's version, 1, and that of every
-// request a letter. The check reads no byte that reading the first frame would not wait
-// for and allocates nothing for a frame.
+// wrong port: the transport warns that the port speaks routing v1, not HTTP, with the
+// client's address (rate-limited, as below; or, with [WithRefusedHook], hands it to the hook
+// with [ErrHTTPRequest] and logs at Debug), answers a fixed "400 Bad Request" whose body
+// says the same (nothing of the request is repeated), and closes the connection. No frame
+// is taken for a request: the third byte of a frame is the message's version, 1, and that
+// of every request a letter. The check reads no byte that reading the first frame would
+// not wait for and allocates nothing for a frame.
 //
 // # Routing
 //

@@ -14,8 +14,8 @@ import (
 // address) would otherwise be read as a frame: "GE" is a length of 18245 bytes, and the
 // connection ends with a truncated frame or a handshake timeout in the log, which says
 // nothing of the mistake. The first bytes of an accepted connection are therefore checked
-// for an HTTP request line; such a connection gets one warning saying what the port speaks,
-// a fixed 400 reply, and is closed.
+// for an HTTP request line; such a connection gets a warning saying what the port speaks
+// (rate-limited: see the package documentation), a fixed 400 reply, and is closed.
 //
 // No frame of routing v1 is taken for HTTP: a frame's third byte is the TransportMessage's
 // version, 1, and the third byte of every request start below is a letter. A frame that
