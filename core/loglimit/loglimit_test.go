@@ -198,7 +198,9 @@ func (b *blocking) Handle(_ context.Context, rec slog.Record) error {
 func TestStopWaitsForLineAtEndOfInterval(t *testing.T) {
 	b := &blocking{entered: make(chan struct{}), release: make(chan struct{})}
 	log := slog.New(b)
-	l := loglimit.New(10 * time.Millisecond)
+	// An interval long enough for the second line to come within it on a loaded machine
+	// (were it logged at once, the handler would block the test), short for the test.
+	l := loglimit.New(time.Second)
 	l.Line(log, slog.LevelWarn, "dropped", "messages")
 	l.Line(log, slog.LevelWarn, "dropped", "messages") // held back: a line at the interval's end
 	select {
