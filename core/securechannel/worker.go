@@ -948,7 +948,8 @@ func (l *Listener) handle(ctx context.Context, msg wire.TransportMessage) error 
 		if cutShort(ctx, err) {
 			err = fmt.Errorf("securechannel: listener %s: send handshake message 2: %w", l.address, err)
 		} else {
-			c.log.Warn("securechannel: send handshake message 2", "listener", l.address, "address", c.decAddr, "err", err)
+			// A message 1 whose return route leads nowhere: anybody can send one.
+			c.node.WarnLimited("securechannel: could not send handshake messages 2", "messages", "last_listener", l.address, "last_address", c.decAddr, "last_err", err)
 			err = nil
 		}
 	}
