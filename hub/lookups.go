@@ -40,14 +40,14 @@ type lookup struct {
 }
 
 // get returns the answer remembered for stream, if it is less than ttl old.
-func (l *partitionLookups) get(stream string) (n int, err error, ok bool) {
+func (l *partitionLookups) get(stream string) (lookup, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	e, ok := l.m[stream]
 	if !ok || time.Since(e.at) >= l.ttl {
-		return 0, nil, false
+		return lookup{}, false
 	}
-	return e.n, e.err, true
+	return e, true
 }
 
 // put remembers the backend's answer for stream to a lookup made at asked, when it is one (a
@@ -71,8 +71,8 @@ func (l *partitionLookups) put(stream string, n int, err error, asked time.Time)
 
 // recentPartitionCount is partitionCount, or the answer it gave less than lookupTTL ago.
 func (h *Hub) recentPartitionCount(ctx context.Context, stream string) (int, error) {
-	if n, err, ok := h.lookups.get(stream); ok {
-		return n, err
+	if e, ok := h.lookups.get(stream); ok {
+		return e.n, e.err
 	}
 	return h.partitionCount(ctx, stream)
 }
