@@ -134,6 +134,10 @@
 // subscription does not save its position past them: after a restart, or a crash, it
 // delivers them again to the restored channel. When the half-open channel is forgotten
 // instead (handshake timeout, Close, a refused message 3), they are released and lost.
+// Message 3, when it completes the handshake of a responder saved (or restored) while it
+// waited for it, stays pending the same way until the open channel is saved again (a channel
+// with a session file saves itself there at once): until then its saved state is the
+// half-open handshake, which needs that message 3 after a crash.
 //
 // The early data of IK message 1 is not in the state either; the state says whether it was
 // handled, and a responder restored from a state taken before it was delivers it when message

@@ -143,6 +143,117 @@ func TestEarlyDataPendingAcrossSessionRestore(t *testing.T) {
 	waitFor(t, func() bool { return sub2.Pending() == 0 })
 }
 
+// halfOpenSavedThenMessage3 saves the listener's half-open channel with save, then delivers
+// message 3 to it under a Tracker as a stream subscription would (index 8; the initiator's
+// first data message, sent meanwhile, is at index 9), and returns that stream and the
+// Tracker.
+func halfOpenSavedThenMessage3(t *testing.T, f *fixture, save func(*SecureChannel)) (map[uint64]wire.TransportMessage, *routing.Tracker) {
+	t.Helper()
+	hb := holdBack(f)
+	sa := f.dial(t) // the initiator's channel is open once it sent message 3
+	rc := halfOpen(t, f.listener)
+	save(rc)
+	f.send(t, sa, "after message 3")
+	stream := map[uint64]wire.TransportMessage{8: hb.message3(t), 9: hb.dataMessage(t, 0)}
+	sub := routing.NewTracker()
+	if err := f.b.Send(sub.Context(context.Background(), 8), stream[8].Clone()); err != nil {
+		t.Fatal(err)
+	}
+	if rc.PeerIdentity() != f.ida.PublicKey() {
+		t.Fatal("message 3 did not complete the handshake")
+	}
+	return stream, sub
+}
+
+// crashAndResume closes b's listener and node without saving anything more (a crash),
+// starts a new node "b" with a listener, restores the responder with restore, and delivers
+// the stream from the position the subscription saved: past what it delivered (up to 9),
+// but not past what is pending with sub.
+func crashAndResume(t *testing.T, f *fixture, stream map[uint64]wire.TransportMessage, sub *routing.Tracker, restore func(*Listener) (*SecureChannel, error)) (*SecureChannel, uint64) {
+	t.Helper()
+	resume := uint64(9)
+	if l, ok := sub.Lowest(); ok {
+		resume = min(resume, l)
+	}
+	f.listener.Close()
+	f.b.Close()
+	nb := f.net.node(t, "b")
+	l2, err := Listen(nb, "sc", f.cfgB, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l2.Close() })
+	if err := nb.Register("echo", echo(&l2, f.peers)); err != nil {
+		t.Fatal(err)
+	}
+	sb, err := restore(l2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub2 := routing.NewTracker()
+	for i := resume; i <= 9; i++ {
+		if err := nb.Send(sub2.Context(context.Background(), i), stream[i].Clone()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return sb, resume
+}
+
+// TestMessage3PendingUntilSaved: a responder saved while it waited for message 3 completes
+// the handshake when message 3 comes, but its saved state is still the half-open handshake
+// until the open channel is saved. Message 3 stays pending with the subscription that
+// delivered it until then: after a crash before that save, the subscription delivers message
+// 3 again, and the restored responder completes the handshake. (Message 3 was handled at
+// once, so the subscription saved its position past it, and the restored responder waited
+// for a message 3 that never came again: what the initiator sent on its open channel was
+// kept until the handshake timeout, then lost.)
+func TestMessage3PendingUntilSaved(t *testing.T) {
+	f := newFixture(t, false, 0)
+	var state []byte
+	stream, sub := halfOpenSavedThenMessage3(t, f, func(rc *SecureChannel) {
+		var err error
+		if state, err = rc.MarshalBinary(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	sb, resume := crashAndResume(t, f, stream, sub, func(l *Listener) (*SecureChannel, error) { return l.Restore(state) })
+	if sb.PeerIdentity() != f.ida.PublicKey() {
+		t.Fatalf("the restored responder never got message 3 (the subscription resumed at %d, past it): the channel is lost", resume)
+	}
+	select {
+	case who := <-f.peers: // the data message was delivered, through the channel
+		if who != f.ida.PublicKey() {
+			t.Fatalf("delivered from %v, want %v", who, f.ida.PublicKey())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the data message sent after message 3 was not delivered")
+	}
+}
+
+// TestMessage3CompletesSavedSession: a responder saved to a session file while it waited for
+// message 3 saves the open channel there when message 3 completes the handshake, so that
+// message 3 does not stay pending (the subscription moves past it) and a crash afterwards
+// restores the open channel.
+func TestMessage3CompletesSavedSession(t *testing.T) {
+	f := newFixture(t, false, 0)
+	path := filepath.Join(t.TempDir(), "b.session")
+	stream, sub := halfOpenSavedThenMessage3(t, f, func(rc *SecureChannel) {
+		if err := rc.SaveSession(path); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if n := sub.Pending(); n != 0 {
+		t.Fatalf("%d message(s) pending after message 3 completed a channel with a session file", n)
+	}
+	sb, _ := crashAndResume(t, f, stream, sub, func(l *Listener) (*SecureChannel, error) { return l.RestoreSession(path) })
+	if sb.PeerIdentity() != f.ida.PublicKey() {
+		t.Fatal("the restored responder is not open: its file still held the half-open handshake")
+	}
+	if m := f.app.next(t); string(m.Payload) != "echo: after message 3" {
+		t.Fatalf("reply %q", m.Payload)
+	}
+}
+
 // TestEarlyDataPendingUntilHandled: once message 3 arrived, a data message that overtook it
 // stays pending under its own stream index (not that of message 3) until the worker it was
 // delivered to handled it.

@@ -96,9 +96,10 @@ func sessionKey(id *Identity, salt []byte) ([32]byte, error) {
 // records where it stands, and the channel reserves when it next seals, so that a device
 // that restarts without sending does not skip nonces at every restart. Afterwards the channel
 // remembers path and saves itself there again whenever its reserved nonces run out, so
-// sending never stops for lack of a reservation. Save again after receiving, before
-// acknowledging what was received (for example before a stream consumer saves its index),
-// so that a restart does not deliver it again. Messages the channel delivered into a
+// sending never stops for lack of a reservation, and, for a responder saved while waiting
+// for handshake message 3, as soon as message 3 completes the handshake. Save again after
+// receiving, before acknowledging what was received (for example before a stream consumer
+// saves its index), so that a restart does not deliver it again. Messages the channel delivered into a
 // worker's mailbox and that the worker has not handled yet are left out of the saved replay
 // windows: a channel restored after a crash accepts them again. Those the window has passed
 // (more than WindowSize messages behind the newest one opened in their epoch) are saved as
@@ -142,9 +143,23 @@ func (c *SecureChannel) saveLocked(path string, lazy bool) error {
 	}
 	if ch != nil {
 		ch.commitReservation(limit)
+		c.releaseUnsaved()
 	}
 	c.sessionPath = path
 	return nil
+}
+
+// releaseUnsaved releases the message 3 kept pending until the open channel was saved (see
+// SecureChannel.unsaved): a state of the open channel was stored. The hold was taken before
+// the channel opened, so a snapshot that found the channel open covers it.
+func (c *SecureChannel) releaseUnsaved() {
+	c.mu.Lock()
+	h := c.unsaved
+	c.unsaved = nil
+	c.mu.Unlock()
+	if h != nil {
+		h.Release()
+	}
 }
 
 // resaveAndSeal saves the session to its file again, to reserve more nonces, and seals pt.
@@ -350,6 +365,7 @@ func (c *SecureChannel) MarshalBinary() ([]byte, error) {
 	}
 	if ch != nil {
 		ch.commitReservation(limit)
+		c.releaseUnsaved()
 	}
 	c.marshaled = true
 	return state, nil

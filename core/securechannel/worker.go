@@ -115,6 +115,12 @@ type SecureChannel struct {
 	notify    func(*SecureChannel) // ListenOptions.OnChannel
 	onClose   func(*SecureChannel)
 	ikEarly   ikEarlyState // responder: where the early data of IK message 1 is
+	// unsaved holds the delivery of the message 3 that completed the handshake of a
+	// responder saved (or restored) while it waited for message 3 (routing.Hold): until the
+	// open channel is saved, its saved state is the half-open handshake, which a restore
+	// after a crash completes only with that message 3 again, so a stream subscription must
+	// not move past it. Released by the next save of the open channel, or by Close.
+	unsaved *routing.Held
 
 	saveMu      sync.Mutex // serialises saves: a file never holds an older reservation than committed
 	sessionPath string     // set by SaveSession and RestoreSession; guarded by saveMu
@@ -224,7 +230,12 @@ func (c *SecureChannel) Close() error {
 	}
 	c.settleLocked(fmt.Errorf("securechannel: channel closed during the handshake: %w", core.ErrClosed))
 	onClose := c.onClose
+	unsaved := c.unsaved
+	c.unsaved = nil
 	c.mu.Unlock()
+	if unsaved != nil {
+		unsaved.Release() // the channel is gone: a subscription may move past message 3
+	}
 	_ = c.node.Unregister(c.encAddr)
 	_ = c.node.Unregister(c.decAddr)
 	if onClose != nil {
@@ -505,8 +516,14 @@ func (c *SecureChannel) handleHandshake(ctx context.Context, msg wire.TransportM
 		c.fail(err)
 		return
 	}
+	unsaved := false
 	if c.initiator {
 		c.peerRoute = msg.ReturnRoute.Clone()
+	} else if c.hs.exported && c.hs.Complete() {
+		// The saved state is the half-open handshake: keep message 3 pending until the open
+		// channel is saved (see unsaved). Set before establish sets c.ch, so that a save
+		// that finds the channel open releases it.
+		c.unsaved, unsaved = routing.Hold(ctx), true
 	}
 	var out []byte
 	if c.hs.WantsWrite() { // XX message 3
@@ -527,6 +544,27 @@ func (c *SecureChannel) handleHandshake(ctx context.Context, msg wire.TransportM
 		}
 	}
 	c.establish(ctx)
+	if unsaved {
+		c.saveOpened()
+	}
+}
+
+// saveOpened saves the open channel to its session file, if it has one: its handshake
+// completed after it was saved (or restored) while waiting for message 3, which stays
+// pending until then (see unsaved). A channel without a file keeps message 3 pending until
+// the application saves it.
+func (c *SecureChannel) saveOpened() {
+	c.saveMu.Lock()
+	defer c.saveMu.Unlock()
+	c.mu.Lock()
+	open := c.ch != nil && !c.closed
+	c.mu.Unlock()
+	if !open || c.sessionPath == "" {
+		return
+	}
+	if err := c.saveLocked(c.sessionPath, true); err != nil {
+		c.log.Warn("securechannel: save the session of a channel whose handshake completed; message 3 stays pending until it is saved", "address", c.decAddr, "err", err)
+	}
 }
 
 // establish switches a channel whose handshake completed to data: it stops the handshake
