@@ -780,8 +780,9 @@ type ListenerStats struct {
 	// the initiator's message 3 was read and its identity trusted).
 	Opened uint64
 	// Failed counts the channels whose handshake failed after message 1: the initiator's
-	// identity is not trusted or message 3 is invalid (XX), or message 3 did not come within
-	// ListenOptions.HandshakeTimeout.
+	// identity is not trusted (XX), or no valid message 3 came within
+	// ListenOptions.HandshakeTimeout. A message 3 that fails authentication does not end the
+	// handshake: it is dropped and counted in the half-open channel's Stats().Rejected.
 	Failed uint64
 	// Refused counts the messages 1 dropped without a channel: an invalid handshake, an
 	// untrusted initiator (IK names it in message 1), or MaxPendingHandshakes reached.
