@@ -1,9 +1,13 @@
 package securechannel
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -406,4 +410,76 @@ func (f *fixture) slowWorker(t *testing.T) <-chan *routing.Message {
 		t.Fatal(err)
 	}
 	return slow
+}
+
+// TestRestoreRacesMessage3: a message 3 that reaches a restored half-open responder as soon
+// as its addresses are registered (over a link that is up already) completes a channel that
+// its listener knows: Listener.Channel finds it, Stats counts it open and not pending, and the
+// channel, restored from a session file, saves itself there. (Restore registered the
+// addresses before the listener tracked the channel and before RestoreSession set its file:
+// a message 3 in between completed a channel that the listener counted as pending for good
+// and did not find, and its callbacks were written while the handshake read them.)
+func TestRestoreRacesMessage3(t *testing.T) {
+	for i := range 20 {
+		f := newFixture(t, false, 0)
+		hb := holdBack(f)
+		f.dial(t) // the initiator's channel is open once it sent message 3, held back here
+		path := filepath.Join(t.TempDir(), "b.session")
+		if err := halfOpen(t, f.listener).SaveSession(path); err != nil {
+			t.Fatal(err)
+		}
+		msg3 := hb.message3(t)
+		f.listener.Close() // the device stops before message 3 comes
+		f.b.Close()
+		saved := mustReadFile(t, path)
+
+		nb := f.net.node(t, "b")
+		l2, err := Listen(nb, "sc", f.cfgB, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent := make(chan error, 1)
+		go func() { // delivers message 3 as soon as the channel's address takes it
+			for range 1_000_000 {
+				err := nb.Send(context.Background(), msg3.Clone())
+				if !errors.Is(err, routing.ErrNoRoute) {
+					sent <- err
+					return
+				}
+				runtime.Gosched()
+			}
+			sent <- errors.New("the restored channel's address never took message 3")
+		}()
+		sb, err := l2.RestoreSession(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := <-sent; err != nil {
+			t.Fatal(err)
+		}
+		wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err = sb.Wait(wctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("run %d: %v", i, err)
+		}
+		if s := l2.Stats(); s.Pending != 0 || s.Open != 1 || s.Opened != 1 {
+			t.Fatalf("run %d: listener stats %+v after message 3 opened the restored channel, want 0 pending, 1 open, 1 opened", i, s)
+		}
+		if c, ok := l2.Channel(sb.Address()); !ok || c != sb {
+			t.Fatalf("run %d: Listener.Channel does not find the restored channel", i)
+		}
+		// The channel saves itself after it opened (Wait returns before).
+		waitFor(t, func() bool { return !bytes.Equal(mustReadFile(t, path), saved) })
+		l2.Close()
+	}
+}
+
+func mustReadFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -206,13 +206,10 @@ func (l *Listener) RestoreSession(path string) (*SecureChannel, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := l.Restore(state)
+	c, err := l.restore(state, path)
 	if err != nil {
 		return nil, fmt.Errorf("securechannel: restore %s: %w", path, err)
 	}
-	c.saveMu.Lock()
-	c.sessionPath = path
-	c.saveMu.Unlock()
 	return c, nil
 }
 
@@ -466,6 +463,14 @@ func Restore(node *routing.Node, cfg Config, state []byte) (*SecureChannel, erro
 // timeout and OnChannel. An IK channel saved before the early data of its message 1 was
 // handled delivers it when that message 1 comes again (once).
 func (l *Listener) Restore(state []byte) (*SecureChannel, error) {
+	return l.restore(state, "")
+}
+
+// restore is Restore for a channel saved in the session file path ("" for none). The
+// listener tracks the channel, and the channel knows its file, before its addresses are
+// registered: from then on the peer's messages (message 3, data) may reach it at once, and
+// the handshake they complete must find the channel's listener and file.
+func (l *Listener) restore(state []byte, path string) (*SecureChannel, error) {
 	c, err := restore(l.node, l.cfg, state)
 	if err != nil {
 		return nil, err
@@ -473,13 +478,30 @@ func (l *Listener) Restore(state []byte) (*SecureChannel, error) {
 	if c.initiator {
 		return nil, fmt.Errorf("%w: securechannel: listener %s: an initiator's channel; restore it with Restore", core.ErrInvalidArgument, l.address)
 	}
+	c.sessionPath = path // nobody else sees c yet
+	if err := l.track(c, string(c.hello), c.ch != nil, 0); err != nil {
+		return nil, err // c has no addresses and no timer yet: nothing to undo
+	}
 	if err := c.register(); err != nil {
+		// Forget c without Close, which would unregister its addresses: they may be
+		// another channel's (the same state restored on this node already).
+		c.mu.Lock()
+		c.closed = true // its handshake timer, if it fires now, closes nothing
+		if c.timer != nil {
+			c.timer.Stop()
+		}
+		onClose := c.onClose
+		c.mu.Unlock()
+		onClose(c)
 		return nil, err
 	}
-	if err := l.track(c, string(c.hello), c.ch != nil, 0); err != nil {
-		c.onClose = nil
-		_ = c.Close()
-		return nil, err
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed { // the listener closed it before its addresses were registered
+		_ = c.node.Unregister(c.encAddr)
+		_ = c.node.Unregister(c.decAddr)
+		return nil, fmt.Errorf("securechannel: listener %s: %w", l.address, core.ErrClosed)
 	}
 	return c, nil
 }
