@@ -35,7 +35,7 @@
 //
 // Each stream partition has one worker, at the local address "stream.<name>.<partition>".
 // It is registered on the first message for that address when the stream has that
-// partition (the hub is the routing node's fallback, see routing.Node.SetFallback): a
+// partition (the hub is the routing node's fallback, see routing.Node.AddFallback): a
 // create only sends the Inits, so a partition that is never used costs no memory or
 // goroutine, and routes learned from an Init survive a hub restart. A request that arrives
 // on the hub's TCP transport for a partition the backend does not have (its stream was

@@ -61,6 +61,8 @@ type Hub struct {
 
 	limits *loglimit.Limiter // rate-limits the log lines of connections refused and backend failures
 
+	removeFallback func() // removes h.fallback as the node's fallback, if it still is
+
 	tcpRef  atomic.Pointer[tcp.Transport] // h.tcp, for slowConsumer and connGone
 	nwmu    sync.Mutex
 	noWork  map[string]error // by partition address: why the fallback registered no worker
@@ -149,8 +151,14 @@ func New(backend *core.Backend, opts ...Option) (*Hub, error) {
 		return nil, fmt.Errorf("hub: register index service: %w", err)
 	}
 	// Clients keep routes to partition workers across hub restarts: create the worker on
-	// first use when the backend has that partition.
-	h.node.SetFallback(h.fallback)
+	// first use when the backend has that partition. On a node it was given, the node's
+	// fallback may be someone else's (a bistream.Transport's): refuse to replace it.
+	remove, err := h.node.AddFallback(h.fallback)
+	if err != nil {
+		h.abort(StreamAddress, IndexAddress)
+		return nil, fmt.Errorf("hub: the hub creates partition workers as the node's fallback: %w", err)
+	}
+	h.removeFallback = remove
 	if !h.ownNode {
 		// On a node it was given the hub serves what the node's transports deliver from
 		// now on, whether or not it ever listens itself.
@@ -307,7 +315,7 @@ func (h *Hub) shutdown(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	} else {
-		h.node.SetFallback(nil)
+		h.removeFallback() // only the hub's own: the node's owner may have set another
 		_ = h.node.Unregister(StreamAddress)
 		_ = h.node.Unregister(IndexAddress)
 		h.mu.Lock() // workers registered during the drain too

@@ -3,9 +3,11 @@ package hub_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 
 	"github.com/sluicehq/sluice/core/routing"
+	"github.com/sluicehq/sluice/core/wire"
 	"github.com/sluicehq/sluice/hub"
 )
 
@@ -71,6 +73,73 @@ func TestFailedNewLeavesOthersRegistrations(t *testing.T) {
 		}
 		if taken(t, node, hub.StreamAddress) {
 			t.Errorf("the failed New left its own %q registered", hub.StreamAddress)
+		}
+	})
+}
+
+// The hub's fallback creates partition workers on first use. On a node it was given, the
+// node's fallback may belong to someone else (a bistream.Transport takes it with
+// routing.Node.AddFallback): New must not silently replace it, and Shutdown must remove only
+// its own.
+func TestHubLeavesOthersFallback(t *testing.T) {
+	b := openMemory(t)
+	defer b.Close()
+	// fallbackAsked reports whether sending to an address with no worker consulted the
+	// fallback that records its calls in *asked.
+	fallbackAsked := func(t *testing.T, n *routing.Node, asked *atomic.Int32, addr string) bool {
+		t.Helper()
+		before := asked.Load()
+		msg := wire.TransportMessage{OnwardRoute: wire.Route{wire.Local(addr)}, Payload: []byte("x")}
+		if err := n.Send(t.Context(), msg); !errors.Is(err, routing.ErrNoRoute) {
+			t.Fatalf("send to %q: %v, want ErrNoRoute", addr, err)
+		}
+		return asked.Load() > before
+	}
+	recorder := func(asked *atomic.Int32) func(context.Context, string) routing.Worker {
+		return func(context.Context, string) routing.Worker { asked.Add(1); return nil }
+	}
+
+	t.Run("node has a fallback", func(t *testing.T) {
+		node, err := routing.NewNode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer node.Close()
+		var asked atomic.Int32
+		remove, err := node.AddFallback(recorder(&asked))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer remove()
+		h, err := hub.New(b, hub.WithNode(node))
+		if err == nil {
+			defer h.Close()
+		}
+		if !errors.Is(err, routing.ErrAddressInUse) {
+			t.Errorf("New on a node with a fallback: err = %v, want ErrAddressInUse", err)
+		}
+		if !fallbackAsked(t, node, &asked, "nobody") {
+			t.Error("New replaced the fallback the node had")
+		}
+	})
+
+	t.Run("fallback replaced after New", func(t *testing.T) {
+		node, err := routing.NewNode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer node.Close()
+		h, err := hub.New(b, hub.WithNode(node))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var asked atomic.Int32
+		node.SetFallback(recorder(&asked)) // its owner's choice; the hub's is gone
+		if err := h.Shutdown(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if !fallbackAsked(t, node, &asked, "nobody") {
+			t.Error("Shutdown removed a fallback that was not the hub's")
 		}
 	})
 }
