@@ -54,8 +54,12 @@ type pushReq struct {
 	msgs      [][]byte // alias the payload of the routing message the request came in
 	size      int      // total bytes of msgs
 	batch     bool     // sluice_push_batch: reply with PushBatchConfirm
-	replyTo   wire.Route
-	release   func() // the routing message's Release: msgs alias its payload
+	// replyTo is the request's return route, cloned: the routes of a routing message
+	// alias the frame it came in (as its payload does), which release hands back to the
+	// transport for other frames, while a reply may still hold the route (in a backlog, or
+	// a worker's mailbox) after release.
+	replyTo wire.Route
+	release func() // the routing message's Release: msgs alias its payload
 }
 
 // releaseMsgs hands the request's payload back to the transport (see routing.Message.Release)

@@ -291,14 +291,14 @@ func (p *partition) HandleMessage(ctx context.Context, msg *routing.Message) err
 			h.undecodable(msg, bp, err)
 			return nil
 		}
-		p.push(ctx, &pushReq{requestID: req.RequestID, msgs: [][]byte{req.Data}, size: len(req.Data), replyTo: msg.ReturnRoute, release: msg.Release})
+		p.push(ctx, &pushReq{requestID: req.RequestID, msgs: [][]byte{req.Data}, size: len(req.Data), replyTo: msg.ReturnRoute.Clone(), release: msg.Release})
 	case wire.ProtocolPushBatch:
 		// A batch whose confirm cannot fit is refused before its messages are decoded: the
 		// decoding allocates for each (up to 24 times the frame for empty messages).
 		if id, n, err := wire.PeekPushBatchRequest(bp.Data); err == nil {
 			if err := confirmFits(msg.ReturnRoute, p.self, id, n); err != nil {
 				h.m.pushErrors.Add(uint64(n)) // confirm counts the messages it has: none here
-				p.refuse(&pushReq{requestID: id, batch: true, replyTo: msg.ReturnRoute, release: msg.Release}, err)
+				p.refuse(&pushReq{requestID: id, batch: true, replyTo: msg.ReturnRoute.Clone(), release: msg.Release}, err)
 				return nil
 			}
 		}
@@ -307,7 +307,7 @@ func (p *partition) HandleMessage(ctx context.Context, msg *routing.Message) err
 			h.undecodable(msg, bp, err)
 			return nil
 		}
-		r := &pushReq{requestID: req.RequestID, msgs: req.Messages, batch: true, replyTo: msg.ReturnRoute, release: msg.Release}
+		r := &pushReq{requestID: req.RequestID, msgs: req.Messages, batch: true, replyTo: msg.ReturnRoute.Clone(), release: msg.Release}
 		for _, m := range req.Messages {
 			r.size += len(m)
 		}
@@ -384,7 +384,6 @@ func (p *partition) push(ctx context.Context, r *pushReq) {
 	for i, m := range r.msgs {
 		r.msgs[i] = m[:len(m):len(m)]
 	}
-	r.replyTo = r.replyTo.Clone()
 	if err := p.enqueue(ctx, r); err != nil {
 		p.notTaken(r, err)
 		r.releaseMsgs()
