@@ -72,6 +72,7 @@ type Hub struct {
 
 	mu           sync.Mutex
 	closing      bool // no new requests are accepted
+	detached     bool // Shutdown has taken the workers off the node: no more are registered
 	pullsStopped bool // no new pull goroutines are started
 	partitions   map[string]*partition
 	streams      map[string]int // partition counts of the streams created through this hub
@@ -319,6 +320,10 @@ func (h *Hub) shutdown(ctx context.Context) error {
 		_ = h.node.Unregister(StreamAddress)
 		_ = h.node.Unregister(IndexAddress)
 		h.mu.Lock() // workers registered during the drain too
+		// A first use already in the hub's fallback (removed above, but one may still be
+		// looking up its stream) registers no worker after this: the worker would stay on
+		// the node, answering every request to its address as not taken.
+		h.detached = true
 		for _, p := range h.partitions {
 			_ = h.node.Unregister(p.addr)
 		}
@@ -404,6 +409,9 @@ func (h *Hub) partition(stream string, id int) (*partition, error) {
 	addr := partitionAddr(stream, id)
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.detached { // not even a worker Shutdown took off the node: it would be put back
+		return nil, fmt.Errorf("hub: register partition worker %q: %w", addr, errShuttingDown)
+	}
 	if p := h.partitions[addr]; p != nil {
 		return p, nil
 	}

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/sluicehq/sluice/backends/memory"
+	"github.com/sluicehq/sluice/core"
 	"github.com/sluicehq/sluice/core/routing"
 	"github.com/sluicehq/sluice/core/wire"
 	"github.com/sluicehq/sluice/hub"
@@ -142,4 +145,52 @@ func TestHubLeavesOthersFallback(t *testing.T) {
 			t.Error("Shutdown removed a fallback that was not the hub's")
 		}
 	})
+}
+
+// A hub on a node it was given leaves no worker there once Shutdown has returned, also one
+// that a message's first use was creating meanwhile: its partition-count lookup answered
+// just before the shutdown cancelled it (blockingStore holds the answer back until then). A
+// worker left behind would answer every request to its address as not taken, for ever,
+// and a new hub on the node would never see them.
+func TestShutdownLeavesNoWorkerOnGivenNode(t *testing.T) {
+	m, err := memory.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &blockingStore{Store: m, entered: make(chan struct{}), release: make(chan struct{})}
+	if _, err := s.CreateStream(t.Context(), "s", 1); err != nil {
+		t.Fatal(err)
+	}
+	node, err := routing.NewNode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	h, err := hub.New(&core.Backend{Storage: s, Index: s}, hub.WithNode(node), hub.WithLogger(quietLogger))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "stream.s.0"
+	sent := make(chan error, 1)
+	go func() {
+		sent <- node.Send(context.Background(), wire.TransportMessage{
+			OnwardRoute: wire.Route{wire.Local(addr)},
+			ReturnRoute: wire.Route{wire.Local("nobody")},
+			Payload:     wire.EncodePayload(wire.ProtocolPush, wire.PushRequest{RequestID: 1, Data: []byte("a")}),
+		})
+	}()
+	<-s.entered // the first use of addr is looking up the stream
+	if err := h.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	close(s.release)
+	select {
+	case <-sent:
+	case <-time.After(time.Minute):
+		t.Fatal("the send to the partition did not return")
+	}
+	nop := routing.WorkerFunc(func(context.Context, *routing.Message) error { return nil })
+	if err := node.Register(addr, nop); err != nil {
+		t.Errorf("after Shutdown, the address %q is still taken (by a worker of the stopped hub?): %v", addr, err)
+	}
 }
