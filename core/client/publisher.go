@@ -141,8 +141,10 @@ func WithMaxBatch(n int) PublisherOption {
 // WithOutbox keeps every unconfirmed message in a bbolt file at path: Publish returns only
 // after the message is durable there, a confirmed message is removed, and a publisher opened
 // on the same file (after a crash or restart) sends the messages left in it first, in their
-// original order. One outbox file belongs to one partition of one stream ([WithPartition]);
-// it cannot be shared by two publishers at once.
+// original order. Those messages hold no window slot (Publish does not wait for them), but
+// they count against the window's messages in flight: no more than the window are sent
+// before confirms come back. One outbox file belongs to one partition of one stream
+// ([WithPartition]); it cannot be shared by two publishers at once.
 func WithOutbox(path string) PublisherOption {
 	return func(c *publisherConfig) error {
 		if path == "" {
@@ -1012,10 +1014,11 @@ func (p *Publisher) removeConfirmed() error {
 const confirmMargin = 256
 
 // sendQueued sends, in queue order, every ready entry not yet sent in generation gen,
-// grouped into requests of at most maxBatch messages whose bytes fit budget. It stops at
-// the first entry that is not ready (still being written to the outbox) so that the order
-// holds. A message that alone exceeds budget (only possible with unusually long routes)
-// fails with core.ErrMessageTooLarge.
+// grouped into requests of at most maxBatch messages whose bytes fit budget, while no more
+// than the window's messages are in flight. It stops at the first entry that is not ready
+// (still being written to the outbox) so that the order holds. A message that alone
+// exceeds budget (only possible with unusually long routes) fails with
+// core.ErrMessageTooLarge.
 func (p *Publisher) sendQueued(s *session, route wire.Route, gen uint64, budget, maxBatch int) error {
 	for {
 		p.mu.Lock()
@@ -1031,8 +1034,17 @@ func (p *Publisher) sendQueued(s *session, route wire.Route, gen uint64, budget,
 		var batch []*entry
 		var tooLarge []*entry // or refused too often: they fail
 		size := 0
+		// Messages sent on this session and not answered yet: with the batch, at most a
+		// window of them. Only messages recovered from the outbox, which hold no window
+		// slot, can make more wait here; a confirm wakes the loop (onReply signals when
+		// there is an outbox).
+		inFlight := 0
 		for _, e := range p.queue {
-			if e.done || e.sentGen == gen && !e.retry {
+			if e.done {
+				continue
+			}
+			if e.sentGen == gen && !e.retry {
+				inFlight++
 				continue
 			}
 			if !e.ready {
@@ -1048,7 +1060,7 @@ func (p *Publisher) sendQueued(s *session, route wire.Route, gen uint64, budget,
 			if p.isolate > 0 {
 				limit = 1 // after a refused batch: find the message the hub refuses
 			}
-			if len(batch) > 0 && (len(batch) >= limit || size+sz > budget) {
+			if len(batch) > 0 && (len(batch) >= limit || size+sz > budget) || inFlight+len(batch) >= p.cfg.window {
 				break
 			}
 			batch = append(batch, e)
