@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -540,7 +541,7 @@ func (s *session) handle(_ context.Context, m *routing.Message) error {
 		}
 		k := waitKey{"pull", id}
 		if more {
-			if err := s.addPart(k, bp.Data); err != nil {
+			if err := s.addPart(k, bp.Data, m.Size()); err != nil {
 				s.fail(err)
 			}
 			return nil
@@ -628,12 +629,18 @@ func (s *session) expectBatch(k waitKey, limit, maxBytes int) {
 	s.mu.Unlock()
 }
 
-// addPart keeps part, a sluice_pull_batch part before the last, for the request k. A part
-// that nobody waits for any more is dropped. It returns an error matching ErrProtocol, and
-// drops the request's parts, when part is for a request that is no batch pull or when the
-// parts exceed what the request allows: the hub ignored the request's max_bytes or limit,
-// and the caller fails the session rather than buffer whatever the hub sends.
-func (s *session) addPart(k waitKey, part []byte) error {
+// addPart keeps part, a sluice_pull_batch part before the last, for the request k; frame
+// is the size of the transport message it came in, which part aliases. A part that nobody
+// waits for any more is dropped. It returns an error matching ErrProtocol, and drops the
+// request's parts, when part is for a request that is no batch pull or when the parts
+// exceed what the request allows: the hub ignored the request's max_bytes or limit, and the
+// caller fails the session rather than buffer whatever the hub sends.
+//
+// What the parts keep is what they are counted as: a part is counted as at least the
+// framing of the one message it holds at least (maxBatchOverhead), and a part that is less
+// than half of its frame (routes padded by the hub, or a small part) is copied, so that it
+// does not keep the whole frame.
+func (s *session) addPart(k waitKey, part []byte, frame int) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.waiters[k] == nil {
@@ -644,12 +651,15 @@ func (s *session) addPart(k waitKey, part []byte) error {
 		delete(s.waiters, k)
 		return fmt.Errorf("%w: a sluice_pull_batch part answers request %d, which is no batch pull: %w", ErrProtocol, k.id, core.ErrUnavailable)
 	}
-	b.size += len(part)
+	b.size += max(len(part), maxBatchOverhead)
 	if b.size > b.max {
 		delete(s.batches, k)
 		delete(s.waiters, k) // later parts are dropped
 		return fmt.Errorf("%w: the sluice_pull_batch reply to request %d is more than %d bytes before its last part, more than its max_bytes and limit allow: %w",
 			ErrProtocol, k.id, b.max, core.ErrUnavailable)
+	}
+	if frame > 2*len(part) {
+		part = bytes.Clone(part)
 	}
 	b.parts = append(b.parts, part)
 	return nil

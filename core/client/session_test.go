@@ -3,6 +3,8 @@ package client
 import (
 	"errors"
 	"math"
+	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/sluicehq/sluice/core/routing"
@@ -122,5 +124,49 @@ func TestSessionRefusesPartsOfNoBatch(t *testing.T) {
 	handlePart(t, s, wire.PullBatchPart{RequestID: 1, More: true})
 	if !errors.Is(s.err(), ErrProtocol) {
 		t.Fatalf("session error %v, want ErrProtocol", s.err())
+	}
+}
+
+// TestSessionPartsDoNotPinTheirFrames: the bound on the parts of a sluice_pull_batch reply
+// must bound the memory they keep. A part aliases the frame it came in, and a frame may be
+// far larger than its part: here a hub sends "more" parts of one empty message each, with a
+// return route of an address of some 60000 bytes. Counted by their own few bytes, a
+// thousand such parts are well within the bound of a default pull, but kept as they are
+// they hold on to some 60 MB of frames. The session may keep about the bound, not that.
+func TestSessionPartsDoNotPinTheirFrames(t *testing.T) {
+	const id, limit, maxBytes, parts = 1, 1000, DefaultPullMaxBytes, 1000
+	bound := maxBatchParts(limit, maxBytes)
+	s := newTestSession()
+	k := waitKey{"pull", id}
+	s.waiters[k] = make(chan reply, 1)
+	s.expectBatch(k, limit, maxBytes)
+	part := wire.EncodePayload(wire.ProtocolPullBatch, wire.PullBatchPart{RequestID: id, More: true, Messages: []wire.StreamMessage{{Index: 1}}})
+	ret := wire.Route{wire.Local(strings.Repeat("r", wire.MaxFrame-len(part)-100))}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for range parts {
+		// A frame as the TCP transport reads it: one buffer, which the decoded message's
+		// routes and payload alias.
+		frame := wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("x")}, ReturnRoute: ret, Payload: part}.Append(nil)
+		m, err := wire.DecodeTransportMessage(frame)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.handle(t.Context(), &routing.Message{TransportMessage: m}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	kept := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	s.mu.Lock()
+	b := s.batches[k]
+	s.mu.Unlock()
+	if b == nil || s.failed() { // the session refused the reply: nothing is kept
+		return
+	}
+	if kept > 4*int64(bound) {
+		t.Fatalf("%d parts kept %d bytes of heap, more than 4 times the bound of %d bytes for the reply", len(b.parts), kept, bound)
 	}
 }
