@@ -16,9 +16,8 @@ import (
 // must not retry them on that session forever: a publisher of partition 0 creates the
 // stream again, as a new session does, and delivers the message; a publisher of partition 1
 // fails for good with ErrStreamNotFound, as it does when the stream is missing at the start.
-// A publisher of plain Ockam stream_push requests (WithMaxBatch(1)), which does not ask the
-// hub whether the stream exists, starts a new session after a refusal, which creates the
-// stream again.
+// A publisher of plain Ockam stream_push requests (WithMaxBatch(1)) asks the hub whether
+// the stream exists too, and creates it again.
 func TestPublisherStreamDeletedWhileConnected(t *testing.T) {
 	for _, tc := range []struct {
 		part, maxBatch int

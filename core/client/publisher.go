@@ -318,9 +318,9 @@ type pushRequest struct {
 // again, after a backoff during which the publisher sends nothing new (so that the exception
 // stays limited to requests already in flight), and the other requests in flight are not
 // sent twice. See [WithMaxRejections]. Unless the stream no longer exists: after a
-// refusal the publisher asks the hub (sluice_stream_open, not with WithMaxBatch(1)), and a
-// stream deleted while the session was up ends the session; the next one creates it again
-// (partition 0) or the publisher fails for good ([WithPartition]).
+// refusal the publisher asks the hub (sluice_stream_open, also with WithMaxBatch(1)), and
+// a stream deleted while the session was up ends the session; the next one creates it
+// again (partition 0) or the publisher fails for good ([WithPartition]).
 //
 // Methods are safe for concurrent use. Close stops it.
 type Publisher struct {
