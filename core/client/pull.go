@@ -55,7 +55,18 @@ func decodePull(r reply, from uint64) ([]core.Message, error) {
 	var out []core.Message
 	add := func(msgs []wire.StreamMessage) error {
 		if out == nil {
-			out = make([]core.Message, 0, len(msgs)*(len(r.parts)+1))
+			// Room for as many messages in each part as in the first, but no more than the
+			// reply's bytes can hold: a message takes at least two (its index and its data
+			// length), whatever a hub puts in its first part.
+			most := len(r.data)
+			for _, p := range r.parts {
+				most += len(p)
+			}
+			n := most / 2
+			if k := len(r.parts) + 1; len(msgs) <= n/k { // their product fits n: no overflow
+				n = len(msgs) * k
+			}
+			out = make([]core.Message, 0, n)
 		}
 		for _, m := range msgs {
 			if m.Index < from || len(out) > 0 && m.Index <= out[len(out)-1].Index {
