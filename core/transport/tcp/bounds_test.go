@@ -249,3 +249,31 @@ func TestDialEndingAfterCloseFails(t *testing.T) {
 		t.Fatal("Close did not return")
 	}
 }
+
+// A send finds room in the write queue whatever its ctx: like routing.Node.Send with a
+// mailbox that has room, it queues the frame even when ctx has ended (a reply sent from a
+// handler whose ctx was cancelled, say). Only waiting for room is bounded by ctx. The queue
+// holds every frame sent here, so each send has room, however slowly the writer drains.
+func TestSendWithEndedContextQueuesWhenThereIsRoom(t *testing.T) {
+	server, client := newSide(t), newSide(t, WithWriteQueueSize(256))
+	addr := server.listen(t)
+	_, err := client.tr.Connect(context.Background(), addr)
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	const n = 64
+	for i := range n {
+		err := client.node.Send(ctx, wire.TransportMessage{
+			OnwardRoute: wire.Route{wire.TCP(addr), wire.Local("inbox")},
+			Payload:     []byte{byte(i)},
+		})
+		if err != nil {
+			t.Fatalf("send %d with an ended ctx and room in the write queue: %v", i, err)
+		}
+	}
+	for i := range n {
+		if m := server.receive(t); len(m.Payload) != 1 || m.Payload[0] != byte(i) {
+			t.Fatalf("message %d: payload % x", i, m.Payload)
+		}
+	}
+}

@@ -866,6 +866,13 @@ func (c *conn) enqueue(ctx context.Context, msg wire.TransportMessage) error {
 		return fmt.Errorf("tcp: send via %s: %w", c.nc.RemoteAddr(), ErrConnectionClosed)
 	default:
 	}
+	// Room first, so that an ended ctx does not lose a race with free room (a select
+	// picks at random among the cases that are ready): ctx bounds only the wait for room.
+	select {
+	case c.queue <- f:
+		return nil
+	default:
+	}
 	select {
 	case c.queue <- f:
 		return nil
