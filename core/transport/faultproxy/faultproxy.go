@@ -224,9 +224,9 @@ func (d Direction) index() int {
 	return 0
 }
 
-// Pause stops forwarding: bytes already read are held and nothing more is written in either
-// direction until [Proxy.Resume]; new connections are accepted and held too. It is
-// PauseDirection(Both).
+// Pause stops forwarding: bytes already read are held, and so is a half-close, and nothing
+// more is written in either direction until [Proxy.Resume]; new connections are accepted
+// and held too. It is PauseDirection(Both).
 func (p *Proxy) Pause() { p.PauseDirection(Both) }
 
 // PauseDirection stops forwarding in the directions d only, as [Proxy.Pause] does in both.
@@ -433,7 +433,12 @@ func (p *Proxy) pump(l *link, dir Direction, dst, src net.Conn, count *atomic.Ui
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
-				// Half-close: pass the EOF on, keep the other direction running.
+				// Half-close: pass the EOF on, keep the other direction running. A pause
+				// holds it as it holds bytes: the peer would otherwise see the end of a
+				// direction that is paused.
+				if !p.wait(l, dir) {
+					return
+				}
 				if cw, ok := dst.(interface{ CloseWrite() error }); ok {
 					halfClosed = cw.CloseWrite() == nil
 					return

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 	"testing"
@@ -590,5 +591,27 @@ func TestResetAllResetsTarget(t *testing.T) {
 	}
 	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("the client's read after ResetAll = %v, want a connection reset", err)
+	}
+}
+
+// TestPauseHoldsHalfClose: a pause holds the end of a direction as it holds its bytes. The
+// client's half-close, made while paused, reaches the echo server only after Resume; the
+// server's close, echoed back as the client's EOF, comes after it.
+func TestPauseHoldsHalfClose(t *testing.T) {
+	p := newProxy(t, echoServer(t))
+	c := dial(t, p.Addr())
+	roundTrip(t, c, []byte("a"))
+	p.Pause()
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if n, err := c.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read while paused after the client's half-close: %d bytes, %v; want nothing (the half-close held)", n, err)
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	p.Resume()
+	if got, err := io.ReadAll(c); err != nil || len(got) != 0 {
+		t.Fatalf("after Resume ReadAll = %q, %v; want the server's close", got, err)
 	}
 }
