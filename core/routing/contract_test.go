@@ -127,3 +127,34 @@ func TestRegisterRefusesNil(t *testing.T) {
 		}
 	}
 }
+
+// TestSendClosedDuringFallback checks that a Send whose fallback runs while the node
+// closes fails with ErrClosed, as every Send after Close does, and not with ErrNoRoute,
+// which says that no worker exists at the address (a server answers a client with "no such
+// stream" for it): the worker the fallback returns cannot be registered any more.
+func TestSendClosedDuringFallback(t *testing.T) {
+	n := newNode(t)
+	entered, closed := make(chan struct{}), make(chan struct{})
+	n.SetFallback(func(ctx context.Context, addr string) Worker {
+		close(entered)
+		<-closed
+		return make(inbox, 1)
+	})
+	errc := make(chan error, 1)
+	go func() {
+		errc <- n.Send(context.Background(), wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("later")}})
+	}()
+	<-entered
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	close(closed)
+	select {
+	case err := <-errc:
+		if !errors.Is(err, ErrClosed) || errors.Is(err, ErrNoRoute) {
+			t.Fatalf("send whose fallback ran while the node closed: %v, want ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second): // hang guard
+		t.Fatal("send did not return")
+	}
+}

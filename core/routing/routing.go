@@ -546,6 +546,11 @@ func (n *Node) send(ctx context.Context, msg wire.TransportMessage, borrowed boo
 	n.mu.RUnlock()
 	if !ok && fallback != nil {
 		e, ok = n.fallbackEntry(ctx, string(first.Value), fallback)
+		if !ok && n.isClosed() {
+			// The node closed while the fallback ran: the worker it made, if any, could
+			// not be registered. That is no sign that the address has no worker.
+			return fmt.Errorf("routing: send to %s: %w", first, ErrClosed)
+		}
 	}
 	if !ok {
 		return fmt.Errorf("routing: send to %s: no worker at this address: %w", first, ErrNoRoute)
@@ -631,6 +636,13 @@ func (n *Node) Drain(ctx context.Context) error {
 			return fmt.Errorf("routing: drain: %w", ctx.Err())
 		}
 	}
+}
+
+// isClosed reports whether Close has begun.
+func (n *Node) isClosed() bool {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.closed
 }
 
 // fallbackEntry asks the fallback for a worker at address and returns the entry registered
