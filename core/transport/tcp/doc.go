@@ -63,9 +63,12 @@
 // or, with [WithRefusedHook], handed to the hook (and logged at Debug). So are the messages
 // read that are not delivered (no worker at their address, or a remote address while
 // relaying is off), with [WithUndeliverableHook], whose owner may answer them. The
-// transport's own warnings about them are rate-limited (package loglimit): at most one line
-// per kind every 10 seconds, which counts the connections or messages since the previous
-// line; the others are logged at Debug. A peer cannot flood the log.
+// transport's own warnings about them, and about accepted connections it closes for an
+// error (a malformed or cut-short frame, a read error, an idle or handshake timeout), are
+// rate-limited (package loglimit): at most one line per kind every 10 seconds, which counts
+// the connections or messages since the previous line; the others are logged at Debug. A
+// peer cannot flood the log. (A dialled connection closed for an error is warned about
+// each time: it is this process's own.)
 //
 // # Lifetime
 //

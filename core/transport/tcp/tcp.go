@@ -893,12 +893,19 @@ func write(bw *bufio.Writer, f frame) {
 }
 
 // shutdown starts closing c: the writer flushes what is queued, then closes the socket,
-// which ends the reader. cause nil means a normal close.
+// which ends the reader. cause nil means a normal close. A connection closed for an error
+// is warned about: a dialled one each time; an accepted one (which any peer can open, and
+// close with a bad frame) at most once every loglimit.Every, a line counting the
+// connections since the previous one, the others at Debug.
 func (c *conn) shutdown(cause error) {
 	c.once.Do(func() {
-		if cause != nil {
+		switch {
+		case cause != nil && c.accepted:
+			c.t.limits.LineOrDebug(c.t.log, slog.LevelWarn, "tcp: closing connection", "connections",
+				"last_address", c.addr, "last_remote", c.nc.RemoteAddr().String(), "last_err", cause)
+		case cause != nil:
 			c.t.log.Warn("tcp: closing connection", "address", c.addr, "remote", c.nc.RemoteAddr().String(), "err", cause)
-		} else {
+		default:
 			c.t.log.Debug("tcp: closing connection", "address", c.addr, "remote", c.nc.RemoteAddr().String())
 		}
 		// Out of the maps first, so that nobody picks a connection that is closing.

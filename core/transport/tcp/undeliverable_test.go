@@ -2,8 +2,10 @@ package tcp
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"slices"
 	"testing"
 	"time"
@@ -118,5 +120,54 @@ func TestWarningsRateLimited(t *testing.T) {
 	must(t, server.tr.Close())
 	if d, r := counts(); !slices.Equal(d, []string{"1", "4"}) || !slices.Equal(r, []string{"1", "2"}) {
 		t.Fatalf("after Close, warnings counting dropped messages %v and refused connections %v, want [1 4] and [1 2]", d, r)
+	}
+}
+
+// TestClosingWarningsRateLimited: accepted connections closed for an error (here a frame cut
+// short, which any peer can send) are warned about once per interval, a line counting the
+// connections since the previous one, so that a peer that connects again and again with bad
+// frames does not flood the log; Close logs the line counting those held back. Each is still
+// logged at Debug with its remote address and error.
+func TestClosingWarningsRateLimited(t *testing.T) {
+	rec := newLogRecorder()
+	server := newSide(t, WithLogger(slog.New(rec)))
+	server.tr.limits.SetInterval(time.Hour)
+	addr := server.listen(t)
+	const bad = 4
+	for range bad {
+		c := dialRaw(t, addr)
+		if _, err := c.Write([]byte{0, 9, 1}); err != nil { // a frame of 9 bytes, cut short
+			t.Fatal(err)
+		}
+		must(t, c.Conn.(*net.TCPConn).CloseWrite())
+		rec.awaitClosed(t, c.LocalAddr().String())
+		c.Close()
+	}
+	counts := func() (warned []string, debug int) {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		for _, r := range rec.recs {
+			if r.Message != "tcp: closing connection" {
+				continue
+			}
+			if r.Level < slog.LevelWarn {
+				debug++
+				continue
+			}
+			r.Attrs(func(a slog.Attr) bool {
+				if a.Key == "connections" {
+					warned = append(warned, a.Value.String())
+				}
+				return true
+			})
+		}
+		return warned, debug
+	}
+	if w, d := counts(); !slices.Equal(w, []string{"1"}) || d != bad-1 {
+		t.Fatalf("warnings about closed connections counting %v, and %d at Debug; want one counting 1, and %d at Debug", w, d, bad-1)
+	}
+	must(t, server.tr.Close())
+	if w, _ := counts(); !slices.Equal(w, []string{"1", fmt.Sprint(bad - 1)}) {
+		t.Fatalf("after Close, warnings about closed connections counting %v, want [1 %d]", w, bad-1)
 	}
 }
