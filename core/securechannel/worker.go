@@ -309,6 +309,9 @@ func (e encryptor) Send(ctx context.Context, msg wire.TransportMessage) error {
 	if len(msg.OnwardRoute) > 1 {
 		inner.OnwardRoute = msg.OnwardRoute[1:]
 	}
+	if len(inner.OnwardRoute) == 0 { // the peer would drop it, and it would cost a nonce
+		return fmt.Errorf("%w: securechannel: send through %s: the route ends at the channel; route to [channel address, address on the peer's node, ...]", core.ErrInvalidArgument, c.encAddr)
+	}
 	if err := inner.ValidateRoutes(); err != nil { // the peer could not decode it
 		return fmt.Errorf("securechannel: send through %s: %w", c.encAddr, err)
 	}

@@ -337,6 +337,26 @@ func TestRoutingRouteTooLong(t *testing.T) {
 	}
 }
 
+// TestRouteEndingAtChannelRefused: a message whose onward route ends at the channel's
+// address (nothing for the peer to deliver it to) is refused with core.ErrInvalidArgument
+// before it is sealed: it spends no nonce, and the channel goes on. (It was sealed, sent and
+// counted, then dropped by the peer as without an inner route.)
+func TestRouteEndingAtChannelRefused(t *testing.T) {
+	f := newFixture(t, false, 0)
+	sc := f.dial(t)
+	err := f.a.Send(context.Background(), wire.TransportMessage{OnwardRoute: wire.Route{sc.Address()}, ReturnRoute: wire.Route{wire.Local("app")}, Payload: []byte("nowhere")})
+	if !errors.Is(err, core.ErrInvalidArgument) {
+		t.Fatalf("send to the channel's address alone: %v, want core.ErrInvalidArgument", err)
+	}
+	if s := sc.Stats(); s.Sent != 0 {
+		t.Errorf("Stats().Sent = %d after a refused send, want 0", s.Sent)
+	}
+	f.send(t, sc, "after")
+	if m := f.app.next(t); string(m.Payload) != "echo: after" {
+		t.Fatalf("reply %q", m.Payload)
+	}
+}
+
 // TestMaxPayloadSizeIsTheLargest: MaxPayloadSize is the largest payload whose inner message
 // fits in MaxPlaintextSize, also where the payload's length prefix is a byte shorter than
 // the room's (rooms of 128 and 16384 bytes), and negative when not even an empty one fits.
