@@ -189,6 +189,7 @@ func TestCLIUsage(t *testing.T) {
 		{[]string{"help", "push"}, 0, "Examples:"},
 		{[]string{"push", "-help"}, 0, "Examples:"},
 		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		{[]string{"help", "frobnicate"}, 2, `unknown command "frobnicate"`},
 		{[]string{"push"}, 2, "missing stream name"},
 		{[]string{"pull", "bad name"}, 2, "stream name"},
 		{[]string{"hub", "-log-level", "loud"}, 2, "-log-level"},

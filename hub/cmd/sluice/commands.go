@@ -93,12 +93,16 @@ func run(ctx context.Context, args []string, sio *stdio) int {
 	switch name {
 	case "help", "-h", "-help", "--help":
 		if len(args) > 1 {
-			if c := commands[args[1]]; c != nil {
-				fs := newFlagSet(c, sio.out)
-				c.flags(fs)
-				fs.Usage()
-				return 0
+			c := commands[args[1]]
+			if c == nil {
+				fmt.Fprintf(sio.err, "sluice: unknown command %q\n\n", args[1])
+				printCommands(sio.err)
+				return 2
 			}
+			fs := newFlagSet(c, sio.out)
+			c.flags(fs)
+			fs.Usage()
+			return 0
 		}
 		printCommands(sio.out)
 		return 0
