@@ -663,6 +663,13 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 		if err := checkPartition(*partition); err != nil {
 			return err
 		}
+		// A client id given, also an empty one ("-client-id $ID" with ID unset), must be
+		// valid: checked here, not after reaching the hub, and never silently ignored.
+		if flagSet(fs, "client-id") {
+			if err := core.ValidateClientID(*clientID); err != nil {
+				return usageErr("-client-id: %v", err)
+			}
+		}
 		if err := checkHubAddr(*hubAddr); err != nil {
 			return fromEnv(err, fs, "hub", "SLUICE_HUB")
 		}

@@ -320,6 +320,11 @@ func TestCLIBadCommandLines(t *testing.T) {
 		{[]string{"pull", "-hub", addr, "-idle", "0", "s"}, "-idle 0s: want more than 0"},
 		{[]string{"pull", "-hub", addr, "s", "t"}, "want exactly one stream name, got 2"},
 		{[]string{"tail", "-hub", addr}, "want exactly one stream name, got 0"},
+		// A bad client id is a bad command line, also an empty one (an unset variable):
+		// not reported after reaching the hub, nor silently read without saving.
+		{[]string{"tail", "-hub", addr, "-client-id", strings.Repeat("c", core.MaxClientIDLen+1), "s"}, "-client-id: invalid argument: client id is 256 bytes long, the limit is 255"},
+		{[]string{"pull", "-hub", addr, "-client-id", "", "s"}, "-client-id: invalid argument: empty client id"},
+		{[]string{"pull", "-hub", addr, "-client-id", "a\nb", "s"}, "-client-id: invalid argument: client id"},
 		{[]string{"hub", "-listen", "127.0.0.1:0", "-backend", "sluice-data"}, `backend URL "sluice-data" has no scheme`},
 		{[]string{"hub", "-listen", ":abc", "-backend", "memory://"}, `-listen ":abc": want [HOST]:PORT`},
 		{[]string{"hub", "-listen", "127.0.0.1:0", "-metrics-addr", "127.0.0.1:99999", "-backend", "memory://"}, `-metrics-addr "127.0.0.1:99999": want [HOST]:PORT`},
