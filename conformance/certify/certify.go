@@ -80,7 +80,7 @@ func (c *Config) Flags(fs *flag.FlagSet) {
 	fs.Var((*URLList)(&c.Backends), "backend", "backend URL to test (repeatable), e.g. bbolt:data-dir, memory://")
 	fs.StringVar(&c.Out, "out", DefaultOut, "directory for conformance.md, conformance.json and conformance.junit.xml")
 	fs.StringVar(&c.Run, "run", "", "run only subtests matching this slash-separated list of regular expressions")
-	fs.DurationVar(&c.SubtestTimeout, "subtest-timeout", conformance.DefaultTimeout, "deadline of each subtest (its cleanup gets its own): a backend call that honours its context, or a Close still running, then fails the subtest instead of hanging the run")
+	fs.DurationVar(&c.SubtestTimeout, "subtest-timeout", conformance.DefaultTimeout, "deadline of each subtest (its cleanup gets its own): a backend call that honours its context, or a Close still running, then fails the subtest instead of hanging the run (0: the default)")
 	fs.DurationVar(&c.MaxWait, "max-wait", 0, "how long to wait for appended messages to become visible (only for eventually consistent brokers; 0: an appended message must be visible to the next Fetch)")
 	fs.BoolVar(&c.CreateMaxPartitions, "create-max-partitions", false, "also create a stream with the backend's MaxPartitions partitions when that is more than 64 (slow on brokers)")
 }
@@ -117,6 +117,12 @@ func Run(ctx context.Context, w io.Writer, c Config) error {
 	}
 	if c.Out == "" {
 		c.Out = DefaultOut
+	}
+	if c.SubtestTimeout < 0 {
+		return usageErr("-subtest-timeout %v: want more than 0 (0: the default, %v)", c.SubtestTimeout, conformance.DefaultTimeout)
+	}
+	if c.MaxWait < 0 {
+		return usageErr("-max-wait %v: want 0 or more", c.MaxWait)
 	}
 	if c.SubtestTimeout == 0 {
 		c.SubtestTimeout = conformance.DefaultTimeout

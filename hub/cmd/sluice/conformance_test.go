@@ -215,6 +215,10 @@ func TestConformanceUsage(t *testing.T) {
 		{[]string{"conformance", "-backend", "memory://", "extra"}, 2, "unexpected arguments"},
 		{[]string{"conformance", "-backend", "memory://", "-run", "(", "-out", t.TempDir()}, 2, "-run"},
 		{[]string{"conformance", "-backend", "nosuch://", "-out", t.TempDir()}, 2, "unknown backend"},
+		// Negative durations are typos, not silently the default (-subtest-timeout) or 0
+		// (-max-wait).
+		{[]string{"conformance", "-backend", "memory://", "-subtest-timeout", "-1s", "-out", t.TempDir()}, 2, "-subtest-timeout -1s: want more than 0"},
+		{[]string{"conformance", "-backend", "memory://", "-max-wait", "-1s", "-out", t.TempDir()}, 2, "-max-wait -1s: want 0 or more"},
 	} {
 		code, out := runCLI(t, tc.args...)
 		if code != tc.code || !strings.Contains(out, tc.want) {
