@@ -43,6 +43,10 @@ func keygenFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error
 		}
 		if fi, err := os.Stat(*out); err == nil && fi.IsDir() {
 			return usageErr("-out %s is a directory; name the key file, e.g. -out %s", *out, filepath.Join(*out, "device.key"))
+		} else if err == nil && !fi.Mode().IsRegular() {
+			// A device, pipe or socket (-out /dev/stdout, /dev/null): -force would replace
+			// it with a regular file, which as root breaks the system's /dev.
+			return usageErr("-out %s is not a regular file (%s); name the key file, e.g. -out device.key", *out, fileKind(fi.Mode()))
 		}
 		// Say which directory is missing, not the name of the temporary file that
 		// SaveIdentity writes first.
@@ -75,4 +79,17 @@ func keygenFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error
 		fmt.Fprintln(sio.out, id.PublicKey())
 		return nil
 	}
+}
+
+// fileKind names the type of a file that is neither a regular file nor a directory.
+func fileKind(m os.FileMode) string {
+	switch {
+	case m&os.ModeDevice != 0:
+		return "a device"
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	}
+	return "not a file keygen can replace"
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -111,6 +112,27 @@ func TestKeygenOutIsADirectory(t *testing.T) {
 		code, out, errOut := runKeygen(t, args...)
 		if code != 2 || out != "" || !strings.Contains(errOut, dir+" is a directory") || !strings.Contains(errOut, filepath.Join(dir, "device.key")) || strings.Contains(errOut, "-force to replace") {
 			t.Errorf("keygen %v: exit %d, stdout %q, stderr %q; want 2 and that it is a directory", args, code, out, errOut)
+		}
+	}
+}
+
+// -out naming something that is not a regular file (a device such as /dev/null or
+// /dev/stdout, a pipe, a socket) is a usage error, also with -force, which would replace it
+// with a regular file. A Unix socket stands in for a device here.
+func TestKeygenOutIsNotARegularFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Skipf("cannot create a Unix socket to stand in for a device: %v", err)
+	}
+	defer ln.Close()
+	for _, args := range [][]string{{"-out", path}, {"-force", "-out", path}} {
+		code, out, errOut := runKeygen(t, args...)
+		if code != 2 || out != "" || !strings.Contains(errOut, path+" is not a regular file") || strings.Contains(errOut, "-force to replace") {
+			t.Errorf("keygen %v: exit %d, stdout %q, stderr %q; want 2 and that it is not a regular file", args, code, out, errOut)
+		}
+		if fi, err := os.Lstat(path); err != nil || fi.Mode().Type() != os.ModeSocket {
+			t.Fatalf("keygen %v replaced the socket: %v, %v", args, fi.Mode(), err)
 		}
 	}
 }
