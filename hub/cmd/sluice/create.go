@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"strings"
 	"syscall"
 	"time"
 
@@ -49,6 +50,11 @@ func createFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the hub to accept the connection and answer")
 	return func(ctx context.Context, sio *stdio, args []string) error {
 		if len(args) > 1 {
+			for _, a := range args[1:] {
+				if strings.HasPrefix(a, "-") {
+					return usageErr("%q after the stream name looks like a flag: flags go before the stream name", a)
+				}
+			}
 			return usageErr("at most one stream name, got %d arguments", len(args))
 		}
 		var name wire.Optional[string]

@@ -306,6 +306,7 @@ func TestCLIBadCommandLines(t *testing.T) {
 		want string
 	}{
 		{[]string{"create", "-hub", addr, "a", "b"}, "at most one stream name, got 2"},
+		{[]string{"create", "-hub", addr, "orders", "-partitions", "3"}, `"-partitions" after the stream name looks like a flag: flags go before the stream name`},
 		{[]string{"create", "-hub", addr, "bad name"}, "stream name"},
 		{[]string{"create", "-hub", ":4000"}, `-hub ":4000": want HOST:PORT`},
 		{[]string{"push", "-hub", "sluice://127.0.0.1:4000", "s", "x"}, `-hub "sluice://127.0.0.1:4000": want HOST:PORT without a scheme, e.g. -hub 127.0.0.1:4000`},
