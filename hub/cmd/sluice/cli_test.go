@@ -190,6 +190,8 @@ func TestCLIUsage(t *testing.T) {
 		{[]string{"push", "-help"}, 0, "Examples:"},
 		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
 		{[]string{"help", "frobnicate"}, 2, `unknown command "frobnicate"`},
+		{[]string{"help", "help"}, 0, "commands:"},
+		{[]string{"help", "-version"}, 0, "usage: sluice version"},
 		{[]string{"push"}, 2, "missing stream name"},
 		{[]string{"pull", "bad name"}, 2, "stream name"},
 		{[]string{"hub", "-log-level", "loud"}, 2, "-log-level"},

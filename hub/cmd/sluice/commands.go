@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -92,6 +93,12 @@ func run(ctx context.Context, args []string, sio *stdio) int {
 	name := args[0]
 	switch name {
 	case "help", "-h", "-help", "--help":
+		switch {
+		case len(args) > 1 && (args[1] == "-version" || args[1] == "--version"):
+			args = []string{name, "version"}
+		case len(args) > 1 && slices.Contains([]string{"help", "-h", "-help", "--help"}, args[1]):
+			args = args[:1] // "sluice help help": this list
+		}
 		if len(args) > 1 {
 			c := commands[args[1]]
 			if c == nil {
