@@ -41,6 +41,12 @@ func keygenFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error
 		if *out == "" {
 			return usageErr("-out FILE is required")
 		}
+		if fi, err := os.Lstat(*out); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			// The key file is written beside -out and renamed over it: that would replace
+			// the link, not the file it names (with -force, even a link such as /dev/stdout).
+			target, _ := os.Readlink(*out)
+			return usageErr("-out %s is a symbolic link (to %s); name the key file itself", *out, target)
+		}
 		if fi, err := os.Stat(*out); err == nil && fi.IsDir() {
 			return usageErr("-out %s is a directory; name the key file, e.g. -out %s", *out, filepath.Join(*out, "device.key"))
 		} else if err == nil && !fi.Mode().IsRegular() {

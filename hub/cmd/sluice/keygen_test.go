@@ -137,6 +137,31 @@ func TestKeygenOutIsNotARegularFile(t *testing.T) {
 	}
 }
 
+// TestKeygenOutIsASymlink: an -out that is a symbolic link is refused, also with -force,
+// which would have renamed the new key file over the link, not over the file it names.
+func TestKeygenOutIsASymlink(t *testing.T) {
+	dir := t.TempDir()
+	target, link := filepath.Join(dir, "device.key"), filepath.Join(dir, "link.key")
+	if err := os.WriteFile(target, []byte("old key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, link); err != nil {
+		t.Skipf("cannot create a symbolic link: %v", err)
+	}
+	for _, args := range [][]string{{"-out", link}, {"-force", "-out", link}} {
+		code, out, errOut := runKeygen(t, args...)
+		if code != 2 || out != "" || !strings.Contains(errOut, link+" is a symbolic link") {
+			t.Errorf("keygen %v: exit %d, stdout %q, stderr %q; want 2 and that it is a symbolic link", args, code, out, errOut)
+		}
+		if fi, err := os.Lstat(link); err != nil || fi.Mode().Type() != os.ModeSymlink {
+			t.Fatalf("keygen %v replaced the link: %v, %v", args, fi.Mode(), err)
+		}
+		if b, err := os.ReadFile(target); err != nil || string(b) != "old key" {
+			t.Fatalf("keygen %v changed the file the link names: %q, %v", args, b, err)
+		}
+	}
+}
+
 // -out in a directory the user cannot write to says so, naming the directory, not the
 // temporary file keygen writes first. (Root writes anywhere: the test needs another user.)
 func TestKeygenDirectoryNotWritable(t *testing.T) {
