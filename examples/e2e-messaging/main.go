@@ -161,7 +161,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.Messages, "messages", cfg.Messages, "messages A sends while B is offline")
 	fs.DurationVar(&cfg.Interval, "interval", cfg.Interval, "pause between two of A's messages")
 	fs.IntVar(&cfg.Duplicates, "duplicates", cfg.Duplicates, "ciphertexts stored twice, as an at-least-once retry would (at most -messages; if this flag is not given and -messages is fewer, -messages)")
-	fs.IntVar(&cfg.ResetInFlight, "reset-inflight", cfg.ResetInFlight, "halfway through A's messages, the flaky link holds the hub's answers while A sends this many in a burst, then resets A's connection with them stored but unconfirmed (0: no such reset)")
+	fs.IntVar(&cfg.ResetInFlight, "reset-inflight", cfg.ResetInFlight, "halfway through A's messages, the flaky link holds the hub's answers while A sends this many in a burst, then resets A's connection with them stored but unconfirmed (0: no such reset; A's first message through the link goes before the stall, so at most -messages minus 1 are held, minus 2 with -ik)")
 	fs.DurationVar(&cfg.ResetEvery, "reset-every", cfg.ResetEvery, "the flaky link also resets A's connections this often, except while it stalls (0: never; else at least "+minResetEvery.String()+")")
 	fs.BoolVar(&cfg.IK, "ik", false, "use the Noise IK pattern: A knows B's key and its first message travels in the handshake, before B was ever online")
 	fs.BoolVar(&cfg.Verbose, "v", false, "log reconnects and retries to standard error")
