@@ -189,7 +189,8 @@
 // reason of its own (an unknown protocol, an invalid stream name) is logged by its error
 // reply ("error replies", "request error replies"), and a push refused (a message larger
 // than the backend takes, say) as "pushes refused", at Warn, rate-limited the same way,
-// with the last client's address and reason.
+// with the last client's address and reason. So are slow consumers (see Limitations),
+// "slow consumer: connection closed", counted in Metrics.SlowConsumers.
 //
 // # Limitations
 //

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -107,6 +110,57 @@ func TestNonReadingClientIsSlowConsumer(t *testing.T) {
 		t.Fatal("the non-reading client was not counted as a slow consumer")
 	}
 	bad.ExpectClosed()
+}
+
+// TestSlowConsumerWarningsRateLimited: any client can make itself a slow consumer,
+// connection after connection, so the hub's warnings about the connections it closes for it
+// are one line per interval that counts them, like its other warnings about what clients
+// do (the others at Debug); the line that counts those held back comes when the hub stops.
+func TestSlowConsumerWarningsRateLimited(t *testing.T) {
+	b := openMemory(t)
+	defer b.Close()
+	var logs hubtest.LogBuffer
+	// A second of a full write queue makes a slow consumer (5 s by default).
+	h, addr := isolatedHub(t, b, hub.WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))), hub.WithReplyTimeout(time.Second))
+	hub.SetWarnEvery(h, time.Hour)
+	const msg = `msg="slow consumer: connection closed"`
+	lines := func(level string) (n int, counted uint64) {
+		for line := range strings.Lines(logs.String()) {
+			if !strings.Contains(line, msg) || level != "" && !strings.Contains(line, "level="+level+" ") {
+				continue
+			}
+			n++
+			for f := range strings.FieldsSeq(line) {
+				if v, ok := strings.CutPrefix(f, "connections="); ok {
+					c, err := strconv.ParseUint(v, 10, 64)
+					if err != nil {
+						t.Fatal(err)
+					}
+					counted += c
+				}
+			}
+		}
+		return n, counted
+	}
+	const bad = 2
+	for range bad {
+		stall(t, hubtest.Dial(t, addr)) // not read again: reading would unstall it
+	}
+	if !waitFor(30*time.Second, func() bool { n, _ := lines(""); return n >= bad }) {
+		t.Fatalf("the hub did not close the %d non-reading clients:\n%s", bad, logs.String())
+	}
+	if n, counted := lines("WARN"); n != 1 || counted != 1 {
+		t.Fatalf("%d connections closed as slow consumers were warned about in %d lines counting %d, want 1 counting 1:\n%s", bad, n, counted, logs.String())
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if all, _ := lines(""); all != bad+1 { // each at Warn or Debug, and the line at Close
+		t.Fatalf("%d lines about connections closed as slow consumers, want %d:\n%s", all, bad+1, logs.String())
+	}
+	if _, counted := lines("WARN"); counted != bad {
+		t.Fatalf("the warnings count %d connections closed as slow consumers, want %d:\n%s", counted, bad, logs.String())
+	}
 }
 
 // TestSlowConsumerSocketClosedAtOnce: the hub closes a slow consumer's socket when it gives

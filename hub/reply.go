@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -265,15 +266,17 @@ func (h *Hub) waitBacklogs(ctx context.Context) error {
 // not read them, and flushing them would keep the socket open for up to the TCP write
 // timeout after the connection stopped counting against WithMaxConnections. Replies to any
 // other destination (a worker of the node, a connection of another transport) are dropped.
+// Each kind is warned about at most once every 10 s, counting them (any client can make
+// itself a slow consumer, connection after connection); Metrics.SlowConsumers counts all.
 func (h *Hub) slowConsumer(to wire.Address, why string) {
 	h.m.slowConsumers.Add(1)
 	if t := h.tcpRef.Load(); t != nil && to.Type == wire.AddressLocal {
 		if err := t.Abort(to); err == nil {
-			h.log.Warn("slow consumer: connection closed", "address", to.String(), "reason", why)
+			h.logLimited(slog.LevelWarn, "slow consumer: connection closed", "connections", "last_address", to.String(), "last_reason", why)
 			return
 		}
 	}
-	h.log.Warn("slow consumer: replies dropped", "to", to.String(), "reason", why)
+	h.logLimited(slog.LevelWarn, "slow consumer: replies dropped", "destinations", "last_to", to.String(), "last_reason", why)
 }
 
 // connWatch is what the hub knows about a reply destination's first address: done is the
