@@ -306,6 +306,19 @@ func TestSessionRestoreOnNewNode(t *testing.T) {
 	if _, err := Restore(na, f.cfgA, stateA); !errors.Is(err, routing.ErrAddressInUse) || !strings.Contains(err.Error(), "restored on the node already?") {
 		t.Fatalf("restoring a channel twice on one node: %v, want ErrAddressInUse asking whether it is restored already", err)
 	}
+	// The same for B's channel through another listener of B's node: the failed restore
+	// leaves that listener without the channel, and B's restored channel at its addresses.
+	l3, err := Listen(nb, "sc3", f.cfgB, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l3.Close()
+	if _, err := l3.RestoreSession(pathB); !errors.Is(err, routing.ErrAddressInUse) {
+		t.Fatalf("restoring a listener's channel twice on one node: %v, want ErrAddressInUse", err)
+	}
+	if st := l3.Stats(); st.Pending != 0 || st.Open != 0 || len(l3.Channels()) != 0 {
+		t.Fatalf("after a failed restore the listener has %+v, channels %v; want none", st, l3.Channels())
+	}
 
 	// Messages continue both ways: A -> B's echo -> back through B's channel to A.
 	for i := range 3 {
