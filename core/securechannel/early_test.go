@@ -114,15 +114,7 @@ func TestEarlyDataPendingAcrossSessionRestore(t *testing.T) {
 	if l, ok := sub.Lowest(); ok {
 		resume = min(resume, l)
 	}
-	f.listener.Close()
-	f.b.Close()
-
-	nb := f.net.node(t, "b") // the device restarts
-	l2, err := Listen(nb, "sc", f.cfgB, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l2.Close()
+	nb, l2 := f.crashB(t) // the device restarts
 	if err := nb.Register("echo", echo(&l2, f.peers)); err != nil {
 		t.Fatal(err)
 	}
@@ -179,14 +171,7 @@ func crashAndResume(t *testing.T, f *fixture, stream map[uint64]wire.TransportMe
 	if l, ok := sub.Lowest(); ok {
 		resume = min(resume, l)
 	}
-	f.listener.Close()
-	f.b.Close()
-	nb := f.net.node(t, "b")
-	l2, err := Listen(nb, "sc", f.cfgB, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l2.Close() })
+	nb, l2 := f.crashB(t)
 	if err := nb.Register("echo", echo(&l2, f.peers)); err != nil {
 		t.Fatal(err)
 	}
@@ -429,15 +414,8 @@ func TestRestoreRacesMessage3(t *testing.T) {
 			t.Fatal(err)
 		}
 		msg3 := hb.message3(t)
-		f.listener.Close() // the device stops before message 3 comes
-		f.b.Close()
+		nb, l2 := f.crashB(t) // the device stops before message 3 comes, and starts again
 		saved := mustReadFile(t, path)
-
-		nb := f.net.node(t, "b")
-		l2, err := Listen(nb, "sc", f.cfgB, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
 		sent := make(chan error, 1)
 		go func() { // delivers message 3 as soon as the channel's address takes it
 			for range 1_000_000 {

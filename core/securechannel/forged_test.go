@@ -300,14 +300,7 @@ func TestSessionRestoreResponderForgedMessage3(t *testing.T) {
 		t.Fatalf("save the responder after a forged message 3: %v", err)
 	}
 
-	f.listener.Close()
-	f.b.Close()
-	nb := f.net.node(t, "b")
-	l2, err := Listen(nb, "sc", f.cfgB, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l2.Close()
+	nb, l2 := f.crashB(t)
 	if err := nb.Register("echo", echo(&l2, f.peers)); err != nil {
 		t.Fatal(err)
 	}

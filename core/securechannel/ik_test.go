@@ -346,15 +346,7 @@ func TestIKEarlyDataPendingAcrossSessionRestore(t *testing.T) {
 	if l, ok := sub.Lowest(); ok {
 		resume = min(resume, l)
 	}
-	f.listener.Close()
-	f.b.Close() // the crash: the early data was never handled
-
-	nb := f.net.node(t, "b") // the device restarts
-	l2, err := Listen(nb, "sc", f.cfgB, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l2.Close()
+	nb, l2 := f.crashB(t) // the crash (the early data was never handled), and the restart
 	work := make(chan string, 10)
 	if err := nb.Register("work", routing.WorkerFunc(func(_ context.Context, m *routing.Message) error {
 		work <- string(m.Payload)
@@ -552,8 +544,8 @@ func TestSessionEarlyUnhandledFlagOnlyForIK(t *testing.T) {
 
 // ikEarlyDataHandledAndSaved makes B's listener take an IK message 1 whose early data goes
 // to B's worker "work", waits until the worker handled it, saves the responder channel's
-// session and stops B (its listener and node). It returns the fixture, message 1 (as the
-// stream would deliver it again) and the session file.
+// session. It returns the fixture, message 1 (as the stream would deliver it again) and the
+// session file; restartB stops B and starts it again.
 func ikEarlyDataHandledAndSaved(t *testing.T) (*fixture, wire.TransportMessage, string) {
 	t.Helper()
 	f := newFixture(t, false, 0)
@@ -576,21 +568,14 @@ func ikEarlyDataHandledAndSaved(t *testing.T) (*fixture, wire.TransportMessage, 
 	if err := onlyChannel(t, f.listener).SaveSession(path); err != nil {
 		t.Fatal(err)
 	}
-	f.listener.Close()
-	f.b.Close()
 	return f, m1, path
 }
 
-// restartB starts device B again after ikEarlyDataHandledAndSaved: a new node with its
-// listener (closed when the test ends) and its worker "work".
+// restartB stops device B after ikEarlyDataHandledAndSaved, as a crash would, and starts it
+// again (fixture.crashB) with its worker "work".
 func restartB(t *testing.T, f *fixture) (*routing.Node, *Listener, inbox) {
 	t.Helper()
-	nb := f.net.node(t, "b")
-	l2, err := Listen(nb, "sc", f.cfgB, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l2.Close() })
+	nb, l2 := f.crashB(t)
 	work2 := make(inbox, 10)
 	if err := nb.Register("work", work2); err != nil {
 		t.Fatal(err)

@@ -421,14 +421,7 @@ func TestSessionRestoreResponderAwaitingMessage3(t *testing.T) {
 	defer sc.Close()
 	f.send(t, sc, "while B is offline")
 
-	f.listener.Close()
-	f.b.Close()
-	nb := f.net.node(t, "b")
-	l2, err := Listen(nb, "sc", f.cfgB, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l2.Close()
+	nb, l2 := f.crashB(t)
 	if err := nb.Register("echo", echo(&l2, f.peers)); err != nil {
 		t.Fatal(err)
 	}
@@ -620,20 +613,13 @@ func TestSessionKeepsUnhandledAcceptable(t *testing.T) {
 	}
 
 	// The crash: B's node goes, with m1 cut short and m2, m3 still queued.
-	f.listener.Close()
-	f.b.Close()
-	nb := f.net.node(t, "b")
+	nb, l2 := f.crashB(t)
 	if err := nb.Register("app-b", routing.WorkerFunc(func(_ context.Context, m *routing.Message) error {
 		after <- string(m.Payload)
 		return nil
 	})); err != nil {
 		t.Fatal(err)
 	}
-	l2, err := Listen(nb, "sc", f.cfgB, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l2.Close()
 	sb, err := l2.RestoreSession(path)
 	if err != nil {
 		t.Fatal(err)

@@ -158,6 +158,22 @@ func newFixture(t *testing.T, viaHub bool, rekeyAfter uint64) *fixture {
 	return f
 }
 
+// crashB stops device B as a crash would (its listener and node close, nothing more is
+// saved) and starts it again: a new node "b" with a listener "sc" (closed when the test
+// ends) and no workers yet.
+func (f *fixture) crashB(t *testing.T) (*routing.Node, *Listener) {
+	t.Helper()
+	f.listener.Close()
+	f.b.Close()
+	nb := f.net.node(t, "b")
+	l, err := Listen(nb, "sc", f.cfgB, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return nb, l
+}
+
 func (f *fixture) dial(t *testing.T) *SecureChannel {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
