@@ -2,6 +2,7 @@ package securechannel
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -212,17 +213,17 @@ func TestRoutingIKReplay(t *testing.T) {
 // TestListenerRemembersBoundedIK: a listener remembers the last maxRememberedIK messages 1
 // of IK handshakes (to refuse replays), and forgets the oldest first.
 func TestListenerRemembersBoundedIK(t *testing.T) {
-	l := &Listener{seenIK: map[string]struct{}{}}
+	l := &Listener{seenIK: map[ikDigest]struct{}{}}
 	for i := range maxRememberedIK + 1 {
 		l.rememberIK(fmt.Sprint(i))
 	}
 	if len(l.seenIK) != maxRememberedIK || len(l.seenOrder) != maxRememberedIK {
 		t.Fatalf("remembers %d messages (%d in order), want %d", len(l.seenIK), len(l.seenOrder), maxRememberedIK)
 	}
-	if _, ok := l.seenIK["0"]; ok {
+	if _, ok := l.seenIK[sha256.Sum256([]byte("0"))]; ok {
 		t.Fatal("the oldest message 1 is still remembered")
 	}
-	if _, ok := l.seenIK[fmt.Sprint(maxRememberedIK)]; !ok {
+	if _, ok := l.seenIK[sha256.Sum256([]byte(fmt.Sprint(maxRememberedIK)))]; !ok {
 		t.Fatal("the newest message 1 is not remembered")
 	}
 }

@@ -3,6 +3,7 @@ package securechannel
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -768,8 +769,8 @@ type Listener struct {
 	pending  int                       // channels in hellos whose handshake is not complete
 	channels map[string]*SecureChannel // established, by application-facing address
 
-	seenIK    map[string]struct{} // IK messages 1 answered recently (replay suppression)
-	seenOrder []string            // seenIK keys, oldest first
+	seenIK    map[ikDigest]struct{} // IK messages 1 answered recently (replay suppression)
+	seenOrder []ikDigest            // seenIK keys, oldest first
 
 	accepted, opened, failed, refused, duplicates, notHandshake atomic.Uint64
 }
@@ -824,7 +825,7 @@ func Listen(node *routing.Node, address string, cfg Config, opts *ListenOptions)
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	l := &Listener{node: node, address: address, cfg: cfg, hellos: map[string]*SecureChannel{}, seenIK: map[string]struct{}{}, channels: map[string]*SecureChannel{}}
+	l := &Listener{node: node, address: address, cfg: cfg, hellos: map[string]*SecureChannel{}, seenIK: map[ikDigest]struct{}{}, channels: map[string]*SecureChannel{}}
 	if opts != nil {
 		l.opts = *opts
 	}
@@ -933,7 +934,7 @@ func (l *Listener) handle(ctx context.Context, msg wire.TransportMessage) error 
 		l.duplicates.Add(1)
 		return l.redeliverEarly(ctx, c, msg.Payload)
 	}
-	if _, replay := l.seenIK[key]; replay {
+	if _, replay := l.seenIK[sha256.Sum256(msg.Payload)]; replay {
 		l.mu.Unlock()
 		l.duplicates.Add(1)
 		l.node.Logger().Debug("securechannel: dropped a replayed IK message 1 whose channel is gone", "listener", l.address)
@@ -1169,8 +1170,13 @@ func (l *Listener) track(c *SecureChannel, key string, established bool, maxPend
 	return nil
 }
 
+// ikDigest is the SHA-256 digest of an IK message 1: what a listener remembers of it, so
+// that remembering maxRememberedIK of them takes 128 KiB however much early data they carry.
+type ikDigest = [sha256.Size]byte
+
 // rememberIK records an IK message 1 in a bounded FIFO set (l.mu held).
-func (l *Listener) rememberIK(key string) {
+func (l *Listener) rememberIK(hello string) {
+	key := sha256.Sum256([]byte(hello))
 	if len(l.seenOrder) >= maxRememberedIK {
 		delete(l.seenIK, l.seenOrder[0])
 		l.seenOrder = l.seenOrder[1:]
