@@ -312,9 +312,11 @@ func (c *Channel) MarshalBinary() ([]byte, error) {
 // The restored channel opens what the saved one would have opened (messages already opened
 // before the save are rejected as ErrReplay), and seals from the saved, reserved, position:
 // above every nonce the saved channel could have used. It seals nothing before its own
-// state is saved again (Seal returns ErrReservationExhausted), so that restoring the same
-// state twice cannot reuse a nonce either. A state that does not decode returns an error
-// matching ErrSessionCorrupt.
+// state is saved again (Seal returns ErrReservationExhausted): store that new state durably
+// before sealing, and restore only the newest state stored, in one process at a time. Two
+// channels restored from the same state reserve the same nonces and would seal with them
+// both, which reveals plaintext to whoever sees the two ciphertexts. A state that does not
+// decode returns an error matching ErrSessionCorrupt.
 func UnmarshalChannel(b []byte) (*Channel, error) {
 	c, err := decodeChannel(b)
 	if err != nil {
