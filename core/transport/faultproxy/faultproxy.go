@@ -131,6 +131,7 @@ type Proxy struct {
 	refusing  bool
 	closed    bool
 	blackhole atomic.Bool
+	lit       chan struct{} // closed while the black hole is off; replaced by SetBlackhole(true)
 	delay     atomic.Int64
 
 	accepted, resets, refused, up, down, discarded atomic.Uint64
@@ -166,6 +167,8 @@ func New(target string, opts ...Option) (*Proxy, error) {
 		p.gates[i] = make(chan struct{})
 		close(p.gates[i])
 	}
+	p.lit = make(chan struct{})
+	close(p.lit)
 	p.delay.Store(int64(cfg.delay))
 	p.wg.Add(1)
 	go p.acceptLoop()
@@ -257,11 +260,25 @@ func (p *Proxy) Resume() {
 }
 
 // SetBlackhole makes the proxy read and silently discard all traffic in both directions (on)
-// or forward it again (off). Connections stay open, so peers only notice by timing out.
+// or forward it again (off). Connections stay open, so peers only notice by timing out: a
+// side's half-close or close (or a reset) reaches the other side only once the black hole
+// is off, as TCP would send its FIN again then.
 // Bytes are dropped in whatever chunks they were read, so a framed protocol usually loses
 // its framing on that connection (as behind a middlebox that loses data): use it to test
 // timeouts and connection replacement, and Pause to hold traffic without losing any.
-func (p *Proxy) SetBlackhole(on bool) { p.blackhole.Store(on) }
+func (p *Proxy) SetBlackhole(on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.blackhole.Load() == on {
+		return
+	}
+	p.blackhole.Store(on)
+	if on {
+		p.lit = make(chan struct{})
+	} else {
+		close(p.lit)
+	}
+}
 
 // SetDelay changes the per-chunk delay (see [WithDelay]); a negative d is treated as 0.
 func (p *Proxy) SetDelay(d time.Duration) { p.delay.Store(int64(max(d, 0))) }
@@ -398,7 +415,7 @@ func (p *Proxy) remove(l *link) {
 
 // pump copies src to dst chunk by chunk, honouring pause, black-hole and delay. When src
 // reaches EOF it half-closes dst and lets the other direction run; on any other end it closes
-// the whole link so that the other pump stops too.
+// the whole link so that the other pump stops too. Either waits for the black hole to end.
 func (p *Proxy) pump(l *link, dir Direction, dst, src net.Conn, count *atomic.Uint64) {
 	halfClosed := false
 	defer func() {
@@ -432,6 +449,11 @@ func (p *Proxy) pump(l *link, dir Direction, dst, src net.Conn, count *atomic.Ui
 			}
 		}
 		if err != nil {
+			// The end of a direction goes through the black hole no more than its bytes:
+			// the peer learns of it when the black hole ends.
+			if !p.waitLit(l) {
+				return
+			}
 			if errors.Is(err, io.EOF) {
 				// Half-close: pass the EOF on, keep the other direction running. A pause
 				// holds it as it holds bytes: the peer would otherwise see the end of a
@@ -449,14 +471,29 @@ func (p *Proxy) pump(l *link, dir Direction, dst, src net.Conn, count *atomic.Ui
 	}
 }
 
+// waitLit blocks while the proxy is a black hole; it returns false when the proxy is closing
+// or l was reset or closed meanwhile.
+func (p *Proxy) waitLit(l *link) bool {
+	p.mu.Lock()
+	g := p.lit
+	p.mu.Unlock()
+	return p.await(l, g)
+}
+
 // wait blocks while the proxy is paused in direction dir; it returns false when the proxy is
 // closing or l was reset or closed meanwhile.
 func (p *Proxy) wait(l *link, dir Direction) bool {
 	p.mu.Lock()
 	g := p.gates[dir.index()]
 	p.mu.Unlock()
+	return p.await(l, g)
+}
+
+// await blocks until gate is closed; it returns false when the proxy is closing or l was
+// reset or closed meanwhile.
+func (p *Proxy) await(l *link, gate <-chan struct{}) bool {
 	select {
-	case <-g:
+	case <-gate:
 		return true
 	case <-p.done:
 		return false

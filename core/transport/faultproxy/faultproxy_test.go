@@ -615,3 +615,64 @@ func TestPauseHoldsHalfClose(t *testing.T) {
 		t.Fatalf("after Resume ReadAll = %q, %v; want the server's close", got, err)
 	}
 }
+
+// TestBlackholeHidesHalfClose: a side's half-close does not go through a black hole, as its
+// bytes do not; the other side sees it once the black hole ends.
+func TestBlackholeHidesHalfClose(t *testing.T) {
+	addr, conns := peerServer(t)
+	p := newProxy(t, addr)
+	c := dial(t, p.Addr())
+	if _, err := c.Write([]byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	s := <-conns
+	readExactly(t, s, "1")
+	p.SetBlackhole(true)
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if n, err := s.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("target's read in the black hole after the client's half-close: %d bytes, %v; want nothing", n, err)
+	}
+	_ = s.SetReadDeadline(time.Time{})
+	p.SetBlackhole(false)
+	if got, err := io.ReadAll(s); err != nil || len(got) != 0 {
+		t.Fatalf("after the black hole ReadAll = %q, %v; want the client's half-close", got, err)
+	}
+	// The other direction still works: the half-close closed only the client's.
+	if _, err := s.Write([]byte("S")); err != nil {
+		t.Fatal(err)
+	}
+	readExactly(t, c, "S")
+}
+
+// TestBlackholeHidesClose: a side that closes its connection in a black hole is not seen
+// closing by the other, which can still send (its bytes discarded) until the black hole ends.
+func TestBlackholeHidesClose(t *testing.T) {
+	addr, conns := peerServer(t)
+	p := newProxy(t, addr)
+	c := dial(t, p.Addr())
+	if _, err := c.Write([]byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	s := <-conns
+	readExactly(t, s, "1")
+	p.SetBlackhole(true)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if n, err := c.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("client's read in the black hole after the target closed: %d bytes, %v; want nothing", n, err)
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	if _, err := c.Write([]byte("lost")); err != nil {
+		t.Fatalf("client's write in the black hole: %v", err)
+	}
+	waitFor(t, "the client's bytes to be discarded", func() bool { return p.Stats().Discarded == 4 })
+	p.SetBlackhole(false)
+	if got, err := io.ReadAll(c); len(got) != 0 {
+		t.Fatalf("after the black hole ReadAll = %q, %v; want the target's close", got, err)
+	}
+}
