@@ -616,8 +616,10 @@ func (t *Transport) StopListening() error {
 // writing the frames already queued on it (bounded by the write timeout, and cut short by
 // Close and Shutdown), so that the next Connect or Send to its host:port dials a new
 // connection. Clients use it to drop a connection that stopped answering. Frames that
-// arrive on the connection from then on are dropped. An address that names no open
-// connection of this transport returns an error matching routing.ErrNoRoute.
+// arrive on the connection from then on are dropped; one read just before may still be
+// delivered after Disconnect returns (Disconnect does not wait for its delivery, which may be
+// what called Disconnect). An address that names no open connection of this transport
+// returns an error matching routing.ErrNoRoute.
 func (t *Transport) Disconnect(a wire.Address) error {
 	c := t.find(a)
 	if c == nil {
@@ -633,9 +635,9 @@ func (t *Transport) Disconnect(a wire.Address) error {
 // Servers use it to give up a slow consumer: a peer that does not read would otherwise keep
 // the socket, and the goroutines and queued frames of its connection, for up to the write
 // timeout after the connection stopped counting against WithMaxConnections (it stops
-// counting when it starts to close). Frames that arrive on the connection are dropped. An
-// address that names no open connection of this transport returns an error matching
-// routing.ErrNoRoute.
+// counting when it starts to close). Frames that arrive on the connection are dropped, as
+// with Disconnect. An address that names no open connection of this transport returns an
+// error matching routing.ErrNoRoute.
 func (t *Transport) Abort(a wire.Address) error {
 	c := t.find(a)
 	if c == nil {
