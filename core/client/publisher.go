@@ -678,12 +678,17 @@ func (p *Publisher) Close() error {
 		p.mu.Lock()
 		left := p.queue
 		p.queue = nil
+		// The entries left unconfirmed, taken under mu: a Publish still writing its message
+		// to the outbox marks its entry done under mu when that write fails, or when the
+		// publisher failed for good meanwhile.
+		var unconfirmed []*entry
 		for _, e := range left {
 			if !e.done {
 				if p.abandonedN == 0 {
 					p.abandoned = e.seq
 				}
 				p.abandonedN++
+				unconfirmed = append(unconfirmed, e)
 			}
 		}
 		for _, r := range p.reqs {
@@ -701,12 +706,9 @@ func (p *Publisher) Close() error {
 		if failed != nil {
 			errs = append(errs, failed)
 		}
-		n := 0
-		for _, e := range left {
-			if !e.done {
-				n++
-				e.ack.finish(0, fmt.Errorf("client: publisher to %q: %w before the message was confirmed", p.stream, core.ErrClosed))
-			}
+		n := len(unconfirmed)
+		for _, e := range unconfirmed {
+			e.ack.finish(0, fmt.Errorf("client: publisher to %q: %w before the message was confirmed", p.stream, core.ErrClosed))
 		}
 		if p.ob != nil {
 			if err := p.ob.remove(removals); err != nil {
