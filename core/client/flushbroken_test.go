@@ -137,6 +137,35 @@ func flushWaiting(ctx context.Context, p *Publisher) <-chan error {
 	return flushed
 }
 
+// TestFlushOfFailedPublisherReportsItsError: a publisher of partition 1 whose stream does
+// not exist fails for good while a Publish is still writing its message to the outbox. A
+// Flush waiting for that message must return the publisher's error (matching
+// core.ErrStreamNotFound), not a bare core.ErrClosed as if the user had closed the
+// publisher: the run loop has stopped, but the message is not done until its Publish fails
+// it. The Flush starts after the publisher failed; the outbox write is let go only once the
+// Flush waits.
+func TestFlushOfFailedPublisherReportsItsError(t *testing.T) {
+	f := failWhileWriting(t)
+	flushed := flushWaiting(f.ctx, f.p)
+	if err := f.release(); err != nil {
+		t.Fatal(err)
+	}
+	err := <-flushed
+	if !errors.Is(err, core.ErrStreamNotFound) || errors.Is(err, core.ErrClosed) {
+		t.Fatalf("Flush of a publisher that failed for good = %v, want its error (core.ErrStreamNotFound), not core.ErrClosed", err)
+	}
+	r := <-f.published
+	if r.err != nil {
+		t.Fatalf("Publish = %v; want an Ack that reports the failure", r.err)
+	}
+	if _, err := r.ack.Wait(f.ctx); !errors.Is(err, core.ErrStreamNotFound) {
+		t.Fatalf("Ack = %v, want core.ErrStreamNotFound", err)
+	}
+	if err := f.p.Flush(f.ctx); err != nil {
+		t.Fatalf("a second Flush = %v, want nil: the failure was reported once", err)
+	}
+}
+
 // TestFlushOfFailedPublisherEndsAtClose: a Flush waiting for the message of a publisher that
 // failed for good, whose Publish is still writing it to the outbox, returns when the user
 // closes the publisher (with an error matching core.ErrClosed: Close left the message

@@ -623,11 +623,13 @@ func (p *Publisher) PublishSync(ctx context.Context, data []byte) (uint64, error
 // by the first Flush that returns after it (which may be one that did not wait for that
 // message, when Flushes overlap). Messages that [Publisher.Close] left unconfirmed are
 // reported by every Flush that returns after that Close and should have waited for them,
-// with an error matching [core.ErrClosed].
+// with an error matching [core.ErrClosed]. A publisher that failed for good (see
+// [WithPartition]) is not closed: Flush returns its error, as each message's Ack does.
 func (p *Publisher) Flush(ctx context.Context) error {
 	p.mu.Lock()
 	target := p.nextSeq
 	p.mu.Unlock()
+	stopped := p.stopped
 	for {
 		p.mu.Lock()
 		doneUpTo := len(p.queue) == 0 || p.queue[0].seq >= target
@@ -647,8 +649,17 @@ func (p *Publisher) Flush(ctx context.Context) error {
 		case <-ch:
 		case <-ctx.Done():
 			return fmt.Errorf("client: flush %q: %d message(s) unconfirmed: %w", p.stream, p.inFlight(), ctx.Err())
-		case <-p.stopped:
-			return fmt.Errorf("client: flush %q: %w", p.stream, core.ErrClosed)
+		case <-stopped:
+			p.mu.Lock()
+			broken := p.broken
+			p.mu.Unlock()
+			if broken == nil {
+				return fmt.Errorf("client: flush %q: %w", p.stream, core.ErrClosed)
+			}
+			// Failed for good (failForever): the run loop has ended, but a message still
+			// being written to the outbox is failed, with that error, by its Publish,
+			// which then advances the queue. Wait for it (Close wakes us too).
+			stopped = nil
 		}
 	}
 }
@@ -678,6 +689,10 @@ func (p *Publisher) Close() error {
 		p.mu.Lock()
 		left := p.queue
 		p.queue = nil
+		if len(left) > 0 { // wake the Flushes that wait for them (a failed publisher's)
+			close(p.progress)
+			p.progress = make(chan struct{})
+		}
 		// The entries left unconfirmed, taken under mu: a Publish still writing its message
 		// to the outbox marks its entry done under mu when that write fails, or when the
 		// publisher failed for good meanwhile.
