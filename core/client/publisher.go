@@ -194,14 +194,17 @@ func WithMaxMessageSize(n int) PublisherOption {
 	}
 }
 
-// WithMaxRejections makes the publisher give up on a message that the hub refused (status
-// ERROR: it tried to store the message and failed) n times: its Ack completes with an error
-// matching [ErrGaveUp] and the message leaves the outbox. A refused request ends neither the
-// session nor the connection: only its messages are sent again, after a backoff
-// ([WithBackoff]) during which the publisher sends nothing new, while the requests already
-// in flight go on. After a refused batch the publisher sends its messages one by one, so
-// that only the message the hub refuses is counted. Lost connections, timeouts and requests
-// the hub did not take (an `error` or `sluice_error` reply, which a hub that is shutting
+// WithMaxRejections makes the publisher give up on a message once the hub refused (status
+// ERROR: it tried to store the message and failed) n requests that held that message alone:
+// its Ack completes with an error matching [ErrGaveUp] and the message leaves the outbox. A
+// refused request ends neither the session nor the connection: only its messages are sent
+// again, after a backoff ([WithBackoff]) during which the publisher sends nothing new, while
+// the requests already in flight go on. A refused message, in a batch or alone, is sent
+// again only in requests of its own, until it is confirmed or given up on, also on the
+// sessions after a lost one; a refused batch says nothing of which of its messages the hub
+// refuses, so it counts for none of them. So when the publisher gives up on a message, the
+// hub has refused it exactly n times alone and at most once in a batch. Lost connections,
+// timeouts and requests the hub did not take (an `error` or `sluice_error` reply, which a hub that is shutting
 // down sends) never count: those messages are resent. The default, 0, retries forever
 // (at-least-once); a limit trades that for not blocking behind a message the hub will never
 // take.
@@ -288,7 +291,11 @@ type entry struct {
 	sentGen uint64 // session generation of the last transmission; 0 = never sent
 	retry   bool   // refused (status ERROR) in generation sentGen: send it again
 	refused int    // ERROR replies to requests holding only this message
-	done    bool
+	// alone: refused (status ERROR), alone or in a batch: from then on sent in requests of
+	// its own until it is done, so that each later refusal counts against it
+	// (WithMaxRejections), also after a session failure.
+	alone bool
+	done  bool
 }
 
 // pushRequest is one push request in flight.
@@ -356,7 +363,6 @@ type Publisher struct {
 	progress  chan struct{} // closed and replaced when the queue front advances
 	removeq   []uint64      // confirmed outbox sequence numbers to delete
 	sess      *session      // current session; replies of others are ignored
-	isolate   int           // send this many next requests with one message each
 	// A refused request (status ERROR) pauses sending for a backoff (paused, until
 	// pauseTimer fires; pauseSeq tells its timer from older ones); refusals counts the
 	// refusals since the last confirm, for that backoff; refusalErrs are the refusals the run
@@ -1067,21 +1073,23 @@ func (p *Publisher) sendQueued(s *session, route wire.Route, gen uint64, budget,
 			if !e.ready {
 				break
 			}
+			if e.alone && len(batch) > 0 {
+				break // it goes in a request of its own, next
+			}
 			sz := wire.DataSize(len(e.data))
 			if len(batch) == 0 && (sz > budget || p.cfg.maxRejections > 0 && e.refused >= p.cfg.maxRejections) {
 				e.done = true
 				tooLarge = append(tooLarge, e)
 				continue
 			}
-			limit := maxBatch
-			if p.isolate > 0 {
-				limit = 1 // after a refused batch: find the message the hub refuses
-			}
-			if len(batch) > 0 && (len(batch) >= limit || size+sz > budget) || inFlight+len(batch) >= p.cfg.window {
+			if len(batch) > 0 && (len(batch) >= maxBatch || size+sz > budget) || inFlight+len(batch) >= p.cfg.window {
 				break
 			}
 			batch = append(batch, e)
 			size += sz
+			if e.alone {
+				break // refused before: find out whether the hub refuses it (refusedLocked)
+			}
 		}
 		if len(tooLarge) > 0 {
 			errs := make([]error, len(tooLarge))
@@ -1121,9 +1129,6 @@ func (p *Publisher) sendQueued(s *session, route wire.Route, gen uint64, budget,
 			}
 			e.sentGen, e.retry = gen, false
 		}
-		if p.isolate > 0 {
-			p.isolate--
-		}
 		id := r.id
 		r.timer = time.AfterFunc(p.cfg.requestTimeout, func() { p.onTimeout(gen, id) })
 		p.reqs[id] = r
@@ -1151,17 +1156,17 @@ func (p *Publisher) sendQueued(s *session, route wire.Route, gen uint64, budget,
 // the messages and failed) (p.mu held). The session and the connection are fine, so only
 // that request's messages are sent again, on the same session, after a backoff: sending
 // pauses until then, so that no message published after them is sent before them, while
-// the requests already in flight go on. A refused batch is sent again one message per
-// request, so that only the message the hub refuses counts against [WithMaxRejections].
+// the requests already in flight go on. A refused message, in a batch or alone, is sent
+// again in requests of its own until it is done, also on later sessions: a refused batch
+// says nothing of which of its messages the hub refuses, so it counts for none of them;
+// each refusal of a request holding the message alone counts against [WithMaxRejections].
 func (p *Publisher) refusedLocked(r *pushRequest, err error) {
 	p.refused.Add(uint64(len(r.entries)))
 	if len(r.entries) == 1 {
 		r.entries[0].refused++
-	} else {
-		p.isolate = max(p.isolate, len(r.entries))
 	}
 	for _, e := range r.entries {
-		e.retry = true
+		e.retry, e.alone = true, true
 	}
 	p.refusals++
 	if !p.paused {
