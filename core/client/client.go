@@ -267,11 +267,14 @@ func (c *Client) longPoll(d time.Duration) time.Duration {
 	return d
 }
 
-// Close closes the publishers and consumers made from c that are still open (each as its
-// own Close does: a publisher waits up to its close timeout for confirms), then the node if
-// the client created it (see [Dial]). Close may be called more than once, also
-// concurrently: later calls wait until the first has finished and return its result, as
-// [Publisher.Close] does.
+// Close closes the publishers and consumers made from c that are still open, all at once
+// (each as its own Close does: a publisher waits up to its close timeout for confirms, a
+// consumer for its Run to end), so that against a hub that does not answer Close takes
+// about the longest of their close timeouts, not their sum; it returns when every one of
+// them has closed. Then it closes the node if the client created it (see [Dial]). Its error
+// joins theirs, each saying which publisher or consumer it is from. Close may be called more
+// than once, also concurrently: later calls wait until the first has finished and return
+// its result, as [Publisher.Close] does.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	if c.closed {
@@ -287,18 +290,35 @@ func (c *Client) Close() error {
 		children = append(children, x)
 	}
 	c.mu.Unlock()
-	var errs []error
-	for _, x := range children {
-		if err := x.Close(); err != nil {
-			errs = append(errs, err)
-		}
+	errs := make([]error, len(children), len(children)+1)
+	var wg sync.WaitGroup
+	for i, x := range children {
+		wg.Go(func() { // owned by Close, which waits for it
+			if err := x.Close(); err != nil {
+				errs[i] = fmt.Errorf("client: close %s: %w", describeChild(x), err)
+			}
+		})
 	}
+	wg.Wait()
 	if c.ownNode {
-		errs = append(errs, c.node.Close())
+		if err := c.node.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("client: close node: %w", err))
+		}
 	}
 	c.closeErr = errors.Join(errs...)
 	close(c.stopped)
 	return c.closeErr
+}
+
+// describeChild names a publisher or consumer of the client for an error.
+func describeChild(x io.Closer) string {
+	switch x := x.(type) {
+	case *Publisher:
+		return fmt.Sprintf("publisher to %q", x.stream)
+	case *Consumer:
+		return fmt.Sprintf("consumer of %q", x.stream)
+	}
+	return fmt.Sprintf("%T", x)
 }
 
 // maxRouteReserve is the room the client keeps for routes when it sizes a message: a

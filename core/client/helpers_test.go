@@ -40,6 +40,31 @@ func registerFakeStreamService(t *testing.T, node *routing.Node) {
 	}
 }
 
+// answerStreamService answers m, a request to a fake hub's stream service on node: a
+// stream_create with an Init from "fake.s", a sluice_stream_open with the route to
+// "fake.s" as the one partition of an existing stream. Other requests go unanswered.
+func answerStreamService(ctx context.Context, node *routing.Node, m *routing.Message) error {
+	bp, err := wire.DecodeBasePayload(m.Payload)
+	if err != nil {
+		return err
+	}
+	switch bp.Protocol {
+	case wire.ProtocolCreate:
+		req, err := wire.DecodeCreateStreamRequest(bp.Data)
+		if err != nil {
+			return err
+		}
+		fakeReply(ctx, node, m, wire.ProtocolCreate, wire.Init{StreamName: req.StreamName.Value})
+	case wire.ProtocolStreamOpen:
+		req, err := wire.DecodeStreamOpenRequest(bp.Data)
+		if err != nil {
+			return err
+		}
+		fakeReply(ctx, node, m, wire.ProtocolStreamOpen, wire.StreamOpenReply{RequestID: req.RequestID, Status: wire.StatusOK, Partitions: wire.Some(uint64(1))})
+	}
+	return nil
+}
+
 // testHub is an in-process hub on a real loopback TCP listener.
 type testHub struct {
 	*hub.Hub

@@ -47,35 +47,17 @@ func newRefusingHub(t *testing.T, holdCreates bool) *refusingHub {
 }
 
 func (h *refusingHub) stream(ctx context.Context, m *routing.Message) error {
-	bp, err := wire.DecodeBasePayload(m.Payload)
-	if err != nil {
-		return err
+	h.mu.Lock()
+	wait := h.creates
+	h.mu.Unlock()
+	if bp, err := wire.DecodeBasePayload(m.Payload); err == nil && bp.Protocol == wire.ProtocolCreate && wait != nil {
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
-	switch bp.Protocol {
-	case wire.ProtocolCreate:
-		req, err := wire.DecodeCreateStreamRequest(bp.Data)
-		if err != nil {
-			return err
-		}
-		h.mu.Lock()
-		wait := h.creates
-		h.mu.Unlock()
-		if wait != nil {
-			select {
-			case <-wait:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		fakeReply(ctx, h.node, m, wire.ProtocolCreate, wire.Init{StreamName: req.StreamName.Value})
-	case wire.ProtocolStreamOpen:
-		req, err := wire.DecodeStreamOpenRequest(bp.Data)
-		if err != nil {
-			return err
-		}
-		fakeReply(ctx, h.node, m, wire.ProtocolStreamOpen, wire.StreamOpenReply{RequestID: req.RequestID, Status: wire.StatusOK, Partitions: wire.Some(uint64(1))})
-	}
-	return nil
+	return answerStreamService(ctx, h.node, m)
 }
 
 // releaseCreates lets the held stream_create requests, and later ones, be answered.
