@@ -355,10 +355,31 @@ const hardStopFlush = time.Second
 // stopped" either. Listen may be called more than once. A hub built [WithNode] on a node
 // that already has a TCP transport should listen with that transport instead.
 func (h *Hub) Listen(addr string) (net.Addr, error) {
+	return h.listen(addr, func(t *tcp.Transport) (net.Addr, error) { return t.Listen(addr) })
+}
+
+// ListenOn is [Hub.Listen] on ln, a listener the caller bound: a server can bind its
+// address before it opens its backend, so that an address already in use fails at once
+// and leaves nothing behind. The hub takes ln over: Shutdown closes it, and ListenOn
+// closes it when it fails (also when the hub is closing). It returns ln's address.
+func (h *Hub) ListenOn(ln net.Listener) (net.Addr, error) {
+	return h.listen(ln.Addr().String(), func(t *tcp.Transport) (net.Addr, error) { return t.ListenOn(ln) }, ln)
+}
+
+// listen makes listen accept connections for the hub's TCP transport (creating the
+// transport on first use); addr names the address in errors. owned are listeners that
+// listen takes over: they are closed when it fails before it calls listen.
+func (h *Hub) listen(addr string, listen func(*tcp.Transport) (net.Addr, error), owned ...net.Listener) (net.Addr, error) {
+	fail := func(err error) (net.Addr, error) {
+		for _, ln := range owned {
+			_ = ln.Close()
+		}
+		return nil, err
+	}
 	h.mu.Lock()
 	if h.closing {
 		h.mu.Unlock()
-		return nil, fmt.Errorf("hub: listen %s: %w", addr, core.ErrClosed)
+		return fail(fmt.Errorf("hub: listen %s: %w", addr, core.ErrClosed))
 	}
 	if h.tcp == nil {
 		t, err := tcp.New(h.node,
@@ -374,14 +395,14 @@ func (h *Hub) Listen(addr string) (net.Addr, error) {
 			tcp.WithWriteTimeout(h.cfg.writeTimeout))
 		if err != nil {
 			h.mu.Unlock()
-			return nil, fmt.Errorf("hub: listen %s: %w", addr, err)
+			return fail(fmt.Errorf("hub: listen %s: %w", addr, err))
 		}
 		h.tcp = t
 		h.tcpRef.Store(t)
 	}
 	t := h.tcp
 	h.mu.Unlock()
-	a, err := t.Listen(addr)
+	a, err := listen(t)
 	if err != nil {
 		return nil, fmt.Errorf("hub: %w", err)
 	}

@@ -285,11 +285,21 @@ func (t *Transport) Listen(addr string) (net.Addr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tcp: listen %s: %w", addr, err)
 	}
+	return t.ListenOn(ln)
+}
+
+// ListenOn starts accepting connections on ln, a listener the caller bound (for example
+// before it did work that should not be done when the address is taken), and returns its
+// address. The transport takes ln over: it closes it when it stops listening (see
+// [Transport.StopListening]) or closes, and at once, with an error matching
+// routing.ErrClosed, when it is closed already. It may be called more than once, and
+// together with Listen.
+func (t *Transport) ListenOn(ln net.Listener) (net.Addr, error) {
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
 		ln.Close()
-		return nil, fmt.Errorf("tcp: listen %s: %w", addr, routing.ErrClosed)
+		return nil, fmt.Errorf("tcp: listen %s: %w", ln.Addr(), routing.ErrClosed)
 	}
 	t.listeners = append(t.listeners, ln)
 	t.wg.Add(1)
