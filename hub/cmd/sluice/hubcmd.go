@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -33,9 +34,11 @@ func init() {
 		help: `
 Run a Sluice hub. Devices create streams, push and pull messages through it with the Ockam
 stream protocol over TCP; the hub stores them in a backend chosen by URL. It prints
-"sluice hub listening on ADDRESS (backend NAME)" once it accepts connections, and stops
-gracefully on SIGINT or SIGTERM: it stops accepting connections, confirms every push it had
-taken, answers waiting pulls, then exits. Requests that arrive meanwhile are answered as not
+"sluice hub listening on ADDRESS (backend NAME)" once it accepts connections. It binds
+-listen and -metrics-addr before it opens the backend, so an address in use fails the start
+at once and creates nothing (no bbolt directory or database). It stops gracefully on
+SIGINT or SIGTERM: it stops accepting connections, confirms every push it had taken,
+answers waiting pulls, then exits. Requests that arrive meanwhile are answered as not
 taken, and Sluice clients send them again once the hub is back. What is not done within
 -shutdown-timeout is abandoned: pushes whose append was cut short are confirmed with
 status ERROR. -shutdown-timeout bounds closing the backend too (at least 1s is left for
@@ -174,9 +177,34 @@ func checkListenAddr(flag, addr, port string) error {
 	return nil
 }
 
-// runHub opens the backend, serves until ctx ends, then shuts down gracefully. badBackend
-// words the usage error of a backend URL that core.Open refuses.
+// runHub binds its addresses, opens the backend, serves until ctx ends, then shuts down
+// gracefully. It binds first, so that an address in use (say, a hub already running in
+// the same directory) fails at once, before the backend is opened: that would create a
+// bbolt database, or wait for the lock of the running hub's. badBackend words the usage
+// error of a backend URL that core.Open refuses.
 func runHub(ctx context.Context, sio *stdio, log *slog.Logger, listen, backendURL string, badBackend func(error) error, metricsAddr string, grace time.Duration, opts []hub.Option) (err error) {
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return listenErr(listen, err)
+	}
+	// Closed here until the hub takes ln over (ListenOn), and mln until serveMetrics does.
+	var mln net.Listener
+	defer func() {
+		if ln != nil {
+			_ = ln.Close()
+		}
+		if mln != nil {
+			_ = mln.Close()
+		}
+	}()
+	if metricsAddr != "" {
+		if mln, err = net.Listen("tcp", metricsAddr); err != nil {
+			if errors.Is(err, syscall.EADDRINUSE) {
+				err = fmt.Errorf("%w (choose another -metrics-addr)", err)
+			}
+			return fmt.Errorf("metrics: %w", err)
+		}
+	}
 	backend, err := core.Open(ctx, backendURL)
 	if errors.Is(err, core.ErrInvalidOption) {
 		return badBackend(usageErr("-backend %q: %v", core.RedactURL(backendURL), err))
@@ -212,21 +240,16 @@ func runHub(ctx context.Context, sio *stdio, log *slog.Logger, listen, backendUR
 		}
 		return err
 	}
-	addr, err := h.Listen(listen)
+	hubLn := ln
+	ln = nil // the hub's now, even if ListenOn fails
+	addr, err := h.ListenOn(hubLn)
 	if err != nil {
-		if errors.Is(err, syscall.EADDRINUSE) {
-			// Not the library's "hub: tcp: listen A: listen tcp A: bind: ...", which names
-			// the address twice.
-			err = fmt.Errorf("cannot listen on %s: %w (is another sluice hub running? stop it, or choose another -listen)", listen, syscall.EADDRINUSE)
-		}
 		return errors.Join(err, stop())
 	}
 	var metrics *http.Server
-	if metricsAddr != "" {
-		metrics, err = serveMetrics(h, metricsAddr, log)
-		if err != nil {
-			return errors.Join(err, stop())
-		}
+	if mln != nil {
+		metrics = serveMetrics(h, mln, log)
+		mln = nil
 	}
 	warnIfExposed(log, addr)
 	fmt.Fprintf(sio.out, "sluice hub listening on %s (backend %s)\n", addr, backend.Storage.Capabilities().Name)
@@ -236,6 +259,23 @@ func runHub(ctx context.Context, sio *stdio, log *slog.Logger, listen, backendUR
 		_ = metrics.Close()
 	}
 	return stop()
+}
+
+// listenErr words the error of binding -listen addr: which address, why, and what to do
+// (not net's "listen tcp A: bind: ...", which reads as the hub's inner workings).
+func listenErr(addr string, err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		err = oe.Err
+		var se *os.SyscallError // "bind: address already in use": keep the errno only
+		if errors.As(err, &se) {
+			err = se.Err
+		}
+	}
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("cannot listen on %s: %w (is another sluice hub running? stop it, or choose another -listen)", addr, err)
+	}
+	return fmt.Errorf("cannot listen on %s: %w (choose another -listen)", addr, err)
 }
 
 // warnIfExposed warns when the hub listens on an address other than loopback: it does not
@@ -296,16 +336,9 @@ var (
 	publishOnce sync.Once
 )
 
-// serveMetrics serves h's metrics on addr: in the Prometheus text format at /metrics, and
-// at /debug/vars with expvar (under "sluice").
-func serveMetrics(h *hub.Hub, addr string, log *slog.Logger) (*http.Server, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		if errors.Is(err, syscall.EADDRINUSE) {
-			err = fmt.Errorf("%w (choose another -metrics-addr)", err)
-		}
-		return nil, fmt.Errorf("metrics: %w", err)
-	}
+// serveMetrics serves h's metrics on ln, which it takes over: in the Prometheus text format
+// at /metrics, and at /debug/vars with expvar (under "sluice").
+func serveMetrics(h *hub.Hub, ln net.Listener, log *slog.Logger) *http.Server {
 	metricsHub.Store(h)
 	publishOnce.Do(func() {
 		expvar.Publish("sluice", expvar.Func(func() any {
@@ -329,7 +362,7 @@ func serveMetrics(h *hub.Hub, addr string, log *slog.Logger) (*http.Server, erro
 	}()
 	base := "http://" + ln.Addr().String()
 	log.Info("metrics at " + base + "/metrics (Prometheus) and " + base + "/debug/vars (JSON)")
-	return srv, nil
+	return srv
 }
 
 // serveVars serves the published expvar variables as expvar.Handler does, except

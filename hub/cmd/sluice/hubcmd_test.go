@@ -428,6 +428,51 @@ func TestHubPortInUse(t *testing.T) {
 	}
 }
 
+// A port in use fails the start before the backend is opened: a bbolt directory that does
+// not exist is not created (a hub that opened its backend first left an empty one behind),
+// and a second hub on the directory and port of a running one says that the port is taken
+// (one that opened its backend first waited for the running hub's lock on the database,
+// and then failed saying that instead).
+func TestHubPortInUseOpensNoBackend(t *testing.T) {
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	taken := ln.Addr().String()
+	fresh := filepath.Join(dir, "fresh")
+	for _, args := range [][]string{
+		{"-listen", taken},
+		{"-listen", "127.0.0.1:0", "-metrics-addr", taken},
+	} {
+		args = append(args, "-backend", "bbolt:"+fresh)
+		code, _, errs := runIO(t.Context(), "", append([]string{"hub"}, args...)...)
+		if code != 1 || !strings.Contains(errs, taken) || !strings.Contains(errs, "address already in use") {
+			t.Errorf("sluice hub %q with the port taken: exit %d, want 1 naming %s as in use\n%s", args, code, taken, errs)
+		}
+		if _, err := os.Stat(fresh); !os.IsNotExist(err) {
+			t.Errorf("sluice hub %q with the port taken left %s behind (stat: %v)", args, fresh, err)
+			_ = os.RemoveAll(fresh)
+		}
+	}
+
+	url := "bbolt:" + filepath.Join(dir, "data")
+	first := startHubCmdArgs(t, "-listen", "127.0.0.1:0", "-backend", url)
+	addr, exited, code := first.listening()
+	if exited {
+		t.Fatalf("sluice hub exited with status %d\n%s", code, first.stderr())
+	}
+	want := "sluice hub: cannot listen on " + addr + ": address already in use (is another sluice hub running? stop it, or choose another -listen)\n"
+	code, _, errs := runIO(t.Context(), "", "hub", "-listen", addr, "-backend", url)
+	if code != 1 || !strings.HasSuffix(errs, want) || strings.Contains(errs, "lock") {
+		t.Errorf("a second sluice hub on the address and database of a running one: exit %d, want 1 saying only %q\n%s", code, want, errs)
+	}
+	if code := first.stop(); code != 0 {
+		t.Fatalf("the first hub: exit %d, want 0\n%s", code, first.stderr())
+	}
+}
+
 // A hub that listens beyond loopback warns that it does not authenticate its clients; on
 // loopback it says nothing. (The addresses are given, not listened on: a test binds
 // loopback only.)
