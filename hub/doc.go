@@ -86,10 +86,12 @@
 // for an index the append reached; the others stay parked. Only
 // appends through this hub wake them: with several hubs on one backend, a message another
 // hub appended is seen when the wait expires, so across hubs the latency is up to the wait.
-// At most [WithMaxParkedPulls] requests park per partition: one beyond is answered at once
-// with no messages (counted in Metrics.PullWaitsRefused). Parked requests of a connection
-// that has closed are dropped, unanswered, when the next append or the cap finds them. A
-// parked request keeps its partition worker from being retired.
+// At most [WithMaxParkedPulls] requests park per partition, and at most
+// [WithMaxParkedPullsPerConnection] (default 1024) per TCP connection over all partitions:
+// one beyond either is answered at once with no messages (counted in
+// Metrics.PullWaitsRefused). Parked requests of a connection that has closed are dropped,
+// unanswered, when the next append, the cap or their wait's end finds them. A parked
+// request keeps its partition worker from being retired.
 //
 // # Slow clients and bounds
 //

@@ -68,8 +68,7 @@ func WakeRacingExpiry(h *Hub, stream string, partition int) int {
 	p.wmu.Lock()
 	var ws []*waiter
 	for w := range p.waiters {
-		delete(p.waiters, w)
-		w.timer.Stop()
+		p.unpark(w)
 		ws = append(ws, w)
 	}
 	p.wmu.Unlock()

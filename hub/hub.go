@@ -56,6 +56,8 @@ type Hub struct {
 	imu         sync.Mutex
 	indexQueues map[indexKey][]indexCall // pending index requests per busy key
 
+	parked parkedPulls // long polls parked per connection (WithMaxParkedPullsPerConnection)
+
 	backlogs  backlogs     // replies waiting for their destination (see reply)
 	nBacklogs atomic.Int32 // len(backlogs.m), read without the lock on every reply
 

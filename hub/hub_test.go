@@ -46,6 +46,7 @@ func TestNewOptions(t *testing.T) {
 		"pull limit 0":          hub.WithMaxPullLimit(0),
 		"negative wait":         hub.WithMaxPullWait(-1),
 		"parked 0":              hub.WithMaxParkedPulls(0),
+		"parked per conn 0":     hub.WithMaxParkedPullsPerConnection(0),
 		"connections 0":         hub.WithMaxConnections(0),
 		"negative idle":         hub.WithIdleTimeout(-1),
 		"negative worker idle":  hub.WithWorkerIdleTimeout(-1),

@@ -453,7 +453,7 @@ func TestWakeSkipsWaitersBeyondTheAppend(t *testing.T) {
 	mem := openMemory(t)
 	defer mem.Close()
 	cf := &countFetch{Storage: mem.Storage}
-	h, addr := isolatedHub(t, &core.Backend{Storage: cf, Index: mem.Index})
+	h, addr := isolatedHub(t, &core.Backend{Storage: cf, Index: mem.Index}, hub.WithMaxParkedPullsPerConnection(2000)) // all on one connection
 	defer h.Close()
 	waiting := hubtest.Dial(t, addr)
 	s := waiting.Create("wake-ahead")
@@ -474,7 +474,7 @@ func TestWakeDropsWaitersOfClosedConnections(t *testing.T) {
 	mem := openMemory(t)
 	defer mem.Close()
 	cf := &countFetch{Storage: mem.Storage}
-	h, addr := isolatedHub(t, &core.Backend{Storage: cf, Index: mem.Index})
+	h, addr := isolatedHub(t, &core.Backend{Storage: cf, Index: mem.Index}, hub.WithMaxParkedPullsPerConnection(2000)) // all on one connection
 	defer h.Close()
 	gone := hubtest.Dial(t, addr)
 	s := gone.Create("wake-gone")

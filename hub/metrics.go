@@ -33,7 +33,8 @@ type Metrics struct {
 	// were parked until an append or expiry.
 	PullWaits uint64 `json:"pull_waits"`
 	// PullWaitsRefused counts long polls answered at once, with no messages, because their
-	// partition already had [WithMaxParkedPulls] parked.
+	// partition already had [WithMaxParkedPulls] parked, or their connection
+	// [WithMaxParkedPullsPerConnection].
 	PullWaitsRefused uint64 `json:"pull_waits_refused"`
 	// RetentionSkipped counts messages that pulls skipped because the backend's retention
 	// had deleted them before they were read (a consumer further behind than the backend
@@ -120,7 +121,7 @@ var promMetrics = []struct {
 	{"pulls", promCounter, "Pull requests answered (stream_pull, sluice_pull_wait and sluice_pull_batch).", func(m Metrics) uint64 { return m.Pulls }},
 	{"pulled_messages", promCounter, "Messages sent in pull responses.", func(m Metrics) uint64 { return m.PulledMessages }},
 	{"pull_waits", promCounter, "Long polls parked until an append or expiry.", func(m Metrics) uint64 { return m.PullWaits }},
-	{"pull_waits_refused", promCounter, "Long polls answered at once with no messages because their partition had the most parked already.", func(m Metrics) uint64 { return m.PullWaitsRefused }},
+	{"pull_waits_refused", promCounter, "Long polls answered at once with no messages because their partition or connection had the most parked already.", func(m Metrics) uint64 { return m.PullWaitsRefused }},
 	{"retention_skipped", promCounter, "Messages pulls skipped because retention deleted them before they were read.", func(m Metrics) uint64 { return m.RetentionSkipped }},
 	{"appends", promCounter, "Backend Append calls (appended messages / appends is the mean batch size).", func(m Metrics) uint64 { return m.Appends }},
 	{"appended_messages", promCounter, "Messages durably appended.", func(m Metrics) uint64 { return m.AppendedMessages }},

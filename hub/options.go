@@ -31,6 +31,10 @@ const (
 	DefaultMaxPullWait = 60 * time.Second
 	// DefaultMaxParkedPulls is the default for [WithMaxParkedPulls].
 	DefaultMaxParkedPulls = 4096
+	// DefaultMaxParkedPullsPerConnection is the default for
+	// [WithMaxParkedPullsPerConnection]: enough for one connection to long-poll every
+	// partition of the largest stream ([core.MaxPartitions]) at once.
+	DefaultMaxParkedPullsPerConnection = core.MaxPartitions
 	// DefaultMaxConnections is the default for [WithMaxConnections].
 	DefaultMaxConnections = 1024
 	// DefaultIdleTimeout is the default for [WithIdleTimeout].
@@ -67,6 +71,7 @@ type config struct {
 	maxPullBytes     int
 	maxPullWait      time.Duration
 	maxParked        int
+	maxParkedPerConn int
 	maxConns         int
 	idleTimeout      time.Duration
 	maxFetches       int
@@ -87,6 +92,7 @@ func defaultConfig() config {
 		maxPullBytes:     DefaultMaxPullBytes,
 		maxPullWait:      DefaultMaxPullWait,
 		maxParked:        DefaultMaxParkedPulls,
+		maxParkedPerConn: DefaultMaxParkedPullsPerConnection,
 		maxConns:         DefaultMaxConnections,
 		idleTimeout:      DefaultIdleTimeout,
 		writeTimeout:     tcp.DefaultWriteTimeout,
@@ -204,6 +210,25 @@ func WithMaxParkedPulls(n int) Option {
 			return invalid("max parked pulls %d must be >= 1", n)
 		}
 		c.maxParked = n
+		return nil
+	}
+}
+
+// WithMaxParkedPullsPerConnection caps the long polls parked at once for one TCP
+// connection of the hub's transport, over all partitions (default
+// [DefaultMaxParkedPullsPerConnection]), so that one client cannot park a great many on
+// as many partitions, each under [WithMaxParkedPulls]. A long poll beyond it is answered
+// as one beyond WithMaxParkedPulls is: at once, with no messages, as if its wait had
+// expired (counted in Metrics.PullWaitsRefused), and its client pulls again. Long polls
+// whose replies go elsewhere than to such a connection (through another transport of a
+// node given with [WithNode]) are not counted. Parked polls stop counting when they are
+// answered, or dropped because their connection has closed.
+func WithMaxParkedPullsPerConnection(n int) Option {
+	return func(c *config) error {
+		if n < 1 {
+			return invalid("max parked pulls per connection %d must be >= 1", n)
+		}
+		c.maxParkedPerConn = n
 		return nil
 	}
 }

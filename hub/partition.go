@@ -157,6 +157,7 @@ type waiter struct {
 	req   pullReq
 	timer *time.Timer
 	gone  <-chan struct{} // closed when the request's connection closes; nil if unknown
+	conn  string          // the connection it counts against (see parkedPulls); "" if none
 }
 
 // isGone reports whether the connection w's answer would go to is closed.
@@ -456,11 +457,9 @@ func (p *partition) wake(last uint64) {
 		// Whoever removes a waiter from the map owns it: the timer's func finds it gone.
 		switch {
 		case w.isGone():
-			delete(p.waiters, w)
-			w.timer.Stop()
+			p.unpark(w)
 		case w.req.index <= last:
-			delete(p.waiters, w)
-			w.timer.Stop()
+			p.unpark(w)
 			ready = append(ready, w)
 		}
 	}
@@ -569,14 +568,18 @@ func (p *partition) pull(ctx context.Context, r pullReq) {
 			}
 			continue
 		}
-		if len(p.waiters) >= h.cfg.maxParked && !p.sweepGone() {
-			// Answered at once, as if its wait had expired: the client pulls again.
+		w := &waiter{req: r, gone: gone}
+		if gone != nil {
+			w.conn = string(r.replyTo[0].Value)
+		}
+		if (len(p.waiters) >= h.cfg.maxParked && !p.sweepGone()) || !h.parked.add(w.conn, h.cfg.maxParkedPerConn) {
+			// Beyond the partition's or the connection's cap: answered at once, as if its
+			// wait had expired, and the client pulls again.
 			p.wmu.Unlock()
 			h.m.pullWaitsRefused.Add(1)
 			p.sendPull(ctx, r, nil)
 			return
 		}
-		w := &waiter{req: r, gone: gone}
 		p.waiters[w] = struct{}{}
 		w.timer = time.AfterFunc(time.Until(r.deadline), func() { p.expire(w) })
 		p.wmu.Unlock()
@@ -685,18 +688,66 @@ func (p *partition) sendBatch(ctx context.Context, r pullReq, msgs []wire.Stream
 	}
 }
 
+// parkedPulls counts the long polls parked for each TCP connection of the hub's transport
+// (by its local address), over all partitions, for [WithMaxParkedPullsPerConnection].
+type parkedPulls struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+// add counts one more long poll parked for conn and reports true, unless conn has max
+// parked already (it reports false and counts nothing). conn "" is no connection: never
+// counted, always true.
+func (pp *parkedPulls) add(conn string, max int) bool {
+	if conn == "" {
+		return true
+	}
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	if pp.n[conn] >= max {
+		return false
+	}
+	if pp.n == nil {
+		pp.n = make(map[string]int)
+	}
+	pp.n[conn]++
+	return true
+}
+
+// remove counts one long poll of conn less (see add).
+func (pp *parkedPulls) remove(conn string) {
+	if conn == "" {
+		return
+	}
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	if pp.n[conn] <= 1 {
+		delete(pp.n, conn)
+		return
+	}
+	pp.n[conn]--
+}
+
 // sweepGone drops the waiters whose connection is gone and reports whether it dropped
 // any. p.wmu is held.
 func (p *partition) sweepGone() bool {
 	swept := false
 	for w := range p.waiters {
 		if w.isGone() {
-			delete(p.waiters, w)
-			w.timer.Stop()
+			p.unpark(w)
 			swept = true
 		}
 	}
 	return swept
+}
+
+// unpark removes w from the waiters, stops its timer and stops counting it against its
+// connection: whoever removes a waiter from the map owns it (the timer's func finds it
+// gone). p.wmu is held.
+func (p *partition) unpark(w *waiter) {
+	delete(p.waiters, w)
+	w.timer.Stop()
+	p.h.parked.remove(w.conn)
 }
 
 // expire answers a waiter whose wait ended without an append, if it is still parked and
@@ -704,7 +755,9 @@ func (p *partition) sweepGone() bool {
 func (p *partition) expire(w *waiter) {
 	p.wmu.Lock()
 	_, parked := p.waiters[w]
-	delete(p.waiters, w)
+	if parked {
+		p.unpark(w)
+	}
 	p.wmu.Unlock()
 	if parked && !w.isGone() {
 		p.sendPull(p.h.ctx, w.req, nil)
@@ -716,11 +769,13 @@ func (p *partition) expire(w *waiter) {
 func (p *partition) releaseWaiters() {
 	p.wmu.Lock()
 	p.stopped = true
-	ws := p.waiters
-	p.waiters = make(map[*waiter]struct{})
+	ws := make([]*waiter, 0, len(p.waiters))
+	for w := range p.waiters {
+		p.unpark(w)
+		ws = append(ws, w)
+	}
 	p.wmu.Unlock()
-	for w := range ws {
-		w.timer.Stop()
+	for _, w := range ws {
 		if !w.isGone() {
 			p.sendPull(p.h.ctx, w.req, nil)
 		}
