@@ -103,8 +103,8 @@
 // own goroutine, which waits for room (backpressure on that pull only). A connection that
 // takes no reply for 5 s, or lets more than 4096 replies (or 1 MiB of them) pile up in
 // its backlog, is a slow consumer: the hub closes it at once (as NATS does), socket
-// included, dropping the replies still queued on it, and counts it in
-// Metrics.SlowConsumers. Its client reconnects and sends again what was not answered; a
+// included, dropping the replies still queued on it, and counts it once in
+// Metrics.SlowConsumers (however many of its replies were waiting). Its client reconnects and sends again what was not answered; a
 // publisher resends the pushes that were not confirmed, so nothing is lost (some messages may be stored twice,
 // as always with at-least-once delivery). Replies to a destination that is not a
 // connection of the hub's own TCP transport (a worker of a shared node) are dropped

@@ -1,6 +1,10 @@
 package hub
 
-import "time"
+import (
+	"time"
+
+	"github.com/sluicehq/sluice/core/wire"
+)
 
 // QueueLen returns how many push requests wait in the queue of (stream, partition).
 func QueueLen(h *Hub, stream string, partition int) int {
@@ -82,3 +86,7 @@ func WakeRacingExpiry(h *Hub, stream string, partition int) int {
 // SetLookupTTL sets how long h's fallback goes by a partition count it asked the backend for
 // (lookupTTL).
 func SetLookupTTL(h *Hub, d time.Duration) { h.lookups.setTTL(d) }
+
+// GiveUpSlowConsumer does what the hub does when a reply to to times out: it gives to up
+// as a slow consumer.
+func GiveUpSlowConsumer(h *Hub, to wire.Address) { h.slowConsumer(to, "test") }

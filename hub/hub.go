@@ -71,6 +71,8 @@ type Hub struct {
 	lookups partitionLookups // the backend's recent partition counts, for the fallback
 	cwmu    sync.Mutex
 	watches map[string]connWatch // by local address: is it a connection, and its Done
+	gumu    sync.Mutex
+	givenUp map[string]time.Time // by local address: connections given up as slow consumers lately (see abortSlow)
 
 	mu           sync.Mutex
 	closing      bool // no new requests are accepted

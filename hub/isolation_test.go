@@ -9,11 +9,13 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/routing"
 	"github.com/sluicehq/sluice/core/wire"
 	"github.com/sluicehq/sluice/hub"
 	"github.com/sluicehq/sluice/hub/hubtest"
@@ -112,11 +114,70 @@ func TestNonReadingClientIsSlowConsumer(t *testing.T) {
 	bad.ExpectClosed()
 }
 
+// TestSlowConsumerCountedOnce: every reply that times out on a connection gives it up as a
+// slow consumer (several wait on one at once, and time out together: see
+// TestStalledClientCountedOnce), concurrently or after it was closed; Metrics.SlowConsumers
+// counts the connection once, and the hub warns about it once. (It counted each reply, the
+// later ones as "replies dropped" to a destination that was no longer a connection.)
+func TestSlowConsumerCountedOnce(t *testing.T) {
+	b := openMemory(t)
+	defer b.Close()
+	var logs hubtest.LogBuffer
+	h, addr := isolatedHub(t, b, hub.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	defer h.Close()
+	// The hub's address of c's connection is the first of the return route of what c sends.
+	conns := make(chan wire.Address, 1)
+	if err := h.Node().Register("probe", routing.WorkerFunc(func(_ context.Context, m *routing.Message) error {
+		conns <- m.ReturnRoute[0].Clone()
+		return nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	c := hubtest.Dial(t, addr)
+	c.Send(wire.Route{wire.Local("probe")}, wire.ProtocolBinary, wire.Binary{Data: []byte("x")})
+	conn := <-conns
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() { hub.GiveUpSlowConsumer(h, conn) })
+	}
+	wg.Wait()
+	hub.GiveUpSlowConsumer(h, conn)
+	c.ExpectClosed()
+	if n := h.Metrics().SlowConsumers; n != 1 {
+		t.Fatalf("slow_consumers %d for one connection given up by 9 replies, want 1", n)
+	}
+	if n := strings.Count(logs.String(), `msg="slow consumer`); n != 1 {
+		t.Fatalf("%d warnings about one slow consumer, want 1:\n%s", n, logs.String())
+	}
+}
+
+// TestStalledClientCountedOnce: a client that stops reading has many pull replies waiting
+// for room on its connection at once, and they time out together; Metrics.SlowConsumers
+// counts its connection once. (Before, it counted two or three in about half the runs.)
+func TestStalledClientCountedOnce(t *testing.T) {
+	b := openMemory(t)
+	defer b.Close()
+	h, addr := isolatedHub(t, b, hub.WithReplyTimeout(time.Second))
+	bad := hubtest.Dial(t, addr)
+	stall(t, bad)
+	if !waitFor(20*time.Second, func() bool { return h.Metrics().SlowConsumers > 0 }) {
+		t.Fatal("the non-reading client was not counted as a slow consumer")
+	}
+	bad.ExpectClosed()
+	if err := h.Close(); err != nil { // every pull, and its reply, has ended
+		t.Fatal(err)
+	}
+	if n := h.Metrics().SlowConsumers; n != 1 {
+		t.Fatalf("slow_consumers %d for one connection given up, want 1", n)
+	}
+}
+
 // TestSlowConsumerWarningsRateLimited: any client can make itself a slow consumer,
 // connection after connection, so the hub's warnings about the connections it closes for it
 // are one line per interval that counts them, like its other warnings about what clients
 // do (the others at Debug); the line that counts those held back comes when the hub stops.
-// (A connection may be counted more than once: each reply that times out on it gives it up.)
+// Each connection is given up, warned about and counted once, however many of its replies
+// timed out (see TestSlowConsumerCountedOnce).
 func TestSlowConsumerWarningsRateLimited(t *testing.T) {
 	b := openMemory(t)
 	defer b.Close()
@@ -157,8 +218,11 @@ func TestSlowConsumerWarningsRateLimited(t *testing.T) {
 	if err := h.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if counts, _ := warned(); len(counts) != 2 || counts[1] == "0" {
-		t.Fatalf("after the hub stopped, warnings counting %v, want a second line counting those held back:\n%s", counts, logs.String())
+	if counts, _ := warned(); !slices.Equal(counts, []string{"1", "1"}) {
+		t.Fatalf("after the hub stopped, warnings counting %v, want a second line counting the one held back:\n%s", counts, logs.String())
+	}
+	if n := h.Metrics().SlowConsumers; n != bad {
+		t.Fatalf("slow_consumers %d, want %d", n, bad)
 	}
 }
 

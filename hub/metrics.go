@@ -59,8 +59,11 @@ type Metrics struct {
 	// payload, backend failure, shutdown).
 	Errors uint64 `json:"errors"`
 	// SlowConsumers counts reply destinations given up because they did not take their
-	// replies: a connection that took none for 5 s, or let thousands pile up, is closed
-	// (see the package doc, "Slow clients and bounds").
+	// replies: a connection of the hub's TCP transport that took none for 5 s, or let
+	// thousands pile up, is closed, and counts once however many of its replies were
+	// waiting (see the package doc, "Slow clients and bounds"). Replies to another
+	// destination (a worker of a node given with [WithNode]) are dropped instead, and each
+	// time they are counts.
 	SlowConsumers uint64 `json:"slow_consumers"`
 	// ConnectionsRefused counts TCP connections closed as soon as they were accepted
 	// because the hub had [WithMaxConnections] open (see the package doc, "Metrics and

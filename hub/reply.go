@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sluicehq/sluice/core/transport/tcp"
 	"github.com/sluicehq/sluice/core/wire"
 )
 
@@ -268,15 +269,64 @@ func (h *Hub) waitBacklogs(ctx context.Context) error {
 // other destination (a worker of the node, a connection of another transport) are dropped.
 // Each kind is warned about at most once every 10 s, counting them (any client can make
 // itself a slow consumer, connection after connection); Metrics.SlowConsumers counts all.
+//
+// Several replies waiting on one connection time out together: the first to call gives
+// the connection up, and the others, which find it given up (see abortSlow), neither count
+// nor log it again.
 func (h *Hub) slowConsumer(to wire.Address, why string) {
-	h.m.slowConsumers.Add(1)
 	if t := h.tcpRef.Load(); t != nil && to.Type == wire.AddressLocal {
-		if err := t.Abort(to); err == nil {
+		switch h.abortSlow(t, to) {
+		case slowAborted:
+			h.m.slowConsumers.Add(1)
 			h.logLimited(slog.LevelWarn, "slow consumer: connection closed", "connections", "last_address", to.String(), "last_reason", why)
+			return
+		case slowGivenUp:
+			h.log.Debug("slow consumer: connection already closed", "address", to.String(), "reason", why)
 			return
 		}
 	}
+	h.m.slowConsumers.Add(1)
 	h.logLimited(slog.LevelWarn, "slow consumer: replies dropped", "destinations", "last_to", to.String(), "last_reason", why)
+}
+
+// Outcomes of abortSlow.
+const (
+	slowNotConn = iota // to is no open connection of the transport, nor one given up lately
+	slowAborted        // this call closed the connection
+	slowGivenUp        // the connection was given up already, by an earlier call
+)
+
+// givenUpTTL is how long the hub remembers a connection it gave up as a slow consumer,
+// so that the replies that timed out on it together with the one that gave it up do not
+// count it again. Replies that wait on a connection fail at once when it is closed, so
+// only those whose wait ended just before can still call slowConsumer for it: a reply
+// timeout is plenty.
+func (h *Hub) givenUpTTL() time.Duration { return max(h.cfg.replyTimeout, time.Second) }
+
+// abortSlow closes the connection of t at to as a slow consumer (tcp.Transport.Abort)
+// unless it was given up already; see the outcomes above. The lock makes one of concurrent
+// calls for a connection close it and the others find it given up.
+func (h *Hub) abortSlow(t *tcp.Transport, to wire.Address) int {
+	key := string(to.Value)
+	h.gumu.Lock()
+	defer h.gumu.Unlock()
+	if _, ok := h.givenUp[key]; ok {
+		return slowGivenUp
+	}
+	if t.Abort(to) != nil {
+		return slowNotConn
+	}
+	now := time.Now()
+	for a, at := range h.givenUp { // bounded by the connections given up within the TTL
+		if now.Sub(at) > h.givenUpTTL() {
+			delete(h.givenUp, a)
+		}
+	}
+	if h.givenUp == nil {
+		h.givenUp = make(map[string]time.Time)
+	}
+	h.givenUp[key] = now
+	return slowAborted
 }
 
 // connWatch is what the hub knows about a reply destination's first address: done is the
