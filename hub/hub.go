@@ -26,8 +26,9 @@ const (
 )
 
 // Hub serves the Ockam stream protocol (and Sluice's extensions) on a routing node, storing
-// streams in a backend. Create it with [New], serve TCP with [Hub.Listen], and stop it with
-// [Hub.Shutdown] or [Hub.Close]. A Hub is safe for concurrent use.
+// streams in a backend. Create it with [New], serve TCP with [Hub.Listen] (or
+// [Hub.ListenOn]), and stop it with [Hub.Shutdown] or [Hub.Close]. A Hub is safe for
+// concurrent use.
 //
 // The hub does not own the backend: closing the hub does not close it.
 type Hub struct {
