@@ -695,16 +695,16 @@ type parkedPulls struct {
 	n  map[string]int
 }
 
-// add counts one more long poll parked for conn and reports true, unless conn has max
+// add counts one more long poll parked for conn and reports true, unless conn has limit
 // parked already (it reports false and counts nothing). conn "" is no connection: never
 // counted, always true.
-func (pp *parkedPulls) add(conn string, max int) bool {
+func (pp *parkedPulls) add(conn string, limit int) bool {
 	if conn == "" {
 		return true
 	}
 	pp.mu.Lock()
 	defer pp.mu.Unlock()
-	if pp.n[conn] >= max {
+	if pp.n[conn] >= limit {
 		return false
 	}
 	if pp.n == nil {
