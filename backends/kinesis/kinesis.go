@@ -31,8 +31,9 @@ type Options struct {
 	MaxRetries int
 	RetryBase  time.Duration
 	RetryMax   time.Duration
-	// ActiveTimeout bounds how long CreateStream waits for a new stream to become ACTIVE
-	// (default 2 minutes).
+	// ActiveTimeout bounds how long CreateStream waits for a new stream to become ACTIVE,
+	// and DeleteStream for a deleted one to be gone (default 2 minutes). When it passes, they
+	// fail with an error matching core.ErrUnavailable.
 	ActiveTimeout time.Duration
 	// GetRecordsLimit is the Limit of each GetRecords call (default 1000, at most 10000).
 	GetRecordsLimit int32
@@ -246,21 +247,37 @@ func (s *Store) CreateStream(ctx context.Context, stream string, partitions int)
 	return len(st.parts), nil
 }
 
+// waitActive waits until stream name is ACTIVE, within ActiveTimeout.
 func (s *Store) waitActive(ctx context.Context, stream, name string) error {
-	ctx, cancel := context.WithTimeout(ctx, s.opts.ActiveTimeout)
+	wctx, cancel := context.WithTimeout(ctx, s.opts.ActiveTimeout)
 	defer cancel()
 	for {
-		out, err := s.client.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(name)}, markCredentials)
+		out, err := s.client.DescribeStreamSummary(wctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(name)}, markCredentials)
 		if err != nil && !isThrottle(err) {
-			return mapErr("describe", stream, err)
+			return s.waitErr(ctx, wctx, "did not become ACTIVE", stream, name, err)
 		}
 		if err == nil && out.StreamDescriptionSummary.StreamStatus == types.StreamStatusActive {
 			return nil
 		}
-		if err := core.Sleep(ctx, 100*time.Millisecond); err != nil {
-			return fmt.Errorf("kinesis: stream %q did not become ACTIVE: %w", name, err)
+		if err := core.Sleep(wctx, 100*time.Millisecond); err != nil {
+			return s.waitErr(ctx, wctx, "did not become ACTIVE", stream, name, err)
 		}
 	}
+}
+
+// waitErr is the error of waitActive or waitGone, whose wait context wctx is ctx (the
+// call's) bounded by ActiveTimeout, after err. ActiveTimeout passing is not the caller's
+// deadline: it is core.ErrUnavailable (the stream may be ready later), never an error
+// matching context.DeadlineExceeded. An ended ctx is the call's error (core.ErrClosed when
+// Close cancelled the call).
+func (s *Store) waitErr(ctx, wctx context.Context, what, stream, name string, err error) error {
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("kinesis: stream %q %s: %w", name, what, core.CallErr(ctx))
+	case wctx.Err() != nil:
+		return fmt.Errorf("kinesis: stream %q %s within %s (Options.ActiveTimeout); call again later: %w", name, what, s.opts.ActiveTimeout, core.ErrUnavailable)
+	}
+	return mapErr("describe", stream, err)
 }
 
 // maxStateLoads bounds how many times state loads a stream's shard list in one call when
@@ -455,19 +472,19 @@ func (s *Store) checkGone(stream string, st *streamState, err error) error {
 // waitGone waits until Kinesis answers that stream name does not exist, within
 // ActiveTimeout.
 func (s *Store) waitGone(ctx context.Context, stream, name string) error {
-	ctx, cancel := context.WithTimeout(ctx, s.opts.ActiveTimeout)
+	wctx, cancel := context.WithTimeout(ctx, s.opts.ActiveTimeout)
 	defer cancel()
 	for {
-		_, err := s.client.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(name)}, markCredentials)
+		_, err := s.client.DescribeStreamSummary(wctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(name)}, markCredentials)
 		var notFound *types.ResourceNotFoundException
 		switch {
 		case errors.As(err, &notFound):
 			return nil
 		case err != nil && !isThrottle(err):
-			return mapErr("describe", stream, err)
+			return s.waitErr(ctx, wctx, "was not deleted", stream, name, err)
 		}
-		if err := core.Sleep(ctx, 100*time.Millisecond); err != nil {
-			return fmt.Errorf("kinesis: stream %q was not deleted in time: %w", name, err)
+		if err := core.Sleep(wctx, 100*time.Millisecond); err != nil {
+			return s.waitErr(ctx, wctx, "was not deleted", stream, name, err)
 		}
 	}
 }
