@@ -23,7 +23,9 @@ import (
 // Options configure a Store. The zero value (or nil) is valid.
 type Options struct {
 	// Prefix is prepended to every Sluice stream name to form the Kinesis stream name
-	// (default "sluice-"). The result must be at most 128 characters.
+	// (default "sluice-"). It may hold only ASCII letters, digits, '.', '_' and '-' (as
+	// Kinesis stream names), and the result must be at most 128 characters; New refuses
+	// another prefix with core.ErrInvalidOption.
 	Prefix string
 	// MaxRetries is how many times a throttled or failed call is retried before the error is
 	// returned (0 means the default, 8; a negative value means no retries). Backoff is exponential with full jitter, from RetryBase (default
@@ -147,8 +149,9 @@ func New(client *kinesis.Client, opts *Options) (*Store, error) {
 		return nil, fmt.Errorf("kinesis: %w: nil client", core.ErrInvalidOption)
 	}
 	o := opts.withDefaults()
-	if err := core.ValidateStreamName("x"); err != nil {
-		return nil, err
+	// Kinesis stream names take the characters of Sluice stream names.
+	if err := core.ValidateStreamName(o.Prefix + "x"); err != nil {
+		return nil, fmt.Errorf("kinesis: %w: prefix %q: %w", core.ErrInvalidOption, o.Prefix, err)
 	}
 	if len(o.Prefix)+core.MaxStreamNameLen > 128 {
 		return nil, fmt.Errorf("kinesis: %w: prefix %q is too long: prefix plus a %d-character stream name must fit Kinesis's 128", core.ErrInvalidOption, o.Prefix, core.MaxStreamNameLen)

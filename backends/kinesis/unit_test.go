@@ -647,3 +647,21 @@ func TestRetryBackoffBounded(t *testing.T) {
 		t.Errorf("retry made %d calls, want 26 (1 + MaxRetries 25)", calls)
 	}
 }
+
+// TestNewRefusesInvalidPrefix: a prefix with a character that Kinesis refuses in stream names
+// (only ASCII letters, digits, '.', '_' and '-' are allowed) is refused by New with
+// core.ErrInvalidOption, rather than making every CreateStream fail with a Kinesis
+// ValidationException about a stream name the caller never wrote.
+func TestNewRefusesInvalidPrefix(t *testing.T) {
+	c := kinesis.New(kinesis.Options{Region: "us-east-1"})
+	for _, p := range []string{"sluice/", "my prefix-", "é-", "a:b"} {
+		if _, err := New(c, &Options{Prefix: p}); !errors.Is(err, core.ErrInvalidOption) || !strings.Contains(err.Error(), "prefix") {
+			t.Errorf("New with prefix %q: %v; want core.ErrInvalidOption naming the prefix", p, err)
+		}
+	}
+	for _, p := range []string{"sluice-", "a.b_c-", "X9"} {
+		if _, err := New(c, &Options{Prefix: p}); err != nil {
+			t.Errorf("New with prefix %q: %v", p, err)
+		}
+	}
+}
