@@ -209,10 +209,10 @@ func (s *Store) CreateStream(ctx context.Context, stream string, partitions int)
 	}
 	defer end()
 	if err := core.ValidateStreamName(stream); err != nil {
-		return 0, err
+		return 0, fmt.Errorf("kinesis: create stream: %w", err)
 	}
 	if err := core.ValidatePartitionCount(partitions, core.MaxPartitions); err != nil {
-		return 0, err
+		return 0, fmt.Errorf("kinesis: create stream %q: %w", stream, err)
 	}
 	name := s.opts.Prefix + stream
 	for attempt := 1; ; attempt++ {
@@ -360,16 +360,17 @@ func (s *Store) loadState(ctx context.Context, stream string) (*streamState, err
 	return st, nil
 }
 
-func (s *Store) partition(ctx context.Context, stream string, p int) (*streamState, *partition, error) {
+// partition returns the cached state of stream and its partition p, for the call op.
+func (s *Store) partition(ctx context.Context, op, stream string, p int) (*streamState, *partition, error) {
 	if err := core.ValidateStreamName(stream); err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("kinesis: %s: %w", op, err)
 	}
 	st, err := s.state(ctx, stream)
 	if err != nil {
 		return nil, nil, err
 	}
 	if err := core.ValidatePartition(stream, p, len(st.parts)); err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("kinesis: %s %q: %w", op, stream, err)
 	}
 	return st, st.parts[p], nil
 }
@@ -382,7 +383,7 @@ func (s *Store) Partitions(ctx context.Context, stream string) (int, error) {
 	}
 	defer end()
 	if err := core.ValidateStreamName(stream); err != nil {
-		return 0, err
+		return 0, fmt.Errorf("kinesis: partitions: %w", err)
 	}
 	st, err := s.state(ctx, stream)
 	if err != nil {
@@ -404,7 +405,7 @@ func (s *Store) DeleteStream(ctx context.Context, stream string) error {
 	}
 	defer end()
 	if err := core.ValidateStreamName(stream); err != nil {
-		return err
+		return fmt.Errorf("kinesis: delete stream: %w", err)
 	}
 	name := s.opts.Prefix + stream
 	// A missing stream is reported without a DeleteStream call: kinesis-mock answers the call
@@ -510,7 +511,7 @@ func (s *Store) Append(ctx context.Context, stream string, p int, msgs [][]byte)
 	if err := core.ValidateMessages(msgs, maxMessageSize); err != nil {
 		return nil, fmt.Errorf("kinesis: append %q: %w", stream, err)
 	}
-	st, part, err := s.partition(ctx, stream, p)
+	st, part, err := s.partition(ctx, "append", stream, p)
 	if err != nil {
 		return nil, err
 	}
@@ -810,9 +811,9 @@ func (s *Store) Fetch(ctx context.Context, stream string, p int, from uint64, li
 	}
 	defer end()
 	if err := core.ValidateLimit(limit); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("kinesis: fetch %q: %w", stream, err)
 	}
-	st, part, err := s.partition(ctx, stream, p)
+	st, part, err := s.partition(ctx, "fetch", stream, p)
 	if err != nil {
 		return nil, err
 	}

@@ -665,3 +665,36 @@ func TestNewRefusesInvalidPrefix(t *testing.T) {
 		}
 	}
 }
+
+// TestInvalidArgumentsSayWhere: every call refuses an invalid argument with
+// core.ErrInvalidArgument and an error that says it comes from this backend and which call
+// (and stream) it was, as the errors of Kinesis do. No request reaches Kinesis: the stream's
+// state is cached.
+func TestInvalidArgumentsSayWhere(t *testing.T) {
+	s, err := New(kinesis.New(kinesis.Options{Region: "us-east-1"}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.streams["s"] = &streamState{name: "sluice-s", parts: []*partition{{shardID: "shardId-000000000000", key: "p0", deleted: make(chan struct{})}}}
+	ctx := t.Context()
+	m := [][]byte{[]byte("m")}
+	for _, c := range []struct {
+		want string // the error starts with it
+		err  error
+	}{
+		{"kinesis: create stream: ", func() error { _, err := s.CreateStream(ctx, "a/b", 1); return err }()},
+		{`kinesis: create stream "s": `, func() error { _, err := s.CreateStream(ctx, "s", 0); return err }()},
+		{"kinesis: partitions: ", func() error { _, err := s.Partitions(ctx, ""); return err }()},
+		{"kinesis: delete stream: ", s.DeleteStream(ctx, "a b")},
+		{"kinesis: append: ", func() error { _, err := s.Append(ctx, "a/b", 0, m); return err }()},
+		{`kinesis: append "s": `, func() error { _, err := s.Append(ctx, "s", 1, m); return err }()},
+		{"kinesis: fetch: ", func() error { _, err := s.Fetch(ctx, "a/b", 0, 0, 1); return err }()},
+		{`kinesis: fetch "s": `, func() error { _, err := s.Fetch(ctx, "s", 0, 0, -1); return err }()},
+		{`kinesis: fetch "s": `, func() error { _, err := s.Fetch(ctx, "s", -1, 0, 1); return err }()},
+	} {
+		if !errors.Is(c.err, core.ErrInvalidArgument) || !strings.HasPrefix(fmt.Sprint(c.err), c.want) {
+			t.Errorf("got %v; want core.ErrInvalidArgument, starting %q", c.err, c.want)
+		}
+	}
+}
