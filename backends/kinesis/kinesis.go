@@ -175,7 +175,8 @@ const closeGrace = 10 * time.Second
 
 // Close stops the partition writers: appends being written finish, appends still queued
 // fail with core.ErrClosed, and later calls return core.ErrClosed. It waits up to 10 seconds
-// for the writers and the calls in flight, then cancels them. It does not close the client.
+// for the writers and the calls in flight, then cancels them: a call cancelled so fails with
+// an error matching core.ErrClosed (and context.Canceled). It does not close the client.
 // Later calls wait until the first has finished and return nil.
 func (s *Store) Close() error {
 	return s.calls.Shutdown(func() error {
@@ -199,15 +200,27 @@ func (s *Store) begin(ctx context.Context) (context.Context, func(), error) {
 	return cctx, end, nil
 }
 
+// closedErr returns err, the error of a public call whose context (from begin) is ctx, made to
+// match core.ErrClosed too when Close cancelled the call (see core.CallErr): the error of the
+// SDK call that Close interrupted says only "context canceled", which a caller would take
+// for its own cancellation. Public calls apply it before they end.
+func closedErr(ctx context.Context, err error) error {
+	if err == nil || errors.Is(err, core.ErrClosed) || !errors.Is(context.Cause(ctx), core.ErrClosed) {
+		return err
+	}
+	return fmt.Errorf("%w (%w: cancelled by Close)", err, core.ErrClosed)
+}
+
 // CreateStream creates the Kinesis stream with one shard per partition and waits until it is
 // ACTIVE. An existing stream is not an error: its open-shard count is returned. A stream of
 // that name that is being deleted is waited for, then created again.
-func (s *Store) CreateStream(ctx context.Context, stream string, partitions int) (int, error) {
+func (s *Store) CreateStream(ctx context.Context, stream string, partitions int) (_ int, err error) {
 	ctx, end, err := s.begin(ctx)
 	if err != nil {
 		return 0, err
 	}
 	defer end()
+	defer func() { err = closedErr(ctx, err) }()
 	if err := core.ValidateStreamName(stream); err != nil {
 		return 0, fmt.Errorf("kinesis: create stream: %w", err)
 	}
@@ -376,12 +389,13 @@ func (s *Store) partition(ctx context.Context, op, stream string, p int) (*strea
 }
 
 // Partitions returns the number of open shards of stream.
-func (s *Store) Partitions(ctx context.Context, stream string) (int, error) {
+func (s *Store) Partitions(ctx context.Context, stream string) (_ int, err error) {
 	ctx, end, err := s.begin(ctx)
 	if err != nil {
 		return 0, err
 	}
 	defer end()
+	defer func() { err = closedErr(ctx, err) }()
 	if err := core.ValidateStreamName(stream); err != nil {
 		return 0, fmt.Errorf("kinesis: partitions: %w", err)
 	}
@@ -398,12 +412,13 @@ func (s *Store) Partitions(ctx context.Context, stream string) (int, error) {
 // already being deleted is waited for the same way; one that does not exist returns
 // ErrStreamNotFound. It first deletes the indexes saved for the stream when Options.Index
 // implements [core.IndexDeleter] (bbolt, memory and pulsar do).
-func (s *Store) DeleteStream(ctx context.Context, stream string) error {
+func (s *Store) DeleteStream(ctx context.Context, stream string) (err error) {
 	ctx, end, err := s.begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer end()
+	defer func() { err = closedErr(ctx, err) }()
 	if err := core.ValidateStreamName(stream); err != nil {
 		return fmt.Errorf("kinesis: delete stream: %w", err)
 	}
@@ -502,12 +517,13 @@ func (s *Store) waitGone(ctx context.Context, stream, name string) error {
 // append continues after them), because a write whose reply was lost may still be in the
 // shard. An append whose ctx ends after it was queued returns ctx.Err(), but its messages may
 // still be written.
-func (s *Store) Append(ctx context.Context, stream string, p int, msgs [][]byte) ([]uint64, error) {
+func (s *Store) Append(ctx context.Context, stream string, p int, msgs [][]byte) (_ []uint64, err error) {
 	ctx, end, err := s.begin(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer end()
+	defer func() { err = closedErr(ctx, err) }()
 	if err := core.ValidateMessages(msgs, maxMessageSize); err != nil {
 		return nil, fmt.Errorf("kinesis: append %q: %w", stream, err)
 	}
@@ -804,12 +820,13 @@ func timeStart(now time.Time) uint64 { return uint64(now.UnixNano()) }
 // indexes to sequence numbers, else a binary search over arrival timestamps), then reads
 // forward with GetRecords. Records written twice by a retried append are skipped: only
 // messages with increasing indexes are returned.
-func (s *Store) Fetch(ctx context.Context, stream string, p int, from uint64, limit int) ([]core.Message, error) {
+func (s *Store) Fetch(ctx context.Context, stream string, p int, from uint64, limit int) (_ []core.Message, err error) {
 	ctx, end, err := s.begin(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer end()
+	defer func() { err = closedErr(ctx, err) }()
 	if err := core.ValidateLimit(limit); err != nil {
 		return nil, fmt.Errorf("kinesis: fetch %q: %w", stream, err)
 	}
