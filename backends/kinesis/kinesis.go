@@ -100,6 +100,9 @@ type Store struct {
 	// forgets counts the calls of forget: a state loaded while one ran may describe the
 	// stream that forget dropped (see state).
 	forgets uint64
+	// writers holds, per stream partition, the exited channel of the writer started last,
+	// until that writer exits (see startWriter).
+	writers map[writerKey]chan struct{}
 
 	hooks testHooks
 }
@@ -303,7 +306,8 @@ const maxStateLoads = 3
 // state returns the cached stream state, loading the shard list on first use. A list loaded
 // while forget ran (the stream was found deleted, or deleted and created again) may be the
 // old stream's: state loads it again (up to maxStateLoads times in all) before caching it.
-// Caching one state per stream keeps one writer per partition.
+// Caching one state per stream keeps one writer per partition (and startWriter lets the
+// writer of a state loaded after forget start only once the forgotten one exited).
 func (s *Store) state(ctx context.Context, stream string) (*streamState, error) {
 	for loads := 1; ; loads++ {
 		s.mu.Lock()
@@ -569,14 +573,40 @@ func (s *Store) Append(ctx context.Context, stream string, p int, msgs [][]byte)
 	}
 }
 
+type writerKey struct {
+	stream string
+	p      int
+}
+
 // startWriter starts the partition's writer goroutine unless it runs already. It stops when
-// s.stop or part.deleted is closed.
+// s.stop or part.deleted is closed. A writer of a forgotten state of the stream (forget
+// closed its part.deleted) may still be writing its last group: the new writer waits until
+// that one has exited before it learns the next index from the shard (recover), which
+// would otherwise not hold the record in flight, and hand out its indexes again.
 func (s *Store) startWriter(stream string, p int, part *partition) {
 	part.writer.Do(func() {
 		part.reqs = make(chan *appendReq, 256)
 		part.exited = make(chan struct{})
+		key := writerKey{stream, p}
+		s.mu.Lock()
+		prev := s.writers[key]
+		if s.writers == nil {
+			s.writers = map[writerKey]chan struct{}{}
+		}
+		s.writers[key] = part.exited
+		s.mu.Unlock()
 		s.calls.Go(func() {
-			defer close(part.exited)
+			defer func() {
+				s.mu.Lock()
+				if s.writers[key] == part.exited {
+					delete(s.writers, key)
+				}
+				s.mu.Unlock()
+				close(part.exited)
+			}()
+			if prev != nil {
+				<-prev // it exits after its group: forget closed its deleted, or Close s.stop
+			}
 			s.writeLoop(stream, p, part)
 		})
 	})
