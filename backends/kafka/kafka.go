@@ -574,7 +574,9 @@ func (s *Store) Fetch(ctx context.Context, stream string, partition int, from ui
 		return out, nil
 	}
 	// The broker's answer is the rest of the result; on failure, return what we have.
-	cached := len(out)
+	// fetchFrom is where the reader's read-ahead entry, if take used one, now starts: put
+	// replaces the entry that covers it.
+	cached, fetchFrom := len(out), offset
 	fail := func(err error) ([]core.Message, error) {
 		if cached > 0 {
 			return out[:cached], nil
@@ -649,7 +651,7 @@ func (s *Store) Fetch(ctx context.Context, stream string, partition int, from ui
 			}
 		}
 		if len(out) > cached {
-			s.ahead.put(key, tm.id, int64(from), int64(out[len(out)-1].Index)+1, rest, len(rp.RecordBatches), next >= fp.LastStableOffset)
+			s.ahead.put(key, tm.id, fetchFrom, int64(out[len(out)-1].Index)+1, rest, len(rp.RecordBatches), next >= fp.LastStableOffset)
 			return out, nil
 		}
 		if next <= offset || next >= fp.LastStableOffset {

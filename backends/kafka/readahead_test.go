@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/backends/kafka"
 )
 
 // TestFetchReadAhead pages through a partition with small limits, as the hub does, by two
@@ -90,5 +92,53 @@ func TestFetchReadAhead(t *testing.T) {
 	got, err := s.Fetch(t.Context(), name, 0, partial[0].Index+1, 10)
 	if err != nil || len(got) != 1 || string(got[0].Data) != "new 1" {
 		t.Fatalf("Fetch after re-creating the stream: %d messages (%v), %v; want only \"new 1\"", len(got), got, err)
+	}
+}
+
+// TestFetchReadAheadReplacesReadersEntry: a Fetch served first from what an earlier Fetch
+// read ahead and then from the broker replaces its reader's read-ahead entry with one
+// holding what the broker brought past its limit. It used to look for the reader's entry at
+// the Fetch's from, which the messages taken had moved past: the used-up entry stayed
+// beside the new one, and every such Fetch left one more, which took the place of other
+// readers' entries (at most 4 per partition) until the 2 s expiry.
+func TestFetchReadAheadReplacesReadersEntry(t *testing.T) {
+	s := dial(t)
+	name := fmt.Sprintf("readahead-entry-%d", time.Now().UnixNano())
+	createStream(t, s, name, 1)
+	appendN := func(from int) {
+		t.Helper()
+		batch := make([][]byte, 10) // one Append: one record batch, which Kafka returns whole
+		for i := range batch {
+			batch[i] = fmt.Appendf(nil, "m%d", from+i)
+		}
+		if _, err := s.Append(t.Context(), name, 0, batch); err != nil {
+			t.Fatalf("Append: %v", err)
+		}
+	}
+	appendN(0)
+	// The broker returns messages 0-9: 0-2 to the caller, 3-9 read ahead.
+	got, err := s.Fetch(t.Context(), name, 0, 0, 3)
+	if err != nil || len(got) != 3 {
+		t.Fatalf("Fetch(0, 3): %d messages, %v", len(got), err)
+	}
+	appendN(10)
+	// 3-9 come from the read-ahead entry, 10-12 from the broker, which also returns 13-19.
+	from := got[len(got)-1].Index + 1
+	got, err = s.Fetch(t.Context(), name, 0, from, 10)
+	if err != nil || len(got) != 10 {
+		t.Fatalf("Fetch(%d, 10): %d messages, %v", from, len(got), err)
+	}
+	for i, m := range got {
+		if want := fmt.Sprintf("m%d", 3+i); string(m.Data) != want {
+			t.Fatalf("Fetch(%d, 10): message %d is %q, want %q", from, i, m.Data, want)
+		}
+	}
+	if n := kafka.ReadAheadEntries(s, name, 0); n != 1 {
+		t.Fatalf("one reader has %d read-ahead entries; want 1: the Fetch replaces the entry it used", n)
+	}
+	// And the next page comes from the new entry.
+	from = got[len(got)-1].Index + 1
+	if got, err = s.Fetch(t.Context(), name, 0, from, 10); err != nil || len(got) != 7 || string(got[0].Data) != "m13" {
+		t.Fatalf("Fetch(%d, 10): %d messages, %v; want m13-m19", from, len(got), err)
 	}
 }
