@@ -99,8 +99,9 @@
 //
 // Errors are mapped in one place: ResourceNotFound is core.ErrStreamNotFound, InvalidArgument
 // and Validation are core.ErrInvalidArgument, persistent throttling, transport failures and
-// an expired shard iterator (Fetch makes a new one when called again) are
-// core.ErrUnavailable; authentication and authorization failures (UnrecognizedClient,
+// an expired shard iterator (Fetch makes a new one when called again), and a stream that is
+// not ACTIVE (CreateStream) or not gone (DeleteStream) within Options.ActiveTimeout are
+// core.ErrUnavailable; a call that Close cancels matches core.ErrClosed; authentication and authorization failures (UnrecognizedClient,
 // InvalidSignature, ExpiredToken, MissingAuthenticationToken, AccessDenied, KMSAccessDenied
 // and the like) are core.ErrInvalidOption, with what to check: the credentials, the region,
 // or the IAM policy, which must allow kinesis:ListStreams, CreateStream,
