@@ -57,7 +57,10 @@
 // partition, thinned evenly when full) gives a GetShardIterator AT_SEQUENCE_NUMBER position. When
 // the map has nothing at or below the index asked for (after a restart), the Store binary
 // searches arrival timestamps with AT_TIMESTAMP iterators (about log2(age in ms) probes, once per
-// region of the stream) and remembers what it found.
+// region of the stream) and remembers what it found. What a Fetch read past its limit (a
+// packed record is read whole) is kept with the shard iterator after it for the Fetch that
+// continues: at most 4 MiB per reader position, 8 positions per partition and 64 MiB per
+// Store, for 4 minutes.
 //
 // # Single writer
 //

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -103,6 +104,12 @@ type Store struct {
 	// writers holds, per stream partition, the exited channel of the writer started last,
 	// until that writer exits (see startWriter).
 	writers map[writerKey]chan struct{}
+
+	// aheadBytes counts the bytes of messages read ahead that the partitions' iterCaches keep
+	// (at most maxAheadTotal); expiredAt is when Fetch last dropped the expired ones of all
+	// partitions, in Unix nanoseconds.
+	aheadBytes atomic.Int64
+	expiredAt  atomic.Int64
 
 	hooks testHooks
 }
@@ -372,6 +379,7 @@ func (s *Store) loadState(ctx context.Context, stream string) (*streamState, err
 			hashKey: aws.ToString(sh.HashKeyRange.StartingHashKey),
 			key:     "p" + strconv.Itoa(i),
 			deleted: make(chan struct{}),
+			iters:   iterCache{total: &s.aheadBytes},
 		})
 	}
 	return st, nil
@@ -475,6 +483,7 @@ func (s *Store) forget(stream string, only *streamState) {
 	if st != nil {
 		for _, part := range st.parts {
 			close(part.deleted)
+			part.iters.clear() // gives its bytes back to the Store's budget
 		}
 	}
 }
@@ -939,9 +948,34 @@ func (s *Store) Fetch(ctx context.Context, stream string, p int, from uint64, li
 		if len(out) > 0 {
 			next = out[len(out)-1].Index + 1
 		}
-		part.iters.put(next, it, rest) // the Fetch from next continues without a seek
+		// The Fetch from next continues without a seek. When the Store's budget is used up,
+		// what readers that went away left may have expired: drop that and try again.
+		if !part.iters.put(next, it, rest) && s.expireAhead() {
+			part.iters.put(next, it, rest)
+		}
 	}
 	return out, nil
+}
+
+// expireAhead drops, at most once a second, what the iterCaches of every partition keep past
+// iterTTL, and reports whether it did.
+func (s *Store) expireAhead() bool {
+	now, last := time.Now().UnixNano(), s.expiredAt.Load()
+	if now-last < int64(time.Second) || !s.expiredAt.CompareAndSwap(last, now) {
+		return false
+	}
+	s.mu.Lock()
+	states := make([]*streamState, 0, len(s.streams))
+	for _, st := range s.streams {
+		states = append(states, st)
+	}
+	s.mu.Unlock()
+	for _, st := range states {
+		for _, part := range st.parts {
+			part.iters.expire()
+		}
+	}
+	return true
 }
 
 // seekIterator returns a shard iterator at or before the record holding index from.

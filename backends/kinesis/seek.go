@@ -4,6 +4,7 @@ import (
 	"context"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -133,19 +134,26 @@ const maxCachedIters = 8
 // its limit (a packed record is read whole).
 const maxAheadBytes = 4 << 20
 
+// maxAheadTotal bounds the messages kept read ahead over all partitions of a Store.
+const maxAheadTotal = 64 << 20
+
 // iterCache remembers, for a partition, where a Fetch stopped: the messages it read past its
 // limit and the shard iterator after them, keyed by the next index. A consumer reading
 // sequentially then needs at most one GetRecords call per Fetch instead of a GetShardIterator
 // and a GetRecords, and a packed record is read once however many Fetches it takes to hand
-// out. Each remembered message is handed out once.
+// out. Each remembered message is handed out once. The bytes of the messages kept count
+// against total, the Store's budget of maxAheadTotal over all partitions.
 type iterCache struct {
-	mu sync.Mutex
-	m  map[uint64]cachedIter
+	mu     sync.Mutex
+	m      map[uint64]cachedIter
+	total  *atomic.Int64 // the Store's bytes kept over all partitions; nil: no bound
+	closed bool          // forget dropped the partition: keep nothing more
 }
 
 type cachedIter struct {
 	it    *string
 	ahead []core.Message // from index next on, before the iterator's position
+	bytes int            // of the messages in ahead
 	since time.Time
 }
 
@@ -158,19 +166,29 @@ func (c *iterCache) take(next uint64) (*string, []core.Message, bool) {
 	if !ok {
 		return nil, nil, false
 	}
-	delete(c.m, next)
+	c.dropLocked(next)
 	if time.Since(e.since) > iterTTL {
 		return nil, nil, false
 	}
 	return e.it, e.ahead, true
 }
 
-func (c *iterCache) put(next uint64, it *string, ahead []core.Message) {
+// put remembers the iterator it after the messages ahead for the Fetch from next. It reports
+// false, and keeps nothing, when the Store's budget has no room for the messages.
+func (c *iterCache) put(next uint64, it *string, ahead []core.Message) bool {
+	size := 0
+	for _, m := range ahead {
+		size += len(m.Data)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.m == nil {
-		c.m = map[uint64]cachedIter{}
+	if c.closed {
+		return true // nothing is kept for a forgotten partition, and that is no lack of room
 	}
+	if _, ok := c.m[next]; ok {
+		c.dropLocked(next)
+	}
+	c.expireLocked()
 	if len(c.m) >= maxCachedIters {
 		var oldest uint64
 		var at time.Time
@@ -179,7 +197,47 @@ func (c *iterCache) put(next uint64, it *string, ahead []core.Message) {
 				oldest, at = k, e.since
 			}
 		}
-		delete(c.m, oldest)
+		c.dropLocked(oldest)
 	}
-	c.m[next] = cachedIter{it: it, ahead: ahead, since: time.Now()}
+	if c.total != nil && size > 0 && c.total.Add(int64(size)) > maxAheadTotal {
+		c.total.Add(-int64(size))
+		return false
+	}
+	if c.m == nil {
+		c.m = map[uint64]cachedIter{}
+	}
+	c.m[next] = cachedIter{it: it, ahead: ahead, bytes: size, since: time.Now()}
+	return true
+}
+
+// expire drops what is older than iterTTL (Kinesis expired its iterator).
+func (c *iterCache) expire() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.expireLocked()
+}
+
+func (c *iterCache) expireLocked() {
+	for k, e := range c.m {
+		if time.Since(e.since) > iterTTL {
+			c.dropLocked(k)
+		}
+	}
+}
+
+// clear drops everything and keeps nothing from now on (forget dropped the partition).
+func (c *iterCache) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k := range c.m {
+		c.dropLocked(k)
+	}
+	c.closed = true
+}
+
+func (c *iterCache) dropLocked(next uint64) {
+	if c.total != nil {
+		c.total.Add(-int64(c.m[next].bytes))
+	}
+	delete(c.m, next)
 }
