@@ -1242,6 +1242,40 @@ var mutants = []mutant{
 			return h
 		})
 	}},
+	{"Append to a deleted stream creates it again (a partition count cached at CreateStream)", "Storage/StreamDeleter", func() conformance.Harness {
+		return volatile(func(s *memory.Store) hooks {
+			var mu sync.Mutex
+			counts := map[string]int{} // filled by CreateStream, never emptied by DeleteStream
+			cached := func(stream string) (int, bool) { mu.Lock(); defer mu.Unlock(); n, ok := counts[stream]; return n, ok }
+			return hooks{
+				createStream: func(ctx context.Context, stream string, n int) (int, error) {
+					got, err := s.CreateStream(ctx, stream, n)
+					if err == nil {
+						mu.Lock()
+						counts[stream] = got
+						mu.Unlock()
+					}
+					return got, err
+				},
+				append: func(ctx context.Context, stream string, p int, msgs [][]byte) ([]uint64, error) {
+					if n, ok := cached(stream); ok && !exists(ctx, s, stream) {
+						// The cache says it exists: produce, and the broker creates the topic.
+						if _, err := s.CreateStream(ctx, stream, n); err != nil {
+							return nil, err
+						}
+					}
+					return s.Append(ctx, stream, p, msgs)
+				},
+				partitions: func(ctx context.Context, stream string) (int, error) {
+					got, err := s.Partitions(ctx, stream)
+					if n, ok := cached(stream); ok && errors.Is(err, core.ErrStreamNotFound) {
+						return n, nil
+					}
+					return got, err
+				},
+			}
+		})
+	}},
 	{"Partitions reports 1 for every stream", "Storage/PartitionCounter", func() conformance.Harness {
 		return volatile(func(s *memory.Store) hooks {
 			return hooks{partitions: func(ctx context.Context, stream string) (int, error) {

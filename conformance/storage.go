@@ -1189,6 +1189,20 @@ func testStreamDeleter(t T, h Harness) {
 	}
 	_, err := e.storage().Fetch(e.ctx, n, 0, 0, 10)
 	expectErr(t, "Fetch of a deleted stream", err, core.ErrStreamNotFound)
+	// A deleted stream is as if never created, also to a backend that cached its partition
+	// count: appending must not create it again (as a broker auto-creating topics on
+	// produce would), nor may it still be counted.
+	_, err = e.storage().Append(e.ctx, n, 0, [][]byte{[]byte("after delete")})
+	expectErr(t, "Append to a deleted stream", err, core.ErrStreamNotFound)
+	if aa, ok := e.storage().(core.AsyncAppender); ok {
+		expectErr(t, "AppendAsync to a deleted stream (the error done reports)", e.appendAsync(e.ctx, aa, "AppendAsync to a deleted stream", n, 0, [][]byte{[]byte("after delete")}), core.ErrStreamNotFound)
+	}
+	if pc, ok := e.storage().(core.PartitionCounter); ok {
+		_, err = pc.Partitions(e.ctx, n)
+		expectErr(t, "Partitions of a deleted stream", err, core.ErrStreamNotFound)
+	}
+	_, err = e.storage().Fetch(e.ctx, n, 0, 0, 10)
+	expectErr(t, "Fetch of a deleted stream after appending to it", err, core.ErrStreamNotFound)
 	expectErr(t, "DeleteStream of a deleted stream", d.DeleteStream(e.ctx, n), core.ErrStreamNotFound)
 	expectErr(t, "DeleteStream of a never-created stream", d.DeleteStream(e.ctx, e.name("never")), core.ErrStreamNotFound)
 	expectErr(t, "DeleteStream of an invalid name", d.DeleteStream(e.ctx, "bad name"), core.ErrInvalidArgument)
