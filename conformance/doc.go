@@ -69,9 +69,10 @@
 //
 // Every capability a backend declares in [core.Capabilities] is verified: DenseIndex
 // (indexes 0, 1, 2, ... in a new partition), Persistent (messages in every partition,
-// partition counts, saved indexes and index growth survive Close and reopening through
-// [Harness].Reopen or Open), MaxMessageSize (a message of exactly that size round-trips;
-// one byte more is rejected with [core.ErrMessageTooLarge] and appends nothing) and
+// partition counts, saved indexes, index growth and, with [core.StreamDeleter], deletions
+// survive Close and reopening through [Harness].Reopen or Open), MaxMessageSize (a message
+// of exactly that size round-trips; one byte more is rejected with [core.ErrMessageTooLarge]
+// and appends nothing) and
 // MaxPartitions. Declaring a capability the backend lacks fails; a capability not declared
 // is skipped with the reason. The suite never assumes dense indexes otherwise: it pages
 // with the last returned index + 1 and tolerates Fetch returning fewer messages than the

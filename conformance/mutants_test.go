@@ -1589,6 +1589,54 @@ var mutants = []mutant{
 			}
 		})
 	}},
+	{"DeleteStream is not durable: the stream is back after reopen", "Storage/Persistence", func() conformance.Harness {
+		return persistent(func(s *memory.Store) hooks {
+			var mu sync.Mutex
+			gone := map[string]bool{} // deleted through this handle, in its memory only
+			isGone := func(stream string) bool { mu.Lock(); defer mu.Unlock(); return gone[stream] }
+			notFound := fmt.Errorf("mutant: %w", core.ErrStreamNotFound)
+			return hooks{
+				deleteStream: func(ctx context.Context, stream string) error {
+					if _, err := s.Partitions(ctx, stream); err != nil || isGone(stream) {
+						return cmp.Or(err, error(notFound))
+					}
+					mu.Lock()
+					gone[stream] = true
+					mu.Unlock()
+					return s.DeleteIndexes(ctx, stream)
+				},
+				createStream: func(ctx context.Context, stream string, n int) (int, error) {
+					if isGone(stream) {
+						if err := s.DeleteStream(ctx, stream); err != nil {
+							return 0, err
+						}
+						mu.Lock()
+						delete(gone, stream)
+						mu.Unlock()
+					}
+					return s.CreateStream(ctx, stream, n)
+				},
+				append: func(ctx context.Context, stream string, p int, msgs [][]byte) ([]uint64, error) {
+					if isGone(stream) {
+						return nil, notFound
+					}
+					return s.Append(ctx, stream, p, msgs)
+				},
+				fetch: func(ctx context.Context, stream string, p int, from uint64, limit int) ([]core.Message, error) {
+					if isGone(stream) {
+						return nil, notFound
+					}
+					return s.Fetch(ctx, stream, p, from, limit)
+				},
+				partitions: func(ctx context.Context, stream string) (int, error) {
+					if isGone(stream) {
+						return 0, notFound
+					}
+					return s.Partitions(ctx, stream)
+				},
+			}
+		})
+	}},
 	{"CreateStream after reopen returns the count asked for", "Storage/Persistence", func() conformance.Harness {
 		return persistent(func(s *memory.Store) hooks {
 			var mu sync.Mutex

@@ -995,8 +995,24 @@ func testPersistence(t T, h Harness) {
 		}
 	}
 
+	// A deletion survives reopening too: a deleted stream does not come back.
+	var deleted string
+	if d, ok := e.storage().(core.StreamDeleter); ok {
+		deleted = e.create("persist-deleted", 1)
+		e.append(deleted, 0, []byte("deleted before reopening"))
+		if err := d.DeleteStream(e.ctx, deleted); err != nil {
+			t.Fatalf("DeleteStream(%q): %v", deleted, err)
+		}
+	}
+
 	e.reopen()
 	e.expectMessages("after reopening", e.readAll(n, 0, 0, 10, len(want)), idx, want)
+	if deleted != "" {
+		ms, err := e.storage().Fetch(e.ctx, deleted, 0, 0, 10)
+		if !errors.Is(err, core.ErrStreamNotFound) {
+			t.Errorf("Fetch of stream %q, deleted before reopening, after reopening = %v, %v; want an error matching %v: DeleteStream must be durable", deleted, summary(ms), err, core.ErrStreamNotFound)
+		}
+	}
 	if last > 0 {
 		e.expectMessages(fmt.Sprintf("partition %d after reopening", last), e.readAll(n, last, 0, 10, 1), idxLast, wantLast)
 	}
