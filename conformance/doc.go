@@ -44,9 +44,9 @@
 // partition counts and limits, MaxMessageSize and one byte over it (anywhere in a batch),
 // concurrent appenders (nothing lost, no duplicate index, each appender's order kept),
 // concurrent readers, readers paging while appenders append, isolation of streams (also
-// names differing only in case) and partitions (also while appenders append to several at
-// once), idempotent CreateStream (asking for fewer or more partitions changes nothing;
-// concurrent creators agree), contexts already cancelled or past their deadline (the
+// names differing only in case) and partitions (also partitions 10 and 11 beside 1, and
+// while appenders append to several at once), idempotent CreateStream (asking for fewer
+// or more partitions changes nothing; concurrent creators agree), contexts already cancelled or past their deadline (the
 // context's error, and nothing changed), Close, and the optional [core.StreamDeleter],
 // [core.PartitionCounter] and [core.AsyncAppender] (AppendAsync started in sequence: done
 // order, index order, fetch order, no retention of the caller's slices).

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -521,6 +522,32 @@ var mutants = []mutant{
 					return nil, err
 				}
 				return s.Fetch(ctx, stream, 0, from, limit)
+			}}
+		})
+	}},
+	{"Fetch of a partition also reads the partitions whose number starts with its number (a key prefix scan)", "Storage/Isolation/Partitions", func() conformance.Harness {
+		return volatile(func(s *memory.Store) hooks {
+			return hooks{fetch: func(ctx context.Context, stream string, p int, from uint64, limit int) ([]core.Message, error) {
+				ms, err := s.Fetch(ctx, stream, p, from, limit)
+				if err != nil {
+					return ms, err
+				}
+				n, err := s.Partitions(ctx, stream)
+				if err != nil {
+					return nil, err
+				}
+				// Keys "<stream>/<partition>/<index>": the scan of prefix "<stream>/1" also
+				// finds the keys of partitions 10, 11, ... after those of partition 1.
+				for q := range n {
+					if q != p && strings.HasPrefix(strconv.Itoa(q), strconv.Itoa(p)) && len(ms) < limit {
+						more, err := s.Fetch(ctx, stream, q, from, limit-len(ms))
+						if err != nil {
+							return nil, err
+						}
+						ms = append(ms, more...)
+					}
+				}
+				return ms, nil
 			}}
 		})
 	}},

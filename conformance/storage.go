@@ -889,9 +889,27 @@ func testIsolation(t T, h Harness) {
 		if got := e.fetch(n, 1, 0, 10); len(got) != 0 {
 			t.Errorf("partition 1, never appended to, returned %v", summary(got))
 		}
+		// Partitions whose numbers extend another's (10 and 11 extend 1) are other
+		// partitions: a backend keying messages by "<stream>/<partition>/..." must not find
+		// theirs in a scan of partition 1.
+		if e.caps().MaxPartitions < isolationExtendedPartitions {
+			t.Logf("MaxPartitions is %d: partitions whose numbers extend another's (10, 11) not checked", e.caps().MaxPartitions)
+			return
+		}
+		nx := e.create("parts-ext", isolationExtendedPartitions)
+		i1 := e.append(nx, 1, []byte("p1"))
+		i10 := e.append(nx, 10, []byte("p10"))
+		i11 := e.append(nx, 11, []byte("p11-a"), []byte("p11-b"))
+		e.expectMessages(fmt.Sprintf("partition 1 of a %d-partition stream, partitions 10 and 11 appended to", isolationExtendedPartitions), e.readAll(nx, 1, 0, 10, 1), i1, [][]byte{[]byte("p1")})
+		e.expectMessages("partition 10", e.readAll(nx, 10, 0, 10, 1), i10, [][]byte{[]byte("p10")})
+		e.expectMessages("partition 11", e.readAll(nx, 11, 0, 10, 2), i11, [][]byte{[]byte("p11-a"), []byte("p11-b")})
 	})
 	sub(t, h, "Concurrent", testIsolationConcurrent)
 }
+
+// isolationExtendedPartitions is the partition count of the Isolation/Partitions stream
+// whose partitions 10 and 11 extend the number of partition 1.
+const isolationExtendedPartitions = 12
 
 // isolationAppends is how many messages each appender of Isolation/Concurrent appends.
 const isolationAppends = 50
