@@ -45,11 +45,13 @@
 // concurrent appenders (nothing lost, no duplicate index, each appender's order kept),
 // concurrent readers, readers paging while appenders append, isolation of streams (also
 // names differing only in case) and partitions (also partitions 10 and 11 beside 1, and
-// while appenders append to several at once), idempotent CreateStream (asking for fewer
-// or more partitions changes nothing; concurrent creators agree), contexts already cancelled or past their deadline (the
-// context's error, and nothing changed), Close, and the optional [core.StreamDeleter],
-// [core.PartitionCounter] and [core.AsyncAppender] (AppendAsync started in sequence: done
-// order, index order, fetch order, no retention of the caller's slices).
+// while appenders append to several at once), idempotent CreateStream (asking for fewer or
+// more partitions changes nothing; concurrent creators agree), contexts already cancelled
+// or past their deadline (the context's error, and nothing changed), Close, and the
+// optional [core.StreamDeleter] (a deleted stream is not found by Fetch, Append,
+// AppendAsync or Partitions, which must not create it again), [core.PartitionCounter] and
+// [core.AsyncAppender] (AppendAsync started in sequence: done order, index order, fetch
+// order, no retention of the caller's slices).
 //
 // IndexStorage: the distinct not-found, round trips, monotonic saves (lower ignored, equal
 // a no-op), concurrent saves (the saved value never goes down), keys isolated by client_id,
@@ -71,12 +73,12 @@
 // (indexes 0, 1, 2, ... in a new partition), Persistent (messages in every partition,
 // partition counts, saved indexes, index growth and, with [core.StreamDeleter], deletions
 // survive Close and reopening through [Harness].Reopen or Open), MaxMessageSize (a message
-// of exactly that size round-trips; one byte more is rejected with [core.ErrMessageTooLarge]
-// and appends nothing) and
-// MaxPartitions. Declaring a capability the backend lacks fails; a capability not declared
-// is skipped with the reason. The suite never assumes dense indexes otherwise: it pages
-// with the last returned index + 1 and tolerates Fetch returning fewer messages than the
-// limit; only an empty result means caught up.
+// of exactly that size round-trips; one byte more is rejected with
+// [core.ErrMessageTooLarge] and appends nothing) and MaxPartitions. Declaring a capability
+// the backend lacks fails; a capability not declared is skipped with the reason. The suite
+// never assumes dense indexes otherwise: it pages with the last returned index + 1 and
+// tolerates Fetch returning fewer messages than the limit; only an empty result means
+// caught up.
 //
 // # Eventually consistent reads
 //
