@@ -17,14 +17,16 @@ type Backend struct {
 	Index   IndexStorage
 }
 
-// Close closes the index storage and the storage (once if they are the same object).
+// Close closes the storage, then the index storage (once if they are the same object): the
+// storage's Close waits for its calls in flight, which may use the index storage (a
+// backend's DeleteStream deletes the stream's saved indexes).
 func (b *Backend) Close() error {
 	var errs []error
-	if b.Index != nil && any(b.Index) != any(b.Storage) {
-		errs = append(errs, b.Index.Close())
-	}
 	if b.Storage != nil {
 		errs = append(errs, b.Storage.Close())
+	}
+	if b.Index != nil && any(b.Index) != any(b.Storage) {
+		errs = append(errs, b.Index.Close())
 	}
 	return errors.Join(errs...)
 }

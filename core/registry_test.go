@@ -16,9 +16,17 @@ import (
 type closeCounter struct {
 	core.Storage
 	closes int
+	log    *[]string // if not nil, Close appends name
+	name   string
 }
 
-func (c *closeCounter) Close() error { c.closes++; return nil }
+func (c *closeCounter) Close() error {
+	c.closes++
+	if c.log != nil {
+		*c.log = append(*c.log, c.name)
+	}
+	return nil
+}
 
 func (c *closeCounter) GetIndex(context.Context, string, string, int) (uint64, error) {
 	return 0, core.ErrIndexNotFound
@@ -158,12 +166,18 @@ func TestRedactURL(t *testing.T) {
 }
 
 func TestBackendClose(t *testing.T) {
-	s, i := &closeCounter{}, &closeCounter{}
+	var order []string
+	s, i := &closeCounter{log: &order, name: "storage"}, &closeCounter{log: &order, name: "index"}
 	if err := (&core.Backend{Storage: s, Index: i}).Close(); err != nil {
 		t.Fatal(err)
 	}
 	if s.closes != 1 || i.closes != 1 {
 		t.Errorf("closed storage %d, index %d times; want each once", s.closes, i.closes)
+	}
+	// The storage first: its calls in flight may use the index storage (a stream's
+	// deletion deletes its saved indexes), and its Close waits for them.
+	if want := []string{"storage", "index"}; !slices.Equal(order, want) {
+		t.Errorf("closed %v, want %v", order, want)
 	}
 	if err := (&core.Backend{Storage: s}).Close(); err != nil || s.closes != 2 {
 		t.Errorf("Close without an index storage = %v, storage closed %d times in all, want 2", err, s.closes)
