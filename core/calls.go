@@ -158,6 +158,26 @@ func (c *Calls) Wait(timeout time.Duration) bool {
 	}
 }
 
+// Drain is the usual waiting of a backend's Close, in its shutdown (see [Calls.Shutdown]):
+// it waits up to grace for the calls in flight and the goroutines of Go, cancels them
+// (Cancel), and waits up to grace again for them to end. A call that ignores its context
+// (one blocked in a client library that takes none) would otherwise make Close wait for
+// good: when some are still running after 2 × grace, Drain returns an error matching
+// [ErrUnavailable] that says so, and they finish on their own. grace must be more than 0.
+func (c *Calls) Drain(grace time.Duration) error {
+	if grace <= 0 {
+		panic("core: Calls.Drain with a grace period <= 0")
+	}
+	if !c.Wait(grace) {
+		c.Cancel()
+		if !c.Wait(grace) {
+			return fmt.Errorf("%w: calls still in flight %s after they were cancelled", ErrUnavailable, grace)
+		}
+	}
+	c.Cancel()
+	return nil
+}
+
 // CallErr returns the error of the context of a call begun with [Calls.Begin]: nil while it
 // has not ended, ctx.Err() when the caller's context ended it, and an error matching both
 // [ErrClosed] and ctx.Err() when Cancel did.

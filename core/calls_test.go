@@ -252,3 +252,55 @@ func TestCallsMisuse(t *testing.T) {
 	panics("Go outside a call", func() { c.Go(func() {}) })
 	panics("Wait before Shutdown", func() { c.Wait(time.Millisecond) })
 }
+
+// TestCallsDrain: Drain lets calls that end within the grace period finish uncancelled,
+// cancels those that do not, and reports (core.ErrUnavailable) calls that ignore their
+// context instead of waiting for them for good.
+func TestCallsDrain(t *testing.T) {
+	t.Run("EndsInTime", func(t *testing.T) {
+		var c core.Calls
+		ctx, end, err := c.Begin(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		shut := make(chan error, 1)
+		go func() { shut <- c.Shutdown(func() error { return c.Drain(time.Minute) }) }()
+		for !c.Closed() {
+			time.Sleep(time.Millisecond)
+		}
+		// Closing, within its grace period: the call is not cancelled.
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("the call's context ended within the grace period: %v", err)
+		}
+		end()
+		if err := <-shut; err != nil {
+			t.Fatalf("Drain = %v", err)
+		}
+	})
+	t.Run("Cancelled", func(t *testing.T) {
+		var c core.Calls
+		ctx, end, err := c.Begin(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { <-ctx.Done(); end() }() // a call that honours its context
+		if err := c.Shutdown(func() error { return c.Drain(10 * time.Millisecond) }); err != nil {
+			t.Fatalf("Drain = %v", err)
+		}
+		if err := core.CallErr(ctx); !errors.Is(err, core.ErrClosed) {
+			t.Fatalf("the call's error = %v, want one matching ErrClosed", err)
+		}
+	})
+	t.Run("IgnoresContext", func(t *testing.T) {
+		var c core.Calls
+		_, end, err := c.Begin(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer end() // the call ends only after Close gave up on it
+		err = c.Shutdown(func() error { return c.Drain(10 * time.Millisecond) })
+		if !errors.Is(err, core.ErrUnavailable) {
+			t.Fatalf("Drain = %v, want an error matching ErrUnavailable", err)
+		}
+	})
+}

@@ -920,13 +920,9 @@ func (s *Store) ping(ctx context.Context) error {
 func (s *Store) Close() error {
 	return s.calls.Shutdown(func() error {
 		var err error
-		if !s.calls.Wait(s.opts.CloseTimeout) {
-			s.calls.Cancel()
-			if !s.calls.Wait(s.opts.CloseTimeout) {
-				err = fmt.Errorf("kafka: close: %w: calls still in flight after %s", core.ErrUnavailable, 2*s.opts.CloseTimeout)
-			}
+		if derr := s.calls.Drain(s.opts.CloseTimeout); derr != nil {
+			err = fmt.Errorf("kafka: close: %w", derr)
 		}
-		s.calls.Cancel()
 		if s.own {
 			s.cl.Close()
 		}

@@ -186,16 +186,16 @@ const closeGrace = 10 * time.Second
 // Close stops the partition writers: appends being written finish, appends still queued
 // fail with core.ErrClosed, and later calls return core.ErrClosed. It waits up to 10 seconds
 // for the writers and the calls in flight, then cancels them: a call cancelled so fails with
-// an error matching core.ErrClosed (and context.Canceled). It does not close the client.
-// Later calls wait until the first has finished and return nil.
+// an error matching core.ErrClosed (and context.Canceled). It waits up to 10 seconds more
+// for them to end, and returns an error matching core.ErrUnavailable if some are still
+// running then. It does not close the client. Later calls wait until the first has
+// finished and return nil.
 func (s *Store) Close() error {
 	return s.calls.Shutdown(func() error {
 		close(s.stop)
-		if !s.calls.Wait(closeGrace) {
-			s.calls.Cancel()
-			s.calls.Wait(0)
+		if err := s.calls.Drain(closeGrace); err != nil {
+			return fmt.Errorf("kinesis: close: %w", err)
 		}
-		s.calls.Cancel()
 		return nil
 	})
 }
