@@ -274,7 +274,8 @@ func (c *Client) longPoll(d time.Duration) time.Duration {
 // them has closed. Then it closes the node if the client created it (see [Dial]). Its error
 // joins theirs, each saying which publisher or consumer it is from. Close may be called more
 // than once, also concurrently: later calls wait until the first has finished and return
-// its result, as [Publisher.Close] does.
+// its result, as [Publisher.Close] does. It must not be called from the handler of one of
+// its consumers, which it would wait for (see [Consumer.Close]).
 func (c *Client) Close() error {
 	c.mu.Lock()
 	if c.closed {

@@ -486,7 +486,9 @@ func (c *Consumer) Stats() ConsumerStats {
 // whose ctx it cancels, and for Run's final save of its position, which takes at most a
 // second, two with [WithUnhandled], also when the hub does not answer: see Run); Run is not
 // started afterwards. A second Close returns nil.
-// [Client.Close] closes the consumers still open.
+// [Client.Close] closes the consumers still open. Neither may be called from the consumer's
+// own handler, which Close would wait for: a handler that wants the consumer stopped
+// returns an error (the Stop policy), or cancels Run's ctx and returns.
 func (c *Consumer) Close() error {
 	c.closeOnce.Do(func() {
 		close(c.closed)
