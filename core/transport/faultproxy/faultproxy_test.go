@@ -378,6 +378,21 @@ func peerServer(t *testing.T) (string, <-chan net.Conn) {
 	return ln.Addr().String(), conns
 }
 
+// proxiedPair starts a proxy in front of a peer server and returns it, a client connected
+// through it and the server's side of that connection, once a first byte went through.
+func proxiedPair(t *testing.T) (p *faultproxy.Proxy, c, s net.Conn) {
+	t.Helper()
+	addr, conns := peerServer(t)
+	p = newProxy(t, addr)
+	c = dial(t, p.Addr())
+	if _, err := c.Write([]byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	s = <-conns
+	readExactly(t, s, "1")
+	return p, c, s
+}
+
 func readExactly(t *testing.T, c net.Conn, want string) {
 	t.Helper()
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -427,14 +442,7 @@ func TestPauseAgainAfterResume(t *testing.T) {
 // TestBlackholeBothDirections checks that a black hole discards what either side sends
 // (and forwards none of it later), and that the connection works again afterwards.
 func TestBlackholeBothDirections(t *testing.T) {
-	addr, conns := peerServer(t)
-	p := newProxy(t, addr)
-	c := dial(t, p.Addr())
-	if _, err := c.Write([]byte("1")); err != nil {
-		t.Fatal(err)
-	}
-	s := <-conns
-	readExactly(t, s, "1")
+	p, c, s := proxiedPair(t)
 	p.SetBlackhole(true)
 	if _, err := c.Write([]byte("up!")); err != nil {
 		t.Fatal(err)
@@ -552,14 +560,7 @@ func TestActiveAndSlotFreed(t *testing.T) {
 // TestClientResetClosesTarget checks that when the client's side fails, the proxy closes
 // its connection to the target too and removes the pair.
 func TestClientResetClosesTarget(t *testing.T) {
-	addr, conns := peerServer(t)
-	p := newProxy(t, addr)
-	c := dial(t, p.Addr())
-	if _, err := c.Write([]byte("1")); err != nil {
-		t.Fatal(err)
-	}
-	s := <-conns
-	readExactly(t, s, "1")
+	p, c, s := proxiedPair(t)
 	_ = c.(*net.TCPConn).SetLinger(0)
 	_ = c.Close()
 	_ = s.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -574,14 +575,7 @@ func TestClientResetClosesTarget(t *testing.T) {
 // TestResetAllResetsTarget checks that ResetAll resets the target's side too: the target
 // sees a TCP RST, not an orderly end.
 func TestResetAllResetsTarget(t *testing.T) {
-	addr, conns := peerServer(t)
-	p := newProxy(t, addr)
-	c := dial(t, p.Addr())
-	if _, err := c.Write([]byte("1")); err != nil {
-		t.Fatal(err)
-	}
-	s := <-conns
-	readExactly(t, s, "1")
+	p, c, s := proxiedPair(t)
 	if n := p.ResetAll(); n != 1 {
 		t.Fatalf("ResetAll = %d, want 1", n)
 	}
@@ -619,14 +613,7 @@ func TestPauseHoldsHalfClose(t *testing.T) {
 // TestBlackholeHidesHalfClose: a side's half-close does not go through a black hole, as its
 // bytes do not; the other side sees it once the black hole ends.
 func TestBlackholeHidesHalfClose(t *testing.T) {
-	addr, conns := peerServer(t)
-	p := newProxy(t, addr)
-	c := dial(t, p.Addr())
-	if _, err := c.Write([]byte("1")); err != nil {
-		t.Fatal(err)
-	}
-	s := <-conns
-	readExactly(t, s, "1")
+	p, c, s := proxiedPair(t)
 	p.SetBlackhole(true)
 	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
 		t.Fatal(err)
@@ -650,14 +637,7 @@ func TestBlackholeHidesHalfClose(t *testing.T) {
 // TestBlackholeHidesClose: a side that closes its connection in a black hole is not seen
 // closing by the other, which can still send (its bytes discarded) until the black hole ends.
 func TestBlackholeHidesClose(t *testing.T) {
-	addr, conns := peerServer(t)
-	p := newProxy(t, addr)
-	c := dial(t, p.Addr())
-	if _, err := c.Write([]byte("1")); err != nil {
-		t.Fatal(err)
-	}
-	s := <-conns
-	readExactly(t, s, "1")
+	p, c, s := proxiedPair(t)
 	p.SetBlackhole(true)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
