@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 
 	"github.com/sluicehq/sluice/core"
 )
@@ -32,8 +31,7 @@ func TestReadAheadBoundedOverPartitions(t *testing.T) {
 		fmt.Fprintf(w, `{"Shards":[%s]}`, b.String())
 	}))
 	defer srv.Close()
-	s, err := New(kinesis.New(kinesis.Options{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL),
-		Credentials: aws.AnonymousCredentials{}}), nil)
+	s, err := New(fakeEndpointClient(srv.URL), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,9 +8,6 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/kinesis"
-
 	"github.com/sluicehq/sluice/core"
 )
 
@@ -43,10 +40,7 @@ func TestCallCancelledByCloseIsClosed(t *testing.T) {
 			}))
 			defer srv.Close()
 			defer close(release)
-			c := kinesis.New(kinesis.Options{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL),
-				Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
-					return aws.Credentials{AccessKeyID: "k", SecretAccessKey: "s"}, nil
-				})})
+			c := fakeEndpointClient(srv.URL)
 			s, err := New(c, &Options{MaxRetries: -1})
 			if err != nil {
 				t.Fatal(err)

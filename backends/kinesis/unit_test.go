@@ -573,6 +573,15 @@ func (f *putRecordFake) count() int {
 	return f.puts
 }
 
+// fakeEndpointClient returns a Kinesis client of the fake endpoint at url (an httptest
+// server), with static credentials.
+func fakeEndpointClient(url string) *kinesis.Client {
+	return kinesis.New(kinesis.Options{Region: "us-east-1", BaseEndpoint: aws.String(url),
+		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+			return aws.Credentials{AccessKeyID: "k", SecretAccessKey: "s"}, nil
+		})})
+}
+
 // TestAppendAtIndexLimit: a partition whose numbering reached the top of the index space
 // (another writer's record ended near math.MaxUint64) hands out indexes up to
 // math.MaxUint64-1, so that the next index a consumer saves fits a uint64, and then refuses
@@ -581,10 +590,7 @@ func TestAppendAtIndexLimit(t *testing.T) {
 	fake := &putRecordFake{}
 	srv := httptest.NewServer(fake)
 	defer srv.Close()
-	c := kinesis.New(kinesis.Options{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL),
-		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
-			return aws.Credentials{AccessKeyID: "k", SecretAccessKey: "s"}, nil
-		})})
+	c := fakeEndpointClient(srv.URL)
 	s, err := New(c, &Options{MaxRetries: -1})
 	if err != nil {
 		t.Fatal(err)

@@ -9,9 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/kinesis"
-
 	"github.com/sluicehq/sluice/core"
 )
 
@@ -32,10 +29,7 @@ func stuckKinesis(t *testing.T, status string) *Store {
 		}
 	}))
 	t.Cleanup(srv.Close)
-	c := kinesis.New(kinesis.Options{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL),
-		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
-			return aws.Credentials{AccessKeyID: "k", SecretAccessKey: "s"}, nil
-		})})
+	c := fakeEndpointClient(srv.URL)
 	s, err := New(c, &Options{ActiveTimeout: 100 * time.Millisecond, MaxRetries: -1})
 	if err != nil {
 		t.Fatal(err)

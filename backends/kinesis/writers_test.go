@@ -1,7 +1,6 @@
 package kinesis
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -10,9 +9,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 )
 
 // shardFake is one shard: ListShards lists it, GetRecords returns every record stored from
@@ -95,10 +91,7 @@ func TestOneWriterPerPartitionAfterForget(t *testing.T) {
 	f := &shardFake{records: old, held: make(chan struct{}), release: make(chan struct{}), put2: make(chan struct{})}
 	srv := httptest.NewServer(f)
 	defer srv.Close()
-	c := kinesis.New(kinesis.Options{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL),
-		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
-			return aws.Credentials{AccessKeyID: "k", SecretAccessKey: "s"}, nil
-		})})
+	c := fakeEndpointClient(srv.URL)
 	s, err := New(c, &Options{MaxRetries: -1})
 	if err != nil {
 		t.Fatal(err)
