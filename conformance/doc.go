@@ -63,9 +63,9 @@
 // client ids (both "conf-<random>-...", under [Harness].StreamPrefix, so runs against a
 // shared long-lived broker never collide, in topics or in consumer groups), closes what it
 // opened and, when the backend implements [core.StreamDeleter], deletes its streams. Each
-// subtest's context expires after [Harness].Timeout, and so does its cleanup's, separately;
-// a Close still running when its context ends fails the subtest, which stops waiting for it
-// (see [Harness].Timeout).
+// subtest's context expires after [Harness].Timeout, and so do, separately, its cleanup's
+// deletions and its cleanup's Close; a Close still running when its context ends fails the
+// subtest, which stops waiting for it (see [Harness].Timeout).
 //
 // # Capabilities
 //

@@ -58,8 +58,9 @@ type Harness struct {
 	// Timeout bounds each subtest (default DefaultTimeout). The subtest's context, passed to
 	// Open, Reopen and every Storage and IndexStorage call, expires Timeout after the
 	// subtest starts. Its cleanup (reopening the backend through Open if the subtest closed
-	// it, deleting its streams, closing the backend) gets a context of its own that expires
-	// Timeout after the cleanup starts. Close takes no context: the suite calls it on
+	// it and deleting its streams; then closing the backend) gets a context of its own for
+	// each of those two steps, which expires Timeout after the step starts. Close takes no
+	// context: the suite calls it on
 	// another goroutine and waits for it only until the context in force ends; a Close
 	// still running then fails the subtest, with a message saying that the goroutine
 	// blocked in Close is left behind (leaked). So a hung broker fails the subtest instead
@@ -278,8 +279,8 @@ func (e *env) create(label string, partitions int) string {
 }
 
 // cleanup deletes the subtest's streams (when the backend can, reopening it with Open if the
-// subtest closed it) and closes the backend. It has a context of its own that expires after
-// Harness.Timeout, and waits for Close only until then.
+// subtest closed it) and closes the backend. Each of the two steps has a context of its own
+// that expires after Harness.Timeout, and it waits for Close only until then.
 func (e *env) cleanup() {
 	e.mu.Lock()
 	b, closed, streams := e.b, e.closed, e.streams
@@ -315,7 +316,10 @@ func (e *env) cleanup() {
 		}
 	}
 	if !closed {
-		if err := closeWithin(ctx, e.h.timeout(), "Backend.Close in cleanup", b.Close); errors.Is(err, errCloseHung) {
+		// A context of its own: deletions that used up ctx must not make the Close look hung.
+		cctx, ccancel := context.WithTimeout(context.Background(), e.h.timeout())
+		defer ccancel()
+		if err := closeWithin(cctx, e.h.timeout(), "Backend.Close in cleanup", b.Close); errors.Is(err, errCloseHung) {
 			e.t.Errorf("cleanup: %v", err)
 		} else if err != nil {
 			e.t.Errorf("cleanup: Close: %v", err)

@@ -219,3 +219,43 @@ func TestBackendWithoutStorageClosed(t *testing.T) {
 		t.Errorf("%d of the 2 backends without Storage were closed", got)
 	}
 }
+
+// slowDeleteStore is a memory store whose DeleteStream blocks until its context ends.
+type slowDeleteStore struct{ *memory.Store }
+
+func (s slowDeleteStore) DeleteStream(ctx context.Context, stream string) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestCleanupCloseHasItsOwnContext: a cleanup whose stream deletions used up its context
+// reports them, and still gives Close its own: a Close that returns at once is not reported
+// hung (it was, and the report blamed the backend's Close for its DeleteStream).
+func TestCleanupCloseHasItsOwnContext(t *testing.T) {
+	h := Harness{Timeout: 200 * time.Millisecond, Open: func(context.Context) (*core.Backend, error) {
+		s, err := memory.New(nil)
+		if err != nil {
+			return nil, err
+		}
+		return &core.Backend{Storage: slowDeleteStore{s}}, nil
+	}}
+	suite := func(t T, h Harness) {
+		t.Run("SlowDelete", func(t T) {
+			e := newEnv(t, h)
+			e.create("slow", 1)
+		})
+	}
+	res := RunSuites(t.Context(), h, nil, Suite{Name: "S", Run: suite})
+	if len(res.Tests) == 0 {
+		t.Fatal("no test ran")
+	}
+	var f []string
+	for _, tr := range res.Tests {
+		if tr.Name == "S/SlowDelete" {
+			f = tr.Failures
+		}
+	}
+	if len(f) != 1 || !strings.Contains(f[0], "DeleteStream") {
+		t.Errorf("S/SlowDelete failures %q; want one, the DeleteStream that timed out (not a hung Close)", f)
+	}
+}
