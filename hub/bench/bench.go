@@ -22,7 +22,8 @@
 //     long-polling client.Consumer; raw: Storage.Append and a reader calling Storage.Fetch,
 //     sleeping Config.PollInterval when caught up, since Storage has no long poll). The
 //     clock starts once the reader has received a warm-up message, so connecting and
-//     positioning the reader is not measured.
+//     positioning the reader is not measured. A message that arrives twice (delivery is at
+//     least once) counts once, at its first arrival; Sample.Duplicates counts the others.
 //   - e2e-encrypted (not run by default; see ExtraWorkloads): what end-to-end encryption
 //     costs, both paths through the hub: delivered messages per second from device A to
 //     device B at each message size, sent for Config.Duration by one goroutine, on the
@@ -253,6 +254,11 @@ type Sample struct {
 	P50  float64 `json:"p50_ms,omitempty"`
 	P99  float64 `json:"p99_ms,omitempty"`
 	P999 float64 `json:"p999_ms,omitempty"`
+	// Duplicates counts the messages that arrived again while the e2e-latency reader
+	// waited for the others (delivery is at least once: a publisher resends a message whose
+	// confirm it did not get). Messages and the percentiles count each message once, on its
+	// first arrival.
+	Duplicates int `json:"duplicates,omitempty"`
 	// Error says why the run failed; the other fields are then zero.
 	Error string `json:"error,omitempty"`
 }
@@ -279,7 +285,9 @@ func statOf(samples []Sample, f func(Sample) float64) Stat {
 type Summary struct {
 	Runs []Sample `json:"runs"`
 	// Errors counts failed runs.
-	Errors     int  `json:"errors"`
+	Errors int `json:"errors"`
+	// Duplicates is the sum of the runs' Sample.Duplicates.
+	Duplicates int  `json:"duplicates,omitempty"`
 	MsgsPerSec Stat `json:"msgs_per_sec"`
 	MBPerSec   Stat `json:"mb_per_sec"`
 	P50        Stat `json:"p50_ms"`
@@ -293,6 +301,7 @@ func summarize(runs []Sample) *Summary {
 		if r.Error != "" {
 			s.Errors++
 		}
+		s.Duplicates += r.Duplicates
 	}
 	s.MsgsPerSec = statOf(runs, func(r Sample) float64 { return r.MsgsPerSec })
 	s.MBPerSec = statOf(runs, func(r Sample) float64 { return r.MBPerSec })
@@ -577,6 +586,8 @@ func (s Sample) String() string {
 	switch {
 	case s.Error != "":
 		return "error: " + s.Error
+	case s.P50 > 0 && s.Duplicates > 0:
+		return fmt.Sprintf("%d msgs (and %d duplicates), p50 %s p99 %s p99.9 %s", s.Messages, s.Duplicates, FormatMillis(s.P50), FormatMillis(s.P99), FormatMillis(s.P999))
 	case s.P50 > 0:
 		return fmt.Sprintf("%d msgs, p50 %s p99 %s p99.9 %s", s.Messages, FormatMillis(s.P50), FormatMillis(s.P99), FormatMillis(s.P999))
 	}

@@ -54,7 +54,8 @@ func (r *Report) workloadDoc(w string) string {
 		return fmt.Sprintf("%d messages/s of %s for %s; latency from each message's scheduled send to its arrival at the "+
 			"reader. Hub: a `Publisher` and a long-polling `client.Consumer`; raw: `Storage.Append` and a reader polling "+
 			"`Storage.Fetch` every %s when caught up (Storage has no long poll). The clock starts once the reader "+
-			"has received a warm-up message.", c.Rate, FormatSize(c.LatencySize), c.Duration, c.PollInterval)
+			"has received a warm-up message. A message that arrives again (delivery is at least once) counts once, with "+
+			"the latency of its first arrival; duplicates are listed below the table.", c.Rate, FormatSize(c.LatencySize), c.Duration, c.PollInterval)
 	case E2EEncrypted:
 		return fmt.Sprintf("Messages per second delivered from device A to device B, both through the hub, sent by one "+
 			"goroutine of A for %s; the time runs from the first send until B has every message. Plain: a `client.Publisher` "+
@@ -171,6 +172,10 @@ func (r *Report) WriteMarkdown(w io.Writer, charts map[string]string) error {
 				if s := row.path(p); s != nil && s.Errors > 0 {
 					notes = append(notes, fmt.Sprintf("%s %s %s: %d of %d runs failed: %s",
 						row.Backend, FormatSize(row.Size), p, s.Errors, len(s.Runs), s.FirstError()))
+				}
+				if s := row.path(p); s != nil && s.Duplicates > 0 {
+					notes = append(notes, fmt.Sprintf("%s %s %s: %d duplicate deliveries in %d runs (at-least-once resends; each message's latency is taken at its first arrival)",
+						row.Backend, FormatSize(row.Size), p, s.Duplicates, len(s.Runs)))
 				}
 			}
 			if IsLatency(wl) {

@@ -82,6 +82,35 @@ func TestWriteMarkdownZeroBatch(t *testing.T) {
 	}
 }
 
+// TestWriteMarkdownDuplicates: duplicate deliveries of the e2e-latency workload are listed
+// below its table, and kept in the JSON.
+func TestWriteMarkdownDuplicates(t *testing.T) {
+	nan := math.NaN()
+	r := &Report{Config: ReportConfig{Runs: 2, Duration: "1s", Rate: 100, LatencySize: 1024, Window: 256, Batch: 64, Limit: 256},
+		Rows: []Row{{Backend: "mem", Workload: E2ELatency, Size: 1024,
+			Hub:   summarize([]Sample{{Messages: 100, P50: 1, P99: 2, P999: 3, Duplicates: 2}, {Messages: 100, P50: 1, P99: 2, P999: 3, Duplicates: 1}}),
+			Raw:   summarize([]Sample{{Messages: 100, P50: 1, P99: 2, P999: 3}, {Messages: 100, P50: 1, P99: 2, P999: 3}}),
+			Ratio: Stat{1, 1, 1}, NativeRatio: Stat{nan, nan, nan}}},
+	}
+	var b bytes.Buffer
+	if err := r.WriteMarkdown(&b, nil); err != nil {
+		t.Fatal(err)
+	}
+	if want := "- mem 1 KiB hub: 3 duplicate deliveries in 2 runs"; !strings.Contains(b.String(), want) {
+		t.Errorf("Markdown lacks %q:\n%s", want, b.String())
+	}
+	if n := strings.Count(b.String(), "duplicate deliveries"); n != 1 {
+		t.Errorf("%d notes of duplicates, want 1 (raw had none):\n%s", n, b.String())
+	}
+	b.Reset()
+	if err := r.WriteJSON(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), `"duplicates": 3`) || !strings.Contains(b.String(), `"duplicates": 2`) {
+		t.Errorf("JSON lacks the duplicates of the summary and of the runs:\n%s", b.String())
+	}
+}
+
 func TestCells(t *testing.T) {
 	nan := math.NaN()
 	for _, tc := range []struct{ got, want string }{

@@ -413,7 +413,9 @@ func (e *env) e2eHub(ctx context.Context, cfg Config, size int) (Sample, error) 
 		}
 		return Sample{}, err
 	}
-	return latencySample(rec.l, time.Since(start)), nil
+	s := latencySample(rec.l, time.Since(start))
+	s.Duplicates = rec.duplicates()
+	return s, nil
 }
 
 // e2eRaw appends stamped messages at a fixed rate with Storage.Append while a reader polls
@@ -494,37 +496,71 @@ func (e *env) e2eRaw(ctx context.Context, cfg Config, st core.Storage, size int)
 		}
 		return Sample{}, err
 	}
-	return latencySample(rec.l, time.Since(start)), nil
+	s := latencySample(rec.l, time.Since(start))
+	s.Duplicates = rec.duplicates()
+	return s, nil
 }
 
 // receiver records the latency of stamped messages and lets a caller wait for a count.
+// Delivery is at least once: a message the publisher sent again (its confirm was lost) can
+// arrive twice. A message counts, and its latency is recorded, on its first arrival only;
+// later arrivals of the same stamp are counted as duplicates.
 type receiver struct {
 	mu   sync.Mutex
 	l    *Latencies
-	n    int           // stamped messages received
-	warm int           // warm-up (unstamped) messages received
-	grew chan struct{} // closed and replaced on every receive
+	seen map[uint64]struct{} // the stamps received
+	n    int                 // distinct stamped messages received
+	dups int                 // stamped messages received again
+	warm int                 // warm-up (unstamped) messages received
+	grew chan struct{}       // closed and replaced on every receive
 }
 
-func newReceiver() *receiver { return &receiver{l: NewLatencies(), grew: make(chan struct{})} }
+func newReceiver() *receiver {
+	return &receiver{l: NewLatencies(), seen: map[uint64]struct{}{}, grew: make(chan struct{})}
+}
 
 func (r *receiver) receive(m []byte) {
 	d, ok := sinceStamp(m)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if ok {
+	switch {
+	case !ok:
+		r.warm++
+	case r.isDuplicate(m):
+		r.dups++
+	default:
 		r.l.Record(d)
 		r.n++
-	} else {
-		r.warm++
 	}
 	close(r.grew)
 	r.grew = make(chan struct{})
 }
 
-// wait returns once n stamped messages arrived, or an error when ctx ends first.
+// isDuplicate reports whether the stamp of m was received before, and remembers it. Every
+// message of a run is stamped with its own scheduled time, so the stamp identifies it.
+func (r *receiver) isDuplicate(m []byte) bool {
+	ts := binary.BigEndian.Uint64(m)
+	if _, dup := r.seen[ts]; dup {
+		return true
+	}
+	r.seen[ts] = struct{}{}
+	return false
+}
+
+// duplicates returns how many stamped messages arrived more than once (each extra arrival
+// counts).
+func (r *receiver) duplicates() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.dups
+}
+
+// wait returns once n distinct stamped messages arrived, or an error when ctx ends first.
 func (r *receiver) wait(ctx context.Context, n int) error {
 	return r.until(ctx, func() bool { return r.n >= n }, func() error {
+		if r.dups > 0 {
+			return fmt.Errorf("received %d of %d messages (and %d duplicates)", r.n, n, r.dups)
+		}
 		return fmt.Errorf("received %d of %d messages", r.n, n)
 	})
 }

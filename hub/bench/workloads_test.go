@@ -2,7 +2,10 @@ package bench
 
 import (
 	"bytes"
+	"context"
+	"strings"
 	"testing"
+	"time"
 )
 
 // TestPayloadsDistinct checks what keeps a batch-compressing layer (a Kafka producer) from
@@ -27,5 +30,41 @@ func TestPayloadsDistinct(t *testing.T) {
 			t.Fatalf("messages %d and %d are the same", j, i)
 		}
 		seen[string(m)] = i
+	}
+}
+
+// TestReceiverCountsDistinctMessages: delivery is at least once, so a message the publisher
+// sent again arrives twice. The e2e-latency reader must wait for n distinct messages, not n
+// arrivals (a duplicate would end the wait before the last messages, the slowest, arrived
+// and cut the tail off the percentiles), record each latency once and count the duplicates.
+func TestReceiverCountsDistinctMessages(t *testing.T) {
+	r := newReceiver()
+	start := time.Now()
+	first, second := stamp(make([]byte, 16), start), stamp(make([]byte, 16), start.Add(time.Millisecond))
+	r.receive(make([]byte, 16)) // the warm-up message
+	r.receive(first)
+	r.receive(first) // resent: its confirm was lost
+
+	done, cancel := context.WithCancel(context.Background())
+	cancel() // wait must decide from what arrived, not wait for more
+	err := r.wait(done, 2)
+	if err == nil {
+		t.Fatal("wait(2) returned after one message and its duplicate; want it to wait for the second message")
+	}
+	if !strings.Contains(err.Error(), "received 1 of 2 messages (and 1 duplicates)") {
+		t.Errorf("wait error %q does not say what arrived", err)
+	}
+	r.receive(second)
+	if err := r.wait(done, 2); err != nil {
+		t.Fatalf("wait(2) after two distinct messages: %v", err)
+	}
+	if got := r.l.Count(); got != 2 {
+		t.Errorf("%d latencies recorded, want 2 (one per distinct message)", got)
+	}
+	if got := r.duplicates(); got != 1 {
+		t.Errorf("duplicates() = %d, want 1", got)
+	}
+	if s := latencySample(r.l, time.Second); s.Messages != 2 {
+		t.Errorf("sample counts %d messages, want 2", s.Messages)
 	}
 }
