@@ -66,7 +66,8 @@ func (l *intList) String() string {
 func (l *intList) Set(v string) error {
 	var out []int
 	for _, f := range strings.Split(v, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
+		f = strings.TrimSpace(f)
+		n, err := strconv.Atoi(f)
 		if err != nil || n <= 0 {
 			return fmt.Errorf("%q is not a positive integer", f)
 		}
@@ -76,17 +77,37 @@ func (l *intList) Set(v string) error {
 	return nil
 }
 
+// nameList is a comma-separated list of names; spaces around each are ignored, so
+// "push, pull" is push and pull.
+type nameList []string
+
+func (l *nameList) String() string { return strings.Join(*l, ",") }
+
+func (l *nameList) Set(v string) error {
+	var out []string
+	for _, f := range strings.Split(v, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			return fmt.Errorf("%q has an empty item: give names separated by commas", v)
+		}
+		out = append(out, f)
+	}
+	*l = out
+	return nil
+}
+
 func benchFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
 	var (
 		backends certify.URLList
 		sizes    = intList(bench.DefaultSizes)
+		wls      = nameList(bench.Workloads)
 	)
 	fs.Var(&backends, "backend", "backend URL to measure (repeatable), e.g. bbolt:data-dir, memory://")
 	fs.Var(&sizes, "sizes", "message sizes in bytes for the throughput workloads, comma-separated")
 	runs := fs.Int("runs", bench.DefaultRuns, "repetitions of each measurement (medians are reported)")
 	duration := fs.Duration("duration", bench.DefaultDuration, "how long each measurement sends")
 	out := fs.String("out", certify.DefaultOut, "directory for bench.md, bench.json and the SVG charts")
-	workloads := fs.String("workloads", strings.Join(bench.Workloads, ","), "workloads to run, comma-separated (also: "+strings.Join(bench.ExtraWorkloads, ",")+")")
+	fs.Var(&wls, "workloads", "workloads to run, comma-separated (also: "+strings.Join(bench.ExtraWorkloads, ",")+")")
 	rate := fs.Int("rate", bench.DefaultRate, fmt.Sprintf("messages per second of the latency workloads (at most %d)", client.MaxWindow))
 	latencySize := fs.Int("latency-size", bench.DefaultLatencySize, "message size of the latency workloads")
 	window := fs.Int("window", bench.DefaultWindow, fmt.Sprintf("messages in flight in the throughput workloads (at most %d)", client.MaxWindow))
@@ -108,7 +129,7 @@ func benchFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error 
 			return usageErr("-runs, -duration, -rate, -latency-size, -window and -batch must be positive")
 		}
 		cfg := bench.Config{
-			Sizes: sizes, Runs: *runs, Duration: *duration, Workloads: strings.Split(*workloads, ","),
+			Sizes: sizes, Runs: *runs, Duration: *duration, Workloads: wls,
 			Rate: *rate, LatencySize: *latencySize, Window: *window, Batch: *batch,
 		}
 		if err := cfg.Validate(); err != nil {

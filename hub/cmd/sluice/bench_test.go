@@ -80,11 +80,29 @@ func TestBenchUsage(t *testing.T) {
 		{[]string{"bench", "-backend", "memory://", "-runs", "1", "-duration", "10ms", "-out", t.TempDir(), "-window", "0"}, 2, "must be positive"},
 		{[]string{"bench", "-backend", "memory://", "-runs", "1", "-duration", "10ms", "-out", t.TempDir(), "-batch", "0"}, 2, "must be positive"},
 		{[]string{"bench", "-backend", "memory://", "-workloads", "fly", "-out", t.TempDir()}, 2, "unknown workload"},
+		{[]string{"bench", "-backend", "memory://", "-workloads", "push,,pull", "-out", t.TempDir()}, 2, "empty item"},
 		{[]string{"bench", "-backend", "nosuch://", "-runs", "1", "-duration", "1ms", "-out", t.TempDir()}, 2, "unknown backend"},
 	} {
 		code, out := runCLI(t, tc.args...)
 		if code != tc.code || !strings.Contains(out, tc.want) {
 			t.Errorf("sluice %q: exit %d, output %q; want exit %d and %q", tc.args, code, out, tc.code, tc.want)
+		}
+	}
+}
+
+// TestBenchListsWithSpaces: the comma-separated flags ignore spaces around their items, as
+// a user writes them in a shell ("push-latency, e2e-latency"): the run measures what they
+// name instead of refusing " e2e-latency" as an unknown workload.
+func TestBenchListsWithSpaces(t *testing.T) {
+	dir := t.TempDir()
+	code, out := runCLI(t, "bench", "-backend", "memory://", "-workloads", " push-latency, e2e-latency ", "-sizes", "64, 128",
+		"-runs", "1", "-duration", "20ms", "-rate", "200", "-quiet", "-out", dir)
+	if code != 0 {
+		t.Fatalf("exit status %d, want 0; output:\n%s", code, out)
+	}
+	for _, want := range []string{"## Push-confirm latency", "## Publish-to-consume latency", "-workloads=push-latency,e2e-latency", "-sizes=64,128"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
 }
