@@ -128,7 +128,9 @@ type Config struct {
 	// Window is how many messages the throughput workloads keep in flight (at most
 	// client.MaxWindow).
 	Window int
-	// Batch is how many messages go in one request or Append.
+	// Batch is how many messages go in one request or Append, at most Window (a batch
+	// larger than what is in flight cannot be sent); 0 means DefaultBatch, or Window if
+	// that is smaller.
 	Batch int
 	// Limit is the most messages one pull or Fetch asks for.
 	Limit int
@@ -165,10 +167,7 @@ func (c Config) withDefaults() Config {
 		c.Window = DefaultWindow
 	}
 	if c.Batch <= 0 {
-		c.Batch = DefaultBatch
-	}
-	if c.Batch > c.Window {
-		c.Batch = c.Window
+		c.Batch = min(DefaultBatch, c.Window)
 	}
 	if c.Limit <= 0 {
 		c.Limit = DefaultLimit
@@ -206,6 +205,9 @@ func (c Config) validate() error {
 	// the latency workloads a second's worth at Rate.
 	if c.Window > client.MaxWindow {
 		return fmt.Errorf("bench: %w: window %d is above the most a publisher keeps in flight (%d)", core.ErrInvalidOption, c.Window, client.MaxWindow)
+	}
+	if c.Batch > c.Window {
+		return fmt.Errorf("bench: %w: batch %d is above window %d: one request or Append cannot hold more messages than are in flight; lower the batch or raise the window", core.ErrInvalidOption, c.Batch, c.Window)
 	}
 	if c.Rate > client.MaxWindow {
 		return fmt.Errorf("bench: %w: rate %d/s is above what the latency workloads can keep in flight (%d messages)", core.ErrInvalidOption, c.Rate, client.MaxWindow)

@@ -3,11 +3,13 @@ package bench
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"math"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/core"
 	"github.com/sluicehq/sluice/hub"
 )
 
@@ -262,8 +264,13 @@ func TestFirstErrorAndPairedRatioLengths(t *testing.T) {
 }
 
 func TestConfigChecks(t *testing.T) {
-	if c := (Config{Window: 10, Batch: 64}).withDefaults(); c.Batch != 10 || c.Window != 10 {
-		t.Errorf("batch %d window %d: a batch is at most the window", c.Batch, c.Window)
+	// Without a batch, the default batch is at most the window.
+	if c := (Config{Window: 10}).withDefaults(); c.Batch != 10 || c.Window != 10 {
+		t.Errorf("batch %d window %d: the default batch is at most the window", c.Batch, c.Window)
+	}
+	// A batch above the window is refused, not silently reduced to it.
+	if err := (Config{Window: 10, Batch: 64}).Validate(); !errors.Is(err, core.ErrInvalidOption) || !strings.Contains(err.Error(), "batch 64 is above window 10") {
+		t.Errorf("Validate(window 10, batch 64) = %v, want ErrInvalidOption naming both", err)
 	}
 	for _, tc := range []struct {
 		cfg Config
@@ -276,6 +283,9 @@ func TestConfigChecks(t *testing.T) {
 		{Config{LatencySize: 7}, false},
 		{Config{LatencySize: hub.MaxFrameMessageSize + 1}, false},
 		{Config{Workloads: []string{E2EEncrypted, Push}}, true},
+		{Config{Window: 10, Batch: 10}, true},
+		{Config{Window: 10, Batch: 11}, false},
+		{Config{Batch: DefaultWindow + 1}, false},
 	} {
 		if err := tc.cfg.withDefaults().validate(); tc.ok != (err == nil) {
 			t.Errorf("validate(%+v) = %v, want ok %v", tc.cfg, err, tc.ok)

@@ -111,7 +111,7 @@ func benchFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error 
 	rate := fs.Int("rate", bench.DefaultRate, fmt.Sprintf("messages per second of the latency workloads (at most %d)", client.MaxWindow))
 	latencySize := fs.Int("latency-size", bench.DefaultLatencySize, "message size of the latency workloads")
 	window := fs.Int("window", bench.DefaultWindow, fmt.Sprintf("messages in flight in the throughput workloads (at most %d)", client.MaxWindow))
-	batch := fs.Int("batch", bench.DefaultBatch, "messages per request or Append")
+	batch := fs.Int("batch", bench.DefaultBatch, fmt.Sprintf("messages per request or Append, at most -window (without -batch: -window if that is below %d)", bench.DefaultBatch))
 	quiet := fs.Bool("quiet", false, "no progress on stderr")
 	return func(ctx context.Context, sio *stdio, args []string) error {
 		if len(args) > 0 {
@@ -128,9 +128,15 @@ func benchFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error 
 		if *runs <= 0 || *duration <= 0 || *rate <= 0 || *latencySize <= 0 || *window <= 0 || *batch <= 0 {
 			return usageErr("-runs, -duration, -rate, -latency-size, -window and -batch must be positive")
 		}
+		batchSize := *batch
+		if !flagSet(fs, "batch") {
+			batchSize = 0 // the default: bench.DefaultBatch, or -window if that is smaller
+		} else if *batch > *window {
+			return usageErr("-batch %d is above -window %d: one request or Append cannot hold more messages than are in flight; lower -batch or raise -window", *batch, *window)
+		}
 		cfg := bench.Config{
 			Sizes: sizes, Runs: *runs, Duration: *duration, Workloads: wls,
-			Rate: *rate, LatencySize: *latencySize, Window: *window, Batch: *batch,
+			Rate: *rate, LatencySize: *latencySize, Window: *window, Batch: batchSize,
 		}
 		if err := cfg.Validate(); err != nil {
 			return usageErr("%v", err) // before -out is created

@@ -80,6 +80,9 @@ func TestBenchUsage(t *testing.T) {
 		{[]string{"bench", "-backend", "memory://", "-runs", "1", "-duration", "10ms", "-out", t.TempDir(), "-window", "0"}, 2, "must be positive"},
 		{[]string{"bench", "-backend", "memory://", "-runs", "1", "-duration", "10ms", "-out", t.TempDir(), "-batch", "0"}, 2, "must be positive"},
 		{[]string{"bench", "-backend", "memory://", "-workloads", "fly", "-out", t.TempDir()}, 2, "unknown workload"},
+		// A batch above the window is refused (it was silently cut to the window).
+		{[]string{"bench", "-backend", "memory://", "-runs", "1", "-duration", "10ms", "-sizes", "64", "-workloads", "push", "-out", t.TempDir(), "-batch", "512"}, 2, "-batch 512 is above -window 256"},
+		{[]string{"bench", "-backend", "memory://", "-runs", "1", "-duration", "10ms", "-sizes", "64", "-workloads", "push", "-out", t.TempDir(), "-window", "32", "-batch", "64"}, 2, "lower -batch or raise -window"},
 		{[]string{"bench", "-backend", "memory://", "-workloads", "push,,pull", "-out", t.TempDir()}, 2, "empty item"},
 		{[]string{"bench", "-backend", "nosuch://", "-runs", "1", "-duration", "1ms", "-out", t.TempDir()}, 2, "unknown backend"},
 	} {
@@ -104,6 +107,20 @@ func TestBenchListsWithSpaces(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestBenchWindowBelowDefaultBatch: -window alone below the default batch (64) is no
+// conflict: the batch follows the window, and the report says so.
+func TestBenchWindowBelowDefaultBatch(t *testing.T) {
+	dir := t.TempDir()
+	code, out := runCLI(t, "bench", "-backend", "memory://", "-workloads", "push", "-sizes", "64", "-window", "16",
+		"-runs", "1", "-duration", "20ms", "-quiet", "-out", dir)
+	if code != 0 {
+		t.Fatalf("exit status %d, want 0; output:\n%s", code, out)
+	}
+	if want := "in batches of 16 random messages"; !strings.Contains(out, want) {
+		t.Errorf("output lacks %q:\n%s", want, out)
 	}
 }
 
