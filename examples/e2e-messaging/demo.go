@@ -105,7 +105,9 @@ func (cfg config) validate() error {
 	return fmt.Errorf("%w: %s", core.ErrInvalidOption, bad)
 }
 
-// run runs the demo; see the package documentation. It returns an error if a check failed.
+// run runs the demo; see the package documentation. It returns an error if a check failed,
+// and one matching core.ErrInvalidOption for a bad configuration (a setting out of range, a
+// -dir that is not empty).
 func run(ctx context.Context, cfg config) (res *result, err error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -121,17 +123,17 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 	dir := cfg.Dir
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "sluice-e2e-"); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("temporary directory: %w", err)
 		}
 		defer os.RemoveAll(dir)
 	} else {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("-dir %s: %w", dir, err)
 		}
 		if entries, err := os.ReadDir(dir); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("-dir %s: %w", dir, err)
 		} else if len(entries) > 0 {
-			return nil, fmt.Errorf("%w: directory %s is not empty; remove it or choose a new one", core.ErrInvalidOption, dir)
+			return nil, fmt.Errorf("%w: -dir %s is not empty: remove it or choose a new one", core.ErrInvalidOption, dir)
 		}
 	}
 	marker := "secret-" + randomHex(6)

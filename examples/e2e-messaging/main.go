@@ -107,6 +107,10 @@ func demoMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	defer cancel()
 	cfg.Out = stdout
 	if _, err := run(rctx, cfg); err != nil {
+		if errors.Is(err, core.ErrInvalidOption) { // a bad command line, found only when run prepares -dir
+			fmt.Fprintf(stderr, "e2e-messaging: %s (see e2e-messaging -help)\n", strings.TrimPrefix(err.Error(), core.ErrInvalidOption.Error()+": "))
+			return 2
+		}
 		if interrupted(ctx, err) {
 			fmt.Fprintln(stderr, "e2e-messaging: interrupted before the demo finished")
 			return exitInterrupted

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -517,6 +518,25 @@ func TestResetEveryMinimum(t *testing.T) {
 	}
 	if cfg, err := parseFlags([]string{"-reset-every", minResetEvery.String()}, io.Discard); err != nil || cfg.ResetEvery != minResetEvery {
 		t.Errorf("-reset-every %v: %+v, %v", minResetEvery, cfg, err)
+	}
+}
+
+// TestDirNotEmpty: a -dir that is not empty is a bad command line (exit 2, naming the flag
+// and what to do), not a failed check of the demo (it was "FAILED: ... invalid option", exit
+// 1); the files in it are left alone.
+func TestDirNotEmpty(t *testing.T) {
+	dir := t.TempDir()
+	keep := filepath.Join(dir, "keep")
+	if err := os.WriteFile(keep, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	code := demoMain(t.Context(), []string{"-dir", dir}, io.Discard, &stderr)
+	if code != 2 || strings.Contains(stderr.String(), "FAILED") || !strings.Contains(stderr.String(), "-dir "+dir+" is not empty: remove it or choose a new one") {
+		t.Errorf("-dir with a file in it: exit %d, want 2 naming -dir and what to do, not FAILED\n%s", code, stderr.String())
+	}
+	if _, err := os.Stat(keep); err != nil {
+		t.Errorf("the file in -dir: %v", err)
 	}
 }
 
