@@ -418,6 +418,14 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 	if err := checkReceived(res.Received, cfg.Messages, text); err != nil {
 		return nil, err
 	}
+	// B read its inbox to the end and saved that position on the hub as it stopped.
+	onHub, err := savedIndex(ctx, hubAddr.String(), inboxB, clientB)
+	if err != nil {
+		return nil, err
+	}
+	if onHub != second.SavedIndex || onHub != end {
+		return nil, fmt.Errorf("check failed: after B's second process the hub holds index %d for %s, B saved %d, its inbox ends at %d", onHub, clientB, second.SavedIndex, end)
+	}
 	if want := uint64(cfg.Duplicates) + res.StoredUnconfirmed; res.DuplicatesDropped < want {
 		return nil, fmt.Errorf("check failed: B's channel dropped %d duplicates, at least %d were stored (%d by the demo, %d by A's resends)",
 			res.DuplicatesDropped, want, cfg.Duplicates, res.StoredUnconfirmed)
@@ -625,6 +633,25 @@ func duplicateLast(ctx context.Context, hubAddr, stream string, n int, clientID 
 		return 0, 0, err
 	}
 	return end, saved, nil
+}
+
+// savedIndex returns the index saved on the hub for clientID's reading of stream.
+func savedIndex(ctx context.Context, hubAddr, stream, clientID string) (uint64, error) {
+	cli, err := client.Dial(hubAddr, clientOptions...)
+	if err != nil {
+		return 0, fmt.Errorf("read the index of %s: %w", clientID, err)
+	}
+	defer cli.Close()
+	conn, err := cli.Open(ctx, 5*time.Second)
+	if err != nil {
+		return 0, fmt.Errorf("read the index of %s: %w", clientID, err)
+	}
+	defer conn.Close()
+	idx, err := conn.GetIndex(ctx, clientID, stream, 0)
+	if err != nil {
+		return 0, fmt.Errorf("read the index of %s on %s: %w", clientID, stream, err)
+	}
+	return idx, nil
 }
 
 func randomHex(n int) string {

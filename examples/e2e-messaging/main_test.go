@@ -294,6 +294,7 @@ func TestDemoChecksFail(t *testing.T) {
 		{"resume:pid-parent", false, "did not run as a separate process"},
 		{"any:pid-same", false, "B's second process is its first"},
 		{"first:saved-index", false, "the hub holds index"},
+		{"resume:saved-index", false, "after B's second process the hub holds index"},
 		{"resume:receipt", false, "want the receipt"},
 		{"resume:session-mode", false, "session file has mode"},
 		{"resume:plaintext", false, "contains the plaintext marker"},
