@@ -497,16 +497,25 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 	fmt.Fprintf(out, "  - B's process really stopped: a second OS process (pid %d, the first was %d) restored the secure channel\n", res.BProcesses[1], res.BProcesses[0])
 	fmt.Fprintf(out, "    from B's session file, at the same addresses, so the messages A sealed meanwhile were readable;\n")
 	fmt.Fprintf(out, "  - B resumed from its saved index and received all %d messages exactly once, in order, decrypted,\n", cfg.Messages)
-	if stall {
-		fmt.Fprintf(out, "    although A's link was reset with %d of them stored but unconfirmed (A's publisher resent %d message(s);\n", res.StoredUnconfirmed, res.Resent)
-		fmt.Fprintf(out, "    %d reset(s) in all), so that %d+%d ciphertexts were stored twice (%d dropped by the replay window);\n",
-			res.ProxyResets, res.StoredUnconfirmed, cfg.Duplicates, res.DuplicatesDropped)
-	} else {
-		fmt.Fprintf(out, "    although A's link was reset %d time(s) (A resent %d message(s) after a reset) and %d+ ciphertexts were stored\n", res.ProxyResets, res.Resent, cfg.Duplicates)
-		fmt.Fprintf(out, "    twice (%d dropped by the replay window);\n", res.DuplicatesDropped)
-	}
+	provedDuplicates(out, res, cfg.Duplicates, stall)
 	fmt.Fprintf(out, "  - the hub stored only ciphertext: no plaintext in its storage file.\n")
 	return res, nil
+}
+
+// provedDuplicates writes the part of the demo's conclusion about the duplicates. It
+// claims no more than run checked: the demo stored duplicates of its own, the hub stored
+// res.StoredUnconfirmed of A's messages before their resend, and B's channel dropped at
+// least both; A's other resends (after periodic resets) may store more, so the count of
+// ciphertexts stored twice is a lower bound.
+func provedDuplicates(out io.Writer, res *result, duplicates int, stall bool) {
+	if stall {
+		fmt.Fprintf(out, "    although A's link was reset with %d of them stored but unconfirmed (A's publisher resent %d message(s);\n", res.StoredUnconfirmed, res.Resent)
+		fmt.Fprintf(out, "    %d reset(s) in all), so that at least %d+%d ciphertexts were stored twice (%d dropped by the replay window);\n",
+			res.ProxyResets, res.StoredUnconfirmed, duplicates, res.DuplicatesDropped)
+		return
+	}
+	fmt.Fprintf(out, "    although A's link was reset %d time(s) (A resent %d message(s) after a reset) and at least %d ciphertexts were stored\n", res.ProxyResets, res.Resent, duplicates)
+	fmt.Fprintf(out, "    twice (%d dropped by the replay window);\n", res.DuplicatesDropped)
 }
 
 // stallRange returns the first and the last of A's messages from..last during which the flaky
