@@ -188,3 +188,25 @@ func CallErr(ctx context.Context) error {
 	}
 	return err
 }
+
+// OwnTimeout returns err, the error of something a backend's call waited for (a client
+// library's operation timeout, an HTTP client's Timeout, a bound of the backend's own) that
+// matches context.DeadlineExceeded or context.Canceled although the call's context has not
+// ended, made to match neither: a caller that saw them would take the error for the end of
+// its own context and give up instead of trying again. errors.As still finds the errors of
+// err's chain (a net.Error among them says Timeout); its message is err's. An err that
+// matches neither context error is returned as it is. The backend adds the sentinel, usually
+// [ErrUnavailable].
+func OwnTimeout(err error) error {
+	if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return &ownTimeout{err}
+}
+
+// ownTimeout hides the context errors of err from errors.Is, not its chain from errors.As.
+type ownTimeout struct{ err error }
+
+func (e *ownTimeout) Error() string { return e.err.Error() }
+
+func (e *ownTimeout) As(target any) bool { return errors.As(e.err, target) }

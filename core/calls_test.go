@@ -3,6 +3,8 @@ package core_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -303,4 +305,28 @@ func TestCallsDrain(t *testing.T) {
 			t.Fatalf("Drain = %v, want an error matching ErrUnavailable", err)
 		}
 	})
+}
+
+// TestOwnTimeout: a timeout of the backend's own no longer matches the context errors, and
+// errors.As still reaches its chain; other errors pass unchanged.
+func TestOwnTimeout(t *testing.T) {
+	inner := &net.OpError{Op: "dial", Net: "tcp", Err: context.DeadlineExceeded}
+	for _, err := range []error{context.DeadlineExceeded, context.Canceled, fmt.Errorf("lookup: %w", inner),
+		errors.Join(context.DeadlineExceeded, errors.New("connection refused"))} {
+		got := core.OwnTimeout(err)
+		if errors.Is(got, context.DeadlineExceeded) || errors.Is(got, context.Canceled) || got.Error() != err.Error() {
+			t.Errorf("OwnTimeout(%v) = %v: still a context error, or another message", err, got)
+		}
+	}
+	var op *net.OpError
+	if !errors.As(core.OwnTimeout(fmt.Errorf("lookup: %w", inner)), &op) || op != inner {
+		t.Errorf("OwnTimeout hid the chain from errors.As")
+	}
+	other := fmt.Errorf("x: %w", core.ErrStreamNotFound)
+	if got := core.OwnTimeout(other); got != other {
+		t.Errorf("OwnTimeout(%v) = %v, want it unchanged", other, got)
+	}
+	if core.OwnTimeout(nil) != nil {
+		t.Errorf("OwnTimeout(nil) is not nil")
+	}
 }

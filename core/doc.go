@@ -40,5 +40,6 @@
 // keeps messages past the return of the call that passed them, in one allocation, and
 // [Calls] counts the calls in flight so that Close can refuse new calls, wait for the
 // running ones and cancel them ([CallErr] tells a call cancelled by Close from one whose
-// caller gave up). The Kafka, Pulsar and Kinesis backends use both.
+// caller gave up). The Kafka, Pulsar and Kinesis backends use both. [OwnTimeout] keeps a
+// timeout of the backend's own from looking like the end of the caller's context.
 package core
