@@ -150,7 +150,7 @@ func (s *Store) ping(ctx context.Context) error {
 		return fmt.Errorf("pulsar: %w: namespace %s/%s does not exist: create it (pulsar-admin namespaces create %s/%s) or name another with tenant= and namespace=: %w",
 			core.ErrInvalidOption, a.tenant, a.ns, a.tenant, a.ns, err)
 	}
-	err = s.mapErr("connect", "", err)
+	err = s.mapErr(ctx, "connect", "", err)
 	if errors.Is(err, core.ErrUnavailable) {
 		return fmt.Errorf("%w (is Pulsar running, and its admin API at %s? set it with admin=)", err, a.base)
 	}

@@ -138,9 +138,12 @@
 // namespace (admin 404 naming it) core.ErrInvalidOption; MessageTooBig is
 // core.ErrMessageTooLarge; bad names and conflicting topics are core.ErrInvalidArgument;
 // authentication, authorization and configuration errors are core.ErrInvalidOption; calls
-// after or during Close are core.ErrClosed; cancelled calls return the context's error;
-// everything else (timeouts, lookups, connections, broker persistence errors, 5xx) is
-// core.ErrUnavailable. ErrIndexOutOfRange is described above.
+// after or during Close are core.ErrClosed (a call that Close cancelled also matches
+// context.Canceled); a call whose context ended returns the context's error; everything else
+// (timeouts, lookups, connections, broker persistence errors, 5xx) is core.ErrUnavailable.
+// The timeouts of the backend's own (Options.HTTPClient's Timeout, the client's operation and
+// send timeouts) never match context.DeadlineExceeded: that is only the caller's deadline.
+// ErrIndexOutOfRange is described above.
 //
 // [Open] checks both addresses before it returns: the admin API (a GET of the namespace's
 // policies) and the service URL (a dial, then one partitioned-metadata lookup on the binary

@@ -13,10 +13,14 @@ import (
 
 // mapErr is the one place where errors of pulsar-client-go, the admin API and the network
 // become core sentinels. It returns "pulsar: <op> <stream>: <sentinel>: <err>", keeping err
-// in the chain for errors.As. Errors that already match a core sentinel, and context
-// errors, only get the prefix. A store that is closed turns client "closed" errors into
-// core.ErrClosed.
-func (s *Store) mapErr(op, stream string, err error) error {
+// in the chain for errors.As. ctx is the call's context (from calls.Begin once the call
+// began; mapErr must run before the call ends it). When it has ended, the error is its
+// error: core.ErrClosed when Close cancelled the call. Errors that already match a core
+// sentinel only get the prefix. A store that is closed turns client "closed" errors into
+// core.ErrClosed. A context error while ctx has not ended is a timeout of the backend's own
+// (the HTTP client's Timeout, pulsar-client-go's operation timeout): core.ErrUnavailable,
+// made not to match the context errors (see core.OwnTimeout).
+func (s *Store) mapErr(ctx context.Context, op, stream string, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -24,17 +28,24 @@ func (s *Store) mapErr(op, stream string, err error) error {
 	if stream == "" {
 		prefix = "pulsar: " + op
 	}
+	if ctx.Err() != nil {
+		closed := errors.Is(context.Cause(ctx), core.ErrClosed)
+		if errors.Is(err, ctx.Err()) && (!closed || errors.Is(err, core.ErrClosed)) {
+			return fmt.Errorf("%s: %w", prefix, err)
+		}
+		return fmt.Errorf("%s: %w: %w", prefix, core.CallErr(ctx), err)
+	}
 	for _, sentinel := range []error{core.ErrStreamNotFound, core.ErrIndexNotFound, core.ErrInvalidArgument,
 		core.ErrMessageTooLarge, core.ErrClosed, core.ErrInvalidOption, core.ErrUnavailable} {
 		if errors.Is(err, sentinel) {
-			return fmt.Errorf("%s: %w", prefix, err)
+			return fmt.Errorf("%s: %w", prefix, core.OwnTimeout(err))
 		}
 	}
 	if s.calls.Closed() {
-		return fmt.Errorf("%s: %w: %w", prefix, core.ErrClosed, err)
+		return fmt.Errorf("%s: %w: %w", prefix, core.ErrClosed, core.OwnTimeout(err))
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("%s: %w", prefix, err)
+		return fmt.Errorf("%s: %w: %w", prefix, core.ErrUnavailable, core.OwnTimeout(err))
 	}
 	if errors.Is(err, ErrIndexOutOfRange) {
 		return fmt.Errorf("%s: %w", prefix, err)

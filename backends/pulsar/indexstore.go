@@ -35,23 +35,23 @@ func indexKey(clientID, stream string, partition int) string {
 // it first reads the index records appended since its last call.
 func (s *Store) GetIndex(ctx context.Context, clientID, stream string, partition int) (uint64, error) {
 	if err := validateIndexKey(clientID, stream, partition); err != nil {
-		return 0, s.mapErr("get index", stream, err)
+		return 0, s.mapErr(ctx, "get index", stream, err)
 	}
-	ctx, done, err := s.calls.Begin(ctx)
+	ctx, done, err := s.begin(ctx, "get index", stream)
 	if err != nil {
-		return 0, s.mapErr("get index", stream, err)
+		return 0, err
 	}
 	defer done()
 	if err := s.index.lock(ctx); err != nil {
-		return 0, s.mapErr("get index", stream, err)
+		return 0, s.mapErr(ctx, "get index", stream, err)
 	}
 	defer s.index.unlock()
 	if err := s.catchUpIndex(ctx); err != nil {
-		return 0, s.mapErr("get index", stream, err)
+		return 0, s.mapErr(ctx, "get index", stream, err)
 	}
 	i, ok := s.index.saved[indexKey(clientID, stream, partition)]
 	if !ok {
-		return 0, s.mapErr("get index", stream, fmt.Errorf("%w: client %q, partition %d", core.ErrIndexNotFound, clientID, partition))
+		return 0, s.mapErr(ctx, "get index", stream, fmt.Errorf("%w: client %q, partition %d", core.ErrIndexNotFound, clientID, partition))
 	}
 	return i, nil
 }
@@ -62,19 +62,19 @@ func (s *Store) GetIndex(ctx context.Context, clientID, stream string, partition
 // lower value never replaces a higher one, also when several Stores save concurrently.
 func (s *Store) SaveIndex(ctx context.Context, clientID, stream string, partition int, index uint64) error {
 	if err := validateIndexKey(clientID, stream, partition); err != nil {
-		return s.mapErr("save index", stream, err)
+		return s.mapErr(ctx, "save index", stream, err)
 	}
-	ctx, done, err := s.calls.Begin(ctx)
+	ctx, done, err := s.begin(ctx, "save index", stream)
 	if err != nil {
-		return s.mapErr("save index", stream, err)
+		return err
 	}
 	defer done()
 	if err := s.index.lock(ctx); err != nil {
-		return s.mapErr("save index", stream, err)
+		return s.mapErr(ctx, "save index", stream, err)
 	}
 	defer s.index.unlock()
 	if err := s.catchUpIndex(ctx); err != nil {
-		return s.mapErr("save index", stream, err)
+		return s.mapErr(ctx, "save index", stream, err)
 	}
 	key := indexKey(clientID, stream, partition)
 	if cur, ok := s.index.saved[key]; ok && cur >= index {
@@ -82,7 +82,7 @@ func (s *Store) SaveIndex(ctx context.Context, clientID, stream string, partitio
 	}
 	rec := encodeIndexRecord(indexRecord{ClientID: clientID, Stream: stream, Partition: partition, Index: index})
 	if _, err := s.appendTopic(ctx, indexTopic, 0, [][]byte{rec}); err != nil {
-		return s.mapErr("save index", stream, err)
+		return s.mapErr(ctx, "save index", stream, err)
 	}
 	s.index.saved[key] = index
 	return nil
@@ -94,14 +94,14 @@ func (s *Store) SaveIndex(ctx context.Context, clientID, stream string, partitio
 // known. DeleteStream calls it before it deletes the topic.
 func (s *Store) DeleteIndexes(ctx context.Context, stream string) error {
 	if err := core.ValidateStreamName(stream); err != nil {
-		return s.mapErr("delete indexes", stream, err)
+		return s.mapErr(ctx, "delete indexes", stream, err)
 	}
-	ctx, done, err := s.calls.Begin(ctx)
+	ctx, done, err := s.begin(ctx, "delete indexes", stream)
 	if err != nil {
-		return s.mapErr("delete indexes", stream, err)
+		return err
 	}
 	defer done()
-	return s.mapErr("delete indexes", stream, s.deleteIndexes(ctx, stream))
+	return s.mapErr(ctx, "delete indexes", stream, s.deleteIndexes(ctx, stream))
 }
 
 // deleteIndexes is DeleteIndexes inside calls.Begin. It does not create the index topic: when

@@ -65,7 +65,7 @@ func TestMapErrClasses(t *testing.T) {
 		{fmt.Errorf("%w: x", core.ErrIndexNotFound), core.ErrIndexNotFound},
 		{fmt.Errorf("%w: ledger id", ErrIndexOutOfRange), nil}, // not retryable: no ErrUnavailable
 	} {
-		got := s.mapErr("append", "s", c.err)
+		got := s.mapErr(t.Context(), "append", "s", c.err)
 		if !errors.Is(got, c.err) {
 			t.Errorf("mapErr(%v) = %v: the original error is not in the chain", c.err, got)
 		}
@@ -77,7 +77,7 @@ func TestMapErrClasses(t *testing.T) {
 	}
 	// A call that Close cancelled reports core.ErrClosed, not its context's error.
 	s.Close()
-	if got := s.mapErr("fetch", "s", context.Canceled); !errors.Is(got, core.ErrClosed) {
+	if got := s.mapErr(t.Context(), "fetch", "s", context.Canceled); !errors.Is(got, core.ErrClosed) {
 		t.Errorf("after Close, mapErr(context.Canceled) = %v; want core.ErrClosed", got)
 	}
 }

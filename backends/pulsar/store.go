@@ -220,24 +220,33 @@ func (s *Store) partitionTopic(base string, partition int) string {
 	return "persistent://" + s.opts.Tenant + "/" + s.opts.Namespace + "/" + s.topic(base) + "-partition-" + itoa(partition)
 }
 
+// begin begins a public call (see core.Calls.Begin): its error is mapped for op on stream.
+func (s *Store) begin(ctx context.Context, op, stream string) (context.Context, func(), error) {
+	cctx, end, err := s.calls.Begin(ctx)
+	if err != nil {
+		return nil, nil, s.mapErr(ctx, op, stream, err)
+	}
+	return cctx, end, nil
+}
+
 // CreateStream creates the stream as a partitioned topic with partitions partitions through
 // the admin API, or returns the partition count of the existing one. A non-partitioned topic
 // of the same name (for example auto-created by a producer) is reported as
 // core.ErrInvalidArgument.
 func (s *Store) CreateStream(ctx context.Context, stream string, partitions int) (int, error) {
 	if err := core.ValidateStreamName(stream); err != nil {
-		return 0, s.mapErr("create stream", stream, err)
+		return 0, s.mapErr(ctx, "create stream", stream, err)
 	}
 	if err := core.ValidatePartitionCount(partitions, s.opts.MaxPartitions); err != nil {
-		return 0, s.mapErr("create stream", stream, err)
+		return 0, s.mapErr(ctx, "create stream", stream, err)
 	}
-	ctx, done, err := s.calls.Begin(ctx)
+	ctx, done, err := s.begin(ctx, "create stream", stream)
 	if err != nil {
-		return 0, s.mapErr("create stream", stream, err)
+		return 0, err
 	}
 	defer done()
 	n, err := s.createTopic(ctx, stream, partitions)
-	return n, s.mapErr("create stream", stream, err)
+	return n, s.mapErr(ctx, "create stream", stream, err)
 }
 
 func (s *Store) createTopic(ctx context.Context, base string, partitions int) (int, error) {
@@ -319,15 +328,15 @@ func (s *Store) partitions(ctx context.Context, stream string) (int, error) {
 // Partitions returns the partition count of an existing stream.
 func (s *Store) Partitions(ctx context.Context, stream string) (int, error) {
 	if err := core.ValidateStreamName(stream); err != nil {
-		return 0, s.mapErr("partitions", stream, err)
+		return 0, s.mapErr(ctx, "partitions", stream, err)
 	}
-	ctx, done, err := s.calls.Begin(ctx)
+	ctx, done, err := s.begin(ctx, "partitions", stream)
 	if err != nil {
-		return 0, s.mapErr("partitions", stream, err)
+		return 0, err
 	}
 	defer done()
 	n, err := s.partitions(ctx, stream)
-	return n, s.mapErr("partitions", stream, err)
+	return n, s.mapErr(ctx, "partitions", stream, err)
 }
 
 // DeleteStream deletes the stream's partitioned topic and all its messages (forcibly:
@@ -336,26 +345,26 @@ func (s *Store) Partitions(ctx context.Context, stream string) (int, error) {
 // beginning rather than skip messages of a stream created again under its name).
 func (s *Store) DeleteStream(ctx context.Context, stream string) error {
 	if err := core.ValidateStreamName(stream); err != nil {
-		return s.mapErr("delete stream", stream, err)
+		return s.mapErr(ctx, "delete stream", stream, err)
 	}
-	ctx, done, err := s.calls.Begin(ctx)
+	ctx, done, err := s.begin(ctx, "delete stream", stream)
 	if err != nil {
-		return s.mapErr("delete stream", stream, err)
+		return err
 	}
 	defer done()
 	n, err := s.partitions(ctx, stream)
 	if err != nil {
-		return s.mapErr("delete stream", stream, err)
+		return s.mapErr(ctx, "delete stream", stream, err)
 	}
 	if err := s.deleteIndexes(ctx, stream); err != nil {
-		return s.mapErr("delete stream", stream, fmt.Errorf("delete its saved indexes: %w", err))
+		return s.mapErr(ctx, "delete stream", stream, fmt.Errorf("delete its saved indexes: %w", err))
 	}
 	for _, sl := range s.forgetStream(stream, n) {
 		// Not on this goroutine: the producer may still be being created, which takes no
 		// context, and DeleteStream ends with ctx.
 		s.sdk.Go(func() { closeSlot(sl) })
 	}
-	return s.mapErr("delete stream", stream, s.admin.deletePartitioned(ctx, s.topic(stream)))
+	return s.mapErr(ctx, "delete stream", stream, s.admin.deletePartitioned(ctx, s.topic(stream)))
 }
 
 // forgetStream forgets what the Store knows of stream, whose n partitions are deleted: its
@@ -654,14 +663,13 @@ func (s *Store) Append(ctx context.Context, stream string, partition int, msgs [
 // first, done reports ctx's error at once (the messages may still be written). Errors and
 // partial failures are those of [Store.Append].
 func (s *Store) AppendAsync(ctx context.Context, stream string, partition int, msgs [][]byte, done func([]uint64, error)) {
-	fail := func(err error) { done(nil, s.mapErr("append", stream, err)) }
 	if err := core.ValidateStreamName(stream); err != nil {
-		fail(err)
+		done(nil, s.mapErr(ctx, "append", stream, err))
 		return
 	}
-	ctx, exit, err := s.calls.Begin(ctx)
+	ctx, exit, err := s.begin(ctx, "append", stream)
 	if err != nil {
-		fail(err)
+		done(nil, err)
 		return
 	}
 	n, err := s.partitions(ctx, stream)
@@ -672,8 +680,9 @@ func (s *Store) AppendAsync(ctx context.Context, stream string, partition int, m
 		err = core.ValidateMessages(msgs, s.opts.MaxMessageSize)
 	}
 	if err != nil {
+		err = s.mapErr(ctx, "append", stream, err) // before exit, which ends ctx
 		exit()
-		fail(err)
+		done(nil, err)
 		return
 	}
 	// once guards done: the append's outcome and the watch race to report.
@@ -687,14 +696,15 @@ func (s *Store) AppendAsync(ctx context.Context, stream string, partition int, m
 				// producer's, which must not wait for the admin API (the done of a failed
 				// call need not keep the order of the successful ones).
 				s.calls.Go(func() {
-					err := s.deletedStream(ctx, stream, err)
+					err := s.mapErr(ctx, "append", stream, s.deletedStream(ctx, stream, err))
 					exit()
-					done(nil, s.mapErr("append", stream, err))
+					done(nil, err)
 				})
 				return
 			}
+			err = s.mapErr(ctx, "append", stream, err) // before exit, which ends ctx
 			exit()
-			done(idx, s.mapErr("append", stream, err))
+			done(idx, err)
 		})
 	}
 	watch.start(s, ctx, stream, func(err error) { report(nil, err) })
@@ -921,26 +931,26 @@ type receipt struct {
 // package doc, "Index semantics".
 func (s *Store) Fetch(ctx context.Context, stream string, partition int, from uint64, limit int) ([]core.Message, error) {
 	if err := core.ValidateStreamName(stream); err != nil {
-		return nil, s.mapErr("fetch", stream, err)
+		return nil, s.mapErr(ctx, "fetch", stream, err)
 	}
 	if err := core.ValidateLimit(limit); err != nil {
-		return nil, s.mapErr("fetch", stream, err)
+		return nil, s.mapErr(ctx, "fetch", stream, err)
 	}
-	ctx, done, err := s.calls.Begin(ctx)
+	ctx, done, err := s.begin(ctx, "fetch", stream)
 	if err != nil {
-		return nil, s.mapErr("fetch", stream, err)
+		return nil, err
 	}
 	defer done()
 	n, err := s.partitions(ctx, stream)
 	if err != nil {
-		return nil, s.mapErr("fetch", stream, err)
+		return nil, s.mapErr(ctx, "fetch", stream, err)
 	}
 	if err := core.ValidatePartition(stream, partition, n); err != nil {
-		return nil, s.mapErr("fetch", stream, err)
+		return nil, s.mapErr(ctx, "fetch", stream, err)
 	}
 	msgs, err := s.fetchTopic(ctx, stream, partition, from, limit)
 	if err != nil {
-		return nil, s.mapErr("fetch", stream, s.deletedStream(ctx, stream, err))
+		return nil, s.mapErr(ctx, "fetch", stream, s.deletedStream(ctx, stream, err))
 	}
 	return msgs, nil
 }

@@ -207,21 +207,41 @@ func TestMapErr(t *testing.T) {
 		{&adminError{Status: 403}, core.ErrInvalidOption},
 		{&adminError{Status: 503}, core.ErrUnavailable},
 		{&url.Error{Op: "Get", URL: "http://x", Err: errors.New("connection refused")}, core.ErrUnavailable},
-		{context.Canceled, context.Canceled},
 		{fmt.Errorf("%w: x", core.ErrInvalidArgument), core.ErrInvalidArgument},
 	}
 	for _, c := range cases {
-		got := s.mapErr("append", "s", c.err)
+		got := s.mapErr(t.Context(), "append", "s", c.err)
 		if !errors.Is(got, c.want) || !errors.Is(got, c.err) {
 			t.Errorf("mapErr(%v) = %v; want it to match %v and keep the original", c.err, got, c.want)
 		}
 	}
+	// The call's context ended: its error, whatever err was; Close's cancellation is
+	// core.ErrClosed.
+	ended, cancel := context.WithCancel(t.Context())
+	cancel()
+	if got := s.mapErr(ended, "append", "s", context.Canceled); !errors.Is(got, context.Canceled) || errors.Is(got, core.ErrUnavailable) {
+		t.Errorf("mapErr(context.Canceled) of a cancelled call = %v; want context.Canceled alone", got)
+	}
+	if got := s.mapErr(ended, "append", "s", pulsar.ErrSendTimeout); !errors.Is(got, context.Canceled) || !errors.Is(got, pulsar.ErrSendTimeout) {
+		t.Errorf("mapErr(ErrSendTimeout) of a cancelled call = %v; want context.Canceled, keeping the original", got)
+	}
+	closed, cancelClosed := context.WithCancelCause(t.Context())
+	cancelClosed(core.ErrClosed)
+	if got := s.mapErr(closed, "append", "s", context.Canceled); !errors.Is(got, core.ErrClosed) || !errors.Is(got, context.Canceled) {
+		t.Errorf("mapErr(context.Canceled) of a call Close cancelled = %v; want core.ErrClosed and context.Canceled", got)
+	}
+	// A context error while the call's context has not ended is the backend's own timeout.
+	for _, own := range []error{context.DeadlineExceeded, errors.Join(context.DeadlineExceeded, errors.New("connection error"))} {
+		if got := s.mapErr(t.Context(), "append", "s", own); !errors.Is(got, core.ErrUnavailable) || errors.Is(got, context.DeadlineExceeded) {
+			t.Errorf("mapErr(%v) of a call whose context has not ended = %v; want core.ErrUnavailable, not context.DeadlineExceeded", own, got)
+		}
+	}
 	var perr *pulsar.Error
-	if !errors.As(s.mapErr("append", "s", pulsar.ErrTopicNotfound), &perr) {
+	if !errors.As(s.mapErr(t.Context(), "append", "s", pulsar.ErrTopicNotfound), &perr) {
 		t.Errorf("mapErr lost the *pulsar.Error")
 	}
 	s.Close()
-	if got := s.mapErr("append", "s", pulsar.ErrProducerClosed); !errors.Is(got, core.ErrClosed) {
+	if got := s.mapErr(t.Context(), "append", "s", pulsar.ErrProducerClosed); !errors.Is(got, core.ErrClosed) {
 		t.Errorf("after Close, mapErr(ErrProducerClosed) = %v, want ErrClosed", got)
 	}
 }
