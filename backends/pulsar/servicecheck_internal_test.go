@@ -95,7 +95,7 @@ func TestServiceCheckEndsWithClose(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	err = s.pingService(ctx)
+	err = s.pingService(ctx, serviceCheckTimeout)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("pingService on a port that does not answer, ctx ending first: %v, want context.DeadlineExceeded", err)
 	}
@@ -181,7 +181,7 @@ func TestServiceCheckAnswers(t *testing.T) {
 			// A bound above serviceCheckTimeout: a failure must come from the answer.
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			err = s.pingService(ctx)
+			err = s.pingService(ctx, serviceCheckTimeout)
 			if tc.want == nil {
 				if err != nil {
 					t.Fatalf("pingService: %v", err)
@@ -235,5 +235,23 @@ func TestOpenClientTimeouts(t *testing.T) {
 	if o.URL != "pulsar://127.0.0.1:6650" || o.ConnectionTimeout != DefaultConnectionTimeout || o.OperationTimeout != DefaultOperationTimeout ||
 		DefaultConnectionTimeout <= 0 || DefaultConnectionTimeout > DefaultOperationTimeout {
 		t.Fatalf("client options %+v: want the URL, ConnectionTimeout %v and OperationTimeout %v (a dial bounded, and within an operation's bound)", o, DefaultConnectionTimeout, DefaultOperationTimeout)
+	}
+}
+
+// TestServiceCheckTimeoutIsUnavailable: a service port that accepts the connection and never
+// answers fails the check, when its own bound passes first, with core.ErrUnavailable naming
+// the service URL, not with an error matching context.DeadlineExceeded: Open's caller,
+// whose context has not ended, would take that for its own deadline. The bound is lowered
+// from serviceCheckTimeout to keep the test short.
+func TestServiceCheckTimeoutIsUnavailable(t *testing.T) {
+	f := newFakeService(t, silent)
+	s, err := openURL("pulsar://" + f.ln.Addr().String() + "?admin=http://127.0.0.1:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	err = s.pingService(t.Context(), 200*time.Millisecond)
+	if !errors.Is(err, core.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), s.serviceURL) {
+		t.Errorf("check of a service port that never answers: %v; want core.ErrUnavailable naming %s, not context.DeadlineExceeded", err, s.serviceURL)
 	}
 }

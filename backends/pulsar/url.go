@@ -50,7 +50,7 @@ func Open(ctx context.Context, rawURL string) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
-	if err := s.pingService(ctx); err != nil {
+	if err := s.pingService(ctx, serviceCheckTimeout); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -70,12 +70,14 @@ const serviceCheckTimeout = 10 * time.Second
 // metadata of partition 0 of the index topic: one lookup, which creates nothing (a lookup
 // never creates a topic, and a broker never auto-creates partitioned metadata for a
 // partition's name). It does so itself (see checkLookup), not through the client, whose
-// lookups cannot be stopped: it returns when ctx ends, and leaves nothing running.
-func (s *Store) pingService(parent context.Context) error {
+// lookups cannot be stopped: it returns when ctx ends, and leaves nothing running. limit
+// (serviceCheckTimeout) bounds it when ctx allows longer: the check failing for it is
+// core.ErrUnavailable, never context.DeadlineExceeded, which is only ctx's.
+func (s *Store) pingService(parent context.Context, limit time.Duration) error {
 	service := s.serviceURL
 	hint := fmt.Sprintf("the admin API at %s answered: check that Pulsar is running and that the pulsar:// URL names its binary protocol port (brokerServicePort, 6650 by default), not the admin or web port",
 		s.admin.base)
-	ctx, cancel := context.WithTimeout(parent, serviceCheckTimeout)
+	ctx, cancel := context.WithTimeout(parent, limit)
 	defer cancel()
 	var d net.Dialer
 	var conn net.Conn
@@ -98,7 +100,7 @@ func (s *Store) pingService(parent context.Context) error {
 	}
 	if conn == nil {
 		if ctx.Err() != nil {
-			dialErr = fmt.Errorf("no answer within %v: %w", serviceCheckTimeout, dialErr)
+			dialErr = fmt.Errorf("no answer within %v: %w", limit, core.OwnTimeout(dialErr))
 		}
 		return fmt.Errorf("pulsar: connect to service URL %s: %w: %w (%s)", service, core.ErrUnavailable, dialErr, hint)
 	}
@@ -109,7 +111,7 @@ func (s *Store) pingService(parent context.Context) error {
 	case parent.Err() != nil:
 		return fmt.Errorf("pulsar: check service URL %s: %w", service, parent.Err())
 	case ctx.Err() != nil:
-		err = fmt.Errorf("no answer within %v: %w", serviceCheckTimeout, err)
+		err = fmt.Errorf("no answer within %v: %w", limit, core.OwnTimeout(err))
 	}
 	sentinel := checkErrSentinel(err)
 	if sentinel == core.ErrInvalidOption {
