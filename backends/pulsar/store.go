@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -135,7 +137,8 @@ type producerSlot struct {
 }
 
 // New returns a Store that uses client for messages and the admin REST API at adminURL
-// ("http://host:8080") for topic management. The caller keeps ownership of client: Close
+// ("http://host:8080"; http or https, a host, maybe a path prefix, no query: anything else
+// is core.ErrInvalidOption) for topic management. The caller keeps ownership of client: Close
 // does not close it. opts may be nil. New does no I/O.
 func New(ctx context.Context, client pulsar.Client, adminURL string, opts *Options) (*Store, error) {
 	if client == nil {
@@ -178,8 +181,8 @@ func newStore(client pulsar.Client, own bool, adminURL string, opts *Options) (*
 		return nil, fmt.Errorf("pulsar: %w: tenant %q, namespace %q and topic prefix %q must not contain '/' or spaces",
 			core.ErrInvalidOption, o.Tenant, o.Namespace, o.TopicPrefix)
 	}
-	if !strings.HasPrefix(adminURL, "http://") && !strings.HasPrefix(adminURL, "https://") {
-		return nil, fmt.Errorf("pulsar: %w: admin URL %q must start with http:// or https://", core.ErrInvalidOption, adminURL)
+	if err := checkAdminURL(adminURL); err != nil {
+		return nil, err
 	}
 	s := &Store{
 		client:    client,
@@ -196,6 +199,30 @@ func newStore(client pulsar.Client, own bool, adminURL string, opts *Options) (*
 		index:       indexState{sem: make(chan struct{}, 1)},
 	}
 	return s, nil
+}
+
+// checkAdminURL checks that adminURL is an http:// or https:// URL with a host, the paths of
+// the admin API can be appended to: it may have a path (a proxy's prefix), not a query or
+// a fragment.
+func checkAdminURL(adminURL string) error {
+	u, err := url.Parse(adminURL)
+	if err != nil {
+		return fmt.Errorf("pulsar: %w: admin URL %q: %w", core.ErrInvalidOption, adminURL, err)
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("pulsar: %w: admin URL %q must start with http:// or https://", core.ErrInvalidOption, adminURL)
+	case u.Host == "" || u.Hostname() == "":
+		return fmt.Errorf("pulsar: %w: admin URL %q names no host (want http://host:8080)", core.ErrInvalidOption, adminURL)
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.Opaque != "":
+		return fmt.Errorf("pulsar: %w: admin URL %q must not have a query or fragment (want http://host:8080)", core.ErrInvalidOption, adminURL)
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("pulsar: %w: admin URL %q: port %q is not a number in [1, 65535]", core.ErrInvalidOption, adminURL, p)
+		}
+	}
+	return nil
 }
 
 // Capabilities: sparse indexes (ledger and entry ids, see the package doc), persistent,
