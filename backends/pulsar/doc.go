@@ -175,8 +175,9 @@
 //   - A stream deleted by another Store (see "Index semantics"): a Fetch served entirely from
 //     an idle reader's copies (a re-read of a page that ended at the last message the reader
 //     knew of) still returns them, deleted or not, and the next Fetch reads the re-created
-//     stream; a partition count the Store has seen outlives a re-creation with another
-//     count; and an idle reader whose topic was missing when pulsar-client-go tried to
+//     stream; a partition count the Store has seen outlives a re-creation with fewer
+//     partitions (more partitions, or partitions added, are learned from the admin API by
+//     the first Append or Fetch that names one beyond the count); and an idle reader whose topic was missing when pulsar-client-go tried to
 //     reconnect it delivers nothing more: the next Fetch that reads through it waits a
 //     second, then asks the admin API where the partition ends and reads on through a new
 //     reader. Delete streams through the Store that uses them where possible.

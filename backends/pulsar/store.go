@@ -352,6 +352,34 @@ func (s *Store) partitions(ctx context.Context, stream string) (int, error) {
 	return n, nil
 }
 
+// checkPartition checks that partition exists in stream. A partition beyond the count the
+// Store remembers makes it ask the admin API again (one round trip, on that failure only):
+// another Store, or pulsar-admin topics update-partitioned-topic, may have added partitions
+// since, and the remembered count would refuse them for as long as the Store lives. A
+// stream gone meanwhile is forgotten and returns core.ErrStreamNotFound.
+func (s *Store) checkPartition(ctx context.Context, stream string, partition int) error {
+	n, err := s.partitions(ctx, stream)
+	if err != nil {
+		return err
+	}
+	if partition >= n && partition < core.MaxPartitions {
+		m, err := s.admin.partitions(ctx, s.topic(stream))
+		if err != nil {
+			return err
+		}
+		if m == 0 {
+			s.forgetDeleted(stream)
+			return fmt.Errorf("%w: no partitioned topic %s/%s/%s: the stream was deleted (by another Store?)",
+				core.ErrStreamNotFound, s.opts.Tenant, s.opts.Namespace, s.topic(stream))
+		}
+		if m > n {
+			s.rememberStream(stream, m)
+			n = m
+		}
+	}
+	return core.ValidatePartition(stream, partition, n)
+}
+
 // Partitions returns the partition count of an existing stream.
 func (s *Store) Partitions(ctx context.Context, stream string) (int, error) {
 	if err := core.ValidateStreamName(stream); err != nil {
@@ -699,10 +727,7 @@ func (s *Store) AppendAsync(ctx context.Context, stream string, partition int, m
 		done(nil, err)
 		return
 	}
-	n, err := s.partitions(ctx, stream)
-	if err == nil {
-		err = core.ValidatePartition(stream, partition, n)
-	}
+	err = s.checkPartition(ctx, stream, partition)
 	if err == nil {
 		err = core.ValidateMessages(msgs, s.opts.MaxMessageSize)
 	}
@@ -968,11 +993,7 @@ func (s *Store) Fetch(ctx context.Context, stream string, partition int, from ui
 		return nil, err
 	}
 	defer done()
-	n, err := s.partitions(ctx, stream)
-	if err != nil {
-		return nil, s.mapErr(ctx, "fetch", stream, err)
-	}
-	if err := core.ValidatePartition(stream, partition, n); err != nil {
+	if err := s.checkPartition(ctx, stream, partition); err != nil {
 		return nil, s.mapErr(ctx, "fetch", stream, err)
 	}
 	msgs, err := s.fetchTopic(ctx, stream, partition, from, limit)
