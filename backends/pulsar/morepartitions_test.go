@@ -3,6 +3,7 @@ package pulsar
 import (
 	"context"
 	"errors"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -17,8 +18,9 @@ import (
 // then 4. The calls' contexts are short: the client reaches no broker, and only the
 // validation matters.
 func TestPartitionsAddedElsewhere(t *testing.T) {
-	f := &fakeAdmin{partitions: []int{2, 4}}
-	s := adminStore(t, f, "")
+	srv := httptest.NewServer(&fakeAdmin{partitions: []int{2, 4}})
+	t.Cleanup(srv.Close)
+	s := quickTimeoutStore(t, srv.URL)
 	if n, err := s.Partitions(t.Context(), "s"); err != nil || n != 2 {
 		t.Fatalf("Partitions = %d, %v; want 2", n, err)
 	}

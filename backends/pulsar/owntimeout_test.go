@@ -60,18 +60,32 @@ func TestAdminTimeoutIsUnavailable(t *testing.T) {
 func TestClientTimeoutIsUnavailable(t *testing.T) {
 	srv := httptest.NewServer(&fakeAdmin{partitions: []int{1}})
 	t.Cleanup(srv.Close)
+	s := quickTimeoutStore(t, srv.URL)
+	_, err := s.Fetch(t.Context(), "s", 0, 0, 10)
+	if !errors.Is(err, core.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Fetch whose reader creation timed out: %v; want core.ErrUnavailable, not context.DeadlineExceeded", err)
+	}
+}
+
+// quickTimeoutStore returns a Store on the admin API at adminURL whose client (its own, closed
+// by Close) reaches no broker and gives up on each operation after 300 ms, so that the
+// creations of producers and readers it leaves running end soon: the test waits for them,
+// so that none is left for the tests that look for goroutines of the client.
+func quickTimeoutStore(t *testing.T, adminURL string) *Store {
+	t.Helper()
 	cl, err := pulsar.NewClient(pulsar.ClientOptions{URL: "pulsar://" + closedPort(t), OperationTimeout: 300 * time.Millisecond,
 		Logger: pulsarlog.DefaultNopLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := newStore(cl, true, srv.URL, nil) // Close closes cl
+	s, err := newStore(cl, true, adminURL, nil)
 	if err != nil {
+		cl.Close()
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close() })
-	_, err = s.Fetch(t.Context(), "s", 0, 0, 10)
-	if !errors.Is(err, core.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Fetch whose reader creation timed out: %v; want core.ErrUnavailable, not context.DeadlineExceeded", err)
-	}
+	t.Cleanup(func() {
+		waitSDK(t, s)
+		s.Close()
+	})
+	return s
 }
