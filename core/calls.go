@@ -193,8 +193,9 @@ func CallErr(ctx context.Context) error {
 // library's operation timeout, an HTTP client's Timeout, a bound of the backend's own) that
 // matches context.DeadlineExceeded or context.Canceled although the call's context has not
 // ended, made to match neither: a caller that saw them would take the error for the end of
-// its own context and give up instead of trying again. errors.As still finds the errors of
-// err's chain (a net.Error among them says Timeout); its message is err's. An err that
+// its own context and give up instead of trying again. errors.Is still matches the other
+// errors of err's chain (a core sentinel err wraps), errors.As finds them (a net.Error among
+// them says Timeout), and its message is err's. An err that
 // matches neither context error is returned as it is. The backend adds the sentinel, usually
 // [ErrUnavailable].
 func OwnTimeout(err error) error {
@@ -204,9 +205,16 @@ func OwnTimeout(err error) error {
 	return &ownTimeout{err}
 }
 
-// ownTimeout hides the context errors of err from errors.Is, not its chain from errors.As.
+// ownTimeout hides the context errors of err from errors.Is, not the rest of its chain.
 type ownTimeout struct{ err error }
 
 func (e *ownTimeout) Error() string { return e.err.Error() }
+
+func (e *ownTimeout) Is(target error) bool {
+	if target == context.DeadlineExceeded || target == context.Canceled {
+		return false
+	}
+	return errors.Is(e.err, target)
+}
 
 func (e *ownTimeout) As(target any) bool { return errors.As(e.err, target) }

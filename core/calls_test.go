@@ -322,6 +322,12 @@ func TestOwnTimeout(t *testing.T) {
 	if !errors.As(core.OwnTimeout(fmt.Errorf("lookup: %w", inner)), &op) || op != inner {
 		t.Errorf("OwnTimeout hid the chain from errors.As")
 	}
+	// The errors of its chain other than the context errors still match: a backend's own
+	// timeout that it marked core.ErrUnavailable stays one.
+	marked := fmt.Errorf("%w: %w", core.ErrUnavailable, inner)
+	if got := core.OwnTimeout(marked); !errors.Is(got, core.ErrUnavailable) || errors.Is(got, context.DeadlineExceeded) {
+		t.Errorf("OwnTimeout(%v) = %v: want it to match ErrUnavailable and not DeadlineExceeded", marked, got)
+	}
 	other := fmt.Errorf("x: %w", core.ErrStreamNotFound)
 	if got := core.OwnTimeout(other); got != other {
 		t.Errorf("OwnTimeout(%v) = %v, want it unchanged", other, got)
