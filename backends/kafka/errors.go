@@ -39,9 +39,12 @@ func (s *Store) mapErr(ctx context.Context, op, stream string, err error) error 
 	switch {
 	case errors.Is(err, core.ErrStreamNotFound), errors.Is(err, core.ErrIndexNotFound),
 		errors.Is(err, core.ErrClosed), errors.Is(err, core.ErrInvalidArgument),
-		errors.Is(err, core.ErrMessageTooLarge), errors.Is(err, core.ErrUnavailable),
-		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("%s: %w", what, err) // already mapped
+		errors.Is(err, core.ErrMessageTooLarge), errors.Is(err, core.ErrUnavailable):
+		return fmt.Errorf("%s: %w", what, core.OwnTimeout(err)) // already mapped
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		// ctx has not ended: a timeout of the backend's own (a dial timeout, a bound of
+		// franz-go's), not the caller's deadline, which a caller would give up on.
+		return fmt.Errorf("%s: %w: %w", what, core.ErrUnavailable, core.OwnTimeout(err))
 	case errors.Is(err, kgo.ErrClientClosed):
 		sentinel = core.ErrClosed
 	case isAuthErr(err):

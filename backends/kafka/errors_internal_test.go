@@ -125,6 +125,25 @@ func TestMapErrContext(t *testing.T) {
 	}
 }
 
+// TestMapErrOwnTimeout: a context error while the call's context is alive is a timeout of
+// the backend's own (a dial timeout, a bound of franz-go's): core.ErrUnavailable, and not
+// context.DeadlineExceeded, which a caller would take for its own deadline and give up.
+func TestMapErrOwnTimeout(t *testing.T) {
+	s := &Store{}
+	dial := &net.OpError{Op: "dial", Net: "tcp", Err: context.DeadlineExceeded}
+	for _, err := range []error{dial, fmt.Errorf("metadata: %w", context.DeadlineExceeded),
+		fmt.Errorf("%w: %w", core.ErrUnavailable, context.DeadlineExceeded)} {
+		got := s.mapErr(context.Background(), "fetch", "s", err)
+		if !errors.Is(got, core.ErrUnavailable) || errors.Is(got, context.DeadlineExceeded) || errors.Is(got, context.Canceled) {
+			t.Errorf("mapErr(%v) with a live context = %v; want core.ErrUnavailable, not a context error", err, got)
+		}
+	}
+	var op *net.OpError
+	if !errors.As(s.mapErr(context.Background(), "fetch", "s", dial), &op) || op != dial {
+		t.Error("the dial error is no longer in the chain for errors.As")
+	}
+}
+
 // TestRetryCoordinator checks that a group coordinator that is not ready is retried, any
 // other error is returned at once, and a context that ends returns the last error.
 func TestRetryCoordinator(t *testing.T) {
