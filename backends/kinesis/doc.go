@@ -100,20 +100,23 @@
 //
 // # Errors
 //
-// Errors are mapped in one place: ResourceNotFound is core.ErrStreamNotFound, InvalidArgument
-// and Validation are core.ErrInvalidArgument, persistent throttling, transport failures and
-// an expired shard iterator (Fetch makes a new one when called again), and a stream that is
-// not ACTIVE (CreateStream) or not gone (DeleteStream) within Options.ActiveTimeout are
-// core.ErrUnavailable; a call that Close cancels matches core.ErrClosed; authentication and authorization failures (UnrecognizedClient,
-// InvalidSignature, ExpiredToken, MissingAuthenticationToken, AccessDenied, KMSAccessDenied
-// and the like) are core.ErrInvalidOption, with what to check: the credentials, the region,
-// or the IAM policy, which must allow kinesis:ListStreams, CreateStream,
-// DescribeStreamSummary, ListShards, PutRecord, GetShardIterator, GetRecords and
-// DeleteStream. When the AWS SDK finds no credentials to sign a request with (none in
-// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, no AWS_PROFILE or shared credentials file, no
-// instance or task role), or cannot refresh them, the error matches core.ErrInvalidOption
-// too, is not retried, and says what to set; the kinesis:// URL carries no credentials. The
-// SDK error stays in the chain for errors.As.
+// Errors are mapped in one place: ResourceNotFound is core.ErrStreamNotFound,
+// InvalidArgument and Validation are core.ErrInvalidArgument, persistent throttling,
+// transport failures and an expired shard iterator (Fetch makes a new one when called
+// again), and a stream that is not ACTIVE (CreateStream) or not gone (DeleteStream) within
+// Options.ActiveTimeout are core.ErrUnavailable; a call that Close cancels matches
+// core.ErrClosed, and a timeout of the backend's own (the SDK's, a dial timeout) is
+// core.ErrUnavailable, not the caller's context.DeadlineExceeded; authentication and
+// authorization failures (UnrecognizedClient, InvalidSignature, ExpiredToken,
+// MissingAuthenticationToken, AccessDenied, KMSAccessDenied and the like) are
+// core.ErrInvalidOption, with what to check: the credentials, the region, or the IAM
+// policy, which must allow kinesis:ListStreams, CreateStream, DescribeStreamSummary,
+// ListShards, PutRecord, GetShardIterator, GetRecords and DeleteStream. When the AWS SDK
+// finds no credentials to sign a request with (none in AWS_ACCESS_KEY_ID and
+// AWS_SECRET_ACCESS_KEY, no AWS_PROFILE or shared credentials file, no instance or task
+// role), or cannot refresh them, the error matches core.ErrInvalidOption too, is not
+// retried, and says what to set; the kinesis:// URL carries no credentials. The SDK error
+// stays in the chain for errors.As.
 //
 // # Limitations
 //

@@ -210,12 +210,26 @@ func (s *Store) begin(ctx context.Context) (context.Context, func(), error) {
 	return cctx, end, nil
 }
 
-// closedErr returns err, the error of a public call whose context (from begin) is ctx, made to
-// match core.ErrClosed too when Close cancelled the call (see core.CallErr): the error of the
-// SDK call that Close interrupted says only "context canceled", which a caller would take
-// for its own cancellation. Public calls apply it before they end.
-func closedErr(ctx context.Context, err error) error {
-	if err == nil || errors.Is(err, core.ErrClosed) || !errors.Is(context.Cause(ctx), core.ErrClosed) {
+// callErr returns err, the error of a public call whose context (from begin) is ctx, as the
+// caller must read it; public calls apply it before they end. When Close cancelled the call
+// it matches core.ErrClosed too (see core.CallErr): the error of the SDK call that Close
+// interrupted says only "context canceled", which a caller would take for its own
+// cancellation. A context error while ctx has not ended is a timeout of the backend's own
+// (the SDK's, a dial timeout, not the caller's deadline): it is core.ErrUnavailable and
+// matches no context error (see core.OwnTimeout).
+func callErr(ctx context.Context, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() == nil:
+		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+			return err
+		}
+		if errors.Is(err, core.ErrUnavailable) {
+			return core.OwnTimeout(err)
+		}
+		return fmt.Errorf("%w (%w: a timeout of the backend's own, not the caller's)", core.OwnTimeout(err), core.ErrUnavailable)
+	case errors.Is(err, core.ErrClosed) || !errors.Is(context.Cause(ctx), core.ErrClosed):
 		return err
 	}
 	return fmt.Errorf("%w (%w: cancelled by Close)", err, core.ErrClosed)
@@ -230,7 +244,7 @@ func (s *Store) CreateStream(ctx context.Context, stream string, partitions int)
 		return 0, err
 	}
 	defer end()
-	defer func() { err = closedErr(ctx, err) }()
+	defer func() { err = callErr(ctx, err) }()
 	if err := core.ValidateStreamName(stream); err != nil {
 		return 0, fmt.Errorf("kinesis: create stream: %w", err)
 	}
@@ -407,7 +421,7 @@ func (s *Store) Partitions(ctx context.Context, stream string) (_ int, err error
 		return 0, err
 	}
 	defer end()
-	defer func() { err = closedErr(ctx, err) }()
+	defer func() { err = callErr(ctx, err) }()
 	if err := core.ValidateStreamName(stream); err != nil {
 		return 0, fmt.Errorf("kinesis: partitions: %w", err)
 	}
@@ -430,7 +444,7 @@ func (s *Store) DeleteStream(ctx context.Context, stream string) (err error) {
 		return err
 	}
 	defer end()
-	defer func() { err = closedErr(ctx, err) }()
+	defer func() { err = callErr(ctx, err) }()
 	if err := core.ValidateStreamName(stream); err != nil {
 		return fmt.Errorf("kinesis: delete stream: %w", err)
 	}
@@ -536,7 +550,7 @@ func (s *Store) Append(ctx context.Context, stream string, p int, msgs [][]byte)
 		return nil, err
 	}
 	defer end()
-	defer func() { err = closedErr(ctx, err) }()
+	defer func() { err = callErr(ctx, err) }()
 	if err := core.ValidateMessages(msgs, maxMessageSize); err != nil {
 		return nil, fmt.Errorf("kinesis: append %q: %w", stream, err)
 	}
@@ -865,7 +879,7 @@ func (s *Store) Fetch(ctx context.Context, stream string, p int, from uint64, li
 		return nil, err
 	}
 	defer end()
-	defer func() { err = closedErr(ctx, err) }()
+	defer func() { err = callErr(ctx, err) }()
 	if err := core.ValidateLimit(limit); err != nil {
 		return nil, fmt.Errorf("kinesis: fetch %q: %w", stream, err)
 	}

@@ -704,3 +704,35 @@ func TestInvalidArgumentsSayWhere(t *testing.T) {
 		}
 	}
 }
+
+// TestCallErr: a public call's error as the caller reads it. A context error while the call's
+// context is alive is the backend's own timeout (a dial timeout, the SDK's): core.ErrUnavailable,
+// not the caller's context.DeadlineExceeded; one Close caused matches core.ErrClosed; the
+// caller's own cancellation stays its context's error.
+func TestCallErr(t *testing.T) {
+	dial := &net.OpError{Op: "dial", Net: "tcp", Err: context.DeadlineExceeded}
+	for _, err := range []error{dial, fmt.Errorf("kinesis: fetch %q: %w", "s", dial)} {
+		got := callErr(context.Background(), err)
+		if !errors.Is(got, core.ErrUnavailable) || errors.Is(got, context.DeadlineExceeded) {
+			t.Errorf("callErr(live, %v) = %v; want core.ErrUnavailable, not DeadlineExceeded", err, got)
+		}
+		var op *net.OpError
+		if !errors.As(got, &op) {
+			t.Errorf("callErr(live, %v) = %v: the dial error is not in the chain", err, got)
+		}
+	}
+	if got := callErr(context.Background(), core.ErrStreamNotFound); got != core.ErrStreamNotFound {
+		t.Errorf("callErr(live, ErrStreamNotFound) = %v, want it unchanged", got)
+	}
+	closed, cancel := context.WithCancelCause(context.Background())
+	cancel(core.ErrClosed)
+	if got := callErr(closed, context.Canceled); !errors.Is(got, core.ErrClosed) || !errors.Is(got, context.Canceled) {
+		t.Errorf("callErr(cancelled by Close, Canceled) = %v; want ErrClosed and Canceled", got)
+	}
+	mine, cancel2 := context.WithTimeout(context.Background(), 0)
+	defer cancel2()
+	<-mine.Done()
+	if got := callErr(mine, context.DeadlineExceeded); !errors.Is(got, context.DeadlineExceeded) || errors.Is(got, core.ErrUnavailable) {
+		t.Errorf("callErr(the caller's deadline, DeadlineExceeded) = %v; want DeadlineExceeded", got)
+	}
+}
