@@ -98,9 +98,11 @@
 //	UNSUPPORTED_SASL_MECHANISM, TOPIC_, GROUP_,
 //	CLUSTER_AUTHORIZATION_FAILED, ...                -> core.ErrInvalidOption
 //	connection failures, retriable broker errors,
-//	record timeouts, coordinator not available       -> core.ErrUnavailable
+//	record timeouts, coordinator not available,
+//	timeouts of the backend's own (a dial timeout)   -> core.ErrUnavailable
 //
-// A cancelled or expired context returns an error matching ctx.Err(). Messages longer than
+// A cancelled or expired context returns an error matching ctx.Err(); a timeout of the
+// backend's own does not (it matches core.ErrUnavailable only). Messages longer than
 // MaxMessageSize are rejected before anything is produced. Authentication and authorization
 // failures are not retryable and say what to check: the URL's user, password and sasl=, or
 // the broker's ACLs for that user (core.ErrInvalidOption, as the Pulsar backend maps its own).
