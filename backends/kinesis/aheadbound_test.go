@@ -3,7 +3,6 @@ package kinesis
 import (
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -19,7 +18,7 @@ import (
 // What forget drops is given back. The fake endpoint lists the shards; no record is read.
 func TestReadAheadBoundedOverPartitions(t *testing.T) {
 	const shards = 32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s := fakeStore(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
 		var b strings.Builder
 		for i := range shards {
@@ -29,13 +28,7 @@ func TestReadAheadBoundedOverPartitions(t *testing.T) {
 			fmt.Fprintf(&b, `{"ShardId":"shardId-%012d","HashKeyRange":{"StartingHashKey":"%d","EndingHashKey":"%d"},"SequenceNumberRange":{"StartingSequenceNumber":"1"}}`, i, i, i)
 		}
 		fmt.Fprintf(w, `{"Shards":[%s]}`, b.String())
-	}))
-	defer srv.Close()
-	s, err := New(fakeEndpointClient(srv.URL), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	}), nil)
 	st, err := s.state(t.Context(), "s")
 	if err != nil {
 		t.Fatal(err)

@@ -573,6 +573,20 @@ func (f *putRecordFake) count() int {
 	return f.puts
 }
 
+// fakeStore returns a Store of the fake Kinesis endpoint h (served by an httptest server)
+// with opts; the test's cleanup closes both.
+func fakeStore(t *testing.T, h http.Handler, opts *Options) *Store {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	s, err := New(fakeEndpointClient(srv.URL), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
 // fakeEndpointClient returns a Kinesis client of the fake endpoint at url (an httptest
 // server), with static credentials.
 func fakeEndpointClient(url string) *kinesis.Client {
@@ -588,14 +602,7 @@ func fakeEndpointClient(url string) *kinesis.Client {
 // appends with an error that says so, writing nothing: indexes never wrap to 0.
 func TestAppendAtIndexLimit(t *testing.T) {
 	fake := &putRecordFake{}
-	srv := httptest.NewServer(fake)
-	defer srv.Close()
-	c := fakeEndpointClient(srv.URL)
-	s, err := New(c, &Options{MaxRetries: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := fakeStore(t, fake, &Options{MaxRetries: -1})
 	part := &partition{shardID: "shardId-000000000000", key: "p0", deleted: make(chan struct{}), recovered: true, next: math.MaxUint64 - 2}
 	three := [][]byte{[]byte("a"), []byte("b"), []byte("c")}
 	if first, err := s.write("s", 0, part, three); err == nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +15,7 @@ import (
 // (a stream that never becomes ACTIVE, or is never deleted).
 func stuckKinesis(t *testing.T, status string) *Store {
 	t.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
 		switch target := r.Header.Get("X-Amz-Target"); {
 		case strings.HasSuffix(target, ".CreateStream"), strings.HasSuffix(target, ".DeleteStream"):
@@ -27,15 +26,8 @@ func stuckKinesis(t *testing.T, status string) *Store {
 		default:
 			w.WriteHeader(http.StatusBadRequest)
 		}
-	}))
-	t.Cleanup(srv.Close)
-	c := fakeEndpointClient(srv.URL)
-	s, err := New(c, &Options{ActiveTimeout: 100 * time.Millisecond, MaxRetries: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	return s
+	})
+	return fakeStore(t, h, &Options{ActiveTimeout: 100 * time.Millisecond, MaxRetries: -1})
 }
 
 // TestWaitTimeoutIsUnavailable: a stream that does not become ACTIVE (CreateStream), or is

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -89,14 +88,7 @@ func (f *shardFake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func TestOneWriterPerPartitionAfterForget(t *testing.T) {
 	old, _ := packRecords(100, [][]byte{[]byte("old")}) // the shard's last record: index 100
 	f := &shardFake{records: old, held: make(chan struct{}), release: make(chan struct{}), put2: make(chan struct{})}
-	srv := httptest.NewServer(f)
-	defer srv.Close()
-	c := fakeEndpointClient(srv.URL)
-	s, err := New(c, &Options{MaxRetries: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := fakeStore(t, f, &Options{MaxRetries: -1})
 	ctx := t.Context()
 	type result struct {
 		idx []uint64
