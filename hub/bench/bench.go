@@ -30,6 +30,9 @@
 //     paths "plain" (a client.Publisher and a client.Consumer) and "encrypted" (a Noise XX
 //     secure channel over the bi-directional stream transport of package
 //     core/client/bistream; the handshake is not measured). Its ratio is encrypted/plain.
+//     Each message carries a sequence number, so that a message delivered twice (the
+//     secure channel drops duplicates, the plain consumer does not) counts once on both
+//     paths; Sample.Duplicates counts the others.
 //
 // A [Target] may also give a Native client: the broker's own client (package
 // hub/bench/native wraps bbolt and franz-go) on the same broker. The raw workloads then also
@@ -256,10 +259,11 @@ type Sample struct {
 	P50  float64 `json:"p50_ms,omitempty"`
 	P99  float64 `json:"p99_ms,omitempty"`
 	P999 float64 `json:"p999_ms,omitempty"`
-	// Duplicates counts the messages that arrived again while the e2e-latency reader
-	// waited for the others (delivery is at least once: a publisher resends a message whose
-	// confirm it did not get). Messages and the percentiles count each message once, on its
-	// first arrival.
+	// Duplicates counts the messages that arrived again while the reader of e2e-latency or
+	// of e2e-encrypted waited for the others (delivery is at least once: a publisher resends
+	// a message whose confirm it did not get, a consumer reads again what it had not yet
+	// saved its position past). Messages, the rates and the percentiles count each message
+	// once, on its first arrival.
 	Duplicates int `json:"duplicates,omitempty"`
 	// Error says why the run failed; the other fields are then zero.
 	Error string `json:"error,omitempty"`
@@ -592,6 +596,8 @@ func (s Sample) String() string {
 		return fmt.Sprintf("%d msgs (and %d duplicates), p50 %s p99 %s p99.9 %s", s.Messages, s.Duplicates, FormatMillis(s.P50), FormatMillis(s.P99), FormatMillis(s.P999))
 	case s.P50 > 0:
 		return fmt.Sprintf("%d msgs, p50 %s p99 %s p99.9 %s", s.Messages, FormatMillis(s.P50), FormatMillis(s.P99), FormatMillis(s.P999))
+	case s.Duplicates > 0:
+		return fmt.Sprintf("%d msgs (and %d duplicates) in %.2fs: %s msgs/s, %.2f MB/s", s.Messages, s.Duplicates, s.Seconds, FormatCount(s.MsgsPerSec), s.MBPerSec)
 	}
 	return fmt.Sprintf("%d msgs in %.2fs: %s msgs/s, %.2f MB/s", s.Messages, s.Seconds, FormatCount(s.MsgsPerSec), s.MBPerSec)
 }

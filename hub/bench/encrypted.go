@@ -2,9 +2,11 @@ package bench
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluicehq/sluice/core"
@@ -74,34 +76,77 @@ func (d *device) close() {
 	_ = d.cl.Close()
 }
 
-// tally counts delivered messages and lets a caller wait for a count.
+// tally counts the distinct messages delivered, by the sequence number sendFor writes into
+// their first 8 bytes, and lets a caller wait for a count. Delivery is at least once: on the
+// plain path a message can arrive twice (its publisher sent it again after a lost confirm, or
+// the consumer read it again after a reconnect), where the secure channel drops such a
+// duplicate itself. So that both paths count the same thing, a message counts once, at its
+// first arrival, and dups counts the other arrivals.
 type tally struct {
 	mu   sync.Mutex
-	n    int
-	bad  error         // the first message of the wrong size
+	seen []uint64      // bit s set: sequence number s arrived
+	sent atomic.Uint64 // the highest sequence number sendFor has sent
+	n    int           // distinct messages delivered
+	dups int           // messages delivered again
+	bad  error         // the first message that was not sent as it arrived
 	grew chan struct{} // closed and replaced on every add
 }
 
 func newTally() *tally { return &tally{grew: make(chan struct{})} }
 
-// add counts one delivered message of size n, where want was sent.
-func (t *tally) add(n, want int) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if n != want && t.bad == nil {
-		t.bad = fmt.Errorf("B received a %d-byte message, want %d", n, want)
-	}
-	t.n++
-	close(t.grew)
-	t.grew = make(chan struct{})
+// sending records that sendFor is about to send sequence number seq, the highest so far.
+func (t *tally) sending(seq uint64) {
+	t.sent.Store(seq)
 }
 
-// wait returns once n messages were delivered, or an error when ctx ends first or a message
-// of the wrong size arrived.
+// add counts one delivered message m, where messages of want bytes were sent.
+func (t *tally) add(m []byte, want int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	defer func() {
+		close(t.grew)
+		t.grew = make(chan struct{})
+	}()
+	if len(m) != want {
+		t.fail(fmt.Errorf("B received a %d-byte message, want %d", len(m), want))
+		return
+	}
+	seq := binary.BigEndian.Uint64(m)
+	if sent := t.sent.Load(); seq > sent {
+		t.fail(fmt.Errorf("B received sequence number %d, above the highest sent (%d)", seq, sent))
+		return
+	}
+	w, bit := seq/64, uint64(1)<<(seq%64)
+	if w >= uint64(len(t.seen)) {
+		t.seen = append(t.seen, make([]uint64, w+1-uint64(len(t.seen)))...)
+	}
+	if t.seen[w]&bit != 0 {
+		t.dups++
+		return
+	}
+	t.seen[w] |= bit
+	t.n++
+}
+
+func (t *tally) fail(err error) {
+	if t.bad == nil {
+		t.bad = err
+	}
+}
+
+// duplicates returns how many messages arrived more than once (each extra arrival counts).
+func (t *tally) duplicates() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.dups
+}
+
+// wait returns once n distinct messages were delivered, or an error when ctx ends first or a
+// message arrived that was not sent as it arrived.
 func (t *tally) wait(ctx context.Context, n int) error {
 	for {
 		t.mu.Lock()
-		got, bad, grew := t.n, t.bad, t.grew
+		got, dups, bad, grew := t.n, t.dups, t.bad, t.grew
 		t.mu.Unlock()
 		if bad != nil {
 			return bad
@@ -112,15 +157,20 @@ func (t *tally) wait(ctx context.Context, n int) error {
 		select {
 		case <-grew:
 		case <-ctx.Done():
+			if dups > 0 {
+				return fmt.Errorf("B received %d of %d messages (and %d duplicates): %w", got, n, dups, ctx.Err())
+			}
 			return fmt.Errorf("B received %d of %d messages: %w", got, n, ctx.Err())
 		}
 	}
 }
 
-// sendFor calls send with messages of size (Batch distinct ones in turn, see payloads) from
-// one goroutine for cfg.Duration, after one warm-up message that must arrive before the clock
-// starts, and returns the delivered throughput: messages over the time from the first timed
-// send until B has them all.
+// sendFor calls send with messages of size from one goroutine for cfg.Duration, after one
+// warm-up message that must arrive before the clock starts, and returns the delivered
+// throughput: distinct messages over the time from the first timed send until B has them
+// all, and the duplicates that arrived meanwhile. Each message is one of Batch random ones
+// (see payloads), copied, with its sequence number (the warm-up's is 0) in the first 8 bytes
+// so that t can tell a duplicate from the next message; send may keep it.
 func sendFor(ctx context.Context, cfg Config, size int, t *tally, send func(msg []byte) error) (Sample, error) {
 	if err := send(make([]byte, size)); err != nil {
 		return Sample{}, fmt.Errorf("warm-up send: %w", err)
@@ -133,7 +183,10 @@ func sendFor(ctx context.Context, cfg Config, size int, t *tally, send func(msg 
 	deadline := start.Add(cfg.Duration)
 	n := 1
 	for time.Now().Before(deadline) {
-		if err := send(msgs[n%len(msgs)]); err != nil {
+		m := append(make([]byte, 0, size), msgs[n%len(msgs)]...)
+		binary.BigEndian.PutUint64(m, uint64(n))
+		t.sending(uint64(n))
+		if err := send(m); err != nil {
 			return Sample{}, fmt.Errorf("send: %w", err)
 		}
 		n++
@@ -141,7 +194,9 @@ func sendFor(ctx context.Context, cfg Config, size int, t *tally, send func(msg 
 	if err := t.wait(ctx, n); err != nil {
 		return Sample{}, err
 	}
-	return throughput(n-1, size, time.Since(start)), nil
+	s := throughput(n-1, size, time.Since(start))
+	s.Duplicates = t.duplicates()
+	return s, nil
 }
 
 // plainThroughput is the baseline of E2EEncrypted: A's client.Publisher pushes messages of
@@ -165,7 +220,7 @@ func (e *env) plainThroughput(ctx context.Context, cfg Config, size int) (Sample
 	defer pub.Close()
 	got := newTally()
 	cons, err := client.NewConsumer(b.cl, stream, func(_ context.Context, m core.Message) error {
-		got.add(len(m.Data), size)
+		got.add(m.Data, size)
 		return nil
 	}, client.WithClientID(stream), client.WithConsumerRequestTimeout(requestTimeout))
 	if err != nil {
@@ -227,7 +282,7 @@ func (e *env) encryptedThroughput(ctx context.Context, cfg Config, size int) (Sa
 	defer l.Close()
 	got := newTally()
 	if err := b.cl.Node().Register("app", routing.WorkerFunc(func(_ context.Context, m *routing.Message) error {
-		got.add(len(m.Payload), size)
+		got.add(m.Payload, size)
 		return nil
 	})); err != nil {
 		return Sample{}, fmt.Errorf("register worker: %w", err)

@@ -113,6 +113,28 @@ func TestWriteMarkdownDuplicates(t *testing.T) {
 	}
 }
 
+// TestWriteMarkdownDuplicatesThroughput: duplicates of the plain path of e2e-encrypted are
+// listed too, worded for a rate (each message counted once), not for a latency.
+func TestWriteMarkdownDuplicatesThroughput(t *testing.T) {
+	nan := math.NaN()
+	r := &Report{Config: ReportConfig{Runs: 1, Duration: "1s", Rate: 100, LatencySize: 1024, Window: 256, Batch: 64, Limit: 256},
+		Rows: []Row{{Backend: "mem", Workload: E2EEncrypted, Size: 64,
+			Plain:     summarize([]Sample{{Messages: 100, Seconds: 1, MsgsPerSec: 100, Duplicates: 4}}),
+			Encrypted: summarize([]Sample{{Messages: 80, Seconds: 1, MsgsPerSec: 80}}),
+			Ratio:     Stat{0.8, 0.8, 0.8}, NativeRatio: Stat{nan, nan, nan}}},
+	}
+	var b bytes.Buffer
+	if err := r.WriteMarkdown(&b, nil); err != nil {
+		t.Fatal(err)
+	}
+	if want := "- mem 64 B plain: 4 duplicate deliveries in 1 runs (at-least-once resends; each message is counted once)"; !strings.Contains(b.String(), want) {
+		t.Errorf("Markdown lacks %q:\n%s", want, b.String())
+	}
+	if s := (Sample{Messages: 100, Seconds: 1, MsgsPerSec: 100, MBPerSec: 0.0064, Duplicates: 4}).String(); !strings.Contains(s, "100 msgs (and 4 duplicates) in 1.00s") {
+		t.Errorf("progress line %q does not give the duplicates", s)
+	}
+}
+
 func TestCells(t *testing.T) {
 	nan := math.NaN()
 	for _, tc := range []struct{ got, want string }{
