@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/core/routing"
 	"github.com/sluicehq/sluice/core/wire"
 )
 
@@ -151,5 +152,40 @@ func TestSendAfterLastDrainFails(t *testing.T) {
 		if err := c.enqueue(ctx, msg); !errors.Is(err, ErrConnectionClosed) {
 			t.Fatalf("attempt %d: send on a connection whose writer has stopped: err = %v, want ErrConnectionClosed", i, err)
 		}
+	}
+}
+
+// Of two Abort calls for one connection that both find it open, only the one that closes
+// it succeeds; the other reports that no open connection has that address, as a later
+// call would. The hook holds each call, once it has found the connection, until both have.
+func TestConcurrentAbortsOneSucceeds(t *testing.T) {
+	server := newSide(t)
+	addr := server.listen(t)
+	client := newSide(t)
+	a, err := client.tr.Connect(context.Background(), addr)
+	must(t, err)
+	var both sync.WaitGroup
+	both.Add(2)
+	client.tr.hooks.found = func(*conn) {
+		both.Done()
+		both.Wait()
+	}
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() { errs <- client.tr.Abort(a) }()
+	}
+	var ok, gone int
+	for range 2 {
+		switch err := <-errs; {
+		case err == nil:
+			ok++
+		case errors.Is(err, routing.ErrNoRoute):
+			gone++
+		default:
+			t.Errorf("Abort = %v, want nil or an error matching routing.ErrNoRoute", err)
+		}
+	}
+	if ok != 1 || gone != 1 {
+		t.Fatalf("of two concurrent Aborts %d succeeded and %d found no connection, want 1 and 1", ok, gone)
 	}
 }

@@ -227,6 +227,8 @@ type testHooks struct {
 	dialed func(c *conn)
 	// beforeQueue runs when enqueue has encoded a frame, before it queues it.
 	beforeQueue func(c *conn)
+	// found runs when Disconnect or Abort has found the connection, before it closes it.
+	found func(c *conn)
 }
 
 var (
@@ -629,13 +631,12 @@ func (t *Transport) StopListening() error {
 // arrive on the connection from then on are dropped; one read just before may still be
 // delivered after Disconnect returns (Disconnect does not wait for its delivery, which may be
 // what called Disconnect). An address that names no open connection of this transport
-// returns an error matching routing.ErrNoRoute.
+// returns an error matching routing.ErrNoRoute, as does one whose connection another call
+// closed meanwhile (see Abort).
 func (t *Transport) Disconnect(a wire.Address) error {
-	c := t.find(a)
-	if c == nil {
+	if c := t.find(a); c == nil || !c.shutdown(nil) {
 		return fmt.Errorf("tcp: disconnect %s: no open connection at this address: %w", a, routing.ErrNoRoute)
 	}
-	c.shutdown(nil)
 	return nil
 }
 
@@ -647,13 +648,14 @@ func (t *Transport) Disconnect(a wire.Address) error {
 // timeout after the connection stopped counting against WithMaxConnections (it stops
 // counting when it starts to close). Frames that arrive on the connection are dropped, as
 // with Disconnect. An address that names no open connection of this transport returns an
-// error matching routing.ErrNoRoute.
+// error matching routing.ErrNoRoute; so does one whose connection another call (Abort,
+// Disconnect, Shutdown, ...) closed meanwhile: of concurrent calls for one connection, only
+// the one that closed it returns nil.
 func (t *Transport) Abort(a wire.Address) error {
 	c := t.find(a)
-	if c == nil {
+	if c == nil || !c.shutdown(nil) {
 		return fmt.Errorf("tcp: abort %s: no open connection at this address: %w", a, routing.ErrNoRoute)
 	}
-	c.shutdown(nil)
 	// The writer's Write (or its last flush) returns at once with an error, and the
 	// reader's Read too; both then return. Closing twice (the writer closes it as it
 	// returns) is harmless.
@@ -667,13 +669,18 @@ func (t *Transport) find(a wire.Address) *conn {
 		return nil
 	}
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	var found *conn
 	for c := range t.conns {
 		if c.addr == string(a.Value) {
-			return c
+			found = c
+			break
 		}
 	}
-	return nil
+	t.mu.Unlock()
+	if found != nil && t.hooks.found != nil {
+		t.hooks.found(found)
+	}
+	return found
 }
 
 // Close is Shutdown with a context that is never done: it stops the listeners, lets every
@@ -908,9 +915,11 @@ func write(bw *bufio.Writer, f frame) {
 // which ends the reader. cause nil means a normal close. A connection closed for an error
 // is warned about: a dialled one each time; an accepted one (which any peer can open, and
 // close with a bad frame) at most once every loglimit.Every, a line counting the
-// connections since the previous one, the others at Debug.
-func (c *conn) shutdown(cause error) {
+// connections since the previous one, the others at Debug. It reports whether this call
+// closed c: false when c was closing already.
+func (c *conn) shutdown(cause error) (closed bool) {
 	c.once.Do(func() {
+		closed = true
 		switch {
 		case cause != nil && c.accepted:
 			c.t.limits.LineOrDebug(c.t.log, slog.LevelWarn, "tcp: closing connection", "connections",
@@ -925,6 +934,7 @@ func (c *conn) shutdown(cause error) {
 		close(c.done)
 		c.cancel()
 	})
+	return closed
 }
 
 func (c *conn) readLoop() {
