@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/sluicehq/sluice/backends/bbolt"
 	"github.com/sluicehq/sluice/backends/memory"
@@ -49,6 +50,8 @@ func TestNewOptions(t *testing.T) {
 		"parked per conn 0":     hub.WithMaxParkedPullsPerConnection(0),
 		"connections 0":         hub.WithMaxConnections(0),
 		"negative idle":         hub.WithIdleTimeout(-1),
+		"idle 1ns":              hub.WithIdleTimeout(time.Nanosecond),
+		"idle below minimum":    hub.WithIdleTimeout(hub.MinIdleTimeout - 1),
 		"negative worker idle":  hub.WithWorkerIdleTimeout(-1),
 		"fetches 0":             hub.WithMaxConcurrentFetches(0),
 		"nil logger":            hub.WithLogger(nil),
@@ -63,6 +66,14 @@ func TestNewOptions(t *testing.T) {
 	}
 	if _, err := hub.New(&core.Backend{}); !errors.Is(err, core.ErrInvalidOption) {
 		t.Errorf("empty backend: err = %v, want ErrInvalidOption", err)
+	}
+	for _, d := range []time.Duration{0, hub.MinIdleTimeout} {
+		h, err := hub.New(b, hub.WithIdleTimeout(d))
+		if err != nil {
+			t.Errorf("idle timeout %v: %v", d, err)
+			continue
+		}
+		h.Close()
 	}
 	h, err := hub.New(b)
 	if err != nil {

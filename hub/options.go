@@ -39,6 +39,10 @@ const (
 	DefaultMaxConnections = 1024
 	// DefaultIdleTimeout is the default for [WithIdleTimeout].
 	DefaultIdleTimeout = 5 * time.Minute
+	// MinIdleTimeout is the shortest idle timeout [WithIdleTimeout] accepts, 0 aside: the
+	// hub holds a long poll at most half the idle timeout, and a shorter one would have
+	// every waiting client poll in a loop (a timeout of a few nanoseconds, none at all).
+	MinIdleTimeout = time.Second
 	// DefaultMaxConcurrentFetches is the default for [WithMaxConcurrentFetches].
 	DefaultMaxConcurrentFetches = 64
 	// DefaultMaxAppendsInFlight is the default for [WithMaxAppendsInFlight].
@@ -248,13 +252,17 @@ func WithMaxConnections(n int) Option {
 }
 
 // WithIdleTimeout closes a TCP connection that received nothing for d (default
-// [DefaultIdleTimeout]; 0 disables). Clients that long-poll keep their connection busy:
-// the hub holds a long poll at most d/2 (it lowers [WithMaxPullWait] to that), so a
-// waiting consumer polls again before its connection counts as idle.
+// [DefaultIdleTimeout]; 0 disables; otherwise at least [MinIdleTimeout]). Clients that
+// long-poll keep their connection busy: the hub holds a long poll at most d/2 (it lowers
+// [WithMaxPullWait] to that), so a waiting consumer polls again before its connection
+// counts as idle.
 func WithIdleTimeout(d time.Duration) Option {
 	return func(c *config) error {
 		if d < 0 {
 			return invalid("idle timeout %v is negative", d)
+		}
+		if d > 0 && d < MinIdleTimeout {
+			return invalid("idle timeout %v is below %v (long polls are held at most half of it): use 0 to disable it, or at least %v", d, MinIdleTimeout, MinIdleTimeout)
 		}
 		c.idleTimeout = d
 		return nil

@@ -104,7 +104,7 @@ func hubFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
 	backendURL := fs.String("backend", envOr("SLUICE_BACKEND", defaultBackend), "backend URL (env SLUICE_BACKEND)")
 	maxMsg := fs.Int("max-message-size", 0, "largest message in bytes (0: the smaller of the backend's limit and what fits in a frame)")
 	maxConns := fs.Int("max-connections", hub.DefaultMaxConnections, "most concurrent TCP connections; more are closed at once (see connections_refused)")
-	idle := fs.Duration("idle-timeout", hub.DefaultIdleTimeout, "close a connection that sends nothing for this long (0: never); long polls are held at most half of it")
+	idle := fs.Duration("idle-timeout", hub.DefaultIdleTimeout, "close a connection that sends nothing for this long (0: never; else at least "+hub.MinIdleTimeout.String()+"); long polls are held at most half of it")
 	maxWait := fs.Duration("max-pull-wait", hub.DefaultMaxPullWait, "longest a long-poll pull is held (at most half of -idle-timeout)")
 	workerIdle := fs.Duration("worker-idle-timeout", hub.DefaultWorkerIdleTimeout, "retire a partition worker unused for this long, freeing its memory (0: never)")
 	metricsAddr := fs.String("metrics-addr", "", "serve metrics in the Prometheus text format at http://ADDR/metrics and as JSON at http://ADDR/debug/vars (empty: off)")
@@ -136,8 +136,8 @@ func hubFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
 		if *maxConns < 1 {
 			return usageErr("-max-connections %d: want 1 or more", *maxConns)
 		}
-		if *idle < 0 {
-			return usageErr("-idle-timeout %v: want 0 (never) or more", *idle)
+		if *idle < 0 || (*idle > 0 && *idle < hub.MinIdleTimeout) {
+			return usageErr("-idle-timeout %v: want 0 (never) or at least %v (long polls are held at most half of it)", *idle, hub.MinIdleTimeout)
 		}
 		if *workerIdle < 0 {
 			return usageErr("-worker-idle-timeout %v: want 0 (never) or more", *workerIdle)

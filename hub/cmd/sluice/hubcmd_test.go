@@ -176,6 +176,8 @@ func TestHubBadFlagValuesExit2(t *testing.T) {
 	for _, args := range [][]string{
 		{"-worker-idle-timeout", "-1s"},
 		{"-idle-timeout", "-1s"},
+		{"-idle-timeout", "1ns"},
+		{"-idle-timeout", "999ms"},
 		{"-max-connections", "0"},
 		{"-max-message-size", "-1"},
 		{"-max-message-size", "70000"},
@@ -233,6 +235,7 @@ func TestHubWorkerIdleTimeoutFlag(t *testing.T) {
 func TestHubFlagLimitsAccepted(t *testing.T) {
 	for _, args := range [][]string{
 		{"-idle-timeout", "0"},
+		{"-idle-timeout", "1s"},
 		{"-max-message-size", strconv.Itoa(hub.MaxFrameMessageSize)},
 		{"-max-connections", "1"},
 	} {
