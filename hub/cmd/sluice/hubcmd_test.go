@@ -179,6 +179,7 @@ func TestHubBadFlagValuesExit2(t *testing.T) {
 		{"-idle-timeout", "1ns"},
 		{"-idle-timeout", "999ms"},
 		{"-max-connections", "0"},
+		{"-max-parked-pulls-per-connection", "0"},
 		{"-max-message-size", "-1"},
 		{"-max-message-size", "70000"},
 	} {
@@ -238,6 +239,7 @@ func TestHubFlagLimitsAccepted(t *testing.T) {
 		{"-idle-timeout", "1s"},
 		{"-max-message-size", strconv.Itoa(hub.MaxFrameMessageSize)},
 		{"-max-connections", "1"},
+		{"-max-parked-pulls-per-connection", "1"},
 	} {
 		if code, errs := runHubUntil(t, append([]string{"-listen", "127.0.0.1:0"}, args...)...); code != 0 {
 			t.Errorf("sluice hub %q: exit %d, want 0\n%s", args, code, errs)
@@ -333,6 +335,18 @@ func TestHubLimitFlagsReachTheHub(t *testing.T) {
 	c = hubtest.Dial(t, addr)
 	c.Create("s")
 	c.ExpectClosed()
+
+	// With one long poll held per connection, a second one on another partition is
+	// answered at once, with no messages (by default both would be held for 60s).
+	addr = start("-max-parked-pulls-per-connection", "1")
+	c = hubtest.Dial(t, addr)
+	parts := c.CreatePartitioned(wire.ProtocolCreatePartitioned, "p", 2)
+	for i, p := range parts {
+		c.Send(p.Route, wire.ProtocolPullWait, wire.PullWaitRequest{RequestID: uint64(i + 1), Index: 0, Limit: 1, WaitMS: 60_000})
+	}
+	if pr := c.ExpectPull(wire.ProtocolPullWait); len(pr.Messages) != 0 {
+		t.Errorf("long poll beyond -max-parked-pulls-per-connection answered %d messages", len(pr.Messages))
+	}
 }
 
 // -log-level reaches the hub's logger, and a backend URL with an option its backend does
