@@ -106,6 +106,7 @@ func hubFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
 	maxConns := fs.Int("max-connections", hub.DefaultMaxConnections, "most concurrent TCP connections; more are closed at once (see connections_refused)")
 	idle := fs.Duration("idle-timeout", hub.DefaultIdleTimeout, "close a connection that sends nothing for this long (0: never; else at least "+hub.MinIdleTimeout.String()+"); long polls are held at most half of it")
 	maxWait := fs.Duration("max-pull-wait", hub.DefaultMaxPullWait, "longest a long-poll pull is held (at most half of -idle-timeout)")
+	maxParked := fs.Int("max-parked-pulls", hub.DefaultMaxParkedPulls, "most long-poll pulls held at once on one stream partition; more are answered at once with no messages (see pull_waits_refused)")
 	maxParkedPerConn := fs.Int("max-parked-pulls-per-connection", hub.DefaultMaxParkedPullsPerConnection, "most long-poll pulls held at once for one connection, over all partitions; more are answered at once with no messages (see pull_waits_refused)")
 	workerIdle := fs.Duration("worker-idle-timeout", hub.DefaultWorkerIdleTimeout, "retire a partition worker unused for this long, freeing its memory (0: never)")
 	metricsAddr := fs.String("metrics-addr", "", "serve metrics in the Prometheus text format at http://ADDR/metrics and as JSON at http://ADDR/debug/vars (empty: off)")
@@ -146,6 +147,9 @@ func hubFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
 		if *maxWait <= 0 {
 			return usageErr("-max-pull-wait %v: want more than 0 (with 0 every waiting tail would poll in a loop)", *maxWait)
 		}
+		if *maxParked < 1 {
+			return usageErr("-max-parked-pulls %d: want 1 or more", *maxParked)
+		}
 		if *maxParkedPerConn < 1 {
 			return usageErr("-max-parked-pulls-per-connection %d: want 1 or more", *maxParkedPerConn)
 		}
@@ -158,6 +162,7 @@ func hubFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
 			hub.WithMaxConnections(*maxConns),
 			hub.WithIdleTimeout(*idle),
 			hub.WithMaxPullWait(*maxWait),
+			hub.WithMaxParkedPulls(*maxParked),
 			hub.WithMaxParkedPullsPerConnection(*maxParkedPerConn),
 			hub.WithWorkerIdleTimeout(*workerIdle),
 		}

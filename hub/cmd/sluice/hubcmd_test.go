@@ -179,6 +179,7 @@ func TestHubBadFlagValuesExit2(t *testing.T) {
 		{"-idle-timeout", "1ns"},
 		{"-idle-timeout", "999ms"},
 		{"-max-connections", "0"},
+		{"-max-parked-pulls", "0"},
 		{"-max-parked-pulls-per-connection", "0"},
 		{"-max-message-size", "-1"},
 		{"-max-message-size", "70000"},
@@ -239,6 +240,7 @@ func TestHubFlagLimitsAccepted(t *testing.T) {
 		{"-idle-timeout", "1s"},
 		{"-max-message-size", strconv.Itoa(hub.MaxFrameMessageSize)},
 		{"-max-connections", "1"},
+		{"-max-parked-pulls", "1"},
 		{"-max-parked-pulls-per-connection", "1"},
 	} {
 		if code, errs := runHubUntil(t, append([]string{"-listen", "127.0.0.1:0"}, args...)...); code != 0 {
@@ -302,7 +304,8 @@ func TestDefaultAddresses(t *testing.T) {
 
 // The hub's limits reach the hub: -max-message-size refuses a larger push, -max-pull-wait
 // answers a long poll that asks to wait longer, -max-connections closes a connection over
-// the limit, and -idle-timeout closes a quiet connection.
+// the limit, -idle-timeout closes a quiet connection, and -max-parked-pulls-per-connection
+// and -max-parked-pulls answer at once a long poll beyond them.
 func TestHubLimitFlagsReachTheHub(t *testing.T) {
 	start := func(args ...string) string {
 		t.Helper()
@@ -346,6 +349,17 @@ func TestHubLimitFlagsReachTheHub(t *testing.T) {
 	}
 	if pr := c.ExpectPull(wire.ProtocolPullWait); len(pr.Messages) != 0 {
 		t.Errorf("long poll beyond -max-parked-pulls-per-connection answered %d messages", len(pr.Messages))
+	}
+
+	// Likewise a second one on the same partition, with one held per partition.
+	addr = start("-max-parked-pulls", "1")
+	c = hubtest.Dial(t, addr)
+	s = c.Create("s")
+	for id := range uint64(2) {
+		c.Send(s.Route, wire.ProtocolPullWait, wire.PullWaitRequest{RequestID: id + 1, Index: 0, Limit: 1, WaitMS: 60_000})
+	}
+	if pr := c.ExpectPull(wire.ProtocolPullWait); len(pr.Messages) != 0 {
+		t.Errorf("long poll beyond -max-parked-pulls answered %d messages", len(pr.Messages))
 	}
 }
 
