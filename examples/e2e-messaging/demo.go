@@ -390,7 +390,11 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 	if savedOnHub != saved {
 		return nil, fmt.Errorf("check failed: the hub holds index %d for %s, B saved %d", savedOnHub, clientB, saved)
 	}
-	p.step("At-least-once delivery: %d of A's ciphertexts stored a second time in %s, byte for byte (as a retry after a lost confirm does).", cfg.Duplicates, inboxB)
+	if cfg.Duplicates > 0 {
+		p.step("At-least-once delivery: %d of A's ciphertexts stored a second time in %s, byte for byte (as a retry after a lost confirm does).", cfg.Duplicates, inboxB)
+	} else {
+		p.step("At-least-once delivery: none of A's ciphertexts stored a second time in %s by the demo (-duplicates 0).", inboxB)
+	}
 	p.info("Possible duplicates from A's own resends: %d. Stream %s now holds %d messages.", res.PossibleDuplicates, inboxB, end)
 	p.info("The hub's index service holds index %d for client_id %s: where B will resume.", savedOnHub, clientB)
 
@@ -507,15 +511,33 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 // res.StoredUnconfirmed of A's messages before their resend, and B's channel dropped at
 // least both; A's other resends (after periodic resets) may store more, so the count of
 // ciphertexts stored twice is a lower bound.
+// Zero of something (no reset, no duplicate of the demo's) is said in words, not counted.
 func provedDuplicates(out io.Writer, res *result, duplicates int, stall bool) {
 	if stall {
+		twice := fmt.Sprintf("%d+%d", res.StoredUnconfirmed, duplicates)
+		if duplicates == 0 {
+			twice = fmt.Sprint(res.StoredUnconfirmed)
+		}
 		fmt.Fprintf(out, "    although A's link was reset with %d of them stored but unconfirmed (A's publisher resent %d message(s);\n", res.StoredUnconfirmed, res.Resent)
-		fmt.Fprintf(out, "    %d reset(s) in all), so that at least %d+%d ciphertexts were stored twice (%d dropped by the replay window);\n",
-			res.ProxyResets, res.StoredUnconfirmed, duplicates, res.DuplicatesDropped)
+		fmt.Fprintf(out, "    %d reset(s) in all), so that at least %s ciphertexts were stored twice (%d dropped by the replay window);\n",
+			res.ProxyResets, twice, res.DuplicatesDropped)
 		return
 	}
-	fmt.Fprintf(out, "    although A's link was reset %d time(s) (A resent %d message(s) after a reset) and at least %d ciphertexts were stored\n", res.ProxyResets, res.Resent, duplicates)
-	fmt.Fprintf(out, "    twice (%d dropped by the replay window);\n", res.DuplicatesDropped)
+	dropped := "its replay window had no duplicate to drop"
+	if res.DuplicatesDropped > 0 {
+		dropped = fmt.Sprintf("its replay window dropped %d duplicate(s)", res.DuplicatesDropped)
+	}
+	switch {
+	case res.ProxyResets > 0 && duplicates > 0:
+		fmt.Fprintf(out, "    although A's link was reset %d time(s) (A resent %d message(s) after a reset) and at least %d ciphertexts were stored\n", res.ProxyResets, res.Resent, duplicates)
+		fmt.Fprintf(out, "    twice (%d dropped by the replay window);\n", res.DuplicatesDropped)
+	case duplicates > 0:
+		fmt.Fprintf(out, "    although at least %d ciphertexts were stored twice (%d dropped by the replay window);\n", duplicates, res.DuplicatesDropped)
+	case res.ProxyResets > 0:
+		fmt.Fprintf(out, "    although A's link was reset %d time(s) (A resent %d message(s) after a reset); %s;\n", res.ProxyResets, res.Resent, dropped)
+	default:
+		fmt.Fprintf(out, "    over a link that was never reset; %s;\n", dropped)
+	}
 }
 
 // stallRange returns the first and the last of A's messages from..last during which the flaky

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -620,6 +621,31 @@ func TestHelpStatesEachDefaultOnce(t *testing.T) {
 	for _, f := range flags {
 		if n := strings.Count(f, "default"); n > 1 {
 			t.Errorf("-help says default %d times for one flag:\n  -%s", n, f)
+		}
+	}
+}
+
+// TestProvedDuplicatesSaysZeroInWords: with no reset and no duplicate (-reset-inflight 0
+// -duplicates 0, no -reset-every) the conclusion says so in words; it said "A's link was
+// reset 0 time(s) ... at least 0 ciphertexts were stored twice". A stall without the
+// demo's duplicates says "at least 3", not "3+0".
+func TestProvedDuplicatesSaysZeroInWords(t *testing.T) {
+	zero := regexp.MustCompile(`\b0\b`)
+	for _, c := range []struct {
+		res        result
+		duplicates int
+		stall      bool
+		want       string
+	}{
+		{result{}, 0, false, "over a link that was never reset; its replay window had no duplicate to drop;"},
+		{result{ProxyResets: 5, Resent: 1, DuplicatesDropped: 1}, 0, false, "reset 5 time(s) (A resent 1 message(s) after a reset); its replay window dropped 1 duplicate(s);"},
+		{result{DuplicatesDropped: 3}, 3, false, "although at least 3 ciphertexts were stored twice (3 dropped by the replay window);"},
+		{result{StoredUnconfirmed: 3, Resent: 3, ProxyResets: 1, DuplicatesDropped: 3}, 0, true, "at least 3 ciphertexts were stored twice (3 dropped by the replay window);"},
+	} {
+		var b bytes.Buffer
+		provedDuplicates(&b, &c.res, c.duplicates, c.stall)
+		if got := b.String(); zero.MatchString(got) || !strings.Contains(got, c.want) {
+			t.Errorf("%d reset(s), -duplicates %d, stall %v: the conclusion counts a zero or misses %q:\n%s", c.res.ProxyResets, c.duplicates, c.stall, c.want, got)
 		}
 	}
 }
