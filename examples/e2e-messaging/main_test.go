@@ -329,6 +329,8 @@ func TestDemoRejectsBadConfigs(t *testing.T) {
 		"negative reset":     func(c *config) { c.ResetEvery = -time.Millisecond },
 		"reset too often":    func(c *config) { c.ResetEvery = minResetEvery - 1 },
 		"negative in flight": func(c *config) { c.ResetInFlight = -1 },
+		"listen no port":     func(c *config) { c.Listen = "127.0.0.1" },
+		"listen bad port":    func(c *config) { c.Listen = "127.0.0.1:99999" },
 	} {
 		cfg := defaultConfig()
 		mod(&cfg)
@@ -520,6 +522,18 @@ func TestResetEveryMinimum(t *testing.T) {
 	}
 	if cfg, err := parseFlags([]string{"-reset-every", minResetEvery.String()}, io.Discard); err != nil || cfg.ResetEvery != minResetEvery {
 		t.Errorf("-reset-every %v: %+v, %v", minResetEvery, cfg, err)
+	}
+}
+
+// A -listen that is no [HOST]:PORT is a bad command line (exit 2, naming the flag), not a
+// failed check of the demo (it was "FAILED: hub: tcp: listen nonsense: ...", exit 1).
+func TestBadListenExit2(t *testing.T) {
+	for _, addr := range []string{"nonsense", "127.0.0.1:99999"} {
+		var stderr bytes.Buffer
+		code := demoMain(t.Context(), []string{"-listen", addr}, io.Discard, &stderr)
+		if code != 2 || strings.Contains(stderr.String(), "FAILED") || !strings.Contains(stderr.String(), fmt.Sprintf("-listen %q: want [HOST]:PORT", addr)) {
+			t.Errorf("-listen %s: exit %d, want 2 naming -listen, not FAILED\n%s", addr, code, stderr.String())
+		}
 	}
 }
 

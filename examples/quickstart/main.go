@@ -9,7 +9,8 @@
 //	go run ./examples/quickstart -listen 127.0.0.1:4000   # the hub on a fixed port
 //
 // It exits with status 1 on a failure, 2 on a bad command line (it takes no arguments
-// besides -listen), and 130 when interrupted (Ctrl-C) before it finished.
+// besides -listen, whose value must be [HOST]:PORT), and 130 when interrupted (Ctrl-C)
+// before it finished.
 package main
 
 import (
@@ -18,6 +19,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -58,6 +60,10 @@ func quickstartMain(ctx context.Context, args []string, stdout, stderr io.Writer
 		fmt.Fprintf(stderr, "quickstart: unexpected argument %q: it takes only -listen ADDR (see quickstart -help)\n", fs.Arg(0))
 		return 2
 	}
+	if !isHostPort(*listen) {
+		fmt.Fprintf(stderr, "quickstart: -listen %q: want [HOST]:PORT, e.g. 127.0.0.1:4000, or port 0 for any free one (see quickstart -help)\n", *listen)
+		return 2
+	}
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := run(rctx, *listen, stdout); err != nil {
@@ -69,6 +75,17 @@ func quickstartMain(ctx context.Context, args []string, stdout, stderr io.Writer
 		return 1
 	}
 	return 0
+}
+
+// isHostPort reports whether addr is [HOST]:PORT, PORT a number or a service name: an
+// address the hub can try to listen on (whether it can is found when it does).
+func isHostPort(addr string) bool {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "" {
+		return false
+	}
+	_, err = net.LookupPort("tcp", port)
+	return err == nil
 }
 
 func run(ctx context.Context, listen string, out io.Writer) error {

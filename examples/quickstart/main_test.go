@@ -28,9 +28,13 @@ func TestQuickstart(t *testing.T) {
 }
 
 // A bad command line is a usage error (exit status 2), not ignored: an argument that is no
-// flag, or a flag that does not exist.
+// flag, a flag that does not exist, or a -listen that is no [HOST]:PORT (it was a failure,
+// exit status 1, once the hub tried to listen on it).
 func TestQuickstartBadCommandLine(t *testing.T) {
-	for _, args := range [][]string{{"extra"}, {"-listen", "127.0.0.1:0", "extra"}, {"-nope"}} {
+	for _, args := range [][]string{
+		{"extra"}, {"-listen", "127.0.0.1:0", "extra"}, {"-nope"},
+		{"-listen", "nonsense"}, {"-listen", "127.0.0.1"}, {"-listen", "127.0.0.1:99999"}, {"-listen", "127.0.0.1:"},
+	} {
 		var out, errb bytes.Buffer
 		if code := quickstartMain(t.Context(), args, &out, &errb); code != 2 || out.Len() != 0 || errb.Len() == 0 {
 			t.Errorf("quickstart %q: exit %d, stdout %q, stderr %q; want 2, nothing run, and why on stderr", args, code, out.String(), errb.String())
