@@ -21,12 +21,13 @@ func TestAppendAfterWriterExited(t *testing.T) {
 		t.Fatal(err)
 	}
 	part := &partition{shardID: "shardId-000000000000", key: "p0"}
-	s.streams["s"] = &streamState{name: "s", parts: []*partition{part}}
+	st := &streamState{name: "s", parts: []*partition{part}}
+	s.streams["s"] = st
 	_, end, err := s.calls.Begin(context.Background()) // writers start inside an Append
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.startWriter("s", 0, part)
+	s.startWriter("s", 0, st, part)
 	end()
 	close(s.stop) // what Close does after refusing new calls; the calls in flight go on
 	<-part.exited

@@ -127,5 +127,12 @@
 // CreateStream creates the stream again. A deletion and re-creation between two of its
 // calls is noticed later: the first Fetch that seeks to a position of the old stream fails
 // with core.ErrInvalidArgument (Kinesis refuses its sequence numbers), and the Store forgets
-// what it cached, so the next call sees the new stream.
+// what it cached, so the next call sees the new stream. Appends still waiting for their
+// partition's writer when the Store forgets a stream were never written: they are queued
+// again on what the Store finds next (a stream created again: it continues numbering above
+// its newest record, as after a restart; a missing stream: core.ErrStreamNotFound), up to
+// three times, then fail with core.ErrUnavailable (call again). An append whose PutRecord
+// found the stream missing fails with core.ErrStreamNotFound: it is not retried on a
+// stream created again meanwhile, as a write of it that the reply did not confirm may
+// arrive late, holding the same messages at other indexes.
 package kinesis

@@ -118,6 +118,7 @@ type Store struct {
 // skipped. Tests set them before the Store is used.
 type testHooks struct {
 	listed func(stream string) // after each ListShards page that state loads
+	queue  func(stream string) // in Append, after it found the partition, before it queues
 }
 
 var (
@@ -142,10 +143,15 @@ type partition struct {
 	seeks   seekMap
 	iters   iterCache
 
-	writer  sync.Once // starts the writer goroutine on first Append
-	reqs    chan *appendReq
-	exited  chan struct{} // closed when the writer returned (after Close or DeleteStream)
-	deleted chan struct{} // closed by DeleteStream: the writer answers what is queued and returns
+	writer sync.Once // starts the writer goroutine on first Append
+	reqs   chan *appendReq
+	// exited is closed when the writer returned (after Close or forget), or at once when
+	// forget dropped the state before its writer started (see startWriter).
+	exited chan struct{}
+	// dropped is closed (under Store.mu) by forget: the writer answers what is queued and
+	// returns. deletedHere, set before, says whether this Store's DeleteStream dropped it.
+	dropped     chan struct{}
+	deletedHere bool
 
 	mu        sync.Mutex // guards the fields below (held by the writer while it writes)
 	recovered bool
@@ -392,7 +398,7 @@ func (s *Store) loadState(ctx context.Context, stream string) (*streamState, err
 			shardID: aws.ToString(sh.ShardId),
 			hashKey: aws.ToString(sh.HashKeyRange.StartingHashKey),
 			key:     "p" + strconv.Itoa(i),
-			deleted: make(chan struct{}),
+			dropped: make(chan struct{}),
 			iters:   iterCache{total: &s.aheadBytes},
 		})
 	}
@@ -470,7 +476,7 @@ func (s *Store) DeleteStream(ctx context.Context, stream string) (err error) {
 			return fmt.Errorf("kinesis: delete stream %q: delete its saved indexes: %w", stream, err)
 		}
 	}
-	s.forget(stream, nil)
+	s.drop(stream, nil, true)
 	err = s.retry(ctx, func() error {
 		_, err := s.client.DeleteStream(ctx, &kinesis.DeleteStreamInput{StreamName: aws.String(name), EnforceConsumerDeletion: aws.Bool(true)}, markCredentials)
 		return err
@@ -483,8 +489,13 @@ func (s *Store) DeleteStream(ctx context.Context, stream string) (err error) {
 }
 
 // forget drops the cached state of stream and stops its partitions' writers. With only set,
-// it does so only while only is the state cached (not one loaded since).
-func (s *Store) forget(stream string, only *streamState) {
+// it does so only while only is the state cached (not one loaded since). The appends queued
+// for those writers were never written: Append queues them again on the state loaded next.
+func (s *Store) forget(stream string, only *streamState) { s.drop(stream, only, false) }
+
+// drop is forget; with deletedHere (DeleteStream deletes the stream) the appends queued
+// fail with core.ErrStreamNotFound instead.
+func (s *Store) drop(stream string, only *streamState, deletedHere bool) {
 	s.mu.Lock()
 	s.forgets++
 	st := s.streams[stream]
@@ -493,13 +504,32 @@ func (s *Store) forget(stream string, only *streamState) {
 		return
 	}
 	delete(s.streams, stream)
+	if st != nil {
+		// Under mu: startWriter, which looks under mu, starts no writer for a part dropped.
+		for _, part := range st.parts {
+			part.deletedHere = deletedHere
+			close(part.dropped)
+		}
+	}
 	s.mu.Unlock()
 	if st != nil {
 		for _, part := range st.parts {
-			close(part.deleted)
 			part.iters.clear() // gives its bytes back to the Store's budget
 		}
 	}
+}
+
+// errStale answers the appends queued for the writer of a partition whose state forget
+// dropped: they were never written, and Append queues them again on the state loaded next.
+var errStale = errors.New("kinesis: the stream's cached state was dropped")
+
+// dropErr is the answer to an append queued for the writer of part after forget dropped
+// part's state: errStale, or core.ErrStreamNotFound when this Store deleted the stream.
+func (part *partition) dropErr(stream string) error {
+	if part.deletedHere {
+		return fmt.Errorf("kinesis: append %q: the stream was deleted: %w", stream, core.ErrStreamNotFound)
+	}
+	return errStale
 }
 
 // checkGone returns err, first forgetting st, the cached state of stream, when err says that
@@ -544,6 +574,11 @@ func (s *Store) waitGone(ctx context.Context, stream, name string) error {
 // append continues after them), because a write whose reply was lost may still be in the
 // shard. An append whose ctx ends after it was queued returns ctx.Err(), but its messages may
 // still be written.
+//
+// An append still queued when the Store drops its cached state of the stream (a call found
+// the stream deleted, or deleted and created again, by someone else) was never written: it
+// is queued again on the state loaded next, and so goes to the stream as it is then (see
+// # Limitations in the package doc).
 func (s *Store) Append(ctx context.Context, stream string, p int, msgs [][]byte) (_ []uint64, err error) {
 	ctx, end, err := s.begin(ctx)
 	if err != nil {
@@ -554,42 +589,76 @@ func (s *Store) Append(ctx context.Context, stream string, p int, msgs [][]byte)
 	if err := core.ValidateMessages(msgs, maxMessageSize); err != nil {
 		return nil, fmt.Errorf("kinesis: append %q: %w", stream, err)
 	}
-	st, part, err := s.partition(ctx, "append", stream, p)
-	if err != nil {
-		return nil, err
-	}
-	if len(msgs) == 0 {
-		return []uint64{}, nil
-	}
 	// The writer may still read the messages after ctx ended and Append returned; the
 	// caller may reuse its buffers by then (core.Storage): it writes a copy, in one buffer.
-	req := &appendReq{ctx: ctx, msgs: core.CopyMessages(msgs), done: make(chan struct{})}
-	s.startWriter(stream, p, part)
+	var copied [][]byte
+	for tries := 1; ; tries++ {
+		st, part, err := s.partition(ctx, "append", stream, p)
+		if err != nil {
+			return nil, err
+		}
+		if len(msgs) == 0 {
+			return []uint64{}, nil
+		}
+		if copied == nil {
+			copied = core.CopyMessages(msgs)
+		}
+		if s.hooks.queue != nil {
+			s.hooks.queue(stream)
+		}
+		idx, err := s.appendTo(ctx, stream, p, st, part, copied)
+		if !errors.Is(err, errStale) {
+			return idx, err
+		}
+		select {
+		case <-s.stop:
+			return nil, fmt.Errorf("kinesis: append %q: %w", stream, core.ErrClosed)
+		default:
+		}
+		if tries == maxAppendTries {
+			// Each try loaded the stream's state again (ListShards): it keeps changing.
+			return nil, fmt.Errorf("kinesis: append %q partition %d: the Store dropped its cached state of the stream %d times while the append waited to be written (the stream was deleted, or deleted and created again, meanwhile); nothing was written, call again: %w",
+				stream, p, tries, core.ErrUnavailable)
+		}
+	}
+}
+
+// maxAppendTries bounds how many times Append queues its messages, on the state loaded
+// again after forget dropped the one it was queued on.
+const maxAppendTries = 3
+
+// appendTo queues msgs for the writer of part, partition p of st, the state of stream, and
+// waits for its answer. It returns errStale when forget dropped st before the writer took
+// them (never written).
+func (s *Store) appendTo(ctx context.Context, stream string, p int, st *streamState, part *partition, msgs [][]byte) ([]uint64, error) {
+	req := &appendReq{ctx: ctx, msgs: msgs, done: make(chan struct{})}
+	s.startWriter(stream, p, st, part)
 	select {
 	case part.reqs <- req:
 	case <-s.stop:
 		return nil, fmt.Errorf("kinesis: append %q: %w", stream, core.ErrClosed)
-	case <-part.deleted:
-		return nil, fmt.Errorf("kinesis: append %q: the stream was deleted: %w", stream, core.ErrStreamNotFound)
+	case <-part.dropped:
+		return nil, part.dropErr(stream)
 	case <-ctx.Done():
 		return nil, fmt.Errorf("kinesis: append %q: %w", stream, core.CallErr(ctx))
 	}
 	select {
 	case <-req.done:
-		return req.idx, s.checkGone(stream, st, req.err)
+		return req.idx, req.err
 	case <-part.exited:
-		// Close or DeleteStream stopped the writer. It answers every request it took before
-		// it returns, so one not answered now was queued after its last look: never written.
+		// Close or forget stopped the writer (or forget came before it started). It answers
+		// every request it took before it returns, so one not answered now was queued after
+		// its last look: never written.
 		select {
 		case <-req.done:
-			return req.idx, s.checkGone(stream, st, req.err)
+			return req.idx, req.err
 		default:
-			select {
-			case <-part.deleted:
-				return nil, fmt.Errorf("kinesis: append %q: the stream was deleted: %w", stream, core.ErrStreamNotFound)
-			default:
-				return nil, fmt.Errorf("kinesis: append %q: %w", stream, core.ErrClosed)
-			}
+		}
+		select {
+		case <-part.dropped:
+			return nil, part.dropErr(stream)
+		default:
+			return nil, fmt.Errorf("kinesis: append %q: %w", stream, core.ErrClosed)
 		}
 	case <-ctx.Done():
 		return nil, fmt.Errorf("kinesis: append %q: %w", stream, core.CallErr(ctx))
@@ -601,17 +670,27 @@ type writerKey struct {
 	p      int
 }
 
-// startWriter starts the partition's writer goroutine unless it runs already. It stops when
-// s.stop or part.deleted is closed. A writer of a forgotten state of the stream (forget
-// closed its part.deleted) may still be writing its last group: the new writer waits until
-// that one has exited before it learns the next index from the shard (recover), which
-// would otherwise not hold the record in flight, and hand out its indexes again.
-func (s *Store) startWriter(stream string, p int, part *partition) {
+// startWriter starts the writer goroutine of part, partition p of st, unless it runs
+// already. It stops when s.stop or part.dropped is closed. A writer of a forgotten state of
+// the stream (forget closed its part.dropped) may still be writing its last group: the new
+// writer waits until that one has exited before it learns the next index from the shard
+// (recover), which would otherwise not hold the record in flight, and hand out its indexes
+// again. A part that forget dropped before its writer started gets none (its exited is
+// closed at once): registered, it would be waited for by the writer of the state loaded
+// next, and would itself wait for that one.
+func (s *Store) startWriter(stream string, p int, st *streamState, part *partition) {
 	part.writer.Do(func() {
 		part.reqs = make(chan *appendReq, 256)
 		part.exited = make(chan struct{})
 		key := writerKey{stream, p}
 		s.mu.Lock()
+		select {
+		case <-part.dropped: // closed under mu
+			s.mu.Unlock()
+			close(part.exited)
+			return
+		default:
+		}
 		prev := s.writers[key]
 		if s.writers == nil {
 			s.writers = map[writerKey]chan struct{}{}
@@ -628,9 +707,9 @@ func (s *Store) startWriter(stream string, p int, part *partition) {
 				close(part.exited)
 			}()
 			if prev != nil {
-				<-prev // it exits after its group: forget closed its deleted, or Close s.stop
+				<-prev // it exits after its group: forget closed its dropped, or Close s.stop
 			}
-			s.writeLoop(stream, p, part)
+			s.writeLoop(stream, p, st, part)
 		})
 	})
 }
@@ -647,19 +726,30 @@ type appendReq struct {
 // maxGroupBytes bounds how much one group commit packs (four full records).
 const maxGroupBytes = 4 * maxRecordSize
 
-// writeLoop is a partition's single writer. It takes every append waiting, writes them as one
-// group, and answers each.
-func (s *Store) writeLoop(stream string, p int, part *partition) {
+// writeLoop is the single writer of part, partition p of st. It takes every append waiting,
+// writes them as one group, and answers each. Once Close or forget stopped it, it takes no
+// more: it answers what is queued without writing it (see refuseQueued) and returns.
+func (s *Store) writeLoop(stream string, p int, st *streamState, part *partition) {
+	closed := func() error { return fmt.Errorf("kinesis: append %q: %w", stream, core.ErrClosed) }
 	for {
+		select { // first: a random pick below could take a request after either
+		case <-s.stop:
+			part.refuseQueued(closed())
+			return
+		case <-part.dropped:
+			part.refuseQueued(part.dropErr(stream))
+			return
+		default:
+		}
 		var group []*appendReq
 		select {
 		case r := <-part.reqs:
 			group = append(group, r)
 		case <-s.stop:
-			part.refuseQueued(fmt.Errorf("kinesis: append %q: %w", stream, core.ErrClosed))
+			part.refuseQueued(closed())
 			return
-		case <-part.deleted:
-			part.refuseQueued(fmt.Errorf("kinesis: append %q: the stream was deleted: %w", stream, core.ErrStreamNotFound))
+		case <-part.dropped:
+			part.refuseQueued(part.dropErr(stream))
 			return
 		}
 		size := groupSize(group[0])
@@ -673,7 +763,7 @@ func (s *Store) writeLoop(stream string, p int, part *partition) {
 				break more
 			}
 		}
-		s.writeGroup(stream, p, part, group)
+		s.writeGroup(stream, p, st, part, group)
 	}
 }
 
@@ -699,7 +789,9 @@ func groupSize(r *appendReq) int {
 }
 
 // writeGroup appends the messages of every live request in group, in order, and answers them.
-func (s *Store) writeGroup(stream string, p int, part *partition, group []*appendReq) {
+// When the write finds the stream gone or changed, it forgets st before it answers, so that
+// the requests queued behind the group go to the state loaded next (see checkGone).
+func (s *Store) writeGroup(stream string, p int, st *streamState, part *partition, group []*appendReq) {
 	live := group[:0]
 	var msgs [][]byte
 	for _, r := range group {
@@ -715,6 +807,7 @@ func (s *Store) writeGroup(stream string, p int, part *partition, group []*appen
 		return
 	}
 	first, err := s.write(stream, p, part, msgs)
+	err = s.checkGone(stream, st, err)
 	for _, r := range live {
 		if err != nil {
 			r.err = err

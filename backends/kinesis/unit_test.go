@@ -286,12 +286,12 @@ func TestCloseStopsWriters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	part := &partition{shardID: "shardId-000000000000", key: "p0", deleted: make(chan struct{})}
+	part := &partition{shardID: "shardId-000000000000", key: "p0", dropped: make(chan struct{})}
 	_, end, err := s.calls.Begin(context.Background()) // writers start inside an Append
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.startWriter("s", 0, part)
+	s.startWriter("s", 0, &streamState{name: "s", parts: []*partition{part}}, part)
 	end()
 	closed := make(chan error, 1)
 	go func() { closed <- s.Close() }()
@@ -603,7 +603,7 @@ func fakeEndpointClient(url string) *kinesis.Client {
 func TestAppendAtIndexLimit(t *testing.T) {
 	fake := &putRecordFake{}
 	s := fakeStore(t, fake, &Options{MaxRetries: -1})
-	part := &partition{shardID: "shardId-000000000000", key: "p0", deleted: make(chan struct{}), recovered: true, next: math.MaxUint64 - 2}
+	part := &partition{shardID: "shardId-000000000000", key: "p0", dropped: make(chan struct{}), recovered: true, next: math.MaxUint64 - 2}
 	three := [][]byte{[]byte("a"), []byte("b"), []byte("c")}
 	if first, err := s.write("s", 0, part, three); err == nil {
 		t.Fatalf("3 messages from index %d: first index %d, no error; want an error: only 2 indexes are left", uint64(math.MaxUint64-2), first)
@@ -689,7 +689,7 @@ func TestInvalidArgumentsSayWhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	s.streams["s"] = &streamState{name: "sluice-s", parts: []*partition{{shardID: "shardId-000000000000", key: "p0", deleted: make(chan struct{})}}}
+	s.streams["s"] = &streamState{name: "sluice-s", parts: []*partition{{shardID: "shardId-000000000000", key: "p0", dropped: make(chan struct{})}}}
 	ctx := t.Context()
 	m := [][]byte{[]byte("m")}
 	for _, c := range []struct {

@@ -11,7 +11,8 @@ import (
 )
 
 // shardFake is one shard: ListShards lists it, GetRecords returns every record stored from
-// any new iterator, and nothing more from the iterator after that; PutRecord stores one. The first PutRecord is held until release is closed.
+// any new iterator, and nothing more from the iterator after that; PutRecord stores one.
+// The first PutRecord is held until release is closed.
 type shardFake struct {
 	mu      sync.Mutex
 	records [][]byte
@@ -19,6 +20,9 @@ type shardFake struct {
 	held    chan struct{} // closed when the first PutRecord arrived
 	release chan struct{}
 	put2    chan struct{} // closed when a second PutRecord was stored
+	// goneFirst: the first PutRecord, once released, answers ResourceNotFoundException (the
+	// stream was deleted at that moment) and stores nothing; the later ones store theirs.
+	goneFirst bool
 }
 
 func (f *shardFake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -65,6 +69,12 @@ func (f *shardFake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if n == 1 {
 			close(f.held)
 			<-f.release
+			if f.goneFirst {
+				w.Header().Set("X-Amzn-ErrorType", "ResourceNotFoundException")
+				w.WriteHeader(http.StatusBadRequest)
+				_, _ = w.Write([]byte(`{"__type":"ResourceNotFoundException","message":"Stream sluice-s not found"}`))
+				return
+			}
 		}
 		f.mu.Lock()
 		f.records = append(f.records, in.Data)
