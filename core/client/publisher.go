@@ -384,6 +384,8 @@ type Publisher struct {
 
 	sessionProgress atomic.Bool // a confirm arrived since the run loop last looked
 
+	slotTaken func() // a test hook: in Publish, after it took a window slot (nil: none)
+
 	published, sent, confirmed, retried, refused, resent, dups, timeouts, reconnects, recovered, failedMsgs atomic.Uint64
 }
 
@@ -466,8 +468,9 @@ func (p *Publisher) Stream() string { return p.stream }
 // confirmed it. It blocks while the window is full, until there is room or ctx ends. data is
 // copied. With an outbox, Publish returns only after data is durable in it.
 //
-// A message larger than fits one frame returns an error matching [core.ErrMessageTooLarge];
-// after Close, Publish returns an error matching [core.ErrClosed].
+// A message larger than fits one frame returns an error matching [core.ErrMessageTooLarge].
+// Once Close has begun, Publish returns an error matching [core.ErrClosed] at once and queues
+// nothing: every message Close waits for was queued before it began.
 func (p *Publisher) Publish(ctx context.Context, data []byte) (*Ack, error) {
 	if len(data) > p.cfg.maxMessage {
 		return nil, fmt.Errorf("client: publish to %q: %w: message is %d bytes, the limit is %d", p.stream, core.ErrMessageTooLarge, len(data), p.cfg.maxMessage)
@@ -487,12 +490,20 @@ func (p *Publisher) Publish(ctx context.Context, data []byte) (*Ack, error) {
 	case <-p.closing:
 		return nil, fmt.Errorf("client: publish to %q: %w", p.stream, core.ErrClosed)
 	}
+	if p.slotTaken != nil {
+		p.slotTaken()
+	}
 	p.mu.Lock()
-	if p.closed || p.broken != nil {
-		err := p.broken
-		if p.closed {
-			err = core.ErrClosed
-		}
+	// Close closes p.closing under mu before it reads what to wait for, so a message queued
+	// here is waited for, and none is queued once Close has begun (also when the select above
+	// took the slot although closing was closed too).
+	err := p.broken
+	select {
+	case <-p.closing:
+		err = fmt.Errorf("%w (Close has begun)", core.ErrClosed)
+	default:
+	}
+	if err != nil {
 		p.mu.Unlock()
 		<-p.slots
 		return nil, fmt.Errorf("client: publish to %q: %w", p.stream, err)
@@ -670,7 +681,8 @@ func (p *Publisher) Flush(ctx context.Context) error {
 	}
 }
 
-// Close stops accepting messages, waits up to the close timeout for the unconfirmed ones,
+// Close stops accepting messages (a Publish that has not queued its message when Close
+// begins fails with [core.ErrClosed]), waits up to the close timeout for the unconfirmed ones,
 // then stops the background loop and releases the outbox. Acks still pending complete with
 // an error matching [core.ErrClosed]; with an outbox those messages stay in it. Close returns
 // an error when messages were left unconfirmed, or failed without a Flush reporting it (see
@@ -678,7 +690,11 @@ func (p *Publisher) Flush(ctx context.Context) error {
 // Close does not close the [Client]; [Client.Close] closes the publishers still open.
 func (p *Publisher) Close() error {
 	p.closeOnce.Do(func() {
+		// Under mu, where Publish queues: a message queued before is one Flush below waits
+		// for; a Publish after sees closing and queues nothing.
+		p.mu.Lock()
 		close(p.closing)
+		p.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), p.cfg.closeTimeout)
 		flushErr := p.Flush(ctx)
 		cancel()
