@@ -8,14 +8,16 @@
 //
 //	pulsar://127.0.0.1:6650?admin=http://127.0.0.1:8080&tenant=public&namespace=default&prefix=sluice-
 //
-// (also max_message_size, max_partitions, max_producers and retention=infinite). [Open]
+// (also max_message_size, max_partitions, max_producers, max_reader_bytes and
+// retention=infinite). [Open]
 // takes the same URL and builds a pulsar.Client that the Store owns. [New] takes a caller's
 // pulsar.Client (for authentication, TLS, logging: the caller keeps it and closes it) and
 // the admin URL. [Options] set the tenant and namespace (default public/default), a
 // topic prefix, the largest message (default [DefaultMaxMessageSize], Pulsar's 5 MiB less
 // 8 KiB of metadata headroom), the most partitions per stream (default
-// [DefaultMaxPartitions]), the most producers a Store keeps (default [DefaultMaxProducers])
-// and whether CreateStream sets infinite topic-level retention.
+// [DefaultMaxPartitions]), the most producers a Store keeps (default [DefaultMaxProducers]),
+// the memory its idle readers may hold (default [DefaultMaxReaderBytes], see "Reader
+// memory") and whether CreateStream sets infinite topic-level retention.
 //
 // A stream "s" with n partitions is the partitioned topic
 // persistent://<tenant>/<namespace>/<prefix>s, created through the admin API with n
@@ -115,6 +117,16 @@
 // idle reader instead of creating one: kept messages are served again as copies, then the
 // reader continues.
 //
+// Reader memory. An idle reader holds what its receive queue prefetched: up to its queue
+// size of the messages after its position (pulsar-client-go bounds the queue in messages,
+// not bytes, and the broker keeps filling it as messages are appended). The Store keeps
+// up to 64 idle readers and bounds their memory by Options.MaxReaderBytes (default
+// [DefaultMaxReaderBytes], 64 MiB): it estimates an idle reader's queue as its queue size
+// times the mean size of the messages it returned, adds the copies it keeps, and closes the
+// least recently used idle readers beyond the bound. Each reader has a queue of 1000
+// messages (pulsar-client-go's default: a smaller queue of small messages slows pulls), so
+// the bound keeps 64 readers of messages up to 1 KiB but a single one of 64 KiB messages.
+//
 // # Index storage
 //
 // Saved consumer indexes live in Pulsar too (Capabilities().NativeIndexStorage): SaveIndex
@@ -169,9 +181,13 @@
 //     secure channel drops duplicates).
 //   - A Fetch from an index no idle reader covers creates a reader (lookup and subscribe
 //     round trips); the Store keeps up to 64 idle readers (see "Reader cache"), so
-//     sequential pulls pay at most the last-message-id round trip. An idle reader holds in
-//     memory up to 1000 prefetched messages (pulsar-client-go's default receiver queue) and
-//     up to 1 MiB of copies of the messages it last returned.
+//     sequential pulls pay at most the last-message-id round trip. The idle readers' memory
+//     (prefetched messages and copies of the ones they last returned, at most 1 MiB each)
+//     is bounded by Options.MaxReaderBytes, but its queue part is an estimate from the
+//     sizes of messages already read (see "Reader memory"): a partition whose messages
+//     grow can make an idle reader hold up to its queue size times the new size until a
+//     Fetch uses it again. Message payloads are counted, not the client's fixed overhead
+//     per message. A reader in use by a Fetch is not counted.
 //   - A stream deleted by another Store (see "Index semantics"): a Fetch served entirely from
 //     an idle reader's copies (a re-read of a page that ended at the last message the reader
 //     knew of) still returns them, deleted or not, and the next Fetch reads the re-created

@@ -38,6 +38,10 @@ const (
 	// to a broker. pulsar-client-go's default is none (the system's connect timeout,
 	// minutes, for a host or port behind a firewall that drops the dial).
 	DefaultConnectionTimeout = 10 * time.Second
+	// DefaultMaxReaderBytes bounds the messages the idle readers of a Store hold: what
+	// their receive queues prefetched, estimated, and the copies they keep (see
+	// Options.MaxReaderBytes).
+	DefaultMaxReaderBytes = 64 << 20
 )
 
 // Options configure a [Store]. The zero value (or nil) means the defaults.
@@ -60,6 +64,14 @@ type Options struct {
 	// appends to different partitions are in flight than MaxProducers, the Store holds one
 	// producer per append in flight, and closes the extra ones at a later append.
 	MaxProducers int
+	// MaxReaderBytes bounds the memory of the readers the Store keeps idle between Fetch
+	// calls (default DefaultMaxReaderBytes): the messages each reader's receive queue holds
+	// prefetched, estimated as its queue size times the mean size of the messages it
+	// returned, plus the copies of the last messages it returned. Beyond MaxReaderBytes,
+	// the least recently used idle readers are closed
+	// (a later Fetch from their position creates a reader: a lookup and a subscribe round
+	// trip). Message payloads are counted, not the client's fixed overhead per message.
+	MaxReaderBytes int
 	// InfiniteRetention makes CreateStream set a topic-level retention policy that keeps
 	// every message (needs topic-level policies on the broker), on the topic it creates and,
 	// once per Store, on one that exists already (its creator may have failed to set it).
@@ -91,6 +103,7 @@ type Store struct {
 	producers map[string]*producerSlot
 	uses      uint64        // producer lookups so far: the clock of producerSlot.used
 	idle      []*idleReader // least recently used first
+	idleBytes int           // the sum of the idle readers' bytes: at most opts.MaxReaderBytes
 	// appended is, by partition topic, one past the highest index that this store's own
 	// appends got a receipt for: a Fetch reads up to it without asking the broker. Another
 	// Store that deletes the stream makes it stale; a Fetch that finds out forgets it.
@@ -167,6 +180,9 @@ func newStore(client pulsar.Client, own bool, adminURL string, opts *Options) (*
 	if o.MaxProducers == 0 {
 		o.MaxProducers = DefaultMaxProducers
 	}
+	if o.MaxReaderBytes == 0 {
+		o.MaxReaderBytes = DefaultMaxReaderBytes
+	}
 	if o.HTTPClient == nil {
 		o.HTTPClient = &http.Client{Timeout: 30 * time.Second}
 	}
@@ -177,6 +193,8 @@ func newStore(client pulsar.Client, own bool, adminURL string, opts *Options) (*
 		return nil, fmt.Errorf("pulsar: %w: MaxPartitions %d is outside [1, %d]", core.ErrInvalidOption, o.MaxPartitions, core.MaxPartitions)
 	case o.MaxProducers < 0:
 		return nil, fmt.Errorf("pulsar: %w: MaxProducers %d is negative", core.ErrInvalidOption, o.MaxProducers)
+	case o.MaxReaderBytes < 0:
+		return nil, fmt.Errorf("pulsar: %w: MaxReaderBytes %d is negative", core.ErrInvalidOption, o.MaxReaderBytes)
 	case strings.ContainsAny(o.Tenant+o.Namespace+o.TopicPrefix, "/ "):
 		return nil, fmt.Errorf("pulsar: %w: tenant %q, namespace %q and topic prefix %q must not contain '/' or spaces",
 			core.ErrInvalidOption, o.Tenant, o.Namespace, o.TopicPrefix)
@@ -1015,7 +1033,7 @@ func (s *Store) fetchTopic(ctx context.Context, base string, partition int, from
 		if err != nil {
 			return nil, err
 		}
-		c = &idleReader{topic: topic, r: r, next: from}
+		c = &idleReader{topic: topic, r: r, next: from, queue: readerQueueSize}
 	}
 	keep := false
 	defer func() {
@@ -1104,6 +1122,8 @@ func (s *Store) fetchTopic(ctx context.Context, base string, partition int, from
 		}
 		out = append(out, core.Message{Index: i, Data: m.Payload()})
 		c.next = i + 1
+		c.read++
+		c.readBytes += len(m.Payload())
 	}
 	c.remember(out)
 	keep = true
@@ -1141,6 +1161,30 @@ type idleReader struct {
 	// last holds copies of every message with index in [last[0].Index, next): the end of
 	// what the reader returned, for a Fetch that re-reads it.
 	last []core.Message
+	// queue is the reader's ReceiverQueueSize: the most messages it holds prefetched.
+	queue int
+	// read and readBytes count the messages the reader returned and their payload bytes.
+	read, readBytes int
+	// bytes is what the idle reader counts in Store.idleBytes (see Store.putReader).
+	bytes int
+}
+
+// meanSize returns the mean payload size of the messages c returned, and false if it
+// returned none.
+func (c *idleReader) meanSize() (int, bool) {
+	if c.read == 0 {
+		return 0, false
+	}
+	return c.readBytes / c.read, true
+}
+
+// keptBytes returns the size of the copies c keeps.
+func (c *idleReader) keptBytes() int {
+	n := 0
+	for _, m := range c.last {
+		n += len(m.Data)
+	}
+	return n
 }
 
 // covers reports whether c can serve a Fetch from index from: from is its position, or
@@ -1185,14 +1229,38 @@ func (s *Store) takeReader(topic string, from uint64) *idleReader {
 	for i, c := range s.idle {
 		if c.topic == topic && c.covers(from) {
 			s.idle = append(s.idle[:i], s.idle[i+1:]...)
+			s.idleBytes -= c.bytes
 			return c
 		}
 	}
 	return nil
 }
 
-// putReader keeps c for a later Fetch, closing the least recently used reader beyond
-// maxIdleReaders (or c itself when the store is closed).
+// Memory of idle readers. pulsar-client-go bounds a reader's receive queue in messages
+// only, and says nothing of what it holds: an idle reader holds up to its queue size of the
+// messages after its position once they exist (the broker pushes them as they are
+// appended, up to the flow permits it has). So the Store estimates an idle reader's queue
+// as its queue size times the mean size of the messages it returned (the next ones are
+// most likely alike), adds the copies it keeps, and closes the least recently used idle
+// readers while their bytes exceed Options.MaxReaderBytes. A reader that returned no
+// message yet is estimated at its share, a 64th (maxIdleReaders) of MaxReaderBytes.
+
+// readerShare returns a 64th of Options.MaxReaderBytes: one idle reader's share.
+func (s *Store) readerShare() int { return s.opts.MaxReaderBytes / maxIdleReaders }
+
+// estimateLocked sets c.bytes, the bytes c holds as an idle reader (see "Memory of idle
+// readers").
+func (s *Store) estimateLocked(c *idleReader) {
+	mean, known := c.meanSize()
+	if !known {
+		mean = s.readerShare() / readerQueueSize
+	}
+	c.bytes = c.queue*mean + c.keptBytes()
+}
+
+// putReader keeps c for a later Fetch, then closes the least recently used idle readers
+// beyond maxIdleReaders and while they hold more than Options.MaxReaderBytes (c too, when
+// it alone holds more). It closes c instead of keeping it when the store is closed.
 func (s *Store) putReader(c *idleReader) {
 	s.mu.Lock()
 	if s.calls.Closed() { // Close drops the idle readers after this
@@ -1200,15 +1268,18 @@ func (s *Store) putReader(c *idleReader) {
 		s.closeReader(c.r)
 		return
 	}
+	s.estimateLocked(c)
 	s.idle = append(s.idle, c)
-	var evict *idleReader
-	if len(s.idle) > maxIdleReaders {
-		evict = s.idle[0]
+	s.idleBytes += c.bytes
+	var evict []*idleReader
+	for len(s.idle) > maxIdleReaders || (len(s.idle) > 0 && s.idleBytes > s.opts.MaxReaderBytes) {
+		evict = append(evict, s.idle[0])
+		s.idleBytes -= s.idle[0].bytes
 		s.idle = s.idle[1:]
 	}
 	s.mu.Unlock()
-	if evict != nil {
-		s.closeReader(evict.r)
+	for _, c := range evict {
+		s.closeReader(c.r)
 	}
 }
 
@@ -1220,6 +1291,7 @@ func (s *Store) dropReaders(match func(topic string) bool) {
 	for _, c := range s.idle {
 		if match == nil || match(c.topic) {
 			drop = append(drop, c)
+			s.idleBytes -= c.bytes
 		} else {
 			kept = append(kept, c)
 		}

@@ -131,6 +131,7 @@ func TestOpenRejectsBadURLs(t *testing.T) {
 		"pulsar://127.0.0.1:1?tenant=a&tenant=b",
 		"pulsar://127.0.0.1:1?max_message_size=-1",
 		"pulsar://127.0.0.1:1?max_producers=0",
+		"pulsar://127.0.0.1:1?max_reader_bytes=0",
 		"pulsar://127.0.0.1:1?retention=forever",
 		"pulsar://127.0.0.1:1?admin=ftp://127.0.0.1",
 		"pulsar://127.0.0.1:1/extra",
@@ -148,7 +149,7 @@ func TestOpenRejectsBadURLs(t *testing.T) {
 }
 
 func TestOpenOptions(t *testing.T) {
-	s, err := openURL("pulsar://127.0.0.1:1?admin=http://127.0.0.1:2&tenant=t&namespace=n&prefix=p-&max_message_size=1000&max_partitions=8&max_producers=3")
+	s, err := openURL("pulsar://127.0.0.1:1?admin=http://127.0.0.1:2&tenant=t&namespace=n&prefix=p-&max_message_size=1000&max_partitions=8&max_producers=3&max_reader_bytes=4096")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,6 +161,9 @@ func TestOpenOptions(t *testing.T) {
 	if s.opts.MaxProducers != 3 {
 		t.Errorf("max_producers=3 set MaxProducers %d", s.opts.MaxProducers)
 	}
+	if s.opts.MaxReaderBytes != 4096 {
+		t.Errorf("max_reader_bytes=4096 set MaxReaderBytes %d", s.opts.MaxReaderBytes)
+	}
 	d, err := openURL("pulsar://127.0.0.1:1")
 	if err != nil {
 		t.Fatal(err)
@@ -167,6 +171,9 @@ func TestOpenOptions(t *testing.T) {
 	defer d.Close()
 	if d.opts.MaxProducers != DefaultMaxProducers {
 		t.Errorf("default MaxProducers = %d, want %d", d.opts.MaxProducers, DefaultMaxProducers)
+	}
+	if d.opts.MaxReaderBytes != DefaultMaxReaderBytes {
+		t.Errorf("default MaxReaderBytes = %d, want %d", d.opts.MaxReaderBytes, DefaultMaxReaderBytes)
 	}
 	if got, want := s.partitionTopic("s", 2), "persistent://t/n/p-s-partition-2"; got != want {
 		t.Errorf("partitionTopic = %q, want %q", got, want)
@@ -185,6 +192,9 @@ func TestNewNilClient(t *testing.T) {
 func TestNewRejectsNegativeMaxProducers(t *testing.T) {
 	if _, err := newStore(nil, false, "http://h:8080", &Options{MaxProducers: -1}); !errors.Is(err, core.ErrInvalidOption) {
 		t.Errorf("MaxProducers -1: error = %v, want ErrInvalidOption", err)
+	}
+	if _, err := newStore(nil, false, "http://h:8080", &Options{MaxReaderBytes: -1}); !errors.Is(err, core.ErrInvalidOption) {
+		t.Errorf("MaxReaderBytes -1: error = %v, want ErrInvalidOption", err)
 	}
 }
 

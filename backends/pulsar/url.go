@@ -31,7 +31,8 @@ func init() {
 //
 // Query parameters, all optional: admin (the admin REST API; default the service host on
 // port 8080), tenant, namespace, prefix (Options.TopicPrefix), max_message_size,
-// max_partitions, max_producers (Options.MaxProducers), retention=infinite
+// max_partitions, max_producers (Options.MaxProducers), max_reader_bytes
+// (Options.MaxReaderBytes), retention=infinite
 // (Options.InfiniteRetention). Unknown parameters are rejected with core.ErrInvalidOption.
 // Open checks that the admin API answers and that the namespace exists: an unreachable
 // admin API returns an error matching core.ErrUnavailable, a missing namespace one matching
@@ -148,7 +149,7 @@ func openURL(rawURL string) (*Store, error) {
 			o.Namespace = v
 		case "prefix":
 			o.TopicPrefix = v
-		case "max_message_size", "max_partitions", "max_producers":
+		case "max_message_size", "max_partitions", "max_producers", "max_reader_bytes":
 			n, err := strconv.Atoi(v)
 			if err != nil || n <= 0 {
 				return nil, fmt.Errorf("pulsar: %w: URL %q: %s=%q is not a positive integer", core.ErrInvalidOption, rawURL, k, v)
@@ -158,6 +159,8 @@ func openURL(rawURL string) (*Store, error) {
 				o.MaxMessageSize = n
 			case "max_partitions":
 				o.MaxPartitions = n
+			case "max_reader_bytes":
+				o.MaxReaderBytes = n
 			default:
 				o.MaxProducers = n
 			}
@@ -167,7 +170,7 @@ func openURL(rawURL string) (*Store, error) {
 			}
 			o.InfiniteRetention = true
 		default:
-			return nil, fmt.Errorf("pulsar: %w: URL %q: unknown parameter %q (known: admin, tenant, namespace, prefix, max_message_size, max_partitions, max_producers, retention)",
+			return nil, fmt.Errorf("pulsar: %w: URL %q: unknown parameter %q (known: admin, tenant, namespace, prefix, max_message_size, max_partitions, max_producers, max_reader_bytes, retention)",
 				core.ErrInvalidOption, rawURL, k)
 		}
 	}
