@@ -67,8 +67,10 @@ type Options struct {
 	// MaxReaderBytes bounds the memory of the readers the Store keeps idle between Fetch
 	// calls (default DefaultMaxReaderBytes): the messages each reader's receive queue holds
 	// prefetched, estimated as its queue size times the mean size of the messages it
-	// returned, plus the copies of the last messages it returned. Beyond MaxReaderBytes,
-	// the least recently used idle readers are closed
+	// returned, plus the copies of the last messages it returned. A reader is created with
+	// a receive queue of up to 1000 messages (pulsar-client-go's default) that fits in a
+	// 64th of MaxReaderBytes at the mean message size last seen on its partition, at least
+	// one message. Beyond MaxReaderBytes, the least recently used idle readers are closed
 	// (a later Fetch from their position creates a reader: a lookup and a subscribe round
 	// trip). Message payloads are counted, not the client's fixed overhead per message.
 	MaxReaderBytes int
@@ -104,6 +106,9 @@ type Store struct {
 	uses      uint64        // producer lookups so far: the clock of producerSlot.used
 	idle      []*idleReader // least recently used first
 	idleBytes int           // the sum of the idle readers' bytes: at most opts.MaxReaderBytes
+	// sizes is, by partition topic, the mean size of the messages the last reader of that
+	// topic returned (at most maxSizeHints topics): a new reader's queue is sized by it.
+	sizes map[string]int
 	// appended is, by partition topic, one past the highest index that this store's own
 	// appends got a receipt for: a Fetch reads up to it without asking the broker. Another
 	// Store that deletes the stream makes it stale; a Fetch that finds out forgets it.
@@ -210,6 +215,7 @@ func newStore(client pulsar.Client, own bool, adminURL string, opts *Options) (*
 		streams:   map[string]int{},
 		retained:  map[string]bool{},
 		producers: map[string]*producerSlot{},
+		sizes:     map[string]int{},
 		appended:  map[string]uint64{},
 		checking:  map[string]bool{},
 
@@ -891,13 +897,13 @@ func (s *Store) appendedEnd(topic string) uint64 {
 }
 
 // readerAt returns the options of a reader of topic (partition partition) that starts at
-// index from.
-func readerAt(topic string, partition int, from uint64) pulsar.ReaderOptions {
+// index from, with a receive queue of queue messages.
+func readerAt(topic string, partition int, from uint64, queue int) pulsar.ReaderOptions {
 	return pulsar.ReaderOptions{
 		Topic:                   topic,
 		StartMessageID:          fromIndex(from, partition),
 		StartMessageIDInclusive: true,
-		ReceiverQueueSize:       readerQueueSize,
+		ReceiverQueueSize:       queue,
 	}
 }
 
@@ -1029,11 +1035,12 @@ func (s *Store) fetchTopic(ctx context.Context, base string, partition int, from
 	topic := s.partitionTopic(base, partition)
 	c := s.takeReader(topic, from)
 	if c == nil {
-		r, err := s.reader(ctx, readerAt(topic, partition, from))
+		q := s.queueFor(topic)
+		r, err := s.reader(ctx, readerAt(topic, partition, from, q))
 		if err != nil {
 			return nil, err
 		}
-		c = &idleReader{topic: topic, r: r, next: from, queue: readerQueueSize}
+		c = &idleReader{topic: topic, r: r, next: from, queue: q}
 	}
 	keep := false
 	defer func() {
@@ -1083,12 +1090,13 @@ func (s *Store) fetchTopic(ctx context.Context, base string, partition int, from
 			// Read on through a new reader at next: if the stream was deleted, this one may
 			// have lost it for good (pulsar-client-go stops reconnecting a reader whose topic
 			// was not found). Then ask the broker where the partition ends.
-			r, err := s.reader(ctx, readerAt(topic, partition, c.next))
+			q := s.queueFor(topic)
+			r, err := s.reader(ctx, readerAt(topic, partition, c.next, q))
 			if err != nil {
 				return nil, err
 			}
 			s.closeReader(c.r)
-			c.r = r
+			c.r, c.queue = r, q
 			end, err := s.partitionEnd(ctx, base, partition)
 			if err != nil {
 				return nil, err
@@ -1139,10 +1147,13 @@ const (
 	// deleted the stream). The message is persisted, so it normally comes at once; the
 	// question only costs a round trip.
 	ownAppendWait = time.Second
-	// readerQueueSize is how many messages a reader prefetches: pulsar-client-go's default.
-	// With fewer, a Fetch of a page waits for the broker's dispatch of the next flow permits
-	// (100 made the hub's pulls several times slower).
+	// readerQueueSize is how many messages a reader prefetches at most: pulsar-client-go's
+	// default. With fewer small messages, a Fetch of a page waits for the broker's dispatch
+	// of the next flow permits (100 made the hub's pulls several times slower). Larger
+	// messages get fewer (see queueFor).
 	readerQueueSize = 1000
+	// maxSizeHints bounds the topics whose mean message size the Store remembers.
+	maxSizeHints = 4096
 	// maxReplayBytes bounds the copy of its last returned messages an idle reader keeps
 	// (the hub sends at most a 64 KiB frame of a page it fetched).
 	maxReplayBytes = 1 << 20
@@ -1241,26 +1252,75 @@ func (s *Store) takeReader(topic string, from uint64) *idleReader {
 // messages after its position once they exist (the broker pushes them as they are
 // appended, up to the flow permits it has). So the Store estimates an idle reader's queue
 // as its queue size times the mean size of the messages it returned (the next ones are
-// most likely alike), adds the copies it keeps, and closes the least recently used idle
-// readers while their bytes exceed Options.MaxReaderBytes. A reader that returned no
-// message yet is estimated at its share, a 64th (maxIdleReaders) of MaxReaderBytes.
+// most likely alike), and bounds it two ways:
+//
+//   - Per reader, by sizing the queue: a reader gets as many messages as fit in its share,
+//     a 64th (maxIdleReaders) of Options.MaxReaderBytes, at the mean size last seen on its
+//     topic: 1000 messages (pulsar-client-go's default) up to 1 KiB with the default 64 MiB,
+//     16 of 64 KiB, at least 1. A queue of a fixed number of bytes keeps about as many bytes
+//     in flight whatever the message size (the queue of 100 messages of 256 B to 1 KiB that
+//     slowed the hub's pulls held 10 to 40 times less than a share), and small messages
+//     keep pulsar-client-go's default, so their speed.
+//   - Over the Store, by closing the least recently used idle readers while the idle
+//     readers' bytes (queue estimate and kept copies) exceed Options.MaxReaderBytes: the
+//     queue estimate errs when sizes change, a queue of one message of up to 5 MiB exceeds
+//     any share, and a reader created before its topic's message size was known has the
+//     default queue. Such a reader, whose queue is estimated above twice its share while a
+//     new one would get a smaller queue, is closed rather than kept (it would evict many
+//     right-sized ones): the next Fetch pays one reader creation and gets a right-sized
+//     queue.
+//
+// A reader that returned no message yet is estimated at its topic's last mean size, or, for
+// a topic never read, as if its queue filled its share at the default queue size.
 
-// readerShare returns a 64th of Options.MaxReaderBytes: one idle reader's share.
+// readerShare returns the bytes one reader's receive queue is sized to hold.
 func (s *Store) readerShare() int { return s.opts.MaxReaderBytes / maxIdleReaders }
 
+// queueFor returns the receive queue size of a new reader of topic: what fits in the share
+// at the mean message size last seen on topic, at most readerQueueSize and at least 1.
+func (s *Store) queueFor(topic string) int {
+	s.mu.Lock()
+	mean, ok := s.sizes[topic]
+	s.mu.Unlock()
+	return s.queueOf(mean, ok)
+}
+
+func (s *Store) queueOf(mean int, known bool) int {
+	if !known {
+		return readerQueueSize
+	}
+	return max(1, min(readerQueueSize, s.readerShare()/max(mean, 1)))
+}
+
 // estimateLocked sets c.bytes, the bytes c holds as an idle reader (see "Memory of idle
-// readers").
-func (s *Store) estimateLocked(c *idleReader) {
+// readers"), learning its mean message size for the next readers of its topic, and
+// returns the part of it that is its queue's and the queue size a new reader would get.
+func (s *Store) estimateLocked(c *idleReader) (queued, queue int) {
 	mean, known := c.meanSize()
+	if known {
+		if _, ok := s.sizes[c.topic]; !ok && len(s.sizes) >= maxSizeHints {
+			for t := range s.sizes { // any one: it only costs its next reader a default queue
+				delete(s.sizes, t)
+				break
+			}
+		}
+		s.sizes[c.topic] = mean
+	} else {
+		mean, known = s.sizes[c.topic]
+	}
 	if !known {
 		mean = s.readerShare() / readerQueueSize
 	}
-	c.bytes = c.queue*mean + c.keptBytes()
+	queued = c.queue * mean
+	c.bytes = queued + c.keptBytes()
+	return queued, s.queueOf(mean, known)
 }
 
 // putReader keeps c for a later Fetch, then closes the least recently used idle readers
 // beyond maxIdleReaders and while they hold more than Options.MaxReaderBytes (c too, when
-// it alone holds more). It closes c instead of keeping it when the store is closed.
+// it alone holds more). It closes c instead of keeping it when the store is closed, or when
+// c's queue, sized before the size of its messages was known, holds more than twice its
+// share while a new reader would get a smaller one (see "Memory of idle readers").
 func (s *Store) putReader(c *idleReader) {
 	s.mu.Lock()
 	if s.calls.Closed() { // Close drops the idle readers after this
@@ -1268,10 +1328,13 @@ func (s *Store) putReader(c *idleReader) {
 		s.closeReader(c.r)
 		return
 	}
-	s.estimateLocked(c)
-	s.idle = append(s.idle, c)
-	s.idleBytes += c.bytes
 	var evict []*idleReader
+	if queued, queue := s.estimateLocked(c); queued > 2*s.readerShare() && c.queue > queue {
+		evict = append(evict, c)
+	} else {
+		s.idle = append(s.idle, c)
+		s.idleBytes += c.bytes
+	}
 	for len(s.idle) > maxIdleReaders || (len(s.idle) > 0 && s.idleBytes > s.opts.MaxReaderBytes) {
 		evict = append(evict, s.idle[0])
 		s.idleBytes -= s.idle[0].bytes
@@ -1283,9 +1346,15 @@ func (s *Store) putReader(c *idleReader) {
 	}
 }
 
-// dropReaders closes the idle readers whose topic satisfies match (all when match is nil).
+// dropReaders closes the idle readers whose topic satisfies match (all when match is nil),
+// and forgets the message sizes seen on those topics.
 func (s *Store) dropReaders(match func(topic string) bool) {
 	s.mu.Lock()
+	for t := range s.sizes {
+		if match == nil || match(t) {
+			delete(s.sizes, t)
+		}
+	}
 	var drop []*idleReader
 	kept := s.idle[:0]
 	for _, c := range s.idle {
