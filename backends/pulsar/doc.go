@@ -123,14 +123,15 @@
 // up to 64 idle readers and bounds their memory by Options.MaxReaderBytes (default
 // [DefaultMaxReaderBytes], 64 MiB): it estimates an idle reader's queue as its queue size
 // times the mean size of the messages it returned, adds the copies it keeps, and closes the
-// least recently used idle readers beyond the bound. So that a reader's queue fits in its
-// 64th share (1 MiB by default), a reader gets a queue of up to 1000 messages
-// (pulsar-client-go's default, kept for messages up to 1 KiB by default: a smaller queue of
-// small messages slows pulls) that fits the share at the mean message size last seen on
-// its partition, at least one: a queue of about the same bytes keeps about the same bytes
-// in flight. The first reader of a partition has the default queue; when it returned
-// messages so large that its queue is estimated above twice its share, it is closed
-// rather than kept, and the next Fetch creates a reader with a smaller queue.
+// least recently used idle readers beyond the bound. A reader gets a queue of up to 1000
+// messages (pulsar-client-go's default, kept for messages up to 4 KiB by default: a
+// smaller queue of small messages slows pulls) that fits in a 16th of the bound (4 MiB by
+// default) at the mean message size last seen on its partition, at least one: a queue of
+// about the same bytes keeps about the same bytes in flight (64 messages of 64 KiB read
+// as fast as 1000). So the bound keeps 64 idle readers of messages up to 1 KiB, and 16
+// of large ones. The first reader of a partition has the default queue; when it returned
+// messages so large that its queue is estimated above twice a 16th of the bound, it is
+// closed rather than kept, and the next Fetch creates a reader with a smaller queue.
 //
 // # Index storage
 //

@@ -72,7 +72,7 @@ func TestIdleReadersBoundedInBytes(t *testing.T) {
 
 // TestReaderQueueSizedByMessages checks, without a broker, how a reader's receive queue is
 // sized: pulsar-client-go's default (1000) for a topic never read and for small messages;
-// for large ones, what fits in a 64th of MaxReaderBytes. A first reader whose default queue
+// for large ones, what fits in a 16th of MaxReaderBytes. A first reader whose default queue
 // holds far more than that is closed, not kept, so that it evicts no other idle reader.
 func TestReaderQueueSizedByMessages(t *testing.T) {
 	s := offlineStore(t, "")
@@ -92,8 +92,14 @@ func TestReaderQueueSizedByMessages(t *testing.T) {
 		t.Errorf("a reader with a queue of %d messages of 64 KiB: closed %v, %d idle readers; want it closed, the other kept",
 			big.queue, bigR.closed.Load(), len(s.idle))
 	}
-	if q, want := s.queueFor("big"), DefaultMaxReaderBytes/maxIdleReaders/(64<<10); q != want {
+	if q, want := s.queueFor("big"), 64; q != want { // 4 MiB, a 16th of the default bound
 		t.Errorf("queue of the next reader of 64 KiB messages = %d, want %d", q, want)
+	}
+	mid, _ := idle("mid", 3)
+	mid.queue = s.queueFor("mid")
+	s.putReader(read(mid, 100, 4<<10))
+	if q := s.queueFor("mid"); q != readerQueueSize {
+		t.Errorf("queue of the next reader of 4 KiB messages = %d, want %d", q, readerQueueSize)
 	}
 	huge, hugeR := idle("huge", 3)
 	huge.queue = 1
@@ -105,12 +111,12 @@ func TestReaderQueueSizedByMessages(t *testing.T) {
 	checkIdleBytes(t, s)
 
 	// A smaller MaxReaderBytes makes smaller queues of the same messages.
-	o := offlineStore(t, fmt.Sprint("max_reader_bytes=", 64<<10*maxIdleReaders))
+	o := offlineStore(t, fmt.Sprint("max_reader_bytes=", 64<<10*queueShares))
 	c, _ := idle("small", 3)
 	c.queue = o.queueFor("small")
 	o.putReader(read(c, 100, 1<<10))
 	if q := o.queueFor("small"); q != 64 {
-		t.Errorf("max_reader_bytes=4MiB: queue for 1 KiB messages = %d, want 64", q)
+		t.Errorf("max_reader_bytes=%d: queue for 1 KiB messages = %d, want 64", o.opts.MaxReaderBytes, q)
 	}
 }
 
@@ -122,7 +128,7 @@ func TestFetchLargeMessagesSmallQueue(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	const size = 64 << 10
-	s, err := openStore(t, ctx, fmt.Sprint("prefix=readers-&max_reader_bytes=", 2*size*maxIdleReaders))
+	s, err := openStore(t, ctx, fmt.Sprint("prefix=readers-&max_reader_bytes=", 2*size*queueShares))
 	if err != nil {
 		t.Fatal(err)
 	}

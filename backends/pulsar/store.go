@@ -69,7 +69,7 @@ type Options struct {
 	// prefetched, estimated as its queue size times the mean size of the messages it
 	// returned, plus the copies of the last messages it returned. A reader is created with
 	// a receive queue of up to 1000 messages (pulsar-client-go's default) that fits in a
-	// 64th of MaxReaderBytes at the mean message size last seen on its partition, at least
+	// 16th of MaxReaderBytes at the mean message size last seen on its partition, at least
 	// one message. Beyond MaxReaderBytes, the least recently used idle readers are closed
 	// (a later Fetch from their position creates a reader: a lookup and a subscribe round
 	// trip). Message payloads are counted, not the client's fixed overhead per message.
@@ -1154,6 +1154,9 @@ const (
 	readerQueueSize = 1000
 	// maxSizeHints bounds the topics whose mean message size the Store remembers.
 	maxSizeHints = 4096
+	// queueShares: a reader's receive queue is sized to hold Options.MaxReaderBytes /
+	// queueShares (see "Memory of idle readers").
+	queueShares = 16
 	// maxReplayBytes bounds the copy of its last returned messages an idle reader keeps
 	// (the hub sends at most a 64 KiB frame of a page it fetched).
 	maxReplayBytes = 1 << 20
@@ -1254,27 +1257,31 @@ func (s *Store) takeReader(topic string, from uint64) *idleReader {
 // as its queue size times the mean size of the messages it returned (the next ones are
 // most likely alike), and bounds it two ways:
 //
-//   - Per reader, by sizing the queue: a reader gets as many messages as fit in its share,
-//     a 64th (maxIdleReaders) of Options.MaxReaderBytes, at the mean size last seen on its
-//     topic: 1000 messages (pulsar-client-go's default) up to 1 KiB with the default 64 MiB,
-//     16 of 64 KiB, at least 1. A queue of a fixed number of bytes keeps about as many bytes
-//     in flight whatever the message size (the queue of 100 messages of 256 B to 1 KiB that
-//     slowed the hub's pulls held 10 to 40 times less than a share), and small messages
-//     keep pulsar-client-go's default, so their speed.
+//   - Per reader, by sizing the queue: a reader gets as many messages as fit in a 16th
+//     (queueShares) of Options.MaxReaderBytes, at the mean size last seen on its topic:
+//     1000 messages (pulsar-client-go's default) up to 4 KiB with the default 64 MiB, 64
+//     of 64 KiB, at least 1. A queue of a fixed number of bytes keeps about as many bytes
+//     in flight whatever the message size, and small messages keep pulsar-client-go's
+//     default, so their speed (a queue of 100 of them made the hub's pulls several times
+//     slower). A 16th, not a 64th (maxIdleReaders), because sequential Fetch of pages of
+//     16 messages of 64 KiB was about a quarter slower with a queue of 16 than with 1000,
+//     and as fast with 64: so 64 idle readers fit in the bound with messages up to 1 KiB,
+//     16 with large ones.
 //   - Over the Store, by closing the least recently used idle readers while the idle
 //     readers' bytes (queue estimate and kept copies) exceed Options.MaxReaderBytes: the
 //     queue estimate errs when sizes change, a queue of one message of up to 5 MiB exceeds
-//     any share, and a reader created before its topic's message size was known has the
-//     default queue. Such a reader, whose queue is estimated above twice its share while a
-//     new one would get a smaller queue, is closed rather than kept (it would evict many
-//     right-sized ones): the next Fetch pays one reader creation and gets a right-sized
-//     queue.
+//     the per-reader size, and a reader created before its topic's message size was known
+//     has the default queue. Such a reader, whose queue is estimated above twice the
+//     per-reader size while a new one would get a smaller queue, is closed rather than kept
+//     (it would evict many right-sized ones): the next Fetch pays one reader creation and
+//     gets a right-sized queue.
 //
 // A reader that returned no message yet is estimated at its topic's last mean size, or, for
-// a topic never read, as if its queue filled its share at the default queue size.
+// a topic never read, as if a queue of the default size held a 64th of MaxReaderBytes (a
+// caught-up reader of an empty partition is not thought to need more than its share).
 
-// readerShare returns the bytes one reader's receive queue is sized to hold.
-func (s *Store) readerShare() int { return s.opts.MaxReaderBytes / maxIdleReaders }
+// queueBytes returns the bytes a new reader's receive queue is sized to hold.
+func (s *Store) queueBytes() int { return s.opts.MaxReaderBytes / queueShares }
 
 // queueFor returns the receive queue size of a new reader of topic: what fits in the share
 // at the mean message size last seen on topic, at most readerQueueSize and at least 1.
@@ -1289,7 +1296,7 @@ func (s *Store) queueOf(mean int, known bool) int {
 	if !known {
 		return readerQueueSize
 	}
-	return max(1, min(readerQueueSize, s.readerShare()/max(mean, 1)))
+	return max(1, min(readerQueueSize, s.queueBytes()/max(mean, 1)))
 }
 
 // estimateLocked sets c.bytes, the bytes c holds as an idle reader (see "Memory of idle
@@ -1309,7 +1316,7 @@ func (s *Store) estimateLocked(c *idleReader) (queued, queue int) {
 		mean, known = s.sizes[c.topic]
 	}
 	if !known {
-		mean = s.readerShare() / readerQueueSize
+		mean = s.opts.MaxReaderBytes / maxIdleReaders / readerQueueSize
 	}
 	queued = c.queue * mean
 	c.bytes = queued + c.keptBytes()
@@ -1319,8 +1326,9 @@ func (s *Store) estimateLocked(c *idleReader) (queued, queue int) {
 // putReader keeps c for a later Fetch, then closes the least recently used idle readers
 // beyond maxIdleReaders and while they hold more than Options.MaxReaderBytes (c too, when
 // it alone holds more). It closes c instead of keeping it when the store is closed, or when
-// c's queue, sized before the size of its messages was known, holds more than twice its
-// share while a new reader would get a smaller one (see "Memory of idle readers").
+// c's queue, sized before the size of its messages was known, holds more than twice the
+// per-reader size while a new reader would get a smaller one (see "Memory of idle
+// readers").
 func (s *Store) putReader(c *idleReader) {
 	s.mu.Lock()
 	if s.calls.Closed() { // Close drops the idle readers after this
@@ -1329,7 +1337,7 @@ func (s *Store) putReader(c *idleReader) {
 		return
 	}
 	var evict []*idleReader
-	if queued, queue := s.estimateLocked(c); queued > 2*s.readerShare() && c.queue > queue {
+	if queued, queue := s.estimateLocked(c); queued > 2*s.queueBytes() && c.queue > queue {
 		evict = append(evict, c)
 	} else {
 		s.idle = append(s.idle, c)
