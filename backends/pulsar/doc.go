@@ -128,8 +128,8 @@
 // smaller queue of small messages slows pulls) that fits in a 16th of the bound (4 MiB by
 // default) at the mean message size last seen on its partition, at least one: a queue of
 // about the same bytes keeps about the same bytes in flight (64 messages of 64 KiB read
-// as fast as 1000). So the bound keeps 64 idle readers of messages up to 1 KiB, and 16
-// of large ones. The first reader of a partition has the default queue; when it returned
+// as fast as 1000). So the bound holds about 64 idle readers of 1 KiB messages (fewer as
+// they keep more copies), about 16 of large ones. The first reader of a partition has the default queue; when it returned
 // messages so large that its queue is estimated above twice a 16th of the bound, it is
 // closed rather than kept, and the next Fetch creates a reader with a smaller queue.
 //

@@ -996,9 +996,10 @@ type receipt struct {
 // and it stops at the last message the broker reported as persisted, so a caught-up Fetch
 // returns an empty slice after one round trip (and a Fetch that reached that message
 // returns what it has without asking again). A reader left positioned by a Fetch is kept
-// (up to 64) with a copy of the messages that Fetch returned, and serves the Fetch that
-// continues from its position or re-reads part of what it returned (a caller that used only
-// the first messages of a page), without creating a reader. Messages this store appended
+// (up to 64, within Options.MaxReaderBytes) with a copy of the messages that Fetch
+// returned, and serves the Fetch that continues from its position or re-reads part of
+// what it returned (a caller that used only the first messages of a page), without
+// creating a reader. Messages this store appended
 // itself are read without asking the broker. A message known to exist that does not come
 // within a second, or that the reader skips, means that another Store deleted the stream
 // (maybe re-creating it): Fetch then returns what the partition holds, not the deleted
@@ -1265,8 +1266,8 @@ func (s *Store) takeReader(topic string, from uint64) *idleReader {
 //     default, so their speed (a queue of 100 of them made the hub's pulls several times
 //     slower). A 16th, not a 64th (maxIdleReaders), because sequential Fetch of pages of
 //     16 messages of 64 KiB was about a quarter slower with a queue of 16 than with 1000,
-//     and as fast with 64: so 64 idle readers fit in the bound with messages up to 1 KiB,
-//     16 with large ones.
+//     and as fast with 64: so about 64 idle readers fit in the bound with messages of
+//     1 KiB (fewer as they keep more copies), about 16 with large ones.
 //   - Over the Store, by closing the least recently used idle readers while the idle
 //     readers' bytes (queue estimate and kept copies) exceed Options.MaxReaderBytes: the
 //     queue estimate errs when sizes change, a queue of one message of up to 5 MiB exceeds
@@ -1283,8 +1284,9 @@ func (s *Store) takeReader(topic string, from uint64) *idleReader {
 // queueBytes returns the bytes a new reader's receive queue is sized to hold.
 func (s *Store) queueBytes() int { return s.opts.MaxReaderBytes / queueShares }
 
-// queueFor returns the receive queue size of a new reader of topic: what fits in the share
-// at the mean message size last seen on topic, at most readerQueueSize and at least 1.
+// queueFor returns the receive queue size of a new reader of topic: what fits in
+// queueBytes at the mean message size last seen on topic, at most readerQueueSize and at
+// least 1.
 func (s *Store) queueFor(topic string) int {
 	s.mu.Lock()
 	mean, ok := s.sizes[topic]
