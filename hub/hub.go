@@ -358,8 +358,12 @@ const hardStopFlush = time.Second
 // the backend, the largest message and the address; a hub on a node it was given logs it
 // in New instead), later ones "hub listening"; a hub that never was ready logs no "hub
 // stopped" either. Listen may be called more than once. A hub built [WithNode] on a node
-// that already has a TCP transport should listen with that transport instead.
+// that already has a TCP transport should listen with that transport instead. An addr that
+// is no [HOST]:PORT returns an error matching core.ErrInvalidOption (see [CheckListenAddr]).
 func (h *Hub) Listen(addr string) (net.Addr, error) {
+	if err := CheckListenAddr(addr); err != nil {
+		return nil, fmt.Errorf("hub: listen: %w", err)
+	}
 	return h.listen(addr, func(t *tcp.Transport) (net.Addr, error) { return t.Listen(addr) })
 }
 
@@ -369,6 +373,24 @@ func (h *Hub) Listen(addr string) (net.Addr, error) {
 // closes it when it fails (also when the hub is closing). It returns ln's address.
 func (h *Hub) ListenOn(ln net.Listener) (net.Addr, error) {
 	return h.listen(ln.Addr().String(), func(t *tcp.Transport) (net.Addr, error) { return t.ListenOn(ln) }, ln)
+}
+
+// CheckListenAddr returns an error matching core.ErrInvalidOption when addr is not an
+// address [Hub.Listen] can try: [HOST]:PORT, PORT a number (0: any free port) or a service
+// name. Whether addr can be bound is found only when Listen binds it. A command line can
+// check its listen flag with it before it starts anything.
+func CheckListenAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err == nil && port == "" {
+		err = errors.New("no port")
+	}
+	if err == nil {
+		_, err = net.LookupPort("tcp", port) // a number, or a service name (/etc/services)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: address %q is not [HOST]:PORT: %v", core.ErrInvalidOption, addr, err)
+	}
+	return nil
 }
 
 // listen makes listen accept connections for the hub's TCP transport (creating the

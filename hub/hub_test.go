@@ -84,3 +84,29 @@ func TestNewOptions(t *testing.T) {
 		t.Errorf("default max message size on a 1 MiB backend = %d, want %d", got, hub.MaxFrameMessageSize)
 	}
 }
+
+// An address that is no [HOST]:PORT is an invalid option, refused by CheckListenAddr and
+// by Listen before it binds anything; one that is (port 0, a service name) is accepted.
+func TestCheckListenAddr(t *testing.T) {
+	for _, addr := range []string{"nonsense", "127.0.0.1", "127.0.0.1:", "127.0.0.1:99999", "127.0.0.1:no-such-service", ""} {
+		if err := hub.CheckListenAddr(addr); !errors.Is(err, core.ErrInvalidOption) {
+			t.Errorf("CheckListenAddr(%q) = %v, want an error matching core.ErrInvalidOption", addr, err)
+		}
+	}
+	for _, addr := range []string{"127.0.0.1:0", ":4000", "[::1]:0", "localhost:65535"} {
+		if err := hub.CheckListenAddr(addr); err != nil {
+			t.Errorf("CheckListenAddr(%q) = %v, want nil", addr, err)
+		}
+	}
+	h, err := hub.New(openMemory(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if a, err := h.Listen("127.0.0.1"); !errors.Is(err, core.ErrInvalidOption) {
+		t.Errorf("Listen(127.0.0.1) = %v, %v; want an error matching core.ErrInvalidOption", a, err)
+	}
+	if _, err := h.Listen("127.0.0.1:0"); err != nil {
+		t.Errorf("Listen after a refused address: %v", err)
+	}
+}

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -100,23 +99,12 @@ func (cfg config) validate() error {
 		bad = fmt.Sprintf("-reset-every %v: want 0 (never) or at least %v", cfg.ResetEvery, minResetEvery)
 	case cfg.Interval < 0:
 		bad = fmt.Sprintf("-interval %v: want 0 or more", cfg.Interval)
-	case !isHostPort(cfg.Listen):
+	case hub.CheckListenAddr(cfg.Listen) != nil:
 		bad = fmt.Sprintf("-listen %q: want [HOST]:PORT, e.g. 127.0.0.1:4000, or port 0 for any free one", cfg.Listen)
 	default:
 		return nil
 	}
 	return fmt.Errorf("%w: %s", core.ErrInvalidOption, bad)
-}
-
-// isHostPort reports whether addr is [HOST]:PORT, PORT a number or a service name: an
-// address the hub can try to listen on (whether it can is found when it does).
-func isHostPort(addr string) bool {
-	_, port, err := net.SplitHostPort(addr)
-	if err != nil || port == "" {
-		return false
-	}
-	_, err = net.LookupPort("tcp", port)
-	return err == nil
 }
 
 // run runs the demo; see the package documentation. It returns an error if a check failed,

@@ -19,7 +19,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -60,7 +59,7 @@ func quickstartMain(ctx context.Context, args []string, stdout, stderr io.Writer
 		fmt.Fprintf(stderr, "quickstart: unexpected argument %q: it takes only -listen ADDR (see quickstart -help)\n", fs.Arg(0))
 		return 2
 	}
-	if !isHostPort(*listen) {
+	if hub.CheckListenAddr(*listen) != nil {
 		fmt.Fprintf(stderr, "quickstart: -listen %q: want [HOST]:PORT, e.g. 127.0.0.1:4000, or port 0 for any free one (see quickstart -help)\n", *listen)
 		return 2
 	}
@@ -75,17 +74,6 @@ func quickstartMain(ctx context.Context, args []string, stdout, stderr io.Writer
 		return 1
 	}
 	return 0
-}
-
-// isHostPort reports whether addr is [HOST]:PORT, PORT a number or a service name: an
-// address the hub can try to listen on (whether it can is found when it does).
-func isHostPort(addr string) bool {
-	_, port, err := net.SplitHostPort(addr)
-	if err != nil || port == "" {
-		return false
-	}
-	_, err = net.LookupPort("tcp", port)
-	return err == nil
 }
 
 func run(ctx context.Context, listen string, out io.Writer) error {

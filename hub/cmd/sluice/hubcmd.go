@@ -177,11 +177,7 @@ func hubFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error {
 // the error's example uses port, the flag's usual one (the metrics address must differ
 // from the hub's, so one example for both would be wrong for one of them).
 func checkListenAddr(flag, addr, port string) error {
-	_, p, err := net.SplitHostPort(addr)
-	if err == nil && p != "" {
-		_, err = net.LookupPort("tcp", p) // a number, or a service name (/etc/services)
-	}
-	if err != nil || p == "" {
+	if hub.CheckListenAddr(addr) != nil {
 		return usageErr("%s %q: want [HOST]:PORT, e.g. 127.0.0.1:%s (or :%s for every interface)", flag, addr, port, port)
 	}
 	return nil
