@@ -353,8 +353,8 @@ const hardStopFlush = time.Second
 
 // Listen accepts TCP connections on addr (for example "127.0.0.1:4000", or port 0 for any
 // free port) and returns the address it listens on. The first call creates the hub's TCP
-// transport on its node, with the hub's connection limit and idle timeout; the transport is
-// closed by Shutdown. The first Listen that succeeds logs "hub ready" (with the version,
+// transport on its node, with the hub's connection limit and idle timeout; Shutdown closes
+// the transport, which takes it off the node (one given [WithNode] can then have another). The first Listen that succeeds logs "hub ready" (with the version,
 // the backend, the largest message and the address; a hub on a node it was given logs it
 // in New instead), later ones "hub listening"; a hub that never was ready logs no "hub
 // stopped" either. Listen may be called more than once. A hub built [WithNode] on a node

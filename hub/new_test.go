@@ -194,3 +194,32 @@ func TestShutdownLeavesNoWorkerOnGivenNode(t *testing.T) {
 		t.Errorf("after Shutdown, the address %q is still taken (by a worker of the stopped hub?): %v", addr, err)
 	}
 }
+
+// A hub on a node it was given takes the TCP transport its Listen created off the node when
+// it shuts down: a new hub on the node listens again, and the node's sends to TCP addresses
+// find no route meanwhile rather than a closed transport.
+func TestShutdownLeavesNoTransportOnGivenNode(t *testing.T) {
+	b := openMemory(t)
+	defer b.Close()
+	node, err := routing.NewNode(routing.WithLogger(quietLogger))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	for i := range 2 {
+		h, err := hub.New(b, hub.WithNode(node), hub.WithLogger(quietLogger))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.Listen("127.0.0.1:0"); err != nil {
+			t.Fatalf("hub %d on the node: Listen: %v", i+1, err)
+		}
+		if err := h.Shutdown(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		err = node.Send(t.Context(), wire.TransportMessage{OnwardRoute: wire.Route{wire.TCP("127.0.0.1:1"), wire.Local("x")}})
+		if !errors.Is(err, routing.ErrNoRoute) {
+			t.Fatalf("after hub %d's Shutdown, a send to a TCP address: %v, want an error matching routing.ErrNoRoute", i+1, err)
+		}
+	}
+}

@@ -329,8 +329,9 @@ func WithWorkerIdleTimeout(d time.Duration) Option {
 
 // WithNode registers the hub's workers on an existing routing node instead of a node of its
 // own, for example to share it with secure channel listeners. The hub then never closes the
-// node; on shutdown it unregisters its workers and removes its fallback. The hub is the
-// node's fallback (see routing.Node.AddFallback): New fails with an error matching
+// node; on shutdown it unregisters its workers, removes its fallback and closes the TCP
+// transport its Listen created, which takes it off the node. The hub is the node's
+// fallback (see routing.Node.AddFallback): New fails with an error matching
 // routing.ErrAddressInUse on a node that has one already.
 func WithNode(n *routing.Node) Option {
 	return func(c *config) error {

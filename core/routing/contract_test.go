@@ -98,7 +98,7 @@ func TestTrackerFailedHandlerIsHandled(t *testing.T) {
 func TestSendOwnedToNonCopyingTransport(t *testing.T) {
 	n := newNode(t)
 	tr := &fakeTransport{}
-	if err := n.RegisterTransport(wire.AddressTCP, tr); err != nil {
+	if _, err := n.RegisterTransport(wire.AddressTCP, tr); err != nil {
 		t.Fatal(err)
 	}
 	released := 0

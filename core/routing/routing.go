@@ -204,7 +204,7 @@ type Node struct {
 	mu         sync.RWMutex
 	closed     bool
 	local      map[string]*entry
-	transports map[uint8]Transport
+	transports map[uint8]*registered
 	fallback   func(ctx context.Context, address string) Worker
 	fallbackN  uint64 // counts the fallbacks set, so that AddFallback's remove removes only its own
 	// inFallback counts, per address, the sends that are between calling the fallback and
@@ -308,7 +308,7 @@ func NewNode(opts ...Option) (*Node, error) {
 		stopped:     make(chan struct{}),
 		idle:        make(chan struct{}, 1),
 		local:       make(map[string]*entry),
-		transports:  make(map[uint8]Transport),
+		transports:  make(map[uint8]*registered),
 		inFallback:  make(map[string]int),
 	}, nil
 }
@@ -395,23 +395,37 @@ func (n *Node) RegisterSender(address string, s Sender) error {
 }
 
 // RegisterTransport makes t carry the messages whose first onward address has type
-// addrType (e.g. wire.AddressTCP). The node closes t when it closes. Local addresses
+// addrType (e.g. wire.AddressTCP). The node closes t when it closes, unless remove removed
+// it before: remove takes t off the node, and only t (a transport registered for addrType
+// after it stays), so that a transport that closes on its own can leave the node to
+// another (messages for addrType then have no route until one registers). Local addresses
 // (wire.AddressLocal) cannot have a transport.
-func (n *Node) RegisterTransport(addrType uint8, t Transport) error {
+func (n *Node) RegisterTransport(addrType uint8, t Transport) (remove func(), err error) {
 	if addrType == wire.AddressLocal || t == nil {
-		return fmt.Errorf("%w: routing: register transport for address type %d", core.ErrInvalidArgument, addrType)
+		return nil, fmt.Errorf("%w: routing: register transport for address type %d", core.ErrInvalidArgument, addrType)
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
-		return fmt.Errorf("routing: register transport: %w", ErrClosed)
+		return nil, fmt.Errorf("routing: register transport: %w", ErrClosed)
 	}
 	if _, ok := n.transports[addrType]; ok {
-		return fmt.Errorf("routing: register transport for address type %d: %w", addrType, ErrAddressInUse)
+		return nil, fmt.Errorf("routing: register transport for address type %d: %w", addrType, ErrAddressInUse)
 	}
-	n.transports[addrType] = t
-	return nil
+	reg := &registered{t}
+	n.transports[addrType] = reg
+	return func() {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if n.transports[addrType] == reg {
+			delete(n.transports, addrType)
+		}
+	}, nil
 }
+
+// registered is one registration of a Transport: remove compares it, not the Transport
+// (whose dynamic type need not be comparable, and which may be registered again).
+type registered struct{ Transport }
 
 // Unregister removes the worker or sender at address. A worker's mailbox goroutine stops
 // after its current message (its ctx is cancelled); queued messages are dropped. Unregister

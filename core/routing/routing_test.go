@@ -278,7 +278,7 @@ func TestCloseStopsWorkersAndCancelsHandlers(t *testing.T) {
 		t.Fatal(err)
 	}
 	tr := &fakeTransport{}
-	if err := n.RegisterTransport(wire.AddressTCP, tr); err != nil {
+	if _, err := n.RegisterTransport(wire.AddressTCP, tr); err != nil {
 		t.Fatal(err)
 	}
 	if err := n.Send(context.Background(), wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("w")}}); err != nil {
@@ -332,13 +332,13 @@ func (f *fakeTransport) closed() bool {
 func TestTransportAndSender(t *testing.T) {
 	n := newNode(t)
 	tr := &fakeTransport{}
-	if err := n.RegisterTransport(wire.AddressTCP, tr); err != nil {
+	if _, err := n.RegisterTransport(wire.AddressTCP, tr); err != nil {
 		t.Fatal(err)
 	}
-	if err := n.RegisterTransport(wire.AddressTCP, tr); !errors.Is(err, ErrAddressInUse) {
+	if _, err := n.RegisterTransport(wire.AddressTCP, tr); !errors.Is(err, ErrAddressInUse) {
 		t.Fatalf("second transport: %v", err)
 	}
-	if err := n.RegisterTransport(wire.AddressLocal, tr); !errors.Is(err, core.ErrInvalidArgument) {
+	if _, err := n.RegisterTransport(wire.AddressLocal, tr); !errors.Is(err, core.ErrInvalidArgument) {
 		t.Fatalf("local transport: %v", err)
 	}
 	s := &fakeTransport{}
@@ -358,6 +358,42 @@ func TestTransportAndSender(t *testing.T) {
 	}
 	if len(s.sent) != 1 {
 		t.Fatalf("sender got %v", s.sent)
+	}
+}
+
+// RegisterTransport's remove takes that transport off the node, and only it: sends to its
+// address type then find no route, another transport can register, and the first one's
+// remove, called again, leaves the second in place. The node does not close a transport
+// that was removed.
+func TestRemoveTransport(t *testing.T) {
+	n := newNode(t)
+	first := &fakeTransport{}
+	remove, err := n.RegisterTransport(wire.AddressTCP, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	remove()
+	ctx := context.Background()
+	msg := wire.TransportMessage{OnwardRoute: wire.Route{wire.TCP("h:1"), wire.Local("x")}}
+	if err := n.Send(ctx, msg); !errors.Is(err, ErrNoRoute) {
+		t.Fatalf("send with the transport removed: %v, want ErrNoRoute", err)
+	}
+	second := &fakeTransport{}
+	if _, err := n.RegisterTransport(wire.AddressTCP, second); err != nil {
+		t.Fatalf("register after remove: %v", err)
+	}
+	remove()
+	if err := n.Send(ctx, msg); err != nil {
+		t.Fatalf("send after the first transport's remove ran again: %v", err)
+	}
+	if len(second.sent) != 1 || len(first.sent) != 0 {
+		t.Fatalf("the second transport got %d messages, the first %d; want 1 and 0", len(second.sent), len(first.sent))
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if first.closed() || !second.closed() {
+		t.Fatalf("after the node's Close: removed transport closed %v, registered one closed %v; want false, true", first.closed(), second.closed())
 	}
 }
 
@@ -487,7 +523,7 @@ func TestSendBorrowed(t *testing.T) {
 	n := newNode(t)
 	tr, plain, copying := &fakeTransport{}, &fakeTransport{}, &copyingSender{}
 	box := make(inbox, 1)
-	if err := n.RegisterTransport(wire.AddressTCP, tr); err != nil {
+	if _, err := n.RegisterTransport(wire.AddressTCP, tr); err != nil {
 		t.Fatal(err)
 	}
 	if err := n.RegisterSender("plain", plain); err != nil {

@@ -73,7 +73,7 @@ func (n *memNet) node(t *testing.T, name string, opts ...routing.Option) *routin
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { node.Close() })
-	if err := node.RegisterTransport(memType, &memTransport{net: n, self: name}); err != nil {
+	if _, err := node.RegisterTransport(memType, &memTransport{net: n, self: name}); err != nil {
 		t.Fatal(err)
 	}
 	n.mu.Lock()

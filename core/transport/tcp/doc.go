@@ -23,7 +23,9 @@
 //
 // # Routing
 //
-// The transport registers itself with the node for address type 1 (TCP, "host:port"). A
+// The transport registers itself with the node for address type 1 (TCP, "host:port"), and
+// takes itself off the node when it is closed (Close or Shutdown, or the node's Close), so
+// a node whose transport was closed can be given a new one. A
 // message whose first onward address is a TCP address is sent over a connection to that
 // host:port, dialled on first use and reused afterwards; the TCP address is removed from the
 // onward route before the frame is written. Every connection, dialled or accepted, is also

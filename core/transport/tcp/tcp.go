@@ -189,8 +189,10 @@ func WithRelay(allow bool) Option {
 // Transport is a TCP transport attached to one node. It is safe for concurrent use.
 type Transport struct {
 	node *routing.Node
-	log  *slog.Logger
-	opts options
+	// unregister takes the transport off node (routing.Node.RegisterTransport's remove).
+	unregister func()
+	log        *slog.Logger
+	opts       options
 	// limits rate-limits the warnings that peers cause, one per connection or message
 	// otherwise: connections refused, messages dropped (when no hook takes them).
 	limits *loglimit.Limiter
@@ -272,10 +274,12 @@ func New(node *routing.Node, opts ...Option) (*Transport, error) {
 		dialed:  make(map[string]*conn),
 		pending: make(map[string]*dialing),
 	}
-	if err := node.RegisterTransport(wire.AddressTCP, t); err != nil {
+	unregister, err := node.RegisterTransport(wire.AddressTCP, t)
+	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("tcp: %w", err)
 	}
+	t.unregister = unregister
 	return t, nil
 }
 
@@ -728,6 +732,9 @@ func (t *Transport) Shutdown(ctx context.Context) error {
 
 	var errs []error
 	if first {
+		// Sends to TCP addresses now find no route on the node, rather than a closed
+		// transport, until another transport registers.
+		t.unregister()
 		for _, ln := range lns {
 			if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 				errs = append(errs, err)

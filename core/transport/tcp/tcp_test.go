@@ -119,6 +119,33 @@ func TestEchoRoundTrip(t *testing.T) {
 	}
 }
 
+// A closed transport leaves its node: sends to TCP addresses find no route (not a closed
+// transport that would refuse them for good), and a new transport on the same node
+// registers and carries them.
+func TestClosedTransportLeavesTheNode(t *testing.T) {
+	server, client := newSide(t), newSide(t)
+	addr := server.listen(t)
+	ctx := context.Background()
+	must(t, client.tr.Close())
+	ping := wire.TransportMessage{
+		OnwardRoute: wire.Route{wire.TCP(addr), wire.Local("echo")},
+		ReturnRoute: wire.Route{wire.Local("inbox")},
+		Payload:     []byte("ping"),
+	}
+	if err := client.node.Send(ctx, ping); !errors.Is(err, routing.ErrNoRoute) {
+		t.Fatalf("send after the transport closed: %v, want an error matching routing.ErrNoRoute", err)
+	}
+	again, err := New(client.node)
+	if err != nil {
+		t.Fatalf("a new transport on the node of a closed one: %v", err)
+	}
+	defer again.Close()
+	must(t, client.node.Send(ctx, ping))
+	if reply := client.receive(t); string(reply.Payload) != "ping" {
+		t.Fatalf("reply through the new transport: %q", reply.Payload)
+	}
+}
+
 func TestServerSeesConnectionInReturnRoute(t *testing.T) {
 	server, client := newSide(t), newSide(t)
 	addr := server.listen(t)
