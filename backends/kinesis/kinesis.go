@@ -730,11 +730,10 @@ const maxGroupBytes = 4 * maxRecordSize
 // writes them as one group, and answers each. Once Close or forget stopped it, it takes no
 // more: it answers what is queued without writing it (see refuseQueued) and returns.
 func (s *Store) writeLoop(stream string, p int, st *streamState, part *partition) {
-	closed := func() error { return fmt.Errorf("kinesis: append %q: %w", stream, core.ErrClosed) }
 	for {
 		select { // first: a random pick below could take a request after either
 		case <-s.stop:
-			part.refuseQueued(closed())
+			part.refuseQueued(fmt.Errorf("kinesis: append %q: %w", stream, core.ErrClosed))
 			return
 		case <-part.dropped:
 			part.refuseQueued(part.dropErr(stream))
@@ -746,11 +745,9 @@ func (s *Store) writeLoop(stream string, p int, st *streamState, part *partition
 		case r := <-part.reqs:
 			group = append(group, r)
 		case <-s.stop:
-			part.refuseQueued(closed())
-			return
+			continue // answered above
 		case <-part.dropped:
-			part.refuseQueued(part.dropErr(stream))
-			return
+			continue
 		}
 		size := groupSize(group[0])
 	more:
