@@ -39,15 +39,11 @@ func readerStore(t *testing.T, ctx context.Context) *Store {
 	return s
 }
 
+// readerCacheStream creates a stream of one partition holding n messages "m00", "m01", ...
+// and returns it and their indexes.
 func readerCacheStream(t *testing.T, s *Store, ctx context.Context, n int) (string, []uint64) {
 	t.Helper()
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	stream := "readers-" + hex.EncodeToString(b)
-	if _, err := s.CreateStream(ctx, stream, 1); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.DeleteStream(context.Background(), stream) })
+	stream := readerStream(t, s, ctx)
 	msgs := make([][]byte, n)
 	for i := range msgs {
 		msgs[i] = fmt.Appendf(nil, "m%02d", i)
@@ -57,6 +53,19 @@ func readerCacheStream(t *testing.T, s *Store, ctx context.Context, n int) (stri
 		t.Fatal(err)
 	}
 	return stream, idx
+}
+
+// readerStream creates a new stream "readers-..." of one partition, deleted when t ends.
+func readerStream(t *testing.T, s *Store, ctx context.Context) string {
+	t.Helper()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	stream := "readers-" + hex.EncodeToString(b)
+	if _, err := s.CreateStream(ctx, stream, 1); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.DeleteStream(context.Background(), stream) })
+	return stream
 }
 
 func checkFetched(t *testing.T, got []core.Message, idx []uint64, first, n int) {

@@ -3,8 +3,6 @@ package pulsar
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"testing"
 	"time"
@@ -133,13 +131,7 @@ func TestFetchLargeMessagesSmallQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	stream := "readers-" + hex.EncodeToString(b)
-	if _, err := s.CreateStream(ctx, stream, 1); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.DeleteStream(context.Background(), stream) })
+	stream := readerStream(t, s, ctx)
 	msgs := make([][]byte, 12)
 	for i := range msgs {
 		msgs[i] = bytes.Repeat([]byte{byte('a' + i)}, size)
