@@ -1,9 +1,11 @@
 package client
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"runtime/debug"
 	"strconv"
 	"time"
@@ -26,23 +28,27 @@ var (
 
 // outbox keeps unconfirmed messages in a bbolt file so that they survive a device restart.
 type outbox struct {
-	db *bolt.DB
+	db      *bolt.DB
+	touched byte // what touch read at open (kept so that the reads are not optimised away)
 }
 
-// outboxItem is one message read back from the outbox.
+// outboxItem is one message found in the outbox: its sequence number and size. Its bytes
+// stay in the file until it is sent (see outbox.read).
 type outboxItem struct {
 	seq  uint64
-	data []byte
+	size int
 }
 
 // openOutbox opens (creating if needed) the outbox at path for a partition of stream and
-// returns the messages still in it, in publish order. An outbox written for another stream
-// or partition is refused with core.ErrInvalidOption. A damaged file is an error.
+// returns the messages still in it, in publish order, without their bytes (a device back
+// after a long time offline may hold more than it has memory for). An outbox written for
+// another stream or partition is refused with core.ErrInvalidOption. A damaged file is an
+// error.
 func openOutbox(path, stream string, partition int) (_ *outbox, _ []outboxItem, err error) {
 	// bbolt reads the file through a memory map: in a file cut short (a torn copy, a
 	// damaged disk) it reads past the end, which faults (SIGBUS) and would kill the process,
 	// at every start of the device. Such a fault while the file is opened and read (which
-	// touches every page the messages are on) is an error instead. After a fault inside
+	// touches every page the messages are on, see touch) is an error instead. After a fault inside
 	// bolt.Open the file stays open (and locked) until the process exits: bolt.Open returned
 	// no handle to close it with.
 	var db *bolt.DB
@@ -68,6 +74,7 @@ func openOutbox(path, stream string, partition int) (_ *outbox, _ []outboxItem, 
 	// not wait long for company.
 	db.MaxBatchDelay = time.Millisecond
 	var items []outboxItem
+	var touched byte
 	err = db.Update(func(tx *bolt.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
 		if err != nil {
@@ -98,14 +105,49 @@ func openOutbox(path, stream string, partition int) (_ *outbox, _ []outboxItem, 
 			if len(k) != 8 || v == nil { // v == nil: a nested bucket, which no put makes
 				return fmt.Errorf("client: outbox %q: corrupt key %x", path, k)
 			}
-			items = append(items, outboxItem{seq: binary.BigEndian.Uint64(k), data: append([]byte(nil), v...)})
+			items = append(items, outboxItem{seq: binary.BigEndian.Uint64(k), size: len(v)})
+			touched ^= touch(v)
 			return nil
 		})
 	})
 	if err != nil {
 		return nil, nil, errors.Join(err, db.Close())
 	}
-	return &outbox{db: db}, items, nil
+	return &outbox{db: db, touched: touched}, items, nil
+}
+
+// touch reads a byte of every memory page v spans, so that a file cut short faults while
+// openOutbox reads it, where the fault is an error, and not when a message is sent later.
+func touch(v []byte) (x byte) {
+	for i := 0; i < len(v); i += pageSize {
+		x ^= v[i]
+	}
+	if len(v) > 0 {
+		x ^= v[len(v)-1]
+	}
+	return x
+}
+
+var pageSize = os.Getpagesize()
+
+// read returns copies of the messages seqs, in that order.
+func (o *outbox) read(seqs []uint64) ([][]byte, error) {
+	out := make([][]byte, len(seqs))
+	err := o.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketMessages)
+		for i, seq := range seqs {
+			v := b.Get(seqKey(seq))
+			if v == nil {
+				return fmt.Errorf("message %d is missing", seq)
+			}
+			out[i] = bytes.Clone(v)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("client: outbox read: %w", err)
+	}
+	return out, nil
 }
 
 func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(make([]byte, 0, 8), seq) }

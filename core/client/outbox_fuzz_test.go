@@ -43,8 +43,12 @@ func FuzzOpenOutbox(f *testing.F) {
 		}
 		defer o.close()
 		for _, it := range items {
-			if string(stream) != "s" || nested || len(key) != 8 || string(it.data) != string(val) {
-				t.Fatalf("opened stream %q: item %d = %q from key % x (nested %v)", stream, it.seq, it.data, key, nested)
+			if string(stream) != "s" || nested || len(key) != 8 || it.size != len(val) {
+				t.Fatalf("opened stream %q: item %d of %d bytes from key % x (nested %v)", stream, it.seq, it.size, key, nested)
+			}
+			data, err := o.read([]uint64{it.seq})
+			if err != nil || string(data[0]) != string(val) {
+				t.Fatalf("read item %d = %q, %v; want %q", it.seq, data, err, val)
 			}
 		}
 		if string(stream) != "s" {

@@ -143,7 +143,9 @@ func WithMaxBatch(n int) PublisherOption {
 // on the same file (after a crash or restart) sends the messages left in it first, in their
 // original order. Those messages hold no window slot (Publish does not wait for them), but
 // they count against the window's messages in flight: no more than the window are sent
-// before confirms come back. One outbox file belongs to one partition of one stream
+// before confirms come back. They are read from the file as they are sent: however many
+// the outbox holds, the publisher keeps in memory about a window of them (and a small
+// record of each other one). One outbox file belongs to one partition of one stream
 // ([WithPartition]); it cannot be shared by two publishers at once.
 func WithOutbox(path string) PublisherOption {
 	return func(c *publisherConfig) error {
@@ -282,8 +284,12 @@ type PublisherStats struct {
 
 // entry is one message between Publish and its confirm.
 type entry struct {
-	seq     uint64
-	data    []byte
+	seq  uint64
+	data []byte
+	// stored: recovered from the outbox, whose copy of the message (size bytes) is read
+	// into data when the message is sent (see loadLocked); until then data is nil.
+	stored  bool
+	size    int
 	slab    *slab  // the slab data is in; nil when data has an allocation of its own
 	ack     Ack    // Publish returns &ack: one allocation for both
 	slot    bool   // holds a window slot
@@ -441,7 +447,7 @@ func NewPublisher(ctx context.Context, c *Client, stream string, opts ...Publish
 		}
 		p.ob = ob
 		for _, it := range items {
-			p.queue = append(p.queue, &entry{seq: it.seq, data: it.data, ready: true})
+			p.queue = append(p.queue, &entry{seq: it.seq, size: it.size, stored: true, ready: true})
 			p.nextSeq = it.seq + 1
 		}
 		p.recovered.Store(uint64(len(items)))
@@ -1092,7 +1098,7 @@ func (p *Publisher) sendQueued(s *session, route wire.Route, gen uint64, budget,
 			if e.alone && len(batch) > 0 {
 				break // it goes in a request of its own, next
 			}
-			sz := wire.DataSize(len(e.data))
+			sz := wire.DataSize(e.len())
 			if len(batch) == 0 && (sz > budget || p.cfg.maxRejections > 0 && e.refused >= p.cfg.maxRejections) {
 				e.done = true
 				tooLarge = append(tooLarge, e)
@@ -1110,8 +1116,8 @@ func (p *Publisher) sendQueued(s *session, route wire.Route, gen uint64, budget,
 		if len(tooLarge) > 0 {
 			errs := make([]error, len(tooLarge))
 			for i, e := range tooLarge { // before advanceLocked releases their data
-				if wire.DataSize(len(e.data)) > budget {
-					errs[i] = fmt.Errorf("client: publish to %q: %w: message is %d bytes, at most %d fit in a frame on route %s", p.stream, core.ErrMessageTooLarge, len(e.data), budget, route)
+				if wire.DataSize(e.len()) > budget {
+					errs[i] = fmt.Errorf("client: publish to %q: %w: message is %d bytes, at most %d fit in a frame on route %s", p.stream, core.ErrMessageTooLarge, e.len(), budget, route)
 				} else {
 					p.failedMsgs.Add(1)
 					errs[i] = fmt.Errorf("client: publish to %q: %w: the hub refused it %d times", p.stream, ErrGaveUp, e.refused)
@@ -1132,6 +1138,10 @@ func (p *Publisher) sendQueued(s *session, route wire.Route, gen uint64, budget,
 		if len(batch) == 0 {
 			p.mu.Unlock()
 			return nil
+		}
+		if err := p.loadLocked(batch); err != nil {
+			p.mu.Unlock()
+			return err
 		}
 		p.nextReqID++
 		r := &pushRequest{id: p.nextReqID, gen: gen, entries: batch}
@@ -1166,6 +1176,43 @@ func (p *Publisher) sendQueued(s *session, route wire.Route, gen uint64, budget,
 			return fmt.Errorf("client: send %s to %q: %w", proto, p.stream, err)
 		}
 	}
+}
+
+// len returns the length of e's message, also while it is still only in the outbox.
+func (e *entry) len() int {
+	if e.stored {
+		return e.size
+	}
+	return len(e.data)
+}
+
+// loadLocked reads from the outbox the messages of batch recovered from it and not read
+// yet (p.mu held). So a publisher that starts on a large outbox holds in memory only the
+// messages it is sending, at most about a window of them, not the whole file. The read
+// holds p.mu (a Publish waits for it): one transaction for the batch, on pages that
+// openOutbox read once already.
+func (p *Publisher) loadLocked(batch []*entry) error {
+	var seqs []uint64
+	for _, e := range batch {
+		if e.stored {
+			seqs = append(seqs, e.seq)
+		}
+	}
+	if len(seqs) == 0 {
+		return nil
+	}
+	data, err := p.ob.read(seqs)
+	if err != nil {
+		return fmt.Errorf("client: publish to %q: send the messages recovered from the outbox: %w", p.stream, err)
+	}
+	i := 0
+	for _, e := range batch {
+		if e.stored {
+			e.data, e.stored = data[i], false
+			i++
+		}
+	}
+	return nil
 }
 
 // refusedLocked handles a push request that the hub refused (status ERROR: it tried to store

@@ -17,7 +17,8 @@ import (
 // whose hub did not confirm them). It must not send every recovered message at once: on a
 // slow hub the last of those requests would time out, and the publisher would resend all of
 // them again. A fake hub holds its confirms until the test releases them; it may have
-// received at most the window's messages meanwhile. Then everything is delivered in order.
+// received at most the window's messages meanwhile, and the publisher read only those from
+// the outbox. Then everything is delivered in order.
 func TestRecoveredMessagesKeepTheWindow(t *testing.T) {
 	const window, n = 8, 40
 	node := fakeNode(t)
@@ -113,6 +114,10 @@ func TestRecoveredMessagesKeepTheWindow(t *testing.T) {
 		mu.Unlock()
 		t.Fatalf("the hub received %d or more messages with none confirmed, more than the window of %d (stats %+v)", got, window, p2.Stats())
 	case <-time.After(500 * time.Millisecond):
+	}
+	// Only the messages sent are read from the outbox: the others' bytes stay in the file.
+	if loaded, inFile := client.MessagesInMemory(p2); loaded != window || inFile != n-window {
+		t.Errorf("with the window's %d messages sent, %d messages are in memory and %d only in the outbox; want %d and %d", window, loaded, inFile, window, n-window)
 	}
 	mu.Lock()
 	hold = false
