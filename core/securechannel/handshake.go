@@ -394,23 +394,31 @@ func (h *Handshake) rewind(hello, ephemeral []byte, readErr error) error {
 // the Noise handshake is deterministic given message 1 and the responder's ephemeral key, so
 // replaying both restores the exact state (and the same message 2).
 func restoreResponder(cfg Config, hello, ephemeral []byte) (*Handshake, error) {
+	h, _, err := replayResponder(cfg, hello, ephemeral)
+	return h, err
+}
+
+// replayResponder is restoreResponder that also returns message 2, which the replay wrote
+// again, byte for byte.
+func replayResponder(cfg Config, hello, ephemeral []byte) (*Handshake, []byte, error) {
 	if len(ephemeral) != KeySize {
-		return nil, fmt.Errorf("%w: ephemeral key of %d bytes", ErrSessionCorrupt, len(ephemeral))
+		return nil, nil, fmt.Errorf("%w: ephemeral key of %d bytes", ErrSessionCorrupt, len(ephemeral))
 	}
 	if t, err := PeekType(hello); err != nil || t != TypeHandshake1 {
-		return nil, fmt.Errorf("%w: saved handshake message 1 is not one", ErrSessionCorrupt)
+		return nil, nil, fmt.Errorf("%w: saved handshake message 1 is not one", ErrSessionCorrupt)
 	}
 	cfg.Random = bytes.NewReader(ephemeral)
 	h, err := NewResponder(cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := h.ReadMessage(hello); err != nil {
-		return nil, fmt.Errorf("%w: saved handshake message 1: %w", ErrSessionCorrupt, err)
+		return nil, nil, fmt.Errorf("%w: saved handshake message 1: %w", ErrSessionCorrupt, err)
 	}
-	if _, err := h.WriteMessage(); err != nil {
-		return nil, fmt.Errorf("%w: replay handshake message 2: %w", ErrSessionCorrupt, err)
+	m2, err := h.WriteMessage()
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: replay handshake message 2: %w", ErrSessionCorrupt, err)
 	}
 	h.exported = true
-	return h, nil
+	return h, m2, nil
 }

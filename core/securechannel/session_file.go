@@ -545,7 +545,9 @@ func restore(node *routing.Node, cfg Config, state []byte) (*SecureChannel, erro
 			c.ikEarly = ikEarlyWaiting // delivered when message 1 comes again
 		}
 	case kindAwaiting3:
-		if c.hs, err = restoreResponder(cfg, s.hello, s.ephemeral); err != nil {
+		// Whether message 2 was sent is not in the state (its send may have been cut short
+		// before the save): the channel sends it when message 1 comes again.
+		if c.hs, c.unsent2, err = replayResponder(cfg, s.hello, s.ephemeral); err != nil {
 			return nil, err
 		}
 	}

@@ -1,6 +1,7 @@
 package securechannel
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -116,6 +117,11 @@ type SecureChannel struct {
 	notify    func(*SecureChannel) // ListenOptions.OnChannel
 	onClose   func(*SecureChannel)
 	ikEarly   ikEarlyState // responder: where the early data of IK message 1 is
+	// unsent2 is the responder's handshake message 2 when this process does not know that
+	// it was sent: its send was cut short (the delivery of message 1 failed, so message 1
+	// comes again), or the channel was restored while it waited for message 3. It is sent
+	// when message 1 comes again (see resendMessage2); a peer drops a message 2 it has.
+	unsent2 []byte
 	// unsaved holds the delivery of the message 3 that completed the handshake of a
 	// responder saved (or restored) while it waited for message 3 (routing.Hold): until the
 	// open channel is saved, its saved state is the half-open handshake, which a restore
@@ -908,8 +914,8 @@ func (s listenerSender) Send(ctx context.Context, msg wire.TransportMessage) err
 // that are not message 1, duplicates, replays, refused handshakes, and message 1 beyond
 // MaxPendingHandshakes are logged and dropped). It returns an error only when sending
 // message 2 or delivering the early data was cut short (ctx ended, or the node or worker is
-// closing), so that the delivery does not move past message 1: early data cut short is
-// delivered when message 1 comes again.
+// closing), so that the delivery does not move past message 1: message 2 cut short is sent,
+// and early data cut short delivered, when message 1 comes again.
 func (l *Listener) handle(ctx context.Context, msg wire.TransportMessage) error {
 	t, err := PeekType(msg.Payload)
 	if err != nil || (t != TypeHandshake1 && t != TypeIK1) {
@@ -932,6 +938,9 @@ func (l *Listener) handle(ctx context.Context, msg wire.TransportMessage) error 
 		// saved before it was handled), goes on now.
 		c.duplicates.Add(1)
 		l.duplicates.Add(1)
+		if err := c.resendMessage2(ctx); err != nil {
+			return err
+		}
 		return l.redeliverEarly(ctx, c, msg.Payload)
 	}
 	if _, replay := l.seenIK[sha256.Sum256(msg.Payload)]; replay {
@@ -986,9 +995,13 @@ func (l *Listener) handle(ctx context.Context, msg wire.TransportMessage) error 
 		return nil
 	}
 	l.accepted.Add(1)
-	err = l.node.Send(ctx, wire.TransportMessage{OnwardRoute: c.peerRoute.Clone(), ReturnRoute: wire.Route{wire.Local(c.decAddr)}, Payload: m2})
+	err = l.node.Send(ctx, wire.TransportMessage{OnwardRoute: c.peerRoute.Clone(), ReturnRoute: wire.Route{wire.Local(c.decAddr)}, Payload: bytes.Clone(m2)})
 	if err != nil {
 		if cutShort(ctx, err) {
+			// Message 1 comes again, as a duplicate: send message 2 then.
+			c.mu.Lock()
+			c.unsent2 = m2
+			c.mu.Unlock()
 			err = fmt.Errorf("securechannel: listener %s: send handshake message 2: %w", l.address, err)
 		} else {
 			// A message 1 whose return route leads nowhere: anybody can send one.
@@ -1007,6 +1020,33 @@ func (l *Listener) handle(ctx context.Context, msg wire.TransportMessage) error 
 		}
 	}
 	return err
+}
+
+// resendMessage2 sends c's handshake message 2 again if this process does not know that it
+// was sent (see unsent2): message 1 came again. It returns an error only when the send was
+// cut short again (message 1 then comes again once more).
+func (c *SecureChannel) resendMessage2(ctx context.Context) error {
+	c.mu.Lock()
+	m2, route, closed := c.unsent2, c.peerRoute, c.closed
+	c.unsent2 = nil
+	c.mu.Unlock()
+	if m2 == nil || closed {
+		return nil
+	}
+	err := c.node.Send(ctx, wire.TransportMessage{OnwardRoute: route.Clone(), ReturnRoute: wire.Route{wire.Local(c.decAddr)}, Payload: bytes.Clone(m2)})
+	if err == nil {
+		return nil
+	}
+	if cutShort(ctx, err) {
+		c.mu.Lock()
+		if c.unsent2 == nil {
+			c.unsent2 = m2
+		}
+		c.mu.Unlock()
+		return fmt.Errorf("securechannel: channel %s: send handshake message 2 again: %w", c.decAddr, err)
+	}
+	c.node.WarnLimited("securechannel: could not send handshake messages 2", "messages", "last_address", c.decAddr, "last_err", err)
+	return nil
 }
 
 // redeliverEarly delivers the early data of IK message 1 hello for c, the channel of hello,

@@ -1,0 +1,200 @@
+package securechannel
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"testing"
+
+	"github.com/sluicehq/sluice/core/routing"
+	"github.com/sluicehq/sluice/core/wire"
+)
+
+// msg2Fixture is a listener on a node whose "raw" worker gets the listener's messages 2. Its
+// mailbox holds one message, so that a send of message 2 can be cut short: fill makes the
+// worker busy with one message and queues another, and free lets it take them.
+type msg2Fixture struct {
+	node    *routing.Node
+	l       *Listener
+	ida     *Identity
+	idb     *Identity
+	arrived chan []byte
+	release chan struct{}
+}
+
+func newMsg2Fixture(t *testing.T, ida, idb *Identity) *msg2Fixture {
+	t.Helper()
+	node, err := routing.NewNode(routing.WithMailboxSize(1), routing.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { node.Close() })
+	f := &msg2Fixture{node: node, ida: ida, idb: idb, arrived: make(chan []byte, 10), release: make(chan struct{})}
+	f.l, err = Listen(node, "sc", Config{Identity: f.idb, Trust: TrustKeys(f.ida.PublicKey())}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.l.Close() })
+	if err := node.Register("raw", routing.WorkerFunc(func(ctx context.Context, m *routing.Message) error {
+		f.arrived <- m.Payload
+		if string(m.Payload) == "busy" {
+			select {
+			case <-f.release:
+			case <-ctx.Done():
+			}
+		}
+		return nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// fill makes the "raw" worker's mailbox full: a send to it with an ended ctx is cut short.
+func (f *msg2Fixture) fill(t *testing.T) {
+	t.Helper()
+	for _, p := range []string{"busy", "queued"} {
+		if err := f.node.Send(context.Background(), wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("raw")}, Payload: []byte(p)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p := f.next(t); string(p) != "busy" {
+		t.Fatalf("got %q", p)
+	}
+}
+
+// free lets the "raw" worker go on, and takes what fill queued.
+func (f *msg2Fixture) free(t *testing.T) {
+	t.Helper()
+	close(f.release)
+	if p := f.next(t); string(p) != "queued" {
+		t.Fatalf("got %q", p)
+	}
+}
+
+func (f *msg2Fixture) next(t *testing.T) []byte {
+	t.Helper()
+	ch := make(chan string, 1)
+	go func() {
+		select {
+		case p := <-f.arrived:
+			ch <- string(p)
+		case <-t.Context().Done():
+		}
+	}()
+	return []byte(nextPayload(t, ch))
+}
+
+// sendCutShort delivers m1 to the listener as a stopping subscription does (its ctx ended)
+// while message 2 cannot be queued: the listener must return the error, so that m1 comes
+// again.
+func (f *msg2Fixture) sendCutShort(t *testing.T, m1 wire.TransportMessage) {
+	t.Helper()
+	f.fill(t)
+	stopped, stop := context.WithCancel(context.Background())
+	stop()
+	if err := f.node.Send(stopped, m1.Clone()); !errors.Is(err, context.Canceled) {
+		t.Fatalf("delivering message 1 while message 2 cannot be sent: %v, want context.Canceled (cut short, so that it comes again)", err)
+	}
+	f.free(t)
+}
+
+// complete reads message 2 with the initiator hs, sends message 3 to the channel, and waits
+// until the listener's channel is open.
+func (f *msg2Fixture) complete(t *testing.T, hs *Handshake, m2 []byte) {
+	t.Helper()
+	if err := hs.ReadMessage(m2); err != nil {
+		t.Fatalf("the initiator reads message 2: %v", err)
+	}
+	m3, err := hs.WriteMessage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := onlyChannel(t, f.l)
+	if err := f.node.Send(context.Background(), wire.TransportMessage{OnwardRoute: wire.Route{wire.Local(ch.decAddr)}, Payload: m3}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Wait(t.Context()); err != nil {
+		t.Fatalf("the listener's channel after message 3: %v", err)
+	}
+}
+
+// TestMessage2CutShortSentWhenMessage1ComesAgain: when the listener's send of XX message 2
+// is cut short (the subscription that delivered message 1 stops while message 2 cannot be
+// queued), the listener returns the error so that message 1 comes again; when it does, the
+// listener sends message 2, and the handshake completes. Before, the listener took message 1
+// coming again for a duplicate of a channel that had answered it, and sent nothing: the
+// initiator never got message 2, and the handshake was lost.
+func TestMessage2CutShortSentWhenMessage1ComesAgain(t *testing.T) {
+	f := newMsg2Fixture(t, mustIdentity(t), mustIdentity(t))
+	hs, err := NewInitiator(Config{Identity: f.ida, Trust: TrustKeys(f.idb.PublicKey())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p1, err := hs.WriteMessage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m1 := wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("sc")}, ReturnRoute: wire.Route{wire.Local("raw")}, Payload: p1}
+	f.sendCutShort(t, m1)
+
+	if err := f.node.Send(context.Background(), m1.Clone()); err != nil { // it comes again
+		t.Fatal(err)
+	}
+	m2 := f.next(t)
+	if typ, err := PeekType(m2); err != nil || typ != TypeHandshake2 {
+		t.Fatalf("after message 1 came again the initiator got %q (%v, %v), want handshake message 2", m2, typ, err)
+	}
+	f.complete(t, hs, m2)
+
+	if err := f.node.Send(context.Background(), m1.Clone()); err != nil { // a duplicate now
+		t.Fatal(err)
+	}
+	if err := f.node.Send(context.Background(), wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("raw")}, Payload: []byte("marker")}); err != nil {
+		t.Fatal(err)
+	}
+	if p := f.next(t); string(p) != "marker" {
+		t.Fatalf("got %q, want the marker: a message 1 that came again after message 2 was sent was answered again", p)
+	}
+	if st := f.l.Stats(); st.Accepted != 1 || st.Opened != 1 || st.Duplicates != 2 {
+		t.Fatalf("listener stats %+v, want 1 accepted and opened, 2 duplicates", st)
+	}
+}
+
+// TestMessage2CutShortSavedAndRestored: the documented stop of a device (close the
+// subscriptions, save every channel of the listener, those waiting for message 3 included)
+// while the listener's send of message 2 was cut short: the channel restored from its
+// session file sends message 2 when message 1 comes again, and the handshake completes.
+func TestMessage2CutShortSavedAndRestored(t *testing.T) {
+	f := newMsg2Fixture(t, mustIdentity(t), mustIdentity(t))
+	hs, err := NewInitiator(Config{Identity: f.ida, Trust: TrustKeys(f.idb.PublicKey())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p1, err := hs.WriteMessage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m1 := wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("sc")}, ReturnRoute: wire.Route{wire.Local("raw")}, Payload: p1}
+	f.sendCutShort(t, m1)
+	path := filepath.Join(t.TempDir(), "b.session")
+	if err := onlyChannel(t, f.l).SaveSession(path); err != nil {
+		t.Fatal(err)
+	}
+
+	// The restart: a new listener on a new node restores the channel.
+	g := newMsg2Fixture(t, f.ida, f.idb)
+	if _, err := g.l.RestoreSession(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.node.Send(context.Background(), m1.Clone()); err != nil { // it comes again
+		t.Fatal(err)
+	}
+	m2 := g.next(t)
+	if typ, err := PeekType(m2); err != nil || typ != TypeHandshake2 {
+		t.Fatalf("after message 1 came again the initiator got %q (%v, %v), want handshake message 2", m2, typ, err)
+	}
+	g.complete(t, hs, m2)
+}
