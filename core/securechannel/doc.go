@@ -124,10 +124,11 @@
 // the addresses and the route to the peer. An XX responder
 // that sent message 2 and waits for message 3 can be saved too: its state holds handshake
 // message 1 and its ephemeral private key, from which the handshake is replayed exactly.
-// A listener whose send of message 2 was cut short (the subscription that delivered message
-// 1 stopped) sends it when message 1 comes again, and so does a responder restored while it
-// waited for message 3: its state does not say whether message 2 went out (an initiator
-// drops a message 2 it has already).
+// A listener whose send of message 2 (XX or IK) was cut short (the subscription that
+// delivered message 1 stopped) sends it when message 1 comes again, and so does a channel
+// restored from a state taken before it was sent: an IK responder's state holds it, and an XX
+// responder waiting for message 3 writes it again from its state, which does not say whether
+// it went out (an initiator drops a message 2 it has already).
 // Restoring checks that the state belongs to the configured identity and that the trust
 // policy still accepts the peer.
 //

@@ -308,6 +308,15 @@ func FuzzDecodeSession(f *testing.F) {
 		f.Fatalf("IK responder seed: %v, early data unhandled %v", err, err == nil && s.earlyUnhandled)
 	}
 	f.Add(s3)
+	ikResponder.unsent2 = append([]byte{byte(TypeIK2)}, make([]byte, ik2Size-1)...)
+	s4, _, _, err := ikResponder.snapshot(false) // with kindUnsent2
+	if err != nil {
+		f.Fatal(err)
+	}
+	if s, err := decodeSession(s4); err != nil || len(s.unsent2) != ik2Size {
+		f.Fatalf("IK responder seed with message 2 unsent: %v", err)
+	}
+	f.Add(s4)
 	cfg := Config{Identity: fixedIdentity(f, 2), Trust: TrustAnyInsecure()}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := decodeSession(b)

@@ -1,11 +1,13 @@
 package securechannel
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/sluicehq/sluice/core/routing"
@@ -197,4 +199,116 @@ func TestMessage2CutShortSavedAndRestored(t *testing.T) {
 		t.Fatalf("after message 1 came again the initiator got %q (%v, %v), want handshake message 2", m2, typ, err)
 	}
 	g.complete(t, hs, m2)
+}
+
+// TestIKMessage2CutShortSavedAndRestored: the same stop with IK: the listener's channel is
+// open once it read message 1, but the initiator needs message 2, which was cut short. The
+// channel saved then, and restored, sends message 2 when message 1 comes again, and the
+// initiator's handshake completes. Before, the saved state did not say that message 2 was
+// not sent, and the restored channel took message 1 for a duplicate: the initiator waited
+// for message 2 for good.
+func TestIKMessage2CutShortSavedAndRestored(t *testing.T) {
+	f := newMsg2Fixture(t, mustIdentity(t), mustIdentity(t))
+	hs, err := NewInitiatorIK(Config{Identity: f.ida, Trust: TrustKeys(f.idb.PublicKey())}, f.idb.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p1, err := hs.WriteMessage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m1 := wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("sc")}, ReturnRoute: wire.Route{wire.Local("raw")}, Payload: p1}
+	f.sendCutShort(t, m1)
+	path := filepath.Join(t.TempDir(), "b.session")
+	if err := onlyChannel(t, f.l).SaveSession(path); err != nil {
+		t.Fatal(err)
+	}
+
+	g := newMsg2Fixture(t, f.ida, f.idb)
+	rc, err := g.l.RestoreSession(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.node.Send(context.Background(), m1.Clone()); err != nil { // it comes again
+		t.Fatal(err)
+	}
+	m2 := g.next(t)
+	if typ, err := PeekType(m2); err != nil || typ != TypeIK2 {
+		t.Fatalf("after message 1 came again the initiator got %q (%v, %v), want IK message 2", m2, typ, err)
+	}
+	if err := hs.ReadMessage(m2); err != nil || !hs.Complete() {
+		t.Fatalf("the initiator reads message 2: %v (complete: %v)", err, hs.Complete())
+	}
+	ch, err := hs.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(ch.ChannelBinding(), rc.ch.ChannelBinding()) {
+		t.Fatal("the initiator's channel is not the restored one")
+	}
+
+	// Saved again now that message 2 went out, the channel no longer sends it.
+	if err := rc.SaveSession(path); err != nil {
+		t.Fatal(err)
+	}
+	h := newMsg2Fixture(t, f.ida, f.idb)
+	if _, err := h.l.RestoreSession(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.node.Send(context.Background(), m1.Clone()); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.node.Send(context.Background(), wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("raw")}, Payload: []byte("marker")}); err != nil {
+		t.Fatal(err)
+	}
+	if p := h.next(t); string(p) != "marker" {
+		t.Fatalf("got %q, want the marker: message 2 was sent again after a save that followed its send", p)
+	}
+}
+
+// TestSessionUnsent2OnlyForIK: the decoder takes an unsent message 2 only in the state of an
+// open IK responder, and only an IK message 2.
+func TestSessionUnsent2OnlyForIK(t *testing.T) {
+	ik1, err := fixedIK(t).WriteMessageWithPayload([]byte("early"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := pair(t, 0)
+	ik2 := append([]byte{byte(TypeIK2)}, make([]byte, ik2Size-1)...)
+	state := func(c *SecureChannel) []byte {
+		t.Helper()
+		s, _, _, err := c.snapshot(false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	peer := wire.Route{wire.Local("peer")}
+	ikResponder := &SecureChannel{encAddr: "enc", decAddr: "dec", peerRoute: peer, ch: b, hello: ik1, unsent2: ik2, done: make(chan struct{})}
+	s, err := decodeSession(state(ikResponder))
+	if err != nil || !bytes.Equal(s.unsent2, ik2) {
+		t.Fatalf("decode an IK responder's state with message 2 unsent: %v", err)
+	}
+
+	// The flag, with the message, added to other states.
+	withUnsent := func(st []byte, m2 []byte) []byte {
+		st = slices.Clone(st)
+		st[1] |= kindUnsent2
+		return wire.AppendData(st, m2)
+	}
+	initiator := &SecureChannel{encAddr: "enc", decAddr: "dec", peerRoute: peer, ch: a, done: make(chan struct{})}
+	ini, res := fixedHandshakes(t)
+	m1, _ := ini.WriteMessage()
+	_ = res.ReadMessage(m1)
+	xx2, _ := res.WriteMessage()
+	half := &SecureChannel{encAddr: "enc", decAddr: "dec", peerRoute: peer, hs: res, hello: m1, done: make(chan struct{})}
+	for name, st := range map[string][]byte{
+		"initiator":                   withUnsent(state(initiator), ik2),
+		"XX responder waiting for m3": withUnsent(state(half), xx2),
+		"IK responder, XX message 2":  withUnsent(state(&SecureChannel{encAddr: "enc", decAddr: "dec", peerRoute: peer, ch: b, hello: ik1, done: make(chan struct{})}), xx2),
+	} {
+		if _, err := decodeSession(st); !errors.Is(err, ErrSessionCorrupt) {
+			t.Errorf("%s: %v, want ErrSessionCorrupt", name, err)
+		}
+	}
 }

@@ -108,7 +108,8 @@ func sessionKey(id *Identity, salt []byte) ([32]byte, error) {
 // limitations in docs/security.md).
 // Likewise, an IK responder
 // whose early data was not handled yet saves that, and the restored channel delivers the
-// early data when handshake message 1 comes again.
+// early data when handshake message 1 comes again; one whose message 2 was not sent (its
+// send was cut short) saves message 2, which the restored channel sends then.
 //
 // A channel saves its state one way: SaveSession returns an error matching
 // core.ErrInvalidArgument for a channel whose state was taken with MarshalBinary (and
@@ -289,6 +290,11 @@ const (
 	// message 1 was not handled when the state was taken, so the restored channel delivers it
 	// when message 1 comes again.
 	kindEarlyUnhandled = 1 << 7
+	// kindUnsent2, with kindEstablished for an IK responder: message 2 was not known to be
+	// sent when the state was taken (its send was cut short); it follows the Channel state,
+	// and the restored channel sends it when message 1 comes again. (An XX responder waiting
+	// for message 3 writes its message 2 again from its state.)
+	kindUnsent2 = 1 << 6
 )
 
 // session is a decoded SecureChannel state.
@@ -303,6 +309,8 @@ type session struct {
 	// earlyUnhandled: kindEarlyUnhandled was set (an IK responder whose early data was not
 	// handled).
 	earlyUnhandled bool
+	// unsent2: the IK responder's message 2, when kindUnsent2 was set.
+	unsent2 []byte
 }
 
 // snapshot encodes the channel's state. For an established channel it also returns the
@@ -321,8 +329,16 @@ func (c *SecureChannel) snapshot(lazy bool) ([]byte, *Channel, position, error) 
 		if c.earlyUnhandledLocked() {
 			b[1] |= kindEarlyUnhandled
 		}
+		ikUnsent2 := c.unsent2 != nil && len(c.hello) > 0 && MessageType(c.hello[0]) == TypeIK1
+		if ikUnsent2 {
+			b[1] |= kindUnsent2
+		}
 		state, limit := c.ch.snapshot(c.unhandledLabels, lazy)
-		return wire.AppendData(b, state), c.ch, limit, nil
+		b = wire.AppendData(b, state)
+		if ikUnsent2 {
+			b = wire.AppendData(b, c.unsent2)
+		}
+		return b, c.ch, limit, nil
 	case c.hs != nil && c.err == nil:
 		if _, eph, ok := c.hs.exportAwaitingMessage3(); ok {
 			b[1] = kindAwaiting3
@@ -375,12 +391,16 @@ func decodeSession(b []byte) (*session, error) {
 		r.Fail(fmt.Sprintf("version %d, want %d", v, sessionStateVersion), nil)
 	}
 	kind := r.ReadU8()
-	s := &session{kind: kind &^ kindEarlyUnhandled, earlyUnhandled: kind&kindEarlyUnhandled != 0}
+	s := &session{kind: kind &^ (kindEarlyUnhandled | kindUnsent2), earlyUnhandled: kind&kindEarlyUnhandled != 0}
 	s.encAddr = r.ReadString()
 	s.decAddr = r.ReadString()
 	route := r.ReadData()
 	s.hello = bytes.Clone(r.ReadData())
 	rest := r.ReadData()
+	unsent2 := kind&kindUnsent2 != 0
+	if unsent2 {
+		s.unsent2 = bytes.Clone(r.ReadData())
+	}
 	if err := r.Finish(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrSessionCorrupt, err)
 	}
@@ -411,9 +431,15 @@ func decodeSession(b []byte) (*session, error) {
 		if s.earlyUnhandled && (len(s.hello) == 0 || MessageType(s.hello[0]) != TypeIK1) {
 			return nil, fmt.Errorf("%w: unhandled early data in the state of a channel that is not an IK responder", ErrSessionCorrupt)
 		}
+		if unsent2 && (len(s.hello) == 0 || MessageType(s.hello[0]) != TypeIK1) {
+			return nil, fmt.Errorf("%w: an unsent message 2 in the state of a channel that is not an IK responder", ErrSessionCorrupt)
+		}
+		if t, err := PeekType(s.unsent2); unsent2 && (err != nil || t != TypeIK2) {
+			return nil, fmt.Errorf("%w: the unsent message 2 is not an IK message 2", ErrSessionCorrupt)
+		}
 	case kindAwaiting3:
-		if s.earlyUnhandled {
-			return nil, fmt.Errorf("%w: unhandled early data in the state of an XX responder", ErrSessionCorrupt)
+		if s.earlyUnhandled || unsent2 {
+			return nil, fmt.Errorf("%w: unhandled early data or an unsent IK message 2 in the state of an XX responder", ErrSessionCorrupt)
 		}
 		if len(rest) != KeySize || len(s.hello) == 0 || MessageType(s.hello[0]) != TypeHandshake1 {
 			return nil, fmt.Errorf("%w: a responder waiting for message 3 needs message 1 and a %d-byte key", ErrSessionCorrupt, KeySize)
@@ -544,6 +570,7 @@ func restore(node *routing.Node, cfg Config, state []byte) (*SecureChannel, erro
 		if s.earlyUnhandled {
 			c.ikEarly = ikEarlyWaiting // delivered when message 1 comes again
 		}
+		c.unsent2 = s.unsent2 // sent when message 1 comes again
 	case kindAwaiting3:
 		// Whether message 2 was sent is not in the state (its send may have been cut short
 		// before the save): the channel sends it when message 1 comes again.
