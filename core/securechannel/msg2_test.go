@@ -312,3 +312,39 @@ func TestSessionUnsent2OnlyForIK(t *testing.T) {
 		}
 	}
 }
+
+// TestMessage1WithoutReturnRouteRefused: a message 1 without a return route cannot be
+// answered. The listener refuses it, as it refuses a message 1 it cannot read, instead of
+// keeping a half-open channel (one of MaxPendingHandshakes) whose saved session would not
+// restore (a state without a route to the peer is corrupt).
+func TestMessage1WithoutReturnRouteRefused(t *testing.T) {
+	f := newMsg2Fixture(t, mustIdentity(t), mustIdentity(t))
+	for _, ik := range []bool{false, true} {
+		var hs *Handshake
+		var err error
+		if ik {
+			hs, err = NewInitiatorIK(Config{Identity: f.ida, Trust: TrustKeys(f.idb.PublicKey())}, f.idb.PublicKey())
+		} else {
+			hs, err = NewInitiator(Config{Identity: f.ida, Trust: TrustKeys(f.idb.PublicKey())})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		p1, err := hs.WriteMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.node.Send(context.Background(), wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("sc")}, Payload: p1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if chs := f.l.Channels(); len(chs) != 0 {
+		path := filepath.Join(t.TempDir(), "s")
+		serr := chs[0].SaveSession(path)
+		_, rerr := newMsg2Fixture(t, f.ida, f.idb).l.RestoreSession(path)
+		t.Fatalf("the listener made %d channel(s) for messages 1 without a return route (save: %v, restore: %v)", len(chs), serr, rerr)
+	}
+	if st := f.l.Stats(); st.Refused != 2 || st.Accepted != 0 {
+		t.Fatalf("listener stats %+v, want 2 refused", st)
+	}
+}

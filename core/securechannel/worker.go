@@ -795,7 +795,8 @@ type ListenerStats struct {
 	// handshake: it is dropped and counted in the half-open channel's Stats().Rejected.
 	Failed uint64
 	// Refused counts the messages 1 dropped without a channel: an invalid handshake, an
-	// untrusted initiator (IK names it in message 1), or MaxPendingHandshakes reached.
+	// untrusted initiator (IK names it in message 1), no return route to answer it, or
+	// MaxPendingHandshakes reached.
 	Refused uint64
 	// Duplicates counts the messages 1 that came again (an at-least-once duplicate, or a
 	// replayed IK message 1): they make no new channel.
@@ -948,6 +949,13 @@ func (l *Listener) handle(ctx context.Context, msg wire.TransportMessage) error 
 		l.duplicates.Add(1)
 		l.node.Logger().Debug("securechannel: dropped a replayed IK message 1 whose channel is gone", "listener", l.address)
 		return nil // never deliver its early data twice
+	}
+	if len(msg.ReturnRoute) == 0 {
+		// Nowhere to answer it, and a channel without a route to its peer could neither send
+		// nor be restored from its saved session.
+		l.mu.Unlock()
+		l.dropped(errors.New("handshake message 1 without a return route: nowhere to answer it"))
+		return nil
 	}
 	if n := l.pending; n >= l.opts.MaxPendingHandshakes {
 		l.mu.Unlock()
