@@ -348,3 +348,52 @@ func TestMessage1WithoutReturnRouteRefused(t *testing.T) {
 		t.Fatalf("listener stats %+v, want 2 refused", st)
 	}
 }
+
+// TestMessage2WithoutReturnRouteDropped: the initiator learns its route to the peer from the
+// return route of message 2, which is not authenticated. A message 2 without one (the genuine
+// message, its return route stripped on the way) is dropped and counted as Rejected, and the
+// initiator waits for one it can answer. Before, an IK initiator opened a channel without a
+// route to its peer: every send through it failed, and its saved session did not restore.
+func TestMessage2WithoutReturnRouteDropped(t *testing.T) {
+	f := newMsg2Fixture(t, mustIdentity(t), mustIdentity(t))
+	f.l.Close()
+	m1s := make(inbox, 1) // where the initiator's message 1 goes: no listener
+	if err := f.node.Register("m1", m1s); err != nil {
+		t.Fatal(err)
+	}
+	dialed := make(chan error, 1)
+	var sc *SecureChannel
+	go func() {
+		var err error
+		sc, err = DialIK(t.Context(), f.node, wire.Route{wire.Local("m1")}, Config{Identity: f.ida, Trust: TrustKeys(f.idb.PublicKey())}, f.idb.PublicKey(), nil)
+		dialed <- err
+	}()
+	m1 := m1s.next(t)
+	res, err := NewResponder(Config{Identity: f.idb, Trust: TrustKeys(f.ida.PublicKey())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res.ReadMessage(m1.Payload); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := res.WriteMessage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := wire.Route{m1.ReturnRoute[0]}
+	if err := f.node.Send(context.Background(), wire.TransportMessage{OnwardRoute: to, Payload: bytes.Clone(m2)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.node.Send(context.Background(), wire.TransportMessage{OnwardRoute: to, ReturnRoute: wire.Route{wire.Local("peer")}, Payload: m2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-dialed; err != nil {
+		t.Fatal(err)
+	}
+	if r := sc.PeerRoute(); r.String() != (wire.Route{wire.Local("peer")}).String() {
+		t.Fatalf("the channel's route to its peer is %v, want [peer]", r)
+	}
+	if st := sc.Stats(); st.Rejected != 1 {
+		t.Fatalf("stats %+v, want the message 2 without a return route rejected", st)
+	}
+}

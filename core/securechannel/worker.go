@@ -513,6 +513,15 @@ func (c *SecureChannel) handleHandshake(ctx context.Context, msg wire.TransportM
 		c.duplicates.Add(1) // a duplicate or stray handshake message
 		return
 	}
+	if c.initiator && len(msg.ReturnRoute) == 0 {
+		// The initiator learns its route to the peer from message 2's return route, which is
+		// not authenticated: without one, it could neither answer nor send. Dropped before
+		// it is read, so that the handshake still waits for a message 2 with a route.
+		c.mu.Unlock()
+		c.rejected.Add(1)
+		c.node.WarnLimited("securechannel: dropped handshake messages 2 without a return route", "messages", "last_address", c.decAddr)
+		return
+	}
 	if err := c.hs.ReadMessage(msg.Payload); err != nil {
 		if c.hs.Err() == nil {
 			// Not fatal, such as a forged message 3: the handshake is as it was before the
