@@ -117,6 +117,10 @@ type SecureChannel struct {
 	notify    func(*SecureChannel) // ListenOptions.OnChannel
 	onClose   func(*SecureChannel)
 	ikEarly   ikEarlyState // responder: where the early data of IK message 1 is
+	// unsent3 is the initiator's XX message 3 while its send was cut short, and read2 the
+	// message 2 it answers: when that message 2 comes again, message 3 is sent and the
+	// channel opens (see sendMessage3).
+	unsent3, read2 []byte
 	// unsent2 is the responder's handshake message 2 when this process does not know that
 	// it was sent: its send was cut short (the delivery of message 1 failed, so message 1
 	// comes again), or the channel was restored while it waited for message 3. It is sent
@@ -389,6 +393,10 @@ type decryptor struct{ c *SecureChannel }
 // (routing.Hold) until it is delivered, so a subscription does not move past it meanwhile.
 // Kept messages are bounded per channel (64 messages, 64 KiB); beyond that a message is
 // dropped and counted as Rejected.
+//
+// Handshake messages are handled and dropped the same way, and Send returns nil, but for
+// the initiator's message 2 when sending message 3 was cut short: Send returns the error,
+// and the initiator sends message 3 when message 2 comes again.
 func (d decryptor) Send(ctx context.Context, msg wire.TransportMessage) error {
 	return d.c.handleNetwork(ctx, msg)
 }
@@ -430,7 +438,7 @@ func (c *SecureChannel) handleNetwork(ctx context.Context, msg wire.TransportMes
 		c.mu.Unlock()
 		return c.openAndDeliver(ctx, ch, msg.Payload)
 	case TypeHandshake2, TypeHandshake3, TypeIK2:
-		c.handleHandshake(ctx, msg)
+		return c.handleHandshake(ctx, msg)
 	default:
 		c.duplicates.Add(1) // message 1 retransmitted to the wrong address: nothing to do
 	}
@@ -505,13 +513,22 @@ func (c *SecureChannel) unhandledLabels() []uint64 {
 }
 
 // handleHandshake handles XX message 2 (initiator) or 3 (responder), or IK message 2
-// (initiator).
-func (c *SecureChannel) handleHandshake(ctx context.Context, msg wire.TransportMessage) {
+// (initiator). It returns an error only when the initiator's send of message 3 was cut
+// short: the delivery of message 2 does not move past it, and message 3 is sent when
+// message 2 comes again.
+func (c *SecureChannel) handleHandshake(ctx context.Context, msg wire.TransportMessage) error {
 	c.mu.Lock()
+	if m3 := c.unsent3; m3 != nil && !c.closed && !c.settled && bytes.Equal(msg.Payload, c.read2) {
+		c.unsent3 = nil
+		route := c.peerRoute
+		c.mu.Unlock()
+		c.duplicates.Add(1)
+		return c.sendMessage3(ctx, route, m3)
+	}
 	if c.closed || c.settled || c.hs.Expects() != MessageType(msg.Payload[0]) {
 		c.mu.Unlock()
 		c.duplicates.Add(1) // a duplicate or stray handshake message
-		return
+		return nil
 	}
 	if c.initiator && len(msg.ReturnRoute) == 0 {
 		// The initiator learns its route to the peer from message 2's return route, which is
@@ -520,7 +537,7 @@ func (c *SecureChannel) handleHandshake(ctx context.Context, msg wire.TransportM
 		c.mu.Unlock()
 		c.rejected.Add(1)
 		c.node.WarnLimited("securechannel: dropped handshake messages 2 without a return route", "messages", "last_address", c.decAddr)
-		return
+		return nil
 	}
 	if err := c.hs.ReadMessage(msg.Payload); err != nil {
 		if c.hs.Err() == nil {
@@ -529,11 +546,11 @@ func (c *SecureChannel) handleHandshake(ctx context.Context, msg wire.TransportM
 			c.mu.Unlock()
 			c.rejected.Add(1)
 			c.node.WarnLimited("securechannel: dropped handshake messages", "messages", "last_address", c.decAddr, "last_err", err)
-			return
+			return nil
 		}
 		c.mu.Unlock()
 		c.fail(err)
-		return
+		return nil
 	}
 	unsaved := false
 	if c.initiator {
@@ -550,22 +567,46 @@ func (c *SecureChannel) handleHandshake(ctx context.Context, msg wire.TransportM
 		if out, err = c.hs.WriteMessage(); err != nil {
 			c.mu.Unlock()
 			c.fail(err)
-			return
+			return nil
 		}
+		c.read2 = bytes.Clone(msg.Payload) // to tell message 2 coming again (see unsent3)
 	}
 	route := c.peerRoute
 	c.mu.Unlock()
 
 	if out != nil {
-		if err := c.node.Send(ctx, wire.TransportMessage{OnwardRoute: route.Clone(), ReturnRoute: wire.Route{wire.Local(c.decAddr)}, Payload: out}); err != nil {
-			c.fail(fmt.Errorf("securechannel: send handshake message 3: %w", err))
-			return
-		}
+		return c.sendMessage3(ctx, route, out)
 	}
 	c.establish(ctx)
 	if unsaved {
 		c.saveOpened()
 	}
+	return nil
+}
+
+// sendMessage3 sends the initiator's XX message 3 on route and opens the channel. A send cut
+// short keeps message 3 (unsent3) and returns the error, so that message 2 comes again and
+// handleHandshake sends it then; a send that fails otherwise ends the handshake.
+func (c *SecureChannel) sendMessage3(ctx context.Context, route wire.Route, m3 []byte) error {
+	err := c.node.Send(ctx, wire.TransportMessage{OnwardRoute: route.Clone(), ReturnRoute: wire.Route{wire.Local(c.decAddr)}, Payload: bytes.Clone(m3)})
+	if err != nil {
+		err = fmt.Errorf("securechannel: send handshake message 3: %w", err)
+		if cutShort(ctx, err) {
+			c.mu.Lock()
+			if c.unsent3 == nil {
+				c.unsent3 = m3
+			}
+			c.mu.Unlock()
+			return err
+		}
+		c.fail(err)
+		return nil
+	}
+	c.mu.Lock()
+	c.unsent3, c.read2 = nil, nil
+	c.mu.Unlock()
+	c.establish(ctx)
+	return nil
 }
 
 // saveOpened saves the open channel to its session file, if it has one: its handshake
@@ -692,8 +733,9 @@ func (c *SecureChannel) fail(err error) {
 // a deadline and retry on failure. Through streams nothing is lost but the answer comes
 // when the peer is next online: do not retry on a timeout (each try writes another message
 // 1 into the peer's inbox, and the peer answers each); give ctx as long as the peer may stay
-// offline and keep node open meanwhile. On success the channel is registered on node until
-// Close (or node.Close).
+// offline and keep node open meanwhile (a message 3 whose send is cut short, because the
+// subscription that delivered message 2 stops, is sent when message 2 comes again). On
+// success the channel is registered on node until Close (or node.Close).
 //
 // The responder checks the initiator's key only when it reads the last handshake message,
 // which needs no answer: if the responder refuses the initiator, Dial still succeeds and
