@@ -144,7 +144,8 @@ func (d *device) route(peerInbox, addr string) (wire.Route, error) {
 
 // offline stops the device's link to the hub completely: the subscription saves its
 // position and stops, the publishers wait for their confirms and stop, the TCP connections
-// close. It returns the position the subscription saved.
+// close. It returns the subscription's position once it stopped (the next index to read),
+// which its Close tried to save; the demo checks that the hub holds it.
 func (d *device) offline() (uint64, error) {
 	if d.tr == nil {
 		return 0, nil
