@@ -182,5 +182,10 @@ func ParseURL(u *url.URL) (seeds []string, opts *Options, kopts []kgo.Opt, err e
 			InsecureSkipVerify: tlsInsecure, //nolint:gosec // explicitly requested in the URL, for tests
 		}))
 	}
+	// A value each parameter parses but Options refuses (max_partitions above the limit, a
+	// prefix that makes no valid topic name) is a bad value of the URL too.
+	if _, err := opts.withDefaults(); err != nil {
+		return nil, nil, nil, err
+	}
 	return seeds, opts, kopts, nil
 }

@@ -60,6 +60,10 @@ func TestParseURLErrors(t *testing.T) {
 		"kafka://h:9092?sasl=plain",
 		"kafka://h:9092?tls_insecure_skip_verify=true",
 		"kafka://h:9092?tls=maybe",
+		// Values each parameter's parser takes but Options refuses: ParseURL says so
+		// itself, as its doc promises, not only Dial once it has built a client.
+		"kafka://h:9092?max_partitions=5000",
+		"kafka://h:9092?prefix=bad%20prefix",
 	} {
 		u, err := url.Parse(raw)
 		if err != nil {
