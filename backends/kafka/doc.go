@@ -99,7 +99,10 @@
 //	CLUSTER_AUTHORIZATION_FAILED, ...                -> core.ErrInvalidOption
 //	connection failures, retriable broker errors,
 //	record timeouts, coordinator not available,
-//	timeouts of the backend's own (a dial timeout)   -> core.ErrUnavailable
+//	timeouts of the backend's own (a dial timeout),
+//	appends whose buffered records the client dropped
+//	when a partition was added or the stream deleted
+//	or created again                                 -> core.ErrUnavailable
 //
 // A cancelled or expired context returns an error matching ctx.Err(); a timeout of the
 // backend's own does not (it matches core.ErrUnavailable only). Messages longer than

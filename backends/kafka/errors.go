@@ -73,6 +73,20 @@ func (s *Store) mapErr(ctx context.Context, op, stream string, err error) error 
 	return fmt.Errorf("%s: %w: %w", what, sentinel, err)
 }
 
+// classified reports whether mapErr finds err a class of its own (a core sentinel, a context
+// error or one it maps to a sentinel), as opposed to an error it passes on as it is.
+func (s *Store) classified(err error) bool {
+	mapped := s.mapErr(context.Background(), "", "", err)
+	for _, sentinel := range []error{core.ErrStreamNotFound, core.ErrIndexNotFound, core.ErrClosed,
+		core.ErrInvalidArgument, core.ErrMessageTooLarge, core.ErrUnavailable, core.ErrInvalidOption,
+		context.Canceled, context.DeadlineExceeded} {
+		if errors.Is(mapped, sentinel) {
+			return true
+		}
+	}
+	return false
+}
+
 // isConnErr reports whether err is a failure to reach or talk to a broker.
 func isConnErr(err error) bool {
 	var ne net.Error

@@ -7,6 +7,7 @@ import (
 	"math"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -117,6 +118,8 @@ type Store struct {
 	keyLocks [64]chan struct{} // SaveIndex serialization, by key hash
 
 	ahead readAhead // messages fetched past a Fetch's limit, for the next Fetch
+
+	purges atomic.Uint64 // topics purged from the producer so far (see Store.purge)
 
 	calls core.Calls // cancelled by Close after CloseTimeout
 }
@@ -361,7 +364,7 @@ func (s *Store) DeleteStream(ctx context.Context, stream string) error {
 			s.forget(topic)
 			// The producer keeps the topic's ID: drop it, so that an Append to a stream
 			// created again under this name does not fail with UNKNOWN_TOPIC_ID.
-			s.cl.PurgeTopicsFromProducing(topic)
+			s.purge(topic)
 			return nil
 		}
 		if werr := core.Sleep(ctx, 50*time.Millisecond); werr != nil {
@@ -445,7 +448,7 @@ func (s *Store) AppendAsync(ctx context.Context, stream string, partition int, m
 		// The client's producer has the old partition count too, and fails a record for a
 		// partition beyond it: make it look the topic up afresh (records of the topic it
 		// buffers fail, as they would on a leader change, and their appends report it).
-		s.cl.PurgeTopicsFromProducing(topic)
+		s.purge(topic)
 	}
 	if len(msgs) == 0 {
 		end()
@@ -460,6 +463,7 @@ func (s *Store) AppendAsync(ctx context.Context, stream string, partition int, m
 	for i, m := range msgs {
 		recs[i] = kgo.Record{Topic: topic, Partition: int32(partition), Value: m}
 	}
+	purges := s.purges.Load() // a purge from now on fails the records the client buffers
 	var (
 		mu      sync.Mutex
 		pending = len(recs)
@@ -494,6 +498,11 @@ func (s *Store) AppendAsync(ctx context.Context, stream string, partition int, m
 					done(nil, err)
 				})
 				return
+			}
+			if s.purges.Load() != purges && !s.classified(ferr) {
+				// franz-go's unexported "topic purged while buffered": nothing is wrong
+				// with the stream or the messages.
+				ferr = fmt.Errorf("%w: the client dropped the records it buffered for the stream's topic (a partition was added, or the stream was deleted or created again, while this append waited); append again: %w", core.ErrUnavailable, ferr)
 			}
 			err := s.mapErr(ctx, "append", stream, ferr)
 			end()
@@ -670,7 +679,7 @@ func (s *Store) Fetch(ctx context.Context, stream string, partition int, from ui
 // core.ErrUnavailable when the topic exists again (append again), not core.ErrStreamNotFound.
 func (s *Store) lostTopic(ctx context.Context, topic string, err error) error {
 	s.forget(topic)
-	s.cl.PurgeTopicsFromProducing(topic)
+	s.purge(topic)
 	if _, merr := s.topicMeta(ctx, topic, true); merr != nil {
 		return err
 	}
@@ -891,6 +900,16 @@ func (s *Store) waitTopic(ctx context.Context, topic string) (*topicMeta, error)
 			return nil, err
 		}
 	}
+}
+
+// purge makes the client's producer forget topic (its partition count and topic ID), so that
+// the next append looks it up afresh. The records of topic that the client still buffers fail
+// with franz-go's unexported "topic purged while buffered" error: purge counts in s.purges,
+// before it purges, so that their appends tell it from an error that says something about
+// the stream or its messages.
+func (s *Store) purge(topic string) {
+	s.purges.Add(1)
+	s.cl.PurgeTopicsFromProducing(topic)
 }
 
 func (s *Store) forget(topic string) {
