@@ -50,10 +50,12 @@
 // in a partition, but NOT dense: transaction markers (from transactional producers sharing
 // the topic), aborted records and compaction leave gaps, so Capabilities().DenseIndex is
 // false. Append reports each record's offset from the produce response. Fetch(from, limit)
-// sends at most one Fetch request (read_committed, max wait 0) for offset from directly to
-// the partition leader, none when read-ahead already holds the messages: it seeks rather
-// than scans, never returns an offset below from, skips gaps, and returns an empty result
-// at once when from is at or past the last stable offset.
+// sends one Fetch request (read_committed, max wait 0) for offset from directly to the
+// partition leader, none when read-ahead already holds the messages, and more only to read
+// on past offsets that hold no message (transaction markers, aborted records), to restart
+// at the log start offset, or after the partition's leader moved: it seeks rather than
+// scans, never returns an offset below from, skips gaps, and returns an empty result at
+// once when from is at or past the last stable offset.
 // If retention deleted from, Fetch starts at the log start offset (the first message that
 // still exists). A from above the largest int64 is past the end.
 //

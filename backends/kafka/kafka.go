@@ -103,8 +103,8 @@ func (o *Options) withDefaults() (Options, error) {
 }
 
 // Store keeps streams in Kafka topics and consumer indexes in Kafka committed offsets. It
-// implements [core.Storage], [core.IndexStorage], [core.StreamDeleter] and
-// [core.PartitionCounter], and is safe for concurrent use.
+// implements [core.Storage], [core.IndexStorage], [core.StreamDeleter],
+// [core.PartitionCounter] and [core.AsyncAppender], and is safe for concurrent use.
 type Store struct {
 	cl   *kgo.Client
 	adm  *kadm.Client
