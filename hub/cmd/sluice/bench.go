@@ -39,6 +39,9 @@ printed as Markdown and written to the -out directory: bench.md, bench.json and 
 chart per workload (bench-push.svg, ...). The benchmark creates uniquely named streams and
 deletes them afterwards where the backend can delete streams.
 
+The exit status is 1 when a backend could not be opened or a measurement failed (the
+report is still written: it shows the failed runs and why, and what was measured).
+
 Ctrl-C stops the run: the measurement cut short is left out (it is no error), the backends
 not reached are listed as not measured, the report is marked interrupted and the exit
 status is 130.
@@ -203,6 +206,18 @@ func runBench(ctx context.Context, sio *stdio, cfg bench.Config, targets []bench
 	for _, b := range rep.Backends {
 		if b.Error != "" {
 			failed = append(failed, b.Name+": "+b.Error)
+		}
+	}
+	// A measurement that failed leaves a gap in the report, which says so under its table.
+	for _, r := range rep.Rows {
+		for _, p := range []struct {
+			name string
+			s    *bench.Summary
+		}{{bench.PathHub, r.Hub}, {bench.PathRaw, r.Raw}, {bench.PathNative, r.Native}, {bench.PathPlain, r.Plain}, {bench.PathEncrypted, r.Encrypted}} {
+			if p.s != nil && p.s.Errors > 0 {
+				failed = append(failed, fmt.Sprintf("%s %s %s %s (%d of %d runs failed): %s",
+					r.Backend, r.Workload, bench.FormatSize(r.Size), p.name, p.s.Errors, len(p.s.Runs), p.s.FirstError()))
+			}
 		}
 	}
 	if len(failed) > 0 {

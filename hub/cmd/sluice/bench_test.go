@@ -4,11 +4,35 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/xml"
+	"errors"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sluicehq/sluice/core"
 )
+
+// failFetchScheme opens a memory backend whose Fetch always fails, as a broker that takes
+// appends but cannot be read from: every pull measurement of it fails.
+const failFetchScheme = "test-failfetch"
+
+type failFetchStorage struct{ core.Storage }
+
+func (failFetchStorage) Fetch(context.Context, string, int, uint64, int) ([]core.Message, error) {
+	return nil, errors.New("the broker refuses reads")
+}
+
+func init() {
+	core.Register(failFetchScheme, func(ctx context.Context, _ *url.URL) (*core.Backend, error) {
+		b, err := core.Open(ctx, "memory://")
+		if err != nil {
+			return nil, err
+		}
+		return &core.Backend{Storage: failFetchStorage{b.Storage}, Index: b.Index}, nil
+	})
+}
 
 func TestBenchMemory(t *testing.T) {
 	dir := t.TempDir()
@@ -163,5 +187,20 @@ func TestBenchInterrupted(t *testing.T) {
 	}
 	if md, err := os.ReadFile(filepath.Join(dir, "bench.md")); err != nil || !strings.Contains(string(md), "INTERRUPTED") {
 		t.Errorf("bench.md (%v) is not marked INTERRUPTED:\n%s", err, md)
+	}
+}
+
+// A backend that opens but whose measurements fail is no success: the report is written
+// with the errors, and the exit status is 1, naming what failed (it was 0, as if the
+// broker had been measured).
+func TestBenchFailedMeasurementFails(t *testing.T) {
+	dir := t.TempDir()
+	code, out := runCLI(t, "bench", "-backend", failFetchScheme+"://", "-workloads", "pull", "-sizes", "64",
+		"-runs", "1", "-duration", "20ms", "-quiet", "-out", dir)
+	if code != 1 || !strings.Contains(out, "could not measure memory pull 64 B hub") || !strings.Contains(out, "the broker refuses reads") {
+		t.Errorf("exit %d; want 1, naming the failed measurements and why:\n%s", code, out)
+	}
+	if md, err := os.ReadFile(filepath.Join(dir, "bench.md")); err != nil || !strings.Contains(string(md), "1 of 1 runs failed") {
+		t.Errorf("bench.md (%v) does not show the failed runs:\n%s", err, md)
 	}
 }
