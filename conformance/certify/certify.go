@@ -63,7 +63,7 @@ type Config struct {
 	// Empty runs every test.
 	Run string
 	// SubtestTimeout is the deadline of each subtest (conformance.Harness.Timeout; default
-	// conformance.DefaultTimeout).
+	// conformance.DefaultTimeout), and of the Open of each backend before its subtests.
 	SubtestTimeout time.Duration
 	// MaxWait is how long to wait for appended messages to become visible
 	// (conformance.Harness.MaxWait), for eventually consistent brokers only.
@@ -80,7 +80,7 @@ func (c *Config) Flags(fs *flag.FlagSet) {
 	fs.Var((*URLList)(&c.Backends), "backend", "backend URL to test (repeatable), e.g. bbolt:data-dir, memory://")
 	fs.StringVar(&c.Out, "out", DefaultOut, "directory for conformance.md, conformance.json and conformance.junit.xml")
 	fs.StringVar(&c.Run, "run", "", "run only subtests matching this slash-separated list of regular expressions")
-	fs.DurationVar(&c.SubtestTimeout, "subtest-timeout", conformance.DefaultTimeout, "deadline of each subtest (its cleanup gets its own): a backend call that honours its context, or a Close still running, then fails the subtest instead of hanging the run (0: the default)")
+	fs.DurationVar(&c.SubtestTimeout, "subtest-timeout", conformance.DefaultTimeout, "deadline of each subtest (its cleanup gets its own) and of opening each backend before its subtests: a backend call that honours its context, or a Close still running, then fails the subtest instead of hanging the run (0: the default)")
 	fs.DurationVar(&c.MaxWait, "max-wait", 0, "how long to wait for appended messages to become visible (only for eventually consistent brokers; 0: an appended message must be visible to the next Fetch)")
 	fs.BoolVar(&c.CreateMaxPartitions, "create-max-partitions", false, "also create a stream with the backend's MaxPartitions partitions when that is more than 64 (slow on brokers)")
 }
@@ -309,7 +309,12 @@ func certify(ctx context.Context, w io.Writer, raw string, filter *runFilter, c 
 	}
 	open := func(ctx context.Context) (*core.Backend, error) { return core.Open(ctx, raw) }
 	// Open once up front: a backend that cannot be opened is reported once, not per subtest.
-	b, err := open(ctx)
+	// Like each subtest's Open, within the subtest timeout: a broker that never answers
+	// fails the backend rather than hang the run.
+	octx, cancel := context.WithTimeout(ctx, c.SubtestTimeout)
+	b, err := open(octx)
+	timedOut := octx.Err() != nil
+	cancel()
 	if err != nil && ctx.Err() != nil { // interrupted while opening: not run
 		run.Backend = names.Unique(run.Backend)
 		run.Result.Incomplete = true
@@ -318,7 +323,10 @@ func certify(ctx context.Context, w io.Writer, raw string, filter *runFilter, c 
 	if err != nil {
 		run.Backend = names.Unique(run.Backend)
 		run.Error = err.Error()
-		fmt.Fprintf(w, "FAIL %s: %v\n", run.Backend, err)
+		if timedOut {
+			run.Error = fmt.Sprintf("no answer within -subtest-timeout %v: %v", c.SubtestTimeout, err)
+		}
+		fmt.Fprintf(w, "FAIL %s: %s\n", run.Backend, run.Error)
 		return run
 	}
 	caps := b.Storage.Capabilities()

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	_ "github.com/sluicehq/sluice/backends/memory"
 	"github.com/sluicehq/sluice/conformance/report"
@@ -136,5 +139,37 @@ func TestMainInterruptedExits130(t *testing.T) {
 	code := mainArgs(ctx, "certify-mybroker", []string{"-backend", "memory://", "-out", t.TempDir()}, &out, &errb)
 	if code != 130 || !strings.Contains(errb.String(), "interrupted") {
 		t.Fatalf("exit %d, stderr %q; want 130 and the run reported as interrupted", code, errb.String())
+	}
+}
+
+func init() {
+	// "hangopen://" opens as a backend whose broker accepts connections but never answers
+	// does: its Open returns only when its context ends.
+	core.Register("hangopen", func(ctx context.Context, _ *url.URL) (*core.Backend, error) {
+		<-ctx.Done()
+		return nil, fmt.Errorf("hangopen: no answer: %w", ctx.Err())
+	})
+}
+
+// TestRunOpenThatHangsFails: the first Open of a backend, before its subtests, is bounded
+// by -subtest-timeout as each subtest's Open is: a broker that never answers fails the
+// backend instead of hanging the run, silently, until Ctrl-C.
+func TestRunOpenThatHangsFails(t *testing.T) {
+	// The watchdog only turns a hang into a failure of this test; it is no timing assert.
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	err := Run(ctx, &out, Config{Backends: []string{"hangopen://", "memory://"}, Out: t.TempDir(),
+		SubtestTimeout: 50 * time.Millisecond, Run: "^Storage$/^Order$"})
+	if ctx.Err() != nil {
+		t.Fatalf("Run still opening the backend after a minute, with -subtest-timeout 50ms:\n%s", out.String())
+	}
+	if err == nil || !strings.Contains(err.Error(), "conformance failed on hangopen") {
+		t.Errorf("Run: %v; want the backend that did not open failed", err)
+	}
+	for _, want := range []string{"FAIL hangopen: ", "-subtest-timeout 50ms", "PASS memory Storage/Order ("} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
 	}
 }
