@@ -159,6 +159,17 @@ func benchFlags(fs *flag.FlagSet) func(context.Context, *stdio, []string) error 
 		for i, u := range backends {
 			targets[i] = bench.URLTarget(u)
 			targets[i].Description = core.RedactURL(u)
+			open := targets[i].Open
+			targets[i].Open = func(ctx context.Context) (*core.Backend, error) {
+				// A broker that accepts connections and never answers must not hang the run.
+				octx, cancel := context.WithTimeout(ctx, benchOpenTimeout)
+				defer cancel()
+				b, err := open(octx)
+				if err != nil && ctx.Err() == nil && octx.Err() != nil {
+					return nil, fmt.Errorf("opening it: no answer within %v: %w", benchOpenTimeout, err)
+				}
+				return b, err
+			}
 		}
 		command := []string{"sluice", "bench"}
 		fs.Visit(func(f *flag.Flag) {
@@ -225,3 +236,7 @@ func runBench(ctx context.Context, sio *stdio, cfg bench.Config, targets []bench
 	}
 	return nil
 }
+
+// benchOpenTimeout bounds the opening of each backend, as bench.DefaultMeasurementTimeout
+// bounds each measurement (tests shorten it).
+var benchOpenTimeout = bench.DefaultMeasurementTimeout

@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluicehq/sluice/core"
 )
@@ -24,7 +26,15 @@ func (failFetchStorage) Fetch(context.Context, string, int, uint64, int) ([]core
 	return nil, errors.New("the broker refuses reads")
 }
 
+// hangOpenScheme opens as a backend whose broker accepts connections but never answers
+// does: its Open returns only when its context ends.
+const hangOpenScheme = "test-hangopen"
+
 func init() {
+	core.Register(hangOpenScheme, func(ctx context.Context, _ *url.URL) (*core.Backend, error) {
+		<-ctx.Done()
+		return nil, fmt.Errorf("no answer: %w", ctx.Err())
+	})
 	core.Register(failFetchScheme, func(ctx context.Context, _ *url.URL) (*core.Backend, error) {
 		b, err := core.Open(ctx, "memory://")
 		if err != nil {
@@ -202,5 +212,24 @@ func TestBenchFailedMeasurementFails(t *testing.T) {
 	}
 	if md, err := os.ReadFile(filepath.Join(dir, "bench.md")); err != nil || !strings.Contains(string(md), "1 of 1 runs failed") {
 		t.Errorf("bench.md (%v) does not show the failed runs:\n%s", err, md)
+	}
+}
+
+// A backend whose Open never returns (a broker that accepts connections and never answers)
+// is a backend that could not be measured, once benchOpenTimeout has passed: the others are
+// measured and the exit status is 1. It hung the run, silently, until Ctrl-C.
+func TestBenchOpenThatHangsFails(t *testing.T) {
+	defer func(d time.Duration) { benchOpenTimeout = d }(benchOpenTimeout)
+	benchOpenTimeout = 50 * time.Millisecond
+	// The watchdog only turns a hang into a failure of this test; it is no timing assert.
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	code, out, errs := runIO(ctx, "", "bench", "-backend", hangOpenScheme+"://", "-backend", "memory://", "-workloads", "pull", "-sizes", "64",
+		"-runs", "1", "-duration", "20ms", "-quiet", "-out", t.TempDir())
+	if ctx.Err() != nil {
+		t.Fatalf("bench still opening the backend after a minute:\nstdout: %s\nstderr: %s", out, errs)
+	}
+	if code != 1 || !strings.Contains(errs, "could not measure backend: opening it: no answer within 50ms") || !strings.Contains(out, "| memory | 64 B |") {
+		t.Errorf("exit %d; want 1, the memory results and that the backend did not open in time\nstdout: %s\nstderr: %s", code, out, errs)
 	}
 }
