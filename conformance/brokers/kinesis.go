@@ -32,8 +32,8 @@ type Kinesis struct {
 	logPath string
 }
 
-// StartKinesis returns a Kinesis endpoint for tests: KINESIS_ENDPOINT when set (with the
-// standard AWS environment for credentials and AWS_REGION); else, where a Docker daemon
+// StartKinesis returns a Kinesis endpoint for tests: KINESIS_ENDPOINT when set and it
+// answers (with the standard AWS environment for credentials and AWS_REGION); else, where a Docker daemon
 // answers, the kinesis-mock container; otherwise kinesis-mock from npm (package kinesis-local)
 // installed into the cache on first use and started with node from its package directory on
 // free 127.0.0.1 ports. Progress goes to log (may be nil). Stop it with Stop.
@@ -49,6 +49,12 @@ func StartKinesis(ctx context.Context, log io.Writer) (*Kinesis, error) {
 		return nil, err
 	}
 	if ep := os.Getenv("KINESIS_ENDPOINT"); ep != "" {
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := httpAnswers(wctx, ep); err != nil {
+			return nil, fmt.Errorf("brokers: KINESIS_ENDPOINT=%q does not answer: %w", ep, err)
+		}
+		fmt.Fprintf(log, "brokers: using external Kinesis endpoint %s\n", ep)
 		return &Kinesis{Endpoint: ep, Region: region}, nil
 	}
 	start := time.Now()
@@ -184,6 +190,20 @@ func installKinesisMock(ctx context.Context, log io.Writer) (string, error) {
 	}
 	fmt.Fprintf(log, "brokers: installed kinesis-local in %s, %d MiB\n", time.Since(start).Round(time.Second), DirSize(cache)>>20)
 	return pkgDir, nil
+}
+
+// httpAnswers returns nil when endpoint answers an HTTP request, whatever the status: an
+// external endpoint may reject the signature kinesisPing makes up, as AWS does.
+func httpAnswers(ctx context.Context, endpoint string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	return resp.Body.Close()
 }
 
 // kinesisPing sends a ListStreams request. kinesis-mock checks that a signature is present but

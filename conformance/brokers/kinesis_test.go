@@ -2,7 +2,12 @@ package brokers
 
 import (
 	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -30,5 +35,40 @@ func TestKinesisMockStartsAndRestarts(t *testing.T) {
 	}
 	if err := kinesisPing(ctx, k.Endpoint); err != nil {
 		t.Fatalf("ping after restart: %v\n%s", err, k.LogTail(20))
+	}
+}
+
+// TestKinesisEndpointThatDoesNotAnswer: KINESIS_ENDPOINT naming nothing is a broker that
+// cannot start, as KAFKA_BROKERS and PULSAR_URL are (a skip with the reason, or a failure
+// under CI=true), not an endpoint every test then fails to reach.
+func TestKinesisEndpointThatDoesNotAnswer(t *testing.T) {
+	port, err := FreePort() // free a moment ago: nothing listens there
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := fmt.Sprintf("http://127.0.0.1:%d", port)
+	t.Setenv("KINESIS_ENDPOINT", ep)
+	t.Setenv("SLUICE_REQUIRE_BROKERS", "1") // also under -short: an external endpoint starts nothing
+	k, err := StartKinesis(t.Context(), nil)
+	if err == nil {
+		t.Fatalf("StartKinesis with KINESIS_ENDPOINT=%s, where nothing listens, returned %+v and no error", ep, k)
+	}
+	if !strings.Contains(err.Error(), "KINESIS_ENDPOINT="+strconv.Quote(ep)+" does not answer") {
+		t.Errorf("StartKinesis: %v; want it to say that KINESIS_ENDPOINT does not answer", err)
+	}
+}
+
+// An external endpoint answers although it rejects kinesisPing's made-up signature, as AWS
+// does: StartKinesis uses it.
+func TestKinesisEndpointThatRejectsTheSignature(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, `{"__type":"UnrecognizedClientException"}`, http.StatusBadRequest)
+	}))
+	defer srv.Close()
+	t.Setenv("KINESIS_ENDPOINT", srv.URL)
+	t.Setenv("SLUICE_REQUIRE_BROKERS", "1")
+	k, err := StartKinesis(t.Context(), nil)
+	if err != nil || k.Endpoint != srv.URL {
+		t.Fatalf("StartKinesis with KINESIS_ENDPOINT=%s = %+v, %v; want that endpoint", srv.URL, k, err)
 	}
 }
