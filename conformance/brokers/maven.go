@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -51,6 +53,15 @@ func MavenClasspathBOM(ctx context.Context, name string, boms, artifacts []Maven
 	}
 	libDir := filepath.Join(dir, "lib")
 	marker := filepath.Join(dir, ".complete")
+	if _, err := os.Stat(marker); err != nil {
+		// Test binaries that go test runs in parallel share the cache: one resolves, the
+		// others wait for it and then find its marker.
+		unlock, err := lockDir(ctx, dir)
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
+	}
 	if _, err := os.Stat(marker); err != nil {
 		if _, err := exec.LookPath("mvn"); err != nil {
 			return nil, fmt.Errorf("brokers: %s needs Maven (mvn) to download its jars: %w", name, err)
@@ -111,6 +122,31 @@ func pom(name string, boms, artifacts []MavenArtifact, excludes []string) string
 	}
 	b.WriteString("  </dependencies>\n</project>\n")
 	return b.String()
+}
+
+// lockDir takes the exclusive lock of dir (a flock on dir/.lock), waiting for another process
+// or goroutine that holds it until ctx ends. The returned function releases it.
+func lockDir(ctx context.Context, dir string) (unlock func(), err error) {
+	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("brokers: lock %s: %w", dir, err)
+	}
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { f.Close() }, nil // closing releases the lock
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
+			f.Close()
+			return nil, fmt.Errorf("brokers: lock %s: %w", dir, err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("brokers: waiting for another process to fill %s: %w", dir, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // Java returns the java binary to run: $JAVA_HOME/bin/java, else java on PATH.
