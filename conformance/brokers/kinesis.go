@@ -179,6 +179,16 @@ func installKinesisMock(ctx context.Context, log io.Writer) (string, error) {
 	if _, err := os.Stat(filepath.Join(pkgDir, "main.js")); err == nil {
 		return pkgDir, nil
 	}
+	// Test binaries that go test runs in parallel share the cache: one installs, the others
+	// wait for it and then find its main.js.
+	unlock, err := lockDir(ctx, cache)
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	if _, err := os.Stat(filepath.Join(pkgDir, "main.js")); err == nil {
+		return pkgDir, nil
+	}
 	if _, err := exec.LookPath("npm"); err != nil {
 		return "", fmt.Errorf("brokers: installing kinesis-mock needs npm on PATH: %w", err)
 	}

@@ -3,11 +3,14 @@ package brokers
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -70,5 +73,54 @@ func TestKinesisEndpointThatRejectsTheSignature(t *testing.T) {
 	k, err := StartKinesis(t.Context(), nil)
 	if err != nil || k.Endpoint != srv.URL {
 		t.Fatalf("StartKinesis with KINESIS_ENDPOINT=%s = %+v, %v; want that endpoint", srv.URL, k, err)
+	}
+}
+
+// fakeNpm is an npm that installs a main.js under --prefix and logs "run" into
+// $FAKE_NPM_LOG, "overlap" when another run of it is in progress.
+const fakeNpm = `#!/bin/sh
+while [ $# -gt 0 ]; do case "$1" in --prefix) prefix="$2"; shift;; esac; shift; done
+mkdir "$FAKE_NPM_LOG.running" 2>/dev/null || echo overlap >> "$FAKE_NPM_LOG"
+sleep 0.3
+mkdir -p "$prefix/node_modules/kinesis-local" && echo > "$prefix/node_modules/kinesis-local/main.js"
+echo run >> "$FAKE_NPM_LOG"
+rmdir "$FAKE_NPM_LOG.running"
+`
+
+// TestInstallKinesisMockConcurrentFirstUse: the test binaries that go test runs in parallel
+// install kinesis-mock into the same cache on first use: one installs it, the others wait
+// for it, instead of two npm installs into one directory at once.
+func TestInstallKinesisMockConcurrentFirstUse(t *testing.T) {
+	bin := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bin, "npm"), []byte(fakeNpm), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	log := filepath.Join(t.TempDir(), "npm.log")
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	t.Setenv("FAKE_NPM_LOG", log)
+	t.Setenv("SLUICE_CACHE", t.TempDir())
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	dirs := make([]string, 3)
+	errs := make([]error, len(dirs))
+	for i := range dirs {
+		wg.Go(func() {
+			<-start
+			dirs[i], errs[i] = installKinesisMock(t.Context(), io.Discard)
+		})
+	}
+	close(start)
+	wg.Wait()
+	for i := range dirs {
+		if errs[i] != nil || dirs[i] != dirs[0] {
+			t.Errorf("caller %d: installKinesisMock = %q, %v; want %q", i, dirs[i], errs[i], dirs[0])
+		}
+	}
+	data, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Fields(string(data)); len(got) != 1 || got[0] != "run" {
+		t.Errorf("npm log %q; want one run: the other callers wait for it", got)
 	}
 }
