@@ -26,6 +26,9 @@ func BenchmarkStorage(b *testing.B, h Harness) {
 	if h.Open == nil {
 		b.Fatal("conformance: Harness.Open is nil")
 	}
+	if err := h.checkPrefix(); err != nil {
+		b.Fatal(err)
+	}
 	timeout := h.timeout()
 	// runCtx returns a context that expires after timeout, cancelled when b ends.
 	runCtx := func(b *testing.B) context.Context {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -100,6 +101,22 @@ func (h Harness) prefix() string {
 		return h.StreamPrefix
 	}
 	return DefaultStreamPrefix
+}
+
+// prefixRoom is how many characters the suite adds to Harness.StreamPrefix in its stream
+// names: the random part, a label and a sequence number.
+const prefixRoom = 40
+
+// checkPrefix says what is wrong with Harness.StreamPrefix, if anything: the suite's names
+// must be valid stream names, or every subtest would fail with the backend's "invalid
+// argument" for the harness's mistake.
+func (h Harness) checkPrefix() error {
+	p := h.prefix()
+	if err := core.ValidateStreamName(p + strings.Repeat("x", prefixRoom)); err != nil {
+		return fmt.Errorf("conformance: Harness.StreamPrefix %q must start valid stream names and leave room for %d more characters (at most %d in all): %w",
+			p, prefixRoom, core.MaxStreamNameLen-prefixRoom, err)
+	}
+	return nil
 }
 
 func (h Harness) appenders() (n, per int) {

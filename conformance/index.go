@@ -19,6 +19,9 @@ func IndexStorageTests(t T, h Harness) {
 	if h.Open == nil {
 		t.Fatalf("conformance: Harness.Open is nil")
 	}
+	if err := h.checkPrefix(); err != nil {
+		t.Fatalf("%v", err)
+	}
 	for _, it := range indexTests {
 		t.Run(it.name, func(t T) { it.fn(t, h) })
 	}

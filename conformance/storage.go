@@ -42,6 +42,9 @@ func StorageTests(t T, h Harness) {
 	if h.Open == nil {
 		t.Fatalf("conformance: Harness.Open is nil")
 	}
+	if err := h.checkPrefix(); err != nil {
+		t.Fatalf("%v", err)
+	}
 	for _, st := range storageTests {
 		t.Run(st.name, func(t T) { st.fn(t, h) })
 	}
