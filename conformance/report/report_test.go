@@ -596,3 +596,22 @@ func TestSuiteVersion(t *testing.T) {
 		}
 	}
 }
+
+// TestMarkdownCapabilitiesNotAllVerified: a capability whose check was skipped (by default
+// MaxPartitions above 64, or any check -run left out) is not verified, and the report does
+// not say it is.
+func TestMarkdownCapabilitiesNotAllVerified(t *testing.T) {
+	res := conformance.Result{Tests: []conformance.TestResult{
+		{Name: "Storage/Index/Dense", Outcome: conformance.Skip, SkipReason: "not declared", Leaf: true},
+		{Name: "Storage/CreateStream/MaxPartitions", Outcome: conformance.Skip, Leaf: true,
+			SkipReason: "MaxPartitions 1024 is more than the 64 partitions this suite creates"},
+	}, Skipped: 2}
+	var b bytes.Buffer
+	if err := Build([]Run{{Backend: "kafka", Capabilities: "kafka: max_partitions=1024 persistent", Result: res}}).WriteMarkdown(&b); err != nil {
+		t.Fatal(err)
+	}
+	md := b.String()
+	if strings.Contains(md, "each one is verified") || !strings.Contains(md, "a skipped test verified nothing") {
+		t.Errorf("the Markdown says the declared capabilities are all verified, or does not say that a skipped test verified nothing:\n%s", md)
+	}
+}
