@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -203,15 +204,29 @@ func Required() bool {
 // Mode returns SLUICE_BROKERS: "process", "docker" or "" (detect).
 func Mode() string { return strings.ToLower(os.Getenv("SLUICE_BROKERS")) }
 
-// DockerAvailable reports whether a Docker daemon answers, by the socket or DOCKER_HOST.
+// DockerAvailable reports whether a Docker daemon answers: a connection to DOCKER_HOST
+// (unix:// or tcp://; another scheme, such as ssh://, is assumed to answer) or, without it,
+// to /var/run/docker.sock.
 func DockerAvailable() bool {
 	if Mode() == "process" {
 		return false
 	}
+	network, addr := "unix", "/var/run/docker.sock"
 	if h := os.Getenv("DOCKER_HOST"); h != "" {
-		return true
+		u, err := url.Parse(h)
+		if err != nil {
+			return false
+		}
+		switch u.Scheme {
+		case "unix":
+			addr = u.Path
+		case "tcp":
+			network, addr = "tcp", u.Host
+		default:
+			return true
+		}
 	}
-	c, err := net.DialTimeout("unix", "/var/run/docker.sock", time.Second)
+	c, err := net.DialTimeout(network, addr, time.Second)
 	if err != nil {
 		return false
 	}
