@@ -101,6 +101,10 @@ func StartKinesis(ctx context.Context, log io.Writer) (*Kinesis, error) {
 			"LOG_LEVEL=WARN",
 		),
 	}
+	if err := os.WriteFile(filepath.Join(dir, "loopback.js"), []byte(kinesisLoopbackJS), 0o644); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("brokers: kinesis-mock: %w", err)
+	}
 	if err := k.start(ctx); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -110,7 +114,7 @@ func StartKinesis(ctx context.Context, log io.Writer) (*Kinesis, error) {
 }
 
 func (k *Kinesis) start(ctx context.Context) error {
-	cmd := exec.Command(k.node, filepath.Join(k.pkgDir, "main.js"))
+	cmd := exec.Command(k.node, "--require", filepath.Join(k.dir, "loopback.js"), filepath.Join(k.pkgDir, "main.js"))
 	cmd.Dir = k.pkgDir
 	cmd.Env = k.env
 	p, err := StartProcess("kinesis-mock", cmd, k.logPath)
@@ -126,6 +130,26 @@ func (k *Kinesis) start(ctx context.Context) error {
 	k.proc = p
 	return nil
 }
+
+// kinesisLoopbackJS is loaded into node before kinesis-mock, which listens on every
+// interface and has no setting for it: its servers then listen on 127.0.0.1 only.
+const kinesisLoopbackJS = `'use strict';
+const net = require('net');
+const listen = net.Server.prototype.listen;
+const wildcard = (h) => h === undefined || h === null || h === '' || h === '0.0.0.0' || h === '::';
+net.Server.prototype.listen = function (...args) {
+  if (typeof args[0] === 'number' || (typeof args[0] === 'string' && /^[0-9]+$/.test(args[0]))) {
+    if (typeof args[1] !== 'string') {
+      args.splice(1, 0, '127.0.0.1');
+    } else if (wildcard(args[1])) {
+      args[1] = '127.0.0.1';
+    }
+  } else if (args[0] !== null && typeof args[0] === 'object' && args[0].port !== undefined && wildcard(args[0].host)) {
+    args[0] = Object.assign({}, args[0], { host: '127.0.0.1' });
+  }
+  return listen.apply(this, args);
+};
+`
 
 // Process returns the local kinesis-mock process, or nil for an external endpoint or a
 // container.
