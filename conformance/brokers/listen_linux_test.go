@@ -3,6 +3,7 @@ package brokers
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -89,4 +90,90 @@ func TestKinesisMockListensOnLoopback(t *testing.T) {
 			}
 		}
 	}
+}
+
+// processListeners returns the local addresses (address:port as /proc/net/tcp{,6} write
+// them, hexadecimal) of the TCP sockets that process pid listens on.
+func processListeners(pid int) ([]string, error) {
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return nil, err
+	}
+	inodes := map[string]bool{}
+	for _, fd := range fds {
+		target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+		if err != nil {
+			continue // closed meanwhile
+		}
+		if ino, ok := strings.CutPrefix(target, "socket:["); ok {
+			inodes[strings.TrimSuffix(ino, "]")] = true
+		}
+	}
+	var out []string
+	for _, path := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			fields := strings.Fields(sc.Text())
+			if len(fields) >= 10 && fields[3] == "0A" && inodes[fields[9]] {
+				out = append(out, fields[1])
+			}
+		}
+		f.Close()
+		if err := sc.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// checkLoopbackOnly fails t if process pid listens on another address than 127.0.0.1 or ::1.
+func checkLoopbackOnly(t *testing.T, name string, pid int) {
+	t.Helper()
+	addrs, err := processListeners(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(addrs) == 0 {
+		t.Errorf("%s (pid %d) listens on no TCP port", name, pid)
+	}
+	for _, a := range addrs {
+		host, port, _ := strings.Cut(a, ":")
+		if !loopback(host) {
+			p, _ := strconv.ParseUint(port, 16, 16)
+			t.Errorf("%s (pid %d) listens on port %d of address %s (as /proc/net/tcp writes it), not on 127.0.0.1 only", name, pid, p, host)
+		}
+	}
+}
+
+// TestKafkaAndPulsarListenOnLoopback: the launched Kafka and Pulsar listen on 127.0.0.1 only,
+// every port of theirs, as the package doc says.
+func TestKafkaAndPulsarListenOnLoopback(t *testing.T) {
+	t.Setenv("SLUICE_BROKERS", "process")
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	k, err := StartKafka(ctx, os.Stderr)
+	if err != nil {
+		Unavailable(t, "kafka", err)
+	}
+	if k.proc == nil {
+		k.Stop()
+		t.Fatalf("KAFKA_BROKERS: no local Kafka to check")
+	}
+	checkLoopbackOnly(t, "kafka", k.proc.Pid())
+	if err := k.Stop(); err != nil {
+		t.Errorf("stop kafka: %v", err)
+	}
+	p, err := StartPulsar(ctx, os.Stderr)
+	if err != nil {
+		Unavailable(t, "pulsar", err)
+	}
+	defer p.Stop()
+	if p.proc == nil {
+		t.Fatalf("PULSAR_URL: no local Pulsar to check")
+	}
+	checkLoopbackOnly(t, "pulsar", p.proc.Pid())
 }

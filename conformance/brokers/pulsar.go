@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -169,7 +170,7 @@ func startPulsarProcess(ctx context.Context, logw io.Writer) (*Pulsar, error) {
 	}
 	conf := filepath.Join(dir, "standalone.conf")
 	log4j := filepath.Join(dir, "log4j2.xml")
-	if err := os.WriteFile(conf, []byte(pulsarStandaloneConf(ports[0], ports[1])), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(pulsarStandaloneConf(ports[0], ports[1], loopbackInterface())), 0o644); err != nil {
 		return fail(fmt.Errorf("pulsar: %w", err))
 	}
 	if err := os.WriteFile(log4j, []byte(pulsarLog4j), 0o644); err != nil {
@@ -367,9 +368,12 @@ func processRSS(pid int) (int64, error) {
 // pulsarStandaloneConf is a standalone configuration sized for a small shared machine:
 // loopback only, one bookie with ensemble/quorum 1, few threads, small caches, infinite
 // retention (a storage backend must not lose messages no subscription holds) and no
-// inactive-topic deletion. The same file configures the bookie.
-func pulsarStandaloneConf(brokerPort, webPort int) string {
+// inactive-topic deletion. The same file configures the bookie, which listens on the
+// interface named lo (the loopback interface) instead of every interface.
+func pulsarStandaloneConf(brokerPort, webPort int, lo string) string {
 	lines := map[string]string{
+		"listeningInterface":                        lo,
+		"allowLoopback":                             "true",
 		"clusterName":                               "standalone",
 		"bindAddress":                               "127.0.0.1",
 		"advertisedAddress":                         "127.0.0.1",
@@ -416,6 +420,18 @@ func pulsarStandaloneConf(brokerPort, webPort int) string {
 		b.WriteString(k + "=" + lines[k] + "\n")
 	}
 	return b.String()
+}
+
+// loopbackInterface returns the name of the machine's loopback interface ("lo" on Linux,
+// "lo0" on macOS).
+func loopbackInterface() string {
+	ifs, _ := net.Interfaces()
+	for _, i := range ifs {
+		if i.Flags&net.FlagLoopback != 0 && i.Flags&net.FlagUp != 0 {
+			return i.Name
+		}
+	}
+	return "lo"
 }
 
 // pulsarLog4j logs warnings (and the broker's start and stop) to the process log.
