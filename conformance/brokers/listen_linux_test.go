@@ -51,6 +51,8 @@ func loopback(addr string) bool {
 // TestKinesisMockListensOnLoopback: the launcher's kinesis-mock, which listens on every
 // interface by itself, is reachable on 127.0.0.1 only, as every launched broker is.
 func TestKinesisMockListensOnLoopback(t *testing.T) {
+	t.Setenv("SLUICE_BROKERS", "process") // a local process, the one to check
+	t.Setenv("KINESIS_ENDPOINT", "")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	k, err := StartKinesis(ctx, os.Stderr)
@@ -59,7 +61,7 @@ func TestKinesisMockListensOnLoopback(t *testing.T) {
 	}
 	defer k.Stop()
 	if k.Process() == nil {
-		t.Fatalf("KINESIS_ENDPOINT or Docker: no local kinesis-mock to check (unset KINESIS_ENDPOINT, SLUICE_BROKERS=process)")
+		t.Fatalf("no local kinesis-mock process to check")
 	}
 	var ports []int
 	for _, kv := range k.env {
@@ -152,7 +154,9 @@ func checkLoopbackOnly(t *testing.T, name string, pid int) {
 // TestKafkaAndPulsarListenOnLoopback: the launched Kafka and Pulsar listen on 127.0.0.1 only,
 // every port of theirs, as the package doc says.
 func TestKafkaAndPulsarListenOnLoopback(t *testing.T) {
-	t.Setenv("SLUICE_BROKERS", "process")
+	t.Setenv("SLUICE_BROKERS", "process") // local processes, the ones to check
+	t.Setenv("KAFKA_BROKERS", "")
+	t.Setenv("PULSAR_URL", "")
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	k, err := StartKafka(ctx, os.Stderr)
@@ -161,7 +165,7 @@ func TestKafkaAndPulsarListenOnLoopback(t *testing.T) {
 	}
 	if k.proc == nil {
 		k.Stop()
-		t.Fatalf("KAFKA_BROKERS: no local Kafka to check")
+		t.Fatalf("no local Kafka process to check")
 	}
 	checkLoopbackOnly(t, "kafka", k.proc.Pid())
 	if err := k.Stop(); err != nil {
@@ -173,7 +177,7 @@ func TestKafkaAndPulsarListenOnLoopback(t *testing.T) {
 	}
 	defer p.Stop()
 	if p.proc == nil {
-		t.Fatalf("PULSAR_URL: no local Pulsar to check")
+		t.Fatalf("no local Pulsar process to check")
 	}
 	checkLoopbackOnly(t, "pulsar", p.proc.Pid())
 }
