@@ -163,12 +163,12 @@ func TestKafkaAndPulsarListenOnLoopback(t *testing.T) {
 	if err != nil {
 		Unavailable(t, "kafka", err)
 	}
+	t.Cleanup(func() { k.Stop() }) // if the test ends before the Stop below
 	if k.proc == nil {
-		k.Stop()
 		t.Fatalf("no local Kafka process to check")
 	}
 	checkLoopbackOnly(t, "kafka", k.proc.Pid())
-	if err := k.Stop(); err != nil {
+	if err := k.Stop(); err != nil { // before Pulsar starts: one broker at a time
 		t.Errorf("stop kafka: %v", err)
 	}
 	p, err := StartPulsar(ctx, os.Stderr)
