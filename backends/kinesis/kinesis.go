@@ -45,6 +45,11 @@ type Options struct {
 	// [core.IndexDeleter], DeleteStream deletes the stream's saved indexes there too. The Store
 	// neither uses it otherwise nor closes it.
 	Index core.IndexStorage
+	// VolatileIndex says that the consumer indexes of this Store's streams do not survive a
+	// restart (Open sets it for an index= backend that does not declare Persistent, such as
+	// memory://): Capabilities then does not declare Persistent either, which promises that
+	// saved indexes survive too.
+	VolatileIndex bool
 }
 
 func (o *Options) withDefaults() Options {
@@ -176,11 +181,12 @@ func New(client *kinesis.Client, opts *Options) (*Store, error) {
 }
 
 // Capabilities: indexes are not dense (a failed append burns its indexes), data is
-// persistent, messages up to 1 MiB less a small header.
+// persistent (and so are saved indexes, unless Options.VolatileIndex), messages up to 1 MiB
+// less a small header.
 func (s *Store) Capabilities() core.Capabilities {
 	return core.Capabilities{
 		Name:           "kinesis",
-		Persistent:     true,
+		Persistent:     !s.opts.VolatileIndex,
 		MaxMessageSize: maxMessageSize,
 		MaxPartitions:  core.MaxPartitions,
 	}

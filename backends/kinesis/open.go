@@ -116,6 +116,7 @@ func Open(ctx context.Context, u *url.URL) (*core.Backend, error) {
 		return nil, fmt.Errorf("kinesis: index store %q: %w", core.RedactURL(indexURL), err)
 	}
 	store.opts.Index = idx.Index // DeleteStream deletes the stream's indexes there too
+	store.opts.VolatileIndex = idx.Storage != nil && !idx.Storage.Capabilities().Persistent
 	ci := composedIndex{idx.Index, idx}
 	if d, ok := idx.Index.(core.IndexDeleter); ok { // offer it as the index= store does
 		return &core.Backend{Storage: store, Index: struct {

@@ -339,8 +339,9 @@ func (f *fakeKinesis) lastRegion() string {
 }
 
 // TestOpenParameters checks, against a fake endpoint that answers Open's check, that the URL's
-// region, prefix and max_retries reach the Store, and that closing the backend closes the
-// index backend.
+// region, prefix and max_retries reach the Store, that closing the backend closes the
+// index backend, and that the backend declares Persistent only with a persistent index
+// backend.
 func TestOpenParameters(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv("AWS_REGION", "")
@@ -381,6 +382,18 @@ func TestOpenParameters(t *testing.T) {
 	}
 	if s := b.Storage.(*Store); s.opts.MaxRetries != 8 {
 		t.Errorf("no max_retries: MaxRetries %d, want the default 8", s.opts.MaxRetries)
+	}
+	// Persistent promises that saved indexes survive a restart too: not in memory://.
+	if b.Storage.Capabilities().Persistent {
+		t.Error("index=memory://: the backend declares Persistent, but its saved indexes do not survive a restart")
+	}
+	b2, err := core.Open(t.Context(), "kinesis://?endpoint="+ep+"&index=bbolt://"+url.QueryEscape(filepath.Join(dir, "index")))
+	if err != nil {
+		t.Fatalf("Open with index=bbolt: %v", err)
+	}
+	defer b2.Close()
+	if !b2.Storage.Capabilities().Persistent {
+		t.Error("index=bbolt://: the backend does not declare Persistent")
 	}
 }
 
