@@ -11,7 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// TestKafka starts a single-node Kafka, produces a record, kills and restarts the broker on
+// TestKafka starts a single-node Kafka (listening on loopback only), produces a record, kills and restarts the broker on
 // the same ports and data directory, and checks that the record is still there.
 func TestKafka(t *testing.T) {
 	if testing.Short() {
@@ -34,6 +34,9 @@ func TestKafka(t *testing.T) {
 			}
 		}
 	})
+	if k.proc != nil {
+		checkLoopbackOnly(t, "kafka", k.proc.Pid())
+	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers...), kgo.RequiredAcks(kgo.AllISRAcks()))
 	if err != nil {
 		t.Fatal(err)

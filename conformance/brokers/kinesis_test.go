@@ -29,6 +29,7 @@ func TestKinesisMockStartsAndRestarts(t *testing.T) {
 	if k.Process() == nil {
 		return // external endpoint: nothing to restart
 	}
+	checkLoopbackOnly(t, "kinesis-mock", k.Process().Pid())
 	old := k.Process().Pid()
 	if err := k.Restart(ctx); err != nil {
 		t.Fatalf("restart: %v", err)

@@ -7,8 +7,9 @@ import (
 	"time"
 )
 
-// TestPulsar starts a Pulsar standalone, checks it serves produce and read, restarts it
-// abruptly on the same ports and data, and checks it serves again.
+// TestPulsar starts a Pulsar standalone, checks it serves produce and read and listens on
+// loopback only, restarts it abruptly on the same ports and data, and checks it serves
+// again.
 func TestPulsar(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a Pulsar broker")
@@ -26,6 +27,9 @@ func TestPulsar(t *testing.T) {
 	})
 	if err := PulsarPing(ctx, p.URL); err != nil {
 		t.Fatalf("ping after start: %v", err)
+	}
+	if p.proc != nil {
+		checkLoopbackOnly(t, "pulsar", p.proc.Pid())
 	}
 	if !p.CanRestart() {
 		return
