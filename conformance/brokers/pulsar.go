@@ -122,10 +122,7 @@ func (p *Pulsar) RSS() (int64, error) {
 }
 
 func (p *Pulsar) rssNote() string {
-	if p.proc == nil {
-		return ""
-	}
-	rss, err := processRSS(p.proc.Pid())
+	rss, err := p.RSS() // reads p.proc under p.mu: a Stop may run meanwhile
 	if err != nil {
 		return ""
 	}
