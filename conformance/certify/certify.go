@@ -162,7 +162,8 @@ func mainArgs(ctx context.Context, name string, args []string, stdout, stderr io
 
 Run Sluice's conformance suite (%s %s) against each backend URL and write
 conformance.md, conformance.json and conformance.junit.xml into the -out directory. Exit
-status 1 when a subtest failed, 130 when SIGINT or SIGTERM interrupted the run.
+status 1 when a subtest failed or a backend could not be opened, 130 when SIGINT or
+SIGTERM interrupted the run.
 Registered schemes: %s.
 
 flags:

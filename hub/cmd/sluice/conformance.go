@@ -23,7 +23,8 @@ One line is printed per subtest (outcome, backend, name, duration, and the failu
 reason), and "still running" after 30s without one (a subtest against a slow broker may
 run until -subtest-timeout), then a report is written to the -out directory: a behaviour matrix (rows are
 subtests, columns are backends) as conformance.md, conformance.json and
-conformance.junit.xml. The exit status is 1 when any subtest failed.
+conformance.junit.xml. The exit status is 1 when any subtest failed or a backend could
+not be opened (the report says which, and why).
 
 Ctrl-C stops the run: the subtest running then is reported as interrupted (not failed),
 the subtests and backends not reached as not run, the report is titled INTERRUPTED, and
