@@ -64,6 +64,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sluicehq/sluice/core"
@@ -604,6 +605,10 @@ func (s Sample) String() string {
 
 // env is one backend under measurement: the backend, a hub on it and a client of the hub.
 type env struct {
+	// hubErr is the first error the hub logged during the current measurement (see
+	// measure): a backend whose appends fail makes the hub path wait for confirms that never
+	// come, which alone says only that the measurement timed out.
+	hubErr  firstLogged
 	b       *core.Backend
 	native  core.Storage // nil without a native client
 	h       *hub.Hub
@@ -623,7 +628,8 @@ type created struct {
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func newEnv(ctx context.Context, b *core.Backend) (*env, error) {
-	h, err := hub.New(b, hub.WithLogger(discard))
+	e := &env{b: b}
+	h, err := hub.New(b, hub.WithLogger(slog.New(&e.hubErr)))
 	if err != nil {
 		return nil, fmt.Errorf("bench: start hub: %w", err)
 	}
@@ -637,7 +643,45 @@ func newEnv(ctx context.Context, b *core.Backend) (*env, error) {
 	}
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
-	return &env{b: b, h: h, addr: addr.String(), cl: cl, prefix: "bench-" + hex.EncodeToString(rnd[:]) + "-"}, nil
+	e.h, e.addr, e.cl, e.prefix = h, addr.String(), cl, "bench-"+hex.EncodeToString(rnd[:])+"-"
+	return e, nil
+}
+
+// firstLogged is a slog.Handler that keeps the first record at level Error, as "message
+// key=value ...", and drops every other one (the hub's log is not the benchmark's output).
+type firstLogged struct {
+	mu    sync.Mutex
+	first string
+}
+
+func (f *firstLogged) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelError }
+
+func (f *firstLogged) Handle(_ context.Context, r slog.Record) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.first != "" {
+		return nil
+	}
+	var b strings.Builder
+	b.WriteString(r.Message)
+	r.Attrs(func(a slog.Attr) bool {
+		fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
+		return true
+	})
+	f.first = b.String()
+	return nil
+}
+
+func (f *firstLogged) WithAttrs([]slog.Attr) slog.Handler { return f } // the hub adds none
+func (f *firstLogged) WithGroup(string) slog.Handler      { return f }
+
+// take returns the record kept (empty if none) and forgets it.
+func (f *firstLogged) take() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	first := f.first
+	f.first = ""
+	return first
 }
 
 // close stops the client and the hub (not the backend) after deleting the streams.
@@ -686,6 +730,7 @@ type written struct {
 func (e *env) measure(ctx context.Context, cfg Config, st step, path string, pushed map[string]*written) Sample {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration+cfg.Timeout)
 	defer cancel()
+	e.hubErr.take() // what an earlier measurement left
 	storage := e.b.Storage
 	source := PathHub
 	if path == PathNative {
@@ -749,6 +794,9 @@ func (e *env) measure(ctx context.Context, cfg Config, st step, path string, pus
 		}
 	}
 	if err != nil {
+		if logged := e.hubErr.take(); logged != "" {
+			err = fmt.Errorf("%w (the hub logged: %s)", err, logged)
+		}
 		return Sample{Error: err.Error()}
 	}
 	return s

@@ -381,3 +381,39 @@ func TestPullWarmsUpPushedStream(t *testing.T) {
 		t.Errorf("the pushed stream was read from index 0 %d times, want 3 (warm-up, raw, hub): %v", read, from0)
 	}
 }
+
+// failingStorage fails every Append with its error.
+type failingStorage struct {
+	core.Storage
+	err error
+}
+
+func (s failingStorage) Append(context.Context, string, int, [][]byte) ([]uint64, error) {
+	return nil, s.err
+}
+
+// A backend whose appends fail makes the hub path wait for confirms that never come: the
+// failed measurement says why, with the error the hub logged (the backend's), not only that
+// it timed out.
+func TestHubPathFailureSaysWhy(t *testing.T) {
+	cause := errors.New("disk on fire")
+	failing := bench.Target{Open: func(ctx context.Context) (*core.Backend, error) {
+		b, err := core.Open(ctx, "memory://")
+		if err != nil {
+			return nil, err
+		}
+		return &core.Backend{Storage: failingStorage{b.Storage, cause}, Index: b.Index}, nil
+	}}
+	cfg := bench.Config{Sizes: []int{64}, Runs: 1, Duration: 10 * time.Millisecond, Timeout: time.Second, Workloads: []string{bench.Push}}
+	rep, err := bench.Run(t.Context(), cfg, failing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Rows) != 1 {
+		t.Fatalf("%d rows, want 1", len(rep.Rows))
+	}
+	hub := rep.Rows[0].Hub
+	if hub == nil || hub.Errors != 1 || !strings.Contains(hub.FirstError(), cause.Error()) {
+		t.Fatalf("hub path %+v; want one failed run whose error names the backend's %q", hub, cause)
+	}
+}
