@@ -89,7 +89,7 @@ func StartPulsar(ctx context.Context, logw io.Writer) (*Pulsar, error) {
 	}
 	p.Startup = time.Since(start)
 	fmt.Fprintf(logw, "pulsar: Apache Pulsar %s (%s) ready on %s (admin %s) in %s%s\n", PulsarVersion, p.Kind, p.URL, p.AdminURL,
-		p.Startup.Round(10*time.Millisecond), p.rssNote())
+		p.Startup.Round(10*time.Millisecond), rssNote(p.proc))
 	return p, nil
 }
 
@@ -105,7 +105,10 @@ func (p *Pulsar) Restart(ctx context.Context) error {
 		return err
 	}
 	p.Startup = took
-	fmt.Fprintf(p.logw, "pulsar: killed and restarted in %s%s\n", took.Round(10*time.Millisecond), p.rssNote())
+	p.mu.Lock() // a Stop may run meanwhile
+	note := rssNote(p.proc)
+	p.mu.Unlock()
+	fmt.Fprintf(p.logw, "pulsar: killed and restarted in %s%s\n", took.Round(10*time.Millisecond), note)
 	return nil
 }
 
@@ -121,8 +124,13 @@ func (p *Pulsar) RSS() (int64, error) {
 	return processRSS(proc.Pid())
 }
 
-func (p *Pulsar) rssNote() string {
-	rss, err := p.RSS() // reads p.proc under p.mu: a Stop may run meanwhile
+// rssNote returns ", JVM RSS N MiB" for proc, the standalone's process ("" for none). The
+// caller reads proc under p.mu, which stop holds while it calls its note.
+func rssNote(proc *Process) string {
+	if proc == nil {
+		return ""
+	}
+	rss, err := processRSS(proc.Pid())
 	if err != nil {
 		return ""
 	}
@@ -131,7 +139,7 @@ func (p *Pulsar) rssNote() string {
 
 // Stop shuts the standalone down (SIGTERM, then SIGKILL after 15s), reports the disk it used
 // and removes its data. Stopping an external cluster does nothing. A second Stop returns nil.
-func (p *Pulsar) Stop() error { return p.stop(p.Kind, p.rssNote) }
+func (p *Pulsar) Stop() error { return p.stop(p.Kind, func() string { return rssNote(p.proc) }) }
 
 func startPulsarProcess(ctx context.Context, logw io.Writer) (*Pulsar, error) {
 	java, err := pulsarJava()
