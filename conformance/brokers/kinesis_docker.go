@@ -15,7 +15,7 @@ const KinesisMockImage = "ghcr.io/etspaceman/kinesis-mock:" + KinesisMockVersion
 
 // startKinesisDocker runs kinesis-mock as a container with testcontainers-go, its plain port
 // published on the same port number on 127.0.0.1 so the endpoint survives a restart.
-func startKinesisDocker(ctx context.Context, log io.Writer, region string) (*Kinesis, error) {
+func startKinesisDocker(ctx context.Context, log io.Writer, region string, persist bool) (*Kinesis, error) {
 	port, err := FreePort()
 	if err != nil {
 		return nil, err
@@ -38,7 +38,7 @@ func startKinesisDocker(ctx context.Context, log io.Writer, region string) (*Kin
 			"AWS_REGION":              region,
 			"CREATE_STREAM_DURATION":  "0ms",
 			"DELETE_STREAM_DURATION":  "300ms",
-			"SHOULD_PERSIST_DATA":     "true",
+			"SHOULD_PERSIST_DATA":     strconv.FormatBool(persist),
 			"PERSIST_PATH":            "/tmp/kinesis-data",
 			"PERSIST_INTERVAL":        "500ms",
 		}),

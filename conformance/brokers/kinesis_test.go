@@ -125,3 +125,27 @@ func TestInstallKinesisMockConcurrentFirstUse(t *testing.T) {
 		t.Errorf("npm log %q; want one run: the other callers wait for it", got)
 	}
 }
+
+// A volatile kinesis-mock serves as the default one does but writes nothing to disk: its
+// state stays in memory (no file under its data path however long it runs).
+func TestKinesisMockVolatile(t *testing.T) {
+	t.Setenv("KINESIS_ENDPOINT", "") // a local process, the one to check
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	k, err := StartKinesisWith(ctx, os.Stderr, KinesisOptions{Volatile: true})
+	if err != nil {
+		Unavailable(t, "kinesis-mock", err)
+	}
+	defer k.Stop()
+	if k.Process() == nil {
+		t.Fatalf("no local kinesis-mock process to check")
+	}
+	if err := kinesisPing(ctx, k.Endpoint); err != nil {
+		t.Fatalf("ping %s: %v\n%s", k.Endpoint, err, k.LogTail(20))
+	}
+	// It would have written its state several times by now (every 500 ms).
+	time.Sleep(2 * time.Second)
+	if entries, err := os.ReadDir(filepath.Join(k.dir, "data")); err == nil && len(entries) > 0 {
+		t.Fatalf("a volatile kinesis-mock wrote %d file(s) to %s", len(entries), filepath.Join(k.dir, "data"))
+	}
+}

@@ -74,11 +74,13 @@ func startKinesis(ctx context.Context, log io.Writer) (bench.Target, string, fun
 	if os.Getenv("KINESIS_ENDPOINT") == "" && os.Getenv("AWS_EC2_METADATA_DISABLED") == "" {
 		os.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 	}
-	k, err := brokers.StartKinesis(ctx, log)
+	// The benchmark never restarts it: no state written to disk, which would take most of
+	// kinesis-mock's CPU (see brokers.KinesisOptions).
+	k, err := brokers.StartKinesisWith(ctx, log, brokers.KinesisOptions{Volatile: true})
 	if err != nil {
 		return bench.Target{}, "", nil, err
 	}
-	desc := "kinesis-mock " + brokers.KinesisMockVersion + " (npm kinesis-local), local process"
+	desc := "kinesis-mock " + brokers.KinesisMockVersion + " (npm kinesis-local), local process, state in memory only"
 	if os.Getenv("KINESIS_ENDPOINT") != "" {
 		desc = "external Kinesis endpoint (KINESIS_ENDPOINT)"
 	}
