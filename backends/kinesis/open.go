@@ -2,9 +2,11 @@ package kinesis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -16,6 +18,12 @@ import (
 )
 
 func init() { core.Register("kinesis", Open) }
+
+// serviceCheckTimeout bounds Open's check that the service answers when ctx allows longer:
+// it takes milliseconds on a healthy endpoint, and an endpoint that accepts connections and
+// never answers (a wrong port, a stuck proxy) would hold Open for as long as ctx lasts. A
+// variable for the tests.
+var serviceCheckTimeout = 10 * time.Second
 
 // Open opens a Store from a URL:
 //
@@ -29,8 +37,9 @@ func init() { core.Register("kinesis", Open) }
 // required: the backend URL that stores consumer indexes, since Kinesis has no store of its own
 // (for example index=bbolt:///var/lib/sluice/kinesis-index; index=memory:// forgets them on
 // restart). The index backend's package must be imported, as for any URL. Open checks that
-// the service answers (a ListStreams call): an unreachable endpoint or rejected credentials
-// fail here, with an error matching core.ErrUnavailable when the service cannot be reached,
+// the service answers (a ListStreams call, within 10 seconds): an unreachable endpoint or
+// rejected credentials fail here, with an error matching core.ErrUnavailable when the
+// service cannot be reached or does not answer in time,
 // and one matching core.ErrInvalidOption, saying what to check or set, when no credentials
 // are found (without endpoint=), AWS refuses them, or the IAM policy does not allow the call.
 func Open(ctx context.Context, u *url.URL) (*core.Backend, error) {
@@ -95,10 +104,19 @@ func Open(ctx context.Context, u *url.URL) (*core.Backend, error) {
 		return nil, err
 	}
 	// Fail now, as kafka:// does, rather than at the first request of a client.
-	if _, err := client.ListStreams(ctx, &kinesis.ListStreamsInput{Limit: aws.Int32(1)}, markCredentials); err != nil {
+	cctx, cancel := context.WithTimeout(ctx, serviceCheckTimeout)
+	_, err = client.ListStreams(cctx, &kinesis.ListStreamsInput{Limit: aws.Int32(1)}, markCredentials)
+	cancel()
+	if err != nil {
 		where := "the AWS endpoint of region " + cfg.Region
 		if endpoint != "" {
 			where = endpoint
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("kinesis: connect to %s: %w", where, ctx.Err())
+		}
+		if errors.Is(cctx.Err(), context.DeadlineExceeded) { // cancel came after the deadline
+			return nil, fmt.Errorf("kinesis: connect to %s: %w: no answer within %v: %w (is it a Kinesis endpoint? check endpoint=)", where, core.ErrUnavailable, serviceCheckTimeout, core.OwnTimeout(err))
 		}
 		if isCredsErr(err) {
 			return nil, fmt.Errorf("kinesis: connect to %s: %w: %w (%s)", where, core.ErrInvalidOption, err, credsHint)

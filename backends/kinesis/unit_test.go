@@ -756,3 +756,80 @@ func TestCallErr(t *testing.T) {
 		t.Errorf("callErr(the caller's deadline, DeadlineExceeded) = %v; want DeadlineExceeded", got)
 	}
 }
+
+// TestOpenEndpointThatNeverAnswers: an endpoint that accepts connections and never answers
+// (a wrong port, a stuck proxy) fails Open within serviceCheckTimeout even when the
+// caller's ctx has no deadline, with an error matching core.ErrUnavailable and naming the
+// endpoint, and never context.DeadlineExceeded, which is only the caller's. A caller's
+// ctx that ends first fails Open with the caller's error.
+func TestOpenEndpointThatNeverAnswers(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("AWS_PROFILE", "")
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns sync.WaitGroup
+	var held []net.Conn
+	var mu sync.Mutex
+	conns.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c) // read nothing, answer nothing
+			mu.Unlock()
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		conns.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	prev := serviceCheckTimeout
+	serviceCheckTimeout = 300 * time.Millisecond
+	t.Cleanup(func() { serviceCheckTimeout = prev })
+	rawURL := "kinesis://us-east-1?endpoint=http://" + ln.Addr().String() + "&index=memory://"
+
+	done := make(chan error, 1)
+	go func() {
+		b, err := core.Open(context.Background(), rawURL)
+		if err == nil {
+			b.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Open of an endpoint that never answers succeeded")
+		}
+		if !errors.Is(err, core.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) ||
+			!strings.Contains(err.Error(), ln.Addr().String()) || !strings.Contains(err.Error(), "no answer within") {
+			t.Errorf("Open: %v; want core.ErrUnavailable, not context.DeadlineExceeded, naming the endpoint and saying it did not answer", err)
+		}
+		t.Log(err)
+	case <-time.After(time.Minute):
+		t.Fatal("Open of an endpoint that never answers did not return within a minute; want it bounded by serviceCheckTimeout")
+	}
+
+	serviceCheckTimeout = time.Minute
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	b, err := core.Open(ctx, rawURL)
+	if err == nil {
+		b.Close()
+		t.Fatal("Open with an expired ctx succeeded")
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Open whose ctx ended first: %v; want the caller's context.DeadlineExceeded", err)
+	}
+}
