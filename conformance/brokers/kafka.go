@@ -120,7 +120,7 @@ func startKafkaProcess(ctx context.Context, logw io.Writer) (*Kafka, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "sluice-kafka-")
+	dir, err := newDataDir("sluice-kafka-")
 	if err != nil {
 		return nil, fmt.Errorf("kafka: data directory: %w", err)
 	}
@@ -130,7 +130,7 @@ func startKafkaProcess(ctx context.Context, logw io.Writer) (*Kafka, error) {
 		launched: launched{name: "kafka", logw: logw, dataDir: dir, logPath: filepath.Join(dir, "kafka.log")},
 	}
 	fail := func(err error) (*Kafka, error) {
-		os.RemoveAll(dir)
+		_ = removeDataDir(dir)
 		return nil, err
 	}
 	props := filepath.Join(dir, "server.properties")

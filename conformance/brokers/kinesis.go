@@ -3,6 +3,7 @@ package brokers
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -93,7 +94,7 @@ func StartKinesisWith(ctx context.Context, log io.Writer, opts KinesisOptions) (
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "sluice-kinesis-*")
+	dir, err := newDataDir("sluice-kinesis-*")
 	if err != nil {
 		return nil, fmt.Errorf("brokers: kinesis data dir: %w", err)
 	}
@@ -118,11 +119,11 @@ func StartKinesisWith(ctx context.Context, log io.Writer, opts KinesisOptions) (
 		),
 	}
 	if err := os.WriteFile(filepath.Join(dir, "loopback.js"), []byte(kinesisLoopbackJS), 0o644); err != nil {
-		os.RemoveAll(dir)
+		_ = removeDataDir(dir)
 		return nil, fmt.Errorf("brokers: kinesis-mock: %w", err)
 	}
 	if err := k.start(ctx); err != nil {
-		os.RemoveAll(dir)
+		_ = removeDataDir(dir)
 		return nil, err
 	}
 	fmt.Fprintf(log, "brokers: kinesis-mock %s ready at %s in %s\n", KinesisMockVersion, k.Endpoint, time.Since(start).Round(time.Millisecond))
@@ -196,7 +197,9 @@ func (k *Kinesis) Stop() error {
 		return nil
 	}
 	err := k.proc.Stop(5 * time.Second)
-	os.RemoveAll(k.dir)
+	if rerr := removeDataDir(k.dir); rerr != nil {
+		err = errors.Join(err, rerr)
+	}
 	return err
 }
 

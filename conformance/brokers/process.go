@@ -248,17 +248,26 @@ func DirSize(dir string) int64 {
 	return n
 }
 
-// live processes, killed on SIGINT/SIGTERM of the current process.
+// live holds the broker processes this process started and has not stopped, and the
+// temporary data directories of its launchers that are not removed yet: on SIGINT or
+// SIGTERM of the current process, KillAll kills the ones and removes the others.
 var live = struct {
 	sync.Mutex
 	m    map[*Process]struct{}
+	dirs map[string]struct{}
 	once sync.Once
-}{m: map[*Process]struct{}{}}
+}{m: map[*Process]struct{}{}, dirs: map[string]struct{}{}}
 
 func track(p *Process) {
 	live.Lock()
 	live.m[p] = struct{}{}
 	live.Unlock()
+	onSignalKillAll()
+}
+
+// onSignalKillAll makes SIGINT and SIGTERM of the current process call KillAll, then exit
+// as the signal would have.
+func onSignalKillAll() {
 	live.once.Do(func() {
 		ch := make(chan os.Signal, 1)
 		signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
@@ -280,16 +289,56 @@ func untrack(p *Process) {
 	live.Unlock()
 }
 
-// KillAll kills every broker process group this process started and has not yet stopped.
+// newDataDir creates a launcher's temporary data directory (os.MkdirTemp with pattern),
+// which removeDataDir removes, or KillAll if the current process is interrupted first.
+func newDataDir(pattern string) (string, error) {
+	dir, err := os.MkdirTemp("", pattern)
+	if err != nil {
+		return "", err
+	}
+	live.Lock()
+	live.dirs[dir] = struct{}{}
+	live.Unlock()
+	onSignalKillAll()
+	return dir, nil
+}
+
+// removeDataDir removes a directory newDataDir created.
+func removeDataDir(dir string) error {
+	live.Lock()
+	delete(live.dirs, dir)
+	live.Unlock()
+	return os.RemoveAll(dir)
+}
+
+// KillAll kills every broker process group this process started and has not yet stopped,
+// waits (up to 10 s) for them to exit, and removes the temporary data directories of the
+// brokers not stopped. The launchers call it when the current process receives SIGINT or
+// SIGTERM; a program that may end without stopping its brokers calls it before it exits.
 func KillAll() {
 	live.Lock()
 	ps := make([]*Process, 0, len(live.m))
 	for p := range live.m {
 		ps = append(ps, p)
 	}
+	dirs := make([]string, 0, len(live.dirs))
+	for d := range live.dirs {
+		dirs = append(dirs, d)
+	}
+	clear(live.dirs)
 	live.Unlock()
 	for _, p := range ps {
 		_ = syscall.Kill(-p.Pid(), syscall.SIGKILL)
+	}
+	deadline := time.After(10 * time.Second)
+	for _, p := range ps {
+		select {
+		case <-p.Done():
+		case <-deadline:
+		}
+	}
+	for _, d := range dirs {
+		_ = os.RemoveAll(d)
 	}
 }
 
@@ -305,7 +354,7 @@ func stopLocal(name string, proc *Process, dataDir string, log io.Writer, note s
 	}
 	err := proc.Stop(15 * time.Second)
 	fmt.Fprintf(log, "%s: stopped%s; data directory used %.1f MiB\n", name, note, float64(DirSize(dataDir))/(1<<20))
-	if rerr := os.RemoveAll(dataDir); rerr != nil {
+	if rerr := removeDataDir(dataDir); rerr != nil {
 		err = errors.Join(err, rerr)
 	}
 	return err

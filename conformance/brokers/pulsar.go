@@ -159,7 +159,7 @@ func startPulsarProcess(ctx context.Context, logw io.Writer) (*Pulsar, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "sluice-pulsar-")
+	dir, err := newDataDir("sluice-pulsar-")
 	if err != nil {
 		return nil, fmt.Errorf("pulsar: data directory: %w", err)
 	}
@@ -170,7 +170,7 @@ func startPulsarProcess(ctx context.Context, logw io.Writer) (*Pulsar, error) {
 		launched: launched{name: "pulsar", logw: logw, dataDir: dir, logPath: filepath.Join(dir, "pulsar.log")},
 	}
 	fail := func(err error) (*Pulsar, error) {
-		os.RemoveAll(dir)
+		_ = removeDataDir(dir)
 		return nil, err
 	}
 	conf := filepath.Join(dir, "standalone.conf")
