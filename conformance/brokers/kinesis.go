@@ -219,29 +219,31 @@ func installKinesisMock(ctx context.Context, log io.Writer) (string, error) {
 		return "", err
 	}
 	pkgDir := filepath.Join(cache, "node_modules", "kinesis-local")
-	if _, err := os.Stat(filepath.Join(pkgDir, "main.js")); err == nil {
-		return pkgDir, nil
-	}
-	// Test binaries that go test runs in parallel share the cache: one installs, the others
-	// wait for it and then find its main.js.
-	unlock, err := lockDir(ctx, cache)
+	err = fillCacheOnce(ctx, cache, func() error {
+		if _, err := exec.LookPath("npm"); err != nil {
+			return fmt.Errorf("brokers: installing kinesis-mock needs npm on PATH: %w", err)
+		}
+		// An install cut short may have left a package half written.
+		for _, name := range []string{"node_modules", "package.json", "package-lock.json"} {
+			if err := os.RemoveAll(filepath.Join(cache, name)); err != nil {
+				return fmt.Errorf("brokers: %w", err)
+			}
+		}
+		start := time.Now()
+		fmt.Fprintf(log, "brokers: installing kinesis-local@%s with npm (first use; cached in %s)\n", KinesisMockVersion, cache)
+		cmd := exec.CommandContext(ctx, "npm", "install", "--no-audit", "--no-fund", "--prefix", cache, "kinesis-local@"+KinesisMockVersion)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("brokers: npm install kinesis-local@%s: %w\n%s", KinesisMockVersion, err, tail(string(out), 20))
+		}
+		if _, err := os.Stat(filepath.Join(pkgDir, "main.js")); err != nil {
+			return fmt.Errorf("brokers: npm install kinesis-local@%s installed no main.js: %w", KinesisMockVersion, err)
+		}
+		fmt.Fprintf(log, "brokers: installed kinesis-local in %s, %d MiB\n", time.Since(start).Round(time.Second), DirSize(cache)>>20)
+		return nil
+	})
 	if err != nil {
 		return "", err
 	}
-	defer unlock()
-	if _, err := os.Stat(filepath.Join(pkgDir, "main.js")); err == nil {
-		return pkgDir, nil
-	}
-	if _, err := exec.LookPath("npm"); err != nil {
-		return "", fmt.Errorf("brokers: installing kinesis-mock needs npm on PATH: %w", err)
-	}
-	start := time.Now()
-	fmt.Fprintf(log, "brokers: installing kinesis-local@%s with npm (first use; cached in %s)\n", KinesisMockVersion, cache)
-	cmd := exec.CommandContext(ctx, "npm", "install", "--no-audit", "--no-fund", "--prefix", cache, "kinesis-local@"+KinesisMockVersion)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("brokers: npm install kinesis-local@%s: %w\n%s", KinesisMockVersion, err, tail(string(out), 20))
-	}
-	fmt.Fprintf(log, "brokers: installed kinesis-local in %s, %d MiB\n", time.Since(start).Round(time.Second), DirSize(cache)>>20)
 	return pkgDir, nil
 }
 

@@ -77,29 +77,24 @@ func TestKinesisEndpointThatRejectsTheSignature(t *testing.T) {
 	}
 }
 
-// fakeNpm is an npm that installs a main.js under --prefix and logs "run" into
-// $FAKE_NPM_LOG, "overlap" when another run of it is in progress.
+// fakeNpm is an npm that installs a kinesis-local with an empty main.js under --prefix and
+// logs "run" into $FAKE_LOG, "overlap" when another run of it is in progress. With
+// FAKE_FAIL=1 it is cut short: main.js is written, the rest of the package is not.
 const fakeNpm = `#!/bin/sh
 while [ $# -gt 0 ]; do case "$1" in --prefix) prefix="$2"; shift;; esac; shift; done
-mkdir "$FAKE_NPM_LOG.running" 2>/dev/null || echo overlap >> "$FAKE_NPM_LOG"
+mkdir "$FAKE_LOG.running" 2>/dev/null || echo overlap >> "$FAKE_LOG"
 sleep 0.3
 mkdir -p "$prefix/node_modules/kinesis-local" && echo > "$prefix/node_modules/kinesis-local/main.js"
-echo run >> "$FAKE_NPM_LOG"
-rmdir "$FAKE_NPM_LOG.running"
+echo run >> "$FAKE_LOG"
+rmdir "$FAKE_LOG.running"
+if [ "$FAKE_FAIL" = 1 ]; then echo > "$prefix/node_modules/half-installed.js"; exit 1; fi
 `
 
 // TestInstallKinesisMockConcurrentFirstUse: the test binaries that go test runs in parallel
 // install kinesis-mock into the same cache on first use: one installs it, the others wait
 // for it, instead of two npm installs into one directory at once.
 func TestInstallKinesisMockConcurrentFirstUse(t *testing.T) {
-	bin := t.TempDir()
-	if err := os.WriteFile(filepath.Join(bin, "npm"), []byte(fakeNpm), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	log := filepath.Join(t.TempDir(), "npm.log")
-	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
-	t.Setenv("FAKE_NPM_LOG", log)
-	t.Setenv("SLUICE_CACHE", t.TempDir())
+	log := fakeTool(t, "npm", fakeNpm)
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	dirs := make([]string, 3)
@@ -117,12 +112,30 @@ func TestInstallKinesisMockConcurrentFirstUse(t *testing.T) {
 			t.Errorf("caller %d: installKinesisMock = %q, %v; want %q", i, dirs[i], errs[i], dirs[0])
 		}
 	}
-	data, err := os.ReadFile(log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := strings.Fields(string(data)); len(got) != 1 || got[0] != "run" {
+	if got := runs(t, log); len(got) != 1 || got[0] != "run" {
 		t.Errorf("npm log %q; want one run: the other callers wait for it", got)
+	}
+}
+
+// TestInstallKinesisMockCutShortInstallsAgain: an npm install that failed or was cut short
+// (a crash, Ctrl-C) after it wrote kinesis-local's main.js is not taken for an install: the
+// next call installs again, into a clean directory.
+func TestInstallKinesisMockCutShortInstallsAgain(t *testing.T) {
+	log := fakeTool(t, "npm", fakeNpm)
+	t.Setenv("FAKE_FAIL", "1")
+	if dir, err := installKinesisMock(t.Context(), io.Discard); err == nil {
+		t.Fatalf("installKinesisMock with npm failing = %q; want an error", dir)
+	}
+	t.Setenv("FAKE_FAIL", "")
+	dir, err := installKinesisMock(t.Context(), io.Discard)
+	if err != nil {
+		t.Fatalf("installKinesisMock after a failed install: %v", err)
+	}
+	if got := runs(t, log); len(got) != 2 {
+		t.Errorf("npm log %q; want two runs: the failed one and the one after it", got)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(dir), "half-installed.js")); !os.IsNotExist(err) {
+		t.Errorf("what the failed install left is still there (stat: %v); want a clean install", err)
 	}
 }
 

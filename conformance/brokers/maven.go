@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,7 +11,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -52,35 +50,29 @@ func MavenClasspathBOM(ctx context.Context, name string, boms, artifacts []Maven
 		return nil, err
 	}
 	libDir := filepath.Join(dir, "lib")
-	marker := filepath.Join(dir, ".complete")
-	if _, err := os.Stat(marker); err != nil {
-		// Test binaries that go test runs in parallel share the cache: one resolves, the
-		// others wait for it and then find its marker.
-		unlock, err := lockDir(ctx, dir)
-		if err != nil {
-			return nil, err
-		}
-		defer unlock()
-	}
-	if _, err := os.Stat(marker); err != nil {
+	err = fillCacheOnce(ctx, dir, func() error {
 		if _, err := exec.LookPath("mvn"); err != nil {
-			return nil, fmt.Errorf("brokers: %s needs Maven (mvn) to download its jars: %w", name, err)
+			return fmt.Errorf("brokers: %s needs Maven (mvn) to download its jars: %w", name, err)
+		}
+		// A resolution cut short may have left a jar half written, which mvn would keep.
+		if err := os.RemoveAll(libDir); err != nil {
+			return fmt.Errorf("brokers: %w", err)
 		}
 		if err := os.WriteFile(filepath.Join(dir, "pom.xml"), []byte(pom(name, boms, artifacts, excludes)), 0o644); err != nil {
-			return nil, fmt.Errorf("brokers: write pom: %w", err)
+			return fmt.Errorf("brokers: write pom: %w", err)
 		}
 		start := time.Now()
 		fmt.Fprintf(log, "brokers: resolving %s from Maven Central (first use; cached in %s)\n", name, dir)
 		cmd := exec.CommandContext(ctx, "mvn", "-B", "-q", "-f", filepath.Join(dir, "pom.xml"),
 			"dependency:copy-dependencies", "-DincludeScope=runtime", "-DoutputDirectory="+libDir)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			return nil, fmt.Errorf("brokers: mvn resolve %s: %w\n%s", name, err, tail(string(out), 30))
-		}
-		if err := os.WriteFile(marker, nil, 0o644); err != nil {
-			return nil, fmt.Errorf("brokers: %w", err)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("brokers: mvn resolve %s: %w\n%s", name, err, tail(string(out), 30))
 		}
 		fmt.Fprintf(log, "brokers: resolved %s in %s, %d MiB\n", name, time.Since(start).Round(time.Second), DirSize(libDir)>>20)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	jars, err := filepath.Glob(filepath.Join(libDir, "*.jar"))
 	if err != nil || len(jars) == 0 {
@@ -122,31 +114,6 @@ func pom(name string, boms, artifacts []MavenArtifact, excludes []string) string
 	}
 	b.WriteString("  </dependencies>\n</project>\n")
 	return b.String()
-}
-
-// lockDir takes the exclusive lock of dir (a flock on dir/.lock), waiting for another process
-// or goroutine that holds it until ctx ends. The returned function releases it.
-func lockDir(ctx context.Context, dir string) (unlock func(), err error) {
-	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("brokers: lock %s: %w", dir, err)
-	}
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() { f.Close() }, nil // closing releases the lock
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			f.Close()
-			return nil, fmt.Errorf("brokers: lock %s: %w", dir, err)
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("brokers: waiting for another process to fill %s: %w", dir, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
 
 // Java returns the java binary to run: $JAVA_HOME/bin/java, else java on PATH.

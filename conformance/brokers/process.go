@@ -177,24 +177,6 @@ func FreePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-// CacheDir returns (and creates) the download cache directory for sub:
-// $SLUICE_CACHE/sub, or the user cache directory + "/sluice/" + sub.
-func CacheDir(sub string) (string, error) {
-	base := os.Getenv("SLUICE_CACHE")
-	if base == "" {
-		uc, err := os.UserCacheDir()
-		if err != nil {
-			return "", fmt.Errorf("cache directory: %w (set SLUICE_CACHE)", err)
-		}
-		base = filepath.Join(uc, "sluice")
-	}
-	dir := filepath.Join(base, sub)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("cache directory: %w", err)
-	}
-	return dir, nil
-}
-
 // Required reports whether brokers must start (CI=true or SLUICE_REQUIRE_BROKERS=1): then a
 // broker that cannot start fails the test instead of skipping it.
 func Required() bool {
