@@ -26,6 +26,7 @@ type Kinesis struct {
 
 	proc    *Process
 	ctr     *brokerContainer
+	ready   func(context.Context) error // a container's: kinesis-mock answers
 	env     []string
 	node    string
 	pkgDir  string
@@ -173,10 +174,17 @@ net.Server.prototype.listen = function (...args) {
 func (k *Kinesis) Process() *Process { return k.proc }
 
 // Restart kills kinesis-mock and starts it again on the same ports with the same data
-// directory. Data persisted before the kill (kinesis-mock writes every 500ms) is reloaded.
+// directory. Data persisted before the kill (kinesis-mock writes every 500ms) is reloaded. It
+// returns once kinesis-mock answers again (process or container).
 func (k *Kinesis) Restart(ctx context.Context) error {
 	if k.ctr != nil {
-		return k.ctr.restart(ctx)
+		if err := k.ctr.restart(ctx); err != nil {
+			return err
+		}
+		if err := k.ready(ctx); err != nil {
+			return fmt.Errorf("brokers: kinesis-mock container not ready after restart: %w", err)
+		}
+		return nil
 	}
 	if k.proc == nil {
 		return fmt.Errorf("brokers: cannot restart an external Kinesis endpoint")

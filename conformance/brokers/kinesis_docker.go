@@ -46,5 +46,5 @@ func startKinesisDocker(ctx context.Context, log io.Writer, region string, persi
 	if err != nil {
 		return nil, err
 	}
-	return &Kinesis{Endpoint: endpoint, Region: region, ctr: &brokerContainer{name: "kinesis-mock", c: c}}, nil
+	return &Kinesis{Endpoint: endpoint, Region: region, ctr: &brokerContainer{name: "kinesis-mock", c: c}, ready: ready}, nil
 }
