@@ -290,8 +290,9 @@ func New(ctx context.Context, path string, opts *Options) (*Store, error) {
 // (the Store keeps the next index of each partition in memory), and at most one Store may use
 // a db at a time. opts.NoSync, SyncFreelist, LockTimeout and FileMode are ignored: they are
 // db's business.
-// Close waits for the Store's own transactions, so a write transaction the caller keeps open
-// delays it.
+// NewWithDB creates the buckets in a write transaction: a write transaction the caller
+// keeps open delays it, whatever ctx (checked on entry only; bbolt's transactions cannot be
+// cancelled). Close likewise waits for the Store's own transactions.
 func NewWithDB(ctx context.Context, db *bolt.DB, opts *Options) (*Store, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
