@@ -108,26 +108,9 @@ func TestEarlyDataPendingAcrossSessionRestore(t *testing.T) {
 	if err := rc.SaveSession(path); err != nil { // the device stops (or crashes after a save)
 		t.Fatal(err)
 	}
-	// The position the subscription saves: past what it delivered, but not past what is
-	// pending.
-	resume := uint64(8)
-	if l, ok := sub.Lowest(); ok {
-		resume = min(resume, l)
-	}
-	nb, l2 := f.crashB(t) // the device restarts
-	if err := nb.Register("echo", echo(&l2, f.peers)); err != nil {
-		t.Fatal(err)
-	}
-	sb, err := l2.RestoreSession(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sub2 := routing.NewTracker()
-	for i := resume; i <= 8; i++ { // the subscription resumes from its saved position
-		if err := nb.Send(sub2.Context(ctx, i), stream[i].Clone()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	// The device restarts, and the subscription resumes from the position it saved: past
+	// what it delivered, but not past what is pending.
+	sb, _, sub2 := crashAndResume(t, f, stream, sub, 8, func(l *Listener) (*SecureChannel, error) { return l.RestoreSession(path) })
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := sb.Wait(wctx); err != nil {
@@ -162,30 +145,28 @@ func halfOpenSavedThenMessage3(t *testing.T, f *fixture, save func(*SecureChanne
 }
 
 // crashAndResume closes b's listener and node without saving anything more (a crash),
-// starts a new node "b" with a listener, restores the responder with restore, and delivers
-// the stream from the position the subscription saved: past what it delivered (up to 9),
-// but not past what is pending with sub.
-func crashAndResume(t *testing.T, f *fixture, stream map[uint64]wire.TransportMessage, sub *routing.Tracker, restore func(*Listener) (*SecureChannel, error)) (*SecureChannel, uint64) {
+// starts a new node "b" with a listener and the echo worker, restores the responder with
+// restore, and delivers the stream from the position the subscription saved: past what it
+// delivered (up to last), but not past what is pending with sub. It returns the restored
+// responder, the index it resumed from, and the Tracker of the resumed subscription.
+func crashAndResume(t *testing.T, f *fixture, stream map[uint64]wire.TransportMessage, sub *routing.Tracker, last uint64, restore func(*Listener) (*SecureChannel, error)) (*SecureChannel, uint64, *routing.Tracker) {
 	t.Helper()
-	resume := uint64(9)
+	resume := last
 	if l, ok := sub.Lowest(); ok {
 		resume = min(resume, l)
 	}
-	nb, l2 := f.crashB(t)
-	if err := nb.Register("echo", echo(&l2, f.peers)); err != nil {
-		t.Fatal(err)
-	}
+	nb, l2 := f.crashBWithEcho(t)
 	sb, err := restore(l2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	sub2 := routing.NewTracker()
-	for i := resume; i <= 9; i++ {
+	for i := resume; i <= last; i++ {
 		if err := nb.Send(sub2.Context(context.Background(), i), stream[i].Clone()); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return sb, resume
+	return sb, resume, sub2
 }
 
 // TestMessage3PendingUntilSaved: a responder saved while it waited for message 3 completes
@@ -205,7 +186,7 @@ func TestMessage3PendingUntilSaved(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	sb, resume := crashAndResume(t, f, stream, sub, func(l *Listener) (*SecureChannel, error) { return l.Restore(state) })
+	sb, resume, _ := crashAndResume(t, f, stream, sub, 9, func(l *Listener) (*SecureChannel, error) { return l.Restore(state) })
 	if sb.PeerIdentity() != f.ida.PublicKey() {
 		t.Fatalf("the restored responder never got message 3 (the subscription resumed at %d, past it): the channel is lost", resume)
 	}
@@ -234,7 +215,7 @@ func TestMessage3CompletesSavedSession(t *testing.T) {
 	if n := sub.Pending(); n != 0 {
 		t.Fatalf("%d message(s) pending after message 3 completed a channel with a session file", n)
 	}
-	sb, _ := crashAndResume(t, f, stream, sub, func(l *Listener) (*SecureChannel, error) { return l.RestoreSession(path) })
+	sb, _, _ := crashAndResume(t, f, stream, sub, 9, func(l *Listener) (*SecureChannel, error) { return l.RestoreSession(path) })
 	if sb.PeerIdentity() != f.ida.PublicKey() {
 		t.Fatal("the restored responder is not open: its file still held the half-open handshake")
 	}

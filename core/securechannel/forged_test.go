@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -226,52 +225,11 @@ func TestRoutingForgedMessage3(t *testing.T) {
 // saving the open channel.
 func TestSessionRestoreResponderForgedMessage3(t *testing.T) {
 	f := newFixture(t, false, 0)
-	// Hold back what A sends to B after message 1 (message 3 and data): B is "offline".
-	var mu sync.Mutex
-	var held []wire.TransportMessage
-	hold := true
-	f.net.mu.Lock()
-	f.net.fault = func(from string, m wire.TransportMessage) []wire.TransportMessage {
-		mu.Lock()
-		defer mu.Unlock()
-		if typ, _ := PeekType(m.Payload); from == "a" && hold && typ != TypeHandshake1 {
-			held = append(held, m)
-			return nil
-		}
-		return []wire.TransportMessage{m}
-	}
-	f.net.mu.Unlock()
+	sc, rc, path, off := f.dialWhileBOffline(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	dialed := make(chan *SecureChannel, 1)
-	go func() {
-		sc, err := Dial(ctx, f.a, f.listenerRoute, f.cfgA)
-		if err != nil {
-			t.Error(err)
-		}
-		dialed <- sc
-	}()
-	var rc *SecureChannel
-	waitFor(t, func() bool {
-		f.listener.mu.Lock()
-		defer f.listener.mu.Unlock()
-		for _, c := range f.listener.hellos {
-			rc = c
-		}
-		return rc != nil
-	})
-	path := filepath.Join(t.TempDir(), "b.session")
-	waitFor(t, func() bool { return rc.SaveSession(path) == nil }) // once message 2 is written
-	sc := <-dialed
-	if sc == nil {
-		t.FailNow()
-	}
-	defer sc.Close()
-	f.send(t, sc, "while B is offline")
 
-	mu.Lock()
-	msgs := held
-	mu.Unlock()
+	msgs := off.messages()
 	var m3 wire.TransportMessage
 	for _, m := range msgs {
 		if MessageType(m.Payload[0]) == TypeHandshake3 {
@@ -300,10 +258,7 @@ func TestSessionRestoreResponderForgedMessage3(t *testing.T) {
 		t.Fatalf("save the responder after a forged message 3: %v", err)
 	}
 
-	nb, l2 := f.crashB(t)
-	if err := nb.Register("echo", echo(&l2, f.peers)); err != nil {
-		t.Fatal(err)
-	}
+	nb, l2 := f.crashBWithEcho(t)
 	sb, err := l2.RestoreSession(path)
 	if err != nil {
 		t.Fatal(err)
@@ -320,9 +275,7 @@ func TestSessionRestoreResponderForgedMessage3(t *testing.T) {
 		t.Fatalf("restored responder Rejected = %d, want %d", got, len(forged))
 	}
 
-	mu.Lock()
-	hold = false
-	mu.Unlock()
+	off.online()
 	for _, m := range msgs {
 		if err := nb.Send(context.Background(), m); err != nil {
 			t.Fatal(err)

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -377,54 +376,11 @@ func send(t *testing.T, node *routing.Node, sc *SecureChannel, payload string) {
 // the restored responder completes the handshake and delivers the data.
 func TestSessionRestoreResponderAwaitingMessage3(t *testing.T) {
 	f := newFixture(t, false, 0)
-	// Hold back what A sends to B after message 1 (message 3 and data): B is "offline".
-	var mu sync.Mutex
-	var held []wire.TransportMessage
-	hold := true
-	f.net.mu.Lock()
-	f.net.fault = func(from string, m wire.TransportMessage) []wire.TransportMessage {
-		mu.Lock()
-		defer mu.Unlock()
-		if typ, _ := PeekType(m.Payload); from == "a" && hold && typ != TypeHandshake1 {
-			held = append(held, m)
-			return nil
-		}
-		return []wire.TransportMessage{m}
-	}
-	f.net.mu.Unlock()
-	var rc *SecureChannel
+	_, _, path, off := f.dialWhileBOffline(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	dialed := make(chan *SecureChannel, 1)
-	go func() {
-		sc, err := Dial(ctx, f.a, f.listenerRoute, f.cfgA)
-		if err != nil {
-			t.Error(err)
-		}
-		dialed <- sc
-	}()
-	waitFor(t, func() bool {
-		f.listener.mu.Lock()
-		defer f.listener.mu.Unlock()
-		for _, c := range f.listener.hellos {
-			rc = c
-		}
-		return rc != nil
-	})
-	dir := t.TempDir()
-	path := filepath.Join(dir, "b.session")
-	waitFor(t, func() bool { return rc.SaveSession(path) == nil }) // once message 2 is written
-	sc := <-dialed
-	if sc == nil {
-		t.FailNow()
-	}
-	defer sc.Close()
-	f.send(t, sc, "while B is offline")
 
-	nb, l2 := f.crashB(t)
-	if err := nb.Register("echo", echo(&l2, f.peers)); err != nil {
-		t.Fatal(err)
-	}
+	nb, l2 := f.crashBWithEcho(t)
 	sb, err := l2.RestoreSession(path)
 	if err != nil {
 		t.Fatal(err)
@@ -432,10 +388,7 @@ func TestSessionRestoreResponderAwaitingMessage3(t *testing.T) {
 	if sb.PeerIdentity() != (PublicKey{}) {
 		t.Fatal("a responder waiting for message 3 knows its peer")
 	}
-	mu.Lock()
-	hold = false
-	msgs := held
-	mu.Unlock()
+	msgs := off.online()
 	if len(msgs) < 2 {
 		t.Fatalf("held %d messages, want message 3 and data", len(msgs))
 	}

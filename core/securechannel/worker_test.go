@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -172,6 +173,88 @@ func (f *fixture) crashB(t *testing.T) (*routing.Node, *Listener) {
 	}
 	t.Cleanup(func() { l.Close() })
 	return nb, l
+}
+
+// crashBWithEcho stops and starts device B as crashB does, and registers B's echo worker on
+// the new node as newFixture does: its replies go back through the new listener's channels.
+func (f *fixture) crashBWithEcho(t *testing.T) (*routing.Node, *Listener) {
+	t.Helper()
+	nb, l := f.crashB(t)
+	if err := nb.Register("echo", echo(&l, f.peers)); err != nil {
+		t.Fatal(err)
+	}
+	return nb, l
+}
+
+// offline holds back what node "a" sends to "b" after message 1 (message 3 and data) while
+// B is offline; see dialWhileBOffline.
+type offline struct {
+	mu   sync.Mutex
+	held []wire.TransportMessage
+	hold bool
+}
+
+// messages returns what was held back so far.
+func (o *offline) messages() []wire.TransportMessage {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.held
+}
+
+// online stops holding messages back and returns those held.
+func (o *offline) online() []wire.TransportMessage {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.hold = false
+	return o.held
+}
+
+// dialWhileBOffline dials B while what A sends to B after message 1 is held back, as if B
+// went offline once it answered: it saves B's half-open channel to a session file once that
+// channel wrote message 2, and sends "while B is offline" on A's channel (closed when the
+// test ends). It returns A's channel, B's half-open one, the session file, and what is held
+// back.
+func (f *fixture) dialWhileBOffline(t *testing.T) (sc, rc *SecureChannel, path string, o *offline) {
+	t.Helper()
+	o = &offline{hold: true}
+	f.net.mu.Lock()
+	f.net.fault = func(from string, m wire.TransportMessage) []wire.TransportMessage {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		if typ, _ := PeekType(m.Payload); from == "a" && o.hold && typ != TypeHandshake1 {
+			o.held = append(o.held, m)
+			return nil
+		}
+		return []wire.TransportMessage{m}
+	}
+	f.net.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dialed := make(chan *SecureChannel, 1)
+	go func() {
+		sc, err := Dial(ctx, f.a, f.listenerRoute, f.cfgA)
+		if err != nil {
+			t.Error(err)
+		}
+		dialed <- sc
+	}()
+	waitFor(t, func() bool {
+		f.listener.mu.Lock()
+		defer f.listener.mu.Unlock()
+		for _, c := range f.listener.hellos {
+			rc = c
+		}
+		return rc != nil
+	})
+	path = filepath.Join(t.TempDir(), "b.session")
+	waitFor(t, func() bool { return rc.SaveSession(path) == nil }) // once message 2 is written
+	sc = <-dialed
+	if sc == nil {
+		t.FailNow()
+	}
+	t.Cleanup(func() { sc.Close() })
+	f.send(t, sc, "while B is offline")
+	return sc, rc, path, o
 }
 
 func (f *fixture) dial(t *testing.T) *SecureChannel {
