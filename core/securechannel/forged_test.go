@@ -46,29 +46,10 @@ func TestHandshakeForgedMessage3(t *testing.T) {
 		{name: "restored", export: true, restore: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ini, err := NewInitiator(ci)
-			if err != nil {
-				t.Fatal(err)
-			}
-			res, err := NewResponder(cr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := res.ReadMessage(mustWrite(t, ini)); err != nil {
-				t.Fatal(err)
-			}
-			m2 := mustWrite(t, res)
+			ini, res, m2 := toMessage2(t, ci, cr)
 			_, ephemeral, _ := res.awaitingMessage3()
 			if tc.export {
-				hello, eph, ok := res.exportAwaitingMessage3()
-				if !ok {
-					t.Fatal("a responder that wrote message 2 cannot be exported")
-				}
-				if tc.restore {
-					if res, err = restoreResponder(cr, hello, eph); err != nil {
-						t.Fatal(err)
-					}
-				}
+				res = exportResponder(t, res, cr, tc.restore)
 			}
 			if err := ini.ReadMessage(m2); err != nil {
 				t.Fatal(err)
@@ -115,18 +96,8 @@ func TestHandshakeForgedMessage3(t *testing.T) {
 		})
 	}
 	t.Run("untrusted initiator still ends it", func(t *testing.T) {
-		ini, err := NewInitiator(ci)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res, err := NewResponder(Config{Identity: ib, Trust: TrustKeys(mustIdentity(t).PublicKey())})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := res.ReadMessage(mustWrite(t, ini)); err != nil {
-			t.Fatal(err)
-		}
-		if err := ini.ReadMessage(mustWrite(t, res)); err != nil {
+		ini, res, m2 := toMessage2(t, ci, Config{Identity: ib, Trust: TrustKeys(mustIdentity(t).PublicKey())})
+		if err := ini.ReadMessage(m2); err != nil {
 			t.Fatal(err)
 		}
 		m3 := mustWrite(t, ini)

@@ -53,6 +53,44 @@ func runHandshake(tb testing.TB, ci, cr Config) (ini, res *Handshake, err error)
 	return ini, res, res.ReadMessage(m3)
 }
 
+// toMessage2 starts an XX handshake between fresh handshakes built from ci and cr: the
+// initiator writes message 1, the responder reads it and writes message 2, which it returns
+// for the initiator to read.
+func toMessage2(t *testing.T, ci, cr Config) (ini, res *Handshake, m2 []byte) {
+	t.Helper()
+	ini, err := NewInitiator(ci)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err = NewResponder(cr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res.ReadMessage(mustWrite(t, ini)); err != nil {
+		t.Fatal(err)
+	}
+	return ini, res, mustWrite(t, res)
+}
+
+// exportResponder exports res, a responder of cr that wrote message 2 and waits for message
+// 3, as saving its channel does. With restore it returns the responder restored from that
+// export, as a restarted process has it; else res itself.
+func exportResponder(t *testing.T, res *Handshake, cr Config, restore bool) *Handshake {
+	t.Helper()
+	hello, eph, ok := res.exportAwaitingMessage3()
+	if !ok {
+		t.Fatal("a responder that wrote message 2 cannot be exported")
+	}
+	if !restore {
+		return res
+	}
+	restored, err := restoreResponder(cr, hello, eph)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return restored
+}
+
 // pair returns an established initiator and responder channel.
 func pair(tb testing.TB, rekeyAfter uint64) (a, b *Channel) {
 	tb.Helper()

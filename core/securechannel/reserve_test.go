@@ -92,29 +92,9 @@ func TestExportedResponderReservesNothing(t *testing.T) {
 		{name: "restored", export: true, restore: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ini, err := NewInitiator(ci)
-			if err != nil {
-				t.Fatal(err)
-			}
-			res, err := NewResponder(cr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			m1 := mustWrite(t, ini)
-			if err := res.ReadMessage(m1); err != nil {
-				t.Fatal(err)
-			}
-			m2 := mustWrite(t, res)
+			ini, res, m2 := toMessage2(t, ci, cr)
 			if tc.export {
-				hello, eph, ok := res.exportAwaitingMessage3()
-				if !ok {
-					t.Fatal("a responder that wrote message 2 cannot be exported")
-				}
-				if tc.restore {
-					if res, err = restoreResponder(cr, hello, eph); err != nil {
-						t.Fatal(err)
-					}
-				}
+				res = exportResponder(t, res, cr, tc.restore)
 			}
 			if err := ini.ReadMessage(m2); err != nil {
 				t.Fatal(err)
