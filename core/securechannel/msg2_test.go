@@ -18,12 +18,13 @@ import (
 // mailbox holds one message, so that a send of message 2 can be cut short: fill makes the
 // worker busy with one message and queues another, and free lets it take them.
 type msg2Fixture struct {
-	node    *routing.Node
-	l       *Listener
-	ida     *Identity
-	idb     *Identity
-	arrived chan []byte
-	release chan struct{}
+	node       *routing.Node
+	l          *Listener
+	ida        *Identity
+	idb        *Identity
+	cfgA, cfgB Config // an initiator of ida and the listener, of idb, trusting each other
+	arrived    chan []byte
+	release    chan struct{}
 }
 
 func newMsg2Fixture(t *testing.T, ida, idb *Identity) *msg2Fixture {
@@ -34,7 +35,9 @@ func newMsg2Fixture(t *testing.T, ida, idb *Identity) *msg2Fixture {
 	}
 	t.Cleanup(func() { node.Close() })
 	f := &msg2Fixture{node: node, ida: ida, idb: idb, arrived: make(chan []byte, 10), release: make(chan struct{})}
-	f.l, err = Listen(node, "sc", Config{Identity: f.idb, Trust: TrustKeys(f.ida.PublicKey())}, nil)
+	f.cfgA = Config{Identity: ida, Trust: TrustKeys(idb.PublicKey())}
+	f.cfgB = Config{Identity: idb, Trust: TrustKeys(ida.PublicKey())}
+	f.l, err = Listen(node, "sc", f.cfgB, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,11 +92,13 @@ func (f *msg2Fixture) next(t *testing.T) []byte {
 	return []byte(nextPayload(t, ch))
 }
 
-// sendCutShort delivers m1 to the listener as a stopping subscription does (its ctx ended)
-// while message 2 cannot be queued: the listener must return the error, so that m1 comes
-// again.
-func (f *msg2Fixture) sendCutShort(t *testing.T, m1 wire.TransportMessage) {
+// sendCutShort writes message 1 of the initiator hs to the listener, its return route to the
+// "raw" worker, and delivers it as a stopping subscription does (its ctx ended) while message
+// 2 cannot be queued: the listener must return the error, so that message 1 comes again. It
+// returns message 1, for the test to deliver again.
+func (f *msg2Fixture) sendCutShort(t *testing.T, hs *Handshake) wire.TransportMessage {
 	t.Helper()
+	m1 := wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("sc")}, ReturnRoute: wire.Route{wire.Local("raw")}, Payload: mustWrite(t, hs)}
 	f.fill(t)
 	stopped, stop := context.WithCancel(context.Background())
 	stop()
@@ -101,6 +106,56 @@ func (f *msg2Fixture) sendCutShort(t *testing.T, m1 wire.TransportMessage) {
 		t.Fatalf("delivering message 1 while message 2 cannot be sent: %v, want context.Canceled (cut short, so that it comes again)", err)
 	}
 	f.free(t)
+	return m1
+}
+
+// restart saves sc, a channel of f's listener, to a session file and restores it with the
+// listener of a new msg2Fixture of the same identities, as a restarted device does. It
+// returns the new fixture and the restored channel.
+func (f *msg2Fixture) restart(t *testing.T, sc *SecureChannel) (*msg2Fixture, *SecureChannel) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "b.session")
+	if err := sc.SaveSession(path); err != nil {
+		t.Fatal(err)
+	}
+	g := newMsg2Fixture(t, f.ida, f.idb)
+	rc, err := g.l.RestoreSession(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g, rc
+}
+
+// dialByHand closes f's listener and runs dial in the background towards a worker "m1" of f's
+// node, which takes the initiator's message 1; a responder of f.cfgB reads it and writes
+// message 2, for the test to deliver. It returns message 1 as it arrived, the responder,
+// message 2, and a function that waits until dial returns.
+func (f *msg2Fixture) dialByHand(t *testing.T, dial func(ctx context.Context, to wire.Route) (*SecureChannel, error)) (m1 *routing.Message, res *Handshake, m2 []byte, dialed func() (*SecureChannel, error)) {
+	t.Helper()
+	f.l.Close()
+	m1s := make(inbox, 1) // where the initiator's message 1 goes: no listener
+	if err := f.node.Register("m1", m1s); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	var sc *SecureChannel
+	go func() {
+		var err error
+		sc, err = dial(t.Context(), wire.Route{wire.Local("m1")})
+		done <- err
+	}()
+	m1 = m1s.next(t)
+	res, err := NewResponder(f.cfgB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res.ReadMessage(m1.Payload); err != nil {
+		t.Fatal(err)
+	}
+	return m1, res, mustWrite(t, res), func() (*SecureChannel, error) {
+		err := <-done
+		return sc, err
+	}
 }
 
 // complete reads message 2 with the initiator hs, sends message 3 to the channel, and waits
@@ -131,16 +186,11 @@ func (f *msg2Fixture) complete(t *testing.T, hs *Handshake, m2 []byte) {
 // initiator never got message 2, and the handshake was lost.
 func TestMessage2CutShortSentWhenMessage1ComesAgain(t *testing.T) {
 	f := newMsg2Fixture(t, mustIdentity(t), mustIdentity(t))
-	hs, err := NewInitiator(Config{Identity: f.ida, Trust: TrustKeys(f.idb.PublicKey())})
+	hs, err := NewInitiator(f.cfgA)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p1, err := hs.WriteMessage()
-	if err != nil {
-		t.Fatal(err)
-	}
-	m1 := wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("sc")}, ReturnRoute: wire.Route{wire.Local("raw")}, Payload: p1}
-	f.sendCutShort(t, m1)
+	m1 := f.sendCutShort(t, hs)
 
 	if err := f.node.Send(context.Background(), m1.Clone()); err != nil { // it comes again
 		t.Fatal(err)
@@ -171,26 +221,14 @@ func TestMessage2CutShortSentWhenMessage1ComesAgain(t *testing.T) {
 // session file sends message 2 when message 1 comes again, and the handshake completes.
 func TestMessage2CutShortSavedAndRestored(t *testing.T) {
 	f := newMsg2Fixture(t, mustIdentity(t), mustIdentity(t))
-	hs, err := NewInitiator(Config{Identity: f.ida, Trust: TrustKeys(f.idb.PublicKey())})
+	hs, err := NewInitiator(f.cfgA)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p1, err := hs.WriteMessage()
-	if err != nil {
-		t.Fatal(err)
-	}
-	m1 := wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("sc")}, ReturnRoute: wire.Route{wire.Local("raw")}, Payload: p1}
-	f.sendCutShort(t, m1)
-	path := filepath.Join(t.TempDir(), "b.session")
-	if err := onlyChannel(t, f.l).SaveSession(path); err != nil {
-		t.Fatal(err)
-	}
+	m1 := f.sendCutShort(t, hs)
 
 	// The restart: a new listener on a new node restores the channel.
-	g := newMsg2Fixture(t, f.ida, f.idb)
-	if _, err := g.l.RestoreSession(path); err != nil {
-		t.Fatal(err)
-	}
+	g, _ := f.restart(t, onlyChannel(t, f.l))
 	if err := g.node.Send(context.Background(), m1.Clone()); err != nil { // it comes again
 		t.Fatal(err)
 	}
@@ -209,26 +247,13 @@ func TestMessage2CutShortSavedAndRestored(t *testing.T) {
 // for message 2 for good.
 func TestIKMessage2CutShortSavedAndRestored(t *testing.T) {
 	f := newMsg2Fixture(t, mustIdentity(t), mustIdentity(t))
-	hs, err := NewInitiatorIK(Config{Identity: f.ida, Trust: TrustKeys(f.idb.PublicKey())}, f.idb.PublicKey())
+	hs, err := NewInitiatorIK(f.cfgA, f.idb.PublicKey())
 	if err != nil {
 		t.Fatal(err)
 	}
-	p1, err := hs.WriteMessage()
-	if err != nil {
-		t.Fatal(err)
-	}
-	m1 := wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("sc")}, ReturnRoute: wire.Route{wire.Local("raw")}, Payload: p1}
-	f.sendCutShort(t, m1)
-	path := filepath.Join(t.TempDir(), "b.session")
-	if err := onlyChannel(t, f.l).SaveSession(path); err != nil {
-		t.Fatal(err)
-	}
+	m1 := f.sendCutShort(t, hs)
 
-	g := newMsg2Fixture(t, f.ida, f.idb)
-	rc, err := g.l.RestoreSession(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	g, rc := f.restart(t, onlyChannel(t, f.l))
 	if err := g.node.Send(context.Background(), m1.Clone()); err != nil { // it comes again
 		t.Fatal(err)
 	}
@@ -248,13 +273,7 @@ func TestIKMessage2CutShortSavedAndRestored(t *testing.T) {
 	}
 
 	// Saved again now that message 2 went out, the channel no longer sends it.
-	if err := rc.SaveSession(path); err != nil {
-		t.Fatal(err)
-	}
-	h := newMsg2Fixture(t, f.ida, f.idb)
-	if _, err := h.l.RestoreSession(path); err != nil {
-		t.Fatal(err)
-	}
+	h, _ := g.restart(t, rc)
 	if err := h.node.Send(context.Background(), m1.Clone()); err != nil {
 		t.Fatal(err)
 	}
@@ -323,9 +342,9 @@ func TestMessage1WithoutReturnRouteRefused(t *testing.T) {
 		var hs *Handshake
 		var err error
 		if ik {
-			hs, err = NewInitiatorIK(Config{Identity: f.ida, Trust: TrustKeys(f.idb.PublicKey())}, f.idb.PublicKey())
+			hs, err = NewInitiatorIK(f.cfgA, f.idb.PublicKey())
 		} else {
-			hs, err = NewInitiator(Config{Identity: f.ida, Trust: TrustKeys(f.idb.PublicKey())})
+			hs, err = NewInitiator(f.cfgA)
 		}
 		if err != nil {
 			t.Fatal(err)
@@ -356,30 +375,9 @@ func TestMessage1WithoutReturnRouteRefused(t *testing.T) {
 // route to its peer: every send through it failed, and its saved session did not restore.
 func TestMessage2WithoutReturnRouteDropped(t *testing.T) {
 	f := newMsg2Fixture(t, mustIdentity(t), mustIdentity(t))
-	f.l.Close()
-	m1s := make(inbox, 1) // where the initiator's message 1 goes: no listener
-	if err := f.node.Register("m1", m1s); err != nil {
-		t.Fatal(err)
-	}
-	dialed := make(chan error, 1)
-	var sc *SecureChannel
-	go func() {
-		var err error
-		sc, err = DialIK(t.Context(), f.node, wire.Route{wire.Local("m1")}, Config{Identity: f.ida, Trust: TrustKeys(f.idb.PublicKey())}, f.idb.PublicKey(), nil)
-		dialed <- err
-	}()
-	m1 := m1s.next(t)
-	res, err := NewResponder(Config{Identity: f.idb, Trust: TrustKeys(f.ida.PublicKey())})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := res.ReadMessage(m1.Payload); err != nil {
-		t.Fatal(err)
-	}
-	m2, err := res.WriteMessage()
-	if err != nil {
-		t.Fatal(err)
-	}
+	m1, _, m2, dialed := f.dialByHand(t, func(ctx context.Context, to wire.Route) (*SecureChannel, error) {
+		return DialIK(ctx, f.node, to, f.cfgA, f.idb.PublicKey(), nil)
+	})
 	to := wire.Route{m1.ReturnRoute[0]}
 	if err := f.node.Send(context.Background(), wire.TransportMessage{OnwardRoute: to, Payload: bytes.Clone(m2)}); err != nil {
 		t.Fatal(err)
@@ -387,7 +385,8 @@ func TestMessage2WithoutReturnRouteDropped(t *testing.T) {
 	if err := f.node.Send(context.Background(), wire.TransportMessage{OnwardRoute: to, ReturnRoute: wire.Route{wire.Local("peer")}, Payload: m2}); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-dialed; err != nil {
+	sc, err := dialed()
+	if err != nil {
 		t.Fatal(err)
 	}
 	if r := sc.PeerRoute(); r.String() != (wire.Route{wire.Local("peer")}).String() {

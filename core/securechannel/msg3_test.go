@@ -17,30 +17,9 @@ import (
 // offline and online again, the handshake was lost.
 func TestMessage3CutShortSentWhenMessage2ComesAgain(t *testing.T) {
 	f := newMsg2Fixture(t, mustIdentity(t), mustIdentity(t))
-	f.l.Close()
-	m1s := make(inbox, 1) // where the initiator's message 1 goes
-	if err := f.node.Register("m1", m1s); err != nil {
-		t.Fatal(err)
-	}
-	dialed := make(chan error, 1)
-	var sc *SecureChannel
-	go func() {
-		var err error
-		sc, err = Dial(t.Context(), f.node, wire.Route{wire.Local("m1")}, Config{Identity: f.ida, Trust: TrustKeys(f.idb.PublicKey())})
-		dialed <- err
-	}()
-	m1 := m1s.next(t)
-	res, err := NewResponder(Config{Identity: f.idb, Trust: TrustKeys(f.ida.PublicKey())})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := res.ReadMessage(m1.Payload); err != nil {
-		t.Fatal(err)
-	}
-	p2, err := res.WriteMessage()
-	if err != nil {
-		t.Fatal(err)
-	}
+	m1, res, p2, dialed := f.dialByHand(t, func(ctx context.Context, to wire.Route) (*SecureChannel, error) {
+		return Dial(ctx, f.node, to, f.cfgA)
+	})
 	// Message 2's return route leads to "raw", whose mailbox is full.
 	m2 := wire.TransportMessage{OnwardRoute: wire.Route{m1.ReturnRoute[0]}, ReturnRoute: wire.Route{wire.Local("raw")}, Payload: p2}
 	f.fill(t)
@@ -55,7 +34,8 @@ func TestMessage3CutShortSentWhenMessage2ComesAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	m3 := f.next(t)
-	if err := <-dialed; err != nil {
+	sc, err := dialed()
+	if err != nil {
 		t.Fatalf("Dial: %v", err)
 	}
 	if err := res.ReadMessage(m3); err != nil || !res.Complete() {
