@@ -27,17 +27,7 @@ func TestCutShortBelowWindowDeliveredAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	arrived, release := make(chan string, 10), make(chan struct{})
-	if err := nb.Register("slow", routing.WorkerFunc(func(ctx context.Context, m *routing.Message) error {
-		arrived <- string(m.Payload)
-		select {
-		case <-release:
-		case <-ctx.Done():
-		}
-		return nil
-	})); err != nil {
-		t.Fatal(err)
-	}
+	slow := newStallWorker(t, nb, "slow")
 	fast := make(inbox, 2*WindowSize)
 	if err := nb.Register("fast", fast); err != nil {
 		t.Fatal(err)
@@ -63,14 +53,7 @@ func TestCutShortBelowWindowDeliveredAgain(t *testing.T) {
 	}
 
 	// The slow worker is busy and its mailbox (one message) is full.
-	for _, p := range []string{"busy", "queued"} {
-		if err := nb.Send(ctx, wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("slow")}, Payload: []byte(p)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if p := nextPayload(t, arrived); p != "busy" {
-		t.Fatalf("got %q", p)
-	}
+	slow.fill(t)
 	// One subscription delivers the message for the slow worker: it blocks.
 	first := hb.dataMessage(t, 0)
 	stopped, stop := context.WithCancel(ctx)
@@ -97,10 +80,7 @@ func TestCutShortBelowWindowDeliveredAgain(t *testing.T) {
 	if err := <-cutShort; !errors.Is(err, context.Canceled) {
 		t.Fatalf("cut-short delivery returned %v, want context.Canceled", err)
 	}
-	close(release)
-	if p := nextPayload(t, arrived); p != "queued" {
-		t.Fatalf("got %q", p)
-	}
+	slow.free(t)
 
 	// The message comes again (the subscription did not move past it): delivered, once.
 	for range 2 {
@@ -111,10 +91,10 @@ func TestCutShortBelowWindowDeliveredAgain(t *testing.T) {
 	if err := nb.Send(ctx, wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("slow")}, Payload: []byte("marker")}); err != nil {
 		t.Fatal(err)
 	}
-	if p := nextPayload(t, arrived); p != "cut short" {
+	if p := slow.next(t); p != "cut short" {
 		t.Fatalf("after the cut-short message came again the slow worker got %q, want it: the message was lost", p)
 	}
-	if p := nextPayload(t, arrived); p != "marker" {
+	if p := slow.next(t); p != "marker" {
 		t.Fatalf("then %q, want the marker: the message was delivered twice", p)
 	}
 	if d := rc.Stats().Duplicates; d != 1 {

@@ -5,8 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -423,32 +421,9 @@ func TestIKEarlyDataHandledNotRedeliveredAfterRestore(t *testing.T) {
 // returns the error, so the subscription does not move past message 1, and delivers the
 // early data when message 1 comes again, once.
 func TestIKEarlyDataCutShortDeliveredAgain(t *testing.T) {
-	node, err := routing.NewNode(routing.WithMailboxSize(1), routing.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer node.Close()
-	ida, idb := mustIdentity(t), mustIdentity(t)
-	l, err := Listen(node, "sc", Config{Identity: idb, Trust: TrustKeys(ida.PublicKey())}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	if err := node.Register("raw", make(inbox, 10)); err != nil { // gets message 2
-		t.Fatal(err)
-	}
-	arrived, release := make(chan string, 10), make(chan struct{})
-	if err := node.Register("work", routing.WorkerFunc(func(ctx context.Context, m *routing.Message) error {
-		arrived <- string(m.Payload)
-		select {
-		case <-release:
-		case <-ctx.Done():
-		}
-		return nil
-	})); err != nil {
-		t.Fatal(err)
-	}
-	hs, err := NewInitiatorIK(Config{Identity: ida, Trust: TrustKeys(idb.PublicKey())}, idb.PublicKey())
+	f := newMsg2Fixture(t, mustIdentity(t), mustIdentity(t)) // its "raw" worker gets message 2
+	work := newStallWorker(t, f.node, "work")
+	hs, err := NewInitiatorIK(f.cfgA, f.idb.PublicKey())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -458,45 +433,34 @@ func TestIKEarlyDataCutShortDeliveredAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	m1 := wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("sc")}, ReturnRoute: wire.Route{wire.Local("raw")}, Payload: p1}
-	toWork := func(ctx context.Context, payload string) {
-		t.Helper()
-		if err := node.Send(ctx, wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("work")}, Payload: []byte(payload)}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	ctx := context.Background()
-	toWork(ctx, "busy")
-	toWork(ctx, "queued") // the mailbox (one message) is full once "busy" is being handled
-	if p := nextPayload(t, arrived); p != "busy" {
-		t.Fatalf("got %q", p)
-	}
+	work.fill(t) // the mailbox (one message) is full once "busy" is being handled
 
 	stopped, stop := context.WithCancel(ctx)
 	stop() // the subscription stops while it delivers message 1
-	err = node.Send(stopped, m1.Clone())
+	err = f.node.Send(stopped, m1.Clone())
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("delivering message 1 while its early data cannot be delivered: %v, want context.Canceled (cut short, so that it comes again)", err)
 	}
-	close(release)
-	if p := nextPayload(t, arrived); p != "queued" {
-		t.Fatalf("got %q", p)
-	}
+	work.free(t)
 	sub := routing.NewTracker()
-	if err := node.Send(sub.Context(ctx, 7), m1.Clone()); err != nil { // it comes again
+	if err := f.node.Send(sub.Context(ctx, 7), m1.Clone()); err != nil { // it comes again
 		t.Fatal(err)
 	}
-	if p := nextPayload(t, arrived); p != "early" {
+	if p := work.next(t); p != "early" {
 		t.Fatalf("got %q, want the early data", p)
 	}
 	waitFor(t, func() bool { return sub.Pending() == 0 })
-	if err := node.Send(ctx, m1.Clone()); err != nil { // and again: delivered already
+	if err := f.node.Send(ctx, m1.Clone()); err != nil { // and again: delivered already
 		t.Fatal(err)
 	}
-	toWork(ctx, "marker")
-	if p := nextPayload(t, arrived); p != "marker" {
+	if err := f.node.Send(ctx, wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("work")}, Payload: []byte("marker")}); err != nil {
+		t.Fatal(err)
+	}
+	if p := work.next(t); p != "marker" {
 		t.Fatalf("got %q, want the marker: the early data was delivered twice", p)
 	}
-	if d := onlyChannel(t, l).Stats().Duplicates; d != 2 {
+	if d := onlyChannel(t, f.l).Stats().Duplicates; d != 2 {
 		t.Fatalf("Duplicates = %d, want the two repeated messages 1", d)
 	}
 }

@@ -14,17 +14,74 @@ import (
 	"github.com/sluicehq/sluice/core/wire"
 )
 
-// msg2Fixture is a listener on a node whose "raw" worker gets the listener's messages 2. Its
-// mailbox holds one message, so that a send of message 2 can be cut short: fill makes the
-// worker busy with one message and queues another, and free lets it take them.
+// stallWorker is a worker that hands the payload of each message it takes to the test. On a
+// node whose mailboxes hold one message (routing.WithMailboxSize(1)), fill makes it busy with
+// one message and queues another, so that a send to it with an ended ctx is cut short, and
+// free lets it take them.
+type stallWorker struct {
+	node    *routing.Node
+	name    string
+	arrived chan string
+	release chan struct{}
+}
+
+// newStallWorker registers a stallWorker at name on node.
+func newStallWorker(t *testing.T, node *routing.Node, name string) *stallWorker {
+	t.Helper()
+	w := &stallWorker{node: node, name: name, arrived: make(chan string, 10), release: make(chan struct{})}
+	if err := node.Register(name, routing.WorkerFunc(func(ctx context.Context, m *routing.Message) error {
+		w.arrived <- string(m.Payload)
+		if string(m.Payload) == "busy" {
+			select {
+			case <-w.release:
+			case <-ctx.Done():
+			}
+		}
+		return nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// fill makes the worker's mailbox full: a send to it with an ended ctx is cut short.
+func (w *stallWorker) fill(t *testing.T) {
+	t.Helper()
+	for _, p := range []string{"busy", "queued"} {
+		if err := w.node.Send(context.Background(), wire.TransportMessage{OnwardRoute: wire.Route{wire.Local(w.name)}, Payload: []byte(p)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p := w.next(t); p != "busy" {
+		t.Fatalf("got %q", p)
+	}
+}
+
+// free lets the worker go on, and takes what fill queued.
+func (w *stallWorker) free(t *testing.T) {
+	t.Helper()
+	close(w.release)
+	if p := w.next(t); p != "queued" {
+		t.Fatalf("got %q", p)
+	}
+}
+
+// next returns the payload of the next message the worker takes, within 10s.
+func (w *stallWorker) next(t *testing.T) string {
+	t.Helper()
+	return nextPayload(t, w.arrived)
+}
+
+// msg2Fixture is a listener on a node whose "raw" worker (a stallWorker) gets the listener's
+// messages 2. The node's mailboxes hold one message, so that a send of message 2 can be cut
+// short.
 type msg2Fixture struct {
 	node       *routing.Node
 	l          *Listener
 	ida        *Identity
 	idb        *Identity
 	cfgA, cfgB Config // an initiator of ida and the listener, of idb, trusting each other
-	arrived    chan []byte
-	release    chan struct{}
+	raw        *stallWorker
 }
 
 func newMsg2Fixture(t *testing.T, ida, idb *Identity) *msg2Fixture {
@@ -34,7 +91,7 @@ func newMsg2Fixture(t *testing.T, ida, idb *Identity) *msg2Fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { node.Close() })
-	f := &msg2Fixture{node: node, ida: ida, idb: idb, arrived: make(chan []byte, 10), release: make(chan struct{})}
+	f := &msg2Fixture{node: node, ida: ida, idb: idb}
 	f.cfgA = Config{Identity: ida, Trust: TrustKeys(idb.PublicKey())}
 	f.cfgB = Config{Identity: idb, Trust: TrustKeys(ida.PublicKey())}
 	f.l, err = Listen(node, "sc", f.cfgB, nil)
@@ -42,54 +99,8 @@ func newMsg2Fixture(t *testing.T, ida, idb *Identity) *msg2Fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.l.Close() })
-	if err := node.Register("raw", routing.WorkerFunc(func(ctx context.Context, m *routing.Message) error {
-		f.arrived <- m.Payload
-		if string(m.Payload) == "busy" {
-			select {
-			case <-f.release:
-			case <-ctx.Done():
-			}
-		}
-		return nil
-	})); err != nil {
-		t.Fatal(err)
-	}
+	f.raw = newStallWorker(t, node, "raw")
 	return f
-}
-
-// fill makes the "raw" worker's mailbox full: a send to it with an ended ctx is cut short.
-func (f *msg2Fixture) fill(t *testing.T) {
-	t.Helper()
-	for _, p := range []string{"busy", "queued"} {
-		if err := f.node.Send(context.Background(), wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("raw")}, Payload: []byte(p)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if p := f.next(t); string(p) != "busy" {
-		t.Fatalf("got %q", p)
-	}
-}
-
-// free lets the "raw" worker go on, and takes what fill queued.
-func (f *msg2Fixture) free(t *testing.T) {
-	t.Helper()
-	close(f.release)
-	if p := f.next(t); string(p) != "queued" {
-		t.Fatalf("got %q", p)
-	}
-}
-
-func (f *msg2Fixture) next(t *testing.T) []byte {
-	t.Helper()
-	ch := make(chan string, 1)
-	go func() {
-		select {
-		case p := <-f.arrived:
-			ch <- string(p)
-		case <-t.Context().Done():
-		}
-	}()
-	return []byte(nextPayload(t, ch))
 }
 
 // sendCutShort writes message 1 of the initiator hs to the listener, its return route to the
@@ -99,13 +110,13 @@ func (f *msg2Fixture) next(t *testing.T) []byte {
 func (f *msg2Fixture) sendCutShort(t *testing.T, hs *Handshake) wire.TransportMessage {
 	t.Helper()
 	m1 := wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("sc")}, ReturnRoute: wire.Route{wire.Local("raw")}, Payload: mustWrite(t, hs)}
-	f.fill(t)
+	f.raw.fill(t)
 	stopped, stop := context.WithCancel(context.Background())
 	stop()
 	if err := f.node.Send(stopped, m1.Clone()); !errors.Is(err, context.Canceled) {
 		t.Fatalf("delivering message 1 while message 2 cannot be sent: %v, want context.Canceled (cut short, so that it comes again)", err)
 	}
-	f.free(t)
+	f.raw.free(t)
 	return m1
 }
 
@@ -195,7 +206,7 @@ func TestMessage2CutShortSentWhenMessage1ComesAgain(t *testing.T) {
 	if err := f.node.Send(context.Background(), m1.Clone()); err != nil { // it comes again
 		t.Fatal(err)
 	}
-	m2 := f.next(t)
+	m2 := []byte(f.raw.next(t))
 	if typ, err := PeekType(m2); err != nil || typ != TypeHandshake2 {
 		t.Fatalf("after message 1 came again the initiator got %q (%v, %v), want handshake message 2", m2, typ, err)
 	}
@@ -207,7 +218,7 @@ func TestMessage2CutShortSentWhenMessage1ComesAgain(t *testing.T) {
 	if err := f.node.Send(context.Background(), wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("raw")}, Payload: []byte("marker")}); err != nil {
 		t.Fatal(err)
 	}
-	if p := f.next(t); string(p) != "marker" {
+	if p := f.raw.next(t); p != "marker" {
 		t.Fatalf("got %q, want the marker: a message 1 that came again after message 2 was sent was answered again", p)
 	}
 	if st := f.l.Stats(); st.Accepted != 1 || st.Opened != 1 || st.Duplicates != 2 {
@@ -232,7 +243,7 @@ func TestMessage2CutShortSavedAndRestored(t *testing.T) {
 	if err := g.node.Send(context.Background(), m1.Clone()); err != nil { // it comes again
 		t.Fatal(err)
 	}
-	m2 := g.next(t)
+	m2 := []byte(g.raw.next(t))
 	if typ, err := PeekType(m2); err != nil || typ != TypeHandshake2 {
 		t.Fatalf("after message 1 came again the initiator got %q (%v, %v), want handshake message 2", m2, typ, err)
 	}
@@ -257,7 +268,7 @@ func TestIKMessage2CutShortSavedAndRestored(t *testing.T) {
 	if err := g.node.Send(context.Background(), m1.Clone()); err != nil { // it comes again
 		t.Fatal(err)
 	}
-	m2 := g.next(t)
+	m2 := []byte(g.raw.next(t))
 	if typ, err := PeekType(m2); err != nil || typ != TypeIK2 {
 		t.Fatalf("after message 1 came again the initiator got %q (%v, %v), want IK message 2", m2, typ, err)
 	}
@@ -280,7 +291,7 @@ func TestIKMessage2CutShortSavedAndRestored(t *testing.T) {
 	if err := h.node.Send(context.Background(), wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("raw")}, Payload: []byte("marker")}); err != nil {
 		t.Fatal(err)
 	}
-	if p := h.next(t); string(p) != "marker" {
+	if p := h.raw.next(t); p != "marker" {
 		t.Fatalf("got %q, want the marker: message 2 was sent again after a save that followed its send", p)
 	}
 }

@@ -22,18 +22,18 @@ func TestMessage3CutShortSentWhenMessage2ComesAgain(t *testing.T) {
 	})
 	// Message 2's return route leads to "raw", whose mailbox is full.
 	m2 := wire.TransportMessage{OnwardRoute: wire.Route{m1.ReturnRoute[0]}, ReturnRoute: wire.Route{wire.Local("raw")}, Payload: p2}
-	f.fill(t)
+	f.raw.fill(t)
 	stopped, stop := context.WithCancel(context.Background())
 	stop()
 	if err := f.node.Send(stopped, m2.Clone()); !errors.Is(err, context.Canceled) {
 		t.Fatalf("delivering message 2 while message 3 cannot be sent: %v, want context.Canceled (cut short, so that it comes again)", err)
 	}
-	f.free(t)
+	f.raw.free(t)
 
 	if err := f.node.Send(context.Background(), m2.Clone()); err != nil { // it comes again
 		t.Fatal(err)
 	}
-	m3 := f.next(t)
+	m3 := []byte(f.raw.next(t))
 	sc, err := dialed()
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
@@ -60,7 +60,7 @@ func TestMessage3CutShortSentWhenMessage2ComesAgain(t *testing.T) {
 	if err := f.node.Send(context.Background(), wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("raw")}, Payload: []byte("marker")}); err != nil {
 		t.Fatal(err)
 	}
-	if p := f.next(t); string(p) != "marker" {
+	if p := f.raw.next(t); p != "marker" {
 		t.Fatalf("got %q, want the marker: message 3 was sent again for a message 2 that came after it was sent", p)
 	}
 }
