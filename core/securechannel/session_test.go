@@ -45,6 +45,24 @@ func mustMarshal(t *testing.T, c *Channel) []byte {
 	return b
 }
 
+// sealsLeft seals on c until its reservation is exhausted and returns how many messages it
+// sealed: at most 2*ReserveNonces, so that a channel that never runs out fails the caller's
+// check instead of looping for ever.
+func sealsLeft(t *testing.T, c *Channel) int {
+	t.Helper()
+	n := 0
+	for range 2 * ReserveNonces {
+		if _, err := c.Seal([]byte("y")); err != nil {
+			if !errors.Is(err, ErrReservationExhausted) {
+				t.Fatal(err)
+			}
+			break
+		}
+		n++
+	}
+	return n
+}
+
 func TestChannelStateRestore(t *testing.T) {
 	for _, rekeyAfter := range []uint64{0, 3} {
 		t.Run(fmt.Sprint("rekeyAfter=", rekeyAfter), func(t *testing.T) {
@@ -359,18 +377,6 @@ func mustState(t *testing.T, c *SecureChannel) []byte {
 	return b
 }
 
-func send(t *testing.T, node *routing.Node, sc *SecureChannel, payload string) {
-	t.Helper()
-	err := node.Send(context.Background(), wire.TransportMessage{
-		OnwardRoute: wire.Route{sc.Address(), wire.Local("echo")},
-		ReturnRoute: wire.Route{wire.Local("app")},
-		Payload:     []byte(payload),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestSessionRestoreResponderAwaitingMessage3 saves a responder that answered handshake
 // message 2 and stops; the initiator sends message 3 and data while the responder is gone;
 // the restored responder completes the handshake and delivers the data.
@@ -645,17 +651,7 @@ func TestReservationNeverMovesBack(t *testing.T) {
 	_, newer := a.snapshot(nil, false)
 	a.commitReservation(newer)
 	a.commitReservation(older)
-	n := 0
-	for range 2 * ReserveNonces {
-		if _, err := a.Seal([]byte("y")); err != nil {
-			if !errors.Is(err, ErrReservationExhausted) {
-				t.Fatal(err)
-			}
-			break
-		}
-		n++
-	}
-	if n != ReserveNonces {
+	if n := sealsLeft(t, a); n != ReserveNonces {
 		t.Fatalf("sealed %d messages after the commits, want %d (the newer reservation)", n, ReserveNonces)
 	}
 }
@@ -679,17 +675,7 @@ func TestFailedSaveKeepsReservation(t *testing.T) {
 	if err := sc.SaveSession(filepath.Join(t.TempDir(), "missing", "session")); err == nil {
 		t.Fatal("saved into a directory that does not exist")
 	}
-	n := 0
-	for range 2 * ReserveNonces {
-		if _, err := ch.Seal([]byte("y")); err != nil {
-			if !errors.Is(err, ErrReservationExhausted) {
-				t.Fatal(err)
-			}
-			break
-		}
-		n++
-	}
-	if n != ReserveNonces-sent {
+	if n := sealsLeft(t, ch); n != ReserveNonces-sent {
 		t.Fatalf("sealed %d messages after the failed save, want %d (what the file written reserved)", n, ReserveNonces-sent)
 	}
 }

@@ -269,9 +269,11 @@ func (f *fixture) dial(t *testing.T) *SecureChannel {
 	return sc
 }
 
-func (f *fixture) send(t *testing.T, sc *SecureChannel, payload string) {
+// send sends payload from node through sc to the peer's "echo" worker, the reply to go to
+// node's "app".
+func send(t *testing.T, node *routing.Node, sc *SecureChannel, payload string) {
 	t.Helper()
-	err := f.a.Send(context.Background(), wire.TransportMessage{
+	err := node.Send(context.Background(), wire.TransportMessage{
 		OnwardRoute: wire.Route{sc.Address(), wire.Local("echo")},
 		ReturnRoute: wire.Route{wire.Local("app")},
 		Payload:     []byte(payload),
@@ -279,6 +281,12 @@ func (f *fixture) send(t *testing.T, sc *SecureChannel, payload string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// send sends payload from node "a" through sc to B's echo worker (see send).
+func (f *fixture) send(t *testing.T, sc *SecureChannel, payload string) {
+	t.Helper()
+	send(t, f.a, sc, payload)
 }
 
 func TestRoutingEcho(t *testing.T) {
