@@ -181,10 +181,7 @@ func TestMessage3PendingUntilSaved(t *testing.T) {
 	f := newFixture(t, false, 0)
 	var state []byte
 	stream, sub := halfOpenSavedThenMessage3(t, f, func(rc *SecureChannel) {
-		var err error
-		if state, err = rc.MarshalBinary(); err != nil {
-			t.Fatal(err)
-		}
+		state = mustMarshal(t, rc)
 	})
 	sb, resume, _ := crashAndResume(t, f, stream, sub, 9, func(l *Listener) (*SecureChannel, error) { return l.Restore(state) })
 	if sb.PeerIdentity() != f.ida.PublicKey() {

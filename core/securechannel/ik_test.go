@@ -471,10 +471,7 @@ func TestSessionEarlyUnhandledFlagOnlyForIK(t *testing.T) {
 	f := newFixture(t, false, 0)
 	f.dial(t) // XX
 	rc := recvWithin(t, f.established, "the channel established (OnChannel)")
-	state, err := rc.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
+	state := mustMarshal(t, rc)
 	if _, err := decodeSession(state); err != nil {
 		t.Fatal(err)
 	}
@@ -495,9 +492,7 @@ func TestSessionEarlyUnhandledFlagOnlyForIK(t *testing.T) {
 	if half == nil {
 		t.Fatal("no half-open channel")
 	}
-	if state, err = half.MarshalBinary(); err != nil {
-		t.Fatal(err)
-	}
+	state = mustMarshal(t, half)
 	if s, err := decodeSession(state); err != nil || s.kind != kindAwaiting3 {
 		t.Fatalf("decode a responder waiting for message 3: %v", err)
 	}

@@ -3,6 +3,7 @@ package securechannel
 import (
 	"bytes"
 	"context"
+	"encoding"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -36,7 +37,8 @@ func restoreChannel(t *testing.T, state []byte) *Channel {
 	return c
 }
 
-func mustMarshal(t *testing.T, c *Channel) []byte {
+// mustMarshal returns c's state (a Channel's or a SecureChannel's), as saving it does.
+func mustMarshal(t *testing.T, c encoding.BinaryMarshaler) []byte {
 	t.Helper()
 	b, err := c.MarshalBinary()
 	if err != nil {
@@ -368,15 +370,6 @@ func TestSessionRestoreOnNewNode(t *testing.T) {
 	}
 }
 
-func mustState(t *testing.T, c *SecureChannel) []byte {
-	t.Helper()
-	b, err := c.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // TestSessionRestoreResponderAwaitingMessage3 saves a responder that answered handshake
 // message 2 and stops; the initiator sends message 3 and data while the responder is gone;
 // the restored responder completes the handshake and delivers the data.
@@ -431,7 +424,7 @@ func TestSessionRestoreResponderAwaitingMessage3(t *testing.T) {
 func TestRestoreErrors(t *testing.T) {
 	f := newFixture(t, false, 0)
 	sc := f.dial(t)
-	state := mustState(t, sc)
+	state := mustMarshal(t, sc)
 	node := (&memNet{}).node(t, "x")
 	untrusting := f.cfgA
 	untrusting.Trust = TrustKeys()
@@ -607,7 +600,7 @@ func TestSessionKeepsUnhandledAcceptable(t *testing.T) {
 // the one that saved it (but trusts the same peer): refused as ErrSessionCorrupt.
 func TestRestoreWithOtherIdentity(t *testing.T) {
 	f := newFixture(t, false, 0)
-	state := mustState(t, f.dial(t))
+	state := mustMarshal(t, f.dial(t))
 	node := (&memNet{}).node(t, "x")
 	other := f.cfgA
 	other.Identity = mustIdentity(t)
