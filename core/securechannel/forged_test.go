@@ -247,11 +247,7 @@ func TestSessionRestoreResponderForgedMessage3(t *testing.T) {
 	}
 
 	off.online()
-	for _, m := range msgs {
-		if err := nb.Send(context.Background(), m); err != nil {
-			t.Fatal(err)
-		}
-	}
+	sendAll(t, nb, msgs)
 	if err := sb.Wait(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -267,15 +263,7 @@ func TestSessionRestoreResponderForgedMessage3(t *testing.T) {
 	}
 	// B sealed its replies only after saving the open channel (see
 	// TestSessionRestoreResponderAwaitingMessage3): the forged messages did not change that.
-	state, err := readSession(f.idb, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := decodeSession(state)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s.kind != kindEstablished {
-		t.Fatalf("after B's reply its session file holds kind %d, want the open channel (%d)", s.kind, kindEstablished)
+	if k := savedKind(t, f.idb, path); k != kindEstablished {
+		t.Fatalf("after B's reply its session file holds kind %d, want the open channel (%d)", k, kindEstablished)
 	}
 }

@@ -345,14 +345,7 @@ func TestIKEarlyDataPendingAcrossSessionRestore(t *testing.T) {
 	if l, ok := sub.Lowest(); ok {
 		resume = min(resume, l)
 	}
-	nb, l2 := f.crashB(t) // the crash (the early data was never handled), and the restart
-	work := make(chan string, 10)
-	if err := nb.Register("work", routing.WorkerFunc(func(_ context.Context, m *routing.Message) error {
-		work <- string(m.Payload)
-		return nil
-	})); err != nil {
-		t.Fatal(err)
-	}
+	nb, l2, work := restartB(t, f) // the crash (the early data was never handled), and the restart
 	sb, err := l2.RestoreSession(path)
 	if err != nil {
 		t.Fatal(err)
@@ -367,11 +360,11 @@ func TestIKEarlyDataPendingAcrossSessionRestore(t *testing.T) {
 	if err := nb.Send(ctx, wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("work")}, Payload: []byte("marker")}); err != nil {
 		t.Fatal(err)
 	}
-	if p := nextPayload(t, work); p != "early" {
-		t.Fatalf("the restored channel delivered %q first, want the early data of message 1", p)
+	if m := work.next(t); string(m.Payload) != "early" {
+		t.Fatalf("the restored channel delivered %q first, want the early data of message 1", m.Payload)
 	}
-	if p := nextPayload(t, work); p != "marker" {
-		t.Fatalf("then %q, want the marker", p)
+	if m := work.next(t); string(m.Payload) != "marker" {
+		t.Fatalf("then %q, want the marker", m.Payload)
 	}
 	waitFor(t, func() bool { return sub2.Pending() == 0 })
 
@@ -382,8 +375,8 @@ func TestIKEarlyDataPendingAcrossSessionRestore(t *testing.T) {
 	if err := nb.Send(ctx, wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("work")}, Payload: []byte("marker 2")}); err != nil {
 		t.Fatal(err)
 	}
-	if p := nextPayload(t, work); p != "marker 2" {
-		t.Fatalf("got %q after a duplicate message 1, want the marker: the early data was delivered twice", p)
+	if m := work.next(t); string(m.Payload) != "marker 2" {
+		t.Fatalf("got %q after a duplicate message 1, want the marker: the early data was delivered twice", m.Payload)
 	}
 	if d := sb.Stats().Duplicates; d == 0 {
 		t.Fatal("the duplicate message 1 was not counted")
@@ -531,8 +524,8 @@ func ikEarlyDataHandledAndSaved(t *testing.T) (*fixture, wire.TransportMessage, 
 	return f, m1, path
 }
 
-// restartB stops device B after ikEarlyDataHandledAndSaved, as a crash would, and starts it
-// again (fixture.crashB) with its worker "work".
+// restartB stops device B, as a crash would, and starts it again (fixture.crashB) with an
+// inbox as its worker "work".
 func restartB(t *testing.T, f *fixture) (*routing.Node, *Listener, inbox) {
 	t.Helper()
 	nb, l2 := f.crashB(t)

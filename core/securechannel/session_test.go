@@ -47,6 +47,21 @@ func mustMarshal(t *testing.T, c encoding.BinaryMarshaler) []byte {
 	return b
 }
 
+// savedKind returns the kind of session (kindEstablished, kindAwaiting3, ...) that the
+// session file at path, sealed for id, holds.
+func savedKind(t *testing.T, id *Identity, path string) uint8 {
+	t.Helper()
+	state, err := readSession(id, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := decodeSession(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.kind
+}
+
 // sealsLeft seals on c until its reservation is exhausted and returns how many messages it
 // sealed: at most 2*ReserveNonces, so that a channel that never runs out fails the caller's
 // check instead of looping for ever.
@@ -391,11 +406,7 @@ func TestSessionRestoreResponderAwaitingMessage3(t *testing.T) {
 	if len(msgs) < 2 {
 		t.Fatalf("held %d messages, want message 3 and data", len(msgs))
 	}
-	for _, m := range msgs {
-		if err := nb.Send(context.Background(), m); err != nil {
-			t.Fatal(err)
-		}
-	}
+	sendAll(t, nb, msgs)
 	if err := sb.Wait(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -408,16 +419,8 @@ func TestSessionRestoreResponderAwaitingMessage3(t *testing.T) {
 	// B sealed its reply only after saving the open channel: the file no longer holds the
 	// half-open handshake, which the same message 3, delivered again after a crash, would
 	// complete with the same keys (and B would seal from nonce 0 again).
-	state, err := readSession(f.idb, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := decodeSession(state)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s.kind != kindEstablished {
-		t.Fatalf("after B's reply its session file holds kind %d, want the open channel (%d)", s.kind, kindEstablished)
+	if k := savedKind(t, f.idb, path); k != kindEstablished {
+		t.Fatalf("after B's reply its session file holds kind %d, want the open channel (%d)", k, kindEstablished)
 	}
 }
 

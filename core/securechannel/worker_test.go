@@ -283,6 +283,16 @@ func send(t *testing.T, node *routing.Node, sc *SecureChannel, payload string) {
 	}
 }
 
+// sendAll sends msgs from node, in order.
+func sendAll(t *testing.T, node *routing.Node, msgs []wire.TransportMessage) {
+	t.Helper()
+	for _, m := range msgs {
+		if err := node.Send(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // send sends payload from node "a" through sc to B's echo worker (see send).
 func (f *fixture) send(t *testing.T, sc *SecureChannel, payload string) {
 	t.Helper()
