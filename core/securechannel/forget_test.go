@@ -22,11 +22,7 @@ func TestCutShortBelowWindowDeliveredAgain(t *testing.T) {
 	na := net.node(t, "a")
 	nb := net.node(t, "b", routing.WithMailboxSize(1))
 	ida, idb := mustIdentity(t), mustIdentity(t)
-	l, err := Listen(nb, "sc", Config{Identity: idb, Trust: TrustKeys(ida.PublicKey())}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l := listen(t, nb, "sc", Config{Identity: idb, Trust: TrustKeys(ida.PublicKey())})
 	slow := newStallWorker(t, nb, "slow")
 	fast := make(inbox, 2*WindowSize)
 	if err := nb.Register("fast", fast); err != nil {

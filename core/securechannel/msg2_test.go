@@ -94,11 +94,7 @@ func newMsg2Fixture(t *testing.T, ida, idb *Identity) *msg2Fixture {
 	f := &msg2Fixture{node: node, ida: ida, idb: idb}
 	f.cfgA = Config{Identity: ida, Trust: TrustKeys(idb.PublicKey())}
 	f.cfgB = Config{Identity: idb, Trust: TrustKeys(ida.PublicKey())}
-	f.l, err = Listen(node, "sc", f.cfgB, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.l.Close() })
+	f.l = listen(t, node, "sc", f.cfgB)
 	f.raw = newStallWorker(t, node, "raw")
 	return f
 }

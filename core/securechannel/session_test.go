@@ -304,11 +304,7 @@ func TestSessionRestoreOnNewNode(t *testing.T) {
 	if err := na.Register("app", app); err != nil {
 		t.Fatal(err)
 	}
-	l2, err := Listen(nb, "sc", f.cfgB, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l2.Close()
+	l2 := listen(t, nb, "sc", f.cfgB)
 	if err := nb.Register("echo", echo(&l2, f.peers)); err != nil {
 		t.Fatal(err)
 	}
@@ -342,11 +338,7 @@ func TestSessionRestoreOnNewNode(t *testing.T) {
 	}
 	// The same for B's channel through another listener of B's node: the failed restore
 	// leaves that listener without the channel, and B's restored channel at its addresses.
-	l3, err := Listen(nb, "sc3", f.cfgB, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l3.Close()
+	l3 := listen(t, nb, "sc3", f.cfgB)
 	if _, err := l3.RestoreSession(pathB); !errors.Is(err, routing.ErrAddressInUse) {
 		t.Fatalf("restoring a listener's channel twice on one node: %v, want ErrAddressInUse", err)
 	}
@@ -454,11 +446,7 @@ func TestRestoreErrors(t *testing.T) {
 		}
 	}
 	// A listener of the same identity refuses an initiator's channel too.
-	la, err := Listen(node, "la", f.cfgA, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer la.Close()
+	la := listen(t, node, "la", f.cfgA)
 	if _, err := la.Restore(state); !errors.Is(err, core.ErrInvalidArgument) {
 		t.Fatalf("a listener restored an initiator's channel of its identity: %v, want core.ErrInvalidArgument", err)
 	}

@@ -37,11 +37,7 @@ func TestTCPLargestMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 	ida, idb := mustIdentity(t), mustIdentity(t)
-	l, err := Listen(b, "sc", Config{Identity: idb, Trust: TrustKeys(ida.PublicKey())}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	listen(t, b, "sc", Config{Identity: idb, Trust: TrustKeys(ida.PublicKey())})
 	if err := b.Register("echo", routing.WorkerFunc(func(ctx context.Context, m *routing.Message) error {
 		return m.Reply(ctx, m.Payload)
 	})); err != nil {

@@ -159,6 +159,18 @@ func newFixture(t *testing.T, viaHub bool, rekeyAfter uint64) *fixture {
 	return f
 }
 
+// listen starts a listener at name on node with cfg (and no options), closed when the test
+// ends.
+func listen(t *testing.T, node *routing.Node, name string, cfg Config) *Listener {
+	t.Helper()
+	l, err := Listen(node, name, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
 // crashB stops device B as a crash would (its listener and node close, nothing more is
 // saved) and starts it again: a new node "b" with a listener "sc" (closed when the test
 // ends) and no workers yet.
@@ -167,12 +179,7 @@ func (f *fixture) crashB(t *testing.T) (*routing.Node, *Listener) {
 	f.listener.Close()
 	f.b.Close()
 	nb := f.net.node(t, "b")
-	l, err := Listen(nb, "sc", f.cfgB, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	return nb, l
+	return nb, listen(t, nb, "sc", f.cfgB)
 }
 
 // crashBWithEcho stops and starts device B as crashB does, and registers B's echo worker on
