@@ -10,7 +10,6 @@ import (
 	awskinesis "github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/smithy-go"
 
-	"github.com/sluicehq/sluice/backends/kinesis"
 	"github.com/sluicehq/sluice/core"
 )
 
@@ -23,11 +22,7 @@ func TestUnsignedRequestsRefusedOnMock(t *testing.T) {
 	c := client(t, nil)
 	ctx := context.Background()
 	// The stream exists, so that only the credentials can be the reason of the failures.
-	good, err := kinesis.New(c, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer good.Close()
+	good := openStore(t, c, nil)
 	stream := "auth" + strings.ReplaceAll(t.Name(), "/", "-")
 	if _, err := good.CreateStream(ctx, stream, 1); err != nil {
 		t.Fatal(err)
@@ -35,11 +30,7 @@ func TestUnsignedRequestsRefusedOnMock(t *testing.T) {
 	defer good.DeleteStream(ctx, stream)
 
 	anon := awskinesis.New(c.Options(), func(o *awskinesis.Options) { o.Credentials = aws.AnonymousCredentials{} })
-	s, err := kinesis.New(anon, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openStore(t, anon, nil)
 	calls := map[string]func() error{
 		"CreateStream": func() error { _, err := s.CreateStream(ctx, stream, 1); return err },
 		"Partitions":   func() error { _, err := s.Partitions(ctx, stream); return err },

@@ -32,11 +32,7 @@ const rawBatch = 100
 func BenchmarkHubVsRaw(b *testing.B) {
 	c := client(b, nil)
 	ctx := context.Background()
-	s, err := kinesis.New(c, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { s.Close() })
+	s := openStore(b, c, nil)
 	idx, err := core.Open(ctx, "bbolt://"+b.TempDir())
 	if err != nil {
 		b.Fatal(err)

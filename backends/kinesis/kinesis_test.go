@@ -217,16 +217,8 @@ func TestThrottlingRetriedWithoutLossOrDuplicates(t *testing.T) {
 	ctx := context.Background()
 	put := &faultyHTTP{next: http.DefaultClient, target: "PutRecord"}
 	get := &faultyHTTP{next: put, target: "GetRecords"}
-	s, err := kinesis.New(client(t, get), &kinesis.Options{RetryBase: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond, MaxRetries: 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	name := fmt.Sprintf("throttle-%d", time.Now().UnixNano())
-	if _, err := s.CreateStream(ctx, name, 1); err != nil {
-		t.Fatal(err)
-	}
-	defer s.DeleteStream(ctx, name)
+	s := openStore(t, client(t, get), &kinesis.Options{RetryBase: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond, MaxRetries: 10})
+	name := newStream(t, ctx, s, "throttle-")
 
 	want := map[uint64]string{}
 	var last uint64
@@ -298,12 +290,7 @@ func TestThrottlingRetriedWithoutLossOrDuplicates(t *testing.T) {
 func TestSeekAfterRestart(t *testing.T) {
 	ctx := context.Background()
 	c := client(t, nil)
-	s1, _ := kinesis.New(c, nil)
-	name := fmt.Sprintf("seek-%d", time.Now().UnixNano())
-	if _, err := s1.CreateStream(ctx, name, 1); err != nil {
-		t.Fatal(err)
-	}
-	defer s1.DeleteStream(ctx, name)
+	s1, name := newStreamToReopen(t, ctx, c, "seek-")
 	var all []uint64
 	for i := range 30 {
 		idx, err := s1.Append(ctx, name, 0, [][]byte{[]byte(fmt.Sprintf("a-%d", i)), []byte(fmt.Sprintf("b-%d", i))})
@@ -314,8 +301,7 @@ func TestSeekAfterRestart(t *testing.T) {
 		time.Sleep(3 * time.Millisecond) // spread arrival timestamps so the search has work to do
 	}
 	s1.Close()
-	s2, _ := kinesis.New(c, nil)
-	defer s2.Close()
+	s2 := openStore(t, c, nil)
 	for _, k := range []int{0, 1, 17, 33, 58, 59} {
 		got, err := s2.Fetch(ctx, name, 0, all[k], 2)
 		if err != nil {
@@ -367,11 +353,7 @@ func TestOpenUnreachable(t *testing.T) {
 // partition it appended to, and returns only once the stream is gone, so that the same name
 // can be created again at once (Kinesis keeps a stream DELETING for a while).
 func TestDeleteStopsWritersAndRecreates(t *testing.T) {
-	s, err := kinesis.New(client(t, nil), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openStore(t, client(t, nil), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	writers := func() int {
@@ -412,11 +394,7 @@ func TestDeleteStopsWritersAndRecreates(t *testing.T) {
 // subtest failed about half the time).
 func TestDeleteMissingKeepsRecreated(t *testing.T) {
 	c := client(t, nil)
-	s, err := kinesis.New(c, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openStore(t, c, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	name := fmt.Sprintf("delete-missing-%d", time.Now().UnixNano())
@@ -468,16 +446,8 @@ func TestOpenRejectsUnknownParameters(t *testing.T) {
 func TestNegativeMaxRetriesMeansNone(t *testing.T) {
 	ctx := context.Background()
 	put := &faultyHTTP{next: http.DefaultClient, target: "PutRecord"}
-	s, err := kinesis.New(client(t, put), &kinesis.Options{MaxRetries: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	name := fmt.Sprintf("noretry-%d", time.Now().UnixNano())
-	if _, err := s.CreateStream(ctx, name, 1); err != nil {
-		t.Fatal(err)
-	}
-	defer s.DeleteStream(ctx, name)
+	s := openStore(t, client(t, put), &kinesis.Options{MaxRetries: -1})
+	name := newStream(t, ctx, s, "noretry-")
 	put.throttleN.Store(1)
 	if _, err := s.Append(ctx, name, 0, [][]byte{[]byte("m")}); !errorsIs(err, core.ErrUnavailable) {
 		t.Fatalf("Append while throttled, without retries: %v, want ErrUnavailable", err)
@@ -531,19 +501,7 @@ func (e expiredHTTP) Do(req *http.Request) (*http.Response, error) {
 // indexes are never reused within one life of a stream.
 func TestIndexesNotReusedAfterRetention(t *testing.T) {
 	ctx := t.Context()
-	s1, err := kinesis.New(client(t, nil), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := fmt.Sprintf("expired-%d", time.Now().UnixNano())
-	if _, err := s1.CreateStream(ctx, name, 1); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		s, _ := kinesis.New(client(t, nil), nil)
-		_ = s.DeleteStream(context.Background(), name)
-		s.Close()
-	}()
+	s1, name := newStreamToReopen(t, ctx, client(t, nil), "expired-")
 	msgs := make([][]byte, 1000)
 	for i := range msgs {
 		msgs[i] = []byte{byte(i)}
@@ -557,11 +515,7 @@ func TestIndexesNotReusedAfterRetention(t *testing.T) {
 	}
 	last := idx[len(idx)-1]
 
-	s2, err := kinesis.New(client(t, expiredHTTP{http.DefaultClient}), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s2.Close()
+	s2 := openStore(t, client(t, expiredHTTP{http.DefaultClient}), nil)
 	got, err := s2.Append(ctx, name, 0, [][]byte{[]byte("after retention")})
 	if err != nil {
 		t.Fatal(err)
@@ -609,11 +563,7 @@ func TestRecreatedStreamAboveSurvivingIndex(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			stream := fmt.Sprintf("recreated-%d", time.Now().UnixNano())
-			s1, err := kinesis.New(c, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s1.Close()
+			s1 := openStore(t, c, nil)
 			if _, err := s1.CreateStream(ctx, stream, 1); err != nil {
 				t.Fatal(err)
 			}
@@ -625,11 +575,7 @@ func TestRecreatedStreamAboveSurvivingIndex(t *testing.T) {
 			if err := tc.delete(ctx, s1, stream); err != nil {
 				t.Fatalf("delete: %v", err)
 			}
-			s2, err := kinesis.New(c, nil) // a hub started again, or the same one
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s2.Close()
+			s2 := openStore(t, c, nil) // a hub started again, or the same one
 			if _, err := s2.CreateStream(ctx, stream, 1); err != nil {
 				t.Fatal(err)
 			}
@@ -678,16 +624,8 @@ func TestFetchSeekIgnoresOutOfOrderRecords(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			c := client(t, nil)
-			s, err := kinesis.New(c, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			stream := fmt.Sprintf("seek-foreign-%d", time.Now().UnixNano())
-			if _, err := s.CreateStream(ctx, stream, 1); err != nil {
-				t.Fatal(err)
-			}
-			defer s.DeleteStream(context.Background(), stream)
+			s := openStore(t, c, nil)
+			stream := newStream(t, ctx, s, "seek-foreign-")
 			var idx []uint64
 			for r := range 2 { // two records of 10 messages
 				got, err := s.Append(ctx, stream, 0, msgs(fmt.Sprintf("r%d-", r), 10))
@@ -733,16 +671,8 @@ func msgs(prefix string, n int) [][]byte {
 func seqOriginStream(t *testing.T, ctx context.Context, prefix string) (*awskinesis.Client, *kinesis.Store, string, []uint64) {
 	t.Helper()
 	c := client(t, &seqOriginHTTP{next: http.DefaultClient, gen: map[string]int{}, seqs: map[string]string{}, its: map[string]string{}})
-	s, err := kinesis.New(c, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	stream := fmt.Sprintf("%s%d", prefix, time.Now().UnixNano())
-	if _, err := s.CreateStream(ctx, stream, 1); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.DeleteStream(context.Background(), stream) })
+	s := openStore(t, c, nil)
+	stream := newStream(t, ctx, s, prefix)
 	old, err := s.Append(ctx, stream, 0, msgs("old-", 3))
 	if err != nil {
 		t.Fatal(err)
@@ -764,11 +694,7 @@ func TestStreamDeletedBySomeoneElse(t *testing.T) {
 	if got, err := s.Fetch(ctx, stream, 0, 0, 100); err != nil || len(got) != 3 {
 		t.Fatalf("Fetch = %d, %v; want 3", len(got), err)
 	}
-	other, err := kinesis.New(c, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	other := openStore(t, c, nil)
 	if err := other.DeleteStream(ctx, stream); err != nil {
 		t.Fatal(err)
 	}
@@ -878,11 +804,7 @@ func TestStreamRecreatedBetweenCalls(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c, s, stream, old := seqOriginStream(t, ctx, "recreated-between-")
-	other, err := kinesis.New(c, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	other := openStore(t, c, nil)
 	if err := other.DeleteStream(ctx, stream); err != nil {
 		t.Fatal(err)
 	}

@@ -2,14 +2,11 @@ package kinesis_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awskinesis "github.com/aws/aws-sdk-go-v2/service/kinesis"
-
-	"github.com/sluicehq/sluice/backends/kinesis"
 )
 
 // TestRecoverAfterForeignNewestRecord: a store appends indexes n..n+4 and closes; then a
@@ -33,19 +30,7 @@ func TestRecoverAfterForeignNewestRecord(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			c := client(t, nil)
-			s1, err := kinesis.New(c, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			name := fmt.Sprintf("foreign-%d", time.Now().UnixNano())
-			if _, err := s1.CreateStream(ctx, name, 1); err != nil {
-				t.Fatal(err)
-			}
-			defer func() {
-				s, _ := kinesis.New(c, nil)
-				_ = s.DeleteStream(context.Background(), name)
-				s.Close()
-			}()
+			s1, name := newStreamToReopen(t, ctx, c, "foreign-")
 			idx, err := s1.Append(ctx, name, 0, [][]byte{[]byte("a"), []byte("b"), []byte("c"), []byte("d"), []byte("e")})
 			if err != nil || idx[4] != idx[0]+4 {
 				t.Fatalf("Append = %v, %v; want 5 consecutive indexes", idx, err)
@@ -60,11 +45,7 @@ func TestRecoverAfterForeignNewestRecord(t *testing.T) {
 			}
 
 			before := uint64(time.Now().UnixNano())
-			s2, err := kinesis.New(c, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s2.Close()
+			s2 := openStore(t, c, nil)
 			got, err := s2.Append(ctx, name, 0, [][]byte{[]byte("f")})
 			if err != nil {
 				t.Fatal(err)
