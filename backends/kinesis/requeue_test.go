@@ -60,21 +60,13 @@ func TestAppendQueuedWhenStateDropped(t *testing.T) {
 
 func appendBehindDropped(t *testing.T, round int, gone bool) {
 	t.Helper()
-	old, _ := packRecords(100, [][]byte{[]byte("old")}) // the shard's last record: index 100
-	f := &shardFake{records: old, held: make(chan struct{}), release: make(chan struct{}), put2: make(chan struct{}), goneFirst: gone}
-	s := fakeStore(t, f, &Options{MaxRetries: -1})
-	ctx := t.Context()
-	type result struct {
-		idx []uint64
-		err error
-	}
-	first, second := make(chan result, 1), make(chan result, 1)
-	go func() { idx, err := s.Append(ctx, "s", 0, [][]byte{[]byte("a")}); first <- result{idx, err} }()
+	f, s := heldShardStore(t, gone) // the shard's last record: index 100
+	first := goAppend(t.Context(), s, "a")
 	<-f.held // the writer is writing "a"
 	s.mu.Lock()
 	part := s.streams["s"].parts[0]
 	s.mu.Unlock()
-	go func() { idx, err := s.Append(ctx, "s", 0, [][]byte{[]byte("b")}); second <- result{idx, err} }()
+	second := goAppend(t.Context(), s, "b")
 	for len(part.reqs) == 0 { // "b" waits in the writer's queue
 		select {
 		case r := <-second:

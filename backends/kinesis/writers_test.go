@@ -1,6 +1,7 @@
 package kinesis
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -89,6 +90,30 @@ func (f *shardFake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// heldShardStore returns a shardFake whose shard ends with a record of index 100 and whose
+// first PutRecord is held until f.release is closed (and then, with goneFirst, answered as
+// for a stream deleted meanwhile), and a Store of it that does not retry.
+func heldShardStore(t *testing.T, goneFirst bool) (*shardFake, *Store) {
+	t.Helper()
+	old, _ := packRecords(100, [][]byte{[]byte("old")})
+	f := &shardFake{records: old, held: make(chan struct{}), release: make(chan struct{}), put2: make(chan struct{}), goneFirst: goneFirst}
+	return f, fakeStore(t, f, &Options{MaxRetries: -1})
+}
+
+// appendResult is what an Append returned.
+type appendResult struct {
+	idx []uint64
+	err error
+}
+
+// goAppend appends the message m to partition 0 of the stream "s" of s in a goroutine; its
+// result comes on the channel returned.
+func goAppend(ctx context.Context, s *Store, m string) <-chan appendResult {
+	c := make(chan appendResult, 1)
+	go func() { idx, err := s.Append(ctx, "s", 0, [][]byte{[]byte(m)}); c <- appendResult{idx, err} }()
+	return c
+}
+
 // TestOneWriterPerPartitionAfterForget: when a stream's cached state is forgotten
 // (DeleteStream, or a call that found the stream gone or changed) while its partition's
 // writer is still writing, the writer of the state loaded next must not learn the next
@@ -96,19 +121,11 @@ func (f *shardFake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // hand out the same indexes again, and Fetch, which returns each index once, would lose one
 // of the two messages. The fake holds the first writer's PutRecord.
 func TestOneWriterPerPartitionAfterForget(t *testing.T) {
-	old, _ := packRecords(100, [][]byte{[]byte("old")}) // the shard's last record: index 100
-	f := &shardFake{records: old, held: make(chan struct{}), release: make(chan struct{}), put2: make(chan struct{})}
-	s := fakeStore(t, f, &Options{MaxRetries: -1})
-	ctx := t.Context()
-	type result struct {
-		idx []uint64
-		err error
-	}
-	first, second := make(chan result, 1), make(chan result, 1)
-	go func() { idx, err := s.Append(ctx, "s", 0, [][]byte{[]byte("a")}); first <- result{idx, err} }()
+	f, s := heldShardStore(t, false) // the shard's last record: index 100
+	first := goAppend(t.Context(), s, "a")
 	<-f.held // the first writer is writing index 101
 	s.forget("s", nil)
-	go func() { idx, err := s.Append(ctx, "s", 0, [][]byte{[]byte("b")}); second <- result{idx, err} }()
+	second := goAppend(t.Context(), s, "b")
 	// A second writer that does not wait writes at once; one that waits for the first
 	// writes only after the release. The timer only lets the first write go on in that case.
 	select {
