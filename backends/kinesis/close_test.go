@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/kinesis"
-
 	"github.com/sluicehq/sluice/core"
 )
 
@@ -16,10 +14,7 @@ import (
 // fail with core.ErrClosed at once, not wait until Close cancels it (or its ctx ends). The
 // stream's state is cached, so no request reaches Kinesis.
 func TestAppendAfterWriterExited(t *testing.T) {
-	s, err := New(kinesis.New(kinesis.Options{Region: "us-east-1"}), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := offlineStore(t)
 	part := &partition{shardID: "shardId-000000000000", key: "p0"}
 	st := &streamState{name: "s", parts: []*partition{part}}
 	s.streams["s"] = st

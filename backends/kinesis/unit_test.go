@@ -282,10 +282,7 @@ func TestIterCache(t *testing.T) {
 // TestCloseStopsWriters checks that Close stops the partition writers and returns, without
 // a request to Kinesis (the writer holds no append).
 func TestCloseStopsWriters(t *testing.T) {
-	s, err := New(kinesis.New(kinesis.Options{Region: "us-east-1"}), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := offlineStore(t)
 	part := &partition{shardID: "shardId-000000000000", key: "p0", dropped: make(chan struct{})}
 	_, end, err := s.calls.Begin(context.Background()) // writers start inside an Append
 	if err != nil {
@@ -600,6 +597,18 @@ func fakeStore(t *testing.T, h http.Handler, opts *Options) *Store {
 	return s
 }
 
+// offlineStore returns a Store on a client with no endpoint and no credentials, for a test
+// in which no request reaches Kinesis. Nothing closes it at the end of the test: the tests
+// close it, or stop its calls, themselves.
+func offlineStore(t *testing.T) *Store {
+	t.Helper()
+	s, err := New(kinesis.New(kinesis.Options{Region: "us-east-1"}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // fakeEndpointClient returns a Kinesis client of the fake endpoint at url (an httptest
 // server), with static credentials.
 func fakeEndpointClient(url string) *kinesis.Client {
@@ -697,10 +706,7 @@ func TestNewRefusesInvalidPrefix(t *testing.T) {
 // (and stream) it was, as the errors of Kinesis do. No request reaches Kinesis: the stream's
 // state is cached.
 func TestInvalidArgumentsSayWhere(t *testing.T) {
-	s, err := New(kinesis.New(kinesis.Options{Region: "us-east-1"}), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := offlineStore(t)
 	defer s.Close()
 	s.streams["s"] = &streamState{name: "sluice-s", parts: []*partition{{shardID: "shardId-000000000000", key: "p0", dropped: make(chan struct{})}}}
 	ctx := t.Context()
