@@ -340,12 +340,9 @@ func (f *fakeKinesis) lastRegion() string {
 // index backend, and that the backend declares Persistent only with a persistent index
 // backend.
 func TestOpenParameters(t *testing.T) {
-	dir := t.TempDir()
+	dir := isolateAWSConfig(t)
 	t.Setenv("AWS_REGION", "")
 	t.Setenv("AWS_DEFAULT_REGION", "")
-	t.Setenv("AWS_PROFILE", "")
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
 	fake := &fakeKinesis{}
 	srv := httptest.NewServer(fake)
 	defer srv.Close()
@@ -457,10 +454,7 @@ func TestRecoveryNextIndex(t *testing.T) {
 // Open with an error matching core.ErrInvalidOption (not retryable, not ErrUnavailable) that
 // keeps the SDK error, names the endpoint and says what to check, without the secret key.
 func TestOpenRefusedCredentials(t *testing.T) {
-	dir := t.TempDir()
-	t.Setenv("AWS_PROFILE", "")
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
+	isolateAWSConfig(t)
 	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret-never-shown")
 	for code, want := range map[string]string{
@@ -492,14 +486,12 @@ func TestOpenRefusedCredentials(t *testing.T) {
 // matching core.ErrInvalidOption (a configuration fix, not retryable, not
 // core.ErrUnavailable) that says what to set. Nothing is sent: there is nothing to sign with.
 func TestOpenMissingCredentials(t *testing.T) {
-	dir := t.TempDir()
+	isolateAWSConfig(t)
 	for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
 		"AWS_DEFAULT_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
 		"AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN"} {
 		t.Setenv(k, "")
 	}
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true") // no instance role either, and no network
 	b, err := core.Open(t.Context(), "kinesis://eu-west-1?index=memory://")
 	if err == nil {
@@ -607,6 +599,18 @@ func offlineStore(t *testing.T) *Store {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// isolateAWSConfig points the AWS SDK's shared config and credentials files into a new
+// empty directory, which it returns, and clears AWS_PROFILE for the test: what Open loads
+// does not depend on the files and the profile of the user who runs the test.
+func isolateAWSConfig(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	t.Setenv("AWS_PROFILE", "")
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
+	return dir
 }
 
 // fakeEndpointClient returns a Kinesis client of the fake endpoint at url (an httptest
@@ -769,10 +773,7 @@ func TestCallErr(t *testing.T) {
 // endpoint, and never context.DeadlineExceeded, which is only the caller's. A caller's
 // ctx that ends first fails Open with the caller's error.
 func TestOpenEndpointThatNeverAnswers(t *testing.T) {
-	dir := t.TempDir()
-	t.Setenv("AWS_PROFILE", "")
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
+	isolateAWSConfig(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
