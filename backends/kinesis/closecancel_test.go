@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 
 	"github.com/sluicehq/sluice/core"
@@ -27,7 +26,7 @@ func TestCallCancelledByCloseIsClosed(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			held, release := make(chan struct{}, 1), make(chan struct{})
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			s := fakeStore(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				_, _ = io.Copy(io.Discard, r.Body)
 				select {
 				case held <- struct{}{}:
@@ -37,19 +36,13 @@ func TestCallCancelledByCloseIsClosed(t *testing.T) {
 				case <-r.Context().Done():
 				case <-release:
 				}
-			}))
-			defer srv.Close()
+			}), &Options{MaxRetries: -1})
 			defer close(release)
-			c := fakeEndpointClient(srv.URL)
-			s, err := New(c, &Options{MaxRetries: -1})
-			if err != nil {
-				t.Fatal(err)
-			}
 			errc := make(chan error, 1)
 			go func() { errc <- call(s) }()
 			<-held // the call is in flight
 			s.calls.Cancel()
-			err = <-errc
+			err := <-errc
 			if !errors.Is(err, core.ErrClosed) || !errors.Is(err, context.Canceled) {
 				t.Errorf("%s cancelled by Close: %v; want core.ErrClosed (and context.Canceled)", name, err)
 			}
