@@ -440,6 +440,9 @@ func (p *Proxy) pump(l *link, dir Direction, dst, src net.Conn, count *atomic.Ui
 					case <-p.done:
 						t.Stop()
 						return
+					case <-l.gone: // reset or closed: the chunk has nowhere to go
+						t.Stop()
+						return
 					}
 				}
 				if _, werr := dst.Write(buf[:n]); werr != nil {
