@@ -1,6 +1,7 @@
 package tcp
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -71,4 +72,77 @@ func FuzzReadFrame(f *testing.F) {
 			}
 		}
 	})
+}
+
+// FuzzSentHTTP feeds arbitrary first bytes of an accepted connection to the HTTP check,
+// sentHTTP. It must never panic, consume nothing that reading the first frame then reads,
+// ask for no byte beyond the first frame (a peer that sent one frame and waits for its reply
+// must not wait for ever), call HTTP only what starts with a request start and whose third
+// byte is not the version, and never call HTTP a frame that decodes.
+func FuzzSentHTTP(f *testing.F) {
+	m := wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("stream")}, Payload: []byte("x")}
+	good, _ := wire.AppendFrame(nil, m)
+	f.Add(good)
+	for _, s := range httpRequestStarts {
+		f.Add([]byte(s + "/ HTTP/1.1\r\nHost: x\r\n\r\n"))
+		f.Add([]byte(s[:len(s)-1]))
+	}
+	f.Add([]byte{0, 0})
+	f.Add([]byte{0, 1, 'G'})
+	f.Add([]byte{0, 3, 'G', 'E', 'T'})
+	f.Add([]byte("GE"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		// The bytes that reading the first frame waits for: its header, then its body.
+		frameLen, whole := len(in), false
+		if len(in) >= wire.FrameHeaderLen {
+			n := wire.FrameHeaderLen + int(binary.BigEndian.Uint16(in))
+			frameLen, whole = min(len(in), n), len(in) >= n
+		}
+		r := &frameOnlyReader{b: in[:frameLen]}
+		br := bufio.NewReaderSize(r, readBufferSize)
+		got := sentHTTP(br)
+		if whole && r.past {
+			t.Fatalf("the check of % x waited for a byte beyond the first frame", in)
+		}
+		if rest, _ := io.ReadAll(br); !bytes.Equal(rest, in[:frameLen]) {
+			t.Fatalf("after the check the connection reads % x, want % x", rest, in[:frameLen])
+		}
+		if !got {
+			return
+		}
+		if len(in) > wire.FrameHeaderLen && in[wire.FrameHeaderLen] == wire.Version {
+			t.Fatalf("% x taken for HTTP although its third byte is the version", in)
+		}
+		start := false
+		for _, s := range httpRequestStarts {
+			start = start || bytes.HasPrefix(in, []byte(s))
+		}
+		if !start {
+			t.Fatalf("% x taken for HTTP without a request start", in)
+		}
+		if body, _, err := readFrame(bytes.NewReader(in), make([]byte, 2)); err == nil {
+			if _, err := wire.DecodeTransportMessage(body); err == nil {
+				t.Fatalf("% x taken for HTTP although its first frame decodes", in)
+			}
+		}
+	})
+}
+
+// frameOnlyReader hands out b one byte per Read, as a slow peer would, then io.EOF, and
+// records in past that it was asked for a byte beyond b: one the peer may never send.
+type frameOnlyReader struct {
+	b    []byte
+	past bool
+}
+
+func (r *frameOnlyReader) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		r.past = true
+		return 0, io.EOF
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	p[0], r.b = r.b[0], r.b[1:]
+	return 1, nil
 }
