@@ -49,7 +49,11 @@ func newStreamToReopen(t *testing.T, ctx context.Context, c *awskinesis.Client, 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		s, _ := kinesis.New(c, nil)
+		s, err := kinesis.New(c, nil)
+		if err != nil {
+			t.Errorf("delete stream %s: %v", name, err)
+			return
+		}
 		_ = s.DeleteStream(context.Background(), name)
 		s.Close()
 	})
