@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -166,5 +168,86 @@ func TestAbortClosesSocketOfStalledPeer(t *testing.T) {
 	// A new connection to the peer's address is dialled: the aborted one is forgotten.
 	if again, err := client.tr.Connect(context.Background(), addr); err != nil || string(again.Value) == string(local.Value) {
 		t.Fatalf("Connect after Abort = %v, %v; want a new connection", again, err)
+	}
+}
+
+// slowConn writes to its connection a little at a time, 1 KiB every millisecond, and
+// enforces its own write deadline between the pieces (the socket's deadline would not
+// fire: each piece is written at once). It counts the bytes written.
+type slowConn struct {
+	net.Conn
+	mu       sync.Mutex
+	deadline time.Time
+	written  int
+}
+
+func (c *slowConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.deadline = t
+	c.mu.Unlock()
+	return c.Conn.SetWriteDeadline(t)
+}
+
+func (c *slowConn) Write(b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		time.Sleep(time.Millisecond)
+		c.mu.Lock()
+		deadline := c.deadline
+		c.mu.Unlock()
+		if !deadline.IsZero() && time.Now().After(deadline) {
+			return n, os.ErrDeadlineExceeded
+		}
+		m, err := c.Conn.Write(b[n:min(len(b), n+1<<10)])
+		n += m
+		c.mu.Lock()
+		c.written += m
+		c.mu.Unlock()
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// A connection that is closing writes what was queued on it for at most the write timeout
+// in all, not for up to the write timeout per write: a peer that keeps reading, but too
+// slowly to take the queue within the write timeout, must not hold the socket and the
+// queued frames (up to 16 MiB) for as long as it likes. Here each write of the queue takes
+// well under the write timeout and the whole queue several times it.
+func TestFlushOnCloseBoundedByWriteTimeout(t *testing.T) {
+	server := newSide(t)
+	addr := server.listen(t)
+	const frames, size = 150, 8000
+	client := newSide(t, WithWriteTimeout(300*time.Millisecond), WithWriteQueueSize(frames))
+	sockets := make(chan *slowConn, 1)
+	client.tr.hooks.dial = func(ctx context.Context, network, address string) (net.Conn, error) {
+		nc, err := (&net.Dialer{}).DialContext(ctx, network, address)
+		if err != nil {
+			return nil, err
+		}
+		sc := &slowConn{Conn: nc}
+		sockets <- sc
+		return sc, nil
+	}
+	ctx := context.Background()
+	local, err := client.tr.Connect(ctx, addr)
+	must(t, err)
+	sc := <-sockets
+	for range frames {
+		must(t, client.node.Send(ctx, wire.TransportMessage{
+			OnwardRoute: wire.Route{local, wire.Local("inbox")}, Payload: make([]byte, size)}))
+	}
+	must(t, client.tr.Disconnect(local))
+	for deadline := time.Now().Add(guard); writers(client.tr) > 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the disconnected connection is still writing after %v", guard)
+		}
+	}
+	sc.mu.Lock()
+	written := sc.written
+	sc.mu.Unlock()
+	if written >= frames*size {
+		t.Fatalf("the closing connection wrote all %d bytes queued, at 1 KiB/ms: its flush outlived the 300ms write timeout", written)
 	}
 }

@@ -77,11 +77,12 @@
 // [Transport.StopListening] stops accepting and leaves open connections alone (servers call
 // it when a graceful shutdown starts); [Transport.Disconnect] closes one connection, e.g.
 // one that stopped answering, so that the next send dials a new one. A connection that is
-// closing still writes the frames queued on it (for up to the write timeout when its peer
-// does not read), but delivers nothing more that it reads; it stops counting against the
-// maximum as it starts to close. [Transport.Abort] closes one at once, socket included,
-// dropping what is queued: servers give up a peer that does not read its replies (a slow
-// consumer) with it, so that its socket does not outlive its place in the count.
+// closing still writes the frames queued on it (for at most the write timeout in all,
+// counted from when it starts to close, however slowly its peer reads), but delivers
+// nothing more that it reads; it stops counting against the maximum as it starts to
+// close. [Transport.Abort] closes one at once, socket included, dropping what is queued:
+// servers give up a peer that does not read its replies (a slow consumer) with it, so that
+// its socket does not outlive its place in the count.
 // [Transport.Shutdown] stops the listeners, lets every connection flush what is already
 // queued, closes the connections and waits for all goroutines. The flush is bounded by the
 // close timeout ([WithCloseTimeout], default [DefaultCloseTimeout]) and by Shutdown's ctx:

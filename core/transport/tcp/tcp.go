@@ -158,7 +158,8 @@ func WithDialTimeout(d time.Duration) Option {
 }
 
 // WithWriteTimeout closes a connection when one write of queued frames to the socket takes
-// longer than d (default DefaultWriteTimeout; 0 disables it).
+// longer than d (default DefaultWriteTimeout; 0 disables it). A connection that is closing
+// has d in all, from when it starts to close, to write the frames still queued on it.
 func WithWriteTimeout(d time.Duration) Option {
 	return func(o *options) error { o.writeTimeout = d; return nonNegative("write timeout", d) }
 }
@@ -820,6 +821,12 @@ type conn struct {
 	// its check of done until its frame is queued; the writer takes it once done is closed,
 	// so that every frame queued at all is queued before that drain.
 	sendMu sync.RWMutex
+
+	// flushBy is the write deadline of every write once c is closing (done is closed): the
+	// write timeout from when it started to close, so that a closing connection has that
+	// long for all it still writes. Set by shutdown before it closes done; zero when the
+	// write timeout is disabled.
+	flushBy time.Time
 }
 
 // Send implements routing.Sender: the node calls it for messages whose first onward address
@@ -938,6 +945,9 @@ func (c *conn) shutdown(cause error) (closed bool) {
 		}
 		// Out of the maps first, so that nobody picks a connection that is closing.
 		c.t.remove(c)
+		if d := c.t.opts.writeTimeout; d > 0 {
+			c.flushBy = time.Now().Add(d) // read by the writer once done is closed
+		}
 		close(c.done)
 		c.cancel()
 	})
@@ -1152,15 +1162,26 @@ func (w deadlineWriter) Write(b []byte) (int, error) {
 	return w.c.nc.Write(b)
 }
 
-// armWrite sets the write deadline for the next write.
+// armWrite sets the write deadline for the next write: the write timeout from now, or,
+// once c is closing, flushBy. A peer that reads, but too slowly to take what is queued
+// within the write timeout, thus keeps a closing connection's socket and frames (up to the
+// write queue size times 64 KiB) for the write timeout, not for as long as it keeps reading.
 func (c *conn) armWrite() {
-	if d := c.t.opts.writeTimeout; d > 0 {
+	d := c.t.opts.writeTimeout
+	if d <= 0 {
+		return
+	}
+	select {
+	case <-c.done:
+		_ = c.nc.SetWriteDeadline(c.flushBy)
+	default:
 		_ = c.nc.SetWriteDeadline(time.Now().Add(d))
 	}
 }
 
 // flush writes the frames still queued when the connection closes gracefully. No sender
-// queues a frame any more (see sendMu), so it drains the queue to the end.
+// queues a frame any more (see sendMu), so it drains the queue to the end, within flushBy
+// (see armWrite).
 func (c *conn) flush(bw *bufio.Writer) {
 	for {
 		select {
