@@ -19,7 +19,10 @@
 // says the same (nothing of the request is repeated), and closes the connection. No frame
 // is taken for a request: the third byte of a frame is the message's version, 1, and that
 // of every request a letter. The check reads no byte that reading the first frame would
-// not wait for and allocates nothing for a frame.
+// not wait for and allocates nothing for a frame. Likewise, a dialled connection whose
+// first bytes are an HTTP response (the address dialled is an HTTP server's, such as a
+// hub's metrics address) is closed with a warning that says so and quotes the status
+// line, not as a frame "HT" (18516 bytes) long cut short.
 //
 // # Routing
 //

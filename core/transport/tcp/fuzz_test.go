@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 
 	"github.com/sluicehq/sluice/core/wire"
@@ -75,57 +76,93 @@ func FuzzReadFrame(f *testing.F) {
 }
 
 // FuzzSentHTTP feeds arbitrary first bytes of an accepted connection to the HTTP check,
-// sentHTTP. It must never panic, consume nothing that reading the first frame then reads,
-// ask for no byte beyond the first frame (a peer that sent one frame and waits for its reply
-// must not wait for ever), call HTTP only what starts with a request start and whose third
-// byte is not the version, and never call HTTP a frame that decodes.
+// sentHTTP: see checkFirstBytes.
 func FuzzSentHTTP(f *testing.F) {
-	m := wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("stream")}, Payload: []byte("x")}
-	good, _ := wire.AppendFrame(nil, m)
-	f.Add(good)
+	addFirstBytes(f)
 	for _, s := range httpRequestStarts {
 		f.Add([]byte(s + "/ HTTP/1.1\r\nHost: x\r\n\r\n"))
 		f.Add([]byte(s[:len(s)-1]))
 	}
+	f.Add([]byte("GE"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		checkFirstBytes(t, in, httpRequestStarts[:], sentHTTP)
+	})
+}
+
+// FuzzAnsweredHTTP feeds arbitrary first bytes of a dialled connection to its HTTP check,
+// answeredHTTP: see checkFirstBytes. The status line it returns must be a start of the
+// bytes, with no line end, of at most maxStatusLine bytes.
+func FuzzAnsweredHTTP(f *testing.F) {
+	addFirstBytes(f)
+	f.Add([]byte("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n"))
+	f.Add([]byte("HTTP/1.0 200 OK\n"))
+	f.Add([]byte("HTTP"))
+	f.Add([]byte("HT"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		checkFirstBytes(t, in, []string{httpResponseStart}, func(br *bufio.Reader) bool {
+			status, ok := answeredHTTP(br)
+			if !ok && status != "" {
+				t.Fatalf("% x: no HTTP, but status line %q", in, status)
+			}
+			if ok && (!bytes.HasPrefix(in, []byte(status)) || len(status) > maxStatusLine || strings.ContainsAny(status, "\r\n")) {
+				t.Fatalf("% x: status line %q, want a start of it, with no line end, of at most %d bytes", in, status, maxStatusLine)
+			}
+			return ok
+		})
+	})
+}
+
+// addFirstBytes adds the seeds of a check of a connection's first bytes: a frame, and
+// frames too short to be messages.
+func addFirstBytes(f *testing.F) {
+	m := wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("stream")}, Payload: []byte("x")}
+	good, _ := wire.AppendFrame(nil, m)
+	f.Add(good)
 	f.Add([]byte{0, 0})
 	f.Add([]byte{0, 1, 'G'})
 	f.Add([]byte{0, 3, 'G', 'E', 'T'})
-	f.Add([]byte("GE"))
-	f.Fuzz(func(t *testing.T, in []byte) {
-		// The bytes that reading the first frame waits for: its header, then its body.
-		frameLen, whole := len(in), false
-		if len(in) >= wire.FrameHeaderLen {
-			n := wire.FrameHeaderLen + int(binary.BigEndian.Uint16(in))
-			frameLen, whole = min(len(in), n), len(in) >= n
+}
+
+// checkFirstBytes runs isHTTP, a check of the first bytes of a connection, on in. It must
+// never panic, consume nothing that reading the first frame then reads, ask for no byte
+// beyond the first frame (a peer that sent one frame and waits for its reply must not wait
+// for ever), call HTTP only what starts with one of starts and whose third byte is not the
+// version, and never call HTTP a frame that decodes.
+func checkFirstBytes(t *testing.T, in []byte, starts []string, isHTTP func(*bufio.Reader) bool) {
+	t.Helper()
+	// The bytes that reading the first frame waits for: its header, then its body.
+	frameLen, whole := len(in), false
+	if len(in) >= wire.FrameHeaderLen {
+		n := wire.FrameHeaderLen + int(binary.BigEndian.Uint16(in))
+		frameLen, whole = min(len(in), n), len(in) >= n
+	}
+	r := &frameOnlyReader{b: in[:frameLen]}
+	br := bufio.NewReaderSize(r, readBufferSize)
+	got := isHTTP(br)
+	if whole && r.past {
+		t.Fatalf("the check of % x waited for a byte beyond the first frame", in)
+	}
+	if rest, _ := io.ReadAll(br); !bytes.Equal(rest, in[:frameLen]) {
+		t.Fatalf("after the check the connection reads % x, want % x", rest, in[:frameLen])
+	}
+	if !got {
+		return
+	}
+	if len(in) > wire.FrameHeaderLen && in[wire.FrameHeaderLen] == wire.Version {
+		t.Fatalf("% x taken for HTTP although its third byte is the version", in)
+	}
+	start := false
+	for _, s := range starts {
+		start = start || bytes.HasPrefix(in, []byte(s))
+	}
+	if !start {
+		t.Fatalf("% x taken for HTTP without one of %q at its start", in, starts)
+	}
+	if body, _, err := readFrame(bytes.NewReader(in), make([]byte, 2)); err == nil {
+		if _, err := wire.DecodeTransportMessage(body); err == nil {
+			t.Fatalf("% x taken for HTTP although its first frame decodes", in)
 		}
-		r := &frameOnlyReader{b: in[:frameLen]}
-		br := bufio.NewReaderSize(r, readBufferSize)
-		got := sentHTTP(br)
-		if whole && r.past {
-			t.Fatalf("the check of % x waited for a byte beyond the first frame", in)
-		}
-		if rest, _ := io.ReadAll(br); !bytes.Equal(rest, in[:frameLen]) {
-			t.Fatalf("after the check the connection reads % x, want % x", rest, in[:frameLen])
-		}
-		if !got {
-			return
-		}
-		if len(in) > wire.FrameHeaderLen && in[wire.FrameHeaderLen] == wire.Version {
-			t.Fatalf("% x taken for HTTP although its third byte is the version", in)
-		}
-		start := false
-		for _, s := range httpRequestStarts {
-			start = start || bytes.HasPrefix(in, []byte(s))
-		}
-		if !start {
-			t.Fatalf("% x taken for HTTP without a request start", in)
-		}
-		if body, _, err := readFrame(bytes.NewReader(in), make([]byte, 2)); err == nil {
-			if _, err := wire.DecodeTransportMessage(body); err == nil {
-				t.Fatalf("% x taken for HTTP although its first frame decodes", in)
-			}
-		}
-	})
+	}
 }
 
 // frameOnlyReader hands out b one byte per Read, as a slow peer would, then io.EOF, and

@@ -2,6 +2,7 @@ package tcp
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"io"
 	"strconv"
@@ -54,10 +55,38 @@ const (
 )
 
 // sentHTTP reports whether the bytes waiting in br, the first of an accepted connection,
-// start an HTTP request. It peeks at no byte that reading the first frame would not wait
-// for (its 2-byte length, then at most that many bytes), so it delays no frame, and a frame
-// of routing v1 is decided on its third byte without allocating.
+// start an HTTP request.
 func sentHTTP(br *bufio.Reader) bool {
+	return startsWith(br, httpRequestStarts[:], maxHTTPStart)
+}
+
+// httpResponseStart starts the status line of an HTTP/1.x response.
+const httpResponseStart = "HTTP/"
+
+// maxStatusLine bounds the status line answeredHTTP quotes.
+const maxStatusLine = 64
+
+// answeredHTTP reports whether the bytes waiting in br, the first a dialled connection
+// reads, start an HTTP response: the address dialled is an HTTP server's. It returns the
+// response's status line ("HTTP/1.1 400 Bad Request"), or as much of it as has arrived,
+// up to maxStatusLine bytes.
+func answeredHTTP(br *bufio.Reader) (status string, ok bool) {
+	if !startsWith(br, []string{httpResponseStart}, len(httpResponseStart)) {
+		return "", false
+	}
+	b, _ := br.Peek(min(br.Buffered(), maxStatusLine)) // what has arrived: no wait
+	if i := bytes.IndexAny(b, "\r\n"); i >= 0 {
+		b = b[:i]
+	}
+	return string(b), true
+}
+
+// startsWith reports whether the bytes waiting in br start with one of starts, none
+// longer than maxLen. It peeks at no byte that reading the first frame would not wait for
+// (its 2-byte length, then at most that many bytes), so it delays no frame, and a frame of
+// routing v1 is decided on its third byte without allocating. No start may have the
+// version as its third byte.
+func startsWith(br *bufio.Reader, starts []string, maxLen int) bool {
 	b, err := br.Peek(wire.FrameHeaderLen)
 	if err != nil {
 		return false
@@ -69,8 +98,8 @@ func sentHTTP(br *bufio.Reader) bool {
 	if b, err = br.Peek(wire.FrameHeaderLen + 1); err != nil || b[wire.FrameHeaderLen] == wire.Version {
 		return false
 	}
-	b, _ = br.Peek(min(n, maxHTTPStart)) // fewer bytes on an error: then no match
-	for _, s := range httpRequestStarts {
+	b, _ = br.Peek(min(n, maxLen)) // fewer bytes on an error: then no match
+	for _, s := range starts {
 		if len(b) >= len(s) && string(b[:len(s)]) == s {
 			return true
 		}

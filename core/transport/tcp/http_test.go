@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -285,9 +286,9 @@ func TestHTTPCheckWaitsForNoMoreThanAFrame(t *testing.T) {
 }
 
 // TestHTTPOnlyAtTheStartOfAcceptedConnections: the check is for a client that dialled the
-// wrong port, so it applies to the first bytes of an accepted connection only. HTTP after
-// a frame, or from the peer of a dialled connection, is a malformed frame like any other:
-// no HTTP reply goes out among the connection's frames.
+// wrong port, so it applies to the first bytes of an accepted connection only. An HTTP
+// request after a frame, or from the peer of a dialled connection, is a malformed frame
+// like any other: no HTTP reply goes out among the connection's frames.
 func TestHTTPOnlyAtTheStartOfAcceptedConnections(t *testing.T) {
 	const req = "GET / HTTP/1.1\r\nHost: h\r\n\r\n"
 	t.Run("after a frame", func(t *testing.T) {
@@ -349,5 +350,64 @@ func TestHTTPCheckAllocatesNothingForAFrame(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("%v allocations per first frame, want 0", allocs)
+	}
+}
+
+// closeErr returns the "err" attribute of the warning that the connection to or from
+// remote was closed, "" without one.
+func (l *logRecorder) closeErr(remote string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, r := range l.recs {
+		if r.Level < slog.LevelWarn || r.Message != "tcp: closing connection" {
+			continue
+		}
+		var peer, err string
+		r.Attrs(func(a slog.Attr) bool {
+			switch a.Key {
+			case "remote", "last_remote":
+				peer = a.Value.String()
+			case "err", "last_err":
+				err = a.Value.String()
+			}
+			return true
+		})
+		if peer == remote {
+			return err
+		}
+	}
+	return ""
+}
+
+// TestHTTPAnswerToDialledConnection: a dialled connection whose peer answers with HTTP (an
+// HTTP server: the address is wrong, say a hub's metrics address) is closed with a
+// warning that says so and quotes the status line, not as a frame "HT" bytes long cut
+// short.
+func TestHTTPAnswerToDialledConnection(t *testing.T) {
+	const status = "HTTP/1.1 400 Bad Request"
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	defer ln.Close()
+	logs := newLogRecorder()
+	client := newSide(t, WithLogger(slog.New(logs)))
+	must(t, client.node.Send(context.Background(), wire.TransportMessage{
+		OnwardRoute: wire.Route{wire.TCP(ln.Addr().String()), wire.Local("x")}, Payload: []byte("frame"),
+	}))
+	nc, err := ln.Accept()
+	must(t, err)
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(guard))
+	var hdr [2]byte
+	if _, _, err := readFrame(nc, hdr[:]); err != nil {
+		t.Fatalf("the client's frame: %v", err)
+	}
+	if _, err := io.WriteString(nc, status+"\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request"); err != nil {
+		t.Fatal(err)
+	}
+	must(t, nc.(*net.TCPConn).CloseWrite())
+	logs.awaitClosed(t, ln.Addr().String())
+	got := logs.closeErr(ln.Addr().String())
+	if !strings.Contains(got, "answered with HTTP") || !strings.Contains(got, strconv.Quote(status)) {
+		t.Fatalf("closed for %q; want it to say the peer answered with HTTP, quoting %q", got, status)
 	}
 }

@@ -966,7 +966,7 @@ func (c *conn) readLoop() {
 	// one read system call instead of two per frame.
 	br := bufio.NewReaderSize(c.nc, readBufferSize)
 	armed := false // a read deadline is set
-	for first := c.accepted; ; first = false {
+	for first := true; ; first = false {
 		switch {
 		case timeout > 0:
 			_ = c.nc.SetReadDeadline(time.Now().Add(timeout))
@@ -976,9 +976,15 @@ func (c *conn) readLoop() {
 			_ = c.nc.SetReadDeadline(time.Time{})
 			armed = false
 		}
-		if first && sentHTTP(br) {
+		if first && c.accepted && sentHTTP(br) {
 			c.refuseHTTP()
 			return
+		}
+		if first && !c.accepted {
+			if status, ok := answeredHTTP(br); ok {
+				c.shutdown(fmt.Errorf("tcp: the peer answered with HTTP (%q): %s is an HTTP server, not a Sluice node (a hub's -metrics-addr, say); check the address", status, c.nc.RemoteAddr()))
+				return
+			}
 		}
 		payload, pooled, err := readFrame(br, hdr[:])
 		if err != nil {
