@@ -309,21 +309,7 @@ func TestHTTPOnlyAtTheStartOfAcceptedConnections(t *testing.T) {
 		}
 	})
 	t.Run("dialled", func(t *testing.T) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		must(t, err)
-		defer ln.Close()
-		client := newSide(t)
-		must(t, client.node.Send(context.Background(), wire.TransportMessage{
-			OnwardRoute: wire.Route{wire.TCP(ln.Addr().String()), wire.Local("x")}, Payload: []byte("frame"),
-		}))
-		nc, err := ln.Accept()
-		must(t, err)
-		defer nc.Close()
-		_ = nc.SetDeadline(time.Now().Add(guard))
-		var hdr [2]byte
-		if _, _, err := readFrame(nc, hdr[:]); err != nil {
-			t.Fatalf("the client's frame: %v", err)
-		}
+		nc := dialledBy(t, newSide(t))
 		if _, err := io.WriteString(nc, req); err != nil {
 			t.Fatal(err)
 		}
@@ -379,34 +365,42 @@ func (l *logRecorder) closeErr(remote string) string {
 	return ""
 }
 
+// dialledBy makes client dial a listener of its own, sending it one frame, and returns the
+// connection it accepted, its frame read; the test's cleanup closes it.
+func dialledBy(t *testing.T, client *side) net.Conn {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	defer ln.Close()
+	must(t, client.node.Send(context.Background(), wire.TransportMessage{
+		OnwardRoute: wire.Route{wire.TCP(ln.Addr().String()), wire.Local("x")}, Payload: []byte("frame"),
+	}))
+	nc, err := ln.Accept()
+	must(t, err)
+	t.Cleanup(func() { nc.Close() })
+	_ = nc.SetDeadline(time.Now().Add(guard))
+	var hdr [2]byte
+	if _, _, err := readFrame(nc, hdr[:]); err != nil {
+		t.Fatalf("the client's frame: %v", err)
+	}
+	return nc
+}
+
 // TestHTTPAnswerToDialledConnection: a dialled connection whose peer answers with HTTP (an
 // HTTP server: the address is wrong, say a hub's metrics address) is closed with a
 // warning that says so and quotes the status line, not as a frame "HT" bytes long cut
 // short.
 func TestHTTPAnswerToDialledConnection(t *testing.T) {
 	const status = "HTTP/1.1 400 Bad Request"
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	defer ln.Close()
 	logs := newLogRecorder()
-	client := newSide(t, WithLogger(slog.New(logs)))
-	must(t, client.node.Send(context.Background(), wire.TransportMessage{
-		OnwardRoute: wire.Route{wire.TCP(ln.Addr().String()), wire.Local("x")}, Payload: []byte("frame"),
-	}))
-	nc, err := ln.Accept()
-	must(t, err)
-	defer nc.Close()
-	_ = nc.SetDeadline(time.Now().Add(guard))
-	var hdr [2]byte
-	if _, _, err := readFrame(nc, hdr[:]); err != nil {
-		t.Fatalf("the client's frame: %v", err)
-	}
+	nc := dialledBy(t, newSide(t, WithLogger(slog.New(logs))))
+	peer := nc.LocalAddr().String()
 	if _, err := io.WriteString(nc, status+"\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request"); err != nil {
 		t.Fatal(err)
 	}
 	must(t, nc.(*net.TCPConn).CloseWrite())
-	logs.awaitClosed(t, ln.Addr().String())
-	got := logs.closeErr(ln.Addr().String())
+	logs.awaitClosed(t, peer)
+	got := logs.closeErr(peer)
 	if !strings.Contains(got, "answered with HTTP") || !strings.Contains(got, strconv.Quote(status)) {
 		t.Fatalf("closed for %q; want it to say the peer answered with HTTP, quoting %q", got, status)
 	}
