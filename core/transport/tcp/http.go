@@ -30,9 +30,6 @@ var httpRequestStarts = [...]string{
 	"PRI * HTTP/2.0",
 }
 
-// maxHTTPStart is the length of the longest of httpRequestStarts.
-const maxHTTPStart = len("PRI * HTTP/2.0")
-
 // httpHint is what the warning and the reply say.
 const httpHint = "this port speaks the Sluice (Ockam routing v1) TCP protocol, not HTTP; " +
 	"a Sluice hub serves HTTP only for its metrics, when enabled, on its -metrics-addr"
@@ -57,7 +54,7 @@ const (
 // sentHTTP reports whether the bytes waiting in br, the first of an accepted connection,
 // start an HTTP request.
 func sentHTTP(br *bufio.Reader) bool {
-	return startsWith(br, httpRequestStarts[:], maxHTTPStart)
+	return startsWith(br, httpRequestStarts[:])
 }
 
 // httpResponseStart starts the status line of an HTTP/1.x response.
@@ -71,7 +68,7 @@ const maxStatusLine = 64
 // response's status line ("HTTP/1.1 400 Bad Request"), or as much of it as has arrived,
 // up to maxStatusLine bytes.
 func answeredHTTP(br *bufio.Reader) (status string, ok bool) {
-	if !startsWith(br, []string{httpResponseStart}, len(httpResponseStart)) {
+	if !startsWith(br, []string{httpResponseStart}) {
 		return "", false
 	}
 	b, _ := br.Peek(min(br.Buffered(), maxStatusLine)) // what has arrived: no wait
@@ -81,12 +78,11 @@ func answeredHTTP(br *bufio.Reader) (status string, ok bool) {
 	return string(b), true
 }
 
-// startsWith reports whether the bytes waiting in br start with one of starts, none
-// longer than maxLen. It peeks at no byte that reading the first frame would not wait for
-// (its 2-byte length, then at most that many bytes), so it delays no frame, and a frame of
-// routing v1 is decided on its third byte without allocating. No start may have the
-// version as its third byte.
-func startsWith(br *bufio.Reader, starts []string, maxLen int) bool {
+// startsWith reports whether the bytes waiting in br start with one of starts. It peeks at
+// no byte that reading the first frame would not wait for (its 2-byte length, then at most
+// that many bytes), so it delays no frame, and a frame of routing v1 is decided on its
+// third byte without allocating. No start may have the version as its third byte.
+func startsWith(br *bufio.Reader, starts []string) bool {
 	b, err := br.Peek(wire.FrameHeaderLen)
 	if err != nil {
 		return false
@@ -98,7 +94,11 @@ func startsWith(br *bufio.Reader, starts []string, maxLen int) bool {
 	if b, err = br.Peek(wire.FrameHeaderLen + 1); err != nil || b[wire.FrameHeaderLen] == wire.Version {
 		return false
 	}
-	b, _ = br.Peek(min(n, maxLen)) // fewer bytes on an error: then no match
+	longest := 0
+	for _, s := range starts {
+		longest = max(longest, len(s))
+	}
+	b, _ = br.Peek(min(n, longest)) // fewer bytes on an error: then no match
 	for _, s := range starts {
 		if len(b) >= len(s) && string(b[:len(s)]) == s {
 			return true
