@@ -22,7 +22,9 @@
 // not wait for and allocates nothing for a frame. Likewise, a dialled connection whose
 // first bytes are an HTTP response (the address dialled is an HTTP server's, such as a
 // hub's metrics address) is closed with a warning that says so and quotes the status
-// line, not as a frame "HT" (18516 bytes) long cut short.
+// line, not as a frame "HT" (18516 bytes) long cut short; the cause that
+// [Transport.Watch] gives for it matches [ErrHTTPServer], so a client can tell its user
+// that the address is wrong instead of retrying it.
 //
 // # Routing
 //

@@ -390,19 +390,63 @@ func dialledBy(t *testing.T, client *side) net.Conn {
 // TestHTTPAnswerToDialledConnection: a dialled connection whose peer answers with HTTP (an
 // HTTP server: the address is wrong, say a hub's metrics address) is closed with a
 // warning that says so and quotes the status line, not as a frame "HT" bytes long cut
-// short.
+// short; Watch gives that cause, matching ErrHTTPServer.
 func TestHTTPAnswerToDialledConnection(t *testing.T) {
 	const status = "HTTP/1.1 400 Bad Request"
 	logs := newLogRecorder()
-	nc := dialledBy(t, newSide(t, WithLogger(slog.New(logs))))
+	s := newSide(t, WithLogger(slog.New(logs)))
+	nc := dialledBy(t, s)
 	peer := nc.LocalAddr().String()
+	a, err := s.tr.Connect(context.Background(), peer) // the connection dialledBy opened
+	must(t, err)
+	done, cause := s.tr.Watch(a)
+	if err := cause(); err != nil {
+		t.Fatalf("cause of an open connection = %v, want nil", err)
+	}
 	if _, err := io.WriteString(nc, status+"\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request"); err != nil {
 		t.Fatal(err)
 	}
 	must(t, nc.(*net.TCPConn).CloseWrite())
 	logs.awaitClosed(t, peer)
 	got := logs.closeErr(peer)
-	if !strings.Contains(got, "answered with HTTP") || !strings.Contains(got, strconv.Quote(status)) {
-		t.Fatalf("closed for %q; want it to say the peer answered with HTTP, quoting %q", got, status)
+	if !strings.Contains(got, "HTTP server") || !strings.Contains(got, strconv.Quote(status)) {
+		t.Fatalf("closed for %q; want it to say the peer is an HTTP server, quoting %q", got, status)
+	}
+	select {
+	case <-done:
+	case <-time.After(guard):
+		t.Fatal("Watch's channel not closed after the connection closed")
+	}
+	var he *HTTPServerError
+	if err := cause(); !errors.Is(err, ErrHTTPServer) || !errors.As(err, &he) || he.Status != status || he.Remote != peer {
+		t.Fatalf("Watch's cause = %#v, want an *HTTPServerError (ErrHTTPServer) from %s with status %q", err, peer, status)
+	}
+}
+
+// Watch's cause is nil for a connection the peer closed normally, and for an address
+// that has no open connection (whose channel is closed already).
+func TestWatchNormalClose(t *testing.T) {
+	s := newSide(t)
+	nc := dialledBy(t, s)
+	a, err := s.tr.Connect(context.Background(), nc.LocalAddr().String())
+	must(t, err)
+	done, cause := s.tr.Watch(a)
+	must(t, nc.Close())
+	select {
+	case <-done:
+	case <-time.After(guard):
+		t.Fatal("Watch's channel not closed after the peer closed the connection")
+	}
+	if err := cause(); err != nil {
+		t.Fatalf("cause of a connection the peer closed = %v, want nil", err)
+	}
+	done, cause = s.tr.Watch(wire.Local("no-such-connection"))
+	select {
+	case <-done:
+	default:
+		t.Fatal("Watch of an unknown address: channel open, want it closed")
+	}
+	if err := cause(); err != nil {
+		t.Fatalf("cause for an unknown address = %v, want nil", err)
 	}
 }

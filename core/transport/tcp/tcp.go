@@ -42,9 +42,28 @@ var (
 	// transport answered it 400 and closed it (see the package doc). A refused hook
 	// (WithRefusedHook) is given it.
 	ErrHTTPRequest = errors.New("tcp: the connection sent an HTTP request to a routing v1 port")
+	// ErrHTTPServer: the peer of a dialled connection answered with HTTP, not a frame: the
+	// address dialled is an HTTP server's, not a Sluice node's (a hub's -metrics-addr, say).
+	// The transport closed the connection; the cause that Watch gives is an
+	// *HTTPServerError, which matches it. Dialling the address again cannot help.
+	ErrHTTPServer = errors.New("tcp: the peer is an HTTP server, not a Sluice node")
 	// errMalformedFrame marks frames that close their connection.
 	errMalformedFrame = fmt.Errorf("tcp: malformed frame: %w", wire.ErrMalformed)
 )
+
+// HTTPServerError is why a dialled connection was closed whose peer answered with HTTP (see
+// ErrHTTPServer, which it matches).
+type HTTPServerError struct {
+	Remote string // the peer's address
+	Status string // its status line ("HTTP/1.1 400 Bad Request"), or the start of it: at most 64 bytes
+}
+
+func (e *HTTPServerError) Error() string {
+	return fmt.Sprintf("%v: %s answered %q (a hub's -metrics-addr, say); check the address", ErrHTTPServer, e.Remote, e.Status)
+}
+
+// Is reports whether target is ErrHTTPServer.
+func (e *HTTPServerError) Is(target error) bool { return target == ErrHTTPServer }
 
 // Option configures a Transport.
 type Option func(*options) error
@@ -411,18 +430,27 @@ func (t *Transport) Send(ctx context.Context, msg wire.TransportMessage) error {
 // once if no open connection of this transport has that address). Clients use it to notice
 // a lost connection without waiting for their requests to time out.
 func (t *Transport) Done(a wire.Address) <-chan struct{} {
+	done, _ := t.Watch(a)
+	return done
+}
+
+// Watch is Done with the reason: once done is closed, cause returns why the connection
+// closed: nil when it closed normally (Disconnect, Shutdown, the peer closing it, or no
+// open connection having address a), else the error that closed it, which matches
+// ErrHTTPServer when the peer answered with HTTP. Before done is closed, cause returns nil.
+func (t *Transport) Watch(a wire.Address) (done <-chan struct{}, cause func() error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if a.Type == wire.AddressLocal {
 		for c := range t.conns {
 			if c.addr == string(a.Value) {
-				return c.done
+				return c.done, c.closeCause
 			}
 		}
 	}
 	closed := make(chan struct{})
 	close(closed)
-	return closed
+	return closed, func() error { return nil }
 }
 
 // StableRoute returns route with its first address replaced by the TCP address
@@ -827,6 +855,10 @@ type conn struct {
 	// long for all it still writes. Set by shutdown before it closes done; zero when the
 	// write timeout is disabled.
 	flushBy time.Time
+
+	// cause is why c closed (nil: normally). Set by shutdown before it closes done, read
+	// (Watch) once done is closed.
+	cause error
 }
 
 // Send implements routing.Sender: the node calls it for messages whose first onward address
@@ -948,6 +980,7 @@ func (c *conn) shutdown(cause error) (closed bool) {
 		if d := c.t.opts.writeTimeout; d > 0 {
 			c.flushBy = time.Now().Add(d) // read by the writer once done is closed
 		}
+		c.cause = cause
 		close(c.done)
 		c.cancel()
 	})
@@ -982,7 +1015,7 @@ func (c *conn) readLoop() {
 		}
 		if first && !c.accepted {
 			if status, ok := answeredHTTP(br); ok {
-				c.shutdown(fmt.Errorf("tcp: the peer answered with HTTP (%q): %s is an HTTP server, not a Sluice node (a hub's -metrics-addr, say); check the address", status, c.nc.RemoteAddr()))
+				c.shutdown(&HTTPServerError{Remote: c.nc.RemoteAddr().String(), Status: status})
 				return
 			}
 		}
@@ -1044,6 +1077,16 @@ func (c *conn) undeliverable(msg wire.TransportMessage, err error) {
 		c.t.log.Debug("tcp: incoming message not delivered", "address", c.addr, "remote", remote, "msg", msg.String(), "err", err)
 	}
 	f(remote, msg, err)
+}
+
+// closeCause returns why c closed once it has (see Transport.Watch), nil before.
+func (c *conn) closeCause() error {
+	select {
+	case <-c.done:
+		return c.cause
+	default:
+		return nil
+	}
 }
 
 func (c *conn) readFailed(err error) {
