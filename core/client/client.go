@@ -110,11 +110,13 @@ func WithIdleTimeout(d time.Duration) Option {
 var ErrClosedBeforeAnswer = errors.New("client: the hub closed the connection before answering (it may be at its connection limit)")
 
 // link is one way to reach the hub node: the route prefix to it, a channel closed when that
-// way breaks (nil when the transport cannot tell), a way to release it, and what is known of
-// its TCP connection (nil unless the client was made by Dial).
+// way breaks (nil when the transport cannot tell) and why it broke (nil when not known), a
+// way to release it, and what is known of its TCP connection (nil unless the client was
+// made by Dial).
 type link struct {
 	route wire.Route
 	done  <-chan struct{}
+	cause func() error
 	close func()
 	conn  *connState
 }
@@ -135,10 +137,21 @@ func (l link) unanswered() bool {
 	return st != nil && !st.heard.Load() && (st.idle <= 0 || time.Since(st.opened) < st.idle)
 }
 
-// lostErr is the error of a session whose link closed.
+// lostErr is the error of a session whose link closed. A peer that answered with HTTP is no
+// hub: the error says so (it matches tcp.ErrHTTPServer) rather than that the hub closed
+// the connection.
 func (l link) lostErr() error {
-	if l.unanswered() {
+	var cause error
+	if l.cause != nil {
+		cause = l.cause()
+	}
+	switch {
+	case errors.Is(cause, tcp.ErrHTTPServer):
+		return fmt.Errorf("client: %w: %w", cause, core.ErrUnavailable)
+	case l.unanswered():
 		return fmt.Errorf("%w: %w", ErrClosedBeforeAnswer, core.ErrUnavailable)
+	case cause != nil:
+		return fmt.Errorf("client: connection to the hub lost: %w: %w", cause, core.ErrUnavailable)
 	}
 	return fmt.Errorf("client: connection to the hub lost: %w", core.ErrUnavailable)
 }
@@ -492,11 +505,16 @@ func (s *session) sendMsg(ctx context.Context, msg wire.TransportMessage, borrow
 	}
 	if err != nil {
 		if ctx.Err() == nil {
-			if s.link.unanswered() && (errors.Is(err, tcp.ErrConnectionClosed) || errors.Is(err, routing.ErrNoRoute)) {
-				// The connection closed (or is closing) before the hub answered on it.
-				err = fmt.Errorf("client: send: %w: %w: %w", ErrClosedBeforeAnswer, core.ErrUnavailable, err)
-				s.fail(err)
-				return err
+			if closed := errors.Is(err, tcp.ErrConnectionClosed) || errors.Is(err, routing.ErrNoRoute); closed && s.link.done != nil {
+				// The connection closed, or is closing: it leaves the node just before its
+				// Done channel closes. Say why, as the session's watcher does.
+				select {
+				case <-s.link.done:
+					err = fmt.Errorf("client: send: %w: %w", s.link.lostErr(), err)
+					s.fail(err)
+					return err
+				case <-ctx.Done():
+				}
 			}
 			s.fail(fmt.Errorf("client: send: %w: %w", core.ErrUnavailable, err))
 		}

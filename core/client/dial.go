@@ -22,7 +22,11 @@ import (
 // does not cut off the rest. A connection that stopped delivering altogether is closed after
 // the idle timeout ([WithIdleTimeout]), which ends every session on it. A connection that
 // the hub closes before answering anything on it (a hub at its connection limit accepts and
-// closes at once) fails its sessions with an error matching [ErrClosedBeforeAnswer].
+// closes at once) fails its sessions with an error matching [ErrClosedBeforeAnswer]; one
+// whose peer answered with HTTP (addr is an HTTP server's, such as a hub's metrics
+// address) with an error matching [tcp.ErrHTTPServer] instead: that address is no hub's.
+// Both match [core.ErrUnavailable], and publishers and consumers retry them like any lost
+// connection.
 func Dial(addr string, opts ...Option) (*Client, error) {
 	if addr == "" {
 		return nil, fmt.Errorf("%w: client: empty hub address", core.ErrInvalidOption)
@@ -52,10 +56,11 @@ func (c *Client) tcpLink(ctx context.Context, tr *tcp.Transport, addr string) (l
 	if err != nil {
 		return link{}, err
 	}
-	done := tr.Done(a) // already closed if the connection closed since Connect
+	done, cause := tr.Watch(a) // done is closed already if the connection closed since Connect
 	return link{
 		route: wire.Route{a},
 		done:  done,
+		cause: cause,
 		close: func() {},
 		conn:  c.connState(string(a.Value), done),
 	}, nil

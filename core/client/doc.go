@@ -79,8 +79,9 @@
 // [core.ErrInvalidArgument] for a bad stream name, [core.ErrUnavailable] when the hub
 // cannot be reached; [ErrTimeout], [ErrRejected], [ErrProtocol] and [ErrClosedBeforeAnswer]
 // (a hub that accepted the connection and closed it at once: typically one at its
-// connection limit) say why a session failed; [ErrRefused] (which also matches
-// [ErrRejected]) marks a push the hub refused, which a Publisher sends again.
+// connection limit) and [github.com/sluicehq/sluice/core/transport/tcp.ErrHTTPServer] (the
+// address is an HTTP server's, not a hub's) say why a session failed; [ErrRefused] (which
+// also matches [ErrRejected]) marks a push the hub refused, which a Publisher sends again.
 //
 // # Limitations
 //
