@@ -47,7 +47,8 @@ retries. -timeout bounds how long the hub may leave push without a confirm: when
 wait and none is confirmed for -timeout, push gives up. A long push that keeps being
 confirmed does not time out, nor does waiting for standard input ("tail -f app.log |
 sluice push logs" runs until its input ends or Ctrl-C). A message the hub refuses 3 times
-(larger than its -max-message-size, or a backend that keeps failing) stops push.
+(larger than its -max-message-size, or a backend that keeps failing) stops push, and so
+does a -hub address that answers with HTTP (a hub's -metrics-addr): no hub is there.
 
 On a failure or Ctrl-C push stops reading its input, prints the indexes of the messages
 confirmed until then and says how many were confirmed, how many may or may not have been
@@ -121,7 +122,8 @@ where it stopped. Output as for pull.
 tail does not create streams: a stream that does not exist, or a -partition it does not
 have, is an error (create it with "sluice create", with -partitions N for more than one),
 also when the hub comes back without it after an outage. While the hub cannot be reached,
-tail retries; it says so on stderr once per outage, and again when it reaches the hub.
+tail retries; it says so on stderr once per outage, and again when it reaches the hub. A
+-hub address that answers with HTTP (a hub's -metrics-addr) stops tail: no hub is there.
 Ctrl-C stops tail, saying how many messages it printed, with exit status 130 (as a shell
 reports a program that SIGINT ended).
 
@@ -282,7 +284,10 @@ func push(parent context.Context, sio *stdio, cfg pushConfig, msgs []string) err
 	watch := &hubWatch{cmd: "push", addr: cfg.hubAddr, w: sio.err, retrying: fmt.Sprintf("retrying for up to -timeout %v", cfg.timeout)}
 	onFail := func(err error) {
 		last.set(err)
-		if !refusal(err) { // a refused message is retried a few times, then reported
+		switch {
+		case notHub(err):
+			stop(err) // retrying cannot help
+		case !refusal(err): // a refused message is retried a few times, then reported
 			watch.fail(err)
 		}
 	}
@@ -493,10 +498,13 @@ func (r pushResult) err(ctx context.Context, perr error, complete bool, cause er
 	}
 	var b strings.Builder
 	stalled := errors.Is(context.Cause(ctx), errStalled)
+	noHub := notHub(context.Cause(ctx))
 	interrupt := false // the words come from errInterrupted
 	switch {
 	case stalled:
 		fmt.Fprintf(&b, "the hub confirmed nothing for -timeout %v, so push gave up", r.timeout)
+	case noHub:
+		b.WriteString((&hubError{r.hubAddr, context.Cause(ctx)}).Error())
 	case ctx.Err() != nil:
 		interrupt = true
 	case perr != nil:
@@ -512,7 +520,7 @@ func (r pushResult) err(ctx context.Context, perr error, complete bool, cause er
 	}
 	unknown := r.published - r.confirmed - r.refused // may or may not have been stored
 	switch {
-	case unknown > 0 && cause != nil && !refusal(cause):
+	case unknown > 0 && cause != nil && !refusal(cause) && !noHub:
 		fmt.Fprintf(&b, "; last error: %v", &hubError{r.hubAddr, cause})
 	case unknown > 0 && cause == nil && r.sent == 0 && errors.Is(context.Cause(ctx), errStalled):
 		// Connected (a failed connect would be the cause), yet not even the stream's
@@ -680,8 +688,8 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 		}
 		defer c.Close()
 
-		ctx, cancel := context.WithCancel(ctx)
-		defer cancel()
+		ctx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
 		// The consumer never creates the stream (WithoutCreate): Run ends with
 		// core.ErrStreamNotFound when it does not exist, at the start or after a reconnect
 		// (a hub restarted on another backend, a deleted stream). pull checks first, so
@@ -718,7 +726,10 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 			mu.Lock()
 			lastErr = err
 			mu.Unlock()
-			if follow {
+			switch {
+			case notHub(err):
+				cancel(err) // retrying cannot help
+			case follow:
 				watch.fail(err)
 			}
 		}
@@ -826,6 +837,9 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 		}
 		if errors.Is(err, core.ErrStreamNotFound) {
 			return errNoStream(stream, *hubAddr, *partition)
+		}
+		if cause := context.Cause(ctx); notHub(cause) {
+			return fmt.Errorf("stopped after %d message(s): %w", printed, &hubError{*hubAddr, cause})
 		}
 		if ctx.Err() != nil && !errors.Is(err, errDone) {
 			return interrupted(fmt.Sprintf(" after %d message(s)", printed))

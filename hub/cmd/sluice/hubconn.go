@@ -15,6 +15,7 @@ import (
 
 	"github.com/sluicehq/sluice/core"
 	"github.com/sluicehq/sluice/core/client"
+	"github.com/sluicehq/sluice/core/transport/tcp"
 )
 
 // hubHint ends the message of a hub that cannot be reached.
@@ -61,6 +62,7 @@ type hubError struct {
 func (e *hubError) Error() string {
 	var dns *net.DNSError
 	var op *net.OpError
+	var httpServer *tcp.HTTPServerError
 	switch {
 	case errors.As(e.cause, &dns):
 		return fmt.Sprintf("cannot reach hub %s: cannot resolve %q: %s%s", e.addr, dns.Name, dns.Err, hubHint)
@@ -73,6 +75,8 @@ func (e *hubError) Error() string {
 		return fmt.Sprintf("cannot reach hub %s: %v%s", e.addr, cause, hubHint)
 	case errors.Is(e.cause, client.ErrRejected):
 		return fmt.Sprintf("hub %s refused the request: %v", e.addr, e.cause)
+	case errors.As(e.cause, &httpServer):
+		return fmt.Sprintf("%s is not a sluice hub: it answered with HTTP (%q); check -hub: it takes the address a hub listens on (sluice hub -listen), not its -metrics-addr", e.addr, httpServer.Status)
 	case errors.Is(e.cause, client.ErrClosedBeforeAnswer):
 		return fmt.Sprintf("hub %s closed the connection before answering: it may be at its connection limit (sluice hub -max-connections), or not be a sluice hub (an HTTP server, such as a hub's -metrics-addr, closes it too)", e.addr)
 	case errors.Is(e.cause, core.ErrUnavailable):
@@ -84,6 +88,10 @@ func (e *hubError) Error() string {
 }
 
 func (e *hubError) Unwrap() error { return e.cause }
+
+// notHub reports whether err says that the hub address is an HTTP server's: a wrong
+// address, which push and tail do not retry.
+func notHub(err error) bool { return errors.Is(err, tcp.ErrHTTPServer) }
 
 // streamPartitions asks the hub whether stream exists and how many partitions it has,
 // without creating it.

@@ -21,6 +21,7 @@ type rpc struct {
 	hub     wire.Address
 	replies chan reply
 	done    <-chan struct{} // the connection's Done channel, once send connected
+	cause   func() error    // why it closed, once done is closed
 	heard   bool            // a reply arrived (recv)
 }
 
@@ -70,22 +71,26 @@ func (r *rpc) send(ctx context.Context, service, protocol string, e wire.Encoder
 	if err != nil {
 		return err
 	}
-	r.done = r.tr.Done(a)
+	r.done, r.cause = r.tr.Watch(a)
 	err = r.node.Send(ctx, wire.TransportMessage{
 		OnwardRoute: wire.Route{a, wire.Local(service)},
 		ReturnRoute: wire.Route{wire.Local(rpcAddress)},
 		Payload:     wire.EncodePayload(protocol, e),
 	})
-	if err != nil && !r.heard && ctx.Err() == nil && (errors.Is(err, tcp.ErrConnectionClosed) || errors.Is(err, routing.ErrNoRoute)) {
-		// The hub closed the connection before answering anything on it.
-		return fmt.Errorf("%w: %w: %w", client.ErrClosedBeforeAnswer, core.ErrUnavailable, err)
+	if err != nil && ctx.Err() == nil && (errors.Is(err, tcp.ErrConnectionClosed) || errors.Is(err, routing.ErrNoRoute)) {
+		// The connection closed, or is closing: it leaves the node just before its Done
+		// channel closes.
+		select {
+		case <-r.done:
+			return fmt.Errorf("%w: %w", r.lost(), err)
+		case <-ctx.Done():
+		}
 	}
 	return err
 }
 
 // recv returns the next reply; an `error` reply becomes an error carrying its reason. A
-// connection that closed before any reply arrived is a hub that accepted it and closed it
-// at once, as one at its connection limit does (client.ErrClosedBeforeAnswer).
+// connection that closed is an error that says why (see lost).
 func (r *rpc) recv(ctx context.Context) (reply, error) {
 	select {
 	case rep := <-r.replies:
@@ -98,13 +103,23 @@ func (r *rpc) recv(ctx context.Context) (reply, error) {
 			return r.decode(rep)
 		default:
 		}
-		if !r.heard {
-			return reply{}, fmt.Errorf("%w: %w", client.ErrClosedBeforeAnswer, core.ErrUnavailable)
-		}
-		return reply{}, fmt.Errorf("connection to the hub lost: %w", core.ErrUnavailable)
+		return reply{}, r.lost()
 	case <-ctx.Done():
 		return reply{}, fmt.Errorf("no reply from the hub: %w", context.Cause(ctx))
 	}
+}
+
+// lost is the error of a connection that closed, like that of a client session: an HTTP
+// server's answer (tcp.ErrHTTPServer), a hub that closed it before any reply arrived, as
+// one at its connection limit does (client.ErrClosedBeforeAnswer), or a lost connection.
+func (r *rpc) lost() error {
+	switch cause := r.cause(); {
+	case errors.Is(cause, tcp.ErrHTTPServer):
+		return fmt.Errorf("%w: %w", cause, core.ErrUnavailable)
+	case !r.heard:
+		return fmt.Errorf("%w: %w", client.ErrClosedBeforeAnswer, core.ErrUnavailable)
+	}
+	return fmt.Errorf("connection to the hub lost: %w", core.ErrUnavailable)
 }
 
 // decode turns an `error` reply into an error carrying its reason.

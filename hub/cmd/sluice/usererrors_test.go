@@ -496,12 +496,34 @@ func httpAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// A client command pointed at an HTTP port is told that it may not be a hub, not only
-// that the hub may be at its connection limit.
+// A client command pointed at an HTTP port (a hub's -metrics-addr, say) is told that it is
+// no hub, quoting the answer, and which address -hub takes; push and tail stop at once
+// instead of retrying an address that cannot work.
 func TestCLIHTTPPortIsNoHub(t *testing.T) {
 	addr := httpAddr(t)
-	for _, cmd := range []string{"create", "pull"} {
-		wantRun(t, 1, []string{"hub " + addr + " closed the connection before answering", "or not be a sluice hub"}, "", cmd, "-hub", addr, "s")
+	want := []string{addr + ` is not a sluice hub: it answered with HTTP ("HTTP/1.1 400 Bad Request")`, "sluice hub -listen"}
+	for _, args := range [][]string{
+		{"create", "-hub", addr, "s"},
+		{"pull", "-hub", addr, "s"},
+		{"tail", "-hub", addr, "s"},
+		{"push", "-timeout", "50s", "-hub", addr, "s", "m"},
+	} {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		code, _, errs := runIO(ctx, "", args...)
+		cancel()
+		if code != 1 {
+			t.Errorf("sluice %q: exit %d, want 1\nstderr: %s", args, code, errs)
+		}
+		for _, w := range want {
+			if !strings.Contains(errs, w) {
+				t.Errorf("sluice %q: stderr lacks %q:\n%s", args, w, errs)
+			}
+		}
+		for _, bad := range []string{"retrying", "connection limit", "confirmed nothing"} {
+			if strings.Contains(errs, bad) {
+				t.Errorf("sluice %q: stderr says %q, want it to stop at the HTTP answer:\n%s", args, bad, errs)
+			}
+		}
 	}
 }
 
