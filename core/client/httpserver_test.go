@@ -2,7 +2,6 @@ package client_test
 
 import (
 	"errors"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -10,43 +9,15 @@ import (
 	"github.com/sluicehq/sluice/core"
 	"github.com/sluicehq/sluice/core/client"
 	"github.com/sluicehq/sluice/core/transport/tcp"
+	"github.com/sluicehq/sluice/hub/hubtest"
 )
-
-// httpServer returns the address of a listener that answers whatever it is sent with an
-// HTTP 400 and closes the connection, as an HTTP server (a hub's metrics address) does.
-func httpServer(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { // owned by the test: ends when the cleanup closes ln
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-			_, _ = c.Read(make([]byte, 512))
-			_, _ = c.Write([]byte("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n"))
-			_ = c.Close()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		<-done
-	})
-	return ln.Addr().String()
-}
 
 // TestHTTPServerIsNoHub: a client pointed at an HTTP server says that the address is an
 // HTTP server's (tcp.ErrHTTPServer, quoting its answer), not that a hub closed the
 // connection before answering, which could be a hub at its connection limit; a publisher's
 // sessions fail with the same error, and it keeps retrying.
 func TestHTTPServerIsNoHub(t *testing.T) {
-	addr := httpServer(t)
+	addr := hubtest.HTTPServer(t)
 	c := dial(t, addr)
 	ctx := t.Context()
 	conn, err := c.Open(ctx, 10*time.Second)

@@ -18,6 +18,7 @@ import (
 	"github.com/sluicehq/sluice/core/client"
 	"github.com/sluicehq/sluice/core/transport/faultproxy"
 	"github.com/sluicehq/sluice/hub"
+	"github.com/sluicehq/sluice/hub/hubtest"
 )
 
 // These tests run the commands in-process against an in-process hub on a memory backend.
@@ -467,40 +468,11 @@ func TestCLIPushSilentHub(t *testing.T) {
 		"push", "-hub", addr, "-timeout", "300ms", "s", "x")
 }
 
-// httpAddr returns the address of a server that answers whatever it is sent as an HTTP
-// server answers bytes that are no request (400, then it closes the connection): the
-// hub's -metrics-addr given as -hub, say.
-func httpAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { // owned by the test: ends when the cleanup closes ln
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_, _ = c.Read(make([]byte, 512))
-			_, _ = c.Write([]byte("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n"))
-			c.Close()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		<-done
-	})
-	return ln.Addr().String()
-}
-
 // A client command pointed at an HTTP port (a hub's -metrics-addr, say) is told that it is
 // no hub, quoting the answer, and which address -hub takes; push and tail stop at once
 // instead of retrying an address that cannot work.
 func TestCLIHTTPPortIsNoHub(t *testing.T) {
-	addr := httpAddr(t)
+	addr := hubtest.HTTPServer(t)
 	want := []string{addr + ` is not a sluice hub: it answered with HTTP ("HTTP/1.1 400 Bad Request")`, "sluice hub -listen"}
 	for _, args := range [][]string{
 		{"create", "-hub", addr, "s"},
