@@ -150,8 +150,8 @@ func (l link) lostErr() error {
 		return fmt.Errorf("client: %w: %w", cause, core.ErrUnavailable)
 	case l.unanswered():
 		return fmt.Errorf("%w: %w", ErrClosedBeforeAnswer, core.ErrUnavailable)
-	case cause != nil:
-		return fmt.Errorf("client: connection to the hub lost: %w: %w", cause, core.ErrUnavailable)
+	case cause != nil: // told, not wrapped: a session's error is classified by what it wraps
+		return fmt.Errorf("client: connection to the hub lost (%v): %w", cause, core.ErrUnavailable)
 	}
 	return fmt.Errorf("client: connection to the hub lost: %w", core.ErrUnavailable)
 }
