@@ -520,12 +520,13 @@ func (r pushResult) err(ctx context.Context, perr error, complete bool, cause er
 	}
 	unknown := r.published - r.confirmed - r.refused // may or may not have been stored
 	switch {
+	case unknown > 0 && stalled && r.sent == 0 && (cause == nil || errors.Is(cause, client.ErrTimeout)):
+		// Connected (a failed connect would be the cause), yet not even the stream's
+		// creation was answered (its request may have timed out too: with the default
+		// -timeout, at about the same time): a port that is not a hub's, most likely.
+		fmt.Fprintf(&b, "; %s accepted the connection but answered nothing: is it a sluice hub? (if it is, its log may say why)", r.hubAddr)
 	case unknown > 0 && cause != nil && !refusal(cause) && !noHub:
 		fmt.Fprintf(&b, "; last error: %v", &hubError{r.hubAddr, cause})
-	case unknown > 0 && cause == nil && r.sent == 0 && errors.Is(context.Cause(ctx), errStalled):
-		// Connected (a failed connect would be the cause), yet not even the stream's
-		// creation was answered: a port that is not a hub's, most likely.
-		fmt.Fprintf(&b, "; %s accepted the connection but answered nothing: is it a sluice hub? (if it is, its log may say why)", r.hubAddr)
 	}
 	fmt.Fprintf(&b, "\n  %d of %d %s(s) confirmed", r.confirmed, r.published, r.input)
 	if n := r.confirmed - len(r.late); n > 0 {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/client"
 	"github.com/sluicehq/sluice/hub"
 	"github.com/sluicehq/sluice/hub/hubtest"
 )
@@ -244,6 +245,9 @@ func TestPushResultErr(t *testing.T) {
 	failed := errors.New("boom")
 	interrupted, cancel := context.WithCancel(t.Context())
 	cancel()
+	stalled, stall := context.WithCancelCause(t.Context())
+	stall(errStalled)
+	timedOut := fmt.Errorf("client: create stream \"s\": %w after 30s", client.ErrTimeout)
 	late := make([]lateConfirm, 25)
 	for i := range late {
 		late[i] = lateConfirm{n: i + 3, index: uint64(i + 10)}
@@ -282,6 +286,28 @@ func TestPushResultErr(t *testing.T) {
 		cause: core.ErrUnavailable,
 		want:  []string{"interrupted", "1 of 1 line(s) confirmed", "line 2 and the rest of standard input were not pushed"},
 		not:   []string{"last error", "may or may not"},
+	}, {
+		// The stall and the stream creation's request timeout end at about the same time
+		// with the default -timeout: whichever comes first, nothing was answered.
+		name:  "stalled without an answer, the creation timed out",
+		ctx:   stalled,
+		r:     pushResult{hubAddr: "127.0.0.1:1", timeout: 30 * time.Second, args: 1, input: "message", published: 1},
+		cause: timedOut,
+		want:  []string{"the hub confirmed nothing for -timeout 30s", "127.0.0.1:1 accepted the connection but answered nothing: is it a sluice hub?", "nothing was sent"},
+		not:   []string{"last error"},
+	}, {
+		name: "stalled without an answer, no session failed",
+		ctx:  stalled,
+		r:    pushResult{hubAddr: "127.0.0.1:1", timeout: 30 * time.Second, args: 1, input: "message", published: 1},
+		want: []string{"127.0.0.1:1 accepted the connection but answered nothing: is it a sluice hub?"},
+		not:  []string{"last error"},
+	}, {
+		name:  "stalled after messages were sent",
+		ctx:   stalled,
+		r:     pushResult{hubAddr: "127.0.0.1:1", timeout: 30 * time.Second, args: 1, input: "message", published: 1, sent: 1},
+		cause: timedOut,
+		want:  []string{"last error: hub 127.0.0.1:1 does not answer", "may or may not have been stored"},
+		not:   []string{"answered nothing"},
 	}, {
 		name: "confirmed after an earlier one failed",
 		ctx:  t.Context(),
