@@ -6,10 +6,12 @@
 // # Configuration
 //
 // [New] takes the hub's "host:port" and connects on first use; [core.Open] takes
-// "sluice://host:port" once the package is imported, and connects at once, so that it
-// fails, as for the other backends, when nothing listens there. URL query parameters: dense=true and persistent=true declare the
-// matching capabilities of the hub's backend (the protocol cannot ask), max_message_size=N
-// and max_partitions=N lower the defaults, timeout=5s bounds each request.
+// "sluice://host:port" once the package is imported, connects at once and asks the hub one
+// question (a stream's partition count), so that it fails, as for the other backends,
+// when no hub listens there: nothing, or an HTTP server such as a hub's -metrics-addr.
+// URL query parameters: dense=true and persistent=true declare the matching capabilities
+// of the hub's backend (the protocol cannot ask), max_message_size=N and max_partitions=N
+// lower the defaults, timeout=5s bounds each request.
 //
 // # Index semantics
 //

@@ -107,9 +107,13 @@ func New(ctx context.Context, addr string, opts *Options) (*Store, error) {
 	}, nil
 }
 
-// openURL opens "sluice://host:port?dense=true&persistent=true&timeout=5s" and connects to
-// the hub, so that a hub whose upstream hub cannot be reached fails at start, as it does
-// with the other backends.
+// openProbe is the stream whose partition count openURL asks the hub for: whether it
+// exists does not matter, only that the hub answers.
+const openProbe = "sluice-open-probe"
+
+// openURL opens "sluice://host:port?dense=true&persistent=true&timeout=5s", connects to
+// the hub and asks it for a stream's partition count, so that a hub whose upstream hub
+// cannot be reached fails at start, as it does with the other backends.
 func openURL(ctx context.Context, u *url.URL) (*core.Backend, error) {
 	if _, port, err := net.SplitHostPort(u.Host); err != nil || port == "" {
 		return nil, fmt.Errorf("remote: %w: URL %q: want sluice://host:port, the hub's address", core.ErrInvalidOption, u.Redacted())
@@ -146,9 +150,19 @@ func openURL(ctx context.Context, u *url.URL) (*core.Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.session(ctx); err != nil {
+	// One request, not only a connection: an address where something other than a hub
+	// listens (an HTTP server, such as a hub's -metrics-addr) fails here too.
+	conn, err := s.session(ctx)
+	if err != nil {
 		_ = s.Close()
 		return nil, err
+	}
+	if _, _, err := conn.StreamInfo(ctx, openProbe); err != nil {
+		_ = s.Close()
+		if !errors.Is(err, core.ErrUnavailable) {
+			err = fmt.Errorf("%w: %w", core.ErrUnavailable, err)
+		}
+		return nil, fmt.Errorf("remote: hub %s: %w", u.Host, err)
 	}
 	return &core.Backend{Storage: s, Index: s}, nil
 }

@@ -16,7 +16,9 @@ import (
 	"github.com/sluicehq/sluice/core"
 	"github.com/sluicehq/sluice/core/client"
 	"github.com/sluicehq/sluice/core/transport/faultproxy"
+	"github.com/sluicehq/sluice/core/transport/tcp"
 	"github.com/sluicehq/sluice/hub"
+	"github.com/sluicehq/sluice/hub/hubtest"
 )
 
 // startHub runs an in-process hub on a memory backend on a loopback port.
@@ -440,5 +442,20 @@ func TestOpenURLUnreachable(t *testing.T) {
 	}
 	if !errors.Is(err, core.ErrUnavailable) || !strings.Contains(err.Error(), addr) {
 		t.Fatalf("Open(sluice://%s) = %v, want an error matching core.ErrUnavailable naming the address", addr, err)
+	}
+}
+
+// TestOpenURLNotAHub checks that opening a sluice:// URL whose address is an HTTP server's
+// (a hub's -metrics-addr, say) fails, saying so, rather than opening a backend whose every
+// call fails: opening asks the hub something, not only connects.
+func TestOpenURLNotAHub(t *testing.T) {
+	addr := hubtest.HTTPServer(t)
+	b, err := core.Open(t.Context(), "sluice://"+addr+"?timeout=30s")
+	if err == nil {
+		_ = b.Close()
+		t.Fatalf("Open(sluice://%s) of an HTTP server succeeded", addr)
+	}
+	if !errors.Is(err, tcp.ErrHTTPServer) || !errors.Is(err, core.ErrUnavailable) {
+		t.Fatalf("Open(sluice://%s) = %v, want an error matching tcp.ErrHTTPServer and core.ErrUnavailable", addr, err)
 	}
 }
