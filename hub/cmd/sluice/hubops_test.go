@@ -16,7 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/backends/memory"
 	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/hub"
 )
 
 // slowCloseScheme opens a memory backend whose Close does not return until the test ends,
@@ -181,43 +183,35 @@ func TestHubPrometheusMetrics(t *testing.T) {
 }
 
 // A second SIGTERM stops a hub at once whose graceful stop waits for its backend: here a
-// create stream request to a hub-as-backend that never answers. The first one only starts
-// the graceful stop.
+// create stream request to a hub-as-backend whose own backend never completes it. The
+// first one only starts the graceful stop.
 func TestHubSecondSignalStopsAtOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary; skipped with -short")
 	}
-	// An upstream "hub" that takes connections and reads them, but never answers.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// An upstream hub that answers the hub's questions at start (the sluice:// backend asks
+	// one when it opens) but whose backend never completes a stream creation.
+	mem, err := memory.New(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	asked := make(chan struct{}, 1)
-	go func() { // ends when ln is closed
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { // ends when the hub closes c, or the test ends
-				defer c.Close()
-				buf := make([]byte, 4096)
-				for {
-					if _, err := c.Read(buf); err != nil {
-						return
-					}
-					select {
-					case asked <- struct{}{}:
-					default:
-					}
-				}
-			}()
-		}
+	stalling := &stallingStore{Store: mem, asked: make(chan struct{}, 1)}
+	asked := stalling.asked
+	up, err := hub.New(&core.Backend{Storage: stalling, Index: mem}, hub.WithLogger(discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	upAddr, err := up.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = up.Close() // ends the stalled creation (its context)
+		_ = mem.Close()
 	}()
 
 	bin := cliBinary(t)
-	h := cliStartHub(t, bin, t.TempDir(), "-backend", "sluice://"+ln.Addr().String()+"?timeout=1m", "-shutdown-timeout", "1m")
+	h := cliStartHub(t, bin, t.TempDir(), "-backend", "sluice://"+upAddr.String()+"?timeout=1m", "-shutdown-timeout", "1m")
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	runAsync(ctx, strings.NewReader(""), "push", "-hub", h.addr, "-timeout", "1m", "s", "m")
@@ -260,4 +254,20 @@ func TestHubLogsItsBackend(t *testing.T) {
 	if !strings.Contains(errs, "backend open") || !strings.Contains(errs, "operator:xxxxx@") || strings.Contains(errs, "s3cret") {
 		t.Errorf("sluice hub -backend %s://operator:s3cret@...: want the backend logged without its password\n%s", userInfoScheme, errs)
 	}
+}
+
+// stallingStore is a memory store whose CreateStream never completes: it says it was asked
+// (asked, when nobody was told yet), then waits for its context to end.
+type stallingStore struct {
+	*memory.Store
+	asked chan struct{}
+}
+
+func (s *stallingStore) CreateStream(ctx context.Context, _ string, _ int) (int, error) {
+	select {
+	case s.asked <- struct{}{}:
+	default:
+	}
+	<-ctx.Done()
+	return 0, ctx.Err()
 }
