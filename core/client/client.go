@@ -137,20 +137,30 @@ func (l link) unanswered() bool {
 	return st != nil && !st.heard.Load() && (st.idle <= 0 || time.Since(st.opened) < st.idle)
 }
 
-// lostErr is the error of a session whose link closed. A peer that answered with HTTP is no
-// hub: the error says so (it matches tcp.ErrHTTPServer) rather than that the hub closed
-// the connection.
+// lostErr is the error of a session whose link closed (see LostConnection).
 func (l link) lostErr() error {
 	var cause error
 	if l.cause != nil {
 		cause = l.cause()
 	}
+	return LostConnection(cause, !l.unanswered())
+}
+
+// LostConnection returns the error of a request whose TCP connection to the hub closed, as
+// a session of this package reports it, for code that talks to a hub over a transport of
+// its own: cause is why the connection closed (see [tcp.Transport.Watch]; nil when not
+// known) and answered whether anything arrived on it. A peer that answered with HTTP is no
+// hub: the error then matches [tcp.ErrHTTPServer]. Otherwise a connection closed before
+// any answer gives [ErrClosedBeforeAnswer], and any other is lost, saying why without
+// wrapping the cause (what a session's error wraps decides how publishers and consumers
+// handle it). The error always matches [core.ErrUnavailable].
+func LostConnection(cause error, answered bool) error {
 	switch {
 	case errors.Is(cause, tcp.ErrHTTPServer):
 		return fmt.Errorf("client: %w: %w", cause, core.ErrUnavailable)
-	case l.unanswered():
+	case !answered:
 		return fmt.Errorf("%w: %w", ErrClosedBeforeAnswer, core.ErrUnavailable)
-	case cause != nil: // told, not wrapped: a session's error is classified by what it wraps
+	case cause != nil:
 		return fmt.Errorf("client: connection to the hub lost (%v): %w", cause, core.ErrUnavailable)
 	}
 	return fmt.Errorf("client: connection to the hub lost: %w", core.ErrUnavailable)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/sluicehq/sluice/core"
 	"github.com/sluicehq/sluice/core/client"
 	"github.com/sluicehq/sluice/core/routing"
 	"github.com/sluicehq/sluice/core/transport/tcp"
@@ -109,18 +108,8 @@ func (r *rpc) recv(ctx context.Context) (reply, error) {
 	}
 }
 
-// lost is the error of a connection that closed, like that of a client session: an HTTP
-// server's answer (tcp.ErrHTTPServer), a hub that closed it before any reply arrived, as
-// one at its connection limit does (client.ErrClosedBeforeAnswer), or a lost connection.
-func (r *rpc) lost() error {
-	switch cause := r.cause(); {
-	case errors.Is(cause, tcp.ErrHTTPServer):
-		return fmt.Errorf("%w: %w", cause, core.ErrUnavailable)
-	case !r.heard:
-		return fmt.Errorf("%w: %w", client.ErrClosedBeforeAnswer, core.ErrUnavailable)
-	}
-	return fmt.Errorf("connection to the hub lost: %w", core.ErrUnavailable)
-}
+// lost is the error of a connection that closed, worded as a client session's.
+func (r *rpc) lost() error { return client.LostConnection(r.cause(), r.heard) }
 
 // decode turns an `error` reply into an error carrying its reason.
 func (r *rpc) decode(rep reply) (reply, error) {
