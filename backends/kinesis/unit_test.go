@@ -22,6 +22,7 @@ import (
 
 	_ "github.com/sluicehq/sluice/backends/memory" // index=memory:// in TestOpenParameters
 	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/hub/hubtest"
 )
 
 // TestMapErr checks, without Kinesis, which sentinel each class of SDK error maps to: each
@@ -774,37 +775,11 @@ func TestCallErr(t *testing.T) {
 // ctx that ends first fails Open with the caller's error.
 func TestOpenEndpointThatNeverAnswers(t *testing.T) {
 	isolateAWSConfig(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var conns sync.WaitGroup
-	var held []net.Conn
-	var mu sync.Mutex
-	conns.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			held = append(held, c) // read nothing, answer nothing
-			mu.Unlock()
-		}
-	})
-	t.Cleanup(func() {
-		ln.Close()
-		conns.Wait()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range held {
-			c.Close()
-		}
-	})
+	addr := hubtest.SilentServer(t)
 	prev := serviceCheckTimeout
 	serviceCheckTimeout = 300 * time.Millisecond
 	t.Cleanup(func() { serviceCheckTimeout = prev })
-	rawURL := "kinesis://us-east-1?endpoint=http://" + ln.Addr().String() + "&index=memory://"
+	rawURL := "kinesis://us-east-1?endpoint=http://" + addr + "&index=memory://"
 
 	done := make(chan error, 1)
 	go func() {
@@ -820,7 +795,7 @@ func TestOpenEndpointThatNeverAnswers(t *testing.T) {
 			t.Fatal("Open of an endpoint that never answers succeeded")
 		}
 		if !errors.Is(err, core.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) ||
-			!strings.Contains(err.Error(), ln.Addr().String()) || !strings.Contains(err.Error(), "no answer within") {
+			!strings.Contains(err.Error(), addr) || !strings.Contains(err.Error(), "no answer within") {
 			t.Errorf("Open: %v; want core.ErrUnavailable, not context.DeadlineExceeded, naming the endpoint and saying it did not answer", err)
 		}
 		t.Log(err)

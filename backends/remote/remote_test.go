@@ -464,31 +464,13 @@ func TestOpenURLNotAHub(t *testing.T) {
 // connections but never answers fails once the URL's timeout passes, with core.ErrUnavailable,
 // as a hub whose broker does not answer fails to start.
 func TestOpenURLSilentPort(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { // owned by the test: ends when ln is closed below
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close() // held open, unanswered, until the test ends
-		}
-	}()
-	defer func() {
-		_ = ln.Close()
-		<-done
-	}()
-	b, err := core.Open(t.Context(), "sluice://"+ln.Addr().String()+"?timeout=300ms")
+	addr := hubtest.SilentServer(t)
+	b, err := core.Open(t.Context(), "sluice://"+addr+"?timeout=300ms")
 	if err == nil {
 		_ = b.Close()
-		t.Fatalf("Open(sluice://%s) of a port that never answers succeeded", ln.Addr())
+		t.Fatalf("Open(sluice://%s) of a port that never answers succeeded", addr)
 	}
 	if !errors.Is(err, core.ErrUnavailable) || !errors.Is(err, client.ErrTimeout) {
-		t.Fatalf("Open(sluice://%s) = %v, want an error matching core.ErrUnavailable and client.ErrTimeout", ln.Addr(), err)
+		t.Fatalf("Open(sluice://%s) = %v, want an error matching core.ErrUnavailable and client.ErrTimeout", addr, err)
 	}
 }

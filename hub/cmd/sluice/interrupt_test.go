@@ -6,13 +6,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/hub/hubtest"
 )
 
 // Ctrl-C stops every command that talks to a hub with exit status 130 and a message that
 // starts with "sluice COMMAND: interrupted", whatever it was waiting for: a server that
 // never answers, or (pull, tail) the next message of a stream.
 func TestCLIInterruptedExits130(t *testing.T) {
-	silent := silentAddr(t)
+	silent := hubtest.SilentServer(t)
 	addr, _ := startMemHub(t, "127.0.0.1:0")
 	mustRun(t, "", "push", "-hub", addr, "s", "a")
 	printedA := func(out string) bool { return out == "0\ta\n" }

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -419,42 +418,9 @@ func TestCLIUnresolvableHub(t *testing.T) {
 	wantRun(t, 1, []string{`cannot reach hub nosuch.invalid:4000: cannot resolve "nosuch.invalid"`, "sluice hub"}, "", "pull", "-hub", "nosuch.invalid:4000", "s")
 }
 
-// silentAddr returns the address of a TCP server that accepts connections and never answers
-// (a port taken by something that is not a sluice hub).
-func silentAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	done := make(chan struct{})
-	go func() { // owned by the test: ends when the cleanup closes ln
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		<-done
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return ln.Addr().String()
-}
-
 // A create to a server that never answers says which hub does not answer and within what.
 func TestCLICreateSilentHub(t *testing.T) {
-	addr := silentAddr(t)
+	addr := hubtest.SilentServer(t)
 	wantRun(t, 1, []string{"hub " + addr + " does not answer", "no reply within -timeout 300ms (is it a sluice hub?)"}, "",
 		"create", "-hub", addr, "-timeout", "300ms", "s")
 }
@@ -462,7 +428,7 @@ func TestCLICreateSilentHub(t *testing.T) {
 // A push to a server that accepts connections and never answers (a port that is not a
 // hub's) says so, instead of only that nothing was confirmed.
 func TestCLIPushSilentHub(t *testing.T) {
-	addr := silentAddr(t)
+	addr := hubtest.SilentServer(t)
 	wantRun(t, 1, []string{"the hub confirmed nothing for -timeout 300ms",
 		"; " + addr + " accepted the connection but answered nothing: is it a sluice hub?"}, "",
 		"push", "-hub", addr, "-timeout", "300ms", "s", "x")
