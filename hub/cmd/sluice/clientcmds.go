@@ -46,9 +46,11 @@ never lost silently. While the hub cannot be reached push says so on stderr, onc
 retries. -timeout bounds how long the hub may leave push without a confirm: when messages
 wait and none is confirmed for -timeout, push gives up. A long push that keeps being
 confirmed does not time out, nor does waiting for standard input ("tail -f app.log |
-sluice push logs" runs until its input ends or Ctrl-C). A message the hub refuses 3 times
-(larger than its -max-message-size, or a backend that keeps failing) stops push, and so
-does a -hub address that answers with HTTP (a hub's -metrics-addr): no hub is there.
+sluice push logs" runs until its input ends or Ctrl-C). When the first message has waited
+5 s and the hub has answered nothing, push says so once (is the address a sluice hub's?)
+and keeps waiting. A message the hub refuses 3 times (larger than its -max-message-size,
+or a backend that keeps failing) stops push, and so does a -hub address that answers with
+HTTP (a hub's -metrics-addr): no hub is there.
 
 On a failure or Ctrl-C push stops reading its input, prints the indexes of the messages
 confirmed until then and says how many were confirmed, how many may or may not have been
@@ -123,9 +125,10 @@ tail does not create streams: a stream that does not exist, or a -partition it d
 have, is an error (create it with "sluice create", with -partitions N for more than one),
 also when the hub comes back without it after an outage. While the hub cannot be reached,
 tail retries; it says so on stderr once per outage, and again when it reaches the hub. A
--hub address that answers with HTTP (a hub's -metrics-addr) stops tail: no hub is there.
-Ctrl-C stops tail, saying how many messages it printed, with exit status 130 (as a shell
-reports a program that SIGINT ended).
+hub that has answered nothing 5 s after tail started is named on stderr (is the address a
+sluice hub's?); tail keeps waiting. A -hub address that answers with HTTP (a hub's
+-metrics-addr) stops tail: no hub is there. Ctrl-C stops tail, saying how many messages it
+printed, with exit status 130 (as a shell reports a program that SIGINT ended).
 
 Examples:
   sluice tail orders
@@ -325,12 +328,23 @@ func push(parent context.Context, sio *stdio, cfg pushConfig, msgs []string) err
 				start = settled
 			}
 			timer.Reset(time.Until(start.Add(cfg.timeout)))
+			cancelNotice := func() {}
+			if r.published == 1 && silenceNotice < cfg.timeout {
+				// A message waits for the hub's first answer, which may never come.
+				cancelNotice = watch.noticeSilence(func() string {
+					if p.Stats().Sent == 0 { // not even the stream's creation answered
+						return fmt.Sprintf("hub %s has answered nothing for %v: is it a sluice hub? (push waits for up to -timeout %v)", cfg.hubAddr, silenceNotice, cfg.timeout)
+					}
+					return fmt.Sprintf("hub %s has confirmed nothing for %v (push waits for up to -timeout %v)", cfg.hubAddr, silenceNotice, cfg.timeout)
+				})
+			}
 			select {
 			case <-m.ack.Done():
 			case <-ctx.Done():
 			case <-timer.C:
 				stop(errStalled)
 			}
+			cancelNotice()
 			idx, err := m.ack.Wait(ctx) // the outcome if it is known, else ctx's error
 			settled = time.Now()
 			switch {
@@ -711,6 +725,13 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 			}
 		}
 		watch := &hubWatch{cmd: "tail", addr: *hubAddr, w: sio.err}
+		cancelNotice := func() {}
+		if follow {
+			cancelNotice = watch.noticeSilence(func() string {
+				return fmt.Sprintf("hub %s has answered nothing for %v: is it a sluice hub? (tail keeps waiting)", *hubAddr, silenceNotice)
+			})
+		}
+		defer cancelNotice()
 
 		var (
 			mu       sync.Mutex
@@ -736,6 +757,7 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 		}
 		onStart := func() {
 			if follow {
+				cancelNotice() // the hub answered
 				watch.ok()
 				return
 			}

@@ -158,7 +158,8 @@ func (l *lastError) get() error {
 
 // hubWatch tells the user of a long-running command (tail, push) that the hub cannot be
 // reached: one warning per failure streak, while the library retries, and one line when the
-// hub answers again.
+// hub answers again. It also says when a connected hub has answered nothing for
+// silenceNotice (see noticeSilence).
 type hubWatch struct {
 	cmd, addr string
 	w         io.Writer
@@ -166,6 +167,7 @@ type hubWatch struct {
 
 	mu      sync.Mutex
 	failing bool
+	noticed time.Time // when the silence that was reported began; zero: none reported
 }
 
 // fail reports err unless a warning of the same streak was printed.
@@ -183,13 +185,43 @@ func (h *hubWatch) fail(err error) {
 	fmt.Fprintf(h.w, "sluice %s: %s; %s\n", h.cmd, cliMessage(&hubError{h.addr, err}), retrying)
 }
 
-// ok ends a failure streak, saying so when there was one.
+// ok ends a failure streak or a reported silence, saying so when there was one.
 func (h *hubWatch) ok() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.failing {
-		h.failing = false
+	switch {
+	case h.failing:
 		fmt.Fprintf(h.w, "sluice %s: connected to hub %s\n", h.cmd, h.addr)
+	case !h.noticed.IsZero():
+		fmt.Fprintf(h.w, "sluice %s: hub %s answered after %v\n", h.cmd, h.addr, time.Since(h.noticed).Round(100*time.Millisecond))
+	}
+	h.failing, h.noticed = false, time.Time{}
+}
+
+// noticeSilence arranges for one line to be printed when silenceNotice has passed and the
+// command has not cancelled it meanwhile, which it does when the hub answers: a port that
+// accepts connections and never answers (no sluice hub's) would otherwise leave push silent
+// until its -timeout and tail until its request times out. The line is "sluice CMD: " and
+// what line returns; nothing is printed while a failure streak's warning stands. The
+// returned cancel may be called more than once; once it has returned, nothing is printed.
+func (h *hubWatch) noticeSilence(line func() string) (cancel func()) {
+	start := time.Now()
+	cancelled := false // guarded by h.mu
+	t := time.AfterFunc(silenceNotice, func() {
+		text := line() // outside h.mu: it may ask the publisher, which reports to h
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if cancelled || h.failing {
+			return
+		}
+		h.noticed = start
+		fmt.Fprintf(h.w, "sluice %s: %s\n", h.cmd, text)
+	})
+	return func() {
+		t.Stop()
+		h.mu.Lock()
+		cancelled = true
+		h.mu.Unlock()
 	}
 }
 
@@ -217,3 +249,7 @@ func checkBackendURL(raw string) error {
 	}
 	return usageErr("unknown backend %q in %q; use one of %s", scheme, shown, strings.Join(core.Schemes(), ", "))
 }
+
+// silenceNotice is how long push and tail wait for a hub's first answer before they say
+// that it has answered nothing (a variable for tests).
+var silenceNotice = 5 * time.Second

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/backends/memory"
+	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/hub/hubtest"
+)
+
+// shortSilence sets silenceNotice to d for the test.
+func shortSilence(t *testing.T, d time.Duration) {
+	prev := silenceNotice
+	silenceNotice = d
+	t.Cleanup(func() { silenceNotice = prev })
+}
+
+// push and tail at a port that accepts the connection and never answers say so once, after
+// silenceNotice, instead of staying silent until push's -timeout (30 s by default) or the
+// request timeout that makes tail retry.
+func TestCLISilentHubNotice(t *testing.T) {
+	shortSilence(t, 100*time.Millisecond)
+	addr := hubtest.SilentServer(t)
+	notice := "hub " + addr + " has answered nothing for 100ms: is it a sluice hub?"
+
+	_, _, errs := runIO(t.Context(), "", "push", "-hub", addr, "-timeout", "2s", "s", "x")
+	if want := "sluice push: " + notice + " (push waits for up to -timeout 2s)\n"; strings.Count(errs, want) != 1 {
+		t.Errorf("push at a silent port: stderr has %q %d times, want once:\n%s", want, strings.Count(errs, want), errs)
+	}
+	if !strings.Contains(errs, "the hub confirmed nothing for -timeout 2s") {
+		t.Errorf("push at a silent port: stderr lacks the final error:\n%s", errs)
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	code, _, errs := runIO(ctx, "", "tail", "-hub", addr, "s")
+	if code != 130 {
+		t.Errorf("tail at a silent port, interrupted: exit %d, want 130\n%s", code, errs)
+	}
+	if want := "sluice tail: " + notice + " (tail keeps waiting)\n"; strings.Count(errs, want) != 1 {
+		t.Errorf("tail at a silent port: stderr has %q %d times, want once:\n%s", want, strings.Count(errs, want), errs)
+	}
+}
+
+// A hub that answers says nothing of the kind: not while push waits for standard input,
+// however long, nor while tail waits for the next message.
+func TestCLINoSilenceNoticeFromAnsweringHub(t *testing.T) {
+	shortSilence(t, 100*time.Millisecond)
+	addr := startHubWith(t)
+
+	in, w := io.Pipe()
+	done := runAsync(t.Context(), in, "push", "-hub", addr, "s")
+	time.Sleep(500 * time.Millisecond) // standard input quiet for five notices' worth
+	if _, err := fmt.Fprintln(w, "a"); err != nil {
+		t.Fatal(err)
+	}
+	_ = w.Close()
+	r := <-done
+	if r.code != 0 || r.out != "0\n" {
+		t.Fatalf("push: exit %d, stdout %q, want 0 and \"0\\n\"\n%s", r.code, r.out, r.err)
+	}
+	if strings.Contains(r.err, "answered nothing") || strings.Contains(r.err, "confirmed nothing") {
+		t.Errorf("push waiting for standard input says that the hub does not answer:\n%s", r.err)
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancel()
+	code, out, errs := runIO(ctx, "", "tail", "-hub", addr, "s")
+	if code != 130 || out != "0\ta\n" {
+		t.Errorf("tail: exit %d, stdout %q, want 130 and \"0\\ta\\n\"\n%s", code, out, errs)
+	}
+	if strings.Contains(errs, "answered nothing") {
+		t.Errorf("tail waiting for the next message says that the hub does not answer:\n%s", errs)
+	}
+}
+
+// A hub slow to answer (here its backend takes 600 ms to create the stream) gets the notice,
+// and then a line saying that it answered, before push prints the index.
+func TestCLISlowHubNoticeThenAnswer(t *testing.T) {
+	shortSilence(t, 100*time.Millisecond)
+	mem, err := memory.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := startHubOn(t, &core.Backend{Storage: &slowCreateStore{Store: mem, delay: 600 * time.Millisecond}, Index: mem})
+
+	code, out, errs := runIO(t.Context(), "", "push", "-hub", addr, "-timeout", "10s", "s", "m")
+	if code != 0 || out != "0\n" {
+		t.Fatalf("push: exit %d, stdout %q, want 0 and \"0\\n\"\n%s", code, out, errs)
+	}
+	notice := "sluice push: hub " + addr + " has answered nothing for 100ms"
+	answered := "sluice push: hub " + addr + " answered after "
+	if i, j := strings.Index(errs, notice), strings.Index(errs, answered); i < 0 || j < i {
+		t.Errorf("push to a slow hub: want %q and then %q on stderr:\n%s", notice, answered, errs)
+	}
+}
+
+// slowCreateStore is a memory store whose CreateStream takes delay.
+type slowCreateStore struct {
+	*memory.Store
+	delay time.Duration
+}
+
+func (s *slowCreateStore) CreateStream(ctx context.Context, name string, partitions int) (int, error) {
+	select {
+	case <-time.After(s.delay):
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	return s.Store.CreateStream(ctx, name, partitions)
+}
