@@ -46,11 +46,12 @@ never lost silently. While the hub cannot be reached push says so on stderr, onc
 retries. -timeout bounds how long the hub may leave push without a confirm: when messages
 wait and none is confirmed for -timeout, push gives up. A long push that keeps being
 confirmed does not time out, nor does waiting for standard input ("tail -f app.log |
-sluice push logs" runs until its input ends or Ctrl-C). When the first message has waited
-5 s and the hub has answered nothing, push says so once (is the address a sluice hub's?)
-and keeps waiting. A message the hub refuses 3 times (larger than its -max-message-size,
-or a backend that keeps failing) stops push, and so does a -hub address that answers with
-HTTP (a hub's -metrics-addr): no hub is there.
+sluice push logs" runs until its input ends or Ctrl-C). When messages have waited 5 s
+without a confirm, push says so on stderr, and again when the hub answers; of an address
+that has answered nothing at all it asks whether it is a sluice hub's. A message the hub
+refuses 3 times (larger than its -max-message-size, or a backend that keeps failing) stops
+push, and so does a -hub address that answers with HTTP (a hub's -metrics-addr): no hub is
+there.
 
 On a failure or Ctrl-C push stops reading its input, prints the indexes of the messages
 confirmed until then and says how many were confirmed, how many may or may not have been
@@ -310,6 +311,13 @@ func push(parent context.Context, sio *stdio, cfg pushConfig, msgs []string) err
 	if len(msgs) == 0 {
 		r.input = "line"
 	}
+	// silence is what push says when a message has waited silenceNotice for its confirm.
+	silence := func() string {
+		if p.Stats().Sent == 0 { // not even the stream's creation was answered
+			return fmt.Sprintf("hub %s has answered nothing for %v: is it a sluice hub? (push waits for up to -timeout %v)", cfg.hubAddr, silenceNotice, cfg.timeout)
+		}
+		return fmt.Sprintf("hub %s has confirmed nothing for %v (push waits for up to -timeout %v)", cfg.hubAddr, silenceNotice, cfg.timeout)
+	}
 	// Acks are printed in publish order by one goroutine while publishing continues.
 	acks := make(chan pending, cfg.window)
 	failed := make(chan struct{}) // closed by the printer at the first message that failed
@@ -329,14 +337,12 @@ func push(parent context.Context, sio *stdio, cfg pushConfig, msgs []string) err
 			}
 			timer.Reset(time.Until(start.Add(cfg.timeout)))
 			cancelNotice := func() {}
-			if r.published == 1 && silenceNotice < cfg.timeout {
-				// A message waits for the hub's first answer, which may never come.
-				cancelNotice = watch.noticeSilence(func() string {
-					if p.Stats().Sent == 0 { // not even the stream's creation answered
-						return fmt.Sprintf("hub %s has answered nothing for %v: is it a sluice hub? (push waits for up to -timeout %v)", cfg.hubAddr, silenceNotice, cfg.timeout)
-					}
-					return fmt.Sprintf("hub %s has confirmed nothing for %v (push waits for up to -timeout %v)", cfg.hubAddr, silenceNotice, cfg.timeout)
-				})
+			if silenceNotice < cfg.timeout {
+				select {
+				case <-m.ack.Done(): // nothing to wait for
+				default:
+					cancelNotice = watch.noticeSilence(start, silence)
+				}
 			}
 			select {
 			case <-m.ack.Done():
@@ -727,7 +733,7 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 		watch := &hubWatch{cmd: "tail", addr: *hubAddr, w: sio.err}
 		cancelNotice := func() {}
 		if follow {
-			cancelNotice = watch.noticeSilence(func() string {
+			cancelNotice = watch.noticeSilence(time.Now(), func() string {
 				return fmt.Sprintf("hub %s has answered nothing for %v: is it a sluice hub? (tail keeps waiting)", *hubAddr, silenceNotice)
 			})
 		}

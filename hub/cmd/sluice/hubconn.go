@@ -198,23 +198,23 @@ func (h *hubWatch) ok() {
 	h.failing, h.noticed = false, time.Time{}
 }
 
-// noticeSilence arranges for one line to be printed when silenceNotice has passed and the
-// command has not cancelled it meanwhile, which it does when the hub answers: a port that
-// accepts connections and never answers (no sluice hub's) would otherwise leave push silent
-// until its -timeout and tail until its request times out. The line is "sluice CMD: " and
-// what line returns; nothing is printed while a failure streak's warning stands. The
-// returned cancel may be called more than once; once it has returned, nothing is printed.
-func (h *hubWatch) noticeSilence(line func() string) (cancel func()) {
-	start := time.Now()
+// noticeSilence arranges for one line to be printed when silenceNotice has passed since
+// since and the command has not cancelled it meanwhile, which it does when the hub answers:
+// a port that accepts connections and never answers (no sluice hub's), or a hub that stopped
+// answering, would otherwise leave push silent until its -timeout and tail until its
+// request times out. The line is "sluice CMD: " and what line returns; nothing is printed
+// while a failure streak's warning or an earlier notice stands (until ok). The returned
+// cancel may be called more than once; once it has returned, nothing is printed.
+func (h *hubWatch) noticeSilence(since time.Time, line func() string) (cancel func()) {
 	cancelled := false // guarded by h.mu
-	t := time.AfterFunc(silenceNotice, func() {
+	t := time.AfterFunc(time.Until(since.Add(silenceNotice)), func() {
 		text := line() // outside h.mu: it may ask the publisher, which reports to h
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		if cancelled || h.failing {
+		if cancelled || h.failing || !h.noticed.IsZero() {
 			return
 		}
-		h.noticed = start
+		h.noticed = since
 		fmt.Fprintf(h.w, "sluice %s: %s\n", h.cmd, text)
 	})
 	return func() {
@@ -250,6 +250,6 @@ func checkBackendURL(raw string) error {
 	return usageErr("unknown backend %q in %q; use one of %s", scheme, shown, strings.Join(core.Schemes(), ", "))
 }
 
-// silenceNotice is how long push and tail wait for a hub's first answer before they say
-// that it has answered nothing (a variable for tests).
+// silenceNotice is how long push waits for a confirm, and tail for the hub's first answer,
+// before they say that the hub has answered nothing (a variable for tests).
 var silenceNotice = 5 * time.Second

@@ -114,3 +114,59 @@ func (s *slowCreateStore) CreateStream(ctx context.Context, name string, partiti
 	}
 	return s.Store.CreateStream(ctx, name, partitions)
 }
+
+// A hub that stops confirming in the middle of a push (here its backend takes 600 ms to
+// append the second line) is named too, once the line has waited silenceNotice, and then
+// that it answered; no line asks whether it is a sluice hub: it has answered before.
+func TestCLIPushNoticeMidway(t *testing.T) {
+	shortSilence(t, 100*time.Millisecond)
+	mem, err := memory.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := startHubOn(t, &core.Backend{Storage: &slowAppendStore{Store: mem, slow: "slow", delay: 600 * time.Millisecond}, Index: mem})
+
+	in, w := io.Pipe()
+	done := runAsync(t.Context(), in, "push", "-hub", addr, "-timeout", "10s", "s")
+	if _, err := fmt.Fprintln(w, "a"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // "a" confirmed, long before the next line
+	if _, err := fmt.Fprintln(w, "slow"); err != nil {
+		t.Fatal(err)
+	}
+	_ = w.Close()
+	r := <-done
+	if r.code != 0 || r.out != "0\n1\n" {
+		t.Fatalf("push: exit %d, stdout %q, want 0 and \"0\\n1\\n\"\n%s", r.code, r.out, r.err)
+	}
+	notice := "sluice push: hub " + addr + " has confirmed nothing for 100ms (push waits for up to -timeout 10s)\n"
+	answered := "sluice push: hub " + addr + " answered after "
+	if i, j := strings.Index(r.err, notice), strings.Index(r.err, answered); i < 0 || j < i || strings.Count(r.err, notice) != 1 {
+		t.Errorf("push to a hub slow to store a line: want %q once and then %q on stderr:\n%s", notice, answered, r.err)
+	}
+	if strings.Contains(r.err, "is it a sluice hub") {
+		t.Errorf("push asks whether a hub that confirmed a message is a sluice hub:\n%s", r.err)
+	}
+}
+
+// slowAppendStore is a memory store whose Append takes delay when a message is slow.
+type slowAppendStore struct {
+	*memory.Store
+	slow  string
+	delay time.Duration
+}
+
+func (s *slowAppendStore) Append(ctx context.Context, stream string, partition int, msgs [][]byte) ([]uint64, error) {
+	for _, m := range msgs {
+		if string(m) == s.slow {
+			select {
+			case <-time.After(s.delay):
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			break
+		}
+	}
+	return s.Store.Append(ctx, stream, partition, msgs)
+}
