@@ -42,16 +42,16 @@ standard error, unless -quiet.
 
 push returns once the hub confirmed every message as durably stored; messages are
 pipelined, retried and resent after a reconnect, so a message may be stored twice but is
-never lost silently. While the hub cannot be reached push says so on stderr, once, and
-retries. -timeout bounds how long the hub may leave push without a confirm: when messages
-wait and none is confirmed for -timeout, push gives up. A long push that keeps being
-confirmed does not time out, nor does waiting for standard input ("tail -f app.log |
-sluice push logs" runs until its input ends or Ctrl-C). When messages have waited 5 s
-without a confirm, push says so on stderr, and again when the hub answers; of an address
-that has answered nothing at all it asks whether it is a sluice hub's. A message the hub
-refuses 3 times (larger than its -max-message-size, or a backend that keeps failing) stops
-push, and so does a -hub address that answers with HTTP (a hub's -metrics-addr): no hub is
-there.
+never lost silently. While the hub cannot be reached push says so on stderr, once for each
+kind of failure (a lost connection, a refused one, no answer), and retries. -timeout
+bounds how long the hub may leave push without a confirm: when messages wait and none is
+confirmed for -timeout, push gives up. A long push that keeps being confirmed does not
+time out, nor does waiting for standard input ("tail -f app.log | sluice push logs" runs
+until its input ends or Ctrl-C). When messages have waited 5 s without a confirm, push
+says so on stderr, and again when the hub answers; of an address that has answered nothing
+at all it asks whether it is a sluice hub's. A message the hub refuses 3 times (larger
+than its -max-message-size, or a backend that keeps failing) stops push, and so does a
+-hub address that answers with HTTP (a hub's -metrics-addr): no hub is there.
 
 On a failure or Ctrl-C push stops reading its input, prints the indexes of the messages
 confirmed until then and says how many were confirmed, how many may or may not have been
@@ -125,11 +125,12 @@ where it stopped. Output as for pull.
 tail does not create streams: a stream that does not exist, or a -partition it does not
 have, is an error (create it with "sluice create", with -partitions N for more than one),
 also when the hub comes back without it after an outage. While the hub cannot be reached,
-tail retries; it says so on stderr once per outage, and again when it reaches the hub. A
-hub that has answered nothing 5 s after tail started is named on stderr (is the address a
-sluice hub's?); tail keeps waiting. A -hub address that answers with HTTP (a hub's
--metrics-addr) stops tail: no hub is there. Ctrl-C stops tail, saying how many messages it
-printed, with exit status 130 (as a shell reports a program that SIGINT ended).
+tail retries; it says so on stderr once for each kind of failure in an outage (a lost
+connection, a refused one, no answer), and again when it reaches the hub. A hub that has
+answered nothing 5 s after tail started is named on stderr (is the address a sluice
+hub's?); tail keeps waiting. A -hub address that answers with HTTP (a hub's -metrics-addr)
+stops tail: no hub is there. Ctrl-C stops tail, saying how many messages it printed, with
+exit status 130 (as a shell reports a program that SIGINT ended).
 
 Examples:
   sluice tail orders

@@ -60,31 +60,38 @@ type hubError struct {
 }
 
 func (e *hubError) Error() string {
+	_, msg := e.describe()
+	return msg
+}
+
+// describe returns what kind of failure e is (a hubWatch warns once per kind) and its
+// message.
+func (e *hubError) describe() (kind, msg string) {
 	var dns *net.DNSError
 	var op *net.OpError
 	var httpServer *tcp.HTTPServerError
 	switch {
 	case errors.As(e.cause, &dns):
-		return fmt.Sprintf("cannot reach hub %s: cannot resolve %q: %s%s", e.addr, dns.Name, dns.Err, hubHint)
+		return "resolve", fmt.Sprintf("cannot reach hub %s: cannot resolve %q: %s%s", e.addr, dns.Name, dns.Err, hubHint)
 	case errors.As(e.cause, &op):
 		cause := op.Err
 		var se *os.SyscallError
 		if errors.As(cause, &se) {
 			cause = se.Err
 		}
-		return fmt.Sprintf("cannot reach hub %s: %v%s", e.addr, cause, hubHint)
+		return "reach", fmt.Sprintf("cannot reach hub %s: %v%s", e.addr, cause, hubHint)
 	case errors.Is(e.cause, client.ErrRejected):
-		return fmt.Sprintf("hub %s refused the request: %v", e.addr, e.cause)
+		return "refused", fmt.Sprintf("hub %s refused the request: %v", e.addr, e.cause)
 	case errors.As(e.cause, &httpServer):
-		return fmt.Sprintf("%s is not a sluice hub: it answered with HTTP (%q); check -hub: it takes the address a hub listens on (sluice hub -listen), not its -metrics-addr", e.addr, httpServer.Status)
+		return "http", fmt.Sprintf("%s is not a sluice hub: it answered with HTTP (%q); check -hub: it takes the address a hub listens on (sluice hub -listen), not its -metrics-addr", e.addr, httpServer.Status)
 	case errors.Is(e.cause, client.ErrClosedBeforeAnswer):
-		return fmt.Sprintf("hub %s closed the connection before answering: it may be at its connection limit (sluice hub -max-connections), or not be a sluice hub (an HTTP server, such as a hub's -metrics-addr, closes it too)", e.addr)
+		return "closed", fmt.Sprintf("hub %s closed the connection before answering: it may be at its connection limit (sluice hub -max-connections), or not be a sluice hub (an HTTP server, such as a hub's -metrics-addr, closes it too)", e.addr)
 	case errors.Is(e.cause, core.ErrUnavailable):
-		return fmt.Sprintf("lost the connection to hub %s", e.addr)
+		return "lost", fmt.Sprintf("lost the connection to hub %s", e.addr)
 	case errors.Is(e.cause, client.ErrTimeout):
-		return fmt.Sprintf("hub %s does not answer: %v", e.addr, e.cause)
+		return "timeout", fmt.Sprintf("hub %s does not answer: %v", e.addr, e.cause)
 	}
-	return fmt.Sprintf("hub %s: %v", e.addr, e.cause)
+	return "other", fmt.Sprintf("hub %s: %v", e.addr, e.cause)
 }
 
 func (e *hubError) Unwrap() error { return e.cause }
@@ -157,45 +164,54 @@ func (l *lastError) get() error {
 }
 
 // hubWatch tells the user of a long-running command (tail, push) that the hub cannot be
-// reached: one warning per failure streak, while the library retries, and one line when the
-// hub answers again. It also says when a connected hub has answered nothing for
-// silenceNotice (see noticeSilence).
+// reached: one warning per kind of failure in a failure streak (a hub that refused
+// connections and now accepts them but does not answer is named again), while the library
+// retries, and one line when the hub answers again. It also says when a connected hub has
+// answered nothing for silenceNotice (see noticeSilence).
 type hubWatch struct {
 	cmd, addr string
 	w         io.Writer
 	retrying  string // ends the warning (default "retrying")
 
 	mu      sync.Mutex
-	failing bool
-	noticed time.Time // when the silence that was reported began; zero: none reported
+	warned  map[string]bool // the kinds of failure warned about in this streak; none: no streak
+	noticed time.Time       // when the silence that was reported began; zero: none reported
 }
 
-// fail reports err unless a warning of the same streak was printed.
+// fail reports err unless a failure of its kind was reported in the same streak.
 func (h *hubWatch) fail(err error) {
+	herr := &hubError{h.addr, err}
+	kind, _ := herr.describe()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.failing {
+	if h.warned[kind] {
 		return
 	}
-	h.failing = true
+	if h.warned == nil {
+		h.warned = make(map[string]bool)
+	}
+	h.warned[kind] = true
 	retrying := h.retrying
 	if retrying == "" {
 		retrying = "retrying"
 	}
-	fmt.Fprintf(h.w, "sluice %s: %s; %s\n", h.cmd, cliMessage(&hubError{h.addr, err}), retrying)
+	fmt.Fprintf(h.w, "sluice %s: %s; %s\n", h.cmd, cliMessage(herr), retrying)
 }
+
+// failingLocked reports whether a failure streak's warning stands.
+func (h *hubWatch) failingLocked() bool { return len(h.warned) > 0 }
 
 // ok ends a failure streak or a reported silence, saying so when there was one.
 func (h *hubWatch) ok() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	switch {
-	case h.failing:
+	case h.failingLocked():
 		fmt.Fprintf(h.w, "sluice %s: connected to hub %s\n", h.cmd, h.addr)
 	case !h.noticed.IsZero():
 		fmt.Fprintf(h.w, "sluice %s: hub %s answered after %v\n", h.cmd, h.addr, time.Since(h.noticed).Round(100*time.Millisecond))
 	}
-	h.failing, h.noticed = false, time.Time{}
+	h.warned, h.noticed = nil, time.Time{}
 }
 
 // noticeSilence arranges for one line to be printed when silenceNotice has passed since
@@ -211,7 +227,7 @@ func (h *hubWatch) noticeSilence(since time.Time, line func() string) (cancel fu
 		text := line() // outside h.mu: it may ask the publisher, which reports to h
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		if cancelled || h.failing || !h.noticed.IsZero() {
+		if cancelled || h.failingLocked() || !h.noticed.IsZero() {
 			return
 		}
 		h.noticed = since

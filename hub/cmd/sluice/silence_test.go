@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/sluicehq/sluice/backends/memory"
 	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/core/client"
 	"github.com/sluicehq/sluice/hub/hubtest"
 )
 
@@ -202,4 +205,34 @@ func (s *slowAppendStore) Append(ctx context.Context, stream string, partition i
 		}
 	}
 	return s.Store.Append(ctx, stream, partition, msgs)
+}
+
+// hubWatch warns once per kind of failure within a streak: a hub that was refusing
+// connections and now accepts them but never answers is named again, instead of the
+// standing "connection refused" warning hiding it; repeats of a kind already reported stay
+// quiet, and reaching the hub ends the streak.
+func TestHubWatchWarnsOncePerKind(t *testing.T) {
+	var b strings.Builder
+	h := &hubWatch{cmd: "tail", addr: "127.0.0.1:4000", w: &b}
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	silent := fmt.Errorf("open stream: %w", client.ErrTimeout)
+	for _, step := range []struct {
+		do   func()
+		want string // what the step prints; "" for nothing
+	}{
+		{func() { h.fail(refused) }, "sluice tail: cannot reach hub 127.0.0.1:4000: connection refused"},
+		{func() { h.fail(refused) }, ""},
+		{func() { h.fail(silent) }, "sluice tail: hub 127.0.0.1:4000 does not answer"},
+		{func() { h.fail(refused) }, ""},
+		{func() { h.fail(silent) }, ""},
+		{h.ok, "sluice tail: connected to hub 127.0.0.1:4000\n"},
+		{h.ok, ""},
+		{func() { h.fail(refused) }, "sluice tail: cannot reach hub 127.0.0.1:4000: connection refused"},
+	} {
+		b.Reset()
+		step.do()
+		if got := b.String(); (step.want == "") != (got == "") || !strings.HasPrefix(got, step.want) {
+			t.Errorf("printed %q, want %q", got, step.want)
+		}
+	}
 }
