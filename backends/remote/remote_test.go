@@ -423,6 +423,18 @@ func TestHubOnRemoteServesStreamsCreatedElsewhere(t *testing.T) {
 	}
 }
 
+// openMustFail opens rawURL, which must fail (what says why it should), and returns the
+// error.
+func openMustFail(t *testing.T, rawURL, what string) error {
+	t.Helper()
+	b, err := core.Open(t.Context(), rawURL)
+	if err == nil {
+		_ = b.Close()
+		t.Fatalf("Open(%s) %s succeeded", rawURL, what)
+	}
+	return err
+}
+
 // TestOpenURLUnreachable checks that opening a sluice:// URL where no hub listens fails
 // (with core.ErrUnavailable, naming the address), as the other backends' URLs do when their
 // broker is down, rather than opening a backend whose every call fails.
@@ -435,11 +447,7 @@ func TestOpenURLUnreachable(t *testing.T) {
 	if err := ln.Close(); err != nil { // nothing listens there any more
 		t.Fatal(err)
 	}
-	b, err := core.Open(t.Context(), "sluice://"+addr)
-	if err == nil {
-		_ = b.Close()
-		t.Fatalf("Open(sluice://%s) with no hub listening succeeded", addr)
-	}
+	err = openMustFail(t, "sluice://"+addr, "with no hub listening")
 	if !errors.Is(err, core.ErrUnavailable) || !strings.Contains(err.Error(), addr) {
 		t.Fatalf("Open(sluice://%s) = %v, want an error matching core.ErrUnavailable naming the address", addr, err)
 	}
@@ -450,11 +458,7 @@ func TestOpenURLUnreachable(t *testing.T) {
 // call fails: opening asks the hub something, not only connects.
 func TestOpenURLNotAHub(t *testing.T) {
 	addr := hubtest.HTTPServer(t)
-	b, err := core.Open(t.Context(), "sluice://"+addr+"?timeout=30s")
-	if err == nil {
-		_ = b.Close()
-		t.Fatalf("Open(sluice://%s) of an HTTP server succeeded", addr)
-	}
+	err := openMustFail(t, "sluice://"+addr+"?timeout=30s", "of an HTTP server")
 	if !errors.Is(err, tcp.ErrHTTPServer) || !errors.Is(err, core.ErrUnavailable) {
 		t.Fatalf("Open(sluice://%s) = %v, want an error matching tcp.ErrHTTPServer and core.ErrUnavailable", addr, err)
 	}
@@ -465,11 +469,7 @@ func TestOpenURLNotAHub(t *testing.T) {
 // as a hub whose broker does not answer fails to start.
 func TestOpenURLSilentPort(t *testing.T) {
 	addr := hubtest.SilentServer(t)
-	b, err := core.Open(t.Context(), "sluice://"+addr+"?timeout=300ms")
-	if err == nil {
-		_ = b.Close()
-		t.Fatalf("Open(sluice://%s) of a port that never answers succeeded", addr)
-	}
+	err := openMustFail(t, "sluice://"+addr+"?timeout=300ms", "of a port that never answers")
 	if !errors.Is(err, core.ErrUnavailable) || !errors.Is(err, client.ErrTimeout) {
 		t.Fatalf("Open(sluice://%s) = %v, want an error matching core.ErrUnavailable and client.ErrTimeout", addr, err)
 	}
