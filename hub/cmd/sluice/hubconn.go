@@ -81,7 +81,7 @@ func (e *hubError) describe() (kind, msg string) {
 		}
 		return "reach", fmt.Sprintf("cannot reach hub %s: %v%s", e.addr, cause, hubHint)
 	case errors.Is(e.cause, client.ErrRejected):
-		return "refused", fmt.Sprintf("hub %s refused the request: %v", e.addr, e.cause)
+		return "rejected", fmt.Sprintf("hub %s refused the request: %v", e.addr, e.cause)
 	case errors.As(e.cause, &httpServer):
 		return "http", fmt.Sprintf("%s is not a sluice hub: it answered with HTTP (%q); check -hub: it takes the address a hub listens on (sluice hub -listen), not its -metrics-addr", e.addr, httpServer.Status)
 	case errors.Is(e.cause, client.ErrClosedBeforeAnswer):
