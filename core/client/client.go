@@ -104,7 +104,8 @@ func WithIdleTimeout(d time.Duration) Option {
 // ErrClosedBeforeAnswer matches the error of a session whose TCP connection to the hub (see
 // [Dial]) closed before anything arrived on it, sooner than the client's idle timeout could
 // have closed it: the hub, or something between it and the client, accepted the connection
-// and closed it without a reply. A hub at its connection limit (hub.WithMaxConnections,
+// and closed it without a reply (with [Dial], also a dial reset by that peer before it
+// returned). A hub at its connection limit (hub.WithMaxConnections,
 // "sluice hub -max-connections") does that. The error matches [core.ErrUnavailable] too;
 // publishers and consumers retry.
 var ErrClosedBeforeAnswer = errors.New("client: the hub closed the connection before answering (it may be at its connection limit)")

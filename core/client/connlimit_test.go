@@ -98,3 +98,25 @@ func TestLostConnectionAfterAnswer(t *testing.T) {
 		t.Fatalf("Conn error after a reset = %v, want ErrUnavailable, not ErrClosedBeforeAnswer, saying why (connection reset)", err)
 	}
 }
+
+// TestConnectionResetAtOnce: a peer that accepts the connection and resets it at once (a
+// proxy whose target is down, a hub at its connection limit) is one failure, whichever way
+// the reset reaches the client: during the dial (connect: connection reset by peer) or once
+// the connection is open. Both match ErrClosedBeforeAnswer, so that callers who tell
+// failures apart (sluice tail warns once for each kind in an outage) see one kind.
+func TestConnectionResetAtOnce(t *testing.T) {
+	px := newProxy(t, startHub(t).Addr)
+	px.SetRefuse(true)
+	c := dial(t, px.Addr())
+	ctx := t.Context()
+	for i := range 300 {
+		conn, err := c.Open(ctx, 10*time.Second)
+		if err == nil {
+			_, err = conn.CreateStream(ctx, "reset", 1)
+			conn.Close()
+		}
+		if !errors.Is(err, client.ErrClosedBeforeAnswer) || !errors.Is(err, core.ErrUnavailable) {
+			t.Fatalf("attempt %d: CreateStream through a connection reset at once = %v, want ErrClosedBeforeAnswer and ErrUnavailable", i, err)
+		}
+	}
+}

@@ -2,7 +2,9 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"syscall"
 
 	"github.com/sluicehq/sluice/core"
 	"github.com/sluicehq/sluice/core/routing"
@@ -22,9 +24,11 @@ import (
 // does not cut off the rest. A connection that stopped delivering altogether is closed after
 // the idle timeout ([WithIdleTimeout]), which ends every session on it. A connection that
 // the hub closes before answering anything on it (a hub at its connection limit accepts and
-// closes at once) fails its sessions with an error matching [ErrClosedBeforeAnswer]; one
-// whose peer answered with HTTP (addr is an HTTP server's, such as a hub's metrics
-// address) with an error matching [tcp.ErrHTTPServer] instead: that address is no hub's.
+// closes at once) fails its sessions with an error matching [ErrClosedBeforeAnswer], as
+// does a dial that such a peer resets before it returns ("connect: connection reset by
+// peer": which of the two a client sees is a matter of timing); one whose peer answered
+// with HTTP (addr is an HTTP server's, such as a hub's metrics address) with an error
+// matching [tcp.ErrHTTPServer] instead: that address is no hub's.
 // Both match [core.ErrUnavailable], and publishers and consumers retry them like any lost
 // connection.
 func Dial(addr string, opts ...Option) (*Client, error) {
@@ -53,6 +57,12 @@ func Dial(addr string, opts ...Option) (*Client, error) {
 // connection's Done channel. Releasing the link leaves the connection open for the others.
 func (c *Client) tcpLink(ctx context.Context, tr *tcp.Transport, addr string) (link, error) {
 	a, err := tr.Connect(ctx, addr)
+	if errors.Is(err, syscall.ECONNRESET) {
+		// The peer accepted the connection and reset it before the dial returned: the
+		// same failure as a connection closed before any answer, which it is when the
+		// reset comes a moment later, so it gets the same error.
+		return link{}, fmt.Errorf("%w: %w", ErrClosedBeforeAnswer, err)
+	}
 	if err != nil {
 		return link{}, err
 	}

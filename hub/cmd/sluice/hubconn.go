@@ -73,6 +73,10 @@ func (e *hubError) describe() (kind, msg string) {
 	switch {
 	case errors.As(e.cause, &dns):
 		return "resolve", fmt.Sprintf("cannot reach hub %s: cannot resolve %q: %s%s", e.addr, dns.Name, dns.Err, hubHint)
+	case errors.Is(e.cause, client.ErrClosedBeforeAnswer):
+		// Before the network error it may wrap: a dial reset by a peer that accepted the
+		// connection is this failure too (see client.Dial).
+		return "closed", fmt.Sprintf("hub %s closed the connection before answering: it may be at its connection limit (sluice hub -max-connections), or not be a sluice hub (an HTTP server, such as a hub's -metrics-addr, closes it too)", e.addr)
 	case errors.As(e.cause, &op):
 		cause := op.Err
 		var se *os.SyscallError
@@ -84,8 +88,6 @@ func (e *hubError) describe() (kind, msg string) {
 		return "rejected", fmt.Sprintf("hub %s refused the request: %v", e.addr, e.cause)
 	case errors.As(e.cause, &httpServer):
 		return "http", fmt.Sprintf("%s is not a sluice hub: it answered with HTTP (%q); check -hub: it takes the address a hub listens on (sluice hub -listen), not its -metrics-addr", e.addr, httpServer.Status)
-	case errors.Is(e.cause, client.ErrClosedBeforeAnswer):
-		return "closed", fmt.Sprintf("hub %s closed the connection before answering: it may be at its connection limit (sluice hub -max-connections), or not be a sluice hub (an HTTP server, such as a hub's -metrics-addr, closes it too)", e.addr)
 	case errors.Is(e.cause, core.ErrUnavailable):
 		return "lost", fmt.Sprintf("lost the connection to hub %s", e.addr)
 	case errors.Is(e.cause, client.ErrTimeout):

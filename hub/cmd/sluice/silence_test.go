@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -216,6 +217,10 @@ func TestHubWatchWarnsOncePerKind(t *testing.T) {
 	h := &hubWatch{cmd: "tail", addr: "127.0.0.1:4000", w: &b}
 	refused := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
 	silent := fmt.Errorf("open stream: %w", client.ErrTimeout)
+	closedEarly := fmt.Errorf("%w: %w", client.ErrClosedBeforeAnswer, core.ErrUnavailable)
+	// What client.Dial returns for a dial reset by its peer.
+	resetDial := fmt.Errorf("client: connect to the hub: %w: %w", client.ErrClosedBeforeAnswer,
+		&net.OpError{Op: "dial", Net: "tcp", Err: &os.SyscallError{Syscall: "connect", Err: syscall.ECONNRESET}})
 	for _, step := range []struct {
 		do   func()
 		want string // what the step prints; "" for nothing
@@ -228,6 +233,11 @@ func TestHubWatchWarnsOncePerKind(t *testing.T) {
 		{h.ok, "sluice tail: connected to hub 127.0.0.1:4000\n"},
 		{h.ok, ""},
 		{func() { h.fail(refused) }, "sluice tail: cannot reach hub 127.0.0.1:4000: connection refused"},
+		{h.ok, "sluice tail: connected to hub 127.0.0.1:4000\n"},
+		// A peer that accepts and resets at once: whether the reset ends the dial or the
+		// open connection is a matter of timing, and it is one kind of failure.
+		{func() { h.fail(closedEarly) }, "sluice tail: hub 127.0.0.1:4000 closed the connection before answering"},
+		{func() { h.fail(resetDial) }, ""},
 	} {
 		b.Reset()
 		step.do()
