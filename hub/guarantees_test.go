@@ -698,7 +698,9 @@ func TestLongPollOfClosedConnectionNotParked(t *testing.T) {
 		t.Fatal("the long poll did not fetch")
 	}
 	_ = c.Close()
-	if !waitFor(time.Minute, func() bool { return h.Metrics().Connections == 0 }) {
+	// The gauge drops before the connection's Done channel closes, which is what the long
+	// poll looks at: wait for both.
+	if !waitFor(time.Minute, func() bool { return h.Metrics().Connections == 0 && hub.WatchedConnsClosed(h) }) {
 		t.Fatal("the hub did not see the connection close within a minute")
 	}
 	close(g.gate)
