@@ -196,6 +196,9 @@ type Transport struct {
 	// publishHook, set by tests only (before the first send), runs in each stream sender's
 	// publish between taking the publisher and publishing to it.
 	publishHook func(stream string)
+	// retireHook, set by tests only (before the first send), runs in closeRetired just
+	// before the retirement's Flush.
+	retireHook func(stream string)
 	// drained is closed when every outbox New found was reopened (or the transport closed
 	// first): at once when there were no more than the bound allows, else by the goroutine
 	// that reopens the others (see reopenPending), which Close waits for.
@@ -604,6 +607,9 @@ func (t *Transport) retireOneLocked(stream string, pub *publication) *retirement
 // whatever is left (Close closes it too and reports what was left unconfirmed).
 func (t *Transport) closeRetired(ctx context.Context, stream string, r *retirement) error {
 	defer t.retirements.Done()
+	if t.retireHook != nil {
+		t.retireHook(stream)
+	}
 	fctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(t.closing, cancel)
 	err := r.pub.p.Flush(fctx)

@@ -7,3 +7,7 @@ func SetCloseHook(t *Transport, f func(closePublisher func() error) error) { t.c
 // SetPublishHook makes each stream sender of t call f(stream) between taking the stream's
 // publisher and publishing to it; call it before the first send.
 func SetPublishHook(t *Transport, f func(stream string)) { t.publishHook = f }
+
+// SetRetireHook makes t call f(stream) when it retires the publisher of stream (see
+// WithMaxPublishers), just before the retirement's Flush; call it before the first send.
+func SetRetireHook(t *Transport, f func(stream string)) { t.retireHook = f }

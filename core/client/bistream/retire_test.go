@@ -55,10 +55,17 @@ func TestPublishDuringRetirementIsNotDropped(t *testing.T) {
 	waitFor(t, "the refusal", func() bool { st, _ := tr.PublisherStats("a"); return st.Refused == 1 })
 
 	var (
-		once  sync.Once
-		other = make(chan error, 1)
-		armed bool
+		once     sync.Once
+		other    = make(chan error, 1)
+		armed    bool
+		flushing = make(chan struct{}) // closed when a's publisher first retires
+		retiring sync.Once
 	)
+	bistream.SetRetireHook(tr, func(stream string) {
+		if stream == "a" {
+			retiring.Do(func() { close(flushing) })
+		}
+	})
 	bistream.SetPublishHook(tr, func(stream string) {
 		if stream != "a" || !armed {
 			return
@@ -68,15 +75,18 @@ func TestPublishDuringRetirementIsNotDropped(t *testing.T) {
 			// "b" retires a's publisher, whose Flush waits for the refused message.
 			px.SetBlackhole(true)
 			go func() { other <- send("b", "other") }() // owned here: received below
-			// Not waitFor: this is not the test's goroutine.
-			for tr.Stats().Retiring != 1 {
-				if ctx.Err() != nil {
-					t.Error("a's publisher never began to retire")
-					return
-				}
-				time.Sleep(5 * time.Millisecond)
+			// Not t.Fatal: this is not the test's goroutine. "second" must be published
+			// after the retirement's Flush took what it waits for (else that Flush waits
+			// for "second", which the black hole holds until the retirement ends): from
+			// the hook, which runs just before the Flush, the retirement goroutine does
+			// not wait for anything before it does.
+			select {
+			case <-flushing:
+			case <-ctx.Done():
+				t.Error("a's publisher never began to retire")
+				return
 			}
-			time.Sleep(50 * time.Millisecond) // lets the retirement's Flush start waiting (only makes the race likelier)
+			time.Sleep(50 * time.Millisecond) // lets the retirement's Flush start waiting
 		})
 	})
 	armed = true
