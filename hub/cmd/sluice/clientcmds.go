@@ -128,9 +128,12 @@ also when the hub comes back without it after an outage. While the hub cannot be
 tail retries; it says so on stderr once for each kind of failure in an outage (a lost
 connection, a refused one, no answer), and again when it reaches the hub. A hub that has
 answered nothing 5 s after tail started is named on stderr (is the address a sluice
-hub's?); tail keeps waiting. A -hub address that answers with HTTP (a hub's -metrics-addr)
-stops tail: no hub is there. Ctrl-C stops tail, saying how many messages it printed, with
-exit status 130 (as a shell reports a program that SIGINT ended).
+hub's?), and so is a hub that stops answering in the middle of a tail: it answers each pull
+within 5 s, also when there is no new message, and is named when one has waited 10 s; tail
+keeps waiting, says when the hub answers, and reconnects when a pull has had no answer for
+35 s. A -hub address that answers with HTTP (a hub's -metrics-addr) stops tail: no hub is
+there. Ctrl-C stops tail, saying how many messages it printed, with exit status 130 (as a
+shell reports a program that SIGINT ended).
 
 Examples:
   sluice tail orders
@@ -739,6 +742,14 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 			})
 		}
 		defer cancelNotice()
+		// answers names a hub that stops answering in the middle of a tail (follow only; set
+		// when the first session starts, in Run's goroutine, which runs all the callbacks).
+		var answers *answerWatch
+		defer func() {
+			if answers != nil {
+				answers.stop()
+			}
+		}()
 
 		var (
 			mu       sync.Mutex
@@ -765,7 +776,13 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 		onStart := func() {
 			if follow {
 				cancelNotice() // the hub answered
-				watch.ok()
+				if answers == nil {
+					limit := tailPullWait + silenceNotice
+					answers = watch.watchAnswers(limit, func() string {
+						return fmt.Sprintf("hub %s has not answered for %v, though it answers a pull within %v also when there is no new message (tail keeps waiting)", *hubAddr, limit, tailPullWait)
+					})
+				}
+				answers.answered()
 				return
 			}
 			// -idle counts from when pull can read: connecting, opening the stream and
@@ -786,6 +803,10 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 		}
 		enc := json.NewEncoder(sio.out)
 		handler := func(_ context.Context, m core.Message) error {
+			if answers != nil { // writing to standard output is no silence of the hub
+				answers.begin()
+				defer answers.end()
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if maxMsgs > 0 && count >= maxMsgs {
@@ -826,7 +847,10 @@ func consumeFlags(fs *flag.FlagSet, follow bool) func(context.Context, *stdio, [
 		if *clientID != "" {
 			opts = append(opts, client.WithClientID(*clientID))
 		}
-		if !follow {
+		if follow {
+			// Each pull is answered within tailPullWait, with or without messages.
+			opts = append(opts, client.WithPullWait(tailPullWait), client.WithConsumerPullAnswered(func(int) { answers.answered() }))
+		} else {
 			// A short long-poll, so that pull learns within about -idle that it is
 			// caught up: the hub's answer without a message (onPull).
 			opts = append(opts, client.WithPullWait(min(idle, client.DefaultPullWait)), client.WithConsumerPullAnswered(onPull))

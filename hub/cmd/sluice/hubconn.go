@@ -229,11 +229,9 @@ func (h *hubWatch) noticeSilence(since time.Time, line func() string) (cancel fu
 		text := line() // outside h.mu: it may ask the publisher, which reports to h
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		if cancelled || h.failingLocked() || !h.noticed.IsZero() {
-			return
+		if !cancelled {
+			h.noticeLocked(since, text)
 		}
-		h.noticed = since
-		fmt.Fprintf(h.w, "sluice %s: %s\n", h.cmd, text)
 	})
 	return func() {
 		t.Stop()
@@ -241,6 +239,104 @@ func (h *hubWatch) noticeSilence(since time.Time, line func() string) (cancel fu
 		cancelled = true
 		h.mu.Unlock()
 	}
+}
+
+// noticeLocked prints "sluice CMD: " and text, a silence that began at since, unless a
+// failure streak's warning or an earlier notice stands (until ok).
+func (h *hubWatch) noticeLocked(since time.Time, text string) {
+	if h.failingLocked() || !h.noticed.IsZero() {
+		return
+	}
+	h.noticed = since
+	fmt.Fprintf(h.w, "sluice %s: %s\n", h.cmd, text)
+}
+
+// answerWatch names a hub that stops answering in the middle of a long-running command: a
+// command that is owed an answer (tail, whose long-poll pulls the hub answers within the
+// pull wait, with or without messages) and has had none for limit prints line, through its
+// hubWatch, rather than stay silent until the request times out; the hub's next answer
+// prints that it answered (hubWatch.ok). The time the command spends on its own work
+// (tail blocked writing to a slow standard output, when no pull is outstanding) is no
+// silence of the hub: it counts from the end of that work. It uses one timer, however
+// many answers arrive.
+type answerWatch struct {
+	h     *hubWatch
+	limit time.Duration
+	line  func() string
+
+	mu      sync.Mutex
+	last    time.Time   // the last answer, or the end of the command's own work after it
+	busy    bool        // the command is doing its own work (between begin and end)
+	armed   bool        // t will fire; false once it reported a silence, or while busy
+	stopped bool        // stop was called: nothing more is printed
+	t       *time.Timer // fires when limit may have passed since last
+}
+
+// watchAnswers starts an answerWatch: the time without an answer counts from now.
+func (h *hubWatch) watchAnswers(limit time.Duration, line func() string) *answerWatch {
+	a := &answerWatch{h: h, limit: limit, line: line, last: time.Now(), armed: true}
+	a.mu.Lock() // the timer's function must not see a nil a.t
+	a.t = time.AfterFunc(limit, a.check)
+	a.mu.Unlock()
+	return a
+}
+
+// answered records an answer of the hub: the silence, if any, ended.
+func (a *answerWatch) answered() {
+	a.mu.Lock()
+	a.last = time.Now()
+	a.armLocked()
+	a.mu.Unlock()
+	a.h.ok()
+}
+
+// begin and end bracket the command's own work, which does not count as the hub's silence.
+func (a *answerWatch) begin() {
+	a.mu.Lock()
+	a.busy = true
+	a.mu.Unlock()
+}
+
+func (a *answerWatch) end() {
+	a.mu.Lock()
+	a.busy = false
+	a.last = time.Now()
+	a.armLocked()
+	a.mu.Unlock()
+}
+
+// stop ends the watch; once it has returned, nothing is printed.
+func (a *answerWatch) stop() {
+	a.mu.Lock()
+	a.stopped = true
+	a.t.Stop()
+	a.mu.Unlock()
+}
+
+func (a *answerWatch) armLocked() {
+	if !a.armed && !a.stopped {
+		a.armed = true
+		a.t.Reset(a.limit)
+	}
+}
+
+// check runs when the timer fires: it reports a silence of limit since last, or sets the
+// timer for when there may be one.
+func (a *answerWatch) check() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.stopped || a.busy {
+		a.armed = false // end arms it again
+		return
+	}
+	if wait := a.limit - time.Since(a.last); wait > 0 {
+		a.t.Reset(wait)
+		return
+	}
+	a.armed = false // answered arms it again
+	a.h.mu.Lock()
+	a.h.noticeLocked(a.last, a.line())
+	a.h.mu.Unlock()
 }
 
 // checkBackendURL returns a usage error when raw is not a URL with a registered scheme,
@@ -271,3 +367,7 @@ func checkBackendURL(raw string) error {
 // silenceNotice is how long push waits for a confirm, and tail for the hub's first answer,
 // before they say that the hub has answered nothing (a variable for tests).
 var silenceNotice = 5 * time.Second
+
+// tailPullWait is how long the hub holds tail's pulls that find no new message (a variable
+// for tests): a hub that has not answered one within tailPullWait + silenceNotice is named.
+var tailPullWait = client.DefaultPullWait

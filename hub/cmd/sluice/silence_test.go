@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -245,4 +246,176 @@ func TestHubWatchWarnsOncePerKind(t *testing.T) {
 			t.Errorf("printed %q, want %q", got, step.want)
 		}
 	}
+}
+
+// shortTailPullWait sets tailPullWait to d for the test.
+func shortTailPullWait(t *testing.T, d time.Duration) {
+	prev := tailPullWait
+	tailPullWait = d
+	t.Cleanup(func() { tailPullWait = prev })
+}
+
+// A hub that stops answering in the middle of a tail (here its backend's reads hang after
+// the first message was printed) is named once no pull has been answered for the pull wait
+// and silenceNotice, instead of when the pull times out (35 s); then tail says that it
+// answered, and goes on.
+func TestCLITailNoticeMidway(t *testing.T) {
+	// A hub that answers in 200 ms is well within the 1.2 s, also on a loaded machine, so
+	// the silence is named once.
+	shortSilence(t, time.Second)
+	shortTailPullWait(t, 200*time.Millisecond)
+	mem, err := memory.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &stallFetchStore{Store: mem}
+	addr := startHubOn(t, &core.Backend{Storage: store, Index: mem})
+	if code, out, errs := runIO(t.Context(), "", "push", "-hub", addr, "s", "a"); code != 0 {
+		t.Fatalf("push: exit %d\n%s%s", code, out, errs)
+	}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	tail := runBuffered(ctx, strings.NewReader(""), "tail", "-hub", addr, "s")
+	from := tail.printed(t, "0\ta\n")
+	release := store.stall()
+	defer release()
+	notice := "sluice tail: hub " + addr + " has not answered for 1.2s, though it answers a pull within 200ms also when there is no new message (tail keeps waiting)\n"
+	tail.wrote(t, from, notice)
+	release()
+	answered := "sluice tail: hub " + addr + " answered after "
+	tail.wrote(t, from, answered)
+	if code, out, errs := runIO(t.Context(), "", "push", "-hub", addr, "s", "b"); code != 0 {
+		t.Fatalf("push: exit %d\n%s%s", code, out, errs)
+	}
+	tail.printed(t, "0\ta\n1\tb\n")
+	cancel()
+	if code := <-tail.done; code != 130 {
+		t.Errorf("tail, interrupted: exit %d, want 130\n%s", code, tail.err.String())
+	}
+	errs := tail.err.String()[from:]
+	if n := strings.Count(errs, notice); n != 1 {
+		t.Errorf("tail named the silent hub %d times, want once:\n%s", n, errs)
+	}
+	if i, j := strings.Index(errs, notice), strings.Index(errs, answered); j < i {
+		t.Errorf("tail said that the hub answered before naming its silence:\n%s", errs)
+	}
+}
+
+// A hub that answers every pull, also with no new message, is never named, however long
+// tail waits for the next message: each answer starts the count again.
+func TestCLITailNoNoticeWhileHubAnswers(t *testing.T) {
+	shortSilence(t, time.Second)
+	shortTailPullWait(t, 100*time.Millisecond)
+	addr := startHubWith(t)
+	if code, out, errs := runIO(t.Context(), "", "push", "-hub", addr, "s", "a"); code != 0 {
+		t.Fatalf("push: exit %d\n%s%s", code, out, errs)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	tail := runBuffered(ctx, strings.NewReader(""), "tail", "-hub", addr, "s")
+	from := tail.printed(t, "0\ta\n")
+	time.Sleep(3 * time.Second) // more than twice the pull wait and silenceNotice: 1.1 s
+	cancel()
+	if code := <-tail.done; code != 130 {
+		t.Errorf("tail, interrupted: exit %d, want 130\n%s", code, tail.err.String())
+	}
+	if errs := tail.err.String()[from:]; strings.Contains(errs, "has not answered") {
+		t.Errorf("tail of an idle stream on a hub that answers its pulls names the hub:\n%s", errs)
+	}
+}
+
+// The time tail spends on its own work (writing to a slow standard output) is no silence of
+// the hub: the count starts again when the work ends, and the silence is named once.
+func TestAnswerWatchNotWhileBusy(t *testing.T) {
+	var out hubtest.LogBuffer
+	h := &hubWatch{cmd: "tail", addr: "127.0.0.1:4000", w: &out}
+	const limit = 200 * time.Millisecond
+	a := h.watchAnswers(limit, func() string { return "silent" })
+	defer a.stop()
+	a.begin()
+	time.Sleep(3 * limit)
+	if got := out.String(); got != "" {
+		t.Fatalf("printed %q while the command was busy", got)
+	}
+	ended := time.Now()
+	a.end()
+	waitFor(t, &out, "sluice tail: silent\n")
+	if d := time.Since(ended); d < limit {
+		t.Errorf("named the silence %v after the work ended, want at least %v", d, limit)
+	}
+	time.Sleep(3 * limit)
+	if got := out.String(); got != "sluice tail: silent\n" {
+		t.Errorf("printed %q, want the silence named once", got)
+	}
+	a.answered()
+	if got := out.String(); !strings.HasPrefix(got, "sluice tail: silent\nsluice tail: hub 127.0.0.1:4000 answered after ") {
+		t.Errorf("printed %q, want the answer after the silence", got)
+	}
+	a.stop()
+	a.answered() // after stop: says that it answered, never that it is silent
+	before := out.String()
+	time.Sleep(3 * limit)
+	if got := out.String(); got != before {
+		t.Errorf("printed %q after stop", got[len(before):])
+	}
+}
+
+// wrote waits until the command has written want to standard error after its first from
+// bytes.
+func (b *buffered) wrote(t *testing.T, from int, want string) {
+	t.Helper()
+	waitFor(t, b.err, want, from)
+}
+
+// waitFor waits until w's text, after its first from bytes (0 if omitted), contains want.
+func waitFor(t *testing.T, w *hubtest.LogBuffer, want string, from ...int) {
+	t.Helper()
+	skip := 0
+	if len(from) > 0 {
+		skip = from[0]
+	}
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(w.String()[skip:], want); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%q not written after 30s:\n%s", want, w.String())
+		}
+	}
+}
+
+// stallFetchStore is a memory store whose Fetch hangs, once stall was called, until the
+// release that stall returned is called.
+type stallFetchStore struct {
+	*memory.Store
+	mu      sync.Mutex
+	stalled chan struct{} // closed by release; nil: not stalled
+}
+
+func (s *stallFetchStore) stall() (release func()) {
+	ch := make(chan struct{})
+	s.mu.Lock()
+	s.stalled = ch
+	s.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			s.stalled = nil
+			s.mu.Unlock()
+			close(ch)
+		})
+	}
+}
+
+func (s *stallFetchStore) Fetch(ctx context.Context, stream string, partition int, from uint64, limit int) ([]core.Message, error) {
+	s.mu.Lock()
+	ch := s.stalled
+	s.mu.Unlock()
+	if ch != nil {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return s.Store.Fetch(ctx, stream, partition, from, limit)
 }
