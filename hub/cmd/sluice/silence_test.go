@@ -76,18 +76,26 @@ func TestCLINoSilenceNoticeFromAnsweringHub(t *testing.T) {
 		t.Errorf("push waiting for standard input wrote to stderr:\n%s", errs)
 	}
 
+	if errs := tailIdle(t, addr, 500*time.Millisecond); strings.Contains(errs, "answered nothing") {
+		t.Errorf("tail waiting for the next message says that the hub does not answer:\n%s", errs)
+	}
+}
+
+// tailIdle runs tail on stream "s" of the hub at addr, which holds one message, "a", waits
+// for d once tail printed it, interrupts tail and returns what it wrote to standard error
+// after printing the message.
+func tailIdle(t *testing.T, addr string, d time.Duration) string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	tail := runBuffered(ctx, strings.NewReader(""), "tail", "-hub", addr, "s")
-	from = tail.printed(t, "0\ta\n")
-	time.Sleep(500 * time.Millisecond) // waiting for the next message
+	from := tail.printed(t, "0\ta\n")
+	time.Sleep(d) // waiting for the next message
 	cancel()
 	if code := <-tail.done; code != 130 {
 		t.Errorf("tail, interrupted: exit %d, want 130\n%s", code, tail.err.String())
 	}
-	if errs := tail.err.String()[from:]; strings.Contains(errs, "answered nothing") {
-		t.Errorf("tail waiting for the next message says that the hub does not answer:\n%s", errs)
-	}
+	return tail.err.String()[from:]
 }
 
 // A hub slow to answer (here its backend takes 2 s to create the stream) gets the notice,
@@ -311,16 +319,8 @@ func TestCLITailNoNoticeWhileHubAnswers(t *testing.T) {
 	if code, out, errs := runIO(t.Context(), "", "push", "-hub", addr, "s", "a"); code != 0 {
 		t.Fatalf("push: exit %d\n%s%s", code, out, errs)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	tail := runBuffered(ctx, strings.NewReader(""), "tail", "-hub", addr, "s")
-	from := tail.printed(t, "0\ta\n")
-	time.Sleep(3 * time.Second) // more than twice the pull wait and silenceNotice: 1.1 s
-	cancel()
-	if code := <-tail.done; code != 130 {
-		t.Errorf("tail, interrupted: exit %d, want 130\n%s", code, tail.err.String())
-	}
-	if errs := tail.err.String()[from:]; strings.Contains(errs, "has not answered") {
+	// 3 s: more than twice the pull wait and silenceNotice, 1.1 s.
+	if errs := tailIdle(t, addr, 3*time.Second); strings.Contains(errs, "has not answered") {
 		t.Errorf("tail of an idle stream on a hub that answers its pulls names the hub:\n%s", errs)
 	}
 }
