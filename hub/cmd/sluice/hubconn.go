@@ -257,8 +257,8 @@ func (h *hubWatch) noticeLocked(since time.Time, text string) {
 // hubWatch, rather than stay silent until the request times out; the hub's next answer
 // prints that it answered (hubWatch.ok). The time the command spends on its own work
 // (tail blocked writing to a slow standard output, when no pull is outstanding) is no
-// silence of the hub: it counts from the end of that work. It uses one timer, however
-// many answers arrive.
+// silence of the hub: it counts from the end of that work. One timer looks at the time of
+// the last answer at most once per limit, however many answers arrive.
 type answerWatch struct {
 	h     *hubWatch
 	limit time.Duration
@@ -267,14 +267,13 @@ type answerWatch struct {
 	mu      sync.Mutex
 	last    time.Time   // the last answer, or the end of the command's own work after it
 	busy    bool        // the command is doing its own work (between begin and end)
-	armed   bool        // t will fire; false once it reported a silence, or while busy
 	stopped bool        // stop was called: nothing more is printed
 	t       *time.Timer // fires when limit may have passed since last
 }
 
 // watchAnswers starts an answerWatch: the time without an answer counts from now.
 func (h *hubWatch) watchAnswers(limit time.Duration, line func() string) *answerWatch {
-	a := &answerWatch{h: h, limit: limit, line: line, last: time.Now(), armed: true}
+	a := &answerWatch{h: h, limit: limit, line: line, last: time.Now()}
 	a.mu.Lock() // the timer's function must not see a nil a.t
 	a.t = time.AfterFunc(limit, a.check)
 	a.mu.Unlock()
@@ -285,23 +284,19 @@ func (h *hubWatch) watchAnswers(limit time.Duration, line func() string) *answer
 func (a *answerWatch) answered() {
 	a.mu.Lock()
 	a.last = time.Now()
-	a.armLocked()
 	a.mu.Unlock()
 	a.h.ok()
 }
 
 // begin and end bracket the command's own work, which does not count as the hub's silence.
-func (a *answerWatch) begin() {
-	a.mu.Lock()
-	a.busy = true
-	a.mu.Unlock()
-}
+func (a *answerWatch) begin() { a.setBusy(true) }
 
-func (a *answerWatch) end() {
+func (a *answerWatch) end() { a.setBusy(false) }
+
+func (a *answerWatch) setBusy(busy bool) {
 	a.mu.Lock()
-	a.busy = false
+	a.busy = busy
 	a.last = time.Now()
-	a.armLocked()
 	a.mu.Unlock()
 }
 
@@ -313,30 +308,25 @@ func (a *answerWatch) stop() {
 	a.mu.Unlock()
 }
 
-func (a *answerWatch) armLocked() {
-	if !a.armed && !a.stopped {
-		a.armed = true
-		a.t.Reset(a.limit)
-	}
-}
-
-// check runs when the timer fires: it reports a silence of limit since last, or sets the
-// timer for when there may be one.
+// check runs when the timer fires: it reports a silence of limit since last (once: the
+// hubWatch prints no second notice until the hub answers), and sets the timer for when
+// there may be one.
 func (a *answerWatch) check() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.stopped || a.busy {
-		a.armed = false // end arms it again
+	if a.stopped {
 		return
 	}
-	if wait := a.limit - time.Since(a.last); wait > 0 {
-		a.t.Reset(wait)
-		return
+	wait := a.limit - time.Since(a.last)
+	if wait <= 0 && !a.busy {
+		a.h.mu.Lock()
+		a.h.noticeLocked(a.last, a.line())
+		a.h.mu.Unlock()
 	}
-	a.armed = false // answered arms it again
-	a.h.mu.Lock()
-	a.h.noticeLocked(a.last, a.line())
-	a.h.mu.Unlock()
+	if wait <= 0 {
+		wait = a.limit
+	}
+	a.t.Reset(wait)
 }
 
 // checkBackendURL returns a usage error when raw is not a URL with a registered scheme,
