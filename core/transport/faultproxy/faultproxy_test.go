@@ -411,8 +411,10 @@ func TestDialFailureCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	dead := ln.Addr().String()
-	ln.Close()
+	// The proxy listens before the port is freed: a proxy given the port just freed could
+	// get it back as its own and connect to itself, connection after connection.
 	p := newProxy(t, dead)
+	ln.Close()
 	expectDead(t, p.Addr(), "a proxy whose target is down")
 	waitFor(t, "the failed dial to be counted as refused", func() bool { return p.Stats().Refused == 1 })
 	waitFor(t, "the failed pair to be removed", func() bool { return p.Stats().Active == 0 })
