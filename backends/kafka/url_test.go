@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"math"
-	"net"
 	"net/url"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/hub/hubtest"
 )
 
 func TestParseURL(t *testing.T) {
@@ -171,15 +171,10 @@ func FuzzParseURL(f *testing.F) {
 // TestDialUnreachable checks that a cluster that does not answer fails Dial with
 // core.ErrUnavailable or the context's error, without leaving the client open.
 func TestDialUnreachable(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close() // nothing listens there now
+	addr := hubtest.RefusedAddr(t) // nothing listens there
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
 	defer cancel()
-	_, err = Dial(ctx, []string{addr}, nil)
+	_, err := Dial(ctx, []string{addr}, nil)
 	if !errors.Is(err, core.ErrUnavailable) && !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Dial(%s) with nothing listening: %v; want core.ErrUnavailable or context.DeadlineExceeded", addr, err)
 	}

@@ -9,7 +9,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"runtime"
@@ -30,6 +29,7 @@ import (
 	"github.com/sluicehq/sluice/conformance"
 	"github.com/sluicehq/sluice/conformance/brokers"
 	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/hub/hubtest"
 )
 
 // One kinesis-mock per test binary, started on first use (so that a binary that runs no
@@ -333,12 +333,7 @@ func BenchmarkStorage(b *testing.B) {
 // TestOpenUnreachable: a URL whose endpoint does not answer fails at Open, as kafka://
 // does, not at the first request of a client.
 func TestOpenUnreachable(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens there now
+	addr := hubtest.RefusedAddr(t) // nothing listens there
 	b, err := core.Open(context.Background(), "kinesis://us-east-1?endpoint=http://"+addr+"&index=bbolt://"+t.TempDir())
 	if err == nil {
 		b.Close()

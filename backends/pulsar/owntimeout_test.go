@@ -13,6 +13,7 @@ import (
 	pulsarlog "github.com/apache/pulsar-client-go/pulsar/log"
 
 	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/hub/hubtest"
 )
 
 // TestAdminTimeoutIsUnavailable: an admin API that does not answer within the HTTP client's
@@ -73,7 +74,7 @@ func TestClientTimeoutIsUnavailable(t *testing.T) {
 // so that none is left for the tests that look for goroutines of the client.
 func quickTimeoutStore(t *testing.T, adminURL string) *Store {
 	t.Helper()
-	cl, err := pulsar.NewClient(pulsar.ClientOptions{URL: "pulsar://" + closedPort(t), OperationTimeout: 300 * time.Millisecond,
+	cl, err := pulsar.NewClient(pulsar.ClientOptions{URL: "pulsar://" + hubtest.RefusedAddr(t), OperationTimeout: 300 * time.Millisecond,
 		Logger: pulsarlog.DefaultNopLogger()})
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/hub/hubtest"
 )
 
 // TestOpenChecksServiceOnBroker: with the broker's admin API, Open fails with an error that
@@ -23,7 +24,7 @@ func TestOpenChecksServiceOnBroker(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct{ name, service string }{
-		{"closed port", "pulsar://" + closedPort(t)},
+		{"closed port", "pulsar://" + hubtest.RefusedAddr(t)},
 		{"admin port", "pulsar://" + admin.Host},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -17,6 +16,7 @@ import (
 	"github.com/apache/pulsar-client-go/pulsar"
 
 	"github.com/sluicehq/sluice/core"
+	"github.com/sluicehq/sluice/hub/hubtest"
 )
 
 func TestIndexMapping(t *testing.T) {
@@ -279,12 +279,7 @@ func TestOpenChecksAdmin(t *testing.T) {
 	if _, err := Open(context.Background(), "pulsar://127.0.0.1:1?namespace=nope&admin="+srv.URL); !errors.Is(err, core.ErrInvalidOption) || !strings.Contains(err.Error(), "public/nope does not exist") {
 		t.Fatalf("Open with a missing namespace: %v, want ErrInvalidOption saying it does not exist", err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := "http://" + ln.Addr().String()
-	ln.Close()
+	dead := "http://" + hubtest.RefusedAddr(t)
 	if _, err := Open(context.Background(), "pulsar://127.0.0.1:1?admin="+dead); !errors.Is(err, core.ErrUnavailable) || !strings.Contains(err.Error(), dead) {
 		t.Fatalf("Open with no admin API: %v, want ErrUnavailable naming %s", err, dead)
 	}
@@ -299,7 +294,7 @@ func TestOpenChecksServicePort(t *testing.T) {
 		_, _ = w.Write([]byte(`{}`))
 	}))
 	defer srv.Close()
-	service := "pulsar://" + closedPort(t)
+	service := "pulsar://" + hubtest.RefusedAddr(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a bound, not a timing assert
 	defer cancel()
 	s, err := Open(ctx, service+"?admin="+srv.URL)
@@ -310,18 +305,6 @@ func TestOpenChecksServicePort(t *testing.T) {
 	if !errors.Is(err, core.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), service) {
 		t.Fatalf("Open with nothing on the service port: %v, want ErrUnavailable (not the test's deadline) naming %s", err, service)
 	}
-}
-
-// closedPort returns a loopback host:port on which nothing listens.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
 
 // TestServiceAddrs: Open's service check dials what pulsar-client-go would, default port

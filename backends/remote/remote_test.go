@@ -3,7 +3,6 @@ package remote_test
 import (
 	"context"
 	"errors"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -439,15 +438,8 @@ func openMustFail(t *testing.T, rawURL, what string) error {
 // (with core.ErrUnavailable, naming the address), as the other backends' URLs do when their
 // broker is down, rather than opening a backend whose every call fails.
 func TestOpenURLUnreachable(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil { // nothing listens there any more
-		t.Fatal(err)
-	}
-	err = openMustFail(t, "sluice://"+addr, "with no hub listening")
+	addr := hubtest.RefusedAddr(t) // nothing listens there
+	err := openMustFail(t, "sluice://"+addr, "with no hub listening")
 	if !errors.Is(err, core.ErrUnavailable) || !strings.Contains(err.Error(), addr) {
 		t.Fatalf("Open(sluice://%s) = %v, want an error matching core.ErrUnavailable naming the address", addr, err)
 	}

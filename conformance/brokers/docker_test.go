@@ -1,10 +1,11 @@
 package brokers
 
 import (
-	"fmt"
 	"net"
 	"path/filepath"
 	"testing"
+
+	"github.com/sluicehq/sluice/hub/hubtest"
 )
 
 // TestDockerAvailableChecksDockerHost: DOCKER_HOST naming a daemon that does not answer is
@@ -12,12 +13,8 @@ import (
 // instead of containers that cannot start.
 func TestDockerAvailableChecksDockerHost(t *testing.T) {
 	t.Setenv("SLUICE_BROKERS", "")
-	port, err := FreePort() // free a moment ago: nothing listens there
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, host := range []string{
-		fmt.Sprintf("tcp://127.0.0.1:%d", port),
+		"tcp://" + hubtest.RefusedAddr(t), // nothing listens there
 		"unix://" + filepath.Join(t.TempDir(), "docker.sock"),
 	} {
 		t.Setenv("DOCKER_HOST", host)

@@ -2,7 +2,6 @@ package brokers
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/hub/hubtest"
 )
 
 func TestKinesisMockStartsAndRestarts(t *testing.T) {
@@ -46,11 +47,7 @@ func TestKinesisMockStartsAndRestarts(t *testing.T) {
 // cannot start, as KAFKA_BROKERS and PULSAR_URL are (a skip with the reason, or a failure
 // under CI=true), not an endpoint every test then fails to reach.
 func TestKinesisEndpointThatDoesNotAnswer(t *testing.T) {
-	port, err := FreePort() // free a moment ago: nothing listens there
-	if err != nil {
-		t.Fatal(err)
-	}
-	ep := fmt.Sprintf("http://127.0.0.1:%d", port)
+	ep := "http://" + hubtest.RefusedAddr(t) // nothing listens there
 	t.Setenv("KINESIS_ENDPOINT", ep)
 	t.Setenv("SLUICE_REQUIRE_BROKERS", "1") // also under -short: an external endpoint starts nothing
 	k, err := StartKinesis(t.Context(), nil)

@@ -16,6 +16,7 @@ import (
 	"github.com/sluicehq/sluice/core/client"
 	"github.com/sluicehq/sluice/core/routing"
 	"github.com/sluicehq/sluice/hub"
+	"github.com/sluicehq/sluice/hub/hubtest"
 )
 
 func TestPublishAndConsume(t *testing.T) {
@@ -624,12 +625,7 @@ func TestClientCloseClosesChildren(t *testing.T) {
 // waits for the confirm of a message that an unreachable hub never sends) returns only once
 // the first has finished, as Publisher.Close and routing.Node.Close do.
 func TestClientSecondCloseWaits(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens there
+	addr := hubtest.RefusedAddr(t) // nothing listens there
 	c, err := client.Dial(addr, client.WithDialTimeout(200*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
@@ -807,12 +803,7 @@ func TestLongPollWithinIdleTimeout(t *testing.T) {
 // TestSessionErrorHandlers: the publisher and the consumer hand each failed session's error
 // to the application (here: nothing listens at the hub's address) before they retry.
 func TestSessionErrorHandlers(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens there now
+	addr := hubtest.RefusedAddr(t) // nothing listens there
 	c, err := client.Dial(addr, client.WithDialTimeout(time.Second))
 	if err != nil {
 		t.Fatal(err)

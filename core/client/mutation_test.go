@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -22,6 +21,7 @@ import (
 	"github.com/sluicehq/sluice/core/transport/faultproxy"
 	"github.com/sluicehq/sluice/core/wire"
 	"github.com/sluicehq/sluice/hub"
+	"github.com/sluicehq/sluice/hub/hubtest"
 )
 
 // TestOutboxKeepsEveryUnconfirmedMessage checks that the outbox keeps a message until its
@@ -199,12 +199,7 @@ func retryDelays(t *testing.T, ctx context.Context, logs recordLogs, msg string,
 // failed sessions grow by the backoff's factor up to its maximum (no jitter here, so the
 // delays are exact) while no session succeeds.
 func TestReconnectBackoffGrows(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens there now
+	addr := hubtest.RefusedAddr(t) // nothing listens there
 	c := dial(t, addr, client.WithDialTimeout(time.Second))
 	b := client.Backoff{Min: time.Millisecond, Max: 8 * time.Millisecond, Factor: 2}
 	want := []time.Duration{time.Millisecond, 2 * time.Millisecond, 4 * time.Millisecond, 8 * time.Millisecond, 8 * time.Millisecond}

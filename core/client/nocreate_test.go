@@ -3,7 +3,6 @@ package client_test
 import (
 	"context"
 	"errors"
-	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"github.com/sluicehq/sluice/backends/memory"
 	"github.com/sluicehq/sluice/core"
 	"github.com/sluicehq/sluice/core/client"
+	"github.com/sluicehq/sluice/hub/hubtest"
 )
 
 // runUntilDone runs cons until Run returns, bounded by a guard of 60s (not a timing
@@ -141,12 +141,7 @@ func TestConsumerWithoutCreateReusesRoute(t *testing.T) {
 // TestConsumerRunStopsWhenContextEnds: once Run's ctx has ended (here in the session error
 // handler, as a command does that gives up), Run starts no new session.
 func TestConsumerRunStopsWhenContextEnds(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens there now: every session fails
+	addr := hubtest.RefusedAddr(t) // every session fails
 	c := dial(t, addr, client.WithDialTimeout(time.Second))
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()

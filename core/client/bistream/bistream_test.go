@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -430,12 +429,7 @@ func TestRouteErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0") // a closed port: nothing is dialled here
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := hubtest.RefusedAddr(t) // nothing is dialled here
 	cli, err := client.Dial(addr)
 	if err != nil {
 		t.Fatal(err)

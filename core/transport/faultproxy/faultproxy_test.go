@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluicehq/sluice/core"
 	"github.com/sluicehq/sluice/core/transport/faultproxy"
+	"github.com/sluicehq/sluice/hub/hubtest"
 )
 
 // echoServer accepts connections on loopback and echoes every byte back until closed.
@@ -406,15 +407,9 @@ func readExactly(t *testing.T, c net.Conn, want string) {
 // TestDialFailureCounted checks that a connection to a proxy whose target is down is reset,
 // counted as refused, and does not stay active.
 func TestDialFailureCounted(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := ln.Addr().String()
-	// The proxy listens before the port is freed: a proxy given the port just freed could
-	// get it back as its own and connect to itself, connection after connection.
-	p := newProxy(t, dead)
-	ln.Close()
+	// Not a listener's port freed: the proxy could get it back as its own and connect to
+	// itself, connection after connection.
+	p := newProxy(t, hubtest.RefusedAddr(t))
 	expectDead(t, p.Addr(), "a proxy whose target is down")
 	waitFor(t, "the failed dial to be counted as refused", func() bool { return p.Stats().Refused == 1 })
 	waitFor(t, "the failed pair to be removed", func() bool { return p.Stats().Active == 0 })

@@ -114,7 +114,7 @@ func TestPushInterruptWhileStdinQuiet(t *testing.T) {
 // -timeout stops a push whose hub stopped confirming while standard input is quiet: the
 // lines read are waiting for a confirm, not for input.
 func TestPushTimeoutWhileStdinQuiet(t *testing.T) {
-	addr := freeAddr(t) // nothing listens
+	addr := hubtest.RefusedAddr(t) // nothing listens
 	in, _ := quietStdin(t, "a\n")
 	done := runAsync(t.Context(), in, "push", "-hub", addr, "-timeout", "1s", "s")
 	select {

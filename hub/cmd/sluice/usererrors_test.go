@@ -47,18 +47,6 @@ func startMemHub(t *testing.T, addr string) (string, *core.Backend) {
 	return a.String(), b
 }
 
-// freeAddr returns a loopback address that nothing listens on.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // runIO runs "sluice args..." in-process with stdin and returns the exit status, stdout and
 // stderr.
 func runIO(ctx context.Context, stdin string, args ...string) (int, string, string) {
@@ -96,7 +84,7 @@ func wantRun(t *testing.T, code int, errWants []string, stdin string, args ...st
 }
 
 func TestCLIUnreachableHub(t *testing.T) {
-	addr := freeAddr(t)
+	addr := hubtest.RefusedAddr(t)
 	refused := []string{"cannot reach hub " + addr + ": connection refused", "sluice hub"}
 	wantRun(t, 1, refused, "", "pull", "-hub", addr, "greetings")
 	wantRun(t, 2, []string{`-hub "localhost": missing port`}, "", "pull", "-hub", "localhost", "greetings")
@@ -300,7 +288,7 @@ func TestCLIUsageErrorsExit2(t *testing.T) {
 // More bad command lines: each exits 2 before reaching any hub, names what is wrong, and
 // ends with the command's usage and where its help is.
 func TestCLIBadCommandLines(t *testing.T) {
-	addr := freeAddr(t) // nothing listens: a command that got past its checks exits 1
+	addr := hubtest.RefusedAddr(t) // nothing listens: a command that got past its checks exits 1
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -356,7 +344,7 @@ func TestCLIHelpOnStdout(t *testing.T) {
 // create reports a hub it cannot reach as push and pull do, once it retried for -timeout;
 // and an existing stream cannot be created again with fewer partitions either.
 func TestCLICreateErrors(t *testing.T) {
-	addr := freeAddr(t)
+	addr := hubtest.RefusedAddr(t)
 	refused := "cannot reach hub " + addr + ": connection refused"
 	_, _, errs := runIO(t.Context(), "", "create", "-hub", addr, "-timeout", "1500ms", "s")
 	if want := "sluice create: " + refused + hubHint + "; retrying for up to -timeout 1.5s\nsluice create: " + refused + hubHint + "\n"; errs != want {
@@ -395,7 +383,7 @@ func TestCLICreateWaitsForHub(t *testing.T) {
 
 // Ctrl-C while create waits for a hub says that it was interrupted, and why it waited.
 func TestCLICreateInterruptedWhileWaiting(t *testing.T) {
-	addr := freeAddr(t)
+	addr := hubtest.RefusedAddr(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	time.AfterFunc(200*time.Millisecond, cancel)
 	code, _, errs := runIO(ctx, "", "create", "-hub", addr, "s")
@@ -468,7 +456,7 @@ func TestCLIHTTPPortIsNoHub(t *testing.T) {
 // -raw and -json exclude each other; an error of package core is printed without its own
 // "sluice: " after the command's.
 func TestCLIUsageMessages(t *testing.T) {
-	addr := freeAddr(t)
+	addr := hubtest.RefusedAddr(t)
 	for _, cmd := range []string{"pull", "tail"} {
 		wantRun(t, 2, []string{"-raw and -json exclude each other"}, "", cmd, "-hub", addr, "-raw", "-json", "s")
 	}
@@ -485,4 +473,18 @@ func TestBenchBadWorkloadCreatesNothing(t *testing.T) {
 	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("-out %s after a refused configuration: %v, want it not created", out, err)
 	}
+}
+
+// freeAddr returns a loopback address that is free now, for a hub to listen on later (its
+// port could be taken meanwhile). An address to dial where nothing listens is
+// hubtest.RefusedAddr's, which nothing can take.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
 }
