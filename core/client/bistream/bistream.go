@@ -291,6 +291,9 @@ func New(node *routing.Node, c *client.Client, opts ...Option) (*Transport, erro
 	}
 	t.removeFallback = removeFallback
 	t.closing, t.cancelClosing = context.WithCancel(context.Background())
+	if newHook != nil {
+		newHook()
+	}
 	if err := t.reopenOutboxes(); err != nil {
 		return nil, errors.Join(err, t.Close())
 	}
@@ -300,10 +303,16 @@ func New(node *routing.Node, c *client.Client, opts ...Option) (*Transport, erro
 // outboxSuffix ends the name of every outbox file in the outbox directory.
 const outboxSuffix = ".outbox"
 
+// newHook, set by tests only, runs in New between adding the fallback and reopening the
+// outboxes.
+var newHook func()
+
 // reopenOutboxes starts a publisher for the outboxes left in the outbox directory, so the
 // messages in them are sent without waiting for the next message to their streams: as many
 // as the bound allows, in name order, and a goroutine reopens the others (reopenPending),
-// since making room means retiring a publisher, which waits for the hub.
+// since making room means retiring a publisher, which waits for the hub. The transport is
+// the node's fallback already, so a message routed to a stream's sender may have opened the
+// stream's publisher (and its outbox) first: that one is kept.
 func (t *Transport) reopenOutboxes() error {
 	if t.cfg.outboxDir == "" {
 		close(t.drained)
@@ -322,7 +331,10 @@ func (t *Transport) reopenOutboxes() error {
 		if !ok || !e.Type().IsRegular() || core.ValidateStreamName(stream) != nil {
 			continue
 		}
-		if len(t.pubs) >= t.cfg.maxPublishers {
+		if _, open := t.pubs[stream]; open {
+			continue
+		}
+		if len(t.pubs)+len(t.retiring) >= t.cfg.maxPublishers || t.retiring[stream] != nil {
 			t.pending[stream] = true
 			later = append(later, stream)
 			continue

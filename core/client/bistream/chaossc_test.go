@@ -348,8 +348,11 @@ func chaosSCRun(t *testing.T, seed uint64) {
 		if ok {
 			break
 		}
-		if len(why) > 0 && why[0:3] == "B's" || ctx.Err() != nil {
-			stA, _ := a.tr.PublisherStats("inbox-b")
+		if len(why) > 0 && why[0:3] == "B's" || ctx.Err() != nil || t.Failed() {
+			var stA client.PublisherStats
+			if a.tr != nil { // nil when A's last restart failed
+				stA, _ = a.tr.PublisherStats("inbox-b")
+			}
 			t.Errorf("%s; A: %d restarts, %d link restarts, %d send errors; B: %d restarts, %d link restarts; A's publisher %+v; B's channel stats %v",
 				why, aRestarts, aLinks, sendErrs, bRestarts, bLinks, stA, chStats(lB))
 			break

@@ -11,3 +11,10 @@ func SetPublishHook(t *Transport, f func(stream string)) { t.publishHook = f }
 // SetRetireHook makes t call f(stream) when it retires the publisher of stream (see
 // WithMaxPublishers), just before the retirement's Flush; call it before the first send.
 func SetRetireHook(t *Transport, f func(stream string)) { t.retireHook = f }
+
+// SetNewHook makes New call f between becoming the node's fallback and reopening the
+// outboxes, until the test ends.
+func SetNewHook(tb interface{ Cleanup(func()) }, f func()) {
+	newHook = f
+	tb.Cleanup(func() { newHook = nil })
+}

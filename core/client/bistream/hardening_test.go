@@ -19,18 +19,8 @@ import (
 	"github.com/sluicehq/sluice/core/transport/faultproxy"
 	"github.com/sluicehq/sluice/core/wire"
 	"github.com/sluicehq/sluice/hub"
+	"github.com/sluicehq/sluice/hub/hubtest"
 )
-
-// deadHubAddr returns a loopback address where nothing listens.
-func deadHubAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // offlineDevice returns a node, a client of an unreachable hub, a transport on them, and a
 // function that sends a message to the worker "w" through the stream to. Publishing
@@ -42,7 +32,7 @@ func offlineDevice(t *testing.T, opts ...bistream.Option) (*routing.Node, *clien
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { node.Close() })
-	cli, err := client.Dial(deadHubAddr(t), client.WithDialTimeout(200*time.Millisecond))
+	cli, err := client.Dial(hubtest.RefusedAddr(t), client.WithDialTimeout(200*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -401,6 +391,43 @@ func TestNewDoesNotWaitForHub(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second): // New returns at once; it used to block forever
 		t.Fatal("New still blocked after 10s (hub unreachable, 2 outboxes, WithMaxPublishers(1))")
+	}
+}
+
+// TestSendDuringNewKeepsOnePublisher: a message routed to a stream's sender while New
+// runs (New makes the transport the node's fallback before it reopens the outboxes) opens
+// the stream's publisher and its outbox; New must keep that publisher, not open the same
+// outbox a second time. It did, and failed after the outbox's 1 s lock timeout ("open
+// outbox ...: timeout"), closing the first publisher with what it held unconfirmed.
+func TestSendDuringNewKeepsOnePublisher(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	pubOpts := bistream.WithPublisherOptions(client.WithCloseTimeout(50*time.Millisecond), client.WithBackoff(fastBackoff))
+	node, cli, tr, send := offlineDevice(t, bistream.WithOutboxDir(dir), pubOpts)
+	if err := send(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	_ = tr.Close() // unconfirmed: the outbox of "b" stays
+	bistream.SetNewHook(t, func() {
+		err := node.Send(ctx, wire.TransportMessage{
+			OnwardRoute: wire.Route{wire.Local(bistream.SenderAddress("b", "")), wire.Local("w")},
+			Payload:     []byte("sent while New runs"),
+		})
+		if err != nil {
+			t.Errorf("send while New runs: %v", err)
+		}
+	})
+	tr2, err := bistream.New(node, cli, bistream.WithOutboxDir(dir), pubOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr2.Close()
+	if st := tr2.Stats(); st.Publishers != 1 || st.PendingOutboxes != 0 {
+		t.Errorf("stats %+v, want the one publisher to b", st)
+	}
+	if st, ok := tr2.PublisherStats("b"); !ok || st.InFlight != 2 {
+		t.Errorf("publisher to b: %+v (open %v), want 2 messages in flight: the outbox's and the new one", st, ok)
 	}
 }
 
