@@ -11,6 +11,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/sluicehq/sluice/core"
 )
@@ -39,11 +40,15 @@ type outboxItem struct {
 	size int
 }
 
+// outboxLockWait is how long opening an outbox waits for the file's lock, which another
+// publisher holding the file keeps until it closes.
+const outboxLockWait = time.Second
+
 // openOutbox opens (creating if needed) the outbox at path for a partition of stream and
 // returns the messages still in it, in publish order, without their bytes (a device back
 // after a long time offline may hold more than it has memory for). An outbox written for
-// another stream or partition is refused with core.ErrInvalidOption. A damaged file is an
-// error.
+// another stream or partition is refused with core.ErrInvalidOption. A damaged file, and one
+// another publisher holds open, are errors.
 func openOutbox(path, stream string, partition int) (_ *outbox, _ []outboxItem, err error) {
 	// bbolt reads the file through a memory map: in a file cut short (a torn copy, a
 	// damaged disk) it reads past the end, which faults (SIGBUS) and would kill the process,
@@ -66,7 +71,10 @@ func openOutbox(path, stream string, partition int) (_ *outbox, _ []outboxItem, 
 		}
 		err = fmt.Errorf("client: open outbox %q: the file is damaged (reading it faulted: %v): move it away to start without the messages it held", path, r)
 	}()
-	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: outboxLockWait})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, nil, fmt.Errorf("client: open outbox %q: another publisher has it open, in this process or another (waited %v for its lock): give each publisher its own outbox file, or close the other first: %w", path, outboxLockWait, err)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("client: open outbox %q: %w", path, err)
 	}

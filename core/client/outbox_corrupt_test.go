@@ -3,6 +3,7 @@ package client_test
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/sluicehq/sluice/core/client"
@@ -39,4 +40,26 @@ func TestDamagedOutboxIsAnError(t *testing.T) {
 		t.Fatal("NewPublisher on an outbox file cut short returned no error")
 	}
 	t.Logf("NewPublisher on a damaged outbox: %v", err)
+}
+
+// TestOutboxInUseIsAnError: a second publisher on an outbox file another one holds open
+// fails after the lock wait, with an error that says what is wrong and what to do (bbolt
+// says only "timeout").
+func TestOutboxInUseIsAnError(t *testing.T) {
+	h := startHub(t)
+	c := dial(t, h.Addr)
+	path := filepath.Join(t.TempDir(), "shared.outbox")
+	p, err := client.NewPublisher(t.Context(), c, "shared", client.WithOutbox(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	p2, err := client.NewPublisher(t.Context(), c, "shared", client.WithOutbox(path))
+	if err == nil {
+		_ = p2.Close()
+		t.Fatal("a second publisher opened an outbox the first one holds")
+	}
+	if !strings.Contains(err.Error(), "another publisher has it open") {
+		t.Errorf("error %q does not say that another publisher holds the outbox", err)
+	}
 }

@@ -146,7 +146,8 @@ func WithMaxBatch(n int) PublisherOption {
 // before confirms come back. They are read from the file as they are sent: however many
 // the outbox holds, the publisher keeps in memory about a window of them (and a small
 // record of each other one). One outbox file belongs to one partition of one stream
-// ([WithPartition]); it cannot be shared by two publishers at once.
+// ([WithPartition]); it cannot be shared by two publishers at once: NewPublisher on a file
+// another publisher (of this process or another) holds open fails after waiting a second.
 func WithOutbox(path string) PublisherOption {
 	return func(c *publisherConfig) error {
 		if path == "" {
