@@ -426,19 +426,6 @@ func TestGracefulCloseFlushesQueuedFrames(t *testing.T) {
 	}
 }
 
-func TestDialFailure(t *testing.T) {
-	// A listener that is closed again gives a port where nothing listens.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	addr := ln.Addr().String()
-	ln.Close()
-	client := newSide(t)
-	err = client.node.Send(context.Background(), wire.TransportMessage{OnwardRoute: wire.Route{wire.TCP(addr)}})
-	if !errors.Is(err, core.ErrUnavailable) {
-		t.Fatalf("dial to closed port: %v", err)
-	}
-}
-
 func TestOptionsValidated(t *testing.T) {
 	n, err := routing.NewNode(routing.WithLogger(quiet))
 	must(t, err)
