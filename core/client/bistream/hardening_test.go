@@ -397,8 +397,8 @@ func TestNewDoesNotWaitForHub(t *testing.T) {
 // TestSendDuringNewKeepsOnePublisher: a message routed to a stream's sender while New
 // runs (New makes the transport the node's fallback before it reopens the outboxes) opens
 // the stream's publisher and its outbox; New must keep that publisher, not open the same
-// outbox a second time. It did, and failed after the outbox's 1 s lock timeout ("open
-// outbox ...: timeout"), closing the first publisher with what it held unconfirmed.
+// outbox a second time. It did, and failed once the outbox's one-second lock wait ran out,
+// closing the first publisher with what it held unconfirmed.
 func TestSendDuringNewKeepsOnePublisher(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
