@@ -85,8 +85,9 @@
 //
 // # Limitations
 //
-// A publisher and a consumer each talk to one partition; nothing spreads messages over
-// partitions by key. The publisher's window counts messages, not bytes. A TCP
+// A publisher and a consumer each talk to one partition; no publisher spreads messages over
+// partitions by itself ([KeyPartition] names a key's partition, for one publisher per
+// partition). The publisher's window counts messages, not bytes. A TCP
 // connection that silently stops delivering bytes is replaced only after the client's idle
 // timeout ([WithIdleTimeout]); until then requests time out and are resent on it.
 //
