@@ -292,7 +292,7 @@ func New(node *routing.Node, c *client.Client, opts ...Option) (*Transport, erro
 	t.removeFallback = removeFallback
 	t.closing, t.cancelClosing = context.WithCancel(context.Background())
 	if newHook != nil {
-		newHook()
+		newHook(t)
 	}
 	if err := t.reopenOutboxes(); err != nil {
 		return nil, errors.Join(err, t.Close())
@@ -305,7 +305,7 @@ const outboxSuffix = ".outbox"
 
 // newHook, set by tests only, runs in New between adding the fallback and reopening the
 // outboxes.
-var newHook func()
+var newHook func(*Transport)
 
 // reopenOutboxes starts a publisher for the outboxes left in the outbox directory, so the
 // messages in them are sent without waiting for the next message to their streams: as many
@@ -639,6 +639,7 @@ func (t *Transport) closeRetired(ctx context.Context, stream string, r *retireme
 		delete(t.retiring, stream)
 		r.pub.retired.Store(false)
 		t.pubs[stream] = r.pub
+		delete(t.pending, stream) // New may have found its outbox during the retirement
 		t.mu.Unlock()
 		close(r.done)
 		return err

@@ -12,9 +12,9 @@ func SetPublishHook(t *Transport, f func(stream string)) { t.publishHook = f }
 // WithMaxPublishers), just before the retirement's Flush; call it before the first send.
 func SetRetireHook(t *Transport, f func(stream string)) { t.retireHook = f }
 
-// SetNewHook makes New call f between becoming the node's fallback and reopening the
-// outboxes, until the test ends.
-func SetNewHook(tb interface{ Cleanup(func()) }, f func()) {
+// SetNewHook makes New call f, with the Transport it makes, between becoming the node's
+// fallback and reopening the outboxes, until the test ends.
+func SetNewHook(tb interface{ Cleanup(func()) }, f func(*Transport)) {
 	newHook = f
 	tb.Cleanup(func() { newHook = nil })
 }

@@ -409,7 +409,7 @@ func TestSendDuringNewKeepsOnePublisher(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = tr.Close() // unconfirmed: the outbox of "b" stays
-	bistream.SetNewHook(t, func() {
+	bistream.SetNewHook(t, func(*bistream.Transport) {
 		err := node.Send(ctx, wire.TransportMessage{
 			OnwardRoute: wire.Route{wire.Local(bistream.SenderAddress("b", "")), wire.Local("w")},
 			Payload:     []byte("sent while New runs"),
@@ -428,6 +428,79 @@ func TestSendDuringNewKeepsOnePublisher(t *testing.T) {
 	}
 	if st, ok := tr2.PublisherStats("b"); !ok || st.InFlight != 2 {
 		t.Errorf("publisher to b: %+v (open %v), want 2 messages in flight: the outbox's and the new one", st, ok)
+	}
+}
+
+// TestRetirementDuringNew: a stream whose publisher is being retired while New runs (a
+// message routed to it during New opened the publisher, and a send to another stream
+// retires it to stay within the bound) is left pending, not opened a second time; when the
+// retirement gives up (the context of the send that began it ended), the publisher is put
+// back, and the stream is no longer pending: it has its publisher again.
+func TestRetirementDuringNew(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	opts := []bistream.Option{
+		bistream.WithOutboxDir(dir), bistream.WithMaxPublishers(1),
+		bistream.WithPublisherOptions(client.WithCloseTimeout(50*time.Millisecond), client.WithBackoff(fastBackoff)),
+	}
+	node, cli, tr, send := offlineDevice(t, opts...)
+	if err := send(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	_ = tr.Close() // unconfirmed: the outbox of "b" stays
+	sendTo := func(ctx context.Context, to string) error {
+		return node.Send(ctx, wire.TransportMessage{
+			OnwardRoute: wire.Route{wire.Local(bistream.SenderAddress(to, "")), wire.Local("w")},
+			Payload:     []byte("sent while New runs"),
+		})
+	}
+	retireCtx, giveUp := context.WithCancel(ctx)
+	defer giveUp()
+	retirer := make(chan error, 1)
+	bistream.SetNewHook(t, func(tr *bistream.Transport) {
+		if err := sendTo(ctx, "b"); err != nil { // opens the publisher of b
+			t.Errorf("send to b while New runs: %v", err)
+			return
+		}
+		// The bound is one publisher: the send to c retires b's, and waits for the hub.
+		go func() { retirer <- sendTo(retireCtx, "c") }()
+		for tr.Stats().Retiring == 0 {
+			select {
+			case <-ctx.Done():
+				t.Errorf("the send to c did not retire the publisher of b: %+v", tr.Stats())
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	})
+	tr2, err := bistream.New(node, cli, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr2.Close()
+	if t.Failed() {
+		return
+	}
+	if st := tr2.Stats(); st.Publishers != 1 || st.Retiring != 1 || st.PendingOutboxes != 1 {
+		t.Errorf("stats after New %+v, want b's publisher retiring and its outbox pending", st)
+	}
+	giveUp()
+	if err := <-retirer; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the send to c returned %v, want the retirement to give up with its context", err)
+	}
+	for st := tr2.Stats(); st.PendingOutboxes != 0; st = tr2.Stats() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("stats %+v: b's publisher is back, but b is still counted pending", st)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	if st := tr2.Stats(); st.Publishers != 1 || st.Retiring != 0 {
+		t.Errorf("stats %+v, want the one publisher to b", st)
+	}
+	if st, ok := tr2.PublisherStats("b"); !ok || st.InFlight != 2 {
+		t.Errorf("publisher to b: %+v (open %v), want 2 messages in flight: the outbox's and the one sent while New ran", st, ok)
 	}
 }
 
