@@ -57,13 +57,14 @@ func (w *stallWorker) fill(t *testing.T) {
 	}
 }
 
-// free lets the worker go on, and takes what fill queued.
+// free lets the worker go on, and takes what fill queued; fill may be called again after.
 func (w *stallWorker) free(t *testing.T) {
 	t.Helper()
 	close(w.release)
 	if p := w.next(t); p != "queued" {
 		t.Fatalf("got %q", p)
 	}
+	w.release = make(chan struct{}) // the worker is idle: the next fill's "busy" waits on it
 }
 
 // next returns the payload of the next message the worker takes, within 10s.
@@ -106,6 +107,14 @@ func newMsg2Fixture(t *testing.T, ida, idb *Identity) *msg2Fixture {
 func (f *msg2Fixture) sendCutShort(t *testing.T, hs *Handshake) wire.TransportMessage {
 	t.Helper()
 	m1 := wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("sc")}, ReturnRoute: wire.Route{wire.Local("raw")}, Payload: mustWrite(t, hs)}
+	f.deliverCutShort(t, m1)
+	return m1
+}
+
+// deliverCutShort delivers m1 as sendCutShort does: with an ended ctx, while message 2 cannot
+// be queued. The listener must return the error.
+func (f *msg2Fixture) deliverCutShort(t *testing.T, m1 wire.TransportMessage) {
+	t.Helper()
 	f.raw.fill(t)
 	stopped, stop := context.WithCancel(context.Background())
 	stop()
@@ -113,7 +122,6 @@ func (f *msg2Fixture) sendCutShort(t *testing.T, hs *Handshake) wire.TransportMe
 		t.Fatalf("delivering message 1 while message 2 cannot be sent: %v, want context.Canceled (cut short, so that it comes again)", err)
 	}
 	f.raw.free(t)
-	return m1
 }
 
 // restart saves sc, a channel of f's listener, to a session file and restores it with the
@@ -217,6 +225,31 @@ func TestMessage2CutShortSentWhenMessage1ComesAgain(t *testing.T) {
 	if p := f.raw.next(t); p != "marker" {
 		t.Fatalf("got %q, want the marker: a message 1 that came again after message 2 was sent was answered again", p)
 	}
+	if st := f.l.Stats(); st.Accepted != 1 || st.Opened != 1 || st.Duplicates != 2 {
+		t.Fatalf("listener stats %+v, want 1 accepted and opened, 2 duplicates", st)
+	}
+}
+
+// TestMessage2CutShortTwice: message 1 comes again while message 2 still cannot be sent
+// (the subscription stops again): the listener keeps message 2 and returns the error again,
+// and sends message 2 when message 1 comes a third time; the handshake completes.
+func TestMessage2CutShortTwice(t *testing.T) {
+	f := newMsg2Fixture(t, mustIdentity(t), mustIdentity(t))
+	hs, err := NewInitiator(f.cfgA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m1 := f.sendCutShort(t, hs)
+	f.deliverCutShort(t, m1) // it comes again, and sending message 2 again is cut short too
+
+	if err := f.node.Send(context.Background(), m1.Clone()); err != nil { // a third time
+		t.Fatal(err)
+	}
+	m2 := []byte(f.raw.next(t))
+	if typ, err := PeekType(m2); err != nil || typ != TypeHandshake2 {
+		t.Fatalf("after message 1 came a third time the initiator got %q (%v, %v), want handshake message 2", m2, typ, err)
+	}
+	f.complete(t, hs, m2)
 	if st := f.l.Stats(); st.Accepted != 1 || st.Opened != 1 || st.Duplicates != 2 {
 		t.Fatalf("listener stats %+v, want 1 accepted and opened, 2 duplicates", st)
 	}
