@@ -412,7 +412,8 @@ func TestIKEarlyDataHandledNotRedeliveredAfterRestore(t *testing.T) {
 // TestIKEarlyDataCutShortDeliveredAgain: when the delivery of the early data of IK message 1
 // is cut short (the subscription stops while the worker's mailbox is full), the listener
 // returns the error, so the subscription does not move past message 1, and delivers the
-// early data when message 1 comes again, once.
+// early data when message 1 comes again, once; also when the delivery is cut short a second
+// time.
 func TestIKEarlyDataCutShortDeliveredAgain(t *testing.T) {
 	f := newMsg2Fixture(t, mustIdentity(t), mustIdentity(t)) // its "raw" worker gets message 2
 	work := newStallWorker(t, f.node, "work")
@@ -436,8 +437,13 @@ func TestIKEarlyDataCutShortDeliveredAgain(t *testing.T) {
 		t.Fatalf("delivering message 1 while its early data cannot be delivered: %v, want context.Canceled (cut short, so that it comes again)", err)
 	}
 	work.free(t)
+	work.fill(t) // it comes again, and is cut short again
+	if err := f.node.Send(stopped, m1.Clone()); !errors.Is(err, context.Canceled) {
+		t.Fatalf("delivering message 1 again while its early data cannot be delivered: %v, want context.Canceled", err)
+	}
+	work.free(t)
 	sub := routing.NewTracker()
-	if err := f.node.Send(sub.Context(ctx, 7), m1.Clone()); err != nil { // it comes again
+	if err := f.node.Send(sub.Context(ctx, 7), m1.Clone()); err != nil { // it comes a third time
 		t.Fatal(err)
 	}
 	if p := work.next(t); p != "early" {
@@ -453,8 +459,8 @@ func TestIKEarlyDataCutShortDeliveredAgain(t *testing.T) {
 	if p := work.next(t); p != "marker" {
 		t.Fatalf("got %q, want the marker: the early data was delivered twice", p)
 	}
-	if d := onlyChannel(t, f.l).Stats().Duplicates; d != 2 {
-		t.Fatalf("Duplicates = %d, want the two repeated messages 1", d)
+	if d := onlyChannel(t, f.l).Stats().Duplicates; d != 3 {
+		t.Fatalf("Duplicates = %d, want the three repeated messages 1", d)
 	}
 }
 
