@@ -183,6 +183,56 @@ func TestTimeoutAndRetry(t *testing.T) {
 	t.Logf("stats: %+v; stream length %d for 11 messages", st, len(msgs))
 }
 
+// TestConsumerPullTimesOut: a consumer whose hub stops answering (every byte held) fails its
+// session once a pull waited for the pull wait plus the request timeout, says so with an
+// error matching ErrTimeout, and goes on with a new session when the hub answers again.
+func TestConsumerPullTimesOut(t *testing.T) {
+	h := startHub(t)
+	px := newProxy(t, h.Addr)
+	const stream = "consumer-timeout"
+	pub := newPublisher(t, dial(t, h.Addr), stream) // not through the proxy
+	var handled atomic.Int64
+	sessionErrs := make(chan error, 100)
+	cons, err := client.NewConsumer(dial(t, px.Addr()), stream, func(context.Context, core.Message) error {
+		handled.Add(1)
+		return nil
+	}, client.WithPullWait(100*time.Millisecond), client.WithConsumerRequestTimeout(200*time.Millisecond),
+		client.WithConsumerBackoff(fastBackoff),
+		client.WithConsumerSessionErrors(func(err error) {
+			select {
+			case sessionErrs <- err:
+			default:
+			}
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runConsumer(t, cons)
+	ctx := t.Context()
+	if _, err := pub.PublishSync(ctx, msg(0, 0, 8)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the first message handled", func() bool { return handled.Load() == 1 })
+
+	px.Pause() // the hub's answers, and everything else, are held
+	select {
+	case err := <-sessionErrs:
+		if !errors.Is(err, client.ErrTimeout) {
+			t.Fatalf("session error %v, want one matching client.ErrTimeout", err)
+		}
+	case <-time.After(30 * time.Second): // the idle timeout (60s) would end it later
+		t.Fatalf("no session failed within 30s of the hub falling silent (pull wait 100ms, request timeout 200ms); stats %+v", cons.Stats())
+	}
+	px.Resume()
+	if _, err := pub.PublishSync(ctx, msg(0, 1, 8)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the second message handled", func() bool { return handled.Load() == 2 })
+	if st := cons.Stats(); st.PullErrors == 0 || st.Reconnects == 0 {
+		t.Errorf("stats %+v, want a failed pull and a new session", st)
+	}
+}
+
 func TestReconnectAfterReset(t *testing.T) {
 	h := startHub(t)
 	px := newProxy(t, h.Addr)
