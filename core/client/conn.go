@@ -324,6 +324,15 @@ func (s *session) openStream(ctx context.Context, id uint64, stream string, time
 			}
 			return failed(fmt.Errorf("%w: the hub does not support %s (%w): %s: %w", ErrRejected, wire.ProtocolStreamOpen, errors.ErrUnsupported, reason, core.ErrUnavailable))
 		case wire.ProtocolRequestError:
+			// It comes to this request's own address (not through the session's dispatch,
+			// which checks the others).
+			e, err := wire.DecodeRequestError(r.data)
+			switch {
+			case err != nil:
+				return broken("%v", err)
+			case e.RequestID != id:
+				return broken("an error reply to request %d, want %d", e.RequestID, id)
+			}
 			return failed(requestError(r))
 		default:
 			return broken("a %q reply to %s", r.protocol, wire.ProtocolStreamOpen)
