@@ -3,6 +3,7 @@ package hub
 import (
 	"bytes"
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -40,31 +41,8 @@ func TestBacklogKeepsItsOwnRoute(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	gate := make(chan struct{})
-	handling := make(chan struct{}, 1)
-	got := make(chan wire.TransportMessage, 8)
-	err = node.Register("dest", routing.WorkerFunc(func(ctx context.Context, m *routing.Message) error {
-		select {
-		case handling <- struct{}{}:
-		default:
-		}
-		<-gate
-		c := m.TransportMessage
-		c.OnwardRoute, c.Payload = c.OnwardRoute.Clone(), bytes.Clone(c.Payload)
-		got <- c
-		return nil
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	filler := wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("dest")}, Payload: []byte("filler")}
-	if err := node.Send(t.Context(), filler); err != nil { // handled: the worker waits at the gate
-		t.Fatal(err)
-	}
-	<-handling
-	if err := node.Send(t.Context(), filler); err != nil { // fills the mailbox
-		t.Fatal(err)
-	}
+	release, got := fillGatedDest(t, node)
+	defer release()
 
 	// The push request as the TCP transport hands it over: its return route aliases the
 	// frame's buffer, which its release hands back for reuse (here: overwritten).
@@ -88,7 +66,7 @@ func TestBacklogKeepsItsOwnRoute(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("the refused push was not released")
 	}
-	close(gate)
+	release()
 
 	for {
 		var m wire.TransportMessage
@@ -112,5 +90,126 @@ func TestBacklogKeepsItsOwnRoute(t *testing.T) {
 			t.Fatalf("confirm sent along %v, want the request's return route [dest, %s]", m.OnwardRoute, want)
 		}
 		return
+	}
+}
+
+// fillGatedDest registers at "dest" on node (whose mailboxes hold one message) a worker that
+// holds each message until release is called and then hands a copy of it to got, and fills
+// it with two "filler" messages: one held, one in the mailbox. Replies to dest then cannot
+// be queued, and go to its backlog. Call release (it may be called again) before closing
+// the hub: the hub's Close waits for its backlogs.
+func fillGatedDest(t *testing.T, node *routing.Node) (release func(), got chan wire.TransportMessage) {
+	t.Helper()
+	gate := make(chan struct{})
+	release = sync.OnceFunc(func() { close(gate) })
+	handling := make(chan struct{}, 1)
+	got = make(chan wire.TransportMessage, 16)
+	err := node.Register("dest", routing.WorkerFunc(func(ctx context.Context, m *routing.Message) error {
+		select {
+		case handling <- struct{}{}:
+		default:
+		}
+		<-gate
+		c := m.TransportMessage
+		c.OnwardRoute, c.Payload = c.OnwardRoute.Clone(), bytes.Clone(c.Payload)
+		got <- c
+		return nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	filler := wire.TransportMessage{OnwardRoute: wire.Route{wire.Local("dest")}, Payload: []byte("filler")}
+	if err := node.Send(t.Context(), filler); err != nil { // handled: the worker waits at the gate
+		t.Fatal(err)
+	}
+	<-handling
+	if err := node.Send(t.Context(), filler); err != nil { // fills the mailbox
+		t.Fatal(err)
+	}
+	return release, got
+}
+
+// TestBacklogOverflowGivesUpDestination: a destination that lets more than maxBacklog
+// replies pile up is given up as a slow consumer, once: its backlog is dropped, and so is
+// what would join it; once the backlog is gone, new replies reach the destination again.
+func TestBacklogOverflowGivesUpDestination(t *testing.T) {
+	node, err := routing.NewNode(routing.WithMailboxSize(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	store, err := memory.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	// Replies are never given up for their timeout while the test holds the destination.
+	h, err := New(&core.Backend{Storage: store, Index: store}, WithNode(node), WithMaxMessageSize(16), WithReplyTimeout(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if _, err := store.CreateStream(t.Context(), "s", 1); err != nil {
+		t.Fatal(err)
+	}
+	release, got := fillGatedDest(t, node)
+	defer release()
+	push := func(id uint64) { // refused (too large): its confirm goes to dest
+		err := node.Send(t.Context(), wire.TransportMessage{
+			OnwardRoute: wire.Route{wire.Local(partitionAddr("s", 0))},
+			ReturnRoute: wire.Route{wire.Local("dest")},
+			Payload:     wire.EncodePayload(wire.ProtocolPush, wire.PushRequest{RequestID: id, Data: make([]byte, 100)}),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	const n = maxBacklog + 100
+	for id := range uint64(n) {
+		push(id)
+	}
+	deadline := time.Now().Add(time.Minute) // a guard, not a timing assertion
+	for h.Metrics().SlowConsumers == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d replies held for one destination, and it was not given up", n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	release()
+	for h.nBacklogs.Load() > 0 { // the backlog's goroutine delivers what it held and ends
+		if time.Now().After(deadline) {
+			t.Fatal("the given-up backlog was not removed")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	push(n)
+	// dest takes the fillers, at most the one confirm the backlog's goroutine was sending
+	// when the backlog overflowed (request 0's), and then the confirm of the last push.
+	var confirms []uint64
+	for len(confirms) == 0 || confirms[len(confirms)-1] != n {
+		var m wire.TransportMessage
+		select {
+		case m = <-got:
+		case <-time.After(time.Minute):
+			t.Fatalf("dest got confirms %v, and not the one of request %d sent after the backlog was gone", confirms, n)
+		}
+		if string(m.Payload) == "filler" {
+			continue
+		}
+		bp, err := wire.DecodeBasePayload(m.Payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := wire.DecodePushConfirm(bp.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		confirms = append(confirms, c.RequestID)
+	}
+	if len(confirms) > 2 || len(confirms) == 2 && confirms[0] != 0 {
+		t.Fatalf("dest got confirms %v: want at most request 0's before request %d's, the rest dropped", confirms, n)
+	}
+	if sc := h.Metrics().SlowConsumers; sc != 1 {
+		t.Fatalf("SlowConsumers = %d, want 1", sc)
 	}
 }
