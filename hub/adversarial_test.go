@@ -384,3 +384,39 @@ func TestSlotsReleased(t *testing.T) {
 		}
 	}
 }
+
+// TestParkedLongPollsBeyondPullSlots: an append that makes more parked long polls ready than
+// there are free pull slots starts those it has slots for and hands the rest to a task that
+// waits for slots (the partition's writer never waits): every one is answered with the new
+// message.
+func TestParkedLongPollsBeyondPullSlots(t *testing.T) {
+	b := openMemory(t)
+	defer b.Close()
+	h, addr := isolatedHub(t, b, hub.WithMaxConcurrentFetches(1)) // 4 pull slots
+	defer h.Close()
+	c := hubtest.Dial(t, addr)
+	s := c.Create("parked")
+	const n = 12
+	for i := range n {
+		c.Send(s.Route, wire.ProtocolPullWait, wire.PullWaitRequest{RequestID: uint64(i + 1), Limit: 10, WaitMS: 60_000})
+	}
+	if !waitFor(20*time.Second, func() bool { return hub.Parked(h, "parked", 0) == n }) {
+		t.Fatalf("%d of %d long polls parked", hub.Parked(h, "parked", 0), n)
+	}
+	hubtest.Dial(t, addr).Push(s, 1, []byte("m"))
+	answered := map[uint64]bool{}
+	for range n {
+		r := c.Recv()
+		pr, err := wire.DecodePullResponse(r.Data)
+		if err != nil || r.Protocol != wire.ProtocolPullWait {
+			t.Fatalf("reply %q (%v), want a %s reply", r.Protocol, err, wire.ProtocolPullWait)
+		}
+		if len(pr.Messages) != 1 || string(pr.Messages[0].Data) != "m" {
+			t.Fatalf("long poll %d answered with %+v, want the one message", pr.RequestID, pr.Messages)
+		}
+		answered[pr.RequestID] = true
+	}
+	if len(answered) != n {
+		t.Fatalf("answered %v, want each of the %d long polls once", answered, n)
+	}
+}

@@ -17,6 +17,19 @@ func QueueLen(h *Hub, stream string, partition int) int {
 	return len(p.pushes)
 }
 
+// Parked returns how many long polls wait (parked) on (stream, partition).
+func Parked(h *Hub, stream string, partition int) int {
+	h.mu.Lock()
+	p := h.partitions[partitionAddr(stream, partition)]
+	h.mu.Unlock()
+	if p == nil {
+		return 0
+	}
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	return len(p.waiters)
+}
+
 // IsClosing reports whether h stopped accepting requests.
 func IsClosing(h *Hub) bool { return h.isClosing() }
 
