@@ -154,10 +154,17 @@ func TestBacklogOverflowGivesUpDestination(t *testing.T) {
 	}
 	release, got := fillGatedDest(t, node)
 	defer release()
-	push := func(id uint64) { // refused (too large): its confirm goes to dest
+	probed := make(chan struct{}, 1)
+	if err := node.Register("probe", routing.WorkerFunc(func(context.Context, *routing.Message) error {
+		probed <- struct{}{}
+		return nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	push := func(id uint64, to string) { // refused (too large): its confirm goes to to
 		err := node.Send(t.Context(), wire.TransportMessage{
 			OnwardRoute: wire.Route{wire.Local(partitionAddr("s", 0))},
-			ReturnRoute: wire.Route{wire.Local("dest")},
+			ReturnRoute: wire.Route{wire.Local(to)},
 			Payload:     wire.EncodePayload(wire.ProtocolPush, wire.PushRequest{RequestID: id, Data: make([]byte, 100)}),
 		})
 		if err != nil {
@@ -166,32 +173,40 @@ func TestBacklogOverflowGivesUpDestination(t *testing.T) {
 	}
 	const n = maxBacklog + 100
 	for id := range uint64(n) {
-		push(id)
+		push(id, "dest")
 	}
-	deadline := time.Now().Add(time.Minute) // a guard, not a timing assertion
-	for h.Metrics().SlowConsumers == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d replies held for one destination, and it was not given up", n)
-		}
-		time.Sleep(time.Millisecond)
+	// The partition refuses pushes in order, handing each confirm to the hub's reply before
+	// it takes the next request: once the probe's confirm arrives, every confirm to dest
+	// was handed over, and went to dest's backlog (dest takes nothing).
+	push(n, "probe")
+	select {
+	case <-probed:
+	case <-time.After(time.Minute):
+		t.Fatal("no confirm of the probe")
+	}
+	if sc := h.Metrics().SlowConsumers; sc != 1 {
+		t.Fatalf("%d replies held for one destination: SlowConsumers = %d, want 1", n, sc)
 	}
 	release()
-	for h.nBacklogs.Load() > 0 { // the backlog's goroutine delivers what it held and ends
+	// The backlog's goroutine delivers what it was sending, and ends.
+	deadline := time.Now().Add(time.Minute) // a guard, not a timing assertion
+	for h.nBacklogs.Load() > 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the given-up backlog was not removed")
 		}
 		time.Sleep(time.Millisecond)
 	}
-	push(n)
+	const last = n + 1
+	push(last, "dest")
 	// dest takes the fillers, at most the one confirm the backlog's goroutine was sending
 	// when the backlog overflowed (request 0's), and then the confirm of the last push.
 	var confirms []uint64
-	for len(confirms) == 0 || confirms[len(confirms)-1] != n {
+	for len(confirms) == 0 || confirms[len(confirms)-1] != last {
 		var m wire.TransportMessage
 		select {
 		case m = <-got:
 		case <-time.After(time.Minute):
-			t.Fatalf("dest got confirms %v, and not the one of request %d sent after the backlog was gone", confirms, n)
+			t.Fatalf("dest got confirms %v, and not the one of request %d sent after the backlog was gone", confirms, last)
 		}
 		if string(m.Payload) == "filler" {
 			continue
@@ -207,7 +222,7 @@ func TestBacklogOverflowGivesUpDestination(t *testing.T) {
 		confirms = append(confirms, c.RequestID)
 	}
 	if len(confirms) > 2 || len(confirms) == 2 && confirms[0] != 0 {
-		t.Fatalf("dest got confirms %v: want at most request 0's before request %d's, the rest dropped", confirms, n)
+		t.Fatalf("dest got confirms %v: want at most request 0's before request %d's, the rest dropped", confirms, last)
 	}
 	if sc := h.Metrics().SlowConsumers; sc != 1 {
 		t.Fatalf("SlowConsumers = %d, want 1", sc)
