@@ -70,7 +70,7 @@ func TestCreateStreamOddHub(t *testing.T) {
 			}
 			defer c.Close()
 			ctx := t.Context()
-			conn, err := c.Open(ctx, time.Second)
+			conn, err := c.Open(ctx, 2*time.Second) // only "an Init missing" waits for it
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -122,7 +122,7 @@ func TestOpenStreamOddHub(t *testing.T) {
 			}
 			defer c.Close()
 			ctx := t.Context()
-			conn, err := c.Open(ctx, 300*time.Millisecond)
+			conn, err := c.Open(ctx, 2*time.Second) // only "a reply missing" waits for it
 			if err != nil {
 				t.Fatal(err)
 			}
