@@ -54,3 +54,13 @@ func CheckRetire(h *Hub, stream string, partition int) {
 		p.retireIfIdle()
 	}
 }
+
+// Settled reports whether every push and pull that the worker of (stream, partition) began
+// has ended (a push ends just after its confirm is sent: its client may have the confirm
+// first); true when there is no such worker.
+func Settled(h *Hub, stream string, partition int) bool {
+	h.mu.Lock()
+	p := h.partitions[partitionAddr(stream, partition)]
+	h.mu.Unlock()
+	return p == nil || p.started.Load() == p.ended.Load()
+}

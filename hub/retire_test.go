@@ -332,6 +332,11 @@ func TestWorkerUsedSinceLastCheckNotRetired(t *testing.T) {
 	if pc := c.Push(s, 1, []byte("a")); pc.Status != wire.StatusOK {
 		t.Fatalf("push: %+v", pc)
 	}
+	// The push ends just after its confirm is sent. A first check before that finds it
+	// under way, and the second, finding it ended since, keeps the worker too.
+	if !waitFor(20*time.Second, func() bool { return hub.Settled(h, s.Name, 0) }) {
+		t.Fatal("the push was confirmed but never ended")
+	}
 	hub.CheckRetire(h, s.Name, 0)
 	if m := h.Metrics(); m.PartitionWorkersRetired != 0 || m.PartitionWorkers != 1 {
 		t.Fatalf("after a check following a push: partition_workers %d, partition_workers_retired %d; want 1 and 0", m.PartitionWorkers, m.PartitionWorkersRetired)
