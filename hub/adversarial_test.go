@@ -400,8 +400,8 @@ func TestParkedLongPollsBeyondPullSlots(t *testing.T) {
 	for i := range n {
 		c.Send(s.Route, wire.ProtocolPullWait, wire.PullWaitRequest{RequestID: uint64(i + 1), Limit: 10, WaitMS: 60_000})
 	}
-	if !waitFor(20*time.Second, func() bool { return hub.Parked(h, "parked", 0) == n }) {
-		t.Fatalf("%d of %d long polls parked", hub.Parked(h, "parked", 0), n)
+	if !waitFor(20*time.Second, func() bool { return hub.Parked(h, s.Name, 0) == n }) {
+		t.Fatalf("%d of %d long polls parked", hub.Parked(h, s.Name, 0), n)
 	}
 	hubtest.Dial(t, addr).Push(s, 1, []byte("m"))
 	answered := map[uint64]bool{}
