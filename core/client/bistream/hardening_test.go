@@ -889,3 +889,33 @@ func refusingHubBehindProxy(t *testing.T, limit int) (*memory.Store, *faultproxy
 	t.Cleanup(func() { _ = cli.Close() })
 	return mem, px, node, cli
 }
+
+// TestRegisterRoute: RegisterRoute registers the stream sender at the first address of a
+// route when that is a sender address, ignores any other route, and after Close returns an
+// error matching core.ErrClosed.
+func TestRegisterRoute(t *testing.T) {
+	node, _, tr, _ := offlineDevice(t)
+	for _, r := range []wire.Route{
+		nil,
+		{wire.TCP(bistream.SenderAddress("a", "b"))}, // not a local address
+		{wire.Local("echo")},
+		{wire.Local(bistream.AddressPrefix + "no-slash")},
+	} {
+		if err := tr.RegisterRoute(r); err != nil {
+			t.Errorf("RegisterRoute(%v) = %v, want nil: not a route through a stream sender", r, err)
+		}
+	}
+	if senderRegistered(t, node, "a", "b") {
+		t.Fatal("a sender was registered for a route that does not start at a sender address")
+	}
+	if err := tr.RegisterRoute(wire.Route{wire.Local(bistream.SenderAddress("a", "b")), wire.Local("w")}); err != nil {
+		t.Fatal(err)
+	}
+	if !senderRegistered(t, node, "a", "b") {
+		t.Fatal("RegisterRoute of a route through the sender of (a, b) registered no sender")
+	}
+	_ = tr.Close()
+	if err := tr.RegisterRoute(wire.Route{wire.Local(bistream.SenderAddress("c", ""))}); !errors.Is(err, core.ErrClosed) {
+		t.Fatalf("RegisterRoute after Close = %v, want core.ErrClosed", err)
+	}
+}
