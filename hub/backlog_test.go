@@ -19,30 +19,7 @@ import (
 // push is released right after its confirm is handed to reply. A backlogged confirm that
 // kept the request's route would then go out along whatever bytes the next frame put there.
 func TestBacklogKeepsItsOwnRoute(t *testing.T) {
-	// A mailbox of one lets the test fill the destination, so that the confirm goes to
-	// the backlog.
-	node, err := routing.NewNode(routing.WithMailboxSize(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer node.Close()
-	store, err := memory.New(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	// Replies are never given up while the test holds the destination.
-	h, err := New(&core.Backend{Storage: store, Index: store}, WithNode(node), WithMaxMessageSize(16), WithReplyTimeout(time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	if _, err := store.CreateStream(t.Context(), "s", 1); err != nil {
-		t.Fatal(err)
-	}
-
-	release, got := fillGatedDest(t, node)
-	defer release()
+	node, _, release, got := gatedHub(t)
 
 	// The push request as the TCP transport hands it over: its return route aliases the
 	// frame's buffer, which its release hands back for reuse (here: overwritten).
@@ -54,7 +31,7 @@ func TestBacklogKeepsItsOwnRoute(t *testing.T) {
 		ReturnRoute: wire.Route{wire.Local("dest"), {Type: wire.AddressLocal, Value: frame}},
 		Payload:     wire.EncodePayload(wire.ProtocolPush, wire.PushRequest{RequestID: 7, Data: make([]byte, 100)}), // too large: refused
 	}
-	err = node.SendOwned(t.Context(), push, func() {
+	err := node.SendOwned(t.Context(), push, func() {
 		copy(frame, bytes.Repeat([]byte("X"), len(frame))) // the next frame read into the buffer
 		close(released)
 	})
@@ -93,18 +70,39 @@ func TestBacklogKeepsItsOwnRoute(t *testing.T) {
 	}
 }
 
-// fillGatedDest registers at "dest" on node (whose mailboxes hold one message) a worker that
-// holds each message until release is called and then hands a copy of it to got, and fills
-// it with two "filler" messages: one held, one in the mailbox. Replies to dest then cannot
-// be queued, and go to its backlog. Call release (it may be called again) before closing
-// the hub: the hub's Close waits for its backlogs.
-func fillGatedDest(t *testing.T, node *routing.Node) (release func(), got chan wire.TransportMessage) {
+// gatedHub starts a hub on a node whose mailboxes hold one message (a memory backend with
+// stream "s"; messages larger than 16 bytes are refused; replies are never given up for
+// their timeout), and registers at "dest" on the node a worker that holds each message
+// until release is called and then hands a copy of it to got. It fills dest with two
+// "filler" messages, one held and one in the mailbox: replies to dest then cannot be
+// queued, and go to its backlog. release may be called more than once; the test's cleanup
+// calls it before it closes the hub, whose Close waits for its backlogs.
+func gatedHub(t *testing.T) (node *routing.Node, h *Hub, release func(), got chan wire.TransportMessage) {
 	t.Helper()
+	node, err := routing.NewNode(routing.WithMailboxSize(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { node.Close() })
+	store, err := memory.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	h, err = New(&core.Backend{Storage: store, Index: store}, WithNode(node), WithMaxMessageSize(16), WithReplyTimeout(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	if _, err := store.CreateStream(t.Context(), "s", 1); err != nil {
+		t.Fatal(err)
+	}
 	gate := make(chan struct{})
 	release = sync.OnceFunc(func() { close(gate) })
+	t.Cleanup(release) // runs before the hub's Close
 	handling := make(chan struct{}, 1)
 	got = make(chan wire.TransportMessage, 16)
-	err := node.Register("dest", routing.WorkerFunc(func(ctx context.Context, m *routing.Message) error {
+	err = node.Register("dest", routing.WorkerFunc(func(ctx context.Context, m *routing.Message) error {
 		select {
 		case handling <- struct{}{}:
 		default:
@@ -126,34 +124,14 @@ func fillGatedDest(t *testing.T, node *routing.Node) (release func(), got chan w
 	if err := node.Send(t.Context(), filler); err != nil { // fills the mailbox
 		t.Fatal(err)
 	}
-	return release, got
+	return node, h, release, got
 }
 
 // TestBacklogOverflowGivesUpDestination: a destination that lets more than maxBacklog
 // replies pile up is given up as a slow consumer, once: its backlog is dropped, and so is
 // what would join it; once the backlog is gone, new replies reach the destination again.
 func TestBacklogOverflowGivesUpDestination(t *testing.T) {
-	node, err := routing.NewNode(routing.WithMailboxSize(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer node.Close()
-	store, err := memory.New(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	// Replies are never given up for their timeout while the test holds the destination.
-	h, err := New(&core.Backend{Storage: store, Index: store}, WithNode(node), WithMaxMessageSize(16), WithReplyTimeout(time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	if _, err := store.CreateStream(t.Context(), "s", 1); err != nil {
-		t.Fatal(err)
-	}
-	release, got := fillGatedDest(t, node)
-	defer release()
+	node, h, release, got := gatedHub(t)
 	probed := make(chan struct{}, 1)
 	if err := node.Register("probe", routing.WorkerFunc(func(context.Context, *routing.Message) error {
 		probed <- struct{}{}
