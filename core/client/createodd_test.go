@@ -64,11 +64,7 @@ func TestCreateStreamOddHub(t *testing.T) {
 			})); err != nil {
 				t.Fatal(err)
 			}
-			c, err := client.New(node, wire.Route{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			c := fakeClient(t, node)
 			ctx := t.Context()
 			conn, err := c.Open(ctx, 2*time.Second) // only "an Init missing" waits for it
 			if err != nil {

@@ -311,6 +311,18 @@ func fakeNode(t *testing.T) *routing.Node {
 	return node
 }
 
+// fakeClient returns a client of the fake hub on node (see fakeNode), closed when the test
+// ends.
+func fakeClient(t *testing.T, node *routing.Node) *client.Client {
+	t.Helper()
+	c, err := client.New(node, wire.Route{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 // confirmAll is a fake hub's confirm of every message of req, at indexes 0, 1, ...
 func confirmAll(req wire.PushBatchRequest) wire.PushBatchConfirm {
 	c := wire.PushBatchConfirm{RequestID: req.RequestID, Status: wire.StatusOK}

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicehq/sluice/core/client"
 	"github.com/sluicehq/sluice/core/routing"
 	"github.com/sluicehq/sluice/core/wire"
 )
@@ -65,11 +64,7 @@ func TestConnPushRouteTooLongForAConfirm(t *testing.T) {
 	})); err != nil {
 		t.Fatal(err)
 	}
-	c, err := client.New(node, wire.Route{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := fakeClient(t, node)
 	conn, err := c.Open(ctx, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)

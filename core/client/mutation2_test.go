@@ -331,11 +331,7 @@ func TestClosedSessionFreesItsAddress(t *testing.T) {
 	})); err != nil {
 		t.Fatal(err)
 	}
-	c, err := client.New(node, wire.Route{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := fakeClient(t, node)
 	p, err := client.NewPublisher(t.Context(), c, "s", client.WithBackoff(fastBackoff))
 	if err != nil {
 		t.Fatal(err)
@@ -499,11 +495,7 @@ func TestSaveIndexReplyWithoutIndex(t *testing.T) {
 	})); err != nil {
 		t.Fatal(err)
 	}
-	c, err := client.New(node, wire.Route{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := fakeClient(t, node)
 	conn, err := c.Open(t.Context(), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)

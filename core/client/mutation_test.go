@@ -460,11 +460,7 @@ func TestPublisherRejectsMiscountedConfirm(t *testing.T) {
 	})); err != nil {
 		t.Fatal(err)
 	}
-	c, err := client.New(node, wire.Route{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := fakeClient(t, node)
 	p, err := client.NewPublisher(t.Context(), c, "s", client.WithBackoff(fastBackoff), client.WithCloseTimeout(0))
 	if err != nil {
 		t.Fatal(err)

@@ -116,11 +116,7 @@ func TestOpenStreamOddHub(t *testing.T) {
 			})); err != nil {
 				t.Fatal(err)
 			}
-			c, err := client.New(node, wire.Route{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			c := fakeClient(t, node)
 			ctx := t.Context()
 			conn, err := c.Open(ctx, 2*time.Second) // only "a reply missing" waits for it
 			if err != nil {

@@ -37,11 +37,7 @@ func TestPullBatchReplyBounded(t *testing.T) {
 	})); err != nil {
 		t.Fatal(err)
 	}
-	c, err := client.New(node, wire.Route{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := fakeClient(t, node)
 	var handled atomic.Int64
 	var mu sync.Mutex
 	var sessionErr error

@@ -58,11 +58,7 @@ func TestRecoveredMessagesKeepTheWindow(t *testing.T) {
 	})); err != nil {
 		t.Fatal(err)
 	}
-	c, err := client.New(node, wire.Route{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := fakeClient(t, node)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second) // a guard, not a timing assertion
 	defer cancel()
 	path := filepath.Join(t.TempDir(), "outbox.db")
