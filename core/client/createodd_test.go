@@ -64,13 +64,8 @@ func TestCreateStreamOddHub(t *testing.T) {
 			})); err != nil {
 				t.Fatal(err)
 			}
-			c := fakeClient(t, node)
+			conn := fakeConn(t, node, 2*time.Second) // only "an Init missing" waits for the timeout
 			ctx := t.Context()
-			conn, err := c.Open(ctx, 2*time.Second) // only "an Init missing" waits for it
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
 			n, err := conn.CreateStream(ctx, "s", 3)
 			switch {
 			case tc.wantErr == "" && (err != nil || n != tc.wantN):

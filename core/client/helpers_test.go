@@ -323,6 +323,18 @@ func fakeClient(t *testing.T, node *routing.Node) *client.Client {
 	return c
 }
 
+// fakeConn returns a Conn of a client of the fake hub on node (see fakeClient) whose
+// requests time out after timeout, closed when the test ends.
+func fakeConn(t *testing.T, node *routing.Node, timeout time.Duration) *client.Conn {
+	t.Helper()
+	conn, err := fakeClient(t, node).Open(t.Context(), timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
 // confirmAll is a fake hub's confirm of every message of req, at indexes 0, 1, ...
 func confirmAll(req wire.PushBatchRequest) wire.PushBatchConfirm {
 	c := wire.PushBatchConfirm{RequestID: req.RequestID, Status: wire.StatusOK}

@@ -116,13 +116,8 @@ func TestOpenStreamOddHub(t *testing.T) {
 			})); err != nil {
 				t.Fatal(err)
 			}
-			c := fakeClient(t, node)
+			conn := fakeConn(t, node, 2*time.Second) // only "a reply missing" waits for the timeout
 			ctx := t.Context()
-			conn, err := c.Open(ctx, 2*time.Second) // only "a reply missing" waits for it
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
 			n, exists, err := conn.OpenStream(ctx, "s")
 			switch {
 			case tc.wantErr == "" && tc.wantIs == nil && (err != nil || n != tc.wantN || exists != (tc.wantN > 0)):
