@@ -6,11 +6,16 @@ import (
 	"github.com/sluicehq/sluice/core/wire"
 )
 
+// partitionOf returns the worker of (stream, partition), nil when there is none.
+func partitionOf(h *Hub, stream string, partition int) *partition {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.partitions[partitionAddr(stream, partition)]
+}
+
 // QueueLen returns how many push requests wait in the queue of (stream, partition).
 func QueueLen(h *Hub, stream string, partition int) int {
-	h.mu.Lock()
-	p := h.partitions[partitionAddr(stream, partition)]
-	h.mu.Unlock()
+	p := partitionOf(h, stream, partition)
 	if p == nil {
 		return 0
 	}
@@ -19,9 +24,7 @@ func QueueLen(h *Hub, stream string, partition int) int {
 
 // Parked returns how many long polls wait (parked) on (stream, partition).
 func Parked(h *Hub, stream string, partition int) int {
-	h.mu.Lock()
-	p := h.partitions[partitionAddr(stream, partition)]
-	h.mu.Unlock()
+	p := partitionOf(h, stream, partition)
 	if p == nil {
 		return 0
 	}
@@ -36,9 +39,7 @@ func IsClosing(h *Hub) bool { return h.isClosing() }
 // PushesClosed reports whether the worker of (stream, partition) stopped taking pushes (the
 // hub is shutting down).
 func PushesClosed(h *Hub, stream string, partition int) bool {
-	h.mu.Lock()
-	p := h.partitions[partitionAddr(stream, partition)]
-	h.mu.Unlock()
+	p := partitionOf(h, stream, partition)
 	if p == nil {
 		return false
 	}
@@ -76,9 +77,7 @@ func WithWriteTimeout(d time.Duration) Option {
 // when their timers fire at the same moment: the wake takes them and hands them back to
 // pull goroutines, and each timer's expire runs all the same. It returns how many there were.
 func WakeRacingExpiry(h *Hub, stream string, partition int) int {
-	h.mu.Lock()
-	p := h.partitions[partitionAddr(stream, partition)]
-	h.mu.Unlock()
+	p := partitionOf(h, stream, partition)
 	if p == nil {
 		return 0
 	}

@@ -47,9 +47,7 @@ func EndPull(worker any)   { worker.(*partition).ended.Add(1) }
 // CheckRetire runs the retirement check of the worker of (stream, partition) now, as its
 // timer does; nothing when there is no such worker.
 func CheckRetire(h *Hub, stream string, partition int) {
-	h.mu.Lock()
-	p := h.partitions[partitionAddr(stream, partition)]
-	h.mu.Unlock()
+	p := partitionOf(h, stream, partition)
 	if p != nil {
 		p.retireIfIdle()
 	}
@@ -59,8 +57,6 @@ func CheckRetire(h *Hub, stream string, partition int) {
 // has ended (a push ends just after its confirm is sent: its client may have the confirm
 // first); true when there is no such worker.
 func Settled(h *Hub, stream string, partition int) bool {
-	h.mu.Lock()
-	p := h.partitions[partitionAddr(stream, partition)]
-	h.mu.Unlock()
+	p := partitionOf(h, stream, partition)
 	return p == nil || p.started.Load() == p.ended.Load()
 }
